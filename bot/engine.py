@@ -65,6 +65,10 @@ from finetune.metrics import OOS
 
 log = logging.getLogger("deskbot")
 MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two actions cannot loop forever
+# How often a turn waiting for another server's turn of its conversation to end looks whether it has, and how long that
+# server's turn may run before it counts as hung and this one runs (one killed is seen at once: Store.take_turn).
+TURN_POLL_S = 0.05
+TURN_STALE_S = 120.0
 # The keys of a rasa-sdk dispatcher message; any other key is a value for the response it names.
 RASA_MESSAGE_KEYS = {"text", "buttons", "quick_replies", "elements", "custom", "template", "response", "image",
                      "attachment"}
@@ -246,7 +250,8 @@ class Bot:
         """Answer one turn, counted and timed for /metrics.
 
         A conversation's turns run one after another (a second message sent while a slow action
-        answers the first waits for it): each reads the slots the one before wrote, and none is lost.
+        answers the first waits for it), on this server and every other on the store (:meth:`_across_servers`):
+        each reads the slots the one before wrote, and none is lost.
         """
         started = time.perf_counter()
         try:
@@ -267,7 +272,7 @@ class Bot:
         self._waiting[conversation_id] = self._waiting.get(conversation_id, 0) + 1
         self._idle.clear()
         try:
-            async with lock:
+            async with lock, self._across_servers(conversation_id):
                 yield
         finally:
             self._waiting[conversation_id] -= 1
@@ -275,6 +280,27 @@ class Bot:
                 del self._waiting[conversation_id], self._turns[conversation_id]
                 if not self._waiting:
                     self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def _across_servers(self, conversation_id: str) -> AsyncIterator[None]:
+        """Run a turn of ``conversation_id`` once no other server on the store runs one (:meth:`Store.take_turn`), and
+        let the next run once it is logged: servers behind a load balancer that each get a message of one conversation
+        answer them one after another, each on what the turn before it wrote, as one server does. A store that does
+        not serve (``bot chat``'s) shares its conversations with nobody."""
+        store = self.store
+        if store is None or store.server is None:
+            yield
+            return
+        while not await self._store(store.take_turn, conversation_id, time.time() - TURN_STALE_S):
+            await asyncio.sleep(TURN_POLL_S)
+        try:
+            yield
+        finally:
+            try:
+                await self._store(store.end_turn, conversation_id)
+            except Exception as exc:  # the turn is answered: other servers wait for TURN_STALE_S, this one not at all
+                log.warning("cannot let other servers on the store run the next turn of conversation %r: %r; they "
+                            "wait up to %g s for it", conversation_id, exc, TURN_STALE_S)
 
     async def finish_turns(self, timeout: float) -> None:
         """Wait, up to ``timeout`` seconds, until no turn runs or waits (SIGTERM: no new one comes) and the
@@ -391,8 +417,9 @@ class Bot:
         if decision.kind == "handoff":
             reply.handed_off = True
         fallbacks = misses_in_a_row(fallbacks, decision, acknowledges(text))
-        reply.user_turn_id, reply.turn_id, deleted = await self._log(turn, text, analysis, decision,
-                                                                     (conversation, slots), fallbacks, reply.messages())
+        reply.user_turn_id, reply.turn_id, deleted = await self._log(
+            turn, text, analysis, decision, (conversation, slots), fallbacks, reply.messages(),
+            counted=decision.kind == "fallback" or acknowledges(text))
         if corrects and reply.user_turn_id is not None and self.store is not None:  # reviewed as a thumbs-down is
             await self._store(self.store.vote_down_answer_before, turn.conversation_id, reply.user_turn_id, text)
         if reply.turn_id is None and self.store is not None and (reply.text or reply.buttons or reply.custom):
@@ -967,13 +994,16 @@ class Bot:
 
     async def _log(self, turn: Turn, text: str, analysis: Analysis | None, decision: Decision,
                    slots: tuple[dict[str, Any] | None, dict[str, Any]], fallbacks: int,
-                   messages: list[dict[str, Any]] | None = None) -> tuple[int | None, int | None, bool]:
+                   messages: list[dict[str, Any]] | None = None, counted: bool = False
+                   ) -> tuple[int | None, int | None, bool]:
         """The exchange written to the store, a handoff with it (and then announced), with the reply's ``messages`` in
         an action's order (``Reply.messages``); ``slots``: the conversation as the turn read it (None: new) and its slots
-        as the turn leaves them. Only what the turn changed of the slots, the count of fallbacks and the waiting action
-        is written (``Exchange.slots_read``, ``fallbacks_read``, ``loop_read``): another server on the store may have
-        answered a message of the conversation meanwhile. The ids of the customer's turn and of the reply's, and
-        whether the customer deleted the message meanwhile (``Exchange.deleted``)."""
+        as the turn leaves them. Only what the turn changed of the slots, the count of fallbacks (where ``counted``: a
+        miss adds one, an "ok" leaves it; otherwise the count is ``fallbacks``, which an answer starts again) and the
+        waiting action is written (``Exchange.slots_read``, ``fallbacks_read``, ``loop_read``): another server on the
+        store may have answered a message of the conversation meanwhile (one whose turn went stale, ``TURN_STALE_S``).
+        The ids of the customer's turn and of the reply's, and whether the customer deleted the message meanwhile
+        (``Exchange.deleted``)."""
         if self.store is None:
             return None, None, False
         pred = analysis.prediction if analysis else None
@@ -986,7 +1016,8 @@ class Bot:
             fallbacks, decision.loop, turn.pending_id, decision.buttons, decision.quotes,
             decision.reason if decision.kind == "handoff" else None, decision.custom, decision.reverted,
             decision.restarted, decision.form, messages, turn.message_id, slots_read=read["slots"],
-            fallbacks_read=read["fallbacks"] or 0, loop_read=(read.get("active_loop"), read.get("active_form")),
+            fallbacks_read=(read["fallbacks"] or 0) if counted else None,
+            loop_read=(read.get("active_loop"), read.get("active_form")),
         )
         assert self.writer is not None
         user_turn_id, turn_id = await self.writer.submit(exchange)

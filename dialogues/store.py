@@ -445,11 +445,20 @@ def _v40(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_handoff_claims_conversation_id ON handoff_claims (conversation_id, id)")
 
 
+def _v41(db: sqlite_utils.Database) -> None:
+    """The conversations whose turn a server runs now (``Store.take_turn``): each server ran a conversation's turns one
+    after another for itself alone, and two servers on the store behind a load balancer answered two of its messages at
+    once, each on what it read before the other wrote: both answered the same question of a form, and a handoff after
+    ``fallbacks_before_handoff`` misses came one miss late. ``server``: as ``_v38``'s; ``taken``: when."""
+    db.execute("CREATE TABLE IF NOT EXISTS turn_leases (conversation_id TEXT PRIMARY KEY, server TEXT NOT NULL, "
+               "taken FLOAT NOT NULL)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
                                                               _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36,
-                                                              _v37, _v38, _v39, _v40]
+                                                              _v37, _v38, _v39, _v40, _v41]
 # Each intent name ``bot relabel`` renamed (``_v34``) with every name it has had since (``old``, ``new``): one renamed
 # twice (A to B, then B to C) is C's too. A common table expression, to put before a query's SELECT.
 RENAMED = ("WITH RECURSIVE renamed (old, new) AS (SELECT old, new FROM intent_renames UNION "
@@ -1153,7 +1162,8 @@ class Exchange:
     # ``slots`` are written whole). Another server on the store may have answered a message of the conversation since.
     slots_read: dict[str, Any] | None = None
     # The count of fallbacks in a row as the turn read it: a miss adds to the count as it is when written, an
-    # acknowledgement leaves it, an answer resets it (None: ``fallbacks`` is written as it is).
+    # acknowledgement leaves it (None: ``fallbacks`` is written as it is, as an answer starts the count again: read as
+    # 0, its 0 looked like an acknowledgement's, which left another server's miss counted).
     fallbacks_read: int | None = None
     # The waiting action and form as the turn read them: a turn that left them as read leaves them as they are when
     # written, which another server's turn of the conversation may have changed meanwhile (None: written as they are).
@@ -1828,6 +1838,28 @@ class Store:
         Path(lock.lock_file).unlink(missing_ok=True)  # as adopt() leaves a gone server's
         lock.release()
         return True
+
+    def take_turn(self, conversation_id: str, stale_before: float) -> bool:
+        """Whether this serving store (:meth:`serve`) may run a turn of ``conversation_id`` now, taken for it if so
+        (``_v41``): False while another server on the store runs one, taken since ``stale_before`` (a server hung
+        mid-turn leaves it to go stale) and while that server lives (one killed mid-turn leaves it at once). A turn of
+        this server's own left by an :meth:`end_turn` that failed is no other's: this server runs one turn of a
+        conversation at a time."""
+        with self._writing():
+            holder = self.db.execute("SELECT server, taken FROM turn_leases WHERE conversation_id = ?",
+                                     [conversation_id]).fetchone()
+            if (holder is not None and holder[0] != self.server and holder[1] >= stale_before
+                    and not self._gone(holder[0])):
+                return False
+            self.db.execute("INSERT OR REPLACE INTO turn_leases (conversation_id, server, taken) VALUES (?, ?, ?)",
+                            [conversation_id, self.server, now()])
+            return True
+
+    def end_turn(self, conversation_id: str) -> None:
+        """Let the next turn of ``conversation_id`` run, here or on another server, once this server's is logged."""
+        with self._writing():
+            self.db.execute("DELETE FROM turn_leases WHERE conversation_id = ? AND server = ?",
+                            [conversation_id, self.server])
 
     def unclaim(self, conversation_id: str, message_id: str) -> None:
         """Give up a claim whose answer failed: the message sent again is answered, by whichever server it reaches."""
@@ -2849,6 +2881,7 @@ class Store:
                   ("handoff_claims", "conversation_id = ?"), ("notes", "conversation_id = ?"),
                   ("handoffs", "conversation_id = ?"),
                   ("seen", "conversation_id = ?"), ("answering", "conversation_id = ?"),
+                  ("turn_leases", "conversation_id = ?"),
                   ("turns", "conversation_id = ?"), ("conversations", "id = ?")]
         deleted: dict[str, dict[str, int]] = {}
         with self._lock:

@@ -442,6 +442,29 @@ def test_two_stores_on_one_file_keep_what_each_turn_changed_of_the_waiting_actio
     second.close()
 
 
+def test_a_conversations_turn_runs_on_one_server_of_the_store_at_a_time(tmp_path: Path) -> None:
+    """Servers on one store take a conversation's turn before they run it (``_v41``): another server waits until it
+    ends, is stale (a hung server) or its server is gone, however it ended (killed mid-turn); a server's own turn left
+    by a failed end is no other's, and a purge takes the conversation's with it."""
+    path = tmp_path / "dialogues.db"
+    green, blue = Store(path), Store(path)
+    green.serve()
+    blue.serve()
+    assert green.take_turn("c1", time.time() - 60)
+    assert not blue.take_turn("c1", time.time() - 60)  # green runs one
+    assert blue.take_turn("c2", time.time() - 60)  # another conversation's is no one's
+    assert green.take_turn("c1", time.time() - 60)  # its own, left by an end that failed
+    green.end_turn("c1")
+    assert blue.take_turn("c1", time.time() - 60)
+    assert not green.take_turn("c1", time.time() - 60)
+    assert green.take_turn("c1", time.time() + 1)  # blue's went stale: hung
+    assert not blue.take_turn("c1", time.time() - 60)
+    green.close()  # stopped mid-turn, or killed: the system lets go of its lock
+    assert blue.take_turn("c1", time.time() - 60)
+    assert blue.purge("c1").deleted["c1"]["turn_leases"] == 1
+    blue.close()
+
+
 def test_the_overdue_and_waiting_customers_come_from_the_inbox(tmp_path: Path) -> None:
     store = Store(tmp_path / "dialogues.db")
     store.log_exchange(Exchange("zh", "web", None, "12345", None, "?", None, 0.2, [], "fallback", "v0001",

@@ -16,11 +16,13 @@ import sys
 import time
 import uuid
 from contextlib import asynccontextmanager
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from bot import engine as engine_module
 from bot.channels import web as web_channel
 from bot.language import READABLE
 from bot.project import load_project
@@ -1025,53 +1027,103 @@ async def test_a_failure_to_pass_on_what_another_server_said_leaves_the_next_to_
 
 
 async def answered_at_once_by_two_servers(aiohttp_client: Any, web_demo_bot: SimpleNamespace, held: str,
-                                          meanwhile: dict[str, Any]) -> dict[str, Any]:
-    """A conversation's message ``held`` sent to a first server, whose turn is held once it has read the conversation
-    and before it is logged, while a second server on the store answers ``meanwhile`` of the conversation; then the
-    first's turn ends. The conversation's row as the store keeps it then."""
+                                          meanwhile: dict[str, Any], first_said: str = "hello",
+                                          root: Path | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A conversation that began with ``first_said``, whose message ``held`` is sent to a first server, whose turn is
+    held once it has read the conversation and before it is logged, while ``meanwhile`` of the conversation is sent to
+    a second server on the store; once the second waits for the first's turn to end (or has answered, where that turn
+    counts as hung at once: ``TURN_STALE_S``), the first's goes on. The conversation's row as the store keeps it then,
+    and the two replies, the first's first. ``root``: the bot (the web demo's by default)."""
     cid = new_id()
-    first_app, second_app = (create_app(web_demo_bot.root, device="cpu") for _ in range(2))
+    first_app, second_app = (create_app(root or web_demo_bot.root, device="cpu") for _ in range(2))
     first, second = await aiohttp_client(first_app), await aiohttp_client(second_app)
-    await chat(first, cid, "hello")
-    writing, go_on = asyncio.Event(), asyncio.Event()
-    log = first_app[BOT]._log
+    await chat(first, cid, first_said)
+    writing, go_on, waiting = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    log, store, loop = first_app[BOT]._log, second_app[BOT].store, asyncio.get_running_loop()
+    take_turn = store.take_turn
 
     async def held_log(*args: Any, **kwargs: Any) -> Any:  # the conversation is read: held before it is written
         writing.set()
         await go_on.wait()
         return await log(*args, **kwargs)
 
+    def taken_or_waits(conversation_id: str, stale_before: float) -> bool:  # on the second server's store thread
+        if not (taken := take_turn(conversation_id, stale_before)):
+            loop.call_soon_threadsafe(waiting.set)
+        return taken
+
     first_app[BOT]._log = held_log
     answered_first = asyncio.create_task(chat(first, cid, held))
     await writing.wait()
-    response = await second.post("/api/chat", json={"conversation_id": cid, **meanwhile})
-    assert response.status == 200
+    store.take_turn = taken_or_waits
+    answered_meanwhile = asyncio.create_task(second.post("/api/chat", json={"conversation_id": cid, **meanwhile}))
+    await asyncio.wait([answered_meanwhile, asyncio.create_task(waiting.wait())], timeout=10,
+                       return_when=asyncio.FIRST_COMPLETED)
     go_on.set()
-    await answered_first
-    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+    replies = [await answered_first, await (await answered_meanwhile).json()]
+    with sqlite3.connect((root or web_demo_bot.root) / "dialogues.db") as db:
         db.row_factory = sqlite3.Row
-        return dict(db.execute("SELECT * FROM conversations WHERE id = ?", [cid]).fetchone())
+        return dict(db.execute("SELECT * FROM conversations WHERE id = ?", [cid]).fetchone()), replies
+
+
+@pytest.fixture
+def hung(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every server's turn counts as hung at once (``TURN_STALE_S``), so that another server on the store runs a turn
+    of the same conversation beside it, as it does beside a server hung mid-turn."""
+    monkeypatch.setattr(engine_module, "TURN_STALE_S", -60.0)
 
 
 async def test_two_servers_answering_one_conversation_at_once_keep_the_slots_each_set(
-        aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
-    """Two servers on one store (two tabs behind a load balancer): each turn read the slots, and wrote them whole, so
-    the slot set by the message the second server answered meanwhile was lost when the first wrote its own."""
-    conversation = await answered_at_once_by_two_servers(aiohttp_client, web_demo_bot,
-                                                         '/check_refund_policy{"order_id": "12345"}',
-                                                         {"text": "hi", "metadata": {"user_id": 17}})
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, hung: None) -> None:
+    """Two servers on one store (two tabs behind a load balancer) running turns of one conversation at once: each
+    turn read the slots, and wrote them whole, so the slot set by the message the second server answered meanwhile
+    was lost when the first wrote its own."""
+    conversation, _ = await answered_at_once_by_two_servers(aiohttp_client, web_demo_bot,
+                                                            '/check_refund_policy{"order_id": "12345"}',
+                                                            {"text": "hi", "metadata": {"user_id": 17}})
     slots = json.loads(conversation["slots"])
     assert (slots.get("order_id"), slots.get("session_started_metadata")) == ("12345", {"user_id": 17})
 
 
-async def test_two_servers_missing_messages_of_one_conversation_at_once_count_both_misses(
-        aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
+@pytest.mark.parametrize("at_once", [True, False], ids=["at once", "one after the other"])
+async def test_two_servers_missing_messages_of_one_conversation_count_both_misses(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, at_once: bool) -> None:
     """Each turn wrote the count of fallbacks in a row it read plus its own miss, whole: two misses answered at once
     by two servers counted one, and a customer the bot kept missing reached the handoff after
     ``fallbacks_before_handoff`` late."""
-    conversation = await answered_at_once_by_two_servers(aiohttp_client, web_demo_bot, "where is my parcel",
-                                                         {"text": "my parcel never came"})
+    if at_once:
+        monkeypatch.setattr(engine_module, "TURN_STALE_S", -60.0)
+    conversation, _ = await answered_at_once_by_two_servers(aiohttp_client, web_demo_bot, "where is my parcel",
+                                                            {"text": "my parcel never came"})
     assert conversation["fallbacks"] == 3  # "hello" first, then both
+
+
+async def test_an_answer_by_a_server_after_anothers_miss_starts_the_count_of_misses_again(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, hung: None) -> None:
+    """A miss on one server and an answer on another, both on a conversation whose count of misses was 0 when their
+    turns read it: the answer, logged second, left the count the miss made (1), taken for an "ok" that leaves it, and
+    the customer's next miss after an answer got the fallback for a second miss in a row."""
+    conversation, replies = await answered_at_once_by_two_servers(
+        aiohttp_client, web_demo_bot, "/check_refund_policy", {"text": "where is my parcel"},
+        first_said="/check_refund_policy")
+    assert (replies[0]["source"], replies[1]["source"], conversation["fallbacks"]) == ("template", "fallback", 0)
+
+
+async def test_a_conversations_messages_on_two_servers_are_answered_one_after_the_other(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Path) -> None:
+    """Each server ran a conversation's turns one after another for itself alone: a message reaching a second server
+    while the first answered another of the conversation was answered at once, on the conversation as it was before
+    the first's turn, so the miss that reached ``fallbacks_before_handoff`` got one more fallback, and the handoff came
+    a miss late. The second waits for the first's turn, and answers on what it left."""
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot", thresholds={"fallbacks_before_handoff": 3})
+    conversation, replies = await answered_at_once_by_two_servers(
+        aiohttp_client, web_demo_bot, "where is my parcel", {"text": "my parcel never came"}, root=root)
+    assert [reply["source"] for reply in replies] == ["fallback", "handoff"]  # "hello" missed first
+    assert conversation["status"] == "handed_off"
+    with sqlite3.connect(root / "dialogues.db") as db:
+        said = [text for text, in db.execute("SELECT text FROM turns WHERE conversation_id = ? AND role = 'user' "
+                                             "ORDER BY id", [conversation["id"]])]
+    assert said == ["hello", "where is my parcel", "my parcel never came"]
 
 
 @pytest.mark.parametrize("ending", ["failed", "refused", "held for an agent"])
