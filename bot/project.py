@@ -462,6 +462,9 @@ class ServerConfig(Settings):
     keepalive_seconds: float = Field(75.0, gt=0, le=3600, description=(
         "how long a connection may stay idle, or take to send a request's headers, before it is closed: above the "
         "idle timeout of the load balancer or proxy in front (60 s on most), lower where clients reach it directly"))
+    peers_seconds: float = Field(0.5, ge=0.05, le=60, description=(
+        "how often a server looks in the store for what other servers on it said in the conversations its web chat "
+        "sockets hear, which reaches those customers within this (each look is one read of the store)"))
 
 
 class PrivacyConfig(Settings):

@@ -92,6 +92,9 @@ def test_wrong_value_type_is_explained(bot_dir: Path) -> None:
     assert error_for(bot_dir).startswith(f"{bot_dir / 'bot.yml'}:2: actions.endpoint: String should match pattern")
     (bot_dir / "bot.yml").write_text("actions:\n  map:\n    greet: ''\n")
     assert error_for(bot_dir).startswith(f"{bot_dir / 'bot.yml'}:3: actions.map.greet: String should match pattern")
+    # 0 would have a server read the store without a pause between two looks for what other servers said
+    (bot_dir / "bot.yml").write_text("server:\n  peers_seconds: 0\n")
+    assert error_for(bot_dir).startswith(f"{bot_dir / 'bot.yml'}:2: server.peers_seconds: Input should be greater")
 
 
 def test_unknown_intent_in_responses_names_its_line(bot_dir: Path) -> None:

@@ -25,7 +25,7 @@ import pytest
 from bot import engine as engine_module
 from bot.channels import web as web_channel
 from bot.language import READABLE
-from bot.project import load_project
+from bot.project import ServerConfig, load_project
 from bot.server import BOT, create_app
 from dialogues.store import Store
 from tests.conftest import REPO, configured_copy
@@ -34,6 +34,9 @@ from tests.conftest import REPO, configured_copy
 @pytest.fixture
 async def client(aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> AsyncIterator[Any]:
     yield await aiohttp_client(create_app(web_demo_bot.root, device="cpu"))
+
+
+PEERS_S = ServerConfig().peers_seconds  # how often the web demo's servers look for what the others on its store said
 
 
 def new_id() -> str:
@@ -950,7 +953,7 @@ async def test_what_is_said_through_one_server_reaches_the_customers_socket_on_a
                                {"text": "Hi, I'm Ana.", "agent": "Ana"})
         assert response.status == 200
         turn_id = (await response.json())["turn_id"]
-        heard = [frame async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)]
+        heard = [frame async for frame in frames_within(ws, 2 * PEERS_S + 1)]
         assert [frame for frame in heard if frame["type"] != "sync"] == [
             {"type": "status", "conversation_id": cid, "status": "handed_off", "by": "agent", "agent": "Ana"},
             {"type": "agent", "conversation_id": cid, "reply": "Hi, I'm Ana.", "turn_id": turn_id, "author": "Ana",
@@ -958,7 +961,21 @@ async def test_what_is_said_through_one_server_reaches_the_customers_socket_on_a
         assert heard[-1] == {"type": "sync", "conversation_id": cid}
         await chat(first, cid, "thanks Ana")
         assert await ws.receive_json(timeout=10) == {"type": "sync", "conversation_id": cid}
-        assert [frame async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)] == []
+        assert [frame async for frame in frames_within(ws, 2 * PEERS_S + 1)] == []
+
+
+async def test_servers_look_for_what_the_others_said_as_often_as_bot_yml_says(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Path) -> None:
+    """Every half second, fixed: a shop whose servers share a busy store could neither look less often (each look is
+    a read of the store) nor sooner. ``server.peers_seconds`` sets it: at 60 s an agent's reply through another server
+    waits for the next look, where at the half second it came within a second."""
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"peers_seconds": 60})
+    first, second = [await aiohttp_client(create_app(root, device="cpu")) for _ in range(2)]
+    async with joined_socket(second) as (cid, ws):
+        response = await admin(first, web_demo_bot.admin_token, f"/admin/conversations/{cid}/messages",
+                               {"text": "Hi, I'm Ana.", "agent": "Ana"})
+        assert response.status == 200
+        assert [frame async for frame in frames_within(ws, 2 * PEERS_S + 1)] == []
 
 
 async def test_an_agents_named_reply_through_another_server_has_the_widget_read_who_has_the_customer(
@@ -969,15 +986,15 @@ async def test_an_agents_named_reply_through_another_server_has_the_widget_read_
     first, second = [await aiohttp_client(create_app(web_demo_bot.root, device="cpu")) for _ in range(2)]
     async with joined_socket(second) as (cid, ws):
         await chat(first, cid, "/handoff")  # from another tab, whose requests went to the other server
-        assert [frame async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)] == [
+        assert [frame async for frame in frames_within(ws, 2 * PEERS_S + 1)] == [
             {"type": "status", "conversation_id": cid, "status": "handed_off", "by": "customer"},
             {"type": "sync", "conversation_id": cid}]
         token = web_demo_bot.admin_token
         assert (await admin(first, token, f"/admin/conversations/{cid}/handoff?agent=Ana")).status == 200
-        assert [frame["type"] async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)] == ["status", "sync"]
+        assert [frame["type"] async for frame in frames_within(ws, 2 * PEERS_S + 1)] == ["status", "sync"]
         response = await admin(first, token, f"/admin/conversations/{cid}/messages", {"text": "Hi", "agent": "Ana"})
         assert response.status == 200
-        heard = [frame async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)]
+        heard = [frame async for frame in frames_within(ws, 2 * PEERS_S + 1)]
         assert [frame["type"] for frame in heard] == ["agent", "sync"]
     history = await (await second.get(f"/api/conversations/{cid}/history")).json()
     assert (history["status"], history["agent"]) == ("handed_off", "Ana")
@@ -993,10 +1010,10 @@ async def test_an_agents_takeover_of_a_customer_waiting_for_a_person_reaches_the
     token = web_demo_bot.admin_token
     async with joined_socket(second) as (cid, ws):
         await chat(first, cid, "/handoff")
-        assert [frame["type"] async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)] == ["status", "sync"]
+        assert [frame["type"] async for frame in frames_within(ws, 2 * PEERS_S + 1)] == ["status", "sync"]
         for _ in range(2):
             assert (await admin(first, token, f"/admin/conversations/{cid}/handoff?agent=Ana")).status == 200
-        assert [frame async for frame in frames_within(ws, 2 * web_channel.WATCH_S + 1)] == [
+        assert [frame async for frame in frames_within(ws, 2 * PEERS_S + 1)] == [
             {"type": "status", "conversation_id": cid, "status": "handed_off", "by": "agent", "agent": "Ana"},
             {"type": "sync", "conversation_id": cid}]
 

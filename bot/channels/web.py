@@ -128,9 +128,6 @@ class ChatRequest(ConversationRequest, Customer):
 # take before it counts as hung and the message is answered here (one killed is seen at once: Store.claim).
 CLAIM_POLL_S = 0.2
 CLAIM_STALE_S = 120.0
-# How often a server looks in the store for what another server on it (or a command) said in the conversations its
-# sockets hear: an agent's reply sent through one reaches the customer's socket on the other within this.
-WATCH_S = 0.5
 
 
 class RecentAnswers:
@@ -783,12 +780,14 @@ class WebChannel(Channel):
 
     async def _watching(self) -> None:
         """Push to this server's sockets what another server on the store said in their conversations, every
-        ``WATCH_S``: each server pushes what it says to its own sockets alone, and a customer whose socket a load
+        ``server.peers_seconds`` (read at start, as ``server:`` is): each server pushes what it says to its own sockets
+        alone, and a customer whose socket a load
         balancer put on another server than the agent's heard their reply only at their next reload or message. An
         agent's reply or a notice of the bot's goes as its own frame; a customer's message and its answer (another
         tab's), a handoff, a handback or a takeover as a ``sync``, which has the widget read the history."""
         marks: Marks | None = None
         failing = False
+        every = self.bot.config.server.peers_seconds
         while True:
             try:
                 turns, changed, marks = await self.bot._look_up(Store.said_elsewhere, list(self.sockets), marks,
@@ -801,7 +800,7 @@ class WebChannel(Channel):
                 failing = True
             else:
                 failing = False
-            await asyncio.sleep(WATCH_S)
+            await asyncio.sleep(every)
 
     async def _push_said(self, turns: list[dict[str, Any]], changed: dict[str, dict[str, Any]]) -> None:
         """Push the ``status`` of the conversations whose hands ``changed``, as the server that changed them pushed it
