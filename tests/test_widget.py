@@ -4217,6 +4217,28 @@ def test_a_message_answered_just_before_a_stale_visitors_tab_went_on_in_a_new_co
     signed_in.close()
 
 
+def test_a_message_answered_just_before_a_stale_visitors_tab_went_on_in_a_new_conversation_is_shown_after_a_reload(
+        open_widget: Any, identity_secret: str) -> None:
+    """The answer a tab still showing the visitor's page showed for a message the conversation took just before the
+    customer signed in in another tab lived on that tab alone: not in the history of the conversation the tab went on
+    in, it was gone, and the message with it, once the page was reloaded."""
+    visitor = open_widget(pollInterval=60_000, transport="http", init_script=held_answer("hello"))
+    visitor.send("hello")
+    left = visitor.conversation_id()
+    visitor.page.wait_for_function("window.answerHeld")  # its answer is on its way
+    signed_in, _ = sign_in_in_another_tab(visitor, identity_secret, "u-34")
+    visitor.send("and one more thing")
+    moved_on(visitor.page, left)
+    answered = visitor.page.locator(".msg.user + .msg.bot .bubble")
+    expect(answered).to_have_count(2)
+    answers = answered.all_text_contents()
+    visitor.page.reload()
+    expect(visitor.page.locator(".msg.user .bubble")).to_have_text(["hello", "and one more thing"])
+    expect(answered).to_have_text(answers)  # each below its message
+    expect(visitor.bot_replies()).to_have_count(1)  # the one turn of the new conversation's: its thumbs
+    signed_in.close()
+
+
 def test_a_message_answered_while_its_tab_follows_another_into_a_new_conversation_stays_with_its_answer(
         open_widget: Any, api: SimpleNamespace, identity_secret: str) -> None:
     """A visitor's tab whose message the conversation had taken, its answer slow to come, followed another of the

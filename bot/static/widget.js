@@ -1640,7 +1640,7 @@
       if (navigator.onLine === false) throw new Error("offline"); // it cannot leave the device: Not sent at once
       const reply = await chat(text, id);
       if (asked !== conversationId) { // Deskbot.reset() meanwhile: the answer is the last customer's, and goes
-        if (closedHere.has(asked) && message.isConnected) answeredBefore(message, reply);
+        if (closedHere.has(asked) && message.isConnected) answeredBefore(message, shown || text, reply);
         return;
       }
       if (user.user_hash) {
@@ -1692,12 +1692,29 @@
   // A message answered in the conversation it was sent in, closed to this tab meanwhile (the customer signed in in
   // another tab, or this tab followed one that left it): its answer dropped, the message vanished from the chat, as
   // if never sent. Its answer shows below it, with no thumbs (its turn is the conversation left's), nor the buttons
-  // or handoff meant for that conversation.
-  function answeredBefore(message, reply) {
+  // or handoff meant for that conversation. Neither is in the history of the conversation the tab went on in: both are
+  // kept with it in the site's storage (keptBefore()), as a reload, or the site's next page, showed them no more.
+  function answeredBefore(message, shown, reply) {
     message.classList.remove("out");
-    if (reply.source === "silent" || !reply.reply) return;
-    const answer = addMessage("bot", saidIn(reply.reply, reply.messages));
+    const said = reply.source === "silent" || !reply.reply ? null : saidIn(reply.reply, reply.messages);
+    store.set("answered-before", JSON.stringify({ conversation: conversationId,
+      messages: [...keptBefore(), { shown, said }] }));
+    const answer = said && addMessage("bot", said);
     if (answer) message.after(answer);
+  }
+
+  // The messages answered in a conversation closed to this tab just before it went on in the one it is in now, and
+  // their answers (answeredBefore()), as kept for that one: none for any other.
+  function keptBefore() {
+    const kept = JSON.parse(store.get("answered-before") || "{}");
+    return kept.conversation === conversationId ? kept.messages || [] : [];
+  }
+
+  // Those messages and their answers shown again above the history (a reload, the site's next page): sent before
+  // anything the conversation holds, they were shown there.
+  function showKeptBefore() {
+    const shown = keptBefore().flatMap(({ shown, said }) => [addMessage("user", shown), said && addMessage("bot", said)]);
+    log.prepend(...shown.filter(Boolean));
   }
 
   // A message refused because the conversation became a signed-in customer's in another of the site's tabs (they
@@ -1778,7 +1795,8 @@
     follow();
   }
 
-  // The turns shown from the history ``read`` (null: it could not be read): none where it could not be.
+  // The turns shown from the history ``read`` (null: it could not be read): none where it could not be. Above them,
+  // the messages answered before in a conversation closed to this tab (showKeptBefore()).
   async function loadHistory(read) {
     restoring = true;
     try {
@@ -1798,6 +1816,7 @@
     } catch {
       return [];
     } finally {
+      showKeptBefore();
       restoring = false;
     }
   }
@@ -1956,7 +1975,10 @@
   function newConversation(left = customerId(), from = null) {
     conversationId = newConversationId();
     store.set("conversation", JSON.stringify({ id: conversationId, left, user: customerId(), from }));
-    if (from === null) store.set("titles", "{}"); // the last customer's choices ("Refund order 12345")
+    if (from === null) { // the last customer's choices ("Refund order 12345"), and what they asked in one left before
+      store.set("titles", "{}");
+      store.set("answered-before", "{}");
+    }
   }
 
   // The chat as a new conversation shows it: only the greeting, nothing of the last customer's.
