@@ -4194,6 +4194,26 @@ def test_two_messages_refused_in_reverse_order_in_a_stale_visitors_tab_go_on_in_
     signed_in.close()
 
 
+@pytest.mark.parametrize("transport", ["socket", "http"])
+def test_messages_a_stale_visitors_tab_sends_on_keep_the_order_typed_behind_a_slow_answer(
+        open_widget: Any, api: SimpleNamespace, identity_secret: str, slow_turns: None, transport: str) -> None:
+    """Messages a tab still showing the visitor's page had out when the customer signed in in another went on in a
+    conversation of its own one after the other's answer: behind a slow one (an order system's), the next waited, and a
+    message typed meanwhile in the new conversation came before it, answered out of the order typed."""
+    visitor = open_widget(pollInterval=60_000, transport=transport)
+    if transport == "socket":
+        visitor.page.wait_for_function("Deskbot.connected()")
+    signed_in, theirs = sign_in_in_another_tab(visitor, identity_secret, "u-35")
+    typed = ["slow 3 hello", "and one more thing", "and a third"]
+    visitor.page.evaluate(SEND_TOGETHER, typed[:2])
+    visitor.page.wait_for_function("(left) => Deskbot.conversationId() !== left", arg=theirs)
+    visitor.send(typed[2])  # while the first is answered
+    expect(visitor.bot_replies()).to_have_count(3, timeout=20_000)
+    expect(visitor.page.locator(".msg.user .bubble")).to_have_text(typed)
+    assert user_texts(api, visitor.conversation_id()) == typed
+    signed_in.close()
+
+
 def test_a_message_answered_just_before_a_stale_visitors_tab_went_on_in_a_new_conversation_stays_with_its_answer(
         open_widget: Any, api: SimpleNamespace, identity_secret: str) -> None:
     """A message the visitor's conversation took just before the customer signed in in another tab, its answer still on

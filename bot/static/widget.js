@@ -1471,7 +1471,8 @@
   }
 
   // ``id``: the message's own, which its Retry (in this tab or another) sends again: the server answers it once.
-  async function chat(text, id) {
+  // ``sent``: called as the message leaves, for the next one to follow it (behind()).
+  async function chat(text, id, sent) {
     const message = { conversation_id: conversationId, text, message_id: id, ...told() };
     if (await socketReady()) {
       const ws = socket;
@@ -1479,10 +1480,13 @@
         const answer = { resolve, reject };
         waiting.push(answer);
         ws.send(JSON.stringify({ type: "message", ...message }));
+        sent();
         setTimeout(() => { if (waiting.includes(answer) && ws.abandon) ws.abandon(); }, REPLY_WAIT_MS);
       });
     }
-    return api("POST", "/api/chat", message);
+    const asked = api("POST", "/api/chat", message);
+    sent();
+    return asked;
   }
 
   // The message shown, if it is new
@@ -1608,19 +1612,43 @@
   let loaded;
   const started = new Promise((resolve) => (loaded = resolve));
 
-  let lastSent = Promise.resolve(); // settled once the message sent last is answered, or given up or sent on
+  // Where a message stands on its way: the conversation it was last sent in (``sentIn``), ``done`` once answered or
+  // given up, and ``changed``, settled at the next change of either (``update()``).
+  function progress() {
+    const place = { sentIn: null, done: false };
+    let next;
+    const renew = () => (place.changed = new Promise((resolve) => (next = resolve)));
+    renew();
+    place.update = (fields) => {
+      const changed = next;
+      Object.assign(place, fields);
+      renew();
+      changed();
+    };
+    return place;
+  }
+  const nothingOut = progress();
+  nothingOut.done = true;
+  let lastSent = nothingOut; // the progress() of the message typed last
+
+  // Settled once the message whose progress() is ``place`` is answered or given up, or sent in the conversation this
+  // tab is in: one sent there after it is answered after it (the server answers a conversation's messages in the order
+  // they come), and its answer waited for no longer.
+  async function behind(place) {
+    while (!place.done && place.sentIn !== conversationId) await place.changed;
+  }
 
   // ``id``: a message sent again (Retry) keeps its first one's. ``moved``: one refused in a conversation closed to
-  // this tab, sent on in the one it went on in with its bubble (``message``) once those typed before it (``prior``)
-  // are answered or sent on too: each sent on as its own refusal came, two sent together were shown and sent again
-  // in reverse order.
+  // this tab, sent on in the one it went on in with its bubble (``message``) and its progress() (``place``). Each
+  // message goes once the one typed before it (``prior``) is sent where it goes too (behind()): each sent on as its own
+  // refusal came, two sent together were shown and sent again in reverse order; sent on one after the other's answer,
+  // a slow action held the next up, and a message typed meanwhile in the new conversation came before it.
   async function send(text, shown, id = randomId(), moved = null) {
     text = text.trim();
     if (!text) return;
-    let finish;
-    const finished = new Promise((resolve) => (finish = resolve));
+    const place = moved ? moved.place : progress();
     const prior = moved ? moved.prior : lastSent;
-    if (!moved) lastSent = finished;
+    if (!moved) lastSent = place;
     const message = moved ? moved.message : addMessage("user", shown || text);
     if (!moved) {
       message.sentBy = customerId(); // whose it is: only theirs follows them into a new conversation (startOver())
@@ -1635,10 +1663,15 @@
     unsettled.push(own);
     saveOut();
     const pushesBefore = statusPushes;
-    const asked = conversationId;
+    let asked = conversationId;
     try {
       if (navigator.onLine === false) throw new Error("offline"); // it cannot leave the device: Not sent at once
-      const reply = await chat(text, id);
+      await behind(prior);
+      if (asked !== conversationId) { // the tab went on in another conversation meanwhile
+        if (!closedHere.has(asked) || !message.isConnected) return; // Deskbot.reset(): the last customer's message
+        asked = conversationId; // closed to this tab: sent where the tab went on, as one refused there is
+      }
+      const reply = await chat(text, id, () => place.update({ sentIn: asked }));
       if (asked !== conversationId) { // Deskbot.reset() meanwhile: the answer is the last customer's, and goes
         if (closedHere.has(asked) && message.isConnected) answeredBefore(message, shown || text, reply);
         return;
@@ -1666,8 +1699,7 @@
       // sent. Unless the customer's chat was reset meanwhile, its bubble gone with the log.
       const left = asked !== conversationId;
       if (left ? closedHere.has(asked) && (signedInElsewhere(error) || error.lost) : closedToThisTab(error)) {
-        await prior;
-        if (message.isConnected) await send(text, shown, undefined, { message, prior });
+        if (message.isConnected) await send(text, shown, undefined, { message, prior, place });
         return;
       }
       if (left) { // its message went with the log, unless its conversation was closed to this tab
@@ -1685,7 +1717,7 @@
       if (!(own.lost && (await arrived(own)))) failed(own, error.retryAfter || 0);
     } finally {
       setPending(-1);
-      finish();
+      place.update({ done: true });
     }
   }
 
