@@ -57,7 +57,7 @@ from bot.project import (HANDOFF_PAYLOAD, MID_CONVERSATION, REQUESTED_SLOT, RESE
                          SESSION_METADATA, VERIFIED_USER, BotConfig, Project, name_agent)
 from bot.responses import (MAX_REPLY_CHARS, PayloadValue, Rendered, passed_on, read_payload, slack_image, texts_of,
                            warn_unshown)
-from dialogues.holding import (acknowledges, asks_for_a_person, drops_it, follow_up, says_wrong, stops_asking,
+from dialogues.holding import (acknowledges, asked_about, asks_for_a_person, drops_it, says_wrong, stops_asking,
                                wordless)
 from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, Overtaken, SentBefore, Store, WroteToTheBot
 from finetune.classifier import Prediction, intent_phrase
@@ -77,9 +77,9 @@ T = TypeVar("T")
 
 def typed_entities(project: Project, text: str) -> list[dict[str, Any]]:
     """The entities of a customer's typed message: what nlu.yml's patterns find in it, or in what a short follow-up
-    asks about ("789" of "那789呢", :func:`follow_up`) as in a whole message: a pattern the shop wrote for the bare
-    answer to "what's your order number?" takes it."""
-    if (found := project.found_entities(text)) or (span := follow_up(text)) is None:
+    asks about or a correction puts right ("789" of "那789呢", of "sorry, I meant 789": :func:`asked_about`) as in a
+    whole message: a pattern the shop wrote for the bare answer to "what's your order number?" takes it."""
+    if (found := project.found_entities(text)) or (span := asked_about(text)) is None:
         return found
     return [{**entity, "start": entity["start"] + span[0], "end": entity["end"] + span[0]}
             for entity in project.found_entities(text[span[0]:span[1]])]
@@ -592,7 +592,8 @@ class Bot:
     async def _carried(self, conversation_id: str, text: str, read: list[dict[str, Any]],
                        analysis: Analysis) -> Analysis | None:
         """The intent of the customer's previous message, for a short follow-up that only names another value of an
-        entity ("那789呢", "咁789呢", "what about order 456?" after "where is order 123?"): it asks the same again, of
+        entity ("那789呢", "咁789呢", "what about order 456?" after "where is order 123?"), or corrects the value it gave
+        ("sorry, I meant 456", "不是123，是456"): it asks the same again, of
         that value, whatever the classifier makes of a number and a particle. A previous message answered from agents'
         past answers counts by the intent they were filed under, which its template or action answers: the past
         answer was another customer's case, and said again it would claim that case for the new value. None for any
@@ -600,7 +601,7 @@ class Bot:
         intent), or was small talk, off topic or a request for a person, or when its intent's answer does not use the
         value: only an action, or a template that fills the value in, answers for 789; the shop's opening hours said
         again would not."""
-        span = follow_up(text)
+        span = asked_about(text)
         named = {e["entity"] for e in read if span and self.project.is_answer(e["entity"], text[span[0]:span[1]])}
         if self.store is None or not named:
             return None
@@ -623,10 +624,14 @@ class Bot:
         """Whether a message carrying the value an action asked for ("what's your order number?") goes
         back to that action: a bare answer ("789") does, whatever the classifier makes of a number, and
         so does a message one of the entity's patterns takes whole (the shop wrote "789, thanks" as an
-        answer; the classifier hears thanks); a sentence does unless the classifier is sure it asks for
-        something else ("cancel order 456"), or leans at all to a person ("get me a person about order
-        555"): unsure, that lean gets the fallback's "talk to a person" button, as outside the loop."""
-        if not re.search(r"\w", text.replace(str(value), "", 1)) or self.project.is_answer(entity, text):
+        answer; the classifier hears thanks), or takes in what a follow-up or a correction names ("sorry, I
+        meant 789": :func:`asked_about`; the classifier hears an apology); a sentence does unless the
+        classifier is sure it asks for something else ("cancel order 456"), or leans at all to a person ("get
+        me a person about order 555"): unsure, that lean gets the fallback's "talk to a person" button, as
+        outside the loop."""
+        span = asked_about(text)
+        if not re.search(r"\w", text.replace(str(value), "", 1)) or self.project.is_answer(entity, text) or (
+                span is not None and self.project.is_answer(entity, text[span[0]:span[1]])):
             return True
         intent = analysis.prediction.intent
         if intent == self.config.handoff.intent:

@@ -353,6 +353,38 @@ def follow_up(text: str) -> tuple[int, int] | None:
     return match.span("asked") if match and (match["connective"] or match["particle"]) else None
 
 
+_NUMBER = r"#?[\d〇零一二三四五六七八九幺两兩]++(?:-[\d〇零一二三四五六七八九幺两兩]++)*+"  # the number said wrong, whole
+# A short correction of what the customer said: "oh sorry, I meant 123", "oops typo, it's 789", "actually it's 456",
+# "not 999, 456", "不好意思，打错了，是123", "不是999，是456", "说错了 应该是789" (in Traditional characters too, and Hong
+# Kong's 唔好意思, 打錯咗, 唔係999係456): words that correct (_CORRECTING), maybe with an interjection, "no" or "it's"
+# among them, then what it should have been, and after it signs, emoji and a please or thanks.
+_CORRECTING = (r"sorry|oops|whoops|my bad|my mistake|(?:a |my )?typo|wrong (?:number|one|order)|correction|actually"
+               r"|i (?:meant|mean)|meant|i typed (?:it )?wrong|(?:it )?should (?:be|have been)"
+               r"|the (?:right|correct) (?:one|number) is|not " + _NUMBER +
+               r"|不好意思|抱歉|[对對]不起|我?(?:[打输輸写寫说說搞弄填])?[错錯]了|[应應][该該][是系係]|我是[说說]|我[说說]的是|我的意思是"
+               r"|正确的是|正確的是|更正(?:一下)?|不是" + _NUMBER +
+               r"|唔好意思|(?:[打讲講写寫])?[错錯]咗|唔[系係]" + _NUMBER)
+_CORRECTION = re.compile(
+    rf"(?i)\W*(?P<said>(?:(?:{_CORRECTING}|oh|ah|uh|um|no|nope|it'?s|it is|that'?s|哦|噢|啊|呃|是|就是|[系係])(?![a-z])\W*)++)"
+    rf"(?P<asked>[#\w].*?){_FOLLOW_UP_END}")
+_CORRECTS = re.compile(rf"(?i)(?<![a-z])(?:{_CORRECTING})(?![a-z])")
+
+
+def corrected(text: str) -> tuple[int, int] | None:
+    """Where in ``text``, a customer's short correction of what they said (:data:`_CORRECTION`), is what it should
+    have been: "123" of "sorry, I meant 123", of "不是999，是123", so that it is read as the answer to "what's your
+    order number?" is (the whole message). Such a correction of a mistyped order number, while the order's action
+    waited for it, got "Sorry, I'm not sure I understood". None for any other message."""
+    match = _CORRECTION.fullmatch(text) if len(text) <= _FOLLOW_UP_CHARS else None
+    return match.span("asked") if match and _CORRECTS.search(match["said"]) else None
+
+
+def asked_about(text: str) -> tuple[int, int] | None:
+    """Where in ``text`` is the thing a short follow-up (:func:`follow_up`) or correction (:func:`corrected`) names:
+    either asks the same as before, of it."""
+    return follow_up(text) or corrected(text)
+
+
 def drops_it(text: str) -> bool:
     """Whether a customer's acknowledgement (:func:`acknowledges`) drops what they asked ("never mind", "ok forget
     it", "算了吧"): an action waiting for an answer to its question stops waiting, where "ok" has it ask again."""

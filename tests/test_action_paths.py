@@ -1670,6 +1670,30 @@ async def test_a_short_follow_up_naming_another_order_asks_the_same_of_it(action
         await bot.close()
 
 
+async def test_a_correction_of_a_mistyped_order_number_looks_the_right_one_up(action_bot: Path, tmp_path: Path) -> None:
+    """"oh sorry, I meant 123" or "不是555，是456" after "I couldn't find order 555" got "Sorry, I'm not sure I
+    understood": no pattern read the number after the apology, and the classifier, unsure of an apology and a number,
+    had the fallback answer. A correction is the answer the action waits for; after an answer, it asks the same of the
+    right number."""
+    bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        for conversation, said, right in [
+                ("c1", "oh sorry, I meant 123", "123"), ("c2", "oops typo, it's 789", "789"), ("c3", "actually it's 456", "456"),
+                ("c4", "不好意思，打错了，是123", "123"), ("c5", "不是555，是456", "456"), ("c6", "說錯了，應該是789", "789")]:
+            await bot.handle(Turn(conversation, '/track_order{"order_id": "555"}', "web"))
+            reply = await bot.handle(Turn(conversation, said, "web"))
+            assert (reply.source, reply.intent) == ("action", "track_order"), said
+            assert reply.text.startswith(f"Order {right} is **"), (said, reply.text)
+            assert bot.store.conversation(conversation)["active_loop"] is None
+        reply = await bot.handle(Turn("c1", "sorry, I meant 456", "web"))  # after the answer: the other order's
+        assert (reply.source, reply.text.split(".")[0]) == ("action", "Order 456 is **processing**")
+        for n, said in enumerate(("sorry", "actually I want a refund", "不是这个")):  # no number put right: the classifier's
+            assert (await bot.handle(Turn(f"d{n}", said, "web"))).source == "fallback", said
+    finally:
+        await bot.close()
+
+
 async def test_a_follow_up_repeats_only_an_answer_that_uses_the_order_number(action_bot: Path, tmp_path: Path) -> None:
     """"那789呢" after a question whose answer names no order (the shop's opening hours, a refund policy) got that
     answer again, as though it were 789's. A follow-up asks the same again only of an intent answered by an action, or

@@ -26,8 +26,8 @@ from bot.cli import cli
 from bot.project import load_project
 from bot.retrain import agent_answers, read_store
 from dialogues.export import learned_data
-from dialogues.holding import (acknowledges, asks_for_a_person, asks_nothing, follow_up, gives_details, says_nothing,
-                               says_wrong, stops_asking, wordless)
+from dialogues.holding import (acknowledges, asks_for_a_person, asks_nothing, corrected, follow_up, gives_details,
+                               says_nothing, says_wrong, stops_asking, wordless)
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
 from dialogues.store import (HANDED_BACK_TOLD_S, MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange,
                              HeldByColleague, SentBefore, Store, StoreError)
@@ -948,6 +948,21 @@ def test_what_only_asks_for_a_person(text: str, only: bool) -> None:
 def test_what_a_short_follow_up_asks_about(text: str, asked: str | None) -> None:
     span = follow_up(text)
     assert (text[span[0]:span[1]] if span else None) == asked
+
+
+@pytest.mark.parametrize(("text", "right"), [
+    ("oh sorry, I meant 123", "123"), ("oops typo, it's 789", "789"), ("actually it's 456", "456"), ("not 999, 456", "456"),
+    ("sorry wrong number, it's 456", "456"), ("my mistake it should be 456", "456"), ("Sorry, I meant 123-456", "123-456"),
+    ("sorry i meant 123 🙏", "123"), ("不好意思，打错了，是123", "123"), ("不是999，是456", "456"), ("不是999是456", "456"),
+    ("说错了 应该是789", "789"), ("說錯了，應該是789", "789"), ("唔好意思，打錯咗，係123", "123"), ("唔係999係456", "456"),
+    ("应该是七八九", "七八九"),
+    # no word that corrects, or nothing put right: the message is read as it is
+    ("no, 123", None), ("it's 123", None), ("123", None), ("sorry", None), ("not 123", None), ("不是这个", None),
+    ("错了", None), ("sorry, I meant to ask: can I still cancel my order? I placed it an hour ago", None),
+])
+def test_what_a_correction_puts_right(text: str, right: str | None) -> None:
+    span = corrected(text)
+    assert (text[span[0]:span[1]] if span else None) == right
 
 
 def test_a_long_run_of_acknowledgements_is_read_at_once() -> None:
