@@ -5,7 +5,9 @@ a log line, not a turn. A notice the receiver could not take (no connection, a t
 a chat room's webhook restarting or asking to slow down) is tried again in the background, twice, a few
 seconds apart; one it refused (another 4xx) is not. A conversation's notices are posted in the order they were
 made, each once the one before it is done (tried again meanwhile, say): a handoff's withdrawal never comes first, and
-none comes for a handoff the receiver never took (given up at shutdown, refused, or failed every try). The body names the conversation and why it was handed
+none comes for a handoff the receiver surely never had (each try refused, or given up before it was sent). One whose
+delivery is unknown (a timeout, a 500 or a 504, the connection closed before the answer: the receiver may have
+posted it) is withdrawn all the same. The body names the conversation and why it was handed
 off, never what the customer wrote: the transcript, behind the admin token, has that, so no personal data
 goes to a third party's hook. The logs name the receiver by its origin alone: a webhook's path and query
 often hold its secret (Slack's ``https://hooks.slack.com/services/T.../B.../SECRET``).
@@ -17,12 +19,13 @@ import asyncio
 import logging
 import time
 from contextlib import suppress
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from bot.channels.base import BackgroundTasks, RecentKeys, client_session
+from bot.channels.base import MAYBE_SENT, BackgroundTasks, RecentKeys, client_session
 
 log = logging.getLogger("deskbot")
 
@@ -39,8 +42,8 @@ class HandoffNotifier:
         self._tasks = BackgroundTasks()
         self._stopping = asyncio.Event()  # set by close(): a notice waiting to be tried again is given up
         self._latest: dict[str, asyncio.Task[None]] = {}  # each conversation's last notice still on its way
-        # The conversations whose latest handoff notice the receiver never took, whose withdrawal is not posted: a
-        # deletion comes within minutes of its handoff, which these outlast.
+        # The conversations whose latest handoff notice the receiver surely never had, whose withdrawal is not posted:
+        # a deletion comes within minutes of its handoff, which these outlast.
         self._untaken = RecentKeys()
 
     def handed_off(self, conversation_id: str, channel: str, reason: str) -> None:
@@ -72,49 +75,60 @@ class HandoffNotifier:
         """Post ``body``, again after a failure the receiver may get over (see the module's docstring); one
         log line if it never took it, or was given up at shutdown. Only once the conversation's notice ``before`` it
         is done, taken or given up: a withdrawal posted while the handoff it takes back was tried again reached the
-        agents first, and the handoff after it stood. A withdrawal of a handoff the receiver never took is not posted:
-        given up at shutdown, the handoff was followed by its withdrawal, of a customer the agents never heard of."""
+        agents first, and the handoff after it stood. A withdrawal of a handoff the receiver surely never had is not
+        posted: given up at shutdown, the handoff was followed by its withdrawal, of a customer the agents never heard
+        of. One of a handoff that may have reached them (:class:`Delivery` in doubt) is: a handoff notice that timed
+        out had often been posted in the agents' room, and its customer, who deleted the request, stood there."""
         if self._session is None:
             self._session = client_session(timeout=self.timeout)
         conversation_id, handoff = body["conversation_id"], body["event"] == "handed_off"
-        taken = False
+        delivery = Delivery()
         try:
             if before is not None:
                 await asyncio.wait([before])
             if not handoff and conversation_id in self._untaken:
-                log.info("handoff notice for %s: its withdrawal is not posted, as %s never took the handoff",
+                log.info("handoff notice for %s: its withdrawal is not posted, as %s never had the handoff",
                          conversation_id, _origin(url))
                 return
-            taken = await self._tries(url, body)
+            await self._tries(url, body, delivery)
         except asyncio.CancelledError:
             self._given_up(url, body)
             raise
         finally:
             if handoff:
                 self._untaken.forget((conversation_id,))
-                if not taken:
+                if not (delivery.taken or delivery.in_doubt):
                     self._untaken.add(conversation_id)
 
     def _given_up(self, url: str, body: dict[str, str], why: str = "") -> None:
         log.error("handoff notice for %s: %s %sgiven up at shutdown", body["conversation_id"], _origin(url), why)
 
-    async def _tries(self, url: str, body: dict[str, str]) -> bool:
-        """Whether the receiver took the notice, tried as the module's docstring says."""
+    async def _tries(self, url: str, body: dict[str, str], delivery: Delivery) -> None:
+        """Post the notice, tried as the module's docstring says, and keep in ``delivery`` whether the receiver took
+        it or may have: each try is in doubt until the receiver's answer, or a connection that never opened, says
+        otherwise (a try cut short at shutdown stays so)."""
         assert self._session is not None
         for attempt in range(1, ATTEMPTS + 1):
             delay = RETRY_DELAY_S * 2 ** (attempt - 1)
+            doubted, delivery.in_doubt = delivery.in_doubt, True
             try:
                 async with self._session.post(url, json=body) as response:
                     if response.status < 300:
-                        return True
+                        delivery.taken = True
+                        return
+                    if response.status not in MAYBE_SENT:  # refused, or not taken in (429, 502, 503)
+                        delivery.in_doubt = doubted
                     problem = f"answered {response.status}"
                     if response.status < 500 and response.status != 429:
                         break  # a wrong address or a refused body: the same notice would be refused again
                     delay = _retry_after(response.headers.get("Retry-After"), delay)
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+                if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
+                    delivery.in_doubt = doubted  # never connected: nothing was sent
                 # ClientConnectorError says the host and why; others (a timeout) may quote the whole URL
                 problem = f"unreachable: {exc if isinstance(exc, aiohttp.ClientConnectorError) else type(exc).__name__}"
             except aiohttp.ClientError as exc:  # an address aiohttp cannot use, too many redirects
+                delivery.in_doubt = doubted
                 problem = f"failed: {type(exc).__name__}"
                 break
             if attempt < ATTEMPTS:
@@ -122,9 +136,8 @@ class HandoffNotifier:
                     await asyncio.wait_for(self._stopping.wait(), delay)
                 if self._stopping.is_set():
                     self._given_up(url, body, f"{_after(problem, attempt)}, ")
-                    return False
+                    return
         log.error("handoff notice for %s: %s %s", body["conversation_id"], _origin(url), _after(problem, attempt))
-        return False
 
     async def close(self) -> None:
         """Let the notices on their way finish (a few seconds at most: those still being tried again are
@@ -134,6 +147,15 @@ class HandoffNotifier:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+@dataclass
+class Delivery:
+    """What became of one notice: ``taken`` by the receiver (a 2xx), or ``in_doubt``: a try may have reached it
+    unanswered (a timeout, a 500 or a 504, the connection closed before the answer, a try cut short at shutdown)."""
+
+    taken: bool = False
+    in_doubt: bool = False
 
 
 def _after(problem: str, attempts: int) -> str:

@@ -1070,6 +1070,39 @@ async def test_no_withdrawal_reaches_the_agents_for_a_handoff_given_up_at_shutdo
     assert "handoff notice for slack:T1:C1:1: its withdrawal is not posted, as http://" in caplog.text
 
 
+@pytest.mark.parametrize("answer", ["timeout", 500, 404])
+async def test_a_withdrawal_follows_a_handoff_notice_the_agents_may_have_had(
+        aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch, answer: str | int) -> None:
+    """A handoff notice that handoff.notify_url never answered in time (or answered 500) may have been posted in the
+    agents' room all the same, but its withdrawal was dropped as if the receiver never had it: the agents looked for a
+    customer who no longer waited. Only a notice the receiver surely refused (a 404) goes without its withdrawal."""
+    monkeypatch.setattr(notify_module, "RETRY_DELAY_S", 0.01)
+    had: list[str] = []
+    withdrawn, hanging = asyncio.Event(), asyncio.Event()
+
+    async def hook(request: web.Request) -> web.Response:
+        notice = await request.json()
+        had.append(notice["event"])
+        if notice["event"] == "withdrawn":
+            withdrawn.set()
+            return web.Response(status=204)
+        if answer == "timeout":
+            await hanging.wait()  # taken in, and never answered
+        return web.Response(status=answer if isinstance(answer, int) else 204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    server = await aiohttp_server(app)
+    notifier = HandoffNotifier(str(server.make_url("/hook")), timeout=0.2)
+    notifier.handed_off("slack:T1:C1:1", "slack", "requested")
+    notifier.withdrawn("slack:T1:C1:1", "slack")
+    if answer != 404:  # refused at once, the handoff's withdrawal is dropped
+        await asyncio.wait_for(withdrawn.wait(), 5)
+    await notifier.close()
+    hanging.set()
+    assert had == ["handed_off"] * (1 if answer == 404 else 3) + ([] if answer == 404 else ["withdrawn"])
+
+
 async def test_no_hint_or_notice_is_posted_for_a_message_its_customer_deleted(
         aiohttp_client: Any, slack_api: SimpleNamespace) -> None:
     """A deleted message's answer was withheld, but the channel's own words for it still went out: the hint to a
