@@ -1950,9 +1950,9 @@ class Store:
 
     def name_member(self, channel: str, member: str, name: str) -> None:
         """Name ``member``, a support team member kept by their platform id in ``channel``'s conversations (their
-        notes, their takeovers, :meth:`receive_note`) while the platform gave no names, by ``name`` there now that it
-        does: their notes since said their name, but the conversations they took over stayed theirs as "U7" in the
-        agents' inbox, until they wrote there again."""
+        notes, their takeovers, :meth:`receive_note`) while the platform gave no names, or by the name they have since
+        changed on the platform, by ``name`` there now: their notes since said their name, but the conversations they
+        took over stayed theirs as "U7" (or the old name) in the agents' inbox, until they wrote there again."""
         with self._writing():
             within = "conversation_id IN (SELECT id FROM conversations WHERE channel = :channel)"
             names = {"channel": channel, "member": member, "name": name}

@@ -1767,11 +1767,45 @@ async def test_a_colleague_kept_by_their_id_before_a_restart_is_named_once_slack
     bot.store.close()
 
 
+def user_change(user: str, **member: Any) -> dict[str, Any]:
+    """Slack's ``user_change`` event as an app subscribed to it gets it: the whole user object as it is now."""
+    return {"type": "event_callback", "team_id": "T1", "event_id": f"EvUser{user}{len(member)}",
+            "authorizations": [{"team_id": "T1", "user_id": "UBOT", "is_bot": True}],
+            "event": {"type": "user_change", "user": {"id": user, "team_id": "T1", **member},
+                      "cache_ts": 1700000100, "event_ts": "1700000100.000100"}}
+
+
+async def test_a_colleague_renamed_in_slack_holds_their_conversations_by_the_new_name(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """A colleague who changed their name in Slack kept the old one as holder of the conversations they took over, in
+    the agents' inbox and console, and as author of their notes in the transcript. Slack's user_change renames them
+    there at once. Someone customers mention, no colleague, is renamed in no conversation: an agent of the console
+    may go by their old name."""
+    slack_api.members.update({"U7": {"name": "ada", "profile": {"display_name": "Ada"}}, "U9": {"name": "bob"}})
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["U7"])
+    cid, other = f"slack:T1:C1:{TS}", "slack:T1:C1:1700000001.000100"
+    bot.store.add_message(cid, "user", "my refund is late", "slack")
+    bot.store.add_message(other, "user", "my parcel is lost", "slack")
+    bot.store.set_status(other, "handed_off", "agent", "slack", agent="bob")  # an agent of the console
+    await post(client, event("Ev1", "It went out today", user="U7", ts="1700000000.000200", thread_ts=TS))
+    await post(client, event("Ev2", "<@UBOT> <@U9> said it went out", ts="1700000002.000100"))
+    assert bot.store.holder(cid) == "Ada"
+    assert (await post(client, user_change("U7", name="ada", profile={"display_name": "Ada Lovelace"}))).status == 200
+    await post(client, user_change("U9", name="robert", profile={"display_name": "Robert"}))
+    await post(client, user_change("U5", name="carol"))  # anyone else in the workspace: nothing to rename
+    await channel.close()
+    assert bot.store.holder(cid) == "Ada Lovelace" and bot.store.holder(other) == "bob"
+    assert [(m["author"], m["text"]) for m in bot.store.history(cid)][1:] == [("Ada Lovelace", "It went out today")]
+    assert [h["agent"] for h in bot.store.transcript(cid)["handoffs"]] == ["Ada Lovelace"]
+    assert slack_api.looked_up == ["U7", "U9"]  # the new names came with the events
+    bot.store.close()
+
+
 async def test_a_support_team_members_new_name_in_slack_is_shown_after_a_while(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A colleague's name was looked up once and kept until a restart: one who changed their display name in Slack
     went on being shown by the old one, for weeks on a server left running. It is looked up again after
-    NAME_KEPT_S (an hour); within it, not again."""
+    NAME_KEPT_S (an hour), and their notes and the conversation they hold follow it; within it, not again."""
     monkeypatch.setattr(slack_module, "NAME_KEPT_S", 0.5, raising=False)
     slack_api.members["U7"] = {"name": "ada", "profile": {"display_name": "Ada"}}
     bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path)
@@ -1786,10 +1820,12 @@ async def test_a_support_team_members_new_name_in_slack_is_shown_after_a_while(
     slack_api.members["U7"] = {"name": "ada", "profile": {"display_name": "Ada Lovelace (support lead)"}}
     await note(2)
     await asyncio.sleep(0.6)
+    assert [m["author"] for m in bot.store.history(cid)][1:] == ["Ada", "Ada"]
     await note(3)
-    assert [m["author"] for m in bot.store.history(cid)][1:] == ["Ada", "Ada", "Ada Lovelace (support lead)"]
-    assert slack_api.looked_up == ["U7", "U7"]
     await channel.close()
+    assert [m["author"] for m in bot.store.history(cid)][1:] == ["Ada Lovelace (support lead)"] * 3
+    assert bot.store.holder(cid) == "Ada Lovelace (support lead)"
+    assert slack_api.looked_up == ["U7", "U7"]
     bot.store.close()
 
 

@@ -331,6 +331,14 @@ def _string(value: Any) -> str:
     return value if isinstance(value, str) and valid_unicode(value) else ""
 
 
+def shown_name(member: dict[str, Any], user: str) -> str:
+    """The name Slack shows for ``member`` (a ``users.info`` or ``user_change`` user object): their display name, else
+    their full name, else their username; ``user``, their id, where none is set."""
+    profile = _object(member.get("profile"))
+    return next((_string(n).strip() for n in (profile.get("display_name"), profile.get("real_name"),
+                                              member.get("real_name"), member.get("name")) if _string(n).strip()), user)
+
+
 def api_error(result: dict[str, Any]) -> str:
     """Slack's error code in a Web API answer, with what to do where the fix is the app's settings: a scope the app
     lacks (which Slack names in ``needed``), a token revoked or wrong. The code alone ("invalid_auth"), logged for
@@ -476,6 +484,7 @@ class SlackChannel(PlatformChannel):
         self._names_refused_until = 0.0  # the time.monotonic() until which users.info is not asked (_names_paused)
         self._names_said: float | None = None  # the pause the log told of since Slack last answered a lookup
         self._kept_by_id: set[str] = set()  # the colleagues whose notes were kept by their user id (Store.name_member)
+        self._colleagues: set[str] = set()  # the user ids of those who wrote notes since the server started (_note)
         self._recalling: asyncio.Task[None] | None = None  # those kept so before this server started (_name_kept)
         # The messages (message_key) their customers deleted lately, for which nothing is posted any more: neither an
         # answer nor a hint or a notice to wait, which the store keeps no row of to withdraw (:meth:`send`).
@@ -538,6 +547,7 @@ class SlackChannel(PlatformChannel):
         if payload.get("type") == "event_callback" and isinstance(payload.get("event"), dict):
             said_retried(request, payload)
             self._groups_changed(payload["event"])
+            self._user_changed(payload["event"])
             self._learn_own_ids(payload)
             on_team = await self._learn_about(payload)
             turn = self._turn(payload)
@@ -784,6 +794,7 @@ class SlackChannel(PlatformChannel):
         async with self._seen.claim(turn.seen) as first:
             if (first or edit) and store is not None and text and turn.user:
                 key = message_key(turn.metadata["channel"], turn.metadata["ts"])
+                self._colleagues.add(turn.user)
                 author = await self.member_name(turn.user)
                 if author == turn.user:
                     self._kept_by_id.add(author)
@@ -856,17 +867,48 @@ class SlackChannel(PlatformChannel):
                 return
             self._remember_unknown(user)  # one of another organisation's
         else:
-            member = _object(result.get("user"))
-            profile = _object(member.get("profile"))
-            name = next((_string(n).strip() for n in (profile.get("display_name"), profile.get("real_name"),
-                                                      member.get("real_name"), member.get("name")) if _string(n).strip()),
-                        user)
-            self._member_names[user] = (name, time.monotonic())
-            if name != user and self.bot.store is not None:
-                self._tasks.spawn(self._name_kept(user, name))
+            self._learnt(user, shown_name(_object(result.get("user")), user))
         if self._names_said is not None:
             log.info("Slack gives names again: the support team and the people customers mention are shown by name")
         self._names_said = None
+
+    def _learnt(self, user: str, name: str) -> None:
+        """Remember ``name`` as the one Slack shows for ``user`` now, and name them so in the store, in the background
+        (the event's 200 waits on no write): where their notes were kept by their user id (:meth:`_name_kept`), and
+        where they were kept by the name known before, which they changed in Slack (:meth:`_renamed`)."""
+        before = self._member_names.get(user, (user, 0.0))[0]
+        self._member_names[user] = (name, time.monotonic())
+        if name == user or self.bot.store is None:
+            return
+        self._tasks.spawn(self._name_kept(user, name))
+        if before not in (user, name):
+            self._tasks.spawn(self._renamed(user, before, name))
+
+    def _user_changed(self, event: dict[str, Any]) -> None:
+        """Learn at once the new name of a person whose name is shown (a colleague, someone customers mention) from
+        Slack's ``user_change`` (sent to an app subscribed to it, with ``users:read``, as a profile changes): a
+        colleague renamed in Slack held the conversations they took, and signed their notes, by the old name until
+        they wrote again after ``NAME_KEPT_S``. Others' changes, of the whole workspace, are not kept."""
+        member = _object(event.get("user")) if event.get("type") == "user_change" else {}
+        user = _string(member.get("id"))
+        if user in self._member_names and not member.get("deleted"):
+            self._learnt(user, shown_name(member, user))
+
+    async def _renamed(self, user: str, before: str, name: str) -> None:
+        """Name the colleague ``user``, whose name in Slack changed from ``before`` to ``name``, by ``name`` in the store
+        (``Store.name_member``): the conversations they hold, their takeovers and their notes in the transcript, which
+        the agents' inbox and console read. Not where they are no colleague (someone customers mention: a console
+        agent's name may be theirs), nor where another person Slack named is known by ``before`` too: those kept so
+        may be theirs."""
+        if not (user in self._colleagues or await self.on_team(user)):
+            return
+        if any(known == before for other, (known, _) in self._member_names.items() if other != user):
+            log.warning("Slack: %s is now %s, but another person is %s in Slack too: the conversations held by %s stay "
+                        "so", user, name, before, before)
+            return
+        assert self.bot.store is not None
+        await self.bot._store(self.bot.store.name_member, self.name, before, name)
+        log.info("Slack: %s (%s) is now %s, in the conversations they hold and their notes", before, user, name)
 
     async def _name_kept(self, user: str, name: str) -> None:
         """Name ``user`` by ``name`` in the store (``Store.name_member``) where their notes were kept by their user id
