@@ -58,16 +58,22 @@ DOC_BODY = (
 DOC_SIGNATURE = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
 
 
-def slack_auth_test(request: web.Request, token: str) -> web.Response:
+FULL_SCOPES = frozenset({"chat:write", "app_mentions:read", "channels:history", "im:history", "users:read",
+                         "usergroups:read"})
+
+
+def slack_auth_test(request: web.Request, token: str, scopes: frozenset[str] | set[str] = FULL_SCOPES) -> web.Response:
     """Slack's answer to ``auth.test`` as it sends it, for a workspace "Shop" (T1) whose bot user is deskbot (UBOT)
-    with the bot token ``token``: compact JSON, its slashes escaped, a bot token's bot_id included; ``invalid_auth``
-    for another token. ``bot serve`` asks it at start (``SlackChannel._check_token``)."""
+    with the bot token ``token``: compact JSON, its slashes escaped, a bot token's bot_id included, and the token's
+    ``scopes`` in the ``x-oauth-scopes`` header, as Slack names them in each answer; ``invalid_auth`` for another
+    token. ``bot serve`` asks it at start (``SlackChannel._check_token``)."""
     if request.headers.get("Authorization") != f"Bearer {token}":
         return web.Response(body=b'{"ok":false,"error":"invalid_auth"}', content_type="application/json",
                             charset="utf-8")
     return web.Response(body=b'{"ok":true,"url":"https:\\/\\/shop.slack.com\\/","team":"Shop","user":"deskbot",'
                              b'"team_id":"T1","user_id":"UBOT","bot_id":"B01","is_enterprise_install":false}',
-                        content_type="application/json", charset="utf-8")
+                        content_type="application/json", charset="utf-8",
+                        headers={"x-oauth-scopes": ",".join(sorted(scopes))})
 
 
 class FakeBot:
@@ -173,7 +179,7 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
 
     async def auth_test(request: web.Request) -> web.Response:
         api.auth_tested += 1
-        return slack_auth_test(request, TOKEN)
+        return slack_auth_test(request, TOKEN, api.scopes)
 
     async def notified(request: web.Request) -> web.Response:
         if api.hook_down:
@@ -191,7 +197,7 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
     api = SimpleNamespace(url=str(server.make_url("/api/")), posts=posts, limits=limits, down=down, calls=calls, gap=0.0,
                           agents=agents, members={}, looked_up=[], groups={}, listed=[], slow=0.0, name_limits=[],
                           notices=[], hook=str(server.make_url("/hook")), hook_down=[], auth_tested=0,
-                          scopes={"chat:write", "users:read", "usergroups:read"})
+                          scopes=set(FULL_SCOPES))
     return api
 
 
@@ -540,6 +546,32 @@ async def test_a_slack_out_of_reach_at_start_is_said_with_the_address_to_check(
     assert line.startswith("Slack could not be reached at start (auth.test: ") and (
         f"check channels.slack.api_url (or DESKBOT_SLACK_API_URL), now {url}, and that this "
         "server can reach it" in line)
+
+
+@pytest.mark.parametrize("lacking, team_users, said", [
+    ({"channels:history", "users:read"}, [], "lacks the scopes channels:history, users:read (OAuth & Permissions, Bot "
+     "Token Scopes; then reinstall the app to the workspace): without channels:history, a channel's messages are heard "
+     "only where they mention the bot (app_mention), and their edits and deletions not at all: a message its customer "
+     "deleted stays in the transcript; without users:read, colleagues and the people customers mention are shown by "
+     "their Slack user ids"),
+    ({"usergroups:read"}, ["S1"], "lacks the scope usergroups:read (OAuth & Permissions, Bot Token Scopes; then "
+     "reinstall the app to the workspace): without usergroups:read, the members of team_users' user groups are "
+     "answered as customers"),
+    ({"usergroups:read"}, ["U7"], None),
+])
+async def test_the_scopes_the_bot_token_lacks_are_said_at_start(
+        slack_api: SimpleNamespace, caplog: pytest.LogCaptureFixture, lacking: set[str], team_users: list[str],
+        said: str | None) -> None:
+    """An app without channels:history cannot subscribe to message.channels: it hears mentions alone, and Slack sends
+    no app_mention for a deletion, so a customer's deleted message (their card number, sent by mistake) stayed in the
+    transcript, learnt from, and nothing said why. Slack names the token's scopes in its answer to auth.test: the
+    start says those missing, and what goes amiss without each."""
+    slack_api.scopes -= lacking
+    channel = make_channel(FakeBot(), slack_api.url, team_users=team_users)
+    channel.start()
+    await channel.close()
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == (
+        [f"Slack: the bot token {said}"] if said else [])
 
 
 def test_a_404_at_slacks_own_address_is_not_said_to_be_a_mistyped_api_url() -> None:

@@ -84,6 +84,16 @@ REQUIRED = ("signing_secret", "bot_token")
 WRONG_TOKENS = {"xapp-": "an App-Level Token, with which Slack refuses every message the bot posts",
                 "xoxp-": "a User OAuth Token, with which the bot posts as the person who installed the app"}
 MEMBER_ID = re.compile(r"[UWS][A-Z0-9]+")  # a Slack user's id (U…, W… on Enterprise Grid), or a user group's (S…)
+# The Bot Token Scopes the channel needs (docs/channels.md, step 3), each with what goes amiss without it: Slack sends no
+# event of a scope the app lacks (message.channels needs channels:history), and refuses the methods that need it.
+SCOPES = {
+    "chat:write": "no answer is posted (Slack refuses each, and its customer is handed to an agent as undelivered)",
+    "channels:history": "a channel's messages are heard only where they mention the bot (app_mention), and their "
+                        "edits and deletions not at all: a message its customer deleted stays in the transcript",
+    "im:history": "direct messages to the bot are not heard",
+    "users:read": "colleagues and the people customers mention are shown by their Slack user ids",
+}
+GROUP_SCOPE = "usergroups:read"  # needed too where team_users names a user group (_list_groups)
 # Slack's errors for a bot token it no longer takes (the app uninstalled, the token revoked or mistyped)
 TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"})
 # Slack's markup in a message's text: <https://…|label>, <mailto:…>, <@U…>, <#C…|name>, <!here>, <!subteam^…|@team>.
@@ -483,6 +493,7 @@ class SlackChannel(PlatformChannel):
         self._looking_up: dict[str, asyncio.Task[None]] = {}  # the users.info calls under way, by user id
         self._names_refused_until = 0.0  # the time.monotonic() until which users.info is not asked (_names_paused)
         self._names_said: float | None = None  # the pause the log told of since Slack last answered a lookup
+        self._scopes: str | None = None  # the token's scopes, as Slack's latest answer said them (X-OAuth-Scopes)
         self._kept_by_id: set[str] = set()  # the colleagues whose notes were kept by their user id (Store.name_member)
         self._colleagues: set[str] = set()  # the user ids of those who wrote notes since the server started (_note)
         self._recalling: asyncio.Task[None] | None = None  # those kept so before this server started (_name_kept)
@@ -517,6 +528,23 @@ class SlackChannel(PlatformChannel):
             self.own_user_ids.add(user)
         log.info("Slack: the bot token is the bot user %s (%s) of workspace %s (%s)", _string(result.get("user")) or "?",
                  user or "?", _string(result.get("team")) or "?", _string(result.get("team_id")) or "?")
+        self._say_missing_scopes()
+
+    def _say_missing_scopes(self) -> None:
+        """Say in the log, at start, the scopes the bot token lacks of those the channel needs (:data:`SCOPES`), and
+        what goes amiss without each, as Slack's answer to ``auth.test`` names the token's: without
+        ``channels:history`` the app cannot subscribe to ``message.channels``, and hears mentions alone, whose
+        deletions Slack never sends; a customer who deleted a message (their card number, sent by mistake) had it
+        kept, and learnt from, with nothing said. Nothing where Slack's answer did not name them (a proxy's)."""
+        if self._scopes is None:
+            return
+        granted = {scope.strip() for scope in self._scopes.split(",")}
+        needed = {**SCOPES, **({GROUP_SCOPE: "the members of team_users' user groups are answered as customers"}
+                               if self.team_groups else {})}
+        if missing := [scope for scope in needed if scope not in granted]:
+            log.warning("Slack: the bot token lacks the scope%s %s (OAuth & Permissions, Bot Token Scopes; then reinstall "
+                        "the app to the workspace): %s", "s" if len(missing) > 1 else "", ", ".join(missing),
+                        "; ".join(f"without {scope}, {needed[scope]}" for scope in missing))
 
     def routes(self) -> list[web.AbstractRouteDef]:
         events, interactions = self.paths
@@ -1188,6 +1216,7 @@ class SlackChannel(PlatformChannel):
                     raise SlackAPIError(f"{method}: HTTP {response.status}{self._not_api(response.status)}",
                                         status=response.status)
                 result = await api_result(response, SlackAPIError, method)
+                self._scopes = response.headers.get("X-OAuth-Scopes", self._scopes)
                 if not result.get("ok"):
                     raise SlackAPIError(f"{method}: {api_error(result)}", _string(result.get("error")))
                 return result
