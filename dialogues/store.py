@@ -1948,14 +1948,22 @@ class Store:
             {"channel": channel})
         return {name for name, in rows if name}
 
-    def name_member(self, channel: str, member: str, name: str) -> None:
+    def name_member(self, channel: str, member: str, name: str, noted: str) -> None:
         """Name ``member``, a support team member kept by their platform id in ``channel``'s conversations (their
         notes, their takeovers, :meth:`receive_note`) while the platform gave no names, or by the name they have since
         changed on the platform, by ``name`` there now: their notes since said their name, but the conversations they
-        took over stayed theirs as "U7" (or the old name) in the agents' inbox, until they wrote there again."""
+        took over stayed theirs as "U7" (or the old name) in the agents' inbox, until they wrote there again. Only in
+        the conversations where they wrote on the platform (a note whose key starts with ``noted``): an agent of the
+        console who goes by the same name (the colleague themselves, named in ``server.agents``) keeps the customers
+        they took there."""
         with self._writing():
-            within = "conversation_id IN (SELECT id FROM conversations WHERE channel = :channel)"
-            names = {"channel": channel, "member": member, "name": name}
+            names = {"channel": channel, "member": member, "name": name, "noted": noted}
+            written = [row[0] for row in self.db.execute(  # before their notes are renamed
+                "SELECT DISTINCT conversation_id FROM turns WHERE role = 'agent' AND user = :member "
+                "AND substr(request_key, 1, length(:noted)) = :noted "
+                "AND conversation_id IN (SELECT id FROM conversations WHERE channel = :channel)", names)]
+            names["written"] = json.dumps(written)
+            within = "conversation_id IN (SELECT value FROM json_each(:written))"
             self.db.execute(f"UPDATE turns SET user = :name WHERE role = 'agent' AND user = :member AND {within}", names)
             for table in ("handoffs", "takeovers"):
                 for column in ("agent", "previous"):

@@ -1812,13 +1812,18 @@ async def test_a_colleague_renamed_in_slack_holds_their_conversations_by_the_new
     """A colleague who changed their name in Slack kept the old one as holder of the conversations they took over, in
     the agents' inbox and console, and as author of their notes in the transcript. Slack's user_change renames them
     there at once. Someone customers mention, no colleague, is renamed in no conversation: an agent of the console
-    may go by their old name."""
+    may go by their old name; and the colleague is renamed only where they wrote in Slack, not where an agent of the
+    console who goes by the same name took a customer over (they themselves, say, named so in server.agents)."""
     slack_api.members.update({"U7": {"name": "ada", "profile": {"display_name": "Ada"}}, "U9": {"name": "bob"}})
     bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["U7"])
     cid, other = f"slack:T1:C1:{TS}", "slack:T1:C1:1700000001.000100"
     bot.store.add_message(cid, "user", "my refund is late", "slack")
     bot.store.add_message(other, "user", "my parcel is lost", "slack")
     bot.store.set_status(other, "handed_off", "agent", "slack", agent="bob")  # an agent of the console
+    console = "slack:T1:C1:1700000003.000100"
+    bot.store.add_message(console, "user", "a question", "slack")
+    bot.store.set_status(console, "handed_off", "agent", "slack", agent="Ada")  # and one named as U7 is in Slack
+    bot.store.add_agent_answer(console, "Let me check", "slack", "Ada", key="console-1")
     await post(client, event("Ev1", "It went out today", user="U7", ts="1700000000.000200", thread_ts=TS))
     await post(client, event("Ev2", "<@UBOT> <@U9> said it went out", ts="1700000002.000100"))
     assert bot.store.holder(cid) == "Ada"
@@ -1827,6 +1832,7 @@ async def test_a_colleague_renamed_in_slack_holds_their_conversations_by_the_new
     await post(client, user_change("U5", name="carol"))  # anyone else in the workspace: nothing to rename
     await channel.close()
     assert bot.store.holder(cid) == "Ada Lovelace" and bot.store.holder(other) == "bob"
+    assert bot.store.holder(console) == "Ada" and bot.store.history(console)[-1]["author"] == "Ada"
     assert [(m["author"], m["text"]) for m in bot.store.history(cid)][1:] == [("Ada Lovelace", "It went out today")]
     assert [h["agent"] for h in bot.store.transcript(cid)["handoffs"]] == ["Ada Lovelace"]
     assert slack_api.looked_up == ["U7", "U9"]  # the new names came with the events

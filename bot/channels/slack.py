@@ -311,9 +311,12 @@ def conversation_of(team: str, channel: str, thread: str) -> str:
     return f"slack:{team}:{channel}:{in_thread(channel, thread)}"
 
 
+NOTED = "slack:ts:"  # how the key of each Slack message the store keeps starts (message_key), a colleague's note's too
+
+
 def message_key(channel: str, ts: str) -> str:
     """The key the store knows a Slack message by (``Store.receive``): its channel and its ``ts``."""
-    return f"slack:ts:{channel}:{ts}"
+    return f"{NOTED}{channel}:{ts}"
 
 
 def written_lately(ts: str) -> bool:
@@ -935,7 +938,7 @@ class SlackChannel(PlatformChannel):
                         "so", user, name, before, before)
             return
         assert self.bot.store is not None
-        await self.bot._store(self.bot.store.name_member, self.name, before, name)
+        await self.bot._store(self.bot.store.name_member, self.name, before, name, NOTED)
         log.info("Slack: %s (%s) is now %s, in the conversations they hold and their notes", before, user, name)
 
     async def _name_kept(self, user: str, name: str) -> None:
@@ -949,7 +952,7 @@ class SlackChannel(PlatformChannel):
         await asyncio.shield(self._recalling)
         if user in self._kept_by_id and self.bot.store is not None:
             self._kept_by_id.discard(user)
-            await self.bot._store(self.bot.store.name_member, self.name, user, name)
+            await self.bot._store(self.bot.store.name_member, self.name, user, name, NOTED)
 
     async def _recall_ids_kept(self) -> None:
         """Add the colleagues the store knows by their user id to those :meth:`_name_kept` names; where the store
