@@ -1775,9 +1775,11 @@ async def test_a_colleague_kept_by_their_id_before_a_restart_is_named_once_slack
     """The colleagues kept by their user id while Slack gave no names were known only to the server that kept them:
     restarted (to add the users:read scope, say), it left the customers they took over theirs as "U7" in the agents'
     inbox until they wrote there again. The next server names them in the store once Slack gives their name, here
-    for a customer's mention of them; an agent of the console, and a colleague named already, stay as they are."""
+    for a customer's mention of them; an agent of the console, and a colleague named already, stay as they are: the
+    console agent too whose name is of an id's form, and Slack's id of another person, whom a customer mentions (the
+    name is no colleague's kept by their id: none wrote in Slack under it)."""
     monkeypatch.setattr(slack_module, "NAME_RETRY_S", 0.0)
-    slack_api.members.update({"U7": {"name": "ada"}, "U8": {"name": "grace"}})
+    slack_api.members.update({"U7": {"name": "ada"}, "U8": {"name": "grace"}, "UMBERTO": {"name": "umberto"}})
     slack_api.scopes = set()
     bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["U7", "U8"])
     cid, other = f"slack:T1:C1:{TS}", "slack:T1:C1:1700000001.000100"

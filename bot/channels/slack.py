@@ -946,7 +946,9 @@ class SlackChannel(PlatformChannel):
         (:meth:`_note`), by this server or, read from the store at the first name Slack gives, by the servers before
         it: after a restart, those a server had kept so stayed "U7" as holders of the customers they took over, until
         they wrote again. In the background: the event's 200 waits on no read of the store. Their ids are told from
-        names by their form (``U…``, ``W…``)."""
+        names by their form (``U…``, ``W…``), and a name of that form is renamed only where Slack names that very id,
+        in the conversations where a Slack note was kept under it (``Store.name_member``): a console agent's name
+        alike (``WU``) stays as it is."""
         if self._recalling is None:
             self._recalling = self._tasks.spawn(self._recall_ids_kept())
         await asyncio.shield(self._recalling)
