@@ -1840,7 +1840,9 @@ def _print_decision(d: dict[str, Any], current: str | None, directory: Path) -> 
     click.secho(f"Candidate {d['version']} ({d['mode']} from {d['serving']}): {verdict}", bold=True)
     _print_figures(d)
     data = d["data"]
-    gone = f", {data['labels_gone']} gone" if data.get("labels_gone") else ""  # purged, or relabelled
+    gone = f", {data['labels_gone']} gone" if data.get("labels_gone") else ""  # purged, or unusable now
+    if data.get("labels_corrected"):  # learnt over what the serving model learnt of them
+        gone += f", {data['labels_corrected']} corrected"
     # oos labels a bot without an oos intent cannot train on; with one, they are among the labelled
     left_out = f", {data['oos']} out of scope left out (nlu.yml has no oos intent)" if data["oos"] else ""
     if data.get("repeated"):  # turns of a message labelled on another turn too: one example a message

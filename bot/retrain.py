@@ -4,7 +4,8 @@
    nlu.yml example another intent, and every agent answer but those in ``bot chat``, redacted unless
    ``privacy.redact`` is off (:mod:`dialogues.export`).
 2. Fine-tune: warm-start from the serving model when the intents (by the names `bot relabel` gave them since)
-   and the base model are the same, else from the base model.
+   and the base model are the same and no label it learnt was purged, else from the base model. A label corrected
+   since is learnt over the old one: several passes over it, and no pull towards the serving model's answer there.
 3. Measure the serving model and the candidate on the frozen evaluation set (generalisation) and on
    the seed examples (forgetting), by top-1 accuracy, which does not depend on where a threshold sits. Both
    are measured as ``bot serve`` runs them: in int8 on a CPU where ``server.inference.quantize`` asks for it,
@@ -61,6 +62,7 @@ from bot.training import (
     index_options,
     seed_fingerprint,
     seed_labels,
+    train_config,
     write_model,
 )
 from dialogues.export import LearnedData, contradicting, learnable, learned_data, one_per_message, recent_traffic
@@ -343,42 +345,68 @@ def read_store(project: Project, traffic: bool = True, as_it_is: bool = False) -
         store.close()
 
 
-def moved_labels(project: Project) -> dict[int, int]:
-    """:meth:`Store.moved_labels` of the bot's store (none without one)."""
+@dataclass
+class LabelHistory:
+    """What became of the labels the last attempt learnt, as the store tells: ``moved``, :meth:`Store.moved_labels`;
+    ``replaced``, :meth:`Store.replaced_labels` (a label given since to a message it learnt, with the intent it
+    learnt there)."""
+
+    moved: dict[int, int]
+    replaced: dict[int, str]
+
+
+def label_history(project: Project, through: Mapping[str, float]) -> LabelHistory:
+    """:class:`LabelHistory` of the bot's store since the attempt that learnt the data ``through`` describes
+    (:func:`_through`); none without a store."""
     if not project.db_path.exists():
-        return {}
+        return LabelHistory({}, {})
     store = open_to_read(project.db_path)
     try:
-        return store.moved_labels()
+        replaced = store.replaced_labels(int(through.get("label", 0)), through.get("label_at", math.inf))
+        return LabelHistory(store.moved_labels(), {label: was for label, was in replaced.items()
+                                                   if was in project.intents})  # else not learnt
     finally:
         store.close()
 
 
-def _new_since(data: LearnedData, meta: dict[str, Any], moved: Mapping[int, int] | None = None) -> dict[str, int]:
+def replacing(data: LearnedData, history: LabelHistory) -> list[dict[str, Any]]:
+    """The labels of ``data`` given since the last attempt to a message it learnt (:meth:`Store.replaced_labels`,
+    ``history.replaced``, of an intent it could learn), other than those `bot relabel` moved to a new name."""
+    return [r for r in data.examples if r["label_id"] in history.replaced and r["label_id"] not in history.moved]
+
+
+def corrections(data: LearnedData, history: LabelHistory) -> list[dict[str, Any]]:
+    """Of :func:`replacing`, the labels that give their message another intent than the last attempt learnt."""
+    return [r for r in replacing(data, history) if history.replaced[r["label_id"]] != r["intent"]]
+
+
+def _new_since(data: LearnedData, meta: dict[str, Any], history: LabelHistory | None = None) -> dict[str, int]:
     """The labels and agent answers the last attempt did not learn, and how many of the labels it learned
-    are gone: purged (``bot purge``: the model must unlearn them too), or replaced by a newer label of the
-    same message. A label `bot relabel` moved to an intent's new name (``moved``, :meth:`Store.moved_labels`) from
-    one the last attempt learnt is new, but replaces none: it is the same label. A row is new by its id or by its
+    are gone: purged (``bot purge``: the model must unlearn them too), or unusable now. A label `bot relabel` moved to
+    an intent's new name (``history.moved``, :meth:`Store.moved_labels`) from one the last attempt learnt is new, but
+    replaces none: it is the same label. So is a label given since to a message the last attempt learnt
+    (:func:`replacing`): new, and its message not gone; ``labels_corrected`` counts those of another intent
+    (:func:`corrections`). A row is new by its id or by its
     time: after ``bot purge`` deletes the latest rows, SQLite gives the next ones the same ids."""
     through = meta.get("learned_through", {})
+    history = history or LabelHistory({}, {})
 
     def is_new(row: dict[str, Any], id_key: str, kind: str) -> bool:
         return row[id_key] > through.get(kind, 0) or row["created"] > through.get(f"{kind}_at", math.inf)
 
-    moved = moved or {}
-
     def given(label_id: int) -> float:
         """The label a label moved by `bot relabel`, once or more, was first given as; ``inf`` for one not moved."""
         first = math.inf
-        while label_id in moved:
-            first = label_id = moved[label_id]
+        while label_id in history.moved:
+            first = label_id = history.moved[label_id]
         return first
 
-    labels = sum(is_new(r, "label_id", "label") for r in data.examples)
-    kept = sum(is_new(r, "label_id", "label") and given(r["label_id"]) <= through.get("label", 0) for r in data.examples)
+    fresh = [r for r in data.examples if is_new(r, "label_id", "label")]
+    kept = sum(given(r["label_id"]) <= through.get("label", 0) for r in fresh) + len(replacing(data, history))
     learned = through.get("labels", 0)  # counted since this field was written; 0 (none known gone) before
-    return {"labels": labels, "answers": sum(is_new(r, "id", "answer") for r in data.answers),
-            "labels_gone": max(0, learned - (len(data.examples) - labels) - kept)}
+    return {"labels": len(fresh), "answers": sum(is_new(r, "id", "answer") for r in data.answers),
+            "labels_gone": max(0, learned - (len(data.examples) - len(fresh)) - kept),
+            "labels_corrected": len(corrections(data, history))}
 
 
 def retrain(project: Project, device: str | None = None, progress: bool = True, force: bool = False,
@@ -394,7 +422,8 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         last = last_finished(registry, serving_name)
         data, traffic = read_store(project)
         usable = exported(project, data)  # what is new is what a retrain learns: not a label or answer it leaves out
-        new = _new_since(usable, last.meta, moved_labels(project))
+        history = label_history(project, last.meta.get("learned_through", {}))
+        new = _new_since(usable, last.meta, history)
         seed_changed = last.meta.get("seed") != seed_fingerprint(project)
         base_changed = not same_base(last.meta.get("base_model"), project)  # bot.yml's model.base edited
         settings = changed_settings(last.meta.get("training"), project)  # model.seed edited: the same data trains anew
@@ -449,8 +478,9 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         before = measured(answering, sets.seed, sets.held)
         before_cut = at_threshold(answering, sets.held, served_threshold(project, serving_meta))
         train = seed + learned
-        # A label the serving model learnt and the store no longer has (purged, or corrected) must be unlearnt:
-        # a warm start would begin from it, keep its answers and half its weights. A warm start goes on from
+        # A label the serving model learnt and the store no longer has (purged) must be unlearnt: a warm start
+        # would begin from it, keep its answers and half its weights. A corrected one is not gone: the warm start
+        # learns the correction over it (train_classifier's corrected). A warm start goes on from
         # the serving model's encoder, so bot.yml's model.base changed since, it would train the old one.
         start = warm_start(serving, answering.name, sorted({e.intent for e in train}))
         same_intents = start is not None
@@ -461,16 +491,21 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         why_full = (intents_changed(answering.labels, project, sets.new) if not same_intents
                     else "the base model changed" if not base else f"{new['labels_gone']} label(s) it learnt are gone")
         transfer = [text for text in traffic if same_text(text) not in held_texts] if warm else []
+        corrected = [r["text"] for r in corrections(usable, history)] if warm else []
         as_named = f", its {', '.join(f'{old} as {now}' for old, now in renamed.items())}" if renamed else ""
-        say(f"Training a candidate ({'warm start from ' + serving_name + as_named if warm else 'full: ' + why_full}) "
-            f"on {len(seed)} seed + {len(learned)} labelled examples"
+        passes = train_config(project).corrected_passes
+        relearnt = (f", {len(corrected)} corrected label(s) learnt {passes}× per pass and not held to "
+                    f"{serving_name}'s answer there" if corrected else "")
+        how = f"warm start from {serving_name}{as_named}{relearnt}" if warm else f"full: {why_full}"
+        say(f"Training a candidate ({how}) on {len(seed)} seed + {len(learned)} labelled examples"
             + (f", keeping {serving_name}'s answers on {len(transfer)} recent messages" if transfer else "")
             + (f", then averaged with {serving_name}'s weights ({share:g} trained)"
                if warm and (share := project.config.learning.interpolate) < 1 else ""))
         indexed = answers_for(project) + answers
         AnswerIndex.check_options(len(indexed), **index_options(project))  # before the minutes of training
         with registry.stage() as staging:
-            candidate = fit(project, train, held, device, progress, init_from=start if warm else None, transfer=transfer)
+            candidate = fit(project, train, held, device, progress, init_from=start if warm else None, transfer=transfer,
+                            corrected=corrected)
             meta, metrics = write_model(staging, project, candidate, indexed, held, len(train))
             served = as_served(project, candidate)
             judged = verdict(before, measured(served, sets.seed, sets.held), sets.seed, margins(project))
@@ -492,7 +527,8 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                 "warm_renamed": renamed,
                 "contradicting": against,
                 "data": {"seed_examples": len(seed), **label_counts, "orphaned": orphans, "new_labels": new["labels"],
-                         "labels_gone": new["labels_gone"],
+                         "labels_gone": new["labels_gone"], "labels_corrected": new["labels_corrected"],
+                         "corrected_passes": passes if corrected else 1,
                          "transfer_messages": len(transfer),
                          "agent_answers": len(answers), "new_answers": new["answers"], "answers_removed": len(gone),
                          "seed_changed": seed_changed, "settings_changed": settings},

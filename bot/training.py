@@ -326,16 +326,17 @@ def readable_by_base(project: Project, examples: list[Example]) -> None:
 
 def fit(project: Project, examples: list[Example], held: list[Example], device: str | None = None,
         progress: bool = True, init_from: IntentClassifier | None = None,
-        transfer: list[str] | None = None) -> IntentClassifier:
+        transfer: list[str] | None = None, corrected: list[str] | None = None) -> IntentClassifier:
     """Fine-tune the bot's classifier on ``examples`` and fit its n-gram vote, whose share the ``held``
     examples choose; ``init_from`` warm-starts from a model with the same intents, which keeps its
-    answers on the unlabelled ``transfer`` messages (see :func:`train_classifier`)."""
+    answers on the unlabelled ``transfer`` messages, but on the messages whose label was ``corrected`` since it
+    learnt them, which it learns over (see :func:`train_classifier`)."""
     if init_from is None:  # a warm start goes on from the serving model, which read them
         readable_by_base(project, examples)
     texts, intents = [e.text for e in examples], [e.intent for e in examples]
     classifier = train_classifier(texts, intents, project.base_model, train_config(project), device=device,
                                   progress=progress, init_from=init_from, transfer=transfer,
-                                  held_out=[e.text for e in held])
+                                  held_out=[e.text for e in held], corrected=corrected or [])
     classifier.fit_ngrams(texts, intents, [e.text for e in held], [e.intent for e in held])
     return classifier
 

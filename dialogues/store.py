@@ -2809,6 +2809,18 @@ class Store:
             "AND p.id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id AND id < r.id) "
             "JOIN intent_renames n ON n.old = p.intent AND n.new = r.intent")}
 
+    def replaced_labels(self, label_id: int, at: float) -> dict[int, str]:
+        """The turns' latest labels given after label ``label_id`` or after time ``at`` (the last retrain's data,
+        as :func:`bot.retrain._new_since` counts it) to a turn labelled by then, by id, each with the intent of the
+        label it replaced, the one that retrain learnt: a correction, which a warm start teaches over what the
+        serving model learnt, where a purged label is gone and a model trained from the base model forgets it."""
+        return {r["id"]: r["was"] for r in self.db.query(
+            "SELECT r.id, p.intent AS was FROM review_labels r "
+            "JOIN review_labels p ON p.id = (SELECT max(id) FROM review_labels "
+            "     WHERE turn_id = r.turn_id AND id <= ? AND created <= ?) "
+            "WHERE r.id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id) AND r.id != p.id",
+            [label_id, at])}
+
     def predicted(self, intent: str) -> bool:
         """Whether the bot ever gave a message ``intent``: a name renamed before any of its messages was labelled
         is still the one the serving model answers with until the next retrain."""

@@ -41,7 +41,7 @@ from finetune.classifier import IntentClassifier, ModelLoadError, intent_phrase,
 from finetune.metrics import OOS
 from finetune.models import model_needs_prefixes, resolve_model
 from retrieval.encoder import load_sentence_model
-from retrieval.text import same_example
+from retrieval.text import same_example, same_text
 
 
 @dataclass
@@ -62,6 +62,7 @@ class TrainConfig:
     temperature: float = 0.1  # of the contrastive term's cosine similarities
     distill: float = 0.0  # warm starts only: weight of the pull towards the starting model's predictions
     interpolate: float = 1.0  # warm starts only: share of the trained weights in the average with the starting ones
+    corrected_passes: int = 3  # warm starts only: passes over each corrected example per pass over the others
     centroid_share: float = 0.25  # few-shot training: share of each intent's mean embedding in its final head
     intent_names: bool = True  # few-shot training: each intent's name in words is one more example of it
     class_weights: str = "none"  # "sqrt" or "balanced": each intent's loss weighted by its rarity (class_weights)
@@ -89,6 +90,19 @@ def with_intent_names(texts: list[str], intents: list[str], held_out: Sequence[s
     named = [name for name in sorted({intent for intent in intents if intent != OOS})
              if same_example(intent_phrase(name)) not in taken]
     return texts + [intent_phrase(name) for name in named], intents + named
+
+
+def with_corrections(texts: list[str], intents: list[str], corrected: set[str], passes: int
+                     ) -> tuple[list[str], list[str]]:
+    """The examples, each whose :func:`~retrieval.text.same_text` key is in ``corrected`` ``passes`` times over.
+
+    A warm start begins from a model that learnt a corrected message under its old intent, and answers it so with
+    confidence: one pass over it among thousands of examples, and the weights then averaged with the starting
+    model's (``interpolate``), left the old answer standing. Several passes over it teach the correction while
+    every other example is trained on as before; the distillation term is kept off it, since the starting model's
+    answer there is the one corrected (:func:`train_classifier`)."""
+    extra = [(text, intent) for text, intent in zip(texts, intents) if same_text(text) in corrected]
+    return texts + [text for text, _ in extra] * (passes - 1), intents + [intent for _, intent in extra] * (passes - 1)
 
 
 def readable_tokens(encoder: SentenceTransformer) -> int:
@@ -130,6 +144,7 @@ def train_classifier(
     init_from: IntentClassifier | None = None,
     transfer: list[str] | None = None,
     held_out: Sequence[str] = (),
+    corrected: Sequence[str] = (),
 ) -> IntentClassifier:
     """Fine-tune ``base_model`` (any sentence-transformers or Hugging Face name or path, or an alias).
 
@@ -138,18 +153,22 @@ def train_classifier(
     the starting model's answers: each step adds a batch of them to the distillation term. A warm start
     ends by averaging its weights with the starting model's (``config.interpolate``, see
     :func:`interpolate_weights`). ``held_out`` are the texts kept out of training to be measured on.
+    ``corrected``: examples whose label was corrected since ``init_from`` learnt them (:func:`with_corrections`).
     """
     config = config or TrainConfig()
     seed_everything(config.seed)
     device = pick_device(device)
     labels = sorted(set(intents))
     few_shot = config.few_shot(intents)
+    warm = init_from is not None and init_from.labels == labels
+    fixed = {same_text(text) for text in corrected} if warm else set()
+    texts, intents = with_corrections(texts, intents, fixed, config.corrected_passes)
     epochs = config.epochs_for(len(texts))
     if few_shot and config.intent_names:
         texts, intents = with_intent_names(texts, intents, held_out)
     index = {label: i for i, label in enumerate(labels)}
     targets = [index[i] for i in intents]
-    if init_from is not None and init_from.labels == labels:
+    if warm:
         model = init_from.to(device)
     else:
         with loading_base(base_model):
@@ -188,7 +207,9 @@ def train_classifier(
     # must. The n-gram vote is left out: it is refitted after training, and the encoder keeps its own answers.
     distilled = model is init_from and config.distill > 0
     teacher = torch.from_numpy(init_from.probabilities(texts, ngrams=False)).to(device) if distilled else None
-    transfer = transfer if distilled and transfer else []
+    if teacher is not None and fixed:  # a zero row adds nothing to the KL term: the old answer is not kept there
+        teacher[[i for i, text in enumerate(texts) if same_text(text) in fixed]] = 0.0
+    transfer = [text for text in transfer if same_text(text) not in fixed] if distilled and transfer else []
     transfer_teacher = (torch.from_numpy(init_from.probabilities(transfer, ngrams=False)).to(device)
                         if transfer else None)
     start = ({name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}

@@ -22,8 +22,10 @@ from finetune.train import (
     pull_head_to_means,
     supervised_contrastive,
     train_classifier,
+    with_corrections,
     with_intent_names,
 )
+from retrieval.text import same_text
 
 TEXTS = {
     "card_arrival": ["where is my new card", "my card has not arrived yet", "card still not delivered",
@@ -186,6 +188,33 @@ def test_a_distilled_warm_start_keeps_the_starting_models_answers(tiny_model: Pa
         return sum(after[i] == before[i] for i in moved)
 
     assert kept(distill=20.0) > kept(distill=0.0)
+
+
+def test_a_warm_start_learns_corrected_labels_over_the_starting_models_answers(tiny_model: Path,
+                                                                               tmp_path: Path) -> None:
+    """A correction was one example among the rest, pulled back by the distillation towards the very answer it
+    corrects: the warm start kept the old answer. Corrected, an example is passed over more and not distilled."""
+    texts, intents = examples()
+    train_classifier(texts, intents, str(tiny_model), TrainConfig(epochs=30, seed=3), device="cpu",
+                     progress=False).save(tmp_path / "start")
+    before = [p.intent for p in IntentClassifier.load(tmp_path / "start", device="cpu").predict(texts)]
+    moved = [i for i, intent in enumerate(intents) if intent == "exchange_rate"][:3]
+    relabelled = ["card_arrival" if i in moved else intent for i, intent in enumerate(intents)]
+
+    def learnt(corrected: list[str]) -> int:
+        model = train_classifier(texts, relabelled, str(tiny_model), TrainConfig(epochs=30, seed=3, distill=20.0),
+                                 device="cpu", progress=False, corrected=corrected,
+                                 init_from=IntentClassifier.load(tmp_path / "start", device="cpu"))
+        after = [p.intent for p in model.predict(texts)]
+        return sum(after[i] == "card_arrival" != before[i] for i in moved)
+
+    assert learnt([texts[i].upper() for i in moved]) > learnt([])  # matched as the same message
+
+
+def test_corrected_examples_are_repeated_for_their_passes() -> None:
+    texts, intents = with_corrections(["a", "B!", "c"], ["x", "y", "z"], {same_text("b")}, 3)
+    assert (texts, intents) == (["a", "B!", "c", "B!", "B!"], ["x", "y", "z", "y", "y"])
+    assert with_corrections(["a"], ["x"], set(), 3) == (["a"], ["x"])
 
 
 def test_distilling_on_unlabelled_traffic_keeps_the_answers_there(tiny_model: Path, tmp_path: Path) -> None:

@@ -949,6 +949,38 @@ def test_a_retrain_after_bot_relabel_warm_starts_with_the_serving_models_rows_un
     assert meta["labels"] == sorted(load_project(bot_dir).intents) and meta["mode"] == "warm"
 
 
+def test_a_corrected_label_keeps_the_warm_start_and_is_learnt_over_the_old_one(
+        bot_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A reviewer's slip corrected with `bot review --correct` counted as a label gone, and the next retrain trained
+    from the base model, losing all the serving model learnt. It warm-starts, and says how the correction is learnt:
+    several passes over it, without the pull towards the serving model's old answer there."""
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    store = Store(bot_dir / "dialogues.db")
+    [slip] = log_turns(store, ["please cancel the blue sofa"])
+    store.add_labels([slip], "track_order", "ann")
+    store.close()
+    assert retrain(load_project(bot_dir), device="cpu", progress=False).promoted
+    store = Store(bot_dir / "dialogues.db")
+    store.correct_label([slip], "cancel_order", "ann")
+    store.close()
+    said: list[str] = []
+
+    result = retrain(load_project(bot_dir), device="cpu", progress=False, say=said.append)
+
+    data = result.decision["data"]
+    assert result.decision["mode"] == "warm", said
+    assert (data["labels_gone"], data["labels_corrected"], data["new_labels"], data["corrected_passes"]) == (0, 1, 1, 3)
+    assert any(f"warm start from {result.decision['serving']}, 1 corrected label(s) learnt 3× per pass and not held to "
+               f"{result.decision['serving']}'s answer there)" in line for line in said), said
+    _print_decision(result.decision, result.version, bot_dir)
+    assert "1 labelled (1 new, 1 corrected)" in capsys.readouterr().out
+
+    store = Store(bot_dir / "dialogues.db")  # purged, a label is still to be unlearnt from the base model
+    store.purge("c1")
+    store.close()
+    assert retrain(load_project(bot_dir), device="cpu", progress=False).decision["mode"] == "full"
+
+
 def test_a_label_bot_relabel_moved_twice_is_still_the_label_the_serving_model_learnt(bot_dir: Path) -> None:
     """cancel_order renamed cancel_purchase, then cancel_buy, with `bot relabel` each time and no retrain between: the
     label the serving model learnt, moved twice, counted as gone, and the retrain trained from the base model."""
@@ -1782,9 +1814,10 @@ def test_rows_logged_after_a_purge_are_new_though_they_reuse_its_ids(tmp_path: P
     store.close()
 
     assert [r["label_id"] for r in data.examples] == [1, 2] and [r["id"] for r in data.answers] == [1, 2]  # reused
-    assert bot.retrain._new_since(data, learnt) == {"labels": 1, "answers": 1, "labels_gone": 1}  # the purged one
+    assert bot.retrain._new_since(data, learnt) == {"labels": 1, "answers": 1, "labels_gone": 1,  # the purged one
+                                                    "labels_corrected": 0}
     assert bot.retrain._new_since(data, {"learned_through": bot.retrain._through(data)}) == {
-        "labels": 0, "answers": 0, "labels_gone": 0}
+        "labels": 0, "answers": 0, "labels_gone": 0, "labels_corrected": 0}
 
 
 def test_an_index_refresh_drops_the_answers_of_purged_conversations(bot_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
