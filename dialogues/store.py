@@ -454,11 +454,21 @@ def _v41(db: sqlite_utils.Database) -> None:
                "taken FLOAT NOT NULL)")
 
 
+def _v42(db: sqlite_utils.Database) -> None:
+    """The labels by when and by whom they were given (``Store.label_answers``' ``given``): the turns one answer
+    labelled, which a correction changes together, were found by reading every label the store holds, slow for the
+    reviewer and the admin API alike once there were a hundred thousand."""
+    db.execute("CREATE INDEX IF NOT EXISTS idx_review_labels_given ON review_labels (created, reviewer)")
+
+
+# The turns with a label given at a time by a reviewer (two parameters), for ``_v42``'s index.
+_GIVEN = "turn_id IN (SELECT turn_id FROM review_labels WHERE created = ? AND reviewer IS ?)"
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
                                                               _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36,
-                                                              _v37, _v38, _v39, _v40, _v41]
+                                                              _v37, _v38, _v39, _v40, _v41, _v42]
 # Each intent name ``bot relabel`` renamed (``_v34``) with every name it has had since (``old``, ``new``): one renamed
 # twice (A to B, then B to C) is C's too. A common table expression, to put before a query's SELECT.
 RENAMED = ("WITH RECURSIVE renamed (old, new) AS (SELECT old, new FROM intent_renames UNION "
@@ -2758,18 +2768,22 @@ class Store:
             label = self.label_of(*turn_ids)
             if label is None:
                 raise KeyError(f"turn {', '.join(map(str, turn_ids))} has no label to correct")
-            answers = self.label_answers()
+            answers = self.label_answers(given=(label["created"], label["reviewer"]))
             batch = sorted(turn for turn, answer in answers.items() if answer == answers[label["turn_id"]])
             return self.add_labels(batch, intent, reviewer)
 
-    def label_answers(self) -> dict[int, tuple[Any, ...]]:
+    def label_answers(self, given: tuple[float, str | None] | None = None) -> dict[int, tuple[Any, ...]]:
         """Each labelled turn with the answer that gave its latest label, equal for the turns one answer labelled (a
         queue item's near duplicates): the label's time and reviewer, and for a label :meth:`relabel` moved to an
         intent's new name (:meth:`moved_labels`), those of the label it moved too. One `bot relabel` moves every label
-        of the old name at once, and correcting one of them changed them all, hundreds of answers."""
-        rows = {r["id"]: r for r in self.db.query("SELECT id, turn_id, created, reviewer FROM review_labels ORDER BY id")}
+        of the old name at once, and correcting one of them changed them all, hundreds of answers. ``given``: only
+        the turns labelled at that time by that reviewer (the answers of a label's own batch begin so), found by
+        ``_v42``'s index: a correction read every label the store holds, for each one corrected."""
+        among, params = ("WHERE " + _GIVEN, list(given)) if given is not None else ("", [])
+        rows = {r["id"]: r for r in self.db.query(
+            f"SELECT id, turn_id, created, reviewer FROM review_labels {among} ORDER BY id", params)}
         latest = {row["turn_id"]: row for row in rows.values()}  # in id order: each turn's last
-        moved = self.moved_labels()
+        moved = self.moved_labels(given)
 
         def answer(row: dict[str, Any]) -> tuple[Any, ...]:
             given = (row["created"], row["reviewer"])
@@ -2800,14 +2814,16 @@ class Store:
         (``dialogues.review.renamed``) under the new."""
         return {row["old"]: row["new"] for row in self.db.query("SELECT old, new FROM intent_renames ORDER BY id")}
 
-    def moved_labels(self) -> dict[int, int]:
+    def moved_labels(self, given: tuple[float, str | None] | None = None) -> dict[int, int]:
         """The labels :meth:`relabel` gave, by id, each with the id of the label it moved from the intent's old name:
-        the same label under the name the intent has now, which a model that learnt the old one knows."""
+        the same label under the name the intent has now, which a model that learnt the old one knows. ``given``:
+        as :meth:`label_answers`'."""
+        among, params = ("WHERE r." + _GIVEN, list(given)) if given is not None else ("", [])
         return {r["id"]: r["moved"] for r in self.db.query(
             "SELECT r.id, p.id AS moved FROM review_labels r "
             "JOIN review_labels p ON p.turn_id = r.turn_id "
             "AND p.id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id AND id < r.id) "
-            "JOIN intent_renames n ON n.old = p.intent AND n.new = r.intent")}
+            f"JOIN intent_renames n ON n.old = p.intent AND n.new = r.intent {among}", params)}
 
     def replaced_labels(self, label_id: int, at: float) -> dict[int, str]:
         """The turns' latest labels given after label ``label_id`` or after time ``at`` (the last retrain's data,

@@ -2902,3 +2902,28 @@ def test_an_agents_claim_of_a_customer_handed_off_to_nobody_is_said_elsewhere_an
     assert first.purge("asked").deleted["asked"]["handoff_claims"] == 1
     first.close()
     second.close()
+
+
+def test_a_label_correction_finds_the_labels_of_its_answer_by_an_index(tmp_path: Path) -> None:
+    """A correction read every label the store holds to find the turns labelled with it (the admin API's and `bot
+    review --correct`'s alike), slow past a hundred thousand labels. It reads those given at its label's moment."""
+    store = Store(tmp_path / "dialogues.db")
+    pair = [user_turn(store, f"p{n}", "cancel my order") for n in range(2)]
+    store.add_labels(pair, "cancel_ordr", "ann")
+    other = user_turn(store, "o", "where is my sofa")
+    store.add_labels([other], "cancel_ordr", "bob")
+    store.relabel("cancel_ordr", "cancel_order", "cy")  # one moment for all three: their answers still tell them apart
+    read: list[str] = []
+    store.db.conn.set_trace_callback(read.append)
+
+    assert store.correct_label([pair[1]], "get_refund", "dee") == pair
+
+    store.db.conn.set_trace_callback(None)
+    assert {r["turn_id"]: r["intent"] for r in store.labels()} == {
+        pair[0]: "get_refund", pair[1]: "get_refund", other: "cancel_order"}
+    selects = [sql for sql in read if sql.lstrip().upper().startswith(("SELECT", "WITH"))]
+    assert any("review_labels" in sql for sql in selects)
+    for sql in selects:
+        plan = [row[3] for row in store.db.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()]
+        assert not [step for step in plan if re.match(r"SCAN (review_labels|r|p)\b", step)], (sql, plan)
+    store.close()
