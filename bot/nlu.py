@@ -204,7 +204,7 @@ def serving_classifier(folder: Path, device: str | None, inference: InferenceCon
         raise ModelLoadError(f"{folder}: the model's weights are not all numbers (NaN or infinite): retrain it, "
                              "or roll back to another version")
     if inference.quantize == "int8":
-        if classifier.device.type == "cuda":
+        if classifier.device.type == "cuda" and _first_time(folder, classifier.device):
             # int8 runs on a CPU only, so the promotion gate and bot eval measure the model there: name the gap once.
             log.warning("%s: server.inference.quantize is int8, which runs on a CPU only: the model is served in "
                         "float32 on %s, while the promotion gate and bot eval measured it in int8 on a CPU, so its "
@@ -215,6 +215,20 @@ def serving_classifier(folder: Path, device: str | None, inference: InferenceCon
     if inference.trace and classifier.device.type == "cpu":
         classifier.trace()
     return classifier
+
+
+# The version folders, with their device, whose float32 serving of an int8 bot the process has named (serving_classifier)
+_FLOAT32_NAMED: set[tuple[Path, str]] = set()
+
+
+def _first_time(folder: Path, device: torch.device) -> bool:
+    """Whether this process serves version ``folder`` on ``device`` for the first time, which it then records: `bot
+    serve` loads a version again at each `/admin/reload` and at each swap back to it (a rollback), and said the same
+    warning each time."""
+    key = (folder.resolve(), str(device))
+    first = key not in _FLOAT32_NAMED
+    _FLOAT32_NAMED.add(key)
+    return first
 
 
 def finite_weights(classifier: IntentClassifier) -> bool:

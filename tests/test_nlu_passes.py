@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import weakref
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import bot.nlu
 from bot.nlu import NLU, serving_classifier, token_passes
 from bot.project import InferenceConfig
 from finetune import classifier as classifier_module
@@ -148,9 +150,11 @@ def test_the_cores_shared_out_are_those_the_process_may_run_on(tiny_demo_bot: Pa
 
 
 def test_int8_asked_of_a_model_on_a_gpu_is_named_once_as_float32_served(
-        tiny_demo_bot: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        tiny_demo_bot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """int8 runs on a CPU only: a bot that asks for it and is served on a GPU answered in float32, silently, while its
-    promotion gate and bot eval measured it in int8 on a CPU. Loading it says so, once; on a CPU nothing is said."""
+    promotion gate and bot eval measured it in int8 on a CPU. Loading it says so, once a version and process (it was
+    said again at every reload); on a CPU nothing is said."""
+    monkeypatch.setattr(bot.nlu, "_FLOAT32_NAMED", set())  # what other tests' loads named
     path = Registry(tiny_demo_bot / "models").current_path()
     int8 = InferenceConfig(quantize="int8", trace=False, workers=1)
     with caplog.at_level(logging.WARNING, logger="deskbot"):
@@ -164,6 +168,14 @@ def test_int8_asked_of_a_model_on_a_gpu_is_named_once_as_float32_served(
     [warned] = [record.getMessage() for record in caplog.records]
     assert f"{path.name}: server.inference.quantize is int8" in warned
     assert "served in float32 on cuda" in warned and "measured it in int8 on a CPU" in warned
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="deskbot"):
+        serving_classifier(path, "cpu", int8)  # a reload: said already
+    assert caplog.records == []
+    other = Path(shutil.copytree(path, tmp_path / "v0009"))
+    with caplog.at_level(logging.WARNING, logger="deskbot"):
+        serving_classifier(other, "cpu", int8)  # another version: its figures were int8's too
+    assert [record.getMessage().split(":")[0] for record in caplog.records] == ["v0009"]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="deskbot"):
         serving_classifier(path, "cpu", InferenceConfig(quantize="none", trace=False, workers=1))
