@@ -937,12 +937,17 @@ def no_test_file(directory: Path, test_file: Path | None) -> str:
 
 def sendable(max_chars: int) -> Callable[[dict[str, Any]], None]:
     """A test line's check for `bot eval`: a ValueError for a text longer than the server takes
-    (:func:`~bot.project.too_long`), which scored what no customer can ask, and for a CSV row without an intent."""
+    (:func:`~bot.project.too_long`), which scored what no customer can ask, for a CSV row without an intent, and for
+    what the line says of its conversation in keys or values bot serve does not read so
+    (:func:`~bot.evaluation.check_first_message`)."""
+    from bot.evaluation import check_first_message
+
     def check(row: dict[str, Any]) -> None:
         if row["intent"] is None:
             raise ValueError("the intent is empty")
         if problem := too_long(row["text"], max_chars):
             raise ValueError(f"{problem}; keep the customer's question alone")
+        check_first_message(row)
     return check
 
 

@@ -126,6 +126,50 @@ def keep_script(config: BotConfig, slots: dict[str, Any], text: str, page: Scrip
     return script
 
 
+def start_session(slots: dict[str, Any], metadata: dict[str, Any]) -> None:
+    """Rasa's ``session_started_metadata`` slot: the metadata of the message that started the conversation
+    (a user id the shop's page passes, a Slack team), which a Rasa bot's actions read with
+    ``tracker.get_slot``. Rasa sets it when a session starts: deskbot's conversation is one session, started
+    afresh when an action restarts it, so the slot is set from the first message that carries metadata, and
+    again after an action cleared the slots."""
+    if SESSION_METADATA not in slots and metadata:
+        slots[SESSION_METADATA] = copy.deepcopy(metadata)
+
+
+def vouch(slots: dict[str, Any], turn: Turn) -> None:
+    """The slot ``verified_user``: who the shop's server says wrote this message (channels.web.identity_secret),
+    for actions to trust as they cannot trust a page's metadata, and for agents to see; set or cleared on every
+    message, so that one without a proven user (a visitor after a sign-out) is never taken for the last one's."""
+    if turn.verified_user is None:
+        slots.pop(VERIFIED_USER, None)
+    else:
+        slots[VERIFIED_USER] = turn.verified_user
+
+
+def message_slots(config: BotConfig, slots: dict[str, Any], turn: Turn, text: str) -> tuple[Language, Script | None]:
+    """Set what a message tells of its conversation before the model reads it, in ``slots``: the session's metadata,
+    the verified user, a multi bot's language and the Chinese script, from the message and its page's (``turn``'s);
+    returns the language to answer in and the script. `bot eval` sets a test line's as for a first message, so that
+    its templates are filled, and their conditions checked, as `bot serve` fills and checks them."""
+    start_session(slots, turn.metadata)
+    vouch(slots, turn)
+    language = turn_language(config.language, text, slots.get(SLOT), page=turn.language)
+    keep_language(config, slots, language)
+    return language, keep_script(config, slots, text, turn.script)
+
+
+def take_validated(slots: dict[str, Any], entities: dict[str, PayloadValue], validated: dict[str, Any]) -> None:
+    """The slots the actions' slot validation (Rasa's ``action_validate_slot_mappings``) set after a message, in
+    ``slots``, and in the message's ``entities``: a slot it sets to None is rejected, and is no longer the message's
+    value, nor an answer to an action's question; a text it extracted or kept is."""
+    slots.update(validated)
+    for name, value in validated.items():
+        if value is None:
+            entities.pop(name, None)
+        elif isinstance(value, str):
+            entities[name] = value
+
+
 def template_values(project: Project, slots: dict[str, Any], entities: dict[str, PayloadValue], text: str,
                     mid_conversation: bool) -> dict[str, Any]:
     """The values the reply policy fills a message's template with and checks its conditions on: the slots it may
@@ -336,11 +380,7 @@ class Bot:
             self._opening(turn)
         slots: dict[str, Any] = dict(conversation["slots"]) if conversation else {}
         fallbacks = conversation["fallbacks"] if conversation else 0
-        self._start_session(slots, turn.metadata)
-        self._vouch(slots, turn)
-        language = turn_language(self.config.language, text, slots.get(SLOT), page=turn.language)
-        keep_language(self.config, slots, language)
-        script = keep_script(self.config, slots, text, turn.script)
+        language, script = message_slots(self.config, slots, turn, text)
 
         handed_off = bool(conversation and conversation["status"] == "handed_off")
         if text == RESUME_PAYLOAD or handed_off:
@@ -403,7 +443,7 @@ class Bot:
                                               validated)
             if script:  # kept through an action's reset, as the language is
                 slots[SCRIPT] = script
-            self._vouch(slots, turn)
+            vouch(slots, turn)
         if interrupted:
             decision = await self._ask_again(decision, unheard[1], entities, lambda form, filled: self._run_action(
                 turn, text, analysis, self._back_to(form), slots, entities, read, language, fallbacks, unheard, deadline,
@@ -637,26 +677,6 @@ class Bot:
         if intent == self.config.handoff.intent:
             return False
         return not understood(analysis, self.config) or self.config.actions.map.get(intent) == loop
-
-    @staticmethod
-    def _start_session(slots: dict[str, Any], metadata: dict[str, Any]) -> None:
-        """Rasa's ``session_started_metadata`` slot: the metadata of the message that started the conversation
-        (a user id the shop's page passes, a Slack team), which a Rasa bot's actions read with
-        ``tracker.get_slot``. Rasa sets it when a session starts: deskbot's conversation is one session, started
-        afresh when an action restarts it, so the slot is set from the first message that carries metadata, and
-        again after an action cleared the slots."""
-        if SESSION_METADATA not in slots and metadata:
-            slots[SESSION_METADATA] = copy.deepcopy(metadata)
-
-    @staticmethod
-    def _vouch(slots: dict[str, Any], turn: Turn) -> None:
-        """The slot ``verified_user``: who the shop's server says wrote this message (channels.web.identity_secret),
-        for actions to trust as they cannot trust a page's metadata, and for agents to see; set or cleared on every
-        message, so that one without a proven user (a visitor after a sign-out) is never taken for the last one's."""
-        if turn.verified_user is None:
-            slots.pop(VERIFIED_USER, None)
-        else:
-            slots[VERIFIED_USER] = turn.verified_user
 
     def _in_script(self, decision: Decision, language: Language, script: Script | None) -> Decision:
         """The reply in the Chinese script its customer writes (``in_script``), buttons' titles included."""
@@ -894,12 +914,7 @@ class Bot:
         except ActionError as exc:
             log.warning("%s; the message's slots stand unchecked", exc)
             return Rendered("", [])
-        slots.update(result.slots)
-        for name, value in result.slots.items():
-            if value is None:
-                entities.pop(name, None)
-            elif isinstance(value, str):
-                entities[name] = value
+        take_validated(slots, entities, result.slots)
         said = [self._action_message(message, turn.channel, slots, language) for message in result.messages]
         return Rendered("\n\n".join(s.text for s in said if s.text), [b for s in said for b in s.buttons],
                         quotes=True, custom=[c for s in said for c in s.custom])

@@ -14,11 +14,11 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from bot.channels.base import normalise
-from bot.engine import fillable, filling, keep_language, keep_script, template_values, typed_entities
-from bot.language import turn_language
+from bot.channels.base import Turn, normalise
+from bot.engine import fillable, filling, message_slots, take_validated, template_values, typed_entities
+from bot.language import Language, Script
 from bot.nlu import Analysis
 from bot.policy import Decision, decide, handing_off
 from bot.project import Project, button_payloads
@@ -72,6 +72,31 @@ def as_worded(decision: Decision, text: str) -> bool:
             or (decision.reason == "requested" and asks_for_a_person(text)))
 
 
+# What a test line may say of the conversation its question opens, beside "text" and "intent", as bot serve reads it
+# from the first message: each key with the types it takes ("metadata": the page's, which sets the slot
+# session_started_metadata; "verified_user": the customer the shop's server vouched for; "language" and "script": the
+# page's; "slots": those the actions' slot validation sets after the message, as it returns them).
+FIRST_MESSAGE: dict[str, tuple[type, ...]] = {"metadata": (dict,), "verified_user": (str,), "language": (str,),
+                                              "script": (str,), "slots": (dict,)}
+
+
+def check_first_message(row: dict[str, Any]) -> None:
+    """A ValueError naming what is wrong with a test line's :data:`FIRST_MESSAGE` keys: a mistyped one would be
+    scored as a message without it, and its figures taken for those of a message with it."""
+    for key, types in FIRST_MESSAGE.items():
+        if row.get(key) is not None and not isinstance(row[key], types):
+            raise ValueError(f"the {key} must be {'an object' if types == (dict,) else 'text'}, not {row[key]!r}")
+    for key, kind in (("language", Language), ("script", Script)):
+        if row.get(key) is not None and row[key] not in get_args(kind):
+            raise ValueError(f"the {key} must be one of {', '.join(get_args(kind))}, not {row[key]!r}")
+
+
+def first_message(row: dict[str, Any], text: str) -> Turn:
+    """A test line as the web channel gives `bot serve` a conversation's first message (:data:`FIRST_MESSAGE`)."""
+    return Turn("eval", text, "web", metadata=row.get("metadata") or {}, language=row.get("language"),
+                script=row.get("script"), verified_user=row.get("verified_user") or None)
+
+
 def evaluate_replies(project: Project, rows: list[dict[str, Any]], texts: list[str], analyses: list[Analysis],
                      labels: list[str], results: Path) -> dict[str, Any]:
     """Counts of right and wrong answers and fallbacks, overall and per reply source, from the serving
@@ -81,16 +106,17 @@ def evaluate_replies(project: Project, rows: list[dict[str, Any]], texts: list[s
     by_source: dict[str, Counter[str]] = {}
     misses = []
     for row, text, analysis in zip(rows, texts, analyses):
-        language = turn_language(project.config.language, text)
         # As bot serve decides a conversation's first message: "thanks" or "谢谢" that no intent is sure of gets
         # fallback.acknowledged, "不对" a request to put it another way, "😭😭" one for words, "转人工" the handoff.
-        # Its template is filled, and its conditions checked, with the values bot serve gives a first message: a
-        # multi bot's language slot, the Chinese script, the entities it reads in "那789呢" too, mid_conversation false.
+        # Its template is filled, and its conditions checked, with the values bot serve gives a first message: the
+        # line's session metadata, verified user and page language and script (FIRST_MESSAGE), a multi bot's
+        # language slot, the Chinese script, the entities it reads in "那789呢" too, the slots the line says the
+        # actions' validation set, mid_conversation false.
         slots: dict[str, Any] = {}
-        keep_language(project.config, slots, language)
-        keep_script(project.config, slots, text)
+        language, _ = message_slots(project.config, slots, first_message(row, text), text)
         entities = filling(typed_entities(project, text), slots)
         slots.update(entities)
+        take_validated(slots, entities, row.get("slots") or {})
         if asks_for_a_person(text):  # "talk to a human", "转人工": handed off whatever the classifier read in it
             decision = handing_off(project.config, project.responses, "web", language, "requested",
                                    fillable(project, slots, entities, text), analysis.prediction.intent,

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from bot.cli import cli
 from bot.nlu import Analysis
 from bot.evaluation import evaluate_replies, reply_outcome
 from bot.policy import Decision, decide
@@ -464,6 +466,45 @@ def test_bot_eval_fills_templates_with_the_slots_bot_serve_keeps_from_a_first_me
     analyses = [analysis("get_refund", 0.9), analysis("cancel_order", 0.9)]
     figures = evaluate_replies(project, rows, [row["text"] for row in rows], analyses, project.intents, tmp_path)
     assert figures["by_source"] == {"template": {"right": 2}}
+
+
+def test_bot_eval_reads_what_a_test_line_says_of_its_conversation_as_bot_serve_reads_a_first_message(
+        tmp_path: Path) -> None:
+    """bot serve fills a first message's template, and checks its conditions, with the page's session metadata, the
+    customer the shop's server vouched for, the slots the actions' validation set and the page's language; bot eval
+    gave a test line none of them, and scored fallbacks where bot serve answers. A line may carry each."""
+    project = load_project(REPO / "bot" / "demo")
+    pro = [{"type": "slot", "name": "session_started_metadata", "value": {"plan": "pro"}}]
+    project.responses = Responses({"get_refund": [ResponseVariant(text="Refund for {verified_user}.")],
+                                   "cancel_order": [ResponseVariant(text="Pro cancellation.", condition=pro)],
+                                   "check_invoice": [ResponseVariant(text="Your {tier} invoice.")],
+                                   "get_invoice": [ResponseVariant(text="发票。", language="zh")]})
+    rows = [{"text": "refund please", "intent": "get_refund", "verified_user": "ann"},
+            {"text": "cancel my order", "intent": "cancel_order", "metadata": {"plan": "pro"}},
+            {"text": "my invoice", "intent": "check_invoice", "slots": {"tier": "gold"}},
+            {"text": "20240117", "intent": "get_invoice", "language": "zh"}]  # no letter: the page's language
+    analyses = [analysis(row["intent"], 0.9) for row in rows]
+    texts = [row["text"] for row in rows]
+
+    figures = evaluate_replies(project, rows, texts, analyses, project.intents, tmp_path)
+
+    assert figures["by_source"] == {"template": {"right": 4}}
+    bare = [{"text": row["text"], "intent": row["intent"]} for row in rows]
+    assert evaluate_replies(project, bare, texts, analyses, project.intents, tmp_path)["fallback"] == 4
+
+
+@pytest.mark.parametrize(("key", "value", "said"), [("language", "fr", "the language must be one of en, zh"),
+                                                     ("script", "hant", "the script must be one of traditional"),
+                                                     ("metadata", "pro", "the metadata must be an object"),
+                                                     ("verified_user", 7, "the verified_user must be text")])
+def test_bot_eval_refuses_a_test_lines_conversation_keys_bot_serve_would_not_read(
+        tmp_path: Path, key: str, value: object, said: str) -> None:
+    """Scored as a message without it, a mistyped one gave figures taken for those of a message with it."""
+    test = tmp_path / "test.jsonl"
+    test.write_text(json.dumps({"text": "refund please", "intent": "get_refund"}) + "\n"
+                    + json.dumps({"text": "refund please", "intent": "get_refund", key: value}) + "\n")
+    result = CliRunner().invoke(cli, ["eval", str(REPO / "bot" / "demo"), "--test", str(test)])
+    assert result.exit_code != 0 and f"test.jsonl:2: {said}" in result.output, result.output
 
 
 def test_bot_eval_hands_off_a_typed_request_for_a_person_as_bot_serve_does(tmp_path: Path) -> None:
