@@ -55,7 +55,7 @@ from bot.project import MAX_REVIEWER_CHARS, Project, agent_name, intent_label, i
 from retrieval.options import IndexType
 
 if TYPE_CHECKING:
-    from dialogues.store import Store
+    from dialogues.store import Store, WrittenByNewer
     from finetune.registry import Version
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # deskbot never reaches for a model hub on its own
@@ -2292,7 +2292,7 @@ def rollback(directory: Path, version: str) -> None:
     from bot.nlu import NLU, current_names, renamed_labels
     from bot.retrain import index_behind, store_answers, with_index_refreshed
     from bot.server import other_intents
-    from dialogues.store import TooOld
+    from dialogues.store import TooOld, WrittenByNewer
     from finetune.registry import Registry
 
     project = load_project(directory)
@@ -2303,7 +2303,12 @@ def rollback(directory: Path, version: str) -> None:
                    f"read the agent answers from: {version}'s index keeps those it holds, a purged conversation's too; "
                    f"once `bot serve` of this deskbot has migrated the store, `bot rollback {shell(project.root)} "
                    f"{version}` takes those out", err=True)
-    elif unread is not None:  # a newer deskbot's, or damaged: the rollback needs nothing of the store
+    elif isinstance(unread, WrittenByNewer):  # gone back from an upgrade: "upgrade deskbot" is no way on here
+        click.echo(f"warning: {unread.path} was written by a newer deskbot (schema {unread.version}), whose agent "
+                   f"answers this deskbot cannot read, so {version}'s index keeps those it holds, a purged "
+                   f"conversation's too; rolled back all the same. {_after_rollback_beside_newer(unread, project, version)}",
+                   err=True)
+    elif unread is not None:  # damaged: the rollback needs nothing of the store
         click.echo(f"warning: the agent answers cannot be read from the store, so {version}'s index keeps those it "
                    f"holds, a purged conversation's too; rolled back all the same. {unread}", err=True)
     if registry.readable_current() == version and not any(index_behind(project, registry.path(version), answers)):
@@ -2328,6 +2333,20 @@ def rollback(directory: Path, version: str) -> None:
     watch = project.config.learning.watch_seconds
     click.echo(f"Now serving {serving} (was {previous}). A running `bot serve` swaps to it "
                + (f"within {watch:g}s, or " if watch else "") + "at once on POST /admin/reload.")
+
+
+def _after_rollback_beside_newer(newer: WrittenByNewer, project: Project, version: str) -> str:
+    """What to run after `bot rollback` beside a store a newer deskbot migrated: this deskbot's `bot serve` refuses
+    that store, and the newer deskbot's, or this one's beside the store put back as it was before the upgrade,
+    serves the version, whose index a rollback run where the answers can be read rids of those purged."""
+    again = f"`bot rollback {shell(project.root)} {version}`"
+    newer_way = (f"To serve it with the newer deskbot, run {again} with that deskbot too, which takes those out; this "
+                 "deskbot's `bot serve` refuses that store")
+    if newer.kept is None:
+        return (f"{newer_way}, and no copy of it from before the upgrade is left beside it: to serve this deskbot, "
+                f"put back a `bot backup` copy taken before the upgrade with `bot restore`, then run {again} again")
+    return (f"{newer_way}: to serve this deskbot, run `{newer.put_back}`, which puts back the store as it was before "
+            f"the upgrade (without the conversations since), then {again} again")
 
 
 if __name__ == "__main__":

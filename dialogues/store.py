@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import sqlite3
 import tempfile
@@ -566,6 +567,25 @@ class TooOld(StoreError):
     """An older deskbot's store, read as it is (:func:`read_as_it_is`), lacks a table or column the read needs."""
 
 
+class WrittenByNewer(StoreError):
+    """A store a newer deskbot migrated, which this deskbot neither reads nor serves. ``kept`` is the copy that newer
+    deskbot made of the store before migrating it (``dialogues.db.schemaN.bak``), which this one serves once put back,
+    where it is still there; ``put_back`` the command that puts it back."""
+
+    def __init__(self, path: Path, version: int) -> None:
+        kept = path.with_name(f"{path.name}.schema{len(MIGRATIONS)}.bak")
+        self.path, self.version, self.kept = path, version, kept if kept.exists() else None
+        back = (f"; or, to serve this deskbot again, `{self.put_back}` puts back the store as it was before that "
+                "upgrade (without the conversations since)") if self.kept else ""
+        super().__init__(f"{path} was written by a newer deskbot (schema {version}; this one reads up to "
+                         f"{len(MIGRATIONS)}): upgrade deskbot{back}")
+
+    @property
+    def put_back(self) -> str:
+        """``bot restore`` of the copy kept before the upgrade, as a command line takes it."""
+        return f"bot restore {shlex.quote(str(self.path.parent))} {shlex.quote(str(self.kept))}"
+
+
 class SentBefore(Exception):
     """An agent's reply was stored under its key already (``Store.add_agent_answer``): the same reply sent
     again, its first try's answer lost on the way back. ``undelivered``: its customer did not get it; ``text``:
@@ -862,15 +882,6 @@ def _create_private(path: Path) -> None:
         os.close(owner_only(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
 
 
-def _newer(path: Path, version: int) -> str:
-    """Why a store a newer deskbot migrated is refused, and the way back to this deskbot where there is one."""
-    kept = path.with_name(f"{path.name}.schema{len(MIGRATIONS)}.bak")
-    back = (f"; or, to serve this deskbot again, restore {kept.name}, the store as it was before that upgrade (without "
-            "the conversations since)") if kept.exists() else ""
-    return (f"{path} was written by a newer deskbot (schema {version}; this one reads up to {len(MIGRATIONS)}): "
-            f"upgrade deskbot{back}")
-
-
 def refuse_newer(path: Path) -> None:
     """Refuse a store a newer deskbot migrated, before ``bot serve`` loads its model (minutes for a large one, to
     refuse after them); anything else wrong with the file is said as the server opens it."""
@@ -880,7 +891,7 @@ def refuse_newer(path: Path) -> None:
     except sqlite3.Error:
         return
     if version > len(MIGRATIONS):
-        raise StoreError(_newer(path, version))
+        raise WrittenByNewer(path, version)
 
 
 def _server_files(servers: Path) -> list[Path]:
@@ -988,7 +999,7 @@ def _check_is_ours(conn: sqlite3.Connection, path: Path, reading: bool = False) 
             raise StoreError(f"{path} is damaged ({exc}). {DAMAGED_ADVICE}") from None
         raise StoreError(f"{path}: not a conversation store: {exc}") from None
     if version > len(MIGRATIONS):
-        raise StoreError(_newer(path, version))
+        raise WrittenByNewer(path, version)
     if version == 0 and tables:
         raise StoreError(f"{path}: not a conversation store (it holds other tables); move it out of the bot folder")
 

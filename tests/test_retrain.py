@@ -1952,13 +1952,22 @@ def test_bot_rollback_beside_a_store_too_old_to_read_keeps_the_versions_answers_
             f"has migrated the store, `bot rollback {bot_dir} v0002` takes those out") in result.stderr
 
 
-def test_bot_rollback_beside_a_newer_deskbots_store_keeps_the_versions_answers_and_says_so(bot_dir: Path) -> None:
+@pytest.mark.parametrize("kept", [True, False])
+def test_bot_rollback_beside_a_newer_deskbots_store_keeps_the_versions_answers_and_says_what_to_run(
+        bot_dir: Path, kept: bool) -> None:
     """Gone back to this deskbot in an incident, the store already migrated by a newer one: `bot rollback`, which
-    touches the model registry alone, refused to roll back, as the store it reads the agent answers from was refused."""
+    touches the model registry alone, refused to roll back, as the store it reads the agent answers from was refused.
+    Then it rolled back, but passed on the store's refusal, "upgrade deskbot", which is no way on from a rollback:
+    the engineer is told what to run to serve the version, with the newer deskbot or with this one."""
     from bot.nlu import NLU
 
     retrained_with_an_agent_answer(bot_dir)
-    with sqlite3.connect(bot_dir / "dialogues.db") as newer:
+    store = bot_dir / "dialogues.db"
+    bak = bot_dir / f"dialogues.db.schema{len(MIGRATIONS)}.bak"
+    if kept:  # as the newer deskbot kept the store before migrating it
+        with sqlite3.connect(store) as conn, sqlite3.connect(bak) as copy:
+            conn.backup(copy)
+    with sqlite3.connect(store) as newer:
         newer.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
 
     assert "Now serving v0001" in CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0001"]).output
@@ -1966,10 +1975,24 @@ def test_bot_rollback_beside_a_newer_deskbots_store_keeps_the_versions_answers_a
 
     assert result.exit_code == 0, result.output
     assert "Now serving v0002 (was v0001)" in result.output
-    assert ("warning: the agent answers cannot be read from the store, so v0002's index keeps those it holds, a purged "
-            f"conversation's too; rolled back all the same. {bot_dir / 'dialogues.db'} was written by a newer deskbot "
-            f"(schema {len(MIGRATIONS) + 1}; this one reads up to {len(MIGRATIONS)}): upgrade deskbot") in result.stderr
+    assert "upgrade deskbot" not in result.stderr
+    said = (f"warning: {store} was written by a newer deskbot (schema {len(MIGRATIONS) + 1}), whose agent answers this "
+            "deskbot cannot read, so v0002's index keeps those it holds, a purged conversation's too; rolled back all "
+            f"the same. To serve it with the newer deskbot, run `bot rollback {bot_dir} v0002` with that deskbot too, "
+            "which takes those out; this deskbot's `bot serve` refuses that store")
+    if kept:
+        said += (f": to serve this deskbot, run `bot restore {bot_dir} {bak}`, which puts back the store as it was "
+                 f"before the upgrade (without the conversations since), then `bot rollback {bot_dir} v0002` again")
+    else:
+        said += (", and no copy of it from before the upgrade is left beside it: to serve this deskbot, put back a "
+                 f"`bot backup` copy taken before the upgrade with `bot restore`, then run `bot rollback {bot_dir} "
+                 "v0002` again")
+    assert said in " ".join(result.stderr.split()), result.stderr
     assert [i for i in NLU.load(bot_dir / "models" / "v0002").index.ids if i.startswith("agent:")]
+    if kept:  # the command named puts back a store this deskbot serves
+        restored = CliRunner().invoke(cli, ["restore", str(bot_dir), str(bak)])
+        assert restored.exit_code == 0, restored.output
+        assert sqlite3.connect(store).execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
 
 
 def damage_table(path: Path, table: str) -> None:

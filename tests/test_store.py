@@ -2574,7 +2574,7 @@ def test_a_store_is_kept_as_it_was_before_a_migration(tmp_path: Path, caplog: py
 def test_a_server_refuses_a_newer_deskbots_store_before_its_model_loads_and_names_the_way_back(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A deskbot rolled back after an upgrade migrated the store loaded its model (minutes for a large one) before
-    refusing it, and said "upgrade deskbot" alone, not which copy it could serve."""
+    refusing it, and said "upgrade deskbot" alone, not which copy it could serve, nor the command that puts it back."""
     from bot.server import create_app
 
     root = tmp_path / "bot"
@@ -2585,9 +2585,11 @@ def test_a_server_refuses_a_newer_deskbots_store_before_its_model_loads_and_name
     store.db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
     store.close()
     monkeypatch.setattr("bot.server.load_at_start", lambda *_: pytest.fail("the model was loaded"))
-    with pytest.raises(StoreError, match=f"was written by a newer deskbot .*: upgrade deskbot; or, to serve this "
-                                         f"deskbot again, restore dialogues.db.schema{len(MIGRATIONS)}.bak"):
+    with pytest.raises(StoreError) as refused:
         create_app(root)
+    assert str(refused.value).endswith(
+        f": upgrade deskbot; or, to serve this deskbot again, `bot restore {root} {root}/dialogues.db.schema"
+        f"{len(MIGRATIONS)}.bak` puts back the store as it was before that upgrade (without the conversations since)")
 
 
 def test_the_copy_a_start_killed_while_keeping_the_store_before_its_migration_left_is_removed(tmp_path: Path) -> None:
