@@ -405,9 +405,17 @@ def say_not_learnt(project: Project) -> None:
     from bot.retrain import exported, read_store
     from finetune.registry import Registry
 
+    from dialogues.store import WrittenByNewer
+
     if Registry(project.models_dir).readable_current() is None:  # nothing for `bot retrain` to start from
         return
-    if (schema := _older_schema(project)) is not None:  # read as it is, and training needs nothing of it
+    try:
+        schema = _older_schema(project)
+    except WrittenByNewer as newer:  # gone back from an upgrade: training needs nothing of the store either
+        click.echo(f"note: {newer}; the reviewed labels and agent answers in it, which `bot train` does not learn, are "
+                   f"not counted: `bot retrain {shell(project.root)}` of the newer deskbot learns them", err=True)
+        return
+    if schema is not None:  # read as it is, and training needs nothing of it
         click.echo(f"note: {project.db_path} is at migration {schema}, an older deskbot's: the reviewed labels and agent "
                    "answers in it, which `bot train` does not learn, are not counted; once `bot serve` of this deskbot "
                    f"has migrated it, `bot retrain {shell(project.root)}` learns them", err=True)
