@@ -925,8 +925,9 @@ def refuse_migrating_under_a_server(path: Path) -> None:
         return
     if _served(path):
         raise StoreError(f"{path} is at migration {version}, this deskbot needs {len(MIGRATIONS)}, and an older "
-                         "deskbot's `bot serve` is running on it: upgrade that server first (this deskbot's `bot "
-                         "serve` migrates the store as it starts), then run this again")
+                         "deskbot's `bot serve` is running on it: stop it and start this deskbot's, `bot serve "
+                         f"{shlex.quote(str(path.parent))}`, which migrates the store as it starts (keeping a copy as "
+                         "it was), then run this again")
 
 
 def _served(path: Path) -> bool:

@@ -2676,7 +2676,8 @@ def test_a_store_whose_schema_is_damaged_is_said_to_be_damaged_not_another_progr
 
 def test_a_command_that_writes_does_not_migrate_an_older_deskbots_store_while_its_server_runs(tmp_path: Path) -> None:
     """`bot purge` (or `bot chat`) of a newer deskbot (a cron job's, after an upgrade of the command line alone) migrated the store
-    under the older `bot serve` still running on it, which went on writing to a schema it did not know."""
+    under the older `bot serve` still running on it, which went on writing to a schema it did not know. Its refusal
+    said "upgrade that server first", not the command that does."""
     from filelock import FileLock
 
     root = tmp_path / "bot"
@@ -2694,7 +2695,9 @@ def test_a_command_that_writes_does_not_migrate_an_older_deskbots_store_while_it
         refused = CliRunner().invoke(cli, command, input="hello\n")
         assert refused.exit_code == 1
         assert (f"is at migration {len(MIGRATIONS) - 1}, this deskbot needs {len(MIGRATIONS)}, and an older deskbot's "
-                "`bot serve` is running on it: upgrade that server first") in refused.output, refused.output
+                f"`bot serve` is running on it: stop it and start this deskbot's, `bot serve {root}`, which migrates "
+                "the store as it starts (keeping a copy as it was), then run this again") in " ".join(
+                    refused.output.split()), refused.output
     assert sqlite3.connect(root / "dialogues.db").execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,)
     older.release()  # stopped
     assert CliRunner().invoke(cli, purge).exit_code == 0
