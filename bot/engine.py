@@ -384,7 +384,7 @@ class Bot:
 
         handed_off = bool(conversation and conversation["status"] == "handed_off")
         if text == RESUME_PAYLOAD or handed_off:
-            return await self._resumed_or_held(turn, text, handed_off, (conversation, slots), language, script)
+            return await self._resumed_or_held(turn, text, handed_off, conversation, slots, language, script)
 
         chosen = self._chosen(text)
         analysis = await self._analysis_for(chosen or text)
@@ -458,7 +458,7 @@ class Bot:
             reply.handed_off = True
         fallbacks = misses_in_a_row(fallbacks, decision, acknowledges(text))
         reply.user_turn_id, reply.turn_id, deleted = await self._log(
-            turn, text, analysis, decision, (conversation, slots), fallbacks, reply.messages(),
+            turn, text, analysis, decision, conversation, slots, fallbacks, reply.messages(),
             counted=decision.kind == "fallback" or acknowledges(text))
         if corrects and reply.user_turn_id is not None and self.store is not None:  # reviewed as a thumbs-down is
             await self._store(self.store.vote_down_answer_before, turn.conversation_id, reply.user_turn_id, text)
@@ -469,22 +469,21 @@ class Bot:
                          user_turn_id=reply.user_turn_id)
         return reply
 
-    async def _resumed_or_held(self, turn: Turn, text: str, handed_off: bool,
-                               slots: tuple[dict[str, Any] | None, dict[str, Any]], language: Language,
-                               script: Script | None) -> Reply:
+    async def _resumed_or_held(self, turn: Turn, text: str, handed_off: bool, conversation: dict[str, Any] | None,
+                               slots: dict[str, Any], language: Language, script: Script | None) -> Reply:
         """The reply to a message the model does not read: "back to the bot" (``RESUME_PAYLOAD``, also when an agent
         has already handed the conversation back), which hands it back and says so; else, while an agent has the
-        conversation, none, the message logged for the agent to answer. ``slots``: the conversation as read, and its
-        slots as left (:meth:`_log`)."""
+        conversation, none, the message logged for the agent to answer. ``conversation`` and ``slots``: as
+        :meth:`_log` takes them."""
         if text == RESUME_PAYLOAD:
             if handed_off:
                 await self.set_handoff(turn.conversation_id, False, "user", turn.channel)
             # A resume, not a handoff: the figures count the customer's way back apart from the requests.
             decision = Decision("resume", None, 1.0, say(self.config.handoff.resumed_message, language, script=script))
             reply = Reply(decision.text, source="resume", language=language, script=script)
-            reply.user_turn_id, reply.turn_id, _ = await self._log(turn, text, None, decision, slots, 0)
+            reply.user_turn_id, reply.turn_id, _ = await self._log(turn, text, None, decision, conversation, slots, 0)
             return reply
-        user_turn_id, _, _ = await self._log(turn, text, None, Decision("silent", None, 0.0), slots, 0)
+        user_turn_id, _, _ = await self._log(turn, text, None, Decision("silent", None, 0.0), conversation, slots, 0)
         return Reply("", source="silent", handed_off=True, language=language, script=script, user_turn_id=user_turn_id)
 
     def _opening(self, turn: Turn) -> None:
@@ -1013,26 +1012,26 @@ class Bot:
         return rendered
 
     async def _log(self, turn: Turn, text: str, analysis: Analysis | None, decision: Decision,
-                   slots: tuple[dict[str, Any] | None, dict[str, Any]], fallbacks: int,
+                   conversation: dict[str, Any] | None, slots: dict[str, Any], fallbacks: int,
                    messages: list[dict[str, Any]] | None = None, counted: bool = False
                    ) -> tuple[int | None, int | None, bool]:
         """The exchange written to the store, a handoff with it (and then announced), with the reply's ``messages`` in
-        an action's order (``Reply.messages``); ``slots``: the conversation as the turn read it (None: new) and its slots
-        as the turn leaves them. Only what the turn changed of the slots, the count of fallbacks (where ``counted``: a
-        miss adds one, an "ok" leaves it; otherwise the count is ``fallbacks``, which an answer starts again) and the
-        waiting action is written (``Exchange.slots_read``, ``fallbacks_read``, ``loop_read``): another server on the
-        store may have answered a message of the conversation meanwhile (one whose turn went stale, ``TURN_STALE_S``).
-        The ids of the customer's turn and of the reply's, and whether the customer deleted the message meanwhile
-        (``Exchange.deleted``)."""
+        an action's order (``Reply.messages``); ``conversation``: the conversation as the turn read it (None: new);
+        ``slots``: its slots as the turn leaves them. Only what the turn changed of the slots, the count of fallbacks
+        (where ``counted``: a miss adds one, an "ok" leaves it; otherwise the count is ``fallbacks``, which an answer
+        starts again) and the waiting action is written (``Exchange.slots_read``, ``fallbacks_read``, ``loop_read``):
+        another server on the store may have answered a message of the conversation meanwhile (one whose turn went
+        stale, ``TURN_STALE_S``). The ids of the customer's turn and of the reply's, and whether the customer deleted
+        the message meanwhile (``Exchange.deleted``)."""
         if self.store is None:
             return None, None, False
         pred = analysis.prediction if analysis else None
         shown = turn.shown
-        read = slots[0] or {"slots": {}, "fallbacks": 0}
+        read = conversation or {"slots": {}, "fallbacks": 0}
         exchange = Exchange(
             turn.conversation_id, turn.channel, turn.user, text, shown if shown != text else None,
             decision.text or None, decision.intent, decision.confidence, pred.ranking if pred else [],
-            decision.kind, analysis.model_version if analysis else self.nlu.version, decision.retrieval_score, slots[1],
+            decision.kind, analysis.model_version if analysis else self.nlu.version, decision.retrieval_score, slots,
             fallbacks, decision.loop, turn.pending_id, decision.buttons, decision.quotes,
             decision.reason if decision.kind == "handoff" else None, decision.custom, decision.reverted,
             decision.restarted, decision.form, messages, turn.message_id, slots_read=read["slots"],
