@@ -524,6 +524,14 @@ def limit_schema(default: int) -> dict[str, Any]:
     return {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT, "default": default}
 
 
+def _force(does: str, refused: str) -> tuple[dict[str, Any], bool]:
+    """``?force=`` of an agent's move on a customer: what it ``does`` to one another agent has, and the move that is
+    ``refused`` without it, so that the four moves that take it describe it alike (``bot.server.query_force``)."""
+    return ({"type": "boolean", "default": False,
+             "description": f"{does} (a lead's override; it needs ?agent=, else 400): without it that {refused} is "
+                            f"refused with 409, naming them"}, False)
+
+
 SINCE = {"since": ({"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}],
                     "description": "a date (YYYY-MM-DD: the start of the server's day), or a time on it with its "
                                    "offset, T or a space, seconds optional: 2026-12-04T16:00:00Z, 2026-12-05 00:00+08:00; "
@@ -625,10 +633,7 @@ OPERATIONS: list[Operation] = [
     _admin("POST", "/admin/conversations/{conversation_id}/handoff", "Hand the conversation to a human agent",
            StatusResponse, errors=(400, 403, 409), route=HANDOFF_ROUTE,
            query={"agent": AGENT_QUERY,
-                  "force": ({"type": "boolean", "default": False,
-                             "description": "take over a customer another agent has, making them yours (a lead's "
-                                            "override; it needs ?agent=, else 400): without it that takeover is refused with 409, naming them"},
-                            False),
+                  "force": _force("take over a customer another agent has, making them yours", "takeover"),
                   "by": ({"type": "string", "maxLength": MAX_AGENT_CHARS,
                           "description": "who takes the customer over in ?agent='s name, when not that agent (a "
                                          "lead): kept as a transfer, and ?agent='s inbox names them in passed; "
@@ -641,10 +646,7 @@ OPERATIONS: list[Operation] = [
                              "description": "the id of the latest turn the agent has read: if the customer has "
                                             "written since, the conversation stays with a person (409), as the bot "
                                             "does not answer what was written to one"}, False),
-                  "force": ({"type": "boolean", "default": False,
-                             "description": "hand back a customer another agent has (a lead's override; it needs "
-                                            "?agent=, else 400): without it that handback is refused with 409, "
-                                            "naming them"}, False),
+                  "force": _force("hand back a customer another agent has", "handback"),
                   "by": ({"type": "string", "maxLength": MAX_AGENT_CHARS,
                           "description": "who hands the customer back in ?agent='s name, when not that agent (a "
                                          "lead): kept as theirs, and the agent who had the customer is told (the "
@@ -654,10 +656,7 @@ OPERATIONS: list[Operation] = [
            "person, held by nobody, for any agent to take over (409 with code open: the bot has them)",
            StatusResponse, errors=(400, 403, 409),
            query={"agent": AGENT_QUERY,
-                  "force": ({"type": "boolean", "default": False,
-                             "description": "release a customer another agent has (a lead's override; it needs "
-                                            "?agent=, else 400): without it that release is refused with 409, "
-                                            "naming them"}, False)}),
+                  "force": _force("release a customer another agent has", "release")}),
     _admin("POST", "/admin/release", "Leave every handed-off customer an agent has waiting for a person, "
            "held by nobody, as a release of each does", ReleasedResponse, errors=(400, 403),
            query={"agent": ({**AGENT_QUERY[0], "minLength": 1,
@@ -675,10 +674,7 @@ OPERATIONS: list[Operation] = [
                   "to": ({"type": "string", "minLength": 1, "maxLength": MAX_AGENT_CHARS, "pattern": AGENT_NAME_PATTERN,
                           "description": "the colleague's name: one of server.agents, when set (else 400); "
                                          "without server.agents, any name"}, True),
-                  "force": ({"type": "boolean", "default": False,
-                             "description": "give away a customer another agent has (a lead's override; it needs "
-                                            "?agent=, else 400): without it that transfer is refused with 409, "
-                                            "naming them"}, False)}),
+                  "force": _force("give away a customer another agent has", "transfer")}),
     Operation("POST", "/slack/events", "Slack Events API callback (signed)", errors=(400, 401, 408, 413), headers=SLACK_HEADERS,
               raw_body=("application/json", {"type": "object"}), rate_limited=False),
     Operation("POST", "/slack/interactions", "Slack button clicks (signed)", errors=(400, 401, 408, 413), headers=SLACK_HEADERS,
