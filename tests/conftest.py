@@ -7,6 +7,7 @@ seconds and exercises every code path. The slow tests fine-tune the real package
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -326,6 +327,21 @@ def store_of_the_last_deskbot(path: Path) -> None:
         migration(old)
     old.execute(f"PRAGMA user_version={len(MIGRATIONS) - 1}")
     old.close()
+
+
+def labelled_in_the_last_deskbots_store(path: Path, text: str, intent: str, turn_id: int = 1, user: str | None = None,
+                                        reviewer: str | None = None) -> None:
+    """A store as the deskbot before the last migration left it, with what that deskbot's `bot serve`, still running
+    on it, wrote: a web conversation ``c1`` of ``user``'s whose message ``text`` (turn ``turn_id``) ``reviewer``
+    labelled ``intent``; the commands that only read must read it as it is."""
+    store_of_the_last_deskbot(path)
+    with contextlib.closing(sqlite3.connect(path)) as older, older:
+        older.execute("INSERT INTO conversations (id, channel, user, created, updated) VALUES ('c1', 'web', ?, 1, 1)",
+                      [user])
+        older.execute("INSERT INTO turns (id, conversation_id, role, text, created) VALUES (?, 'c1', 'user', ?, 1)",
+                      [turn_id, text])
+        older.execute("INSERT INTO review_labels (turn_id, intent, reviewer, created) VALUES (?, ?, ?, 2)",
+                      [turn_id, intent, reviewer])
 
 
 def damage(path: Path, first_page: int) -> None:

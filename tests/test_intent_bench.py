@@ -25,7 +25,7 @@ from finetune.bench import run_intent_bench, sample_shots
 from finetune.classifier import Prediction
 from finetune.evaluation import evaluate_model
 from retrieval.text import same_text
-from tests.conftest import configured_copy, store_of_the_last_deskbot
+from tests.conftest import configured_copy, labelled_in_the_last_deskbots_store
 
 INTENTS = {
     "card_arrival": ["where is my new card", "my card has not arrived yet", "card still not delivered",
@@ -468,12 +468,7 @@ def test_eval_scores_the_model_on_an_older_deskbots_store_reading_its_labels_as_
     labels refused the store, not yet migrated, and scored nothing; then it scored, but counted the test lines the
     model learnt from the store's labels as new questions, which the older store, read as it is, tells."""
     root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
-    store_of_the_last_deskbot(root / "dialogues.db")
-    with contextlib.closing(sqlite3.connect(root / "dialogues.db")) as older, older:  # as the older server writes
-        older.execute("INSERT INTO conversations (id, channel, created, updated) VALUES ('c1', 'web', 1, 1)")
-        older.execute("INSERT INTO turns (id, conversation_id, role, text, created) VALUES (1, 'c1', 'user', "
-                      "'my parcel never showed up at all', 1)")
-        older.execute("INSERT INTO review_labels (turn_id, intent, created) VALUES (1, 'track_order', 2)")
+    labelled_in_the_last_deskbots_store(root / "dialogues.db", "my parcel never showed up at all", "track_order")
     meta_path = root / "models" / "v0001" / "meta.json"  # as a retrain that learnt the first label writes it
     meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "learned_through": {"label": 1}}))
     test = write_jsonl(tmp_path / "t.jsonl", [{"text": "is there a shop in Lisbon?", "intent": "oos"},

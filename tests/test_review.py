@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import sqlite3
@@ -28,7 +27,7 @@ from bot.server import BOT, create_app
 from dialogues.review import ReviewItem, review_queue, uncertainty
 from dialogues.store import MIGRATIONS, Exchange, LabelledMeanwhile, Store
 from finetune.classifier import IntentClassifier
-from tests.conftest import REPO, configure, store_of_the_last_deskbot
+from tests.conftest import REPO, configure, labelled_in_the_last_deskbots_store
 
 AUTH = {"Authorization": "Bearer small-admin-token"}
 
@@ -944,12 +943,8 @@ def test_bot_review_labelled_lists_the_labels_of_an_older_deskbots_store_as_it_i
     """Deskbot upgraded, the older `bot serve` still running on the store: `bot review --labelled`, which only reads,
     refused to list the labels given, as the store was not migrated yet."""
     (review_bot / "dialogues.db").unlink(missing_ok=True)
-    store_of_the_last_deskbot(review_bot / "dialogues.db")
-    with contextlib.closing(sqlite3.connect(review_bot / "dialogues.db")) as older, older:  # as the older server writes
-        older.execute("INSERT INTO conversations (id, channel, created, updated) VALUES ('c1', 'web', 1, 1)")
-        older.execute("INSERT INTO turns (id, conversation_id, role, text, created) VALUES (7, 'c1', 'user', "
-                      "'money back', 1)")
-        older.execute("INSERT INTO review_labels (turn_id, intent, reviewer, created) VALUES (7, 'get_refund', 'bob', 2)")
+    labelled_in_the_last_deskbots_store(review_bot / "dialogues.db", "money back", "get_refund", turn_id=7,
+                                        reviewer="bob")
 
     listed = CliRunner().invoke(cli, ["review", str(review_bot), "--labelled"])
 

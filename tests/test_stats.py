@@ -25,7 +25,7 @@ from bot.retrain import read_store
 from bot.server import BOT, create_app
 from dialogues.stats import compared_with_previous, conversation_stats, language_kept
 from dialogues.store import MIGRATIONS, Exchange, Store, StoreError
-from tests.conftest import ask, configured_copy, damage, store_of_the_last_deskbot
+from tests.conftest import ask, configured_copy, damage, labelled_in_the_last_deskbots_store
 
 
 def exchange(store: Store, conversation: str, text: str, source: str, intent: str | None = "track_order",
@@ -865,12 +865,7 @@ def test_commands_that_read_read_an_older_deskbots_store_as_it_is_rather_than_mi
     --dry-run`, which only read, refused it (a newer deskbot's had migrated it under that server, which then wrote to a
     schema it did not know), and the on-call engineer had no figures, no export and no list of what a purge deletes."""
     root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
-    store_of_the_last_deskbot(root / "dialogues.db")
-    with contextlib.closing(sqlite3.connect(root / "dialogues.db")) as older, older:  # as the older server writes
-        older.execute("INSERT INTO conversations (id, channel, user, created, updated) VALUES ('c1', 'web', 'u1', 1, 1)")
-        older.execute("INSERT INTO turns (id, conversation_id, role, text, created) VALUES (1, 'c1', 'user', "
-                      "'my parcel is lost', 1)")
-        older.execute("INSERT INTO review_labels (turn_id, intent, created) VALUES (1, 'track_order', 2)")
+    labelled_in_the_last_deskbots_store(root / "dialogues.db", "my parcel is lost", "track_order", user="u1")
 
     stats = CliRunner().invoke(cli, ["stats", str(root), "--json"])
     assert stats.exit_code == 0, stats.output
