@@ -97,8 +97,7 @@ def score_on_test(project: Project, test: list[Example], device: str | None) -> 
 
 def run_learning_bench(train: list[Example], test: list[Example], seed_shots: int = 10, label_budget: float = 0.3,
                        rounds: int = 3, model: str = "default", device: str | None = None, seed: int = 42,
-                       gate: dict[str, float] | None = None, workdir: Path | None = None,
-                       say: Say = lambda line: None) -> dict[str, Any]:
+                       gate: dict[str, float] | None = None, say: Say = lambda line: None) -> dict[str, Any]:
     """``gate`` overrides keys of bot.yml's ``learning:`` section (the gate's margins, the queue's threshold)."""
     if not 0 <= label_budget <= 1 or rounds < 1:
         raise ValueError("label_budget must be within [0, 1] and rounds at least 1")
@@ -110,7 +109,7 @@ def run_learning_bench(train: list[Example], test: list[Example], seed_shots: in
     if len(traffic) < rounds:
         raise ValueError(f"{len(traffic)} training lines are left as traffic after {seed_shots} per intent, too few "
                          f"for {rounds} rounds: lower --seed-shots or --rounds")
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         project = make_bot(root / "loop", seed_set, model, {"learning": gate or {}})
         margins = project.config.learning.model_dump(include={"max_accuracy_drop", "max_intent_drop",
