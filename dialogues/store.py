@@ -858,11 +858,11 @@ def _read_log_alone(path: Path, options: dict[str, Any]) -> sqlite3.Connection |
     return conn
 
 
-def _use_wal(db: sqlite_utils.Database, timeout: float = BUSY_TIMEOUT_S) -> None:
+def _use_wal(db: sqlite_utils.Database) -> None:
     """Switch the file to WAL. The switch takes the file whole, and SQLite answers "locked" at once, without
     waiting as its busy timeout says, when another process opens or switches a new file at the same moment
-    (a server and a cron job's `bot export`): it is tried again until ``timeout``."""
-    deadline = time.monotonic() + timeout
+    (a server and a cron job's `bot export`): it is tried again for up to ``BUSY_TIMEOUT_S``, the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
     while True:
         try:
             db.execute("PRAGMA journal_mode=WAL")
