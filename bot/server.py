@@ -1396,6 +1396,11 @@ async def stop_on_sighup(app: web.Application) -> None:
 
 
 def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = None) -> web.Application:
+    """The server of the bot project at ``root``: one :class:`~bot.engine.Bot` that every channel's routes hand their
+    customers' messages to (docs/architecture.md, How a message flows), and the agents' and admin's routes beside
+    them. What would refuse to serve (agents' tokens, the action map, a newer deskbot's store, a model that does not
+    load) is checked before anything starts; ``nlu``, a model loaded already, spares the load (tests start many servers
+    on one model)."""
     project = load_project(root)
     agents = agent_tokens(project)  # a token or a name two agents share, before the model loads
     actions = ActionRunner.for_project(project)  # a mistake in actions/ or its map, before the model loads
