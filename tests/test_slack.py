@@ -1745,6 +1745,22 @@ async def test_the_support_team_member_who_takes_a_thread_over_is_known_by_their
     bot.store.close()
 
 
+async def two_customers_one_answered_by_u7(bot: FakeBot, client: Any) -> tuple[str, str]:
+    """Two customers' threads, each with a message, the first answered by the colleague U7 (which takes it over):
+    the customer U7 answered and the other."""
+    cid, other = f"slack:T1:C1:{TS}", "slack:T1:C1:1700000001.000100"
+    bot.store.add_message(cid, "user", "my refund is late", "slack")
+    bot.store.add_message(other, "user", "my parcel is lost", "slack")
+    await post(client, event("Ev1", "It went out today", user="U7", ts="1700000000.000200", thread_ts=TS))
+    return cid, other
+
+
+def assert_answered_and_taken_over_by_ada(bot: FakeBot, cid: str) -> None:
+    """U7's answer in ``cid`` and their takeover of it are kept under U7's name, ada."""
+    assert [(m["author"], m["text"]) for m in bot.store.history(cid)][1:] == [("ada", "It went out today")]
+    assert [h["agent"] for h in bot.store.transcript(cid)["handoffs"]] == ["ada"]
+
+
 async def test_a_colleague_kept_by_their_id_while_slack_gave_no_names_is_named_once_it_does(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """While Slack gave no names, a colleague's notes and the conversation they took over were kept under their user
@@ -1754,10 +1770,7 @@ async def test_a_colleague_kept_by_their_id_while_slack_gave_no_names_is_named_o
     slack_api.members["U7"] = {"name": "ada"}
     slack_api.scopes = set()
     bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["U7"])
-    cid, other = f"slack:T1:C1:{TS}", "slack:T1:C1:1700000001.000100"
-    bot.store.add_message(cid, "user", "my refund is late", "slack")
-    bot.store.add_message(other, "user", "my parcel is lost", "slack")
-    await post(client, event("Ev1", "It went out today", user="U7", ts="1700000000.000200", thread_ts=TS))
+    cid, other = await two_customers_one_answered_by_u7(bot, client)
     await post(client, event("Ev2", "Sending a new one", user="U7", ts="1700000001.000200",
                              thread_ts="1700000001.000100"))
     assert bot.store.holder(cid) == bot.store.holder(other) == "U7"
@@ -1765,8 +1778,7 @@ async def test_a_colleague_kept_by_their_id_while_slack_gave_no_names_is_named_o
     await post(client, event("Ev3", "Anything else?", user="U7", ts="1700000001.000300", thread_ts="1700000001.000100"))
     await channel.close()
     assert bot.store.holder(cid) == bot.store.holder(other) == "ada"
-    assert [(m["author"], m["text"]) for m in bot.store.history(cid)][1:] == [("ada", "It went out today")]
-    assert [h["agent"] for h in bot.store.transcript(cid)["handoffs"]] == ["ada"]
+    assert_answered_and_taken_over_by_ada(bot, cid)
     bot.store.close()
 
 
@@ -1782,10 +1794,7 @@ async def test_a_colleague_kept_by_their_id_before_a_restart_is_named_once_slack
     slack_api.members.update({"U7": {"name": "ada"}, "U8": {"name": "grace"}, "UMBERTO": {"name": "umberto"}})
     slack_api.scopes = set()
     bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["U7", "U8"])
-    cid, other = f"slack:T1:C1:{TS}", "slack:T1:C1:1700000001.000100"
-    bot.store.add_message(cid, "user", "my refund is late", "slack")
-    bot.store.add_message(other, "user", "my parcel is lost", "slack")
-    await post(client, event("Ev1", "It went out today", user="U7", ts="1700000000.000200", thread_ts=TS))
+    cid, other = await two_customers_one_answered_by_u7(bot, client)
     bot.store.set_status(other, "handed_off", "agent", "slack", agent="UMBERTO")  # an agent of the console
     await channel.close()
     assert bot.store.holder(cid) == "U7"
@@ -1796,8 +1805,7 @@ async def test_a_colleague_kept_by_their_id_before_a_restart_is_named_once_slack
     await post(client, event("Ev3", "<@UBOT> ask <@UMBERTO>", ts="1700000003.000100"))
     await restarted.close()
     assert bot.store.holder(cid) == "ada" and bot.store.holder(other) == "UMBERTO"
-    assert [(m["author"], m["text"]) for m in bot.store.history(cid)][1:] == [("ada", "It went out today")]
-    assert [h["agent"] for h in bot.store.transcript(cid)["handoffs"]] == ["ada"]
+    assert_answered_and_taken_over_by_ada(bot, cid)
     bot.store.close()
 
 
