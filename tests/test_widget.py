@@ -2199,6 +2199,17 @@ def console_on_a_waiting_customer(chromium: SimpleNamespace, server: LiveServer,
     return cid, context, page
 
 
+def clear_announcements(page: Any) -> None:
+    """Empty what the console has announced (``.arrivals``), so that what a test expects there is what comes after."""
+    page.locator(".arrivals").evaluate("said => { said.textContent = ''; }")
+
+
+def close_console(context: Any) -> None:
+    """Close a console's context, its routes taken off first without waiting: a refresh may be out as it closes."""
+    context.unroute_all(behavior="ignoreErrors")
+    context.close()
+
+
 def console_on_a_customer_with_the_bot(chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
                                        admin_token: str, message: str) -> tuple[str, Any, Any]:
     """A customer who wrote ``message`` to the bot, and the console showing them from its "With the bot" tab."""
@@ -2812,7 +2823,7 @@ def test_the_agents_console_never_asks_its_agent_about_their_own_release_made_as
     page.get_by_role("button", name="Take over").click()
     expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Lee")
     wait_until(page, "state.refreshing === 0")
-    page.locator(".arrivals").evaluate("said => { said.textContent = ''; }")  # Lee's releases in this module's tests
+    clear_announcements(page)  # Lee's releases in this module's tests
     answer, inboxes = a_timed_refresh_held(context, page)  # read before the release, answered after it
     page.get_by_role("button", name="Release to the queue").click()
     expect(page.get_by_role("button", name="Release to the queue")).to_be_hidden()
@@ -2827,8 +2838,7 @@ def test_the_agents_console_never_asks_its_agent_about_their_own_release_made_as
     assert said == []
     expect(page.locator(".status")).not_to_contain_text("released your customer")
     expect(page.locator(".arrivals")).not_to_contain_text("released your customer")
-    context.unroute_all(behavior="ignoreErrors")
-    context.close()
+    close_console(context)
 
 
 def test_release_all_made_as_a_refresh_was_out_is_never_told_back_to_its_agent(
@@ -2843,7 +2853,7 @@ def test_release_all_made_as_a_refresh_was_out_is_never_told_back_to_its_agent(
     page.get_by_label("Mine only").check()
     expect(page.get_by_role("button", name="Release all")).to_be_visible()
     wait_until(page, "state.refreshing === 0")
-    page.locator(".arrivals").evaluate("said => { said.textContent = ''; }")  # Lee's releases in this module's tests
+    clear_announcements(page)  # Lee's releases in this module's tests
     answer, inboxes = a_timed_refresh_held(context, page)
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Release all").click()
@@ -2854,8 +2864,7 @@ def test_release_all_made_as_a_refresh_was_out_is_never_told_back_to_its_agent(
     refreshed(page, inboxes)  # the refresh after
     expect(page.locator(".arrivals")).not_to_contain_text("released your customer")
     expect(page.locator(".status")).not_to_contain_text("released your customer")
-    context.unroute_all(behavior="ignoreErrors")  # a refresh out as it closes
-    context.close()
+    close_console(context)
 
 
 def test_the_agents_own_release_is_kept_from_them_when_a_colleague_signs_in_on_the_same_browser(
@@ -2869,7 +2878,7 @@ def test_the_agents_own_release_is_kept_from_them_when_a_colleague_signs_in_on_t
     page.get_by_role("button", name="Release to the queue").click()
     expect(page.get_by_role("button", name="Release to the queue")).to_be_hidden()
     wait_until(page, "state.refreshing === 0")
-    page.locator(".arrivals").evaluate("said => { said.textContent = ''; }")  # Lee's releases in this module's tests
+    clear_announcements(page)  # Lee's releases in this module's tests
     answered = inbox_saying(context, {})
     for name in ("Kim", "Lee"):
         page.get_by_label("Your name").fill(name)
@@ -2880,8 +2889,7 @@ def test_the_agents_own_release_is_kept_from_them_when_a_colleague_signs_in_on_t
     expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Lee")
     assert said == []
     expect(page.locator(".arrivals")).not_to_contain_text("released your customer")
-    context.unroute_all(behavior="ignoreErrors")  # a refresh out as it closes
-    context.close()
+    close_console(context)
 
 
 def test_what_the_agents_console_told_its_agent_is_not_told_again_after_a_colleague_used_the_same_browser(
@@ -2908,7 +2916,7 @@ def test_what_the_agents_console_told_its_agent_is_not_told_again_after_a_collea
     expect(page.locator(".arrivals")).to_contain_text("Ana released your customer to the queue")
     expect(page.locator("header .passed")).to_be_hidden()  # opened: shown as it came
     page.get_by_role("button", name="With the bot").click()
-    page.locator(".arrivals").evaluate("said => { said.textContent = ''; }")  # said already
+    clear_announcements(page)  # said already
     for name in ("Kim", "Lee"):
         page.get_by_role("button", name="Waiting").click()
         page.locator(f'.list li[data-id="{cid}"]').click()
@@ -2918,8 +2926,7 @@ def test_what_the_agents_console_told_its_agent_is_not_told_again_after_a_collea
     expect(page.locator("header .passed")).to_be_hidden()
     expect(page.locator(".arrivals")).not_to_contain_text("released your customer")
     expect(page.locator(".arrivals")).not_to_contain_text("passed you")
-    context.unroute_all(behavior="ignoreErrors")  # a refresh out as it closes
-    context.close()
+    close_console(context)
 
 
 def test_the_agents_console_says_whose_customer_a_lead_handed_back_to_the_bot(
@@ -2966,7 +2973,7 @@ def test_the_agents_console_tells_its_agent_of_a_customer_a_colleague_passed_the
     lee = lees.pages[0]
     expect(lee).to_have_title(titled(before))
     lee.get_by_role("button", name="With the bot").click()
-    lee.locator(".arrivals").evaluate("said => { said.textContent = ''; }")  # earlier passes, said already
+    clear_announcements(lee)  # earlier passes, said already
     kim.get_by_role("button", name="Take over").click()
     kim.once("dialog", lambda dialog: dialog.accept("Lee"))
     kim.get_by_role("button", name="Pass to a colleague").click()
@@ -5389,7 +5396,7 @@ def test_an_agents_console_counts_and_announces_the_customers_waiting_on_them_or
     api.admin(f"/admin/conversations/{cid}/messages", {"text": "Hi, Lee here.", "agent": "Lee"})
     for who, page in pages.items():
         expect(page).to_have_title(waiting_titled(counted[who]))
-        page.locator(".arrivals").evaluate("said => { said.textContent = ''; }")
+        clear_announcements(page)
     api.chat(cid, "are you there?")  # waiting on Lee
     expect(pages["lead"]).to_have_title(waiting_titled(counted["lead"] + 1))
     expect(pages["lead"].locator(".arrivals")).to_have_text(re.compile(rf"^{counted['lead'] + 1} customers? waiting$"))
@@ -5445,8 +5452,7 @@ def test_a_screen_reader_hears_one_customer_waiting_in_the_singular(
     news["waiting_yours"] = 1
     refreshed(page, answered)
     expect(page.locator(".arrivals")).to_have_text("1 customer waiting")
-    context.unroute_all(behavior="ignoreErrors")  # a refresh out as it closes
-    context.close()
+    close_console(context)
 
 
 def test_a_screen_reader_hears_a_release_of_its_agents_customer_and_a_newcomer_in_the_same_refresh(
@@ -5458,8 +5464,7 @@ def test_a_screen_reader_hears_a_release_of_its_agents_customer_and_a_newcomer_i
                                          "at": time.time()}])
     refreshed(page, answered)
     expect(page.locator(".arrivals")).to_have_text("Ana released your customer to the queue · 2 customers waiting")
-    context.unroute_all(behavior="ignoreErrors")  # a refresh out as it closes
-    context.close()
+    close_console(context)
 
 
 def test_a_screen_reader_hears_how_many_of_its_agents_customers_a_lead_moved_in_one_refresh(
@@ -5476,8 +5481,7 @@ def test_a_screen_reader_hears_how_many_of_its_agents_customers_a_lead_moved_in_
                                         "handed_back": True, "at": time.time()}])
     refreshed(page, answered)
     expect(page.locator(".status")).to_have_text("Ana handed your customer back to the bot")
-    context.unroute_all(behavior="ignoreErrors")  # a refresh out as it closes
-    context.close()
+    close_console(context)
 
 
 def test_an_agents_action_keeps_its_result_in_the_status_line_when_a_customer_is_taken_from_them_meanwhile(
@@ -5490,8 +5494,7 @@ def test_an_agents_action_keeps_its_result_in_the_status_line_when_a_customer_is
                                       "at": time.time()}]})
     page.get_by_role("button", name="Take over").click()
     expect(page.locator(".status")).to_have_text("Store is busy · Ana released your customer to the queue")
-    context.unroute_all(behavior="ignoreErrors")  # a refresh out as it closes
-    context.close()
+    close_console(context)
 
 
 def test_release_all_keeps_its_result_in_the_status_line_when_a_customer_is_taken_from_its_agent_meanwhile(
@@ -5507,8 +5510,7 @@ def test_release_all_keeps_its_result_in_the_status_line_when_a_customer_is_take
     page.get_by_role("button", name="Release all").click()
     expect(page.locator(".status")).to_have_text(
         "1 customer released to the queue. · Ana released your customer to the queue")
-    context.unroute_all(behavior="ignoreErrors")  # a refresh out as it closes
-    context.close()
+    close_console(context)
 
 
 def test_a_screen_reader_hears_of_a_customer_who_starts_to_wait_behind_a_full_page_of_waiting_ones(
