@@ -1603,9 +1603,11 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
         return ids, store.conversations(ids)
 
     if dry_run:
+        from retrieval.text import printable
+
         for cid, row in zip(*_read_store(project, named)):
-            if row:
-                click.echo(f"{cid}\t{row['channel']}\t{row['user'] or ''}")
+            if row:  # the user as the client sent it: a line break in it made a row of its own
+                click.echo(f"{printable(cid)}\t{row['channel']}\t{printable(row['user'] or '')}")
         return
     store = _open_store(project)
     try:
@@ -2277,8 +2279,11 @@ def _offset(moment: datetime) -> str:
 
 
 def _shortened(text: str, width: int = 60) -> str:
-    """A customer's message on one line of the table: a long one cut, a line break shown as a space."""
-    line = " ".join(text.split())
+    """A customer's message on one line of the table: a long one cut, a line break shown as a space, any other
+    control character as its escape (:func:`~retrieval.text.printable`)."""
+    from retrieval.text import printable
+
+    line = printable(" ".join(text.split()))
     return line if len(line) <= width else line[:width - 1] + "…"
 
 

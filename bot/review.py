@@ -27,6 +27,7 @@ from dialogues.review import OOS, WINDOW, Queue, ReviewItem, check_label, review
 from dialogues.store import LabelledMeanwhile, Store
 from finetune.classifier import IntentClassifier
 from finetune.registry import Registry
+from retrieval.text import printable
 
 SKIP, QUIT, UNDO = "s", "q", "u"
 T = TypeVar("T")
@@ -145,11 +146,11 @@ def show(item: ReviewItem, position: int, total: int, intents: Sequence[str]) ->
     click.secho(click.wrap_text(f"[{position}/{total}] {count} message{'s' if count > 1 else ''} "
                                 f"({', '.join(item.reasons)}) · score {item.score:.2f}", width()), bold=True)
     for text in item.texts[:5]:
-        click.echo(f"  “{text}”")
+        click.echo(f"  “{printable(text)}”")
     if len(item.texts) > 5:
         click.echo(f"  (+{len(item.texts) - 5} more phrasings)")
     for comment in item.comments[:3]:  # the customer's own word on what the reply missed
-        click.echo(f"  said wrong: “{comment}”")
+        click.echo(f"  said wrong: “{printable(comment)}”")
     entries = [f"{n}. {intent} {conf:.2f}{'' if intent in intents else ' (not in nlu.yml)'}"
                for n, (intent, conf) in enumerate(item.ranking, start=1)]
     line = f"  model: {'  '.join(entries) or 'no prediction'}"
@@ -312,7 +313,7 @@ def show_given(label: GivenLabel) -> None:
     when = datetime.fromtimestamp(label.created, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     more = f" (+{len(label.texts) - 1} more phrasing{'s' * (len(label.texts) > 2)})" if len(label.texts) > 1 else ""
     click.echo(f"  #{label.turn_id}  {label.intent}  by {label.reviewer or 'nobody named'}, {when}: "
-               f"“{label.texts[0]}”{more}")
+               f"“{printable(label.texts[0])}”{more}")
 
 
 def labelled_as(intent: str, turns: list[int]) -> None:

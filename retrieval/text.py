@@ -49,6 +49,18 @@ def normalise(text: str) -> str:
     return _INVISIBLE_RUNS.sub(" ", unicodedata.normalize("NFKC", text)).strip(" ")
 
 
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with each control character (C0, DEL, C1) written as its escape (``\\x1b``), for a terminal. What
+    customers write reaches the terminal of whoever runs `bot stats`, `bot review` or `bot purge --dry-run` (a
+    feedback comment, the ``user`` a page or client sends, stored as sent): an escape sequence in it would clear the
+    screen, retitle the window or show a link to an address other than its text (OSC 8), and a line break or a tab
+    would add a row or a column of its own to a listing."""
+    return _CONTROLS.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+
+
 def model_inputs(texts: Sequence[str], simplified: bool) -> list[str]:
     """``texts`` as a model reads them, in training and serving alike: as the server reads a message
     (:func:`normalise`: an example written in full-width letters trained MiniLM on unknown tokens where

@@ -1484,6 +1484,35 @@ async def test_purge_deletes_a_customers_conversations_and_those_past_a_retentio
     assert store_rows(client, "SELECT user FROM turns WHERE conversation_id = ?", unnamed)[0] == (None,)  # a visitor
 
 
+async def test_what_customers_write_reaches_the_operators_terminal_with_its_control_characters_escaped(
+        make_client: Callable[..., Any]) -> None:
+    """A feedback comment and the ``user`` a client sends are stored as sent, and `bot stats`, `bot review` and `bot
+    purge --dry-run` printed them so: a customer's escape sequences cleared the operator's screen and showed a link
+    to another address than its text (OSC 8), and a line break in a ``user`` added a row to the listing."""
+    client = await make_client(server={"limits": NO_LIMITS})
+    conversation = cid()
+    user = "eve\n" + "someone-else\tweb\tadmin"
+    reply = await client.post("/api/chat", json={"conversation_id": conversation, "text": "where is my parcel", "user": user})
+    assert reply.status == 200, await reply.text()
+    comment = "bad\x1b[2J\x1b]8;;https://evil.example/\x07read this\x1b]8;;\x07\x9b"
+    vote = await client.post("/api/feedback", json={"conversation_id": conversation, "user": user, "value": -1,
+                                                     "turn_id": (await reply.json())["turn_id"], "comment": comment})
+    assert vote.status == 200, await vote.text()
+    root = client.app[BOT].project.root
+    shown = r"bad\x1b[2J\x1b]8;;https://evil.example/\x07read this\x1b]8;;\x07\x9b"
+
+    # color=True: the output as a terminal gets it, which click leaves its escape sequences
+    stats = CliRunner().invoke(cli, ["stats", str(root)], color=True)
+    assert stats.exit_code == 0, stats.output
+    assert shown[:59] in stats.output and "\x1b" not in stats.output and "\x07" not in stats.output
+    review = CliRunner().invoke(cli, ["review", str(root)], input="q\n", color=True)
+    assert review.exit_code == 0, review.output
+    assert f"said wrong: “{shown}”" in review.output and "\x07" not in review.output
+    listed = CliRunner().invoke(cli, ["purge", str(root), "--user", user, "--dry-run"], color=True)
+    assert listed.exit_code == 0, listed.output
+    assert listed.output == f"{conversation}\tweb\teve\\x0asomeone-else\\x09web\\x09admin\n"  # one row
+
+
 async def test_a_purged_conversations_message_keys_go_once_past_the_retry_window_without_another_message(
         make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """Kept for the platform's retry window after a purge, the keys were deleted only as a later Slack or WeCom
