@@ -596,6 +596,21 @@ async def test_a_wecom_out_of_reach_at_start_is_said_once_with_the_address_to_ch
         f"check channels.wecom.api_url (or DESKBOT_WECOM_API_URL), now {url}, and that this server can reach it" in line)
 
 
+async def test_a_wecom_out_of_reach_at_start_is_said_without_the_proxys_password(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An api_url through a proxy that asks for a password (``https://user:password@proxy/cgi-bin/``) was said whole
+    in the log line naming the address to check, as Slack's is not."""
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    channel = WeComChannel(FakeBot(), settings(f"http://relay:pr0xy-s3cret@127.0.0.1:{port}/cgi-bin/"))
+    channel.start()
+    await asyncio.wait_for(channel._checking, timeout=2.0)
+    await channel.close()
+    [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert f"now http://127.0.0.1:{port}/cgi-bin/, and that" in line and "pr0xy-s3cret" not in caplog.text
+
+
 async def test_wecom_busy_is_tried_again_up_to_three_times(wecom_api: SimpleNamespace) -> None:
     """WeCom's -1 asks to try again later: the answer went to a person instead."""
     channel = WeComChannel(FakeBot(), settings(wecom_api.url))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import regex
@@ -413,6 +414,13 @@ def resolve_settings(settings: dict[str, Any], env: dict[str, str]) -> dict[str,
         if value := os.environ.get(var, "").strip():
             merged[key] = value
     return merged
+
+
+def shown_url(url: str) -> str:
+    """A platform's ``api_url`` as the log may show it: without a user and password, nor a query, which a proxy's
+    address may hold."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 def api_base(url: str) -> str:

@@ -28,14 +28,14 @@ import weakref
 from functools import partial
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from aiohttp import web
 
 from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, UNDELIVERED, UNREAD_HINT, DeliveryError, MaybeDelivered,
                                PlatformChannel, RecentKeys, Stopping, TryAgain, Turn, Withdrawn, api_base, api_result, clock_off,
                                failure, handed_over, http_error, is_fresh, load_json, message_pieces, normalise,
-                               read_body, readable, same_secret, send_pieces, signed, skew, with_attached)
+                               read_body, readable, same_secret, send_pieces, shown_url, signed, skew, with_attached)
 from bot.language import LANGUAGES, SLOT, Text, kept_script, mostly_written_in, say
 from bot.limits import hold_back, refunded_on_error
 from bot.project import valid_unicode
@@ -525,7 +525,7 @@ class SlackChannel(PlatformChannel):
             else:
                 log.warning("Slack could not be reached at start (%s): check channels.slack.api_url (or %s), now %s, "
                             "and that this server can reach it; answers are tried as messages come", failure(exc),
-                            ENV["api_url"], self._shown_api_url())
+                            ENV["api_url"], shown_url(self.api_url))
             return
         if user := _string(result.get("user_id")):
             self.own_user_ids.add(user)
@@ -1189,14 +1189,8 @@ class SlackChannel(PlatformChannel):
         and at Slack's own address, where it is a method Slack does not have."""
         if status != 404 or self.api_url == DEFAULT_API_URL:
             return ""
-        return (f" (no Slack Web API at {self._shown_api_url()}: set channels.slack.api_url, or {ENV['api_url']}, to Slack's, "
+        return (f" (no Slack Web API at {shown_url(self.api_url)}: set channels.slack.api_url, or {ENV['api_url']}, to Slack's, "
                 f"{DEFAULT_API_URL}, or leave it unset)")
-
-    def _shown_api_url(self) -> str:
-        """``api_url`` as the log may show it: without a user and password, nor a query, which a proxy's address may
-        hold."""
-        parts = urlsplit(self.api_url)
-        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
     async def _call(self, method: str, payload: dict[str, Any], form: bool = False,
                     max_delay: float = MAX_RETRY_AFTER_S) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from aiohttp import web
 from bot.channels.base import (DEFAULT_GRACE_S, MAX_SKEW_S, MAYBE_SENT, UNAVAILABLE, UNDELIVERED, DeliveryError,
                                MaybeDelivered, PlatformChannel, Stopping, UNREAD_HINT, TryAgain, Turn, api_base,
                                api_result, clock_off, failure, handed_over, http_error, is_fresh, read_body,
-                               message_pieces, readable, send_pieces, signed, skew)
+                               message_pieces, readable, send_pieces, shown_url, signed, skew)
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, WrongKeyError, parse_xml
 from bot.language import LANGUAGES, SCRIPT, SLOT, Script, Text, kept_script, say
 from bot.limits import hold_back, refunded_on_error
@@ -252,7 +252,7 @@ class WeComChannel(PlatformChannel):
             else:
                 log.warning("WeCom could not be reached at start (%s): check channels.wecom.api_url (or %s), now %s, and "
                             "that this server can reach it; answers are tried as messages come", failure(exc),
-                            ENV["api_url"], self.api_url)
+                            ENV["api_url"], shown_url(self.api_url))
             return
         log.info("WeCom: the Secret is the app %s (AgentId %s) of CorpID %s", app.get("name") or "?", self.agent_id,
                  self.corp_id)
