@@ -3,7 +3,7 @@
 Fire and forget: the customer's reply never waits on it, and a receiver that is down or slow costs
 a log line, not a turn. A notice the receiver could not take (no connection, a timeout, a 429 or a 5xx:
 a chat room's webhook restarting or asking to slow down) is tried again in the background, twice, a few
-seconds apart; one it refused (another 4xx) is not. A conversation's notices are posted in the order they were
+seconds apart; one it refused (another 4xx) or redirected (a 3xx, not followed) is not. A conversation's notices are posted in the order they were
 made, each once the one before it is done (tried again meanwhile, say): a handoff's withdrawal never comes first, and
 none comes for a handoff the receiver surely never had (each try refused, or given up before it was sent). One whose
 delivery is unknown (a timeout, a 500 or a 504, the connection closed before the answer: the receiver may have
@@ -112,7 +112,8 @@ class HandoffNotifier:
             delay = RETRY_DELAY_S * 2 ** (attempt - 1)
             doubted, delivery.in_doubt = delivery.in_doubt, True
             try:
-                async with self._session.post(url, json=body) as response:
+                # A redirect is not followed: it would carry the conversation's id, a web customer's key, elsewhere.
+                async with self._session.post(url, json=body, allow_redirects=False) as response:
                     if response.status < 300:
                         delivery.taken = True
                         return

@@ -226,6 +226,35 @@ async def test_each_handoff_but_an_agents_takeover_is_announced_to_the_agents_we
     assert agents == {f"deskbot/{version('deskbot')}"}  # not which Python and aiohttp versions, flaws and all
 
 
+async def test_a_webhooks_redirect_is_not_followed(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A notice names the conversation, whose id is the key to a web customer's: a receiver's redirect carried it (a
+    307 the body too) wherever it pointed, as the action server's is not followed for the tracker it would carry."""
+    elsewhere: list[str] = []
+
+    async def anywhere(request: web.Request) -> web.Response:
+        elsewhere.append(await request.text())
+        return web.Response(status=204)
+
+    other = web.Application()
+    other.router.add_route("*", "/collect", anywhere)
+    collector = await aiohttp_server(other)
+
+    async def hook(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect(str(collector.make_url("/collect")))
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hook)
+    helpdesk = await aiohttp_server(receiver)
+    set_handoff(bot_dir, notify_url=str(helpdesk.make_url("/hook")))
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    assert (await chat(client, "web-key-of-the-customer", "/handoff"))["handed_off"] is True
+    await client.app[BOT].notifier.close()  # the notice on its way is answered
+    assert elsewhere == []
+    assert f"handoff notice for web-key-of-the-customer: http://{helpdesk.host}:{helpdesk.port} answered 307 (1 try)" \
+        in caplog.text
+
+
 async def test_a_customer_released_to_the_queue_is_announced_to_the_agents_webhook(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
     """A team that hears of waiting customers in a chat room heard nothing of one an agent released at the end of a
