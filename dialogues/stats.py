@@ -24,6 +24,7 @@ import numpy as np
 from dialogues.holding import says_wrong
 from dialogues.review import current_name
 from dialogues.store import RENAMED, TRYOUT_CHANNEL, Store
+from retrieval.text import printable
 
 ANSWERED = ("template", "retrieval", "action")
 CHANNELS = ("web", "slack", "wecom")  # those customers come through: ``bot chat``'s tries are the shop's own
@@ -246,7 +247,9 @@ def figures_as_csv(figures: dict[str, Any]) -> str:
         delta = change.get(key)  # where a period lacks the key, its value is the other's less (or plus) the change
         was = before.get(key, None if delta is None else now.get(key, 0) - delta)
         compared = [was, delta] if "previous" in figures else []
-        writer.writerow([key, now.get(key, None if delta is None else was + delta), *compared])
+        # a complaint's figure is named by the customer's comment, as sent: read in a terminal (`bot stats --csv`, a
+        # curl of the API's), an escape sequence in it was the terminal's to act on
+        writer.writerow([printable(key), now.get(key, None if delta is None else was + delta), *compared])
     return out.getvalue()
 
 
