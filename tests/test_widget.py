@@ -2204,6 +2204,17 @@ def clear_announcements(page: Any) -> None:
     page.locator(".arrivals").evaluate("said => { said.textContent = ''; }")
 
 
+def asked_overriding_lee(page: Any, api: SimpleNamespace, cid: str, button: str) -> str:
+    """What the console asks its agent, who clicks ``button`` on customer ``cid`` once Lee has taken them over (seen
+    at the next refresh), before doing it anyway."""
+    api.admin(f"/admin/conversations/{cid}/handoff", token="lee-own-token")
+    page.clock.run_for(3_100)  # the next refresh
+    page.once("dialog", lambda dialog: dialog.accept())
+    with page.expect_event("dialog") as asked:
+        page.get_by_role("button", name=button).click()
+    return str(asked.value.message)
+
+
 def close_console(context: Any) -> None:
     """Close a console's context, its routes taken off first without waiting: a refresh may be out as it closes."""
     context.unroute_all(behavior="ignoreErrors")
@@ -2749,12 +2760,8 @@ def test_an_agent_releases_their_customer_to_the_waiting_from_the_agents_console
     expect(page.get_by_role("button", name="Release to the queue")).to_be_hidden()
     transcript = api.get(f"/admin/conversations/{cid}")
     assert transcript["status"] == "handed_off" and transcript["agent"] is None
-    api.admin(f"/admin/conversations/{cid}/handoff", token="lee-own-token")
-    page.clock.run_for(3_100)  # the next refresh
-    page.once("dialog", lambda dialog: dialog.accept())
-    with page.expect_event("dialog") as asked:
-        page.get_by_role("button", name="Release to the queue").click()
-    assert asked.value.message == "Lee has this customer. Release them to the queue anyway?"
+    asked = asked_overriding_lee(page, api, cid, "Release to the queue")
+    assert asked == "Lee has this customer. Release them to the queue anyway?"
     expect(page.locator(".turns .change").last).to_have_text(re.compile(r"^Ana released Lee's customer · "))
     assert api.get(f"/admin/conversations/{cid}")["agent"] is None
     context.close()
@@ -2935,12 +2942,8 @@ def test_the_agents_console_says_whose_customer_a_lead_handed_back_to_the_bot(
     Ana's own: the transcript names Lee too."""
     cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
     page.get_by_label("Your name").fill("Ana")
-    api.admin(f"/admin/conversations/{cid}/handoff", token="lee-own-token")
-    page.clock.run_for(3_100)  # the next refresh
-    page.once("dialog", lambda dialog: dialog.accept())
-    with page.expect_event("dialog") as asked:
-        page.get_by_role("button", name="Hand back to the bot").click()
-    assert asked.value.message == "Lee has this customer. Hand them back to the bot anyway?"
+    asked = asked_overriding_lee(page, api, cid, "Hand back to the bot")
+    assert asked == "Lee has this customer. Hand them back to the bot anyway?"
     expect(page.locator(".turns .change").last).to_have_text(re.compile(r"^Ana handed Lee's customer back to the bot · "))
     assert api.history(cid)["status"] == "open"
     context.close()
