@@ -1312,6 +1312,8 @@ class Bot:
         return True
 
     async def close(self) -> None:
+        """Release what the bot holds, once its turns are finished (:meth:`finish_turns`): the model's batcher, the
+        actions' session and loops, the notifier, the store's batchers and threads, and last the store itself."""
         await self._notices.close(0.0)  # those left after finish_turns: the store closes below
         await self.batcher.close()
         await self._retiring.close(0.0)
