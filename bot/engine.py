@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, NamedTuple, TypeVar
 
 from aiohttp import web
 
@@ -73,6 +73,15 @@ TURN_STALE_S = 120.0
 RASA_MESSAGE_KEYS = {"text", "buttons", "quick_replies", "elements", "custom", "template", "response", "image",
                      "attachment"}
 T = TypeVar("T")
+
+
+class Unheard(NamedTuple):
+    """A conversation as it was before the customer's message, which an action's ``UserUtteranceReverted`` puts
+    back, as Rasa forgets the message."""
+
+    slots: dict[str, Any]
+    loop: str | None  # the action waiting for an answer
+    form: str | None  # the form active with it
 
 
 def typed_entities(project: Project, text: str) -> list[dict[str, Any]]:
@@ -390,8 +399,8 @@ class Bot:
         analysis = await self._analysis_for(chosen or text)
         read = self._entities_in(text)  # each value, for the actions; the first of each fills its slot
         entities = filling(read, slots)
-        unheard = ((dict(slots), conversation.get("active_loop"), conversation.get("active_form")) if conversation
-                   else (dict(slots), None, None))
+        unheard = (Unheard(dict(slots), conversation.get("active_loop"), conversation.get("active_form")) if conversation
+                   else Unheard(dict(slots), None, None))
         loop = self._waiting_on(conversation)
         ignoring = self._ignores(loop, analysis)
         if ignoring:  # a message of an intent the form ignores fills none of its slots, as in Rasa
@@ -420,7 +429,7 @@ class Bot:
                 and self._answers(loop, text, filled, entities[filled], analysis):
             decision, answered = self._back_to(loop), filled
         elif loop and requested and not ignoring and (
-                validated := await self._extracted(turn, text, analysis, slots, read, (loop, unheard[2]), requested)):
+                validated := await self._extracted(turn, text, analysis, slots, read, (loop, unheard.form), requested)):
             decision, answered = self._back_to(loop), requested
         elif loop and ((acknowledges(text) and not drops_it(text)) or requested in given - set(entities)):
             # "ok" to the action's question, or an answer the slots' validation rejected: the action asks again
@@ -445,7 +454,7 @@ class Bot:
                 slots[SCRIPT] = script
             vouch(slots, turn)
         if interrupted:
-            decision = await self._ask_again(decision, unheard[1], entities, lambda form, filled: self._run_action(
+            decision = await self._ask_again(decision, unheard.loop, entities, lambda form, filled: self._run_action(
                 turn, text, analysis, self._back_to(form), slots, entities, read, language, fallbacks, unheard, deadline,
                 filled))
         if decision.kind == "handoff":
@@ -696,7 +705,7 @@ class Bot:
 
     async def _run_action(self, turn: Turn, text: str, analysis: Analysis, decision: Decision,
                           slots: dict[str, Any], entities: dict[str, PayloadValue], read: list[dict[str, Any]],
-                          language: Language, fallbacks: int, unheard: tuple[dict[str, Any], str | None, str | None],
+                          language: Language, fallbacks: int, unheard: Unheard,
                           shared: float | None = None, answered: str | None = None,
                           validated: ActionResult | None = None) -> Decision:
         """Run the action, then the ``FollowupAction`` it asks for (another action, or ``utter_<intent>``
@@ -711,17 +720,16 @@ class Bot:
         (``validate_<action>``, a rasa-sdk ``FormValidationAction``) runs first, as Rasa's form runs
         ``validate_<form>``: the slots it sets (None: the value is rejected) are what the action sees, and what it
         says comes first; ``validated``: its result, where it has run already (it extracted the answer).
-        ``unheard``: the slots, the action waiting for an answer and the form active with it as they were before the
-        message, which an action's ``UserUtteranceReverted`` puts back, as Rasa forgets the message. A form an action
-        activates (``ActiveLoop("order_form")``) stays active while an action waits, as the tracker's active loop
-        (``Decision.form``). ``shared``: the time by which the
-        turn's actions must be done, where the message's slot validation took some of ``actions.timeout`` already."""
+        ``unheard``: the conversation as it was before the message. A form an action activates
+        (``ActiveLoop("order_form")``) stays active while an action waits, as the tracker's active loop
+        (``Decision.form``). ``shared``: the time by which the turn's actions must be done, where the message's slot
+        validation took some of ``actions.timeout`` already."""
         assert decision.action is not None
         name, texts, buttons, loop, restarted, reverted = decision.action, [], [], None, False, False
         # the Rasa form active, which the trackers name: ended by a message that is no answer, as the wait is
-        form = unheard[2] if decision.action == unheard[1] else None
+        form = unheard.form if decision.action == unheard.loop else None
         forms = self.config.actions.forms
-        waiting = unheard[1:]  # the action waiting and the form active, as the trackers name them
+        waiting = (unheard.loop, unheard.form)  # the action waiting and the form active, as the trackers name them
         parts: list[Rendered] = []  # each message as it was sent, for a channel to send them in that order
         afresh = False  # a Restarted or a restart follow-up: later trackers start after it
         custom: list[Any] = []  # the json_message payloads the customer's channel passes on (passed_on)
@@ -778,9 +786,9 @@ class Bot:
             if result.rewound:  # before a reset the action returned after it
                 reverted = True
                 slots.clear()
-                slots.update(unheard[0])
-                loop = unheard[1] if unheard[0].get(REQUESTED_SLOT) else None
-                form = unheard[2]
+                slots.update(unheard.slots)
+                loop = unheard.loop if unheard.slots.get(REQUESTED_SLOT) else None
+                form = unheard.form
             afresh = afresh or result.started_afresh
             form = None if result.started_afresh else result.form or form
             if result.reset:
