@@ -344,6 +344,19 @@ def labelled_in_the_last_deskbots_store(path: Path, text: str, intent: str, turn
                       [turn_id, intent, reviewer])
 
 
+def damage_table(path: Path, table: str) -> None:
+    """Overwrite the pages of ``table`` in the store, as a failing disk would, and nothing else: its schema stays whole
+    wherever the pages of the tables the migrations added after it lie."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        pages = [page for page, in db.execute("SELECT pageno FROM dbstat WHERE name = ?", [table])]
+    with path.open("r+b") as file:
+        for page in pages:
+            file.seek((page - 1) * 4096)
+            file.write(b"\xde\xad\xbe\xef" * 1024)
+
+
 def damage(path: Path, first_page: int) -> None:
     """Overwrite the store's pages from ``first_page`` (0: the header) to its end, as a failing disk would."""
     with path.open("r+b") as file:

@@ -25,7 +25,7 @@ from bot.retrain import read_store
 from bot.server import BOT, create_app
 from dialogues.stats import compared_with_previous, conversation_stats, language_kept
 from dialogues.store import MIGRATIONS, Exchange, Store, StoreError
-from tests.conftest import ask, configured_copy, damage, labelled_in_the_last_deskbots_store
+from tests.conftest import ask, configured_copy, damage_table, labelled_in_the_last_deskbots_store
 
 
 def exchange(store: Store, conversation: str, text: str, source: str, intent: str | None = "track_order",
@@ -909,7 +909,7 @@ def test_figures_of_a_damaged_store_say_it_is_damaged_and_what_to_do(tiny_demo_b
     for n in range(40):
         store.add_labels([exchange(store, f"c{n}", f"where is my parcel {n}? " * 20, "fallback")[0]], "track_order")
     store.close()
-    damage(root / "dialogues.db", (root / "dialogues.db").stat().st_size // 4096 // 2)  # the turns' pages
+    damage_table(root / "dialogues.db", "turns")
     for command in (["stats", str(root)], ["export", str(root)]):
         refused = CliRunner().invoke(cli, command)
         assert refused.exit_code == 1, refused.output

@@ -31,7 +31,7 @@ from dialogues.holding import (acknowledges, asks_for_a_person, asks_nothing, co
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
 from dialogues.store import (HANDED_BACK_TOLD_S, MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange,
                              HeldByColleague, SentBefore, Store, StoreError)
-from tests.conftest import REPO, damage, store_of_the_last_deskbot
+from tests.conftest import REPO, damage, damage_table, store_of_the_last_deskbot
 
 
 def user_turn(store: Store, conversation: str, text: str) -> int:
@@ -2738,7 +2738,7 @@ def test_bot_restore_puts_a_copy_back_without_the_log_a_killed_server_left_and_k
     assert sorted(Store(aside, read_only=True).conversation_ids()) == ["c1", "c2"]  # its log kept with it
     damaged = tmp_path / "damaged.db"
     damaged.write_bytes((tmp_path / "copy.db").read_bytes())
-    damage(damaged, damaged.stat().st_size // 4096 - 2)
+    damage_table(damaged, "turns")
     refused = CliRunner().invoke(cli, ["restore", str(root), str(damaged)])
     assert refused.exit_code == 1 and f"{damaged} is damaged" in refused.output
     assert "nothing was restored; restore another copy" in refused.output
