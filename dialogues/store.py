@@ -492,8 +492,21 @@ _CHANGE = "changed:"
 # What a colleague's note that mentioned the bot alone reads (``Store.receive_note``), which took no conversation over.
 _MENTIONED = frozenset(SENT["mention"].values())
 _UNDELIVERED = "UPDATE turns SET undelivered = 1 WHERE id = ?"
-_NEXT_TURN = ("(SELECT max(coalesce(max(id), 0), coalesce((SELECT high FROM id_floor WHERE name = 'turns'), 0)) + 1 "
-              "FROM turns)")
+# The tables whose highest ids ``bot purge`` keeps (``id_floor``, ``_v9``), for a new row's id to stay above them
+# (:func:`_next_id`): turns, which review items, labels and acknowledgements name, and the changes of hands that
+# :meth:`Store.said_elsewhere` reads on from the highest id it saw: an id given out again after a purge was below its
+# mark, and another server's sockets never heard of that handoff, takeover or claim.
+_FLOORED = ("turns", "handoffs", "takeovers", "handoff_claims")
+
+
+def _next_id(table: str) -> str:
+    """The SQL of the id of a row inserted into ``table`` (one of ``_FLOORED``): above every id it holds and every id
+    ``bot purge`` deleted from it."""
+    return (f"(SELECT max(coalesce(max(id), 0), coalesce((SELECT high FROM id_floor WHERE name = '{table}'), 0)) + 1 "
+            f"FROM {table})")
+
+
+_NEXT_TURN = _next_id("turns")
 # What a bot turn says whose reply was custom payloads alone (web chat's custom), which the customer's page
 # showed: agents see that the bot answered, beside the payloads (the turn's ``custom``).
 CUSTOM_PLACEHOLDER = "[custom payload]"
@@ -1636,8 +1649,8 @@ class Store:
                                     "AND NOT EXISTS (SELECT 1 FROM takeovers WHERE handoff_id = handoffs.id)",
                                     [agent, now(), conversation_id, conversation_id]).rowcount
             if named:  # for the other servers on the store, which read no new handoff (_v40)
-                self.db.execute("INSERT INTO handoff_claims (conversation_id, created, server) VALUES (?, ?, ?)",
-                                [conversation_id, now(), self.server])
+                self.db.execute(f"INSERT INTO handoff_claims (id, conversation_id, created, server) VALUES "
+                                f"({_next_id('handoff_claims')}, ?, ?, ?)", [conversation_id, now(), self.server])
             elif self._status(conversation_id) == "handed_off":  # released: no longer the handoff's
                 self._hand_over(conversation_id, agent, None, agent)
         elif holder is not None and agent_key(holder) != agent_key(agent):
@@ -1647,8 +1660,9 @@ class Store:
         """Keep, in the caller's transaction, that ``by`` gave a handed-off conversation from ``previous`` (None: nobody
         had it) to ``agent`` (None: to nobody, a release), beside its latest handoff (``_v24``, ``_v30``): who has the
         customer is who replied last since then (:meth:`holder`), else ``agent``."""
-        self.db.execute("INSERT INTO takeovers (handoff_id, conversation_id, agent, previous, by_agent, created, server) "
-                        "SELECT max(id), ?, ?, ?, ?, ?, ? FROM handoffs WHERE conversation_id = ? AND event = 'handed_off'",
+        self.db.execute("INSERT INTO takeovers (id, handoff_id, conversation_id, agent, previous, by_agent, created, "
+                        f"server) SELECT {_next_id('takeovers')}, max(id), ?, ?, ?, ?, ?, ? FROM handoffs "
+                        "WHERE conversation_id = ? AND event = 'handed_off'",
                         [conversation_id, agent, previous, by, now(), self.server, conversation_id])
 
     def pass_on(self, conversation_id: str, agent: str | None, to: str | None = None, force: bool = False,
@@ -1687,8 +1701,9 @@ class Store:
         if self._status(conversation_id) == status:
             return False
         self.db["conversations"].update(conversation_id, {"status": status, "fallbacks": 0, "updated": now()})
-        self.db["handoffs"].insert({"conversation_id": conversation_id, "event": status, "reason": reason, "created": now(),
-                                    "agent": agent, "previous": previous, "server": self.server})
+        self.db.execute(f"INSERT INTO handoffs (id, conversation_id, event, reason, created, agent, previous, server) "
+                        f"VALUES ({_next_id('handoffs')}, ?, ?, ?, ?, ?, ?, ?)",
+                        [conversation_id, status, reason, now(), agent, previous, self.server])
         return True
 
     # --- turns ----------------------------------------------------------------------------------
@@ -2939,9 +2954,10 @@ class Store:
                 # whole of a year's purge (bot purge --before), which held its every reply up past its timeout.
                 for at in range(0, len(conversation_ids), PURGE_BATCH):
                     with self._writing():
-                        if high := self.db.execute("SELECT max(id) FROM turns").fetchone()[0]:  # see _v9
-                            self.db.execute("INSERT INTO id_floor (name, high) VALUES ('turns', ?) "
-                                            "ON CONFLICT(name) DO UPDATE SET high = max(high, excluded.high)", [high])
+                        for table in _FLOORED:
+                            if high := self.db.execute(f"SELECT max(id) FROM {table}").fetchone()[0]:
+                                self.db.execute("INSERT INTO id_floor (name, high) VALUES (?, ?) ON CONFLICT(name) "
+                                                "DO UPDATE SET high = max(high, excluded.high)", [table, high])
                         deleted |= {cid: {"pending": self.db.execute(_FORGET_SENDER, [now(), cid]).rowcount} |
                                     {table: self.db.execute(f"DELETE FROM {table} WHERE {where}", [cid]).rowcount
                                      for table, where in tables}

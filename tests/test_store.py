@@ -2886,6 +2886,33 @@ def test_a_replys_earlier_votes_are_dropped_from_migration_27_on(tmp_path: Path)
     store.close()
 
 
+def test_a_change_of_hands_after_a_purge_is_said_elsewhere(tmp_path: Path) -> None:
+    """Another server on the store reads on from the highest handoff, takeover and claim ids it has seen: `bot purge`
+    deleting the latest rows let SQLite give their ids out again, below that mark, and a handoff, a takeover or a claim
+    made then under a reused id never reached the sockets the other server has open on that conversation."""
+    first, second = Store(tmp_path / "dialogues.db"), Store(tmp_path / "dialogues.db")
+    first.serve()
+    second.serve()
+    for cid in ("watched", "purged"):
+        user_turn(first, cid, "I want a person")
+    first.set_status("purged", "handed_off", "requested")
+    first.set_status("purged", "handed_off", "agent", agent="Ana")  # a claim
+    first.set_status("purged", "handed_off", "agent", agent="Bo", force=True)  # a takeover
+    _, _, marks = second.said_elsewhere(["watched"], None, second.server)
+    first.purge("purged")
+    first.set_status("watched", "handed_off", "requested")
+    _, changed, marks = second.said_elsewhere(["watched"], marks, second.server)
+    assert changed == {"watched": {"status": "handed_off", "reason": "requested", "agent": None}}
+    first.set_status("watched", "handed_off", "agent", agent="Ana")
+    _, changed, marks = second.said_elsewhere(["watched"], marks, second.server)
+    assert changed == {"watched": {"status": "handed_off", "reason": "agent", "agent": "Ana"}}
+    first.set_status("watched", "handed_off", "agent", agent="Bo", force=True)
+    _, changed, marks = second.said_elsewhere(["watched"], marks, second.server)
+    assert changed == {"watched": {"status": "handed_off", "reason": "agent", "agent": "Bo"}}
+    first.close()
+    second.close()
+
+
 def test_an_agents_claim_of_a_customer_handed_off_to_nobody_is_said_elsewhere_and_purged(tmp_path: Path) -> None:
     """An agent taking over a customer who asked for a person names themselves on the customer's handoff, a row
     another server on the store had read already: it found no change, and its sockets went on saying nobody had the
