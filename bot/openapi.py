@@ -23,7 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 from pydantic.json_schema import models_json_schema
 
 from bot.channels.base import json_response, readable
-from bot.channels.web import (USER_HASH, USER_HASH_HEADER, USER_HEADER, ChatRequest, ConversationId, Customer,
+from bot.channels.web import (USER_HASH, USER_HASH_HEADER, USER_HEADER, USER_ID, ChatRequest, ConversationId, Customer,
                               FeedbackRequest, TurnIdOrZero, WebConversationId)
 from bot.language import READABLE
 from bot.project import AGENT_NAME_PATTERN, MAX_AGENT_CHARS, MAX_REVIEWER_CHARS, VISIBLE_AGENT_NAME, agent_name
@@ -208,6 +208,8 @@ class WidgetSettings(_Body):
     max_message_chars: int = Field(description="the longest message /api/chat takes, in characters (code points)")
     readable: str = Field(description="a pattern a message must match somewhere (ECMA-262, as `text`'s): a message of "
                                       "spaces and invisible characters alone is refused")
+    user_id: str = Field(description="the pattern a customer's id (`user`) must match whole, read by code point (ECMA-262 "
+                                     "with its u flag): one with an invisible or control character is refused")
 
 
 class HealthResponse(_Body):
@@ -553,10 +555,11 @@ WECOM_BODY = {"type": "object", "xml": {"name": "xml"}, "required": ["Encrypt"],
 # The history of a conversation a signed-in customer had is theirs alone: ``user`` and ``user_hash`` as a message sends
 # them, in headers (``bot.channels.web.customer_of``); in the query string, where access logs keep them, as older pages did.
 CUSTOMER_HEADERS = {USER_HEADER: ({"type": "string", "description": "the signed-in customer's id, percent-encoded "
-                                   "UTF-8 (as encodeURIComponent writes it)"}, False),
+                                   "UTF-8 (as encodeURIComponent writes it); decoded, held to a message's user "
+                                   "(its length and pattern)"}, False),
                     USER_HASH_HEADER: ({"type": "string", "pattern": USER_HASH,
                                         "description": Customer.model_fields["user_hash"].description}, False)}
-CUSTOMER_QUERY = {"user": ({"type": "string", "maxLength": 128, "deprecated": True,
+CUSTOMER_QUERY = {"user": ({"type": "string", "maxLength": 128, "pattern": USER_ID, "deprecated": True,
                             "description": f"the signed-in customer's id: send {USER_HEADER} instead"}, False),
                   "user_hash": ({"type": "string", "pattern": USER_HASH, "deprecated": True,
                                  "description": f"as {USER_HASH_HEADER}, which to send instead: proxies and access "

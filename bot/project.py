@@ -419,13 +419,19 @@ VISIBLE_AGENT_NAME = f"^[^{UNSEEN_IN_NAMES}]*[^ {UNSEEN_IN_NAMES}][^{UNSEEN_IN_N
 _UNSEEN_IN_NAMES = re.compile(f"[{UNSEEN_IN_NAMES}]")
 
 
+def seen_only(text: str, what: str) -> str:
+    """``text`` as given; ValueError for a character that shows nothing or moves the text (``UNSEEN_IN_NAMES``),
+    saying to write ``what`` without it."""
+    if unseen := _UNSEEN_IN_NAMES.search(text):
+        raise ValueError(f"holds U+{ord(unseen.group()):04X}, an invisible or control character: write {what} "
+                         "with visible characters and plain spaces")
+    return text
+
+
 def agent_name(name: str) -> str:
     """An agent's name in Unicode's composed form (NFC), so that "José" typed with a combining accent is the José
     bot.yml names; ValueError for a character that shows nothing or moves the text (``UNSEEN_IN_NAMES``)."""
-    if unseen := _UNSEEN_IN_NAMES.search(name):
-        raise ValueError(f"holds U+{ord(unseen.group()):04X}, an invisible or control character: write the name "
-                         "with visible characters and plain spaces")
-    return unicodedata.normalize("NFC", name)
+    return unicodedata.normalize("NFC", seen_only(name, "the name"))
 
 
 def one_spelling_each(agents: Any) -> Any:

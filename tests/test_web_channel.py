@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -569,6 +570,36 @@ async def test_without_an_identity_secret_no_user_is_verified(client: Any, web_d
     assert (transcript["user"], transcript["verified_user"]) == ("u-17", None)
     response = await client.post("/api/chat", json={**body, "user_hash": "not hex"})
     assert response.status == 400 and (await response.json())["error"].startswith("user_hash:")
+
+
+async def test_a_customer_id_with_an_invisible_character_is_refused_on_every_path_as_its_published_pattern_says(
+        client: Any) -> None:
+    """A customer's id with a zero-width space, a control character or a direction override was stored as given:
+    "u-21" and "u-21" with a zero-width space were two customers who looked like one to their agents, and
+    `bot purge --user u-21` left the other's conversations. Refused, as an agent's name with one is, on the HTTP
+    path, the socket and a history read alike, as the published pattern says; a plain one, spaces and all, is taken."""
+    doc = await (await client.get("/openapi.json")).json()
+    pattern = doc["components"]["schemas"]["ChatRequest"]["properties"]["user"]["pattern"]
+    assert pattern == web_channel.USER_ID
+    cid = new_id()
+    for user in ("u-21\u200b", "u-21\r", "\u202eu-21", "u-21\U000e0041"):
+        assert not re.fullmatch(pattern, user)
+        body = {"conversation_id": cid, "text": "hello", "user": user}
+        response = await client.post("/api/chat", json=body)
+        error = (await response.json())["error"]
+        assert response.status == 400 and error.startswith("user:") and "invisible or control character" in error
+        async with client.ws_connect("/api/ws") as ws:
+            for frame in ({"type": "message", **body}, {"type": "join", "conversation_id": cid, "user": user}):
+                await ws.send_json(frame)
+                refused = await ws.receive_json()
+                assert refused["type"] == "error" and refused["error"] == error, frame
+        read = await client.get(f"/api/conversations/{cid}/history",
+                                headers={web_channel.USER_HEADER: urllib.parse.quote(user)})
+        assert read.status == 400 and (await read.json())["error"] == error
+    for user in ("u-21", "Ann Lee 42", "张三"):
+        assert re.fullmatch(pattern, user)
+        response = await client.post("/api/chat", json={"conversation_id": new_id(), "text": "hello", "user": user})
+        assert response.status == 200, user
 
 
 async def test_half_an_emoji_is_read_as_a_replacement_character_on_both_paths(client: Any) -> None:

@@ -665,20 +665,24 @@ def test_in_a_single_page_app_the_customer_named_changes_without_a_reload(open_w
 def test_a_user_id_the_server_would_refuse_is_left_out_and_said_why_in_the_console(
         open_widget: Any, web_demo_bot: SimpleNamespace) -> None:
     """A page's id over 128 characters, or not a string, had the server refuse every message of that customer
-    with a 400: the chat was dead. 128 emoji are 128 characters to the server (256 to JavaScript's length)."""
-    too_long, an_object, emoji = (open_widget(user="x" * 129), open_widget(user={"id": 7}, transport="http"),
-                                  open_widget(user="😀" * 128))
-    for widget in (too_long, an_object, emoji):
+    with a 400: the chat was dead. 128 emoji are 128 characters to the server (256 to JavaScript's length). So too
+    one with an invisible character (a zero-width space a template left in it, over the socket as well), which the
+    server refuses as its published pattern (/api/widget's user_id) says."""
+    too_long, an_object, emoji, invisible = (
+        open_widget(user="x" * 129), open_widget(user={"id": 7}, transport="http"), open_widget(user="😀" * 128),
+        open_widget(user="u-21\u200b"))
+    for widget in (too_long, an_object, emoji, invisible):
         widget.send("is anyone there")
         expect(widget.bot_replies()).to_have_count(1)
     with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
         stored = dict(db.execute("SELECT conversation_id, user FROM turns WHERE role = 'user' AND conversation_id IN "
-                                 "(?, ?, ?)", [w.conversation_id() for w in (too_long, an_object, emoji)]).fetchall())
+                                 "(?, ?, ?, ?)", [w.conversation_id() for w in (too_long, an_object, emoji, invisible)]
+                                 ).fetchall())
     assert stored == {too_long.conversation_id(): None, an_object.conversation_id(): None,
-                      emoji.conversation_id(): "😀" * 128}
-    for widget in (too_long, an_object):
+                      emoji.conversation_id(): "😀" * 128, invisible.conversation_id(): None}
+    for widget in (too_long, an_object, invisible):
         told = [line for line in widget.console if line.startswith("error: deskbot: deskbotConfig.user")]
-        assert len(told) == 1 and "128 characters" in told[0], widget.console
+        assert len(told) == 1 and "128 characters, none of them invisible" in told[0], widget.console
     assert not [line for line in emoji.console if "deskbotConfig.user" in line]
 
 

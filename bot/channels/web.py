@@ -29,14 +29,14 @@ from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit
 
 from aiohttp import WSMsgType, web
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
 from bot.channels.base import (BY, DEFAULT_GRACE_S, PREDICTIONS, STORE_DAMAGED, Channel, Reply, Turn, http_error, in_time,
                                json_response, load_json, parts_of, readable, resolve_settings, store_failed)
 from bot.language import LANGUAGES, READABLE, SLOT, Language, Script, kept_script, mostly_written_in, say
 from bot.limits import client_address, count_message, count_request, retry_after, trusted
-from bot.project import VERIFIED_USER, first_error
+from bot.project import AGENT_NAME_PATTERN, VERIFIED_USER, first_error, seen_only
 from dialogues.redact import filled_in
 from dialogues.store import Marks, Store, cannot_write
 
@@ -55,6 +55,10 @@ IDENTITY_ENV = {"identity_secret": "DESKBOT_WEB_IDENTITY_SECRET"}
 # Shorter, `bot serve` says it can be found: a signed-in customer sees their id and its hash, and may try guesses offline.
 MIN_IDENTITY_SECRET_CHARS = 32
 USER_HASH = r"^[0-9a-fA-F]{64}$"
+# A customer's id (``user``) holds no character that shows nothing or moves the text, as an agent's name holds none
+# (bot.project.UNSEEN_IN_NAMES): "u-21" and "u-21" with a zero-width space were two customers who looked like one to
+# their agents, and `bot purge --user u-21` left the other's conversations. Blank (none) matches.
+USER_ID = AGENT_NAME_PATTERN
 # A history read's customer, as the widget sends it: in headers, which no proxy or access log keeps, as they keep a URL.
 USER_HEADER, USER_HASH_HEADER = "X-Deskbot-User", "X-Deskbot-User-Hash"
 # A web conversation id shorter is said in the log, once an hour at most: whoever has a visitor's id reads their chat,
@@ -97,8 +101,11 @@ class Customer(BaseModel):
     model_config = ConfigDict(strict=True)
     # An empty one ("" or spaces: a page's `user: currentUser || ""` for a visitor) is none: stored as given, it
     # named no customer `bot purge --user` could be asked for.
-    user: Annotated[str | None, BeforeValidator(lambda v: None if isinstance(v, str) and not v.strip() else v)] = Field(
-        None, max_length=128)
+    user: Annotated[str | None, BeforeValidator(lambda v: None if isinstance(v, str) and not v.strip() else v),
+                    AfterValidator(lambda v: v if v is None else seen_only(v, "the customer's id"))] = Field(
+        None, max_length=128, json_schema_extra={"pattern": USER_ID}, description=(
+            "the shop's own id for its signed-in customer (up to 128 characters, none of them invisible or a control "
+            "character), stored with each message for bot purge --user; blank for a visitor"))
     user_hash: str | None = Field(None, pattern=USER_HASH, description=(
         "HMAC-SHA256 of user (its UTF-8 bytes) under channels.web.identity_secret, in hex, computed by the shop's "
         "server: with the secret set, a user without it is refused (403), and so is a conversation a signed-in "
@@ -725,7 +732,8 @@ class WebChannel(Channel):
     async def widget_settings(self, request: web.Request) -> web.Response:
         """What the widget shows unless its embedding page says otherwise (the title and language), and the
         longest message it may send and what a message must hold, which a customer is told before sending
-        instead of after."""
+        instead of after, and what a customer's id must hold, which the widget leaves out rather than have
+        every message refused."""
         title = self.settings.get("title")
         # The Chinese title in Traditional characters, for a page in them, as the rest of the widget is: in
         # Taiwan's forms (zh-TW), and in Hong Kong's for a zh-HK or zh-MO page (衞生 for 衛生).
@@ -734,7 +742,7 @@ class WebChannel(Channel):
                                   for script in ("traditional", "hongkong"))
         return json_response({"title": title, "title_traditional": traditional, "title_hongkong": hong_kong,
                               "language": self.bot.config.language, "max_message_chars": self.max_chars,
-                              "readable": READABLE})
+                              "readable": READABLE, "user_id": USER_ID})
 
     # --- the output side -------------------------------------------------------------------------
 

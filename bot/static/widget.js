@@ -264,18 +264,21 @@
   };
   const spoken = () => lang.split("-")[0]; // what the bot is told: en or zh, and a Traditional page's script
   // The shop's own id for a signed-in customer, stored with each message, so that `bot purge --user` finds them.
-  // One the server refuses (ChatRequest.user: a string of up to 128 characters, counted as code points) had every
-  // message of that customer refused, and the chat dead: it is left out, and the page's developer told once.
+  // One the server refuses (ChatRequest.user: a string of up to 128 characters, counted as code points, none of them
+  // invisible or a control character: its pattern, which GET /api/widget gives as user_id) had every message of that
+  // customer refused, and the chat dead: it is left out, and the page's developer told once.
   // ``customer``: deskbotConfig, or what Deskbot.identify() or Deskbot.reset() was given.
+  let userIdPattern = null; // until /api/widget answers, which messages and the socket's join wait for
   function userOf(customer) {
     const id = typeof customer.user === "number" && Number.isFinite(customer.user) ? String(customer.user) : customer.user;
     if (id == null) return {};
     // userHash: the shop's server's HMAC of the id, which a bot with channels.web.identity_secret checks.
-    if (typeof id === "string" && [...id].length <= 128) {
+    if (typeof id === "string" && [...id].length <= 128 && (!userIdPattern || userIdPattern.test(id))) {
       return customer.userHash == null ? { user: id } : { user: id, user_hash: customer.userHash };
     }
     console.error("deskbot: deskbotConfig.user is left out of the messages, so bot purge --user will not find this " +
-      "customer's chats: it must be a string (or number) of up to 128 characters.");
+      "customer's chats: it must be a string (or number) of up to 128 characters, none of them invisible or a " +
+      "control character.");
     return {};
   }
   // What the page knows of its customer (a user id, a plan), sent with each message as Rasa's REST channel takes it,
@@ -298,9 +301,11 @@
   }
   let user = {};
   let metadata = {};
+  let named = {}; // the customer as the page last gave them, read again once the id's pattern is known
   // Who the customer is, for a single-page shop that signs its customers in and out without loading a page
   function identify(customer) {
     const given = customer && typeof customer === "object" ? customer : {};
+    named = given;
     user = userOf(given);
     metadata = metadataOf(given);
   }
@@ -2112,6 +2117,10 @@
       speakAs(customerLanguage());
       if (settings.max_message_chars > 0) maxChars = settings.max_message_chars;
       if (settings.readable) readable = new RegExp(settings.readable);
+      if (settings.user_id) {
+        userIdPattern = new RegExp(settings.user_id, "u"); // by code point, as the server reads it
+        if (user.user !== undefined && !userIdPattern.test(user.user)) identify(named);
+      }
     }).catch(explainFailure); // not waited for: the chat starts meanwhile
     // Read as the settings are, shown once they are in: the history's labels ("You", "Helpful") in the language the
     // settings may change. One after the other, they cost a slow network's round trip more before the chat showed.
