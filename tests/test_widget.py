@@ -4433,11 +4433,13 @@ window.releaseStorage = () => {
 """
 
 
-def test_two_stale_visitors_tabs_refused_at_once_each_go_on_in_their_own_new_conversation(
+def test_two_stale_visitors_tabs_refused_at_once_go_on_in_one_conversation(
         open_widget: Any, api: SimpleNamespace, identity_secret: str) -> None:
     """Two tabs still showing the visitor's page, refused at the same moment once the customer signed in in a third,
     each started a conversation and then followed the other's: they swapped, each showing the other's message, and its
-    own message's answer was dropped."""
+    own message's answer was dropped. Each then went on in its own, and a reload of either opened the one stored last
+    alone: the other tab's messages were gone from view. The tab whose conversation was not stored last joins the one
+    that was, what it showed in its own staying, there and after a reload."""
     first = open_widget(pollInterval=60_000, init_script=HOLD_STORAGE)
     second = first.context.new_page()
     second.goto(first.page.url)
@@ -4456,11 +4458,23 @@ def test_two_stale_visitors_tabs_refused_at_once_each_go_on_in_their_own_new_con
     for page in (first.page, second):
         page.wait_for_function("window.heldStorage.some((event) => event.key.endsWith(':conversation'))")
         page.evaluate("releaseStorage()")
-    for page, text in ((first.page, "hello from the first tab"), (second, "hello from the second tab")):
-        assert page.evaluate("Deskbot.conversationId()") == started[page]
-        expect(page.locator(".msg.user .bubble")).to_have_text([text])
-        expect(page.locator(".msg.bot[data-turn-id]")).to_have_count(1)
-        assert user_texts(api, started[page]) == [text]
+    kept = first.page.evaluate("""JSON.parse(localStorage.getItem(Object.keys(localStorage)
+                                                        .find((k) => k.endsWith(":conversation")))).id""")
+    stayed, joined = (first.page, second) if started[first.page] == kept else (second, first.page)
+    said = {first.page: "hello from the first tab", second: "hello from the second tab"}
+    joined.wait_for_function("(kept) => Deskbot.conversationId() === kept", arg=kept)
+    assert stayed.evaluate("Deskbot.conversationId()") == kept
+    expect(joined.locator(".msg.user .bubble")).to_have_text([said[joined]])  # its own, with its answer
+    expect(joined.locator(".msg.user + .msg.bot")).to_have_count(1)
+    joined.wait_for_function("Deskbot.connected()")
+    joined.locator("textarea").fill("and one more thing")
+    joined.locator("textarea").press("Enter")
+    expect(joined.locator(".msg.bot[data-turn-id]")).to_have_count(1)  # answered in the conversation stored
+    assert user_texts(api, kept) == [said[stayed], "and one more thing"]
+    for page in (first.page, second):
+        page.reload()
+        expect(page.locator(".msg.user .bubble")).to_have_text([said[joined], said[stayed], "and one more thing"])
+        expect(page.locator(".msg.user + .msg.bot")).to_have_count(3)
     second.close()
     signed_in.close()
 

@@ -1094,6 +1094,7 @@
       seenTurns.add(turnId);
     }
     const message = el("div", `msg ${role}`);
+    message.said = text; // as written, to be kept (keep())
     if (turnId != null) message.dataset.turnId = turnId;
     // The customer's own words stay in the log, to be read there, but the live log does not say them back to them
     // as they send them. Its "Not sent" line is an alert of its own, and still said.
@@ -1730,28 +1731,40 @@
   // another tab, or this tab followed one that left it): its answer dropped, the message vanished from the chat, as
   // if never sent. Its answer shows below it, with no thumbs (its turn is the conversation left's), nor the buttons
   // or handoff meant for that conversation. Neither is in the history of the conversation the tab went on in: both are
-  // kept with it in the site's storage (keptBefore()), as a reload, or the site's next page, showed them no more.
+  // kept with it (keep()), as a reload, or the site's next page, showed them no more.
   function answeredBefore(message, shown, reply) {
     message.classList.remove("out");
     const said = reply.source === "silent" || !reply.reply ? null : saidIn(reply.reply, reply.messages);
-    store.set("answered-before", JSON.stringify({ conversation: conversationId,
-      messages: [...keptBefore(), { shown, said }] }));
     const answer = said && addMessage("bot", said);
     if (answer) message.after(answer);
+    keep([message, answer].filter(Boolean));
   }
 
-  // The messages answered in a conversation closed to this tab just before it went on in the one it is in now, and
-  // their answers (answeredBefore()), as kept for that one: none for any other.
-  function keptBefore() {
-    const kept = JSON.parse(store.get("answered-before") || "{}");
-    return kept.conversation === conversationId ? kept.messages || [] : [];
+  // Messages shown in a conversation this tab left for the one it is in now, whose history has them not (answeredBefore(),
+  // and what a tab that went on in one of its own showed there before it joined another's: storage's "conversation"
+  // event), kept with that one in the site's storage, and shown above its history on a reload or the site's next page
+  // (showKept()): their thumbs go, as their turns are another conversation's.
+  function keep(messages) {
+    for (const message of messages) {
+      delete message.dataset.turnId;
+      message.dataset.kept = "";
+      for (const own of message.querySelectorAll(":scope > .feedback, :scope > .comment")) own.remove();
+    }
+    const said = messages.map(({ dataset, said }) => ({ role: dataset.role, said, author: dataset.author }));
+    store.set("kept", JSON.stringify({ conversation: conversationId, messages: [...keptMessages(), ...said] }));
   }
 
-  // Those messages and their answers shown again above the history (a reload, the site's next page): sent before
-  // anything the conversation holds, they were shown there.
-  function showKeptBefore() {
-    const shown = keptBefore().flatMap(({ shown, said }) => [addMessage("user", shown), said && addMessage("bot", said)]);
-    log.prepend(...shown.filter(Boolean));
+  // The messages kept with the conversation this tab is in (keep()): none for any other.
+  function keptMessages() {
+    const saved = JSON.parse(store.get("kept") || "{}");
+    return saved.conversation === conversationId ? saved.messages || [] : [];
+  }
+
+  // Those messages shown again above the history: sent before anything the conversation holds, they were shown there.
+  function showKept() {
+    const shown = keptMessages().map(({ role, said, author }) => addMessage(role, said, null, 0, author));
+    for (const message of shown) message.dataset.kept = "";
+    log.prepend(...shown);
   }
 
   // A message refused because the conversation became a signed-in customer's in another of the site's tabs (they
@@ -1833,7 +1846,7 @@
   }
 
   // The turns shown from the history ``read`` (null: it could not be read): none where it could not be. Above them,
-  // the messages answered before in a conversation closed to this tab (showKeptBefore()).
+  // the messages kept from a conversation this tab left for it (showKept()).
   async function loadHistory(read) {
     restoring = true;
     try {
@@ -1853,7 +1866,7 @@
     } catch {
       return [];
     } finally {
-      showKeptBefore();
+      showKept();
       restoring = false;
     }
   }
@@ -2006,15 +2019,17 @@
     store.set("signed-in", "null");
   }
 
+  let wentOn = null; // the conversation this tab started last, and the one closed to it that it left for it (``from``)
   // ``left``: the customer whose conversation this tab leaves (null for a visitor), whose other tabs follow it.
   // ``from``: that conversation, when it was closed to this tab (closedToThisTab()): only the tabs still in it follow,
   // and the choices' titles stay, as the signed-in customer's conversation goes on, in their tabs.
   function newConversation(left = customerId(), from = null) {
     conversationId = newConversationId();
+    wentOn = { id: conversationId, from };
     store.set("conversation", JSON.stringify({ id: conversationId, left, user: customerId(), from }));
     if (from === null) { // the last customer's choices ("Refund order 12345"), and what they asked in one left before
       store.set("titles", "{}");
-      store.set("answered-before", "{}");
+      store.set("kept", "{}");
     }
   }
 
@@ -2025,13 +2040,17 @@
   // there with their Retry, and those whose answer was still looked for in the history (lost on the way: the
   // conversation left cannot be read), marked Not sent; not those of a customer signed out since (a page that named
   // the next one without Deskbot.reset()). Else it reconnects, and the answers still on their way, the last
-  // customer's, go with it.
-  function startOver(carried = false) {
+  // customer's, go with it. ``joined``: the conversation left is one this tab went on in from another closed to it,
+  // as another tab did at the same moment, whose conversation it joins: what it showed there stays, and is kept (keep()).
+  function startOver(carried = false, joined = false) {
     const theirs = (message) => carried && message.sentBy === customerId();
     for (const own of unsettled) {
       if (own.lost && !own.message.classList.contains("failed") && theirs(own.message)) failed(own);
     }
-    const kept = [...log.querySelectorAll(":scope > .msg.failed, :scope > .msg.user.out")].filter(theirs);
+    const shown = (message) => joined && (message.dataset.turnId !== undefined || message.dataset.kept !== undefined);
+    const staying = [...log.querySelectorAll(":scope > .msg")].filter((message) => shown(message) ||
+      (message.matches(".failed, .user.out") && theirs(message)));
+    if (joined) keep(staying.filter(shown));
     input.value = ""; // and what they were typing
     input.setCustomValidity("");
     resize();
@@ -2051,7 +2070,7 @@
     setLauncher(!panel.hidden); // no unread badge
     scrollToEnd();
     greet();
-    log.append(...kept);
+    log.append(...staying);
     if (!socket) return;
     if (!carried) socket.abandon(); // it reconnects, and joins as the new conversation
     else if (socket.readyState === OPEN) join(socket);
@@ -2061,21 +2080,26 @@
   // showing the last customer's conversation, and the next customer's messages went on into it. Only a tab of the
   // customer whose conversation was left follows, and a visitor's: a customer signed in here keeps their own
   // conversation when a visitor's tab left open from before they signed in starts one. A tab that left a conversation
-  // closed to it is followed only by the tabs still in it, which take their messages out along: two refused at the
-  // same moment, each in a new conversation of its own, followed each other's and swapped. Nor is one that another
-  // has replaced since followed: two tabs that reset the chat at the same moment (a sign-out in every tab) followed
-  // each other's and swapped, no longer sharing one; each goes on in the later one, whose event comes too.
+  // closed to it is followed by the tabs still in it, which take their messages out along, and by those that left it
+  // for one of their own at the same moment (refused there together), taking along what they showed there: each
+  // went on alone, and a reload opened the one stored last, the others' messages gone from view. Nor is one that
+  // another has replaced since followed: two tabs that reset the chat at the same moment (a sign-out in every tab)
+  // followed each other's and swapped, no longer sharing one; each goes on in the later one, whose event comes too.
   window.addEventListener("storage", (event) => {
     if (event.key !== `${storageKey}:conversation` || !event.newValue || event.newValue !== store.get("conversation")) {
       return;
     }
     const { id, left, user: started, from } = sharedConversation(event.newValue);
     const mine = customerId();
-    if (id === conversationId || (mine !== null && mine !== left) || (from !== null && from !== conversationId)) return;
+    const joined = from !== null && wentOn !== null && wentOn.id === conversationId && wentOn.from === from;
+    if (id === conversationId || (mine !== null && mine !== left) || (from !== null && from !== conversationId && !joined)) {
+      return;
+    }
     if (started !== mine) identify(); // nor as the last customer's: this page may still name them
     if (from !== null) closedHere.add(from);
+    if (joined) closedHere.add(conversationId); // its messages still out there are shown answered, or sent on
     conversationId = id;
-    startOver(from !== null);
+    startOver(from !== null, joined);
   });
 
   // Why /api/widget failed, for the page's developer: a CORS refusal (every message then ends Not sent) reads to the
