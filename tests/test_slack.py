@@ -877,6 +877,21 @@ async def test_a_picture_sent_alone_is_answered_with_the_hint_or_shown_to_the_ag
     bot.store.close()
 
 
+async def test_screenshots_sent_one_after_another_are_told_the_hint_once_until_words_come(
+        slack: SimpleNamespace) -> None:
+    """A customer who pasted three screenshots one after another, each its own message, was told three times in a
+    row that the bot reads text alone. They are told once; words answered since, a picture alone is told again."""
+    files = [{"id": "F1", "name": "error.png", "mimetype": "image/png"}]
+    for n in range(3):
+        await post(slack.client, event(f"Ev{n}", "", subtype="file_share", files=files, ts=f"170000000{n}.000200",
+                                       thread_ts=TS))
+    await post(slack.client, event("Ev3", "it fails at checkout", ts="1700000003.000200", thread_ts=TS))
+    await post(slack.client, event("Ev4", "", subtype="file_share", files=files, ts="1700000004.000200", thread_ts=TS))
+    await slack.channel.close()
+    hint = "Sorry, I can only read text messages. Please type your question."
+    assert sorted(p["text"] for p in slack.posts) == sorted([hint, slack.bot.text, hint])  # answered in the background
+
+
 async def test_a_message_shared_without_words_is_answered_with_the_hint(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
     """A customer who shared a Slack message with the bot (an error a colleague posted, say) without a word of their
