@@ -1864,6 +1864,25 @@ async def test_a_colleague_renamed_in_slack_holds_their_conversations_by_the_new
     bot.store.close()
 
 
+async def test_a_colleague_renamed_from_a_name_another_colleague_has_leaves_that_names_conversations(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Two colleagues Slack shows alike ("Ada") hold their customers under the same name: one renaming themselves
+    cannot tell which are theirs, so none are renamed, and the log says why."""
+    slack_api.members.update({"U7": {"name": "ada", "profile": {"display_name": "Ada"}},
+                              "U8": {"name": "ada.b", "profile": {"display_name": "Ada"}}})
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["U7", "U8"])
+    cid, other = f"slack:T1:C1:{TS}", "slack:T1:C1:1700000001.000100"
+    bot.store.add_message(cid, "user", "my refund is late", "slack")
+    bot.store.add_message(other, "user", "my parcel is lost", "slack")
+    await post(client, event("Ev1", "It went out today", user="U7", ts="1700000000.000200", thread_ts=TS))
+    await post(client, event("Ev2", "Checking", user="U8", ts="1700000001.000200", thread_ts="1700000001.000100"))
+    await post(client, user_change("U7", name="ada", profile={"display_name": "Ada Lovelace"}))
+    await channel.close()
+    assert bot.store.holder(cid) == bot.store.holder(other) == "Ada"
+    assert "Slack: U7 is now Ada Lovelace, but another person is Ada in Slack too" in caplog.text
+    bot.store.close()
+
+
 async def test_a_support_team_members_new_name_in_slack_is_shown_after_a_while(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A colleague's name was looked up once and kept until a restart: one who changed their display name in Slack
