@@ -870,7 +870,7 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
     """
     from bot.evaluation import evaluate_replies, model_questions
     from bot.importer import read_csv
-    from bot.nlu import measuring_device
+    from bot.nlu import as_measured, measuring_device
     from bot.server import load_serving_model, load_version
     from finetune.registry import Registry
     from bot.training import EVALUATION_FILE, held_out_texts
@@ -921,7 +921,7 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
         click.echo(f"{tuned} of {_count(len(texts), 'test line')} {'are' if tuned > 1 else 'is'} in the frozen "
                    f"evaluation set ({project.models_dir / EVALUATION_FILE}), on which training chose the model's "
                    "n-gram share and, with thresholds.intent: auto, its threshold: the figures flatter it", err=True)
-    analyses = nlu.analyse(texts)
+    analyses = as_measured(project, nlu, texts)
     figures = evaluate_model(nlu.labels, nlu.version, rows, [a.prediction for a in analyses], threshold, results)
     figures["replies"] = evaluate_replies(project, rows, texts, analyses, nlu.labels, results)
     if as_json:

@@ -245,12 +245,25 @@ def as_served(project: Project, classifier: IntentClassifier) -> IntentClassifie
     a model measured in float32 (by the promotion gate, or to calibrate its threshold) was one no customer met. The
     copy is on the CPU whatever device trained the model: int8 is for a CPU (on a GPU it is a no-op), so a `bot
     retrain --device cuda` for a bot served in int8 on a CPU measures what that CPU serves. The copy leaves
-    ``classifier`` to train on and save."""
+    ``classifier`` to train on and save. It answers one message a pass (``pass_size``): dynamic int8 scales each
+    layer's input by the range of the whole pass, so in the gate's passes of 64 a message got answers (and
+    confidences) `bot serve` gives it in none of its own, whose passes the traffic of the moment makes; alone, it
+    gets what `bot serve` answers a message that arrives alone, the same in every measure (:func:`as_measured`)."""
     if not served_in_int8(project):
         return classifier
     served = copy.deepcopy(classifier).to("cpu")
     quantize_int8(served)
+    served.pass_size = 1
     return served
+
+
+def as_measured(project: Project, nlu: NLU, texts: list[str]) -> list[Analysis]:
+    """``nlu``'s analyses of ``texts`` as the promotion gate measures the model (:func:`as_served`): where it is
+    served in int8, each message in an analysis of its own, so that `bot eval` scores a test line as `bot serve`
+    answers it alone, and not as the other lines of the file batched with it would make it."""
+    if not served_in_int8(project):
+        return nlu.analyse(texts)
+    return [analysis for text in texts for analysis in nlu.analyse([text])]
 
 
 def served_in_int8(project: Project) -> bool:

@@ -123,6 +123,9 @@ class IntentClassifier(torch.nn.Module):
     train_passes: float = 0.0  # set by training: the passes over the training examples those steps made
     ngrams: CharNgrams | None = None  # a character n-gram vote mixed into the probabilities (see fit_ngrams)
     ngram_share: float = 0.0
+    # Messages per encoder pass where the caller names no batch size. A model in dynamic int8 answers a message
+    # otherwise with other messages in its pass (bot.nlu.as_served measures it one message a pass).
+    pass_size: int = 64
 
     def __init__(self, encoder: SentenceTransformer, labels: list[str], scale: float = 20.0, prefix: str = "",
                  simplified: bool = True) -> None:
@@ -233,9 +236,11 @@ class IntentClassifier(torch.nn.Module):
             probs = (1 - self.ngram_share) * probs + self.ngram_share * self.ngrams.probabilities(self.read(texts))
         return probs, embeddings
 
-    def predict_with_embeddings(self, texts: list[str], batch_size: int = 64) -> tuple[list[Prediction], np.ndarray]:
-        """Predictions and the embeddings they came from (reused as retrieval queries)."""
-        probs, embeddings = self._forward(texts, batch_size)
+    def predict_with_embeddings(self, texts: list[str], batch_size: int | None = None
+                                ) -> tuple[list[Prediction], np.ndarray]:
+        """Predictions and the embeddings they came from (reused as retrieval queries); ``batch_size`` None:
+        :attr:`pass_size`."""
+        probs, embeddings = self._forward(texts, batch_size or self.pass_size)
         top = np.argsort(-probs, axis=1)[:, : min(5, len(self.labels))]
         predictions = []
         for row, indices in zip(probs, top):
@@ -243,12 +248,12 @@ class IntentClassifier(torch.nn.Module):
             predictions.append(Prediction(ranking[0][0], ranking[0][1], ranking))
         return predictions, embeddings
 
-    def predict(self, texts: list[str], batch_size: int = 64) -> list[Prediction]:
+    def predict(self, texts: list[str], batch_size: int | None = None) -> list[Prediction]:
         return self.predict_with_embeddings(texts, batch_size)[0]
 
-    def probabilities(self, texts: list[str], batch_size: int = 64, ngrams: bool = True) -> np.ndarray:
+    def probabilities(self, texts: list[str], batch_size: int | None = None, ngrams: bool = True) -> np.ndarray:
         """The full intent distribution per text, one row each, columns in ``labels`` order."""
-        return self._forward(texts, batch_size, ngrams)[0]
+        return self._forward(texts, batch_size or self.pass_size, ngrams)[0]
 
     def fit_ngrams(self, texts: list[str], intents: list[str], held_texts: list[str], held_intents: list[str]) -> float:
         """Fit the character n-gram vote on the training examples and give it the share of the probabilities

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 import bot.nlu
-from bot.nlu import NLU, serving_classifier, token_passes
-from bot.project import InferenceConfig
+from bot.nlu import NLU, as_measured, as_served, serving_classifier, token_passes
+from bot.project import InferenceConfig, load_project
 from finetune import classifier as classifier_module
+from finetune.classifier import IntentClassifier
 from finetune.registry import Registry
 
 
@@ -180,3 +181,23 @@ def test_int8_asked_of_a_model_on_a_gpu_is_named_once_as_float32_served(
     with caplog.at_level(logging.WARNING, logger="deskbot"):
         serving_classifier(path, "cpu", InferenceConfig(quantize="none", trace=False, workers=1))
     assert caplog.records == []
+
+
+def test_an_int8_model_is_measured_one_message_a_pass_whatever_is_measured_with_it(tiny_demo_bot: Path) -> None:
+    """Dynamic int8 scales a pass's input by the range of all its messages: the promotion gate, the threshold's
+    calibration and bot eval measured a message in passes of 64 of the set's, which `bot serve` never makes, and its
+    answer there was not the one it gets alone, nor with another set around it. Each is measured alone, as `bot serve`
+    answers a message that arrives alone, and the same in every measure."""
+    project = load_project(tiny_demo_bot)
+    project.config.server.inference.quantize = "int8"
+    path = Registry(tiny_demo_bot / "models").current_path()
+    served = as_served(project, IntentClassifier.load(path / "classifier", device="cpu"))
+    texts = [e.text for e in project.examples[:48]]
+    alone = np.stack([served.probabilities([text])[0] for text in texts])
+
+    assert np.array_equal(served.probabilities(texts), alone)
+    assert np.array_equal(served.probabilities(texts[::-1])[::-1], alone)
+    assert not np.array_equal(served.probabilities(texts, batch_size=64), alone)  # what passes of 64 made of them
+    nlu = NLU.load(path, device="cpu", inference=InferenceConfig(quantize="int8", trace=False, workers=1))
+    measured = as_measured(project, nlu, texts)
+    assert [a.prediction for a in measured] == [nlu.analyse([text])[0].prediction for text in texts]
