@@ -354,7 +354,8 @@ def test_the_model_view_is_the_classifiers_and_computed_once(small_bot: Path, mo
     predictions, vectors = classifier.predict_with_embeddings(["a", "b"])
     calls: list[list[str]] = []
     original = classifier.predict_with_embeddings
-    monkeypatch.setattr(classifier, "predict_with_embeddings", lambda texts: calls.append(texts) or original(texts))
+    monkeypatch.setattr(classifier, "predict_with_embeddings",
+                        lambda texts, batch_size=None: calls.append(texts) or original(texts, batch_size))
     model = CachedModel(classifier, "v0001", size=2)
     np.testing.assert_allclose(model.embed(["a", "b", "a"]), vectors[[0, 1, 0]], atol=1e-6)
     assert model.rank(["b"]) == [predictions[1].ranking]
