@@ -1839,6 +1839,35 @@ def test_rows_logged_after_a_purge_are_new_though_they_reuse_its_ids(tmp_path: P
         "labels": 0, "answers": 0, "labels_gone": 0, "labels_corrected": 0}
 
 
+def test_a_label_given_since_to_a_learnt_message_replaces_it_and_a_purged_or_unlearnable_one_is_gone(
+        tmp_path: Path) -> None:
+    """What a warm start may go on from: a correction (twice over too) or the same intent given again replaces the
+    label the last retrain learnt; a purged label, or one corrected to an intent no retrain learns, is gone."""
+    intents = {"track_order", "cancel_order"}
+    store = Store(tmp_path / "dialogues.db")
+    turns = {name: log_turns(store, [f"message {name}"], name)[0] for name in ("fixed", "twice", "again", "oos", "gone")}
+    for turn in turns.values():
+        store.add_labels([turn], "track_order", "ann")
+
+    def new_since(meta: dict[str, Any]) -> dict[str, int]:
+        data = learnable(learned_data(store), intents, set(), {})
+        through = meta["learned_through"]
+        replaced = store.replaced_labels(through["label"], through["label_at"])
+        return bot.retrain._new_since(data, meta, bot.retrain.LabelHistory(
+            store.moved_labels(), {label: was for label, was in replaced.items() if was in intents}))
+
+    learnt = {"learned_through": bot.retrain._through(learnable(learned_data(store), intents, set(), {}))}
+    for name, intent in (("fixed", "cancel_order"), ("twice", "cancel_order"), ("twice", "track_order"),
+                         ("twice", "cancel_order"), ("again", "track_order")):
+        store.add_labels([turns[name]], intent, "bob")
+    assert new_since(learnt) == {"labels": 3, "answers": 0, "labels_gone": 0, "labels_corrected": 2}
+    store.add_labels([turns["oos"]], "oos", "bob")  # no oos intent: nothing teaches the correction
+    assert new_since(learnt)["labels_gone"] == 1
+    store.purge("gone")
+    assert new_since(learnt) == {"labels": 3, "answers": 0, "labels_gone": 2, "labels_corrected": 2}
+    store.close()
+
+
 def test_an_index_refresh_drops_the_answers_of_purged_conversations(bot_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """bot purge deletes a conversation's agent answers; a refresh must not carry them into a new version."""
     from bot.nlu import NLU
