@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
+import tomllib
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,3 +28,112 @@ def test_the_dockerfile_copies_every_package_of_the_project() -> None:
     packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
     copied = set(re.findall(r"^COPY (\w+) \./\1$", (ROOT / "Dockerfile").read_text(), re.M))
     assert packages == copied == {"bot", "dialogues", "finetune", "retrieval"}
+
+
+def instructions() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions, ``(KEYWORD, arguments)``, a line continued with ``\\`` read as one and
+    comments left out."""
+    lines = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    return [(keyword.upper(), args.strip()) for keyword, args in re.findall(r"^(\w+)\s+(.*)$", joined, re.M)]
+
+
+def last(keyword: str) -> str:
+    """The arguments of the Dockerfile's last ``keyword`` instruction: the one the image keeps."""
+    return [args for kw, args in instructions() if kw == keyword][-1]
+
+
+def served_folder() -> str:
+    """The bot folder the image's command serves."""
+    command = json.loads(last("CMD"))
+    assert command[:2] == ["bot", "serve"]
+    return command[2]
+
+
+def test_what_the_dockerfile_copies_exists_and_reaches_the_build() -> None:
+    """A COPY of a file the project no longer has, or one .dockerignore keeps out of the build, fails the build; a
+    packaged file left out (the widget, the demo bot) fails the image at run time."""
+    ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    assert not [line for line in ignored if line.startswith("!")]  # exceptions are not read below
+
+    def kept_out(path: str) -> bool:  # a path, or a folder above it, matched as Docker matches a pattern
+        parts = path.split("/")
+        pattern_res = [re.compile(re.escape(p).replace(r"\*\*/", "(?:.*/)?").replace(r"\*", "[^/]*") + "$") for p in ignored]
+        return any(r.match("/".join(parts[:n])) for r in pattern_res for n in range(1, len(parts) + 1))
+
+    copied = [source for kw, args in instructions() if kw == "COPY" for source in args.split()[:-1]]
+    assert copied
+    tracked = subprocess.run(["git", "ls-files", *copied], cwd=ROOT, capture_output=True, text=True, check=True)
+    files = tracked.stdout.split()
+    for source in copied:
+        assert (ROOT / source).exists(), source
+        assert any(f == source or f.startswith(f"{source}/") for f in files), f"{source}: not in the repository"
+    assert not [f for f in files if kept_out(f)]
+    assert "bot/static/widget.js" in files and "bot/demo/bot.yml" in files
+
+
+def health_check() -> tuple[str, str]:
+    """The port and path the image's health check asks."""
+    url = re.search(r"urlopen\('http://127\.0\.0\.1:(\d+)(/[\w/]*)'", last("HEALTHCHECK"))
+    assert url, last("HEALTHCHECK")
+    return url[1], url[2]
+
+
+def test_the_image_serves_on_the_port_it_exposes_and_its_health_check_asks() -> None:
+    """The port EXPOSE names is the one the command serves on and the health check asks, on every interface (a
+    container's loopback is its own), and the one the documented `docker run` commands publish; they mount their
+    volume on the folder the command serves."""
+    from bot.cli import cli
+
+    command = json.loads(last("CMD"))
+    port = command[command.index("--port") + 1]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert {"--host", "--port"} <= {opt for param in cli.commands["serve"].params for opt in param.opts}
+    assert last("EXPOSE") == health_check()[0] == port
+    for run in re.findall(r"docker run [^`\n]*", (ROOT / "README.md").read_text() + (ROOT / "Dockerfile").read_text()):
+        if " -p " in run:
+            assert re.search(rf" -p \d+:{port}\b", run), run
+        if (volume := re.search(r' -v "?[^\s:]+:([^\s"]+)', run)) is not None:
+            assert volume[1] == served_folder(), run
+
+
+def test_the_image_keeps_the_bot_folder_on_a_volume_and_runs_as_an_ordinary_user() -> None:
+    """The store lives on a volume, not in the container's layer that `docker rm` deletes, and the bot, whose custom
+    actions run inside the server, does not run as root; the folder the image trains is the one it serves."""
+    folder = served_folder()
+    assert last("VOLUME") in (folder, json.dumps([folder]))
+    assert last("USER") not in ("root", "0")
+    assert f"bot init {folder} --demo && bot train {folder}" in last("RUN")
+
+
+def test_every_command_of_the_image_runs_under_an_init_it_installs() -> None:
+    """As a container's first process, a command without a SIGTERM handler of its own (`bot train`) did not hear
+    `docker stop`, and ran on to the SIGKILL 10 s later; an init as the entrypoint passes the signal on."""
+    entrypoint = json.loads(last("ENTRYPOINT"))
+    assert entrypoint[0] == "tini" and entrypoint[-1] == "--"
+    installs = " ".join(args for kw, args in instructions() if kw == "RUN" and "apt-get install" in args)
+    assert re.search(r"apt-get install [^&]*\btini\b", installs)
+
+
+def test_the_dockerfile_installs_the_torch_the_project_pins_and_extras_it_has() -> None:
+    """torch from the CPU index at the version pyproject pins (a CPU wheel, not PyPI's CUDA build), and the extras
+    the image installs are pyproject's."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pinned = next(dep for dep in project["dependencies"] if dep.startswith("torch=="))
+    assert pins((ROOT / "Dockerfile").read_text())["torch"] == pinned.removeprefix("torch==")
+    assert "ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu" in (ROOT / "Dockerfile").read_text()
+    extras = re.findall(r"pip install '\.\[([\w,]+)\]'", (ROOT / "Dockerfile").read_text())
+    assert extras and set(",".join(extras).split(",")) <= set(project["optional-dependencies"])
+
+
+async def test_the_health_check_asks_a_path_the_server_answers_to_anyone(aiohttp_client: Any, small_bot: Path,
+                                                                         tmp_path: Path) -> None:
+    """The health check's path is one `bot serve` answers 200 once it serves, to a request without a token."""
+    from bot.server import create_app
+
+    root = shutil.copytree(small_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*"))
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    response = await client.get(health_check()[1])
+    assert response.status == 200, await response.text()
+    assert (await response.json())["status"] == "ok"
