@@ -968,7 +968,13 @@ def restore(path: Path, copy: Path) -> Path | None:
         raise StoreError(f"{path} is open in another process ({'; '.join(openers)}): let it end or stop it, then "
                          "restore")
     with contextlib.closing(_connect_read_only(copy)) as source:
-        _check_is_ours(source, copy, reading=True)
+        try:
+            _check_is_ours(source, copy, reading=True)
+        except WrittenByNewer as newer:  # its sibling's `bot restore` would name the copy's folder as the bot's
+            raise StoreError(f"{copy} is a copy of a store a newer deskbot migrated (schema {newer.version}; this one "
+                             f"reads up to {len(MIGRATIONS)}), which this deskbot cannot serve: nothing was restored; "
+                             "restore a copy taken before that upgrade, or restore this one with the newer deskbot"
+                             ) from None
         if (damage := _damage(source)) is not None:
             raise StoreError(f"{copy} is damaged ({damage}): nothing was restored; restore another copy")
         handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".restoring", dir=path.parent)

@@ -2745,6 +2745,31 @@ def test_bot_restore_puts_a_copy_back_without_the_log_a_killed_server_left_and_k
     assert Store(db, read_only=True).conversation_ids() == ["c1"]
 
 
+def test_bot_restore_of_a_newer_deskbots_copy_names_no_restore_of_the_copys_neighbour(tmp_path: Path) -> None:
+    """A copy of a store a newer deskbot migrated, in a folder where that deskbot's copy from before its upgrade lay
+    too (a backup of a whole bot folder), was refused with the way back a store in its bot folder is given:
+    `bot restore BACKUPS BACKUPS/dialogues.db.schemaN.bak`, which names the backup folder as the bot's."""
+    root, backups = tmp_path / "bot", tmp_path / "backups"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    backups.mkdir()
+    store = Store(root / "dialogues.db")
+    user_turn(store, "c1", "where is my parcel?")
+    store.backup(backups / f"dialogues.db.schema{len(MIGRATIONS)}.bak")
+    store.backup(backups / "dialogues.db")
+    store.close()
+    with sqlite3.connect(backups / "dialogues.db") as newer:
+        newer.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+
+    refused = CliRunner().invoke(cli, ["restore", str(root), str(backups / "dialogues.db")])
+
+    assert refused.exit_code == 1
+    assert "bot restore" not in refused.output
+    assert (f"{backups / 'dialogues.db'} is a copy of a store a newer deskbot migrated (schema {len(MIGRATIONS) + 1}; "
+            f"this one reads up to {len(MIGRATIONS)}), which this deskbot cannot serve: nothing was restored; restore a "
+            "copy taken before that upgrade, or restore this one with the newer deskbot") in " ".join(refused.output.split())
+    assert Store(root / "dialogues.db", read_only=True).conversation_ids() == ["c1"]
+
+
 def test_a_web_only_server_locks_its_file_again_once_its_folder_is_deleted(tmp_path: Path) -> None:
     """A server with no Slack or WeCom channel never locked its file again once a cleaner deleted the servers'
     folder: `bot restore` (and a migration) then took the store it went on writing to for a stopped server's."""
