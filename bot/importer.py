@@ -16,7 +16,7 @@ import json
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,9 @@ BOT_FILES = ("bot.yml", "nlu.yml", "responses.yml", "history.jsonl")  # a bot's 
 # Made for its owner alone: it comes to hold the admin token and the channels' secrets (Slack's signing secret,
 # WeCom's keys), and a file made with the umask's mode showed them to every account on the machine.
 PRIVATE_FILES = ("bot.yml",)
+# A bot made from a ticket export holds its customers' words as they wrote them: their questions are nlu.yml's
+# examples and history.jsonl's questions (what the store keeps of them is made for its owner alone too).
+IMPORTED_FILES = ("nlu.yml", "history.jsonl")
 
 
 class _Block(str):
@@ -142,16 +145,17 @@ def read_csv(path: Path, fail: Callable[[str], None], intent_name: Callable[[str
     return rows
 
 
-def write_whole(directory: Path, files: dict[str, str]) -> None:
+def write_whole(directory: Path, files: dict[str, str], private: Collection[str] = PRIVATE_FILES) -> None:
     """Write ``files`` (name: text) into ``directory``, all or none: each is written beside its place, and all are
     put in place once every one is written. A full disk, or a folder where a file should be, left the new bot.yml
-    and nlu.yml with the old bot's responses.yml and history.jsonl."""
+    and nlu.yml with the old bot's responses.yml and history.jsonl. Those named in ``private`` are created for
+    their owner alone."""
     if folder := next((directory / name for name in files if (directory / name).is_dir()), None):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(folder))
     with contextlib.ExitStack() as written:  # a write that fails puts none of them in place
         for name, text in files.items():
             (directory / name).parent.mkdir(parents=True, exist_ok=True)  # the bot's folder, a packaged bot's actions/
-            written.enter_context(replaced(directory / name, private=name in PRIVATE_FILES)).write(text)
+            written.enter_context(replaced(directory / name, private=name in private)).write(text)
 
 
 def data_language(texts: list[str]) -> str:
@@ -219,7 +223,7 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
     answering = {chosen.get(key) for key, _ in answered}
     responses = {"version": "3.1", "responses": {i: placeholders(i, language) for i in intents if i not in answering}}
     write_whole(directory, {"bot.yml": to_yaml(config), "nlu.yml": nlu, "responses.yml": to_yaml(responses),
-                            "history.jsonl": "".join(history)})
+                            "history.jsonl": "".join(history)}, private=(*PRIVATE_FILES, *IMPORTED_FILES))
     return {"intents": len(intents), "examples": sum(len(v) for v in by_intent.values()), "repeated": repeated,
             "relabelled": sum(len(counts) > 1 for counts in votes.values()), "oos": left_out,
             "answers": len(history), "unfiled": sum(key not in chosen for key, _ in answered), "personal": personal,

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.project import load_project
+from bot.training import frozen_split
 from tests.conftest import REPO
 
 ENGLISH = [("where is my card?", "card_arrival"), ("my card still hasn't come", "card_arrival"),
@@ -249,14 +250,19 @@ def test_init_refuses_to_replace_a_projects_data_and_force_replaces_all_of_it(tm
 
 def test_init_writes_bot_yml_for_its_owner_alone(tmp_path: Path, common_umask: None) -> None:
     """bot.yml comes to hold the admin token and the channels' secrets, and `bot init` made it with the umask's mode
-    (0644): every account on the machine could read them. The bot's data keeps the umask's."""
+    (0644): every account on the machine could read them. A starter's or the demo's data keeps the umask's; a bot
+    made from a ticket export holds its customers' questions, as they wrote them, in nlu.yml and history.jsonl, and
+    so does the frozen evaluation set its first training draws from nlu.yml: the store keeps such words for its owner
+    alone, and these showed them to every account on the machine."""
     for args in (["init", str(tmp_path / "starter")], ["init", str(tmp_path / "demo"), "--demo"]):
         assert CliRunner().invoke(cli, args).exit_code == 0
     imported, result = import_bot(tmp_path, ENGLISH)
     assert result.exit_code == 0, result.output
-    for root in (tmp_path / "starter", tmp_path / "demo", imported):
+    for root, data in ((tmp_path / "starter", 0o644), (tmp_path / "demo", 0o644), (imported, 0o600)):
         modes = {name: (root / name).stat().st_mode & 0o777 for name in ("bot.yml", "nlu.yml", "history.jsonl")}
-        assert modes == {"bot.yml": 0o600, "nlu.yml": 0o644, "history.jsonl": 0o644}, root
+        assert modes == {"bot.yml": 0o600, "nlu.yml": data, "history.jsonl": data}, root
+    frozen_split(load_project(imported))  # as the first training holds out its tenth
+    assert (imported / "models" / "evaluation.jsonl").stat().st_mode & 0o777 == 0o600
 
 
 def test_init_that_cannot_write_a_file_leaves_the_bot_there_as_it_was(tmp_path: Path) -> None:
