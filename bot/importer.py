@@ -25,7 +25,7 @@ import yaml
 from bot.channels.base import DEFAULT_MAX_MESSAGE_CHARS, readable
 from bot.language import written_in
 from bot.project import csv_rows, example_text, history_item, same_example, too_long
-from dialogues.export import shareable
+from dialogues.export import learned_text, shareable
 from dialogues.redact import redact
 from finetune.durable import replaced
 from finetune.metrics import OOS
@@ -172,7 +172,9 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
 
     Each text is written as the server reads a message (:func:`~retrieval.text.normalise`): a control or
     invisible character pasted into a ticket is no part of it, and one would put its intent's examples on
-    one quoted line of nlu.yml. Out-of-scope lines (intent ``oos``) are not an intent and are left out; a
+    one quoted line of nlu.yml; and with its personal data replaced, as `bot export` writes a customer's message
+    (:func:`~dialogues.export.learned_text`): the model, its n-grams and its index learn ``[EMAIL]`` and
+    ``[CARD]``, not a ticket's customer's address and card number. Out-of-scope lines (intent ``oos``) are not an intent and are left out; a
     text that occurs more than once (spacing, case and character width aside) is kept once. Logged tickets
     often label one message differently over time, and nlu.yml refuses an example under two intents, so
     such a text goes to the intent it was given most often (the first one given, on a tie). Each answer
@@ -190,13 +192,13 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
     answered: dict[tuple[str, str], str] = {}  # (same_example(text), answer) -> the text as first answered so
     personal = 0  # answers no other customer may read
     for row in rows:
-        text = normalise(row["text"])
+        text = learned_text(normalise(row["text"]))  # a ticket's customer, as the store's: no number or address kept
         key = same_example(example_text(text))  # as nlu.yml will read it: entity annotations reduced to their text
         if row["intent"] is not None:  # a CSV row without one is an answer alone
             votes.setdefault(key, Counter())[row["intent"]] += 1
         spelling.setdefault(key, text)
         if answer := answer_of(row):
-            if shareable(redact(text), redact(answer)):  # both as the store keeps an agent's answer and its question
+            if shareable(text, redact(answer)):  # both as the store keeps an agent's answer and its question
                 answered.setdefault((key, answer), text)
             else:
                 personal += 1

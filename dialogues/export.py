@@ -37,10 +37,16 @@ def _privacy(redacted: bool) -> Callable[[str], str]:
     return redact if redacted else (lambda text: text)
 
 
+def learned_text(text: str) -> str:
+    """A customer's message as a model learns it when redacting: its personal data replaced (:func:`redact`), and
+    the name they gave as their own ("my name is [NAME]") too."""
+    return redact_names(redact(text))
+
+
 def _learned(redacted: bool) -> Callable[[str], str]:
-    """What a model learns of a customer's message, and the export writes: :func:`_privacy`'s text, and when
-    redacting, the name they gave as their own ("my name is [NAME]") too."""
-    return (lambda text: redact_names(redact(text))) if redacted else (lambda text: text)
+    """What a model learns of a customer's message, and the export writes: :func:`learned_text`, or the text as
+    stored when not redacting."""
+    return learned_text if redacted else (lambda text: text)
 
 
 def learned_data(store: Store, since: float = 0.0, redacted: bool = True) -> LearnedData:

@@ -265,6 +265,30 @@ def test_init_writes_bot_yml_for_its_owner_alone(tmp_path: Path, common_umask: N
     assert (imported / "models" / "evaluation.jsonl").stat().st_mode & 0o777 == 0o600
 
 
+def test_a_ticket_exports_personal_data_is_redacted_as_the_store_redacts_it(tmp_path: Path) -> None:
+    """A helpdesk export holds what its customers wrote: their emails, card and phone numbers went whole into nlu.yml
+    and history.jsonl, and from there into the model, its n-grams and its answer index, where the store and `bot
+    export` keep placeholders."""
+    rows = [{"text": "my email is jane.doe@example.com, where is my order", "intent": "track_order",
+             "answer": "It ships tomorrow."},
+            {"text": "where is my parcel", "intent": "track_order"},
+            {"text": "card 4111 1111 1111 1111 was charged twice, refund please", "intent": "refund"},
+            {"text": "my name is Jane Doe and I want a refund, call +44 7911 123456", "intent": "refund"}]
+    data = tmp_path / "tickets.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    root = tmp_path / "bot"
+    result = CliRunner().invoke(cli, ["init", str(root), "--from-jsonl", str(data)])
+    assert result.exit_code == 0, result.output
+    written = (root / "nlu.yml").read_text() + (root / "history.jsonl").read_text()
+    for personal in ("jane.doe@example.com", "4111", "7911", "Jane Doe"):
+        assert personal not in written
+    assert sorted(e.text for e in load_project(root).examples) == [
+        "card [CARD] was charged twice, refund please", "my email is [EMAIL], where is my order",
+        "my name is [NAME] and I want a refund, call [PHONE]", "where is my parcel"]
+    assert json.loads((root / "history.jsonl").read_text()) == {
+        "question": "my email is [EMAIL], where is my order", "answer": "It ships tomorrow.", "intent": "track_order"}
+
+
 def test_init_that_cannot_write_a_file_leaves_the_bot_there_as_it_was(tmp_path: Path) -> None:
     """With a folder where history.jsonl should be, --force wrote the new bot.yml, nlu.yml and responses.yml before it
     failed, over the old bot's: a bot of two halves, with no file named."""
