@@ -344,16 +344,17 @@ class Bot:
         if store is None or store.server is None:
             yield
             return
-        while not await self._store(store.take_turn, conversation_id, time.time() - TURN_STALE_S):
-            await asyncio.sleep(TURN_POLL_S)
         try:
+            while not await self._store(store.take_turn, conversation_id, time.time() - TURN_STALE_S):
+                await asyncio.sleep(TURN_POLL_S)
             yield
-        finally:
+        finally:  # also where a turn cancelled (its client gone) while it waited took the turn as it was cancelled:
+            # the store's one thread ends it after taking it
             try:
                 await self._store(store.end_turn, conversation_id)
-            except Exception as exc:  # the turn is answered: other servers wait for TURN_STALE_S, this one not at all
-                log.warning("cannot let other servers on the store run the next turn of conversation %r: %r; they "
-                            "wait up to %g s for it", conversation_id, exc, TURN_STALE_S)
+            except Exception as exc:  # other servers wait for TURN_STALE_S, this one not at all
+                log.warning("cannot end this server's turn of conversation %r in the store: %r; the other servers "
+                            "on it wait up to %g s to answer its next message", conversation_id, exc, TURN_STALE_S)
 
     async def finish_turns(self, timeout: float) -> None:
         """Wait, up to ``timeout`` seconds, until no turn runs or waits (SIGTERM: no new one comes) and the

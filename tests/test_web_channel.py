@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import uuid
@@ -25,6 +26,7 @@ import pytest
 
 from bot import engine as engine_module
 from bot.channels import web as web_channel
+from bot.channels.base import Turn
 from bot.language import READABLE
 from bot.project import ServerConfig, load_project
 from bot.server import BOT, create_app
@@ -1172,6 +1174,34 @@ async def test_a_conversations_messages_on_two_servers_are_answered_one_after_th
         said = [text for text, in db.execute("SELECT text FROM turns WHERE conversation_id = ? AND role = 'user' "
                                              "ORDER BY id", [conversation["id"]])]
     assert said == ["hello", "where is my parcel", "my parcel never came"]
+
+
+async def test_a_turn_given_up_as_it_took_its_conversation_leaves_it_to_the_other_servers(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """A turn cancelled (its server stopping) while the store took its conversation for it ends that turn there too:
+    left taken, every other server on the store held the conversation's messages for two minutes."""
+    app = create_app(web_demo_bot.root, device="cpu")
+    await aiohttp_client(app)
+    bot, cid, loop = app[BOT], new_id(), asyncio.get_running_loop()
+    taking, go_on = asyncio.Event(), threading.Event()
+    take_turn = bot.store.take_turn
+
+    def slow_take(conversation_id: str, stale_before: float) -> bool:  # on the store's thread
+        loop.call_soon_threadsafe(taking.set)
+        go_on.wait(10)
+        return take_turn(conversation_id, stale_before)
+
+    bot.store.take_turn = slow_take
+    answering = asyncio.create_task(bot.handle(Turn(cid, "hello", "web")))
+    await taking.wait()
+    answering.cancel()  # while the store takes its conversation
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await answering
+    bot.store.take_turn = take_turn
+    await bot._store(time.time)  # once the store's one thread has done what the turn asked of it
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        assert db.execute("SELECT count(*) FROM turn_leases WHERE conversation_id = ?", [cid]).fetchone() == (0,)
 
 
 @pytest.mark.parametrize("ending", ["failed", "refused", "held for an agent"])
