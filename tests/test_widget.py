@@ -4439,7 +4439,8 @@ def test_two_stale_visitors_tabs_refused_at_once_go_on_in_one_conversation(
     each started a conversation and then followed the other's: they swapped, each showing the other's message, and its
     own message's answer was dropped. Each then went on in its own, and a reload of either opened the one stored last
     alone: the other tab's messages were gone from view. The tab whose conversation was not stored last joins the one
-    that was, what it showed in its own staying, there and after a reload."""
+    that was, showing what was said there at once below what it showed in its own, which stays, there and after a
+    reload."""
     first = open_widget(pollInterval=60_000, init_script=HOLD_STORAGE)
     second = first.context.new_page()
     second.goto(first.page.url)
@@ -4464,12 +4465,12 @@ def test_two_stale_visitors_tabs_refused_at_once_go_on_in_one_conversation(
     said = {first.page: "hello from the first tab", second: "hello from the second tab"}
     joined.wait_for_function("(kept) => Deskbot.conversationId() === kept", arg=kept)
     assert stayed.evaluate("Deskbot.conversationId()") == kept
-    expect(joined.locator(".msg.user .bubble")).to_have_text([said[joined]])  # its own, with its answer
-    expect(joined.locator(".msg.user + .msg.bot")).to_have_count(1)
+    expect(joined.locator(".msg.user .bubble")).to_have_text([said[joined], said[stayed]])  # its own first
+    expect(joined.locator(".msg.user + .msg.bot")).to_have_count(2)  # each with its answer
     joined.wait_for_function("Deskbot.connected()")
     joined.locator("textarea").fill("and one more thing")
     joined.locator("textarea").press("Enter")
-    expect(joined.locator(".msg.bot[data-turn-id]")).to_have_count(1)  # answered in the conversation stored
+    expect(joined.locator(".msg.bot[data-turn-id]")).to_have_count(2)  # answered in the conversation stored
     assert user_texts(api, kept) == [said[stayed], "and one more thing"]
     for page in (first.page, second):
         page.reload()

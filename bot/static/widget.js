@@ -2100,6 +2100,7 @@
     if (joined) closedHere.add(conversationId); // its messages still out there are shown answered, or sent on
     conversationId = id;
     startOver(from !== null, joined);
+    if (joined) sync(); // what the tabs that went on there said, below what this one showed
   });
 
   // Why /api/widget failed, for the page's developer: a CORS refusal (every message then ends Not sent) reads to the
