@@ -57,8 +57,8 @@ from bot.project import (HANDOFF_PAYLOAD, MID_CONVERSATION, REQUESTED_SLOT, RESE
                          SESSION_METADATA, VERIFIED_USER, BotConfig, Project, name_agent)
 from bot.responses import (MAX_REPLY_CHARS, PayloadValue, Rendered, passed_on, read_payload, slack_image, texts_of,
                            warn_unshown)
-from dialogues.holding import (acknowledges, asked_about, asks_for_a_person, drops_it, says_wrong, stops_asking,
-                               wordless)
+from dialogues.holding import (acknowledges, asked_about, asks_for_a_person, drops_it, lacks_answer, says_wrong,
+                               stops_asking, wordless)
 from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, Overtaken, SentBefore, Store, WroteToTheBot
 from finetune.classifier import Prediction, intent_phrase
 from finetune.metrics import OOS
@@ -432,9 +432,10 @@ class Bot:
         elif loop and requested and not ignoring and (
                 validated := await self._extracted(turn, text, analysis, slots, read, (loop, unheard.form), requested)):
             decision, answered = self._back_to(loop), requested
-        elif loop and ((acknowledges(text) and not drops_it(text)) or requested in given - set(entities)):
-            # "ok" to the action's question, or an answer the slots' validation rejected: the action asks again
-            # ("never mind" ends the wait)
+        elif loop and ((acknowledges(text) and not drops_it(text)) or lacks_answer(text)
+                       or requested in given - set(entities)):
+            # "ok" to the action's question, "I don't know it", or an answer the slots' validation rejected: the action
+            # asks again, or says where the answer is ("never mind" ends the wait)
             decision = self._back_to(loop)
         else:
             interrupted = form_waiting

@@ -385,6 +385,40 @@ def asked_about(text: str) -> tuple[int, int] | None:
     return follow_up(text) or corrected(text)
 
 
+# Not knowing or not having what the bot asks for: "I don't know", "I don't have it", "no idea", "dunno", "idk", "I
+# forgot", "can't find it", "不知道", "忘了", "找不到", "没有订单号", "不记得了", Hong Kong's "唔知", "唔记得", "搵唔到"
+# (read in Simplified characters), with what it is named after ("the number", "订单号").
+_THE_THING = r"(?: (?:it|that|one|(?:the|my|an?|any) (?:order )?(?:number|no|#|id|email)|(?:the|my) order(?: number)?))?"
+_SORRY_WORDS = r"sorry|oh|um+|uh+|hmm+|不好意思|抱歉|对不起|唔好意思|呃|额"  # before it, or a clause of their own
+_LACKING = (
+    _SORRY_WORDS + r"|(?:i )?(?:do not|don'?t|dont|didn'?t|did not) (?:know|have|remember|get|keep)" + _THE_THING
+    + r"|(?:i )?have no (?:idea|clue|(?:order )?number)|no (?:idea|clue)|(?:i )?dunno|idk|(?:i(?:['’]m| am) )?not sure"
+    r"|(?:i )?(?:forgot|forget|lost|deleted)" + _THE_THING + r"|(?:i )?(?:can'?t|cannot|couldn'?t) (?:find|remember)"
+    + _THE_THING + r"|(?:我)?(?:也)?(?:不知道|不清楚|不记得|记不得|记不清|忘了|忘记了?|找不到|唔知|唔记得|[搵揾]唔到|冇)(?:了|啦|喇|咗)?"
+    r"(?:(?:订单|单|快递)?(?:号码?|编号))?(?:了|啦|喇|咗)?[啊呀哦诶欸]?|(?:我)?没有(?:订单|单)?(?:号码?|编号)(?:了|啦)?[啊呀哦]?")
+
+
+def _words_of(words: str) -> re.Pattern[str]:
+    """A clause made only of ``words``, with signs and emoji between and after them, each word read one way, at once
+    (an atomic group): read as :func:`_only` reads words, "i" of "i don't know" could be a letter alone among signs or
+    the word's own, two readings a word, and a long clause that is not one took time in two to the power of its words
+    to refuse."""
+    return re.compile(rf"(?>(?:{words})(?![a-z\d])[\W_]*+)++")
+
+
+_LACKS = _words_of(_LACKING)
+_SORRY_ALONE = _words_of(_SORRY_WORDS)
+
+
+def lacks_answer(text: str) -> bool:
+    """Whether a customer's message only says they do not know or have what the bot asked for ("I don't know the
+    number", "dunno", "不知道订单号", "忘了"): an action waiting for it runs again, and says where to find it or offers
+    a person, where the classifier, unsure of such a message, had the fallback answer, or read "no idea" as "ok" and
+    ended the wait with "All right. If there's anything else, just ask."."""
+    clauses = [c for c in _clauses(text) if not _SORRY_ALONE.fullmatch(c)]  # "sorry, I don't know", "不好意思，忘了"
+    return bool(clauses) and not all(map(_SIGNS_ALONE.fullmatch, clauses)) and all(map(_LACKS.fullmatch, clauses))
+
+
 def drops_it(text: str) -> bool:
     """Whether a customer's acknowledgement (:func:`acknowledges`) drops what they asked ("never mind", "ok forget
     it", "算了吧"): an action waiting for an answer to its question stops waiting, where "ok" has it ask again."""

@@ -1760,6 +1760,29 @@ async def test_the_demos_order_lookup_asked_again_says_where_the_number_is_and_o
         await bot.close()
 
 
+async def test_not_knowing_the_answer_an_action_waits_for_has_it_say_where_it_is(action_bot: Path, tmp_path: Path) -> None:
+    """"I don't have it", "dunno" or "忘了" to "what's your order number?" got "Sorry, I'm not sure I understood" with
+    unrelated intents to pick from, or, read as "ok", "All right. If there's anything else, just ask.", which ended
+    the wait. Whatever the classifier reads in it, the action runs again: the demo's lookup says where the number is
+    and offers a person, and a number given then still goes to it."""
+    bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        for n, said in enumerate(("I don't have it", "dunno", "sorry, I don't know the order number", "不知道订单号",
+                                  "忘了", "唔記得")):
+            asked = await bot.handle(Turn(f"c{n}", "/track_order", "web"))
+            assert asked.text == "Sure — what's your order number?"
+            reply = await bot.handle(Turn(f"c{n}", said, "web"))
+            assert (reply.source, reply.intent) == ("action", "track_order"), said
+            assert "**Orders**" in reply.text and [b["payload"] for b in reply.buttons] == ["/handoff"], said
+            assert bot.store.conversation(f"c{n}")["active_loop"] == "action_order_status"
+            assert (await bot.handle(Turn(f"c{n}", "789", "web"))).text.startswith("Order 789 is **delivered**")
+        await bot.handle(Turn("d1", "/track_order", "web"))  # a question of its own is no such answer
+        assert (await bot.handle(Turn("d1", "I don't know how to cancel", "web"))).source == "fallback"
+    finally:
+        await bot.close()
+
+
 async def test_an_acknowledgement_while_an_action_waits_has_it_ask_again(action_bot: Path, tmp_path: Path) -> None:
     """"ok" or "好的[抱拳]" to "What is the order's number?" got "All right. If there's anything else, just ask." and
     ended the wait: the customer was not told the bot still needed the number, and the number then given went

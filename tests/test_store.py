@@ -27,7 +27,7 @@ from bot.project import load_project
 from bot.retrain import agent_answers, read_store
 from dialogues.export import learned_data
 from dialogues.holding import (acknowledges, asks_for_a_person, asks_nothing, corrected, follow_up, gives_details,
-                               says_nothing, says_wrong, stops_asking, wordless)
+                               lacks_answer, says_nothing, says_wrong, stops_asking, wordless)
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
 from dialogues.store import (HANDED_BACK_TOLD_S, MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange,
                              HeldByColleague, SentBefore, Store, StoreError)
@@ -965,16 +965,29 @@ def test_what_a_correction_puts_right(text: str, right: str | None) -> None:
     assert (text[span[0]:span[1]] if span else None) == right
 
 
+@pytest.mark.parametrize(("text", "lacks"), [
+    ("I don't know the number", True), ("I don't have it", True), ("no idea", True), ("dunno", True), ("idk 😅", True),
+    ("I forgot", True), ("I can't find the order number", True), ("sorry, I don't know", True), ("I'm not sure", True),
+    ("不知道", True), ("我不知道订单号", True), ("忘了", True), ("找不到", True), ("没有订单号", True), ("不记得了", True),
+    ("我也不知道啊", True), ("不好意思，忘了", True), ("唔知", True), ("唔記得", True), ("搵唔到單號", True),
+    # a question of its own, or no such word
+    ("I don't know where my order is", False), ("i don't know how to cancel", False), ("不知道怎么退款", False),
+    ("not sure what you mean", False), ("sorry", False), ("ok", False), ("no", False), ("没有", False), ("😅", False),
+])
+def test_what_says_the_customer_does_not_know_the_answer(text: str, lacks: bool) -> None:
+    assert lacks_answer(text) is lacks
+
+
 def test_a_long_run_of_acknowledgements_is_read_at_once() -> None:
     """Each word of "thanks thanks … now" could be read two ways ("thank" and a letter alone), "嗯嗯嗯…吗" in
     as many ways as its characters split: refusing 24 words took a minute, and the event loop of a bilingual
     bot (and the store's thread, when an agent answers) stood still for it. Run apart, so that a regression
     fails in seconds instead of hanging the suite."""
-    code = ("from dialogues.holding import acknowledges, asks_for_a_person, asks_nothing, says_nothing, says_wrong\n"
+    code = ("from dialogues.holding import acknowledges, asks_for_a_person, asks_nothing, lacks_answer, says_nothing, says_wrong\n"
             "for text in ['thanks ' * 40 + 'now', '嗯' * 60 + '吗', '(｡･ω･｡) ok ' * 30 + 'refund', '不对' * 60 + '吗',\n"
-            "             '不是的' * 40 + '吗', 'thank u ' * 40 + 'now']:\n"
+            "             '不是的' * 40 + '吗', 'thank u ' * 40 + 'now', \"i don't know \" * 40 + 'what?']:\n"
             "    assert not asks_nothing(text) and not acknowledges(text) and not asks_for_a_person(text)\n"
-            "    assert not says_wrong(text)\n"
+            "    assert not says_wrong(text) and not lacks_answer(text)\n"
             "    says_nothing(text)\n")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=30)
 
