@@ -1657,7 +1657,8 @@ async def test_a_short_follow_up_naming_another_order_asks_the_same_of_it(action
                      "那「789」呢", "那789呢[捂脸]", "咁７８９呢唔該🙏", "and 789 pls?"):  # signs, emoticons, thanks
             assert (await bot.handle(Turn("c1", said, "web"))).text.startswith("Order 789 is **delivered**"), said
         # another order named before the number ("one more order, 456?"), in Hong Kong's words too, and in English
-        for said in ("还有一单456呢", "另外一单456呢？", "仲有一張單 456 呢", "还有一个订单456呢", "and 456?", "also 456?"):
+        for said in ("还有一单456呢", "另外一单456呢？", "仲有一張單 456 呢", "还有一个订单456呢", "and 456?", "also 456?",
+                     "can you check 456 too", "456 as well", "再帮我查一下456", "456也查一下"):  # look at it too
             assert (await bot.handle(Turn("c1", said, "web"))).text.startswith("Order 456 is **processing**"), said
         await bot.handle(Turn("c2", '/cancel_order{"order_id": "123"}', "web"))  # answered by its template
         reply = await bot.handle(Turn("c2", "what about order 456?", "web"))

@@ -941,6 +941,9 @@ def test_what_only_asks_for_a_person(text: str, only: bool) -> None:
     # signs around the number, emoji, WeChat's emoticons, Slack's emoji and thanks after it, full-width digits
     ("那「789」呢", "789"), ("那，７８９呢？", "７８９"), ("那789呢[捂脸]", "789"), ("咁789呢唔該🙏", "789"), ("and 789 pls?", "789"),
     ("and 789? :pray:", "789"), ("what about 789? thx", "789"),
+    # asking to look at it too, with a verb or "too", "as well", 也 after it
+    ("can you check 456 too", "456"), ("could you also check order 456 please", "order 456"), ("456 as well", "456"),
+    ("再帮我查一下456", "456"), ("幫我再查一下456", "456"), ("456也查一下", "456"), ("check", None), ("456也是", None),
     # a sentence is asked whole, which no entity's pattern takes: no follow-up to the engine
     ("那789的退款呢", "789的退款"), ("那你的呢", "你"), ("还有其他颜色吗", "其他颜色吗"),
     ("where is order 789?", None), ("789", None), ("ok", None), ("我的订单789", None),
