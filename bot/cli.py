@@ -1335,12 +1335,13 @@ def _say_if_none(project: Project) -> None:
         fail(f"{project.db_path}: no conversations yet; they are recorded by `bot serve` and `bot chat`")
 
 
-def _open_store(project: Project) -> Store:
-    """The bot's store, to write to (a command that only reads it uses :func:`_read_store`); an older deskbot's store is
-    not migrated under the server running on it."""
+def _open_store(project: Project, create: bool = False) -> Store:
+    """The bot's store, to write to (a command that only reads it uses :func:`_read_store`), made where there is none
+    with ``create``; an older deskbot's store is not migrated under the server running on it."""
     from dialogues.store import Store, refuse_migrating_under_a_server
 
-    _say_if_none(project)
+    if not create:
+        _say_if_none(project)
     refuse_migrating_under_a_server(project.db_path)
     return Store(project.db_path)
 
@@ -1761,7 +1762,6 @@ def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
       bot relabel mybot refund_status get_refund
     """
     from dialogues.review import OOS, check_label
-    from dialogues.store import Store
     from finetune.registry import Registry
 
     project = load_project(directory)
@@ -1778,7 +1778,7 @@ def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
         fail(f"{old} is still an intent of nlu.yml: rename it there first (or, to merge it into {new}, move its "
              "examples there), else its examples go on teaching it and the bot answers with it")
     learnt = any(old in version.meta.get("labels", ()) for version in Registry(project.models_dir).versions())
-    store = Store(project.db_path) if learnt else _open_store(project)  # a rename to keep, conversations or none
+    store = _open_store(project, create=learnt)  # a rename to keep, conversations or none
     try:
         turns = store.relabel(old, new, reviewer, learnt)
         named = {row["intent"] for row in store.labels()}

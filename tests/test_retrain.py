@@ -623,6 +623,33 @@ def test_bot_models_says_whose_accuracy_compares_no_more_once_an_intent_is_renam
     assert note in CliRunner().invoke(cli, ["models", str(bot_dir)]).stderr
 
 
+def test_bot_relabel_of_an_intent_a_model_learnt_does_not_migrate_an_older_deskbots_store_under_its_server(
+        bot_dir: Path) -> None:
+    """Deskbot upgraded, the older `bot serve` still running on the store: `bot relabel` of an intent a model had
+    learnt migrated the store under it, which went on writing to a schema it did not know, where every other command
+    that writes refuses, naming the `bot serve` to start."""
+    from filelock import FileLock
+
+    (bot_dir / "dialogues.db").unlink(missing_ok=True)
+    store_of_the_last_deskbot(bot_dir / "dialogues.db")
+    rename_intent(bot_dir, "cancel_order", "cancel_purchase")
+    servers = bot_dir / ".dialogues.db.servers"
+    servers.mkdir()
+    older = FileLock(servers / f"{'b' * 32}.lock", thread_local=False)
+    older.acquire()  # as the older server holds its own while it runs
+
+    refused = CliRunner().invoke(cli, ["relabel", str(bot_dir), "cancel_order", "cancel_purchase"])
+
+    assert refused.exit_code == 1
+    assert (f"an older deskbot's `bot serve` is running on it: stop it and start this deskbot's, `bot serve {bot_dir}`"
+            ) in " ".join(refused.output.split()), refused.output
+    assert sqlite3.connect(bot_dir / "dialogues.db").execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,)
+    older.release()  # stopped
+    moved = CliRunner().invoke(cli, ["relabel", str(bot_dir), "cancel_order", "cancel_purchase"])
+    assert moved.exit_code == 0, moved.output
+    assert sqlite3.connect(bot_dir / "dialogues.db").execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+
+
 def test_retrain_trains_from_the_base_model_when_the_intents_change(bot_dir: Path) -> None:
     configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
     add_invoice_intent(bot_dir)
