@@ -1478,7 +1478,7 @@ def backup(directory: Path, dest_given: str, keep: int | None) -> None:
     """
     import sqlite3
 
-    from dialogues.store import Store, StoreError
+    from dialogues.store import MIGRATIONS, Store, StoreError
     from finetune.durable import fsync_path
 
     project = load_project(directory)
@@ -1493,17 +1493,23 @@ def backup(directory: Path, dest_given: str, keep: int | None) -> None:
             fail(f"--keep deletes a folder's older dated copies: give a folder ({dest_given}/), not a file")
         if _is_the_bots_own(project, dest):
             fail(f"{dest}: one of the bot's own files, which the backup would replace; write it elsewhere")
-        # As it is, not migrated: a backup taken before an upgrade is what the deskbot before it can serve.
-        store = Store(project.db_path, read_only=True)
+        # As it is, not migrated: a backup taken before an upgrade is what the deskbot before it can serve. A newer
+        # deskbot's too: a cron job's older `bot` beside a server upgraded alone would otherwise back up nothing.
+        store = Store(project.db_path, read_only=True, newer_too=True)
         try:
             with unwound_on_sigterm():  # the partial copy is removed
                 store.backup(dest, named)  # named: a folder's dated copies, whose killed ones it clears too
+            schema = store.schema
         finally:
             store.close()
         fsync_path(dest.parent)  # its name on the disk too, or a power cut soon after could take the copy away
     except (OSError, sqlite3.Error, StoreError) as exc:
         fail(f"cannot back up to {dest}: {getattr(exc, 'strerror', None) or exc}")
     click.echo(f"{dest}: {dest.stat().st_size:,} bytes")
+    if schema > len(MIGRATIONS):
+        click.echo(f"note: {project.db_path} was written by a newer deskbot (schema {schema}; this one reads up to "
+                   f"{len(MIGRATIONS)}): copied as it is, a copy that deskbot's `bot restore` puts back; upgrade the "
+                   "deskbot this cron job or shell runs", err=True)
     if keep is not None:
         deleted = _prune_backups(dest, keep)
         click.echo(f"Deleted {', '.join(p.name for p in deleted) if deleted else 'no older copy'}", err=True)

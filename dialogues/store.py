@@ -1006,9 +1006,10 @@ def _aside(path: Path) -> Path:
     return next(aside for aside in names if not any(Path(f"{aside}{end}").exists() for end in ("", "-wal", "-shm")))
 
 
-def _check_is_ours(conn: sqlite3.Connection, path: Path, reading: bool = False) -> None:
+def _check_is_ours(conn: sqlite3.Connection, path: Path, reading: bool = False, newer_too: bool = False) -> None:
     """Refuse, before a byte is written, a file deskbot did not make or cannot read: a migration or the
-    switch to WAL would change another program's database."""
+    switch to WAL would change another program's database. ``newer_too``: a newer deskbot's store is taken too, to be
+    copied as it is, not read."""
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
@@ -1018,7 +1019,7 @@ def _check_is_ours(conn: sqlite3.Connection, path: Path, reading: bool = False) 
         if damaged(exc):  # a store whose schema's pages a failing disk or a copy made halfway spoilt
             raise StoreError(f"{path} is damaged ({exc}). {DAMAGED_ADVICE}") from None
         raise StoreError(f"{path}: not a conversation store: {exc}") from None
-    if version > len(MIGRATIONS):
+    if version > len(MIGRATIONS) and not newer_too:
         raise WrittenByNewer(path, version)
     if version == 0 and tables:
         raise StoreError(f"{path}: not a conversation store (it holds other tables); move it out of the bot folder")
@@ -1308,7 +1309,10 @@ class Store:
     differs, redacted too unless ``keep_raw`` asks for the raw text.
     """
 
-    def __init__(self, path: Path | str, redact: bool = True, keep_raw: bool = False, read_only: bool = False) -> None:
+    def __init__(self, path: Path | str, redact: bool = True, keep_raw: bool = False, read_only: bool = False,
+                 newer_too: bool = False) -> None:
+        """``newer_too`` (with ``read_only``): a store a newer deskbot migrated is opened too, for :meth:`backup` alone,
+        which copies it as it is; anything else would read a schema this deskbot does not know."""
         self.path = Path(path)
         self.redact = redact
         self.keep_raw = keep_raw
@@ -1325,7 +1329,8 @@ class Store:
         except sqlite3.OperationalError as exc:
             raise cannot_open(self.path, exc, reading=read_only) from None
         try:
-            _check_is_ours(conn, self.path, read_only)  # before anything is written to a file that is not ours
+            # before anything is written to a file that is not ours
+            _check_is_ours(conn, self.path, read_only, newer_too=read_only and newer_too)
             conn.create_function("agent_key", 1, agent_key, deterministic=True)  # for _HANDED_OFF
             self.db = sqlite_utils.Database(conn)
             self._lock = threading.RLock()

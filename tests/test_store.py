@@ -2658,6 +2658,29 @@ def test_bot_backup_copies_an_older_deskbots_store_as_it_is_and_bot_purge_names_
     assert f"{kept.name}, kept at an upgrade since it began, may hold it too" in purged.stderr
 
 
+def test_bot_backup_copies_a_newer_deskbots_store_as_it_is_and_says_whose_copy_it_is(tmp_path: Path) -> None:
+    """A server upgraded alone, the cron job's `bot backup` of the deskbot before: every night's backup was refused
+    ("upgrade deskbot"), and the store, served on, went without a copy. A copy reads nothing of the schema."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    store = Store(root / "dialogues.db")
+    user_turn(store, "c1", "where is my parcel?")
+    store.db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")  # as the newer deskbot's server left it
+    store.close()
+
+    made = CliRunner().invoke(cli, ["backup", str(root), str(tmp_path / "backups") + "/"])
+
+    assert made.exit_code == 0, made.output
+    [copy] = (tmp_path / "backups").iterdir()
+    assert sqlite3.connect(copy).execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) + 1,)
+    assert sqlite3.connect(copy).execute("SELECT id FROM conversations").fetchall() == [("c1",)]
+    assert (f"note: {root / 'dialogues.db'} was written by a newer deskbot (schema {len(MIGRATIONS) + 1}; this one "
+            f"reads up to {len(MIGRATIONS)}): copied as it is, a copy that deskbot's `bot restore` puts back"
+            ) in " ".join(made.stderr.split())
+    refused = CliRunner().invoke(cli, ["stats", str(root)])  # reading it is still refused: its schema is unknown
+    assert refused.exit_code == 1 and "was written by a newer deskbot" in refused.output
+
+
 def test_bot_backup_of_a_damaged_store_keeps_no_copy_and_deletes_none(tmp_path: Path) -> None:
     """The copy of a damaged store was made page by page, the damaged ones too, and said nothing: a nightly
     `bot backup --keep` replaced the good copies from before the damage with damaged ones, one a night."""
