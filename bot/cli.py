@@ -972,7 +972,7 @@ def _seen_in_training(project: Project, version: str) -> Callable[[str], bool]:
     from bot.retrain import exported
     from bot.training import held_out_texts
     from dialogues.export import learned_data
-    from dialogues.store import TooOld, read_as_it_is
+    from dialogues.store import TooOld, WrittenByNewer, read_as_it_is
     from finetune.classifier import ModelLoadError
     from finetune.registry import Registry, RegistryError
     from retrieval.text import same_example, same_text
@@ -994,6 +994,9 @@ def _seen_in_training(project: Project, version: str) -> Callable[[str], bool]:
             click.echo(f"{exc}: test lines the model learnt from its reviewed labels count as new questions; `bot serve` "
                        "of this deskbot migrates the store as it starts (keeping a copy as it was), then `bot eval` "
                        "counts them", err=True)
+        except WrittenByNewer as exc:  # gone back from an upgrade: nor a newer deskbot's
+            click.echo(f"{exc}. Test lines the model learnt from its reviewed labels count as new questions; `bot eval` "
+                       "of the newer deskbot counts them", err=True)
         else:
             labels = {same_text(r["text"]) for r in exported(project, learned).examples
                       if r["label_id"] <= through["label"] and r["created"] <= through.get("label_at", math.inf)}

@@ -490,6 +490,29 @@ def test_eval_scores_the_model_on_an_older_deskbots_store_reading_its_labels_as_
             "migrates the store as it starts") in result.stderr
 
 
+def test_eval_scores_the_model_beside_a_newer_deskbots_store_and_says_what_it_could_not_count(tiny_demo_bot: Path,
+                                                                                              tmp_path: Path) -> None:
+    """Gone back to this deskbot after an upgrade migrated the store: `bot eval` of a model that learnt reviewed labels
+    refused to score it, as its count of the test lines learnt read the store, though scoring needs none of it, as
+    beside an older deskbot's."""
+    root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
+    store = Store(root / "dialogues.db")
+    store.db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    store.close()
+    meta_path = root / "models" / "v0001" / "meta.json"  # as a retrain that learnt the first label writes it
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "learned_through": {"label": 1}}))
+    test = write_jsonl(tmp_path / "t.jsonl", [{"text": "is there a shop in Lisbon?", "intent": "oos"}])
+
+    result = CliRunner().invoke(cli, ["eval", str(root), "--test", str(test), "--results", str(tmp_path / "r"),
+                                      "--json", "--device", "cpu"])
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["replies"]
+    assert (f"{root / 'dialogues.db'} was written by a newer deskbot (schema {len(MIGRATIONS) + 1}; this one reads up "
+            f"to {len(MIGRATIONS)}): upgrade deskbot. Test lines the model learnt from its reviewed labels count as new "
+            "questions; `bot eval` of the newer deskbot counts them") in " ".join(result.stderr.split())
+
+
 def test_eval_says_when_it_is_scored_on_the_examples_its_threshold_was_chosen_on(tiny_demo_bot: Path,
                                                                                  tmp_path: Path) -> None:
     """models/evaluation.jsonl, the frozen set training calibrated the threshold and the n-gram share on, made a
