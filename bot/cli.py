@@ -403,9 +403,8 @@ def say_not_learnt(project: Project) -> None:
     the history files alone) and `bot retrain` learns: told to `bot train` after an edit of nlu.yml, a shop served a
     model without them, ungated, unsaid."""
     from bot.retrain import exported, read_store
-    from finetune.registry import Registry
-
     from dialogues.store import WrittenByNewer
+    from finetune.registry import Registry
 
     if Registry(project.models_dir).readable_current() is None:  # nothing for `bot retrain` to start from
         return
