@@ -2153,7 +2153,9 @@ class Store:
         the process dies, however it dies). See :meth:`adopt`."""
         real = self.path.resolve()  # two servers may name the store by two paths: its real file's folder
         self._servers = real.with_name(f".{real.name}.servers")  # hidden: a backup's `cp dialogues.db*` takes no folder
-        self._servers.mkdir(exist_ok=True)
+        # For this account alone, as the store is: another could open a lock file it may read and hold it, and a
+        # gone server's messages were then never taken over.
+        self._servers.mkdir(mode=0o700, exist_ok=True)
         self.server = uuid.uuid4().hex
         self._serving = self._server_lock(self.server)
         self._serving.acquire(timeout=0)
@@ -2176,7 +2178,7 @@ class Store:
 
     def _server_lock(self, server: str) -> FileLock:
         """``server``'s lock file, in the folder :meth:`serve` made beside the store's real file."""
-        return FileLock(self._servers / f"{server}.lock", thread_local=False)
+        return FileLock(self._servers / f"{server}.lock", mode=0o600, thread_local=False)
 
     def _hold_own_lock(self) -> None:
         """Lock this server's file again if it was deleted, or its folder with it (a cleaner, an rsync --delete):

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from finetune.cache import FILES, changed_file
-from finetune.durable import fsync_path, replaced
+from finetune.durable import fsync_path, owner_only, replaced
 
 
 SETTLED_NS = 1_000_000_000  # how long ago CURRENT must have been written for its name to be kept, not read again
@@ -288,8 +288,9 @@ class Registry:
         it held.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        # Not "w", which would wipe the holder's line; unbuffered, so that a full disk fails the write, not the close
-        with open(self.root / ".lock", "a+b", buffering=0) as fh:
+        # Not "w", which would wipe the holder's line; unbuffered, so that a full disk fails the write, not the close.
+        # For its owner alone: another account that may read it can hold a lock on it, and no training run could start.
+        with open(self.root / ".lock", "a+b", buffering=0, opener=owner_only) as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -1515,6 +1515,21 @@ async def test_what_customers_write_reaches_the_operators_terminal_with_its_cont
     assert listed.output == f"{conversation}\tweb\teve\\x0asomeone-else\\x09web\\x09admin\n"  # one row
 
 
+async def test_the_lock_files_a_server_and_a_training_run_hold_are_their_owners_alone(
+        make_client: Callable[..., Any], common_umask: None) -> None:
+    """A server's lock file (in .dialogues.db.servers/) and the model registry's (models/.lock) took the umask's mode
+    (0644): another account on the machine could open one and hold a lock on it, so that the messages a gone
+    server had kept were never taken over, or no training run nor rollback could start."""
+    client = await make_client()
+    root = client.app[BOT].project.root
+    servers = root / ".dialogues.db.servers"
+    [own] = list(servers.glob("*.lock"))
+    assert servers.stat().st_mode & 0o777 == 0o700 and own.stat().st_mode & 0o777 == 0o600
+    (root / "models" / ".lock").unlink()  # the copied bot's, made before
+    with Registry(root / "models").lock():
+        assert (root / "models" / ".lock").stat().st_mode & 0o777 == 0o600
+
+
 async def test_a_purged_conversations_message_keys_go_once_past_the_retry_window_without_another_message(
         make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """Kept for the platform's retry window after a purge, the keys were deleted only as a later Slack or WeCom
