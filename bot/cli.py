@@ -2133,7 +2133,7 @@ def stats(directory: Path, since: datetime | None, until: datetime | None, chann
     read = compared_with_previous if compare else conversation_stats
     figures = _read_store(project, lambda store: read(store, start, until=end, channel=channel, language=kept))
     if as_json or as_csv:
-        click.echo(json.dumps(figures, ensure_ascii=False) if as_json else figures_as_csv(figures), nl=as_json)
+        click.echo(_json_for_terminal(figures) if as_json else figures_as_csv(figures), nl=as_json)
         _say_if_future(since)
         return
 
@@ -2284,6 +2284,12 @@ def _offset(moment: datetime) -> str:
         return moment.astimezone().isoformat()[-6:]
     except (ValueError, OverflowError):
         return datetime.now().astimezone().isoformat()[-6:]
+
+
+def _json_for_terminal(data: Any) -> str:
+    """``data`` as JSON, Chinese as characters, with DEL and the C1 control characters (U+007F to U+009F) escaped as
+    JSON escapes the C0 ones: a customer's comment holds them as sent, and a terminal may act on U+009B as on ESC [."""
+    return re.sub(r"[\x7f-\x9f]", lambda found: f"\\u{ord(found.group()):04x}", json.dumps(data, ensure_ascii=False))
 
 
 def _shortened(text: str, width: int = 60) -> str:

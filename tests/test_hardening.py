@@ -1507,6 +1507,8 @@ async def test_what_customers_write_reaches_the_operators_terminal_with_its_cont
     assert shown[:59] in stats.output and "\x1b" not in stats.output and "\x07" not in stats.output
     as_csv = CliRunner().invoke(cli, ["stats", str(root), "--csv"], color=True)
     assert f"top_complaints.{shown},1" in as_csv.output.splitlines()
+    as_json = CliRunner().invoke(cli, ["stats", str(root), "--json"], color=True)
+    assert "\x9b" not in as_json.output and json.loads(as_json.output)["top_complaints"] == {comment: 1}
     review = CliRunner().invoke(cli, ["review", str(root)], input="q\n", color=True)
     assert review.exit_code == 0, review.output
     assert f"said wrong: “{shown}”" in review.output and "\x07" not in review.output
