@@ -2911,6 +2911,8 @@ def test_what_the_agents_console_told_its_agent_is_not_told_again_after_a_collea
     you a customer" showed again in his header, of a customer he had opened."""
     cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
     page.get_by_label("Your name").fill("Lee")
+    page.clock.run_for(3_100)  # Lee's inbox read once: what it holds is known
+    wait_until(page, "state.refreshing === 0")
     released = {"conversation_id": f"console-{next(PAGE_NUMBERS)}", "by": "Ana", "to": None, "handed_back": False,
                 "at": time.time()}
     lees = {"taken": [released], "passed": [{"conversation_id": cid, "by": "Kim", "at": time.time()}]}
@@ -3090,6 +3092,64 @@ def test_a_name_typed_in_the_agents_console_keeps_nothing_for_its_letters_typed_
     assert {key.partition(":")[2] for key in kept} == {"lee"}
     assert cid in json.loads(page.evaluate('localStorage.getItem("deskbot-passed-seen:lee")'))  # shown, so seen
     context.close()
+
+
+def lees_customer_released_by_ana(api: SimpleNamespace) -> str:
+    """A customer Lee took over and Ana, a lead, released to the queue: a move in the inbox's ``taken`` for Lee."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "/handoff")
+    api.admin(f"/admin/conversations/{cid}/handoff", token="lee-own-token")
+    api.admin(f"/admin/conversations/{cid}/release?agent=Ana&force=true")
+    return cid
+
+
+def test_a_browser_new_to_an_agent_tells_them_only_of_the_moves_made_since_it_opened(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace) -> None:
+    """Lee, signing in on a browser he had never used, was told as news the moves a lead had made of his customers up to
+    a day before ("Ana released your customer to the queue (+3)"). What his inbox holds as the console opens is known;
+    a move made after it is told, and so is one made while the console was closed, once it had opened there."""
+    before = lees_customer_released_by_ana(api)
+    assert before in [t["conversation_id"] for t in api.get("/admin/conversations?agent=Lee&limit=0")["taken"]]
+    context = open_console(chromium, server, "lee-own-token", before, clock=True)
+    page = context.pages[0]
+    wait_until(page, "state.refreshing === 0")
+    expect(page.locator(".arrivals")).not_to_contain_text("your customer")
+    expect(page.locator(".status")).to_have_text("")
+    told = re.compile(r"^Ana released your customer to the queue( · \d+ customers? waiting)?$")  # one move, not (+1)
+    lees_customer_released_by_ana(api)
+    page.clock.run_for(3_100)  # the next refresh
+    expect(page.locator(".arrivals")).to_have_text(told)
+    page.close()
+    lees_customer_released_by_ana(api)  # while the console is closed
+    page = sign_in_again(context, server, "lee-own-token")
+    expect(page.locator(".arrivals")).to_have_text(told)
+    context.close()
+
+
+def sign_in_again(context: Any, server: LiveServer, token: str) -> Any:
+    """A new tab of ``context``'s browser, its console signed in with ``token`` (the tab's token is its own)."""
+    page = context.new_page()
+    page.goto(f"{server.url}/agent?lang=en")
+    page.locator("#token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    return page
+
+
+def test_an_agent_with_a_token_of_their_own_is_told_of_a_move_made_while_their_console_was_closed(
+        chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace) -> None:
+    """Kim, signed in with her own token, had no customer moved by anyone while her console was open: nothing was kept
+    for her name, and a lead's release of her customer while it was closed was taken as known when it opened again."""
+    context = open_console(chromium, server, web_demo_bot.agent_token, clock=True)
+    page = context.pages[0]
+    news: dict[str, Any] = {"taken": []}
+    answered = inbox_saying(context, news)
+    refreshed(page, answered)
+    page.close()
+    news["taken"] = [{"conversation_id": f"console-{next(PAGE_NUMBERS)}", "by": "Ana", "to": None, "handed_back": False,
+                      "at": time.time()}]
+    page = sign_in_again(context, server, web_demo_bot.agent_token)
+    expect(page.locator(".arrivals")).to_have_text("Ana released your customer to the queue")
+    close_console(context)
 
 
 def test_a_handback_the_agents_console_made_with_the_admin_token_is_not_told_back_to_it_as_a_leads(
