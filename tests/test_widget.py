@@ -3152,6 +3152,33 @@ def test_an_agent_with_a_token_of_their_own_is_told_of_a_move_made_while_their_c
     close_console(context)
 
 
+def test_what_the_agents_console_kept_for_the_browser_alone_becomes_its_agents_and_is_gone(
+        chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace) -> None:
+    """What deskbot kept for the browser before it kept it per agent's name was read as a start for every name that had
+    none of its own, for good: Kim, at Lee's desk, had Lee's customers seen, and was never shown the one passed to
+    her. It is moved once to the name the browser kept, Lee's, and taken away."""
+    context = open_console(chromium, server, web_demo_bot.admin_token, clock=True)
+    page = context.pages[0]
+    passed = {"conversation_id": f"console-{next(PAGE_NUMBERS)}", "by": "Ana", "at": time.time()}
+    seen = json.dumps({passed["conversation_id"]: passed["at"]})
+    page.evaluate("([seen]) => { localStorage.setItem('deskbot-agent-name', 'Lee');"
+                  "localStorage.setItem('deskbot-passed-seen', seen); localStorage.setItem('deskbot-taken-told', '{}'); }",
+                  [seen])
+    page.close()
+    inbox_saying(context, {"taken": [], "passed": [passed]})
+    page = sign_in_again(context, server, web_demo_bot.admin_token)
+    expect(page.get_by_label("Your name")).to_have_value("Lee")
+    wait_until(page, "state.refreshes > 0 && state.refreshing === 0")
+    assert page.evaluate("[localStorage.getItem('deskbot-passed-seen'), localStorage.getItem('deskbot-taken-told')]") \
+        == [None, None]
+    assert json.loads(page.evaluate("localStorage.getItem('deskbot-passed-seen:lee')")) == json.loads(seen)
+    expect(page.locator("header .passed")).to_be_hidden()  # seen by Lee
+    page = sign_in_again(context, server, web_demo_bot.agent_token)  # Kim, at Lee's desk
+    expect(page.get_by_label("Your name")).to_have_value("Kim")
+    expect(page.locator("header .passed")).to_have_text("Ana passed you a customer: open")
+    close_console(context)
+
+
 def test_a_handback_the_agents_console_made_with_the_admin_token_is_not_told_back_to_it_as_a_leads(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """Made with the admin token in the name of Lee, who has a token of his own, Lee's handback is kept as the admin's,
