@@ -3179,6 +3179,37 @@ def test_what_the_agents_console_kept_for_the_browser_alone_becomes_its_agents_a
     close_console(context)
 
 
+def test_a_new_name_in_the_agents_console_takes_the_last_agents_passed_marks_off_the_list_at_once(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Lee's "Kim passed you a customer" stayed on the list after Bob typed his name over Lee's, until a refresh drew
+    it again; and where a refresh was out as he typed it, Bob's own marks waited for the refresh after."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    passed = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(passed, "/handoff")
+    news = {"Lee": "Kim", "Bob": "Ana"}
+    answered: list[str] = []
+
+    def inbox(route: Any) -> None:
+        response = route.fetch()
+        agent = parse_qs(urlsplit(route.request.url).query).get("agent", [""])[0]
+        by = news.get(agent)
+        route.fulfill(response=response, json={**response.json(), "taken": [], "passed": [
+            {"conversation_id": passed, "by": by, "at": time.time()}] if by else []})
+        answered.append(agent)
+    context.route(re.compile(r"/admin/conversations\?limit=\d+&status=handed_off&"), inbox)
+    page.get_by_label("Your name").fill("Lee")
+    refreshed(page, answered)
+    mark = page.locator(f'.list li[data-id="{passed}"].passed .meta')
+    expect(mark).to_contain_text("Kim passed you a customer · web")
+    answer, _ = a_timed_refresh_held(context, page)  # Lee's inbox, read as he gives the desk to Bob
+    page.get_by_label("Your name").fill("Bob")
+    expect(page.locator(".list li.passed")).to_have_count(0)
+    expect(page.locator(f'.list li[data-id="{passed}"] .meta')).not_to_contain_text("passed you")
+    answer()
+    expect(mark).to_contain_text("Ana passed you a customer · web")  # read for Bob at once, the clock held
+    close_console(context)
+
+
 def test_a_handback_the_agents_console_made_with_the_admin_token_is_not_told_back_to_it_as_a_leads(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """Made with the admin token in the name of Lee, who has a token of his own, Lee's handback is kept as the admin's,
