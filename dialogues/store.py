@@ -75,6 +75,13 @@ def now() -> float:
     return time.time()
 
 
+def _add_column(db: sqlite_utils.Database, table: str, column: str, kind: type) -> None:
+    """Add ``column`` to ``table`` unless it is there already, which SQLite would refuse: a store that took a withdrawn
+    migration (see ``_v10``) may hold a column before the migration that adds it now."""
+    if column not in db[table].columns_dict:
+        db[table].add_column(column, kind)
+
+
 def _v1(db: sqlite_utils.Database) -> None:
     db["conversations"].create(
         {"id": str, "channel": str, "user": str, "status": str, "slots": str, "fallbacks": int, "created": float, "updated": float},
@@ -143,8 +150,7 @@ def _v7(db: sqlite_utils.Database) -> None:
 def _v8(db: sqlite_utils.Database) -> None:
     """An agent's reply that its customer's platform refused, or could not be reached for: kept in the
     transcript, marked, and no end to the customer's wait."""
-    if "undelivered" not in db["turns"].columns_dict:
-        db["turns"].add_column("undelivered", int)
+    _add_column(db, "turns", "undelivered", int)
 
 
 def _v9(db: sqlite_utils.Database) -> None:
@@ -163,21 +169,18 @@ def _v10(db: sqlite_utils.Database) -> None:
 def _v11(db: sqlite_utils.Database) -> None:
     """When a kept platform message was answered: its key stays for the platform's retry window, so that a
     redelivery reaching the next server (one killed before its acknowledgement went out) is not answered again."""
-    if "answered" not in db["pending"].columns_dict:
-        db["pending"].add_column("answered", float)
+    _add_column(db, "pending", "answered", float)
 
 
 def _v12(db: sqlite_utils.Database) -> None:
     """The server that kept a platform message and answers it (see ``Store.adopt``); null for one kept before."""
-    if "owner" not in db["pending"].columns_dict:
-        db["pending"].add_column("owner", str)
+    _add_column(db, "pending", "owner", str)
 
 
 def _v13(db: sqlite_utils.Database) -> None:
     """The bot's answer to a kept platform message, logged and not sent yet (see ``Store.delivered``): a server
     killed while sending it, or stopped before the platform took it, leaves it for the next to send."""
-    if "reply_turn" not in db["pending"].columns_dict:
-        db["pending"].add_column("reply_turn", int)
+    _add_column(db, "pending", "reply_turn", int)
 
 
 def _v14(db: sqlite_utils.Database) -> None:
@@ -186,8 +189,7 @@ def _v14(db: sqlite_utils.Database) -> None:
     delivered a second time. Unique within a conversation; null for a reply sent without one. A customer's
     message from a platform holds its platform key (``Store.receive``), which an edit or a deletion there finds
     it by (``Store.replace_message``)."""
-    if "request_key" not in db["turns"].columns_dict:
-        db["turns"].add_column("request_key", str)
+    _add_column(db, "turns", "request_key", str)
     db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_turns_request_key ON turns (conversation_id, request_key) "
                "WHERE request_key IS NOT NULL")
 
@@ -210,8 +212,7 @@ def _v16(db: sqlite_utils.Database) -> None:
     ``/resume`` payload) while a customer waited, so those turns are marked ``busy``: a customer told before
     the upgrade is not told again in the same wait. (A takeover notice, which carries the same button, was
     stored only by the unreleased builds that added it, and counts as told once, as it did there.)"""
-    if "notice" not in db["turns"].columns_dict:
-        db["turns"].add_column("notice", str)
+    _add_column(db, "turns", "notice", str)
     # LIKE first: a large store's every bot turn is not parsed as JSON, only those that may hold the button
     db.execute("""UPDATE turns SET notice = 'busy' WHERE role = 'bot' AND notice IS NULL """
                """AND buttons LIKE '%/resume%' AND EXISTS """
@@ -231,8 +232,7 @@ def _v18(db: sqlite_utils.Database) -> None:
     """The agent who took a conversation over or handed it back (``Store.set_status``'s ``agent``): a second agent
     opening the inbox saw nothing of who had the customer, and answered them too. Null before, and for a change
     the customer or the bot made."""
-    if "agent" not in db["handoffs"].columns_dict:
-        db["handoffs"].add_column("agent", str)
+    _add_column(db, "handoffs", "agent", str)
 
 
 def _v19(db: sqlite_utils.Database) -> None:
@@ -247,29 +247,25 @@ def _v20(db: sqlite_utils.Database) -> None:
     """A bot reply's custom payloads (JSON: an action's json_message, a response's custom:), which the web chat passed
     on to its page: a reloaded chat hands them on again, and the agents' transcript shows them. Null before, and for
     a reply without any; a reply of payloads alone kept before reads CUSTOM_PLACEHOLDER with none."""
-    if "custom" not in db["turns"].columns_dict:
-        db["turns"].add_column("custom", str)
+    _add_column(db, "turns", "custom", str)
 
 
 def _v21(db: sqlite_utils.Database) -> None:
     """Whether an action took the customer's message back (Exchange.reverted): 1 if so, null before and otherwise."""
-    if "reverted" not in db["predictions"].columns_dict:
-        db["predictions"].add_column("reverted", int)
+    _add_column(db, "predictions", "reverted", int)
 
 
 def _v22(db: sqlite_utils.Database) -> None:
     """When the agent a handoff names took the customer over after it (``Store._claim``): the agent who has a customer
     is who replied last since then, so that a lead's forced takeover makes a colleague's customer the lead's, not the
     colleague's who had replied. Null before, and for a handoff whose agent took it over as it was handed off."""
-    if "taken" not in db["handoffs"].columns_dict:
-        db["handoffs"].add_column("taken", float)
+    _add_column(db, "handoffs", "taken", float)
 
 
 def _v23(db: sqlite_utils.Database) -> None:
     """Whether an action started the conversation afresh on the customer's message (Exchange.restarted): 1 if so, null
     before and otherwise."""
-    if "restarted" not in db["predictions"].columns_dict:
-        db["predictions"].add_column("restarted", int)
+    _add_column(db, "predictions", "restarted", int)
 
 
 def _v24(db: sqlite_utils.Database) -> None:
@@ -329,8 +325,7 @@ def _v27(db: sqlite_utils.Database) -> None:
 def _v28(db: sqlite_utils.Database) -> None:
     """When an internal note was last edited by its author (``Store.edit_note``): the colleagues who read it before
     see it changed. Null before, and for a note never edited."""
-    if "edited" not in db["notes"].columns_dict:
-        db["notes"].add_column("edited", float)
+    _add_column(db, "notes", "edited", float)
 
 
 def _v29(db: sqlite_utils.Database) -> None:
@@ -342,16 +337,14 @@ def _v29(db: sqlite_utils.Database) -> None:
 def _v30(db: sqlite_utils.Database) -> None:
     """The Rasa form an action activated (``ActiveLoop("order_form")``) while it waits for an answer (see
     ``Exchange.active_form``): the action's tracker names it as its active loop, as Rasa's does."""
-    if "active_form" not in db["conversations"].columns_dict:
-        db["conversations"].add_column("active_form", str)
+    _add_column(db, "conversations", "active_form", str)
 
 
 def _v31(db: sqlite_utils.Database) -> None:
     """A bot reply's messages in the order an action sent them (JSON, ``Exchange.messages``), where its text and custom
     would change it (a text after a payload): a reloaded web chat showed the action's two texts joined in one bubble.
     Null before, and for any other reply."""
-    if "messages" not in db["turns"].columns_dict:
-        db["turns"].add_column("messages", str)
+    _add_column(db, "turns", "messages", str)
 
 
 def _v32(db: sqlite_utils.Database) -> None:
@@ -374,8 +367,7 @@ def _v33(db: sqlite_utils.Database) -> None:
     """The web client's own id of a customer's message (``Exchange.message_id``), which its Retry sends again: a
     server started since (a deploy) answers it with the reply kept (``Store.answer_to``), where it answered it anew
     and kept the message twice. Not unique: a client may use an id again in a later message, and that is answered."""
-    if "message_id" not in db["turns"].columns_dict:
-        db["turns"].add_column("message_id", str)
+    _add_column(db, "turns", "message_id", str)
     db.execute("CREATE INDEX IF NOT EXISTS idx_turns_message_id ON turns (conversation_id, message_id) "
                "WHERE message_id IS NOT NULL")
 
@@ -401,16 +393,14 @@ def _v36(db: sqlite_utils.Database) -> None:
     """A kept platform message as the agents read it (``Store.receive``'s ``shown``), where the model reads it
     otherwise: the next server to answer it wrote the model's words into the transcript, "@someone" for each person a
     Slack customer had named, and without the picture that came with them."""
-    if "shown" not in db["pending"].columns_dict:
-        db["pending"].add_column("shown", str)
+    _add_column(db, "pending", "shown", str)
 
 
 def _v37(db: sqlite_utils.Database) -> None:
     """The server answering each claimed web message (``Store.claim``): a server killed mid-answer left its claim to
     stand for ``CLAIM_STALE_S``, and a Retry reaching another server waited that long; a gone server's claim is
     taken at once now, as its kept platform messages are (:meth:`Store.adopt`)."""
-    if "server" not in db["answering"].columns_dict:
-        db["answering"].add_column("server", str)
+    _add_column(db, "answering", "server", str)
 
 
 def _v38(db: sqlite_utils.Database) -> None:
@@ -419,8 +409,7 @@ def _v38(db: sqlite_utils.Database) -> None:
     hear without pushing it twice (:meth:`Store.said_elsewhere`). An agent's reply sent through one server reached only
     the sockets open on that one, and a customer whose socket was on another heard it at their next reload."""
     for table in ("turns", "handoffs", "takeovers"):
-        if "server" not in db[table].columns_dict:
-            db[table].add_column("server", str)
+        _add_column(db, table, "server", str)
 
 
 # An agent's handback of a customer someone else had (``_v39``): a lead's, which ``Store.taken_from`` tells that agent
@@ -432,8 +421,7 @@ def _v39(db: sqlite_utils.Database) -> None:
     """The agent who had a customer an agent handed back to the bot (``Store.set_status``'s handback): a lead's handback
     with the admin token was kept as the admin's alone, and nothing said whose customer it had been, nor told that agent
     (``Store.taken_from``). Null before, and for a customer nobody had or the customer's own handback."""
-    if "previous" not in db["handoffs"].columns_dict:
-        db["handoffs"].add_column("previous", str)
+    _add_column(db, "handoffs", "previous", str)
     db.execute(f"CREATE INDEX IF NOT EXISTS idx_handoffs_handed_back ON handoffs (conversation_id) WHERE {_HANDED_BACK}")
 
 

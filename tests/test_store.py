@@ -1636,6 +1636,37 @@ def test_a_store_at_schema_8_without_the_undelivered_column_gets_it(tmp_path: Pa
     migrated.close()
 
 
+def _affinity(declared: str) -> str:
+    """The type affinity SQLite gives a column declared ``declared`` (https://sqlite.org/datatype3.html, 3.1)."""
+    name = declared.upper()
+    for parts, affinity in ((("INT",), "INTEGER"), (("CHAR", "CLOB", "TEXT"), "TEXT"), (("BLOB",), "BLOB"),
+                            (("REAL", "FLOA", "DOUB"), "REAL")):
+        if any(part in name for part in parts):
+            return affinity
+    return "BLOB" if not name else "NUMERIC"
+
+
+def test_a_migration_that_finds_its_column_there_leaves_the_schema_as_it_was(tmp_path: Path) -> None:
+    """A store may hold a column before the migration that adds it runs (one a withdrawn migration added, see
+    ``_v10``): each migration that adds a column adds it once, with the type affinity the store reads it with (by
+    SQLite's rules: sqlite-utils names a float column FLOAT or REAL by its version)."""
+    store = Store(tmp_path / "dialogues.db")
+    schema = store.db.execute("SELECT type, name, sql FROM sqlite_master ORDER BY type, name").fetchall()
+    for version in (8, 11, 12, 13, 14, 18, 20, 21, 22, 23, 28, 30, 31, 33, 36, 37, 38, 39):
+        MIGRATIONS[version - 1](store.db)
+    assert store.db.execute("SELECT type, name, sql FROM sqlite_master ORDER BY type, name").fetchall() == schema
+    added = {"turns": {"undelivered": "INTEGER", "request_key": "TEXT", "notice": "TEXT", "custom": "TEXT",
+                       "messages": "TEXT", "message_id": "TEXT", "server": "TEXT"},
+             "pending": {"answered": "REAL", "owner": "TEXT", "reply_turn": "INTEGER", "shown": "TEXT"},
+             "handoffs": {"agent": "TEXT", "taken": "REAL", "server": "TEXT", "previous": "TEXT"},
+             "predictions": {"reverted": "INTEGER", "restarted": "INTEGER"}, "notes": {"edited": "REAL"},
+             "conversations": {"active_form": "TEXT"}, "answering": {"server": "TEXT"}, "takeovers": {"server": "TEXT"}}
+    for table, columns in added.items():
+        declared = {row[1]: _affinity(row[2]) for row in store.db.execute(f"PRAGMA table_info({table})").fetchall()}
+        assert {column: declared.get(column) for column in columns} == columns, table
+    store.close()
+
+
 def test_an_agent_reply_kept_under_its_key_is_not_stored_again_after_the_migration(tmp_path: Path) -> None:
     path = tmp_path / "dialogues.db"
     store = Store(path)
