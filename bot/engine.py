@@ -75,6 +75,14 @@ RASA_MESSAGE_KEYS = {"text", "buttons", "quick_replies", "elements", "custom", "
 T = TypeVar("T")
 
 
+class Waiting(NamedTuple):
+    """What waits on the customer's answer as an action's tracker names it (:func:`~bot.actions.action_call`): the
+    action that asked a question, and the Rasa form active with it (``ActiveLoop("order_form")``)."""
+
+    loop: str | None = None
+    form: str | None = None
+
+
 class Unheard(NamedTuple):
     """A conversation as it was before the customer's message, which an action's ``UserUtteranceReverted`` puts
     back, as Rasa forgets the message."""
@@ -82,6 +90,11 @@ class Unheard(NamedTuple):
     slots: dict[str, Any]
     loop: str | None  # the action waiting for an answer
     form: str | None  # the form active with it
+
+    @property
+    def waiting(self) -> Waiting:
+        """The action waiting and the form active before the message, as the trackers name them."""
+        return Waiting(self.loop, self.form)
 
 
 def typed_entities(project: Project, text: str) -> list[dict[str, Any]]:
@@ -430,7 +443,8 @@ class Bot:
                 and self._answers(loop, text, filled, entities[filled], analysis):
             decision, answered = self._back_to(loop), filled
         elif loop and requested and not ignoring and (
-                validated := await self._extracted(turn, text, analysis, slots, read, (loop, unheard.form), requested)):
+                validated := await self._extracted(turn, text, analysis, slots, read, Waiting(loop, unheard.form),
+                                                   requested)):
             decision, answered = self._back_to(loop), requested
         elif loop and ((acknowledges(text) and not drops_it(text)) or lacks_answer(text)
                        or requested in given - set(entities)):
@@ -527,14 +541,14 @@ class Bot:
         return typed_entities(self.project, text)
 
     async def _extracted(self, turn: Turn, text: str, analysis: Analysis, slots: dict[str, Any],
-                         read: list[dict[str, Any]], waiting: tuple[str, str | None], requested: str) -> ActionResult | None:
+                         read: list[dict[str, Any]], waiting: Waiting, requested: str) -> ActionResult | None:
         """The answer to the question ``loop`` waits on, as its validation action (``validate_<loop>``) reads it in a
         message that gives no entity's value for it: a typed email its ``FormValidationAction``'s ``extract_<slot>``
         takes, as Rasa's form runs ``validate_<form>`` on every message while it is active. Such an answer got the
         fallback, and ended the wait. None where there is no validation action, or it sets nothing for the slot (no
         answer), or fails; a value it rejects (None) is an answer the action asks again for, as in Rasa. ``waiting``: the
-        action waiting (``loop``) and the form active with it."""
-        loop = waiting[0]
+        action waiting (``loop``, which there is) and the form active with it."""
+        loop = waiting.loop
         validator = await self.actions.validator(loop)
         if validator is None:
             return None
@@ -731,7 +745,7 @@ class Bot:
         # the Rasa form active, which the trackers name: ended by a message that is no answer, as the wait is
         form = unheard.form if decision.action == unheard.loop else None
         forms = self.config.actions.forms
-        waiting = (unheard.loop, unheard.form)  # the action waiting and the form active, as the trackers name them
+        waiting = unheard.waiting
         parts: list[Rendered] = []  # each message as it was sent, for a channel to send them in that order
         afresh = False  # a Restarted or a restart follow-up: later trackers start after it
         custom: list[Any] = []  # the json_message payloads the customer's channel passes on (passed_on)
@@ -771,7 +785,8 @@ class Bot:
             try:
                 if name in forms:
                     checked = None if run else validated
-                    if checked is None and name not in waiting:  # the form starts, with what fills its slots already
+                    # the form starts, with what fills its slots already
+                    if checked is None and name not in (waiting.loop, waiting.form):
                         checked = await self._validate_prefilled(name, slots, call_for, deadline - clock.time())
                         if checked is not None:
                             slots.update(checked.slots)
@@ -802,9 +817,9 @@ class Bot:
                 loop = (form if form in forms else name) if result.slots[REQUESTED_SLOT] else None
             if result.loop_ended:
                 loop = None
-                waiting = (None, None)  # a follow-up (the form's submit action) runs with no form active, as in Rasa
+                waiting = Waiting()  # a follow-up (the form's submit action) runs with no form active, as in Rasa
             elif name in forms and loop == name:
-                waiting = (name, name)  # its action_ask_<slot>, run next, has it as the active loop, as in Rasa
+                waiting = Waiting(name, name)  # its action_ask_<slot>, run next, has it as the active loop, as in Rasa
             show(result)
             self._name_unknown_intents(name, [b for m in result.messages for b in m.get("buttons") or []])
             if result.paused:
@@ -930,7 +945,7 @@ class Bot:
 
     def _message_call(self, action: str, turn: Turn, text: str, analysis: Analysis, slots: dict[str, Any],
                       read: list[dict[str, Any]], past: list[dict[str, Any]], earlier: Sequence[dict[str, Any]] = (),
-                      waiting: tuple[str | None, str | None] = (None, None)) -> dict[str, Any]:
+                      waiting: Waiting = Waiting()) -> dict[str, Any]:
         """The call of ``action`` on the customer's message (:func:`~bot.actions.action_call`), which its tracker lists
         as the classifier read it, as Rasa's latest_message gives it: an answer to an action's question is run by the
         asking action's intent, which is not what the customer's message said. ``read``: the message's entities;
@@ -939,7 +954,7 @@ class Bot:
         prediction = analysis.prediction
         return action_call(action, turn.conversation_id, text, prediction.intent or "", prediction.confidence,
                            prediction.ranking, slots, read, action_domain(self.project), turn.channel, turn.metadata,
-                           earlier, past, *waiting)
+                           earlier, past, waiting.loop, waiting.form)
 
     async def _past_events(self, conversation_id: str) -> list[dict[str, Any]]:
         """The conversation's latest ``TRACKER_TURNS`` turns as an action's tracker lists them (``past_events``)."""
