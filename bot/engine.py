@@ -396,7 +396,7 @@ class Bot:
         """The reply to ``turn``, in the order a message takes: the conversation's slots, language and script; a
         resume, or silence while an agent has it (:meth:`_resumed_or_held`); the model's analysis and the entities;
         the decision (a request for a person, the end or an answer of the form waiting, else the reply policy's
-        :func:`decide`); the action it runs, if any; then the exchange logged (:meth:`_log`)."""
+        :func:`decide`); the action it runs, if any; then the exchange logged (:meth:`_logged_reply`)."""
         text = normalise(turn.text)
         conversation = await self.reader.submit(turn.conversation_id) if self.reader else None
         if conversation is None:
@@ -476,6 +476,15 @@ class Bot:
         if decision.kind == "handoff":
             decision = self._handoff_allowed(turn, decision, language, script)
         decision = self._in_script(_said_first(checked, decision) if checked is not None else decision, language, script)
+        return await self._logged_reply(turn, text, analysis, decision, conversation, slots, fallbacks, language, script,
+                                        corrects)
+
+    async def _logged_reply(self, turn: Turn, text: str, analysis: Analysis, decision: Decision,
+                            conversation: dict[str, Any] | None, slots: dict[str, Any], fallbacks: int,
+                            language: Language, script: Script | None, corrects: bool) -> Reply:
+        """The reply ``decision`` makes to the message, once the exchange is logged (:meth:`_log`, which takes
+        ``conversation``, ``slots`` and the ``fallbacks`` before it as they are): where the message only ``corrects``
+        the bot's last answer, that answer is voted down, for review; where the store kept no reply, none."""
         reply = Reply(decision.text, decision.intent, decision.confidence, decision.kind, decision.buttons,
                       analysis.prediction.ranking, language=language, script=script, custom=decision.custom,
                       parts=[{"text": p.text, "custom": p.custom} for p in decision.parts])
