@@ -349,10 +349,7 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
             answer = "an agent's answer goes in the column named \"answer\"" if from_csv else \
                 "a line's agent answer goes under \"answer\""
             click.echo(f"Not read: {keys}; {answer}.", err=True)
-        if taken:
-            say_kept(directory, BOT_FILES)
-        if stale:
-            click.echo(stale, err=True)
+        say_replaced(directory, written, taken, stale)
         return
     with resources.as_file(source) as src:
         files = {name: (src / name).read_text(encoding="utf-8") for name in written}
@@ -362,10 +359,7 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
         cannot_create(directory, exc)
     made = "the demo bot" if demo else "a starter bot in Chinese" if language == "zh" else "a starter bot"
     click.echo(f"Created {made} in {directory}. Next: bot train {shell(directory)}")
-    if taken:
-        say_kept(directory, written)
-    if stale:
-        click.echo(stale, err=True)
+    say_replaced(directory, written, taken, stale)
 
 
 def cannot_create(directory: Path, exc: OSError) -> NoReturn:
@@ -373,6 +367,16 @@ def cannot_create(directory: Path, exc: OSError) -> NoReturn:
     the file only when it is not the bot's folder itself: 'x: x: Not a directory' said the folder twice."""
     file = f"{exc.filename}: " if exc.filename and Path(exc.filename) != directory else ""
     fail(f"cannot create the bot in {directory}: {file}{exc.strerror or exc}")
+
+
+def say_replaced(directory: Path, written: Sequence[str], taken: Sequence[str], stale: str) -> None:
+    """After `bot init --force` wrote ``written`` over the bot's files ``taken``, name what it left of that bot
+    (:func:`say_kept`) and what of it still answers from the data replaced (``stale``: its trained versions, its
+    held-out examples; empty when none)."""
+    if taken:
+        say_kept(directory, written)
+    if stale:
+        click.echo(stale, err=True)
 
 
 def say_kept(directory: Path, written: Sequence[str]) -> None:
