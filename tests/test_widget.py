@@ -371,6 +371,30 @@ def test_message_reply_and_history_after_reload(open_widget: Any, api: SimpleNam
     expect(page.locator(".msg.bot")).to_have_count(2)  # no greeting over an existing conversation
 
 
+@pytest.mark.parametrize("kept", ["{", "null", "7", "[]", '{"conversation": "CID", "messages": 7, "out": "x"}'])
+def test_whatever_the_sites_storage_holds_under_the_widgets_keys_the_chat_starts(open_widget: Any, kept: str) -> None:
+    """Another script of the shop's site shares the widget's storage: what it leaves under the keys the widget reads as
+    JSON (broken, null, a number, a list, fields of the wrong type) is read as nothing kept, not a chat that never
+    starts."""
+    widget = open_widget()
+    page = widget.page
+    widget.send("my parcel never arrived")
+    expect(widget.bot_replies()).to_have_count(1)
+    cid = widget.conversation_id()
+    page.evaluate("""([kept]) => {
+        const prefix = Object.keys(localStorage).find((k) => k.endsWith(":conversation")).replace(/conversation$/, "");
+        for (const key of ["signed-in", "titles", "language", "out", "kept"]) {
+            localStorage.setItem(prefix + key, kept);
+            sessionStorage.setItem(prefix + key, kept);
+        }
+    }""", [kept.replace("CID", cid)])
+    page.reload()
+    expect(page.locator(".msg.user .bubble")).to_have_text(["my parcel never arrived"])
+    assert widget.conversation_id() == cid
+    widget.send("thanks")
+    expect(widget.bot_replies()).to_have_count(2)
+
+
 def test_quick_reply_sends_its_payload_and_shows_its_title(open_widget: Any, api: SimpleNamespace) -> None:
     """Also in another tab of the conversation, open before the click: it showed the payload."""
     widget = open_widget()

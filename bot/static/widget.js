@@ -358,6 +358,14 @@
       set(key, value) {
         try { storage().setItem(`${storageKey}:${key}`, value); } catch { memory[key] = value; }
       },
+      // The object kept as JSON under ``key``, else ``fallback``: what another script of the site (or a hand in the
+      // developer tools) left there must not stop the chat from starting.
+      json(key, fallback) {
+        try {
+          const value = JSON.parse(this.get(key));
+          return value !== null && typeof value === "object" && !Array.isArray(value) ? value : fallback;
+        } catch { return fallback; }
+      },
     };
   }
   const store = storeIn(() => localStorage); // the site's tabs share it
@@ -385,7 +393,7 @@
   // The conversation a page opens on: the site's tabs', but a signed-in customer's own (``signed-in``, kept as it is
   // answered), which a visitor's tab of the site that started a conversation since would have taken from their view.
   function keptConversation() {
-    const theirs = JSON.parse(store.get("signed-in") || "null");
+    const theirs = store.json("signed-in", null);
     if (theirs && user.user_hash && theirs.user === customerId()) return theirs.id;
     return store.get("conversation") && sharedConversation(store.get("conversation")).id;
   }
@@ -399,7 +407,7 @@
   // another tab: read afresh each time, as another tab may have saved one since. No prototype: a message
   // that reads "constructor" must not find Object's.
   function savedTitles() {
-    return Object.assign(Object.create(null), JSON.parse(store.get("titles") || "{}"));
+    return Object.assign(Object.create(null), store.json("titles", {}));
   }
   const shownAs = (text) => savedTitles()[text] || text;
   function rememberTitle(payload, title) {
@@ -935,7 +943,7 @@
   }).observe(document.documentElement, { attributes: true, attributeFilter: ["lang"] });
   // The language the customer wrote in, if this conversation has one
   function customerLanguage() {
-    const kept = JSON.parse(store.get("language") || "{}");
+    const kept = store.json("language", {});
     return kept.conversation === conversationId ? kept : null;
   }
 
@@ -1582,8 +1590,8 @@
   const RESUME_MS = 60000; // as long as a message's request waits for its answer
   // The messages of this conversation out, as kept in ``storage``, that may still be answered
   function savedOut(storage) {
-    const saved = JSON.parse(storage.get("out") || "{}");
-    return saved.conversation === conversationId ? (saved.out || []).filter((m) => m.at + RESUME_MS > Date.now()) : [];
+    const saved = storage.json("out", {});
+    return saved.conversation === conversationId ? (Array.isArray(saved.out) ? saved.out : []).filter((m) => m.at + RESUME_MS > Date.now()) : [];
   }
 
   // The messages this tab had out when it was reloaded, or another tab has out as this one opens, shown out below
@@ -1756,8 +1764,8 @@
 
   // The messages kept with the conversation this tab is in (keep()): none for any other.
   function keptMessages() {
-    const saved = JSON.parse(store.get("kept") || "{}");
-    return saved.conversation === conversationId ? saved.messages || [] : [];
+    const saved = store.json("kept", {});
+    return saved.conversation === conversationId && Array.isArray(saved.messages) ? saved.messages : [];
   }
 
   // Those messages shown again above the history: sent before anything the conversation holds, they were shown there.
