@@ -361,7 +361,7 @@ class Bot:
             while not await self._store(store.take_turn, conversation_id, time.time() - TURN_STALE_S):
                 await asyncio.sleep(TURN_POLL_S)
             yield
-        finally:  # also where a turn cancelled (its client gone) while it waited took the turn as it was cancelled:
+        finally:  # also where a turn cancelled (its server stopping) while it waited took the turn as it was cancelled:
             # the store's one thread ends it after taking it
             try:
                 await self._store(store.end_turn, conversation_id)
