@@ -2336,6 +2336,31 @@ async def test_slack_unavailable_is_tried_again_and_a_refused_post_is_not(slack:
     assert len(slack.api.calls) == 5 and len(slack.posts) == 1
 
 
+async def test_a_redirect_from_slacks_api_url_is_not_followed(aiohttp_server: Any) -> None:
+    """A 307 from api_url (a proxy's, a mistyped address) had this server post the customer's answer to whatever
+    address it named, one on the server's own network included."""
+    elsewhere: list[str] = []
+
+    async def collect(request: web.Request) -> web.Response:
+        elsewhere.append(await request.text())
+        return web.json_response({"ok": True, "ts": "1.1"})
+
+    other = web.Application()
+    other.router.add_post("/api/chat.postMessage", collect)
+    collector = await aiohttp_server(other)
+
+    async def post_message(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect(str(collector.make_url("/api/chat.postMessage")))
+
+    app = web.Application()
+    app.router.add_post("/api/chat.postMessage", post_message)
+    channel = make_channel(FakeBot(), str((await aiohttp_server(app)).make_url("/api/")))
+    with pytest.raises(SlackAPIError, match="chat.postMessage: HTTP 307"):
+        await channel.send(f"slack:T1:C1:{TS}", "Your order 55667 ships to 12 Main Street.")
+    await channel.close()
+    assert elsewhere == []
+
+
 async def test_a_message_slack_may_have_posted_is_told_apart_from_one_it_refused(aiohttp_server: Any) -> None:
     """A 500, a 504, a timeout or a connection closed before the answer (Slack's front end restarting) may have
     posted the message, as has a long one whose later piece failed: each was an error like a refusal, and an agent

@@ -596,6 +596,31 @@ async def test_a_wecom_out_of_reach_at_start_is_said_once_with_the_address_to_ch
         f"check channels.wecom.api_url (or DESKBOT_WECOM_API_URL), now {url}, and that this server can reach it" in line)
 
 
+async def test_a_redirect_from_wecoms_api_url_is_not_followed(aiohttp_server: Any) -> None:
+    """A 307 from api_url (a proxy's, a mistyped address) had this server send gettoken, the app's secret in its
+    query, and then the customer's answer to whatever address it named, one on the server's own network included."""
+    elsewhere: list[str] = []
+
+    async def collect(request: web.Request) -> web.Response:
+        elsewhere.append(request.path_qs)
+        return web.json_response({"errcode": 0, "errmsg": "ok", "access_token": "T", "expires_in": 7200})
+
+    other = web.Application()
+    other.router.add_route("*", "/{anything:.*}", collect)
+    collector = await aiohttp_server(other)
+
+    async def gettoken(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect(str(collector.make_url("/cgi-bin/gettoken").with_query(request.query)))
+
+    app = web.Application()
+    app.router.add_get("/cgi-bin/gettoken", gettoken)
+    channel = WeComChannel(FakeBot(), settings(str((await aiohttp_server(app)).make_url("/cgi-bin/"))))
+    with pytest.raises(WeComAPIError, match="gettoken: HTTP 307"):
+        await channel.send(f"wecom:{CORP_ID}:ChenJiaShun", "您的订单 55667 明天到。")
+    await channel.close()
+    assert elsewhere == []
+
+
 async def test_a_wecom_out_of_reach_at_start_is_said_without_the_proxys_password(
         caplog: pytest.LogCaptureFixture) -> None:
     """An api_url through a proxy that asks for a password (``https://user:password@proxy/cgi-bin/``) was said whole

@@ -1208,8 +1208,11 @@ class SlackChannel(PlatformChannel):
         body = {"data": payload} if form else {"json": payload}
 
         async def attempt() -> dict[str, Any] | TryAgain:
+            # A redirect is not followed: a 307 would have this server post the message (a customer's answer) to
+            # whatever address it named, one on its own network included.
             async with self.session.post(
-                self.api_url + method, **body, headers={"Authorization": f"Bearer {self.bot_token}"}
+                self.api_url + method, **body, headers={"Authorization": f"Bearer {self.bot_token}"},
+                allow_redirects=False,
             ) as response:
                 if response.status == 429:
                     delay = retry_after(response.headers.get("Retry-After"))

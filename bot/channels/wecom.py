@@ -529,7 +529,9 @@ class WeComChannel(PlatformChannel):
         ``once``. A call that ``sends`` a message and times out or answers 500 or 504 may have sent it
         (:class:`WeComMaybeSent`)."""
         async def attempt() -> dict[str, Any] | TryAgain:
-            async with self.session.request(method, self.api_url + path, **kwargs) as response:
+            # A redirect is not followed: a 307 would have this server send the message (a customer's answer) to
+            # whatever address it named, one on its own network included.
+            async with self.session.request(method, self.api_url + path, allow_redirects=False, **kwargs) as response:
                 if response.status in UNAVAILABLE:
                     return TryAgain(f"HTTP {response.status}")
                 if sends and response.status in MAYBE_SENT:
