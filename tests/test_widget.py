@@ -2124,6 +2124,28 @@ def open_console(chromium: SimpleNamespace, server: LiveServer, admin_token: str
     return context
 
 
+def test_the_agents_consoles_list_is_one_stop_of_the_tab_key_gone_through_with_the_arrow_keys(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Each customer listed was a stop of the Tab key: an agent at the keyboard went through every one of them, up to
+    200, to reach the transcript and the reply box. The list is one stop, its customers gone through with the arrow
+    keys, as a listbox's options are."""
+    alice, bob, context = console_on_two_waiting_customers(chromium, server, api, web_demo_bot.admin_token)
+    page = context.pages[0]
+    page.locator(f'.list li[data-id="{alice}"]').focus()
+    page.keyboard.press("ArrowDown")
+    expect(page.locator(f'.list li[data-id="{bob}"]')).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator(".conversation .title")).to_have_text(f"{bob} · web")
+    page.keyboard.press("ArrowUp")
+    expect(page.locator(f'.list li[data-id="{alice}"]')).to_be_focused()
+    assert page.locator('.list li[role="option"][tabindex="0"]').count() == 1  # the one the keyboard is on
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.getAttribute('role')") != "option"  # on past the list
+    page.keyboard.press("Shift+Tab")
+    expect(page.locator(f'.list li[data-id="{alice}"]')).to_be_focused()  # back where the keyboard was
+    context.close()
+
+
 def test_a_script_put_into_the_agents_console_does_not_run(chromium: SimpleNamespace, server: LiveServer,
                                                             web_demo_bot: SimpleNamespace) -> None:
     """The console keeps the admin token: a script that got into its page, however it did, ran with the page's
