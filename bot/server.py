@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import io
 import logging
@@ -777,15 +778,29 @@ async def watch_store(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def forget_old_keys(app: web.Application) -> AsyncIterator[None]:
+def on_the_store(context: Callable[[web.Application, Store], AsyncIterator[None]]
+                 ) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The cleanup context ``context``, which keeps up the conversation store, given the bot's store: a bot built
+    without one has nothing for it to do."""
+
+    @functools.wraps(context)
+    async def with_store(app: web.Application) -> AsyncIterator[None]:
+        store = app[BOT].store
+        if store is None:
+            yield
+            return
+        async with contextlib.asynccontextmanager(context)(app, store):
+            yield
+
+    return with_store
+
+
+@on_the_store
+async def forget_old_keys(app: web.Application, store: Store) -> AsyncIterator[None]:
     """Delete, every ``FORGET_KEYS_EVERY_S``, the keys of the Slack and WeCom messages past their platform's retry
     window (:meth:`~dialogues.store.Store.forget_old_keys`), a purged conversation's among them, whether or not
     another message comes."""
     bot = app[BOT]
-    if bot.store is None:
-        yield
-        return
-    store = bot.store
 
     async def forget() -> None:
         await bot._store(store.forget_old_keys)
@@ -840,16 +855,13 @@ async def say_closed_conversations(app: web.Application) -> None:
                     "again (docs/channels.md)", closed, "" if closed == 1 else "s", "is" if closed == 1 else "are")
 
 
-async def answer_kept_messages(app: web.Application) -> AsyncIterator[None]:
+@on_the_store
+async def answer_kept_messages(app: web.Application, store: Store) -> AsyncIterator[None]:
     """Answer the Slack and WeCom messages that a server now gone had acknowledged and not answered: those
     platforms never send an acknowledged message again, so late is the only alternative to never. Looked
     for at start and every ``ADOPT_EVERY_S`` after, since the server that kept them may still be finishing
     its turns when this one starts, or may die later while this one serves (``Store.adopt``)."""
     bot = app[BOT]
-    if bot.store is None:
-        yield
-        return
-    store = bot.store
     await bot._store(store.serve)
 
     # Only this server's channels: another's messages wait for a server that has that channel.
