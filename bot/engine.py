@@ -65,10 +65,13 @@ from finetune.metrics import OOS
 
 log = logging.getLogger("deskbot")
 MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two actions cannot loop forever
-# How often a turn waiting for another server's turn of its conversation to end looks whether it has, and how long that
-# server's turn may run before it counts as hung and this one runs (one killed is seen at once: Store.take_turn).
+# How often a turn waiting for another server's turn of its conversation to end looks whether it has; how often a
+# server renews its running turns in the store (Store.renew_turn), however long they run (a long actions.timeout, a
+# chain of follow-ups); and how long since the last renewal before that server counts as hung and the waiting turn
+# runs (one killed is seen at once: Store.take_turn).
 TURN_POLL_S = 0.05
 TURN_STALE_S = 120.0
+TURN_RENEW_S = TURN_STALE_S / 4
 # The keys of a rasa-sdk dispatcher message; any other key is a value for the response it names.
 RASA_MESSAGE_KEYS = {"text", "buttons", "quick_replies", "elements", "custom", "template", "response", "image",
                      "attachment"}
@@ -357,17 +360,40 @@ class Bot:
         if store is None or store.server is None:
             yield
             return
+        renewing: asyncio.Task[None] | None = None
         try:
             while not await self._store(store.take_turn, conversation_id, time.time() - TURN_STALE_S):
                 await asyncio.sleep(TURN_POLL_S)
+            renewing = asyncio.create_task(self._renew_turn(store, conversation_id))
             yield
         finally:  # also where a turn cancelled (its server stopping) while it waited took the turn as it was cancelled:
             # the store's one thread ends it after taking it
+            if renewing is not None:
+                renewing.cancel()  # a renewal already on the store's one thread runs before the end does
             try:
                 await self._store(store.end_turn, conversation_id)
             except Exception as exc:  # other servers wait for TURN_STALE_S, this one not at all
                 log.warning("cannot end this server's turn of conversation %r in the store: %r; the other servers "
                             "on it wait up to %g s to answer its next message", conversation_id, exc, TURN_STALE_S)
+
+    async def _renew_turn(self, store: Store, conversation_id: str) -> None:
+        """Renew this server's running turn of ``conversation_id`` every ``TURN_RENEW_S`` until it ends (cancelled
+        then), so that the other servers on the store wait for it however long it runs, and take it over only once this
+        server stops renewing: hung, its event loop or its store blocked."""
+        while True:
+            await asyncio.sleep(TURN_RENEW_S)
+            try:
+                kept = await self._store(store.renew_turn, conversation_id)
+            except Exception as exc:  # tried again at the next renewal
+                log.warning("cannot renew this server's turn of conversation %r in the store: %r; another server on "
+                            "it answers the conversation's next message beside it after %g s without a renewal",
+                            conversation_id, exc, TURN_STALE_S)
+                continue
+            if not kept:
+                log.warning("this server's turn of conversation %r went %g s without a renewal (the server or its "
+                            "store too slow), and another server on the store took it: the two run beside each other",
+                            conversation_id, TURN_STALE_S)
+                return
 
     async def finish_turns(self, timeout: float) -> None:
         """Wait, up to ``timeout`` seconds, until no turn runs or waits (SIGTERM: no new one comes) and the

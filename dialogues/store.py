@@ -1877,8 +1877,8 @@ class Store:
 
     def take_turn(self, conversation_id: str, stale_before: float) -> bool:
         """Whether this serving store (:meth:`serve`) may run a turn of ``conversation_id`` now, taken for it if so
-        (``_v41``): False while another server on the store runs one, taken since ``stale_before`` (a server hung
-        mid-turn leaves it to go stale) and while that server lives (one killed mid-turn leaves it at once). A turn of
+        (``_v41``): False while another server on the store runs one, taken or renewed (:meth:`renew_turn`) since
+        ``stale_before`` (a server hung mid-turn stops renewing it, and leaves it to go stale) and while that server lives (one killed mid-turn leaves it at once). A turn of
         this server's own left by an :meth:`end_turn` that failed is no other's: this server runs one turn of a
         conversation at a time."""
         with self._writing():
@@ -1890,6 +1890,14 @@ class Store:
             self.db.execute("INSERT OR REPLACE INTO turn_leases (conversation_id, server, taken) VALUES (?, ?, ?)",
                             [conversation_id, self.server, now()])
             return True
+
+    def renew_turn(self, conversation_id: str) -> bool:
+        """Mark this server's turn of ``conversation_id`` as still running now, so that the other servers on the store
+        do not take a turn that runs long (a slow action, a chain of follow-ups) for a hung server's, which stops
+        renewing. False where it is no longer this server's: another took it as stale, or it has ended."""
+        with self._writing():
+            return bool(self.db.execute("UPDATE turn_leases SET taken = ? WHERE conversation_id = ? AND server = ?",
+                                        [now(), conversation_id, self.server]).rowcount)
 
     def end_turn(self, conversation_id: str) -> None:
         """Let the next turn of ``conversation_id`` run, here or on another server, once this server's is logged."""

@@ -465,6 +465,28 @@ def test_a_conversations_turn_runs_on_one_server_of_the_store_at_a_time(tmp_path
     blue.close()
 
 
+def test_a_renewed_turn_is_not_taken_for_a_hung_servers(tmp_path: Path) -> None:
+    """A turn running longer than the servers' stale time (a slow action) went stale, and another server ran the
+    conversation's next message beside it: its server renews it while it runs, and only a turn no longer renewed is
+    taken; a server renews its own turn alone, and no longer once it has ended."""
+    path = tmp_path / "dialogues.db"
+    green, blue = Store(path), Store(path)
+    green.serve()
+    blue.serve()
+    assert green.take_turn("c1", time.time() - 60)
+    renewed_after = time.time()
+    assert green.renew_turn("c1")
+    assert not blue.take_turn("c1", renewed_after)  # taken before, renewed since
+    assert not blue.renew_turn("c1")  # green's
+    assert blue.take_turn("c1", time.time() + 1)  # no longer renewed: green hung
+    assert not green.renew_turn("c1")  # blue's now
+    blue.end_turn("c1")
+    assert not blue.renew_turn("c1")
+    assert green.take_turn("c1", time.time() - 60)  # blue renewed nothing after its end
+    green.close()
+    blue.close()
+
+
 def test_the_overdue_and_waiting_customers_come_from_the_inbox(tmp_path: Path) -> None:
     store = Store(tmp_path / "dialogues.db")
     store.log_exchange(Exchange("zh", "web", None, "12345", None, "?", None, 0.2, [], "fallback", "v0001",

@@ -1078,27 +1078,31 @@ async def test_a_failure_to_pass_on_what_another_server_said_leaves_the_next_to_
 
 async def answered_at_once_by_two_servers(aiohttp_client: Any, web_demo_bot: SimpleNamespace, held: str,
                                           meanwhile: dict[str, Any], first_said: str = "hello",
-                                          root: Path | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                                          root: Path | None = None,
+                                          held_for: float = 0.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A conversation that began with ``first_said``, whose message ``held`` is sent to a first server, whose turn is
     held once it has read the conversation and before it is logged, while ``meanwhile`` of the conversation is sent to
     a second server on the store; once the second waits for the first's turn to end (or has answered, where that turn
-    counts as hung at once: ``TURN_STALE_S``), the first's goes on. The conversation's row as the store keeps it then,
-    and the two replies, the first's first. ``root``: the bot (the web demo's by default)."""
+    counts as hung at once: ``TURN_STALE_S``), the first's goes on; with ``held_for``, once the second still waits
+    that many seconds after the first's turn was held. The conversation's row as the store keeps it then, and the two
+    replies, the first's first. ``root``: the bot (the web demo's by default)."""
     cid = new_id()
     first_app, second_app = (create_app(root or web_demo_bot.root, device="cpu") for _ in range(2))
     first, second = await aiohttp_client(first_app), await aiohttp_client(second_app)
     await chat(first, cid, first_said)
     writing, go_on, waiting = asyncio.Event(), asyncio.Event(), asyncio.Event()
     log, store, loop = first_app[BOT]._log, second_app[BOT].store, asyncio.get_running_loop()
-    take_turn = store.take_turn
+    take_turn, held_at = store.take_turn, 0.0
 
     async def held_log(*args: Any, **kwargs: Any) -> Any:  # the conversation is read: held before it is written
+        nonlocal held_at
+        held_at = time.time()
         writing.set()
         await go_on.wait()
         return await log(*args, **kwargs)
 
     def taken_or_waits(conversation_id: str, stale_before: float) -> bool:  # on the second server's store thread
-        if not (taken := take_turn(conversation_id, stale_before)):
+        if not (taken := take_turn(conversation_id, stale_before)) and time.time() - held_at >= held_for:
             loop.call_soon_threadsafe(waiting.set)
         return taken
 
@@ -1107,7 +1111,7 @@ async def answered_at_once_by_two_servers(aiohttp_client: Any, web_demo_bot: Sim
     await writing.wait()
     store.take_turn = taken_or_waits
     answered_meanwhile = asyncio.create_task(second.post("/api/chat", json={"conversation_id": cid, **meanwhile}))
-    await asyncio.wait([answered_meanwhile, asyncio.create_task(waiting.wait())], timeout=10,
+    await asyncio.wait([answered_meanwhile, asyncio.create_task(waiting.wait())], timeout=held_for + 10,
                        return_when=asyncio.FIRST_COMPLETED)
     go_on.set()
     replies = [await answered_first, await (await answered_meanwhile).json()]
@@ -1174,6 +1178,20 @@ async def test_a_conversations_messages_on_two_servers_are_answered_one_after_th
         said = [text for text, in db.execute("SELECT text FROM turns WHERE conversation_id = ? AND role = 'user' "
                                              "ORDER BY id", [conversation["id"]])]
     assert said == ["hello", "where is my parcel", "my parcel never came"]
+
+
+async def test_a_turn_running_longer_than_the_stale_time_keeps_its_conversation_from_the_other_servers(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A turn that ran longer than ``TURN_STALE_S`` (a large ``actions.timeout``, a chain of follow-ups) on a server
+    that was alive counted as hung, and another server answered the conversation's next message beside it, on the
+    conversation as it was before: the miss that reached ``fallbacks_before_handoff`` got a fallback. The server
+    renews its turn while it runs, so the other waits for it however long it runs."""
+    monkeypatch.setattr(engine_module, "TURN_RENEW_S", 0.1)
+    monkeypatch.setattr(engine_module, "TURN_STALE_S", 0.5)
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot", thresholds={"fallbacks_before_handoff": 3})
+    _, replies = await answered_at_once_by_two_servers(
+        aiohttp_client, web_demo_bot, "where is my parcel", {"text": "my parcel never came"}, root=root, held_for=1.5)
+    assert [reply["source"] for reply in replies] == ["fallback", "handoff"]  # "hello" missed first
 
 
 async def test_a_turn_given_up_as_it_took_its_conversation_leaves_it_to_the_other_servers(
