@@ -68,10 +68,11 @@ MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two acti
 # How often a turn waiting for another server's turn of its conversation to end looks whether it has; how often a
 # server renews its running turns in the store (Store.renew_turn), however long they run (a long actions.timeout, a
 # chain of follow-ups); and how long since the last renewal before that server counts as hung and the waiting turn
-# runs (one killed is seen at once: Store.take_turn).
+# runs: a few renewals, so that a message behind a hung server waits well under a proxy's usual 60 s request timeout
+# (one killed is seen at once: Store.take_turn).
 TURN_POLL_S = 0.05
-TURN_STALE_S = 120.0
-TURN_RENEW_S = TURN_STALE_S / 4
+TURN_RENEW_S = 2.0
+TURN_STALE_S = 5 * TURN_RENEW_S
 # The keys of a rasa-sdk dispatcher message; any other key is a value for the response it names.
 RASA_MESSAGE_KEYS = {"text", "buttons", "quick_replies", "elements", "custom", "template", "response", "image",
                      "attachment"}

@@ -1194,6 +1194,33 @@ async def test_a_turn_running_longer_than_the_stale_time_keeps_its_conversation_
     assert [reply["source"] for reply in replies] == ["fallback", "handoff"]  # "hello" missed first
 
 
+async def test_a_message_behind_a_server_hung_mid_turn_is_answered_before_a_proxy_gives_up(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server hung mid-turn held a conversation's next message on another server for two minutes, and a proxy in
+    front, which waits 60 s for an answer on most, gave the customer a 504 for a message answered after all. A hung
+    server renews its turn no more, and the other answers once ``TURN_STALE_S`` has passed since its last renewal."""
+    monkeypatch.setattr(engine_module, "TURN_RENEW_S", 3600.0)  # the first server's turn is never renewed: hung
+    cid = new_id()
+    first_app, second_app = (create_app(web_demo_bot.root, device="cpu") for _ in range(2))
+    first, second = await aiohttp_client(first_app), await aiohttp_client(second_app)
+    hung, go_on, log = asyncio.Event(), asyncio.Event(), first_app[BOT]._log
+
+    async def hung_log(*args: Any, **kwargs: Any) -> Any:
+        hung.set()
+        await go_on.wait()
+        return await log(*args, **kwargs)
+
+    first_app[BOT]._log = hung_log
+    answered_first = asyncio.create_task(chat(first, cid, "hello"))
+    await hung.wait()
+    try:
+        reply = await asyncio.wait_for(chat(second, cid, "where is my parcel"), 30)  # half a proxy's 60 s
+    finally:
+        go_on.set()
+        await answered_first
+    assert reply["source"] == "fallback"
+
+
 async def test_a_turn_given_up_as_it_took_its_conversation_leaves_it_to_the_other_servers(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
     """A turn cancelled (its server stopping) while the store took its conversation for it ends that turn there too:
