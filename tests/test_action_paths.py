@@ -1695,6 +1695,26 @@ async def test_a_correction_of_a_mistyped_order_number_looks_the_right_one_up(ac
         await bot.close()
 
 
+async def test_the_demos_order_lookup_answers_for_each_order_a_message_names(action_bot: Path, tmp_path: Path) -> None:
+    """"my orders 123 and 456" was answered for order 123 alone, and the customer was left asking again for 456."""
+    bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        await bot.handle(Turn("c1", "/track_order", "web"))
+        reply = await bot.handle(Turn("c1", "my orders 123 and 456", "web"))
+        assert reply.text == ("Order 123 is **shipped**. Tracking: UPS 1Z999AA10123456784. Expected delivery: Tuesday.\n"
+                              "Order 456 is **processing**. Expected delivery: Friday.")
+        assert bot.store.conversation("c1")["active_loop"] is None
+        await bot.handle(Turn("c2", "/track_order", "web"))
+        reply = await bot.handle(Turn("c2", "orders 555 and 789", "web"))  # one to check: its number goes back to it
+        assert reply.text == ("I couldn't find order 555. Could you check the number?\n"
+                              "Order 789 is **delivered**. Tracking: DHL 3345678901.")
+        assert bot.store.conversation("c2")["active_loop"] == "action_order_status"
+        assert (await bot.handle(Turn("c2", "sorry, 456", "web"))).text.startswith("Order 456 is **processing**")
+    finally:
+        await bot.close()
+
+
 async def test_a_follow_up_repeats_only_an_answer_that_uses_the_order_number(action_bot: Path, tmp_path: Path) -> None:
     """"那789呢" after a question whose answer names no order (the shop's opening hours, a refund policy) got that
     answer again, as though it were 789's. A follow-up asks the same again only of an intent answered by an action, or

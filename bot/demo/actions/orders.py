@@ -80,17 +80,26 @@ class ActionOrderStatus(Action):
         if not order_id:  # asks, and requested_slot sends the customer's answer back here
             dispatcher.utter_message(text=say["ask_number"])
             return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
+        # Each order a message names ("where are my orders 123 and 456?"): the first alone left the other unanswered.
+        named = list(dict.fromkeys(as_looked_up(entity["value"]) for entity in read
+                                   if entity.get("entity") == "order_id" and isinstance(entity.get("value"), str)))
         with orders_db() as conn:
-            row = conn.execute("SELECT status, tracking, eta FROM orders WHERE id = ?", [order_id]).fetchone()
-        if row is None:
-            dispatcher.utter_message(text=say["not_found"].format(order_id=order_id))
+            rows = {number: conn.execute("SELECT status, tracking, eta FROM orders WHERE id = ?", [number]).fetchone()
+                    for number in (named if len(named) > 1 else [order_id])}
+        dispatcher.utter_message(text="\n".join(say["not_found"].format(order_id=number) if row is None
+                                                else status_text(say, number, row) for number, row in rows.items()))
+        if None in rows.values():  # the number put right goes back here
             return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
-        status, tracking, eta = row
-        words = say["words"]
-        text = say["status"].format(order_id=order_id, status=words.get(status, status))
-        if tracking:
-            text += say["tracking"].format(tracking=tracking)
-        if eta:
-            text += say["eta"].format(eta=words.get(eta, eta))
-        dispatcher.utter_message(text=text)
-        return [SlotSet("order_status", status), SlotSet("requested_slot", None)]
+        return [SlotSet("order_status", list(rows.values())[-1][0]), SlotSet("requested_slot", None)]
+
+
+def status_text(say: dict[str, Any], order_id: str, row: tuple[str, str | None, str | None]) -> str:
+    """What the action says of an order found in the table: its status, tracking number and expected delivery."""
+    status, tracking, eta = row
+    words = say["words"]
+    text = say["status"].format(order_id=order_id, status=words.get(status, status))
+    if tracking:
+        text += say["tracking"].format(tracking=tracking)
+    if eta:
+        text += say["eta"].format(eta=words.get(eta, eta))
+    return text
