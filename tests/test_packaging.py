@@ -50,6 +50,18 @@ def served_folder() -> str:
     return command[2]
 
 
+def project_files(sources: list[str]) -> list[str]:
+    """The project's files among ``sources`` (files and folders), relative to the repository: those git tracks, or,
+    in a copy without its history, those on the disk but Python's caches."""
+    try:
+        tracked = subprocess.run(["git", "ls-files", *sources], cwd=ROOT, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        paths = [p for source in sources for p in ([ROOT / source] if (ROOT / source).is_file() else
+                                                    (ROOT / source).rglob("*"))]
+        return [p.relative_to(ROOT).as_posix() for p in paths if p.is_file() and "__pycache__" not in p.parts]
+    return tracked.stdout.split()
+
+
 def test_what_the_dockerfile_copies_exists_and_reaches_the_build() -> None:
     """A COPY of a file the project no longer has, or one .dockerignore keeps out of the build, fails the build; a
     packaged file left out (the widget, the demo bot) fails the image at run time."""
@@ -64,8 +76,7 @@ def test_what_the_dockerfile_copies_exists_and_reaches_the_build() -> None:
 
     copied = [source for kw, args in instructions() if kw == "COPY" for source in args.split()[:-1]]
     assert copied
-    tracked = subprocess.run(["git", "ls-files", *copied], cwd=ROOT, capture_output=True, text=True, check=True)
-    files = tracked.stdout.split()
+    files = project_files(copied)
     for source in copied:
         assert (ROOT / source).exists(), source
         assert any(f == source or f.startswith(f"{source}/") for f in files), f"{source}: not in the repository"
