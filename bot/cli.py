@@ -392,7 +392,9 @@ def say_kept(directory: Path, written: Sequence[str]) -> None:
 
 def say_one_case_history(project: Project) -> None:
     """Name the history answers the index leaves out as one customer's case, and the file(s) they are in:
-    left out unsaid, an answer the shop wrote for every customer was never given and nothing said why."""
+    left out unsaid, an answer the shop wrote for every customer was never given and nothing said why. And those of
+    history.csv left out as naming their customer or holding their personal data, counted alone: they are theirs."""
+    from bot.training import about_one_customer
     from dialogues.export import about_one_case
 
     if cases := [item for item in project.history if about_one_case(item.question, item.answer)]:
@@ -400,6 +402,10 @@ def say_one_case_history(project: Project) -> None:
                    "one customer's case (they repeat a number of the question, or hold a tracking number or the end of "
                    f"a phone or card number), so no other customer gets them: not indexed. The first: "
                    f"{cases[0].answer[:80]!r}", err=True)
+    if personal := sum(map(about_one_customer, project.history)):
+        click.echo(f"note: {personal} of the answers in history.csv name their customer or hold their personal data (an "
+                   "email, a phone number, a greeting by name, an address), so no other customer gets them: not indexed",
+                   err=True)
 
 
 def say_not_learnt(project: Project) -> None:

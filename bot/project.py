@@ -545,6 +545,8 @@ class HistoryItem:
     question: str
     answer: str
     intent: str | None = None
+    # From history.csv, a helpdesk's export: its agents' answers to its customers, not answers the shop wrote for all
+    exported: bool = False
 
 
 @dataclass
@@ -1563,6 +1565,7 @@ def _csv_history(path: Path) -> Iterator[tuple[int, HistoryItem]]:
             item = history_item(line)
         except (ValueError, TypeError) as exc:
             fail(f"{path}:{n}: {exc}")
+        item.exported = True
         yield n, item
 
 

@@ -22,9 +22,10 @@ from typing import Any
 
 from bot.language import written_in
 from bot.nlu import Name, answer_encoder, as_served, finite_weights
-from bot.project import BotConfig, Example, Project, ProjectError, same_example
+from bot.project import BotConfig, Example, HistoryItem, Project, ProjectError, same_example
 from bot.responses import TEMPLATE_ANSWER
-from dialogues.export import about_one_case
+from dialogues.export import about_one_case, shareable
+from dialogues.redact import redact
 from finetune.classifier import IntentClassifier, ModelLoadError
 from finetune.evaluation import in_scope_score, read_jsonl
 from finetune.metrics import evaluate
@@ -182,7 +183,16 @@ def answers_for(project: Project) -> list[Answer]:
 def history_answers(project: Project) -> list[Answer]:
     """history.jsonl's answers as :func:`answers_for` indexes them."""
     return [Answer(f"{HISTORY_ANSWER}{i}", item.answer, item.question, item.intent, "history")
-            for i, item in enumerate(project.history) if not about_one_case(item.question, item.answer)]
+            for i, item in enumerate(project.history)
+            if not about_one_case(item.question, item.answer) and not about_one_customer(item)]
+
+
+def about_one_customer(item: HistoryItem) -> bool:
+    """Whether ``item`` is a helpdesk's exported answer (history.csv) that names its customer or holds their
+    personal data (an email, a phone number, a greeting by name, an address: :func:`~dialogues.export.shareable`),
+    which no other customer may read, as an agent's answer the store keeps is checked. history.jsonl's are the
+    shop's own, whose contact details they may give every customer."""
+    return item.exported and not shareable(redact(item.question), redact(item.answer))
 
 
 def history_fingerprint(project: Project) -> str:

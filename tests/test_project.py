@@ -606,6 +606,31 @@ def test_a_helpdesks_csv_export_beside_history_jsonl_is_history_too(bot_dir: Pat
     assert project.long_questions == ["history.csv:6"]  # left out, as history.jsonl's
 
 
+def test_a_helpdesks_answers_that_name_their_customer_are_not_indexed_for_others(
+        bot_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """history.csv holds a helpdesk's answered tickets, each agent's answer to one customer, and its answers were
+    checked for one customer's numbers alone, as the shop's own in history.jsonl are: one that greeted its customer
+    by name or gave their email was indexed, and retrieval gave it to the next customer who asked alike. They are
+    checked as the store's agent answers are; history.jsonl's, the shop's own, may still give its contact details."""
+    from bot.cli import say_one_case_history
+    from bot.training import history_answers
+
+    (bot_dir / "history.jsonl").write_text(json.dumps(
+        {"question": "how do I reach you", "answer": "Write to help@shop.example or call +44 20 7946 0958."}) + "\n")
+    (bot_dir / "history.csv").write_text(
+        "question,answer\n"
+        "where is my refund,\"Hi John, the refund went to john.smith@example.com today.\"\n"
+        "where is my refund?,Refunds take 5 to 7 business days once the return is received.\n"
+        "can you change my address,\"Done, Ms Müller: it now ships to 221B Baker Street.\"\n")
+    project = load_project(bot_dir)
+    assert [a.text for a in history_answers(project)] == [
+        "Write to help@shop.example or call +44 20 7946 0958.",
+        "Refunds take 5 to 7 business days once the return is received."]
+    say_one_case_history(project)
+    assert ("note: 2 of the answers in history.csv name their customer or hold their personal data"
+            in capsys.readouterr().err)
+
+
 def test_notes_about_history_answers_name_the_files_they_come_from(
         bot_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A bot whose answers are history.csv's was told of "history.jsonl's" answers, a file it did not have."""
