@@ -174,8 +174,9 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
     invisible character pasted into a ticket is no part of it, and one would put its intent's examples on
     one quoted line of nlu.yml; and with its personal data replaced, as `bot export` writes a customer's message
     (:func:`~dialogues.export.learned_text`): the model, its n-grams and its index learn ``[EMAIL]`` and
-    ``[CARD]``, not a ticket's customer's address and card number. Out-of-scope lines (intent ``oos``) are not an intent and are left out; a
-    text that occurs more than once (spacing, case and character width aside) is kept once. Logged tickets
+    ``[CARD]``, not a ticket's customer's email address and card number. Out-of-scope lines (intent ``oos``) are
+    not an intent and are left out; a text that occurs more than once (spacing, case and character width aside) is
+    kept once. Logged tickets
     often label one message differently over time, and nlu.yml refuses an example under two intents, so
     such a text goes to the intent it was given most often (the first one given, on a tie). Each answer
     (:func:`answer_of`) goes to history.jsonl once with its question, under the intent that question went
