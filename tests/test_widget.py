@@ -3052,6 +3052,24 @@ def test_the_agents_console_tells_its_agent_of_a_customer_a_colleague_passed_the
     lees.close()
 
 
+def test_the_keyboard_goes_on_to_the_reply_box_of_a_passed_customer_opened_from_the_header(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace) -> None:
+    """Lee opened the customer Kim passed him with Enter on "Kim passed you a customer: open": the button, gone once
+    the customer was shown, left the keyboard on the page itself, and Lee had to tab his way back to the reply box."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "/handoff")
+    context = open_console(chromium, server, "lee-own-token", cid, clock=True)
+    page = context.pages[0]
+    answered = inbox_saying(context, {"passed": [{"conversation_id": cid, "by": "Kim", "at": time.time()}]})
+    refreshed(page, answered)
+    page.get_by_role("button", name=re.compile(r"^Kim passed you a customer( \(\+\d+\))?: open$")).focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(".conversation .title")).to_contain_text(cid)
+    expect(page.locator("header .passed")).to_be_hidden()
+    expect(page.locator("form.reply textarea")).to_be_focused()
+    close_console(context)
+
+
 def test_the_agents_console_tells_its_agent_of_a_customer_a_lead_moved_to_a_colleague(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A lead passing Lee's customer to Kim told Lee nothing: his next reply was refused, and the console asked "Kim has
