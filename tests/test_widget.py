@@ -3070,6 +3070,21 @@ def test_the_keyboard_goes_on_to_the_reply_box_of_a_passed_customer_opened_from_
     close_console(context)
 
 
+def test_the_agents_console_knows_its_agents_customer_whichever_form_of_an_accent_their_name_was_typed_in(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """José took a customer over on one computer, whose keyboard sent his name's accent whole (NFC), and opened them
+    on another, which sent it apart (NFD): the bot reads both as one agent, the console read them as two, and
+    offered him to take his own customer over."""
+    whole, apart = "Jos\u00e9", "Jose\u0301"
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    api.admin(f"/admin/conversations/{cid}/handoff?agent={quote(whole)}")
+    page.get_by_label("Your name").fill(apart)
+    page.clock.run_for(3_100)  # the next refresh
+    expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by {whole}")
+    expect(page.get_by_role("button", name="Take over")).to_be_hidden()
+    context.close()
+
+
 def test_the_agents_console_tells_its_agent_of_a_customer_a_lead_moved_to_a_colleague(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A lead passing Lee's customer to Kim told Lee nothing: his next reply was refused, and the console asked "Kim has
