@@ -2198,10 +2198,12 @@ def test_the_agents_console_shows_a_long_conversations_earlier_messages_when_ask
     expect(page.locator(".turn")).to_have_count(200)
     expect(page.locator(".turn .text").last).to_have_text("note 199")
     assert page.locator(".turn.user").count() == 0
-    page.get_by_role("button", name="Show earlier messages").click()
+    page.get_by_role("button", name="Show earlier messages").focus()
+    page.keyboard.press("Enter")  # from the keyboard
     expect(page.locator(".turn")).to_have_count(204)
     expect(page.locator(".turn.user .text").first).to_have_text("my first question, asked long ago")
     expect(page.get_by_role("button", name="Show earlier messages")).to_have_count(0)
+    expect(page.locator(".turns")).to_be_focused()  # where the keyboard was, not the page itself
     page.wait_for_timeout(3500)  # the refresh keeps them
     expect(page.locator(".turn")).to_have_count(204)
     context.close()
