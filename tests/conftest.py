@@ -14,9 +14,12 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from bot.nlu import NLU
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -264,6 +267,25 @@ def configured_copy(source: Path, dest: Path, **config: dict[str, Any]) -> Path:
     shutil.copytree(source, dest, ignore=shutil.ignore_patterns("*.db*", "__pycache__"))
     configure(dest, **config)
     return dest
+
+
+@pytest.fixture(scope="module")
+def served_nlu(served_bot: Path) -> NLU:
+    """The served model of the module's bot (the ``served_bot`` fixture it defines), loaded once: each test starts its
+    own server on it (:func:`client`), and a load takes seconds."""
+    from bot.project import load_project
+    from bot.server import load_serving_model
+
+    return load_serving_model(load_project(served_bot), device="cpu")
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, served_bot: Path, served_nlu: NLU) -> Any:
+    """A test client of a server of the module's bot (``served_bot``) on its model loaded once (:func:`served_nlu`).
+    A module with a ``client`` of its own uses that one instead."""
+    from bot.server import create_app
+
+    return await aiohttp_client(create_app(served_bot, device="cpu", nlu=served_nlu))
 
 
 async def ask(client: Any, conversation: str, text: str) -> dict[str, Any]:

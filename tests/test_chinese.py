@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bot.nlu import NLU
 from bot.project import load_project
-from bot.server import create_app, load_serving_model
+from bot.server import load_serving_model
 from bot.training import train_project
 from tests.conftest import REPO, ask, copy_bot
 
@@ -41,14 +40,9 @@ def zh_bot(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def zh_nlu(zh_bot: Path) -> NLU:
-    """The served model, loaded once: each test starts its own server on it (a load takes seconds)."""
-    return load_serving_model(load_project(zh_bot), device="cpu")
-
-
-@pytest.fixture
-async def client(aiohttp_client: Any, zh_bot: Path, zh_nlu: NLU) -> Any:
-    return await aiohttp_client(create_app(zh_bot, device="cpu", nlu=zh_nlu))
+def served_bot(zh_bot: Path) -> Path:
+    """The bot each test's ``client`` serves."""
+    return zh_bot
 
 
 

@@ -16,23 +16,15 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
-from bot.nlu import NLU
-from bot.project import load_project
-from bot.server import create_app, load_serving_model
 from tests.conftest import DEMO, REPO, ask
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo_nlu(real_demo_bot: Path) -> NLU:
-    """The served model, loaded once: each test starts its own server on it (a load takes seconds)."""
-    return load_serving_model(load_project(real_demo_bot), device="cpu")
-
-
-@pytest.fixture
-async def client(aiohttp_client: Any, real_demo_bot: Path, demo_nlu: NLU) -> Any:
-    return await aiohttp_client(create_app(real_demo_bot, device="cpu", nlu=demo_nlu))
+def served_bot(real_demo_bot: Path) -> Path:
+    """The bot each test's ``client`` serves."""
+    return real_demo_bot
 
 
 async def test_refund_request_gets_the_refund_template_with_the_order(client: Any) -> None:
