@@ -761,23 +761,6 @@ async def watch_waiting(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def watch_store(app: web.Application) -> AsyncIterator[None]:
-    """Say, within ``STORE_WATCH_S``, that the conversation store writes again after requests were refused for it
-    (:class:`~bot.channels.base.StoreRefusals`): a write tried each round (:meth:`~dialogues.store.Store.probe`)
-    tells, whichever of its writes failed."""
-    bot = app[BOT]
-
-    async def check() -> None:
-        if bot.refusals.reason is None or bot.store is None:
-            return
-        with contextlib.suppress(Exception):  # still failing, as said already
-            await bot._store(bot.store.probe)
-            bot.refusals.mended()
-
-    async with running(rounds("watching the conversation store", lambda: STORE_WATCH_S, check)):
-        yield
-
-
 def on_the_store(context: Callable[[web.Application, Store], AsyncIterator[None]]
                  ) -> Callable[[web.Application], AsyncIterator[None]]:
     """The cleanup context ``context``, which keeps up the conversation store, given the bot's store: a bot built
@@ -793,6 +776,24 @@ def on_the_store(context: Callable[[web.Application, Store], AsyncIterator[None]
             yield
 
     return with_store
+
+
+@on_the_store
+async def watch_store(app: web.Application, store: Store) -> AsyncIterator[None]:
+    """Say, within ``STORE_WATCH_S``, that the conversation store writes again after requests were refused for it
+    (:class:`~bot.channels.base.StoreRefusals`): a write tried each round (:meth:`~dialogues.store.Store.probe`)
+    tells, whichever of its writes failed."""
+    bot = app[BOT]
+
+    async def check() -> None:
+        if bot.refusals.reason is None:
+            return
+        with contextlib.suppress(Exception):  # still failing, as said already
+            await bot._store(store.probe)
+            bot.refusals.mended()
+
+    async with running(rounds("watching the conversation store", lambda: STORE_WATCH_S, check)):
+        yield
 
 
 @on_the_store
