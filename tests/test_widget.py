@@ -3156,6 +3156,33 @@ def test_a_new_name_in_the_agents_console_drops_the_last_agents_news_at_once(
     context.close()
 
 
+def test_a_new_name_in_the_agents_console_does_not_announce_its_waiting_customers_as_newcomers(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Bob, typing his name over Lee's at a shared desk, was told "3 customers waiting" by a screen reader: his own
+    customers and nobody's, counted against Lee's one, as if two had just started to wait."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    counts = {"Lee": 1, "Bob": 3}
+    answered: list[str] = []
+
+    def inbox(route: Any) -> None:
+        response = route.fetch()
+        agent = parse_qs(urlsplit(route.request.url).query).get("agent", [""])[0]
+        route.fulfill(response=response, json={**response.json(), "waiting_yours": counts.get(agent, 0)})
+        answered.append(agent)
+    context.route(re.compile(r"/admin/conversations\?limit=\d+&status=handed_off&"), inbox)
+    page.get_by_label("Your name").fill("Lee")
+    refreshed(page, answered)
+    clear_announcements(page)
+    page.get_by_label("Your name").fill("Bob")
+    refreshed(page, answered)
+    expect(page).to_have_title(waiting_titled(3))
+    expect(page.locator(".arrivals")).to_have_text("")
+    counts["Bob"] = 4  # one more starts to wait
+    refreshed(page, answered)
+    expect(page.locator(".arrivals")).to_have_text("4 customers waiting")
+    close_console(context)
+
+
 def test_a_name_typed_in_the_agents_console_keeps_nothing_for_its_letters_typed_first(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """Each refresh while an agent typed their name kept what the console keeps per name for the name half typed and
