@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
+import functools
 import logging
 import re
 import time
@@ -361,39 +362,45 @@ class Bot:
         if store is None or store.server is None:
             yield
             return
-        renewing: asyncio.Task[None] | None = None
         try:
             while not await self._store(store.take_turn, conversation_id, time.time() - TURN_STALE_S):
                 await asyncio.sleep(TURN_POLL_S)
-            renewing = asyncio.create_task(self._renew_turn(store, conversation_id))
-            yield
+            async with self.renewing(functools.partial(store.renew_turn, conversation_id),
+                                     f"turn of conversation {conversation_id!r}"):
+                yield
         finally:  # also where a turn cancelled (its server stopping) while it waited took the turn as it was cancelled:
             # the store's one thread ends it after taking it
-            if renewing is not None:
-                renewing.cancel()  # a renewal already on the store's one thread runs before the end does
             try:
                 await self._store(store.end_turn, conversation_id)
             except Exception as exc:  # other servers wait for TURN_STALE_S, this one not at all
                 log.warning("cannot end this server's turn of conversation %r in the store: %r; the other servers "
                             "on it wait up to %g s to answer its next message", conversation_id, exc, TURN_STALE_S)
 
-    async def _renew_turn(self, store: Store, conversation_id: str) -> None:
-        """Renew this server's running turn of ``conversation_id`` every ``TURN_RENEW_S`` until it ends (cancelled
-        then), so that the other servers on the store wait for it however long it runs, and take it over only once this
-        server stops renewing: hung, its event loop or its store blocked."""
+    @contextlib.asynccontextmanager
+    async def renewing(self, renew: Callable[[], bool], what: str) -> AsyncIterator[None]:
+        """Call ``renew``, a serving store's renewal of ``what`` this server holds in it (:meth:`Store.renew_turn`,
+        :meth:`Store.renew_claim`), every ``TURN_RENEW_S`` while the body runs, so that the other servers on the store
+        wait for it however long it runs, and take it over only once this server stops renewing: hung, its event loop
+        or its store blocked. The renewals stop before what follows the body (giving ``what`` up) runs."""
+        task = asyncio.create_task(self._renew(renew, what))
+        try:
+            yield
+        finally:
+            task.cancel()  # a renewal already on the store's one thread runs before what follows does
+
+    async def _renew(self, renew: Callable[[], bool], what: str) -> None:
+        """:meth:`renewing`'s loop, until cancelled or ``what`` is no longer this server's."""
         while True:
             await asyncio.sleep(TURN_RENEW_S)
             try:
-                kept = await self._store(store.renew_turn, conversation_id)
+                kept = await self._store(renew)
             except Exception as exc:  # tried again at the next renewal
-                log.warning("cannot renew this server's turn of conversation %r in the store: %r; another server on "
-                            "it answers the conversation's next message beside it after %g s without a renewal",
-                            conversation_id, exc, TURN_STALE_S)
+                log.warning("cannot renew this server's %s in the store: %r; another server on it takes it over "
+                            "after %g s without a renewal", what, exc, TURN_STALE_S)
                 continue
             if not kept:
-                log.warning("this server's turn of conversation %r went %g s without a renewal (the server or its "
-                            "store too slow), and another server on the store took it: the two run beside each other",
-                            conversation_id, TURN_STALE_S)
+                log.warning("this server's %s went %g s without a renewal (the server or its store too slow), and "
+                            "another server on the store took it: the two run beside each other", what, TURN_STALE_S)
                 return
 
     async def finish_turns(self, timeout: float) -> None:

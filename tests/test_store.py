@@ -1965,6 +1965,32 @@ def test_a_web_message_claimed_by_a_server_that_died_is_answered_by_the_next_at_
         store.close()
 
 
+def test_a_renewed_claim_is_not_taken_for_a_hung_servers(tmp_path: Path) -> None:
+    """An answer running longer than the servers' stale time (a slow action) let another server answer the message
+    sent again beside it: its server renews its claim while it answers, and only a claim no longer renewed is taken. A
+    claim whose answer is kept is renewed no further, so that a server killed after keeping it is known to have
+    answered (``Store.claim``)."""
+    path = tmp_path / "dialogues.db"
+    green, blue, following = Store(path), Store(path), Store(path)
+    for store in (green, blue, following):
+        store.serve()
+    assert green.claim("c1", "m1", stale_before=0.0)
+    renewed_after = time.time()
+    assert green.renew_claim("c1", "m1")
+    assert not blue.claim("c1", "m1", stale_before=renewed_after)  # claimed before, renewed since
+    assert not blue.renew_claim("c1", "m1")  # green's
+    assert blue.claim("c1", "m1", stale_before=time.time() + 1)  # no longer renewed: green hung
+    assert not green.renew_claim("c1", "m1")  # blue's now
+    assert green.claim("c1", "m2", stale_before=0.0)
+    green.log_exchange(Exchange("c1", "web", None, "hello", None, "Hi!", None, 1.0, [], "template", "v1",
+                                message_id="m2"))
+    assert green.renew_claim("c1", "m2")  # a renewal between keeping the answer and the answer's end
+    green.close()  # killed: the system lets go of its lock
+    assert not following.claim("c1", "m2", stale_before=0.0)  # its answer is the one given
+    for store in (blue, following):
+        store.close()
+
+
 def test_an_agents_note_is_kept_from_migration_25_on_for_the_agents_alone(tmp_path: Path) -> None:
     """Agents had nowhere to note what a colleague should know of a customer but a reply, which the customer read. A
     store of the deskbot before takes notes once opened; the transcript shows them, the customer's history never, and

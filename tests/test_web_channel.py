@@ -1221,6 +1221,78 @@ async def test_a_message_behind_a_server_hung_mid_turn_is_answered_before_a_prox
     assert reply["source"] == "fallback"
 
 
+async def held_first_answer(aiohttp_client: Any, web_demo_bot: SimpleNamespace, message: dict[str, Any],
+                            held: Callable[[], Awaitable[None]]) -> tuple[asyncio.Task[Any], Any]:
+    """``message`` sent to the first of two servers on one store, whose answer awaits ``held`` before it is given:
+    the first's request's task, once it is answering, and the second server's client."""
+    first_app, second_app = (create_app(web_demo_bot.root, device="cpu") for _ in range(2))
+    first, second = await aiohttp_client(first_app), await aiohttp_client(second_app)
+    answering, handle = asyncio.Event(), first_app[BOT].handle
+
+    async def held_handle(turn: Any) -> Any:
+        answering.set()
+        await held()
+        return await handle(turn)
+
+    first_app[BOT].handle = held_handle
+    answered_first = asyncio.create_task(first.post("/api/chat", json=message))
+    await answering.wait()
+    return answered_first, second
+
+
+async def test_a_message_sent_again_behind_a_server_hung_mid_answer_is_answered_before_a_proxy_gives_up(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Retry reaching a second server while the first hung mid-answer waited two minutes for the first's claim of
+    the message to go stale, and a proxy in front, which waits 60 s for an answer on most, gave the customer a 504. A
+    hung server renews its claim no more, and the other answers once ``CLAIM_STALE_S`` has passed since its last
+    renewal."""
+    monkeypatch.setattr(engine_module, "TURN_RENEW_S", 3600.0)  # the first server's claim is never renewed: hung
+    message = {"conversation_id": new_id(), "text": "my parcel never arrived", "message_id": "m-1"}
+    go_on = asyncio.Event()
+    answered_first, second = await held_first_answer(aiohttp_client, web_demo_bot, message, go_on.wait)
+    try:
+        response = await asyncio.wait_for(second.post("/api/chat", json=message), 30)  # half a proxy's 60 s
+    finally:
+        go_on.set()
+        await answered_first
+    assert response.status == 200 and (await response.json())["source"] == "fallback"
+
+
+async def test_a_message_sent_again_while_another_server_answers_it_for_longer_than_the_stale_time_is_answered_once(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An answer running longer than ``CLAIM_STALE_S`` (a slow action) on a server that is alive is not taken for a
+    hung server's: the server renews its claim of the message while it answers, and a Retry reaching another server
+    waits for that answer rather than answering the message a second time."""
+    monkeypatch.setattr(engine_module, "TURN_RENEW_S", 0.1)
+    monkeypatch.setattr(web_channel, "CLAIM_STALE_S", 0.5)
+    cid = new_id()
+    message = {"conversation_id": cid, "text": "my parcel never arrived", "message_id": "m-1"}
+    answered_first, second = await held_first_answer(aiohttp_client, web_demo_bot, message,
+                                                     lambda: asyncio.sleep(1.5))  # a slow action
+    again = await second.post("/api/chat", json=message)
+    assert await again.json() == await (await answered_first).json()
+    history = await (await second.get(f"/api/conversations/{cid}/history")).json()
+    assert [t["role"] for t in history["turns"]] == ["user", "bot"]
+
+
+async def test_a_message_sent_again_after_its_claim_went_stale_gets_the_answer_kept(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The claims of answered messages go stale like any other, and the next claim on the store deletes them: a Retry
+    of an answered message still gets the answer kept, which is looked for before the message is claimed."""
+    monkeypatch.setattr(web_channel, "CLAIM_STALE_S", 0.0)
+    cid = new_id()
+    message = {"conversation_id": cid, "text": "my parcel never arrived", "message_id": "m-1"}
+    first, second = [await aiohttp_client(create_app(web_demo_bot.root, device="cpu")) for _ in range(2)]
+    answered = await (await first.post("/api/chat", json=message)).json()
+    other = {"conversation_id": new_id(), "text": "hello", "message_id": "m-2"}
+    assert (await second.post("/api/chat", json=other)).status == 200  # its claim deletes m-1's
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        assert db.execute("SELECT count(*) FROM answering WHERE conversation_id = ?", [cid]).fetchone() == (0,)
+    assert await (await second.post("/api/chat", json=message)).json() == answered
+    history = await (await second.get(f"/api/conversations/{cid}/history")).json()
+    assert [t["role"] for t in history["turns"]] == ["user", "bot"]
+
+
 async def test_a_turn_given_up_as_it_took_its_conversation_leaves_it_to_the_other_servers(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
     """A turn cancelled (its server stopping) while the store took its conversation for it ends that turn there too:

@@ -34,6 +34,7 @@ from pydantic_core import PydanticCustomError
 
 from bot.channels.base import (BY, DEFAULT_GRACE_S, PREDICTIONS, STORE_DAMAGED, Channel, Reply, Turn, http_error, in_time,
                                json_response, load_json, parts_of, readable, resolve_settings, store_failed)
+from bot.engine import TURN_STALE_S
 from bot.language import LANGUAGES, READABLE, SLOT, Language, Script, kept_script, mostly_written_in, say
 from bot.limits import client_address, count_message, count_request, retry_after, trusted
 from bot.project import AGENT_NAME_PATTERN, VERIFIED_USER, first_error, seen_only
@@ -131,10 +132,11 @@ class ChatRequest(ConversationRequest, Customer):
         "another on the same store, it gets the first one's reply rather than being answered twice"))
 
 
-# How often a message another server on the store is answering looks for that answer, and how long that server may
-# take before it counts as hung and the message is answered here (one killed is seen at once: Store.claim).
+# How often a message another server on the store is answering looks for that answer, and how long since that
+# server last renewed its claim (every TURN_RENEW_S while it answers, however long) before it counts as hung and the
+# message is answered here, well under a proxy's usual 60 s request timeout (one killed is seen at once: Store.claim).
 CLAIM_POLL_S = 0.2
-CLAIM_STALE_S = 120.0
+CLAIM_STALE_S = TURN_STALE_S
 
 
 class RecentAnswers:
@@ -268,9 +270,9 @@ class Refused(ValueError):
 
 class AnsweredElsewhere(Exception):
     """A message sent again over a socket (the widget's Retry) that another server on the store is answering still:
-    waited for, it held every later message of the socket behind it, for as long as that server took (two minutes for
-    one hung). Its answer comes as a ``sync`` once that server keeps it (:meth:`WebChannel._watching`), and the message
-    sent again then gets it."""
+    waited for, it held every later message of the socket behind it, for as long as that server took (for one hung,
+    until ``CLAIM_STALE_S`` after its last renewal). Its answer comes as a ``sync`` once that server keeps it
+    (:meth:`WebChannel._watching`), and the message sent again then gets it."""
 
     def __init__(self) -> None:
         super().__init__("message_id: another server on the store is answering this message; its answer comes as a "
@@ -517,7 +519,8 @@ class WebChannel(Channel):
         while (kept := await self._kept_reply(turn)) is None:
             if await self._claimed(turn):
                 try:
-                    return (await self.bot.handle(turn)).to_json()
+                    async with self._holding_claim(turn):
+                        return (await self.bot.handle(turn)).to_json()
                 except BaseException:
                     await self._unclaim(turn)
                     raise
@@ -528,11 +531,21 @@ class WebChannel(Channel):
 
     async def _claimed(self, turn: Turn) -> bool:
         """Whether this server may answer ``turn``: no other on the store is answering its ``message_id``, or the one
-        that was has stopped, or has not kept its answer in ``CLAIM_STALE_S`` (hung)."""
+        that was has stopped, or has not renewed its claim in ``CLAIM_STALE_S`` (hung)."""
         store = self.bot.store
         if turn.message_id is None or store is None:
             return True
         return await self.bot._store(store.claim, turn.conversation_id, turn.message_id, time.time() - CLAIM_STALE_S)
+
+    def _holding_claim(self, turn: Turn) -> contextlib.AbstractAsyncContextManager[None]:
+        """Renew this server's claim of ``turn``'s ``message_id`` while it answers (:meth:`Bot.renewing`): a Retry on
+        another server waits for an answer that runs long, and answers itself once this server hangs. A store that
+        does not serve leaves its claims to go stale."""
+        store = self.bot.store
+        if turn.message_id is None or store is None or store.server is None:
+            return contextlib.nullcontext()
+        return self.bot.renewing(functools.partial(store.renew_claim, turn.conversation_id, turn.message_id),
+                                 f"claim of message {turn.message_id!r} of conversation {turn.conversation_id!r}")
 
     async def _unclaim(self, turn: Turn) -> None:
         """Let the message be answered when sent again, here or by another server, after its answer failed."""
