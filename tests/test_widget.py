@@ -3718,6 +3718,27 @@ def test_the_agents_console_pages_through_a_long_review_queue(chromium: SimpleNa
     context.close()
 
 
+def test_a_long_message_in_the_review_queue_takes_a_few_lines_of_the_list(chromium: SimpleNamespace, server: LiveServer,
+                                                                          web_demo_bot: SimpleNamespace) -> None:
+    """A customer's long message (an order's story, 2,000 characters) was listed whole in the review queue: its item
+    filled the list, and the reviewer scrolled past it to reach the next. The list shows its first lines; the item,
+    opened, all of it."""
+    long = "我的订单一直没有到，客服电话也打不通。" * 100
+    items = [{"id": n, "turn_ids": [n], "texts": [text], "count": 1, "predicted": None, "ranking": [],
+              "reasons": ["fallback"], "uncertainty": 1.0, "score": 1.0} for n, text in ((1, long), (2, "退款"))]
+    context = open_console(chromium, server, web_demo_bot.admin_token, clock=True)
+    page = context.pages[0]
+    page.route(lambda url: "/admin/review?" in url,
+               lambda route: route.fulfill(json={"items": items, "total": 2, "more_waiting": False, "intents": ["greet"]}))
+    page.get_by_role("button", name="To review").click()
+    short = page.locator('.list li[data-id="2"]')
+    expect(short).to_be_visible()
+    assert page.locator('.list li[data-id="1"]').bounding_box()["height"] < 3 * short.bounding_box()["height"]
+    page.locator('.list li[data-id="1"]').click()
+    expect(page.locator(".review .texts li")).to_have_text([long])
+    context.close()
+
+
 def test_the_agents_console_marks_and_does_not_offer_a_ranked_intent_nlu_yml_no_longer_has(
         chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace) -> None:
     """After an intent's rename, before the next retrain, the serving model still ranks its old name: the console
