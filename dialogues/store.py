@@ -450,6 +450,15 @@ def _v42(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_review_labels_given ON review_labels (created, reviewer)")
 
 
+def _v43(db: sqlite_utils.Database) -> None:
+    """Each support team member's platform id beside the name their notes and takeovers were kept by in a channel's
+    conversations (``Store.receive_note``'s ``member``): the holder was kept by name alone, and a colleague renamed on
+    the platform while no server ran, or before a server had learnt their old name, held the customers they took, and
+    signed their notes, by the old name for good; the next server renames them from it (``Store.kept_members``)."""
+    db.execute("CREATE TABLE IF NOT EXISTS members (channel TEXT NOT NULL, member TEXT NOT NULL, name TEXT NOT NULL, "
+               "PRIMARY KEY (channel, member))")
+
+
 # The turns with a label given at a time by a reviewer (two parameters), for ``_v42``'s index.
 _GIVEN = "turn_id IN (SELECT turn_id FROM review_labels WHERE created = ? AND reviewer IS ?)"
 
@@ -457,7 +466,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
                                                               _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36,
-                                                              _v37, _v38, _v39, _v40, _v41, _v42]
+                                                              _v37, _v38, _v39, _v40, _v41, _v42, _v43]
 # Each intent name ``bot relabel`` renamed (``_v34``) with every name it has had since (``old``, ``new``): one renamed
 # twice (A to B, then B to C) is C's too. A common table expression, to put before a query's SELECT.
 RENAMED = ("WITH RECURSIVE renamed (old, new) AS (SELECT old, new FROM intent_renames UNION "
@@ -1967,7 +1976,7 @@ class Store:
             return True
 
     def receive_note(self, key: str, conversation_id: str, channel: str, author: str, text: str,
-                     takes_over: bool = True, edit: bool = False) -> bool:
+                     takes_over: bool = True, edit: bool = False, member: str = "") -> bool:
         """Add what a member of the support team wrote on the platform in a customer's conversation (a colleague's
         reply in a Slack Connect thread) as an agent's message by ``author``, which the bot does not answer; say
         whether it was added. Only to a conversation the store holds: a colleague's message elsewhere in the channel
@@ -1979,7 +1988,10 @@ class Store:
         A message kept already, delivered again as its ``edit``, takes ``text`` (:meth:`replace_message`): an app that
         hears mentions alone (``app_mention``, no ``message.channels``) learns of an edit only so, and a colleague's
         mention of the bot alone edited into words to the customer kept reading "[mentioned the bot]", the bot
-        answering on. A redelivery of the message as first written changes nothing: it may come after an edit."""
+        answering on. A redelivery of the message as first written changes nothing: it may come after an edit.
+
+        ``member``, the author's platform id, is kept beside ``author`` (:meth:`kept_members`), for a later server
+        to rename them by should the platform name them otherwise."""
         with self._writing():
             if self.conversation(conversation_id) is None:
                 return False
@@ -1990,7 +2002,16 @@ class Store:
             if takes_over:
                 self._set_status(conversation_id, "handed_off", "agent", author)  # a person's already: left as it is
             self._add_received(key, conversation_id, "agent", text, channel, author)
+            if member:
+                self.db.execute("INSERT OR REPLACE INTO members (channel, member, name) VALUES (?, ?, ?)",
+                                [channel, member, author])
             return True
+
+    def kept_members(self, channel: str) -> dict[str, str]:
+        """The name each support team member's notes and takeovers are kept by in ``channel``'s conversations, by
+        their platform id (:meth:`receive_note`'s ``member``): a server renames those the platform now names otherwise
+        (:meth:`name_member`), as it can tell from names alone only those kept by their id."""
+        return dict(self.db.execute("SELECT member, name FROM members WHERE channel = ?", [channel]).fetchall())
 
     def member_names(self, channel: str) -> set[str]:
         """The names support team members are known by in ``channel``'s conversations (their notes, and the handoffs
@@ -2025,6 +2046,7 @@ class Store:
             for table in ("handoffs", "takeovers"):
                 for column in ("agent", "previous"):
                     self.db.execute(f"UPDATE {table} SET {column} = :name WHERE {column} = :member AND {within}", names)
+            self.db.execute("UPDATE members SET name = :name WHERE channel = :channel AND name = :member", names)
 
     def replace_message(self, conversation_id: str, key: str, text: str | None, raw_text: str | None = None,
                         recent: bool = False) -> bool:

@@ -1883,6 +1883,36 @@ async def test_a_colleague_renamed_from_a_name_another_colleague_has_leaves_that
     bot.store.close()
 
 
+@pytest.mark.parametrize("learnt_at", ["start", "user_change", "note"])
+async def test_a_colleague_renamed_in_slack_while_no_server_ran_holds_their_conversations_by_the_new_name(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, learnt_at: str) -> None:
+    """A colleague renamed in Slack while no server ran, or before a new server had learnt their old name, held the
+    customers they took, and signed their notes, by the old name for good: the store kept the name alone, and the new
+    server, which never knew it, could not tell it was theirs. Their user id is kept beside it, and the next server
+    renames them as it starts, as Slack's user_change tells of the name, or as they write again (in another thread)."""
+    slack_api.members["U7"] = {"name": "ada"}
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["U7"])
+    cid, other = await two_customers_one_answered_by_u7(bot, client)
+    await channel.close()
+    assert bot.store.holder(cid) == "ada"
+    slack_api.members["U7"] = {"name": "ada", "profile": {"display_name": "Ada Lovelace"}}
+    restarted = make_channel(bot, slack_api.url, team_users=["U7"])
+    client = await client_of(aiohttp_client, restarted)
+    if learnt_at == "start":
+        restarted.start()
+    elif learnt_at == "user_change":
+        await post(client, user_change("U7", name="ada", profile={"display_name": "Ada Lovelace"}))
+    else:
+        await post(client, event("Ev2", "Let me look", user="U7", ts="1700000001.000200",
+                                 thread_ts="1700000001.000100"))
+    await restarted.close()
+    assert bot.store.holder(cid) == "Ada Lovelace"
+    assert [(m["author"], m["text"]) for m in bot.store.history(cid)][1:] == [("Ada Lovelace", "It went out today")]
+    assert [h["agent"] for h in bot.store.transcript(cid)["handoffs"]] == ["Ada Lovelace"]
+    assert bot.store.kept_members("slack") == {"U7": "Ada Lovelace"}
+    bot.store.close()
+
+
 async def test_a_support_team_members_new_name_in_slack_is_shown_after_a_while(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A colleague's name was looked up once and kept until a restart: one who changed their display name in Slack

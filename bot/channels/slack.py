@@ -499,6 +499,8 @@ class SlackChannel(PlatformChannel):
         self._names_said: float | None = None  # the pause the log told of since Slack last answered a lookup
         self._scopes: str | None = None  # the token's scopes, as Slack's latest answer said them (X-OAuth-Scopes)
         self._kept_by_id: set[str] = set()  # the colleagues whose notes were kept by their user id (Store.name_member)
+        # the names the store keeps colleagues by, by user id (Store.kept_members), as read at start, then renamed
+        self._kept_names: dict[str, str] = {}
         self._colleagues: set[str] = set()  # the user ids of those who wrote notes since the server started (_note)
         self._recalling: asyncio.Task[None] | None = None  # those kept so before this server started (_name_kept)
         # The messages (message_key) their customers deleted lately, for which nothing is posted any more: neither an
@@ -509,6 +511,16 @@ class SlackChannel(PlatformChannel):
 
     def start(self) -> None:
         self._tasks.spawn(self._check_token())
+        self._tasks.spawn(self._name_colleagues())
+
+    async def _name_colleagues(self) -> None:
+        """Ask Slack, as the server starts, the names of the colleagues the store keeps notes and takeovers of
+        (:meth:`member_name`), which renames there those Slack now names otherwise (:meth:`_name_kept`): one renamed
+        in Slack while no server ran held the customers they took by the old name until they wrote again."""
+        if self.bot.store is None:
+            return
+        await self._recalled()
+        await asyncio.gather(*(self.member_name(user) for user in self._kept_names))
 
     async def _check_token(self) -> None:
         """Ask Slack who the bot token is (``auth.test``, as Slack advises an app to check its token), and say so in
@@ -832,8 +844,9 @@ class SlackChannel(PlatformChannel):
                 author = await self.member_name(turn.user)
                 if author == turn.user:
                     self._kept_by_id.add(author)
+                await self._recalled()  # the name kept before, read ere this note's replaces it (_name_kept)
                 await self.bot._store(store.receive_note, key, turn.conversation_id, self.name, author, text,
-                                      kind != MENTION or bool(turn.text), edit)
+                                      kind != MENTION or bool(turn.text), edit, turn.user)
 
     async def _learn_about(self, payload: dict[str, Any]) -> bool:
         """Whether the author of the event's message is one of ``team_users`` (:meth:`on_team`), asked of Slack at
@@ -914,19 +927,26 @@ class SlackChannel(PlatformChannel):
         self._member_names[user] = (name, time.monotonic())
         if name == user or self.bot.store is None:
             return
-        self._tasks.spawn(self._name_kept(user, name))
-        if before not in (user, name):
-            self._tasks.spawn(self._renamed(user, before, name))
+        self._tasks.spawn(self._name_kept(user, before, name))
 
     def _user_changed(self, event: dict[str, Any]) -> None:
         """Learn at once the new name of a person whose name is shown (a colleague, someone customers mention) from
         Slack's ``user_change`` (sent to an app subscribed to it, with ``users:read``, as a profile changes): a
         colleague renamed in Slack held the conversations they took, and signed their notes, by the old name until
-        they wrote again after ``NAME_KEPT_S``. Others' changes, of the whole workspace, are not kept."""
+        they wrote again after ``NAME_KEPT_S``; one the store keeps (``Store.kept_members``), whose name this server had
+        not learnt yet, for good. Others' changes, of the whole workspace, are not kept."""
         member = _object(event.get("user")) if event.get("type") == "user_change" else {}
         user = _string(member.get("id"))
-        if user in self._member_names and not member.get("deleted"):
-            self._learnt(user, shown_name(member, user))
+        if user and not member.get("deleted"):
+            self._tasks.spawn(self._member_changed(user, shown_name(member, user)))
+
+    async def _member_changed(self, user: str, name: str) -> None:
+        """Learn ``name``, the one Slack shows for ``user`` now (:meth:`_user_changed`), where they are known here or
+        kept in the store, read first (:meth:`_recalled`)."""
+        if self.bot.store is not None:
+            await self._recalled()
+        if user in self._member_names or user in self._kept_names:
+            self._learnt(user, name)
 
     async def _renamed(self, user: str, before: str, name: str) -> None:
         """Name the colleague ``user``, whose name in Slack changed from ``before`` to ``name``, by ``name`` in the store
@@ -934,40 +954,56 @@ class SlackChannel(PlatformChannel):
         the agents' inbox and console read. Not where they are no colleague (someone customers mention: a console
         agent's name may be theirs), nor where another person Slack named is known by ``before`` too: those kept so
         may be theirs."""
-        if not (user in self._colleagues or await self.on_team(user)):
+        if not (user in self._colleagues or user in self._kept_names or await self.on_team(user)):
             return
-        if any(known == before for other, (known, _) in self._member_names.items() if other != user):
+        known = [(other, known) for other, (known, _) in self._member_names.items()] + list(self._kept_names.items())
+        if any(name_known == before for other, name_known in known if other != user):
             log.warning("Slack: %s is now %s, but another person is %s in Slack too: the conversations held by %s stay "
                         "so", user, name, before, before)
             return
         assert self.bot.store is not None
         await self.bot._store(self.bot.store.name_member, self.name, before, name, NOTED)
+        self._kept_names[user] = name
         log.info("Slack: %s (%s) is now %s, in the conversations they hold and their notes", before, user, name)
 
-    async def _name_kept(self, user: str, name: str) -> None:
-        """Name ``user`` by ``name`` in the store (``Store.name_member``) where their notes were kept by their user id
-        (:meth:`_note`), by this server or, read from the store at the first name Slack gives, by the servers before
-        it: after a restart, those a server had kept so stayed "U7" as holders of the customers they took over, until
-        they wrote again. In the background: the event's 200 waits on no read of the store. Their ids are told from
-        names by their form (``U…``, ``W…``), and a name of that form is renamed only where Slack names that very id,
-        in the conversations where a Slack note was kept under it (``Store.name_member``): a console agent's name
-        alike (``WU``) stays as it is."""
-        if self._recalling is None:
-            self._recalling = self._tasks.spawn(self._recall_ids_kept())
-        await asyncio.shield(self._recalling)
-        if user in self._kept_by_id and self.bot.store is not None:
+    async def _name_kept(self, user: str, before: str, name: str) -> None:
+        """Name ``user``, known as ``before`` until Slack named them ``name``, so in the store (``Store.name_member``):
+        where their notes were kept by their user id (:meth:`_note`), by this server or, read from the store at the
+        first name Slack gives, by the servers before it: after a restart, those a server had kept so stayed "U7" as
+        holders of the customers they took over, until they wrote again; and where they were kept by another name
+        (:meth:`_renamed`), the one the store keeps beside their id (``Store.kept_members``) else the one this server
+        knew: renamed in Slack while no server ran, they kept the old name for good. In the background: the event's
+        200 waits on no read of the store. Ids kept by a deskbot that kept no id beside a name are told from names by
+        their form (``U…``, ``W…``), and a name of that form is renamed only where Slack names that very id, in the
+        conversations where a Slack note was kept under it (``Store.name_member``): a console agent's name alike
+        (``WU``) stays as it is."""
+        await self._recalled()
+        assert self.bot.store is not None
+        if user in self._kept_by_id:
             self._kept_by_id.discard(user)
             await self.bot._store(self.bot.store.name_member, self.name, user, name, NOTED)
+        before = self._kept_names.get(user, before)
+        if before not in (user, name):
+            await self._renamed(user, before, name)
 
-    async def _recall_ids_kept(self) -> None:
-        """Add the colleagues the store knows by their user id to those :meth:`_name_kept` names; where the store
-        cannot say, none (said in the log): the names are looked up all the same."""
+    async def _recalled(self) -> None:
+        """Wait for the colleagues the store keeps (:meth:`_recall_kept`) to be read, once a server."""
+        if self._recalling is None:
+            self._recalling = self._tasks.spawn(self._recall_kept())
+        await asyncio.shield(self._recalling)
+
+    async def _recall_kept(self) -> None:
+        """Learn the names the store keeps colleagues by beside their user id, and add the colleagues it knows by their
+        user id to those :meth:`_name_kept` names; where the store cannot say, none (said in the log): the names are
+        looked up all the same."""
         try:
-            names = await self.bot._read(lambda store: store.member_names(self.name))
+            names, kept = await self.bot._read(
+                lambda store: (store.member_names(self.name), store.kept_members(self.name)))
         except sqlite3.Error as exc:
-            log.warning("the support team members kept by their Slack user id before this server started could not be "
-                        "read (%s): they are named as they write again", exc)
+            log.warning("the support team members kept before this server started could not be read (%s): they are "
+                        "named as they write again", exc)
             return
+        self._kept_names = kept
         self._kept_by_id |= {name for name in names if MEMBER_ID.fullmatch(name) and not is_group(name)}
 
     def _remember_unknown(self, user: str) -> None:
