@@ -892,6 +892,22 @@ async def test_screenshots_sent_one_after_another_are_told_the_hint_once_until_w
     assert sorted(p["text"] for p in slack.posts) == sorted([hint, slack.bot.text, hint])  # answered in the background
 
 
+async def test_mentions_of_the_bot_alone_one_after_another_are_asked_for_a_question_once_until_words_come(
+        slack: SimpleNamespace) -> None:
+    """A customer in a thread who mentioned the bot alone, then again, was asked for their question at each. They are
+    asked once, a screenshot in between told its own hint; words answered since, a mention alone is asked again."""
+    files = [{"id": "F1", "name": "error.png", "mimetype": "image/png"}]
+    for n, fields in enumerate([{}, {"subtype": "file_share", "files": files}, {}]):
+        await post(slack.client, event(f"Ev{n}", "<@UBOT>" if not fields else "", ts=f"170000000{n}.000200",
+                                       thread_ts=TS, **fields))
+    await post(slack.client, event("Ev3", "<@UBOT> it fails at checkout", ts="1700000003.000200", thread_ts=TS))
+    await post(slack.client, event("Ev4", "<@UBOT>", ts="1700000004.000200", thread_ts=TS))
+    await slack.channel.close()
+    asked, hint = "Hi! What can I help you with? Please type your question.", \
+        "Sorry, I can only read text messages. Please type your question."
+    assert sorted(p["text"] for p in slack.posts) == sorted([asked, hint, slack.bot.text, asked])
+
+
 async def test_a_message_shared_without_words_is_answered_with_the_hint(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
     """A customer who shared a Slack message with the bot (an error a colleague posted, say) without a word of their

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import time
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -48,6 +48,8 @@ DEFAULT_GRACE_S = 5.0  # how long close() lets turns in flight finish; the serve
 BY = {"user": "customer", "requested": "customer", "agent": "agent"}
 MAX_SKEW_S = 300  # how far a platform's signed timestamp may be from our clock before the request is refused
 REFUSAL_SAID_S = 60.0  # a refused request of a platform's is said in the log once in this long at most
+HINTED_S = 600.0  # a conversation told a hint is not told it again for this long, unless its customer wrote since
+UNREAD = "unread"  # UNREAD_HINT's name among the hints (PlatformChannel._hint_due)
 # What a customer who sends what the bot cannot read (a voice message, a picture) is told, where they got no answer.
 UNREAD_HINT: Text = {"en": "Sorry, I can only read text messages. Please type your question.",
                      "zh": "抱歉，我只能读懂文字消息，请用文字描述您的问题。"}
@@ -675,6 +677,19 @@ class PlatformChannel(Channel):
         self._stopping = asyncio.Event()
         self._closed = False  # after close(): no session, no send
         self._refusal_said_until = 0.0  # the time.monotonic() until which no refused request is said (REFUSAL_SAID_S)
+        # By hint (:meth:`_hint_due`), the conversations told it lately whose customer has written no words since.
+        self._hinted: defaultdict[str, RecentKeys] = defaultdict(lambda: RecentKeys(ttl=HINTED_S))
+
+    def _hint_due(self, conversation_id: str, hint: str) -> bool:
+        """Whether to tell ``conversation_id``'s customer the channel's ``hint`` (that the bot reads text alone) for a
+        message it cannot answer, and remember it was: not again until they write words (:meth:`_words_came`), or for
+        ``HINTED_S``: three screenshots sent one after another were told it three times in a row."""
+        return self._hinted[hint].add(conversation_id)
+
+    def _words_came(self, conversation_id: str) -> None:
+        """Have every hint told again in ``conversation_id`` (:meth:`_hint_due`), whose customer wrote words."""
+        for hinted in self._hinted.values():
+            hinted.forget((conversation_id,))
 
     @classmethod
     def from_settings(cls, bot: "Bot", settings: dict[str, Any]) -> "PlatformChannel | None":

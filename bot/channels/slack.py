@@ -32,7 +32,7 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, UNDELIVERED, UNREAD_HINT, DeliveryError, MaybeDelivered,
+from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, UNDELIVERED, UNREAD, UNREAD_HINT, DeliveryError, MaybeDelivered,
                                PlatformChannel, RecentKeys, Stopping, TryAgain, Turn, Withdrawn, api_base, api_result, clock_off,
                                failure, handed_over, http_error, is_fresh, load_json, message_pieces, normalise,
                                read_body, readable, same_secret, send_pieces, shown_url, signed, skew, with_attached)
@@ -73,7 +73,6 @@ MENTION = "mention"  # the bot mentioned alone, without a question (SlackChannel
 # What a customer who mentioned the bot alone, to start, is asked, where they got no answer.
 MENTION_HINT: Text = {"en": "Hi! What can I help you with? Please type your question.",
                       "zh": "您好！请问有什么可以帮您？请直接输入您的问题。"}
-HINTED_S = 600.0  # a conversation told UNREAD_HINT is not told it again for this long, unless its customer wrote since
 CHANGES = ("message_changed", "message_deleted")  # a message edited or deleted (SlackChannel._changed)
 ENV = {
     "signing_secret": "DESKBOT_SLACK_SIGNING_SECRET",
@@ -506,8 +505,6 @@ class SlackChannel(PlatformChannel):
         # The messages (message_key) their customers deleted lately, for which nothing is posted any more: neither an
         # answer nor a hint or a notice to wait, which the store keeps no row of to withdraw (:meth:`send`).
         self._deleted = RecentKeys()
-        # The conversations told UNREAD_HINT lately, whose customer has written no words since (:meth:`_unread`).
-        self._hinted = RecentKeys(ttl=HINTED_S)
 
     def start(self) -> None:
         self._tasks.spawn(self._check_token())
@@ -1083,8 +1080,9 @@ class SlackChannel(PlatformChannel):
     async def _unread(self, request: web.Request, turn: Turn, kind: str, edit: bool = False) -> None:
         """Answer files sent without a word (a screenshot), or a Slack message shared so, with ``UNREAD_HINT``, and
         the bot mentioned alone (``kind`` :data:`MENTION`) with ``MENTION_HINT``, once and within the conversation's
-        limit, in its language and script: the customer heard nothing back. ``UNREAD_HINT`` is said once until the
-        customer writes words, for ``HINTED_S`` at most: three screenshots pasted one after another had it three times. In a
+        limit, in its language and script: the customer heard nothing back. Each hint is said once until the customer
+        writes words, for ``HINTED_S`` at most (:meth:`_hint_due`): three screenshots pasted one after another had it
+        three times, and each of three mentions alone ``MENTION_HINT``. In a
         conversation handed to a person it is recorded instead, as a customer's turn saying what came ("[picture]",
         :data:`~dialogues.holding.SENT`): the agent learns of it, and no hint talks over them. WeCom's pictures are
         answered the same way. An ``edit`` of a message the store holds (its words taken back, the mention or the file
@@ -1103,7 +1101,7 @@ class SlackChannel(PlatformChannel):
                 if store is not None and await self.bot._store(store.receive_unanswered, key, conversation_id,
                                                                 self.name, turn.user, SENT[kind][language]):
                     return
-                if kind != MENTION and not self._hinted.add(conversation_id):
+                if not self._hint_due(conversation_id, MENTION if kind == MENTION else UNREAD):
                     return
                 notice = say(MENTION_HINT if kind == MENTION else UNREAD_HINT, language, script=kept_script(kept))
             if notice:
@@ -1130,7 +1128,7 @@ class SlackChannel(PlatformChannel):
                 with refunded_on_error(request, turn.conversation_id):
                     kept = await self.keep(turn, key)
                 if kept:
-                    self._hinted.forget((turn.conversation_id,))  # words came: a file alone is told the hint again
+                    self._words_came(turn.conversation_id)  # a file or a mention alone is told its hint again
                     self.resume(turn)
                 elif edit:  # kept by a server before this one, which Slack's first delivery reached
                     await self._edited(turn, key)

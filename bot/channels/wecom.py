@@ -30,7 +30,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from aiohttp import web
 
 from bot.channels.base import (DEFAULT_GRACE_S, MAX_SKEW_S, MAYBE_SENT, UNAVAILABLE, UNDELIVERED, DeliveryError,
-                               MaybeDelivered, PlatformChannel, Stopping, UNREAD_HINT, TryAgain, Turn, api_base,
+                               MaybeDelivered, PlatformChannel, Stopping, UNREAD, UNREAD_HINT, TryAgain, Turn, api_base,
                                api_result, clock_off, failure, handed_over, http_error, is_fresh, read_body,
                                message_pieces, readable, send_pieces, shown_url, signed, skew)
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, WrongKeyError, parse_xml
@@ -340,6 +340,7 @@ class WeComChannel(PlatformChannel):
         # Whatever it is, the message withdraws the choices; only once kept: if keeping it fails, WeCom sends it
         # again, and the retry must pick what this one picked.
         self._offer(conversation_id, [])
+        self._words_came(conversation_id)  # a picture alone is told unread_hint again
         answered: asyncio.Future[tuple[str, int | None]] = loop.create_future()
         self._tasks.spawn(self._answer(turn, answered))
         try:
@@ -385,9 +386,10 @@ class WeComChannel(PlatformChannel):
     async def _unread(self, request: web.Request, user: str, kind: str, key: str, nonce: str) -> web.StreamResponse:
         """Answer a message the bot cannot read (a voice message, a picture, a file) with ``unread_hint``, once
         per message and within the conversation's limit, in its language and script: the customer who sent one
-        heard nothing back, and waited. In a conversation handed to a person it is recorded instead, as a
-        customer's turn that says what was sent ("[图片]", :data:`~dialogues.holding.SENT`): the agent learns of
-        it and sees the customer waiting, and no hint talks over them. Which of the two the store decides as it
+        heard nothing back, and waited; once until they write words, for ``HINTED_S`` at most (:meth:`_hint_due`):
+        three pictures sent one after another were told it three times. In a conversation handed to a person it is
+        recorded instead, as a customer's turn that says what was sent ("[图片]", :data:`~dialogues.holding.SENT`):
+        the agent learns of it and sees the customer waiting, and no hint talks over them. Which of the two the store decides as it
         records it (:meth:`~dialogues.store.Store.receive_unanswered`), so that a hand-back meanwhile gets the hint."""
         conversation_id = f"wecom:{self.corp_id}:{user}"
         async with self._seen.claim((key,)) as first:
@@ -402,6 +404,8 @@ class WeComChannel(PlatformChannel):
                 store = self.bot.store
                 if conversation is not None and store is not None and await self.bot._store(
                         store.receive_unanswered, key, conversation_id, self.name, user, SENT[kind][language]):
+                    return web.Response(text="")
+                if not self._hint_due(conversation_id, UNREAD):
                     return web.Response(text="")
                 notice = say(self.unread_hint, language, script=kept_script(kept) or self.script)
         return self._passive_reply(user, notice, nonce) if notice else web.Response(text="")
