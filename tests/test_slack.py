@@ -1820,7 +1820,8 @@ async def test_a_colleague_kept_by_their_id_before_a_restart_is_named_once_slack
     inbox until they wrote there again. The next server names them in the store once Slack gives their name, here
     for a customer's mention of them; an agent of the console, and a colleague named already, stay as they are: the
     console agent too whose name is of an id's form, and Slack's id of another person, whom a customer mentions (the
-    name is no colleague's kept by their id: none wrote in Slack under it)."""
+    name is no colleague's kept by their id: none wrote in Slack under it). Renamed in Slack later, the colleague's
+    customers follow the new name too."""
     monkeypatch.setattr(slack_module, "NAME_RETRY_S", 0.0)
     slack_api.members.update({"U7": {"name": "ada"}, "U8": {"name": "grace"}, "UMBERTO": {"name": "umberto"}})
     slack_api.scopes = set()
@@ -1837,6 +1838,9 @@ async def test_a_colleague_kept_by_their_id_before_a_restart_is_named_once_slack
     await restarted.close()
     assert bot.store.holder(cid) == "ada" and bot.store.holder(other) == "UMBERTO"
     assert_answered_and_taken_over_by_ada(bot, cid)
+    await post(client, user_change("U7", name="ada", profile={"display_name": "Ada Lovelace"}))  # and renamed since
+    await restarted.close()
+    assert bot.store.holder(cid) == "Ada Lovelace" and bot.store.holder(other) == "UMBERTO"
     bot.store.close()
 
 

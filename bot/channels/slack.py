@@ -979,6 +979,7 @@ class SlackChannel(PlatformChannel):
         if user in self._kept_by_id:
             self._kept_by_id.discard(user)
             await self.bot._store(self.bot.store.name_member, self.name, user, name, NOTED)
+            self._kept_names[user] = name
         before = self._kept_names.get(user, before)
         if before not in (user, name):
             await self._renamed(user, before, name)
