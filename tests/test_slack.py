@@ -1933,6 +1933,27 @@ async def test_a_colleague_renamed_in_slack_while_no_server_ran_holds_their_conv
     bot.store.close()
 
 
+async def test_a_colleague_renamed_while_no_server_ran_from_a_name_another_colleague_has_leaves_that_names_conversations(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Two colleagues kept alike ("Ada") by a server before: one renamed in Slack while no server ran cannot tell the
+    next server, which knows the other by the store alone, which of Ada's customers are theirs, so none are renamed,
+    and the log says why."""
+    slack_api.members.update({"U7": {"name": "ada", "profile": {"display_name": "Ada"}},
+                              "U8": {"name": "ada.b", "profile": {"display_name": "Ada"}}})
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["U7", "U8"])
+    cid, other = await two_customers_one_answered_by_u7(bot, client)
+    await post(client, event("Ev2", "Checking", user="U8", ts="1700000001.000200", thread_ts="1700000001.000100"))
+    await channel.close()
+    slack_api.members["U7"] = {"name": "ada", "profile": {"display_name": "Ada Lovelace"}}
+    restarted = make_channel(bot, slack_api.url, team_users=["U7", "U8"])
+    await post(await client_of(aiohttp_client, restarted),
+               user_change("U7", name="ada", profile={"display_name": "Ada Lovelace"}))
+    await restarted.close()
+    assert bot.store.holder(cid) == bot.store.holder(other) == "Ada"
+    assert "Slack: U7 is now Ada Lovelace, but another person is Ada in Slack too" in caplog.text
+    bot.store.close()
+
+
 async def test_a_support_team_members_new_name_in_slack_is_shown_after_a_while(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A colleague's name was looked up once and kept until a restart: one who changed their display name in Slack
