@@ -1723,13 +1723,13 @@ def _list_labels(project: Project, intent: str | None, limit: int) -> None:
     """`bot review --labelled`: the labels given, newest first, each by the turn `--correct` names."""
     from bot.review import given_labels, show_given
 
-    given = _read_store(project, lambda store: given_labels(store, intent))
+    given, older = _read_store(project, lambda store: given_labels(store, intent, limit))
     if not given:
         click.echo(f"No message is labelled{f' {intent}' if intent else ''}.")
         return
-    for label in given[:limit]:
+    for label in given:
         show_given(label)
-    more = f" ({len(given) - limit} older: --limit {len(given)} lists them)" if len(given) > limit else ""
+    more = f", the newest (older ones too: --limit {2 * limit} lists more)" if older else ""
     click.echo(f"{_count(len(given), 'label')}{more}. `bot review {shell(project.root)} --correct TURN INTENT` "
                "changes one (TURN is the number after #).")
 

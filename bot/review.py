@@ -295,18 +295,31 @@ class GivenLabel:
     texts: list[str]  # the distinct messages it labelled
 
 
-def given_labels(store: Store, intent: str | None = None) -> list[GivenLabel]:
-    """The labels that stand now (each turn's latest), newest first, ``intent``'s alone if named: a label given in an
-    earlier sitting could be corrected only through the admin API, so a slip found later was learnt at every
-    retrain."""
-    answers = store.label_answers()
+def given_labels(store: Store, intent: str | None = None,
+                 limit: int | None = None) -> tuple[list[GivenLabel], bool]:
+    """The labels that stand now (each turn's latest), newest first, ``intent``'s alone if named, the newest ``limit``
+    if given, and whether older ones stand too: a label given in an earlier sitting could be corrected only through the
+    admin API, so a slip found later was learnt at every retrain. Labels are read newest first, one answer's batch (its
+    time and reviewer) at a time, and no further than the batch after the ``limit``-th answer: a store of years of
+    labels was read whole, twice, to list the latest few."""
     given: dict[tuple[Any, ...], GivenLabel] = {}
-    for row in store.labels():  # oldest first: a label's first turn is its lowest
-        label = given.setdefault(answers[row["turn_id"]],
-                                 GivenLabel(row["turn_id"], row["intent"], row["reviewer"], row["created"], []))
-        if row["text"] not in label.texts:
-            label.texts.append(row["text"])
-    return [label for label in reversed(given.values()) if intent is None or label.intent == intent]
+    first: dict[tuple[Any, ...], int] = {}  # each answer's first label: the order in which they were given
+    batch: tuple[float, str | None] | None = None
+    answers: dict[int, tuple[Any, ...]] = {}
+    for row in store.newest_labels(intent):
+        if (row["created"], row["reviewer"]) != batch:  # one answer's labels were written together, the ids in a run
+            if limit is not None and len(given) > limit:
+                break
+            batch = (row["created"], row["reviewer"])
+            answers = store.label_answers(batch)
+        key = answers[row["turn_id"]]
+        label = given.setdefault(key, GivenLabel(row["turn_id"], row["intent"], row["reviewer"], row["created"], []))
+        label.turn_id, first[key] = row["turn_id"], row["id"]  # newest first: the last row read is its first turn
+        if row["text"] in label.texts:
+            label.texts.remove(row["text"])
+        label.texts.insert(0, row["text"])  # the texts in the order they were labelled, each where it came first
+    labels = [given[key] for key in sorted(given, key=first.__getitem__, reverse=True)]
+    return (labels, False) if limit is None else (labels[:limit], len(labels) > limit)
 
 
 def show_given(label: GivenLabel) -> None:

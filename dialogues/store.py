@@ -2932,6 +2932,18 @@ class Store:
             [since],
         ))
 
+    def newest_labels(self, intent: str | None = None) -> Iterator[dict[str, Any]]:
+        """The latest label of every labelled turn, newest first, ``intent``'s alone if named, with the turn's text:
+        read as they are taken, so that listing the newest labels reads none older than those shown."""
+        among, params = ("AND r.intent = ? ", [intent]) if intent is not None else ("", [])
+        return self.db.query(
+            "SELECT r.id, r.turn_id, t.text, r.intent, r.reviewer, r.created FROM review_labels r "
+            "JOIN turns t ON t.id = r.turn_id "
+            f"WHERE r.id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id) {among}"
+            "ORDER BY r.id DESC",
+            params,
+        )
+
     def recent_messages(self, limit: int) -> list[str]:
         """The latest ``limit`` distinct customer messages, newest first (button payloads left out)."""
         return [r["text"] for r in self.db.query(

@@ -457,7 +457,7 @@ def test_bot_review_lists_and_corrects_a_label_given_in_an_earlier_sitting(revie
     assert lines[1].startswith(f"  #{parcel[0]}  get_refund  by ann, ")
     assert lines[1].endswith(": “where is my parcel” (+2 more phrasings)")
     assert lines[2] == f"2 labels. `bot review {review_bot} --correct TURN INTENT` changes one (TURN is the number after #)."
-    assert one_intent.output.splitlines()[1].startswith("2 labels (1 older: --limit 2 lists them)")
+    assert one_intent.output.splitlines()[1].startswith("1 label, the newest (older ones too: --limit 2 lists more)")
 
     corrected = CliRunner().invoke(cli, ["review", str(review_bot), "--correct", str(parcel[1]), "track_order",
                                          "--reviewer", "cy"])
@@ -479,6 +479,40 @@ def test_bot_review_lists_and_corrects_a_label_given_in_an_earlier_sitting(revie
     assert same.exit_code == 0 and f"Turn {refund} is labelled get_refund already." in same.output
     alone = CliRunner().invoke(cli, ["review", str(review_bot), "--intent", "get_refund"])
     assert alone.exit_code == 2 and "add --labelled" in alone.output
+
+
+def test_bot_review_labelled_reads_no_older_labels_than_it_shows(review_bot: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bot review --labelled --limit N` read every label the store holds, twice, to show the newest N: it reads them
+    newest first and stops at the answer after the N-th, listing them as the whole listing does."""
+    store = Store(review_bot / "dialogues.db")
+    given = []
+    for n in range(6):
+        turns = [turn(store, f"where is parcel {n}{'?' * k}", 0.3, "fallback", conversation=f"c{n}-{k}")[0]
+                 for k in range(2)]
+        store.add_labels(turns, "track_order", f"reviewer{n}")
+        given.append(turns)
+    store.close()
+    read: list[int] = []
+
+    def counted(self: Store, intent: str | None = None) -> Any:
+        for row in newest(self, intent):
+            read.append(row["id"])
+            yield row
+
+    newest = Store.newest_labels
+    monkeypatch.setattr(Store, "newest_labels", counted)
+    monkeypatch.setattr(Store, "labels", lambda *args: pytest.fail("every label read"))
+    whole = CliRunner().invoke(cli, ["review", str(review_bot), "--labelled"])
+    read.clear()
+    two = CliRunner().invoke(cli, ["review", str(review_bot), "--labelled", "--limit", "2"])
+
+    assert two.exit_code == 0, two.output
+    assert two.output.splitlines()[:2] == whole.output.splitlines()[:2]
+    assert [line.split()[0] for line in two.output.splitlines()[:2]] == [f"#{given[5][0]}", f"#{given[4][0]}"]
+    assert "2 labels, the newest (older ones too: --limit 4 lists more)." in two.output
+    assert len(read) <= 2 * 3 + 1  # the two answers shown, the next, and the first label of the one after
+    assert whole.output.splitlines()[6].startswith("6 labels. ")
 
 
 def test_correcting_a_label_bot_relabel_moved_changes_the_messages_of_its_answer_alone(review_bot: Path) -> None:
