@@ -1372,8 +1372,16 @@ def _read_store(project: Project, read: Callable[[Store], _Read]) -> _Read:
     try:
         return read_as_it_is(project.db_path, read)
     except TooOld as exc:
-        fail(f"{exc}: stop its `bot serve` and start this deskbot's, `bot serve {shell(project.root)}`, which migrates "
-             "it (keeping a copy as it was), then run this again")
+        fail(f"{exc}: {_to_migrate(project)}, then run this again")
+
+
+def _to_migrate(project: Project) -> str:
+    """What migrates an older deskbot's store: this deskbot's ``bot serve``, after the older one is stopped where one
+    runs on it (its lock in the store's servers folder says so); where none runs, stopping it is no step to take."""
+    from dialogues.store import is_served
+
+    stop = "stop its `bot serve` and " if is_served(project.db_path) else ""
+    return f"{stop}start this deskbot's, `bot serve {shell(project.root)}`, which migrates it (keeping a copy as it was)"
 
 
 def _older_schema(project: Project) -> int | None:
@@ -1838,9 +1846,8 @@ def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) ->
 
     project = load_project(directory)
     if (schema := _older_schema(project)) is not None:  # said before the gaps and the model load, not after them
-        fail(f"{project.db_path} is at migration {schema}, an older deskbot's, which `bot retrain` learns from: stop its "
-             f"`bot serve` and start this deskbot's, `bot serve {shell(project.root)}`, which migrates it (keeping a copy "
-             f"as it was), then run `bot retrain {shell(project.root)}`")
+        fail(f"{project.db_path} is at migration {schema}, an older deskbot's, which `bot retrain` learns from: "
+             f"{_to_migrate(project)}, then run `bot retrain {shell(project.root)}`")
     if not as_json:
         say_gaps(project)  # an intent added to nlu.yml without a template, before it is promoted and swapped in
     registry = Registry(project.models_dir)

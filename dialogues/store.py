@@ -933,14 +933,14 @@ def refuse_migrating_under_a_server(path: Path) -> None:
         return  # said by the Store that opens it
     if not 0 < version < len(MIGRATIONS):
         return
-    if _served(path):
+    if is_served(path):
         raise StoreError(f"{path} is at migration {version}, this deskbot needs {len(MIGRATIONS)}, and an older "
                          "deskbot's `bot serve` is running on it: stop it and start this deskbot's, `bot serve "
                          f"{shlex.quote(str(path.parent))}`, which migrates the store as it starts (keeping a copy as "
                          "it was), then run this again")
 
 
-def _served(path: Path) -> bool:
+def is_served(path: Path) -> bool:
     """Whether a ``bot serve`` runs on the store at ``path`` (holds its lock file, :meth:`Store.serve`). One whose
     file was deleted, or its folder (a cleaner), holds it still until its next round locks a new one
     (``server.ADOPT_EVERY_S``), and an older deskbot's web-only server never did: found open in /proc, where there is
@@ -959,7 +959,7 @@ def restore(path: Path, copy: Path) -> Path | None:
     it replaces was kept (None where there was none): as ``dialogues.db.replaced-STAMP``, with its -wal file, which
     holds what it logged last. Put back by hand beside the -wal file a killed server left, a copy was overlaid by that
     log as it opened, and the restore undone or the store damaged."""
-    if _served(path):
+    if is_served(path):
         raise StoreError(f"{path}: a `bot serve` is running on it: stop it, then restore")
     if openers := _openers(path):  # a `bot review` or `bot chat` went on writing to the store put aside, and lost it
         raise StoreError(f"{path} is open in another process ({'; '.join(openers)}): let it end or stop it, then "

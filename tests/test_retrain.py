@@ -2106,14 +2106,21 @@ def test_bot_rollback_beside_a_damaged_store_keeps_the_versions_answers_and_says
 def test_bot_retrain_beside_an_older_deskbots_store_says_in_one_line_what_to_run(bot_dir: Path) -> None:
     """Deskbot upgraded, the older `bot serve` still running on the store: `bot retrain`, which learns from the store,
     refused it with "start `bot serve` of this deskbot on it first", naming neither the bot nor that the older server
-    must stop, nor what to run after."""
+    must stop, nor what to run after. It says to stop the older server only while one runs on the store."""
+    from filelock import FileLock
+
     (bot_dir / "dialogues.db").unlink(missing_ok=True)
     store_of_the_last_deskbot(bot_dir / "dialogues.db")
-    refused = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
-    assert refused.exit_code == 1
-    assert refused.output == (f"Error: {bot_dir / 'dialogues.db'} is at migration {len(MIGRATIONS) - 1}, an older "
-                              "deskbot's, which `bot retrain` learns from: stop its `bot serve` and start this "
-                              f"deskbot's, `bot serve {bot_dir}`, which migrates it (keeping a copy as it was), then "
-                              f"run `bot retrain {bot_dir}`\n")
+    (servers := bot_dir / ".dialogues.db.servers").mkdir()
+    server = FileLock(servers / f"{'b' * 32}.lock", thread_local=False)
+    for stop in ("", "stop its `bot serve` and "):
+        refused = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
+        assert refused.exit_code == 1
+        assert refused.output == (f"Error: {bot_dir / 'dialogues.db'} is at migration {len(MIGRATIONS) - 1}, an older "
+                                  f"deskbot's, which `bot retrain` learns from: {stop}start this deskbot's, `bot serve "
+                                  f"{bot_dir}`, which migrates it (keeping a copy as it was), then run `bot retrain "
+                                  f"{bot_dir}`\n")
+        server.acquire()  # as the older server holds its own while it runs
+    server.release()
     assert Registry(bot_dir / "models").current() == "v0001"
     assert sqlite3.connect(bot_dir / "dialogues.db").execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,)

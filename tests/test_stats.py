@@ -885,20 +885,30 @@ def test_commands_that_read_read_an_older_deskbots_store_as_it_is_rather_than_mi
 
 def test_commands_that_read_a_store_too_old_to_read_as_it_is_say_what_to_run(tiny_demo_bot: Path,
                                                                                tmp_path: Path) -> None:
-    """A store so old it lacks what a command reads is refused in one line naming what to run, not a traceback."""
+    """A store so old it lacks what a command reads is refused in one line naming what to run, not a traceback; it
+    says to stop the older `bot serve` only while one runs on the store (it said so of a store no server ran on)."""
+    from filelock import FileLock
+
     root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
     Store(root / "dialogues.db").close()
     with contextlib.closing(sqlite3.connect(root / "dialogues.db")) as older:
         older.execute("DROP TABLE review_labels")  # as a deskbot from before review labels kept it
         older.execute("PRAGMA user_version=1")
-    for command in (["stats", str(root)], ["export", str(root)]):
-        refused = CliRunner().invoke(cli, command)
-        assert refused.exit_code == 1, refused.output
-        assert refused.output.startswith(f"Error: {root / 'dialogues.db'} is at migration 1, an older deskbot's, which "
-                                         "lacks what this reads (no such table: review_labels): stop its `bot serve` "
-                                         f"and start this deskbot's, `bot serve {root}`, which migrates it (keeping a "
-                                         "copy as it was), then run this again"), refused.output
-        assert refused.output.count("\n") == 1
+    servers = root / ".dialogues.db.servers"
+    servers.mkdir()
+    (servers / f"{'a' * 32}.lock").touch()  # a server killed long ago: gone
+    server = FileLock(servers / f"{'b' * 32}.lock", thread_local=False)
+    for stop in ("", "stop its `bot serve` and "):
+        for command in (["stats", str(root)], ["export", str(root)]):
+            refused = CliRunner().invoke(cli, command)
+            assert refused.exit_code == 1, refused.output
+            assert refused.output.startswith(
+                f"Error: {root / 'dialogues.db'} is at migration 1, an older deskbot's, which lacks what this reads (no "
+                f"such table: review_labels): {stop}start this deskbot's, `bot serve {root}`, which migrates it "
+                "(keeping a copy as it was), then run this again"), refused.output
+            assert refused.output.count("\n") == 1
+        server.acquire()  # as the older server holds its own while it runs
+    server.release()
     assert sqlite3.connect(root / "dialogues.db").execute("PRAGMA user_version").fetchone() == (1,)
 
 
