@@ -56,7 +56,7 @@ from retrieval.options import IndexType
 
 if TYPE_CHECKING:
     from dialogues.store import Store, WrittenByNewer
-    from finetune.registry import Version
+    from finetune.registry import Registry, Version
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # deskbot never reaches for a model hub on its own
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -1866,10 +1866,28 @@ def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) ->
             click.echo(f"Stopped by SIGTERM: {now or 'no version'} serves{' as before' if now == before else ''}, "
                        "and the candidate it was training is removed.", err=True)
         raise
+    if (keep := project.config.learning.keep_served) is not None:  # after the run, which let go of the registry lock
+        result.decision["pruned"] = _pruned_after_retrain(registry, keep)
     if as_json:
         click.echo(json.dumps(result.decision))
     elif "figures" in result.decision:  # a candidate was trained and gated
         _print_decision(result.decision, registry.current(), directory)
+
+
+def _pruned_after_retrain(registry: Registry, keep: int) -> list[str]:
+    """The versions ``learning.keep_served`` deletes after a retrain, as ``bot models --prune`` does, said on stderr: a
+    nightly retrain's refused candidates and old versions filled the disk. One that cannot prune (another training
+    run holds the lock, nothing serves) warns: the retrain itself is done."""
+    from finetune.registry import RegistryError
+
+    try:
+        deleted = registry.prune(keep)
+    except RegistryError as exc:
+        click.echo(f"warning: no version pruned (learning.keep_served: {keep}): {exc}", err=True)
+        return []
+    if deleted:
+        click.echo(f"Pruned {', '.join(deleted)} (learning.keep_served: {keep})", err=True)
+    return deleted
 
 
 def _print_decision(d: dict[str, Any], current: str | None, directory: Path) -> None:

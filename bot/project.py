@@ -497,6 +497,9 @@ class LearningConfig(Settings):
     interpolate: float = Field(0.5, gt=0, le=1, description="share of a warm-started candidate's trained weights "
                                "when they are averaged with the serving model's (1: the trained weights alone)")
     watch_seconds: float = Field(2.0, ge=0, description="how often bot serve checks models/CURRENT (0: never)")
+    keep_served: int | None = Field(None, ge=0, description="after each bot retrain, delete the versions as `bot "
+                                    "models --prune` this does: all but the serving one, the newest and this many "
+                                    "newest others that served, for `bot rollback` (null: keep every version)")
 
 
 class BotConfig(Settings):

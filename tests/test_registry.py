@@ -733,6 +733,43 @@ def test_bot_models_prune_keeps_the_serving_the_newest_and_the_newest_that_serve
     assert registry.prune(0) == ["v0003"] and version(registry, 0.5) == "v0007"
 
 
+def test_bot_retrain_prunes_as_learning_keep_served_says_and_names_what_it_deleted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A nightly `bot retrain` added a whole model to models/ each night, refused candidates too, and only a `bot models
+    --prune` by hand took them away: the disk filled. learning.keep_served prunes after each retrain as --prune does."""
+    import bot.retrain
+    from bot.retrain import RetrainResult
+
+    root = tmp_path / "mybot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    registry = Registry(root / "models")
+    for event in ("trained", "refused", "promoted", "refused", "promoted", "trained"):
+        name = version(registry, 0.5)
+        registry.record({"event": event, "version": name, "promoted": name == "v0001"})
+    registry.promote("v0005")
+    decision = {"promoted": False, "serving": "v0005", "version": "v0006"}  # v0006 refused, as the gate records it
+    monkeypatch.setattr(bot.retrain, "retrain", lambda *args, **kwargs: RetrainResult("v0006", False, dict(decision)))
+    kept_all = CliRunner().invoke(cli, ["retrain", str(root), "--json"])  # by default every version stays
+    assert kept_all.exit_code == 0, kept_all.output
+    assert "pruned" not in json.loads(kept_all.stdout) and len(registry.versions()) == 6
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    config.setdefault("learning", {})["keep_served"] = 1
+    (root / "bot.yml").write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(cli, ["retrain", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "Pruned v0001, v0002, v0004 (learning.keep_served: 1)" in result.stderr
+    assert json.loads(result.stdout)["pruned"] == ["v0001", "v0002", "v0004"]
+    assert [v.name for v in registry.versions()] == ["v0003", "v0005", "v0006"]  # rollback's v0003 kept
+    with registry.lock():  # another training run: the retrain is done all the same
+        busy = CliRunner().invoke(cli, ["retrain", str(root)])
+    assert busy.exit_code == 0, busy.output
+    assert "warning: no version pruned (learning.keep_served: 1): a training run holds the registry lock" in busy.stderr
+    config["learning"]["keep_served"] = -1
+    (root / "bot.yml").write_text(yaml.safe_dump(config))
+    refused = CliRunner().invoke(cli, ["retrain", str(root)])
+    assert refused.exit_code != 0 and "keep_served" in refused.output
+
+
 def test_bot_train_says_when_a_small_bot_keeps_the_default_threshold(small_bot: Path, tmp_path: Path) -> None:
     """`thresholds.intent: auto` needs ten held-out examples; a small bot kept 0.5 and printed it like a calibrated one.
     History answers left out of the index as one customer's case are counted too (they were left out unsaid)."""
