@@ -496,6 +496,9 @@ class LearningConfig(Settings):
                                   "the distillation also holds (0: the training examples only)")
     interpolate: float = Field(0.5, gt=0, le=1, description="share of a warm-started candidate's trained weights "
                                "when they are averaged with the serving model's (1: the trained weights alone)")
+    corrected_passes: int = Field(3, ge=1, le=100, description="passes a warm-started candidate makes over each "
+                                  "label corrected since the serving model learnt it, per pass over the other "
+                                  "examples (1: as often as they)")
     watch_seconds: float = Field(2.0, ge=0, description="how often bot serve checks models/CURRENT (0: never)")
     keep_served: int | None = Field(None, ge=0, description="after each bot retrain, delete the versions as `bot "
                                     "models --prune` this does: all but the serving one, the newest and this many "

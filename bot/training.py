@@ -287,7 +287,8 @@ def train_config(project: Project) -> TrainConfig:
     cfg = project.config.model
     return TrainConfig(epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
                        max_length=cfg.max_length, seed=cfg.seed, class_weights=cfg.class_weights,
-                       distill=project.config.learning.distill, interpolate=project.config.learning.interpolate)
+                       distill=project.config.learning.distill, interpolate=project.config.learning.interpolate,
+                       corrected_passes=project.config.learning.corrected_passes)
 
 
 def training_settings(project: Project) -> dict[str, Any]:
@@ -301,7 +302,8 @@ def _settings(config: BotConfig) -> dict[str, Any]:
     """:func:`training_settings` of bot.yml's ``config``."""
     model, learning = config.model, config.learning
     return {**{f"model.{key}": value for key, value in model.model_dump(exclude={"base"}).items()},
-            **{f"learning.{key}": getattr(learning, key) for key in ("distill", "distill_messages", "interpolate")},
+            **{f"learning.{key}": getattr(learning, key)
+               for key in ("distill", "distill_messages", "interpolate", "corrected_passes")},
             CALIBRATED: config.thresholds.intent}
 
 

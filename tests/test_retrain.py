@@ -27,7 +27,7 @@ import bot.server
 import bot.training
 from bot.cli import _print_decision, cli, say_not_learnt
 from bot.nlu import as_served
-from bot.project import Example, load_project
+from bot.project import Example, ProjectError, load_project
 from bot.retrain import (
     agent_answers,
     exported,
@@ -39,7 +39,8 @@ from bot.retrain import (
     retrain,
 )
 from bot.server import create_app, load_serving_model
-from bot.training import EVALUATION_FILE, changed_settings, held_out_texts, seed_labels, train_project
+from bot.training import (EVALUATION_FILE, changed_settings, held_out_texts, seed_labels, train_config,
+                          train_project)
 from dialogues.export import LearnedData, about_one_case, about_one_person, learnable, learned_data
 from dialogues.stats import conversation_stats
 from dialogues.store import MIGRATIONS, TRYOUT_CHANNEL, Exchange, Store
@@ -1373,6 +1374,23 @@ def test_a_setting_added_since_a_version_was_trained_counts_as_its_default_there
     assert changed_settings(meta["training"], load_project(bot_dir)) == []
     configure(bot_dir, model={"class_weights": "sqrt"})
     assert changed_settings(meta["training"], load_project(bot_dir)) == ["model.class_weights none → sqrt"]
+
+
+def test_corrected_passes_is_a_recorded_training_setting(bot_dir: Path) -> None:
+    """How often a warm start learns a corrected label per pass over the rest was fixed at 3, outside bot.yml: a shop
+    could not tune it, and a version did not record how it was trained. learning.corrected_passes sets it, a version
+    records it, changing it is a change a retrain trains for, and a count below one is refused."""
+    meta = json.loads((bot_dir / "models" / "v0001" / "meta.json").read_text())
+    assert meta["training"]["learning.corrected_passes"] == 3
+    configure(bot_dir, learning={"corrected_passes": 5})
+    project = load_project(bot_dir)
+    assert train_config(project).corrected_passes == 5
+    assert changed_settings(meta["training"], project) == ["learning.corrected_passes 3 → 5"]
+    del meta["training"]["learning.corrected_passes"]  # a version trained before it was recorded: 3, as it trained
+    assert changed_settings(meta["training"], project) == ["learning.corrected_passes 3 → 5"]
+    configure(bot_dir, learning={"corrected_passes": 0})
+    with pytest.raises(ProjectError, match="corrected_passes"):
+        load_project(bot_dir)
 
 
 def test_retrieval_settings_changed_since_the_index_was_built_rebuild_it_without_training(bot_dir: Path) -> None:
