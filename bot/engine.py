@@ -58,8 +58,8 @@ from bot.project import (HANDOFF_PAYLOAD, MID_CONVERSATION, REQUESTED_SLOT, RESE
                          SESSION_METADATA, VERIFIED_USER, BotConfig, Project, name_agent)
 from bot.responses import (MAX_REPLY_CHARS, PayloadValue, Rendered, passed_on, read_payload, slack_image, texts_of,
                            warn_unshown)
-from dialogues.holding import (acknowledges, asked_about, asks_for_a_person, drops_it, lacks_answer, says_wrong,
-                               stops_asking, wordless)
+from dialogues.holding import (accepts, acknowledges, asked_about, asks_for_a_person, drops_it, lacks_answer,
+                               says_wrong, stops_asking, wordless)
 from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, Overtaken, SentBefore, Store, WroteToTheBot
 from finetune.classifier import Prediction, intent_phrase
 from finetune.metrics import OOS
@@ -444,7 +444,8 @@ class Bot:
             return await self._resumed_or_held(turn, text, handed_off, conversation, slots, language, script)
 
         chosen = self._chosen(text)
-        analysis = await self._analysis_for(chosen or text)
+        taken = None if chosen else await self._taken_up(turn.conversation_id, text)  # "yes please" to one button
+        analysis = await self._analysis_for(chosen or taken or text)
         read = self._entities_in(text)  # each value, for the actions; the first of each fills its slot
         entities = filling(read, slots)
         unheard = (Unheard(dict(slots), conversation.get("active_loop"), conversation.get("active_form")) if conversation
@@ -465,9 +466,9 @@ class Bot:
         corrects = False  # the message only says the bot's last answer missed ("不对", "that's wrong")
         requested = slots.get(REQUESTED_SLOT)
         requested = requested if isinstance(requested, str) else None  # a name; a log from before the check may differ
-        if text == HANDOFF_PAYLOAD or asks_for_a_person(text):  # the button, or typed: "talk to a human", "转人工"
+        if HANDOFF_PAYLOAD in (text, taken) or asks_for_a_person(text):  # the button, or typed: "talk to a human", "转人工"
             # typed, it is logged with what the classifier read in it (the handoff intent, where the bot has one)
-            read_as = None if text == HANDOFF_PAYLOAD else Decision("handoff", analysis.prediction.intent,
+            read_as = None if HANDOFF_PAYLOAD in (text, taken) else Decision("handoff", analysis.prediction.intent,
                                                                      analysis.prediction.confidence)
             decision = self._handing_off(turn.channel, language, "requested", fillable(self.project, slots, entities, text),
                                          read_as)
@@ -719,6 +720,19 @@ class Bot:
         if intent not in self.config.actions.map and not self.project.responses.fills_in(intent, named):
             return None
         return Analysis(Prediction(intent, 1.0, [(intent, 1.0)]), [], analysis.intent_threshold, analysis.model_version)
+
+    async def _taken_up(self, conversation_id: str, text: str) -> str | None:
+        """The payload of the one button the bot's latest reply offered, for a message that only says yes to it
+        (:func:`accepts`: "yes please", "ok do it", "好的，麻烦了"): that button, as if clicked. The demo's "or choose
+        *Have an agent cancel it*" answered with "yes please" got "All right. If there's anything else, just ask.",
+        and no agent came. None for any other message, or where the reply offered no button or several, or one to
+        an intent the bot no longer has."""
+        if self.store is None or not accepts(text):
+            return None
+        latest = await self._store(self.store.recent_turns, conversation_id, 1)
+        buttons = latest[0]["buttons"] if latest and latest[0]["role"] == "bot" else []
+        payload = buttons[0]["payload"] if len(buttons) == 1 else ""
+        return payload if payload == HANDOFF_PAYLOAD or (payload.startswith("/") and self.nlu.chosen(payload[1:])) else None
 
     async def _previous_message(self, conversation_id: str) -> dict[str, Any] | None:
         """The customer's message before this one, with what the bot made of it (its ``intent``, and its ``source``:

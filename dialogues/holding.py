@@ -415,6 +415,24 @@ _LACKS = _words_of(_LACKING)
 _SORRY_ALONE = _words_of(_SORRY_WORDS)
 
 
+# Saying yes to what the bot offered: "yes please", "yep", "please do", "ok do it", "go ahead", "是的", "要", "好的，麻烦了",
+# "可以，帮我处理吧", Hong Kong's "係呀", "好呀唔該" (read in Simplified characters); an "ok", "sure" or "好的" alone
+# acknowledges (:func:`acknowledges`), and says yes to nothing in particular.
+_YES = (r"yes|yeah|yep|yup|ya|please do|do it|go ahead|(?:that )?(?:would be|sounds) (?:great|good)|是的?|对的?|要的?"
+        r"|需要|麻烦(?:你|您)?了|帮我(?:处理|取消|弄|转)?(?:一下|下)?吧?|系[呀啊的]?|好呀")
+_AGREES = _words_of(rf"{_YES}|ok(?:ay)?|sure|please|pls|plz|thanks?|thank you|thx|好的?[呀啊吧]?|可以[的呀啊]?|行|嗯|唔该[晒哂]?")
+_SAYS_YES = re.compile(rf"(?<![a-z])(?:{_YES})(?![a-z])")
+
+
+def accepts(text: str) -> bool:
+    """Whether a customer's message only says yes ("yes please", "ok do it", "是的", "好的，麻烦了"): to a reply that
+    offered one button (the demo's "Have an agent cancel it"), it is that button, where it got "All right. If there's
+    anything else, just ask." and the agent offered never came."""
+    clauses = _clauses(text)
+    return (bool(clauses) and all(map(_AGREES.fullmatch, clauses)) and not _ASKED.search(_read(text))
+            and any(map(_SAYS_YES.search, clauses)))
+
+
 def lacks_answer(text: str) -> bool:
     """Whether a customer's message only says they do not know or have what the bot asked for ("I don't know the
     number", "dunno", "不知道订单号", "忘了"): an action waiting for it runs again, and says where to find it or offers

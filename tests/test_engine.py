@@ -53,6 +53,25 @@ async def test_the_demos_offer_to_have_an_agent_cancel_an_order_is_a_button_that
         assert (await ask(client, conversation, "/handoff"))["handed_off"] is True
 
 
+async def test_saying_yes_to_a_reply_that_offered_one_button_is_that_button(client: Any) -> None:
+    """"yes please" to "…or choose *Have an agent cancel it* and an agent will do it" got "All right. If there's anything
+    else, just ask.", and the agent offered never came. Said to a reply with one button, a yes is that button; an "ok"
+    alone, or a yes to a reply of several buttons, is not."""
+    for conversation, said, yes in [("yes-en", "cancel order 123", "yes please"), ("yes-zh", "取消订单 123", "好的，麻烦了"),
+                                    ("yes-go", "cancel order 123", "ok do it")]:
+        await ask(client, conversation, said)
+        await ask(client, conversation, "/cancel_order")
+        reply = await ask(client, conversation, yes)
+        assert (reply["source"], reply["handed_off"]) == ("handoff", True), yes
+    await ask(client, "yes-to-refund", "/get_refund")  # its one button, to the refund policy's template
+    reply = await ask(client, "yes-to-refund", "yes")
+    assert (reply["source"], reply["intent"], reply["confidence"]) == ("template", "check_refund_policy", 1.0)
+    for conversation, offered, said in [("ok-alone", "/cancel_order", "ok"), ("yes-to-three", "/greet", "yes")]:
+        await ask(client, conversation, offered)  # an "ok" says yes to nothing; of three buttons, which one is not said
+        reply = await ask(client, conversation, said)
+        assert not reply["handed_off"] and reply["confidence"] < 1.0, said
+
+
 @pytest.mark.parametrize(("conversation", "language_of"), [("redirect-en", "hello"), ("redirect-zh", "你好")])
 async def test_the_demos_offer_to_have_an_agent_redirect_a_shipped_order_is_a_button(client: Any, conversation: str,
                                                                                      language_of: str) -> None:

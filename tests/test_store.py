@@ -26,8 +26,8 @@ from bot.cli import cli
 from bot.project import load_project
 from bot.retrain import agent_answers, read_store
 from dialogues.export import learned_data
-from dialogues.holding import (acknowledges, asks_for_a_person, asks_nothing, corrected, follow_up, gives_details,
-                               lacks_answer, says_nothing, says_wrong, stops_asking, wordless)
+from dialogues.holding import (accepts, acknowledges, asks_for_a_person, asks_nothing, corrected, follow_up,
+                               gives_details, lacks_answer, says_nothing, says_wrong, stops_asking, wordless)
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
 from dialogues.store import (HANDED_BACK_TOLD_S, MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange,
                              HeldByColleague, SentBefore, Store, StoreError)
@@ -1003,16 +1003,28 @@ def test_what_says_the_customer_does_not_know_the_answer(text: str, lacks: bool)
     assert lacks_answer(text) is lacks
 
 
+@pytest.mark.parametrize(("text", "yes"), [
+    ("yes", True), ("yes please 🙏", True), ("yep", True), ("please do", True), ("ok do it", True), ("sure, go ahead", True),
+    ("是的", True), ("要", True), ("好的，麻烦了", True), ("可以，帮我处理吧", True), ("係呀", True), ("好呀唔該", True),
+    # an acknowledgement alone, a question, or more than a yes
+    ("ok", False), ("sure", False), ("好的", False), ("thanks", False), ("唔該", False), ("no", False), ("yes?", False),
+    ("yes but where is my order", False), ("要退款", False), ("是什么", False),
+])
+def test_what_only_says_yes(text: str, yes: bool) -> None:
+    assert accepts(text) is yes
+
+
 def test_a_long_run_of_acknowledgements_is_read_at_once() -> None:
     """Each word of "thanks thanks … now" could be read two ways ("thank" and a letter alone), "嗯嗯嗯…吗" in
     as many ways as its characters split: refusing 24 words took a minute, and the event loop of a bilingual
     bot (and the store's thread, when an agent answers) stood still for it. Run apart, so that a regression
     fails in seconds instead of hanging the suite."""
-    code = ("from dialogues.holding import acknowledges, asks_for_a_person, asks_nothing, lacks_answer, says_nothing, says_wrong\n"
+    code = ("from dialogues.holding import accepts, acknowledges, asks_for_a_person, asks_nothing, lacks_answer, says_nothing,"
+            " says_wrong\n"
             "for text in ['thanks ' * 40 + 'now', '嗯' * 60 + '吗', '(｡･ω･｡) ok ' * 30 + 'refund', '不对' * 60 + '吗',\n"
             "             '不是的' * 40 + '吗', 'thank u ' * 40 + 'now', \"i don't know \" * 40 + 'what?']:\n"
             "    assert not asks_nothing(text) and not acknowledges(text) and not asks_for_a_person(text)\n"
-            "    assert not says_wrong(text) and not lacks_answer(text)\n"
+            "    assert not says_wrong(text) and not lacks_answer(text) and not accepts(text)\n"
             "    says_nothing(text)\n")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=30)
 
