@@ -2013,6 +2013,13 @@ class Store:
         (:meth:`name_member`), as it can tell from names alone only those kept by their id."""
         return dict(self.db.execute("SELECT member, name FROM members WHERE channel = ?", [channel]).fetchall())
 
+    def holding_members(self, channel: str) -> set[str]:
+        """The platform ids of the support team members kept in ``channel`` (:meth:`kept_members`) who have handed-off
+        customers now (:meth:`holders`): the ones a server renamed on the platform while no server ran should be
+        named first, as their customers wait in the agents' inbox under the old name."""
+        holding = {agent_key(name) for name in self.holders()}
+        return {member for member, name in self.kept_members(channel).items() if agent_key(name) in holding}
+
     def member_names(self, channel: str) -> set[str]:
         """The names support team members are known by in ``channel``'s conversations (their notes, and the handoffs
         and takeovers they made or ended, :meth:`receive_note`), among which those kept by their platform id while the

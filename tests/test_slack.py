@@ -26,6 +26,7 @@ from bot.channels.base import DeliveryError, MaybeDelivered, Reply, Turn, kept_t
 from bot.channels.slack import (
     MARKDOWN_LIMIT,
     MIN_EVENT_BYTES,
+    NOTED,
     SlackAPIError,
     SlackChannel,
     SlackMaybePosted,
@@ -1930,6 +1931,33 @@ async def test_a_colleague_renamed_in_slack_while_no_server_ran_holds_their_conv
     assert [(m["author"], m["text"]) for m in bot.store.history(cid)][1:] == [("Ada Lovelace", "It went out today")]
     assert [h["agent"] for h in bot.store.transcript(cid)["handoffs"]] == ["Ada Lovelace"]
     assert bot.store.kept_members("slack") == {"U7": "Ada Lovelace"}
+    bot.store.close()
+
+
+async def test_a_server_starting_asks_slack_the_names_of_the_colleagues_holding_customers_alone(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """A server starting asked users.info for every colleague the store ever kept, hundreds in a big team, which hit
+    Slack's rate limit and paused the names of the people customers mention too. It asks for those who hold customers
+    now alone, the first 20 of them; one who handed their customer back is renamed as they write again."""
+    bot = FakeBot()
+    bot.store = Store(tmp_path / "dialogues.db")
+    holders = [f"U{n:03}" for n in range(25)]
+    for user in [*holders, "U900"]:
+        cid = f"slack:T1:C1:1700000000.{user[1:]}"
+        bot.store.add_message(cid, "user", "my refund is late", "slack")
+        bot.store.receive_note(f"{NOTED}C1:{user}", cid, "slack", user.lower(), "On it", member=user)
+        slack_api.members[user] = {"name": user.lower()}
+    bot.store.set_status("slack:T1:C1:1700000000.900", "open", "agent", "slack", agent="u900")  # handed back
+    channel = make_channel(bot, slack_api.url, team_users=[*holders, "U900"])
+    channel.start()
+    await channel.close()
+    assert sorted(slack_api.looked_up) == holders[:20]
+    slack_api.members["U900"] = {"name": "u900", "profile": {"display_name": "Nine Hundred"}}
+    restarted = make_channel(bot, slack_api.url, team_users=[*holders, "U900"])
+    await post(await client_of(aiohttp_client, restarted),
+               event("Ev2", "Back on it", user="U900", ts="1700000002.000200", thread_ts="1700000000.900"))
+    await restarted.close()
+    assert bot.store.kept_members("slack")["U900"] == "Nine Hundred"
     bot.store.close()
 
 

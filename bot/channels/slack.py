@@ -56,6 +56,9 @@ NAME_KEPT_S = 3600.0  # a support team member's name is looked up again after th
 UNKNOWN_KEPT_S = 600.0  # a user id Slack does not know (user_not_found) is not looked up again for this long
 MAX_UNKNOWN = 1000  # the user ids Slack did not know that are remembered: customers may mention any id at all
 MAX_NAMES_A_MESSAGE = 20  # the people a message mentions whose names are asked of Slack (the first, in its order)
+# The colleagues kept in the store whose names are asked of Slack as the server starts (SlackChannel._name_colleagues),
+# as many as a message's mentions: asking for every colleague ever kept, hundreds in a big team, hit Slack's rate limit.
+MAX_NAMES_AT_START = MAX_NAMES_A_MESSAGE
 GROUP_KEPT_S = 300.0  # team_users' user groups are listed again after this long: colleagues join and leave them
 MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown blocks
 # An event carries a message's text twice, as text and as its rich_text blocks, up to 40,000 characters each
@@ -500,6 +503,7 @@ class SlackChannel(PlatformChannel):
         self._kept_by_id: set[str] = set()  # the colleagues whose notes were kept by their user id (Store.name_member)
         # the names the store keeps colleagues by, by user id (Store.kept_members), as read at start, then renamed
         self._kept_names: dict[str, str] = {}
+        self._holding: set[str] = set()  # those of them who held customers as the server started (_name_colleagues)
         self._colleagues: set[str] = set()  # the user ids of those who wrote notes since the server started (_note)
         self._recalling: asyncio.Task[None] | None = None  # those kept so before this server started (_name_kept)
         # The messages (message_key) their customers deleted lately, for which nothing is posted any more: neither an
@@ -511,13 +515,16 @@ class SlackChannel(PlatformChannel):
         self._tasks.spawn(self._name_colleagues())
 
     async def _name_colleagues(self) -> None:
-        """Ask Slack, as the server starts, the names of the colleagues the store keeps notes and takeovers of
+        """Ask Slack, as the server starts, the names of the colleagues the store keeps who hold customers now
         (:meth:`member_name`), which renames there those Slack now names otherwise (:meth:`_name_kept`): one renamed
-        in Slack while no server ran held the customers they took by the old name until they wrote again."""
+        in Slack while no server ran held the customers they took by the old name until they wrote again. The first
+        ``MAX_NAMES_AT_START`` of them alone (by user id): asking for every colleague ever kept hit Slack's rate limit
+        in a big team, which paused the names of the people customers mention too (:meth:`_names_paused`). The others
+        are renamed as they write again or Slack tells of their change (:meth:`_user_changed`)."""
         if self.bot.store is None:
             return
         await self._recalled()
-        await asyncio.gather(*(self.member_name(user) for user in self._kept_names))
+        await asyncio.gather(*(self.member_name(user) for user in sorted(self._holding)[:MAX_NAMES_AT_START]))
 
     async def _check_token(self) -> None:
         """Ask Slack who the bot token is (``auth.test``, as Slack advises an app to check its token), and say so in
@@ -992,16 +999,17 @@ class SlackChannel(PlatformChannel):
 
     async def _recall_kept(self) -> None:
         """Learn the names the store keeps colleagues by beside their user id, and add the colleagues it knows by their
-        user id to those :meth:`_name_kept` names; where the store cannot say, none (said in the log): the names are
-        looked up all the same."""
+        user id to those :meth:`_name_kept` names, and which of them hold customers now (:meth:`_name_colleagues`);
+        where the store cannot say, none (said in the log): the names are looked up all the same."""
         try:
-            names, kept = await self.bot._read(
-                lambda store: (store.member_names(self.name), store.kept_members(self.name)))
+            names, kept, holding = await self.bot._read(
+                lambda store: (store.member_names(self.name), store.kept_members(self.name),
+                               store.holding_members(self.name)))
         except sqlite3.Error as exc:
             log.warning("the support team members kept before this server started could not be read (%s): they are "
                         "named as they write again", exc)
             return
-        self._kept_names = kept
+        self._kept_names, self._holding = kept, holding
         self._kept_by_id |= {name for name in names if MEMBER_ID.fullmatch(name) and not is_group(name)}
 
     def _remember_unknown(self, user: str) -> None:
