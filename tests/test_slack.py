@@ -1904,6 +1904,32 @@ async def test_a_colleague_renamed_from_a_name_another_colleague_has_leaves_that
     bot.store.close()
 
 
+async def test_a_rename_refused_for_a_name_another_colleague_has_is_said_in_the_log_once(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A colleague renamed, while no server ran, from a name another colleague has was refused, and said so, at each
+    of their profile changes in Slack (a status set) and each time their name was looked up again: once a server is
+    enough."""
+    monkeypatch.setattr(slack_module, "NAME_KEPT_S", 0.0)
+    slack_api.members.update({"U7": {"name": "ada", "profile": {"display_name": "Ada"}},
+                              "U8": {"name": "ada.b", "profile": {"display_name": "Ada"}}})
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["U7", "U8"])
+    cid, other = await two_customers_one_answered_by_u7(bot, client)
+    await post(client, event("Ev2", "Checking", user="U8", ts="1700000001.000200", thread_ts="1700000001.000100"))
+    await channel.close()
+    slack_api.members["U7"] = {"name": "ada", "profile": {"display_name": "Ada Lovelace"}}
+    channel = make_channel(bot, slack_api.url, team_users=["U7", "U8"])
+    client = await client_of(aiohttp_client, channel)
+    await post(client, event("Ev3", "<@UBOT> <@U7> said my refund went out, where is it?", ts="1700000003.000100"))
+    await post(client, user_change("U7", name="ada", profile={"display_name": "Ada Lovelace"}))
+    await post(client, user_change("U7", name="ada", profile={"display_name": "Ada Lovelace", "status_text": "Lunch"},
+                                   is_admin=False))
+    await channel.close()
+    assert bot.store.holder(cid) == bot.store.holder(other) == "Ada"
+    assert caplog.text.count("Slack: U7 is now Ada Lovelace, but another person is Ada in Slack too") == 1
+    bot.store.close()
+
+
 @pytest.mark.parametrize("learnt_at", ["start", "user_change", "note"])
 async def test_a_colleague_renamed_in_slack_while_no_server_ran_holds_their_conversations_by_the_new_name(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, learnt_at: str) -> None:

@@ -503,6 +503,8 @@ class SlackChannel(PlatformChannel):
         self._kept_by_id: set[str] = set()  # the colleagues whose notes were kept by their user id (Store.name_member)
         # the names the store keeps colleagues by, by user id (Store.kept_members), as read at start, then renamed
         self._kept_names: dict[str, str] = {}
+        # the renames refused as another person has the old name too (user id, old name, new name), said once each
+        self._refused_renames: set[tuple[str, str, str]] = set()
         self._holding: set[str] = set()  # those of them who held customers as the server started (_name_colleagues)
         self._colleagues: set[str] = set()  # the user ids of those who wrote notes since the server started (_note)
         self._recalling: asyncio.Task[None] | None = None  # those kept so before this server started (_name_kept)
@@ -957,11 +959,15 @@ class SlackChannel(PlatformChannel):
         (``Store.name_member``): the conversations they hold, their takeovers and their notes in the transcript, which
         the agents' inbox and console read. Not where they are no colleague (someone customers mention: a console
         agent's name may be theirs), nor where another person Slack named is known by ``before`` too: those kept so
-        may be theirs."""
+        may be theirs, said in the log once a server: it was said again at each of their profile changes in Slack
+        (``user_change``) and hourly, as their name was looked up again."""
         if not (user in self._colleagues or user in self._kept_names or await self.on_team(user)):
             return
         known = [(other, known) for other, (known, _) in self._member_names.items()] + list(self._kept_names.items())
         if any(name_known == before for other, name_known in known if other != user):
+            if (user, before, name) in self._refused_renames:
+                return
+            self._refused_renames.add((user, before, name))
             log.warning("Slack: %s is now %s, but another person is %s in Slack too: the conversations held by %s stay "
                         "so", user, name, before, before)
             return
