@@ -488,7 +488,8 @@ ERROR_TEXT = {400: "bad request; the error names the field", 401: "missing or wr
               422: "the key was sent before with another reply; send this one with a new key",
               502: "the customer's platform refused the message or could not be reached",
               504: "the customer's platform may have sent the message without saying so: check before sending it again",
-              413: "body larger than server.max_body_bytes", 429: "rate limited; wait Retry-After seconds",
+              413: "body larger than server.max_body_bytes",
+              421: "the Host header names none of server.hosts", 429: "rate limited; wait Retry-After seconds",
               503: "the conversation store cannot write now (a full disk, a read-only file); nothing was kept: send "
                    "it again after Retry-After seconds"}
 
@@ -725,10 +726,11 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
 
 
 def openapi_document(app: web.Application, title: str, labels: Sequence[str], max_message_chars: int,
-                     full: bool = True) -> dict[str, Any]:
+                     full: bool = True, misdirected: bool = False) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the operations ``app`` mounts; ``labels``: what a review label may be
     (the bot's intents and oos) and ``max_message_chars`` how long a message may be, which only the
-    running bot knows. ``full=False``: the public operations alone (:func:`public`), without deskbot's version."""
+    running bot knows. ``full=False``: the public operations alone (:func:`public`), without deskbot's version;
+    ``misdirected``: every operation may answer 421, as server.hosts is set."""
     present = mounted(app)
     ops = [op for op in OPERATIONS if (op.method, op.route or op.path) in present and (full or public(op))]
     models = {(m, "validation") for op in ops if (m := op.body)} | {(m, "serialization") for op in ops if (m := op.response)}
@@ -749,7 +751,7 @@ def openapi_document(app: web.Application, title: str, labels: Sequence[str], ma
         if content:
             ok["content"] = content
         responses = {"200": ok}
-        for status in sorted({*op.errors, *((429,) if op.rate_limited else ())}):
+        for status in sorted({*op.errors, *((429,) if op.rate_limited else ()), *((421,) if misdirected else ())}):
             responses[str(status)] = {"description": ERROR_TEXT[status], "content": error}
             if status in (429, 503):
                 responses[str(status)]["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "required": True}}
@@ -777,13 +779,15 @@ PUBLIC_OPENAPI = web.AppKey("public_openapi", dict)
 
 
 def publish_openapi(app: web.Application, title: str, labels: Sequence[str], max_message_chars: int,
-                    admin: Callable[[web.Request], bool]) -> None:
+                    admin: Callable[[web.Request], bool], misdirected: bool = False) -> None:
     """Serve the documents at ``/openapi.json``, built at start-up when every route is in place: the whole one to a
-    request ``admin`` says carries the admin token, the public one to any other."""
+    request ``admin`` says carries the admin token, the public one to any other; ``misdirected``: as
+    :func:`openapi_document`."""
 
     async def build(app: web.Application) -> None:
-        app[OPENAPI] = openapi_document(app, title, labels, max_message_chars)
-        app[PUBLIC_OPENAPI] = openapi_document(app, title, labels, max_message_chars, full=False)
+        app[OPENAPI] = openapi_document(app, title, labels, max_message_chars, misdirected=misdirected)
+        app[PUBLIC_OPENAPI] = openapi_document(app, title, labels, max_message_chars, full=False,
+                                               misdirected=misdirected)
 
     async def serve(request: web.Request) -> web.Response:
         document = request.app[OPENAPI] if admin(request) else request.app[PUBLIC_OPENAPI]

@@ -449,9 +449,36 @@ AgentName = Annotated[str, Field(min_length=1, max_length=MAX_AGENT_CHARS, patte
                       AfterValidator(agent_name)]
 
 
+def host_name(authority: str) -> str | None:
+    """The host an HTTP ``Host`` header (or a ``server.hosts`` entry) names, without its port, in one form: lower
+    case, no trailing dot, a non-ASCII name in its ASCII form, an IPv6 address without brackets; None for what
+    names no host (a path, a user, an empty header)."""
+    if not authority or any(c in authority for c in "/?#@\\ \t"):
+        return None
+    try:
+        host = URL(f"http://{authority}").raw_host
+    except (ValueError, UnicodeError):
+        return None
+    return (host or "").lower().rstrip(".") or None
+
+
+def _served_host(value: str) -> str:
+    """A ``server.hosts`` entry: a host name alone. A port or a scheme written in would never match a request."""
+    name = host_name(value.strip())
+    if name is None or URL(f"http://{value.strip()}").explicit_port is not None:
+        raise ValueError(f"{value!r} is not a host name: write it as shop.example.com or [::1] (no scheme, port or "
+                         "path)")
+    return name
+
+
 class ServerConfig(Settings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    hosts: list[Annotated[str, AfterValidator(_served_host)]] | None = Field(
+        None, min_length=1, description=(
+            "the host names clients reach this server by (its Host header, port aside): a request naming any other "
+            "is answered 421, which keeps a page of another site that makes its own name resolve to this server "
+            "(DNS rebinding) from using it (null: any host; docs/security.md)"))
     max_message_chars: int = Field(4000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     admin_token: str | None = None

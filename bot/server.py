@@ -42,7 +42,7 @@ from bot.limits import LIMITS, Limits
 from bot.nlu import NLU, current_names
 from bot.openapi import (MAX_AGENT_CHARS, MAX_LIMIT, MAX_SEARCH_CHARS, AgentMessageRequest, NoteRequest,
                          ReviewLabelRequest, publish_openapi)
-from bot.project import BotConfig, Project, ProjectError, agent_name, load_project
+from bot.project import BotConfig, Project, ProjectError, agent_name, host_name, load_project
 from bot.retrain import exported
 from bot.review import CachedModel, review_threshold
 from bot.training import history_fingerprint
@@ -231,6 +231,22 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
             return json_response({"error": "connection lost"}, status=400)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_response({"error": "internal error"}, status=500)
+
+
+def served_hosts(hosts: list[str]) -> Any:
+    """A middleware answering 421 to a request whose ``Host`` names none of ``hosts`` (server.hosts). A page whose
+    own name its owner makes resolve to this server (DNS rebinding) is same-origin to the browser, which sends its
+    ``Sec-Fetch-Site: same-origin``: only the name it asked for tells it apart."""
+    allowed = frozenset(hosts)
+
+    @web.middleware
+    async def check_host(request: web.Request, handler: Any) -> web.StreamResponse:
+        if host_name(request.host) not in allowed:
+            raise http_error(web.HTTPMisdirectedRequest,
+                             f"host not served: {request.host!r}; list it in server.hosts in bot.yml")
+        return await handler(request)
+
+    return check_host
 
 
 # A header line holding a secret (the admin token, a session cookie, a platform's signature) to the end of what
@@ -1421,7 +1437,8 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     nlu = nlu or load_at_start(project, device)  # refuse to start when no version that served loads
     server = project.config.server
     limits = Limits(server.limits, server.max_body_bytes, trusted=is_admin)
-    app = web.Application(middlewares=[json_errors, limits.middleware], client_max_size=server.max_body_bytes)
+    hosts = [served_hosts(server.hosts)] if server.hosts is not None else []
+    app = web.Application(middlewares=[json_errors, *hosts, limits.middleware], client_max_size=server.max_body_bytes)
     app.on_response_prepare.append(protective_headers)
     logging.getLogger("aiohttp.server").addFilter(CLIENT_ERRORS)  # the same filter once, however many apps
     logging.getLogger("aiohttp.websocket").addFilter(unasked_subprotocols)
@@ -1482,7 +1499,8 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         web.post("/admin/conversations/{conversation_id}/transfer", transfer),
     ])
 
-    publish_openapi(app, project.config.name, sorted(project.labels), server.max_message_chars, admin=is_admin)
+    publish_openapi(app, project.config.name, sorted(project.labels), server.max_message_chars, admin=is_admin,
+                    misdirected=server.hosts is not None)
 
     async def shutdown(app: web.Application) -> None:
         """SIGTERM: the port is closed already; let the turns in flight finish and their answers reach their

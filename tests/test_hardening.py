@@ -41,7 +41,7 @@ from bot.language import READABLE
 from bot.limits import LIMITS, Limits, check_aiohttp, slow_down
 from bot.nlu import NLU
 from bot.openapi import ChatResponse, HistoryResponse, InboxResponse, mounted
-from bot.project import AGENT_NAME_PATTERN, VISIBLE_AGENT_NAME, LimitsConfig, agent_name, load_project
+from bot.project import AGENT_NAME_PATTERN, VISIBLE_AGENT_NAME, LimitsConfig, ServerConfig, agent_name, load_project
 from bot.server import BOT, create_app, load_serving_model
 from dialogues.store import REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Store, StoreError, cannot_write
 from finetune.classifier import FILES
@@ -1288,6 +1288,40 @@ class SpyNLU:
     def analyse(self, texts: list[str]) -> Any:
         self.seen.extend(texts)
         return self.nlu.analyse(texts)
+
+
+async def test_a_page_rebound_to_the_server_is_refused_by_the_host_it_names(make_client: Callable[..., Any]) -> None:
+    """DNS rebinding: a page of attacker.example whose name then resolves to a server on localhost or the shop's
+    network is same-origin to the browser (``Sec-Fetch-Site: same-origin``), so it could chat, and read /metrics,
+    /healthz and /openapi.json. With server.hosts set, only the names listed are served, port aside."""
+    client = await make_client(server={"hosts": ["Shop.Example.com", "127.0.0.1"], "limits": NO_LIMITS})
+    assert (await client.get("/healthz")).status == 200  # Host: 127.0.0.1:PORT
+    for host in ("shop.example.com", "SHOP.example.com:8443", "shop.example.com."):
+        assert (await client.get("/healthz", headers={"Host": host})).status == 200, host
+    rebound = {"Host": f"attacker.example:{client.server.port}", "Sec-Fetch-Site": "same-origin",
+               "Origin": f"http://attacker.example:{client.server.port}"}
+    victim = cid()
+    refused = await chat(client, victim, "a person please", **rebound)
+    assert refused.status == 421
+    assert await refused.json() == {"error": f"host not served: {rebound['Host']!r}; list it in server.hosts in bot.yml"}
+    assert store_rows(client, "SELECT id FROM conversations WHERE id = ?", victim) == []
+    for path in ("/metrics", "/healthz", "/openapi.json", "/api/widget", "/"):
+        assert (await client.get(path, headers=rebound)).status == 421, path
+    with pytest.raises(aiohttp.WSServerHandshakeError) as socket_refused:
+        await client.ws_connect("/api/ws", headers=rebound)
+    assert socket_refused.value.status == 421
+    document = await (await client.get("/openapi.json")).json()
+    assert "421" in document["paths"]["/api/chat"]["post"]["responses"]
+    anywhere = await make_client(server={"limits": NO_LIMITS})  # unset: any host, as before
+    assert (await anywhere.get("/healthz", headers=rebound)).status == 200
+    assert "421" not in (await (await anywhere.get("/openapi.json")).json())["paths"]["/api/chat"]["post"]["responses"]
+
+
+@pytest.mark.parametrize("entry", ["https://shop.example.com", "shop.example.com:443", "shop.example.com/chat", "::1", ""])
+def test_server_hosts_takes_host_names_alone(entry: str) -> None:
+    """An entry with a scheme, a port or a path would match no request and refuse every one."""
+    with pytest.raises(ValidationError, match="is not a host name"):
+        ServerConfig(hosts=[entry])
 
 
 async def test_the_model_sees_normalised_text_and_the_log_keeps_the_original(make_client: Callable[..., Any]) -> None:
