@@ -48,6 +48,7 @@ from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar, get_args
+from urllib.parse import urlsplit
 
 import click
 
@@ -458,6 +459,35 @@ def readable_secrets(project: Project) -> list[str]:
     return [name for name, value in held.items() if value]
 
 
+def cleartext(url: str) -> bool:
+    """Whether ``url`` is plain ``http://`` to another machine: its host is not this machine's loopback by its name
+    alone (nothing is looked up at start)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".")
+    if parts.scheme.lower() != "http" or host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+def cleartext_addresses(project: Project) -> dict[str, str]:
+    """The settings (each as bot.yml and the environment name it) whose address is plain ``http://`` to another
+    machine, with the address: deskbot sends them the platforms' tokens, the action server customers' conversations
+    and slots, the webhook handoff notices, which a mistyped scheme sent unencrypted without a word. ``http://`` to
+    this machine's loopback is a local test server's."""
+    from bot.channels import platforms
+    from bot.channels.base import resolve_settings
+
+    config = project.config
+    addresses = {"handoff.notify_url": config.handoff.notify_url, "actions.endpoint": config.actions.endpoint}
+    for cls in platforms():
+        url = resolve_settings(getattr(config.channels, cls.name).model_dump(), cls.env).get("api_url")
+        addresses[f"channels.{cls.name}.api_url (or {cls.env['api_url']})"] = url
+    return {setting: url for setting, url in addresses.items() if url and cleartext(url)}
+
+
 def english_templates(project: Project) -> list[str]:
     """The intents whose templates have texts, none of them holding a Chinese character: in a ``language: zh`` bot,
     the starter's English templates, kept by a shop that set ``language: zh`` and wrote its examples in Chinese,
@@ -628,6 +658,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 
     from aiohttp import web
 
+    from bot.channels.base import shown_url
     from bot.channels.web import MIN_IDENTITY_SECRET_CHARS, identity_secret
     from bot.limits import open_file_limit
     from bot.server import (BOT, HUNG_UP, MIN_TOKEN_CHARS, RESPONSE_GRACE_S, admin_token, agent_tokens, create_app,
@@ -667,6 +698,9 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
                    "(ulimit -n): sockets could take them all, and the server then accept no connection nor open its "
                    "store; raise the limit (systemd's LimitNOFILE=, docker run --ulimit nofile=) or lower the cap",
                    err=True)
+    for setting, url in cleartext_addresses(project).items():
+        click.echo(f"note: {setting} is {shown_url(url)}, plain http:// to another machine: what deskbot sends there "
+                   "(a token, a customer's words) crosses the network unencrypted; write https://", err=True)
     if secrets := readable_secrets(project):
         click.echo(f"note: {project.root / 'bot.yml'} holds {', '.join(secrets)}, and every account on this machine "
                    f"can read it: chmod 600 {shell(project.root / 'bot.yml')} (docs/security.md)", err=True)

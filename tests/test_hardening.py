@@ -2186,6 +2186,34 @@ def test_serve_says_when_metrics_answer_anyone_on_a_public_address(tiny_demo_bot
     assert "no metrics token" not in local and "no metrics token" not in scraped_with_a_token
 
 
+def test_serve_says_which_addresses_deskbot_would_send_to_unencrypted(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """A mistyped http:// in Slack's or WeCom's api_url, the handoff webhook or the action server sent tokens, secrets
+    and customers' words over the network in the clear, and nothing said so. http:// to this machine (a local test
+    server) is not a mistake, and https:// none either."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot",
+                           handoff={"notify_url": "http://hooks.example.com/T0/B1?token=webhook-secret"},
+                           actions={"endpoint": "http://actions.internal:5055/webhook"},
+                           channels={"slack": {"api_url": "http://127.0.0.1:9/"}})
+    local = configured_copy(tiny_demo_bot, tmp_path / "local", handoff={"notify_url": "https://hooks.example.com/T0"},
+                            actions={"endpoint": "http://localhost:5055/webhook"},
+                            channels={"wecom": {"api_url": "http://[::1]:9/cgi-bin/"}})
+    with socket.socket() as taken:  # refused at the port, after the notes
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        said = CliRunner().invoke(cli, ["serve", str(root), "--port", port],
+                                  env={"DESKBOT_WECOM_API_URL": "http://qyapi.example.com/cgi-bin/"}).output
+        quiet = CliRunner().invoke(cli, ["serve", str(local), "--port", port], env={"DESKBOT_WECOM_API_URL": ""}).output
+    unencrypted = "plain http:// to another machine: what deskbot sends there (a token, a customer's words) crosses the " \
+                  "network unencrypted; write https://"
+    assert f"note: handoff.notify_url is http://hooks.example.com/T0/B1, {unencrypted}" in said
+    assert f"note: actions.endpoint is http://actions.internal:5055/webhook, {unencrypted}" in said
+    assert (f"note: channels.wecom.api_url (or DESKBOT_WECOM_API_URL) is http://qyapi.example.com/cgi-bin/, "
+            f"{unencrypted}") in said
+    assert said.count("plain http://") == 3 and "webhook-secret" not in said  # not Slack's, on 127.0.0.1
+    assert "plain http://" not in quiet
+
+
 def test_serve_says_when_every_account_can_read_the_secrets_in_bot_yml(tiny_demo_bot: Path, tmp_path: Path,
                                                                         common_umask: None) -> None:
     """A bot.yml made before `bot init` made it for its owner alone, or copied with the umask's mode, showed the
