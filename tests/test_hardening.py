@@ -1525,14 +1525,19 @@ async def test_what_customers_write_reaches_the_operators_terminal_with_its_cont
     to another address than its text (OSC 8), and a line break in a ``user`` added a row to the listing."""
     client = await make_client(server={"limits": NO_LIMITS})
     conversation = cid()
-    user = "eve\n" + "someone-else\tweb\tadmin"
-    reply = await client.post("/api/chat", json={"conversation_id": conversation, "text": "where is my parcel", "user": user})
+    user = "eve\n" + "someone-else\tweb\tadmin"  # refused by the API now, kept so in a store an older deskbot wrote
+    refused = await client.post("/api/chat", json={"conversation_id": cid(), "text": "where is my parcel", "user": user})
+    assert refused.status == 400
+    reply = await client.post("/api/chat", json={"conversation_id": conversation, "text": "where is my parcel",
+                                                  "user": "eve"})
     assert reply.status == 200, await reply.text()
     comment = "bad\x1b[2J\x1b]8;;https://evil.example/\x07read this\x1b]8;;\x07\x9b"
-    vote = await client.post("/api/feedback", json={"conversation_id": conversation, "user": user, "value": -1,
+    vote = await client.post("/api/feedback", json={"conversation_id": conversation, "user": "eve", "value": -1,
                                                      "turn_id": (await reply.json())["turn_id"], "comment": comment})
     assert vote.status == 200, await vote.text()
     root = client.app[BOT].project.root
+    with contextlib.closing(sqlite3.connect(root / "dialogues.db")) as db, db:
+        db.execute("UPDATE conversations SET user = ? WHERE id = ?", [user, conversation])
     shown = r"bad\x1b[2J\x1b]8;;https://evil.example/\x07read this\x1b]8;;\x07\x9b"
 
     # color=True: the output as a terminal gets it, which click leaves its escape sequences

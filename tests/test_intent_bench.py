@@ -323,7 +323,7 @@ def test_eval_scores_the_model_as_bot_serve_runs_it(tiny_demo_bot: Path, tmp_pat
                                       str(tmp_path / "results"), "--json", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "results" / "intent_report.json").read_text())
-    analyses = served.analyse([normalise(r["text"]) for r in rows])  # as a channel hands them over
+    analyses = [served.analyse([normalise(r["text"])])[0] for r in rows]  # one at a time, as a channel hands them over
     confidences = {r["text"]: round(a.prediction.confidence, 4) for r, a in zip(rows, analyses)}
     assert report["errors"] and all(e["confidence"] == confidences[e["text"]] for e in report["errors"])
 

@@ -822,7 +822,7 @@ async def test_cors_for_listed_origins_only(client: Any, web_demo_bot: SimpleNam
     assert await response.json() == {"title": {"en": "Demo Shop support", "zh": "Demo Shop 在线客服"},
                                      "title_traditional": "Demo Shop 在線客服",
                                      "title_hongkong": "Demo Shop 在線客服", "language": "multi",
-                                     "max_message_chars": 4000, "readable": READABLE}
+                                     "max_message_chars": 4000, "readable": READABLE, "user_id": web_channel.USER_ID}
     assert "Access-Control-Allow-Origin" not in (await client.get("/api/widget", headers={"Origin": other})).headers
     # errors carry the header too, so the widget can read the reason
     response = await client.post("/api/chat", data=b"{", headers={"Origin": allowed})
