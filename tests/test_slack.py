@@ -1787,6 +1787,20 @@ async def two_customers_one_answered_by_u7(bot: FakeBot, client: Any) -> tuple[s
     return cid, other
 
 
+async def two_adas_one_renamed_while_no_server_ran(aiohttp_client: Any, slack_api: SimpleNamespace,
+                                                   tmp_path: Path) -> tuple[FakeBot, str, str]:
+    """Two colleagues both "Ada" in Slack, U7 and U8, each answering a customer's thread (U7's and the other) on a
+    server that then stopped, U7 renamed "Ada Lovelace" in Slack since: the bot on the store and the two threads."""
+    slack_api.members.update({"U7": {"name": "ada", "profile": {"display_name": "Ada"}},
+                              "U8": {"name": "ada.b", "profile": {"display_name": "Ada"}}})
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["U7", "U8"])
+    cid, other = await two_customers_one_answered_by_u7(bot, client)
+    await post(client, event("Ev2", "Checking", user="U8", ts="1700000001.000200", thread_ts="1700000001.000100"))
+    await channel.close()
+    slack_api.members["U7"] = {"name": "ada", "profile": {"display_name": "Ada Lovelace"}}
+    return bot, cid, other
+
+
 def assert_answered_and_taken_over_by_ada(bot: FakeBot, cid: str) -> None:
     """U7's answer in ``cid`` and their takeover of it are kept under U7's name, ada."""
     assert [(m["author"], m["text"]) for m in bot.store.history(cid)][1:] == [("ada", "It went out today")]
@@ -1911,13 +1925,7 @@ async def test_a_rename_refused_for_a_name_another_colleague_has_is_said_in_the_
     of their profile changes in Slack (a status set) and each time their name was looked up again: once a server is
     enough."""
     monkeypatch.setattr(slack_module, "NAME_KEPT_S", 0.0)
-    slack_api.members.update({"U7": {"name": "ada", "profile": {"display_name": "Ada"}},
-                              "U8": {"name": "ada.b", "profile": {"display_name": "Ada"}}})
-    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["U7", "U8"])
-    cid, other = await two_customers_one_answered_by_u7(bot, client)
-    await post(client, event("Ev2", "Checking", user="U8", ts="1700000001.000200", thread_ts="1700000001.000100"))
-    await channel.close()
-    slack_api.members["U7"] = {"name": "ada", "profile": {"display_name": "Ada Lovelace"}}
+    bot, cid, other = await two_adas_one_renamed_while_no_server_ran(aiohttp_client, slack_api, tmp_path)
     channel = make_channel(bot, slack_api.url, team_users=["U7", "U8"])
     client = await client_of(aiohttp_client, channel)
     await post(client, event("Ev3", "<@UBOT> <@U7> said my refund went out, where is it?", ts="1700000003.000100"))
@@ -1992,13 +2000,7 @@ async def test_a_colleague_renamed_while_no_server_ran_from_a_name_another_colle
     """Two colleagues kept alike ("Ada") by a server before: one renamed in Slack while no server ran cannot tell the
     next server, which knows the other by the store alone, which of Ada's customers are theirs, so none are renamed,
     and the log says why."""
-    slack_api.members.update({"U7": {"name": "ada", "profile": {"display_name": "Ada"}},
-                              "U8": {"name": "ada.b", "profile": {"display_name": "Ada"}}})
-    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path, team_users=["U7", "U8"])
-    cid, other = await two_customers_one_answered_by_u7(bot, client)
-    await post(client, event("Ev2", "Checking", user="U8", ts="1700000001.000200", thread_ts="1700000001.000100"))
-    await channel.close()
-    slack_api.members["U7"] = {"name": "ada", "profile": {"display_name": "Ada Lovelace"}}
+    bot, cid, other = await two_adas_one_renamed_while_no_server_ran(aiohttp_client, slack_api, tmp_path)
     restarted = make_channel(bot, slack_api.url, team_users=["U7", "U8"])
     await post(await client_of(aiohttp_client, restarted),
                user_change("U7", name="ada", profile={"display_name": "Ada Lovelace"}))
