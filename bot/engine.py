@@ -362,8 +362,15 @@ class Bot:
         if store is None or store.server is None:
             yield
             return
+        refused = False  # the store could not take the turn (it cannot write): there is none of this server's to end
         try:
-            while not await self._store(store.take_turn, conversation_id, time.time() - TURN_STALE_S):
+            while True:
+                try:
+                    if await self._store(store.take_turn, conversation_id, time.time() - TURN_STALE_S):
+                        break
+                except Exception:
+                    refused = True
+                    raise
                 await asyncio.sleep(TURN_POLL_S)
             async with self.renewing(functools.partial(store.renew_turn, conversation_id),
                                      f"turn of conversation {conversation_id!r}"):
@@ -371,7 +378,8 @@ class Bot:
         finally:  # also where a turn cancelled (its server stopping) while it waited took the turn as it was cancelled:
             # the store's one thread ends it after taking it
             try:
-                await self._store(store.end_turn, conversation_id)
+                if not refused:
+                    await self._store(store.end_turn, conversation_id)
             except Exception as exc:  # other servers wait for TURN_STALE_S, this one not at all
                 log.warning("cannot end this server's turn of conversation %r in the store: %r; the other servers "
                             "on it wait up to %g s to answer its next message", conversation_id, exc, TURN_STALE_S)
