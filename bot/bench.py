@@ -34,7 +34,7 @@ import numpy as np
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.project import InferenceConfig, Project, load_project
+from bot.project import STORE_DIR_ENV, InferenceConfig, Project, load_project
 
 if TYPE_CHECKING:
     from finetune.classifier import IntentClassifier
@@ -60,14 +60,16 @@ NO_LIMITS = {"per_ip_per_minute": 0, "per_conversation_per_minute": 0, "websocke
 
 def scratch_folder(root: Path, scratch: Path, inference: dict[str, Any]) -> Path:
     """``scratch`` serving ``root``'s bot: its files linked, bot.yml rewritten without rate limits and
-    with ``inference`` settings on top, and no conversation log. A file of the bot's named as the server's
-    log here is not linked: the log written through the link replaced the shop's own file."""
+    with ``inference`` settings on top, and no conversation log: its store is the scratch folder's own, wherever
+    ``store_dir`` keeps the bot's (:func:`running_server` leaves DESKBOT_STORE_DIR out too). A file of the bot's named
+    as the server's log here is not linked: the log written through the link replaced the shop's own file."""
     for entry in root.iterdir():
         if entry.name not in ("bot.yml", SERVER_LOG) and not entry.name.startswith("dialogues.db"):
             (scratch / entry.name).symlink_to(entry.resolve())
     config = yaml.safe_load((root / "bot.yml").read_text(encoding="utf-8")) or {}
     # A section left empty (`learning:`) is null, which bot.yml means as its defaults.
     server = config["server"] = config.get("server") or {}
+    config.pop("store_dir", None)  # the benchmark's conversations are no customer's
     server.pop("metrics_token", None)  # the benchmark reads its own server's figures, on loopback
     server["limits"] = dict(NO_LIMITS)
     server["inference"] = {**(server.get("inference") or {}), **inference}
@@ -94,7 +96,8 @@ def running_server(folder: Path, device: str | None) -> Iterator[tuple[str, str]
     log_path = folder / SERVER_LOG
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                   env={k: v for k, v in os.environ.items() if k != "DESKBOT_METRICS_TOKEN"})
+                                   env={k: v for k, v in os.environ.items()
+                                        if k not in ("DESKBOT_METRICS_TOKEN", STORE_DIR_ENV)})
     url = f"http://127.0.0.1:{port}"
     try:
         version = asyncio.run(_wait_ready(url, process))

@@ -40,6 +40,7 @@ import json
 import re
 import shlex
 import socket
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -223,8 +224,6 @@ def cli() -> None:
 def say_if_no_temporary_folder() -> None:
     """Refuse to start where no folder takes temporary files: torch needs one as it loads, and on a read-only
     root without a writable /tmp (docker run --read-only) each command ended in a traceback from its import."""
-    import tempfile
-
     try:
         tempfile.gettempdir()
     except OSError as exc:
@@ -665,6 +664,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
                             drain_on_sigterm, metrics_token, stop_on_sighup)
 
     project = load_project(directory)
+    refuse_unwritable_store_dir(project)
     host = host or project.config.server.host
     port = project.config.server.port if port is None else port  # 0: any free port
     level = os.environ.get("DESKBOT_LOG_LEVEL", "").strip().upper() or "INFO"  # set but empty, as compose files do
@@ -748,6 +748,27 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     os._exit(129 if app[HUNG_UP].is_set() else 0)  # 128 + SIGHUP: a service manager restarts it, as after a fault
 
 
+def refuse_unwritable_store_dir(project: Project) -> None:
+    """Refuse, before the model loads, to serve a bot whose store's folder cannot be written: the store, its -wal file
+    and the servers' lock files are created there. A bot folder mounted read-only (a container's configuration) said
+    only that SQLite could not open the file, and a store folder named for a volume that was not mounted would have
+    been created in the container's own layer, which is lost with it."""
+    from bot.project import STORE_DIR_ENV
+
+    folder, setting = project.store_dir, project.store_dir_setting
+    moved = (f"put the store on a writable volume: {STORE_DIR_ENV}=/data in the environment, or store_dir: /data in "
+             "bot.yml (docs/configuration.md)")
+    if setting and not folder.is_dir():
+        fail(f"{setting[0]} names {folder}, which is no folder: create it, or mount the volume there")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        where = f" ({setting[0]})" if setting else ""
+        fail(f"{folder}{where}: cannot write there ({exc.strerror}), where the conversation store "
+             f"{project.db_path.name} is kept: make the folder writable for this user, or {moved}")
+
+
 def loopback(host: str) -> bool:
     """Whether every address ``host`` names is this machine's loopback (127.0.0.1, ::1, localhost): a server there is
     reached only through a proxy on this machine. A name that does not resolve is not, as far as can be told."""
@@ -829,6 +850,7 @@ def chat(directory: Path, device: str | None) -> None:
     from dialogues.store import TRYOUT_CHANNEL, Store, refuse_migrating_under_a_server, refuse_newer
 
     project = load_project(directory)
+    refuse_unwritable_store_dir(project)
     privacy = project.config.privacy
     actions = ActionRunner.for_project(project)  # an ActionError: a mistake in actions/ or its map, said at once
     refuse_newer(project.db_path)  # and a store this deskbot may not open, before the model loads
@@ -1701,12 +1723,12 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
         click.echo(f"  {', '.join(sorted(p.name for p in copies))}, kept at an upgrade since it began, may hold it too: "
                    "delete the copy once you will not go back to the deskbot before", err=True)
     if not purged.wal_cleared:
-        fail(f"another process kept reading {directory / 'dialogues.db'}, so dialogues.db-wal still holds a copy of "
+        fail(f"another process kept reading {project.db_path}, so dialogues.db-wal still holds a copy of "
              "what was deleted; run this command again once it is done: it clears the copy, though it finds nothing "
              "more to delete")
     missing = [cid for cid, deleted in purged.deleted.items() if not deleted["conversations"]]
     if missing:
-        fail(f"no conversation {', '.join(missing)} in {directory / 'dialogues.db'}")
+        fail(f"no conversation {', '.join(missing)} in {project.db_path}")
 
 
 @cli.command()

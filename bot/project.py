@@ -11,6 +11,7 @@ import csv
 import functools
 import io
 import json
+import os
 import re
 import shlex
 import unicodedata
@@ -34,6 +35,7 @@ from retrieval.text import INVISIBLE, model_text, normalise, same_example, same_
 
 # The bot's own buttons, which no intent may be named after (its button payload /NAME would be taken).
 HANDOFF_PAYLOAD = "/handoff"
+STORE_DIR_ENV = "DESKBOT_STORE_DIR"  # the folder of the conversation store, over bot.yml's store_dir
 RESUME_PAYLOAD = "/resume"
 RESERVED_PAYLOADS = (HANDOFF_PAYLOAD, RESUME_PAYLOAD)
 
@@ -535,6 +537,9 @@ class LearningConfig(Settings):
 class BotConfig(Settings):
     name: str = "deskbot"
     language: Literal["en", "zh", "multi"] = "en"
+    store_dir: str | None = Field(None, min_length=1, description=(
+        "the folder of the conversation store (dialogues.db), read from the bot's folder when relative; "
+        f"{STORE_DIR_ENV} overrides it (null: the bot's folder)"))
     model: ModelConfig = Field(default_factory=ModelConfig)
     thresholds: Thresholds = Field(default_factory=Thresholds)
     handoff: HandoffConfig = Field(default_factory=HandoffConfig)
@@ -758,8 +763,27 @@ class Project:
         return self.root / "models"
 
     @property
+    def store_dir(self) -> Path:
+        """The folder the conversation store and what SQLite and the servers write beside it live in: the bot's
+        folder, or the one :data:`STORE_DIR_ENV` or ``store_dir`` names, for a bot folder that is read-only where
+        it is served (a container's configuration mounted apart from a data volume)."""
+        named = self.store_dir_setting
+        if named is None:
+            return self.root
+        folder = Path(named[1]).expanduser()
+        return folder.absolute() if named[0] == STORE_DIR_ENV else self.root / folder
+
+    @property
+    def store_dir_setting(self) -> tuple[str, str] | None:
+        """The setting that moves the store out of the bot's folder, as (its name, its value): the environment's
+        before bot.yml's, as a container sets the one and mounts the other read-only. None where neither is set."""
+        if env := os.environ.get(STORE_DIR_ENV, "").strip():  # set but empty, as compose files do: unset
+            return STORE_DIR_ENV, env
+        return ("store_dir in bot.yml", self.config.store_dir) if self.config.store_dir else None
+
+    @property
     def db_path(self) -> Path:
-        return self.root / "dialogues.db"
+        return self.store_dir / "dialogues.db"
 
     @property
     def actions_dir(self) -> Path:

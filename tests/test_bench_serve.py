@@ -84,19 +84,21 @@ def test_the_benchmarks_scratch_bot_leaves_the_shops_files_alone_and_reads_empty
     scratch.mkdir()
     (root / SERVER_LOG).write_text("the shop's own log\n")
     (root / "nlu.yml").write_text("nlu: []\n")
-    (root / "bot.yml").write_text("learning:\nserver:\n  inference:\n  metrics_token: scrape-token\n")
+    (root / "bot.yml").write_text("learning:\nserver:\n  inference:\n  metrics_token: scrape-token\nstore_dir: /data\n")
     scratch_folder(root, scratch, {"quantize": "int8"})
     assert not (scratch / SERVER_LOG).exists() and (scratch / "nlu.yml").is_symlink()
     config = yaml.safe_load((scratch / "bot.yml").read_text())
     assert config["server"]["inference"] == {"quantize": "int8"} and config["learning"] == {"watch_seconds": 0}
     assert config["server"]["limits"]["per_ip_per_minute"] == config["server"]["limits"]["websockets"] == 0
     assert "metrics_token" not in config["server"]  # the benchmark reads its server's /metrics without it
+    assert "store_dir" not in config  # the benchmark's conversations go to the scratch folder, not the shop's store
     assert (root / SERVER_LOG).read_text() == "the shop's own log\n"
 
 
 def test_the_benchmarks_server_answers_its_metrics_without_the_shops_token(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A DESKBOT_METRICS_TOKEN in the environment closed the bench server's /metrics to the benchmark itself."""
+    """A DESKBOT_METRICS_TOKEN in the environment closed the bench server's /metrics to the benchmark itself; a
+    DESKBOT_STORE_DIR would have recorded the benchmark's conversations in the shop's store."""
     import subprocess
 
     from bot.bench import running_server
@@ -108,10 +110,11 @@ def test_the_benchmarks_server_answers_its_metrics_without_the_shops_token(
         raise OSError("not started")
 
     monkeypatch.setenv("DESKBOT_METRICS_TOKEN", "scrape-token")
+    monkeypatch.setenv("DESKBOT_STORE_DIR", str(tmp_path))
     monkeypatch.setattr(subprocess, "Popen", popen)
     with pytest.raises(OSError), running_server(tmp_path, None):
         pass
-    assert started and "DESKBOT_METRICS_TOKEN" not in started
+    assert started and "DESKBOT_METRICS_TOKEN" not in started and "DESKBOT_STORE_DIR" not in started
 
 
 def test_bench_store_reports_each_batch_size() -> None:

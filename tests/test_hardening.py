@@ -2112,6 +2112,59 @@ def test_sigterm_stops_a_container_s_first_process_while_it_starts(tiny_demo_bot
     assert time.monotonic() - stopping < 10 and "deskbot serving" not in said, said  # within docker stop's 10 s
 
 
+async def test_a_read_only_bot_folder_is_served_with_its_store_on_a_volume_of_its_own(
+        tiny_demo_bot: Path, tmp_path: Path, nlu: NLU, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container mounts the bot folder read-only and gives the server a data volume: the store was always the bot
+    folder's dialogues.db. DESKBOT_STORE_DIR (over bot.yml's store_dir) keeps it, and the servers' lock files, there,
+    for every command: a cron job's `bot purge` finds what the server recorded."""
+    root, data = configured_copy(tiny_demo_bot, tmp_path / "config"), tmp_path / "data"
+    data.mkdir()
+    (root / "bot.yml").write_text((root / "bot.yml").read_text() + "store_dir: in-the-folder\n")
+    monkeypatch.setenv("DESKBOT_STORE_DIR", str(data))
+    client = await aiohttp_client(create_app(root, device="cpu", nlu=nlu))
+    reply = await client.post("/api/chat", json={"conversation_id": "c1", "text": "where is my order?"})
+    assert reply.status == 200
+    assert (data / "dialogues.db").is_file() and (data / ".dialogues.db.servers").is_dir()
+    assert not list(root.glob("*dialogues.db*")) and not (root / "in-the-folder").exists()
+    await client.close()
+    purged = CliRunner().invoke(cli, ["purge", str(root), "--conversation", "c1"])
+    assert purged.exit_code == 0, purged.output
+    with sqlite3.connect(data / "dialogues.db") as db:
+        assert db.execute("SELECT count(*) FROM turns").fetchone() == (0,)
+    monkeypatch.delenv("DESKBOT_STORE_DIR")  # bot.yml's, read from the bot's folder
+    assert load_project(root).db_path == root / "in-the-folder" / "dialogues.db"
+
+
+def test_a_store_folder_the_server_cannot_write_is_refused_before_anything_starts(tiny_demo_bot: Path,
+                                                                                  tmp_path: Path) -> None:
+    """A bot folder mounted read-only was refused only once its model had loaded, in SQLite's words ("unable to open
+    database file"), and a store folder naming a volume that was not mounted would have been made in the container's
+    own layer, lost with it. Both are refused at once, naming the folder and the setting that moves the store."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "config")
+    taken = socket.create_server(("127.0.0.1", 0))  # where a server not refused stops instead of serving on
+    port = str(taken.getsockname()[1])
+    missing = CliRunner().invoke(cli, ["serve", str(root), "--port", port], env={"DESKBOT_STORE_DIR": str(tmp_path / "data")})
+    assert missing.exit_code == 1 and "Traceback" not in missing.output
+    assert f"DESKBOT_STORE_DIR names {tmp_path / 'data'}, which is no folder: create it, or mount the volume there" \
+        in missing.output
+    # Mounted read-only, as a container's configuration is (root ignores a folder's permissions, not a mount's)
+    serve = [sys.executable, "-m", "bot.cli", "serve", str(root), "--port", port]
+    if os.geteuid():
+        root.chmod(0o555)
+    else:
+        serve = ["unshare", "--mount", "sh", "-c", 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && '
+                 'exec "$@"', str(root), *serve]
+    with taken:
+        refused = subprocess.run(serve, capture_output=True, text=True, cwd=REPO, timeout=120)
+    root.chmod(0o755)
+    assert refused.returncode == 1, refused.stderr
+    assert f"Error: {root}: cannot write there (" in refused.stderr
+    assert ("where the conversation store dialogues.db is kept: make the folder writable for this user, or put the "
+            "store on a writable volume: DESKBOT_STORE_DIR=/data in the environment, or store_dir: /data in bot.yml "
+            "(docs/configuration.md)") in refused.stderr
+    assert "deskbot serving" not in refused.stderr and not list(root.glob("*dialogues.db*"))
+
+
 def test_a_taken_port_is_refused_with_a_clear_error_and_nothing_done(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """A second server that failed on the port had first answered the Slack message the running one kept
     for a turn in flight: the customer got two answers."""
