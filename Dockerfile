@@ -1,7 +1,8 @@
 # deskbot on the CPU: builds the demo shop bot into the image and serves it on port 8080.
 #   docker build -t deskbot .
 #   export DESKBOT_ADMIN_TOKEN=$(openssl rand -base64 32); echo "$DESKBOT_ADMIN_TOKEN"
-#   docker run -p 8080:8080 -v deskbot-demo:/bots/demo -e DESKBOT_ADMIN_TOKEN --log-opt max-size=50m deskbot
+#   docker run -p 8080:8080 -v deskbot-demo:/bots/demo -e DESKBOT_ADMIN_TOKEN --log-opt max-size=50m --stop-timeout 15 deskbot
+# (or `docker compose up -d`, with compose.yaml's same settings)
 # The named volume keeps the conversations, the review queue and retrained versions when the container
 # is replaced (a new volume starts with the image's trained demo); the token turns on /agent and /admin.
 # deskbot logs to stderr, which Docker's default json-file log keeps whole, however large: --log-opt max-size
@@ -9,11 +10,13 @@
 # Your own bot folder instead: train it once in the image, then serve it (files are written as uid 1000;
 # add --user "$(id -u)" to write as yourself):
 #   docker run --rm -v "$PWD/mybot:/bots/demo" deskbot bot train /bots/demo
-#   docker run -p 8080:8080 -v "$PWD/mybot:/bots/demo" deskbot
+#   docker run -p 8080:8080 -v "$PWD/mybot:/bots/demo" --stop-timeout 15 deskbot
 # Every command runs under tini, which passes `docker stop`'s SIGTERM on: a container's first process does not
 # hear one it has no handler for (a `bot train` ran on to the SIGKILL), and tini reaps what custom actions start.
-# docker stop waits 10 s before it kills: give it server.drain_seconds + server.shutdown_seconds + 2
-# (docker run --stop-timeout 30 with drain_seconds: 15; the defaults, 0 and 10, need 12).
+# docker stop waits 10 s before it kills, and no instruction here can change that: --stop-timeout above (compose's
+# stop_grace_period) gives it server.drain_seconds + server.shutdown_seconds + 2 and more (the defaults, 0 and 10,
+# need 12; drain_seconds: 15 needs 27: --stop-timeout 30), which Kubernetes' terminationGracePeriodSeconds (30 s)
+# gives the defaults.
 FROM python:3.11-slim
 
 # The built base models live outside any home folder, so that any user the container runs as finds them.

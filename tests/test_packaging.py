@@ -10,6 +10,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -148,3 +150,36 @@ async def test_the_health_check_asks_a_path_the_server_answers_to_anyone(aiohttp
     response = await client.get(health_check()[1])
     assert response.status == 200, await response.text()
     assert (await response.json())["status"] == "ok"
+
+
+def stop_seconds_needed() -> float:
+    """How long `docker stop` must wait before its SIGKILL for the image's bot to finish the turns in flight and write
+    their answers: server.drain_seconds + server.shutdown_seconds + 2 (docs/security.md)."""
+    from bot.project import load_config
+
+    server = load_config(ROOT / "bot" / "demo" / "bot.yml").server
+    return server.drain_seconds + server.shutdown_seconds + 2
+
+
+def test_every_documented_way_to_run_the_image_waits_for_the_turns_in_flight_at_a_stop() -> None:
+    """Docker waits 10 s at `docker stop` and no Dockerfile instruction changes that, while the server lets the turns
+    in flight finish for 12 s with the defaults: the documented `docker run` commands and compose.yaml's service give
+    it longer, on the port and the volume the image serves."""
+    from bot.project import ServerConfig
+
+    needed = stop_seconds_needed()
+    assert needed > 10  # else Docker's default would do, and the flags could go
+    runs = [run for run in re.findall(r"docker run [^`\n]*", (ROOT / "README.md").read_text() +
+                                      (ROOT / "Dockerfile").read_text()) if " -p " in run]
+    assert runs
+    for run in runs:
+        timeout = re.search(r" --stop-timeout (\d+) ", run)
+        assert timeout and int(timeout[1]) > needed, run
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    [service] = compose["services"].values()
+    assert float(service["stop_grace_period"].removesuffix("s")) > needed
+    assert service["build"] == "." and service["ports"] == [f"{health_check()[0]}:{health_check()[0]}"]
+    assert [volume.split(":")[1] for volume in service["volumes"]] == [served_folder()]
+    defaults = ServerConfig()
+    assert (f"(the defaults, {defaults.drain_seconds:g} and {defaults.shutdown_seconds:g},\n# need "
+            f"{defaults.drain_seconds + defaults.shutdown_seconds + 2:g};") in (ROOT / "Dockerfile").read_text()
