@@ -481,7 +481,8 @@ ERROR_TEXT = {400: "bad request; the error names the field", 401: "missing or wr
               403: "sent by a page on an origin that channels.web.origins does not list; on /api/chat, a history and a vote also a "
                    "user without its right user_hash while channels.web.identity_secret is set, or a conversation a "
                    "signed-in customer had without theirs; on a note, another "
-                   "agent's (its author alone deletes it)",
+                   "agent's (its author alone deletes it); on reload, export and stats, an agent's own token that "
+                   "server.agents does not grant them (grants)",
               404: "not found, or the admin API is disabled (no token configured)",
               408: "the body did not arrive in time",
               409: "refused in the current state; the error says why",
@@ -582,14 +583,14 @@ OPERATIONS: list[Operation] = [
     Operation("GET", "/", "The demo chat page", media="text/html"),
     Operation("GET", "/widget.js", "The embeddable widget", media="application/javascript"),
     Operation("GET", "/agent", "The agents' console (the admin API in a page)", media="text/html"),
-    _admin("POST", "/admin/reload", "Serve the registry's current model version", ModelVersionResponse, errors=(409,)),
+    _admin("POST", "/admin/reload", "Serve the registry's current model version", ModelVersionResponse, errors=(403, 409)),
     _admin("GET", "/admin/review", "The review queue, most useful first", ReviewQueueResponse, errors=(400,),
            query={"limit": (limit_schema(20), False), "offset": OFFSET}),
     _admin("POST", "/admin/review/{turn_id}", "Label the queue item holding a turn", LabelResponse, ReviewLabelRequest,
            (400, 403, 404, 408, 409, 413)),
-    Operation("GET", "/admin/export", "The training data `bot export` writes, as JSON lines", errors=(400, 401, 404),
+    Operation("GET", "/admin/export", "The training data `bot export` writes, as JSON lines", errors=(400, 401, 403, 404),
               admin=True, media="application/x-ndjson", query=SINCE),
-    _admin("GET", "/admin/stats", "How the bot is doing: what `bot stats --json` prints", StatsResponse, errors=(400,),
+    _admin("GET", "/admin/stats", "How the bot is doing: what `bot stats --json` prints", StatsResponse, errors=(400, 403),
            query={**SINCE, "until": (SINCE["since"][0], False),
                   "channel": ({"enum": list(CHANNELS), "description": "one channel's conversations alone"}, False),
                   "language": ({"enum": list(LANGUAGES), "description": "the conversations held in one language "

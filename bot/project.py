@@ -397,12 +397,22 @@ class InferenceConfig(Settings):
                                                          "among the workers)")
 
 
+# What the admin token does beyond answering customers, which an agent's own token does only where bot.yml grants it:
+# serving another model, every conversation's training data, the shop's figures.
+AgentGrant = Literal["reload", "export", "stats"]
+
+
 class AgentConfig(Settings):
-    """One agent's own admin token (``server.agents``): what they do with it is done in their name alone."""
+    """One agent's own token (``server.agents``): what they do with it is done in their name alone. It answers
+    customers (the inbox, transcripts, replies, notes, the review queue); ``grants`` adds what else the admin token
+    does, so that a token taken from one agent's browser cannot swap the model nor read every conversation out."""
 
     token: str | None = Field(None, description="the agent's token (bot.yml is then a secret: keep it to its owner)")
     token_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                                   description="the environment variable holding the token, read before token")
+    grants: list[AgentGrant] = Field(default_factory=list, description=(
+        "what else of the admin API the token may do: reload (POST /admin/reload), export (GET /admin/export), stats "
+        "(GET /admin/stats, the console's figures of today); none by default (403)"))
 
 
 MAX_AGENT_CHARS = 64  # an agent's name, in server.agents as in the admin API's agent, ?agent= and ?holder=

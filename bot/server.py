@@ -42,7 +42,7 @@ from bot.limits import LIMITS, Limits
 from bot.nlu import NLU, current_names
 from bot.openapi import (MAX_AGENT_CHARS, MAX_LIMIT, MAX_SEARCH_CHARS, AgentMessageRequest, NoteRequest,
                          ReviewLabelRequest, publish_openapi)
-from bot.project import BotConfig, Project, ProjectError, agent_name, host_name, load_project
+from bot.project import AgentGrant, BotConfig, Project, ProjectError, agent_name, host_name, load_project
 from bot.retrain import exported
 from bot.review import CachedModel, review_threshold
 from bot.training import history_fingerprint
@@ -376,13 +376,22 @@ def bearer(request: web.Request, token: str) -> bool:
     return bool(token) and same_secret(given.strip(), token) and scheme.lower() == "bearer"
 
 
-def require_admin(request: web.Request) -> None:
+def require_admin(request: web.Request, grant: AgentGrant | None = None) -> None:
     """Admin endpoints are off (404) without a configured token (the admin token or an agent's), and refuse (401) a
-    request without one (:func:`is_admin`, which compares them in constant time)."""
+    request without one (:func:`is_admin`, which compares them in constant time). An endpoint beyond answering
+    customers (``grant``: reload, export, stats) refuses (403) an agent's own token unless bot.yml grants it them: a
+    token taken from one agent's browser would otherwise swap the model or read every conversation out."""
     if not request.app[ADMIN_TOKEN] and not request.app[AGENT_TOKENS]:
         raise web.HTTPNotFound()
     if not is_admin(request):
         raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
+    agent = request[AGENT]
+    configured = request.app[BOT].config.server.agents.get(agent)  # None for one a reload took out meanwhile
+    if grant and agent and grant not in (configured.grants if configured else []):
+        raise http_error(web.HTTPForbidden, f"{request.method} {request.path} needs the admin token, or an agent's "
+                                            f"token granted {grant}: this one is agent {agent}'s (server.agents: "
+                                            f"{agent}: {{grants: [{grant}]}} in bot.yml grants it)",
+                         {"agent": agent, "grant": grant})
 
 
 ADMIN = web.RequestKey("admin", bool)
@@ -663,7 +672,7 @@ def restart_needed(app: web.Application) -> list[str]:
 
 
 async def reload_model(request: web.Request) -> web.Response:
-    require_admin(request)
+    require_admin(request, "reload")
     bot = request.app[BOT]
     try:
         nlu, refused = await swap_to_current(request.app)
@@ -1027,7 +1036,7 @@ def query_since(request: web.Request, name: str = "since") -> float | None:
 async def export_data(request: web.Request) -> web.Response:
     """What `bot export` writes, as JSON lines, for a pipeline that cannot reach the bot's disk:
     ``?since=YYYY-MM-DD`` keeps what was labelled or answered from that day on."""
-    require_admin(request)
+    require_admin(request, "export")
     bot = request.app[BOT]
     start = query_since(request) or 0.0
     labels, answers = await bot._read(lambda store: (store.labels(start), store.answer_candidates(start)))
@@ -1044,7 +1053,7 @@ async def stats(request: web.Request) -> web.Response:
     ``&language=`` for one language's, ``&compare=previous`` for the period of equal length before it too, with each
     figure's change (:func:`compared_with_previous`); ``&format=csv`` as `bot stats --csv` prints them, for a
     spreadsheet kept week by week from a scheduled download."""
-    require_admin(request)
+    require_admin(request, "stats")
     bot = request.app[BOT]
     since, until = query_since(request) or 0.0, query_since(request, "until")
     if until is not None and until < since:  # the same moment is an empty period, whose figures are all zero

@@ -138,8 +138,8 @@ def web_demo_bot(tmp_path_factory: pytest.TempPathFactory, tiny_demo_bot: Path) 
     config = yaml.safe_load((root / "bot.yml").read_text())
     config["thresholds"] = {"intent": 1.0, "retrieval": 1.0, "fallbacks_before_handoff": 100}
     config.setdefault("server", {})["admin_token"] = "web-admin-token"
-    # agents with tokens of their own
-    config["server"]["agents"] = {"Kim": {"token": "kim-own-token"}, "Lee": {"token": "lee-own-token"}}
+    # agents with tokens of their own: Kim, who leads, granted the figures too
+    config["server"]["agents"] = {"Kim": {"token": "kim-own-token", "grants": ["stats"]}, "Lee": {"token": "lee-own-token"}}
     # Every page of the widget tests comes from one loopback address: a module's hundreds of page loads, messages and
     # votes a minute are no customer's flood, and past the per-address limit the last tests failed for a 429.
     # Its messages, conversations opened and handed to a person too: hundreds and dozens, from that one address, and

@@ -838,6 +838,39 @@ async def test_a_transfer_names_a_colleague_of_server_agents_and_asks_for_a_toke
     assert refused.status == 400 and (await refused.json())["error"] == "to: Sam is none of server.agents (Ana, Cy)"
 
 
+async def test_an_agents_own_token_reloads_exports_and_reads_the_figures_only_where_bot_yml_grants_it(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """An agent's own token did all the admin token does: taken from one agent's browser, it swapped the model and
+    read every conversation's training data out. It answers customers; reload, export and stats are refused (403,
+    naming the grant) unless server.agents grants them to that agent, which a reload reads again; the admin token's
+    calls are as before."""
+    configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"},
+                                          "Bob": {"token": "bob-own-token-4567", "grants": ["stats"]}}})
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    ana, bob = {"Authorization": "Bearer ana-own-token-0123"}, {"Authorization": "Bearer bob-own-token-4567"}
+    await chat(client, "c1", "I need help with my bill")
+    assert (await client.post("/admin/conversations/c1/handoff", headers=ana)).status == 200
+    assert (await client.get("/admin/conversations/c1", headers=ana)).status == 200
+
+    async def status(auth: dict[str, str]) -> dict[str, int]:
+        calls = {"reload": client.post("/admin/reload", headers=auth), "export": client.get("/admin/export", headers=auth),
+                 "stats": client.get("/admin/stats", headers=auth)}
+        return {grant: (await call).status for grant, call in calls.items()}
+
+    assert await status(ana) == {"reload": 403, "export": 403, "stats": 403}
+    assert await status(bob) == {"reload": 403, "export": 403, "stats": 200}
+    assert await status(AUTH) == {"reload": 200, "export": 200, "stats": 200}
+    refused = await client.get("/admin/export", headers=ana)
+    assert await refused.json() == {
+        "error": "GET /admin/export needs the admin token, or an agent's token granted export: this one is agent Ana's "
+                 "(server.agents: Ana: {grants: [export]} in bot.yml grants it)", "agent": "Ana", "grant": "export"}
+    configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123", "grants": ["reload", "export"]},
+                                          "Bob": {"token": "bob-own-token-4567"}}})
+    assert (await client.post("/admin/reload", headers=AUTH)).status == 200
+    assert await status(ana) == {"reload": 200, "export": 200, "stats": 403}
+    assert await status(bob) == {"reload": 403, "export": 403, "stats": 403}
+
+
 async def test_an_agents_inbox_counts_and_lists_the_customers_of_a_colleague_a_reload_took_out_as_nobodys(
         bot_dir: Path, aiohttp_client: Any) -> None:
     """Each agent's console counts the customers waiting on them or on nobody: those of a colleague a reload took out of

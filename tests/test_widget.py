@@ -2715,6 +2715,30 @@ def test_the_agents_console_asks_for_todays_figures_every_half_minute(
     context.close()
 
 
+def test_an_agents_console_whose_token_is_not_granted_the_figures_lists_its_customers_without_them(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace) -> None:
+    """An agent's token not granted stats is refused today's figures (403): the console's refresh stopped at that
+    refusal, before it listed a customer, and showed it as an error, every half minute. It leaves the figures out."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    assert api.chat(cid, "/handoff")["handed_off"] is True
+    context = chromium.browser.new_context(viewport={"width": 1200, "height": 800})
+    context.add_init_script("""addEventListener("DOMContentLoaded", () => {
+      const status = document.querySelector(".status");
+      window.statusSaid = [];
+      new MutationObserver(() => statusSaid.push(status.textContent))
+        .observe(status, { childList: true, characterData: true, subtree: true });
+    });""")
+    page = context.new_page()
+    page.goto(f"{server.url}/agent?lang=en")
+    page.locator("#token").fill("lee-own-token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator(f'.list li[data-id="{cid}"]')).to_be_visible()
+    wait_until(page, "state.figuresAt > 0 && state.refreshing === 0")  # today's figures asked for, and answered
+    expect(page.locator("header .figures")).to_have_text("")
+    assert not any("needs the admin token" in said for said in page.evaluate("statusSaid"))
+    context.close()
+
+
 def test_the_agents_console_pages_through_more_customers_than_it_lists(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A tab listed its first 200 conversations and "and 4,800 more", with no way to them but a search: it pages through
