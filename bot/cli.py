@@ -2378,9 +2378,14 @@ def _offset(moment: datetime) -> str:
 
 
 def _json_for_terminal(data: Any) -> str:
-    """``data`` as JSON, Chinese as characters, with DEL and the C1 control characters (U+007F to U+009F) escaped as
-    JSON escapes the C0 ones: a customer's comment holds them as sent, and a terminal may act on U+009B as on ESC [."""
-    return re.sub(r"[\x7f-\x9f]", lambda found: f"\\u{ord(found.group()):04x}", json.dumps(data, ensure_ascii=False))
+    """``data`` as JSON, Chinese as characters, with DEL, the C1 control characters (U+007F to U+009F) and the
+    direction controls (:data:`~retrieval.text.BIDI_CONTROLS`) escaped as JSON escapes the C0 ones: a customer's
+    comment holds them as sent, a terminal may act on U+009B as on ESC [, and U+202E shows the rest of the line
+    backwards, its count among it."""
+    from retrieval.text import BIDI_CONTROLS
+
+    return re.sub(f"[\\x7f-\\x9f{BIDI_CONTROLS}]", lambda found: f"\\u{ord(found.group()):04x}",
+                  json.dumps(data, ensure_ascii=False))
 
 
 def _shortened(text: str, width: int = 60) -> str:

@@ -49,16 +49,25 @@ def normalise(text: str) -> str:
     return _INVISIBLE_RUNS.sub(" ", unicodedata.normalize("NFKC", text)).strip(" ")
 
 
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# The direction embeddings, overrides and isolates (LRE to RLO, LRI to PDI): each reorders the text after it, to the
+# end of its line, which a terminal shows as a customer wrote it, columns and all (the "Trojan Source" trick).
+BIDI_CONTROLS = "\u202a-\u202e\u2066-\u2069"
+_CONTROLS = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{BIDI_CONTROLS}]")
 
 
 def printable(text: str) -> str:
-    """``text`` with each control character (C0, DEL, C1) written as its escape (``\\x1b``), for a terminal. What
-    customers write reaches the terminal of whoever runs `bot stats`, `bot review` or `bot purge --dry-run` (a
-    feedback comment, the ``user`` a page or client sends, stored as sent): an escape sequence in it would clear the
-    screen, retitle the window or show a link to an address other than its text (OSC 8), and a line break or a tab
-    would add a row or a column of its own to a listing."""
-    return _CONTROLS.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+    """``text`` with each control character (C0, DEL, C1) written as its escape (``\\x1b``), and each direction
+    control (``BIDI_CONTROLS``) as its (``\\u202e``), for a terminal. What customers write reaches the terminal of
+    whoever runs `bot stats`, `bot review` or `bot purge --dry-run` (a feedback comment, the ``user`` a page or client
+    sends, stored as sent): an escape sequence in it would clear the screen, retitle the window or show a link to an
+    address other than its text (OSC 8), a line break or a tab would add a row or a column of its own to a listing,
+    and a right-to-left override would show what follows it on the line backwards (a count, another column)."""
+    return _CONTROLS.sub(_escaped, text)
+
+
+def _escaped(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code <= 0xff else f"\\u{code:04x}"
 
 
 def model_inputs(texts: Sequence[str], simplified: bool) -> list[str]:

@@ -1556,6 +1556,40 @@ async def test_what_customers_write_reaches_the_operators_terminal_with_its_cont
     assert listed.output == f"{conversation}\tweb\teve\\x0asomeone-else\\x09web\\x09admin\n"  # one row
 
 
+async def test_what_customers_write_reaches_the_operators_terminal_with_its_direction_controls_escaped(
+        make_client: Callable[..., Any]) -> None:
+    """A right-to-left override in a feedback comment (stored as sent) or a ``user`` (refused by the API now, kept so in
+    a store an older deskbot wrote) reached `bot stats`, `bot review` and `bot purge --dry-run` as it was: the rest of
+    its line showed backwards, a comment's count or the listing's next column among it. Each direction control is
+    printed as its escape, as a control character is, and as a JSON escape by `bot stats --json`."""
+    client = await make_client(server={"limits": NO_LIMITS})
+    conversation = cid()
+    user = "eve\u2067\u202e"
+    refused = await client.post("/api/chat", json={"conversation_id": cid(), "text": "where is my parcel", "user": user})
+    assert refused.status == 400 and "U+2067" in (await refused.json())["error"]
+    reply = await client.post("/api/chat", json={"conversation_id": conversation, "text": "where is my parcel"})
+    comment = "fine \u202eyllaer ton\u202c \u2066\u202a1\u2069 star"
+    vote = await client.post("/api/feedback", json={"conversation_id": conversation, "value": -1,
+                                                     "turn_id": (await reply.json())["turn_id"], "comment": comment})
+    assert vote.status == 200, await vote.text()
+    root = client.app[BOT].project.root
+    with contextlib.closing(sqlite3.connect(root / "dialogues.db")) as db, db:
+        db.execute("UPDATE conversations SET user = ? WHERE id = ?", [user, conversation])
+    shown = r"fine \u202eyllaer ton\u202c \u2066\u202a1\u2069 star"
+    bidi = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+    stats = CliRunner().invoke(cli, ["stats", str(root)], color=True)
+    assert stats.exit_code == 0 and shown in stats.output and not bidi.search(stats.output), stats.output
+    as_csv = CliRunner().invoke(cli, ["stats", str(root), "--csv"], color=True)
+    assert f"top_complaints.{shown},1" in as_csv.output.splitlines()
+    as_json = CliRunner().invoke(cli, ["stats", str(root), "--json"], color=True)
+    assert not bidi.search(as_json.output) and json.loads(as_json.output)["top_complaints"] == {comment: 1}
+    review = CliRunner().invoke(cli, ["review", str(root)], input="q\n", color=True)
+    assert f"said wrong: “{shown}”" in review.output and not bidi.search(review.output), review.output
+    listed = CliRunner().invoke(cli, ["purge", str(root), "--user", user, "--dry-run"], color=True)
+    assert listed.output == f"{conversation}\tweb\teve\\u2067\\u202e\n"
+
+
 async def test_the_lock_files_a_server_and_a_training_run_hold_are_their_owners_alone(
         make_client: Callable[..., Any], common_umask: None) -> None:
     """A server's lock file (in .dialogues.db.servers/) and the model registry's (models/.lock) took the umask's mode

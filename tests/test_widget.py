@@ -3807,6 +3807,38 @@ def test_the_agents_console_waits_for_a_slow_review_queue_before_asking_again(
     wait_until(page, "window.reviewReads === 2", timeout=10_000)  # answered, the clock asks again
     context.close()
 
+def test_a_direction_override_in_a_customers_comment_reorders_nothing_after_it_in_the_review_queue(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """The review queue joined its item's comments on one line: a right-to-left override in one (kept as sent) showed
+    the comments after it backwards, so that a customer could make another's read as they liked."""
+    asked = "console review: the override in a comment"
+    for comment in ("after-it", "\u202eevil"):  # the latest listed first
+        cid = f"review-{next(PAGE_NUMBERS)}"
+        reply = api.chat(cid, asked)
+        api.admin("/api/feedback", {"conversation_id": cid, "turn_id": reply["turn_id"], "value": -1, "comment": comment})
+    context = open_console(chromium, server, web_demo_bot.admin_token)
+    page = context.pages[0]
+    page.get_by_role("button", name="To review").click()
+    item = queued_item(api, web_demo_bot.root, asked)
+    page.locator(f'.list li[data-id="{item["id"]}"]').click()
+    expect(page.locator(".review .meta")).to_contain_text("after-it")
+    # where the first and the last letter of "after-it" are drawn: left to right, as written
+    assert page.evaluate("""(() => {
+      const walker = document.createTreeWalker(document.querySelector(".review .meta"), NodeFilter.SHOW_TEXT);
+      let node = walker.nextNode();
+      while (!node.data.includes("after-it")) node = walker.nextNode();
+      const left = (at) => {
+        const range = document.createRange();
+        range.setStart(node, at);
+        range.setEnd(node, at + 1);
+        return range.getBoundingClientRect().left;
+      };
+      const at = node.data.indexOf("after-it");
+      return left(at) < left(at + 7);
+    })()""")
+    context.close()
+
+
 def queued_item(api: SimpleNamespace, root: Path, text: str) -> dict[str, Any]:
     """The review queue's item holding the customer's latest message ``text``: the test bot's tiny model groups
     most typed messages of the session into one item, shown by its most frequent text."""
