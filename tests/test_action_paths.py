@@ -1610,6 +1610,23 @@ async def test_the_demos_lookup_reads_an_order_number_written_in_groups_whole(ac
         await bot.close()
 
 
+async def test_the_demos_order_number_written_short_or_misspelt_is_looked_up(action_bot: Path, tmp_path: Path) -> None:
+    """"ord 456", "oder 123" or "order nr 789" typed as the answer to "what's your order number?" got "Sorry, I'm not
+    sure I understood" and ended the wait: the order pattern read a number only after "order" spelt in full."""
+    bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        for said, number in [("ord 456", "456"), ("oder 123", "123"), ("Ord. #789", "789"), ("order nr 456", "456"),
+                             ("ordr no: 123", "123")]:
+            assert (await bot.handle(Turn(said, "/track_order", "web"))).text == "Sure — what's your order number?"
+            reply = await bot.handle(Turn(said, said, "web"))
+            assert (reply.source, reply.text.split(" is ")[0]) == ("action", f"Order {number}"), said
+        await bot.handle(Turn("word", "/track_order", "web"))  # a word that ends in "ord" names no order
+        assert (await bot.handle(Turn("word", "my password 123", "web"))).source == "fallback"
+    finally:
+        await bot.close()
+
+
 async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
         action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
     """The demo's action asks for the order number and sets ``requested_slot``; the next message that
