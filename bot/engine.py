@@ -12,6 +12,7 @@ import contextlib
 import copy
 import dataclasses
 import functools
+import json
 import logging
 import re
 import time
@@ -503,6 +504,8 @@ class Bot:
                               self.project.intents, acknowledges(text), corrects, wordless(text))
             if entities and (decision.kind == "fallback" or decision.reason == "fallbacks"):
                 decision = await self._asked_again(turn.conversation_id, analysis) or decision
+            if decision.kind == "fallback" and entities:
+                decision = self._offered_with(decision, entities)
 
         if decision.kind == "action":
             decision = await self._run_action(turn, text, analysis, decision, slots, entities, read, language,
@@ -582,6 +585,23 @@ class Bot:
         "123"}``), if it is one the bot knows; None for typed text."""
         chosen, values = read_payload(text)
         return f"/{intent}" if values and (intent := self.nlu.chosen(chosen[1:])) else None
+
+    def _offered_with(self, decision: Decision, entities: dict[str, PayloadValue]) -> Decision:
+        """The fallback ``decision`` with each button to an intent that uses a value the message gave (its action, or a
+        template that fills it in) carrying that value: "ord 789" or "123" alone, which the classifier was unsure of,
+        offered "Track order", and its click answered with "what's your order number?", the number just typed lost.
+        Clicked now, ``/track_order{"order_id": "789"}`` looks order 789 up."""
+        given = {name: value for name, value in entities.items() if isinstance(value, str)}
+
+        def carrying(button: dict[str, str]) -> dict[str, str]:
+            intent = button["payload"][1:]
+            uses = {name: value for name, value in given.items()
+                    if intent in self.config.actions.map or self.project.responses.fills_in(intent, {name})}
+            if button["payload"] in RESERVED_PAYLOADS or not uses:
+                return button
+            return {**button, "payload": button["payload"] + json.dumps(uses, ensure_ascii=False)}
+
+        return dataclasses.replace(decision, buttons=[carrying(button) for button in decision.buttons])
 
     def _entities_in(self, text: str) -> list[dict[str, Any]]:
         """The entities of a customer's message as an action's tracker lists them: a button payload's values

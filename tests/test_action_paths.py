@@ -1627,6 +1627,28 @@ async def test_the_demos_order_number_written_short_or_misspelt_is_looked_up(act
         await bot.close()
 
 
+async def test_the_fallbacks_buttons_carry_the_order_number_the_customer_typed(action_bot: Path, tmp_path: Path) -> None:
+    """A customer's first message "789", or "ord 789", which the classifier was unsure of, got the fallback's "Track
+    order" button, and its click asked "what's your order number?": the number just typed was lost. The buttons to the
+    intents that use it carry it; the person button and a message without a value are as before."""
+    bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        for conversation, said in [("en", "789"), ("zh", "订单七八九")]:  # the small bot speaks English alone
+            reply = await bot.handle(Turn(conversation, said, "web"))
+            assert reply.source == "fallback"
+            payloads = {b["payload"].split("{")[0]: b["payload"] for b in reply.buttons}
+            assert payloads["/track_order"] == '/track_order{"order_id": "789"}'
+            assert payloads["/cancel_order"] == '/cancel_order{"order_id": "789"}'  # its template names the order
+            assert payloads["/handoff"] == "/handoff"
+            reply = await bot.handle(Turn(conversation, payloads["/track_order"], "web"))
+            assert (reply.source, reply.text.split(". ")[0]) == ("action", "Order 789 is **delivered**")
+        reply = await bot.handle(Turn("none", "hmm where", "web"))
+        assert reply.source == "fallback" and all("{" not in b["payload"] for b in reply.buttons)
+    finally:
+        await bot.close()
+
+
 async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
         action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
     """The demo's action asks for the order number and sets ``requested_slot``; the next message that
