@@ -396,10 +396,10 @@ def asked_about(text: str) -> tuple[int, int] | None:
 _THE_THING = r"(?: (?:it|that|one|(?:the|my|an?|any) (?:order )?(?:number|no|#|id|email)|(?:the|my) order(?: number)?))?"
 _SORRY_WORDS = r"sorry|oh|um+|uh+|hmm+|不好意思|抱歉|对不起|唔好意思|呃|额"  # before it, or a clause of their own
 _LACKING = (
-    _SORRY_WORDS + r"|(?:i )?(?:do not|don'?t|dont|didn'?t|did not) (?:know|have|remember|get|keep)" + _THE_THING
+    _SORRY_WORDS + r"|(?:i )?(?:do not|don['’]?t|didn['’]?t|did not) (?:know|have|remember|get|keep)" + _THE_THING
     + r"|(?:i )?have no (?:idea|clue|(?:order )?number)|no (?:idea|clue)|(?:i )?dunno|idk|(?:i(?:['’]m| am) )?not sure"
-    r"|(?:i )?(?:forgot|forget|lost|deleted)" + _THE_THING + r"|(?:i )?(?:can'?t|cannot|couldn'?t) (?:find|remember)"
-    + _THE_THING + r"|(?:我)?(?:也)?(?:不知道|不清楚|不记得|记不得|记不清|忘了|忘记了?|找不到|唔知|唔记得|[搵揾]唔到|冇)(?:了|啦|喇|咗)?"
+    r"|(?:i )?(?:forgot|forget|lost|deleted)" + _THE_THING + r"|(?:i )?(?:can['’]?t|cannot|couldn['’]?t) (?:find|remember)"
+    + _THE_THING + r"|(?:我)?(?:也)?(?:不知道|不晓得|不清楚|不记得|记不得|记不清|忘记?|找不到|唔知道?|唔记得|[搵揾]唔到|冇)(?:了|啦|喇|咗)?"
     r"(?:(?:订单|单|快递)?(?:号码?|编号))?(?:了|啦|喇|咗)?[啊呀哦诶欸]?|(?:我)?没有(?:订单|单)?(?:号码?|编号)(?:了|啦)?[啊呀哦]?")
 
 

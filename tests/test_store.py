@@ -995,6 +995,9 @@ def test_what_a_correction_puts_right(text: str, right: str | None) -> None:
     ("I forgot", True), ("I can't find the order number", True), ("sorry, I don't know", True), ("I'm not sure", True),
     ("不知道", True), ("我不知道订单号", True), ("忘了", True), ("找不到", True), ("没有订单号", True), ("不记得了", True),
     ("我也不知道啊", True), ("不好意思，忘了", True), ("唔知", True), ("唔記得", True), ("搵唔到單號", True),
+    # a phone's curly apostrophe, Hong Kong's 唔知道 and 忘咗, and 不晓得
+    ("I don’t know", True), ("I can’t find it", True), ("唔知道", True), ("我忘咗單號", True), ("不晓得", True),
+    ("忘记了", True),
     # a question of its own, or no such word
     ("I don't know where my order is", False), ("i don't know how to cancel", False), ("不知道怎么退款", False),
     ("not sure what you mean", False), ("sorry", False), ("ok", False), ("no", False), ("没有", False), ("😅", False),
