@@ -1852,13 +1852,21 @@ class Store:
         row = _as_customer_saw(_with_json(_with_slots(rows[0])))
         return {**row, "ranking": [tuple(ranked) for ranked in json.loads(row["ranking"] or "[]")]}
 
-    def claim(self, conversation_id: str, message_id: str, stale_before: float) -> bool:
+    def claim(self, conversation_id: str, message_id: str, stale_before: float, answered_since: float = 0.0) -> bool:
         """Whether this server may answer the web message sent with ``message_id`` (``_v35``): False while another
         answers it, since ``stale_before`` (a server hung mid-answer, or one not serving the store, leaves its claim to
         go stale) and while that server lives (:meth:`serve`: one killed mid-answer leaves it at once). The claim
-        stays once the answer is kept, where :meth:`answer_to` finds it; :meth:`unclaim` gives up one that failed."""
+        stays once the answer is kept, where :meth:`answer_to` finds it; :meth:`unclaim` gives up one that failed.
+
+        False too once an answer to it is kept since ``answered_since`` (:meth:`answer_to`'s ``since``): a claim stops
+        being renewed once its answer is kept, and goes stale; a server that looked for the answer before it was kept,
+        then claimed the message after that claim went stale (its store's thread held up meanwhile), answered it a
+        second time."""
         key = [conversation_id, message_id]
         with self._writing():
+            if self.db.execute("SELECT 1 FROM turns u JOIN predictions p ON p.turn_id = u.id WHERE u.conversation_id = ? "
+                               "AND u.message_id = ? AND u.created >= ?", [*key, answered_since]).fetchone():
+                return False
             self.db.execute("DELETE FROM answering WHERE claimed < ?", [stale_before])
             claimant = self.db.execute("SELECT server, claimed FROM answering WHERE conversation_id = ? AND message_id = ?",
                                        key).fetchone()

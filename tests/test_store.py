@@ -1980,6 +1980,23 @@ def test_a_web_message_claimed_by_a_server_that_died_is_answered_by_the_next_at_
         store.close()
 
 
+def test_a_web_message_whose_answer_is_kept_is_claimed_no_more_once_that_claim_went_stale(tmp_path: Path) -> None:
+    """A claim is renewed no more once its answer is kept, and goes stale: a server that looked for the answer before
+    it was kept claimed the message after that and answered it again. Only an answer kept before ``answered_since``
+    (older than a client sends a message again) lets it be claimed."""
+    path = tmp_path / "dialogues.db"
+    green, blue = Store(path), Store(path)
+    for store in (green, blue):
+        store.serve()
+    assert green.claim("c1", "m1", stale_before=0.0)
+    green.log_exchange(Exchange("c1", "web", None, "hello", None, "Hi!", None, 1.0, [], "template", "v1",
+                                message_id="m1"))
+    assert not blue.claim("c1", "m1", stale_before=time.time() + 1, answered_since=time.time() - 600)
+    assert blue.claim("c1", "m1", stale_before=time.time() + 1, answered_since=time.time() + 1)
+    for store in (green, blue):
+        store.close()
+
+
 def test_a_renewed_claim_is_not_taken_for_a_hung_servers(tmp_path: Path) -> None:
     """An answer running longer than the servers' stale time (a slow action) let another server answer the message
     sent again beside it: its server renews its claim while it answers, and only a claim no longer renewed is taken. A

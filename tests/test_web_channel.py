@@ -1275,6 +1275,41 @@ async def test_a_message_sent_again_while_another_server_answers_it_for_longer_t
     assert [t["role"] for t in history["turns"]] == ["user", "bot"]
 
 
+@pytest.mark.parametrize("over", ["http", "socket"])
+async def test_a_message_sent_again_whose_claim_waits_past_the_stale_time_after_its_answer_is_kept_is_answered_once(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, over: str) -> None:
+    """A Retry reaching a second server looked for a kept answer, found none (the first still answered), and claimed
+    the message only after the first had kept its answer and the first's claim, renewed no more once the answer was
+    kept, had gone stale (the second's store thread held up): the second took the claim and answered the message a
+    second time. A claim of a message whose answer is kept is refused, and the answer kept is given."""
+    cid = new_id()
+    message = {"conversation_id": cid, "text": "my parcel never arrived", "message_id": "m-1"}
+    go_on = asyncio.Event()
+    answered_first, second = await held_first_answer(aiohttp_client, web_demo_bot, message, go_on.wait)
+    channel = second.app[BOT].channels["web"]
+    kept_reply = channel._kept_reply
+
+    async def late_claim(turn: Any) -> Any:  # nothing kept yet; the claim comes once the first's claim went stale
+        kept = await kept_reply(turn)
+        if not go_on.is_set():
+            go_on.set()
+            await answered_first
+            monkeypatch.setattr(web_channel, "CLAIM_STALE_S", -60.0)
+        return kept
+
+    channel._kept_reply = late_claim
+    if over == "http":
+        again = await (await second.post("/api/chat", json=message)).json()
+    else:
+        async with second.ws_connect("/api/ws") as ws:
+            await ws.send_json({"type": "message", **message})
+            again = await ws.receive_json(timeout=10)
+            assert again.pop("type") == "reply"
+    assert again == await (await answered_first).json()
+    history = await (await second.get(f"/api/conversations/{cid}/history")).json()
+    assert [t["role"] for t in history["turns"]] == ["user", "bot"]
+
+
 async def test_a_message_sent_again_after_its_claim_went_stale_gets_the_answer_kept(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     """The claims of answered messages go stale like any other, and the next claim on the store deletes them: a Retry

@@ -525,6 +525,8 @@ class WebChannel(Channel):
                     await self._unclaim(turn)
                     raise
             if not wait:
+                if (kept := await self._kept_reply(turn)) is not None:  # kept since it was looked for: not claimed
+                    return kept
                 raise AnsweredElsewhere()
             await asyncio.sleep(CLAIM_POLL_S)
         return kept
@@ -535,7 +537,8 @@ class WebChannel(Channel):
         store = self.bot.store
         if turn.message_id is None or store is None:
             return True
-        return await self.bot._store(store.claim, turn.conversation_id, turn.message_id, time.time() - CLAIM_STALE_S)
+        return await self.bot._store(store.claim, turn.conversation_id, turn.message_id, time.time() - CLAIM_STALE_S,
+                                     time.time() - self._answers.ttl)
 
     def _holding_claim(self, turn: Turn) -> contextlib.AbstractAsyncContextManager[None]:
         """Renew this server's claim of ``turn``'s ``message_id`` while it answers (:meth:`Bot.renewing`): a Retry on
