@@ -238,6 +238,10 @@ class Bot:
         # and read-only connection of their own (see ``_look_up``): behind a long figures read, every customer waited.
         self._lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskbot-lookups")
         self._lookup_store: Store | None = None
+        # The renewals of this server's turns and claims (see ``_renew``), on a thread and write connection of their
+        # own: queued behind the store's thread held up (a long purge, a slow disk), they lapsed while it was alive.
+        self._renewals = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskbot-renewals")
+        self._renewal_store: Store | None = None
         self.metrics = Metrics()
         self.refusals = StoreRefusals(store.path if store is not None else None)  # requests the store could not write for, said in the log once a bout
         self.metrics.watch({"inference": self.batcher, **({"store": self.writer} if self.writer else {})},
@@ -373,7 +377,7 @@ class Bot:
                     refused = True
                     raise
                 await asyncio.sleep(TURN_POLL_S)
-            async with self.renewing(functools.partial(store.renew_turn, conversation_id),
+            async with self.renewing(functools.partial(Store.renew_turn, conversation_id=conversation_id),
                                      f"turn of conversation {conversation_id!r}"):
                 yield
         finally:  # also where a turn cancelled (its server stopping) while it waited took the turn as it was cancelled:
@@ -386,23 +390,32 @@ class Bot:
                             "on it wait up to %g s to answer its next message", conversation_id, exc, TURN_STALE_S)
 
     @contextlib.asynccontextmanager
-    async def renewing(self, renew: Callable[[], bool], what: str) -> AsyncIterator[None]:
+    async def renewing(self, renew: Callable[[Store], bool], what: str) -> AsyncIterator[None]:
         """Call ``renew``, a serving store's renewal of ``what`` this server holds in it (:meth:`Store.renew_turn`,
         :meth:`Store.renew_claim`), every ``TURN_RENEW_S`` while the body runs, so that the other servers on the store
-        wait for it however long it runs, and take it over only once this server stops renewing: hung, its event loop
-        or its store blocked. The renewals stop before what follows the body (giving ``what`` up) runs."""
+        wait for it however long it runs, and take it over only once this server stops renewing: hung, or its event
+        loop blocked. Renewed on a thread and connection of their own (:meth:`Store.renewer`), not behind the store's
+        thread, which a long write holds up while the server is alive. The renewals stop before what follows the body
+        (giving ``what`` up) runs."""
         task = asyncio.create_task(self._renew(renew, what))
         try:
             yield
         finally:
-            task.cancel()  # a renewal already on the store's one thread runs before what follows does
+            task.cancel()
 
-    async def _renew(self, renew: Callable[[], bool], what: str) -> None:
+    def _renewed(self, renew: Callable[[Store], bool]) -> bool:
+        """``renew`` over the renewals' connection, opened at the first."""
+        if self._renewal_store is None:
+            assert self.store is not None  # renewing() is for a serving store's turns and claims
+            self._renewal_store = self.store.renewer()
+        return renew(self._renewal_store)
+
+    async def _renew(self, renew: Callable[[Store], bool], what: str) -> None:
         """:meth:`renewing`'s loop, until cancelled or ``what`` is no longer this server's."""
         while True:
             await asyncio.sleep(TURN_RENEW_S)
             try:
-                kept = await self._store(renew)
+                kept = await asyncio.get_running_loop().run_in_executor(self._renewals, self._renewed, renew)
             except Exception as exc:  # tried again at the next renewal
                 log.warning("cannot renew this server's %s in the store: %r; another server on it takes it over "
                             "after %g s without a renewal", what, exc, TURN_STALE_S)
@@ -1433,7 +1446,8 @@ class Bot:
         for batcher in (self.writer, self.reader):
             if batcher is not None:
                 await batcher.close()
-        for executor, reader in ((self._reads, "_read_store"), (self._lookups, "_lookup_store")):
+        for executor, reader in ((self._reads, "_read_store"), (self._lookups, "_lookup_store"),
+                                 (self._renewals, "_renewal_store")):
             executor.shutdown(wait=True)
             if (store := getattr(self, reader)) is not None:
                 store.close()

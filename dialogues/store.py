@@ -711,6 +711,7 @@ class LabelledMeanwhile(Exception):
 
 
 BUSY_TIMEOUT_S = 30  # how long a write waits for another process's transaction before it fails
+RENEW_BUSY_S = 2.0  # and a renewal of a server's turn or claim (Store.renewer), tried again every 2 s
 # The log (dialogues.db-wal) grows while reads overlap without a gap (agents' consoles asking for the day's
 # figures beside a busy server): past this size it is cut back once they leave it a moment, not kept at its peak.
 WAL_SIZE_LIMIT = 64 << 20
@@ -1364,6 +1365,17 @@ class Store:
         holding it up, and each read sees what was committed when it began. Opened from a Store that
         has migrated the file already."""
         return Store(self.path, redact=self.redact, keep_raw=self.keep_raw, read_only=True)
+
+    def renewer(self) -> Store:
+        """A second connection that writes to this serving store's file as its server (:meth:`serve`), for the renewals
+        of that server's turns and claims alone (:meth:`renew_turn`, :meth:`renew_claim`), on a thread of their own:
+        behind a store thread held up more than the stale time (a long purge, a slow disk), they lapsed while the
+        server was alive, and another server on the store answered beside it. Its writes wait ``RENEW_BUSY_S`` at most
+        for another's lock, so that a renewal missed is tried again at the next, not after every other write."""
+        renewer = Store(self.path, redact=self.redact, keep_raw=self.keep_raw)
+        renewer.server = self.server
+        renewer.db.execute(f"PRAGMA busy_timeout = {int(RENEW_BUSY_S * 1000)}")
+        return renewer
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:

@@ -1078,14 +1078,15 @@ async def test_a_failure_to_pass_on_what_another_server_said_leaves_the_next_to_
 
 async def answered_at_once_by_two_servers(aiohttp_client: Any, web_demo_bot: SimpleNamespace, held: str,
                                           meanwhile: dict[str, Any], first_said: str = "hello",
-                                          root: Path | None = None,
-                                          held_for: float = 0.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                                          root: Path | None = None, held_for: float = 0.0,
+                                          store_held: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A conversation that began with ``first_said``, whose message ``held`` is sent to a first server, whose turn is
     held once it has read the conversation and before it is logged, while ``meanwhile`` of the conversation is sent to
     a second server on the store; once the second waits for the first's turn to end (or has answered, where that turn
     counts as hung at once: ``TURN_STALE_S``), the first's goes on; with ``held_for``, once the second still waits
     that many seconds after the first's turn was held. The conversation's row as the store keeps it then, and the two
-    replies, the first's first. ``root``: the bot (the web demo's by default)."""
+    replies, the first's first. ``root``: the bot (the web demo's by default); ``store_held``: the first server's store
+    thread is held up too meanwhile (a long job on it)."""
     cid = new_id()
     first_app, second_app = (create_app(root or web_demo_bot.root, device="cpu") for _ in range(2))
     first, second = await aiohttp_client(first_app), await aiohttp_client(second_app)
@@ -1109,11 +1110,15 @@ async def answered_at_once_by_two_servers(aiohttp_client: Any, web_demo_bot: Sim
     first_app[BOT]._log = held_log
     answered_first = asyncio.create_task(chat(first, cid, held))
     await writing.wait()
+    store_free = threading.Event()
+    if store_held:
+        first_app[BOT]._db.submit(store_free.wait)
     store.take_turn = taken_or_waits
     answered_meanwhile = asyncio.create_task(second.post("/api/chat", json={"conversation_id": cid, **meanwhile}))
     await asyncio.wait([answered_meanwhile, asyncio.create_task(waiting.wait())], timeout=held_for + 10,
                        return_when=asyncio.FIRST_COMPLETED)
     go_on.set()
+    store_free.set()
     replies = [await answered_first, await (await answered_meanwhile).json()]
     with sqlite3.connect((root or web_demo_bot.root) / "dialogues.db") as db:
         db.row_factory = sqlite3.Row
@@ -1194,6 +1199,21 @@ async def test_a_turn_running_longer_than_the_stale_time_keeps_its_conversation_
     assert [reply["source"] for reply in replies] == ["fallback", "handoff"]  # "hello" missed first
 
 
+async def test_a_turn_on_a_server_whose_store_thread_is_held_up_keeps_its_conversation_from_the_other_servers(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server's renewals of its turns waited on its store's one thread behind every write: a live server whose store
+    thread was held up past ``TURN_STALE_S`` (a long purge, a slow disk) renewed nothing, and another server answered
+    the conversation's next message beside its turn, on the conversation as it was before: the miss that reached
+    ``fallbacks_before_handoff`` got a fallback. Renewals have a thread and connection of their own."""
+    monkeypatch.setattr(engine_module, "TURN_RENEW_S", 0.1)
+    monkeypatch.setattr(engine_module, "TURN_STALE_S", 0.5)
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot", thresholds={"fallbacks_before_handoff": 3})
+    _, replies = await answered_at_once_by_two_servers(
+        aiohttp_client, web_demo_bot, "where is my parcel", {"text": "my parcel never came"}, root=root, held_for=1.5,
+        store_held=True)
+    assert [reply["source"] for reply in replies] == ["fallback", "handoff"]  # "hello" missed first
+
+
 async def test_a_message_behind_a_server_hung_mid_turn_is_answered_before_a_proxy_gives_up(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     """A server hung mid-turn held a conversation's next message on another server for two minutes, and a proxy in
@@ -1222,9 +1242,11 @@ async def test_a_message_behind_a_server_hung_mid_turn_is_answered_before_a_prox
 
 
 async def held_first_answer(aiohttp_client: Any, web_demo_bot: SimpleNamespace, message: dict[str, Any],
-                            held: Callable[[], Awaitable[None]]) -> tuple[asyncio.Task[Any], Any]:
+                            held: Callable[[], Awaitable[None]],
+                            store_held: threading.Event | None = None) -> tuple[asyncio.Task[Any], Any]:
     """``message`` sent to the first of two servers on one store, whose answer awaits ``held`` before it is given:
-    the first's request's task, once it is answering, and the second server's client."""
+    the first's request's task, once it is answering, and the second server's client. ``store_held``: the first
+    server's store thread is held up too, until it is set (a long job on it)."""
     first_app, second_app = (create_app(web_demo_bot.root, device="cpu") for _ in range(2))
     first, second = await aiohttp_client(first_app), await aiohttp_client(second_app)
     answering, handle = asyncio.Event(), first_app[BOT].handle
@@ -1237,6 +1259,8 @@ async def held_first_answer(aiohttp_client: Any, web_demo_bot: SimpleNamespace, 
     first_app[BOT].handle = held_handle
     answered_first = asyncio.create_task(first.post("/api/chat", json=message))
     await answering.wait()
+    if store_held is not None:
+        first_app[BOT]._db.submit(store_held.wait)
     return answered_first, second
 
 
@@ -1271,6 +1295,26 @@ async def test_a_message_sent_again_while_another_server_answers_it_for_longer_t
                                                      lambda: asyncio.sleep(1.5))  # a slow action
     again = await second.post("/api/chat", json=message)
     assert await again.json() == await (await answered_first).json()
+    history = await (await second.get(f"/api/conversations/{cid}/history")).json()
+    assert [t["role"] for t in history["turns"]] == ["user", "bot"]
+
+
+async def test_a_message_sent_again_while_a_server_whose_store_thread_is_held_up_answers_it_is_answered_once(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server's renewals of its claims waited on its store's one thread behind every write: a Retry reaching another
+    server while the first, alive, answered with its store thread held up past ``CLAIM_STALE_S`` (a long purge, a slow
+    disk) took the claim and answered the message a second time."""
+    monkeypatch.setattr(engine_module, "TURN_RENEW_S", 0.1)
+    monkeypatch.setattr(web_channel, "CLAIM_STALE_S", 0.5)
+    cid = new_id()
+    message = {"conversation_id": cid, "text": "my parcel never arrived", "message_id": "m-1"}
+    go_on, store_free = asyncio.Event(), threading.Event()
+    answered_first, second = await held_first_answer(aiohttp_client, web_demo_bot, message, go_on.wait, store_free)
+    again = asyncio.create_task(second.post("/api/chat", json=message))
+    await asyncio.wait([again], timeout=1.5)
+    go_on.set()
+    store_free.set()
+    assert await (await again).json() == await (await answered_first).json()
     history = await (await second.get(f"/api/conversations/{cid}/history")).json()
     assert [t["role"] for t in history["turns"]] == ["user", "bot"]
 

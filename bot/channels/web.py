@@ -547,7 +547,8 @@ class WebChannel(Channel):
         store = self.bot.store
         if turn.message_id is None or store is None or store.server is None:
             return contextlib.nullcontext()
-        return self.bot.renewing(functools.partial(store.renew_claim, turn.conversation_id, turn.message_id),
+        return self.bot.renewing(functools.partial(Store.renew_claim, conversation_id=turn.conversation_id,
+                                                   message_id=turn.message_id),
                                  f"claim of message {turn.message_id!r} of conversation {turn.conversation_id!r}")
 
     async def _unclaim(self, turn: Turn) -> None:
