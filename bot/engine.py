@@ -332,7 +332,7 @@ class Bot:
         started = time.perf_counter()
         try:
             async with self._in_turn(turn.conversation_id):
-                reply = await self._handle(turn)
+                reply = await self._within_bound(turn)
         except BaseException as exc:
             status = ("cancelled" if isinstance(exc, asyncio.CancelledError)
                       else "refused" if isinstance(exc, web.HTTPTooManyRequests) else "error")
@@ -448,18 +448,45 @@ class Bot:
         count = sum(self._waiting.values())
         return f"{count} turn{'s' if count > 1 else ''}" if count else ""
 
-    async def _handle(self, turn: Turn) -> Reply:
-        """The reply to ``turn``, in the order a message takes: the conversation's slots, language and script; a
-        resume, or silence while an agent has it (:meth:`_resumed_or_held`); the model's analysis and the entities;
-        the decision (a request for a person, the end or an answer of the form waiting, else the reply policy's
-        :func:`decide`); the action it runs, if any; then the exchange logged (:meth:`_logged_reply`)."""
+    async def _within_bound(self, turn: Turn) -> Reply:
+        """:meth:`_handle`'s reply to ``turn`` within ``server.turn_seconds``: a turn held up for good (a model call
+        that never returns, an action's own loop held) held its conversation on every server on the store, each
+        later message waiting behind it, and the customer heard nothing. Past the bound the turn is given up, and
+        the customer gets ``fallback.action_slow`` with the "talk to a person" button (the handoff once the misses
+        reach ``fallbacks_before_handoff``), logged as a miss, within the bound again; then the conversation is free."""
+        bound = self.config.server.turn_bound(self.config.actions.timeout)
+        try:
+            return await asyncio.wait_for(self._handle(turn), bound)
+        except asyncio.TimeoutError:
+            log.error("a turn of conversation %r ran past server.turn_seconds (%g s), held up by the model or the "
+                      "store: given up, its customer told to try again or ask for a person", turn.conversation_id, bound)
         text = normalise(turn.text)
+        conversation, slots, fallbacks, language, script = await self._read_for(turn, text)
+        decision = self._action_failed(Decision("fallback", None, 0.0), fallbacks, turn.channel, language, slots,
+                                       timed_out=True)
+        return await asyncio.wait_for(self._logged_reply(turn, text, None, decision, conversation, slots, fallbacks,
+                                                         language, script, corrects=False), bound)
+
+    async def _read_for(self, turn: Turn, text: str) -> tuple[dict[str, Any] | None, dict[str, Any], int, Language,
+                                                                Script | None]:
+        """The conversation of ``turn`` as the store keeps it (None: new, counted against its address), its slots with
+        what the message (``text``) tells of it set (:func:`message_slots`), its count of misses in a row, and the
+        language and script to answer in."""
         conversation = await self.reader.submit(turn.conversation_id) if self.reader else None
         if conversation is None:
             self._opening(turn)
         slots: dict[str, Any] = dict(conversation["slots"]) if conversation else {}
         fallbacks = conversation["fallbacks"] if conversation else 0
         language, script = message_slots(self.config, slots, turn, text)
+        return conversation, slots, fallbacks, language, script
+
+    async def _handle(self, turn: Turn) -> Reply:
+        """The reply to ``turn``, in the order a message takes: the conversation's slots, language and script; a
+        resume, or silence while an agent has it (:meth:`_resumed_or_held`); the model's analysis and the entities;
+        the decision (a request for a person, the end or an answer of the form waiting, else the reply policy's
+        :func:`decide`); the action it runs, if any; then the exchange logged (:meth:`_logged_reply`)."""
+        text = normalise(turn.text)
+        conversation, slots, fallbacks, language, script = await self._read_for(turn, text)
 
         handed_off = bool(conversation and conversation["status"] == "handed_off")
         if text == RESUME_PAYLOAD or handed_off:
@@ -538,14 +565,15 @@ class Bot:
         return await self._logged_reply(turn, text, analysis, decision, conversation, slots, fallbacks, language, script,
                                         corrects)
 
-    async def _logged_reply(self, turn: Turn, text: str, analysis: Analysis, decision: Decision,
+    async def _logged_reply(self, turn: Turn, text: str, analysis: Analysis | None, decision: Decision,
                             conversation: dict[str, Any] | None, slots: dict[str, Any], fallbacks: int,
                             language: Language, script: Script | None, corrects: bool) -> Reply:
         """The reply ``decision`` makes to the message, once the exchange is logged (:meth:`_log`, which takes
         ``conversation``, ``slots`` and the ``fallbacks`` before it as they are): where the message only ``corrects``
-        the bot's last answer, that answer is voted down, for review; where the store kept no reply, none."""
+        the bot's last answer, that answer is voted down, for review; where the store kept no reply, none. No
+        ``analysis``: a turn given up before the model read the message (:meth:`_within_bound`)."""
         reply = Reply(decision.text, decision.intent, decision.confidence, decision.kind, decision.buttons,
-                      analysis.prediction.ranking, language=language, script=script, custom=decision.custom,
+                      analysis.prediction.ranking if analysis else [], language=language, script=script, custom=decision.custom,
                       parts=[{"text": p.text, "custom": p.custom} for p in decision.parts])
         if decision.kind == "handoff":
             reply.handed_off = True

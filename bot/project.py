@@ -483,6 +483,11 @@ def _served_host(value: str) -> str:
     return name
 
 
+# What a customer's turn may take beyond its actions' time (actions.timeout), for the model and the store's writes, by
+# default (server.turn_seconds): past it the turn is given up.
+TURN_MARGIN_S = 25.0
+
+
 class ServerConfig(Settings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
@@ -502,6 +507,10 @@ class ServerConfig(Settings):
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     shutdown_seconds: float = Field(10.0, gt=0, description="how long SIGTERM waits for turns in flight")
+    turn_seconds: float | None = Field(None, gt=0, le=3600, description=(
+        "the longest a customer's turn may run (the model, the actions, the store's writes) before it is given up and "
+        "the customer gets fallback.action_slow, its conversation free again on every server on the store; keep it "
+        "above actions.timeout, which a turn's actions share (null: actions.timeout + 25 s)"))
     drain_seconds: float = Field(0.0, ge=0, le=300, description="how long SIGTERM goes on serving first, /healthz "
                                                                 "answering 503, for a load balancer to move away")
     keepalive_seconds: float = Field(75.0, gt=0, le=3600, description=(
@@ -510,6 +519,12 @@ class ServerConfig(Settings):
     peers_seconds: float = Field(0.5, ge=0.05, le=60, description=(
         "how often a server looks in the store for what other servers on it said in the conversations its web chat "
         "sockets hear, which reaches those customers within this (each look is one read of the store)"))
+
+
+    def turn_bound(self, actions_timeout: float) -> float:
+        """How long a customer's turn may run (``turn_seconds``): by default ``TURN_MARGIN_S`` more than the
+        actions of the turn may take together (``actions.timeout``), for the model and the store's writes."""
+        return self.turn_seconds if self.turn_seconds is not None else actions_timeout + TURN_MARGIN_S
 
 
 class PrivacyConfig(Settings):

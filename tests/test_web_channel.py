@@ -1241,6 +1241,34 @@ async def test_a_message_behind_a_server_hung_mid_turn_is_answered_before_a_prox
     assert reply["source"] == "fallback"
 
 
+async def test_a_turn_held_up_for_good_is_given_up_and_its_conversation_answered_again_on_every_server(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Path) -> None:
+    """A turn held up for good on a live server (a model call that never returns) held its conversation there and,
+    renewed all the while, on every other server on the store: the customer heard nothing, and every later message of
+    theirs waited behind it. Past ``server.turn_seconds`` the turn is given up: the customer is told to try again or
+    ask for a person, the miss is kept, and the next message is answered, whichever server it reaches."""
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"turn_seconds": 0.5})
+    first_app, second_app = (create_app(root, device="cpu") for _ in range(2))
+    first, second = await aiohttp_client(first_app), await aiohttp_client(second_app)
+    bot, cid = first_app[BOT], new_id()
+    analysis_for = bot._analysis_for
+
+    async def never_read(text: str) -> Any:  # the model's call never returns
+        await asyncio.Event().wait()
+
+    bot._analysis_for = never_read
+    given_up = await asyncio.wait_for(chat(first, cid, "where is my parcel"), 30)
+    fallback = load_project(root).config.fallback
+    assert (given_up["source"], given_up["reply"]) == ("fallback", fallback.action_slow["en"])
+    assert [button["payload"] for button in given_up["buttons"]] == ["/handoff"]
+    bot._analysis_for = analysis_for
+    for client in (second, first):
+        assert (await asyncio.wait_for(chat(client, cid, "hello"), 30))["source"] == "fallback"
+    with sqlite3.connect(root / "dialogues.db") as db:
+        assert db.execute("SELECT fallbacks FROM conversations WHERE id = ?", [cid]).fetchone() == (3,)
+        assert db.execute("SELECT count(*) FROM turn_leases").fetchone() == (0,)
+
+
 async def held_first_answer(aiohttp_client: Any, web_demo_bot: SimpleNamespace, message: dict[str, Any],
                             held: Callable[[], Awaitable[None]],
                             store_held: threading.Event | None = None) -> tuple[asyncio.Task[Any], Any]:
