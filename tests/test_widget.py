@@ -3111,6 +3111,26 @@ def test_the_agents_console_knows_its_agents_customer_whichever_form_of_an_accen
     context.close()
 
 
+@pytest.mark.parametrize(("kept", "typed", "theirs"), [("Straße", "STRASSE", True), ("ẞirin", "ssirin", True),
+                                                    ("Işık", "ISIK", False)])
+def test_the_agents_console_knows_its_agents_customer_in_any_letter_case_as_the_bot_folds_it(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace,
+        kept: str, typed: str, theirs: bool) -> None:
+    """The bot reads "Straße" and "STRASSE" as one agent (casefolded); the console lowercased names alone, read them as
+    two, and offered the agent to take their own customer over. Names the bot reads as two (the Turkish dotless "ı")
+    stay two."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    api.admin(f"/admin/conversations/{cid}/handoff?agent={quote(kept)}")
+    page.get_by_label("Your name").fill(typed)
+    page.clock.run_for(3_100)  # the next refresh
+    expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by {kept}")
+    take_over = page.get_by_role("button", name="Take over")
+    expect(take_over).to_be_hidden() if theirs else expect(take_over).to_be_visible()
+    listed = api.get(f"/admin/conversations?status=handed_off&holder={quote(typed)}")["conversations"]
+    assert (cid in [c["conversation_id"] for c in listed]) is theirs  # as the bot reads the two names
+    context.close()
+
+
 def test_the_agents_console_tells_its_agent_of_a_customer_a_lead_moved_to_a_colleague(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A lead passing Lee's customer to Kim told Lee nothing: his next reply was refused, and the console asked "Kim has
