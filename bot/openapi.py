@@ -19,7 +19,7 @@ from importlib.metadata import version
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.json_schema import models_json_schema
 
 from bot.channels.base import json_response, readable
@@ -51,11 +51,19 @@ BodyAgentName = Annotated[str, Field(min_length=1, max_length=MAX_AGENT_CHARS, p
                                      json_schema_extra={"pattern": VISIBLE_AGENT_NAME}), AfterValidator(agent_name)]
 
 
-class AgentMessageRequest(_Body):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class _StrictBody(_Body):
+    """A body whose values must already be of their type: ``"1"`` is no number, ``1`` no text (400)."""
 
-    text: str = Field(..., min_length=1, max_length=MAX_REPLY_CHARS, json_schema_extra={"pattern": READABLE},
-                      description="the agent's reply to the customer")
+    model_config = ConfigDict(strict=True)
+
+
+# What an agent writes (a reply, a note): as long as a bot reply may be, with something to read.
+AgentText = Annotated[str, Field(min_length=1, max_length=MAX_REPLY_CHARS, json_schema_extra={"pattern": READABLE}),
+                      AfterValidator(_readable_text)]
+
+
+class AgentMessageRequest(_StrictBody):
+    text: AgentText = Field(..., description="the agent's reply to the customer")
     agent: BodyAgentName | None = Field(None, description="the agent's name, shown to the customer beside the reply")
     key: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
                             description="made by the client for this reply, and sent again with it when the answer "
@@ -69,21 +77,14 @@ class AgentMessageRequest(_Body):
                                            "override, which needs agent, else 400; without it such a reply is refused with "
                                            "409, naming them)")
 
-    _readable = field_validator("text")(_readable_text)
 
-
-class NoteRequest(_Body):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    text: str = Field(..., min_length=1, max_length=MAX_REPLY_CHARS, json_schema_extra={"pattern": READABLE},
-                      description="the agent's internal note, for the agents alone: never sent to the customer")
+class NoteRequest(_StrictBody):
+    text: AgentText = Field(..., description="the agent's internal note, for the agents alone: never sent to the customer")
     agent: BodyAgentName | None = Field(None, description="the agent's name, shown to the other agents beside the note")
 
-    _readable = field_validator("text")(_readable_text)
 
-
-class ReviewLabelRequest(_Body):
-    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"oneOf": [
+class ReviewLabelRequest(_StrictBody):
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
         {"required": ["intent"], "properties": {"intent": {"type": "string"}, "accept": {"const": False},
                                                 "predicted": {"type": "null"}, "correct": {"type": "boolean"}}},
         {"required": ["accept", "predicted"],
