@@ -139,6 +139,8 @@ class RankedIntent(_Body):
 
 
 Source = Literal["template", "retrieval", "action", "fallback", "handoff", "resume", "silent"]
+ConversationStatus = Literal["open", "handed_off"]  # a conversation's: with the bot, or handed to a person
+TurnRole = Literal["user", "bot", "agent", "system"]  # who wrote a turn
 
 
 # What the model made of the message: left out for a client without the admin token under channels.web.predictions: false.
@@ -173,7 +175,7 @@ class ChatResponse(_Body):
 
 class HistoryTurn(_Body):
     id: int
-    role: Literal["user", "bot", "agent", "system"]
+    role: TurnRole
     text: str
     created: float
     feedback: int | None
@@ -188,7 +190,7 @@ class HistoryTurn(_Body):
 
 class HistoryResponse(_Body):
     conversation_id: str
-    status: Literal["open", "handed_off"]
+    status: ConversationStatus
     agent: str | None = Field(None, description="the name of the agent who has the customer, left out while the bot "
                                                 "has them or when the agent gave none (handed_off only)")
     turns: list[HistoryTurn]
@@ -239,7 +241,7 @@ class TurnIdResponse(_Body):
 
 
 class StatusResponse(_Body):
-    status: Literal["open", "handed_off"]
+    status: ConversationStatus
     agent: str | None = Field(None, description="a takeover's: the agent who has the customer now, as they first named "
                                                 "themselves to them (null: no agent named)")
 
@@ -259,7 +261,7 @@ class InboxConversation(_Body):
     channel: str
     user: str | None
     verified_user: VerifiedUser
-    status: Literal["open", "handed_off"]
+    status: ConversationStatus
     created: float
     updated: float
     handed_off_at: float | None = Field(..., description="when it was last handed off (handed_off only)")
@@ -319,7 +321,7 @@ class InboxResponse(_Body):
 
 class TranscriptTurn(_Body):
     id: int
-    role: Literal["user", "bot", "agent", "system"]
+    role: TurnRole
     text: str
     created: float
     intent: str | None = Field(..., description="a customer message's predicted intent")
@@ -339,7 +341,7 @@ class TranscriptTurn(_Body):
 
 
 class HandoffEvent(_Body):
-    event: Literal["open", "handed_off"]
+    event: ConversationStatus
     reason: str
     agent: str | None = Field(..., description="the name of the agent who made the change, when they gave one")
     from_: str | None = Field(..., alias="from", description="who had the customer: at a change of hands (a lead's "
@@ -366,7 +368,7 @@ class NoteIdResponse(_Body):
 
 class OtherConversation(_Body):
     conversation_id: str
-    status: Literal["open", "handed_off"]
+    status: ConversationStatus
     created: float
     updated: float
 
@@ -376,7 +378,7 @@ class TranscriptResponse(_Body):
     channel: str
     user: str | None
     verified_user: VerifiedUser
-    status: Literal["open", "handed_off"]
+    status: ConversationStatus
     slots: dict[str, Any]
     created: float
     updated: float
