@@ -539,6 +539,11 @@ def _force(does: str, refused: str) -> tuple[dict[str, Any], bool]:
                             f"refused with 409, naming them"}, False)
 
 
+def _by(description: str) -> tuple[dict[str, Any], bool]:
+    """``?by=`` of a move a lead makes in another agent's name: who made it (``bot.server.query_name``)."""
+    return ({"type": "string", "maxLength": MAX_AGENT_CHARS, "description": description}, False)
+
+
 SINCE = {"since": ({"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}],
                     "description": "a date (YYYY-MM-DD: the start of the server's day), or a time on it with its "
                                    "offset, T or a space, seconds optional: 2026-12-04T16:00:00Z, 2026-12-05 00:00+08:00; "
@@ -642,12 +647,10 @@ OPERATIONS: list[Operation] = [
            StatusResponse, errors=(400, 403, 409), route=HANDOFF_ROUTE,
            query={"agent": AGENT_QUERY,
                   "force": _force("take over a customer another agent has, making them yours", "takeover"),
-                  "by": ({"type": "string", "maxLength": MAX_AGENT_CHARS,
-                          "description": "who takes the customer over in ?agent='s name, when not that agent (a "
-                                         "lead): kept as a transfer, and ?agent='s inbox names them in passed; "
-                                         "with the admin token, one naming an agent with a token of their own is "
-                                         "the admin's (by admin) without it"},
-                         False)}),
+                  "by": _by("who takes the customer over in ?agent='s name, when not that agent (a "
+                            "lead): kept as a transfer, and ?agent='s inbox names them in passed; "
+                            "with the admin token, one naming an agent with a token of their own is "
+                            "the admin's (by admin) without it")}),
     _admin("POST", "/admin/conversations/{conversation_id}/handback", "Give the conversation back to the bot",
            StatusResponse, errors=(400, 403, 409), route=HANDOFF_ROUTE,
            query={"agent": AGENT_QUERY, "after": ({**TURN_ID,
@@ -655,11 +658,9 @@ OPERATIONS: list[Operation] = [
                                             "written since, the conversation stays with a person (409), as the bot "
                                             "does not answer what was written to one"}, False),
                   "force": _force("hand back a customer another agent has", "handback"),
-                  "by": ({"type": "string", "maxLength": MAX_AGENT_CHARS,
-                          "description": "who hands the customer back in ?agent='s name, when not that agent (a "
-                                         "lead): kept as theirs, and the agent who had the customer is told (the "
-                                         "inbox's taken); with an agent's own token, their name alone (else 403)"},
-                         False)}),
+                  "by": _by("who hands the customer back in ?agent='s name, when not that agent (a "
+                            "lead): kept as theirs, and the agent who had the customer is told (the "
+                            "inbox's taken); with an agent's own token, their name alone (else 403)")}),
     _admin("POST", "/admin/conversations/{conversation_id}/release", "Leave a handed-off customer waiting for a "
            "person, held by nobody, for any agent to take over (409 with code open: the bot has them)",
            StatusResponse, errors=(400, 403, 409),
@@ -671,11 +672,10 @@ OPERATIONS: list[Operation] = [
                              "description": "the agent whose customers are released, who releases them; with an "
                                             "agent's own token, theirs alone (403 for another's), and theirs when not "
                                             "given; required with the admin token (else 400)"}, False),
-                  "by": ({"type": "string", "maxLength": MAX_AGENT_CHARS,
-                          "description": "who releases ?agent='s customers, when not that agent (a lead): kept as "
-                                         "theirs, and ?agent='s inbox names the customers in taken; with an agent's "
-                                         "own token, their name alone (else 403); without it, the admin's with the "
-                                         "admin token for an agent with a token of their own"}, False)}),
+                  "by": _by("who releases ?agent='s customers, when not that agent (a lead): kept as "
+                            "theirs, and ?agent='s inbox names the customers in taken; with an agent's "
+                            "own token, their name alone (else 403); without it, the admin's with the "
+                            "admin token for an agent with a token of their own")}),
     _admin("POST", "/admin/conversations/{conversation_id}/transfer", "Give a handed-off customer to a colleague, who "
            "has them from now (409 with code open: the bot has them)", StatusResponse, errors=(400, 403, 409),
            query={"agent": AGENT_QUERY,
