@@ -1432,55 +1432,69 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
             variants = [variants]
         if not isinstance(variants, list) or not variants:
             raise _fail(path, node, ("responses", intent), "expected a list of variants")
-        parsed = []
-        for j, variant in enumerate(variants):
-            if isinstance(variant, str) and (key := _KEY_WITHOUT_SPACE.match(variant)):
-                raise _fail(path, node, ("responses", intent, j), f"this variant is the text {variant[:30]!r}: write "
-                            f"'{key[1]}: ' with a half-width colon and a space after it")
-            if isinstance(variant, str):
-                variant = {"text": variant}
-            try:
-                parsed.append(ResponseVariant.model_validate(variant))
-            except ValidationError as exc:
-                err = first_error(exc)
-                loc = ("responses", intent, j, *err["loc"])
-                message = error_message(err)
-                if err["type"] == "literal_error" and err["loc"] == ("channel",):  # a Rasa domain's channel names
-                    message += _rasa_channel(err["input"])
-                raise _fail(path, node, loc, message) from None
-            if fillable is not None and (unknown := sorted(parsed[-1].variables() - fillable)):
-                name = unknown[0]
-                if unread and name in unread:  # a Rasa bot's annotations, which taught its entity extractor
-                    why = (f": nlu.yml annotates it (line {unread[name]}) but has no regex or lookup for it, and deskbot "
-                           f"reads an entity only with one of those (add '- regex: {name}' or '- lookup: {name}')")
-                else:
-                    why = " is filled by no entity of nlu.yml, nor by what the custom actions set (bot.yml's actions.slots)"
-                raise _fail(path, node, ("responses", intent, j), f"{{{name}}}{why}: this variant would never be shown")
-            if fillable is not None and (unset := [k for k, c in enumerate(parsed[-1].condition)
-                                                   if c.name not in fillable and c.value is not None]):
-                raise _fail(path, node, ("responses", intent, j, "condition", unset[0], "name"),
-                            f"{parsed[-1].condition[unset[0]].name!r} is a slot no entity of nlu.yml fills, nor what the "
-                            "custom actions set (bot.yml's actions.slots): this variant would never be shown")
-            for k, button in enumerate(parsed[-1].buttons):  # a typo would send the click to the classifier as text
-                chosen, values = read_payload(button.payload)
-                loc = ("responses", intent, j, "buttons", k, "payload")
-                if chosen.startswith("/") and chosen not in payloads:
-                    raise _fail(path, node, loc, f"unknown intent {chosen[1:]!r} (not in nlu.yml)")
-                if entities is not None and (why := _not_a_value(values, entities)):
-                    raise _fail(path, node, loc, why)
+        parsed = [_response_variant(path, node, ("responses", intent, j), variant, payloads, fillable, entities, unread)
+                  for j, variant in enumerate(variants)]
         for language in languages:
-            spoken = [v for v in parsed if v.language in (None, language)]
-            if any(v.channel is None for v in spoken) and all(v.condition for v in spoken if v.channel is None):
-                raise _fail(path, node, ("responses", intent), f"no variant answers {language} customers whatever the "
-                            "slots hold (each has a condition): add one without 'condition:'")
-            if not any(v.channel is None for v in spoken):
-                only = sorted({v.channel for v in spoken if v.channel})
-                raise _fail(path, node, ("responses", intent),
-                            f"no variant answers {language} customers on every channel (only on {', '.join(only)}): "
-                            "add one without 'channel:'" if only else
-                            f"no variant answers {language} customers: add one with 'language: {language}' or none")
+            _check_answers(path, node, intent, parsed, language)
         (named if intent not in intents else templates)[intent] = parsed
     return Responses(templates, named)
+
+
+def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], variant: Any, payloads: frozenset[str],
+                      fillable: set[str] | None, entities: Mapping[str, list[re.Pattern[str]]] | None,
+                      unread: Mapping[str, int | None] | None) -> ResponseVariant:
+    """One variant of responses.yml at ``loc`` (a text, or a mapping), refused with the line to fix where it could
+    never be shown (a variable or a condition nothing fills) or a button of it sends what the bot cannot read
+    (:func:`load_responses` says which of its arguments does what)."""
+    if isinstance(variant, str) and (key := _KEY_WITHOUT_SPACE.match(variant)):
+        raise _fail(path, node, loc, f"this variant is the text {variant[:30]!r}: write "
+                    f"'{key[1]}: ' with a half-width colon and a space after it")
+    if isinstance(variant, str):
+        variant = {"text": variant}
+    try:
+        parsed = ResponseVariant.model_validate(variant)
+    except ValidationError as exc:
+        err = first_error(exc)
+        message = error_message(err)
+        if err["type"] == "literal_error" and err["loc"] == ("channel",):  # a Rasa domain's channel names
+            message += _rasa_channel(err["input"])
+        raise _fail(path, node, (*loc, *err["loc"]), message) from None
+    if fillable is not None and (unknown := sorted(parsed.variables() - fillable)):
+        name = unknown[0]
+        if unread and name in unread:  # a Rasa bot's annotations, which taught its entity extractor
+            why = (f": nlu.yml annotates it (line {unread[name]}) but has no regex or lookup for it, and deskbot "
+                   f"reads an entity only with one of those (add '- regex: {name}' or '- lookup: {name}')")
+        else:
+            why = " is filled by no entity of nlu.yml, nor by what the custom actions set (bot.yml's actions.slots)"
+        raise _fail(path, node, loc, f"{{{name}}}{why}: this variant would never be shown")
+    if fillable is not None and (unset := [k for k, c in enumerate(parsed.condition)
+                                           if c.name not in fillable and c.value is not None]):
+        raise _fail(path, node, (*loc, "condition", unset[0], "name"),
+                    f"{parsed.condition[unset[0]].name!r} is a slot no entity of nlu.yml fills, nor what the "
+                    "custom actions set (bot.yml's actions.slots): this variant would never be shown")
+    for k, button in enumerate(parsed.buttons):  # a typo would send the click to the classifier as text
+        chosen, values = read_payload(button.payload)
+        if chosen.startswith("/") and chosen not in payloads:
+            raise _fail(path, node, (*loc, "buttons", k, "payload"), f"unknown intent {chosen[1:]!r} (not in nlu.yml)")
+        if entities is not None and (why := _not_a_value(values, entities)):
+            raise _fail(path, node, (*loc, "buttons", k, "payload"), why)
+    return parsed
+
+
+def _check_answers(path: Path, node: yaml.Node | None, intent: str, parsed: list[ResponseVariant],
+                   language: Language) -> None:
+    """Refuse an intent's variants (``parsed``) that leave ``language``'s customers on some channel, or with some
+    slots, without an answer: they would get the fallback for an intent the classifier is sure of."""
+    spoken = [v for v in parsed if v.language in (None, language)]
+    if any(v.channel is None for v in spoken) and all(v.condition for v in spoken if v.channel is None):
+        raise _fail(path, node, ("responses", intent), f"no variant answers {language} customers whatever the "
+                    "slots hold (each has a condition): add one without 'condition:'")
+    if not any(v.channel is None for v in spoken):
+        only = sorted({v.channel for v in spoken if v.channel})
+        raise _fail(path, node, ("responses", intent),
+                    f"no variant answers {language} customers on every channel (only on {', '.join(only)}): "
+                    "add one without 'channel:'" if only else
+                    f"no variant answers {language} customers: add one with 'language: {language}' or none")
 
 
 # Rasa's channels whose customers deskbot's web chat serves: its REST and Socket.IO ones, which web widgets use
