@@ -19,8 +19,10 @@ class Recorder:
         self.delay = delay
         self.gate = threading.Event()
         self.gate.set()
+        self.calls = threading.Semaphore(0)  # released as each batch enters the model
 
     def __call__(self, items: list[str]) -> list[str]:
+        self.calls.release()
         self.gate.wait()
         time.sleep(self.delay)
         if "boom" in items:
@@ -29,15 +31,28 @@ class Recorder:
         return [item.upper() for item in items]
 
 
+async def entered(model: Recorder) -> None:
+    """Wait until a batch is inside ``model``."""
+    assert await asyncio.to_thread(model.calls.acquire, timeout=5), "no batch reached the model"
+
+
+async def queued(batcher: MicroBatcher, texts: str | list[str]) -> list[asyncio.Future]:
+    """Submit ``texts`` and wait until each is in the batcher's queue."""
+    depth = batcher.queue_depth + len(texts)
+    futures = [asyncio.ensure_future(batcher.submit(t)) for t in texts]
+    async with asyncio.timeout(5):
+        while batcher.queue_depth < depth:
+            await asyncio.sleep(0)
+    return futures
+
+
 async def queue_behind_busy_model(batcher: MicroBatcher, model: Recorder,
                                   texts: list[str]) -> tuple[asyncio.Future, list[asyncio.Future]]:
     """Hold the model busy on one request, then queue ``texts`` behind it."""
     model.gate.clear()
     blocker = asyncio.ensure_future(batcher.submit("x"))
-    await asyncio.sleep(0.05)  # "x" is now inside the model
-    queued = [asyncio.ensure_future(batcher.submit(t)) for t in texts]
-    await asyncio.sleep(0.05)
-    return blocker, queued
+    await entered(model)
+    return blocker, await queued(batcher, texts)
 
 
 async def test_lone_request_runs_at_once_and_in_order() -> None:
@@ -66,15 +81,13 @@ async def test_with_two_workers_a_second_batch_runs_while_the_first_is_busy() ->
     batcher = MicroBatcher(model, concurrency=2)
     model.gate.clear()
     first = asyncio.ensure_future(batcher.submit("a"))
-    await asyncio.sleep(0.05)
+    await entered(model)
     second = asyncio.ensure_future(batcher.submit("b"))  # the second worker is free: taken at once
-    await asyncio.sleep(0.05)
+    await entered(model)
     assert batcher.queue_depth == 0
-    queued = [asyncio.ensure_future(batcher.submit(t)) for t in "cde"]  # both busy: these wait and batch
-    await asyncio.sleep(0.05)
-    assert batcher.queue_depth == 3
+    waiting = await queued(batcher, "cde")  # both busy: these wait and batch
     model.gate.set()
-    assert await asyncio.gather(first, second, *queued) == list("ABCDE")
+    assert await asyncio.gather(first, second, *waiting) == list("ABCDE")
     # a and b ran side by side, then c, d and e as one batch (the threads may record them in any order)
     assert sorted(model.batches) == [["a"], ["b"], ["c", "d", "e"]]
     await batcher.close()
@@ -164,9 +177,10 @@ async def test_batches_are_reported_and_a_shared_executor_outlives_the_batcher()
 
 async def test_close_cancels_the_requests_it_cuts_short() -> None:
     """Nobody waits for ever on a closed batcher: the batch in flight and the queue behind it are cancelled."""
-    batcher = MicroBatcher(Recorder(delay=0.3), max_batch=2)
+    model = Recorder(delay=0.3)
+    batcher = MicroBatcher(model, max_batch=2)
     waiting = [asyncio.ensure_future(batcher.submit(str(n))) for n in range(5)]
-    await asyncio.sleep(0.05)  # the first batch is in the model, the rest queue
+    await entered(model)  # the first batch is in the model, the rest queue
     await batcher.close()
     outcomes = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 2)
     assert all(isinstance(o, asyncio.CancelledError) for o in outcomes)
