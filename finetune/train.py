@@ -168,14 +168,7 @@ def train_classifier(
         texts, intents = with_intent_names(texts, intents, held_out)
     index = {label: i for i, label in enumerate(labels)}
     targets = [index[i] for i in intents]
-    if warm:
-        model = init_from.to(device)
-    else:
-        with loading_base(base_model):
-            path = resolve_model(base_model)
-            encoder = load_sentence_model(path, device, local_files_only=True)
-        prefix = "query: " if model_needs_prefixes(path) else ""
-        model = IntentClassifier(encoder, labels, scale=config.scale, prefix=prefix).to(device)
+    model = init_from.to(device) if warm else _base_classifier(base_model, labels, config, device)
     longest = readable_tokens(model.encoder)
     if config.max_length > longest:  # else the first long example fails a tensor shape minutes into training
         raise ModelLoadError(f"base model {base_model!r} reads at most {longest} tokens and model.max_length is "
@@ -188,30 +181,17 @@ def train_classifier(
     model.encoder[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
     steps_per_epoch = math.ceil(len(texts) / config.batch_size)
     total = max(1, int(epochs * steps_per_epoch))
-    body_lr = config.learning_rate or 8e-5
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": body_lr},
-            {"params": [model.head], "lr": config.head_learning_rate, "weight_decay": 0.0},
-        ],
-        weight_decay=0.01,
-    )
-    schedule = get_linear_schedule_with_warmup(optimizer, int(config.warmup * total), total)
+    optimizer, schedule = _optimizer(model, config, total)
     power = CLASS_WEIGHT_POWERS.get(config.class_weights)
     weights = None if power is None else class_weights(targets, len(labels), power).to(device)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
     use_amp = device.startswith("cuda")
     rng = random.Random(config.seed)
     lengths = [len(t) for t in texts]
-    # What the starting model's encoder answered before training, so that new labels move only what they
-    # must. The n-gram vote is left out: it is refitted after training, and the encoder keeps its own answers.
     distilled = model is init_from and config.distill > 0
-    teacher = torch.from_numpy(init_from.probabilities(texts, ngrams=False)).to(device) if distilled else None
-    if teacher is not None and fixed:  # a zero row adds nothing to the KL term: the old answer is not kept there
-        teacher[[i for i, text in enumerate(texts) if same_text(text) in fixed]] = 0.0
+    teacher = _teacher(init_from, texts, fixed, device) if distilled else None
     transfer = [text for text in transfer if same_text(text) not in fixed] if distilled and transfer else []
-    transfer_teacher = (torch.from_numpy(init_from.probabilities(transfer, ngrams=False)).to(device)
-                        if transfer else None)
+    transfer_teacher = _teacher(init_from, transfer, fixed, device) if transfer else None
     start = ({name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
              if model is init_from and config.interpolate < 1 else None)
 
@@ -258,6 +238,41 @@ def train_classifier(
     model.train_seconds = time.perf_counter() - started
     model.train_steps, model.train_passes = total, round(seen / len(texts), 2)
     return model.eval()
+
+
+def _base_classifier(base_model: str, labels: list[str], config: TrainConfig, device: str) -> IntentClassifier:
+    """A new classifier of ``labels`` over ``base_model``'s encoder, read from the cache alone (``bot model
+    prepare`` fills it), with the query prefix the encoder was trained with."""
+    with loading_base(base_model):
+        path = resolve_model(base_model)
+        encoder = load_sentence_model(path, device, local_files_only=True)
+    prefix = "query: " if model_needs_prefixes(path) else ""
+    return IntentClassifier(encoder, labels, scale=config.scale, prefix=prefix).to(device)
+
+
+def _teacher(start: IntentClassifier, texts: list[str], fixed: set[str], device: str) -> torch.Tensor:
+    """What the starting model's encoder answers for ``texts`` before training, which a warm start's distillation
+    term keeps, so that new labels move only what they must. The n-gram vote is left out: it is refitted after
+    training, and the encoder keeps its own answers. A text whose label was corrected (``fixed``) gets a row of
+    zeros, which adds nothing to the KL term: its old answer is not kept."""
+    teacher = torch.from_numpy(start.probabilities(texts, ngrams=False)).to(device)
+    if fixed:
+        teacher[[i for i, text in enumerate(texts) if same_text(text) in fixed]] = 0.0
+    return teacher
+
+
+def _optimizer(model: IntentClassifier, config: TrainConfig,
+               total: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over the encoder's trainable weights and the head, each at its own learning rate (the head without
+    weight decay), warmed up over ``config.warmup`` of the ``total`` steps, then decayed linearly."""
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": config.learning_rate or 8e-5},
+            {"params": [model.head], "lr": config.head_learning_rate, "weight_decay": 0.0},
+        ],
+        weight_decay=0.01,
+    )
+    return optimizer, get_linear_schedule_with_warmup(optimizer, int(config.warmup * total), total)
 
 
 CLASS_WEIGHT_POWERS = {"sqrt": 0.5, "balanced": 1.0}  # TrainConfig.class_weights: class_weights' power
