@@ -1274,25 +1274,7 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS) -> tuple[
         if not isinstance(item, dict):
             raise _fail(path, node, ("nlu", i), "each entry must be a mapping such as 'intent: NAME'")
         if "intent" in item:
-            if not isinstance(item["intent"], str):  # YAML reads `yes` as true, `404` as a number, a blank as null
-                raise _fail(path, node, ("nlu", i), f"an intent name is text: write intent: \"{item['intent']}\" in quotes"
-                            if item["intent"] is not None else "the intent has no name")
-            if extra := sorted(set(item) - {"intent", "examples", "metadata"}):
-                raise _fail(path, node, ("nlu", i, extra[0]), "unknown key")
-            name = item["intent"].strip()
-            if (lines := _name_over_lines(node, i)) > 1:  # it was refused as an intent "with no examples"
-                raise _fail(path, node, ("nlu", i), f"the intent's name runs over {lines} lines ({name!r}): write "
-                                                   f"'examples: |' on a line of its own under 'intent:', then "
-                                                   "each example on a line of its own after '- '")
-            texts = _entry_lines(path, node, i, item, source)
-            if not name or not texts:
-                raise _fail(path, node, ("nlu", i), f"intent {name!r} has no examples")
-            if reserved := reserved_name(name):
-                raise _fail(path, node, ("nlu", i), reserved)
-            if (payload := normalise(name)) != name:  # a button's payload /NAME reaches the bot normalised
-                raise _fail(path, node, ("nlu", i), f"intent {name!r}: write it as {payload!r} (full-width "
-                                                   "characters, doubled spaces or invisible ones in a name would "
-                                                   "never match its button)")
+            name, texts = _intent_entry(path, node, i, item, source)
             for where, text in texts:
                 line = _example_line(node, i, where)
                 for entity, said, value, has_role in annotations(text):
@@ -1311,32 +1293,66 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS) -> tuple[
                 if first_example.intent != name:
                     twins.append(Twins(first_example, first_line, examples[-1], line))
         elif kind := next((k for k in ("regex", "synonym", "lookup") if k in item), None):
-            # A misspelt 'examples:' would leave the entry empty: a regex that never finds its entity.
-            if extra := sorted(set(item) - {kind, "examples"}, key=str):
-                raise _fail(path, node, ("nlu", i, extra[0]), "unknown key")
-            lines = _entry_lines(path, node, i, item, source)
-            if not lines:
-                raise _fail(path, node, ("nlu", i), f"{kind} {item[kind]!r} has no examples")
-            if kind != "synonym" and str(item[kind]) in slots:  # its value would replace the bot's own
-                raise _fail(path, node, ("nlu", i), f"{kind} {item[kind]!r}: the bot keeps its own slot of that "
-                                                    "name; give the entity another")
-            if kind == "lookup":
-                patterns.setdefault(str(item["lookup"]), []).append(lookup_pattern([text for _, text in lines]))
-                for text in (text for _, text in lines if CJK.search(text)):  # a synonym's value wins
-                    synonyms.setdefault(model_text(text.lower()), text)
-            synonyms.update((model_text(text.lower()), str(item["synonym"])) for _, text in lines if kind == "synonym")
-            for where, pattern in lines if kind == "regex" else []:
-                try:
-                    patterns.setdefault(str(item["regex"]), []).extend(regex_patterns(pattern))
-                except re.error as exc:  # on the pattern's own line, as an entry holds many
-                    raise _fail(path, node, ("nlu", i, "examples"), f"bad regex {pattern!r}: {exc}",
-                                _example_line(node, i, where)) from None
+            _entity_entry(path, node, i, item, kind, source, slots, patterns, synonyms)
         else:
             raise _fail(path, node, ("nlu", i), f"unknown entry {sorted(item)}")
     if len({e.intent for e in examples}) < 2:
         raise _fail(path, node, ("nlu",), "at least two intents are needed")
     unread = {entity: line for entity, line in annotated.items() if entity not in patterns}
     return examples, patterns, unread, synonyms, twins, roled
+
+
+def _intent_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any],
+                  source: Callable[[], list[str]]) -> tuple[str, list[tuple[int, str]]]:
+    """Entry ``i`` of nlu.yml, an intent: its name and its examples (:func:`_entry_lines`), refused with the line to
+    fix where the name could never be the classifier's answer or its buttons' payload."""
+    if not isinstance(item["intent"], str):  # YAML reads `yes` as true, `404` as a number, a blank as null
+        raise _fail(path, node, ("nlu", i), f"an intent name is text: write intent: \"{item['intent']}\" in quotes"
+                    if item["intent"] is not None else "the intent has no name")
+    if extra := sorted(set(item) - {"intent", "examples", "metadata"}):
+        raise _fail(path, node, ("nlu", i, extra[0]), "unknown key")
+    name = item["intent"].strip()
+    if (lines := _name_over_lines(node, i)) > 1:  # it was refused as an intent "with no examples"
+        raise _fail(path, node, ("nlu", i), f"the intent's name runs over {lines} lines ({name!r}): write "
+                                           f"'examples: |' on a line of its own under 'intent:', then "
+                                           "each example on a line of its own after '- '")
+    texts = _entry_lines(path, node, i, item, source)
+    if not name or not texts:
+        raise _fail(path, node, ("nlu", i), f"intent {name!r} has no examples")
+    if reserved := reserved_name(name):
+        raise _fail(path, node, ("nlu", i), reserved)
+    if (payload := normalise(name)) != name:  # a button's payload /NAME reaches the bot normalised
+        raise _fail(path, node, ("nlu", i), f"intent {name!r}: write it as {payload!r} (full-width "
+                                           "characters, doubled spaces or invisible ones in a name would "
+                                           "never match its button)")
+    return name, texts
+
+
+def _entity_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any], kind: str,
+                  source: Callable[[], list[str]], slots: tuple[str, ...], patterns: dict[str, list[re.Pattern[str]]],
+                  synonyms: dict[str, str]) -> None:
+    """Entry ``i`` of nlu.yml, of ``kind`` regex, synonym or lookup, added to the entities' ``patterns`` and to the
+    ``synonyms`` (:func:`load_nlu`); ``slots``: the bot's own, which no regex or lookup may name."""
+    # A misspelt 'examples:' would leave the entry empty: a regex that never finds its entity.
+    if extra := sorted(set(item) - {kind, "examples"}, key=str):
+        raise _fail(path, node, ("nlu", i, extra[0]), "unknown key")
+    lines = _entry_lines(path, node, i, item, source)
+    if not lines:
+        raise _fail(path, node, ("nlu", i), f"{kind} {item[kind]!r} has no examples")
+    if kind != "synonym" and str(item[kind]) in slots:  # its value would replace the bot's own
+        raise _fail(path, node, ("nlu", i), f"{kind} {item[kind]!r}: the bot keeps its own slot of that "
+                                            "name; give the entity another")
+    if kind == "lookup":
+        patterns.setdefault(str(item["lookup"]), []).append(lookup_pattern([text for _, text in lines]))
+        for text in (text for _, text in lines if CJK.search(text)):  # a synonym's value wins
+            synonyms.setdefault(model_text(text.lower()), text)
+    synonyms.update((model_text(text.lower()), str(item["synonym"])) for _, text in lines if kind == "synonym")
+    for where, pattern in lines if kind == "regex" else []:
+        try:
+            patterns.setdefault(str(item["regex"]), []).extend(regex_patterns(pattern))
+        except re.error as exc:  # on the pattern's own line, as an entry holds many
+            raise _fail(path, node, ("nlu", i, "examples"), f"bad regex {pattern!r}: {exc}",
+                        _example_line(node, i, where)) from None
 
 
 # A letter or digit of a script written with spaces between words: Chinese is written without them.
