@@ -337,8 +337,7 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
             if row["intent"] is not None:
                 cased.setdefault(row["intent"].casefold(), set()).add(row["intent"])
         if alike := [" and ".join(sorted(names)) for names in cased.values() if len(names) > 1]:
-            click.echo(f"Intents that differ only in case, each its own intent: {'; '.join(alike[:5])}"
-                       f"{' …' if len(alike) > 5 else ''}; spell each alike in the file if it is one.", err=True)
+            click.echo(f"Intents that differ only in case, each its own intent: {_first(alike, 5, '; ')}; spell each alike in the file if it is one.", err=True)
         # An empty cell is nothing lost: a spreadsheet exports the empty, unnamed columns beside its table.
         unread = Counter(key for row in rows for key, value in row.items()
                          if key not in ("text", "intent", "answer") and value is not None and str(value).strip())
@@ -523,8 +522,7 @@ def say_gaps(project: Project) -> None:
     if unwritten:
         one = len(unwritten) == 1
         click.echo(f"note: {_count(len(unwritten), 'intent')} still answer{'s' if one else ''} with bot init's "
-                   f"placeholder, which tells customers an agent will follow up: {', '.join(unwritten[:10])}"
-                   f"{' …' if len(unwritten) > 10 else ''}; write {'its answer' if one else 'their answers'} in "
+                   f"placeholder, which tells customers an agent will follow up: {_first(unwritten)}; write {'its answer' if one else 'their answers'} in "
                    "responses.yml", err=True)
     if unread := project.unread_entities:  # a Rasa bot's annotations taught its entity extractor; deskbot has none
         click.echo(f"note: nlu.yml annotates {'entities' if len(unread) > 1 else 'an entity'} no regex or lookup of it "
@@ -541,16 +539,15 @@ def say_gaps(project: Project) -> None:
                    "they stand in the text: each entity's start and end), or with entities of their own names and "
                    "regexes", err=True)
     if twins := project.twins:
-        pairs = "; ".join(f"{t.first.text!r} ({t.first.intent}, line {t.first_line}) and {t.second.text!r} "
-                          f"({t.second.intent}, line {t.second_line})" for t in twins[:5])
+        pairs = _first([f"{t.first.text!r} ({t.first.intent}, line {t.first_line}) and {t.second.text!r} "
+                        f"({t.second.intent}, line {t.second_line})" for t in twins], 5, "; ")
         click.echo(f"note: nlu.yml has {_count(len(twins), 'pair')} of examples under two intents that differ only in "
-                   f"punctuation or a number: {pairs}{' …' if len(twins) > 5 else ''}; the classifier learns two "
+                   f"punctuation or a number: {pairs}; the classifier learns two "
                    "answers to one question, and a review label covers both: keep each in one intent", err=True)
     if long_questions := project.long_questions:
-        lines = ", ".join(long_questions[:10]) + (" …" if len(long_questions) > 10 else "")
         click.echo(f"note: {_count(len(long_questions), 'history question')} longer than a customer's message "
                    f"may be ({project.config.server.max_message_chars:,}: server.max_message_chars), left out: "
-                   f"{lines}; keep the customer's question alone", err=True)
+                   f"{_first(long_questions)}; keep the customer's question alone", err=True)
     if needing := project.needing_values():
         click.echo(f"note: {_count(len(needing), 'intent')} whose every template variant needs a value the customer may "
                    f"not have given: {'; '.join(f'{i} ' + ', '.join(f'{{{v}}}' for v in vs) for i, vs in needing.items())}; "
@@ -559,8 +556,7 @@ def say_gaps(project: Project) -> None:
     if custom_only := project.custom_only():
         click.echo(f"note: {_count(len(custom_only), 'response')} in responses.yml with only a custom payload for some "
                    "customers, which only the web chat passes on (and Slack one of Block Kit blocks): "
-                   f"{', '.join(custom_only[:10])}"
-                   f"{' …' if len(custom_only) > 10 else ''}; a Slack or WeCom customer gets the fallback instead, "
+                   f"{_first(custom_only)}; a Slack or WeCom customer gets the fallback instead, "
                    "unless a variant with a text (channel: slack, channel: wecom, or none) answers them", err=True)
     def chinese(title: object) -> bool:  # one text for both languages, or one per language
         return bool(CJK.search(title)) if isinstance(title, str) else isinstance(title, dict) and "zh" in title
@@ -573,13 +569,12 @@ def say_gaps(project: Project) -> None:
         if untitled:
             click.echo(f"note: {_count(len(untitled), 'intent')} with no Chinese title in fallback.titles, so the "
                        f"fallback offers {'them' if len(untitled) > 1 else 'it'} to Chinese customers by name, in "
-                       f"English (\"{intent_phrase(untitled[0]).capitalize()}\"): {', '.join(untitled[:10])}"
-                       f"{' …' if len(untitled) > 10 else ''}; set them in bot.yml, e.g. fallback.titles: "
+                       f"English (\"{intent_phrase(untitled[0]).capitalize()}\"): {_first(untitled)}; set them in bot.yml, e.g. fallback.titles: "
                        f"{{{untitled[0]}: …}}", err=True)
     if config.language == "zh" and (unchinese := english_templates(project)):
         whose = "intents'" if len(unchinese) > 1 else "intent's"
         click.echo(f"note: language is zh, but {len(unchinese)} {whose} templates hold no Chinese, so Chinese "
-                   f"customers get them as written: {', '.join(unchinese[:10])}{' …' if len(unchinese) > 10 else ''}; "
+                   f"customers get them as written: {_first(unchinese)}; "
                    "write them in Chinese in responses.yml (or set language: multi, for a bot that answers each "
                    "customer in English or Chinese)", err=True)
     for name, instead in RASA_FALLBACK_RESPONSES.items():
@@ -591,7 +586,7 @@ def say_gaps(project: Project) -> None:
         click.echo(f"note: {_count(len(unmeasured), 'intent')} with fewer than {MIN_HOLDING_OUT} examples in nlu.yml, "
                    f"none held out for the frozen evaluation set, so neither the accuracy `bot models` lists nor the "
                    f"gate of `bot retrain` measures {'them' if len(unmeasured) > 1 else 'it'} on its own: "
-                   f"{', '.join(unmeasured[:10])}{' …' if len(unmeasured) > 10 else ''}; add examples", err=True)
+                   f"{_first(unmeasured)}; add examples", err=True)
     if unequal := unequal_intents(project):
         (big, many), (small, few) = unequal
         click.echo(f"note: nlu.yml's intents are of very unequal sizes ({big}: {many} examples, {small}: {few}), and the "
@@ -904,6 +899,12 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+def _first(names: Sequence[str], most: int = 10, between: str = ", ") -> str:
+    """The first ``most`` of ``names`` joined, with " …" after them where there are more: a note names a few, not
+    every one of thousands."""
+    return between.join(names[:most]) + (" …" if len(names) > most else "")
+
+
 @cli.command("eval")
 @click.argument("directory", type=BOT_DIR)
 @click.option("--test", "test_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -967,9 +968,9 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
     if unknown:  # a typo, or a name nlu.yml changed since the file was written, would silently score as off-topic
         renamed = ("; correct a typo, or an intent renamed in nlu.yml since, in the test file: its lines count as "
                    "right only where the bot declines them" if set(unknown) - set(project.intents) else "")
-        named = ", ".join(f"{name} ({_count(lines[name], 'line')})" for name in unknown[:10])
+        named = _first([f"{name} ({_count(lines[name], 'line')})" for name in unknown])
         click.echo(f"{len(unknown)} test intent{'s' * (len(unknown) > 1)} the model does not know, scored as out of "
-                   f"scope: {named}{' …' if len(unknown) > 10 else ''}{renamed}", err=True)
+                   f"scope: {named}{renamed}", err=True)
     rows, texts, clicks = model_questions(rows, nlu.button_intents)
     if clicks:  # the engine answers them without the model
         click.echo(f"{len(clicks)} test line{'s are' if len(clicks) > 1 else ' is'} a button's payload ({clicks[0]}), "
@@ -1210,7 +1211,7 @@ def bench_intent(train_files: tuple[Path, ...], test_file: Path, valid_file: Pat
     counts = Counter(example.intent for example in train)
     if shots is not None and (fewer := sorted(f"{intent} ({n})" for intent, n in counts.items() if n < shots)):
         click.echo(f"note: {len(fewer)} intent(s) have fewer than {shots} lines, and use all they have: "
-                   f"{', '.join(fewer[:10])}{' …' if len(fewer) > 10 else ''}", err=True)
+                   f"{_first(fewer)}", err=True)
     try:
         figures = run_intent_bench(train, test, valid, model=model, shots=shots, seed=seed, device=device,
                                    oos_types=oos_types)
