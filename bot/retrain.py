@@ -65,7 +65,8 @@ from bot.training import (
     train_config,
     write_model,
 )
-from dialogues.export import LearnedData, contradicting, learnable, learned_data, one_per_message, recent_traffic
+from dialogues.export import (LearnedData, contradicting, learnable, learned_data, learned_from, one_per_message,
+                              recent_traffic)
 from dialogues.review import OOS
 from dialogues.store import DAMAGED_ADVICE, Store, StoreError, damaged, open_to_read, read_as_it_is
 from finetune.classifier import IntentClassifier, ModelLoadError, Prediction
@@ -355,18 +356,34 @@ class LabelHistory:
     replaced: dict[int, str]
 
 
-def label_history(project: Project, through: Mapping[str, float]) -> LabelHistory:
+def label_history(project: Project, through: Mapping[str, float], usable: LearnedData) -> LabelHistory:
     """:class:`LabelHistory` of the bot's store since the attempt that learnt the data ``through`` describes
-    (:func:`_through`); none without a store."""
+    (:func:`_through`), for the labels of ``usable`` (:func:`exported`) it learns now; none without a store."""
     if not project.db_path.exists():
         return LabelHistory({}, {})
     store = open_to_read(project.db_path)
     try:
-        replaced = store.replaced_labels(int(through.get("label", 0)), through.get("label_at", math.inf))
+        label, at = int(through.get("label", 0)), through.get("label_at", math.inf)
+        replaced = {**relabelled_messages(usable, store.labels_then(label, at), project.config.privacy.redact),
+                    **store.replaced_labels(label, at)}
         return LabelHistory(store.moved_labels(), {label: was for label, was in replaced.items()
                                                    if was in project.intents})  # else not learnt
     finally:
         store.close()
+
+
+def relabelled_messages(usable: LearnedData, then: list[dict[str, Any]], redacted: bool) -> dict[int, str]:
+    """The labels of ``usable`` given to a turn unlabelled when the last attempt learnt ``then``
+    (:meth:`Store.labels_then`), for a message it learnt on another turn, each with the intent it learnt there: one
+    example is learnt per message (:func:`one_per_message`), and a customer sending a learnt message again, labelled
+    from the review queue, replaces that message's label as a correction of its own turn does, where counted gone it
+    made the retrain train from the base model."""
+    in_use = {r["turn_id"] for r in usable.examples}
+    learnt = {same_text(r["text"]): r["intent"]  # in label order: the one learnt, as one_per_message keeps
+              for r in learned_from([r for r in then if r["turn_id"] not in in_use], [], redacted).examples}
+    labelled_then = {r["turn_id"] for r in then}
+    return {r["label_id"]: learnt[key] for r in usable.examples
+            if r["turn_id"] not in labelled_then and (key := same_text(r["text"])) in learnt}
 
 
 def replacing(data: LearnedData, history: LabelHistory) -> list[dict[str, Any]]:
@@ -422,7 +439,7 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
         last = last_finished(registry, serving_name)
         data, traffic = read_store(project)
         usable = exported(project, data)  # what is new is what a retrain learns: not a label or answer it leaves out
-        history = label_history(project, last.meta.get("learned_through", {}))
+        history = label_history(project, last.meta.get("learned_through", {}), usable)
         new = _new_since(usable, last.meta, history)
         seed_changed = last.meta.get("seed") != seed_fingerprint(project)
         base_changed = not same_base(last.meta.get("base_model"), project)  # bot.yml's model.base edited

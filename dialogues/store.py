@@ -2935,6 +2935,17 @@ class Store:
             "WHERE r.id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id) AND r.id != p.id",
             [label_id, at])}
 
+    def labels_then(self, label_id: int, at: float) -> list[dict[str, Any]]:
+        """:meth:`labels` as they were when label ``label_id`` was the latest, given by time ``at`` (the last
+        retrain's data, as :meth:`replaced_labels` reads it), oldest first: what that retrain learnt, which a label
+        given since to another turn of one of its messages replaces (``bot.retrain.label_history``)."""
+        return list(self.db.query(
+            "SELECT r.id, r.turn_id, t.text, r.intent, r.reviewer, r.created FROM review_labels r "
+            "JOIN turns t ON t.id = r.turn_id "
+            "WHERE r.id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id AND id <= ? AND created <= ?) "
+            "ORDER BY r.id",
+            [label_id, at]))
+
     def predicted(self, intent: str) -> bool:
         """Whether the bot ever gave a message ``intent``: a name renamed before any of its messages was labelled
         is still the one the serving model answers with until the next retrain."""

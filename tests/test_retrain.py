@@ -1028,6 +1028,28 @@ def test_a_corrected_label_keeps_the_warm_start_and_is_learnt_over_the_old_one(
     assert retrain(load_project(bot_dir), device="cpu", progress=False).decision["mode"] == "full"
 
 
+def test_a_message_labelled_again_on_a_new_turn_keeps_the_warm_start(bot_dir: Path) -> None:
+    """A customer sent a learnt message again, and a reviewer labelled the new turn from the queue: the retrain
+    learns one example per message, the new turn's, so the label the serving model learnt counted as gone and the
+    retrain trained from the base model. It is the same message: the same intent again is no news, another a
+    correction learnt over the old answer."""
+    store = Store(bot_dir / "dialogues.db")
+    for text in ("please cancel the blue sofa", "where is the red lamp"):
+        store.add_labels(log_turns(store, [text]), "cancel_order", "ann")
+    store.close()
+    assert retrain(load_project(bot_dir), device="cpu", progress=False).promoted
+    store = Store(bot_dir / "dialogues.db")
+    for text, intent in (("please cancel the blue sofa", "cancel_order"), ("Where is the red lamp?", "track_order")):
+        store.add_labels(log_turns(store, [text], "c2"), intent, "bob", True, load_project(bot_dir).labels)
+    store.close()
+
+    result = retrain(load_project(bot_dir), device="cpu", progress=False)
+
+    data = result.decision["data"]
+    assert result.decision["mode"] == "warm", result.decision
+    assert (data["labels_gone"], data["labels_corrected"], data["new_labels"]) == (0, 1, 2)
+
+
 def test_a_label_bot_relabel_moved_twice_is_still_the_label_the_serving_model_learnt(bot_dir: Path) -> None:
     """cancel_order renamed cancel_purchase, then cancel_buy, with `bot relabel` each time and no retrain between: the
     label the serving model learnt, moved twice, counted as gone, and the retrain trained from the base model."""
