@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import difflib
 import functools
+import types
+import typing
 import io
 import json
 import os
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
 
 import yaml
-from pydantic import AfterValidator, BeforeValidator, Field, IPvAnyNetwork, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, IPvAnyNetwork, ValidationError
 from yarl import URL
 
 from bot.language import CJK, LANGUAGES, SCRIPT, SLOT, Language, Script, Text, spellings
@@ -1008,14 +1011,45 @@ def first_error(exc: ValidationError) -> Any:
     return next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
 
 
-def error_message(err: Any) -> str:
+def did_you_mean(name: str, names: Iterable[str]) -> str:
+    """What to add to an error about ``name`` that is not one of ``names``: the closest of them, when one is
+    close, so that a typo (``threshold:``, ``opening_hour``) is told with its fix rather than left to be found."""
+    close = difflib.get_close_matches(name, sorted(names), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_intent(intent: str, intents: Iterable[str]) -> str:
+    """The error for an intent that nlu.yml does not have, with the one it likely meant."""
+    return f"unknown intent {intent!r} (not in nlu.yml{did_you_mean(intent, intents)})"
+
+
+def _keys_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys the section at ``loc`` of ``model`` takes (``server.agents.Ana``: an agent's, ``buttons.0``: a
+    button's), or none where ``loc`` leaves the models (a mapping of free keys, a text)."""
+    kind: Any = model
+    for part in loc:
+        if isinstance(kind, type) and issubclass(kind, BaseModel) and part in kind.model_fields:
+            kind = kind.model_fields[part].annotation
+        elif typing.get_origin(kind) in (dict, list):  # a mapping's value, or a list's item
+            kind = typing.get_args(kind)[-1]
+        else:
+            return []
+        if typing.get_origin(kind) is Annotated:
+            kind = typing.get_args(kind)[0]
+        if typing.get_origin(kind) in (typing.Union, types.UnionType):  # a section that may be null
+            kind = next((arg for arg in typing.get_args(kind) if arg is not type(None)), kind)
+    return list(kind.model_fields) if isinstance(kind, type) and issubclass(kind, BaseModel) else []
+
+
+def error_message(err: Any, model: type[BaseModel]) -> str:
     """A validation error in words, with what YAML made of a text it read as something else: an empty value, or a
     number, a yes or a date where a text goes (WeCom's Token 12345678, which the admin console may give, or a title
     "No"), which is then put in quotes. "Input should be a valid string" alone did not say that it was one once
     quoted, and a Token 0123 quoted stays 0123 where YAML reads 83. A section that YAML read as the text of a key
     typed with a full-width colon ("server:" over "port：9000") says so: "Input should be a valid dictionary" did not."""
-    if err["type"] == "extra_forbidden":
-        return "unknown key"
+    if err["type"] == "extra_forbidden":  # a misspelt key: the section's keys tell which it meant
+        key = str(err["loc"][-1])
+        return f"unknown key{did_you_mean(key, _keys_at(model, tuple(err['loc'][:-1])))}"
     if err["type"] == "string_type" and err["input"] is None:
         return f"{err['msg']}: it is empty"
     if err["type"] == "string_type" and isinstance(err["input"], (bool, int, float, date)):
@@ -1032,7 +1066,7 @@ def load_config(path: Path) -> BotConfig:
         return BotConfig.model_validate(data or {})
     except ValidationError as exc:
         err = first_error(exc)
-        raise _fail(path, node, tuple(err["loc"]), error_message(err)) from None
+        raise _fail(path, node, tuple(err["loc"]), error_message(err, BotConfig)) from None
 
 
 # [text](entity), [text](entity:value), [text]{"entity": …} and Rasa 3's list of those, [text][{…}, {…}]: the
@@ -1309,8 +1343,9 @@ def _intent_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, An
     if not isinstance(item["intent"], str):  # YAML reads `yes` as true, `404` as a number, a blank as null
         raise _fail(path, node, ("nlu", i), f"an intent name is text: write intent: \"{item['intent']}\" in quotes"
                     if item["intent"] is not None else "the intent has no name")
-    if extra := sorted(set(item) - {"intent", "examples", "metadata"}):
-        raise _fail(path, node, ("nlu", i, extra[0]), "unknown key")
+    if extra := sorted(set(item) - {"intent", "examples", "metadata"}, key=str):
+        raise _fail(path, node, ("nlu", i, extra[0]),
+                    f"unknown key{did_you_mean(str(extra[0]), ('examples', 'metadata'))}")
     name = item["intent"].strip()
     if (lines := _name_over_lines(node, i)) > 1:  # it was refused as an intent "with no examples"
         raise _fail(path, node, ("nlu", i), f"the intent's name runs over {lines} lines ({name!r}): write "
@@ -1335,7 +1370,7 @@ def _entity_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, An
     ``synonyms`` (:func:`load_nlu`); ``slots``: the bot's own, which no regex or lookup may name."""
     # A misspelt 'examples:' would leave the entry empty: a regex that never finds its entity.
     if extra := sorted(set(item) - {kind, "examples"}, key=str):
-        raise _fail(path, node, ("nlu", i, extra[0]), "unknown key")
+        raise _fail(path, node, ("nlu", i, extra[0]), f"unknown key{did_you_mean(str(extra[0]), ('examples',))}")
     lines = _entry_lines(path, node, i, item, source)
     if not lines:
         raise _fail(path, node, ("nlu", i), f"{kind} {item[kind]!r} has no examples")
@@ -1435,7 +1470,7 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
                         f"an intent name is text, but YAML reads this key as {type(intent).__name__} {intent!r}: put it in quotes")
         own = intent.startswith("utter_") and intent.removeprefix("utter_") not in intents
         if intent not in intents and not (own and sent_by_actions):
-            said = f"unknown intent {intent!r} (not in nlu.yml)"
+            said = unknown_intent(intent, () if intent.startswith("utter_") else intents)  # said below: its name
             if own:
                 said += (": a response named after no intent is sent only by a custom action "
                          f"(dispatcher.utter_message(response={intent!r}) or FollowupAction({intent!r})), and "
@@ -1704,18 +1739,18 @@ def load_history(root: Path, intents: set[str], max_chars: int) -> tuple[list[Hi
             else:
                 items.append(item)
         if unknown:
-            raise ProjectError(unknown_history_intents(path, unknown))
+            raise ProjectError(unknown_history_intents(path, unknown, intents))
     return items, too_long_lines
 
 
-def unknown_history_intents(path: Path, unknown: dict[str, list[int]]) -> str:
+def unknown_history_intents(path: Path, unknown: dict[str, list[int]], intents: Iterable[str]) -> str:
     """The first line naming an intent nlu.yml lacks, with every other such line: an intent renamed or merged in
     nlu.yml is named on many lines, and they were told one a run."""
     def on(lines: list[int]) -> str:
         return f"on line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines))}"
 
     (intent, lines), *others = unknown.items()
-    said = f"{path}:{lines[0]}: unknown intent {intent!r} (not in nlu.yml)"
+    said = f"{path}:{lines[0]}: {unknown_intent(intent, intents)}"
     if len(lines) == 1 and not others:
         return said
     also = f", also {on(lines[1:])}" if len(lines) > 1 else ""
@@ -1844,7 +1879,7 @@ def load_project(root: Path | str) -> Project:
                       roled)
     for loc, intent in named:
         if intent is not None and intent not in intents:
-            raise config_error(root, loc, f"unknown intent {intent!r} (not in nlu.yml)")
+            raise config_error(root, loc, unknown_intent(intent, intents))
     if project.models_dir.exists() and not project.models_dir.is_dir():
         raise ProjectError(f"{project.models_dir}: a file where the bot keeps its model versions; move it away")
     return project

@@ -62,23 +62,38 @@ def test_unknown_key_names_file_and_line(bot_dir: Path) -> None:
     line = next(n for n, text in enumerate(lines, 1) if text.startswith("  retrieval:"))
     lines[line - 1] = "  retreival: 0.6"
     (bot_dir / "bot.yml").write_text("\n".join(lines) + "\n")
-    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:{line}: thresholds.retreival: unknown key"
+    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:{line}: thresholds.retreival: unknown key; did you mean 'retrieval'?"
     # the platforms' settings too: a misspelled one silently took its default
     (bot_dir / "bot.yml").write_text("channels:\n  wecom:\n    reply_timout: 2\n")
-    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:3: channels.wecom.reply_timout: unknown key"
+    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:3: channels.wecom.reply_timout: unknown key; did you mean 'reply_timeout'?"
     (bot_dir / "bot.yml").write_text("channels:\n  slack:\n    api_ur1: http://127.0.0.1:9/\n")
-    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:3: channels.slack.api_ur1: unknown key"
+    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:3: channels.slack.api_ur1: unknown key; did you mean 'api_url'?"
     (bot_dir / "bot.yml").write_text("channels:\n  slack:\n    bot_user_id: U0BOT\n")  # every key a channel reads
     assert load_project(bot_dir).config.channels.slack.bot_user_id == "U0BOT"
     responses = bot_dir / "responses.yml"
     kept = responses.read_text()
     responses.write_text(kept.replace("title:", "titel:", 1))  # a misspelt key, and the key it meant missing
-    assert error_for(bot_dir).endswith(".buttons.0.titel: unknown key"), error_for(bot_dir)
+    assert error_for(bot_dir).endswith(".buttons.0.titel: unknown key; did you mean 'title'?"), error_for(bot_dir)
     responses.write_text(kept)
     (bot_dir / "bot.yml").write_text("")
     nlu = bot_dir / "nlu.yml"
     nlu.write_text(nlu.read_text() + "stories:\n- story: greet\n")
     assert "stories: unknown key" in error_for(bot_dir)
+
+
+@pytest.mark.parametrize(("setting", "said"), [
+    ("langauge: zh\n", "1: langauge: unknown key; did you mean 'language'?"),
+    ("server:\n  agents:\n    Ana:\n      token_evn: DESKBOT_TOKEN_ANA\n",
+     "4: server.agents.Ana.token_evn: unknown key; did you mean 'token_env'?"),  # a mapping's value, a section
+    ("server:\n  inference:\n    quantise: int8\n", "3: server.inference.quantise: unknown key; did you mean 'quantize'?"),
+    ("actions:\n  forms:\n    order_form:\n      required_slot: [order_id]\n",
+     "4: actions.forms.order_form.required_slot: unknown key; did you mean 'required_slots'?"),
+    ("colour: blue\n", "1: colour: unknown key"),  # none close: nothing to guess
+])
+def test_a_misspelt_key_is_told_with_the_key_it_likely_meant(bot_dir: Path, setting: str, said: str) -> None:
+    """"unknown key" left the reader to find the key meant in docs/configuration.md, for a typo of one letter."""
+    (bot_dir / "bot.yml").write_text(setting)
+    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:{said}"
 
 
 def test_wrong_value_type_is_explained(bot_dir: Path) -> None:
@@ -101,7 +116,7 @@ def test_unknown_intent_in_responses_names_its_line(bot_dir: Path) -> None:
     path = bot_dir / "responses.yml"
     path.write_text(path.read_text() + "  refnud:\n    - text: typo\n")
     line = len(path.read_text().splitlines()) - 1
-    assert error_for(bot_dir) == f"{path}:{line}: responses.refnud: unknown intent 'refnud' (not in nlu.yml)"
+    assert error_for(bot_dir) == f"{path}:{line}: responses.refnud: unknown intent 'refnud' (not in nlu.yml; did you mean 'get_refund'?)"
 
 
 def test_a_custom_payload_alone_is_a_response_and_named_where_slack_and_wecom_get_nothing_of_it(
@@ -164,12 +179,12 @@ def test_a_button_for_an_unknown_intent_names_its_line(bot_dir: Path) -> None:
     path.write_text(path.read_text().replace("payload: /track_refund", "payload: /track_refnud", 1))
     line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "/track_refnud" in text)
     error = error_for(bot_dir)
-    assert error.startswith(f"{path}:{line}: ") and error.endswith("payload: unknown intent 'track_refnud' (not in nlu.yml)")
+    assert error.startswith(f"{path}:{line}: ") and error.endswith("payload: unknown intent 'track_refnud' (not in nlu.yml; did you mean 'track_refund'?)")
     # Rasa's payload with values is known by its intent, the same way
     path.write_text(path.read_text().replace("payload: /track_refnud", """payload: '/track_refund{"order_id": "123"}'""", 1))
     assert load_project(bot_dir).intents
     path.write_text(path.read_text().replace('/track_refund{"order_id"', '/track_refnud{"order_id"', 1))
-    assert error_for(bot_dir).endswith("payload: unknown intent 'track_refnud' (not in nlu.yml)")
+    assert error_for(bot_dir).endswith("payload: unknown intent 'track_refnud' (not in nlu.yml; did you mean 'track_refund'?)")
 
 
 @pytest.mark.parametrize(("payload", "said"), [
@@ -678,7 +693,7 @@ def test_a_history_csv_row_that_is_not_a_question_and_its_answer_is_refused(bot_
 @pytest.mark.parametrize(("entry", "problem"), [
     ("- intent:\n  examples: |\n    - hi\n", "the intent has no name"),
     ("- intent: yes\n  examples: |\n    - hi\n", 'an intent name is text: write intent: "True" in quotes'),
-    ("- intent: track\n  exampels: |\n    - hi\n", "unknown key"),
+    ("- intent: track\n  exampels: |\n    - hi\n", "unknown key; did you mean 'examples'?"),
     # 'examples: |' left out: YAML read the examples as the rest of the intent's name
     ("- intent: track\n    - where is it\n    - where is my parcel\n",
      "nlu.1: the intent's name runs over 3 lines ('track - where is it - where is my parcel'): write 'examples: |' "
@@ -1018,7 +1033,7 @@ def test_a_response_named_after_no_intent_is_kept_for_the_custom_actions(bot_dir
 
 def test_action_map_with_unknown_intent_is_refused(bot_dir: Path) -> None:
     (bot_dir / "bot.yml").write_text("actions:\n  map:\n    trak_order: action_order_status\n")
-    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:3: actions.map.trak_order: unknown intent 'trak_order' (not in nlu.yml)"
+    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:3: actions.map.trak_order: unknown intent 'trak_order' (not in nlu.yml; did you mean 'track_order'?)"
     (bot_dir / "bot.yml").write_text("name: Shop\nhandoff:\n  intent: human\n")
     assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:3: handoff.intent: unknown intent 'human' (not in nlu.yml)"
 
@@ -1175,7 +1190,7 @@ def test_a_fallback_title_or_exclusion_for_an_unknown_intent_is_refused(bot_dir:
     (bot_dir / "bot.yml").write_text("fallback:\n  titles:\n    get_refnud: {zh: 退款}\n")
     assert "unknown intent 'get_refnud'" in error_for(bot_dir)
     (bot_dir / "bot.yml").write_text("fallback:\n  exclude:\n  - greet\n  - gret\n")
-    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:4: fallback.exclude.1: unknown intent 'gret' (not in nlu.yml)"
+    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:4: fallback.exclude.1: unknown intent 'gret' (not in nlu.yml; did you mean 'greet'?)"
 
 
 def documented_configuration() -> str:
@@ -1292,7 +1307,7 @@ def test_an_intent_its_button_could_never_select_is_refused(bot_dir: Path, name:
 
 
 @pytest.mark.parametrize(("entry", "problem"), [
-    ("- regex: order_id\n  exmples: |\n    - \\d+\n", "nlu.N.exmples: unknown key"),
+    ("- regex: order_id\n  exmples: |\n    - \\d+\n", "nlu.N.exmples: unknown key; did you mean 'examples'?"),
     ("- regex: order_id\n", "nlu.N: regex 'order_id' has no examples"),
     ("- synonym: refund\n  examples: |\n    - money back\n  intnet: x\n", "nlu.N.intnet: unknown key"),
 ])
