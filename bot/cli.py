@@ -246,6 +246,11 @@ def shell(path: Path) -> str:
     return shlex.quote(str(path))
 
 
+# `bot init --language`: the packaged starter folder, and what it is called once created.
+STARTERS = {"en": ("starter", "a starter bot"), "zh": ("starter_zh", "a starter bot in Chinese"),
+            "multi": ("starter_multi", "a starter bot in English and Chinese")}
+
+
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
 @click.option("--demo", is_flag=True, help="Copy the demo shop bot instead of the minimal starter.")
@@ -257,8 +262,9 @@ def shell(path: Path) -> str:
 @click.option("--from-csv", "from_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="The same from a helpdesk's CSV export: a header row naming question (or text), intent and "
                    "answer columns; a row without an intent goes to history.jsonl alone, as an answer of no intent.")
-@click.option("--language", type=click.Choice(["en", "zh"]), default=None,
-              help="The starter's language: en (the default) or zh, a starter in Chinese (language: zh).")
+@click.option("--language", type=click.Choice(list(STARTERS)), default=None,
+              help="The starter's language: en (the default), zh, a starter in Chinese (language: zh), or multi, "
+                   "one that answers each customer in English or Chinese (language: multi).")
 def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from_csv: Path | None,
          language: str | None) -> None:
     """Create a bot: a starter, the demo shop, or one from your data.
@@ -270,6 +276,7 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
     \b
       bot init mybot
       bot init mybot --language zh
+      bot init mybot --language multi
       bot init mybot --demo
       bot init mybot --from-jsonl tickets.jsonl
       bot init mybot --from-csv tickets.csv
@@ -282,7 +289,8 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
     if language and given:  # the demo speaks both; a bot from data speaks the data's language
         raise click.UsageError(f"--language is the starter's: {given[0]} gives the bot's language")
     data = from_jsonl or from_csv
-    source = resources.files("bot") / ("demo" if demo else "starter_zh" if language == "zh" else "starter")
+    starter, made = STARTERS[language or "en"]
+    source = resources.files("bot") / ("demo" if demo else starter)
     with resources.as_file(source) as src:  # every file written here: the demo's README.md, LICENSE, actions/ too
         written = BOT_FILES if data is not None else packaged_files(src)
     taken = [name for name in written if (directory / name).exists()]
@@ -356,8 +364,7 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
         write_whole(directory, files)
     except OSError as exc:
         cannot_create(directory, exc)
-    made = "the demo bot" if demo else "a starter bot in Chinese" if language == "zh" else "a starter bot"
-    click.echo(f"Created {made} in {directory}. Next: bot train {shell(directory)}")
+    click.echo(f"Created {'the demo bot' if demo else made} in {directory}. Next: bot train {shell(directory)}")
     say_replaced(directory, written, taken, stale)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,24 @@ def test_the_readmes_errors_for_a_misspelt_starter_are_what_bot_train_says(
     said = re.fullmatch(r"Error: (.*)\n", result.output)
     assert result.exit_code == 1 and said is not None, result.output
     assert f"`{said[1]}`" in " ".join(README.split())
+
+
+def test_the_readmes_bot_init_commands_run_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each `bot init` line of the README's "Your own bot", run as shown with a small file of the kind it reads,
+    creates a bot that loads: `--language multi`, for a shop with customers of both languages, was not there."""
+    from bot.project import load_project
+
+    block = README.split("## Your own bot", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [shlex.split(line.split("#", 1)[0]) for line in block.splitlines() if line.startswith("bot init ")]
+    assert ["bot", "init", "mybot", "--language", "multi"] in commands
+    for n, command in enumerate(commands):
+        folder = tmp_path / str(n)
+        folder.mkdir()
+        monkeypatch.chdir(folder)
+        Path("labelled.jsonl").write_text('{"text": "where is my parcel?", "intent": "track_order"}\n'
+                                          '{"text": "我要退款", "intent": "get_refund", "answer": "好的，已为您申请。"}\n')
+        Path("tickets.csv").write_text("question,intent,answer\nwhere is my parcel?,track_order,\n"
+                                       "I want my money back,get_refund,\"Sure, open Orders.\"\n")
+        result = CliRunner().invoke(cli, command[1:])
+        assert result.exit_code == 0, (command, result.output)
+        assert load_project(Path("mybot")).intents, command

@@ -1271,6 +1271,30 @@ def test_the_chinese_starter_speaks_chinese_and_has_nothing_bot_train_notes(
     assert refused.exit_code == 2 and "--language is the starter's: --demo gives the bot's language" in refused.output
 
 
+def test_the_bilingual_starter_answers_each_language_in_its_own_and_has_nothing_bot_train_notes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A shop with English and Chinese customers had no starter of its own: the English one with language: multi
+    answered Chinese customers in English, and bot train said nothing of it."""
+    from bot.cli import say_gaps
+
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--language", "multi"])
+    assert result.exit_code == 0 and "Created a starter bot in English and Chinese" in result.output
+    project = load_project(tmp_path / "bot")
+    say_gaps(project)
+    assert capsys.readouterr().err == ""
+    assert (project.config.language, project.config.base_model) == ("multi", "multilingual")
+    assert CliRunner().invoke(cli, ["init", str(tmp_path / "en")]).exit_code == 0
+    english = load_project(tmp_path / "en")
+    assert sorted(project.intents) == sorted(english.intents)
+    for intent, variants in project.responses.templates.items():  # each language its own answer, the English one's
+        assert [v.language for v in variants] == ["en", "zh"], intent
+        assert variants[0].text == english.responses.templates[intent][0].text
+    examples = Counter(e.intent for e in project.examples)  # each intent taught in both languages
+    assert examples == Counter({intent: 2 * n for intent, n in Counter(e.intent for e in english.examples).items()})
+    assert [item.question for item in project.history] == ["do you deliver abroad?", "可以寄到国外吗？"]
+    assert project.config.fallback.titles["opening_hours"] == {"zh": "营业时间"}
+
+
 def test_a_chinese_bot_with_english_templates_is_told(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The starter with language: zh and examples in Chinese answered every Chinese customer with its English
     templates, and neither `bot train` nor `bot serve` said so. A template of a variable or of Chinese is no such."""
