@@ -1506,7 +1506,7 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
         parsed = ResponseVariant.model_validate(variant)
     except ValidationError as exc:
         err = first_error(exc)
-        message = error_message(err)
+        message = error_message(err, ResponseVariant)
         if err["type"] == "literal_error" and err["loc"] == ("channel",):  # a Rasa domain's channel names
             message += _rasa_channel(err["input"])
         raise _fail(path, node, (*loc, *err["loc"]), message) from None
@@ -1526,7 +1526,7 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
     for k, button in enumerate(parsed.buttons):  # a typo would send the click to the classifier as text
         chosen, values = read_payload(button.payload)
         if chosen.startswith("/") and chosen not in payloads:
-            raise _fail(path, node, (*loc, "buttons", k, "payload"), f"unknown intent {chosen[1:]!r} (not in nlu.yml)")
+            raise _fail(path, node, (*loc, "buttons", k, "payload"), unknown_intent(chosen[1:], (p[1:] for p in payloads)))
         if entities is not None and (why := _not_a_value(values, entities)):
             raise _fail(path, node, (*loc, "buttons", k, "payload"), why)
     return parsed
