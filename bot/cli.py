@@ -1945,13 +1945,13 @@ def _pruned_after_retrain(registry: Registry, keep: int) -> list[str]:
     from finetune.registry import RegistryError
 
     try:
-        deleted = registry.prune(keep)
+        pruned = registry.prune(keep)
     except RegistryError as exc:
         click.echo(f"warning: no version pruned (learning.keep_served: {keep}): {exc}", err=True)
         return []
-    if deleted:
-        click.echo(f"Pruned {', '.join(deleted)} (learning.keep_served: {keep})", err=True)
-    return deleted
+    if pruned.deleted:
+        click.echo(f"Pruned {', '.join(pruned.deleted)} (learning.keep_served: {keep}); kept {pruned.kept()}", err=True)
+    return pruned.deleted
 
 
 def _print_decision(d: dict[str, Any], current: str | None, directory: Path) -> None:
@@ -2054,8 +2054,9 @@ def _print_regate(d: dict[str, Any]) -> None:
               help="Measure candidate VERSION and the version its promotion gate compared it with again, as `bot "
                    "retrain` did, and show each intent that fell and why it was refused or passed.")
 @click.option("--prune", metavar="KEEP", type=click.IntRange(0), default=None,
-              help="Delete the versions but the serving one, the newest and the KEEP newest others that served, to "
-                   "free their disk; then list those left.")
+              help="Delete the versions but the serving one, the newest (the next retrain counts what is new from "
+                   "it) and the KEEP newest others that served, for bot rollback: up to KEEP + 2 stay. Frees their "
+                   "disk; then lists those left.")
 @click.option("--remeasure", is_flag=True,
               help="Measure every version again on the frozen evaluation set as it is now, as bot serve runs it, "
                    "beside the accuracy measured when it was made, which a set changed since no longer compares.")
@@ -2080,10 +2081,11 @@ def models(directory: Path, as_json: bool, explain: str | None, prune: int | Non
     project = load_project(directory)
     if prune is not None:
         try:
-            deleted = Registry(project.models_dir).prune(prune)
+            pruned = Registry(project.models_dir).prune(prune)
         except RegistryError as exc:
             fail(str(exc))
-        click.echo(f"Deleted {', '.join(deleted) if deleted else 'no version'}", err=True)
+        click.echo(f"Deleted {', '.join(pruned.deleted) if pruned.deleted else 'no version'}; kept {pruned.kept()}",
+                   err=True)
     if explain is not None:
         from bot.retrain import regate
 

@@ -60,6 +60,26 @@ class Version:
         return None if verdict is None else bool(verdict)
 
 
+@dataclass
+class Pruned:
+    """What :meth:`Registry.prune` deleted, and what it kept and why: ``keep`` counts the versions kept for `bot
+    rollback` alone, beside which the serving one and the newest stay, so that up to ``keep`` + 2 are left."""
+
+    deleted: list[str]
+    serving: str
+    newest: str  # the last attempt, promoted or refused: the next retrain counts what is new from what it learnt
+    rollbacks: list[str]  # the newest others that served, newest first
+
+    def kept(self) -> str:
+        """The versions kept, each with why, for the line that says what was pruned."""
+        said = [f"{self.serving} (serving{', the newest' if self.newest == self.serving else ''})"]
+        if self.newest != self.serving:
+            said.append(f"{self.newest} (the newest: the next retrain counts what is new from what it learnt)")
+        if self.rollbacks:
+            said.append(f"{', '.join(self.rollbacks)} (served before, for bot rollback)")
+        return "; ".join(said)
+
+
 class Registry:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -371,11 +391,11 @@ class Registry:
         return previous
 
 
-    def prune(self, keep: int) -> list[str]:
+    def prune(self, keep: int) -> Pruned:
         """Delete the versions to free their disk (each is a whole model): all but the serving one, the newest
         (the last attempt, from which the next retrain counts what is new) and the ``keep`` newest others that
         served (what `bot rollback` and `bot serve`'s fallback turn to): refused candidates, versions trained with
-        ``--no-promote`` and older ones go. Under the training lock, and recorded; returns the names deleted."""
+        ``--no-promote`` and older ones go. Under the training lock, and recorded."""
         with self.lock(busy="a training run holds the registry lock on {root}; try again when it finishes"):
             serving = self.current_path().name  # nothing serving (or a CURRENT that names nothing): refused
             versions = self.versions()
@@ -387,7 +407,7 @@ class Registry:
                 self.record({"event": "pruned", "versions": deleted, "serving": serving})
             for name in deleted:
                 shutil.rmtree(self.root / name)
-            return deleted
+            return Pruned(deleted, serving, versions[-1].name, rollbacks)
 
 
 def version_number(name: str) -> int | None:

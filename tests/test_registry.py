@@ -726,11 +726,16 @@ def test_bot_models_prune_keeps_the_serving_the_newest_and_the_newest_that_serve
     registry.promote("v0005")
     result = CliRunner().invoke(cli, ["models", str(root), "--prune", "1", "--json"])
     assert result.exit_code == 0, result.output
-    assert "Deleted v0001, v0002, v0004" in result.stderr
+    # Up to KEEP + 2 stay, each said with why: the serving one, the last attempt, and KEEP for a rollback
+    assert ("Deleted v0001, v0002, v0004; kept v0005 (serving); v0006 (the newest: the next retrain counts what is new "
+            "from what it learnt); v0003 (served before, for bot rollback)") in result.stderr
     assert [json.loads(line)["version"] for line in result.stdout.splitlines()] == ["v0003", "v0005", "v0006"]
     assert registry.decisions()[-1]["versions"] == ["v0001", "v0002", "v0004"]
     assert "Deleted no version" in CliRunner().invoke(cli, ["models", str(root), "--prune", "1"]).stderr
-    assert registry.prune(0) == ["v0003"] and version(registry, 0.5) == "v0007"
+    assert registry.prune(0).deleted == ["v0003"] and version(registry, 0.5) == "v0007"
+    registry.promote("v0007")
+    assert "Deleted v0005, v0006; kept v0007 (serving, the newest)" in CliRunner().invoke(
+        cli, ["models", str(root), "--prune", "0"]).stderr
 
 
 def test_bot_retrain_prunes_as_learning_keep_served_says_and_names_what_it_deleted(
@@ -757,7 +762,8 @@ def test_bot_retrain_prunes_as_learning_keep_served_says_and_names_what_it_delet
     (root / "bot.yml").write_text(yaml.safe_dump(config))
     result = CliRunner().invoke(cli, ["retrain", str(root), "--json"])
     assert result.exit_code == 0, result.output
-    assert "Pruned v0001, v0002, v0004 (learning.keep_served: 1)" in result.stderr
+    assert ("Pruned v0001, v0002, v0004 (learning.keep_served: 1); kept v0005 (serving); v0006 (the newest: the next "
+            "retrain counts what is new from what it learnt); v0003 (served before, for bot rollback)") in result.stderr
     assert json.loads(result.stdout)["pruned"] == ["v0001", "v0002", "v0004"]
     assert [v.name for v in registry.versions()] == ["v0003", "v0005", "v0006"]  # rollback's v0003 kept
     with registry.lock():  # another training run: the retrain is done all the same
