@@ -1223,6 +1223,20 @@ class Marks(NamedTuple):
     handoff_claims: int
 
 
+# The names of the support team members a conversation names (its agents' turns, handoffs and takeovers, :meth:`
+# Store.member_names`), with its channel: ``Store.purge`` looks, once it is deleted, whether any other still does.
+_NAMED_IN = "".join(f"UNION SELECT {column} FROM {table} WHERE conversation_id = :id "
+                    for table in ("handoffs", "takeovers") for column in ("agent", "previous"))
+_MEMBERS_NAMED = ("SELECT (SELECT channel FROM conversations WHERE id = :id), name FROM (SELECT user AS name FROM turns "
+                  f"WHERE conversation_id = :id AND role = 'agent' {_NAMED_IN}) WHERE name IS NOT NULL")
+_IN_CHANNEL = "conversation_id IN (SELECT id FROM conversations WHERE channel = :channel)"
+# A member kept by ``name`` in ``channel`` (``_v43``) whom none of the channel's conversations names any more.
+_FORGET_MEMBER = ("DELETE FROM members WHERE channel = :channel AND name = :name AND NOT EXISTS (SELECT 1 FROM turns "
+                  f"WHERE role = 'agent' AND user = :name AND {_IN_CHANNEL})"
+                  + "".join(f" AND NOT EXISTS (SELECT 1 FROM {table} WHERE {column} = :name AND {_IN_CHANNEL})"
+                            for table in ("handoffs", "takeovers") for column in ("agent", "previous")))
+
+
 @dataclass
 class Purged:
     """What ``Store.purge`` deleted: the rows per table of each conversation, and whether the WAL went too."""
@@ -3025,6 +3039,9 @@ class Store:
     def purge(self, *conversation_ids: str) -> Purged:
         """Delete conversations and everything recorded about them; of their Slack and WeCom messages the keys
         alone stay, taken as answered, so that a redelivery in the platform's retry window is not answered again.
+        A support team member's platform id (:meth:`kept_members`) goes with the last conversation of their channel
+        that names them: it is kept only to rename them there, and a retention purge had kept every colleague's id
+        for good, long after the conversations they wrote in.
 
         ``secure_delete`` overwrites the freed pages with zeros, the full-text index of customers' messages is
         merged anew (it kept a deleted message's trigrams until then) and the WAL is checkpointed and
@@ -3052,10 +3069,14 @@ class Store:
                             if high := self.db.execute(f"SELECT max(id) FROM {table}").fetchone()[0]:
                                 self.db.execute("INSERT INTO id_floor (name, high) VALUES (?, ?) ON CONFLICT(name) "
                                                 "DO UPDATE SET high = max(high, excluded.high)", [table, high])
+                        batch = conversation_ids[at:at + PURGE_BATCH]
+                        named = {row for cid in batch for row in self.db.execute(_MEMBERS_NAMED, {"id": cid})}
                         deleted |= {cid: {"pending": self.db.execute(_FORGET_SENDER, [now(), cid]).rowcount} |
                                     {table: self.db.execute(f"DELETE FROM {table} WHERE {where}", [cid]).rowcount
                                      for table, where in tables}
-                                    for cid in conversation_ids[at:at + PURGE_BATCH]}
+                                    for cid in batch}
+                        for channel, name in named:  # a colleague whose every conversation went: their platform id too
+                            self.db.execute(_FORGET_MEMBER, {"channel": channel, "name": name})
                 if any(rows["turns"] for rows in deleted.values()):  # merged anew: seconds on a large store
                     with self._writing():  # the index keeps a deleted message's trigrams until then
                         self.db.execute("INSERT INTO turns_fts (turns_fts) VALUES ('optimize')")

@@ -2195,6 +2195,27 @@ def test_a_purged_conversations_platform_messages_are_not_answered_again_when_re
     store.close()
 
 
+def test_a_purge_forgets_a_colleagues_platform_id_with_the_last_conversation_of_theirs(tmp_path: Path) -> None:
+    """Each Slack colleague who wrote in a customer's thread was kept by their platform id (``members``) for good:
+    a retention purge deleted every conversation they wrote in and kept their id and name. Their id goes with the last
+    conversation of their channel that names them; a colleague still named in a kept one keeps theirs."""
+    store = Store(tmp_path / "dialogues.db")
+    for conversation in ("slack:T1:C1:1.1", "slack:T1:C1:2.1", "slack:T1:C1:3.1"):
+        store.log_exchange(Exchange(conversation, "slack", "U-cust", "where is my parcel?", None, "On its way", None,
+                                    0.2, [], "fallback", "v0001"))
+    store.receive_note("slack:noted:C1:1.2", "slack:T1:C1:1.1", "slack", "Ada", "On it", member="U-ada")
+    store.receive_note("slack:noted:C1:1.3", "slack:T1:C1:1.1", "slack", "Bo", "Me too", member="U-bo")
+    store.receive_note("slack:noted:C1:2.2", "slack:T1:C1:2.1", "slack", "Bo", "Here", member="U-bo")
+    store.receive_note("slack:noted:C1:3.2", "slack:T1:C1:3.1", "slack", "Cy", "Taken", member="U-cy")
+    assert store.kept_members("slack") == {"U-ada": "Ada", "U-bo": "Bo", "U-cy": "Cy"}
+    store.purge("slack:T1:C1:1.1")
+    assert store.kept_members("slack") == {"U-bo": "Bo", "U-cy": "Cy"}  # Bo wrote in 2.1 too
+    store.purge("slack:T1:C1:2.1")
+    assert store.kept_members("slack") == {"U-cy": "Cy"}
+    assert list(store.db.query("SELECT * FROM members")) == [{"channel": "slack", "member": "U-cy", "name": "Cy"}]
+    store.close()
+
+
 def test_a_long_purge_lets_a_serving_bots_writes_in_between_its_conversations(tmp_path: Path) -> None:
     """A purge of many conversations (a retention period's) held the write lock throughout, one transaction: at a
     year's conversations, longer than a serving bot's 30 s wait, so its replies failed."""
