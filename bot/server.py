@@ -1530,6 +1530,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
 
     async def cleanup(app: web.Application) -> None:
         """After the requests in flight have finished: drain and close the store."""
+        bot.refusals.stopping()
         await bot.close()
 
     app.on_shutdown.append(shutdown)

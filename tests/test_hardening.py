@@ -735,6 +735,21 @@ async def test_a_store_that_cannot_write_is_a_503_that_names_why(make_client: Ca
     assert len(said) == 2
 
 
+async def test_a_server_stopped_while_its_store_refused_to_write_says_how_many_requests_it_refused(
+        make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """The count of the requests refused for a store that could not write was said only once it wrote again: a server
+    stopped before (a restart to mend the disk, a deploy) left no word of the customers it had turned away."""
+    client = await make_client(server={"limits": NO_LIMITS})
+    bot = client.app[BOT]
+    await bot._store(lambda: bot.store.db.execute("PRAGMA query_only = ON"))  # as a file made read-only
+    for _ in range(3):
+        assert (await chat(client, cid(), "hello")).status == 503
+    await client.close()
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(said) == 1 and said[0].startswith("stopping with the conversation store last refusing to write (attempt "
+                                                 "to write a readonly database): 3 requests refused since ")
+
+
 @pytest.mark.parametrize(("error", "free", "advice"), [
     ("disk I/O error", 10**9, "check the disk of {path} (`dmesg`)"),
     ("disk I/O error", 0, "free some space on the disk of {path}"),

@@ -508,9 +508,21 @@ class StoreRefusals:
     def mended(self) -> None:
         """Say that the store writes again."""
         if self.reason is not None:
-            log.warning("the conversation store writes again: %d request%s refused since %s", self.refused,
-                        "" if self.refused == 1 else "s", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since)))
+            log.warning("the conversation store writes again: %s", self._count())
             self.reason, self.refused = None, 0
+
+    def stopping(self) -> None:
+        """Say, as the server stops, how many requests were refused since the store last failed to write, where no
+        line has said it yet (the server's watch says it within seconds of the store writing again): a server stopped
+        meanwhile (a restart to mend the disk, a deploy) left no count of the customers it had turned away."""
+        if self.reason is not None:
+            log.warning("stopping with the conversation store last refusing to write (%s): %s", self.reason,
+                        self._count())
+
+    def _count(self) -> str:
+        """The requests refused and since when, for the log."""
+        return (f"{self.refused} request{'' if self.refused == 1 else 's'} refused since "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.since))}")
 
 
 async def in_time(read: Awaitable[T]) -> T:
