@@ -667,6 +667,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 
     project = load_project(directory)
     refuse_unwritable_store_dir(project)
+    say_if_the_store_is_shared(project)
     host = host or project.config.server.host
     port = project.config.server.port if port is None else port  # 0: any free port
     level = os.environ.get("DESKBOT_LOG_LEVEL", "").strip().upper() or "INFO"  # set but empty, as compose files do
@@ -769,6 +770,19 @@ def refuse_unwritable_store_dir(project: Project) -> None:
         where = f" ({setting[0]})" if setting else ""
         fail(f"{folder}{where}: cannot write there ({exc.strerror}), where the conversation store "
              f"{project.db_path.name} is kept: make the folder writable for this user, or {moved}")
+
+
+def say_if_the_store_is_shared(project: Project) -> None:
+    """Note a store on a network file system (an NFS export, a Kubernetes volume several pods mount at once): SQLite's
+    locks and the memory its log's -shm file shares hold only between processes on one machine, and servers on two
+    machines writing one store damage it, which nothing said until a request met a damaged page."""
+    from dialogues.store import network_filesystem
+
+    if kind := network_filesystem(project.store_dir):
+        click.echo(f"note: {project.store_dir} is on a network file system ({kind}): SQLite keeps a store safe only "
+                   f"between processes on one machine, so serve {project.db_path.name} from one machine alone (one "
+                   "replica, not a volume pods on several machines mount at once), or keep it on a local disk "
+                   "(docs/security.md)", err=True)
 
 
 def loopback(host: str) -> bool:

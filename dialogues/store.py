@@ -782,6 +782,34 @@ def _read_only_disk(path: Path) -> bool:
         return exc.errno == errno.EROFS
 
 
+# File systems whose files processes on several machines share: SQLite's locks are not to be trusted there, and its
+# WAL mode, which deskbot's store uses, keeps in the -shm file memory that only processes on one machine share.
+NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "lustre", "gpfs",
+                                 "afs", "fuse.sshfs", "fuse.glusterfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.juicefs",
+                                 "fuse.cephfs", "fuse.rclone"})
+
+
+def network_filesystem(folder: Path, mountinfo: str | None = None) -> str | None:
+    """The type of the network file system ``folder`` is on ("nfs4"), from ``mountinfo`` (the text of Linux's
+    /proc/self/mountinfo, read where not given), else None, as elsewhere than Linux. A Kubernetes volume that several
+    pods mount at once (ReadWriteMany) is one, and servers on two machines writing one store damage it."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+    real, best, kind = str(folder.resolve()), "", None
+    for line in mountinfo.splitlines():
+        fields, _, after = line.partition(" - ")
+        if len(parts := fields.split()) < 5 or not after:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), parts[4])  # a space is written \040
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):  # the innermost mount, the last of those mounted on one point
+            best, kind = point, after.split()[0]
+    return kind if kind in NETWORK_FILESYSTEMS else None
+
+
 def cannot_open(path: Path, exc: sqlite3.Error, reading: bool = False) -> StoreError:
     if _no_space(path, exc):
         return StoreError(f"{path}: cannot read it ({exc}): SQLite must create {path.name}-shm beside it to read the "

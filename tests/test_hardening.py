@@ -2214,6 +2214,20 @@ def test_a_store_folder_the_server_cannot_write_is_refused_before_anything_start
     assert "deskbot serving" not in refused.stderr and not list(root.glob("*dialogues.db*"))
 
 
+def test_bot_serve_notes_a_store_on_a_network_file_system(tiny_demo_bot: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Servers on two machines writing one store on a volume both mount (NFS, a ReadWriteMany claim) damage it, which
+    nothing said until a request met a damaged page: `bot serve` notes such a folder as it starts."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot")
+    monkeypatch.setattr("dialogues.store.network_filesystem", lambda folder: "nfs4" if folder == root else None)
+    with socket.socket() as taken:  # stopped at the port, once the notes are said
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        said = CliRunner().invoke(cli, ["serve", str(root), "--port", str(taken.getsockname()[1])]).output
+    assert (f"note: {root} is on a network file system (nfs4): SQLite keeps a store safe only between processes on one "
+            "machine, so serve dialogues.db from one machine alone") in said
+
+
 def test_a_taken_port_is_refused_with_a_clear_error_and_nothing_done(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """A second server that failed on the port had first answered the Slack message the running one kept
     for a turn in flight: the customer got two answers."""

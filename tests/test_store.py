@@ -113,6 +113,22 @@ def test_a_file_that_is_not_a_store_or_from_a_newer_deskbot_is_refused_untouched
         Store(folder)
 
 
+def test_a_store_on_a_network_file_system_is_told_from_one_on_a_local_disk() -> None:
+    """A Kubernetes volume several pods mount (NFS, CephFS) lets servers on two machines write one store, which
+    SQLite's locks and its log's shared memory do not keep safe there: the innermost mount of the folder tells."""
+    from dialogues.store import network_filesystem
+
+    mountinfo = ("22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n"
+                 "30 22 0:50 / /data rw,relatime - nfs4 files:/export rw,vers=4.2\n"
+                 "31 22 0:51 / /shared\\040data rw,relatime - ceph 10.0.0.1:/ rw\n"
+                 "32 30 8:17 / /data/local rw,relatime - xfs /dev/sdb1 rw\n")
+    assert network_filesystem(Path("/data/bot"), mountinfo) == "nfs4"
+    assert network_filesystem(Path("/shared data"), mountinfo) == "ceph"  # a space as mountinfo writes it
+    assert network_filesystem(Path("/data/local/bot"), mountinfo) is None  # a local disk mounted inside
+    assert network_filesystem(Path("/database"), mountinfo) is None  # not inside /data
+    assert network_filesystem(Path("/srv/bot"), mountinfo) is None
+
+
 def test_a_file_sqlite_opens_only_for_reading_is_refused_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite opens a write-protected file read-only without a word: the server started, and every message got
     a 500. Opened as SQLite opens such a file (mode=ro), the store says so in one line instead."""
