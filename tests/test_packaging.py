@@ -183,3 +183,20 @@ def test_every_documented_way_to_run_the_image_waits_for_the_turns_in_flight_at_
     defaults = ServerConfig()
     assert (f"(the defaults, {defaults.drain_seconds:g} and {defaults.shutdown_seconds:g},\n# need "
             f"{defaults.drain_seconds + defaults.shutdown_seconds + 2:g};") in (ROOT / "Dockerfile").read_text()
+
+
+def test_the_documented_kubernetes_container_stops_in_time_and_keeps_its_store_on_its_volume() -> None:
+    """docs/security.md's container: its grace period outlasts the image's bot's shutdown, it asks /healthz for
+    readiness alone (a liveness probe on it restarted a pod whose disk was full, again and again), and the store
+    setting it names is the one deskbot reads, on the volume it mounts."""
+    from bot.project import STORE_DIR_ENV
+
+    block = re.search(r"```yaml\n(\s*spec:.*?)```", (ROOT / "docs" / "security.md").read_text(), re.S)
+    assert block is not None
+    spec = yaml.safe_load(block[1])["spec"]
+    assert spec["terminationGracePeriodSeconds"] > stop_seconds_needed()
+    [container] = spec["containers"]
+    assert "livenessProbe" not in container
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": int(health_check()[0])}
+    env = {var["name"]: var["value"] for var in container["env"]}
+    assert [mount["mountPath"] for mount in container["volumeMounts"]] == [env[STORE_DIR_ENV]]
