@@ -494,8 +494,8 @@ class Bot:
 
         chosen = self._chosen(text)
         taken = None if chosen else await self._taken_up(turn.conversation_id, text)  # "yes please" to one button
-        analysis = await self._analysis_for(chosen or taken or text)
-        read = self._entities_in(text)  # each value, for the actions; the first of each fills its slot
+        analysis = await self._analysis_for(chosen or (taken and self._chosen(taken)) or taken or text)
+        read = self._entities_in(taken or text)  # each value, for the actions; the first of each fills its slot
         entities = filling(read, slots)
         unheard = (Unheard(dict(slots), conversation.get("active_loop"), conversation.get("active_form")) if conversation
                    else Unheard(dict(slots), None, None))
@@ -795,13 +795,15 @@ class Bot:
         (:func:`accepts`: "yes please", "ok do it", "好的，麻烦了"): that button, as if clicked. The demo's "or choose
         *Have an agent cancel it*" answered with "yes please" got "All right. If there's anything else, just ask.",
         and no agent came. None for any other message, or where the reply offered no button or several, or one to
-        an intent the bot no longer has."""
+        an intent the bot no longer has. A payload with values (``/track_order{"order_id": "123"}``: the demo's "Order
+        123 again, or another one?") is taken with them, as clicked."""
         if self.store is None or not accepts(text):
             return None
         latest = await self._store(self.store.recent_turns, conversation_id, 1)
         buttons = latest[0]["buttons"] if latest and latest[0]["role"] == "bot" else []
         payload = buttons[0]["payload"] if len(buttons) == 1 else ""
-        return payload if payload == HANDOFF_PAYLOAD or (payload.startswith("/") and self.nlu.chosen(payload[1:])) else None
+        chosen = read_payload(payload)[0]
+        return payload if payload == HANDOFF_PAYLOAD or (chosen.startswith("/") and self.nlu.chosen(chosen[1:])) else None
 
     async def _previous_message(self, conversation_id: str) -> dict[str, Any] | None:
         """The customer's message before this one, with what the bot made of it (its ``intent``, and its ``source``:

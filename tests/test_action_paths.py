@@ -2480,6 +2480,23 @@ async def test_a_payloads_true_or_false_sets_a_boolean_slot_that_a_condition_and
         await bot.close()
 
 
+async def test_yes_to_the_one_button_offered_takes_its_payloads_values(action_bot: Path, tmp_path: Path) -> None:
+    """"yes please" to a reply whose one button was /track_order{"order_id": "789"} got "All right. If there's anything
+    else, just ask.": only a payload without values was taken up as the button's click."""
+    root = Path(shutil.copytree(action_bot, tmp_path / "bot"))
+    responses = yaml.safe_load((root / "responses.yml").read_text())
+    responses["responses"]["cancel_order"][1]["buttons"] = [{"title": "Track it", "payload": '/track_order{"order_id": "789"}'}]
+    (root / "responses.yml").write_text(yaml.safe_dump(responses, allow_unicode=True))
+    bot = make_bot(root, None, {"track_order": "action_order_status"}, tmp_path)
+    try:
+        assert [b["title"] for b in (await bot.handle(Turn("c1", "/cancel_order", "web"))).buttons] == ["Track it"]
+        reply = await bot.handle(Turn("c1", "yes please", "web"))
+        assert (reply.source, reply.intent, reply.text.split(". ")[0]) == ("action", "track_order",
+                                                                          "Order 789 is **delivered**")
+    finally:
+        await bot.close()
+
+
 def test_the_demo_action_asks_rather_than_answer_about_an_earlier_order(action_bot: Path, tmp_path: Path) -> None:
     """The slot holds the conversation's last order; a message naming another in words the order pattern
     does not read (訂單 before the pattern knew it) got the earlier order's status and tracking number."""
