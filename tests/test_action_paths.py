@@ -1587,8 +1587,8 @@ async def test_a_bilingual_bots_actions_speak_the_conversations_language_on_both
         reply = await bot.handle(Turn("c1", "/get_refund", "web"))  # the demo's action, asked without a number
         assert reply.text == "好的，请问您的订单号是多少？"
         await bot.handle(Turn("c1", "order 789 please", "web"))  # typed in English
-        reply = await bot.handle(Turn("c1", "/get_refund", "web"))
-        assert reply.text.startswith("Order 789 is **delivered**")
+        reply = await bot.handle(Turn("c1", "/get_refund", "web"))  # asked again, of the order looked up or another
+        assert reply.text.startswith("Order 789 again, or another one?")
     finally:
         await bot.close()
 
@@ -2497,6 +2497,43 @@ async def test_yes_to_the_one_button_offered_takes_its_payloads_values(action_bo
         await bot.close()
 
 
+async def test_the_demo_action_asks_which_order_when_asked_again_without_a_number(action_bot: Path, tmp_path: Path) -> None:
+    """"check my order" after order 789 was looked up answered for order 789 again, though the customer may have meant
+    another: the order remembered is offered as a button ("yes please" takes it), and a number typed instead is looked
+    up. A request that names the order, or answers the action's own question, is answered at once as before."""
+    bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    which = "Order 789 again, or another one? Choose it below, or type the other order's number."
+    try:
+        assert (await bot.handle(Turn("c1", '/track_order{"order_id": "789"}', "web"))).text.startswith("Order 789 is")
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert (reply.text, reply.buttons) == (which, [{"title": "Order 789", "payload": '/track_order{"order_id": "789"}'}])
+        assert (await bot.handle(Turn("c1", "yes please", "web"))).text.startswith("Order 789 is **delivered**")
+        assert (await bot.handle(Turn("c1", "/track_order", "web"))).text == which
+        assert (await bot.handle(Turn("c1", "456", "web"))).text.startswith("Order 456 is **processing**")
+        assert (await bot.handle(Turn("c1", '/track_order{"order_id": "456"}', "web"))).text.startswith("Order 456 is")
+    finally:
+        await bot.close()
+
+
+async def test_the_demo_action_does_not_ask_a_third_time_for_a_number_the_customer_does_not_have(
+        action_bot: Path, tmp_path: Path) -> None:
+    """A second "dunno" to "what's your order number?" got the same words as the first, and a third again: the
+    second ends the wait, offering a person, and a number given later is still looked up."""
+    bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        assert (await bot.handle(Turn("c1", "/track_order", "web"))).text == "Sure — what's your order number?"
+        first = await bot.handle(Turn("c1", "dunno", "web"))
+        assert first.text.startswith("I need the order number") and first.buttons[0]["payload"] == "/handoff"
+        second = await bot.handle(Turn("c1", "I don’t know", "web"))
+        assert second.text.startswith("No problem: without the number") and second.text != first.text
+        assert second.buttons == first.buttons and bot.store.conversation("c1")["active_loop"] is None
+        assert (await bot.handle(Turn("c1", "order 456", "web"))).text.startswith("Order 456 is **processing**")
+    finally:
+        await bot.close()
+
+
 def test_the_demo_action_asks_rather_than_answer_about_an_earlier_order(action_bot: Path, tmp_path: Path) -> None:
     """The slot holds the conversation's last order; a message naming another in words the order pattern
     does not read (訂單 before the pattern knew it) got the earlier order's status and tracking number."""
@@ -2520,6 +2557,33 @@ def test_the_demo_action_asks_rather_than_answer_about_an_earlier_order(action_b
     assert run("查一下四五六那个", [])[0] == "Sure — what's your order number?"
     read = [{"entity": "order_id", "value": "七八九"}]
     assert run("订单七八九", read, "七八九")[0].startswith("Order 789 is **delivered**")
+
+
+def test_the_demo_action_asks_which_order_and_stops_asking_in_chinese_too(action_bot: Path, tmp_path: Path) -> None:
+    """"查订单" after order 123 was looked up is asked which order, and a second "不知道" ends the wait, in Chinese: the
+    order button's payload is the intent the customer asked with, and the same in any script."""
+    shutil.copy(action_bot / "actions" / "orders.py", tmp_path / "orders.py")
+    spec = importlib.util.spec_from_file_location("demo_orders", tmp_path / "orders.py")
+    orders = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(orders)
+
+    def run(slots: dict[str, Any], text: str, events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[Any]]:
+        dispatcher = CollectingDispatcher()
+        latest = {"text": text, "entities": [], "intent": {"name": "get_refund"}}
+        returned = orders.ActionOrderStatus().run(dispatcher, Tracker("c1", {"language": "zh", **slots}, latest, events,
+                                                                      False, None, {}, None), {})
+        return dispatcher.messages[0], returned
+
+    said, events = run({"order_id": "123", "order_status": "shipped"}, "查订单", [])
+    assert said["text"] == "还是查订单 123 吗？是的话请点下面的按钮；查其他订单，请直接发订单号。"
+    assert said["buttons"] == [{"title": "订单 123", "payload": '/get_refund{"order_id": "123"}'}]
+    assert SlotSet("requested_slot", "order_id") in events
+    said, _ = run({"order_id": "123", "order_status": "shipped", "requested_slot": "order_id"}, "好的", [])
+    assert said["text"].startswith("订单 123 的状态")  # "ok" to it: the order offered
+    asked_again = {"event": "bot", "text": "查詢訂單需要訂單號", "data": {"buttons": [{"title": "轉人工客服", "payload": "/handoff"}]}}
+    said, events = run({"requested_slot": "order_id"}, "不知道", [asked_again])
+    assert said["text"].startswith("没关系：没有订单号我这边查不到") and said["buttons"][0]["payload"] == "/handoff"
+    assert SlotSet("requested_slot", None) in events
 
 
 async def test_a_sentence_the_classifier_is_sure_of_goes_to_its_own_intent_while_an_action_waits(

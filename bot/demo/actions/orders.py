@@ -6,6 +6,7 @@ action server (`python -m rasa_sdk --actions actions`).
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from pathlib import Path
@@ -46,12 +47,19 @@ MESSAGES = {
     "en": {"ask_number": "Sure — what's your order number?",
            "ask_again": "I need the order number to look the order up: it's in your order confirmation email and under "
                         "**Orders** in your account. Or a person can help.",
+           "still_none": "No problem: without the number I can't look the order up here, but a person can find it by "
+                         "the email you ordered with. If you find the number later, send me \"order\" and the number.",
+           "which": "Order {order_id} again, or another one? Choose it below, or type the other order's number.",
+           "this_one": "Order {order_id}",
            "person": "Talk to a person",
            "not_found": "I couldn't find order {order_id}. Could you check the number?",
            "status": "Order {order_id} is **{status}**.", "tracking": " Tracking: {tracking}.",
            "eta": " Expected delivery: {eta}.", "words": {}},
     "zh": {"ask_number": "好的，请问您的订单号是多少？",
            "ask_again": "查询订单需要订单号：您可以在订单确认邮件里，或者账户的 **订单** 中找到它。也可以转人工客服。",
+           "still_none": "没关系：没有订单号我这边查不到，但人工客服可以用您下单时的邮箱帮您查找。之后找到订单号的话，发“订单”加号码给我就行。",
+           "which": "还是查订单 {order_id} 吗？是的话请点下面的按钮；查其他订单，请直接发订单号。",
+           "this_one": "订单 {order_id}",
            "person": "转人工客服",
            "not_found": "没有找到订单 {order_id}，麻烦核对一下订单号？",
            "status": "订单 {order_id} 的状态：**{status}**。", "tracking": "物流单号：{tracking}。",
@@ -72,10 +80,24 @@ class ActionOrderStatus(Action):
         said, read = tracker.latest_message.get("text") or "", tracker.latest_message.get("entities") or []
         if order_id and not read and order_id not in said and re.search(rf"[\d{CHINESE_DIGITS}]{{3,}}", said):
             order_id = None  # a number the order pattern did not read: never answer with an earlier order's status
-        if not order_id and tracker.get_slot("requested_slot") == "order_id":
-            # Asked already: the same question again would loop ("I don't know it" got it once more), so where the
-            # number is, and a person.
-            dispatcher.utter_message(text=say["ask_again"], buttons=[{"title": say["person"], "payload": "/handoff"}])
+        asked = tracker.get_slot("requested_slot") == "order_id"
+        if order_id and not read and order_id not in said and tracker.get_slot("order_status") and not asked:
+            # Asked again without a number ("查订单", "check my order") after an order was looked up: the customer may
+            # mean another order, so the one remembered is offered, not assumed; a number typed instead is looked up.
+            intent = (tracker.latest_message.get("intent") or {}).get("name") or "track_order"
+            dispatcher.utter_message(text=say["which"].format(order_id=order_id), buttons=[
+                {"title": say["this_one"].format(order_id=order_id),
+                 "payload": f"/{intent}{json.dumps({'order_id': order_id})}"}])
+            return [SlotSet("requested_slot", "order_id")]
+        person = [{"title": say["person"], "payload": "/handoff"}]
+        if not order_id and asked:
+            if offered_a_person(tracker):
+                # "I don't know it" a second time: the same words once more would loop, so the wait ends, with a
+                # person; a number typed later is still looked up.
+                dispatcher.utter_message(text=say["still_none"], buttons=person)
+                return [SlotSet("order_id", None), SlotSet("requested_slot", None)]
+            # Asked already: the same question again would loop, so where the number is, and a person.
+            dispatcher.utter_message(text=say["ask_again"], buttons=person)
             return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
         if not order_id:  # asks, and requested_slot sends the customer's answer back here
             dispatcher.utter_message(text=say["ask_number"])
@@ -91,6 +113,13 @@ class ActionOrderStatus(Action):
         if None in rows.values():  # the number put right goes back here
             return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
         return [SlotSet("order_status", list(rows.values())[-1][0]), SlotSet("requested_slot", None)]
+
+
+def offered_a_person(tracker: Tracker) -> bool:
+    """Whether the bot's last message offered a person: the action's second ask for the number did, and a third would
+    say the same words again."""
+    said = tracker.get_last_event_for("bot") or {}
+    return any(button.get("payload") == "/handoff" for button in (said.get("data") or {}).get("buttons") or [])
 
 
 def status_text(say: dict[str, Any], order_id: str, row: tuple[str, str | None, str | None]) -> str:
