@@ -46,6 +46,9 @@ FILLS = {
     "customer support email": "support@shop.example.com", "customer service email": "support@shop.example.com",
     "customer support email address": "support@shop.example.com", "support email": "support@shop.example.com",
 }
+# Bitext's answers promise support "available 24/7" or "around the clock"; the demo shop's hours are its own.
+HOURS = "from 9am to 6pm on weekdays"
+ROUND_THE_CLOCK = re.compile(r"available (?:24/7|a?round the clock)")
 PERSONAL = re.compile(r"anonymi[sz]ed|\d|number|date|amount|fee|charge|penalt|days|time|percentage|name field", re.I)
 PERSON = re.compile(r"(?:Mr|Mrs|Ms|Miss|Dr)\. [A-Z][a-z]+|[A-Z][a-z]+ [A-Z][a-z]+")
 CHINESE = re.compile(r"[\u3400-\u9fff]")
@@ -67,7 +70,7 @@ def fill(question: str, answer: str) -> str | None:
     if any(n.lower() not in FILLS and (PERSONAL.search(n) or not LABEL.fullmatch(n)) for n in names):
         return None
     shown = slot.sub(lambda m: FILLS.get(m.group(1).strip().lower(), f"**{m.group(1).strip()}**"), answer)
-    return shown.replace("\r\n", "\n")
+    return ROUND_THE_CLOCK.sub(f"available {HOURS}", shown.replace("\r\n", "\n"))
 
 
 def main(source: Path) -> None:
