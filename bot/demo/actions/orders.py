@@ -2,6 +2,12 @@
 
 It is a standard rasa-sdk action, so it runs unchanged in deskbot (in-process) and in a Rasa
 action server (`python -m rasa_sdk --actions actions`).
+
+Anyone can type an order number, their own or a guessed one, so a lookup by number alone says only what is harmless
+to a stranger: the status, the carrier's tracking number and the expected day, never the customer's name, address,
+email or items. An action of your own that shows or changes more (the address, a refund, a cancellation) should first
+ask for something only the customer has, such as the email or phone number on the order, and compare it with the
+order's before it answers, or leave it to the shop's signed-in pages or an agent, as the demo's templates do.
 """
 
 from __future__ import annotations
