@@ -61,20 +61,19 @@ from bot.responses import (MAX_REPLY_CHARS, PayloadValue, Rendered, passed_on, r
                            warn_unshown)
 from dialogues.holding import (accepts, acknowledges, asked_about, asks_for_a_person, drops_it, lacks_answer,
                                says_wrong, stops_asking, wordless)
-from dialogues.store import TRYOUT_CHANNEL, Exchange, KeyReused, Overtaken, SentBefore, Store, WroteToTheBot
+from dialogues.store import (TRYOUT_CHANNEL, TURN_RENEW_S, TURN_STALE_S, Exchange, KeyReused, Overtaken, SentBefore,
+                             Store, WroteToTheBot)
 from finetune.classifier import Prediction, intent_phrase
 from finetune.metrics import OOS
 
 log = logging.getLogger("deskbot")
 MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two actions cannot loop forever
-# How often a turn waiting for another server's turn of its conversation to end looks whether it has; how often a
-# server renews its running turns in the store (Store.renew_turn), however long they run (a long actions.timeout, a
-# chain of follow-ups); and how long since the last renewal before that server counts as hung and the waiting turn
-# runs: a few renewals, so that a message behind a hung server waits well under a proxy's usual 60 s request timeout
-# (one killed is seen at once: Store.take_turn).
+# How often a turn waiting for another server's turn of its conversation to end looks whether it has. The server
+# renews its running turns in the store (Store.renew_turn) every TURN_RENEW_S, however long they run (a long
+# actions.timeout, a chain of follow-ups); TURN_STALE_S after the last renewal that server counts as hung and the
+# waiting turn runs: a few renewals, so that a message behind a hung server waits well under a proxy's usual 60 s
+# request timeout (one killed is seen at once: Store.take_turn).
 TURN_POLL_S = 0.05
-TURN_RENEW_S = 2.0
-TURN_STALE_S = 5 * TURN_RENEW_S
 # The keys of a rasa-sdk dispatcher message; any other key is a value for the response it names.
 RASA_MESSAGE_KEYS = {"text", "buttons", "quick_replies", "elements", "custom", "template", "response", "image",
                      "attachment"}

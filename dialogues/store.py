@@ -710,6 +710,10 @@ class LabelledMeanwhile(Exception):
         return said
 
 
+# How often a server renews the turns it runs in the store (Store.renew_turn), and how long since the last renewal
+# before the other servers on it take a turn for a hung server's, theirs to run (see bot/engine.py).
+TURN_RENEW_S = 2.0
+TURN_STALE_S = 5 * TURN_RENEW_S
 BUSY_TIMEOUT_S = 30  # how long a write waits for another process's transaction before it fails
 RENEW_BUSY_S = 2.0  # and a renewal of a server's turn or claim (Store.renewer), tried again every 2 s
 # The log (dialogues.db-wal) grows while reads overlap without a gap (agents' consoles asking for the day's
@@ -3050,14 +3054,17 @@ class Store:
 
     def conversation_ids(self, *, before: float | None = None, user: str | None = None) -> list[str]:
         """The conversations ``bot purge --before`` and ``--user`` delete, oldest first: those with nothing
-        written since ``before`` (no message, reply or handoff: one still going on is not cut in two), and
+        written since ``before`` (no message, reply or handoff: one still going on is not cut in two; nor one a
+        customer came back to whose message a server is answering now: deleted with its turn, the turn's reply began
+        it anew without what it held, and another server on the store ran the conversation's next turn beside it), and
         those in which ``user`` (the id the channel gives: a Slack or WeCom user, the widget's ``user``)
         wrote or which began with them; both given, the conversations that are both."""
         where, args = [], []
-        if before is not None:
+        if before is not None:  # nor one whose turn a server runs now, its message not logged yet (``_v41``)
             where.append("coalesce(c.updated, c.created, 0) < ? AND NOT EXISTS "
-                         "(SELECT 1 FROM turns t WHERE t.conversation_id = c.id AND t.created >= ?)")
-            args += [before, before]
+                         "(SELECT 1 FROM turns t WHERE t.conversation_id = c.id AND t.created >= ?) AND NOT EXISTS "
+                         "(SELECT 1 FROM turn_leases l WHERE l.conversation_id = c.id AND l.taken >= ?)")
+            args += [before, before, now() - TURN_STALE_S]
         if user is not None:
             where.append("(c.user = ? OR c.id IN (SELECT conversation_id FROM turns WHERE user = ?))")
             args += [user, user]

@@ -481,6 +481,24 @@ def test_a_conversations_turn_runs_on_one_server_of_the_store_at_a_time(tmp_path
     blue.close()
 
 
+def test_a_purge_by_age_leaves_a_conversation_whose_turn_a_server_runs_now(tmp_path: Path) -> None:
+    """A customer coming back to a conversation past the retention period while ``bot purge --before`` ran: the purge
+    deleted it mid-turn, with its turn, and another server on the store ran the conversation's next message beside
+    the first, each on a conversation begun anew. A conversation whose turn a server runs is going on, and left; one
+    whose turn went stale (a hung server's) is not."""
+    path = tmp_path / "dialogues.db"
+    green, purging = Store(path), Store(path)
+    green.serve()
+    for conversation in ("back", "idle"):
+        user_turn(green, conversation, "where is my order?")
+    assert green.take_turn("back", time.time() - 60)
+    assert purging.conversation_ids(before=time.time() + 1) == ["idle"]
+    green.db.execute("UPDATE turn_leases SET taken = ?", [time.time() - 60])  # no longer renewed: green hung
+    assert purging.conversation_ids(before=time.time() + 1) == ["back", "idle"]
+    for store in (green, purging):
+        store.close()
+
+
 def test_a_renewed_turn_is_not_taken_for_a_hung_servers(tmp_path: Path) -> None:
     """A turn running longer than the servers' stale time (a slow action) went stale, and another server ran the
     conversation's next message beside it: its server renews it while it runs, and only a turn no longer renewed is
