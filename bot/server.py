@@ -681,6 +681,10 @@ async def reload_model(request: web.Request) -> web.Response:
         log.error("reload refused, still serving %s: %s", bot.nlu.version, exc)
         return json_response({"error": f"reload refused: {exc}", "model_version": bot.nlu.version}, status=409)
     log.info("reloaded: now serving model %s with the bot's files as they are now", nlu.version)
+    try:  # for the other servers on the store, which a load balancer did not send this request to
+        await bot._store(bot.store.reloaded)
+    except Exception as exc:  # this server's reload stands
+        log.warning("cannot tell the other servers on the store of this reload: %r; reload each of them", exc)
     return json_response({"model_version": nlu.version, "restart_needed": restart_needed(request.app),
                           **({"actions_not_reloaded": refused} if refused else {}),
                           **({"agents_without_token": tokenless} if (tokenless := tokenless_agents(request.app)) else {})})
@@ -720,7 +724,8 @@ async def running(job: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
 
 
 async def watch_models(app: web.Application) -> AsyncIterator[None]:
-    """Swap to a new ``models/CURRENT`` (written by ``bot retrain`` or ``bot rollback``) on its own.
+    """Swap to a new ``models/CURRENT`` (written by ``bot retrain`` or ``bot rollback``) on its own, and reload as
+    another server on the store did (:func:`follow_reload`).
 
     A version that fails to load is logged and not tried again until CURRENT changes once more.
     ``learning.watch_seconds`` is read each round, as a reload may change it: 0 stops the checks, and a
@@ -730,11 +735,14 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
 
     async def watch() -> None:
         refused = unreadable = None
+        seen = (await bot._look_up(Store.latest_reload))[0]  # the reloads before this server started are in its files
         while True:
             interval = bot.config.learning.watch_seconds
             await asyncio.sleep(interval if interval > 0 else WATCH_OFF_S)
             if bot.config.learning.watch_seconds <= 0:  # off, until a reload sets it
                 continue
+            with contextlib.suppress(Exception):  # a store that cannot be read is said where the customers meet it
+                seen = await follow_reload(app, seen)
             try:
                 current = registry.current()
                 # A refusal holds until CURRENT or a bot file changes: a responses.yml saved half-edited
@@ -757,6 +765,24 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
 
     async with running(watch()):
         yield
+
+
+async def follow_reload(app: web.Application, seen: int) -> int:
+    """Reload as another server on the store did since the reload ``seen`` (``POST /admin/reload``, which a load
+    balancer sent to that server alone: :meth:`Store.reloaded`), so that every server serves the bot's files as they
+    are now; the latest reload, seen now. One refused here is logged, and not tried again until the next."""
+    bot = app[BOT]
+    latest, server = await bot._look_up(Store.latest_reload)
+    if latest > seen and server != bot.store.server:
+        try:
+            nlu, _ = await swap_to_current(app)
+        except Exception as exc:  # the old model keeps serving, as at a reload refused
+            log.error("reload made on another server of the store refused here, still serving %s: %s",
+                      bot.nlu.version, exc)
+        else:
+            log.info("reloaded as another server on the store was: now serving model %s with the bot's files as "
+                     "they are now", nlu.version)
+    return latest
 
 
 async def rounds(job: str, pause: Callable[[], float], work: Callable[[], Coroutine[Any, Any, Any]]) -> None:

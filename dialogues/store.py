@@ -459,6 +459,15 @@ def _v43(db: sqlite_utils.Database) -> None:
                "PRIMARY KEY (channel, member))")
 
 
+def _v44(db: sqlite_utils.Database) -> None:
+    """The latest reload of the bot's files through the admin API (``Store.reloaded``): behind a load balancer a
+    ``POST /admin/reload`` reached one server on the store, and the others served the files as they were before it
+    (responses, bot.yml's reply settings, the actions, ``server.agents`` and their tokens: a token taken away still
+    signed in there) until their restart. They reload too once they read it (:meth:`Store.latest_reload`).
+    ``server``: as ``_v38``'s."""
+    db.execute("CREATE TABLE IF NOT EXISTS reloads (id INTEGER PRIMARY KEY, server TEXT, created FLOAT NOT NULL)")
+
+
 # The turns with a label given at a time by a reviewer (two parameters), for ``_v42``'s index.
 _GIVEN = "turn_id IN (SELECT turn_id FROM review_labels WHERE created = ? AND reviewer IS ?)"
 
@@ -466,7 +475,8 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
                                                               _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36,
-                                                              _v37, _v38, _v39, _v40, _v41, _v42, _v43]
+                                                              _v37, _v38, _v39, _v40, _v41, _v42, _v43,
+                                                              _v44]
 # Each intent name ``bot relabel`` renamed (``_v34``) with every name it has had since (``old``, ``new``): one renamed
 # twice (A to B, then B to C) is C's too. A common table expression, to put before a query's SELECT.
 RENAMED = ("WITH RECURSIVE renamed (old, new) AS (SELECT old, new FROM intent_renames UNION "
@@ -1986,6 +1996,18 @@ class Store:
         with self._writing():
             return bool(self.db.execute("UPDATE turn_leases SET taken = ? WHERE conversation_id = ? AND server = ?",
                                         [now(), conversation_id, self.server]).rowcount)
+
+    def reloaded(self) -> None:
+        """Keep that this serving store's server reloaded the bot's files (``POST /admin/reload``, ``_v44``), for the
+        other servers on the store to reload too (:meth:`latest_reload`). The latest alone is kept."""
+        with self._writing():
+            kept = self.db.execute("INSERT INTO reloads (server, created) VALUES (?, ?)", [self.server, now()])
+            self.db.execute("DELETE FROM reloads WHERE id < ?", [kept.lastrowid])
+
+    def latest_reload(self) -> tuple[int, str | None]:
+        """The latest reload kept (:meth:`reloaded`): its number, higher at each (0: none yet), and its server."""
+        row = self.db.execute("SELECT id, server FROM reloads ORDER BY id DESC LIMIT 1").fetchone()
+        return (int(row[0]), row[1]) if row else (0, None)
 
     def end_turn(self, conversation_id: str) -> None:
         """Let the next turn of ``conversation_id`` run, here or on another server, once this server's is logged."""

@@ -481,6 +481,20 @@ def test_a_conversations_turn_runs_on_one_server_of_the_store_at_a_time(tmp_path
     blue.close()
 
 
+def test_a_reload_is_kept_for_the_other_servers_from_migration_44_on(tmp_path: Path) -> None:
+    """A store of the deskbot before keeps reloads once opened: the latest alone, numbered higher at each, with the
+    server that made it, which the other servers on the store read to reload too."""
+    green = left_by(Store(tmp_path / "dialogues.db"), 43, "DROP TABLE reloads")
+    green.serve()
+    assert green.latest_reload() == (0, None)
+    green.reloaded()
+    first, _ = green.latest_reload()
+    green.reloaded()
+    assert green.latest_reload() == (first + 1, green.server)
+    assert green.db.execute("SELECT count(*) FROM reloads").fetchone() == (1,)
+    green.close()
+
+
 def test_a_purge_by_age_leaves_a_conversation_whose_turn_a_server_runs_now(tmp_path: Path) -> None:
     """A customer coming back to a conversation past the retention period while ``bot purge --before`` ran: the purge
     deleted it mid-turn, with its turn, and another server on the store ran the conversation's next message beside

@@ -31,7 +31,7 @@ from bot.language import READABLE
 from bot.project import ServerConfig, load_project
 from bot.server import BOT, create_app
 from dialogues.store import Store
-from tests.conftest import REPO, configured_copy
+from tests.conftest import REPO, configure, configured_copy
 
 
 @pytest.fixture
@@ -1239,6 +1239,30 @@ async def test_a_message_behind_a_server_hung_mid_turn_is_answered_before_a_prox
         go_on.set()
         await answered_first
     assert reply["source"] == "fallback"
+
+
+async def test_a_reload_through_one_server_reloads_the_others_on_the_store(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Path) -> None:
+    """``POST /admin/reload`` behind a load balancer reached one server of the store: the others answered with the
+    bot's files as they were (an agent's token taken out of ``server.agents`` still signed in there) until their
+    restart. Each server reloads as another did, at its next look for a new model (``learning.watch_seconds``)."""
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot", learning={"watch_seconds": 0.1})
+    first_app, second_app = (create_app(root, device="cpu") for _ in range(2))
+    first, second = await aiohttp_client(first_app), await aiohttp_client(second_app)
+    swapped, swap = asyncio.Event(), second_app[BOT].swap
+
+    def swapped_too(*args: Any, **kwargs: Any) -> None:
+        swap(*args, **kwargs)
+        swapped.set()
+
+    second_app[BOT].swap = swapped_too
+    before = (await chat(second, new_id(), "where is my parcel"))["reply"]
+    configure(root, fallback={"message": {"en": "Hmm, which of these?"}, "rephrase": {"en": "Hmm, say it again?"}})
+    assert (await admin(first, web_demo_bot.admin_token, "/admin/reload", {})).status == 200
+    now = (await chat(first, new_id(), "where is my parcel"))["reply"]
+    assert now != before and now.startswith("Hmm")
+    await asyncio.wait_for(swapped.wait(), 30)
+    assert (await chat(second, new_id(), "where is my parcel"))["reply"] == now
 
 
 async def test_a_turn_held_up_for_good_is_given_up_and_its_conversation_answered_again_on_every_server(
