@@ -2698,6 +2698,72 @@ def test_the_agents_console_gives_up_a_request_nothing_answers(
     context.close()
 
 
+def go_online(context: Any, page: Any) -> None:
+    """The agent's network back: the browser offline a moment, then online."""
+    context.set_offline(True)
+    context.set_offline(False)
+
+
+def back_on_the_tab(context: Any, page: Any) -> None:
+    """The agent back on the console's tab (a headless page is always in sight: its change is told alone)."""
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+
+
+@pytest.mark.parametrize("wake", [go_online, back_on_the_tab])
+def test_the_agents_console_back_online_refreshes_at_once_past_a_read_the_drop_left_hanging(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace,
+        wake: Any) -> None:
+    """The network dropped under a refresh: its read hung on the dead connection, the refreshes waited for it, and the
+    console, back online, showed no customer who came meanwhile until the read was given up 15 s later."""
+    page, context = held_console(chromium, server, web_demo_bot.admin_token)
+    hung: list[Route] = []  # the inbox read out as the network dropped, never answered; those after it go through
+    page.route("**/admin/conversations?*", lambda route: route.fallback() if hung else hung.append(route))
+    page.clock.run_for(3_000)
+    wait_until(page, "state.refreshing === 1")
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "/handoff")
+    wake(context, page)
+    wait_until(page, "state.refreshing === 0")  # the hung read given up, and the refresh after it made
+    page.clock.run_for(3_000)  # and the next, should the browser have been online a moment after it said so
+    expect(page.locator(f'.list li[data-id="{cid}"]')).to_be_visible()
+    expect(page.locator(".status")).to_have_text("")  # the read given up says nothing
+    assert len(hung) == 1
+    close_console(context)
+
+
+def held_console(chromium: SimpleNamespace, server: LiveServer, token: str) -> tuple[Any, Any]:
+    """A console signed in with ``token``, its first refresh made, whose clock runs only as the test runs it: a
+    3-second refresh each time it runs the clock 3 s."""
+    context = open_console(chromium, server, token, clock=True)
+    page = context.pages[0]
+    expect(page.locator(".figures")).not_to_have_text("")  # the first refresh made
+    page.clock.pause_at(page.evaluate("Date.now()") / 1000 + 0.001)  # in seconds
+    wait_until(page, "state.refreshing === 0")
+    return page, context
+
+
+def test_the_agents_console_asks_a_bot_out_of_reach_less_and_less_often(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Every console asked a restarting bot every 3 s; it waits twice as long after each try that fails, up to 30 s,
+    and asks at once when the browser is back online."""
+    page, context = held_console(chromium, server, web_demo_bot.admin_token)
+    tried: list[int] = []  # the 3-second ticks of the page's clock at which the console asked
+    clock = {"tick": 0}
+    page.route("**/admin/conversations?*", lambda route: (tried.append(clock["tick"]), route.abort("connectionrefused")))
+    for clock["tick"] in range(1, 31):
+        page.clock.run_for(3_000)
+        wait_until(page, "state.refreshing === 0")
+    expect(page.locator(".status")).to_have_text("Cannot reach the bot.")
+    assert [3 * (later - earlier) for earlier, later in itertools.pairwise(tried)] == [3, 6, 12, 24, 30]
+    page.unroute("**/admin/conversations?*")
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "/handoff")
+    go_online(context, page)
+    expect(page.locator(f'.list li[data-id="{cid}"]')).to_be_visible()
+    expect(page.locator(".status")).to_have_text("")
+    close_console(context)
+
+
 def test_the_agents_console_stops_saying_the_bot_is_out_of_reach_once_a_refresh_reaches_it(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A reply sent as the agent's network dropped said "Cannot reach the bot.", and went on saying it once the network
