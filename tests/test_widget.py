@@ -3529,6 +3529,29 @@ def test_the_agents_console_corrects_its_agents_note_in_place(
     context.close()
 
 
+def test_the_keyboard_stays_on_a_notes_button_as_the_customer_writes_and_goes_on_to_the_transcript_once_it_is_gone(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """An agent at the keyboard on a note's Edit button lost their place at each message the customer wrote: the
+    transcript, drawn anew, left the keyboard on the page itself, and they tabbed their way back from the top."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.get_by_label("Your name").fill("Ana")
+    for text in ("Refund promised.", "Called the courier."):
+        api.admin(f"/admin/conversations/{cid}/notes", {"text": text, "agent": "Ana"})
+    page.clock.run_for(3_100)  # the next refresh shows them
+    expect(page.locator(".turn.note .text")).to_have_text(["Refund promised.", "Called the courier."])
+    edit = page.locator(".turn.note", has_text="Called the courier.").get_by_role("button", name="Edit note")
+    edit.focus()
+    api.chat(cid, "any news?")
+    page.clock.run_for(3_100)
+    expect(page.locator(".turn.user .text").last).to_have_text("any news?")
+    expect(edit).to_be_focused()
+    page.keyboard.press("Shift+Tab")  # on to its Delete
+    page.keyboard.press("Enter")
+    expect(page.locator(".turn.note .text")).to_have_text(["Refund promised."])
+    expect(page.locator(".turns")).to_be_focused()  # the note gone, the transcript itself: not the page
+    context.close()
+
+
 def test_the_agents_console_lists_its_agents_own_customers_alone_when_asked(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """At a change of shift an agent looked for the customers they were leaving among everyone's: "Mine only" lists
