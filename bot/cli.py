@@ -2090,7 +2090,7 @@ def models(directory: Path, as_json: bool, explain: str | None, prune: int | Non
       bot models mybot --explain v0003
       bot models mybot --prune 3
     """
-    from finetune.registry import Registry, RegistryError, served_versions
+    from finetune.registry import Registry, RegistryError
 
     project = load_project(directory)
     if prune is not None:
@@ -2121,32 +2121,9 @@ def models(directory: Path, as_json: bool, explain: str | None, prune: int | Non
     if not as_json:  # accuracy: on the frozen evaluation set (n examples), at the version's intent threshold
         again = f"{'now':>9}{'n':>6}" if now is not None else ""
         click.echo(f"  {'version':<9}{'created':<26}{'mode':<15}{'accuracy':>9}{'n':>6}{'threshold':>10}{again}  decision")
-    try:
-        log = registry.decisions()
-    except RegistryError:  # a log that cannot be read: the versions are listed all the same
-        log = []
-    served = served_versions(log)
-    known = registry.served(versions)  # by the log, and by the versions' records of what served before them
-    failures = {str(d.get("version")): d for d in log if d.get("event") == "promotion_failed"}
-    trained_only = {str(d.get("version")) for d in log if d.get("event") == "trained" and not d.get("promoted")}
-    # an index refresh serves as it is made: the serving classifier with an index of the answers as they now are
-    refreshed = {str(d.get("version")): d.get("previous") for d in log if d.get("event") == "index_refresh"}
+    statuses = _statuses(registry, versions)
     for v in versions:
-        # Read leniently: one version's hand-edited or half-restored files must not hide the others.
-        if v.name in refreshed:
-            status = f"promoted (index refresh of {refreshed[v.name]})"
-        elif v.passed is None:  # `bot train`'s, which no gate judged: promoted, or served since by a rollback, or not
-            status = served.get(v.name, "not promoted" if v.name in trained_only else "")
-        elif not v.passed:
-            status = "refused: " + "; ".join(map(str, v.decision.get("reasons") or []))
-        elif not log:  # nothing says what came of the verdict
-            status = "passed"
-        elif v.name in served:
-            status = served[v.name]
-        elif v.current or v.name in known:  # it serves or served, and its run was killed before the log said so
-            status = "promoted (its run ended before decisions.jsonl recorded it)"
-        else:  # its promotion failed (a full disk), or its run was killed before it
-            status = f"passed, not promoted: {failures.get(v.name, {}).get('reason', 'its run ended first')}"
+        status = statuses[v.name]
         if as_json:
             click.echo(json.dumps({"version": v.name, "serving": v.current, "status": status, "meta": v.meta,
                                    "metrics": v.metrics, "decision": v.decision, "damaged": v.damaged,
@@ -2168,6 +2145,42 @@ def models(directory: Path, as_json: bool, explain: str | None, prune: int | Non
             registry.current_path()
         except RegistryError as exc:
             click.echo(f"note: none of them serves: {exc}", err=True)
+
+
+def _statuses(registry: Registry, versions: list[Version]) -> dict[str, str]:
+    """What came of each version, by name, as `bot models` lists it: promoted (and how), refused and why, or passed
+    and not promoted, from the decisions log and, where a run was killed before the log said so, from what served."""
+    from finetune.registry import RegistryError, served_versions
+
+    try:
+        log = registry.decisions()
+    except RegistryError:  # a log that cannot be read: the versions are listed all the same
+        log = []
+    served = served_versions(log)
+    known = registry.served(versions)  # by the log, and by the versions' records of what served before them
+    failures = {str(d.get("version")): d for d in log if d.get("event") == "promotion_failed"}
+    trained_only = {str(d.get("version")) for d in log if d.get("event") == "trained" and not d.get("promoted")}
+    # an index refresh serves as it is made: the serving classifier with an index of the answers as they now are
+    refreshed = {str(d.get("version")): d.get("previous") for d in log if d.get("event") == "index_refresh"}
+    statuses = {}
+    for v in versions:
+        # Read leniently: one version's hand-edited or half-restored files must not hide the others.
+        if v.name in refreshed:
+            status = f"promoted (index refresh of {refreshed[v.name]})"
+        elif v.passed is None:  # `bot train`'s, which no gate judged: promoted, or served since by a rollback, or not
+            status = served.get(v.name, "not promoted" if v.name in trained_only else "")
+        elif not v.passed:
+            status = "refused: " + "; ".join(map(str, v.decision.get("reasons") or []))
+        elif not log:  # nothing says what came of the verdict
+            status = "passed"
+        elif v.name in served:
+            status = served[v.name]
+        elif v.current or v.name in known:  # it serves or served, and its run was killed before the log said so
+            status = "promoted (its run ended before decisions.jsonl recorded it)"
+        else:  # its promotion failed (a full disk), or its run was killed before it
+            status = f"passed, not promoted: {failures.get(v.name, {}).get('reason', 'its run ended first')}"
+        statuses[v.name] = status
+    return statuses
 
 
 def _say_if_not_comparable(project: Project, versions: list[Version], now: dict[str, Any] | None) -> None:
