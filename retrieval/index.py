@@ -177,6 +177,25 @@ def collapse_near_duplicates(answers: Sequence[Answer], vectors: np.ndarray, thr
     return sorted(keep)
 
 
+def _deduplicated(answers: Sequence[Answer], vectors: np.ndarray,
+                  opts: IndexOptions) -> tuple[Sequence[Answer], np.ndarray]:
+    """``answers`` and their ``vectors`` with near-duplicates collapsed (:func:`collapse_near_duplicates`), where
+    ``opts.dedup`` asks for it."""
+    if not opts.dedup or not answers:
+        return answers, vectors
+    keep = collapse_near_duplicates(answers, vectors, opts.dedup_threshold)
+    return [answers[i] for i in keep], vectors[keep]
+
+
+def _check_rows(answers: Sequence[Answer], vectors: np.ndarray) -> None:
+    """Refuse answers and vectors that do not pair up one to one, or two answers with one id: two rows for one id
+    would leave one behind on remove."""
+    if len(vectors) != len(answers):
+        raise ValueError(f"{len(answers)} answers but {len(vectors)} vectors")
+    if len({a.id for a in answers}) != len(answers):
+        raise ValueError("answer ids must be unique")
+
+
 def _encoder_identity(encoder: TextEncoder) -> str:
     """The weights' fingerprint when the encoder has one (so a moved model folder still
     matches), else its name."""
@@ -237,16 +256,9 @@ class AnswerIndex:
         """Index answers whose vectors are already computed (the benchmark, or a caller that
         embedded them for another purpose); vectors must be L2-normalised rows."""
         opts = IndexOptions(**options)
-        if len(vectors) != len(answers):
-            raise ValueError(f"{len(answers)} answers but {len(vectors)} vectors")
-        if len({a.id for a in answers}) != len(answers):
-            raise ValueError("answer ids must be unique")
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        _check_rows(answers, vectors)
         given = len(answers)
-        if opts.dedup and len(answers):
-            keep = collapse_near_duplicates(answers, vectors, opts.dedup_threshold)
-            answers = [answers[i] for i in keep]
-            vectors = vectors[keep]
+        answers, vectors = _deduplicated(answers, np.ascontiguousarray(vectors, dtype=np.float32), opts)
         n = len(answers)
         index_type = opts.index_type
         if index_type == "auto":  # IVF cannot train on fewer answers than one list needs, whatever flat_max says
@@ -319,12 +331,9 @@ class AnswerIndex:
 
     def add_vectors(self, answers: Sequence[Answer], vectors: np.ndarray) -> None:
         """`add` for answers whose vectors are already computed."""
-        if len(answers) != len(vectors):
-            raise ValueError(f"{len(answers)} answers but {len(vectors)} vectors")
+        _check_rows(answers, vectors)
         if not answers:
             return
-        if len({a.id for a in answers}) != len(answers):
-            raise ValueError("answer ids must be unique")  # two rows for one id would leave one behind on remove
         self.remove([a.id for a in answers if a.id in self._labels])
         labels = np.arange(self._next_label, self._next_label + len(answers), dtype=np.int64)
         self._next_label += len(answers)
@@ -339,11 +348,7 @@ class AnswerIndex:
         them collapsed as a build collapses them: added as they came, a refresh brought back every copy
         the build had merged, and each refresh re-embedded them all anyway."""
         self.remove([i for i in self.ids if i.startswith(prefix)])
-        vectors = _embed(self.encoder, answers)
-        if self.options.dedup and answers:
-            keep = collapse_near_duplicates(answers, vectors, self.options.dedup_threshold)
-            answers, vectors = [answers[i] for i in keep], vectors[keep]
-        self.add_vectors(answers, vectors)
+        self.add_vectors(*_deduplicated(answers, _embed(self.encoder, answers), self.options))
 
     def remove(self, ids: Iterable[str]) -> None:
         """Remove answers by id, in place; ids that are not indexed are ignored (they may
