@@ -34,6 +34,15 @@ from dialogues.store import (HANDED_BACK_TOLD_S, MIGRATIONS, REDELIVERY_WINDOW_S
 from tests.conftest import REPO, damage, damage_table, store_of_the_last_deskbot
 
 
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A bot `bot init` made in ``tmp_path / "bot"``, with no store yet: where `bot export`, `bot backup`, `bot purge`
+    and `bot restore` are run on the store a test writes there."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    return root
+
+
 def user_turn(store: Store, conversation: str, text: str) -> int:
     return store.log_exchange(Exchange(conversation, "web", None, text, None, "Sorry?", "track_order", 0.2,
                                        [("track_order", 0.2)], "fallback", "v0001"))[0]
@@ -1508,9 +1517,7 @@ def test_the_checksums_behind_redaction() -> None:
     assert card_valid("4111111111111111") and not card_valid("41111111111111111")  # Visa has no 17-digit numbers
 
 
-def test_export_writes_what_retrain_learns_redacted_and_since_a_date(tmp_path: Path) -> None:
-    root = tmp_path / "bot"
-    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+def test_export_writes_what_retrain_learns_redacted_and_since_a_date(tmp_path: Path, root: Path) -> None:
     store = Store(root / "dialogues.db", redact=False)  # even a store that keeps personal data exports none
     turn = user_turn(store, "c1", "open on sunday? my card is 4111 1111 1111 1111")
     store.add_labels([turn], "opening_hours")
@@ -1553,10 +1560,8 @@ def test_export_writes_what_retrain_learns_redacted_and_since_a_date(tmp_path: P
     assert missing.exit_code == 1 and "not a bot folder" in missing.output
 
 
-def test_export_refuses_to_write_over_the_bots_own_files(tmp_path: Path) -> None:
+def test_export_refuses_to_write_over_the_bots_own_files(root: Path) -> None:
     """``bot export DIR -o dialogues.db`` emptied the store, and ``-o nlu.yml`` the training data, exit code 0."""
-    root = tmp_path / "bot"
-    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
     store = Store(root / "dialogues.db")
     store.add_labels([user_turn(store, "c1", "when do you open?")], "opening_hours")
     store.close()
@@ -1572,11 +1577,9 @@ def test_export_refuses_to_write_over_the_bots_own_files(tmp_path: Path) -> None
     assert written.exit_code == 0 and "opening_hours" in (root / "export.jsonl").read_text()
 
 
-def test_a_failed_export_leaves_the_previous_one_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_export_leaves_the_previous_one_as_it_was(tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``bot export -o FILE`` wrote in place: a full disk or a killed cron job destroyed yesterday's export and
     left half a line. The new export takes the file's place only once written whole."""
-    root = tmp_path / "bot"
-    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
     store = Store(root / "dialogues.db")
     store.add_labels([user_turn(store, "c1", "when do you open?")], "opening_hours")
     store.close()
@@ -1621,11 +1624,9 @@ dialogues.export.write_jsonl = held
     assert sorted(p.name for p in exports.iterdir()) == ["export.jsonl", "latest.jsonl"]
 
 
-def test_a_new_export_is_readable_by_its_owner_alone(tmp_path: Path, common_umask: None) -> None:
+def test_a_new_export_is_readable_by_its_owner_alone(tmp_path: Path, root: Path, common_umask: None) -> None:
     """``bot export -o`` made its file with the umask's mode (0644): what customers wrote, every account's to read.
     An export that replaces another keeps that one's mode (the test above)."""
-    root = tmp_path / "bot"
-    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
     store = Store(root / "dialogues.db")
     store.add_labels([user_turn(store, "c1", "my order 55667 never came")], "track_order")
     store.close()
@@ -1668,9 +1669,7 @@ def test_the_name_a_customer_gives_is_not_learned_nor_repeated_to_others(tmp_pat
     ({"keep_raw": True}, "[CARD]", "[EMAIL]"),  # the raw text is kept in the store, never exported
     ({"redact": False}, "4111 1111 1111 1111", "jane@example.com"),  # switched off: exported as stored
 ])
-def test_export_and_retrain_follow_privacy_redact(tmp_path: Path, privacy: dict[str, bool], card: str, email: str) -> None:
-    root = tmp_path / "bot"
-    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+def test_export_and_retrain_follow_privacy_redact(root: Path, privacy: dict[str, bool], card: str, email: str) -> None:
     config = yaml.safe_load((root / "bot.yml").read_text())
     (root / "bot.yml").write_text(yaml.safe_dump({**config, "privacy": privacy}))
     settings = load_project(root).config.privacy
@@ -2149,10 +2148,8 @@ def test_a_purge_takes_the_claims_of_its_conversations_web_messages_with_it(tmp_
     store.close()
 
 
-def test_bot_purge_on_a_full_disk_says_so_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bot_purge_on_a_full_disk_says_so_in_one_line(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A command whose write failed once the store was open (a disk filled meanwhile) ended in a traceback."""
-    root = tmp_path / "bot"
-    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
     store = Store(root / "dialogues.db")
     user_turn(store, "c1", "my address is 1 Main St")
     store.close()
@@ -2429,12 +2426,10 @@ def test_a_store_that_could_not_write_is_failing_until_a_write_reaches_the_disk(
     store.close()
 
 
-def test_bot_backup_copies_what_the_wal_holds_while_the_store_is_in_use(tmp_path: Path,
+def test_bot_backup_copies_what_the_wal_holds_while_the_store_is_in_use(tmp_path: Path, root: Path,
                                                                         caplog: pytest.LogCaptureFixture) -> None:
     """Copying dialogues.db of a serving bot gave an empty store (its turns were still in dialogues.db-wal),
     which deskbot took as a new one without a word."""
-    root = tmp_path / "bot"
-    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
     serving = Store(root / "dialogues.db")
     for n in range(3):
         user_turn(serving, f"c{n}", "where is my order")
@@ -2464,11 +2459,9 @@ def test_bot_backup_copies_what_the_wal_holds_while_the_store_is_in_use(tmp_path
 
 
 def test_bot_backup_of_a_store_written_while_it_copies_ends_with_the_store_as_it_began(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Copied in steps (so that SIGTERM is seen between them), a copy started over at each turn the server logged
     between two steps, and a busy store's never ended."""
-    root = tmp_path / "bot"
-    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
     serving = Store(root / "dialogues.db")
     user_turn(serving, "c1", "where is my order")
     steps: list[int] = []
@@ -2488,11 +2481,9 @@ def test_bot_backup_of_a_store_written_while_it_copies_ends_with_the_store_as_it
     serving.close()
 
 
-def test_bot_backup_flushes_the_folder_it_writes_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bot_backup_flushes_the_folder_it_writes_in(tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The copy's bytes reached the disk, and its name in the folder did not: a power cut soon after a backup, the
     moment one is needed, could take the night's copy with it."""
-    root = tmp_path / "bot"
-    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
     Store(root / "dialogues.db").close()
     flushed: list[int] = []
     fsync = os.fsync
@@ -2682,11 +2673,9 @@ def test_bot_backup_removes_the_partial_copies_killed_backups_left_and_no_other_
     assert not any(backups.glob(".nightly.db.*.partial-journal"))
 
 
-def test_bot_backup_to_a_folder_removes_the_partial_copies_killed_backups_to_it_left(tmp_path: Path) -> None:
+def test_bot_backup_to_a_folder_removes_the_partial_copies_killed_backups_to_it_left(tmp_path: Path, root: Path) -> None:
     """Each of a folder's copies has a name of its own (its date), so the partial copy of a night's backup killed
     outright was never the next night's to remove."""
-    root = tmp_path / "bot"
-    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
     Store(root / "dialogues.db").close()
     backups = tmp_path / "backups"
     backups.mkdir()
@@ -2699,11 +2688,9 @@ def test_bot_backup_to_a_folder_removes_the_partial_copies_killed_backups_to_it_
     assert sorted(p.name for p in backups.iterdir() if p.name.startswith(".")) == [weekly.name]
 
 
-def test_bot_backup_keep_deletes_a_folders_older_dated_copies_once_one_is_made(tmp_path: Path,
+def test_bot_backup_keep_deletes_a_folders_older_dated_copies_once_one_is_made(tmp_path: Path, root: Path,
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A nightly `bot backup DIR /backups/` kept every night's copy until the disk was full."""
-    root = tmp_path / "bot"
-    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
     Store(root / "dialogues.db").close()
     backups = tmp_path / "backups"
     backups.mkdir()
@@ -2730,10 +2717,8 @@ def test_bot_backup_keep_deletes_a_folders_older_dated_copies_once_one_is_made(t
 
 
 def test_bot_backup_backs_up_when_it_cannot_remove_a_partial_copy_left_there(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """Another user's partial copy in a shared folder (sticky, as /tmp is), which this user may not delete."""
-    root = tmp_path / "bot"
-    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
     Store(root / "dialogues.db").close()
     theirs = tmp_path / ".nightly.db.theirs.partial"
     theirs.write_bytes(b"SQLite format 3")
@@ -2816,11 +2801,9 @@ def test_a_store_that_cannot_be_copied_before_its_migration_is_not_migrated(tmp_
 
 
 def test_bot_backup_copies_an_older_deskbots_store_as_it_is_and_bot_purge_names_the_upgrade_copy(
-        tmp_path: Path) -> None:
+        tmp_path: Path, root: Path) -> None:
     """A backup taken before an upgrade migrated the live store first, under the server still running it, and the
     copy was of a schema the deskbot before refused; and a purge left the conversation in the upgrade's copy."""
-    root = tmp_path / "bot"
-    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
     store_of_the_last_deskbot(root / "dialogues.db")
     assert CliRunner().invoke(cli, ["backup", str(root), str(tmp_path / "before.db")]).exit_code == 0
     for copy in (root / "dialogues.db", tmp_path / "before.db"):
@@ -2838,11 +2821,9 @@ def test_bot_backup_copies_an_older_deskbots_store_as_it_is_and_bot_purge_names_
     assert f"{kept.name}, kept at an upgrade since it began, may hold it too" in purged.stderr
 
 
-def test_bot_backup_copies_a_newer_deskbots_store_as_it_is_and_says_whose_copy_it_is(tmp_path: Path) -> None:
+def test_bot_backup_copies_a_newer_deskbots_store_as_it_is_and_says_whose_copy_it_is(tmp_path: Path, root: Path) -> None:
     """A server upgraded alone, the cron job's `bot backup` of the deskbot before: every night's backup was refused
     ("upgrade deskbot"), and the store, served on, went without a copy. A copy reads nothing of the schema."""
-    root = tmp_path / "bot"
-    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
     store = Store(root / "dialogues.db")
     user_turn(store, "c1", "where is my parcel?")
     store.db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")  # as the newer deskbot's server left it
@@ -3003,12 +2984,10 @@ def test_a_web_only_server_locks_its_file_again_once_its_folder_is_deleted(tmp_p
     server.close()
 
 
-def test_restore_and_a_migration_see_a_server_whose_lock_folder_was_just_deleted(tmp_path: Path) -> None:
+def test_restore_and_a_migration_see_a_server_whose_lock_folder_was_just_deleted(tmp_path: Path, root: Path) -> None:
     """Until its next round, and for good for an older deskbot's web-only server, a server whose lock folder a
     cleaner deleted was taken for stopped: `bot restore` replaced the store it was writing to, and `bot purge`
     migrated it under the older server."""
-    root = tmp_path / "bot"
-    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
     Store(tmp_path / "copy.db").close()
     store_of_the_last_deskbot(root / "dialogues.db")
     servers = root / ".dialogues.db.servers"
@@ -3031,11 +3010,9 @@ def test_restore_and_a_migration_see_a_server_whose_lock_folder_was_just_deleted
     assert CliRunner().invoke(cli, restore).exit_code == 0
 
 
-def test_restore_waits_for_every_other_process_that_has_the_store_open(tmp_path: Path) -> None:
+def test_restore_waits_for_every_other_process_that_has_the_store_open(tmp_path: Path, root: Path) -> None:
     """A `bot review` (or `bot chat`) left open while the store was restored went on writing to the store put aside:
     the labels given after the restore were lost from the store restored, without a word."""
-    root = tmp_path / "bot"
-    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
     Store(root / "dialogues.db").close()
     Store(tmp_path / "copy.db").close()
     reviewing = ("import sqlite3, sys; store = sqlite3.connect(sys.argv[1]); store.execute('SELECT 1 FROM turns')"
@@ -3054,12 +3031,10 @@ def test_restore_waits_for_every_other_process_that_has_the_store_open(tmp_path:
     assert CliRunner().invoke(cli, restore).exit_code == 0
 
 
-def test_two_restores_in_one_second_keep_both_stores_they_replace(tmp_path: Path,
+def test_two_restores_in_one_second_keep_both_stores_they_replace(tmp_path: Path, root: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """A script's second restore in the same second put the first's copy aside under the name the store as it was
     had been kept under, which was lost."""
-    root = tmp_path / "bot"
-    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
     store = Store(root / "dialogues.db")
     user_turn(store, "before", "where is my parcel?")
     store.close()
