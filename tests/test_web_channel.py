@@ -264,14 +264,21 @@ async def test_with_an_identity_secret_only_users_the_shops_server_vouched_for_a
     assert transcript["verified_user"] == transcript["slots"]["verified_user"] == "u-17"
 
 
+@pytest.fixture
+def vouching_bot(web_demo_bot: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The web demo bot with a customer's proof to check (channels.web.identity_secret, from the environment, as
+    :func:`vouched` signs it) and no rate limit, for the tests of signed-in customers' conversations."""
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"limits": {"per_ip_per_minute": 0}})
+    monkeypatch.setenv("DESKBOT_WEB_IDENTITY_SECRET", IDENTITY_SECRET)
+    return root
+
+
 async def test_a_signed_in_customers_conversation_is_theirs_alone_to_read_hear_and_continue(
-        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        aiohttp_client: Any, vouching_bot: Path) -> None:
     """A conversation's id was the key to it, so a signed-in customer's chat (their orders, their address) could be
     read, heard, written and voted in by anyone with its id, which a custom client may make guessable. One whose
     last message came from a verified customer asks for that customer's proof; a visitor's is open with its id."""
-    root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"limits": {"per_ip_per_minute": 0}})
-    monkeypatch.setenv("DESKBOT_WEB_IDENTITY_SECRET", IDENTITY_SECRET)
-    client = await aiohttp_client(create_app(root, device="cpu"))
+    client = await aiohttp_client(create_app(vouching_bot, device="cpu"))
     cid, visitor = new_id(), new_id()
     proof = {"user": "u-17", "user_hash": vouched("u-17")}
     first = await client.post("/api/chat", json={"conversation_id": cid, "text": "hello", **proof})
@@ -401,13 +408,11 @@ async def test_the_agents_console_reads_beside_the_store_writer_and_sees_its_own
 
 
 async def test_a_socket_that_joined_a_visitors_conversation_stops_hearing_it_once_a_customer_signs_in_to_it(
-        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, vouching_bot: Path) -> None:
     """A customer who signs in mid-chat (Deskbot.identify) makes their conversation theirs alone, but a socket that
     had joined it with its id while it was a visitor's went on hearing its agent's replies (their orders, their
     address), which its join would now be refused."""
-    root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"limits": {"per_ip_per_minute": 0}})
-    monkeypatch.setenv("DESKBOT_WEB_IDENTITY_SECRET", IDENTITY_SECRET)
-    client = await aiohttp_client(create_app(root, device="cpu"))
+    client = await aiohttp_client(create_app(vouching_bot, device="cpu"))
     cid = new_id()
     await chat(client, cid, "hello")
     proof = {"user": "u-17", "user_hash": vouched("u-17")}
@@ -423,13 +428,11 @@ async def test_a_socket_that_joined_a_visitors_conversation_stops_hearing_it_onc
 
 
 async def test_a_socket_whose_join_as_someone_else_is_refused_stops_hearing_the_customers_conversation(
-        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, vouching_bot: Path) -> None:
     """A shop's page that signs its customer out with Deskbot.identify({}) rather than Deskbot.reset() joins again as
     a visitor, which is refused: its socket, joined as the customer, went on hearing their agent's replies (their
     orders, their address) on the device the next customer now uses. Joined again with the proof, it hears them."""
-    root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"limits": {"per_ip_per_minute": 0}})
-    monkeypatch.setenv("DESKBOT_WEB_IDENTITY_SECRET", IDENTITY_SECRET)
-    client = await aiohttp_client(create_app(root, device="cpu"))
+    client = await aiohttp_client(create_app(vouching_bot, device="cpu"))
     cid, proof = new_id(), {"user": "u-17", "user_hash": vouched("u-17")}
     async with client.ws_connect("/api/ws") as ws:
         await ws.send_json({"type": "message", "conversation_id": cid, "text": "where is my parcel?", **proof})
@@ -445,12 +448,10 @@ async def test_a_socket_whose_join_as_someone_else_is_refused_stops_hearing_the_
         assert [f["reply"] async for f in frames_within(ws, 1) if f["type"] == "agent"] == [body["text"]]
 
 async def test_a_socket_that_joined_a_visitors_conversation_hears_nothing_of_the_message_that_signs_a_customer_in(
-        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        aiohttp_client: Any, vouching_bot: Path) -> None:
     """The sockets that joined a visitor's conversation with its id alone stopped hearing it once a signed-in
     customer's message had been answered: the "handed off" its answer raised reached them first."""
-    root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"limits": {"per_ip_per_minute": 0}})
-    monkeypatch.setenv("DESKBOT_WEB_IDENTITY_SECRET", IDENTITY_SECRET)
-    client = await aiohttp_client(create_app(root, device="cpu"))
+    client = await aiohttp_client(create_app(vouching_bot, device="cpu"))
     cid = new_id()
     await chat(client, cid, "hello")
     async with client.ws_connect("/api/ws") as stranger:
@@ -462,13 +463,11 @@ async def test_a_socket_that_joined_a_visitors_conversation_hears_nothing_of_the
 
 
 async def test_a_socket_on_another_server_stops_hearing_a_visitors_conversation_once_a_customer_signs_in_to_it(
-        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, vouching_bot: Path) -> None:
     """Two servers on one store: a socket that joined a visitor's conversation with its id on one went on hearing the
     agent's replies sent through it after a signed-in customer's message to the other had made the conversation
     theirs alone, since each server drops only its own sockets."""
-    root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"limits": {"per_ip_per_minute": 0}})
-    monkeypatch.setenv("DESKBOT_WEB_IDENTITY_SECRET", IDENTITY_SECRET)
-    first, second = [await aiohttp_client(create_app(root, device="cpu")) for _ in range(2)]
+    first, second = [await aiohttp_client(create_app(vouching_bot, device="cpu")) for _ in range(2)]
     cid = new_id()
     await chat(first, cid, "hello")
     proof = {"user": "u-17", "user_hash": vouched("u-17")}
@@ -486,13 +485,11 @@ async def test_a_socket_on_another_server_stops_hearing_a_visitors_conversation_
 
 
 async def test_a_signed_in_customers_history_is_read_with_their_proof_in_headers(
-        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, vouching_bot: Path) -> None:
     """The proof travelled in the history's URL (?user_hash=), which proxies and access logs keep, and whoever read
     it there could read the customer's chats: it goes in headers (the user percent-encoded, as any id may be), which
     another site's page may send, and the query still works for the pages that send it."""
-    root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"limits": {"per_ip_per_minute": 0}})
-    monkeypatch.setenv("DESKBOT_WEB_IDENTITY_SECRET", IDENTITY_SECRET)
-    client = await aiohttp_client(create_app(root, device="cpu"))
+    client = await aiohttp_client(create_app(vouching_bot, device="cpu"))
     cid, user = new_id(), "顾客 17"
     signed = {"conversation_id": cid, "text": "hello", "user": user, "user_hash": vouched(user)}
     assert (await client.post("/api/chat", json=signed)).status == 200
@@ -514,14 +511,12 @@ async def test_a_signed_in_customers_history_is_read_with_their_proof_in_headers
 
 
 async def test_a_bot_whose_identity_secret_was_removed_says_at_start_how_many_conversations_it_closed(
-        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+        aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        vouching_bot: Path) -> None:
     """Without channels.web.identity_secret nothing can prove a signed-in customer, so their conversations stay closed
     (opened to anyone with their ids, they would hold their orders and address for the taking): a bot.yml that dropped
     the secret closed them all without a word. The server says at start how many, and how to open them again."""
-    root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"limits": {"per_ip_per_minute": 0}})
-    monkeypatch.setenv("DESKBOT_WEB_IDENTITY_SECRET", IDENTITY_SECRET)
-    signed_in = await aiohttp_client(create_app(root, device="cpu"))
+    signed_in = await aiohttp_client(create_app(vouching_bot, device="cpu"))
     closed = [new_id(), new_id()]
     for cid in closed:
         signed = {"conversation_id": cid, "text": "hello", "user": "u-17", "user_hash": vouched("u-17")}
@@ -531,7 +526,7 @@ async def test_a_bot_whose_identity_secret_was_removed_says_at_start_how_many_co
     await signed_in.close()
     monkeypatch.delenv("DESKBOT_WEB_IDENTITY_SECRET")
     with caplog.at_level("WARNING"):
-        client = await aiohttp_client(create_app(root, device="cpu"))
+        client = await aiohttp_client(create_app(vouching_bot, device="cpu"))
     said = [r.getMessage() for r in caplog.records if "identity_secret" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith("2 web conversations of signed-in customers are closed"), said
     assert (await client.get(f"/api/conversations/{closed[0]}/history")).status == 403
