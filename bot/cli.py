@@ -315,47 +315,7 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
             fail(f"{data}: {exc}")
         except OSError as exc:
             cannot_create(directory, exc)
-        unwritten = int(counts["placeholders"])
-        which = "answer of the intent" if unwritten == 1 else f"answers of the {unwritten} intents"
-        write = f"write the {which} with a placeholder in responses.yml, then " if unwritten else ""
-        click.echo(f"Created a bot with {counts['intents']} intents and {counts['examples']} examples in {directory} "
-                   f"(language: {counts['language']}). Next: {write}bot train {shell(directory)}")
-        if counts["answers"]:  # historical answers, given to a close question that no template answers first
-            unfiled = f" ({counts['unfiled']} under none)" if counts["unfiled"] else ""
-            click.echo(f"history.jsonl holds {_count(int(counts['answers']), 'answer')} from the file, "
-                       f"{'' if counts['answers'] == 1 else 'each '}with its text as the question and under its "
-                       f"intent{unfiled}.")
-        if counts["personal"]:
-            click.echo(f"{_count(int(counts['personal']), 'answer')} left out, as no other customer may read "
-                       f"{'it' if counts['personal'] == 1 else 'them'}: an "
-                       "email or phone number, one customer's case, their name or address.", err=True)
-        if counts["repeated"]:
-            click.echo(f"Lines that repeated an earlier line's text (spacing and case aside) were kept once: "
-                       f"{counts['repeated']}.", err=True)
-        if counts["relabelled"]:
-            click.echo(f"{_count(int(counts['relabelled']), 'text')} had more than one intent; "
-                       f"{'it' if counts['relabelled'] == 1 else 'each'} was kept under the one it was given most often.",
-                       err=True)
-        if counts["oos"]:  # the bot then declines only what it is unsure of; an oos intent declines what it was shown
-            click.echo(f"{_count(int(counts['oos']), 'out-of-scope (oos) text')} "
-                       f"{'was' if counts['oos'] == 1 else 'were'} left out; to decline questions like them, add "
-                       "some as an oos intent in nlu.yml with a template in responses.yml.", err=True)
-        cased: dict[str, set[str]] = {}
-        for row in rows:
-            if row["intent"] is not None:
-                cased.setdefault(row["intent"].casefold(), set()).add(row["intent"])
-        if alike := [" and ".join(sorted(names)) for names in cased.values() if len(names) > 1]:
-            click.echo(f"Intents that differ only in case, each its own intent: {_first(alike, 5, '; ')}; spell each alike in the file if it is one.", err=True)
-        # An empty cell is nothing lost: a spreadsheet exports the empty, unnamed columns beside its table.
-        unread = Counter(key for row in rows for key, value in row.items()
-                         if key not in ("text", "intent", "answer") and value is not None and str(value).strip())
-        if unread:  # an agent's answer under another name ("agent_answer", "response") was lost without a word
-            unit = "row" if from_csv else "line"
-            keys = ", ".join(f"{repr(key) if key else 'a column with no name'} ({_count(n, unit)})"
-                             for key, n in unread.most_common())
-            answer = "an agent's answer goes in the column named \"answer\"" if from_csv else \
-                "a line's agent answer goes under \"answer\""
-            click.echo(f"Not read: {keys}; {answer}.", err=True)
+        say_imported(directory, counts, rows, bool(from_csv))
         say_replaced(directory, written, taken, stale)
         return
     with resources.as_file(source) as src:
@@ -366,6 +326,54 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
         cannot_create(directory, exc)
     click.echo(f"Created {'the demo bot' if demo else made} in {directory}. Next: bot train {shell(directory)}")
     say_replaced(directory, written, taken, stale)
+
+
+def say_imported(directory: Path, counts: dict[str, int | str], rows: list[dict[str, Any]], from_csv: bool) -> None:
+    """What `bot init --from-jsonl` or `--from-csv` made of the file's ``rows`` (``counts``: what
+    :func:`bot.importer.write_bot` wrote and left out), and what of it the bot does not read: a line left out, merged
+    or read otherwise than the file meant was lost without a word."""
+    unwritten = int(counts["placeholders"])
+    which = "answer of the intent" if unwritten == 1 else f"answers of the {unwritten} intents"
+    write = f"write the {which} with a placeholder in responses.yml, then " if unwritten else ""
+    click.echo(f"Created a bot with {counts['intents']} intents and {counts['examples']} examples in {directory} "
+               f"(language: {counts['language']}). Next: {write}bot train {shell(directory)}")
+    if counts["answers"]:  # historical answers, given to a close question that no template answers first
+        unfiled = f" ({counts['unfiled']} under none)" if counts["unfiled"] else ""
+        click.echo(f"history.jsonl holds {_count(int(counts['answers']), 'answer')} from the file, "
+                   f"{'' if counts['answers'] == 1 else 'each '}with its text as the question and under its "
+                   f"intent{unfiled}.")
+    if counts["personal"]:
+        click.echo(f"{_count(int(counts['personal']), 'answer')} left out, as no other customer may read "
+                   f"{'it' if counts['personal'] == 1 else 'them'}: an "
+                   "email or phone number, one customer's case, their name or address.", err=True)
+    if counts["repeated"]:
+        click.echo(f"Lines that repeated an earlier line's text (spacing and case aside) were kept once: "
+                   f"{counts['repeated']}.", err=True)
+    if counts["relabelled"]:
+        click.echo(f"{_count(int(counts['relabelled']), 'text')} had more than one intent; "
+                   f"{'it' if counts['relabelled'] == 1 else 'each'} was kept under the one it was given most often.",
+                   err=True)
+    if counts["oos"]:  # the bot then declines only what it is unsure of; an oos intent declines what it was shown
+        click.echo(f"{_count(int(counts['oos']), 'out-of-scope (oos) text')} "
+                   f"{'was' if counts['oos'] == 1 else 'were'} left out; to decline questions like them, add "
+                   "some as an oos intent in nlu.yml with a template in responses.yml.", err=True)
+    cased: dict[str, set[str]] = {}
+    for row in rows:
+        if row["intent"] is not None:
+            cased.setdefault(row["intent"].casefold(), set()).add(row["intent"])
+    if alike := [" and ".join(sorted(names)) for names in cased.values() if len(names) > 1]:
+        click.echo(f"Intents that differ only in case, each its own intent: {_first(alike, 5, '; ')}; spell each "
+                   "alike in the file if it is one.", err=True)
+    # An empty cell is nothing lost: a spreadsheet exports the empty, unnamed columns beside its table.
+    unread = Counter(key for row in rows for key, value in row.items()
+                     if key not in ("text", "intent", "answer") and value is not None and str(value).strip())
+    if unread:  # an agent's answer under another name ("agent_answer", "response") was lost without a word
+        unit = "row" if from_csv else "line"
+        keys = ", ".join(f"{repr(key) if key else 'a column with no name'} ({_count(n, unit)})"
+                         for key, n in unread.most_common())
+        answer = "an agent's answer goes in the column named \"answer\"" if from_csv else \
+            "a line's agent answer goes under \"answer\""
+        click.echo(f"Not read: {keys}; {answer}.", err=True)
 
 
 def cannot_create(directory: Path, exc: OSError) -> NoReturn:
