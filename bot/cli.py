@@ -667,11 +667,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 
     from aiohttp import web
 
-    from bot.channels.base import shown_url
-    from bot.channels.web import MIN_IDENTITY_SECRET_CHARS, identity_secret
-    from bot.limits import open_file_limit
-    from bot.server import (BOT, HUNG_UP, MIN_TOKEN_CHARS, RESPONSE_GRACE_S, admin_token, agent_tokens, create_app,
-                            drain_on_sigterm, metrics_token, stop_on_sighup)
+    from bot.server import BOT, HUNG_UP, RESPONSE_GRACE_S, create_app, drain_on_sigterm, stop_on_sighup
 
     project = load_project(directory)
     refuse_unwritable_store_dir(project)
@@ -681,40 +677,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     level = os.environ.get("DESKBOT_LOG_LEVEL", "").strip().upper() or "INFO"  # set but empty, as compose files do
     if level not in LOG_LEVELS:
         fail(f"DESKBOT_LOG_LEVEL={os.environ['DESKBOT_LOG_LEVEL']!r}: expected one of {', '.join(LOG_LEVELS)}")
-    token, agents = admin_token(project), agent_tokens(project)
-    if not token and not agents:
-        click.echo("note: no admin token (DESKBOT_ADMIN_TOKEN or server.admin_token): the agents' console and the "
-                   "admin API are off, so nobody can answer a customer handed to a person", err=True)
-    for name in project.config.server.agents.keys() - agents.keys():
-        click.echo(f"note: agent {name} has no token (server.agents.{name}): they cannot sign in", err=True)
-    for name, value in (("admin token", token), ("metrics token", metrics_token(project)),
-                        *((f"token of agent {agent}", value) for agent, value in agents.items())):
-        if 0 < len(value) < MIN_TOKEN_CHARS:  # every address may try server.limits.per_ip_per_minute guesses a minute
-            click.echo(f"note: the {name} is {_count(len(value), 'character')} long: anyone who reaches the server "
-                       "can try hundreds of guesses a minute at it; use a random one of 32 or more (python3 -c "
-                       "'import secrets; print(secrets.token_urlsafe(32))')", err=True)
-    if not metrics_token(project) and not loopback(host):
-        click.echo(f"note: no metrics token (DESKBOT_METRICS_TOKEN or server.metrics_token), and {host} is no loopback "
-                   "address: /metrics tells anyone who reaches it the traffic, the customers waiting and the process's "
-                   "memory and open files; set one, or have the proxy in front answer /metrics to the scraper alone",
-                   err=True)
-    secret = identity_secret(project.config.channels.web.model_dump()) if project.config.channels.web.enabled else ""
-    if secret and len(secret) < MIN_IDENTITY_SECRET_CHARS:
-        click.echo(f"note: the web identity secret is {_count(len(secret), 'character')} long: a signed-in customer "
-                   "sees their id and its hash, and can try guesses at it offline, without limit; use a random one "
-                   "of 32 or more (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')", err=True)
-    sockets, files = project.config.server.limits.websockets, open_file_limit()
-    if sockets and sockets >= files:
-        click.echo(f"note: server.limits.websockets is {sockets:,}, and this process may open {files:,} files "
-                   "(ulimit -n): sockets could take them all, and the server then accept no connection nor open its "
-                   "store; raise the limit (systemd's LimitNOFILE=, docker run --ulimit nofile=) or lower the cap",
-                   err=True)
-    for setting, url in cleartext_addresses(project).items():
-        click.echo(f"note: {setting} is {shown_url(url)}, plain http:// to another machine: what deskbot sends there "
-                   "(a token, a customer's words) crosses the network unencrypted; write https://", err=True)
-    if secrets := readable_secrets(project):
-        click.echo(f"note: {project.root / 'bot.yml'} holds {', '.join(secrets)}, and every account on this machine "
-                   f"can read it: chmod 600 {shell(project.root / 'bot.yml')} (docs/security.md)", err=True)
+    say_risks(project, host)
     say_gaps(project)
     # The port before anything else: at start the server answers the Slack and WeCom messages a killed one
     # kept, and one that then failed on a port the running server holds had answered them a second time.
@@ -791,6 +754,52 @@ def say_if_the_store_is_shared(project: Project) -> None:
                    f"between processes on one machine, so serve {project.db_path.name} from one machine alone (one "
                    "replica, not a volume pods on several machines mount at once), or keep it on a local disk "
                    "(docs/security.md)", err=True)
+
+
+def say_risks(project: Project, host: str) -> None:
+    """Before `bot serve` listens on ``host``, name what of its set-up leaves customers unanswered or their data
+    open: no admin token (nobody can answer a handoff), an agent without one, a short token or identity secret, an
+    open /metrics, a socket cap above the open-file limit, plain http:// to another machine, a bot.yml with secrets
+    that anyone on the machine can read."""
+    from bot.channels.base import shown_url
+    from bot.channels.web import MIN_IDENTITY_SECRET_CHARS, identity_secret
+    from bot.limits import open_file_limit
+    from bot.server import MIN_TOKEN_CHARS, admin_token, agent_tokens, metrics_token
+
+    token, agents = admin_token(project), agent_tokens(project)
+    if not token and not agents:
+        click.echo("note: no admin token (DESKBOT_ADMIN_TOKEN or server.admin_token): the agents' console and the "
+                   "admin API are off, so nobody can answer a customer handed to a person", err=True)
+    for name in project.config.server.agents.keys() - agents.keys():
+        click.echo(f"note: agent {name} has no token (server.agents.{name}): they cannot sign in", err=True)
+    for name, value in (("admin token", token), ("metrics token", metrics_token(project)),
+                        *((f"token of agent {agent}", value) for agent, value in agents.items())):
+        if 0 < len(value) < MIN_TOKEN_CHARS:  # every address may try server.limits.per_ip_per_minute guesses a minute
+            click.echo(f"note: the {name} is {_count(len(value), 'character')} long: anyone who reaches the server "
+                       "can try hundreds of guesses a minute at it; use a random one of 32 or more (python3 -c "
+                       "'import secrets; print(secrets.token_urlsafe(32))')", err=True)
+    if not metrics_token(project) and not loopback(host):
+        click.echo(f"note: no metrics token (DESKBOT_METRICS_TOKEN or server.metrics_token), and {host} is no loopback "
+                   "address: /metrics tells anyone who reaches it the traffic, the customers waiting and the process's "
+                   "memory and open files; set one, or have the proxy in front answer /metrics to the scraper alone",
+                   err=True)
+    secret = identity_secret(project.config.channels.web.model_dump()) if project.config.channels.web.enabled else ""
+    if secret and len(secret) < MIN_IDENTITY_SECRET_CHARS:
+        click.echo(f"note: the web identity secret is {_count(len(secret), 'character')} long: a signed-in customer "
+                   "sees their id and its hash, and can try guesses at it offline, without limit; use a random one "
+                   "of 32 or more (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')", err=True)
+    sockets, files = project.config.server.limits.websockets, open_file_limit()
+    if sockets and sockets >= files:
+        click.echo(f"note: server.limits.websockets is {sockets:,}, and this process may open {files:,} files "
+                   "(ulimit -n): sockets could take them all, and the server then accept no connection nor open its "
+                   "store; raise the limit (systemd's LimitNOFILE=, docker run --ulimit nofile=) or lower the cap",
+                   err=True)
+    for setting, url in cleartext_addresses(project).items():
+        click.echo(f"note: {setting} is {shown_url(url)}, plain http:// to another machine: what deskbot sends there "
+                   "(a token, a customer's words) crosses the network unencrypted; write https://", err=True)
+    if secrets := readable_secrets(project):
+        click.echo(f"note: {project.root / 'bot.yml'} holds {', '.join(secrets)}, and every account on this machine "
+                   f"can read it: chmod 600 {shell(project.root / 'bot.yml')} (docs/security.md)", err=True)
 
 
 def loopback(host: str) -> bool:
