@@ -136,6 +136,8 @@ def torch_device(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 device_option = click.option("--device", default=None, callback=torch_device, metavar="DEVICE",
                              help="cpu or cuda (default: cuda when available).")
+# The benchmarks' figures for a script or a notebook rather than a person.
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 
 
 def reviewer_name(_ctx: click.Context, _param: click.Parameter, name: str | None) -> str | None:
@@ -1188,7 +1190,7 @@ def bench() -> None:
               help="FAISS OpenMP threads (default: every CPU this process may use).")
 @click.option("--quality/--no-quality", default=True, show_default=True,
               help="Also measure answer quality on Bitext and BANKING77 (a few minutes on a CPU).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 def bench_retrieval(n: int, dim: int, device: str, data_dir: Path | None, index_type: str, nlist: int | None,
                     nprobe: int | None, threads: int | None, quality: bool, as_json: bool) -> None:
     """Index build time, query latency, recall and answer quality.
@@ -1231,7 +1233,7 @@ JSONL = click.Path(exists=True, dir_okay=False, path_type=Path)
               help="Train on K lines per intent (all of an intent's lines when it has fewer, which is said).")
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed for --shots sampling and training.")
 @device_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 def bench_intent(train_files: tuple[Path, ...], test_file: Path, valid_file: Path | None, model: str, shots: int | None,
                  seed: int, device: str | None, as_json: bool) -> None:
     """Train an intent classifier from scratch and measure it.
@@ -1289,7 +1291,7 @@ def _positive_ints(value: str) -> list[int]:
               help="Send each message with a message_id, as the web widget does: the server claims each in the store "
                    "before answering it, one more write per message.")
 @device_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 def bench_serve(directory: Path, clients: list[int], duration: float, warmup: float, transport: str,
                 quantize: str | None, trace: bool | None, threads: int | None, max_batch: int | None,
                 pass_tokens: int | None, workers: int | None, think_ms: float, message_ids: bool, device: str | None,
@@ -1323,7 +1325,7 @@ def bench_serve(directory: Path, clients: list[int], duration: float, warmup: fl
               help="Exchanges per transaction, one run each.")
 @click.option("--backup", is_flag=True,
               help="Then time `bot backup` of the store the last batch size wrote, and the integrity check of its copy.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 def bench_store(exchanges: int, batches: list[int], backup: bool, as_json: bool) -> None:
     """How fast the conversation log commits.
 
@@ -1352,7 +1354,7 @@ def bench_store(exchanges: int, batches: list[int], backup: bool, as_json: bool)
               help="JSONL of {\"text\", \"intent\"} lines, e.g. BANKING77's test.jsonl.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N lines.")
 @device_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 def bench_nlu(directory: Path, test_file: Path, limit: int | None, device: str | None, as_json: bool) -> None:
     """Accuracy and retrieval quality of the serving model.
 
@@ -1399,7 +1401,7 @@ def bench_nlu(directory: Path, test_file: Path, limit: int | None, device: str |
               help="Share of a warm start's trained weights in the average with the serving model's "
                    "(default: bot.yml's; 1: no averaging).")
 @device_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 def bench_learning(train_file: Path, test_file: Path, seed_shots: int, label_budget: float, rounds: int, model: str,
                    seed: int, max_accuracy_drop: float | None, max_intent_drop: float | None,
                    min_intent_examples: int | None, max_forgotten: int | None, review_confidence: float | None,
