@@ -2540,10 +2540,6 @@ class Store:
             return [], 0, 0
         found = self._found(search)
         whose, whose_args = _holding(holder, team)
-        if holder is not None:
-            total = self.db.execute(f"SELECT count(*) FROM ({_HANDED_OFF}) w WHERE {whose} AND "
-                                    f"{found.sql('w.conversation_id', 'w.user', 'w.verified_user')}",
-                                    [*whose_args, *found.args()]).fetchone()[0]
         if status == "handed_off":
             args = [agent_key(agent), *whose_args, *found.args(), limit, offset]
             query = (f"SELECT w.*, count(waiting_since) OVER () AS waiting, min(w.unread, (SELECT count(*) FROM turns "
@@ -2561,7 +2557,11 @@ class Store:
                 f"WHERE c.status = 'open' AND {_AGENTS_REACH} AND {found.sql('c.id', 'c.user', _VERIFIED_OF_C)} "
                 "ORDER BY c.updated DESC LIMIT ? OFFSET ?"
             )
-        if holder is None:
+        if holder is not None:
+            total = self.db.execute(f"SELECT count(*) FROM ({_HANDED_OFF}) w WHERE {whose} AND "
+                                    f"{found.sql('w.conversation_id', 'w.user', 'w.verified_user')}",
+                                    [*whose_args, *found.args()]).fetchone()[0]
+        else:
             total = self.db.execute(f"SELECT count(*) FROM conversations c WHERE status = ? AND {_AGENTS_REACH} "
                                     f"AND {found.sql('c.id', 'c.user', _VERIFIED_OF_C)}",
                                     [status, *found.args()]).fetchone()[0]
