@@ -248,12 +248,16 @@ def as_served(project: Project, classifier: IntentClassifier) -> IntentClassifie
     ``classifier`` to train on and save. It answers one message a pass (``pass_size``): dynamic int8 scales each
     layer's input by the range of the whole pass, so in the gate's passes of 64 a message got answers (and
     confidences) `bot serve` gives it in none of its own, whose passes the traffic of the moment makes; alone, it
-    gets what `bot serve` answers a message that arrives alone, the same in every measure (:func:`as_measured`)."""
+    gets what `bot serve` answers a message that arrives alone, the same in every measure (:func:`as_measured`).
+    Traced where bot.yml's ``server.inference.trace`` asks, as :func:`serving_classifier` runs it: the same answers,
+    and the gate's thousands of one-message passes each without the eager encoder's Python work between layers."""
     if not served_in_int8(project):
         return classifier
     served = copy.deepcopy(classifier).to("cpu")
     quantize_int8(served)
     served.pass_size = 1
+    if project.config.server.inference.trace:
+        served.trace()
     return served
 
 

@@ -201,3 +201,23 @@ def test_an_int8_model_is_measured_one_message_a_pass_whatever_is_measured_with_
     nlu = NLU.load(path, device="cpu", inference=InferenceConfig(quantize="int8", trace=False, workers=1))
     measured = as_measured(project, nlu, texts)
     assert [a.prediction for a in measured] == [nlu.analyse([text])[0].prediction for text in texts]
+
+
+def test_the_gates_int8_copy_is_traced_and_answers_as_bot_serve_does(tiny_demo_bot: Path) -> None:
+    """The promotion gate scored its int8 copy one message a pass in the eager encoder, where `bot serve` runs a
+    trace: the gate's thousands of passes each paid the eager encoder's Python work between layers. It runs the trace
+    too, and its answers are those of the eager copy and of the model `bot serve` loads, to the last bit."""
+    project = load_project(tiny_demo_bot)
+    project.config.server.inference.quantize = "int8"
+    path = Registry(tiny_demo_bot / "models").current_path()
+    texts = [e.text for e in project.examples[:48]]
+
+    served = as_served(project, IntentClassifier.load(path / "classifier", device="cpu"))
+
+    assert served._traced is not None
+    project.config.server.inference.trace = False
+    eager = as_served(project, IntentClassifier.load(path / "classifier", device="cpu"))
+    assert eager._traced is None
+    assert np.array_equal(served.probabilities(texts), eager.probabilities(texts))
+    serve = serving_classifier(path, "cpu", InferenceConfig(quantize="int8", trace=True, workers=1))
+    assert np.array_equal(np.stack([serve.probabilities([text])[0] for text in texts]), served.probabilities(texts))
