@@ -309,15 +309,16 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
         from bot.importer import check_line, read_csv, write_bot
         from finetune.evaluation import read_jsonl
 
+        lines: list[int] = []
         try:
-            rows = read_csv(data, fail, intent_name, check_line) if from_csv else \
-                read_jsonl(data, fail, intent_name, check_line, as_csv=", or read it with --from-csv")
+            rows = read_csv(data, fail, intent_name, check_line, lines) if from_csv else \
+                read_jsonl(data, fail, intent_name, check_line, as_csv=", or read it with --from-csv", lines=lines)
             counts = write_bot(directory, rows, directory.resolve().name)
         except ValueError as exc:
             fail(f"{data}: {exc}")
         except OSError as exc:
             cannot_create(directory, exc)
-        say_imported(directory, counts, rows, bool(from_csv))
+        say_imported(directory, data, counts, rows, lines, bool(from_csv))
         say_replaced(directory, written, taken, stale)
         return
     with resources.as_file(source) as src:
@@ -330,8 +331,10 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
     say_replaced(directory, written, taken, stale)
 
 
-def say_imported(directory: Path, counts: dict[str, int | str], rows: list[dict[str, Any]], from_csv: bool) -> None:
-    """What `bot init --from-jsonl` or `--from-csv` made of the file's ``rows`` (``counts``: what
+def say_imported(directory: Path, data: Path, counts: dict[str, int | str], rows: list[dict[str, Any]],
+                 lines: list[int], from_csv: bool) -> None:
+    """What `bot init --from-jsonl` or `--from-csv` made of the file ``data``'s ``rows`` (read from its ``lines``;
+    ``counts``: what
     :func:`bot.importer.write_bot` wrote and left out), and what of it the bot does not read: a line left out, merged
     or read otherwise than the file meant was lost without a word."""
     unwritten = int(counts["placeholders"])
@@ -352,9 +355,15 @@ def say_imported(directory: Path, counts: dict[str, int | str], rows: list[dict[
         click.echo(f"Lines that repeated an earlier line's text (spacing and case aside) were kept once: "
                    f"{counts['repeated']}.", err=True)
     if counts["relabelled"]:
+        from bot.importer import relabelled_lines
+
+        relabelled = relabelled_lines(rows, lines)
+        shown = "".join(f"\n  {data}:{line}" for line in relabelled[:10])
+        more = f"\n  … and {len(relabelled) - 10} more" if len(relabelled) > 10 else ""
         click.echo(f"{_count(int(counts['relabelled']), 'text')} had more than one intent; "
-                   f"{'it' if counts['relabelled'] == 1 else 'each'} was kept under the one it was given most often.",
-                   err=True)
+                   f"{'it' if counts['relabelled'] == 1 else 'each'} was kept under the one it was given most often "
+                   f"(the first given, on a tie), and the others left out; correct the lines of the wrong ones:"
+                   f"{shown}{more}", err=True)
     if counts["oos"]:  # the bot then declines only what it is unsure of; an oos intent declines what it was shown
         click.echo(f"{_count(int(counts['oos']), 'out-of-scope (oos) text')} "
                    f"{'was' if counts['oos'] == 1 else 'were'} left out; to decline questions like them, add "

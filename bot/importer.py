@@ -16,7 +16,7 @@ import json
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -123,13 +123,13 @@ def check_line(row: dict[str, Any]) -> None:
 
 
 def read_csv(path: Path, fail: Callable[[str], None], intent_name: Callable[[str], str],
-             check: Callable[[dict[str, Any]], object]) -> list[dict[str, Any]]:
+             check: Callable[[dict[str, Any]], object], lines: list[int] | None = None) -> list[dict[str, Any]]:
     """A helpdesk's CSV export as ``bot init --from-csv`` reads it: a header row naming the columns ``question``
     (or ``text``), ``intent`` and ``answer``, in any case and order, and a row a question, as a ``--from-jsonl``
     line with those keys (:func:`~bot.project.csv_rows`); a row without an intent has None, which ``check`` judges
     (``bot eval`` refuses it, and ``bot init`` takes it as an answer alone: :func:`check_line`). Other columns are
     kept, for ``bot init`` to name as not read. ``fail`` stops with the row's line, as ``read_jsonl`` does; so do
-    ``intent_name``'s ValueError and ``check``'s ValueError or TypeError."""
+    ``intent_name``'s ValueError and ``check``'s ValueError or TypeError. ``lines``, given, gets each row's line."""
     rows = []
     for line, row in csv_rows(path, fail):
         if not readable(row.get("text", "")):
@@ -140,6 +140,8 @@ def read_csv(path: Path, fail: Callable[[str], None], intent_name: Callable[[str
         except (ValueError, TypeError) as exc:
             fail(f"{path}:{line}: {exc}")
         rows.append(row)
+        if lines is not None:
+            lines.append(line)
     if not rows:
         fail(f"{path}: no rows")
     return rows
@@ -162,6 +164,41 @@ def data_language(texts: list[str]) -> str:
     """``en``, ``zh`` or ``multi``, by the share of messages written in Chinese."""
     chinese = sum(written_in(t) == "zh" for t in texts) / max(len(texts), 1)
     return "zh" if chinese >= 1 - MIXED else "en" if chinese <= MIXED else "multi"
+
+
+def example_key(text: str) -> str:
+    """The example ``text`` (normalised and redacted, as :func:`write_bot` writes it) is to nlu.yml, which reads
+    entity annotations as their text: lines of one key are one example there."""
+    return same_example(example_text(text))
+
+
+def kept_intent(given: Mapping[str, int]) -> str:
+    """Of the intents one text was ``given``, each with its count of lines in the order first given, the one it is
+    kept under: the most frequent, the first given on a tie."""
+    return max(given, key=given.__getitem__)
+
+
+def relabelled_lines(rows: list[dict[str, Any]], lines: list[int]) -> list[str]:
+    """Each text of ``rows`` (on ``lines`` of their file) given more than one intent, as its first line and what
+    :func:`write_bot` made of it: kept under :func:`kept_intent`'s, the others' lines named, for the owner of the
+    data to correct the labels that are wrong instead of learning which were dropped from the intents' counts."""
+    given: dict[str, dict[str, list[int]]] = {}
+    first: dict[str, tuple[int, str]] = {}
+    for row, line in zip(rows, lines):
+        if row["intent"] is not None:
+            key = example_key(learned_text(normalise(row["text"])))
+            given.setdefault(key, {}).setdefault(row["intent"], []).append(line)
+            first.setdefault(key, (line, row["text"]))
+    said = []
+    for key, intents in given.items():
+        if len(intents) > 1:
+            kept = kept_intent({intent: len(at) for intent, at in intents.items()})
+            others = "; ".join(f"{intent!r} on line{'s' if len(at) > 1 else ''} {', '.join(map(str, at))}"
+                               for intent, at in intents.items() if intent != kept)
+            line, text = first[key]
+            said.append(f"{line}: {text!r} kept under {kept!r} ({len(intents[kept])} line"
+                        f"{'s' if len(intents[kept]) > 1 else ''}), not {others}")
+    return said
 
 
 def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[str, int | str]:
@@ -194,7 +231,7 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
     personal = 0  # answers no other customer may read
     for row in rows:
         text = learned_text(normalise(row["text"]))  # a ticket's customer, as the store's: no number or address kept
-        key = same_example(example_text(text))  # as nlu.yml will read it: entity annotations reduced to their text
+        key = example_key(text)
         if row["intent"] is not None:  # a CSV row without one is an answer alone
             votes.setdefault(key, Counter())[row["intent"]] += 1
         spelling.setdefault(key, text)
@@ -203,7 +240,7 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
                 answered.setdefault((key, answer), text)
             else:
                 personal += 1
-    chosen = {key: counts.most_common(1)[0][0] for key, counts in votes.items()}
+    chosen = {key: kept_intent(counts) for key, counts in votes.items()}
     by_intent: dict[str, list[str]] = defaultdict(list)
     for key, intent in chosen.items():
         by_intent[intent].append(spelling[key])

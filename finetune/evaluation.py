@@ -27,11 +27,12 @@ LABELLED_LINE = '{"text": "where is my order?", "intent": "track_order"}'  # one
 
 
 def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[str], str] = str,
-               check: Callable[[dict[str, Any]], object] | None = None, as_csv: str = "") -> list[dict[str, Any]]:
+               check: Callable[[dict[str, Any]], object] | None = None, as_csv: str = "",
+               lines: list[int] | None = None) -> list[dict[str, Any]]:
     """``{"text", "intent"}`` lines, other keys (such as ``oos_type``) kept; a bad line stops with its number.
     ``intent_name`` makes each line's intent; a ``ValueError`` it raises stops with the line's number too. So
     does a ``ValueError`` or ``TypeError`` of ``check``, which is given each line as it is returned. ``as_csv``:
-    how the command reads a CSV file, said of a file that looks like one."""
+    how the command reads a CSV file, said of a file that looks like one. ``lines``, given, gets each row's line."""
     rows = []
     data = path.read_bytes()
     try:
@@ -68,6 +69,8 @@ def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[s
         except ValueError as exc:
             fail(f"{path}:{n}: {exc}")
         rows.append({**row, "text": str(text), "intent": intent})
+        if lines is not None:
+            lines.append(n)
         if check is not None:
             try:
                 check(rows[-1])

@@ -95,6 +95,10 @@ def test_a_message_labelled_with_several_intents_goes_to_its_most_frequent_one(t
     root, result = import_bot(tmp_path, rows)
     assert result.exit_code == 0, result.output
     assert "3 texts had more than one intent" in result.output
+    data = tmp_path / "labelled.jsonl"  # each named with its lines, for the wrong labels to be corrected in the file
+    assert f"{data}:1: 'where is my card?' kept under 'card_arrival' (2 lines), not 'top_up' on line 7\n" in result.output
+    assert f"{data}:5: 'add money to my account' kept under 'oos' (2 lines), not 'top_up' on line 5\n" in result.output
+    assert f"{data}:8: 'top up failed' kept under 'top_up' (1 line), not 'card_arrival' on line 9\n" in result.output
     assert "were kept once: 3." in result.output  # the repeated oos line was left out, not kept
     assert [(e.text, e.intent) for e in load_project(root).examples] == [  # which loads: no example twice
         ("where is my card?", "card_arrival"), ("my card still hasn't come", "card_arrival"),
@@ -398,6 +402,19 @@ def test_the_files_are_written_by_libyaml_as_pyyamls_writer_writes_them(tmp_path
         "- intent: top_up\n  examples: |\n    - how do I top up?\n    - add money to my account\n")
 
 
+def test_a_csv_texts_several_intents_are_named_by_the_rows_lines(tmp_path: Path) -> None:
+    """A helpdesk export (Excel's byte order mark, CRLF, an answer over two lines) that labels one question two ways:
+    the rows are named by the lines they start on, for the wrong label to be found and corrected."""
+    data = tmp_path / "tickets.csv"
+    data.write_bytes("\ufeffquestion,intent,answer\r\nwhere is my card?,card_arrival,\"It ships\r\nin 3 days.\"\r\n"
+                     "how do I top up?,top_up,\r\nWhere is my card?,top_up,\r\nadd money,top_up,\r\n".encode())
+
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--from-csv", str(data)])
+
+    assert result.exit_code == 0, result.output
+    assert f"{data}:2: 'where is my card?' kept under 'card_arrival' (1 line), not 'top_up' on line 5\n" in result.output
+
+
 def test_texts_are_imported_as_the_server_reads_a_message(tmp_path: Path) -> None:
     """A DEL, a NUL, a byte-order mark or a C1 control in one ticket put its intent's examples on one quoted
     line of nlu.yml; "退款\u200b" under one intent and "退款" under another, one message to the server, were
@@ -407,7 +424,8 @@ def test_texts_are_imported_as_the_server_reads_a_message(tmp_path: Path) -> Non
                       ("退款", "cancel_order"), ("ｃａｎｃｅｌ　ｏｒｄｅｒ", "cancel_order")]
     root, result = import_bot(tmp_path, rows)
     assert result.exit_code == 0, result.output
-    assert "1 text had more than one intent; it was kept under the one it was given most often." in result.output
+    assert "1 text had more than one intent; it was kept under the one it was given most often" in result.output
+    assert ":11: '退款\\u200b' kept under 'cancel_order' (2 lines), not 'get_refund' on line 11\n" in result.output
     nlu = (root / "nlu.yml").read_text()
     assert '"' not in nlu and nlu.count("examples: |") == 3  # each intent's examples one a line
     assert [(e.text, e.intent) for e in load_project(root).examples] == [
