@@ -52,3 +52,30 @@ def test_the_readmes_bot_init_commands_run_as_written(tmp_path: Path, monkeypatc
         result = CliRunner().invoke(cli, command[1:])
         assert result.exit_code == 0, (command, result.output)
         assert load_project(Path("mybot")).intents, command
+
+
+def test_the_first_custom_action_of_docs_learning_answers_as_shown(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model: Path) -> None:
+    """docs/learning.md's custom actions had no example to start from: its action, saved and mapped as it says in the
+    bilingual starter, answers the intent's button in English, and in Chinese once the customer wrote Chinese."""
+    import yaml
+
+    section = (REPO / "docs" / "learning.md").read_text().split("## Custom actions", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    mapping = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    shown = re.search(r"\n```\n(you> .*?)```", section, re.S)
+    in_chinese = re.search(r"\(你好, then the button\) with `([^`]+)`", section)
+    assert shown is not None and in_chinese is not None
+    monkeypatch.chdir(tmp_path)
+    assert CliRunner().invoke(cli, ["init", "mybot", "--language", "multi"]).exit_code == 0
+    root = Path("mybot")
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    config["model"].update(base=str(tiny_model), epochs=1)
+    (root / "bot.yml").write_text(yaml.safe_dump({**config, **mapping}, allow_unicode=True))
+    assert CliRunner().invoke(cli, ["train", "mybot", "--device", "cpu"]).exit_code == 0
+    (root / "actions").mkdir()
+    (root / "actions" / "hours.py").write_text(code)
+    english = CliRunner().invoke(cli, ["chat", "mybot", "--device", "cpu"], input="/opening_hours\n")
+    assert english.exit_code == 0 and shown[1].strip() in english.output, english.output
+    chinese = CliRunner().invoke(cli, ["chat", "mybot", "--device", "cpu"], input="你好\n/opening_hours\n")
+    assert f"bot> {in_chinese[1]}\n     (action, opening_hours 1.00)" in chinese.output, chinese.output
