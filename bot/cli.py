@@ -588,15 +588,23 @@ def say_gaps(project: Project) -> None:
         return bool(CJK.search(title)) if isinstance(title, str) else isinstance(title, dict) and "zh" in title
 
     config = project.config
+    titles = config.fallback.titles
     if config.language != "en":
-        titles, hidden = config.fallback.titles, {OOS, config.handoff.intent, *config.fallback.exclude}
+        hidden = {OOS, config.handoff.intent, *config.fallback.exclude}
         untitled = [intent for intent in project.intents
                     if intent not in hidden and not CJK.search(intent) and not chinese(titles.get(intent))]
+        # In a bilingual bot one text is every customer's: a Chinese title is given as Chinese's alone.
+        title = "…" if config.language == "zh" else "{zh: …}"
         if untitled:
             click.echo(f"note: {_count(len(untitled), 'intent')} with no Chinese title in fallback.titles, so the "
                        f"fallback offers {'them' if len(untitled) > 1 else 'it'} to Chinese customers by name, in "
-                       f"English (\"{intent_phrase(untitled[0]).capitalize()}\"): {_first(untitled)}; set them in bot.yml, e.g. fallback.titles: "
-                       f"{{{untitled[0]}: …}}", err=True)
+                       f"English (\"{intent_phrase(untitled[0]).capitalize()}\"): {_first(untitled)}; set them in bot.yml, "
+                       f"e.g. fallback.titles: {{{untitled[0]}: {title}}}", err=True)
+    if config.language == "multi" and (shared := [i for i, t in titles.items() if isinstance(t, str) and CJK.search(t)]):
+        click.echo(f"note: fallback.titles gives {_count(len(shared), 'intent')} one title, in Chinese, which the "
+                   f"fallback offers English customers too: {_first(shared)}; "
+                   f"give it as Chinese's alone, e.g. fallback.titles: {{{shared[0]}: {{zh: {titles[shared[0]]}}}}}",
+                   err=True)
     if config.language == "zh" and (unchinese := english_templates(project)):
         whose = "intents'" if len(unchinese) > 1 else "intent's"
         click.echo(f"note: language is zh, but {len(unchinese)} {whose} templates hold no Chinese, so Chinese "

@@ -1295,6 +1295,30 @@ def test_the_bilingual_starter_answers_each_language_in_its_own_and_has_nothing_
     assert project.config.fallback.titles["opening_hours"] == {"zh": "营业时间"}
 
 
+def test_a_bilingual_bot_is_told_to_give_a_chinese_fallback_title_as_chineses_alone(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """bot train told a bilingual bot to set fallback.titles: {opening_hours: …}; a title set so, in Chinese, was then
+    offered to its English customers too, and nothing said so."""
+    from bot.cli import say_gaps
+
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root), "--language", "multi"]).exit_code == 0
+    config = root / "bot.yml"
+    titled = config.read_text()
+    assert "    opening_hours: {zh: 营业时间}\n" in titled
+    config.write_text(titled.replace("    opening_hours: {zh: 营业时间}\n", ""))
+    say_gaps(load_project(root))
+    assert capsys.readouterr().err.endswith("to Chinese customers by name, in English (\"Opening hours\"): opening_hours; "
+                                            "set them in bot.yml, e.g. fallback.titles: {opening_hours: {zh: …}}\n")
+    config.write_text(titled.replace("{zh: 营业时间}", "营业时间"))
+    project = load_project(root)
+    assert project.config.fallback.titles["opening_hours"] == "营业时间"
+    say_gaps(project)
+    assert capsys.readouterr().err == ("note: fallback.titles gives 1 intent one title, in Chinese, which the fallback "
+                                       "offers English customers too: opening_hours; give it as Chinese's alone, e.g. "
+                                       "fallback.titles: {opening_hours: {zh: 营业时间}}\n")
+
+
 def test_a_chinese_bot_with_english_templates_is_told(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The starter with language: zh and examples in Chinese answered every Chinese customer with its English
     templates, and neither `bot train` nor `bot serve` said so. A template of a variable or of Chinese is no such."""
