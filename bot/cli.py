@@ -515,7 +515,7 @@ def cleartext_addresses(project: Project) -> dict[str, str]:
 def english_templates(project: Project) -> list[str]:
     """The intents whose templates have texts, none of them holding a Chinese character: in a ``language: zh`` bot,
     the starter's English templates, kept by a shop that set ``language: zh`` and wrote its examples in Chinese,
-    answered its customers in English unsaid."""
+    answered its customers in English unsaid, as they did a ``language: multi`` bot's Chinese customers."""
     from bot.language import CJK
 
     def words(text: str) -> str:  # what a customer reads in a language: not a {variable}
@@ -605,12 +605,14 @@ def say_gaps(project: Project) -> None:
                    f"fallback offers English customers too: {_first(shared)}; "
                    f"give it as Chinese's alone, e.g. fallback.titles: {{{shared[0]}: {{zh: {titles[shared[0]]}}}}}",
                    err=True)
-    if config.language == "zh" and (unchinese := english_templates(project)):
+    if config.language != "en" and (unchinese := english_templates(project)):
         whose = "intents'" if len(unchinese) > 1 else "intent's"
-        click.echo(f"note: language is zh, but {len(unchinese)} {whose} templates hold no Chinese, so Chinese "
-                   f"customers get them as written: {_first(unchinese)}; "
-                   "write them in Chinese in responses.yml (or set language: multi, for a bot that answers each "
-                   "customer in English or Chinese)", err=True)
+        fix = ("write them in Chinese in responses.yml (or set language: multi, for a bot that answers each customer in "
+               "English or Chinese)" if config.language == "zh" else
+               "add a variant in Chinese with language: zh to each in responses.yml, as `bot init --language multi` "
+               "writes them (docs/configuration.md)")
+        click.echo(f"note: language is {config.language}, but {len(unchinese)} {whose} templates hold no Chinese, so "
+                   f"Chinese customers get them as written: {_first(unchinese)}; {fix}", err=True)
     for name, instead in RASA_FALLBACK_RESPONSES.items():
         if name in project.responses.named:  # kept for the actions that name it, and never said by the fallback
             click.echo(f"note: responses.yml's {name} is what Rasa's fallback says; deskbot's fallback says bot.yml's "

@@ -1341,6 +1341,23 @@ def test_a_chinese_bot_with_english_templates_is_told(tmp_path: Path, capsys: py
            "oos;" in capsys.readouterr().err
 
 
+def test_a_bilingual_bot_with_english_templates_is_told(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The English starter set to language: multi answered its Chinese customers in English, and `bot train` said
+    nothing, as it did for a zh bot."""
+    from bot.cli import say_gaps
+
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    config = root / "bot.yml"
+    config.write_text(config.read_text().replace("language: en ", "language: multi ") + "  titles:\n"
+                      "    opening_hours: {zh: 营业时间}\n")
+    say_gaps(load_project(root))
+    assert capsys.readouterr().err == (
+        "note: language is multi, but 4 intents' templates hold no Chinese, so Chinese customers get them as written: "
+        "greet, opening_hours, goodbye, oos; add a variant in Chinese with language: zh to each in responses.yml, as "
+        "`bot init --language multi` writes them (docs/configuration.md)\n")
+
+
 @pytest.mark.parametrize(("name", "problem"), [
     ("resume", "intent 'resume': /resume is the bot's own button payload; rename the intent"),
     ("退款（部分）", "intent '退款（部分）': write it as '退款(部分)'"),
