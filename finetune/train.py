@@ -19,6 +19,7 @@ exactly this recipe.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import math
 import random
 import statistics
@@ -118,6 +119,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+BASE_ALIASES = ("default", "minilm", "multilingual", "mpnet")  # the names model.base takes for the packaged encoders
+
+
 @contextlib.contextmanager
 def loading_base(base_model: str) -> Iterator[None]:
     """What loading ``base_model`` can raise, as a :class:`ModelLoadError` that says what to name instead."""
@@ -129,7 +133,10 @@ def loading_base(base_model: str) -> Iterator[None]:
         if base_model.startswith((".", "/", "~")) and not Path(base_model).expanduser().exists():
             raise ModelLoadError(f"base model {base_model!r}: no such folder (a relative one is read from the bot's "
                                  "folder)") from exc
-        raise ModelLoadError(f"base model {base_model!r}: cannot load it ({exc}); name a local model folder, "
+        # A misspelt alias (multilingal) is read as a Hugging Face name, which the hub's words then explain.
+        close = difflib.get_close_matches(base_model.strip().lower(), BASE_ALIASES, n=1)
+        meant = f"did you mean {close[0]!r}? Else " if close else ""
+        raise ModelLoadError(f"base model {base_model!r}: cannot load it ({exc}); {meant}name a local model folder, "
                              "a Hugging Face model this machine has cached, 'default', 'multilingual' "
                              "or 'mpnet'") from exc
 

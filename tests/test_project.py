@@ -96,6 +96,18 @@ def test_a_misspelt_key_is_told_with_the_key_it_likely_meant(bot_dir: Path, sett
     assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:{said}"
 
 
+def test_a_misspelt_base_model_alias_is_told_with_the_alias_it_likely_meant(tmp_path: Path) -> None:
+    """model.base: multilingal was looked up on the Hugging Face hub, and bot train said only that it could not reach
+    it, a new user left to find the typo."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    config = root / "bot.yml"
+    config.write_text(config.read_text().replace("base: default ", "base: multilingal "))
+    result = CliRunner().invoke(cli, ["train", str(root), "--device", "cpu"])
+    assert result.exit_code == 1 and "base model 'multilingal': cannot load it (" in result.output
+    assert "); did you mean 'multilingual'? Else name a local model folder," in result.output, result.output
+
+
 def test_wrong_value_type_is_explained(bot_dir: Path) -> None:
     (bot_dir / "bot.yml").write_text("thresholds:\n  intent: 1.5\n")
     message = error_for(bot_dir)
