@@ -907,8 +907,8 @@ def chat(directory: Path, device: str | None) -> None:
     refuse_unwritable_store_dir(project)
     privacy = project.config.privacy
     actions = ActionRunner.for_project(project)  # an ActionError: a mistake in actions/ or its map, said at once
-    refuse_newer(project.db_path)  # and a store this deskbot may not open, before the model loads
-    refuse_migrating_under_a_server(project.db_path)
+    refuse_newer(project.db_path, project.root)  # and a store this deskbot may not open, before the model loads
+    refuse_migrating_under_a_server(project.db_path, project.root)
     nlu = load_serving_model(project, device, workers=1)  # one message at a time
     store = Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw)
 
@@ -1470,7 +1470,7 @@ def _open_store(project: Project, create: bool = False) -> Store:
 
     if not create:
         _say_if_none(project)
-    refuse_migrating_under_a_server(project.db_path)
+    refuse_migrating_under_a_server(project.db_path, project.root)
     return Store(project.db_path)
 
 
@@ -2543,8 +2543,8 @@ def _after_rollback_beside_newer(newer: WrittenByNewer, project: Project, versio
     if newer.kept is None:
         return (f"{newer_way}, and no copy of it from before the upgrade is left beside it: to serve this deskbot, "
                 f"put back a `bot backup` copy taken before the upgrade with `bot restore`, then run {again} again")
-    return (f"{newer_way}: to serve this deskbot, run `{newer.put_back}`, which puts back the store as it was before "
-            f"the upgrade (without the conversations since), then {again} again")
+    return (f"{newer_way}: to serve this deskbot, run `bot restore {shell(project.root)} {shell(newer.kept)}`, which "
+            f"puts back the store as it was before the upgrade (without the conversations since), then {again} again")
 
 
 if __name__ == "__main__":

@@ -1468,7 +1468,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     project = load_project(root)
     agents = agent_tokens(project)  # a token or a name two agents share, before the model loads
     actions = ActionRunner.for_project(project)  # a mistake in actions/ or its map, before the model loads
-    refuse_newer(project.db_path)  # a newer deskbot's store, before the model loads
+    refuse_newer(project.db_path, project.root)  # a newer deskbot's store, before the model loads
     nlu = nlu or load_at_start(project, device)  # refuse to start when no version that served loads
     server = project.config.server
     limits = Limits(server.limits, server.max_body_bytes, trusted=is_admin)

@@ -590,11 +590,13 @@ class TooOld(StoreError):
 class WrittenByNewer(StoreError):
     """A store a newer deskbot migrated, which this deskbot neither reads nor serves. ``kept`` is the copy that newer
     deskbot made of the store before migrating it (``dialogues.db.schemaN.bak``), which this one serves once put back,
-    where it is still there; ``put_back`` the command that puts it back."""
+    where it is still there; ``put_back`` the command that puts it back, into the bot folder ``folder`` (the store's
+    own folder where not given: a store kept elsewhere, ``store_dir``, is named by the bot folder it serves)."""
 
-    def __init__(self, path: Path, version: int) -> None:
+    def __init__(self, path: Path, version: int, folder: Path | None = None) -> None:
         kept = path.with_name(f"{path.name}.schema{len(MIGRATIONS)}.bak")
         self.path, self.version, self.kept = path, version, kept if kept.exists() else None
+        self.folder = folder or path.parent
         back = (f"; or, to serve this deskbot again, `{self.put_back}` puts back the store as it was before that "
                 "upgrade (without the conversations since)") if self.kept else ""
         super().__init__(f"{path} was written by a newer deskbot (schema {version}; this one reads up to "
@@ -603,7 +605,7 @@ class WrittenByNewer(StoreError):
     @property
     def put_back(self) -> str:
         """``bot restore`` of the copy kept before the upgrade, as a command line takes it."""
-        return f"bot restore {shlex.quote(str(self.path.parent))} {shlex.quote(str(self.kept))}"
+        return f"bot restore {shlex.quote(str(self.folder))} {shlex.quote(str(self.kept))}"
 
 
 class SentBefore(Exception):
@@ -935,16 +937,17 @@ def _create_private(path: Path) -> None:
         os.close(owner_only(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
 
 
-def refuse_newer(path: Path) -> None:
+def refuse_newer(path: Path, folder: Path | None = None) -> None:
     """Refuse a store a newer deskbot migrated, before ``bot serve`` loads its model (minutes for a large one, to
-    refuse after them); anything else wrong with the file is said as the server opens it."""
+    refuse after them), naming the command that puts back its copy into the bot folder ``folder``
+    (:class:`WrittenByNewer`); anything else wrong with the file is said as the server opens it."""
     try:
         with contextlib.closing(_connect_read_only(path)) as conn:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     except sqlite3.Error:
         return
     if version > len(MIGRATIONS):
-        raise WrittenByNewer(path, version)
+        raise WrittenByNewer(path, version, folder)
 
 
 def _server_files(servers: Path) -> list[Path]:
@@ -965,10 +968,11 @@ def _gone(lock_file: Path) -> FileLock | None:
     return lock
 
 
-def refuse_migrating_under_a_server(path: Path) -> None:
+def refuse_migrating_under_a_server(path: Path, folder: Path | None = None) -> None:
     """Refuse to migrate an older deskbot's store while a ``bot serve`` runs on it (a command that writes, ``bot
     purge`` from a cron job): the older server would go on writing to a schema it does not know. The start of this
-    deskbot's ``bot serve`` migrates it, as a rolling upgrade does."""
+    deskbot's ``bot serve`` of the bot folder ``folder`` (the store's own folder where not given) migrates it, as a
+    rolling upgrade does."""
     try:
         with contextlib.closing(_connect_read_only(path)) as conn:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -979,7 +983,7 @@ def refuse_migrating_under_a_server(path: Path) -> None:
     if is_served(path):
         raise StoreError(f"{path} is at migration {version}, this deskbot needs {len(MIGRATIONS)}, and an older "
                          "deskbot's `bot serve` is running on it: stop it and start this deskbot's, `bot serve "
-                         f"{shlex.quote(str(path.parent))}`, which migrates the store as it starts (keeping a copy as "
+                         f"{shlex.quote(str(folder or path.parent))}`, which migrates the store as it starts (keeping a copy as "
                          "it was), then run this again")
 
 

@@ -2771,6 +2771,14 @@ def test_a_server_refuses_a_newer_deskbots_store_before_its_model_loads_and_name
     assert str(refused.value).endswith(
         f": upgrade deskbot; or, to serve this deskbot again, `bot restore {root} {root}/dialogues.db.schema"
         f"{len(MIGRATIONS)}.bak` puts back the store as it was before that upgrade (without the conversations since)")
+    data = tmp_path / "data"  # a store kept apart from its bot folder: the command names the bot folder
+    data.mkdir()
+    for kept in root.glob("dialogues.db*"):
+        kept.rename(data / kept.name)
+    monkeypatch.setenv("DESKBOT_STORE_DIR", str(data))
+    with pytest.raises(StoreError) as refused:
+        create_app(root)
+    assert f"`bot restore {root} {data}/dialogues.db.schema{len(MIGRATIONS)}.bak` puts back" in str(refused.value)
 
 
 def test_the_copy_a_start_killed_while_keeping_the_store_before_its_migration_left_is_removed(tmp_path: Path) -> None:
