@@ -79,3 +79,42 @@ def test_the_first_custom_action_of_docs_learning_answers_as_shown(
     assert english.exit_code == 0 and shown[1].strip() in english.output, english.output
     chinese = CliRunner().invoke(cli, ["chat", "mybot", "--device", "cpu"], input="你好\n/opening_hours\n")
     assert f"bot> {in_chinese[1]}\n     (action, opening_hours 1.00)" in chinese.output, chinese.output
+
+
+def shown_commands() -> list[tuple[str, list[str]]]:
+    """Each `bot …` command line of the README's and docs/'s code blocks, with the file it is in, as words."""
+    commands = []
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        fenced = False
+        for line in path.read_text().splitlines():
+            if line.lstrip().startswith("```"):
+                fenced = not fenced
+            elif fenced and (command := line.split("#", 1)[0].strip()).startswith("bot "):
+                commands.append((path.name, shlex.split(command)))
+    return commands
+
+
+def test_every_command_and_option_the_docs_show_is_the_clis() -> None:
+    """A command or an option the docs show and `bot` does not take is the first thing a new user types and
+    is refused: each is checked against the CLI."""
+    import click
+
+    context = click.Context(cli)
+    wrong = []
+    commands = shown_commands()
+    for where, words in commands:
+        command = cli.get_command(context, words[1])
+        while isinstance(command, click.Group) and len(words) > 2:  # bot model prepare …
+            words = words[1:]
+            command = command.get_command(context, words[1])
+        if command is None:
+            wrong.append((where, words))
+            continue
+        options = {name: param for param in command.params for name in (*param.opts, *param.secondary_opts)}
+        for word, following in zip(words[2:], [*words[3:], ""]):
+            name, _, value = word.partition("=")
+            param, value = options.get(name), value or following
+            if word.startswith("-") and (param is None or isinstance(param.type, click.Choice)
+                                         and value not in param.type.choices):  # --language mult
+                wrong.append((where, words))
+    assert len(commands) > 30 and wrong == []
