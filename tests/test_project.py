@@ -1264,6 +1264,29 @@ def test_the_starter_bot_has_nothing_bot_train_notes(tmp_path: Path, capsys: pyt
     assert "oos" in project.intents and project.responses.templates["oos"]
 
 
+@pytest.mark.parametrize("language", ["en", "zh", "multi"])
+def test_each_starter_hands_a_customer_who_asks_for_a_person_to_the_agents(
+        tmp_path: Path, tiny_model: Path, language: str) -> None:
+    """The starters had no intent for asking for a person, the request a support bot hears most: "I want to talk
+    to a person" was declined as off-topic or answered with the opening hours, and only a fallback's button led to
+    an agent."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root), "--language", language]).exit_code == 0
+    project = load_project(root)
+    asking = [e.text for e in project.examples if e.intent == project.config.handoff.intent]
+    assert project.config.handoff.intent == "contact_human_agent" and len(asking) >= 5
+    assert any(re.search("[一-鿿]", text) for text in asking) == (language != "en")
+    assert any(re.search("[a-z]", text) for text in asking) == (language != "zh")
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    config["model"].update(base=str(tiny_model), epochs=1)
+    (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    assert CliRunner().invoke(cli, ["train", str(root), "--device", "cpu"]).exit_code == 0
+    chat = CliRunner().invoke(cli, ["chat", str(root), "--device", "cpu"], input="/contact_human_agent\n")
+    said = {"en": "I'm connecting you with a human agent. Please hold on.", "zh": "正在为您转接人工客服，请稍候。"}
+    assert f"bot> {said['zh' if language == 'zh' else 'en']}\n     (handoff, contact_human_agent 1.00)" in chat.output, \
+        chat.output
+
+
 def test_the_chinese_starter_speaks_chinese_and_has_nothing_bot_train_notes(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A Chinese shop had the English starter alone: it set language: zh and rewrote every file."""
