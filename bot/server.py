@@ -563,8 +563,8 @@ async def healthz(request: web.Request) -> web.Response:
     """Ready: the model serves and the store writes, to the file its path names. Once a write has failed (a full
     disk), a check tries one, every few seconds at most (:class:`StoreProbe`), until one succeeds: a load balancer
     stops sending customers whose every message would get a 503, and sends them again once the disk has room. So
-    while a write has long waited for another process's lock (:meth:`~dialogues.store.Store.lock_wait`): every
-    message waits behind it."""
+    while a write has long waited for another process's lock, or on a disk that stopped answering
+    (:meth:`~dialogues.store.Store.lock_wait`): every message waits behind it."""
     bot = request.app[BOT]
     if request.app[DRAINING].is_set():
         raise http_error(web.HTTPServiceUnavailable, "stopping: send requests elsewhere")

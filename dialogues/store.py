@@ -732,6 +732,7 @@ RENEW_BUSY_S = 2.0  # and a renewal of a server's turn or claim (Store.renewer),
 # figures beside a busy server): past this size it is cut back once they leave it a moment, not kept at its peak.
 WAL_SIZE_LIMIT = 64 << 20
 SLOW_LOCK_S = 2.0  # a write that waits this long for another process's lock is said in the log
+STUCK_WRITE_S = 10.0  # a write transaction that has held the lock this long waits on its disk: /healthz turns 503
 LOCK_WAIT_SAID_EVERY_S = 60.0  # and said again only after this long, however many writes wait
 CHECKPOINT_TRY_MS = 20  # how long one try to empty the WAL after a purge waits for readers, holding the write lock
 CHECKPOINT_PAUSE_S = 0.1  # between those tries, for the serving bot's writes
@@ -1395,6 +1396,7 @@ class Store:
             self.failing: str | None = None  # why the last write failed (a full disk), until one succeeds
             self._slow_said = -LOCK_WAIT_SAID_EVERY_S  # when a long wait for the write lock was last said
             self._asked_lock: float | None = None  # when the write now waiting for the lock asked for it
+            self._locked: float | None = None  # when the write now under way took the lock
             self.on_lock_wait: Callable[[float], None] | None = None  # told each write's wait for the lock (/metrics)
             if read_only:  # no migration, no WAL switch, no write lock: the writer's Store did those
                 return
@@ -1470,7 +1472,12 @@ class Store:
 
     def lock_wait(self) -> str | None:
         """Why the store's writes stall, while one has waited ``SLOW_LOCK_S`` or more for the write lock another
-        process holds (None otherwise), for a readiness check."""
+        process holds, or one has held it ``STUCK_WRITE_S`` or more, waiting on its disk (None otherwise), for a
+        readiness check. A disk that stopped answering (a network volume whose server went away, a failing one)
+        held every customer's message behind a write that never ended, while /healthz said ok."""
+        if (locked := self._locked) is not None and (held := time.monotonic() - locked) >= STUCK_WRITE_S:
+            return (f"a write to the conversation store has gone on for {held:.0f} s: its disk stopped answering? "
+                    "(`dmesg`)")
         if (waited := self.waiting_for_lock()) < SLOW_LOCK_S:
             return None
         return (f"the conversation store's writes have waited {waited:.1f} s for another process holding it locked "
@@ -1501,6 +1508,7 @@ class Store:
                 if self.on_lock_wait is not None:  # a wait that ran out too
                     self.on_lock_wait(waited)
             self._waited_for_lock(waited)
+            self._locked = time.monotonic()
             try:
                 yield
                 self.db.execute("COMMIT")
@@ -1510,6 +1518,8 @@ class Store:
                 if self.db.conn.in_transaction:  # a COMMIT that failed (a full disk) has rolled back already
                     self.db.execute("ROLLBACK")
                 raise
+            finally:
+                self._locked = None
             if self.db.conn.total_changes > changes:  # wrote something: a commit of nothing passes on a full disk
                 self.failing = None
 

@@ -760,6 +760,38 @@ async def test_healthz_is_not_ready_while_a_write_waits_long_for_another_process
     assert waits["deskbot_store_lock_wait_seconds_count"] - waits['deskbot_store_lock_wait_seconds_bucket{le="0.25"}'] == 1
 
 
+async def test_healthz_is_not_ready_while_a_write_waits_on_a_disk_that_stopped_answering(
+        tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any, monkeypatch: Any) -> None:
+    """A disk that stopped answering (a network volume whose server went away) held a write, and every customer's
+    message behind it, for as long as it lasted, while /healthz said "ok": a load balancer kept sending customers to a
+    server that could not answer them. A write that has held the store's lock ``STUCK_WRITE_S`` turns it 503."""
+    from dialogues import store as store_module
+
+    monkeypatch.setattr(store_module, "STUCK_WRITE_S", 0.0)  # any write under way, for the test to hold one
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot")
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    assert (await client.get("/healthz")).status == 200
+    store, committing, answered = client.app[BOT].store, threading.Event(), threading.Event()
+    execute = store.db.execute
+
+    def hung_disk(sql: str, *args: Any) -> Any:
+        if sql == "COMMIT" and not answered.is_set():  # as a commit's fsync waits on a disk that does not answer
+            committing.set()
+            answered.wait()
+        return execute(sql, *args)
+
+    monkeypatch.setattr(store.db, "execute", hung_disk)
+    chat = asyncio.create_task(client.post("/api/chat", json={"conversation_id": "c1", "text": "where is my order"}))
+    await asyncio.to_thread(committing.wait)
+    health = await client.get("/healthz")
+    assert health.status == 503 and not chat.done()
+    assert re.fullmatch(r"a write to the conversation store has gone on for \d+ s: its disk stopped answering\? "
+                        r"\(`dmesg`\)", (await health.json())["error"])
+    answered.set()
+    assert (await chat).status == 200
+    assert (await client.get("/healthz")).status == 200
+
+
 def lock_waits(metrics: str) -> dict[str, float]:
     """/metrics's figures of the store's waits for its lock, by sample (a bucket's with its bound)."""
     return {sample.name + "".join(f'{{le="{le}"}}' for le in [sample.labels.get("le")] if le): sample.value
