@@ -692,6 +692,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 
     project = load_project(directory)
     refuse_unwritable_store_dir(project)
+    refuse_a_store_left_behind(project)
     say_if_the_store_is_shared(project)
     host = host or project.config.server.host
     port = project.config.server.port if port is None else port  # 0: any free port
@@ -762,6 +763,20 @@ def refuse_unwritable_store_dir(project: Project) -> None:
         where = f" ({setting[0]})" if setting else ""
         fail(f"{folder}{where}: cannot write there ({exc.strerror}), where the conversation store "
              f"{project.db_path.name} is kept: make the folder writable for this user, or {moved}")
+
+
+def refuse_a_store_left_behind(project: Project) -> None:
+    """Refuse to start a new store where ``store_dir`` (or DESKBOT_STORE_DIR) moved it while the bot folder still holds
+    the store it kept so far: the server began an empty one, and the conversations, the review queue and the customers
+    waiting for a person stayed behind, unserved, without a word."""
+    left = project.root / project.db_path.name
+    if project.db_path.exists() or not left.exists() or left.resolve() == project.db_path.resolve():
+        return
+    setting = project.store_dir_setting
+    assert setting is not None  # the store is elsewhere than the bot folder only by a setting
+    fail(f"{left} holds this bot's conversations, and {setting[0]} keeps the store in {project.store_dir}, where there "
+         f"is none yet: with no server running, move it there (mv {shell(left)}* {shell(project.store_dir)}/), or "
+         f"unset {setting[0]} to serve it where it is")
 
 
 def say_if_the_store_is_shared(project: Project) -> None:

@@ -2214,6 +2214,28 @@ def test_a_store_folder_the_server_cannot_write_is_refused_before_anything_start
     assert "deskbot serving" not in refused.stderr and not list(root.glob("*dialogues.db*"))
 
 
+def test_a_store_moved_by_its_setting_is_not_begun_anew_beside_the_one_the_bot_folder_holds(tiny_demo_bot: Path,
+                                                                                            tmp_path: Path) -> None:
+    """DESKBOT_STORE_DIR set on a bot that had served from its folder began an empty store there: the conversations,
+    the review queue and the customers waiting for a person stayed behind, unserved, without a word."""
+    root, data = configured_copy(tiny_demo_bot, tmp_path / "bot"), tmp_path / "data"
+    data.mkdir()
+    Store(root / "dialogues.db").receive("slack:ts:C1:1.1", "slack:T1:C1:1.1", "slack", "U1", "where is my refund?", {})
+    with socket.socket() as taken:  # where a server not refused stops instead of serving on
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        serve = ["serve", str(root), "--port", str(taken.getsockname()[1])]
+        refused = CliRunner().invoke(cli, serve, env={"DESKBOT_STORE_DIR": str(data)})
+        assert refused.exit_code == 1 and not list(data.iterdir())
+        assert (f"{root / 'dialogues.db'} holds this bot's conversations, and DESKBOT_STORE_DIR keeps the store in "
+                f"{data}, where there is none yet: with no server running, move it there (mv {root / 'dialogues.db'}* "
+                f"{data}/), or unset DESKBOT_STORE_DIR to serve it where it is") in refused.output
+        for path in root.glob("dialogues.db*"):
+            path.rename(data / path.name)
+        moved = CliRunner().invoke(cli, serve, env={"DESKBOT_STORE_DIR": str(data)})
+    assert "cannot serve on" in moved.output and "holds this bot's conversations" not in moved.output
+
+
 def test_bot_serve_notes_a_store_on_a_network_file_system(tiny_demo_bot: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Servers on two machines writing one store on a volume both mount (NFS, a ReadWriteMany claim) damage it, which
