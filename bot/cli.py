@@ -721,7 +721,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     with contextlib.ExitStack() as bound:
         for sock in socks:
             bound.enter_context(sock)
-        app = create_app(directory, device=device)
+        app = create_app(directory, device=device, host=host)
         served = app[BOT]
         if drain := project.config.server.drain_seconds:
             app.on_startup.append(drain_on_sigterm(drain))
@@ -800,7 +800,7 @@ def say_risks(project: Project, host: str) -> None:
     from bot.channels.base import shown_url
     from bot.channels.web import MIN_IDENTITY_SECRET_CHARS, identity_secret
     from bot.limits import open_file_limit
-    from bot.server import MIN_TOKEN_CHARS, admin_token, agent_tokens, metrics_token
+    from bot.server import MIN_TOKEN_CHARS, admin_token, agent_tokens, loopback, metrics_token
 
     token, agents = admin_token(project), agent_tokens(project)
     if not token and not agents:
@@ -836,16 +836,6 @@ def say_risks(project: Project, host: str) -> None:
     if secrets := readable_secrets(project):
         click.echo(f"note: {project.root / 'bot.yml'} holds {', '.join(secrets)}, and every account on this machine "
                    f"can read it: chmod 600 {shell(project.root / 'bot.yml')} (docs/security.md)", err=True)
-
-
-def loopback(host: str) -> bool:
-    """Whether every address ``host`` names is this machine's loopback (127.0.0.1, ::1, localhost): a server there is
-    reached only through a proxy on this machine. A name that does not resolve is not, as far as can be told."""
-    try:
-        return all(ipaddress.ip_address(info[4][0].partition("%")[0]).is_loopback
-                   for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM))
-    except (OSError, ValueError):
-        return False
 
 
 def listening(host: str, port: int) -> list[socket.socket]:

@@ -493,7 +493,8 @@ ERROR_TEXT = {400: "bad request; the error names the field", 401: "missing or wr
               502: "the customer's platform refused the message or could not be reached",
               504: "the customer's platform may have sent the message without saying so: check before sending it again",
               413: "body larger than server.max_body_bytes",
-              421: "the Host header names none of server.hosts", 429: "rate limited; wait Retry-After seconds",
+              421: "the Host header names none of server.hosts (unset, on a server listening on loopback: none of this "
+                   "machine's own names, localhost and loopback addresses)", 429: "rate limited; wait Retry-After seconds",
               503: "the conversation store cannot write now (a full disk, a read-only file); nothing was kept: send "
                    "it again after Retry-After seconds"}
 

@@ -498,7 +498,8 @@ class ServerConfig(Settings):
         None, min_length=1, description=(
             "the host names clients reach this server by (its Host header, port aside): a request naming any other "
             "is answered 421, which keeps a page of another site that makes its own name resolve to this server "
-            "(DNS rebinding) from using it (null: any host; docs/security.md)"))
+            "(DNS rebinding) from using it (null: this machine's own names, localhost and loopback addresses, on a host on "
+            "loopback without limits.trust_forwarded_for or trusted_proxies, else any host; docs/security.md)"))
     max_message_chars: int = Field(4000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     admin_token: str | None = None

@@ -14,11 +14,13 @@ import contextlib
 import functools
 import hashlib
 import io
+import ipaddress
 import logging
 import math
 import os
 import re
 import signal
+import socket
 import sqlite3
 import time
 from importlib import resources
@@ -42,7 +44,7 @@ from bot.limits import LIMITS, Limits
 from bot.nlu import NLU, current_names
 from bot.openapi import (MAX_AGENT_CHARS, MAX_LIMIT, MAX_SEARCH_CHARS, AgentMessageRequest, NoteRequest,
                          ReviewLabelRequest, publish_openapi)
-from bot.project import AgentGrant, BotConfig, Project, ProjectError, agent_name, host_name, load_project
+from bot.project import AgentGrant, BotConfig, Project, ProjectError, ServerConfig, agent_name, host_name, load_project
 from bot.retrain import exported
 from bot.review import CachedModel, review_threshold
 from bot.training import history_fingerprint
@@ -233,17 +235,65 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return json_response({"error": "internal error"}, status=500)
 
 
-def served_hosts(hosts: list[str]) -> Any:
-    """A middleware answering 421 to a request whose ``Host`` names none of ``hosts`` (server.hosts). A page whose
-    own name its owner makes resolve to this server (DNS rebinding) is same-origin to the browser, which sends its
-    ``Sec-Fetch-Site: same-origin``: only the name it asked for tells it apart."""
-    allowed = frozenset(hosts)
+def loopback(host: str) -> bool:
+    """Whether every address ``host`` names is this machine's loopback (127.0.0.1, ::1, localhost): a server there is
+    reached only through a proxy on this machine. A name that does not resolve is not, as far as can be told."""
+    try:
+        return all(ipaddress.ip_address(info[4][0].partition("%")[0]).is_loopback
+                   for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM))
+    except (OSError, ValueError):
+        return False
+
+
+def local_name(name: str | None) -> bool:
+    """Whether a ``Host`` names this machine by a name no site's owner can make resolve elsewhere: localhost, a name
+    under it (which browsers resolve to loopback themselves) or a loopback address."""
+    if name is None:
+        return False
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+LOCAL_ONLY = ("a server listening on loopback serves localhost alone while server.hosts is unset: list the names its "
+              "clients reach it by in server.hosts in bot.yml (a proxy in front passing its clients' Host), or set "
+              "server.limits.trust_forwarded_for or trusted_proxies for that proxy")
+LOCAL_ONLY_SAID_S = 3600.0  # the log says a host refused by the loopback default once an hour at most
+
+
+def host_check(server: ServerConfig, bound: str) -> Any | None:
+    """The middleware holding requests to the names they may give in their ``Host`` (:func:`served_hosts`):
+    ``server.hosts``; unset, on a server listening on loopback (``bound``) with no proxy configured in front
+    (``limits.trust_forwarded_for``, ``trusted_proxies``), this machine's own names alone (:func:`local_name`), since a
+    page of any site whose name its owner makes resolve to 127.0.0.1 is same-origin to the browser of whoever runs
+    it (DNS rebinding); else None, any host, as deskbot cannot know the names a proxy passes on."""
+    if server.hosts is not None:
+        listed = frozenset(server.hosts)
+        return served_hosts(lambda name: name in listed, "list it in server.hosts in bot.yml")
+    if loopback(bound) and not (server.limits.trust_forwarded_for or server.limits.trusted_proxies):
+        return served_hosts(local_name, LOCAL_ONLY, said_every_s=LOCAL_ONLY_SAID_S)
+    return None
+
+
+def served_hosts(allowed: Callable[[str | None], bool], hint: str, said_every_s: float | None = None) -> Any:
+    """A middleware answering 421 to a request whose ``Host`` names a host not ``allowed`` (:func:`host_check`),
+    saying what to set (``hint``). A page whose own name its owner makes resolve to this server (DNS rebinding) is
+    same-origin to the browser, which sends its ``Sec-Fetch-Site: same-origin``: only the name it asked for tells it
+    apart. ``said_every_s``: a refusal is logged, once in that time at most, where an operator who set nothing
+    would otherwise find their proxy's requests refused without a word."""
+    said_at = -math.inf
 
     @web.middleware
     async def check_host(request: web.Request, handler: Any) -> web.StreamResponse:
-        if host_name(request.host) not in allowed:
-            raise http_error(web.HTTPMisdirectedRequest,
-                             f"host not served: {request.host!r}; list it in server.hosts in bot.yml")
+        nonlocal said_at
+        if not allowed(host_name(request.host)):
+            if said_every_s is not None and time.monotonic() - said_at >= said_every_s:
+                said_at = time.monotonic()
+                log.warning("refused a request for host %r (421): %s", request.host, hint)
+            raise http_error(web.HTTPMisdirectedRequest, f"host not served: {request.host!r}; {hint}")
         return await handler(request)
 
     return check_host
@@ -1459,12 +1509,14 @@ async def stop_on_sighup(app: web.Application) -> None:
     loop.add_signal_handler(signal.SIGHUP, hung_up)
 
 
-def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = None) -> web.Application:
+def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = None,
+               host: str | None = None) -> web.Application:
     """The server of the bot project at ``root``: one :class:`~bot.engine.Bot` that every channel's routes hand their
     customers' messages to (docs/architecture.md, How a message flows), and the agents' and admin's routes beside
     them. What would refuse to serve (agents' tokens, the action map, a newer deskbot's store, a model that does not
     load) is checked before anything starts; ``nlu``, a model loaded already, spares the load (tests start many servers
-    on one model)."""
+    on one model). ``host``: the address it listens on, when not bot.yml's ``server.host`` (``bot serve --host``), on
+    which the names it serves by default depend (:func:`host_check`)."""
     project = load_project(root)
     agents = agent_tokens(project)  # a token or a name two agents share, before the model loads
     actions = ActionRunner.for_project(project)  # a mistake in actions/ or its map, before the model loads
@@ -1472,8 +1524,9 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     nlu = nlu or load_at_start(project, device)  # refuse to start when no version that served loads
     server = project.config.server
     limits = Limits(server.limits, server.max_body_bytes, trusted=is_admin)
-    hosts = [served_hosts(server.hosts)] if server.hosts is not None else []
-    app = web.Application(middlewares=[json_errors, *hosts, limits.middleware], client_max_size=server.max_body_bytes)
+    hosts = host_check(server, host or server.host)
+    app = web.Application(middlewares=[json_errors, *([hosts] if hosts else []), limits.middleware],
+                          client_max_size=server.max_body_bytes)
     app.on_response_prepare.append(protective_headers)
     logging.getLogger("aiohttp.server").addFilter(CLIENT_ERRORS)  # the same filter once, however many apps
     logging.getLogger("aiohttp.websocket").addFilter(unasked_subprotocols)
@@ -1535,7 +1588,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     ])
 
     publish_openapi(app, project.config.name, sorted(project.labels), server.max_message_chars, admin=is_admin,
-                    misdirected=server.hosts is not None)
+                    misdirected=hosts is not None)
 
     async def shutdown(app: web.Application) -> None:
         """SIGTERM: the port is closed already; let the turns in flight finish and their answers reach their

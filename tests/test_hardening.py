@@ -1327,9 +1327,40 @@ async def test_a_page_rebound_to_the_server_is_refused_by_the_host_it_names(make
     assert socket_refused.value.status == 421
     document = await (await client.get("/openapi.json")).json()
     assert "421" in document["paths"]["/api/chat"]["post"]["responses"]
-    anywhere = await make_client(server={"limits": NO_LIMITS})  # unset: any host, as before
+    anywhere = await make_client(server={"host": "0.0.0.0", "limits": NO_LIMITS})  # unset, on every address: any host
     assert (await anywhere.get("/healthz", headers=rebound)).status == 200
     assert "421" not in (await (await anywhere.get("/openapi.json")).json())["paths"]["/api/chat"]["post"]["responses"]
+
+
+async def test_a_server_on_loopback_serves_this_machines_names_alone_until_told_of_a_proxy_in_front(
+        make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """A server listening on 127.0.0.1 (the default) with server.hosts unset served any Host: a page of any site whose
+    name its owner made resolve to 127.0.0.1 could chat with it from the browser of whoever ran it, and read /metrics.
+    It serves this machine's own names alone, and says in the log (once an hour at most) what to set, for a proxy in
+    front that passes its clients' Host; a proxy configured for the limits (trust_forwarded_for, trusted_proxies), an
+    address other than loopback or server.hosts set leave the names as they were."""
+    client = await make_client(server={"limits": NO_LIMITS})
+    port = client.server.port
+    for host in (f"127.0.0.1:{port}", f"LOCALHOST:{port}", f"[::1]:{port}", "shop.localhost", "127.0.0.2"):
+        assert (await client.get("/healthz", headers={"Host": host})).status == 200, host
+    rebound = {"Host": f"attacker.example:{port}", "Sec-Fetch-Site": "same-origin",
+               "Origin": f"http://attacker.example:{port}"}
+    victim = cid()
+    with caplog.at_level(logging.WARNING, logger="deskbot"):
+        refused = await chat(client, victim, "a person please", **rebound)
+        for path in ("/metrics", "/healthz", "/api/widget"):
+            assert (await client.get(path, headers=rebound)).status == 421, path
+    assert refused.status == 421
+    assert await refused.json() == {"error": f"host not served: {rebound['Host']!r}; {serving.LOCAL_ONLY}"}
+    assert store_rows(client, "SELECT id FROM conversations WHERE id = ?", victim) == []
+    said = [r.getMessage() for r in caplog.records if "(421)" in r.getMessage()]
+    assert said == [f"refused a request for host {rebound['Host']!r} (421): {serving.LOCAL_ONLY}"]
+    assert "421" in (await (await client.get("/openapi.json")).json())["paths"]["/api/chat"]["post"]["responses"]
+    for server in ({"limits": {**NO_LIMITS, "trust_forwarded_for": True}},
+                   {"limits": {**NO_LIMITS, "trusted_proxies": ["127.0.0.0/8"]}},
+                   {"host": "0.0.0.0", "limits": NO_LIMITS}, {"hosts": ["attacker.example"], "limits": NO_LIMITS}):
+        other = await make_client(server=server)
+        assert (await other.get("/healthz", headers=rebound)).status == 200, server
 
 
 @pytest.mark.parametrize("entry", ["https://shop.example.com", "shop.example.com:443", "shop.example.com/chat", "::1", ""])
