@@ -2139,10 +2139,13 @@ def test_the_agents_consoles_list_is_one_stop_of_the_tab_key_gone_through_with_t
     page.keyboard.press("ArrowUp")
     expect(page.locator(f'.list li[data-id="{alice}"]')).to_be_focused()
     assert page.locator('.list li[role="option"][tabindex="0"]').count() == 1  # the one the keyboard is on
+    expect(page.get_by_role("listbox", name="Waiting")).to_be_visible()  # named by its tab for a screen reader
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.getAttribute('role')") != "option"  # on past the list
     page.keyboard.press("Shift+Tab")
     expect(page.locator(f'.list li[data-id="{alice}"]')).to_be_focused()  # back where the keyboard was
+    page.get_by_role("button", name="With the bot").click()
+    expect(page.get_by_role("listbox", name="With the bot")).to_be_visible()
     context.close()
 
 
