@@ -2212,6 +2212,35 @@ def test_the_agents_console_shows_a_long_conversations_earlier_messages_when_ask
     context.close()
 
 
+FIRST_TURN_IN_SIGHT = """() => {
+  const turns = document.querySelector(".turns"), top = turns.getBoundingClientRect().top;
+  const row = [...turns.querySelectorAll("[data-turn-id]")].find((r) => r.getBoundingClientRect().bottom > top + 1);
+  return [row.dataset.turnId, Math.round(row.getBoundingClientRect().top - top)];
+}"""
+
+
+def test_an_agent_reading_up_a_long_conversation_keeps_their_place_as_the_customer_writes(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """An agent scrolled up a conversation of hundreds of turns to read what the customer asked before: each message
+    the customer wrote moved what they read, the latest 200 shown moving up one turn, those above it left out."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    assert api.chat(cid, "/handoff")["handed_off"] is True
+    for n in range(210):
+        api.admin(f"/admin/conversations/{cid}/notes" if n % 50 == 0 else f"/admin/conversations/{cid}/messages",
+                  {"text": f"line {n}\n" * (1 + n % 3)})
+    context = open_console(chromium, server, web_demo_bot.admin_token, cid, clock=True)
+    page = context.pages[0]
+    page.locator(f'.list li[data-id="{cid}"]').click()
+    expect(page.locator(".turn[data-turn-id]")).to_have_count(200)
+    page.locator(".turns").evaluate("turns => { turns.scrollTop = turns.scrollHeight / 3; }")
+    reading = page.evaluate(FIRST_TURN_IN_SIGHT)
+    api.chat(cid, "are you still there?")
+    page.clock.run_for(3_100)
+    expect(page.locator(".turn.user .text").last).to_have_text("are you still there?")
+    assert page.evaluate(FIRST_TURN_IN_SIGHT) == reading
+    context.close()
+
+
 def test_the_agents_console_dates_what_is_not_from_today_and_counts_long_waits_in_hours_and_days(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A customer waiting since yesterday read "waiting 1560 min", and their messages showed the time of day
