@@ -57,7 +57,7 @@ from bot.project import MAX_REVIEWER_CHARS, Project, agent_name, intent_label, i
 from retrieval.options import IndexType
 
 if TYPE_CHECKING:
-    from dialogues.store import Store, WrittenByNewer
+    from dialogues.store import Purged, Store, WrittenByNewer
     from finetune.registry import Registry, Version
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # deskbot never reaches for a model hub on its own
@@ -1684,6 +1684,37 @@ def restore(directory: Path, copy: Path) -> None:
                + (f"; the store it replaced is kept as {aside.name}" if aside else ""))
 
 
+def _say_kept_elsewhere(project: Project, purged: Purged, began: dict[str, float]) -> None:
+    """Name, for each conversation `bot purge` deleted (``began``: when each began), what may still hold it: the
+    model versions trained since, whose index may hold its agent answers and whose weights its labels, and the copies
+    an upgrade kept of the store since; and say how to be rid of them."""
+    from finetune.registry import Registry
+
+    versions = Registry(project.models_dir).versions()
+    kept_in: Counter[tuple[tuple[str, ...], tuple[str, ...]]] = Counter()  # conversations by what may keep what of them
+    for cid, deleted in purged.deleted.items():
+        if deleted["conversations"]:
+            click.echo(f"Deleted {cid}: " + ", ".join(f"{n} {table}" for table, n in deleted.items() if n))
+        # A version trained since the conversation began may hold its answers in its index and its labels in its
+        # weights: the next retrain serves one without them, and each such folder keeps them until it is deleted.
+        since = tuple(v.name for v in versions if _trained_at(v.meta) >= began.get(cid, float("inf")))
+        learned = tuple(what for what, table in (("agent answers", "answer_candidates"), ("labels", "review_labels"))
+                        if deleted[table])
+        if learned and since:
+            kept_in[learned, since] += 1
+    for (learned, since), n in kept_in.items():  # said once for all (a retention purge's thousands)
+        whose, they = ("its", "it") if n == 1 else (f"{n} conversations'", "they")
+        click.echo(f"  {whose} {' and '.join(learned)} may be in {', '.join(since)}, trained since {they} began: "
+                   f"`bot retrain {shell(project.root)}` serves a version without them, and those folders under "
+                   "models/ keep them until you delete them", err=True)
+    # The copies an upgrade kept of the store (dialogues.db.schemaN.bak) since a conversation began hold it too.
+    copies = [p for p in project.db_path.parent.glob(f"{project.db_path.name}.schema*.bak")
+              if any(p.stat().st_mtime >= began.get(cid, float("inf")) for cid in purged.deleted)]
+    if copies:
+        click.echo(f"  {', '.join(sorted(p.name for p in copies))}, kept at an upgrade since it began, may hold it too: "
+                   "delete the copy once you will not go back to the deskbot before", err=True)
+
+
 def _prune_backups(made: Path, keep: int) -> list[Path]:
     """Delete the dated copies in the folder of ``made`` (the copy just made, always kept) but the ``keep`` newest,
     and return them: run only once a copy is made, so that a night whose backup fails deletes none of the
@@ -1730,7 +1761,6 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
       bot purge mybot --user U123 --dry-run
     """
     from dialogues.store import unix_time
-    from finetune.registry import Registry
 
     if not (conversation_ids or before or user is not None):
         raise click.UsageError("name the conversations: --conversation ID, --before DATE or --user ID")
@@ -1764,29 +1794,7 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
         purged = store.purge(*ids)
     finally:
         store.close()
-    versions = Registry(project.models_dir).versions()
-    kept_in: Counter[tuple[tuple[str, ...], tuple[str, ...]]] = Counter()  # conversations by what may keep what of them
-    for cid, deleted in purged.deleted.items():
-        if deleted["conversations"]:
-            click.echo(f"Deleted {cid}: " + ", ".join(f"{n} {table}" for table, n in deleted.items() if n))
-        # A version trained since the conversation began may hold its answers in its index and its labels in its
-        # weights: the next retrain serves one without them, and each such folder keeps them until it is deleted.
-        since = tuple(v.name for v in versions if _trained_at(v.meta) >= began.get(cid, float("inf")))
-        learned = tuple(what for what, table in (("agent answers", "answer_candidates"), ("labels", "review_labels"))
-                        if deleted[table])
-        if learned and since:
-            kept_in[learned, since] += 1
-    for (learned, since), n in kept_in.items():  # said once for all (a retention purge's thousands)
-        whose, they = ("its", "it") if n == 1 else (f"{n} conversations'", "they")
-        click.echo(f"  {whose} {' and '.join(learned)} may be in {', '.join(since)}, trained since {they} began: "
-                   f"`bot retrain {shell(directory)}` serves a version without them, and those folders under "
-                   "models/ keep them until you delete them", err=True)
-    # The copies an upgrade kept of the store (dialogues.db.schemaN.bak) since a conversation began hold it too.
-    copies = [p for p in project.db_path.parent.glob(f"{project.db_path.name}.schema*.bak")
-              if any(p.stat().st_mtime >= began.get(cid, float("inf")) for cid in purged.deleted)]
-    if copies:
-        click.echo(f"  {', '.join(sorted(p.name for p in copies))}, kept at an upgrade since it began, may hold it too: "
-                   "delete the copy once you will not go back to the deskbot before", err=True)
+    _say_kept_elsewhere(project, purged, began)
     if not purged.wal_cleared:
         fail(f"another process kept reading {project.db_path}, so dialogues.db-wal still holds a copy of "
              "what was deleted; run this command again once it is done: it clears the copy, though it finds nothing "
