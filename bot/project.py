@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal, NamedTuple, NoReturn
 
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, IPvAnyNetwork, ValidationError
@@ -1277,19 +1277,29 @@ def _example_line(node: yaml.Node | None, i: int, where: int) -> int | None:
     return _line_of(node, ("nlu", i, "examples"))
 
 
-def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS) -> tuple[
-        list[Example], dict[str, list[re.Pattern[str]]], dict[str, int | None], dict[str, str], list[Twins],
-        dict[str, int | None]]:
-    """Read intents and examples in Rasa's ``nlu.yml`` format; ``slots`` are the bot's own, which no regex or
-    lookup may name. Besides the examples: the entities' patterns (their regexes, and their lookup tables as
-    :func:`lookup_pattern` reads them); the entities the examples annotate (``[123](order_id)``) that no
-    pattern reads, each with the line of its first annotation: Rasa learns to find those, deskbot never sets
-    them; and the synonyms (a ``synonym:``'s examples, and an annotated text the annotation gives another value,
-    ``[NYC](city:New York City)``), each example in lower case and Simplified characters with the value it stands
-    for (and each Chinese lookup element, for itself as written); and the examples under two intents that differ
-    only in punctuation or numbers (:class:`Twins`), which load, as their labels may mean them apart, but are
-    told of; and the entities an annotation gives a role or a group, with the line of the first, which deskbot
-    reads without them."""
+class NluFile(NamedTuple):
+    """What :func:`load_nlu` reads of nlu.yml."""
+
+    examples: list[Example]
+    # Each entity's patterns: its regexes, and its lookup tables as :func:`lookup_pattern` reads them.
+    patterns: dict[str, list[re.Pattern[str]]]
+    # The entities the examples annotate (``[123](order_id)``) that no pattern reads, each with the line of its first
+    # annotation: Rasa learns to find those, deskbot never sets them.
+    unread: dict[str, int | None]
+    # A ``synonym:``'s examples, and an annotated text the annotation gives another value (``[NYC](city:New York
+    # City)``), each in lower case and Simplified characters with the value it stands for (and each Chinese lookup
+    # element, for itself as written).
+    synonyms: dict[str, str]
+    # The examples under two intents that differ only in punctuation or numbers: they load, as their labels may mean
+    # them apart, but are told of.
+    twins: list[Twins]
+    # The entities an annotation gives a role or a group, with the line of the first, which deskbot reads without them.
+    roled: dict[str, int | None]
+
+
+def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS) -> NluFile:
+    """Read intents and examples in Rasa's ``nlu.yml`` format, and its entities (:class:`NluFile`); ``slots`` are the
+    bot's own, which no regex or lookup may name."""
     data, node = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("nlu"), list):
         raise _fail(path, node, (), "expected a top-level 'nlu:' list")
@@ -1334,7 +1344,7 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS) -> tuple[
     if len({e.intent for e in examples}) < 2:
         raise _fail(path, node, ("nlu",), "at least two intents are needed")
     unread = {entity: line for entity, line in annotated.items() if entity not in patterns}
-    return examples, patterns, unread, synonyms, twins, roled
+    return NluFile(examples, patterns, unread, synonyms, twins, roled)
 
 
 def _intent_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any],
