@@ -153,11 +153,13 @@ async def test_a_bounded_wait_ends_when_the_batch_is_full() -> None:
 
 async def test_closing_during_a_bounded_wait_cancels_the_waiting_request() -> None:
     batcher = MicroBatcher(Recorder(), max_wait_ms=5_000)
-    waiting = asyncio.ensure_future(batcher.submit("a"))
-    await asyncio.sleep(0.05)  # "a" is in the forming batch, waiting for company
+    [waiting] = await queued(batcher, ["a"])
+    async with asyncio.timeout(5):
+        while batcher.queue_depth:  # taken off the queue: "a" is in the forming batch, waiting for company
+            await asyncio.sleep(0)
     await batcher.close()
-    with pytest.raises(asyncio.CancelledError):
-        await waiting
+    with pytest.raises(asyncio.CancelledError):  # not left waiting: a request the close forgets fails here, not hangs
+        await asyncio.wait_for(waiting, 5)
 
 
 async def test_batches_are_reported_and_a_shared_executor_outlives_the_batcher() -> None:
