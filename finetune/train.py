@@ -248,8 +248,8 @@ def train_classifier(
 
 
 def _base_classifier(base_model: str, labels: list[str], config: TrainConfig, device: str) -> IntentClassifier:
-    """A new classifier of ``labels`` over ``base_model``'s encoder, read from the cache alone (``bot model
-    prepare`` fills it), with the query prefix the encoder was trained with."""
+    """A new classifier of ``labels`` over ``base_model``'s encoder (a local folder, a Hugging Face model this machine
+    has cached, or an alias: no hub is reached), with the query prefix the encoder was trained with."""
     with loading_base(base_model):
         path = resolve_model(base_model)
         encoder = load_sentence_model(path, device, local_files_only=True)
