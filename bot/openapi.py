@@ -52,7 +52,8 @@ BodyAgentName = Annotated[str, Field(min_length=1, max_length=MAX_AGENT_CHARS, p
 
 
 class _StrictBody(_Body):
-    """A body whose values must already be of their type: ``"1"`` is no number, ``1`` no text (400)."""
+    """A body whose values must already be of their type (``"1"`` is no number, ``1`` no text, 400): no type is
+    guessed at, as a client sending these has a bug to hear about."""
 
     model_config = ConfigDict(strict=True)
 
