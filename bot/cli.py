@@ -1051,6 +1051,11 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
         click.echo(f"{tuned} of {_count(len(texts), 'test line')} {'are' if tuned > 1 else 'is'} in the frozen "
                    f"evaluation set ({project.models_dir / EVALUATION_FILE}), on which training chose the model's "
                    "n-gram share and, with thresholds.intent: auto, its threshold: the figures flatter it", err=True)
+    if version is not None and (serving := Registry(project.models_dir).current()) != version:
+        # model_version alone read as the served model's figures, and a refused candidate's as the bot's own
+        now = f"{serving} does" if serving else "none does"
+        click.echo(f"note: {version} does not serve ({now}): these are its figures, not those of the bot as it answers "
+                   f"now; `bot models {shell(directory)}` compares the versions", err=True)
     analyses = as_measured(project, nlu, texts)
     figures = evaluate_model(nlu.labels, nlu.version, rows, [a.prediction for a in analyses], threshold, results)
     figures["replies"] = evaluate_replies(project, rows, texts, analyses, nlu.labels, results)

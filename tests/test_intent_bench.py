@@ -302,6 +302,11 @@ def test_eval_scores_another_version_than_the_serving_one(tiny_demo_bot: Path, t
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["model_version"] == "v0002" and figures["threshold"] == 0.0123  # its own calibrated threshold
     assert (models / "CURRENT").read_text().strip() == "v0001"
+    assert "note: v0002 does not serve (v0001 does): these are its figures, not those of the bot as it answers now" \
+        in result.stderr
+    served = CliRunner().invoke(cli, ["eval", str(root), "--test", str(test), "--version", "v0001", "--results",
+                                      str(tmp_path / "r"), "--json", "--device", "cpu"])
+    assert served.exit_code == 0 and "does not serve" not in served.stderr
     missing = CliRunner().invoke(cli, ["eval", str(root), "--test", str(test), "--version", "v0009"])
     assert missing.exit_code == 1 and "no model version 'v0009'" in missing.output
 
