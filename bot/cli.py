@@ -2146,7 +2146,7 @@ def models(directory: Path, as_json: bool, explain: str | None, prune: int | Non
       bot models mybot --explain v0003
       bot models mybot --prune 3
     """
-    from finetune.registry import Registry, RegistryError
+    from finetune.registry import Registry, RegistryError, rolled_back
 
     project = load_project(directory)
     if prune is not None:
@@ -2177,15 +2177,21 @@ def models(directory: Path, as_json: bool, explain: str | None, prune: int | Non
     if not as_json:  # accuracy: on the frozen evaluation set (n examples), at the version's intent threshold
         again = f"{'now':>9}{'n':>6}" if now is not None else ""
         click.echo(f"  {'version':<9}{'created':<26}{'mode':<15}{'accuracy':>9}{'n':>6}{'threshold':>10}{again}  decision")
-    statuses = _statuses(registry, versions)
+    try:
+        log = registry.decisions()
+    except RegistryError:  # a log that cannot be read: the versions are listed all the same
+        log = []
+    statuses, taken = _statuses(registry, versions, log), rolled_back(log)
     for v in versions:
         status = statuses[v.name]
+        back = taken.get(v.name) if not v.current else None  # a rollback took it off serving, for this one
         if as_json:
-            click.echo(json.dumps({"version": v.name, "serving": v.current, "status": status, "meta": v.meta,
+            click.echo(json.dumps({"version": v.name, "serving": v.current, "status": status, "rolled_back_to": back,
+                                   "meta": v.meta,
                                    "metrics": v.metrics, "decision": v.decision, "damaged": v.damaged,
                                    **({"remeasured": now[v.name]} if now is not None else {})}))
             continue
-        status = "; ".join(filter(None, [status, *v.damaged]))
+        status = "; ".join(filter(None, [status, back and f"rolled back to {back}", *v.damaged]))
         accuracy, threshold = (f"{x:.4f}" if isinstance(x, (int, float)) else ""
                                for x in (v.metrics.get("accuracy"), v.meta.get("intent_threshold")))
         # Another set (the intents or their examples changed) makes another accuracy, which read as a regression.
@@ -2203,15 +2209,12 @@ def models(directory: Path, as_json: bool, explain: str | None, prune: int | Non
             click.echo(f"note: none of them serves: {exc}", err=True)
 
 
-def _statuses(registry: Registry, versions: list[Version]) -> dict[str, str]:
+def _statuses(registry: Registry, versions: list[Version], log: list[dict[str, Any]]) -> dict[str, str]:
     """What came of each version, by name, as `bot models` lists it: promoted (and how), refused and why, or passed
-    and not promoted, from the decisions log and, where a run was killed before the log said so, from what served."""
-    from finetune.registry import RegistryError, served_versions
+    and not promoted, from the decisions ``log`` and, where a run was killed before the log said so, from what
+    served."""
+    from finetune.registry import served_versions
 
-    try:
-        log = registry.decisions()
-    except RegistryError:  # a log that cannot be read: the versions are listed all the same
-        log = []
     served = served_versions(log)
     known = registry.served(versions)  # by the log, and by the versions' records of what served before them
     failures = {str(d.get("version")): d for d in log if d.get("event") == "promotion_failed"}

@@ -437,6 +437,21 @@ def served_versions(log: list[dict[str, Any]]) -> dict[str, str]:
     return served
 
 
+def rolled_back(log: list[dict[str, Any]]) -> dict[str, str]:
+    """The versions a `bot rollback` last took off serving (:meth:`Registry.decisions`), each with the version it
+    served instead: listed as ``promoted`` alone, the version a shop rolled back from read as one replaced by a better
+    one. A version that served again since and was replaced otherwise (a promotion, an index refresh) is not."""
+    taken: dict[str, str] = {}
+    for d, after in zip(log, [*log[1:], {}]):
+        if (previous := d.get("previous")) is None:
+            continue
+        if d.get("event") != "rollback":  # replaced by a promotion or an index refresh
+            taken.pop(str(previous), None)
+        elif not (after.get("event") == "rollback_failed" and after.get("version") == d.get("version")):
+            taken[str(previous)] = str(d.get("version"))
+    return taken
+
+
 def _read_version(path: Path, current: str | None) -> Version:
     """The version in folder ``path``, its records read leniently (:func:`_read_json`) and its damage listed."""
     damaged: list[str] = []

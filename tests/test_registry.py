@@ -366,8 +366,8 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
     damaged = runner.invoke(cli, ["models", str(root)])
     assert damaged.exit_code == 0  # and says what is wrong, where the row would be blank
     size = (models / "v0001" / "index" / "index.faiss").stat().st_size
-    assert [line.split("  ")[-1] for line in damaged.output.splitlines()[2:]] == [
-        "metrics.json unreadable", f"meta.json unreadable; index/index.faiss cut short or changed (7 bytes, not {size:,})"]
+    assert [line.split("  ")[-1] for line in damaged.output.splitlines()[2:]] == [  # v0002, rolled back from
+        "rolled back to v0001; metrics.json unreadable", f"meta.json unreadable; index/index.faiss cut short or changed (7 bytes, not {size:,})"]
     assert [json.loads(line)["damaged"] for line in runner.invoke(cli, ["models", str(root), "--json"]).output.splitlines()
             ] == [[], ["metrics.json unreadable"], ["meta.json unreadable", damaged.output.split("; ")[-1].strip()]]
     # JSON objects of another shape: a decision without its reasons, an accuracy written as text
@@ -712,6 +712,36 @@ def test_bot_models_says_which_of_bot_trains_versions_served(tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["status"] for line in result.stdout.splitlines()] == [
         "promoted", "not promoted", "served by rollback"]
+
+
+def test_bot_models_says_which_version_a_rollback_took_off_serving(tmp_path: Path) -> None:
+    """A version rolled back from, a bad model taken off in an incident, was listed as `promoted` like every other
+    that served before the one serving, and read as replaced by a better one."""
+    root = tmp_path / "mybot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    registry = Registry(root / "models")
+
+    def promote(accuracy: float) -> None:  # as a retrain's gate promotes and records it
+        previous, name = registry.current(), version(registry, accuracy)
+        registry.promote(name)
+        registry.record({"event": "promoted", "version": name, "previous": previous})
+
+    for accuracy in (0.5, 0.6, 0.7):
+        promote(accuracy)
+    registry.rollback("v0002")  # v0003 off
+
+    listed = CliRunner().invoke(cli, ["models", str(root)])
+    rows = [json.loads(line) for line in CliRunner().invoke(cli, ["models", str(root), "--json"]).stdout.splitlines()]
+
+    assert listed.exit_code == 0, listed.output
+    assert [line.split()[0] for line in listed.stdout.splitlines() if "promoted; rolled back to v0002" in line] \
+        == ["v0003"]
+    assert [(r["status"], r["rolled_back_to"]) for r in rows] == [
+        ("promoted", None), ("promoted", None), ("promoted", "v0002")]
+    registry.rollback("v0003")  # served again: v0002 off, as rolled back from
+    promote(0.8)  # v0003 off, as replaced
+    rows = [json.loads(line) for line in CliRunner().invoke(cli, ["models", str(root), "--json"]).stdout.splitlines()]
+    assert [r["rolled_back_to"] for r in rows] == [None, "v0003", None, None]
 
 
 def test_bot_models_prune_keeps_the_serving_the_newest_and_the_newest_that_served(tmp_path: Path) -> None:
