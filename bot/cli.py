@@ -910,6 +910,7 @@ def chat(directory: Path, device: str | None) -> None:
 
     project = load_project(directory)
     refuse_unwritable_store_dir(project)
+    refuse_a_store_left_behind(project)
     privacy = project.config.privacy
     actions = ActionRunner.for_project(project)  # an ActionError: a mistake in actions/ or its map, said at once
     refuse_newer(project.db_path, project.root)  # and a store this deskbot may not open, before the model loads

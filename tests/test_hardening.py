@@ -2261,6 +2261,8 @@ def test_a_store_moved_by_its_setting_is_not_begun_anew_beside_the_one_the_bot_f
         assert (f"{root / 'dialogues.db'} holds this bot's conversations, and DESKBOT_STORE_DIR keeps the store in "
                 f"{data}, where there is none yet: with no server running, move it there (mv {root / 'dialogues.db'}* "
                 f"{data}/), or unset DESKBOT_STORE_DIR to serve it where it is") in refused.output
+        chat = CliRunner().invoke(cli, ["chat", str(root)], input="hello\n", env={"DESKBOT_STORE_DIR": str(data)})
+        assert chat.exit_code == 1 and "holds this bot's conversations" in chat.output and not list(data.iterdir())
         for path in root.glob("dialogues.db*"):
             path.rename(data / path.name)
         moved = CliRunner().invoke(cli, serve, env={"DESKBOT_STORE_DIR": str(data)})
