@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import time
+from contextvars import ContextVar
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, NamedTuple, TypeVar
@@ -74,6 +75,9 @@ MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two acti
 # waiting turn runs: a few renewals, so that a message behind a hung server waits well under a proxy's usual 60 s
 # request timeout (one killed is seen at once: Store.take_turn).
 TURN_POLL_S = 0.05
+# The bound of the turn running in this context (server.turn_seconds, Bot._within_bound), lifted once its exchange is
+# being written: given up then, the turn's answer was kept all the same, beside the one telling the customer to wait.
+_TURN_DEADLINE: ContextVar[asyncio.Timeout | None] = ContextVar("turn_deadline", default=None)
 # The keys of a rasa-sdk dispatcher message; any other key is a value for the response it names.
 RASA_MESSAGE_KEYS = {"text", "buttons", "quick_replies", "elements", "custom", "template", "response", "image",
                      "attachment"}
@@ -452,11 +456,17 @@ class Bot:
         that never returns, an action's own loop held) held its conversation on every server on the store, each
         later message waiting behind it, and the customer heard nothing. Past the bound the turn is given up, and
         the customer gets ``fallback.action_slow`` with the "talk to a person" button (the handoff once the misses
-        reach ``fallbacks_before_handoff``), logged as a miss, within the bound again; then the conversation is free."""
+        reach ``fallbacks_before_handoff``), logged as a miss, within the bound again; then the conversation is free.
+        A turn whose exchange is being written when the bound comes is let finish (:data:`_TURN_DEADLINE`)."""
         bound = self.config.server.turn_bound(self.config.actions.timeout)
         try:
-            return await asyncio.wait_for(self._handle(turn), bound)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(bound) as deadline:
+                running = _TURN_DEADLINE.set(deadline)
+                try:
+                    return await self._handle(turn)
+                finally:
+                    _TURN_DEADLINE.reset(running)
+        except TimeoutError:
             log.error("a turn of conversation %r ran past server.turn_seconds (%g s), held up by the model or the "
                       "store: given up, its customer told to try again or ask for a person", turn.conversation_id, bound)
         text = normalise(turn.text)
@@ -1191,6 +1201,8 @@ class Bot:
             loop_read=(read.get("active_loop"), read.get("active_form")),
         )
         assert self.writer is not None
+        if (deadline := _TURN_DEADLINE.get()) is not None:  # written from here on, bounded by the store's busy timeout
+            deadline.reschedule(None)
         user_turn_id, turn_id = await self.writer.submit(exchange)
         if exchange.handed_off:
             await self.announce(turn.conversation_id, True, decision.reason, turn.channel)

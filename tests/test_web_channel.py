@@ -1288,6 +1288,32 @@ async def test_a_turn_held_up_for_good_is_given_up_and_its_conversation_answered
         assert db.execute("SELECT count(*) FROM turn_leases").fetchone() == (0,)
 
 
+async def test_a_turn_whose_answer_is_being_written_when_its_bound_comes_is_let_finish(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Path) -> None:
+    """A turn past ``server.turn_seconds`` while the store wrote its answer (a slow disk, another process's lock) was
+    given up: the write went on all the same, and the customer was told to try again beside an answer kept but never
+    shown, two bot turns to one message. Once its answer is being written a turn is let finish."""
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"turn_seconds": 0.5})
+    app = create_app(root, device="cpu")
+    client, cid = await aiohttp_client(app), new_id()
+    bot = app[BOT]
+    submit = bot.writer.submit
+
+    async def slow_write(exchange: Any) -> Any:  # the store's write goes on whoever stops waiting for it
+        async def written() -> Any:
+            await asyncio.sleep(1.0)  # a slow disk: past the turn's bound
+            return await submit(exchange)
+
+        return await asyncio.shield(written())
+
+    bot.writer.submit = slow_write
+    reply = await asyncio.wait_for(chat(client, cid, "where is my parcel"), 30)
+    bot.writer.submit = submit
+    assert reply["reply"] != load_project(root).config.fallback.action_slow["en"]
+    history = await (await client.get(f"/api/conversations/{cid}/history")).json()
+    assert [(t["role"], t["text"]) for t in history["turns"]] == [("user", "where is my parcel"), ("bot", reply["reply"])]
+
+
 async def held_first_answer(aiohttp_client: Any, web_demo_bot: SimpleNamespace, message: dict[str, Any],
                             held: Callable[[], Awaitable[None]],
                             store_held: threading.Event | None = None) -> tuple[asyncio.Task[Any], Any]:
