@@ -118,3 +118,22 @@ def test_every_command_and_option_the_docs_show_is_the_clis() -> None:
                                          and value not in param.type.choices):  # --language mult
                 wrong.append((where, words))
     assert len(commands) > 30 and wrong == []
+
+
+def test_every_bot_yml_the_docs_show_loads(tmp_path: Path) -> None:
+    """The bot.yml sections of docs/ are copied into a new user's bot.yml as they are: each loads (a responses.yml
+    one, under `responses:`, is checked with its own file elsewhere)."""
+    import textwrap
+
+    import yaml
+
+    from bot.project import load_config
+
+    blocks = [block for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+              for block in re.findall(r"^ *```yaml\n(.*?)^ *```", path.read_text(), re.S | re.M)]
+    configs = [textwrap.dedent(block) for block in blocks if "responses" not in yaml.safe_load(textwrap.dedent(block))]
+    assert len(configs) >= 8
+    for n, config in enumerate(configs):
+        path = tmp_path / f"{n}.yml"
+        path.write_text(config)
+        load_config(path)
