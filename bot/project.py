@@ -829,6 +829,15 @@ def config_error(root: Path, loc: tuple[Any, ...], message: str) -> ProjectError
 # --- YAML with line numbers -------------------------------------------------------------------
 
 
+def _named_otherwise(path: Path) -> str:
+    """What to add where the bot's file ``path`` is missing and the file is there under another name: ``.yaml``
+    where deskbot reads ``.yml`` (or the other way round), or in ``data/``, where a Rasa project keeps nlu.yml."""
+    other_suffix = {".yml": ".yaml", ".yaml": ".yml"}.get(path.suffix)
+    named = [*([path.with_suffix(other_suffix)] if other_suffix else []), path.parent / "data" / path.name]
+    there = next((other for other in named if other.is_file()), None)
+    return f"; {there} is there: deskbot reads {path.name}, so move or rename it" if there else ""
+
+
 def _read_text(path: Path) -> str:
     """A data file's text. It must be UTF-8 (a byte-order mark, as some Windows editors write, is
     dropped); other bytes stop with the line they are on, since a guessed encoding would garble
@@ -836,7 +845,7 @@ def _read_text(path: Path) -> str:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise ProjectError(f"{path}: file not found") from None
+        raise ProjectError(f"{path}: file not found{_named_otherwise(path)}") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -1860,6 +1869,8 @@ def model_folder(root: Path, base: str) -> str:
 def load_project(root: Path | str) -> Project:
     root = Path(root)
     if not (root / "bot.yml").exists():
+        if otherwise := _named_otherwise(root / "bot.yml"):
+            raise ProjectError(f"{root / 'bot.yml'}: file not found{otherwise}")
         raise ProjectError(f"{root}: not a bot folder (no bot.yml); create one with `bot init {shlex.quote(str(root))}`")
     config = load_config(root / "bot.yml")
     # A multi bot keeps the conversation's language in a slot, and a bot that speaks Chinese its customer's script.

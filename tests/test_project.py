@@ -1248,6 +1248,19 @@ def test_every_setting_is_documented() -> None:
     assert missing == []
 
 
+@pytest.mark.parametrize(("file", "there"), [
+    ("nlu.yml", "nlu.yaml"), ("responses.yml", "responses.yaml"), ("bot.yml", "bot.yaml"),
+    ("nlu.yml", "data/nlu.yml"),  # where a Rasa project keeps it
+])
+def test_a_bot_file_under_another_name_is_told_by_it(bot_dir: Path, file: str, there: str) -> None:
+    """A file saved as nlu.yaml, as many editors name YAML, was "nlu.yml: file not found", which sent the reader to
+    look for a file they could see."""
+    (bot_dir / there).parent.mkdir(exist_ok=True)
+    (bot_dir / file).rename(bot_dir / there)
+    assert error_for(bot_dir) == (f"{bot_dir / file}: file not found; {bot_dir / there} is there: deskbot reads "
+                                  f"{file}, so move or rename it")
+
+
 def test_missing_bot_yml_says_how_to_start(tmp_path: Path) -> None:
     assert "bot init" in error_for(tmp_path)
 
