@@ -2548,20 +2548,23 @@ def test_the_demo_action_asks_rather_than_answer_about_an_earlier_order(action_b
         events = orders.ActionOrderStatus().run(dispatcher, tracker, {})
         return dispatcher.messages[0]["text"], events
 
-    text, events = run("please check the 456 one", [])
-    assert text == "Sure — what's your order number?" and SlotSet("order_id", None) in events
+    text, events = run("please check the 456 one", [])  # asked whether 456 is the order's number, not answered for 789
+    assert text == "Is 456 the order number? If so, choose it below; if not, type the order number."
+    assert SlotSet("order_id", None) in events and SlotSet("requested_slot", "order_id") in events
     assert run("is 789 there yet", [])[0].startswith("Order 789 is **delivered**")  # the slot's own number
     assert run("where is it now?", [])[0].startswith("Order 789 is **delivered**")  # no number: the slot's
     assert run("order 789", [{"entity": "order_id", "value": "789"}])[0].startswith("Order 789")
     # a number in Chinese digits the pattern did not read is another order's too; as Rasa gives one, it is looked up
-    assert run("查一下四五六那个", [])[0] == "Sure — what's your order number?"
+    assert run("查一下四五六那个", [])[0].startswith("Is 456 the order number?")
     read = [{"entity": "order_id", "value": "七八九"}]
     assert run("订单七八九", read, "七八九")[0].startswith("Order 789 is **delivered**")
 
 
 def test_the_demo_action_asks_which_order_and_stops_asking_in_chinese_too(action_bot: Path, tmp_path: Path) -> None:
-    """"查订单" after order 123 was looked up is asked which order, and a second "不知道" ends the wait, in Chinese: the
-    order button's payload is the intent the customer asked with, and the same in any script."""
+    """"查订单" after order 123 was looked up is asked which order, "456 到哪了" ("where has 456 got to?"), a number the
+    order pattern does not read, is asked whether it is the order's (it was asked for the number just given), and a
+    second "不知道" ends the wait, in Chinese: the order button's payload is the intent the customer asked with, and the
+    same in any script."""
     shutil.copy(action_bot / "actions" / "orders.py", tmp_path / "orders.py")
     spec = importlib.util.spec_from_file_location("demo_orders", tmp_path / "orders.py")
     orders = importlib.util.module_from_spec(spec)
@@ -2580,6 +2583,10 @@ def test_the_demo_action_asks_which_order_and_stops_asking_in_chinese_too(action
     assert SlotSet("requested_slot", "order_id") in events
     said, _ = run({"order_id": "123", "order_status": "shipped", "requested_slot": "order_id"}, "好的", [])
     assert said["text"].startswith("订单 123 的状态")  # "ok" to it: the order offered
+    said, events = run({}, "456 到哪了", [])  # a number the order pattern did not read: asked whether it is the order's
+    assert said["text"] == "456 是订单号吗？是的话请点下面的按钮；不是的话，请直接发订单号。"
+    assert said["buttons"] == [{"title": "订单 456", "payload": '/get_refund{"order_id": "456"}'}]
+    assert SlotSet("requested_slot", "order_id") in events
     asked_again = {"event": "bot", "text": "查詢訂單需要訂單號", "data": {"buttons": [{"title": "轉人工客服", "payload": "/handoff"}]}}
     said, events = run({"requested_slot": "order_id"}, "不知道", [asked_again])
     assert said["text"].startswith("没关系：没有订单号我这边查不到") and said["buttons"][0]["payload"] == "/handoff"

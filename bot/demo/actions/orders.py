@@ -57,6 +57,7 @@ MESSAGES = {
                          "the email you ordered with. If you find the number later, send me \"order\" and the number.",
            "which": "Order {order_id} again, or another one? Choose it below, or type the other order's number.",
            "this_one": "Order {order_id}",
+           "is_it": "Is {order_id} the order number? If so, choose it below; if not, type the order number.",
            "person": "Talk to a person",
            "not_found": "I couldn't find order {order_id}. Could you check the number?",
            "status": "Order {order_id} is **{status}**.", "tracking": " Tracking: {tracking}.",
@@ -66,6 +67,7 @@ MESSAGES = {
            "still_none": "没关系：没有订单号我这边查不到，但人工客服可以用您下单时的邮箱帮您查找。之后找到订单号的话，发“订单”加号码给我就行。",
            "which": "还是查订单 {order_id} 吗？是的话请点下面的按钮；查其他订单，请直接发订单号。",
            "this_one": "订单 {order_id}",
+           "is_it": "{order_id} 是订单号吗？是的话请点下面的按钮；不是的话，请直接发订单号。",
            "person": "转人工客服",
            "not_found": "没有找到订单 {order_id}，麻烦核对一下订单号？",
            "status": "订单 {order_id} 的状态：**{status}**。", "tracking": "物流单号：{tracking}。",
@@ -84,16 +86,22 @@ class ActionOrderStatus(Action):
         if isinstance(order_id, str):  # deskbot gives 七八九 as 789; Rasa's regex extractor gives it as written
             order_id = as_looked_up(order_id)
         said, read = tracker.latest_message.get("text") or "", tracker.latest_message.get("entities") or []
-        if order_id and not read and order_id not in said and re.search(rf"[\d{CHINESE_DIGITS}]{{3,}}", said):
+        unread = None if read else re.search(rf"[\d{CHINESE_DIGITS}]{{3,}}", said)
+        if order_id and unread and order_id not in said:
             order_id = None  # a number the order pattern did not read: never answer with an earlier order's status
         asked = tracker.get_slot("requested_slot") == "order_id"
+        intent = (tracker.latest_message.get("intent") or {}).get("name") or "track_order"
+        if not order_id and unread:
+            # "456 到哪了": a number the order pattern did not read may be the order's, or a price or a phone number, so
+            # it is offered as a button rather than asked for again, as though the customer had not given it.
+            number = as_looked_up(unread[0])
+            dispatcher.utter_message(text=say["is_it"].format(order_id=number), buttons=[order_button(say, intent, number)])
+            return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
         if order_id and not read and order_id not in said and tracker.get_slot("order_status") and not asked:
             # Asked again without a number ("查订单", "check my order") after an order was looked up: the customer may
             # mean another order, so the one remembered is offered, not assumed; a number typed instead is looked up.
-            intent = (tracker.latest_message.get("intent") or {}).get("name") or "track_order"
-            dispatcher.utter_message(text=say["which"].format(order_id=order_id), buttons=[
-                {"title": say["this_one"].format(order_id=order_id),
-                 "payload": f"/{intent}{json.dumps({'order_id': order_id})}"}])
+            dispatcher.utter_message(text=say["which"].format(order_id=order_id),
+                                     buttons=[order_button(say, intent, order_id)])
             return [SlotSet("requested_slot", "order_id")]
         person = [{"title": say["person"], "payload": "/handoff"}]
         if not order_id and asked:
@@ -119,6 +127,11 @@ class ActionOrderStatus(Action):
         if None in rows.values():  # the number put right goes back here
             return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
         return [SlotSet("order_status", list(rows.values())[-1][0]), SlotSet("requested_slot", None)]
+
+
+def order_button(say: dict[str, Any], intent: str, order_id: str) -> dict[str, str]:
+    """A button that looks ``order_id`` up, as the intent the customer asked with: "Order 123"."""
+    return {"title": say["this_one"].format(order_id=order_id), "payload": f"/{intent}{json.dumps({'order_id': order_id})}"}
 
 
 def offered_a_person(tracker: Tracker) -> bool:
