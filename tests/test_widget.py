@@ -2177,6 +2177,30 @@ def console_on_two_waiting_customers(chromium: SimpleNamespace, server: LiveServ
     return alice, bob, open_console(chromium, server, admin_token, alice, bob)
 
 
+def test_a_refresh_leaves_the_list_of_many_waiting_customers_where_the_agent_scrolled_it(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """The customer an agent clicked keeps the keyboard: each refresh, drawing the list anew, scrolled it back to them,
+    and an agent looking down a long list of waiting customers was taken back up every 3 s."""
+    waiting = [f"console-{next(PAGE_NUMBERS)}" for _ in range(30)]
+    for cid in waiting:
+        api.chat(cid, "/handoff")
+    page, context = held_console(chromium, server, web_demo_bot.admin_token)
+    clicked = page.locator(f'.list li[data-id="{waiting[0]}"]')
+    clicked.click()
+    expect(clicked).to_be_focused()
+    # the list scrolled by the mouse to its far end from the customer clicked, who is out of sight
+    scrolled = clicked.evaluate("""item => { const list = item.parentElement;
+      list.scrollTop = item.offsetTop - list.offsetTop > list.scrollHeight / 2 ? 0 : list.scrollHeight;
+      return list.scrollTop; }""")
+    assert clicked.evaluate("item => { const r = item.getBoundingClientRect(), l = item.parentElement.getBoundingClientRect();"
+                            " return r.bottom <= l.top || r.top >= l.bottom; }")
+    page.clock.run_for(3_000)
+    wait_until(page, "state.refreshing === 0")
+    assert page.locator(".list").evaluate("list => list.scrollTop") == scrolled
+    expect(clicked).to_be_focused()  # the keyboard where it was
+    context.close()
+
+
 def agent_turns(api: SimpleNamespace, cid: str) -> list[str]:
     return [t["text"] for t in api.history(cid)["turns"] if t["role"] == "agent"]
 
@@ -2769,7 +2793,7 @@ def held_console(chromium: SimpleNamespace, server: LiveServer, token: str) -> t
     context = open_console(chromium, server, token, clock=True)
     page = context.pages[0]
     expect(page.locator(".figures")).not_to_have_text("")  # the first refresh made
-    page.clock.pause_at(page.evaluate("Date.now()") / 1000 + 0.001)  # in seconds
+    page.clock.pause_at(page.evaluate("Date.now()") / 1000 + 0.5)  # in seconds, and still to come as it is asked
     wait_until(page, "state.refreshing === 0")
     return page, context
 
