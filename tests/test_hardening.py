@@ -467,7 +467,7 @@ async def test_connections_per_ip_are_capped_but_a_trusted_proxys_are_not(make_c
     client = await make_client(server={"limits": {"connections_per_ip": 3}})
     held = [await asyncio.open_connection("127.0.0.1", client.port) for _ in range(3)]
     reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
-    writer.write(b"GET /healthz HTTP/1.1\r\nHost: bot\r\n\r\n")
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
     refused = await asyncio.wait_for(reader.read(), 5)  # answered and closed
     assert refused.startswith(b"HTTP/1.1 429") and b"Retry-After: 10" in refused
     assert b"too many open connections from this address: at most 3" in refused
@@ -504,7 +504,7 @@ async def test_a_connection_over_the_cap_is_refused_readably_by_an_allowed_site(
     shop = "http://shop.example"
     client = await make_client(server={"limits": {"connections_per_ip": 1}}, channels={"web": {"origins": [shop]}})
     held = await asyncio.open_connection("127.0.0.1", client.port)
-    ask = f"Host: bot\r\nOrigin: {shop}\r\nSec-Fetch-Site: cross-site\r\n"
+    ask = f"Host: localhost\r\nOrigin: {shop}\r\nSec-Fetch-Site: cross-site\r\n"
     preflight = await refused_over_the_cap(client.port, f"OPTIONS /api/chat HTTP/1.1\r\n{ask}"
                                            "Access-Control-Request-Method: POST\r\n\r\n")
     assert preflight.startswith(b"HTTP/1.1 204") and f"Access-Control-Allow-Origin: {shop}".encode() in preflight
@@ -513,7 +513,7 @@ async def test_a_connection_over_the_cap_is_refused_readably_by_an_allowed_site(
                                          f"\r\nContent-Length: {len(body)}\r\n\r\n{body}")
     assert refused.startswith(b"HTTP/1.1 429") and b"Retry-After: 10" in refused
     assert f"Access-Control-Allow-Origin: {shop}".encode() in refused and b"Access-Control-Expose-Headers: Retry-After" in refused
-    other = await refused_over_the_cap(client.port, "GET /api/widget HTTP/1.1\r\nHost: bot\r\n"
+    other = await refused_over_the_cap(client.port, "GET /api/widget HTTP/1.1\r\nHost: localhost\r\n"
                                        "Origin: http://other.example\r\nSec-Fetch-Site: cross-site\r\n\r\n")
     assert other.startswith(b"HTTP/1.1 429") and b"Access-Control-Allow-Origin" not in other
     monkeypatch.setattr("bot.limits.REFUSALS_READ", 0)  # a flood of them: refused as they open, unread
@@ -884,7 +884,7 @@ async def test_body_and_message_size_limits(make_client: Callable[..., Any]) -> 
 async def raw_request(port: int, head: str, body: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Headers that announce 1,000 bytes of body, and then only ``body``: a client that stopped sending."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"{head}\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n".encode() + body)
+    writer.write(f"{head}\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n".encode() + body)
     await writer.drain()
     return reader, writer
 
@@ -929,7 +929,7 @@ async def test_a_client_that_never_reads_its_answers_is_cut(make_client: Callabl
     client = await make_client(server={"limits": NO_LIMITS})
     reader, writer = await open_deaf_connection(client.port)
     # 8 MB of answers: they fill what the system holds for the client, and the server's writes wait
-    writer.write(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 400)
+    writer.write(b"GET /openapi.json HTTP/1.1\r\nHost: localhost\r\n\r\n" * 400)
     assert await connections_within(client, 5, count=1) == 1
     assert await connections_within(client, 5) == 0
     writer.close()
@@ -945,7 +945,7 @@ async def test_a_broken_header_line_is_logged_without_the_secret_it_holds(
                  b"authorization : Bearer s3cr3t-admin-token", b"Authorization: Bearer s3cr3t-admin-token" + b"x" * 9000,
                  b"Cookie: shop_session=s3cr3t" + b"x" * 9000, b"Bad Header"):
         reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
-        writer.write(b"GET /admin/conversations HTTP/1.1\r\nHost: x\r\n" + line + b"\r\n\r\n")
+        writer.write(b"GET /admin/conversations HTTP/1.1\r\nHost: localhost\r\n" + line + b"\r\n\r\n")
         assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.0 400")
         writer.close()
     said = [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"]
@@ -965,7 +965,7 @@ async def test_requests_too_broken_to_count_cannot_flood_the_log(
 
     async def broken() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
-        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+        writer.write(b"GET / HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n")
         assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.0 400")  # each is still answered
         writer.close()
 
@@ -1142,7 +1142,7 @@ async def test_admin_endpoints_need_the_token_and_are_off_without_one(
 
     # A header that is not UTF-8 is a wrong token too; an id past SQLite's integers names no turn.
     reader, writer = await asyncio.open_connection(client.host, client.port)
-    writer.write(b"GET /admin/review HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\r\nConnection: close\r\n\r\n")
+    writer.write(b"GET /admin/review HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \xff\r\nConnection: close\r\n\r\n")
     assert (await reader.read()).startswith(b"HTTP/1.1 401")
     writer.close()
     response = await client.post("/admin/review/" + "9" * 5000, json={"accept": True, "predicted": "greet"},
@@ -2133,7 +2133,7 @@ def test_serve_on_port_0_says_the_port_it_got(tiny_demo_bot: Path, tmp_path: Pat
         # A request its client broke is one INFO line, with the time: bot serve set up no logging, so Python's
         # last-resort handler dropped every INFO line and printed the rest bare.
         with socket.create_connection(("127.0.0.1", int(url[2]))) as broken:
-            broken.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+            broken.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n")
             assert b" 400 " in broken.recv(100)
         deadline = time.monotonic() + 60  # the kept message is taken over in the background, after the start
         while time.monotonic() < deadline and not taken_over(root):

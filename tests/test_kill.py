@@ -372,7 +372,7 @@ async def test_sockets_that_never_answer_do_not_hold_up_sigterm(tiny_demo_bot: P
         silent = []
         for n in range(4):  # a raw handshake, then never a byte read again; two of them hear a conversation
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET /api/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            writer.write(b"GET /api/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
             assert b" 101 " in await reader.readline()
             if n < 2:  # a masked text frame, as browsers send: {"type":"join","conversation_id":"deaf"}

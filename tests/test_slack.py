@@ -821,7 +821,7 @@ async def test_wrong_or_missing_signature_is_rejected(slack: SimpleNamespace) ->
     assert response.status == 401
     # A signature header that is not UTF-8 (aiohttp keeps its bytes as surrogates) is wrong, not a crash.
     reader, writer = await asyncio.open_connection(slack.client.host, slack.client.port)
-    writer.write(f"POST /slack/events HTTP/1.1\r\nHost: x\r\nX-Slack-Request-Timestamp: {int(time.time())}\r\n".encode()
+    writer.write(f"POST /slack/events HTTP/1.1\r\nHost: localhost\r\nX-Slack-Request-Timestamp: {int(time.time())}\r\n".encode()
                  + b"X-Slack-Signature: v0=\xff\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
     assert (await reader.read()).startswith(b"HTTP/1.1 401")
     writer.close()
