@@ -1627,6 +1627,24 @@ async def test_the_demos_order_number_written_short_or_misspelt_is_looked_up(act
         await bot.close()
 
 
+async def test_the_demos_order_number_before_asking_where_it_has_got_to_is_looked_up(action_bot: Path,
+                                                                                     tmp_path: Path) -> None:
+    """"456 到哪了" ("where has 456 got to?") or Hong Kong's "456 去咗邊" named no order the pattern read: the number
+    before 订单 was one, before the question where the order is was not. A sum before it still is none."""
+    bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        for said, number in [("456 到哪了", "456"), ("456 去咗邊", "456"), ("789到了吗？", "789"), ("123到咗未", "123")]:
+            assert bot.project.entities(said) == {"order_id": number}, said
+        assert bot.project.entities("300块到哪了") == {}
+        for said, number in [("456 去咗邊", "456"), ("123到咗未", "123")]:  # the answer to "what's your order number?"
+            await bot.handle(Turn(said, "/track_order", "web"))
+            reply = await bot.handle(Turn(said, said, "web"))
+            assert (reply.source, reply.text.split(" is ")[0]) == ("action", f"Order {number}"), said
+    finally:
+        await bot.close()
+
+
 async def test_the_fallbacks_buttons_carry_the_order_number_the_customer_typed(action_bot: Path, tmp_path: Path) -> None:
     """A customer's first message "789", or "ord 789", which the classifier was unsure of, got the fallback's "Track
     order" button, and its click asked "what's your order number?": the number just typed was lost. The buttons to the
@@ -2561,7 +2579,7 @@ def test_the_demo_action_asks_rather_than_answer_about_an_earlier_order(action_b
 
 
 def test_the_demo_action_asks_which_order_and_stops_asking_in_chinese_too(action_bot: Path, tmp_path: Path) -> None:
-    """"查订单" after order 123 was looked up is asked which order, "456 到哪了" ("where has 456 got to?"), a number the
+    """"查订单" after order 123 was looked up is asked which order, "帮我看看 456" ("have a look at 456"), a number the
     order pattern does not read, is asked whether it is the order's (it was asked for the number just given), and a
     second "不知道" ends the wait, in Chinese: the order button's payload is the intent the customer asked with, and the
     same in any script."""
@@ -2583,7 +2601,7 @@ def test_the_demo_action_asks_which_order_and_stops_asking_in_chinese_too(action
     assert SlotSet("requested_slot", "order_id") in events
     said, _ = run({"order_id": "123", "order_status": "shipped", "requested_slot": "order_id"}, "好的", [])
     assert said["text"].startswith("订单 123 的状态")  # "ok" to it: the order offered
-    said, events = run({}, "456 到哪了", [])  # a number the order pattern did not read: asked whether it is the order's
+    said, events = run({}, "帮我看看 456", [])  # a number the order pattern did not read: asked whether it is the order's
     assert said["text"] == "456 是订单号吗？是的话请点下面的按钮；不是的话，请直接发订单号。"
     assert said["buttons"] == [{"title": "订单 456", "payload": '/get_refund{"order_id": "456"}'}]
     assert SlotSet("requested_slot", "order_id") in events

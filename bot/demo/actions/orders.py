@@ -92,7 +92,7 @@ class ActionOrderStatus(Action):
         asked = tracker.get_slot("requested_slot") == "order_id"
         intent = (tracker.latest_message.get("intent") or {}).get("name") or "track_order"
         if not order_id and unread:
-            # "456 到哪了": a number the order pattern did not read may be the order's, or a price or a phone number, so
+            # "where is 789 now": a number the order pattern did not read may be the order's, or a price or a phone number, so
             # it is offered as a button rather than asked for again, as though the customer had not given it.
             number = as_looked_up(unread[0])
             dispatcher.utter_message(text=say["is_it"].format(order_id=number), buttons=[order_button(say, intent, number)])
