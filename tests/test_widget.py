@@ -1035,6 +1035,46 @@ def test_http_fallback_when_the_websocket_is_blocked(open_widget: Any, api: Simp
     expect(page.locator(".msg.agent .bubble")).to_have_text(["Sam here, over HTTP.", "Ann here, I took over."])
 
 
+def test_messages_sent_quickly_over_http_reach_the_bot_in_the_order_typed(open_widget: Any, api: SimpleNamespace,
+                                                                          server: LiveServer) -> None:
+    """Over HTTP each message is a request of its own: the first one held up on a flaky network reached the bot after
+    the second, answered in reverse. The next one leaves once the one before it is answered (or has been out 5 s)."""
+    widget = open_widget(transport="http")
+    page = widget.page
+    held: list[Route] = []
+    passed: list[Any] = []  # the server's answers to the requests let through while the first is held
+
+    def first_held_up(route: Route) -> None:
+        if not held:
+            held.append(route)
+        else:
+            response = route.fetch()
+            passed.append(response)
+            route.fulfill(response=response)
+
+    page.route(f"{server.url}/api/chat", first_held_up)
+    widget.send("where is my parcel")
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 1
+    widget.send("order 12345")
+    expect(page.locator(".msg.user.out")).to_have_count(2)
+    # The first stays held up on the network for 1.5 s, or until the second has been answered, whichever is first.
+    for _ in range(30):
+        if passed:
+            break
+        page.wait_for_timeout(50)
+    held[0].continue_()
+    expect(widget.bot_replies()).to_have_count(2)
+    expect(page.locator(".msg.user.out")).to_have_count(0)
+    page.unroute(f"{server.url}/api/chat")
+    said = [turn["text"] for turn in api.history(widget.conversation_id())["turns"] if turn["role"] == "user"]
+    assert said == ["where is my parcel", "order 12345"]
+    expect(page.locator(".msg.user .bubble")).to_have_text(["where is my parcel", "order 12345"])
+
+
 def test_http_fallback_when_the_server_has_its_most_websockets_open(open_widget: Any, api: SimpleNamespace,
                                                                     server: LiveServer,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:

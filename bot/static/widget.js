@@ -339,6 +339,7 @@
   const pollInterval = Math.max(250, Number(config.pollInterval) || 4000);
   const useSocket = config.transport !== "http" && "WebSocket" in window;
   const SOCKET_WAIT_MS = 4000; // how long a message waits for a connecting socket before using HTTP
+  const HTTP_ORDER_WAIT_MS = 5000; // how long a message over HTTP waits for the one before it to be answered (chat())
   // How long a message waits for its answer on an open socket before the socket counts as dead: a phone
   // that changes networks leaves it open on both ends, and the message waited with the dots for good.
   const REPLY_WAIT_MS = 20000;
@@ -1485,7 +1486,10 @@
   }
 
   // ``id``: the message's own, which its Retry (in this tab or another) sends again: the server answers it once.
-  // ``sent``: called as the message leaves, for the next one to follow it (behind()).
+  // ``sent``: called once the next message may follow it (behind()): as it leaves over the socket, which keeps their
+  // order. Over HTTP each is a request of its own, and one held up on a flaky network reached the bot after the next,
+  // answered in reverse: the next leaves once it is answered or failed (the server answers a conversation's messages
+  // one at a time all the same), or once it has been out HTTP_ORDER_WAIT_MS, its answer maybe lost on the way back.
   async function chat(text, id, sent) {
     const message = { conversation_id: conversationId, text, message_id: id, ...told() };
     if (await socketReady()) {
@@ -1499,6 +1503,7 @@
       });
     }
     const asked = api("POST", "/api/chat", message);
+    await Promise.race([asked.catch(() => {}), new Promise((resolve) => setTimeout(resolve, HTTP_ORDER_WAIT_MS))]);
     sent();
     return asked;
   }
