@@ -688,7 +688,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 
     from aiohttp import web
 
-    from bot.server import BOT, HUNG_UP, RESPONSE_GRACE_S, create_app, drain_on_sigterm, stop_on_sighup
+    from bot.server import BOT, HUNG_UP, RESPONSE_GRACE_S, create_app, stop_on_sighup, stop_on_sigterm
 
     project = load_project(directory)
     refuse_unwritable_store_dir(project)
@@ -723,8 +723,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
             bound.enter_context(sock)
         app = create_app(directory, device=device, host=host)
         served = app[BOT]
-        if drain := project.config.server.drain_seconds:
-            app.on_startup.append(drain_on_sigterm(drain))
+        app.on_startup.append(stop_on_sigterm)
         app.on_startup.append(stop_on_sighup)
         # SIGTERM closes the port and lets the turns in flight finish (up to shutdown_seconds, create_app's
         # shutdown hook), their responses be written, then closes the store.

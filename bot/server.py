@@ -1470,28 +1470,34 @@ async def protective_headers(request: web.Request, response: web.StreamResponse)
         response.headers.setdefault("Cache-Control", "no-store")
 
 
-def drain_on_sigterm(seconds: float) -> Callable[[web.Application], Coroutine[Any, Any, None]]:
-    """An ``on_startup`` hook of ``bot serve`` (after aiohttp's own signal handlers, which it replaces for
-    SIGTERM): on SIGTERM the server goes on serving for ``seconds``, /healthz answering 503 and each response
-    closing its connection, and only then closes its port and stops. A load balancer that stopped a server at
-    once had requests reset on the kept-alive connections it reused as the port closed (a 502 for a POST);
-    meanwhile it sees the server stopping and sends them elsewhere. A second SIGTERM stops at once."""
-    async def install(app: web.Application) -> None:
-        loop = asyncio.get_running_loop()
+async def stop_on_sigterm(app: web.Application) -> None:
+    """An ``on_startup`` hook of ``bot serve`` (after aiohttp's own signal handlers, which it replaces for SIGTERM
+    and SIGINT): says which signal arrived and that the server stops, at once or after ``server.drain_seconds``.
+    Without that line, a stop with no turn in flight logged nothing before "deskbot stopped", and could not be told
+    from a crash by its log's last lines. With ``drain_seconds``, SIGTERM has the server go on serving for those
+    seconds, /healthz answering 503 and each response closing its connection, and only then close its port and stop:
+    a load balancer that stopped a server at once had requests reset on the kept-alive connections it reused as the
+    port closed (a 502 for a POST); meanwhile it sees the server stopping and sends them elsewhere. A second SIGTERM,
+    or SIGINT, stops at once."""
+    loop = asyncio.get_running_loop()
+    server = app[STARTED_WITH].server
 
-        def stop() -> None:
-            raise GracefulExit()  # as aiohttp's own handler: run_app then shuts down as for any SIGTERM
+    def stop(name: str) -> None:
+        log.info("%s: deskbot stopping: the port closes, the turns in flight finish (up to %g s), then the store "
+                 "closes", name, server.shutdown_seconds)
+        raise GracefulExit()  # as aiohttp's own handler: run_app then shuts down
 
-        def begin() -> None:
-            if app[DRAINING].is_set():
-                stop()
-            app[DRAINING].set()
-            log.info("stopping in %g s: /healthz answers 503 and connections close meanwhile", seconds)
-            loop.call_later(seconds, stop)
+    def terminated() -> None:
+        name = "SIGHUP" if app[HUNG_UP].is_set() else "SIGTERM"  # stop_on_sighup sends SIGTERM on SIGHUP
+        if not server.drain_seconds or app[DRAINING].is_set():
+            stop(name)
+        app[DRAINING].set()
+        log.info("%s: stopping in %g s: /healthz answers 503 and connections close meanwhile", name,
+                 server.drain_seconds)
+        loop.call_later(server.drain_seconds, stop, name)
 
-        loop.add_signal_handler(signal.SIGTERM, begin)
-
-    return install
+    loop.add_signal_handler(signal.SIGTERM, terminated)
+    loop.add_signal_handler(signal.SIGINT, stop, "SIGINT")
 
 
 async def stop_on_sighup(app: web.Application) -> None:

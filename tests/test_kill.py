@@ -294,6 +294,25 @@ async def test_with_drain_seconds_sigterm_goes_on_serving_first_and_says_it_is_s
     assert 3 <= took < 8, took
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+async def test_a_stop_with_nothing_in_flight_says_which_signal_stopped_it(tiny_demo_bot: Path, tmp_path: Path,
+                                                                         stop: signal.Signals) -> None:
+    """With no turn in flight and no drain_seconds, nothing was logged between the last request and "deskbot
+    stopped": a stop asked for could not be told from a crash by the log's last lines."""
+    from tests.conftest import configured_copy
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "quiet", **CHAOS_CONFIG)
+    log = tmp_path / "quiet.log"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        server = await start(root, session, log=log)
+        os.kill(server.process.pid, stop)
+        await asyncio.to_thread(server.process.join, 30)
+    assert server.process.exitcode == 0
+    said = log.read_text()
+    stopping = f"INFO deskbot: {stop.name}: deskbot stopping: the port closes, the turns in flight finish"
+    assert stopping in said and said.index(stopping) < said.index("deskbot stopped"), said
+
+
 def closed_within(sock: socket.socket, seconds: float, trickle: bytes = b"") -> float | None:
     """When the server closed ``sock``, in seconds from now, writing ``trickle`` to it every 0.2 s meanwhile (a
     slowloris client's next header line); None if it was still open after ``seconds``."""
