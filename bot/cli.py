@@ -53,7 +53,8 @@ from urllib.parse import urlsplit
 
 import click
 
-from bot.project import MAX_REVIEWER_CHARS, Project, agent_name, intent_label, intent_name, load_project, too_long
+from bot.project import MAX_REVIEWER_CHARS, Project, agent_name, intent_label, intent_name, too_long
+from bot.project import load_project as read_project
 from retrieval.options import IndexType
 
 if TYPE_CHECKING:
@@ -176,6 +177,27 @@ USER_ERRORS = {
 }
 
 
+PROJECT = "deskbot.project"  # ctx.meta's key for the bot a command loaded (load_project), which its errors name
+
+
+def load_project(root: Path | str) -> Project:
+    """The bot at ``root``, remembered for the command's errors (:func:`in_bot_terms`)."""
+    project = read_project(root)
+    if (ctx := click.get_current_context(silent=True)) is not None:
+        ctx.meta[PROJECT] = project
+    return project
+
+
+def in_bot_terms(exc: Exception, project: Project | None) -> Exception:
+    """``exc`` as the command's bot folder names it: a newer deskbot's store kept elsewhere (``store_dir``), opened by
+    a command (`bot stats`, `bot purge`…), said `bot restore STORE_FOLDER`, which is no bot folder and is refused."""
+    from dialogues.store import WrittenByNewer
+
+    if isinstance(exc, WrittenByNewer) and project is not None and exc.path == project.db_path:
+        return WrittenByNewer(exc.path, exc.version, project.root)
+    return exc
+
+
 class Commands(click.Group):
     """The ``bot`` group: turns deskbot's own refusals (USER_ERRORS), what the system refuses a file (no
     permission, a read-only or full disk, a folder where a file should be), a damaged store and one that cannot write
@@ -188,7 +210,7 @@ class Commands(click.Group):
             refusals = tuple(getattr(sys.modules[module], name) for module, names in USER_ERRORS.items()
                              if module in sys.modules for name in names)
             if isinstance(exc, refusals):
-                raise click.ClickException(str(exc)) from None
+                raise click.ClickException(str(in_bot_terms(exc, ctx.meta.get(PROJECT)))) from None
             if "dialogues.store" in sys.modules and (store := sys.modules["dialogues.store"]).damaged(exc):
                 raise click.ClickException(f"the conversation store is damaged ({exc}). {store.DAMAGED_ADVICE}") from None
             if "dialogues.store" in sys.modules and store.cannot_write(exc):

@@ -2781,6 +2781,24 @@ def test_a_server_refuses_a_newer_deskbots_store_before_its_model_loads_and_name
     assert f"`bot restore {root} {data}/dialogues.db.schema{len(MIGRATIONS)}.bak` puts back" in str(refused.value)
 
 
+@pytest.mark.parametrize("command", [["stats"], ["export"], ["purge", "--before", "2025-12-01"]])
+def test_a_command_opening_a_newer_deskbots_store_kept_elsewhere_names_the_bot_folder_to_restore_into(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    """A store kept apart from its bot folder (DESKBOT_STORE_DIR): `bot stats`, `bot export`, `bot purge`… named
+    the store's folder in the `bot restore` they advised, which is no bot folder and which `bot restore` refuses."""
+    root, data = tmp_path / "bot", tmp_path / "data"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    data.mkdir()
+    store = Store(data / "dialogues.db")
+    store.backup(data / f"dialogues.db.schema{len(MIGRATIONS)}.bak")  # as the newer deskbot kept it before migrating
+    store.db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    store.close()
+    monkeypatch.setenv("DESKBOT_STORE_DIR", str(data))
+    refused = CliRunner().invoke(cli, [command[0], str(root), *command[1:]])
+    assert refused.exit_code == 1 and "was written by a newer deskbot" in refused.output, refused.output
+    assert f"`bot restore {root} {data}/dialogues.db.schema{len(MIGRATIONS)}.bak` puts back" in refused.output
+
+
 def test_the_copy_a_start_killed_while_keeping_the_store_before_its_migration_left_is_removed(tmp_path: Path) -> None:
     """A server killed while it copied an older store before migrating it (a start timeout, on a large store) left
     the partial copy, up to the store's size, and each such start added another, under a name of its own."""
