@@ -676,6 +676,7 @@ async def swap_to_current(app: web.Application, unless_served: str | None = None
 
     def load() -> tuple[Project, dict[str, str], ActionRunner, NLU, str | None]:
         project = load_project(bot.project.root)
+        refuse_a_moved_store(project, bot.store.path)
         agents = agent_tokens(project, app[ADMIN_TOKEN])  # a token two agents would share refuses the swap, as at start
         actions, refused = bot.actions, None
         try:
@@ -703,6 +704,16 @@ async def swap_to_current(app: web.Application, unless_served: str | None = None
             log.warning("changed since the start, and applied only by a restart: %s (bot.yml's sections)",
                         ", ".join(waiting))
         return nlu, refused
+
+
+def refuse_a_moved_store(project: Project, serving: Path) -> None:
+    """Refuse a swap whose bot.yml keeps the store elsewhere (a changed ``store_dir``) than the one the server has
+    open: the server went on writing the old store while what a swap reads of the store (the intents `bot relabel`
+    renamed) came from the new one. A store moves with a restart, the old bot.yml serving until then."""
+    if project.db_path != serving:
+        raise ProjectError(f"store_dir: bot.yml now keeps the conversation store at {project.db_path}, and this server "
+                           f"writes {serving}: a store moves only with a restart (stop the server, move the store's "
+                           "files, start it again); until then bot.yml is served as it was")
 
 
 def tokenless_agents(app: web.Application) -> list[str]:

@@ -2433,6 +2433,30 @@ async def test_a_corrupt_model_at_reload_leaves_the_old_one_serving(
     assert caplog.records[-1].getMessage() == "reloaded: now serving model v0001 with the bot's files as they are now"
 
 
+async def test_a_reload_refuses_a_store_dir_change_and_the_store_open_serves_on(make_client: Callable[..., Any]) -> None:
+    """A reload took bot.yml's new store_dir: the server went on writing the store it had open while what a swap reads
+    of the store came from the new one. Refused, with why, and bot.yml as it was serves until a restart."""
+    import yaml
+
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS}, learning={"watch_seconds": 0})
+    admin = {"Authorization": "Bearer t0ken"}
+    bot = client.app[BOT]
+    store = bot.store.path
+    bot_yml = bot.project.root / "bot.yml"
+    (bot.project.root / "data").mkdir()
+    config = yaml.safe_load(bot_yml.read_text())
+    bot_yml.write_text(yaml.safe_dump({**config, "store_dir": "data"}, allow_unicode=True))
+    response = await client.post("/admin/reload", headers=admin)
+    assert response.status == 409
+    assert (f"bot.yml now keeps the conversation store at {bot.project.root / 'data' / 'dialogues.db'}, and this "
+            f"server writes {store}: a store moves only with a restart") in (await response.json())["error"]
+    assert bot.project.db_path == bot.store.path == store and bot.config.store_dir is None
+    reply = await chat(client, cid(), "hello")
+    assert reply.status == 200
+    bot_yml.write_text(yaml.safe_dump(config, allow_unicode=True))
+    assert (await client.post("/admin/reload", headers=admin)).status == 200
+
+
 async def test_a_reload_names_what_takes_a_restart(
         make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
     """A reload after bot.yml's server: or privacy: changed answered 200 as if it had applied them; the admin token
