@@ -586,6 +586,11 @@ def say_gaps(project: Project) -> None:
                    "name takes its first value whatever its role: tell the values apart in the action (by where "
                    "they stand in the text: each entity's start and end), or with entities of their own names and "
                    "regexes", err=True)
+    if repeated := project.repeated_intents:
+        listed = _first([f"{name} (lines {', '.join(map(str, lines))})" for name, lines in repeated.items()], 5, "; ")
+        click.echo(f"note: nlu.yml lists {_count(len(repeated), 'intent')} in more than one entry, whose examples "
+                   f"train the one intent, as Rasa reads them: {listed}; if one is a pasted block or was meant to be "
+                   "another intent, rename or remove it", err=True)
     if twins := project.twins:
         pairs = _first([f"{t.first.text!r} ({t.first.intent}, line {t.first_line}) and {t.second.text!r} "
                         f"({t.second.intent}, line {t.second_line})" for t in twins], 5, "; ")

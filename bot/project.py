@@ -639,6 +639,8 @@ class Project:
     # Entities nlu.yml annotates with a role or a group ({"entity": "city", "role": "departure"}), with the line of
     # the first such annotation: Rasa's DIET learns them, deskbot's regexes and lookups read the entity without
     roled_entities: dict[str, int | None] = field(default_factory=dict)
+    # Intents nlu.yml lists in more than one entry, each with the lines of its entries: read as one, as Rasa does
+    repeated_intents: dict[str, list[int | None]] = field(default_factory=dict)
 
     @property
     def intents(self) -> list[str]:
@@ -1304,6 +1306,9 @@ class NluFile(NamedTuple):
     twins: list[Twins]
     # The entities an annotation gives a role or a group, with the line of the first, which deskbot reads without them.
     roled: dict[str, int | None]
+    # The intents listed in more than one entry, each with its entries' lines: their examples are one intent's, as
+    # Rasa reads them, but a second entry may be a pasted block, or a name meant to be another's.
+    repeated: dict[str, list[int | None]]
 
 
 def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS) -> NluFile:
@@ -1324,11 +1329,13 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS) -> NluFile:
     annotated: dict[str, int | None] = {}  # entity -> the line of its first annotation
     roled: dict[str, int | None] = {}  # entity -> the line of its first annotation giving it a role or a group
     synonyms: dict[str, str] = {}
+    entries: dict[str, list[int | None]] = {}  # intent -> the lines of its entries
     for i, item in enumerate(data["nlu"]):
         if not isinstance(item, dict):
             raise _fail(path, node, ("nlu", i), "each entry must be a mapping such as 'intent: NAME'")
         if "intent" in item:
             name, texts = _intent_entry(path, node, i, item, source)
+            entries.setdefault(name, []).append(_line_of(node, ("nlu", i)))
             for where, text in texts:
                 line = _example_line(node, i, where)
                 for entity, said, value, has_role in annotations(text):
@@ -1353,7 +1360,8 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS) -> NluFile:
     if len({e.intent for e in examples}) < 2:
         raise _fail(path, node, ("nlu",), "at least two intents are needed")
     unread = {entity: line for entity, line in annotated.items() if entity not in patterns}
-    return NluFile(examples, patterns, unread, synonyms, twins, roled)
+    repeated = {name: lines for name, lines in entries.items() if len(lines) > 1}
+    return NluFile(examples, patterns, unread, synonyms, twins, roled, repeated)
 
 
 def _intent_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any],
@@ -1875,8 +1883,8 @@ def load_project(root: Path | str) -> Project:
     config = load_config(root / "bot.yml")
     # A multi bot keeps the conversation's language in a slot, and a bot that speaks Chinese its customer's script.
     kept = (*{"en": (), "zh": (SCRIPT,), "multi": (SLOT, SCRIPT)}[config.language], MID_CONVERSATION)
-    examples, patterns, unread, synonyms, twins, roled = load_nlu(root / "nlu.yml", (*kept, REQUESTED_SLOT, SESSION_METADATA,
-                                                                                VERIFIED_USER))
+    examples, patterns, unread, synonyms, twins, roled, repeated = load_nlu(
+        root / "nlu.yml", (*kept, REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER))
     intents = {e.intent for e in examples}
     languages = LANGUAGES if config.language == "multi" else (config.language,)
     # nlu.yml's entities and the slot the bot keeps fill a template, and custom actions the slots they set:
@@ -1898,7 +1906,7 @@ def load_project(root: Path | str) -> Project:
                for k, i in enumerate(form.stop_intents))]
     history, long_questions = load_history(root, intents, config.server.max_message_chars)
     project = Project(root, config, examples, patterns, responses, history, unread, synonyms, twins, long_questions,
-                      roled)
+                      roled, repeated)
     for loc, intent in named:
         if intent is not None and intent not in intents:
             raise config_error(root, loc, unknown_intent(intent, intents))

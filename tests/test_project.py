@@ -773,6 +773,25 @@ def test_rasa_nlu_format_is_accepted_as_is(tmp_path: Path) -> None:
     assert "order_id" in project.entity_patterns
 
 
+def test_an_intent_listed_in_two_entries_is_told_of_with_their_lines(
+        bot_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A second '- intent: greet' entry (a pasted block, or a name meant to be another) trained greet without a
+    word; its examples still do, as Rasa reads them, and `bot train` and `bot serve` name both entries' lines."""
+    from bot.cli import say_gaps
+
+    path = bot_dir / "nlu.yml"
+    path.write_text(path.read_text() + "- intent: greet\n  examples: |\n    - hiya there\n")
+    lines = path.read_text().splitlines()
+    first, second = (n for n, line in enumerate(lines, 1) if line == "- intent: greet")
+    project = load_project(bot_dir)
+    assert Example("hiya there", "greet") in project.examples
+    assert project.repeated_intents == {"greet": [first, second]}
+    say_gaps(project)
+    assert (f"note: nlu.yml lists 1 intent in more than one entry, whose examples train the one intent, as Rasa reads "
+            f"them: greet (lines {first}, {second}); if one is a pasted block") in capsys.readouterr().err
+    assert load_project(DEMO).repeated_intents == {}
+
+
 def test_entities_nlu_yml_annotates_and_no_regex_reads_are_named(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """A Rasa bot's annotations taught its entity extractor; deskbot reads entities with regexes only, so an
