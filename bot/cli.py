@@ -1040,8 +1040,9 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
     project = load_project(directory)
     # An intent the bot has not, "handoff" too, is out of scope; a text the server would refuse is no test of it.
     check = sendable(project.config.server.max_message_chars)
-    rows = read_csv(test_file, fail, intent_label, check) if test_file.suffix.lower() == ".csv" else \
-        read_jsonl(test_file, fail, intent_label, check, as_csv=", or name it .csv to be read as CSV")
+    numbers: list[int] = []  # each row's line in the test file, to name where an unknown intent is
+    rows = read_csv(test_file, fail, intent_label, check, numbers) if test_file.suffix.lower() == ".csv" else \
+        read_jsonl(test_file, fail, intent_label, check, as_csv=", or name it .csv to be read as CSV", lines=numbers)
     results = results or directory / "results"
     try:  # before the model runs over the whole file, not after
         results.mkdir(parents=True, exist_ok=True)
@@ -1059,7 +1060,8 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
     if unknown:  # a typo, or a name nlu.yml changed since the file was written, would silently score as off-topic
         renamed = ("; correct a typo, or an intent renamed in nlu.yml since, in the test file: its lines count as "
                    "right only where the bot declines them" if set(unknown) - set(project.intents) else "")
-        named = _first([f"{name} ({_count(lines[name], 'line')})" for name in unknown])
+        where = {name: [str(n) for row, n in zip(rows, numbers) if row["intent"] == name] for name in unknown}
+        named = _first([f"{name} ({_count(lines[name], 'line')}: {_first(where[name], 3)})" for name in unknown])
         click.echo(f"{len(unknown)} test intent{'s' * (len(unknown) > 1)} the model does not know, scored as out of "
                    f"scope: {named}{renamed}", err=True)
     rows, texts, clicks = model_questions(rows, nlu.button_intents)
