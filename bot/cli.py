@@ -2230,6 +2230,9 @@ def models(directory: Path, as_json: bool, explain: str | None, prune: int | Non
         click.echo(f"{'*' if v.current else ' '} {v.name:<9}{str(v.meta.get('created', '')):<26}"
                    f"{str(v.meta.get('mode', 'train')):<15}{accuracy:>9}{n:>6}{threshold:>10}{again}  {status}")
     if not as_json:
+        if any(v.current for v in versions):  # the table's one mark, which only --help explained
+            click.echo(f"* serving: the version bot serve answers with (`bot rollback {shell(project.root)} VERSION` "
+                       "serves another)")
         _say_if_not_comparable(project, versions, now)
     if not any(v.current for v in versions):  # no * in the list: say why, and what to run
         try:

@@ -321,7 +321,8 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
     listing = runner.invoke(cli, ["models", str(root)])
     assert listing.exit_code == 0
     lines = listing.output.splitlines()
-    assert [line[:7] for line in lines[1:]] == ["  v0001", "* v0002", "  v0003"]
+    assert [line[:7] for line in lines[1:4]] == ["  v0001", "* v0002", "  v0003"]
+    assert lines[4] == f"* serving: the version bot serve answers with (`bot rollback {root} VERSION` serves another)"
     threshold = json.loads((models / "v0002" / "meta.json").read_text())["intent_threshold"]
     assert lines[0].split()[5] == "threshold" and lines[2].split()[6] == f"{threshold:.4f}"  # the calibrated cut, shown
     held = json.loads((models / "v0002" / "metrics.json").read_text())["holdout_examples"]
@@ -366,16 +367,16 @@ def test_bot_models_and_bot_rollback(small_bot: Path, tmp_path: Path) -> None:
     damaged = runner.invoke(cli, ["models", str(root)])
     assert damaged.exit_code == 0  # and says what is wrong, where the row would be blank
     size = (models / "v0001" / "index" / "index.faiss").stat().st_size
-    assert [line.split("  ")[-1] for line in damaged.output.splitlines()[2:]] == [  # v0002, rolled back from
+    assert [line.split("  ")[-1] for line in damaged.output.splitlines()[2:4]] == [  # v0002, rolled back from
         "rolled back to v0001; metrics.json unreadable", f"meta.json unreadable; index/index.faiss cut short or changed (7 bytes, not {size:,})"]
     assert [json.loads(line)["damaged"] for line in runner.invoke(cli, ["models", str(root), "--json"]).output.splitlines()
-            ] == [[], ["metrics.json unreadable"], ["meta.json unreadable", damaged.output.split("; ")[-1].strip()]]
+            ] == [[], ["metrics.json unreadable"], ["meta.json unreadable", damaged.output.splitlines()[3].split("; ")[-1].strip()]]
     # JSON objects of another shape: a decision without its reasons, an accuracy written as text
     (models / "v0002" / "decision.json").write_text('{"promoted": false}')
     (models / "v0003" / "metrics.json").write_text('{"accuracy": "0.9"}')
     (models / "v0003" / "meta.json").write_text('{"created": null, "mode": 3}')
     odd = runner.invoke(cli, ["models", str(root)])
-    assert odd.exit_code == 0 and [line[:7] for line in odd.output.splitlines()[1:]] == ["* v0001", "  v0002", "  v0003"]
+    assert odd.exit_code == 0 and [line[:7] for line in odd.output.splitlines()[1:4]] == ["* v0001", "  v0002", "  v0003"]
     (models / "CURRENT").write_bytes(b"\xff\xfe\x00garbage")
     listed = runner.invoke(cli, ["models", str(root)])  # the list to roll back from stays readable
     assert listed.exit_code == 0 and "*" not in listed.output and "v0003" in listed.output

@@ -594,7 +594,8 @@ def test_bot_models_says_whose_accuracy_compares_no_more_and_measures_them_all_a
     assert (f"note: accuracy is as measured when each version was made: v0001 on another frozen evaluation set than "
             f"today's 10 examples (nlu.yml's intents or their examples changed since), so it compares with no other; "
             f"`bot models {bot_dir} --remeasure` measures every version on today's set") in listed.stderr
-    header, row = again.stdout.splitlines()
+    header, row, legend = again.stdout.splitlines()
+    assert legend.startswith("* serving: ")
     assert header.split()[3:8] == ["accuracy", "n", "threshold", "now", "n"]
     assert row.split()[4:7] == [f"{made['accuracy']:.4f}", "8", f"{meta['intent_threshold']:.4f}"]
     assert 0 <= float(row.split()[7]) <= 1 and row.split()[8] == "10"
