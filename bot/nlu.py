@@ -261,6 +261,29 @@ def as_served(project: Project, classifier: IntentClassifier) -> IntentClassifie
     return served
 
 
+class Remembered:
+    """A classifier that answers each text once, for the promotion gate, which scores the frozen evaluation set three
+    times a model (the figures written with a version, the gate's and those at its threshold). Only one answering
+    each message alone (``pass_size`` 1: in int8, :func:`as_served`) gives a text the same answer whatever texts
+    share its call; any other answers every call afresh, as its answers depend on the pass. Only what the gate
+    reads: ``labels`` and ``predict``."""
+
+    def __init__(self, classifier: IntentClassifier) -> None:
+        self.classifier = classifier
+        self.answers: dict[str, Prediction] = {}
+
+    @property
+    def labels(self) -> list[str]:
+        return self.classifier.labels
+
+    def predict(self, texts: list[str]) -> list[Prediction]:
+        if self.classifier.pass_size != 1:
+            return self.classifier.predict(texts)
+        if new := [text for text in dict.fromkeys(texts) if text not in self.answers]:
+            self.answers.update(zip(new, self.classifier.predict(new)))
+        return [self.answers[text] for text in texts]
+
+
 def as_measured(project: Project, nlu: NLU, texts: list[str]) -> list[Analysis]:
     """``nlu``'s analyses of ``texts`` as the promotion gate measures the model (:func:`as_served`): where it is
     served in int8, each message in an analysis of its own, so that `bot eval` scores a test line as `bot serve`

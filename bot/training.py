@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.language import written_in
-from bot.nlu import Name, answer_encoder, as_served, finite_weights
+from bot.nlu import Name, Remembered, answer_encoder, as_served, finite_weights
 from bot.project import BotConfig, Example, HistoryItem, Project, ProjectError, same_example
 from bot.responses import TEMPLATE_ANSWER
 from dialogues.export import about_one_case, shareable
@@ -267,7 +267,7 @@ def readable_cut(below: float, above: float) -> float:
     return rounded if below < rounded <= above else cut
 
 
-def holdout_metrics(classifier: IntentClassifier, held: list[Example], threshold: float | str) -> dict[str, Any]:
+def holdout_metrics(classifier: IntentClassifier | Remembered, held: list[Example], threshold: float | str) -> dict[str, Any]:
     """Figures on the held-out examples, and the calibrated threshold when the bot asks for ``auto``
     (``threshold_calibrated`` false when it had too few examples to calibrate on, and kept the default)."""
     calibrated = {"threshold_calibrated": len(held) >= MIN_CALIBRATION} if threshold == "auto" else {}
@@ -355,9 +355,11 @@ def fit(project: Project, examples: list[Example], held: list[Example], device: 
 
 
 def write_model(staging: Path, project: Project, classifier: IntentClassifier, answers: list[Answer],
-                held: list[Example], train_examples: int) -> tuple[dict[str, Any], dict[str, Any]]:
+                held: list[Example], train_examples: int, served: Remembered | None = None
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Save the classifier and its answer index into ``staging``; return the version's meta and metrics, the
-    figures and calibrated threshold of the classifier as `bot serve` runs it (:func:`~bot.nlu.as_served`)."""
+    figures and calibrated threshold of the classifier as `bot serve` runs it (:func:`~bot.nlu.as_served`):
+    ``served``, where the caller scores it again (the promotion gate), else made here."""
     if not finite_weights(classifier):
         raise ModelLoadError("training diverged: the model's weights are not all numbers (NaN), so nothing was saved; "
                              "train again with a lower model.learning_rate in bot.yml")
@@ -371,7 +373,7 @@ def write_model(staging: Path, project: Project, classifier: IntentClassifier, a
         raise RegistryError(f"no space left on the disk of {staging.parent} to save the trained model: free some, then "
                             "train again (the serving model is untouched)") from None
     # As served: in int8 the confidences the threshold is calibrated on, and the answers counted, move.
-    metrics = holdout_metrics(as_served(project, classifier), held, project.config.thresholds.intent)
+    metrics = holdout_metrics(served or as_served(project, classifier), held, project.config.thresholds.intent)
     metrics.update(train_examples=train_examples, holdout_examples=len(held), frozen_set=frozen_set_digests(held),
                    train_seconds=round(classifier.train_seconds, 1), train_steps=classifier.train_steps,
                    train_passes=classifier.train_passes, ngram_share=classifier.ngram_share)

@@ -26,21 +26,23 @@ import bot.retrain
 import bot.server
 import bot.training
 from bot.cli import _print_decision, cli, say_not_learnt
-from bot.nlu import as_served
+from bot.nlu import Remembered, as_served
 from bot.project import Example, ProjectError, load_project
 from bot.retrain import (
     agent_answers,
+    at_threshold,
     exported,
     forgotten,
     gate,
     learned_examples,
+    measured,
     measured_as,
     regate,
     retrain,
 )
 from bot.server import create_app, load_serving_model
-from bot.training import (EVALUATION_FILE, changed_settings, held_out_texts, seed_labels, train_config,
-                          train_project)
+from bot.training import (EVALUATION_FILE, changed_settings, frozen_split, held_out_texts, holdout_metrics,
+                          seed_labels, train_config, train_project)
 from dialogues.export import LearnedData, about_one_case, about_one_person, learnable, learned_data
 from dialogues.stats import conversation_stats
 from dialogues.store import MIGRATIONS, TRYOUT_CHANNEL, Exchange, Store
@@ -1184,7 +1186,9 @@ def test_the_gate_measures_both_models_in_int8_when_the_bot_serves_them_so(bot_d
     measure = bot.retrain.measure
 
     def spied(classifier: Any, examples: list[Example]) -> dict[str, Any]:
-        encoder = getattr(classifier, "classifier", classifier).encoder  # the serving model answers through Renamed
+        while hasattr(classifier, "classifier"):  # each model answers through Remembered, the serving one Renamed too
+            classifier = classifier.classifier
+        encoder = classifier.encoder
         in_int8.append(any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in encoder.modules()))
         return measure(classifier, examples)
 
@@ -1260,7 +1264,8 @@ def test_a_version_served_in_int8_is_calibrated_and_listed_as_served(bot_dir: Pa
     holdout_metrics = bot.training.holdout_metrics
 
     def spied(classifier: Any, held: list[Example], threshold: Any) -> dict[str, Any]:
-        in_int8.append(any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in classifier.encoder.modules()))
+        encoder = getattr(classifier, "classifier", classifier).encoder  # the gate's answers through Remembered
+        in_int8.append(any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in encoder.modules()))
         return holdout_metrics(classifier, held, threshold)
 
     monkeypatch.setattr(bot.training, "holdout_metrics", spied)
@@ -1271,6 +1276,42 @@ def test_a_version_served_in_int8_is_calibrated_and_listed_as_served(bot_dir: Pa
     metrics = json.loads((bot_dir / "models" / result.version / "metrics.json").read_text())
     assert result.decision["at_threshold"]["candidate"] == {"accuracy": round(metrics["accuracy"], 4),
                                                             "threshold": metrics["intent_threshold"]}
+
+
+def test_the_gate_scores_the_frozen_set_once_a_model_in_int8(bot_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In int8 each message is its own pass, the slowest way to answer, and the frozen evaluation set was scored
+    five times a retrain: the serving model for the gate and at its threshold, the candidate for its version's
+    figures, the gate and at its threshold. Each model now answers each of its examples once."""
+    configure(bot_dir, server={"inference": {"quantize": "int8"}})
+    project = load_project(bot_dir)
+    held = {e.text for e in frozen_split(project, write=False)[1]}
+    scored: list[int] = []  # the frozen examples in each pass of a model answering as served
+    predict = IntentClassifier.predict
+
+    def counted(self: IntentClassifier, texts: list[str], batch_size: int | None = None) -> list[Any]:
+        if self.pass_size == 1:
+            scored.append(len(held.intersection(texts)))
+        return predict(self, texts, batch_size)
+
+    monkeypatch.setattr(IntentClassifier, "predict", counted)
+    retrain(project, device="cpu", progress=False, force=True)
+    assert [n for n in scored if n] == [len(held), len(held)]  # the serving model's, then the candidate's
+
+
+def test_a_model_answering_each_text_once_gives_the_gate_its_figures_unchanged(bot_dir: Path) -> None:
+    """The gate's figures from a model that keeps its answers are those it gave scoring each set afresh, whatever
+    set it answered first: in int8 a message's answer is its alone."""
+    configure(bot_dir, server={"inference": {"quantize": "int8"}}, thresholds={"intent": "auto"})
+    project = load_project(bot_dir)
+    seed, held = frozen_split(project, write=False)
+    served = as_served(project, IntentClassifier.load(Registry(project.models_dir).current_path() / "classifier",
+                                                      device="cpu"))
+    remembered = Remembered(served)
+    assert measured(remembered, seed[:3], held[::2]) == measured(served, seed[:3], held[::2])
+    assert holdout_metrics(remembered, held, "auto") == holdout_metrics(served, held, "auto")
+    assert measured(remembered, seed, held) == measured(served, seed, held)
+    assert at_threshold(remembered, held, 0.5) == at_threshold(served, held, 0.5)
+    assert set(remembered.answers) == {e.text for e in seed + held}
 
 
 def test_a_candidate_refused_over_the_intents_both_know_says_how_to_serve_the_new_ones(
