@@ -587,15 +587,16 @@ class Bot:
         if decision.kind == "handoff":
             reply.handed_off = True
         fallbacks = misses_in_a_row(fallbacks, decision, acknowledges(text))
-        reply.user_turn_id, reply.turn_id, deleted = await self._log(
+        reply.user_turn_id, reply.turn_id, dropped = await self._log(
             turn, text, analysis, decision, conversation, slots, fallbacks, reply.messages(),
             counted=decision.kind == "fallback" or acknowledges(text))
         if corrects and reply.user_turn_id is not None and self.store is not None:  # reviewed as a thumbs-down is
             await self._store(self.store.vote_down_answer_before, turn.conversation_id, reply.user_turn_id, text)
         if reply.turn_id is None and self.store is not None and (reply.text or reply.buttons or reply.custom):
             # The store kept no reply (Store._insert_exchange): the customer deleted the message while the bot worked
-            # on it, and nothing answers it; or an agent took the conversation over meanwhile, and the agent answers it.
-            return Reply("", source="silent", handed_off=not deleted, language=language, script=script,
+            # on it, and nothing answers it; another server on the store took the turn over, and answers; or an agent
+            # took the conversation over meanwhile, and the agent answers it.
+            return Reply("", source="silent", handed_off=not dropped, language=language, script=script,
                          user_turn_id=reply.user_turn_id)
         return reply
 
@@ -611,7 +612,10 @@ class Bot:
             # A resume, not a handoff: the figures count the customer's way back apart from the requests.
             decision = Decision("resume", None, 1.0, say(self.config.handoff.resumed_message, language, script=script))
             reply = Reply(decision.text, source="resume", language=language, script=script)
-            reply.user_turn_id, reply.turn_id, _ = await self._log(turn, text, None, decision, conversation, slots, 0)
+            reply.user_turn_id, reply.turn_id, dropped = await self._log(turn, text, None, decision, conversation, slots,
+                                                                         0)
+            if dropped:  # another server took the turn over, and answers
+                return Reply("", source="silent", language=language, script=script, user_turn_id=reply.user_turn_id)
             return reply
         user_turn_id, _, _ = await self._log(turn, text, None, Decision("silent", None, 0.0), conversation, slots, 0)
         return Reply("", source="silent", handed_off=True, language=language, script=script, user_turn_id=user_turn_id)
@@ -1183,8 +1187,9 @@ class Bot:
         (where ``counted``: a miss adds one, an "ok" leaves it; otherwise the count is ``fallbacks``, which an answer
         starts again) and the waiting action is written (``Exchange.slots_read``, ``fallbacks_read``, ``loop_read``):
         another server on the store may have answered a message of the conversation meanwhile (one whose turn went
-        stale, ``TURN_STALE_S``). The ids of the customer's turn and of the reply's, and whether the customer deleted
-        the message meanwhile (``Exchange.deleted``)."""
+        stale, ``TURN_STALE_S``). The ids of the customer's turn and of the reply's, and whether the reply was dropped
+        for another reason than a person having the conversation: the customer deleted the message meanwhile
+        (``Exchange.deleted``), or another server took the turn over (``Exchange.overtaken``), and answers it."""
         if self.store is None:
             return None, None, False
         pred = analysis.prediction if analysis else None
@@ -1198,15 +1203,19 @@ class Bot:
             decision.reason if decision.kind == "handoff" else None, decision.custom, decision.reverted,
             decision.restarted, decision.form, messages, turn.message_id, slots_read=read["slots"],
             fallbacks_read=(read["fallbacks"] or 0) if counted else None,
-            loop_read=(read.get("active_loop"), read.get("active_form")),
+            loop_read=(read.get("active_loop"), read.get("active_form")), leased=self.store.server is not None,
         )
         assert self.writer is not None
         if (deadline := _TURN_DEADLINE.get()) is not None:  # written from here on, bounded by the store's busy timeout
             deadline.reschedule(None)
         user_turn_id, turn_id = await self.writer.submit(exchange)
+        if exchange.overtaken:
+            log.warning("this server's turn of conversation %r went %g s without a renewal (the server or its store too "
+                        "slow), and another server on the store took it over: this server's reply to the message is "
+                        "dropped, and the other server answers the conversation", turn.conversation_id, TURN_STALE_S)
         if exchange.handed_off:
             await self.announce(turn.conversation_id, True, decision.reason, turn.channel)
-        return user_turn_id, turn_id, exchange.deleted
+        return user_turn_id, turn_id, exchange.deleted or exchange.overtaken
 
     async def set_handoff(self, conversation_id: str, handed_off: bool, reason: str, channel: str = "web",
                           after: int | None = None, agent: str | None = None, force: bool = False,

@@ -1259,6 +1259,12 @@ class Exchange:
     # Set as written: the customer deleted the message while the bot worked on it (Store.replace_message), and its
     # reply, not kept, is not to be sent: it would answer nothing in a thread the customer emptied.
     deleted: bool = field(default=False, init=False)
+    # Written only while this serving store's server holds the conversation's turn (Store.take_turn): a turn another
+    # server on the store took over meanwhile (this one went ``TURN_STALE_S`` without renewing it: hung, or too slow)
+    # is that server's to answer now, and this one's answer would be a second one.
+    leased: bool = False
+    # Set as written: the turn was no longer this server's (``leased``); its reply, not kept, is not to be sent.
+    overtaken: bool = field(default=False, init=False)
 
 
 class Marks(NamedTuple):
@@ -1846,11 +1852,18 @@ class Store:
         one the bot was silent on, for the agent to answer, and the exchange's reply emptied, so that it is not
         sent (the bot and the agent both answered, the bot after the customer was told a person had joined). A
         message its customer deleted meanwhile is not answered either, nor handed off, and leaves the conversation's
-        slots, fallbacks and waiting action as they were (``Exchange.deleted``)."""
+        slots, fallbacks and waiting action as they were (``Exchange.deleted``). A turn another server took over
+        meanwhile (``Exchange.leased``) is kept as one the bot was silent on, with no handoff and without the web
+        client's ``message_id``, which names the other server's answer: that server answers (``Exchange.overtaken``)."""
         text, raw_text = self._stored_texts(ex.text, ex.raw_text)
         self._ensure_conversation(ex.conversation_id, ex.channel, ex.user)
-        if (ex.reply or ex.buttons or ex.custom) and ex.source != "resume" and self.db.execute(
-                "SELECT status FROM conversations WHERE id = ?", [ex.conversation_id]).fetchone()[0] == "handed_off":
+        ex.overtaken = ex.leased and not self.db.execute(
+            "SELECT 1 FROM turn_leases WHERE conversation_id = ? AND server = ?", [ex.conversation_id, self.server]
+        ).fetchone()
+        if ex.overtaken:
+            ex.message_id, ex.handoff = None, None
+        if (ex.reply or ex.buttons or ex.custom) and (ex.overtaken or ex.source != "resume" and self.db.execute(
+                "SELECT status FROM conversations WHERE id = ?", [ex.conversation_id]).fetchone()[0] == "handed_off"):
             ex.reply, ex.buttons, ex.custom, ex.messages, ex.source = None, [], [], None, "silent"
         # Plain SQL here: this runs for every message, and sqlite-utils' insert() costs several times more.
         user_turn = self.db.execute(_ADD_TURN, [ex.conversation_id, "user", text, raw_text, ex.channel, ex.user, now(),

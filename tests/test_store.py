@@ -522,6 +522,35 @@ def test_a_purge_by_age_leaves_a_conversation_whose_turn_a_server_runs_now(tmp_p
         store.close()
 
 
+def test_an_answer_of_a_turn_another_server_took_over_is_not_kept(tmp_path: Path) -> None:
+    """A server whose turn another server on the store took over (no renewal for the stale time: hung, or too slow)
+    kept and sent its answer beside the other's. Written once the turn is another's, the answer is dropped, with its
+    handoff and the message id that names the other's answer; the customer's message and the slots are kept."""
+    path = tmp_path / "dialogues.db"
+    green, blue = Store(path), Store(path)
+    green.serve()
+    blue.serve()
+
+    def answer(store: Store) -> tuple[Exchange, int | None]:
+        exchange = Exchange("c1", "web", None, "/handoff", None, "Connecting you to a person.", "handoff", 1.0, [],
+                            "handoff", "v1", slots={"order_id": "12345"}, handoff="user", message_id="m1", leased=True)
+        return exchange, store.log_exchange(exchange)[1]
+
+    assert green.take_turn("c1", time.time() - 60)
+    assert blue.take_turn("c1", time.time() + 1)  # green hung
+    dropped, reply = answer(green)
+    assert (dropped.overtaken, dropped.handed_off, reply) == (True, False, None)
+    row = green.db.execute("SELECT status, slots FROM conversations WHERE id = 'c1'").fetchone()
+    assert (row[0], json.loads(row[1])) == ("open", {"order_id": "12345"})
+    assert green.answer_to("c1", "m1", 0.0) is None
+    kept, reply = answer(blue)
+    assert (kept.overtaken, kept.handed_off) == (False, True) and reply is not None
+    assert green.db.execute("SELECT role, message_id FROM turns ORDER BY id").fetchall() == [
+        ("user", None), ("user", "m1"), ("bot", None)]
+    green.close()
+    blue.close()
+
+
 def test_a_renewed_turn_is_not_taken_for_a_hung_servers(tmp_path: Path) -> None:
     """A turn running longer than the servers' stale time (a slow action) went stale, and another server ran the
     conversation's next message beside it: its server renews it while it runs, and only a turn no longer renewed is

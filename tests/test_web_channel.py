@@ -1160,7 +1160,27 @@ async def test_an_answer_by_a_server_after_anothers_miss_starts_the_count_of_mis
     conversation, replies = await answered_at_once_by_two_servers(
         aiohttp_client, web_demo_bot, "/check_refund_policy", {"text": "where is my parcel"},
         first_said="/check_refund_policy")
-    assert (replies[0]["source"], replies[1]["source"], conversation["fallbacks"]) == ("template", "fallback", 0)
+    assert (replies[0]["source"], replies[1]["source"], conversation["fallbacks"]) == ("silent", "fallback", 0)
+
+
+async def test_a_turn_another_server_took_over_drops_its_answer_and_leaves_the_conversation_to_that_server(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, hung: None, caplog: pytest.LogCaptureFixture) -> None:
+    """A server whose turn went ``TURN_STALE_S`` without a renewal (hung, or its store too slow) only logged that
+    another server took it over, and both answered: the customer got the first server's late answer beside the
+    other's. The late answer is dropped, and said in the log; the customer's message is kept, unanswered."""
+    with caplog.at_level("WARNING", logger="deskbot"):
+        conversation, replies = await answered_at_once_by_two_servers(
+            aiohttp_client, web_demo_bot, "/check_refund_policy", {"text": "where is my parcel"})
+    assert [(reply["source"], reply["reply"]) for reply in replies][0] == ("silent", "")
+    assert replies[1]["source"] == "fallback" and replies[1]["reply"]
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        said = db.execute("SELECT role, text FROM turns WHERE conversation_id = ? ORDER BY id",
+                          [conversation["id"]]).fetchall()
+    assert [role for role, _ in said] == ["user", "bot", "user", "bot", "user"]  # "hello" answered, then the two
+    assert [text for role, text in said if role == "user"] == ["hello", "where is my parcel", "/check_refund_policy"]
+    assert said[3][1] == replies[1]["reply"]
+    assert any("another server on the store took it over" in record.getMessage()
+               and conversation["id"] in record.getMessage() for record in caplog.records)
 
 
 async def test_a_conversations_messages_on_two_servers_are_answered_one_after_the_other(
