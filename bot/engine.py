@@ -406,8 +406,21 @@ class Bot:
         finally:
             task.cancel()
 
+    async def serve(self) -> None:
+        """Make the store this server's (:meth:`Store.serve`), and open the renewals' connection (:meth:`Store.renewer`)
+        now: opened at the first renewal, beside another process's long write, it waited with it, and the turn it was
+        to renew went stale. Where it cannot open yet, the first renewal tries again."""
+        assert self.store is not None
+        await self._store(self.store.serve)
+        try:
+            self._renewal_store = await asyncio.get_running_loop().run_in_executor(self._renewals, self.store.renewer)
+        except Exception as exc:
+            log.warning("cannot open the store's connection for renewing this server's turns yet: %r; the first "
+                        "renewal tries again", exc)
+
     def _renewed(self, renew: Callable[[Store], bool]) -> bool:
-        """``renew`` over the renewals' connection, opened at the first."""
+        """``renew`` over the renewals' connection, opened as the store starts serving (:meth:`serve`), or at the
+        first renewal where it could not open then."""
         if self._renewal_store is None:
             assert self.store is not None  # renewing() is for a serving store's turns and claims
             self._renewal_store = self.store.renewer()

@@ -975,7 +975,7 @@ async def answer_kept_messages(app: web.Application, store: Store) -> AsyncItera
     for at start and every ``ADOPT_EVERY_S`` after, since the server that kept them may still be finishing
     its turns when this one starts, or may die later while this one serves (``Store.adopt``)."""
     bot = app[BOT]
-    await bot._store(store.serve)
+    await bot.serve()
 
     # Only this server's channels: another's messages wait for a server that has that channel.
     platforms = {name: channel for name, channel in bot.channels.items() if isinstance(channel, PlatformChannel)}

@@ -1375,9 +1375,10 @@ class Store:
     """
 
     def __init__(self, path: Path | str, redact: bool = True, keep_raw: bool = False, read_only: bool = False,
-                 newer_too: bool = False) -> None:
+                 newer_too: bool = False, busy_s: float = BUSY_TIMEOUT_S) -> None:
         """``newer_too`` (with ``read_only``): a store a newer deskbot migrated is opened too, for :meth:`backup` alone,
-        which copies it as it is; anything else would read a schema this deskbot does not know."""
+        which copies it as it is; anything else would read a schema this deskbot does not know. ``busy_s``: how long
+        its writes, opening included, wait for another process's lock (:meth:`renewer`'s wait less)."""
         self.path = Path(path)
         self.redact = redact
         self.keep_raw = keep_raw
@@ -1390,7 +1391,7 @@ class Store:
             _create_private(self.path)
         try:
             conn = _connect_read_only(self.path) if read_only else sqlite3.connect(
-                str(self.path), check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+                str(self.path), check_same_thread=False, isolation_level=None, timeout=busy_s)
         except sqlite3.OperationalError as exc:
             raise cannot_open(self.path, exc, reading=read_only) from None
         try:
@@ -1438,11 +1439,12 @@ class Store:
         """A second connection that writes to this serving store's file as its server (:meth:`serve`), for the renewals
         of that server's turns and claims alone (:meth:`renew_turn`, :meth:`renew_claim`), on a thread of their own:
         behind a store thread held up more than the stale time (a long purge, a slow disk), they lapsed while the
-        server was alive, and another server on the store answered beside it. Its writes wait ``RENEW_BUSY_S`` at most
-        for another's lock, so that a renewal missed is tried again at the next, not after every other write."""
-        renewer = Store(self.path, redact=self.redact, keep_raw=self.keep_raw)
+        server was alive, and another server on the store answered beside it. Its writes, opening included, wait
+        ``RENEW_BUSY_S`` at most for another's lock, so that a renewal missed is tried again at the next, not after
+        every other write: opened with the store's 30 s wait, beside another process's long write, it held the
+        renewals up past the stale time."""
+        renewer = Store(self.path, redact=self.redact, keep_raw=self.keep_raw, busy_s=RENEW_BUSY_S)
         renewer.server = self.server
-        renewer.db.execute(f"PRAGMA busy_timeout = {int(RENEW_BUSY_S * 1000)}")
         return renewer
 
     @contextlib.contextmanager

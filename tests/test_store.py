@@ -29,8 +29,8 @@ from dialogues.export import learned_data
 from dialogues.holding import (accepts, acknowledges, asks_for_a_person, asks_nothing, corrected, follow_up,
                                gives_details, lacks_answer, says_nothing, says_wrong, stops_asking, wordless)
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
-from dialogues.store import (HANDED_BACK_TOLD_S, MIGRATIONS, REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Exchange,
-                             HeldByColleague, SentBefore, Store, StoreError)
+from dialogues.store import (HANDED_BACK_TOLD_S, MIGRATIONS, REDELIVERY_WINDOW_S, RENEW_BUSY_S, UNOWNED_GRACE_S,
+                             Exchange, HeldByColleague, SentBefore, Store, StoreError)
 from tests.conftest import REPO, damage, damage_table, store_of_the_last_deskbot
 
 
@@ -549,6 +549,29 @@ def test_an_answer_of_a_turn_another_server_took_over_is_not_kept(tmp_path: Path
         ("user", None), ("user", "m1"), ("bot", None)]
     green.close()
     blue.close()
+
+
+def test_a_renewers_connection_opens_within_the_renewals_wait_beside_another_processs_write(tmp_path: Path) -> None:
+    """A serving store's connection for renewals opened with the store's 30 s wait for another process's lock: opened
+    beside a long write (a purge by `bot purge`), it held the server's renewals up past the stale time. It waits
+    ``RENEW_BUSY_S`` at most, opening included, as its renewals do."""
+    path = tmp_path / "dialogues.db"
+    store = Store(path)
+    store.serve()
+    writing = sqlite3.connect(path, isolation_level=None)
+    writing.execute("BEGIN IMMEDIATE")  # another process's write, which outlasts the renewals' wait
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreError):
+            store.renewer()
+        assert time.monotonic() - started < RENEW_BUSY_S + 5
+    finally:
+        writing.execute("ROLLBACK")
+        writing.close()
+    renewer = store.renewer()
+    assert renewer.db.execute("PRAGMA busy_timeout").fetchone()[0] == RENEW_BUSY_S * 1000
+    renewer.close()
+    store.close()
 
 
 def test_a_renewed_turn_is_not_taken_for_a_hung_servers(tmp_path: Path) -> None:

@@ -1229,6 +1229,17 @@ async def test_a_turn_on_a_server_whose_store_thread_is_held_up_keeps_its_conver
     assert [reply["source"] for reply in replies] == ["fallback", "handoff"]  # "hello" missed first
 
 
+async def test_a_server_opens_its_connection_for_renewals_as_it_starts_serving(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """The connection a server renews its turns and claims on opened at the first renewal, 2 s into the first turn
+    that ran that long: beside another process's long write, the opening waited with it, and the turn went stale. It
+    opens as the server starts serving the store, as that server, waiting for a lock no longer than a renewal does."""
+    bot = (await aiohttp_client(create_app(web_demo_bot.root, device="cpu"))).app[BOT]
+    renewer = bot._renewal_store
+    assert renewer is not None and renewer.server == bot.store.server is not None
+    assert renewer.db.execute("PRAGMA busy_timeout").fetchone()[0] == 2000
+
+
 async def test_a_message_behind_a_server_hung_mid_turn_is_answered_before_a_proxy_gives_up(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     """A server hung mid-turn held a conversation's next message on another server for two minutes, and a proxy in
