@@ -53,7 +53,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from bot.project import MAX_REVIEWER_CHARS, Project, agent_name, intent_label, intent_name, too_long
+from bot.project import BOT_FILES, MAX_REVIEWER_CHARS, Project, agent_name, intent_label, intent_name, too_long
 from bot.project import load_project as read_project
 from retrieval.options import IndexType
 
@@ -305,7 +305,7 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
       bot init mybot --from-jsonl tickets.jsonl
       bot init mybot --from-csv tickets.csv
     """
-    from bot.importer import BOT_FILES, write_whole
+    from bot.importer import write_whole
 
     given = [name for name, value in (("--demo", demo), ("--from-jsonl", from_jsonl), ("--from-csv", from_csv)) if value]
     if len(given) > 1:  # it built the bot from the file alone, the --demo unsaid
@@ -1565,7 +1565,6 @@ def _trained_at(meta: dict[str, Any]) -> float:
 
 def _is_the_bots_own(project: Project, path: Path) -> bool:
     """Whether ``path`` is a file the bot reads or keeps (``bot export -o dialogues.db`` emptied the store)."""
-    from bot.importer import BOT_FILES
 
     root, path = project.root.resolve(), path.resolve()
     own = [root / name for name in BOT_FILES] + [Path(f"{project.db_path.resolve()}{end}") for end in ("", "-wal", "-shm")]

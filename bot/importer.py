@@ -32,7 +32,6 @@ from finetune.metrics import OOS
 from retrieval.text import normalise
 
 MIXED = 0.1  # a set with at least this share of messages in each language is bilingual
-BOT_FILES = ("bot.yml", "nlu.yml", "responses.yml", "history.jsonl")  # a bot's own data, which `bot init` writes
 # Made for its owner alone: it comes to hold the admin token and the channels' secrets (Slack's signing secret,
 # WeCom's keys), and a file made with the umask's mode showed them to every account on the machine.
 PRIVATE_FILES = ("bot.yml",)

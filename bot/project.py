@@ -831,6 +831,9 @@ def config_error(root: Path, loc: tuple[Any, ...], message: str) -> ProjectError
 # --- YAML with line numbers -------------------------------------------------------------------
 
 
+BOT_FILES = ("bot.yml", "nlu.yml", "responses.yml", "history.jsonl")  # a bot's own data, which `bot init` writes
+
+
 def _named_otherwise(path: Path) -> str:
     """What to add where the bot's file ``path`` is missing and the file is there under another name: ``.yaml``
     where deskbot reads ``.yml`` (or the other way round), or in ``data/``, where a Rasa project keeps nlu.yml."""
@@ -840,6 +843,15 @@ def _named_otherwise(path: Path) -> str:
     return f"; {there} is there: deskbot reads {path.name}, so move or rename it" if there else ""
 
 
+def _written_by_init(path: Path) -> str:
+    """Where the bot's file ``path`` is simply missing (deleted, or a folder put together by hand), how to get the
+    starter's: `bot init` on the bot's own folder would refuse, or with --force replace its other files too."""
+    if path.name not in BOT_FILES:
+        return ""
+    return (f"; `bot init` writes one: run `bot init NEW_FOLDER` (--language zh or multi for those starters) and copy "
+            f"NEW_FOLDER/{path.name} here")
+
+
 def _read_text(path: Path) -> str:
     """A data file's text. It must be UTF-8 (a byte-order mark, as some Windows editors write, is
     dropped); other bytes stop with the line they are on, since a guessed encoding would garble
@@ -847,7 +859,7 @@ def _read_text(path: Path) -> str:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise ProjectError(f"{path}: file not found{_named_otherwise(path)}") from None
+        raise ProjectError(f"{path}: file not found{_named_otherwise(path) or _written_by_init(path)}") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

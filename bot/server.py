@@ -39,12 +39,11 @@ from bot.channels.base import (REFUSAL_SAID_S, STORE_DAMAGED, STORE_RETRY_S, Del
                                PlatformChannel, dumps, http_error, json_response, kept_turn, same_secret, store_failed)
 from bot.channels.web import WebChannel, read_json, valid_conversation_id
 from bot.engine import Bot
-from bot.importer import BOT_FILES
 from bot.limits import LIMITS, Limits
 from bot.nlu import NLU, current_names
 from bot.openapi import (MAX_AGENT_CHARS, MAX_LIMIT, MAX_SEARCH_CHARS, AgentMessageRequest, NoteRequest,
                          ReviewLabelRequest, publish_openapi)
-from bot.project import AgentGrant, BotConfig, Project, ProjectError, ServerConfig, agent_name, host_name, load_project
+from bot.project import BOT_FILES, AgentGrant, BotConfig, Project, ProjectError, ServerConfig, agent_name, host_name, load_project
 from bot.retrain import exported
 from bot.review import CachedModel, review_threshold
 from bot.training import history_fingerprint

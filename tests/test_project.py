@@ -1280,6 +1280,15 @@ def test_a_bot_file_under_another_name_is_told_by_it(bot_dir: Path, file: str, t
                                   f"{file}, so move or rename it")
 
 
+@pytest.mark.parametrize("file", ["nlu.yml", "responses.yml"])
+def test_a_bot_file_simply_missing_says_bot_init_writes_one(bot_dir: Path, file: str) -> None:
+    """A deleted responses.yml was "file not found" alone, which left a new user to guess its format; `bot init`
+    on the bot's own folder refuses (or with --force replaces the rest), so the starter's comes from a new folder."""
+    (bot_dir / file).unlink()
+    assert error_for(bot_dir) == (f"{bot_dir / file}: file not found; `bot init` writes one: run `bot init NEW_FOLDER` "
+                                  f"(--language zh or multi for those starters) and copy NEW_FOLDER/{file} here")
+
+
 def test_missing_bot_yml_says_how_to_start(tmp_path: Path) -> None:
     assert "bot init" in error_for(tmp_path)
 
