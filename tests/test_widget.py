@@ -4200,6 +4200,19 @@ def test_the_chat_asks_for_its_settings_and_its_history_at_once(open_widget: Any
     expect(page.locator(".msg.user .bubble")).to_have_text(["where is my parcel"])
 
 
+def test_the_demo_pages_snippet_leaves_the_title_and_language_to_the_bot(chromium: SimpleNamespace,
+                                                                          server: LiveServer) -> None:
+    """The snippet a shop copies from ``/`` pinned ``lang: "en"`` and ``title: "Help"``: on a bot of both languages
+    the widget's own texts stayed English for Chinese pages and customers, and bot.yml's title was overridden."""
+    page = chromium.browser.new_page()
+    page.goto(f"{server.url}/")
+    snippet = page.locator("#snippet").text_content() or ""
+    page.close()
+    config = next(line for line in snippet.splitlines() if "window.deskbotConfig" in line)
+    assert "colors" in config and "lang:" not in config and "title:" not in config, snippet
+    assert f'<script src="{server.url}/widget.js" async>' in snippet
+
+
 def test_behind_a_proxys_path_prefix_the_widget_demo_and_console_stay_under_it(
         chromium: SimpleNamespace, proxy: str, web_demo_bot: SimpleNamespace) -> None:
     """Loaded from /support/widget.js, the widget asked for /api/widget, /api/chat and /api/ws at the site's
