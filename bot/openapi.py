@@ -305,8 +305,9 @@ class InboxResponse(_Body):
                                                 "colleague's no longer among server.agents included), which their "
                                                 "console counts and announces; as waiting without ?agent=")
     passed: list[Passed] = Field(..., description="the handed-off customers a colleague passed to ?agent= who are "
-                                                  "theirs still, latest first (the latest 100), whatever the status, "
-                                                  "page or search asked for; none without ?agent=")
+                                                  "theirs still and whom they have not read since the pass (…/seen), "
+                                                  "latest first (the latest 100), whatever the status, page or search "
+                                                  "asked for; none without ?agent=")
     taken: list[Taken] = Field(..., description="the handed-off customers someone else moved from ?agent= to a "
                                                 "colleague or released, who are not theirs again, and those someone "
                                                 "else handed back to the bot, who are with it still, for a day, latest first "
@@ -641,7 +642,8 @@ OPERATIONS: list[Operation] = [
     _admin("PATCH", "/admin/conversations/{conversation_id}/notes/{note_id}", "Correct an internal note: its author "
            "alone may (403 for another's, naming them); one written with no name, anyone. Marked edited", OkResponse,
            NoteRequest, (400, 403, 408, 413)),
-    _admin("POST", "/admin/conversations/{conversation_id}/seen", "Keep what an agent has read of the conversation",
+    _admin("POST", "/admin/conversations/{conversation_id}/seen", "Keep what an agent has read of the conversation: "
+           "their inbox no longer counts it as new, nor names a customer passed to them before it in passed",
            OkResponse, errors=(400, 403),
            query={"agent": AGENT_QUERY, "after": ({**TURN_ID, "description": "the id of the latest turn the agent has "
                                                                              "read"}, True)}),

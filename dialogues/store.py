@@ -468,6 +468,13 @@ def _v44(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS reloads (id INTEGER PRIMARY KEY, server TEXT, created FLOAT NOT NULL)")
 
 
+def _v45(db: sqlite_utils.Database) -> None:
+    """The conversation's latest takeover when each agent last read it (``Store.mark_seen``'s ``takeover_id``): a
+    customer passed to an agent and opened was kept as opened by that browser alone, and the agent's console in another
+    browser announced the pass again (:meth:`Store.passed_to`). Null before, as for a pass nobody opened."""
+    _add_column(db, "seen", "takeover_id", int)
+
+
 # The turns with a label given at a time by a reviewer (two parameters), for ``_v42``'s index.
 _GIVEN = "turn_id IN (SELECT turn_id FROM review_labels WHERE created = ? AND reviewer IS ?)"
 
@@ -476,7 +483,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
                                                               _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36,
                                                               _v37, _v38, _v39, _v40, _v41, _v42, _v43,
-                                                              _v44]
+                                                              _v44, _v45]
 # Each intent name ``bot relabel`` renamed (``_v34``) with every name it has had since (``old``, ``new``): one renamed
 # twice (A to B, then B to C) is C's too. A common table expression, to put before a query's SELECT.
 RENAMED = ("WITH RECURSIVE renamed (old, new) AS (SELECT old, new FROM intent_renames UNION "
@@ -2609,14 +2616,18 @@ class Store:
     def passed_to(self, agent: str | None) -> list[dict[str, Any]]:
         """The handed-off customers a colleague passed to ``agent`` (``pass_on``) and who are theirs still, latest first:
         ``conversation_id``, who passed them on (``by``) and when (``at``). Their console tells them, where a customer
-        given to them appeared among the rest, unnoticed, until the customer complained. None for no agent."""
+        given to them appeared among the rest, unnoticed, until the customer complained. None for no agent. Not those
+        the agent has read since the pass (:meth:`mark_seen`), in whatever browser: a console signed in anew announced
+        again each pass its agent had opened elsewhere."""
         if not agent_key(agent):
             return []
         return list(self.db.query(
             f"SELECT w.conversation_id, t.by_agent AS by, t.created AS at FROM ({_HANDED_OFF}) w "
             "JOIN takeovers t ON t.id = (SELECT max(id) FROM takeovers WHERE conversation_id = w.conversation_id) "
+            "LEFT JOIN seen s ON s.conversation_id = w.conversation_id AND s.agent = :agent "
             "WHERE t.created >= w.handed_off_at AND agent_key(w.agent) = :agent AND agent_key(t.agent) = :agent "
-            "AND t.by_agent IS NOT NULL AND agent_key(t.by_agent) != :agent ORDER BY t.created DESC LIMIT :most",
+            "AND t.by_agent IS NOT NULL AND agent_key(t.by_agent) != :agent AND coalesce(s.takeover_id, 0) < t.id "
+            "ORDER BY t.created DESC LIMIT :most",
             {"agent": agent_key(agent), "most": PASSED_LISTED}))
 
     def taken_from(self, agent: str | None) -> list[dict[str, Any]]:
@@ -2660,12 +2671,15 @@ class Store:
     def mark_seen(self, conversation_id: str, agent: str | None, turn_id: int) -> None:
         """Keep that ``agent`` has read the conversation up to turn ``turn_id`` (at most its latest turn: a turn yet
         to come is not read), so that their inbox counts as new only what the customer wrote after it
-        (:meth:`inbox`). An earlier turn, from a window showing less, leaves a later one read."""
+        (:meth:`inbox`). An earlier turn, from a window showing less, leaves a later one read. The conversation's latest
+        takeover is read too: a customer passed to the agent is no longer announced to them (:meth:`passed_to`)."""
         with self._writing():
-            self.db.execute("INSERT INTO seen (conversation_id, agent, turn_id) SELECT ?, ?, min(?, max(id)) FROM turns "
+            self.db.execute("INSERT INTO seen (conversation_id, agent, turn_id, takeover_id) SELECT ?, ?, min(?, max(id)), "
+                            "(SELECT max(id) FROM takeovers WHERE conversation_id = ?) FROM turns "
                             "WHERE conversation_id = ? HAVING max(id) IS NOT NULL ON CONFLICT (conversation_id, agent) "
-                            "DO UPDATE SET turn_id = max(turn_id, excluded.turn_id)",
-                            [conversation_id, agent_key(agent), turn_id, conversation_id])
+                            "DO UPDATE SET turn_id = max(turn_id, excluded.turn_id), "
+                            "takeover_id = max(coalesce(takeover_id, 0), coalesce(excluded.takeover_id, 0))",
+                            [conversation_id, agent_key(agent), turn_id, conversation_id, conversation_id])
 
     def waiting(self, agent: str | None = None, team: Collection[str] = ()) -> tuple[int, float | None]:
         """How many handed-off customers wait for a person's reply, and since when the first of them has. With

@@ -1006,6 +1006,34 @@ async def test_the_inbox_names_the_customers_passed_to_its_agent(bot_dir: Path, 
     assert await passed("agent=Bob") == []  # Sam's now
 
 
+async def test_the_inbox_no_longer_names_a_customer_passed_to_its_agent_once_they_read_them(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """Bob opened the customer Ana passed him, and his console in another browser announced the pass again, as only the
+    first browser knew it was opened: the bot keeps that he read them since the pass (…/seen), in any letter case of
+    his name. Passed to him again later, they are named again; another agent's reading changes nothing of his."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "passed", "I need help with my bill")
+    for path in ("handoff?agent=Ana", "transfer?agent=Ana&to=Bob"):
+        assert (await client.post(f"/admin/conversations/passed/{path}", headers=AUTH)).status == 200
+
+    async def passed() -> list[str]:
+        inbox = await (await client.get("/admin/conversations?agent=Bob&limit=0", headers=AUTH)).json()
+        return [p["conversation_id"] for p in inbox["passed"]]
+
+    async def read(agent: str) -> None:
+        turns = (await (await client.get("/admin/conversations/passed", headers=AUTH)).json())["turns"]
+        seen = await client.post(f"/admin/conversations/passed/seen?agent={agent}&after={turns[-1]['id']}", headers=AUTH)
+        assert seen.status == 200
+
+    await read("Ana")
+    assert await passed() == ["passed"]
+    await read("BOB")
+    assert await passed() == []
+    for path in ("transfer?agent=Bob&to=Ana", "transfer?agent=Ana&to=Bob"):
+        assert (await client.post(f"/admin/conversations/passed/{path}", headers=AUTH)).status == 200
+    assert await passed() == ["passed"]  # a pass since
+
+
 async def test_the_inbox_names_the_customers_a_lead_moved_away_from_its_agent(bot_dir: Path, aiohttp_client: Any) -> None:
     """Ana's console said nothing when a lead gave her customer to Bob, and her next reply asked her to override Bob,
     which undid the lead's move: her inbox names the customers someone else moved from her, released, or handed back

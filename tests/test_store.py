@@ -504,6 +504,25 @@ def test_a_reload_is_kept_for_the_other_servers_from_migration_44_on(tmp_path: P
     green.close()
 
 
+def test_a_pass_an_agent_read_is_kept_from_migration_45_on_and_purged_with_its_conversation(tmp_path: Path) -> None:
+    """A store of the deskbot before names the customers passed to Bob as before, what he read before it included,
+    until he reads them again; then none, until the next pass to him. A purge leaves no trace of it."""
+    store = Store(tmp_path / "dialogues.db")
+    read = user_turn(store, "passed", "where is my order?")
+    store.set_status("passed", "handed_off", "requested", agent="Ana")
+    assert store.pass_on("passed", "Ana", "Bob")
+    store.mark_seen("passed", "Bob", read)
+    store = left_by(store, 44, "ALTER TABLE seen DROP COLUMN takeover_id")
+    passed = lambda: [p["conversation_id"] for p in store.passed_to("bob")]
+    assert passed() == ["passed"]
+    store.mark_seen("passed", "BOB", read)
+    assert passed() == []
+    assert store.pass_on("passed", "Bob", "Ana") and store.pass_on("passed", "Ana", "Bob")
+    assert passed() == ["passed"]
+    assert store.purge("passed").deleted["passed"]["seen"] == 1
+    store.close()
+
+
 def test_a_purge_by_age_leaves_a_conversation_whose_turn_a_server_runs_now(tmp_path: Path) -> None:
     """A customer coming back to a conversation past the retention period while ``bot purge --before`` ran: the purge
     deleted it mid-turn, with its turn, and another server on the store ran the conversation's next message beside

@@ -3260,6 +3260,30 @@ def test_the_agents_console_tells_its_agent_of_a_customer_a_colleague_passed_the
     lees.close()
 
 
+def test_a_customer_passed_to_an_agent_and_opened_is_not_announced_again_in_another_browser(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Lee opened the customer Kim passed him, then signed in in another browser (another desk, a private window): that
+    console announced the pass again, "[1 passed to you]" and "Kim passed you a customer: open", as what he had opened
+    was kept in the first browser alone. The bot keeps it, and names the pass no more."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "/handoff")
+    for path in ("handoff", "transfer?to=Lee"):
+        api.admin(f"/admin/conversations/{cid}/{path}", token=web_demo_bot.agent_token)  # Kim's
+    first = open_console(chromium, server, "lee-own-token", cid)
+    lee = first.pages[0]
+    expect(lee.locator(f'.list li[data-id="{cid}"].passed .meta')).to_contain_text("Kim passed you a customer · web")
+    with lee.expect_response(lambda response: f"/{cid}/seen?" in response.url and response.ok):
+        lee.locator(f'.list li[data-id="{cid}"]').click()
+    first.close()
+    others = len(api.get("/admin/conversations?agent=Lee&limit=0")["passed"])  # this module's earlier tests' passes
+    second = open_console(chromium, server, "lee-own-token", cid)
+    again = second.pages[0]
+    expect(again.locator(f'.list li[data-id="{cid}"]')).not_to_have_class(re.compile("passed"))
+    expect(again).to_have_title(re.compile(rf"^\[{others} passed to you\] " if others else r"^(?!\[)"))
+    assert again.locator("header .passed").get_attribute("data-id") != cid
+    second.close()
+
+
 def test_the_keyboard_goes_on_to_the_reply_box_of_a_passed_customer_opened_from_the_header(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace) -> None:
     """Lee opened the customer Kim passed him with Enter on "Kim passed you a customer: open": the button, gone once
