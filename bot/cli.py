@@ -836,9 +836,9 @@ def say_risks(project: Project, host: str) -> None:
         click.echo(f"note: agent {name} has no token (server.agents.{name}): they cannot sign in", err=True)
     for name, value in (("admin token", token), ("metrics token", metrics_token(project)),
                         *((f"token of agent {agent}", value) for agent, value in agents.items())):
-        if 0 < len(value) < MIN_TOKEN_CHARS:  # every address may try server.limits.per_ip_per_minute guesses a minute
+        if 0 < len(value) < MIN_TOKEN_CHARS:  # every address may try server.limits.failed_auth_per_ip_per_minute guesses
             click.echo(f"note: the {name} is {_count(len(value), 'character')} long: anyone who reaches the server "
-                       "can try hundreds of guesses a minute at it; use a random one of 32 or more (python3 -c "
+                       "from many addresses can try guesses at it from each; use a random one of 32 or more (python3 -c "
                        "'import secrets; print(secrets.token_urlsafe(32))')", err=True)
     if not metrics_token(project) and not loopback(host):
         click.echo(f"note: no metrics token (DESKBOT_METRICS_TOKEN or server.metrics_token), and {host} is no loopback "

@@ -8,6 +8,10 @@ else, so every request passes :meth:`Limits.middleware`:
   platform's callback, which its channel reads to its own limit (a Slack event is larger);
 * requests from one IP address are counted in a moving one-minute window (the ``limits``
   library's), and the one over ``server.limits.per_ip_per_minute`` gets 429 with ``Retry-After``;
+* requests from one IP address refused 401 for a wrong ``Authorization`` token (admin, agent, metrics) are counted
+  apart (``failed_auth_per_ip_per_minute``): past it, every request from that address with a token gets 429 before
+  its token is compared, a right one too (else its answer would tell a guess right), so an address guesses the
+  agents' console sign-in some ten times a minute, not ``per_ip_per_minute``;
 * connections open at once from one IP address are capped as they open (``connections_per_ip``), but a trusted
   proxy's, which carry many clients': each holds a file descriptor, held ``keepalive_seconds`` without a byte sent;
   and a connection whose client reads nothing of its answers for ``SEND_SECONDS`` is cut;
@@ -121,6 +125,7 @@ class Limits:
         self.callbacks: frozenset[str] = frozenset()  # the configured platforms' callback paths (server.py)
         self._window = MovingWindowRateLimiter(MemoryStorage())
         self._per_ip = self._per_minutes(config.per_ip_per_minute)
+        self._failed_auth = self._per_minutes(config.failed_auth_per_ip_per_minute)
         self._per_conversation = self._per_minutes(config.per_conversation_per_minute)
         self._messages_per_ip = self._per_minutes(config.messages_per_ip_per_minute)
         self._handoffs = self._per_minutes(config.handoffs_per_ip, config.handoff_window_minutes)
@@ -243,6 +248,13 @@ class Limits:
         if item is not None and wait:
             raise too_many(f"too many {what}: more than {item.amount} a minute; retry in {wait}s", wait)
 
+    def _refuse_when_full(self, item: RateLimitItem | None, scope: str, key: str, what: str) -> None:
+        """429 where ``key``'s window is full, without counting a hit: for what is counted only once its answer
+        is known (a callback refused, a wrong token)."""
+        if item is not None and not self._window.test(item, scope, key):
+            wait = self._until_free(item, scope, key)
+            raise too_many(f"too many {what}: more than {item.amount} a minute; retry in {wait}s", wait)
+
     def request(self, ip: str) -> None:
         self._hit(self._per_ip, "ip", ip, "requests from this address")
 
@@ -344,14 +356,33 @@ class Limits:
         if length is not None and length > self.max_body_bytes:
             raise http_error(web.HTTPRequestEntityTooLarge, f"body larger than {self.max_body_bytes} bytes",
                              max_size=self.max_body_bytes, actual_size=length)
-        if request.method == "OPTIONS" or self.trusted(request):
+        if request.method == "OPTIONS":
             return await handler(request)  # a refused CORS preflight is no 429 to a page, only a network error
         ip = self.client_ip(request)
-        self.request(ip)
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            with self.socket(ip):
+        with self._signing_in(request, ip):
+            if self.trusted(request):
                 return await handler(request)
-        return await handler(request)
+            self.request(ip)
+            if request.headers.get("Upgrade", "").lower() == "websocket":
+                with self.socket(ip):
+                    return await handler(request)
+            return await handler(request)
+
+    @contextlib.contextmanager
+    def _signing_in(self, request: web.Request, ip: str) -> Iterator[None]:
+        """Count a request with a token refused 401 (a wrong admin, agent or metrics token) against ``ip``'s
+        ``failed_auth_per_ip_per_minute``; past it, refuse 429 every request of ``ip``'s with a token, before the
+        token is compared: a right one let through would tell the guess that found it. Requests without a token
+        (customers') are neither counted nor refused."""
+        if "Authorization" not in request.headers:
+            yield
+            return
+        self._refuse_when_full(self._failed_auth, "failed auth", ip, "requests with a wrong token from this address")
+        try:
+            yield
+        except web.HTTPUnauthorized:
+            self._wait(self._failed_auth, "failed auth", ip)
+            raise
 
     async def _over_cap(self, request: web.Request, handler: Any) -> web.StreamResponse:
         """The request of a connection over ``connections_per_ip`` (:func:`_refuse`), after which it closes: 429, with
@@ -369,10 +400,7 @@ class Limits:
         not parse, a body too large, slow or broken), which a platform never sends. Such requests count against
         their address, which past the limit is refused at once, before its body is read."""
         ip = self.client_ip(request)
-        if self._per_ip is not None and not self._window.test(self._per_ip, "ip", ip):
-            wait = self._until_free(self._per_ip, "ip", ip)
-            raise too_many(f"too many requests from this address: more than {self._per_ip.amount} a minute; "
-                           f"retry in {wait}s", wait)
+        self._refuse_when_full(self._per_ip, "ip", ip, "requests from this address")
         try:
             return await handler(request)
         except (web.HTTPClientError, web.RequestPayloadError):

@@ -358,6 +358,9 @@ class LimitsConfig(Settings):
     """What one client may ask of a server on the public internet (0 switches a limit off)."""
 
     per_ip_per_minute: int = Field(240, ge=0, description="requests from one IP address (widget API, documents, admin calls without the token)")
+    failed_auth_per_ip_per_minute: int = Field(10, ge=0, description="requests from one IP address refused 401 for "
+                                                                     "a wrong token (admin, agent, metrics): past it, "
+                                                                     "every request of its with a token gets 429")
     per_conversation_per_minute: int = Field(30, ge=0, description="messages to one conversation")
     messages_per_ip_per_minute: int = Field(120, ge=0, description="web chat messages from one IP address, whatever "
                                                                    "their conversations (an office shares one address)")

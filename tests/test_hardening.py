@@ -327,6 +327,28 @@ async def test_requests_with_the_admin_token_are_not_counted_per_address(make_cl
     assert (await client.get("/admin/conversations", headers=agent)).status == 200
 
 
+async def test_wrong_tokens_are_limited_apart_from_the_address_share(make_client: Callable[..., Any]) -> None:
+    """The agents' console sign-in allowed per_ip_per_minute (240) guesses a minute from each address. Wrong tokens
+    (admin, agent, metrics) count apart: past failed_auth_per_ip_per_minute, that address's requests with a token
+    get 429, a right one too (its answer would tell the guess right), while its customers' chat goes on, another
+    address is not held, and right tokens alone never count."""
+    client = await make_client(server={"limits": {"failed_auth_per_ip_per_minute": 3, "trust_forwarded_for": True},
+                                       "admin_token": "office-token", "metrics_token": "scrape-token"})
+    here, there = {"X-Forwarded-For": "203.0.113.9"}, {"X-Forwarded-For": "198.51.100.4"}
+    right = {"Authorization": "Bearer office-token"}
+    assert [(await client.get("/admin/conversations", headers={**right, **here})).status for _ in range(5)] == [200] * 5
+    guesses = [client.get("/admin/conversations", headers={"Authorization": "Bearer guess", **here}),
+               client.get("/metrics", headers={"Authorization": "Bearer guess", **here}),
+               client.get("/admin/conversations", headers={"Authorization": "Bearer guess-again", **here}),
+               client.get("/admin/conversations", headers={"Authorization": "Bearer office-toke", **here})]
+    answers = [await guess for guess in guesses]
+    assert [answer.status for answer in answers] == [401, 401, 401, 429]
+    assert 0 < int(answers[-1].headers["Retry-After"]) <= 60
+    assert (await client.get("/admin/conversations", headers={**right, **here})).status == 429
+    assert (await chat(client, cid(), "hi", **here)).status == 200  # no token: not held
+    assert (await client.get("/admin/conversations", headers={**right, **there})).status == 200
+
+
 async def test_socket_joins_count_against_the_address(make_client: Callable[..., Any]) -> None:
     client = await make_client(server={"limits": {"per_ip_per_minute": 4}})
     conversation = cid()
@@ -2313,7 +2335,7 @@ def test_a_taken_port_is_refused_with_a_clear_error_and_nothing_done(tiny_demo_b
                                              "DESKBOT_WEB_IDENTITY_SECRET": "x3" * 16})
     assert result.exit_code == 1 and "no admin token" not in result.output
     assert "deskbot serving" not in result.output  # announced only once the port is bound
-    # A token that short is found by trying: each address may guess per_ip_per_minute times a minute.
+    # A token that short is found by trying: each address may guess failed_auth_per_ip_per_minute times a minute.
     assert "note: the admin token is 1 character long: anyone who reaches the server can try" in guessable
     assert "note: the metrics token is 1 character long: anyone who reaches the server can try" in guessable
     assert long_token.exit_code == 1 and "note: the admin token" not in long_token.output
