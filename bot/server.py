@@ -459,6 +459,13 @@ def is_admin(request: web.Request) -> bool:
     return request[ADMIN]
 
 
+def caller(request: web.Request) -> str:
+    """Who made an admin call, for the log: the agent whose own token it carries, else the admin token (never the
+    token itself). A reload or an export changes what every customer is answered, or takes every conversation's
+    training data out: the log must say whose hand it was."""
+    return f"agent {agent}" if (agent := request.get(AGENT)) else "the admin token"
+
+
 def acting_agent(request: web.Request, named: str | None) -> str | None:
     """Who an admin call acts as (replies, takes over, writes notes, labels): the agent whose own token it carries, who
     may give their own name alone (403 for another's: any agent could act in a colleague's name); with the admin
@@ -738,9 +745,9 @@ async def reload_model(request: web.Request) -> web.Response:
         nlu, refused = await swap_to_current(request.app)
     except (ModelLoadError, Exception) as exc:  # the old model keeps serving
         # In the log too, as the watcher's swaps are: the one who reloaded may not be the one on call.
-        log.error("reload refused, still serving %s: %s", bot.nlu.version, exc)
+        log.error("reload by %s refused, still serving %s: %s", caller(request), bot.nlu.version, exc)
         return json_response({"error": f"reload refused: {exc}", "model_version": bot.nlu.version}, status=409)
-    log.info("reloaded: now serving model %s with the bot's files as they are now", nlu.version)
+    log.info("reloaded by %s: now serving model %s with the bot's files as they are now", caller(request), nlu.version)
     try:  # for the other servers on the store, which a load balancer did not send this request to
         await bot._store(bot.store.reloaded)
     except Exception as exc:  # this server's reload stands
@@ -1129,7 +1136,9 @@ async def export_data(request: web.Request) -> web.Response:
     data = await asyncio.to_thread(
         lambda: exported(bot.project, learned_from(labels, answers, bot.config.privacy.redact)))
     out = io.StringIO()
-    write_jsonl(data, out)
+    lines = write_jsonl(data, out)
+    log.info("exported by %s: %d lines of training data%s", caller(request), lines,
+             f" since {request.query['since']}" if start else "")
     return web.Response(text=out.getvalue(), content_type="application/x-ndjson")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import sqlite3
 import time
@@ -839,11 +840,13 @@ async def test_a_transfer_names_a_colleague_of_server_agents_and_asks_for_a_toke
 
 
 async def test_an_agents_own_token_reloads_exports_and_reads_the_figures_only_where_bot_yml_grants_it(
-        bot_dir: Path, aiohttp_client: Any) -> None:
+        bot_dir: Path, aiohttp_client: Any, caplog: pytest.LogCaptureFixture) -> None:
     """An agent's own token did all the admin token does: taken from one agent's browser, it swapped the model and
     read every conversation's training data out. It answers customers; reload, export and stats are refused (403,
     naming the grant) unless server.agents grants them to that agent, which a reload reads again; the admin token's
-    calls are as before."""
+    calls are as before. The log says whose token each reload and export was made with (no token in it): it said
+    neither, and a model swapped or the conversations read out were nobody's doing."""
+    caplog.set_level(logging.INFO, logger="deskbot")
     configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123"},
                                           "Bob": {"token": "bob-own-token-4567", "grants": ["stats"]}}})
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
@@ -867,8 +870,12 @@ async def test_an_agents_own_token_reloads_exports_and_reads_the_figures_only_wh
     configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123", "grants": ["reload", "export"]},
                                           "Bob": {"token": "bob-own-token-4567"}}})
     assert (await client.post("/admin/reload", headers=AUTH)).status == 200
+    caplog.clear()
     assert await status(ana) == {"reload": 200, "export": 200, "stats": 403}
     assert await status(bob) == {"reload": 403, "export": 403, "stats": 403}
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith(("reloaded", "exported"))]
+    assert [line.split(":")[0] for line in said] == ["reloaded by agent Ana", "exported by agent Ana"]
+    assert not [r for r in caplog.records if "own-token" in r.getMessage()]
 
 
 async def test_an_agents_inbox_counts_and_lists_the_customers_of_a_colleague_a_reload_took_out_as_nobodys(

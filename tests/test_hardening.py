@@ -2448,11 +2448,12 @@ async def test_a_corrupt_model_at_reload_leaves_the_old_one_serving(
         assert reply.status == 200 and (await reply.json())["source"] == "template"
         # Said in the log, as the watcher says its refusals: the one on call may not be the one who reloaded.
         refused = [r for r in caplog.records if r.name == "deskbot" and r.levelno == logging.ERROR]
-        assert refused[-1].getMessage() == f"reload refused, still serving v0001: {body['error'].removeprefix('reload refused: ')}"
+        assert refused[-1].getMessage() == f"reload by the admin token refused, still serving v0001: {body['error'].removeprefix('reload refused: ')}"
     assert len(refused) == 2 and all(r.exc_info is None for r in refused)
     (models / "CURRENT").write_text("v0001\n")
     assert (await client.post("/admin/reload", headers=admin)).status == 200
-    assert caplog.records[-1].getMessage() == "reloaded: now serving model v0001 with the bot's files as they are now"
+    assert caplog.records[-1].getMessage() == ("reloaded by the admin token: now serving model v0001 with the bot's files as "
+                                                "they are now")
 
 
 async def test_a_reload_refuses_a_store_dir_change_and_the_store_open_serves_on(make_client: Callable[..., Any]) -> None:
