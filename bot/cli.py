@@ -468,7 +468,7 @@ def say_not_learnt(project: Project) -> None:
     try:
         schema = _older_schema(project)
     except WrittenByNewer as newer:  # gone back from an upgrade: training needs nothing of the store either
-        click.echo(f"note: {newer}; the reviewed labels and agent answers in it, which `bot train` does not learn, are "
+        click.echo(f"note: {in_bot_terms(newer, project)}; the reviewed labels and agent answers in it, which `bot train` does not learn, are "
                    f"not counted: `bot retrain {shell(project.root)}` of the newer deskbot learns them", err=True)
         return
     if schema is not None:  # read as it is, and training needs nothing of it
@@ -1159,7 +1159,7 @@ def _seen_in_training(project: Project, version: str) -> Callable[[str], bool]:
                        "of this deskbot migrates the store as it starts (keeping a copy as it was), then `bot eval` "
                        "counts them", err=True)
         except WrittenByNewer as exc:  # gone back from an upgrade: nor a newer deskbot's
-            click.echo(f"{exc}. Test lines the model learnt from its reviewed labels count as new questions; `bot eval` "
+            click.echo(f"{in_bot_terms(exc, project)}. Test lines the model learnt from its reviewed labels count as new questions; `bot eval` "
                        "of the newer deskbot counts them", err=True)
         else:
             labels = {same_text(r["text"]) for r in exported(project, learned).examples

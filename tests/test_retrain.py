@@ -913,6 +913,22 @@ def test_bot_train_trains_beside_a_newer_deskbots_store_and_says_it_could_not_co
     assert len(Registry(bot_dir / "models").versions()) == 2
 
 
+def test_bot_train_beside_a_newer_deskbots_store_kept_elsewhere_names_the_bot_folder_to_restore_into(
+        bot_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store kept apart from its bot folder (DESKBOT_STORE_DIR): `bot train`'s note named the store's folder in
+    the `bot restore` it advised, which is no bot folder and which `bot restore` refuses."""
+    data = tmp_path / "data"
+    data.mkdir()
+    store = Store(data / "dialogues.db")
+    store.backup(data / f"dialogues.db.schema{len(MIGRATIONS)}.bak")  # as the newer deskbot kept it before migrating
+    store.db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    store.close()
+    monkeypatch.setenv("DESKBOT_STORE_DIR", str(data))
+    result = CliRunner().invoke(cli, ["train", str(bot_dir), "--no-promote"])
+    assert result.exit_code == 0, result.output
+    assert f"`bot restore {bot_dir} {data}/dialogues.db.schema{len(MIGRATIONS)}.bak` puts back" in result.stderr
+
+
 def test_the_out_of_scope_labels_are_not_relabelled_with_one_intent(bot_dir: Path) -> None:
     """`bot relabel mybot oos track_order` gave every message a reviewer had found no intent for, "asdf" and the
     weather alike, the label track_order, which the next retrain learnt. oos names no intent to rename."""
