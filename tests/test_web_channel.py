@@ -273,6 +273,28 @@ def vouching_bot(web_demo_bot: SimpleNamespace, tmp_path: Path, monkeypatch: pyt
     return root
 
 
+async def test_a_numeric_customer_id_is_its_decimal_string_as_the_widget_sends_it(
+        aiohttp_client: Any, vouching_bot: Path) -> None:
+    """A shop whose customers' ids are numbers posts them as its database gives them, ``"user": 17``, and hashes
+    the decimal string, as docs/channels.md says and the widget does; such a message was refused as "not a valid
+    string". A fraction, a boolean or a number past SQLite's integers is still refused, saying ``user``."""
+    client = await aiohttp_client(create_app(vouching_bot, device="cpu"))
+    cid = new_id()
+    for user in (17, 17.0):
+        body = {"conversation_id": cid, "text": "hello", "user": user, "user_hash": vouched("17")}
+        response = await client.post("/api/chat", json=body)
+        assert response.status == 200, await response.text()
+        async with client.ws_connect("/api/ws") as ws:
+            await ws.send_json({"type": "message", **body})
+            assert (await ws.receive_json())["type"] == "reply"
+    history = await client.get(f"/api/conversations/{cid}/history",
+                               headers={"X-Deskbot-User": "17", "X-Deskbot-User-Hash": vouched("17")})
+    assert history.status == 200 and len((await history.json())["turns"]) == 8
+    for user in (1.5, True, 2**63):
+        response = await client.post("/api/chat", json={"conversation_id": new_id(), "text": "hi", "user": user})
+        assert response.status == 400 and "user" in (await response.json())["error"], user
+
+
 async def test_a_signed_in_customers_conversation_is_theirs_alone_to_read_hear_and_continue(
         aiohttp_client: Any, vouching_bot: Path) -> None:
     """A conversation's id was the key to it, so a signed-in customer's chat (their orders, their address) could be

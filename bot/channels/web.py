@@ -95,18 +95,41 @@ class ConversationRequest(BaseModel):
     conversation_id: WebConversationId
 
 
+# A shop whose customers' ids are numbers sends them as its own database gives them ({"user": 17}), as the widget
+# takes them: the decimal string is the id, hashed and stored as "17". SQLite's integer range bounds it.
+CUSTOMER_ID_INTEGER = {"type": "integer", "minimum": -2**63, "maximum": 2**63 - 1}
+
+
+def _customer_id(value: Any) -> Any:
+    """A customer's id as stored: an integer (JSON Schema's: 17.0 is one) as its decimal string, and a blank one
+    ("" or spaces: a page's `user: currentUser || ""` for a visitor) as none, since stored as given it named no
+    customer `bot purge --user` could be asked for."""
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and value.is_integer()):
+        if not CUSTOMER_ID_INTEGER["minimum"] <= value <= CUSTOMER_ID_INTEGER["maximum"]:
+            raise PydanticCustomError("user_range", "a numeric user should be within SQLite's integer range")
+        return str(int(value))
+    return value
+
+
+def _customer_id_schema(schema: dict[str, Any]) -> None:
+    """The published ``user``: a string of the pattern, or an integer (:func:`_customer_id`), or null."""
+    schema["pattern"] = USER_ID
+    schema["anyOf"].insert(1, CUSTOMER_ID_INTEGER)
+
+
 class Customer(BaseModel):
     """Who the page says its customer is, and the shop's server's proof of it: sent with each message, with a join,
     and with a history read, since a signed-in customer's conversation is theirs alone (:meth:`WebChannel.proven`)."""
 
     model_config = ConfigDict(strict=True)
-    # An empty one ("" or spaces: a page's `user: currentUser || ""` for a visitor) is none: stored as given, it
-    # named no customer `bot purge --user` could be asked for.
-    user: Annotated[str | None, BeforeValidator(lambda v: None if isinstance(v, str) and not v.strip() else v),
+    user: Annotated[str | None, BeforeValidator(_customer_id),
                     AfterValidator(lambda v: v if v is None else seen_only(v, "the customer's id"))] = Field(
-        None, max_length=128, json_schema_extra={"pattern": USER_ID}, description=(
+        None, max_length=128, json_schema_extra=_customer_id_schema, description=(
             "the shop's own id for its signed-in customer (up to 128 characters, none of them invisible or a control "
-            "character), stored with each message for bot purge --user; blank for a visitor"))
+            "character, or an integer, taken as its decimal string, as the widget sends a number), stored with each "
+            "message for bot purge --user; blank for a visitor"))
     user_hash: str | None = Field(None, pattern=USER_HASH, description=(
         "HMAC-SHA256 of user (its UTF-8 bytes) under channels.web.identity_secret, in hex, computed by the shop's "
         "server: with the secret set, a user without it is refused (403), and so is a conversation a signed-in "
