@@ -687,8 +687,10 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
                           ensure_ascii=False))
     if result.metrics.get("threshold_calibrated") is False:
         click.echo(f"note: thresholds.intent stays at {result.metrics['intent_threshold']:g}, not calibrated: that takes "
-                   f"{MIN_CALIBRATION} held-out examples (a tenth of each intent's, rounded: one from {MIN_HOLDING_OUT} examples), and this "
-                   f"bot held out {result.metrics['holdout_examples']}; add examples, or set thresholds.intent", err=True)
+                   f"{MIN_CALIBRATION} held-out examples, and bot train holds out a tenth of each intent's, rounded (one "
+                   f"of an intent with {MIN_HOLDING_OUT} to 14 examples, two with 15 to 24), so this bot held out "
+                   f"{result.metrics['holdout_examples']}; add examples to its intents, or set thresholds.intent",
+                   err=True)
 
 
 @cli.command()

@@ -807,6 +807,21 @@ def test_bot_retrain_prunes_as_learning_keep_served_says_and_names_what_it_delet
     assert refused.exit_code != 0 and "keep_served" in refused.output
 
 
+@pytest.mark.parametrize("language", ["en", "zh", "multi"])
+def test_each_starter_has_the_ten_examples_per_intent_its_nlu_yml_starts_with(language: str, tmp_path: Path) -> None:
+    """The English and Chinese starters had five examples per intent under a comment asking for ten or more, and
+    the multi starter ten: each now starts with ten, as it says."""
+    from collections import Counter
+
+    from bot.project import load_project
+
+    made = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--language", language])
+    assert made.exit_code == 0, made.output
+    examples = load_project(tmp_path / "bot").examples
+    assert set(Counter(example.intent for example in examples).values()) == {10}
+    assert "ten per intent to start with" in (tmp_path / "bot" / "nlu.yml").read_text().splitlines()[0]
+
+
 def test_bot_train_says_when_a_small_bot_keeps_the_default_threshold(small_bot: Path, tmp_path: Path) -> None:
     """`thresholds.intent: auto` needs ten held-out examples; a small bot kept 0.5 and printed it like a calibrated one.
     History answers left out of the index as one customer's case are counted too (they were left out unsaid)."""
@@ -819,8 +834,9 @@ def test_bot_train_says_when_a_small_bot_keeps_the_default_threshold(small_bot: 
     figures = json.loads(result.stdout)
     assert figures["threshold_calibrated"] is False and figures["intent_threshold"] == 0.5
     assert figures["holdout_examples"] < 10
-    assert (f"note: thresholds.intent stays at 0.5, not calibrated: that takes 10 held-out examples (a tenth of each "
-            f"intent's, rounded: one from 5 examples), and this bot held out {figures['holdout_examples']}") in result.stderr
+    assert (f"note: thresholds.intent stays at 0.5, not calibrated: that takes 10 held-out examples, and bot train "
+            f"holds out a tenth of each intent's, rounded (one of an intent with 5 to 14 examples, two with 15 to 24), "
+            f"so this bot held out {figures['holdout_examples']}; add examples to its intents") in result.stderr
     assert re.search(r"note: 1 of the \d+ answers in history.jsonl are about one customer's case .* not indexed. The first: "
                      r"'Order 55667 left today.'", result.stderr)
 
