@@ -351,6 +351,19 @@ def store_of_the_last_deskbot(path: Path) -> None:
     old.close()
 
 
+def store_in_store_dir_of_a_newer_deskbot(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``data``/dialogues.db as a newer deskbot left it, with the copy it kept before migrating, kept apart from its
+    bot folder (DESKBOT_STORE_DIR=``data``)."""
+    from dialogues.store import MIGRATIONS, Store
+
+    data.mkdir()
+    store = Store(data / "dialogues.db")
+    store.backup(data / f"dialogues.db.schema{len(MIGRATIONS)}.bak")
+    store.db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    store.close()
+    monkeypatch.setenv("DESKBOT_STORE_DIR", str(data))
+
+
 def labelled_in_the_last_deskbots_store(path: Path, text: str, intent: str, turn_id: int = 1, user: str | None = None,
                                         reviewer: str | None = None) -> None:
     """A store as the deskbot before the last migration left it, with what that deskbot's `bot serve`, still running

@@ -49,7 +49,8 @@ from dialogues.store import MIGRATIONS, TRYOUT_CHANNEL, Exchange, Store
 from finetune.classifier import IntentClassifier
 from finetune.registry import Registry, RegistryError
 from retrieval.text import same_text
-from tests.conftest import SMALL_INTENTS, ask, configure, damage, rename_intent, store_of_the_last_deskbot
+from tests.conftest import (SMALL_INTENTS, ask, configure, damage, rename_intent, store_in_store_dir_of_a_newer_deskbot,
+                            store_of_the_last_deskbot)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parent.parent
@@ -918,12 +919,7 @@ def test_bot_train_beside_a_newer_deskbots_store_kept_elsewhere_names_the_bot_fo
     """A store kept apart from its bot folder (DESKBOT_STORE_DIR): `bot train`'s note named the store's folder in
     the `bot restore` it advised, which is no bot folder and which `bot restore` refuses."""
     data = tmp_path / "data"
-    data.mkdir()
-    store = Store(data / "dialogues.db")
-    store.backup(data / f"dialogues.db.schema{len(MIGRATIONS)}.bak")  # as the newer deskbot kept it before migrating
-    store.db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
-    store.close()
-    monkeypatch.setenv("DESKBOT_STORE_DIR", str(data))
+    store_in_store_dir_of_a_newer_deskbot(data, monkeypatch)
     result = CliRunner().invoke(cli, ["train", str(bot_dir), "--no-promote"])
     assert result.exit_code == 0, result.output
     assert f"`bot restore {bot_dir} {data}/dialogues.db.schema{len(MIGRATIONS)}.bak` puts back" in result.stderr

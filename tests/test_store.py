@@ -31,7 +31,7 @@ from dialogues.holding import (accepts, acknowledges, asks_for_a_person, asks_no
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
 from dialogues.store import (HANDED_BACK_TOLD_S, MIGRATIONS, REDELIVERY_WINDOW_S, RENEW_BUSY_S, UNOWNED_GRACE_S,
                              Exchange, HeldByColleague, SentBefore, Store, StoreError)
-from tests.conftest import REPO, damage, damage_table, store_of_the_last_deskbot
+from tests.conftest import REPO, damage, damage_table, store_in_store_dir_of_a_newer_deskbot, store_of_the_last_deskbot
 
 
 @pytest.fixture
@@ -2859,12 +2859,7 @@ def test_a_command_opening_a_newer_deskbots_store_kept_elsewhere_names_the_bot_f
     the store's folder in the `bot restore` they advised, which is no bot folder and which `bot restore` refuses."""
     root, data = tmp_path / "bot", tmp_path / "data"
     assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
-    data.mkdir()
-    store = Store(data / "dialogues.db")
-    store.backup(data / f"dialogues.db.schema{len(MIGRATIONS)}.bak")  # as the newer deskbot kept it before migrating
-    store.db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
-    store.close()
-    monkeypatch.setenv("DESKBOT_STORE_DIR", str(data))
+    store_in_store_dir_of_a_newer_deskbot(data, monkeypatch)
     refused = CliRunner().invoke(cli, [command[0], str(root), *command[1:]])
     assert refused.exit_code == 1 and "was written by a newer deskbot" in refused.output, refused.output
     assert f"`bot restore {root} {data}/dialogues.db.schema{len(MIGRATIONS)}.bak` puts back" in refused.output
