@@ -33,6 +33,7 @@ import aiohttp
 from aiohttp import web
 from click.testing import CliRunner
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
 from bot.cli import cli
 from bot.limits import LIMITS
@@ -2833,7 +2834,13 @@ def held_console(chromium: SimpleNamespace, server: LiveServer, token: str) -> t
     context = open_console(chromium, server, token, clock=True)
     page = context.pages[0]
     expect(page.locator(".figures")).not_to_have_text("")  # the first refresh made
-    page.clock.pause_at(page.evaluate("Date.now()") / 1000 + 0.5)  # in seconds, and still to come as it is asked
+    for tries in range(10, 0, -1):  # in seconds, and still to come as it is asked: a loaded machine may take longer
+        try:
+            page.clock.pause_at(page.evaluate("Date.now()") / 1000 + 0.5)
+            break
+        except PlaywrightError as exc:
+            if tries == 1 or "Cannot fast-forward to the past" not in str(exc):
+                raise
     wait_until(page, "state.refreshing === 0")
     return page, context
 
@@ -3243,7 +3250,8 @@ def test_the_agents_console_tells_its_agent_of_a_customer_a_colleague_passed_the
     expect(kim.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Lee")
     expect(kim.locator("header .passed")).to_be_hidden()  # Kim's console tells Kim nothing
     expect(lee).to_have_title(titled(before + 1))
-    expect(lee.locator(".arrivals")).to_have_text("Kim passed you a customer")
+    # and nothing else of Lee's: a customer of this module's earlier tests may come to wait meanwhile, and is counted
+    expect(lee.locator(".arrivals")).to_have_text(re.compile(r"^Kim passed you a customer( · \d+ customers? waiting)?$"))
     lee.get_by_role("button", name="Waiting").click()
     expect(lee.locator(f'.list li[data-id="{cid}"].passed .meta')).to_contain_text("Kim passed you a customer · web")
     lee.get_by_role("button", name="With the bot").click()
