@@ -468,8 +468,9 @@ def say_not_learnt(project: Project) -> None:
     try:
         schema = _older_schema(project)
     except WrittenByNewer as newer:  # gone back from an upgrade: training needs nothing of the store either
-        click.echo(f"note: {in_bot_terms(newer, project)}; the reviewed labels and agent answers in it, which `bot train` does not learn, are "
-                   f"not counted: `bot retrain {shell(project.root)}` of the newer deskbot learns them", err=True)
+        click.echo(f"note: {in_bot_terms(newer, project)}; the reviewed labels and agent answers in it, which "
+                   f"`bot train` does not learn, are not counted: `bot retrain {shell(project.root)}` of the newer "
+                   "deskbot learns them", err=True)
         return
     if schema is not None:  # read as it is, and training needs nothing of it
         click.echo(f"note: {project.db_path} is at migration {schema}, an older deskbot's: the reviewed labels and agent "
@@ -570,8 +571,8 @@ def say_gaps(project: Project) -> None:
     if unwritten:
         one = len(unwritten) == 1
         click.echo(f"note: {_count(len(unwritten), 'intent')} still answer{'s' if one else ''} with bot init's "
-                   f"placeholder, which tells customers an agent will follow up: {_first(unwritten)}; write {'its answer' if one else 'their answers'} in "
-                   "responses.yml", err=True)
+                   f"placeholder, which tells customers an agent will follow up: {_first(unwritten)}; write "
+                   f"{'its answer' if one else 'their answers'} in responses.yml", err=True)
     if unread := project.unread_entities:  # a Rasa bot's annotations taught its entity extractor; deskbot has none
         click.echo(f"note: nlu.yml annotates {'entities' if len(unread) > 1 else 'an entity'} no regex or lookup of it "
                    f"reads, so no message sets {'them' if len(unread) > 1 else 'it'}: "
@@ -625,17 +626,18 @@ def say_gaps(project: Project) -> None:
         if untitled:
             click.echo(f"note: {_count(len(untitled), 'intent')} with no Chinese title in fallback.titles, so the "
                        f"fallback offers {'them' if len(untitled) > 1 else 'it'} to Chinese customers by name, in "
-                       f"English (\"{intent_phrase(untitled[0]).capitalize()}\"): {_first(untitled)}; set them in bot.yml, "
-                       f"e.g. fallback.titles: {{{untitled[0]}: {title}}}", err=True)
-    if config.language == "multi" and (shared := [i for i, t in titles.items() if isinstance(t, str) and CJK.search(t)]):
+                       f"English (\"{intent_phrase(untitled[0]).capitalize()}\"): {_first(untitled)}; set them in "
+                       f"bot.yml, e.g. fallback.titles: {{{untitled[0]}: {title}}}", err=True)
+    if config.language == "multi" and (shared := [i for i, t in titles.items()
+                                                  if isinstance(t, str) and CJK.search(t)]):
         click.echo(f"note: fallback.titles gives {_count(len(shared), 'intent')} one title, in Chinese, which the "
                    f"fallback offers English customers too: {_first(shared)}; "
                    f"give it as Chinese's alone, e.g. fallback.titles: {{{shared[0]}: {{zh: {titles[shared[0]]}}}}}",
                    err=True)
     if config.language != "en" and (unchinese := english_templates(project)):
         whose = "intents'" if len(unchinese) > 1 else "intent's"
-        fix = ("write them in Chinese in responses.yml (or set language: multi, for a bot that answers each customer in "
-               "English or Chinese)" if config.language == "zh" else
+        fix = ("write them in Chinese in responses.yml (or set language: multi, for a bot that answers each customer "
+               "in English or Chinese)" if config.language == "zh" else
                "add a variant in Chinese with language: zh to each in responses.yml, as `bot init --language multi` "
                "writes them (docs/configuration.md)")
         click.echo(f"note: language is {config.language}, but {len(unchinese)} {whose} templates hold no Chinese, so "
@@ -687,8 +689,8 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
                           ensure_ascii=False))
     if result.metrics.get("threshold_calibrated") is False:
         click.echo(f"note: thresholds.intent stays at {result.metrics['intent_threshold']:g}, not calibrated: that takes "
-                   f"{MIN_CALIBRATION} held-out examples, and bot train holds out a tenth of each intent's, rounded (one "
-                   f"of an intent with {MIN_HOLDING_OUT} to 14 examples, two with 15 to 24), so this bot held out "
+                   f"{MIN_CALIBRATION} held-out examples, and bot train holds out a tenth of each intent's, rounded "
+                   f"(one of an intent with {MIN_HOLDING_OUT} to 14 examples, two with 15 to 24), so this bot held out "
                    f"{result.metrics['holdout_examples']}; add examples to its intents, or set thresholds.intent",
                    err=True)
 
@@ -838,10 +840,11 @@ def say_risks(project: Project, host: str) -> None:
         click.echo(f"note: agent {name} has no token (server.agents.{name}): they cannot sign in", err=True)
     for name, value in (("admin token", token), ("metrics token", metrics_token(project)),
                         *((f"token of agent {agent}", value) for agent, value in agents.items())):
-        if 0 < len(value) < MIN_TOKEN_CHARS:  # every address may try server.limits.failed_auth_per_ip_per_minute guesses
+        # every address may try server.limits.failed_auth_per_ip_per_minute guesses
+        if 0 < len(value) < MIN_TOKEN_CHARS:
             click.echo(f"note: the {name} is {_count(len(value), 'character')} long: anyone who reaches the server "
-                       "from many addresses can try guesses at it from each; use a random one of 32 or more (python3 -c "
-                       "'import secrets; print(secrets.token_urlsafe(32))')", err=True)
+                       "from many addresses can try guesses at it from each; use a random one of 32 or more "
+                       "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')", err=True)
     if not metrics_token(project) and not loopback(host):
         click.echo(f"note: no metrics token (DESKBOT_METRICS_TOKEN or server.metrics_token), and {host} is no loopback "
                    "address: /metrics tells anyone who reaches it the traffic, the customers waiting and the process's "
@@ -1161,8 +1164,8 @@ def _seen_in_training(project: Project, version: str) -> Callable[[str], bool]:
                        "of this deskbot migrates the store as it starts (keeping a copy as it was), then `bot eval` "
                        "counts them", err=True)
         except WrittenByNewer as exc:  # gone back from an upgrade: nor a newer deskbot's
-            click.echo(f"{in_bot_terms(exc, project)}. Test lines the model learnt from its reviewed labels count as new questions; `bot eval` "
-                       "of the newer deskbot counts them", err=True)
+            click.echo(f"{in_bot_terms(exc, project)}. Test lines the model learnt from its reviewed labels count as "
+                       "new questions; `bot eval` of the newer deskbot counts them", err=True)
         else:
             labels = {same_text(r["text"]) for r in exported(project, learned).examples
                       if r["label_id"] <= through["label"] and r["created"] <= through.get("label_at", math.inf)}
@@ -1746,8 +1749,8 @@ def _say_kept_elsewhere(project: Project, purged: Purged, began: dict[str, float
     copies = [p for p in project.db_path.parent.glob(f"{project.db_path.name}.schema*.bak")
               if any(p.stat().st_mtime >= began.get(cid, float("inf")) for cid in purged.deleted)]
     if copies:
-        click.echo(f"  {', '.join(sorted(p.name for p in copies))}, kept at an upgrade since it began, may hold it too: "
-                   "delete the copy once you will not go back to the deskbot before", err=True)
+        click.echo(f"  {', '.join(sorted(p.name for p in copies))}, kept at an upgrade since it began, may hold it "
+                   "too: delete the copy once you will not go back to the deskbot before", err=True)
 
 
 def _prune_backups(made: Path, keep: int) -> list[Path]:

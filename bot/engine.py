@@ -481,7 +481,8 @@ class Bot:
                     _TURN_DEADLINE.reset(running)
         except TimeoutError:
             log.error("a turn of conversation %r ran past server.turn_seconds (%g s), held up by the model or the "
-                      "store: given up, its customer told to try again or ask for a person", turn.conversation_id, bound)
+                      "store: given up, its customer told to try again or ask for a person",
+                      turn.conversation_id, bound)
         text = normalise(turn.text)
         conversation, slots, fallbacks, language, script = await self._read_for(turn, text)
         decision = self._action_failed(Decision("fallback", None, 0.0), fallbacks, turn.channel, language, slots,
@@ -595,7 +596,8 @@ class Bot:
         the bot's last answer, that answer is voted down, for review; where the store kept no reply, none. No
         ``analysis``: a turn given up before the model read the message (:meth:`_within_bound`)."""
         reply = Reply(decision.text, decision.intent, decision.confidence, decision.kind, decision.buttons,
-                      analysis.prediction.ranking if analysis else [], language=language, script=script, custom=decision.custom,
+                      analysis.prediction.ranking if analysis else [], language=language, script=script,
+                      custom=decision.custom,
                       parts=[{"text": p.text, "custom": p.custom} for p in decision.parts])
         if decision.kind == "handoff":
             reply.handed_off = True
@@ -625,8 +627,8 @@ class Bot:
             # A resume, not a handoff: the figures count the customer's way back apart from the requests.
             decision = Decision("resume", None, 1.0, say(self.config.handoff.resumed_message, language, script=script))
             reply = Reply(decision.text, source="resume", language=language, script=script)
-            reply.user_turn_id, reply.turn_id, dropped = await self._log(turn, text, None, decision, conversation, slots,
-                                                                         0)
+            reply.user_turn_id, reply.turn_id, dropped = await self._log(turn, text, None, decision, conversation,
+                                                                         slots, 0)
             if dropped:  # another server took the turn over, and answers
                 return Reply("", source="silent", language=language, script=script, user_turn_id=reply.user_turn_id)
             return reply
@@ -829,7 +831,8 @@ class Bot:
         buttons = latest[0]["buttons"] if latest and latest[0]["role"] == "bot" else []
         payload = buttons[0]["payload"] if len(buttons) == 1 else ""
         chosen = read_payload(payload)[0]
-        return payload if payload == HANDOFF_PAYLOAD or (chosen.startswith("/") and self.nlu.chosen(chosen[1:])) else None
+        return payload if (payload == HANDOFF_PAYLOAD
+                           or (chosen.startswith("/") and self.nlu.chosen(chosen[1:]))) else None
 
     async def _previous_message(self, conversation_id: str) -> dict[str, Any] | None:
         """The customer's message before this one, with what the bot made of it (its ``intent``, and its ``source``:
@@ -1223,9 +1226,9 @@ class Bot:
             deadline.reschedule(None)
         user_turn_id, turn_id = await self.writer.submit(exchange)
         if exchange.overtaken:
-            log.warning("this server's turn of conversation %r went %g s without a renewal (the server or its store too "
-                        "slow), and another server on the store took it over: this server's reply to the message is "
-                        "dropped, and the other server answers the conversation", turn.conversation_id, TURN_STALE_S)
+            log.warning("this server's turn of conversation %r went %g s without a renewal (the server or its store "
+                        "too slow), and another server on the store took it over: this server's reply to the message "
+                        "is dropped, and the other server answers the conversation", turn.conversation_id, TURN_STALE_S)
         if exchange.handed_off:
             await self.announce(turn.conversation_id, True, decision.reason, turn.channel)
         return user_turn_id, turn_id, exchange.deleted or exchange.overtaken

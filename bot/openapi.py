@@ -80,7 +80,8 @@ class AgentMessageRequest(_StrictBody):
 
 
 class NoteRequest(_StrictBody):
-    text: AgentText = Field(..., description="the agent's internal note, for the agents alone: never sent to the customer")
+    text: AgentText = Field(..., description="the agent's internal note, for the agents alone: never sent to the "
+                                             "customer")
     agent: BodyAgentName | None = Field(None, description="the agent's name, shown to the other agents beside the note")
 
 
@@ -496,7 +497,8 @@ ERROR_TEXT = {400: "bad request; the error names the field", 401: "missing or wr
               504: "the customer's platform may have sent the message without saying so: check before sending it again",
               413: "body larger than server.max_body_bytes",
               421: "the Host header names none of server.hosts (unset, on a server listening on loopback: none of this "
-                   "machine's own names, localhost and loopback addresses)", 429: "rate limited; wait Retry-After seconds",
+                   "machine's own names, localhost and loopback addresses)",
+              429: "rate limited; wait Retry-After seconds",
               503: "the conversation store cannot write now (a full disk, a read-only file); nothing was kept: send "
                    "it again after Retry-After seconds"}
 
@@ -594,14 +596,16 @@ OPERATIONS: list[Operation] = [
     Operation("GET", "/", "The demo chat page", media="text/html"),
     Operation("GET", "/widget.js", "The embeddable widget", media="application/javascript"),
     Operation("GET", "/agent", "The agents' console (the admin API in a page)", media="text/html"),
-    _admin("POST", "/admin/reload", "Serve the registry's current model version", ModelVersionResponse, errors=(403, 409)),
+    _admin("POST", "/admin/reload", "Serve the registry's current model version", ModelVersionResponse,
+           errors=(403, 409)),
     _admin("GET", "/admin/review", "The review queue, most useful first", ReviewQueueResponse, errors=(400,),
            query={"limit": (limit_schema(20), False), "offset": OFFSET}),
     _admin("POST", "/admin/review/{turn_id}", "Label the queue item holding a turn", LabelResponse, ReviewLabelRequest,
            (400, 403, 404, 408, 409, 413)),
-    Operation("GET", "/admin/export", "The training data `bot export` writes, as JSON lines", errors=(400, 401, 403, 404),
-              admin=True, media="application/x-ndjson", query=SINCE),
-    _admin("GET", "/admin/stats", "How the bot is doing: what `bot stats --json` prints", StatsResponse, errors=(400, 403),
+    Operation("GET", "/admin/export", "The training data `bot export` writes, as JSON lines",
+              errors=(400, 401, 403, 404), admin=True, media="application/x-ndjson", query=SINCE),
+    _admin("GET", "/admin/stats", "How the bot is doing: what `bot stats --json` prints", StatsResponse,
+           errors=(400, 403),
            query={**SINCE, "until": (SINCE["since"][0], False),
                   "channel": ({"enum": list(CHANNELS), "description": "one channel's conversations alone"}, False),
                   "language": ({"enum": list(LANGUAGES), "description": "the conversations held in one language "

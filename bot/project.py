@@ -501,8 +501,8 @@ class ServerConfig(Settings):
         None, min_length=1, description=(
             "the host names clients reach this server by (its Host header, port aside): a request naming any other "
             "is answered 421, which keeps a page of another site that makes its own name resolve to this server "
-            "(DNS rebinding) from using it (null: this machine's own names, localhost and loopback addresses, on a host on "
-            "loopback without limits.trust_forwarded_for or trusted_proxies, else any host; docs/security.md)"))
+            "(DNS rebinding) from using it (null: this machine's own names, localhost and loopback addresses, on a "
+            "host on loopback without limits.trust_forwarded_for or trusted_proxies, else any host; docs/security.md)"))
     max_message_chars: int = Field(4000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     admin_token: str | None = None
@@ -1569,7 +1569,8 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
     for k, button in enumerate(parsed.buttons):  # a typo would send the click to the classifier as text
         chosen, values = read_payload(button.payload)
         if chosen.startswith("/") and chosen not in payloads:
-            raise _fail(path, node, (*loc, "buttons", k, "payload"), unknown_intent(chosen[1:], (p[1:] for p in payloads)))
+            raise _fail(path, node, (*loc, "buttons", k, "payload"),
+                        unknown_intent(chosen[1:], (p[1:] for p in payloads)))
         if entities is not None and (why := _not_a_value(values, entities)):
             raise _fail(path, node, (*loc, "buttons", k, "payload"), why)
     return parsed

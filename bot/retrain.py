@@ -227,7 +227,8 @@ def served_threshold(project: Project, meta: Mapping[str, Any]) -> float:
     return float(meta.get("intent_threshold", DEFAULT_INTENT_THRESHOLD) if threshold == "auto" else threshold)
 
 
-def at_threshold(classifier: IntentClassifier | Remembered | Renamed, held: list[Example], threshold: float) -> dict[str, Any]:
+def at_threshold(classifier: IntentClassifier | Remembered | Renamed, held: list[Example],
+                 threshold: float) -> dict[str, Any]:
     """Accuracy on the frozen evaluation set at ``threshold``, a message answered below it counted wrong: the figure
     `bot models` lists and `bot eval` gives, beside the gate's top-1, since a candidate whose calibrated threshold
     moved answers right as often and falls back more."""

@@ -43,7 +43,8 @@ from bot.limits import LIMITS, Limits
 from bot.nlu import NLU, current_names
 from bot.openapi import (MAX_AGENT_CHARS, MAX_LIMIT, MAX_SEARCH_CHARS, AgentMessageRequest, NoteRequest,
                          ReviewLabelRequest, publish_openapi)
-from bot.project import BOT_FILES, AgentGrant, BotConfig, Project, ProjectError, ServerConfig, agent_name, host_name, load_project
+from bot.project import (BOT_FILES, AgentGrant, BotConfig, Project, ProjectError, ServerConfig, agent_name, host_name,
+                         load_project)
 from bot.retrain import exported
 from bot.review import CachedModel, review_threshold
 from bot.training import history_fingerprint

@@ -267,7 +267,8 @@ def readable_cut(below: float, above: float) -> float:
     return rounded if below < rounded <= above else cut
 
 
-def holdout_metrics(classifier: IntentClassifier | Remembered, held: list[Example], threshold: float | str) -> dict[str, Any]:
+def holdout_metrics(classifier: IntentClassifier | Remembered, held: list[Example],
+                    threshold: float | str) -> dict[str, Any]:
     """Figures on the held-out examples, and the calibrated threshold when the bot asks for ``auto``
     (``threshold_calibrated`` false when it had too few examples to calibrate on, and kept the default)."""
     calibrated = {"threshold_calibrated": len(held) >= MIN_CALIBRATION} if threshold == "auto" else {}

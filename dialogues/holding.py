@@ -398,7 +398,8 @@ _SORRY_WORDS = r"sorry|oh|um+|uh+|hmm+|不好意思|抱歉|对不起|唔好意�
 _LACKING = (
     _SORRY_WORDS + r"|(?:i )?(?:do not|don['’]?t|didn['’]?t|did not) (?:know|have|remember|get|keep)" + _THE_THING
     + r"|(?:i )?have no (?:idea|clue|(?:order )?number)|no (?:idea|clue)|(?:i )?dunno|idk|(?:i(?:['’]m| am) )?not sure"
-    r"|(?:i )?(?:forgot|forget|lost|deleted)" + _THE_THING + r"|(?:i )?(?:can['’]?t|cannot|couldn['’]?t) (?:find|remember)"
+    r"|(?:i )?(?:forgot|forget|lost|deleted)" + _THE_THING
+    + r"|(?:i )?(?:can['’]?t|cannot|couldn['’]?t) (?:find|remember)"
     + _THE_THING + r"|(?:我)?(?:也)?(?:不知道|不晓得|不清楚|不记得|记不得|记不清|忘记?|找不到|唔知道?|唔记得|[搵揾]唔到|冇)(?:了|啦|喇|咗)?"
     r"(?:(?:订单|单|快递)?(?:号码?|编号))?(?:了|啦|喇|咗)?[啊呀哦诶欸]?|(?:我)?没有(?:订单|单)?(?:号码?|编号)(?:了|啦)?[啊呀哦]?")
 

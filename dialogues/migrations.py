@@ -24,24 +24,30 @@ def _add_column(db: sqlite_utils.Database, table: str, column: str, kind: type) 
 
 def _v1(db: sqlite_utils.Database) -> None:
     db["conversations"].create(
-        {"id": str, "channel": str, "user": str, "status": str, "slots": str, "fallbacks": int, "created": float, "updated": float},
+        {"id": str, "channel": str, "user": str, "status": str, "slots": str, "fallbacks": int, "created": float,
+         "updated": float},
         pk="id",
     )
     db["turns"].create(
-        {"id": int, "conversation_id": str, "role": str, "text": str, "raw_text": str, "channel": str, "user": str, "created": float},
+        {"id": int, "conversation_id": str, "role": str, "text": str, "raw_text": str, "channel": str, "user": str,
+         "created": float},
         pk="id",
         foreign_keys=[("conversation_id", "conversations", "id")],
     )
     db["turns"].create_index(["conversation_id", "id"])
     db["turns"].create_index(["created"])
     db["predictions"].create(
-        {"turn_id": int, "reply_turn_id": int, "intent": str, "confidence": float, "ranking": str, "source": str, "model_version": str, "retrieval_score": float},
+        {"turn_id": int, "reply_turn_id": int, "intent": str, "confidence": float, "ranking": str, "source": str,
+         "model_version": str, "retrieval_score": float},
         pk="turn_id",
         foreign_keys=[("turn_id", "turns", "id")],
     )
-    db["feedback"].create({"id": int, "turn_id": int, "value": int, "comment": str, "created": float}, pk="id", foreign_keys=[("turn_id", "turns", "id")])
-    db["handoffs"].create({"id": int, "conversation_id": str, "event": str, "reason": str, "created": float}, pk="id", foreign_keys=[("conversation_id", "conversations", "id")])
-    db["review_labels"].create({"id": int, "turn_id": int, "intent": str, "reviewer": str, "created": float}, pk="id", foreign_keys=[("turn_id", "turns", "id")])
+    db["feedback"].create({"id": int, "turn_id": int, "value": int, "comment": str, "created": float}, pk="id",
+                          foreign_keys=[("turn_id", "turns", "id")])
+    db["handoffs"].create({"id": int, "conversation_id": str, "event": str, "reason": str, "created": float}, pk="id",
+                          foreign_keys=[("conversation_id", "conversations", "id")])
+    db["review_labels"].create({"id": int, "turn_id": int, "intent": str, "reviewer": str, "created": float}, pk="id",
+                               foreign_keys=[("turn_id", "turns", "id")])
     db["review_labels"].create_index(["turn_id"])
 
 
@@ -234,7 +240,8 @@ _CUSTOMER_TEXT_TRIGGERS = (
     "INSERT INTO turns_fts (rowid, text, raw_text) VALUES (new.id, new.text, new.raw_text); END",
     "CREATE TRIGGER IF NOT EXISTS turns_fts_delete AFTER DELETE ON turns WHEN old.role = 'user' BEGIN "
     "INSERT INTO turns_fts (turns_fts, rowid, text, raw_text) VALUES ('delete', old.id, old.text, old.raw_text); END",
-    "CREATE TRIGGER IF NOT EXISTS turns_fts_update AFTER UPDATE OF text, raw_text ON turns WHEN old.role = 'user' BEGIN "
+    "CREATE TRIGGER IF NOT EXISTS turns_fts_update AFTER UPDATE OF text, raw_text ON turns WHEN old.role = 'user' "
+    "BEGIN "
     "INSERT INTO turns_fts (turns_fts, rowid, text, raw_text) VALUES ('delete', old.id, old.text, old.raw_text); "
     "INSERT INTO turns_fts (rowid, text, raw_text) VALUES (new.id, new.text, new.raw_text); END",
 )

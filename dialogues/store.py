@@ -585,8 +585,8 @@ def refuse_migrating_under_a_server(path: Path, folder: Path | None = None) -> N
     if is_served(path):
         raise StoreError(f"{path} is at migration {version}, this deskbot needs {len(MIGRATIONS)}, and an older "
                          "deskbot's `bot serve` is running on it: stop it and start this deskbot's, `bot serve "
-                         f"{shlex.quote(str(folder or path.parent))}`, which migrates the store as it starts (keeping a copy as "
-                         "it was), then run this again")
+                         f"{shlex.quote(str(folder or path.parent))}`, which migrates the store as it starts (keeping "
+                         "a copy as it was), then run this again")
 
 
 def is_served(path: Path) -> bool:
@@ -881,8 +881,8 @@ class Marks(NamedTuple):
 # Store.member_names`), with its channel: ``Store.purge`` looks, once it is deleted, whether any other still does.
 _NAMED_IN = "".join(f"UNION SELECT {column} FROM {table} WHERE conversation_id = :id "
                     for table in ("handoffs", "takeovers") for column in ("agent", "previous"))
-_MEMBERS_NAMED = ("SELECT (SELECT channel FROM conversations WHERE id = :id), name FROM (SELECT user AS name FROM turns "
-                  f"WHERE conversation_id = :id AND role = 'agent' {_NAMED_IN}) WHERE name IS NOT NULL")
+_MEMBERS_NAMED = ("SELECT (SELECT channel FROM conversations WHERE id = :id), name FROM (SELECT user AS name "
+                  f"FROM turns WHERE conversation_id = :id AND role = 'agent' {_NAMED_IN}) WHERE name IS NOT NULL")
 _IN_CHANNEL = "conversation_id IN (SELECT id FROM conversations WHERE channel = :channel)"
 # A member kept by ``name`` in ``channel`` (``_v43``) whom none of the channel's conversations names any more.
 _FORGET_MEMBER = ("DELETE FROM members WHERE channel = :channel AND name = :name AND NOT EXISTS (SELECT 1 FROM turns "
@@ -1562,8 +1562,9 @@ class Store:
         second time."""
         key = [conversation_id, message_id]
         with self._writing():
-            if self.db.execute("SELECT 1 FROM turns u JOIN predictions p ON p.turn_id = u.id WHERE u.conversation_id = ? "
-                               "AND u.message_id = ? AND u.created >= ?", [*key, answered_since]).fetchone():
+            if self.db.execute("SELECT 1 FROM turns u JOIN predictions p ON p.turn_id = u.id "
+                               "WHERE u.conversation_id = ? AND u.message_id = ? AND u.created >= ?",
+                               [*key, answered_since]).fetchone():
                 return False
             self.db.execute("DELETE FROM answering WHERE claimed < ?", [stale_before])
             claimant = self.db.execute("SELECT server, claimed FROM answering WHERE conversation_id = ? AND message_id = ?",
@@ -2244,7 +2245,8 @@ class Store:
             "AND coalesce(t.by_agent, t.agent) IS NOT NULL "
             # with the bot since: the conversation's latest change of status
             "UNION ALL SELECT conversation_id, agent, NULL, created, 1 FROM handoffs h "
-            f"WHERE {HANDED_BACK} AND agent IS NOT NULL AND agent_key(previous) = :agent AND agent_key(agent) != :agent "
+            f"WHERE {HANDED_BACK} AND agent IS NOT NULL AND agent_key(previous) = :agent "
+            "AND agent_key(agent) != :agent "
             "AND created >= :since AND id = (SELECT max(id) FROM handoffs WHERE conversation_id = h.conversation_id) "
             "ORDER BY at DESC LIMIT :most",
             {"agent": agent_key(agent), "most": PASSED_LISTED, "since": now() - HANDED_BACK_TOLD_S})]
@@ -2268,8 +2270,9 @@ class Store:
         (:meth:`inbox`). An earlier turn, from a window showing less, leaves a later one read. The conversation's latest
         takeover is read too: a customer passed to the agent is no longer announced to them (:meth:`passed_to`)."""
         with self._writing():
-            self.db.execute("INSERT INTO seen (conversation_id, agent, turn_id, takeover_id) SELECT ?, ?, min(?, max(id)), "
-                            "(SELECT max(id) FROM takeovers WHERE conversation_id = ?) FROM turns "
+            self.db.execute("INSERT INTO seen (conversation_id, agent, turn_id, takeover_id) "
+                            "SELECT ?, ?, min(?, max(id)), (SELECT max(id) FROM takeovers WHERE conversation_id = ?) "
+                            "FROM turns "
                             "WHERE conversation_id = ? HAVING max(id) IS NOT NULL ON CONFLICT (conversation_id, agent) "
                             "DO UPDATE SET turn_id = max(turn_id, excluded.turn_id), "
                             "takeover_id = max(coalesce(takeover_id, 0), coalesce(excluded.takeover_id, 0))",

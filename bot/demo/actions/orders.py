@@ -92,10 +92,11 @@ class ActionOrderStatus(Action):
         asked = tracker.get_slot("requested_slot") == "order_id"
         intent = (tracker.latest_message.get("intent") or {}).get("name") or "track_order"
         if not order_id and unread:
-            # "where is 789 now": a number the order pattern did not read may be the order's, or a price or a phone number, so
-            # it is offered as a button rather than asked for again, as though the customer had not given it.
+            # "where is 789 now": a number the order pattern did not read may be the order's, or a price or a phone
+            # number, so it is offered as a button rather than asked for again, as though the customer had not given it.
             number = as_looked_up(unread[0])
-            dispatcher.utter_message(text=say["is_it"].format(order_id=number), buttons=[order_button(say, intent, number)])
+            dispatcher.utter_message(text=say["is_it"].format(order_id=number),
+                                     buttons=[order_button(say, intent, number)])
             return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
         if order_id and not read and order_id not in said and tracker.get_slot("order_status") and not asked:
             # Asked again without a number ("查订单", "check my order") after an order was looked up: the customer may
@@ -131,7 +132,8 @@ class ActionOrderStatus(Action):
 
 def order_button(say: dict[str, Any], intent: str, order_id: str) -> dict[str, str]:
     """A button that looks ``order_id`` up, as the intent the customer asked with: "Order 123"."""
-    return {"title": say["this_one"].format(order_id=order_id), "payload": f"/{intent}{json.dumps({'order_id': order_id})}"}
+    return {"title": say["this_one"].format(order_id=order_id),
+            "payload": f"/{intent}{json.dumps({'order_id': order_id})}"}
 
 
 def offered_a_person(tracker: Tracker) -> bool:
