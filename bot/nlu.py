@@ -262,15 +262,18 @@ def as_served(project: Project, classifier: IntentClassifier) -> IntentClassifie
 
 
 class Remembered:
-    """A classifier that answers each text once, for the promotion gate, which scores the frozen evaluation set three
-    times a model (the figures written with a version, the gate's and those at its threshold). Only one answering
-    each message alone (``pass_size`` 1: in int8, :func:`as_served`) gives a text the same answer whatever texts
-    share its call; any other answers every call afresh, as its answers depend on the pass. Only what the gate
-    reads: ``labels`` and ``predict``."""
+    """A classifier that answers each question once, for the promotion gate, which scores the frozen evaluation set
+    three times a model (the figures written with a version, the gate's and those at its threshold). Only one
+    answering each message alone (``pass_size`` 1: in int8, :func:`as_served`) gives a text the same answer whatever
+    texts share its call, so its answers are kept text by text. Any other pads each pass of 64 to its longest
+    message, so a text's answer may move with the texts beside it: its answers are kept call by call, and reused
+    only for the same texts in the same order, whose passes are the same (the whole frozen set where the serving
+    model knows every intent). Only what the gate reads: ``labels`` and ``predict``."""
 
     def __init__(self, classifier: IntentClassifier) -> None:
         self.classifier = classifier
         self.answers: dict[str, Prediction] = {}
+        self.calls: dict[tuple[str, ...], list[Prediction]] = {}
 
     @property
     def labels(self) -> list[str]:
@@ -278,7 +281,10 @@ class Remembered:
 
     def predict(self, texts: list[str]) -> list[Prediction]:
         if self.classifier.pass_size != 1:
-            return self.classifier.predict(texts)
+            key = tuple(texts)
+            if key not in self.calls:
+                self.calls[key] = self.classifier.predict(texts)
+            return list(self.calls[key])
         if new := [text for text in dict.fromkeys(texts) if text not in self.answers]:
             self.answers.update(zip(new, self.classifier.predict(new)))
         return [self.answers[text] for text in texts]

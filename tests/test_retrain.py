@@ -1326,6 +1326,50 @@ def test_a_model_answering_each_text_once_gives_the_gate_its_figures_unchanged(b
     assert set(remembered.answers) == {e.text for e in seed + held}
 
 
+def test_the_gate_scores_the_frozen_set_once_a_model_in_float32(bot_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In float32 the frozen evaluation set was scored five times a retrain, as in int8. Where the serving model knows
+    every intent the gate's set is the whole of it, in the same order: each model now scores it once."""
+    project = load_project(bot_dir)
+    held = {e.text for e in frozen_split(project, write=False)[1]}
+    scored: list[int] = []  # the frozen examples in each pass of a model answering 64 messages a pass
+    predict = IntentClassifier.predict
+
+    def counted(self: IntentClassifier, texts: list[str], batch_size: int | None = None) -> list[Any]:
+        if self.pass_size != 1 and batch_size is None:
+            scored.append(len(held.intersection(texts)))
+        return predict(self, texts, batch_size)
+
+    monkeypatch.setattr(IntentClassifier, "predict", counted)
+    result = retrain(project, device="cpu", progress=False, force=True)
+    assert result.decision["measured_as"] == "float32" and not result.decision["not_compared"]
+    assert [n for n in scored if n] == [len(held), len(held)]  # the serving model's, then the candidate's
+
+
+def test_a_model_in_float32_keeps_its_answers_to_the_same_texts_alone(bot_dir: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """In float32 a pass is padded to its longest message, so a text's answer may move with the texts beside it: the
+    gate's figures from a model that keeps its answers are those it gave scoring each set afresh, and a set that is
+    not the one answered before (the intents the serving model knows) is scored afresh."""
+    configure(bot_dir, thresholds={"intent": "auto"})
+    project = load_project(bot_dir)
+    seed, held = frozen_split(project, write=False)
+    served = as_served(project, IntentClassifier.load(Registry(project.models_dir).current_path() / "classifier",
+                                                      device="cpu"))
+    assert served.pass_size != 1
+    remembered = Remembered(served)
+    calls: list[int] = []
+    predict = served.predict
+    monkeypatch.setattr(served, "predict", lambda texts: calls.append(len(texts)) or predict(texts))
+
+    assert holdout_metrics(remembered, held, "auto") == holdout_metrics(served, held, "auto")
+    assert measured(remembered, seed, held) == measured(served, seed, held)
+    assert at_threshold(remembered, held, 0.5) == at_threshold(served, held, 0.5)
+    assert measured(remembered, seed, held[::2]) == measured(served, seed, held[::2])
+    whole, seeds, half = len(held), len(seed), len(held[::2])
+    # Line by line, the passes of the model keeping its answers, then those of the model scoring afresh.
+    assert calls == [whole, whole, seeds, whole, seeds, whole, half, half, seeds]
+
+
 def test_a_candidate_refused_over_the_intents_both_know_says_how_to_serve_the_new_ones(
         capsys: pytest.CaptureFixture[str]) -> None:
     """cancel_order and get_refund merged into cancel_or_refund: the serving model answers neither name nlu.yml now
