@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import warnings
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -259,6 +259,16 @@ def as_served(project: Project, classifier: IntentClassifier) -> IntentClassifie
     if project.config.server.inference.trace:
         served.trace()
     return served
+
+
+class Answering(Protocol):
+    """What the promotion gate and a version's figures read of a model: an :class:`IntentClassifier`, one keeping its
+    answers (:class:`Remembered`), or one answering under its intents' current names (``bot.retrain.Renamed``)."""
+
+    @property
+    def labels(self) -> list[str]: ...
+
+    def predict(self, texts: list[str]) -> list[Prediction]: ...
 
 
 class Remembered:

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.nlu import (Name, Remembered, answer_encoder, as_served, current_names, read_meta, renamed_labels,
+from bot.nlu import (Answering, Name, Remembered, answer_encoder, as_served, current_names, read_meta, renamed_labels,
                      renamed_prediction, served_in_int8)
 from bot.project import Example, Project, model_folder, same_example
 from bot.training import (
@@ -86,7 +86,7 @@ class RetrainResult:
     decision: dict[str, Any]
 
 
-def measure(classifier: IntentClassifier | Remembered | Renamed, examples: list[Example]) -> dict[str, Any]:
+def measure(classifier: Answering, examples: list[Example]) -> dict[str, Any]:
     """Top-1 accuracy, overall and per intent, and which examples were right."""
     if not examples:
         return {"accuracy": None, "n": 0, "per_intent": {}, "counts": {}, "right": []}
@@ -133,7 +133,7 @@ def gate(serving: dict[str, dict[str, Any]], candidate: dict[str, dict[str, Any]
 Measures = dict[str, dict[str, Any]]  # :func:`measure`'s figures on each of the gate's sets, "frozen" and "seed"
 
 
-def measured(classifier: IntentClassifier | Remembered | Renamed, seed: list[Example], held: list[Example]) -> Measures:
+def measured(classifier: Answering, seed: list[Example], held: list[Example]) -> Measures:
     """A model's figures on the gate's two sets: the frozen evaluation set and nlu.yml's seed examples."""
     return {"frozen": measure(classifier, held), "seed": measure(classifier, seed)}
 
@@ -170,7 +170,7 @@ class Renamed:
     the old name, each answer to a renamed intent was the serving model's mistake, or left the intent uncompared,
     where its customers got the intent's template. Only what the gate reads: ``labels`` and ``predict``."""
 
-    def __init__(self, classifier: IntentClassifier | Remembered, name: Name | None) -> None:
+    def __init__(self, classifier: Answering, name: Name | None) -> None:
         self.classifier = classifier
         self.name = name
 
@@ -213,7 +213,7 @@ def intents_changed(known: list[str], project: Project, new: list[str]) -> str:
             f"stop and run `bot relabel {project.root} {gone[0]} {new[0]}` first, and the retrain warm-starts instead")
 
 
-def not_compared(sets: GateSets, candidate: IntentClassifier | Remembered) -> dict[str, Any]:
+def not_compared(sets: GateSets, candidate: Answering) -> dict[str, Any]:
     """The intents the gate could not compare and the candidate's figures on their examples (empty: none)."""
     if not sets.new:
         return {}
@@ -227,8 +227,7 @@ def served_threshold(project: Project, meta: Mapping[str, Any]) -> float:
     return float(meta.get("intent_threshold", DEFAULT_INTENT_THRESHOLD) if threshold == "auto" else threshold)
 
 
-def at_threshold(classifier: IntentClassifier | Remembered | Renamed, held: list[Example],
-                 threshold: float) -> dict[str, Any]:
+def at_threshold(classifier: Answering, held: list[Example], threshold: float) -> dict[str, Any]:
     """Accuracy on the frozen evaluation set at ``threshold``, a message answered below it counted wrong: the figure
     `bot models` lists and `bot eval` gives, beside the gate's top-1, since a candidate whose calibrated threshold
     moved answers right as often and falls back more."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.language import written_in
-from bot.nlu import Name, Remembered, answer_encoder, as_served, finite_weights
+from bot.nlu import Answering, Name, Remembered, answer_encoder, as_served, finite_weights
 from bot.project import BotConfig, Example, HistoryItem, Project, ProjectError, same_example
 from bot.responses import TEMPLATE_ANSWER
 from dialogues.export import about_one_case, shareable
@@ -267,8 +267,7 @@ def readable_cut(below: float, above: float) -> float:
     return rounded if below < rounded <= above else cut
 
 
-def holdout_metrics(classifier: IntentClassifier | Remembered, held: list[Example],
-                    threshold: float | str) -> dict[str, Any]:
+def holdout_metrics(classifier: Answering, held: list[Example], threshold: float | str) -> dict[str, Any]:
     """Figures on the held-out examples, and the calibrated threshold when the bot asks for ``auto``
     (``threshold_calibrated`` false when it had too few examples to calibrate on, and kept the default)."""
     calibrated = {"threshold_calibrated": len(held) >= MIN_CALIBRATION} if threshold == "auto" else {}
