@@ -419,6 +419,21 @@ def test_eval_reads_a_csv_test_file_as_bot_init_reads_one(tiny_demo_bot: Path, t
     assert "or name it .csv to be read as CSV" in result.output, result.output
 
 
+def test_eval_names_the_lines_of_an_unknown_intent_in_a_csv_test_file(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """A CSV row's line is the one it starts on, past the header, a blank row and a question quoted over two lines,
+    as the file's editor shows it: not its count of rows."""
+    table = tmp_path / "t.csv"
+    table.write_text('Question,Intent\nwhere is my order,track_order\n"where is\nmy parcel",track_ordr\n\n'
+                     "parcel?,track_ordr\nI want my money back,get_refund\n", encoding="utf-8")
+
+    result = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(table), "--results",
+                                      str(tmp_path / "results"), "--json", "--device", "cpu"])
+
+    assert result.exit_code == 0, result.output
+    assert "1 test intent the model does not know, scored as out of scope: track_ordr (2 lines: 3, 6); " \
+        in result.stderr, result.stderr
+
+
 def test_eval_leaves_out_button_payloads(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """"/handoff" and "/track_refund" were scored as questions for the model, and counted as its misses, where
     the bot answers them without it."""
