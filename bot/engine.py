@@ -75,9 +75,41 @@ MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two acti
 # waiting turn runs: a few renewals, so that a message behind a hung server waits well under a proxy's usual 60 s
 # request timeout (one killed is seen at once: Store.take_turn).
 TURN_POLL_S = 0.05
-# The bound of the turn running in this context (server.turn_seconds, Bot._within_bound), lifted once its exchange is
-# being written: given up then, the turn's answer was kept all the same, beside the one telling the customer to wait.
-_TURN_DEADLINE: ContextVar[asyncio.Timeout | None] = ContextVar("turn_deadline", default=None)
+
+
+@dataclasses.dataclass
+class _TurnBound:
+    """The bound of a turn (``server.turn_seconds``, :meth:`Bot._within_bound`), brought to now where another server on
+    the store took the turn over (:meth:`Bot._renew`): the rest of the turn, an action that cancels an order among it,
+    is given up, since that server runs the conversation's turn too; run on both, the customer's action ran twice.
+    Lifted once the turn's exchange is being written: given up then, the turn's answer was kept all the same, beside
+    the one telling the customer to wait."""
+
+    deadline: asyncio.Timeout | None = None
+    lost: bool = False  # another server took the turn over
+
+    def bind(self, deadline: asyncio.Timeout) -> None:
+        """Bound the turn by ``deadline``, which comes at once where the turn was lost before."""
+        self.deadline = deadline
+        if self.lost:
+            self.lose()
+
+    def lose(self) -> None:
+        """Give the rest of the turn up: another server on the store took it over."""
+        self.lost = True
+        if self.deadline is not None:
+            self.deadline.reschedule(asyncio.get_running_loop().time())
+
+    def lift(self) -> None:
+        """Let the turn finish, however long: its exchange is being written."""
+        if self.deadline is not None:
+            self.deadline.reschedule(None)
+            self.deadline = None
+
+
+# The bound of the turn running in this context (Bot.handle), which the renewals of its lease (Bot._across_servers) and
+# the writing of its exchange (Bot._log) change.
+_TURN_BOUND: ContextVar[_TurnBound | None] = ContextVar("turn_bound", default=None)
 # The keys of a rasa-sdk dispatcher message; any other key is a value for the response it names.
 RASA_MESSAGE_KEYS = {"text", "buttons", "quick_replies", "elements", "custom", "template", "response", "image",
                      "attachment"}
@@ -333,6 +365,7 @@ class Bot:
         each reads the slots the one before wrote, and none is lost.
         """
         started = time.perf_counter()
+        running = _TURN_BOUND.set(_TurnBound())
         try:
             async with self._in_turn(turn.conversation_id):
                 reply = await self._within_bound(turn)
@@ -341,6 +374,8 @@ class Bot:
                       else "refused" if isinstance(exc, web.HTTPTooManyRequests) else "error")
             self.metrics.reply(turn.channel, "none", status, time.perf_counter() - started)
             raise
+        finally:
+            _TURN_BOUND.reset(running)
         self.metrics.reply(turn.channel, reply.source, "ok", time.perf_counter() - started)
         return reply
 
@@ -380,8 +415,9 @@ class Bot:
                     refused = True
                     raise
                 await asyncio.sleep(TURN_POLL_S)
+            bound = _TURN_BOUND.get()
             async with self.renewing(functools.partial(Store.renew_turn, conversation_id=conversation_id),
-                                     f"turn of conversation {conversation_id!r}"):
+                                     f"turn of conversation {conversation_id!r}", bound and bound.lose):
                 yield
         finally:  # also where a turn cancelled (its server stopping) while it waited took the turn as it was cancelled:
             # the store's one thread ends it after taking it
@@ -393,14 +429,15 @@ class Bot:
                             "on it wait up to %g s to answer its next message", conversation_id, exc, TURN_STALE_S)
 
     @contextlib.asynccontextmanager
-    async def renewing(self, renew: Callable[[Store], bool], what: str) -> AsyncIterator[None]:
+    async def renewing(self, renew: Callable[[Store], bool], what: str,
+                       lost: Callable[[], None] | None = None) -> AsyncIterator[None]:
         """Call ``renew``, a serving store's renewal of ``what`` this server holds in it (:meth:`Store.renew_turn`,
         :meth:`Store.renew_claim`), every ``TURN_RENEW_S`` while the body runs, so that the other servers on the store
         wait for it however long it runs, and take it over only once this server stops renewing: hung, or its event
         loop blocked. Renewed on a thread and connection of their own (:meth:`Store.renewer`), not behind the store's
         thread, which a long write holds up while the server is alive. The renewals stop before what follows the body
-        (giving ``what`` up) runs."""
-        task = asyncio.create_task(self._renew(renew, what))
+        (giving ``what`` up) runs. ``lost`` is called where a renewal finds ``what`` taken by another server."""
+        task = asyncio.create_task(self._renew(renew, what, lost))
         try:
             yield
         finally:
@@ -426,8 +463,8 @@ class Bot:
             self._renewal_store = self.store.renewer()
         return renew(self._renewal_store)
 
-    async def _renew(self, renew: Callable[[Store], bool], what: str) -> None:
-        """:meth:`renewing`'s loop, until cancelled or ``what`` is no longer this server's."""
+    async def _renew(self, renew: Callable[[Store], bool], what: str, lost: Callable[[], None] | None) -> None:
+        """:meth:`renewing`'s loop, until cancelled or ``what`` is no longer this server's (then ``lost`` is called)."""
         while True:
             await asyncio.sleep(TURN_RENEW_S)
             try:
@@ -438,7 +475,10 @@ class Bot:
                 continue
             if not kept:
                 log.warning("this server's %s went %g s without a renewal (the server or its store too slow), and "
-                            "another server on the store took it: the two run beside each other", what, TURN_STALE_S)
+                            "another server on the store took it: %s", what, TURN_STALE_S,
+                            "the rest of it is given up here" if lost else "the two run beside each other")
+                if lost:
+                    lost()
                 return
 
     async def finish_turns(self, timeout: float) -> None:
@@ -470,25 +510,42 @@ class Bot:
         later message waiting behind it, and the customer heard nothing. Past the bound the turn is given up, and
         the customer gets ``fallback.action_slow`` with the "talk to a person" button (the handoff once the misses
         reach ``fallbacks_before_handoff``), logged as a miss, within the bound again; then the conversation is free.
-        A turn whose exchange is being written when the bound comes is let finish (:data:`_TURN_DEADLINE`)."""
+        A turn whose exchange is being written when the bound comes is let finish (:class:`_TurnBound`). A turn
+        another server on the store took over is given up at once, wherever it is (an action running, or about to):
+        that server answers the conversation, and the message is kept unanswered here (:meth:`_overtaken`)."""
         bound = self.config.server.turn_bound(self.config.actions.timeout)
+        turn_bound = _TURN_BOUND.get() or _TurnBound()
         try:
             async with asyncio.timeout(bound) as deadline:
-                running = _TURN_DEADLINE.set(deadline)
+                turn_bound.bind(deadline)
                 try:
                     return await self._handle(turn)
                 finally:
-                    _TURN_DEADLINE.reset(running)
+                    turn_bound.deadline = None
         except TimeoutError:
-            log.error("a turn of conversation %r ran past server.turn_seconds (%g s), held up by the model or the "
-                      "store: given up, its customer told to try again or ask for a person",
-                      turn.conversation_id, bound)
+            if not turn_bound.lost:
+                log.error("a turn of conversation %r ran past server.turn_seconds (%g s), held up by the model or the "
+                          "store: given up, its customer told to try again or ask for a person", turn.conversation_id,
+                          bound)
         text = normalise(turn.text)
         conversation, slots, fallbacks, language, script = await self._read_for(turn, text)
+        if turn_bound.lost:
+            return await asyncio.wait_for(self._overtaken(turn, text, conversation, slots, fallbacks, language, script),
+                                          bound)
         decision = self._action_failed(Decision("fallback", None, 0.0), fallbacks, turn.channel, language, slots,
                                        timed_out=True)
         return await asyncio.wait_for(self._logged_reply(turn, text, None, decision, conversation, slots, fallbacks,
                                                          language, script, corrects=False), bound)
+
+    async def _overtaken(self, turn: Turn, text: str, conversation: dict[str, Any] | None, slots: dict[str, Any],
+                         fallbacks: int, language: Language, script: Script | None) -> Reply:
+        """No reply to a turn given up for another server on the store that took it over (:class:`_TurnBound`): the
+        message is kept as one the bot was silent on, leaving the count of misses and the waiting action as they are
+        (``conversation``, ``slots`` and ``fallbacks``: as :meth:`_log` takes them); that server answers."""
+        read = conversation or {}
+        decision = Decision("silent", None, 0.0, loop=read.get("active_loop"), form=read.get("active_form"))
+        user_turn_id, _, _ = await self._log(turn, text, None, decision, conversation, slots, fallbacks, counted=True)
+        return Reply("", source="silent", language=language, script=script, user_turn_id=user_turn_id)
 
     async def _read_for(self, turn: Turn, text: str) -> tuple[dict[str, Any] | None, dict[str, Any], int, Language,
                                                                 Script | None]:
@@ -1222,8 +1279,8 @@ class Bot:
             loop_read=(read.get("active_loop"), read.get("active_form")), leased=self.store.server is not None,
         )
         assert self.writer is not None
-        if (deadline := _TURN_DEADLINE.get()) is not None:  # written from here on, bounded by the store's busy timeout
-            deadline.reschedule(None)
+        if (turn_bound := _TURN_BOUND.get()) is not None:  # written from here on, bounded by the store's busy timeout
+            turn_bound.lift()
         user_turn_id, turn_id = await self.writer.submit(exchange)
         if exchange.overtaken:
             log.warning("this server's turn of conversation %r went %g s without a renewal (the server or its store "

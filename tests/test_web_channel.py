@@ -1205,6 +1205,47 @@ async def test_a_turn_another_server_took_over_drops_its_answer_and_leaves_the_c
                and conversation["id"] in record.getMessage() for record in caplog.records)
 
 
+async def test_a_turn_another_server_took_over_is_given_up_at_once_and_runs_no_action_after(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server whose turn another server on the store took over (its renewals late: hung, or its store too slow)
+    found it at its next renewal and only logged it: the turn ran on, and an action in it (a cancellation) ran there
+    as well as on the server that took the conversation over. The turn is given up as the renewal finds it gone, and
+    the customer's message is kept unanswered, for the other server to answer."""
+    monkeypatch.setattr(engine_module, "TURN_RENEW_S", 0.05)  # renewals' pace: the test waits for events alone
+    cid = new_id()
+    app = create_app(web_demo_bot.root, device="cpu")
+    client = await aiohttp_client(app)
+    bot = app[BOT]
+    acting, go_on, given_up, ran = asyncio.Event(), asyncio.Event(), asyncio.Event(), []
+    handle = bot._handle
+
+    async def held_action(turn: Any) -> Any:  # the turn's action, held until the server gives the turn up
+        acting.set()
+        try:
+            await go_on.wait()
+        except asyncio.CancelledError:
+            given_up.set()
+            raise
+        ran.append(turn.text)
+        return await handle(turn)
+
+    bot._handle = held_action
+    answered = asyncio.create_task(chat(client, cid, "cancel my order"))
+    await acting.wait()
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:  # another server took the turn over
+        assert db.execute("UPDATE turn_leases SET server = 'other-server' WHERE conversation_id = ?", [cid]).rowcount
+    try:
+        await asyncio.wait_for(given_up.wait(), 10)
+    finally:
+        go_on.set()
+    reply = await answered
+    assert (reply["source"], reply["reply"], ran) == ("silent", "", [])
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        said = db.execute("SELECT role, text FROM turns WHERE conversation_id = ? ORDER BY id", [cid]).fetchall()
+        lease = db.execute("SELECT server FROM turn_leases WHERE conversation_id = ?", [cid]).fetchone()
+    assert said == [("user", "cancel my order")] and lease == ("other-server",)
+
+
 async def test_a_conversations_messages_on_two_servers_are_answered_one_after_the_other(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Path) -> None:
     """Each server ran a conversation's turns one after another for itself alone: a message reaching a second server
