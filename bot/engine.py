@@ -523,10 +523,7 @@ class Bot:
                 finally:
                     turn_bound.deadline = None
         except TimeoutError:
-            if not turn_bound.lost:
-                log.error("a turn of conversation %r ran past server.turn_seconds (%g s), held up by the model or the "
-                          "store: given up, its customer told to try again or ask for a person", turn.conversation_id,
-                          bound)
+            pass
         text = normalise(turn.text)
         conversation, slots, fallbacks, language, script = await self._read_for(turn, text)
         if turn_bound.lost:
@@ -534,8 +531,15 @@ class Bot:
                                           bound)
         decision = self._action_failed(Decision("fallback", None, 0.0), fallbacks, turn.channel, language, slots,
                                        timed_out=True)
-        return await asyncio.wait_for(self._logged_reply(turn, text, None, decision, conversation, slots, fallbacks,
-                                                         language, script, corrects=False), bound)
+        reply = await asyncio.wait_for(self._logged_reply(turn, text, None, decision, conversation, slots, fallbacks,
+                                                          language, script, corrects=False), bound)
+        # Said once the answer is written: the store may have dropped it, and then nobody told the customer anything.
+        log.error("a turn of conversation %r ran past server.turn_seconds (%g s), held up by the model or the store: "
+                  "given up, %s", turn.conversation_id, bound,
+                  "its customer told to try again or ask for a person" if reply.source != "silent" else
+                  "and its answer telling the customer to try again dropped: the customer deleted the message, an agent "
+                  "took the conversation over, or another server on the store took the turn over and answers it")
+        return reply
 
     async def _overtaken(self, turn: Turn, text: str, conversation: dict[str, Any] | None, slots: dict[str, Any],
                          fallbacks: int, language: Language, script: Script | None) -> Reply:

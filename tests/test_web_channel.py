@@ -1382,6 +1382,36 @@ async def test_a_turn_held_up_for_good_is_given_up_and_its_conversation_answered
         assert db.execute("SELECT count(*) FROM turn_leases").fetchone() == (0,)
 
 
+async def test_a_turn_given_up_past_its_bound_whose_answer_is_dropped_is_not_logged_as_told(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A turn past ``server.turn_seconds`` was logged as given up with its customer told to try again before its
+    answer was written: where the store dropped that answer (another server on the store had taken the turn over, an
+    agent the conversation), nobody had told the customer anything, and the log said otherwise."""
+    monkeypatch.setattr(engine_module, "TURN_RENEW_S", 3600.0)  # the loss is found by the write alone
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"turn_seconds": 0.5})
+    app = create_app(root, device="cpu")
+    client = await aiohttp_client(app)
+    bot, cid, reading = app[BOT], new_id(), asyncio.Event()
+
+    async def never_read(text: str) -> Any:  # the model's call never returns
+        reading.set()
+        await asyncio.Event().wait()
+
+    bot._analysis_for = never_read
+    with caplog.at_level("ERROR", logger="deskbot"):
+        answered = asyncio.create_task(chat(client, cid, "where is my parcel"))
+        await reading.wait()
+        with sqlite3.connect(root / "dialogues.db") as db:  # another server took the turn over
+            assert db.execute("UPDATE turn_leases SET server = 'other-server' WHERE conversation_id = ?",
+                              [cid]).rowcount
+        reply = await asyncio.wait_for(answered, 30)
+    assert (reply["source"], reply["reply"]) == ("silent", "")
+    said = [record.getMessage() for record in caplog.records if "server.turn_seconds" in record.getMessage()]
+    assert len(said) == 1 and cid in said[0]
+    assert "dropped" in said[0] and "customer told" not in said[0]
+
+
 async def test_a_turn_whose_answer_is_being_written_when_its_bound_comes_is_let_finish(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Path) -> None:
     """A turn past ``server.turn_seconds`` while the store wrote its answer (a slow disk, another process's lock) was
