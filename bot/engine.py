@@ -1287,9 +1287,10 @@ class Bot:
             turn_bound.lift()
         user_turn_id, turn_id = await self.writer.submit(exchange)
         if exchange.overtaken:
-            log.warning("this server's turn of conversation %r went %g s without a renewal (the server or its store "
-                        "too slow), and another server on the store took it over: this server's reply to the message "
-                        "is dropped, and the other server answers the conversation", turn.conversation_id, TURN_STALE_S)
+            log.warning("this server's turn of conversation %r, or its claim of the message (a web client's Retry), "
+                        "went %g s without a renewal (the server or its store too slow), and another server on the "
+                        "store took it over: this server's reply to the message is dropped, and the other server "
+                        "answers the conversation", turn.conversation_id, TURN_STALE_S)
         if exchange.handed_off:
             await self.announce(turn.conversation_id, True, decision.reason, turn.channel)
         return user_turn_id, turn_id, exchange.deleted or exchange.overtaken

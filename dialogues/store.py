@@ -864,7 +864,8 @@ class Exchange:
     # server on the store took over meanwhile (this one went ``TURN_STALE_S`` without renewing it: hung, or too slow)
     # is that server's to answer now, and this one's answer would be a second one.
     leased: bool = False
-    # Set as written: the turn was no longer this server's (``leased``); its reply, not kept, is not to be sent.
+    # Set as written: the turn, or the claim of its web message (``Store.claim``), was no longer this server's
+    # (``leased``); its reply, not kept, is not to be sent.
     overtaken: bool = field(default=False, init=False)
 
 
@@ -1457,12 +1458,16 @@ class Store:
         message its customer deleted meanwhile is not answered either, nor handed off, and leaves the conversation's
         slots, fallbacks and waiting action as they were (``Exchange.deleted``). A turn another server took over
         meanwhile (``Exchange.leased``) is kept as one the bot was silent on, with no handoff and without the web
-        client's ``message_id``, which names the other server's answer: that server answers (``Exchange.overtaken``)."""
+        client's ``message_id``, which names the other server's answer: that server answers (``Exchange.overtaken``).
+        So is one whose web message another server claimed meanwhile (:meth:`claim`: this server's claim went stale
+        while its turn was renewed, its claim's renewals failing alone), which that server answers once this turn ends."""
         text, raw_text = self._stored_texts(ex.text, ex.raw_text)
         self._ensure_conversation(ex.conversation_id, ex.channel, ex.user)
-        ex.overtaken = ex.leased and not self.db.execute(
+        ex.overtaken = ex.leased and (not self.db.execute(
             "SELECT 1 FROM turn_leases WHERE conversation_id = ? AND server = ?", [ex.conversation_id, self.server]
-        ).fetchone()
+        ).fetchone() or ex.message_id is not None and self.db.execute(
+            "SELECT 1 FROM answering WHERE conversation_id = ? AND message_id = ? AND server IS NOT ?",
+            [ex.conversation_id, ex.message_id, self.server]).fetchone() is not None)
         if ex.overtaken:
             ex.message_id, ex.handoff = None, None
         if (ex.reply or ex.buttons or ex.custom) and (ex.overtaken or ex.source != "resume" and self.db.execute(

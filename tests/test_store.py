@@ -570,6 +570,32 @@ def test_an_answer_of_a_turn_another_server_took_over_is_not_kept(tmp_path: Path
     blue.close()
 
 
+def test_an_answer_to_a_web_message_another_server_claimed_meanwhile_is_not_kept(tmp_path: Path) -> None:
+    """A server whose claim of a web message went stale (its claim's renewals failing) while its turn of the
+    conversation was renewed kept its answer, and the server that claimed the message for the widget's Retry answered
+    it once the turn ended: two answers to one message. The first's answer is dropped, as one of a turn taken over."""
+    path = tmp_path / "dialogues.db"
+    green, blue = Store(path), Store(path)
+    green.serve()
+    blue.serve()
+    assert green.claim("c1", "m1", time.time() - 60) and green.take_turn("c1", time.time() - 60)
+    green.db.execute("UPDATE answering SET claimed = ?", [time.time() - 60])  # its claim's renewals failed
+    assert blue.claim("c1", "m1", time.time() - 30)
+    exchange = Exchange("c1", "web", None, "where is my order?", None, "It ships today.", "track_order", 1.0, [],
+                        "template", "v1", message_id="m1", leased=True)
+    assert green.log_exchange(exchange)[1] is None and exchange.overtaken
+    assert green.answer_to("c1", "m1", 0.0) is None
+    green.end_turn("c1")
+    assert blue.take_turn("c1", time.time() - 60)
+    answered = Exchange("c1", "web", None, "where is my order?", None, "It ships today.", "track_order", 1.0, [],
+                        "template", "v1", message_id="m1", leased=True)
+    assert blue.log_exchange(answered)[1] is not None and not answered.overtaken
+    assert green.db.execute("SELECT role, message_id FROM turns ORDER BY id").fetchall() == [
+        ("user", None), ("user", "m1"), ("bot", None)]
+    green.close()
+    blue.close()
+
+
 def test_a_renewers_connection_opens_within_the_renewals_wait_beside_another_processs_write(tmp_path: Path) -> None:
     """A serving store's connection for renewals opened with the store's 30 s wait for another process's lock: opened
     beside a long write (a purge by `bot purge`), it held the server's renewals up past the stale time. It waits
