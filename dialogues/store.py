@@ -1578,7 +1578,7 @@ class Store:
             if claimant is not None and self._gone(claimant[0]) and not self.db.execute(
                     "SELECT 1 FROM turns WHERE conversation_id = ? AND message_id = ? AND created >= ?",
                     [*key, claimant[1]]).fetchone():
-                self.unclaim(conversation_id, message_id)
+                self.db.execute("DELETE FROM answering WHERE conversation_id = ? AND message_id = ?", key)
             return bool(self.db.execute("INSERT OR IGNORE INTO answering (conversation_id, message_id, claimed, server) "
                                         "VALUES (?, ?, ?, ?)", [*key, now(), self.server]).rowcount)
 
@@ -1652,10 +1652,12 @@ class Store:
                             [conversation_id, self.server])
 
     def unclaim(self, conversation_id: str, message_id: str) -> None:
-        """Give up a claim whose answer failed: the message sent again is answered, by whichever server it reaches."""
+        """Give up this server's claim whose answer failed: the message sent again is answered, by whichever server it
+        reaches. Another server's claim of it stays: made after this one went stale, that server answers the message,
+        and the message sent again waits for that answer rather than being answered a second time."""
         with self._writing():
-            self.db.execute("DELETE FROM answering WHERE conversation_id = ? AND message_id = ?",
-                            [conversation_id, message_id])
+            self.db.execute("DELETE FROM answering WHERE conversation_id = ? AND message_id = ? AND server IS ?",
+                            [conversation_id, message_id, self.server])
 
     # --- platform messages between acknowledgement and answer ------------------------------------
 

@@ -596,6 +596,25 @@ def test_an_answer_to_a_web_message_another_server_claimed_meanwhile_is_not_kept
     blue.close()
 
 
+def test_a_server_giving_up_its_failed_answer_leaves_the_claim_another_server_made_since(tmp_path: Path) -> None:
+    """A server whose answer to a web message failed gave up every claim of the message, also that of the server
+    that claimed it once the first's went stale, and is answering it: the widget's next Retry was answered a second
+    time. A server gives up its own claim alone."""
+    path = tmp_path / "dialogues.db"
+    green, blue = Store(path), Store(path)
+    green.serve()
+    blue.serve()
+    assert green.claim("c1", "m1", time.time() - 60)
+    green.db.execute("UPDATE answering SET claimed = ?", [time.time() - 60])  # its claim's renewals failed
+    assert blue.claim("c1", "m1", time.time() - 30)
+    green.unclaim("c1", "m1")  # its answer failed
+    assert not green.claim("c1", "m1", time.time() - 30)
+    blue.unclaim("c1", "m1")
+    assert green.claim("c1", "m1", time.time() - 30)
+    green.close()
+    blue.close()
+
+
 def test_a_renewers_connection_opens_within_the_renewals_wait_beside_another_processs_write(tmp_path: Path) -> None:
     """A serving store's connection for renewals opened with the store's 30 s wait for another process's lock: opened
     beside a long write (a purge by `bot purge`), it held the server's renewals up past the stale time. It waits
