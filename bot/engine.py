@@ -61,7 +61,7 @@ from bot.project import (HANDOFF_PAYLOAD, MID_CONVERSATION, REQUESTED_SLOT, RESE
 from bot.responses import (MAX_REPLY_CHARS, PayloadValue, Rendered, passed_on, read_payload, slack_image, texts_of,
                            warn_unshown)
 from dialogues.holding import (accepts, acknowledges, asked_about, asks_for_a_person, drops_it, lacks_answer,
-                               says_wrong, stops_asking, wordless)
+                               names_only, says_wrong, stops_asking, wordless)
 from dialogues.store import (TRYOUT_CHANNEL, TURN_RENEW_S, TURN_STALE_S, Exchange, KeyReused, Overtaken, SentBefore,
                              Store, WroteToTheBot)
 from finetune.classifier import Prediction, intent_phrase
@@ -858,9 +858,10 @@ class Bot:
     async def _carried(self, conversation_id: str, text: str, read: list[dict[str, Any]],
                        analysis: Analysis) -> Analysis | None:
         """The intent of the customer's previous message, for a short follow-up that only names another value of an
-        entity ("那789呢", "咁789呢", "what about order 456?" after "where is order 123?"), or corrects the value it gave
-        ("sorry, I meant 456", "不是123，是456"): it asks the same again, of
-        that value, whatever the classifier makes of a number and a particle. A previous message answered from agents'
+        entity ("那789呢", "咁789呢", "what about order 456?" after "where is order 123?"), corrects the value it gave
+        ("sorry, I meant 456", "不是123，是456"), or is only a value (:meth:`_only_gives`: "789", "order 123" after "I
+        want a refund" or "cancel my order"): it asks the same again, of that value, whatever the classifier makes of a
+        number and a particle, or of "order 123" (its order's status, where the customer was asking for a refund). A previous message answered from agents'
         past answers counts by the intent they were filed under, which its template or action answers: the past
         answer was another customer's case, and said again it would claim that case for the new value. None for any
         other message, or when the previous message was not answered by its intent (a fallback, a past answer of no
@@ -868,7 +869,8 @@ class Bot:
         value: only an action, or a template that fills the value in, answers for 789; the shop's opening hours said
         again would not."""
         span = asked_about(text)
-        named = {e["entity"] for e in read if span and self.project.is_answer(e["entity"], text[span[0]:span[1]])}
+        named = {e["entity"] for e in read if self._only_gives(e, text)
+                 or (span and self.project.is_answer(e["entity"], text[span[0]:span[1]]))}
         if self.store is None or not named:
             return None
         asked = await self._previous_message(conversation_id)
@@ -878,6 +880,13 @@ class Bot:
         if intent not in self.config.actions.map and not self.project.responses.fills_in(intent, named):
             return None
         return Analysis(Prediction(intent, 1.0, [(intent, 1.0)]), [], analysis.intent_threshold, analysis.model_version)
+
+    def _only_gives(self, entity: dict[str, Any], text: str) -> bool:
+        """Whether typed ``text`` is only the value of ``entity``, one of the entities read in it: one of its patterns
+        takes the message whole, and the rest of it only names the thing (:func:`names_only`: "order 123", "订单号是
+        123", "#789"). "456 去咗边", which a pattern takes whole as the answer to "what's your order number?", asks more."""
+        return "start" in entity and self.project.is_answer(entity["entity"], text) \
+            and names_only(text[:entity["start"]] + text[entity["end"]:])
 
     async def _taken_up(self, conversation_id: str, text: str) -> str | None:
         """The payload of the one button the bot's latest reply offered, for a message that only says yes to it

@@ -390,6 +390,20 @@ def asked_about(text: str) -> tuple[int, int] | None:
     return follow_up(text) or corrected(text)
 
 
+# What a message may say besides a value for it to be only that value ("order 123", "订单号是123", "#789", "it's 456"):
+# signs, and words that name or point at the thing, or say please or thanks.
+_NAMING = (r"orders?|ord|numbers?|num|nr|no|id|the|my|it'?s|it is|that'?s|is|please|pls|plz|thanks|thank you|thx"
+           r"|(?:我的|我嘅)?(?:订单|訂單|单号|單號)(?:号码?|號碼?|编号|編號)?|号码?|號碼?|编号|編號|就是|是|就係|係|我的|我嘅"
+           r"|谢谢|謝謝|唔该|唔該")
+_NAMES_ONLY = re.compile(rf"(?i)[\W_]*+(?>(?:{_NAMING})(?![a-z\d])[\W_]*+)*+")
+
+
+def names_only(rest: str) -> bool:
+    """Whether ``rest``, a message without the value it gives, says nothing else (:data:`_NAMING`): "order " of "order
+    123", "订单号是" of "订单号是123", nothing of "123". "去咗边" of "456去咗边" (where has 456 got to?) says more."""
+    return _NAMES_ONLY.fullmatch(rest) is not None
+
+
 # Not knowing or not having what the bot asks for: "I don't know", "I don't have it", "no idea", "dunno", "idk", "I
 # forgot", "can't find it", "不知道", "忘了", "找不到", "没有订单号", "不记得了", Hong Kong's "唔知", "唔记得", "搵唔到"
 # (read in Simplified characters), with what it is named after ("the number", "订单号").

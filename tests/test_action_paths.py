@@ -1689,7 +1689,8 @@ async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
 
         await bot.handle(Turn("c2", "/get_refund", "web"))
         assert (await bot.handle(Turn("c2", "/cancel_order", "web"))).source == "template"
-        assert (await bot.handle(Turn("c2", "789", "web"))).source == "fallback"
+        reply = await bot.handle(Turn("c2", "789", "web"))  # no longer the refund's lookup: the cancellation's, of 789
+        assert (reply.source, reply.intent) == ("template", "cancel_order") and "cancel order 789" in reply.text
 
         await bot.handle(Turn("c3", "/get_refund", "web"))  # the number read out in Chinese digits: 七八九 is 789
         assert (await bot.handle(Turn("c3", "七八九", "web"))).text.startswith("Order 789 is **delivered**")
@@ -1724,6 +1725,37 @@ async def test_a_short_follow_up_naming_another_order_asks_the_same_of_it(action
         assert (await bot.handle(Turn("c2", "那789退款呢", "web"))).source == "fallback"
         await bot.handle(Turn("c3", '/cancel_order{"order_id": "123"}', "web"))
         assert (await bot.handle(Turn("c3", "那789的退款呢", "web"))).source == "fallback"
+    finally:
+        await bot.close()
+
+
+async def test_an_order_number_alone_after_an_answer_that_uses_it_asks_that_answer_of_it(action_bot: Path,
+                                                                                          tmp_path: Path) -> None:
+    """"order 123" or "789" alone after "I want a refund" or "cancel my order" was answered got order 123's status
+    (the classifier, sure that "order 123" tracks an order) or "Sorry, I'm not sure I understood": a bare number went
+    back only to an action that answered the message before. A message that is only the value of an entity (one of its
+    patterns takes it whole), right after an answer whose intent uses that value (its action, or a template that fills
+    it in), asks that intent of it, as "那789呢" does; after any other answer, the classifier's reading of it stands."""
+    bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
+    try:
+        for conversation, said in [("en", "order 123"), ("zh", "订单123"), ("en-bare", "123"), ("zh-bare", "是123")]:
+            assert (await bot.handle(Turn(conversation, "/get_refund", "web"))).source == "template"
+            reply = await bot.handle(Turn(conversation, said, "web"))
+            assert (reply.source, reply.intent) == ("template", "get_refund"), (said, reply.text)
+            assert "order 123" in reply.text, reply.text
+        bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+        for conversation, said in [("c-en", "789"), ("c-zh", "七八九"), ("c-hash", "#789")]:
+            assert (await bot.handle(Turn(conversation, "/cancel_order", "web"))).source == "template"
+            reply = await bot.handle(Turn(conversation, said, "web"))
+            assert (reply.source, reply.intent) == ("template", "cancel_order"), (said, reply.text)
+            assert "cancel order 789" in reply.text, reply.text
+        await bot.handle(Turn("lookup", '/track_order{"order_id": "456"}', "web"))  # after an action: that action
+        assert (await bot.handle(Turn("lookup", "订单789", "web"))).text.startswith("Order 789 is **delivered**")
+        templates = bot.project.responses.templates
+        templates["get_refund"] = [v for v in templates["get_refund"] if not v.variables()]  # an answer for any order
+        for conversation, said in [("any-en", "789"), ("any-zh", "订单789")]:
+            await bot.handle(Turn(conversation, "/get_refund", "web"))
+            assert (await bot.handle(Turn(conversation, said, "web"))).source == "fallback", said
     finally:
         await bot.close()
 
