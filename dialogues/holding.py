@@ -336,16 +336,17 @@ _DISPLEASED = re.compile(r"[\U0001f44e\U0001f621\U0001f620\U0001f92c\U0001f624\U
 # may name another order before the thing ("还有一单789呢", "另外一单456呢", Hong Kong's "仲有張單456呢"): what is asked
 # about is the number. Signs may stand around the thing ("那「789」呢", "那，789呢？"), and after it emoji, WeChat's
 # emoticons, Slack's emoji and a please or thanks ("那789呢[捂脸]", "and 789? :pray:", "and 789 pls?", "咁789呢唔該"). So does
-# asking to look at it too: "can you check 456 too", "456 as well", "再帮我查一下456", "456也查一下". Longer, a message says
-# more than that.
+# asking to look at it too: "can you check 456 too", "456 as well", "再帮我查一下456", "456也查一下". The thing may be
+# pointed at as one of several: "what about the 456 one", "and that 456 one?", "456那单呢", "那个456那张呢". Longer, a
+# message says more than that.
 _FOLLOW_UP_END = r"(?:[\W_]|\[\w{1,6}\]|:[a-z0-9_+'-]+:|(?:please|pls|plz|thanks|thx|谢谢|謝謝|唔该|唔該)(?![a-z]))*"
 _FOLLOW_UP = re.compile(
     r"(?i)\W*(?:(?P<connective>(?:(?:and |so )?(?:what|how) about|(?:and )?also|and(?: for)?|then|那(?:么|麼|个|個)?"
     r"|咁(?:样|樣)?|还有|還有|仲有|另外"
     r"|(?:(?:can|could|would) you |please |pls |plz |now )?(?:also )?(?:check|look up|try)"
     r"|(?:[帮幫]我)?[再也](?:[帮幫][我忙]?)?[再也]?[查睇](?:一下|下|查)?)"
-    r"(?:\s*[一1]?[个個张張]?(?:订单|訂單|单|單))?)(?![a-z])[^\w#]*)?"
-    rf"(?P<asked>[#\w].*?)\W*?(?:[的嘅]\W*?)?(?:(?P<particle>呢)|\s*(?P<too>too|as well|也(?:[帮幫]我)?[查睇](?:一下|下)?))?"
+    r"(?:\s*[一1]?[个個张張]?(?:订单|訂單|单|單))?)(?![a-z])[^\w#]*)?(?:(?:the|that|this)\s+(?=[#\w]))?"
+    rf"(?P<asked>[#\w].*?)\W*?(?:[的嘅]\W*?)?(?:(?:one|(?:那|这|這)[个個张張单單])(?![a-z])\W*?)?(?:(?P<particle>呢)|\s*(?P<too>too|as well|也(?:[帮幫]我)?[查睇](?:一下|下)?))?"
     rf"{_FOLLOW_UP_END}")
 _FOLLOW_UP_CHARS = 40
 

@@ -1760,6 +1760,23 @@ async def test_an_order_number_alone_after_an_answer_that_uses_it_asks_that_answ
         await bot.close()
 
 
+async def test_a_follow_up_about_the_other_one_asks_the_same_of_it(action_bot: Path, tmp_path: Path) -> None:
+    """"what about the 456 one" after an order was looked up got "Sorry, I'm not sure I understood": "the 456 one"
+    was read whole as what was asked about, which no order number pattern takes. So was "那456那个呢"."""
+    bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        await bot.handle(Turn("c1", '/track_order{"order_id": "123"}', "web"))
+        for said in ("what about the 456 one", "and the 456 one?", "what about that 456 one please", "那456那个呢",
+                     "456那单呢？", "那个456那張呢"):
+            reply = await bot.handle(Turn("c1", said, "web"))
+            assert (reply.source, reply.intent) == ("action", "track_order"), said
+            assert reply.text.startswith("Order 456 is **processing**"), (said, reply.text)
+        assert (await bot.handle(Turn("c1", "what about the blue one", "web"))).source == "fallback"
+    finally:
+        await bot.close()
+
+
 async def test_a_correction_of_a_mistyped_order_number_looks_the_right_one_up(action_bot: Path, tmp_path: Path) -> None:
     """"oh sorry, I meant 123" or "不是555，是456" after "I couldn't find order 555" got "Sorry, I'm not sure I
     understood": no pattern read the number after the apology, and the classifier, unsure of an apology and a number,

@@ -1139,6 +1139,9 @@ def test_what_only_asks_for_a_person(text: str, only: bool) -> None:
     # asking to look at it too, with a verb or "too", "as well", 也 after it
     ("can you check 456 too", "456"), ("could you also check order 456 please", "order 456"), ("456 as well", "456"),
     ("再帮我查一下456", "456"), ("幫我再查一下456", "456"), ("456也查一下", "456"), ("check", None), ("456也是", None),
+    # pointed at as one of several: "the" or "that" before it, "one" after it, or 那个, 那张, 那单 after it
+    ("what about the 456 one", "456"), ("and that #456 one?", "#456"), ("那456那个呢", "456"), ("456那单呢？", "456"),
+    ("那个456那張呢", "456"), ("what about the blue one", "blue"),
     # a sentence is asked whole, which no entity's pattern takes: no follow-up to the engine
     ("那789的退款呢", "789的退款"), ("那你的呢", "你"), ("还有其他颜色吗", "其他颜色吗"),
     ("where is order 789?", None), ("789", None), ("ok", None), ("我的订单789", None),
