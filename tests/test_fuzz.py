@@ -37,7 +37,8 @@ WECOM = {"token": "QDG6eK", "aes_key": "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2
          "secret": "fuzz", "agent_id": "1000002", "api_url": "http://127.0.0.1:9/cgi-bin/"}
 FUZZ_CONFIG: dict[str, dict[str, Any]] = {
     "server": {"admin_token": TOKEN, "limits": {"per_ip_per_minute": 0, "per_conversation_per_minute": 0,
-                                                   "conversations_per_ip": 0, "messages_per_ip_per_minute": 0}},
+                                                   "conversations_per_ip": 0, "messages_per_ip_per_minute": 0,
+                                                   "failed_auth_per_ip_per_minute": 0}},
     "channels": {"slack": SLACK, "wecom": WECOM},
     "learning": {"watch_seconds": 0},
 }

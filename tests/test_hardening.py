@@ -2336,8 +2336,8 @@ def test_a_taken_port_is_refused_with_a_clear_error_and_nothing_done(tiny_demo_b
     assert result.exit_code == 1 and "no admin token" not in result.output
     assert "deskbot serving" not in result.output  # announced only once the port is bound
     # A token that short is found by trying: each address may guess failed_auth_per_ip_per_minute times a minute.
-    assert "note: the admin token is 1 character long: anyone who reaches the server can try" in guessable
-    assert "note: the metrics token is 1 character long: anyone who reaches the server can try" in guessable
+    assert "note: the admin token is 1 character long: anyone who reaches the server from many addresses can try" in guessable
+    assert "note: the metrics token is 1 character long: anyone who reaches the server from many addresses can try" in guessable
     assert long_token.exit_code == 1 and "note: the admin token" not in long_token.output
     assert "note: the metrics token" not in long_token.output
     # Agents' own tokens open the console without the admin token, each checked as it is.
@@ -2349,7 +2349,7 @@ def test_a_taken_port_is_refused_with_a_clear_error_and_nothing_done(tiny_demo_b
         said = CliRunner().invoke(cli, ["serve", str(agents), "--port", str(taken.getsockname()[1])],
                                   env={"DESKBOT_TOKEN_BOB": ""}).output
     assert "no admin token" not in said and "note: agent Bob has no token (server.agents.Bob): they cannot sign in" in said
-    assert "note: the token of agent Ana is 5 characters long: anyone who reaches the server can try" in said
+    assert "note: the token of agent Ana is 5 characters long: anyone who reaches the server from many addresses can try" in said
     # A customer holds their id and its hash, and may try secrets against them offline, with no limit to count them.
     assert "note: the web identity secret is 11 characters long: a signed-in customer" in guessable
     assert "identity secret" not in long_token.output

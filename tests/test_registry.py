@@ -433,7 +433,9 @@ def test_bot_models_notes_a_version_whose_model_files_are_missing_or_cut_short(
     listing = CliRunner().invoke(cli, ["models", str(root)])
 
     assert listing.exit_code == 0
-    notes = [line.split("  ")[-1] for line in listing.output.splitlines()[1:]]
+    *rows, legend = listing.output.splitlines()[1:]
+    assert legend.startswith("* serving: ")
+    notes = [line.split("  ")[-1] for line in rows]
     assert notes[0] == "promoted" and notes[1].startswith("classifier/head.safetensors has 100 bytes, not the ")
     assert notes[2:] == ["classifier/encoder/model.safetensors is missing", "index/ missing",
                          "classifier/files.json unreadable", f"index/index.faiss cut short or changed (10 bytes, not {size:,})",
