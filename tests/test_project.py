@@ -1565,6 +1565,20 @@ def test_an_order_number_in_brackets_or_quotes_is_the_orders(bot_dir: Path) -> N
                     "order (123)": "123", 'order "123"': "123", "order '123'": "123", "订单号=123": "123", "order—123": "123"}
 
 
+def test_a_phone_number_is_no_order_number(bot_dir: Path) -> None:
+    """"13812345678在哪" (a mainland mobile number before "where is it") was read as order 13812345678, and "+8613812345678
+    到哪了" as order 8613812345678: couriers find a parcel by the phone number, so customers give it. A phone number on
+    its own or before where it has got to, mainland or English-speaking, is no order number; one after "order" is."""
+    project = load_project(bot_dir)
+    phones = ["13812345678在哪", "13812345678", "138 1234 5678到咗未", "138-1234-5678在哪", "+86 138 1234 5678在哪",
+              "+8613812345678到哪了", "86 13812345678 去咗邊", "(555) 123-4567 is my order", "(555)123-4567在哪",
+              "555-123-4567在哪", "+1 555 010 0123 is my order", "+44 7700 900123 在哪", "07700 900123在哪", "07700900123"]
+    assert {text: project.entities(normalise(text)).get("order_id") for text in phones} == dict.fromkeys(phones)
+    orders = {"123在哪": "123", "12345678到哪了": "12345678", "2024-1120-5566到哪了": "2024-1120-5566",
+              "113542617735902": "113542617735902", "order 13812345678": "13812345678", "123 456 is my order": "123 456",
+              "订单号 13812345678": "13812345678"}
+    assert {text: project.entities(normalise(text)).get("order_id") for text in orders} == orders
+
 def test_a_chinese_bot_reads_its_default_base_model_as_the_model_cache_does() -> None:
     for spelled in ("default", "Default", " default "):
         config = BotConfig.model_validate({"name": "shop", "language": "zh", "model": {"base": spelled}})

@@ -31,6 +31,10 @@ ORDERS = [
 # Chinese digits, as customers read an order number out one by one (七八九, 幺二三), with the ASCII digit of each.
 CHINESE_DIGITS = "〇零一二三四五六七八九幺两兩"
 AS_DIGITS = str.maketrans(CHINESE_DIGITS, "00123456789122")
+# A phone number (a mainland mobile, 138 1234 5678, after +86 too; (555) 123-4567; 07700 900123), which a customer gives
+# as what couriers find a parcel by: never offered as the order's number.
+PHONE = re.compile(r"\+\d[\d\s().-]{6,}\d|(?<!\d)(?:(?:86[\s-]?)?1[3-9]\d(?:[\s-]?\d{4}){2}"
+                   r"|\(?\d{3}\)?[\s.-]?\d{3}[\s.-]\d{4}|07\d{3}[\s-]?\d{6})(?!\d)")
 
 
 def as_looked_up(order_id: str) -> str:
@@ -86,7 +90,7 @@ class ActionOrderStatus(Action):
         if isinstance(order_id, str):  # deskbot gives 七八九 as 789; Rasa's regex extractor gives it as written
             order_id = as_looked_up(order_id)
         said, read = tracker.latest_message.get("text") or "", tracker.latest_message.get("entities") or []
-        unread = None if read else re.search(rf"[\d{CHINESE_DIGITS}]{{3,}}", said)
+        unread = None if read else re.search(rf"[\d{CHINESE_DIGITS}]{{3,}}", PHONE.sub(" ", said))
         if order_id and unread and order_id not in said:
             order_id = None  # a number the order pattern did not read: never answer with an earlier order's status
         asked = tracker.get_slot("requested_slot") == "order_id"
