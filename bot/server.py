@@ -713,12 +713,17 @@ async def swap_to_current(app: web.Application, unless_served: str | None = None
         return nlu, refused
 
 
+class StoreMoved(ProjectError):
+    """A swap refused for bot.yml's ``store_dir``, changed since the server started (:func:`refuse_a_moved_store`):
+    nothing is wrong with the model or the files, and a restart serves them."""
+
+
 def refuse_a_moved_store(project: Project, serving: Path) -> None:
     """Refuse a swap whose bot.yml keeps the store elsewhere (a changed ``store_dir``) than the one the server has
     open: the server went on writing the old store while what a swap reads of the store (the intents `bot relabel`
     renamed) came from the new one. A store moves with a restart, the old bot.yml serving until then."""
     if project.db_path != serving:
-        raise ProjectError(f"store_dir: bot.yml now keeps the conversation store at {project.db_path}, and this server "
+        raise StoreMoved(f"store_dir: bot.yml now keeps the conversation store at {project.db_path}, and this server "
                            f"writes {serving}: a store moves only with a restart (stop the server, move the store's "
                            "files, start it again); until then bot.yml is served as it was")
 
@@ -827,6 +832,10 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
                 continue
             try:  # the version's name only: a reference held here would keep the model past the next swap
                 log.info("now serving model %s", (await swap_to_current(app, unless_served=current))[0].version)
+            except StoreMoved as exc:  # not the model's fault: said so, or the one on call looks for what is wrong in it
+                refused = attempt
+                log.error("model %s waits for a restart of the server, which bot.yml's changed store folder needs; "
+                          "still serving %s: %s", current, bot.nlu.version, exc)
             except Exception as exc:  # the watcher outlives any one bad version or unreadable file
                 refused = attempt
                 log.error("model %s refused, still serving %s: %s", current, bot.nlu.version, exc)

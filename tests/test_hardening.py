@@ -2480,6 +2480,30 @@ async def test_a_reload_refuses_a_store_dir_change_and_the_store_open_serves_on(
     assert (await client.post("/admin/reload", headers=admin)).status == 200
 
 
+async def test_the_watcher_says_a_new_version_waits_for_the_restart_a_changed_store_dir_needs(
+        make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """A retrain whose bot.yml moved the store (``store_dir``) was logged as "model v0002 refused": the one on call
+    looked for what was wrong with the model, when the store's move alone held it back, until a restart."""
+    import yaml
+
+    client = await make_client(server={"limits": NO_LIMITS}, learning={"watch_seconds": 0.1})
+    bot = client.app[BOT]
+    models, bot_yml = bot.project.models_dir, bot.project.root / "bot.yml"
+    (bot.project.root / "data").mkdir()
+    bot_yml.write_text(yaml.safe_dump({**yaml.safe_load(bot_yml.read_text()), "store_dir": "data"}))
+    shutil.copytree(models / "v0001", models / "v0002")
+    with caplog.at_level("ERROR", logger="deskbot"):
+        (models / "CURRENT").write_text("v0002\n")
+        for _ in range(600):
+            if "v0002" in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+    said = [record.getMessage() for record in caplog.records if "v0002" in record.getMessage()]
+    assert said and said[0].startswith("model v0002 waits for a restart of the server, which bot.yml's changed store "
+                                       "folder needs; still serving v0001: store_dir: ")
+    assert "refused" not in said[0] and bot.nlu.version == "v0001"
+
+
 async def test_a_reload_names_what_takes_a_restart(
         make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
     """A reload after bot.yml's server: or privacy: changed answered 200 as if it had applied them; the admin token
