@@ -722,8 +722,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     from bot.server import BOT, HUNG_UP, RESPONSE_GRACE_S, create_app, stop_on_sighup, stop_on_sigterm
 
     project = load_project(directory)
-    refuse_unwritable_store_dir(project)
-    refuse_a_store_left_behind(project)
+    refuse_an_unfit_store_dir(project)
     say_if_the_store_is_shared(project)
     host = host or project.config.server.host
     port = project.config.server.port if port is None else port  # 0: any free port
@@ -772,6 +771,15 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(129 if app[HUNG_UP].is_set() else 0)  # 128 + SIGHUP: a service manager restarts it, as after a fault
+
+
+def refuse_an_unfit_store_dir(project: Project) -> None:
+    """Refuse, before the model loads, a store folder a command that writes conversations (`bot serve`, `bot chat`)
+    cannot serve from: one it cannot write (:func:`refuse_unwritable_store_dir`), or one with no store yet while the
+    bot folder holds the store kept so far (:func:`refuse_a_store_left_behind`). One check for both commands, so that
+    what one refuses the other does too."""
+    refuse_unwritable_store_dir(project)
+    refuse_a_store_left_behind(project)
 
 
 def refuse_unwritable_store_dir(project: Project) -> None:
@@ -940,8 +948,7 @@ def chat(directory: Path, device: str | None) -> None:
     from dialogues.store import TRYOUT_CHANNEL, Store, refuse_migrating_under_a_server, refuse_newer
 
     project = load_project(directory)
-    refuse_unwritable_store_dir(project)
-    refuse_a_store_left_behind(project)
+    refuse_an_unfit_store_dir(project)
     privacy = project.config.privacy
     actions = ActionRunner.for_project(project)  # an ActionError: a mistake in actions/ or its map, said at once
     refuse_newer(project.db_path, project.root)  # and a store this deskbot may not open, before the model loads
