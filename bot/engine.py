@@ -277,6 +277,11 @@ class Bot:
         # own: queued behind the store's thread held up (a long purge, a slow disk), they lapsed while it was alive.
         self._renewals = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskbot-renewals")
         self._renewal_store: Store | None = None
+        # Whether they work, for readiness (see ``renewals_failing``): since when (time.monotonic()) they have failed,
+        # until one succeeds; whether that was said in the log; and when the renewal now running on their thread began.
+        self._renewals_failed: float | None = None
+        self._renewals_failing_said = False
+        self._renewal_began: float | None = None
         self.metrics = Metrics()
         self.refusals = StoreRefusals(store.path if store is not None else None)  # requests the store could not write for, said in the log once a bout
         self.metrics.watch({"inference": self.batcher, **({"store": self.writer} if self.writer else {})},
@@ -455,20 +460,64 @@ class Bot:
             log.warning("cannot open the store's connection for renewing this server's turns yet: %r; the first "
                         "renewal tries again", exc)
 
-    def _renewed(self, renew: Callable[[Store], bool]) -> bool:
+    def _renewed(self, renew: Callable[[Store], T]) -> T:
         """``renew`` over the renewals' connection, opened as the store starts serving (:meth:`serve`), or at the
-        first renewal where it could not open then."""
-        if self._renewal_store is None:
-            assert self.store is not None  # renewing() is for a serving store's turns and claims
-            self._renewal_store = self.store.renewer()
-        return renew(self._renewal_store)
+        first renewal where it could not open then; on the renewals' thread, whose renewal running now, and since
+        when, :meth:`renewals_failing` reads."""
+        self._renewal_began = time.monotonic()
+        try:
+            if self._renewal_store is None:
+                assert self.store is not None  # renewing() is for a serving store's turns and claims
+                self._renewal_store = self.store.renewer()
+            return renew(self._renewal_store)
+        finally:
+            self._renewal_began = None
+
+    async def _on_renewals(self, renew: Callable[[Store], T]) -> T:
+        """``renew`` on the renewals' thread and connection (:meth:`_renewed`), kept as their working or failing
+        (:meth:`renewals_failing`), each change of which past ``TURN_STALE_S`` is said in the log."""
+        try:
+            done = await asyncio.get_running_loop().run_in_executor(self._renewals, self._renewed, renew)
+        except Exception as exc:
+            failed = self._renewals_failed = self._renewals_failed or time.monotonic()
+            if time.monotonic() - failed >= TURN_STALE_S and not self._renewals_failing_said:
+                self._renewals_failing_said = True
+                log.error("this server's renewals of its turns and claims in the conversation store have failed for "
+                          "%g s (the latest: %r): the other servers on the store take its conversations over, and "
+                          "/healthz answers 503 until a renewal works again", TURN_STALE_S, exc)
+            raise
+        if self._renewals_failing_said:
+            log.info("this server renews its turns and claims in the conversation store again: /healthz answers ok")
+        self._renewals_failed, self._renewals_failing_said = None, False
+        return done
+
+    def renewals_failing(self) -> str | None:
+        """Why this server should get no new customers (None while it may): its renewals of its turns and claims in
+        the store (:meth:`renewing`) have failed for ``TURN_STALE_S`` or more, or one has gone on that long (a disk that
+        stopped answering). The other servers on the store take such turns and claims over as a hung server's, and the
+        customers sent here meanwhile have their answers dropped or given up: a readiness check (``/healthz``) answers
+        503, so that a load balancer sends them to the others, until a renewal works again (:meth:`probe_renewals`)."""
+        now = time.monotonic()
+        if (began := self._renewal_began) is not None and now - began >= TURN_STALE_S:
+            return (f"a renewal of this server's turns in the conversation store has gone on for {now - began:.0f} s: "
+                    "its disk stopped answering? (`dmesg`)")
+        if (failed := self._renewals_failed) is not None and now - failed >= TURN_STALE_S:
+            return (f"this server's renewals of its turns in the conversation store have failed for {now - failed:.0f} "
+                    "s, and the other servers on it take its conversations over: the log says why")
+        return None
+
+    async def probe_renewals(self) -> None:
+        """A write on the renewals' connection, as a renewal is (:meth:`_on_renewals`): whether they work again, for a
+        readiness check while they fail (:meth:`renewals_failing`), which a server sent no customers renews nothing
+        to find."""
+        await self._on_renewals(Store.probe)
 
     async def _renew(self, renew: Callable[[Store], bool], what: str, lost: Callable[[], None] | None) -> None:
         """:meth:`renewing`'s loop, until cancelled or ``what`` is no longer this server's (then ``lost`` is called)."""
         while True:
             await asyncio.sleep(TURN_RENEW_S)
             try:
-                kept = await asyncio.get_running_loop().run_in_executor(self._renewals, self._renewed, renew)
+                kept = await self._on_renewals(renew)
             except Exception as exc:  # tried again at the next renewal
                 log.warning("cannot renew this server's %s in the store: %r; another server on it takes it over "
                             "after %g s without a renewal", what, exc, TURN_STALE_S)

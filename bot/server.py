@@ -25,7 +25,7 @@ import sqlite3
 import time
 from importlib import resources
 from pathlib import Path
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine
 from typing import Any
 
 from aiohttp import web, web_response
@@ -579,26 +579,28 @@ async def widget(request: web.Request) -> web.FileResponse:
 
 
 class StoreProbe:
-    """/healthz's write to a store that cannot write (:meth:`~dialogues.store.Store.probe`): one at a time, and one
-    every ``HEALTH_PROBE_S`` at most, the checks between answered as the last one found. /healthz answers anyone,
-    uncounted (a load balancer's probes), and a write tried for each call queued ahead of the customers' own on the
-    store's one thread, each held up to 30 s by a locked store: anyone could keep a failing store busy."""
+    """/healthz's write to a store that cannot write (:meth:`~dialogues.store.Store.probe`, or :meth:`Bot.probe_renewals`
+    on the renewals' connection): one at a time, and one every ``HEALTH_PROBE_S`` at most, the checks between answered
+    as the last one found. /healthz answers anyone, uncounted (a load balancer's probes), and a write tried for each
+    call queued ahead of the customers' own on the store's one thread, each held up to 30 s by a locked store: anyone
+    could keep a failing store busy."""
 
     def __init__(self) -> None:
-        self._probe: asyncio.Task[None] | None = None  # the latest write, which may outlast the check that tried it
+        self._probe: asyncio.Future[None] | None = None  # the latest write, which may outlast the check that tried it
         self._next = 0.0  # the event loop's time before which no other write is tried
 
-    async def __call__(self, bot: Bot) -> None:
+    async def __call__(self, write: Callable[[], Awaitable[None]]) -> None:
         loop = asyncio.get_running_loop()
         if (self._probe is not None and not self._probe.done()) or loop.time() < self._next:
             return
         self._next = loop.time() + HEALTH_PROBE_S
-        self._probe = asyncio.ensure_future(bot._store(bot.store.probe))
+        self._probe = asyncio.ensure_future(write())
         with contextlib.suppress(Exception):  # a check waits STORE_WAIT_S at most; the write goes on without it
             await asyncio.wait_for(asyncio.shield(self._probe), STORE_WAIT_S)
 
 
 STORE_PROBE = web.AppKey("store_probe", StoreProbe)
+RENEWAL_PROBE = web.AppKey("renewal_probe", StoreProbe)  # the same for the renewals' connection
 
 
 async def migrated_by_newer(bot: Bot) -> str | None:
@@ -621,7 +623,9 @@ async def healthz(request: web.Request) -> web.Response:
     disk), a check tries one, every few seconds at most (:class:`StoreProbe`), until one succeeds: a load balancer
     stops sending customers whose every message would get a 503, and sends them again once the disk has room. So
     while a write has long waited for another process's lock, or on a disk that stopped answering
-    (:meth:`~dialogues.store.Store.lock_wait`): every message waits behind it."""
+    (:meth:`~dialogues.store.Store.lock_wait`): every message waits behind it. And while this server's renewals of its
+    turns and claims have failed ``TURN_STALE_S`` (:meth:`Bot.renewals_failing`): the other servers on the store take
+    its conversations over, until a renewal, or a check's write on their connection, works again."""
     bot = request.app[BOT]
     if request.app[DRAINING].is_set():
         raise http_error(web.HTTPServiceUnavailable, "stopping: send requests elsewhere")
@@ -633,11 +637,15 @@ async def healthz(request: web.Request) -> web.Response:
         raise http_error(web.HTTPServiceUnavailable, f"the conversation store is damaged ({damage}): the log says what "
                                                      "to do")
     if bot.store.failing is not None:
-        await request.app[STORE_PROBE](bot)
+        await request.app[STORE_PROBE](functools.partial(bot._store, bot.store.probe))
     if (failing := bot.store.failing) is not None:
         raise http_error(web.HTTPServiceUnavailable, f"the conversation store cannot write: {failing}")
     if (stalled := bot.store.lock_wait()) is not None:
         raise http_error(web.HTTPServiceUnavailable, stalled)
+    if bot.renewals_failing() is not None:
+        await request.app[RENEWAL_PROBE](bot.probe_renewals)
+    if (unrenewed := bot.renewals_failing()) is not None:
+        raise http_error(web.HTTPServiceUnavailable, unrenewed)
     # CURRENT's version beside the one serving: another while a swap to it is on its way, or since it could not load
     # (the log says why), which a monitor can alert on while the customers are still answered.
     current = request.app[REGISTRY].readable_current()
@@ -1578,6 +1586,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app[RELOAD_LOCK] = asyncio.Lock()
     app[REVIEW_MODEL] = {}
     app[STORE_PROBE] = StoreProbe()
+    app[RENEWAL_PROBE] = StoreProbe()
     app[DEVICE] = device or ""
     app[STARTED_WITH] = project.config
     app.cleanup_ctx.append(watch_models)

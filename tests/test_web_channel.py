@@ -1246,6 +1246,62 @@ async def test_a_turn_another_server_took_over_is_given_up_at_once_and_runs_no_a
     assert said == [("user", "cancel my order")] and lease == ("other-server",)
 
 
+async def test_a_server_whose_renewals_keep_failing_is_not_ready_until_they_work_again(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A server whose renewals of its turns and claims failed for good (its connection for them failing alone) only
+    logged each: the other server on the store took its conversations over, and the load balancer went on sending it
+    customers whose answers were then dropped. /healthz answers 503 with why once they have failed ``TURN_STALE_S``,
+    after the turn that met them too, and ok again once a write on their connection works."""
+    monkeypatch.setattr(engine_module, "TURN_RENEW_S", 0.05)  # renewals' pace: the test waits for what they do
+    monkeypatch.setattr(engine_module, "TURN_STALE_S", 0.5)
+    monkeypatch.setattr("bot.server.HEALTH_PROBE_S", 0.0)
+    app = create_app(web_demo_bot.root, device="cpu")
+    client = await aiohttp_client(app)
+    bot = app[BOT]
+    acting, go_on, failing, renewed = asyncio.Event(), asyncio.Event(), threading.Event(), bot._renewed
+    handle = bot._handle
+
+    async def held(turn: Any) -> Any:  # the turn runs on while its renewals fail
+        acting.set()
+        await go_on.wait()
+        return await handle(turn)
+
+    def renewed_unless_failing(renew: Any) -> Any:  # on the renewals' thread
+        if failing.is_set():
+            raise sqlite3.OperationalError("disk I/O error")
+        return renewed(renew)
+
+    async def health() -> tuple[int, dict[str, Any]]:
+        response = await client.get("/healthz")
+        return response.status, await response.json()
+
+    async def health_once(status: int) -> dict[str, Any]:  # the check's answer once it changes to ``status``
+        for _ in range(400):
+            if (said := await health())[0] == status:
+                return said[1]
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"/healthz never answered {status}")
+
+    bot._handle, bot._renewed = held, renewed_unless_failing
+    assert (await health())[0] == 200
+    with caplog.at_level("INFO", logger="deskbot"):
+        failing.set()
+        answered = asyncio.create_task(chat(client, new_id(), "hello"))
+        await acting.wait()
+        unready = await health_once(503)
+        assert "renewals of its turns in the conversation store have failed" in unready["error"]
+        go_on.set()
+        await answered
+        assert (await health())[0] == 503  # no renewal since, and a check's write on their connection fails too
+        failing.clear()
+        assert (await health_once(200))["status"] == "ok"
+    said = [record.getMessage() for record in caplog.records if "renew" in record.getMessage()
+            and "cannot renew" not in record.getMessage()]
+    assert len(said) == 2 and "/healthz answers 503" in said[0] and "disk I/O error" in said[0]
+    assert said[1].startswith("this server renews its turns and claims in the conversation store again")
+
+
 async def test_a_conversations_messages_on_two_servers_are_answered_one_after_the_other(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Path) -> None:
     """Each server ran a conversation's turns one after another for itself alone: a message reaching a second server
