@@ -32,11 +32,6 @@ class LearnedData:
     answers: list[dict[str, Any]]  # {"question", "answer", "intent", "id", "created"}; intent may be None
 
 
-def _privacy(redacted: bool) -> Callable[[str], str]:
-    """What leaves the store: the text redacted, or as stored when ``privacy.redact`` is off."""
-    return redact if redacted else (lambda text: text)
-
-
 def learned_text(text: str) -> str:
     """A customer's message as a model learns it when redacting: its personal data replaced (:func:`redact`), and
     the name they gave as their own ("my name is [NAME]") too."""
@@ -58,14 +53,16 @@ def learned_data(store: Store, since: float = 0.0, redacted: bool = True) -> Lea
 def learned_from(labels: list[dict[str, Any]], answers: list[dict[str, Any]], redacted: bool = True) -> LearnedData:
     """:func:`learned_data` of the store's rows, read already: a server reads them on the store's thread and
     redacts them on another, so that every customer's reply does not wait for an export's redaction."""
-    private, learned = _privacy(redacted), _learned(redacted)
-    # "asked" is read by learnable()'s checks and written nowhere: it keeps the names the customer gave, which an
-    # answer must not repeat.
+    learned = _learned(redacted)
+    # "asked" and "checked" are read by learnable()'s checks and written nowhere: "asked" keeps the names the customer
+    # gave, which an answer must not repeat; "checked" is the answer redacted, also with privacy.redact off, since a
+    # shop that keeps its customers' messages as written does not mean to show one customer's email to the next.
     return LearnedData(
         [{"text": learned(r["text"]), "intent": r["intent"], "turn_id": r["turn_id"], "label_id": r["id"],
           "created": r["created"]} for r in labels],
-        [{"question": learned(r["question"]), "answer": private(r["answer"]), "intent": r["intent"],
-          "id": r["id"], "created": r["created"], "asked": private(r["asked"] or "")} for r in answers])
+        [{"question": learned(r["question"]), "answer": checked if redacted else r["answer"], "checked": checked,
+          "intent": r["intent"], "id": r["id"], "created": r["created"], "asked": redact(r["asked"] or "")}
+         for r in answers for checked in [redact(r["answer"])]])
 
 
 def one_per_message(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -97,12 +94,13 @@ def learnable(data: LearnedData, intents: set[str], held_texts: set[str], seed: 
     (:func:`one_per_message`) labelled with one of the bot's intents (``oos`` only when nlu.yml has such an
     intent), never a text of the frozen evaluation set (``held_texts``, as :func:`~retrieval.text.same_text`
     keys: in another case, punctuation or number it is the same message to a reviewer) nor one nlu.yml
-    files under another intent (:func:`contradicts`), and the agent answers redaction left whole, since
-    another customer would read "write to [EMAIL]" (the address may well be the shop's own, which belongs in
-    a template), and that are neither one customer's case (:func:`about_one_case`) nor name them or where
+    files under another intent (:func:`contradicts`), and the agent answers redaction leaves whole, with
+    ``privacy.redact`` off too (their ``checked``), since another customer would read "write to [EMAIL]", or with it
+    off the address itself (which may well be the shop's own, and belongs in a template), and that are neither one customer's case (:func:`about_one_case`) nor name them or where
     they live (:func:`about_one_person`)."""
     return LearnedData([r for r in _labelled(data, intents, held_texts) if not contradicts(r, seed)],
-                       [r for r in data.answers if shareable(r.get("asked") or r["question"], r["answer"])])
+                       [r for r in data.answers
+                        if shareable(r.get("asked") or r["question"], r.get("checked", r["answer"]))])
 
 
 def contradicting(data: LearnedData, intents: set[str], held_texts: set[str],

@@ -1783,12 +1783,12 @@ def test_the_name_a_customer_gives_is_not_learned_nor_repeated_to_others(tmp_pat
     store.close()
 
 
-@pytest.mark.parametrize(("privacy", "card", "email"), [
-    ({}, "[CARD]", "[EMAIL]"),
-    ({"keep_raw": True}, "[CARD]", "[EMAIL]"),  # the raw text is kept in the store, never exported
-    ({"redact": False}, "4111 1111 1111 1111", "jane@example.com"),  # switched off: exported as stored
+@pytest.mark.parametrize(("privacy", "card"), [
+    ({}, "[CARD]"),
+    ({"keep_raw": True}, "[CARD]"),  # the raw text is kept in the store, never exported
+    ({"redact": False}, "4111 1111 1111 1111"),  # switched off: exported as stored
 ])
-def test_export_and_retrain_follow_privacy_redact(root: Path, privacy: dict[str, bool], card: str, email: str) -> None:
+def test_export_and_retrain_follow_privacy_redact(root: Path, privacy: dict[str, bool], card: str) -> None:
     config = yaml.safe_load((root / "bot.yml").read_text())
     (root / "bot.yml").write_text(yaml.safe_dump({**config, "privacy": privacy}))
     settings = load_project(root).config.privacy
@@ -1796,6 +1796,8 @@ def test_export_and_retrain_follow_privacy_redact(root: Path, privacy: dict[str,
     turn = user_turn(store, "c1", "refund to card 4111 1111 1111 1111 please")
     store.add_labels([turn], "opening_hours")
     store.add_agent_answer("c1", "Done, the receipt went to jane@example.com")
+    user_turn(store, "c1", "and when do you open?")
+    store.add_agent_answer("c1", "We open at 9 on Sundays.")
     raw = store.db.execute("SELECT raw_text FROM turns WHERE id = ?", [turn]).fetchone()[0]
     assert (raw is not None) == bool(privacy.get("keep_raw"))
     store.close()
@@ -1804,12 +1806,12 @@ def test_export_and_retrain_follow_privacy_redact(root: Path, privacy: dict[str,
     assert result.exit_code == 0, result.output
     example, *answers = [json.loads(line) for line in result.stdout.splitlines()]
     assert example["text"] == f"refund to card {card} please"
-    # Redacted, the answer would tell other customers "write to [EMAIL]": neither indexed nor exported.
-    assert [(a["question"], a["answer"]) for a in answers] == ([] if email == "[EMAIL]" else [
-        (example["text"], f"Done, the receipt went to {email}")])
+    # Redacted, the answer would tell other customers "write to [EMAIL]", and with redaction off it told them
+    # jane@example.com, the other customer's address: neither indexed nor exported, whatever the setting.
+    assert [(a["question"], a["answer"]) for a in answers] == [("and when do you open?", "We open at 9 on Sundays.")]
     learned, traffic = read_store(load_project(root))  # bot retrain learns exactly what was exported
     assert [r["text"] for r in learned.examples] == [example["text"]]
-    assert traffic == [example["text"]]  # and the distillation's messages are redacted alike
+    assert traffic == ["and when do you open?", example["text"]]  # and the distillation's messages are redacted alike
     assert [(a.question, a.text) for a in agent_answers(learned)] == [(a["question"], a["answer"]) for a in answers]
     (root / "bot.yml").write_text(yaml.safe_dump({**config, "privacy": privacy, "learning": {"distill": 0}}))
     assert read_store(load_project(root))[1] == []  # no distillation, no messages read for it
