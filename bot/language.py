@@ -24,7 +24,7 @@ import opencc
 from pydantic import AfterValidator, PlainValidator
 
 from dialogues.holding import asks_nothing
-from retrieval.text import INVISIBLE, model_text
+from retrieval.text import HONG_KONG, INVISIBLE, TRADITIONAL, WRITTEN_TRADITIONAL, model_text
 
 Language = Literal["en", "zh"]
 LANGUAGES: tuple[Language, ...] = get_args(Language)
@@ -70,10 +70,6 @@ SLOT = "language"  # the slot that holds a multi bot's conversation language
 SCRIPT = "chinese_script"  # the slot that holds the Chinese script a conversation's customer writes
 # Traditional in Taiwan's standard forms, or in Hong Kong's (後台, 裏面, 衞生 where Taiwan's write 後臺, 裡面, 衛生).
 Script = Literal["traditional", "hongkong", "simplified"]
-_TRADITIONAL = opencc.OpenCC("s2t.json")  # OpenCC's own forms, which leave every Traditional character as written
-# What a customer is answered in: Taiwan's standard forms, which Hong Kong reads too (為 where OpenCC's own write 爲)
-_WRITTEN_TRADITIONAL = opencc.OpenCC("s2tw.json")
-_HONG_KONG = opencc.OpenCC("s2hk.json")  # which keeps 台 and 着 as written, as Hong Kong and Taiwan write them
 # Chinese characters (the extensions beyond the BMP too) and Bopomofo, which Taiwan writes with them ("ㄏㄏ").
 CJK = re.compile(r"[\u3100-\u312f\u31a0-\u31bf\u3400-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 
@@ -204,7 +200,7 @@ def chinese_script(text: str, previous: Script | None) -> Script | None:
         return previous
     try:
         traditional = model_text(text) != text
-        simplified = any(_TRADITIONAL.convert(c) != c and _HONG_KONG.convert(c) != c
+        simplified = any(TRADITIONAL.convert(c) != c and HONG_KONG.convert(c) != c
                          for c in set(CJK.findall(text)) - _CANTONESE_AS_WRITTEN)
     except UnicodeEncodeError:  # half a surrogate pair, which the converter refuses
         return previous
@@ -215,17 +211,6 @@ def chinese_script(text: str, previous: Script | None) -> Script | None:
     if simplified:
         return "simplified"
     return "hongkong" if previous == "hongkong" else "traditional"
-
-
-def spellings(text: str) -> set[str]:
-    """``text`` as customers in either Chinese script may write it: as given, in Simplified characters (as the
-    models read Traditional ones), and in Traditional ones, OpenCC's own forms, Taiwan's and Hong Kong's
-    (广州 and 廣州; 台 and 臺). Text in neither script is its only spelling, as is text the converter refuses."""
-    try:
-        simplified = model_text(text)
-        return {text, simplified, *(c.convert(simplified) for c in (_TRADITIONAL, _WRITTEN_TRADITIONAL, _HONG_KONG))}
-    except UnicodeEncodeError:  # half a surrogate pair
-        return {text}
 
 
 def kept_script(slots: Mapping[str, Any]) -> Script | None:
@@ -241,7 +226,7 @@ _MISREAD = {"回复": "回覆", "留发": "留發"}
 _MISREAD_WORDS = re.compile("|".join(_MISREAD))
 
 
-def _written_traditional(text: str, forms: opencc.OpenCC = _WRITTEN_TRADITIONAL) -> str:
+def _written_traditional(text: str, forms: opencc.OpenCC = WRITTEN_TRADITIONAL) -> str:
     """``text`` in Taiwan's standard Traditional forms, or Hong Kong's (``forms``), the words OpenCC misreads
     (:data:`_MISREAD`) as they are written there. OpenCC's Taiwan phrases (s2twp) keep 回復 and 回複, and swap
     Hong Kong's words for Taiwan's (软件 as 軟體, 查看 as 檢視), so they are not used: one set of words
@@ -254,7 +239,7 @@ def in_script(text: str, script: Script | None) -> str:
     the Simplified characters a shop writes its templates in (or the other way round), read another
     script than their own. Text in neither (English, a number) passes unchanged, as do links and e-mail
     addresses (…/help/退货 made 退貨 is another page) and text the converter refuses (half a surrogate pair)."""
-    convert = {"traditional": _written_traditional, "hongkong": partial(_written_traditional, forms=_HONG_KONG),
+    convert = {"traditional": _written_traditional, "hongkong": partial(_written_traditional, forms=HONG_KONG),
                "simplified": model_text}.get(script or "")
     if convert is None:
         return text

@@ -28,13 +28,13 @@ import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, IPvAnyNetwork, ValidationError
 from yarl import URL
 
-from bot.language import CJK, LANGUAGES, SCRIPT, SLOT, Language, Script, Text, spellings
+from bot.language import CJK, LANGUAGES, SCRIPT, SLOT, Language, Script, Text
 from bot.responses import (MAX_BUTTON_TITLE_CHARS, MAX_REPLY_CHARS, PayloadValue, ResponseVariant, Responses,
                            read_payload, variable_names, variables_are_names)
 from dialogues.export import about_one_case
 from dialogues.review import OOS
 from retrieval.options import IndexOptions, IndexType, Settings
-from retrieval.text import INVISIBLE, model_text, normalise, same_example, same_text
+from retrieval.text import INVISIBLE, model_text, normalise, same_example, same_text, spellings
 
 # The bot's own buttons, which no intent may be named after (its button payload /NAME would be taken).
 HANDOFF_PAYLOAD = "/handoff"
@@ -1441,7 +1441,7 @@ def lookup_pattern(elements: list[str]) -> re.Pattern[str]:
     """A lookup table of nlu.yml as the pattern of its entity, as Rasa's RegexEntityExtractor reads one: any of
     its elements as written, ignoring case, as a whole word (Berlin, not the Berlin of "Berliner"); in Chinese,
     written without spaces, wherever it stands (北京 in 我要去北京的机票, Berlin in 去Berlin的机票), as Rasa
-    reads a Chinese bot's; in either Chinese script (广州 in 我想去廣州, :func:`~bot.language.spellings`), as
+    reads a Chinese bot's; in either Chinese script (广州 in 我想去廣州, :func:`~retrieval.text.spellings`), as
     deskbot reads Traditional Chinese as Simplified. The longest first, so that "New York City" is not read as
     "New York"."""
     def whole(element: str) -> str:
@@ -1455,7 +1455,7 @@ def lookup_pattern(elements: list[str]) -> re.Pattern[str]:
 def regex_patterns(pattern: str) -> list[re.Pattern[str]]:
     """A regex of nlu.yml as the patterns of its entity: ignoring case, as Rasa's RegexEntityExtractor does by
     default ("Order AB123" as "order ab123"), and its Chinese in either script (订单 reads 訂單 123, and 訂單
-    订单 123, :func:`~bot.language.spellings`), as deskbot reads Traditional Chinese as Simplified; a match's value
+    订单 123, :func:`~retrieval.text.spellings`), as deskbot reads Traditional Chinese as Simplified; a match's value
     is as the customer wrote it. As written first; :class:`re.error` if it does not compile so."""
     compiled = [re.compile(pattern, re.IGNORECASE)]
     for spelling in sorted(spellings(pattern) - {pattern}):

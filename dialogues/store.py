@@ -38,6 +38,7 @@ from dialogues.holding import DELETED, SENT, asks_for_details, asks_nothing, giv
 from dialogues.migrations import HANDED_BACK, MIGRATIONS
 from dialogues.redact import redact
 from finetune.durable import fsync_path, owner_only
+from retrieval.text import spellings
 
 log = logging.getLogger(__name__)
 
@@ -739,16 +740,23 @@ class Search:
     """What an agent looks for among the conversations (``Store.inbox``): ``text`` in a conversation's id, its customer,
     its verified customer, or a message the customer wrote (its ``typed`` columns: as the model read it, and as typed),
     in any letter case and width (ＡＢ12 for ab12; SQLite's lower() folds A to Z alone, so the text is NFKC-folded
-    here, as the model's copy of a message is). Empty matches every conversation."""
+    here, as the model's copy of a message is), and in either Chinese script (:func:`~retrieval.text.spellings`): an
+    agent typing 退货 looks for the 退貨 a Hong Kong customer wrote, and one typing 訂單 for a Mainland customer's 订单.
+    Empty matches every conversation."""
 
     text: str
     typed: tuple[str, ...]
 
     @property
+    def spelled(self) -> list[str]:
+        """``text`` as customers in either Chinese script write it, each folded as ``text`` is."""
+        return sorted({unicodedata.normalize("NFKC", spelling).lower() for spelling in spellings(self.text)})
+
+    @property
     def indexed(self) -> bool:
         """Whether the customers' messages are looked up in their full-text index (``_v26``): its trigrams find a text
         of 3 characters or more; a shorter one (退款, a reference's 2 digits) is looked for in every message."""
-        return len(self.text) >= 3
+        return min(map(len, self.spelled)) >= 3
 
     def sql(self, conversation_id: str, user: str, verified: str) -> str:
         """True for a conversation that holds the text, given the SQL of its id, customer and verified customer."""
@@ -758,19 +766,21 @@ class Search:
             wrote = (f"{conversation_id} IN (SELECT t.conversation_id FROM turns_fts f JOIN turns t ON t.id = f.rowid "
                      "WHERE turns_fts MATCH ?)")
         else:
-            typed = " OR ".join(f"instr(lower(coalesce({column}, '')), ?)" for column in self.typed)
+            typed = " OR ".join(f"instr(lower(coalesce({column}, '')), ?)" for column in self.typed
+                                for _ in self.spelled)
             wrote = f"EXISTS (SELECT 1 FROM turns WHERE conversation_id = {conversation_id} AND role = 'user' AND ({typed}))"
         return (f"(instr(lower({conversation_id}), ?) OR instr(lower(coalesce({user}, '')), ?) OR "
                 f"instr(lower(coalesce({verified}, '')), ?) OR {wrote})")
 
     def args(self) -> list[str]:
-        """The parameters of :meth:`sql`: the text itself, and for the index a phrase of it in the ``typed`` columns."""
+        """The parameters of :meth:`sql`: the text itself, and its spellings in the ``typed`` columns (for the index,
+        a phrase of each)."""
         if not self.text:
             return []
         if self.indexed:
-            phrase = '"' + self.text.replace('"', '""') + '"'
-            return [self.text] * 3 + [f"{{{' '.join(self.typed)}}} : {phrase}"]
-        return [self.text] * (3 + len(self.typed))
+            phrases = " OR ".join('"' + spelling.replace('"', '""') + '"' for spelling in self.spelled)
+            return [self.text] * 3 + [f"{{{' '.join(self.typed)}}} : ({phrases})"]
+        return [self.text] * 3 + self.spelled * len(self.typed)
 
 
 _HANDED_OFF = (

@@ -14,6 +14,10 @@ import opencc
 import regex
 
 _SIMPLIFIED = opencc.OpenCC("t2s.json")
+TRADITIONAL = opencc.OpenCC("s2t.json")  # OpenCC's own forms, which leave every Traditional character as written
+# What a customer is answered in: Taiwan's standard forms, which Hong Kong reads too (為 where OpenCC's own write 爲)
+WRITTEN_TRADITIONAL = opencc.OpenCC("s2tw.json")
+HONG_KONG = opencc.OpenCC("s2hk.json")  # which keeps 台 and 着 as written, as Hong Kong and Taiwan write them
 
 
 def model_text(text: str) -> str:
@@ -30,6 +34,17 @@ def model_text(text: str) -> str:
         return _SIMPLIFIED.convert(text)
     except UnicodeEncodeError:
         return text
+
+
+def spellings(text: str) -> set[str]:
+    """``text`` as customers in either Chinese script may write it: as given, in Simplified characters (as the
+    models read Traditional ones), and in Traditional ones, OpenCC's own forms, Taiwan's and Hong Kong's
+    (广州 and 廣州; 台 and 臺). Text in neither script is its only spelling, as is text the converter refuses."""
+    try:
+        simplified = model_text(text)
+        return {text, simplified, *(c.convert(simplified) for c in (TRADITIONAL, WRITTEN_TRADITIONAL, HONG_KONG))}
+    except UnicodeEncodeError:  # half a surrogate pair
+        return {text}
 
 
 # What the model is not shown: C0 and C1 controls, every whitespace character (str.split's) and the

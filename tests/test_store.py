@@ -2241,6 +2241,24 @@ def test_the_customers_messages_are_searched_in_a_full_text_index_from_migration
     assert "护照".encode() not in b"".join(p.read_bytes() for p in tmp_path.glob("dialogues.db*"))
 
 
+def test_a_search_finds_what_customers_wrote_in_either_chinese_script(tmp_path: Path) -> None:
+    """An agent in Shenzhen typing 退货 did not find the Hong Kong customer who wrote 退貨, nor one in Hong Kong typing
+    訂單 the Mainland customer's 订单: a text of the index's 3 characters or more, and a shorter one, in each script."""
+    store = Store(tmp_path / "dialogues.db")
+    user_turn(store, "hk", "我嘅訂單幾時到？想申請退貨")
+    user_turn(store, "cn", "我的订单什么时候到？想申请退货")
+    user_turn(store, "en", "where is my parcel?")
+
+    def found(search: str) -> list[str]:
+        return sorted(c["conversation_id"] for c in store.inbox("open", 10, search=search)[0])
+
+    for search in ("订单", "訂單", "退货", "退貨", "申请退货", "申請退貨"):
+        assert found(search) == ["cn", "hk"], search
+    assert found("订单几时") == ["hk"] and found("訂單什麼時候") == ["cn"]  # each customer's own words still
+    assert found("parcel") == ["en"] and found("包裹") == []
+    store.close()
+
+
 def test_of_two_servers_on_one_store_one_tells_a_waiting_customer_that_the_agents_are_busy(tmp_path: Path) -> None:
     """Each server read the customer as owed the busy notice before either stored it, and both told them."""
     path = tmp_path / "dialogues.db"
