@@ -1597,13 +1597,16 @@ class Store:
         another server does not take an answer that runs long (a slow action, a turn waiting for another) for a hung
         server's, which stops renewing. A claim whose answer is kept is left as it was: :meth:`claim` knows the answer
         of a server killed since by its being kept after the claim. False where it is no longer this server's
-        (another took it as stale)."""
+        (another took it as stale). One that any claim deleted as stale (:meth:`claim` clears them all) while no other
+        server claimed the message is this server's again: it still answers, and its turn goes on."""
         key = [conversation_id, message_id]
         with self._writing():
             return bool(self.db.execute(
                 "UPDATE answering SET claimed = CASE WHEN EXISTS (SELECT 1 FROM turns WHERE conversation_id = ? AND "
                 "message_id = ? AND created >= answering.claimed) THEN claimed ELSE ? END "
-                "WHERE conversation_id = ? AND message_id = ? AND server = ?", [*key, now(), *key, self.server]).rowcount)
+                "WHERE conversation_id = ? AND message_id = ? AND server = ?", [*key, now(), *key, self.server]).rowcount
+                or self.db.execute("INSERT OR IGNORE INTO answering (conversation_id, message_id, claimed, server) "
+                                   "VALUES (?, ?, ?, ?)", [*key, now(), self.server]).rowcount)
 
     def _gone(self, server: str | None) -> bool:
         """Whether ``server``, another than this serving store's, has stopped, however it ended: its lock can be

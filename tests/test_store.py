@@ -2191,6 +2191,24 @@ def test_a_renewed_claim_is_not_taken_for_a_hung_servers(tmp_path: Path) -> None
         store.close()
 
 
+def test_a_claim_deleted_as_stale_while_no_other_server_claims_its_message_is_renewed(tmp_path: Path) -> None:
+    """Any claim deletes every stale one: a server whose claim's renewals were late found its claim gone at its next
+    renewal though no other server had claimed the message, and took it for one another server answers, which gives
+    its turn up, leaving the message unanswered by anyone. It is the server's again; one another claimed is not."""
+    path = tmp_path / "dialogues.db"
+    green, blue = Store(path), Store(path)
+    for store in (green, blue):
+        store.serve()
+    assert green.claim("c1", "m1", stale_before=0.0) and green.claim("c1", "m2", stale_before=0.0)
+    assert blue.claim("c2", "m9", stale_before=time.time() + 1)  # green's renewals late: both its claims deleted
+    assert green.db.execute("SELECT count(*) FROM answering WHERE server = ?", [green.server]).fetchone() == (0,)
+    assert blue.claim("c1", "m2", stale_before=time.time() + 1)
+    assert green.renew_claim("c1", "m1") and not green.renew_claim("c1", "m2")
+    assert not blue.claim("c1", "m1", stale_before=time.time() - 60)  # green's again, just renewed
+    for store in (green, blue):
+        store.close()
+
+
 def test_an_agents_note_is_kept_from_migration_25_on_for_the_agents_alone(tmp_path: Path) -> None:
     """Agents had nowhere to note what a colleague should know of a customer but a reply, which the customer read. A
     store of the deskbot before takes notes once opened; the transcript shows them, the customer's history never, and
