@@ -33,7 +33,6 @@ import aiohttp
 from aiohttp import web
 from click.testing import CliRunner
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
-from playwright.sync_api import Error as PlaywrightError
 
 from bot.cli import cli
 from bot.limits import LIMITS
@@ -2152,11 +2151,14 @@ def open_console(chromium: SimpleNamespace, server: LiveServer, admin_token: str
                  clock: bool = False) -> Any:
     """A browser context with the agents' console signed in, once each of ``waiting`` has asked for a person
     (with the button alone, in these tests: a typed message joins the review queue a later test reads).
-    ``clock``: the page's timers held (``page.clock``), so that it refreshes nothing of its own."""
+    ``clock``: the page's clock held from the start (``page.clock``), through reloads too, so that it refreshes nothing
+    of its own: a timer fires only as the test runs the clock, however long the machine takes between two steps."""
     context = chromium.browser.new_context(viewport={"width": 1200, "height": 800})
+    if clock:  # set on the context before its page: a page's clock, once installed, ran on until it was paused
+        now = time.time()
+        context.clock.install(time=now)
+        context.clock.pause_at(now)
     page = context.new_page()
-    if clock:
-        page.clock.install()
     page.goto(f"{server.url}/agent?lang=en")
     page.locator("#token").fill(admin_token)
     page.get_by_role("button", name="Sign in").click()
@@ -2520,7 +2522,7 @@ def test_the_agents_console_in_chinese_says_in_chinese_what_came_first(
     cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
     page.goto(f"{server.url}/agent?lang=zh")  # the conversation shown again
     expect(page.locator(".turn.user .text").first).to_have_text("where is my parcel?")
-    hold_clock(page)  # a refresh between the customer's message and the handback had the console read it first
+    wait_until(page, "state.refreshing === 0")  # the sign-in's refresh over: none reads what comes next
     api.admin(f"/admin/conversations/{cid}/messages", {"text": "Ann here: it is in Oslo.", "agent": "Ann"})
     page.get_by_label("您的名字").fill("小王")
     page.locator("form.reply textarea").fill("我来查一下。")
@@ -2835,22 +2837,8 @@ def held_console(chromium: SimpleNamespace, server: LiveServer, token: str) -> t
     context = open_console(chromium, server, token, clock=True)
     page = context.pages[0]
     expect(page.locator(".figures")).not_to_have_text("")  # the first refresh made
-    hold_clock(page)
-    return page, context
-
-
-def hold_clock(page: Any) -> None:
-    """Pause the page's clock (installed by ``open_console(clock=True)``, which runs on in real time until then) half
-    a second ahead of its time, and wait for a refresh that brought out: the console refreshes only as the test runs
-    the clock from then on."""
-    for tries in range(10, 0, -1):  # in seconds, and still to come as it is asked: a loaded machine may take longer
-        try:
-            page.clock.pause_at(page.evaluate("Date.now()") / 1000 + 0.5)
-            break
-        except PlaywrightError as exc:
-            if tries == 1 or "Cannot fast-forward to the past" not in str(exc):
-                raise
     wait_until(page, "state.refreshing === 0")
+    return page, context
 
 
 def test_the_agents_console_asks_a_bot_out_of_reach_less_and_less_often(
@@ -3629,8 +3617,10 @@ def test_the_agents_console_keeps_a_note_for_the_agents_alone(
     expect(page.locator("form.reply [type=submit]")).to_have_text(add)
     expect(page.get_by_role("button", name=mode, exact=True)).to_have_attribute("aria-pressed", "true")
     page.get_by_label(name).fill("小李")  # a colleague
+    page.clock.run_for(3_100)  # the next refresh draws the transcript for the name
     expect(page.get_by_role("button", name=delete)).to_have_count(0)
     page.get_by_label(name).fill("小王")
+    page.clock.run_for(3_100)
     page.get_by_role("button", name=delete).click()
     expect(page.locator(".turn.note")).to_have_count(0)
     assert api.get(f"/admin/conversations/{cid}")["notes"] == []
@@ -3661,6 +3651,7 @@ def test_the_agents_console_corrects_its_agents_note_in_place(
     [note] = api.get(f"/admin/conversations/{cid}")["notes"]
     assert note["text"] == "Refund of 20 EUR promised." and note["edited"] is not None
     page.get_by_label("Your name").fill("Bob")  # a colleague
+    page.clock.run_for(3_100)  # the next refresh draws the transcript for the name
     expect(page.get_by_role("button", name="Edit note")).to_have_count(0)
     context.close()
 
