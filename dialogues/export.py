@@ -129,8 +129,8 @@ def shareable(asked: str, answer: str) -> bool:
 # them: a help page's path in Chinese is the link's) aside, any white space one space.
 _NUMBER = re.compile(r"(?<![0-9])(?:[0-9]{5,}(?![0-9])|[0-9]{3,4}(?![0-9A-Za-z%]))")
 _GROUPS = re.compile(r"(?<![0-9])[0-9]+(?:[ .-][0-9]+)+")
-# What redaction leaves of a number the customer wrote ([PHONE], [CARD], [ID], [IBAN], [QQ]), which an answer may still
-# repeat: "the courier has 7946 0958", "尾号5678的手机". An email address has no digits to repeat.
+# What redaction leaves of a number the customer wrote ([PHONE], [CARD], [ID], [IBAN], [QQ], [IP]), which an answer may
+# still repeat: "the courier has 7946 0958", "尾号5678的手机". An email address has no digits to repeat.
 _REDACTED_NUMBERS = PLACEHOLDERS - {"[EMAIL]"}
 _RUN = re.compile(r"(?<![0-9])[0-9]+(?:[ .-][0-9]+)*")
 # The end of a phone or card number, named as such: 尾号5678, 后四位 1111, "ending in 0958", "last four digits: 1111";

@@ -1,8 +1,8 @@
 """Personal data out of text before it leaves the conversation store.
 
 Exported training data, and the agent answers that retrieval may show to other customers, must not
-carry one customer's email address, phone number, card, identity or passport number, QQ number or
-WeChat ID. Each is replaced by a placeholder such as ``[EMAIL]``, so a sentence keeps its shape for
+carry one customer's email address, phone number, card, identity or passport number, QQ number,
+WeChat ID or IP address. Each is replaced by a placeholder such as ``[EMAIL]``, so a sentence keeps its shape for
 training.
 
 Support traffic is full of order numbers, so digits are redacted only when they are unmistakably
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import ipaddress
 import re
 import string
 import unicodedata
@@ -165,6 +166,15 @@ NANP_PHONE = re.compile(r"(?<!\d)(?:\(\d{3}\) ?|\d{3}[-. ]|[2-9]\d{2} ?/ ?(?=[2-
 UK_PHONE = re.compile(r"(?<![\d+.-])0\d{2,4}(?:[ .-]\d{3,6}){1,2}(?!\d|[ .-]\d)")
 # A WhatsApp link's number, written without its "+": wa.me/447911123456.
 LINK_PHONE = re.compile(r"(?i)(?<=wa\.me/)\d{7,15}(?!\d)")
+# An IP address, which the GDPR counts as personal data and customers paste from a hosting panel or an error page: four
+# numbers of 0 to 255 joined by dots (203.0.113.45, not a date's three parts nor 10.0.19045.2965), or IPv6's hex groups
+# (2001:db8::8a2e:370:7334, ::ffff:198.51.100.7) where Python's ipaddress reads them as one, so that a time (10:30:45)
+# or a MAC address is not, and with a digit, as a word of hex letters (cafe::babe) is no one's.
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+IPV4 = re.compile(rf"(?<![A-Za-z0-9_.]){_OCTET}(?:\.{_OCTET}){{3}}(?![0-9]|\.[0-9])")
+IPV6 = re.compile(r"(?<![0-9A-Za-z_:.])[0-9A-Fa-f:]{2,39}(?:\.[0-9]{1,3}){0,3}(?![0-9A-Za-z_:]|\.[0-9])")
+# What a dotted quad that is no address follows: a version (v1.2.3.4, version 2.0.1.3, 版本 1.0.0.1).
+_VERSION = re.compile(r"(?i)(?:\bv|\bver\.?|version|build|firmware|版本|固件)\s*[:：]?\s*$")
 
 # More numbers written straight after one already redacted, each joined by "/", 、, 或(者), 和, 及, Hong Kong's 同埋, "or"
 # or "and", as customers list a mobile and a landline (電話 9123 4567/9876 5432, +852 9123 4567 同埋 6123 4567): of the
@@ -467,6 +477,22 @@ def account_id(match: re.Match[str]) -> list[Span]:
     return [match.span(2)] if said and said != "is" and not (said in ":：" and handle.istitle()) else []
 
 
+def _ipv4(match: re.Match[str]) -> list[Span]:
+    """The IPv4 address, unless it is a version number (:data:`_VERSION` before it)."""
+    return [] if _VERSION.search(match.string, max(0, match.start() - 12), match.start()) else [match.span()]
+
+
+def _ipv6_valid(text: str) -> bool:
+    """Whether a run of hex digits and colons is an IPv6 address (:data:`IPV6`)."""
+    if text.count(":") < 2 or not any(ch.isdigit() for ch in text):
+        return False
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _when(valid: Callable[[str], bool]) -> Find:
     return lambda match: [match.span()] if valid(match.group(0)) else []
 
@@ -478,6 +504,8 @@ def _named_when(valid: Callable[[str], bool]) -> Find:
 
 RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (EMAIL, "[EMAIL]", _email),
+    (IPV6, "[IP]", _when(_ipv6_valid)),
+    (IPV4, "[IP]", _ipv4),
     (CN_ID, "[ID]", _when(cn_id_valid)),
     (CN_OLD_ID, "[ID]", _named_when(cn_old_id_valid)),  # before cards: 34… and 37… have Amex's length
     (TW_ID, "[ID]", _when(tw_id_valid)),
@@ -651,8 +679,8 @@ _SPACING = re.compile(r"\s\s|[^\S \n]")  # white space that is not one plain spa
 
 
 def redact(text: str) -> str:
-    """``text`` with emails, phone numbers, card, identity, passport and QQ numbers and WeChat IDs replaced by
-    placeholders."""
+    """``text`` with emails, phone numbers, card, identity, passport and QQ numbers, WeChat IDs and IP addresses
+    replaced by placeholders."""
     return _redaction(text)[0]
 
 
