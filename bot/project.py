@@ -919,7 +919,9 @@ def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         above = _YAML_BREAK.split(text)[:mark.line] if mark else []
         before = next((line for line in reversed(above) if line.strip()), "")
         near = range((opened or mark).line - 1, mark.line + 2) if mark else range(0)
-        fix = _yaml_fix(problem, before) or _full_width_fix(_YAML_BREAK.split(text), near)
+        lines = _YAML_BREAK.split(text)
+        quoted = range((opened or mark).line, mark.line + 1) if mark else range(0)
+        fix = _yaml_fix(problem, before) or _full_width_fix(lines, near) or _quote_fix(lines, quoted)
         raise ProjectError(f"{where}: malformed YAML: {problem}{since}{fix}") from None
     _refuse_repeated_keys(path, node)
     return data, node
@@ -946,6 +948,29 @@ def _full_width_fix(lines: list[str], near: range) -> str:
                     "indent with half-width spaces")
         if _FULL_WIDTH_BULLET.match(lines[n]):
             return f"; line {n + 1} starts with a full-width '－', which is no YAML list item: write '- ' (half-width)"
+    return ""
+
+
+# A value in quotes, after its key or list bullet: text: "…", - '…'
+_QUOTED_VALUE = re.compile(r"""[ \t]*(?:-[ \t]+)?(?:[\w-]+[ \t]*:[ \t]+)?(["'])(.*)""")
+
+
+def _quote_fix(lines: list[str], near: range) -> str:
+    """How to mend a quoted text on one of the lines ``near`` a YAML error whose quotes YAML reads otherwise than
+    meant: its closing quote left out (YAML reads on to the next quote, lines below, and names the line there), or
+    its quote within it (We're in single quotes), which ends the text early. YAML says neither."""
+    for n in (n for n in near if 0 <= n < len(lines)):
+        if not (value := _QUOTED_VALUE.fullmatch(lines[n])):
+            continue
+        quote, rest = value[1], value[2]
+        inner = re.sub(r"\\.", "", rest) if quote == '"' else rest.replace("''", "")
+        if quote not in inner:
+            return f"; line {n + 1} opens a text with {quote} and does not close it: end the text with {quote}"
+        if not re.fullmatch(rf"[^{quote}]*{quote}[ \t]*(#.*)?", inner):
+            within = "write '' for it (We''re)" if quote == "'" else 'write \\" for it'
+            other = '"' if quote == "'" else "'"
+            return (f"; line {n + 1}'s text in {quote} quotes holds a {quote} within it, which ends the text there: "
+                    f"{within}, or put the text in {other} quotes")
     return ""
 
 

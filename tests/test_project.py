@@ -276,7 +276,8 @@ def test_a_quote_left_open_names_the_line_it_opens_on(bot_dir: Path) -> None:
     at = next(i for i, line in enumerate(lines) if line.startswith("name: "))
     config.write_text(config.read_text().replace("name: ", 'name: "', 1))
     assert error_for(bot_dir) == (f"{config}:{len(lines) + 1}: malformed YAML: found unexpected end of stream "
-                                  f"(while scanning a quoted scalar, on line {at + 1})")
+                                  f"(while scanning a quoted scalar, on line {at + 1}); line {at + 1} opens a text "
+                                  'with " and does not close it: end the text with "')
 
 
 def test_an_example_under_two_intents_is_refused_in_either_chinese_script(bot_dir: Path) -> None:
@@ -1690,6 +1691,28 @@ def test_yaml_typed_with_a_chinese_input_methods_colon_or_space_says_so(bot_dir:
     lines[line - 1] = written
     path.write_text("\n".join(lines) + "\n")
     assert "malformed YAML: " in error_for(bot_dir) and f"; line {line} {fix}" in error_for(bot_dir)
+
+
+QUOTED = '    - text: "We accept Visa, Mastercard, American Express, PayPal and bank transfer."'
+UNCLOSED = ' opens a text with " and does not close it: end the text with "'
+
+
+@pytest.mark.parametrize(("written", "fix"), [
+    (QUOTED.removesuffix('"'), UNCLOSED),
+    ("    - text: 'We're glad to help.'", "'s text in ' quotes holds a ' within it, which ends the text there: write '' "
+                                        "for it (We''re), or put the text in \" quotes"),
+    ('    - text: "Choose "Pay" at checkout."', '\'s text in " quotes holds a " within it, which ends the text there: '
+                                               'write \\" for it, or put the text in \' quotes'),
+])
+def test_a_text_whose_quotes_yaml_reads_otherwise_says_which_line_to_mend(bot_dir: Path, written: str, fix: str) -> None:
+    """A closing quote left out, or an apostrophe in a single-quoted text, stopped with "expected <block end>, but
+    found '<scalar>'", on the line where the next text begins rather than the one to mend, and said nothing of quotes."""
+    path = bot_dir / "responses.yml"
+    lines = path.read_text().splitlines()
+    line = lines.index(QUOTED) + 1
+    lines[line - 1] = written
+    path.write_text("\n".join(lines) + "\n")
+    assert "malformed YAML: " in error_for(bot_dir) and error_for(bot_dir).endswith(f"; line {line}{fix}")
 
 
 def test_a_bot_yml_section_of_a_key_typed_with_a_full_width_colon_says_so(bot_dir: Path) -> None:
