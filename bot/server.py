@@ -69,6 +69,7 @@ DRAINING = web.AppKey("draining", asyncio.Event)  # set on SIGTERM while server.
 HUNG_UP = web.AppKey("hung_up", asyncio.Event)  # set on SIGHUP, which stops `bot serve` as SIGTERM does
 DEVICE = web.AppKey("device", str)  # `bot serve --device`, "" for torch's choice: every swap loads there too
 STARTED_WITH = web.AppKey("started_with", BotConfig)  # bot.yml as the server set itself up from it at start
+FILES_READ = web.AppKey("files_read", dict)  # edited_files_stamp() of the bot's files as the server answers with them
 # The paths of the platforms whose channel is off (:func:`~bot.channels.off_callbacks`), and until when (monotonic) a
 # 404 to each goes unsaid (:func:`say_channel_off`)
 OFF_CALLBACKS = web.AppKey("off_callbacks", dict)
@@ -673,6 +674,22 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
+EDITED_FILES = ("bot.yml", "nlu.yml", "responses.yml")  # what a running server serves again once saved
+
+
+def edited_files_stamp(root: Path) -> dict[str, tuple[int, int]]:
+    """When and to what size each of ``EDITED_FILES`` was last saved ((0, 0) for one that is missing): a change means
+    someone saved it, which the model watcher then serves (:func:`watch_models`)."""
+    def stamp(path: Path) -> tuple[int, int]:
+        try:
+            stat = path.stat()
+        except OSError:
+            return 0, 0
+        return stat.st_mtime_ns, stat.st_size
+
+    return {name: stamp(root / name) for name in EDITED_FILES}
+
+
 def bot_files_stamp(root: Path) -> tuple[Any, ...]:
     """When the bot's files last changed (0 for one that is missing), and actions/'s Python files: a swap refused
     for an action that failed to import is tried again once that is mended."""
@@ -680,16 +697,19 @@ def bot_files_stamp(root: Path) -> tuple[Any, ...]:
     return files + (code_stamp(root / "actions") if (root / "actions").is_dir() else ())
 
 
-async def swap_to_current(app: web.Application, unless_served: str | None = None) -> tuple[NLU, str | None]:
+async def swap_to_current(app: web.Application, unless_served: str | None = None,
+                          unless_read: dict[str, tuple[int, int]] | None = None) -> tuple[NLU, str | None]:
     """Load the bot's files, its custom actions where they changed, and the registry's current version off the
     event loop, then serve them. One load at a time; the old model, files and actions answer until the new ones
     are loaded and checked, and keep answering if either fails; actions/ that fails to import alone leaves the
     actions loaded before running, and the rest swaps: why comes back beside the model (else None), and goes to the
     log. ``unless_served``: the version the caller saw in CURRENT, not loaded again if a reload that held the lock
-    meanwhile has swapped to it."""
+    meanwhile has swapped to it; ``unless_read``: the bot's files as the caller saw them saved, not read again if such
+    a reload has read them."""
     bot = app[BOT]
 
-    def load() -> tuple[Project, dict[str, str], ActionRunner, NLU, str | None]:
+    def load() -> tuple[dict[str, tuple[int, int]], Project, dict[str, str], ActionRunner, NLU, str | None]:
+        files_read = edited_files_stamp(bot.project.root)  # before the read, as at start
         project = load_project(bot.project.root)
         refuse_a_moved_store(project, bot.store.path)
         agents = agent_tokens(project, app[ADMIN_TOKEN])  # a token two agents would share refuses the swap, as at start
@@ -701,14 +721,15 @@ async def swap_to_current(app: web.Application, unless_served: str | None = None
             log.error("actions/ not reloaded: %s; the actions loaded before run on until it is mended and reloaded",
                       refused)
         actions.check(project)  # before the model's load, as at start
-        return project, agents, actions, load_serving_model(project, app[DEVICE] or None), refused
+        return files_read, project, agents, actions, load_serving_model(project, app[DEVICE] or None), refused
 
     async with app[RELOAD_LOCK]:
-        if unless_served is not None and bot.nlu.version == unless_served:
+        if (unless_served is not None and bot.nlu.version == unless_served) or app[FILES_READ] == unless_read:
             return bot.nlu, None
-        project, agents, actions, nlu, refused = await asyncio.to_thread(load)
+        files_read, project, agents, actions, nlu, refused = await asyncio.to_thread(load)
         bot.swap(nlu, project, actions)
         # in place: the application's state is set once, at start
+        app[FILES_READ].update(files_read)
         app[AGENT_TOKENS].clear()
         app[AGENT_TOKENS].update(agents)
         if tokenless := tokenless_agents(app):
@@ -805,8 +826,8 @@ async def running(job: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
 
 
 async def watch_models(app: web.Application) -> AsyncIterator[None]:
-    """Swap to a new ``models/CURRENT`` (written by ``bot retrain`` or ``bot rollback``) on its own, and reload as
-    another server on the store did (:func:`follow_reload`).
+    """Swap to a new ``models/CURRENT`` (written by ``bot retrain`` or ``bot rollback``) on its own, reload as
+    another server on the store did (:func:`follow_reload`), and as someone saved the bot's files (:func:`follow_edits`).
 
     A version that fails to load is logged and not tried again until CURRENT changes once more.
     ``learning.watch_seconds`` is read each round, as a reload may change it: 0 stops the checks, and a
@@ -815,7 +836,7 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
     bot, registry = app[BOT], app[REGISTRY]
 
     async def watch() -> None:
-        refused = unreadable = None
+        refused = unreadable = refused_edits = None
         seen = (await bot._look_up(Store.latest_reload))[0]  # the reloads before this server started are in its files
         while True:
             interval = bot.config.learning.watch_seconds
@@ -824,6 +845,9 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
                 continue
             with contextlib.suppress(Exception):  # a store that cannot be read is said where the customers meet it
                 seen = await follow_reload(app, seen)
+            refused_edits = await follow_edits(app, refused_edits)
+            if bot.config.learning.watch_seconds <= 0:  # the files just read turn the checks off
+                continue
             try:
                 current = registry.current()
                 # A refusal holds until CURRENT or a bot file changes: a responses.yml saved half-edited
@@ -850,6 +874,26 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
 
     async with running(watch()):
         yield
+
+
+async def follow_edits(app: web.Application, refused: dict[str, tuple[int, int]] | None
+                       ) -> dict[str, tuple[int, int]] | None:
+    """Serve the bot's files again once someone saved one of them (``EDITED_FILES``), as ``POST /admin/reload``
+    does: an answer edited in responses.yml reaches customers within ``learning.watch_seconds``, with no retrain,
+    restart or admin token. Files that do not load (a YAML slip, an unknown intent) are refused in the log with the
+    file, line and fix, and the files read before answer on until one is saved again; the files refused, else None."""
+    now = edited_files_stamp(app[BOT].project.root)
+    if now in (app[FILES_READ], refused):
+        return refused
+    saved = ", ".join(name for name in EDITED_FILES if now[name] != app[FILES_READ].get(name))
+    try:
+        nlu, _ = await swap_to_current(app, unless_read=now)
+    except Exception as exc:  # the files read before answer on
+        log.error("%s saved, and not served: %s; customers are answered as before until it is mended and saved again",
+                  saved, exc)
+        return now
+    log.info("%s saved: now answering with the bot's files as they are now (model %s)", saved, nlu.version)
+    return None
 
 
 async def follow_reload(app: web.Application, seen: int) -> int:
@@ -1560,6 +1604,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     load) is checked before anything starts; ``nlu``, a model loaded already, spares the load (tests start many servers
     on one model). ``host``: the address it listens on, when not bot.yml's ``server.host`` (``bot serve --host``), on
     which the names it serves by default depend (:func:`host_check`)."""
+    files_read = edited_files_stamp(Path(root))  # before the read: an edit made meanwhile is read at the next look
     project = load_project(root)
     agents = agent_tokens(project)  # a token or a name two agents share, before the model loads
     actions = ActionRunner.for_project(project)  # a mistake in actions/ or its map, before the model loads
@@ -1589,6 +1634,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app[RENEWAL_PROBE] = StoreProbe()
     app[DEVICE] = device or ""
     app[STARTED_WITH] = project.config
+    app[FILES_READ] = files_read
     app.cleanup_ctx.append(watch_models)
     app.cleanup_ctx.append(watch_waiting)
     app.cleanup_ctx.append(answer_kept_messages)

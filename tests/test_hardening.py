@@ -2692,6 +2692,50 @@ async def test_the_watcher_does_not_load_again_a_version_a_reload_swapped_to_mea
     assert bot.nlu.version == "v0002" and loads == ["load"]
 
 
+async def test_a_saved_responses_yml_is_served_without_a_reload_and_a_broken_one_is_refused_with_its_line(
+        make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """An answer edited in responses.yml reached customers only after a POST /admin/reload with the admin token, or a
+    restart, which an editor of the answers has neither of: the running server serves the saved file at its next look
+    (learning.watch_seconds). A slip (a tab in the indentation) is refused in the log with the file, line and fix,
+    the last good answers served meanwhile; the mended file is served once saved."""
+    caplog.set_level(logging.INFO, logger="deskbot")
+    client = await make_client(server={"limits": NO_LIMITS}, learning={"watch_seconds": 0.1})
+    bot = client.app[BOT]
+    responses = bot.project.root / "responses.yml"
+    written = responses.read_text()
+
+    async def served(wanted: str) -> bool:
+        for _ in range(200):
+            if wanted in (bot.project.responses.templates["check_refund_policy"][0].text or ""):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def said(text: str) -> bool:
+        for _ in range(200):
+            if text in caplog.text:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    responses.write_text(written.replace("within 30 days", "within 60 days"))
+    assert await served("within 60 days")
+    reply = await (await chat(client, cid(), "/check_refund_policy")).json()
+    assert reply["reply"].startswith("You can return most items within 60 days")
+    assert await said("responses.yml saved: now answering with the bot's files as they are now")
+
+    broken = written.replace("within 30 days", "within 90 days").replace("      language: zh", "\tlanguage: zh", 1)
+    responses.write_text(broken)
+    line = broken.splitlines().index("\tlanguage: zh") + 1
+    assert await said(f"responses.yml saved, and not served: {responses}:{line}: malformed YAML")
+    assert "indent with spaces" in caplog.text
+    reply = await (await chat(client, cid(), "/check_refund_policy")).json()
+    assert reply["reply"].startswith("You can return most items within 60 days")  # the last good file's
+
+    responses.write_text(written.replace("within 30 days", "within 90 days"))
+    assert await served("within 90 days")
+
+
 async def test_a_reload_whose_action_map_names_an_unknown_action_is_refused(make_client: Callable[..., Any]) -> None:
     """Start refuses such a bot.yml; a reload took it, and every customer asking for the intent failed."""
     import yaml
