@@ -665,6 +665,30 @@ def say_gaps(project: Project) -> None:
 
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
+def check(directory: Path) -> None:
+    """Check the bot's files without training or serving.
+
+    Reads bot.yml, nlu.yml, responses.yml, the history files and actions/ as `bot train` and `bot serve` read them:
+    a mistake stops with its file, line and what to do (exit status 1), and what they would note is said. Run it
+    after an edit, before a running `bot serve` takes the saved files.
+
+    Examples:
+
+    \b
+      bot check mybot
+    """
+    from bot.actions import ActionRunner
+
+    project = load_project(directory)
+    ActionRunner.for_project(project)  # actions/ imported, and actions.map checked against it, as at start
+    say_gaps(project)
+    responses = project.responses
+    click.echo(f"{directory}: ok ({_count(len(project.intents), 'intent')}, "
+               f"{_count(len(responses.templates) + len(responses.named), 'response')} in responses.yml)")
+
+
+@cli.command()
+@click.argument("directory", type=BOT_DIR)
 @device_option
 @click.option("--no-promote", is_flag=True, help="Keep serving the current model; only write the new version.")
 def train(directory: Path, device: str | None, no_promote: bool) -> None:

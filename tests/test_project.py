@@ -1817,3 +1817,27 @@ def test_a_bot_yml_text_yaml_reads_as_a_number_says_to_quote_it() -> None:
         BotConfig.model_validate({"handoff": {"message": 110}})
     with pytest.raises(ValidationError, match=r"\(YAML reads False as bool: put it in quotes\)"):
         BotConfig.model_validate({"fallback": {"titles": {"get_refund": {"en": False}}}})
+
+
+def test_bot_check_reads_the_bots_files_and_actions_without_training(bot_dir: Path) -> None:
+    """An editor had no way to check a saved responses.yml, nlu.yml or bot.yml but `bot train` (minutes, and a new
+    model) or `bot serve`: `bot check` reads them, and actions/ with its map, as those do, and says what is wrong with
+    its file and line, or that the bot is ok, with the notes `bot train` would give."""
+    ok = CliRunner().invoke(cli, ["check", str(bot_dir)])
+    assert ok.exit_code == 0 and f"{bot_dir}: ok (34 intents, 34 responses in responses.yml)" in ok.output, ok.output
+    assert not (bot_dir / "models").exists()
+
+    responses = bot_dir / "responses.yml"
+    written = responses.read_text()
+    lines = written.splitlines()
+    line = lines.index(QUOTED) + 1
+    responses.write_text(written.replace(QUOTED, "\t" + QUOTED.lstrip()))
+    tab = CliRunner().invoke(cli, ["check", str(bot_dir)])
+    assert tab.exit_code == 1 and f"Error: {responses}:{line}: malformed YAML: " in tab.output
+    assert "indent with spaces" in tab.output and ": ok (" not in tab.output
+
+    responses.write_text(written)
+    config = bot_dir / "bot.yml"
+    config.write_text(config.read_text().replace(": action_order_status", ": action_order_stats", 1))
+    unknown = CliRunner().invoke(cli, ["check", str(bot_dir)])
+    assert unknown.exit_code == 1 and "'action_order_stats': no class in actions/ is named so" in unknown.output
