@@ -96,8 +96,19 @@ def variables_are_names(text: str) -> str:
 _FULL_WIDTH_LINK = re.compile(r"[\[［]([^\]］\n]+)[\]］]\s*[(（]\s*(https?://[^\s()（）]+)\s*[)）]")
 
 
+# A link in Slack's mrkdwn (<https://…|the FAQ>), as a Rasa bot's Slack responses write one: Slack's markdown block, where
+# deskbot posts an answer, reads standard Markdown alone, as the web chat and WeCom do, so every customer would see it
+# as written.
+_MRKDWN_LINK = re.compile(r"<((?:https?://|mailto:)[^\s|<>]+)\|([^<>\n]+)>")
+
+
 def links_are_markdown(text: str) -> str:
-    """Checked on load: a link written with a full-width bracket would reach customers as typed, brackets and all."""
+    """Checked on load: a link written with a full-width bracket, or in Slack's mrkdwn, would reach customers as
+    typed, brackets and all."""
+    if link := _MRKDWN_LINK.search(text):
+        raise ValueError(f"{link.group()} is a link in Slack's mrkdwn, which the customer would see as it is (deskbot "
+                         f"posts answers to Slack in standard Markdown, as the web chat and WeCom read them); write "
+                         f"[{link.group(2)}]({link.group(1)})")
     for link in _FULL_WIDTH_LINK.finditer(text):
         if any(sign in link.group() for sign in "［］（）"):
             raise ValueError(f"{link.group()} is written with full-width brackets, which the customer would see as "

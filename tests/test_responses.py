@@ -99,6 +99,10 @@ def test_a_language_variant_comes_first_in_its_language_and_never_in_another() -
     ("详见[退货政策]（https://shop.example/r）", "[退货政策]（https://shop.example/r） is written with full-width brackets, "
                                             "which the customer would see as they are; write [退货政策](https://shop.example/r)"),
     ("详见［退货政策］(https://shop.example/r)", "write [退货政策](https://shop.example/r)"),
+    # a Slack variant written in Slack's mrkdwn, as a Rasa bot's are: Slack's markdown block shows it as written
+    ("See <https://shop.example/faq|our FAQ>.", "<https://shop.example/faq|our FAQ> is a link in Slack's mrkdwn, which "
+                                                 "the customer would see as it is"),
+    ("Write to <mailto:help@shop.example|us>.", "write [us](mailto:help@shop.example)"),
 ])
 def test_a_malformed_variable_is_refused_on_load_not_at_the_first_customer(text: str, problem: str) -> None:
     with pytest.raises(ValidationError) as info:
