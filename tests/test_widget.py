@@ -2059,6 +2059,15 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     expect(page.locator("form.reply textarea")).to_have_attribute("aria-label", "回复")  # and what a screen reader says
     page.goto(f"{server.url}/agent?lang=zh-CN")  # with its region, as a browser's language has one: it was English
     expect(page.get_by_role("button", name="等待中")).to_be_visible()
+    expect(page.get_by_role("button", name="机器人处理中")).to_be_visible()
+    for tag in ("zh-HK", "zh-TW", "zh-Hant"):  # a Hong Kong or Taiwan agent's console: it was in Simplified characters
+        page.goto(f"{server.url}/agent?lang={tag}")
+        expect(page.get_by_role("button", name="機器人處理中")).to_be_visible()
+        expect(page.locator(f'.list li[data-id="{cid}"] .meta')).to_have_text(
+            re.compile(r"^web · Sam 已接手 · 已等待 \d+ 分鐘$"))
+        assert page.evaluate("document.documentElement.lang") == "zh-Hant"
+    page.goto(f"{server.url}/agent?lang=zh-Hans-HK")  # Simplified characters asked for, in Hong Kong
+    expect(page.get_by_role("button", name="机器人处理中")).to_be_visible()
     context.close()
 
 
