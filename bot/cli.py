@@ -2552,12 +2552,13 @@ def _json_for_terminal(data: Any) -> str:
 
 
 def _shortened(text: str, width: int = 60) -> str:
-    """A customer's message on one line of the table: a long one cut, a line break shown as a space, any other
-    control character as its escape (:func:`~retrieval.text.printable`)."""
+    """A customer's message on one line of the table: a long one cut to ``width`` terminal columns (a Chinese character
+    takes two), a line break shown as a space, any other control character as its escape
+    (:func:`~retrieval.text.printable`)."""
+    from bot.review import clipped
     from retrieval.text import printable
 
-    line = printable(" ".join(text.split()))
-    return line if len(line) <= width else line[:width - 1] + "…"
+    return clipped(printable(" ".join(text.split())), width)
 
 
 @cli.command()

@@ -172,6 +172,20 @@ def columns(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
+def clipped(text: str, width: int) -> str:
+    """``text`` in at most ``width`` terminal columns (:func:`columns`), cut with "…" where it is longer: cut at
+    ``width`` characters, a Chinese message took twice the columns of an English one, and wrapped the table it was in."""
+    if columns(text) <= width:
+        return text
+    kept, used = [], columns("…")
+    for char in text:
+        used += columns(char)
+        if used > width:
+            break
+        kept.append(char)
+    return "".join(kept) + "…"
+
+
 def review_in_terminal(store: Store, items: list[ReviewItem], intents: Sequence[str], reviewer: str | None,
                        more: bool = False) -> dict[str, int]:
     """Prompt for each item in turn; returns how many items and turns were labelled and skipped. ``more``:

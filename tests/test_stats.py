@@ -449,6 +449,25 @@ def test_what_customers_said_was_wrong_most_said_first(tiny_demo_bot: Path, tmp_
     assert printed[at + 1] == "                          1   链接打不开"
 
 
+def test_a_long_chinese_question_is_cut_to_the_columns_of_a_long_english_one(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """bot stats cut a long message at 60 characters: a Chinese one, two columns a character, took 120 and wrapped the
+    table in a terminal, where an English one took 60."""
+    from bot.review import columns
+
+    root = Path(shutil.copytree(tiny_demo_bot, tmp_path / "bot", ignore=shutil.ignore_patterns("*.db*")))
+    store = Store(root / "dialogues.db")
+    english = "I ordered a pair of running shoes three weeks ago and they still have not arrived, what now?"
+    chinese = "我三个星期前在你们网店买了一双跑鞋，到现在还没有收到，物流信息也一直没有更新，请问应该怎么办？"
+    for conversation, text in (("c1", english), ("c1", english), ("c2", chinese)):
+        exchange(store, conversation, text, "fallback", None)
+    store.close()
+    printed = CliRunner().invoke(cli, ["stats", str(root)]).output.splitlines()
+    at = next(n for n, line in enumerate(printed) if line.startswith("  top unanswered"))
+    assert printed[at] == "  top unanswered          2   I ordered a pair of running shoes three weeks ago and they …"
+    assert printed[at + 1] == "                          1   我三个星期前在你们网店买了一双跑鞋，到现在还没有收到，物流…"
+    assert columns(printed[at + 1]) <= columns(printed[at])  # a wide character left out where one column is left
+
+
 def test_the_conversations_rated_and_those_whose_every_vote_said_helpful(tmp_path: Path) -> None:
     """The thumbs were counted reply by reply alone: how many customers were pleased with their conversation, the
     figure nearest a satisfaction score, could not be read. A conversation with a vote either way is not one."""
