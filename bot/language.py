@@ -74,9 +74,9 @@ Script = Literal["traditional", "hongkong", "simplified"]
 CJK = re.compile(r"[\u3100-\u312f\u31a0-\u31bf\u3400-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 
 
-# Characters only written Cantonese has (嘅, 咗, 冇, 佢, 唔…), and its 係 ("is", not 關係's): a customer who writes
-# them reads Hong Kong's forms.
-CANTONESE = re.compile(r"[嘅咗冇哋嘢啲喺佢嚟睇嗰搵揾畀攞噉嘥冚唔]|(?<![關关])係")
+# Characters only written Cantonese has (嘅, 咗, 冇, 佢, 唔…; 咩 and 乜, "what", 咁, "so", 啱, "right", 諗, "think",
+# and the particles 㗎 and 喎), and its 係 ("is", not 關係's): a customer who writes them reads Hong Kong's forms.
+CANTONESE = re.compile(r"[嘅咗冇哋嘢啲喺佢嚟睇嗰搵揾畀攞噉嘥冚唔咩乜咁啱諗谂㗎喎]|(?<![關关])係")
 # Cantonese words Hong Kong writes with characters OpenCC's Traditional forms change, as if they were Simplified ones: 晒
 # ("all": 唔該晒, 多謝晒; 曬 is "to dry in the sun"), 郁 ("to move": 唔好郁). They say nothing of the script: "唔該晒" was
 # answered in Simplified characters.

@@ -102,6 +102,10 @@ def test_say_picks_the_language_then_the_default_then_the_first() -> None:
     # Cantonese 晒 ("all") and 郁 ("move") as Hong Kong writes them, which OpenCC's forms make 曬 and 鬱
     ("唔該晒", None, "hongkong"), ("多謝晒，我想退款", None, "traditional"), ("件貨唔郁得", None, "hongkong"),
     ("晒衫", "traditional", "traditional"), ("晒图", None, "simplified"),
+    # Cantonese asking what, why or whether, in words written in both scripts but for one: Taiwan's forms they were
+    ("有咩優惠？", None, "hongkong"), ("點解咁遲", None, "hongkong"), ("啱啱收到", None, "hongkong"),
+    ("我諗住今日去取貨", None, "hongkong"), ("幾時到㗎", "traditional", "hongkong"), ("乜時候到", None, "hongkong"),
+    ("有咩优惠？", None, "simplified"), ("我谂住今日去取货", None, "simplified"),
 ])
 def test_chinese_script(text: str, previous: str | None, expected: str | None) -> None:
     assert chinese_script(text, previous) == expected  # type: ignore[arg-type]
