@@ -8,7 +8,11 @@ default, or ``concurrency`` batches in flight at once, each on its own share of 
 
 The same batcher writes the conversation log: there ``fn`` commits a whole batch of exchanges in
 one transaction, and each request resolves only after that commit, so a reply is never
-acknowledged before its exchange is on disk. Another reads the conversations the turns start from, one
+acknowledged before its exchange is on disk.
+
+``max_queue`` bounds the wait: requests that come faster than the model answers would otherwise queue without end,
+every one waiting as long as the queue is, until each customer's turn gave up. A request submitted to ``shed`` past
+it is refused at once (:class:`QueueFull`), and the ones queued keep their wait. Another reads the conversations the turns start from, one
 store query a batch.
 """
 
@@ -24,6 +28,14 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+class QueueFull(Exception):
+    """A request refused rather than queued behind ``max_queue`` others (:meth:`MicroBatcher.submit`)."""
+
+    def __init__(self, max_queue: int) -> None:
+        super().__init__(f"{max_queue} requests are waiting for the model already")
+        self.max_queue = max_queue
+
+
 class MicroBatcher(Generic[T, R]):
     """Runs ``fn`` over batches of submitted items in ``concurrency`` worker threads.
 
@@ -33,9 +45,11 @@ class MicroBatcher(Generic[T, R]):
     """
 
     def __init__(self, fn: Callable[[list[T]], Sequence[R]], max_batch: int = 64, max_wait_ms: float = 0.0,
-                 executor: Executor | None = None, name: str = "deskbot-model", concurrency: int = 1) -> None:
+                 executor: Executor | None = None, name: str = "deskbot-model", concurrency: int = 1,
+                 max_queue: int | None = None) -> None:
         self.fn = fn
         self.max_batch = max_batch
+        self.max_queue = max_queue
         self.max_wait = max_wait_ms / 1000
         self.concurrency = concurrency if executor is None else 1
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] | None = None
@@ -49,7 +63,10 @@ class MicroBatcher(Generic[T, R]):
     def queue_depth(self) -> int:
         return self._queue.qsize() if self._queue else 0
 
-    async def submit(self, item: T) -> R:
+    async def submit(self, item: T, shed: bool = False) -> R:
+        """``fn``'s result for ``item``; with ``shed``, :class:`QueueFull` at once where ``max_queue`` requests wait."""
+        if shed and self.max_queue is not None and self.queue_depth >= self.max_queue:
+            raise QueueFull(self.max_queue)
         if self._queue is None:
             self._queue = asyncio.Queue()
         if self._worker is None or self._worker.done():

@@ -26,7 +26,7 @@ from aiohttp import web
 from bot.actions import (RASA_ACTIONS, RASA_RESTARTS, RASA_VALIDATION, TRACKER_TURNS, ActionError, ActionResult,
                          ActionRunner, ActionTimeout, action_call, action_domain, ask_names, executed, extraction_call,
                          past_events, validation_call)
-from bot.batching import MicroBatcher
+from bot.batching import MicroBatcher, QueueFull
 from bot.channels.base import (
     BY,
     UNDELIVERED,
@@ -255,7 +255,7 @@ class Bot:
         self.actions = actions or ActionRunner.for_project(project)
         inference = self.config.server.inference
         self.batcher: MicroBatcher[str, Analysis] = MicroBatcher(self._analyse, inference.max_batch, inference.max_wait_ms,
-                                                                   concurrency=nlu.workers)
+                                                                   concurrency=nlu.workers, max_queue=inference.max_queue)
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskbot-store")
         # One writer for the log: exchanges that arrive together commit in one transaction, on the store's thread.
         self.writer: MicroBatcher[Exchange, tuple[int, int | None]] | None = (
@@ -376,7 +376,8 @@ class Bot:
                 reply = await self._within_bound(turn)
         except BaseException as exc:
             status = ("cancelled" if isinstance(exc, asyncio.CancelledError)
-                      else "refused" if isinstance(exc, web.HTTPTooManyRequests) else "error")
+                      else "refused" if isinstance(exc, web.HTTPTooManyRequests)
+                      else "busy" if isinstance(exc, QueueFull) else "error")
             self.metrics.reply(turn.channel, "none", status, time.perf_counter() - started)
             raise
         finally:
@@ -627,7 +628,8 @@ class Bot:
 
         chosen = self._chosen(text)
         taken = None if chosen else await self._taken_up(turn.conversation_id, text)  # "yes please" to one button
-        analysis = await self._analysis_for(chosen or (taken and self._chosen(taken)) or taken or text)
+        analysis = await self._analysis_for(chosen or (taken and self._chosen(taken)) or taken or text,
+                                            shed=turn.channel == "web")
         read = self._entities_in(taken or text)  # each value, for the actions; the first of each fills its slot
         entities = filling(read, slots)
         unheard = (Unheard(dict(slots), conversation.get("active_loop"), conversation.get("active_form")) if conversation
@@ -986,14 +988,16 @@ class Bot:
                                    buttons=[{**b, "title": in_script(b["title"], script)} for b in decision.buttons],
                                    parts=[dataclasses.replace(p, text=in_script(p.text, script)) for p in decision.parts])
 
-    async def _analysis_for(self, text: str) -> Analysis:
+    async def _analysis_for(self, text: str, shed: bool = False) -> Analysis:
         """A button payload such as ``/track_order`` selects that intent outright, as in Rasa, by its current name
-        (:meth:`NLU.chosen`) where `bot relabel` renamed it since the button was sent."""
+        (:meth:`NLU.chosen`) where `bot relabel` renamed it since the button was sent. ``shed``: refused
+        (:class:`~bot.batching.QueueFull`) rather than queued behind ``server.inference.max_queue`` others, for a web
+        chat message, whose client is answered 503 and sends it again; Slack and WeCom cannot be answered so, and wait."""
         if text.startswith("/") and (intent := self.nlu.chosen(text[1:])):
-            analysis = await self.batcher.submit(intent_phrase(intent))
+            analysis = await self.batcher.submit(intent_phrase(intent), shed)
             return Analysis(Prediction(intent, 1.0, [(intent, 1.0)]), [h for h in analysis.hits if h.intent == intent],
                             analysis.intent_threshold, analysis.model_version)
-        return await self.batcher.submit(text)
+        return await self.batcher.submit(text, shed)
 
     async def _run_action(self, turn: Turn, text: str, analysis: Analysis, decision: Decision,
                           slots: dict[str, Any], entities: dict[str, PayloadValue], read: list[dict[str, Any]],

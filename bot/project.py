@@ -401,6 +401,10 @@ class InferenceConfig(Settings):
                                                          "the cores (default: one per core; a GPU takes one)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads per batch (default: the cores divided "
                                                          "among the workers)")
+    max_queue: int | None = Field(512, ge=1, description=(
+        "web chat messages waiting for the model at most: past it the next is answered 503 with Retry-After at once, "
+        "rather than every customer waiting as long as the queue grows when messages come faster than the model "
+        "answers them (Slack's and WeCom's wait: they cannot be answered 503; null: no bound)"))
 
 
 # What the admin token does beyond answering customers, which an agent's own token does only where bot.yml grants it:

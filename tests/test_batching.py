@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bot.batching import MicroBatcher
+from bot.batching import MicroBatcher, QueueFull
 
 
 class Recorder:
@@ -128,6 +128,22 @@ async def test_a_request_that_times_out_is_dropped_and_the_others_are_answered()
     await blocker
     assert await kept == "KEPT"
     assert all("late" not in b for b in model.batches)
+    await batcher.close()
+
+
+async def test_past_max_queue_a_request_to_shed_is_refused_at_once_and_one_that_waits_is_queued() -> None:
+    """Requests that come faster than the model answers queued without end, each waiting as long as the queue was."""
+    model = Recorder()
+    batcher = MicroBatcher(model, max_queue=2)
+    blocker, kept = await queue_behind_busy_model(batcher, model, ["a", "b"])
+    with pytest.raises(QueueFull, match="2 requests are waiting for the model already"):
+        await batcher.submit("shed", shed=True)
+    (waits,) = await queued(batcher, ["waits"])  # a request not to shed queues past the bound
+    model.gate.set()
+    await blocker
+    assert [await f for f in (*kept, waits)] == ["A", "B", "WAITS"]
+    assert all("shed" not in b for b in model.batches)
+    assert await batcher.submit("again", shed=True) == "AGAIN"  # drained: taken again
     await batcher.close()
 
 

@@ -1897,3 +1897,68 @@ def test_the_readme_lists_every_field_a_chat_reply_has() -> None:
     row = next(line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("| `POST /api/chat`"))
     listed = re.search(r'\| `\{("reply"[^}]*)\}`', row)
     assert listed is not None and set(re.findall(r'"(\w+)"', listed.group(1))) == set(ChatResponse.model_fields)
+
+
+class HeldModel:
+    """The serving model, held busy inside its analysis until ``free`` is set; ``entered`` is released as each batch
+    comes in."""
+
+    def __init__(self, nlu: Any) -> None:
+        self.nlu, self.free, self.entered = nlu, threading.Event(), threading.Semaphore(0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.nlu, name)
+
+    def analyse(self, texts: list[str]) -> Any:
+        self.entered.release()
+        self.free.wait(20)
+        return self.nlu.analyse(texts)
+
+
+async def test_a_web_message_past_the_models_full_queue_is_answered_503_at_once_and_a_platforms_waits(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Messages that come faster than the model answers them queued without end: every customer waited as long as the
+    queue was, until each turn gave up after server.turn_seconds. Past server.inference.max_queue a web chat message is
+    refused at once, 503 with Retry-After over HTTP and an error frame over the socket, and nothing of it is kept; the
+    messages queued are answered, and a Slack or WeCom message, which cannot be answered 503, still waits its turn."""
+    import yaml
+
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot")
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    config["server"]["inference"] = {**config["server"].get("inference", {}), "workers": 1, "max_queue": 2}
+    (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    bot = client.app[BOT]
+    bot.nlu = held = HeldModel(bot.nlu)
+
+    async def queued(depth: int) -> None:
+        async with asyncio.timeout(10):
+            while bot.batcher.queue_depth < depth:
+                await asyncio.sleep(0.01)
+
+    first = asyncio.ensure_future(client.post("/api/chat", json={"conversation_id": new_id(), "text": "hello"}))
+    assert await asyncio.to_thread(held.entered.acquire, timeout=10), "no batch reached the model"
+    waiting = [asyncio.ensure_future(client.post("/api/chat", json={"conversation_id": new_id(), "text": "hi"}))
+               for _ in range(2)]
+    await queued(2)
+    refused_cid = new_id()
+    with caplog.at_level("WARNING", logger="bot.channels.web"):
+        refused = await asyncio.wait_for(client.post("/api/chat", json={"conversation_id": refused_cid, "text": "hi"}), 10)
+        assert refused.status == 503
+        assert refused.headers["Retry-After"] == str(web_channel.BUSY_RETRY_S)
+        assert (await refused.json())["error"].startswith("the bot is busy: 2 requests are waiting for the model")
+        async with client.ws_connect("/api/ws") as ws:
+            await ws.send_json({"conversation_id": new_id(), "text": "hi"})
+            frame = await ws.receive_json(timeout=10)
+    assert frame["type"] == "error" and frame["error"].startswith("the bot is busy") and "retry_after" not in frame
+    assert [r.getMessage() for r in caplog.records if "answered 503" in r.getMessage()] == [
+        "web chat messages answered 503: 2 wait for the model already (server.inference.max_queue); they come faster "
+        "than it answers them (bench/SERVE.md)"]  # once for the two
+    platform = asyncio.ensure_future(bot.handle(Turn(new_id(), "hello", "wecom")))
+    await queued(3)
+    held.free.set()
+    assert [r.status for r in await asyncio.gather(first, *waiting)] == [200, 200, 200]
+    assert (await asyncio.wait_for(platform, 10)).text
+    with sqlite3.connect(root / "dialogues.db") as db:
+        assert db.execute("SELECT count(*) FROM turns WHERE conversation_id = ?", [refused_cid]).fetchone() == (0,)
+    assert 'deskbot_messages_total{channel="web",source="none",status="busy"} 2.0' in await (await client.get("/metrics")).text()

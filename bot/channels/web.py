@@ -32,6 +32,7 @@ from aiohttp import WSMsgType, web
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
+from bot.batching import QueueFull
 from bot.channels.base import (BY, DEFAULT_GRACE_S, PREDICTIONS, STORE_DAMAGED, Channel, Reply, Turn, http_error, in_time,
                                json_response, load_json, parts_of, readable, resolve_settings, store_failed)
 from bot.engine import TURN_STALE_S
@@ -66,6 +67,8 @@ USER_HEADER, USER_HASH_HEADER = "X-Deskbot-User", "X-Deskbot-User-Hash"
 # and a custom client's short one ("1", an order number) is guessed. The widget's have 40 characters.
 SHORT_ID_CHARS = 16
 SHORT_ID_WARNING_S = 3600.0
+BUSY_RETRY_S = 5  # how long a web client told the model is busy (503: server.inference.max_queue) waits to send again
+BUSY_SAID_S = 60.0  # how often, at most, the log says that web chat messages are refused for the model's queue
 log = logging.getLogger(__name__)
 
 
@@ -387,6 +390,7 @@ class WebChannel(Channel):
         self._answers = RecentAnswers()  # by message_id: a message sent again is answered once
         self.min_id_chars: int = settings.get("min_conversation_id_chars", 0)
         self._short_id_said = -SHORT_ID_WARNING_S  # when the log last said a short conversation id came
+        self._busy_said = -BUSY_SAID_S  # when the log last said a message was refused for the model's queue
 
     def routes(self) -> list[web.AbstractRouteDef]:
         api: list[tuple[str, str, Handler]] = [
@@ -623,6 +627,19 @@ class WebChannel(Channel):
             return json_response(self._shown(await self.chat(body, client_address(request), verified_user), request))
         except Refused as exc:
             raise bad_request(exc) from None
+        except QueueFull as exc:
+            raise http_error(web.HTTPServiceUnavailable, self.busy(exc),
+                             headers={"Retry-After": str(BUSY_RETRY_S)}) from None
+
+    def busy(self, exc: QueueFull) -> str:
+        """What a web client hears when its message is refused for the model's full queue (:class:`QueueFull`), said
+        in the log once in ``BUSY_SAID_S`` at most: messages come faster than the model answers them, and the one on
+        call needs to know that customers are being turned away."""
+        if time.monotonic() >= self._busy_said + BUSY_SAID_S:
+            self._busy_said = time.monotonic()
+            log.warning("web chat messages answered 503: %d wait for the model already (server.inference.max_queue); "
+                        "they come faster than it answers them (bench/SERVE.md)", exc.max_queue)
+        return f"the bot is busy: {exc}; send the message again in {BUSY_RETRY_S}s"
 
     async def _proven_over_http(self, customer: Customer, conversation_id: str) -> str | None:
         """:meth:`proven`, refused as an HTTP request is: 403 for another customer than the conversation's, 400 for a
@@ -694,6 +711,8 @@ class WebChannel(Channel):
                     break
                 except web.HTTPTooManyRequests as exc:
                     await ws.send_json(too_many_frame(exc, request_type))
+                except QueueFull as exc:  # no retry_after, the rate limit's: the widget says the customer sent too fast
+                    await ws.send_json({"type": "error", "error": self.busy(exc), **request_type})
                 except Exception as exc:  # as the HTTP path's middleware does: log it, answer, keep the socket
                     if cannot_write(exc):  # no retry_after, the rate limit's: the widget says the customer sent too fast
                         await self.bot.refusals.refused_one("a web chat turn on the socket", exc)
