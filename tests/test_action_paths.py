@@ -741,7 +741,7 @@ async def test_slots_followups_and_pause_on_both_paths(action_bot: Path, endpoin
     try:
         # SlotSet fills the slot, FollowupAction runs the demo's order lookup with it.
         reply = await bot.handle(Turn("c1", "/track_order", "web"))
-        assert (reply.source, reply.text) == ("action", "Order 456 is **processing**. Expected delivery: Friday.")
+        assert (reply.source, reply.text) == ("action", "Order 456 is **processing**.\nFor its tracking number and expected delivery, send me the email address or postcode on the order.")
         slots = bot.store.conversation("c1")["slots"]
         assert slots["order_id"] == "456" and slots["order_status"] == "processing"
 
@@ -1527,7 +1527,7 @@ async def test_slot_resets_and_session_end_clear_the_slots_on_both_paths(action_
     try:
         await bot.handle(Turn("c1", "/track_order", "web"))
         assert bot.store.conversation("c1")["slots"] == {"order_id": "456", "order_status": "processing",
-                                                         "requested_slot": None}
+                                                         "requested_slot": "order_proof", "orders_unproven": ["456"]}
         await bot.handle(Turn("c1", "/cancel_order", "web"))  # AllSlotsReset between two SlotSets
         assert bot.store.conversation("c1")["slots"] == {"order_status": "forgotten"}
         await bot.handle(Turn("c1", "/get_refund", "web"))  # SessionEnded
@@ -1555,7 +1555,7 @@ async def test_a_conversations_turns_run_in_order_and_keep_each_others_slots(act
     try:
         slow, fast = await asyncio.gather(bot.handle(Turn("c1", "/cancel_order", "web")),
                                           bot.handle(Turn("c1", "/track_order", "web")))
-        assert (slow.text, fast.text) == ("Noted.", "Order 456 is **processing**. Expected delivery: Friday.")
+        assert (slow.text, fast.text) == ("Noted.", "Order 456 is **processing**.\nFor its tracking number and expected delivery, send me the email address or postcode on the order.")
         slots = bot.store.conversation("c1")["slots"]
         assert (slots["note"], slots["order_id"]) == ("slow", "456")
         other = await asyncio.gather(*(bot.handle(Turn(f"c{n}", "/cancel_order", "web")) for n in range(2, 6)))
@@ -1660,7 +1660,7 @@ async def test_the_fallbacks_buttons_carry_the_order_number_the_customer_typed(a
             assert payloads["/cancel_order"] == '/cancel_order{"order_id": "789"}'  # its template names the order
             assert payloads["/handoff"] == "/handoff"
             reply = await bot.handle(Turn(conversation, payloads["/track_order"], "web"))
-            assert (reply.source, reply.text.split(". ")[0]) == ("action", "Order 789 is **delivered**")
+            assert (reply.source, reply.text.split("\n")[0]) == ("action", "Order 789 is **delivered**.")
         reply = await bot.handle(Turn("none", "hmm where", "web"))
         assert reply.source == "fallback" and all("{" not in b["payload"] for b in reply.buttons)
     finally:
@@ -1670,7 +1670,8 @@ async def test_the_fallbacks_buttons_carry_the_order_number_the_customer_typed(a
 async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
         action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
     """The demo's action asks for the order number and sets ``requested_slot``; the next message that
-    carries one runs it again, even one the classifier is unsure of; any other message ends the wait."""
+    carries one runs it again, even one the classifier is unsure of; any other message ends the wait. So does its
+    question for the email address or postcode on the order, read by its validation action."""
     bot = make_bot(action_bot, endpoint, {"get_refund": "action_order_status"}, tmp_path)
     bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
     try:
@@ -1680,12 +1681,16 @@ async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
         assert (reply.source, reply.intent, reply.text) == ("action", "get_refund",
                                                             "I couldn't find order 555. Could you check the number?")
         reply = await bot.handle(Turn("c1", "it's 789", "web"))  # still waiting: the action asked again
-        assert (reply.source, reply.text) == ("action", "Order 789 is **delivered**. Tracking: DHL 3345678901.")
+        assert (reply.source, reply.text) == ("action", "Order 789 is **delivered**.\nFor its tracking number and expected delivery, send me the email address or postcode on the order.")
+        assert bot.store.conversation("c1")["slots"]["requested_slot"] == "order_proof"
+        reply = await bot.handle(Turn("c1", "94105", "web"))  # the postcode on the order: its tracking number
+        assert (reply.source, reply.intent, reply.text) == ("action", "get_refund",
+                                                            "Order 789 is **delivered**. Tracking: DHL 3345678901.")
         assert bot.store.conversation("c1")["active_loop"] is None
         # answered: no longer waiting, but another order number after the action's answer is looked up too
         reply = await bot.handle(Turn("c1", "456", "web"))
         assert (reply.source, reply.text.split(".")[0]) == ("action", "Order 456 is **processing**")
-        assert bot.store.conversation("c1")["active_loop"] is None
+        assert "Friday" not in reply.text  # proven for order 789 alone
 
         await bot.handle(Turn("c2", "/get_refund", "web"))
         assert (await bot.handle(Turn("c2", "/cancel_order", "web"))).source == "template"
@@ -1707,9 +1712,9 @@ async def test_a_short_follow_up_naming_another_order_asks_the_same_of_it(action
     bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
     try:
         await bot.handle(Turn("c1", '/track_order{"order_id": "456"}', "web"))
-        reply = await bot.handle(Turn("c1", "那789呢", "web"))
+        reply = await bot.handle(Turn("c1", "那789呢", "web"))  # while the action waits for the proof of order 456
         assert (reply.source, reply.intent, reply.text) == ("action", "track_order",
-                                                            "Order 789 is **delivered**. Tracking: DHL 3345678901.")
+                                                            "Order 789 is **delivered**.\nFor its tracking number and expected delivery, send me the email address or postcode on the order.")
         assert (await bot.handle(Turn("c1", "咁 456 呢？", "web"))).text.startswith("Order 456 is **processing**")
         for said in ("那789的呢", "789号的呢？", "咁789號嘅呢", "那个789呢",  # with 的 (Hong Kong's 嘅) after the number
                      "那「789」呢", "那789呢[捂脸]", "咁７８９呢唔該🙏", "and 789 pls?"):  # signs, emoticons, thanks
@@ -1792,7 +1797,8 @@ async def test_a_correction_of_a_mistyped_order_number_looks_the_right_one_up(ac
             reply = await bot.handle(Turn(conversation, said, "web"))
             assert (reply.source, reply.intent) == ("action", "track_order"), said
             assert reply.text.startswith(f"Order {right} is **"), (said, reply.text)
-            assert bot.store.conversation(conversation)["active_loop"] is None
+            # the number answered: what the action asks next is the proof of the order, for its tracking details
+            assert bot.store.conversation(conversation)["slots"]["requested_slot"] == "order_proof"
         reply = await bot.handle(Turn("c1", "sorry, I meant 456", "web"))  # after the answer: the other order's
         assert (reply.source, reply.text.split(".")[0]) == ("action", "Order 456 is **processing**")
         for n, said in enumerate(("sorry", "actually I want a refund", "不是这个")):  # no number put right: the classifier's
@@ -1802,19 +1808,20 @@ async def test_a_correction_of_a_mistyped_order_number_looks_the_right_one_up(ac
 
 
 async def test_the_demos_order_lookup_answers_for_each_order_a_message_names(action_bot: Path, tmp_path: Path) -> None:
-    """"my orders 123 and 456" was answered for order 123 alone, and the customer was left asking again for 456."""
+    """"my orders 123 and 456" was answered for order 123 alone, and the customer was left asking again for 456. The
+    proof asked for then shows the details of the order it proves alone."""
     bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
     bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
     try:
         await bot.handle(Turn("c1", "/track_order", "web"))
         reply = await bot.handle(Turn("c1", "my orders 123 and 456", "web"))
-        assert reply.text == ("Order 123 is **shipped**. Tracking: UPS 1Z999AA10123456784. Expected delivery: Tuesday.\n"
-                              "Order 456 is **processing**. Expected delivery: Friday.")
+        assert reply.text == "Order 123 is **shipped**.\nOrder 456 is **processing**.\nFor its tracking number and expected delivery, send me the email address or postcode on the order."
+        reply = await bot.handle(Turn("c1", "Alex@Example.com", "web"))  # order 123's email
+        assert reply.text == "Order 123 is **shipped**. Tracking: UPS 1Z999AA10123456784. Expected delivery: Tuesday."
         assert bot.store.conversation("c1")["active_loop"] is None
         await bot.handle(Turn("c2", "/track_order", "web"))
         reply = await bot.handle(Turn("c2", "orders 555 and 789", "web"))  # one to check: its number goes back to it
-        assert reply.text == ("I couldn't find order 555. Could you check the number?\n"
-                              "Order 789 is **delivered**. Tracking: DHL 3345678901.")
+        assert reply.text == "I couldn't find order 555. Could you check the number?\nOrder 789 is **delivered**."
         assert bot.store.conversation("c2")["active_loop"] == "action_order_status"
         assert (await bot.handle(Turn("c2", "sorry, 456", "web"))).text.startswith("Order 456 is **processing**")
     finally:
@@ -1857,7 +1864,7 @@ async def test_a_follow_up_after_an_agents_past_answer_asks_its_intent_of_the_ot
     try:
         reply = await bot.handle(Turn("c1", "那789的呢", "web"))
         assert (reply.source, reply.intent, reply.text) == ("action", "track_order",
-                                                            "Order 789 is **delivered**. Tracking: DHL 3345678901.")
+                                                            "Order 789 is **delivered**.\nFor its tracking number and expected delivery, send me the email address or postcode on the order.")
         reply = await bot.handle(Turn("c2", "那789呢", "web"))
         assert (reply.source, reply.intent) == ("template", "cancel_order") and "789" in reply.text
         for conversation in ("c3", "c4"):
@@ -2510,7 +2517,7 @@ async def test_a_rasa_payload_with_values_selects_its_intent_and_sets_its_entiti
     try:
         reply = await bot.handle(Turn("c1", '/get_refund{"order_id": "789", "unknown": "x"}', "web"))
         assert (reply.source, reply.intent) == ("action", "get_refund")
-        assert reply.text == "Order 789 is **delivered**. Tracking: DHL 3345678901."
+        assert reply.text == "Order 789 is **delivered**.\nFor its tracking number and expected delivery, send me the email address or postcode on the order."
         assert "unknown" not in bot.store.conversation("c1")["slots"]  # only nlu.yml's entities
         typed = await bot.handle(Turn("c2", '/get_refund{not json}', "web"))
         assert typed.source == "fallback"
@@ -2558,8 +2565,8 @@ async def test_yes_to_the_one_button_offered_takes_its_payloads_values(action_bo
     try:
         assert [b["title"] for b in (await bot.handle(Turn("c1", "/cancel_order", "web"))).buttons] == ["Track it"]
         reply = await bot.handle(Turn("c1", "yes please", "web"))
-        assert (reply.source, reply.intent, reply.text.split(". ")[0]) == ("action", "track_order",
-                                                                          "Order 789 is **delivered**")
+        assert (reply.source, reply.intent, reply.text.split("\n")[0]) == ("action", "track_order",
+                                                                           "Order 789 is **delivered**.")
     finally:
         await bot.close()
 
@@ -2600,6 +2607,81 @@ async def test_the_demo_action_does_not_ask_a_third_time_for_a_number_the_custom
     finally:
         await bot.close()
 
+
+async def test_the_demo_shows_an_orders_tracking_number_only_to_who_proves_it_is_theirs(action_bot: Path,
+                                                                                          tmp_path: Path) -> None:
+    """Anyone who typed an order number, theirs or a guessed one, was shown its tracking number and delivery day. The
+    status is shown to anyone; the details once the email address or postcode on the order is given, not before nor
+    after a wrong one, and, after three wrong ones in the conversation, not even for the right one: no guessing."""
+    bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    tracking, prompt = "DHL 3345678901", "send me the email address or postcode on the order"
+    try:
+        reply = await bot.handle(Turn("c1", '/track_order{"order_id": "789"}', "web"))
+        assert reply.text.startswith("Order 789 is **delivered**.") and prompt in reply.text and tracking not in reply.text
+        for wrong in ("94106", "someone@example.com"):  # asked again, and still nothing but the status
+            reply = await bot.handle(Turn("c1", wrong, "web"))
+            assert reply.text.startswith("That doesn't match the order.") and tracking not in reply.text, wrong
+        reply = await bot.handle(Turn("c1", "my postcode is 94105", "web"))
+        assert reply.text == f"Order 789 is **delivered**. Tracking: {tracking}."
+        slots = bot.store.conversation("c1")["slots"]
+        assert slots["orders_proven"] == ["789"] and slots["order_proof"] is None  # the proof itself is not kept
+        assert bot.store.conversation("c1")["active_loop"] is None
+        assert (await bot.handle(Turn("c1", "789", "web"))).text == f"Order 789 is **delivered**. Tracking: {tracking}."
+
+        await bot.handle(Turn("c2", '/track_order{"order_id": "789"}', "web"))
+        for n, wrong in enumerate(("94106", "a@example.com", "10001")):
+            reply = await bot.handle(Turn("c2", wrong, "web"))
+            assert tracking not in reply.text
+        assert reply.text.startswith("That doesn't match either") and reply.buttons[0]["payload"] == "/handoff"
+        assert bot.store.conversation("c2")["active_loop"] is None  # no more guesses are compared
+        reply = await bot.handle(Turn("c2", '/track_order{"order_id": "789"}', "web"))
+        assert reply.text == "Order 789 is **delivered**.\nFor its tracking details, a person can help."
+        assert bot.store.conversation("c2")["active_loop"] is None
+        assert tracking not in (await bot.handle(Turn("c2", "94105", "web"))).text
+
+        await bot.handle(Turn("c3", '/track_order{"order_id": "789"}', "web"))
+        reply = await bot.handle(Turn("c3", "ok", "web"))  # no proof to give: a person, and the wait ends
+        assert reply.text.startswith("All right. Without the email address or postcode") and tracking not in reply.text
+        assert reply.buttons[0]["payload"] == "/handoff" and bot.store.conversation("c3")["active_loop"] is None
+    finally:
+        await bot.close()
+
+
+def test_the_demo_action_asks_a_chinese_customer_for_the_proof_in_chinese(action_bot: Path, tmp_path: Path) -> None:
+    """The question for the proof, a wrong one, the last wrong one and the details are in the conversation's language;
+    a postcode in a message that names an order is that order's number, not a proof; a proof is compared whatever
+    its spacing and case; and a proof slot set after the last miss shows nothing."""
+    orders = demo_orders(action_bot, tmp_path)
+
+    def run(action: Any, slots: dict[str, Any], text: str) -> tuple[str, list[Any]]:
+        dispatcher = CollectingDispatcher()
+        latest = {"text": text, "entities": [], "intent": {"name": "track_order"}}
+        events = action.run(dispatcher, Tracker("c1", {"language": "zh", **slots}, latest, [], False, None, {}, None), {})
+        return (dispatcher.messages[0]["text"] if dispatcher.messages else ""), events
+
+    said, events = run(orders.ActionOrderStatus(), {"order_id": "456"}, "订单456到哪了")
+    assert said == "订单 456 的状态：**处理中**。\n如需查看物流单号和预计送达时间，请发送订单上的邮箱或邮编。"
+    assert SlotSet("requested_slot", "order_proof") in events and SlotSet("orders_unproven", ["456"]) in events
+    waiting = {"order_id": "456", "requested_slot": "order_proof", "orders_unproven": ["456"]}
+    validate = orders.ValidateActionOrderStatus()
+    assert run(validate, waiting, "邮编是 200031")[1] == [SlotSet("order_proof", "200031")]
+    assert run(validate, waiting, "我的邮箱LI.WEI@example.cn谢谢")[1] == [SlotSet("order_proof", "LI.WEI@example.cn")]
+    assert run(validate, waiting, "订单 200031")[1] == []  # an order number
+    assert run(validate, {"order_id": "456"}, "200031")[1] == []  # no proof asked for
+    said, events = run(orders.ActionOrderStatus(), {**waiting, "order_id": "200031", "order_proof": "200032"}, "200032")
+    assert said == "与订单信息不符。请核对后，再发送一次订单上的邮箱或邮编。"
+    assert SlotSet("order_id", "456") in events and SlotSet("order_proof_misses", 1) in events
+    said, events = run(orders.ActionOrderStatus(), {**waiting, "order_proof": "li.wei@EXAMPLE.cn "}, "li.wei@EXAMPLE.cn")
+    assert said == "订单 456 的状态：**处理中**。预计送达：周五。"
+    assert SlotSet("orders_proven", ["456"]) in events and SlotSet("order_proof", None) in events
+    said, _ = run(orders.ActionOrderStatus(), {**waiting, "order_proof": "200031", "order_proof_misses": 2}, "200031")
+    assert said == "订单 456 的状态：**处理中**。预计送达：周五。"  # right at the last try
+    said, events = run(orders.ActionOrderStatus(), {**waiting, "order_proof": "999999", "order_proof_misses": 2}, "x")
+    assert said == "还是与订单信息不符，我这边无法显示物流详情。人工客服可以帮您查询。"
+    assert SlotSet("requested_slot", None) in events
+    said, _ = run(orders.ActionOrderStatus(), {**waiting, "order_proof": "200031", "order_proof_misses": 3}, "200031")
+    assert "周五" not in said and said.startswith("还是与订单信息不符")
 
 def demo_orders(action_bot: Path, tmp_path: Path) -> Any:
     """The demo's order action module, loaded from a copy, so that its order table is the test's own."""
@@ -2693,8 +2775,7 @@ async def test_a_sentence_the_classifier_is_sure_of_goes_to_its_own_intent_while
         assert (reply.intent, reply.source) == ("cancel_order", "template")
         await bot.handle(Turn("c2", "/get_refund", "web"))
         reply = await bot.handle(Turn("c2", "#789", "web"))
-        assert (reply.source, reply.intent, reply.text) == ("action", "get_refund",
-                                                            "Order 789 is **delivered**. Tracking: DHL 3345678901.")
+        assert (reply.source, reply.intent, reply.text) == ("action", "get_refund", "Order 789 is **delivered**.\nFor its tracking number and expected delivery, send me the email address or postcode on the order.")
     finally:
         await bot.close()
 

@@ -124,8 +124,14 @@ async def test_a_number_the_patterns_did_not_read_keeps_an_earlier_order_out_of_
 
 
 async def test_custom_action_answers_from_its_own_data(client: Any) -> None:
+    """The status to anyone with the order number; the tracking number and the day once the email on the order is
+    given, as the action asks."""
     await ask(client, "eng-2", "my order number is 123")
     reply = await ask(client, "eng-2", "/track_order")
+    assert reply["source"] == "action"
+    assert reply["reply"] == ("Order 123 is **shipped**.\nFor its tracking number and expected delivery, send me the "
+                              "email address or postcode on the order.")
+    reply = await ask(client, "eng-2", "it's alex@example.com")
     assert reply["source"] == "action"
     assert reply["reply"] == "Order 123 is **shipped**. Tracking: UPS 1Z999AA10123456784. Expected delivery: Tuesday."
 

@@ -3,11 +3,14 @@
 It is a standard rasa-sdk action, so it runs unchanged in deskbot (in-process) and in a Rasa
 action server (`python -m rasa_sdk --actions actions`).
 
-Anyone can type an order number, their own or a guessed one, so a lookup by number alone says only what is harmless
-to a stranger: the status, the carrier's tracking number and the expected day, never the customer's name, address,
-email or items. An action of your own that shows or changes more (the address, a refund, a cancellation) should first
-ask for something only the customer has, such as the email or phone number on the order, and compare it with the
-order's before it answers, or leave it to the shop's signed-in pages or an agent, as the demo's templates do.
+Anyone can type an order number, their own or a guessed one, so a lookup by number alone says only the order's status.
+The carrier's tracking number and the expected day (which tell a stranger where and when a parcel waits) are shown once
+the customer proves the order is theirs: the action asks for the email address or postcode on the order, which
+``validate_action_order_status`` reads from the answer (``requested_slot`` is ``order_proof`` meanwhile), and compares
+it with the order's. Three wrong answers in a conversation and it stops asking, so that no one can guess, and offers a
+person. It never shows the email or postcode it compares, nor the customer's name, address or items. An action of your
+own that shows or changes more (the address, a refund, a cancellation) should ask for such a proof the same way, or
+leave it to the shop's signed-in pages or an agent, as the demo's templates do.
 """
 
 from __future__ import annotations
@@ -22,11 +25,19 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-ORDERS = [
-    ("123", "shipped", "UPS 1Z999AA10123456784", "Tuesday"),
-    ("456", "processing", None, "Friday"),
-    ("789", "delivered", "DHL 3345678901", None),
+ORDERS = [  # id, status, tracking number, expected day, and the email and postcode that prove the order is theirs
+    ("123", "shipped", "UPS 1Z999AA10123456784", "Tuesday", "alex@example.com", "SW1A 1AA"),
+    ("456", "processing", None, "Friday", "li.wei@example.cn", "200031"),
+    ("789", "delivered", "DHL 3345678901", None, "sam@example.com", "94105"),
 ]
+PROOF = "order_proof"  # the slot asked for: the email address or postcode the customer gives
+MAX_PROOF_MISSES = 3  # wrong proofs in a conversation before the action stops comparing them
+# A proof in the customer's answer: an email address, or a postcode (a UK one, SW1A 1AA; a US ZIP or a Chinese 邮编,
+# five or six digits) in a message that names no order or parcel, where the digits are another order's number ("order
+# 12345"), and which asks again about the order ("check my order") rather than saying "ok" or "I don't have it".
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")  # of 邮箱x@example.cn谢谢, x@example.cn
+POSTCODE = re.compile(r"(?<![A-Za-z0-9-])(?:[A-Za-z]{1,2}\d[A-Za-z\d]?\s*\d[A-Za-z]{2}|\d{5,6})(?![A-Za-z0-9-])")
+NAMES_AN_ORDER = re.compile(r"(?i)order|parcel|package|订单|訂單|单号|單號|快递|快遞|包裹")
 
 # Chinese digits, as customers read an order number out one by one (七八九, 幺二三), with the ASCII digit of each.
 CHINESE_DIGITS = "〇零一二三四五六七八九幺两兩"
@@ -46,8 +57,11 @@ def as_looked_up(order_id: str) -> str:
 def orders_db() -> sqlite3.Connection:
     """The demo's order table, created next to this file on first use."""
     conn = sqlite3.connect(Path(__file__).with_name("orders.sqlite"))
-    conn.execute("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, status TEXT, tracking TEXT, eta TEXT)")
-    conn.executemany("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?)", ORDERS)
+    if {row[1] for row in conn.execute("PRAGMA table_info(orders)")} == {"id", "status", "tracking", "eta"}:
+        conn.execute("DROP TABLE orders")  # an earlier demo's, without the email and postcode that prove an order
+    conn.execute("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, status TEXT, tracking TEXT, eta TEXT, "
+                 "email TEXT, postcode TEXT)")
+    conn.executemany("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?)", ORDERS)
     conn.commit()
     return conn
 
@@ -65,7 +79,15 @@ MESSAGES = {
            "person": "Talk to a person",
            "not_found": "I couldn't find order {order_id}. Could you check the number?",
            "status": "Order {order_id} is **{status}**.", "tracking": " Tracking: {tracking}.",
-           "eta": " Expected delivery: {eta}.", "words": {}},
+           "eta": " Expected delivery: {eta}.",
+           "prove": "For its tracking number and expected delivery, send me the email address or postcode on the "
+                    "order.",
+           "no_proof": "All right. Without the email address or postcode on the order I can't show its tracking "
+                       "details here, but a person can help.",
+           "wrong": "That doesn't match the order. Please check it and send the email address or postcode on the order "
+                    "again.",
+           "locked": "That doesn't match either, so I can't show the order's tracking details here. A person can help.",
+           "ask_a_person": "For its tracking details, a person can help.", "words": {}},
     "zh": {"ask_number": "好的，请问您的订单号是多少？",
            "ask_again": "查询订单需要订单号：您可以在订单确认邮件里，或者账户的 **订单** 中找到它。也可以转人工客服。",
            "still_none": "没关系：没有订单号我这边查不到，但人工客服可以用您下单时的邮箱帮您查找。之后找到订单号的话，发“订单”加号码给我就行。",
@@ -76,6 +98,11 @@ MESSAGES = {
            "not_found": "没有找到订单 {order_id}，麻烦核对一下订单号？",
            "status": "订单 {order_id} 的状态：**{status}**。", "tracking": "物流单号：{tracking}。",
            "eta": "预计送达：{eta}。",
+           "prove": "如需查看物流单号和预计送达时间，请发送订单上的邮箱或邮编。",
+           "no_proof": "好的。没有订单上的邮箱或邮编，我这边无法显示物流详情，人工客服可以帮您查询。",
+           "wrong": "与订单信息不符。请核对后，再发送一次订单上的邮箱或邮编。",
+           "locked": "还是与订单信息不符，我这边无法显示物流详情。人工客服可以帮您查询。",
+           "ask_a_person": "如需物流详情，人工客服可以帮您查询。",
            "words": {"shipped": "已发货", "processing": "处理中", "delivered": "已送达", "Tuesday": "周二", "Friday": "周五"}},
 }
 
@@ -86,6 +113,9 @@ class ActionOrderStatus(Action):
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[dict[str, Any]]:
         say = MESSAGES.get(tracker.get_slot("language"), MESSAGES["en"])
+        person = [{"title": say["person"], "payload": "/handoff"}]
+        if tracker.get_slot("requested_slot") == PROOF and tracker.get_slot(PROOF):
+            return checked_proof(dispatcher, tracker, say, person)
         order_id = tracker.get_slot("order_id")
         if isinstance(order_id, str):  # deskbot gives 七八九 as 789; Rasa's regex extractor gives it as written
             order_id = as_looked_up(order_id)
@@ -102,13 +132,18 @@ class ActionOrderStatus(Action):
             dispatcher.utter_message(text=say["is_it"].format(order_id=number),
                                      buttons=[order_button(say, intent, number)])
             return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
+        if tracker.get_slot("requested_slot") == PROOF and not read and not NAMES_AN_ORDER.search(said) \
+                and not said.startswith("/"):
+            # "ok", "I don't have it" to the question for the proof: the same question again would loop, so a person
+            # ("check my order", or the intent's button, is asked which order, below)
+            dispatcher.utter_message(text=say["no_proof"], buttons=person)
+            return [SlotSet("requested_slot", None), SlotSet("orders_unproven", None)]
         if order_id and not read and order_id not in said and tracker.get_slot("order_status") and not asked:
             # Asked again without a number ("查订单", "check my order") after an order was looked up: the customer may
             # mean another order, so the one remembered is offered, not assumed; a number typed instead is looked up.
             dispatcher.utter_message(text=say["which"].format(order_id=order_id),
                                      buttons=[order_button(say, intent, order_id)])
             return [SlotSet("requested_slot", "order_id")]
-        person = [{"title": say["person"], "payload": "/handoff"}]
         if not order_id and asked:
             if offered_a_person(tracker):
                 # "I don't know it" a second time: the same words once more would loop, so the wait ends, with a
@@ -124,14 +159,80 @@ class ActionOrderStatus(Action):
         # Each order a message names ("where are my orders 123 and 456?"): the first alone left the other unanswered.
         named = list(dict.fromkeys(as_looked_up(entity["value"]) for entity in read
                                    if entity.get("entity") == "order_id" and isinstance(entity.get("value"), str)))
-        with orders_db() as conn:
-            rows = {number: conn.execute("SELECT status, tracking, eta FROM orders WHERE id = ?", [number]).fetchone()
-                    for number in (named if len(named) > 1 else [order_id])}
-        dispatcher.utter_message(text="\n".join(say["not_found"].format(order_id=number) if row is None
-                                                else status_text(say, number, row) for number, row in rows.items()))
+        rows = looked_up(named if len(named) > 1 else [order_id])
+        proven = tracker.get_slot("orders_proven") or []
+        lines = [say["not_found"].format(order_id=number) if row is None
+                 else status_text(say, number, row, number in proven) for number, row in rows.items()]
         if None in rows.values():  # the number put right goes back here
+            dispatcher.utter_message(text="\n".join(lines))
             return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
-        return [SlotSet("order_status", list(rows.values())[-1][0]), SlotSet("requested_slot", None)]
+        # What a stranger must not see (the tracking number, the day) waits for the proof that the order is theirs
+        unproven = [number for number, row in rows.items() if number not in proven and (row[1] or row[2])]
+        locked = (tracker.get_slot("order_proof_misses") or 0) >= MAX_PROOF_MISSES
+        if unproven:
+            lines.append(say["ask_a_person" if locked else "prove"])
+        dispatcher.utter_message(text="\n".join(lines), buttons=person if unproven and locked else [])
+        waits = bool(unproven) and not locked
+        return [SlotSet("order_status", list(rows.values())[-1][0]), SlotSet("requested_slot", PROOF if waits else None),
+                SlotSet("orders_unproven", unproven if waits else None)]
+
+
+class ValidateActionOrderStatus(Action):
+    """Reads the answer to the order status's question for a proof (``requested_slot`` is ``order_proof``): deskbot
+    runs ``validate_<action>`` on an answer no entity of nlu.yml reads, as Rasa runs a form's validation, and the
+    action runs next with the slot set. Nothing is read while no proof is asked for."""
+
+    def name(self) -> str:
+        return "validate_action_order_status"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[dict[str, Any]]:
+        if tracker.get_slot("requested_slot") != PROOF:
+            return []
+        said = tracker.latest_message.get("text") or ""
+        email = EMAIL.search(said)
+        postcode = None if NAMES_AN_ORDER.search(said) else POSTCODE.search(said)
+        proof = email or postcode
+        return [SlotSet(PROOF, proof[0])] if proof else []
+
+
+def looked_up(numbers: list[str]) -> dict[str, tuple[Any, ...] | None]:
+    """Each order of ``numbers`` as the table has it (status, tracking, eta, email, postcode), None where none is."""
+    with orders_db() as conn:
+        return {number: conn.execute("SELECT status, tracking, eta, email, postcode FROM orders WHERE id = ?",
+                                     [number]).fetchone() for number in numbers}
+
+
+def proves(proof: str, row: tuple[Any, ...]) -> bool:
+    """Whether ``proof`` is the email address or the postcode of the order ``row``, however the customer spaced or
+    capitalised it (sw1a1aa is SW1A 1AA)."""
+    def plain(text: str | None) -> str:
+        return re.sub(r"\s", "", text or "").casefold()
+    return bool(plain(proof)) and plain(proof) in (plain(row[3]), plain(row[4]))
+
+
+def checked_proof(dispatcher: CollectingDispatcher, tracker: Tracker, say: dict[str, Any],
+                  person: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The answer to a proof given for the orders it was asked for (the slot ``orders_unproven``): their details where
+    it is theirs, else asked again, up to ``MAX_PROOF_MISSES`` wrong ones in the conversation, then a person. The proof
+    is never kept in the slots, and the order number a postcode's digits filled (200031) is put back."""
+    unproven = tracker.get_slot("orders_unproven") or []
+    misses = tracker.get_slot("order_proof_misses") or 0
+    rows = looked_up(unproven)
+    proven = [number for number, row in rows.items() if row and misses < MAX_PROOF_MISSES
+              and proves(tracker.get_slot(PROOF), row)]
+    events = [SlotSet(PROOF, None), SlotSet("order_id", unproven[-1] if unproven else None)]
+    if proven:
+        dispatcher.utter_message(text="\n".join(status_text(say, number, rows[number], True) for number in proven))
+        left = [number for number in unproven if number not in proven]
+        return [*events, SlotSet("orders_proven", [*(tracker.get_slot("orders_proven") or []), *proven]),
+                SlotSet("orders_unproven", left or None), SlotSet("requested_slot", None)]
+    misses += 1
+    if misses >= MAX_PROOF_MISSES:  # no more guesses here: a person can check who the customer is
+        dispatcher.utter_message(text=say["locked"], buttons=person)
+        return [*events, SlotSet("order_proof_misses", misses), SlotSet("orders_unproven", None),
+                SlotSet("requested_slot", None)]
+    dispatcher.utter_message(text=say["wrong"])
+    return [*events, SlotSet("order_proof_misses", misses), SlotSet("requested_slot", PROOF)]
 
 
 def order_button(say: dict[str, Any], intent: str, order_id: str) -> dict[str, str]:
@@ -147,11 +248,14 @@ def offered_a_person(tracker: Tracker) -> bool:
     return any(button.get("payload") == "/handoff" for button in (said.get("data") or {}).get("buttons") or [])
 
 
-def status_text(say: dict[str, Any], order_id: str, row: tuple[str, str | None, str | None]) -> str:
-    """What the action says of an order found in the table: its status, tracking number and expected delivery."""
-    status, tracking, eta = row
+def status_text(say: dict[str, Any], order_id: str, row: tuple[Any, ...], proven: bool) -> str:
+    """What the action says of an order found in the table: its status, and where the customer has ``proven`` it is
+    theirs, its tracking number and expected delivery."""
+    status, tracking, eta = row[:3]
     words = say["words"]
     text = say["status"].format(order_id=order_id, status=words.get(status, status))
+    if not proven:
+        return text
     if tracking:
         text += say["tracking"].format(tracking=tracking)
     if eta:
