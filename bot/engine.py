@@ -107,6 +107,16 @@ class _TurnBound:
             self.deadline = None
 
 
+# What a turn holds in the store beside its conversation's turn (a web message's claim: Bot.handle), held while it runs
+# and given the call that gives the rest of the turn up, where another server takes that over.
+Holding = Callable[[Callable[[], None]], contextlib.AbstractAsyncContextManager[None]]
+
+
+def _holding_nothing(lost: Callable[[], None]) -> contextlib.AbstractAsyncContextManager[None]:
+    """A turn that holds nothing beside its conversation's turn (:data:`Holding`)."""
+    return contextlib.nullcontext()
+
+
 # The bound of the turn running in this context (Bot.handle), which the renewals of its lease (Bot._across_servers) and
 # the writing of its exchange (Bot._log) change.
 _TURN_BOUND: ContextVar[_TurnBound | None] = ContextVar("turn_bound", default=None)
@@ -362,17 +372,22 @@ class Bot:
         with store.snapshot():
             return fn(store, *args)
 
-    async def handle(self, turn: Turn) -> Reply:
+    async def handle(self, turn: Turn, holding: Holding | None = None) -> Reply:
         """Answer one turn, counted and timed for /metrics.
 
         A conversation's turns run one after another (a second message sent while a slow action
         answers the first waits for it), on this server and every other on the store (:meth:`_across_servers`):
         each reads the slots the one before wrote, and none is lost.
+
+        ``holding``: what else the turn holds in the store while it runs, given the call that gives the rest of the
+        turn up (a web message's claim, renewed while it runs: another server that claimed it answers the message, and
+        an action run here after that ran on both servers).
         """
         started = time.perf_counter()
-        running = _TURN_BOUND.set(_TurnBound())
+        bound = _TurnBound()
+        running = _TURN_BOUND.set(bound)
         try:
-            async with self._in_turn(turn.conversation_id):
+            async with (holding or _holding_nothing)(bound.lose), self._in_turn(turn.conversation_id):
                 reply = await self._within_bound(turn)
         except BaseException as exc:
             status = ("cancelled" if isinstance(exc, asyncio.CancelledError)

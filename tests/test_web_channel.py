@@ -952,12 +952,12 @@ async def sent_to_two_servers(aiohttp_client: Any, web_demo_bot: SimpleNamespace
     answering, waiting, go_on = asyncio.Event(), asyncio.Event(), asyncio.Event()
     handle = first_app[BOT].handle
 
-    async def held(turn: Any) -> Any:
+    async def held(turn: Any, *holding: Any) -> Any:
         answering.set()
         await go_on.wait()
         if failure is not None:
             raise failure
-        return await handle(turn)
+        return await handle(turn, *holding)
 
     first_app[BOT].handle = held
     channel = second_app[BOT].channels["web"]
@@ -1205,12 +1205,14 @@ async def test_a_turn_another_server_took_over_drops_its_answer_and_leaves_the_c
                and conversation["id"] in record.getMessage() for record in caplog.records)
 
 
+@pytest.mark.parametrize("taken", ["turn_leases", "answering"], ids=["its turn", "its claim of the message"])
 async def test_a_turn_another_server_took_over_is_given_up_at_once_and_runs_no_action_after(
-        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, taken: str) -> None:
     """A server whose turn another server on the store took over (its renewals late: hung, or its store too slow)
     found it at its next renewal and only logged it: the turn ran on, and an action in it (a cancellation) ran there
     as well as on the server that took the conversation over. The turn is given up as the renewal finds it gone, and
-    the customer's message is kept unanswered, for the other server to answer."""
+    the customer's message is kept unanswered, for the other server to answer. So is one whose claim of the web
+    message alone another server took (the widget's Retry sent there): that server answers the message."""
     monkeypatch.setattr(engine_module, "TURN_RENEW_S", 0.05)  # renewals' pace: the test waits for events alone
     cid = new_id()
     app = create_app(web_demo_bot.root, device="cpu")
@@ -1230,20 +1232,22 @@ async def test_a_turn_another_server_took_over_is_given_up_at_once_and_runs_no_a
         return await handle(turn)
 
     bot._handle = held_action
-    answered = asyncio.create_task(chat(client, cid, "cancel my order"))
+    answered = asyncio.create_task(client.post("/api/chat", json={"conversation_id": cid, "text": "cancel my order",
+                                                                  "message_id": "m-1"}))
     await acting.wait()
-    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:  # another server took the turn over
-        assert db.execute("UPDATE turn_leases SET server = 'other-server' WHERE conversation_id = ?", [cid]).rowcount
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:  # another server took it over
+        assert db.execute(f"UPDATE {taken} SET server = 'other-server' WHERE conversation_id = ?", [cid]).rowcount
     try:
         await asyncio.wait_for(given_up.wait(), 10)
     finally:
         go_on.set()
-    reply = await answered
+    reply = await (await answered).json()
     assert (reply["source"], reply["reply"], ran) == ("silent", "", [])
     with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
-        said = db.execute("SELECT role, text FROM turns WHERE conversation_id = ? ORDER BY id", [cid]).fetchall()
-        lease = db.execute("SELECT server FROM turn_leases WHERE conversation_id = ?", [cid]).fetchone()
-    assert said == [("user", "cancel my order")] and lease == ("other-server",)
+        said = db.execute("SELECT role, text, message_id FROM turns WHERE conversation_id = ? ORDER BY id",
+                          [cid]).fetchall()
+        held = db.execute(f"SELECT server FROM {taken} WHERE conversation_id = ?", [cid]).fetchone()
+    assert said == [("user", "cancel my order", None)] and held == ("other-server",)
 
 
 async def test_a_server_whose_renewals_keep_failing_is_not_ready_until_they_work_again(
@@ -1502,14 +1506,14 @@ async def held_first_answer(aiohttp_client: Any, web_demo_bot: SimpleNamespace, 
     server's store thread is held up too, until it is set (a long job on it)."""
     first_app, second_app = (create_app(web_demo_bot.root, device="cpu") for _ in range(2))
     first, second = await aiohttp_client(first_app), await aiohttp_client(second_app)
-    answering, handle = asyncio.Event(), first_app[BOT].handle
+    answering, handle = asyncio.Event(), first_app[BOT]._handle
 
-    async def held_handle(turn: Any) -> Any:
+    async def held_handle(turn: Any) -> Any:  # within the turn, as a slow action is
         answering.set()
         await held()
         return await handle(turn)
 
-    first_app[BOT].handle = held_handle
+    first_app[BOT]._handle = held_handle
     answered_first = asyncio.create_task(first.post("/api/chat", json=message))
     await answering.wait()
     if store_held is not None:
@@ -1688,11 +1692,11 @@ async def test_a_message_sent_again_over_a_socket_while_another_server_answers_i
     answering, go_on = asyncio.Event(), asyncio.Event()
     handle = first_app[BOT].handle
 
-    async def hung_handle(turn: Any) -> Any:
+    async def hung_handle(turn: Any, *holding: Any) -> Any:
         if turn.message_id == "m-1":
             answering.set()
             await go_on.wait()
-        return await handle(turn)
+        return await handle(turn, *holding)
 
     first_app[BOT].handle = hung_handle
     answered_first = asyncio.create_task(first.post("/api/chat", json=message))
@@ -1724,10 +1728,10 @@ async def test_a_message_sent_again_over_http_beside_a_socket_told_another_serve
     answering, go_on, joined, looked = asyncio.Event(), asyncio.Event(), asyncio.Event(), asyncio.Event()
     handle = first_app[BOT].handle
 
-    async def hung_handle(turn: Any) -> Any:
+    async def hung_handle(turn: Any, *holding: Any) -> Any:
         answering.set()
         await go_on.wait()
-        return await handle(turn)
+        return await handle(turn, *holding)
 
     first_app[BOT].handle = hung_handle
     channel = second_app[BOT].channels["web"]

@@ -546,8 +546,7 @@ class WebChannel(Channel):
         while (kept := await self._kept_reply(turn)) is None:
             if await self._claimed(turn):
                 try:
-                    async with self._holding_claim(turn):
-                        return (await self.bot.handle(turn)).to_json()
+                    return (await self.bot.handle(turn, functools.partial(self._holding_claim, turn))).to_json()
                 except BaseException:
                     await self._unclaim(turn)
                     raise
@@ -567,16 +566,18 @@ class WebChannel(Channel):
         return await self.bot._store(store.claim, turn.conversation_id, turn.message_id, time.time() - CLAIM_STALE_S,
                                      time.time() - self._answers.ttl)
 
-    def _holding_claim(self, turn: Turn) -> contextlib.AbstractAsyncContextManager[None]:
+    def _holding_claim(self, turn: Turn, lost: Callable[[], None]) -> contextlib.AbstractAsyncContextManager[None]:
         """Renew this server's claim of ``turn``'s ``message_id`` while it answers (:meth:`Bot.renewing`): a Retry on
-        another server waits for an answer that runs long, and answers itself once this server hangs. A store that
-        does not serve leaves its claims to go stale."""
+        another server waits for an answer that runs long, and answers itself once this server hangs. A claim another
+        server took meanwhile (this one's renewals late) gives the rest of the turn up (``lost``), as a turn taken
+        over does: that server answers the message, and an action run here after that ran twice. A store that does
+        not serve leaves its claims to go stale."""
         store = self.bot.store
         if turn.message_id is None or store is None or store.server is None:
             return contextlib.nullcontext()
         return self.bot.renewing(functools.partial(Store.renew_claim, conversation_id=turn.conversation_id,
                                                    message_id=turn.message_id),
-                                 f"claim of message {turn.message_id!r} of conversation {turn.conversation_id!r}")
+                                 f"claim of message {turn.message_id!r} of conversation {turn.conversation_id!r}", lost)
 
     async def _unclaim(self, turn: Turn) -> None:
         """Let the message be answered when sent again, here or by another server, after its answer failed."""
