@@ -26,7 +26,8 @@ from bot.channels.base import json_response, readable
 from bot.channels.web import (USER_HASH, USER_HASH_HEADER, USER_HEADER, USER_ID, ChatRequest, ConversationId, Customer,
                               FeedbackRequest, TurnIdOrZero, WebConversationId)
 from bot.language import READABLE
-from bot.project import AGENT_NAME_PATTERN, MAX_AGENT_CHARS, MAX_REVIEWER_CHARS, VISIBLE_AGENT_NAME, agent_name
+from bot.project import (AGENT_NAME_PATTERN, MAX_AGENT_CHARS, MAX_REVIEWER_CHARS, VISIBLE_AGENT_NAME, AgentGrant,
+                         agent_name)
 from bot.responses import MAX_REPLY_CHARS
 from dialogues.review import WINDOW
 from dialogues.stats import CHANNELS, LANGUAGES
@@ -320,6 +321,9 @@ class InboxResponse(_Body):
                                                    "now, one spelling of each name")
     token_agent: str | None = Field(..., description="the agent whose own token (server.agents) the request carries, "
                                                      "who every call made with it acts as; null for the admin token")
+    token_grants: list[AgentGrant] = Field(..., description="what the request's token may do beyond answering "
+                                                            "customers: every grant for the admin token, an agent's "
+                                                            "grants (server.agents; review alone where none are set)")
 
 
 class TranscriptTurn(_Body):
@@ -487,8 +491,8 @@ ERROR_TEXT = {400: "bad request; the error names the field", 401: "missing or wr
               403: "sent by a page on an origin that channels.web.origins does not list; on /api/chat, a history and a vote also a "
                    "user without its right user_hash while channels.web.identity_secret is set, or a conversation a "
                    "signed-in customer had without theirs; on a note, another "
-                   "agent's (its author alone deletes it); on reload, export and stats, an agent's own token that "
-                   "server.agents does not grant them (grants)",
+                   "agent's (its author alone deletes it); on reload, export, stats and the review queue, an agent's "
+                   "own token that server.agents does not grant them (grants)",
               404: "not found, or the admin API is disabled (no token configured)",
               408: "the body did not arrive in time",
               409: "refused in the current state; the error says why",
@@ -599,7 +603,7 @@ OPERATIONS: list[Operation] = [
     Operation("GET", "/agent", "The agents' console (the admin API in a page)", media="text/html"),
     _admin("POST", "/admin/reload", "Serve the registry's current model version", ModelVersionResponse,
            errors=(403, 409)),
-    _admin("GET", "/admin/review", "The review queue, most useful first", ReviewQueueResponse, errors=(400,),
+    _admin("GET", "/admin/review", "The review queue, most useful first", ReviewQueueResponse, errors=(400, 403),
            query={"limit": (limit_schema(20), False), "offset": OFFSET}),
     _admin("POST", "/admin/review/{turn_id}", "Label the queue item holding a turn", LabelResponse, ReviewLabelRequest,
            (400, 403, 404, 408, 409, 413)),

@@ -408,21 +408,30 @@ class InferenceConfig(Settings):
 
 
 # What the admin token does beyond answering customers, which an agent's own token does only where bot.yml grants it:
-# serving another model, every conversation's training data, the shop's figures.
-AgentGrant = Literal["reload", "export", "stats"]
+# serving another model, every conversation's training data, the shop's figures, and labelling the review queue,
+# which teaches the next model.
+AgentGrant = Literal["reload", "export", "stats", "review"]
+AGENT_GRANTS: tuple[AgentGrant, ...] = typing.get_args(AgentGrant)
 
 
 class AgentConfig(Settings):
     """One agent's own token (``server.agents``): what they do with it is done in their name alone. It answers
-    customers (the inbox, transcripts, replies, notes, the review queue); ``grants`` adds what else the admin token
-    does, so that a token taken from one agent's browser cannot swap the model nor read every conversation out."""
+    customers (the inbox, transcripts, replies, notes); ``grants`` adds what else the admin token does, so that a token
+    taken from one agent's browser cannot swap the model nor read every conversation out, and a lead chooses who labels
+    what the next model learns. An agent without ``grants`` labels the review queue, as every agent did before
+    ``review`` was a grant; one whose ``grants`` are set labels it where they list ``review``."""
 
     token: str | None = Field(None, description="the agent's token (bot.yml is then a secret: keep it to its owner)")
     token_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                                   description="the environment variable holding the token, read before token")
-    grants: list[AgentGrant] = Field(default_factory=list, description=(
+    grants: list[AgentGrant] | None = Field(None, description=(
         "what else of the admin API the token may do: reload (POST /admin/reload), export (GET /admin/export), stats "
-        "(GET /admin/stats, the console's figures of today); none by default (403)"))
+        "(GET /admin/stats, the console's figures of today), review (GET /admin/review and its labels, the "
+        "console's To review); unset, review alone, as before review was a grant (403 for the others)"))
+
+    def granted(self) -> list[AgentGrant]:
+        """What the token may do beyond answering customers: ``grants``, or the review queue alone where none are set."""
+        return ["review"] if self.grants is None else self.grants
 
 
 MAX_AGENT_CHARS = 64  # an agent's name, in server.agents as in the admin API's agent, ?agent= and ?holder=

@@ -43,8 +43,8 @@ from bot.limits import LIMITS, Limits
 from bot.nlu import NLU, current_names
 from bot.openapi import (MAX_AGENT_CHARS, MAX_LIMIT, MAX_SEARCH_CHARS, AgentMessageRequest, NoteRequest,
                          ReviewLabelRequest, publish_openapi)
-from bot.project import (BOT_FILES, AgentGrant, BotConfig, Project, ProjectError, ServerConfig, agent_name, host_name,
-                         load_project)
+from bot.project import (AGENT_GRANTS, BOT_FILES, AgentGrant, BotConfig, Project, ProjectError, ServerConfig,
+                         agent_name, host_name, load_project)
 from bot.retrain import exported
 from bot.review import CachedModel, review_threshold
 from bot.training import history_fingerprint
@@ -430,19 +430,28 @@ def bearer(request: web.Request, token: str) -> bool:
 def require_admin(request: web.Request, grant: AgentGrant | None = None) -> None:
     """Admin endpoints are off (404) without a configured token (the admin token or an agent's), and refuse (401) a
     request without one (:func:`is_admin`, which compares them in constant time). An endpoint beyond answering
-    customers (``grant``: reload, export, stats) refuses (403) an agent's own token unless bot.yml grants it them: a
-    token taken from one agent's browser would otherwise swap the model or read every conversation out."""
+    customers (``grant``: reload, export, stats, review) refuses (403) an agent's own token unless bot.yml grants it
+    them (:meth:`AgentConfig.granted`): a token taken from one agent's browser would otherwise swap the model or read
+    every conversation out, and any agent taught the next model whatever they labelled."""
     if not request.app[ADMIN_TOKEN] and not request.app[AGENT_TOKENS]:
         raise web.HTTPNotFound()
     if not is_admin(request):
         raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
     agent = request[AGENT]
-    configured = request.app[BOT].config.server.agents.get(agent)  # None for one a reload took out meanwhile
-    if grant and agent and grant not in (configured.grants if configured else []):
+    if grant and grant not in token_grants(request):
         raise http_error(web.HTTPForbidden, f"{request.method} {request.path} needs the admin token, or an agent's "
                                             f"token granted {grant}: this one is agent {agent}'s (server.agents: "
                                             f"{agent}: {{grants: [{grant}]}} in bot.yml grants it)",
                          {"agent": agent, "grant": grant})
+
+
+def token_grants(request: web.Request) -> list[AgentGrant]:
+    """What the request's token may do beyond answering customers: everything with the admin token, what bot.yml
+    grants an agent's own (:meth:`AgentConfig.granted`), nothing for an agent a reload took out meanwhile."""
+    if not request[AGENT]:
+        return list(AGENT_GRANTS)
+    configured = request.app[BOT].config.server.agents.get(request[AGENT])
+    return configured.granted() if configured else []
 
 
 ADMIN = web.RequestKey("admin", bool)
@@ -1116,7 +1125,7 @@ def query_offset(request: web.Request) -> int:
 async def review_queue(request: web.Request) -> web.Response:
     """The review queue's first ``?limit=`` items, past the first ``?offset=``: a queue longer than a page was read
     its first page alone."""
-    require_admin(request)
+    require_admin(request, "review")
     limit = query_limit(request, 20)
     offset = query_offset(request)
     items = await review_items(request.app)
@@ -1126,7 +1135,7 @@ async def review_queue(request: web.Request) -> web.Response:
 
 async def review_label(request: web.Request) -> web.Response:
     """Label the queue item holding a turn: ``{"intent": NAME | "oos"}`` or ``{"accept": true, "predicted": NAME}``."""
-    require_admin(request)
+    require_admin(request, "review")
     bot = request.app[BOT]
     body = await read_json(request, ReviewLabelRequest)
     reviewer = acting_agent(request, body.reviewer)
@@ -1246,7 +1255,8 @@ async def inbox(request: web.Request) -> web.Response:
     (``?holder=``): server.agents, else the agents who have customers now (:meth:`Store.holders`), where the console
     offered none and a lead had no way to list an absent colleague's customers; ``waiting_yours``:
     the customers waiting on that agent or on nobody (nor on anyone server.agents no longer names), whom their console
-    counts and announces (every waiting one without ``?agent=``)."""
+    counts and announces (every waiting one without ``?agent=``); ``token_grants``: what the token may do beyond
+    answering customers, for the console to offer what it may (the review queue)."""
     require_admin(request)
     status = request.query.get("status", "handed_off")
     if status not in ("handed_off", "open"):
@@ -1270,7 +1280,8 @@ async def inbox(request: web.Request) -> web.Response:
                 "passed": store.passed_to(agent), "taken": store.taken_from(agent),
                 "colleagues": team or store.holders()}
 
-    return json_response({**await bot._read(read), "team": team, "token_agent": request[AGENT] or None})
+    return json_response({**await bot._read(read), "team": team, "token_agent": request[AGENT] or None,
+                          "token_grants": token_grants(request)})
 
 
 def unknown_conversation(conversation_id: str) -> web.HTTPException:

@@ -770,6 +770,39 @@ async def test_a_second_reviewer_of_an_item_hears_who_labelled_it(review_bot: Pa
     assert unknown.status == 404
 
 
+async def test_an_agent_labels_the_review_queue_unless_their_grants_leave_review_out(
+        review_bot: Path, aiohttp_client: Any) -> None:
+    """Any agent's token labelled the queue, which teaches the next model. An agent whose grants bot.yml sets reads and
+    labels it where they list review (403 naming the grant otherwise); one without grants labels it as before review
+    was a grant. The inbox says what each token may do, for the console to offer the queue or not."""
+    configure(review_bot, server={"agents": {"Ana": {"token": "ana-own-token-0123"},
+                                             "Bob": {"token": "bob-own-token-4567", "grants": ["stats"]},
+                                             "Cy": {"token": "cy-own-token-89ab", "grants": ["stats", "review"]}}})
+    client = await aiohttp_client(create_app(review_bot, device="cpu"))
+    tokens = {"Ana": "ana-own-token-0123", "Bob": "bob-own-token-4567", "Cy": "cy-own-token-89ab"}
+    for n, text in enumerate(["hmm, the thing with the order", "qwerty zxcv"]):  # two items
+        await client.post("/api/chat", json={"conversation_id": f"c{n}", "text": text})
+    items = (await (await client.get("/admin/review", headers=AUTH)).json())["items"]
+
+    async def labels(name: str, item: dict[str, Any]) -> tuple[int, int, list[str]]:
+        auth = {"Authorization": f"Bearer {tokens[name]}"}
+        queue = await client.get("/admin/review", headers=auth)
+        label = await client.post(f"/admin/review/{item['id']}", json={"intent": "track_order"}, headers=auth)
+        inbox = await (await client.get("/admin/conversations?limit=0", headers=auth)).json()
+        return queue.status, label.status, inbox["token_grants"]
+
+    assert await labels("Bob", items[0]) == (403, 403, ["stats"])
+    assert await labels("Ana", items[0]) == (200, 200, ["review"])
+    assert await labels("Cy", items[1]) == (200, 200, ["stats", "review"])
+    refused = await client.get("/admin/review", headers={"Authorization": f"Bearer {tokens['Bob']}"})
+    assert await refused.json() == {
+        "error": "GET /admin/review needs the admin token, or an agent's token granted review: this one is agent Bob's "
+                 "(server.agents: Bob: {grants: [review]} in bot.yml grants it)", "agent": "Bob", "grant": "review"}
+    assert [r["reviewer"] for r in client.app[BOT].store.labels()] == ["Ana", "Cy"]
+    admin = await (await client.get("/admin/conversations?limit=0", headers=AUTH)).json()
+    assert admin["token_grants"] == ["reload", "export", "stats", "review"]
+
+
 @pytest.mark.parametrize("read_before", [False, True])
 async def test_a_reviewer_labelling_an_item_from_a_second_window_hears_it_was_them(
         review_bot: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch, read_before: bool) -> None:

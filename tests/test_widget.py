@@ -3688,6 +3688,24 @@ def test_the_keyboard_stays_on_a_notes_button_as_the_customer_writes_and_goes_on
     context.close()
 
 
+@pytest.mark.parametrize(("token", "offered"), [("kim-own-token", 0), ("lee-own-token", 1)])
+def test_the_agents_console_offers_the_review_queue_to_the_agents_granted_it(
+        chromium: SimpleNamespace, server: LiveServer, token: str, offered: int) -> None:
+    """An agent whose grants leave review out (Kim, granted stats alone) was offered To review, whose every label
+    the bot refused: the tab is offered to those who may label (Lee, with no grants, as before review was a grant),
+    and a reload of the console on it shows the waiting customers instead."""
+    context = open_console(chromium, server, token, clock=True)
+    page = context.pages[0]
+    wait_until(page, "state.refreshing === 0")
+    expect(page.get_by_role("button", name="To review")).to_have_count(offered)
+    page.evaluate("""sessionStorage.setItem("deskbot-shown", JSON.stringify({ status: "review" }))""")
+    page.reload()
+    wait_until(page, "state.refreshing === 0 && state.refreshes > 0")
+    expect(page.locator(".tabs [aria-pressed=true]")).to_have_text("To review" if offered else "Waiting")
+    expect(page.locator(".status")).to_have_text("")
+    context.close()
+
+
 def test_the_agents_console_lists_its_agents_own_customers_alone_when_asked(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """At a change of shift an agent looked for the customers they were leaving among everyone's: "Mine only" lists
