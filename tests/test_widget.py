@@ -3688,6 +3688,32 @@ def test_the_keyboard_stays_on_a_notes_button_as_the_customer_writes_and_goes_on
     context.close()
 
 
+def chromium_role_and_name(page: Any, selector: str) -> tuple[str, str]:
+    """The role and the accessible name Chromium gives the element ``selector`` finds, from its accessibility tree (as
+    a screen reader hears them)."""
+    cdp = page.context.new_cdp_session(page)
+    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+    found = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+    node = cdp.send("Accessibility.getPartialAXTree", {"nodeId": found, "fetchRelatives": False})["nodes"][0]
+    cdp.detach()
+    return node["role"]["value"], node.get("name", {}).get("value", "")
+
+
+@pytest.mark.parametrize(("lang", "messages"), [("en", "Messages: "), ("zh", "消息：")])
+def test_a_screen_reader_names_the_transcript_by_its_conversation(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace,
+        lang: str, messages: str) -> None:
+    """The transcript, a stop of the Tab key between the colleague's buttons and the reply box, had no name: a screen
+    reader said nothing of what the agent had come to, whichever customer it was. It is a log named by its conversation,
+    read as the agent moves through it, and not read out whole each time it is drawn anew."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.goto(f"{server.url}/agent?lang={lang}")  # the conversation shown again
+    expect(page.locator(".turn.user .text").first).to_have_text("where is my parcel?")
+    assert chromium_role_and_name(page, ".turns") == ("log", f"{messages}{cid} · web")
+    expect(page.locator(".turns")).to_have_attribute("aria-live", "off")
+    context.close()
+
+
 @pytest.mark.parametrize(("token", "offered"), [("kim-own-token", 0), ("lee-own-token", 1)])
 def test_the_agents_console_offers_the_review_queue_to_the_agents_granted_it(
         chromium: SimpleNamespace, server: LiveServer, token: str, offered: int) -> None:
