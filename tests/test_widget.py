@@ -3630,6 +3630,7 @@ def test_the_agents_console_keeps_a_note_for_the_agents_alone(
     expect(page.get_by_role("button", name=delete)).to_have_count(0)
     page.get_by_label(name).fill("小王")
     page.clock.run_for(3_100)
+    page.once("dialog", lambda dialog: dialog.accept())  # asked first
     page.get_by_role("button", name=delete).click()
     expect(page.locator(".turn.note")).to_have_count(0)
     assert api.get(f"/admin/conversations/{cid}")["notes"] == []
@@ -3682,6 +3683,7 @@ def test_the_keyboard_stays_on_a_notes_button_as_the_customer_writes_and_goes_on
     expect(page.locator(".turn.user .text").last).to_have_text("any news?")
     expect(edit).to_be_focused()
     page.keyboard.press("Shift+Tab")  # on to its Delete
+    page.once("dialog", lambda dialog: dialog.accept())  # asked first
     page.keyboard.press("Enter")
     expect(page.locator(".turn.note .text")).to_have_text(["Refund promised."])
     expect(page.locator(".turns")).to_be_focused()  # the note gone, the transcript itself: not the page
@@ -3711,6 +3713,31 @@ def test_a_screen_reader_names_the_transcript_by_its_conversation(
     expect(page.locator(".turn.user .text").first).to_have_text("where is my parcel?")
     assert chromium_role_and_name(page, ".turns") == ("log", f"{messages}{cid} · web")
     expect(page.locator(".turns")).to_have_attribute("aria-live", "off")
+    context.close()
+
+
+@pytest.mark.parametrize(("lang", "asked"), [("en", "Delete this note for every agent? Refund promised."),
+                                             ("zh", "要为所有客服删除这条备注吗？Refund promised.")])
+def test_the_agents_console_asks_before_deleting_a_note(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace,
+        lang: str, asked: str) -> None:
+    """A note's × deleted it at once, for every colleague, at a slip of the mouse or of the keyboard's Enter: the console
+    asks first, as it does before Release all, quoting the note, and keeps it unless the agent confirms."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.locator("form.reply .name").fill("Ana")  # kept through the reload
+    api.admin(f"/admin/conversations/{cid}/notes", {"text": "Refund promised.", "agent": "Ana"})
+    page.goto(f"{server.url}/agent?lang={lang}")  # the conversation shown again, with the note
+    delete = page.locator(".turn.note .delete")
+    said: list[str] = []
+    page.once("dialog", lambda dialog: (said.append(dialog.message), dialog.dismiss()))
+    delete.click()
+    assert said == [asked]
+    expect(page.locator(".turn.note .text")).to_have_text(["Refund promised."])
+    assert [n["text"] for n in api.get(f"/admin/conversations/{cid}")["notes"]] == ["Refund promised."]
+    page.once("dialog", lambda dialog: dialog.accept())
+    delete.click()
+    expect(page.locator(".turn.note")).to_have_count(0)
+    assert api.get(f"/admin/conversations/{cid}")["notes"] == []
     context.close()
 
 
