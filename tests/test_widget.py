@@ -3741,6 +3741,28 @@ def test_the_agents_console_asks_before_deleting_a_note(
     context.close()
 
 
+def test_a_screen_reader_hears_what_the_customer_writes_in_the_conversation_open(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """An agent at a screen reader, writing a reply, heard nothing of the customer's next message: it came into the
+    transcript unsaid, and their reply answered what the customer had asked before. It is said aloud as it comes, the
+    reply being written kept; opening a conversation says nothing of what it held before."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    expect(page.locator(".arrivals")).to_have_text("")
+    page.locator("form.reply textarea").fill("Let me look")
+    api.chat(cid, "it is order 12, not 21")
+    api.chat(cid, "any news?")
+    page.clock.run_for(3_100)  # the next refresh
+    expect(page.locator(".turn.user .text").last).to_have_text("any news?")
+    expect(page.locator(".arrivals")).to_have_text("Customer: it is order 12, not 21 · Customer: any news?")
+    expect(page.locator("form.reply textarea")).to_have_value("Let me look")
+    clear_announcements(page)
+    page.reload()  # the conversation shown again: nothing new in it
+    expect(page.locator(".turn.user .text").last).to_have_text("any news?")
+    wait_until(page, "state.refreshing === 0")
+    expect(page.locator(".arrivals")).to_have_text("")
+    context.close()
+
+
 @pytest.mark.parametrize(("token", "offered"), [("kim-own-token", 0), ("lee-own-token", 1)])
 def test_the_agents_console_offers_the_review_queue_to_the_agents_granted_it(
         chromium: SimpleNamespace, server: LiveServer, token: str, offered: int) -> None:
