@@ -35,6 +35,7 @@ from bot.channels.base import client_session, error_text, load_json
 from bot.language import blank
 from bot.project import REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, config_error
 from bot.responses import MAX_REPLY_CHARS
+from dialogues.redact import redact
 from dialogues.store import CUSTOM_PLACEHOLDER
 
 if TYPE_CHECKING:
@@ -855,7 +856,8 @@ class ActionRunner:
                 if resp.status == 404:
                     raise ActionError(f"the action server does not know {call['next_action']!r}")
                 reason = (body or {}).get("error", resp.reason) if isinstance(body, dict) else resp.reason
-                raise ActionError(f"action {call['next_action']!r} was rejected ({resp.status}): {reason}")
+                # redacted as _raised's: rasa-sdk's action server answers with what the action raised
+                raise ActionError(f"action {call['next_action']!r} was rejected ({resp.status}): {redact(str(reason))}")
         raise ActionError(f"the action server kept asking for the domain for {call['next_action']!r}")
 
     async def close(self) -> None:
@@ -966,9 +968,11 @@ def _fault(exc: Exception, path: Path, actions_dir: Path) -> tuple[str, int | No
 
 def _raised(exc: Exception, actions_dir: Path | None) -> str:
     """Why an in-process action failed: what the shop's code raised, with its type and the line of ``actions/``
-    it was raised at ("'order_id'" alone was a KeyError, from somewhere); deskbot's own reasons as they are."""
+    it was raised at ("'order_id'" alone was a KeyError, from somewhere); deskbot's own reasons as they are. Its
+    message redacted, as the store keeps a message's: it is logged, and often quotes what the customer wrote."""
     own = _own_frame(exc, actions_dir) if actions_dir is not None else None
-    return f"{own.filename}:{own.lineno}: {type(exc).__name__}: {exc}" if own else str(exc)
+    said = redact(str(exc))
+    return f"{own.filename}:{own.lineno}: {type(exc).__name__}: {said}" if own else said
 
 
 def code_stamp(actions_dir: Path) -> tuple[tuple[str, int], ...]:

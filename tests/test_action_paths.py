@@ -2965,6 +2965,50 @@ async def test_an_in_process_action_that_raises_is_logged_with_its_type_and_line
         await bot.close()
 
 
+async def test_an_action_failing_on_a_customers_personal_data_logs_it_redacted(
+        action_bot: Path, tmp_path: Path, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """What the shop's code raised often quotes what it was given (a ValueError of the text it parsed, a KeyError of a
+    slot's value), in process or as rasa-sdk's action server answers it, and the server's log, kept apart from the store
+    and beyond `bot purge`, kept the customer's email and phone number as they wrote them."""
+    root = Path(shutil.copytree(action_bot, tmp_path / "bot"))
+    (root / "actions" / "quantity.py").write_text(
+        "from rasa_sdk import Action\n\n\n"
+        "class Quantity(Action):\n"
+        "    def name(self):\n"
+        "        return 'action_quantity'\n\n"
+        "    def run(self, dispatcher, tracker, domain):\n"
+        "        return [int(tracker.latest_message['text'])]\n")
+    written = '/track_order{"note": "mail jane.doe@example.com or call +44 20 7946 0958"}'
+    logged = '/track_order{"note": "mail [EMAIL] or call [PHONE]"}'
+    bot = make_bot(root, None, {"track_order": "action_quantity"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", written, "web"))
+        assert reply.source == "fallback"
+        assert (f"action 'action_quantity' failed: {root / 'actions' / 'quantity.py'}:9: ValueError: invalid literal "
+                f"for int() with base 10: {logged!r}") in caplog.text
+        assert "jane.doe" not in caplog.text and "7946" not in caplog.text
+    finally:
+        await bot.close()
+
+    async def webhook(request: web.Request) -> web.Response:  # as rasa-sdk's server answers an action that raised
+        text = (await request.json())["tracker"]["latest_message"]["text"]
+        return web.json_response({"error": f"invalid literal for int() with base 10: {text!r}"}, status=500)
+
+    app = web.Application()
+    app.router.add_post("/webhook", webhook)
+    server = await aiohttp_server(app)
+    caplog.clear()
+    bot = make_bot(root, f"http://127.0.0.1:{server.port}/webhook", {"track_order": "action_quantity"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c2", written, "web"))
+        assert reply.source == "fallback"
+        assert f"action 'action_quantity' was rejected (500): invalid literal for int() with base 10: {logged!r}" \
+            in caplog.text
+        assert "jane.doe" not in caplog.text
+    finally:
+        await bot.close()
+
+
 async def test_failing_actions_hand_off_once_the_misses_reach_the_limit(action_bot: Path, tmp_path: Path) -> None:
     """They counted as misses, but only a misunderstanding after them handed the customer to a person."""
     bot = make_bot(action_bot, None, {"track_order": "action_runaway"}, tmp_path)
