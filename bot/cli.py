@@ -607,6 +607,12 @@ def say_gaps(project: Project) -> None:
                    f"not have given: {'; '.join(f'{i} ' + ', '.join(f'{{{v}}}' for v in vs) for i, vs in needing.items())}; "
                    "a customer who has not given it gets the fallback, as if not understood: add a variant without it",
                    err=True)
+    if unlisted := project.unlisted_variables():
+        used = "; ".join(f"{{{name}}} ({', '.join(responses)})" for name, responses in unlisted.items())
+        click.echo(f"note: responses.yml uses {_count(len(unlisted), 'variable')} no entity of nlu.yml fills, taken as "
+                   f"slots the custom actions set, as bot.yml's actions.slots does not list theirs: {used}; a variant "
+                   "needing one they never set (a misspelt name too) is never shown: list the slots they set in "
+                   "actions.slots, and the others are refused with their line", err=True)
     if custom_only := project.custom_only():
         click.echo(f"note: {_count(len(custom_only), 'response')} in responses.yml with only a custom payload for some "
                    "customers, which only the web chat passes on (and Slack one of Block Kit blocks): "

@@ -704,6 +704,21 @@ class Project:
                     needing[intent] = sorted(min(spoken, key=len))
         return needing
 
+    def unlisted_variables(self) -> dict[str, list[str]]:
+        """The ``{variables}`` of responses.yml that no entity of nlu.yml fills, nor the bot itself, each with the
+        responses using it, while bot.yml's ``actions.slots`` leaves unsaid which slots the custom actions set: each is
+        taken as one of theirs on load, a misspelt ``{oder_id}`` too, whose variant no customer is ever shown."""
+        actions = self.config.actions
+        if not actions.map or actions.slots is not None:
+            return {}
+        filled = {*self.entity_patterns, SLOT, SCRIPT, MID_CONVERSATION, REQUESTED_SLOT, SESSION_METADATA,
+                  VERIFIED_USER, *(slot for form in actions.forms.values() for slot in form.required_slots)}
+        unlisted: dict[str, list[str]] = {}
+        for name, variants in {**self.responses.templates, **self.responses.named}.items():
+            for variable in sorted(set().union(*(v.variables() for v in variants)) - filled):
+                unlisted.setdefault(variable, []).append(name)
+        return unlisted
+
     def custom_only(self) -> list[str]:
         """Responses (an intent's template, or one an action names) that say nothing to Slack or WeCom customers of
         some language the bot speaks: each of their variants there is a custom payload alone, which only the web

@@ -1841,3 +1841,19 @@ def test_bot_check_reads_the_bots_files_and_actions_without_training(bot_dir: Pa
     config.write_text(config.read_text().replace(": action_order_status", ": action_order_stats", 1))
     unknown = CliRunner().invoke(cli, ["check", str(bot_dir)])
     assert unknown.exit_code == 1 and "'action_order_stats': no class in actions/ is named so" in unknown.output
+
+
+def test_a_variable_taken_as_an_actions_slot_unlisted_is_named(bot_dir: Path) -> None:
+    """With custom actions and no actions.slots, any {variable} loads as a slot an action may set: a misspelt
+    {oder_id} loaded unsaid, and its variant was never shown. `bot check` (and train and serve) name each such
+    variable with its responses; listed in actions.slots, the others are refused."""
+    config = bot_dir / "bot.yml"
+    config.write_text(re.sub(r"\n  slots: \[order_status\].*", "", config.read_text()))
+    responses = bot_dir / "responses.yml"
+    responses.write_text(responses.read_text().replace(QUOTED, f"{QUOTED}\n    - text: Visa for order {{oder_id}}.", 1))
+    checked = CliRunner().invoke(cli, ["check", str(bot_dir)])
+    assert checked.exit_code == 0 and "note: responses.yml uses 1 variable no entity of nlu.yml fills, taken as slots " \
+        "the custom actions set, as bot.yml's actions.slots does not list theirs: {oder_id} (check_payment_methods);" \
+        in checked.output, checked.output
+    responses.write_text(responses.read_text().replace("{oder_id}", "{order_id}"))
+    assert "note: responses.yml uses" not in CliRunner().invoke(cli, ["check", str(bot_dir)]).output
