@@ -684,10 +684,17 @@ def check(directory: Path) -> None:
       bot check mybot
     """
     from bot.actions import ActionRunner
+    from bot.server import other_intents
+    from finetune.registry import Registry
 
     project = load_project(directory)
     ActionRunner.for_project(project)  # actions/ imported, and actions.map checked against it, as at start
     say_gaps(project)
+    registry = Registry(project.models_dir)
+    # an intent added to nlu.yml is served with its template at once, and predicted only once a model learns it
+    if (serving := registry.readable_current()) is not None and (labels := registry.version(serving).meta.get("labels")):
+        if warning := other_intents(labels, serving, project):
+            click.echo(f"note: {warning}", err=True)
     responses = project.responses
     click.echo(f"{directory}: ok ({_count(len(project.intents), 'intent')}, "
                f"{_count(len(responses.templates) + len(responses.named), 'response')} in responses.yml)")

@@ -1825,7 +1825,16 @@ def test_bot_check_reads_the_bots_files_and_actions_without_training(bot_dir: Pa
     its file and line, or that the bot is ok, with the notes `bot train` would give."""
     ok = CliRunner().invoke(cli, ["check", str(bot_dir)])
     assert ok.exit_code == 0 and f"{bot_dir}: ok (34 intents, 34 responses in responses.yml)" in ok.output, ok.output
-    assert not (bot_dir / "models").exists()
+    assert not (bot_dir / "models").exists() and "was trained on other intents" not in ok.output
+
+    serving = bot_dir / "models" / "v0001"  # a model trained before nlu.yml had complaint
+    serving.mkdir(parents=True)
+    intents = load_project(bot_dir).intents
+    (serving / "meta.json").write_text(json.dumps({"labels": [i for i in intents if i != "complaint"]}))
+    (bot_dir / "models" / "CURRENT").write_text("v0001\n")
+    new_intent = CliRunner().invoke(cli, ["check", str(bot_dir)])
+    assert new_intent.exit_code == 0 and ("note: model v0001 was trained on other intents than nlu.yml holds (only in "
+                                          "the model: none; only in nlu.yml: complaint)") in new_intent.output
 
     responses = bot_dir / "responses.yml"
     written = responses.read_text()
