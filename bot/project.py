@@ -149,6 +149,23 @@ ButtonTitle = Annotated[Text, AfterValidator(_button_title)]
 AGENT = "agent"  # the variable handoff.joined_message_named names the agent with
 
 
+# A {variable}, in ASCII braces or the full-width ones a Chinese input method types
+_VARIABLE_LIKE = re.compile(r"[{｛]\s*[^\W\d]\w*\s*[}｝]")
+
+
+def _said_as_written(text: Text) -> Text:
+    """The bot's own messages are said as written: a ``{order_id}`` copied from a template would reach customers as
+    typed, braces and all."""
+    for each in [text] if isinstance(text, str) else text.values():
+        if found := _VARIABLE_LIKE.search(each):
+            raise ValueError(f"{found.group()} would reach customers as written: bot.yml's messages are said as they "
+                             "are, and only responses.yml's templates fill in values; leave it out")
+    return text
+
+
+Said = Annotated[Text, AfterValidator(_said_as_written)]  # a message of the bot's own, said as written
+
+
 def _names_no_agent(text: Text) -> Text:
     """joined_message is said when no name is known, so an ``{agent}`` in it would reach customers as typed."""
     if any("{" + AGENT + "}" in each for each in ([text] if isinstance(text, str) else text.values())):
@@ -172,11 +189,11 @@ class HandoffConfig(Settings):
     per language. The defaults have both, so a bot of either language speaks it from the start."""
 
     intent: str | None = Field(None, description="the intent that asks for a human, e.g. contact_human_agent")
-    message: Text = {"en": "I'm connecting you with a human agent. Please hold on.", "zh": "正在为您转接人工客服，请稍候。"}
-    resumed_message: Text = {"en": "You're back with the bot. How else can I help?",
+    message: Said = {"en": "I'm connecting you with a human agent. Please hold on.", "zh": "正在为您转接人工客服，请稍候。"}
+    resumed_message: Said = {"en": "You're back with the bot. How else can I help?",
                              "zh": "您已回到机器人服务，还有什么可以帮您？"}
     # said on Slack and WeCom when an agent takes a conversation over from the bot (the web chat shows a banner)
-    joined_message: Annotated[Text, AfterValidator(_names_no_agent)] = {
+    joined_message: Annotated[Text, AfterValidator(_names_no_agent), AfterValidator(_said_as_written)] = {
         "en": "A member of our team has joined and will answer you here.", "zh": "人工客服已接入，将在这里为您解答。"}
     # said instead when the agent's name is known, filled in for {agent} (None: joined_message is said)
     joined_message_named: Annotated[Text, AfterValidator(_names_the_agent)] | None = None
@@ -184,7 +201,7 @@ class HandoffConfig(Settings):
         300, gt=0, description="a customer who has waited this long for a person's reply is told, once per wait and "
                                "again when they write this long after being told, that the agents are busy "
                                "(null: never)")
-    busy_message: Text = {"en": "Sorry for the wait: our agents are all busy right now. One will answer here as soon "
+    busy_message: Said = {"en": "Sorry for the wait: our agents are all busy right now. One will answer here as soon "
                                 "as they can, or you can go back to the bot.",
                           "zh": "抱歉久等了，客服人员正忙，会尽快在这里回复您；您也可以返回机器人。"}
     back_button: ButtonTitle = {"en": "Back to the bot", "zh": "返回机器人"}  # with busy_message and joined_message where buttons show
@@ -216,21 +233,21 @@ def name_agent(said: str, agent: str | None) -> str:
 class FallbackConfig(Settings):
     """What the bot says when it is unsure, likewise in one language or per language."""
 
-    message: Text = {"en": "Sorry, I'm not sure I understood. Did you mean one of these?",
+    message: Said = {"en": "Sorry, I'm not sure I understood. Did you mean one of these?",
                      "zh": "抱歉，我不太确定您的意思。您是想问下面这些吗？"}
-    rephrase: Text = {"en": "Sorry, I'm not sure I understood. Could you put it another way?",  # no intent to offer
+    rephrase: Said = {"en": "Sorry, I'm not sure I understood. Could you put it another way?",  # no intent to offer
                       "zh": "抱歉，我不太确定您的意思。能换个说法吗？"}
     # said instead after a miss right before: the same "not sure I understood" again read as a bot stuck in a loop
-    again: Text = {"en": "Sorry, I still didn't catch that. Could you put it another way, or talk to a person?",
+    again: Said = {"en": "Sorry, I still didn't catch that. Could you put it another way, or talk to a person?",
                    "zh": "抱歉，我还是没能理解。您可以换个说法，或者转人工客服。"}
-    action_failed: Text = {"en": "Sorry, I couldn't complete that just now. Please try again, or ask for a person.",
+    action_failed: Said = {"en": "Sorry, I couldn't complete that just now. Please try again, or ask for a person.",
                            "zh": "抱歉，刚才没能完成这个操作。请再试一次，或者转人工客服。"}
-    action_slow: Text = {"en": "Sorry, that is taking longer than it should, and it may still go through. Please check "
+    action_slow: Said = {"en": "Sorry, that is taking longer than it should, and it may still go through. Please check "
                                "in a moment before trying again, or ask for a person.",
                          "zh": "抱歉，处理时间比预期长，操作可能仍在进行。请稍后确认再重试，或者转人工客服。"}
     # said to a message that only acknowledges or thanks ("ok", "thanks 👍", "好的[抱拳]"), which no intent answered:
     # a polite customer is no miss, and was handed to a person for saying thanks twice
-    acknowledged: Text = {"en": "All right. If there's anything else, just ask.", "zh": "好的，如果还有其他问题，随时问我。"}
+    acknowledged: Said = {"en": "All right. If there's anything else, just ask.", "zh": "好的，如果还有其他问题，随时问我。"}
     human_button: ButtonTitle = {"en": "Talk to a person", "zh": "转人工客服"}
     titles: dict[str, ButtonTitle] = Field(default_factory=dict, description="intent -> button title (default: its name)")
     exclude: list[str] = Field(default_factory=list, description="intents never offered as buttons (oos never is)")

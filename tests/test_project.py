@@ -1866,3 +1866,21 @@ def test_a_variable_taken_as_an_actions_slot_unlisted_is_named(bot_dir: Path) ->
         in checked.output, checked.output
     responses.write_text(responses.read_text().replace("{oder_id}", "{order_id}"))
     assert "note: responses.yml uses" not in CliRunner().invoke(cli, ["check", str(bot_dir)]).output
+
+
+@pytest.mark.parametrize(("section", "key", "text"), [
+    ("fallback", "message", "Sorry, I didn't get that about order {order_id}. Did you mean one of these?"),
+    ("handoff", "message", {"en": "Connecting you about {order_id}.", "zh": "正在为订单｛order_id｝转接人工客服。"}),
+])
+def test_a_variable_in_a_message_of_the_bots_own_is_refused(bot_dir: Path, section: str, key: str, text: object) -> None:
+    """Only responses.yml's templates fill in values: a {order_id} copied into bot.yml's fallback or handoff message
+    reached customers as typed, braces and all."""
+    config = bot_dir / "bot.yml"
+    settings = yaml.safe_load(config.read_text())
+    settings.setdefault(section, {})[key] = text
+    config.write_text(yaml.safe_dump(settings, allow_unicode=True))
+    line = next(n for n, written in enumerate(config.read_text().splitlines(), 1) if written.startswith(f"{section}:"))
+    assert re.search(rf"^{re.escape(str(config))}:\d+: {section}\.{key}: .*[{{｛]order_id[}}｝] would reach customers as "
+                     r"written: bot.yml's messages are said as they are, and only responses.yml's templates fill in "
+                     "values; leave it out$", error_for(bot_dir)), error_for(bot_dir)
+    assert int(error_for(bot_dir).split(":")[1]) > line
