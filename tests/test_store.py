@@ -1057,6 +1057,9 @@ def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
     # thanks, very much so: "非常感谢" and Hong Kong's "多謝你" were misses
     ("非常感谢", True), ("太感谢了！", True), ("真的谢谢你们", True), ("多謝你", True), ("唔該晒你", True),
     ("非常感谢，我的订单呢", False), ("太贵了", False),
+    # thanks as Chinese customers type it too: "谢了", Taiwan's and Hong Kong's "感恩", "3Q", an online shop's "好的亲"
+    ("谢了", True), ("謝了！", True), ("感恩", True), ("感恩你🙏", True), ("3Q", True), ("好的亲", True),
+    ("好勒", True), ("感恩节有优惠吗", False), ("3q，运费多少", False),
 ])
 def test_what_only_acknowledges(text: str, only: bool) -> None:
     assert acknowledges(text) is only
