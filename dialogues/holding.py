@@ -134,10 +134,12 @@ _STOPS = re.compile(_only(r"(?:please |i (?:want|wanna|would like) to |i'd like 
                           rf"|{_DROPS}"))
 _PERSON = re.compile(_only(_FOR_A_PERSON))
 # One request for a person with the greeting, "please" or thanks Chinese customers write on without a stop (你好转人工,
-# 麻烦转下人工, 转人工谢谢, 轉人工唔該, 唔該轉真人). Not among the words of _ACKNOWLEDGES, where 你好 and 谢谢 are words of their own:
+# 麻烦转下人工, 转人工谢谢, 轉人工唔該, 唔該轉真人), asked as a question (可以转人工吗, 能不能帮我转人工, Hong Kong's 可唔可以轉真人呀)
+# or with a particle (转人工啊, 人工呢). Not among the words of _ACKNOWLEDGES, where 你好 and 谢谢 are words of their own:
 # a long clause would have two readings a word, and one that is not a request would take time in two to the power
 # of its words to refuse.
-_POLITE_PERSON = re.compile(rf"(?:你好|您好|唔该|(?:麻烦|劳烦)(?:您|你)?)?(?:{_FOR_A_PERSON}) ?(?:谢谢(?:您|你们?)?|唔该晒?)?{_SIGNS}")
+_POLITE_PERSON = re.compile(rf"(?:你好|您好|唔该|(?:麻烦|劳烦)(?:您|你)?)?(?:请问)?(?:可以|可不可以|可唔可以|能不能|能否|能|可否)?"
+                            rf"(?:{_FOR_A_PERSON})(?:吗|么|嘛|[啊呀吧啦呢])? ?(?:谢谢(?:您|你们?)?|唔该晒?)?{_SIGNS}")
 _SIGNS_ALONE = re.compile(_SIGNS)  # a clause with no word in it
 _ASKED = re.compile(r"\?")  # as read (NFKC), "？" too
 # An agent's apology for what happened to the customer, which the next customer with the same trouble is owed too

@@ -1123,6 +1123,10 @@ def test_what_only_stops_what_the_bot_asks_for(text: str, only: bool) -> None:
     # being put through to customer service, or talking with it, as mainland and Hong Kong customers ask for a person
     ("转客服", True), ("請幫我轉接客服", True), ("麻烦转客服", True), ("我想同客服講", True), ("转客服退款", False),
     ("跟客服讲过了", False), ("客服电话是多少", False),
+    # asked as a question, or with a particle: "可以转人工吗" went to the classifier, and on to the fallback when unsure
+    ("可以转人工吗？", True), ("能不能转人工", True), ("请问能帮我转人工吗", True), ("可唔可以轉真人呀", True),
+    ("转人工啊！！", True), ("人工呢？", True), ("你好，可以转人工吗？谢谢", True),
+    ("能不能转人工处理退款", False), ("可以人工退款吗", False), ("人工智能吗", False), ("可以", False),
 ])
 def test_what_only_asks_for_a_person(text: str, only: bool) -> None:
     assert asks_for_a_person(text) is only
