@@ -952,7 +952,7 @@ class Bot:
         takes the message whole, and the rest of it only names the thing (:func:`names_only`: "order 123", "订单号是
         123", "#789"). "456 去咗边", which a pattern takes whole as the answer to "what's your order number?", asks more."""
         return "start" in entity and self.project.is_answer(entity["entity"], text) \
-            and names_only(text[:entity["start"]] + text[entity["end"]:])
+            and names_only(text[:entity["start"]] + text[entity["end"]:], self.project.naming_words(entity["entity"]))
 
     async def _taken_up(self, conversation_id: str, text: str) -> str | None:
         """The payload of the one button the bot's latest reply offered, for a message that only says yes to it

@@ -831,6 +831,20 @@ class Project:
         so that a bot folder moved elsewhere is no new base) with a folder read from the bot's folder."""
         return model_folder(self.root, self.config.base_model)
 
+    def naming_words(self, entity: str) -> set[str]:
+        """The words that name ``entity``'s value in the bot's own data, which a message may say besides the value and
+        still be only that value (:func:`~dialogues.holding.names_only`): those of its name (order_id: "order";
+        booking_ref: "booking", "ref") and those its patterns read before the value group ("订单", "單號", "purchase"
+        of the demo's order number, "reservation" of a booking reference's). A list of an order's words alone left
+        another entity, "booking AB1234", asking more than its value."""
+        words = set(re.findall(r"[^\W\d_]{2,}", entity))
+        for pattern in self.entity_patterns.get(entity, ()):
+            before, value, _ = pattern.pattern.partition("(?P<value>")
+            if value:  # without escapes (\d, \u2010) and character classes, whose letters are no words
+                plain = re.sub(r"\[[^\]]*\]", " ", re.sub(r"\\(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|.)", " ", before))
+                words.update(word for word in re.findall(r"[^\W\d_]+", plain) if len(word) > 1 or not word.isascii())
+        return words
+
     def is_answer(self, entity: str, text: str) -> bool:
         """Whether one of ``entity``'s patterns takes the whole message: what the shop wrote as an answer
         when an action asks for that value, in any of the forms :meth:`found_entities` reads (:func:`read_forms`)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 
 from dialogues.redact import redact
 from retrieval.text import model_text
@@ -396,17 +397,19 @@ def asked_about(text: str) -> tuple[int, int] | None:
 
 
 # What a message may say besides a value for it to be only that value ("order 123", "订单号是123", "#789", "it's 456"):
-# signs, and words that name or point at the thing, or say please or thanks.
-_NAMING = (r"orders?|ord|numbers?|num|nr|no|id|the|my|it'?s|it is|that'?s|is|please|pls|plz|thanks|thank you|thx"
-           r"|(?:我的|我嘅)?(?:订单|訂單|单号|單號)(?:号码?|號碼?|编号|編號)?|号码?|號碼?|编号|編號|就是|是|就係|係|我的|我嘅"
-           r"|谢谢|謝謝|唔该|唔該")
-_NAMES_ONLY = re.compile(rf"(?i)[\W_]*+(?>(?:{_NAMING})(?![a-z\d])[\W_]*+)*+")
+# signs, the words that name the thing (the bot's own: :func:`names_only`), and words that point at any thing, or say
+# please or thanks.
+_NAMING = (r"numbers?|num|nr|no|id|the|my|it'?s|it is|that'?s|is|please|pls|plz|thanks|thank you|thx"
+           r"|号码?|號碼?|编号|編號|就是|是|就係|係|我的|我嘅|谢谢|謝謝|唔该|唔該")
 
 
-def names_only(rest: str) -> bool:
-    """Whether ``rest``, a message without the value it gives, says nothing else (:data:`_NAMING`): "order " of "order
-    123", "订单号是" of "订单号是123", nothing of "123". "去咗边" of "456去咗边" (where has 456 got to?) says more."""
-    return _NAMES_ONLY.fullmatch(rest) is not None
+def names_only(rest: str, names: Iterable[str] = ()) -> bool:
+    """Whether ``rest``, a message without the value it gives, says nothing else: words of ``names``, which name the
+    thing in the bot's own data (``Project.naming_words``: "order", "订单" for an order number, "booking" for a
+    booking reference), or of :data:`_NAMING`: "order " of "order 123", "订单号是" of "订单号是123", nothing of "123".
+    "去咗边" of "456去咗边" (where has 456 got to?) says more."""
+    naming = "|".join([*(re.escape(name) for name in sorted(names, key=len, reverse=True)), _NAMING])
+    return re.fullmatch(rf"(?i)[\W_]*+(?>(?:{naming})(?![a-z\d])[\W_]*+)*+", rest) is not None
 
 
 # Not knowing or not having what the bot asks for: "I don't know", "I don't have it", "no idea", "dunno", "idk", "I

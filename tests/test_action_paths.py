@@ -1782,6 +1782,33 @@ async def test_a_follow_up_about_the_other_one_asks_the_same_of_it(action_bot: P
         await bot.close()
 
 
+async def test_a_value_alone_of_a_bots_own_entity_continues_the_answer_that_uses_it(action_bot: Path,
+                                                                                   tmp_path: Path) -> None:
+    """"booking AB1234" after the answer about cancelling, which fills a booking reference in, got "Sorry, I'm not sure I
+    understood", where "order 123" after a refund's answer got the refund's for order 123: the words a value alone may
+    be named with were an order's. They are the bot's own: its entity's name, and the words its patterns read before
+    the value; a word of none of them still asks more."""
+    root = Path(shutil.copytree(action_bot, tmp_path / "bot"))
+    with (root / "nlu.yml").open("a") as nlu:
+        nlu.write("- regex: booking_ref\n  examples: |\n"
+                  "    - (?i)(?:reservation|预订)\\s*(?:ref\\w*)?\\s*(?P<value>[A-Z]{2}\\d{4})\n"
+                  "    - (?i)booking\\s*(?P<value>[A-Z]{2}\\d{4})\n    - (?P<value>[A-Z]{2}\\d{4})(?: cancelled\\?)?\n")
+    responses = yaml.safe_load((root / "responses.yml").read_text())
+    responses["responses"]["cancel_order"].insert(0, {"text": "I can cancel booking {booking_ref} for you."})
+    (root / "responses.yml").write_text(yaml.safe_dump(responses, allow_unicode=True))
+    bot = make_bot(root, None, {"track_order": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        for said in ("booking AB1234", "Reservation ref AB1234", "预订 AB1234", "AB1234"):
+            assert (await bot.handle(Turn(said, "/cancel_order", "web"))).source == "template"
+            reply = await bot.handle(Turn(said, said, "web"))
+            assert (reply.source, reply.intent, reply.text) == ("template", "cancel_order",
+                                                                "I can cancel booking AB1234 for you."), said
+        await bot.handle(Turn("more", "/cancel_order", "web"))  # a pattern takes it whole, but it asks whether it is
+        assert (await bot.handle(Turn("more", "AB1234 cancelled?", "web"))).source == "fallback"
+    finally:
+        await bot.close()
+
 async def test_a_correction_of_a_mistyped_order_number_looks_the_right_one_up(action_bot: Path, tmp_path: Path) -> None:
     """"oh sorry, I meant 123" or "不是555，是456" after "I couldn't find order 555" got "Sorry, I'm not sure I
     understood": no pattern read the number after the apology, and the classifier, unsure of an apology and a number,
