@@ -77,6 +77,11 @@ MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two acti
 TURN_POLL_S = 0.05
 
 
+class TurnLost(Exception):
+    """Another server on the store took the turn over, found as an action was about to run (:meth:`_TurnBound.confirm`):
+    the rest of the turn is given up, as at its bound."""
+
+
 @dataclasses.dataclass
 class _TurnBound:
     """The bound of a turn (``server.turn_seconds``, :meth:`Bot._within_bound`), brought to now where another server on
@@ -87,6 +92,18 @@ class _TurnBound:
 
     deadline: asyncio.Timeout | None = None
     lost: bool = False  # another server took the turn over
+    # A renewal, now, of each thing the turn holds in the store (its turn, a web message's claim: Bot.renewing)
+    renewals: list[Callable[[], Awaitable[bool]]] = dataclasses.field(default_factory=list)
+
+    async def confirm(self) -> None:
+        """Renew now what the turn holds in the store, before an action runs (:meth:`Bot._act`), and raise
+        :class:`TurnLost` where another server took any of it over: the renewals every ``TURN_RENEW_S`` found a
+        takeover up to that late, and an action started meanwhile (a cancellation, a refund) ran on both servers. A
+        renewal that fails (logged) leaves the turn going, as between renewals."""
+        for renew in self.renewals:
+            await renew()
+            if self.lost:
+                raise TurnLost()
 
     def bind(self, deadline: asyncio.Timeout) -> None:
         """Bound the turn by ``deadline``, which comes at once where the turn was lost before."""
@@ -457,12 +474,19 @@ class Bot:
         wait for it however long it runs, and take it over only once this server stops renewing: hung, or its event
         loop blocked. Renewed on a thread and connection of their own (:meth:`Store.renewer`), not behind the store's
         thread, which a long write holds up while the server is alive. The renewals stop before what follows the body
-        (giving ``what`` up) runs. ``lost`` is called where a renewal finds ``what`` taken by another server."""
-        task = asyncio.create_task(self._renew(renew, what, lost))
+        (giving ``what`` up) runs. ``lost`` is called where a renewal finds ``what`` taken by another server; with it,
+        the turn running (:meth:`handle`) renews ``what`` before each action too (:meth:`_TurnBound.confirm`)."""
+        bound, once = _TURN_BOUND.get(), functools.partial(self._renew_once, renew, what, lost)
+        confirmed = lost is not None and bound is not None
+        if confirmed:
+            bound.renewals.append(once)
+        task = asyncio.create_task(self._renew(once))
         try:
             yield
         finally:
             task.cancel()
+            if confirmed:
+                bound.renewals.remove(once)
 
     async def serve(self) -> None:
         """Make the store this server's (:meth:`Store.serve`), and open the renewals' connection (:meth:`Store.renewer`)
@@ -528,23 +552,30 @@ class Bot:
         to find."""
         await self._on_renewals(Store.probe)
 
-    async def _renew(self, renew: Callable[[Store], bool], what: str, lost: Callable[[], None] | None) -> None:
-        """:meth:`renewing`'s loop, until cancelled or ``what`` is no longer this server's (then ``lost`` is called)."""
+    async def _renew(self, once: Callable[[], Awaitable[bool]]) -> None:
+        """:meth:`renewing`'s loop, one renewal (:meth:`_renew_once`) every ``TURN_RENEW_S``, until cancelled or what
+        it renews is no longer this server's."""
         while True:
             await asyncio.sleep(TURN_RENEW_S)
-            try:
-                kept = await self._on_renewals(renew)
-            except Exception as exc:  # tried again at the next renewal
-                log.warning("cannot renew this server's %s in the store: %r; another server on it takes it over "
-                            "after %g s without a renewal", what, exc, TURN_STALE_S)
-                continue
-            if not kept:
-                log.warning("this server's %s went %g s without a renewal (the server or its store too slow), and "
-                            "another server on the store took it: %s", what, TURN_STALE_S,
-                            "the rest of it is given up here" if lost else "the two run beside each other")
-                if lost:
-                    lost()
+            if not await once():
                 return
+
+    async def _renew_once(self, renew: Callable[[Store], bool], what: str, lost: Callable[[], None] | None) -> bool:
+        """One renewal of ``what`` (:meth:`renewing`): False once it is no longer this server's (then ``lost`` is
+        called). One that fails is logged, and tried again at the next."""
+        try:
+            kept = await self._on_renewals(renew)
+        except Exception as exc:
+            log.warning("cannot renew this server's %s in the store: %r; another server on it takes it over "
+                        "after %g s without a renewal", what, exc, TURN_STALE_S)
+            return True
+        if not kept:
+            log.warning("this server's %s went %g s without a renewal (the server or its store too slow), and "
+                        "another server on the store took it: %s", what, TURN_STALE_S,
+                        "the rest of it is given up here" if lost else "the two run beside each other")
+            if lost:
+                lost()
+        return kept
 
     async def finish_turns(self, timeout: float) -> None:
         """Wait, up to ``timeout`` seconds, until no turn runs or waits (SIGTERM: no new one comes) and the
@@ -587,7 +618,7 @@ class Bot:
                     return await self._handle(turn)
                 finally:
                     turn_bound.deadline = None
-        except TimeoutError:
+        except (TimeoutError, TurnLost):
             pass
         text = normalise(turn.text)
         conversation, slots, fallbacks, language, script = await self._read_for(turn, text)
@@ -823,7 +854,7 @@ class Bot:
         call = self._message_call(validator, turn, text, analysis, slots, read,
                                   await self._past_events(turn.conversation_id), waiting=waiting)
         try:
-            result = await self.actions.run(validation_call(call, loop, requested, {}))
+            result = await self._act(validation_call(call, loop, requested, {}))
         except ActionError as exc:
             log.warning("%s; the message is taken as no answer", exc)
             return None
@@ -1066,7 +1097,7 @@ class Bot:
         validator = await self.actions.validator(name) if answered and validated is None else None
         if validator and answered:
             try:
-                validated = await self.actions.run(validation_call(call_for(validator), name, answered, entities),
+                validated = await self._act(validation_call(call_for(validator), name, answered, entities),
                                                    deadline - clock.time() if shared else None)
             except ActionError as exc:
                 log.warning("%s", exc)
@@ -1088,7 +1119,7 @@ class Bot:
                             show(checked)
                     result = await self._form_turn(name, slots, checked)
                 else:
-                    result = await self.actions.run(call, deadline - clock.time() if run or validator or shared else None)
+                    result = await self._act(call, deadline - clock.time() if run or validator or shared else None)
             except ActionError as exc:
                 log.warning("%s", exc)
                 if run:  # a follow-up failed: what the actions before it did and said stands
@@ -1191,7 +1222,7 @@ class Bot:
         validator = await self.actions.validator(form) if filled else None
         if validator is None:
             return None
-        return await self.actions.run(validation_call(call_for(validator), form, next(iter(filled)), filled), left)
+        return await self._act(validation_call(call_for(validator), form, next(iter(filled)), filled), left)
 
     async def _form_turn(self, form: str, slots: dict[str, Any], validated: ActionResult | None) -> ActionResult:
         """What Rasa's form ``form`` (bot.yml's ``actions.forms``) does on its turn: ask for the slot its validation
@@ -1229,7 +1260,7 @@ class Bot:
         call = self._message_call(RASA_VALIDATION, turn, text, analysis, slots, read,
                                   await self._past_events(turn.conversation_id))
         try:
-            result = await self.actions.run(extraction_call(call, entities))
+            result = await self._act(extraction_call(call, entities))
         except ActionError as exc:
             log.warning("%s; the message's slots stand unchecked", exc)
             return Rendered("", [])
@@ -1264,6 +1295,14 @@ class Bot:
         message where ``decision`` says it."""
         intent, confidence = (decision.intent, decision.confidence) if decision else (None, 1.0)
         return handing_off(self.config, self.project.responses, channel, language, reason, values, intent, confidence)
+
+    async def _act(self, call: dict[str, Any], left: float | None = None) -> ActionResult:
+        """The action ``call`` names run (:meth:`ActionRunner.run`), once the turn running holds its conversation and
+        message in the store still (:meth:`_TurnBound.confirm`): an action may cancel an order or pay a refund, which
+        another server that took the turn over runs too."""
+        if (bound := _TURN_BOUND.get()) is not None:
+            await bound.confirm()
+        return await self.actions.run(call, left)
 
     def _action_failed(self, decision: Decision, fallbacks: int, channel: str, language: Language,
                        slots: dict[str, Any], timed_out: bool = False) -> Decision:

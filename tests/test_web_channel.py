@@ -1306,6 +1306,47 @@ async def test_a_server_whose_renewals_keep_failing_is_not_ready_until_they_work
     assert said[1].startswith("this server renews its turns and claims in the conversation store again")
 
 
+@pytest.mark.parametrize("taken", ["turn_leases", "answering"], ids=["its turn", "its claim of the message"])
+async def test_an_action_is_not_run_once_another_server_took_its_turn_over_before_the_next_renewal(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, taken: str) -> None:
+    """A takeover was found at the turn's next renewal, up to ``TURN_RENEW_S`` after it: a server whose event loop
+    had been held up, and whose turn another server took over meanwhile, went on to run the turn's action (a
+    cancellation) before that renewal, beside the server answering the conversation now. The turn renews what it
+    holds before each action, and gives the rest up where it is lost."""
+    monkeypatch.setattr(engine_module, "TURN_RENEW_S", 3600.0)  # no renewal on its own before the action
+    cid = new_id()
+    app = create_app(web_demo_bot.root, device="cpu")
+    client = await aiohttp_client(app)
+    bot = app[BOT]
+    reading, go_on, ran = asyncio.Event(), asyncio.Event(), []
+    past_events, run = bot._past_events, bot.actions.run
+
+    async def held_before_the_action(conversation_id: str) -> Any:  # the action's tracker is being made
+        reading.set()
+        await go_on.wait()
+        return await past_events(conversation_id)
+
+    async def recorded(call: dict[str, Any], *args: Any) -> Any:
+        ran.append(call["next_action"])
+        return await run(call, *args)
+
+    bot._past_events, bot.actions.run = held_before_the_action, recorded
+    with caplog.at_level("WARNING", logger="deskbot"):
+        answered = asyncio.create_task(client.post("/api/chat", json={"conversation_id": cid, "text": "/track_order",
+                                                                      "message_id": "m-1"}))
+        await reading.wait()
+        with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:  # another server took it over meanwhile
+            assert db.execute(f"UPDATE {taken} SET server = 'other-server' WHERE conversation_id = ?", [cid]).rowcount
+        go_on.set()
+        reply = await (await answered).json()
+    assert (reply["source"], reply["reply"], ran) == ("silent", "", [])
+    assert any("another server on the store took it: the rest of it is given up here" in record.getMessage()
+               for record in caplog.records)
+    bot._past_events = past_events
+    assert (await chat(client, new_id(), "/track_order"))["source"] != "silent" and ran == ["action_order_status"]
+
+
 async def test_a_conversations_messages_on_two_servers_are_answered_one_after_the_other(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Path) -> None:
     """Each server ran a conversation's turns one after another for itself alone: a message reaching a second server
