@@ -567,6 +567,8 @@ class ServerConfig(Settings):
 class PrivacyConfig(Settings):
     redact: bool = True
     keep_raw: bool = False
+    retention_days: int | None = Field(None, ge=1, description="bot serve deletes, every hour, the conversations with "
+                                       "nothing written in this many days, as bot purge --before does (unset: none)")
 
 
 class LearningConfig(Settings):

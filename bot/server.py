@@ -103,6 +103,7 @@ STORE_WATCH_S = 5.0  # how often the server looks whether a store that refused r
 # how often the keys of platform messages past their retry window are deleted, and the limits forget the clients
 # none of whose requests still counts
 FORGET_KEYS_EVERY_S = 60.0
+RETENTION_EVERY_S = 3600.0  # how often conversations past privacy.retention_days are deleted (purge_past_retention)
 WATCH_OFF_S = 5.0  # while learning.watch_seconds is 0, how often watch_models looks whether a reload set it
 
 
@@ -775,11 +776,13 @@ def tokenless_agents(app: web.Application) -> list[str]:
 def restart_needed(app: web.Application) -> list[str]:
     """The sections of bot.yml the server set itself up from at start, which a swap leaves as they were
     (see :meth:`Bot.swap`), that the file now served changes: a reload answered as if it had applied them.
-    ``server.agents`` is not among them: a swap reads the agents' tokens again (:func:`swap_to_current`)."""
+    ``server.agents`` is not among them: a swap reads the agents' tokens again (:func:`swap_to_current`); nor is
+    ``privacy.retention_days``, read at each round of :func:`purge_past_retention`."""
     started, now = app[STARTED_WITH], app[BOT].config
     server = now.server.model_copy(update={"agents": started.server.agents})
+    privacy = now.privacy.model_copy(update={"retention_days": started.privacy.retention_days})
     return [name for name, changed in (("server", server != started.server), ("channels", started.channels != now.channels),
-                                       ("privacy", started.privacy != now.privacy)) if changed]
+                                       ("privacy", started.privacy != privacy)) if changed]
 
 
 async def reload_model(request: web.Request) -> web.Response:
@@ -996,6 +999,39 @@ async def forget_old_keys(app: web.Application, store: Store) -> AsyncIterator[N
         await bot._store(store.forget_old_keys)
 
     async with running(rounds("forgetting answered platform messages", lambda: FORGET_KEYS_EVERY_S, forget)):
+        yield
+
+
+def purge_older_than(path: Path, days: int) -> int:
+    """Delete the conversations of the store at ``path`` with nothing written in ``days`` days, as `bot purge --before`
+    does, over a connection of its own, and return how many: on the store's one thread, a purge of thousands held every
+    customer's reply up behind it."""
+    store = Store(path)
+    try:
+        conversations = store.conversation_ids(before=time.time() - days * 86400)
+        purged = store.purge(*conversations) if conversations else None
+    finally:
+        store.close()
+    if purged and not purged.wal_cleared:
+        log.warning("privacy.retention_days: another process kept reading %s, so dialogues.db-wal holds a copy of what "
+                    "was deleted until the next round", path)
+    return len(conversations)
+
+
+@on_the_store
+async def purge_past_retention(app: web.Application, store: Store) -> AsyncIterator[None]:
+    """Delete, every ``RETENTION_EVERY_S``, the conversations with nothing written in ``privacy.retention_days`` (read
+    each round, as a reload may set or change it; unset, none), so that a retention period needs no cron job. Each
+    server on a store does it; a round finds nothing another deleted."""
+    bot = app[BOT]
+
+    async def purge() -> None:
+        if days := bot.config.privacy.retention_days:
+            if deleted := await asyncio.get_running_loop().run_in_executor(None, purge_older_than, store.path, days):
+                log.info("deleted %d conversation%s with nothing written in %d days (privacy.retention_days)", deleted,
+                         "" if deleted == 1 else "s", days)
+
+    async with running(rounds("deleting conversations past privacy.retention_days", lambda: RETENTION_EVERY_S, purge)):
         yield
 
 
@@ -1650,6 +1686,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app.cleanup_ctx.append(watch_waiting)
     app.cleanup_ctx.append(answer_kept_messages)
     app.cleanup_ctx.append(forget_old_keys)
+    app.cleanup_ctx.append(purge_past_retention)
     app.cleanup_ctx.append(forget_idle_clients)
     app.cleanup_ctx.append(watch_store)
     app.on_startup.append(say_closed_conversations)

@@ -1586,6 +1586,44 @@ async def test_purge_deletes_a_customers_conversations_and_those_past_a_retentio
     assert store_rows(client, "SELECT user FROM turns WHERE conversation_id = ?", unnamed)[0] == (None,)  # a visitor
 
 
+async def test_a_serving_bot_deletes_the_conversations_past_its_retention_period(
+        make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A retention period took a cron job beside the server (`bot purge --before`), and a shop that set none up kept
+    every conversation for good: privacy.retention_days has the server delete them itself, completely."""
+    monkeypatch.setattr(serving, "RETENTION_EVERY_S", 0.05)
+    purged, purge = threading.Event(), serving.purge_older_than
+
+    def purging(path: Path, days: int) -> int:
+        deleted = purge(path, days)
+        if deleted:
+            purged.set()
+        return deleted
+
+    monkeypatch.setattr(serving, "purge_older_than", purging)
+    caplog.set_level(logging.INFO, logger="deskbot")
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS}, privacy={"retention_days": 30})
+    old, recent = cid(), cid()
+    for conversation in (old, recent):
+        assert (await chat(client, conversation, "my parcel for Zebediah Quuxworth")).status == 200
+    month = 31 * 86400
+    with sqlite3.connect(client.app[BOT].project.db_path) as db:  # as if written a month ago
+        db.execute("UPDATE conversations SET created = created - ?, updated = updated - ? WHERE id = ?", [month, month, old])
+        db.execute("UPDATE turns SET created = created - ? WHERE conversation_id = ?", [month, old])
+    assert await asyncio.get_running_loop().run_in_executor(None, purged.wait, 10)
+    assert [row[0] for row in store_rows(client, "SELECT id FROM conversations")] == [recent]
+    assert store_rows(client, "SELECT count(*) FROM turns WHERE conversation_id = ?", old) == [(0,)]
+    assert "deleted 1 conversation with nothing written in 30 days (privacy.retention_days)" in caplog.text
+    assert (await chat(client, recent, "still there?")).status == 200  # the serving bot goes on
+
+    import yaml  # the period changed takes at a reload, with no restart
+
+    bot_yml = client.app[BOT].project.root / "bot.yml"
+    bot_yml.write_text(yaml.safe_dump({**yaml.safe_load(bot_yml.read_text()), "privacy": {"retention_days": 60}}))
+    reloaded = await client.post("/admin/reload", headers={"Authorization": "Bearer t0ken"})
+    assert reloaded.status == 200 and (await reloaded.json())["restart_needed"] == []
+    assert client.app[BOT].config.privacy.retention_days == 60
+
+
 async def test_what_customers_write_reaches_the_operators_terminal_with_its_control_characters_escaped(
         make_client: Callable[..., Any]) -> None:
     """A feedback comment and the ``user`` a client sends are stored as sent, and `bot stats`, `bot review` and `bot
