@@ -982,7 +982,8 @@ def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         near = range((opened or mark).line - 1, mark.line + 2) if mark else range(0)
         lines = _YAML_BREAK.split(text)
         quoted = range((opened or mark).line, mark.line + 1) if mark else range(0)
-        fix = _yaml_fix(problem, before) or _full_width_fix(lines, near) or _quote_fix(lines, quoted)
+        fix = (_yaml_fix(problem, before) or _full_width_fix(lines, near) or _quote_fix(lines, quoted)
+               or _indent_fix(problem, context, opened, mark, lines))
         raise ProjectError(f"{where}: malformed YAML: {problem}{since}{fix}") from None
     _refuse_repeated_keys(path, node)
     return data, node
@@ -1032,6 +1033,36 @@ def _quote_fix(lines: list[str], near: range) -> str:
             other = '"' if quote == "'" else "'"
             return (f"; line {n + 1}'s text in {quote} quotes holds a {quote} within it, which ends the text there: "
                     f"{within}, or put the text in {other} quotes")
+    return ""
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _indent_fix(problem: str, context: str | None, opened: yaml.Mark | None, mark: yaml.Mark | None,
+                lines: list[str]) -> str:
+    """How to mend a line indented otherwise than the block it is in, which YAML names only as "expected <block end>,
+    but found ..." or "mapping values are not allowed here": a key as far in as the ``- `` items of a list
+    (``buttons:`` under ``- text:``), further in or out than the keys beside it, or further in than a ``key: value``
+    line above it, whose value YAML then reads it as."""
+    if problem == "mapping values are not allowed here" and mark:
+        above = next((n for n in range(mark.line - 1, -1, -1) if lines[n].strip()), None)
+        if (above is not None and re.match(r"\s*(-\s+)?[\w-]+:\s+[^\s#|>]", lines[above])
+                and _indent(lines[mark.line]) > _indent(lines[above])):
+            return (f"; line {mark.line + 1} is indented further than line {above + 1}, so YAML reads it as more of that "
+                    f"line's value: line it up with the key on line {above + 1}")
+        return ""
+    if not (problem.startswith("expected <block end>") and context and opened and mark and opened.line < mark.line):
+        return ""
+    line, at, keys = mark.line + 1, mark.column, opened.column
+    if "collection" in context and at == keys:
+        return (f"; line {line} is as far in as the '- ' items of the list on line {opened.line + 1}, without being one: "
+                "indent it two spaces more, with the keys of its item, or start it with '- '")
+    if at != keys:
+        return (f"; line {line} is indented {at} space{'s' * (at != 1)}, as no key of its block is (those of the block "
+                f"from line {opened.line + 1} are indented {keys}, those within them further): line it up with the keys "
+                "it belongs with")
     return ""
 
 

@@ -1715,6 +1715,33 @@ def test_a_text_whose_quotes_yaml_reads_otherwise_says_which_line_to_mend(bot_di
     assert "malformed YAML: " in error_for(bot_dir) and error_for(bot_dir).endswith(f"; line {line}{fix}")
 
 
+@pytest.mark.parametrize(("written", "indented", "fix"), [
+    # buttons: under "- text:" as far in as the dash: YAML says "expected <block end>, but found '?'"
+    ("      buttons:", "    buttons:", "is as far in as the '- ' items of the list on line {above}, without being one: "
+                                      "indent it two spaces more, with the keys of its item, or start it with '- '"),
+    ("      buttons:", "        buttons:", "is indented 8 spaces, as no key of its block is (those of the block from line "
+                                          "{above} are indented 6, those within them further): line it up with the keys "
+                                          "it belongs with"),
+    ("  complaint:", " complaint:", "is indented 1 space, as no key of its block is"),
+    # further in than "- title: Request a refund" above it, whose value YAML reads it as: "mapping values are not
+    # allowed here"
+    ("          payload: /get_refund", "            payload: /get_refund", "is indented further than line {above}, so "
+                                                                          "YAML reads it as more of that line's value: "
+                                                                          "line it up with the key on line {above}"),
+])
+def test_a_line_indented_otherwise_than_its_block_says_which_and_how(bot_dir: Path, written: str, indented: str,
+                                                                     fix: str) -> None:
+    """A key indented a space or two off stopped with YAML's "expected <block end>, but found '<block mapping start>'"
+    or "mapping values are not allowed here", which say nothing of indentation."""
+    path = bot_dir / "responses.yml"
+    lines = path.read_text().splitlines()
+    line = lines.index(written) + 1
+    lines[line - 1] = indented
+    path.write_text("\n".join(lines) + "\n")
+    error = error_for(bot_dir)
+    assert error.startswith(f"{path}:{line}: malformed YAML: ") and f"; line {line} {fix.format(above=line - 1)}" in error, error
+
+
 def test_a_bot_yml_section_of_a_key_typed_with_a_full_width_colon_says_so(bot_dir: Path) -> None:
     """YAML reads "server:" over "port：9000" as a section holding the text 'port：9000': bot.yml said only "Input
     should be a valid dictionary or instance of ServerConfig"."""
