@@ -607,6 +607,12 @@ def say_gaps(project: Project) -> None:
                    f"not have given: {'; '.join(f'{i} ' + ', '.join(f'{{{v}}}' for v in vs) for i, vs in needing.items())}; "
                    "a customer who has not given it gets the fallback, as if not understood: add a variant without it",
                    err=True)
+    if unspoken := project.unspoken():
+        other = "zh" if project.config.language == "en" else "en"
+        click.echo(f"note: {_count(len(unspoken), 'response')} in responses.yml with a language: {other} variant, which "
+                   f"this bot never shows, as it answers every customer in {project.config.language} (bot.yml's "
+                   f"language): {_first(unspoken)}; set language: multi in bot.yml to answer each customer in theirs, "
+                   "or leave those variants out", err=True)
     if unlisted := project.unlisted_variables():
         used = "; ".join(f"{{{name}}} ({', '.join(responses)})" for name, responses in unlisted.items())
         click.echo(f"note: responses.yml uses {_count(len(unlisted), 'variable')} no entity of nlu.yml fills, taken as "

@@ -723,6 +723,13 @@ class Project:
                     needing[intent] = sorted(min(spoken, key=len))
         return needing
 
+    def unspoken(self) -> list[str]:
+        """Responses with a variant for a language the bot does not speak (``language: zh`` in a ``language: en``
+        bot, which answers every customer in English): never shown, though written for its customers."""
+        spoken = LANGUAGES if self.config.language == "multi" else (self.config.language,)
+        return [name for name, variants in {**self.responses.templates, **self.responses.named}.items()
+                if any(v.language not in (None, *spoken) for v in variants)]
+
     def unlisted_variables(self) -> dict[str, list[str]]:
         """The ``{variables}`` of responses.yml that no entity of nlu.yml fills, nor the bot itself, each with the
         responses using it, while bot.yml's ``actions.slots`` leaves unsaid which slots the custom actions set: each is

@@ -1911,3 +1911,16 @@ def test_a_variable_in_a_message_of_the_bots_own_is_refused(bot_dir: Path, secti
                      r"written: bot.yml's messages are said as they are, and only responses.yml's templates fill in "
                      "values; leave it out$", error_for(bot_dir)), error_for(bot_dir)
     assert int(error_for(bot_dir).split(":")[1]) > line
+
+
+def test_variants_in_a_language_the_bot_does_not_speak_are_named(bot_dir: Path) -> None:
+    """A bot of language: en answers every customer in English: Chinese variants written for it loaded unsaid, and no
+    customer ever got them."""
+    assert "which this bot never shows" not in CliRunner().invoke(cli, ["check", str(bot_dir)]).output  # multi
+    config = bot_dir / "bot.yml"
+    config.write_text(re.sub(r"(?m)^language: multi", "language: en", config.read_text()))
+    checked = CliRunner().invoke(cli, ["check", str(bot_dir)])
+    assert checked.exit_code == 0 and ("note: 34 responses in responses.yml with a language: zh variant, which this bot "
+                                       "never shows, as it answers every customer in en (bot.yml's language): "
+                                       "cancel_order, change_order,") in checked.output, checked.output
+    assert "set language: multi in bot.yml to answer each customer in theirs, or leave those variants out" in checked.output
