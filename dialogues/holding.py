@@ -507,15 +507,20 @@ def asks_for_a_person(text: str) -> bool:
             and all(_ACKNOWLEDGES.fullmatch(c) or _POLITE_PERSON.fullmatch(c) for c in clauses))
 
 
-# What a customer says of an answer that missed: "不对", "还是不对", "不是这个", "不是我要的答案", "你搞错了吧", "答非所问",
+# What a customer says of an answer that missed: "不对", "你说的不对", "还是不对", "不是这个", "这不是我要的", "我问的不是这个",
+# "不是我要的答案", "你搞错了吧", "你理解错了", "你没明白我的意思", "你在说什么", "答非所问",
 # Hong Kong's 唔係, 唔啱 (都話唔啱啦: "I said it's wrong"), "that's wrong",
 # "not what I asked" (read in Simplified characters), after "no" or not. No intent's words: the demo's classifier
 # read "不对" and "不是" as "ok", as it reads "no" (to "anything else?"), and said "glad to help".
-# Each its one reading (a particle after 不是 goes before what it is not, or ends it: "不是这个意思", "不是这样的"), or a
-# long run of them would take time in two to the power of its words to refuse.
-_WRONG = (r"(?:完全|根本|还是|都|全)?不[对是]"
-          r"(?:(?:的|啊|呀|吧|哦)?(?:这个|这样|那个|(?:我要|我问|我想要|我想问)的(?:答案|回答)?)(?:意思)?)?(?:的|啊|呀|吧|哦)?"
-          r"|(?:你|答案)?(?:答|说|回答|搞|弄)?错了(?:吧|啊|呀|哦)?"
+# Each its one reading (a particle after 不是 goes before what it is not, or ends it: "不是这个意思", "不是这样的"; whose
+# answer or what, 这个 or 我问的, only leads a clause, or "不对这个不对" would be read in two), or a long run of them would
+# take time in two to the power of its words to refuse.
+_WRONG = (r"(?:(?<!\w)(?:这个?|那个?|你?(?:说|讲|答|回答)[的得]|我(?:问|说|要|想问)的))?(?:完全|根本|还是|都|全)?不[对是]"
+          r"(?:(?:的|啊|呀|吧|哦)?(?:这个|这样|那个|(?:我要|我问|我想要|我想问)的(?:答案|回答)?)(?:意思|问题)?)?(?:的|啊|呀|吧|哦)?"
+          r"|(?:你|答案)?(?:答|说|回答|搞|弄|理解|听|看)?错了(?:吧|啊|呀|哦)?"
+          # not understood (你没明白我的意思, 没理解我的问题), or what is it talking about (你在说什么, Hong Kong's 你講咩呀)
+          r"|你?没有?(?:明白|理解|听懂|看懂)(?:我的(?:意思|问题)|我说的|我问的)?(?:啊|呀|吧|哦)?"
+          r"|你(?:在)?(?:说|讲)(?:什么|咩|乜嘢?)(?:呀|啊|呢)?"
           r"|(?:答非所问|文不对题|牛头不对马嘴)[啊呀吧]?"
           # and Hong Kong's: 唔係呀, 唔係我想問嘅 (not what I asked), 你講錯咗, 錯晒 (all wrong)
           r"|唔系(?:呢个|咁|我想问[的嘅]?|我要[的嘅]?)?[呀啊喎]?|(?:都话|都讲咗)?唔啱(?:啦|喇|呀|㗎)?|(?:你)?(?:讲|答|搞)?错[咗晒]"

@@ -1077,6 +1077,11 @@ def test_what_only_acknowledges(text: str, only: bool) -> None:
     ("that's wrong", True), ("no, not what I asked", True), ("nope, wrong answer", True),
     # "no" alone answers "anything else?"; a correction that says what was meant is a question of its own
     ("no", False), ("nope", False), ("不用了", False), ("不是，我要退款", False), ("这个颜色不对", False), ("wrong item", False),
+    # whose answer missed, what was asked, or that it was not understood: these were answered as the classifier read them
+    ("你说的不对", True), ("这不是我要的", True), ("我问的不是这个", True), ("不是这个问题", True), ("你理解错了", True),
+    ("你没明白我的意思", True), ("你在说什么？", True), ("你講咩呀", True),
+    ("你说的对", False), ("我问的是运费", False), ("这不是我的订单", False), ("没明白怎么退款", False),
+    ("你说什么时候到", False),
 ])
 def test_what_only_says_the_answer_missed(text: str, only: bool) -> None:
     assert says_wrong(text) is only
