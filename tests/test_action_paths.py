@@ -2710,6 +2710,29 @@ def test_the_demo_action_asks_a_chinese_customer_for_the_proof_in_chinese(action
     said, _ = run(orders.ActionOrderStatus(), {**waiting, "order_proof": "200031", "order_proof_misses": 3}, "200031")
     assert "周五" not in said and said.startswith("还是与订单信息不符")
 
+def test_the_demo_shows_a_signed_in_customer_their_own_orders_details_without_asking(action_bot: Path,
+                                                                                      tmp_path: Path) -> None:
+    """A customer signed in to the web chat (the slot verified_user, which the page's hash proves) was asked for the
+    email or postcode of an order the shop knows they placed. Their own order's details show at once; another's, and
+    any order to a visitor or another customer, wait for the proof as before."""
+    orders = demo_orders(action_bot, tmp_path)
+
+    def run(slots: dict[str, Any], text: str) -> tuple[str, list[Any]]:
+        dispatcher = CollectingDispatcher()
+        latest = {"text": text, "entities": [{"entity": "order_id", "value": text[-3:]}], "intent": {"name": "track_order"}}
+        events = orders.ActionOrderStatus().run(dispatcher, Tracker("c1", {"order_id": text[-3:], **slots}, latest, [],
+                                                                      False, None, {}, None), {})
+        return dispatcher.messages[0]["text"], events
+
+    said, events = run({"verified_user": "u-17"}, "order 123")
+    assert said == "Order 123 is **shipped**. Tracking: UPS 1Z999AA10123456784. Expected delivery: Tuesday."
+    assert SlotSet("requested_slot", None) in events
+    for slots, text in (({"verified_user": "u-17"}, "order 789"), ({"verified_user": "u-18"}, "order 123"),
+                        ({"verified_user": None}, "order 123")):
+        said, events = run(slots, text)
+        assert "Tracking" not in said and said.endswith("send me the email address or postcode on the order."), slots
+        assert SlotSet("requested_slot", "order_proof") in events
+
 def demo_orders(action_bot: Path, tmp_path: Path) -> Any:
     """The demo's order action module, loaded from a copy, so that its order table is the test's own."""
     shutil.copy(action_bot / "actions" / "orders.py", tmp_path / "orders.py")

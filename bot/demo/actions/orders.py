@@ -25,10 +25,12 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-ORDERS = [  # id, status, tracking number, expected day, and the email and postcode that prove the order is theirs
-    ("123", "shipped", "UPS 1Z999AA10123456784", "Tuesday", "alex@example.com", "SW1A 1AA"),
-    ("456", "processing", None, "Friday", "li.wei@example.cn", "200031"),
-    ("789", "delivered", "DHL 3345678901", None, "sam@example.com", "94105"),
+# id, status, tracking number, expected day, the email and postcode that prove the order is theirs, and the shop's id of
+# the customer who placed it, which the web chat's verified user (the slot verified_user) is, signed in
+ORDERS = [
+    ("123", "shipped", "UPS 1Z999AA10123456784", "Tuesday", "alex@example.com", "SW1A 1AA", "u-17"),
+    ("456", "processing", None, "Friday", "li.wei@example.cn", "200031", None),
+    ("789", "delivered", "DHL 3345678901", None, "sam@example.com", "94105", None),
 ]
 PROOF = "order_proof"  # the slot asked for: the email address or postcode the customer gives
 MAX_PROOF_MISSES = 3  # wrong proofs in a conversation before the action stops comparing them
@@ -57,11 +59,12 @@ def as_looked_up(order_id: str) -> str:
 def orders_db() -> sqlite3.Connection:
     """The demo's order table, created next to this file on first use."""
     conn = sqlite3.connect(Path(__file__).with_name("orders.sqlite"))
-    if {row[1] for row in conn.execute("PRAGMA table_info(orders)")} == {"id", "status", "tracking", "eta"}:
-        conn.execute("DROP TABLE orders")  # an earlier demo's, without the email and postcode that prove an order
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(orders)")}
+    if columns and "customer" not in columns:  # an earlier demo's, without what proves whose an order is
+        conn.execute("DROP TABLE orders")
     conn.execute("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, status TEXT, tracking TEXT, eta TEXT, "
-                 "email TEXT, postcode TEXT)")
-    conn.executemany("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?)", ORDERS)
+                 "email TEXT, postcode TEXT, customer TEXT)")
+    conn.executemany("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?)", ORDERS)
     conn.commit()
     return conn
 
@@ -160,7 +163,10 @@ class ActionOrderStatus(Action):
         named = list(dict.fromkeys(as_looked_up(entity["value"]) for entity in read
                                    if entity.get("entity") == "order_id" and isinstance(entity.get("value"), str)))
         rows = looked_up(named if len(named) > 1 else [order_id])
-        proven = tracker.get_slot("orders_proven") or []
+        # proven in the conversation, or placed by the customer signed in to the web chat (verified_user)
+        signed_in = tracker.get_slot("verified_user")
+        proven = [*(tracker.get_slot("orders_proven") or []),
+                  *(number for number, row in rows.items() if row and signed_in and row[5] == signed_in)]
         lines = [say["not_found"].format(order_id=number) if row is None
                  else status_text(say, number, row, number in proven) for number, row in rows.items()]
         if None in rows.values():  # the number put right goes back here
@@ -196,9 +202,10 @@ class ValidateActionOrderStatus(Action):
 
 
 def looked_up(numbers: list[str]) -> dict[str, tuple[Any, ...] | None]:
-    """Each order of ``numbers`` as the table has it (status, tracking, eta, email, postcode), None where none is."""
+    """Each order of ``numbers`` as the table has it (status, tracking, eta, email, postcode, customer), None where
+    none is."""
     with orders_db() as conn:
-        return {number: conn.execute("SELECT status, tracking, eta, email, postcode FROM orders WHERE id = ?",
+        return {number: conn.execute("SELECT status, tracking, eta, email, postcode, customer FROM orders WHERE id = ?",
                                      [number]).fetchone() for number in numbers}
 
 
