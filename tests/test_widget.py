@@ -1324,6 +1324,58 @@ def test_a_tab_opened_while_the_answer_is_on_its_way_shows_the_message_too(
     later_tab.close()
 
 
+def test_a_tab_already_open_shows_the_message_another_tab_sends_as_it_goes_out(
+        open_widget: Any, api: SimpleNamespace, slow_turns: None) -> None:
+    """A tab of the site already open showed the customer's message from another tab only once its answer came,
+    seconds later (a tab opened meanwhile showed it at once)."""
+    widget = open_widget()
+    other_tab = widget.context.new_page()
+    other_tab.goto(widget.page.url)
+    other_tab.wait_for_function("Deskbot.connected()")  # its history shown, its chat started
+    widget.send("slow 8 where is my parcel")
+    expect(other_tab.locator(".msg.user.out")).to_have_text(re.compile("slow 8 where is my parcel"), timeout=5_000)
+    expect(other_tab.locator(".typing")).to_be_visible()
+    expect(other_tab.locator(".msg.bot[data-turn-id]")).to_have_count(1, timeout=15_000)
+    for tab in (widget.page, other_tab):
+        expect(tab.locator(".msg.user")).to_have_count(1)
+        expect(tab.locator(".msg.user.out")).to_have_count(0)
+        expect(tab.locator(".typing")).to_be_hidden()
+    other_tab.close()
+
+
+def test_a_message_out_stays_out_in_its_conversations_tabs_while_a_tab_in_another_sends(
+        open_widget: Any, server: LiveServer, web_demo_bot: SimpleNamespace, identity_secret: str,
+        slow_turns: None) -> None:
+    """The site's tabs kept the messages out of one conversation at a time: a visitor's tab, in a conversation of its
+    own, that sent a message took the signed-in customer's message out from their other tab, which marked it Not
+    sent while the bot was still answering it."""
+    proof = hmac.new(identity_secret.encode(), b"u-23", hashlib.sha256).hexdigest()
+    customer = open_widget(user="u-23", userHash=proof, pollInterval=60_000)
+    server.pages["/visitors-page.html"] = embed_page(server.url, {"open": True, "pollInterval": 60_000})
+    visitor = customer.context.new_page()  # a page of the shop that names no customer, open from before
+    visitor.goto(f"{web_demo_bot.embed_origin}/visitors-page.html")
+    visitor.wait_for_function("Deskbot.connected()")
+    customer.send("where is my parcel")  # their conversation, signed in: closed to the visitor's tab
+    expect(customer.bot_replies()).to_have_count(1)
+    visitor.locator("textarea").fill("hello")  # refused there: it goes on in a conversation of its own
+    visitor.locator("textarea").press("Enter")
+    expect(visitor.locator(".msg.bot[data-turn-id]")).to_have_count(1)
+    customer.send("slow 10 and my refund?")
+    another = customer.context.new_page()  # another page of the shop, signed in too, opened as it is out
+    another.goto(customer.page.url)
+    expect(another.locator(".msg.user.out")).to_have_text(re.compile("slow 10 and my refund"))
+    visitor.locator("textarea").fill("slow 3 can I return shoes")
+    visitor.locator("textarea").press("Enter")
+    expect(visitor.locator(".msg.bot[data-turn-id]")).to_have_count(2)
+    expect(another.locator(".msg.user.out")).to_have_text(re.compile("slow 10 and my refund"))
+    expect(another.locator(".msg.bot[data-turn-id]")).to_have_count(2, timeout=15_000)
+    for tab in (customer.page, another):
+        expect(tab.locator(".msg.user .bubble")).to_have_text(["where is my parcel", "slow 10 and my refund?"])
+        expect(tab.locator(".status-line")).to_have_count(0)
+    another.close()
+    visitor.close()
+
+
 def test_a_message_the_socket_lost_shows_above_the_answers_to_the_next(open_widget: Any, api: SimpleNamespace,
                                                                        slow_turns: None) -> None:
     """The answer to the next message, come while the widget still looked for the lost one in the history,
@@ -1390,6 +1442,30 @@ def test_a_message_not_sent_in_its_tab_is_not_sent_in_the_sites_other_tabs_eithe
     expect(other_tab.locator(".msg.user.failed")).to_have_count(1, timeout=5_000)
     expect(other_tab.locator(".typing")).to_be_hidden()
     expect(other_tab.get_by_role("button", name="Retry")).to_be_visible()
+    other_tab.close()
+
+
+def test_a_message_the_bot_never_got_is_shown_not_sent_in_the_sites_tabs_already_open(open_widget: Any) -> None:
+    """A message that never reached the bot showed only in the tab it was typed in: the customer's other tabs of the
+    site, already open, showed nothing of it, nor its Retry, whose message then showed in every tab once."""
+    widget = open_widget(init_script=LOSING_WEBSOCKET)
+    page = widget.page
+    other_tab = widget.context.new_page()
+    other_tab.goto(page.url)
+    other_tab.wait_for_function("Deskbot.connected()")  # its history shown, its chat started
+    page.wait_for_function("Deskbot.connected()")
+    page.evaluate("window.__swallowNext = true")
+    widget.send("where is my parcel")
+    expect(other_tab.locator(".msg.user.out")).to_have_count(1)
+    expect(page.locator(".msg.user.failed")).to_have_count(1, timeout=20_000)
+    expect(other_tab.locator(".msg.user.failed")).to_have_count(1, timeout=5_000)
+    expect(other_tab.locator(".typing")).to_be_hidden()
+    other_tab.get_by_role("button", name="Retry").click()
+    for tab in (page, other_tab):
+        expect(tab.locator(".msg.bot[data-turn-id]")).to_have_count(1)
+        expect(tab.locator(".msg.user")).to_have_count(1)
+        expect(tab.locator(".msg.user")).to_have_attribute("data-turn-id", re.compile(r"\d+"))
+        expect(tab.locator(".status-line")).to_have_count(0)
     other_tab.close()
 
 
@@ -4967,8 +5043,8 @@ def test_a_message_answered_while_its_tab_follows_another_into_a_new_conversatio
     first.send("hello")  # refused: this tab starts a conversation, which the other follows
     moved_on(second, left)
     expect(first.bot_replies()).to_have_count(1)
-    expect(second.locator(".msg.user + .msg.bot")).to_have_count(1)
-    expect(second.locator(".msg.user .bubble")).to_have_text(["slow network"])  # "hello" comes with its next poll
+    expect(second.locator(".msg.user + .msg.bot")).to_have_count(2)  # each with its answer below it
+    expect(second.locator(".msg.user .bubble")).to_have_text(["slow network", "hello"])  # "hello" out in the first
     expect(second.locator(".msg.user.out, .msg.failed")).to_have_count(0)
     assert second.evaluate("Deskbot.conversationId()") == first.conversation_id() != theirs
     assert user_texts(api, first.conversation_id()) == ["hello"]
@@ -4996,7 +5072,7 @@ def test_a_stale_visitors_tab_following_another_into_a_new_conversation_takes_it
     first.send("hello")  # refused at once: this tab starts a conversation, which the other follows
     expect(first.bot_replies()).to_have_count(1)
     expect(second.locator(".msg.bot[data-turn-id]")).to_have_count(1)
-    expect(second.locator(".msg.user .bubble")).to_have_text(["slow network"])  # "hello" comes with its next poll
+    expect(second.locator(".msg.user .bubble")).to_have_text(["slow network", "hello"])  # "hello" out in the first
     expect(second.locator(".msg.user.out, .msg.failed")).to_have_count(0)
     assert second.evaluate("Deskbot.conversationId()") == first.conversation_id() != theirs
     assert user_texts(api, first.conversation_id()) == ["hello", "slow network"]

@@ -1560,8 +1560,9 @@
     }
   }
 
-  // This tab's messages whose turn id is not known yet: out, or marked not sent. A conversation's turns
-  // are answered in order, so a message lost before one that is settled had a turn below that one's, if any.
+  // This tab's messages whose turn id is not known yet: out, or marked not sent, and those of the site's other tabs it
+  // shows out (resumeOut()). A conversation's turns are answered in order, so a message this tab lost before one of its
+  // own that is settled had a turn below that one's, if any: not so another tab's, sent apart.
   const unsettled = [];
   const REDACTED = /\[(EMAIL|PHONE|CARD|IBAN|ID)\]/;
   function settle(own, turnId) {
@@ -1570,59 +1571,85 @@
     own.message.classList.remove("out", "failed");
     for (const line of own.message.querySelectorAll(".status-line")) line.remove();
     if (own.settled) own.settled(); // arrived() stops waiting
+    notSent.delete(own.id);
     saveOut();
     if (turnId == null) return;
     seenTurns.add(turnId); // so that a later sync() or arrived() looks past it
     own.message.dataset.turnId = turnId;
-    for (const earlier of unsettled.slice(0, at)) earlier.until = Math.min(earlier.until, turnId);
+    if (own.mirror) return; // another tab's: its turn says nothing of the order of this tab's
+    for (const earlier of unsettled.slice(0, at).filter((m) => !m.mirror)) earlier.until = Math.min(earlier.until, turnId);
   }
 
   // This tab's messages still awaiting their answer, kept through a reload: reloaded meanwhile, the chat showed
   // neither the message nor its answer, which the history has only once it is given (an HTTP chat waited for its
-  // next poll, up to 16 s). Shared with the site's other tabs too, for one opened meanwhile to show them as well: the
-  // others' stay, and this tab's own, once answered or given up, go.
-  const outKey = (m) => `${m.at} ${m.text}`;
-  const handled = new Set(); // the messages out this tab has had: the shared ones it keeps or drops
-  function saveOut() {
-    const out = unsettled.filter((m) => !m.message.classList.contains("failed"))
-      .map(({ text, shown, before, at, id }) => ({ text, shown, before, at, id }));
-    tabStore.set("out", JSON.stringify({ conversation: conversationId, out }));
-    for (const m of out) handled.add(outKey(m));
-    const others = savedOut(store).filter((m) => !handled.has(outKey(m)));
-    store.set("out", JSON.stringify({ conversation: conversationId, out: [...others, ...out] }));
-  }
-
+  // next poll, up to 16 s). Shared with the site's other tabs too, for those open already or opened meanwhile to show
+  // them as well, each conversation's apart (a tab signed in and a visitor's may be in two), each message named by its
+  // id and the page that has it out: each tab writes its own alone, as a tab showing another's would keep it there after
+  // the tab that sent it had given up on it. A message shown from another tab is a ``mirror``; one of this tab's marked
+  // Not sent stays in the list so marked (``failed``), for the tabs showing it to mark it so too.
   const RESUME_MS = 60000; // as long as a message's request waits for its answer
-  // The messages of this conversation out, as kept in ``storage``, that may still be answered
-  function savedOut(storage) {
-    const saved = storage.json("out", {});
-    return saved.conversation === conversationId ? (Array.isArray(saved.out) ? saved.out : []).filter((m) => m.at + RESUME_MS > Date.now()) : [];
+  const tabId = randomId(); // this page's, naming the messages it has out in the site's shared list
+  // The messages out that may still be answered, as kept in ``storage``, by conversation
+  function outIn(storage) {
+    const kept = new Map(Object.entries(storage.json("out", {})));
+    for (const [id, out] of kept) {
+      const live = Array.isArray(out) ? out.filter((m) => m && typeof m.id === "string" && m.at + RESUME_MS > Date.now()) : [];
+      if (live.length) kept.set(id, live);
+      else kept.delete(id);
+    }
+    return kept;
+  }
+  const savedOut = (storage) => outIn(storage).get(conversationId) || [];
+  const isFailed = (own) => own.message.classList.contains("failed");
+  const notSent = new Map(); // this tab's own messages marked Not sent, by id, until answered, sent again or too old
+  const entry = ({ text, shown, before, at, id }) => ({ text, shown, before, at, id, tab: tabId });
+  function saveOut() {
+    const own = unsettled.filter((m) => !m.mirror && !isFailed(m)).map(entry);
+    tabStore.set("out", JSON.stringify({ [conversationId]: own }));
+    for (const [id, m] of notSent) if (m.at + RESUME_MS <= Date.now()) notSent.delete(id);
+    const out = [...own, ...[...notSent.values()].map((m) => ({ ...entry(m), failed: true }))];
+    const ids = new Set(out.map((m) => m.id)); // a reloaded tab's, kept by it before under another page's name
+    const shared = outIn(store);
+    for (const [id, kept] of shared) {
+      const others = kept.filter((m) => m.tab !== tabId && !ids.has(m.id));
+      if (others.length) shared.set(id, others);
+      else shared.delete(id);
+    }
+    if (out.length) shared.set(conversationId, [...(shared.get(conversationId) || []), ...out]);
+    store.set("out", JSON.stringify(Object.fromEntries(shared)));
   }
 
   // The messages this tab had out when it was reloaded, or another tab has out as this one opens, shown out below
   // the history and waited for as a message the socket lost is (arrived()), unless the history already has them.
-  function resumeOut(turns) {
-    const out = new Map([...savedOut(tabStore), ...savedOut(store)].map((m) => [outKey(m), m]));
-    for (const { text, shown, before, at, id } of out.values()) {
-      const left = at + RESUME_MS - Date.now();
-      const answered = turns.some((turn) => turn.role === "user" && turn.id > before &&
-        (turn.text === text || REDACTED.test(turn.text)));
-      if (left <= 0 || answered) continue;
-      const message = addMessage("user", shown);
-      message.sentBy = customerId();
-      message.classList.add("out");
-      const own = { message, text, shown, before, until: Infinity, at, lost: true, id: id || randomId() };
-      unsettled.push(own);
-      awaitResumed(own, left);
-    }
+  function resumeOut() {
+    const own = savedOut(tabStore);
+    for (const m of own) showOut(m, false);
+    for (const m of savedOut(store)) showOut(m, true);
     saveOut();
+  }
+
+  // A message out, as saveOut() keeps it, shown out here (``mirror``: another tab's) and waited for (awaitResumed()),
+  // unless it is shown already: out, or answered (the history read or pushed before its tab's word came).
+  function showOut({ text, shown, before, at, id, failed }, mirror) {
+    const left = at + RESUME_MS - Date.now();
+    const answered = [...log.querySelectorAll(":scope > .msg.user[data-turn-id]")].some((node) =>
+      Number(node.dataset.turnId) > before && (node.said === text || node.said === shown || REDACTED.test(node.said)));
+    if (left <= 0 || failed || answered || unsettled.some((own) => own.id === id)) return;
+    const message = addMessage("user", shown);
+    if (!mirror) message.sentBy = customerId(); // another tab's follows it into a new conversation there (startOver())
+    message.classList.add("out");
+    const own = { message, text, shown, before, until: Infinity, at, lost: true, id, mirror };
+    unsettled.push(own);
+    awaitResumed(own, left);
   }
 
   async function awaitResumed(own, left) {
     setPending(1);
     const waits = [500, 1000, 2000];
     while (waits.reduce((sum, wait) => sum + wait, 0) < left) waits.push(4000);
-    if (!(await arrived(own, waits))) failed(own);
+    const answered = await arrived(own, waits);
+    if (!answered && own.givenUp === "gone") unshow(own);
+    else if (!answered) failed(own);
     setPending(-1);
   }
 
@@ -1817,19 +1844,38 @@
     return false;
   }
 
-  // A message this tab shows out, which the site's tab that sent it has settled or given up on (Not sent there):
-  // gone from the messages out that the tabs share (saveOut()). Looked for in the history once more, and else not
-  // sent here too: this tab showed it going out, with the typing dots, for up to a minute more.
-  window.addEventListener("storage", (event) => {
+  // The messages the site's other tabs have out in this conversation (saveOut()). One sent there shows out here too, as
+  // in a tab opened meanwhile (resumeOut()); one Not sent here and sent again there (its Retry) goes out again here, at
+  // the end, as there. One this tab shows out that the tab that sent it marks Not sent is looked for in the history
+  // once more, and else not sent here too: this tab showed it going out, with the typing dots, for up to a minute more.
+  // One gone from the list (answered there, or sent on in another conversation, refused in this one once the customer
+  // signed in in another tab) is looked for in the history too, and else goes from this tab: it is not this one's.
+  window.addEventListener("storage", async (event) => {
     if (event.key !== `${storageKey}:out`) return;
-    const out = new Set(savedOut(store).map(outKey));
+    await started; // until then, resumeOut() shows them
+    const out = savedOut(store).filter((m) => m.tab !== tabId);
+    const live = new Set(out.filter((m) => !m.failed).map((m) => m.id));
+    const failedThere = new Set(out.filter((m) => m.failed).map((m) => m.id));
     for (const own of unsettled) {
-      if (own.settled && !own.message.classList.contains("failed") && !out.has(outKey(own))) {
-        own.givenUp = true;
-        own.settled(); // arrived() looks in the history now
-      }
+      if (!own.mirror || isFailed(own) || !own.settled || live.has(own.id)) continue;
+      own.givenUp = failedThere.has(own.id) ? "failed" : "gone";
+      own.settled(); // arrived() looks in the history now
+    }
+    for (const m of out.filter((m) => !m.failed)) {
+      const shownNotSent = unsettled.find((own) => own.id === m.id && isFailed(own)) || notSent.get(m.id);
+      if (shownNotSent) unshow(shownNotSent);
+      showOut(m, true);
     }
   });
+
+  // A message out or Not sent taken from the chat, as it is shown anew (another tab's Retry), or is not this
+  // conversation's
+  function unshow(own) {
+    if (unsettled.includes(own)) unsettled.splice(unsettled.indexOf(own), 1);
+    notSent.delete(own.id);
+    removing(own.message, () => own.message.remove());
+    saveOut();
+  }
 
   // A message out marked Not sent, with its Retry. Past the server's rate limit (429) the customer is told how long
   // to wait, and Retry waits as long.
@@ -1844,6 +1890,7 @@
     retry.type = "button";
     retry.addEventListener("click", () => {
       if (unsettled.includes(own)) unsettled.splice(unsettled.indexOf(own), 1);
+      notSent.delete(id);
       removing(message, () => message.remove());
       send(text, shown, id);
     });
@@ -1854,6 +1901,7 @@
     line.append(el("span"), retry);
     message.append(line);
     labelMessage(message);
+    if (!own.mirror) notSent.set(id, own);
     saveOut();
     follow();
   }
@@ -2070,6 +2118,7 @@
     seenTurns.clear();
     handedOn.clear();
     unsettled.length = 0;
+    if (!carried) notSent.clear(); // gone with the log
     saveOut();
     log.replaceChildren();
     removing(quick, () => quick.replaceChildren());
@@ -2174,7 +2223,7 @@
     await configured;
     const turns = await loadHistory(read);
     if (!turns.length) greet();
-    resumeOut(turns); // before the socket's first sync(), which would take them for another tab's
+    resumeOut(); // before the socket's first sync(), which would take them for another tab's
     loaded();
     // The log speaks up once the history and the greeting are in it, and the browser has drawn them: a chat left open
     // had a screen reader read the whole conversation out again on each of the site's pages.
