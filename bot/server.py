@@ -1598,6 +1598,22 @@ async def protective_headers(request: web.Request, response: web.StreamResponse)
         response.headers.setdefault("Cache-Control", "no-store")
 
 
+async def finish_reload(app: web.Application, timeout: float) -> None:
+    """On SIGTERM, wait up to ``timeout`` seconds for a reload or a watcher's swap under way (its model loading): cut
+    off, a ``POST /admin/reload`` (a deploy's, just before the rolling restart reached this server) got no answer, and
+    the other servers on the store were never told to reload. One still loading then is said in the log."""
+    lock = app[RELOAD_LOCK]
+    if not lock.locked():
+        return
+    log.info("stopping: finishing the reload under way, for up to %g s (server.shutdown_seconds)", timeout)
+    try:
+        async with asyncio.timeout(timeout), lock:
+            pass
+    except TimeoutError:
+        log.warning("stopping: the reload under way cut off after %g s (server.shutdown_seconds): the other servers "
+                    "on the store were not told of it; reload one of them", timeout)
+
+
 async def stop_on_sigterm(app: web.Application) -> None:
     """An ``on_startup`` hook of ``bot serve`` (after aiohttp's own signal handlers, which it replaces for SIGTERM
     and SIGINT): says which signal arrived and that the server stops, at once or after ``server.drain_seconds``.
@@ -1738,7 +1754,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         platforms = [channel for channel in bot.channels.values() if isinstance(channel, PlatformChannel)]
         for platform in platforms:
             platform.stop()
-        await asyncio.gather(bot.finish_turns(server.shutdown_seconds),
+        await asyncio.gather(bot.finish_turns(server.shutdown_seconds), finish_reload(app, server.shutdown_seconds),
                              *(channel.close(server.shutdown_seconds) for channel in bot.channels.values()
                                if channel not in platforms))
         # Slack's and WeCom's sessions carry the takeover notices finish_turns waited for: closed after them (a

@@ -1893,6 +1893,35 @@ async def test_shutdown_lets_socket_turns_finish_within_shutdown_seconds(
                        "conversations 'waiting-for-it'")
 
 
+async def test_shutdown_lets_a_reload_under_way_finish_and_tell_the_other_servers(
+        make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A SIGTERM (a rolling restart) while a ``POST /admin/reload`` loaded its model waited for the turns in flight
+    alone: the reload was cut off a second later, unanswered and unsaid, and the other servers on the store, never
+    told of it, served the bot's files as they were. The stop waits for it, within ``server.shutdown_seconds``."""
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS, "shutdown_seconds": 30},
+                               learning={"watch_seconds": 0})
+    bot = client.app[BOT]
+    loading, may_finish, load = threading.Event(), threading.Event(), serving.load_serving_model
+
+    def held_load(*args: Any, **kwargs: Any) -> Any:  # on the reload's thread: a model that takes a while to load
+        loading.set()
+        may_finish.wait(30)
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(serving, "load_serving_model", held_load)
+    caplog.set_level(logging.INFO, logger="deskbot")
+    reload = asyncio.create_task(client.post("/admin/reload", headers={"Authorization": "Bearer t0ken"}))
+    assert await asyncio.to_thread(loading.wait, 30)
+    stopping = asyncio.create_task(client.app.shutdown())
+    may_finish.set()
+    await stopping
+    assert any(r.getMessage().startswith("reloaded by the admin token") for r in caplog.records)  # before the stop's end
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("stopping")] == [
+        "stopping: finishing the reload under way, for up to 30 s (server.shutdown_seconds)"]
+    assert (await reload).status == 200
+    assert store_rows(client, "SELECT server FROM reloads") == [(bot.store.server,)]
+
+
 def test_a_server_with_async_actions_stops_with_their_event_loop_closed(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """The async actions' event loop was stopped at shutdown and not closed: destroyed later with what an action had
     left running on it, it said "Task was destroyed but it is pending!" and "unclosed event loop" (ResourceWarning).
