@@ -843,7 +843,7 @@ async def test_a_turn_that_fails_within_is_the_bots_error_not_the_requests(make_
     the customer's 400, with the codec's words, and nothing logged."""
     client = await make_client(server={"limits": NO_LIMITS})
 
-    async def failing(turn: Any) -> Any:
+    async def failing(turn: Any, *holding: Any) -> Any:
         raise fault
 
     monkeypatch.setattr(client.app[BOT], "handle", failing)
@@ -865,7 +865,7 @@ async def test_a_damaged_store_is_said_once_with_what_to_do_and_the_server_is_no
     fault = sqlite3.DatabaseError("database disk image is malformed")
     fault.sqlite_errorcode = sqlite3.SQLITE_CORRUPT  # as SQLite raises it
 
-    async def failing(turn: Any) -> Any:
+    async def failing(turn: Any, *holding: Any) -> Any:
         raise fault
 
     monkeypatch.setattr(client.app[BOT], "handle", failing)
