@@ -795,7 +795,8 @@ def test_a_visitor_after_a_signed_in_customer_whose_page_did_not_reset_the_chat_
 def test_the_agents_console_opens_a_verified_customers_other_conversations(
         chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace, identity_secret: str) -> None:
     """An agent taking a customer over saw nothing of what they had asked before in another conversation: the
-    transcript names the customer's others, each opened with a click."""
+    transcript names the customer's others, each opened with a click, in a navigation a screen reader names so (it
+    said "navigation" alone)."""
     user = f"u-{next(PAGE_NUMBERS)}"
     user_hash = hmac.new(identity_secret.encode(), user.encode(), hashlib.sha256).hexdigest()
     earlier, latest = f"console-{next(PAGE_NUMBERS)}", f"console-{next(PAGE_NUMBERS)}"
@@ -809,6 +810,7 @@ def test_the_agents_console_opens_a_verified_customers_other_conversations(
     page.locator(f'.list li[data-id="{latest}"]').click()
     others = page.locator(".conversation .others")
     expect(others).to_contain_text("This customer's other conversations:")
+    assert chromium_role_and_name(page, ".conversation .others") == ("navigation", "This customer's other conversations:")
     others.get_by_role("button", name=re.compile(f"^{earlier} · With the bot · ")).click()
     expect(page.locator(".conversation .title")).to_contain_text(earlier)
     expect(page.locator(".turn.user .text").first).to_have_text("where is my parcel?")
