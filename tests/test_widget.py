@@ -3843,6 +3843,30 @@ def test_a_screen_reader_hears_what_the_customer_writes_in_the_conversation_open
     context.close()
 
 
+def test_a_screen_reader_hears_which_of_the_agents_own_customers_wrote_again(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """An agent answering one of their customers saw "2 new" grow beside another in the list; at a screen reader they
+    heard nothing of it. Their own customer writing again is said aloud, with what the one open writes; a colleague's
+    customer writing is the colleague's to hear of."""
+    alice, bob, carol = (f"console-{next(PAGE_NUMBERS)}" for _ in range(3))
+    for cid, agent in ((alice, "Sam"), (bob, "Sam"), (carol, "Ann")):
+        api.chat(cid, "/handoff")
+        api.admin(f"/admin/conversations/{cid}/handoff?agent={agent}")
+    context = open_console(chromium, server, web_demo_bot.admin_token, alice, bob, carol, clock=True)
+    page = context.pages[0]
+    page.locator(f'.list li[data-id="{bob}"]').click()
+    page.get_by_label("Your name").fill("Sam")
+    page.clock.run_for(3_100)  # a refresh in Sam's name: his customers as they were
+    wait_until(page, "state.refreshing === 0")
+    clear_announcements(page)
+    for cid, text in ((alice, "hello?"), (alice, "still there?"), (carol, "hi"), (bob, "me too")):
+        api.chat(cid, text)
+    page.clock.run_for(3_100)
+    expect(page.locator(".turn.user .text").last).to_have_text("me too")
+    expect(page.locator(".arrivals")).to_have_text(f"{alice} wrote again (2 new) · Customer: me too")
+    context.close()
+
+
 @pytest.mark.parametrize(("token", "offered"), [("kim-own-token", 0), ("lee-own-token", 1)])
 def test_the_agents_console_offers_the_review_queue_to_the_agents_granted_it(
         chromium: SimpleNamespace, server: LiveServer, token: str, offered: int) -> None:
