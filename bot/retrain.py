@@ -70,6 +70,7 @@ from dialogues.export import (LearnedData, contradicting, learnable, learned_dat
 from dialogues.review import OOS
 from dialogues.store import DAMAGED_ADVICE, Store, StoreError, damaged, open_to_read, read_as_it_is
 from finetune.classifier import IntentClassifier, ModelLoadError, Prediction
+from finetune.durable import owner_only
 from finetune.metrics import per_intent_accuracy
 from finetune.registry import Registry, RegistryError, Version
 from retrieval.index import Answer, AnswerIndex, read_manifest, saved_answers
@@ -552,7 +553,9 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
                 "margins": margins(project),
             }
             meta.update(mode=decision["mode"], parent=serving_name, learned_through=_through(usable))
-            (staging / "decision.json").write_text(json.dumps(decision, indent=1, ensure_ascii=False), encoding="utf-8")
+            # its owner's alone, as the index is: the labels that contradict nlu.yml are listed with their messages
+            with open(staging / "decision.json", "w", encoding="utf-8", opener=owner_only) as out:
+                out.write(json.dumps(decision, indent=1, ensure_ascii=False))
             version = registry.commit(staging, meta, metrics)
         decision.update(version=version, promoted=False)  # decision.json holds the verdict; this, what came of it
         if not reasons:

@@ -427,6 +427,25 @@ def test_a_label_contradicting_nlu_yml_is_left_out_and_counted(bot_dir: Path, ca
     assert f"    labelled cancel_order, nlu.yml says get_refund: {refund.upper()}" in out  # which one to correct
 
 
+def test_a_versions_decision_listing_customers_messages_is_readable_by_its_owner_alone(
+        bot_dir: Path, common_umask: None) -> None:
+    """decision.json lists each label that contradicts nlu.yml with the customer's message, and took the umask's mode
+    (0644), where the index and n-grams beside it, which hold customers' words too, are made 0600."""
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    held = held_out_texts(load_project(bot_dir))
+    refund = next(t for t in seed_texts(bot_dir, "get_refund") if same_text(t) not in held)
+    store = Store(bot_dir / "dialogues.db")
+    store.add_labels(log_turns(store, [refund.upper()], conversation="wrong"), "cancel_order", "ann")
+    store.add_labels(log_turns(store, ["cancel the blue sofa please"], conversation="new"), "cancel_order", "ann")
+    store.close()
+
+    version = retrain(load_project(bot_dir), device="cpu", progress=False).version
+    decision = bot_dir / "models" / version / "decision.json"
+    assert json.loads(decision.read_text())["contradicting"] == [
+        {"text": refund.upper(), "label": "cancel_order", "nlu_intent": "get_refund"}]
+    assert decision.stat().st_mode & 0o777 == 0o600
+
+
 def test_agent_answers_in_bot_chat_are_not_learnt(tmp_path: Path) -> None:
     """``bot chat`` is the shop trying its bot in a terminal: an agent's reply there (sent from the console,
     reaching no one) was exported and indexed as an answer for real customers. Its review labels are learnt
