@@ -63,9 +63,9 @@ SSN = re.compile(r"(?<!\d)" + _SSN_DIGITS.replace("{0}", "-"))
 SSN_NAMED = re.compile(r"(?i)(?:ssn|social security)(?: ?(?:number|no\.?|#))?(?: (?:is|was))?\W{0,3}("
                        + _SSN_DIGITS.replace("{0}", " ?") + ")")
 # A passport number after its name: one or two letters or none, then six to nine digits (E12345678, EA1234567,
-# 123456789); and a QQ number after its name: five to twelve digits. Written alone, either is an order number.
+# 123456789), in groups too, as a Chinese passport is read out (E 1234 5678); and a QQ number after its name: five to twelve digits. Written alone, either is an order number.
 PASSPORT = re.compile(r"(?i)(?<![a-z])(?:passport|护照|護照)(?: ?(?:number|no\.?|#|号码|號碼|号|號))?(?: ?(?:is|was|是|为|為|係))?"
-                      r"\W{0,3}([a-z]{0,2}\d{6,9})(?![a-z0-9])")
+                      r"\W{0,3}([a-z]{0,2} ?\d(?:[ -]?\d){5,8})(?![a-z0-9]|[ -]\d)")
 QQ = re.compile(r"(?i)(?<![a-z])(?:qq|企鹅)(?: ?(?:号码|號碼|号|號|number|no\.?|账号|帳號))?(?: ?(?:is|是|为|為|係))?"
                 r"\W{0,3}(?<!\d)([1-9]\d{4,11})(?!\d)")
 # A WeChat ID (six to twenty letters, digits, "_" and "-", from a letter) or a QQ number after its name: a

@@ -1307,6 +1307,7 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("phone 2024-05-01 broke, call 1234 5678 9012 3456 78, cancel 123456789", "phone 2024-05-01 broke, call 1234 5678 9012 3456 78, cancel 123456789"),
     # passport and QQ numbers after their names; alone, they read as order numbers
     ("passport E12345678, 护照号EA1234567, my passport number is 123456789.", "passport [ID], 护照号[ID], my passport number is [ID]."),
+    ("护照号：E 1234 5678，passport no. 1234-56789", "护照号：[ID]，passport no. [ID]"),  # in groups
     ("QQ：123456789，我的qq是 12345678，企鹅号 987654321", "QQ：[QQ]，我的qq是 [QQ]，企鹅号 [QQ]"),
     # WeChat IDs after their name; a word after it is one only after 号, "id" or a colon
     ("我的微信是 wxid_abc123，微信号：zhang_san88, wechat id: lily2024", "我的微信是 [ID]，微信号：[ID], wechat id: [ID]"),
