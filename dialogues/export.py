@@ -119,9 +119,10 @@ def _labelled(data: LearnedData, intents: set[str], held_texts: set[str]) -> lis
 
 def shareable(asked: str, answer: str) -> bool:
     """Whether an agent's ``answer`` (redacted) to ``asked`` may be shown to other customers: redaction took
-    nothing from it, and it is neither one customer's case (:func:`about_one_case`) nor names them or where
-    they live (:func:`about_one_person`)."""
-    return not was_redacted(answer) and not about_one_case(asked, answer) and not about_one_person(asked, answer)
+    nothing from it, and it is neither one customer's case (:func:`about_one_case`), nor links to their page
+    (:func:`_opens_one_customers_page`), nor names them or where they live (:func:`about_one_person`)."""
+    return (not was_redacted(answer) and not about_one_case(asked, answer) and not _opens_one_customers_page(answer)
+            and not about_one_person(asked, answer))
 
 
 # A number of five or more digits (55667, 55667A), or of three or four that is no quantity with a unit
@@ -147,6 +148,31 @@ def _numbers(text: str) -> tuple[set[str], list[list[str]], set[str]]:
     linked = {number for link in WEB_ADDRESS.findall(shown) for number in re.findall(r"[0-9]{3,}", link)}
     shown = re.sub(r"\s+", " ", PRICE.sub(" ", WEB_ADDRESS.sub(" ", shown)))
     return set(_NUMBER.findall(shown)), [re.split(r"[ .-]", m.group(0)) for m in _GROUPS.finditer(shown)], linked
+
+
+# In a link, what opens one customer's page (a parcel's tracking, an order's, a payment's, a password reset): a UUID, or
+# a run of letters and digits together (a token or a hash: aZ8kQ2mP9xL4, 8f14e45fceea167a), of 8 or more in its query
+# or fragment and 16 or more in its path, or six digits or more in its query or fragment (?id=9400111899223344556677).
+# A help page's numbers are in its path (/articles/360012345678-Returns), and a help video's id (?v=dQw4w9WgXcQ) is
+# lost with the customer's: these checks lean to leaving an answer out.
+_UUID = re.compile(r"(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_ALPHANUMERIC = re.compile(r"[A-Za-z0-9]+")
+
+
+def _token_in(part: str, length: int) -> bool:
+    """Whether ``part`` of a link holds a run of ``length`` or more letters and digits that mixes both."""
+    return any(len(run) >= length and not run.isdigit() and not run.isalpha() for run in _ALPHANUMERIC.findall(part))
+
+
+def _opens_one_customers_page(answer: str) -> bool:
+    """Whether a link in ``answer`` carries what opens one customer's page (see :data:`_UUID`): given to another
+    customer, it would show them the parcel, the order or the invoice, or let them set the password."""
+    for link in WEB_ADDRESS.findall(nfkc_view(answer)[0]):
+        query = re.search(r"[?#]", link)
+        path, rest = (link[:query.start()], link[query.start():]) if query else (link, "")
+        if _UUID.search(link) or _token_in(path, 16) or _token_in(rest, 8) or re.search(r"[0-9]{6}", rest):
+            return True
+    return False
 
 
 def about_one_case(asked: str, answer: str) -> bool:

@@ -285,6 +285,25 @@ def test_an_agent_answer_about_one_customers_order_is_not_shown_to_others() -> N
     assert agent_answers(LearnedData([], [{**charged, "id": 40, "answer": "We refunded the $234.56 charge."}])) == []
 
 
+def test_an_agent_answer_linking_to_one_customers_page_is_not_shown_to_others() -> None:
+    """A tracking link with the customer's parcel number, a password reset link and an order page's key were indexed,
+    and the next customer asking where their parcel was, or how to log in, was given the other customer's page."""
+    row = {"question": "where is my parcel? I can't log in either", "intent": None, "created": 0.0}
+    private = ["Follow it here: https://track.example.com/?id=9400111899223344556677",
+               "I sent you a reset link: https://shop.example.com/reset?token=aZ8kQ2mP9xL4bN7cR1tY",
+               "Your order page: https://shop.example.com/orders/view?key=wc_order_AbCdEf123456",
+               "Pay here: https://pay.example.com/i/8f14e45fceea167a5a36dedd4bea2543",
+               "See https://shop.example.com/orders/3f2b8c1e-9d4a-4b6e-8f1a-2c3d4e5f6a7b for its status.",
+               "Reset it at https://shop.example.com/reset#token=Zx81kk2Lmn0p", "请点击 https://shop.example.com/订单?编号=Ab12Cd34Ef"]
+    data = LearnedData([], [{**row, "id": n, "answer": text} for n, text in enumerate(private)])
+    assert agent_answers(data) == []
+    anyones = ["See https://help.example.com/hc/en-us/articles/360012345678-Returns",
+               "Browse https://shop.example.com/products/iphone15pro?color=blue&size=128gb",
+               "Search https://shop.example.com/search?q=shoes&page=2 or read https://help.example.com/#/faq/returns"]
+    data = LearnedData([], [{**row, "id": n, "answer": text} for n, text in enumerate(anyones)])
+    assert [a.text for a in agent_answers(data)] == anyones
+
+
 def test_an_agent_answer_repeating_part_of_a_redacted_number_is_not_shown_to_others(tmp_path: Path) -> None:
     """The customer's "+44 20 7946 0958" is stored as [PHONE], so "the courier has 7946 0958" repeated nothing the
     check could see: it was indexed, and read by the next customer."""
