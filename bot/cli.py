@@ -535,18 +535,31 @@ def cleartext_addresses(project: Project) -> dict[str, str]:
     return {setting: url for setting, url in addresses.items() if url and cleartext(url)}
 
 
+def _words(text: str) -> str:
+    """What a customer reads of a template in a language: not its {variables}."""
+    return re.sub(r"\{[^{}]*\}", "", text)
+
+
 def english_templates(project: Project) -> list[str]:
     """The intents whose templates have texts, none of them holding a Chinese character: in a ``language: zh`` bot,
     the starter's English templates, kept by a shop that set ``language: zh`` and wrote its examples in Chinese,
     answered its customers in English unsaid, as they did a ``language: multi`` bot's Chinese customers."""
     from bot.language import CJK
 
-    def words(text: str) -> str:  # what a customer reads in a language: not a {variable}
-        return re.sub(r"\{[^{}]*\}", "", text)
+    return [intent for intent, variants in project.responses.templates.items()
+            if (texts := [_words(v.text) for v in variants if v.text]) and not any(CJK.search(text) for text in texts)
+            and any(re.search("[A-Za-z]{2}", text) for text in texts)]
+
+
+def chinese_for_english(project: Project) -> list[str]:
+    """In a ``language: multi`` bot, the intents whose every text an English customer may get holds Chinese: a variant
+    written in Chinese without ``language: zh`` (or with ``language: en``) answered English customers in Chinese
+    unsaid."""
+    from bot.language import CJK
 
     return [intent for intent, variants in project.responses.templates.items()
-            if (texts := [words(v.text) for v in variants if v.text]) and not any(CJK.search(text) for text in texts)
-            and any(re.search("[A-Za-z]{2}", text) for text in texts)]
+            if (texts := [_words(v.text) for v in variants if v.text and v.language != "zh"])
+            and all(CJK.search(text) for text in texts)]
 
 
 def say_gaps(project: Project) -> None:
@@ -654,6 +667,11 @@ def say_gaps(project: Project) -> None:
                "writes them (docs/configuration.md)")
         click.echo(f"note: language is {config.language}, but {len(unchinese)} {whose} templates hold no Chinese, so "
                    f"Chinese customers get them as written: {_first(unchinese)}; {fix}", err=True)
+    if config.language == "multi" and (chinese := chinese_for_english(project)):
+        whose = "intents'" if len(chinese) > 1 else "intent's"
+        click.echo(f"note: language is multi, but {len(chinese)} {whose} templates answer English customers in Chinese, "
+                   f"each text they may get holding Chinese: {_first(chinese)}; give those variants language: zh, and "
+                   "add one in English with language: en (docs/configuration.md)", err=True)
     for name, instead in RASA_FALLBACK_RESPONSES.items():
         if name in project.responses.named:  # kept for the actions that name it, and never said by the fallback
             click.echo(f"note: responses.yml's {name} is what Rasa's fallback says; deskbot's fallback says bot.yml's "

@@ -1435,6 +1435,26 @@ def test_a_bilingual_bot_with_english_templates_is_told(tmp_path: Path, capsys: 
         "`bot init --language multi` writes them (docs/configuration.md)\n")
 
 
+def test_a_bilingual_bot_answering_english_customers_in_chinese_is_told(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A Chinese variant written without language: zh answers every customer: as an intent's only variant, or beside
+    one with language: zh, the bilingual bot's English customers got Chinese, and nothing said so."""
+    from bot.cli import say_gaps
+
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root), "--language", "multi"]).exit_code == 0
+    say_gaps(load_project(root))
+    assert "English customers in Chinese" not in capsys.readouterr().err
+    responses = yaml.safe_load((root / "responses.yml").read_text())
+    responses["responses"]["goodbye"] = [{"text": "感谢您的咨询，祝您生活愉快！"}]
+    responses["responses"]["greet"] = [{"text": "您好！", "language": "zh"}, {"text": "您好！请问有什么可以帮您？"}]
+    (root / "responses.yml").write_text(yaml.safe_dump(responses, allow_unicode=True))
+    say_gaps(load_project(root))
+    assert "note: language is multi, but 2 intents' templates answer English customers in Chinese, each text they may " \
+           "get holding Chinese: goodbye, greet; give those variants language: zh, and add one in English with " \
+           "language: en" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("name", "problem"), [
     ("resume", "intent 'resume': /resume is the bot's own button payload; rename the intent"),
     ("退款（部分）", "intent '退款（部分）': write it as '退款(部分)'"),
