@@ -51,7 +51,9 @@ _HOLDING = re.compile(
 # What a customer says while waiting for an answer: greetings, acknowledgements, nudges, goodbyes, and asking for a
 # person again (the agent's answer is to what they asked, not to "are you there?" nor to "转人工").
 _ACKS = (r"(?:hi|hello|hey)(?: there)?|(?:is )?any(?:one|body)(?: (?:there|here))?"
-         r"|(?:客服|人工|有人)?在[吗么嘛不]|有人吗|(?:客服|人)呢|(?:怎么)?还?没(?:有)?人(?:回复?|理)?(?:我|吗)?"
+         r"|(?:客服|人工|有人|人|你|您)?还?在[吗么嘛不]|有人吗|(?:客服|人)呢|(?:怎么)?还?没(?:有)?人(?:回复?|理)?(?:我|吗)?"
+         # and the answer awaited (怎么还没回复, 还没回我吗), or hurried (催一下)
+         r"|(?:怎么)?还没(?:有)?回复?我?吗?|催(?:一下|下)?"
          # and in Hong Kong's Cantonese: 有冇人呀, 喺唔喺度, 仲喺度嗎, 點解冇人理我, 仲未有人覆
          r"|有冇人(?:喺度)?[呀啊吖]?|(?:客服|你)?仲?喺(?:唔喺)?度[吗嘛呀啊]?|(?:点解|仲)?(?:冇|未有)人(?:覆|回复?|理)?(?:我|吗)?"
          r"|(?:are )?(?:you|u) (?:still )?(?:there|here)|(?:i(?:['’]m| am) )?(?:still )?(?:here|there|waiting)|ping|hm++"

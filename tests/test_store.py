@@ -1025,6 +1025,9 @@ def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     ("ok :+1:", True), ("thanks :pray:", True), (":smile: where is my order", False),  # and Slack's, by name
     ("are you there on Sundays?", False), ("can I talk to someone about my refund", False), ("waiting for my refund", False),
     ("still waiting for the parcel", False), ("还在路上吗", False), ("我要人工退款", False), ("human resources phone number", False),
+    # whether the agent is still there, the answer awaited, a hurry: the agent's answer was learnt as one to "还在吗？"
+    ("还在吗？", True), ("你还在吗", True), ("人还在吗？？", True), ("怎么还没回复", True), ("还没回我吗", True),
+    ("催一下", True), ("还在发货吗", False), ("还没回复我的退款申请", False), ("催一下我的订单", False),
 ])
 def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
     assert asks_nothing(text) is only
