@@ -129,11 +129,15 @@ _ACKNOWLEDGES = re.compile(_only(_ACKS + "|" + _FOR_A_PERSON + "|" + _OKS + "|" 
 _ACKNOWLEDGEMENT = re.compile(_only(_OKS))
 _DROPPING = re.compile(rf"(?:^|\W)(?:{_DROPS})(?:\W|$)", re.I)
 # Stopping what the bot is asking for, in a message of its own: "stop", "cancel it please", "I want to stop this",
-# "取消", "不用了", "算了不退了" (never mind, no refund then), Hong Kong's "唔要喇", "唔使喇", "唔退喇"; a refusal names
+# "取消", "不用了", "先不用了", "算了不退了" (never mind, no refund then), "不查了", "退出", Hong Kong's "唔要喇", "唔使喇", "唔退喇",
+# or putting it off ("下次吧", "我再想想"); a refusal names
 # what is given up (不退了, not 不是), so an answer ("订单123", "不是123是456") is never taken for one.
 _STOPS = re.compile(_only(r"(?:please |i (?:want|wanna|would like) to |i'd like to |let'?s )?(?:stop|cancel|quit|exit)"
                           r"(?: (?:it|that|this))?(?: please)?"
-                          r"|(?:请|帮我)?取消(?:吧|了|掉)?|不(?:要|用|需要|退|换)了|停止?|唔(?:要|使|洗|退|换)(?:喇|啦|了|咗)?"
+                          r"|(?:请|帮我)?取消(?:吧|了|掉)?|(?:先|暂时|还是)?不(?:要|用|需要|退|换|查|买)了|停止?|退出|结束"
+                          r"|唔(?:要|使|洗|退|换)(?:喇|啦|了|咗)?"
+                          # or putting it off: "下次吧", "晚点再说", "我再想想"
+                          r"|(?:那)?(?:下次|改天|晚点|回头)(?:再说)?吧?|我再(?:想想|考虑一下)"
                           rf"|{_DROPS}"))
 _PERSON = re.compile(_only(_FOR_A_PERSON))
 # One request for a person with the greeting, "please" or thanks Chinese customers write on without a stop (你好转人工,

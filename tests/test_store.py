@@ -1109,6 +1109,10 @@ def test_what_holds_no_word(text: str, signs: bool) -> None:
     ("不是123", False), ("不退了吗？", False), ("不是", False), ("唔係", False), ("谢谢", False),
     # a request of its own, which the form answers before asking again; signs alone may be anything
     ("cancel order 123", False), ("stop sending me emails", False), ("取消订单", False), ("ok", False), ("👍", False),
+    # not now, no longer, or later: the form asked for its number again
+    ("先不用了", True), ("暂时不需要了", True), ("不查了", True), ("算了，不买了", True), ("退出", True), ("结束", True),
+    ("下次吧", True), ("晚点再说", True), ("我再想想", True), ("那改天吧", True),
+    ("不查了吗", False), ("下次什么时候到货", False), ("退出登录怎么办", False), ("结束了吗？", False),
 ])
 def test_what_only_stops_what_the_bot_asks_for(text: str, only: bool) -> None:
     assert stops_asking(text) is only
