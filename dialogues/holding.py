@@ -428,8 +428,9 @@ _LACKING = (
     + r"|(?:i )?have no (?:idea|clue|(?:order )?number)|no (?:idea|clue)|(?:i )?dunno|idk|(?:i(?:['’]m| am) )?not sure"
     r"|(?:i )?(?:forgot|forget|lost|deleted)" + _THE_THING
     + r"|(?:i )?(?:can['’]?t|cannot|couldn['’]?t) (?:find|remember)"
-    + _THE_THING + r"|(?:我)?(?:也)?(?:不知道|不晓得|不清楚|不记得|记不得|记不清|忘记?|找不到|唔知道?|唔记得|[搵揾]唔到|冇)(?:了|啦|喇|咗)?"
-    r"(?:(?:订单|单|快递)?(?:号码?|编号))?(?:了|啦|喇|咗)?[啊呀哦诶欸]?|(?:我)?没有(?:订单|单)?(?:号码?|编号)(?:了|啦)?[啊呀哦]?")
+    + _THE_THING + r"|(?:我)?(?:也)?(?:不知道|不晓得|不清楚|不记得|记不得|记不清|没记住|忘记?|找不到|查不到|唔知道?|唔清楚|唔记得"
+    r"|[搵揾]唔到|冇)(?:了|啦|喇|咗)?"
+    r"(?:(?:订单|单|快递)?(?:号码?|编号))?(?:了|啦|喇|咗)?[啊呀哦诶欸]?|(?:我)?没有?(?:订单|单)?(?:号码?|编号)(?:了|啦)?[啊呀哦]?")
 
 
 def _words_of(words: str) -> re.Pattern[str]:
@@ -444,10 +445,12 @@ _LACKS = _words_of(_LACKING)
 _SORRY_ALONE = _words_of(_SORRY_WORDS)
 
 
-# Saying yes to what the bot offered: "yes please", "yep", "please do", "ok do it", "go ahead", "是的", "要", "好的，麻烦了",
+# Saying yes to what the bot offered: "yes please", "yep", "please do", "ok do it", "go ahead", "是的", "对啊", "没错", "确定",
+# "要", "好的，麻烦了",
 # "可以，帮我处理吧", Hong Kong's "係呀", "好呀唔該" (read in Simplified characters); an "ok", "sure" or "好的" alone
 # acknowledges (:func:`acknowledges`), and says yes to nothing in particular.
-_YES = (r"yes|yeah|yep|yup|ya|please do|do it|go ahead|(?:that )?(?:would be|sounds) (?:great|good)|是的?|对的?|要的?"
+_YES = (r"yes|yeah|yep|yup|ya|please do|do it|go ahead|(?:that )?(?:would be|sounds) (?:great|good)|是[的啊呀]?|对[的啊呀]?|要的?"
+        r"|没错|确定|确认|同意|(?:对|是)?就是(?:这个|它)"
         r"|需要|麻烦(?:你|您)?了|帮我(?:处理|取消|弄|转)?(?:一下|下)?吧?|系[呀啊的]?|好呀")
 _AGREES = _words_of(rf"{_YES}|ok(?:ay)?|sure|please|pls|plz|thanks?|thank you|thx|好的?[呀啊吧]?|可以[的呀啊]?|行|嗯|唔该[晒哂]?")
 _SAYS_YES = re.compile(rf"(?<![a-z])(?:{_YES})(?![a-z])")

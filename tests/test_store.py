@@ -1193,6 +1193,8 @@ def test_what_a_correction_puts_right(text: str, right: str | None) -> None:
     # a phone's curly apostrophe, Hong Kong's 唔知道 and 忘咗, and 不晓得
     ("I don’t know", True), ("I can’t find it", True), ("唔知道", True), ("我忘咗單號", True), ("不晓得", True),
     ("忘记了", True),
+    # can't look it up, did not keep it, has none, and Hong Kong's 唔清楚: the form asked for the number again
+    ("查不到", True), ("没记住单号", True), ("没单号", True), ("唔清楚", True), ("查不到订单号啊", True),
     # a question of its own, or no such word
     ("I don't know where my order is", False), ("i don't know how to cancel", False), ("不知道怎么退款", False),
     ("not sure what you mean", False), ("sorry", False), ("ok", False), ("no", False), ("没有", False), ("😅", False),
@@ -1207,6 +1209,9 @@ def test_what_says_the_customer_does_not_know_the_answer(text: str, lacks: bool)
     # an acknowledgement alone, a question, or more than a yes
     ("ok", False), ("sure", False), ("好的", False), ("thanks", False), ("唔該", False), ("no", False), ("yes?", False),
     ("yes but where is my order", False), ("要退款", False), ("是什么", False),
+    # as Chinese customers agree: "对啊" and "没错" to the one button offered got "好的，如果还有其他问题，随时问我。"
+    ("对啊", True), ("是啊", True), ("没错", True), ("确定", True), ("确认", True), ("同意", True), ("对，就是这个", True),
+    ("确定吗", False), ("没错，但是运费呢", False), ("同意退款吗", False),
 ])
 def test_what_only_says_yes(text: str, yes: bool) -> None:
     assert accepts(text) is yes
@@ -1220,7 +1225,7 @@ def test_a_long_run_of_acknowledgements_is_read_at_once() -> None:
     code = ("from dialogues.holding import accepts, acknowledges, asks_for_a_person, asks_nothing, lacks_answer, says_nothing,"
             " says_wrong\n"
             "for text in ['thanks ' * 40 + 'now', '嗯' * 60 + '吗', '(｡･ω･｡) ok ' * 30 + 'refund', '不对' * 60 + '吗',\n"
-            "             '不是的' * 40 + '吗', 'thank u ' * 40 + 'now', \"i don't know \" * 40 + 'what?']:\n"
+            "             '不是的' * 40 + '吗', '这个不对' * 60 + '吗', 'thank u ' * 40 + 'now', \"i don't know \" * 40 + 'what?']:\n"
             "    assert not asks_nothing(text) and not acknowledges(text) and not asks_for_a_person(text)\n"
             "    assert not says_wrong(text) and not lacks_answer(text) and not accepts(text)\n"
             "    says_nothing(text)\n")
