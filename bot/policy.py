@@ -21,6 +21,7 @@ tested without a model.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,23 @@ from bot.project import HANDOFF_PAYLOAD, BotConfig
 from bot.responses import TEMPLATE_ANSWER, Rendered, Responses
 from finetune.classifier import intent_phrase
 from finetune.metrics import OOS
+
+# The answer index's texts whose language is kept (:func:`_written_in`, :func:`_foreign`): the same few answers come
+# back with message after message, and reading each one's language anew, a character at a time, was a quarter of the
+# event loop's work per message.
+LANGUAGES_KEPT = 4096
+
+
+@functools.lru_cache(maxsize=LANGUAGES_KEPT)
+def _written_in(text: str) -> Language:
+    """:func:`~bot.language.mostly_written_in` of an answer's text, read once."""
+    return mostly_written_in(text)
+
+
+@functools.lru_cache(maxsize=LANGUAGES_KEPT)
+def _foreign(text: str, language: Language) -> bool:
+    """:func:`~bot.language.foreign` of an answer's text, read once for each language."""
+    return foreign(text, language)
 
 
 @dataclass
@@ -133,9 +151,9 @@ def decide(
         return Decision("action", intent, confidence, action=config.actions.map[intent])
     hits = [h for h in analysis.hits if not h.id.startswith(TEMPLATE_ANSWER) or h.text in responses.sent_as_is]
     if config.language == "multi":
-        hits = [h for h in hits if mostly_written_in(h.text) == language]
+        hits = [h for h in hits if _written_in(h.text) == language]
     else:
-        hits = [h for h in hits if not foreign(h.text, language)]
+        hits = [h for h in hits if not _foreign(h.text, language)]
     if acknowledges and (not confident or intent == OOS):
         # "ok", "thanks 👍" that no intent of the shop's answers: no miss, nor "this is not something I can help with".
         return Decision("template", None, confidence, say(config.fallback.acknowledged, language))
