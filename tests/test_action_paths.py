@@ -2710,6 +2710,37 @@ def test_the_demo_action_asks_a_chinese_customer_for_the_proof_in_chinese(action
     said, _ = run(orders.ActionOrderStatus(), {**waiting, "order_proof": "200031", "order_proof_misses": 3}, "200031")
     assert "周五" not in said and said.startswith("还是与订单信息不符")
 
+def test_the_demo_stops_comparing_proofs_of_an_order_guessed_at_in_many_conversations(action_bot: Path,
+                                                                                        tmp_path: Path) -> None:
+    """Three wrong proofs in a conversation stopped the guessing there alone: a new conversation had three more. An
+    order's wrong proofs in all conversations are counted in its table, and after ten the chat compares none of its
+    proofs, the right one neither, and offers a person; a right one before that starts the count afresh."""
+    orders = demo_orders(action_bot, tmp_path)
+
+    def run(slots: dict[str, Any], text: str) -> tuple[dict[str, Any], list[Any]]:
+        dispatcher = CollectingDispatcher()
+        latest = {"text": text, "entities": [], "intent": {"name": "track_order"}}
+        events = orders.ActionOrderStatus().run(dispatcher, Tracker(text, {"order_id": "789", **slots}, latest, [],
+                                                                      False, None, {}, None), {})
+        return dispatcher.messages[0], events
+
+    waiting = {"requested_slot": "order_proof", "orders_unproven": ["789"]}
+    for n in range(4):
+        run({**waiting, "order_proof": f"1000{n}"}, f"1000{n}")  # each in a conversation of its own
+    said, events = run({**waiting, "order_proof": "94105"}, "94105")
+    assert "DHL 3345678901" in said["text"] and orders.looked_up(["789"])["789"][6] == 0
+    for n in range(9):
+        said, _ = run({**waiting, "order_proof": f"2000{n}"}, f"2000{n}")
+        assert said["text"] == "That doesn't match the order. Please check it and send the email address or postcode " \
+                               "on the order again.", n
+    said, events = run({**waiting, "order_proof": "20009"}, "20009")  # the tenth
+    assert said["text"].startswith("That doesn't match either") and said["buttons"][0]["payload"] == "/handoff"
+    said, events = run({**waiting, "order_proof": "94105"}, "94105")  # right, in a new conversation: not compared
+    assert "DHL" not in said["text"] and said["buttons"][0]["payload"] == "/handoff"
+    said, events = run({}, "where is order 789")
+    assert said["text"] == "Order 789 is **delivered**.\nFor its tracking details, a person can help."
+    assert SlotSet("requested_slot", None) in events
+
 def test_the_demo_shows_a_signed_in_customer_their_own_orders_details_without_asking(action_bot: Path,
                                                                                       tmp_path: Path) -> None:
     """A customer signed in to the web chat (the slot verified_user, which the page's hash proves) was asked for the

@@ -7,10 +7,11 @@ Anyone can type an order number, their own or a guessed one, so a lookup by numb
 The carrier's tracking number and the expected day (which tell a stranger where and when a parcel waits) are shown once
 the customer proves the order is theirs: the action asks for the email address or postcode on the order, which
 ``validate_action_order_status`` reads from the answer (``requested_slot`` is ``order_proof`` meanwhile), and compares
-it with the order's. Three wrong answers in a conversation and it stops asking, so that no one can guess, and offers a
-person. It never shows the email or postcode it compares, nor the customer's name, address or items. An action of your
-own that shows or changes more (the address, a refund, a cancellation) should ask for such a proof the same way, or
-leave it to the shop's signed-in pages or an agent, as the demo's templates do.
+it with the order's; a customer signed in to the web chat sees their own orders' at once. Three wrong answers in a
+conversation, or ten of an order's in all, and it stops comparing, so that no one can guess, and offers a person. It
+never shows the email or postcode it compares, nor the customer's name, address or items. An action of your own that
+shows or changes more (the address, a refund, a cancellation) should ask for such a proof the same way, or leave it to
+the shop's signed-in pages or an agent, as the demo's templates do.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ ORDERS = [
 ]
 PROOF = "order_proof"  # the slot asked for: the email address or postcode the customer gives
 MAX_PROOF_MISSES = 3  # wrong proofs in a conversation before the action stops comparing them
+# Wrong proofs of an order in all conversations (a new conversation starts with none of its own) before the chat
+# compares none for it: its customer then signs in, or a person checks who they are. A right one starts it afresh.
+MAX_ORDER_PROOF_MISSES = 10
 # A proof in the customer's answer: an email address, or a postcode (a UK one, SW1A 1AA; a US ZIP or a Chinese 邮编,
 # five or six digits) in a message that names no order or parcel, where the digits are another order's number ("order
 # 12345"), and which asks again about the order ("check my order") rather than saying "ok" or "I don't have it".
@@ -60,11 +64,12 @@ def orders_db() -> sqlite3.Connection:
     """The demo's order table, created next to this file on first use."""
     conn = sqlite3.connect(Path(__file__).with_name("orders.sqlite"))
     columns = {row[1] for row in conn.execute("PRAGMA table_info(orders)")}
-    if columns and "customer" not in columns:  # an earlier demo's, without what proves whose an order is
+    if columns and "proof_misses" not in columns:  # an earlier demo's, without what proves whose an order is
         conn.execute("DROP TABLE orders")
     conn.execute("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, status TEXT, tracking TEXT, eta TEXT, "
-                 "email TEXT, postcode TEXT, customer TEXT)")
-    conn.executemany("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?)", ORDERS)
+                 "email TEXT, postcode TEXT, customer TEXT, proof_misses INTEGER NOT NULL DEFAULT 0)")
+    conn.executemany("INSERT OR IGNORE INTO orders (id, status, tracking, eta, email, postcode, customer) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)", ORDERS)
     conn.commit()
     return conn
 
@@ -174,7 +179,8 @@ class ActionOrderStatus(Action):
             return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
         # What a stranger must not see (the tracking number, the day) waits for the proof that the order is theirs
         unproven = [number for number, row in rows.items() if number not in proven and (row[1] or row[2])]
-        locked = (tracker.get_slot("order_proof_misses") or 0) >= MAX_PROOF_MISSES
+        locked = (tracker.get_slot("order_proof_misses") or 0) >= MAX_PROOF_MISSES \
+            or all(rows[number][6] >= MAX_ORDER_PROOF_MISSES for number in unproven)
         if unproven:
             lines.append(say["ask_a_person" if locked else "prove"])
         dispatcher.utter_message(text="\n".join(lines), buttons=person if unproven and locked else [])
@@ -202,11 +208,18 @@ class ValidateActionOrderStatus(Action):
 
 
 def looked_up(numbers: list[str]) -> dict[str, tuple[Any, ...] | None]:
-    """Each order of ``numbers`` as the table has it (status, tracking, eta, email, postcode, customer), None where
-    none is."""
+    """Each order of ``numbers`` as the table has it (status, tracking, eta, email, postcode, customer, proof_misses),
+    None where none is."""
     with orders_db() as conn:
-        return {number: conn.execute("SELECT status, tracking, eta, email, postcode, customer FROM orders WHERE id = ?",
-                                     [number]).fetchone() for number in numbers}
+        return {number: conn.execute("SELECT status, tracking, eta, email, postcode, customer, proof_misses FROM orders "
+                                     "WHERE id = ?", [number]).fetchone() for number in numbers}
+
+
+def count_proof(numbers: list[str], missed: bool) -> None:
+    """Count a wrong proof against each order of ``numbers``, or start their count afresh after a right one."""
+    with orders_db() as conn:
+        conn.executemany(f"UPDATE orders SET proof_misses = {'proof_misses + 1' if missed else '0'} WHERE id = ?",
+                         [[number] for number in numbers])
 
 
 def proves(proof: str, row: tuple[Any, ...]) -> bool:
@@ -220,21 +233,25 @@ def proves(proof: str, row: tuple[Any, ...]) -> bool:
 def checked_proof(dispatcher: CollectingDispatcher, tracker: Tracker, say: dict[str, Any],
                   person: list[dict[str, str]]) -> list[dict[str, Any]]:
     """The answer to a proof given for the orders it was asked for (the slot ``orders_unproven``): their details where
-    it is theirs, else asked again, up to ``MAX_PROOF_MISSES`` wrong ones in the conversation, then a person. The proof
-    is never kept in the slots, and the order number a postcode's digits filled (200031) is put back."""
+    it is theirs, else asked again, up to ``MAX_PROOF_MISSES`` wrong ones in the conversation (and
+    ``MAX_ORDER_PROOF_MISSES`` of the order's in all), then a person. The proof is never kept in the slots, and the
+    order number a postcode's digits filled (200031) is put back."""
     unproven = tracker.get_slot("orders_unproven") or []
     misses = tracker.get_slot("order_proof_misses") or 0
     rows = looked_up(unproven)
-    proven = [number for number, row in rows.items() if row and misses < MAX_PROOF_MISSES
+    open_to_proof = {number: row for number, row in rows.items() if row and row[6] < MAX_ORDER_PROOF_MISSES}
+    proven = [number for number, row in open_to_proof.items() if misses < MAX_PROOF_MISSES
               and proves(tracker.get_slot(PROOF), row)]
     events = [SlotSet(PROOF, None), SlotSet("order_id", unproven[-1] if unproven else None)]
+    count_proof(proven or list(open_to_proof), missed=not proven)
     if proven:
         dispatcher.utter_message(text="\n".join(status_text(say, number, rows[number], True) for number in proven))
         left = [number for number in unproven if number not in proven]
         return [*events, SlotSet("orders_proven", [*(tracker.get_slot("orders_proven") or []), *proven]),
                 SlotSet("orders_unproven", left or None), SlotSet("requested_slot", None)]
     misses += 1
-    if misses >= MAX_PROOF_MISSES:  # no more guesses here: a person can check who the customer is
+    if misses >= MAX_PROOF_MISSES or all(row[6] + 1 >= MAX_ORDER_PROOF_MISSES for row in open_to_proof.values()):
+        # no more guesses: a person can check who the customer is
         dispatcher.utter_message(text=say["locked"], buttons=person)
         return [*events, SlotSet("order_proof_misses", misses), SlotSet("orders_unproven", None),
                 SlotSet("requested_slot", None)]
