@@ -4205,6 +4205,36 @@ def test_the_agents_console_pages_through_a_long_review_queue(chromium: SimpleNa
     context.close()
 
 
+def test_the_keyboard_goes_on_to_the_item_after_the_one_labelled(
+        chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace) -> None:
+    """A reviewer at the keyboard, going down a long queue, was taken back to its first item at each label, and went
+    down again from the top to the item after theirs. The keyboard goes on to the item after the one labelled."""
+    items = [{"id": n, "turn_ids": [n], "texts": [f"question {n}"], "count": 1, "predicted": None, "ranking": [],
+              "reasons": ["fallback"], "uncertainty": 1.0, "score": 1.0, "comments": []} for n in (1, 2, 3)]
+    context = open_console(chromium, server, web_demo_bot.admin_token, clock=True)
+    page = context.pages[0]
+    page.route(lambda url: "/admin/review?" in url,
+               lambda route: route.fulfill(json={"items": items, "total": len(items), "more_waiting": False,
+                                                 "intents": ["greet"]}))
+
+    def labelled(route: Route) -> None:
+        n = int(urlsplit(route.request.url).path.rsplit("/", 1)[1])
+        items[:] = [item for item in items if item["id"] != n]
+        route.fulfill(json={"intent": "greet", "turn_ids": [n]})
+    page.route(lambda url: "/admin/review/" in url, labelled)
+    page.get_by_role("button", name="To review").click()
+    expect(page.locator(".list li[data-id]")).to_have_count(3)
+    page.locator('.list li[data-id="1"]').focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")  # the second item opened
+    expect(page.locator(".review .texts li")).to_have_text(["question 2"])
+    page.get_by_role("button", name="Label", exact=True).focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(".list li[data-id]")).to_have_count(2)
+    expect(page.locator('.list li[data-id="3"]')).to_be_focused()
+    context.close()
+
+
 def test_a_long_message_in_the_review_queue_takes_a_few_lines_of_the_list(chromium: SimpleNamespace, server: LiveServer,
                                                                           web_demo_bot: SimpleNamespace) -> None:
     """A customer's long message (an order's story, 2,000 characters) was listed whole in the review queue: its item
