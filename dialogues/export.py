@@ -20,7 +20,7 @@ from typing import Any, TextIO
 import regex
 
 from dialogues.redact import (ACCOUNT, DATE_OR_TIME, PLACEHOLDERS, SURNAMES, account_id, given_names, nfkc_view, redact,
-                              redact_names, was_redacted)
+                              redact_names, replace_found, was_redacted)
 from dialogues.holding import SENT_TEXTS
 from dialogues.store import Store
 from retrieval.text import PRICE, WEB_ADDRESS, same_example, same_text
@@ -34,8 +34,9 @@ class LearnedData:
 
 def learned_text(text: str) -> str:
     """A customer's message as a model learns it when redacting: its personal data replaced (:func:`redact`), and
-    the name they gave as their own ("my name is [NAME]") too."""
-    return redact_names(redact(text))
+    the name they gave as their own ("my name is [NAME]") and where they live ("change it to [ADDRESS]", of
+    :data:`_ADDRESS`) too: the store keeps both for the agents, but a model, its n-grams and an export need neither."""
+    return replace_found(redact_names(redact(text)), _ADDRESS, "[ADDRESS]")
 
 
 def _learned(redacted: bool) -> Callable[[str], str]:

@@ -620,6 +620,13 @@ def redact_names(text: str) -> str:
     return _replaced(text, origin, spans, "[NAME]")
 
 
+def replace_found(text: str, pattern: re.Pattern[str] | regex.Pattern[str], placeholder: str) -> str:
+    """``text`` with what ``pattern`` finds in its NFKC view (full-width digits too) replaced by ``placeholder``,
+    the rest as written."""
+    view, origin = nfkc_view(text)
+    return _replaced(text, origin, _apart([match.span() for match in pattern.finditer(view)]), placeholder)
+
+
 def _apart(spans: list[Span]) -> list[Span]:
     """``spans``, in order, without those that start inside the one before (a number read from two of its
     groups of 00)."""

@@ -1814,6 +1814,22 @@ def test_the_name_a_customer_gives_is_not_learned_nor_repeated_to_others(tmp_pat
     store.close()
 
 
+def test_what_leaves_the_store_for_training_loses_the_customers_address(tmp_path: Path) -> None:
+    """A labelled message or an answered question holding the customer's street and house number was trained on, and
+    written into the model's n-grams and the index's questions in plain text; the store keeps it for the agents."""
+    store = Store(tmp_path / "dialogues.db")
+    message = "please send it to 221B Baker Street instead, 送到建国路８８号5号楼1201室"
+    store.add_labels([user_turn(store, "c1", message)], "track_order")
+    user_turn(store, "c2", "can you deliver to 12 main street?")
+    store.add_agent_answer("c2", "Yes, we deliver everywhere in town.")
+    learned = learned_data(store)
+    assert [r["text"] for r in learned.examples] == ["please send it to [ADDRESS] instead, 送到建国[ADDRESS][ADDRESS][ADDRESS]"]
+    assert [r["question"] for r in learned.answers] == ["can you deliver to [ADDRESS]?"]
+    assert store.history("c1")[0]["text"] == message
+    assert learned_data(store, redacted=False).examples[0]["text"] == message
+    store.close()
+
+
 @pytest.mark.parametrize(("privacy", "card"), [
     ({}, "[CARD]"),
     ({"keep_raw": True}, "[CARD]"),  # the raw text is kept in the store, never exported
