@@ -708,14 +708,16 @@ def bot_files_stamp(root: Path) -> tuple[Any, ...]:
 
 
 async def swap_to_current(app: web.Application, unless_served: str | None = None,
-                          unless_read: dict[str, tuple[int, int]] | None = None) -> tuple[NLU, str | None]:
+                          unless_read: dict[str, tuple[int, int]] | None = None,
+                          model_kept: bool = False) -> tuple[NLU, str | None]:
     """Load the bot's files, its custom actions where they changed, and the registry's current version off the
     event loop, then serve them. One load at a time; the old model, files and actions answer until the new ones
     are loaded and checked, and keep answering if either fails; actions/ that fails to import alone leaves the
     actions loaded before running, and the rest swaps: why comes back beside the model (else None), and goes to the
     log. ``unless_served``: the version the caller saw in CURRENT, not loaded again if a reload that held the lock
     meanwhile has swapped to it; ``unless_read``: the bot's files as the caller saw them saved, not read again if such
-    a reload has read them."""
+    a reload has read them; ``model_kept``: the model serving is kept while CURRENT names it, as nothing it is loaded
+    with (bot.yml's settings, nlu.yml's intents) changed."""
     bot = app[BOT]
 
     def load() -> tuple[dict[str, tuple[int, int]], Project, dict[str, str], ActionRunner, NLU, str | None]:
@@ -731,7 +733,9 @@ async def swap_to_current(app: web.Application, unless_served: str | None = None
             log.error("actions/ not reloaded: %s; the actions loaded before run on until it is mended and reloaded",
                       refused)
         actions.check(project)  # before the model's load, as at start
-        return files_read, project, agents, actions, load_serving_model(project, app[DEVICE] or None), refused
+        kept = model_kept and app[REGISTRY].readable_current() == bot.nlu.version
+        return (files_read, project, agents, actions,
+                bot.nlu if kept else load_serving_model(project, app[DEVICE] or None), refused)
 
     async with app[RELOAD_LOCK]:
         if (unless_served is not None and bot.nlu.version == unless_served) or app[FILES_READ] == unless_read:
@@ -897,14 +901,14 @@ async def follow_edits(app: web.Application, refused: dict[str, tuple[int, int]]
     now = edited_files_stamp(app[BOT].project.root)
     if now in (app[FILES_READ], refused):
         return refused
-    saved = ", ".join(name for name in EDITED_FILES if now[name] != app[FILES_READ].get(name))
-    try:
-        nlu, _ = await swap_to_current(app, unless_read=now)
+    saved = [name for name in EDITED_FILES if now[name] != app[FILES_READ].get(name)]
+    try:  # responses.yml alone: the model is loaded with nothing of it, and loading it again took seconds
+        nlu, _ = await swap_to_current(app, unless_read=now, model_kept=saved == ["responses.yml"])
     except Exception as exc:  # the files read before answer on
         log.error("%s saved, and not served: %s; customers are answered as before until it is mended and saved again",
-                  saved, exc)
+                  ", ".join(saved), exc)
         return now
-    log.info("%s saved: now answering with the bot's files as they are now (model %s)", saved, nlu.version)
+    log.info("%s saved: now answering with the bot's files as they are now (model %s)", ", ".join(saved), nlu.version)
     return None
 
 

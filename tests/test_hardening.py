@@ -2760,14 +2760,19 @@ async def test_the_watcher_does_not_load_again_a_version_a_reload_swapped_to_mea
 
 
 async def test_a_saved_responses_yml_is_served_without_a_reload_and_a_broken_one_is_refused_with_its_line(
-        make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+        make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """An answer edited in responses.yml reached customers only after a POST /admin/reload with the admin token, or a
     restart, which an editor of the answers has neither of: the running server serves the saved file at its next look
-    (learning.watch_seconds). A slip (a tab in the indentation) is refused in the log with the file, line and fix,
-    the last good answers served meanwhile; the mended file is served once saved."""
+    (learning.watch_seconds), keeping the model it serves, which nothing of responses.yml is loaded with. A slip (a tab
+    in the indentation) is refused in the log with the file, line and fix, the last good answers served meanwhile;
+    the mended file is served once saved."""
     caplog.set_level(logging.INFO, logger="deskbot")
     client = await make_client(server={"limits": NO_LIMITS}, learning={"watch_seconds": 0.1})
     bot = client.app[BOT]
+    loads: list[str] = []
+    load = serving.load_serving_model
+    monkeypatch.setattr(serving, "load_serving_model", lambda project, device=None: loads.append("load") or load(
+        project, device))
     responses = bot.project.root / "responses.yml"
     written = responses.read_text()
 
@@ -2801,6 +2806,10 @@ async def test_a_saved_responses_yml_is_served_without_a_reload_and_a_broken_one
 
     responses.write_text(written.replace("within 30 days", "within 90 days"))
     assert await served("within 90 days")
+    assert loads == []
+    nlu = bot.project.root / "nlu.yml"  # the model is loaded with nlu.yml's intents: loaded again
+    nlu.write_text(nlu.read_text() + "\n")
+    assert await said("nlu.yml saved: now answering with the bot's files as they are now") and loads == ["load"]
 
 
 async def test_a_reload_whose_action_map_names_an_unknown_action_is_refused(make_client: Callable[..., Any]) -> None:
