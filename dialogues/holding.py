@@ -58,8 +58,10 @@ _ACKS = (r"(?:hi|hello|hey)(?: there)?|(?:is )?any(?:one|body)(?: (?:there|here)
          r"|有冇人(?:喺度)?[呀啊吖]?|(?:客服|你)?仲?喺(?:唔喺)?度[吗嘛呀啊]?|(?:点解|仲)?(?:冇|未有)人(?:覆|回复?|理)?(?:我|吗)?"
          r"|(?:are )?(?:you|u) (?:still )?(?:there|here)|(?:i(?:['’]m| am) )?(?:still )?(?:here|there|waiting)|ping|hm++"
          r"|i(?:['’]ll| will) wait|take your time|bye(?: bye)?|goodbye|喂|在(?:不在)?|我?还在等?|等[了咗]?(?:好久|很久|半天|好耐)了?"
-         r"|(?:好的)?我等(?:你|您)|再见|拜拜"
-         r"|(?:您好|你好|哈喽|嗨|早上好|下午好|晚上好)[呀啊哦]?|good (?:morning|afternoon|evening)|亲(?:爱的)?"
+         r"|(?:好的)?我等(?:你|您)|(?:再见|拜拜|再会|下次见|回头见)[啦喇咯呀]?|(?:那)?(?:先|就)这样(?:吧|啦|了)?"
+         # greetings as Taiwan (早安, 午安, 晚安) and Hong Kong (早晨: good morning) say them, and with a Chinese particle
+         r"|(?:您好|你好|哈喽|哈罗|哈啰|嗨|早上好|下午好|晚上好|早安|午安|晚安|早晨)[呀啊哦]?|(?:hello|hi|bye)[呀啊啦喇]"
+         r"|good (?:morning|afternoon|evening)|亲(?:爱的)?"
          r"|(?:please )?hurry(?: up)?(?: please)?|asap|(?:麻烦|请)?(?:快点|快一点|尽快)")
 # Of those, asking for a person.
 _PLEASE = r"(?: (?:please|pls|plz|now))*"  # "real person pls", "human NOW"

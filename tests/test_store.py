@@ -1028,6 +1028,9 @@ def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     # whether the agent is still there, the answer awaited, a hurry: the agent's answer was learnt as one to "还在吗？"
     ("还在吗？", True), ("你还在吗", True), ("人还在吗？？", True), ("怎么还没回复", True), ("还没回我吗", True),
     ("催一下", True), ("还在发货吗", False), ("还没回复我的退款申请", False), ("催一下我的订单", False),
+    # greetings and goodbyes as Taiwan and Hong Kong say them (早安, 晚安, 早晨), with a particle, and "that's all"
+    ("早安", True), ("晚安～", True), ("早晨呀", True), ("哈罗", True), ("hello呀", True), ("拜拜啦", True), ("下次见", True),
+    ("就这样吧", True), ("早安，我的订单到哪了", False), ("就这样寄出吗", False),
 ])
 def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
     assert asks_nothing(text) is only
