@@ -167,6 +167,8 @@ class Tally:
 
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
+    busy: int = 0  # messages answered 503 for the model's full queue (server.inference.max_queue), the open loop's
+    answered_in_window: int = 0  # the open loop's replies that came within the measured window, whenever sent
     sent: int = 0  # every message, the warm-up's included
     by_transport: dict[str, int] = field(default_factory=lambda: {"http": 0, "ws": 0})
 
@@ -262,20 +264,73 @@ async def drive(url: str, clients: int, duration: float, warmup: float, transpor
     return tally
 
 
-def summarise(clients: int, tally: Tally, duration: float, raw: float) -> dict[str, Any]:
+async def offer(url: str, rate: float, duration: float, warmup: float, texts: list[str], seed: int = 0) -> Tally:
+    """Messages over HTTP at ``rate`` a second on average (Poisson arrivals) for ``warmup + duration`` seconds, each
+    sent when due whether or not those before it are answered: an open loop, as customers arrive on a sale's day. The
+    closed loop of :func:`drive` never has more messages in the server than it has clients, so it cannot show what
+    happens when they come faster than the model answers them. Each message opens a conversation of its own, so that
+    none waits for the turn of another in its conversation. Those due in the measured window count, each awaited to
+    its end (at most ``REQUEST_TIMEOUT``), its latency from the moment it was due: a client that falls behind its
+    schedule does not hide the server's wait. ``Tally.answered_in_window``: the replies that came within the window,
+    whichever message they answer, for the throughput."""
+    tally, rng = Tally(), random.Random(seed)
+    start = time.perf_counter()
+    measure_from, deadline = start + warmup, start + warmup + duration
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+
+    async def one(session: aiohttp.ClientSession, number: int, due: float) -> None:
+        message = {"conversation_id": f"rate{rate:g}-{number}", "text": texts[number % len(texts)]}
+        status = None
+        try:
+            async with session.post(f"{url}/api/chat", json=message) as response:
+                status = response.status
+                ok = status == 200 and "reply" in await response.json()
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError):
+            ok = False
+        finished = time.perf_counter()
+        if ok and measure_from <= finished <= deadline:
+            tally.answered_in_window += 1
+        if not measure_from <= due < deadline:
+            return
+        if ok:
+            tally.latencies.append(finished - due)
+            tally.by_transport["http"] += 1
+        elif status == 503:
+            tally.busy += 1
+        else:
+            tally.errors += 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
+        sending: list[asyncio.Task[None]] = []
+        due = start
+        while (due := due + rng.expovariate(rate)) < deadline:
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            sending.append(asyncio.create_task(one(session, tally.sent, due)))
+            tally.sent += 1
+        await asyncio.gather(*sending)
+    return tally
+
+
+def summarise(run: dict[str, Any], tally: Tally, duration: float, raw: float) -> dict[str, Any]:
+    """One run's figures: ``run`` names it (``{"clients": 16}``, or ``{"rate": 400}`` for an open loop, whose
+    throughput is the replies that came within the window, and whose latencies and counts are of the messages due
+    in it, ``offered`` of them a second)."""
     ms = np.asarray(tally.latencies) * 1000
-    throughput = len(tally.latencies) / duration
+    throughput = (tally.answered_in_window if "rate" in run else len(tally.latencies)) / duration
 
     def percentile(q: int) -> float | None:  # None rather than NaN (not JSON) when nothing succeeded
         return round(float(np.percentile(ms, q)), 2) if len(ms) else None
 
+    offered = len(tally.latencies) + tally.busy + tally.errors
     return {
-        "clients": clients,
+        **run,
+        **({"offered": round(offered / duration, 1)} if "rate" in run else {}),
         "throughput": round(throughput, 1),
         "p50_ms": percentile(50),
         "p95_ms": percentile(95),
         "p99_ms": percentile(99),
         "errors": tally.errors,
+        "busy": tally.busy,
         "messages": len(tally.latencies),
         "by_transport": tally.by_transport,
         "throughput_ratio": round(throughput / raw, 3) if raw else None,
@@ -321,12 +376,13 @@ def encoder_throughput(model: IntentClassifier, texts: list[str], seconds: float
 
 def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: float = 3.0, transport: str = "mixed",
                     inference: dict[str, Any] | None = None, device: str | None = None, seed: int = 0,
-                    think_ms: float = 0.0, message_ids: bool = False) -> dict[str, Any]:
+                    think_ms: float = 0.0, message_ids: bool = False, rates: list[int] | None = None) -> dict[str, Any]:
     """Start the server, time the raw encoder, drive each client count in turn; one JSON-able dict.
 
     With ``think_ms`` 0 every client sends its next message as soon as it has the reply (a closed loop at
     full capacity); a think time makes each client a person who reads before typing again. ``message_ids``: each
-    message is sent with one, as the widget sends them.
+    message is sent with one, as the widget sends them. ``rates``: open loops at each of these messages/s
+    (:func:`offer`) instead of the client counts.
     """
     project = load_project(root)
     texts = [e.text for e in project.examples]
@@ -341,14 +397,16 @@ def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: flo
             model = raw_model(project, settings, device)
             raw_runs = [encoder_throughput(model, texts, duration / 2)]
             tallies = []
-            for count in clients:
+            runs: list[dict[str, Any]] = [{"rate": r} for r in rates] if rates else [{"clients": c} for c in clients]
+            for run in runs:
                 before, cpu = asyncio.run(scrape(url)), time.process_time()
-                tally = asyncio.run(drive(url, count, duration, warmup, transport, texts, think_ms / 1000,
+                tally = asyncio.run(offer(url, run["rate"], duration, warmup, texts, seed) if "rate" in run else
+                                    drive(url, run["clients"], duration, warmup, transport, texts, think_ms / 1000,
                                           message_ids))
                 client_cpu = (time.process_time() - cpu) * 1000 / max(tally.sent, 1)
                 figures = server_figures(before, asyncio.run(scrape(url)))
                 figures.update(client_cpu_ms_per_message=round(client_cpu, 2), load_average=round(os.getloadavg()[0], 2))
-                tallies.append((count, tally, figures))
+                tallies.append((run, tally, figures))
                 raw_runs.append(encoder_throughput(model, texts, duration / 2))
     around = [float(np.mean([raw_runs[i][0], raw_runs[i + 1][0]])) for i in range(len(tallies))]
     return {
@@ -356,7 +414,7 @@ def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: flo
         "model_version": version,
         "inference": settings.model_dump(),
         "device": device or "auto",
-        "transport": transport,
+        "transport": "http" if rates else transport,
         "think_ms": think_ms,
         "message_ids": message_ids,
         "duration_s": duration,
@@ -364,8 +422,8 @@ def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: flo
         "cpus": os.cpu_count(),
         "raw_encoder_throughput": round(float(np.mean([r for r, _ in raw_runs])), 1),
         "raw_encoder_runs": [{"throughput": round(r, 1), "batch": b} for r, b in raw_runs],
-        "results": [{**summarise(count, tally, duration, raw), "raw_encoder_throughput": round(raw, 1), **extra}
-                    for (count, tally, extra), raw in zip(tallies, around)],
+        "results": [{**summarise(run, tally, duration, raw), "raw_encoder_throughput": round(raw, 1), **extra}
+                    for (run, tally, extra), raw in zip(tallies, around)],
     }
 
 

@@ -1421,12 +1421,17 @@ def _positive_ints(value: str) -> list[int]:
 @click.option("--message-ids", is_flag=True,
               help="Send each message with a message_id, as the web widget does: the server claims each in the store "
                    "before answering it, one more write per message.")
+@click.option("--rate", "rates", default=None, callback=lambda _c, _p, v: None if v is None else _positive_ints(v),
+              help="Messages/s sent over HTTP whether or not those before are answered (an open loop, one run per "
+                   "rate, e.g. 100,400,800), instead of the clients: past the server's capacity, the wait and the "
+                   "messages answered 503 (busy) show.")
+@click.option("--max-queue", type=click.IntRange(min=1), default=None, help="Override server.inference.max_queue.")
 @device_option
 @json_option
 def bench_serve(directory: Path, clients: list[int], duration: float, warmup: float, transport: str,
                 quantize: str | None, trace: bool | None, threads: int | None, max_batch: int | None,
-                pass_tokens: int | None, workers: int | None, think_ms: float, message_ids: bool, device: str | None,
-                as_json: bool) -> None:
+                pass_tokens: int | None, workers: int | None, think_ms: float, message_ids: bool,
+                rates: list[int] | None, max_queue: int | None, device: str | None, as_json: bool) -> None:
     """Throughput and latency of `bot serve`, against the raw encoder.
 
     Example:
@@ -1434,6 +1439,7 @@ def bench_serve(directory: Path, clients: list[int], duration: float, warmup: fl
     \b
       bot bench serve mybot --clients 1,16 --duration 10
       bot bench serve mybot --clients 16 --message-ids   # as the widget sends them
+      bot bench serve mybot --rate 100,400,800 --duration 10   # customers arriving at those rates
     """
     import signal
 
@@ -1444,9 +1450,9 @@ def bench_serve(directory: Path, clients: list[int], duration: float, warmup: fl
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds, so the server it started is stopped
     Registry(project.models_dir).current_path()
     inference = {"quantize": quantize, "trace": trace, "threads": threads, "max_batch": max_batch,
-                 "pass_tokens": pass_tokens, "workers": workers}
+                 "pass_tokens": pass_tokens, "workers": workers, "max_queue": max_queue}
     figures = serve_benchmark(directory, clients, duration, warmup, transport, inference, device, think_ms=think_ms,
-                              message_ids=message_ids)
+                              message_ids=message_ids, rates=rates)
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
 
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from bot.cli import cli
 from tests.conftest import configured_copy
 
-RESULT_KEYS = {"clients", "throughput", "p50_ms", "p95_ms", "p99_ms", "errors", "rss_mb", "throughput_ratio"}
+RESULT_KEYS = {"clients", "throughput", "p50_ms", "p95_ms", "p99_ms", "errors", "busy", "rss_mb", "throughput_ratio"}
 
 
 def test_bench_serve_prints_one_json_object_per_the_schema(tiny_demo_bot: Path) -> None:
@@ -132,3 +132,37 @@ def test_bench_store_times_a_backup_and_its_integrity_check() -> None:
     backup = json.loads(result.stdout)["backup"]
     assert set(backup) == {"store_mb", "backup_s", "quick_check_s", "check_share"}
     assert backup["store_mb"] > 0 and backup["backup_s"] > 0 and backup["quick_check_s"] >= 0
+
+
+async def test_the_open_loop_sends_on_schedule_and_counts_the_messages_answered_busy(
+        tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any) -> None:
+    """Closed-loop clients never have more messages in the server than there are clients, so no run showed what
+    customers coming faster than the model answers meet. ``--rate`` sends each message when it is due, answered or
+    not: with the model held busy, the messages past server.inference.max_queue are counted busy (503), apart from
+    the errors, and every message due is counted once."""
+    import asyncio
+    import threading
+
+    from bot.bench import NO_LIMITS, offer, summarise
+    from bot.server import BOT, create_app
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"limits": NO_LIMITS,
+                                                                     "inference": {"workers": 1, "max_queue": 2}})
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    bot = client.app[BOT]
+    free, analyse = threading.Event(), bot.nlu.analyse
+    bot._analyse = lambda texts: (free.wait(20), analyse(texts))[1]  # type: ignore[method-assign]
+    bot.batcher.fn = bot._analyse
+    url = str(client.make_url("")).rstrip("/")
+    sending = asyncio.ensure_future(offer(url, 40, 1.0, 0.0, ["where is my order", "hello"]))
+    busy = {"channel": "web", "source": "none", "status": "busy"}
+    async with asyncio.timeout(20):
+        while not bot.metrics.registry.get_sample_value("deskbot_messages_total", busy):
+            await asyncio.sleep(0.01)
+    free.set()
+    tally = await sending
+    assert tally.busy >= 1 and tally.errors == 0 and len(tally.latencies) >= 3
+    assert len(tally.latencies) + tally.busy == tally.sent > 3  # sent when due, not when the one before was answered
+    summary = summarise({"rate": 40}, tally, 1.0, 100.0)
+    assert summary["rate"] == 40 and summary["busy"] == tally.busy and summary["offered"] == tally.sent
+    assert summary["throughput"] == tally.answered_in_window
