@@ -6004,6 +6004,33 @@ def test_an_agents_takeover_while_the_chat_is_closed_is_shown_on_the_launcher(op
     expect(page.locator(".launcher .badge")).to_have_count(0)
 
 
+def test_what_the_customer_read_in_another_tab_is_not_counted_new_on_the_launcher(open_widget: Any,
+                                                                                  api: SimpleNamespace) -> None:
+    """The answers to what the customer asked in one of the site's tabs counted as new messages on the launcher of
+    every other tab whose chat was closed: going back to one, they were told of messages they had already read."""
+    widget = open_widget()
+    page = widget.page
+    page.wait_for_function("Deskbot.connected()")
+    other_tab = widget.context.new_page()
+    other_tab.goto(page.url)
+    other_tab.wait_for_function("Deskbot.connected()")
+    other_tab.get_by_role("button", name="Close chat").first.click()
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+    expect(other_tab.locator(".msg.bot[data-turn-id]")).to_have_count(1)  # come in the closed chat too
+    expect(other_tab.get_by_role("button", name="Open chat", exact=True)).to_be_visible()
+    expect(other_tab.locator(".launcher .badge")).to_have_count(0)
+    page.get_by_role("button", name="Close chat").first.click()  # read nowhere now: new in both
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/handoff")
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": "Sam here."})
+    for tab in (page, other_tab):
+        expect(tab.get_by_role("button", name="Open chat (1 new message)")).to_be_visible()
+    page.get_by_role("button", name="Open chat (1 new message)").click()  # read in this one: no longer new in the other
+    expect(other_tab.get_by_role("button", name="Open chat (a person has joined)")).to_be_visible()
+    expect(other_tab.locator(".launcher .badge")).to_have_count(1)
+    other_tab.close()
+
+
 def test_a_handback_while_the_chat_is_closed_gives_the_launcher_its_plain_name_back(open_widget: Any,
                                                                                   api: SimpleNamespace) -> None:
     """Handed back while the chat was still closed, the launcher went on saying *Open chat (a person has joined)*

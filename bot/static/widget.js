@@ -1028,18 +1028,45 @@
   // A message that came while the chat was closed: a dot on the launcher, and its name counts them, which a
   // screen reader says (the log that announces messages is inside the hidden panel). An agent's takeover is told
   // the same way: its banner and status region are inside the hidden panel too.
+  // Nor is what the customer read in another of the site's tabs, its chat open in sight: the answers to what they
+  // asked there counted as new in every other tab, and each tab they went back to said so of messages already read.
+  // The latest turn read so is kept for the tabs (``read``), which count only those after it.
   let unread = 0;
+  let unreadTurns = []; // the turn ids counted (null for a message without one), to be uncounted once read elsewhere
   let takenOver = false; // an agent took the chat over while it was closed
   let restoring = false; // the history shown again after a reload, or the greeting: nothing new to count
   function launcherName() {
     return unread ? t.openUnread(unread) : takenOver ? t.openTakenOver : t.open;
   }
-  function markUnread(takeover = false) {
-    if (!panel.hidden || restoring) return;
+  function markUnread(takeover = false, turnId = null) {
+    if (!panel.hidden) markRead();
+    if (!panel.hidden || restoring || (turnId != null && turnId <= readUpTo())) return;
     if (takeover) takenOver = true;
-    else unread += 1;
+    else {
+      unread += 1;
+      unreadTurns.push(turnId);
+    }
     showNews();
   }
+  // The latest turn of this conversation read in an open chat in sight, in any of the site's tabs
+  function readUpTo() {
+    const read = store.json("read", {});
+    return read.conversation === conversationId && Number.isInteger(read.turn) ? read.turn : 0;
+  }
+  function markRead() {
+    const turn = Math.max(0, ...seenTurns);
+    if (panel.hidden || document.visibilityState !== "visible" || turn <= readUpTo()) return;
+    store.set("read", JSON.stringify({ conversation: conversationId, turn }));
+  }
+  window.addEventListener("storage", (event) => {
+    if (event.key !== `${storageKey}:read` || !unread) return;
+    const upTo = readUpTo();
+    const left = unreadTurns.filter((turn) => turn === null || turn > upTo);
+    if (left.length === unread) return;
+    unread = left.length;
+    unreadTurns = left;
+    showNews();
+  });
   // The closed chat's launcher as what came says: its name, the live region that says it, and the dot. An agent
   // who handed back before the chat was opened is no longer news: the launcher had said a person had joined.
   function showNews() {
@@ -1122,7 +1149,7 @@
     const later = turnId == null ? null : nodes.slice(earlier + 1).find((node) =>
       node.dataset.turnId ? Number(node.dataset.turnId) > turnId : node.classList.contains("out"));
     log.insertBefore(message, later || null);
-    if (role !== "user") markUnread();
+    if (role !== "user") markUnread(false, turnId);
     follow(role !== "user", message);
     return message;
   }
@@ -1382,7 +1409,9 @@
   }
   window.addEventListener("online", wakeUp);
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible") wakeUp();
+    if (document.visibilityState !== "visible") return;
+    markRead();
+    wakeUp();
   });
 
   // A page whose Content-Security-Policy leaves the bot out of its connect-src: the browser refuses the request and
@@ -1937,8 +1966,10 @@
   function setLauncher(isOpen) {
     if (isOpen) {
       unread = 0;
+      unreadTurns = [];
       takenOver = false;
       announcer.textContent = "";
+      markRead();
     }
     launcher.setAttribute("aria-expanded", String(isOpen));
     root.classList.toggle("open", isOpen);
@@ -2124,6 +2155,7 @@
     removing(quick, () => quick.replaceChildren());
     setHandedOff(false, false);
     unread = 0;
+    unreadTurns = [];
     takenOver = false;
     if (customerSpoke) { // the next customer's chat speaks the page's language again
       customerSpoke = false;
