@@ -4235,6 +4235,39 @@ def test_the_keyboard_goes_on_to_the_item_after_the_one_labelled(
     context.close()
 
 
+def test_the_keyboard_stays_in_the_list_as_its_item_leaves_it_or_its_page_turns(
+        chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace) -> None:
+    """An agent at the keyboard on an item a colleague labelled meanwhile, or on Next, was left on the page itself once
+    the list was drawn anew, and tabbed their way back from the top. The keyboard goes on to the item that took the
+    place of the one gone, and stays on Next while there is a next page."""
+    queue = {"items": [{"id": n, "turn_ids": [n], "texts": [f"question {n}"], "count": 1, "predicted": None,
+                        "ranking": [], "reasons": ["fallback"], "uncertainty": 1.0, "score": 1.0, "comments": []}
+                       for n in range(500)]}
+
+    def page_of(route: Route) -> None:
+        offset = int(parse_qs(urlsplit(route.request.url).query)["offset"][0])
+        route.fulfill(json={"items": queue["items"][offset:offset + 200], "total": len(queue["items"]),
+                            "more_waiting": False, "intents": ["greet"]})
+    context = open_console(chromium, server, web_demo_bot.admin_token, clock=True)
+    page = context.pages[0]
+    page.route(lambda url: "/admin/review?" in url, page_of)
+    page.get_by_role("button", name="To review").click()
+    expect(page.locator(".list .pager")).to_contain_text("1–200 of 500")
+    page.locator('.list li[data-id="1"]').focus()
+    queue["items"] = [item for item in queue["items"] if item["id"] != 1]  # labelled by a colleague
+    page.clock.run_for(3_100)  # the next refresh
+    expect(page.locator('.list li[data-id="1"]')).to_have_count(0)
+    expect(page.locator('.list li[data-id="2"]')).to_be_focused()
+    page.get_by_role("button", name="Next").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(".list .pager")).to_contain_text("201–400 of 499")
+    expect(page.get_by_role("button", name="Next")).to_be_focused()
+    page.keyboard.press("Enter")  # the last page: no Next to press again
+    expect(page.locator(".list .pager")).to_contain_text("401–499 of 499")
+    expect(page.locator('.list li[data-id="401"]')).to_be_focused()
+    context.close()
+
+
 def test_a_long_message_in_the_review_queue_takes_a_few_lines_of_the_list(chromium: SimpleNamespace, server: LiveServer,
                                                                           web_demo_bot: SimpleNamespace) -> None:
     """A customer's long message (an order's story, 2,000 characters) was listed whole in the review queue: its item
