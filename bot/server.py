@@ -438,11 +438,13 @@ def require_admin(request: web.Request, grant: AgentGrant | None = None) -> None
         raise web.HTTPNotFound()
     if not is_admin(request):
         raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
-    agent = request[AGENT]
-    if grant and grant not in token_grants(request):
+    agent, granted = request[AGENT], token_grants(request)
+    if grant and grant not in granted:
+        # the grants to set, those the agent has kept: grants: [export] alone took review from an agent without grants
+        grants = ", ".join([*granted, grant])
         raise http_error(web.HTTPForbidden, f"{request.method} {request.path} needs the admin token, or an agent's "
                                             f"token granted {grant}: this one is agent {agent}'s (server.agents: "
-                                            f"{agent}: {{grants: [{grant}]}} in bot.yml grants it)",
+                                            f"{agent}: {{grants: [{grants}]}} in bot.yml grants it)",
                          {"agent": agent, "grant": grant})
 
 

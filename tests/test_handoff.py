@@ -866,7 +866,8 @@ async def test_an_agents_own_token_reloads_exports_and_reads_the_figures_only_wh
     refused = await client.get("/admin/export", headers=ana)
     assert await refused.json() == {
         "error": "GET /admin/export needs the admin token, or an agent's token granted export: this one is agent Ana's "
-                 "(server.agents: Ana: {grants: [export]} in bot.yml grants it)", "agent": "Ana", "grant": "export"}
+                 "(server.agents: Ana: {grants: [review, export]} in bot.yml grants it)",  # review kept: hers unset
+        "agent": "Ana", "grant": "export"}
     configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123", "grants": ["reload", "export"]},
                                           "Bob": {"token": "bob-own-token-4567"}}})
     assert (await client.post("/admin/reload", headers=AUTH)).status == 200

@@ -797,7 +797,7 @@ async def test_an_agent_labels_the_review_queue_unless_their_grants_leave_review
     refused = await client.get("/admin/review", headers={"Authorization": f"Bearer {tokens['Bob']}"})
     assert await refused.json() == {
         "error": "GET /admin/review needs the admin token, or an agent's token granted review: this one is agent Bob's "
-                 "(server.agents: Bob: {grants: [review]} in bot.yml grants it)", "agent": "Bob", "grant": "review"}
+                 "(server.agents: Bob: {grants: [stats, review]} in bot.yml grants it)", "agent": "Bob", "grant": "review"}
     assert [r["reviewer"] for r in client.app[BOT].store.labels()] == ["Ana", "Cy"]
     admin = await (await client.get("/admin/conversations?limit=0", headers=AUTH)).json()
     assert admin["token_grants"] == ["reload", "export", "stats", "review"]
