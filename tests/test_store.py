@@ -1469,6 +1469,9 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("my IP is 203.0.113.45. The site is down", "my IP is [IP]. The site is down"),
     ("IP地址：１９２．１６８．１．２３，打不开", "IP地址：[IP]，打不开"), ("from 2001:db8::8a2e:370:7334 and ::1", "from [IP] and [IP]"),
     ("[2001:db8::1]:8080 refused", "[[IP]]:8080 refused"), ("seen as ::ffff:198.51.100.7.", "seen as [IP]."),
+    # a Chinese mobile digit by digit, as written to pass a platform's filter; not a list of single numbers
+    ("加我 1 3 8 1 2 3 4 5 6 7 8，或１－３－９－８－７－６－５－４－３－２－１", "加我 [PHONE]，或[PHONE]"),
+    ("sizes 1 3 5 7 9 and 1 2 3 4 5 6 7 8 9 1 0 1", "sizes 1 3 5 7 9 and 1 2 3 4 5 6 7 8 9 1 0 1"),
     ("version 2.0.1.3, v1.2.3.4, 固件版本 1.0.0.1, build 10.0.19045.2965", "version 2.0.1.3, v1.2.3.4, 固件版本 1.0.0.1, build 10.0.19045.2965"),
     ("at 10:30:45, mac 00:1A:2B:3C:4D:5E, std::vector, cafe::babe, 20.11.2023", "at 10:30:45, mac 00:1A:2B:3C:4D:5E, std::vector, cafe::babe, 20.11.2023"),
 ])
