@@ -923,6 +923,19 @@ def _written_by_init(path: Path) -> str:
             f"NEW_FOLDER/{path.name} here")
 
 
+def not_utf8(data: bytes, start: int) -> str:
+    """Why ``data``, which is not UTF-8 from ``start`` on, cannot be read: said of Chinese in GBK or Big5 too, which
+    Chinese Windows's editors and Excel ("CSV (逗号分隔)") save by default, so that a shop sees why its Chinese file is
+    not read as it is. GB18030 reads GBK's bytes and most of Big5's; the two are not told apart, and the file is not
+    read in either, since a wrong guess would garble its Chinese without a word."""
+    try:
+        chinese = CJK.search(data[data.rfind(b"\n", 0, start) + 1:].decode("gb18030")) is not None
+    except UnicodeDecodeError:
+        chinese = False
+    return "not UTF-8 text" + (" (it reads as Chinese in GBK or Big5, as Chinese Windows saves text by default)"
+                               if chinese else "")
+
+
 def _read_text(path: Path) -> str:
     """A data file's text. It must be UTF-8 (a byte-order mark, as some Windows editors write, is
     dropped); other bytes stop with the line they are on, since a guessed encoding would garble
@@ -935,7 +948,7 @@ def _read_text(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
-        raise ProjectError(f"{path}:{line}: not UTF-8 text; save the file as UTF-8") from None
+        raise ProjectError(f"{path}:{line}: {not_utf8(data, exc.start)}; save the file as UTF-8") from None
 
 
 # libyaml's parser where PyYAML has it: a bot of 200,000 imported examples loaded in 35 seconds with the
@@ -1809,7 +1822,7 @@ def csv_rows(path: Path, fail: Callable[[str], None], needed: str = "intent") ->
         text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" opens with a byte order mark
     except UnicodeDecodeError as exc:
         at = exc.object[:exc.start].count(b"\n") + 1
-        fail(f"{path}:{at}: not UTF-8 text; save the file as UTF-8 (Excel: CSV UTF-8)")
+        fail(f"{path}:{at}: {not_utf8(exc.object, exc.start)}; save the file as UTF-8 (Excel: CSV UTF-8)")
     # A quoted answer's line breaks are its own; strict: a quote left open took the rest of the file as one cell.
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header = [name.strip().casefold() for name in next(reader, [])]

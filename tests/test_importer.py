@@ -568,6 +568,17 @@ def test_empty_columns_a_spreadsheet_exports_are_not_said_to_be_unread(tmp_path:
     assert result.exit_code == 0 and "Not read" not in result.output, result.output
 
 
+@pytest.mark.parametrize("encoding", ["gbk", "big5"])
+def test_a_chinese_csv_excel_saved_in_gbk_or_big5_is_said_to_be(tmp_path: Path, encoding: str) -> None:
+    """Excel's "CSV (逗号分隔)" on Chinese Windows is GBK (Big5 on Hong Kong's and Taiwan's): the shop was told only
+    that its export was not UTF-8, and not why its Chinese was not read."""
+    data = tmp_path / "tickets.csv"
+    data.write_bytes("问题,意图\n你好,greet\n".encode("utf-8") + "我要退款,refund\n".encode(encoding))
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--from-csv", str(data)])
+    assert result.exit_code == 1 and (f"{data}:3: not UTF-8 text (it reads as Chinese in GBK or Big5, as Chinese Windows "
+                                      "saves text by default); save the file as UTF-8 (Excel: CSV UTF-8)") in result.output
+
+
 @pytest.mark.parametrize(("content", "problem"), [
     ("question;intent\nhi;greet\n", "1: the first row names the columns: question (or text), intent and, optionally, "
                                     "answer (or in Chinese: 问题, 意图, 答案); it has 'question;intent'; the columns are "

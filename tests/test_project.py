@@ -739,7 +739,8 @@ def test_a_file_not_in_utf8_names_the_line(bot_dir: Path) -> None:
     n = next(n for n, text in enumerate(lines, 1) if "我要退款" in text)
     # The same file saved by an editor set to GBK: its Chinese lines are no longer UTF-8.
     path.write_bytes("".join(lines[:n - 1]).encode("utf-8") + "".join(lines[n - 1:]).encode("gbk"))
-    assert error_for(bot_dir) == f"{path}:{n}: not UTF-8 text; save the file as UTF-8"
+    assert error_for(bot_dir) == (f"{path}:{n}: not UTF-8 text (it reads as Chinese in GBK or Big5, as Chinese Windows "
+                                  "saves text by default); save the file as UTF-8")
 
 
 def test_a_byte_order_mark_is_dropped(bot_dir: Path) -> None:
