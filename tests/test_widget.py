@@ -3746,6 +3746,25 @@ def test_the_agents_console_corrects_its_agents_note_in_place(
     context.close()
 
 
+def test_a_note_deleted_while_it_is_corrected_leaves_the_note_box_to_its_draft(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """An agent correcting a note who chose to delete it instead was left with its text in the box and Save note,
+    which the bot refused as a note not found. Deleted, the box holds what it held before, to add a note."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.get_by_label("Your name").fill("Ana")
+    page.get_by_label("Reply").fill("Hello, I am looking into it")
+    api.admin(f"/admin/conversations/{cid}/notes", {"text": "Refund promised.", "agent": "Ana"})
+    page.reload()
+    page.get_by_role("button", name="Edit note").click()
+    expect(page.locator("form.reply [type=submit]")).to_have_text("Save note")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete note").click()
+    expect(page.locator(".turn.note")).to_have_count(0)
+    expect(page.locator("form.reply [type=submit]")).to_have_text("Add note")
+    expect(page.get_by_label("Internal note, for agents only")).to_have_value("Hello, I am looking into it")
+    context.close()
+
+
 def test_the_keyboard_stays_on_a_notes_button_as_the_customer_writes_and_goes_on_to_the_transcript_once_it_is_gone(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """An agent at the keyboard on a note's Edit button lost their place at each message the customer wrote: the
