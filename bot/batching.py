@@ -11,8 +11,8 @@ one transaction, and each request resolves only after that commit, so a reply is
 acknowledged before its exchange is on disk.
 
 ``max_queue`` bounds the wait: requests that come faster than the model answers would otherwise queue without end,
-every one waiting as long as the queue is, until each customer's turn gave up. A request submitted to ``shed`` past
-it is refused at once (:class:`QueueFull`), and the ones queued keep their wait. Another reads the conversations the turns start from, one
+every one waiting as long as the queue is, until each customer's turn gave up. A request to shed past it is refused
+at once (:meth:`refuse_when_full`), and the ones queued keep their wait. Another reads the conversations the turns start from, one
 store query a batch.
 """
 
@@ -63,10 +63,13 @@ class MicroBatcher(Generic[T, R]):
     def queue_depth(self) -> int:
         return self._queue.qsize() if self._queue else 0
 
-    async def submit(self, item: T, shed: bool = False) -> R:
-        """``fn``'s result for ``item``; with ``shed``, :class:`QueueFull` at once where ``max_queue`` requests wait."""
-        if shed and self.max_queue is not None and self.queue_depth >= self.max_queue:
+    def refuse_when_full(self) -> None:
+        """:class:`QueueFull` where ``max_queue`` requests wait already: called right before :meth:`submit`, with no
+        await between, for a request to shed rather than queue."""
+        if self.max_queue is not None and self.queue_depth >= self.max_queue:
             raise QueueFull(self.max_queue)
+
+    async def submit(self, item: T) -> R:
         if self._queue is None:
             self._queue = asyncio.Queue()
         if self._worker is None or self._worker.done():

@@ -674,8 +674,9 @@ class Bot:
 
         chosen = self._chosen(text)
         taken = None if chosen else await self._taken_up(turn.conversation_id, text)  # "yes please" to one button
-        analysis = await self._analysis_for(chosen or (taken and self._chosen(taken)) or taken or text,
-                                            shed=turn.channel == "web")
+        if turn.channel == "web":  # past server.inference.max_queue, 503 (QueueFull): the web client sends it again
+            self.batcher.refuse_when_full()
+        analysis = await self._analysis_for(chosen or (taken and self._chosen(taken)) or taken or text)
         read = self._entities_in(taken or text)  # each value, for the actions; the first of each fills its slot
         entities = filling(read, slots)
         unheard = (Unheard(dict(slots), conversation.get("active_loop"), conversation.get("active_form")) if conversation
@@ -1034,16 +1035,14 @@ class Bot:
                                    buttons=[{**b, "title": in_script(b["title"], script)} for b in decision.buttons],
                                    parts=[dataclasses.replace(p, text=in_script(p.text, script)) for p in decision.parts])
 
-    async def _analysis_for(self, text: str, shed: bool = False) -> Analysis:
+    async def _analysis_for(self, text: str) -> Analysis:
         """A button payload such as ``/track_order`` selects that intent outright, as in Rasa, by its current name
-        (:meth:`NLU.chosen`) where `bot relabel` renamed it since the button was sent. ``shed``: refused
-        (:class:`~bot.batching.QueueFull`) rather than queued behind ``server.inference.max_queue`` others, for a web
-        chat message, whose client is answered 503 and sends it again; Slack and WeCom cannot be answered so, and wait."""
+        (:meth:`NLU.chosen`) where `bot relabel` renamed it since the button was sent."""
         if text.startswith("/") and (intent := self.nlu.chosen(text[1:])):
-            analysis = await self.batcher.submit(intent_phrase(intent), shed)
+            analysis = await self.batcher.submit(intent_phrase(intent))
             return Analysis(Prediction(intent, 1.0, [(intent, 1.0)]), [h for h in analysis.hits if h.intent == intent],
                             analysis.intent_threshold, analysis.model_version)
-        return await self.batcher.submit(text, shed)
+        return await self.batcher.submit(text)
 
     async def _run_action(self, turn: Turn, text: str, analysis: Analysis, decision: Decision,
                           slots: dict[str, Any], entities: dict[str, PayloadValue], read: list[dict[str, Any]],
