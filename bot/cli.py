@@ -53,7 +53,8 @@ from urllib.parse import urlsplit
 
 import click
 
-from bot.project import BOT_FILES, MAX_REVIEWER_CHARS, Project, agent_name, intent_label, intent_name, too_long
+from bot.project import (BOT_FILES, MAX_REVIEWER_CHARS, Project, agent_name, intent_label, intent_name, other_intents,
+                         too_long)
 from bot.project import load_project as read_project
 from retrieval.options import IndexType
 
@@ -570,9 +571,9 @@ def say_gaps(project: Project) -> None:
     whichever intent it is closest to."""
     from bot.importer import placeholder_answer
     from bot.language import CJK
-    from bot.training import MIN_HOLDING_OUT, unequal_intents, unmeasured_intents
-    from finetune.classifier import intent_phrase
-    from finetune.metrics import OOS
+    from bot.evalset import MIN_HOLDING_OUT, unequal_intents, unmeasured_intents
+    from dialogues.review import OOS
+    from retrieval.text import intent_phrase
 
     if unanswered := project.unanswered():
         click.echo(f"note: {_count(len(unanswered), 'intent')} with no template in "
@@ -708,7 +709,6 @@ def check(directory: Path) -> None:
       bot check mybot
     """
     from bot.actions import ActionRunner
-    from bot.server import other_intents
     from finetune.registry import Registry
 
     project = load_project(directory)
@@ -739,7 +739,8 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
       bot train mybot
       bot train mybot --device cuda --no-promote
     """
-    from bot.training import MIN_CALIBRATION, MIN_HOLDING_OUT, train_project
+    from bot.evalset import MIN_HOLDING_OUT
+    from bot.training import MIN_CALIBRATION, train_project
 
     project = load_project(directory)
     say_gaps(project)
@@ -2621,7 +2622,6 @@ def rollback(directory: Path, version: str) -> None:
     """
     from bot.nlu import NLU, current_names, renamed_labels
     from bot.retrain import index_behind, store_answers, with_index_refreshed
-    from bot.server import other_intents
     from dialogues.store import TooOld, WrittenByNewer
     from finetune.registry import Registry
 

@@ -64,8 +64,9 @@ from dialogues.holding import (accepts, acknowledges, asked_about, asks_for_a_pe
                                names_only, says_wrong, stops_asking, wordless)
 from dialogues.store import (TRYOUT_CHANNEL, TURN_RENEW_S, TURN_STALE_S, Exchange, KeyReused, Overtaken, SentBefore,
                              Store, WroteToTheBot)
-from finetune.classifier import Prediction, intent_phrase
+from finetune.classifier import Prediction
 from finetune.metrics import OOS
+from retrieval.text import intent_phrase
 
 log = logging.getLogger("deskbot")
 MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two actions cannot loop forever

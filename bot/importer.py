@@ -26,9 +26,9 @@ from bot.channels.base import DEFAULT_MAX_MESSAGE_CHARS, readable
 from bot.language import written_in
 from bot.project import csv_rows, example_text, history_item, same_example, too_long
 from dialogues.export import learned_text, shareable
+from dialogues.review import OOS
 from dialogues.redact import redact
 from finetune.durable import replaced
-from finetune.metrics import OOS
 from retrieval.text import normalise
 
 MIXED = 0.1  # a set with at least this share of messages in each language is bilingual

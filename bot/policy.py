@@ -30,8 +30,8 @@ from bot.language import Language, foreign, mostly_written_in, say
 from bot.nlu import Analysis
 from bot.project import HANDOFF_PAYLOAD, BotConfig
 from bot.responses import TEMPLATE_ANSWER, Rendered, Responses
-from finetune.classifier import intent_phrase
 from finetune.metrics import OOS
+from retrieval.text import intent_phrase
 
 # The answer index's texts whose language is kept (:func:`_written_in`, :func:`_foreign`): the same few answers come
 # back with message after message, and reading each one's language anew, a character at a time, was a quarter of the

@@ -18,7 +18,7 @@ import os
 import re
 import shlex
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -2066,3 +2066,17 @@ def load_project(root: Path | str) -> Project:
     if project.models_dir.exists() and not project.models_dir.is_dir():
         raise ProjectError(f"{project.models_dir}: a file where the bot keeps its model versions; move it away")
     return project
+
+
+def other_intents(labels: Collection[str], version: str, project: Project) -> str | None:
+    """How the intents model ``version`` was trained on (``labels``) differ from nlu.yml's, or None: nlu.yml
+    replaced (bot init --force) or edited since its training, or a rollback to a version older than the edit.
+    The model serves all the same, and what it answers follows its own intents. It takes the labels, not the
+    model, so that `bot rollback` need not keep a whole model in memory to ask. The way on is `bot retrain`, which
+    learns the labels and agent answers too and is gated: `bot train` learns nlu.yml alone, and serves ungated."""
+    if set(labels) == set(project.intents):
+        return None
+    return (f"model {version} was trained on other intents than nlu.yml holds (only in the model: "
+            f"{', '.join(sorted(set(labels) - set(project.intents))) or 'none'}; only in nlu.yml: "
+            f"{', '.join(sorted(set(project.intents) - set(labels))) or 'none'}): its answers follow the old "
+            f"ones until `bot retrain {project.root}`")

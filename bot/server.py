@@ -25,7 +25,7 @@ import sqlite3
 import time
 from importlib import resources
 from pathlib import Path
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web, web_response
@@ -44,7 +44,7 @@ from bot.nlu import NLU, current_names
 from bot.openapi import (MAX_AGENT_CHARS, MAX_LIMIT, MAX_SEARCH_CHARS, AgentMessageRequest, NoteRequest,
                          ReviewLabelRequest, publish_openapi)
 from bot.project import (AGENT_GRANTS, BOT_FILES, AgentGrant, BotConfig, Project, ProjectError, ServerConfig,
-                         agent_name, host_name, load_project)
+                         agent_name, host_name, load_project, other_intents)
 from bot.retrain import exported
 from bot.review import CachedModel, review_threshold
 from bot.training import history_fingerprint
@@ -171,20 +171,6 @@ def load_version(project: Project, path: Path, device: str | None = None, worker
         log.warning("history.jsonl or history.csv changed since %s was indexed: their answers are given as they were "
                     "until `bot retrain %s`, which indexes them without training again", nlu.version, project.root)
     return nlu
-
-
-def other_intents(labels: Collection[str], version: str, project: Project) -> str | None:
-    """How the intents model ``version`` was trained on (``labels``) differ from nlu.yml's, or None: nlu.yml
-    replaced (bot init --force) or edited since its training, or a rollback to a version older than the edit.
-    The model serves all the same, and what it answers follows its own intents. It takes the labels, not the
-    model, so that `bot rollback` need not keep a whole model in memory to ask. The way on is `bot retrain`, which
-    learns the labels and agent answers too and is gated: `bot train` learns nlu.yml alone, and serves ungated."""
-    if set(labels) == set(project.intents):
-        return None
-    return (f"model {version} was trained on other intents than nlu.yml holds (only in the model: "
-            f"{', '.join(sorted(set(labels) - set(project.intents))) or 'none'}; only in nlu.yml: "
-            f"{', '.join(sorted(set(project.intents) - set(labels))) or 'none'}): its answers follow the old "
-            f"ones until `bot retrain {project.root}`")
 
 
 def say_channel_off(request: web.Request) -> None:

@@ -14,12 +14,13 @@ import json
 import math
 import random
 import uuid
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.evalset import EVALUATION_FILE, MIN_HOLDING_OUT, read_frozen_rows
 from bot.language import written_in
 from bot.nlu import Answering, Name, Remembered, answer_encoder, as_served, finite_weights
 from bot.project import BotConfig, Example, HistoryItem, Project, ProjectError, same_example
@@ -27,7 +28,7 @@ from bot.responses import TEMPLATE_ANSWER
 from dialogues.export import about_one_case, shareable
 from dialogues.redact import redact
 from finetune.classifier import IntentClassifier, ModelLoadError
-from finetune.evaluation import in_scope_score, read_jsonl
+from finetune.evaluation import in_scope_score
 from finetune.metrics import evaluate
 from finetune.models import DEFAULT_ALIASES, MPNET_ALIASES
 from finetune.durable import replaced
@@ -38,17 +39,12 @@ from retrieval.text import same_text
 
 HISTORY_ANSWER = "history:"  # the id prefix of a history.jsonl answer in the answer index
 
-EVALUATION_FILE = "evaluation.jsonl"  # the frozen evaluation set, in the models folder
-
 
 @dataclass
 class TrainResult:
     version: str
     metrics: dict[str, Any]
     promoted: bool
-
-
-MIN_HOLDING_OUT = 5  # examples an intent needs for one of them to be held out
 
 
 def split_holdout(examples: list[Example], fraction: float = 0.1, seed: int = 42) -> tuple[list[Example], list[Example]]:
@@ -79,7 +75,7 @@ def frozen_split(project: Project, write: bool = True) -> tuple[list[Example], l
     is: measuring versions again (``bot models --explain``) changes nothing.
     """
     path = project.models_dir / EVALUATION_FILE
-    rows = _read_rows(path)
+    rows = read_frozen_rows(path)
     labels = {e.text: e.intent for e in project.examples}
     frozen = [Example(r["text"], labels.get(r["text"], r["intent"])) for r in rows]
     covered = {e.intent for e in frozen}
@@ -91,29 +87,6 @@ def frozen_split(project: Project, write: bool = True) -> tuple[list[Example], l
     held = [e for e in frozen + extra if e.intent in intents]
     held_texts = {same_example(e.text) for e in held}  # "create Gold account" is "create gold account" to the models
     return [e for e in project.examples if same_example(e.text) not in held_texts], held
-
-
-def unmeasured_intents(project: Project) -> list[str]:
-    """nlu.yml's intents of which the frozen evaluation set holds no example, nor will after the next training (fewer
-    than MIN_HOLDING_OUT examples): no accuracy `bot models` lists is theirs, and the promotion gate checks them only
-    as part of the seed set's overall accuracy, where a candidate may lose a one-example intent within
-    learning.max_forgotten."""
-    frozen = {r["intent"] for r in _read_rows(project.models_dir / EVALUATION_FILE)}
-    counts = Counter(e.intent for e in project.examples)
-    return sorted(i for i in project.intents if i not in frozen and counts[i] < MIN_HOLDING_OUT)
-
-
-UNEQUAL = 10  # times the examples of the smallest intent the largest has, from which training is told to weigh them
-
-
-def unequal_intents(project: Project) -> tuple[tuple[str, int], tuple[str, int]] | None:
-    """nlu.yml's largest and smallest intents with their example counts, when the largest has ``UNEQUAL`` times the
-    smallest's and ``model.class_weights`` is ``none``: the model then tends to answer the largest for the smallest's
-    messages, and the setting that weighs them is to be named."""
-    counts = Counter(e.intent for e in project.examples).most_common()
-    if project.config.model.class_weights != "none" or not counts or counts[0][1] < UNEQUAL * counts[-1][1]:
-        return None
-    return counts[0], counts[-1]
 
 
 def check_taught(project: Project, train: list[Example]) -> None:
@@ -130,26 +103,13 @@ def held_out_texts(project: Project, key: Callable[[str], str] = same_text) -> s
     """The texts of the frozen evaluation set as written so far, read without choosing one, as ``key``s: by
     default :func:`~retrieval.text.same_text`'s, what no label or distilled message may teach (a label is a
     reviewer's, on every message with its key, so "cancelling order!" is the frozen "cancelling order")."""
-    return {key(r["text"]) for r in _read_rows(project.models_dir / EVALUATION_FILE)}
+    return {key(r["text"]) for r in read_frozen_rows(project.models_dir / EVALUATION_FILE)}
 
 
 def seed_labels(project: Project) -> dict[str, str]:
     """nlu.yml's examples as :func:`~retrieval.text.same_example` keys, with their intents: what a review
     label must agree with to be learnt (:func:`~dialogues.export.contradicts`)."""
     return {same_example(e.text): e.intent for e in project.examples}
-
-
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    """The frozen evaluation set; a damaged line stops training with its number, since a new set would
-    make this version's figures incomparable with every earlier version's."""
-    if not path.exists() or path.stat().st_size == 0:  # none yet, or every intent too small to hold one out
-        return []
-
-    def refuse(problem: str) -> None:
-        raise ProjectError(f"{problem}; restore it from a backup, or delete the file to choose a new "
-                           "evaluation set (earlier versions' figures then no longer compare)")
-
-    return read_jsonl(path, refuse)
 
 
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -11,7 +11,6 @@ import contextlib
 import copy
 import json
 import logging
-import re
 import warnings
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -99,15 +98,6 @@ class Prediction:
     intent: str
     confidence: float
     ranking: list[tuple[str, float]]  # the top 5, best first
-
-
-def intent_phrase(intent: str) -> str:
-    """An intent's name in lower-case words: "card_arrival" → "card arrival", "PlayMusic" → "play music".
-
-    One rule for every place a name stands in for a message: a fallback button's default title, the
-    retrieval query of a ``/intent`` button payload, and the extra example few-shot training adds.
-    """
-    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", intent).replace("_", " ").replace("-", " ").lower()
 
 
 def pick_device(device: str | None = None) -> str:

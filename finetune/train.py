@@ -38,11 +38,11 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from finetune.cache import MissingAssetsError
-from finetune.classifier import IntentClassifier, ModelLoadError, intent_phrase, pick_device
+from finetune.classifier import IntentClassifier, ModelLoadError, pick_device
 from finetune.metrics import OOS
 from finetune.models import model_needs_prefixes, resolve_model
 from retrieval.encoder import load_sentence_model
-from retrieval.text import same_example, same_text
+from retrieval.text import intent_phrase, same_example, same_text
 
 
 @dataclass

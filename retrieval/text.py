@@ -214,3 +214,12 @@ def head_and_tail(texts: list[str], tokenizer: Any, max_tokens: int | None, pref
             tail -= over
         read.append(prefix + text)
     return read
+
+
+def intent_phrase(intent: str) -> str:
+    """An intent's name in lower-case words: "card_arrival" → "card arrival", "PlayMusic" → "play music".
+
+    One rule for every place a name stands in for a message: a fallback button's default title, the
+    retrieval query of a ``/intent`` button payload, and the extra example few-shot training adds.
+    """
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", intent).replace("_", " ").replace("-", " ").lower()

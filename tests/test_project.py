@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -1898,6 +1900,22 @@ def test_bot_check_reads_the_bots_files_and_actions_without_training(bot_dir: Pa
     config.write_text(config.read_text().replace(": action_order_status", ": action_order_stats", 1))
     unknown = CliRunner().invoke(cli, ["check", str(bot_dir)])
     assert unknown.exit_code == 1 and "'action_order_stats': no class in actions/ is named so" in unknown.output
+
+
+def test_bot_check_leaves_the_model_libraries_unloaded(bot_dir: Path) -> None:
+    """`bot check` imported torch and transformers for its notes (an intent's name as words, the frozen evaluation
+    set's intents), which need no model: an editor's check of a saved file took 16 s where it takes a few."""
+    serving = bot_dir / "models" / "v0001"  # a trained bot: its served version's intents and frozen set read too
+    serving.mkdir(parents=True)
+    (serving / "meta.json").write_text(json.dumps({"labels": load_project(bot_dir).intents}))
+    (bot_dir / "models" / "CURRENT").write_text("v0001\n")
+    (bot_dir / "models" / "evaluation.jsonl").write_text('{"text": "where is my parcel", "intent": "track_order"}\n')
+    code = ("import sys; from bot.cli import cli; cli(['check', sys.argv[1]], standalone_mode=False); "
+            "print(sorted({'torch', 'transformers', 'sentence_transformers'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code, str(bot_dir)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and ": ok (34 intents" in done.stdout, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]", done.stdout
 
 
 def test_a_variable_taken_as_an_actions_slot_unlisted_is_named(bot_dir: Path) -> None:
