@@ -330,7 +330,7 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
                  "version is judged: delete it for the next `bot train` to choose them from the new data."
     if data is not None:
         from bot.importer import check_line, read_csv, write_bot
-        from finetune.evaluation import read_jsonl
+        from finetune.labelled import read_jsonl
 
         lines: list[int] = []
         try:
@@ -1105,7 +1105,8 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
     from bot.server import load_serving_model, load_version
     from finetune.registry import Registry
     from bot.training import EVALUATION_FILE, held_out_texts
-    from finetune.evaluation import evaluate_model, read_jsonl
+    from finetune.evaluation import evaluate_model
+    from finetune.labelled import read_jsonl
     from finetune.metrics import OOS
     from retrieval.text import same_text
 
@@ -1504,7 +1505,7 @@ def bench_nlu(directory: Path, test_file: Path, limit: int | None, device: str |
       bot bench nlu mybot --test test.jsonl
     """
     from bot.nlu_bench import nlu_benchmark
-    from finetune.evaluation import read_jsonl
+    from finetune.labelled import read_jsonl
 
     project = load_project(directory)
     try:

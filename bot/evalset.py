@@ -1,6 +1,6 @@
 """The frozen evaluation set as read without the model libraries: what `bot check` and `bot train` say of nlu.yml's
-intents before any training (which of them no accuracy measures, which are too unequal), without the seconds torch
-and transformers take to import (:mod:`bot.training` trains, and imports them)."""
+intents before any training (which of them no accuracy measures, which are too unequal), without the seconds torch,
+transformers and scikit-learn take to import (:mod:`bot.training` trains, and imports them)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.project import Project, ProjectError
-from finetune.evaluation import read_jsonl
+from finetune.labelled import read_jsonl
 
 EVALUATION_FILE = "evaluation.jsonl"  # the frozen evaluation set, in the models folder
 MIN_HOLDING_OUT = 5  # examples an intent needs for one of them to be held out

@@ -27,7 +27,7 @@ import torch
 from bot.project import Example
 from bot.training import split_holdout
 from finetune.classifier import IntentClassifier, pick_device
-from finetune.evaluation import read_jsonl
+from finetune.labelled import read_jsonl
 from finetune.metrics import OOS, auroc_by_kind, choose_threshold, evaluate
 from finetune.train import TrainConfig, train_classifier
 

@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bot.channels.base import load_json, readable
-from bot.project import jsonl_hint
 from finetune.metrics import OOS, auroc_by_kind, evaluate, intent_report
 
 if TYPE_CHECKING:  # the classifier imports torch, which reading a test file or `bot init --from-jsonl` never needs
@@ -21,64 +18,6 @@ if TYPE_CHECKING:  # the classifier imports torch, which reading a test file or 
     from finetune.classifier import Prediction
 
 log = logging.getLogger("deskbot")
-
-
-LABELLED_LINE = '{"text": "where is my order?", "intent": "track_order"}'  # one line of a labelled file
-
-
-def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[str], str] = str,
-               check: Callable[[dict[str, Any]], object] | None = None, as_csv: str = "",
-               lines: list[int] | None = None) -> list[dict[str, Any]]:
-    """``{"text", "intent"}`` lines, other keys (such as ``oos_type``) kept; a bad line stops with its number.
-    ``intent_name`` makes each line's intent; a ``ValueError`` it raises stops with the line's number too. So
-    does a ``ValueError`` or ``TypeError`` of ``check``, which is given each line as it is returned. ``as_csv``:
-    how the command reads a CSV file, said of a file that looks like one. ``lines``, given, gets each row's line."""
-    rows = []
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        at = data[:exc.start].count(b"\n") + 1
-        fail(f"{path}:{at}: not UTF-8 text; save the file as UTF-8")
-    for n, line in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 may sit inside a JSON string
-        if not line.strip():
-            continue
-        try:
-            row = load_json(line.removeprefix("\ufeff"))  # a file of several joined, each with its mark
-        except ValueError as exc:
-            fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": {exc}{jsonl_hint(line, n, LABELLED_LINE, as_csv)}")
-        if not isinstance(row, dict):  # Python's words for indexing it ("string indices must be integers") told nothing
-            fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": a line is one JSON object, "
-                 f"not {type(row).__name__}{jsonl_hint(line, n, LABELLED_LINE, as_csv)}")
-        if missing := next((key for key in ("text", "intent") if key not in row), None):
-            fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": no {missing!r}")
-        text, intent = row["text"], row["intent"]
-        if intent is None or (isinstance(intent, str) and not intent.strip()):
-            fail(f"{path}:{n}: the intent is empty")
-        if text is None:  # not "None", which str() would make of it
-            fail(f"{path}:{n}: the text is empty")
-        if wrong := next((key for key, value in (("text", text), ("intent", intent))
-                          if isinstance(value, (list, dict, bool))), None):  # str() would make one of ['a', 'b']
-            fail(f"{path}:{n}: the {wrong} must be text, not {row[wrong]!r}")
-        if not isinstance(row.get("oos_type", ""), str | None):  # kinds are sorted and counted as text
-            fail(f"{path}:{n}: the oos_type must be text, not {row['oos_type']!r}")
-        if not readable(str(text)):  # JSON may escape half a surrogate pair, which no tokenizer takes
-            fail(f"{path}:{n}: the text has nothing to read, or is not valid Unicode")
-        try:
-            intent = intent_name(str(intent))
-        except ValueError as exc:
-            fail(f"{path}:{n}: {exc}")
-        rows.append({**row, "text": str(text), "intent": intent})
-        if lines is not None:
-            lines.append(n)
-        if check is not None:
-            try:
-                check(rows[-1])
-            except (ValueError, TypeError) as exc:
-                fail(f"{path}:{n}: {exc}")
-    if not rows:
-        fail(f"{path}: no examples")
-    return rows
 
 
 def in_scope_score(prediction: Prediction) -> float:
@@ -118,7 +57,7 @@ def evaluate_model(labels: list[str], version: str, rows: list[dict[str, Any]], 
 
 def _pyplot() -> ModuleType:
     """matplotlib's pyplot, drawing without a display, imported for the plots alone: `bot serve` imported it at
-    every start through :func:`read_jsonl`, and where the home folder is read-only (systemd's ProtectHome)
+    every start through :func:`~finetune.labelled.read_jsonl`, and where the home folder is read-only (systemd's ProtectHome)
     matplotlib wrote two warnings about its cache folder in the server's log each time."""
     import matplotlib
 

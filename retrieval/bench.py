@@ -235,7 +235,7 @@ def _scale(n: int, dim: int, device: str, options: dict[str, Any]) -> dict[str, 
 def _read_jsonl(path: Path, *keys: str) -> list[dict[str, Any]]:
     """A data file's ``{"text", "intent", *keys}`` lines, read as every benchmark reads them (a BOM, blank
     lines and CRLF taken; a bad line named with its number); ValueError, one line, for a row without ``keys``."""
-    from finetune.evaluation import read_jsonl
+    from finetune.labelled import read_jsonl
 
     def refuse(problem: str) -> None:
         raise ValueError(problem)

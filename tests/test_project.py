@@ -1903,15 +1903,15 @@ def test_bot_check_reads_the_bots_files_and_actions_without_training(bot_dir: Pa
 
 
 def test_bot_check_leaves_the_model_libraries_unloaded(bot_dir: Path) -> None:
-    """`bot check` imported torch and transformers for its notes (an intent's name as words, the frozen evaluation
-    set's intents), which need no model: an editor's check of a saved file took 16 s where it takes a few."""
+    """`bot check` imported torch, transformers and scikit-learn for its notes (an intent's name as words, the frozen
+    evaluation set's intents), which need no model: an editor's check of a saved file took 16 s where it takes a few."""
     serving = bot_dir / "models" / "v0001"  # a trained bot: its served version's intents and frozen set read too
     serving.mkdir(parents=True)
     (serving / "meta.json").write_text(json.dumps({"labels": load_project(bot_dir).intents}))
     (bot_dir / "models" / "CURRENT").write_text("v0001\n")
     (bot_dir / "models" / "evaluation.jsonl").write_text('{"text": "where is my parcel", "intent": "track_order"}\n')
     code = ("import sys; from bot.cli import cli; cli(['check', sys.argv[1]], standalone_mode=False); "
-            "print(sorted({'torch', 'transformers', 'sentence_transformers'} & set(sys.modules)))")
+            "print(sorted({'torch', 'transformers', 'sentence_transformers', 'sklearn'} & set(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", code, str(bot_dir)], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0 and ": ok (34 intents" in done.stdout, done.stderr
