@@ -158,9 +158,11 @@ DIALLED_PHONE = re.compile(r"(?<![\d+.-])00 ?[1-9]\d*(?=(" + _INTL_GROUPS + "))"
 # so and kept only as a number that country gives out: (2) 1234 5678 and (123) 4567 8901 are no country's.
 BRACKETED_CODE_PHONE = re.compile(r"(?<![A-Za-z0-9_(+.-])\([1-9]\d{0,2}\)(?=([ -]?\d+" + _INTL_GROUPS + "))")
 # And after Hong Kong's or Macau's country code without its "+" or brackets, in groups as their customers write it
-# (852-9123-4567, 852 9123 4567, 853 6612-3456), kept only as a number that country gives out: 852 1234 5678 is none.
-# Written whole (85291234567) it reads as an order number.
-BARE_CODE_PHONE = re.compile(r"(?<![\d+.-])85[23][ -]\d{4}[ -]?\d{4}(?!\d|[ .-]\d)")
+# (852-9123-4567, 852 9123 4567, 853 6612-3456), or China's before a landline's area code without its trunk 0
+# (86-10-62345678, 86 21 6234 5678, 86-755-88889999), kept only as a number that country gives out: 852 1234 5678
+# is none. Written whole (85291234567) it reads as an order number. (China's mobiles after 86 are CN_MOBILE's.)
+BARE_CODE_PHONE = re.compile(r"(?<![\d+.-])(?:85[23][ -]\d{4}[ -]?\d{4}"
+                             r"|86([ -])(?:10|2\d|[3-9]\d{2})\1[2-9]\d{3}[ -]?\d{3,4})(?!\d|[ .-]\d)")
 # (555) 010-0199, 555-010-0199, 555.010.0199 and, from a real area code and exchange (2 to 9), 415/555-2671.
 NANP_PHONE = re.compile(r"(?<!\d)(?:\(\d{3}\) ?|\d{3}[-. ]|[2-9]\d{2} ?/ ?(?=[2-9]))\d{3}[-. ]\d{4}(?!\d)")
 # A UK number as written at home, with its trunk 0, in groups (07911 123456, 0161 496 0000, 020-7946-0958):

@@ -1437,6 +1437,9 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
      "我手機號係[PHONE] 同埋 [PHONE], call [PHONE] and [PHONE], 电话[PHONE]或者[PHONE]"),
     # China's country code written without its "+", or in brackets
     ("8613812345678, 86 138 1234 5678 或 (+86)13812345678", "[PHONE], [PHONE] 或 [PHONE]"),
+    # and a landline's area code after 86 without its trunk 0, or after 0086, as a number China gives out
+    ("86-10-62345678, 86 21 6234 5678, 86-755-88889999 或 0086 10 6234 5678", "[PHONE], [PHONE], [PHONE] 或 [PHONE]"),
+    ("订单 86-10-12345678, 86-99-62345678", "订单 86-10-12345678, 86-99-62345678"),
     # a mobile's 11 digits in other groups, joined by dashes; in spaces they are as likely amounts
     ("1381-234-5678, 138-123-45678 或 1381-2345-678", "[PHONE], [PHONE] 或 [PHONE]"),
     ("价格 1500 300 2000, 数量 150 200 30000", "价格 1500 300 2000, 数量 150 200 30000"),
