@@ -7,7 +7,8 @@ training.
 
 Support traffic is full of order numbers, so digits are redacted only when they are unmistakably
 personal: a card number must have a card scheme's prefix and length, be written whole or in the
-scheme's groups (or follow a word for a card, 卡号), and pass the Luhn check; a Chinese resident ID
+scheme's groups (or follow a word for a card, 卡号), and pass the Luhn check, unless it is written in the
+scheme's groups and on its own (a card with a digit mistyped is still the customer's card); a Chinese resident ID
 must hold a province, a real birth date and its checksum; an IBAN must pass its mod-97 check; and a
 phone number must be written like one (a ``+`` country code and a length that country's numbers have,
 ``00`` for the ``+`` and a valid number, Hong Kong's or Macau's
@@ -212,9 +213,14 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def card_shaped(digits: str) -> bool:
+    """Whether a run of digits has a card scheme's prefix and length."""
+    return any(prefix.match(digits) and len(digits) in lengths for prefix, lengths in _CARD_SCHEMES)
+
+
 def card_valid(digits: str) -> bool:
     """Whether a run of digits could be a payment card: a scheme's prefix and length, and the Luhn check."""
-    return any(prefix.match(digits) and len(digits) in lengths for prefix, lengths in _CARD_SCHEMES) and luhn_valid(digits)
+    return card_shaped(digits) and luhn_valid(digits)
 
 
 # The two digits each letter of a Taiwanese identity number stands for (W to Z, I and O, added later, out of order).
@@ -288,7 +294,10 @@ Find = Callable[[re.Match[str]], list[Span]]
 
 def _cards(match: re.Match[str]) -> list[Span]:
     """Where in a run of digit groups the card numbers are: the runs of its groups that are one, so
-    that an expiry, a CVV or a date written next to a card (``4111 … 1111 12/25``) does not hide it."""
+    that an expiry, a CVV or a date written next to a card (``4111 … 1111 12/25``) does not hide it. A run
+    that starts the whole run and is written in a scheme's groups with its prefix and length is one even if it
+    fails the Luhn check (a digit mistyped, ``6212 2617 0201 2345 678``): left as it is, all but one of its digits
+    would be shown, and a phone number read in its last groups would leave the first ones standing alone."""
     text = match.group(0)
     groups = [group.span() for group in re.finditer(r"\d+", text)]
     joiners = [""] + [text[a[1]:b[0]] for a, b in zip(groups, groups[1:])]  # joiners[k]: before group k
@@ -310,13 +319,14 @@ def _cards(match: re.Match[str]) -> list[Span]:
             # A run grouped otherwise (41111111 11111111, 622202 1234567890128) must start at the first digit,
             # or the tail of an order number (819-2544734-6242047) would pass, and in groups of four or more,
             # or an amount and a date (40.02 2023-11-20 4111…) would make a "card" one time in ten.
+            number = written.replace(",", "")
             if (digits >= 13 and (not odd or i == 0 and min(b - a for a, b in groups[i:j + 1]) >= 4)
-                    and card_valid(written.replace(",", ""))):
-                cards.append((odd, i - j, i, j))
-    # Those grouped as cards are first, then the most groups, then leftmost.
+                    and card_shaped(number) and (luhn_valid(number) or i == 0 < j and not odd)):
+                cards.append((odd, not luhn_valid(number), i - j, i, j))
+    # Those grouped as cards are first, then those that pass Luhn, then the most groups, then leftmost.
     found: list[Span] = []
     taken: set[int] = set()
-    for _, _, i, j in sorted(cards):
+    for *_, i, j in sorted(cards):
         if taken.isdisjoint(range(i, j + 1)):
             found.append((match.start() + groups[i][0], match.start() + groups[j][1]))
             taken.update(range(i, j + 1))
