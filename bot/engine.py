@@ -504,13 +504,21 @@ class Bot:
     def _renewed(self, renew: Callable[[Store], T]) -> T:
         """``renew`` over the renewals' connection, opened as the store starts serving (:meth:`serve`), or at the
         first renewal where it could not open then; on the renewals' thread, whose renewal running now, and since
-        when, :meth:`renewals_failing` reads."""
+        when, :meth:`renewals_failing` reads. A renewal that fails closes the connection, and the next (or a
+        readiness check's, :meth:`probe_renewals`) opens another: a connection broken alone, the file fine, kept
+        every renewal failing, and the server unready, until a restart."""
         self._renewal_began = time.monotonic()
         try:
             if self._renewal_store is None:
                 assert self.store is not None  # renewing() is for a serving store's turns and claims
                 self._renewal_store = self.store.renewer()
             return renew(self._renewal_store)
+        except Exception:
+            if (broken := self._renewal_store) is not None:
+                self._renewal_store = None
+                with contextlib.suppress(Exception):  # closing a broken connection may fail as well
+                    broken.close()
+            raise
         finally:
             self._renewal_began = None
 

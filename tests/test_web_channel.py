@@ -1404,6 +1404,25 @@ async def test_a_server_opens_its_connection_for_renewals_as_it_starts_serving(
     assert renewer.db.execute("PRAGMA busy_timeout").fetchone()[0] == 2000
 
 
+async def test_a_broken_connection_for_renewals_is_opened_again_at_the_next_renewal_or_check(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server's connection for renewing its turns and claims, once broken (the store's file fine), was kept: every
+    renewal failed on it, and /healthz's write on it too, so the server answered 503 until restarted. A renewal that
+    fails closes it, and the next renewal, or the check's write, opens another."""
+    monkeypatch.setattr(engine_module, "TURN_STALE_S", 0.0)  # failing renewals make the server unready at once
+    monkeypatch.setattr("bot.server.HEALTH_PROBE_S", 0.0)
+    client = await aiohttp_client(create_app(web_demo_bot.root, device="cpu"))
+    bot = client.app[BOT]
+    broken = bot._renewal_store
+    broken.db.conn.close()  # the renewals' connection alone breaks
+    with pytest.raises(sqlite3.ProgrammingError):
+        await bot.probe_renewals()  # a renewal meets it
+    assert bot.renewals_failing() is not None
+    response = await client.get("/healthz")  # the check's write, on a connection opened again
+    assert response.status == 200, await response.text()
+    assert bot.renewals_failing() is None and bot._renewal_store is not broken
+
+
 async def test_a_message_behind_a_server_hung_mid_turn_is_answered_before_a_proxy_gives_up(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     """A server hung mid-turn held a conversation's next message on another server for two minutes, and a proxy in
