@@ -114,6 +114,10 @@ CN_MOBILE = re.compile(r"(?<![\d+])(?:(?:\+|00)?86[ -]?|\(\+?86\) ?)?1[3-9]\d"
 # And digit by digit, each apart, as customers write one to keep it from a platform's filter: 1 3 8 1 2 3 4 5 6 7 8,
 # 1-3-8-1-2-3-4-5-6-7-8 (eleven single digits from 13 to 19 are no list of amounts).
 CN_SPACED_MOBILE = re.compile(r"(?<![\d+])(?<!\d[ -])1([ -])[3-9](?:\1\d){9}(?![ -]?\d)")
+# And with its first three digits split, the usual 4 4 after them, one separator all through: 13 8 1234 5678,
+# 1 38 1234 5678, 1-3-8-1234-5678. Not as part of a longer run of groups.
+CN_SPLIT_MOBILE = re.compile(r"(?<![\d+])(?<!\d[ .-])1(?=[3-9]?([ .-]))(?:[3-9]\1\d|\1[3-9]\1?\d)\1\d{4}\1\d{4}"
+                             r"(?![ .-]?\d)")
 # A Chinese mobile written in Chinese numerals, or in numerals and digits, as customers write one to keep it from
 # machines or a voice input gives it: 一三八一二三四五六七八, 幺三八 1234 5678 (幺 for 1, 〇 or 零 for 0, 两 for 2). Digits
 # alone are CN_MOBILE's, written as mobiles are (1500 300 2000 is three amounts).
@@ -535,6 +539,7 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (CARD_NAMED, "[CARD]", _named_when(lambda number: luhn_valid(re.sub(r"\D", "", number)))),
     (CN_MOBILE, "[PHONE]", _whole),
     (CN_SPACED_MOBILE, "[PHONE]", _whole),
+    (CN_SPLIT_MOBILE, "[PHONE]", _whole),
     (CN_NUMERAL_MOBILE, "[PHONE]", _when(lambda number: bool(re.search(f"[{_CHINESE_NUMERALS}]", number)))),
     (TW_MOBILE, "[PHONE]", _whole),
     (CN_LANDLINE, "[PHONE]", _landline),

@@ -1446,6 +1446,9 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     # a mobile's 11 digits in other groups, joined by dashes; in spaces they are as likely amounts
     ("1381-234-5678, 138-123-45678 或 1381-2345-678", "[PHONE], [PHONE] 或 [PHONE]"),
     ("价格 1500 300 2000, 数量 150 200 30000", "价格 1500 300 2000, 数量 150 200 30000"),
+    # or with its first three digits split before the usual 4 4, but not as part of a longer run
+    ("手机13 8 1234 5678谢谢, 1 38 1234 5678 或 1-3-8-1234-5678", "手机[PHONE]谢谢, [PHONE] 或 [PHONE]"),
+    ("12 8 1234 5678, 13 8-1234 5678, 数量 13 8 1234 5678 10", "12 8 1234 5678, 13 8-1234 5678, 数量 13 8 1234 5678 10"),
     # a mobile in Chinese numerals, or numerals and digits; other runs of numerals are no phone number
     ("手机一三八一二三四五六七八，电话：幺三八 1234 5678谢谢", "手机[PHONE]，电话：[PHONE]谢谢"),
     ("共一百二十块, 一三五七九, 一三八一二三四五六七八九", "共一百二十块, 一三五七九, 一三八一二三四五六七八九"),
