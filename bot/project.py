@@ -2027,6 +2027,37 @@ def model_folder(root: Path, base: str) -> str:
     return next((str(folder.resolve()) for folder in folders if folder.is_dir()), base)
 
 
+def kept_slots(language: Literal["en", "zh", "multi"]) -> tuple[str, ...]:
+    """The slots a bot of ``language`` keeps itself that a template may fill: a multi bot keeps the conversation's
+    language in one, and a bot that speaks Chinese its customer's script."""
+    return (*{"en": (), "zh": (SCRIPT,), "multi": (SLOT, SCRIPT)}[language], MID_CONVERSATION)
+
+
+def entityless_slots(kept: tuple[str, ...]) -> tuple[str, ...]:
+    """The slots no entity of nlu.yml may be named: those the bot keeps (``kept``), and those of forms and sessions."""
+    return (*kept, REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER)
+
+
+def mistakes_of_each_file(root: Path) -> list[str]:
+    """The mistakes of bot.yml and nlu.yml, each read on its own, where :func:`load_project` stops at the first: an
+    editor who broke both mended one a run. responses.yml is read against bot.yml's language and nlu.yml's
+    intents, so it is said not checked where either fails; nlu.yml is then read with the slots every bot keeps,
+    its language unknown. Empty when both load: :func:`load_project`'s own mistake is then the one to tell."""
+    mistakes, config = [], None
+    try:
+        config = load_config(root / "bot.yml")
+    except ProjectError as exc:
+        mistakes.append(str(exc))
+    try:
+        load_nlu(root / "nlu.yml", entityless_slots(kept_slots(config.language if config else "en")))
+    except ProjectError as exc:
+        mistakes.append(str(exc))
+    if mistakes:
+        mistakes.append(f"{root / 'responses.yml'}: not checked, as it is read against bot.yml's language and nlu.yml's "
+                        "intents: check it again once the mistakes above are mended")
+    return mistakes
+
+
 def load_project(root: Path | str) -> Project:
     root = Path(root)
     if not (root / "bot.yml").exists():
@@ -2034,10 +2065,8 @@ def load_project(root: Path | str) -> Project:
             raise ProjectError(f"{root / 'bot.yml'}: file not found{otherwise}")
         raise ProjectError(f"{root}: not a bot folder (no bot.yml); create one with `bot init {shlex.quote(str(root))}`")
     config = load_config(root / "bot.yml")
-    # A multi bot keeps the conversation's language in a slot, and a bot that speaks Chinese its customer's script.
-    kept = (*{"en": (), "zh": (SCRIPT,), "multi": (SLOT, SCRIPT)}[config.language], MID_CONVERSATION)
-    examples, patterns, unread, synonyms, twins, roled, repeated = load_nlu(
-        root / "nlu.yml", (*kept, REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER))
+    kept = kept_slots(config.language)
+    examples, patterns, unread, synonyms, twins, roled, repeated = load_nlu(root / "nlu.yml", entityless_slots(kept))
     intents = {e.intent for e in examples}
     languages = LANGUAGES if config.language == "multi" else (config.language,)
     # nlu.yml's entities and the slot the bot keeps fill a template, and custom actions the slots they set:

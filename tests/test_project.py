@@ -1918,6 +1918,30 @@ def test_bot_check_leaves_the_model_libraries_unloaded(bot_dir: Path) -> None:
     assert done.stdout.splitlines()[-1] == "[]", done.stdout
 
 
+def test_bot_check_tells_the_mistakes_of_bot_yml_and_nlu_yml_together(bot_dir: Path) -> None:
+    """`bot check` stopped at the first file's mistake: an editor who broke bot.yml and nlu.yml learnt of the second
+    only once the first was mended, a run each. It tells both, and that responses.yml, read against their language
+    and intents, was not checked; a mistake of one alone is told as before."""
+    config, nlu, responses = bot_dir / "bot.yml", bot_dir / "nlu.yml", bot_dir / "responses.yml"
+    config.write_text("threshold: 0.5\n" + config.read_text())
+    nlu.write_text(nlu.read_text().replace("- intent: acknowledge\n", "- intent: acknowledge\n  example: |\n", 1))
+    responses.write_text(responses.read_text().replace(QUOTED, "\t" + QUOTED.lstrip()))
+    both = CliRunner().invoke(cli, ["check", str(bot_dir)])
+    assert both.exit_code == 1, both.output
+    said = both.output.splitlines()
+    assert said[0].startswith(f"Error: {config}:1: threshold: unknown key; did you mean 'thresholds'?"), said
+    assert said[1].startswith(f"{nlu}:") and "example" in said[1], said
+    assert said[2] == (f"{responses}: not checked, as it is read against bot.yml's language and nlu.yml's intents: "
+                       "check it again once the mistakes above are mended"), said
+    config.write_text(config.read_text().removeprefix("threshold: 0.5\n"))
+    nlu_alone = CliRunner().invoke(cli, ["check", str(bot_dir)])
+    assert nlu_alone.exit_code == 1 and nlu_alone.output.splitlines()[1:] == said[2:], nlu_alone.output
+    nlu.write_text(nlu.read_text().replace("  example: |\n", "", 1))
+    tab = CliRunner().invoke(cli, ["check", str(bot_dir)])
+    assert tab.exit_code == 1 and f"Error: {responses}:" in tab.output and "malformed YAML" in tab.output, tab.output
+    assert "not checked" not in tab.output
+
+
 def test_a_variable_taken_as_an_actions_slot_unlisted_is_named(bot_dir: Path) -> None:
     """With custom actions and no actions.slots, any {variable} loads as a slot an action may set: a misspelt
     {oder_id} loaded unsaid, and its variant was never shown. `bot check` (and train and serve) name each such
