@@ -95,7 +95,9 @@ def _error_not_sniffed(handler: RequestHandler, request: web.BaseRequest, status
 
 RequestHandler.handle_error = _error_not_sniffed  # type: ignore[method-assign]
 COUNTED = web.RequestKey("counted", bool)  # the request's response is counted for /metrics already
-STORE_WAIT_S = 2.0  # how long a scrape (or a health check) waits on the store before answering without it
+# how long a scrape waits on the store before answering without it, and /healthz on its checks of the store, all at
+# once: well under a load balancer's probe timeout (the Dockerfile's 4 s), so a slow store reads as a 503, not a timeout
+STORE_WAIT_S = 2.0
 HEALTH_PROBE_S = 3.0  # while the store cannot write, /healthz tries a write at most this often (StoreProbe)
 RESPONSE_GRACE_S = 1.0  # on SIGTERM, once the turns in flight are done, for their responses to be written
 ADOPT_EVERY_S = 5.0  # how often a server looks for platform messages a stopped one kept (answer_kept_messages)
@@ -582,7 +584,8 @@ class StoreProbe:
     on the renewals' connection): one at a time, and one every ``HEALTH_PROBE_S`` at most, the checks between answered
     as the last one found. /healthz answers anyone, uncounted (a load balancer's probes), and a write tried for each
     call queued ahead of the customers' own on the store's one thread, each held up to 30 s by a locked store: anyone
-    could keep a failing store busy."""
+    could keep a failing store busy. The check waits for the write as long as /healthz waits (:func:`store_checks`);
+    the write goes on without it."""
 
     def __init__(self) -> None:
         self._probe: asyncio.Future[None] | None = None  # the latest write, which may outlast the check that tried it
@@ -594,8 +597,8 @@ class StoreProbe:
             return
         self._next = loop.time() + HEALTH_PROBE_S
         self._probe = asyncio.ensure_future(write())
-        with contextlib.suppress(Exception):  # a check waits STORE_WAIT_S at most; the write goes on without it
-            await asyncio.wait_for(asyncio.shield(self._probe), STORE_WAIT_S)
+        with contextlib.suppress(Exception):  # what the write found, the store's and the renewals' states say
+            await asyncio.shield(self._probe)
 
 
 STORE_PROBE = web.AppKey("store_probe", StoreProbe)
@@ -606,15 +609,33 @@ async def migrated_by_newer(bot: Bot) -> str | None:
     """Why this server must not go on (None while it may): a newer deskbot's server, started on the same store, has
     migrated it to a schema this one does not know, and writes by it (a Retry it does not claim, a column it does not
     fill) would no longer be what the newer one reads. Read on the look-ups' connection, not behind a long figures
-    read, and not waited for long."""
+    read, and not waited for long (:func:`store_checks`)."""
     try:
-        schema = await asyncio.wait_for(bot._look_up(lambda store: store.schema), STORE_WAIT_S)
-    except (asyncio.TimeoutError, StoreError, sqlite3.Error):
+        schema = await bot._look_up(lambda store: store.schema)
+    except (StoreError, sqlite3.Error):
         return None
     if schema <= len(MIGRATIONS):
         return None
     return (f"the conversation store was migrated by a newer deskbot while this server ran (schema {schema}; it knows "
             f"up to {len(MIGRATIONS)}): stop it and serve the newer deskbot")
+
+
+async def store_checks(app: web.Application, bot: Bot) -> str | None:
+    """/healthz's checks that wait on the store: its schema (:func:`migrated_by_newer`, None where not read in time),
+    and, while the store or the renewals fail, a write on their connection (:class:`StoreProbe`). Side by side, all
+    waited for ``STORE_WAIT_S`` at most: one after another, each waiting that long, a slow store kept the check
+    three times that, past a load balancer's probe timeout, which read as the server gone rather than a 503."""
+    newer = asyncio.ensure_future(migrated_by_newer(bot))
+    checks = [newer]
+    if bot.store.failing is not None:
+        checks.append(asyncio.ensure_future(app[STORE_PROBE](functools.partial(bot._store, bot.store.probe))))
+    if bot.renewals_failing() is not None:
+        checks.append(asyncio.ensure_future(app[RENEWAL_PROBE](bot.probe_renewals)))
+    _, late = await asyncio.wait(checks, timeout=STORE_WAIT_S)
+    for check in late:  # a write goes on without its check (StoreProbe); a schema read is answered as unknown
+        check.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
+    return None if newer in late else newer.result()
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -624,25 +645,22 @@ async def healthz(request: web.Request) -> web.Response:
     while a write has long waited for another process's lock, or on a disk that stopped answering
     (:meth:`~dialogues.store.Store.lock_wait`): every message waits behind it. And while this server's renewals of its
     turns and claims have failed ``TURN_STALE_S`` (:meth:`Bot.renewals_failing`): the other servers on the store take
-    its conversations over, until a renewal, or a check's write on their connection, works again."""
+    its conversations over, until a renewal, or a check's write on their connection, works again. It answers within
+    ``STORE_WAIT_S`` (:func:`store_checks`), whatever the store does."""
     bot = request.app[BOT]
     if request.app[DRAINING].is_set():
         raise http_error(web.HTTPServiceUnavailable, "stopping: send requests elsewhere")
     if (moved := bot.store.moved()) is not None:
         raise http_error(web.HTTPServiceUnavailable, moved)
-    if (newer := await migrated_by_newer(bot)) is not None:
+    if (newer := await store_checks(request.app, bot)) is not None:
         raise http_error(web.HTTPServiceUnavailable, newer)
     if (damage := bot.refusals.damaged) is not None:
         raise http_error(web.HTTPServiceUnavailable, f"the conversation store is damaged ({damage}): the log says what "
                                                      "to do")
-    if bot.store.failing is not None:
-        await request.app[STORE_PROBE](functools.partial(bot._store, bot.store.probe))
     if (failing := bot.store.failing) is not None:
         raise http_error(web.HTTPServiceUnavailable, f"the conversation store cannot write: {failing}")
     if (stalled := bot.store.lock_wait()) is not None:
         raise http_error(web.HTTPServiceUnavailable, stalled)
-    if bot.renewals_failing() is not None:
-        await request.app[RENEWAL_PROBE](bot.probe_renewals)
     if (unrenewed := bot.renewals_failing()) is not None:
         raise http_error(web.HTTPServiceUnavailable, unrenewed)
     # CURRENT's version beside the one serving: another while a swap to it is on its way, or since it could not load

@@ -750,6 +750,46 @@ async def test_healthz_is_not_ready_while_the_store_cannot_write_and_ready_again
     assert (await client.post("/api/chat", json={"conversation_id": "c1", "text": "where is my order"})).status == 200
 
 
+async def test_healthz_answers_within_its_wait_on_the_store_while_each_of_its_checks_waits(
+        tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any, monkeypatch: Any) -> None:
+    """/healthz waited up to ``STORE_WAIT_S`` on each of its checks of a slow store, one after another: the schema
+    read, and the store's and the renewals' writes while they fail, up to three times that in all, past the
+    Dockerfile's 4 s probe timeout, which read as the server gone instead of a 503 saying why. The checks run side by side, all
+    waited for ``STORE_WAIT_S`` at most."""
+    monkeypatch.setattr("bot.server.STORE_WAIT_S", 1.0)
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot")
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    bot = client.app[BOT]
+    answering, answering_thread = asyncio.Event(), threading.Event()  # set: the store answers again
+    probe = bot.store.probe
+
+    async def slow_look_up(*args: Any) -> Any:  # the schema read, on a disk that does not answer
+        await answering.wait()
+
+    def slow_probe() -> None:  # the store's write, on the store's thread
+        assert answering_thread.wait(60)
+        probe()
+
+    async def slow_renewals_probe() -> None:  # the renewals' write
+        await answering.wait()
+
+    monkeypatch.setattr(bot, "_look_up", slow_look_up)
+    monkeypatch.setattr(bot.store, "probe", slow_probe)
+    monkeypatch.setattr(bot, "probe_renewals", slow_renewals_probe)
+    bot.store.failing = "database or disk is full"
+    bot._renewals_failed = time.monotonic() - 3600.0
+    try:
+        began = time.monotonic()
+        health = await client.get("/healthz")
+        took = time.monotonic() - began
+    finally:
+        answering.set()
+        answering_thread.set()
+    assert health.status == 503
+    assert (await health.json())["error"] == "the conversation store cannot write: database or disk is full"
+    assert took < 1.5  # one after another, the schema read and the store's write took 2 s
+
+
 async def test_healthz_is_not_ready_while_a_write_waits_long_for_another_processs_lock(
         tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any, monkeypatch: Any) -> None:
     """A sqlite3 shell left in a transaction held every customer's message up, up to the 30 s busy timeout, while
