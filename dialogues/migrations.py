@@ -422,9 +422,16 @@ def _v45(db: sqlite_utils.Database) -> None:
     _add_column(db, "seen", "takeover_id", int)
 
 
+def _v46(db: sqlite_utils.Database) -> None:
+    """The conversation a web customer's page went on from (``Store.went_on``): one closed to the page as its customer
+    signed in in another tab, whose messages the page still showed in the new one. The agents reading the new one saw
+    nothing of them, nor where they were. Null for every conversation before."""
+    _add_column(db, "conversations", "continues", str)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
                                                               _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36,
                                                               _v37, _v38, _v39, _v40, _v41, _v42, _v43,
-                                                              _v44, _v45]
+                                                              _v44, _v45, _v46]

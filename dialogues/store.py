@@ -2388,21 +2388,39 @@ class Store:
         return int(self.db.execute(f"SELECT COUNT(*) FROM conversations c WHERE c.channel = 'web' "
                                    f"AND {_VERIFIED_OF_C} IS NOT NULL").fetchone()[0])
 
+    def went_on(self, conversation_id: str, previous: str, message_id: str) -> bool:
+        """Keep that the web customer's page in ``conversation_id`` went on there from ``previous`` (closed to it as the
+        customer signed in in another tab), proven by a message the page sent there (``message_id``, which the page
+        that sent it alone knows): the agents reading either see the other among the customer's conversations
+        (:meth:`others`), where what the page showed from the one it left is. Once per conversation, and kept once the
+        conversation is; False where it is not proven, or is kept already."""
+        with self._writing():
+            return self.db.execute(
+                "UPDATE conversations SET continues = ? WHERE id = ? AND continues IS NULL AND id != ? AND EXISTS "
+                "(SELECT 1 FROM turns WHERE conversation_id = ? AND message_id = ?)",
+                [previous, conversation_id, previous, previous, message_id]).rowcount == 1
+
     def others(self, conversation: dict[str, Any], limit: int = OTHERS_SHOWN) -> list[dict[str, Any]]:
         """The latest ``limit`` other conversations of ``conversation``'s customer (its user id on its channel), latest
         first; none for a customer with no id. An agent taking a customer over saw nothing of what they had asked
         before, in another conversation, unless they thought of searching for their id in each tab. On the web, whose
         page names its customer as it likes, a customer the shop's server vouched for alone (``verified_user``), and
-        their conversations where it vouched for them: anyone could name a customer and be shown theirs."""
+        their conversations where it vouched for them: anyone could name a customer and be shown theirs. First, those
+        the customer's page went on in from this one, or from which it went on in this one (:meth:`went_on`)."""
+        shown = "SELECT c.id AS conversation_id, c.status, c.created, c.updated FROM conversations c WHERE "
+        linked = list(self.db.query(
+            f"{shown}(c.id = ? OR c.continues = ?) AND c.id != ? AND {_AGENTS_REACH} ORDER BY c.updated DESC LIMIT ?",
+            [conversation.get("continues"), conversation["id"], conversation["id"], limit]))
         web = conversation["channel"] == "web"
         user = conversation["slots"].get(_VERIFIED_SLOT) if web else conversation["user"]
         if user is None:
-            return []
+            return linked
         verified = f"AND {_VERIFIED_OF_C} = c.user " if web else ""
-        return list(self.db.query(
-            "SELECT c.id AS conversation_id, c.status, c.created, c.updated FROM conversations c "
-            f"WHERE c.channel = ? AND c.user = ? {verified}AND c.id != ? AND {_AGENTS_REACH} "
-            "ORDER BY c.updated DESC LIMIT ?", [conversation["channel"], user, conversation["id"], limit]))
+        theirs = self.db.query(
+            f"{shown}c.channel = ? AND c.user = ? {verified}AND c.id != ? AND {_AGENTS_REACH} "
+            "ORDER BY c.updated DESC LIMIT ?", [conversation["channel"], user, conversation["id"], limit])
+        listed = {other["conversation_id"] for other in linked}
+        return [*linked, *(other for other in theirs if other["conversation_id"] not in listed)][:limit]
 
     def add_note(self, conversation_id: str, text: str, agent: str | None = None) -> int:
         """An agent's internal note on a conversation the store holds (KeyError for another), for the agents alone

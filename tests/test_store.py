@@ -1810,6 +1810,26 @@ def test_recent_messages_are_the_latest_distinct_customer_texts(tmp_path: Path) 
     store.close()
 
 
+def test_a_transcript_names_the_conversation_a_page_went_on_from_where_the_page_proves_it(tmp_path: Path) -> None:
+    """A page that went on in a conversation of its own, the one it was in closed to it as its customer signed in in
+    another tab, still showed what it was answered there: the agents of the new conversation saw nothing of it, nor
+    where it was. Kept where the page proves it was there (a message id of its own there), it is named both ways."""
+    store = Store(tmp_path / "dialogues.db")
+    for cid, user, message_id in (("signed-in", "u-7", "m-1"), ("went-on", None, "m-2"), ("other", None, "m-3")):
+        slots = {"verified_user": user} if user else None
+        store.log_exchange(Exchange(cid, "web", user, "hello", None, "Hi!", None, 0.2, [], "fallback", "v1",
+                                    slots=slots, message_id=message_id))
+    assert not store.went_on("went-on", "signed-in", "m-3")  # another conversation's message proves nothing
+    assert not store.went_on("went-on", "went-on", "m-2")
+    assert store.transcript("went-on")["others"] == []
+    assert store.went_on("went-on", "signed-in", "m-1")
+    assert not store.went_on("went-on", "other", "m-3")  # once
+    assert [o["conversation_id"] for o in store.transcript("went-on")["others"]] == ["signed-in"]
+    assert [o["conversation_id"] for o in store.transcript("signed-in")["others"]] == ["went-on"]
+    assert store.transcript("other")["others"] == []
+    store.close()
+
+
 def test_the_name_a_customer_gives_is_not_learned_nor_repeated_to_others(tmp_path: Path) -> None:
     """A model learnt "my name is John Smith", and an agent's "Thanks John, ..." went into the index. The store
     keeps the name, for the agents."""

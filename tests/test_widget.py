@@ -5134,6 +5134,28 @@ def test_a_message_answered_just_before_a_stale_visitors_tab_went_on_in_a_new_co
     signed_in.close()
 
 
+def test_the_agents_of_the_conversation_a_stale_visitors_tab_went_on_in_find_the_one_it_left(
+        open_widget: Any, api: SimpleNamespace, identity_secret: str) -> None:
+    """The messages a tab still showed from the conversation it left, closed to it as the customer signed in in
+    another tab, were in neither the transcript of the conversation it went on in nor named there: an agent taking the
+    customer over saw nothing of what they had asked and been answered. Each conversation names the other."""
+    visitor = open_widget(pollInterval=60_000, transport="http", init_script=held_answer("hello"))
+    visitor.send("hello")
+    left = visitor.conversation_id()
+    visitor.page.wait_for_function("window.answerHeld")  # its answer is on its way
+    signed_in, _ = sign_in_in_another_tab(visitor, identity_secret, "u-35")
+    visitor.send("and one more thing")
+    moved_on(visitor.page, left)
+    expect(visitor.page.locator(".msg.user + .msg.bot")).to_have_count(2)  # "hello" answered there, shown here
+    visitor.send("thanks")
+    expect(visitor.bot_replies()).to_have_count(2)
+    went_on = visitor.conversation_id()
+    assert user_texts(api, went_on) == ["and one more thing", "thanks"]
+    assert [o["conversation_id"] for o in api.get(f"/admin/conversations/{went_on}")["others"]] == [left]
+    assert went_on in [o["conversation_id"] for o in api.get(f"/admin/conversations/{left}")["others"]]
+    signed_in.close()
+
+
 def test_a_message_answered_while_its_tab_follows_another_into_a_new_conversation_stays_with_its_answer(
         open_widget: Any, api: SimpleNamespace, identity_secret: str) -> None:
     """A visitor's tab whose message the conversation had taken, its answer slow to come, followed another of the

@@ -139,6 +139,15 @@ class Customer(BaseModel):
         "customer had without theirs"))
 
 
+MESSAGE_ID = r"^[A-Za-z0-9_\-]+$"
+
+
+class WentOn(ConversationRequest):
+    """The conversation a page went on from, closed to it as its customer signed in in another tab, and the proof that
+    the page was in it: the ``message_id`` of a message it sent there, which no one else knows."""
+    message_id: str = Field(..., min_length=1, max_length=64, pattern=MESSAGE_ID)
+
+
 class ChatRequest(ConversationRequest, Customer):
     # The pattern is published for clients; WebChannel.chat checks it, with an error that says what is wrong.
     text: str = Field(..., min_length=1, json_schema_extra={"pattern": READABLE})
@@ -152,10 +161,15 @@ class ChatRequest(ConversationRequest, Customer):
         "what the page knows of its customer (a user id), as Rasa's REST channel takes it: custom actions read "
         "it in tracker.latest_message, and the first message's as the slot session_started_metadata; a "
         "customer can change what their page sends, so it proves nothing"))
-    message_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$", description=(
+    message_id: str | None = Field(None, min_length=1, max_length=64, pattern=MESSAGE_ID, description=(
         "the client's own id for this message: sent again with it (the widget's Retry, from any tab) within "
         "ten minutes, while the first is still being answered or after, also to a server restarted since or to "
         "another on the same store, it gets the first one's reply rather than being answered twice"))
+    continues: WentOn | None = Field(None, description=(
+        "the conversation the page went on from (closed to it as its customer signed in in another tab) and a "
+        "message_id the page sent there: kept with this conversation, whose agents see that one among the customer's "
+        "other conversations, where what the page still shows from it is; ignored where that conversation holds no "
+        "such message"))
 
 
 # How often a message another server on the store is answering looks for that answer, and how long since that
@@ -521,6 +535,9 @@ class WebChannel(Channel):
         reply = await self._answered(turn, wait=origin is None)
         if verified_user is not None:  # and a socket that joined while the answer was on its way
             self._keep_to(request.conversation_id, verified_user)
+        if request.continues is not None and self.bot.store is not None:  # the conversation is stored by now
+            await self.bot._store(self.bot.store.went_on, request.conversation_id, request.continues.conversation_id,
+                                  request.continues.message_id)
         await self._push(request.conversation_id, {"type": "sync", "conversation_id": request.conversation_id},
                          skip=origin)
         return reply

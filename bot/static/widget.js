@@ -1520,7 +1520,7 @@
   // answered in reverse: the next leaves once it is answered or failed (the server answers a conversation's messages
   // one at a time all the same), or once it has been out HTTP_ORDER_WAIT_MS, its answer maybe lost on the way back.
   async function chat(text, id, sent) {
-    const message = { conversation_id: conversationId, text, message_id: id, ...told() };
+    const message = { conversation_id: conversationId, text, message_id: id, ...told(), ...wentOnFrom() };
     if (await socketReady()) {
       const ws = socket;
       return new Promise((resolve, reject) => {
@@ -1606,6 +1606,7 @@
     seenTurns.add(turnId); // so that a later sync() or arrived() looks past it
     own.message.dataset.turnId = turnId;
     if (own.mirror) return; // another tab's: its turn says nothing of the order of this tab's
+    lastAnswered = { conversation: conversationId, id: own.id };
     for (const earlier of unsettled.slice(0, at).filter((m) => !m.mirror)) earlier.until = Math.min(earlier.until, turnId);
   }
 
@@ -1746,11 +1747,16 @@
         if (!closedHere.has(asked) || !message.isConnected) return; // Deskbot.reset(): the last customer's message
         asked = conversationId; // closed to this tab: sent where the tab went on, as one refused there is
       }
+      const telling = wentOnFrom().continues ? continuing : null; // told with this message (chat())
       const reply = await chat(text, id, () => place.update({ sentIn: asked }));
       if (asked !== conversationId) { // Deskbot.reset() meanwhile: the answer is the last customer's, and goes
-        if (closedHere.has(asked) && message.isConnected) answeredBefore(message, shown || text, reply);
+        if (closedHere.has(asked) && message.isConnected) {
+          answeredBefore(message, shown || text, reply);
+          goesOnFrom(asked, id);
+        }
         return;
       }
+      if (telling) telling.told = true;
       if (user.user_hash) {
         signedInHere = asked;
         store.set("signed-in", JSON.stringify({ id: asked, user: customerId() }));
@@ -1848,7 +1854,9 @@
     }
     const draft = input.value;
     closedHere.add(conversationId);
-    newConversation(customerId(), conversationId);
+    const left = conversationId;
+    newConversation(customerId(), left);
+    if (lastAnswered && lastAnswered.conversation === left) goesOnFrom(left, lastAnswered.id);
     startOver(true);
     input.value = draft;
     resize();
@@ -2103,6 +2111,18 @@
   // The conversations this tab left as they became a signed-in customer's in another tab: its messages still out in
   // one, refused there, are sent again in the conversation it went on in (send()).
   const closedHere = new Set();
+  // The conversation a page goes on from, closed to it, is told to the server with its messages in the one it went on
+  // in, until one is answered there, with a message of its own there for proof: the agents of the new one saw nothing
+  // of what the page still showed from it (keep()), nor where it was; they find it among the customer's conversations.
+  let lastAnswered = null; // this tab's latest message answered: its conversation and message id
+  let continuing = null; // {into, from, id}: where this tab went on from, with its proof, and where it went on
+  function goesOnFrom(from, id) {
+    if (!continuing || continuing.into !== conversationId) continuing = { into: conversationId, from, id };
+  }
+  function wentOnFrom() {
+    if (!continuing || continuing.into !== conversationId || continuing.told) return {};
+    return { continues: { conversation_id: continuing.from, message_id: continuing.id } };
+  }
   let signedInHere = null; // the conversation this tab's own page signed its customer in, with a message answered
 
   // The customer signed out (a reset, or a visitor's page loaded on their conversation): their next page is a new
@@ -2193,6 +2213,7 @@
     if (from !== null) closedHere.add(from);
     if (joined) closedHere.add(conversationId); // its messages still out there are shown answered, or sent on
     conversationId = id;
+    if (from !== null && lastAnswered && lastAnswered.conversation === from) goesOnFrom(from, lastAnswered.id);
     startOver(from !== null, joined);
     if (joined) sync(); // what the tabs that went on there said, below what this one showed
   });
