@@ -1639,15 +1639,6 @@ def _older_schema(project: Project) -> int | None:
         store.close()
 
 
-def _trained_at(meta: dict[str, Any]) -> float:
-    """When a version was trained (meta.json's ``created``), as a Unix time; one that does not say counts as
-    trained at any time."""
-    try:
-        return datetime.strptime(meta["created"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
-    except (KeyError, TypeError, ValueError):
-        return float("inf")
-
-
 def _is_the_bots_own(project: Project, path: Path) -> bool:
     """Whether ``path`` is a file the bot reads or keeps (``bot export -o dialogues.db`` emptied the store)."""
 
@@ -1803,34 +1794,14 @@ def restore(directory: Path, copy: Path) -> None:
 
 
 def _say_kept_elsewhere(project: Project, purged: Purged, began: dict[str, float]) -> None:
-    """Name, for each conversation `bot purge` deleted (``began``: when each began), what may still hold it: the
-    model versions trained since, whose index may hold its agent answers and whose weights its labels, and the copies
-    an upgrade kept of the store since; and say how to be rid of them."""
-    from finetune.registry import Registry
+    """Name each conversation `bot purge` deleted, and what may still hold them (:func:`bot.retrain.kept_elsewhere`)."""
+    from bot.retrain import kept_elsewhere
 
-    versions = Registry(project.models_dir).versions()
-    kept_in: Counter[tuple[tuple[str, ...], tuple[str, ...]]] = Counter()  # conversations by what may keep what of them
     for cid, deleted in purged.deleted.items():
         if deleted["conversations"]:
             click.echo(f"Deleted {cid}: " + ", ".join(f"{n} {table}" for table, n in deleted.items() if n))
-        # A version trained since the conversation began may hold its answers in its index and its labels in its
-        # weights: the next retrain serves one without them, and each such folder keeps them until it is deleted.
-        since = tuple(v.name for v in versions if _trained_at(v.meta) >= began.get(cid, float("inf")))
-        learned = tuple(what for what, table in (("agent answers", "answer_candidates"), ("labels", "review_labels"))
-                        if deleted[table])
-        if learned and since:
-            kept_in[learned, since] += 1
-    for (learned, since), n in kept_in.items():  # said once for all (a retention purge's thousands)
-        whose, they = ("its", "it") if n == 1 else (f"{n} conversations'", "they")
-        click.echo(f"  {whose} {' and '.join(learned)} may be in {', '.join(since)}, trained since {they} began: "
-                   f"`bot retrain {shell(project.root)}` serves a version without them, and those folders under "
-                   "models/ keep them until you delete them", err=True)
-    # The copies an upgrade kept of the store (dialogues.db.schemaN.bak) since a conversation began hold it too.
-    copies = [p for p in project.db_path.parent.glob(f"{project.db_path.name}.schema*.bak")
-              if any(p.stat().st_mtime >= began.get(cid, float("inf")) for cid in purged.deleted)]
-    if copies:
-        click.echo(f"  {', '.join(sorted(p.name for p in copies))}, kept at an upgrade since it began, may hold it "
-                   "too: delete the copy once you will not go back to the deskbot before", err=True)
+    for line in kept_elsewhere(project, purged, began):
+        click.echo(f"  {line}", err=True)
 
 
 def _prune_backups(made: Path, keep: int) -> list[Path]:

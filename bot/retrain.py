@@ -34,12 +34,14 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import shutil
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +70,7 @@ from bot.training import (
 from dialogues.export import (LearnedData, contradicting, learnable, learned_data, learned_from, one_per_message,
                               recent_traffic)
 from dialogues.review import OOS
-from dialogues.store import DAMAGED_ADVICE, Store, StoreError, damaged, open_to_read, read_as_it_is
+from dialogues.store import DAMAGED_ADVICE, Purged, Store, StoreError, damaged, open_to_read, read_as_it_is
 from finetune.classifier import IntentClassifier, ModelLoadError, Prediction
 from finetune.durable import owner_only
 from finetune.metrics import per_intent_accuracy
@@ -789,3 +791,42 @@ def _through(data: LearnedData) -> dict[str, float]:
 
 def _summary(figures: dict[str, Any]) -> dict[str, Any]:
     return {"accuracy": None if figures["accuracy"] is None else round(figures["accuracy"], 4), "n": figures["n"]}
+
+
+def trained_at(meta: dict[str, Any]) -> float:
+    """When a version was trained (meta.json's ``created``), as a Unix time; one that does not say counts as
+    trained at any time."""
+    try:
+        return datetime.strptime(meta["created"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except (KeyError, TypeError, ValueError):
+        return float("inf")
+
+
+def kept_elsewhere(project: Project, purged: Purged, began: dict[str, float]) -> list[str]:
+    """What may still hold the conversations a purge deleted (``began``: when each began), for `bot purge` and the
+    server's retention rounds to say alike: the model versions trained since, whose index may hold their agent
+    answers and whose weights their labels, and the copies an upgrade kept of the store since; and how to be rid of
+    them. Said once for all the conversations that share it (a retention purge's thousands)."""
+    versions = Registry(project.models_dir).versions()
+    kept_in: Counter[tuple[tuple[str, ...], tuple[str, ...]]] = Counter()  # conversations by what may keep what of them
+    for cid, deleted in purged.deleted.items():
+        # A version trained since the conversation began may hold its answers in its index and its labels in its
+        # weights: the next retrain serves one without them, and each such folder keeps them until it is deleted.
+        since = tuple(v.name for v in versions if trained_at(v.meta) >= began.get(cid, float("inf")))
+        learned = tuple(what for what, table in (("agent answers", "answer_candidates"), ("labels", "review_labels"))
+                        if deleted[table])
+        if learned and since:
+            kept_in[learned, since] += 1
+    lines = []
+    for (learned, since), n in kept_in.items():
+        whose, they = ("its", "it") if n == 1 else (f"{n} conversations'", "they")
+        lines.append(f"{whose} {' and '.join(learned)} may be in {', '.join(since)}, trained since {they} began: "
+                     f"`bot retrain {shlex.quote(str(project.root))}` serves a version without them, and those folders "
+                     "under models/ keep them until you delete them")
+    # The copies an upgrade kept of the store (dialogues.db.schemaN.bak) since a conversation began hold it too.
+    copies = [p for p in project.db_path.parent.glob(f"{project.db_path.name}.schema*.bak")
+              if any(p.stat().st_mtime >= began.get(cid, float("inf")) for cid in purged.deleted)]
+    if copies:
+        lines.append(f"{', '.join(sorted(p.name for p in copies))}, kept at an upgrade since it began, may hold it "
+                     "too: delete the copy once you will not go back to the deskbot before")
+    return lines

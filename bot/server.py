@@ -45,7 +45,7 @@ from bot.openapi import (MAX_AGENT_CHARS, MAX_LIMIT, MAX_SEARCH_CHARS, AgentMess
                          ReviewLabelRequest, publish_openapi)
 from bot.project import (AGENT_GRANTS, BOT_FILES, AgentGrant, BotConfig, Project, ProjectError, ServerConfig,
                          agent_name, host_name, load_project, other_intents)
-from bot.retrain import exported
+from bot.retrain import exported, kept_elsewhere
 from bot.review import CachedModel, review_threshold
 from bot.training import history_fingerprint
 from dialogues.export import learned_from, write_jsonl
@@ -1012,20 +1012,22 @@ async def forget_old_keys(app: web.Application, store: Store) -> AsyncIterator[N
         yield
 
 
-def purge_older_than(path: Path, days: int) -> int:
-    """Delete the conversations of the store at ``path`` with nothing written in ``days`` days, as `bot purge --before`
-    does, over a connection of its own, and return how many: on the store's one thread, a purge of thousands held every
-    customer's reply up behind it."""
-    store = Store(path)
+def purge_older_than(project: Project, days: int) -> tuple[int, list[str]]:
+    """Delete the conversations of ``project``'s store with nothing written in ``days`` days, as `bot purge --before`
+    does, over a connection of its own, and return how many, and what may still hold them as `bot purge` says it
+    (:func:`~bot.retrain.kept_elsewhere`): on the store's one thread, a purge of thousands held every customer's reply
+    up behind it."""
+    store = Store(project.db_path)
     try:
         conversations = store.conversation_ids(before=time.time() - days * 86400)
+        began = {row["id"]: row["created"] for row in store.conversations(conversations) if row}
         purged = store.purge(*conversations) if conversations else None
     finally:
         store.close()
     if purged and not purged.wal_cleared:
         log.warning("privacy.retention_days: another process kept reading %s, so dialogues.db-wal holds a copy of what "
-                    "was deleted until the next round", path)
-    return len(conversations)
+                    "was deleted until the next round", project.db_path)
+    return len(conversations), kept_elsewhere(project, purged, began) if purged else []
 
 
 @on_the_store
@@ -1037,9 +1039,12 @@ async def purge_past_retention(app: web.Application, store: Store) -> AsyncItera
 
     async def purge() -> None:
         if days := bot.config.privacy.retention_days:
-            if deleted := await asyncio.get_running_loop().run_in_executor(None, purge_older_than, store.path, days):
+            deleted, kept = await asyncio.get_running_loop().run_in_executor(None, purge_older_than, bot.project, days)
+            if deleted:
                 log.info("deleted %d conversation%s with nothing written in %d days (privacy.retention_days)", deleted,
                          "" if deleted == 1 else "s", days)
+            for line in kept:
+                log.warning("privacy.retention_days: %s", line)
 
     async with running(rounds("deleting conversations past privacy.retention_days", lambda: RETENTION_EVERY_S, purge)):
         yield

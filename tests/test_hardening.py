@@ -41,7 +41,8 @@ from bot.language import READABLE
 from bot.limits import LIMITS, Limits, check_aiohttp, slow_down
 from bot.nlu import NLU
 from bot.openapi import ChatResponse, HistoryResponse, InboxResponse, mounted
-from bot.project import AGENT_NAME_PATTERN, VISIBLE_AGENT_NAME, LimitsConfig, ServerConfig, agent_name, load_project
+from bot.project import (AGENT_NAME_PATTERN, VISIBLE_AGENT_NAME, LimitsConfig, Project, ServerConfig, agent_name,
+                         load_project)
 from bot.server import BOT, create_app, load_serving_model
 from dialogues.store import REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Store, StoreError, cannot_write
 from finetune.classifier import FILES
@@ -1589,15 +1590,16 @@ async def test_purge_deletes_a_customers_conversations_and_those_past_a_retentio
 async def test_a_serving_bot_deletes_the_conversations_past_its_retention_period(
         make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """A retention period took a cron job beside the server (`bot purge --before`), and a shop that set none up kept
-    every conversation for good: privacy.retention_days has the server delete them itself, completely."""
+    every conversation for good: privacy.retention_days has the server delete them itself, completely, and its log
+    names the model versions trained since that may still hold them, as `bot purge` does."""
     monkeypatch.setattr(serving, "RETENTION_EVERY_S", 0.05)
     purged, purge = threading.Event(), serving.purge_older_than
 
-    def purging(path: Path, days: int) -> int:
-        deleted = purge(path, days)
+    def purging(project: Project, days: int) -> tuple[int, list[str]]:
+        deleted, kept = purge(project, days)
         if deleted:
             purged.set()
-        return deleted
+        return deleted, kept
 
     monkeypatch.setattr(serving, "purge_older_than", purging)
     caplog.set_level(logging.INFO, logger="deskbot")
@@ -1609,10 +1611,14 @@ async def test_a_serving_bot_deletes_the_conversations_past_its_retention_period
     with sqlite3.connect(client.app[BOT].project.db_path) as db:  # as if written a month ago
         db.execute("UPDATE conversations SET created = created - ?, updated = updated - ? WHERE id = ?", [month, month, old])
         db.execute("UPDATE turns SET created = created - ? WHERE conversation_id = ?", [month, old])
+        db.execute("INSERT INTO answer_candidates (conversation_id, question, answer, created) VALUES (?, ?, ?, ?)",
+                   [old, "my parcel?", "It is with the courier.", time.time() - month])  # an agent's answer
     assert await asyncio.get_running_loop().run_in_executor(None, purged.wait, 10)
     assert [row[0] for row in store_rows(client, "SELECT id FROM conversations")] == [recent]
     assert store_rows(client, "SELECT count(*) FROM turns WHERE conversation_id = ?", old) == [(0,)]
     assert "deleted 1 conversation with nothing written in 30 days (privacy.retention_days)" in caplog.text
+    served = Registry(client.app[BOT].project.models_dir).current()
+    assert f"its agent answers may be in {served}, trained since it began: `bot retrain" in caplog.text
     assert (await chat(client, recent, "still there?")).status == 200  # the serving bot goes on
 
     import yaml  # the period changed takes at a reload, with no restart
