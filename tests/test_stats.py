@@ -708,6 +708,7 @@ async def test_healthz_is_not_ready_while_the_store_cannot_write_and_ready_again
     import sqlite3
 
     monkeypatch.setattr("bot.server.HEALTH_PROBE_S", 2.0)
+    monkeypatch.setattr("bot.server.STORE_WATCH_S", 3600.0)  # the checks' writes alone are counted
     root = configured_copy(tiny_demo_bot, tmp_path / "bot")
     client = await aiohttp_client(create_app(root, device="cpu"))
     store = client.app[BOT].store
