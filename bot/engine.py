@@ -316,6 +316,7 @@ class Bot:
                            lambda: self.nlu.version)
         if store is not None:
             self.metrics.watch_store(store)
+            self.metrics.watch_renewals(self.renewals_failing_s)
         self.channels: dict[str, Any] = {}  # name -> Channel, filled by the server
         self.limits: Limits | None = None  # the server's, which caps the handoffs from one address
         self._turns: dict[str, asyncio.Lock] = {}  # conversation id -> the lock its turns take in order
@@ -539,6 +540,13 @@ class Bot:
             log.info("this server renews its turns and claims in the conversation store again: /healthz answers ok")
         self._renewals_failed, self._renewals_failing_said = None, False
         return done
+
+    def renewals_failing_s(self) -> float:
+        """How long this server's renewals of its turns and claims have failed, or the one running now gone on, in
+        seconds (0 while they work): for /metrics, whose alert can see them fail before ``TURN_STALE_S``."""
+        now = time.monotonic()
+        return max((now - since for since in (self._renewal_began, self._renewals_failed) if since is not None),
+                   default=0.0)
 
     def renewals_failing(self) -> str | None:
         """Why this server should get no new customers (None while it may): its renewals of its turns and claims in

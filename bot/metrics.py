@@ -65,6 +65,9 @@ class Metrics:
                                          registry=self.registry)
         self.store_lock_waiting = Gauge("deskbot_store_lock_waiting_seconds", "How long the store's write now "
                                         "asking for its lock has waited (0 when none waits).", registry=self.registry)
+        self.renewals_failing = Gauge("deskbot_renewals_failing_seconds", "How long this server's renewals of its "
+                                      "turns and claims in the store have failed, or the one now running gone on (0 "
+                                      "while they work); /healthz turns 503 at 10 s.", registry=self.registry)
         self.longest_wait = Gauge("deskbot_longest_wait_seconds", "How long the longest-waiting of them has waited "
                                   "(0 when nobody waits): the figure to alert on.", registry=self.registry)
 
@@ -80,6 +83,11 @@ class Metrics:
         and contention from another process built up without a sign."""
         store.on_lock_wait = self.store_lock_wait.observe
         self.store_lock_waiting.set_function(store.waiting_for_lock)
+
+    def watch_renewals(self, failing_s: Callable[[], float]) -> None:
+        """Report how long the renewals of the server's turns have failed: the other servers on the store take its
+        conversations over once they have for the stale time, which an alert can warn of before."""
+        self.renewals_failing.set_function(failing_s)
 
     def _batch_observer(self, stage: str) -> Callable[[int, float], None]:
         size, seconds = self.batch_size.labels(stage), self.batch_seconds.labels(stage)

@@ -1423,6 +1423,32 @@ async def test_a_broken_connection_for_renewals_is_opened_again_at_the_next_rene
     assert bot.renewals_failing() is None and bot._renewal_store is not broken
 
 
+async def test_metrics_say_how_long_the_renewals_have_failed(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """Renewals failing showed nowhere until /healthz turned 503 at ``TURN_STALE_S``, when the other servers on the
+    store were taking the server's conversations over already: /metrics says how long they have failed, 0 once one
+    works again."""
+    client = await aiohttp_client(create_app(web_demo_bot.root, device="cpu"))
+    bot, renewed = client.app[BOT], client.app[BOT]._renewed
+
+    def failing(renew: Any) -> Any:  # on the renewals' thread
+        raise sqlite3.OperationalError("disk I/O error")
+
+    async def failing_for() -> float:
+        body = await (await client.get("/metrics")).text()
+        return float(re.search(r"^deskbot_renewals_failing_seconds (\S+)$", body, re.M).group(1))
+
+    assert await failing_for() == 0.0
+    bot._renewed = failing
+    with pytest.raises(sqlite3.OperationalError):
+        await bot.probe_renewals()
+    bot._renewals_failed -= 30.0  # as if they had failed since 30 s ago
+    assert await failing_for() >= 30.0
+    bot._renewed = renewed
+    await bot.probe_renewals()
+    assert await failing_for() == 0.0
+
+
 async def test_a_message_behind_a_server_hung_mid_turn_is_answered_before_a_proxy_gives_up(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     """A server hung mid-turn held a conversation's next message on another server for two minutes, and a proxy in
