@@ -3039,18 +3039,54 @@ def test_the_agents_console_pages_through_more_customers_than_it_lists(
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator(f'.list li[data-id="{cid}"]')).to_be_visible()
     expect(page).to_have_title(f"({waiting[-1]}) deskbot · agents")  # those past the page counted too
-    pager = page.locator(".list li.pager")
+    pager = page.locator(".pager")
     expect(pager).to_have_text(re.compile(rf"^Previous1–{waiting[-1] - 3} of {waiting[-1]}Next$"))
     expect(pager.get_by_role("button", name="Previous")).to_be_disabled()
     asked: list[str] = []
     page.on("request", lambda request: asked.append(request.url))
     pager.get_by_role("button", name="Next").click()  # the page after the first 200 (the API's ?offset=)
-    expect(page.locator(".list li.pager").get_by_role("button", name="Previous")).to_be_enabled()
+    expect(page.locator(".pager").get_by_role("button", name="Previous")).to_be_enabled()
     assert any("status=handed_off" in url and "offset=200" in url for url in asked)
     page.reload()  # the page shown stays
-    expect(page.locator(".list li.pager").get_by_role("button", name="Previous")).to_be_enabled()
+    expect(page.locator(".pager").get_by_role("button", name="Previous")).to_be_enabled()
     page.get_by_role("button", name="With the bot").click()  # another tab starts at its first page
-    expect(page.locator(".list li.pager")).to_have_count(0)
+    expect(page.locator(".pager")).to_be_hidden()
+    context.close()
+
+
+def test_the_agents_consoles_listbox_holds_its_customers_alone_and_a_status_says_nobody_waits(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """The list of customers, a listbox, held its Previous/Next row and its "Nobody is waiting." as items that were no
+    options; and empty, it held nothing the keyboard reached: a screen reader's user never heard that nobody waited.
+    The listbox holds the customers alone; the pages' buttons sit below it, and a status says the list is empty."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "where is my parcel?")
+    assert api.chat(cid, "/handoff")["handed_off"] is True
+    context = chromium.browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    nobody = {"waits": True}
+
+    def waiting(route: Any) -> None:
+        """Nobody waits, else the waiting customers and 3 more past the page."""
+        inbox = route.fetch().json()
+        shown = [] if nobody["waits"] else [c for c in inbox["conversations"] if c["waiting_since"] is not None]
+        total = 0 if nobody["waits"] else len(shown) + 3
+        route.fulfill(json={**inbox, "conversations": shown, "total": total, "waiting": total, "waiting_yours": total})
+
+    page.route(re.compile(r"/admin/conversations\?.*status=handed_off"), waiting)
+    page.goto(f"{server.url}/agent?lang=en")
+    page.locator("#token").fill(web_demo_bot.admin_token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("status").filter(has_text="Nobody is waiting.")).to_be_visible()
+    expect(page.locator(".list > *")).to_have_count(0)  # said beside the list box, not as an item of it
+    nobody["waits"] = False
+    page.get_by_role("button", name="With the bot").click()
+    page.get_by_role("button", name="Waiting").click()
+    expect(page.locator(f'.list li[data-id="{cid}"]')).to_be_visible()
+    expect(page.get_by_role("status").filter(has_text="Nobody is waiting.")).to_have_count(0)
+    expect(page.get_by_role("button", name="Next")).to_be_enabled()
+    expect(page.locator('.list > :not([role="option"])')).to_have_count(0)  # options alone in the listbox
+    expect(page.get_by_role("listbox", name="Waiting").get_by_role("button")).to_have_count(0)
     context.close()
 
 
@@ -3072,7 +3108,8 @@ def test_the_agents_console_finds_a_customer_by_what_they_wrote(
     expect(page.get_by_label("Search conversations")).to_have_value("订单 zx")
     expect(page.locator(".list li[data-id]")).to_have_count(1)
     page.get_by_label("Search conversations").fill("nothing like it")
-    expect(page.locator(".list li")).to_have_text(["No conversation holds this."])
+    expect(page.locator(".list li")).to_have_count(0)
+    expect(page.get_by_role("status").filter(has_text="No conversation holds this.")).to_be_visible()
     context.close()
 
 
@@ -4214,10 +4251,10 @@ def test_the_agents_console_pages_through_a_long_review_queue(chromium: SimpleNa
     page = context.pages[0]
     page.route(lambda url: "/admin/review?" in url, queue)
     page.get_by_role("button", name="To review").click()
-    expect(page.locator(".list .pager")).to_contain_text("1–200 of 250")
+    expect(page.locator(".pager")).to_contain_text("1–200 of 250")
     page.get_by_role("button", name="Next").click()
     expect(page.locator(".list li .who").first).to_have_text("question 200")
-    expect(page.locator(".list .pager")).to_contain_text("201–250 of 250")
+    expect(page.locator(".pager")).to_contain_text("201–250 of 250")
     assert asked[-1] == 200
     page.get_by_role("button", name="Previous").click()
     expect(page.locator(".list li .who").first).to_have_text("question 0")
@@ -4271,7 +4308,7 @@ def test_the_keyboard_stays_in_the_list_as_its_item_leaves_it_or_its_page_turns(
     page = context.pages[0]
     page.route(lambda url: "/admin/review?" in url, page_of)
     page.get_by_role("button", name="To review").click()
-    expect(page.locator(".list .pager")).to_contain_text("1–200 of 500")
+    expect(page.locator(".pager")).to_contain_text("1–200 of 500")
     page.locator('.list li[data-id="1"]').focus()
     queue["items"] = [item for item in queue["items"] if item["id"] != 1]  # labelled by a colleague
     page.clock.run_for(3_100)  # the next refresh
@@ -4279,10 +4316,10 @@ def test_the_keyboard_stays_in_the_list_as_its_item_leaves_it_or_its_page_turns(
     expect(page.locator('.list li[data-id="2"]')).to_be_focused()
     page.get_by_role("button", name="Next").focus()
     page.keyboard.press("Enter")
-    expect(page.locator(".list .pager")).to_contain_text("201–400 of 499")
+    expect(page.locator(".pager")).to_contain_text("201–400 of 499")
     expect(page.get_by_role("button", name="Next")).to_be_focused()
     page.keyboard.press("Enter")  # the last page: no Next to press again
-    expect(page.locator(".list .pager")).to_contain_text("401–499 of 499")
+    expect(page.locator(".pager")).to_contain_text("401–499 of 499")
     expect(page.locator('.list li[data-id="401"]')).to_be_focused()
     context.close()
 
