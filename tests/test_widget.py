@@ -2474,6 +2474,22 @@ def console_on_a_customer_with_the_bot(chromium: SimpleNamespace, server: LiveSe
     return cid, context, page
 
 
+def test_a_chinese_console_in_an_english_browser_shows_its_times_in_chinese(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Times and dates followed the browser's language: a Chinese console (?lang=zh) in an English browser said
+    "更新于 3:05:09 PM". They follow the console's language."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "hello")
+    context = chromium.browser.new_context(viewport={"width": 1200, "height": 800}, locale="en-US")
+    page = context.new_page()
+    page.goto(f"{server.url}/agent?lang=zh")
+    page.locator("#token").fill(web_demo_bot.admin_token)
+    page.get_by_role("button", name="登录").click()
+    page.get_by_role("button", name="机器人处理中").click()
+    expect(page.locator(f'.list li[data-id="{cid}"] .meta')).to_have_text(re.compile(r"更新于 \d{1,2}:\d{2}:\d{2}$"))
+    context.close()
+
+
 def test_the_agents_console_shows_what_the_customer_said_was_wrong_with_a_reply(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     cid = f"console-{next(PAGE_NUMBERS)}"
