@@ -2668,7 +2668,7 @@ async def test_the_demo_shows_an_orders_tracking_number_only_to_who_proves_it_is
         assert tracking not in (await bot.handle(Turn("c2", "94105", "web"))).text
 
         await bot.handle(Turn("c3", '/track_order{"order_id": "789"}', "web"))
-        reply = await bot.handle(Turn("c3", "ok", "web"))  # no proof to give: a person, and the wait ends
+        reply = await bot.handle(Turn("c3", "I don't have it", "web"))  # no proof to give: a person, and the wait ends
         assert reply.text.startswith("All right. Without the email address or postcode") and tracking not in reply.text
         assert reply.buttons[0]["payload"] == "/handoff" and bot.store.conversation("c3")["active_loop"] is None
     finally:
@@ -2709,6 +2709,25 @@ def test_the_demo_action_asks_a_chinese_customer_for_the_proof_in_chinese(action
     assert SlotSet("requested_slot", None) in events
     said, _ = run(orders.ActionOrderStatus(), {**waiting, "order_proof": "200031", "order_proof_misses": 3}, "200031")
     assert "周五" not in said and said.startswith("还是与订单信息不符")
+
+@pytest.mark.parametrize("language, text, intent", [("en", "thanks", "thank_you"), ("en", "ok", "acknowledge"),
+                                                    ("zh", "谢谢", "thank_you"), ("zh", "好的", "acknowledge")])
+def test_the_demo_action_thanks_a_customer_who_is_done_rather_than_asking_for_the_proof(
+        action_bot: Path, tmp_path: Path, language: str, text: str, intent: str) -> None:
+    """The proof is optional, but "thanks" or "ok" right after the order's status, while the proof was awaited, got
+    "All right. Without the email address or postcode…" with a person: the customer, done, gets the bot's own answer
+    to a thank-you or an acknowledgement (the demo's template of its intent, in their language), and the wait ends."""
+    orders = demo_orders(action_bot, tmp_path)
+    dispatcher = CollectingDispatcher()
+    latest = {"text": text, "entities": [], "intent": {"name": intent}}
+    slots = {"language": language, "order_id": "789", "requested_slot": "order_proof", "orders_unproven": ["789"]}
+    events = orders.ActionOrderStatus().run(dispatcher, Tracker("c1", slots, latest, [], False, None, {}, None), {})
+    assert [message["response"] for message in dispatcher.messages] == [f"utter_{intent}"]
+    assert not any(message["buttons"] for message in dispatcher.messages)
+    assert SlotSet("requested_slot", None) in events and SlotSet("orders_unproven", None) in events
+    templates = load_project(Path(__file__).parents[1] / "bot" / "demo").responses.templates[intent]
+    assert any((variant.language or "en") == language for variant in templates)  # said in the customer's language
+
 
 def test_the_demo_stops_comparing_proofs_of_an_order_guessed_at_in_many_conversations(action_bot: Path,
                                                                                         tmp_path: Path) -> None:

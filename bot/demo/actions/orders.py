@@ -38,6 +38,9 @@ MAX_PROOF_MISSES = 3  # wrong proofs in a conversation before the action stops c
 # Wrong proofs of an order in all conversations (a new conversation starts with none of its own) before the chat
 # compares none for it: its customer then signs in, or a person checks who they are. A right one starts it afresh.
 MAX_ORDER_PROOF_MISSES = 10
+# The demo's intents of a message that only thanks or acknowledges ("thanks", "ok", "谢谢", "好的"): to the question
+# for the proof, the customer is done, and gets the template of the intent, not the offer of a person.
+ACKNOWLEDGEMENTS = ("thank_you", "acknowledge")
 # A proof in the customer's answer: an email address, or a postcode (a UK one, SW1A 1AA; a US ZIP or a Chinese 邮编,
 # five or six digits) in a message that names no order or parcel, where the digits are another order's number ("order
 # 12345"), and which asks again about the order ("check my order") rather than saying "ok" or "I don't have it".
@@ -142,9 +145,13 @@ class ActionOrderStatus(Action):
             return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
         if tracker.get_slot("requested_slot") == PROOF and not read and not NAMES_AN_ORDER.search(said) \
                 and not said.startswith("/"):
-            # "ok", "I don't have it" to the question for the proof: the same question again would loop, so a person
-            # ("check my order", or the intent's button, is asked which order, below)
-            dispatcher.utter_message(text=say["no_proof"], buttons=person)
+            # The proof is optional: "thanks" or "ok" (read as such) ends the wait with the bot's own answer to it, and
+            # "I don't have it" with a person, as the same question again would loop ("check my order", or the
+            # intent's button, is asked which order, below)
+            if intent in ACKNOWLEDGEMENTS:
+                dispatcher.utter_message(response=f"utter_{intent}")
+            else:
+                dispatcher.utter_message(text=say["no_proof"], buttons=person)
             return [SlotSet("requested_slot", None), SlotSet("orders_unproven", None)]
         if order_id and not read and order_id not in said and tracker.get_slot("order_status") and not asked:
             # Asked again without a number ("查订单", "check my order") after an order was looked up: the customer may
