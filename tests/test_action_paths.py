@@ -2729,6 +2729,30 @@ def test_the_demo_action_thanks_a_customer_who_is_done_rather_than_asking_for_th
     assert any((variant.language or "en") == language for variant in templates)  # said in the customer's language
 
 
+@pytest.mark.parametrize("language, asked", [
+    ("en", "For their tracking numbers and expected delivery, send me the email address or postcode on the orders."),
+    ("zh", "如需查看物流单号和预计送达时间，请发送订单上的邮箱或邮编。")])
+def test_the_demo_action_asks_for_the_proof_of_several_orders_in_the_plural(action_bot: Path, tmp_path: Path,
+                                                                          language: str, asked: str) -> None:
+    """An answer about two orders asked "For its tracking number…", as though of one: in English it asks of their
+    tracking numbers and the email address or postcode on the orders, and offers a person for their details once
+    it compares no more proofs; the Chinese says it of one order or several alike."""
+    orders = demo_orders(action_bot, tmp_path)
+
+    def run(slots: dict[str, Any]) -> str:
+        dispatcher = CollectingDispatcher()
+        latest = {"text": "where are my orders 123 and 789?", "intent": {"name": "track_order"},
+                  "entities": [{"entity": "order_id", "value": "123"}, {"entity": "order_id", "value": "789"}]}
+        tracker = Tracker("c1", {"language": language, "order_id": "123", **slots}, latest, [], False, None, {}, None)
+        orders.ActionOrderStatus().run(dispatcher, tracker, {})
+        return dispatcher.messages[0]["text"]
+
+    assert run({}).splitlines()[-1] == asked
+    locked = run({"order_proof_misses": 3}).splitlines()[-1]
+    assert locked == ("For their tracking details, a person can help." if language == "en"
+                      else "如需物流详情，人工客服可以帮您查询。")
+
+
 def test_the_demo_stops_comparing_proofs_of_an_order_guessed_at_in_many_conversations(action_bot: Path,
                                                                                         tmp_path: Path) -> None:
     """Three wrong proofs in a conversation stopped the guessing there alone: a new conversation had three more. An

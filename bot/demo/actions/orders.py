@@ -98,7 +98,11 @@ MESSAGES = {
            "wrong": "That doesn't match the order. Please check it and send the email address or postcode on the order "
                     "again.",
            "locked": "That doesn't match either, so I can't show the order's tracking details here. A person can help.",
-           "ask_a_person": "For its tracking details, a person can help.", "words": {}},
+           "ask_a_person": "For its tracking details, a person can help.",
+           # the same, where the answer is about several orders (the Chinese says it of one or several alike)
+           "prove_several": "For their tracking numbers and expected delivery, send me the email address or postcode "
+                            "on the orders.",
+           "ask_a_person_several": "For their tracking details, a person can help.", "words": {}},
     "zh": {"ask_number": "好的，请问您的订单号是多少？",
            "ask_again": "查询订单需要订单号：您可以在订单确认邮件里，或者账户的 **订单** 中找到它。也可以转人工客服。",
            "still_none": "没关系：没有订单号我这边查不到，但人工客服可以用您下单时的邮箱帮您查找。之后找到订单号的话，发“订单”加号码给我就行。",
@@ -189,7 +193,8 @@ class ActionOrderStatus(Action):
         locked = (tracker.get_slot("order_proof_misses") or 0) >= MAX_PROOF_MISSES \
             or all(rows[number][6] >= MAX_ORDER_PROOF_MISSES for number in unproven)
         if unproven:
-            lines.append(say["ask_a_person" if locked else "prove"])
+            asks = "ask_a_person" if locked else "prove"
+            lines.append(say.get(f"{asks}_several", say[asks]) if len(unproven) > 1 else say[asks])
         dispatcher.utter_message(text="\n".join(lines), buttons=person if unproven and locked else [])
         waits = bool(unproven) and not locked
         return [SlotSet("order_status", list(rows.values())[-1][0]), SlotSet("requested_slot", PROOF if waits else None),
