@@ -340,6 +340,9 @@ CHECKPOINT_TRY_MS = 20  # how long one try to empty the WAL after a purge waits 
 CHECKPOINT_PAUSE_S = 0.1  # between those tries, for the serving bot's writes
 # Conversations ``Store.purge`` deletes in one transaction, while a serving bot's writes wait (a few ms).
 PURGE_BATCH = 20
+# The ids one query's IN (...) lists: SQLite refuses a statement with more than 32,766 values (999 before 3.32), and
+# a first `bot purge --before` or retention round on a store of years names every conversation it deletes.
+IDS_A_QUERY = 900
 # What the disk or another process does to the store, and may undo: full, read-only, failing, locked.
 _UNWRITABLE = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_BUSY,
                sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN}
@@ -1268,10 +1271,14 @@ class Store:
         return self.conversations([conversation_id])[0]
 
     def conversations(self, conversation_ids: list[str]) -> list[dict[str, Any] | None]:
-        """:meth:`conversation` for many ids in one query (the server reads a batch of turns' at once)."""
-        marks = ",".join("?" * len(conversation_ids))
-        rows = {r["id"]: _with_slots(r)
-                for r in self.db.query(f"SELECT * FROM conversations WHERE id IN ({marks})", conversation_ids)}
+        """:meth:`conversation` for many ids, a query for each :data:`IDS_A_QUERY` (the server reads a batch of turns'
+        at once; a purge by date, every conversation it deletes)."""
+        rows: dict[str, dict[str, Any]] = {}
+        for at in range(0, len(conversation_ids), IDS_A_QUERY):
+            batch = conversation_ids[at:at + IDS_A_QUERY]
+            marks = ",".join("?" * len(batch))
+            rows |= {r["id"]: _with_slots(r)
+                     for r in self.db.query(f"SELECT * FROM conversations WHERE id IN ({marks})", batch)}
         return [rows.get(i) for i in conversation_ids]
 
     def offered(self, conversation_id: str) -> list[str]:

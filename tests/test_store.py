@@ -3438,3 +3438,16 @@ def test_a_label_correction_finds_the_labels_of_its_answer_by_an_index(tmp_path:
         plan = [row[3] for row in store.db.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()]
         assert not [step for step in plan if re.match(r"SCAN (review_labels|r|p)\b", step)], (sql, plan)
     store.close()
+
+
+def test_the_conversations_of_more_ids_than_a_query_may_list_are_read(tmp_path: Path) -> None:
+    """A first purge by date or retention round on a store of years reads every conversation it deletes: more than
+    the 32,766 values SQLite lets one IN (...) list failed with "too many SQL variables", and nothing was deleted."""
+    store = Store(tmp_path / "dialogues.db")
+    for conversation in ("first", "last"):
+        user_turn(store, conversation, "where is my order?")
+    ids = ["first", *(f"gone-{n}" for n in range(40_000)), "last"]
+    read = store.conversations(ids)
+    assert len(read) == len(ids)
+    assert [row["id"] for row in read if row is not None] == ["first", "last"]
+    store.close()
