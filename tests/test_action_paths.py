@@ -2729,28 +2729,39 @@ def test_the_demo_action_thanks_a_customer_who_is_done_rather_than_asking_for_th
     assert any((variant.language or "en") == language for variant in templates)  # said in the customer's language
 
 
-@pytest.mark.parametrize("language, asked", [
-    ("en", "For their tracking numbers and expected delivery, send me the email address or postcode on the orders."),
-    ("zh", "如需查看物流单号和预计送达时间，请发送订单上的邮箱或邮编。")])
+@pytest.mark.parametrize("language, said", [
+    ("en", ["For their tracking numbers and expected delivery, send me the email address or postcode on the orders.",
+            "For their tracking details, a person can help.",
+            "That doesn't match the orders. Please check it and send the email address or postcode on the orders again.",
+            "That doesn't match either, so I can't show the orders' tracking details here. A person can help.",
+            "All right. Without the email address or postcode on the orders I can't show their tracking details here, "
+            "but a person can help."]),
+    ("zh", ["如需查看物流单号和预计送达时间，请发送订单上的邮箱或邮编。", "如需物流详情，人工客服可以帮您查询。",
+            "与订单信息不符。请核对后，再发送一次订单上的邮箱或邮编。", "还是与订单信息不符，我这边无法显示物流详情。人工客服可以帮您查询。",
+            "好的。没有订单上的邮箱或邮编，我这边无法显示物流详情，人工客服可以帮您查询。"])])
 def test_the_demo_action_asks_for_the_proof_of_several_orders_in_the_plural(action_bot: Path, tmp_path: Path,
-                                                                          language: str, asked: str) -> None:
-    """An answer about two orders asked "For its tracking number…", as though of one: in English it asks of their
-    tracking numbers and the email address or postcode on the orders, and offers a person for their details once
-    it compares no more proofs; the Chinese says it of one order or several alike."""
+                                                                          language: str, said: list[str]) -> None:
+    """An answer about two orders asked "For its tracking number…", as though of one, and said "That doesn't match
+    the order" and "the order's tracking details" of both: in English it asks of their tracking numbers and the email
+    address or postcode on the orders, and says so of them after a wrong proof, the last one, or none; the Chinese
+    says it of one order or several alike."""
     orders = demo_orders(action_bot, tmp_path)
+    asked = "where are my orders 123 and 789?"
 
-    def run(slots: dict[str, Any]) -> str:
+    def run(slots: dict[str, Any], text: str = asked) -> str:
         dispatcher = CollectingDispatcher()
-        latest = {"text": "where are my orders 123 and 789?", "intent": {"name": "track_order"},
-                  "entities": [{"entity": "order_id", "value": "123"}, {"entity": "order_id", "value": "789"}]}
-        tracker = Tracker("c1", {"language": language, "order_id": "123", **slots}, latest, [], False, None, {}, None)
+        read = [{"entity": "order_id", "value": number} for number in ("123", "789") if text == asked]
+        latest = {"text": text, "intent": {"name": "track_order"}, "entities": read}
+        tracker = Tracker("c1", {"language": language, "order_id": "789", **slots}, latest, [], False, None, {}, None)
         orders.ActionOrderStatus().run(dispatcher, tracker, {})
         return dispatcher.messages[0]["text"]
 
-    assert run({}).splitlines()[-1] == asked
-    locked = run({"order_proof_misses": 3}).splitlines()[-1]
-    assert locked == ("For their tracking details, a person can help." if language == "en"
-                      else "如需物流详情，人工客服可以帮您查询。")
+    assert run({}).splitlines()[-1] == said[0]
+    assert run({"order_proof_misses": 3}).splitlines()[-1] == said[1]
+    waiting = {"requested_slot": "order_proof", "orders_unproven": ["123", "789"]}
+    assert run({**waiting, "order_proof": "10001"}, "10001") == said[2]
+    assert run({**waiting, "order_proof": "10001", "order_proof_misses": 2}, "10001") == said[3]
+    assert run(waiting, "I don't have it") == said[4]
 
 
 def test_the_demo_stops_comparing_proofs_of_an_order_guessed_at_in_many_conversations(action_bot: Path,

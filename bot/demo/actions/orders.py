@@ -102,7 +102,13 @@ MESSAGES = {
            # the same, where the answer is about several orders (the Chinese says it of one or several alike)
            "prove_several": "For their tracking numbers and expected delivery, send me the email address or postcode "
                             "on the orders.",
-           "ask_a_person_several": "For their tracking details, a person can help.", "words": {}},
+           "ask_a_person_several": "For their tracking details, a person can help.",
+           "no_proof_several": "All right. Without the email address or postcode on the orders I can't show their "
+                               "tracking details here, but a person can help.",
+           "wrong_several": "That doesn't match the orders. Please check it and send the email address or postcode on "
+                            "the orders again.",
+           "locked_several": "That doesn't match either, so I can't show the orders' tracking details here. A person "
+                             "can help.", "words": {}},
     "zh": {"ask_number": "好的，请问您的订单号是多少？",
            "ask_again": "查询订单需要订单号：您可以在订单确认邮件里，或者账户的 **订单** 中找到它。也可以转人工客服。",
            "still_none": "没关系：没有订单号我这边查不到，但人工客服可以用您下单时的邮箱帮您查找。之后找到订单号的话，发“订单”加号码给我就行。",
@@ -155,7 +161,8 @@ class ActionOrderStatus(Action):
             if intent in ACKNOWLEDGEMENTS:
                 dispatcher.utter_message(response=f"utter_{intent}")
             else:
-                dispatcher.utter_message(text=say["no_proof"], buttons=person)
+                dispatcher.utter_message(text=worded(say, "no_proof", tracker.get_slot("orders_unproven") or []),
+                                         buttons=person)
             return [SlotSet("requested_slot", None), SlotSet("orders_unproven", None)]
         if order_id and not read and order_id not in said and tracker.get_slot("order_status") and not asked:
             # Asked again without a number ("查订单", "check my order") after an order was looked up: the customer may
@@ -194,7 +201,7 @@ class ActionOrderStatus(Action):
             or all(rows[number][6] >= MAX_ORDER_PROOF_MISSES for number in unproven)
         if unproven:
             asks = "ask_a_person" if locked else "prove"
-            lines.append(say.get(f"{asks}_several", say[asks]) if len(unproven) > 1 else say[asks])
+            lines.append(worded(say, asks, unproven))
         dispatcher.utter_message(text="\n".join(lines), buttons=person if unproven and locked else [])
         waits = bool(unproven) and not locked
         return [SlotSet("order_status", list(rows.values())[-1][0]), SlotSet("requested_slot", PROOF if waits else None),
@@ -264,11 +271,17 @@ def checked_proof(dispatcher: CollectingDispatcher, tracker: Tracker, say: dict[
     misses += 1
     if misses >= MAX_PROOF_MISSES or all(row[6] + 1 >= MAX_ORDER_PROOF_MISSES for row in open_to_proof.values()):
         # no more guesses: a person can check who the customer is
-        dispatcher.utter_message(text=say["locked"], buttons=person)
+        dispatcher.utter_message(text=worded(say, "locked", unproven), buttons=person)
         return [*events, SlotSet("order_proof_misses", misses), SlotSet("orders_unproven", None),
                 SlotSet("requested_slot", None)]
-    dispatcher.utter_message(text=say["wrong"])
+    dispatcher.utter_message(text=worded(say, "wrong", unproven))
     return [*events, SlotSet("order_proof_misses", misses), SlotSet("requested_slot", PROOF)]
+
+
+def worded(say: dict[str, Any], key: str, orders: list[str]) -> str:
+    """The message ``key`` of ``say``, worded for ``orders``: its ``<key>_several`` where they are several ("their
+    tracking numbers", "on the orders"), which a language that says it of one or several alike has none of."""
+    return say.get(f"{key}_several", say[key]) if len(orders) > 1 else say[key]
 
 
 def order_button(say: dict[str, Any], intent: str, order_id: str) -> dict[str, str]:
