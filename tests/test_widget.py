@@ -2144,6 +2144,11 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
         expect(page.locator(f'.list li[data-id="{cid}"] .meta')).to_have_text(
             re.compile(r"^web · Sam 已接手 · 已等待 \d+ 分鐘$"))
         assert page.evaluate("document.documentElement.lang") == "zh-Hant"
+    # Every text of the English console in each language's: one missing threw where it was shown (the transcript's
+    # name, a note's deletion, what the customer wrote said aloud, in Traditional characters).
+    missing = page.evaluate("Object.fromEntries(Object.entries(STRINGS).map(([lang, texts]) => "
+                            "[lang, Object.keys(STRINGS.en).filter((key) => !(key in texts))]))")
+    assert missing == {"en": [], "zh": [], "zh-Hant": []}
     page.goto(f"{server.url}/agent?lang=zh-Hans-HK")  # Simplified characters asked for, in Hong Kong
     expect(page.get_by_role("button", name="机器人处理中")).to_be_visible()
     context.close()
