@@ -138,7 +138,7 @@ def test_a_custom_payload_alone_is_a_response_and_named_where_slack_and_wecom_ge
     """A Rasa response may be a custom payload alone (a carousel the shop's page draws); it was refused for its
     missing text. Slack and WeCom show no custom payload, so a response that is only that for some of their
     customers is named when the bot loads; a variant with neither a text nor a payload is still refused."""
-    from bot.cli import say_gaps
+    from bot.cli.common import say_gaps
 
     path = bot_dir / "responses.yml"
     said = '    - text: "Thanks for visiting Demo Shop. Goodbye!"\n'
@@ -449,7 +449,7 @@ def test_examples_under_two_intents_that_differ_only_in_punctuation_are_told_of(
         bot_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """"where is my order" under get_refund and "where is my order?" under track_order loaded without a word:
     the classifier learnt two answers to one question. They still load, and the training data is as written."""
-    from bot.cli import say_gaps
+    from bot.cli.common import say_gaps
 
     path = bot_dir / "nlu.yml"
     path.write_text(path.read_text().replace("    - 我要退款\n", "    - 我要退款\n    - Where is my order\n", 1))
@@ -573,7 +573,7 @@ def test_a_history_question_no_customer_could_send_is_left_out_and_named(bot_dir
     """A ticket's whole thread, longer than the server takes (server.max_message_chars), was indexed as a
     question no customer can ask; it is left out and named, not refused, so lowering the limit keeps the bot
     loading."""
-    from bot.cli import say_gaps
+    from bot.cli.common import say_gaps
 
     path = bot_dir / "history.jsonl"
     kept = len(load_project(bot_dir).history)
@@ -590,7 +590,7 @@ def test_an_intent_too_small_for_the_frozen_evaluation_set_is_named(bot_dir: Pat
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """An intent of one example trained and served without a word that no figure measures it: none of its examples
     is held out, and a retrain's candidate could lose it within learning.max_forgotten."""
-    from bot.cli import say_gaps
+    from bot.cli.common import say_gaps
 
     path = bot_dir / "nlu.yml"
     path.write_text(path.read_text() + "- intent: gift_wrap\n  examples: |\n    - can you gift wrap it\n")
@@ -602,7 +602,7 @@ def test_an_intent_too_small_for_the_frozen_evaluation_set_is_named(bot_dir: Pat
 
 def test_intents_of_very_unequal_sizes_name_the_setting_that_weighs_them(bot_dir: Path,
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    from bot.cli import say_gaps
+    from bot.cli.common import say_gaps
 
     path = bot_dir / "nlu.yml"
     path.write_text(path.read_text() + "- intent: gift_wrap\n  examples: |\n"
@@ -642,7 +642,7 @@ def test_a_helpdesks_answers_that_name_their_customer_are_not_indexed_for_others
     checked for one customer's numbers alone, as the shop's own in history.jsonl are: one that greeted its customer
     by name or gave their email was indexed, and retrieval gave it to the next customer who asked alike. They are
     checked as the store's agent answers are; history.jsonl's, the shop's own, may still give its contact details."""
-    from bot.cli import say_one_case_history
+    from bot.cli.models import say_one_case_history
     from bot.training import history_answers
 
     (bot_dir / "history.jsonl").write_text(json.dumps(
@@ -664,7 +664,8 @@ def test_a_helpdesks_answers_that_name_their_customer_are_not_indexed_for_others
 def test_notes_about_history_answers_name_the_files_they_come_from(
         bot_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A bot whose answers are history.csv's was told of "history.jsonl's" answers, a file it did not have."""
-    from bot.cli import say_gaps, say_one_case_history
+    from bot.cli.common import say_gaps
+    from bot.cli.models import say_one_case_history
 
     kept = (bot_dir / "history.jsonl").read_text()
     (bot_dir / "history.jsonl").unlink()
@@ -781,7 +782,7 @@ def test_an_intent_listed_in_two_entries_is_told_of_with_their_lines(
         bot_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A second '- intent: greet' entry (a pasted block, or a name meant to be another) trained greet without a
     word; its examples still do, as Rasa reads them, and `bot train` and `bot serve` name both entries' lines."""
-    from bot.cli import say_gaps
+    from bot.cli.common import say_gaps
 
     path = bot_dir / "nlu.yml"
     path.write_text(path.read_text() + "- intent: greet\n  examples: |\n    - hiya there\n")
@@ -801,7 +802,7 @@ def test_entities_nlu_yml_annotates_and_no_regex_reads_are_named(tmp_path: Path,
     """A Rasa bot's annotations taught its entity extractor; deskbot reads entities with regexes only, so an
     annotated entity without one was never set, and a template needing it was refused as filled by "no entity
     of nlu.yml", which the annotations seemed to contradict."""
-    from bot.cli import say_gaps
+    from bot.cli.common import say_gaps
 
     (tmp_path / "bot.yml").write_text("name: t\n")
     (tmp_path / "nlu.yml").write_text(
@@ -1024,7 +1025,7 @@ def test_a_rasa_bots_fallback_response_is_told_to_be_no_fallback_here(bot_dir: P
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """A migrating bot's utter_default, which Rasa's fallback says, loads as a response for the actions to send, and
     deskbot's own fallback, which says fallback.message, never does: without a word, the shop took it for the fallback."""
-    from bot.cli import say_gaps
+    from bot.cli.common import say_gaps
 
     path = bot_dir / "responses.yml"
     path.write_text(path.read_text() + "  utter_default:\n    - text: Sorry, I didn't get that.\n")
@@ -1300,7 +1301,7 @@ def test_missing_bot_yml_says_how_to_start(tmp_path: Path) -> None:
 def test_the_starter_bot_has_nothing_bot_train_notes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`bot init mybot` then `bot train mybot`, as the README starts, was answered by a note that the starter lacks an
     oos intent, so that "tell me a joke" got the opening hours."""
-    from bot.cli import say_gaps
+    from bot.cli.common import say_gaps
 
     assert CliRunner().invoke(cli, ["init", str(tmp_path / "bot")]).exit_code == 0
     project = load_project(tmp_path / "bot")
@@ -1335,7 +1336,7 @@ def test_each_starter_hands_a_customer_who_asks_for_a_person_to_the_agents(
 def test_the_chinese_starter_speaks_chinese_and_has_nothing_bot_train_notes(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A Chinese shop had the English starter alone: it set language: zh and rewrote every file."""
-    from bot.cli import say_gaps
+    from bot.cli.common import say_gaps
 
     result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--language", "zh"])
     assert result.exit_code == 0 and "Created a starter bot in Chinese" in result.output
@@ -1355,7 +1356,7 @@ def test_the_bilingual_starter_answers_each_language_in_its_own_and_has_nothing_
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A shop with English and Chinese customers had no starter of its own: the English one with language: multi
     answered Chinese customers in English, and bot train said nothing of it."""
-    from bot.cli import say_gaps
+    from bot.cli.common import say_gaps
 
     result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--language", "multi"])
     assert result.exit_code == 0 and "Created a starter bot in English and Chinese" in result.output
@@ -1379,7 +1380,7 @@ def test_a_bilingual_bot_is_told_to_give_a_chinese_fallback_title_as_chineses_al
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """bot train told a bilingual bot to set fallback.titles: {opening_hours: …}; a title set so, in Chinese, was then
     offered to its English customers too, and nothing said so."""
-    from bot.cli import say_gaps
+    from bot.cli.common import say_gaps
 
     root = tmp_path / "bot"
     assert CliRunner().invoke(cli, ["init", str(root), "--language", "multi"]).exit_code == 0
@@ -1402,7 +1403,7 @@ def test_a_bilingual_bot_is_told_to_give_a_chinese_fallback_title_as_chineses_al
 def test_a_chinese_bot_with_english_templates_is_told(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The starter with language: zh and examples in Chinese answered every Chinese customer with its English
     templates, and neither `bot train` nor `bot serve` said so. A template of a variable or of Chinese is no such."""
-    from bot.cli import say_gaps
+    from bot.cli.common import say_gaps
 
     root = tmp_path / "bot"
     assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
@@ -1424,7 +1425,7 @@ def test_a_chinese_bot_with_english_templates_is_told(tmp_path: Path, capsys: py
 def test_a_bilingual_bot_with_english_templates_is_told(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The English starter set to language: multi answered its Chinese customers in English, and `bot train` said
     nothing, as it did for a zh bot."""
-    from bot.cli import say_gaps
+    from bot.cli.common import say_gaps
 
     root = tmp_path / "bot"
     assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
@@ -1442,7 +1443,7 @@ def test_a_bilingual_bot_answering_english_customers_in_chinese_is_told(tmp_path
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """A Chinese variant written without language: zh answers every customer: as an intent's only variant, or beside
     one with language: zh, the bilingual bot's English customers got Chinese, and nothing said so."""
-    from bot.cli import say_gaps
+    from bot.cli.common import say_gaps
 
     root = tmp_path / "bot"
     assert CliRunner().invoke(cli, ["init", str(root), "--language", "multi"]).exit_code == 0
@@ -1799,7 +1800,7 @@ def test_an_intent_of_five_examples_holds_one_out() -> None:
 def test_an_intent_whose_every_variant_needs_a_value_is_named(bot_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """"Your refund for order {order_id} is on its way" alone loaded without a word, and a customer clicking the
     bot's own Track a refund button was told it did not understand, three times, then handed to a person."""
-    from bot.cli import say_gaps
+    from bot.cli.common import say_gaps
 
     say_gaps(load_project(bot_dir))
     assert "needs a value" not in capsys.readouterr().err  # the demo has a plain variant for each

@@ -25,7 +25,8 @@ from click.testing import CliRunner
 import bot.retrain
 import bot.server
 import bot.training
-from bot.cli import _print_decision, cli, say_not_learnt
+from bot.cli import cli
+from bot.cli.models import _print_decision, say_not_learnt
 from bot.nlu import Remembered, as_served
 from bot.project import Example, ProjectError, load_project
 from bot.retrain import (
