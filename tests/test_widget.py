@@ -4345,6 +4345,46 @@ def test_the_keyboard_stays_in_the_list_as_its_item_leaves_it_or_its_page_turns(
     context.close()
 
 
+def test_a_screen_reader_hears_the_range_of_the_page_turned_to_and_not_at_each_refresh(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """An agent at the keyboard pressing Next stayed on the button, and heard nothing of the page they came to: its
+    range, drawn anew, was no live region. The range of the page turned to is said once, not again at each refresh."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "where is my parcel?")
+    assert api.chat(cid, "/handoff")["handed_off"] is True
+    context = open_console(chromium, server, web_demo_bot.admin_token, cid, clock=True)
+    page = context.pages[0]
+    like: list[dict[str, Any]] = []  # the waiting customer, each of the 450 listed made like them
+    answered: list[dict[str, Any]] = []
+
+    def waiting(route: Route) -> None:
+        inbox = route.fetch().json()
+        like[:] = like or [c for c in inbox["conversations"] if c["conversation_id"] == cid]
+        offset = int(parse_qs(urlsplit(route.request.url).query).get("offset", ["0"])[0])
+        shown = [{**like[0], "conversation_id": f"c-{n}"} for n in range(offset, min(offset + 200, 450))]
+        answered.append({})
+        route.fulfill(json={**inbox, "conversations": shown, "total": 450, "waiting": 450, "waiting_yours": 450})
+    page.route(re.compile(r"/admin/conversations\?limit=\d+&status=handed_off&"), waiting)
+    refreshed(page, answered)
+    expect(page.locator(".pager")).to_contain_text("1–200 of 450")
+    ranges = page.get_by_role("status").filter(has_text=re.compile(r"\d+–\d+ of 450"))
+    expect(ranges).to_have_count(0)  # the first page, not turned to: nothing said
+    page.get_by_role("button", name="Next").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status").filter(has_text="201–400 of 450")).to_have_count(1)
+    expect(page.get_by_role("button", name="Next")).to_be_focused()
+    page.evaluate("""() => { window.saidAgain = [];
+      const region = [...document.querySelectorAll("[role=status]")].find((r) => r.textContent === "201–400 of 450");
+      new MutationObserver(() => window.saidAgain.push(region.textContent))
+        .observe(region, {childList: true, subtree: true, characterData: true}); }""")
+    refreshed(page, answered)
+    assert page.evaluate("window.saidAgain") == []  # the same page refreshed: not said again
+    page.get_by_role("button", name="Previous").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status").filter(has_text="1–200 of 450")).to_have_count(1)
+    close_console(context)
+
+
 def test_a_long_message_in_the_review_queue_takes_a_few_lines_of_the_list(chromium: SimpleNamespace, server: LiveServer,
                                                                           web_demo_bot: SimpleNamespace) -> None:
     """A customer's long message (an order's story, 2,000 characters) was listed whole in the review queue: its item
