@@ -1842,7 +1842,7 @@ async def test_the_demos_order_lookup_answers_for_each_order_a_message_names(act
     try:
         await bot.handle(Turn("c1", "/track_order", "web"))
         reply = await bot.handle(Turn("c1", "my orders 123 and 456", "web"))
-        assert reply.text == "Order 123 is **shipped**.\nOrder 456 is **processing**.\nFor its tracking number and expected delivery, send me the email address or postcode on the order."
+        assert reply.text == "Order 123 is **shipped**.\nOrder 456 is **processing**.\nFor their tracking numbers and expected delivery, send me the email address or postcode on the orders."
         reply = await bot.handle(Turn("c1", "Alex@Example.com", "web"))  # order 123's email
         assert reply.text == "Order 123 is **shipped**. Tracking: UPS 1Z999AA10123456784. Expected delivery: Tuesday."
         assert bot.store.conversation("c1")["active_loop"] is None
