@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import re
+import sqlite3
 import time
 from contextvars import ContextVar
 from collections.abc import AsyncIterator, Awaitable, Sequence
@@ -54,7 +55,7 @@ from bot.language import (
 from bot.limits import Limits, handoffs_full
 from bot.metrics import Metrics
 from bot.nlu import NLU, Analysis
-from bot.notify import HandoffNotifier
+from bot.notify import CONSOLE, HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_in_a_row, misses_reach_handoff, understood
 from bot.project import (HANDOFF_PAYLOAD, MID_CONVERSATION, REQUESTED_SLOT, RESERVED_PAYLOADS, RESUME_PAYLOAD,
                          SESSION_METADATA, VERIFIED_USER, BotConfig, Project, name_agent)
@@ -325,7 +326,8 @@ class Bot:
         self._idle.set()
         # (conversation id, key) -> how the agent's reply sent with that key turns out, while it is being sent
         self._keyed: dict[tuple[str, str], tuple[str, asyncio.Future[int]]] = {}  # its text, and how it went
-        self.notifier = HandoffNotifier(self.config.handoff.notify_url)
+        self.notifier = HandoffNotifier(self.config.handoff.notify_url, reference=self._reference,
+                                        console=self.config.handoff.console_url)
         # The takeover and handback notices, sent after the admin API has answered (see ``_tell_change``); and
         # per conversation the latest of them still on its way, which the next notice and agent reply wait for.
         self._notices = BackgroundTasks()
@@ -352,6 +354,7 @@ class Bot:
         if project is not None:
             self.project, self.config = project, project.config
             self.notifier.url = project.config.handoff.notify_url
+            self.notifier.console = project.config.handoff.console_url or CONSOLE
         if actions is not None and actions is not self.actions:
             self._retired.append(self.actions)
             self._retiring.spawn(self._retire(self.actions))
@@ -374,6 +377,19 @@ class Bot:
         the first call), in one read transaction: it sees what was committed when it began, and neither
         waits for the turns being read and logged on the store's thread nor holds them up."""
         return await asyncio.get_running_loop().run_in_executor(self._reads, self._reading, fn, *args)
+
+    async def _reference(self, conversation_id: str) -> str | None:
+        """The conversation's reference for the agents' webhook (:meth:`Store.reference`); None without a store, or
+        when the store cannot write one (a full disk, said in the log): the notice then links to the inbox, where the
+        customer waits all the same."""
+        if self.store is None:
+            return None
+        try:
+            return await self._store(self.store.reference, conversation_id)
+        except sqlite3.Error as exc:
+            log.warning("handoff notice for %s: no reference could be kept (%s): it links to the inbox", conversation_id,
+                        exc)
+            return None
 
     async def _look_up(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(store, *args)`` as :meth:`_read` does, for the short reads a customer's message waits for, on a thread

@@ -7,9 +7,11 @@ seconds apart; one it refused (another 4xx) or redirected (a 3xx, not followed) 
 made, each once the one before it is done (tried again meanwhile, say): a handoff's withdrawal never comes first, and
 none comes for a handoff the receiver surely never had (each try refused, or given up before it was sent). One whose
 delivery is unknown (a timeout, a 500 or a 504, the connection closed before the answer: the receiver may have
-posted it) is withdrawn all the same. The body names the conversation and why it was handed
-off, never what the customer wrote: the transcript, behind the admin token, has that, so no personal data
-goes to a third party's hook. The logs name the receiver by its origin alone: a webhook's path and query
+posted it) is withdrawn all the same. The body says why the conversation was handed off and names it by its
+reference alone (``Store.reference``), with a link into the agents' console that opens it once signed in: never its
+id, which is a web customer's key to their conversation (whoever reads the room the webhook posts to could read and
+write it as the customer) and a WeCom employee's userid, nor what the customer wrote, so no personal data goes to a
+third party's hook. The logs name the receiver by its origin alone: a webhook's path and query
 often hold its secret (Slack's ``https://hooks.slack.com/services/T.../B.../SECRET``).
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -32,11 +35,25 @@ log = logging.getLogger("deskbot")
 ATTEMPTS = 3  # tries per notice, the first included
 RETRY_DELAY_S = 1.0  # the wait before the first retry, doubled before each next one
 RETRY_AFTER_CAP_S = 10.0  # the longest a receiver's Retry-After is waited for: the agents need to know soon
+CONSOLE = "/agent"  # the agents' console, where no handoff.console_url says how the agents reach it
+
+# A conversation's reference, which names it in a notice (None: none could be made, the notice links to the inbox)
+Reference = Callable[[str], Awaitable[str | None]]
+
+
+async def _no_reference(conversation_id: str) -> None:
+    """A notifier's without a store (one of its own, in a test): its notices link to the inbox."""
+    return None
 
 
 class HandoffNotifier:
-    def __init__(self, url: str | None, timeout: float = 5.0) -> None:
+    def __init__(self, url: str | None, timeout: float = 5.0, reference: Reference = _no_reference,
+                 console: str | None = None) -> None:
+        """``reference``: the conversation's reference, made once it is to be posted (``Store.reference``);
+        ``console``: the agents' console as they reach it (``handoff.console_url``), which a notice links into."""
         self.url = url
+        self.reference = reference
+        self.console = console or CONSOLE
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
         self._tasks = BackgroundTasks()
@@ -62,16 +79,21 @@ class HandoffNotifier:
         if self.url is None:
             return
         before = self._latest.get(conversation_id)
-        notice = self._latest[conversation_id] = self._tasks.spawn(self._post(self.url, {
-            "event": event, "conversation_id": conversation_id, "channel": channel, "reason": reason,
-            "transcript": f"/admin/conversations/{quote(conversation_id, safe='')}",
-            # The id as code: a web client chooses it, and "login.example-shop.co" a chat room would show as a link.
-            "text": f"A customer on {channel} {waits} ({reason}): conversation `{conversation_id}`",
+        notice = self._latest[conversation_id] = self._tasks.spawn(self._post(self.url, conversation_id, {
+            "event": event, "channel": channel, "reason": reason, "text": f"A customer on {channel} {waits} ({reason})",
         }, before))
         notice.add_done_callback(lambda done: self._latest.pop(conversation_id, None)
                                  if self._latest.get(conversation_id) is done else None)
 
-    async def _post(self, url: str, body: dict[str, str], before: asyncio.Task[None] | None = None) -> None:
+    async def _referenced(self, conversation_id: str, body: dict[str, str | None]) -> dict[str, str | None]:
+        """``body`` with the conversation's reference and the console's link that opens it (the console alone, its
+        inbox, when no reference could be made), in its ``text`` too for tools that show that line alone."""
+        ref = await self.reference(conversation_id)
+        link = f"{self.console}#ref={quote(ref, safe='')}" if ref is not None else self.console
+        return {**body, "reference": ref, "console": link, "text": f"{body['text']}: {link}"}
+
+    async def _post(self, url: str, conversation_id: str, body: dict[str, str | None],
+                    before: asyncio.Task[None] | None = None) -> None:
         """Post ``body``, again after a failure the receiver may get over (see the module's docstring); one
         log line if it never took it, or was given up at shutdown. Only once the conversation's notice ``before`` it
         is done, taken or given up: a withdrawal posted while the handoff it takes back was tried again reached the
@@ -81,7 +103,7 @@ class HandoffNotifier:
         out had often been posted in the agents' room, and its customer, who deleted the request, stood there."""
         if self._session is None:
             self._session = client_session(timeout=self.timeout)
-        conversation_id, handoff = body["conversation_id"], body["event"] == "handed_off"
+        handoff = body["event"] == "handed_off"
         delivery = Delivery()
         try:
             if before is not None:
@@ -90,9 +112,9 @@ class HandoffNotifier:
                 log.info("handoff notice for %s: its withdrawal is not posted, as %s never had the handoff",
                          conversation_id, _origin(url))
                 return
-            await self._tries(url, body, delivery)
+            await self._tries(url, conversation_id, await self._referenced(conversation_id, body), delivery)
         except asyncio.CancelledError:
-            self._given_up(url, body)
+            self._given_up(url, conversation_id)
             raise
         finally:
             if handoff:
@@ -100,10 +122,10 @@ class HandoffNotifier:
                 if not (delivery.taken or delivery.in_doubt):
                     self._untaken.add(conversation_id)
 
-    def _given_up(self, url: str, body: dict[str, str], why: str = "") -> None:
-        log.error("handoff notice for %s: %s %sgiven up at shutdown", body["conversation_id"], _origin(url), why)
+    def _given_up(self, url: str, conversation_id: str, why: str = "") -> None:
+        log.error("handoff notice for %s: %s %sgiven up at shutdown", conversation_id, _origin(url), why)
 
-    async def _tries(self, url: str, body: dict[str, str], delivery: Delivery) -> None:
+    async def _tries(self, url: str, conversation_id: str, body: dict[str, str | None], delivery: Delivery) -> None:
         """Post the notice, tried as the module's docstring says, and keep in ``delivery`` whether the receiver took
         it or may have: each try is in doubt until the receiver's answer, or a connection that never opened, says
         otherwise (a try cut short at shutdown stays so)."""
@@ -112,7 +134,7 @@ class HandoffNotifier:
             delay = RETRY_DELAY_S * 2 ** (attempt - 1)
             doubted, delivery.in_doubt = delivery.in_doubt, True
             try:
-                # A redirect is not followed: it would carry the conversation's id, a web customer's key, elsewhere.
+                # A redirect is not followed: it would carry the notice, and the agents' link, elsewhere.
                 async with self._session.post(url, json=body, allow_redirects=False) as response:
                     if response.status < 300:
                         delivery.taken = True
@@ -136,9 +158,9 @@ class HandoffNotifier:
                 with suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
                 if self._stopping.is_set():
-                    self._given_up(url, body, f"{_after(problem, attempt)}, ")
+                    self._given_up(url, conversation_id, f"{_after(problem, attempt)}, ")
                     return
-        log.error("handoff notice for %s: %s %s", body["conversation_id"], _origin(url), _after(problem, attempt))
+        log.error("handoff notice for %s: %s %s", conversation_id, _origin(url), _after(problem, attempt))
 
     async def close(self) -> None:
         """Let the notices on their way finish (a few seconds at most: those still being tried again are

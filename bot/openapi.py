@@ -249,6 +249,12 @@ class StatusResponse(_Body):
                                                 "themselves to them (null: no agent named)")
 
 
+class ReferenceResponse(_Body):
+    conversation_id: str
+    channel: str
+    status: ConversationStatus
+
+
 class ReleasedResponse(_Body):
     released: list[str] = Field(..., description="the conversations released, oldest handoff first: those another agent "
                                                  "took over meanwhile are left out, theirs")
@@ -486,7 +492,10 @@ class LabelResponse(_Body):
 
 # --- the operations ------------------------------------------------------------------------------
 
-PATH_PARAMETERS: dict[str, Any] = {"conversation_id": ConversationId, "turn_id": int, "note_id": int}
+# A handoff notice's reference of a conversation (``Store.reference``): 128 random bits, as base64url.
+NOTICE_REFERENCE = r"[A-Za-z0-9_\-]{22}"
+PATH_PARAMETERS: dict[str, Any] = {"conversation_id": ConversationId, "turn_id": int, "note_id": int,
+                                   "ref": Annotated[str, Field(pattern=f"^{NOTICE_REFERENCE}$")]}
 ERROR_TEXT = {400: "bad request; the error names the field", 401: "missing or wrong bearer token, or a bad signature",
               403: "sent by a page on an origin that channels.web.origins does not list; on /api/chat, a history and a vote also a "
                    "user without its right user_hash while channels.web.identity_secret is set, or a conversation a "
@@ -639,6 +648,8 @@ OPERATIONS: list[Operation] = [
                                                             "(never taken over, or released, or held by someone "
                                                             "server.agents no longer names), with no holder (else "
                                                             "400)"}, False)}),
+    _admin("GET", "/admin/refs/{ref}", "The conversation a handoff notice names by its reference (its link into "
+           "the agents' console), for a console that opens it", ReferenceResponse),
     _admin("GET", "/admin/conversations/{conversation_id}", "A conversation with the bot's reading of each message",
            TranscriptResponse, errors=(400,), query={"limit": (limit_schema(200), False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/messages", "A human agent's reply", TurnIdResponse,

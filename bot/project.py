@@ -207,6 +207,9 @@ class HandoffConfig(Settings):
     back_button: ButtonTitle = {"en": "Back to the bot", "zh": "返回机器人"}  # with busy_message and joined_message where buttons show
     notify_url: str | None = Field(None, pattern=r"^https?://\S+$",
                                    description="POSTed a JSON notice on every handoff, e.g. a helpdesk's or a chat room's webhook")
+    console_url: str | None = Field(None, pattern=r"^https?://[^\s#]+$",
+                                    description="the agents' console as they reach it, e.g. https://chat.shop.example/agent: "
+                                                "the link each notice gives (null: the path /agent)")
 
     def joined(self, agent: str | None, language: str) -> tuple[Text, str | None]:
         """What a customer of ``language`` is told as ``agent`` (their name, if given) takes them over, and the name

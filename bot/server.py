@@ -41,8 +41,8 @@ from bot.channels.web import WebChannel, read_json, valid_conversation_id
 from bot.engine import Bot
 from bot.limits import LIMITS, Limits
 from bot.nlu import NLU, current_names
-from bot.openapi import (MAX_AGENT_CHARS, MAX_LIMIT, MAX_SEARCH_CHARS, AgentMessageRequest, NoteRequest,
-                         ReviewLabelRequest, publish_openapi)
+from bot.openapi import (MAX_AGENT_CHARS, MAX_LIMIT, MAX_SEARCH_CHARS, NOTICE_REFERENCE, AgentMessageRequest,
+                         NoteRequest, ReviewLabelRequest, publish_openapi)
 from bot.project import (AGENT_GRANTS, BOT_FILES, AgentGrant, BotConfig, Project, ProjectError, ServerConfig,
                          agent_name, host_name, load_project, other_intents)
 from bot.retrain import exported, kept_elsewhere
@@ -1352,6 +1352,19 @@ async def transcript(request: web.Request) -> web.Response:
     return json_response(found)
 
 
+async def referred(request: web.Request) -> web.Response:
+    """The conversation a handoff notice names by its reference (:meth:`Store.reference`), for the agents' console
+    opening the notice's link: the notice carries the reference alone, which shows and grants nothing without a token,
+    where it carried the id, a web customer's key to their conversation, to everyone in the webhook's room."""
+    require_admin(request)
+    bot = request.app[BOT]
+    conversation_id = await bot._look_up(Store.referred, request.match_info["ref"])
+    found = conversation_id and await bot._look_up(Store.conversation, conversation_id)
+    if not found:
+        raise http_error(web.HTTPNotFound, "no conversation has this reference: purged, or never handed off here")
+    return json_response({"conversation_id": found["id"], "channel": found["channel"], "status": found["status"]})
+
+
 def named_when_forced(force: bool, agent: str | None, what: str) -> None:
     """Refuse a lead's forced takeover or reply (``what``) that names no agent: it took the customer from the colleague
     who had them, and left them with nobody, in no agent's hands and offered to every one."""
@@ -1745,6 +1758,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         web.get("/admin/stats", stats),
         web.get("/admin/conversations", inbox),
         web.post("/admin/release", release_all),
+        web.get(f"/admin/refs/{{ref:{NOTICE_REFERENCE}}}", referred),
         web.get("/admin/conversations/{conversation_id}", transcript),
         web.post("/admin/conversations/{conversation_id}/messages", agent_message),
         web.post("/admin/conversations/{conversation_id}/seen", mark_seen),

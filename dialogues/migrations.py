@@ -429,9 +429,18 @@ def _v46(db: sqlite_utils.Database) -> None:
     _add_column(db, "conversations", "continues", str)
 
 
+def _v47(db: sqlite_utils.Database) -> None:
+    """Each conversation's reference (``Store.reference``), a random name the agents' webhook is told in the place of
+    its id: the handoff notices carried the id itself, a web customer's key to their conversation (and a WeCom
+    employee's userid), to everyone in the room the webhook posts to. Made at a conversation's first notice, and
+    resolved to the conversation behind a token alone (``GET /admin/refs/{ref}``)."""
+    db.execute("CREATE TABLE IF NOT EXISTS refs (ref TEXT PRIMARY KEY, conversation_id TEXT NOT NULL UNIQUE "
+               "REFERENCES conversations(id))")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
                                                               _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36,
                                                               _v37, _v38, _v39, _v40, _v41, _v42, _v43,
-                                                              _v44, _v45, _v46]
+                                                              _v44, _v45, _v46, _v47]

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shlex
 import shutil
 import sqlite3
@@ -1280,6 +1281,28 @@ class Store:
             rows |= {r["id"]: _with_slots(r)
                      for r in self.db.query(f"SELECT * FROM conversations WHERE id IN ({marks})", batch)}
         return [rows.get(i) for i in conversation_ids]
+
+    def reference(self, conversation_id: str) -> str | None:
+        """The conversation's reference (``_v47``), made at the first call: what the agents' webhook is told in the
+        place of its id, which is a web customer's key to their conversation. 128 random bits that name nothing and
+        grant nothing: an agent's console resolves it (:meth:`referred`) once signed in. None for a conversation the
+        store does not hold (purged meanwhile)."""
+        if (made := self._reference_of(conversation_id)) is not None:
+            return made
+        with self._writing():
+            self.db.execute("INSERT OR IGNORE INTO refs (ref, conversation_id) SELECT ?, id FROM conversations "
+                            "WHERE id = ?", [secrets.token_urlsafe(16), conversation_id])
+            return self._reference_of(conversation_id)
+
+    def _reference_of(self, conversation_id: str) -> str | None:
+        row = self.db.execute("SELECT ref FROM refs WHERE conversation_id = ?", [conversation_id]).fetchone()
+        return row[0] if row else None
+
+    def referred(self, ref: str) -> str | None:
+        """The id of the conversation :meth:`reference` named ``ref``; None for a reference it never made, or one
+        whose conversation was purged."""
+        row = self.db.execute("SELECT conversation_id FROM refs WHERE ref = ?", [ref]).fetchone()
+        return row[0] if row else None
 
     def offered(self, conversation_id: str) -> list[str]:
         """The payloads of the buttons the conversation's latest turn offers: a bot turn's, if it is the
@@ -2797,7 +2820,7 @@ class Store:
                   ("handoff_claims", "conversation_id = ?"), ("notes", "conversation_id = ?"),
                   ("handoffs", "conversation_id = ?"),
                   ("seen", "conversation_id = ?"), ("answering", "conversation_id = ?"),
-                  ("turn_leases", "conversation_id = ?"),
+                  ("turn_leases", "conversation_id = ?"), ("refs", "conversation_id = ?"),
                   ("turns", "conversation_id = ?"), ("conversations", "id = ?")]
         deleted: dict[str, dict[str, int]] = {}
         with self._lock:

@@ -219,12 +219,79 @@ async def test_each_handoff_but_an_agents_takeover_is_announced_to_the_agents_we
     tryout = await client.app[BOT].handle(Turn("cli:try", "/handoff", TRYOUT_CHANNEL))
     assert tryout.source == "handoff"
     await client.app[BOT].notifier.close()  # the notices on their way arrive
-    # The id as code, which no chat room makes a link of: a client could name its conversation as a phishing site.
-    assert sorted(notices, key=lambda notice: notice["conversation_id"]) == [{"event": "handed_off", "conversation_id": cid, "channel": "web", "reason": "requested",
-        "transcript": f"/admin/conversations/{cid}",
-        "text": f"A customer on web is waiting for a person (requested): conversation `{cid}`"}
-        for cid in ("asked", "login.example-shop.co")]
+    # Named by a reference that grants nothing: the id is a web customer's key to their conversation, and everyone in
+    # the webhook's room read it. The console's link opens the conversation once an agent signs in.
+    opened = {}
+    for notice in notices:
+        ref = notice["reference"]
+        assert notice == {"event": "handed_off", "reference": ref, "channel": "web", "reason": "requested",
+                          "console": f"/agent#ref={ref}",
+                          "text": f"A customer on web is waiting for a person (requested): /agent#ref={ref}"}
+        referred = await client.get(f"/admin/refs/{ref}", headers=AUTH)
+        assert referred.status == 200
+        opened[(await referred.json())["conversation_id"]] = ref
+        assert (await client.get(f"/admin/refs/{ref}")).status == 401  # without a token, nothing
+    assert sorted(opened) == ["asked", "login.example-shop.co"] and len(set(opened.values())) == 2
+    assert not any(cid in json.dumps(notice) for notice in notices for cid in opened)
+    assert await (await client.get(f"/admin/refs/{opened['asked']}", headers=AUTH)).json() == {
+        "conversation_id": "asked", "channel": "web", "status": "handed_off"}
+    unknown = await client.get(f"/admin/refs/{'A' * 22}", headers=AUTH)
+    assert unknown.status == 404 and "no conversation has this reference" in (await unknown.json())["error"]
     assert agents == {f"deskbot/{version('deskbot')}"}  # not which Python and aiohttp versions, flaws and all
+
+
+async def test_a_notices_link_is_to_the_console_where_the_agents_reach_it(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """The notice's link into the agents' console is a path (/agent) unless handoff.console_url says where the agents
+    reach it, which a chat room shows as a link to click; a reload brings a new one. An address with a fragment of
+    its own, which the reference would follow, is refused."""
+    links: list[str] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        links.append((await request.json())["console"])
+        return web.Response(status=204)
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hook)
+    console = "https://chat.shop.example/support/agent"
+    set_handoff(bot_dir, notify_url=str((await aiohttp_server(receiver)).make_url("/hook")), console_url=console)
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    assert (await chat(client, "asked", "/handoff"))["handed_off"] is True
+    set_handoff(bot_dir, console_url=None)
+    assert (await client.post("/admin/reload", headers=AUTH)).status == 200
+    assert (await chat(client, "later", "/handoff"))["handed_off"] is True
+    await client.app[BOT].notifier.close()
+    store = client.app[BOT].store
+    assert links == [f"{console}#ref={store.reference('asked')}", f"/agent#ref={store.reference('later')}"]
+    set_handoff(bot_dir, console_url=f"{console}#inbox")
+    with pytest.raises(ProjectError, match="console_url"):
+        load_project(bot_dir)
+
+
+async def test_a_notice_whose_reference_the_store_cannot_keep_still_tells_the_agents(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk keeps the conversation's reference from being written: the notice goes all the same, without it,
+    linking to the console's inbox, where the customer waits; never with the id in its place."""
+    notices: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        notices.append(await request.json())
+        return web.Response(status=204)
+
+    def full(self: Store, conversation_id: str) -> str:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hook)
+    set_handoff(bot_dir, notify_url=str((await aiohttp_server(receiver)).make_url("/hook")))
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    monkeypatch.setattr(Store, "reference", full)
+    assert (await chat(client, "web-key-of-the-customer", "/handoff"))["handed_off"] is True
+    await client.app[BOT].notifier.close()
+    assert notices == [{"event": "handed_off", "reference": None, "channel": "web", "reason": "requested",
+                        "console": "/agent", "text": "A customer on web is waiting for a person (requested): /agent"}]
+    assert "no reference could be kept (database or disk is full): it links to the inbox" in caplog.text
 
 
 async def test_a_webhooks_redirect_is_not_followed(
@@ -275,9 +342,10 @@ async def test_a_customer_released_to_the_queue_is_announced_to_the_agents_webho
     for action in ("handoff?agent=Ana", "transfer?agent=Ana&to=Bob", "release?agent=Bob"):
         assert (await client.post(f"/admin/conversations/taken/{action}", headers=AUTH)).status == 200
     await client.app[BOT].notifier.close()  # the notices on their way arrive
-    assert notices == [{"event": "handed_off", "conversation_id": "taken", "channel": "web", "reason": "released",
-                        "transcript": "/admin/conversations/taken",
-                        "text": "A customer on web is waiting for a person (released): conversation `taken`"}]
+    ref = await client.app[BOT]._store(client.app[BOT].store.reference, "taken")
+    assert notices == [{"event": "handed_off", "reference": ref, "channel": "web", "reason": "released",
+                        "console": f"/agent#ref={ref}",
+                        "text": f"A customer on web is waiting for a person (released): /agent#ref={ref}"}]
 
 
 async def test_an_agent_leaving_for_the_day_releases_all_their_customers_at_once(
@@ -288,7 +356,7 @@ async def test_an_agent_leaving_for_the_day_releases_all_their_customers_at_once
     notices: list[str] = []
 
     async def hook(request: web.Request) -> web.Response:
-        notices.append((await request.json())["conversation_id"])
+        notices.append((await request.json())["reference"])
         return web.Response(status=204)
 
     receiver = web.Application()
@@ -322,7 +390,8 @@ async def test_an_agent_leaving_for_the_day_releases_all_their_customers_at_once
     assert await handoffs("first") == [("Ana", None, None), (None, "Ana", "Ana")]
     assert await handoffs("bobs") == [("Bob", None, None), (None, "Bob", "admin")]
     await client.app[BOT].notifier.close()  # the notices on their way arrive
-    assert sorted(notices) == ["bobs", "first", "second"]
+    store = client.app[BOT].store
+    assert sorted(notices) == sorted(store.reference(cid) for cid in ("bobs", "first", "second"))
 
 
 async def test_a_leads_release_of_all_a_colleagues_customers_is_kept_as_the_leads(

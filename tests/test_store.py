@@ -2405,6 +2405,23 @@ def test_bot_purge_on_a_full_disk_says_so_in_one_line(root: Path, monkeypatch: p
                                     "failed was not written; run the command again once it can"), purged.output
 
 
+def test_a_conversations_reference_names_it_alone_and_goes_with_its_purge(tmp_path: Path) -> None:
+    """The agents' webhook was told a conversation's id, a web customer's key to it. It is told a reference: random,
+    one a conversation, the same at each notice, resolved by the store alone, and gone with the conversation."""
+    store = Store(tmp_path / "dialogues.db")
+    for cid in ("web-key-of-the-customer", "wecom:corp:zhangsan"):
+        user_turn(store, cid, "I need a person")
+    ref = store.reference("web-key-of-the-customer")
+    other = store.reference("wecom:corp:zhangsan")
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", ref) and ref != other and "zhangsan" not in other
+    assert store.reference("web-key-of-the-customer") == ref  # the next notice names it alike
+    assert store.referred(ref) == "web-key-of-the-customer" and store.referred(other) == "wecom:corp:zhangsan"
+    assert store.reference("never-seen") is None and store.referred("never-made") is None
+    assert store.purge("web-key-of-the-customer").deleted["web-key-of-the-customer"]["refs"] == 1
+    assert store.referred(ref) is None and store.referred(other) == "wecom:corp:zhangsan"
+    store.close()
+
+
 def test_a_purge_says_when_a_reader_kept_the_deleted_text_in_the_wal(tmp_path: Path) -> None:
     """A reader holding a snapshot (a long ``bot export``) keeps the WAL's frames; erasure must not claim success."""
     path = tmp_path / "dialogues.db"

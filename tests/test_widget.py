@@ -38,6 +38,7 @@ from bot.cli import cli
 from bot.limits import LIMITS
 from bot.project import load_project
 from bot.server import BOT, create_app
+from dialogues.store import Store
 from tests.conftest import configured_copy
 
 pytestmark = pytest.mark.slow
@@ -2302,6 +2303,33 @@ def test_a_script_put_into_the_agents_console_does_not_run(chromium: SimpleNames
         document.body.append(script);
         return window.ran === undefined;
     }""")
+    context.close()
+
+
+def test_a_handoff_notices_link_opens_its_customer_in_the_console_once_signed_in(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """A handoff notice named the conversation by its id, a web customer's key to it, to everyone in the agents' room.
+    It names a reference instead, and its link into the console opens the customer once the agent has signed in, in
+    the tab that lists them, then leaves the address; the link of a conversation purged since says so."""
+    waiting, chatting = f"console-{next(PAGE_NUMBERS)}", f"console-{next(PAGE_NUMBERS)}"
+    api.chat(waiting, "/handoff")
+    api.chat(chatting, "where is my parcel?")
+    store = Store(web_demo_bot.root / "dialogues.db")
+    refs = {cid: store.reference(cid) for cid in (waiting, chatting)}
+    store.close()
+    context = chromium.browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    page.goto(f"{server.url}/agent?lang=en#ref={refs[waiting]}")
+    page.locator("#token").fill(web_demo_bot.admin_token)
+    page.get_by_role("button", name="Sign in").click()
+    for cid, tab in ((waiting, "handed_off"), (chatting, "open")):
+        if cid == chatting:  # a second notice's link, the console open already
+            page.goto(f"{server.url}/agent?lang=en#ref={refs[chatting]}")
+        expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web")
+        expect(page.locator(f'.tabs [data-status="{tab}"]')).to_have_attribute("aria-pressed", "true")
+        expect(page).to_have_url(f"{server.url}/agent?lang=en")
+    page.goto(f"{server.url}/agent?lang=en#ref={'A' * 22}")
+    expect(page.locator(".status")).to_contain_text("no conversation has this reference")
     context.close()
 
 
