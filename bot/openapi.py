@@ -23,8 +23,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 from pydantic.json_schema import models_json_schema
 
 from bot.channels.base import json_response, readable
-from bot.channels.web import (USER_HASH, USER_HASH_HEADER, USER_HEADER, USER_ID, ChatRequest, ConversationId, Customer,
-                              FeedbackRequest, TurnIdOrZero, WebConversationId)
+from bot.channels.web import (CONVERSATION_HEADER, USER_HASH, USER_HASH_HEADER, USER_HEADER, USER_ID, ChatRequest,
+                              ConversationId, Customer, FeedbackRequest, TurnIdOrZero, WebConversationId)
 from bot.language import READABLE
 from bot.project import (AGENT_NAME_PATTERN, MAX_AGENT_CHARS, MAX_REVIEWER_CHARS, VISIBLE_AGENT_NAME, AgentGrant,
                          agent_name)
@@ -534,6 +534,7 @@ class Operation:
     raw_body: tuple[str, dict[str, Any]] | None = None  # (media type, schema) of a body no model describes
     route: str | None = None
     rate_limited: bool = True
+    deprecated: bool = False  # served for older clients, which are told what to use instead
 
 
 def _admin(method: str, path: str, summary: str, response: type[BaseModel], body: type[BaseModel] | None = None,
@@ -597,8 +598,16 @@ CUSTOMER_QUERY = {"user": ({"type": "string", "maxLength": 128, "pattern": USER_
 OPERATIONS: list[Operation] = [
     Operation("POST", "/api/chat", "Send a customer message; the bot's reply", ChatResponse, ChatRequest,
               (400, 403, 408, 413, 503)),
-    Operation("GET", "/api/conversations/{conversation_id}/history", "A conversation's messages and status",
-              HistoryResponse, errors=(400, 403), query=CUSTOMER_QUERY, headers=CUSTOMER_HEADERS),
+    Operation("GET", "/api/conversations/history", "A conversation's messages and status, the conversation named in "
+              f"{CONVERSATION_HEADER}", HistoryResponse, errors=(400, 403), query=CUSTOMER_QUERY,
+              headers={CONVERSATION_HEADER: ({**TypeAdapter(WebConversationId).json_schema(),
+                                              "description": "the conversation's id: kept out of the URL, which "
+                                                             "proxies and access logs keep"}, True),
+                       **CUSTOMER_HEADERS}),
+    Operation("GET", "/api/conversations/{conversation_id}/history", "A conversation's messages and status (its id in "
+              f"the path, which access logs keep: read /api/conversations/history with {CONVERSATION_HEADER} "
+              "instead)", HistoryResponse, errors=(400, 403), query=CUSTOMER_QUERY, headers=CUSTOMER_HEADERS,
+              deprecated=True),
     Operation("POST", "/api/feedback", "Thumbs up or down on a bot reply of the conversation", OkResponse,
               FeedbackRequest, (400, 403, 404, 408, 413, 503)),
     Operation("GET", "/api/widget", "The widget's title and language, and the longest message", WidgetSettings),
@@ -792,6 +801,8 @@ def openapi_document(app: web.Application, title: str, labels: Sequence[str], ma
             operation["requestBody"] = {"required": True, "content": {media: {"schema": schema}}}
         if op.admin:
             operation["security"] = [{"bearer": []}]
+        if op.deprecated:
+            operation["deprecated"] = True
         paths.setdefault(op.path, {})[op.method.lower()] = operation
     return {
         "openapi": "3.1.0",

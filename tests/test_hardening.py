@@ -1074,7 +1074,8 @@ async def test_openapi_shows_anyone_the_web_api_alone_and_the_admin_token_the_wh
         response = await client.get("/openapi.json", headers=headers)
         assert response.status == 200 and response.headers["Vary"] == "Authorization"
         shown = await response.json()
-        assert set(shown["paths"]) == {"/api/chat", "/api/conversations/{conversation_id}/history", "/api/feedback",
+        assert set(shown["paths"]) == {"/api/chat", "/api/conversations/history",
+                                       "/api/conversations/{conversation_id}/history", "/api/feedback",
                                        "/api/widget", "/healthz", "/openapi.json", "/", "/widget.js"}
         assert shown["paths"]["/api/chat"] == full["paths"]["/api/chat"]  # what a client needs is all there
         assert shown["info"]["version"] == "public" and "ReviewLabelRequest" not in shown["components"]["schemas"]

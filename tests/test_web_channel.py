@@ -532,6 +532,28 @@ async def test_a_signed_in_customers_history_is_read_with_their_proof_in_headers
     assert {"x-deskbot-user", "x-deskbot-user-hash"} <= set(allowed.replace(" ", "").split(","))
 
 
+async def test_a_visitors_history_is_read_with_its_id_in_a_header_which_no_access_log_keeps(
+        client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """The history was read at the conversation's id in its path, and a visitor's id is the key to their conversation:
+    every proxy's and server's access log on the way kept it, and whoever read the log could read the chat and write
+    in it as the visitor. It is named in X-Deskbot-Conversation, held to the rule of a body's id, which another site's
+    page may send; the path still works for the clients that read it so."""
+    cid = new_id()
+    await chat(client, cid, "hello")
+    response = await client.get("/api/conversations/history", headers={"X-Deskbot-Conversation": cid})
+    assert response.status == 200 and response.headers["Cache-Control"] == "no-store"
+    read = await response.json()
+    assert read["conversation_id"] == cid and [t["role"] for t in read["turns"]] == ["user", "bot"]
+    assert await (await client.get(f"/api/conversations/{cid}/history")).json() == read
+    for headers in ({}, {"X-Deskbot-Conversation": "slack:T1:C1:1"}):  # none, or another channel's
+        refused = await client.get("/api/conversations/history", headers=headers)
+        assert refused.status == 400 and (await refused.json())["error"].startswith("X-Deskbot-Conversation: ")
+    ask = {"Origin": web_demo_bot.embed_origin, "Access-Control-Request-Method": "GET",
+           "Access-Control-Request-Headers": "x-deskbot-conversation"}
+    allowed = (await client.options("/api/conversations/history", headers=ask)).headers["Access-Control-Allow-Headers"]
+    assert "x-deskbot-conversation" in allowed.lower().replace(" ", "").split(",")
+
+
 async def test_a_bot_whose_identity_secret_was_removed_says_at_start_how_many_conversations_it_closed(
         aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
         vouching_bot: Path) -> None:
@@ -572,6 +594,7 @@ async def test_a_short_conversation_id_is_said_in_the_log_and_refused_below_the_
     short = {"conversation_id": "order-12345"}
     for response in (await strict.post("/api/chat", json={**short, "text": "hello"}),
                      await strict.get("/api/conversations/order-12345/history"),
+                     await strict.get("/api/conversations/history", headers={"X-Deskbot-Conversation": "order-12345"}),
                      await strict.post("/api/feedback", json={**short, "turn_id": 1, "value": 1})):
         assert response.status == 400 and (await response.json())["error"].startswith(error)
     async with strict.ws_connect("/api/ws") as ws:

@@ -63,6 +63,9 @@ USER_HASH = r"^[0-9a-fA-F]{64}$"
 USER_ID = AGENT_NAME_PATTERN
 # A history read's customer, as the widget sends it: in headers, which no proxy or access log keeps, as they keep a URL.
 USER_HEADER, USER_HASH_HEADER = "X-Deskbot-User", "X-Deskbot-User-Hash"
+# The conversation a history read names, in a header (``GET /api/conversations/history``): in the path, a visitor's key
+# to their conversation went into every proxy's and server's access log on the way.
+CONVERSATION_HEADER = "X-Deskbot-Conversation"
 # A web conversation id shorter is said in the log, once an hour at most: whoever has a visitor's id reads their chat,
 # and a custom client's short one ("1", an order number) is guessed. The widget's have 40 characters.
 SHORT_ID_CHARS = 16
@@ -303,6 +306,14 @@ def valid_conversation_id(request: web.Request, web_client: bool = False) -> str
 _CONVERSATION_IDS: dict[bool, TypeAdapter[str]] = {False: TypeAdapter(ConversationId), True: TypeAdapter(WebConversationId)}
 
 
+def header_conversation_id(request: web.Request) -> str:
+    """The web conversation ``X-Deskbot-Conversation`` names, held to the rule of request bodies (else 400)."""
+    try:
+        return _CONVERSATION_IDS[True].validate_python(request.headers.get(CONVERSATION_HEADER))
+    except ValidationError as exc:
+        raise http_error(web.HTTPBadRequest, f"{CONVERSATION_HEADER}: {exc.errors()[0]['msg']}") from None
+
+
 class Refused(ValueError):
     """The client's request is at fault (a 400, or a socket's error frame). A ValueError from within the turn
     is the bot's failure, not the request's, and must not be answered as one."""
@@ -409,6 +420,7 @@ class WebChannel(Channel):
     def routes(self) -> list[web.AbstractRouteDef]:
         api: list[tuple[str, str, Handler]] = [
             ("POST", "/api/chat", self.http_chat),
+            ("GET", "/api/conversations/history", self.history),
             ("GET", "/api/conversations/{conversation_id}/history", self.history),
             ("POST", "/api/feedback", self.feedback),
             ("GET", "/api/widget", self.widget_settings),
@@ -471,7 +483,7 @@ class WebChannel(Channel):
         return web.Response(status=204, headers={
             "Access-Control-Allow-Origin": origin,
             "Access-Control-Allow-Methods": "GET, POST",
-            "Access-Control-Allow-Headers": f"Content-Type, {USER_HEADER}, {USER_HASH_HEADER}",
+            "Access-Control-Allow-Headers": f"Content-Type, {CONVERSATION_HEADER}, {USER_HEADER}, {USER_HASH_HEADER}",
             "Access-Control-Max-Age": "600",
             "Vary": "Origin",
         })
@@ -785,8 +797,12 @@ class WebChannel(Channel):
 
     async def history(self, request: web.Request) -> web.Response:
         """The conversation's turns and status; one a signed-in customer had, for their user and user_hash alone
-        (403), in headers (:func:`customer_of`)."""
-        cid = valid_conversation_id(request, web_client=True)
+        (403), in headers (:func:`customer_of`). The conversation named in ``X-Deskbot-Conversation``, or in the
+        path (``/api/conversations/{conversation_id}/history``, which access logs keep, as older pages read it)."""
+        if "conversation_id" in request.match_info:
+            cid = valid_conversation_id(request, web_client=True)
+        else:
+            cid = header_conversation_id(request)
         try:
             customer = Customer.model_validate(customer_of(request))
         except (ValidationError, Refused) as exc:

@@ -311,12 +311,12 @@
   }
   identify(config);
   // A signed-in customer's conversation is read with their proof, as their messages carry it: without it the
-  // server refuses it (docs/security.md). A visitor's is read with its id alone. In headers, not in the URL, which
-  // proxies and access logs keep: whoever read the hash there could read the customer's chats.
+  // server refuses it (docs/security.md). A visitor's is read with its id alone. Both in headers, not in the URL,
+  // which proxies and access logs keep: whoever read the id or the hash there could read the customer's chats, and
+  // write in a visitor's as them.
   function readHistory() {
-    const path = `/api/conversations/${encodeURIComponent(conversationId)}/history`;
     const proof = user.user_hash ? { "X-Deskbot-User": encodeURIComponent(user.user), "X-Deskbot-User-Hash": user.user_hash } : {};
-    return api("GET", path, undefined, proof);
+    return api("GET", "/api/conversations/history", undefined, { "X-Deskbot-Conversation": conversationId, ...proof });
   }
   const customerId = () => user.user ?? null; // who this tab's customer is: null for a visitor
   const told = () => ({ ...user, ...metadata, ...(lang === "zh-Hant" ? { language: "zh", script: chineseScript } : { language: spoken() }) });
