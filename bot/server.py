@@ -605,13 +605,33 @@ STORE_PROBE = web.AppKey("store_probe", StoreProbe)
 RENEWAL_PROBE = web.AppKey("renewal_probe", StoreProbe)  # the same for the renewals' connection
 
 
-async def migrated_by_newer(bot: Bot) -> str | None:
+class SharedRead:
+    """/healthz's read of the store's schema (:func:`migrated_by_newer`), one at a time: the checks that come while it
+    is on its way wait for that one. Each check queued a read of its own on the look-ups' thread, the one a customer's
+    message waits on, and went on without it after ``STORE_WAIT_S``: a burst of probes (several load balancers, a
+    monitor polling in a loop) against a slow store queued reads without bound ahead of the customers' look-ups."""
+
+    def __init__(self) -> None:
+        self._read: asyncio.Future[int] | None = None  # the read on its way, which may outlast the checks waiting
+
+    async def __call__(self, read: Callable[[], Awaitable[int]]) -> int:
+        if self._read is None or self._read.done():
+            self._read = asyncio.ensure_future(read())
+            # a read every check gave up waiting for fails unheard: its failure is the next check's to see
+            self._read.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return await asyncio.shield(self._read)
+
+
+SCHEMA_READ = web.AppKey("schema_read", SharedRead)
+
+
+async def migrated_by_newer(bot: Bot, read: SharedRead) -> str | None:
     """Why this server must not go on (None while it may): a newer deskbot's server, started on the same store, has
     migrated it to a schema this one does not know, and writes by it (a Retry it does not claim, a column it does not
     fill) would no longer be what the newer one reads. Read on the look-ups' connection, not behind a long figures
-    read, and not waited for long (:func:`store_checks`)."""
+    read, one read for the checks that come at once (``read``), and not waited for long (:func:`store_checks`)."""
     try:
-        schema = await bot._look_up(lambda store: store.schema)
+        schema = await read(functools.partial(bot._look_up, lambda store: store.schema))
     except (StoreError, sqlite3.Error):
         return None
     if schema <= len(MIGRATIONS):
@@ -625,7 +645,7 @@ async def store_checks(app: web.Application, bot: Bot) -> str | None:
     and, while the store or the renewals fail, a write on their connection (:class:`StoreProbe`). Side by side, all
     waited for ``STORE_WAIT_S`` at most: one after another, each waiting that long, a slow store kept the check
     three times that, past a load balancer's probe timeout, which read as the server gone rather than a 503."""
-    newer = asyncio.ensure_future(migrated_by_newer(bot))
+    newer = asyncio.ensure_future(migrated_by_newer(bot, app[SCHEMA_READ]))
     checks = [newer]
     if bot.store.failing is not None:
         checks.append(asyncio.ensure_future(app[STORE_PROBE](functools.partial(bot._store, bot.store.probe))))
@@ -1723,6 +1743,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app[REVIEW_MODEL] = {}
     app[STORE_PROBE] = StoreProbe()
     app[RENEWAL_PROBE] = StoreProbe()
+    app[SCHEMA_READ] = SharedRead()
     app[DEVICE] = device or ""
     app[STARTED_WITH] = project.config
     app[FILES_READ] = files_read

@@ -903,6 +903,46 @@ async def test_healthz_is_not_ready_once_a_newer_deskbot_migrated_the_store_unde
         f"it knows up to {len(MIGRATIONS)}): stop it and serve the newer deskbot")
 
 
+async def test_a_burst_of_healthz_probes_reads_the_schema_once_however_slow_the_store(
+        tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each /healthz queued a read of the store's schema on the look-ups' thread, which customers' messages wait on,
+    and answered without it once the store was slow: a burst of probes queued reads without bound. The probes that
+    come while a read is on its way share it; the next probe after it reads again."""
+    import bot.server as serving
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot")
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    release, reads = threading.Event(), []
+    schema = Store.schema.fget
+
+    def slow_schema(store: Store) -> int:
+        reads.append(store)
+        assert release.wait(60)
+        return schema(store)
+
+    monkeypatch.setattr(Store, "schema", property(slow_schema))
+    checking, checks = asyncio.Event(), []
+    check = serving.migrated_by_newer
+
+    async def counted_check(*args: Any) -> str | None:
+        checks.append(args)
+        if len(checks) == 20:
+            checking.set()
+        return await check(*args)
+
+    monkeypatch.setattr(serving, "migrated_by_newer", counted_check)
+    burst = asyncio.gather(*(client.get("/healthz") for _ in range(20)))
+    await checking.wait()  # every probe is checking the schema while the first read is held up
+    release.set()
+    assert [health.status for health in await burst] == [200] * 20
+    bot = client.app[BOT]
+    await bot._look_up(lambda store: None)  # what the probes queued on the look-ups' thread has run
+    assert len(reads) == 1
+    with sqlite3.connect(root / "dialogues.db") as newer:
+        newer.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    assert (await client.get("/healthz")).status == 503 and len(reads) == 2
+
+
 async def test_a_response_that_fails_after_it_went_out_is_counted_once(aiohttp_client: Any) -> None:
     """A WebSocket's 101 or a stream, then an error: the error's response was counted as a second one."""
     from types import SimpleNamespace
