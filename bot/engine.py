@@ -63,8 +63,8 @@ from bot.responses import (MAX_REPLY_CHARS, PayloadValue, Rendered, passed_on, r
                            warn_unshown)
 from dialogues.holding import (accepts, acknowledges, asked_about, asks_for_a_person, drops_it, lacks_answer,
                                names_only, says_wrong, stops_asking, wordless)
-from dialogues.store import (TRYOUT_CHANNEL, TURN_RENEW_S, TURN_STALE_S, Exchange, KeyReused, Overtaken, SentBefore,
-                             Store, WroteToTheBot)
+from dialogues.store import (TRYOUT_CHANNEL, TURN_RENEW_S, TURN_STALE_S, Exchange, KeyReused, LeaseWatch, Overtaken,
+                             SentBefore, Store, WroteToTheBot)
 from finetune.classifier import Prediction
 from finetune.metrics import OOS
 from retrieval.text import intent_phrase
@@ -77,6 +77,31 @@ MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two acti
 # waiting turn runs: a few renewals, so that a message behind a hung server waits well under a proxy's usual 60 s
 # request timeout (one killed is seen at once: Store.take_turn).
 TURN_POLL_S = 0.05
+
+
+CLOCK_STEP_S = 1.0  # a step this large of the server's wall clock, as its renewals see it, is said in the log
+
+
+class ClockSteps:
+    """Says in the log that this server's wall clock stepped (NTP correcting a drifted clock, a VM resumed), found
+    between two renewals of its turns and claims by the wall clock's moving otherwise than its steady one: the times it
+    writes (a turn's, a handoff's, the stamps of its leases) are that far from the other servers' until their clocks
+    agree again. Its leases stand: the servers on the store judge each other's by their renewals (:class:`LeaseWatch`),
+    not by their clocks."""
+
+    def __init__(self, wall: Callable[[], float] = time.time, steady: Callable[[], float] = time.monotonic) -> None:
+        self._wall, self._steady = wall, steady
+        self._last = (wall(), steady())
+
+    def check(self) -> None:
+        """Log a step of ``CLOCK_STEP_S`` or more since the last check."""
+        wall, steady = self._wall(), self._steady()
+        step = (wall - self._last[0]) - (steady - self._last[1])
+        self._last = (wall, steady)
+        if abs(step) >= CLOCK_STEP_S:
+            log.warning("this server's clock stepped %+.1f s (NTP correcting it, a VM resumed?): the times it writes "
+                        "to the store are that far from the other servers' until their clocks agree; its turns and "
+                        "claims in the store stand, judged by their renewals, not by the clock", step)
 
 
 class TurnLost(Exception):
@@ -311,6 +336,10 @@ class Bot:
         self._renewals_failed: float | None = None
         self._renewals_failing_said = False
         self._renewal_began: float | None = None
+        # When the other servers' turns and claims this one waits for were last renewed, by its steady clock: which
+        # are stale (hung servers'), whatever each server's wall clock says; and the steps of its own wall clock.
+        self.leases = LeaseWatch()
+        self.clock_steps = ClockSteps()
         self.metrics = Metrics()
         self.refusals = StoreRefusals(store.path if store is not None else None)  # requests the store could not write for, said in the log once a bout
         self.metrics.watch({"inference": self.batcher, **({"store": self.writer} if self.writer else {})},
@@ -465,7 +494,8 @@ class Bot:
         try:
             while True:
                 try:
-                    if await self._store(store.take_turn, conversation_id, time.time() - TURN_STALE_S):
+                    if await self._store(store.take_turn, conversation_id,
+                                         functools.partial(self.leases.stale, stale_s=TURN_STALE_S)):
                         break
                 except Exception:
                     refused = True
@@ -595,7 +625,9 @@ class Bot:
 
     async def _renew_once(self, renew: Callable[[Store], bool], what: str, lost: Callable[[], None] | None) -> bool:
         """One renewal of ``what`` (:meth:`renewing`): False once it is no longer this server's (then ``lost`` is
-        called). One that fails is logged, and tried again at the next."""
+        called). One that fails is logged, and tried again at the next. A step of the server's clock since the one
+        before is said (:class:`ClockSteps`)."""
+        self.clock_steps.check()
         try:
             kept = await self._on_renewals(renew)
         except Exception as exc:

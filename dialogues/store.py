@@ -330,6 +330,41 @@ class LabelledMeanwhile(Exception):
 TURN_RENEW_S = 2.0
 TURN_STALE_S = 5 * TURN_RENEW_S
 BUSY_TIMEOUT_S = 30  # how long a write waits for another process's transaction before it fails
+# A lease in the store (a conversation's turn, Store.take_turn; a web message's claim, Store.claim): what it is, with
+# the server holding it, and its stamp, the holder's wall-clock time at its last renewal.
+Lease = tuple[str | None, ...]
+# Whether a lease is stale, from its identity and stamp (LeaseWatch.stale, as a serving server sees it).
+Staleness = Callable[[Lease, float], bool]
+
+
+class LeaseWatch:
+    """Whether the leases of the servers on a store are stale, as this server sees them: a lease whose stamp has not
+    changed for ``stale_s`` on this server's steady clock (``clock``), its holder no longer renewing it (hung). The
+    stamps are each holder's wall-clock time, which NTP or a resumed VM steps on one server alone: read against this
+    server's wall clock, a step of ``TURN_STALE_S`` forward here, or back on the holder, handed a live turn or claim
+    over to this server. Called on the store's thread alone."""
+
+    FORGET_S = 60.0  # a lease not looked at for this long is forgotten: it ended, or this server took it
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        # lease -> its stamp, when this server first saw that stamp, and when it last looked
+        self._seen: dict[Lease, tuple[float, float, float]] = {}
+        self._forgot = clock()  # when the leases no longer looked at were last forgotten
+
+    def stale(self, lease: Lease, stamp: float, stale_s: float) -> bool:
+        """Whether ``lease`` has kept ``stamp`` for ``stale_s`` or more as this server watched it; a lease seen first
+        or renewed since is watched from now. The leases not looked at for ``FORGET_S`` are forgotten, so that those
+        watched are the ones waited for lately; one looked at again is watched from scratch."""
+        now = self._clock()
+        if now - self._forgot >= self.FORGET_S:
+            self._seen = {seen: watched for seen, watched in self._seen.items() if now - watched[2] < self.FORGET_S}
+            self._forgot = now
+        kept, since, _ = self._seen.get(lease, (stamp, now, now))
+        if kept != stamp:
+            since = now
+        self._seen[lease] = (stamp, since, now)
+        return now - since >= stale_s
 RENEW_BUSY_S = 2.0  # and a renewal of a server's turn or claim (Store.renewer), tried again every 2 s
 # The log (dialogues.db-wal) grows while reads overlap without a gap (agents' consoles asking for the day's
 # figures beside a busy server): past this size it is cut back once they leave it a moment, not kept at its peak.
@@ -1595,11 +1630,12 @@ class Store:
         row = _as_customer_saw(_with_json(_with_slots(rows[0])))
         return {**row, "ranking": [tuple(ranked) for ranked in json.loads(row["ranking"] or "[]")]}
 
-    def claim(self, conversation_id: str, message_id: str, stale_before: float, answered_since: float = 0.0) -> bool:
+    def claim(self, conversation_id: str, message_id: str, stale: Staleness, answered_since: float = 0.0) -> bool:
         """Whether this server may answer the web message sent with ``message_id`` (``_v35``): False while another
-        answers it, since ``stale_before`` (a server hung mid-answer, or one not serving the store, leaves its claim to
-        go stale) and while that server lives (:meth:`serve`: one killed mid-answer leaves it at once). The claim
-        stays once the answer is kept, where :meth:`answer_to` finds it; :meth:`unclaim` gives up one that failed.
+        answers it, until its claim is ``stale`` (a server hung mid-answer, or one not serving the store, leaves its
+        claim to go stale: :class:`LeaseWatch`) and while that server lives (:meth:`serve`: one killed mid-answer
+        leaves it at once). The claim stays once the answer is kept, where :meth:`answer_to` finds it, until no Retry
+        is answered from it (``answered_since``); :meth:`unclaim` gives up one that failed.
 
         False too once an answer to it is kept since ``answered_since`` (:meth:`answer_to`'s ``since``): a claim stops
         being renewed once its answer is kept, and goes stale; a server that looked for the answer before it was kept,
@@ -1611,13 +1647,15 @@ class Store:
                                "WHERE u.conversation_id = ? AND u.message_id = ? AND u.created >= ?",
                                [*key, answered_since]).fetchone():
                 return False
-            self.db.execute("DELETE FROM answering WHERE claimed < ?", [stale_before])
+            self.db.execute("DELETE FROM answering WHERE claimed < ? AND NOT (conversation_id = ? AND message_id = ?)",
+                            [answered_since, *key])
             claimant = self.db.execute("SELECT server, claimed FROM answering WHERE conversation_id = ? AND message_id = ?",
                                        key).fetchone()
             # one that kept its answer as it died (after the caller looked for it) gave the answer to give
-            if claimant is not None and self._gone(claimant[0]) and not self.db.execute(
-                    "SELECT 1 FROM turns WHERE conversation_id = ? AND message_id = ? AND created >= ?",
-                    [*key, claimant[1]]).fetchone():
+            if claimant is not None and (stale(("claim", *key, claimant[0]), claimant[1]) or (
+                    self._gone(claimant[0]) and not self.db.execute(
+                        "SELECT 1 FROM turns WHERE conversation_id = ? AND message_id = ? AND created >= ?",
+                        [*key, claimant[1]]).fetchone())):
                 self.db.execute("DELETE FROM answering WHERE conversation_id = ? AND message_id = ?", key)
             return bool(self.db.execute("INSERT OR IGNORE INTO answering (conversation_id, message_id, claimed, server) "
                                         "VALUES (?, ?, ?, ?)", [*key, now(), self.server]).rowcount)
@@ -1627,8 +1665,9 @@ class Store:
         another server does not take an answer that runs long (a slow action, a turn waiting for another) for a hung
         server's, which stops renewing. A claim whose answer is kept is left as it was: :meth:`claim` knows the answer
         of a server killed since by its being kept after the claim. False where it is no longer this server's
-        (another took it as stale). One that any claim deleted as stale (:meth:`claim` clears them all) while no other
-        server claimed the message is this server's again: it still answers, and its turn goes on."""
+        (another took it as stale). One deleted while no other server claimed the message (:meth:`claim` clears
+        the claims older than a Retry is answered from, which a wall clock stepped forward takes a live one for) is
+        this server's again: it still answers, and its turn goes on."""
         key = [conversation_id, message_id]
         with self._writing():
             return bool(self.db.execute(
@@ -1652,17 +1691,17 @@ class Store:
         lock.release()
         return True
 
-    def take_turn(self, conversation_id: str, stale_before: float) -> bool:
+    def take_turn(self, conversation_id: str, stale: Staleness) -> bool:
         """Whether this serving store (:meth:`serve`) may run a turn of ``conversation_id`` now, taken for it if so
-        (``_v41``): False while another server on the store runs one, taken or renewed (:meth:`renew_turn`) since
-        ``stale_before`` (a server hung mid-turn stops renewing it, and leaves it to go stale) and while that server lives (one killed mid-turn leaves it at once). A turn of
-        this server's own left by an :meth:`end_turn` that failed is no other's: this server runs one turn of a
-        conversation at a time."""
+        (``_v41``): False while another server on the store runs one, until it is ``stale`` (a server hung mid-turn
+        stops renewing it, :meth:`renew_turn`, and leaves it to go stale: :class:`LeaseWatch`) and while that server
+        lives (one killed mid-turn leaves it at once). A turn of this server's own left by an :meth:`end_turn` that
+        failed is no other's: this server runs one turn of a conversation at a time."""
         with self._writing():
             holder = self.db.execute("SELECT server, taken FROM turn_leases WHERE conversation_id = ?",
                                      [conversation_id]).fetchone()
-            if (holder is not None and holder[0] != self.server and holder[1] >= stale_before
-                    and not self._gone(holder[0])):
+            if (holder is not None and holder[0] != self.server
+                    and not stale(("turn", conversation_id, holder[0]), holder[1]) and not self._gone(holder[0])):
                 return False
             self.db.execute("INSERT OR REPLACE INTO turn_leases (conversation_id, server, taken) VALUES (?, ?, ?)",
                             [conversation_id, self.server, now()])

@@ -4,6 +4,7 @@ candidate historical answers, review labels, redaction and ``bot export``."""
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import re
@@ -29,8 +30,9 @@ from dialogues.export import learned_data
 from dialogues.holding import (accepts, acknowledges, asks_for_a_person, asks_nothing, corrected, follow_up,
                                gives_details, lacks_answer, says_nothing, says_wrong, stops_asking, wordless)
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
-from dialogues.store import (HANDED_BACK_TOLD_S, MIGRATIONS, REDELIVERY_WINDOW_S, RENEW_BUSY_S, UNOWNED_GRACE_S,
-                             Exchange, HeldByColleague, SentBefore, Store, StoreError)
+from dialogues.store import (HANDED_BACK_TOLD_S, MIGRATIONS, REDELIVERY_WINDOW_S, RENEW_BUSY_S, TURN_STALE_S,
+                             UNOWNED_GRACE_S, Exchange, HeldByColleague, LeaseWatch, SentBefore, Staleness, Store,
+                             StoreError)
 from tests.conftest import REPO, damage, damage_table, store_in_store_dir_of_a_newer_deskbot, store_of_the_last_deskbot
 
 
@@ -46,6 +48,11 @@ def root(tmp_path: Path) -> Path:
 def user_turn(store: Store, conversation: str, text: str) -> int:
     return store.log_exchange(Exchange(conversation, "web", None, text, None, "Sorry?", "track_order", 0.2,
                                        [("track_order", 0.2)], "fallback", "v0001"))[0]
+
+
+def before(moment: float) -> Staleness:
+    """Leases stamped before ``moment`` are stale: the tests set the stamps as a server hung at a time would."""
+    return lambda lease, stamp: stamp < moment
 
 
 def left_by(store: Store, version: int, *undo: str) -> Store:
@@ -475,18 +482,71 @@ def test_a_conversations_turn_runs_on_one_server_of_the_store_at_a_time(tmp_path
     green, blue = Store(path), Store(path)
     green.serve()
     blue.serve()
-    assert green.take_turn("c1", time.time() - 60)
-    assert not blue.take_turn("c1", time.time() - 60)  # green runs one
-    assert blue.take_turn("c2", time.time() - 60)  # another conversation's is no one's
-    assert green.take_turn("c1", time.time() - 60)  # its own, left by an end that failed
+    assert green.take_turn("c1", before(time.time() - 60))
+    assert not blue.take_turn("c1", before(time.time() - 60))  # green runs one
+    assert blue.take_turn("c2", before(time.time() - 60))  # another conversation's is no one's
+    assert green.take_turn("c1", before(time.time() - 60))  # its own, left by an end that failed
     green.end_turn("c1")
-    assert blue.take_turn("c1", time.time() - 60)
-    assert not green.take_turn("c1", time.time() - 60)
-    assert green.take_turn("c1", time.time() + 1)  # blue's went stale: hung
-    assert not blue.take_turn("c1", time.time() - 60)
+    assert blue.take_turn("c1", before(time.time() - 60))
+    assert not green.take_turn("c1", before(time.time() - 60))
+    assert green.take_turn("c1", before(time.time() + 1))  # blue's went stale: hung
+    assert not blue.take_turn("c1", before(time.time() - 60))
     green.close()  # stopped mid-turn, or killed: the system lets go of its lock
-    assert blue.take_turn("c1", time.time() - 60)
+    assert blue.take_turn("c1", before(time.time() - 60))
     assert blue.purge("c1").deleted["c1"]["turn_leases"] == 1
+    blue.close()
+
+
+def test_a_lease_is_stale_once_its_stamp_stayed_for_the_stale_time_on_the_watching_servers_steady_clock() -> None:
+    """A lease's stamp is its holder's wall-clock time: read against another server's, a step of either clock handed a
+    live turn over. A lease is stale once it went ``TURN_STALE_S`` unrenewed as its watcher's steady clock times it,
+    whatever the stamps say; one not looked at for a while is forgotten, and watched from scratch when looked at
+    again."""
+    steady = [100.0]
+    watch = LeaseWatch(clock=lambda: steady[0])
+    lease = ("turn", "c1", "green")
+    assert not watch.stale(lease, 5.0, TURN_STALE_S)  # seen first: watched from now, however old its stamp
+    steady[0] += TURN_STALE_S - 1
+    assert not watch.stale(lease, 5.0, TURN_STALE_S)
+    assert not watch.stale(lease, 4.0, TURN_STALE_S)  # renewed, by a clock stepped back: renewed all the same
+    steady[0] += TURN_STALE_S - 1
+    assert not watch.stale(lease, 4.0, TURN_STALE_S) and not watch.stale(("turn", "c1", "blue"), 4.0, TURN_STALE_S)
+    steady[0] += 1
+    assert watch.stale(lease, 4.0, TURN_STALE_S)  # unrenewed for TURN_STALE_S: hung
+    steady[0] += LeaseWatch.FORGET_S
+    assert not watch.stale(("turn", "c1", "blue"), 4.0, TURN_STALE_S)  # forgotten meanwhile
+    assert watch.stale(lease, 4.0, 0.0)
+
+
+def test_a_servers_clock_stepped_forward_takes_no_live_turn_nor_claim_of_another(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two servers on one store, blue's clock stepped ``TURN_STALE_S`` forward (NTP correcting it): green's turn and
+    claim, renewed, read as stale against blue's wall clock, and blue ran the conversation's turn and answered the
+    message beside green. Watched on blue's steady clock, they stand while green renews them, and are blue's once
+    green stops (hung)."""
+    path = tmp_path / "dialogues.db"
+    green, blue = Store(path), Store(path)
+    green.serve()
+    blue.serve()
+    steady = [0.0]
+    watch = LeaseWatch(clock=lambda: steady[0])
+    stale = functools.partial(watch.stale, stale_s=TURN_STALE_S)
+    assert green.take_turn("c1", stale) and green.claim("c1", "m1", stale)
+    real = time.time
+
+    def on_blue() -> tuple[bool, bool]:
+        """Whether blue, whose clock is an hour ahead, takes the turn, and the claim of the message (a Retry)."""
+        with monkeypatch.context() as stepped:
+            stepped.setattr(time, "time", lambda: real() + 3600)
+            return blue.take_turn("c1", stale), blue.claim("c1", "m1", stale, time.time() - 600)
+
+    for _ in range(3):
+        steady[0] += TURN_STALE_S / 2
+        assert green.renew_turn("c1") and green.renew_claim("c1", "m1")
+        assert on_blue() == (False, False)
+    steady[0] += TURN_STALE_S  # green renews no more: hung
+    assert on_blue() == (True, True)
+    green.close()
     blue.close()
 
 
@@ -533,7 +593,7 @@ def test_a_purge_by_age_leaves_a_conversation_whose_turn_a_server_runs_now(tmp_p
     green.serve()
     for conversation in ("back", "idle"):
         user_turn(green, conversation, "where is my order?")
-    assert green.take_turn("back", time.time() - 60)
+    assert green.take_turn("back", before(time.time() - 60))
     assert purging.conversation_ids(before=time.time() + 1) == ["idle"]
     green.db.execute("UPDATE turn_leases SET taken = ?", [time.time() - 60])  # no longer renewed: green hung
     assert purging.conversation_ids(before=time.time() + 1) == ["back", "idle"]
@@ -555,8 +615,8 @@ def test_an_answer_of_a_turn_another_server_took_over_is_not_kept(tmp_path: Path
                             "handoff", "v1", slots={"order_id": "12345"}, handoff="user", message_id="m1", leased=True)
         return exchange, store.log_exchange(exchange)[1]
 
-    assert green.take_turn("c1", time.time() - 60)
-    assert blue.take_turn("c1", time.time() + 1)  # green hung
+    assert green.take_turn("c1", before(time.time() - 60))
+    assert blue.take_turn("c1", before(time.time() + 1))  # green hung
     dropped, reply = answer(green)
     assert (dropped.overtaken, dropped.handed_off, reply) == (True, False, None)
     row = green.db.execute("SELECT status, slots FROM conversations WHERE id = 'c1'").fetchone()
@@ -578,15 +638,15 @@ def test_an_answer_to_a_web_message_another_server_claimed_meanwhile_is_not_kept
     green, blue = Store(path), Store(path)
     green.serve()
     blue.serve()
-    assert green.claim("c1", "m1", time.time() - 60) and green.take_turn("c1", time.time() - 60)
+    assert green.claim("c1", "m1", before(time.time() - 60)) and green.take_turn("c1", before(time.time() - 60))
     green.db.execute("UPDATE answering SET claimed = ?", [time.time() - 60])  # its claim's renewals failed
-    assert blue.claim("c1", "m1", time.time() - 30)
+    assert blue.claim("c1", "m1", before(time.time() - 30))
     exchange = Exchange("c1", "web", None, "where is my order?", None, "It ships today.", "track_order", 1.0, [],
                         "template", "v1", message_id="m1", leased=True)
     assert green.log_exchange(exchange)[1] is None and exchange.overtaken
     assert green.answer_to("c1", "m1", 0.0) is None
     green.end_turn("c1")
-    assert blue.take_turn("c1", time.time() - 60)
+    assert blue.take_turn("c1", before(time.time() - 60))
     answered = Exchange("c1", "web", None, "where is my order?", None, "It ships today.", "track_order", 1.0, [],
                         "template", "v1", message_id="m1", leased=True)
     assert blue.log_exchange(answered)[1] is not None and not answered.overtaken
@@ -604,13 +664,13 @@ def test_a_server_giving_up_its_failed_answer_leaves_the_claim_another_server_ma
     green, blue = Store(path), Store(path)
     green.serve()
     blue.serve()
-    assert green.claim("c1", "m1", time.time() - 60)
+    assert green.claim("c1", "m1", before(time.time() - 60))
     green.db.execute("UPDATE answering SET claimed = ?", [time.time() - 60])  # its claim's renewals failed
-    assert blue.claim("c1", "m1", time.time() - 30)
+    assert blue.claim("c1", "m1", before(time.time() - 30))
     green.unclaim("c1", "m1")  # its answer failed
-    assert not green.claim("c1", "m1", time.time() - 30)
+    assert not green.claim("c1", "m1", before(time.time() - 30))
     blue.unclaim("c1", "m1")
-    assert green.claim("c1", "m1", time.time() - 30)
+    assert green.claim("c1", "m1", before(time.time() - 30))
     green.close()
     blue.close()
 
@@ -646,16 +706,16 @@ def test_a_renewed_turn_is_not_taken_for_a_hung_servers(tmp_path: Path) -> None:
     green, blue = Store(path), Store(path)
     green.serve()
     blue.serve()
-    assert green.take_turn("c1", time.time() - 60)
+    assert green.take_turn("c1", before(time.time() - 60))
     renewed_after = time.time()
     assert green.renew_turn("c1")
-    assert not blue.take_turn("c1", renewed_after)  # taken before, renewed since
+    assert not blue.take_turn("c1", before(renewed_after))  # taken before, renewed since
     assert not blue.renew_turn("c1")  # green's
-    assert blue.take_turn("c1", time.time() + 1)  # no longer renewed: green hung
+    assert blue.take_turn("c1", before(time.time() + 1))  # no longer renewed: green hung
     assert not green.renew_turn("c1")  # blue's now
     blue.end_turn("c1")
     assert not blue.renew_turn("c1")
-    assert green.take_turn("c1", time.time() - 60)  # blue renewed nothing after its end
+    assert green.take_turn("c1", before(time.time() - 60))  # blue renewed nothing after its end
     green.close()
     blue.close()
 
@@ -2202,12 +2262,12 @@ def test_a_web_message_being_answered_is_claimed_from_migration_35_on(tmp_path: 
     """A store of the deskbot before takes claims once opened: one server answers a message_id while another's claim
     stands, the next may once it is let go or has gone stale (a server killed mid-answer)."""
     store = left_by(Store(tmp_path / "dialogues.db"), 34, "DROP TABLE answering")
-    assert store.claim("c1", "m1", stale_before=0.0)
-    assert not store.claim("c1", "m1", stale_before=0.0)
-    assert store.claim("c1", "m2", stale_before=0.0)
+    assert store.claim("c1", "m1", before(0.0))
+    assert not store.claim("c1", "m1", before(0.0))
+    assert store.claim("c1", "m2", before(0.0))
     store.unclaim("c1", "m1")
-    assert store.claim("c1", "m1", stale_before=0.0)
-    assert store.claim("c1", "m2", stale_before=time.time() + 1)
+    assert store.claim("c1", "m1", before(0.0))
+    assert store.claim("c1", "m2", before(time.time() + 1))
     store.close()
 
 
@@ -2218,14 +2278,14 @@ def test_a_web_message_claimed_by_a_server_that_died_is_answered_by_the_next_at_
     gone, alive, following = Store(path), Store(path), Store(path)
     for store in (gone, alive, following):
         store.serve()
-    assert gone.claim("c1", "m1", stale_before=0.0) and alive.claim("c1", "m2", stale_before=0.0)
-    assert gone.claim("c1", "m3", stale_before=0.0)
+    assert gone.claim("c1", "m1", before(0.0)) and alive.claim("c1", "m2", before(0.0))
+    assert gone.claim("c1", "m3", before(0.0))
     gone.log_exchange(Exchange("c1", "web", None, "hello", None, "Hi!", None, 1.0, [], "template", "v1", message_id="m3"))
     gone.close()  # killed: the system lets go of its lock
-    assert not following.claim("c1", "m3", stale_before=0.0)  # answered as it died: its answer is the one given
-    assert following.claim("c1", "m1", stale_before=0.0)
-    assert not following.claim("c1", "m2", stale_before=0.0)
-    assert not alive.claim("c1", "m1", stale_before=0.0)  # the next one's now
+    assert not following.claim("c1", "m3", before(0.0))  # answered as it died: its answer is the one given
+    assert following.claim("c1", "m1", before(0.0))
+    assert not following.claim("c1", "m2", before(0.0))
+    assert not alive.claim("c1", "m1", before(0.0))  # the next one's now
     for store in (alive, following):
         store.close()
 
@@ -2238,11 +2298,11 @@ def test_a_web_message_whose_answer_is_kept_is_claimed_no_more_once_that_claim_w
     green, blue = Store(path), Store(path)
     for store in (green, blue):
         store.serve()
-    assert green.claim("c1", "m1", stale_before=0.0)
+    assert green.claim("c1", "m1", before(0.0))
     green.log_exchange(Exchange("c1", "web", None, "hello", None, "Hi!", None, 1.0, [], "template", "v1",
                                 message_id="m1"))
-    assert not blue.claim("c1", "m1", stale_before=time.time() + 1, answered_since=time.time() - 600)
-    assert blue.claim("c1", "m1", stale_before=time.time() + 1, answered_since=time.time() + 1)
+    assert not blue.claim("c1", "m1", before(time.time() + 1), answered_since=time.time() - 600)
+    assert blue.claim("c1", "m1", before(time.time() + 1), answered_since=time.time() + 1)
     for store in (green, blue):
         store.close()
 
@@ -2256,37 +2316,38 @@ def test_a_renewed_claim_is_not_taken_for_a_hung_servers(tmp_path: Path) -> None
     green, blue, following = Store(path), Store(path), Store(path)
     for store in (green, blue, following):
         store.serve()
-    assert green.claim("c1", "m1", stale_before=0.0)
+    assert green.claim("c1", "m1", before(0.0))
     renewed_after = time.time()
     assert green.renew_claim("c1", "m1")
-    assert not blue.claim("c1", "m1", stale_before=renewed_after)  # claimed before, renewed since
+    assert not blue.claim("c1", "m1", before(renewed_after))  # claimed before, renewed since
     assert not blue.renew_claim("c1", "m1")  # green's
-    assert blue.claim("c1", "m1", stale_before=time.time() + 1)  # no longer renewed: green hung
+    assert blue.claim("c1", "m1", before(time.time() + 1))  # no longer renewed: green hung
     assert not green.renew_claim("c1", "m1")  # blue's now
-    assert green.claim("c1", "m2", stale_before=0.0)
+    assert green.claim("c1", "m2", before(0.0))
     green.log_exchange(Exchange("c1", "web", None, "hello", None, "Hi!", None, 1.0, [], "template", "v1",
                                 message_id="m2"))
     assert green.renew_claim("c1", "m2")  # a renewal between keeping the answer and the answer's end
     green.close()  # killed: the system lets go of its lock
-    assert not following.claim("c1", "m2", stale_before=0.0)  # its answer is the one given
+    assert not following.claim("c1", "m2", before(0.0))  # its answer is the one given
     for store in (blue, following):
         store.close()
 
 
-def test_a_claim_deleted_as_stale_while_no_other_server_claims_its_message_is_renewed(tmp_path: Path) -> None:
-    """Any claim deletes every stale one: a server whose claim's renewals were late found its claim gone at its next
-    renewal though no other server had claimed the message, and took it for one another server answers, which gives
-    its turn up, leaving the message unanswered by anyone. It is the server's again; one another claimed is not."""
+def test_a_claim_deleted_as_old_while_no_other_server_claims_its_message_is_renewed(tmp_path: Path) -> None:
+    """Any claim deletes every one older than a Retry is answered from, which a server whose clock stepped forward
+    takes a live one for: a server whose claim was deleted so found it gone at its next renewal though no other server
+    had claimed the message, and took it for one another server answers, which gives its turn up, leaving the message
+    unanswered by anyone. It is the server's again; one another claimed is not."""
     path = tmp_path / "dialogues.db"
     green, blue = Store(path), Store(path)
     for store in (green, blue):
         store.serve()
-    assert green.claim("c1", "m1", stale_before=0.0) and green.claim("c1", "m2", stale_before=0.0)
-    assert blue.claim("c2", "m9", stale_before=time.time() + 1)  # green's renewals late: both its claims deleted
+    assert green.claim("c1", "m1", before(0.0)) and green.claim("c1", "m2", before(0.0))
+    assert blue.claim("c2", "m9", before(0.0), answered_since=time.time() + 1)  # both green's claims deleted
     assert green.db.execute("SELECT count(*) FROM answering WHERE server = ?", [green.server]).fetchone() == (0,)
-    assert blue.claim("c1", "m2", stale_before=time.time() + 1)
+    assert blue.claim("c1", "m2", before(time.time() + 1))
     assert green.renew_claim("c1", "m1") and not green.renew_claim("c1", "m2")
-    assert not blue.claim("c1", "m1", stale_before=time.time() - 60)  # green's again, just renewed
+    assert not blue.claim("c1", "m1", before(time.time() - 60))  # green's again, just renewed
     for store in (green, blue):
         store.close()
 
@@ -2381,7 +2442,7 @@ def test_a_purge_takes_the_claims_of_its_conversations_web_messages_with_it(tmp_
     claim cleared the stale ones, which an idle server might never make."""
     store = Store(tmp_path / "dialogues.db")
     user_turn(store, "asked", "where is my order?")
-    assert store.claim("asked", "m-1", time.time() - 120) and store.claim("other", "m-1", time.time() - 120)
+    assert store.claim("asked", "m-1", before(time.time() - 120)) and store.claim("other", "m-1", before(time.time() - 120))
     assert store.purge("asked").deleted["asked"]["answering"] == 1
     assert store.db.execute("SELECT conversation_id FROM answering").fetchall() == [("other",)]
     store.close()

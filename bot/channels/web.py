@@ -176,8 +176,9 @@ class ChatRequest(ConversationRequest, Customer):
 
 
 # How often a message another server on the store is answering looks for that answer, and how long since that
-# server last renewed its claim (every TURN_RENEW_S while it answers, however long) before it counts as hung and the
-# message is answered here, well under a proxy's usual 60 s request timeout (one killed is seen at once: Store.claim).
+# server last renewed its claim (every TURN_RENEW_S while it answers, however long; timed here: LeaseWatch) before it
+# counts as hung and the message is answered here, well under a proxy's usual 60 s request timeout (one killed is
+# seen at once: Store.claim).
 CLAIM_POLL_S = 0.2
 CLAIM_STALE_S = TURN_STALE_S
 
@@ -592,7 +593,8 @@ class WebChannel(Channel):
         store = self.bot.store
         if turn.message_id is None or store is None:
             return True
-        return await self.bot._store(store.claim, turn.conversation_id, turn.message_id, time.time() - CLAIM_STALE_S,
+        return await self.bot._store(store.claim, turn.conversation_id, turn.message_id,
+                                     functools.partial(self.bot.leases.stale, stale_s=CLAIM_STALE_S),
                                      time.time() - self._answers.ttl)
 
     def _holding_claim(self, turn: Turn, lost: Callable[[], None]) -> contextlib.AbstractAsyncContextManager[None]:
