@@ -513,8 +513,8 @@ ERROR_TEXT = {400: "bad request; the error names the field", 401: "missing or wr
                    "machine's own names, localhost and loopback addresses)",
               429: "rate limited; wait Retry-After seconds",
               503: "the conversation store cannot write now (a full disk, a read-only file), or, for a message, the "
-                   "bot is busy (server.inference.max_queue messages wait for the model); nothing was kept: send it "
-                   "again after Retry-After seconds"}
+                   "bot is busy (server.inference.max_queue messages wait for the model, or server.max_web_turns are "
+                   "being answered); nothing was kept: send it again after Retry-After seconds"}
 
 
 @dataclass(frozen=True)

@@ -545,6 +545,11 @@ class ServerConfig(Settings):
     metrics_token: str | None = Field(None, description="what a scraper of /metrics must send as a bearer token "
                                                         "(unset: /metrics answers anyone)")
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    max_web_turns: int | None = Field(1024, ge=1, description=(
+        "web chat messages being answered at once at most, from their arrival to their reply (those waiting for the "
+        "model among them): past it the next is answered 503 with Retry-After at once, before its body is read, "
+        "rather than piling up in the server's own queue where inference.max_queue does not reach when they come "
+        "faster than the server's CPU takes them in (null: no bound)"))
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     shutdown_seconds: float = Field(10.0, gt=0, description="how long SIGTERM waits for turns in flight")
     turn_seconds: float | None = Field(None, gt=0, le=3600, description=(

@@ -1757,7 +1757,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app.on_startup.append(say_closed_conversations)
     app.on_startup.append(check_platforms)
     settings = {"max_message_chars": server.max_message_chars, "max_body_bytes": server.max_body_bytes,
-                "language": project.config.language}
+                "max_web_turns": server.max_web_turns, "language": project.config.language}
     channels = build_channels(bot, project.config.channels, settings)
     app[OFF_CALLBACKS] = off_callbacks(channels)
     app[OFF_SAID_UNTIL] = {}

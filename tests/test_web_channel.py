@@ -2131,3 +2131,48 @@ async def test_a_web_message_past_the_models_full_queue_is_answered_503_at_once_
     with sqlite3.connect(root / "dialogues.db") as db:
         assert db.execute("SELECT count(*) FROM turns WHERE conversation_id = ?", [refused_cid]).fetchone() == (0,)
     assert 'deskbot_messages_total{channel="web",source="none",status="busy"} 2.0' in await (await client.get("/metrics")).text()
+
+
+async def test_a_web_message_past_max_web_turns_is_answered_503_before_its_body_is_read(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A flood of web chat messages the server's own CPU cannot take in (HTTP, the turn, the log: 5 to 7 ms each) piled
+    up in its event loop, where server.inference.max_queue does not reach. Past server.max_web_turns messages being
+    answered, the next is refused at once, its body unread (a malformed one gets 503, not 400), 503 with Retry-After
+    over HTTP and an error frame over the socket; those being answered are answered, and a slot freed takes the next."""
+    import yaml
+
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot")
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    config["server"]["inference"] = {**config["server"].get("inference", {}), "workers": 1}
+    config["server"]["max_web_turns"] = 2
+    (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    bot = client.app[BOT]
+    bot.nlu = held = HeldModel(bot.nlu)
+    channel = bot.channels["web"]
+
+    answered = [asyncio.ensure_future(client.post("/api/chat", json={"conversation_id": new_id(), "text": "hello"}))
+                for _ in range(2)]
+    assert await asyncio.to_thread(held.entered.acquire, timeout=10), "no batch reached the model"
+    async with asyncio.timeout(10):
+        while channel.turns_in_flight < 2:
+            await asyncio.sleep(0.01)
+    with caplog.at_level("WARNING", logger="bot.channels.web"):
+        refused = await asyncio.wait_for(client.post("/api/chat", data=b"{not json",
+                                                     headers={"Content-Type": "application/json"}), 10)
+        assert refused.status == 503
+        assert refused.headers["Retry-After"] == str(web_channel.BUSY_RETRY_S)
+        assert (await refused.json())["error"] == (
+            "the bot is busy: 2 web chat messages are being answered already; send the message again in 5s")
+        async with client.ws_connect("/api/ws") as ws:
+            await ws.send_json({"conversation_id": new_id(), "text": "hi"})
+            frame = await ws.receive_json(timeout=10)
+    assert frame["type"] == "error" and frame["error"].startswith("the bot is busy: 2 web chat") and "retry_after" not in frame
+    assert [r.getMessage() for r in caplog.records if "answered 503" in r.getMessage()] == [
+        "web chat messages answered 503: 2 are being answered already (server.max_web_turns); they come faster than "
+        "the server takes them in (bench/SERVE.md)"]  # once for the two
+    held.free.set()
+    assert [r.status for r in await asyncio.gather(*answered)] == [200, 200]
+    assert channel.turns_in_flight == 0
+    assert (await client.post("/api/chat", json={"conversation_id": new_id(), "text": "hi"})).status == 200
+    assert 'deskbot_messages_total{channel="web",source="none",status="busy"} 2.0' in await (await client.get("/metrics")).text()

@@ -24,7 +24,7 @@ import logging
 import re
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit
 
@@ -73,6 +73,16 @@ SHORT_ID_WARNING_S = 3600.0
 BUSY_RETRY_S = 5  # how long a web client told the model is busy (503: server.inference.max_queue) waits to send again
 BUSY_SAID_S = 60.0  # how often, at most, the log says that web chat messages are refused for the model's queue
 log = logging.getLogger(__name__)
+
+
+class TurnsFull(Exception):
+    """A web chat message refused at its arrival, before its body is read, for ``server.max_web_turns`` others being
+    answered already: a flood the server's own CPU cannot take in (HTTP, the turn, the log) piled up in its event loop
+    and connections, where the model's queue (``server.inference.max_queue``, :class:`QueueFull`) does not reach."""
+
+    def __init__(self, max_turns: int) -> None:
+        super().__init__(f"{max_turns} web chat messages are being answered already")
+        self.max_turns = max_turns
 
 
 # What a page may say of its customer with each message (a user id), flat and small: the store keeps the first
@@ -417,6 +427,8 @@ class WebChannel(Channel):
         self.min_id_chars: int = settings.get("min_conversation_id_chars", 0)
         self._short_id_said = -SHORT_ID_WARNING_S  # when the log last said a short conversation id came
         self._busy_said = -BUSY_SAID_S  # when the log last said a message was refused for the model's queue
+        self.max_turns: int | None = settings.get("max_web_turns")  # server.max_web_turns
+        self.turns_in_flight = 0  # web chat messages being answered, over HTTP and the sockets (:meth:`_turn_slot`)
 
     def routes(self) -> list[web.AbstractRouteDef]:
         api: list[tuple[str, str, Handler]] = [
@@ -650,27 +662,49 @@ class WebChannel(Channel):
         reply = await self.chat(body, client_address(request), verified_user, origin=ws)
         await ws.send_json({"type": "reply", **self._shown(reply, request)})
 
+    @contextlib.contextmanager
+    def _turn_slot(self) -> Iterator[None]:
+        """Count a web chat message as being answered while the block runs; :class:`TurnsFull` at once, nothing of it
+        read nor kept, where ``server.max_web_turns`` are already (counted busy in /metrics)."""
+        if self.max_turns is not None and self.turns_in_flight >= self.max_turns:
+            self.bot.metrics.reply(self.name, "none", "busy", 0.0)
+            raise TurnsFull(self.max_turns)
+        self.turns_in_flight += 1
+        try:
+            yield
+        finally:
+            self.turns_in_flight -= 1
+
     async def http_chat(self, request: web.Request) -> web.Response:
         """``POST /api/chat``: the reply to a customer's message, as the client may see it (:meth:`_shown`)."""
-        body = await read_json(request, ChatRequest)
-        count_message(request, body.conversation_id)
-        verified_user = await self._proven_over_http(body, body.conversation_id)
         try:
-            return json_response(self._shown(await self.chat(body, client_address(request), verified_user), request))
-        except Refused as exc:
-            raise bad_request(exc) from None
-        except QueueFull as exc:
+            with self._turn_slot():
+                body = await read_json(request, ChatRequest)
+                count_message(request, body.conversation_id)
+                verified_user = await self._proven_over_http(body, body.conversation_id)
+                try:
+                    reply = await self.chat(body, client_address(request), verified_user)
+                except Refused as exc:
+                    raise bad_request(exc) from None
+        except (QueueFull, TurnsFull) as exc:
             raise http_error(web.HTTPServiceUnavailable, self.busy(exc),
                              headers={"Retry-After": str(BUSY_RETRY_S)}) from None
+        return json_response(self._shown(reply, request))
 
-    def busy(self, exc: QueueFull) -> str:
-        """What a web client hears when its message is refused for the model's full queue (:class:`QueueFull`), said
-        in the log once in ``BUSY_SAID_S`` at most: messages come faster than the model answers them, and the one on
-        call needs to know that customers are being turned away."""
+    def busy(self, exc: QueueFull | TurnsFull) -> str:
+        """What a web client hears when its message is refused for the model's full queue (:class:`QueueFull`) or for
+        the messages being answered (:class:`TurnsFull`), said in the log once in ``BUSY_SAID_S`` at most: messages
+        come faster than the bot answers them, and the one on call needs to know that customers are being turned
+        away."""
         if time.monotonic() >= self._busy_said + BUSY_SAID_S:
             self._busy_said = time.monotonic()
-            log.warning("web chat messages answered 503: %d wait for the model already (server.inference.max_queue); "
-                        "they come faster than it answers them (bench/SERVE.md)", exc.max_queue)
+            if isinstance(exc, TurnsFull):
+                log.warning("web chat messages answered 503: %d are being answered already (server.max_web_turns); "
+                            "they come faster than the server takes them in (bench/SERVE.md)", exc.max_turns)
+            else:
+                log.warning("web chat messages answered 503: %d wait for the model already "
+                            "(server.inference.max_queue); they come faster than it answers them (bench/SERVE.md)",
+                            exc.max_queue)
         return f"the bot is busy: {exc}; send the message again in {BUSY_RETRY_S}s"
 
     async def _proven_over_http(self, customer: Customer, conversation_id: str) -> str | None:
@@ -727,11 +761,12 @@ class WebChannel(Channel):
                     verified_user = await self._proven_on(ws, joined, body, cid)
                     self._join(ws, joined, cid, verified_user)  # else first: a refused message must not leave the widget deaf to its agent
                     if isinstance(body, ChatRequest):
-                        count_message(request, cid, over_socket=True)
-                        turn = asyncio.create_task(self._answer(ws, body, request, verified_user))
-                        self._turns.add(turn)
-                        turn.add_done_callback(self._turns.discard)
-                        await turn
+                        with self._turn_slot():
+                            count_message(request, cid, over_socket=True)
+                            turn = asyncio.create_task(self._answer(ws, body, request, verified_user))
+                            self._turns.add(turn)
+                            turn.add_done_callback(self._turns.discard)
+                            await turn
                     else:  # a join's status costs a store read: it counts against the address as a request does
                         count_request(request)
                         await ws.send_json({"type": "status", "conversation_id": cid, **await self._status(cid)})
@@ -743,7 +778,7 @@ class WebChannel(Channel):
                     break
                 except web.HTTPTooManyRequests as exc:
                     await ws.send_json(too_many_frame(exc, request_type))
-                except QueueFull as exc:  # no retry_after, the rate limit's: the widget says the customer sent too fast
+                except (QueueFull, TurnsFull) as exc:  # no retry_after, the rate limit's: not sent too fast
                     await ws.send_json({"type": "error", "error": self.busy(exc), **request_type})
                 except Exception as exc:  # as the HTTP path's middleware does: log it, answer, keep the socket
                     if cannot_write(exc):  # no retry_after, the rate limit's: the widget says the customer sent too fast
