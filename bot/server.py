@@ -36,7 +36,8 @@ from aiohttp.web_runner import GracefulExit
 from bot.actions import ActionError, ActionRunner, code_stamp
 from bot.channels import build_channels, off_callbacks
 from bot.channels.base import (REFUSAL_SAID_S, STORE_DAMAGED, STORE_RETRY_S, DeliveryError, MaybeDelivered,
-                               PlatformChannel, dumps, http_error, json_response, kept_turn, same_secret, store_failed)
+                               PlatformChannel, dumps, http_error, json_response, kept_turn, long_json_response,
+                               same_secret, store_failed)
 from bot.channels.web import WebChannel, read_json, valid_conversation_id
 from bot.engine import Bot
 from bot.limits import LIMITS, Limits
@@ -1275,10 +1276,9 @@ async def export_data(request: web.Request) -> web.Response:
     bot = request.app[BOT]
     start = query_since(request) or 0.0
     labels, answers = await bot._read(lambda store: (store.labels(start), store.answer_candidates(start)))
-    data = await asyncio.to_thread(
-        lambda: exported(bot.project, learned_from(labels, answers, bot.config.privacy.redact)))
     out = io.StringIO()
-    lines = write_jsonl(data, out)
+    lines = await asyncio.to_thread(  # written there too: every label and answer ever, line by line
+        lambda: write_jsonl(exported(bot.project, learned_from(labels, answers, bot.config.privacy.redact)), out))
     log.info("exported by %s: %d lines of training data%s", caller(request), lines,
              f" since {request.query['since']}" if start else "")
     return web.Response(text=out.getvalue(), content_type="application/x-ndjson")
@@ -1369,7 +1369,7 @@ async def transcript(request: web.Request) -> web.Response:
     found = await bot._look_up(Store.transcript, conversation_id, limit)  # beside the turns the store's thread writes
     if found is None:
         raise unknown_conversation(conversation_id)
-    return json_response(found)
+    return await long_json_response(found, "turns")  # up to MAX_LIMIT turns: 3 MB of JSON
 
 
 async def referred(request: web.Request) -> web.Response:

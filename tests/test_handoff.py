@@ -13,6 +13,7 @@ import json
 import logging
 import shutil
 import sqlite3
+import threading
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -31,7 +32,7 @@ from bot.openapi import InboxResponse
 from bot.project import ProjectError, load_project
 from bot.retrain import retrain
 from bot.server import BOT, create_app
-from dialogues.store import TRYOUT_CHANNEL, Store
+from dialogues.store import TRYOUT_CHANNEL, Exchange, Store
 from finetune.registry import Registry
 from tests.conftest import configure
 
@@ -62,6 +63,45 @@ async def next_push(socket: Any) -> dict[str, Any]:
     while (frame := await socket.receive_json(timeout=5))["type"] == "sync":
         pass
     return frame
+
+
+async def test_a_long_transcript_is_encoded_while_the_server_goes_on_answering(
+        bot_dir: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 10,000-turn transcript took 100 ms to encode as JSON on the event loop, every other request and socket of the
+    server waiting. It is encoded on a worker thread, in parts the loop runs between: /healthz is answered while the
+    first part is held, and the transcript is the store's, whole."""
+    from bot.channels import base
+
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    store = Store(bot_dir / "dialogues.db")
+    store.log_exchanges([Exchange("long", "web", None, f"message {i}", None, f"reply {i}", "greet", 0.9, [("greet", 0.9)],
+                                  "template", "v0001", 0.7, {}, 0) for i in range(250)])
+    store.close()
+    encoding, answered = threading.Event(), threading.Event()
+    held: list[bool] = []
+    dumps = base.dumps
+
+    def held_dumps(data: Any) -> str:
+        """Encoding the transcript's turns waits, the first time, for /healthz to be answered (10 s at most)."""
+        turns = "turns" in data if isinstance(data, dict) else isinstance(data, list) and data and "role" in data[0]
+        if turns and not held:
+            encoding.set()
+            held.append(answered.wait(10))
+        return dumps(data)
+
+    monkeypatch.setattr(base, "dumps", held_dumps)
+    transcript = asyncio.ensure_future(client.get("/admin/conversations/long?limit=500", headers=AUTH))
+    assert await asyncio.to_thread(encoding.wait, 10), "the transcript was never encoded"
+    assert (await asyncio.wait_for(client.get("/healthz"), 10)).status == 200
+    answered.set()
+    response = await asyncio.wait_for(transcript, 20)
+    assert held == [True], "/healthz waited for the transcript's encoding"
+    assert response.status == 200 and response.content_type == "application/json" and response.charset == "utf-8"
+    read = Store(bot_dir / "dialogues.db", read_only=True)
+    assert await response.json() == json.loads(dumps(read.transcript("long", 500)))
+    read.close()
+    assert len((await response.json())["turns"]) == 500
+    assert json.loads(base.dumps_in_parts({"turns": []}, "turns")) == {"turns": []}
 
 
 async def test_handoff_agent_reply_handback_and_learning_from_the_answer(bot_dir: Path, aiohttp_client: Any) -> None:
