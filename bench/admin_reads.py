@@ -49,6 +49,7 @@ def build(path: Path, conversations: int) -> None:
 def reads(store: Store, middle: str) -> dict[str, Callable[[], Any]]:
     return {
         "inbox, handed off, for an agent": lambda: store.inbox("handed_off", 50, "Ana"),
+        "inbox, handed off, the console's page of 200": lambda: store.inbox("handed_off", 200, "Ana"),
         "inbox, handed off": lambda: store.inbox("handed_off", 50),
         "inbox, open": lambda: store.inbox("open", 50),
         "inbox, search": lambda: store.inbox("handed_off", 50, search="user42"),

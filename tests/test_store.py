@@ -2605,6 +2605,42 @@ def test_a_long_purge_lets_a_serving_bots_writes_in_between_its_conversations(tm
     store.close()
 
 
+def test_the_inbox_reads_who_has_each_customer_and_their_latest_message_for_its_page_alone(tmp_path: Path) -> None:
+    """Each agent's console asks for the inbox every 3 s: it read who has each handed-off customer, their latest message
+    and what is unread for every one of them, to list a page. Only each one's wait is read for all (to order them and
+    count those waiting), the rest for the page's rows: a page of one among 40 costs SQLite a quarter of a page of all,
+    where it cost as much, and lists the same customers in the same order."""
+    store = Store(tmp_path / "dialogues.db")
+    for n in range(40):
+        for j in range(3):
+            user_turn(store, f"c{n:02d}", f"question {n} {j}")
+        store.set_status(f"c{n:02d}", "handed_off", "requested")
+    store.add_agent_answer("c07", "on its way", agent="Ana")
+
+    def steps(limit: int) -> tuple[int, list[dict[str, Any]], int, int]:
+        """The SQLite virtual machine's steps (in hundreds) the inbox took, and what it gave."""
+        counted = [0]
+
+        def count() -> int:
+            counted[0] += 1
+            return 0
+
+        store.db.conn.set_progress_handler(count, 100)
+        try:
+            given = store.inbox("handed_off", limit, "Ana")
+        finally:
+            store.db.conn.set_progress_handler(None, 100)
+        return counted[0], *given
+
+    one, [first], total, waiting = steps(1)
+    all_of_them, listed, _, _ = steps(40)
+    assert (total, waiting) == (40, 39)
+    assert first == listed[0] and listed[-1]["conversation_id"] == "c07"  # its latest word the agent's: last
+    assert [c["conversation_id"] for c in listed[:3]] == ["c00", "c01", "c02"]
+    assert one * 3 < all_of_them
+    store.close()
+
+
 def test_the_inbox_shows_the_latest_message_as_the_customer_wrote_it(tmp_path: Path) -> None:
     """Full-width punctuation and digits are flattened for the model only; agents see what the transcript shows."""
     store = Store(tmp_path / "dialogues.db")
