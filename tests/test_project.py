@@ -1988,3 +1988,21 @@ def test_variants_in_a_language_the_bot_does_not_speak_are_named(bot_dir: Path) 
                                        "never shows, as it answers every customer in en (bot.yml's language): "
                                        "cancel_order, change_order,") in checked.output, checked.output
     assert "set language: multi in bot.yml to answer each customer in theirs, or leave those variants out" in checked.output
+
+
+def test_a_message_is_read_in_its_forms_once_whatever_the_patterns_of_an_entity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether a message is only an entity's value (an answer to an action's question) read the message's forms (as
+    typed, full-width as ASCII, Traditional as Simplified) again for each of the entity's patterns: 0.6 ms of the
+    event loop for the demo's order number's 21, at each message naming one. And nlu.yml's intents, which each
+    message is decided with, were sorted out of every example at each message (0.1 ms for the demo's 2,308)."""
+    import bot.project as project_module
+
+    project = load_project(DEMO)
+    assert len(project.entity_patterns["order_id"]) > 1
+    read = project_module.read_forms
+    calls: list[str] = []
+    monkeypatch.setattr(project_module, "read_forms", lambda text: calls.append(text) or read(text))
+    assert not project.is_answer("order_id", "where is my order 12345 please")
+    assert project.is_answer("order_id", "12345") and project.is_answer("order_id", " 订单号：789 ")
+    assert calls == ["where is my order 12345 please", "12345", "订单号：789"]
+    assert project.intents is project.intents and project.intents == sorted({e.intent for e in project.examples})
