@@ -714,17 +714,23 @@ async def metrics(request: web.Request) -> web.Response:
 EDITED_FILES = ("bot.yml", "nlu.yml", "responses.yml")  # what a running server serves again once saved
 
 
-def edited_files_stamp(root: Path) -> dict[str, tuple[int, int]]:
-    """When and to what size each of ``EDITED_FILES`` was last saved ((0, 0) for one that is missing): a change means
-    someone saved it, which the model watcher then serves (:func:`watch_models`)."""
-    def stamp(path: Path) -> tuple[int, int]:
-        try:
-            stat = path.stat()
-        except OSError:
-            return 0, 0
-        return stat.st_mtime_ns, stat.st_size
+def _saved(path: Path) -> tuple[int, int]:
+    """When and to what size ``path`` was last saved, or (0, 0) when it is missing."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return 0, 0
+    return stat.st_mtime_ns, stat.st_size
 
-    return {name: stamp(root / name) for name in EDITED_FILES}
+
+def edited_files_stamp(root: Path) -> dict[str, tuple[int, int]]:
+    """When and to what size each of ``EDITED_FILES`` was last saved ((0, 0) for one that is missing), and each
+    Python file of actions/ (as ``actions/orders.py``): a change means someone saved, added or deleted one, which the
+    model watcher then serves (:func:`watch_models`)."""
+    actions = root / "actions"
+    code = sorted(actions.rglob("*.py")) if actions.is_dir() else []
+    return {**{name: _saved(root / name) for name in EDITED_FILES},
+            **{path.relative_to(root).as_posix(): _saved(path) for path in code}}
 
 
 def bot_files_stamp(root: Path) -> tuple[Any, ...]:
@@ -770,6 +776,7 @@ async def swap_to_current(app: web.Application, unless_served: str | None = None
         files_read, project, agents, actions, nlu, refused = await asyncio.to_thread(load)
         bot.swap(nlu, project, actions)
         # in place: the application's state is set once, at start
+        app[FILES_READ].clear()  # an actions/ file deleted since is no longer read
         app[FILES_READ].update(files_read)
         app[AGENT_TOKENS].clear()
         app[AGENT_TOKENS].update(agents)
@@ -921,22 +928,33 @@ async def watch_models(app: web.Application) -> AsyncIterator[None]:
 
 async def follow_edits(app: web.Application, refused: dict[str, tuple[int, int]] | None
                        ) -> dict[str, tuple[int, int]] | None:
-    """Serve the bot's files again once someone saved one of them (``EDITED_FILES``), as ``POST /admin/reload``
-    does: an answer edited in responses.yml reaches customers within ``learning.watch_seconds``, with no retrain,
-    restart or admin token. Files that do not load (a YAML slip, an unknown intent) are refused in the log with the
-    file, line and fix, and the files read before answer on until one is saved again; the files refused, else None."""
+    """Serve the bot's files again once someone saved one of them (``EDITED_FILES``, or a Python file of actions/), as
+    ``POST /admin/reload`` does: an answer edited in responses.yml, or an action edited in actions/, reaches customers
+    within ``learning.watch_seconds``, with no retrain, restart or admin token. Files that do not load (a YAML slip, an
+    unknown intent) are refused in the log with the file, line and fix, and the files read before answer on until one
+    is saved again; the files refused, else None. actions/ that fails to import alone is refused so by the swap
+    (:func:`swap_to_current`), the actions loaded before running on, and the rest of what was saved is served."""
+    read = app[FILES_READ]
     now = edited_files_stamp(app[BOT].project.root)
-    if now in (app[FILES_READ], refused):
+    if now in (read, refused):
         return refused
-    saved = [name for name in EDITED_FILES if now[name] != app[FILES_READ].get(name)]
-    try:  # responses.yml alone: the model is loaded with nothing of it, and loading it again took seconds
-        nlu, _ = await swap_to_current(app, unless_read=now, model_kept=saved == ["responses.yml"])
+    saved = [name for name in sorted(now.keys() | read.keys(), key=_edited_first) if now.get(name) != read.get(name)]
+    try:  # responses.yml and actions/ alone: the model is loaded with nothing of them, and loading it again took seconds
+        nlu, not_imported = await swap_to_current(
+            app, unless_read=now, model_kept=all(name == "responses.yml" or name.startswith("actions/") for name in saved))
     except Exception as exc:  # the files read before answer on
         log.error("%s saved, and not served: %s; customers are answered as before until it is mended and saved again",
                   ", ".join(saved), exc)
         return now
-    log.info("%s saved: now answering with the bot's files as they are now (model %s)", ", ".join(saved), nlu.version)
+    if served := [name for name in saved if not (not_imported and name.startswith("actions/"))]:
+        log.info("%s saved: now answering with the bot's files as they are now (model %s)", ", ".join(served),
+                 nlu.version)
     return None
+
+
+def _edited_first(name: str) -> tuple[int, str]:
+    """The order files saved together are named in: bot.yml, nlu.yml and responses.yml, then actions/'s."""
+    return (EDITED_FILES.index(name), "") if name in EDITED_FILES else (len(EDITED_FILES), name)
 
 
 async def follow_reload(app: web.Application, seen: int) -> int:

@@ -2819,6 +2819,50 @@ async def test_a_saved_responses_yml_is_served_without_a_reload_and_a_broken_one
     assert await said("nlu.yml saved: now answering with the bot's files as they are now") and loads == ["load"]
 
 
+async def test_a_saved_action_is_served_without_a_reload_and_one_that_fails_to_import_is_refused_with_its_line(
+        make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """An action edited in actions/ ran as it was until a POST /admin/reload or a restart, while a saved responses.yml
+    was served at the watcher's next look: the watcher serves a saved action too. One that fails to import is refused
+    in the log with its file and line, the last good actions running on, and served once mended."""
+    import yaml
+
+    caplog.set_level(logging.INFO, logger="deskbot")
+    client = await make_client(server={"limits": NO_LIMITS}, learning={"watch_seconds": 0.1})
+    root = client.app[BOT].project.root
+    hello = root / "actions" / "hello.py"
+
+    async def answers(wanted: str) -> bool:
+        for _ in range(200):
+            if (await (await chat(client, cid(), "/check_refund_policy")).json())["reply"] == wanted:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def said(text: str) -> bool:
+        for _ in range(200):
+            if text in caplog.text:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    hello.write_text(HELLO_ACTION.format(text="Hello."))
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    config["actions"]["map"]["check_refund_policy"] = "action_hello"
+    (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    assert await said("bot.yml, actions/hello.py saved: now answering with the bot's files as they are now")
+
+    hello.write_text(HELLO_ACTION.format(text="Hello again."))
+    assert await answers("Hello again.")
+    assert await said("actions/hello.py saved: now answering with the bot's files as they are now")
+
+    hello.write_text(HELLO_ACTION.format(text="Hello, broken.") + "\ndef broken(:\n")
+    assert await said(f"actions/ not reloaded: {hello}:13: cannot load the custom actions: SyntaxError")
+    assert (await (await chat(client, cid(), "/check_refund_policy")).json())["reply"] == "Hello again."
+
+    hello.write_text(HELLO_ACTION.format(text="Hello, mended."))
+    assert await answers("Hello, mended.")
+
+
 async def test_a_reload_whose_action_map_names_an_unknown_action_is_refused(make_client: Callable[..., Any]) -> None:
     """Start refuses such a bot.yml; a reload took it, and every customer asking for the intent failed."""
     import yaml
