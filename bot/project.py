@@ -7,6 +7,7 @@ with one message that names the file and the line, instead of a stack trace minu
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import difflib
 import functools
@@ -84,6 +85,36 @@ class ProjectError(Exception):
     """A bot project file is missing or wrong. The message names the file and, when known, the line."""
 
 
+class ProjectErrors(ProjectError):
+    """The mistakes one read of the bot's files found, a line each: an editor who made ten typos learns of all ten
+    at once, not one a run."""
+
+    def __init__(self, mistakes: list[str]) -> None:
+        super().__init__("\n".join(mistakes))
+        self.mistakes = mistakes
+
+
+class Mistakes(list[str]):
+    """The mistakes found so far in a read of the bot's files, which goes on past each to find the others."""
+
+    @contextlib.contextmanager
+    def noted(self) -> Iterator[None]:
+        """Note the :class:`ProjectError` the block raises, and go on after the block."""
+        try:
+            yield
+        except ProjectErrors as exc:
+            self.extend(exc.mistakes)
+        except ProjectError as exc:
+            self.append(str(exc))
+
+    def raise_any(self) -> None:
+        """Raise the mistakes found, all of them, if there are any."""
+        if len(self) == 1:
+            raise ProjectError(self[0])
+        if self:
+            raise ProjectErrors(list(self))
+
+
 class ModelConfig(Settings):
     base: str = Field("default", description="Hugging Face name or path, or an alias: default, multilingual, mpnet")
     epochs: float | None = Field(None, gt=0, description="sets the training steps, epochs x ceil(examples / batch_size), "
@@ -108,8 +139,6 @@ VERIFIED_USER = "verified_user"
 # Whether the conversation had a message before this one: for a template's condition, so that a customer who says
 # "hi" again after a few turns is not introduced to the bot a second time. Given to templates, never stored.
 MID_CONVERSATION = "mid_conversation"
-# Slots the bot keeps itself (SLOT in a multi bot, SCRIPT in one that speaks Chinese), which no entity may be named
-RESERVED_SLOTS = (SLOT, SCRIPT, REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, MID_CONVERSATION)
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
@@ -1234,12 +1263,69 @@ def error_message(err: Any, model: type[BaseModel]) -> str:
 
 
 def load_config(path: Path) -> BotConfig:
-    data, node = _load_yaml(path)
-    try:
-        return BotConfig.model_validate(data or {})
-    except ValidationError as exc:
-        err = first_error(exc)
-        raise _fail(path, node, tuple(err["loc"]), error_message(err, BotConfig)) from None
+    """bot.yml, or a :class:`ProjectError` naming each of its mistakes."""
+    mistakes = Mistakes()
+    config, _ = read_config(path, mistakes)
+    mistakes.raise_any()
+    assert config is not None  # a bot.yml that did not load has a mistake
+    return config
+
+
+def read_config(path: Path, mistakes: Mistakes) -> tuple[BotConfig | None, bool]:
+    """bot.yml with each of its mistakes noted in ``mistakes``, a line each, and as read without the keys at fault
+    (their defaults in their place), for the other files to be checked against it all the same; and whether its
+    ``language`` is as written, which responses.yml is checked against. None where it does not parse."""
+    with mistakes.noted():
+        data, node = _load_yaml(path)
+        try:
+            return BotConfig.model_validate(data or {}), True
+        except ValidationError as exc:
+            errors = exc.errors()
+        misspelt = {tuple(e["loc"][:-1]) for e in errors if e["type"] == "extra_forbidden"}
+        said: dict[int | None, str] = {}  # one a line: a union's members each say why a value is none of them
+        for err in sorted(errors, key=lambda e: e["type"] != "extra_forbidden"):
+            if err["type"] == "missing" and tuple(err["loc"][:-1]) in misspelt:  # the key misspelt was meant for it
+                continue
+            line = _line_of(node, tuple(err["loc"]))
+            said.setdefault(line, str(_fail(path, node, tuple(err["loc"]), error_message(err, BotConfig))))
+        mistakes.extend(said[line] for line in sorted(said, key=lambda line: line or 0))
+        return _without_mistakes(data), all(err["loc"][:1] != ("language",) for err in errors)
+    return None, False
+
+
+def _without_mistakes(data: Any) -> BotConfig | None:
+    """bot.yml's ``data`` read without the values its mistakes are in, one taken out at a time, as taking one out of
+    a list moves the others; None where a mistake is in no value (the file is no mapping)."""
+    data = copy.deepcopy(data)
+    for _ in range(_MOST_MISTAKES):
+        try:
+            return BotConfig.model_validate(data or {})
+        except ValidationError as exc:
+            if not _drop(data, tuple(exc.errors()[0]["loc"])):
+                return None
+    return None
+
+
+_MOST_MISTAKES = 500  # a bot.yml with more is read no further
+
+
+def _drop(data: Any, loc: tuple[Any, ...]) -> bool:
+    """Take the value at ``loc`` out of ``data``, or the one at the longest start of it that ``data`` has (a missing
+    key's section; pydantic names a union's member after its key), or the list it is in, whole (an item taken out of
+    ``actions.slots`` would make the slots listed after it refused in responses.yml, where the list left unread is
+    any slot): whether there was one."""
+    parent: Any = None
+    for part in loc:
+        if not (isinstance(data, dict) and part in data
+                or isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)):
+            break
+        if not isinstance(data, list):
+            parent, key = data, part
+        data = data[part]
+    if parent is None:
+        return False
+    del parent[key]
+    return True
 
 
 # [text](entity), [text](entity:value), [text]{"entity": …} and Rasa 3's list of those, [text][{…}, {…}]: the
@@ -1450,7 +1536,7 @@ def _example_line(node: yaml.Node | None, i: int, where: int) -> int | None:
 
 
 class NluFile(NamedTuple):
-    """What :func:`load_nlu` reads of nlu.yml."""
+    """What :func:`read_nlu` reads of nlu.yml."""
 
     examples: list[Example]
     # Each entity's patterns: its regexes, and its lookup tables as :func:`lookup_pattern` reads them.
@@ -1472,15 +1558,26 @@ class NluFile(NamedTuple):
     repeated: dict[str, list[int | None]]
 
 
-def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS) -> NluFile:
-    """Read intents and examples in Rasa's ``nlu.yml`` format, and its entities (:class:`NluFile`); ``slots`` are the
-    bot's own, which no regex or lookup may name."""
-    data, node = _load_yaml(path)
-    if not isinstance(data, dict) or not isinstance(data.get("nlu"), list):
-        raise _fail(path, node, (), "expected a top-level 'nlu:' list")
-    if extra := sorted(str(key) for key in set(data) - {"version", "nlu"}):  # a typo, or Rasa's stories and rules
-        raise _fail(path, node, (extra[0],), "unknown key: nlu.yml holds 'version' and 'nlu' (intents, examples "
-                                             "and regexes); deskbot has no stories or rules")
+def read_nlu(path: Path, slots: tuple[str, ...], mistakes: Mistakes) -> tuple[NluFile | None, set[str]]:
+    """Read intents and examples in Rasa's ``nlu.yml`` format, and its entities (:class:`NluFile`; None where it does
+    not parse), with each of its mistakes noted in ``mistakes`` (an entry's first, an entry or an example at fault
+    left out), and the names of its intents, those of the entries left out among them, which bot.yml and
+    responses.yml are checked against all the same. ``slots`` are the bot's own, which no regex or lookup may name."""
+    with mistakes.noted():
+        data, node = _load_yaml(path)
+        if not isinstance(data, dict) or not isinstance(data.get("nlu"), list):
+            raise _fail(path, node, (), "expected a top-level 'nlu:' list")
+        for extra in sorted(str(key) for key in set(data) - {"version", "nlu"}):  # a typo, or Rasa's stories and rules
+            mistakes.append(str(_fail(path, node, (extra,), "unknown key: nlu.yml holds 'version' and 'nlu' "
+                                                             "(intents, examples and regexes); deskbot has no stories "
+                                                             "or rules")))
+        return _nlu_entries(path, node, data["nlu"], slots, mistakes)
+    return None, set()
+
+
+def _nlu_entries(path: Path, node: yaml.Node | None, items: list[Any], slots: tuple[str, ...],
+                 mistakes: Mistakes) -> tuple[NluFile, set[str]]:
+    """nlu.yml's entries (``items``), as :func:`read_nlu` reads them."""
     source = functools.cache(lambda: _YAML_BREAK.split(_read_text(path)))  # the lines, for :func:`_joined`
     examples: list[Example] = []
     patterns: dict[str, list[re.Pattern[str]]] = {}
@@ -1491,38 +1588,43 @@ def load_nlu(path: Path, slots: tuple[str, ...] = RESERVED_SLOTS) -> NluFile:
     roled: dict[str, int | None] = {}  # entity -> the line of its first annotation giving it a role or a group
     synonyms: dict[str, str] = {}
     entries: dict[str, list[int | None]] = {}  # intent -> the lines of its entries
-    for i, item in enumerate(data["nlu"]):
-        if not isinstance(item, dict):
-            raise _fail(path, node, ("nlu", i), "each entry must be a mapping such as 'intent: NAME'")
-        if "intent" in item:
-            name, texts = _intent_entry(path, node, i, item, source)
-            entries.setdefault(name, []).append(_line_of(node, ("nlu", i)))
-            for where, text in texts:
-                line = _example_line(node, i, where)
-                for entity, said, value, has_role in annotations(text):
-                    annotated.setdefault(entity, line)
-                    if has_role:
-                        roled.setdefault(entity, line)
-                    if value != said:  # a synonym, as Rasa learns one from the annotation
-                        synonyms[model_text(said.lower())] = value
-                text = example_text(text)
-                other, first = labelled.setdefault(same_example(text), (name, line))
-                if other != name:  # the classifier would be taught both answers for one message
-                    raise ProjectError(f"{_at(path, line)}: {text!r}, an example of {name!r}, is one of {other!r} "
-                                       f"too (line {first}); keep it in one")
-                examples.append(Example(text, name))
-                first_example, first_line = alike.setdefault(same_text(text), (examples[-1], line))
-                if first_example.intent != name:
-                    twins.append(Twins(first_example, first_line, examples[-1], line))
-        elif kind := next((k for k in ("regex", "synonym", "lookup") if k in item), None):
-            _entity_entry(path, node, i, item, kind, source, slots, patterns, synonyms)
-        else:
-            raise _fail(path, node, ("nlu", i), f"unknown entry {sorted(item)}")
-    if len({e.intent for e in examples}) < 2:
-        raise _fail(path, node, ("nlu",), "at least two intents are needed")
+    named: set[str] = set()  # every entry's intent name, those refused too
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and isinstance(item.get("intent"), str):
+            named.add(item["intent"].strip())
+        with mistakes.noted():
+            if not isinstance(item, dict):
+                raise _fail(path, node, ("nlu", i), "each entry must be a mapping such as 'intent: NAME'")
+            if "intent" in item:
+                name, texts = _intent_entry(path, node, i, item, source)
+                entries.setdefault(name, []).append(_line_of(node, ("nlu", i)))
+                for where, text in texts:
+                    line = _example_line(node, i, where)
+                    for entity, said, value, has_role in annotations(text):
+                        annotated.setdefault(entity, line)
+                        if has_role:
+                            roled.setdefault(entity, line)
+                        if value != said:  # a synonym, as Rasa learns one from the annotation
+                            synonyms[model_text(said.lower())] = value
+                    text = example_text(text)
+                    other, first = labelled.setdefault(same_example(text), (name, line))
+                    if other != name:  # the classifier would be taught both answers for one message
+                        mistakes.append(f"{_at(path, line)}: {text!r}, an example of {name!r}, is one of {other!r} "
+                                        f"too (line {first}); keep it in one")
+                        continue
+                    examples.append(Example(text, name))
+                    first_example, first_line = alike.setdefault(same_text(text), (examples[-1], line))
+                    if first_example.intent != name:
+                        twins.append(Twins(first_example, first_line, examples[-1], line))
+            elif kind := next((k for k in ("regex", "synonym", "lookup") if k in item), None):
+                _entity_entry(path, node, i, item, kind, source, slots, patterns, synonyms)
+            else:
+                raise _fail(path, node, ("nlu", i), f"unknown entry {sorted(item)}")
+    if len(named) < 2:
+        mistakes.append(str(_fail(path, node, ("nlu",), "at least two intents are needed")))
     unread = {entity: line for entity, line in annotated.items() if entity not in patterns}
     repeated = {name: lines for name, lines in entries.items() if len(lines) > 1}
-    return NluFile(examples, patterns, unread, synonyms, twins, roled, repeated)
+    return NluFile(examples, patterns, unread, synonyms, twins, roled, repeated), named
 
 
 def _intent_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any],
@@ -1556,7 +1658,7 @@ def _entity_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, An
                   source: Callable[[], list[str]], slots: tuple[str, ...], patterns: dict[str, list[re.Pattern[str]]],
                   synonyms: dict[str, str]) -> None:
     """Entry ``i`` of nlu.yml, of ``kind`` regex, synonym or lookup, added to the entities' ``patterns`` and to the
-    ``synonyms`` (:func:`load_nlu`); ``slots``: the bot's own, which no regex or lookup may name."""
+    ``synonyms`` (:func:`read_nlu`); ``slots``: the bot's own, which no regex or lookup may name."""
     # A misspelt 'examples:' would leave the entry empty: a regex that never finds its entity.
     if extra := sorted(set(item) - {kind, "examples"}, key=str):
         raise _fail(path, node, ("nlu", i, extra[0]), f"unknown key{did_you_mean(str(extra[0]), ('examples',))}")
@@ -1632,31 +1734,52 @@ RASA_DOMAIN = {
 }
 
 
-def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...],
+def read_responses(path: Path, intents: set[str] | None, languages: tuple[Language, ...], mistakes: Mistakes,
                    fillable: set[str] | None = None, entities: Mapping[str, list[re.Pattern[str]]] | None = None,
                    unread: Mapping[str, int | None] | None = None, sent_by_actions: bool = False) -> Responses:
-    """``languages``: those the bot's customers write in. Each intent's template must answer each of them on
-    every channel, or an intent the classifier is sure of gets the fallback, with its own button in it. So must a
-    response named ``utter_<name>`` after no intent (a Rasa domain's ``utter_ask_email``), which a custom action
-    sends by its name; ``sent_by_actions``: whether any custom action runs, without which such a response is an error.
+    """responses.yml, with each of its mistakes noted in ``mistakes`` (a variant's first, the response at fault left
+    out; empty where it does not parse). ``languages``: those the bot's customers write in. Each intent's template
+    must answer each of them on every channel, or an intent the classifier is sure of gets the fallback, with its own
+    button in it. So must a response named ``utter_<name>`` after no intent (a Rasa domain's ``utter_ask_email``),
+    which a custom action sends by its name; ``sent_by_actions``: whether any custom action runs, without which such a
+    response is an error. ``intents``: nlu.yml's, which each response and button names (None: unknown, not checked).
     ``fillable``: the only variables anything can fill (None: unknown, as when custom actions may set any
     slot); a variant with another would never be shown. ``entities``: nlu.yml's entity patterns, which a
     button's payload values must be values of (None: not checked). ``unread``: the entities nlu.yml annotates
-    and no regex or lookup reads (:func:`load_nlu`), which a variable that cannot be filled is told apart by."""
-    data, node = _load_yaml(path)
-    if not isinstance(data, dict) or not isinstance(data.get("responses"), dict):
-        raise _fail(path, node, (), "expected a top-level 'responses:' mapping of intent -> variants")
-    payloads = button_payloads(intents)
-    extra = set(data) - {"responses", "version"}
-    if extra:
-        key = sorted(extra)[0]
-        raise _fail(path, node, (key,), f"unknown key{RASA_DOMAIN.get(key, '')}")
+    and no regex or lookup reads (:func:`read_nlu`), which a variable that cannot be filled is told apart by."""
     templates: dict[str, list[ResponseVariant]] = {}
     named: dict[str, list[ResponseVariant]] = {}  # an action's own responses, named after no intent
-    for intent, variants in data["responses"].items():
-        if not isinstance(intent, str):  # yes: and 404: are read as True and 404
-            raise _fail(path, node, ("responses", intent),
-                        f"an intent name is text, but YAML reads this key as {type(intent).__name__} {intent!r}: put it in quotes")
+    with mistakes.noted():
+        data, node = _load_yaml(path)
+        if not isinstance(data, dict) or not isinstance(data.get("responses"), dict):
+            raise _fail(path, node, (), "expected a top-level 'responses:' mapping of intent -> variants")
+        payloads = None if intents is None else button_payloads(intents)
+        for key in sorted(set(data) - {"responses", "version"}, key=str):
+            mistakes.append(str(_fail(path, node, (key,), f"unknown key{RASA_DOMAIN.get(key, '')}")))
+        for intent, variants in data["responses"].items():
+            with mistakes.noted():
+                parsed = _response(path, node, intent, variants, intents, payloads, mistakes, fillable, entities,
+                                   unread, sent_by_actions)
+                if parsed is None:
+                    continue
+                for language in languages:
+                    with mistakes.noted():
+                        _check_answers(path, node, intent, parsed, language)
+                (named if intents is not None and intent not in intents else templates)[intent] = parsed
+    return Responses(templates, named)
+
+
+def _response(path: Path, node: yaml.Node | None, intent: Any, variants: Any, intents: set[str] | None,
+              payloads: frozenset[str] | None, mistakes: Mistakes, fillable: set[str] | None,
+              entities: Mapping[str, list[re.Pattern[str]]] | None, unread: Mapping[str, int | None] | None,
+              sent_by_actions: bool) -> list[ResponseVariant] | None:
+    """The variants of responses.yml's response ``intent`` (:func:`read_responses`), each one's mistake noted (None
+    then: what the others answer is not what it will, and is not checked); a :class:`ProjectError` where its name
+    is at fault."""
+    if not isinstance(intent, str):  # yes: and 404: are read as True and 404
+        raise _fail(path, node, ("responses", intent),
+                    f"an intent name is text, but YAML reads this key as {type(intent).__name__} {intent!r}: put it in quotes")
+    if intents is not None:
         own = intent.startswith("utter_") and intent.removeprefix("utter_") not in intents
         if intent not in intents and not (own and sent_by_actions):
             said = unknown_intent(intent, () if intent.startswith("utter_") else intents)  # said below: its name
@@ -1668,24 +1791,25 @@ def load_responses(path: Path, intents: set[str], languages: tuple[Language, ...
                 said += (f": name it '{intent.removeprefix('utter_')}:', after its intent; an action's "
                          f"response={intent!r} still shows it")
             raise _fail(path, node, ("responses", intent), said)
-        if isinstance(variants, (str, dict)):
-            variants = [variants]
-        if not isinstance(variants, list) or not variants:
-            raise _fail(path, node, ("responses", intent), "expected a list of variants")
-        parsed = [_response_variant(path, node, ("responses", intent, j), variant, payloads, fillable, entities, unread)
-                  for j, variant in enumerate(variants)]
-        for language in languages:
-            _check_answers(path, node, intent, parsed, language)
-        (named if intent not in intents else templates)[intent] = parsed
-    return Responses(templates, named)
+    if isinstance(variants, (str, dict)):
+        variants = [variants]
+    if not isinstance(variants, list) or not variants:
+        raise _fail(path, node, ("responses", intent), "expected a list of variants")
+    parsed = []
+    for j, variant in enumerate(variants):
+        with mistakes.noted():
+            parsed.append(_response_variant(path, node, ("responses", intent, j), variant, payloads, fillable,
+                                            entities, unread))
+    return parsed if len(parsed) == len(variants) else None
 
 
-def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], variant: Any, payloads: frozenset[str],
+def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], variant: Any,
+                      payloads: frozenset[str] | None,
                       fillable: set[str] | None, entities: Mapping[str, list[re.Pattern[str]]] | None,
                       unread: Mapping[str, int | None] | None) -> ResponseVariant:
     """One variant of responses.yml at ``loc`` (a text, or a mapping), refused with the line to fix where it could
     never be shown (a variable or a condition nothing fills) or a button of it sends what the bot cannot read
-    (:func:`load_responses` says which of its arguments does what)."""
+    (:func:`read_responses` says which of its arguments does what)."""
     if isinstance(variant, str) and (key := _KEY_WITHOUT_SPACE.match(variant)):
         raise _fail(path, node, loc, f"this variant is the text {variant[:30]!r}: write "
                     f"'{key[1]}: ' with a half-width colon and a space after it")
@@ -1714,7 +1838,7 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
                     "custom actions set (bot.yml's actions.slots): this variant would never be shown")
     for k, button in enumerate(parsed.buttons):  # a typo would send the click to the classifier as text
         chosen, values = read_payload(button.payload)
-        if chosen.startswith("/") and chosen not in payloads:
+        if payloads is not None and chosen.startswith("/") and chosen not in payloads:
             raise _fail(path, node, (*loc, "buttons", k, "payload"),
                         unknown_intent(chosen[1:], (p[1:] for p in payloads)))
         if entities is not None and (why := _not_a_value(values, entities)):
@@ -2047,63 +2171,61 @@ def entityless_slots(kept: tuple[str, ...]) -> tuple[str, ...]:
     return (*kept, REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER)
 
 
-def mistakes_of_each_file(root: Path) -> list[str]:
-    """The mistakes of bot.yml and nlu.yml, each read on its own, where :func:`load_project` stops at the first: an
-    editor who broke both mended one a run. responses.yml is read against bot.yml's language and nlu.yml's
-    intents, so it is said not checked where either fails; nlu.yml is then read with the slots every bot keeps,
-    its language unknown. Empty when both load: :func:`load_project`'s own mistake is then the one to tell."""
-    mistakes, config = [], None
-    try:
-        config = load_config(root / "bot.yml")
-    except ProjectError as exc:
-        mistakes.append(str(exc))
-    try:
-        load_nlu(root / "nlu.yml", entityless_slots(kept_slots(config.language if config else "en")))
-    except ProjectError as exc:
-        mistakes.append(str(exc))
-    if mistakes:
-        mistakes.append(f"{root / 'responses.yml'}: not checked, as it is read against bot.yml's language and nlu.yml's "
-                        "intents: check it again once the mistakes above are mended")
-    return mistakes
-
-
 def load_project(root: Path | str) -> Project:
+    """The bot folder ``root``, its files read and checked, or a :class:`ProjectError` naming every mistake found in
+    them: each file is read to its end (a YAML slip stops its own file alone), and checked against the others as
+    far as they read, so that an editor learns of every typo in one run."""
     root = Path(root)
     if not (root / "bot.yml").exists():
         if otherwise := _named_otherwise(root / "bot.yml"):
             raise ProjectError(f"{root / 'bot.yml'}: file not found{otherwise}")
         raise ProjectError(f"{root}: not a bot folder (no bot.yml); create one with `bot init {shlex.quote(str(root))}`")
-    config = load_config(root / "bot.yml")
-    kept = kept_slots(config.language)
-    examples, patterns, unread, synonyms, twins, roled, repeated = load_nlu(root / "nlu.yml", entityless_slots(kept))
-    intents = {e.intent for e in examples}
-    languages = LANGUAGES if config.language == "multi" else (config.language,)
+    mistakes = Mistakes()
+    config, language_read = read_config(root / "bot.yml", mistakes)
+    kept = kept_slots(config.language if config else "en")
+    nlu, named_intents = read_nlu(root / "nlu.yml", entityless_slots(kept), mistakes)
+    intents = named_intents if nlu is not None else None
+    language = config.language if config and language_read else None
+    languages = () if language is None else LANGUAGES if language == "multi" else (language,)
     # nlu.yml's entities and the slot the bot keeps fill a template, and custom actions the slots they set:
     # requested_slot and those bot.yml lists, or, unlisted, any.
-    actions = config.actions
+    actions = config.actions if config else ActionsConfig(map={"?": "?"})  # unread: any slot, any action's response
     if actions.slots is not None and not actions.map:
-        raise config_error(root, ("actions", "slots"), "no custom action runs to set these (actions.map is empty)")
+        mistakes.append(str(config_error(root, ("actions", "slots"),
+                                         "no custom action runs to set these (actions.map is empty)")))
     set_by_actions = ((REQUESTED_SLOT, *(actions.slots or ()),
                        *(slot for form in actions.forms.values() for slot in form.required_slots)) if actions.map else ())
-    fillable = None if actions.map and actions.slots is None else {*patterns, *kept, *set_by_actions}
-    responses = load_responses(root / "responses.yml", intents, languages, fillable, patterns, unread,
-                               sent_by_actions=bool(actions.map))
-    named = [*((("actions", "map", i), i) for i in config.actions.map), (("handoff", "intent"), config.handoff.intent),
-             *((("fallback", "titles", i), i) for i in config.fallback.titles),
-             *((("fallback", "exclude", k), i) for k, i in enumerate(config.fallback.exclude)),
-             *((("actions", "forms", name, "ignored_intents", k), i) for name, form in config.actions.forms.items()
-               for k, i in enumerate(form.ignored_intents)),
-             *((("actions", "forms", name, "stop_intents", k), i) for name, form in config.actions.forms.items()
-               for k, i in enumerate(form.stop_intents))]
-    history, long_questions = load_history(root, intents, config.server.max_message_chars)
-    project = Project(root, config, examples, patterns, responses, history, unread, synonyms, twins, long_questions,
-                      roled, repeated)
-    for loc, intent in named:
-        if intent is not None and intent not in intents:
-            raise config_error(root, loc, unknown_intent(intent, intents))
-    if project.models_dir.exists() and not project.models_dir.is_dir():
-        raise ProjectError(f"{project.models_dir}: a file where the bot keeps its model versions; move it away")
-    return project
+    patterns = nlu.patterns if nlu else {}
+    fillable = None if nlu is None or actions.map and actions.slots is None else {*patterns, *kept, *set_by_actions}
+    responses = read_responses(root / "responses.yml", intents, languages, mistakes, fillable,
+                               patterns if nlu else None, nlu.unread if nlu else None, sent_by_actions=bool(actions.map))
+    history, long_questions = [], []
+    if nlu is not None:
+        with mistakes.noted():
+            history, long_questions = load_history(root, named_intents,
+                                                   (config or BotConfig()).server.max_message_chars)
+    if config is not None and intents is not None:
+        mistakes.extend(str(config_error(root, loc, unknown_intent(intent, intents)))
+                        for loc, intent in _intents_named(config) if intent is not None and intent not in intents)
+    models_dir = root / "models"  # Project.models_dir
+    if models_dir.exists() and not models_dir.is_dir():
+        mistakes.append(f"{models_dir}: a file where the bot keeps its model versions; move it away")
+    mistakes.raise_any()
+    assert config is not None and nlu is not None  # else a mistake was noted
+    return Project(root, config, nlu.examples, nlu.patterns, responses, history, nlu.unread, nlu.synonyms, nlu.twins,
+                   long_questions, nlu.roled, nlu.repeated)
+
+
+def _intents_named(config: BotConfig) -> list[tuple[tuple[Any, ...], str | None]]:
+    """The intents bot.yml names, each with where (its key's path)."""
+    forms = config.actions.forms.items()
+    return [*((("actions", "map", i), i) for i in config.actions.map), (("handoff", "intent"), config.handoff.intent),
+            *((("fallback", "titles", i), i) for i in config.fallback.titles),
+            *((("fallback", "exclude", k), i) for k, i in enumerate(config.fallback.exclude)),
+            *((("actions", "forms", name, "ignored_intents", k), i) for name, form in forms
+              for k, i in enumerate(form.ignored_intents)),
+            *((("actions", "forms", name, "stop_intents", k), i) for name, form in forms
+              for k, i in enumerate(form.stop_intents))]
 
 
 def other_intents(labels: Collection[str], version: str, project: Project) -> str | None:

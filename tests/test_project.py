@@ -249,7 +249,8 @@ def test_a_variable_nothing_can_fill_is_refused_when_no_action_runs(bot_dir: Pat
     config.write_text(mapped.replace("  slots: [order_status]", "  # slots: [order_status]"))
     assert load_project(bot_dir).responses  # unlisted, an action may set any slot: it may set bot_name
     config.write_text(mapped.replace("    track_order: action_order_status\n", ""))
-    assert error_for(bot_dir).endswith("actions.slots: no custom action runs to set these (actions.map is empty)")
+    assert error_for(bot_dir).splitlines()[0].endswith("actions.slots: no custom action runs to set these (actions.map "
+                                                       "is empty)")
     config.write_text(mapped.replace("    track_order: action_order_status\n", "").replace("  slots: [order_status]", ""))
     error = error_for(bot_dir)
     assert error.startswith(f"{path}:{line}: ") and "{bot_name} is filled by no entity of nlu.yml" in error
@@ -1919,28 +1920,55 @@ def test_bot_check_leaves_the_model_libraries_unloaded(bot_dir: Path) -> None:
     assert done.stdout.splitlines()[-1] == "[]", done.stdout
 
 
-def test_bot_check_tells_the_mistakes_of_bot_yml_and_nlu_yml_together(bot_dir: Path) -> None:
-    """`bot check` stopped at the first file's mistake: an editor who broke bot.yml and nlu.yml learnt of the second
-    only once the first was mended, a run each. It tells both, and that responses.yml, read against their language
-    and intents, was not checked; a mistake of one alone is told as before."""
+def test_bot_check_tells_every_mistake_of_every_file_in_one_run(bot_dir: Path) -> None:
+    """`bot check` (and train and serve) stopped at a file's first mistake, and said responses.yml was not checked
+    while bot.yml or nlu.yml had one: an editor who made ten typos needed ten runs. It tells every mistake of each
+    file, and the mistakes between files (an intent bot.yml or responses.yml names that nlu.yml lacks), in one run,
+    each with its file and line; a YAML slip stops its own file alone, and the others are checked all the same."""
     config, nlu, responses = bot_dir / "bot.yml", bot_dir / "nlu.yml", bot_dir / "responses.yml"
-    config.write_text("threshold: 0.5\n" + config.read_text())
-    nlu.write_text(nlu.read_text().replace("- intent: acknowledge\n", "- intent: acknowledge\n  example: |\n", 1))
-    responses.write_text(responses.read_text().replace(QUOTED, "\t" + QUOTED.lstrip()))
-    both = CliRunner().invoke(cli, ["check", str(bot_dir)])
-    assert both.exit_code == 1, both.output
-    said = both.output.splitlines()
-    assert said[0].startswith(f"Error: {config}:1: threshold: unknown key; did you mean 'thresholds'?"), said
-    assert said[1].startswith(f"{nlu}:") and "example" in said[1], said
-    assert said[2] == (f"{responses}: not checked, as it is read against bot.yml's language and nlu.yml's intents: "
-                       "check it again once the mistakes above are mended"), said
-    config.write_text(config.read_text().removeprefix("threshold: 0.5\n"))
-    nlu_alone = CliRunner().invoke(cli, ["check", str(bot_dir)])
-    assert nlu_alone.exit_code == 1 and nlu_alone.output.splitlines()[1:] == said[2:], nlu_alone.output
-    nlu.write_text(nlu.read_text().replace("  example: |\n", "", 1))
-    tab = CliRunner().invoke(cli, ["check", str(bot_dir)])
-    assert tab.exit_code == 1 and f"Error: {responses}:" in tab.output and "malformed YAML" in tab.output, tab.output
-    assert "not checked" not in tab.output
+    written = {path: path.read_text() for path in (config, nlu, responses)}
+
+    def line_of(path: Path, text: str) -> int:
+        return next(n for n, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+    config.write_text("threshold: 0.5\n" + written[config].replace("  exclude: [", "  exclude: [goodby, ", 1)
+                      .replace("    track_order: action_order_status", "    track_ordr: action_order_status"))
+    nlu.write_text(written[nlu].replace("- intent: acknowledge\n", "- intent: acknowledge\n  example: |\n", 1)
+                   .replace("- intent: get_refund\n  examples: |\n", "- intent: get_refund\n  examples: |\n"
+                            "    # ask for the money back\n", 1))
+    responses.write_text(written[responses].replace("  check_payment_methods:", "  check_payment_method:", 1)
+                         .replace("payload: /track_refund", "payload: /track_refnd", 1))
+    checked = CliRunner().invoke(cli, ["check", str(bot_dir)])
+    assert checked.exit_code == 1, checked.output
+    said = checked.output.removeprefix("Error: ").splitlines()
+    expected = [
+        f"{config}:1: threshold: unknown key; did you mean 'thresholds'?",
+        f"{nlu}:{line_of(nlu, 'example: |')}: nlu.",
+        f"{nlu}:{line_of(nlu, '# ask for the money back')}: nlu.",
+        f"{responses}:{line_of(responses, 'payment_method:')}: responses.check_payment_method: unknown intent "
+        "'check_payment_method' (not in nlu.yml; did you mean 'check_payment_methods'?)",
+        f"{responses}:{line_of(responses, 'payload: /track_refnd')}: responses.check_refund_policy.0.buttons.1",
+        f"{config}:{line_of(config, 'track_ordr:')}: actions.map.track_ordr: unknown intent 'track_ordr'",
+        f"{config}:{line_of(config, 'exclude:')}: fallback.exclude.0: unknown intent 'goodby'"]
+    assert len(said) == len(expected) and all(line.startswith(start) for line, start in zip(said, expected)), said
+    assert "unknown intent 'track_refnd'" in said[4] and "'# ask for the money back' is text" in said[2]
+
+    config.write_text("threshold: [\n" + written[config])  # bot.yml unread: the others are checked on their own
+    nlu.write_text(written[nlu])
+    checked = CliRunner().invoke(cli, ["check", str(bot_dir)])
+    said = checked.output.removeprefix("Error: ").splitlines()
+    assert checked.exit_code == 1 and len(said) == 3, said
+    assert said[0].startswith(f"{config}:") and "malformed YAML" in said[0]
+    assert said[1].startswith(f"{responses}:") and "'check_payment_method'" in said[1] and "'track_refnd'" in said[2]
+
+    config.write_text(written[config])
+    nlu.write_text(written[nlu].replace("  examples: |", "\texamples: |", 1))  # nlu.yml unread: no intent is known
+    responses.write_text(written[responses].replace(QUOTED, QUOTED + "\n      channel: rest"))
+    checked = CliRunner().invoke(cli, ["check", str(bot_dir)])
+    said = checked.output.removeprefix("Error: ").splitlines()
+    assert checked.exit_code == 1 and len(said) == 2, said
+    assert said[0].startswith(f"{nlu}:") and "malformed YAML" in said[0]
+    assert said[1].startswith(f"{responses}:") and "Rasa's rest channel is deskbot's web chat here" in said[1]
 
 
 def test_a_variable_taken_as_an_actions_slot_unlisted_is_named(bot_dir: Path) -> None:
