@@ -1867,10 +1867,16 @@ RASA_WEB_CHANNELS = {"rest", "socketio"}
 
 
 def _rasa_channel(channel: Any) -> str:
-    """What to write instead of a Rasa domain's ``channel:`` that deskbot has no channel of."""
+    """What to write instead of a ``channel:`` that deskbot has no channel of: a Rasa domain's, or a typo of one of
+    deskbot's (``slak``, ``Slack``), which "leave it out" would have had its variant deleted for."""
     if channel in RASA_WEB_CHANNELS:
         return f": Rasa's {channel} channel is deskbot's web chat here: write 'channel: web'"
+    if isinstance(channel, str) and (meant := did_you_mean(channel.strip().lower(), CHANNELS)):
+        return meant
     return f": deskbot has no {channel} channel, so this variant would never be shown: leave it out"
+
+
+CHANNELS = typing.get_args(typing.get_args(ResponseVariant.model_fields["channel"].annotation)[0])  # web, slack, wecom
 
 
 def _not_a_value(values: dict[str, PayloadValue], entities: Mapping[str, list[re.Pattern[str]]]) -> str | None:

@@ -1151,14 +1151,16 @@ def test_a_template_must_answer_every_language_on_every_channel(bot_dir: Path) -
     assert error_for(bot_dir).endswith("responses.change_order: no variant answers zh customers: add one with "
                                        "'language: zh' or none")
     # a Rasa domain's variants for its web widget's channels, and for one deskbot does not have
-    for channel, hint in (("socketio", "Rasa's socketio channel is deskbot's web chat here: write 'channel: web'"),
-                          ("rest", "Rasa's rest channel is deskbot's web chat here: write 'channel: web'"),
-                          ("telegram", "deskbot has no telegram channel, so this variant would never be shown: leave "
-                                       "it out")):
+    for channel, hint in (("socketio", ": Rasa's socketio channel is deskbot's web chat here: write 'channel: web'"),
+                          ("rest", ": Rasa's rest channel is deskbot's web chat here: write 'channel: web'"),
+                          ("telegram", ": deskbot has no telegram channel, so this variant would never be shown: leave "
+                                       "it out"),
+                          ("slak", "; did you mean 'slack'?"), ("Slack", "; did you mean 'slack'?"),  # a typo: not left out
+                          ("WeCom", "; did you mean 'wecom'?")):
         responses["responses"]["change_order"] = [{"text": "Changed."}, {"text": "Changed!", "channel": channel}]
         path.write_text(yaml.safe_dump(responses, allow_unicode=True))
         assert error_for(bot_dir).endswith("responses.change_order.1.channel: Input should be 'web', 'slack' or "
-                                           f"'wecom': {hint}"), error_for(bot_dir)
+                                           f"'wecom'{hint}"), error_for(bot_dir)
     responses["responses"]["change_order"] = [{"text": "Changed.", "language": "en"}]
     path.write_text(yaml.safe_dump(responses, allow_unicode=True))
     (bot_dir / "bot.yml").write_text("language: en\n")  # an English bot has no Chinese customers to answer
