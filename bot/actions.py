@@ -33,7 +33,7 @@ from yarl import URL
 
 from bot.channels.base import client_session, error_text, load_json
 from bot.language import blank
-from bot.project import REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, config_error
+from bot.project import REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, Mistakes, config_error, read_config
 from bot.responses import MAX_REPLY_CHARS
 from dialogues.redact import redact
 from dialogues.store import CUSTOM_PLACEHOLDER
@@ -41,7 +41,7 @@ from dialogues.store import CUSTOM_PLACEHOLDER
 if TYPE_CHECKING:
     from rasa_sdk.executor import ActionExecutor
 
-    from bot.project import Project
+    from bot.project import BotConfig, Project
 
 log = logging.getLogger("deskbot")
 MAX_ACTION_THREADS = 32  # in-process actions running at once, hung ones included; more wait for a thread
@@ -472,6 +472,21 @@ def action_domain(project: Project) -> dict[str, Any]:
             "responses": responses, "actions": sorted(project.config.actions.map.values()), "forms": forms}
 
 
+def map_mistakes(root: Path) -> list[str]:
+    """The mistakes of actions/ and of bot.yml's ``actions.map`` against it, for `bot check` to tell with those of
+    the bot's files when these do not load (the runner is made of a loaded bot): a file of actions/ that does not
+    import, an action the map names that it lacks. bot.yml as it reads without its own mistakes."""
+    config, _ = read_config(root / "bot.yml", Mistakes())  # its mistakes are told with the files'
+    if config is None:
+        return []
+    settings = config.actions
+    try:
+        ActionRunner(root / "actions", settings.endpoint, settings.timeout, domain={}).check_map(config, root)
+    except ActionError as exc:
+        return [str(exc)]
+    return []
+
+
 def ask_names(form: str, slot: str) -> list[str]:
     """What may ask for ``slot`` of ``form``, in the order Rasa's form looks for it: a custom action, then a response,
     of that form's own (``action_ask_order_form_email``), then of any form's (``action_ask_email``)."""
@@ -551,14 +566,7 @@ class ActionRunner:
         deskbot runs when a customer answers that action's question, and ``action_validate_slot_mappings``, which it runs
         after every message: deskbot has no forms, so the others would check nothing, and a shop's checks would silently
         not be made."""
-        forms = project.config.actions.forms
-        unknown = [(intent, action) for intent, action in project.config.actions.map.items()
-                   if self.endpoint is None and action not in self.names and action not in forms]
-        if unknown:  # the first one's line; every one named, so that one restart finds them all
-            defined = (f"no class in actions/ is named so (it defines {', '.join(self.names) or 'none'})"
-                       if self.executor else "the bot has no actions/ folder and no actions.endpoint")
-            named = ", ".join(repr(action) for _, action in unknown)
-            raise ActionError(str(config_error(project.root, ("actions", "map", unknown[0][0]), f"{named}: {defined}")))
+        self.check_map(project.config, project.root)
         self._check_forms(project)
         mapped = set(project.config.actions.map.values())
         if unreached := [name for name in self.names if name not in mapped and name in RASA_ACTIONS]:
@@ -574,6 +582,19 @@ class ActionRunner:
                         "names the action; name the form in actions.forms with its required_slots, or check a value "
                         "in the action that asks (docs/learning.md, Custom actions)",
                         "actions.map names" if self.endpoint else "actions/ defines", ", ".join(validating))
+
+    def check_map(self, config: BotConfig, root: Path) -> None:
+        """Raise :class:`ActionError`, naming the line of bot.yml (``config``, of the bot at ``root``), if its
+        ``actions.map`` names an action this runner cannot run in-process, every such action named, so that one run
+        finds them all."""
+        forms = config.actions.forms
+        unknown = [(intent, action) for intent, action in config.actions.map.items()
+                   if self.endpoint is None and action not in self.names and action not in forms]
+        if unknown:  # the first one's line
+            defined = (f"no class in actions/ is named so (it defines {', '.join(self.names) or 'none'})"
+                       if self.executor else "the bot has no actions/ folder and no actions.endpoint")
+            named = ", ".join(repr(action) for _, action in unknown)
+            raise ActionError(str(config_error(root, ("actions", "map", unknown[0][0]), f"{named}: {defined}")))
 
     def _check_forms(self, project: Project) -> None:
         """Raise :class:`ActionError`, naming bot.yml's line, for a form of ``actions.forms`` that could not ask for one

@@ -1973,6 +1973,22 @@ def test_bot_check_tells_every_mistake_of_every_file_in_one_run(bot_dir: Path) -
     assert said[1].startswith(f"{responses}:") and "Rasa's rest channel is deskbot's web chat here" in said[1]
 
 
+def test_bot_check_tells_the_action_maps_mistakes_with_the_files(bot_dir: Path) -> None:
+    """An action bot.yml's actions.map names that actions/ lacks, or a file of actions/ that does not import, was told
+    only once the bot's files loaded: a second run after the editor mended responses.yml. Both are told in one."""
+    config, responses, orders = bot_dir / "bot.yml", bot_dir / "responses.yml", bot_dir / "actions" / "orders.py"
+    config.write_text(config.read_text().replace(": action_order_status", ": action_order_stats", 1))
+    responses.write_text(responses.read_text().replace("payload: /track_refund", "payload: /track_refnd", 1))
+    checked = CliRunner().invoke(cli, ["check", str(bot_dir)])
+    said = checked.output.removeprefix("Error: ").splitlines()
+    assert checked.exit_code == 1 and len(said) == 2, said
+    assert said[0].startswith(f"{responses}:") and "unknown intent 'track_refnd'" in said[0]
+    assert said[1].startswith(f"{config}:") and "'action_order_stats': no class in actions/ is named so" in said[1]
+    orders.write_text(orders.read_text() + "\ndef broken(:\n")
+    said = CliRunner().invoke(cli, ["check", str(bot_dir)]).output.splitlines()
+    assert said[-1].startswith(f"{orders}:") and "cannot load the custom actions: SyntaxError" in said[-1], said
+
+
 def test_a_variable_taken_as_an_actions_slot_unlisted_is_named(bot_dir: Path) -> None:
     """With custom actions and no actions.slots, any {variable} loads as a slot an action may set: a misspelt
     {oder_id} loaded unsaid, and its variant was never shown. `bot check` (and train and serve) name each such

@@ -211,10 +211,14 @@ def check(directory: Path) -> None:
     \b
       bot check mybot
     """
-    from bot.actions import ActionRunner
+    from bot.actions import ActionRunner, map_mistakes
+    from bot.project import ProjectError
     from finetune.registry import Registry
 
-    project = load_project(directory)  # every mistake of every file, said together rather than one a run
+    try:
+        project = load_project(directory)
+    except ProjectError as exc:  # every mistake of every file, said together rather than one a run, actions/'s too
+        fail("\n".join([str(exc), *map_mistakes(directory)]))
     ActionRunner.for_project(project)  # actions/ imported, and actions.map checked against it, as at start
     say_gaps(project)
     registry = Registry(project.models_dir)
