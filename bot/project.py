@@ -1398,10 +1398,11 @@ class ExampleError(ValueError):
         self.where = where
 
 
-def _example_lines(block: Any) -> list[tuple[int, str]]:
+def _example_lines(block: Any, faults: list[ExampleError]) -> list[tuple[int, str]]:
     """Rasa writes examples as a ``- text`` block string; a plain YAML list is accepted too, of texts or of
     Rasa's ``{text, metadata}`` mappings. Each example comes with where it is: its line in the block, or
-    its item in the list. ValueError for anything else instead of it, :class:`ExampleError` in it."""
+    its item in the list. ValueError for anything else instead of it; what is wrong with each example is added to
+    ``faults`` (:class:`ExampleError`), and that example left out."""
     lines = []
     if block is not None and not isinstance(block, (str, list)):  # it became the example "{'hi': 'there'}" or "True"
         seen = f"a mapping ({block!r})" if isinstance(block, dict) else repr(block)
@@ -1411,12 +1412,13 @@ def _example_lines(block: Any) -> list[tuple[int, str]]:
             if isinstance(x, dict) and isinstance(x.get("text"), str) and x.keys() <= {"text", "metadata"}:
                 x = x["text"]
             if isinstance(x, (list, dict)):
-                raise ExampleError(where, f"an example must be a text (or 'text:' with 'metadata:'), not {x!r}")
-            if not isinstance(x, str):  # "- 12:30" is the number 750, "- 0123" 83, "- no" False, "- 2024-05-01" a date
+                faults.append(ExampleError(where, f"an example must be a text (or 'text:' with 'metadata:'), not {x!r}"))
+            elif not isinstance(x, str):  # "- 12:30" is the number 750, "- 0123" 83, "- no" False, "- 2024-05-01" a date
                 seen = f"the number {x!r}" if isinstance(x, (int, float)) and not isinstance(x, bool) else repr(x)
-                raise ExampleError(where, f"YAML reads an example as {seen}, not as written: quote it, "
-                                          f"or {_AS_A_BLOCK}")
-            lines.append((where, x))
+                faults.append(ExampleError(where, f"YAML reads an example as {seen}, not as written: quote it, "
+                                                  f"or {_AS_A_BLOCK}"))
+            else:
+                lines.append((where, x))
     else:
         raws = [raw.strip() for raw in str(block or "").splitlines()]
         bulleted = any(raw.startswith("-") for raw in raws)
@@ -1424,14 +1426,15 @@ def _example_lines(block: Any) -> list[tuple[int, str]]:
             if raw.startswith("-"):  # a bullet, as Rasa reads one: "-text" too, which lacks its space
                 raw = raw[1:].strip()
                 if not raw:  # a bullet left empty would be the example "-"
-                    raise ExampleError(where, "an example is empty: a '- ' with nothing after it")
+                    faults.append(ExampleError(where, "an example is empty: a '- ' with nothing after it"))
             elif raw and bulleted:  # Rasa skips it; it was learnt as an example of its own
-                raise ExampleError(where, _unbulleted(raw))
+                faults.append(ExampleError(where, _unbulleted(raw)))
+                continue
             if raw:
                 lines.append((where, raw))
-    if broken := next(((where, line) for where, line in lines if not valid_unicode(line)), None):
-        raise ExampleError(broken[0], f"{broken[1]!r} is not valid Unicode (half of a surrogate pair)")
-    return lines
+    faults.extend(ExampleError(where, f"{line!r} is not valid Unicode (half of a surrogate pair)")
+                  for where, line in lines if not valid_unicode(line))
+    return [(where, line) for where, line in lines if valid_unicode(line)]
 
 
 def _unbulleted(line: str) -> str:
@@ -1460,20 +1463,22 @@ def valid_unicode(text: str) -> bool:
 def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any],
                  source: Callable[[], list[str]]) -> list[tuple[int, str]]:
     """The examples of nlu.yml's entry ``i`` (an intent's or a regex's), each with where it is in the entry
-    (:func:`_example_line`), or its error with the line. ``source``: the file's lines."""
+    (:func:`_example_line`), or the error of each example at fault, on its line. ``source``: the file's lines."""
+    examples = _examples_node(node, i)
+    faults = [ExampleError(where, f"YAML reads these lines as one example ({text.value!r}): write each '- example' "
+                                  "at the same indent")
+              for where, text in enumerate(examples.value if isinstance(examples, yaml.SequenceNode) else [])
+              if isinstance(text, yaml.ScalarNode) and _bullet_within(text, source)]  # a bullet one indent too far in
     try:
-        examples = _examples_node(node, i)
         if _joined(examples, source):
             raise ValueError("the examples read as one line: write 'examples: |', which keeps one example a line")
-        for where, text in enumerate(examples.value if isinstance(examples, yaml.SequenceNode) else []):
-            if isinstance(text, yaml.ScalarNode) and _bullet_within(text, source):  # a bullet one indent too far in
-                raise ExampleError(where, f"YAML reads these lines as one example ({text.value!r}): write each "
-                                          "'- example' at the same indent")
-        return _example_lines(item.get("examples"))
-    except ExampleError as exc:  # on the example's own line
-        raise _fail(path, node, ("nlu", i, "examples"), str(exc), _example_line(node, i, exc.where)) from None
+        lines = _example_lines(item.get("examples"), faults)
     except ValueError as exc:
         raise _fail(path, node, ("nlu", i, "examples"), str(exc)) from None
+    if faults:  # each on the example's own line
+        raise ProjectErrors([str(_fail(path, node, ("nlu", i, "examples"), str(fault), _example_line(node, i, fault.where)))
+                             for fault in sorted(faults, key=lambda fault: fault.where)])
+    return lines
 
 
 def _examples_node(node: yaml.Node | None, i: int, key: str = "examples") -> yaml.Node | None:

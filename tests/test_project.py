@@ -401,6 +401,20 @@ def test_an_example_that_is_no_text_is_refused_with_its_own_line(bot_dir: Path, 
     assert error_for(bot_dir).startswith(f"{nlu}:{len(lines) - lines[::-1].index(bad)}: nlu.{last}.examples: {problem}")
 
 
+def test_every_example_at_fault_in_an_entry_is_told_on_its_line(bot_dir: Path) -> None:
+    """An entry's first example at fault was told, the others a run each: three examples pasted without their bullets
+    took three runs of `bot check`. Each is told on its own line, in one run."""
+    nlu = bot_dir / "nlu.yml"
+    nlu.write_text(nlu.read_text() + "- intent: acknowledge\n  examples: |\n    - ok\n    noted\n    - fine\n"
+                   "    # small talk\n    － 好的\n")
+    lines = nlu.read_text().splitlines()
+    last = len(yaml.safe_load(nlu.read_text())["nlu"]) - 1
+    said = error_for(bot_dir).splitlines()
+    assert [line.split(": ", 2)[:2] for line in said] == [
+        [f"{nlu}:{lines.index(bad) + 1}", f"nlu.{last}.examples"] for bad in ("    noted", "    # small talk", "    － 好的")]
+    assert "'noted' has no '- ' before it" in said[0] and "not a comment" in said[1] and "write '- 好的'" in said[2]
+
+
 def test_examples_as_yaml_writers_write_them_are_one_a_line(bot_dir: Path) -> None:
     """PyYAML writes examples on quoted lines, a blank line or an escaped break between, and folds a long one:
     YAML keeps those breaks, or reads a folded one as the space it was, so such a file's examples are theirs."""
