@@ -1281,45 +1281,70 @@ def read_config(path: Path, mistakes: Mistakes) -> tuple[BotConfig | None, bool]
             return BotConfig.model_validate(data or {}), True
         except ValidationError as exc:
             errors = exc.errors()
-        misspelt = {tuple(e["loc"][:-1]) for e in errors if e["type"] == "extra_forbidden"}
-        said: dict[int | None, str] = {}  # one a line: a union's members each say why a value is none of them
-        for err in sorted(errors, key=lambda e: e["type"] != "extra_forbidden"):
-            if err["type"] == "missing" and tuple(err["loc"][:-1]) in misspelt:  # the key misspelt was meant for it
-                continue
-            line = _line_of(node, tuple(err["loc"]))
-            said.setdefault(line, str(_fail(path, node, tuple(err["loc"]), error_message(err, BotConfig))))
-        mistakes.extend(said[line] for line in sorted(said, key=lambda line: line or 0))
-        return _without_mistakes(data), all(err["loc"][:1] != ("language",) for err in errors)
+        mistakes.extend(said for _, said in _validation_mistakes(path, node, (), errors, BotConfig))
+        return _without_mistakes(BotConfig, data or {}), all(err["loc"][:1] != ("language",) for err in errors)
     return None, False
 
 
-def _without_mistakes(data: Any) -> BotConfig | None:
-    """bot.yml's ``data`` read without the values its mistakes are in, one taken out at a time, as taking one out of
-    a list moves the others; None where a mistake is in no value (the file is no mapping)."""
+def _validation_mistakes(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], errors: list[Any],
+                         model: type[BaseModel], hint: Callable[[Any], str] = lambda err: "") -> list[tuple[int, str]]:
+    """The validation ``errors`` of ``model``'s section at ``loc`` in words (:func:`error_message`, and what ``hint``
+    adds), each with its line, in their order, one a line: a union's members each say why a value is none of them. A
+    misspelt key (``titel:``) is told without the key it was meant for, which it leaves missing."""
+    misspelt = {tuple(e["loc"][:-1]) for e in errors if e["type"] == "extra_forbidden"}
+    said: dict[int | None, str] = {}
+    for err in sorted(errors, key=lambda e: e["type"] != "extra_forbidden"):
+        if err["type"] == "missing" and tuple(err["loc"][:-1]) in misspelt:
+            continue
+        where = (*loc, *err["loc"])
+        said.setdefault(_line_of(node, where), str(_fail(path, node, where, error_message(err, model) + hint(err))))
+    return sorted((line or 0, text) for line, text in said.items())
+
+
+def _without_mistakes(model: type[_Section], data: Any) -> _Section | None:
+    """``data`` read as ``model`` (bot.yml, a variant of responses.yml) without the values its mistakes are in (a
+    misspelt key read as the one it likely meant, :func:`_rename`), for the checks that read it to be made all the
+    same: one taken out at a time, as taking one out of a list moves the others; None where a mistake is in no value
+    (``data`` is no mapping)."""
     data = copy.deepcopy(data)
     for _ in range(_MOST_MISTAKES):
         try:
-            return BotConfig.model_validate(data or {})
+            return model.model_validate(data)
         except ValidationError as exc:
-            if not _drop(data, tuple(exc.errors()[0]["loc"])):
+            err = first_error(exc)
+            if not (err["type"] == "extra_forbidden" and _rename(data, model, tuple(err["loc"]))
+                    or _drop(data, tuple(err["loc"]))):
                 return None
     return None
 
 
-_MOST_MISTAKES = 500  # a bot.yml with more is read no further
+def _rename(data: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> bool:
+    """Give the misspelt key at ``loc`` of ``data`` (``titel:``) the name it likely meant (``title:``), where that
+    one is not set: its value is then checked as meant. Whether it was renamed."""
+    *above, key = loc
+    section = functools.reduce(lambda value, part: value[part], above, data)
+    meant = difflib.get_close_matches(str(key), _keys_at(model, tuple(above)), n=1)
+    if not meant or meant[0] in section:
+        return False
+    section[meant[0]] = section.pop(key)
+    return True
+
+
+_MOST_MISTAKES = 500  # a section with more is read no further
+_Section = typing.TypeVar("_Section", bound=BaseModel)
 
 
 def _drop(data: Any, loc: tuple[Any, ...]) -> bool:
     """Take the value at ``loc`` out of ``data``, or the one at the longest start of it that ``data`` has (a missing
-    key's section; pydantic names a union's member after its key), or the list it is in, whole (an item taken out of
-    ``actions.slots`` would make the slots listed after it refused in responses.yml, where the list left unread is
-    any slot): whether there was one."""
+    key's section; pydantic names a union's member after its key): a mapping of a list (a button) alone, a name of a
+    list with the list, whole (a slot taken out of ``actions.slots`` would make its templates refused in
+    responses.yml, where the list left unread is any slot). Whether there was one."""
     parent: Any = None
     for part in loc:
         if not (isinstance(data, dict) and part in data
                 or isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)):
             break
-        if not isinstance(data, list):
+        if not isinstance(data, list) or isinstance(data[part], dict):
             parent, key = data, part
         data = data[part]
     if parent is None:
@@ -1812,43 +1837,52 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
                       payloads: frozenset[str] | None,
                       fillable: set[str] | None, entities: Mapping[str, list[re.Pattern[str]]] | None,
                       unread: Mapping[str, int | None] | None) -> ResponseVariant:
-    """One variant of responses.yml at ``loc`` (a text, or a mapping), refused with the line to fix where it could
-    never be shown (a variable or a condition nothing fills) or a button of it sends what the bot cannot read
-    (:func:`read_responses` says which of its arguments does what)."""
+    """One variant of responses.yml at ``loc`` (a text, or a mapping), refused with the line to fix of each of its
+    mistakes where it could never be shown (a variable or a condition nothing fills) or a button of it sends what the
+    bot cannot read (:func:`read_responses` says which of its arguments does what)."""
     if isinstance(variant, str) and (key := _KEY_WITHOUT_SPACE.match(variant)):
         raise _fail(path, node, loc, f"this variant is the text {variant[:30]!r}: write "
                     f"'{key[1]}: ' with a half-width colon and a space after it")
     if isinstance(variant, str):
         variant = {"text": variant}
+    faults: list[tuple[int, str]] = []  # each mistake with its line, told in their order
     try:
         parsed = ResponseVariant.model_validate(variant)
-    except ValidationError as exc:
-        err = first_error(exc)
-        message = error_message(err, ResponseVariant)
-        if err["type"] == "literal_error" and err["loc"] == ("channel",):  # a Rasa domain's channel names
-            message += _rasa_channel(err["input"])
-        raise _fail(path, node, (*loc, *err["loc"]), message) from None
-    if fillable is not None and (unknown := sorted(parsed.variables() - fillable)):
-        name = unknown[0]
+    except ValidationError as exc:  # a Rasa domain's channel names, and a misspelt one
+        faults.extend(_validation_mistakes(
+            path, node, loc, exc.errors(), ResponseVariant,
+            lambda err: _rasa_channel(err["input"]) if err["type"] == "literal_error" and err["loc"] == ("channel",)
+            else ""))
+        if (unmistaken := _without_mistakes(ResponseVariant, variant)) is None:
+            raise ProjectErrors([said for _, said in faults]) from None
+        parsed = unmistaken
+    for name in sorted(parsed.variables() - fillable) if fillable is not None else ():
         if unread and name in unread:  # a Rasa bot's annotations, which taught its entity extractor
             why = (f": nlu.yml annotates it (line {unread[name]}) but has no regex or lookup for it, and deskbot "
                    f"reads an entity only with one of those (add '- regex: {name}' or '- lookup: {name}')")
         else:
             why = " is filled by no entity of nlu.yml, nor by what the custom actions set (bot.yml's actions.slots)"
-        raise _fail(path, node, loc, f"{{{name}}}{why}: this variant would never be shown")
-    if fillable is not None and (unset := [k for k, c in enumerate(parsed.condition)
-                                           if c.name not in fillable and c.value is not None]):
-        raise _fail(path, node, (*loc, "condition", unset[0], "name"),
-                    f"{parsed.condition[unset[0]].name!r} is a slot no entity of nlu.yml fills, nor what the "
-                    "custom actions set (bot.yml's actions.slots): this variant would never be shown")
+        faults.append(_lined(path, node, loc, f"{{{name}}}{why}: this variant would never be shown"))
+    faults.extend(_lined(path, node, (*loc, "condition", k, "name"),
+                         f"{c.name!r} is a slot no entity of nlu.yml fills, nor what the custom actions set (bot.yml's "
+                         "actions.slots): this variant would never be shown")
+                  for k, c in enumerate(parsed.condition)
+                  if fillable is not None and c.name not in fillable and c.value is not None)
     for k, button in enumerate(parsed.buttons):  # a typo would send the click to the classifier as text
         chosen, values = read_payload(button.payload)
         if payloads is not None and chosen.startswith("/") and chosen not in payloads:
-            raise _fail(path, node, (*loc, "buttons", k, "payload"),
-                        unknown_intent(chosen[1:], (p[1:] for p in payloads)))
-        if entities is not None and (why := _not_a_value(values, entities)):
-            raise _fail(path, node, (*loc, "buttons", k, "payload"), why)
+            faults.append(_lined(path, node, (*loc, "buttons", k, "payload"),
+                                 unknown_intent(chosen[1:], (p[1:] for p in payloads))))
+        elif entities is not None and (why := _not_a_value(values, entities)):
+            faults.append(_lined(path, node, (*loc, "buttons", k, "payload"), why))
+    if faults:
+        raise ProjectErrors([said for _, said in sorted(faults)])
     return parsed
+
+
+def _lined(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], message: str) -> tuple[int, str]:
+    """The error at ``loc`` (:func:`_fail`) with its line, for mistakes told in the order of their lines."""
+    return _line_of(node, loc) or 0, str(_fail(path, node, loc, message))
 
 
 def _check_answers(path: Path, node: yaml.Node | None, intent: str, parsed: list[ResponseVariant],

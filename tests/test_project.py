@@ -415,6 +415,29 @@ def test_every_example_at_fault_in_an_entry_is_told_on_its_line(bot_dir: Path) -
     assert "'noted' has no '- ' before it" in said[0] and "not a comment" in said[1] and "write '- 好的'" in said[2]
 
 
+def test_every_mistake_of_a_variant_is_told_on_its_line(bot_dir: Path) -> None:
+    """A variant's first mistake was told, and the others a run each: a misspelt variable, a button's misspelt intent and
+    a misspelt key in one Chinese variant took three runs. Each is told, in the order of their lines, in one run."""
+    responses = bot_dir / "responses.yml"
+    variant = ('    - text: "订单 {oder_id} 已取消。"\n      language: zh\n      buttons:\n        - titel: 申请退款\n'
+               '          payload: /get_refnd\n        - title: 转人工\n          payload: /handoff\n      chanel: web\n')
+    responses.write_text(responses.read_text().replace("  complaint:\n", "  complaint:\n" + variant, 1))
+    lines = responses.read_text().splitlines()
+
+    def line(text: str) -> str:
+        return f"{responses}:{lines.index(text) + 1}: responses.complaint.0"
+
+    said = error_for(bot_dir).splitlines()
+    text = variant.splitlines()[0]
+    assert said == [
+        f"{line(text)}: {{oder_id}} is filled by no entity of nlu.yml, nor by what the "
+        "custom actions set (bot.yml's actions.slots): this variant would never be shown",
+        f"{line('        - titel: 申请退款')}.buttons.0.titel: unknown key; did you mean 'title'?",
+        f"{line('          payload: /get_refnd')}.buttons.0.payload: unknown intent 'get_refnd' (not in nlu.yml; did you "
+        "mean 'get_refund'?)",
+        f"{line('      chanel: web')}.chanel: unknown key; did you mean 'channel'?"], said
+
+
 def test_examples_as_yaml_writers_write_them_are_one_a_line(bot_dir: Path) -> None:
     """PyYAML writes examples on quoted lines, a blank line or an escaped break between, and folds a long one:
     YAML keeps those breaks, or reads a folded one as the space it was, so such a file's examples are theirs."""
