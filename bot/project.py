@@ -1862,7 +1862,12 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
                    f"reads an entity only with one of those (add '- regex: {name}' or '- lookup: {name}')")
         else:
             why = " is filled by no entity of nlu.yml, nor by what the custom actions set (bot.yml's actions.slots)"
-        faults.append(_lined(path, node, loc, f"{{{name}}}{why}: this variant would never be shown"))
+        meant = "".join(f"; did you mean {{{close}}}?" for close in difflib.get_close_matches(name.lower(),
+                                                                                              sorted(fillable), n=1))
+        faults.append(_lined(path, node, loc, f"{{{name}}}{why}: this variant would never be shown{meant}"))
+    faults.extend(_lined(path, node, loc, f"{{{{{name}}}}} is shown to the customer as '{{{name}}}', braces and all: "
+                                          f"a variable is written in single braces, {{{name}}}")
+                  for name in sorted(_doubled(parsed)) if fillable is None or name in fillable)
     faults.extend(_lined(path, node, (*loc, "condition", k, "name"),
                          f"{c.name!r} is a slot no entity of nlu.yml fills, nor what the custom actions set (bot.yml's "
                          "actions.slots): this variant would never be shown")
@@ -1878,6 +1883,17 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
     if faults:
         raise ProjectErrors([said for _, said in sorted(faults)])
     return parsed
+
+
+# A variable written in double braces, as Jinja and Mustache templates write one ({{order_id}}): deskbot's are single,
+# and a double brace is a literal one. Not {{{order_id}}}, a variable in literal braces.
+_DOUBLED_VARIABLE = re.compile(r"(?<!\{)\{\{([^\W\d]\w*)\}\}(?!\})")
+
+
+def _doubled(variant: ResponseVariant) -> set[str]:
+    """The names written as variables in double braces in ``variant``'s text and button titles."""
+    return {name for text in (variant.text or "", *(b.title for b in variant.buttons))
+            for name in _DOUBLED_VARIABLE.findall(text)}
 
 
 def _lined(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], message: str) -> tuple[int, str]:

@@ -431,11 +431,33 @@ def test_every_mistake_of_a_variant_is_told_on_its_line(bot_dir: Path) -> None:
     text = variant.splitlines()[0]
     assert said == [
         f"{line(text)}: {{oder_id}} is filled by no entity of nlu.yml, nor by what the "
-        "custom actions set (bot.yml's actions.slots): this variant would never be shown",
+        "custom actions set (bot.yml's actions.slots): this variant would never be shown; did you mean {order_id}?",
         f"{line('        - titel: 申请退款')}.buttons.0.titel: unknown key; did you mean 'title'?",
         f"{line('          payload: /get_refnd')}.buttons.0.payload: unknown intent 'get_refnd' (not in nlu.yml; did you "
         "mean 'get_refund'?)",
         f"{line('      chanel: web')}.chanel: unknown key; did you mean 'channel'?"], said
+
+
+def test_a_misspelt_or_double_braced_variable_is_told_with_the_one_it_meant(bot_dir: Path) -> None:
+    """{Order_ID} was refused as a variable nothing fills, without the one meant; {{order_id}}, as Jinja and Mustache
+    write a variable, loaded, and customers read "{order_id}", braces and all. Both are told with {order_id}; a
+    variable in literal braces, {{{order_id}}}, and a name nothing fills in double braces, {{total}}, load."""
+    responses = bot_dir / "responses.yml"
+    written = responses.read_text()
+    said = "To get your money back for order {order_id}"
+    assert said in written
+    for typed, told in (("{Order_ID}", "{Order_ID} is filled by no entity of nlu.yml, nor by what the custom actions set "
+                                       "(bot.yml's actions.slots): this variant would never be shown; did you mean "
+                                       "{order_id}?"),
+                        ("{{order_id}}", "{{order_id}} is shown to the customer as '{order_id}', braces and all: a "
+                                         "variable is written in single braces, {order_id}"),
+                        ("订单号 {{order_id}}", "{{order_id}} is shown to the customer as '{order_id}'")):
+        responses.write_text(written.replace(said, said.replace("{order_id}", typed), 1))
+        line = next(n for n, text in enumerate(responses.read_text().splitlines(), 1) if typed in text)
+        assert error_for(bot_dir).startswith(f"{responses}:{line}: responses.get_refund.0: {told}"), error_for(bot_dir)
+    for typed in ("{{{order_id}}}", "{{total}}"):
+        responses.write_text(written.replace(said, said.replace("{order_id}", typed), 1))
+        assert load_project(bot_dir).responses
 
 
 def test_examples_as_yaml_writers_write_them_are_one_a_line(bot_dir: Path) -> None:
