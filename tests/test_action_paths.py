@@ -741,7 +741,7 @@ async def test_slots_followups_and_pause_on_both_paths(action_bot: Path, endpoin
     try:
         # SlotSet fills the slot, FollowupAction runs the demo's order lookup with it.
         reply = await bot.handle(Turn("c1", "/track_order", "web"))
-        assert (reply.source, reply.text) == ("action", "Order 456 is **processing**.\nFor its tracking number and expected delivery, send me the email address or postcode on the order.")
+        assert (reply.source, reply.text) == ("action", "Order 456 is **processing**.\nFor its tracking number and expected delivery, send me the email address, postcode or phone number on the order.")
         slots = bot.store.conversation("c1")["slots"]
         assert slots["order_id"] == "456" and slots["order_status"] == "processing"
 
@@ -1555,7 +1555,7 @@ async def test_a_conversations_turns_run_in_order_and_keep_each_others_slots(act
     try:
         slow, fast = await asyncio.gather(bot.handle(Turn("c1", "/cancel_order", "web")),
                                           bot.handle(Turn("c1", "/track_order", "web")))
-        assert (slow.text, fast.text) == ("Noted.", "Order 456 is **processing**.\nFor its tracking number and expected delivery, send me the email address or postcode on the order.")
+        assert (slow.text, fast.text) == ("Noted.", "Order 456 is **processing**.\nFor its tracking number and expected delivery, send me the email address, postcode or phone number on the order.")
         slots = bot.store.conversation("c1")["slots"]
         assert (slots["note"], slots["order_id"]) == ("slow", "456")
         other = await asyncio.gather(*(bot.handle(Turn(f"c{n}", "/cancel_order", "web")) for n in range(2, 6)))
@@ -1671,7 +1671,7 @@ async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
         action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
     """The demo's action asks for the order number and sets ``requested_slot``; the next message that
     carries one runs it again, even one the classifier is unsure of; any other message ends the wait. So does its
-    question for the email address or postcode on the order, read by its validation action."""
+    question for the email address, postcode or phone number on the order, read by its validation action."""
     bot = make_bot(action_bot, endpoint, {"get_refund": "action_order_status"}, tmp_path)
     bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
     try:
@@ -1681,7 +1681,7 @@ async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
         assert (reply.source, reply.intent, reply.text) == ("action", "get_refund",
                                                             "I couldn't find order 555. Could you check the number?")
         reply = await bot.handle(Turn("c1", "it's 789", "web"))  # still waiting: the action asked again
-        assert (reply.source, reply.text) == ("action", "Order 789 is **delivered**.\nFor its tracking number and expected delivery, send me the email address or postcode on the order.")
+        assert (reply.source, reply.text) == ("action", "Order 789 is **delivered**.\nFor its tracking number and expected delivery, send me the email address, postcode or phone number on the order.")
         assert bot.store.conversation("c1")["slots"]["requested_slot"] == "order_proof"
         reply = await bot.handle(Turn("c1", "94105", "web"))  # the postcode on the order: its tracking number
         assert (reply.source, reply.intent, reply.text) == ("action", "get_refund",
@@ -1714,7 +1714,7 @@ async def test_a_short_follow_up_naming_another_order_asks_the_same_of_it(action
         await bot.handle(Turn("c1", '/track_order{"order_id": "456"}', "web"))
         reply = await bot.handle(Turn("c1", "那789呢", "web"))  # while the action waits for the proof of order 456
         assert (reply.source, reply.intent, reply.text) == ("action", "track_order",
-                                                            "Order 789 is **delivered**.\nFor its tracking number and expected delivery, send me the email address or postcode on the order.")
+                                                            "Order 789 is **delivered**.\nFor its tracking number and expected delivery, send me the email address, postcode or phone number on the order.")
         assert (await bot.handle(Turn("c1", "咁 456 呢？", "web"))).text.startswith("Order 456 is **processing**")
         for said in ("那789的呢", "789号的呢？", "咁789號嘅呢", "那个789呢",  # with 的 (Hong Kong's 嘅) after the number
                      "那「789」呢", "那789呢[捂脸]", "咁７８９呢唔該🙏", "and 789 pls?"):  # signs, emoticons, thanks
@@ -1842,7 +1842,7 @@ async def test_the_demos_order_lookup_answers_for_each_order_a_message_names(act
     try:
         await bot.handle(Turn("c1", "/track_order", "web"))
         reply = await bot.handle(Turn("c1", "my orders 123 and 456", "web"))
-        assert reply.text == "Order 123 is **shipped**.\nOrder 456 is **processing**.\nFor their tracking numbers and expected delivery, send me the email address or postcode on the orders."
+        assert reply.text == "Order 123 is **shipped**.\nOrder 456 is **processing**.\nFor their tracking numbers and expected delivery, send me the email address, postcode or phone number on the orders."
         reply = await bot.handle(Turn("c1", "Alex@Example.com", "web"))  # order 123's email
         assert reply.text == "Order 123 is **shipped**. Tracking: UPS 1Z999AA10123456784. Expected delivery: Tuesday."
         assert bot.store.conversation("c1")["active_loop"] is None
@@ -1891,7 +1891,7 @@ async def test_a_follow_up_after_an_agents_past_answer_asks_its_intent_of_the_ot
     try:
         reply = await bot.handle(Turn("c1", "那789的呢", "web"))
         assert (reply.source, reply.intent, reply.text) == ("action", "track_order",
-                                                            "Order 789 is **delivered**.\nFor its tracking number and expected delivery, send me the email address or postcode on the order.")
+                                                            "Order 789 is **delivered**.\nFor its tracking number and expected delivery, send me the email address, postcode or phone number on the order.")
         reply = await bot.handle(Turn("c2", "那789呢", "web"))
         assert (reply.source, reply.intent) == ("template", "cancel_order") and "789" in reply.text
         for conversation in ("c3", "c4"):
@@ -2544,7 +2544,7 @@ async def test_a_rasa_payload_with_values_selects_its_intent_and_sets_its_entiti
     try:
         reply = await bot.handle(Turn("c1", '/get_refund{"order_id": "789", "unknown": "x"}', "web"))
         assert (reply.source, reply.intent) == ("action", "get_refund")
-        assert reply.text == "Order 789 is **delivered**.\nFor its tracking number and expected delivery, send me the email address or postcode on the order."
+        assert reply.text == "Order 789 is **delivered**.\nFor its tracking number and expected delivery, send me the email address, postcode or phone number on the order."
         assert "unknown" not in bot.store.conversation("c1")["slots"]  # only nlu.yml's entities
         typed = await bot.handle(Turn("c2", '/get_refund{not json}', "web"))
         assert typed.source == "fallback"
@@ -2638,11 +2638,11 @@ async def test_the_demo_action_does_not_ask_a_third_time_for_a_number_the_custom
 async def test_the_demo_shows_an_orders_tracking_number_only_to_who_proves_it_is_theirs(action_bot: Path,
                                                                                           tmp_path: Path) -> None:
     """Anyone who typed an order number, theirs or a guessed one, was shown its tracking number and delivery day. The
-    status is shown to anyone; the details once the email address or postcode on the order is given, not before nor
+    status is shown to anyone; the details once the email address, postcode or phone number on the order is given, not before nor
     after a wrong one, and, after three wrong ones in the conversation, not even for the right one: no guessing."""
     bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
     bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
-    tracking, prompt = "DHL 3345678901", "send me the email address or postcode on the order"
+    tracking, prompt = "DHL 3345678901", "send me the email address, postcode or phone number on the order"
     try:
         reply = await bot.handle(Turn("c1", '/track_order{"order_id": "789"}', "web"))
         assert reply.text.startswith("Order 789 is **delivered**.") and prompt in reply.text and tracking not in reply.text
@@ -2669,7 +2669,7 @@ async def test_the_demo_shows_an_orders_tracking_number_only_to_who_proves_it_is
 
         await bot.handle(Turn("c3", '/track_order{"order_id": "789"}', "web"))
         reply = await bot.handle(Turn("c3", "I don't have it", "web"))  # no proof to give: a person, and the wait ends
-        assert reply.text.startswith("All right. Without the email address or postcode") and tracking not in reply.text
+        assert reply.text.startswith("All right. Without the email address, postcode or phone number") and tracking not in reply.text
         assert reply.buttons[0]["payload"] == "/handoff" and bot.store.conversation("c3")["active_loop"] is None
     finally:
         await bot.close()
@@ -2688,7 +2688,7 @@ def test_the_demo_action_asks_a_chinese_customer_for_the_proof_in_chinese(action
         return (dispatcher.messages[0]["text"] if dispatcher.messages else ""), events
 
     said, events = run(orders.ActionOrderStatus(), {"order_id": "456"}, "订单456到哪了")
-    assert said == "订单 456 的状态：**处理中**。\n如需查看物流单号和预计送达时间，请发送订单上的邮箱或邮编。"
+    assert said == "订单 456 的状态：**处理中**。\n如需查看物流单号和预计送达时间，请发送订单上的邮箱、邮编或手机号。"
     assert SlotSet("requested_slot", "order_proof") in events and SlotSet("orders_unproven", ["456"]) in events
     waiting = {"order_id": "456", "requested_slot": "order_proof", "orders_unproven": ["456"]}
     validate = orders.ValidateActionOrderStatus()
@@ -2697,7 +2697,7 @@ def test_the_demo_action_asks_a_chinese_customer_for_the_proof_in_chinese(action
     assert run(validate, waiting, "订单 200031")[1] == []  # an order number
     assert run(validate, {"order_id": "456"}, "200031")[1] == []  # no proof asked for
     said, events = run(orders.ActionOrderStatus(), {**waiting, "order_id": "200031", "order_proof": "200032"}, "200032")
-    assert said == "与订单信息不符。请核对后，再发送一次订单上的邮箱或邮编。"
+    assert said == "与订单信息不符。请核对后，再发送一次订单上的邮箱、邮编或手机号。"
     assert SlotSet("order_id", "456") in events and SlotSet("order_proof_misses", 1) in events
     said, events = run(orders.ActionOrderStatus(), {**waiting, "order_proof": "li.wei@EXAMPLE.cn "}, "li.wei@EXAMPLE.cn")
     assert said == "订单 456 的状态：**处理中**。预计送达：周五。"
@@ -2710,12 +2710,54 @@ def test_the_demo_action_asks_a_chinese_customer_for_the_proof_in_chinese(action
     said, _ = run(orders.ActionOrderStatus(), {**waiting, "order_proof": "200031", "order_proof_misses": 3}, "200031")
     assert "周五" not in said and said.startswith("还是与订单信息不符")
 
+def demo_turn(action: Any, slots: dict[str, Any], text: str, entities: list[dict[str, Any]] | None = None,
+              intent: str = "track_order", conversation: str = "c1") -> tuple[list[dict[str, Any]], list[Any]]:
+    """What the demo's ``action`` says (its messages) and returns for the customer's ``text``, read as ``intent`` with
+    ``entities``, in a conversation whose slots are ``slots``."""
+    dispatcher = CollectingDispatcher()
+    latest = {"text": text, "entities": entities or [], "intent": {"name": intent}}
+    events = action.run(dispatcher, Tracker(conversation, slots, latest, [], False, None, {}, None), {})
+    return dispatcher.messages, events
+
+
+@pytest.mark.parametrize(("order", "answer"), [
+    ("789", "+1 (415) 555-0132"), ("789", "my phone is 415.555.0132"), ("789", "1-415-555-0132"),
+    ("789", "last four digits: 0132"), ("456", "13800138000"), ("456", "+86 138 0013 8000"), ("456", "0086-138-0013-8000"),
+    ("456", "手机尾号８０００。"), ("456", "我的手机号是１３８ ００１３ ８０００，谢谢"), ("123", "020 7946 0958"),
+    ("123", "+44 (0)20 7946 0958"), ("123", "0044 20 7946 0958")])
+def test_the_demo_takes_the_phone_number_on_the_order_or_its_last_four_digits_as_its_proof(
+        action_bot: Path, tmp_path: Path, order: str, answer: str) -> None:
+    """Only the email address or postcode proved an order was the customer's, though a phone number is what many give
+    first (couriers find parcels by it): the phone number on the order, however grouped and with or without its
+    country's code, or its last four digits, prove it too; a near miss does not."""
+    orders = demo_orders(action_bot, tmp_path)
+    waiting = {"order_id": order, "requested_slot": "order_proof", "orders_unproven": [order]}
+    [read] = demo_turn(orders.ValidateActionOrderStatus(), waiting, answer)[1]
+    proof = read["value"]
+    said, events = demo_turn(orders.ActionOrderStatus(), {**waiting, "order_proof": proof}, answer)
+    assert "Expected delivery" in said[0]["text"] or "Tracking" in said[0]["text"], (answer, proof)
+    assert SlotSet("orders_proven", [order]) in events
+    near = re.sub(r"\d(?=\D*$)", lambda digit: str((int(digit[0]) + 1) % 10), proof)  # its last digit one off
+    said, _ = demo_turn(orders.ActionOrderStatus(), {**waiting, "order_proof": near}, near)
+    assert said[0]["text"].startswith("That doesn't match the order."), near
+
+
+def test_the_demo_reads_a_long_number_beside_order_as_the_orders_not_a_phone_number(action_bot: Path,
+                                                                                  tmp_path: Path) -> None:
+    """A number of seven digits or more after "order" is an order's number; written as a phone number is, it is one."""
+    orders = demo_orders(action_bot, tmp_path)
+    waiting = {"order_id": "789", "requested_slot": "order_proof", "orders_unproven": ["789"]}
+    assert demo_turn(orders.ValidateActionOrderStatus(), waiting, "order 1234567")[1] == []
+    assert demo_turn(orders.ValidateActionOrderStatus(), waiting, "the phone on the order is +1 415 555 0132")[1] \
+        == [SlotSet("order_proof", "+1 415 555 0132")]
+
+
 @pytest.mark.parametrize("language, text, intent", [("en", "thanks", "thank_you"), ("en", "ok", "acknowledge"),
                                                     ("zh", "谢谢", "thank_you"), ("zh", "好的", "acknowledge")])
 def test_the_demo_action_thanks_a_customer_who_is_done_rather_than_asking_for_the_proof(
         action_bot: Path, tmp_path: Path, language: str, text: str, intent: str) -> None:
     """The proof is optional, but "thanks" or "ok" right after the order's status, while the proof was awaited, got
-    "All right. Without the email address or postcode…" with a person: the customer, done, gets the bot's own answer
+    "All right. Without the email address, postcode or phone number…" with a person: the customer, done, gets the bot's own answer
     to a thank-you or an acknowledgement (the demo's template of its intent, in their language), and the wait ends."""
     orders = demo_orders(action_bot, tmp_path)
     dispatcher = CollectingDispatcher()
@@ -2730,15 +2772,15 @@ def test_the_demo_action_thanks_a_customer_who_is_done_rather_than_asking_for_th
 
 
 @pytest.mark.parametrize("language, said", [
-    ("en", ["For their tracking numbers and expected delivery, send me the email address or postcode on the orders.",
+    ("en", ["For their tracking numbers and expected delivery, send me the email address, postcode or phone number on the orders.",
             "For their tracking details, a person can help.",
-            "That doesn't match the orders. Please check it and send the email address or postcode on the orders again.",
+            "That doesn't match the orders. Please check it and send the email address, postcode or phone number on the orders again.",
             "That doesn't match either, so I can't show the orders' tracking details here. A person can help.",
-            "All right. Without the email address or postcode on the orders I can't show their tracking details here, "
+            "All right. Without the email address, postcode or phone number on the orders I can't show their tracking details here, "
             "but a person can help."]),
-    ("zh", ["如需查看物流单号和预计送达时间，请发送订单上的邮箱或邮编。", "如需物流详情，人工客服可以帮您查询。",
-            "与订单信息不符。请核对后，再发送一次订单上的邮箱或邮编。", "还是与订单信息不符，我这边无法显示物流详情。人工客服可以帮您查询。",
-            "好的。没有订单上的邮箱或邮编，我这边无法显示物流详情，人工客服可以帮您查询。"])])
+    ("zh", ["如需查看物流单号和预计送达时间，请发送订单上的邮箱、邮编或手机号。", "如需物流详情，人工客服可以帮您查询。",
+            "与订单信息不符。请核对后，再发送一次订单上的邮箱、邮编或手机号。", "还是与订单信息不符，我这边无法显示物流详情。人工客服可以帮您查询。",
+            "好的。没有订单上的邮箱、邮编或手机号，我这边无法显示物流详情，人工客服可以帮您查询。"])])
 def test_the_demo_action_asks_for_the_proof_of_several_orders_in_the_plural(action_bot: Path, tmp_path: Path,
                                                                           language: str, said: list[str]) -> None:
     """An answer about two orders asked "For its tracking number…", as though of one, and said "That doesn't match
@@ -2785,7 +2827,7 @@ def test_the_demo_stops_comparing_proofs_of_an_order_guessed_at_in_many_conversa
     assert "DHL 3345678901" in said["text"] and orders.looked_up(["789"])["789"][6] == 0
     for n in range(9):
         said, _ = run({**waiting, "order_proof": f"2000{n}"}, f"2000{n}")
-        assert said["text"] == "That doesn't match the order. Please check it and send the email address or postcode " \
+        assert said["text"] == "That doesn't match the order. Please check it and send the email address, postcode or phone number " \
                                "on the order again.", n
     said, events = run({**waiting, "order_proof": "20009"}, "20009")  # the tenth
     assert said["text"].startswith("That doesn't match either") and said["buttons"][0]["payload"] == "/handoff"
@@ -2815,7 +2857,7 @@ def test_the_demo_shows_a_signed_in_customer_their_own_orders_details_without_as
     for slots, text in (({"verified_user": "u-17"}, "order 789"), ({"verified_user": "u-18"}, "order 123"),
                         ({"verified_user": None}, "order 123")):
         said, events = run(slots, text)
-        assert "Tracking" not in said and said.endswith("send me the email address or postcode on the order."), slots
+        assert "Tracking" not in said and said.endswith("send me the email address, postcode or phone number on the order."), slots
         assert SlotSet("requested_slot", "order_proof") in events
 
 def demo_orders(action_bot: Path, tmp_path: Path) -> Any:
@@ -2910,7 +2952,7 @@ async def test_a_sentence_the_classifier_is_sure_of_goes_to_its_own_intent_while
         assert (reply.intent, reply.source) == ("cancel_order", "template")
         await bot.handle(Turn("c2", "/get_refund", "web"))
         reply = await bot.handle(Turn("c2", "#789", "web"))
-        assert (reply.source, reply.intent, reply.text) == ("action", "get_refund", "Order 789 is **delivered**.\nFor its tracking number and expected delivery, send me the email address or postcode on the order.")
+        assert (reply.source, reply.intent, reply.text) == ("action", "get_refund", "Order 789 is **delivered**.\nFor its tracking number and expected delivery, send me the email address, postcode or phone number on the order.")
     finally:
         await bot.close()
 

@@ -130,7 +130,7 @@ async def test_custom_action_answers_from_its_own_data(client: Any) -> None:
     reply = await ask(client, "eng-2", "/track_order")
     assert reply["source"] == "action"
     assert reply["reply"] == ("Order 123 is **shipped**.\nFor its tracking number and expected delivery, send me the "
-                              "email address or postcode on the order.")
+                              "email address, postcode or phone number on the order.")
     reply = await ask(client, "eng-2", "it's alex@example.com")
     assert reply["source"] == "action"
     assert reply["reply"] == "Order 123 is **shipped**. Tracking: UPS 1Z999AA10123456784. Expected delivery: Tuesday."

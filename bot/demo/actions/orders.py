@@ -5,11 +5,12 @@ action server (`python -m rasa_sdk --actions actions`).
 
 Anyone can type an order number, their own or a guessed one, so a lookup by number alone says only the order's status.
 The carrier's tracking number and the expected day (which tell a stranger where and when a parcel waits) are shown once
-the customer proves the order is theirs: the action asks for the email address or postcode on the order, which
-``validate_action_order_status`` reads from the answer (``requested_slot`` is ``order_proof`` meanwhile), and compares
-it with the order's; a customer signed in to the web chat sees their own orders' at once. Three wrong answers in a
-conversation, or ten of an order's in all, and it stops comparing, so that no one can guess, and offers a person. It
-never shows the email or postcode it compares, nor the customer's name, address or items. An action of your own that
+the customer proves the order is theirs: the action asks for the email address, postcode or phone number on the
+order (the phone number's last four digits do too), which ``validate_action_order_status`` reads from the answer
+(``requested_slot`` is ``order_proof`` meanwhile), and compares it with the order's; a customer signed in to the web
+chat sees their own orders' at once. Three wrong answers in a conversation, or ten of an order's in all, and it stops
+comparing, so that no one can guess, and offers a person. It never shows the email, postcode or phone number it
+compares, nor the customer's name, address or items. An action of your own that
 shows or changes more (the address, a refund, a cancellation) should ask for such a proof the same way, or leave it to
 the shop's signed-in pages or an agent, as the demo's templates do.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +28,14 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-# id, status, tracking number, expected day, the email and postcode that prove the order is theirs, and the shop's id of
-# the customer who placed it, which the web chat's verified user (the slot verified_user) is, signed in
+# id, status, tracking number, expected day, the email, postcode and phone number that prove the order is theirs, and
+# the shop's id of the customer who placed it, which the web chat's verified user (the slot verified_user) is, signed in
 ORDERS = [
-    ("123", "shipped", "UPS 1Z999AA10123456784", "Tuesday", "alex@example.com", "SW1A 1AA", "u-17"),
-    ("456", "processing", None, "Friday", "li.wei@example.cn", "200031", None),
-    ("789", "delivered", "DHL 3345678901", None, "sam@example.com", "94105", None),
+    ("123", "shipped", "UPS 1Z999AA10123456784", "Tuesday", "alex@example.com", "SW1A 1AA", "+44 20 7946 0958", "u-17"),
+    ("456", "processing", None, "Friday", "li.wei@example.cn", "200031", "+86 138 0013 8000", None),
+    ("789", "delivered", "DHL 3345678901", None, "sam@example.com", "94105", "+1 415 555 0132", None),
 ]
-PROOF = "order_proof"  # the slot asked for: the email address or postcode the customer gives
+PROOF = "order_proof"  # the slot asked for: the email address, postcode or phone number the customer gives
 MAX_PROOF_MISSES = 3  # wrong proofs in a conversation before the action stops comparing them
 # Wrong proofs of an order in all conversations (a new conversation starts with none of its own) before the chat
 # compares none for it: its customer then signs in, or a person checks who they are. A right one starts it afresh.
@@ -41,10 +43,15 @@ MAX_ORDER_PROOF_MISSES = 10
 # The demo's intents of a message that only thanks or acknowledges ("thanks", "ok", "谢谢", "好的"): to the question
 # for the proof, the customer is done, and gets the template of the intent, not the offer of a person.
 ACKNOWLEDGEMENTS = ("thank_you", "acknowledge")
-# A proof in the customer's answer: an email address, or a postcode (a UK one, SW1A 1AA; a US ZIP or a Chinese 邮编,
-# five or six digits) in a message that names no order or parcel, where the digits are another order's number ("order
-# 12345"), and which asks again about the order ("check my order") rather than saying "ok" or "I don't have it".
+# A proof in the customer's answer: an email address, a phone number, or a postcode (a UK one, SW1A 1AA; a US ZIP or a
+# Chinese 邮编, five or six digits) in a message that names no order or parcel, where the digits are another order's
+# number ("order 12345"), and which asks again about the order ("check my order") rather than saying "ok" or "I don't
+# have it".
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")  # of 邮箱x@example.cn谢谢, x@example.cn
+# A phone number given as the proof, however it is grouped (+86 138-0013-8000, (415) 555 0132, 020 7946 0958), and the
+# last four digits of one alone ("last 4: 0132", "尾号0132"), in a message that names no order
+PROOF_PHONE = re.compile(r"(?<![A-Za-z0-9+])\+?\(?\d(?:[\s().-]*\d){6,14}(?![A-Za-z0-9])")
+LAST_FOUR = re.compile(r"(?<![A-Za-z0-9-])\d{4}(?![A-Za-z0-9-])")
 POSTCODE = re.compile(r"(?<![A-Za-z0-9-])(?:[A-Za-z]{1,2}\d[A-Za-z\d]?\s*\d[A-Za-z]{2}|\d{5,6})(?![A-Za-z0-9-])")
 NAMES_AN_ORDER = re.compile(r"(?i)order|parcel|package|订单|訂單|单号|單號|快递|快遞|包裹")
 
@@ -66,13 +73,14 @@ def as_looked_up(order_id: str) -> str:
 def orders_db() -> sqlite3.Connection:
     """The demo's order table, created next to this file on first use."""
     conn = sqlite3.connect(Path(__file__).with_name("orders.sqlite"))
+    conn.row_factory = sqlite3.Row
     columns = {row[1] for row in conn.execute("PRAGMA table_info(orders)")}
-    if columns and "proof_misses" not in columns:  # an earlier demo's, without what proves whose an order is
+    if columns and "phone" not in columns:  # an earlier demo's, without all that proves whose an order is
         conn.execute("DROP TABLE orders")
     conn.execute("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, status TEXT, tracking TEXT, eta TEXT, "
-                 "email TEXT, postcode TEXT, customer TEXT, proof_misses INTEGER NOT NULL DEFAULT 0)")
-    conn.executemany("INSERT OR IGNORE INTO orders (id, status, tracking, eta, email, postcode, customer) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?)", ORDERS)
+                 "email TEXT, postcode TEXT, phone TEXT, customer TEXT, proof_misses INTEGER NOT NULL DEFAULT 0)")
+    conn.executemany("INSERT OR IGNORE INTO orders (id, status, tracking, eta, email, postcode, phone, customer) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", ORDERS)
     conn.commit()
     return conn
 
@@ -91,22 +99,22 @@ MESSAGES = {
            "not_found": "I couldn't find order {order_id}. Could you check the number?",
            "status": "Order {order_id} is **{status}**.", "tracking": " Tracking: {tracking}.",
            "eta": " Expected delivery: {eta}.",
-           "prove": "For its tracking number and expected delivery, send me the email address or postcode on the "
-                    "order.",
-           "no_proof": "All right. Without the email address or postcode on the order I can't show its tracking "
-                       "details here, but a person can help.",
-           "wrong": "That doesn't match the order. Please check it and send the email address or postcode on the order "
-                    "again.",
+           "prove": "For its tracking number and expected delivery, send me the email address, postcode or phone number "
+                    "on the order.",
+           "no_proof": "All right. Without the email address, postcode or phone number on the order I can't show its "
+                       "tracking details here, but a person can help.",
+           "wrong": "That doesn't match the order. Please check it and send the email address, postcode or phone number "
+                    "on the order again.",
            "locked": "That doesn't match either, so I can't show the order's tracking details here. A person can help.",
            "ask_a_person": "For its tracking details, a person can help.",
            # the same, where the answer is about several orders (the Chinese says it of one or several alike)
-           "prove_several": "For their tracking numbers and expected delivery, send me the email address or postcode "
-                            "on the orders.",
+           "prove_several": "For their tracking numbers and expected delivery, send me the email address, postcode or "
+                            "phone number on the orders.",
            "ask_a_person_several": "For their tracking details, a person can help.",
-           "no_proof_several": "All right. Without the email address or postcode on the orders I can't show their "
-                               "tracking details here, but a person can help.",
-           "wrong_several": "That doesn't match the orders. Please check it and send the email address or postcode on "
-                            "the orders again.",
+           "no_proof_several": "All right. Without the email address, postcode or phone number on the orders I can't "
+                               "show their tracking details here, but a person can help.",
+           "wrong_several": "That doesn't match the orders. Please check it and send the email address, postcode or "
+                            "phone number on the orders again.",
            "locked_several": "That doesn't match either, so I can't show the orders' tracking details here. A person "
                              "can help.", "words": {}},
     "zh": {"ask_number": "好的，请问您的订单号是多少？",
@@ -119,9 +127,9 @@ MESSAGES = {
            "not_found": "没有找到订单 {order_id}，麻烦核对一下订单号？",
            "status": "订单 {order_id} 的状态：**{status}**。", "tracking": "物流单号：{tracking}。",
            "eta": "预计送达：{eta}。",
-           "prove": "如需查看物流单号和预计送达时间，请发送订单上的邮箱或邮编。",
-           "no_proof": "好的。没有订单上的邮箱或邮编，我这边无法显示物流详情，人工客服可以帮您查询。",
-           "wrong": "与订单信息不符。请核对后，再发送一次订单上的邮箱或邮编。",
+           "prove": "如需查看物流单号和预计送达时间，请发送订单上的邮箱、邮编或手机号。",
+           "no_proof": "好的。没有订单上的邮箱、邮编或手机号，我这边无法显示物流详情，人工客服可以帮您查询。",
+           "wrong": "与订单信息不符。请核对后，再发送一次订单上的邮箱、邮编或手机号。",
            "locked": "还是与订单信息不符，我这边无法显示物流详情。人工客服可以帮您查询。",
            "ask_a_person": "如需物流详情，人工客服可以帮您查询。",
            "words": {"shipped": "已发货", "processing": "处理中", "delivered": "已送达", "Tuesday": "周二", "Friday": "周五"}},
@@ -189,16 +197,16 @@ class ActionOrderStatus(Action):
         # proven in the conversation, or placed by the customer signed in to the web chat (verified_user)
         signed_in = tracker.get_slot("verified_user")
         proven = [*(tracker.get_slot("orders_proven") or []),
-                  *(number for number, row in rows.items() if row and signed_in and row[5] == signed_in)]
+                  *(number for number, row in rows.items() if row and signed_in and row["customer"] == signed_in)]
         lines = [say["not_found"].format(order_id=number) if row is None
                  else status_text(say, number, row, number in proven) for number, row in rows.items()]
         if None in rows.values():  # the number put right goes back here
             dispatcher.utter_message(text="\n".join(lines))
             return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
         # What a stranger must not see (the tracking number, the day) waits for the proof that the order is theirs
-        unproven = [number for number, row in rows.items() if number not in proven and (row[1] or row[2])]
+        unproven = [number for number, row in rows.items() if number not in proven and (row["tracking"] or row["eta"])]
         locked = (tracker.get_slot("order_proof_misses") or 0) >= MAX_PROOF_MISSES \
-            or all(rows[number][6] >= MAX_ORDER_PROOF_MISSES for number in unproven)
+            or all(rows[number]["proof_misses"] >= MAX_ORDER_PROOF_MISSES for number in unproven)
         if unproven:
             asks = "ask_a_person" if locked else "prove"
             lines.append(worded(say, asks, unproven))
@@ -219,19 +227,20 @@ class ValidateActionOrderStatus(Action):
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[dict[str, Any]]:
         if tracker.get_slot("requested_slot") != PROOF:
             return []
-        said = tracker.latest_message.get("text") or ""
-        email = EMAIL.search(said)
-        postcode = None if NAMES_AN_ORDER.search(said) else POSTCODE.search(said)
-        proof = email or postcode
-        return [SlotSet(PROOF, proof[0])] if proof else []
+        said = unicodedata.normalize("NFKC", tracker.latest_message.get("text") or "")
+        names_an_order = NAMES_AN_ORDER.search(said)
+        # a long number beside "order" is the order's, unless it is written as a phone number is (PHONE)
+        proof = EMAIL.search(said) or PHONE.search(said) \
+            or (None if names_an_order else PROOF_PHONE.search(said) or POSTCODE.search(said) or LAST_FOUR.search(said))
+        return [SlotSet(PROOF, proof[0].strip())] if proof else []
 
 
-def looked_up(numbers: list[str]) -> dict[str, tuple[Any, ...] | None]:
-    """Each order of ``numbers`` as the table has it (status, tracking, eta, email, postcode, customer, proof_misses),
-    None where none is."""
+def looked_up(numbers: list[str]) -> dict[str, sqlite3.Row | None]:
+    """Each order of ``numbers`` as the table has it (status, tracking, eta, email, postcode, customer, proof_misses,
+    phone, by name or in that order), None where none is."""
     with orders_db() as conn:
-        return {number: conn.execute("SELECT status, tracking, eta, email, postcode, customer, proof_misses FROM orders "
-                                     "WHERE id = ?", [number]).fetchone() for number in numbers}
+        return {number: conn.execute("SELECT status, tracking, eta, email, postcode, customer, proof_misses, phone "
+                                     "FROM orders WHERE id = ?", [number]).fetchone() for number in numbers}
 
 
 def count_proof(numbers: list[str], missed: bool) -> None:
@@ -241,12 +250,30 @@ def count_proof(numbers: list[str], missed: bool) -> None:
                          [[number] for number in numbers])
 
 
-def proves(proof: str, row: tuple[Any, ...]) -> bool:
-    """Whether ``proof`` is the email address or the postcode of the order ``row``, however the customer spaced or
-    capitalised it (sw1a1aa is SW1A 1AA)."""
+def proves(proof: str, row: sqlite3.Row) -> bool:
+    """Whether ``proof`` is the email address, the postcode or the phone number of the order ``row``, however the
+    customer spaced or capitalised it (sw1a1aa is SW1A 1AA), or the phone number's last four digits."""
     def plain(text: str | None) -> str:
-        return re.sub(r"\s", "", text or "").casefold()
-    return bool(plain(proof)) and plain(proof) in (plain(row[3]), plain(row[4]))
+        return re.sub(r"\s", "", unicodedata.normalize("NFKC", text or "")).casefold()
+    given = plain(proof)
+    phone = digits_of(row["phone"])
+    return bool(given) and (given in (plain(row["email"]), plain(row["postcode"]))
+                            or (len(given) == 4 and given.isdigit() and phone.endswith(given))
+                            or same_phone(digits_of(proof), phone))
+
+
+def digits_of(phone: str | None) -> str:
+    """The digits of a phone number, in ASCII, without the zeros before them (of the 00 before a country's code, or
+    the trunk prefix 0 of 020 or 07700, which +44 (0)20 puts in brackets)."""
+    return re.sub(r"\D", "", unicodedata.normalize("NFKC", phone or "").replace("(0)", "")).lstrip("0")
+
+
+def same_phone(given: str, phone: str) -> bool:
+    """Whether the digits ``given`` (:func:`digits_of`) are those of ``phone``, with or without its country's code:
+    +44 20 7946 0958, 0044 20 7946 0958 and 020 7946 0958 are one number, as are +86 138-0013-8000 and 13800138000,
+    and +1 (415) 555-0132 and 415.555.0132. Nine digits at least: a national number has as many."""
+    shorter, longer = sorted((given, phone), key=len)
+    return len(shorter) >= 9 and longer.endswith(shorter)
 
 
 def checked_proof(dispatcher: CollectingDispatcher, tracker: Tracker, say: dict[str, Any],
@@ -258,7 +285,7 @@ def checked_proof(dispatcher: CollectingDispatcher, tracker: Tracker, say: dict[
     unproven = tracker.get_slot("orders_unproven") or []
     misses = tracker.get_slot("order_proof_misses") or 0
     rows = looked_up(unproven)
-    open_to_proof = {number: row for number, row in rows.items() if row and row[6] < MAX_ORDER_PROOF_MISSES}
+    open_to_proof = {number: row for number, row in rows.items() if row and row["proof_misses"] < MAX_ORDER_PROOF_MISSES}
     proven = [number for number, row in open_to_proof.items() if misses < MAX_PROOF_MISSES
               and proves(tracker.get_slot(PROOF), row)]
     events = [SlotSet(PROOF, None), SlotSet("order_id", unproven[-1] if unproven else None)]
@@ -269,7 +296,7 @@ def checked_proof(dispatcher: CollectingDispatcher, tracker: Tracker, say: dict[
         return [*events, SlotSet("orders_proven", [*(tracker.get_slot("orders_proven") or []), *proven]),
                 SlotSet("orders_unproven", left or None), SlotSet("requested_slot", None)]
     misses += 1
-    if misses >= MAX_PROOF_MISSES or all(row[6] + 1 >= MAX_ORDER_PROOF_MISSES for row in open_to_proof.values()):
+    if misses >= MAX_PROOF_MISSES or all(row["proof_misses"] + 1 >= MAX_ORDER_PROOF_MISSES for row in open_to_proof.values()):
         # no more guesses: a person can check who the customer is
         dispatcher.utter_message(text=worded(say, "locked", unproven), buttons=person)
         return [*events, SlotSet("order_proof_misses", misses), SlotSet("orders_unproven", None),
@@ -297,10 +324,10 @@ def offered_a_person(tracker: Tracker) -> bool:
     return any(button.get("payload") == "/handoff" for button in (said.get("data") or {}).get("buttons") or [])
 
 
-def status_text(say: dict[str, Any], order_id: str, row: tuple[Any, ...], proven: bool) -> str:
+def status_text(say: dict[str, Any], order_id: str, row: sqlite3.Row, proven: bool) -> str:
     """What the action says of an order found in the table: its status, and where the customer has ``proven`` it is
     theirs, its tracking number and expected delivery."""
-    status, tracking, eta = row[:3]
+    status, tracking, eta = row["status"], row["tracking"], row["eta"]
     words = say["words"]
     text = say["status"].format(order_id=order_id, status=words.get(status, status))
     if not proven:
