@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from functools import partial
 from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -2663,7 +2664,8 @@ async def test_the_demo_shows_an_orders_tracking_number_only_to_who_proves_it_is
         assert reply.text.startswith("That doesn't match either") and reply.buttons[0]["payload"] == "/handoff"
         assert bot.store.conversation("c2")["active_loop"] is None  # no more guesses are compared
         reply = await bot.handle(Turn("c2", '/track_order{"order_id": "789"}', "web"))
-        assert reply.text == "Order 789 is **delivered**.\nFor its tracking details, a person can help."
+        assert reply.text == "Order 789 is **delivered**.\nFor its tracking details, try again in 15 minutes, or a " \
+                             "person can help now."
         assert bot.store.conversation("c2")["active_loop"] is None
         assert tracking not in (await bot.handle(Turn("c2", "94105", "web"))).text
 
@@ -2705,9 +2707,10 @@ def test_the_demo_action_asks_a_chinese_customer_for_the_proof_in_chinese(action
     said, _ = run(orders.ActionOrderStatus(), {**waiting, "order_proof": "200031", "order_proof_misses": 2}, "200031")
     assert said == "订单 456 的状态：**处理中**。预计送达：周五。"  # right at the last try
     said, events = run(orders.ActionOrderStatus(), {**waiting, "order_proof": "999999", "order_proof_misses": 2}, "x")
-    assert said == "还是与订单信息不符，我这边无法显示物流详情。人工客服可以帮您查询。"
+    assert said == "还是与订单信息不符，15 分钟内我这边无法再核对。之后可以再试一次，也可以现在转人工客服帮您查询。"
     assert SlotSet("requested_slot", None) in events
-    said, _ = run(orders.ActionOrderStatus(), {**waiting, "order_proof": "200031", "order_proof_misses": 3}, "200031")
+    locked = {"order_proof_retry_at": time.time() + 60}
+    said, _ = run(orders.ActionOrderStatus(), {**waiting, "order_proof": "200031", **locked}, "200031")
     assert "周五" not in said and said.startswith("还是与订单信息不符")
 
 def demo_turn(action: Any, slots: dict[str, Any], text: str, entities: list[dict[str, Any]] | None = None,
@@ -2773,13 +2776,15 @@ def test_the_demo_action_thanks_a_customer_who_is_done_rather_than_asking_for_th
 
 @pytest.mark.parametrize("language, said", [
     ("en", ["For their tracking numbers and expected delivery, send me the email address, postcode or phone number on the orders.",
-            "For their tracking details, a person can help.",
+            "For their tracking details, try again in a minute, or a person can help now.",
             "That doesn't match the orders. Please check it and send the email address, postcode or phone number on the orders again.",
-            "That doesn't match either, so I can't show the orders' tracking details here. A person can help.",
+            "That doesn't match either, so I can't check another here for 15 minutes: then you can try again, or a "
+            "person can help now.",
             "All right. Without the email address, postcode or phone number on the orders I can't show their tracking details here, "
             "but a person can help."]),
-    ("zh", ["如需查看物流单号和预计送达时间，请发送订单上的邮箱、邮编或手机号。", "如需物流详情，人工客服可以帮您查询。",
-            "与订单信息不符。请核对后，再发送一次订单上的邮箱、邮编或手机号。", "还是与订单信息不符，我这边无法显示物流详情。人工客服可以帮您查询。",
+    ("zh", ["如需查看物流单号和预计送达时间，请发送订单上的邮箱、邮编或手机号。", "如需物流详情，请在 1 分钟后再试，也可以现在转人工客服帮您查询。",
+            "与订单信息不符。请核对后，再发送一次订单上的邮箱、邮编或手机号。",
+            "还是与订单信息不符，15 分钟内我这边无法再核对。之后可以再试一次，也可以现在转人工客服帮您查询。",
             "好的。没有订单上的邮箱、邮编或手机号，我这边无法显示物流详情，人工客服可以帮您查询。"])])
 def test_the_demo_action_asks_for_the_proof_of_several_orders_in_the_plural(action_bot: Path, tmp_path: Path,
                                                                           language: str, said: list[str]) -> None:
@@ -2799,19 +2804,23 @@ def test_the_demo_action_asks_for_the_proof_of_several_orders_in_the_plural(acti
         return dispatcher.messages[0]["text"]
 
     assert run({}).splitlines()[-1] == said[0]
-    assert run({"order_proof_misses": 3}).splitlines()[-1] == said[1]
+    assert run({"order_proof_retry_at": time.time() + 30}).splitlines()[-1] == said[1]
     waiting = {"requested_slot": "order_proof", "orders_unproven": ["123", "789"]}
     assert run({**waiting, "order_proof": "10001"}, "10001") == said[2]
     assert run({**waiting, "order_proof": "10001", "order_proof_misses": 2}, "10001") == said[3]
     assert run(waiting, "I don't have it") == said[4]
 
 
-def test_the_demo_stops_comparing_proofs_of_an_order_guessed_at_in_many_conversations(action_bot: Path,
-                                                                                        tmp_path: Path) -> None:
+def test_the_demo_stops_comparing_proofs_of_an_order_guessed_at_in_many_conversations_for_a_while(
+        action_bot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Three wrong proofs in a conversation stopped the guessing there alone: a new conversation had three more. An
     order's wrong proofs in all conversations are counted in its table, and after ten the chat compares none of its
-    proofs, the right one neither, and offers a person; a right one before that starts the count afresh."""
+    proofs, the right one neither, and offers a person; a right one before that starts the count afresh. The lock
+    lasted for good, so that whoever guessed ten times locked the order's customer out: it lasts a quarter of an hour,
+    which the customer is told, and then the right proof shows the details."""
     orders = demo_orders(action_bot, tmp_path)
+    clock = [1_000_000.0]
+    monkeypatch.setattr(orders, "time", SimpleNamespace(time=lambda: clock[0]))
 
     def run(slots: dict[str, Any], text: str) -> tuple[dict[str, Any], list[Any]]:
         dispatcher = CollectingDispatcher()
@@ -2834,8 +2843,45 @@ def test_the_demo_stops_comparing_proofs_of_an_order_guessed_at_in_many_conversa
     said, events = run({**waiting, "order_proof": "94105"}, "94105")  # right, in a new conversation: not compared
     assert "DHL" not in said["text"] and said["buttons"][0]["payload"] == "/handoff"
     said, events = run({}, "where is order 789")
-    assert said["text"] == "Order 789 is **delivered**.\nFor its tracking details, a person can help."
+    assert said["text"] == "Order 789 is **delivered**.\nFor its tracking details, try again in 15 minutes, or a " \
+                           "person can help now."
     assert SlotSet("requested_slot", None) in events
+    clock[0] += 14 * 60 + 30
+    assert run({}, "where is order 789")[0]["text"].endswith("try again in a minute, or a person can help now.")
+    clock[0] += 30
+    said, events = run({}, "where is order 789")
+    assert said["text"].endswith("send me the email address, postcode or phone number on the order.")
+    assert SlotSet("requested_slot", "order_proof") in events
+    said, events = run({**waiting, "order_proof": "94105"}, "94105")
+    assert "DHL 3345678901" in said["text"]
+
+
+def test_a_conversations_wrong_proofs_lock_its_proofs_for_a_while_not_for_good(
+        action_bot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three wrong proofs in a conversation (a customer mistyping their email) left it unable to prove the order for
+    good: the conversation compares none for a quarter of an hour, says when to try again, and then compares afresh,
+    with three more tries."""
+    orders = demo_orders(action_bot, tmp_path)
+    clock = [1_000_000.0]
+    monkeypatch.setattr(orders, "time", SimpleNamespace(time=lambda: clock[0]))
+    slots: dict[str, Any] = {"order_id": "789"}
+
+    def turn(text: str, **more: Any) -> str:
+        messages, events = demo_turn(orders.ActionOrderStatus(), {**slots, **more}, text)
+        slots.update({event["name"]: event["value"] for event in events if event["event"] == "slot"})
+        return messages[0]["text"]
+
+    assert turn("where is order 789").endswith("on the order.")
+    for typo in ("sam@exmaple.com", "sam@example.co", "same@example.com"):
+        said = turn(typo, order_proof=typo)
+    assert said == "That doesn't match either, so I can't check another here for 15 minutes: then you can try again, " \
+                   "or a person can help now."
+    assert slots["requested_slot"] is None and orders.looked_up(["789"])["789"]["proof_misses"] == 3
+    clock[0] += 5 * 60
+    assert turn("where is order 789").endswith("try again in 10 minutes, or a person can help now.")
+    clock[0] += 10 * 60
+    assert turn("where is order 789").endswith("on the order.")
+    assert turn("sam@example.com", order_proof="sam@example.com").endswith("Tracking: DHL 3345678901.")
 
 def test_the_demo_shows_a_signed_in_customer_their_own_orders_details_without_asking(action_bot: Path,
                                                                                       tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ The carrier's tracking number and the expected day (which tell a stranger where 
 the customer proves the order is theirs: the action asks for the email address, postcode or phone number on the
 order (the phone number's last four digits do too), which ``validate_action_order_status`` reads from the answer
 (``requested_slot`` is ``order_proof`` meanwhile), and compares it with the order's; a customer signed in to the web
-chat sees their own orders' at once. Three wrong answers in a conversation, or ten of an order's in all, and it stops
-comparing, so that no one can guess, and offers a person. It never shows the email, postcode or phone number it
+chat sees their own orders' at once. Three wrong answers in a conversation, or ten of an order's in all, and it compares
+none for a quarter of an hour, so that no one can guess, saying when to try again and offering a person. It never shows the email, postcode or phone number it
 compares, nor the customer's name, address or items. An action of your own that
 shows or changes more (the address, a refund, a cancellation) should ask for such a proof the same way, or leave it to
 the shop's signed-in pages or an agent, as the demo's templates do.
@@ -18,8 +18,10 @@ the shop's signed-in pages or an agent, as the demo's templates do.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sqlite3
+import time
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -36,10 +38,14 @@ ORDERS = [
     ("789", "delivered", "DHL 3345678901", None, "sam@example.com", "94105", "+1 415 555 0132", None),
 ]
 PROOF = "order_proof"  # the slot asked for: the email address, postcode or phone number the customer gives
-MAX_PROOF_MISSES = 3  # wrong proofs in a conversation before the action stops comparing them
+MAX_PROOF_MISSES = 3  # wrong proofs in a conversation before the action stops comparing them for a while
 # Wrong proofs of an order in all conversations (a new conversation starts with none of its own) before the chat
-# compares none for it: its customer then signs in, or a person checks who they are. A right one starts it afresh.
+# compares none for it for a while: its customer then waits, signs in, or a person checks who they are. A right one
+# starts the count afresh.
 MAX_ORDER_PROOF_MISSES = 10
+# How long the chat compares no proof after either: a while, not for good, so that whoever guesses at an order's
+# proof slows down to ten guesses every quarter of an hour without locking its customer out of their order's details.
+PROOF_LOCK_SECONDS = 15 * 60
 # The demo's intents of a message that only thanks or acknowledges ("thanks", "ok", "谢谢", "好的"): to the question
 # for the proof, the customer is done, and gets the template of the intent, not the offer of a person.
 ACKNOWLEDGEMENTS = ("thank_you", "acknowledge")
@@ -75,10 +81,11 @@ def orders_db() -> sqlite3.Connection:
     conn = sqlite3.connect(Path(__file__).with_name("orders.sqlite"))
     conn.row_factory = sqlite3.Row
     columns = {row[1] for row in conn.execute("PRAGMA table_info(orders)")}
-    if columns and "phone" not in columns:  # an earlier demo's, without all that proves whose an order is
+    if columns and "proof_locked_until" not in columns:  # an earlier demo's, without all that proves whose an order is
         conn.execute("DROP TABLE orders")
     conn.execute("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, status TEXT, tracking TEXT, eta TEXT, "
-                 "email TEXT, postcode TEXT, phone TEXT, customer TEXT, proof_misses INTEGER NOT NULL DEFAULT 0)")
+                 "email TEXT, postcode TEXT, phone TEXT, customer TEXT, proof_misses INTEGER NOT NULL DEFAULT 0, "
+                 "proof_locked_until REAL)")
     conn.executemany("INSERT OR IGNORE INTO orders (id, status, tracking, eta, email, postcode, phone, customer) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", ORDERS)
     conn.commit()
@@ -105,18 +112,20 @@ MESSAGES = {
                        "tracking details here, but a person can help.",
            "wrong": "That doesn't match the order. Please check it and send the email address, postcode or phone number "
                     "on the order again.",
-           "locked": "That doesn't match either, so I can't show the order's tracking details here. A person can help.",
-           "ask_a_person": "For its tracking details, a person can help.",
+           "locked": "That doesn't match either, so I can't check another here for {wait}: then you can try again, or a "
+                     "person can help now.",
+           "ask_a_person": "For its tracking details, try again in {wait}, or a person can help now.",
+           "wait": "{minutes} minutes", "wait_1": "a minute",
            # the same, where the answer is about several orders (the Chinese says it of one or several alike)
            "prove_several": "For their tracking numbers and expected delivery, send me the email address, postcode or "
                             "phone number on the orders.",
-           "ask_a_person_several": "For their tracking details, a person can help.",
+           "ask_a_person_several": "For their tracking details, try again in {wait}, or a person can help now.",
            "no_proof_several": "All right. Without the email address, postcode or phone number on the orders I can't "
                                "show their tracking details here, but a person can help.",
            "wrong_several": "That doesn't match the orders. Please check it and send the email address, postcode or "
                             "phone number on the orders again.",
-           "locked_several": "That doesn't match either, so I can't show the orders' tracking details here. A person "
-                             "can help.", "words": {}},
+           "locked_several": "That doesn't match either, so I can't check another here for {wait}: then you can try "
+                             "again, or a person can help now.", "words": {}},
     "zh": {"ask_number": "好的，请问您的订单号是多少？",
            "ask_again": "查询订单需要订单号：您可以在订单确认邮件里，或者账户的 **订单** 中找到它。也可以转人工客服。",
            "still_none": "没关系：没有订单号我这边查不到，但人工客服可以用您下单时的邮箱帮您查找。之后找到订单号的话，发“订单”加号码给我就行。",
@@ -130,8 +139,9 @@ MESSAGES = {
            "prove": "如需查看物流单号和预计送达时间，请发送订单上的邮箱、邮编或手机号。",
            "no_proof": "好的。没有订单上的邮箱、邮编或手机号，我这边无法显示物流详情，人工客服可以帮您查询。",
            "wrong": "与订单信息不符。请核对后，再发送一次订单上的邮箱、邮编或手机号。",
-           "locked": "还是与订单信息不符，我这边无法显示物流详情。人工客服可以帮您查询。",
-           "ask_a_person": "如需物流详情，人工客服可以帮您查询。",
+           "locked": "还是与订单信息不符，{wait}内我这边无法再核对。之后可以再试一次，也可以现在转人工客服帮您查询。",
+           "ask_a_person": "如需物流详情，请在 {wait}后再试，也可以现在转人工客服帮您查询。",
+           "wait": "{minutes} 分钟", "wait_1": "1 分钟",
            "words": {"shipped": "已发货", "processing": "处理中", "delivered": "已送达", "Tuesday": "周二", "Friday": "周五"}},
 }
 
@@ -205,11 +215,11 @@ class ActionOrderStatus(Action):
             return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
         # What a stranger must not see (the tracking number, the day) waits for the proof that the order is theirs
         unproven = [number for number, row in rows.items() if number not in proven and (row["tracking"] or row["eta"])]
-        locked = (tracker.get_slot("order_proof_misses") or 0) >= MAX_PROOF_MISSES \
-            or all(rows[number]["proof_misses"] >= MAX_ORDER_PROOF_MISSES for number in unproven)
+        wait = locked_for(tracker, [rows[number] for number in unproven])
+        locked = wait > 0
         if unproven:
             asks = "ask_a_person" if locked else "prove"
-            lines.append(worded(say, asks, unproven))
+            lines.append(worded(say, asks, unproven).format(wait=in_minutes(say, wait)))
         dispatcher.utter_message(text="\n".join(lines), buttons=person if unproven and locked else [])
         waits = bool(unproven) and not locked
         return [SlotSet("order_status", list(rows.values())[-1][0]), SlotSet("requested_slot", PROOF if waits else None),
@@ -239,15 +249,38 @@ def looked_up(numbers: list[str]) -> dict[str, sqlite3.Row | None]:
     """Each order of ``numbers`` as the table has it (status, tracking, eta, email, postcode, customer, proof_misses,
     phone, by name or in that order), None where none is."""
     with orders_db() as conn:
-        return {number: conn.execute("SELECT status, tracking, eta, email, postcode, customer, proof_misses, phone "
-                                     "FROM orders WHERE id = ?", [number]).fetchone() for number in numbers}
+        return {number: conn.execute("SELECT status, tracking, eta, email, postcode, customer, proof_misses, phone, "
+                                     "proof_locked_until FROM orders WHERE id = ?", [number]).fetchone()
+                for number in numbers}
 
 
 def count_proof(numbers: list[str], missed: bool) -> None:
-    """Count a wrong proof against each order of ``numbers``, or start their count afresh after a right one."""
+    """Count a wrong proof against each order of ``numbers``, locking the chat's proofs of one for
+    ``PROOF_LOCK_SECONDS`` at its ``MAX_ORDER_PROOF_MISSES``th (its count then starts afresh), or start their count
+    afresh after a right one."""
     with orders_db() as conn:
-        conn.executemany(f"UPDATE orders SET proof_misses = {'proof_misses + 1' if missed else '0'} WHERE id = ?",
-                         [[number] for number in numbers])
+        ids = [[number] for number in numbers]
+        if not missed:
+            conn.executemany("UPDATE orders SET proof_misses = 0, proof_locked_until = NULL WHERE id = ?", ids)
+            return
+        conn.executemany("UPDATE orders SET proof_misses = proof_misses + 1 WHERE id = ?", ids)
+        conn.executemany("UPDATE orders SET proof_misses = 0, proof_locked_until = ? WHERE id = ? AND proof_misses >= ?",
+                         [[time.time() + PROOF_LOCK_SECONDS, number, MAX_ORDER_PROOF_MISSES] for number in numbers])
+
+
+def locked_for(tracker: Tracker, rows: list[sqlite3.Row]) -> float:
+    """Seconds until the chat compares a proof of the orders ``rows`` again, 0 where it does now: the conversation's
+    lock after its ``MAX_PROOF_MISSES`` wrong ones (the slot ``order_proof_retry_at``), else, where every order's own
+    is locked after its ``MAX_ORDER_PROOF_MISSES``, the soonest of theirs to open."""
+    now = time.time()
+    orders = min(((row["proof_locked_until"] or 0) - now for row in rows), default=0)
+    return max((tracker.get_slot("order_proof_retry_at") or 0) - now, orders, 0)
+
+
+def in_minutes(say: dict[str, Any], seconds: float) -> str:
+    """``seconds`` as the customer reads a wait: "a minute", "15 minutes" (rounded up)."""
+    minutes = math.ceil(seconds / 60)
+    return say["wait_1"] if minutes <= 1 else say["wait"].format(minutes=minutes)
 
 
 def proves(proof: str, row: sqlite3.Row) -> bool:
@@ -284,10 +317,12 @@ def checked_proof(dispatcher: CollectingDispatcher, tracker: Tracker, say: dict[
     order number a postcode's digits filled (200031) is put back."""
     unproven = tracker.get_slot("orders_unproven") or []
     misses = tracker.get_slot("order_proof_misses") or 0
-    rows = looked_up(unproven)
-    open_to_proof = {number: row for number, row in rows.items() if row and row["proof_misses"] < MAX_ORDER_PROOF_MISSES}
-    proven = [number for number, row in open_to_proof.items() if misses < MAX_PROOF_MISSES
-              and proves(tracker.get_slot(PROOF), row)]
+    rows = {number: row for number, row in looked_up(unproven).items() if row}
+    now = time.time()
+    conversation_open = (tracker.get_slot("order_proof_retry_at") or 0) <= now
+    open_to_proof = {number: row for number, row in rows.items() if conversation_open
+                     and (row["proof_locked_until"] or 0) <= now}
+    proven = [number for number, row in open_to_proof.items() if proves(tracker.get_slot(PROOF), row)]
     events = [SlotSet(PROOF, None), SlotSet("order_id", unproven[-1] if unproven else None)]
     count_proof(proven or list(open_to_proof), missed=not proven)
     if proven:
@@ -295,14 +330,18 @@ def checked_proof(dispatcher: CollectingDispatcher, tracker: Tracker, say: dict[
         left = [number for number in unproven if number not in proven]
         return [*events, SlotSet("orders_proven", [*(tracker.get_slot("orders_proven") or []), *proven]),
                 SlotSet("orders_unproven", left or None), SlotSet("requested_slot", None)]
-    misses += 1
-    if misses >= MAX_PROOF_MISSES or all(row["proof_misses"] + 1 >= MAX_ORDER_PROOF_MISSES for row in open_to_proof.values()):
-        # no more guesses: a person can check who the customer is
-        dispatcher.utter_message(text=worded(say, "locked", unproven), buttons=person)
-        return [*events, SlotSet("order_proof_misses", misses), SlotSet("orders_unproven", None),
-                SlotSet("requested_slot", None)]
+    misses += 1 if open_to_proof else 0
+    retry_at = tracker.get_slot("order_proof_retry_at")
+    if misses >= MAX_PROOF_MISSES:  # the conversation's lock: its count starts afresh once it opens
+        misses, retry_at = 0, now + PROOF_LOCK_SECONDS
+    wait = max((retry_at or 0) - now, 0) or locked_for(tracker, list(looked_up(list(rows)).values()))
+    events += [SlotSet("order_proof_misses", misses), SlotSet("order_proof_retry_at", retry_at)]
+    if wait > 0:
+        # no more guesses for a while: then the customer tries again, or a person checks who they are now
+        dispatcher.utter_message(text=worded(say, "locked", unproven).format(wait=in_minutes(say, wait)), buttons=person)
+        return [*events, SlotSet("orders_unproven", None), SlotSet("requested_slot", None)]
     dispatcher.utter_message(text=worded(say, "wrong", unproven))
-    return [*events, SlotSet("order_proof_misses", misses), SlotSet("requested_slot", PROOF)]
+    return [*events, SlotSet("requested_slot", PROOF)]
 
 
 def worded(say: dict[str, Any], key: str, orders: list[str]) -> str:
