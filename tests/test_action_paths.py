@@ -2755,6 +2755,54 @@ def test_the_demo_reads_a_long_number_beside_order_as_the_orders_not_a_phone_num
         == [SlotSet("order_proof", "+1 415 555 0132")]
 
 
+def test_an_order_number_typed_while_the_proof_is_awaited_looks_that_order_up(action_bot: Path, tmp_path: Path) -> None:
+    """"52017", typed to look that order up while the proof of order 789 was awaited, was read as a postcode: "That
+    doesn't match the order", a wrong proof counted against 789. A known order's number that proves none of the orders
+    awaited is a new lookup of it, and no wrong proof."""
+    orders = demo_orders(action_bot, tmp_path)
+    waiting = {"order_id": "789", "requested_slot": "order_proof", "orders_unproven": ["789"]}
+    [read] = demo_turn(orders.ValidateActionOrderStatus(), waiting, "52017")[1]
+    said, events = demo_turn(orders.ActionOrderStatus(), {**waiting, "order_id": "52017", "order_proof": read["value"]},
+                             "52017", [{"entity": "order_id", "value": "52017"}])
+    assert said[0]["text"] == "Order 52017 is **shipped**.\nFor its tracking number and expected delivery, send me " \
+                              "the email address, postcode or phone number on the order."
+    assert SlotSet("orders_unproven", ["52017"]) in events and SlotSet("order_proof", None) in events
+    assert not any(event["name"] == "order_proof_misses" for event in events)
+    assert orders.looked_up(["789"])["789"]["proof_misses"] == 0
+    said, _ = demo_turn(orders.ActionOrderStatus(), {**waiting, "order_proof": "518000"}, "518000")  # 52017's postcode
+    assert said[0]["text"].startswith("That doesn't match the order."), "a postcode, not an order's number, is a proof"
+
+
+async def test_an_order_number_typed_while_the_proof_is_awaited_looks_that_order_up_in_the_bot(action_bot: Path,
+                                                                                              tmp_path: Path) -> None:
+    """The same through the bot, where the order pattern reads "52017" as an order number and the validation action as
+    a postcode; a postcode then proves the order asked about."""
+    bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        await bot.handle(Turn("c1", '/track_order{"order_id": "789"}', "web"))
+        reply = await bot.handle(Turn("c1", "52017", "web"))
+        assert reply.text.startswith("Order 52017 is **shipped**.\nFor its tracking number"), reply.text
+        reply = await bot.handle(Turn("c1", "518000", "web"))
+        assert reply.text == "Order 52017 is **shipped**. Tracking: SF 1234567890123. Expected delivery: Thursday."
+    finally:
+        await bot.close()
+
+
+def test_a_postcode_that_proves_the_order_awaited_is_its_proof_though_it_is_an_orders_number_too(
+        action_bot: Path, tmp_path: Path) -> None:
+    """Digits that are both the postcode on the order awaited and another order's number prove the order: the customer
+    answered the question asked."""
+    orders = demo_orders(action_bot, tmp_path)
+    with orders.orders_db() as conn:  # an order whose number is order 456's postcode
+        conn.execute("INSERT INTO orders (id, status) VALUES ('200031', 'processing')")
+    waiting = {"order_id": "200031", "requested_slot": "order_proof", "orders_unproven": ["456"], "language": "zh"}
+    said, events = demo_turn(orders.ActionOrderStatus(), {**waiting, "order_proof": "200031"}, "200031",
+                             [{"entity": "order_id", "value": "200031"}])
+    assert said[0]["text"] == "订单 456 的状态：**处理中**。预计送达：周五。"
+    assert SlotSet("orders_proven", ["456"]) in events and SlotSet("order_id", "456") in events
+
+
 @pytest.mark.parametrize("language, text, intent", [("en", "thanks", "thank_you"), ("en", "ok", "acknowledge"),
                                                     ("zh", "谢谢", "thank_you"), ("zh", "好的", "acknowledge")])
 def test_the_demo_action_thanks_a_customer_who_is_done_rather_than_asking_for_the_proof(

@@ -36,6 +36,7 @@ ORDERS = [
     ("123", "shipped", "UPS 1Z999AA10123456784", "Tuesday", "alex@example.com", "SW1A 1AA", "+44 20 7946 0958", "u-17"),
     ("456", "processing", None, "Friday", "li.wei@example.cn", "200031", "+86 138 0013 8000", None),
     ("789", "delivered", "DHL 3345678901", None, "sam@example.com", "94105", "+1 415 555 0132", None),
+    ("52017", "shipped", "SF 1234567890123", "Thursday", "chen.jing@example.cn", "518000", "+86 139 2233 4455", None),
 ]
 PROOF = "order_proof"  # the slot asked for: the email address, postcode or phone number the customer gives
 MAX_PROOF_MISSES = 3  # wrong proofs in a conversation before the action stops comparing them for a while
@@ -142,7 +143,8 @@ MESSAGES = {
            "locked": "还是与订单信息不符，{wait}内我这边无法再核对。之后可以再试一次，也可以现在转人工客服帮您查询。",
            "ask_a_person": "如需物流详情，请在 {wait}后再试，也可以现在转人工客服帮您查询。",
            "wait": "{minutes} 分钟", "wait_1": "1 分钟",
-           "words": {"shipped": "已发货", "processing": "处理中", "delivered": "已送达", "Tuesday": "周二", "Friday": "周五"}},
+           "words": {"shipped": "已发货", "processing": "处理中", "delivered": "已送达", "Tuesday": "周二", "Friday": "周五",
+                     "Thursday": "周四"}},
 }
 
 
@@ -153,9 +155,11 @@ class ActionOrderStatus(Action):
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[dict[str, Any]]:
         say = MESSAGES.get(tracker.get_slot("language"), MESSAGES["en"])
         person = [{"title": say["person"], "payload": "/handoff"}]
-        if tracker.get_slot("requested_slot") == PROOF and tracker.get_slot(PROOF):
+        proof = tracker.get_slot(PROOF) if tracker.get_slot("requested_slot") == PROOF else None
+        another = proof and another_order(proof, tracker.get_slot("orders_unproven") or [])
+        if proof and not another:
             return checked_proof(dispatcher, tracker, say, person)
-        order_id = tracker.get_slot("order_id")
+        order_id = another or tracker.get_slot("order_id")
         if isinstance(order_id, str):  # deskbot gives 七八九 as 789; Rasa's regex extractor gives it as written
             order_id = as_looked_up(order_id)
         said, read = tracker.latest_message.get("text") or "", tracker.latest_message.get("entities") or []
@@ -171,7 +175,7 @@ class ActionOrderStatus(Action):
             dispatcher.utter_message(text=say["is_it"].format(order_id=number),
                                      buttons=[order_button(say, intent, number)])
             return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
-        if tracker.get_slot("requested_slot") == PROOF and not read and not NAMES_AN_ORDER.search(said) \
+        if tracker.get_slot("requested_slot") == PROOF and not another and not read and not NAMES_AN_ORDER.search(said) \
                 and not said.startswith("/"):
             # The proof is optional: "thanks" or "ok" (read as such) ends the wait with the bot's own answer to it, and
             # "I don't have it" with a person, as the same question again would loop ("check my order", or the
@@ -223,7 +227,7 @@ class ActionOrderStatus(Action):
         dispatcher.utter_message(text="\n".join(lines), buttons=person if unproven and locked else [])
         waits = bool(unproven) and not locked
         return [SlotSet("order_status", list(rows.values())[-1][0]), SlotSet("requested_slot", PROOF if waits else None),
-                SlotSet("orders_unproven", unproven if waits else None)]
+                SlotSet("orders_unproven", unproven if waits else None), SlotSet(PROOF, None)]
 
 
 class ValidateActionOrderStatus(Action):
@@ -307,6 +311,19 @@ def same_phone(given: str, phone: str) -> bool:
     and +1 (415) 555-0132 and 415.555.0132. Nine digits at least: a national number has as many."""
     shorter, longer = sorted((given, phone), key=len)
     return len(shorter) >= 9 and longer.endswith(shorter)
+
+
+def another_order(proof: str, unproven: list[str]) -> str | None:
+    """The order number that ``proof``, read as a postcode or a phone number's last digits while the proof of the
+    orders ``unproven`` was awaited, is rather: digits alone that are a known order's number and prove none of those
+    orders, a new lookup ("52017", typed to look that order up); digits that prove one are a proof, though an order's
+    number too. None where the proof is no such number."""
+    if not unicodedata.normalize("NFKC", proof).strip().isdigit():
+        return None
+    number = as_looked_up(proof)
+    if looked_up([number])[number] is None or any(row and proves(proof, row) for row in looked_up(unproven).values()):
+        return None
+    return number
 
 
 def checked_proof(dispatcher: CollectingDispatcher, tracker: Tracker, say: dict[str, Any],
