@@ -1837,7 +1837,8 @@ async def test_a_correction_of_a_mistyped_order_number_looks_the_right_one_up(ac
 
 async def test_the_demos_order_lookup_answers_for_each_order_a_message_names(action_bot: Path, tmp_path: Path) -> None:
     """"my orders 123 and 456" was answered for order 123 alone, and the customer was left asking again for 456. The
-    proof asked for then shows the details of the order it proves alone."""
+    proof asked for then shows the details of the order it proves alone, and names the other, whose proof it still
+    awaits."""
     bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
     bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
     try:
@@ -1845,7 +1846,12 @@ async def test_the_demos_order_lookup_answers_for_each_order_a_message_names(act
         reply = await bot.handle(Turn("c1", "my orders 123 and 456", "web"))
         assert reply.text == "Order 123 is **shipped**.\nOrder 456 is **processing**.\nFor their tracking numbers and expected delivery, send me the email address, postcode or phone number on the orders."
         reply = await bot.handle(Turn("c1", "Alex@Example.com", "web"))  # order 123's email
-        assert reply.text == "Order 123 is **shipped**. Tracking: UPS 1Z999AA10123456784. Expected delivery: Tuesday."
+        assert reply.text == "Order 123 is **shipped**. Tracking: UPS 1Z999AA10123456784. Expected delivery: Tuesday." \
+                             "\nThat doesn't match order 456: for its tracking details, send me the email address, " \
+                             "postcode or phone number on it."
+        assert bot.store.conversation("c1")["active_loop"] == "action_order_status"
+        reply = await bot.handle(Turn("c1", "200031", "web"))  # order 456's postcode
+        assert reply.text == "Order 456 is **processing**. Expected delivery: Friday."
         assert bot.store.conversation("c1")["active_loop"] is None
         await bot.handle(Turn("c2", "/track_order", "web"))
         reply = await bot.handle(Turn("c2", "orders 555 and 789", "web"))  # one to check: its number goes back to it
@@ -2801,6 +2807,26 @@ def test_a_postcode_that_proves_the_order_awaited_is_its_proof_though_it_is_an_o
                              [{"entity": "order_id", "value": "200031"}])
     assert said[0]["text"] == "订单 456 的状态：**处理中**。预计送达：周五。"
     assert SlotSet("orders_proven", ["456"]) in events and SlotSet("order_id", "456") in events
+
+
+@pytest.mark.parametrize(("language", "unproven", "proof", "said"), [
+    ("en", ["123", "789"], "sam@example.com", "Order 789 is **delivered**. Tracking: DHL 3345678901.\nThat doesn't "
+     "match order 123: for its tracking details, send me the email address, postcode or phone number on it."),
+    ("en", ["123", "456", "789"], "94105", "Order 789 is **delivered**. Tracking: DHL 3345678901.\nThat doesn't match "
+     "orders 123 and 456: for their tracking details, send me the email address, postcode or phone number on them."),
+    ("zh", ["123", "456", "789"], "Sam@Example.com", "订单 789 的状态：**已送达**。物流单号：DHL 3345678901。\n"
+     "这与订单 123、456 的信息不符：如需其物流详情，请发送该订单上的邮箱、邮编或手机号。")])
+def test_a_proof_of_some_of_the_orders_asked_about_names_those_it_does_not_prove(
+        action_bot: Path, tmp_path: Path, language: str, unproven: list[str], proof: str, said: str) -> None:
+    """A proof that matched one of two orders showed that one's details and said nothing of the other, as though the
+    customer had seen all they asked for: the orders it does not prove are named, and their proof still awaited."""
+    orders = demo_orders(action_bot, tmp_path)
+    slots = {"language": language, "order_id": unproven[-1], "requested_slot": "order_proof",
+             "orders_unproven": unproven, "order_proof": proof}
+    messages, events = demo_turn(orders.ActionOrderStatus(), slots, proof)
+    assert [message["text"] for message in messages] == [said]
+    assert SlotSet("orders_unproven", unproven[:-1]) in events and SlotSet("requested_slot", "order_proof") in events
+    assert SlotSet("orders_proven", ["789"]) in events
 
 
 @pytest.mark.parametrize("language, text, intent", [("en", "thanks", "thank_you"), ("en", "ok", "acknowledge"),

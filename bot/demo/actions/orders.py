@@ -117,6 +117,11 @@ MESSAGES = {
                      "person can help now.",
            "ask_a_person": "For its tracking details, try again in {wait}, or a person can help now.",
            "wait": "{minutes} minutes", "wait_1": "a minute",
+           "still_unproven": "That doesn't match order {orders}: for its tracking details, send me the email address, "
+                             "postcode or phone number on it.",
+           "still_unproven_several": "That doesn't match orders {orders}: for their tracking details, send me the "
+                                     "email address, postcode or phone number on them.",
+           "between": ", ", "before_last": " and ",
            # the same, where the answer is about several orders (the Chinese says it of one or several alike)
            "prove_several": "For their tracking numbers and expected delivery, send me the email address, postcode or "
                             "phone number on the orders.",
@@ -143,6 +148,8 @@ MESSAGES = {
            "locked": "还是与订单信息不符，{wait}内我这边无法再核对。之后可以再试一次，也可以现在转人工客服帮您查询。",
            "ask_a_person": "如需物流详情，请在 {wait}后再试，也可以现在转人工客服帮您查询。",
            "wait": "{minutes} 分钟", "wait_1": "1 分钟",
+           "still_unproven": "这与订单 {orders} 的信息不符：如需其物流详情，请发送该订单上的邮箱、邮编或手机号。",
+           "between": "、", "before_last": "、",
            "words": {"shipped": "已发货", "processing": "处理中", "delivered": "已送达", "Tuesday": "周二", "Friday": "周五",
                      "Thursday": "周四"}},
 }
@@ -343,10 +350,14 @@ def checked_proof(dispatcher: CollectingDispatcher, tracker: Tracker, say: dict[
     events = [SlotSet(PROOF, None), SlotSet("order_id", unproven[-1] if unproven else None)]
     count_proof(proven or list(open_to_proof), missed=not proven)
     if proven:
-        dispatcher.utter_message(text="\n".join(status_text(say, number, rows[number], True) for number in proven))
+        # the orders it does not prove (placed with another email) are named, and their proof still awaited
         left = [number for number in unproven if number not in proven]
+        lines = [status_text(say, number, rows[number], True) for number in proven]
+        if left:
+            lines.append(worded(say, "still_unproven", left).format(orders=listed(say, left)))
+        dispatcher.utter_message(text="\n".join(lines))
         return [*events, SlotSet("orders_proven", [*(tracker.get_slot("orders_proven") or []), *proven]),
-                SlotSet("orders_unproven", left or None), SlotSet("requested_slot", None)]
+                SlotSet("orders_unproven", left or None), SlotSet("requested_slot", PROOF if left else None)]
     misses += 1 if open_to_proof else 0
     retry_at = tracker.get_slot("order_proof_retry_at")
     if misses >= MAX_PROOF_MISSES:  # the conversation's lock: its count starts afresh once it opens
@@ -365,6 +376,11 @@ def worded(say: dict[str, Any], key: str, orders: list[str]) -> str:
     """The message ``key`` of ``say``, worded for ``orders``: its ``<key>_several`` where they are several ("their
     tracking numbers", "on the orders"), which a language that says it of one or several alike has none of."""
     return say.get(f"{key}_several", say[key]) if len(orders) > 1 else say[key]
+
+
+def listed(say: dict[str, Any], orders: list[str]) -> str:
+    """The order numbers ``orders`` as a sentence names them: "123", "123 and 456", "123, 456 and 789" ("123、456")."""
+    return say["before_last"].join(filter(None, [say["between"].join(orders[:-1]), orders[-1]]))
 
 
 def order_button(say: dict[str, Any], intent: str, order_id: str) -> dict[str, str]:
