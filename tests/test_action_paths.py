@@ -2848,6 +2848,24 @@ def test_the_demo_action_thanks_a_customer_who_is_done_rather_than_asking_for_th
     assert any((variant.language or "en") == language for variant in templates)  # said in the customer's language
 
 
+@pytest.mark.parametrize(("text", "response"), [
+    ("thanks!", "utter_thank_you"), ("Thank you so much 🙏", "utter_thank_you"), ("OK, got it.", "utter_acknowledge"),
+    ("ｏｋ", "utter_acknowledge"), ("好的。", "utter_acknowledge"), ("谢谢！", "utter_thank_you"),
+    ("好的，谢谢", "utter_thank_you"), ("唔該晒", "utter_thank_you"), ("ok, where is it?", None), ("I don't have it", None)])
+def test_the_demo_action_knows_thanks_and_ok_itself_whatever_the_classifier_read(
+        action_bot: Path, tmp_path: Path, text: str, response: str | None) -> None:
+    """"thanks" or "好的" while the proof was awaited got its template only where the classifier read it as thanks or
+    an acknowledgement, which a Rasa action server cannot check: read as another intent (track_order here), it got "All
+    right. Without the email address…" and a person. The action reads such a message itself; any other still ends the
+    wait with a person offered."""
+    orders = demo_orders(action_bot, tmp_path)
+    slots = {"order_id": "789", "requested_slot": "order_proof", "orders_unproven": ["789"]}
+    said, events = demo_turn(orders.ActionOrderStatus(), slots, text, intent="track_order")
+    assert [message["response"] for message in said] == [response]
+    assert bool(said[0]["buttons"]) == (response is None)  # a person offered only where the customer is not done
+    assert SlotSet("requested_slot", None) in events
+
+
 @pytest.mark.parametrize("language, said", [
     ("en", ["For their tracking numbers and expected delivery, send me the email address, postcode or phone number on the orders.",
             "For their tracking details, try again in a minute, or a person can help now.",

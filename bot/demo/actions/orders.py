@@ -50,6 +50,14 @@ PROOF_LOCK_SECONDS = 15 * 60
 # The demo's intents of a message that only thanks or acknowledges ("thanks", "ok", "谢谢", "好的"): to the question
 # for the proof, the customer is done, and gets the template of the intent, not the offer of a person.
 ACKNOWLEDGEMENTS = ("thank_you", "acknowledge")
+# The words of such a message, which the action reads itself: on a Rasa action server it sees only the intent the
+# classifier gave, which for a message this short may be another ("ok" read as track_order, and offered a person).
+THANKS = (r"thank(?:s|\s*you|\s*u)?(?:\s*(?:so|very)\s*much|\s*a\s*lot|\s*again)?|thx|ty|cheers|谢谢|謝謝|多谢晒|多謝晒|多谢|多謝"
+          r"|感谢|感謝|唔该晒|唔該晒|唔该|唔該")
+OKS = (r"ok(?:ay|ey)?|kk?|fine|got\s*it|alright|all\s*right|cool|great|noted|understood|好(?:的|吧|嘅|滴)?|行|嗯+|明白了?"
+       r"|知道了?|收到|没问题|沒問題|得")
+ACKNOWLEDGING_WORD = re.compile(rf"(?i)(?:{THANKS}|{OKS})\s*")
+THANKING = re.compile(rf"(?i){THANKS}")
 # A proof in the customer's answer: an email address, a phone number, or a postcode (a UK one, SW1A 1AA; a US ZIP or a
 # Chinese 邮编, five or six digits) in a message that names no order or parcel, where the digits are another order's
 # number ("order 12345"), and which asks again about the order ("check my order") rather than saying "ok" or "I don't
@@ -187,8 +195,9 @@ class ActionOrderStatus(Action):
             # The proof is optional: "thanks" or "ok" (read as such) ends the wait with the bot's own answer to it, and
             # "I don't have it" with a person, as the same question again would loop ("check my order", or the
             # intent's button, is asked which order, below)
-            if intent in ACKNOWLEDGEMENTS:
-                dispatcher.utter_message(response=f"utter_{intent}")
+            acknowledged = acknowledgement(said) or (intent if intent in ACKNOWLEDGEMENTS else None)
+            if acknowledged:
+                dispatcher.utter_message(response=f"utter_{acknowledged}")
             else:
                 dispatcher.utter_message(text=worded(say, "no_proof", tracker.get_slot("orders_unproven") or []),
                                          buttons=person)
@@ -376,6 +385,18 @@ def worded(say: dict[str, Any], key: str, orders: list[str]) -> str:
     """The message ``key`` of ``say``, worded for ``orders``: its ``<key>_several`` where they are several ("their
     tracking numbers", "on the orders"), which a language that says it of one or several alike has none of."""
     return say.get(f"{key}_several", say[key]) if len(orders) > 1 else say[key]
+
+
+def acknowledgement(said: str) -> str | None:
+    """The intent of a message that only thanks ("thank_you": "thanks!", "ok 谢谢🙏") or acknowledges ("acknowledge":
+    "OK, got it.", "好的。"), whatever its punctuation, emoji and case; None for any other."""
+    words = rest = re.sub(r"[\W_]+", " ", unicodedata.normalize("NFKC", said)).strip()
+    while rest:  # a word at a time: one pattern repeated over the whole would backtrack without end on "kkkk…x"
+        word = ACKNOWLEDGING_WORD.match(rest)
+        if not word:
+            return None
+        rest = rest[word.end():]
+    return ("thank_you" if THANKING.search(words) else "acknowledge") if words else None
 
 
 def listed(say: dict[str, Any], orders: list[str]) -> str:
