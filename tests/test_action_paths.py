@@ -2751,6 +2751,21 @@ def test_the_demo_takes_the_phone_number_on_the_order_or_its_last_four_digits_as
     assert said[0]["text"].startswith("That doesn't match the order."), near
 
 
+@pytest.mark.parametrize("answer", ["sam@example。com", "邮箱：sam @ example.com", "ｓａｍ＠ｅｘａｍｐｌｅ．ｃｏｍ。",
+                                    "SAM@EXAMPLE。COM，谢谢", "it's Sam@Example.com."])
+def test_the_demo_reads_an_email_typed_on_a_chinese_keyboard_or_with_spaces_as_its_proof(action_bot: Path,
+                                                                                        tmp_path: Path, answer: str) -> None:
+    """An email address typed with the 。 a keyboard in Chinese mode types for its dot, or with spaces around its @,
+    was no proof at all: the customer's answer went to the classifier, and the wait for it ended. It is read as the
+    address, in full-width letters and any case too."""
+    orders = demo_orders(action_bot, tmp_path)
+    waiting = {"order_id": "789", "requested_slot": "order_proof", "orders_unproven": ["789"]}
+    [read] = demo_turn(orders.ValidateActionOrderStatus(), waiting, answer)[1]
+    assert read["value"].casefold() == "sam@example.com"
+    said, _ = demo_turn(orders.ActionOrderStatus(), {**waiting, "order_proof": read["value"]}, answer)
+    assert said[0]["text"] == "Order 789 is **delivered**. Tracking: DHL 3345678901."
+
+
 def test_the_demo_reads_a_long_number_beside_order_as_the_orders_not_a_phone_number(action_bot: Path,
                                                                                   tmp_path: Path) -> None:
     """A number of seven digits or more after "order" is an order's number; written as a phone number is, it is one."""

@@ -260,9 +260,15 @@ class ValidateActionOrderStatus(Action):
         said = unicodedata.normalize("NFKC", tracker.latest_message.get("text") or "")
         names_an_order = NAMES_AN_ORDER.search(said)
         # a long number beside "order" is the order's, unless it is written as a phone number is (PHONE)
-        proof = EMAIL.search(said) or PHONE.search(said) \
+        proof = EMAIL.search(as_typed_email(said)) or PHONE.search(said) \
             or (None if names_an_order else PROOF_PHONE.search(said) or POSTCODE.search(said) or LAST_FOUR.search(said))
         return [SlotSet(PROOF, proof[0].strip())] if proof else []
+
+
+def as_typed_email(said: str) -> str:
+    """``said`` with an email address in it put right as a Chinese keyboard or a thumb types one: the 。 that a
+    keyboard in Chinese mode types for the dot (sam@example。com), and the spaces around the @ (sam @ example.com)."""
+    return re.sub(r"\s*@\s*", "@", re.sub(r"(?<=[A-Za-z0-9])。(?=[A-Za-z0-9])", ".", said))
 
 
 def looked_up(numbers: list[str]) -> dict[str, sqlite3.Row | None]:
