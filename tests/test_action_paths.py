@@ -3041,6 +3041,19 @@ def test_the_demo_action_takes_no_phone_number_for_the_order_number(action_bot: 
         assert run(said, "en") == "Sure — what's your order number?", said
     assert run("13812345678 的 456 到了吗").startswith("456 是订单号吗？")
 
+def test_the_demo_action_reads_full_width_digits_as_rasas_regex_extractor_gives_them(action_bot: Path,
+                                                                                   tmp_path: Path) -> None:
+    """Rasa gives an order number typed in full-width digits (a Chinese keyboard's ５２０１７) as typed, and the action
+    looked "５２０１７" up, which no order is: it reads the digits as ASCII ones, as deskbot gives them."""
+    orders = demo_orders(action_bot, tmp_path)
+    said, _ = demo_turn(orders.ActionOrderStatus(), {"order_id": "５２０１７", "language": "zh"}, "订单５２０１７到哪了",
+                        [{"entity": "order_id", "value": "５２０１７"}])
+    assert said[0]["text"].startswith("订单 52017 的状态：**已发货**。")
+    said, _ = demo_turn(orders.ActionOrderStatus(), {"order_id": "789", "language": "zh"}, "帮我看看５２０１７")
+    assert said[0]["text"].startswith("52017 是订单号吗？")
+    assert said[0]["buttons"][0]["payload"] == '/track_order{"order_id": "52017"}'
+
+
 def test_the_demo_action_asks_rather_than_answer_about_an_earlier_order(action_bot: Path, tmp_path: Path) -> None:
     """The slot holds the conversation's last order; a message naming another in words the order pattern
     does not read (訂單 before the pattern knew it) got the earlier order's status and tracking number."""

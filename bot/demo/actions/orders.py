@@ -80,9 +80,10 @@ PHONE = re.compile(r"\+\d[\d\s().-]{6,}\d|(?<!\d)(?:(?:86[\s-]?)?1[3-9]\d(?:[\s-
 
 
 def as_looked_up(order_id: str) -> str:
-    """An order number as the order table writes it: in ASCII digits, and without the dashes or spaces between the
-    groups a customer writes it in (123-456, 123–456, 1234 5678), so that it is one number, not its first group."""
-    return re.sub(r"\D", "", order_id.translate(AS_DIGITS))
+    """An order number as the order table writes it: in ASCII digits (of full-width ones, ５２０１７, too, which Rasa's
+    regex extractor gives as typed), and without the dashes or spaces between the groups a customer writes it in
+    (123-456, 123–456, 1234 5678), so that it is one number, not its first group."""
+    return re.sub(r"\D", "", unicodedata.normalize("NFKC", order_id).translate(AS_DIGITS))
 
 
 def orders_db() -> sqlite3.Connection:
@@ -177,7 +178,9 @@ class ActionOrderStatus(Action):
         order_id = another or tracker.get_slot("order_id")
         if isinstance(order_id, str):  # deskbot gives 七八九 as 789; Rasa's regex extractor gives it as written
             order_id = as_looked_up(order_id)
-        said, read = tracker.latest_message.get("text") or "", tracker.latest_message.get("entities") or []
+        # in ASCII digits and punctuation, as deskbot gives it (Rasa gives it as typed)
+        said = unicodedata.normalize("NFKC", tracker.latest_message.get("text") or "")
+        read = tracker.latest_message.get("entities") or []
         unread = None if read else re.search(rf"[\d{CHINESE_DIGITS}]{{3,}}", PHONE.sub(" ", said))
         if order_id and unread and order_id not in said:
             order_id = None  # a number the order pattern did not read: never answer with an earlier order's status
