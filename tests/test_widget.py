@@ -4414,6 +4414,43 @@ def test_a_screen_reader_hears_the_range_of_the_page_turned_to_and_not_at_each_r
     close_console(context)
 
 
+def test_a_screen_reader_hears_no_range_after_a_reload_on_a_later_page_or_on_another_tab(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """The range was said whenever the page shown differed from the last said: a reload on page 2 said "201–400 of
+    450" unasked, and so did the first page of another tab opened from page 2. It is said for a page turned to alone."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "where is my parcel?")
+    assert api.chat(cid, "/handoff")["handed_off"] is True
+    context = open_console(chromium, server, web_demo_bot.admin_token, cid, clock=True)
+    page = context.pages[0]
+    like: list[dict[str, Any]] = []  # the waiting customer, each of the 450 listed in either tab made like them
+    answered: list[dict[str, Any]] = []
+
+    def listed(route: Route) -> None:
+        inbox = route.fetch().json()
+        like[:] = like or [c for c in inbox["conversations"] if c["conversation_id"] == cid]
+        offset = int(parse_qs(urlsplit(route.request.url).query).get("offset", ["0"])[0])
+        shown = [{**like[0], "conversation_id": f"c-{n}"} for n in range(offset, min(offset + 200, 450))]
+        answered.append({})
+        route.fulfill(json={**inbox, "conversations": shown, "total": 450, "waiting": 450, "waiting_yours": 450})
+    context.route(re.compile(r"/admin/conversations\?limit=200&status=(handed_off|open)&"), listed)
+    refreshed(page, answered)
+    page.get_by_role("button", name="Next").click()
+    expect(page.locator(".page-said")).to_have_text("201–400 of 450")  # turned to: said
+    page.locator(".page-said").evaluate("said => { said.textContent = ''; }")
+    page.reload()  # on page 2 still, which nobody turned to now
+    expect(page.locator(".pager")).to_contain_text("201–400 of 450")
+    wait_until(page, "state.refreshes > 0 && state.refreshing === 0")
+    expect(page.locator(".page-said")).to_have_text("")
+    page.get_by_role("button", name="With the bot").click()  # its first page, from page 2 of the waiting tab
+    expect(page.locator(".pager")).to_contain_text("1–200 of 450")
+    wait_until(page, "state.refreshing === 0")
+    expect(page.locator(".page-said")).to_have_text("")
+    page.get_by_role("button", name="Next").click()
+    expect(page.locator(".page-said")).to_have_text("201–400 of 450")
+    close_console(context)
+
+
 def test_a_long_message_in_the_review_queue_takes_a_few_lines_of_the_list(chromium: SimpleNamespace, server: LiveServer,
                                                                           web_demo_bot: SimpleNamespace) -> None:
     """A customer's long message (an order's story, 2,000 characters) was listed whole in the review queue: its item
