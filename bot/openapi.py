@@ -304,6 +304,12 @@ class Taken(_Body):
     at: float = Field(..., description="when")
 
 
+class Unread(_Body):
+    conversation_id: str
+    unread: int = Field(..., description="how many messages the customer wrote that the agent has not read (the "
+                                         "inbox's unread)")
+
+
 class InboxResponse(_Body):
     conversations: list[InboxConversation]
     total: int
@@ -316,6 +322,11 @@ class InboxResponse(_Body):
                                                   "theirs still and whom they have not read since the pass (…/seen), "
                                                   "latest first (the latest 100), whatever the status, page or search "
                                                   "asked for; none without ?agent=")
+    unread_yours: list[Unread] = Field(..., description="the handed-off customers ?agent= has, with what each "
+                                                        "wrote that they have not read, whatever the status, page or "
+                                                        "search asked for (the first 100, longest-waiting first): "
+                                                        "their console says aloud who wrote again, on any tab; none "
+                                                        "without ?agent=")
     taken: list[Taken] = Field(..., description="the handed-off customers someone else moved from ?agent= to a "
                                                 "colleague or released, who are not theirs again, and those someone "
                                                 "else handed back to the bot, who are with it still, for a day, latest first "

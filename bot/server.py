@@ -1342,7 +1342,9 @@ async def inbox(request: web.Request) -> web.Response:
     someone else moved from that agent to a colleague (:meth:`Store.taken_from`), for their console to tell them too;
     ``team``: server.agents' names; ``colleagues``: those whose customers alone a lead's console offers to list
     (``?holder=``): server.agents, else the agents who have customers now (:meth:`Store.holders`), where the console
-    offered none and a lead had no way to list an absent colleague's customers; ``waiting_yours``:
+    offered none and a lead had no way to list an absent colleague's customers; ``unread_yours``: that agent's
+    customers with what each wrote that they have not read (:meth:`Store.unread_of`), for their console to say aloud
+    who wrote again on any tab or page; ``waiting_yours``:
     the customers waiting on that agent or on nobody (nor on anyone server.agents no longer names), whom their console
     counts and announces (every waiting one without ``?agent=``); ``token_grants``: what the token may do beyond
     answering customers, for the console to offer what it may (the review queue)."""
@@ -1367,7 +1369,7 @@ async def inbox(request: web.Request) -> web.Response:
         yours = waiting if agent is None else store.waiting(agent, team)[0]
         return {"conversations": conversations, "total": total, "waiting": waiting, "waiting_yours": yours,
                 "passed": store.passed_to(agent), "taken": store.taken_from(agent),
-                "colleagues": team or store.holders()}
+                "unread_yours": store.unread_of(agent, team), "colleagues": team or store.holders()}
 
     return json_response({**await bot._read(read), "team": team, "token_agent": request[AGENT] or None,
                           "token_grants": token_grants(request)})

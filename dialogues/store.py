@@ -2331,6 +2331,17 @@ class Store:
             "ORDER BY t.created DESC LIMIT :most",
             {"agent": agent_key(agent), "most": PASSED_LISTED}))
 
+    def unread_of(self, agent: str | None, team: Collection[str] = ()) -> list[dict[str, Any]]:
+        """The handed-off customers ``agent`` has (the first ``PASSED_LISTED``, longest-waiting first), with how many
+        messages each wrote that the agent has not read (:meth:`inbox`'s ``unread``): ``conversation_id`` and
+        ``unread``. Their console says aloud who wrote again on whatever tab or page it shows; read off the waiting
+        tab's page alone, an agent on another tab, or on page 2, heard nothing of their own customer writing. None for
+        no agent."""
+        if not agent_key(agent):
+            return []
+        mine, _, _ = self.inbox("handed_off", PASSED_LISTED, agent, holder=agent, team=team)
+        return [{"conversation_id": c["conversation_id"], "unread": c["unread"]} for c in mine]
+
     def taken_from(self, agent: str | None) -> list[dict[str, Any]]:
         """The handed-off customers someone else moved from ``agent`` to another agent (a lead's transfer, forced
         takeover or forced reply) or released to the queue, who are not ``agent``'s again, and those someone else

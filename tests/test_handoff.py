@@ -1354,6 +1354,28 @@ async def test_the_inbox_counts_as_new_only_what_came_after_the_agent_last_read(
     assert (await client.post("/admin/conversations/asked/seen?after=1")).status == 401
 
 
+async def test_the_inbox_counts_its_agents_own_customers_unread_on_any_tab_or_page(bot_dir: Path,
+                                                                                   aiohttp_client: Any) -> None:
+    """The console heard its agent's customer write again from the waiting tab's page alone: ``unread_yours`` holds
+    each of the agent's customers with what they wrote unread, whichever status, page or search is asked for."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    for cid, agent in (("ana-1", "Ana"), ("ana-2", "Ana"), ("bob-1", "Bob")):
+        await chat(client, cid, "/handoff")
+        taken = await client.post(f"/admin/conversations/{cid}/handoff?agent={agent}", headers=AUTH)
+        assert taken.status == 200
+    for text in ("hello?", "still there?"):
+        await chat(client, "ana-2", text)
+    await chat(client, "bob-1", "hi")
+
+    async def yours(query: str) -> list[dict[str, Any]]:
+        return (await (await client.get(f"/admin/conversations?{query}", headers=AUTH)).json())["unread_yours"]
+
+    mine = [{"conversation_id": "ana-1", "unread": 0}, {"conversation_id": "ana-2", "unread": 2}]
+    assert await yours("agent=ANA&status=open") == mine
+    assert await yours("agent=Ana&limit=0") == await yours("agent=Ana&offset=1") == await yours("agent=Ana&q=zzz") == mine
+    assert await yours("status=open") == []  # nobody's console
+
+
 async def waiting_metrics(client: Any) -> tuple[float, bool]:
     """``deskbot_customers_waiting`` and whether ``deskbot_longest_wait_seconds`` is a plausible age."""
     values = {s.name: s.value for family in text_string_to_metric_families(await (await client.get("/metrics")).text())

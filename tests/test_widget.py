@@ -3973,6 +3973,31 @@ def test_a_screen_reader_hears_which_of_the_agents_own_customers_wrote_again(
     context.close()
 
 
+@pytest.mark.parametrize("tab", ["With the bot", "To review"])
+def test_a_screen_reader_hears_which_of_the_agents_own_customers_wrote_again_on_any_tab(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace,
+        tab: str) -> None:
+    """An agent looking through the conversations with the bot, or the review queue, heard nothing of their own
+    customer writing again: it was said on the waiting tab alone, read off the customers it listed."""
+    alice, bob = (f"console-{next(PAGE_NUMBERS)}" for _ in range(2))
+    for cid in (alice, bob):
+        api.chat(cid, "/handoff")
+        api.admin(f"/admin/conversations/{cid}/handoff?agent=Sam")
+    context = open_console(chromium, server, web_demo_bot.admin_token, alice, bob, clock=True)
+    page = context.pages[0]
+    page.locator(f'.list li[data-id="{bob}"]').click()
+    page.get_by_label("Your name").fill("Sam")
+    page.get_by_role("button", name=tab).click()
+    page.clock.run_for(3_100)  # a refresh in Sam's name on the other tab: his customers as they were
+    wait_until(page, "state.refreshing === 0")
+    clear_announcements(page)
+    api.chat(alice, "hello?")
+    api.chat(alice, "still there?")
+    page.clock.run_for(3_100)
+    expect(page.locator(".arrivals")).to_have_text(f"{alice} wrote again (2 new)")
+    context.close()
+
+
 @pytest.mark.parametrize(("token", "offered"), [("kim-own-token", 0), ("lee-own-token", 1)])
 def test_the_agents_console_offers_the_review_queue_to_the_agents_granted_it(
         chromium: SimpleNamespace, server: LiveServer, token: str, offered: int) -> None:
