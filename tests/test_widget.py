@@ -372,7 +372,8 @@ def test_message_reply_and_history_after_reload(open_widget: Any, api: SimpleNam
     expect(page.locator(".msg.bot")).to_have_count(2)  # no greeting over an existing conversation
 
 
-@pytest.mark.parametrize("kept", ["{", "null", "7", "[]", '{"conversation": "CID", "messages": 7, "out": "x"}'])
+@pytest.mark.parametrize("kept", ["{", "null", "7", "[]", '{"conversation": "CID", "messages": 7, "out": "x"}',
+                                  '{"answered": {"conversation": "CID"}, "continuing": {"into": "CID", "from": 7, "id": []}}'])
 def test_whatever_the_sites_storage_holds_under_the_widgets_keys_the_chat_starts(open_widget: Any, kept: str) -> None:
     """Another script of the shop's site shares the widget's storage: what it leaves under the keys the widget reads as
     JSON (broken, null, a number, a list, fields of the wrong type) is read as nothing kept, not a chat that never
@@ -384,7 +385,7 @@ def test_whatever_the_sites_storage_holds_under_the_widgets_keys_the_chat_starts
     cid = widget.conversation_id()
     page.evaluate("""([kept]) => {
         const prefix = Object.keys(localStorage).find((k) => k.endsWith(":conversation")).replace(/conversation$/, "");
-        for (const key of ["signed-in", "titles", "language", "out", "kept"]) {
+        for (const key of ["signed-in", "titles", "language", "out", "kept", "went-on"]) {
             localStorage.setItem(prefix + key, kept);
             sessionStorage.setItem(prefix + key, kept);
         }
@@ -5342,6 +5343,35 @@ def test_the_agents_of_the_conversation_a_stale_visitors_tab_went_on_in_find_the
     assert user_texts(api, went_on) == ["and one more thing", "thanks"]
     assert [o["conversation_id"] for o in api.get(f"/admin/conversations/{went_on}")["others"]] == [left]
     assert went_on in [o["conversation_id"] for o in api.get(f"/admin/conversations/{left}")["others"]]
+    signed_in.close()
+
+
+def test_a_tab_reloaded_after_following_another_into_a_new_conversation_still_names_the_one_it_left(
+        open_widget: Any, api: SimpleNamespace, identity_secret: str) -> None:
+    """A visitor's tab that followed another into a conversation of its own, once the customer signed in in a third,
+    kept its proof of the conversation it left in its memory alone: reloaded before its next message, it told the
+    server nothing, and the agents of the new conversation never found the one whose messages the customer had seen."""
+    visitor = open_widget(pollInterval=60_000, transport="http")
+    visitor.send("hello")
+    expect(visitor.bot_replies()).to_have_count(1)
+    left = visitor.conversation_id()
+    second = visitor.context.new_page()  # a visitor's tab that sent nothing there: no proof of its own
+    second.goto(visitor.page.url)
+    expect(second.locator(".msg.user .bubble")).to_have_text(["hello"])
+    signed_in, _ = sign_in_in_another_tab(visitor, identity_secret, "u-37")
+    second.locator("textarea").fill("hi")
+    second.locator("textarea").press("Enter")
+    second.wait_for_function("(left) => Deskbot.conversationId() !== left", arg=left)  # in a conversation of its own
+    expect(second.locator(".msg.user[data-turn-id] .bubble")).to_have_text(["hi"])
+    went_on = second.evaluate("Deskbot.conversationId()")
+    visitor.page.wait_for_function("(id) => Deskbot.conversationId() === id", arg=went_on)  # followed it there
+    visitor.page.reload()
+    expect(visitor.page.locator(".panel")).to_be_visible()
+    visitor.send("thanks")
+    expect(visitor.page.locator(".msg.user[data-turn-id]")).to_have_count(2)
+    assert visitor.conversation_id() == went_on and user_texts(api, went_on) == ["hi", "thanks"]
+    assert [o["conversation_id"] for o in api.get(f"/admin/conversations/{went_on}")["others"]] == [left]
+    second.close()
     signed_in.close()
 
 

@@ -1607,6 +1607,7 @@
     own.message.dataset.turnId = turnId;
     if (own.mirror) return; // another tab's: its turn says nothing of the order of this tab's
     lastAnswered = { conversation: conversationId, id: own.id };
+    keepProof();
     for (const earlier of unsettled.slice(0, at).filter((m) => !m.mirror)) earlier.until = Math.min(earlier.until, turnId);
   }
 
@@ -1756,7 +1757,10 @@
         }
         return;
       }
-      if (telling) telling.told = true;
+      if (telling) {
+        telling.told = true;
+        keepProof();
+      }
       if (user.user_hash) {
         signedInHere = asked;
         store.set("signed-in", JSON.stringify({ id: asked, user: customerId() }));
@@ -2114,10 +2118,26 @@
   // The conversation a page goes on from, closed to it, is told to the server with its messages in the one it went on
   // in, until one is answered there, with a message of its own there for proof: the agents of the new one saw nothing
   // of what the page still showed from it (keep()), nor where it was; they find it among the customer's conversations.
-  let lastAnswered = null; // this tab's latest message answered: its conversation and message id
-  let continuing = null; // {into, from, id}: where this tab went on from, with its proof, and where it went on
+  // Both kept for the tab through a reload (keepProof()): in its memory alone, a reload before the next message
+  // told nothing, and the two conversations stayed apart. In the tab's storage, never the site's: the message id is
+  // the proof that this page sent it. What the storage holds is taken only in the form the widget keeps it: another
+  // script of the site may have left anything there.
+  const PROOF = "went-on";
+  const keptProof = tabStore.json(PROOF, {});
+  // ``value``'s ``keys``, where each is a string: else null
+  const stringsOf = (value, ...keys) => (value !== null && typeof value === "object" &&
+    keys.every((key) => typeof value[key] === "string") ? Object.fromEntries(keys.map((key) => [key, value[key]])) : null);
+  // this tab's latest message answered: its conversation and message id
+  let lastAnswered = stringsOf(keptProof.answered, "conversation", "id");
+  // {into, from, id, told}: where this tab went on from, with its proof, where it went on, and whether it was told
+  let continuing = stringsOf(keptProof.continuing, "into", "from", "id");
+  if (continuing) continuing.told = keptProof.continuing.told === true;
+  function keepProof() {
+    tabStore.set(PROOF, JSON.stringify({ answered: lastAnswered, continuing }));
+  }
   function goesOnFrom(from, id) {
-    if (!continuing || continuing.into !== conversationId) continuing = { into: conversationId, from, id };
+    if (!continuing || continuing.into !== conversationId) continuing = { into: conversationId, from, id, told: false };
+    keepProof();
   }
   function wentOnFrom() {
     if (!continuing || continuing.into !== conversationId || continuing.told) return {};
