@@ -1450,6 +1450,26 @@ def test_a_message_not_sent_in_its_tab_is_not_sent_in_the_sites_other_tabs_eithe
     other_tab.close()
 
 
+def test_a_duplicated_tab_shows_the_message_the_first_has_out_as_that_tabs(open_widget: Any) -> None:
+    """A duplicated tab starts with a copy of the first one's sessionStorage: it took the message the first had out for
+    its own, and showed it going out, with the typing dots, for up to a minute after the first said "Not sent"."""
+    widget = open_widget(init_script=LOSING_WEBSOCKET)
+    page = widget.page
+    page.wait_for_function("Deskbot.connected()")
+    page.evaluate("window.__swallowNext = true")
+    widget.send("where is my parcel")
+    expect(page.locator(".msg.user.out")).to_have_count(1)
+    copied = page.evaluate("Object.entries(sessionStorage)")
+    duplicate = widget.context.new_page()  # as the browser duplicates a tab: its sessionStorage copied before it loads
+    duplicate.add_init_script("for (const [key, value] of %s) sessionStorage.setItem(key, value);" % json.dumps(copied))
+    duplicate.goto(page.url)
+    expect(duplicate.locator(".msg.user.out")).to_have_count(1)
+    expect(page.locator(".msg.user.failed")).to_have_count(1, timeout=20_000)
+    expect(duplicate.locator(".msg.user.failed")).to_have_count(1, timeout=5_000)
+    expect(duplicate.get_by_role("button", name="Retry")).to_be_visible()
+    duplicate.close()
+
+
 def test_a_message_the_bot_never_got_is_shown_not_sent_in_the_sites_tabs_already_open(open_widget: Any) -> None:
     """A message that never reached the bot showed only in the tab it was typed in: the customer's other tabs of the
     site, already open, showed nothing of it, nor its Retry, whose message then showed in every tab once."""

@@ -371,6 +371,20 @@
   }
   const store = storeIn(() => localStorage); // the site's tabs share it
   const tabStore = storeIn(() => sessionStorage); // this tab's alone, kept through a reload
+  // This tab's identity, kept through a reload, marked ``open`` while its page is. A duplicated tab (or one a page
+  // opened with its opener) starts with a copy of the tab's sessionStorage, which the page still showing it marks
+  // open: it takes an identity of its own, and leaves the messages the other has out to it. Sharing them, it showed
+  // the other's message as its own, with the typing dots for a minute after that tab said Not sent, and named its
+  // messages in the site's shared list as that tab's.
+  const TAB = "tab";
+  const keptTab = tabStore.json(TAB, {});
+  const duplicate = keptTab.open === true;
+  const tabId = !duplicate && typeof keptTab.id === "string" ? keptTab.id : randomId();
+  if (duplicate) tabStore.set("out", "{}");
+  const markTab = (open) => tabStore.set(TAB, JSON.stringify({ id: tabId, open }));
+  markTab(true);
+  window.addEventListener("pagehide", () => markTab(false)); // a reload, or the page left: the next page is this tab's
+  window.addEventListener("pageshow", (event) => { if (event.persisted) markTab(true); }); // back from the cache
 
   function randomId() {
     if (crypto.randomUUID) return crypto.randomUUID();
@@ -1619,7 +1633,6 @@
   // the tab that sent it had given up on it. A message shown from another tab is a ``mirror``; one of this tab's marked
   // Not sent stays in the list so marked (``failed``), for the tabs showing it to mark it so too.
   const RESUME_MS = 60000; // as long as a message's request waits for its answer
-  const tabId = randomId(); // this page's, naming the messages it has out in the site's shared list
   // The messages out that may still be answered, as kept in ``storage``, by conversation
   function outIn(storage) {
     const kept = new Map(Object.entries(storage.json("out", {})));
