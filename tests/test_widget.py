@@ -6343,8 +6343,16 @@ def test_what_the_customer_read_in_another_tab_is_not_counted_new_on_the_launche
     for tab in (page, other_tab):
         expect(tab.get_by_role("button", name="Open chat (1 new message)")).to_be_visible()
     page.get_by_role("button", name="Open chat (1 new message)").click()  # read in this one: no longer new in the other
-    expect(other_tab.get_by_role("button", name="Open chat (a person has joined)")).to_be_visible()
-    expect(other_tab.locator(".launcher .badge")).to_have_count(1)
+    expect(page.locator(".banner")).to_be_visible()
+    # nor is the person who joined, seen there: the other tab's launcher said so, with its dot, until opened there too
+    expect(other_tab.get_by_role("button", name="Open chat", exact=True)).to_be_visible()
+    expect(other_tab.locator(".launcher .badge")).to_have_count(0)
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/handback")
+    page.get_by_role("button", name="Close chat").first.click()
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/handoff")  # a person joins again: news in both
+    for tab in (page, other_tab):
+        expect(tab.get_by_role("button", name="Open chat (a person has joined)")).to_be_visible()
+        expect(tab.locator(".launcher .badge")).to_have_count(1)
     other_tab.close()
 
 

@@ -1055,8 +1055,10 @@
   function markUnread(takeover = false, turnId = null) {
     if (!panel.hidden) markRead();
     if (!panel.hidden || restoring || (turnId != null && turnId <= readUpTo())) return;
-    if (takeover) takenOver = true;
-    else {
+    if (takeover) {
+      if (joinedSeen()) return; // seen in another tab already, this one told of it later (its next poll)
+      takenOver = true;
+    } else {
       unread += 1;
       unreadTurns.push(turnId);
     }
@@ -1069,9 +1071,24 @@
   }
   function markRead() {
     const turn = Math.max(0, ...seenTurns);
-    if (panel.hidden || document.visibilityState !== "visible" || turn <= readUpTo()) return;
-    store.set("read", JSON.stringify({ conversation: conversationId, turn }));
+    if (panel.hidden || document.visibilityState !== "visible") return;
+    if (handedOff && !joinedSeen()) store.set("joined", JSON.stringify({ conversation: conversationId, at: Date.now() }));
+    if (turn > readUpTo()) store.set("read", JSON.stringify({ conversation: conversationId, turn }));
   }
+  // So is an agent's takeover, once seen in an open chat in sight in any of the site's tabs (``joined``: when, for
+  // the conversation): the launcher of every other tab went on saying a person had joined, with its dot, until it was
+  // opened there too. A takeover seen since this tab last knew the conversation with the bot (``withBotAt``) is the
+  // one it is told of, or a later one it never knew apart.
+  let withBotAt = Date.now();
+  function joinedSeen() {
+    const seen = store.json("joined", {});
+    return seen.conversation === conversationId && typeof seen.at === "number" && seen.at >= withBotAt;
+  }
+  window.addEventListener("storage", (event) => {
+    if (event.key !== `${storageKey}:joined` || !takenOver || !joinedSeen()) return;
+    takenOver = false;
+    showNews();
+  });
   window.addEventListener("storage", (event) => {
     if (event.key !== `${storageKey}:read` || !unread) return;
     const upTo = readUpTo();
@@ -1328,6 +1345,7 @@
     bannerText.textContent = handoffText();
     if (value === handedOff) return;
     handedOff = value;
+    if (!value) withBotAt = Date.now(); // a takeover seen before is no longer this one's
     removing(banner, () => { banner.hidden = !value; });
     subtitle.textContent = value ? t.subtitleAgent : t.subtitle;
     handoffStatus.textContent = value && announce ? handoffText() : ""; // emptied, it says nothing
