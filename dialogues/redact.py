@@ -14,7 +14,8 @@ phone number must be written like one (a ``+`` country code and a length that co
 ``00`` for the ``+`` and a valid number, Hong Kong's or Macau's
 code without it and a valid number in groups ``852 9123 4567``, a Chinese mobile ``1[3-9]xxxxxxxxx`` or landline
 ``010-62345678``, a UK number in groups that phonenumbers finds valid ``07911 123456``, a separated
-North American ``(555) 010-0199``), or follow a word for a phone ("my number is", 电话).
+North American ``(555) 010-0199``), or follow a word for a phone ("my number is", 电话); an extension written
+after one goes with it (``010-62345678-8001``, ``ext. 23``, ``转8001``).
 Lookarounds on digits are used instead of ``\\b`` because ``\\b`` sees no boundary between Chinese
 text and digits.
 
@@ -167,7 +168,8 @@ BRACKETED_CODE_PHONE = re.compile(r"(?<![A-Za-z0-9_(+.-])\([1-9]\d{0,2}\)(?=([ -
 # (86-10-62345678, 86 21 6234 5678, 86-755-88889999), kept only as a number that country gives out: 852 1234 5678
 # is none. Written whole (85291234567) it reads as an order number. (China's mobiles after 86 are CN_MOBILE's.)
 BARE_CODE_PHONE = re.compile(r"(?<![\d+.-])(?:85[23][ -]\d{4}[ -]?\d{4}"
-                             r"|86([ -])(?:10|2\d|[3-9]\d{2})\1[2-9]\d{3}[ -]?\d{3,4})(?!\d|[ .-]\d)")
+                             r"|86([ -])(?:10|2\d|[3-9]\d{2})\1[2-9]\d{3}[ -]?\d{3,4})"
+                             r"(?:(?=-\d{1,5}(?![\d-]))|(?!\d|[ .-]\d))")  # an extension after a dash is :data:`EXTENSION`'s
 # (555) 010-0199, 555-010-0199, 555.010.0199 and, from a real area code and exchange (2 to 9), 415/555-2671.
 NANP_PHONE = re.compile(r"(?<!\d)(?:\(\d{3}\) ?|\d{3}[-. ]|[2-9]\d{2} ?/ ?(?=[2-9]))\d{3}[-. ]\d{4}(?!\d)")
 # A UK number as written at home, with its trunk 0, in groups (07911 123456, 0161 496 0000, 020-7946-0958):
@@ -407,7 +409,14 @@ def _mark(joiner: str) -> str:
 
 
 # What a quantity's number is written with (5pm, 12kg, 12件, 3个, 99元), but not an extension (x123, ext 123).
-_UNIT = re.compile(r"[A-DF-WYZa-df-wyz]|[件个只台套箱盒瓶元块份次张本支双条袋包天号点分秒月年日斤克米码楼层折期]")
+_CJK_UNITS = "件个只台套箱盒瓶元块份次张本支双条袋包天号点分秒月年日斤克米码楼层折期"
+_UNIT = re.compile(rf"[A-DF-WYZa-df-wyz]|[{_CJK_UNITS}]")
+# An extension written straight after a phone number: a desk's own line, which with the number names its person
+# (010-62345678-8001, +1 415 555 0100 ext. 23, (415) 555-0100 x23, 010-62345678转8001, 分机号：8001, "(ext 23)"):
+# taken with the number into its [PHONE]. Not an amount or a count (转2件, x 1.5).
+EXTENSION = re.compile(r"(?i)-\d{1,5}(?![\d-]|[.,]\d)"
+                       r"|(?: ?[,，(（])? ?(?:ext(?:ension|n)?\.?|x|(?:转|轉)(?:分机|分機)?|分机|分機|内线|內線)"
+                       rf"(?: ?(?:no\.?|号码|號碼|号|號))?(?: ?[:：#])? ?\d{{1,6}}(?![\d{_CJK_UNITS}]|[.,]\d)(?: ?[)）])?")
 
 
 # 2023-11-20, 2023/11/20, 20.11.2023, 11/20/2023, 10:30, 9:00, 14h30, 2023年: no phone number goes on into one.
@@ -516,6 +525,14 @@ def _when(valid: Callable[[str], bool]) -> Find:
     return lambda match: [match.span()] if valid(match.group(0)) else []
 
 
+def _with_extension(find: Find) -> Find:
+    """``find``'s phone numbers, each with the extension written after it (:data:`EXTENSION`)."""
+    def found(match: re.Match[str]) -> list[Span]:
+        return [(start, extension.end() if (extension := EXTENSION.match(match.string, end)) else end)
+                for start, end in find(match)]
+    return found
+
+
 def _named_when(valid: Callable[[str], bool]) -> Find:
     """The number after the word that names it (:func:`_named`), if ``valid``."""
     return lambda match: _named(match) if valid(match.group(1)) else []
@@ -556,6 +573,9 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (WXID, "[ID]", _whole),
     (ACCOUNT, "[ID]", account_id),  # after the phone numbers: "微信同号 13812345678" is one
 ]
+# A phone number's extension goes with it, whichever rule found the number.
+RULES = [(pattern, placeholder, _with_extension(find) if placeholder == "[PHONE]" else find)
+         for pattern, placeholder, find in RULES]
 PLACEHOLDERS = frozenset(placeholder for _, placeholder, _ in RULES)
 
 

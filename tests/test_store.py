@@ -1359,7 +1359,7 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("IBAN DE89 3704 0044 0532 0130 00, thanks", "IBAN [IBAN], thanks"),
     ("ref DE89 3704 0044 0532 0130 01", "ref DE89 3704 0044 0532 0130 01"),  # fails mod 97
     ("座机 010-62345678 或 (0755) 88889999", "座机 [PHONE] 或 [PHONE]"),
-    ("电话010-62345678-8001，总机 (0755) 86013388-123", "电话[PHONE]-8001，总机 [PHONE]-123"),  # with an extension
+    ("电话010-62345678-8001，总机 (0755) 86013388-123", "电话[PHONE]，总机 [PHONE]"),  # with an extension, which goes with it
     ("座机 020-5869 6984、0755 8667 8699 或 021-6234-5678", "座机 [PHONE]、[PHONE] 或 [PHONE]"),  # the number as 4 4
     ("my SSN is 123456789", "my SSN is [ID]"),
     # cards written in other groupings, from their first digit
@@ -1503,6 +1503,15 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     # and a landline's area code after 86 without its trunk 0, or after 0086, as a number China gives out
     ("86-10-62345678, 86 21 6234 5678, 86-755-88889999 或 0086 10 6234 5678", "[PHONE], [PHONE], [PHONE] 或 [PHONE]"),
     ("订单 86-10-12345678, 86-99-62345678", "订单 86-10-12345678, 86-99-62345678"),
+    # an extension goes with its number, however it is written
+    ("86-10-62345678-8001, 010-62345678-8001 或 电话010-62345678转8001", "[PHONE], [PHONE] 或 电话[PHONE]"),
+    ("+1 415 555 0100 ext. 23, (415) 555-0100 x23, +44 20 7946 0958 (ext 123) or 415-555-0100 extension 7",
+     "[PHONE], [PHONE], [PHONE] or [PHONE]"),
+    ("座机 0755-88889999 转分机 8001，+86 10 6234 5678 分机号：8001。", "座机 [PHONE]，[PHONE]。"),
+    # but not a count, an amount, a date or an order number after one
+    ("电话 13812345678 转2件, +1 415 555 0100 x 1.5, 010-62345678 2024-05-01, tel 010-62345678 #12345678",
+     "电话 [PHONE] 转2件, [PHONE] x 1.5, [PHONE] 2024-05-01, tel [PHONE] #12345678"),
+    ("order 12345-8001 ext. 23, v2.3.1-8001, 10:30-8001", "order 12345-8001 ext. 23, v2.3.1-8001, 10:30-8001"),
     # a mobile's 11 digits in other groups, joined by dashes; in spaces they are as likely amounts
     ("1381-234-5678, 138-123-45678 或 1381-2345-678", "[PHONE], [PHONE] 或 [PHONE]"),
     ("价格 1500 300 2000, 数量 150 200 30000", "价格 1500 300 2000, 数量 150 200 30000"),
