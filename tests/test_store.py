@@ -1543,6 +1543,16 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("发到 a@b。谢谢，zhang@163.com。谢谢", "发到 a@b。谢谢，[EMAIL]。谢谢"),
     ("我的邮箱是zhang@163.com的", "我的邮箱是[EMAIL]的"), ("发到zhang@例子.中国的信箱", "发到[EMAIL]的信箱"),
     ("メールはtaro@example.jpです", "メールは[EMAIL]です"), ("jane@xn--fiqs8s.xn--fiqs8s ok", "[EMAIL] ok"),
+    # and written to pass a filter, its "@" and dots spelt out, or typed full-width
+    ("email zhang dot san at gmail dot com, zhangsan [at] qq [dot] com 或 zhangsan＠163．com",
+     "email [EMAIL], [EMAIL] 或 [EMAIL]"),
+    ("mail zhangsan at 163 dot com or ZhangSan AT Gmail DOT com, li_si(at)sina.com.cn", "mail [EMAIL] or [EMAIL], [EMAIL]"),
+    ("我的邮箱zhangsan艾特163点com谢谢，zhangsan［at］qq［dot］com，zhang.san at qq.com", "我的邮箱[EMAIL]谢谢，[EMAIL]，[EMAIL]"),
+    # but not a shop's site, or "at" and "dot" in a sentence
+    ("I bought it at amazon.com, log in at qq.com, email me at gmail dot com, look at that dot com bubble",
+     "I bought it at amazon.com, log in at qq.com, email me at gmail dot com, look at that dot com bubble"),
+    ("meet at 5 dot then, order 12345 at 10:30 on 2024-05-01 for $19.99 at shop.com",
+     "meet at 5 dot then, order 12345 at 10:30 on 2024-05-01 for $19.99 at shop.com"),
     # IP addresses, IPv4 and IPv6, in full-width digits too; not a version, a time, a MAC address or a date
     ("my IP is 203.0.113.45. The site is down", "my IP is [IP]. The site is down"),
     ("IP地址：１９２．１６８．１．２３，打不开", "IP地址：[IP]，打不开"), ("from 2001:db8::8a2e:370:7334 and ::1", "from [IP] and [IP]"),
