@@ -34,9 +34,10 @@ class LearnedData:
 
 def learned_text(text: str) -> str:
     """A customer's message as a model learns it when redacting: its personal data replaced (:func:`redact`), and
-    the name they gave as their own ("my name is [NAME]") and where they live ("change it to [ADDRESS]", of
-    :data:`_ADDRESS`) too: the store keeps both for the agents, but a model, its n-grams and an export need neither."""
-    return replace_found(redact_names(redact(text)), _ADDRESS, "[ADDRESS]")
+    the name they gave as their own ("my name is [NAME]") and where they live, the whole address line ("change it to
+    [ADDRESS]", :func:`address_lines`) too: the store keeps both for the agents, but a model, its n-grams and an
+    export need neither."""
+    return replace_found(redact_names(redact(text)), address_lines, "[ADDRESS]")
 
 
 def _learned(redacted: bool) -> Callable[[str], str]:
@@ -227,6 +228,48 @@ _ADDRESS = re.compile(
     rf"|(?<![{_CHINESE_DIGITS}])[{_CHINESE_DIGITS}]+(?:[号號][院楼樓]|[栋棟幢]|[单單]元|室)"
     r"|(?<![0-9])[0-9]+ ?座 ?[0-9]+ ?[楼樓]|(?<![0-9])[0-9]+ ?[楼樓] ?[A-Za-z0-9]{1,5} ?室"
     r"|\b(?:Flat|Room|Rm|Unit|Shop) [A-Z0-9]{1,5}, ?(?:[0-9]{1,3}|G|LG|UG)/F\b")
+# What a whole address line holds around the street and number, the postcode or the room :data:`_ADDRESS` finds: the
+# province, city and district before a Chinese street (北京市朝阳区建国路88号), and the road's name; the building
+# after it (SOHO现代城, 腾讯大厦) and its block and room; an English line's town and state or postcode, and its flat
+# ("12 Main Street, Apt 4B, Springfield, IL 62704"). A place's name is Chinese characters but those that end a
+# division or a road and those a sentence puts before an address (寄到, 地址是, 我的), so "请寄到" stays.
+_PLACE_NAME = "(?:(?![省市区區县縣旗镇鎮乡鄉路街道巷弄号號到至在寄送发發住是为為請请的往给給把址我你您他她])[\u4e00-\u9fff])"
+_ROAD = re.compile(r"[路街道巷弄胡段]")
+_DIVISIONS = rf"(?:{_PLACE_NAME}{{1,7}}[省市区區县縣旗镇鎮乡鄉])*"
+_ESTATE = "(?:大厦|大廈|广场|廣場|中心|花园|花園|小区|小區|公寓|大楼|大樓|苑|城|园|園|村|阁|閣|府|邸)"
+_ROAD_NAME_BEFORE = re.compile(rf"{_DIVISIONS}{_PLACE_NAME}{{0,8}}$")  # before 建国路88号: 北京市朝阳区建国
+_ESTATE_BEFORE = re.compile(rf"{_DIVISIONS}(?:{_PLACE_NAME}{{0,8}}{_ESTATE})?$")  # before 27号院: 朝阳区望京花园
+_BUILDING_AFTER = re.compile(rf" ?(?:{_PLACE_NAME}|[A-Za-z0-9]){{0,12}}?{_ESTATE}")
+_TOWN_AFTER = re.compile(r"(?:, ?(?:(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Room|Rm)\.? ?#?[A-Za-z0-9-]+"
+                         r"|[A-Z][A-Za-z'.-]+(?: [A-Z][A-Za-z'.-]+){0,2})){1,3}")
+# What may stand between two parts of one line: a town's capitalised words and commas (", London ", ", Springfield, "),
+# or, beside Chinese, a building's name (SOHO现代城) or nothing.
+_TOWN_BETWEEN = re.compile(r",? ?(?:[A-Z][A-Za-z'.-]*(?: [A-Z][A-Za-z'.-]*){0,3},? ?){0,3}")
+_BUILDING_BETWEEN = re.compile(rf" ?(?:{_PLACE_NAME}|[A-Za-z0-9]){{0,12}} ?")
+
+
+def address_lines(view: str) -> list[tuple[int, int]]:
+    """Where ``view`` gives an address, each line whole (:data:`_PLACE_NAME`'s comment): what redaction must take
+    out of training data, where a city and district left around "[ADDRESS]" still said where one customer lives.
+    A city alone ("do you ship to Beijing?", 北京市朝阳区有货吗) is no address."""
+    spans: list[tuple[int, int]] = []
+    for match in _ADDRESS.finditer(view):
+        start, end = match.span()
+        before = _ROAD_NAME_BEFORE if _ROAD.match(view, start) else _ESTATE_BEFORE
+        start = before.search(view, max(0, start - 60), start).start()  # type: ignore[union-attr]  # matches empty
+        if spans and _between(view[spans[-1][1]:start]):
+            start = spans.pop()[0]
+        after = _BUILDING_AFTER.match(view, end) or _TOWN_AFTER.match(view, end)
+        spans.append((start, after.end() if after else end))
+    return spans
+
+
+def _between(gap: str) -> bool:
+    """Whether ``gap`` joins two parts of one address line (:data:`_TOWN_BETWEEN`, :data:`_BUILDING_BETWEEN`)."""
+    return bool(_TOWN_BETWEEN.fullmatch(gap) or _BUILDING_BETWEEN.fullmatch(gap)
+                and (not gap.strip() or re.search("[\u4e00-\u9fff]", gap)))
+
+
 # Whom an agent writes to or sends to, by name: "Hi John", "Dear Ms Brown", "Thanks Maria", "Mr. Peter Brown",
 # "recipient: Jane", 张先生, 王女士, 收件人张伟; but not "Hi there", "Dear customer", 尊敬的先生/女士, 收件人信息.
 _NOT_GREETED = ("there|team|all|everyone|everybody|customers?|sir|madam|friends?|folks|guys|again|valued|so|very|for|and"

@@ -693,11 +693,11 @@ def redact_names(text: str) -> str:
     return _replaced(text, origin, spans, "[NAME]")
 
 
-def replace_found(text: str, pattern: re.Pattern[str] | regex.Pattern[str], placeholder: str) -> str:
-    """``text`` with what ``pattern`` finds in its NFKC view (full-width digits too) replaced by ``placeholder``,
+def replace_found(text: str, find: Callable[[str], list[Span]], placeholder: str) -> str:
+    """``text`` with the spans ``find`` gives of its NFKC view (full-width digits too) replaced by ``placeholder``,
     the rest as written."""
     view, origin = nfkc_view(text)
-    return _replaced(text, origin, _apart([match.span() for match in pattern.finditer(view)]), placeholder)
+    return _replaced(text, origin, _apart(sorted(find(view))), placeholder)
 
 
 def _apart(spans: list[Span]) -> list[Span]:

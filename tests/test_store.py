@@ -26,7 +26,7 @@ import dialogues.store as store_module
 from bot.cli import cli
 from bot.project import load_project
 from bot.retrain import agent_answers, read_store
-from dialogues.export import learned_data
+from dialogues.export import learned_data, learned_text
 from dialogues.holding import (accepts, acknowledges, asks_for_a_person, asks_nothing, corrected, follow_up,
                                gives_details, lacks_answer, says_nothing, says_wrong, stops_asking, wordless)
 from dialogues.redact import card_valid, cn_id_valid, luhn_valid, redact, redact_names
@@ -1937,11 +1937,28 @@ def test_what_leaves_the_store_for_training_loses_the_customers_address(tmp_path
     user_turn(store, "c2", "can you deliver to 12 main street?")
     store.add_agent_answer("c2", "Yes, we deliver everywhere in town.")
     learned = learned_data(store)
-    assert [r["text"] for r in learned.examples] == ["please send it to [ADDRESS] instead, 送到建国[ADDRESS][ADDRESS][ADDRESS]"]
+    assert [r["text"] for r in learned.examples] == ["please send it to [ADDRESS] instead, 送到[ADDRESS]"]
     assert [r["question"] for r in learned.answers] == ["can you deliver to [ADDRESS]?"]
     assert store.history("c1")[0]["text"] == message
     assert learned_data(store, redacted=False).examples[0]["text"] == message
     store.close()
+
+
+@pytest.mark.parametrize(("text", "learned"), [
+    # the whole line: a city and district left around "[ADDRESS]" still said where the customer lives
+    ("请寄到北京市朝阳区建国路88号SOHO现代城5号楼2单元1101室，谢谢", "请寄到[ADDRESS]，谢谢"),
+    ("广东省深圳市南山区科技园南区深南大道10000号腾讯大厦", "[ADDRESS]"),
+    ("新疆维吾尔自治区乌鲁木齐市天山区解放北路12号的订单还没到", "[ADDRESS]的订单还没到"),
+    ("送到朝阳区望京花园27号院3号楼, 我住在香港九龍彌敦道100號15樓B室", "送到[ADDRESS], 我住在[ADDRESS]"),
+    ("send it to 12 Main Street, Apt 4B, Springfield, IL 62704 please", "send it to [ADDRESS] please"),
+    ("221B Baker Street, London NW1 6XE, thanks", "[ADDRESS], thanks"),
+    # a city or a district alone is no address, nor are numbers that are none
+    ("do you ship to Beijing? 北京市朝阳区有货吗？发货到上海市吗", "do you ship to Beijing? 北京市朝阳区有货吗？发货到上海市吗"),
+    ("order 12345 costs $19.99 on 2024-05-01 at 10:30, v1.2.3 or 3 items to London",
+     "order 12345 costs $19.99 on 2024-05-01 at 10:30, v1.2.3 or 3 items to London"),
+])
+def test_training_data_loses_the_whole_address_line(text: str, learned: str) -> None:
+    assert learned_text(text) == learned
 
 
 @pytest.mark.parametrize(("privacy", "card"), [
