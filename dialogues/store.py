@@ -2450,7 +2450,9 @@ class Store:
         turns before those, which the agent would otherwise never know they were not shown. ``notes``: the agents'
         internal notes on it (:meth:`add_note`), every one, oldest first, with when each was last edited (``edited``,
         null for none). ``others``: the customer's other conversations (:meth:`others`). A bot reply's ``feedback``
-        comes with the customer's comment on it (``feedback_comment``): what they said the answer missed."""
+        comes with the customer's comment on it (``feedback_comment``): what they said the answer missed. Its
+        ``slots`` are shown as privacy allows a message to be kept (an email address an action set as ``[EMAIL]``),
+        though the store keeps them as set, for the actions that read them in the conversation's next turns."""
         conversation = self.conversation(conversation_id)
         if conversation is None:
             return None
@@ -2469,7 +2471,8 @@ class Store:
                                  "ORDER BY created",
                                  [conversation_id, conversation_id])
         return {"conversation_id": conversation_id,
-                **{k: conversation[k] for k in ("channel", "user", "status", "slots", "created", "updated")},
+                **{k: conversation[k] for k in ("channel", "user", "status", "created", "updated")},
+                "slots": self._private_payload(conversation["slots"]),
                 "verified_user": conversation["slots"].get(_VERIFIED_SLOT),
                 "agent": self.holder(conversation_id),
                 "turns": [{**_with_json(self._shown(turn)), "undelivered": bool(turn["undelivered"])}

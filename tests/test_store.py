@@ -1586,6 +1586,26 @@ def test_the_history_and_transcript_show_messages_as_typed(tmp_path: Path) -> No
     kept.close()
 
 
+@pytest.mark.parametrize(("redacting", "shown"), [
+    (True, {"email": "[EMAIL]", "phone": "[PHONE]", "contact": ["[EMAIL]", {"card": "[CARD]"}], "order_id": "12345",
+            "count": 2}),
+    (False, {"email": "jane@example.com", "phone": "+1 415 555 0100 ext. 23",
+             "contact": ["zhangsan [at] qq [dot] com", {"card": "4111 1111 1111 1111"}], "order_id": "12345", "count": 2}),
+])
+def test_a_transcript_shows_the_slots_as_privacy_keeps_the_messages(tmp_path: Path, redacting: bool,
+                                                                     shown: dict[str, Any]) -> None:
+    """An action that set the customer's email or phone as a slot had the agents read it in the transcript, where
+    the message that gave it is redacted; the store keeps the slots as set, for the actions of the next turns."""
+    slots = {"email": "jane@example.com", "phone": "+1 415 555 0100 ext. 23",
+             "contact": ["zhangsan [at] qq [dot] com", {"card": "4111 1111 1111 1111"}], "order_id": "12345", "count": 2}
+    store = Store(tmp_path / "dialogues.db", redact=redacting)
+    store.log_exchange(Exchange("c1", "web", None, "it's jane@example.com", None, "Thanks!", "inform", 0.9, [],
+                                "action", "v1", slots=slots))
+    assert store.transcript("c1")["slots"] == shown
+    assert store.conversation("c1")["slots"] == slots
+    store.close()
+
+
 def test_a_transcript_shows_what_the_customer_said_was_wrong_with_a_reply(tmp_path: Path) -> None:
     """The customer's comment on a thumbs-down was stored, but nowhere an agent reads: the transcript gives it with
     the vote, redacted as their messages are, and keeps it through a later vote that has none."""
