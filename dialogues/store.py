@@ -15,6 +15,7 @@ import glob
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -2858,7 +2859,8 @@ class Store:
         customer came back to whose message a server is answering now: deleted with its turn, the turn's reply began
         it anew without what it held, and another server on the store ran the conversation's next turn beside it), and
         those in which ``user`` (the id the channel gives: a Slack or WeCom user, the widget's ``user``)
-        wrote or which began with them; both given, the conversations that are both."""
+        wrote or which began with them, and after them those of which a message of theirs alone is kept, unanswered
+        (:meth:`received_only`); both given, the conversations that are both."""
         where, args = [], []
         if before is not None:  # nor one whose turn a server runs now, its message not logged yet (``_v41``)
             where.append("coalesce(c.updated, c.created, 0) < ? AND NOT EXISTS "
@@ -2869,7 +2871,28 @@ class Store:
             where.append("(c.user = ? OR c.id IN (SELECT conversation_id FROM turns WHERE user = ?))")
             args += [user, user]
         sql = f"SELECT id FROM conversations c WHERE {' AND '.join(where) or '1'} ORDER BY c.created, c.id"
-        return [row[0] for row in self.db.execute(sql, args)]
+        found = [row[0] for row in self.db.execute(sql, args)]
+        if user is None:
+            return found
+        # A customer's message kept before their conversation was written (:meth:`received_only`) is theirs too:
+        # purged, it is no server's to answer, which would have written the conversation anew after the purge.
+        kept = self.db.execute("SELECT conversation_id FROM pending p WHERE user = ? AND answered IS NULL AND received < ? "
+                               "AND NOT EXISTS (SELECT 1 FROM conversations WHERE id = p.conversation_id) "
+                               "GROUP BY conversation_id ORDER BY min(received)", [user, before or math.inf])
+        return found + [row[0] for row in kept]
+
+    def received_only(self, conversation_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Of ``conversation_ids``, those of which a Slack or WeCom message alone is kept (:meth:`receive`), not yet
+        answered, with no conversation written: each one's ``channel``, ``user`` and when it first ``received`` one."""
+        found: dict[str, dict[str, Any]] = {}
+        for at in range(0, len(conversation_ids), IDS_A_QUERY):
+            batch = conversation_ids[at:at + IDS_A_QUERY]
+            marks = ",".join("?" * len(batch))
+            found |= {row["conversation_id"]: row for row in self.db.query(
+                "SELECT conversation_id, channel, user, min(received) AS received FROM pending p "
+                f"WHERE conversation_id IN ({marks}) AND answered IS NULL AND NOT EXISTS "
+                "(SELECT 1 FROM conversations WHERE id = p.conversation_id) GROUP BY conversation_id", batch)}
+        return found
 
     def purge(self, *conversation_ids: str) -> Purged:
         """Delete conversations and everything recorded about them; of their Slack and WeCom messages the keys

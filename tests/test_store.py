@@ -2613,6 +2613,26 @@ def test_a_purged_conversations_platform_messages_are_not_answered_again_when_re
     store.close()
 
 
+def test_bot_purge_finds_a_customers_message_kept_before_their_conversation_was(root: Path) -> None:
+    """A Slack or WeCom customer's first message, kept as it was acknowledged and not answered yet (the server was
+    killed, or stopped, before its turn was written), is in no conversation: ``--user`` found nothing of theirs, and
+    the next server to start answered it after the purge, writing the conversation anew with their words."""
+    store = Store(root / "dialogues.db")
+    store.receive("slack:ts:D2:1.1", "slack:T1:D2:1.1", "slack", "U-bob", "send it to Zebediah Quuxworth", {"ts": "1.1"})
+    store.receive("wecom:1", "wecom:ww1:chen", "wecom", "chen", "我的包裹呢", {})
+    user_turn(store, "web-1", "hello")
+    store.close()
+    listed = CliRunner().invoke(cli, ["purge", str(root), "--user", "U-bob", "--dry-run"])
+    assert (listed.exit_code, listed.output) == (0, "slack:T1:D2:1.1\tslack\tU-bob\n")
+    purged = CliRunner().invoke(cli, ["purge", str(root), "--user", "U-bob"])
+    assert purged.exit_code == 0, purged.output
+    store = Store(root / "dialogues.db")
+    assert [text for _, text, _ in kept(store)] == ["我的包裹呢"]  # no server's to answer
+    assert store.db.execute("SELECT count(*) FROM pending WHERE user = 'U-bob' OR text LIKE '%Zebediah%'").fetchone() == (0,)
+    assert store.conversation_ids(user="U-bob") == []
+    store.close()
+
+
 def test_a_purge_forgets_a_colleagues_platform_id_with_the_last_conversation_of_theirs(tmp_path: Path) -> None:
     """Each Slack colleague who wrote in a customer's thread was kept by their platform id (``members``) for good:
     a retention purge deleted every conversation they wrote in and kept their id and name. Their id goes with the last

@@ -265,8 +265,9 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
              "conversation, those going on too")
     project = load_project(directory)
 
-    def named(store: Store) -> tuple[list[str], list[dict[str, Any] | None]]:
-        """The conversations named, each id once, and their rows (None: no such conversation)."""
+    def named(store: Store) -> tuple[list[str], list[dict[str, Any] | None], dict[str, dict[str, Any]]]:
+        """The conversations named, each id once, their rows (None: no such conversation), and those of them of
+        which a customer's message alone is kept, unanswered (:meth:`Store.received_only`)."""
         chosen = store.conversation_ids(before=unix_time(before) if before else None, user=user) \
             if before or user is not None else []
         if (before or user is not None) and not chosen:
@@ -274,18 +275,19 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
                 ([f"with nothing since {before.isoformat(sep=' ', timespec='seconds')}"] if before else [])
             click.echo(f"No conversation {' '.join(chose)}", err=True)
         ids = list(dict.fromkeys([*conversation_ids, *chosen]))  # a repeated id once
-        return ids, store.conversations(ids)
+        return ids, store.conversations(ids), store.received_only(ids)
 
     if dry_run:
         from retrieval.text import printable
 
-        for cid, row in zip(*read_from_store(project, named)):
-            if row:  # the user as the client sent it: a line break in it made a row of its own
+        ids, rows, received = read_from_store(project, named)
+        for cid, row in zip(ids, rows):
+            if row := row or received.get(cid):  # the user as the client sent it: a line break made a row of its own
                 click.echo(f"{printable(cid)}\t{row['channel']}\t{printable(row['user'] or '')}")
         return
     store = open_store(project)
     try:
-        ids, rows = named(store)
+        ids, rows, _ = named(store)
         began = {cid: row["created"] for cid, row in zip(ids, rows) if row}
         purged = store.purge(*ids)
     finally:
@@ -295,7 +297,7 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
         fail(f"another process kept reading {project.db_path}, so dialogues.db-wal still holds a copy of "
              "what was deleted; run this command again once it is done: it clears the copy, though it finds nothing "
              "more to delete")
-    missing = [cid for cid, deleted in purged.deleted.items() if not deleted["conversations"]]
+    missing = [cid for cid, deleted in purged.deleted.items() if not deleted["conversations"] and not deleted["pending"]]
     if missing:
         fail(f"no conversation {', '.join(missing)} in {project.db_path}")
 
