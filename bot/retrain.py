@@ -823,10 +823,19 @@ def kept_elsewhere(project: Project, purged: Purged, began: dict[str, float]) ->
         lines.append(f"{whose} {' and '.join(learned)} may be in {', '.join(since)}, trained since {they} began: "
                      f"`bot retrain {shlex.quote(str(project.root))}` serves a version without them, and those folders "
                      "under models/ keep them until you delete them")
-    # The copies an upgrade kept of the store (dialogues.db.schemaN.bak) since a conversation began hold it too.
-    copies = [p for p in project.db_path.parent.glob(f"{project.db_path.name}.schema*.bak")
-              if any(p.stat().st_mtime >= began.get(cid, float("inf")) for cid in purged.deleted)]
-    if copies:
-        lines.append(f"{', '.join(sorted(p.name for p in copies))}, kept at an upgrade since it began, may hold it "
-                     "too: delete the copy once you will not go back to the deskbot before")
+    # The copies of the store an upgrade kept (dialogues.db.schemaN.bak), and those `bot restore` put aside
+    # (dialogues.db.replaced-STAMP, with its -wal), last written since a conversation began, hold it too.
+    for pattern, why, until in ((".schema*.bak", "kept at an upgrade", "you will not go back to the deskbot before"),
+                                (".replaced-*", "the store `bot restore` replaced", "you will not go back to it")):
+        copies = [p for p in project.db_path.parent.glob(f"{project.db_path.name}{pattern}")
+                  if not p.name.endswith(("-wal", "-shm")) and any(
+                      _last_written(p) >= began.get(cid, float("inf")) for cid in purged.deleted)]
+        if copies:
+            lines.append(f"{', '.join(sorted(p.name for p in copies))}, {why} since it began, may hold it too: delete "
+                         f"the copy once {until}")
     return lines
+
+
+def _last_written(store: Path) -> float:
+    """When a copy of the store, or the -wal file beside it that holds what it logged last, was last written."""
+    return max(path.stat().st_mtime for path in (store, Path(f"{store}-wal")) if path.exists())

@@ -3271,6 +3271,26 @@ def test_bot_backup_copies_an_older_deskbots_store_as_it_is_and_bot_purge_names_
     assert f"{kept.name}, kept at an upgrade since it began, may hold it too" in purged.stderr
 
 
+def test_bot_purge_names_the_store_a_restore_put_aside_since_the_conversation_began(tmp_path: Path, root: Path) -> None:
+    """`bot restore` keeps the store it replaces beside it (dialogues.db.replaced-STAMP), every conversation in it:
+    a purge named the copies an upgrade kept, and said nothing of this one, which held the customer still."""
+    store = Store(root / "dialogues.db")
+    user_turn(store, "c1", "my address is 1 Main St")
+    store.close()
+    assert CliRunner().invoke(cli, ["backup", str(root), str(tmp_path / "before.db")]).exit_code == 0
+    restored = CliRunner().invoke(cli, ["restore", str(root), str(tmp_path / "before.db")])
+    assert restored.exit_code == 0, restored.output
+    [aside] = [p.name for p in root.glob("dialogues.db.replaced-*") if not p.name.endswith(("-wal", "-shm"))]
+    store = Store(root / "dialogues.db")
+    user_turn(store, "c2", "my address is 2 Main St")  # begun after the store was put aside: not in it
+    store.close()
+    later = CliRunner().invoke(cli, ["purge", str(root), "--conversation", "c2"])
+    assert later.exit_code == 0 and "replaced" not in later.output, later.output
+    purged = CliRunner().invoke(cli, ["purge", str(root), "--conversation", "c1"])
+    assert purged.exit_code == 0, purged.output
+    assert f"{aside}, the store `bot restore` replaced since it began, may hold it too" in purged.stderr
+
+
 def test_bot_backup_copies_a_newer_deskbots_store_as_it_is_and_says_whose_copy_it_is(tmp_path: Path, root: Path) -> None:
     """A server upgraded alone, the cron job's `bot backup` of the deskbot before: every night's backup was refused
     ("upgrade deskbot"), and the store, served on, went without a copy. A copy reads nothing of the schema."""
