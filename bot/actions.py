@@ -219,8 +219,8 @@ def _answerable_buttons(buttons: Any) -> Any:
     kept = [b for b in buttons if isinstance(b, dict) and isinstance(b.get("payload"), str)
             and isinstance(b.get("title"), str) and not blank(b["title"])]
     if len(kept) < len(buttons):
-        log.warning("an action's button without a payload or a title was left out: %r",
-                    [b for b in buttons if b not in kept])
+        log.warning("an action's button without a payload or a title was left out: %s",
+                    redact(repr([b for b in buttons if b not in kept])))  # it may quote the customer, as a reply may
     return kept
 
 
@@ -256,7 +256,7 @@ class _Message(BaseModel):
         if not isinstance(elements, list):
             return elements
         if dropped := [e for e in elements if not isinstance(e, dict)]:
-            log.warning("an action's elements that are no card were left out: %r", dropped)
+            log.warning("an action's elements that are no card were left out: %s", redact(repr(dropped)))
         return [e for e in elements if isinstance(e, dict)]
 
 

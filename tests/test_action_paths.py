@@ -871,6 +871,18 @@ def test_events_deskbot_does_not_apply_are_named_in_a_warning(caplog: pytest.Log
     assert "not apply" not in caplog.text
 
 
+def test_what_an_action_sent_that_was_left_out_is_logged_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    """A button or a card an action built from the customer's details ("Send to jane@example.com") and that deskbot
+    left out was logged as it came, the customer's email and phone in the server's log, where a stored reply is
+    redacted."""
+    answer = {"events": [], "responses": [{"text": "Where to?", "buttons": [{"title": "Send to jane@example.com"}],
+                                           "elements": ["call +44 20 7946 0958"]}]}
+    ActionResult.from_response(answer)
+    assert "left out: [{'title': 'Send to [EMAIL]'}]" in caplog.text
+    assert "left out: ['call [PHONE]']" in caplog.text
+    assert "jane@example.com" not in caplog.text and "7946" not in caplog.text
+
+
 async def test_an_action_answered_reads_itself_as_the_active_loop_as_a_rasa_form_does_on_both_paths(
         action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
     """As Rasa's tracker names the active form: tracker.active_loop_name was None even for the action run with the
