@@ -157,8 +157,58 @@ def turn_language(bot_language: str, text: str, previous: str | None = None, pag
     if not any(c.isalpha() for c in text):
         return cast(Language, kept) if kept in LANGUAGES else "en"
     words = [word for word in text.split() if any(c.isalpha() for c in word)]
+    if toneless_pinyin(words):
+        return "zh"
     latin = all(c.isascii() for c in text if c.isalpha())
     return "zh" if previous == "zh" and latin and (len(words) == 1 or asks_nothing(text) or names(words)) else "en"
+
+
+# Every syllable of Mandarin as Pinyin writes it, tones aside (ü as u or v: lü, lv).
+_SYLLABLES = frozenset("""
+a ai an ang ao ba bai ban bang bao bei ben beng bi bian biao bie bin bing bo bu ca cai can cang cao ce cen ceng
+cha chai chan chang chao che chen cheng chi chong chou chu chua chuai chuan chuang chui chun chuo ci cong cou cu cuan
+cui cun cuo da dai dan dang dao de dei den deng di dia dian diao die ding diu dong dou du duan dui dun duo e ei en eng
+er fa fan fang fei fen feng fo fou fu ga gai gan gang gao ge gei gen geng gong gou gu gua guai guan guang gui gun guo
+ha hai han hang hao he hei hen heng hong hou hu hua huai huan huang hui hun huo ji jia jian jiang jiao jie jin jing
+jiong jiu ju juan jue jun ka kai kan kang kao ke kei ken keng kong kou ku kua kuai kuan kuang kui kun kuo la lai lan
+lang lao le lei leng li lia lian liang liao lie lin ling liu lo long lou lu luan lue lun luo lv lve ma mai man mang
+mao me mei men meng mi mian miao mie min ming miu mo mou mu na nai nan nang nao ne nei nen neng ni nian niang niao nie
+nin ning niu nong nou nu nuan nue nuo nv nve o ou pa pai pan pang pao pei pen peng pi pian piao pie pin ping po pou pu
+qi qia qian qiang qiao qie qin qing qiong qiu qu quan que qun ran rang rao re ren reng ri rong rou ru rua ruan rui run
+ruo sa sai san sang sao se sen seng sha shai shan shang shao she shei shen sheng shi shou shu shua shuai shuan shuang
+shui shun shuo si song sou su suan sui sun suo ta tai tan tang tao te teng ti tian tiao tie ting tong tou tu tuan tui
+tun tuo wa wai wan wang wei wen weng wo wu xi xia xian xiang xiao xie xin xing xiong xiu xu xuan xue xun ya yan yang
+yao ye yi yin ying yo yong you yu yuan yue yun za zai zan zang zao ze zei zen zeng zha zhai zhan zhang zhao zhe zhei
+zhen zheng zhi zhong zhou zhu zhua zhuai zhuan zhuang zhui zhun zhuo zi zong zou zu zuan zui zun zuo""".split())
+_LONGEST_SYLLABLE = max(map(len, _SYLLABLES))
+# English words that are Pinyin too, as spelled or joined ("are" a-re, "open" o-pen): a message of these alone is English.
+_ENGLISH_AS_PINYIN = frozenset(
+    "a an are one open here more sure came name game same time line mine dine shine me he she you your can man ran "
+    "men hen pen pan fan ban tan den long song hang bang gang sang tang die lie tie pie pin bin sun run gun women "
+    "human china banana panda gene shame pure cure bone lane cane ha hai ping pong yo ye wan".split())
+
+
+def _pinyin(word: str) -> bool:
+    """Whether ``word`` is one or more Pinyin syllables written together ("dingdan", "xi'an"), its tone
+    marks ("wǒ") and the punctuation around it aside."""
+    letters = "".join(c for c in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(c))
+    letters = letters.strip(".,!?;:~'\"()")
+    ends = {0}  # where a run of whole syllables may end
+    for end in range(1, len(letters) + 1):
+        if any(start in ends and letters[start:end] in _SYLLABLES
+               for start in range(max(0, end - _LONGEST_SYLLABLE), end)):
+            ends.add(end + (letters[end:end + 1] == "'"))
+    return bool(letters) and len(letters) in ends
+
+
+def toneless_pinyin(words: list[str]) -> bool:
+    """Whether ``words`` are Chinese typed in Pinyin without its characters ("wo yao tui huo", "zai ma", "ni hao"),
+    as a customer without a Chinese input method writes: read as English, they were answered in English. It takes two
+    words or more, each one or more syllables, at least half of them no English word as well ("he can", "are you open"
+    are English), and not a few capitalised names ("Zhang Wei", which an English customer may give too)."""
+    if len(words) < 2 or names(words) or not all(_pinyin(word) for word in words):
+        return False
+    return 2 * sum(word.lower() not in _ENGLISH_AS_PINYIN for word in words) >= len(words)
 
 
 # Words that make a request of capitalised ones ("Cancel My Order", "HELP ME"), never part of a name.

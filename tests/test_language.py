@@ -56,6 +56,11 @@ from bot.language import chinese_script, in_script, say, turn_language
     ("multi", "ㄏㄏ", "en", "zh"),            # Bopomofo, and Chinese characters beyond the BMP, are Chinese
     ("multi", "𠮷野家在哪", "en", "zh"),
     ("multi", "𠮷", "en", "zh"),
+    # Pinyin without its characters, as a customer without a Chinese input method types it, is Chinese
+    ("multi", "wo yao tui huo", None, "zh"), ("multi", "zai ma?", "en", "zh"), ("multi", "Ni hao", None, "zh"),
+    ("multi", "wo de dingdan 12345", None, "zh"), ("multi", "wǒ yào tuì huò", None, "zh"),
+    ("multi", "he can", None, "en"), ("multi", "are you open", "zh", "en"),  # English words that are Pinyin too
+    ("multi", "wo yao refund", None, "en"),   # a word of English makes it English, as before
 ])
 def test_turn_language(bot: str, text: str, previous: str | None, expected: str) -> None:
     assert turn_language(bot, text, previous) == expected
