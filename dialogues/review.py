@@ -45,7 +45,7 @@ class ReviewItem:
     """One group of near-duplicate turns, labelled at once."""
 
     turn_ids: list[int]  # most recent first
-    texts: list[str]  # the distinct texts, most frequent first
+    texts: list[str]  # the distinct texts as the customers typed them (full-width forms and all), most frequent first
     intent: str | None  # the model's most frequent prediction in the group, which accepting it labels
     ranking: list[tuple[str, float]]  # the top intents of the most recent turn predicted as ``intent``
     reasons: list[str]  # low_confidence, negative_feedback, fallback, handoff
@@ -108,7 +108,7 @@ def candidates(store: Store, threshold: float, limit: int = WINDOW, labels: Coll
         return out
     rows = store.db.query(
         # The classifier's intent, also where the reply was about none (a historical answer filed under no intent)
-        "SELECT t.id, t.text, t.conversation_id, coalesce(p.intent, json_extract(p.ranking, '$[0][0]')) AS intent, "
+        "SELECT t.id, t.text, t.raw_text, t.conversation_id, coalesce(p.intent, json_extract(p.ranking, '$[0][0]')) AS intent, "
         "p.confidence, p.ranking, p.source, f.value AS feedback, f.comment "
         "FROM turns t JOIN predictions p ON p.turn_id = t.id "
         "LEFT JOIN feedback f ON f.id = (SELECT max(id) FROM feedback WHERE turn_id = p.reply_turn_id) "
@@ -126,6 +126,7 @@ def candidates(store: Store, threshold: float, limit: int = WINDOW, labels: Coll
                 or row["text"] == DELETED):
             continue
         row["ranking"] = [tuple(pair) for pair in json.loads(row["ranking"] or "[]")]
+        row["typed"] = store.typed(row["text"], row.pop("raw_text"))  # shown as written, read as the model read it
         reasons = []
         if row["confidence"] < threshold:
             reasons.append("low_confidence")
@@ -229,7 +230,7 @@ def build_queue(rows: list[dict[str, Any]], embed: Embed | None = None, similari
         intent = predicted[0][0] if predicted else None
         shown = next((r for r in group if r["intent"] == intent), group[0])  # the ranking agrees with the intent
         reasons = sorted({reason for r in group for reason in r["reasons"]})
-        texts = [t for t, _ in Counter(r["text"] for r in group).most_common()]
+        texts = [t for t, _ in Counter(r.get("typed", r["text"]) for r in group).most_common()]
         conversations = len({r["conversation_id"] for r in group})
         comments = list(dict.fromkeys(r["comment"] for r in group if r.get("comment") and r["feedback"] < 0))
         items.append(ReviewItem([r["id"] for r in group], texts, intent, shown["ranking"], reasons,

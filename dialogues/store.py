@@ -1504,9 +1504,15 @@ class Store:
         own records, not for display; ``text`` is already as privacy allows (the shop's replies and the
         agents' words as written, which redaction would rob of the shop's own phone number)."""
         shown = {column: value for column, value in row.items() if column != "raw_text"}
-        if (raw := row["raw_text"]) is not None:  # without keep_raw, stored as privacy allows already
-            shown["text"] = self._private(raw) if self.keep_raw else raw
+        shown["text"] = self.typed(row["text"], row["raw_text"])
         return shown
+
+    def typed(self, text: str, raw_text: str | None) -> str:
+        """A customer's message as they typed it (``raw_text``, where kept: full-width ``？``, ``１２３``), as privacy
+        allows it to be shown, else as stored (``text``, as the model read it)."""
+        if raw_text is None:
+            return text
+        return self._private(raw_text) if self.keep_raw else raw_text  # without keep_raw, stored as privacy allows
 
     def _stored_texts(self, text: str, raw_text: str | None) -> tuple[str, str | None]:
         """``(text, raw_text)`` as privacy allows them to be written; raw_text only when it differs."""
@@ -2818,16 +2824,18 @@ class Store:
         ))
 
     def newest_labels(self, intent: str | None = None) -> Iterator[dict[str, Any]]:
-        """The latest label of every labelled turn, newest first, ``intent``'s alone if named, with the turn's text:
-        read as they are taken, so that listing the newest labels reads none older than those shown."""
+        """The latest label of every labelled turn, newest first, ``intent``'s alone if named, with the turn's text as
+        the customer typed it (:meth:`typed`): read as they are taken, so that listing the newest labels reads none
+        older than those shown."""
         among, params = ("AND r.intent = ? ", [intent]) if intent is not None else ("", [])
-        return self.db.query(
-            "SELECT r.id, r.turn_id, t.text, r.intent, r.reviewer, r.created FROM review_labels r "
+        rows = self.db.query(
+            "SELECT r.id, r.turn_id, t.text, t.raw_text, r.intent, r.reviewer, r.created FROM review_labels r "
             "JOIN turns t ON t.id = r.turn_id "
             f"WHERE r.id = (SELECT max(id) FROM review_labels WHERE turn_id = r.turn_id) {among}"
             "ORDER BY r.id DESC",
             params,
         )
+        return (self._shown(row) for row in rows)
 
     def recent_messages(self, limit: int) -> list[str]:
         """The latest ``limit`` distinct customer messages, newest first (button payloads left out)."""

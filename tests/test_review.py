@@ -161,6 +161,18 @@ def test_a_message_in_traditional_and_in_simplified_characters_is_one_item(store
     turn(store, "取消訂單?", 0.3, "fallback", conversation="tw", intent="cancel_order")  # said again: the label is known
     assert review_queue(store, threshold=0.5) == []
 
+def test_the_queue_and_the_labels_show_a_message_as_the_customer_typed_it(store: Store) -> None:
+    """The model reads full-width forms as ASCII ("訂單１２３？" as "訂單123?"); the reviewer saw the message so
+    converted, not as the customer wrote it."""
+    typed = "我要退貨，訂單１２３？"
+    store.log_exchange(Exchange("hk", "web", None, "我要退貨,訂單123?", typed, "reply", "get_refund", 0.3,
+                                [("get_refund", 0.3)], "fallback", "v0001"))
+    [item] = review_queue(store, threshold=0.5)
+    assert item.texts == [typed]
+    store.add_labels(item.turn_ids, "get_refund")
+    assert [row["text"] for row in store.newest_labels()] == [typed]
+
+
 def test_a_label_on_an_emoji_covers_that_emoji_alone(store: Store) -> None:
     """Texts of no letters or digits have no normal form: labelling "👍" kept "😡" and "???" out for good."""
     store.add_labels([turn(store, "👍", 0.1, "fallback", conversation="a")[0]], "track_order")
