@@ -1707,8 +1707,9 @@ class Bot:
         held = bool(agent) and conversation["status"] == "handed_off"
         holder = await self._store(self.store.holder, conversation_id) if held else None
         try:
+            sent = self._as_sent(text, conversation["slots"])
             turn_id = await self._store(self.store.add_agent_answer, conversation_id, text, conversation["channel"],
-                                        agent, key, after, force, self.team, by)
+                                        agent, key, after, force, self.team, by, sent)
         except SentBefore as sent:
             if sent.text != text:
                 raise KeyReused() from None
@@ -1720,7 +1721,7 @@ class Bot:
         try:
             if channel is None:  # a `bot chat` conversation, or one on a channel since turned off
                 raise DeliveryError(f"this server does not serve its channel, {conversation['channel']!r}")
-            await channel.send(conversation_id, text, role="agent", turn_id=turn_id, author=agent)
+            await channel.send(conversation_id, sent, role="agent", turn_id=turn_id, author=agent)
         except MaybeDelivered:  # the customer may have it: no end to their wait is missed, and no resend offered
             raise
         except UNDELIVERED as exc:
@@ -1729,6 +1730,15 @@ class Bot:
                 raise
             raise DeliveryError(f"cannot reach {conversation['channel']}: {failure(exc)}") from exc
         return turn_id
+
+    def _as_sent(self, text: str, slots: dict[str, Any]) -> str:
+        """An agent's reply as its customer gets it: in the Chinese script they write (the conversation's, kept in its
+        slots), as the bot's own replies are, unless ``handoff.agent_script`` is ``as_written``. Agents type the
+        shop's script: a Hong Kong customer answered by the bot in Traditional characters got the agent's in
+        Simplified ones."""
+        if self.config.handoff.agent_script == "as_written":
+            return text
+        return in_script(text, kept_script(slots))
 
     async def _show_holder(self, conversation_id: str, before: str | None) -> bool:
         """Show the agent who has a handed-off conversation again where it is open, if an agent's named reply

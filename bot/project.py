@@ -234,6 +234,10 @@ class HandoffConfig(Settings):
                                 "as they can, or you can go back to the bot.",
                           "zh": "抱歉久等了，客服人员正忙，会尽快在这里回复您；您也可以返回机器人。"}
     back_button: ButtonTitle = {"en": "Back to the bot", "zh": "返回机器人"}  # with busy_message and joined_message where buttons show
+    agent_script: Literal["customer", "as_written"] = Field(
+        "customer", description="the Chinese script an agent's reply reaches its customer in: customer (converted to "
+                                "theirs, Traditional or Simplified, as the bot's own replies are; the agents' console "
+                                "keeps it as written) or as_written")
     notify_url: str | None = Field(None, pattern=r"^https?://\S+$",
                                    description="POSTed a JSON notice on every handoff, e.g. a helpdesk's or a chat room's webhook")
     console_url: str | None = Field(None, pattern=r"^https?://[^\s#]+$",

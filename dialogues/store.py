@@ -1498,13 +1498,17 @@ class Store:
             return {key: self._private_payload(value) for key, value in payload.items()}
         return payload
 
-    def _shown(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _shown(self, row: dict[str, Any], as_sent: bool = True) -> dict[str, Any]:
         """A turn ``row`` as people read it: its text as typed (``raw_text``) where that was kept, in place
         of the text as normalised for the model. With ``keep_raw`` that copy is unredacted, for the shop's
         own records, not for display; ``text`` is already as privacy allows (the shop's replies and the
-        agents' words as written, which redaction would rob of the shop's own phone number)."""
+        agents' words as written, which redaction would rob of the shop's own phone number). An agent's reply is
+        as its customer got it (``as_sent``: in their Chinese script, :meth:`add_message`), or as the agent wrote it."""
         shown = {column: value for column, value in row.items() if column != "raw_text"}
-        shown["text"] = self.typed(row["text"], row["raw_text"])
+        if row.get("role") == "agent":
+            shown["text"] = row["raw_text"] if as_sent and row["raw_text"] is not None else row["text"]
+        else:
+            shown["text"] = self.typed(row["text"], row["raw_text"])
         return shown
 
     def typed(self, text: str, raw_text: str | None) -> str:
@@ -2115,16 +2119,19 @@ class Store:
 
     def add_message(self, conversation_id: str, role: str, text: str, channel: str = "web",
                     author: str | None = None, buttons: list[dict[str, str]] | None = None,
-                    notice: str | None = None) -> int:
+                    notice: str | None = None, sent: str | None = None) -> int:
         """An agent's (or the bot's) message that is not an answer to a user turn; ``author``, an agent's
         name, goes in the turn's ``user`` column, which holds who wrote a turn. ``buttons`` are kept so
         that a reloaded chat shows them again. ``notice``: which of the bot's notices it is (``busy``,
-        ``joined``, ``resumed``; see ``_v16``), for :meth:`overdue`."""
+        ``joined``, ``resumed``; see ``_v16``), for :meth:`overdue`. ``sent``: an agent's reply as its customer got it,
+        where that differs (in their Chinese script), kept in ``raw_text`` for the customer's history; ``text`` keeps
+        the agent's words as written, which their colleagues read and a retrain learns."""
         with self._writing():
             self._ensure_conversation(conversation_id, channel, None)
             stamp = now()  # an agent's word is activity too: the open conversations list the latest first
             self.db.execute("UPDATE conversations SET updated = ? WHERE id = ?", [stamp, conversation_id])
-            return int(self.db.execute(_ADD_TURN, [conversation_id, role, text, None, channel, author, stamp,
+            return int(self.db.execute(_ADD_TURN, [conversation_id, role, text, sent if sent != text else None,
+                                                   channel, author, stamp,
                                                    json.dumps(buttons, ensure_ascii=False) if buttons else None,
                                                    notice, None, self.server]).lastrowid)
 
@@ -2174,7 +2181,8 @@ class Store:
         ids, others = json.dumps(list(conversation_ids)), server or ""
         within = "conversation_id IN (SELECT value FROM json_each(?)) AND id > ? AND id <= ? AND coalesce(server, '') != ?"
         turns = [_with_json(row) for row in self.db.query(
-            f"SELECT id, conversation_id, role, text, CASE WHEN role = 'agent' THEN user END AS author, buttons, custom, "
+            "SELECT id, conversation_id, role, CASE WHEN role = 'agent' THEN coalesce(raw_text, text) ELSE text END AS text, "
+            "CASE WHEN role = 'agent' THEN user END AS author, buttons, custom, "
             f"notice FROM turns WHERE {within} ORDER BY id", [ids, after.turns, latest.turns, others])]
         reasons = {cid: reason for cid, reason, _ in self.db.execute(  # the latest change's, the later rows last
             f"SELECT conversation_id, reason, created FROM handoffs WHERE {within} UNION ALL "
@@ -2482,7 +2490,7 @@ class Store:
                 "slots": self._private_payload(conversation["slots"]),
                 "verified_user": conversation["slots"].get(_VERIFIED_SLOT),
                 "agent": self.holder(conversation_id),
-                "turns": [{**_with_json(self._shown(turn)), "undelivered": bool(turn["undelivered"])}
+                "turns": [{**_with_json(self._shown(turn, as_sent=False)), "undelivered": bool(turn["undelivered"])}
                           for turn in reversed(turns[:limit])],
                 "earlier": earlier, "handoffs": list(handoffs),
                 "notes": list(self.db.query("SELECT id, agent, text, created, edited FROM notes WHERE conversation_id = ? "
@@ -2568,8 +2576,9 @@ class Store:
 
     def add_agent_answer(self, conversation_id: str, text: str, channel: str = "web", agent: str | None = None,
                          key: str | None = None, after: int | None = None, force: bool = False,
-                         team: Collection[str] = (), by: str | None = None) -> int:
-        """An agent's reply, kept also as a candidate historical answer to what the customer asked.
+                         team: Collection[str] = (), by: str | None = None, sent: str | None = None) -> int:
+        """An agent's reply, kept also as a candidate historical answer to what the customer asked (``sent``: as the
+        customer got it, :meth:`add_message`).
         A later retrain indexes the pair for retrieval (:meth:`_question_for`). A reply that goes on from
         the agent's last (:meth:`_open_answer`) joins its answer: the answer is what the run of replies
         says (:func:`~dialogues.holding.run_answer`), without "please wait" and "anything else?".
@@ -2593,7 +2602,7 @@ class Store:
                 self._claim(conversation_id, agent, holder, by)
             else:
                 refuse_colleague(holder, agent, team)
-            turn_id = self.add_message(conversation_id, "agent", text, channel, agent)
+            turn_id = self.add_message(conversation_id, "agent", text, channel, agent, sent=sent)
             if key is not None:
                 self.db.execute("UPDATE turns SET request_key = ? WHERE id = ?", [key, turn_id])
             if (row := self._open_answer(conversation_id, turn_id)) is not None:

@@ -1411,6 +1411,34 @@ async def test_the_busy_message_is_said_in_the_conversations_language_and_script
                     "tw": ("抱歉久等了，客服人員正忙，會盡快在這裡回覆您；您也可以返回機器人。", [{"title": "返回機器人", "payload": "/resume"}])}
 
 
+@pytest.mark.parametrize("agent_script", ["customer", "as_written"])
+async def test_an_agents_reply_reaches_the_customer_in_their_chinese_script(
+        bot_dir: Path, aiohttp_client: Any, agent_script: str) -> None:
+    """Agents type the shop's Simplified characters: a customer writing Traditional ones, whom the bot answered in
+    them, got the agent's reply in Simplified. The agents' console keeps the reply as its agent wrote it."""
+    config = yaml.safe_load((bot_dir / "bot.yml").read_text())
+    (bot_dir / "bot.yml").write_text(yaml.safe_dump({**config, "language": "multi"}))
+    set_handoff(bot_dir, agent_script=agent_script)
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    socket = await client.ws_connect("/api/ws")
+    await socket.send_json({"type": "join", "conversation_id": "tw"})
+    await socket.receive_json()
+    assert (await chat(client, "tw", "請幫我轉人工客服"))["handed_off"] is True
+    assert (await next_push(socket))["status"] == "handed_off"
+    written = "您好，请提供您的订单号，我帮您查询退货进度。"
+    sent = await client.post("/admin/conversations/tw/messages", json={"text": written, "agent": "Li"}, headers=AUTH)
+    assert sent.status == 200
+    got = "您好，請提供您的訂單號，我幫您查詢退貨進度。" if agent_script == "customer" else written
+    while (pushed := await next_push(socket))["type"] != "agent":
+        pass
+    assert pushed["reply"] == got
+    history = (await (await client.get("/api/conversations/tw/history")).json())["turns"]
+    assert history[-1]["text"] == got  # a reload shows what the customer got
+    transcript = (await (await client.get("/admin/conversations/tw", headers=AUTH)).json())["turns"]
+    assert transcript[-1]["text"] == written
+    await socket.close()
+
+
 async def waiting_for_a_person(bot_dir: Path, aiohttp_client: Any, cid: str) -> tuple[Any, Any]:
     """A client of a bot that tells a customer after 0.4 s that the agents are busy, and a socket that heard
     customer ``cid`` ask for a person."""
