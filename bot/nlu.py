@@ -32,7 +32,7 @@ from dialogues.store import Store, StoreError
 from finetune.classifier import IntentClassifier, ModelLoadError, Prediction
 from retrieval.encoder import Encoder
 from retrieval.index import AnswerIndex, Hit
-from retrieval.text import token_counts
+from retrieval.text import model_text, token_counts
 
 Name = Callable[[str], str]  # an intent's name as the bot answers under it now
 log = logging.getLogger("deskbot")
@@ -89,9 +89,14 @@ class NLU:
     def chosen(self, intent: str) -> str | None:
         """The intent a button's payload ``/intent`` selects, by its current name (:attr:`name`), if the model
         answers it; None otherwise. A page or a Slack message sent before `bot relabel` renamed the intent still
-        names the old one: taken as typed text, its click landed on the new intent at a lower confidence, or another."""
+        names the old one: taken as typed text, its click landed on the new intent at a lower confidence, or another.
+        An intent named in Chinese is chosen in either script: a customer in Hong Kong or Taiwan who types the payload
+        (``/退貨`` for ``/退货``) or whose input method converts it was read as typing those words."""
         current = intent if self.name is None else self.name(intent)
-        return current if current in self.labels else None
+        if current in self.labels:
+            return current
+        spelled = model_text(current)
+        return next((label for label in self.labels if model_text(label) == spelled), None)
 
     @property
     def button_intents(self) -> list[str]:

@@ -453,3 +453,17 @@ def test_bot_chat_counts_a_line_in_the_terminals_own_bytes(tiny_demo_bot: Path, 
     assert b"not sent" not in seen
     turns = list(sqlite_utils.Database(root / "dialogues.db")["turns"].rows)
     assert [t["text"] for t in turns if t["role"] == "user"] == [message]
+
+
+def test_a_payload_typed_in_the_other_chinese_script_chooses_its_intent() -> None:
+    """A customer in Hong Kong or Taiwan typing the payload of an intent named in Chinese (``/退貨`` for ``/退货``), or
+    an input method converting it, was read as those words typed, not as the button."""
+    import torch
+    from types import SimpleNamespace
+
+    from bot.nlu import NLU
+
+    nlu = NLU(SimpleNamespace(labels=["退货", "查詢訂單", "track_order"], device=torch.device("cpu")),  # type: ignore[arg-type]
+              SimpleNamespace(), "v0001")  # type: ignore[arg-type]
+    assert [nlu.chosen(name) for name in ("退货", "退貨", "查询订单", "查詢訂單", "track_order", "退款")] == [
+        "退货", "退货", "查詢訂單", "查詢訂單", "track_order", None]
