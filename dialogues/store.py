@@ -1340,14 +1340,14 @@ class Store:
         row = self.db.execute("SELECT conversation_id FROM refs WHERE ref = ?", [ref]).fetchone()
         return row[0] if row else None
 
-    def offered(self, conversation_id: str) -> list[str]:
-        """The payloads of the buttons the conversation's latest turn offers: a bot turn's, if it is the
+    def offered(self, conversation_id: str) -> list[dict[str, str]]:
+        """The buttons (``title`` and ``payload``) the conversation's latest turn offers: a bot turn's, if it is the
         latest (a customer's word or an agent's since withdraws them)."""
         row = self.db.execute("SELECT role, buttons FROM turns WHERE conversation_id = ? ORDER BY id DESC LIMIT 1",
                               [conversation_id]).fetchone()
         if row is None or row[0] != "bot":
             return []
-        return [button["payload"] for button in json.loads(row[1] or "[]")]
+        return [{"title": button["title"], "payload": button["payload"]} for button in json.loads(row[1] or "[]")]
 
     def _ensure_conversation(self, conversation_id: str, channel: str, user: str | None) -> None:
         self.db.execute(

@@ -439,7 +439,8 @@ async def test_an_answer_message_send_fails_for_is_said_in_one_line_and_marked_u
         marked.append(turn_id), settled.append(pending_id)
         return True  # handed off, in the same transaction
 
-    bot.store = SimpleNamespace(receive=lambda *args: 1, not_delivered=not_delivered, delivered=settled.append)
+    bot.store = SimpleNamespace(receive=lambda *args: 1, offered=lambda _id: [], not_delivered=not_delivered,
+                                delivered=settled.append)
 
     async def announce(*args: Any) -> None:
         handed.append(args)
@@ -655,7 +656,7 @@ async def test_a_passive_answer_wecom_hung_up_on_goes_out_actively_and_is_settle
     killed in between) left WeCom's retry taken for one already answered, and the answer never went out."""
     bot, settled = FakeBot(), []
 
-    bot.store = SimpleNamespace(receive=lambda *args: 1, delivered=settled.append)  # type: ignore[assignment]
+    bot.store = SimpleNamespace(receive=lambda *args: 1, offered=lambda _id: [], delivered=settled.append)  # type: ignore[assignment]
     channel = WeComChannel(bot, settings(wecom_api.url))
 
     class HungUp(web.Response):
@@ -1180,6 +1181,16 @@ async def test_a_choice_typed_as_an_ordinal_sends_the_payload(wecom: SimpleNames
     await passive_content(wecom.client, crypto, "1。", "3")
     await passive_content(wecom.client, crypto, "第一次买", "4")  # about their first purchase: sent as typed
     assert [t.text for t in wecom.bot.turns] == ["退款要多久", "/track_refund", "/get_refund", "第一次买"]
+
+
+async def test_a_choice_typed_out_by_its_title_sends_the_payload(wecom: SimpleNamespace, crypto: WeComCrypto) -> None:
+    """WeCom shows buttons as a list the customer cannot click, and many type the choice's title ("查询退款"), in
+    Hong Kong and Taiwan in Traditional characters ("查詢退款"): it reached the model as typed words."""
+    wecom.bot.buttons = REFUND_BUTTONS
+    for n, typed in enumerate(["退款要多久", "查詢退款！", "退款要多久", " 申请退款 ", "退款要多久", "查询退款进度"]):
+        await passive_content(wecom.client, crypto, typed, str(n))
+    assert [t.text for t in wecom.bot.turns] == ["退款要多久", "/track_refund", "退款要多久", "/get_refund", "退款要多久",
+                                                 "查询退款进度"]  # more than the title: a question of its own
 
 
 async def test_a_choice_the_store_could_not_keep_is_made_again_by_wecoms_retry(

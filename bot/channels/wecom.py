@@ -37,7 +37,8 @@ from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypt
 from bot.language import LANGUAGES, SCRIPT, SLOT, Script, Text, kept_script, say
 from bot.limits import hold_back, refunded_on_error
 from dialogues.holding import SENT
-from retrieval.text import WEB_ADDRESS
+from bot.responses import MAX_BUTTON_TITLE_CHARS
+from retrieval.text import WEB_ADDRESS, comparable, same_example
 
 if TYPE_CHECKING:
     from bot.engine import Bot
@@ -158,6 +159,11 @@ def numbered_choices(text: str, buttons: list[dict[str, str]], hint: str) -> str
     return "\n".join([text, "", *lines, hint]) if text else "\n".join([*lines, hint])
 
 
+def title_key(text: str) -> str:
+    """A button's title as a customer may type it: case, width, spacing, punctuation and Chinese script aside."""
+    return comparable(same_example(text))
+
+
 def choice_number(text: str) -> int | None:
     """The number of the choice ``text`` picks in the ways customers type it (:data:`CHOICE`), or None when it
     is not just a pick: WeCom shows buttons as a numbered list, and "1.", "第一个", "①" or "1️⃣" picks as "1" does."""
@@ -212,7 +218,7 @@ class WeComChannel(PlatformChannel):
         self.script: Script | None = self.settings.get("script")
         self.crypto = WeComCrypto(self.settings["token"], self.settings["aes_key"], self.corp_id)
         # The payloads of the numbered choices last offered in each conversation ([]: none, or withdrawn).
-        self._offers: OrderedDict[str, list[str]] = OrderedDict()
+        self._offers: OrderedDict[str, list[dict[str, str]]] = OrderedDict()
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
@@ -418,23 +424,28 @@ class WeComChannel(PlatformChannel):
         return {**slots, SCRIPT: self.script} if self.script and not kept_script(slots) else slots
 
     async def _chosen(self, conversation_id: str, text: str) -> str:
-        """The payload of the numbered choice ``text`` picks, or ``text`` itself if it picks none. The choices
-        are those this server offered last in the conversation; in one it has not answered since it started
-        (after a restart), the store's latest turn's."""
+        """The payload of the numbered choice ``text`` picks, by its number or by its title typed out ("查询退款"; in
+        the other Chinese script, "查詢退款", or another case, width or punctuation: :func:`title_key`), as customers
+        answer a list they cannot click; or ``text`` itself if it picks none. The choices are those this server offered
+        last in the conversation; in one it has not answered since it started (after a restart), the store's latest
+        turn's."""
         number = choice_number(text)
-        if number is None:
+        if number is None and len(text) > MAX_BUTTON_TITLE_CHARS:
             return text
         offered = self._offers.get(conversation_id)
         if offered is None and self.bot.store is not None:
             offered = await self.bot._store(self.bot.store.offered, conversation_id)
         offered = offered or []
-        return offered[number - 1] if 1 <= number <= len(offered) else text
+        if number is not None:
+            return offered[number - 1]["payload"] if 1 <= number <= len(offered) else text
+        titled = [button["payload"] for button in offered if title_key(button["title"]) == title_key(text)]
+        return titled[0] if len(titled) == 1 and title_key(text) else text
 
     def _offer(self, conversation_id: str, buttons: list[dict[str, str]]) -> None:
         """Remember the choices offered in the conversation, none (withdrawn) included: only a conversation
         this server has not answered since it started is looked up in the store (:meth:`_chosen`)."""
         self._offers.pop(conversation_id, None)
-        self._offers[conversation_id] = [button["payload"] for button in buttons]
+        self._offers[conversation_id] = [{"title": button["title"], "payload": button["payload"]} for button in buttons]
         if len(self._offers) > MAX_OFFERS:
             self._offers.popitem(last=False)
 
