@@ -24,7 +24,7 @@ import numpy as np
 from dialogues.holding import says_wrong
 from dialogues.review import current_name
 from dialogues.store import RENAMED, TRYOUT_CHANNEL, Store
-from retrieval.text import printable
+from retrieval.text import printable, same_text
 
 ANSWERED = ("template", "retrieval", "action")
 CHANNELS = ("web", "slack", "wecom")  # those customers come through: ``bot chat``'s tries are the shop's own
@@ -119,11 +119,16 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
         answered[name(intent)] += n
     intents = sorted(answered.items(), key=lambda item: (-item[1], item[0]))[:top if top >= 0 else None]
     # What the bot could not answer, most asked first: the customers' own words (not a button's payload), those
-    # that differ in letter case or spacing alone counted together.
-    unanswered = rows(
-        "SELECT min(t.text), count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id WHERE t.created >= :since "
-        f"AND t.created < :until AND t.conversation_id {customers} AND p.source = 'fallback' "
-        "AND substr(t.text, 1, 1) != '/' GROUP BY lower(trim(t.text)) ORDER BY count(*) DESC, min(t.text) LIMIT :top")
+    # that are one message to a reviewer counted together (:func:`same_text`: letter case, spacing, punctuation, width,
+    # a number and Chinese script aside; 发票怎么开 and 發票怎麼開, Hong Kong's customers and Beijing's asking one
+    # question, were counted as two), under their most written form.
+    unanswered: dict[str, list[Any]] = {}
+    for text, n in rows(
+            "SELECT min(t.text), count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id WHERE t.created >= :since "
+            f"AND t.created < :until AND t.conversation_id {customers} AND p.source = 'fallback' "
+            "AND substr(t.text, 1, 1) != '/' GROUP BY lower(trim(t.text)) ORDER BY count(*) DESC, min(t.text)"):
+        unanswered.setdefault(same_text(text), [text, 0])[1] += n
+    top_unanswered = sorted(unanswered.values(), key=lambda asked: -asked[1])[:top if top >= 0 else None]
     # What customers said was wrong with the answers they voted down (the widget's box after a thumbs-down), most said
     # first, then latest: the counts told a director that customers were unhappy, never why. A message that only
     # said the answer missed ("不对", "that's wrong", kept as its vote's comment) tells no more than the vote.
@@ -152,7 +157,7 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
             "unanswered": len(waits) - len(answered_waits),
         },
         "top_intents": dict(intents),
-        "top_unanswered": dict(unanswered),
+        "top_unanswered": dict(top_unanswered),
         "top_complaints": dict(complaints),
     }
 

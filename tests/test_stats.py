@@ -432,6 +432,18 @@ def test_the_questions_the_bot_could_not_answer_most_asked_first(tmp_path: Path)
     store.close()
 
 
+def test_a_question_the_bot_could_not_answer_counts_once_in_either_chinese_script(tmp_path: Path) -> None:
+    """Customers in Hong Kong and Beijing asking one question were two questions among those the bot missed, each
+    counted apart, and a third less asked one came before either."""
+    store = Store(tmp_path / "dialogues.db")
+    for conversation, text in (("hk", "發票怎麼開"), ("bj", "发票怎么开"), ("sh", "发票怎么开"), ("a", "能开专票吗"),
+                               ("b", "能开专票吗"), ("tw", "發票 怎麼開")):
+        exchange(store, conversation, text, "fallback", None)
+    assert conversation_stats(store)["top_unanswered"] == {"发票怎么开": 4, "能开专票吗": 2}
+    assert conversation_stats(store, top=1)["top_unanswered"] == {"发票怎么开": 4}
+    store.close()
+
+
 def test_what_customers_said_was_wrong_most_said_first(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """The figures counted the thumbs-down, never why: a director had to open conversation after conversation for
     the customers' comments. Those saying only that the answer missed ("不对") are no reason, nor a vote taken back."""
