@@ -509,13 +509,18 @@ def wordless(text: str) -> bool:
     return all(map(_SIGNS_ALONE.fullmatch, _clauses(text)))
 
 
+# Wanting, in a clause of its own beside a request for a person in the other language, as customers who mix Chinese
+# and English write it: "我想 talk to a human", "我要找 agent", "I want 人工客服", "转人工 please".
+_WANTING = re.compile(r"(?:我要|我想要?|我需要)?(?:找|揾|跟|和|同)?|please|pls|plz|i (?:want|need)(?: to talk to)?")
+
+
 def asks_for_a_person(text: str) -> bool:
     """Whether a customer's message asks for a person and nothing else ("talk to a human", "hi, agent please",
-    "转人工"), in the words :func:`asks_nothing` reads such a request with: the bot hands such a message off as
-    it does the button for a person, also where no intent was taught to ask for one."""
+    "转人工", "我想 talk to a human"), in the words :func:`asks_nothing` reads such a request with: the bot hands
+    such a message off as it does the button for a person, also where no intent was taught to ask for one."""
     clauses = _clauses(text)
     return (any((_PERSON.fullmatch(c) or _POLITE_PERSON.fullmatch(c)) and not _SIGNS_ALONE.fullmatch(c) for c in clauses)
-            and all(_ACKNOWLEDGES.fullmatch(c) or _POLITE_PERSON.fullmatch(c) for c in clauses))
+            and all(_ACKNOWLEDGES.fullmatch(c) or _POLITE_PERSON.fullmatch(c) or _WANTING.fullmatch(c) for c in clauses))
 
 
 # What a customer says of an answer that missed: "不对", "你说的不对", "还是不对", "不是这个", "这不是我要的", "我问的不是这个",

@@ -1202,6 +1202,10 @@ def test_what_only_stops_what_the_bot_asks_for(text: str, only: bool) -> None:
     ("可以转人工吗？", True), ("能不能转人工", True), ("请问能帮我转人工吗", True), ("可唔可以轉真人呀", True),
     ("转人工啊！！", True), ("人工呢？", True), ("你好，可以转人工吗？谢谢", True),
     ("能不能转人工处理退款", False), ("可以人工退款吗", False), ("人工智能吗", False), ("可以", False),
+    # in Chinese and English mixed, as many customers write: "I want" in one, the person in the other
+    ("我想 talk to a human", True), ("我要找 agent", True), ("我要 human agent", True), ("I want 人工客服", True),
+    ("转人工 please", True), ("please 转人工！", True), ("我想跟 agent", True),
+    ("我想 refund", False), ("我要 agent 帮我退款", False), ("please", False), ("我想要", False),
 ])
 def test_what_only_asks_for_a_person(text: str, only: bool) -> None:
     assert asks_for_a_person(text) is only
