@@ -181,18 +181,25 @@ tun tuo wa wai wan wang wei wen weng wo wu xi xia xian xiang xiao xie xin xing x
 yao ye yi yin ying yo yong you yu yuan yue yun za zai zan zang zao ze zei zen zeng zha zhai zhan zhang zhao zhe zhei
 zhen zheng zhi zhong zhou zhu zhua zhuai zhuan zhuang zhui zhun zhuo zi zong zou zu zuan zui zun zuo""".split())
 _LONGEST_SYLLABLE = max(map(len, _SYLLABLES))
-# English words that are Pinyin too, as spelled or joined ("are" a-re, "open" o-pen): a message of these alone is English.
-_ENGLISH_AS_PINYIN = frozenset(
-    "a an are one open here more sure came name game same time line mine dine shine me he she you your can man ran "
-    "men hen pen pan fan ban tan den long song hang bang gang sang tang die lie tie pie pin bin sun run gun women "
-    "human china banana panda gene shame pure cure bone lane cane ha hai ping pong yo ye wan".split())
+# Syllables that are English words too ("he", "can", "long"): a message of these alone is English. English words of two
+# or more syllables' letters ("are" a-re, "make" ma-ke, "see" se-e) are told apart below.
+_ENGLISH_SYLLABLES = frozenset(
+    "a an ban bang ben bin can cu dang den die ding dong er fan gang gen gong gun ha hang he hen hong ken kong la lie "
+    "lin long ma man me men min nan pa pan pang pen pi pie pin ping ran rang re run sang she song sun ta tan tang tie "
+    "wan wang ya yang ye yo you zen".split())
+# What only Pinyin writes in a word of several syllables ("nihao", "tuihuo", "xiexie", "zhuanrengong"), where an English
+# word's letters may be syllables too ("make", "change", "guide").
+_PINYIN_ONLY = re.compile(r"ao|uo|iu|^(?:x|q|zh)")
 
 
-def _pinyin(word: str) -> bool:
-    """Whether ``word`` is one or more Pinyin syllables written together ("dingdan", "xi'an"), its tone
-    marks ("wǒ") and the punctuation around it aside."""
+def _letters(word: str) -> str:
+    """``word`` in lower case, its tone marks ("wǒ") and the punctuation around it aside."""
     letters = "".join(c for c in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(c))
-    letters = letters.strip(".,!?;:~'\"()")
+    return letters.strip(".,!?;:~'\"()")
+
+
+def _pinyin(letters: str) -> bool:
+    """Whether ``letters`` are one or more Pinyin syllables written together ("dingdan", "xi'an")."""
     ends = {0}  # where a run of whole syllables may end
     for end in range(1, len(letters) + 1):
         if any(start in ends and letters[start:end] in _SYLLABLES
@@ -204,11 +211,15 @@ def _pinyin(word: str) -> bool:
 def toneless_pinyin(words: list[str]) -> bool:
     """Whether ``words`` are Chinese typed in Pinyin without its characters ("wo yao tui huo", "zai ma", "ni hao"),
     as a customer without a Chinese input method writes: read as English, they were answered in English. It takes two
-    words or more, each one or more syllables, at least half of them no English word as well ("he can", "are you open"
-    are English), and not a few capitalised names ("Zhang Wei", which an English customer may give too)."""
-    if len(words) < 2 or names(words) or not all(_pinyin(word) for word in words):
+    words or more, each one or more syllables, and not a few capitalised names ("Zhang Wei", which an English customer
+    may give too); at least half of them must be Pinyin's alone: a syllable no English word ("he can" is English) or
+    a word of several syllables that English does not write so ("nihao", not "make" or "see": "see you" is English)."""
+    letters = [_letters(word) for word in words]
+    if len(words) < 2 or names(words) or not all(map(_pinyin, letters)):
         return False
-    return 2 * sum(word.lower() not in _ENGLISH_AS_PINYIN for word in words) >= len(words)
+    own = sum(word not in _ENGLISH_SYLLABLES if word in _SYLLABLES else bool(_PINYIN_ONLY.search(word))
+              for word in letters)
+    return 2 * own >= len(words)
 
 
 # Words that make a request of capitalised ones ("Cancel My Order", "HELP ME"), never part of a name.

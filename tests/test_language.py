@@ -59,7 +59,9 @@ from bot.language import chinese_script, in_script, say, turn_language
     # Pinyin without its characters, as a customer without a Chinese input method types it, is Chinese
     ("multi", "wo yao tui huo", None, "zh"), ("multi", "zai ma?", "en", "zh"), ("multi", "Ni hao", None, "zh"),
     ("multi", "wo de dingdan 12345", None, "zh"), ("multi", "wǒ yào tuì huò", None, "zh"),
+    ("multi", "nihao xiexie", None, "zh"), ("multi", "zhuan ren gong", "en", "zh"),
     ("multi", "he can", None, "en"), ("multi", "are you open", "zh", "en"),  # English words that are Pinyin too
+    ("multi", "see you", None, "en"), ("multi", "make sure", None, "en"), ("multi", "take care", None, "en"),
     ("multi", "wo yao refund", None, "en"),   # a word of English makes it English, as before
 ])
 def test_turn_language(bot: str, text: str, previous: str | None, expected: str) -> None:
