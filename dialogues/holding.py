@@ -73,7 +73,9 @@ _FOR_A_PERSON = (r"(?:(?:i )?(?:want|need|would like|wanna|can i|could i)(?: to)
                  r"|(?:我要|我想)?(?:[找揾]|(?:请|麻烦)?(?:帮我)?转接?)?客服"  # and being put through to one: 转客服, 请帮我转接客服
                  # talking with one (我想同真人讲, 我想同客服讲: Hong Kong's 同 for 跟), or asking whether there is one (有冇真人, 有真人吗)
                  r"|(?:我要|我想|我需要)?(?:同|跟|和)(?:人工|真人|客服)(?:客服)?(?:讲|说|聊|倾)(?:下|一下)?(?:嘢|偈)?"
-                 r"|有(?:冇|没有)(?:人工|真人)(?:客服)?[呀啊吖]?|有(?:人工|真人)(?:客服)?[吗么嘛]")
+                 r"|有(?:冇|没有)(?:人工|真人)(?:客服)?[呀啊吖]?|有(?:人工|真人)(?:客服)?[吗么嘛]"
+                 # and in Pinyin, typed without a Chinese input method: zhuan ren gong (转人工), rengong kefu, zhen ren
+                 r"|(?:wo ?(?:yao|xiang) ?)?(?:zhuan ?(?:jie ?)?)?(?:(?:ren ?gong|zhen ?ren)(?: ?ke ?fu)?|ke ?fu)")
 # And the acknowledgements and thanks: what a customer says to an answer, asking nothing more.
 # Dropping what they asked: no miss, nor a question; while an action waits for an answer, no answer either.
 _DROPS = r"never ?mind|nvm|no worries|forget it|算了吧?|算(?:数)?[啦喇]|唔(?:使|洗)[喇啦]?"  # and Hong Kong's 算啦, 唔使喇

@@ -1206,6 +1206,9 @@ def test_what_only_stops_what_the_bot_asks_for(text: str, only: bool) -> None:
     ("我想 talk to a human", True), ("我要找 agent", True), ("我要 human agent", True), ("I want 人工客服", True),
     ("转人工 please", True), ("please 转人工！", True), ("我想跟 agent", True),
     ("我想 refund", False), ("我要 agent 帮我退款", False), ("please", False), ("我想要", False),
+    # in Pinyin, typed without a Chinese input method
+    ("zhuan ren gong", True), ("Zhuanrengong!", True), ("wo yao ren gong ke fu", True), ("kefu", True),
+    ("zhen ren", True), ("zhuan ren gong tui kuan", False), ("ren", False),
 ])
 def test_what_only_asks_for_a_person(text: str, only: bool) -> None:
     assert asks_for_a_person(text) is only
