@@ -3668,3 +3668,21 @@ def test_the_conversations_of_more_ids_than_a_query_may_list_are_read(tmp_path: 
     assert len(read) == len(ids)
     assert [row["id"] for row in read if row is not None] == ["first", "last"]
     store.close()
+
+
+def test_an_agents_reply_reaches_the_other_servers_sockets_as_its_customer_got_it(tmp_path: Path) -> None:
+    """An agent's reply converted to its customer's Chinese script is kept as written, for the agents, and as sent: a
+    customer whose socket another server holds got it as the agent wrote it."""
+    first, second = Store(tmp_path / "dialogues.db"), Store(tmp_path / "dialogues.db")
+    first.serve()
+    second.serve()
+    user_turn(first, "hk", "轉人工")
+    first.set_status("hk", "handed_off", "requested")
+    _, _, marks = second.said_elsewhere(["hk"], None, second.server)
+    first.add_agent_answer("hk", "您好，请提供订单号", agent="Li", sent="您好，請提供訂單號")
+    turns, _, _ = second.said_elsewhere(["hk"], marks, second.server)
+    assert [(t["role"], t["text"]) for t in turns] == [("agent", "您好，請提供訂單號")]
+    assert first.history("hk")[-1]["text"] == "您好，請提供訂單號"
+    assert first.transcript("hk")["turns"][-1]["text"] == "您好，请提供订单号"
+    first.close()
+    second.close()
