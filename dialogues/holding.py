@@ -455,7 +455,7 @@ _SORRY_ALONE = _words_of(_SORRY_WORDS)
 # acknowledges (:func:`acknowledges`), and says yes to nothing in particular.
 _YES = (r"yes|yeah|yep|yup|ya|please do|do it|go ahead|(?:that )?(?:would be|sounds) (?:great|good)|是[的啊呀]?|对[的啊呀]?|要的?"
         r"|没错|确定|确认|同意|(?:对|是)?就是(?:这个|它)"
-        r"|需要|麻烦(?:你|您)?了|帮我(?:处理|取消|弄|转)?(?:一下|下)?吧?|系[呀啊的]?|好呀")
+        r"|需要|麻烦(?:你|您)?了|麻烦(?:你|您)|帮我(?:处理|取消|弄|转)?(?:一下|下)?吧?|系[呀啊的]?|好[呀啊吖哇]")
 _AGREES = _words_of(rf"{_YES}|ok(?:ay)?|sure|please|pls|plz|thanks?|thank you|thx|好的?[呀啊吧]?|可以[的呀啊]?|行|嗯|唔该[晒哂]?")
 _SAYS_YES = re.compile(rf"(?<![a-z])(?:{_YES})(?![a-z])")
 

@@ -1282,6 +1282,8 @@ def test_what_says_the_customer_does_not_know_the_answer(text: str, lacks: bool)
     # as Chinese customers agree: "对啊" and "没错" to the one button offered got "好的，如果还有其他问题，随时问我。"
     ("对啊", True), ("是啊", True), ("没错", True), ("确定", True), ("确认", True), ("同意", True), ("对，就是这个", True),
     ("确定吗", False), ("没错，但是运费呢", False), ("同意退款吗", False),
+    # "好啊" as "好呀" is, and "麻烦你" without its 了, in either script: "好的，麻煩你" got no agent
+    ("好啊", True), ("好吖", True), ("好的，麻煩你", True), ("麻烦您", True), ("麻烦你查一下物流", False),
 ])
 def test_what_only_says_yes(text: str, yes: bool) -> None:
     assert accepts(text) is yes
