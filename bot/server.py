@@ -660,6 +660,18 @@ async def store_checks(app: web.Application, bot: Bot) -> str | None:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Whether this server is ready (:func:`readiness`). Not ready, other than stopping (whose sockets close as it
+    stops), it sends its web chat's sockets away (:meth:`WebChannel.send_away`): the load balancer sends it no new
+    customers, and those connected reconnect through it to a server that is ready."""
+    try:
+        return await readiness(request)
+    except web.HTTPServiceUnavailable:
+        if not request.app[DRAINING].is_set() and (channel := request.app[BOT].channels.get("web")) is not None:
+            channel.send_away()
+        raise
+
+
+async def readiness(request: web.Request) -> web.Response:
     """Ready: the model serves and the store writes, to the file its path names. Once a write has failed (a full
     disk), a check tries one, every few seconds at most (:class:`StoreProbe`), until one succeeds: a load balancer
     stops sending customers whose every message would get a 503, and sends them again once the disk has room. So

@@ -23,6 +23,7 @@ from types import SimpleNamespace
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
+from aiohttp import WSMsgType
 
 from bot import engine as engine_module
 from bot.channels import web as web_channel
@@ -1672,6 +1673,23 @@ async def test_a_message_sent_again_while_another_server_answers_it_for_longer_t
     assert await again.json() == await (await answered_first).json()
     history = await (await second.get(f"/api/conversations/{cid}/history")).json()
     assert [t["role"] for t in history["turns"]] == ["user", "bot"]
+
+
+async def test_a_server_not_ready_sends_its_sockets_away_to_connect_again(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server answering /healthz with a 503 (its store cannot write, its renewals fail) kept its widgets' sockets:
+    the load balancer sent it no new customers, and those connected stayed on a server that could not answer them. It
+    closes them with a code that has the widget connect again, through the balancer; a ready server's stay open."""
+    app = create_app(web_demo_bot.root, device="cpu")
+    client = await aiohttp_client(app)
+    async with client.ws_connect("/api/ws") as ws:
+        assert (await client.get("/healthz")).status == 200
+        await ws.send_json({"conversation_id": new_id(), "text": "hello"})
+        assert (await ws.receive_json())["type"] == "reply"  # still open
+        monkeypatch.setattr(app[BOT], "renewals_failing", lambda: "renewals fail")
+        assert (await client.get("/healthz")).status == 503
+        closing = await ws.receive(timeout=30)
+        assert (closing.type, closing.data) == (WSMsgType.CLOSE, web_channel.RECONNECT_ELSEWHERE)
 
 
 def test_a_step_of_the_servers_clock_between_its_renewals_is_said_in_the_log(caplog: pytest.LogCaptureFixture) -> None:

@@ -940,6 +940,36 @@ def test_handoff_then_agent_replies_over_the_socket(open_widget: Any, api: Simpl
     assert api.history(cid)["status"] == "open"
 
 
+SOCKETS_WATCHED = """
+window.__sockets = 0;
+window.__closes = [];
+window.WebSocket = class extends window.WebSocket {
+  constructor(...args) {
+    super(...args);
+    window.__sockets += 1;
+    this.addEventListener("close", (event) => window.__closes.push(event.code));
+  }
+};
+"""
+
+
+def test_a_server_not_ready_sends_the_widget_to_connect_again(open_widget: Any, server: LiveServer,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server answering /healthz with a 503 kept the widget's socket: the load balancer sent it no new customers,
+    and this one stayed on the server that could not answer it. The server closes it saying so, and the widget
+    connects again (through the balancer, to a ready server) and goes on."""
+    widget = open_widget(pollInterval=60_000, init_script=SOCKETS_WATCHED)
+    page = widget.page
+    page.wait_for_function("Deskbot.connected()")
+    monkeypatch.setattr(server.app[BOT], "renewals_failing", lambda: "renewals fail")
+    assert widget.page.request.get(f"{server.url}/healthz").status == 503
+    wait_until(page, "window.__closes.includes(1013)")
+    monkeypatch.undo()
+    wait_until(page, "window.__sockets === 2 && Deskbot.connected()")
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+
+
 def test_an_agents_takeover_takes_the_bots_suggested_replies_away(open_widget: Any, api: SimpleNamespace) -> None:
     """The bot's choices stayed under an agent's takeover, and one pressed reached the agent as its payload
     (/get_refund), which the bot, silent, did not answer."""

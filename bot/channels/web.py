@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
@@ -51,6 +51,9 @@ ConversationId = Annotated[str, Field(min_length=1, max_length=128,
 WebConversationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]*[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLOSE_WAIT_S = 2.0  # for a browser to answer a socket's close; one answers at once
+# The code a socket is closed with by a server that is not ready (/healthz answers 503): the widget connects again,
+# after a pause of its own, through the load balancer, which sends it to a server that is ready.
+RECONNECT_ELSEWHERE = WSCloseCode.TRY_AGAIN_LATER
 SEND_WAIT_S = 5.0  # for a socket to take a push: a tab that stopped reading is cut, not waited on by everyone
 MAX_JOINED = 16  # conversations one socket hears at once (a widget is in one, and starts a new one now and then)
 IDENTITY_ENV = {"identity_secret": "DESKBOT_WEB_IDENTITY_SECRET"}
@@ -418,6 +421,7 @@ class WebChannel(Channel):
         # Every open socket, joined or not, for close(), with its connection, to cut one that stopped reading.
         self._open: dict[web.WebSocketResponse, asyncio.BaseTransport | None] = {}
         self._turns: set[asyncio.Task[None]] = set()  # the sockets' turns in flight, which close() lets finish
+        self._sending_away: asyncio.Future[None] | None = None  # the sockets' closing by a server not ready (send_away)
         self._watcher: asyncio.Task[None] | None = None  # pushes what other servers on the store said (_watching)
         self.max_chars: int = settings.get("max_message_chars", 4000)
         self.origins: set[str] = set(settings.get("origins", []))  # as bot.yml's check wrote them: as browsers send them
@@ -966,13 +970,28 @@ class WebChannel(Channel):
                 await self._watcher
         if self._turns:
             await asyncio.wait(set(self._turns), timeout=grace)
-        # All at once: each waits up to CLOSE_WAIT_S for the browser's answer, and one that never answers
-        # (a frozen tab) must not hold the shutdown up for each of the others. A client that stopped reading
-        # holds close() up for good, as it waits to send what is queued first: such a socket is cut.
-        async def close(ws: web.WebSocketResponse) -> None:
+        if self._sending_away is not None:
+            await asyncio.gather(self._sending_away, return_exceptions=True)
+        await self._close_sockets()
+
+    async def _close_sockets(self, **close: Any) -> None:
+        """Close every open socket with ``close`` (``ws.close``'s code and message). All at once: each waits up to
+        CLOSE_WAIT_S for the browser's answer, and one that never answers (a frozen tab) must not hold the others
+        up. A client that stopped reading holds its close up for good, as it waits to send what is queued first:
+        such a socket is cut."""
+        async def closed(ws: web.WebSocketResponse) -> None:
             try:
-                await asyncio.wait_for(ws.close(), 2 * CLOSE_WAIT_S)
+                await asyncio.wait_for(ws.close(**close), 2 * CLOSE_WAIT_S)
             except asyncio.TimeoutError:
                 self._cut(ws)
 
-        await asyncio.gather(*(close(ws) for ws in list(self._open)), return_exceptions=True)
+        await asyncio.gather(*(closed(ws) for ws in list(self._open)), return_exceptions=True)
+
+    def send_away(self) -> None:
+        """Close the open sockets with ``RECONNECT_ELSEWHERE``, as this server answers /healthz with a 503: the load
+        balancer sends no new customers here, and those connected, whose sockets stayed, were left on a server that
+        cannot answer them (a store that cannot write, renewals that fail). The widget connects again, each after a
+        pause of its own, and reaches a ready server. One sending off at a time: the probes meanwhile add none."""
+        if self._sending_away is None or self._sending_away.done():
+            self._sending_away = asyncio.ensure_future(self._close_sockets(
+                code=RECONNECT_ELSEWHERE, message=b"this server is not ready: connect again"))

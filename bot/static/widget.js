@@ -339,6 +339,8 @@
   const pollInterval = Math.max(250, Number(config.pollInterval) || 4000);
   const useSocket = config.transport !== "http" && "WebSocket" in window;
   const SOCKET_WAIT_MS = 4000; // how long a message waits for a connecting socket before using HTTP
+  const RECONNECT_ELSEWHERE = 1013; // a socket closed so by a server that is not ready connects again, elsewhere,
+  const RECONNECT_SPREAD_MS = 4500; // within this much more than its usual pause
   const HTTP_ORDER_WAIT_MS = 5000; // how long a message over HTTP waits for the one before it to be answered (chat())
   // How long a message waits for its answer on an open socket before the socket counts as dead: a phone
   // that changes networks leaves it open on both ends, and the message waited with the dots for good.
@@ -1510,12 +1512,15 @@
         if (data.type === "bot" && data.buttons) showQuickReplies(data.buttons);
       }
     };
-    ws.onclose = () => {
+    ws.onclose = (event) => {
       settle(false);
       if (socket === ws) socket = null;
       while (waiting.length) waiting.shift().reject(Object.assign(new Error("connection lost"), { lost: true }));
       schedulePoll();
-      reconnectTimer = setTimeout(connect, opened ? 500 : reconnectDelay);
+      // A server that is not ready sends its sockets away (1013): the load balancer sends this one to another, each
+      // widget after a pause of its own, so that the customers of one server do not all reach the next at once.
+      const pause = event && event.code === RECONNECT_ELSEWHERE ? 500 + Math.random() * RECONNECT_SPREAD_MS : 500;
+      reconnectTimer = setTimeout(connect, opened ? pause : reconnectDelay);
       if (!opened) reconnectDelay = Math.min(reconnectDelay * 2, 30000);
     };
     // Given up on (an answer overdue): lost now, as when it closes, without waiting for a close a dead
