@@ -659,19 +659,18 @@ async def store_checks(app: web.Application, bot: Bot) -> str | None:
     return None if newer in late else newer.result()
 
 
+def not_ready(app: web.Application, reason: str, own: bool = False) -> web.HTTPException:
+    """/healthz's 503 saying ``reason``. Where the reason is this server's ``own``, which the other servers on the
+    store do not share (its renewals' connection, the file it has open, a newer deskbot on the store), its web chat's
+    sockets are sent away too (:meth:`WebChannel.send_away`): the load balancer sends it no new customers, and those
+    connected reconnect through it to a server that is ready. Not for the store's trouble (locked, full, damaged),
+    which every server on it shares: sent away, every customer of every server reconnected, to a server no better."""
+    if own and (channel := app[BOT].channels.get("web")) is not None:
+        channel.send_away()
+    return http_error(web.HTTPServiceUnavailable, reason)
+
+
 async def healthz(request: web.Request) -> web.Response:
-    """Whether this server is ready (:func:`readiness`). Not ready, other than stopping (whose sockets close as it
-    stops), it sends its web chat's sockets away (:meth:`WebChannel.send_away`): the load balancer sends it no new
-    customers, and those connected reconnect through it to a server that is ready."""
-    try:
-        return await readiness(request)
-    except web.HTTPServiceUnavailable:
-        if not request.app[DRAINING].is_set() and (channel := request.app[BOT].channels.get("web")) is not None:
-            channel.send_away()
-        raise
-
-
-async def readiness(request: web.Request) -> web.Response:
     """Ready: the model serves and the store writes, to the file its path names. Once a write has failed (a full
     disk), a check tries one, every few seconds at most (:class:`StoreProbe`), until one succeeds: a load balancer
     stops sending customers whose every message would get a 503, and sends them again once the disk has room. So
@@ -679,26 +678,25 @@ async def readiness(request: web.Request) -> web.Response:
     (:meth:`~dialogues.store.Store.lock_wait`): every message waits behind it. And while this server's renewals of its
     turns and claims have failed ``TURN_STALE_S`` (:meth:`Bot.renewals_failing`): the other servers on the store take
     its conversations over, until a renewal, or a check's write on their connection, works again. It answers within
-    ``STORE_WAIT_S`` (:func:`store_checks`), whatever the store does."""
-    bot = request.app[BOT]
-    if request.app[DRAINING].is_set():
+    ``STORE_WAIT_S`` (:func:`store_checks`), whatever the store does. Stopping, its sockets close as it stops."""
+    app, bot = request.app, request.app[BOT]
+    if app[DRAINING].is_set():
         raise http_error(web.HTTPServiceUnavailable, "stopping: send requests elsewhere")
     if (moved := bot.store.moved()) is not None:
-        raise http_error(web.HTTPServiceUnavailable, moved)
-    if (newer := await store_checks(request.app, bot)) is not None:
-        raise http_error(web.HTTPServiceUnavailable, newer)
+        raise not_ready(app, moved, own=True)
+    if (newer := await store_checks(app, bot)) is not None:
+        raise not_ready(app, newer, own=True)
     if (damage := bot.refusals.damaged) is not None:
-        raise http_error(web.HTTPServiceUnavailable, f"the conversation store is damaged ({damage}): the log says what "
-                                                     "to do")
+        raise not_ready(app, f"the conversation store is damaged ({damage}): the log says what to do")
     if (failing := bot.store.failing) is not None:
-        raise http_error(web.HTTPServiceUnavailable, f"the conversation store cannot write: {failing}")
+        raise not_ready(app, f"the conversation store cannot write: {failing}")
     if (stalled := bot.store.lock_wait()) is not None:
-        raise http_error(web.HTTPServiceUnavailable, stalled)
+        raise not_ready(app, stalled)
     if (unrenewed := bot.renewals_failing()) is not None:
-        raise http_error(web.HTTPServiceUnavailable, unrenewed)
+        raise not_ready(app, unrenewed, own=True)
     # CURRENT's version beside the one serving: another while a swap to it is on its way, or since it could not load
     # (the log says why), which a monitor can alert on while the customers are still answered.
-    current = request.app[REGISTRY].readable_current()
+    current = app[REGISTRY].readable_current()
     return json_response({"status": "ok", "model_version": bot.nlu.version, "current": current})
 
 

@@ -1677,15 +1677,21 @@ async def test_a_message_sent_again_while_another_server_answers_it_for_longer_t
 
 async def test_a_server_not_ready_sends_its_sockets_away_to_connect_again(
         aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A server answering /healthz with a 503 (its store cannot write, its renewals fail) kept its widgets' sockets:
+    """A server answering /healthz with a 503 for a reason of its own (its renewals fail) kept its widgets' sockets:
     the load balancer sent it no new customers, and those connected stayed on a server that could not answer them. It
-    closes them with a code that has the widget connect again, through the balancer; a ready server's stay open."""
+    closes them with a code that has the widget connect again, through the balancer. A ready server's stay open, and
+    so do those of a server whose store is in trouble (locked, here), which every server on the store shares."""
     app = create_app(web_demo_bot.root, device="cpu")
     client = await aiohttp_client(app)
     async with client.ws_connect("/api/ws") as ws:
         assert (await client.get("/healthz")).status == 200
         await ws.send_json({"conversation_id": new_id(), "text": "hello"})
         assert (await ws.receive_json())["type"] == "reply"  # still open
+        monkeypatch.setattr(app[BOT].store, "lock_wait", lambda: "the store's writes have waited 2.0 s")
+        assert (await client.get("/healthz")).status == 503
+        await ws.send_json({"conversation_id": new_id(), "text": "hello"})
+        assert (await ws.receive_json())["type"] == "reply"  # still open
+        monkeypatch.undo()
         monkeypatch.setattr(app[BOT], "renewals_failing", lambda: "renewals fail")
         assert (await client.get("/healthz")).status == 503
         closing = await ws.receive(timeout=30)
