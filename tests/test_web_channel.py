@@ -1698,6 +1698,20 @@ async def test_a_server_not_ready_sends_its_sockets_away_to_connect_again(
         assert (closing.type, closing.data) == (WSMsgType.CLOSE, web_channel.RECONNECT_ELSEWHERE)
 
 
+async def test_a_stopping_server_closes_its_sockets_saying_it_stops(aiohttp_client: Any,
+                                                                   web_demo_bot: SimpleNamespace) -> None:
+    """A server stopping (SIGTERM, a deploy) closed its widgets' sockets as any close, and every widget connected
+    again half a second later, all at once, to the servers left. It says it stops (1012), which the widget spreads its
+    reconnect over."""
+    app = create_app(web_demo_bot.root, device="cpu")
+    client = await aiohttp_client(app)
+    async with client.ws_connect("/api/ws") as ws:
+        closing = asyncio.create_task(app[BOT].channels["web"].close())
+        closed = await ws.receive(timeout=30)
+        assert (closed.type, closed.data) == (WSMsgType.CLOSE, web_channel.STOPPING)
+        await closing
+
+
 def test_a_step_of_the_servers_clock_between_its_renewals_is_said_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
     """A server whose wall clock stepped (NTP correcting it, a VM resumed) wrote times off from the other servers'
     with nothing said: a step of a second or more, as its wall clock moves otherwise than its steady one, is said,

@@ -943,6 +943,10 @@ def test_handoff_then_agent_replies_over_the_socket(open_widget: Any, api: Simpl
 SOCKETS_WATCHED = """
 window.__sockets = 0;
 window.__closes = [];
+window.__pauses = [];  // the page's timers' delays, among them the socket's pause before it connects again
+const timer = window.setTimeout;
+window.setTimeout = (run, delay, ...args) => { window.__pauses.push(delay); return timer(run, delay, ...args); };
+Math.random = () => 0.5;
 window.WebSocket = class extends window.WebSocket {
   constructor(...args) {
     super(...args);
@@ -957,7 +961,8 @@ def test_a_server_not_ready_sends_the_widget_to_connect_again(open_widget: Any, 
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A server answering /healthz with a 503 kept the widget's socket: the load balancer sent it no new customers,
     and this one stayed on the server that could not answer it. The server closes it saying so, and the widget
-    connects again (through the balancer, to a ready server) and goes on."""
+    connects again (through the balancer, to a ready server) and goes on. So after a server's stop: each widget after
+    a pause of its own, between 0.5 and 5 s (half way, here), not all 0.5 s after the stop, at once."""
     widget = open_widget(pollInterval=60_000, init_script=SOCKETS_WATCHED)
     page = widget.page
     page.wait_for_function("Deskbot.connected()")
@@ -968,6 +973,9 @@ def test_a_server_not_ready_sends_the_widget_to_connect_again(open_widget: Any, 
     wait_until(page, "window.__sockets === 2 && Deskbot.connected()")
     widget.send("hello")
     expect(widget.bot_replies()).to_have_count(1)
+    server.drop_sockets()  # as the server stops
+    wait_until(page, "window.__closes.includes(1012) && window.__sockets === 3 && Deskbot.connected()")
+    assert page.evaluate("window.__pauses.filter((pause) => pause === 2750).length") == 2
 
 
 def test_an_agents_takeover_takes_the_bots_suggested_replies_away(open_widget: Any, api: SimpleNamespace) -> None:

@@ -51,9 +51,10 @@ ConversationId = Annotated[str, Field(min_length=1, max_length=128,
 WebConversationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]*[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLOSE_WAIT_S = 2.0  # for a browser to answer a socket's close; one answers at once
-# The code a socket is closed with by a server that is not ready (/healthz answers 503): the widget connects again,
-# after a pause of its own, through the load balancer, which sends it to a server that is ready.
+# The code a socket is closed with by a server that is not ready (/healthz answers 503), and by one stopping: the
+# widget connects again, after a pause of its own, through the load balancer, which sends it to a server that is ready.
 RECONNECT_ELSEWHERE = WSCloseCode.TRY_AGAIN_LATER
+STOPPING = WSCloseCode.SERVICE_RESTART
 SEND_WAIT_S = 5.0  # for a socket to take a push: a tab that stopped reading is cut, not waited on by everyone
 MAX_JOINED = 16  # conversations one socket hears at once (a widget is in one, and starts a new one now and then)
 IDENTITY_ENV = {"identity_secret": "DESKBOT_WEB_IDENTITY_SECRET"}
@@ -972,7 +973,7 @@ class WebChannel(Channel):
             await asyncio.wait(set(self._turns), timeout=grace)
         if self._sending_away is not None:
             await asyncio.gather(self._sending_away, return_exceptions=True)
-        await self._close_sockets()
+        await self._close_sockets(code=STOPPING, message=b"this server is stopping: connect again")
 
     async def _close_sockets(self, **close: Any) -> None:
         """Close every open socket with ``close`` (``ws.close``'s code and message). All at once: each waits up to

@@ -339,8 +339,10 @@
   const pollInterval = Math.max(250, Number(config.pollInterval) || 4000);
   const useSocket = config.transport !== "http" && "WebSocket" in window;
   const SOCKET_WAIT_MS = 4000; // how long a message waits for a connecting socket before using HTTP
-  const RECONNECT_ELSEWHERE = 1013; // a socket closed so by a server that is not ready connects again, elsewhere,
-  const RECONNECT_SPREAD_MS = 4500; // within this much more than its usual pause
+  // A socket closed by a server that stops (1012) or is not ready (1013) connects again, elsewhere, within
+  // RECONNECT_SPREAD_MS more than its usual pause
+  const RECONNECT_ELSEWHERE = [1012, 1013];
+  const RECONNECT_SPREAD_MS = 4500;
   const HTTP_ORDER_WAIT_MS = 5000; // how long a message over HTTP waits for the one before it to be answered (chat())
   // How long a message waits for its answer on an open socket before the socket counts as dead: a phone
   // that changes networks leaves it open on both ends, and the message waited with the dots for good.
@@ -1517,9 +1519,10 @@
       if (socket === ws) socket = null;
       while (waiting.length) waiting.shift().reject(Object.assign(new Error("connection lost"), { lost: true }));
       schedulePoll();
-      // A server that is not ready sends its sockets away (1013): the load balancer sends this one to another, each
+      // A server that stops or is not ready sends its sockets away: the load balancer sends this one to another, each
       // widget after a pause of its own, so that the customers of one server do not all reach the next at once.
-      const pause = event && event.code === RECONNECT_ELSEWHERE ? 500 + Math.random() * RECONNECT_SPREAD_MS : 500;
+      const away = event && RECONNECT_ELSEWHERE.includes(event.code);
+      const pause = away ? 500 + Math.random() * RECONNECT_SPREAD_MS : 500;
       reconnectTimer = setTimeout(connect, opened ? pause : reconnectDelay);
       if (!opened) reconnectDelay = Math.min(reconnectDelay * 2, 30000);
     };
