@@ -2271,63 +2271,75 @@ class Store:
         ``""``, those nobody has (never taken over, or released, or someone's not among ``team``: :func:`_nobodys`), for
         the next free agent. None of the open ones.
         """
+        return self.inbox_and_yours(status, limit, agent, search, offset, holder, team)[:3]
+
+    def inbox_and_yours(self, status: str, limit: int, agent: str | None = None, search: str = "", offset: int = 0,
+                        holder: str | None = None, team: Collection[str] = ()) -> tuple[list[dict[str, Any]], int, int, int]:
+        """:meth:`inbox`, and how many customers wait on ``agent`` or on nobody, as :meth:`waiting` counts them (every
+        waiting one without ``agent``): what each agent's console polls every 3 s. Each handed-off conversation's wait
+        and holder are read once, for the order, the page, the counts and the total together; who has each customer,
+        their latest message and what is unread are read for the page's rows alone (:meth:`_handed_off_page`)."""
         if holder is not None and status != "handed_off":
-            return [], 0, 0
+            return [], 0, 0, self._yours(agent, team, 0)
         found = self._found(search)
-        whose, whose_args = _holding(holder, team)
         if status == "handed_off":
-            rows = self._handed_off_page(agent, whose, whose_args, found, limit, offset)
+            rows, total, waiting, yours = self._handed_off_page(agent, holder, team, found, limit, offset)
         else:
-            args = [*found.args(), limit, offset]
-            query = (
+            rows = list(self.db.query(
                 f"SELECT c.id AS conversation_id, c.channel, c.user, {_VERIFIED}, c.status, c.created, c.updated, "
                 "NULL AS handed_off_at, NULL AS reason, NULL AS agent, NULL AS waiting_since, "
-                f"{_LATEST_TYPED} AS last_message, NULL AS agent_unread, 0 AS waiting FROM conversations c "
+                f"{_LATEST_TYPED} AS last_message, NULL AS agent_unread FROM conversations c "
                 f"WHERE c.status = 'open' AND {_AGENTS_REACH} AND {found.sql('c.id', 'c.user', _VERIFIED_OF_C)} "
-                "ORDER BY c.updated DESC LIMIT ? OFFSET ?"
-            )
-            rows = list(self.db.query(query, args))
-        if holder is not None:
-            total = self.db.execute(f"SELECT count(*) FROM ({_HANDED_OFF}) w WHERE {whose} AND "
-                                    f"{found.sql('w.conversation_id', 'w.user', 'w.verified_user')}",
-                                    [*whose_args, *found.args()]).fetchone()[0]
-        else:
-            total = self.db.execute(f"SELECT count(*) FROM conversations c WHERE status = ? AND {_AGENTS_REACH} "
-                                    f"AND {found.sql('c.id', 'c.user', _VERIFIED_OF_C)}",
-                                    [status, *found.args()]).fetchone()[0]
-        # Every row holds the count: one pass over the conversations. A page of none (``?limit=0``, for the count alone)
-        # has no row to hold it: a dashboard read 0 customers waiting, whatever the total. Nor does a search's page,
-        # nor one agent's, count every waiting customer.
-        waiting = rows[0]["waiting"] if rows and not search and holder is None else self.waiting()[0] if status == "handed_off" else 0
+                "ORDER BY c.updated DESC LIMIT ? OFFSET ?", [*found.args(), limit, offset]))
+            total, waiting = self._listed("open", found), 0
+            yours = self._yours(agent, team, waiting)
         for row in rows:
-            del row["waiting"]
             row["unread"] = row.pop("agent_unread")
             if self.keep_raw:  # the latest message as typed is then the unredacted copy, not for display (``_shown``)
                 row["last_message"] = row["last_message"] and self._private(row["last_message"])
-        return rows, total, waiting
+        return rows, total, waiting, yours
 
-    def _handed_off_page(self, agent: str | None, whose: str, whose_args: list[str], found: Search, limit: int,
-                         offset: int) -> list[dict[str, Any]]:
-        """:meth:`inbox`'s page of handed-off conversations, each row with ``waiting``, the count of those waiting
-        among every one the filters keep. Their order and count need each one's wait alone; who has each customer,
-        their latest message and what is unread are read for the page's rows alone, after: read for every handed-off
-        conversation at each agent's 3-second poll, they were two thirds of the inbox's time, and grew with the queue."""
-        page = self.db.execute(  # materialized: each wait computed once, not once for the count and again for the order
-            f"WITH k AS MATERIALIZED (SELECT w.conversation_id, waiting_since, handed_off_at FROM ({_HANDED_OFF}) w "
-            f"WHERE {whose} AND {found.sql('w.conversation_id', 'w.user', 'w.verified_user')}) "
-            "SELECT conversation_id, count(waiting_since) OVER () FROM k "
-            "ORDER BY waiting_since IS NULL, waiting_since, handed_off_at, conversation_id LIMIT ? OFFSET ?",
-            [*whose_args, *found.args(), limit, offset]).fetchall()
-        if not page:
-            return []
-        order = {conversation_id: i for i, (conversation_id, _) in enumerate(page)}
+    def _listed(self, status: str, found: Search) -> int:
+        """How many conversations in ``status`` the agents reach and ``found`` keeps."""
+        return self.db.execute(f"SELECT count(*) FROM conversations c WHERE status = ? AND {_AGENTS_REACH} "
+                               f"AND {found.sql('c.id', 'c.user', _VERIFIED_OF_C)}", [status, *found.args()]).fetchone()[0]
+
+    def _yours(self, agent: str | None, team: Collection[str], waiting: int) -> int:
+        """The customers waiting on ``agent`` or nobody (:meth:`waiting`); ``waiting``, every one, without ``agent``."""
+        return waiting if agent is None else self.waiting(agent, team)[0]
+
+    def _handed_off_page(self, agent: str | None, holder: str | None, team: Collection[str], found: Search, limit: int,
+                         offset: int) -> tuple[list[dict[str, Any]], int, int, int]:
+        """:meth:`inbox_and_yours` of the handed-off conversations: the page, the total, those waiting and those waiting
+        on ``agent`` or nobody. The order and the counts need each conversation's wait and holder alone, read in one
+        pass over them all; who has each customer, their latest message and what is unread are read for the page's
+        rows alone, after: read for every handed-off conversation at each agent's 3-second poll, and the wait and
+        holder again for each count, they made the inbox's time, and grew with the queue."""
+        whose, whose_args = _holding(holder, team)
+        nobodys, gone = _nobodys("w.agent", team)
+        theirs, theirs_args = ("0", []) if agent is None else (f"agent_key(w.agent) = ? OR {nobodys}",
+                                                                 [agent_key(agent), *gone])
+        every = self.db.execute(
+            f"SELECT w.conversation_id, waiting_since, handed_off_at, {theirs} FROM ({_HANDED_OFF}) w "
+            f"WHERE {whose} AND {found.sql('w.conversation_id', 'w.user', 'w.verified_user')}",
+            [*theirs_args, *whose_args, *found.args()]).fetchall()
+        total = len(every) if holder is not None else self._listed("handed_off", found)
+        if found.text or holder is not None:  # the counts are of every handed-off customer, whatever the page shows
+            waiting = self.waiting()[0]
+            yours = self._yours(agent, team, waiting)
+        else:
+            waiting = sum(waits is not None for _, waits, _, _ in every)
+            yours = waiting if agent is None else sum(waits is not None and bool(mine) for _, waits, _, mine in every)
+        every.sort(key=lambda row: (row[1] is None, row[1] or 0.0, row[2], row[0]))
+        order = {row[0]: place for place, row in enumerate(every[offset:offset + limit])}
+        if not order:
+            return [], total, waiting, yours
         rows = self.db.query(
-            f"SELECT w.*, ? AS waiting, min(w.unread, (SELECT count(*) FROM turns WHERE conversation_id = "
-            f"w.conversation_id AND {_TYPED} AND created >= w.handed_off_at AND id > coalesce(s.turn_id, 0))) "
-            f"AS agent_unread FROM ({_HANDED_OFF}) w LEFT JOIN seen s ON s.conversation_id = w.conversation_id "
-            "AND s.agent = ? WHERE w.conversation_id IN (SELECT value FROM json_each(?))",
-            [page[0][1], agent_key(agent), json.dumps(list(order))])
-        return sorted(rows, key=lambda row: order[row["conversation_id"]])
+            f"SELECT w.*, min(w.unread, (SELECT count(*) FROM turns WHERE conversation_id = w.conversation_id AND "
+            f"{_TYPED} AND created >= w.handed_off_at AND id > coalesce(s.turn_id, 0))) AS agent_unread "
+            f"FROM ({_HANDED_OFF}) w LEFT JOIN seen s ON s.conversation_id = w.conversation_id AND s.agent = ? "
+            "WHERE w.conversation_id IN (SELECT value FROM json_each(?))", [agent_key(agent), json.dumps(list(order))])
+        return sorted(rows, key=lambda row: order[row["conversation_id"]]), total, waiting, yours
 
     def passed_to(self, agent: str | None) -> list[dict[str, Any]]:
         """The handed-off customers a colleague passed to ``agent`` (``pass_on``) and who are theirs still, latest first:

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -2692,18 +2693,23 @@ def test_a_long_purge_lets_a_serving_bots_writes_in_between_its_conversations(tm
 
 def test_the_inbox_reads_who_has_each_customer_and_their_latest_message_for_its_page_alone(tmp_path: Path) -> None:
     """Each agent's console asks for the inbox every 3 s: it read who has each handed-off customer, their latest message
-    and what is unread for every one of them, to list a page. Only each one's wait is read for all (to order them and
-    count those waiting), the rest for the page's rows: a page of one among 40 costs SQLite a quarter of a page of all,
-    where it cost as much, and lists the same customers in the same order."""
+    and what is unread for every one of them, to list a page, then each one's wait and holder again to count those
+    waiting on the agent or nobody. Each one's wait and holder are read once, for the order and both counts, the rest
+    for the page's rows: a page of one among 40 costs SQLite a third of a page of all, where it cost as much, the
+    count of one's own customers waiting less than a pass of its own, and they list and count what they did."""
     store = Store(tmp_path / "dialogues.db")
     for n in range(40):
         for j in range(3):
             user_turn(store, f"c{n:02d}", f"question {n} {j}")
         store.set_status(f"c{n:02d}", "handed_off", "requested")
     store.add_agent_answer("c07", "on its way", agent="Ana")
+    for n, agent in ((8, "Bob"), (9, "Gone")):  # a colleague's customer, and one of an agent server.agents no longer names
+        store.add_agent_answer(f"c{n:02d}", "let me look", agent=agent)
+        user_turn(store, f"c{n:02d}", "thanks, and?")
+    team = ["Ana", "Bob"]
 
-    def steps(limit: int) -> tuple[int, list[dict[str, Any]], int, int]:
-        """The SQLite virtual machine's steps (in hundreds) the inbox took, and what it gave."""
+    def steps(read: Callable[[], Any]) -> tuple[int, Any]:
+        """The SQLite virtual machine's steps (in hundreds) ``read`` took, and what it gave."""
         counted = [0]
 
         def count() -> int:
@@ -2712,17 +2718,22 @@ def test_the_inbox_reads_who_has_each_customer_and_their_latest_message_for_its_
 
         store.db.conn.set_progress_handler(count, 100)
         try:
-            given = store.inbox("handed_off", limit, "Ana")
+            given = read()
         finally:
             store.db.conn.set_progress_handler(None, 100)
-        return counted[0], *given
+        return counted[0], given
 
-    one, [first], total, waiting = steps(1)
-    all_of_them, listed, _, _ = steps(40)
-    assert (total, waiting) == (40, 39)
+    one, ([first], total, waiting, yours) = steps(lambda: store.inbox_and_yours("handed_off", 1, "Ana", team=team))
+    all_of_them, (listed, *_) = steps(lambda: store.inbox_and_yours("handed_off", 40, "Ana", team=team))
+    alone, (waiting_yours, _) = steps(lambda: store.waiting("Ana", team))
+    assert (total, waiting, yours) == (40, 39, 38) and waiting_yours == 38
     assert first == listed[0] and listed[-1]["conversation_id"] == "c07"  # its latest word the agent's: last
     assert [c["conversation_id"] for c in listed[:3]] == ["c00", "c01", "c02"]
-    assert one * 3 < all_of_them
+    assert listed[-2]["conversation_id"] == "c09" and listed[-2]["agent"] == "Gone" and listed[-3]["agent"] == "Bob"
+    assert one * 2 < all_of_them
+    without_yours, _ = steps(lambda: store.inbox("handed_off", 1, "Ana", team=team))
+    assert one - without_yours < alone / 2
+    assert store.inbox("handed_off", 40, "Ana", team=team) == (listed, 40, 39)
     store.close()
 
 
