@@ -104,6 +104,41 @@ async def test_a_long_transcript_is_encoded_while_the_server_goes_on_answering(
     assert json.loads(base.dumps_in_parts({"turns": []}, "turns")) == {"turns": []}
 
 
+async def test_a_long_transcript_is_read_while_customers_messages_are_answered(
+        bot_dir: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console reads as many turns as an agent scrolled up to, up to 10,000, at each refresh: 450 ms on the thread
+    whose reads each customer's message waits for (the reply kept for a message sent again). More turns than the
+    console's first page are read on the admin's reads' thread: a message is answered while such a read is held."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    store = Store(bot_dir / "dialogues.db")
+    store.log_exchanges([Exchange("long", "web", None, f"message {i}", None, f"reply {i}", "greet", 0.9, [("greet", 0.9)],
+                                  "template", "v0001", 0.7, {}, 0) for i in range(150)])
+    store.close()
+    reading, answered = threading.Event(), threading.Event()
+    held: list[bool] = []
+    transcript = Store.transcript
+
+    def held_transcript(self: Store, conversation_id: str, limit: int = 200) -> Any:
+        """The long read waits, the first time, for the customer's message to be answered (10 s at most)."""
+        if limit > 200 and not held:
+            reading.set()
+            held.append(answered.wait(10))
+        return transcript(self, conversation_id, limit)
+
+    monkeypatch.setattr(Store, "transcript", held_transcript)
+    long_read = asyncio.ensure_future(client.get("/admin/conversations/long?limit=300", headers=AUTH))
+    assert await asyncio.to_thread(reading.wait, 10), "the transcript was never read"
+    sent = await asyncio.wait_for(client.post("/api/chat", json={"conversation_id": "another", "text": "hello",
+                                                                 "message_id": "m-1"}), 20)
+    assert sent.status == 200
+    answered.set()
+    response = await asyncio.wait_for(long_read, 20)
+    assert held == [True], "the customer's message waited for the transcript's read"
+    assert response.status == 200 and len((await response.json())["turns"]) == 300
+    first_page = await client.get("/admin/conversations/long", headers=AUTH)
+    assert len((await first_page.json())["turns"]) == 200
+
+
 async def test_handoff_agent_reply_handback_and_learning_from_the_answer(bot_dir: Path, aiohttp_client: Any) -> None:
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
     socket = await client.ws_connect("/api/ws")
