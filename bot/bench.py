@@ -58,9 +58,9 @@ NO_LIMITS = {"per_ip_per_minute": 0, "per_conversation_per_minute": 0, "websocke
              "conversations_per_ip": 0, "messages_per_ip_per_minute": 0, "connections_per_ip": 0}
 
 
-def scratch_folder(root: Path, scratch: Path, inference: dict[str, Any]) -> Path:
+def scratch_folder(root: Path, scratch: Path, inference: dict[str, Any], max_web_turns: int | None = None) -> Path:
     """``scratch`` serving ``root``'s bot: its files linked, bot.yml rewritten without rate limits and
-    with ``inference`` settings on top, and no conversation log: its store is the scratch folder's own, wherever
+    with ``inference`` settings on top (and ``server.max_web_turns``, where given), and no conversation log: its store is the scratch folder's own, wherever
     ``store_dir`` keeps the bot's (:func:`running_server` leaves DESKBOT_STORE_DIR out too). A file of the bot's named
     as the server's log here is not linked: the log written through the link replaced the shop's own file."""
     for entry in root.iterdir():
@@ -73,6 +73,8 @@ def scratch_folder(root: Path, scratch: Path, inference: dict[str, Any]) -> Path
     server.pop("metrics_token", None)  # the benchmark reads its own server's figures, on loopback
     server["limits"] = dict(NO_LIMITS)
     server["inference"] = {**(server.get("inference") or {}), **inference}
+    if max_web_turns is not None:
+        server["max_web_turns"] = max_web_turns
     config["learning"] = {**(config.get("learning") or {}), "watch_seconds": 0}  # the served version stays put
     (scratch / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     return scratch
@@ -376,13 +378,14 @@ def encoder_throughput(model: IntentClassifier, texts: list[str], seconds: float
 
 def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: float = 3.0, transport: str = "mixed",
                     inference: dict[str, Any] | None = None, device: str | None = None, seed: int = 0,
-                    think_ms: float = 0.0, message_ids: bool = False, rates: list[int] | None = None) -> dict[str, Any]:
+                    think_ms: float = 0.0, message_ids: bool = False, rates: list[int] | None = None,
+                    max_web_turns: int | None = None) -> dict[str, Any]:
     """Start the server, time the raw encoder, drive each client count in turn; one JSON-able dict.
 
     With ``think_ms`` 0 every client sends its next message as soon as it has the reply (a closed loop at
     full capacity); a think time makes each client a person who reads before typing again. ``message_ids``: each
     message is sent with one, as the widget sends them. ``rates``: open loops at each of these messages/s
-    (:func:`offer`) instead of the client counts.
+    (:func:`offer`) instead of the client counts. ``max_web_turns``: ``server.max_web_turns`` instead of bot.yml's.
     """
     project = load_project(root)
     texts = [e.text for e in project.examples]
@@ -390,7 +393,7 @@ def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: flo
     overrides = {k: v for k, v in (inference or {}).items() if v is not None}
     settings = InferenceConfig.model_validate({**project.config.server.inference.model_dump(), **overrides})
     with tempfile.TemporaryDirectory(prefix="deskbot-bench-") as tmp:
-        folder = scratch_folder(root, Path(tmp), overrides)
+        folder = scratch_folder(root, Path(tmp), overrides, max_web_turns)
         with running_server(folder, device) as (url, version):
             # Timed between client counts, and each count is compared with the runs either side of it:
             # the machine's speed drifts (shared hosts do), and a ratio to a distant yardstick would hide it.
@@ -413,6 +416,7 @@ def serve_benchmark(root: Path, clients: list[int], duration: float, warmup: flo
         "bot": project.config.name,
         "model_version": version,
         "inference": settings.model_dump(),
+        "max_web_turns": project.config.server.max_web_turns if max_web_turns is None else max_web_turns,
         "device": device or "auto",
         "transport": "http" if rates else transport,
         "think_ms": think_ms,

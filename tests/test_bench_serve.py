@@ -85,10 +85,11 @@ def test_the_benchmarks_scratch_bot_leaves_the_shops_files_alone_and_reads_empty
     (root / SERVER_LOG).write_text("the shop's own log\n")
     (root / "nlu.yml").write_text("nlu: []\n")
     (root / "bot.yml").write_text("learning:\nserver:\n  inference:\n  metrics_token: scrape-token\nstore_dir: /data\n")
-    scratch_folder(root, scratch, {"quantize": "int8"})
+    scratch_folder(root, scratch, {"quantize": "int8"}, max_web_turns=64)
     assert not (scratch / SERVER_LOG).exists() and (scratch / "nlu.yml").is_symlink()
     config = yaml.safe_load((scratch / "bot.yml").read_text())
     assert config["server"]["inference"] == {"quantize": "int8"} and config["learning"] == {"watch_seconds": 0}
+    assert config["server"]["max_web_turns"] == 64  # bot bench serve --max-web-turns
     assert config["server"]["limits"]["per_ip_per_minute"] == config["server"]["limits"]["websockets"] == 0
     assert "metrics_token" not in config["server"]  # the benchmark reads its server's /metrics without it
     assert "store_dir" not in config  # the benchmark's conversations go to the scratch folder, not the shop's store

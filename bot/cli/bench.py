@@ -142,12 +142,14 @@ def _positive_ints(value: str) -> list[int]:
                    "rate, e.g. 100,400,800), instead of the clients: past the server's capacity, the wait and the "
                    "messages answered 503 (busy) show.")
 @click.option("--max-queue", type=click.IntRange(min=1), default=None, help="Override server.inference.max_queue.")
+@click.option("--max-web-turns", type=click.IntRange(min=1), default=None, help="Override server.max_web_turns.")
 @device_option
 @json_option
 def bench_serve(directory: Path, clients: list[int], duration: float, warmup: float, transport: str,
                 quantize: str | None, trace: bool | None, threads: int | None, max_batch: int | None,
                 pass_tokens: int | None, workers: int | None, think_ms: float, message_ids: bool,
-                rates: list[int] | None, max_queue: int | None, device: str | None, as_json: bool) -> None:
+                rates: list[int] | None, max_queue: int | None, max_web_turns: int | None, device: str | None,
+                as_json: bool) -> None:
     """Throughput and latency of `bot serve`, against the raw encoder.
 
     Example:
@@ -168,7 +170,7 @@ def bench_serve(directory: Path, clients: list[int], duration: float, warmup: fl
     inference = {"quantize": quantize, "trace": trace, "threads": threads, "max_batch": max_batch,
                  "pass_tokens": pass_tokens, "workers": workers, "max_queue": max_queue}
     figures = serve_benchmark(directory, clients, duration, warmup, transport, inference, device, think_ms=think_ms,
-                              message_ids=message_ids, rates=rates)
+                              message_ids=message_ids, rates=rates, max_web_turns=max_web_turns)
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))
 
 
