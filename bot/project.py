@@ -579,8 +579,8 @@ class ServerConfig(Settings):
                                                         "(unset: /metrics answers anyone)")
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     max_web_turns: int | None = Field(1024, ge=1, description=(
-        "web chat messages being answered at once at most, from their arrival to their reply (those waiting for the "
-        "model among them): past it the next is answered 503 with Retry-After at once, before its body is read, "
+        "web chat messages being answered at once at most, from their body's arrival to their reply (those waiting for "
+        "the model among them): past it the next is answered 503 with Retry-After at once, before its body is read, "
         "rather than piling up in the server's own queue where inference.max_queue does not reach when they come "
         "faster than the server's CPU takes them in (null: no bound)"))
     limits: LimitsConfig = Field(default_factory=LimitsConfig)

@@ -2214,3 +2214,39 @@ async def test_a_web_message_past_max_web_turns_is_answered_503_before_its_body_
     assert channel.turns_in_flight == 0
     assert (await client.post("/api/chat", json={"conversation_id": new_id(), "text": "hi"})).status == 200
     assert 'deskbot_messages_total{channel="web",source="none",status="busy"} 2.0' in await (await client.get("/metrics")).text()
+
+
+async def test_a_web_message_whose_body_is_still_coming_holds_no_place_among_max_web_turns(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A message counted among server.max_web_turns from its arrival held its place while its body came, for up to 15 s:
+    a few addresses sending bodies slowly, or never to the end, turned every customer away. It is counted once its body
+    has come: with a bound of one, a customer is answered while another's body is still on its way."""
+    import yaml
+
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot")
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    config["server"]["max_web_turns"] = 1
+    (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    channel = client.app[BOT].channels["web"]
+    reading, rest = asyncio.Event(), asyncio.Event()
+    read_json = web_channel.read_json
+
+    async def read_when_told(request: Any, model: Any) -> Any:
+        reading.set()
+        return await read_json(request, model)
+
+    monkeypatch.setattr(web_channel, "read_json", read_when_told)
+
+    async def slowly() -> AsyncIterator[bytes]:
+        yield json.dumps({"conversation_id": new_id()})[:-1].encode()
+        await rest.wait()
+        yield b', "text": "hello"}'
+
+    slow = asyncio.ensure_future(client.post("/api/chat", data=slowly(), headers={"Content-Type": "application/json"}))
+    await asyncio.wait_for(reading.wait(), 10)
+    assert channel.turns_in_flight == 0
+    answered = await asyncio.wait_for(client.post("/api/chat", json={"conversation_id": new_id(), "text": "hi"}), 20)
+    assert answered.status == 200, await answered.text()
+    rest.set()
+    assert (await asyncio.wait_for(slow, 20)).status == 200

@@ -667,13 +667,17 @@ class WebChannel(Channel):
         reply = await self.chat(body, client_address(request), verified_user, origin=ws)
         await ws.send_json({"type": "reply", **self._shown(reply, request)})
 
-    @contextlib.contextmanager
-    def _turn_slot(self) -> Iterator[None]:
-        """Count a web chat message as being answered while the block runs; :class:`TurnsFull` at once, nothing of it
-        read nor kept, where ``server.max_web_turns`` are already (counted busy in /metrics)."""
+    def _refuse_when_full(self) -> None:
+        """:class:`TurnsFull`, counted busy in /metrics, where ``server.max_web_turns`` messages are being answered."""
         if self.max_turns is not None and self.turns_in_flight >= self.max_turns:
             self.bot.metrics.reply(self.name, "none", "busy", 0.0)
             raise TurnsFull(self.max_turns)
+
+    @contextlib.contextmanager
+    def _turn_slot(self) -> Iterator[None]:
+        """Count a web chat message as being answered while the block runs; :class:`TurnsFull` at once, nothing of it
+        kept, where ``server.max_web_turns`` are already (:meth:`_refuse_when_full`)."""
+        self._refuse_when_full()
         self.turns_in_flight += 1
         try:
             yield
@@ -683,8 +687,11 @@ class WebChannel(Channel):
     async def http_chat(self, request: web.Request) -> web.Response:
         """``POST /api/chat``: the reply to a customer's message, as the client may see it (:meth:`_shown`)."""
         try:
+            self._refuse_when_full()  # before the body is read: a rush is refused for little of the server's CPU
+            # counted once the body has come: a client sending it slowly (up to BODY_SECONDS) held a place meanwhile,
+            # and a few addresses sending bodies that never end turned every customer away
+            body = await read_json(request, ChatRequest)
             with self._turn_slot():
-                body = await read_json(request, ChatRequest)
                 count_message(request, body.conversation_id)
                 verified_user = await self._proven_over_http(body, body.conversation_id)
                 try:
