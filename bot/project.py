@@ -1882,6 +1882,10 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
         if payloads is not None and chosen.startswith("/") and chosen not in payloads:
             faults.append(_lined(path, node, (*loc, "buttons", k, "payload"),
                                  unknown_intent(chosen[1:], (p[1:] for p in payloads))))
+        elif payloads is not None and f"/{chosen.strip()}" in payloads:  # its slash left out
+            faults.append(_lined(path, node, (*loc, "buttons", k, "payload"),
+                                 f"{chosen!r} would be sent as a customer's text, for the classifier to read, not as "
+                                 f"the intent: write '/{chosen.strip()}'"))
         elif entities is not None and (why := _not_a_value(values, entities)):
             faults.append(_lined(path, node, (*loc, "buttons", k, "payload"), why))
     if faults:

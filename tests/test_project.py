@@ -460,6 +460,21 @@ def test_a_misspelt_or_double_braced_variable_is_told_with_the_one_it_meant(bot_
         assert load_project(bot_dir).responses
 
 
+def test_a_buttons_payload_naming_an_intent_without_its_slash_is_refused(bot_dir: Path) -> None:
+    """`payload: track_refund` loaded, and a click sent the text "track_refund" to the classifier, which may answer
+    another intent or the fallback, where `/track_refund` selects the intent outright. A payload of words loads."""
+    responses = bot_dir / "responses.yml"
+    written = responses.read_text()
+    for typed, intent in (("track_refund", "track_refund"), ("handoff", "handoff")):
+        responses.write_text(written.replace("payload: /track_refund", f"payload: {typed}", 1))
+        line = next(n for n, text in enumerate(responses.read_text().splitlines(), 1) if f"payload: {typed}" in text)
+        assert error_for(bot_dir) == (f"{responses}:{line}: responses.check_refund_policy.0.buttons.1.payload: "
+                                      f"{typed!r} would be sent as a customer's text, for the classifier to read, not "
+                                      f"as the intent: write '/{intent}'")
+    responses.write_text(written.replace("payload: /track_refund", "payload: where is my refund", 1))
+    assert load_project(bot_dir).responses
+
+
 def test_examples_as_yaml_writers_write_them_are_one_a_line(bot_dir: Path) -> None:
     """PyYAML writes examples on quoted lines, a blank line or an escaped break between, and folds a long one:
     YAML keeps those breaks, or reads a folded one as the space it was, so such a file's examples are theirs."""
