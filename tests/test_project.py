@@ -475,6 +475,27 @@ def test_a_buttons_payload_naming_an_intent_without_its_slash_is_refused(bot_dir
     assert load_project(bot_dir).responses
 
 
+@pytest.mark.parametrize(("typed", "meant"), [("zh-CN", "zh"), ("zh_TW", "zh"), ("ZH", "zh"), ("cn", "zh"),
+                                               ("Chinese", "zh"), ("繁體中文", "zh"), ("en-US", "en"), ("English", "en")])
+def test_a_language_written_as_a_locale_or_a_name_is_told_as_deskbot_writes_it(bot_dir: Path, typed: str,
+                                                                              meant: str) -> None:
+    """`language: zh-CN` (or zh_TW for a Taiwanese variant, or 中文) was refused with "Input should be 'en' or 'zh'"
+    alone, which left an editor of Traditional variants asking where Taiwan's go: it says which to write, and that
+    'zh' answers either script. So does bot.yml's language."""
+    responses, config = bot_dir / "responses.yml", bot_dir / "bot.yml"
+    responses.write_text(responses.read_text().replace("      language: zh", f"      language: {typed}", 1))
+    scripts = ", which answers customers of either script in theirs, Traditional or Simplified" if meant == "zh" else ""
+    assert error_for(bot_dir).endswith(f".language: Input should be 'en' or 'zh': write {meant!r}{scripts}")
+    config.write_text(config.read_text().replace("language: multi", f"language: {typed}", 1))
+    assert error_for(bot_dir).startswith(f"{config}:3: language: Input should be 'en', 'zh' or 'multi': write {meant!r}")
+
+
+def test_a_language_deskbot_has_no_name_for_is_refused_as_before(bot_dir: Path) -> None:
+    responses = bot_dir / "responses.yml"
+    responses.write_text(responses.read_text().replace("      language: zh", "      language: fr", 1))
+    assert error_for(bot_dir).endswith(".language: Input should be 'en' or 'zh'")
+
+
 def test_examples_as_yaml_writers_write_them_are_one_a_line(bot_dir: Path) -> None:
     """PyYAML writes examples on quoted lines, a blank line or an escaped break between, and folds a long one:
     YAML keeps those breaks, or reads a folded one as the space it was, so such a file's examples are theirs."""
