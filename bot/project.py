@@ -2083,23 +2083,26 @@ def too_long(text: str, limit: int, what: str = "text") -> str | None:
            f"({limit:,}: server.max_message_chars)"
 
 
-def _jsonl_history(path: Path) -> Iterator[tuple[int, HistoryItem]]:
-    """history.jsonl's answers with their lines: one JSON object per line."""
+def _jsonl_history(path: Path, faults: list[str]) -> Iterator[tuple[int, HistoryItem]]:
+    """history.jsonl's answers with their lines: one JSON object per line; what is wrong with each other line is
+    added to ``faults``."""
     for n, line in enumerate(_read_text(path).split("\n"), start=1):  # not splitlines: U+2028 may sit in a string
         if not line.strip():
             continue
         try:
             item = history_item(json.loads(line.removeprefix("\ufeff")))  # a file of several joined, each with its mark
         except (ValueError, RecursionError, KeyError, TypeError) as exc:  # RecursionError: nested too deep to parse
-            raise ProjectError(f"{path}:{n}: expected {{\"question\", \"answer\", \"intent\"?}}: {exc}"
-                               f"{jsonl_hint(line, n, HISTORY_LINE, as_csv=', or save the CSV as history.csv')}") from None
+            faults.append(f"{path}:{n}: expected {{\"question\", \"answer\", \"intent\"?}}: {exc}"
+                          f"{jsonl_hint(line, n, HISTORY_LINE, as_csv=', or save the CSV as history.csv')}")
+            continue
         yield n, item
 
 
-def _csv_history(path: Path) -> Iterator[tuple[int, HistoryItem]]:
+def _csv_history(path: Path, faults: list[str]) -> Iterator[tuple[int, HistoryItem]]:
     """history.csv's answers with their lines: a helpdesk's export, read as ``bot init --from-csv`` reads one
     (:func:`csv_rows`), with ``question`` (or ``text``) and ``answer`` columns and, optionally, ``intent``; other
-    columns (the agent, the date) are not read, and an empty intent is none."""
+    columns (the agent, the date) are not read, and an empty intent is none. What is wrong with a row is added to
+    ``faults``; a file that is no such export raises."""
     def fail(message: str) -> NoReturn:
         raise ProjectError(message)
 
@@ -2110,7 +2113,8 @@ def _csv_history(path: Path) -> Iterator[tuple[int, HistoryItem]]:
         try:
             item = history_item(line)
         except (ValueError, TypeError) as exc:
-            fail(f"{path}:{n}: {exc}")
+            faults.append(f"{path}:{n}: {exc}")
+            continue
         item.exported = True
         yield n, item
 
@@ -2125,20 +2129,23 @@ def load_history(root: Path, intents: set[str], max_chars: int) -> tuple[list[Hi
     left out, not refused, so that lowering the limit leaves the bot loading; ``bot train`` and ``bot serve``
     name them."""
     items, too_long_lines = [], []
+    mistakes = Mistakes()  # each line at fault, of both files
     for name, read in HISTORY_FILES.items():
         path = root / name
         if not path.exists():
             continue
         unknown: dict[str, list[int]] = {}  # intent -> the lines naming it
-        for n, item in read(path):
-            if item.intent is not None and item.intent not in intents:
-                unknown.setdefault(item.intent, []).append(n)
-            elif len(item.question) > max_chars:
-                too_long_lines.append(f"{name}:{n}")
-            else:
-                items.append(item)
+        with mistakes.noted():
+            for n, item in read(path, mistakes):
+                if item.intent is not None and item.intent not in intents:
+                    unknown.setdefault(item.intent, []).append(n)
+                elif len(item.question) > max_chars:
+                    too_long_lines.append(f"{name}:{n}")
+                else:
+                    items.append(item)
         if unknown:
-            raise ProjectError(unknown_history_intents(path, unknown, intents))
+            mistakes.append(unknown_history_intents(path, unknown, intents))
+    mistakes.raise_any()
     return items, too_long_lines
 
 

@@ -714,6 +714,21 @@ def test_intents_of_very_unequal_sizes_name_the_setting_that_weighs_them(bot_dir
     assert "unequal sizes" not in capsys.readouterr().err
 
 
+def test_every_history_line_at_fault_is_told_in_one_run(bot_dir: Path) -> None:
+    """history.jsonl's first line at fault was told, the others and history.csv's a run each. Each is told, with
+    the lines naming an intent nlu.yml lacks."""
+    jsonl, csv_file = bot_dir / "history.jsonl", bot_dir / "history.csv"
+    jsonl.write_text(jsonl.read_text() + '{"question": "q", "anwser": "a"}\n{"question": "do you ship?", "answer": '
+                     '"Yes.", "intent": "shiping"}\n{"question": " ", "answer": "We ship to 40 countries."}\n')
+    csv_file.write_text("question,answer\ndo you ship abroad?,\nwhere is my parcel,It ships in 2 days.\n")
+    n = len(jsonl.read_text().splitlines())
+    said = error_for(bot_dir).splitlines()
+    assert [line.split(": ")[0] for line in said] == [f"{jsonl}:{n - 2}", f"{jsonl}:{n}", f"{jsonl}:{n - 1}",
+                                                      f"{csv_file}:2"], said
+    assert "unknown key 'anwser'" in said[0] and "the question is empty" in said[1]
+    assert "unknown intent 'shiping'" in said[2] and "the answer is empty" in said[3]
+
+
 def test_a_helpdesks_csv_export_beside_history_jsonl_is_history_too(bot_dir: Path) -> None:
     """A helpdesk exports its answered tickets as CSV, which only bot init --from-csv read, once, when the bot
     was made: history.csv is read as it reads one, beside history.jsonl, its intent optional and other columns
