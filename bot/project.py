@@ -937,7 +937,7 @@ class Project:
 def config_error(root: Path, loc: tuple[Any, ...], message: str) -> ProjectError:
     """A problem with the value at ``loc`` of ``root``'s bot.yml found after reading it (an action map against
     actions/, slots listed with no action to set them), named with its line as a loading error is."""
-    _, node = _load_yaml(root / "bot.yml")
+    _, node = _load_yaml(root / "bot.yml", Mistakes())  # a key set twice is told with the file's mistakes
     return _fail(root / "bot.yml", node, loc, message)
 
 
@@ -1025,8 +1025,9 @@ def _parse_yaml(text: str) -> tuple[Any, yaml.Node | None]:
     return _parse(text, yaml.SafeLoader)
 
 
-def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
-    """Parse a YAML file, keeping the node tree so that errors can point at a line."""
+def _load_yaml(path: Path, mistakes: Mistakes | None = None) -> tuple[Any, yaml.Node | None]:
+    """Parse a YAML file, keeping the node tree so that errors can point at a line. A key set twice is added to
+    ``mistakes``, the file read on as YAML reads it (the later one kept), or without them raised."""
     text = _read_text(path)
     try:
         data, node = _parse_yaml(text)
@@ -1047,7 +1048,10 @@ def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         fix = (_yaml_fix(problem, before) or _full_width_fix(lines, near) or _quote_fix(lines, quoted)
                or _indent_fix(problem, context, opened, mark, lines))
         raise ProjectError(f"{where}: malformed YAML: {problem}{since}{fix}") from None
-    _refuse_repeated_keys(path, node)
+    if repeated := list(_repeated_keys(path, node)):
+        if mistakes is None:
+            raise ProjectErrors(repeated)
+        mistakes.extend(repeated)
     return data, node
 
 
@@ -1144,10 +1148,10 @@ def _yaml_fix(problem: str, before: str) -> str:
     return ""
 
 
-def _refuse_repeated_keys(path: Path, node: yaml.Node | None, visited: set[int] | None = None) -> None:
+def _repeated_keys(path: Path, node: yaml.Node | None, visited: set[int] | None = None) -> Iterator[str]:
     """YAML keeps the last of two equal keys without a word, so a second ``server:`` section appended
-    to bot.yml would silently drop the first one's settings; say where both are instead. Each node is
-    looked at once: an alias shares its anchor's node, and walking every alias of aliases again would
+    to bot.yml would silently drop the first one's settings; say where both are instead, for each key set twice.
+    Each node is looked at once: an alias shares its anchor's node, and walking every alias of aliases again would
     take a few lines of anchors minutes."""
     visited = set() if visited is None else visited
     if id(node) in visited:
@@ -1159,13 +1163,12 @@ def _refuse_repeated_keys(path: Path, node: yaml.Node | None, visited: set[int] 
             if isinstance(key, yaml.ScalarNode):
                 line = key.start_mark.line + 1
                 if key.value in seen:
-                    raise ProjectError(f"{path}:{line}: {key.value!r} is already set on line {seen[key.value]}; "
-                                       "merge the two")
-                seen[key.value] = line
-            _refuse_repeated_keys(path, value, visited)
+                    yield f"{path}:{line}: {key.value!r} is already set on line {seen[key.value]}; merge the two"
+                seen.setdefault(key.value, line)
+            yield from _repeated_keys(path, value, visited)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            _refuse_repeated_keys(path, item, visited)
+            yield from _repeated_keys(path, item, visited)
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -1296,7 +1299,7 @@ def read_config(path: Path, mistakes: Mistakes) -> tuple[BotConfig | None, bool]
     (their defaults in their place), for the other files to be checked against it all the same; and whether its
     ``language`` is as written, which responses.yml is checked against. None where it does not parse."""
     with mistakes.noted():
-        data, node = _load_yaml(path)
+        data, node = _load_yaml(path, mistakes)
         try:
             return BotConfig.model_validate(data or {}), True
         except ValidationError as exc:
@@ -1614,7 +1617,7 @@ def read_nlu(path: Path, slots: tuple[str, ...], mistakes: Mistakes) -> tuple[Nl
     left out), and the names of its intents, those of the entries left out among them, which bot.yml and
     responses.yml are checked against all the same. ``slots`` are the bot's own, which no regex or lookup may name."""
     with mistakes.noted():
-        data, node = _load_yaml(path)
+        data, node = _load_yaml(path, mistakes)
         if not isinstance(data, dict) or not isinstance(data.get("nlu"), list):
             raise _fail(path, node, (), "expected a top-level 'nlu:' list")
         for extra in sorted(str(key) for key in set(data) - {"version", "nlu"}):  # a typo, or Rasa's stories and rules
@@ -1800,7 +1803,7 @@ def read_responses(path: Path, intents: set[str] | None, languages: tuple[Langua
     templates: dict[str, list[ResponseVariant]] = {}
     named: dict[str, list[ResponseVariant]] = {}  # an action's own responses, named after no intent
     with mistakes.noted():
-        data, node = _load_yaml(path)
+        data, node = _load_yaml(path, mistakes)
         if not isinstance(data, dict) or not isinstance(data.get("responses"), dict):
             raise _fail(path, node, (), "expected a top-level 'responses:' mapping of intent -> variants")
         payloads = None if intents is None else button_payloads(intents)

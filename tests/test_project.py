@@ -581,6 +581,20 @@ def test_a_key_set_twice_names_both_lines(bot_dir: Path) -> None:
     assert "'greet' is already set on line" in error_for(bot_dir)
 
 
+def test_keys_set_twice_are_told_with_the_files_other_mistakes(bot_dir: Path) -> None:
+    """A key set twice stopped its file at the first: a block pasted twice, and the typos below it, were told a run
+    each. Each key set twice is told, and the file is read on as YAML reads it, its other mistakes told too."""
+    config, responses = bot_dir / "bot.yml", bot_dir / "responses.yml"
+    config.write_text(config.read_text() + "server:\n  port: 9000\nhandoff:\n  intent: contact_human_agent\n")
+    responses.write_text(responses.read_text() + "  greet:\n    - text: Hello again\n  gret:\n    - text: Hi\n")
+    said = error_for(bot_dir).splitlines()
+    assert len(said) == 4, said
+    assert said[0].startswith(f"{config}:") and "'server' is already set on line" in said[0]
+    assert said[1].startswith(f"{config}:") and "'handoff' is already set on line" in said[1]
+    assert said[2].startswith(f"{responses}:") and "'greet' is already set on line" in said[2]
+    assert said[3].startswith(f"{responses}:") and "unknown intent 'gret'" in said[3]
+
+
 def test_intents_nothing_answers_are_named(bot_dir: Path) -> None:
     """A template left out by mistake: the bot was sure of the intent and told the customer it did not understand."""
     assert load_project(bot_dir).unanswered() == []  # the demo answers every intent
