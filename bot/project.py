@@ -1893,7 +1893,7 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
                   for name in sorted(_doubled(parsed)) if fillable is None or name in fillable)
     faults.extend(_lined(path, node, (*loc, "condition", k, "name"),
                          f"{c.name!r} is a slot no entity of nlu.yml fills, nor what the custom actions set (bot.yml's "
-                         "actions.slots): this variant would never be shown")
+                         f"actions.slots): this variant would never be shown{did_you_mean(c.name, fillable)}")
                   for k, c in enumerate(parsed.condition)
                   if fillable is not None and c.name not in fillable and c.value is not None)
     for k, button in enumerate(parsed.buttons):  # a typo would send the click to the classifier as text
