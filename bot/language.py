@@ -49,12 +49,30 @@ def visible(text: str) -> str:
 Visible = Annotated[str, AfterValidator(visible)]
 
 
+# How a language is written otherwise than deskbot's en and zh: a locale (zh-CN, zh_TW, en-US), a country (cn, tw, hk),
+# its name, in English or Chinese
+_LANGUAGE_NAMES = re.compile(r"(?i)\s*(?:(?P<zh>zh(?:[-_]\w+)*|cn|chs|cht|tw|hk|chinese|mandarin|cantonese|中文|汉语|漢語|"
+                             r"简体中文|簡體中文|繁体中文|繁體中文|简体|繁體|繁体|普通话)|(?P<en>en(?:[-_]\w+)*|english|英文|英语|英語))\s*")
+
+
+def language_meant(value: Any) -> str | None:
+    """The language of deskbot's that a ``language:`` it refused (``zh-CN``, ``ZH``, ``chinese``, ``繁體中文``) means,
+    or None."""
+    match = _LANGUAGE_NAMES.fullmatch(value) if isinstance(value, str) else None
+    return None if match is None else "zh" if match["zh"] else "en"
+
+
 def _text(value: Any) -> str | dict[Language, str]:
     """One message for a config error, where pydantic's would list what each branch of the union wanted.
-    A blank text is refused (:func:`visible`)."""
+    A blank text is refused (:func:`visible`), and a language deskbot names otherwise ({cn: 申请退款}) is told with
+    the name to write: "expected a text, or one text per language" did not say which key was wrong."""
     texts = [value]
     if isinstance(value, dict) and value and set(value) <= set(LANGUAGES):
         texts = list(value.values())
+    elif isinstance(value, dict) and (others := [key for key in value if key not in LANGUAGES]):
+        meant = language_meant(others[0])
+        raise ValueError(f"{others[0]!r} is no language of deskbot's ({', '.join(LANGUAGES)})"
+                         + (f": write {meant!r}" if meant else "") + "; one text per language is {en: ..., zh: ...}")
     if odd := [text for text in texts if not isinstance(text, str)]:
         hint = f" (YAML reads {odd[0]!r} as {type(odd[0]).__name__}: put it in quotes)" \
             if isinstance(odd[0], (bool, int, float, date)) else ""  # message: 110, titles: {get_refund: No}

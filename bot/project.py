@@ -29,7 +29,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, IPvAnyNetwork, ValidationError
 from yarl import URL
 
-from bot.language import CJK, LANGUAGES, SCRIPT, SLOT, Language, Script, Text
+from bot.language import CJK, LANGUAGES, SCRIPT, SLOT, Language, Script, Text, language_meant
 from bot.responses import (MAX_BUTTON_TITLE_CHARS, MAX_REPLY_CHARS, PayloadValue, ResponseVariant, Responses,
                            read_payload, variable_names, variables_are_names)
 from dialogues.export import about_one_case
@@ -1266,23 +1266,10 @@ def error_message(err: Any, model: type[BaseModel]) -> str:
     if isinstance(err["input"], str) and (key := _FULL_WIDTH_KEY.match(err["input"])):  # "port：9000" under server:
         return (f"{err['msg']}: YAML reads {err['input'][:40]!r} as a text, its key written with a full-width colon, as "
                 f"a Chinese input method types it: write '{key[1]}: ', a half-width colon and a space")
-    if err["type"] == "literal_error" and err["loc"][-1:] == ("language",) and (meant := _language_meant(err["input"])):
+    if err["type"] == "literal_error" and err["loc"][-1:] == ("language",) and (meant := language_meant(err["input"])):
         return f"{err['msg']}: write {meant!r}" + (", which answers customers of either script in theirs, Traditional or "
                                                     "Simplified" if meant == "zh" else "")
     return str(err["msg"])
-
-
-# How a language is written otherwise than deskbot's en and zh: a locale (zh-CN, zh_TW, en-US), a country (cn, tw, hk),
-# its name, in English or Chinese
-_LANGUAGE_NAMES = re.compile(r"(?i)\s*(?:(?P<zh>zh(?:[-_]\w+)*|cn|chs|cht|tw|hk|chinese|mandarin|cantonese|中文|汉语|漢語|"
-                             r"简体中文|簡體中文|繁体中文|繁體中文|简体|繁體|繁体|普通话)|(?P<en>en(?:[-_]\w+)*|english|英文|英语|英語))\s*")
-
-
-def _language_meant(value: Any) -> str | None:
-    """The language of deskbot's that a ``language:`` it refused (``zh-CN``, ``ZH``, ``chinese``, ``繁體中文``) means,
-    or None."""
-    match = _LANGUAGE_NAMES.fullmatch(value) if isinstance(value, str) else None
-    return None if match is None else "zh" if match["zh"] else "en"
 
 
 def load_config(path: Path) -> BotConfig:

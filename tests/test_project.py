@@ -1201,8 +1201,8 @@ def test_action_map_with_unknown_intent_is_refused(bot_dir: Path) -> None:
 
 def test_a_text_in_an_unknown_language_names_its_line(bot_dir: Path) -> None:
     (bot_dir / "bot.yml").write_text("language: multi\nfallback:\n  message:\n    en: Sorry?\n    fr: Pardon ?\n")
-    assert error_for(bot_dir) == (f"{bot_dir / 'bot.yml'}:3: fallback.message: Value error, expected a text, "
-                                  "or one text per language: {en: ..., zh: ...}")
+    assert error_for(bot_dir) == (f"{bot_dir / 'bot.yml'}:3: fallback.message: Value error, 'fr' is no language of "
+                                  "deskbot's (en, zh); one text per language is {en: ..., zh: ...}")
 
 
 def test_a_key_left_empty_means_its_default(bot_dir: Path) -> None:
@@ -2000,6 +2000,16 @@ def test_a_bot_yml_text_yaml_reads_as_a_number_says_to_quote_it() -> None:
         BotConfig.model_validate({"handoff": {"message": 110}})
     with pytest.raises(ValidationError, match=r"\(YAML reads False as bool: put it in quotes\)"):
         BotConfig.model_validate({"fallback": {"titles": {"get_refund": {"en": False}}}})
+
+
+@pytest.mark.parametrize(("key", "said"), [("cn", "'cn' is no language of deskbot's (en, zh): write 'zh'"),
+                                           ("zh-TW", "'zh-TW' is no language of deskbot's (en, zh): write 'zh'"),
+                                           ("fr", "'fr' is no language of deskbot's (en, zh); one text per language")])
+def test_a_text_per_language_under_another_name_says_which_to_write(key: str, said: str) -> None:
+    """fallback.titles: {get_refund: {cn: 申请退款}} said "expected a text, or one text per language: {en: ..., zh:
+    ...}", which did not say that cn was the key at fault, nor that it is written zh."""
+    with pytest.raises(ValidationError, match=re.escape(said)):
+        BotConfig.model_validate({"fallback": {"titles": {"get_refund": {"en": "Refund", key: "申请退款"}}}})
 
 
 def test_bot_check_reads_the_bots_files_and_actions_without_training(bot_dir: Path) -> None:
