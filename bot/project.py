@@ -1938,6 +1938,8 @@ RASA_WEB_CHANNELS = {"rest", "socketio"}
 def _rasa_channel(channel: Any) -> str:
     """What to write instead of a ``channel:`` that deskbot has no channel of: a Rasa domain's, or a typo of one of
     deskbot's (``slak``, ``Slack``), which "leave it out" would have had its variant deleted for."""
+    if isinstance(channel, list):  # a crash ("unhashable type: 'list'") where it was told
+        return ": a variant is for one channel, or for all without 'channel:': write one variant for each"
     if channel in RASA_WEB_CHANNELS:
         return f": Rasa's {channel} channel is deskbot's web chat here: write 'channel: web'"
     if isinstance(channel, str) and (meant := did_you_mean(channel.strip().lower(), CHANNELS)):

@@ -1280,7 +1280,9 @@ def test_a_template_must_answer_every_language_on_every_channel(bot_dir: Path) -
                           ("telegram", ": deskbot has no telegram channel, so this variant would never be shown: leave "
                                        "it out"),
                           ("slak", "; did you mean 'slack'?"), ("Slack", "; did you mean 'slack'?"),  # a typo: not left out
-                          ("WeCom", "; did you mean 'wecom'?")):
+                          ("WeCom", "; did you mean 'wecom'?"),
+                          (["web", "slack"], ": a variant is for one channel, or for all without 'channel:': write one "
+                                             "variant for each")):  # it failed bot check with a TypeError
         responses["responses"]["change_order"] = [{"text": "Changed."}, {"text": "Changed!", "channel": channel}]
         path.write_text(yaml.safe_dump(responses, allow_unicode=True))
         assert error_for(bot_dir).endswith("responses.change_order.1.channel: Input should be 'web', 'slack' or "
