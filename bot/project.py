@@ -1671,6 +1671,9 @@ def _intent_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, An
                   source: Callable[[], list[str]]) -> tuple[str, list[tuple[int, str]]]:
     """Entry ``i`` of nlu.yml, an intent: its name and its examples (:func:`_entry_lines`), refused with the line to
     fix where the name could never be the classifier's answer or its buttons' payload."""
+    if isinstance(item["intent"], (list, dict)):  # intent: [get_refund], which quotes would not mend
+        raise _fail(path, node, ("nlu", i), f"an intent has one name, not a {type(item['intent']).__name__}: write "
+                                           f"intent: {_one_name(item['intent'], 'NAME')}")
     if not isinstance(item["intent"], str):  # YAML reads `yes` as true, `404` as a number, a blank as null
         raise _fail(path, node, ("nlu", i), f"an intent name is text: write intent: \"{item['intent']}\" in quotes"
                     if item["intent"] is not None else "the intent has no name")
@@ -1694,11 +1697,19 @@ def _intent_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, An
     return name, texts
 
 
+def _one_name(value: list[Any] | dict[Any, Any], otherwise: str) -> str:
+    """The name a list of one (``[get_refund]``) holds, as it would be written alone; else ``otherwise``."""
+    return str(value[0]) if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str) else otherwise
+
+
 def _entity_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any], kind: str,
                   source: Callable[[], list[str]], slots: tuple[str, ...], patterns: dict[str, list[re.Pattern[str]]],
                   synonyms: dict[str, str]) -> None:
     """Entry ``i`` of nlu.yml, of ``kind`` regex, synonym or lookup, added to the entities' ``patterns`` and to the
     ``synonyms`` (:func:`read_nlu`); ``slots``: the bot's own, which no regex or lookup may name."""
+    if isinstance(item[kind], (list, dict)):  # its entity would be named "['order_id']"
+        raise _fail(path, node, ("nlu", i), f"a {kind} has one name, not a {type(item[kind]).__name__}: write "
+                                           f"{kind}: {_one_name(item[kind], 'NAME')}")
     # A misspelt 'examples:' would leave the entry empty: a regex that never finds its entity.
     if extra := sorted(set(item) - {kind, "examples"}, key=str):
         raise _fail(path, node, ("nlu", i, extra[0]), f"unknown key{did_you_mean(str(extra[0]), ('examples',))}")

@@ -834,6 +834,10 @@ def test_a_history_csv_row_that_is_not_a_question_and_its_answer_is_refused(bot_
 @pytest.mark.parametrize(("entry", "problem"), [
     ("- intent:\n  examples: |\n    - hi\n", "the intent has no name"),
     ("- intent: yes\n  examples: |\n    - hi\n", 'an intent name is text: write intent: "True" in quotes'),
+    # a flow list, as Rasa's domain lists intents: quoting it would have named the intent "['track']"
+    ("- intent: [track]\n  examples: |\n    - hi\n", "an intent has one name, not a list: write intent: track"),
+    ("- intent: greet2\n  examples: |\n    - hi\n- regex: [order_id]\n  examples: |\n    - \\d+\n",
+     "a regex has one name, not a list: write regex: order_id"),  # loaded, its entity named "['order_id']"
     ("- intent: track\n  exampels: |\n    - hi\n", "unknown key; did you mean 'examples'?"),
     # 'examples: |' left out: YAML read the examples as the rest of the intent's name
     ("- intent: track\n    - where is it\n    - where is my parcel\n",
