@@ -1600,8 +1600,8 @@ class NluFile(NamedTuple):
 
 def read_nlu(path: Path, slots: tuple[str, ...], mistakes: Mistakes) -> tuple[NluFile | None, set[str]]:
     """Read intents and examples in Rasa's ``nlu.yml`` format, and its entities (:class:`NluFile`; None where it does
-    not parse), with each of its mistakes noted in ``mistakes`` (an entry's first, an entry or an example at fault
-    left out), and the names of its intents, those of the entries left out among them, which bot.yml and
+    not parse), with each of its mistakes noted in ``mistakes`` (an entry or an example at fault left
+    out), and the names of its intents, those of the entries left out among them, which bot.yml and
     responses.yml are checked against all the same. ``slots`` are the bot's own, which no regex or lookup may name."""
     with mistakes.noted():
         data, node = _load_yaml(path, mistakes)
@@ -1617,7 +1617,8 @@ def read_nlu(path: Path, slots: tuple[str, ...], mistakes: Mistakes) -> tuple[Nl
 
 def _nlu_entries(path: Path, node: yaml.Node | None, items: list[Any], slots: tuple[str, ...],
                  mistakes: Mistakes) -> tuple[NluFile, set[str]]:
-    """nlu.yml's entries (``items``), as :func:`read_nlu` reads them."""
+    """nlu.yml's entries (``items``), as :func:`read_nlu` reads them: each entry's mistakes noted, and the entry left
+    out."""
     source = functools.cache(lambda: _YAML_BREAK.split(_read_text(path)))  # the lines, for :func:`_joined`
     examples: list[Example] = []
     patterns: dict[str, list[re.Pattern[str]]] = {}
@@ -1788,8 +1789,8 @@ RASA_DOMAIN = {
 def read_responses(path: Path, intents: set[str] | None, languages: tuple[Language, ...], mistakes: Mistakes,
                    fillable: set[str] | None = None, entities: Mapping[str, list[re.Pattern[str]]] | None = None,
                    unread: Mapping[str, int | None] | None = None, sent_by_actions: bool = False) -> Responses:
-    """responses.yml, with each of its mistakes noted in ``mistakes`` (a variant's first, the response at fault left
-    out; empty where it does not parse). ``languages``: those the bot's customers write in. Each intent's template
+    """responses.yml, with each of its mistakes noted in ``mistakes`` (the response at fault left out; empty where it
+    does not parse). ``languages``: those the bot's customers write in. Each intent's template
     must answer each of them on every channel, or an intent the classifier is sure of gets the fallback, with its own
     button in it. So must a response named ``utter_<name>`` after no intent (a Rasa domain's ``utter_ask_email``),
     which a custom action sends by its name; ``sent_by_actions``: whether any custom action runs, without which such a
@@ -1824,7 +1825,7 @@ def _response(path: Path, node: yaml.Node | None, intent: Any, variants: Any, in
               payloads: frozenset[str] | None, mistakes: Mistakes, fillable: set[str] | None,
               entities: Mapping[str, list[re.Pattern[str]]] | None, unread: Mapping[str, int | None] | None,
               sent_by_actions: bool) -> list[ResponseVariant] | None:
-    """The variants of responses.yml's response ``intent`` (:func:`read_responses`), each one's mistake noted (None
+    """The variants of responses.yml's response ``intent`` (:func:`read_responses`), each one's mistakes noted (None
     then: what the others answer is not what it will, and is not checked); a :class:`ProjectError` where its name
     is at fault."""
     if not isinstance(intent, str):  # yes: and 404: are read as True and 404
