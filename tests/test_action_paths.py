@@ -2778,6 +2778,29 @@ def test_the_demo_reads_an_email_typed_on_a_chinese_keyboard_or_with_spaces_as_i
     assert said[0]["text"] == "Order 789 is **delivered**. Tracking: DHL 3345678901."
 
 
+@pytest.mark.parametrize(("language", "text", "numbers", "said"), [
+    ("en", "where is order 789? my email is Sam@Example.com", ["789"],
+     "Order 789 is **delivered**. Tracking: DHL 3345678901."),
+    ("zh", "订单789到哪了，手机 +1 415 555 0132", ["789"], "订单 789 的状态：**已送达**。物流单号：DHL 3345678901。"),
+    ("en", "order 789, sam@example.org", ["789"], "Order 789 is **delivered**.\nThat doesn't match the order. Please "
+     "check it and send the email address, postcode or phone number on the order again."),
+    ("en", "orders 123 and 789, email sam@example.com", ["123", "789"], "Order 123 is **shipped**.\nOrder 789 is "
+     "**delivered**. Tracking: DHL 3345678901.\nThat doesn't match order 123: for its tracking details, send me the "
+     "email address, postcode or phone number on it.")])
+def test_the_demo_compares_a_proof_given_with_the_order_number_at_once(action_bot: Path, tmp_path: Path, language: str,
+                                                                     text: str, numbers: list[str], said: str) -> None:
+    """"where is order 789? my email is sam@example.com" was answered with the status and "send me the email address
+    or postcode on the order", which the customer had just sent: an email address or phone number beside the order's
+    number is compared at once, and a wrong one counts as one."""
+    orders = demo_orders(action_bot, tmp_path)
+    read = [{"entity": "order_id", "value": number} for number in numbers]
+    messages, events = demo_turn(orders.ActionOrderStatus(), {"order_id": numbers[0], "language": language}, text, read)
+    assert [message["text"] for message in messages] == [said]
+    proven = "Tracking" in said or "物流单号" in said
+    assert (SlotSet("orders_proven", ["789"]) in events) == proven
+    assert any(event["name"] == "order_proof_misses" and event["value"] == 1 for event in events) != proven
+
+
 def test_the_demo_reads_a_long_number_beside_order_as_the_orders_not_a_phone_number(action_bot: Path,
                                                                                   tmp_path: Path) -> None:
     """A number of seven digits or more after "order" is an order's number; written as a phone number is, it is one."""

@@ -231,22 +231,27 @@ class ActionOrderStatus(Action):
         signed_in = tracker.get_slot("verified_user")
         proven = [*(tracker.get_slot("orders_proven") or []),
                   *(number for number, row in rows.items() if row and signed_in and row["customer"] == signed_in)]
-        lines = [say["not_found"].format(order_id=number) if row is None
-                 else status_text(say, number, row, number in proven) for number, row in rows.items()]
         if None in rows.values():  # the number put right goes back here
-            dispatcher.utter_message(text="\n".join(lines))
+            dispatcher.utter_message(text="\n".join(say["not_found"].format(order_id=number) if row is None
+                                                    else status_text(say, number, row, number in proven)
+                                                    for number, row in rows.items()))
             return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
-        # What a stranger must not see (the tracking number, the day) waits for the proof that the order is theirs
+        # What a stranger must not see (the tracking number, the day) waits for the proof that the order is theirs,
+        # which the message may already give beside the order's number ("order 789, sam@example.com")
         unproven = [number for number, row in rows.items() if number not in proven and (row["tracking"] or row["eta"])]
-        wait = locked_for(tracker, [rows[number] for number in unproven])
-        locked = wait > 0
+        given = (EMAIL.search(as_typed_email(said)) or PHONE.search(said)) if unproven else None
+        newly, counted, wait = compared(tracker, given[0], unproven) if given else ([], [], 0)
+        unproven = [number for number in unproven if number not in newly]
+        wait = wait or locked_for(tracker, [rows[number] for number in unproven])
+        lines = [status_text(say, number, row, number in proven or number in newly) for number, row in rows.items()]
         if unproven:
-            asks = "ask_a_person" if locked else "prove"
-            lines.append(worded(say, asks, unproven).format(wait=in_minutes(say, wait)))
-        dispatcher.utter_message(text="\n".join(lines), buttons=person if unproven and locked else [])
-        waits = bool(unproven) and not locked
+            asks = "ask_a_person" if wait else "still_unproven" if newly else "wrong" if given else "prove"
+            lines.append(worded(say, asks, unproven).format(wait=in_minutes(say, wait), orders=listed(say, unproven)))
+        dispatcher.utter_message(text="\n".join(lines), buttons=person if unproven and wait else [])
+        waits = bool(unproven) and not wait
         return [SlotSet("order_status", list(rows.values())[-1][0]), SlotSet("requested_slot", PROOF if waits else None),
-                SlotSet("orders_unproven", unproven if waits else None), SlotSet(PROOF, None)]
+                SlotSet("orders_unproven", unproven if waits else None), SlotSet(PROOF, None), *counted,
+                *([SlotSet("orders_proven", [*(tracker.get_slot("orders_proven") or []), *newly])] if newly else [])]
 
 
 class ValidateActionOrderStatus(Action):
@@ -351,6 +356,28 @@ def another_order(proof: str, unproven: list[str]) -> str | None:
     return number
 
 
+def compared(tracker: Tracker, proof: str, unproven: list[str]) -> tuple[list[str], list[dict[str, Any]], float]:
+    """The orders of ``unproven`` that ``proof`` proves; where it proves none, the slots that count it as a wrong one
+    in the conversation, and the seconds until the chat compares another (0: it does now). Compared only while the
+    conversation's proofs and the order's are not locked (:func:`locked_for`)."""
+    misses = tracker.get_slot("order_proof_misses") or 0
+    rows = {number: row for number, row in looked_up(unproven).items() if row}
+    now = time.time()
+    conversation_open = (tracker.get_slot("order_proof_retry_at") or 0) <= now
+    open_to_proof = {number: row for number, row in rows.items() if conversation_open
+                     and (row["proof_locked_until"] or 0) <= now}
+    proven = [number for number, row in open_to_proof.items() if proves(proof, row)]
+    count_proof(proven or list(open_to_proof), missed=not proven)
+    if proven:
+        return proven, [], 0
+    misses += 1 if open_to_proof else 0
+    retry_at = tracker.get_slot("order_proof_retry_at")
+    if misses >= MAX_PROOF_MISSES:  # the conversation's lock: its count starts afresh once it opens
+        misses, retry_at = 0, now + PROOF_LOCK_SECONDS
+    wait = max((retry_at or 0) - now, 0) or locked_for(tracker, list(looked_up(list(rows)).values()))
+    return [], [SlotSet("order_proof_misses", misses), SlotSet("order_proof_retry_at", retry_at)], wait
+
+
 def checked_proof(dispatcher: CollectingDispatcher, tracker: Tracker, say: dict[str, Any],
                   person: list[dict[str, str]]) -> list[dict[str, Any]]:
     """The answer to a proof given for the orders it was asked for (the slot ``orders_unproven``): their details where
@@ -358,15 +385,9 @@ def checked_proof(dispatcher: CollectingDispatcher, tracker: Tracker, say: dict[
     ``MAX_ORDER_PROOF_MISSES`` of the order's in all), then a person. The proof is never kept in the slots, and the
     order number a postcode's digits filled (200031) is put back."""
     unproven = tracker.get_slot("orders_unproven") or []
-    misses = tracker.get_slot("order_proof_misses") or 0
     rows = {number: row for number, row in looked_up(unproven).items() if row}
-    now = time.time()
-    conversation_open = (tracker.get_slot("order_proof_retry_at") or 0) <= now
-    open_to_proof = {number: row for number, row in rows.items() if conversation_open
-                     and (row["proof_locked_until"] or 0) <= now}
-    proven = [number for number, row in open_to_proof.items() if proves(tracker.get_slot(PROOF), row)]
-    events = [SlotSet(PROOF, None), SlotSet("order_id", unproven[-1] if unproven else None)]
-    count_proof(proven or list(open_to_proof), missed=not proven)
+    proven, counted, wait = compared(tracker, tracker.get_slot(PROOF), unproven)
+    events = [SlotSet(PROOF, None), SlotSet("order_id", unproven[-1] if unproven else None), *counted]
     if proven:
         # the orders it does not prove (placed with another email) are named, and their proof still awaited
         left = [number for number in unproven if number not in proven]
@@ -376,12 +397,6 @@ def checked_proof(dispatcher: CollectingDispatcher, tracker: Tracker, say: dict[
         dispatcher.utter_message(text="\n".join(lines))
         return [*events, SlotSet("orders_proven", [*(tracker.get_slot("orders_proven") or []), *proven]),
                 SlotSet("orders_unproven", left or None), SlotSet("requested_slot", PROOF if left else None)]
-    misses += 1 if open_to_proof else 0
-    retry_at = tracker.get_slot("order_proof_retry_at")
-    if misses >= MAX_PROOF_MISSES:  # the conversation's lock: its count starts afresh once it opens
-        misses, retry_at = 0, now + PROOF_LOCK_SECONDS
-    wait = max((retry_at or 0) - now, 0) or locked_for(tracker, list(looked_up(list(rows)).values()))
-    events += [SlotSet("order_proof_misses", misses), SlotSet("order_proof_retry_at", retry_at)]
     if wait > 0:
         # no more guesses for a while: then the customer tries again, or a person checks who they are now
         dispatcher.utter_message(text=worded(say, "locked", unproven).format(wait=in_minutes(say, wait)), buttons=person)
