@@ -2801,6 +2801,19 @@ def test_the_demo_compares_a_proof_given_with_the_order_number_at_once(action_bo
     assert any(event["name"] == "order_proof_misses" and event["value"] == 1 for event in events) != proven
 
 
+@pytest.mark.parametrize(("answer", "proves"), [("94105-1234", True), ("my zip is 94105-0001, thanks", True),
+                                              ("94106-1234", False)])
+def test_the_demo_takes_a_zip_code_with_its_four_digits_after_it_as_the_zip_code(action_bot: Path, tmp_path: Path,
+                                                                                 answer: str, proves: bool) -> None:
+    """A US customer's ZIP+4 (94105-1234) was read as a phone number of nine digits, and so matched no order: it proves
+    the order whose ZIP code it begins with."""
+    orders = demo_orders(action_bot, tmp_path)
+    waiting = {"order_id": "789", "requested_slot": "order_proof", "orders_unproven": ["789"]}
+    [read] = demo_turn(orders.ValidateActionOrderStatus(), waiting, answer)[1]
+    said, _ = demo_turn(orders.ActionOrderStatus(), {**waiting, "order_proof": read["value"]}, answer)
+    assert ("Tracking: DHL 3345678901" in said[0]["text"]) == proves, said
+
+
 def test_the_demo_reads_a_long_number_beside_order_as_the_orders_not_a_phone_number(action_bot: Path,
                                                                                   tmp_path: Path) -> None:
     """A number of seven digits or more after "order" is an order's number; written as a phone number is, it is one."""

@@ -68,6 +68,8 @@ EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")  # of
 PROOF_PHONE = re.compile(r"(?<![A-Za-z0-9+])\+?\(?\d(?:[\s().-]*\d){6,14}(?![A-Za-z0-9])")
 LAST_FOUR = re.compile(r"(?<![A-Za-z0-9-])\d{4}(?![A-Za-z0-9-])")
 POSTCODE = re.compile(r"(?<![A-Za-z0-9-])(?:[A-Za-z]{1,2}\d[A-Za-z\d]?\s*\d[A-Za-z]{2}|\d{5,6})(?![A-Za-z0-9-])")
+# a US ZIP code with the four digits after it (94105-1234), which proves the order as the ZIP code does: no phone number
+ZIP_PLUS_FOUR = re.compile(r"(?<![A-Za-z0-9-])(\d{5})-\d{4}(?![A-Za-z0-9-])")
 NAMES_AN_ORDER = re.compile(r"(?i)order|parcel|package|订单|訂單|单号|單號|快递|快遞|包裹")
 
 # Chinese digits, as customers read an order number out one by one (七八九, 幺二三), with the ASCII digit of each.
@@ -269,7 +271,8 @@ class ValidateActionOrderStatus(Action):
         names_an_order = NAMES_AN_ORDER.search(said)
         # a long number beside "order" is the order's, unless it is written as a phone number is (PHONE)
         proof = EMAIL.search(as_typed_email(said)) or PHONE.search(said) \
-            or (None if names_an_order else PROOF_PHONE.search(said) or POSTCODE.search(said) or LAST_FOUR.search(said))
+            or (None if names_an_order else ZIP_PLUS_FOUR.search(said) or PROOF_PHONE.search(said)
+                or POSTCODE.search(said) or LAST_FOUR.search(said))
         return [SlotSet(PROOF, proof[0].strip())] if proof else []
 
 
@@ -324,7 +327,9 @@ def proves(proof: str, row: sqlite3.Row) -> bool:
         return re.sub(r"\s", "", unicodedata.normalize("NFKC", text or "")).casefold()
     given = plain(proof)
     phone = digits_of(row["phone"])
+    zip_code = ZIP_PLUS_FOUR.fullmatch(given)
     return bool(given) and (given in (plain(row["email"]), plain(row["postcode"]))
+                            or (zip_code is not None and zip_code[1] == plain(row["postcode"]))
                             or (len(given) == 4 and given.isdigit() and phone.endswith(given))
                             or same_phone(digits_of(proof), phone))
 
