@@ -2814,6 +2814,21 @@ def test_the_demo_takes_a_zip_code_with_its_four_digits_after_it_as_the_zip_code
     assert ("Tracking: DHL 3345678901" in said[0]["text"]) == proves, said
 
 
+@pytest.mark.parametrize(("order", "answer"), [
+    ("789", "the postcode on the order is 94105"), ("456", "订单上的邮编是200031。"), ("456", "订单的手机尾号是8000"),
+    ("789", "zip on my order: 94105"), ("123", "the order's post code is sw1a 1aa")])
+def test_the_demo_reads_a_proof_named_as_the_order_s_as_its_proof(action_bot: Path, tmp_path: Path, order: str,
+                                                                  answer: str) -> None:
+    """Asked for "the email address, postcode or phone number on the order", a customer who answered in its words
+    ("the postcode on the order is 94105", "订单上的邮编是200031") gave no proof: a message naming an order was read as
+    giving an order's number. One that names the proof it gives is read for it."""
+    orders = demo_orders(action_bot, tmp_path)
+    waiting = {"order_id": order, "requested_slot": "order_proof", "orders_unproven": [order]}
+    [read] = demo_turn(orders.ValidateActionOrderStatus(), waiting, answer)[1]
+    said, events = demo_turn(orders.ActionOrderStatus(), {**waiting, "order_proof": read["value"]}, answer)
+    assert SlotSet("orders_proven", [order]) in events, said
+
+
 def test_the_demo_reads_a_long_number_beside_order_as_the_orders_not_a_phone_number(action_bot: Path,
                                                                                   tmp_path: Path) -> None:
     """A number of seven digits or more after "order" is an order's number; written as a phone number is, it is one."""

@@ -71,6 +71,10 @@ POSTCODE = re.compile(r"(?<![A-Za-z0-9-])(?:[A-Za-z]{1,2}\d[A-Za-z\d]?\s*\d[A-Za
 # a US ZIP code with the four digits after it (94105-1234), which proves the order as the ZIP code does: no phone number
 ZIP_PLUS_FOUR = re.compile(r"(?<![A-Za-z0-9-])(\d{5})-\d{4}(?![A-Za-z0-9-])")
 NAMES_AN_ORDER = re.compile(r"(?i)order|parcel|package|订单|訂單|单号|單號|快递|快遞|包裹")
+# ...unless it names the proof it gives, as the question asks for it: "the postcode on the order is 94105", "订单上的邮编是
+# 200031", "订单手机尾号0132"
+NAMES_A_PROOF = re.compile(r"(?i)post\s*code|zip|phone|mobile|last\s*(?:four|4)|邮编|郵編|邮政编码|郵政編碼|手机|手機|电话|電話"
+                           r"|尾号|尾號")
 
 # Chinese digits, as customers read an order number out one by one (七八九, 幺二三), with the ASCII digit of each.
 CHINESE_DIGITS = "〇零一二三四五六七八九幺两兩"
@@ -268,7 +272,7 @@ class ValidateActionOrderStatus(Action):
         if tracker.get_slot("requested_slot") != PROOF:
             return []
         said = unicodedata.normalize("NFKC", tracker.latest_message.get("text") or "")
-        names_an_order = NAMES_AN_ORDER.search(said)
+        names_an_order = NAMES_AN_ORDER.search(said) and not NAMES_A_PROOF.search(said)
         # a long number beside "order" is the order's, unless it is written as a phone number is (PHONE)
         proof = EMAIL.search(as_typed_email(said)) or PHONE.search(said) \
             or (None if names_an_order else ZIP_PLUS_FOUR.search(said) or PROOF_PHONE.search(said)
