@@ -5,14 +5,15 @@ action server (`python -m rasa_sdk --actions actions`).
 
 Anyone can type an order number, their own or a guessed one, so a lookup by number alone says only the order's status.
 The carrier's tracking number and the expected day (which tell a stranger where and when a parcel waits) are shown once
-the customer proves the order is theirs: the action asks for the email address, postcode or phone number on the
-order (the phone number's last four digits do too), which ``validate_action_order_status`` reads from the answer
-(``requested_slot`` is ``order_proof`` meanwhile), and compares it with the order's; a customer signed in to the web
-chat sees their own orders' at once. Three wrong answers in a conversation, or ten of an order's in all, and it compares
-none for a quarter of an hour, so that no one can guess, saying when to try again and offering a person. It never shows the email, postcode or phone number it
-compares, nor the customer's name, address or items. An action of your own that
-shows or changes more (the address, a refund, a cancellation) should ask for such a proof the same way, or leave it to
-the shop's signed-in pages or an agent, as the demo's templates do.
+the customer proves the order is theirs: the action asks for the email address, postcode or phone number on the order
+(the phone number's last four digits do too), which ``validate_action_order_status`` reads from the answer
+(``requested_slot`` is ``order_proof`` meanwhile), and compares it with the order's, as it does an email address or
+phone number given with the order's number; a customer signed in to the web chat sees their own orders' at once. Three
+wrong answers in a conversation, or ten of an order's in all, and it compares none for a quarter of an hour, so that no
+one can guess, saying when to try again and offering a person. It never shows the email, postcode or phone number it
+compares, nor the customer's name, address or items. An action of your own that shows or changes more (the address, a
+refund, a cancellation) should ask for such a proof the same way, or leave it to the shop's signed-in pages or an agent,
+as the demo's templates do.
 """
 
 from __future__ import annotations
