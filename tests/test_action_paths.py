@@ -2829,6 +2829,17 @@ def test_the_demo_reads_a_proof_named_as_the_order_s_as_its_proof(action_bot: Pa
     assert SlotSet("orders_proven", [order]) in events, said
 
 
+@pytest.mark.parametrize("answer", ["I bought it in 2026 and forgot the email", "sorry, it was 2 weeks ago at 1130"])
+def test_the_demo_takes_no_four_digits_that_are_not_a_phone_numbers_for_a_proof(action_bot: Path, tmp_path: Path,
+                                                                                answer: str) -> None:
+    """Any four digits in the answer (a year, a time) were read as a phone number's last four, and counted as a wrong
+    proof: four digits are one alone, or where the message names a phone number."""
+    orders = demo_orders(action_bot, tmp_path)
+    waiting = {"order_id": "789", "requested_slot": "order_proof", "orders_unproven": ["789"]}
+    assert demo_turn(orders.ValidateActionOrderStatus(), waiting, answer)[1] == []
+    assert demo_turn(orders.ValidateActionOrderStatus(), waiting, "0132!")[1] == [SlotSet("order_proof", "0132")]
+
+
 def test_the_demo_reads_a_long_number_beside_order_as_the_orders_not_a_phone_number(action_bot: Path,
                                                                                   tmp_path: Path) -> None:
     """A number of seven digits or more after "order" is an order's number; written as a phone number is, it is one."""

@@ -64,18 +64,20 @@ THANKING = re.compile(rf"(?i){THANKS}")
 # number ("order 12345"), and which asks again about the order ("check my order") rather than saying "ok" or "I don't
 # have it".
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")  # of 邮箱x@example.cn谢谢, x@example.cn
-# A phone number given as the proof, however it is grouped (+86 138-0013-8000, (415) 555 0132, 020 7946 0958), and the
-# last four digits of one alone ("last 4: 0132", "尾号0132"), in a message that names no order
+# A phone number given as the proof, however it is grouped (+86 138-0013-8000, (415) 555 0132, 020 7946 0958), in a
+# message that names no order; and the last four digits of one, alone ("0132.") or where the message says they are
+# ("last 4: 0132", "尾号0132"), not any four ("I ordered it in 2026").
 PROOF_PHONE = re.compile(r"(?<![A-Za-z0-9+])\+?\(?\d(?:[\s().-]*\d){6,14}(?![A-Za-z0-9])")
 LAST_FOUR = re.compile(r"(?<![A-Za-z0-9-])\d{4}(?![A-Za-z0-9-])")
+PHONE_WORDS = r"phone|mobile|cell|last\s*(?:four|4)|手机|手機|电话|電話|尾号|尾號"
+NAMES_A_PHONE = re.compile(rf"(?i){PHONE_WORDS}")
 POSTCODE = re.compile(r"(?<![A-Za-z0-9-])(?:[A-Za-z]{1,2}\d[A-Za-z\d]?\s*\d[A-Za-z]{2}|\d{5,6})(?![A-Za-z0-9-])")
 # a US ZIP code with the four digits after it (94105-1234), which proves the order as the ZIP code does: no phone number
 ZIP_PLUS_FOUR = re.compile(r"(?<![A-Za-z0-9-])(\d{5})-\d{4}(?![A-Za-z0-9-])")
 NAMES_AN_ORDER = re.compile(r"(?i)order|parcel|package|订单|訂單|单号|單號|快递|快遞|包裹")
 # ...unless it names the proof it gives, as the question asks for it: "the postcode on the order is 94105", "订单上的邮编是
 # 200031", "订单手机尾号0132"
-NAMES_A_PROOF = re.compile(r"(?i)post\s*code|zip|phone|mobile|last\s*(?:four|4)|邮编|郵編|邮政编码|郵政編碼|手机|手機|电话|電話"
-                           r"|尾号|尾號")
+NAMES_A_PROOF = re.compile(rf"(?i)post\s*code|zip|邮编|郵編|邮政编码|郵政編碼|{PHONE_WORDS}")
 
 # Chinese digits, as customers read an order number out one by one (七八九, 幺二三), with the ASCII digit of each.
 CHINESE_DIGITS = "〇零一二三四五六七八九幺两兩"
@@ -277,8 +279,15 @@ class ValidateActionOrderStatus(Action):
         # a long number beside "order" is the order's, unless it is written as a phone number is (PHONE)
         proof = EMAIL.search(as_typed_email(said)) or PHONE.search(said) \
             or (None if names_an_order else ZIP_PLUS_FOUR.search(said) or PROOF_PHONE.search(said)
-                or POSTCODE.search(said) or LAST_FOUR.search(said))
+                or POSTCODE.search(said) or last_four(said))
         return [SlotSet(PROOF, proof[0].strip())] if proof else []
+
+
+def last_four(said: str) -> re.Match[str] | None:
+    """The last four digits of a phone number in ``said``: four digits alone, or where it names a phone number."""
+    if NAMES_A_PHONE.search(said):
+        return LAST_FOUR.search(said)
+    return LAST_FOUR.fullmatch(re.sub(r"[\W_]+", " ", said).strip())
 
 
 def as_typed_email(said: str) -> str:
