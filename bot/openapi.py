@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from aiohttp import web
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
@@ -116,6 +116,14 @@ class ReviewLabelRequest(_StrictBody):
 # --- responses -----------------------------------------------------------------------------------
 
 
+# The admin API's error codes (ErrorResponse's ``code``), each of which the agents' console says in its languages.
+ErrorCode = Literal["replied_meanwhile", "wrote_meanwhile", "wrote_to_the_bot", "held", "open", "labelled_meanwhile",
+                    "no_conversation", "no_note", "no_label", "not_in_queue", "not_the_author", "not_your_name",
+                    "not_granted", "bad_name", "name_needed", "colleague_needed", "not_a_colleague", "unknown_intent",
+                    "key_reused", "maybe_delivered", "not_delivered", "store_unwritable", "store_damaged", "internal"]
+ERROR_CODES: tuple[str, ...] = get_args(ErrorCode)
+
+
 class ErrorResponse(_Body):
     error: str = Field(..., description="what was wrong, naming the field at fault")
     labelled: str | None = Field(None, description="409 to a review label: the intent a colleague gave it meanwhile")
@@ -123,12 +131,21 @@ class ErrorResponse(_Body):
     yours: bool | None = Field(None, description="409 to a review label or a reply: whether that reviewer, or the agent "
                                                  "who replied meanwhile, is the one sending now, from another window (the "
                                                  "name in any letter case and spacing)")
-    code: Literal["replied_meanwhile", "wrote_meanwhile", "wrote_to_the_bot", "held", "open"] | None = Field(
-        None, description="409 to a reply, a takeover, a handback, a release or a transfer: what came first (a "
-                          "colleague's reply, a message the customer wrote, a colleague who has the customer, the "
-                          "bot having them: open), for a client to say in its agent's language")
+    code: ErrorCode | None = Field(
+        None, description="what went wrong, for a client to say in its agent's language (the agents' console in "
+                          "Chinese): for a 409 to a reply, a takeover, a handback, a release or a transfer, what came "
+                          "first (a colleague's reply, a message the customer wrote, a colleague who has the customer, "
+                          "the bot having them: open); for the admin API's other refusals, which one; none where the "
+                          "error message alone says it")
     author: str | None = Field(None, description="409 replied_meanwhile: the name of the agent who replied, if given")
-    agent: str | None = Field(None, description="409 held: the agent who has the customer, whom only force overrides")
+    agent: str | None = Field(None, description="409 held: the agent who has the customer, whom only force overrides; "
+                                                "403 not_your_name, not_granted: the agent whose token it is; 403 "
+                                                "not_the_author: who wrote the note")
+    grant: str | None = Field(None, description="403 not_granted: the grant the call needs")
+    conversation_id: str | None = Field(None, description="404 no_conversation: the conversation not found")
+    to: str | None = Field(None, description="400 not_a_colleague: the name passed to")
+    agents: list[str] | None = Field(None, description="400 not_a_colleague: server.agents' names")
+    intent: str | None = Field(None, description="400 unknown_intent: the label refused")
 
 
 class Button(_Body):

@@ -214,16 +214,16 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     except Exception as exc:
         if cannot_write(exc):  # a full disk, a file made read-only, a lock held: one line a bout, and a wait
             await request.app[BOT].refusals.refused_one(f"{request.method} {request.path}", exc)
-            return json_response({"error": store_failed(exc)}, status=503,
+            return json_response({"error": store_failed(exc), "code": "store_unwritable"}, status=503,
                                  headers={"Retry-After": str(STORE_RETRY_S), **cors_headers(request)})
         if request.app[BOT].refusals.said_damaged(exc):
-            return json_response({"error": STORE_DAMAGED}, status=503, headers=cors_headers(request))
+            return json_response({"error": STORE_DAMAGED, "code": "store_damaged"}, status=503, headers=cors_headers(request))
         if isinstance(exc, ConnectionResetError) and (request.transport is None or request.transport.is_closing()):
             # The client hung up before its body arrived (a phone losing signal): there is nobody to answer.
             log.debug("%s %s: the client hung up", request.method, request.path)
             return json_response({"error": "connection lost"}, status=400)
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return json_response({"error": "internal error"}, status=500)
+        return json_response({"error": "internal error", "code": "internal"}, status=500)
 
 
 def loopback(host: str) -> bool:
@@ -434,7 +434,7 @@ def require_admin(request: web.Request, grant: AgentGrant | None = None) -> None
         raise http_error(web.HTTPForbidden, f"{request.method} {request.path} needs the admin token, or an agent's "
                                             f"token granted {grant}: this one is agent {agent}'s (server.agents: "
                                             f"{agent}: {{grants: [{grants}]}} in bot.yml grants it)",
-                         {"agent": agent, "grant": grant})
+                         {"code": "not_granted", "agent": agent, "grant": grant})
 
 
 def token_grants(request: web.Request) -> list[AgentGrant]:
@@ -477,7 +477,8 @@ def acting_agent(request: web.Request, named: str | None) -> str | None:
     if own is None:
         return named
     if named is not None and agent_key(named) != agent_key(own):
-        raise http_error(web.HTTPForbidden, f"agent: this token is {own}'s, who cannot act as {named}", {"agent": own})
+        raise http_error(web.HTTPForbidden, f"agent: this token is {own}'s, who cannot act as {named}",
+                         {"code": "not_your_name", "agent": own})
     return own
 
 
@@ -1247,15 +1248,15 @@ async def review_label(request: web.Request) -> web.Response:
             check_label(body.intent, bot.project.intents)
             labelled = await bot._store(bot.store.correct_label, [turn_id], body.intent, reviewer)
         except ValueError as exc:
-            raise http_error(web.HTTPBadRequest, str(exc)) from None
+            raise unknown_intent(exc, body.intent) from None
         except KeyError as exc:
-            raise http_error(web.HTTPNotFound, exc.args[0]) from None
+            raise http_error(web.HTTPNotFound, exc.args[0], {"code": "no_label"}) from None
         return json_response({"intent": body.intent, "turn_ids": labelled})
     item = next((i for i in await review_items(request.app) if turn_id in i.turn_ids), None)
     if item is None:
         if label := await bot._store(bot.store.label_of, turn_id):  # labelled since it was read
             raise labelled_meanwhile(LabelledMeanwhile.by(label, reviewer), ' (send "correct": true to change it)')
-        raise http_error(web.HTTPNotFound, f"turn {turn_id} is not in the review queue")
+        raise http_error(web.HTTPNotFound, f"turn {turn_id} is not in the review queue", NOT_IN_QUEUE)
     intent = item.intent if body.accept else body.intent
     if intent is None:
         raise http_error(web.HTTPConflict, "there is no prediction to accept; send an intent")
@@ -1264,7 +1265,7 @@ async def review_label(request: web.Request) -> web.Response:
     try:  # a prediction too: the serving model may know an intent nlu.yml no longer has
         check_label(intent, bot.project.intents)
     except ValueError as exc:
-        raise http_error(web.HTTPBadRequest, str(exc)) from None
+        raise unknown_intent(exc, intent) from None
     try:  # checked again as it is stored: another reviewer may have labelled the item since the queue was read
         labelled = await bot._store(bot.store.add_labels, item.turn_ids, intent, reviewer, True,
                                     bot.project.labels)
@@ -1278,8 +1279,16 @@ def labelled_meanwhile(said: LabelledMeanwhile, advice: str = "") -> web.HTTPExc
     agents' console offers to correct), who gave it (``reviewer``) and whether that was the reviewer sending, from
     another window (``yours``): told "a colleague labelled it", they took their own label for someone else's."""
     label = said.label
-    fields = None if label is None else {"labelled": label["intent"], "reviewer": label["reviewer"], "yours": said.yours}
-    return http_error(web.HTTPConflict, f"{said}{advice}", fields)
+    fields = {} if label is None else {"labelled": label["intent"], "reviewer": label["reviewer"], "yours": said.yours}
+    return http_error(web.HTTPConflict, f"{said}{advice}", {"code": "labelled_meanwhile", **fields})
+
+
+def unknown_intent(exc: ValueError, intent: str) -> web.HTTPException:
+    """The 400 of a review label naming an intent nlu.yml does not have (:func:`check_label`), naming it."""
+    return http_error(web.HTTPBadRequest, str(exc), {"code": "unknown_intent", "intent": intent})
+
+
+NOT_IN_QUEUE = {"code": "not_in_queue"}  # the 404 of a label for a message the review queue no longer holds
 
 
 def query_since(request: web.Request, name: str = "since") -> float | None:
@@ -1386,7 +1395,8 @@ async def inbox(request: web.Request) -> web.Response:
 
 def unknown_conversation(conversation_id: str) -> web.HTTPException:
     """The 404 of an admin call on a conversation the store does not hold, naming it."""
-    return http_error(web.HTTPNotFound, f"no conversation {conversation_id!r}")
+    return http_error(web.HTTPNotFound, f"no conversation {conversation_id!r}",
+                      {"code": "no_conversation", "conversation_id": conversation_id})
 
 
 async def transcript(request: web.Request) -> web.Response:
@@ -1420,18 +1430,23 @@ async def referred(request: web.Request) -> web.Response:
     return json_response({"conversation_id": found["id"], "channel": found["channel"], "status": found["status"]})
 
 
+# the 400 of a change of hands that names no agent where one is needed: the console asks its agent's name first
+NAME_NEEDED = {"code": "name_needed"}
+
+
 def named_when_forced(force: bool, agent: str | None, what: str) -> None:
     """Refuse a lead's forced takeover or reply (``what``) that names no agent: it took the customer from the colleague
     who had them, and left them with nobody, in no agent's hands and offered to every one."""
     if force and agent is None:
-        raise http_error(web.HTTPBadRequest, f"agent: a forced {what} names the agent who takes the customer over")
+        raise http_error(web.HTTPBadRequest, f"agent: a forced {what} names the agent who takes the customer over",
+                         NAME_NEEDED)
 
 
 def named_when_forced_away(force: bool, agent: str | None) -> None:
     """Refuse a lead's forced handback, release or transfer that names no agent: it took the customer from the
     colleague who had them, and the transcript would say nobody did."""
     if force and agent is None:
-        raise http_error(web.HTTPBadRequest, "agent: a forced change of hands names the agent who makes it")
+        raise http_error(web.HTTPBadRequest, "agent: a forced change of hands names the agent who makes it", NAME_NEEDED)
 
 
 async def agent_message(request: web.Request) -> web.Response:
@@ -1446,16 +1461,18 @@ async def agent_message(request: web.Request) -> web.Response:
     except KeyError:
         raise unknown_conversation(conversation_id) from None
     except KeyReused as exc:
-        raise http_error(web.HTTPUnprocessableEntity, f"key: {exc}") from None
+        raise http_error(web.HTTPUnprocessableEntity, f"key: {exc}", {"code": "key_reused"}) from None
     except Overtaken as exc:
         raise overtaken(exc) from None
     except MaybeDelivered as exc:  # sent again, it would reach the customer twice
         log.warning("an agent's reply may not have reached the customer: %s", exc)
         raise http_error(web.HTTPGatewayTimeout, f"kept in the transcript; it may have reached the customer, whose "
-                                                 f"platform did not say ({exc}): check before sending it again") from None
+                                                 f"platform did not say ({exc}): check before sending it again",
+                         {"code": "maybe_delivered"}) from None
     except DeliveryError as exc:
         log.warning("an agent's reply did not reach the customer: %s", exc)
-        raise http_error(web.HTTPBadGateway, f"kept in the transcript, but the customer did not get it: {exc}") from None
+        raise http_error(web.HTTPBadGateway, f"kept in the transcript, but the customer did not get it: {exc}",
+                         {"code": "not_delivered"}) from None
     return json_response({"turn_id": turn_id})
 
 
@@ -1496,9 +1513,10 @@ async def change_note(request: web.Request, change: Callable[..., None], *args: 
     try:
         await bot._store(change, bot.store, conversation_id, note_id, *args)
     except KeyError:
-        raise http_error(web.HTTPNotFound, f"no note {note_id} in conversation {conversation_id!r}") from None
+        raise http_error(web.HTTPNotFound, f"no note {note_id} in conversation {conversation_id!r}",
+                         {"code": "no_note"}) from None
     except NotTheAuthor as exc:
-        raise http_error(web.HTTPForbidden, str(exc), {"agent": exc.author}) from None
+        raise http_error(web.HTTPForbidden, str(exc), {"code": "not_the_author", "agent": exc.author}) from None
     return json_response({"ok": True})
 
 
@@ -1513,11 +1531,11 @@ def query_name(request: web.Request, key: str) -> str | None:
     not given or blank, 400 past ``MAX_AGENT_CHARS`` or for an invisible or control character."""
     name = request.query.get(key, "").strip() or None
     if name is not None and len(name) > MAX_AGENT_CHARS:
-        raise http_error(web.HTTPBadRequest, f"{key}: at most {MAX_AGENT_CHARS} characters")
+        raise http_error(web.HTTPBadRequest, f"{key}: at most {MAX_AGENT_CHARS} characters", {"code": "bad_name"})
     try:
         return None if name is None else agent_name(name)
     except ValueError as exc:
-        raise http_error(web.HTTPBadRequest, f"{key}: {exc}") from None
+        raise http_error(web.HTTPBadRequest, f"{key}: {exc}", {"code": "bad_name"}) from None
 
 
 def overtaken(exc: Overtaken) -> web.HTTPException:
@@ -1619,7 +1637,7 @@ async def release_all(request: web.Request) -> web.Response:
     else the admin's (:func:`releaser`)."""
     require_admin(request)
     if (agent := query_agent(request)) is None:
-        raise http_error(web.HTTPBadRequest, "agent: the agent whose customers to release is required")
+        raise http_error(web.HTTPBadRequest, "agent: the agent whose customers to release is required", NAME_NEEDED)
     return json_response({"released": await request.app[BOT].release_all(agent, giver(request, agent, releaser))})
 
 
@@ -1631,11 +1649,12 @@ async def transfer(request: web.Request) -> web.Response:
     tell anyone without one which names are agents'."""
     require_admin(request)
     if (to := query_name(request, "to")) is None:
-        raise http_error(web.HTTPBadRequest, "to: the colleague's name is required")
+        raise http_error(web.HTTPBadRequest, "to: the colleague's name is required", {"code": "colleague_needed"})
     if agents := list(request.app[BOT].config.server.agents):
         named = [name for name in agents if agent_key(name) == agent_key(to)]
         if not named:
-            raise http_error(web.HTTPBadRequest, f"to: {to} is none of server.agents ({', '.join(agents)})")
+            raise http_error(web.HTTPBadRequest, f"to: {to} is none of server.agents ({', '.join(agents)})",
+                             {"code": "not_a_colleague", "to": to, "agents": agents})
         to = named[0]
     return await pass_on(request, to)
 

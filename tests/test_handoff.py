@@ -255,11 +255,12 @@ async def test_the_inbox_lists_waiting_customers_longest_first_with_their_transc
     assert [(h["event"], h["reason"]) for h in missed_transcript["handoffs"]] == [("handed_off", "fallbacks")]
     assert [t["role"] for t in transcript["turns"]] == ["user", "bot", "user", "bot", "agent", "user"]
     assert (await client.get("/admin/conversations/nobody", headers=AUTH)).status == 404
+    NOBODY = {"code": "no_conversation", "conversation_id": "nobody"}  # for a client to say in its agent's language
     for action in ("handoff", "handback"):  # no customer waits in a conversation that never began
         unknown = await client.post(f"/admin/conversations/nobody/{action}", headers=AUTH)
-        assert (unknown.status, await unknown.json()) == (404, {"error": "no conversation 'nobody'"})
+        assert (unknown.status, await unknown.json()) == (404, {"error": "no conversation 'nobody'", **NOBODY})
     unknown = await client.post("/admin/conversations/nobody/messages", json={"text": "hi"}, headers=AUTH)
-    assert (unknown.status, await unknown.json()) == (404, {"error": "no conversation 'nobody'"})  # not "Not Found"
+    assert (unknown.status, await unknown.json()) == (404, {"error": "no conversation 'nobody'", **NOBODY})  # not "Not Found"
     assert (await inbox())["total"] == 2
 
     # The agents' console, a page over this API, cannot be framed by another site.
@@ -727,7 +728,8 @@ async def test_an_agents_note_is_taken_back_by_its_author_alone(bot_dir: Path, a
 
     anas, nameless = await added({"text": "Refund promised.", "agent": "Ana"}), await added({"text": "客户很着急"})
     assert await delete(f"noted/notes/{anas}?agent=Bob") == (403, {"error": "Ana wrote this note: only they can "
-                                                                            "delete it", "agent": "Ana"})
+                                                                            "delete it", "code": "not_the_author",
+                                                                            "agent": "Ana"})
     assert (await delete(f"noted/notes/{anas}"))[0] == 403
     assert (await delete(f"other/notes/{anas}?agent=Ana"))[0] == 404  # a note of another conversation
     assert await delete(f"noted/notes/{anas}?agent=%20ana") == (200, {"ok": True})
@@ -752,7 +754,7 @@ async def test_an_agents_note_is_edited_by_its_author_alone(bot_dir: Path, aioht
         return response.status, await response.json()
 
     assert await edit(f"noted/notes/{note_id}", {"text": "No refund.", "agent": "Bob"}) == (
-        403, {"error": "Ana wrote this note: only they can edit it", "agent": "Ana"})
+        403, {"error": "Ana wrote this note: only they can edit it", "code": "not_the_author", "agent": "Ana"})
     assert (await edit(f"other/notes/{note_id}", {"text": "No refund.", "agent": "Ana"}))[0] == 404
     assert (await edit(f"noted/notes/{note_id}", {"text": "\u200b", "agent": "Ana"}))[0] == 400
     [before] = (await (await client.get("/admin/conversations/noted", headers=AUTH)).json())["notes"]
@@ -792,13 +794,13 @@ async def test_only_the_agent_who_has_a_customer_hands_them_back_or_replies_unle
     assert (await reply({"agent": " ana "}))[0] == 200  # Ana herself, from a window where she typed her name otherwise
     # forced with no name, the reply took the customer from Ana and left them with nobody
     assert await reply({"force": True}) == (400, {"error": "agent: a forced reply names the agent who takes the "
-                                                           "customer over"})
+                                                           "customer over", "code": "name_needed"})
     # a lead's override: the reply makes the customer Sam's, and then only Sam hands them back
     assert (await reply({"agent": "Sam", "force": True}))[0] == 200
     assert await hand_back("?agent=Ana") == (409, {**held, "error": held["error"].replace("Ana", "Sam"), "agent": "Sam"})
     # forced with no name, the handback took the customer from Sam, and the transcript said nobody did
     assert await hand_back("?force=true") == (400, {"error": "agent: a forced change of hands names the agent who "
-                                                             "makes it"})
+                                                             "makes it", "code": "name_needed"})
     assert await hand_back("?agent=Ana&force=true") == (200, {"status": "open"})
     # with the bot again, the customer is nobody's: any agent's reply takes them over
     assert (await reply({"agent": "Bob"}))[0] == 200
@@ -827,7 +829,7 @@ async def test_a_takeover_of_a_colleagues_customer_is_refused_unless_forced_and_
     assert (await take_over("?agent=Bob&force=yes"))[0] == 400
     for nameless in ("?force=true", "?agent=%20&force=true"):  # taken from Ana by nobody: the customer is nobody's
         assert await take_over(nameless) == (400, {"error": "agent: a forced takeover names the agent who takes the "
-                                                            "customer over"})
+                                                            "customer over", "code": "name_needed"})
     assert await take_over("?agent=%20ana&force=true") == (200, {"status": "handed_off", "agent": "Ana"})  # hers
     assert await take_over("?agent=Bob&force=true") == (200, {"status": "handed_off", "agent": "Bob"})
     [after] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
@@ -891,7 +893,7 @@ async def test_an_agents_own_token_acts_in_their_name_alone(bot_dir: Path, aioht
         response = await client.request(method, f"/admin/conversations{path}", json=body, headers=auth)
         return response.status, await response.json()
 
-    refused = (403, {"error": "agent: this token is Bob's, who cannot act as Ana", "agent": "Bob"})
+    refused = (403, {"error": "agent: this token is Bob's, who cannot act as Ana", "code": "not_your_name", "agent": "Bob"})
     assert await call("POST", "/taken/handoff?agent=Ana", bob) == refused
     assert await call("POST", "/taken/messages", bob, {"text": ANSWER, "agent": "Ana", "force": True}) == refused
     assert await call("POST", "/taken/notes", bob, {"text": "Ana promised a refund", "agent": "Ana"}) == refused
@@ -1011,7 +1013,7 @@ async def test_an_agents_own_token_reloads_exports_and_reads_the_figures_only_wh
     assert await refused.json() == {
         "error": "GET /admin/export needs the admin token, or an agent's token granted export: this one is agent Ana's "
                  "(server.agents: Ana: {grants: [review, export]} in bot.yml grants it)",  # review kept: hers unset
-        "agent": "Ana", "grant": "export"}
+        "code": "not_granted", "agent": "Ana", "grant": "export"}
     configure(bot_dir, server={"agents": {"Ana": {"token": "ana-own-token-0123", "grants": ["reload", "export"]},
                                           "Bob": {"token": "bob-own-token-4567"}}})
     assert (await client.post("/admin/reload", headers=AUTH)).status == 200
@@ -2019,7 +2021,8 @@ async def test_another_reply_sent_with_a_key_used_before_is_refused_and_not_lost
     first, meanwhile = await asyncio.gather(send("Refunded today.", "k-1"), send("It takes 3 days.", "k-1"))
     later = await send("It takes 3 days.", "k-1")
     assert first[0] == 200 and meanwhile == later == (
-        422, {"error": "key: a reply with another text was sent with this key: send this reply with a new key"})
+        422, {"error": "key: a reply with another text was sent with this key: send this reply with a new key",
+              "code": "key_reused"})
     assert (await send("Refunded today.", "k-1")) == first  # the same reply sent again is still the first
     assert (await send("It takes 3 days.", "k-2"))[0] == 200
     assert posted == ["Refunded today.", "It takes 3 days."]

@@ -760,7 +760,8 @@ async def test_of_two_reviewers_labelling_one_item_at_once_the_second_is_told(
     assert first.status == 200 and second.status == 409
     said = await second.json()
     assert said == {"error": f"turn {stale[0].turn_ids[0]} was labelled meanwhile by ann, as track_order",
-                    "labelled": "track_order", "reviewer": "ann", "yours": False}  # for the console's "Correct it"
+                    "code": "labelled_meanwhile", "labelled": "track_order", "reviewer": "ann",
+                    "yours": False}  # for the console's "Correct it"
     assert [(r["intent"], r["reviewer"]) for r in client.app[BOT].store.labels()] == [("track_order", "ann")]
 
 
@@ -809,7 +810,8 @@ async def test_an_agent_labels_the_review_queue_unless_their_grants_leave_review
     refused = await client.get("/admin/review", headers={"Authorization": f"Bearer {tokens['Bob']}"})
     assert await refused.json() == {
         "error": "GET /admin/review needs the admin token, or an agent's token granted review: this one is agent Bob's "
-                 "(server.agents: Bob: {grants: [stats, review]} in bot.yml grants it)", "agent": "Bob", "grant": "review"}
+                 "(server.agents: Bob: {grants: [stats, review]} in bot.yml grants it)", "code": "not_granted", "agent": "Bob",
+        "grant": "review"}
     assert [r["reviewer"] for r in client.app[BOT].store.labels()] == ["Ana", "Cy"]
     admin = await (await client.get("/admin/conversations?limit=0", headers=AUTH)).json()
     assert admin["token_grants"] == ["reload", "export", "stats", "review"]

@@ -36,6 +36,7 @@ from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from bot.cli import cli
 from bot.limits import LIMITS
+from bot.openapi import ERROR_CODES
 from bot.project import load_project
 from bot.server import BOT, create_app
 from dialogues.store import Store
@@ -2212,6 +2213,46 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     assert missing == {"en": [], "zh": [], "zh-Hant": []}
     page.goto(f"{server.url}/agent?lang=zh-Hans-HK")  # Simplified characters asked for, in Hong Kong
     expect(page.get_by_role("button", name="机器人处理中")).to_be_visible()
+    context.close()
+
+
+@pytest.mark.parametrize(("lang", "sign_in", "not_a_colleague", "proxy", "gone"), [
+    ("zh", "登录", r"^Zed 不在客服名单中：请从 .*Lee.* 中选择。$", "机器人暂时无法处理（HTTP 502）：请稍后再试。",
+     "找不到会话 {}：它可能已被删除。"),
+    ("zh-Hant", "登入", r"^Zed 不在客服名單中：請從 .*Lee.* 中選擇。$", "機器人暫時無法處理（HTTP 502）：請稍後再試。",
+     "找不到會話 {}：它可能已被刪除。")])
+def test_the_agents_console_in_chinese_says_what_the_bot_refused_in_chinese(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace,
+        lang: str, sign_in: str, not_a_colleague: str, proxy: str, gone: str) -> None:
+    """The Chinese consoles said a few refusals in Chinese, and the rest as the bot says them, in English: a colleague's
+    name the bot does not know, a conversation gone, a proxy's error page. Each of the bot's error codes has its words
+    in both, and a refusal without one is said by its status."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "where is my parcel?")
+    assert api.chat(cid, "/handoff")["handed_off"] is True
+    context = chromium.browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    page.goto(f"{server.url}/agent?lang={lang}")
+    page.locator("#token").fill(web_demo_bot.agent_token)  # Kim's, who acts in her own name
+    page.get_by_role("button", name=sign_in).click()
+    page.locator(f'.list li[data-id="{cid}"]').click()
+    expect(page.locator(".turn.user .text").first).to_have_text("where is my parcel?")
+    page.once("dialog", lambda dialog: dialog.accept("Zed"))
+    page.locator(".transfer").click()
+    expect(page.locator("header .status")).to_have_text(re.compile(not_a_colleague))
+    page.route("**/handoff*", lambda route: route.fulfill(status=502, body="<h1>Bad Gateway</h1>", content_type="text/html"))
+    page.locator(".takeover").click()  # a proxy's error page: no JSON, no code
+    expect(page.locator("header .status")).to_have_text(proxy)
+    page.evaluate("""() => sessionStorage.setItem("deskbot-shown",
+                                                  JSON.stringify({ status: "handed_off", selected: "gone-for-good" }))""")
+    page.reload()
+    expect(page.locator("header .status")).to_have_text(gone.format("gone-for-good"))
+    tables = page.evaluate("Object.fromEntries(['zh', 'zh-Hant'].map((l) => [l, Object.keys(STRINGS[l].errors).sort()]))")
+    assert tables == {"zh": sorted(ERROR_CODES), "zh-Hant": sorted(ERROR_CODES)}
+    sources = "".join((Path(__file__).resolve().parent.parent / path).read_text(encoding="utf-8")
+                      for path in ("bot/server.py", "bot/channels/web.py", "dialogues/store.py"))
+    given = set(re.findall(r'"code": "(\w+)"', sources)) | set(re.findall(r'\n    code = "(\w+)"', sources))
+    assert {"held", "not_a_colleague", "store_unwritable"} <= given <= set(ERROR_CODES)
     context.close()
 
 
