@@ -12,6 +12,7 @@ import errno
 import fcntl
 import fnmatch
 import glob
+import hashlib
 import itertools
 import json
 import logging
@@ -948,6 +949,18 @@ class Purged:
 
     deleted: dict[str, dict[str, int]]
     wal_cleared: bool
+
+
+def purged_ledger(path: Path) -> Path:
+    """Where the store at ``path`` records the conversations purged from it (:meth:`Store.purge`), beside it: a copy of
+    the store made before a purge and put back since (``bot restore``) holds them again, and is purged of them again
+    (:meth:`Store.purge_again`). Each line is a conversation id's sha256 and when it was purged, not the id itself,
+    which may name the customer (``wecom:{corp}:{userid}``)."""
+    return path.with_name(f"{path.name}.purged")
+
+
+def _digest(conversation_id: str) -> str:
+    return hashlib.sha256(conversation_id.encode()).hexdigest()
 
 
 BACKUP_STEP_PAGES = 1024  # SQLite pages a backup copies between two looks at a signal: 4 MiB of 4 KiB pages
@@ -2923,7 +2936,27 @@ class Store:
                 "(SELECT 1 FROM conversations WHERE id = p.conversation_id) GROUP BY conversation_id", batch)}
         return found
 
-    def purge(self, *conversation_ids: str) -> Purged:
+    def purge_again(self) -> Purged:
+        """Purge the conversations the store's ledger (:func:`purged_ledger`) says were purged, as each was then: one
+        begun before its purge (a copy put back from before it), not one its customer began anew since with the same
+        id (a WeCom employee's). Not recorded again, so that a later copy holding that new conversation keeps it."""
+        try:
+            lines = purged_ledger(self.path).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            lines = []
+        purged_at: dict[str, float] = {}
+        for line in lines:
+            digest, _, at = line.partition("\t")
+            with contextlib.suppress(ValueError):  # a line a crash cut short
+                purged_at[digest] = max(float(at), purged_at.get(digest, 0.0))
+        held = self.db.execute(
+            "SELECT id, coalesce(created, 0) FROM conversations UNION ALL SELECT conversation_id, min(received) "
+            "FROM pending p WHERE conversation_id IS NOT NULL AND answered IS NULL AND NOT EXISTS "
+            "(SELECT 1 FROM conversations WHERE id = p.conversation_id) GROUP BY conversation_id").fetchall()
+        again = [cid for cid, began in held if began < purged_at.get(_digest(cid), -math.inf)]
+        return self.purge(*again, record=False) if again else Purged({}, wal_cleared=True)
+
+    def purge(self, *conversation_ids: str, record: bool = True) -> Purged:
         """Delete conversations and everything recorded about them; of their Slack and WeCom messages the keys
         alone stay, taken as answered, so that a redelivery in the platform's retry window is not answered again.
         A support team member's platform id (:meth:`kept_members`) goes with the last conversation of their channel
@@ -2935,6 +2968,7 @@ class Store:
         truncated, so no copy of the text stays in ``dialogues.db`` or ``dialogues.db-wal``; unless
         another process reads the file throughout the busy timeout (a long ``bot export``), which keeps
         the WAL's frames alive: ``Purged.wal_cleared`` says so, and purging again later clears them.
+        With ``record``, each conversation found is recorded in the ledger :meth:`purge_again` reads.
         """
         in_turns = "turn_id IN (SELECT id FROM turns WHERE conversation_id = ?)"
         tables = [("feedback", in_turns), ("review_labels", in_turns), ("predictions", in_turns),
@@ -2964,6 +2998,8 @@ class Store:
                                     for cid in batch}
                         for channel, name in named:  # a colleague whose every conversation went: their platform id too
                             self.db.execute(_FORGET_MEMBER, {"channel": channel, "name": name})
+                    if record:  # once deleted: a ledger line too many would purge a copy's conversation for nothing
+                        self._record_purged([cid for cid in batch if deleted[cid]["conversations"] or deleted[cid]["pending"]])
                 if any(rows["turns"] for rows in deleted.values()):  # merged anew: seconds on a large store
                     with self._writing():  # the index keeps a deleted message's trigrams until then
                         self.db.execute("INSERT INTO turns_fts (turns_fts) VALUES ('optimize')")
@@ -2971,6 +3007,17 @@ class Store:
             finally:
                 self.db.execute("PRAGMA secure_delete=OFF")
         return Purged(deleted, wal_cleared=cleared)
+
+    def _record_purged(self, conversation_ids: list[str]) -> None:
+        """Add ``conversation_ids`` to the ledger of purged conversations (:func:`purged_ledger`), made for the store's
+        owner alone as the store is."""
+        if not conversation_ids:
+            return
+        stamp = now()
+        with open(purged_ledger(self.path), "a", encoding="utf-8", opener=owner_only) as ledger:
+            ledger.writelines(f"{_digest(cid)}\t{stamp}\n" for cid in conversation_ids)
+            ledger.flush()
+            os.fsync(ledger.fileno())
 
     def _wal_emptied(self) -> bool:
         """Checkpoint the WAL and empty it, waiting up to the busy timeout for readers still on its frames; whether

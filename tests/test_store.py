@@ -3311,6 +3311,42 @@ def test_bot_purge_names_the_store_a_restore_put_aside_since_the_conversation_be
     assert f"{aside}, the store `bot restore` replaced since it began, may hold it too" in purged.stderr
 
 
+def test_a_restored_copy_is_purged_again_of_the_conversations_purged_since_it_was_made(tmp_path: Path, root: Path) -> None:
+    """A customer's erasure was undone by `bot restore`: a copy made before `bot purge --user` put every conversation
+    of theirs back. One their customer began anew with the same id after the purge (a WeCom employee's) stays."""
+    store = Store(root / "dialogues.db")
+    user_turn(store, "wecom:ww1:ann", "my address is 1 Main St")
+    user_turn(store, "c2", "where is my parcel?")
+    store.close()
+    assert CliRunner().invoke(cli, ["backup", str(root), str(tmp_path / "before.db")]).exit_code == 0
+    assert CliRunner().invoke(cli, ["purge", str(root), "--conversation", "wecom:ww1:ann"]).exit_code == 0
+    ledger = (root / "dialogues.db.purged").read_text()
+    assert "ann" not in ledger and (root / "dialogues.db.purged").stat().st_mode & 0o777 == 0o600  # ids as digests
+
+    restored = CliRunner().invoke(cli, ["restore", str(root), str(tmp_path / "before.db")])
+    assert restored.exit_code == 0, restored.output
+    assert "Purged again 1 conversation purged before, back in" in restored.stderr
+    store = Store(root / "dialogues.db")
+    assert [row[0] for row in store.db.execute("SELECT id FROM conversations")] == ["c2"]
+    user_turn(store, "wecom:ww1:ann", "hello again")  # begun anew since the purge
+    store.close()
+    assert CliRunner().invoke(cli, ["backup", str(root), str(tmp_path / "after.db")]).exit_code == 0
+    restored = CliRunner().invoke(cli, ["restore", str(root), str(tmp_path / "after.db")])
+    assert restored.exit_code == 0, restored.output
+    assert "No conversation purged before is back in" in restored.stderr
+    store = Store(root / "dialogues.db")
+    assert sorted(row[0] for row in store.db.execute("SELECT id FROM conversations")) == ["c2", "wecom:ww1:ann"]
+    store.close()
+
+    # An older deskbot's copy is left for it to serve, said; `bot purge --again` purges it with this deskbot.
+    store_of_the_last_deskbot(tmp_path / "old.db")
+    restored = CliRunner().invoke(cli, ["restore", str(root), str(tmp_path / "old.db")])
+    assert restored.exit_code == 0, restored.output
+    assert "--again` with this deskbot purges them again" in restored.stderr
+    again = CliRunner().invoke(cli, ["purge", str(root), "--again"])
+    assert again.exit_code == 0 and "No conversation purged before is back in" in again.stderr, again.output
+
+
 def test_bot_backup_copies_a_newer_deskbots_store_as_it_is_and_says_whose_copy_it_is(tmp_path: Path, root: Path) -> None:
     """A server upgraded alone, the cron job's `bot backup` of the deskbot before: every night's backup was refused
     ("upgrade deskbot"), and the store, served on, went without a copy. A copy reads nothing of the schema."""

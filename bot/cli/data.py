@@ -198,6 +198,43 @@ def restore(directory: Path, copy: Path) -> None:
         aside = put_back(project.db_path, copy)
     click.echo(f"{project.db_path}: restored from {copy}"
                + (f"; the store it replaced is kept as {aside.name}" if aside else ""))
+    _purge_again(project, copy)
+
+
+def _purge_again(project: Project, copy: Path) -> None:
+    """Purge the store put back of the conversations purged since its copy was made (:meth:`Store.purge_again`): a
+    customer's erasure must not be undone by a restore. A copy of an older deskbot's store is left as it is, for that
+    deskbot to serve, saying how to purge it."""
+    from dialogues.store import MIGRATIONS, Store, purged_ledger
+
+    if not purged_ledger(project.db_path).exists():
+        return
+    reading = Store(project.db_path, read_only=True, newer_too=True)
+    try:
+        schema = reading.schema
+    finally:
+        reading.close()
+    if schema != len(MIGRATIONS):
+        click.echo(f"note: {copy} is a store of another deskbot's (schema {schema}; this one's is {len(MIGRATIONS)}), "
+                   "left as it is: it may hold conversations purged since it was made; `bot purge "
+                   f"{project.root} --again` with this deskbot purges them again, migrating it", err=True)
+        return
+    _say_purged_again(project)
+
+
+def _say_purged_again(project: Project) -> None:
+    """:meth:`Store.purge_again` on the bot's store, said."""
+    store = open_store(project)
+    try:
+        purged = store.purge_again()
+    finally:
+        store.close()
+    again = [cid for cid, deleted in purged.deleted.items() if deleted["conversations"] or deleted["pending"]]
+    click.echo(f"Purged again {plural(len(again), 'conversation')} purged before, back in {project.db_path}"
+               if again else f"No conversation purged before is back in {project.db_path}", err=True)
+    if not purged.wal_cleared:
+        fail(f"another process kept reading {project.db_path}, so dialogues.db-wal still holds a copy of what was "
+             "deleted; run `bot purge --again` once it is done")
 
 
 def _say_kept_elsewhere(project: Project, purged: Purged, began: dict[str, float]) -> None:
@@ -244,8 +281,11 @@ def _customer_id(value: str | None) -> str | None:
                    "user, the widget's user); with --before, those of them with nothing since.")
 @click.option("--dry-run", is_flag=True,
               help="List the conversations it would delete (id, channel, user), and delete nothing.")
+@click.option("--again", is_flag=True,
+              help="Delete again the conversations purged before that the store holds again: a copy made before their "
+                   "purge was put back (bot restore does it for a copy of this deskbot's store).")
 def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime | None, user: str | None,
-          dry_run: bool) -> None:
+          dry_run: bool, again: bool) -> None:
     """Delete conversations completely, and all that came of them.
 
     Their messages, predictions, feedback, labels and agent answers.
@@ -258,6 +298,11 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
     """
     from dialogues.store import unix_time
 
+    if again:
+        if conversation_ids or before or user is not None or dry_run:
+            raise click.UsageError("--again purges the conversations purged before, alone")
+        _say_purged_again(load_project(directory))
+        return
     if not (conversation_ids or before or user is not None):
         raise click.UsageError("name the conversations: --conversation ID, --before DATE or --user ID")
     if before and unix_time(before) > time.time():  # a mistyped year would delete every conversation, live ones too
