@@ -235,7 +235,7 @@ _ADDRESS = re.compile(
 # division or a road and those a sentence puts before an address (寄到, 地址是, 我的), so "请寄到" stays.
 _PLACE_NAME = "(?:(?![省市区區县縣旗镇鎮乡鄉路街道巷弄号號到至在寄送发發住是为為請请的往给給把址我你您他她])[\u4e00-\u9fff])"
 _ROAD = re.compile(r"[路街道巷弄胡段]")
-_DIVISIONS = rf"(?:{_PLACE_NAME}{{1,7}}[省市区區县縣旗镇鎮乡鄉])*"
+_DIVISIONS = rf"(?:{_PLACE_NAME}{{1,7}}(?:[省市区區县縣旗镇鎮乡鄉]|街道))*"  # 街道: a city's subdistrict, 粤海街道
 _ESTATE = "(?:大厦|大廈|广场|廣場|中心|花园|花園|小区|小區|公寓|大楼|大樓|苑|城|园|園|村|阁|閣|府|邸)"
 _ROAD_NAME_BEFORE = re.compile(rf"{_DIVISIONS}{_PLACE_NAME}{{0,8}}$")  # before 建国路88号: 北京市朝阳区建国
 _ESTATE_BEFORE = re.compile(rf"{_DIVISIONS}(?:{_PLACE_NAME}{{0,8}}{_ESTATE})?$")  # before 27号院: 朝阳区望京花园

@@ -430,10 +430,12 @@ _CJK_UNITS = "件个只台套箱盒瓶元块份次张本支双条袋包天号点
 _UNIT = re.compile(rf"[A-DF-WYZa-df-wyz]|[{_CJK_UNITS}]")
 # An extension written straight after a phone number: a desk's own line, which with the number names its person
 # (010-62345678-8001, +1 415 555 0100 ext. 23, (415) 555-0100 x23, 010-62345678转8001, 分机号：8001, "(ext 23)"):
-# taken with the number into its [PHONE]. Not an amount or a count (转2件, x 1.5).
+# taken with the number into its [PHONE]. Not an amount or a count (转2件, x 1.5, x 2 pcs).
 EXTENSION = re.compile(r"(?i)-\d{1,5}(?![\d-]|[.,]\d)"
-                       r"|(?: ?[,，(（])? ?(?:ext(?:ension|n)?\.?|x|(?:转|轉)(?:分机|分機)?|分机|分機|内线|內線)"
-                       rf"(?: ?(?:no\.?|号码|號碼|号|號))?(?: ?[:：#])? ?\d{{1,6}}(?![\d{_CJK_UNITS}]|[.,]\d)(?: ?[)）])?")
+                       r"|(?: ?[,，(（])? ?(?:(?:ext(?:ension|n)?\.?|(?:转|轉)(?:分机|分機)?|分机|分機|内线|內線)"
+                       r"(?: ?(?:no\.?|号码|號碼|号|號))?(?: ?[:：#])? ?\d{1,6}"
+                       r"|x ?\d{2,6}(?! ?(?:pcs?|pieces?|items?|units?|boxes|sets?|packs?|times)\b))"
+                       rf"(?![\d{_CJK_UNITS}]|[.,]\d)(?: ?[)）])?")
 
 
 # 2023-11-20, 2023/11/20, 20.11.2023, 11/20/2023, 10:30, 9:00, 14h30, 2023年: no phone number goes on into one.

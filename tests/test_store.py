@@ -1522,6 +1522,8 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("电话 13812345678 转2件, +1 415 555 0100 x 1.5, 010-62345678 2024-05-01, tel 010-62345678 #12345678",
      "电话 [PHONE] 转2件, [PHONE] x 1.5, [PHONE] 2024-05-01, tel [PHONE] #12345678"),
     ("order 12345-8001 ext. 23, v2.3.1-8001, 10:30-8001", "order 12345-8001 ext. 23, v2.3.1-8001, 10:30-8001"),
+    ("+1 415 555 0100 x 12 pcs, 13812345678 x2 and (415) 555-0100 x12 items",
+     "[PHONE] x 12 pcs, [PHONE] x2 and [PHONE] x12 items"),
     # a mobile's 11 digits in other groups, joined by dashes; in spaces they are as likely amounts
     ("1381-234-5678, 138-123-45678 或 1381-2345-678", "[PHONE], [PHONE] 或 [PHONE]"),
     ("价格 1500 300 2000, 数量 150 200 30000", "价格 1500 300 2000, 数量 150 200 30000"),
@@ -1979,6 +1981,7 @@ def test_what_leaves_the_store_for_training_loses_the_customers_address(tmp_path
     ("请寄到北京市朝阳区建国路88号SOHO现代城5号楼2单元1101室，谢谢", "请寄到[ADDRESS]，谢谢"),
     ("广东省深圳市南山区科技园南区深南大道10000号腾讯大厦", "[ADDRESS]"),
     ("新疆维吾尔自治区乌鲁木齐市天山区解放北路12号的订单还没到", "[ADDRESS]的订单还没到"),
+    ("发到深圳市南山区粤海街道科技园路1号", "发到[ADDRESS]"),  # a subdistrict (街道) among the divisions
     ("送到朝阳区望京花园27号院3号楼, 我住在香港九龍彌敦道100號15樓B室", "送到[ADDRESS], 我住在[ADDRESS]"),
     ("send it to 12 Main Street, Apt 4B, Springfield, IL 62704 please", "send it to [ADDRESS] please"),
     ("221B Baker Street, London NW1 6XE, thanks", "[ADDRESS], thanks"),
