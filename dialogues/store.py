@@ -2923,6 +2923,25 @@ class Store:
                                "GROUP BY conversation_id ORDER BY min(received)", [user, before or math.inf])
         return found + [row[0] for row in kept]
 
+    def kept_of(self, conversation_ids: list[str]) -> list[dict[str, Any]]:
+        """Everything the store keeps of each of ``conversation_ids``, as stored, for a customer's request to see it
+        (``bot access``): the conversation (its ``slots`` as the actions set them), its turns (``raw_text`` too, the
+        copy ``privacy.keep_raw`` keeps), the feedback on them, its handoffs, the agents' notes and the platform
+        messages kept unanswered; each row whole, so that none of its columns is left out, in an older deskbot's
+        store too. A conversation the store does not hold is left out."""
+        kept = []
+        for cid in conversation_ids:
+            conversation = self.conversations([cid])[0]
+            rows = {table: list(self.db.query(f"SELECT * FROM {table} WHERE {where} ORDER BY id", [cid]))
+                    for table, where in (("turns", "conversation_id = ?"),
+                                         ("feedback", "turn_id IN (SELECT id FROM turns WHERE conversation_id = ?)"),
+                                         ("handoffs", "conversation_id = ?"), ("notes", "conversation_id = ?"),
+                                         ("pending", "conversation_id = ? AND answered IS NULL"))
+                    if table in self.db.table_names()}
+            if conversation is not None or rows.get("pending"):
+                kept.append({"conversation_id": cid, "conversation": conversation, **rows})
+        return kept
+
     def received_only(self, conversation_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Of ``conversation_ids``, those of which a Slack or WeCom message alone is kept (:meth:`receive`), not yet
         answered, with no conversation written: each one's ``channel``, ``user`` and when it first ``received`` one."""

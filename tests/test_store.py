@@ -2646,6 +2646,34 @@ def test_bot_purge_finds_a_customers_message_kept_before_their_conversation_was(
     store.close()
 
 
+def test_bot_access_writes_everything_kept_of_one_customer(root: Path, tmp_path: Path) -> None:
+    """A customer asking to see what the shop keeps of them could be shown their conversations' ids (`bot purge
+    --dry-run`) and each transcript, redacted: not the unredacted copy privacy.keep_raw keeps, nor the slots as set."""
+    store = Store(root / "dialogues.db", keep_raw=True)
+    store.log_exchange(Exchange("c1", "web", "U-ann", "mail me at ann@example.com", None, "Thanks!", "inform", 0.9, [],
+                                "action", "v1", slots={"email": "ann@example.com"}))
+    reply = store.db.execute("SELECT id FROM turns WHERE role = 'bot'").fetchone()[0]
+    store.add_feedback("c1", reply, -1, "too slow")
+    store.add_note("c1", "Ann prefers email", agent="anna")
+    store.receive("slack:ts:D2:1.1", "slack:T1:D2:1.1", "slack", "U-ann", "and my parcel?", {"ts": "1.1"})
+    store.log_exchange(Exchange("c2", "web", "U-bob", "hello", None, "Hi", "greet", 0.9, [], "template", "v1"))
+    store.close()
+
+    made = CliRunner().invoke(cli, ["access", str(root), "--user", "U-ann", "-o", str(tmp_path / "ann.json")])
+    assert made.exit_code == 0, made.output
+    assert "2 conversations of 'U-ann'" in made.stderr
+    assert (tmp_path / "ann.json").stat().st_mode & 0o777 == 0o600
+    kept = json.loads((tmp_path / "ann.json").read_text())
+    assert [c["conversation_id"] for c in kept["conversations"]] == ["c1", "slack:T1:D2:1.1"]
+    c1, slack = kept["conversations"]
+    assert c1["conversation"]["slots"] == {"email": "ann@example.com"}
+    assert [(t["role"], t["text"], t["raw_text"]) for t in c1["turns"]] == [
+        ("user", "mail me at [EMAIL]", "mail me at ann@example.com"), ("bot", "Thanks!", None)]
+    assert [f["comment"] for f in c1["feedback"]] == ["too slow"] and [n["text"] for n in c1["notes"]] == ["Ann prefers email"]
+    assert slack["conversation"] is None and [p["text"] for p in slack["pending"]] == ["and my parcel?"]
+    assert "U-bob" not in (tmp_path / "ann.json").read_text()
+
+
 def test_a_purge_forgets_a_colleagues_platform_id_with_the_last_conversation_of_theirs(tmp_path: Path) -> None:
     """Each Slack colleague who wrote in a customer's thread was kept by their platform id (``members``) for good:
     a retention purge deleted every conversation they wrote in and kept their id and name. Their id goes with the last

@@ -237,6 +237,35 @@ def _say_purged_again(project: Project) -> None:
              "deleted; run `bot purge --again` once it is done")
 
 
+@cli.command()
+@click.argument("directory", type=BOT_DIR)
+@click.option("--user", required=True, metavar="ID", callback=lambda _c, _p, v: _customer_id(v),
+              help="The customer, by the id their channel gives (a Slack or WeCom user, the widget's user).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
+              help="File to write (default stdout), made for its owner alone.")
+def access(directory: Path, user: str, output: str) -> None:
+    """Write all the store keeps of one customer, as JSON.
+
+    For a customer's request to see it. Each conversation `bot purge --user` would delete, as stored: its messages (and the unredacted copy
+    privacy.keep_raw keeps), the replies, feedback, handoffs, agents' notes and slots.
+
+    Example:
+
+    \b
+      bot access mybot --user U123 -o U123.json
+    """
+    project = load_project(directory)
+    if output != "-" and _is_the_bots_own(project, Path(output)):
+        fail(f"{output}: one of the bot's own files, which this would replace; write it elsewhere")
+    kept = read_from_store(project, lambda store: store.kept_of(store.conversation_ids(user=user)))
+    try:
+        with unwound_on_sigterm(), _written(output) as out:  # the temporary file is removed
+            out.write(json.dumps({"user": user, "conversations": kept}, ensure_ascii=False, indent=1) + "\n")
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")
+    click.echo(f"{plural(len(kept), 'conversation')} of {user!r}", err=True)
+
+
 def _say_kept_elsewhere(project: Project, purged: Purged, began: dict[str, float]) -> None:
     """Name each conversation `bot purge` deleted, and what may still hold them (:func:`bot.retrain.kept_elsewhere`)."""
     from bot.retrain import kept_elsewhere
