@@ -62,6 +62,8 @@ _ACKS = (r"(?:hi|hello|hey)(?: there)?|(?:is )?any(?:one|body)(?: (?:there|here)
          # greetings as Taiwan (早安, 午安, 晚安) and Hong Kong (早晨: good morning) say them, and with a Chinese particle
          r"|(?:您好|你好|哈喽|哈罗|哈啰|嗨|早上好|下午好|晚上好|早安|午安|晚安|早晨)[呀啊哦]?|(?:hello|hi|bye)[呀啊啦喇]"
          r"|good (?:morning|afternoon|evening)|亲(?:爱的)?"
+         # and in Pinyin: ni hao, zai ma (在吗), you ren ma (有人吗), zai jian, bai bai
+         r"|(?:ni|nin) ?hao|zai ?(?:ma|bu ?zai)|you ?ren ?(?:ma|zai ?ma)|zai ?jian|bai ?bai"
          r"|(?:please )?hurry(?: up)?(?: please)?|asap|(?:麻烦|请)?(?:快点|快一点|尽快)")
 # Of those, asking for a person.
 _PLEASE = r"(?: (?:please|pls|plz|now))*"  # "real person pls", "human NOW"
@@ -93,7 +95,10 @@ _OKS = (r"ok(?:ay|ie|i|k)?|alright|sure|great|cool|perfect|cheers|no problem|np|
         # thanks, and very much so (非常感谢, 太感谢了), as Hong Kong says it too (多谢你, 唔该晒你: 晒, often typed 哂), in
         # two characters (谢了), in Taiwan's and Hong Kong's 感恩, and as typed with digits (3q: "san-Q", thank you)
         r"|(?:非常|十分|万分|太|真的|真是)?(?:谢谢(?:您|你们?|啦|了|亲|客服|您了)?|感谢(?:您|你)?了?)|谢[啦了]|感恩(?:您|你)?|3q"
-        r"|多谢[晒哂]?(?:您|你)?|唔该(?:[晒哂]|你|[晒哂]你)?")
+        r"|多谢[晒哂]?(?:您|你)?|唔该(?:[晒哂]|你|[晒哂]你)?"
+        # and in Pinyin, typed without a Chinese input method: xie xie (谢谢), hao de (好的), shou dao (收到), ming bai le
+        r"|(?:xie ?xie|duo ?xie|gan ?xie)(?: ?(?:ni|nin))?|hao(?: ?(?:de|ba|la|le|ya|a))?|shou ?dao(?: ?le)?"
+        r"|ming ?bai(?: ?le)?|zhi ?dao ?le|mei ?(?:wen ?ti|shi ?le|shi)")
 # What a customer sent that the bot cannot read (a picture, a voice message), as a platform channel records it in
 # the transcript for the agent who has the conversation (bot/channels/wecom.py): per message type, per language.
 SENT: dict[str, dict[str, str]] = {

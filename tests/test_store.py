@@ -1092,6 +1092,9 @@ def test_what_an_agents_reply_says(text: str, nothing: bool) -> None:
     # greetings and goodbyes as Taiwan and Hong Kong say them (早安, 晚安, 早晨), with a particle, and "that's all"
     ("早安", True), ("晚安～", True), ("早晨呀", True), ("哈罗", True), ("hello呀", True), ("拜拜啦", True), ("下次见", True),
     ("就这样吧", True), ("早安，我的订单到哪了", False), ("就这样寄出吗", False),
+    # and in Pinyin, typed without a Chinese input method
+    ("ni hao", True), ("zai ma?", True), ("you ren ma", True), ("zai jian", True), ("xie xie", True),
+    ("ni hao, wo yao tui huo", False),
 ])
 def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
     assert asks_nothing(text) is only
@@ -1127,6 +1130,9 @@ def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
     # thanks as Chinese customers type it too: "谢了", Taiwan's and Hong Kong's "感恩", "3Q", an online shop's "好的亲"
     ("谢了", True), ("謝了！", True), ("感恩", True), ("感恩你🙏", True), ("3Q", True), ("好的亲", True),
     ("好勒", True), ("感恩节有优惠吗", False), ("3q，运费多少", False),
+    # in Pinyin, typed without a Chinese input method: "xie xie" was read by the classifier, and answered
+    ("xie xie", True), ("Xiexie ni!", True), ("hao de", True), ("shou dao le", True), ("xie xie, wo yao tui huo", False),
+    ("hao de, ding dan 123 zai na", False),
 ])
 def test_what_only_acknowledges(text: str, only: bool) -> None:
     assert acknowledges(text) is only
