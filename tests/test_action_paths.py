@@ -2764,11 +2764,12 @@ def test_the_demo_takes_the_phone_number_on_the_order_or_its_last_four_digits_as
 
 
 @pytest.mark.parametrize("answer", ["sam@example。com", "邮箱：sam @ example.com", "ｓａｍ＠ｅｘａｍｐｌｅ．ｃｏｍ。",
-                                    "SAM@EXAMPLE。COM，谢谢", "it's Sam@Example.com."])
+                                    "SAM@EXAMPLE。COM，谢谢", "it's Sam@Example.com.", "sam@example. com",
+                                    "sam @ example . com", "邮箱 sam@example 。 com", "sam@example.com. Thanks"])
 def test_the_demo_reads_an_email_typed_on_a_chinese_keyboard_or_with_spaces_as_its_proof(action_bot: Path,
                                                                                         tmp_path: Path, answer: str) -> None:
-    """An email address typed with the 。 a keyboard in Chinese mode types for its dot, or with spaces around its @,
-    was no proof at all: the customer's answer went to the classifier, and the wait for it ended. It is read as the
+    """An email address typed with the 。 a keyboard in Chinese mode types for its dot, or with spaces around its @ or
+    its domain's dot, was no proof at all: the customer's answer went to the classifier, and the wait for it ended. It is read as the
     address, in full-width letters and any case too."""
     orders = demo_orders(action_bot, tmp_path)
     waiting = {"order_id": "789", "requested_slot": "order_proof", "orders_unproven": ["789"]}

@@ -292,8 +292,11 @@ def last_four(said: str) -> re.Match[str] | None:
 
 def as_typed_email(said: str) -> str:
     """``said`` with an email address in it put right as a Chinese keyboard or a thumb types one: the 。 that a
-    keyboard in Chinese mode types for the dot (sam@example。com), and the spaces around the @ (sam @ example.com)."""
-    return re.sub(r"\s*@\s*", "@", re.sub(r"(?<=[A-Za-z0-9])。(?=[A-Za-z0-9])", ".", said))
+    keyboard in Chinese mode types for the dot (sam@example。com), the spaces around the @ (sam @ example.com), and
+    those around the first dot of its domain, which an address needs (sam@example. com, sam @ example . com); a dot
+    that ends a sentence after a whole address ("sam@example.com. Thanks") stays one."""
+    said = re.sub(r"\s*@\s*", "@", re.sub(r"(?<=[A-Za-z0-9])。(?=[A-Za-z0-9])", ".", said))
+    return re.sub(r"(@[A-Za-z0-9-]+)\s*[.。]\s*(?=[A-Za-z0-9])", r"\1.", said)
 
 
 def looked_up(numbers: list[str]) -> dict[str, sqlite3.Row | None]:
