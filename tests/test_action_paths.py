@@ -2787,19 +2787,40 @@ def test_the_demo_reads_an_email_typed_on_a_chinese_keyboard_or_with_spaces_as_i
      "check it and send the email address, postcode or phone number on the order again."),
     ("en", "orders 123 and 789, email sam@example.com", ["123", "789"], "Order 123 is **shipped**.\nOrder 789 is "
      "**delivered**. Tracking: DHL 3345678901.\nThat doesn't match order 123: for its tracking details, send me the "
-     "email address, postcode or phone number on it.")])
+     "email address, postcode or phone number on it."),
+    ("en", "order 789, I emailed support@demoshop.com", ["789"], "Order 789 is **delivered**.\nFor its tracking number "
+     "and expected delivery, send me the email address, postcode or phone number on the order."),
+    ("en", "order 789 - I wrote to help@courier.example and SUPPORT@DemoShop.com, mine is sam@example.com", ["789"],
+     "Order 789 is **delivered**. Tracking: DHL 3345678901."),
+    ("zh", "订单789，我已经发邮件给 help@courier.example 了", ["789"],
+     "订单 789 的状态：**已送达**。\n如需查看物流单号和预计送达时间，请发送订单上的邮箱、邮编或手机号。")])
 def test_the_demo_compares_a_proof_given_with_the_order_number_at_once(action_bot: Path, tmp_path: Path, language: str,
                                                                      text: str, numbers: list[str], said: str) -> None:
     """"where is order 789? my email is sam@example.com" was answered with the status and "send me the email address
     or postcode on the order", which the customer had just sent: an email address or phone number beside the order's
-    number is compared at once, and a wrong one counts as one."""
+    number is compared at once, and a wrong one counts as one. The shop's own address, or one the customer says they
+    wrote to ("I emailed support@demoshop.com"), is no proof, and no wrong one."""
     orders = demo_orders(action_bot, tmp_path)
     read = [{"entity": "order_id", "value": number} for number in numbers]
     messages, events = demo_turn(orders.ActionOrderStatus(), {"order_id": numbers[0], "language": language}, text, read)
     assert [message["text"] for message in messages] == [said]
-    proven = "Tracking" in said or "物流单号" in said
+    proven = "Tracking:" in said or "物流单号：" in said
     assert (SlotSet("orders_proven", ["789"]) in events) == proven
-    assert any(event["name"] == "order_proof_misses" and event["value"] == 1 for event in events) != proven
+    missed = not proven and "match" in said
+    assert any(event["name"] == "order_proof_misses" and event["value"] == 1 for event in events) == missed
+
+
+def test_the_demo_takes_no_address_the_customer_wrote_to_for_the_proof_it_waits_for(action_bot: Path,
+                                                                                  tmp_path: Path) -> None:
+    """"I emailed support@demoshop.com" while the proof was awaited was compared as the proof, and counted as a wrong
+    one: the shop's own addresses and those the customer wrote to are not read; their own beside them is."""
+    orders = demo_orders(action_bot, tmp_path)
+    waiting = {"order_id": "789", "requested_slot": "order_proof", "orders_unproven": ["789"]}
+    validate = orders.ValidateActionOrderStatus()
+    assert demo_turn(validate, waiting, "I emailed support@demoshop.com yesterday")[1] == []
+    assert demo_turn(validate, waiting, "我联系了 help@courier.example")[1] == []
+    assert demo_turn(validate, waiting, "I contacted help@courier.example, my email is sam@example.com")[1] \
+        == [SlotSet("order_proof", "sam@example.com")]
 
 
 @pytest.mark.parametrize(("answer", "proves"), [("94105-1234", True), ("my zip is 94105-0001, thanks", True),

@@ -64,6 +64,12 @@ THANKING = re.compile(rf"(?i){THANKS}")
 # number ("order 12345"), and which asks again about the order ("check my order") rather than saying "ok" or "I don't
 # have it".
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")  # of 邮箱x@example.cn谢谢, x@example.cn
+# The shop's own email domains (set them to your shop's): an address at one is whom the customer wrote to ("order 789,
+# I emailed support@demoshop.com"), never the proof that an order is theirs, and so is an address after words that
+# say they wrote to it ("I emailed help@courier.com", "发邮件给 help@courier.com").
+SHOP_EMAIL_DOMAINS = ("demoshop.com",)
+WROTE_TO = re.compile(r"(?i)(?:e-?mailed|mailed|wrote\s+to|sent\s+(?:\w+\s+){0,3}to|contacted|cc'?d|发邮件给|發郵件給|发给|發給"
+                      r"|写信给|寫信給|联系了?|聯繫了?|联络了?|聯絡了?)\W*$")
 # A phone number given as the proof, however it is grouped (+86 138-0013-8000, (415) 555 0132, 020 7946 0958), in a
 # message that names no order; and the last four digits of one, alone ("0132.") or where the message says they are
 # ("last 4: 0132", "尾号0132"), not any four ("I ordered it in 2026").
@@ -248,7 +254,7 @@ class ActionOrderStatus(Action):
         # What a stranger must not see (the tracking number, the day) waits for the proof that the order is theirs,
         # which the message may already give beside the order's number ("order 789, sam@example.com")
         unproven = [number for number, row in rows.items() if number not in proven and (row["tracking"] or row["eta"])]
-        given = (EMAIL.search(as_typed_email(said)) or PHONE.search(said)) if unproven else None
+        given = (customers_email(said) or PHONE.search(said)) if unproven else None
         newly, counted, wait = compared(tracker, given[0], unproven) if given else ([], [], 0)
         unproven = [number for number in unproven if number not in newly]
         wait = wait or locked_for(tracker, [rows[number] for number in unproven])
@@ -277,7 +283,7 @@ class ValidateActionOrderStatus(Action):
         said = unicodedata.normalize("NFKC", tracker.latest_message.get("text") or "")
         names_an_order = NAMES_AN_ORDER.search(said) and not NAMES_A_PROOF.search(said)
         # a long number beside "order" is the order's, unless it is written as a phone number is (PHONE)
-        proof = EMAIL.search(as_typed_email(said)) or PHONE.search(said) \
+        proof = customers_email(said) or PHONE.search(said) \
             or (None if names_an_order else ZIP_PLUS_FOUR.search(said) or PROOF_PHONE.search(said)
                 or POSTCODE.search(said) or last_four(said))
         return [SlotSet(PROOF, proof[0].strip())] if proof else []
@@ -288,6 +294,16 @@ def last_four(said: str) -> re.Match[str] | None:
     if NAMES_A_PHONE.search(said):
         return LAST_FOUR.search(said)
     return LAST_FOUR.fullmatch(re.sub(r"[\W_]+", " ", said).strip())
+
+
+def customers_email(said: str) -> re.Match[str] | None:
+    """The first email address in ``said`` (:func:`as_typed_email`) that the customer gives as theirs: none at the
+    shop's own domains (``SHOP_EMAIL_DOMAINS``), nor one they say they wrote to (``WROTE_TO``), which compared as the
+    proof would count a wrong one against them."""
+    typed = as_typed_email(said)
+    return next((found for found in EMAIL.finditer(typed) if not WROTE_TO.search(typed[:found.start()])
+                 and not any(f"@{found[0].rsplit('@', 1)[1]}".casefold().endswith((f"@{domain}", f".{domain}"))
+                             for domain in SHOP_EMAIL_DOMAINS)), None)
 
 
 def as_typed_email(said: str) -> str:
