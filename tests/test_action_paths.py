@@ -680,6 +680,9 @@ def action_bot(small_bot: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     with (root / "responses.yml").open("a") as responses:  # a response named after no intent, as a Rasa domain has
         responses.write("  utter_ask_email:\n  - text: What is your email?\n  - text: 请问您的邮箱是什么？\n    language: zh\n")
         responses.write("  utter_ask_order_id:\n  - text: Which order is it?\n")
+        # the demo's answers to thanks and an acknowledgement, which its order action says when the customer is done
+        responses.write("  utter_thank_you:\n  - text: You're welcome!\n  - text: 不客气！\n    language: zh\n")
+        responses.write("  utter_acknowledge:\n  - text: All right.\n  - text: 好的。\n    language: zh\n")
     return root
 
 
@@ -2691,6 +2694,12 @@ async def test_the_demo_shows_an_orders_tracking_number_only_to_who_proves_it_is
         reply = await bot.handle(Turn("c3", "I don't have it", "web"))  # no proof to give: a person, and the wait ends
         assert reply.text.startswith("All right. Without the email address, postcode or phone number") and tracking not in reply.text
         assert reply.buttons[0]["payload"] == "/handoff" and bot.store.conversation("c3")["active_loop"] is None
+
+        for text, said in (("thanks!", "You're welcome!"), ("ok, got it", "All right.")):  # done: the bot's own answer
+            await bot.handle(Turn(f"c4{text}", '/track_order{"order_id": "789"}', "web"))
+            reply = await bot.handle(Turn(f"c4{text}", text, "web"))
+            assert (reply.text, reply.buttons) == (said, []), text
+            assert bot.store.conversation(f"c4{text}")["active_loop"] is None
     finally:
         await bot.close()
 
