@@ -2683,17 +2683,26 @@ async def test_the_demo_shows_an_orders_tracking_number_only_to_who_proves_it_is
             reply = await bot.handle(Turn("c2", wrong, "web"))
             assert tracking not in reply.text
         assert reply.text.startswith("That doesn't match either") and reply.buttons[0]["payload"] == "/handoff"
-        assert bot.store.conversation("c2")["active_loop"] is None  # no more guesses are compared
         reply = await bot.handle(Turn("c2", '/track_order{"order_id": "789"}', "web"))
         assert reply.text == "Order 789 is **delivered**.\nFor its tracking details, try again in 15 minutes, or a " \
                              "person can help now."
-        assert bot.store.conversation("c2")["active_loop"] is None
-        assert tracking not in (await bot.handle(Turn("c2", "94105", "web"))).text
+        reply = await bot.handle(Turn("c2", "94105", "web"))  # no more guesses are compared, and none is counted
+        assert reply.text == "For its tracking details, try again in 15 minutes, or a person can help now."
 
         await bot.handle(Turn("c3", '/track_order{"order_id": "789"}', "web"))
-        reply = await bot.handle(Turn("c3", "I don't have it", "web"))  # no proof to give: a person, and the wait ends
+        reply = await bot.handle(Turn("c3", "I don't have it", "web"))  # no proof to give: a person
         assert reply.text.startswith("All right. Without the email address, postcode or phone number") and tracking not in reply.text
-        assert reply.buttons[0]["payload"] == "/handoff" and bot.store.conversation("c3")["active_loop"] is None
+        assert reply.buttons[0]["payload"] == "/handoff"
+
+        # the proof found after "I don't have it" is compared, not left to the classifier: the wait stays open
+        reply = await bot.handle(Turn("c3", "sam @ example. com", "web"))
+        assert reply.text == f"Order 789 is **delivered**. Tracking: {tracking}."
+
+        await bot.handle(Turn("c5", '/track_order{"order_id": "789"}', "web"))
+        for _ in range(2):  # said twice, "I don't have it" ends the wait: a person is offered
+            reply = await bot.handle(Turn("c5", "I don't have it", "web"))
+            assert reply.buttons[0]["payload"] == "/handoff"
+        assert bot.store.conversation("c5")["slots"]["requested_slot"] is None
 
         for text, said in (("thanks!", "You're welcome!"), ("ok, got it", "All right.")):  # done: the bot's own answer
             await bot.handle(Turn(f"c4{text}", '/track_order{"order_id": "789"}', "web"))
@@ -2735,10 +2744,11 @@ def test_the_demo_action_asks_a_chinese_customer_for_the_proof_in_chinese(action
     assert said == "订单 456 的状态：**处理中**。预计送达：周五。"  # right at the last try
     said, events = run(orders.ActionOrderStatus(), {**waiting, "order_proof": "999999", "order_proof_misses": 2}, "x")
     assert said == "还是与订单信息不符，15 分钟内我这边无法再核对。之后可以再试一次，也可以现在转人工客服帮您查询。"
-    assert SlotSet("requested_slot", None) in events
+    assert SlotSet("requested_slot", "order_proof") in events
     locked = {"order_proof_retry_at": time.time() + 60}
-    said, _ = run(orders.ActionOrderStatus(), {**waiting, "order_proof": "200031", **locked}, "200031")
-    assert "周五" not in said and said.startswith("还是与订单信息不符")
+    said, events = run(orders.ActionOrderStatus(), {**waiting, "order_proof": "200031", **locked}, "200031")
+    assert said == "如需物流详情，请在 1 分钟后再试，也可以现在转人工客服帮您查询。"  # not compared, so no mismatch
+    assert SlotSet("requested_slot", "order_proof") in events  # a proof once the lock opens is compared
 
 def demo_turn(action: Any, slots: dict[str, Any], text: str, entities: list[dict[str, Any]] | None = None,
               intent: str = "track_order", conversation: str = "c1") -> tuple[list[dict[str, Any]], list[Any]]:
@@ -2983,7 +2993,8 @@ def test_the_demo_action_knows_thanks_and_ok_itself_whatever_the_classifier_read
     said, events = demo_turn(orders.ActionOrderStatus(), slots, text, intent="track_order")
     assert [message["response"] for message in said] == [response]
     assert bool(said[0]["buttons"]) == (response is None)  # a person offered only where the customer is not done
-    assert SlotSet("requested_slot", None) in events
+    # the wait ends once they are done; it stays open for a proof they may find next
+    assert SlotSet("requested_slot", None if response else "order_proof") in events
 
 
 @pytest.mark.parametrize("language, said", [
@@ -3057,7 +3068,7 @@ def test_the_demo_stops_comparing_proofs_of_an_order_guessed_at_in_many_conversa
     said, events = run({}, "where is order 789")
     assert said["text"] == "Order 789 is **delivered**.\nFor its tracking details, try again in 15 minutes, or a " \
                            "person can help now."
-    assert SlotSet("requested_slot", None) in events
+    assert SlotSet("requested_slot", "order_proof") in events  # a proof once the lock opens is compared
     clock[0] += 14 * 60 + 30
     assert run({}, "where is order 789")[0]["text"].endswith("try again in a minute, or a person can help now.")
     clock[0] += 30
@@ -3088,7 +3099,7 @@ def test_a_conversations_wrong_proofs_lock_its_proofs_for_a_while_not_for_good(
         said = turn(typo, order_proof=typo)
     assert said == "That doesn't match either, so I can't check another here for 15 minutes: then you can try again, " \
                    "or a person can help now."
-    assert slots["requested_slot"] is None and orders.looked_up(["789"])["789"]["proof_misses"] == 3
+    assert slots["requested_slot"] == "order_proof" and orders.looked_up(["789"])["789"]["proof_misses"] == 3
     clock[0] += 5 * 60
     assert turn("where is order 789").endswith("try again in 10 minutes, or a person can help now.")
     clock[0] += 10 * 60

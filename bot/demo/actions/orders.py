@@ -211,15 +211,18 @@ class ActionOrderStatus(Action):
         if tracker.get_slot("requested_slot") == PROOF and not another and not read and not NAMES_AN_ORDER.search(said) \
                 and not said.startswith("/"):
             # The proof is optional: "thanks" or "ok" (read as such) ends the wait with the bot's own answer to it, and
-            # "I don't have it" with a person, as the same question again would loop ("check my order", or the
-            # intent's button, is asked which order, below)
+            # "I don't have it" offers a person, as the same question again would loop ("check my order", or the
+            # intent's button, is asked which order, below). The wait stays open for the proof the customer may find
+            # next, until another message: a second "I don't have it" after a person was offered ends it.
             acknowledged = acknowledgement(said) or (intent if intent in ACKNOWLEDGEMENTS else None)
             if acknowledged:
                 dispatcher.utter_message(response=f"utter_{acknowledged}")
             else:
                 dispatcher.utter_message(text=worded(say, "no_proof", tracker.get_slot("orders_unproven") or []),
                                          buttons=person)
-            return [SlotSet("requested_slot", None), SlotSet("orders_unproven", None)]
+            if acknowledged or offered_a_person(tracker):
+                return [SlotSet("requested_slot", None), SlotSet("orders_unproven", None)]
+            return [SlotSet("requested_slot", PROOF)]
         if order_id and not read and order_id not in said and tracker.get_slot("order_status") and not asked:
             # Asked again without a number ("查订单", "check my order") after an order was looked up: the customer may
             # mean another order, so the one remembered is offered, not assumed; a number typed instead is looked up.
@@ -263,7 +266,7 @@ class ActionOrderStatus(Action):
             asks = "ask_a_person" if wait else "still_unproven" if newly else "wrong" if given else "prove"
             lines.append(worded(say, asks, unproven).format(wait=in_minutes(say, wait), orders=listed(say, unproven)))
         dispatcher.utter_message(text="\n".join(lines), buttons=person if unproven and wait else [])
-        waits = bool(unproven) and not wait
+        waits = bool(unproven)  # locked too: a proof sent once the lock opens is compared, not left to the classifier
         return [SlotSet("order_status", list(rows.values())[-1][0]), SlotSet("requested_slot", PROOF if waits else None),
                 SlotSet("orders_unproven", unproven if waits else None), SlotSet(PROOF, None), *counted,
                 *([SlotSet("orders_proven", [*(tracker.get_slot("orders_proven") or []), *newly])] if newly else [])]
@@ -424,6 +427,7 @@ def checked_proof(dispatcher: CollectingDispatcher, tracker: Tracker, say: dict[
     order number a postcode's digits filled (200031) is put back."""
     unproven = tracker.get_slot("orders_unproven") or []
     rows = {number: row for number, row in looked_up(unproven).items() if row}
+    locked = locked_for(tracker, list(rows.values()))  # before this proof: it is not compared, so no wrong one
     proven, counted, wait = compared(tracker, tracker.get_slot(PROOF), unproven)
     events = [SlotSet(PROOF, None), SlotSet("order_id", unproven[-1] if unproven else None), *counted]
     if proven:
@@ -436,10 +440,12 @@ def checked_proof(dispatcher: CollectingDispatcher, tracker: Tracker, say: dict[
         return [*events, SlotSet("orders_proven", [*(tracker.get_slot("orders_proven") or []), *proven]),
                 SlotSet("orders_unproven", left or None), SlotSet("requested_slot", PROOF if left else None)]
     if wait > 0:
-        # no more guesses for a while: then the customer tries again, or a person checks who they are now
-        dispatcher.utter_message(text=worded(say, "locked", unproven).format(wait=in_minutes(say, wait)), buttons=person)
-        return [*events, SlotSet("orders_unproven", None), SlotSet("requested_slot", None)]
-    dispatcher.utter_message(text=worded(say, "wrong", unproven))
+        # no more guesses for a while: then the customer tries again (the wait stays open for it), or a person checks
+        # who they are now
+        dispatcher.utter_message(text=worded(say, "ask_a_person" if locked else "locked", unproven).format(
+            wait=in_minutes(say, wait)), buttons=person)
+    else:
+        dispatcher.utter_message(text=worded(say, "wrong", unproven))
     return [*events, SlotSet("requested_slot", PROOF)]
 
 
