@@ -175,7 +175,7 @@ def turn_language(bot_language: str, text: str, previous: str | None = None, pag
     if not any(c.isalpha() for c in text):
         return cast(Language, kept) if kept in LANGUAGES else "en"
     words = [word for word in text.split() if any(c.isalpha() for c in word)]
-    if toneless_pinyin(words):
+    if toneless_pinyin(words) and not (previous == "en" and _pinyin_name(words)):
         return "zh"
     latin = all(c.isascii() for c in text if c.isalpha())
     return "zh" if previous == "zh" and latin and (len(words) == 1 or asks_nothing(text) or names(words)) else "en"
@@ -210,10 +210,33 @@ _ENGLISH_SYLLABLES = frozenset(
 _PINYIN_ONLY = re.compile(r"ao|uo|iu|^(?:x|q|zh)")
 
 
+# A tone typed as its number after a syllable ("wo3", "ni3hao3"), as a keyboard without tone marks writes it.
+_TONE_NUMBER = re.compile(r"(?<=[a-zA-Zü])[1-5]")
+
+
 def _letters(word: str) -> str:
-    """``word`` in lower case, its tone marks ("wǒ") and the punctuation around it aside."""
+    """``word`` in lower case, its tone marks ("wǒ") and numbers ("wo3") and the punctuation around it aside."""
     letters = "".join(c for c in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(c))
-    return letters.strip(".,!?;:~'\"()")
+    return _TONE_NUMBER.sub("", letters).strip(".,!?;:~'\"()")
+
+
+# Chinese surnames that open a name typed in Pinyin ("li na", "zhang wei") and no phrase a customer types in Pinyin.
+_SURNAMES = frozenset(
+    "li wang zhang liu chen yang zhao huang zhou wu xu sun zhu gao lin guo luo liang song zheng han tang feng dong "
+    "xiao cao yuan deng fu shen zeng peng lu su jiang cai jia ding wei xue pan du dai xia zhong tian fang liao zou "
+    "xiong jin kong bai cui kang mao qiu qin gu hou shao meng duan lei qian lai gong".split())
+
+
+def _pinyin_name(words: list[str]) -> bool:
+    """Whether ``words`` may be a Chinese name typed in lower-case Pinyin ("li na", "zhang xiao ming"): in a
+    conversation held in English, it is the customer's name, not a switch to Chinese."""
+    return len(words) <= 3 and _letters(words[0]) in _SURNAMES
+
+
+def typed_in_pinyin(text: str) -> bool:
+    """Whether ``text`` is Chinese typed in Pinyin without its characters (:func:`toneless_pinyin`)."""
+    text = unicodedata.normalize("NFKC", text)
+    return not CJK.search(text) and toneless_pinyin([word for word in text.split() if any(c.isalpha() for c in word)])
 
 
 def _pinyin(letters: str) -> bool:
@@ -233,7 +256,7 @@ def toneless_pinyin(words: list[str]) -> bool:
     may give too); at least half of them must be Pinyin's alone: a syllable no English word ("he can" is English) or
     a word of several syllables that English does not write so ("nihao", not "make" or "see": "see you" is English)."""
     letters = [_letters(word) for word in words]
-    if len(words) < 2 or names(words) or not all(map(_pinyin, letters)):
+    if len(words) < 2 or names([_TONE_NUMBER.sub("", word) for word in words]) or not all(map(_pinyin, letters)):
         return False
     own = sum(word not in _ENGLISH_SYLLABLES if word in _SYLLABLES else bool(_PINYIN_ONLY.search(word))
               for word in letters)

@@ -63,6 +63,10 @@ from bot.language import chinese_script, in_script, say, turn_language
     ("multi", "he can", None, "en"), ("multi", "are you open", "zh", "en"),  # English words that are Pinyin too
     ("multi", "see you", None, "en"), ("multi", "make sure", None, "en"), ("multi", "take care", None, "en"),
     ("multi", "wo yao refund", None, "en"),   # a word of English makes it English, as before
+    ("multi", "wo3 yao4 tui4 huo4", None, "zh"), ("multi", "ni3hao3", "zh", "zh"),  # tones typed as numbers
+    ("multi", "ni3 hao3", "en", "zh"),
+    ("multi", "li na", "en", "en"), ("multi", "zhang xiao ming", "en", "en"),  # a name in an English conversation
+    ("multi", "li na", None, "zh"), ("multi", "zai ma", "en", "zh"),
 ])
 def test_turn_language(bot: str, text: str, previous: str | None, expected: str) -> None:
     assert turn_language(bot, text, previous) == expected
