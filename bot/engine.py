@@ -51,6 +51,7 @@ from bot.language import (
     kept_script,
     say,
     turn_language,
+    typed_in_pinyin,
 )
 from bot.limits import Limits, handoffs_full
 from bot.metrics import Metrics
@@ -788,7 +789,8 @@ class Bot:
             corrects = says_wrong(text)
             carried = await self._carried(turn.conversation_id, text, read, analysis) if entities else None
             decision = decide(carried or analysis, self.config, self.project.responses, values, turn.channel, fallbacks, language,
-                              self.project.intents, acknowledges(text), corrects, wordless(text))
+                              self.project.intents, acknowledges(text), corrects, wordless(text),
+                              not self.project.reads_pinyin and typed_in_pinyin(text))
             if entities and (decision.kind == "fallback" or decision.reason == "fallbacks"):
                 decision = await self._asked_again(turn.conversation_id, analysis) or decision
             if decision.kind == "fallback" and entities:

@@ -126,6 +126,7 @@ def decide(
     acknowledges: bool = False,
     corrects: bool = False,
     wordless: bool = False,
+    unread: bool = False,
 ) -> Decision:
     """What the bot says to a message, from what the classifier and the answer index made of it (``analysis``): for
     an intent the classifier is sure of, the handoff, its action or its template; else a historical answer close
@@ -136,20 +137,22 @@ def decide(
     None offers whatever the model ranks. ``acknowledges``: the message only acknowledges or thanks
     (:func:`dialogues.holding.acknowledges`); ``corrects``: it only says the answer before missed
     (:func:`dialogues.holding.says_wrong`); ``wordless``: it holds no word nor number, emoji or punctuation alone
-    (:func:`dialogues.holding.wordless`)."""
+    (:func:`dialogues.holding.wordless`); ``unread``: it is Pinyin typed without its characters and no example of
+    nlu.yml's is, so the classifier and the answer index read noise in it ("wo yao tui huo" answered as track_order)."""
     pred = analysis.prediction
     intent, confidence = pred.intent, pred.confidence
     if corrects:
         # "不对", "that's wrong": a miss, whatever the classifier reads in two words (the demo's read "不对" as "ok"
         # and said "glad to help"); no intent of theirs to offer, so it asks to put it another way, or hands off
         return _missed(config, responses, channel, language, values, fallbacks_so_far, None, confidence, [])
-    confident = understood(analysis, config)
+    confident = understood(analysis, config) and not unread
 
     if confident and intent == config.handoff.intent:
         return handing_off(config, responses, channel, language, "requested", values, intent, confidence)
     if confident and intent in config.actions.map:
         return Decision("action", intent, confidence, action=config.actions.map[intent])
-    hits = [h for h in analysis.hits if not h.id.startswith(TEMPLATE_ANSWER) or h.text in responses.sent_as_is]
+    hits = [] if unread else [h for h in analysis.hits
+                              if not h.id.startswith(TEMPLATE_ANSWER) or h.text in responses.sent_as_is]
     if config.language == "multi":
         hits = [h for h in hits if _written_in(h.text) == language]
     else:

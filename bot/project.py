@@ -29,7 +29,8 @@ import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, IPvAnyNetwork, ValidationError
 from yarl import URL
 
-from bot.language import CJK, LANGUAGES, SCRIPT, SLOT, Language, Script, Text, language_meant
+from bot.language import (CJK, LANGUAGES, SCRIPT, SLOT, Language, Script, Text, language_meant,
+                          typed_in_pinyin)
 from bot.responses import (MAX_BUTTON_TITLE_CHARS, MAX_REPLY_CHARS, PayloadValue, ResponseVariant, Responses,
                            read_payload, variable_names, variables_are_names)
 from dialogues.export import about_one_case
@@ -728,6 +729,12 @@ class Project:
         """What a reviewer may label a message, and a retrain learns: the intents and ``oos``. A label of an
         intent since taken out of nlu.yml teaches nothing."""
         return {*self.intents, OOS}
+
+    @functools.cached_property
+    def reads_pinyin(self) -> bool:
+        """Whether nlu.yml teaches Pinyin typed without its characters (an example of some intent is): else what the
+        classifier reads in such a message is noise, and the bot takes it for a miss."""
+        return any(typed_in_pinyin(example.text) for example in self.examples)
 
     def history_files(self) -> str:
         """The history files this bot reads its answers from, by name ("history.jsonl and history.csv"), for

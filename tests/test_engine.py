@@ -238,6 +238,25 @@ async def test_emoji_or_punctuation_alone_asks_for_words_not_a_guess(aiohttp_cli
         assert [button["payload"] for button in reply["buttons"]] == ["/handoff"]
 
 
+async def test_pinyin_a_bot_was_not_taught_is_a_miss_in_chinese(aiohttp_client: Any, tiny_demo_bot: Path,
+                                                                 tmp_path: Path) -> None:
+    """The classifier and the answer index read noise in Pinyin typed without its characters: "wo yao tui huo" was
+    answered as track_order, sure-looking. Unless nlu.yml teaches some Pinyin, it is a miss, in Chinese."""
+    thresholds = {"intent": 0.0, "retrieval": 0.0, "fallbacks_before_handoff": 3}
+    root = configured_copy(tiny_demo_bot, tmp_path / "pinyin", thresholds=thresholds)
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    for conversation, text in [("tones-none", "wo yao tui huo"), ("tones-numbered", "wo3 yao4 tui4 huo4")]:
+        reply = await ask(client, conversation, text)
+        assert (reply["source"], reply["reply"]) == ("fallback", "抱歉，我不太确定您的意思。您是想问下面这些吗？")
+        assert reply["buttons"][-1] == {"title": "转人工客服", "payload": "/handoff"}
+    assert (await ask(client, "thanks", "xie xie"))["reply"] == "好的，如果还有其他问题，随时问我。"  # no miss
+    taught = configured_copy(tiny_demo_bot, tmp_path / "taught", thresholds=thresholds)
+    with (taught / "nlu.yml").open("a", encoding="utf-8") as nlu:
+        nlu.write("- intent: get_refund\n  examples: |\n    - wo yao tui kuan\n")
+    client = await aiohttp_client(create_app(taught, device="cpu"))
+    assert (await ask(client, "taught", "wo yao tui huo"))["source"] != "fallback"
+
+
 async def test_saying_the_answer_missed_is_a_thumbs_down_on_it(aiohttp_client: Any, tiny_demo_bot: Path,
                                                                 tmp_path: Path) -> None:
     """"不对" after an answer was a miss, but the answer it said was wrong was neither in `bot review`'s queue nor
