@@ -60,15 +60,15 @@ from bot.notify import CONSOLE, HandoffNotifier
 from bot.policy import Decision, decide, handing_off, misses_in_a_row, misses_reach_handoff, understood
 from bot.project import (HANDOFF_PAYLOAD, MID_CONVERSATION, REQUESTED_SLOT, RESERVED_PAYLOADS, RESUME_PAYLOAD,
                          SESSION_METADATA, VERIFIED_USER, BotConfig, Project, name_agent)
-from bot.responses import (MAX_REPLY_CHARS, PayloadValue, Rendered, passed_on, read_payload, slack_image, texts_of,
-                           warn_unshown)
+from bot.responses import (MAX_BUTTON_TITLE_CHARS, MAX_REPLY_CHARS, PayloadValue, Rendered, passed_on, read_payload,
+                           slack_image, texts_of, warn_unshown)
 from dialogues.holding import (accepts, acknowledges, asked_about, asks_for_a_person, drops_it, lacks_answer,
                                names_only, says_wrong, stops_asking, wordless)
 from dialogues.store import (TRYOUT_CHANNEL, TURN_RENEW_S, TURN_STALE_S, Exchange, KeyReused, LeaseWatch, Overtaken,
                              SentBefore, Store, WroteToTheBot)
 from finetune.classifier import Prediction
 from finetune.metrics import OOS
-from retrieval.text import intent_phrase
+from retrieval.text import intent_phrase, title_key
 
 log = logging.getLogger("deskbot")
 MAX_FOLLOWUPS = 3  # a FollowupAction chain longer than this is cut, so two actions cannot loop forever
@@ -1059,12 +1059,22 @@ class Bot:
         *Have an agent cancel it*" answered with "yes please" got "All right. If there's anything else, just ask.",
         and no agent came. None for any other message, or where the reply offered no button or several, or one to
         an intent the bot no longer has. A payload with values (``/track_order{"order_id": "123"}``: the demo's "Order
-        123 again, or another one?") is taken with them, as clicked."""
-        if self.store is None or not accepts(text):
+        123 again, or another one?") is taken with them, as clicked.
+
+        A message that is a button's title typed out ("查询退款"; in the other Chinese script, "查詢退款", another case or
+        punctuation: :func:`~retrieval.text.title_key`) picks that button of the latest reply's, as on WeCom: read by the
+        classifier, it was answered as whatever it leant to. Only a message that is some button's title of the bot's
+        (:attr:`~bot.project.Project.button_titles`) looks the buttons up."""
+        key = title_key(text) if len(text) <= MAX_BUTTON_TITLE_CHARS else ""
+        titled = bool(key) and key in self.project.button_titles
+        if self.store is None or not (titled or accepts(text)):
             return None
         latest = await self._store(self.store.recent_turns, conversation_id, 1)
         buttons = latest[0]["buttons"] if latest and latest[0]["role"] == "bot" else []
-        payload = buttons[0]["payload"] if len(buttons) == 1 else ""
+        named = [button["payload"] for button in buttons if titled and title_key(button["title"]) == key]
+        if len(named) == 1:
+            return named[0]
+        payload = buttons[0]["payload"] if len(buttons) == 1 and accepts(text) else ""
         chosen = read_payload(payload)[0]
         return payload if (payload == HANDOFF_PAYLOAD
                            or (chosen.startswith("/") and self.nlu.chosen(chosen[1:]))) else None

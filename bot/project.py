@@ -36,7 +36,8 @@ from bot.responses import (MAX_BUTTON_TITLE_CHARS, MAX_REPLY_CHARS, PayloadValue
 from dialogues.export import about_one_case
 from dialogues.review import OOS
 from retrieval.options import IndexOptions, IndexType, Settings
-from retrieval.text import INVISIBLE, model_text, normalise, same_example, same_text, spellings
+from retrieval.text import (INVISIBLE, intent_phrase, model_text, normalise, same_example, same_text, spellings,
+                            title_key)
 
 # The bot's own buttons, which no intent may be named after (its button payload /NAME would be taken).
 HANDOFF_PAYLOAD = "/handoff"
@@ -735,6 +736,19 @@ class Project:
         """Whether nlu.yml teaches Pinyin typed without its characters (an example of some intent is): else what the
         classifier reads in such a message is noise, and the bot takes it for a miss."""
         return any(typed_in_pinyin(example.text) for example in self.examples)
+
+    @functools.cached_property
+    def button_titles(self) -> frozenset[str]:
+        """The titles the bot's buttons may have (:func:`~retrieval.text.title_key`): its templates' (but those filled
+        with values), the fallback's intents' and its person button's. A message that is none of these picks no button,
+        and is read without looking up the buttons the conversation was offered."""
+        fallback = self.config.fallback
+        titles = [b.title for variants in self.responses.templates.values() for v in variants for b in v.buttons
+                  if not b.variables()]
+        titles += [intent_phrase(name) for name in self.intents]
+        for title in [*fallback.titles.values(), fallback.human_button]:
+            titles += [title] if isinstance(title, str) else title.values()
+        return frozenset(map(title_key, titles))
 
     def history_files(self) -> str:
         """The history files this bot reads its answers from, by name ("history.jsonl and history.csv"), for

@@ -223,3 +223,8 @@ def intent_phrase(intent: str) -> str:
     retrieval query of a ``/intent`` button payload, and the extra example few-shot training adds.
     """
     return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", intent).replace("_", " ").replace("-", " ").lower()
+
+
+def title_key(text: str) -> str:
+    """A button's title as a customer may type it: case, width, spacing, punctuation and Chinese script aside."""
+    return comparable(same_example(text))

@@ -72,6 +72,21 @@ async def test_saying_yes_to_a_reply_that_offered_one_button_is_that_button(clie
         assert not reply["handed_off"] and reply["confidence"] < 1.0, said
 
 
+async def test_a_buttons_title_typed_out_is_that_button(client: Any) -> None:
+    """On the web chat, a customer typing a button's title ("退款政策", "Refund policy!") had it read by the classifier,
+    and answered as whatever it leant to, where WeCom picks the choice. It is the button, as clicked."""
+    for conversation, greeting, typed in [("typed-zh", "你好", "退款政策"), ("typed-wide", "你好", "退款政策！"),
+                                          ("typed-en", "hello", "refund policy!")]:
+        await ask(client, conversation, greeting)
+        await ask(client, conversation, "/get_refund")
+        reply = await ask(client, conversation, typed)
+        assert (reply["intent"], reply["confidence"]) == ("check_refund_policy", 1.0), typed
+    await ask(client, "typed-later", "你好")
+    await ask(client, "typed-later", "/get_refund")
+    await ask(client, "typed-later", "ok")  # a later reply offered no button: a title picks none
+    assert (await ask(client, "typed-later", "退款政策"))["confidence"] < 1.0
+
+
 @pytest.mark.parametrize(("conversation", "language_of"), [("redirect-en", "hello"), ("redirect-zh", "你好")])
 async def test_the_demos_offer_to_have_an_agent_redirect_a_shipped_order_is_a_button(client: Any, conversation: str,
                                                                                      language_of: str) -> None:

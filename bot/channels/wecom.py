@@ -38,7 +38,7 @@ from bot.language import LANGUAGES, SCRIPT, SLOT, Script, Text, kept_script, say
 from bot.limits import hold_back, refunded_on_error
 from dialogues.holding import SENT
 from bot.responses import MAX_BUTTON_TITLE_CHARS
-from retrieval.text import WEB_ADDRESS, comparable, same_example
+from retrieval.text import WEB_ADDRESS, title_key
 
 if TYPE_CHECKING:
     from bot.engine import Bot
@@ -157,11 +157,6 @@ def numbered_choices(text: str, buttons: list[dict[str, str]], hint: str) -> str
         return text
     lines = [f"{i}. {button['title']}" for i, button in enumerate(buttons, start=1)]
     return "\n".join([text, "", *lines, hint]) if text else "\n".join([*lines, hint])
-
-
-def title_key(text: str) -> str:
-    """A button's title as a customer may type it: case, width, spacing, punctuation and Chinese script aside."""
-    return comparable(same_example(text))
 
 
 def choice_number(text: str) -> int | None:
