@@ -479,8 +479,8 @@ class StatsResponse(_Body):
     rated_conversations: RatedConversations
     first_agent_reply_seconds: Waits
     top_intents: dict[str, int]
-    top_unanswered: dict[str, int] = Field(..., description="the messages the bot fell back on most, as the model read "
-                                                            "them, with how often")
+    top_unanswered: dict[str, int] = Field(..., description="the messages the bot fell back on most, as one of their "
+                                                            "customers typed them, with how often")
     top_complaints: dict[str, int] = Field(..., description="what customers said was wrong with the answers they voted "
                                                             "down (their comments), most said first, with how often")
     previous: StatsResponse | None = Field(None, description="with compare=previous: the same figures for the period "

@@ -121,13 +121,14 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
     # What the bot could not answer, most asked first: the customers' own words (not a button's payload), those
     # that are one message to a reviewer counted together (:func:`same_text`: letter case, spacing, punctuation, width,
     # a number and Chinese script aside; 发票怎么开 and 發票怎麼開, Hong Kong's customers and Beijing's asking one
-    # question, were counted as two), under their most written form.
+    # question, were counted as two), under their most written form, as one of its customers typed it ("在吗？", where
+    # the model read "在吗?").
     unanswered: dict[str, list[Any]] = {}
-    for text, n in rows(
-            "SELECT min(t.text), count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id WHERE t.created >= :since "
+    for text, raw_text, n in rows(
+            "SELECT min(t.text), t.raw_text, count(*) FROM predictions p JOIN turns t ON t.id = p.turn_id WHERE t.created >= :since "
             f"AND t.created < :until AND t.conversation_id {customers} AND p.source = 'fallback' "
             "AND substr(t.text, 1, 1) != '/' GROUP BY lower(trim(t.text)) ORDER BY count(*) DESC, min(t.text)"):
-        unanswered.setdefault(same_text(text), [text, 0])[1] += n
+        unanswered.setdefault(same_text(text), [store.typed(text, raw_text), 0])[1] += n
     top_unanswered = sorted(unanswered.values(), key=lambda asked: -asked[1])[:top if top >= 0 else None]
     # What customers said was wrong with the answers they voted down (the widget's box after a thumbs-down), most said
     # first, then latest: the counts told a director that customers were unhappy, never why. A message that only

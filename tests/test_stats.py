@@ -432,6 +432,15 @@ def test_the_questions_the_bot_could_not_answer_most_asked_first(tmp_path: Path)
     store.close()
 
 
+def test_a_question_the_bot_could_not_answer_is_shown_as_a_customer_typed_it(tmp_path: Path) -> None:
+    """The list showed "在吗?", as the model read it, where the customers typed "在吗？" with a Chinese input method."""
+    store = Store(tmp_path / "dialogues.db")
+    for conversation in ("c1", "c2"):
+        store.log_exchange(Exchange(conversation, "web", None, "在吗?", "在吗？", "...", None, 0.9, [], "fallback", "v0001"))
+    assert conversation_stats(store)["top_unanswered"] == {"在吗？": 2}
+    store.close()
+
+
 def test_a_question_the_bot_could_not_answer_counts_once_in_either_chinese_script(tmp_path: Path) -> None:
     """Customers in Hong Kong and Beijing asking one question were two questions among those the bot missed, each
     counted apart, and a third less asked one came before either."""
