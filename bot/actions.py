@@ -33,7 +33,8 @@ from yarl import URL
 
 from bot.channels.base import client_session, error_text, load_json
 from bot.language import blank
-from bot.project import REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, Mistakes, config_error, read_config
+from bot.project import (REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, Mistakes, ProjectError, config_error,
+                         read_config)
 from bot.responses import MAX_REPLY_CHARS
 from dialogues.redact import redact
 from dialogues.store import CUSTOM_PLACEHOLDER
@@ -472,19 +473,33 @@ def action_domain(project: Project) -> dict[str, Any]:
             "responses": responses, "actions": sorted(project.config.actions.map.values()), "forms": forms}
 
 
-def map_mistakes(root: Path) -> list[str]:
-    """The mistakes of actions/ and of bot.yml's ``actions.map`` against it, for `bot check` to tell with those of
-    the bot's files when these do not load (the runner is made of a loaded bot): a file of actions/ that does not
-    import, an action the map names that it lacks. bot.yml as it reads without its own mistakes."""
+def map_mistakes(root: Path, loaded: ActionRunner | None = None) -> list[str]:
+    """The mistakes of actions/ and of bot.yml's ``actions.map`` against it, to tell with those of the bot's files
+    when these do not load (the runner is made of a loaded bot): a file of actions/ that does not import, an action
+    the map names that it lacks. bot.yml as it reads without its own mistakes. ``loaded``: a running server's runner,
+    whose actions are checked against rather than actions/ imported again, which would put new modules under the
+    package ``actions`` beneath the actions running; nothing is said where actions/ changed since it imported them,
+    as the reload that serves the mended files imports them again and tells their mistakes then."""
     config, _ = read_config(root / "bot.yml", Mistakes())  # its mistakes are told with the files'
     if config is None:
         return []
     settings = config.actions
     try:
-        ActionRunner(root / "actions", settings.endpoint, settings.timeout, domain={}).check_map(config, root)
+        if loaded is None:
+            ActionRunner(root / "actions", settings.endpoint, settings.timeout, domain={}).check_map(config, root)
+        elif loaded.runs_code_of(root, settings.endpoint):
+            loaded.check_map(config, root)
     except ActionError as exc:
         return [str(exc)]
     return []
+
+
+def with_map_mistakes(exc: ProjectError, root: Path, loaded: ActionRunner | None = None) -> ProjectError:
+    """``exc``, the mistakes of the bot's files at ``root``, with those of actions/ and its map
+    (:func:`map_mistakes`) after them: all told in one run rather than the actions' once the files are mended."""
+    if mistakes := map_mistakes(root, loaded):
+        return ProjectError("\n".join([str(exc), *mistakes]))
+    return exc
 
 
 def ask_names(form: str, slot: str) -> list[str]:
@@ -541,12 +556,18 @@ class ActionRunner:
         ``actions.endpoint`` and ``actions.timeout`` changed; else a new one, actions/ imported again. Raises
         :class:`ActionError` when the new code fails to import. Its map is for the caller to :meth:`check`."""
         settings, domain = project.config.actions, action_domain(project)
-        folder = project.actions_dir if settings.endpoint is None and project.actions_dir.is_dir() else None
-        same_code = folder is None if self.executor is None else not self.code_changed() and folder == self.actions_dir
-        if same_code and (settings.endpoint, settings.timeout) == (self.endpoint, self.timeout):
+        if self.runs_code_of(project.root, settings.endpoint) and settings.timeout == self.timeout:
             self.domain = domain
             return self
         return ActionRunner(project.actions_dir, settings.endpoint, settings.timeout, domain)
+
+    def runs_code_of(self, root: Path, endpoint: str | None) -> bool:
+        """Whether this runner runs the actions of the bot at ``root`` as they are now, ``endpoint`` its bot.yml's
+        ``actions.endpoint``: the same action server, or actions/'s Python files unchanged since it imported them
+        (none where there were none)."""
+        folder = root / "actions" if endpoint is None and (root / "actions").is_dir() else None
+        same_code = folder is None if self.executor is None else not self.code_changed() and folder == self.actions_dir
+        return same_code and endpoint == self.endpoint
 
     @classmethod
     def for_project(cls, project: Project) -> ActionRunner:

@@ -33,7 +33,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_runner import GracefulExit
 
-from bot.actions import ActionError, ActionRunner, code_stamp
+from bot.actions import ActionError, ActionRunner, code_stamp, with_map_mistakes
 from bot.channels import build_channels, off_callbacks
 from bot.channels.base import (REFUSAL_SAID_S, STORE_DAMAGED, STORE_RETRY_S, DeliveryError, MaybeDelivered,
                                PlatformChannel, dumps, http_error, json_response, kept_turn, long_json_response,
@@ -766,7 +766,10 @@ async def swap_to_current(app: web.Application, unless_served: str | None = None
 
     def load() -> tuple[dict[str, tuple[int, int]], Project, dict[str, str], ActionRunner, NLU, str | None]:
         files_read = edited_files_stamp(bot.project.root)  # before the read, as at start
-        project = load_project(bot.project.root)
+        try:
+            project = load_project(bot.project.root)
+        except ProjectError as exc:  # the action map's mistakes too, checked against the actions running
+            raise with_map_mistakes(exc, bot.project.root, bot.actions) from None
         refuse_a_moved_store(project, bot.store.path)
         agents = agent_tokens(project, app[ADMIN_TOKEN])  # a token two agents would share refuses the swap, as at start
         actions, refused = bot.actions, None
@@ -954,8 +957,13 @@ async def follow_edits(app: web.Application, refused: dict[str, tuple[int, int]]
         nlu, not_imported = await swap_to_current(
             app, unless_read=now, model_kept=all(name == "responses.yml" or name.startswith("actions/") for name in saved))
     except Exception as exc:  # the files read before answer on
-        log.error("%s saved, and not served: %s; customers are answered as before until it is mended and saved again",
-                  ", ".join(saved), exc)
+        mistakes = str(exc).splitlines()
+        if len(mistakes) == 1:
+            log.error("%s saved, and not served: %s; customers are answered as before until it is mended and saved "
+                      "again", ", ".join(saved), exc)
+        else:  # the count on the record's first line, which log tools show alone; each mistake indented below it
+            log.error("%s saved, and not served: %d mistakes; customers are answered as before until they are mended "
+                      "and saved again:\n%s", ", ".join(saved), len(mistakes), "\n".join(f"  {line}" for line in mistakes))
         return now
     if served := [name for name in saved if not (not_imported and name.startswith("actions/"))]:
         log.info("%s saved: now answering with the bot's files as they are now (model %s)", ", ".join(served),

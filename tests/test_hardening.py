@@ -2863,6 +2863,43 @@ async def test_a_saved_action_is_served_without_a_reload_and_one_that_fails_to_i
     assert await answers("Hello, mended.")
 
 
+async def test_a_refused_save_tells_the_action_maps_mistake_with_the_files_each_on_its_own_indented_line(
+        make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """A saved bot.yml whose actions.map names an action actions/ lacks, saved with a slip in responses.yml, was
+    refused for the slip alone, the action told once that was mended: both are told, checked against the actions
+    running (not actions/ imported again under them), in one record whose first line counts them."""
+    import yaml
+
+    caplog.set_level(logging.INFO, logger="deskbot")
+    client = await make_client(server={"limits": NO_LIMITS}, learning={"watch_seconds": 0.1})
+    root = client.app[BOT].project.root
+
+    async def said(text: str) -> bool:
+        for _ in range(200):
+            if text in caplog.text:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    (root / "actions" / "hello.py").write_text(HELLO_ACTION.format(text="Hello."))
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    config["actions"]["map"]["check_refund_policy"] = "action_hello"
+    (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    assert await said("bot.yml, actions/hello.py saved: now answering with the bot's files as they are now")
+
+    responses = root / "responses.yml"
+    responses.write_text(responses.read_text().replace("      language: zh", "\tlanguage: zh", 1))
+    config["actions"]["map"]["check_refund_policy"] = "action_helo"
+    (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    assert await said("bot.yml, responses.yml saved, and not served: 2 mistakes; customers are answered as before "
+                      "until they are mended and saved again:\n")
+    record = next(r.getMessage() for r in caplog.records if "not served" in r.getMessage())
+    first, *told = record.splitlines()
+    assert len(told) == 2 and all(line.startswith("  ") for line in told), record
+    assert told[0].startswith(f"  {responses}:") and "malformed YAML" in told[0]
+    assert told[1].startswith(f"  {root / 'bot.yml'}:") and "'action_helo': no class in actions/ is named so" in told[1]
+
+
 async def test_a_reload_whose_action_map_names_an_unknown_action_is_refused(make_client: Callable[..., Any]) -> None:
     """Start refuses such a bot.yml; a reload took it, and every customer asking for the intent failed."""
     import yaml

@@ -2134,6 +2134,20 @@ def test_bot_check_tells_the_action_maps_mistakes_with_the_files(bot_dir: Path) 
     assert said[-1].startswith(f"{orders}:") and "cannot load the custom actions: SyntaxError" in said[-1], said
 
 
+@pytest.mark.parametrize("command", ["train", "serve"])
+def test_bot_train_and_serve_tell_the_action_maps_mistakes_with_the_files(bot_dir: Path, command: str) -> None:
+    """`bot train` and `bot serve` told an action actions/ lacks only once the bot's files were mended, as bot check
+    did: a second run. Both are told in the first."""
+    config, responses = bot_dir / "bot.yml", bot_dir / "responses.yml"
+    config.write_text(config.read_text().replace(": action_order_status", ": action_order_stats", 1))
+    responses.write_text(responses.read_text().replace("payload: /track_refund", "payload: /track_refnd", 1))
+    ran = CliRunner().invoke(cli, [command, str(bot_dir)])
+    said = ran.output.removeprefix("Error: ").splitlines()
+    assert ran.exit_code == 1 and len(said) == 2, said
+    assert said[0].startswith(f"{responses}:") and "unknown intent 'track_refnd'" in said[0]
+    assert said[1].startswith(f"{config}:") and "'action_order_stats': no class in actions/ is named so" in said[1]
+
+
 def test_a_variable_taken_as_an_actions_slot_unlisted_is_named(bot_dir: Path) -> None:
     """With custom actions and no actions.slots, any {variable} loads as a slot an action may set: a misspelt
     {oder_id} loaded unsaid, and its variant was never shown. `bot check` (and train and serve) name each such

@@ -101,6 +101,18 @@ def load_project(root: Path | str) -> Project:
     return project
 
 
+def load_bot(root: Path) -> Project:
+    """:func:`load_project` for the commands that run the bot's actions (check, train, serve): the mistakes of
+    actions/ and of bot.yml's ``actions.map`` told with those of the files, not in a second run once these load."""
+    from bot.actions import with_map_mistakes
+    from bot.project import ProjectError
+
+    try:
+        return load_project(root)
+    except ProjectError as exc:
+        raise with_map_mistakes(exc, Path(root)) from None
+
+
 def in_bot_terms(exc: Exception, project: Project | None) -> Exception:
     """``exc`` as the command's bot folder names it: a newer deskbot's store kept elsewhere (``store_dir``), opened by
     a command (`bot stats`, `bot purge`…), said `bot restore STORE_FOLDER`, which is no bot folder and is refused."""

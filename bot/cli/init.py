@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from bot.cli.common import BOT_DIR, cli, fail, first_few, load_project, plural, say_gaps, shell
+from bot.cli.common import BOT_DIR, cli, fail, first_few, load_bot, load_project, plural, say_gaps, shell
 from bot.project import BOT_FILES, intent_name, other_intents
 
 if TYPE_CHECKING:
@@ -211,14 +211,10 @@ def check(directory: Path) -> None:
     \b
       bot check mybot
     """
-    from bot.actions import ActionRunner, map_mistakes
-    from bot.project import ProjectError
+    from bot.actions import ActionRunner
     from finetune.registry import Registry
 
-    try:
-        project = load_project(directory)
-    except ProjectError as exc:  # every mistake of every file, said together rather than one a run, actions/'s too
-        fail("\n".join([str(exc), *map_mistakes(directory)]))
+    project = load_bot(directory)  # every mistake of every file, said together rather than one a run, actions/'s too
     ActionRunner.for_project(project)  # actions/ imported, and actions.map checked against it, as at start
     say_gaps(project)
     registry = Registry(project.models_dir)

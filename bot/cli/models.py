@@ -17,6 +17,7 @@ from bot.cli.common import (
     fail,
     first_few,
     in_bot_terms,
+    load_bot,
     load_project,
     plural,
     say_gaps,
@@ -97,7 +98,7 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
     from bot.evalset import MIN_HOLDING_OUT
     from bot.training import MIN_CALIBRATION, train_project
 
-    project = load_project(directory)
+    project = load_bot(directory)
     say_gaps(project)
     say_one_case_history(project)
     say_not_learnt(project)

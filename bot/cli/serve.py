@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import click
 
 from bot.cli import stop_on_signals_while_starting
-from bot.cli.common import BOT_DIR, cli, device_option, fail, load_project, plural, say_gaps, shell
+from bot.cli.common import BOT_DIR, cli, device_option, fail, load_bot, plural, say_gaps, shell
 from bot.project import Project, too_long
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 
     from bot.server import BOT, HUNG_UP, RESPONSE_GRACE_S, create_app, stop_on_sighup, stop_on_sigterm
 
-    project = load_project(directory)
+    project = load_bot(directory)
     refuse_an_unfit_store_dir(project)
     say_if_the_store_is_shared(project)
     host = host or project.config.server.host
@@ -327,7 +327,7 @@ def chat(directory: Path, device: str | None) -> None:
     from bot.server import load_serving_model
     from dialogues.store import TRYOUT_CHANNEL, Store, refuse_migrating_under_a_server, refuse_newer
 
-    project = load_project(directory)
+    project = load_bot(directory)
     refuse_an_unfit_store_dir(project)
     privacy = project.config.privacy
     actions = ActionRunner.for_project(project)  # an ActionError: a mistake in actions/ or its map, said at once
