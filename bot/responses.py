@@ -67,20 +67,27 @@ def warn_unshown(whose: str, parts: list[str], channel: str) -> None:
 
 # A variable in the full-width braces a Chinese input method types (｛order_id｝): text to the formatter, shown as
 # written to every customer, and the variant chosen as though it needed no value.
-_FULL_WIDTH_VARIABLE = re.compile(r"｛\s*([^\W\d]\w*)\s*｝")
+_FULL_WIDTH_VARIABLE = re.compile(r"[｛{]\s*([^\W\d]\w*)\s*[｝}]")
+# A variable whose closing brace is left out ("{order_id is on its way"), which Python names only as "expected '}'
+# before end of string" or "unexpected '{' in field name"
+_UNCLOSED_VARIABLE = re.compile(r"(?<!\{)\{([^\W\d]\w*)(?![\w}])")
 
 
 def variables_are_names(text: str) -> str:
     """Checked on load: a stray brace would otherwise fail the first customer who triggers the intent, and a
     variable in full-width braces would be shown to them as written."""
     literal = "write {{ and }} for a literal brace"
-    if typed := _FULL_WIDTH_VARIABLE.search(text):
-        raise ValueError(f"{typed.group()} is written in full-width braces, which the customer would see as they are; "
+    if typed := next((found for found in _FULL_WIDTH_VARIABLE.finditer(text) if "｛" in found[0] or "｝" in found[0]),
+                     None):
+        raise ValueError(f"{typed.group()} is written with a full-width brace, which the customer would see as it is; "
                          f"write {{{typed.group(1)}}}")
     try:
         fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(text)
                   if name is not None]
     except ValueError as exc:
+        if unclosed := _UNCLOSED_VARIABLE.search(text):
+            raise ValueError(f"{unclosed.group()} opens a variable and does not close it: write {unclosed.group()}}}, "
+                             f"or {{{{ for a literal brace") from None
         raise ValueError(f"{exc}; {literal}") from None
     for name, spec, conversion in fields:
         if not name.isidentifier():

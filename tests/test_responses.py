@@ -93,8 +93,14 @@ def test_a_language_variant_comes_first_in_its_language_and_never_in_another() -
     ("order {} started", "{} is not a variable"),
     ("total {total:.2f}", "{total} takes no format"),
     # as a Chinese input method types the braces: shown to the customer as written
-    ("已为订单 ｛order_id｝ 登记退款", "｛order_id｝ is written in full-width braces, which the customer would see as they are; "
+    ("已为订单 ｛order_id｝ 登记退款", "｛order_id｝ is written with a full-width brace, which the customer would see as it is; "
                               "write {order_id}"),
+    # one brace of the two typed full-width, which Python named "Single '}' encountered"
+    ("已为订单 ｛order_id} 登记退款", "｛order_id} is written with a full-width brace"),
+    ("Order {order_id｝ is on its way", "{order_id｝ is written with a full-width brace"),
+    # a closing brace left out, which Python named "expected '}'" or "unexpected '{' in field name"
+    ("Order {order_id is on its way", "{order_id opens a variable and does not close it: write {order_id}"),
+    ("Order {order_id, for {name}", "{order_id opens a variable and does not close it: write {order_id}"),
     # a link with the brackets a Chinese input method types: no channel reads it as one
     ("详见[退货政策]（https://shop.example/r）", "[退货政策]（https://shop.example/r） is written with full-width brackets, "
                                             "which the customer would see as they are; write [退货政策](https://shop.example/r)"),
