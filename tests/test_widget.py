@@ -4576,6 +4576,39 @@ def test_a_screen_reader_hears_no_range_after_a_reload_on_a_later_page_or_on_ano
     close_console(context)
 
 
+def test_a_screen_reader_hears_no_range_of_a_tab_opened_before_the_page_turned_to_came_back(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Previous, to page 1, then another tab before that page came back: the other tab's first page, which nobody
+    turned to, was said ("1–200 of 450") as if it were the page turned to."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "where is my parcel?")
+    assert api.chat(cid, "/handoff")["handed_off"] is True
+    context = open_console(chromium, server, web_demo_bot.admin_token, cid, clock=True)
+    page = context.pages[0]
+    like: list[dict[str, Any]] = []
+    answered: list[dict[str, Any]] = []
+
+    def listed(route: Route) -> None:
+        inbox = route.fetch().json()
+        like[:] = like or [c for c in inbox["conversations"] if c["conversation_id"] == cid]
+        offset = int(parse_qs(urlsplit(route.request.url).query).get("offset", ["0"])[0])
+        shown = [{**like[0], "conversation_id": f"c-{n}"} for n in range(offset, min(offset + 200, 450))]
+        answered.append({})
+        route.fulfill(json={**inbox, "conversations": shown, "total": 450, "waiting": 450, "waiting_yours": 450})
+    context.route(re.compile(r"/admin/conversations\?limit=200&status=(handed_off|open)&"), listed)
+    refreshed(page, answered)
+    page.get_by_role("button", name="Next").click()
+    expect(page.locator(".page-said")).to_have_text("201–400 of 450")
+    page.locator(".page-said").evaluate("said => { said.textContent = ''; }")
+    page.evaluate("""() => { [...document.querySelectorAll(".pager button")].find((b) => b.textContent === "Previous").click();
+      [...document.querySelectorAll(".tabs button")].find((b) => b.textContent.startsWith("With the bot")).click(); }""")
+    expect(page.get_by_role("button", name="With the bot")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator(".pager")).to_contain_text("1–200 of 450")
+    wait_until(page, "state.refreshing === 0")
+    expect(page.locator(".page-said")).to_have_text("")
+    close_console(context)
+
+
 def test_a_long_message_in_the_review_queue_takes_a_few_lines_of_the_list(chromium: SimpleNamespace, server: LiveServer,
                                                                           web_demo_bot: SimpleNamespace) -> None:
     """A customer's long message (an order's story, 2,000 characters) was listed whole in the review queue: its item
