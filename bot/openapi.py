@@ -120,7 +120,8 @@ class ReviewLabelRequest(_StrictBody):
 ErrorCode = Literal["replied_meanwhile", "wrote_meanwhile", "wrote_to_the_bot", "held", "open", "labelled_meanwhile",
                     "no_conversation", "no_note", "no_label", "not_in_queue", "not_the_author", "not_your_name",
                     "not_granted", "bad_name", "name_needed", "colleague_needed", "not_a_colleague", "unknown_intent",
-                    "key_reused", "maybe_delivered", "not_delivered", "store_unwritable", "store_damaged", "internal"]
+                    "key_reused", "maybe_delivered", "not_delivered", "store_unwritable", "store_damaged", "internal",
+                    "text_too_long", "text_invalid"]
 ERROR_CODES: tuple[str, ...] = get_args(ErrorCode)
 
 

@@ -1112,6 +1112,22 @@ async def test_wrong_bodies_and_ids_get_400_naming_the_field(make_client: Callab
     assert response.status == 400 and (await response.json())["error"].startswith("conversation_id: ")
 
 
+async def test_a_reply_or_note_refused_for_its_text_says_which_with_a_code(make_client: Callable[..., Any]) -> None:
+    """A reply or note over 20,000 characters, or of invisible characters alone, was refused with its English message
+    alone: the Chinese console had no code to say it by, and said that the bot refused, not why."""
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS})
+    admin = {"Authorization": "Bearer t0ken"}
+    for path in ("/admin/conversations/c1/messages", "/admin/conversations/c1/notes"):
+        for body, code in [({"text": "x" * 20_001, "agent": "Kim"}, "text_too_long"),
+                           ({"text": "\u200b\u200b", "agent": "Kim"}, "text_invalid"),
+                           ({"text": "", "agent": "Kim"}, "text_invalid"),
+                           ({"text": 5, "agent": "Kim"}, None)]:
+            response = await client.post(path, json=body, headers=admin)
+            answer = await response.json()
+            assert response.status == 400 and answer["error"].startswith("text: "), (path, answer)
+            assert answer.get("code") == code, (path, body["text"] if code != "text_too_long" else "long", answer)
+
+
 async def test_a_body_that_cannot_be_decoded_gets_400(make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
     """A gzip body that is not gzip fails only as the handler reads it, which must not be a 500, nor a
     traceback in the server's log: the client is the one to mend it."""

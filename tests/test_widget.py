@@ -2237,6 +2237,22 @@ def test_the_agents_console_in_chinese_says_what_the_bot_refused_in_chinese(
     page.get_by_role("button", name=sign_in).click()
     page.locator(f'.list li[data-id="{cid}"]').click()
     expect(page.locator(".turn.user .text").first).to_have_text("where is my parcel?")
+    box = page.locator("form.reply textarea")
+    assert box.get_attribute("maxlength") == "20000"  # the bot's limit, kept by the box
+    box.fill("字" * 18_000)
+    expect(page.locator("form.reply .left")).to_have_text("")  # far from it: nothing said
+    box.fill("字" * 19_500)
+    expect(page.get_by_role("status").filter(has_text="500")).to_have_text(
+        {"zh": "还可输入 500 个字符", "zh-Hant": "還可輸入 500 個字元"}[lang])
+    box.fill("")
+    page.route("**/messages", lambda route: route.fulfill(status=400, json={
+        "error": "text: String should have at most 20000 characters", "code": "text_too_long"}))
+    box.fill("where is it?")
+    page.locator("form.reply [type=submit]").click()
+    expect(page.locator("header .status")).to_contain_text(
+        {"zh": "内容超过 20000 个字符", "zh-Hant": "內容超過 20000 個字元"}[lang])
+    page.unroute("**/messages")
+    box.fill("")
     page.once("dialog", lambda dialog: dialog.accept("Zed"))
     page.locator(".transfer").click()
     expect(page.locator("header .status")).to_have_text(re.compile(not_a_colleague))

@@ -274,8 +274,20 @@ def error_message(exc: ValidationError | ValueError) -> str:
     return str(exc)
 
 
+def error_code(exc: ValidationError | ValueError) -> dict[str, str]:
+    """The ``code`` of a refused ``text`` (ErrorResponse's): ``text_too_long`` over its limit, ``text_invalid`` with
+    nothing to read (empty, spaces or zero-width characters alone), for a client to say in its reader's language,
+    where the English message alone was shown in a Chinese console. None for another field's error."""
+    if not isinstance(exc, ValidationError):
+        return {}
+    err = first_error(exc)
+    if tuple(err["loc"]) != ("text",) or err["type"] in ("missing", "string_type", "extra_forbidden"):
+        return {}
+    return {"code": "text_too_long" if err["type"] == "string_too_long" else "text_invalid"}
+
+
 def bad_request(exc: ValidationError | ValueError) -> web.HTTPException:
-    return http_error(web.HTTPBadRequest, error_message(exc))
+    return http_error(web.HTTPBadRequest, error_message(exc), error_code(exc))
 
 
 _HALVES = re.compile("[\ud800-\udfff]")
