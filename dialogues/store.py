@@ -13,6 +13,7 @@ import fcntl
 import fnmatch
 import glob
 import hashlib
+import hmac
 import itertools
 import json
 import logging
@@ -954,13 +955,42 @@ class Purged:
 def purged_ledger(path: Path) -> Path:
     """Where the store at ``path`` records the conversations purged from it (:meth:`Store.purge`), beside it: a copy of
     the store made before a purge and put back since (``bot restore``) holds them again, and is purged of them again
-    (:meth:`Store.purge_again`). Each line is a conversation id's sha256 and when it was purged, not the id itself,
-    which may name the customer (``wecom:{corp}:{userid}``)."""
+    (:meth:`Store.purge_again`). Each line is a conversation id's HMAC-SHA256 under the ledger's key
+    (:func:`ledger_key`) and when it was purged, not the id itself, which may name the customer
+    (``wecom:{corp}:{userid}``)."""
     return path.with_name(f"{path.name}.purged")
 
 
-def _digest(conversation_id: str) -> str:
-    return hashlib.sha256(conversation_id.encode()).hexdigest()
+def ledger_key(path: Path) -> Path:
+    """The secret the ledger of the store at ``path`` keys its digests with, beside it: an id one can guess
+    (``wecom:{corp}:{userid}``) hashed alone is confirmed by hashing the guess, and the ledger outlives the
+    conversations it names."""
+    return path.with_name(f"{path.name}.purged.key")
+
+
+def _ledger_secret(path: Path) -> bytes:
+    """The key of the store's ledger (:func:`ledger_key`), made once for the store's owner alone: written whole
+    under another name and linked into place, so that two processes purging at once agree on one key and neither
+    reads a key half written."""
+    key = ledger_key(path)
+    with contextlib.suppress(FileNotFoundError):
+        return key.read_bytes()
+    fresh = key.with_name(f"{key.name}.{uuid.uuid4().hex}")
+    try:
+        with open(fresh, "wb", opener=owner_only) as out:
+            out.write(secrets.token_bytes(32))
+            out.flush()
+            os.fsync(out.fileno())
+        with contextlib.suppress(FileExistsError):  # another process made it first: theirs is the key
+            os.link(fresh, key)
+    finally:
+        fresh.unlink()
+    fsync_path(key.parent)
+    return key.read_bytes()
+
+
+def _digest(secret: bytes, conversation_id: str) -> str:
+    return hmac.new(secret, conversation_id.encode(), hashlib.sha256).hexdigest()
 
 
 BACKUP_STEP_PAGES = 1024  # SQLite pages a backup copies between two looks at a signal: 4 MiB of 4 KiB pages
@@ -2961,8 +2991,9 @@ class Store:
         id (a WeCom employee's). Not recorded again, so that a later copy holding that new conversation keeps it."""
         try:
             lines = purged_ledger(self.path).read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            lines = []
+            secret = ledger_key(self.path).read_bytes()
+        except FileNotFoundError:  # no purge recorded (or the key deleted: its digests then name nobody)
+            return Purged({}, wal_cleared=True)
         purged_at: dict[str, float] = {}
         for line in lines:
             digest, _, at = line.partition("\t")
@@ -2972,7 +3003,7 @@ class Store:
             "SELECT id, coalesce(created, 0) FROM conversations UNION ALL SELECT conversation_id, min(received) "
             "FROM pending p WHERE conversation_id IS NOT NULL AND answered IS NULL AND NOT EXISTS "
             "(SELECT 1 FROM conversations WHERE id = p.conversation_id) GROUP BY conversation_id").fetchall()
-        again = [cid for cid, began in held if began < purged_at.get(_digest(cid), -math.inf)]
+        again = [cid for cid, began in held if began < purged_at.get(_digest(secret, cid), -math.inf)]
         return self.purge(*again, record=False) if again else Purged({}, wal_cleared=True)
 
     def purge(self, *conversation_ids: str, record: bool = True) -> Purged:
@@ -3032,9 +3063,9 @@ class Store:
         owner alone as the store is."""
         if not conversation_ids:
             return
-        stamp = now()
+        stamp, secret = now(), _ledger_secret(self.path)
         with open(purged_ledger(self.path), "a", encoding="utf-8", opener=owner_only) as ledger:
-            ledger.writelines(f"{_digest(cid)}\t{stamp}\n" for cid in conversation_ids)
+            ledger.writelines(f"{_digest(secret, cid)}\t{stamp}\n" for cid in conversation_ids)
             ledger.flush()
             os.fsync(ledger.fileno())
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import errno
 import functools
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -3374,6 +3376,11 @@ def test_a_restored_copy_is_purged_again_of_the_conversations_purged_since_it_wa
     assert CliRunner().invoke(cli, ["purge", str(root), "--conversation", "wecom:ww1:ann"]).exit_code == 0
     ledger = (root / "dialogues.db.purged").read_text()
     assert "ann" not in ledger and (root / "dialogues.db.purged").stat().st_mode & 0o777 == 0o600  # ids as digests
+    # keyed: a guessed id hashed alone is not found in the ledger; the key is the store owner's alone, made once
+    assert hashlib.sha256(b"wecom:ww1:ann").hexdigest() not in ledger
+    key = (root / "dialogues.db.purged.key").read_bytes()
+    assert len(key) == 32 and (root / "dialogues.db.purged.key").stat().st_mode & 0o777 == 0o600
+    assert hmac.new(key, b"wecom:ww1:ann", hashlib.sha256).hexdigest() in ledger
 
     restored = CliRunner().invoke(cli, ["restore", str(root), str(tmp_path / "before.db")])
     assert restored.exit_code == 0, restored.output
@@ -3397,6 +3404,11 @@ def test_a_restored_copy_is_purged_again_of_the_conversations_purged_since_it_wa
     assert "--again` with this deskbot purges them again" in restored.stderr
     again = CliRunner().invoke(cli, ["purge", str(root), "--again"])
     assert again.exit_code == 0 and "No conversation purged before is back in" in again.stderr, again.output
+    store = Store(root / "dialogues.db")
+    user_turn(store, "c3", "my address is 2 Main St")
+    store.close()
+    assert CliRunner().invoke(cli, ["purge", str(root), "--conversation", "c3"]).exit_code == 0
+    assert (root / "dialogues.db.purged.key").read_bytes() == key  # a later purge keys its line with the same key
 
 
 def test_bot_backup_copies_a_newer_deskbots_store_as_it_is_and_says_whose_copy_it_is(tmp_path: Path, root: Path) -> None:
