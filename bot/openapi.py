@@ -23,8 +23,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 from pydantic.json_schema import models_json_schema
 
 from bot.channels.base import json_response, readable
-from bot.channels.web import (CONVERSATION_HEADER, USER_HASH, USER_HASH_HEADER, USER_HEADER, USER_ID, ChatRequest,
-                              ConversationId, Customer, FeedbackRequest, TurnIdOrZero, WebConversationId)
+from bot.channels.web import (CONVERSATION_HEADER, NAMED_IN_HEADER, USER_HASH, USER_HASH_HEADER, USER_HEADER, USER_ID,
+                              ChatRequest, ConversationId, Customer, FeedbackRequest, TurnIdOrZero, WebConversationId)
 from bot.language import READABLE
 from bot.project import (AGENT_NAME_PATTERN, MAX_AGENT_CHARS, MAX_REVIEWER_CHARS, VISIBLE_AGENT_NAME, AgentGrant,
                          agent_name)
@@ -780,10 +780,22 @@ def _json(schema: dict[str, Any] | str) -> dict[str, Any]:
 
 def _parameters(op: Operation) -> list[dict[str, Any]]:
     names = [part[1:-1] for part in op.path.split("/") if part.startswith("{")]
-    # The web API (``/api/``) names only web conversations; the admin API any channel's.
-    kinds = {**PATH_PARAMETERS, "conversation_id": WebConversationId} if op.path.startswith("/api/") else PATH_PARAMETERS
+    # The web API (``/api/``) names only web conversations; the admin API any channel's, or the one its header names.
+    web_api = op.path.startswith("/api/")
+    kinds = {**PATH_PARAMETERS, "conversation_id": WebConversationId} if web_api else PATH_PARAMETERS
     params = [{"name": n, "in": "path", "required": True, "schema": TypeAdapter(kinds[n]).json_schema()}
               for n in names]
+    if "conversation_id" in names and not web_api:
+        # ~ and the header's pattern said in words: regexes that admitted them made the generation of these
+        # operations' requests too slow for a schema fuzzer.
+        path_id = next(p for p in params if p["name"] == "conversation_id")
+        path_id["description"] = (f"the conversation's id, or {NAMED_IN_HEADER} where {CONVERSATION_HEADER} names it "
+                                  "(out of the URL, which access logs keep)")
+        params.append({"name": CONVERSATION_HEADER, "in": "header", "required": False,
+                       "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+                       "description": f"the conversation's id, held to the path's rule, where the path has "
+                                      f"{NAMED_IN_HEADER} in its place (else 400); beside an id in the path, that id "
+                                      "(else 400)"})
     params += [{"name": n, "in": "query", "required": required, "schema": schema}
                for n, (schema, required) in op.query.items()]
     params += [{"name": n, "in": "header", "required": required, "schema": schema}

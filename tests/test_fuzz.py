@@ -48,13 +48,16 @@ SCHEMATHESIS_EXAMPLES = 8
 # `until` comes before its `since`, or compared with the one before it (`compare`) without a `since`, a forced
 # takeover, reply, release, transfer or handback (`force`) that names no `agent`, an inbox of one agent's customers and
 # of nobody's at once (`holder`, `unheld`), and a release of all of one agent's customers with the admin token that
-# names no `agent`: in the stateful phase too, which reads no operation's settings.
+# names no `agent`, and an admin path whose `~` says X-Deskbot-Conversation names the conversation, without that
+# header: in the stateful phase too, which reads no operation's settings.
 EXPECTED = '["2xx", "400", "401", "403", "404", "409"]'
 SCHEMATHESIS_CONFIG = "".join(f"""
 [[operations]]
 include-path = "{path}"
 checks.positive_data_acceptance.expected-statuses = {EXPECTED}
-""" for path in ("/admin/stats", "/admin/conversations", "/admin/conversations/{conversation_id}/handoff",
+""" for path in ("/admin/stats", "/admin/conversations", "/admin/conversations/{conversation_id}",
+                 "/admin/conversations/{conversation_id}/seen", "/admin/conversations/{conversation_id}/notes",
+                 "/admin/conversations/{conversation_id}/notes/{note_id}", "/admin/conversations/{conversation_id}/handoff",
                  "/admin/conversations/{conversation_id}/messages", "/admin/conversations/{conversation_id}/release",
                  "/admin/conversations/{conversation_id}/transfer", "/admin/conversations/{conversation_id}/handback",
                  "/admin/release")) + f"""

@@ -370,6 +370,32 @@ async def test_a_notice_whose_reference_the_store_cannot_keep_still_tells_the_ag
     assert "no reference could be kept (database or disk is full): it links to the inbox" in caplog.text
 
 
+async def test_the_admin_api_takes_a_conversations_id_in_a_header_out_of_the_url(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """Every admin call on a conversation named it in its path, which the access logs on the way keep, and a web
+    visitor's id is the key to their conversation. ``~`` in its place names the conversation in X-Deskbot-Conversation,
+    any channel's, as the path would; without the header, or on the web API, it is refused."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "web-key-of-the-customer", "I need help with my bill")
+    named = {**AUTH, "X-Deskbot-Conversation": "web-key-of-the-customer"}
+    assert (await client.post("/admin/conversations/~/handoff?agent=Ana", headers=named)).status == 200
+    sent = await client.post("/admin/conversations/~/messages", headers=named, json={"text": "Hi, Ana here.", "agent": "Ana"})
+    assert sent.status == 200
+    read = await client.get("/admin/conversations/~?limit=5", headers=named)
+    assert read.status == 200 and (await read.json())["conversation_id"] == "web-key-of-the-customer"
+    assert (await read.json())["turns"][-1]["text"] == "Hi, Ana here."
+    for headers in (AUTH, {**AUTH, "X-Deskbot-Conversation": "not an id"}):
+        refused = await client.get("/admin/conversations/~", headers=headers)
+        assert refused.status == 400 and (await refused.json())["error"].startswith("X-Deskbot-Conversation: ")
+    other = await client.get("/admin/conversations/web-key-of-the-customer",
+                             headers={**AUTH, "X-Deskbot-Conversation": "another-one"})  # which of the two?
+    assert other.status == 400 and "names another conversation than the path" in (await other.json())["error"]
+    unknown = await client.get("/admin/conversations/~", headers={**AUTH, "X-Deskbot-Conversation": "slack:T1:C1:1"})
+    assert unknown.status == 404  # another channel's, which the store does not hold
+    web_api = await client.get("/api/conversations/~/history", headers={"X-Deskbot-Conversation": "web-key-of-the-customer"})
+    assert web_api.status == 400
+
+
 async def test_a_webhooks_redirect_is_not_followed(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
     """A notice names the conversation, whose id is the key to a web customer's: a receiver's redirect carried it (a

@@ -2282,7 +2282,8 @@ def test_the_agents_console_shows_the_chosen_transcript_only_and_keeps_a_reply_t
     # The first conversation's transcript answers slowly, after the agent has already chosen the second.
     context.add_init_script(f"""{{
       const fetchNow = window.fetch;
-      window.fetch = (url, init) => String(url).includes("admin/conversations/{first}?")
+      window.fetch = (url, init) => String(url).includes("admin/conversations/~?")
+          && init.headers["X-Deskbot-Conversation"] === "{first}"
         ? new Promise((resolve) => setTimeout(resolve, 2000)).then(() => fetchNow(url, init)) : fetchNow(url, init);
     }}""")
     page = context.new_page()
@@ -2447,6 +2448,27 @@ def test_a_handoff_notices_link_opens_its_customer_in_the_console_once_signed_in
         expect(page).to_have_url(f"{server.url}/agent?lang=en")
     page.goto(f"{server.url}/agent?lang=en#ref={'A' * 22}")
     expect(page.locator(".status")).to_contain_text("no conversation has this reference")
+    context.close()
+
+
+def test_the_agents_console_names_its_customers_conversations_in_a_header_not_the_url(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """The console read and answered a conversation at its id in the URL, every 3 s while it was open, and a web
+    visitor's id is the key to their conversation: every proxy's access log on the way kept it, and whoever read the
+    log could read the chat and write in it as the visitor. It names the conversation in a header, ~ in the path."""
+    alice, _, context = console_on_two_waiting_customers(chromium, server, api, web_demo_bot.admin_token)
+    page = context.pages[0]
+    asked: list[tuple[str, str | None]] = []
+    page.on("request", lambda request: asked.append((request.url, request.headers.get("x-deskbot-conversation"))))
+    page.locator(f'.list li[data-id="{alice}"]').click()
+    expect(page.locator(".conversation .title")).to_have_text(f"{alice} · web")
+    page.get_by_role("button", name="Take over").click()
+    page.locator("form.reply textarea").fill("Hi, this is Sam.")
+    page.locator("form.reply textarea").press("Enter")
+    expect(page.locator(".turn.agent .text")).to_have_text(["Hi, this is Sam."])
+    named = [url for url, header in asked if header == alice]
+    assert any("/admin/conversations/~?" in url for url in named) and any(url.endswith("/~/messages") for url in named)
+    assert not [url for url, _ in asked if alice in url], asked
     context.close()
 
 

@@ -70,6 +70,7 @@ USER_HEADER, USER_HASH_HEADER = "X-Deskbot-User", "X-Deskbot-User-Hash"
 # The conversation a history read names, in a header (``GET /api/conversations/history``): in the path, a visitor's key
 # to their conversation went into every proxy's and server's access log on the way.
 CONVERSATION_HEADER = "X-Deskbot-Conversation"
+NAMED_IN_HEADER = "~"  # an admin path's conversation id that says the header names the conversation
 # A web conversation id shorter is said in the log, once an hour at most: whoever has a visitor's id reads their chat,
 # and a custom client's short one ("1", an order number) is guessed. The widget's have 40 characters.
 SHORT_ID_CHARS = 16
@@ -323,20 +324,32 @@ async def read_json(request: web.Request, model: type[BaseModel]) -> Any:
 
 def valid_conversation_id(request: web.Request, web_client: bool = False) -> str:
     """The ``{conversation_id}`` of the path, held to the rule of request bodies (else 400): a web
-    client's own id for the web API, any channel's for the admin API."""
+    client's own id for the web API, any channel's for the admin API, where :data:`NAMED_IN_HEADER` in its place names
+    the conversation in ``X-Deskbot-Conversation`` instead (as the agents' console does: a URL goes into the access
+    logs on the way, and a web visitor's id is the key to their conversation)."""
+    named = request.match_info["conversation_id"]
+    in_header = None
+    if not web_client and (named == NAMED_IN_HEADER or CONVERSATION_HEADER in request.headers):
+        in_header = header_conversation_id(request, False)  # refuses a ``~`` without the header too
+        if named == NAMED_IN_HEADER:
+            return in_header
     try:
-        return _CONVERSATION_IDS[web_client].validate_python(request.match_info["conversation_id"])
+        conversation_id = _CONVERSATION_IDS[web_client].validate_python(named)
     except ValidationError as exc:
         raise http_error(web.HTTPBadRequest, f"conversation_id: {exc.errors()[0]['msg']}") from None
+    if in_header is not None and in_header != conversation_id:
+        raise http_error(web.HTTPBadRequest, f"{CONVERSATION_HEADER}: names another conversation than the path")
+    return conversation_id
 
 
 _CONVERSATION_IDS: dict[bool, TypeAdapter[str]] = {False: TypeAdapter(ConversationId), True: TypeAdapter(WebConversationId)}
 
 
-def header_conversation_id(request: web.Request) -> str:
-    """The web conversation ``X-Deskbot-Conversation`` names, held to the rule of request bodies (else 400)."""
+def header_conversation_id(request: web.Request, web_client: bool = True) -> str:
+    """The conversation ``X-Deskbot-Conversation`` names, held to the rule of request bodies (else 400): a web client's
+    own id for the web API, any channel's for the admin API."""
     try:
-        return _CONVERSATION_IDS[True].validate_python(request.headers.get(CONVERSATION_HEADER))
+        return _CONVERSATION_IDS[web_client].validate_python(request.headers.get(CONVERSATION_HEADER))
     except ValidationError as exc:
         raise http_error(web.HTTPBadRequest, f"{CONVERSATION_HEADER}: {exc.errors()[0]['msg']}") from None
 
