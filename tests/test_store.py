@@ -2681,6 +2681,20 @@ def test_bot_access_writes_everything_kept_of_one_customer(root: Path, tmp_path:
     assert slack["conversation"] is None and [p["text"] for p in slack["pending"]] == ["and my parcel?"]
     assert "U-bob" not in (tmp_path / "ann.json").read_text()
 
+    # an anonymous web visitor, whom no user id names, by their conversation's id: the same shape, user null
+    store = Store(root / "dialogues.db", keep_raw=True)
+    store.log_exchange(Exchange("w9", "web", None, "call me on 13812345678", None, "ok", None, 0.2, [], "fallback", "v1"))
+    store.close()
+    made = CliRunner().invoke(cli, ["access", str(root), "--conversation", "w9", "-o", str(tmp_path / "w9.json")])
+    assert made.exit_code == 0, made.output
+    assert "1 conversation named 'w9'" in made.stderr
+    visitor = json.loads((tmp_path / "w9.json").read_text())
+    assert visitor["user"] is None and [c["conversation_id"] for c in visitor["conversations"]] == ["w9"]
+    assert visitor["conversations"][0]["turns"][0]["raw_text"] == "call me on 13812345678"
+    for both_or_none in (["--user", "U-ann", "--conversation", "w9"], []):
+        refused = CliRunner().invoke(cli, ["access", str(root), *both_or_none])
+        assert refused.exit_code == 2 and "--user ID or --conversation ID" in refused.output
+
 
 def test_a_purge_forgets_a_colleagues_platform_id_with_the_last_conversation_of_theirs(tmp_path: Path) -> None:
     """Each Slack colleague who wrote in a customer's thread was kept by their platform id (``members``) for good:

@@ -239,31 +239,39 @@ def _say_purged_again(project: Project) -> None:
 
 @cli.command()
 @click.argument("directory", type=BOT_DIR)
-@click.option("--user", required=True, metavar="ID", callback=lambda _c, _p, v: _customer_id(v),
+@click.option("--user", default=None, metavar="ID", callback=lambda _c, _p, v: _customer_id(v),
               help="The customer, by the id their channel gives (a Slack or WeCom user, the widget's user).")
+@click.option("--conversation", "conversation_id", default=None, metavar="ID",
+              help="One conversation, by its id: an anonymous web visitor's, whom no user id names.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
               help="File to write (default stdout), made for its owner alone.")
-def access(directory: Path, user: str, output: str) -> None:
+def access(directory: Path, user: str | None, conversation_id: str | None, output: str) -> None:
     """Write all the store keeps of one customer, as JSON.
 
-    For a customer's request to see it. Each conversation `bot purge --user` would delete, as stored: its messages (and the unredacted copy
-    privacy.keep_raw keeps), the replies, feedback, handoffs, agents' notes and slots.
+    For a customer's request to see it. Each conversation `bot purge --user` (or `--conversation`) would delete, as
+    stored: its messages (and the unredacted copy privacy.keep_raw keeps), the replies, feedback, handoffs, agents'
+    notes and slots.
 
-    Example:
+    Examples:
 
     \b
       bot access mybot --user U123 -o U123.json
+      bot access mybot --conversation 3f2a... -o visitor.json
     """
+    if (user is None) == (conversation_id is None):
+        raise click.UsageError("name the customer: --user ID or --conversation ID, one of them")
     project = load_project(directory)
     if output != "-" and _is_the_bots_own(project, Path(output)):
         fail(f"{output}: one of the bot's own files, which this would replace; write it elsewhere")
-    kept = read_from_store(project, lambda store: store.kept_of(store.conversation_ids(user=user)))
+    kept = read_from_store(project, lambda store: store.kept_of(
+        [conversation_id] if conversation_id is not None else store.conversation_ids(user=user)))
     try:
         with unwound_on_sigterm(), _written(output) as out:  # the temporary file is removed
             out.write(json.dumps({"user": user, "conversations": kept}, ensure_ascii=False, indent=1) + "\n")
     except OSError as exc:
         fail(f"cannot write {output}: {exc.strerror or exc}")
-    click.echo(f"{plural(len(kept), 'conversation')} of {user!r}", err=True)
+    whose = f"of {user!r}" if user is not None else f"named {conversation_id!r}"
+    click.echo(f"{plural(len(kept), 'conversation')} {whose}", err=True)
 
 
 def _say_kept_elsewhere(project: Project, purged: Purged, began: dict[str, float]) -> None:
