@@ -2938,7 +2938,9 @@ class Store:
             where.append("coalesce(c.updated, c.created, 0) < ? AND NOT EXISTS "
                          "(SELECT 1 FROM turns t WHERE t.conversation_id = c.id AND t.created >= ?) AND NOT EXISTS "
                          "(SELECT 1 FROM turn_leases l WHERE l.conversation_id = c.id AND l.taken >= ?)")
-            args += [before, before, now() - TURN_STALE_S]
+            # a lease renewed since ``before`` too: a purge's clock stepped forward (NTP, a resumed VM) read a lease
+            # renewed all along as stale, and a retention purge deleted a conversation whose turn a server ran
+            args += [before, before, min(before, now() - TURN_STALE_S)]
         if user is not None:
             where.append("(c.user = ? OR c.id IN (SELECT conversation_id FROM turns WHERE user = ?))")
             args += [user, user]

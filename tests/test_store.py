@@ -48,6 +48,9 @@ def root(tmp_path: Path) -> Path:
     return root
 
 
+DAY = 86_400.0
+
+
 def user_turn(store: Store, conversation: str, text: str) -> int:
     return store.log_exchange(Exchange(conversation, "web", None, text, None, "Sorry?", "track_order", 0.2,
                                        [("track_order", 0.2)], "fallback", "v0001"))[0]
@@ -600,6 +603,26 @@ def test_a_purge_by_age_leaves_a_conversation_whose_turn_a_server_runs_now(tmp_p
     assert purging.conversation_ids(before=time.time() + 1) == ["idle"]
     green.db.execute("UPDATE turn_leases SET taken = ?", [time.time() - 60])  # no longer renewed: green hung
     assert purging.conversation_ids(before=time.time() + 1) == ["back", "idle"]
+    for store in (green, purging):
+        store.close()
+
+
+def test_a_purge_by_age_on_a_clock_stepped_forward_leaves_a_conversation_whose_turn_a_server_runs_now(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A retention purge (``bot purge --before`` a day ago) run on a machine whose clock stepped forward (NTP, a resumed
+    VM) took a turn's lease, renewed all along, for a hung server's against its own clock, and deleted the
+    conversation mid-turn. A lease renewed since the cutoff is activity since it, whatever the purging clock says."""
+    path = tmp_path / "dialogues.db"
+    green, purging = Store(path), Store(path)
+    green.serve()
+    user_turn(green, "back", "where is my order?")
+    long_ago = time.time() - 2 * DAY
+    green.db.execute("UPDATE conversations SET created = ?, updated = ?", [long_ago, long_ago])
+    green.db.execute("UPDATE turns SET created = ?", [long_ago])
+    assert green.take_turn("back", before(time.time() - 60))
+    stepped = time.time() + 60
+    monkeypatch.setattr(store_module, "now", lambda: stepped)
+    assert purging.conversation_ids(before=time.time() - DAY) == []
     for store in (green, purging):
         store.close()
 
