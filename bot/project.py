@@ -1056,24 +1056,70 @@ def _load_yaml(path: Path, mistakes: Mistakes | None = None) -> tuple[Any, yaml.
         line = text.count("\n", 0, exc.position) + 1
         raise ProjectError(f"{path}:{line}: the control character U+{exc.character:04X} is not allowed in YAML; remove it") from None
     except yaml.YAMLError as exc:
-        mark, context, opened = (getattr(exc, name, None) for name in ("problem_mark", "context", "context_mark"))
-        where = _at(path, mark.line + 1 if mark else None)
-        # What was open when the problem was found, and where: a quote never closed is found at the file's end
-        since = f" ({context}, on line {opened.line + 1})" if context and opened and mark and opened.line != mark.line else ""
-        problem = str(getattr(exc, "problem", None) or exc)
-        above = _YAML_BREAK.split(text)[:mark.line] if mark else []
-        before = next((line for line in reversed(above) if line.strip()), "")
-        near = range((opened or mark).line - 1, mark.line + 2) if mark else range(0)
-        lines = _YAML_BREAK.split(text)
-        quoted = range((opened or mark).line, mark.line + 1) if mark else range(0)
-        fix = (_yaml_fix(problem, before) or _full_width_fix(lines, near) or _quote_fix(lines, quoted)
-               or _indent_fix(problem, context, opened, mark, lines))
-        raise ProjectError(f"{where}: malformed YAML: {problem}{since}{fix}") from None
+        raise _yaml_mistakes(path, text, exc) from None
     if repeated := list(_repeated_keys(path, node)):
         if mistakes is None:
             raise ProjectErrors(repeated)
         mistakes.extend(repeated)
     return data, node
+
+
+def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> ProjectError:
+    """The malformed YAML of ``path`` (``text``, which ``exc`` refused), said with where and how to mend it. A key
+    written with a full-width colon is read on as if mended, so that each such key of the file (a Chinese input
+    method types them all so) is told in one run, with whatever else YAML then refuses, not one a run."""
+    said: list[tuple[int, str]] = []  # each mistake, after its line
+    while True:
+        mark, context, opened = (getattr(exc, name, None) for name in ("problem_mark", "context", "context_mark"))
+        where = _at(path, mark.line + 1 if mark else None)
+        # What was open when the problem was found, and where: a quote never closed is found at the file's end
+        since = f" ({context}, on line {opened.line + 1})" if context and opened and mark and opened.line != mark.line else ""
+        problem = str(getattr(exc, "problem", None) or exc)
+        lines = _YAML_BREAK.split(text)
+        before = next((line for line in reversed(lines[:mark.line] if mark else []) if line.strip()), "")
+        near = range((opened or mark).line - 1, mark.line + 2) if mark else range(0)
+        quoted = range((opened or mark).line, mark.line + 1) if mark else range(0)
+        full_width, key_line = _full_width_fix(lines, near)
+        fix = (_yaml_fix(problem, before) or full_width or _quote_fix(lines, quoted)
+               or _indent_fix(problem, context, opened, mark, lines))
+        said.append((mark.line if mark else 0, f"{where}: malformed YAML: {problem}{since}{fix}"))
+        if key_line is None or fix != full_width or len(said) > MAX_YAML_MISTAKES:
+            break
+        text = "\n".join([*lines[:key_line], lines[key_line].replace("：", ": ", 1), *lines[key_line + 1:]])
+        try:
+            _, node = _parse_yaml(text)
+        except yaml.reader.ReaderError:  # said as the file's one mistake once the colons are mended
+            break
+        except yaml.YAMLError as again:
+            exc = again
+        else:  # the keys with a full-width colon that YAML read as text, a list item's "- title：Opening hours"
+            mended = text.split("\n")
+            said.extend((n, f"{_at(path, n + 1)}: '{key[1]}：' is written with a full-width colon, which YAML reads "
+                            f"as text, not as the key {key[1]}: write '{key[1]}: ', a half-width colon and a space")
+                        for scalar in _plain_scalars(node) for n in range(scalar.start_mark.line, scalar.end_mark.line + 1)
+                        if (key := _FULL_WIDTH_KEY.match(mended[n])))
+            break
+    told = [mistake for _, mistake in sorted(said, key=lambda item: item[0])]
+    return ProjectErrors(told) if len(told) > 1 else ProjectError(told[0])
+
+
+def _plain_scalars(node: yaml.Node | None) -> Iterator[yaml.ScalarNode]:
+    """The unquoted scalars under ``node``, in the order of the file: where a key written with a full-width colon is
+    read, as text (a quoted or block text is meant as text)."""
+    if isinstance(node, yaml.ScalarNode) and not node.style:  # plain: None, or "" from libyaml
+        yield node
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            yield from _plain_scalars(item)
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            yield from _plain_scalars(key)
+            yield from _plain_scalars(value)
+
+
+# How many mistakes of one malformed YAML file are told, its full-width colons read on past: a file pasted in whole
+# from a Chinese input method would otherwise be read again for each of its lines.
+MAX_YAML_MISTAKES = 50
 
 
 # A key written with the full-width colon a Chinese input method types ("- intent：greet", "examples：|"), a line
@@ -1084,20 +1130,20 @@ _FULL_WIDTH_INDENT = re.compile(r"[ \t]*\u3000")
 _FULL_WIDTH_BULLET = re.compile(r"[ \t]*－")
 
 
-def _full_width_fix(lines: list[str], near: range) -> str:
+def _full_width_fix(lines: list[str], near: range) -> tuple[str, int | None]:
     """How to mend a full-width colon after a key, a full-width space in an indentation or a full-width bullet on
     one of the lines ``near`` a YAML error, which YAML names only as "mapping values are not allowed here" or "could
-    not find expected ':'", on another line."""
+    not find expected ':'", on another line; and the index of the line whose key has the colon, else None."""
     for n in (n for n in near if 0 <= n < len(lines)):
         if key := _FULL_WIDTH_KEY.match(lines[n]):
             return (f"; line {n + 1} writes '{key[1]}：' with a full-width colon, as a Chinese input method types it: "
-                    f"write '{key[1]}: ', a half-width colon and a space")
+                    f"write '{key[1]}: ', a half-width colon and a space", n)
         if _FULL_WIDTH_INDENT.match(lines[n]):
             return (f"; line {n + 1} is indented with a full-width space (U+3000), which YAML does not read as one: "
-                    "indent with half-width spaces")
+                    "indent with half-width spaces", None)
         if _FULL_WIDTH_BULLET.match(lines[n]):
-            return f"; line {n + 1} starts with a full-width '－', which is no YAML list item: write '- ' (half-width)"
-    return ""
+            return f"; line {n + 1} starts with a full-width '－', which is no YAML list item: write '- ' (half-width)", None
+    return "", None
 
 
 # A value in quotes, after its key or list bullet: text: "…", - '…'

@@ -1855,6 +1855,21 @@ def test_yaml_typed_with_a_chinese_input_methods_colon_or_space_says_so(bot_dir:
     assert "malformed YAML: " in error_for(bot_dir) and f"; line {line} {fix}" in error_for(bot_dir)
 
 
+def test_every_key_typed_with_a_full_width_colon_is_told_in_one_run(bot_dir: Path) -> None:
+    """A Chinese input method types every colon of a file full-width, and YAML stops at the first key it cannot
+    read: each was told in a run of its own. Those YAML reads as text (a button's "- title：…") are told with them."""
+    path = bot_dir / "responses.yml"
+    lines = path.read_text().splitlines()
+    keys = [n for n, line in enumerate(lines) if line.lstrip().startswith(("- title: ", "payload: "))][:2]
+    keys.append(next(n for n, line in enumerate(lines) if re.fullmatch(r"  \w+:", line) and n > keys[-1] + 2))
+    for n in keys:
+        lines[n] = lines[n].replace(":", "：", 1)
+    path.write_text("\n".join(lines) + "\n")
+    said = error_for(bot_dir).splitlines()
+    assert [mistake.split(":")[1] for mistake in said] == [str(keys[0] + 1), str(keys[1] + 1), str(keys[2] + 2)], said
+    assert all("with a full-width colon" in mistake for mistake in said), said
+
+
 QUOTED = '    - text: "We accept Visa, Mastercard, American Express, PayPal and bank transfer."'
 UNCLOSED = ' opens a text with " and does not close it: end the text with "'
 
