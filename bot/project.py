@@ -1964,6 +1964,7 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
                   if fillable is not None and c.name not in fillable and c.value is not None)
     for k, button in enumerate(parsed.buttons):  # a typo would send the click to the classifier as text
         chosen, values = read_payload(button.payload)
+        chosen = chosen.strip()  # as the server reads a message: "/track_refund " selects track_refund
         if payloads is not None and chosen.startswith("/") and chosen not in payloads:
             faults.append(_lined(path, node, (*loc, "buttons", k, "payload"),
                                  unknown_intent(chosen[1:], (p[1:] for p in payloads))))

@@ -1855,6 +1855,14 @@ def test_yaml_typed_with_a_chinese_input_methods_colon_or_space_says_so(bot_dir:
     assert "malformed YAML: " in error_for(bot_dir) and f"; line {line} {fix}" in error_for(bot_dir)
 
 
+def test_a_button_payload_with_a_trailing_space_selects_its_intent(bot_dir: Path) -> None:
+    """"/track_refund " was refused as an unknown intent, though the server strips the message a click sends."""
+    responses = bot_dir / "responses.yml"
+    responses.write_text(responses.read_text().replace("payload: /track_refund", 'payload: "/track_refund "', 1))
+    assert 'payload: "/track_refund "' in responses.read_text()
+    load_project(bot_dir)
+
+
 def test_every_key_typed_with_a_full_width_colon_is_told_in_one_run(bot_dir: Path) -> None:
     """A Chinese input method types every colon of a file full-width, and YAML stops at the first key it cannot
     read: each was told in a run of its own. Those YAML reads as text (a button's "- title：…") are told with them."""
