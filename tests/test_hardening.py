@@ -194,6 +194,15 @@ def store_rows(client: Any, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 # --- limits --------------------------------------------------------------------------------------
 
 
+async def logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    """Whether ``text`` reaches the log within 10 s: the watcher of a bot's files looks at them in its own time."""
+    for _ in range(200):
+        if text in caplog.text:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
 async def test_messages_per_conversation_get_429_with_retry_after(make_client: Callable[..., Any]) -> None:
     client = await make_client(server={"limits": {"per_conversation_per_minute": 3}})
     busy = cid()
@@ -2806,23 +2815,16 @@ async def test_a_saved_responses_yml_is_served_without_a_reload_and_a_broken_one
             await asyncio.sleep(0.05)
         return False
 
-    async def said(text: str) -> bool:
-        for _ in range(200):
-            if text in caplog.text:
-                return True
-            await asyncio.sleep(0.05)
-        return False
-
     responses.write_text(written.replace("within 30 days", "within 60 days"))
     assert await served("within 60 days")
     reply = await (await chat(client, cid(), "/check_refund_policy")).json()
     assert reply["reply"].startswith("You can return most items within 60 days")
-    assert await said("responses.yml saved: now answering with the bot's files as they are now")
+    assert await logged(caplog, "responses.yml saved: now answering with the bot's files as they are now")
 
     broken = written.replace("within 30 days", "within 90 days").replace("      language: zh", "\tlanguage: zh", 1)
     responses.write_text(broken)
     line = broken.splitlines().index("\tlanguage: zh") + 1
-    assert await said(f"responses.yml saved, and not served: {responses}:{line}: malformed YAML")
+    assert await logged(caplog, f"responses.yml saved, and not served: {responses}:{line}: malformed YAML")
     assert "indent with spaces" in caplog.text
     reply = await (await chat(client, cid(), "/check_refund_policy")).json()
     assert reply["reply"].startswith("You can return most items within 60 days")  # the last good file's
@@ -2832,7 +2834,7 @@ async def test_a_saved_responses_yml_is_served_without_a_reload_and_a_broken_one
     assert loads == []
     nlu = bot.project.root / "nlu.yml"  # the model is loaded with nlu.yml's intents: loaded again
     nlu.write_text(nlu.read_text() + "\n")
-    assert await said("nlu.yml saved: now answering with the bot's files as they are now") and loads == ["load"]
+    assert await logged(caplog, "nlu.yml saved: now answering with the bot's files as they are now") and loads == ["load"]
 
 
 async def test_a_saved_action_is_served_without_a_reload_and_one_that_fails_to_import_is_refused_with_its_line(
@@ -2854,25 +2856,18 @@ async def test_a_saved_action_is_served_without_a_reload_and_one_that_fails_to_i
             await asyncio.sleep(0.05)
         return False
 
-    async def said(text: str) -> bool:
-        for _ in range(200):
-            if text in caplog.text:
-                return True
-            await asyncio.sleep(0.05)
-        return False
-
     hello.write_text(HELLO_ACTION.format(text="Hello."))
     config = yaml.safe_load((root / "bot.yml").read_text())
     config["actions"]["map"]["check_refund_policy"] = "action_hello"
     (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
-    assert await said("bot.yml, actions/hello.py saved: now answering with the bot's files as they are now")
+    assert await logged(caplog, "bot.yml, actions/hello.py saved: now answering with the bot's files as they are now")
 
     hello.write_text(HELLO_ACTION.format(text="Hello again."))
     assert await answers("Hello again.")
-    assert await said("actions/hello.py saved: now answering with the bot's files as they are now")
+    assert await logged(caplog, "actions/hello.py saved: now answering with the bot's files as they are now")
 
     hello.write_text(HELLO_ACTION.format(text="Hello, broken.") + "\ndef broken(:\n")
-    assert await said(f"actions/ not reloaded: {hello}:13: cannot load the custom actions: SyntaxError")
+    assert await logged(caplog, f"actions/ not reloaded: {hello}:13: cannot load the custom actions: SyntaxError")
     assert (await (await chat(client, cid(), "/check_refund_policy")).json())["reply"] == "Hello again."
 
     hello.write_text(HELLO_ACTION.format(text="Hello, mended."))
@@ -2890,24 +2885,17 @@ async def test_a_refused_save_tells_the_action_maps_mistake_with_the_files_each_
     client = await make_client(server={"limits": NO_LIMITS}, learning={"watch_seconds": 0.1})
     root = client.app[BOT].project.root
 
-    async def said(text: str) -> bool:
-        for _ in range(200):
-            if text in caplog.text:
-                return True
-            await asyncio.sleep(0.05)
-        return False
-
     (root / "actions" / "hello.py").write_text(HELLO_ACTION.format(text="Hello."))
     config = yaml.safe_load((root / "bot.yml").read_text())
     config["actions"]["map"]["check_refund_policy"] = "action_hello"
     (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
-    assert await said("bot.yml, actions/hello.py saved: now answering with the bot's files as they are now")
+    assert await logged(caplog, "bot.yml, actions/hello.py saved: now answering with the bot's files as they are now")
 
     responses = root / "responses.yml"
     responses.write_text(responses.read_text().replace("      language: zh", "\tlanguage: zh", 1))
     config["actions"]["map"]["check_refund_policy"] = "action_helo"
     (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
-    assert await said("bot.yml, responses.yml saved, and not served: 2 mistakes; customers are answered as before "
+    assert await logged(caplog, "bot.yml, responses.yml saved, and not served: 2 mistakes; customers are answered as before "
                       "until they are mended and saved again:\n")
     record = next(r.getMessage() for r in caplog.records if "not served" in r.getMessage())
     first, *told = record.splitlines()

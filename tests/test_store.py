@@ -2767,6 +2767,23 @@ def test_a_long_purge_lets_a_serving_bots_writes_in_between_its_conversations(tm
     store.close()
 
 
+def steps(store: Store, read: Callable[[], Any]) -> tuple[int, Any]:
+    """The SQLite virtual machine's steps (in hundreds) ``read`` took on ``store``, and what it gave: a read's cost
+    that the machine's load does not change, as its time does."""
+    counted = [0]
+
+    def count() -> int:
+        counted[0] += 1
+        return 0
+
+    store.db.conn.set_progress_handler(count, 100)
+    try:
+        given = read()
+    finally:
+        store.db.conn.set_progress_handler(None, 100)
+    return counted[0], given
+
+
 def test_the_inbox_reads_who_has_each_customer_and_their_latest_message_for_its_page_alone(tmp_path: Path) -> None:
     """Each agent's console asks for the inbox every 3 s: it read who has each handed-off customer, their latest message
     and what is unread for every one of them, to list a page, then each one's wait and holder again to count those
@@ -2784,30 +2801,16 @@ def test_the_inbox_reads_who_has_each_customer_and_their_latest_message_for_its_
         user_turn(store, f"c{n:02d}", "thanks, and?")
     team = ["Ana", "Bob"]
 
-    def steps(read: Callable[[], Any]) -> tuple[int, Any]:
-        """The SQLite virtual machine's steps (in hundreds) ``read`` took, and what it gave."""
-        counted = [0]
-
-        def count() -> int:
-            counted[0] += 1
-            return 0
-
-        store.db.conn.set_progress_handler(count, 100)
-        try:
-            given = read()
-        finally:
-            store.db.conn.set_progress_handler(None, 100)
-        return counted[0], given
-
-    one, ([first], total, waiting, yours) = steps(lambda: store.inbox_and_yours("handed_off", 1, "Ana", team=team))
-    all_of_them, (listed, *_) = steps(lambda: store.inbox_and_yours("handed_off", 40, "Ana", team=team))
-    alone, (waiting_yours, _) = steps(lambda: store.waiting("Ana", team))
+    one, ([first], total, waiting, yours) = steps(store, lambda: store.inbox_and_yours("handed_off", 1, "Ana",
+                                                                                      team=team))
+    all_of_them, (listed, *_) = steps(store, lambda: store.inbox_and_yours("handed_off", 40, "Ana", team=team))
+    alone, (waiting_yours, _) = steps(store, lambda: store.waiting("Ana", team))
     assert (total, waiting, yours) == (40, 39, 38) and waiting_yours == 38
     assert first == listed[0] and listed[-1]["conversation_id"] == "c07"  # its latest word the agent's: last
     assert [c["conversation_id"] for c in listed[:3]] == ["c00", "c01", "c02"]
     assert listed[-2]["conversation_id"] == "c09" and listed[-2]["agent"] == "Gone" and listed[-3]["agent"] == "Bob"
     assert one * 2 < all_of_them
-    without_yours, _ = steps(lambda: store.inbox("handed_off", 1, "Ana", team=team))
+    without_yours, _ = steps(store, lambda: store.inbox("handed_off", 1, "Ana", team=team))
     assert one - without_yours < alone / 2
     assert store.inbox("handed_off", 40, "Ana", team=team) == (listed, 40, 39)
     store.close()
@@ -2823,25 +2826,8 @@ def test_the_agents_who_have_customers_are_read_with_each_holder_once(tmp_path: 
         store.set_status(f"c{n:02d}", "handed_off", "requested")
     for n, agent in enumerate(["bob", "Ana", " ana", "Bob", "Zoë", "  "] * 5):
         store.add_agent_answer(f"c{n:02d}", "let me look", agent=agent)
-    counted = [0]
-
-    def steps(read: Callable[[], Any]) -> tuple[int, Any]:
-        """The SQLite virtual machine's steps (in hundreds) ``read`` took, and what it gave."""
-        counted[0] = 0
-
-        def count() -> int:
-            counted[0] += 1
-            return 0
-
-        store.db.conn.set_progress_handler(count, 100)
-        try:
-            given = read()
-        finally:
-            store.db.conn.set_progress_handler(None, 100)
-        return counted[0], given
-
-    listed_steps, holders = steps(store.holders)
-    one_pass, _ = steps(lambda: store.db.execute(f"SELECT agent FROM ({store_module._HANDED_OFF})").fetchall())
+    listed_steps, holders = steps(store, store.holders)
+    one_pass, _ = steps(store, lambda: store.db.execute(f"SELECT agent FROM ({store_module._HANDED_OFF})").fetchall())
     assert holders == [" ana", "Bob", "Zoë"]  # the first spelling in code-point order, by name as people read it
     assert listed_steps < one_pass * 1.5
     store.close()

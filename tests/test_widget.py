@@ -4577,16 +4577,16 @@ def test_a_screen_reader_hears_the_range_of_the_page_turned_to_and_not_at_each_r
     close_console(context)
 
 
-def test_a_screen_reader_hears_no_range_after_a_reload_on_a_later_page_or_on_another_tab(
-        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
-    """The range was said whenever the page shown differed from the last said: a reload on page 2 said "201–400 of
-    450" unasked, and so did the first page of another tab opened from page 2. It is said for a page turned to alone."""
+def console_on_page_two_of_450(chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace,
+                               admin_token: str) -> tuple[Any, Any]:
+    """A console whose two tabs list 450 customers each, 200 a page (each made like one customer waiting), turned by
+    its agent to the waiting tab's second page: for what a screen reader hears of the pager."""
     cid = f"console-{next(PAGE_NUMBERS)}"
     api.chat(cid, "where is my parcel?")
     assert api.chat(cid, "/handoff")["handed_off"] is True
-    context = open_console(chromium, server, web_demo_bot.admin_token, cid, clock=True)
+    context = open_console(chromium, server, admin_token, cid, clock=True)
     page = context.pages[0]
-    like: list[dict[str, Any]] = []  # the waiting customer, each of the 450 listed in either tab made like them
+    like: list[dict[str, Any]] = []  # the waiting customer
     answered: list[dict[str, Any]] = []
 
     def listed(route: Route) -> None:
@@ -4599,6 +4599,14 @@ def test_a_screen_reader_hears_no_range_after_a_reload_on_a_later_page_or_on_ano
     context.route(re.compile(r"/admin/conversations\?limit=200&status=(handed_off|open)&"), listed)
     refreshed(page, answered)
     page.get_by_role("button", name="Next").click()
+    return context, page
+
+
+def test_a_screen_reader_hears_no_range_after_a_reload_on_a_later_page_or_on_another_tab(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """The range was said whenever the page shown differed from the last said: a reload on page 2 said "201–400 of
+    450" unasked, and so did the first page of another tab opened from page 2. It is said for a page turned to alone."""
+    context, page = console_on_page_two_of_450(chromium, server, api, web_demo_bot.admin_token)
     expect(page.locator(".page-said")).to_have_text("201–400 of 450")  # turned to: said
     page.locator(".page-said").evaluate("said => { said.textContent = ''; }")
     page.reload()  # on page 2 still, which nobody turned to now
@@ -4618,24 +4626,7 @@ def test_a_screen_reader_hears_no_range_of_a_tab_opened_before_the_page_turned_t
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """Previous, to page 1, then another tab before that page came back: the other tab's first page, which nobody
     turned to, was said ("1–200 of 450") as if it were the page turned to."""
-    cid = f"console-{next(PAGE_NUMBERS)}"
-    api.chat(cid, "where is my parcel?")
-    assert api.chat(cid, "/handoff")["handed_off"] is True
-    context = open_console(chromium, server, web_demo_bot.admin_token, cid, clock=True)
-    page = context.pages[0]
-    like: list[dict[str, Any]] = []
-    answered: list[dict[str, Any]] = []
-
-    def listed(route: Route) -> None:
-        inbox = route.fetch().json()
-        like[:] = like or [c for c in inbox["conversations"] if c["conversation_id"] == cid]
-        offset = int(parse_qs(urlsplit(route.request.url).query).get("offset", ["0"])[0])
-        shown = [{**like[0], "conversation_id": f"c-{n}"} for n in range(offset, min(offset + 200, 450))]
-        answered.append({})
-        route.fulfill(json={**inbox, "conversations": shown, "total": 450, "waiting": 450, "waiting_yours": 450})
-    context.route(re.compile(r"/admin/conversations\?limit=200&status=(handed_off|open)&"), listed)
-    refreshed(page, answered)
-    page.get_by_role("button", name="Next").click()
+    context, page = console_on_page_two_of_450(chromium, server, api, web_demo_bot.admin_token)
     expect(page.locator(".page-said")).to_have_text("201–400 of 450")
     page.locator(".page-said").evaluate("said => { said.textContent = ''; }")
     page.evaluate("""() => { [...document.querySelectorAll(".pager button")].find((b) => b.textContent === "Previous").click();
