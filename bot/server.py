@@ -667,7 +667,7 @@ def not_ready(app: web.Application, reason: str, own: bool = False) -> web.HTTPE
     connected reconnect through it to a server that is ready. Not for the store's trouble (locked, full, damaged),
     which every server on it shares: sent away, every customer of every server reconnected, to a server no better."""
     if own and (channel := app[BOT].channels.get("web")) is not None:
-        channel.send_away(reason)
+        channel.send_away()
     return http_error(web.HTTPServiceUnavailable, reason)
 
 
@@ -698,8 +698,6 @@ async def healthz(request: web.Request) -> web.Response:
     # CURRENT's version beside the one serving: another while a swap to it is on its way, or since it could not load
     # (the log says why), which a monitor can alert on while the customers are still answered.
     current = app[REGISTRY].readable_current()
-    if (channel := bot.channels.get("web")) is not None:
-        channel.ready()
     return json_response({"status": "ok", "model_version": bot.nlu.version, "current": current})
 
 

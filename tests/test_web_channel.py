@@ -23,7 +23,7 @@ from types import SimpleNamespace
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
-from aiohttp import WSMessage, WSMsgType
+from aiohttp import WSMsgType
 
 from bot import engine as engine_module
 from bot.channels import web as web_channel
@@ -31,7 +31,6 @@ from bot.channels.base import Turn
 from bot.language import READABLE
 from bot.project import ServerConfig, load_project
 from bot.server import BOT, create_app
-from dialogues.migrations import MIGRATIONS
 from dialogues.store import Store
 from tests.conftest import REPO, configured_copy
 
@@ -1697,36 +1696,6 @@ async def test_a_server_not_ready_sends_its_sockets_away_to_connect_again(
         assert (await client.get("/healthz")).status == 503
         closing = await ws.receive(timeout=30)
         assert (closing.type, closing.data) == (WSMsgType.CLOSE, web_channel.RECONNECT_ELSEWHERE)
-
-
-async def test_a_server_not_ready_sends_sockets_away_as_they_connect(
-        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A widget connecting to a server not ready for a reason of its own, before the next probe saw it or after one
-    answered 503, stayed there until the probe after: it is sent away as it connects, with the code that has it
-    connect again through the balancer, until /healthz answers ok again."""
-    app = create_app(web_demo_bot.root, device="cpu")
-    client = await aiohttp_client(app)
-    failing: list[str | None] = ["renewals fail"]
-    monkeypatch.setattr(app[BOT], "renewals_failing", lambda: failing[0])
-
-    async def connected() -> WSMessage:
-        """What a socket connecting now hears first: its close, or the reply to a message."""
-        async with client.ws_connect("/api/ws") as ws:
-            await ws.send_json({"conversation_id": new_id(), "text": "hello"})
-            return await ws.receive(timeout=30)
-
-    before_any_probe = await connected()
-    assert (before_any_probe.type, before_any_probe.data) == (WSMsgType.CLOSE, web_channel.RECONNECT_ELSEWHERE)
-    assert (await client.get("/healthz")).status == 503
-    failing[0] = None
-    monkeypatch.setattr(Store, "schema", property(lambda store: len(MIGRATIONS) + 1))
-    assert (await client.get("/healthz")).status == 503  # a newer deskbot migrated the store
-    monkeypatch.undo()
-    monkeypatch.setattr(app[BOT], "renewals_failing", lambda: None)
-    after_the_probe = await connected()
-    assert (after_the_probe.type, after_the_probe.data) == (WSMsgType.CLOSE, web_channel.RECONNECT_ELSEWHERE)
-    assert (await client.get("/healthz")).status == 200
-    assert json.loads((await connected()).data)["type"] == "reply"
 
 
 async def test_a_stopping_server_closes_its_sockets_saying_it_stops(aiohttp_client: Any,

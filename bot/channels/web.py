@@ -448,7 +448,6 @@ class WebChannel(Channel):
         self._open: dict[web.WebSocketResponse, asyncio.BaseTransport | None] = {}
         self._turns: set[asyncio.Task[None]] = set()  # the sockets' turns in flight, which close() lets finish
         self._sending_away: asyncio.Future[None] | None = None  # the sockets' closing by a server not ready (send_away)
-        self._away: str | None = None  # why /healthz last sent the sockets away, until it answers ok (send_away, ready)
         self._watcher: asyncio.Task[None] | None = None  # pushes what other servers on the store said (_watching)
         self.max_chars: int = settings.get("max_message_chars", 4000)
         self.origins: set[str] = set(settings.get("origins", []))  # as bot.yml's check wrote them: as browsers send them
@@ -775,10 +774,6 @@ class WebChannel(Channel):
             await ws.prepare(request)
         except UnicodeEncodeError:  # aiohttp quotes a handshake header it refuses, and fails on one not UTF-8
             raise http_error(web.HTTPBadRequest, "not a WebSocket handshake: a header is not UTF-8") from None
-        if (why := self.unready()) is not None:  # the widget connects again, through the balancer, elsewhere
-            log.info("a web chat socket is sent away as it connects: %s", why)
-            await ws.close(code=RECONNECT_ELSEWHERE, message=b"this server is not ready: connect again")
-            return ws
         joined: OrderedDict[str, None] = OrderedDict()  # the conversations this socket hears, the latest last
         self._open[ws] = request.transport
         self._watch()
@@ -1025,24 +1020,11 @@ class WebChannel(Channel):
 
         await asyncio.gather(*(closed(ws) for ws in list(self._open)), return_exceptions=True)
 
-    def unready(self) -> str | None:
-        """Why a socket connecting now is sent away at once (None: it stays): this server's own reasons for a /healthz
-        503, the last probe's (:meth:`send_away`, until one answers ok) or seen now (its store file replaced, its
-        renewals failing). A widget connecting between two probes, or after one answered 503 (a balancer's check of
-        its own, a reconnect through a balancer not yet told), stayed on a server that could not answer it."""
-        return self._away or self.bot.store.moved() or self.bot.renewals_failing()
-
-    def ready(self) -> None:
-        """/healthz answered ok: sockets connecting stay again."""
-        self._away = None
-
-    def send_away(self, reason: str) -> None:
-        """Close the open sockets with ``RECONNECT_ELSEWHERE``, as this server answers /healthz with a 503 for
-        ``reason``: the load balancer sends no new customers here, and those connected, whose sockets stayed, were
-        left on a server that cannot answer them (a store that cannot write, renewals that fail). The widget connects
-        again, each after a pause of its own, and reaches a ready server; those connecting until /healthz answers ok
-        are sent away as they connect (:meth:`unready`). One sending off at a time: the probes meanwhile add none."""
-        self._away = reason
+    def send_away(self) -> None:
+        """Close the open sockets with ``RECONNECT_ELSEWHERE``, as this server answers /healthz with a 503: the load
+        balancer sends no new customers here, and those connected, whose sockets stayed, were left on a server that
+        cannot answer them (a store that cannot write, renewals that fail). The widget connects again, each after a
+        pause of its own, and reaches a ready server. One sending off at a time: the probes meanwhile add none."""
         if self._sending_away is None or self._sending_away.done():
             self._sending_away = asyncio.ensure_future(self._close_sockets(
                 code=RECONNECT_ELSEWHERE, message=b"this server is not ready: connect again"))
