@@ -823,14 +823,6 @@ def kept_elsewhere(project: Project, purged: Purged, began: dict[str, float]) ->
         lines.append(f"{whose} {' and '.join(learned)} may be in {', '.join(since)}, trained since {they} began: "
                      f"`bot retrain {shlex.quote(str(project.root))}` serves a version without them, and those folders "
                      "under models/ keep them until you delete them")
-    # A training run's staging folder written since a conversation began (one under way, or one a killed run left,
-    # which the next run removes) may hold its answers in an index and its labels in the classifier's n-grams.
-    staging = [p for p in project.models_dir.glob(".staging-*")
-               if p.is_dir() and any(p.stat().st_mtime >= began.get(cid, float("inf")) for cid in purged.deleted)]
-    if staging:
-        lines.append(f"{', '.join(sorted(p.name for p in staging))} under models/, a training run's folder written since "
-                     "it began, may hold it too: one a killed run left is removed by the next `bot train` or "
-                     "`bot retrain`, or delete it")
     # The copies of the store an upgrade kept (dialogues.db.schemaN.bak), and those `bot restore` put aside
     # (dialogues.db.replaced-STAMP, with its -wal), last written since a conversation began, hold it too.
     for pattern, why, until in ((".schema*.bak", "kept at an upgrade", "you will not go back to the deskbot before"),

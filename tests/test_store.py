@@ -3407,21 +3407,6 @@ def test_bot_purge_names_the_store_a_restore_put_aside_since_the_conversation_be
     assert f"{aside}, the store `bot restore` replaced since it began, may hold it too" in purged.stderr
 
 
-def test_bot_purge_names_a_training_runs_folder_written_since_the_conversation_began(root: Path) -> None:
-    """A training run killed mid-way leaves its staging folder under models/ (its index, its n-grams) until the next
-    run: a purge named the versions trained since the conversation began, and said nothing of it."""
-    (root / "models" / ".staging-0ld00000").mkdir(parents=True)
-    os.utime(root / "models" / ".staging-0ld00000", (time.time() - 3600, time.time() - 3600))  # before c1 began
-    store = Store(root / "dialogues.db")
-    user_turn(store, "c1", "my address is 1 Main St")
-    store.close()
-    (root / "models" / ".staging-1a2b3c4d" / "index").mkdir(parents=True)
-    purged = CliRunner().invoke(cli, ["purge", str(root), "--conversation", "c1"])
-    assert purged.exit_code == 0, purged.output
-    assert ".staging-1a2b3c4d under models/, a training run's folder written since it began, may hold it" in purged.stderr
-    assert ".staging-0ld00000" not in purged.stderr
-
-
 def test_a_restored_copy_is_purged_again_of_the_conversations_purged_since_it_was_made(tmp_path: Path, root: Path) -> None:
     """A customer's erasure was undone by `bot restore`: a copy made before `bot purge --user` put every conversation
     of theirs back. One their customer began anew with the same id after the purge (a WeCom employee's) stays."""
