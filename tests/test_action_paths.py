@@ -1543,7 +1543,8 @@ async def test_slot_resets_and_session_end_clear_the_slots_on_both_paths(action_
     try:
         await bot.handle(Turn("c1", "/track_order", "web"))
         assert bot.store.conversation("c1")["slots"] == {"order_id": "456", "order_status": "processing",
-                                                         "requested_slot": "order_proof", "orders_unproven": ["456"]}
+                                                         "requested_slot": "order_proof", "orders_unproven": ["456"],
+                                                         "order_proof": None}  # a lookup clears an earlier proof
         await bot.handle(Turn("c1", "/cancel_order", "web"))  # AllSlotsReset between two SlotSets
         assert bot.store.conversation("c1")["slots"] == {"order_status": "forgotten"}
         await bot.handle(Turn("c1", "/get_refund", "web"))  # SessionEnded
