@@ -699,6 +699,7 @@ async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, 
     renamed = [e for e in project.examples if e.intent != rest[0]["predicted"]]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(project, "examples", renamed)
+        patch.setitem(project.__dict__, "intents", sorted({e.intent for e in renamed}))  # Project.intents, read once
         accept = {"accept": True, "predicted": rest[0]["predicted"]}
         resp = await client.post(f"/admin/review/{rest[0]['id']}", json=accept, headers=AUTH)
         assert resp.status == 400 and f"unknown intent {rest[0]['predicted']!r}" in (await resp.json())["error"]
@@ -735,6 +736,7 @@ async def test_the_admin_api_offers_and_accepts_a_renamed_intent_by_its_new_name
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(bot.project, "examples", [Example(e.text, "renamed_intent" if e.intent == old else e.intent)
                                                 for e in bot.project.examples])
+        patch.setitem(bot.project.__dict__, "intents", sorted({e.intent for e in bot.project.examples}))
         [item] = (await (await client.get("/admin/review", headers=AUTH)).json())["items"]
         assert item["predicted"] == "renamed_intent" and old not in {r["intent"] for r in item["ranking"]}
         resp = await client.post(f"/admin/review/{item['id']}", json={"accept": True, "predicted": "renamed_intent"},
