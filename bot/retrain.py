@@ -70,7 +70,8 @@ from bot.training import (
 from dialogues.export import (LearnedData, contradicting, learnable, learned_data, learned_from, one_per_message,
                               recent_traffic)
 from dialogues.review import OOS
-from dialogues.store import DAMAGED_ADVICE, Purged, Store, StoreError, damaged, open_to_read, read_as_it_is
+from dialogues.store import (DAMAGED_ADVICE, Purged, Store, StoreError, damaged, held_in, open_to_read,
+                             read_as_it_is)
 from finetune.classifier import IntentClassifier, ModelLoadError, Prediction
 from finetune.durable import owner_only
 from finetune.metrics import per_intent_accuracy
@@ -818,24 +819,19 @@ def kept_elsewhere(project: Project, purged: Purged, began: dict[str, float]) ->
         if learned and since:
             kept_in[learned, since] += 1
     lines = []
+    it = "it" if len(purged.deleted) == 1 else "them"
     for (learned, since), n in kept_in.items():
         whose, they = ("its", "it") if n == 1 else (f"{n} conversations'", "they")
         lines.append(f"{whose} {' and '.join(learned)} may be in {', '.join(since)}, trained since {they} began: "
                      f"`bot retrain {shlex.quote(str(project.root))}` serves a version without them, and those folders "
                      "under models/ keep them until you delete them")
     # The copies of the store an upgrade kept (dialogues.db.schemaN.bak), and those `bot restore` put aside
-    # (dialogues.db.replaced-STAMP, with its -wal), last written since a conversation began, hold it too.
+    # (dialogues.db.replaced-STAMP, with its -wal), that hold a message of a purged conversation, or cannot be read.
     for pattern, why, until in ((".schema*.bak", "kept at an upgrade", "you will not go back to the deskbot before"),
                                 (".replaced-*", "the store `bot restore` replaced", "you will not go back to it")):
         copies = [p for p in project.db_path.parent.glob(f"{project.db_path.name}{pattern}")
-                  if not p.name.endswith(("-wal", "-shm")) and any(
-                      _last_written(p) >= began.get(cid, float("inf")) for cid in purged.deleted)]
+                  if not p.name.endswith(("-wal", "-shm")) and held_in(p, purged.deleted) != set()]
         if copies:
-            lines.append(f"{', '.join(sorted(p.name for p in copies))}, {why} since it began, may hold it too: delete "
-                         f"the copy once {until}")
+            lines.append(f"{', '.join(sorted(p.name for p in copies))}, {why}, may hold {it} too: delete the copy "
+                         f"once {until}")
     return lines
-
-
-def _last_written(store: Path) -> float:
-    """When a copy of the store, or the -wal file beside it that holds what it logged last, was last written."""
-    return max(path.stat().st_mtime for path in (store, Path(f"{store}-wal")) if path.exists())

@@ -29,7 +29,7 @@ import threading
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -684,6 +684,27 @@ def restore(path: Path, copy: Path) -> Path | None:
             _remove_copy(restoring)
     fsync_path(path.parent)
     return aside if kept else None
+
+
+def held_in(copy: Path, conversation_ids: Iterable[str]) -> set[str] | None:
+    """Which of ``conversation_ids`` a copy of the store (an upgrade's ``.schemaN.bak``, a restore's
+    ``.replaced-STAMP``) holds a message of, read from the copy and its -wal file without writing to either: a purge
+    names the copies that still hold its customers, and none of those that never did. None where the copy cannot be
+    read (damaged, another program's file), which may hold any of them."""
+    try:
+        with contextlib.closing(_connect_read_only(copy)) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "conversations" not in tables:
+                return None
+            # An older deskbot's copy may lack the later tables (``pending``).
+            reads = [read for table, read in (("conversations", "SELECT 1 FROM conversations WHERE id = :id"),
+                                              ("turns", "SELECT 1 FROM turns WHERE conversation_id = :id"),
+                                              ("pending", "SELECT 1 FROM pending WHERE conversation_id = :id"))
+                     if table in tables]
+            holds = " UNION ALL ".join(reads) + " LIMIT 1"
+            return {cid for cid in conversation_ids if conn.execute(holds, {"id": cid}).fetchone()}
+    except sqlite3.DatabaseError:
+        return None
 
 
 def _aside(path: Path) -> Path:

@@ -3,6 +3,7 @@ candidate historical answers, review labels, redaction and ``bot export``."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import hashlib
@@ -3371,20 +3372,23 @@ def test_bot_backup_copies_an_older_deskbots_store_as_it_is_and_bot_purge_names_
     """A backup taken before an upgrade migrated the live store first, under the server still running it, and the
     copy was of a schema the deskbot before refused; and a purge left the conversation in the upgrade's copy."""
     store_of_the_last_deskbot(root / "dialogues.db")
+    with contextlib.closing(sqlite3.connect(root / "dialogues.db")) as old, old:  # c1 began under the last deskbot
+        old.execute("INSERT INTO conversations (id, channel, created) VALUES ('c1', 'web', 1)")
+        old.execute("INSERT INTO turns (conversation_id, role, text, created) VALUES ('c1', 'user', 'my address is "
+                    "1 Main St', 1)")
     assert CliRunner().invoke(cli, ["backup", str(root), str(tmp_path / "before.db")]).exit_code == 0
     for copy in (root / "dialogues.db", tmp_path / "before.db"):
         assert sqlite3.connect(copy).execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,), copy
     store = Store(root / "dialogues.db")  # the upgrade: kept as it was, then migrated
-    user_turn(store, "c1", "my address is 1 Main St")
+    user_turn(store, "c1", "and my phone is 555 0100")
     user_turn(store, "c2", "my address is 2 Main St")
     store.close()
     kept = root / f"dialogues.db.schema{len(MIGRATIONS) - 1}.bak"
     later = CliRunner().invoke(cli, ["purge", str(root), "--conversation", "c2"])
     assert later.exit_code == 0 and ".bak" not in later.output  # begun after the copy: not in it
-    os.utime(kept, (time.time() + 60, time.time() + 60))  # as if copied after c1 began
     purged = CliRunner().invoke(cli, ["purge", str(root), "--conversation", "c1"])
     assert purged.exit_code == 0, purged.output
-    assert f"{kept.name}, kept at an upgrade since it began, may hold it too" in purged.stderr
+    assert f"{kept.name}, kept at an upgrade, may hold it too" in purged.stderr
 
 
 def test_bot_purge_names_the_store_a_restore_put_aside_since_the_conversation_began(tmp_path: Path, root: Path) -> None:
@@ -3404,7 +3408,19 @@ def test_bot_purge_names_the_store_a_restore_put_aside_since_the_conversation_be
     assert later.exit_code == 0 and "replaced" not in later.output, later.output
     purged = CliRunner().invoke(cli, ["purge", str(root), "--conversation", "c1"])
     assert purged.exit_code == 0, purged.output
-    assert f"{aside}, the store `bot restore` replaced since it began, may hold it too" in purged.stderr
+    assert f"{aside}, the store `bot restore` replaced, may hold it too" in purged.stderr
+
+
+def test_bot_purge_names_a_copy_of_the_store_it_cannot_read(tmp_path: Path, root: Path) -> None:
+    """A copy that is not a store deskbot can read (damaged, cut short) may hold any conversation: a purge names it
+    rather than say nothing of it."""
+    store = Store(root / "dialogues.db")
+    user_turn(store, "c1", "my address is 1 Main St")
+    store.close()
+    (root / "dialogues.db.replaced-20260101-000000").write_bytes(b"SQLite format 3\0" + b"\xff" * 4000)
+    purged = CliRunner().invoke(cli, ["purge", str(root), "--conversation", "c1"])
+    assert purged.exit_code == 0, purged.output
+    assert "dialogues.db.replaced-20260101-000000, the store `bot restore` replaced, may hold it too" in purged.stderr
 
 
 def test_a_restored_copy_is_purged_again_of_the_conversations_purged_since_it_was_made(tmp_path: Path, root: Path) -> None:
