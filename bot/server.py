@@ -829,10 +829,11 @@ def restart_needed(app: web.Application) -> list[str]:
     """The sections of bot.yml the server set itself up from at start, which a swap leaves as they were
     (see :meth:`Bot.swap`), that the file now served changes: a reload answered as if it had applied them.
     ``server.agents`` is not among them: a swap reads the agents' tokens again (:func:`swap_to_current`); nor is
-    ``privacy.retention_days``, read at each round of :func:`purge_past_retention`."""
+    ``privacy.retention_days`` and ``privacy.slot_hours``, read at each round of :func:`purge_past_retention`."""
     started, now = app[STARTED_WITH], app[BOT].config
     server = now.server.model_copy(update={"agents": started.server.agents})
-    privacy = now.privacy.model_copy(update={"retention_days": started.privacy.retention_days})
+    privacy = now.privacy.model_copy(update={"retention_days": started.privacy.retention_days,
+                                             "slot_hours": started.privacy.slot_hours})
     return [name for name, changed in (("server", server != started.server), ("channels", started.channels != now.channels),
                                        ("privacy", started.privacy != privacy)) if changed]
 
@@ -1088,14 +1089,30 @@ def purge_older_than(project: Project, days: int) -> tuple[int, list[str]]:
     return len(conversations), kept_elsewhere(project, purged, began) if purged else []
 
 
+def forget_idle_slots(project: Project, hours: float) -> int:
+    """Drop the slots holding personal data of the conversations of ``project``'s store with nothing written in ``hours``
+    hours (:meth:`~dialogues.store.Store.forget_idle_slots`), over a connection of its own, as
+    :func:`purge_older_than` does; how many conversations lost one."""
+    store = Store(project.db_path)
+    try:
+        return store.forget_idle_slots(time.time() - hours * 3600)
+    finally:
+        store.close()
+
+
 @on_the_store
 async def purge_past_retention(app: web.Application, store: Store) -> AsyncIterator[None]:
     """Delete, every ``RETENTION_EVERY_S``, the conversations with nothing written in ``privacy.retention_days`` (read
-    each round, as a reload may set or change it; unset, none), so that a retention period needs no cron job. Each
-    server on a store does it; a round finds nothing another deleted."""
+    each round, as a reload may set or change it; unset, none), so that a retention period needs no cron job, and
+    the slots holding personal data of those with nothing written in ``privacy.slot_hours``. Each server on a store
+    does it; a round finds nothing another deleted."""
     bot = app[BOT]
 
     async def purge() -> None:
+        hours = bot.config.privacy.slot_hours
+        if dropped := await asyncio.get_running_loop().run_in_executor(None, forget_idle_slots, bot.project, hours):
+            log.info("dropped the slots holding personal data of %d conversation%s with nothing written in %g hours "
+                     "(privacy.slot_hours)", dropped, "" if dropped == 1 else "s", hours)
         if days := bot.config.privacy.retention_days:
             deleted, kept = await asyncio.get_running_loop().run_in_executor(None, purge_older_than, bot.project, days)
             if deleted:

@@ -438,9 +438,19 @@ def _v47(db: sqlite_utils.Database) -> None:
                "REFERENCES conversations(id))")
 
 
+def _v48(db: sqlite_utils.Database) -> None:
+    """When each conversation's slots were last rid of personal data (``Store.forget_idle_slots``): its ``updated`` then,
+    so that a conversation written since is looked at again, and one looked at is not read again each hour. The slots
+    an action set (an e-mail address a form collected) were kept as set for as long as the conversation, unredacted;
+    null before, for every conversation, which the first round looks at."""
+    _add_column(db, "conversations", "slots_checked", float)
+    db.execute("CREATE INDEX IF NOT EXISTS idx_conversations_slots_unchecked ON conversations (updated) "
+               "WHERE slots_checked IS NOT updated")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
                                                               _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36,
                                                               _v37, _v38, _v39, _v40, _v41, _v42, _v43,
-                                                              _v44, _v45, _v46, _v47]
+                                                              _v44, _v45, _v46, _v47, _v48]

@@ -379,6 +379,9 @@ CHECKPOINT_TRY_MS = 20  # how long one try to empty the WAL after a purge waits 
 CHECKPOINT_PAUSE_S = 0.1  # between those tries, for the serving bot's writes
 # Conversations ``Store.purge`` deletes in one transaction, while a serving bot's writes wait (a few ms).
 PURGE_BATCH = 20
+# The rows `bot redact` and the slots' round (Store.redact_stored, Store.forget_idle_slots) rewrite a transaction: a
+# serving bot's writes wait for one batch, not for a whole store's.
+REWRITE_BATCH = 500
 # The ids one query's IN (...) lists: SQLite refuses a statement with more than 32,766 values (999 before 3.32), and
 # a first `bot purge --before` or retention round on a store of years names every conversation it deletes.
 IDS_A_QUERY = 900
@@ -874,6 +877,27 @@ _HANDED_OFF = (
 )
 
 
+def redacted_payload(payload: Any) -> Any:
+    """``payload`` (a custom payload, a slot's value) with each of its texts redacted, its keys, numbers and structure as
+    they are."""
+    if isinstance(payload, str):
+        return redact(payload)
+    if isinstance(payload, list):
+        return [redacted_payload(item) for item in payload]
+    if isinstance(payload, dict):
+        return {key: redacted_payload(value) for key, value in payload.items()}
+    return payload
+
+
+def _texts_kept(text: str, raw_text: str | None, private: Callable[[str], str], keep_raw: bool) -> tuple[str, str | None]:
+    """A customer's message as the model read it (``text``) and as typed (``raw_text``; None: the same), as ``private``
+    and ``keep_raw`` keep them: the typed copy only where it differs, unredacted with ``keep_raw``."""
+    received = text if raw_text is None else raw_text
+    stored = private(text)
+    kept = received if keep_raw else private(received)
+    return stored, (kept if kept != stored else None)
+
+
 def _with_slots(row: dict[str, Any]) -> dict[str, Any]:
     """``row`` with its ``slots`` column read from the JSON it is stored as."""
     row["slots"] = json.loads(row["slots"] or "{}")
@@ -977,6 +1001,17 @@ class Purged:
 
     deleted: dict[str, dict[str, int]]
     wal_cleared: bool
+
+
+@dataclass
+class Redacted:
+    """What ``Store.redact_stored`` rewrote (or, a dry run, would): customers' messages, feedback comments, and
+    conversations whose slots held personal data; and whether the WAL went too (a dry run's: nothing to clear)."""
+
+    turns: int
+    comments: int
+    slots: int
+    wal_cleared: bool = True
 
 
 def purged_ledger(path: Path) -> Path:
@@ -1560,13 +1595,7 @@ class Store:
     def _private_payload(self, payload: Any) -> Any:
         """A custom payload as privacy allows it to be kept: each of its texts as a reply's text is (an action's
         payload may repeat the customer's card number as its reply may), its keys, numbers and structure as sent."""
-        if isinstance(payload, str):
-            return self._private(payload)
-        if isinstance(payload, list):
-            return [self._private_payload(item) for item in payload]
-        if isinstance(payload, dict):
-            return {key: self._private_payload(value) for key, value in payload.items()}
-        return payload
+        return redacted_payload(payload) if self.redact else payload
 
     def _shown(self, row: dict[str, Any], as_sent: bool = True) -> dict[str, Any]:
         """A turn ``row`` as people read it: its text as typed (``raw_text``) where that was kept, in place
@@ -1590,10 +1619,7 @@ class Store:
 
     def _stored_texts(self, text: str, raw_text: str | None) -> tuple[str, str | None]:
         """``(text, raw_text)`` as privacy allows them to be written; raw_text only when it differs."""
-        received = text if raw_text is None else raw_text
-        stored = self._private(text)
-        kept = received if self.keep_raw else self._private(received)
-        return stored, (kept if kept != stored else None)
+        return _texts_kept(text, raw_text, self._private, self.keep_raw)
 
     def log_exchange(self, ex: Exchange) -> tuple[int, int | None]:
         """Write the user's turn, its prediction and the bot's reply atomically. Returns both turn ids, the
@@ -3062,34 +3088,133 @@ class Store:
                   ("turn_leases", "conversation_id = ?"), ("refs", "conversation_id = ?"),
                   ("turns", "conversation_id = ?"), ("conversations", "id = ?")]
         deleted: dict[str, dict[str, int]] = {}
+        with self._scrubbing():
+            # A few conversations a transaction: a serving bot's writes wait for one of them, not for the
+            # whole of a year's purge (bot purge --before), which held its every reply up past its timeout.
+            for at in range(0, len(conversation_ids), PURGE_BATCH):
+                with self._writing():
+                    for table in _FLOORED:
+                        if high := self.db.execute(f"SELECT max(id) FROM {table}").fetchone()[0]:
+                            self.db.execute("INSERT INTO id_floor (name, high) VALUES (?, ?) ON CONFLICT(name) "
+                                            "DO UPDATE SET high = max(high, excluded.high)", [table, high])
+                    batch = conversation_ids[at:at + PURGE_BATCH]
+                    named = {row for cid in batch for row in self.db.execute(_MEMBERS_NAMED, {"id": cid})}
+                    deleted |= {cid: {"pending": self.db.execute(_FORGET_SENDER, [now(), cid]).rowcount} |
+                                {table: self.db.execute(f"DELETE FROM {table} WHERE {where}", [cid]).rowcount
+                                 for table, where in tables}
+                                for cid in batch}
+                    for channel, name in named:  # a colleague whose every conversation went: their platform id too
+                        self.db.execute(_FORGET_MEMBER, {"channel": channel, "name": name})
+                if record:  # once deleted: a ledger line too many would purge a copy's conversation for nothing
+                    self._record_purged([cid for cid in batch if deleted[cid]["conversations"] or deleted[cid]["pending"]])
+            if any(rows["turns"] for rows in deleted.values()):
+                self._merge_search_index()
+            cleared = self._wal_emptied()
+        return Purged(deleted, wal_cleared=cleared)
+
+    @contextlib.contextmanager
+    def _scrubbing(self) -> Iterator[None]:
+        """Deleted and overwritten rows zeroed on the disk (``secure_delete``) meanwhile: a purge's, or a redaction's,
+        old text left in the file's free pages until SQLite reused them, for anyone reading the file to find. Within
+        another's, as that one's."""
         with self._lock:
+            if self.db.execute("PRAGMA secure_delete").fetchone()[0]:
+                yield
+                return
             self.db.execute("PRAGMA secure_delete=ON")
             try:
-                # A few conversations a transaction: a serving bot's writes wait for one of them, not for the
-                # whole of a year's purge (bot purge --before), which held its every reply up past its timeout.
-                for at in range(0, len(conversation_ids), PURGE_BATCH):
-                    with self._writing():
-                        for table in _FLOORED:
-                            if high := self.db.execute(f"SELECT max(id) FROM {table}").fetchone()[0]:
-                                self.db.execute("INSERT INTO id_floor (name, high) VALUES (?, ?) ON CONFLICT(name) "
-                                                "DO UPDATE SET high = max(high, excluded.high)", [table, high])
-                        batch = conversation_ids[at:at + PURGE_BATCH]
-                        named = {row for cid in batch for row in self.db.execute(_MEMBERS_NAMED, {"id": cid})}
-                        deleted |= {cid: {"pending": self.db.execute(_FORGET_SENDER, [now(), cid]).rowcount} |
-                                    {table: self.db.execute(f"DELETE FROM {table} WHERE {where}", [cid]).rowcount
-                                     for table, where in tables}
-                                    for cid in batch}
-                        for channel, name in named:  # a colleague whose every conversation went: their platform id too
-                            self.db.execute(_FORGET_MEMBER, {"channel": channel, "name": name})
-                    if record:  # once deleted: a ledger line too many would purge a copy's conversation for nothing
-                        self._record_purged([cid for cid in batch if deleted[cid]["conversations"] or deleted[cid]["pending"]])
-                if any(rows["turns"] for rows in deleted.values()):  # merged anew: seconds on a large store
-                    with self._writing():  # the index keeps a deleted message's trigrams until then
-                        self.db.execute("INSERT INTO turns_fts (turns_fts) VALUES ('optimize')")
-                cleared = self._wal_emptied()
+                yield
             finally:
                 self.db.execute("PRAGMA secure_delete=OFF")
-        return Purged(deleted, wal_cleared=cleared)
+
+    def _merge_search_index(self) -> None:
+        """Merge the customers' full-text index (``turns_fts``) into one segment: a deleted or rewritten message's
+        trigrams stay in its older segments, beside the delete marker that hides them, until then. Seconds on a
+        large store, so once a purge or redaction, not once a message."""
+        with self._writing():
+            self.db.execute("INSERT INTO turns_fts (turns_fts) VALUES ('optimize')")
+
+    def _rewrite_in_batches(self, select: str, rewrite: Callable[[tuple[Any, ...]], dict[str, Any] | None],
+                            updates: Sequence[str], dry_run: bool) -> int:
+        """Rewrite the rows ``select`` reads (their id first, from ``:after`` on, ``:limit`` a batch) that ``rewrite``
+        changes (its named values, ``id`` among them; None: unchanged) with each of ``updates``, a transaction a batch
+        (none, ``dry_run``); how many it changed (would change)."""
+        changed, after = 0, 0
+        while True:
+            with contextlib.nullcontext() if dry_run else self._writing():
+                rows = self.db.execute(select, {"after": after, "limit": REWRITE_BATCH}).fetchall()
+                rewritten = [values for row in rows if (values := rewrite(row)) is not None]
+                changed += len(rewritten)
+                for update in () if dry_run else updates:
+                    self.db.conn.executemany(update, rewritten)
+            if len(rows) < REWRITE_BATCH:
+                return changed
+            after = rows[-1][0]
+
+    def redact_stored(self, keep_raw: bool, idle_before: float, dry_run: bool = False) -> Redacted:
+        """Redact anew what customers wrote that the store keeps (``bot redact``): their messages (``text``, and
+        ``raw_text`` unless ``keep_raw`` keeps it unredacted, the full-text index with them), their feedback comments,
+        and the slots of the conversations with nothing written since ``idle_before`` (:meth:`forget_idle_slots`).
+        Redaction applies to a message as it is written, so one stored before redaction was on, or before it found
+        what it finds now (a kind of number it came to know), was kept as it came. A dry run counts them alone."""
+
+        def message(row: tuple[Any, ...]) -> dict[str, Any] | None:
+            turn_id, text, raw_text = row
+            redacted, raw = _texts_kept(text, raw_text, redact, keep_raw)
+            return None if (redacted, raw) == (text, raw_text) else {"id": turn_id, "text": redacted, "raw_text": raw}
+
+        def comment(row: tuple[Any, ...]) -> dict[str, Any] | None:
+            redacted = redact(row[1])
+            return None if redacted == row[1] else {"id": row[0], "comment": redacted}
+
+        with self._scrubbing():
+            turns = self._rewrite_in_batches(
+                "SELECT id, text, raw_text FROM turns WHERE role = 'user' AND id > :after ORDER BY id LIMIT :limit",
+                message, ["UPDATE turns SET text = :text, raw_text = :raw_text WHERE id = :id",
+                          "UPDATE answer_candidates SET question = :text WHERE question_turn_id = :id"], dry_run)
+            comments = self._rewrite_in_batches(
+                "SELECT id, comment FROM feedback WHERE comment IS NOT NULL AND id > :after ORDER BY id LIMIT :limit",
+                comment, ["UPDATE feedback SET comment = :comment WHERE id = :id"], dry_run)
+            slots = self.forget_idle_slots(idle_before, dry_run)
+            if dry_run:
+                return Redacted(turns, comments, slots)
+            if turns:
+                self._merge_search_index()
+            return Redacted(turns, comments, slots, wal_cleared=self._wal_emptied())
+
+    def forget_idle_slots(self, before: float, dry_run: bool = False) -> int:
+        """Drop the slots holding personal data (those redaction would change: an e-mail address or phone number a
+        form collected) of the conversations with nothing written since ``before``; how many conversations lost one
+        (would lose, ``dry_run``). An action needs them while its conversation goes on, so they are kept as set until
+        then (``privacy.slot_hours``), and not past it: the transcript showed them redacted, and the store kept them
+        as set for as long as the conversation. ``verified_user`` stays, the customer's id as their channel's ``user``
+        does. A conversation looked at is marked with its ``updated`` (``_v48``), so that the next round reads only
+        those written since."""
+
+        def kept(row: tuple[Any, ...]) -> dict[str, Any] | None:
+            conversation_id, slots_json, updated = row
+            slots = json.loads(slots_json or "{}")
+            left = {name: value for name, value in slots.items()
+                    if name == _VERIFIED_SLOT or redacted_payload(value) == value}
+            return {"id": conversation_id, "updated": updated,
+                    "slots": None if left == slots else json.dumps(left, ensure_ascii=False)}
+
+        dropped, after = 0, (-math.inf, "")
+        with self._scrubbing():
+            while True:
+                with contextlib.nullcontext() if dry_run else self._writing():
+                    rows = self.db.execute(
+                        "SELECT id, slots, updated FROM conversations WHERE updated < ? AND slots_checked IS NOT updated "
+                        "AND (updated, id) > (?, ?) ORDER BY updated, id LIMIT ?", [before, *after, REWRITE_BATCH]
+                    ).fetchall()
+                    looked = [kept(row) for row in rows]
+                    dropped += sum(row["slots"] is not None for row in looked)
+                    if not dry_run:  # a conversation written meanwhile (updated since) is left to the next round
+                        self.db.conn.executemany("UPDATE conversations SET slots = coalesce(:slots, slots), "
+                                            "slots_checked = updated WHERE id = :id AND updated = :updated", looked)
+                if len(rows) < REWRITE_BATCH:
+                    return dropped
+                after = (rows[-1][2], rows[-1][0])
 
     def _record_purged(self, conversation_ids: list[str]) -> None:
         """Add ``conversation_ids`` to the ledger of purged conversations (:func:`purged_ledger`), made for the store's

@@ -1656,6 +1656,41 @@ async def test_a_serving_bot_deletes_the_conversations_past_its_retention_period
     assert client.app[BOT].config.privacy.retention_days == 60
 
 
+async def test_a_serving_bot_drops_the_slots_holding_personal_data_of_idle_conversations(
+        make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A form's e-mail address, kept in its conversation's slots as set for as long as the conversation: each round
+    drops those of the conversations with nothing written in privacy.slot_hours, a reload changing it with no restart."""
+    monkeypatch.setattr(serving, "RETENTION_EVERY_S", 0.05)
+    dropped, forget = threading.Event(), serving.forget_idle_slots
+
+    def forgetting(project: Project, hours: float) -> int:
+        if found := forget(project, hours):
+            dropped.set()
+        return found
+
+    monkeypatch.setattr(serving, "forget_idle_slots", forgetting)
+    caplog.set_level(logging.INFO, logger="deskbot")
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS}, privacy={"slot_hours": 2})
+    idle, recent = cid(), cid()
+    for conversation in (idle, recent):
+        assert (await chat(client, conversation, "hello")).status == 200
+    with sqlite3.connect(client.app[BOT].project.db_path) as db:  # a form's answer, the idle one's three hours ago
+        db.execute("UPDATE conversations SET slots = ?", [json.dumps({"email": "jane@example.com", "size": "M"})])
+        db.execute("UPDATE conversations SET updated = updated - 3 * 3600 WHERE id = ?", [idle])
+    assert await asyncio.get_running_loop().run_in_executor(None, dropped.wait, 10)
+    slots = dict(store_rows(client, "SELECT id, slots FROM conversations"))
+    assert json.loads(slots[idle]) == {"size": "M"} and json.loads(slots[recent])["email"] == "jane@example.com"
+    assert "dropped the slots holding personal data of 1 conversation with nothing written in 2 hours" in caplog.text
+
+    import yaml
+
+    bot_yml = client.app[BOT].project.root / "bot.yml"
+    bot_yml.write_text(yaml.safe_dump({**yaml.safe_load(bot_yml.read_text()), "privacy": {"slot_hours": 1}}))
+    reloaded = await client.post("/admin/reload", headers={"Authorization": "Bearer t0ken"})
+    assert reloaded.status == 200 and (await reloaded.json())["restart_needed"] == []
+    assert client.app[BOT].config.privacy.slot_hours == 1
+
+
 async def test_what_customers_write_reaches_the_operators_terminal_with_its_control_characters_escaped(
         make_client: Callable[..., Any]) -> None:
     """A feedback comment and the ``user`` a client sends are stored as sent, and `bot stats`, `bot review` and `bot

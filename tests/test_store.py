@@ -3857,3 +3857,104 @@ def test_an_agents_reply_reaches_the_other_servers_sockets_as_its_customer_got_i
     assert first.transcript("hk")["turns"][-1]["text"] == "您好，请提供订单号"
     first.close()
     second.close()
+
+
+def test_the_slots_holding_personal_data_are_dropped_once_their_conversation_is_idle(tmp_path: Path) -> None:
+    """A form's e-mail address and phone number were kept as set in the conversation's slots for as long as the
+    conversation, unredacted, where the transcript showed them redacted. Kept while the conversation goes on, for the
+    actions of its next turns; dropped once nothing has been written in it since the moment given, the customer's
+    verified id and the slots without personal data kept; looked at again once the conversation is written again."""
+    slots = {"email": "jane@example.com", "contact": ["zhangsan [at] qq [dot] com"], "order_id": "12345", "count": 2,
+             "verified_user": "jane@example.com"}
+    store = Store(tmp_path / "dialogues.db")
+    store.log_exchange(Exchange("c1", "web", None, "it's jane@example.com", None, "Thanks!", "inform", 0.9, [],
+                                "action", "v1", slots=slots))
+    store.log_exchange(Exchange("c2", "web", None, "order 12345", None, "On its way", "track", 0.9, [],
+                                "action", "v1", slots={"order_id": "12345"}))
+    assert store.forget_idle_slots(time.time() - 3600) == 0  # going on
+    assert store.conversation("c1")["slots"] == slots
+    assert store.forget_idle_slots(time.time() + 1, dry_run=True) == 1 and store.conversation("c1")["slots"] == slots
+    assert store.forget_idle_slots(time.time() + 1) == 1
+    assert store.conversation("c1")["slots"] == {"order_id": "12345", "count": 2, "verified_user": "jane@example.com"}
+    assert store.conversation("c2")["slots"] == {"order_id": "12345"}
+    unchecked = "SELECT id FROM conversations WHERE slots_checked IS NOT updated"
+    assert store.db.execute(unchecked).fetchall() == []  # each looked at once, not every round
+    store.log_exchange(Exchange("c1", "web", None, "call me", None, "Sure", "inform", 0.9, [], "action", "v1",
+                                slots={"phone": "+1 415 555 0100"}))
+    assert store.db.execute(unchecked).fetchall() == [("c1",)]
+    assert store.forget_idle_slots(time.time() + 1) == 1 and "phone" not in store.conversation("c1")["slots"]
+    store.close()
+    assert b"555 0100" not in b"".join(p.read_bytes() for p in tmp_path.glob("dialogues.db*"))
+
+
+def test_stored_messages_comments_and_search_index_are_redacted_anew(tmp_path: Path) -> None:
+    """Redaction applies to a message as it is stored: one kept while privacy.redact was off, or before redaction
+    found what it finds now, stayed as it came, in the message, its unredacted copy, the agents' search index and the
+    question an agent answered. Redacted anew a batch at a time, a dry run counting alone, the unredacted copy
+    ``keep_raw`` keeps left so, and none of the old text left in the store's files."""
+    path = tmp_path / "dialogues.db"
+    store = Store(path, redact=False)
+    store.log_exchange(Exchange("c1", "web", None, "can you mail the invoice to qjzvxk@example.com?",
+                                "Can you mail the invoice to qjzvxk@example.com?", "Sorry?", None, 0.1, [],
+                                "fallback", "v1"))
+    store.set_status("c1", "handed_off", "requested")
+    store.add_agent_answer("c1", "Yes, the invoice is on its way.", agent="anna")
+    for n in range(5):
+        user_turn(store, f"other{n}", f"where is order {n}00?")
+    reply = next(t for t in store.transcript("c1")["turns"] if t["role"] == "bot")
+    store.add_feedback("c1", reply["id"], -1, "call me on +1 555 010 0199")
+    store.close()
+
+    store = Store(path)
+    found = store.redact_stored(keep_raw=False, idle_before=0.0, dry_run=True)
+    assert (found.turns, found.comments, found.slots) == (1, 1, 0)
+    assert store.db.execute("SELECT count(*) FROM turns_fts WHERE turns_fts MATCH 'qjzvxk'").fetchone() == (1,)
+    store_module.REWRITE_BATCH, batch = 2, store_module.REWRITE_BATCH  # batches: the message is in the first
+    try:
+        done = store.redact_stored(keep_raw=False, idle_before=0.0)
+    finally:
+        store_module.REWRITE_BATCH = batch
+    assert (done.turns, done.comments, done.wal_cleared) == (1, 1, True)
+    turn = store.db.execute("SELECT text, raw_text FROM turns WHERE conversation_id = 'c1' AND role = 'user'").fetchone()
+    assert turn == ("can you mail the invoice to [EMAIL]?", "Can you mail the invoice to [EMAIL]?")
+    assert store.db.execute("SELECT question FROM answer_candidates").fetchone() == ("can you mail the invoice to [EMAIL]?",)
+    assert store.db.execute("SELECT comment FROM feedback").fetchone() == ("call me on [PHONE]",)
+    assert store.db.execute("SELECT count(*) FROM turns_fts WHERE turns_fts MATCH 'qjzvxk'").fetchone() == (0,)
+    assert store.redact_stored(keep_raw=False, idle_before=0.0).turns == 0  # nothing left
+    store.close()
+    assert b"zvx" not in b"".join(p.read_bytes() for p in tmp_path.glob("dialogues.db*"))
+
+    kept = Store(tmp_path / "kept.db", redact=False)
+    kept.log_exchange(Exchange("c1", "web", None, "mail me at qjzvxk@example.com", None, "Sorry?", None, 0.1, [],
+                               "fallback", "v1"))
+    assert kept.redact_stored(keep_raw=True, idle_before=0.0).turns == 1
+    assert kept.db.execute("SELECT text, raw_text FROM turns WHERE role = 'user'").fetchone() == (
+        "mail me at [EMAIL]", "mail me at qjzvxk@example.com")  # the shop's own unredacted record, as kept
+    kept.close()
+
+
+def test_bot_redact_counts_then_redacts_what_the_store_kept_unredacted(root: Path) -> None:
+    """A shop that turned privacy.redact on, or upgraded to a deskbot whose redaction finds more, had no way to redact
+    what the store already kept: `bot redact --dry-run` counts it, `bot redact` redacts it, slots of idle
+    conversations included, and a bot whose bot.yml keeps messages as they came is told so, its store untouched."""
+    store = Store(root / "dialogues.db", redact=False)
+    store.log_exchange(Exchange("c1", "web", None, "it's qjzvxk@example.com", None, "Thanks!", "inform", 0.9, [],
+                                "action", "v1", slots={"email": "qjzvxk@example.com", "order_id": "12345"}))
+    user_turn(store, "c2", "where is order 12345?")
+    store.db.execute("UPDATE conversations SET updated = updated - 2 * 86400 WHERE id = 'c1'")  # idle two days
+    store.close()
+    counted = CliRunner().invoke(cli, ["redact", str(root), "--dry-run"])
+    assert counted.exit_code == 0, counted.output
+    assert counted.output.startswith("Would redact 1 message and 0 feedback comments, and drop the slots holding "
+                                     "personal data of 1 conversation idle for 24 hours")
+    assert b"qjzvxk" in b"".join(p.read_bytes() for p in root.glob("dialogues.db*"))
+    done = CliRunner().invoke(cli, ["redact", str(root)])
+    assert done.exit_code == 0 and done.output.startswith("Redacted 1 message and 0 feedback comments, and dropped"), done.output
+    assert b"qjzvxk" not in b"".join(p.read_bytes() for p in root.glob("dialogues.db*"))
+    store = Store(root / "dialogues.db")
+    assert store.conversation("c1")["slots"] == {"order_id": "12345"}
+    store.close()
+    bot_yml = root / "bot.yml"
+    bot_yml.write_text(yaml.safe_dump({**yaml.safe_load(bot_yml.read_text()), "privacy": {"redact": False}}))
+    refused = CliRunner().invoke(cli, ["redact", str(root)])
+    assert refused.exit_code == 1 and "privacy.redact is false in bot.yml" in refused.output

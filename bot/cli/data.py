@@ -1,4 +1,5 @@
-"""``bot export``, ``bot backup``, ``bot restore``, ``bot purge`` and ``bot stats``: the conversation store."""
+"""``bot export``, ``bot backup``, ``bot restore``, ``bot purge``, ``bot redact`` and ``bot stats``: the conversation
+store."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from bot.cli.common import BOT_DIR, cli, fail, load_project, open_store, plural,
 from bot.project import BOT_FILES, Project
 
 if TYPE_CHECKING:
-    from dialogues.store import Purged, Store
+    from dialogues.store import Purged, Redacted, Store
 
 
 class Moment(click.ParamType):
@@ -272,6 +273,51 @@ def access(directory: Path, user: str | None, conversation_id: str | None, outpu
         fail(f"cannot write {output}: {exc.strerror or exc}")
     whose = f"of {user!r}" if user is not None else f"named {conversation_id!r}"
     click.echo(f"{plural(len(kept), 'conversation')} {whose}", err=True)
+
+
+@cli.command()
+@click.argument("directory", type=BOT_DIR)
+@click.option("--dry-run", is_flag=True, help="Count what it would redact, and change nothing.")
+def redact(directory: Path, dry_run: bool) -> None:
+    """Redact anew the personal data the conversation store keeps, while the bot serves.
+
+    A message is redacted as it is stored: one stored before `privacy.redact` was on, or before this deskbot's
+    redaction found what it finds now, is kept as it came. This redacts the customers' messages again (the
+    unredacted copy too, unless `privacy.keep_raw` keeps it), their feedback comments and the search index, and
+    drops the slots holding personal data of the conversations with nothing written in `privacy.slot_hours`. A
+    batch at a time: the bot's writes wait for one batch, not for the whole store.
+
+    Examples:
+
+    \b
+      bot redact mybot --dry-run
+      bot redact mybot
+    """
+    project = load_project(directory)
+    privacy = project.config.privacy
+    if not privacy.redact:
+        fail("privacy.redact is false in bot.yml: messages are kept as they came, by the shop's choice; set it to "
+             "true to redact them")
+    idle_before = time.time() - privacy.slot_hours * 3600
+
+    def redacted(store: Store) -> Redacted:
+        return store.redact_stored(privacy.keep_raw, idle_before, dry_run=dry_run)
+
+    if dry_run:
+        found = read_from_store(project, redacted)
+    else:
+        store = open_store(project)
+        try:
+            found = redacted(store)
+        finally:
+            store.close()
+    did, dropped = ("Would redact", "drop") if dry_run else ("Redacted", "dropped")
+    click.echo(f"{did} {plural(found.turns, 'message')} and {plural(found.comments, 'feedback comment')}, and "
+               f"{dropped} the slots holding personal data of {plural(found.slots, 'conversation')} idle for "
+               f"{privacy.slot_hours:g} hours, in {project.db_path}")
+    if not found.wal_cleared:
+        fail(f"another process kept reading {project.db_path}, so dialogues.db-wal still holds a copy of what was "
+             "redacted; run this command again once it is done")
 
 
 def _say_kept_elsewhere(project: Project, purged: Purged, began: dict[str, float]) -> None:
