@@ -1051,6 +1051,29 @@ def _ledger_secret(path: Path) -> bytes:
     return key.read_bytes()
 
 
+def copy_ledger(path: Path, dest: Path) -> bool:
+    """Copy the ledger of the store at ``path`` and its key (:func:`purged_ledger`, :func:`ledger_key`) beside the store
+    copy ``dest``, under the names a store there would give them, for the owner alone; whether there was one. Each is
+    written whole under another name and renamed into place: a copy cut short names no purge, or purges a conversation
+    for nothing. Taken after the store's copy, so that it names every purge the copy missed."""
+    try:
+        lines, secret = purged_ledger(path).read_bytes(), ledger_key(path).read_bytes()
+    except FileNotFoundError:  # no purge recorded, or the key deleted: its digests name nobody
+        return False
+    for source, target in ((secret, ledger_key(dest)), (lines, purged_ledger(dest))):
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+        try:
+            with open(partial, "wb", opener=owner_only) as out:
+                out.write(source)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+    fsync_path(dest.parent)
+    return True
+
+
 def _digest(secret: bytes, conversation_id: str) -> str:
     return hmac.new(secret, conversation_id.encode(), hashlib.sha256).hexdigest()
 

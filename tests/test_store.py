@@ -3958,3 +3958,44 @@ def test_bot_redact_counts_then_redacts_what_the_store_kept_unredacted(root: Pat
     bot_yml.write_text(yaml.safe_dump({**yaml.safe_load(bot_yml.read_text()), "privacy": {"redact": False}}))
     refused = CliRunner().invoke(cli, ["redact", str(root)])
     assert refused.exit_code == 1 and "privacy.redact is false in bot.yml" in refused.output
+
+
+def test_bot_backup_copies_the_ledger_of_purges_so_that_a_restore_on_another_host_purges_again(
+        tmp_path: Path, root: Path) -> None:
+    """The ledger of purged conversations stayed beside the store alone: the host lost, an older copy put back on
+    another host brought every customer erased since back. `bot backup` copies the ledger and its key beside its copy
+    (for the owner alone, warning of the key), a restore on a host with no ledger takes them, and an older copy put
+    back after it is purged again; `--keep` deletes them with their copy."""
+    store = Store(root / "dialogues.db")
+    user_turn(store, "wecom:ww1:ann", "my address is 1 Main St")
+    user_turn(store, "c2", "where is my parcel?")
+    store.close()
+    backups = tmp_path / "backups"
+    assert CliRunner().invoke(cli, ["backup", str(root), str(tmp_path / "before.db")]).exit_code == 0
+    assert not (tmp_path / "before.db.purged").exists()  # nothing purged yet
+    assert CliRunner().invoke(cli, ["purge", str(root), "--conversation", "wecom:ww1:ann"]).exit_code == 0
+    made = CliRunner().invoke(cli, ["backup", str(root), f"{backups}/"])
+    assert made.exit_code == 0, made.output
+    copy = next(backups.glob("dialogues-*.db"))
+    assert "is the key of the ledger of purged conversations" in made.stderr
+    for own, beside in ((root / "dialogues.db.purged", Path(f"{copy}.purged")),
+                        (root / "dialogues.db.purged.key", Path(f"{copy}.purged.key"))):
+        assert beside.read_bytes() == own.read_bytes() and beside.stat().st_mode & 0o777 == 0o600
+
+    elsewhere = tmp_path / "elsewhere"
+    assert CliRunner().invoke(cli, ["init", str(elsewhere)]).exit_code == 0
+    restored = CliRunner().invoke(cli, ["restore", str(elsewhere), str(copy)])
+    assert restored.exit_code == 0 and "the ledger of purged conversations (and its key) copied" in restored.stderr
+    assert (elsewhere / "dialogues.db.purged.key").read_bytes() == (root / "dialogues.db.purged.key").read_bytes()
+    restored = CliRunner().invoke(cli, ["restore", str(elsewhere), str(tmp_path / "before.db")])
+    assert restored.exit_code == 0 and "Purged again 1 conversation purged before" in restored.stderr, restored.output
+    store = Store(elsewhere / "dialogues.db")
+    assert [row[0] for row in store.db.execute("SELECT id FROM conversations")] == ["c2"]
+    store.close()
+
+    os.rename(copy, backups / "dialogues-20000101-000000.db")  # an older night's, its ledger beside it
+    for suffix in (".purged", ".purged.key"):
+        os.rename(f"{copy}{suffix}", backups / f"dialogues-20000101-000000.db{suffix}")
+    pruned = CliRunner().invoke(cli, ["backup", str(root), f"{backups}/", "--keep", "1"])
+    assert pruned.exit_code == 0, pruned.output
+    assert sorted(p.name for p in backups.iterdir() if "2000" in p.name) == []

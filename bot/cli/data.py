@@ -125,7 +125,8 @@ def backup(directory: Path, dest_given: str, keep: int | None) -> None:
     """Copy the conversation store, whole, while the bot serves.
 
     DEST is a file, or a folder to put a dated copy in (one that does not exist yet is written with a
-    trailing /). To restore one: stop the bot, then `bot restore`.
+    trailing /). To restore one: stop the bot, then `bot restore`. The ledger of purged conversations and its key
+    are copied beside it (DEST.purged, DEST.purged.key), so that a restore on another host purges them again.
 
     Examples:
 
@@ -136,7 +137,7 @@ def backup(directory: Path, dest_given: str, keep: int | None) -> None:
     """
     import sqlite3
 
-    from dialogues.store import MIGRATIONS, Store, StoreError
+    from dialogues.store import MIGRATIONS, Store, StoreError, copy_ledger, ledger_key
     from finetune.durable import fsync_path
 
     project = load_project(directory)
@@ -161,9 +162,15 @@ def backup(directory: Path, dest_given: str, keep: int | None) -> None:
         finally:
             store.close()
         fsync_path(dest.parent)  # its name on the disk too, or a power cut soon after could take the copy away
+        ledger = copy_ledger(project.db_path, dest)  # after the copy: it names every purge the copy missed
     except (OSError, sqlite3.Error, StoreError) as exc:
         fail(f"cannot back up to {dest}: {getattr(exc, 'strerror', None) or exc}")
     click.echo(f"{dest}: {dest.stat().st_size:,} bytes")
+    if ledger:
+        click.echo(f"note: {ledger_key(dest).name}, beside it, is the key of the ledger of purged conversations: with "
+                   "it, anyone who guesses a customer's id can tell that they asked to be erased. Keep it where you "
+                   "keep the copy, for the store's owner alone, and never with a copy you hand to someone else",
+                   err=True)
     if schema > len(MIGRATIONS):
         click.echo(f"note: {project.db_path} was written by a newer deskbot (schema {schema}; this one reads up to "
                    f"{len(MIGRATIONS)}): copied as it is, a copy that deskbot's `bot restore` puts back; upgrade the "
@@ -205,10 +212,14 @@ def restore(directory: Path, copy: Path) -> None:
 def _purge_again(project: Project, copy: Path) -> None:
     """Purge the store put back of the conversations purged since its copy was made (:meth:`Store.purge_again`): a
     customer's erasure must not be undone by a restore. A copy of an older deskbot's store is left as it is, for that
-    deskbot to serve, saying how to purge it."""
-    from dialogues.store import MIGRATIONS, Store, purged_ledger
+    deskbot to serve, saying how to purge it. A store with no ledger (on a new host) takes the one `bot backup` copied
+    beside ``copy``: the copy holds none of the conversations it names, but an older copy put back since may."""
+    from dialogues.store import MIGRATIONS, Store, copy_ledger, purged_ledger
 
-    if not purged_ledger(project.db_path).exists():
+    own = purged_ledger(project.db_path)
+    if not own.exists() and copy_ledger(copy, project.db_path):
+        click.echo(f"{own}: the ledger of purged conversations (and its key) copied from beside {copy}", err=True)
+    if not own.exists():
         return
     reading = Store(project.db_path, read_only=True, newer_too=True)
     try:
@@ -336,10 +347,14 @@ def _prune_backups(made: Path, keep: int) -> list[Path]:
     and return them: run only once a copy is made, so that a night whose backup fails deletes none of the
     earlier ones. Files not named as `bot backup` names its dated copies are left alone."""
     dated = sorted((p for p in made.parent.iterdir() if DATED_BACKUP.fullmatch(p.name) and p != made), reverse=True)
+    from dialogues.store import ledger_key, purged_ledger
+
     deleted = dated[keep - 1:]  # by name, which is by date
     for path in deleted:
         try:
             path.unlink()
+            for beside in (purged_ledger(path), ledger_key(path)):  # the ledger copied with it
+                beside.unlink(missing_ok=True)
         except OSError as exc:
             fail(f"{made}: made, but cannot delete the older copy {path}: {exc.strerror or exc}")
     return deleted
