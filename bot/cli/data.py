@@ -290,7 +290,7 @@ def access(directory: Path, user: str | None, conversation_id: str | None, outpu
 @click.argument("directory", type=BOT_DIR)
 @click.option("--dry-run", is_flag=True, help="Count what it would redact, and change nothing.")
 def redact(directory: Path, dry_run: bool) -> None:
-    """Redact anew the personal data the conversation store keeps, while the bot serves.
+    """Redact anew the personal data the store keeps.
 
     A message is redacted as it is stored: one stored before `privacy.redact` was on, or before this deskbot's
     redaction found what it finds now, is kept as it came. This redacts the customers' messages again (the
