@@ -2216,6 +2216,32 @@ def test_the_agents_console_finds_a_waiting_customer_answers_hands_back_and_take
     context.close()
 
 
+def test_the_agents_console_in_traditional_characters_writes_only_what_differs_from_simplified(
+        chromium: SimpleNamespace, server: LiveServer) -> None:
+    """The console's Traditional table (zh-Hant) repeated every string of the Simplified one (zh), those written alike
+    too (人工客服, 接管, 。): it holds what differs alone, and takes the rest from zh's, so that the two cannot drift
+    apart; the console still has every string in Traditional characters."""
+    context = chromium.browser.new_context()
+    page = context.new_page()
+    page.goto(f"{server.url}/agent?lang=zh-HK")
+    expect(page.locator("#token")).to_be_visible()
+    tables = page.evaluate("""() => {
+      const same = (a, b) => String(a) === String(b);
+      const repeated = [];
+      for (const [key, value] of Object.entries(ZH_HANT)) {
+        if (typeof value === "object") {
+          repeated.push(...Object.keys(value).filter((k) => same(value[k], STRINGS.zh[key][k])).map((k) => `${key}.${k}`));
+        } else if (same(value, STRINGS.zh[key])) repeated.push(key);
+      }
+      const nested = (t) => Object.entries(t).flatMap(([k, v]) => (typeof v === "object" ? Object.keys(v).map((j) => `${k}.${j}`) : [k]));
+      return { repeated, missing: nested(STRINGS.zh).filter((k) => !nested(STRINGS["zh-Hant"]).includes(k)),
+               agents: STRINGS["zh-Hant"].agents, signIn: STRINGS["zh-Hant"].signIn, takenBy: T.takenBy("Sam") };
+    }""")
+    assert tables == {"repeated": [], "missing": [], "agents": "人工客服", "signIn": "登入", "takenBy": "Sam 已接手"}
+    expect(page.get_by_role("button", name="登入")).to_be_visible()
+    context.close()
+
+
 @pytest.mark.parametrize(("lang", "sign_in", "not_a_colleague", "proxy", "gone"), [
     ("zh", "登录", r"^Zed 不在客服名单中：请从 .*Lee.* 中选择。$", "机器人暂时无法处理（HTTP 502）：请稍后再试。",
      "找不到会话 {}：它可能已被删除。"),
