@@ -2728,8 +2728,8 @@ class Store:
         unless ``force``: it is then kept as the sender's takeover from the colleague, as a forced :meth:`set_status`
         is, and the handoffs say who had them, and who took them (``by``, as for :meth:`_claim`)."""
         with self._writing():
-            if key is not None and (sent := self.sent_before(conversation_id, key)) is not None:
-                raise sent
+            if key is not None and (before := self.sent_before(conversation_id, key)) is not None:
+                raise before
             if after is not None and (colleague := self.replied_meanwhile(conversation_id, after, agent)) is not None:
                 raise colleague
             holder = self.holder(conversation_id)

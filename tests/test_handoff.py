@@ -1489,7 +1489,8 @@ async def test_an_agents_reply_reaches_the_customer_in_their_chinese_script(
     assert (await chat(client, "tw", "請幫我轉人工客服"))["handed_off"] is True
     assert (await next_push(socket))["status"] == "handed_off"
     written = "您好，请提供您的订单号，我帮您查询退货进度。"
-    sent = await client.post("/admin/conversations/tw/messages", json={"text": written, "agent": "Li"}, headers=AUTH)
+    sent = await client.post("/admin/conversations/tw/messages", json={"text": written, "agent": "Li", "key": "tw-1"},
+                             headers=AUTH)  # with its key, as the console sends each reply
     assert sent.status == 200
     got = "您好，請提供您的訂單號，我幫您查詢退貨進度。" if agent_script == "customer" else written
     while (pushed := await next_push(socket))["type"] != "agent":
