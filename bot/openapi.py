@@ -376,6 +376,8 @@ class TranscriptTurn(_Body):
     undelivered: bool = Field(..., description="a reply (an agent's, or the bot's on Slack or WeCom) the customer's "
                               "platform refused or could not be reached for, or a bot's answer not sent as its customer "
                               "deleted the message it answered first")
+    sent: str | None = Field(..., description="an agent's reply as its customer got it, where that is not as the agent "
+                             "wrote it (``text``): in the customer's Chinese script (handoff.agent_script); null otherwise")
     buttons: list[Button] = Field(..., description="the buttons a bot reply offered (an action's reply may be buttons "
                                   "alone, with an empty text)")
     custom: list[Any] = Field(..., description="the custom payloads a bot reply passed on to the web chat's page (a "

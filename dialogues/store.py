@@ -2602,7 +2602,9 @@ class Store:
         null for none). ``others``: the customer's other conversations (:meth:`others`). A bot reply's ``feedback``
         comes with the customer's comment on it (``feedback_comment``): what they said the answer missed. Its
         ``slots`` are shown as privacy allows a message to be kept (an email address an action set as ``[EMAIL]``),
-        though the store keeps them as set, for the actions that read them in the conversation's next turns."""
+        though the store keeps them as set, for the actions that read them in the conversation's next turns. An agent's
+        reply is as they wrote it, with what its customer got in ``sent`` where that differs (in their Chinese script,
+        :meth:`add_message`), so that the agent sees what the customer read; null for every other turn."""
         conversation = self.conversation(conversation_id)
         if conversation is None:
             return None
@@ -2625,7 +2627,8 @@ class Store:
                 "slots": self._private_payload(conversation["slots"]),
                 "verified_user": conversation["slots"].get(_VERIFIED_SLOT),
                 "agent": self.holder(conversation_id),
-                "turns": [{**_with_json(self._shown(turn, as_sent=False)), "undelivered": bool(turn["undelivered"])}
+                "turns": [{**_with_json(self._shown(turn, as_sent=False)), "undelivered": bool(turn["undelivered"]),
+                           "sent": turn["raw_text"] if turn["role"] == "agent" else None}
                           for turn in reversed(turns[:limit])],
                 "earlier": earlier, "handoffs": list(handoffs),
                 "notes": list(self.db.query("SELECT id, agent, text, created, edited FROM notes WHERE conversation_id = ? "

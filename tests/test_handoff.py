@@ -1500,6 +1500,9 @@ async def test_an_agents_reply_reaches_the_customer_in_their_chinese_script(
     assert history[-1]["text"] == got  # a reload shows what the customer got
     transcript = (await (await client.get("/admin/conversations/tw", headers=AUTH)).json())["turns"]
     assert transcript[-1]["text"] == written
+    # and what the customer got beside it, where that differs, for the agent to see; nothing for any other turn
+    assert transcript[-1]["sent"] == (got if agent_script == "customer" else None)
+    assert {turn["sent"] for turn in transcript[:-1]} == {None}
     await socket.close()
 
 

@@ -242,8 +242,9 @@ def api_client(chromium: SimpleNamespace, url: str, admin_token: str) -> Iterato
         assert response.ok, response.text()
         return response.json()
 
-    def chat(cid: str, text: str) -> Any:
-        return context.post("/api/chat", data={"conversation_id": cid, "text": text}).json()
+    def chat(cid: str, text: str, **fields: Any) -> Any:
+        """A customer's message, with what else their page sends (``script``)."""
+        return context.post("/api/chat", data={"conversation_id": cid, "text": text, **fields}).json()
 
     def history(cid: str) -> Any:
         return context.get(f"/api/conversations/{cid}/history").json()
@@ -2295,6 +2296,33 @@ def test_the_agents_console_in_chinese_says_what_the_bot_refused_in_chinese(
                       for path in ("bot/server.py", "bot/channels/web.py", "dialogues/store.py"))
     given = set(re.findall(r'"code": "(\w+)"', sources)) | set(re.findall(r'\n    code = "(\w+)"', sources))
     assert {"held", "not_a_colleague", "store_unwritable"} <= given <= set(ERROR_CODES)
+    context.close()
+
+
+def test_the_agents_console_shows_what_the_customer_got_of_a_reply_sent_in_their_script(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """A Hong Kong or Taiwan customer gets an agent's Simplified reply in Traditional characters
+    (handoff.agent_script), and the console showed its agent their own words alone: it shows what the customer got
+    under them, said by a screen reader with the reply, and nothing more where the customer got what was written."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    assert api.chat(cid, "/handoff", script="traditional")["handed_off"] is True  # a zh-TW page's customer
+    context = open_console(chromium, server, web_demo_bot.admin_token, cid)
+    page = context.pages[0]
+    page.locator(f'.list li[data-id="{cid}"]').click()
+    page.get_by_label("Your name").fill("Li")
+    for written in ("您好，请提供您的订单号。", "OK, thanks!"):
+        page.locator("form.reply textarea").fill(written)
+        page.locator("form.reply [type=submit]").click()
+        expect(page.locator(".turn.agent .text").last).to_have_text(written)
+    replies = page.locator(".turn.agent")
+    expect(replies.first.locator(".sent")).to_have_text("The customer got: 您好，請提供您的訂單號。")
+    expect(replies.last.locator(".sent")).to_have_count(0)  # in English: as written
+    # text in the log, read with the reply it follows, not hidden from a screen reader
+    assert page.evaluate("document.querySelector('.turn.agent .sent').closest('[aria-hidden=true]')") is None
+    assert api.get(f"/admin/conversations/{cid}")["turns"][-2]["sent"] == "您好，請提供您的訂單號。"
+    # and the customer's reloaded chat shows what they got: a reply sent with its key (as the console sends every
+    # one) was stored without it, and a reload showed the customer the agent's Simplified characters
+    assert [t["text"] for t in api.history(cid)["turns"] if t["role"] == "agent"] == ["您好，請提供您的訂單號。", "OK, thanks!"]
     context.close()
 
 
