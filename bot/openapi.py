@@ -342,7 +342,7 @@ class InboxResponse(_Body):
                                                   "asked for; none without ?agent=")
     unread_yours: list[Unread] = Field(..., description="the handed-off customers ?agent= has, with what each "
                                                         "wrote that they have not read, whatever the status, page or "
-                                                        "search asked for (the first 100, longest-waiting first): "
+                                                        "search asked for (every one, longest-waiting first): "
                                                         "their console says aloud who wrote again, on any tab; none "
                                                         "without ?agent=")
     taken: list[Taken] = Field(..., description="the handed-off customers someone else moved from ?agent= to a "

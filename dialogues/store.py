@@ -24,6 +24,7 @@ import secrets
 import shlex
 import shutil
 import sqlite3
+import sys
 import tempfile
 import threading
 import time
@@ -2478,14 +2479,15 @@ class Store:
             {"agent": agent_key(agent), "most": PASSED_LISTED}))
 
     def unread_of(self, agent: str | None, team: Collection[str] = ()) -> list[dict[str, Any]]:
-        """The handed-off customers ``agent`` has (the first ``PASSED_LISTED``, longest-waiting first), with how many
-        messages each wrote that the agent has not read (:meth:`inbox`'s ``unread``): ``conversation_id`` and
-        ``unread``. Their console says aloud who wrote again on whatever tab or page it shows; read off the waiting
-        tab's page alone, an agent on another tab, or on page 2, heard nothing of their own customer writing. None for
-        no agent."""
+        """The handed-off customers ``agent`` has, every one, longest-waiting first, with how many messages each wrote
+        that the agent has not read (:meth:`inbox`'s ``unread``): ``conversation_id`` and ``unread``. Their console
+        says aloud who wrote again on whatever tab or page it shows; read off the waiting tab's page alone, an agent on
+        another tab, or on page 2, heard nothing of their own customer writing. Not the first 100 alone: a customer past
+        them, answered, who wrote again came into the list with their first new message, and a console says nothing
+        of a customer listed for the first time. None for no agent."""
         if not agent_key(agent):
             return []
-        mine, _, _ = self.inbox("handed_off", PASSED_LISTED, agent, holder=agent, team=team)
+        mine, _, _ = self.inbox("handed_off", sys.maxsize, agent, holder=agent, team=team)
         return [{"conversation_id": c["conversation_id"], "unread": c["unread"]} for c in mine]
 
     def taken_from(self, agent: str | None) -> list[dict[str, Any]]:

@@ -3999,3 +3999,21 @@ def test_bot_backup_copies_the_ledger_of_purges_so_that_a_restore_on_another_hos
     pruned = CliRunner().invoke(cli, ["backup", str(root), f"{backups}/", "--keep", "1"])
     assert pruned.exit_code == 0, pruned.output
     assert sorted(p.name for p in backups.iterdir() if "2000" in p.name) == []
+
+
+def test_an_agents_customers_unread_are_every_one_they_have(tmp_path: Path) -> None:
+    """An agent's customers with what each wrote unread (the inbox's ``unread_yours``) were the first 100: a customer
+    past them, answered, came into the list with their first new message, and the console, which says nothing of a
+    customer listed for the first time, never said aloud that they wrote again."""
+    store = Store(tmp_path / "dialogues.db")
+    customers = [f"c{n:03}" for n in range(105)]
+    for cid in customers:
+        user_turn(store, cid, "where is my order?")
+        store.set_status(cid, "handed_off", "agent", agent="Ana")
+        store.add_agent_answer(cid, "Let me look.", agent="Ana")  # answered: none of them waits
+    listed = store.unread_of("ana")
+    assert sorted(c["conversation_id"] for c in listed) == customers
+    assert {c["unread"] for c in listed} == {0}
+    store.log_exchange(Exchange(customers[-1], "web", None, "any news?", None, None, None, None, [], None, "v0001"))
+    assert [c for c in store.unread_of("ana") if c["unread"]] == [{"conversation_id": customers[-1], "unread": 1}]
+    store.close()
