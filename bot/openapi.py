@@ -116,12 +116,14 @@ class ReviewLabelRequest(_StrictBody):
 # --- responses -----------------------------------------------------------------------------------
 
 
-# The admin API's error codes (ErrorResponse's ``code``), each of which the agents' console says in its languages.
+# The API's error codes (ErrorResponse's ``code``, and the web chat socket's error frames'), each of which the agents'
+# console says in its languages; the widget says those of a customer's message (text_too_long, text_invalid, busy and
+# the store's and the server's failures) in its own.
 ErrorCode = Literal["replied_meanwhile", "wrote_meanwhile", "wrote_to_the_bot", "held", "open", "labelled_meanwhile",
                     "no_conversation", "no_note", "no_label", "not_in_queue", "not_the_author", "not_your_name",
                     "not_granted", "bad_name", "name_needed", "colleague_needed", "not_a_colleague", "unknown_intent",
                     "key_reused", "maybe_delivered", "not_delivered", "store_unwritable", "store_damaged", "internal",
-                    "text_too_long", "text_invalid"]
+                    "text_too_long", "text_invalid", "busy"]
 ERROR_CODES: tuple[str, ...] = get_args(ErrorCode)
 
 

@@ -746,6 +746,7 @@ async def test_a_store_that_cannot_write_is_a_503_that_names_why(make_client: Ca
         await ws.send_json({"conversation_id": cid(), "text": "hello"})
         said = await ws.receive_json()
         assert said["type"] == "error" and "readonly database" in said["error"] and "retry_after" not in said
+        assert said["code"] == "store_unwritable"  # as over HTTP, for the widget to say in its customer's language
         await bot._store(lambda: bot.store.db.execute("PRAGMA query_only = OFF"))
         await ws.send_json({"conversation_id": cid(), "text": "hello"})
         assert (await ws.receive_json())["type"] == "reply"
@@ -861,10 +862,11 @@ async def test_a_turn_that_fails_within_is_the_bots_error_not_the_requests(make_
     assert response.status == 500 and (await response.json())["error"] == "internal error"
     async with client.ws_connect("/api/ws") as ws:
         await ws.send_json({"conversation_id": cid(), "text": "hello"})
-        assert await ws.receive_json() == {"type": "error", "error": "internal error", "request": "message"}
+        assert await ws.receive_json() == {"type": "error", "error": "internal error", "code": "internal",
+                                           "request": "message"}
         await ws.send_json({"conversation_id": cid(), "text": ""})  # the request's own fault is still said as such
         said = await ws.receive_json()
-        assert said["type"] == "error" and said["error"].startswith("text:")
+        assert said["type"] == "error" and said["error"].startswith("text:") and said["code"] == "text_invalid"
 
 
 async def test_a_damaged_store_is_said_once_with_what_to_do_and_the_server_is_not_ready(
@@ -885,7 +887,8 @@ async def test_a_damaged_store_is_said_once_with_what_to_do_and_the_server_is_no
         assert response.status == 503 and (await response.json())["error"] == STORE_DAMAGED
     async with client.ws_connect("/api/ws") as ws:
         await ws.send_json({"conversation_id": cid(), "text": "hello"})
-        assert await ws.receive_json() == {"type": "error", "error": STORE_DAMAGED, "request": "message"}
+        assert await ws.receive_json() == {"type": "error", "error": STORE_DAMAGED, "code": "store_damaged",
+                                           "request": "message"}
     [said] = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert said.getMessage().startswith(f"the conversation store {client.app[BOT].store.path} is damaged (database "
                                         "disk image is malformed): every request that meets a damaged page fails. "

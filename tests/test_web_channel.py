@@ -205,6 +205,24 @@ async def test_bad_requests_are_400_with_a_reason(client: Any) -> None:
     assert (await client.post("/api/feedback", json={"conversation_id": "web-1", "turn_id": 1, "value": 5})).status == 400
 
 
+async def test_a_refused_text_says_why_by_its_code_over_http_and_the_socket(client: Any) -> None:
+    """A text past the bot's own limit (4000 here, below the API's 20,000) was refused in English words alone, and
+    over the socket any text refused so, with nothing the widget could say but *Not sent*: each comes with its
+    ``code``, as the admin API's errors do, for a client to say it in its customer's language."""
+    cases = [("x" * 4001, "text_too_long"), ("x" * 20_001, "text_too_long"), ("", "text_invalid"),
+             ("\u200b \u200b", "text_invalid")]
+    for text, code in cases:
+        response = await client.post("/api/chat", json={"conversation_id": new_id(), "text": text})
+        assert response.status == 400 and (await response.json())["code"] == code, text[:10]
+    async with client.ws_connect("/api/ws") as ws:
+        for text, code in cases:
+            await ws.send_json({"conversation_id": new_id(), "text": text})
+            said = await ws.receive_json(timeout=10)
+            assert (said["type"], said["code"], said["request"]) == ("error", code, "message"), text[:10]
+        await ws.send_json({"type": "join"})  # another field's fault has no code, over the socket as over HTTP
+        assert "code" not in await ws.receive_json(timeout=10)
+
+
 async def test_a_pages_metadata_reaches_the_conversations_session_metadata(client: Any,
                                                                          web_demo_bot: SimpleNamespace) -> None:
     """A page passes what it knows of its customer (a user id) as Rasa's REST channel takes it, which custom
@@ -2154,10 +2172,12 @@ async def test_a_web_message_past_the_models_full_queue_is_answered_503_at_once_
         assert refused.status == 503
         assert refused.headers["Retry-After"] == str(web_channel.BUSY_RETRY_S)
         assert (await refused.json())["error"].startswith("the bot is busy: 2 requests are waiting for the model")
+        assert (await refused.json())["code"] == "busy"  # for the widget to say in its customer's language
         async with client.ws_connect("/api/ws") as ws:
             await ws.send_json({"conversation_id": new_id(), "text": "hi"})
             frame = await ws.receive_json(timeout=10)
     assert frame["type"] == "error" and frame["error"].startswith("the bot is busy") and "retry_after" not in frame
+    assert frame["code"] == "busy"
     assert [r.getMessage() for r in caplog.records if "answered 503" in r.getMessage()] == [
         "web chat messages answered 503: 2 wait for the model already (server.inference.max_queue); they come faster "
         "than it answers them (bench/SERVE.md)"]  # once for the two

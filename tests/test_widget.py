@@ -643,14 +643,46 @@ def test_a_store_that_cannot_write_is_not_told_as_the_customers_flood(open_widge
     page.route(f"{server.url}/api/chat", lambda route: route.fulfill(
         status=503, headers={"Retry-After": "30", "Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Retry-After"},
         content_type="application/json",
-        body=json.dumps({"error": "the conversation store cannot write now (database or disk is full): try again later"})))
+        body=json.dumps({"error": "the conversation store cannot write now (database or disk is full): try again later",
+                         "code": "store_unwritable"})))
     widget.send("hello?")
     line = page.locator(".status-line")
-    expect(line).to_contain_text("Not sent.")
+    expect(line).to_have_text("Not sent: the chat cannot keep messages just now. Retry in a moment.Retry")  # by its code
     expect(line).not_to_contain_text("too many messages")
     page.unroute(f"{server.url}/api/chat")
     line.locator("button").click()  # not locked for the 30 s
     expect(widget.bot_replies()).to_have_count(1)
+
+
+# A socket the bot answers "refuse me" on with an error frame of code window.__code, as it refuses a message it cannot take
+SOCKET_REFUSING = """
+window.__code = "busy";
+window.WebSocket = class extends window.WebSocket {
+  send(data) {
+    if (JSON.parse(data).text !== "refuse me") return super.send(data);
+    const frame = { type: "error", error: "the bot is busy", code: window.__code, request: "message" };
+    setTimeout(() => this.onmessage({ data: JSON.stringify(frame) }));
+  }
+};
+"""
+
+
+@pytest.mark.parametrize(("lang", "said"), [("en", "Not sent: the chat is busy. Retry in a moment."),
+                                            ("zh-CN", "未发送：客服系统繁忙，请稍后重试。"),
+                                            ("zh-TW", "未發送：客服系統繁忙，請稍後重試。")])
+def test_a_message_the_bot_refused_says_why_in_the_customers_language(open_widget: Any, lang: str, said: str) -> None:
+    """The socket's error frames said what went wrong in English alone, and the widget said *Not sent* to every one,
+    a bot too busy for it and a store that cannot write alike: each comes with its code, said in the widget's
+    language, and one the widget does not know is *Not sent* still."""
+    widget = open_widget(page_lang=lang, init_script=SOCKET_REFUSING)
+    widget.send("refuse me")
+    line = widget.page.locator(".status-line")
+    expect(line.locator("span")).to_have_text(said)
+    expect(line).to_have_attribute("role", "alert")
+    widget.page.evaluate("window.__code = 'constructor'")  # no code of the bot's
+    widget.send("refuse me")
+    expect(line).to_have_count(2)
+    expect(line.last.locator("span")).to_have_text({"en": "Not sent.", "zh-CN": "未发送。", "zh-TW": "未發送。"}[lang])
 
 
 def test_the_shops_id_for_a_signed_in_customer_is_stored_with_their_messages(open_widget: Any,

@@ -25,7 +25,7 @@ import re
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import unquote, urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -39,6 +39,9 @@ from bot.engine import TURN_STALE_S
 from bot.language import LANGUAGES, READABLE, SLOT, Language, Script, kept_script, mostly_written_in, say
 from bot.limits import client_address, count_message, count_request, retry_after, trusted
 from bot.project import AGENT_NAME_PATTERN, VERIFIED_USER, first_error, seen_only
+
+if TYPE_CHECKING:  # bot.openapi reads this module's models
+    from bot.openapi import ErrorCode
 from dialogues.redact import filled_in
 from dialogues.store import Marks, Store, cannot_write
 
@@ -278,9 +281,10 @@ def error_message(exc: ValidationError | ValueError) -> str:
 def error_code(exc: ValidationError | ValueError) -> dict[str, str]:
     """The ``code`` of a refused ``text`` (ErrorResponse's): ``text_too_long`` over its limit, ``text_invalid`` with
     nothing to read (empty, spaces or zero-width characters alone), for a client to say in its reader's language,
-    where the English message alone was shown in a Chinese console. None for another field's error."""
+    where the English message alone was shown in a Chinese console, and the widget said *Not sent* alone. A
+    :class:`Refused`'s own code, where it has one; none for another field's error."""
     if not isinstance(exc, ValidationError):
-        return {}
+        return {"code": exc.code} if isinstance(exc, Refused) and exc.code else {}
     err = first_error(exc)
     if tuple(err["loc"]) != ("text",) or err["type"] in ("missing", "string_type", "extra_forbidden"):
         return {}
@@ -356,7 +360,12 @@ def header_conversation_id(request: web.Request, web_client: bool = True) -> str
 
 class Refused(ValueError):
     """The client's request is at fault (a 400, or a socket's error frame). A ValueError from within the turn
-    is the bot's failure, not the request's, and must not be answered as one."""
+    is the bot's failure, not the request's, and must not be answered as one. ``code``: ErrorResponse's, where the
+    refusal has one (a text over the bot's own limit), for a client to say it in its customer's language."""
+
+    def __init__(self, message: str, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class AnsweredElsewhere(Exception):
@@ -420,15 +429,22 @@ def too_many_frame(exc: web.HTTPTooManyRequests, request_type: dict[str, str]) -
     return {"type": "error", "error": json.loads(exc.text or "{}")["error"], "retry_after": retry_after(exc), **request_type}
 
 
-def refusal(request: web.Request, error: str, request_type: dict[str, str]) -> dict[str, Any]:
+def refusal(request: web.Request, exc: Refused, request_type: dict[str, str]) -> dict[str, Any]:
     """A socket's error frame for a refused frame, which costs its address a request as a refused HTTP request
     does (the middleware counts those before any handler): else one socket could send malformed frames without
-    end. Past the limit, the 429's frame."""
+    end. Past the limit, the 429's frame. With its ``code``, as the same refusal over HTTP has it."""
     try:
         count_request(request)
-    except web.HTTPTooManyRequests as exc:
-        return too_many_frame(exc, request_type)
-    return {"type": "error", "error": error, **request_type}
+    except web.HTTPTooManyRequests as too_many:
+        return too_many_frame(too_many, request_type)
+    return error_frame(str(exc), request_type, error_code(exc).get("code"))
+
+
+def error_frame(error: str, request_type: dict[str, str], code: str | None) -> dict[str, Any]:
+    """A socket's error frame: what went wrong in English, and its ``code`` (ErrorResponse's) where it has one, as
+    the same failure over HTTP has, for the widget to say it in its customer's language: it said *Not sent* to
+    every failure, a full store and a text too long alike."""
+    return {"type": "error", "error": error, **({"code": code} if code else {}), **request_type}
 
 
 class WebChannel(Channel):
@@ -579,9 +595,9 @@ class WebChannel(Channel):
         conversation's other sockets (another tab, or this one reloaded while the answer was on its way, whose
         history could not show the turn yet) are told to fetch the turn."""
         if len(request.text) > self.max_chars:
-            raise Refused(f"text: longer than {self.max_chars} characters")
+            raise Refused(f"text: longer than {self.max_chars} characters", "text_too_long")
         if not readable(request.text):
-            raise Refused("text: nothing to read (only spaces, control or zero-width characters)")
+            raise Refused("text: nothing to read (only spaces, control or zero-width characters)", "text_invalid")
         turn = Turn(request.conversation_id, request.text, self.name, request.user, request.metadata,
                     language=request.language, script=request.script, address=address,
                     verified_user=verified_user, message_id=request.message_id)
@@ -724,7 +740,7 @@ class WebChannel(Channel):
                 except Refused as exc:
                     raise bad_request(exc) from None
         except (QueueFull, TurnsFull) as exc:
-            raise http_error(web.HTTPServiceUnavailable, self.busy(exc),
+            raise http_error(web.HTTPServiceUnavailable, self.busy(exc), {"code": "busy"},
                              headers={"Retry-After": str(BUSY_RETRY_S)}) from None
         return json_response(self._shown(reply, request))
 
@@ -792,7 +808,7 @@ class WebChannel(Channel):
                     try:
                         body = SOCKET_MESSAGES[kind].model_validate(fields)
                     except ValidationError as exc:  # the frame's own fault; one raised within the turn is the bot's
-                        raise Refused(error_message(exc)) from None
+                        raise Refused(error_message(exc), error_code(exc).get("code")) from None
                     cid = body.conversation_id
                     # before the join: a signed-in customer's pushes are theirs alone
                     verified_user = await self._proven_on(ws, joined, body, cid)
@@ -808,7 +824,7 @@ class WebChannel(Channel):
                         count_request(request)
                         await ws.send_json({"type": "status", "conversation_id": cid, **await self._status(cid)})
                 except Refused as exc:  # counted as a request: a flood of refused frames meets the limit too
-                    await ws.send_json(refusal(request, str(exc), request_type))
+                    await ws.send_json(refusal(request, exc, request_type))
                 except AnsweredElsewhere as exc:  # the server has the message: the client waits for its sync
                     await ws.send_json({"type": "error", "error": str(exc), "answered_elsewhere": True, **request_type})
                 except ConnectionError:  # closed or cut meanwhile (shutdown, a lost network): the history has the reply
@@ -816,16 +832,16 @@ class WebChannel(Channel):
                 except web.HTTPTooManyRequests as exc:
                     await ws.send_json(too_many_frame(exc, request_type))
                 except (QueueFull, TurnsFull) as exc:  # no retry_after, the rate limit's: not sent too fast
-                    await ws.send_json({"type": "error", "error": self.busy(exc), **request_type})
+                    await ws.send_json(error_frame(self.busy(exc), request_type, "busy"))
                 except Exception as exc:  # as the HTTP path's middleware does: log it, answer, keep the socket
                     if cannot_write(exc):  # no retry_after, the rate limit's: the widget says the customer sent too fast
                         await self.bot.refusals.refused_one("a web chat turn on the socket", exc)
-                        await ws.send_json({"type": "error", "error": store_failed(exc), **request_type})
+                        await ws.send_json(error_frame(store_failed(exc), request_type, "store_unwritable"))
                     elif self.bot.refusals.said_damaged(exc):
-                        await ws.send_json({"type": "error", "error": STORE_DAMAGED, **request_type})
+                        await ws.send_json(error_frame(STORE_DAMAGED, request_type, "store_damaged"))
                     else:
                         log.exception("web chat turn failed on the socket")
-                        await ws.send_json({"type": "error", "error": "internal error", **request_type})
+                        await ws.send_json(error_frame("internal error", request_type, "internal"))
         finally:
             self._open.pop(ws, None)
             for cid in joined:

@@ -169,6 +169,14 @@
       notSent: "Not sent.",
       tooFast: "Not sent: too many messages. Wait {seconds} s, then retry.",
       tooLong: "Too long: {max} characters at most. Shorten it, then send.",
+      // Why a message was not sent, by the bot's ``code`` (bot/openapi.py's ErrorCode; text_too_long says tooLong)
+      refused: {
+        busy: "Not sent: the chat is busy. Retry in a moment.",
+        store_unwritable: "Not sent: the chat cannot keep messages just now. Retry in a moment.",
+        store_damaged: "Not sent: the chat is out of order. Please try again later.",
+        internal: "Not sent: something went wrong. Retry in a moment.",
+        text_invalid: "Not sent: there is nothing to read in it.",
+      },
       retry: "Retry",
       newMessages: "New messages ↓",
       poweredBy: "Powered by deskbot",
@@ -205,6 +213,13 @@
       notSent: "未发送。",
       tooFast: "未发送：消息太频繁，请等待 {seconds} 秒后重试。",
       tooLong: "消息太长：最多 {max} 个字。请删减后再发送。",
+      refused: {
+        busy: "未发送：客服系统繁忙，请稍后重试。",
+        store_unwritable: "未发送：暂时无法保存消息，请稍后重试。",
+        store_damaged: "未发送：聊天服务暂时不可用，请稍后再试。",
+        internal: "未发送：出错了，请稍后重试。",
+        text_invalid: "未发送：消息没有可读的内容。",
+      },
       retry: "重试",
       newMessages: "有新消息 ↓",
       poweredBy: "由 deskbot 提供支持",
@@ -241,6 +256,13 @@
       notSent: "未發送。",
       tooFast: "未發送：消息太頻繁，請等待 {seconds} 秒後重試。",
       tooLong: "消息太長：最多 {max} 個字。請刪減後再發送。",
+      refused: {
+        busy: "未發送：客服系統繁忙，請稍後重試。",
+        store_unwritable: "未發送：暫時無法儲存消息，請稍後重試。",
+        store_damaged: "未發送：聊天服務暫時無法使用，請稍後再試。",
+        internal: "未發送：出錯了，請稍後重試。",
+        text_invalid: "未發送：消息沒有可讀的內容。",
+      },
       retry: "重試",
       newMessages: "有新消息 ↓",
       poweredBy: "由 deskbot 提供支持",
@@ -1210,10 +1232,13 @@
       comment.querySelector("label").textContent = t.whatWrong;
       comment.querySelector("button").textContent = t.sendComment;
     }
-    const line = message.querySelector(":scope > .status-line"); // Not sent, and how long to wait
+    const line = message.querySelector(":scope > .status-line"); // Not sent, and why, or how long to wait
     if (!line) return;
     const retryAfter = Number(line.dataset.retryAfter);
-    line.querySelector("span").textContent = retryAfter > 0 ? t.tooFast.replace("{seconds}", retryAfter) : t.notSent;
+    const { code } = line.dataset;
+    line.querySelector("span").textContent = retryAfter > 0 ? t.tooFast.replace("{seconds}", retryAfter)
+      : code === "text_too_long" ? t.tooLong.replace("{max}", maxChars)
+      : Object.prototype.hasOwnProperty.call(t.refused, code) ? t.refused[code] : t.notSent;
     line.querySelector("button").textContent = t.retry;
   }
 
@@ -1408,7 +1433,8 @@
     if (!response.ok) {
       // Only the rate limit's wait is the customer's to keep: a 503's (the server's store) is no flood of theirs.
       const retryAfter = response.status === 429 ? Number(response.headers.get("Retry-After")) || 0 : 0;
-      throw Object.assign(new Error(data.error || `HTTP ${response.status}`), { retryAfter, lost: !data.error });
+      throw Object.assign(new Error(data.error || `HTTP ${response.status}`), { retryAfter, lost: !data.error,
+                                                                                code: data.code || "" });
     }
     reconnectNow();
     return data;
@@ -1500,7 +1526,7 @@
           // one another server is answering (a Retry that reached the second of two): the server has it, and its
           // answer shows once given, as that of a message the socket lost
           else next.reject(Object.assign(new Error(data.error), { retryAfter: data.retry_after || 0,
-            lost: Boolean(data.answered_elsewhere) }));
+            lost: Boolean(data.answered_elsewhere), code: data.code || "" }));
         }
       } else if (data.type === "sync" && data.conversation_id === conversationId) {
         sync(); // a turn answered elsewhere: another tab, or this page before it was reloaded
@@ -1827,7 +1853,7 @@
         return;
       }
       if (left) { // its message went with the log, unless its conversation was closed to this tab
-        if (closedHere.has(asked) && message.isConnected) failed(own, error.retryAfter || 0);
+        if (closedHere.has(asked) && message.isConnected) failed(own, error.retryAfter || 0, error.code);
         return;
       }
       own.lost = Boolean(error.lost);
@@ -1838,7 +1864,7 @@
         unsettled.splice(unsettled.indexOf(own), 1);
         saveOut();
       }
-      if (!(own.lost && (await arrived(own)))) failed(own, error.retryAfter || 0);
+      if (!(own.lost && (await arrived(own)))) failed(own, error.retryAfter || 0, error.code);
     } finally {
       setPending(-1);
       place.update({ done: true });
@@ -1958,14 +1984,16 @@
   }
 
   // A message out marked Not sent, with its Retry. Past the server's rate limit (429) the customer is told how long
-  // to wait, and Retry waits as long.
-  function failed(own, retryAfter = 0) {
+  // to wait, and Retry waits as long; a refusal with the bot's ``code`` says why (a busy bot, a store that cannot
+  // write), where every one said Not sent alone.
+  function failed(own, retryAfter = 0, code = "") {
     const { message, text, shown, id } = own;
     message.classList.remove("out");
     message.classList.add("failed");
     const line = el("div", "status-line");
     line.setAttribute("role", "alert");
     line.dataset.retryAfter = retryAfter;
+    line.dataset.code = code || "";
     const retry = el("button");
     retry.type = "button";
     retry.addEventListener("click", () => {
