@@ -1406,32 +1406,23 @@ async def test_a_conversations_messages_on_two_servers_are_answered_one_after_th
     assert said == ["hello", "where is my parcel", "my parcel never came"]
 
 
-async def test_a_turn_running_longer_than_the_stale_time_keeps_its_conversation_from_the_other_servers(
-        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("store_held", [False, True],
+                         ids=["running longer than the stale time", "on a server whose store thread is held up"])
+async def test_a_turn_keeps_its_conversation_from_the_other_servers(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        store_held: bool) -> None:
     """A turn that ran longer than ``TURN_STALE_S`` (a large ``actions.timeout``, a chain of follow-ups) on a server
     that was alive counted as hung, and another server answered the conversation's next message beside it, on the
     conversation as it was before: the miss that reached ``fallbacks_before_handoff`` got a fallback. The server
-    renews its turn while it runs, so the other waits for it however long it runs."""
-    monkeypatch.setattr(engine_module, "TURN_RENEW_S", 0.1)
-    monkeypatch.setattr(engine_module, "TURN_STALE_S", 0.5)
-    root = configured_copy(web_demo_bot.root, tmp_path / "bot", thresholds={"fallbacks_before_handoff": 3})
-    _, replies = await answered_at_once_by_two_servers(
-        aiohttp_client, web_demo_bot, "where is my parcel", {"text": "my parcel never came"}, root=root, held_for=1.5)
-    assert [reply["source"] for reply in replies] == ["fallback", "handoff"]  # "hello" missed first
-
-
-async def test_a_turn_on_a_server_whose_store_thread_is_held_up_keeps_its_conversation_from_the_other_servers(
-        aiohttp_client: Any, web_demo_bot: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A server's renewals of its turns waited on its store's one thread behind every write: a live server whose store
-    thread was held up past ``TURN_STALE_S`` (a long purge, a slow disk) renewed nothing, and another server answered
-    the conversation's next message beside its turn, on the conversation as it was before: the miss that reached
-    ``fallbacks_before_handoff`` got a fallback. Renewals have a thread and connection of their own."""
+    renews its turn while it runs, so the other waits for it however long it runs. Those renewals waited on the
+    store's one thread behind every write: a live server whose store thread was held up past ``TURN_STALE_S`` (a long
+    purge, a slow disk) renewed nothing, and the same happened. Renewals have a thread and connection of their own."""
     monkeypatch.setattr(engine_module, "TURN_RENEW_S", 0.1)
     monkeypatch.setattr(engine_module, "TURN_STALE_S", 0.5)
     root = configured_copy(web_demo_bot.root, tmp_path / "bot", thresholds={"fallbacks_before_handoff": 3})
     _, replies = await answered_at_once_by_two_servers(
         aiohttp_client, web_demo_bot, "where is my parcel", {"text": "my parcel never came"}, root=root, held_for=1.5,
-        store_held=True)
+        store_held=store_held)
     assert [reply["source"] for reply in replies] == ["fallback", "handoff"]  # "hello" missed first
 
 
