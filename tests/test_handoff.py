@@ -40,6 +40,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 AUTH = {"Authorization": "Bearer small-admin-token"}
 QUESTION = "my parcel went to the neighbours house"
 ANSWER = "I'm sorry! The courier will collect it and bring it to you tomorrow morning."
+JOINED = "A member of our team has joined and will answer you here."  # an English customer's takeover notice
 
 
 @pytest.fixture
@@ -1711,37 +1712,29 @@ async def test_a_slack_customer_is_told_when_an_agent_takes_over_and_hands_back(
     assert [t["role"] for t in web_chat["turns"]] == ["user"]  # the widget's banner says it
 
 
-async def test_a_slack_customer_is_told_when_an_agent_takes_them_over_from_a_colleague(
-        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
+@pytest.mark.parametrize(("reason", "holder", "actions", "told"), [
+    # waiting for a person, taken over, taken over from Ana by a lead, then by the same lead in another letter case
+    ("requested", None, ["handoff?agent=Ana", "handoff?agent=Bob&force=true", "handoff?agent=bob"], [JOINED] * 2),
+    # released, a customer still waits for a person: nothing to tell them; passed to a colleague, they are with
+    # someone new, as after a takeover
+    ("agent", "Ana", ["release?agent=Ana", "transfer?agent=Ana&to=Lin"], [JOINED]),
+], ids=["taken over from a colleague", "released, then passed to a colleague"])
+async def test_a_slack_customer_is_told_of_each_agent_who_comes_to_have_them(
+        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, reason: str, holder: str | None, actions: list[str],
+        told: list[str]) -> None:
     """A Slack customer who asked for a person, and one a lead took over from a colleague, heard nothing of the agent
     now with them: only a takeover from the bot was told. Each agent who comes to have them is; the same agent again,
-    in another letter case, is not."""
+    in another letter case, is not, nor is a release."""
     posted: list[str] = []
     client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, posting_to(posted))
     cid = "slack:T1:C1:1700000000.000100"
     client.app[BOT].store.add_message(cid, "user", "where is my parcel?", "slack")
-    client.app[BOT].store.set_status(cid, "handed_off", "requested", "slack")
-    for query in ("?agent=Ana", "?agent=Bob&force=true", "?agent=bob"):
-        response = await client.post(f"/admin/conversations/{cid}/handoff{query}", headers=AUTH)
-        assert response.status == 200, await response.text()
-        await notices_sent(client)
-    assert posted == ["A member of our team has joined and will answer you here."] * 2
-
-
-async def test_a_slack_customer_is_told_of_the_colleague_they_are_passed_to_and_nothing_of_a_release(
-        bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any) -> None:
-    """Released, a Slack customer still waits for a person: nothing to tell them. Passed to a colleague, they are with
-    someone new, as after a takeover."""
-    posted: list[str] = []
-    client = await with_slack(bot_dir, aiohttp_client, aiohttp_server, posting_to(posted))
-    cid = "slack:T1:C1:1700000000.000100"
-    client.app[BOT].store.add_message(cid, "user", "where is my parcel?", "slack")
-    client.app[BOT].store.set_status(cid, "handed_off", "agent", "slack", agent="Ana")
-    for action in ("release?agent=Ana", "transfer?agent=Ana&to=Lin"):  # nobody's, then given to Lin
+    client.app[BOT].store.set_status(cid, "handed_off", reason, "slack", agent=holder)
+    for action in actions:
         response = await client.post(f"/admin/conversations/{cid}/{action}", headers=AUTH)
         assert response.status == 200, await response.text()
         await notices_sent(client)
-    assert posted == ["A member of our team has joined and will answer you here."]
+    assert posted == told
 
 
 async def notices_sent(client: Any) -> None:
