@@ -53,6 +53,12 @@ async def chat(client: Any, cid: str, text: str) -> dict[str, Any]:
     return dict(await response.json())
 
 
+async def roles(client: Any, cid: str) -> list[str]:
+    """Who said each turn of the conversation, as its history reads: a message answered twice shows as two replies."""
+    history = await (await client.get(f"/api/conversations/{cid}/history")).json()
+    return [turn["role"] for turn in history["turns"]]
+
+
 async def admin(client: Any, token: str, path: str, body: dict[str, Any] | None = None) -> Any:
     return await client.post(path, json=body or {}, headers={"Authorization": f"Bearer {token}"})
 
@@ -938,8 +944,7 @@ async def test_a_message_sent_again_with_its_message_id_is_answered_once(client:
     assert first == at_once == over_socket == await over_http()
     other = await chat(client, cid, "my parcel never arrived")  # without an id, or with another, a message of its own
     assert other["user_turn_id"] > first["turn_id"]
-    history = await (await client.get(f"/api/conversations/{cid}/history")).json()
-    assert [t["role"] for t in history["turns"]] == ["user", "bot"] * 2
+    assert await roles(client, cid) == ["user", "bot"] * 2
 
 
 async def test_a_message_sent_again_after_a_restart_gets_its_first_answer(aiohttp_client: Any,
@@ -954,8 +959,7 @@ async def test_a_message_sent_again_after_a_restart_gets_its_first_answer(aiohtt
     after = await aiohttp_client(create_app(web_demo_bot.root, device="cpu"))
     response = await after.post("/api/chat", json=message)
     assert response.status == 200 and await response.json() == first
-    history = await (await after.get(f"/api/conversations/{cid}/history")).json()
-    assert [t["role"] for t in history["turns"]] == ["user", "bot"]
+    assert await roles(after, cid) == ["user", "bot"]
 
 
 async def test_a_message_sent_again_after_a_restart_shows_the_customer_what_they_wrote_in_it(
@@ -1028,8 +1032,7 @@ async def test_a_message_sent_again_to_another_server_while_the_first_answers_it
     answered_first, answered_again, second = await sent_to_two_servers(aiohttp_client, web_demo_bot, message)
     replies = [await (await task).json() for task in (answered_first, answered_again)]
     assert replies[0] == replies[1]
-    history = await (await second.get(f"/api/conversations/{cid}/history")).json()
-    assert [t["role"] for t in history["turns"]] == ["user", "bot"]
+    assert await roles(second, cid) == ["user", "bot"]
 
 
 async def test_what_is_said_through_one_server_reaches_the_customers_socket_on_another(
@@ -1680,8 +1683,7 @@ async def test_a_message_sent_again_while_another_server_answers_it_for_longer_t
                                                      lambda: asyncio.sleep(1.5))  # a slow action
     again = await second.post("/api/chat", json=message)
     assert await again.json() == await (await answered_first).json()
-    history = await (await second.get(f"/api/conversations/{cid}/history")).json()
-    assert [t["role"] for t in history["turns"]] == ["user", "bot"]
+    assert await roles(second, cid) == ["user", "bot"]
 
 
 async def test_a_server_not_ready_sends_its_sockets_away_to_connect_again(
@@ -1768,8 +1770,7 @@ async def test_a_message_sent_again_to_a_server_whose_clock_stepped_forward_is_a
     go_on.set()
     assert waiting.is_set()
     assert await (await again).json() == await (await answered_first).json()
-    history = await (await second.get(f"/api/conversations/{cid}/history")).json()
-    assert [t["role"] for t in history["turns"]] == ["user", "bot"]
+    assert await roles(second, cid) == ["user", "bot"]
 
 
 async def test_a_message_sent_again_while_a_server_whose_store_thread_is_held_up_answers_it_is_answered_once(
@@ -1788,8 +1789,7 @@ async def test_a_message_sent_again_while_a_server_whose_store_thread_is_held_up
     go_on.set()
     store_free.set()
     assert await (await again).json() == await (await answered_first).json()
-    history = await (await second.get(f"/api/conversations/{cid}/history")).json()
-    assert [t["role"] for t in history["turns"]] == ["user", "bot"]
+    assert await roles(second, cid) == ["user", "bot"]
 
 
 @pytest.mark.parametrize("over", ["http", "socket"])
@@ -1823,8 +1823,7 @@ async def test_a_message_sent_again_whose_claim_waits_past_the_stale_time_after_
             again = await ws.receive_json(timeout=10)
             assert again.pop("type") == "reply"
     assert again == await (await answered_first).json()
-    history = await (await second.get(f"/api/conversations/{cid}/history")).json()
-    assert [t["role"] for t in history["turns"]] == ["user", "bot"]
+    assert await roles(second, cid) == ["user", "bot"]
 
 
 async def test_a_message_sent_again_after_its_claim_went_stale_gets_the_answer_kept(
@@ -1837,8 +1836,7 @@ async def test_a_message_sent_again_after_its_claim_went_stale_gets_the_answer_k
     first, second = [await aiohttp_client(create_app(web_demo_bot.root, device="cpu")) for _ in range(2)]
     answered = await (await first.post("/api/chat", json=message)).json()
     assert await (await second.post("/api/chat", json=message)).json() == answered
-    history = await (await second.get(f"/api/conversations/{cid}/history")).json()
-    assert [t["role"] for t in history["turns"]] == ["user", "bot"]
+    assert await roles(second, cid) == ["user", "bot"]
 
 
 async def test_a_turn_given_up_as_it_took_its_conversation_leaves_it_to_the_other_servers(
