@@ -586,16 +586,21 @@ def _create_private(path: Path) -> None:
         os.close(owner_only(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
 
 
+def _migration_of(path: Path) -> int | None:
+    """The migration the store at ``path`` is at, read without writing to it, before it is opened to be served or
+    migrated; None where it cannot be read, which the :class:`Store` that opens it says."""
+    try:
+        with contextlib.closing(_connect_read_only(path)) as conn:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.Error:
+        return None
+
+
 def refuse_newer(path: Path, folder: Path | None = None) -> None:
     """Refuse a store a newer deskbot migrated, before ``bot serve`` loads its model (minutes for a large one, to
     refuse after them), naming the command that puts back its copy into the bot folder ``folder``
     (:class:`WrittenByNewer`); anything else wrong with the file is said as the server opens it."""
-    try:
-        with contextlib.closing(_connect_read_only(path)) as conn:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    except sqlite3.Error:
-        return
-    if version > len(MIGRATIONS):
+    if (version := _migration_of(path)) is not None and version > len(MIGRATIONS):
         raise WrittenByNewer(path, version, folder)
 
 
@@ -622,12 +627,7 @@ def refuse_migrating_under_a_server(path: Path, folder: Path | None = None) -> N
     purge`` from a cron job): the older server would go on writing to a schema it does not know. The start of this
     deskbot's ``bot serve`` of the bot folder ``folder`` (the store's own folder where not given) migrates it, as a
     rolling upgrade does."""
-    try:
-        with contextlib.closing(_connect_read_only(path)) as conn:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    except sqlite3.Error:
-        return  # said by the Store that opens it
-    if not 0 < version < len(MIGRATIONS):
+    if (version := _migration_of(path)) is None or not 0 < version < len(MIGRATIONS):
         return
     if is_served(path):
         raise StoreError(f"{path} is at migration {version}, this deskbot needs {len(MIGRATIONS)}, and an older "
