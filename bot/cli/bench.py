@@ -6,16 +6,13 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import Any, get_args
 
 import click
 
 from bot.cli.common import BOT_DIR, JSONL, cli, device_option, fail, first_few, load_project
 from bot.project import intent_label, intent_name
 from retrieval.options import IndexType
-
-if TYPE_CHECKING:
-    pass
 
 
 # The benchmarks' figures for a script or a notebook rather than a person.

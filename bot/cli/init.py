@@ -9,15 +9,12 @@ from collections import Counter
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import click
 
 from bot.cli.common import BOT_DIR, cli, fail, first_few, load_bot, load_project, plural, say_gaps, shell
 from bot.project import BOT_FILES, intent_name, other_intents
-
-if TYPE_CHECKING:
-    pass
 
 
 NOT_COPIED = ("__pycache__", "models", "*.db*")  # what a packaged bot's folder may hold that is not the bot's

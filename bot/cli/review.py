@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from bot.cli.common import BOT_DIR, cli, device_option, fail, load_project, open_store, plural, read_from_store, shell
 from bot.project import MAX_REVIEWER_CHARS, Project, agent_name
-
-if TYPE_CHECKING:
-    pass
 
 
 def reviewer_name(_ctx: click.Context, _param: click.Parameter, name: str | None) -> str | None:

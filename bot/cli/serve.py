@@ -13,7 +13,6 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import click
@@ -21,9 +20,6 @@ import click
 from bot.cli import stop_on_signals_while_starting
 from bot.cli.common import BOT_DIR, cli, device_option, fail, load_bot, plural, say_gaps, shell
 from bot.project import Project, too_long
-
-if TYPE_CHECKING:
-    pass
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
