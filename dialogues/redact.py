@@ -241,11 +241,6 @@ def card_shaped(digits: str) -> bool:
     return any(prefix.match(digits) and len(digits) in lengths for prefix, lengths in _CARD_SCHEMES)
 
 
-def card_valid(digits: str) -> bool:
-    """Whether a run of digits could be a payment card: a scheme's prefix and length, and the Luhn check."""
-    return card_shaped(digits) and luhn_valid(digits)
-
-
 # The two digits each letter of a Taiwanese identity number stands for (W to Z, I and O, added later, out of order).
 _TW_LETTERS = dict(zip("ABCDEFGHJKLMNPQRSTUVXYWZIO", range(10, 36)))
 
