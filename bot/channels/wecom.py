@@ -318,7 +318,7 @@ class WeComChannel(PlatformChannel):
         if kind != "text" or not user or not readable(text):
             return empty
         key = self._message_key(message)
-        conversation_id = f"wecom:{self.corp_id}:{user}"
+        conversation_id = self._conversation_of(user)
         async with self._seen.claim((key,)) as first:
             if not first:
                 return empty
@@ -376,6 +376,11 @@ class WeComChannel(PlatformChannel):
         self._tasks.spawn(self.bot._store(self.bot.store.delivered, turn.pending_id))
         return response
 
+    def _conversation_of(self, user: str) -> str:
+        """The conversation of the employee ``user``, one for each (``wecom:{corp_id}:{user}``, which
+        :meth:`_send_plain` reads back)."""
+        return f"{self.name}:{self.corp_id}:{user}"
+
     def _message_key(self, message: ET.Element) -> str:
         """How a redelivery of ``message`` is known, here and in the store for ``REDELIVERY_WINDOW_S`` (a purged
         conversation's too): its MsgId, or for a message without one its sender and time, as a digest keyed with
@@ -393,7 +398,7 @@ class WeComChannel(PlatformChannel):
         recorded instead, as a customer's turn that says what was sent ("[图片]", :data:`~dialogues.holding.SENT`):
         the agent learns of it and sees the customer waiting, and no hint talks over them. Which of the two the store decides as it
         records it (:meth:`~dialogues.store.Store.receive_unanswered`), so that a hand-back meanwhile gets the hint."""
-        conversation_id = f"wecom:{self.corp_id}:{user}"
+        conversation_id = self._conversation_of(user)
         async with self._seen.claim((key,)) as first:
             if not first:
                 return web.Response(text="")
