@@ -29,11 +29,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web, web_response
-from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_runner import GracefulExit
 
 from bot.actions import ActionError, ActionRunner, code_stamp, with_map_mistakes
+from bot.aiohttp_log import CLIENT_ERRORS, unasked_subprotocols
 from bot.channels import build_channels, off_callbacks
 from bot.channels.base import (REFUSAL_SAID_S, STORE_DAMAGED, STORE_RETRY_S, DeliveryError, MaybeDelivered,
                                PlatformChannel, dumps, http_error, json_response, kept_turn, long_json_response,
@@ -288,79 +288,6 @@ def served_hosts(allowed: Callable[[str | None], bool], hint: str, said_every_s:
         return await handler(request)
 
     return check_host
-
-
-# A header line holding a secret (the admin token, a session cookie, a platform's signature) to the end of what
-# aiohttp's parse error quotes of it, and a credential quoted without its header's name (a line over 8 KiB).
-_SECRET_HEADER = re.compile(r"(?i)\b((?:proxy-)?authorization|cookie|x-slack-signature|x-api-key)\s*:.*")
-_CREDENTIAL = re.compile(r"(?i)\b(bearer|basic)\s+\S+")
-# What aiohttp quotes of the line it stopped at, to the end of its message: often a value without its header's
-# name (``Got more than 8190 bytes when reading: b'session=…'``, the pure-Python parser's ``Invalid HTTP
-# header: b'TOKEN\\x01'``), so none of it is kept but the header's name where it starts the quote.
-_QUOTED = re.compile(r"\bb(['\"])(?:([!#$%&*+.^_`|~0-9A-Za-z-]+)\s*:)?.*")
-
-
-def _quoted(match: re.Match[str]) -> str:
-    name = match[2]
-    return f"b'{name}: [redacted]'" if name else "b'[redacted]'"
-
-
-def redacted(error: str) -> str:
-    """A client error as aiohttp says it, without the secrets it may quote: a header line it stopped at
-    (``Authorization: Bearer TOKEN\\r``) is quoted whole, and the log would keep the admin token."""
-    return _QUOTED.sub(_quoted, _CREDENTIAL.sub(r"\1 [redacted]", _SECRET_HEADER.sub(r"\1: [redacted]", error)))
-
-
-CLIENT_ERROR_LINES = 30  # requests their clients broke said in the log in CLIENT_ERROR_WINDOW_S; the rest counted
-CLIENT_ERROR_WINDOW_S = 60.0
-
-
-class ClientErrorsInOneLine(logging.Filter):
-    """A request its client broke (a malformed header, a gzip body that is not gzip) is logged by aiohttp
-    with a traceback at ERROR level, and a broken body twice: once more as aiohttp drains what is left of
-    it after json_errors has answered 400. Nothing on the server needs mending, so one INFO line says it,
-    with no secret a broken header line quoted (:func:`redacted`). A request too broken to parse is answered
-    below deskbot's limits, uncounted, so past ``lines`` such lines in ``window_s`` the rest are only counted,
-    and the next line said says how many: one client could otherwise fill the disk the log is on."""
-
-    def __init__(self, lines: int = CLIENT_ERROR_LINES, window_s: float = CLIENT_ERROR_WINDOW_S) -> None:
-        super().__init__()
-        self.lines, self.window_s = lines, window_s
-        self._since = -math.inf  # when the window of the lines said began (monotonic)
-        self._said = self._unsaid = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, web.RequestPayloadError) or (isinstance(error, HttpProcessingError) and 400 <= error.code < 500):
-            if not self._within_budget():
-                return False
-            record.msg, record.args = "%s: %s", (record.getMessage(), redacted(" ".join(str(error).split())))
-            if self._unsaid:
-                record.msg += f" (and {self._unsaid} more such requests before it, not logged)"
-                self._unsaid = 0
-            record.exc_info = record.exc_text = None
-            record.levelno, record.levelname = logging.INFO, "INFO"
-        return True
-
-    def _within_budget(self) -> bool:
-        """Count one line; False past ``lines`` in the window, when it is to be left out."""
-        now = time.monotonic()
-        if now - self._since >= self.window_s:
-            self._since, self._said = now, 0
-        if self._said >= self.lines:
-            self._unsaid += 1
-            return False
-        self._said += 1
-        return True
-
-
-CLIENT_ERRORS = ClientErrorsInOneLine()
-
-
-def unasked_subprotocols(record: logging.LogRecord) -> bool:
-    """Leave out aiohttp's warning of a socket asking for subprotocols deskbot does not speak (the widget asks for
-    none), which quotes up to 8 KB of the client's words: one could write it hundreds of times a minute."""
-    return not str(record.msg).startswith("%s: Client protocols")
 
 
 def cors_headers(request: web.Request) -> dict[str, str]:

@@ -33,6 +33,7 @@ from click.testing import CliRunner
 from pydantic import ValidationError
 
 import bot.server as serving
+from bot.aiohttp_log import ClientErrorsInOneLine
 from bot.channels.base import STORE_DAMAGED, BackgroundTasks, StoreRefusals, normalise, readable
 from bot.channels.slack import slack_signature
 from bot.channels.web import ChatRequest
@@ -993,7 +994,7 @@ async def test_requests_too_broken_to_count_cannot_flood_the_log(
         make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """A request aiohttp cannot parse is answered below deskbot's limits, and each was a line in the log: one client
     sending them without end filled the disk the log is on, or used up journald's share for the service."""
-    monkeypatch.setattr(serving, "CLIENT_ERRORS", serving.ClientErrorsInOneLine(lines=3, window_s=0.5))
+    monkeypatch.setattr(serving, "CLIENT_ERRORS", ClientErrorsInOneLine(lines=3, window_s=0.5))
     monkeypatch.setattr(logging.getLogger("aiohttp.server"), "filters", [])  # the app adds that one
     client = await make_client()
     caplog.set_level(logging.INFO, logger="aiohttp.server")
@@ -1016,7 +1017,7 @@ async def test_requests_too_broken_to_count_cannot_flood_the_log(
 def test_a_secret_quoted_without_its_header_name_is_redacted() -> None:
     """A header line over 8 KiB is quoted from its value on, and the pure-Python parser
     (AIOHTTP_NO_EXTENSIONS=1) quotes the value alone: the session cookie and the token were in the log."""
-    from bot.server import redacted
+    from bot.aiohttp_log import redacted
 
     for said in ("400, message: Got more than 8190 bytes when reading: b'shop_session=s3cr3txxxxxxxx...'.",
                  "400, message: Invalid HTTP header: b'session=s3cr3t\\x01'",
