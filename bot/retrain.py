@@ -69,9 +69,9 @@ from bot.training import (
 )
 from dialogues.export import (LearnedData, contradicting, learnable, learned_data, learned_from, one_per_message,
                               recent_traffic)
+from dialogues.disk import DAMAGED_ADVICE, damaged
 from dialogues.review import OOS
-from dialogues.store import (DAMAGED_ADVICE, Purged, Store, StoreError, damaged, held_in, open_to_read,
-                             read_as_it_is)
+from dialogues.store import Purged, Store, StoreError, held_in, open_to_read, read_as_it_is
 from finetune.classifier import IntentClassifier, ModelLoadError, Prediction
 from finetune.durable import owner_only
 from finetune.metrics import per_intent_accuracy

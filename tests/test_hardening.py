@@ -45,7 +45,8 @@ from bot.openapi import ChatResponse, HistoryResponse, InboxResponse, mounted
 from bot.project import (AGENT_NAME_PATTERN, VISIBLE_AGENT_NAME, LimitsConfig, Project, ServerConfig, agent_name,
                          load_project)
 from bot.server import BOT, create_app, load_serving_model
-from dialogues.store import REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Store, StoreError, cannot_write
+from dialogues.disk import cannot_write
+from dialogues.store import REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Store, StoreError
 from finetune.classifier import FILES
 from finetune.registry import Registry
 from tests.conftest import REPO, configured_copy
@@ -794,7 +795,7 @@ def test_the_log_says_what_to_do_about_a_store_that_cannot_write(
         advice: str) -> None:
     """A disk the kernel turned read-only after an error, a full one and a failing one are each SQLite's "disk I/O
     error", and the line of a server refusing every customer said no more, nor what to do."""
-    monkeypatch.setattr("dialogues.store.shutil.disk_usage", lambda path: SimpleNamespace(free=free))
+    monkeypatch.setattr("dialogues.disk.shutil.disk_usage", lambda path: SimpleNamespace(free=free))
     path = tmp_path / "dialogues.db"
     asyncio.run(StoreRefusals(path).refused_one("POST /api/chat", sqlite3.OperationalError(error)))
     [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
@@ -824,7 +825,7 @@ def test_a_disk_the_kernel_made_read_only_is_named_as_such(tmp_path: Path, monke
 
     path = tmp_path / "dialogues.db"
     Store(path).close()
-    monkeypatch.setattr("dialogues.store.tempfile.TemporaryFile", read_only_disk)
+    monkeypatch.setattr("dialogues.disk.tempfile.TemporaryFile", read_only_disk)
     advice = ("`dmesg` says whether the kernel made it so after an error (`mount` then shows ro or emergency_ro), to "
               "repair with the server stopped")
     asyncio.run(StoreRefusals(path).refused_one("POST /api/chat", sqlite3.OperationalError(error)))
@@ -2434,7 +2435,7 @@ def test_bot_serve_notes_a_store_on_a_network_file_system(tiny_demo_bot: Path, t
     """Servers on two machines writing one store on a volume both mount (NFS, a ReadWriteMany claim) damage it, which
     nothing said until a request met a damaged page: `bot serve` notes such a folder as it starts."""
     root = configured_copy(tiny_demo_bot, tmp_path / "bot")
-    monkeypatch.setattr("dialogues.store.network_filesystem", lambda folder: "nfs4" if folder == root else None)
+    monkeypatch.setattr("dialogues.disk.network_filesystem", lambda folder: "nfs4" if folder == root else None)
     with socket.socket() as taken:  # stopped at the port, once the notes are said
         taken.bind(("127.0.0.1", 0))
         taken.listen()

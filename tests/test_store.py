@@ -139,7 +139,7 @@ def test_a_file_that_is_not_a_store_or_from_a_newer_deskbot_is_refused_untouched
 def test_a_store_on_a_network_file_system_is_told_from_one_on_a_local_disk() -> None:
     """A Kubernetes volume several pods mount (NFS, CephFS) lets servers on two machines write one store, which
     SQLite's locks and its log's shared memory do not keep safe there: the innermost mount of the folder tells."""
-    from dialogues.store import network_filesystem
+    from dialogues.disk import network_filesystem
 
     mountinfo = ("22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n"
                  "30 22 0:50 / /data rw,relatime - nfs4 files:/export rw,vers=4.2\n"
@@ -187,7 +187,7 @@ def test_a_disk_io_error_opening_the_store_names_a_full_disk_or_a_failing_one(
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr("dialogues.store.sqlite3.connect", failing)
-    monkeypatch.setattr("dialogues.store.shutil.disk_usage", lambda path: SimpleNamespace(free=free))
+    monkeypatch.setattr("dialogues.disk.shutil.disk_usage", lambda path: SimpleNamespace(free=free))
     with pytest.raises(StoreError, match=re.escape(f"(disk I/O error): {said}")):
         Store(tmp_path / "dialogues.db")
 
@@ -3142,7 +3142,7 @@ def test_a_stopped_servers_store_is_backed_up_and_counted_on_a_full_disk(tmp_pat
     connect = sqlite3.connect
     monkeypatch.setattr("dialogues.store.sqlite3.connect", lambda name, **kwargs: connect(
         name, **kwargs, **({"factory": _NoShmRoom} if "mode=ro" in str(name) and "immutable" not in str(name) else {})))
-    monkeypatch.setattr("dialogues.store.shutil.disk_usage", lambda path: SimpleNamespace(free=0))
+    monkeypatch.setattr("dialogues.disk.shutil.disk_usage", lambda path: SimpleNamespace(free=0))
     assert CliRunner().invoke(cli, ["backup", str(root), str(tmp_path / "copy.db")]).exit_code == 0
     assert connect(tmp_path / "copy.db").execute("SELECT count(*) FROM turns").fetchone() == (2,)
     counted = CliRunner().invoke(cli, ["stats", str(root), "--json"])

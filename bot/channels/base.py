@@ -32,7 +32,7 @@ from aiohttp import web
 
 from bot.language import Language, Script, Text, blank, chinese_script, kept_script, mostly_written_in
 from bot.project import ProjectError, valid_unicode
-from dialogues.store import DAMAGED_ADVICE, damaged, unwritable_advice
+from dialogues.disk import DAMAGED_ADVICE, damaged, unwritable_advice
 from retrieval.text import normalise as normalise  # re-exported: the engine and every channel normalise with it
 
 if TYPE_CHECKING:

@@ -39,11 +39,12 @@ from bot.engine import TURN_STALE_S
 from bot.language import LANGUAGES, READABLE, SLOT, Language, Script, kept_script, mostly_written_in, say
 from bot.limits import client_address, count_message, count_request, retry_after, trusted
 from bot.project import AGENT_NAME_PATTERN, VERIFIED_USER, first_error, seen_only
+from dialogues.disk import cannot_write
+from dialogues.redact import filled_in
+from dialogues.store import Marks, Store
 
 if TYPE_CHECKING:  # bot.openapi reads this module's models
     from bot.openapi import ErrorCode
-from dialogues.redact import filled_in
-from dialogues.store import Marks, Store, cannot_write
 
 # Any channel's conversation id, as the admin API names it. The platforms' ids are ``name:…``:
 # ``slack:{team}:{channel}:{thread}``, and ``wecom:{corp}:{userid}``, where a WeCom userid may hold ``@``.

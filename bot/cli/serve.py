@@ -197,7 +197,7 @@ def say_if_the_store_is_shared(project: Project) -> None:
     """Note a store on a network file system (an NFS export, a Kubernetes volume several pods mount at once): SQLite's
     locks and the memory its log's -shm file shares hold only between processes on one machine, and servers on two
     machines writing one store damage it, which nothing said until a request met a damaged page."""
-    from dialogues.store import network_filesystem
+    from dialogues.disk import network_filesystem
 
     if kind := network_filesystem(project.store_dir):
         click.echo(f"note: {project.store_dir} is on a network file system ({kind}): SQLite keeps a store safe only "
