@@ -66,6 +66,14 @@ async def next_push(socket: Any) -> dict[str, Any]:
     return frame
 
 
+def write_long_conversation(bot_dir: Path, exchanges: int) -> None:
+    """The web conversation "long": ``exchanges`` messages, each answered, in the bot's store."""
+    store = Store(bot_dir / "dialogues.db")
+    store.log_exchanges([Exchange("long", "web", None, f"message {i}", None, f"reply {i}", "greet", 0.9, [("greet", 0.9)],
+                                  "template", "v0001", 0.7, {}, 0) for i in range(exchanges)])
+    store.close()
+
+
 async def test_a_long_transcript_is_encoded_while_the_server_goes_on_answering(
         bot_dir: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A 10,000-turn transcript took 100 ms to encode as JSON on the event loop, every other request and socket of the
@@ -74,10 +82,7 @@ async def test_a_long_transcript_is_encoded_while_the_server_goes_on_answering(
     from bot.channels import base
 
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
-    store = Store(bot_dir / "dialogues.db")
-    store.log_exchanges([Exchange("long", "web", None, f"message {i}", None, f"reply {i}", "greet", 0.9, [("greet", 0.9)],
-                                  "template", "v0001", 0.7, {}, 0) for i in range(250)])
-    store.close()
+    write_long_conversation(bot_dir, 250)
     encoding, answered = threading.Event(), threading.Event()
     held: list[bool] = []
     dumps = base.dumps
@@ -111,10 +116,7 @@ async def test_a_long_transcript_is_read_while_customers_messages_are_answered(
     whose reads each customer's message waits for (the reply kept for a message sent again). More turns than the
     console's first page are read on the admin's reads' thread: a message is answered while such a read is held."""
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
-    store = Store(bot_dir / "dialogues.db")
-    store.log_exchanges([Exchange("long", "web", None, f"message {i}", None, f"reply {i}", "greet", 0.9, [("greet", 0.9)],
-                                  "template", "v0001", 0.7, {}, 0) for i in range(150)])
-    store.close()
+    write_long_conversation(bot_dir, 150)
     reading, answered = threading.Event(), threading.Event()
     held: list[bool] = []
     transcript = Store.transcript
