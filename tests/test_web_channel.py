@@ -2230,12 +2230,7 @@ async def test_a_web_message_whose_body_is_still_coming_holds_no_place_among_max
     """A message counted among server.max_web_turns from its arrival held its place while its body came, for up to 15 s:
     a few addresses sending bodies slowly, or never to the end, turned every customer away. It is counted once its body
     has come: with a bound of one, a customer is answered while another's body is still on its way."""
-    import yaml
-
-    root = configured_copy(web_demo_bot.root, tmp_path / "bot")
-    config = yaml.safe_load((root / "bot.yml").read_text())
-    config["server"]["max_web_turns"] = 1
-    (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    root = configured_copy(web_demo_bot.root, tmp_path / "bot", server={"max_web_turns": 1})
     client = await aiohttp_client(create_app(root, device="cpu"))
     channel = client.app[BOT].channels["web"]
     reading, rest = asyncio.Event(), asyncio.Event()
