@@ -96,14 +96,19 @@ def _list_labels(project: Project, intent: str | None, limit: int) -> None:
                "changes one (TURN is the number after #).")
 
 
-def _correct_label(project: Project, turn_id: int, intent: str, reviewer: str | None) -> None:
-    """`bot review --correct`: the label of ``turn_id``, and of the turns labelled with it, changed to ``intent``."""
+def _check_label(intent: str, project: Project) -> None:
+    """Stop the command where ``intent`` is neither an intent of nlu.yml nor oos, naming those it may have meant."""
     from dialogues.review import check_label
 
     try:
         check_label(intent, project.intents)
     except ValueError as exc:
         fail(str(exc))
+
+
+def _correct_label(project: Project, turn_id: int, intent: str, reviewer: str | None) -> None:
+    """`bot review --correct`: the label of ``turn_id``, and of the turns labelled with it, changed to ``intent``."""
+    _check_label(intent, project)
     store = open_store(project)
     try:
         label = store.label_of(turn_id)
@@ -141,14 +146,11 @@ def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
       bot relabel mybot cancel_order cancel_purchase
       bot relabel mybot refund_status get_refund
     """
-    from dialogues.review import OOS, check_label
+    from dialogues.review import OOS
     from finetune.registry import Registry
 
     project = load_project(directory)
-    try:
-        check_label(new, project.intents)
-    except ValueError as exc:
-        fail(str(exc))
+    _check_label(new, project)
     if old == new:
         fail(f"{old} is {new} already")
     if old == OOS:
