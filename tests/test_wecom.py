@@ -195,10 +195,11 @@ def test_a_long_message_is_cut_where_a_reader_expects_a_break_within_wecoms_byte
 @pytest.fixture
 async def wecom_api(aiohttp_server: Any) -> SimpleNamespace:
     """gettoken, agent/get and message/send, answering as WeCom does; the first token issued is reported expired
-    (42001) on message/send. ``busy`` counts the sends to answer with -1, WeCom's "system busy, try again later";
+    (42001) on message/send. ``busy`` counts the sends to answer with ``busy_code`` (-1, WeCom's "system busy, try
+    again later", unless set);
     ``trusted`` is whether this server's IP is among the app's trusted ones (企业可信IP), which WeCom checks on the
     calls with a token, not on gettoken."""
-    state = SimpleNamespace(issued=[], sent=[], url="", busy=0, trusted=True)
+    state = SimpleNamespace(issued=[], sent=[], url="", busy=0, busy_code=-1, trusted=True)
 
     async def gettoken(request: web.Request) -> web.Response:
         if request.query.get("corpid") != CORP_ID:
@@ -223,7 +224,8 @@ async def wecom_api(aiohttp_server: Any) -> SimpleNamespace:
             return web.json_response({"errcode": 40014, "errmsg": "invalid access_token"})
         if state.busy:
             state.busy -= 1
-            return web.json_response({"errcode": -1, "errmsg": "system busy"})
+            errmsg = {-1: "system busy", 45009: "api freq out of limit", 45033: "api concurrent out of limit"}
+            return web.json_response({"errcode": state.busy_code, "errmsg": errmsg[state.busy_code]})
         state.sent.append(await request.json())
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
@@ -647,6 +649,17 @@ async def test_wecom_busy_is_tried_again_up_to_three_times(wecom_api: SimpleName
     with pytest.raises(WeComAPIError, match="message/send: -1 system busy at try 3 of 3"):
         await channel.send(f"wecom:{CORP_ID}:ChenJiaShun", "还有别的吗？")
     assert wecom_api.busy == 0 and len(wecom_api.sent) == 1
+    await channel.close()
+
+
+@pytest.mark.parametrize("code", [45009, 45033])
+async def test_wecoms_rate_limit_is_tried_again(wecom_api: SimpleNamespace, code: int) -> None:
+    """Over the app's API call rate (45009) or its concurrent calls (45033) WeCom sent nothing and asks for a later
+    try: the answer was marked undelivered at once, and its customer handed to a person."""
+    channel = WeComChannel(FakeBot(), settings(wecom_api.url))
+    wecom_api.busy, wecom_api.busy_code = 1, code
+    await channel.send(f"wecom:{CORP_ID}:ChenJiaShun", "它明天到。")
+    assert [m["text"]["content"] for m in wecom_api.sent] == ["它明天到。"] and wecom_api.busy == 0
     await channel.close()
 
 

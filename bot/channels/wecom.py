@@ -53,6 +53,9 @@ UNREAD_TYPES = {"image", "voice", "video", "file", "location", "link"}  # the me
 MAX_CONTENT_BYTES = 2048  # WeCom's limit for a text message's content
 TOKEN_EXPIRED = {40014, 42001}  # invalid access_token, expired access_token
 SYSTEM_BUSY = -1  # "系统繁忙": WeCom asks to try again later
+# Answers that sent nothing and may pass if tried again a little later: WeCom busy, the app over its API call
+# rate (45009, "接口调用超过限制") or over its concurrent calls (45033, "接口并发调用超过限制").
+TRY_LATER = frozenset({SYSTEM_BUSY, 45009, 45033})
 TOKEN_MARGIN_S = 300  # refresh this long before WeCom's stated expiry
 START_CHECK_TIMEOUT_S = 5.0  # the check of the app's settings at start (WeComChannel.start) waits no longer for WeCom
 ENV = {
@@ -541,8 +544,8 @@ class WeComChannel(PlatformChannel):
     async def _request(self, method: str, path: str, sends: bool = False, once: bool = False,
                        **kwargs: Any) -> dict[str, Any]:
         """Call the API, up to ``SEND_ATTEMPTS`` tries while WeCom is unavailable
-        (:data:`~bot.channels.base.UNAVAILABLE`, or its own ``-1``, "system busy, try again later"); one alone if
-        ``once``. A call that ``sends`` a message and times out or answers 500 or 504 may have sent it
+        (:data:`~bot.channels.base.UNAVAILABLE`, or one of :data:`TRY_LATER`: its own ``-1``, "system busy, try again
+        later", or a rate limit, which sent nothing); one alone if ``once``. A call that ``sends`` a message and times out or answers 500 or 504 may have sent it
         (:class:`WeComMaybeSent`)."""
         async def attempt() -> dict[str, Any] | TryAgain:
             # A redirect is not followed: a 307 would have this server send the message (a customer's answer) to
@@ -555,8 +558,8 @@ class WeComChannel(PlatformChannel):
                 if response.status >= 300:
                     raise WeComAPIError(f"{path}: HTTP {response.status}")
                 result = await api_result(response, WeComAPIError, path)
-                if result.get("errcode") == SYSTEM_BUSY:
-                    return TryAgain(f"{SYSTEM_BUSY} {result.get('errmsg')}")
+                if (code := result.get("errcode")) in TRY_LATER:
+                    return TryAgain(f"{code} {result.get('errmsg')}")
                 return result
 
         if once:
