@@ -281,7 +281,8 @@ def signed_post(crypto: WeComCrypto, inner_xml: str, nonce: str = "42",
     return query, f"<xml><ToUserName>{CORP_ID}</ToUserName><Encrypt>{encrypted}</Encrypt><AgentID>1000002</AgentID></xml>"
 
 
-async def test_get_verification_returns_plaintext_bare(wecom: SimpleNamespace) -> None:
+async def test_get_verification_returns_plaintext_bare(wecom: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(WeComChannel, "clock", staticmethod(lambda: int(VERIFY["timestamp"]) + 60))
     response = await wecom.client.get("/wecom/callback", params=VERIFY)
     assert response.status == 200
     assert await response.text() == "1288432023552776189"
@@ -289,6 +290,17 @@ async def test_get_verification_returns_plaintext_bare(wecom: SimpleNamespace) -
     raw = "&".join(f"{k}={v}" for k, v in VERIFY.items())
     response = await wecom.client.get(f"/wecom/callback?{raw}")
     assert await response.text() == "1288432023552776189"
+
+
+async def test_a_url_check_with_the_servers_clock_off_fails_saying_so(
+        wecom: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The console's check passed with the server's clock minutes off, and then every employee's message was refused
+    for its timestamp: the URL was saved, and the bot answered no one."""
+    monkeypatch.setattr(WeComChannel, "clock", staticmethod(lambda: int(VERIFY["timestamp"]) + 420))
+    response = await wecom.client.get("/wecom/callback", params=VERIFY)
+    assert response.status == 401 and "timestamp" in await response.text()
+    [said] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "it was signed 420 s before the time of this server's clock" in said and "set this server's clock" in said
 
 
 async def test_get_verification_rejects_bad_input(wecom: SimpleNamespace) -> None:

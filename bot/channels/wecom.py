@@ -295,7 +295,18 @@ class WeComChannel(PlatformChannel):
         echostr = echostr.replace(" ", "+")
         with self.refused_as_http(request.path):
             plain = self.crypto.verify_url(signature, timestamp, nonce, echostr)
+        # A clock minutes off refuses every message; refused here too, it shows while the admin saves the URL, not
+        # once the employees' messages go unanswered.
+        self._refuse_stale(request.path, timestamp)
         return web.Response(text=plain)
+
+    def _refuse_stale(self, path: str, timestamp: str) -> None:
+        """A 401 for a request to ``path`` signed at ``timestamp`` more than ``MAX_SKEW_S`` from the server's clock,
+        said in the log as the clock to set right where every request of WeCom's is refused so."""
+        if not is_fresh(timestamp, now := self.clock()):
+            off = skew(timestamp, now)
+            self.say_refused(path, lambda: None if off is None else clock_off(off, self.platform))
+            raise http_error(web.HTTPUnauthorized, f"timestamp: more than {MAX_SKEW_S} s from the server's clock")
 
     async def handle_callback(self, request: web.Request) -> web.StreamResponse:
         # WeCom's five seconds run from the request, not from when the turn is kept: reading the body or a
@@ -307,10 +318,7 @@ class WeComChannel(PlatformChannel):
         with self.refused_as_http(request.path):
             message = parse_xml(self.crypto.decrypt_message(body, signature, timestamp, nonce))
         # WeCom signs the timestamp but does not ask for this check; a replayed message would be answered twice.
-        if not is_fresh(timestamp, now := self.clock()):
-            off = skew(timestamp, now)
-            self.say_refused(request.path, lambda: None if off is None else clock_off(off, self.platform))
-            raise http_error(web.HTTPUnauthorized, f"timestamp: more than {MAX_SKEW_S} s from the server's clock")
+        self._refuse_stale(request.path, timestamp)
 
         empty = web.Response(text="")
         user = message.findtext("FromUserName") or ""
