@@ -806,6 +806,18 @@ async def test_message_for_another_corp_is_401(aiohttp_client: Any, wecom_api: S
     await channel.close()
 
 
+async def test_a_message_for_another_corp_id_names_both_in_the_log(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
+    """A CorpID mistyped in bot.yml (a space kept in its quotes, an O for a 0) had every message refused with "set it to
+    the company's CorpID", beside a value that looked like it: the log shows the one WeCom encrypted for."""
+    channel = WeComChannel(FakeBot(), settings(wecom_api.url, corp_id=CORP_ID.replace("0", "O") + " "))
+    client = await client_for(aiohttp_client, channel)
+    assert (await client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)).status == 401
+    await channel.close()
+    [said] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert said.endswith(f"(it was encrypted for '{CORP_ID}', corp_id is '{CORP_ID.replace('0', 'O')} ')"), said
+
+
 async def test_a_message_encrypted_with_another_key_is_401(wecom: SimpleNamespace) -> None:
     """Signed with the Token, encrypted with a key that is not this app's (rotated in the admin console)."""
     other = WeComCrypto(TOKEN, base64.b64encode(bytes(range(32))).decode().rstrip("="), CORP_ID)

@@ -57,6 +57,7 @@ SYSTEM_BUSY = -1  # "系统繁忙": WeCom asks to try again later
 # rate (45009, "接口调用超过限制") or over its concurrent calls (45033, "接口并发调用超过限制").
 TRY_LATER = frozenset({SYSTEM_BUSY, 45009, 45033})
 TOKEN_MARGIN_S = 300  # refresh this long before WeCom's stated expiry
+MAX_CORP_ID_SHOWN = 64  # characters of the CorpID a refused callback was encrypted for that the log shows (WeCom's are 18)
 START_CHECK_TIMEOUT_S = 5.0  # the check of the app's settings at start (WeComChannel.start) waits no longer for WeCom
 ENV = {
     "token": "DESKBOT_WECOM_TOKEN",
@@ -275,6 +276,8 @@ class WeComChannel(PlatformChannel):
             yield
         except (SignatureError, ReceiveIdError, WrongKeyError) as exc:
             why = REFUSALS[type(exc)]
+            if isinstance(exc, ReceiveIdError):  # a CorpID is no secret: the log names it at start too
+                why += f" (it was encrypted for {exc.receive_id[:MAX_CORP_ID_SHOWN]!r}, corp_id is {self.corp_id!r})"
             self.say_refused(path, lambda: why)
             raise http_error(web.HTTPUnauthorized, str(exc)) from exc
         except WeComError as exc:

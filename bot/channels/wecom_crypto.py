@@ -34,7 +34,12 @@ class SignatureError(WeComError):
 
 
 class ReceiveIdError(WeComError):
-    """The payload decrypted but was meant for another corp or app (HTTP 401)."""
+    """The payload decrypted but was meant for another corp or app (HTTP 401). ``receive_id`` is the one it was
+    meant for (WeCom's: it decrypted with the app's key), as text: the CorpID to set, where this one was mistyped."""
+
+    def __init__(self, message: str, receive_id: str = "") -> None:
+        super().__init__(message)
+        self.receive_id = receive_id
 
 
 class WrongKeyError(WeComError):
@@ -148,8 +153,8 @@ class WeComCrypto:
         length = int.from_bytes(content[:4], "big")
         if len(content) < 4 + length:
             raise WrongKeyError("message length exceeds the plaintext: is the EncodingAESKey right?")
-        if content[4 + length :] != self.receive_id.encode():
-            raise ReceiveIdError("receive id does not match this corp")
+        if (receive_id := content[4 + length :]) != self.receive_id.encode():
+            raise ReceiveIdError("receive id does not match this corp", receive_id.decode("utf-8", "replace"))
         try:
             return content[4 : 4 + length].decode("utf-8")
         except UnicodeDecodeError as exc:
