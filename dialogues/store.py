@@ -762,16 +762,33 @@ class Search:
 _HOLDER = (f"coalesce((SELECT CASE WHEN agent_key(user) = agent_key({_TAKER}) THEN {_TAKER} ELSE user END FROM turns "
            "WHERE conversation_id = c.id AND role = 'agent' AND user IS NOT NULL "
            f"AND created >= coalesce(k.created, h.taken, h.created) ORDER BY id DESC LIMIT 1), {_TAKER})")
-# each handed-off conversation with its latest handoff, h, and that handoff's latest takeover, k
-_HANDED_OFF_FROM = (
-    "FROM conversations c JOIN handoffs h ON h.id = "
-    "(SELECT max(id) FROM handoffs WHERE conversation_id = c.id AND event = 'handed_off') "
-    "LEFT JOIN takeovers k ON k.id = (SELECT max(id) FROM takeovers WHERE handoff_id = h.id) "
-    f"WHERE c.status = 'handed_off' AND {_AGENTS_REACH}"
+# a conversation c's latest handoff, h, and that handoff's latest takeover, k
+_HANDED_OFF_JOINS = (
+    "JOIN handoffs h ON h.id = (SELECT max(id) FROM handoffs WHERE conversation_id = c.id AND event = 'handed_off') "
+    "LEFT JOIN takeovers k ON k.id = (SELECT max(id) FROM takeovers WHERE handoff_id = h.id)"
 )
-# each handed-off conversation's handoff time and holder alone: what :meth:`Store.passed_to`, :meth:`Store.taken_from`
-# and :meth:`Store.holders` read, without the waits, counts and latest message of ``_HANDED_OFF``
+# c is handed off, and in the agents' reach
+_HANDED_OFF_NOW = f"c.status = 'handed_off' AND {_AGENTS_REACH}"
+# each handed-off conversation with its latest handoff, h, and that handoff's latest takeover, k
+_HANDED_OFF_FROM = f"FROM conversations c {_HANDED_OFF_JOINS} WHERE {_HANDED_OFF_NOW}"
+# each handed-off conversation's handoff time and holder alone: what :meth:`Store.holders` reads, without the waits,
+# counts and latest message of ``_HANDED_OFF``
 _HELD = f"SELECT c.id AS conversation_id, h.created AS handed_off_at, {_HOLDER} AS agent {_HANDED_OFF_FROM}"
+
+
+def _moved_held(moved: str) -> str:
+    """The latest takeovers (every column of ``takeovers``) that meet the SQL condition ``moved`` (on ``t``), of the
+    conversations handed off now, each with its latest handoff's time (``handed_off_at``) and who has the customer
+    (``holder``): what :meth:`Store.passed_to` and :meth:`Store.taken_from` read. Read from those takeovers first, and
+    the holder of theirs alone (CROSS JOIN keeps that order): read for every handed-off conversation, both went over
+    5,000 of them at each console's poll, 30 consoles every 3 s during a sale, for the few an agent's name is on. Each
+    takeover kept is still looked at once, a row's names compared, until a purge takes its conversation."""
+    return (f"SELECT t.*, h.created AS handed_off_at, {_HOLDER} AS holder FROM takeovers t "
+            f"CROSS JOIN conversations c ON c.id = t.conversation_id {_HANDED_OFF_JOINS} "
+            f"WHERE t.id = (SELECT max(id) FROM takeovers WHERE conversation_id = t.conversation_id) AND ({moved}) "
+            f"AND {_HANDED_OFF_NOW}")
+
+
 _HANDED_OFF = (
     f"SELECT c.id AS conversation_id, c.channel, c.user, {_VERIFIED}, c.status, c.created, c.updated, "
     f"h.created AS handed_off_at, h.reason, {_HOLDER} AS agent, "
@@ -2375,13 +2392,12 @@ class Store:
         again each pass its agent had opened elsewhere."""
         if not agent_key(agent):
             return []
+        passed = "t.by_agent IS NOT NULL AND agent_key(t.agent) = :agent AND agent_key(t.by_agent) != :agent"
         return list(self.db.query(
-            f"SELECT w.conversation_id, t.by_agent AS by, t.created AS at FROM ({_HELD}) w "
-            "JOIN takeovers t ON t.id = (SELECT max(id) FROM takeovers WHERE conversation_id = w.conversation_id) "
+            f"SELECT w.conversation_id, w.by_agent AS by, w.created AS at FROM ({_moved_held(passed)}) w "
             "LEFT JOIN seen s ON s.conversation_id = w.conversation_id AND s.agent = :agent "
-            "WHERE t.created >= w.handed_off_at AND agent_key(w.agent) = :agent AND agent_key(t.agent) = :agent "
-            "AND t.by_agent IS NOT NULL AND agent_key(t.by_agent) != :agent AND coalesce(s.takeover_id, 0) < t.id "
-            "ORDER BY t.created DESC LIMIT :most",
+            "WHERE w.created >= w.handed_off_at AND agent_key(w.holder) = :agent AND coalesce(s.takeover_id, 0) < w.id "
+            "ORDER BY w.created DESC LIMIT :most",
             {"agent": agent_key(agent), "most": PASSED_LISTED}))
 
     def unread_of(self, agent: str | None, team: Collection[str] = ()) -> list[dict[str, Any]]:
@@ -2406,14 +2422,13 @@ class Store:
         no agent."""
         if not agent_key(agent):
             return []
+        # a release no one is kept as making (a nameless one, kept so before the admin was named): nobody to name
+        moved = ("agent_key(t.previous) = :agent AND coalesce(t.by_agent, t.agent) IS NOT NULL "
+                 "AND agent_key(coalesce(t.by_agent, t.agent)) != :agent")
         return [{**row, "handed_back": bool(row["handed_back"])} for row in self.db.query(
-            f"SELECT w.conversation_id, coalesce(t.by_agent, t.agent) AS by, t.agent AS \"to\", t.created AS at, "
-            f"0 AS handed_back FROM ({_HELD}) w "
-            "JOIN takeovers t ON t.id = (SELECT max(id) FROM takeovers WHERE conversation_id = w.conversation_id) "
-            "WHERE t.created >= w.handed_off_at AND agent_key(t.previous) = :agent "
-            "AND agent_key(w.agent) != :agent AND agent_key(coalesce(t.by_agent, t.agent)) != :agent "
-            # a release no one is kept as making (a nameless one, kept so before the admin was named): nobody to name
-            "AND coalesce(t.by_agent, t.agent) IS NOT NULL "
+            f"SELECT conversation_id, coalesce(by_agent, agent) AS by, agent AS \"to\", created AS at, "
+            f"0 AS handed_back FROM ({_moved_held(moved)}) "
+            "WHERE created >= handed_off_at AND agent_key(holder) != :agent "
             # with the bot since: the conversation's latest change of status
             "UNION ALL SELECT conversation_id, agent, NULL, created, 1 FROM handoffs h "
             f"WHERE {HANDED_BACK} AND agent IS NOT NULL AND agent_key(previous) = :agent "

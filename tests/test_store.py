@@ -2324,6 +2324,50 @@ def test_a_release_kept_without_a_maker_is_not_named_to_the_agent_it_was_taken_f
     store.close()
 
 
+def steps_of(store: Store, read: Callable[[], Any]) -> int:
+    """How many steps of SQLite's machine ``read()`` takes on ``store``'s connection: the work it does, whatever
+    the machine's speed or load."""
+    steps = [0]
+
+    def step() -> int:
+        steps[0] += 1
+        return 0
+
+    store.db.conn.set_progress_handler(step, 1)
+    try:
+        read()
+    finally:
+        store.db.conn.set_progress_handler(None, 1)
+    return steps[0]
+
+
+def test_the_customers_passed_to_or_taken_from_an_agent_are_read_without_going_over_every_handed_off_one(
+        tmp_path: Path) -> None:
+    """Each agent's console asks for the customers passed to its agent and taken from them at each poll: read by going
+    over every handed-off conversation's holder, 30 consoles went over 5,000 of them every 3 s during a sale. The
+    customers colleagues have, which no one passed or took, add nothing to either read."""
+    store = Store(tmp_path / "dialogues.db")
+    for cid in ("passed", "taken"):
+        user_turn(store, cid, "where is my order?")
+        store.set_status(cid, "handed_off", "agent", agent="Bob")
+    assert store.pass_on("passed", "Bob", "Ana") and store.pass_on("taken", "Bob", "Carl", force=True, by="Lead")
+
+    def polls() -> int:
+        return steps_of(store, lambda: (store.passed_to("Ana"), store.taken_from("Bob")))
+
+    before = polls()
+    for i in range(60):
+        user_turn(store, f"other-{i}", "where is my order?")
+        store.set_status(f"other-{i}", "handed_off", "agent", agent="Dan")
+    # handed off a day ago: the handoffs of the day, whose handbacks are told, are read as they were
+    store.db.execute("UPDATE handoffs SET created = created - ? WHERE conversation_id LIKE 'other-%'",
+                     [HANDED_BACK_TOLD_S])
+    assert [p["conversation_id"] for p in store.passed_to("Ana")] == ["passed"]
+    assert [t["conversation_id"] for t in store.taken_from("Bob")] == ["taken"]
+    assert polls() - before < 60  # not one step more for each of them
+    store.close()
+
+
 def test_a_web_messages_own_id_finds_its_answer_from_migration_33_on(tmp_path: Path) -> None:
     """The widget's Retry reaching a server started since is answered with the reply kept for its message's id: within
     the window asked for, in that conversation alone, and a message the bot was silent on with no reply."""

@@ -1,0 +1,82 @@
+"""The agents' console's poll on a store in a sale: what each of its reads costs, beside a baseline read in the same run.
+
+    python bench/console_poll.py STORE.db [--conversations 10000] [--handed-off 5000] [--agents 30] [--runs 20]
+
+Fills a new store at STORE.db (if there is none) with ``--conversations`` web conversations of one exchange each, of
+which ``--handed-off`` are handed to a person, each taken over by one of ``--agents`` agents, one in three passed on
+to a colleague and one in five of the rest taken over by a lead for another. Then times, on a read-only connection as the server reads, the best and the median of ``--runs`` runs of:
+
+- the customers passed to an agent and taken from them (``Store.passed_to``, ``Store.taken_from``), which each console
+  asks for at each poll, beside a pass over every handed-off conversation's latest handoff and takeover, which each of
+  the two made before it read the agent's takeovers first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dialogues.store import _HANDED_OFF_FROM, Exchange, Store
+
+
+def build(path: Path, conversations: int, handed_off: int, agents: list[str]) -> None:
+    """The store described in the module's docstring."""
+    store = Store(path)
+    exchanges = [Exchange(f"conv-{i:08d}", "web", f"user{i}", f"where is my order {i}?", None, "It ships soon.",
+                          "track_order", 0.8, [("track_order", 0.8)], "template", "v0001", 0.7, {}, 0)
+                 for i in range(conversations)]
+    for start in range(0, conversations, 1000):
+        store.log_exchanges(exchanges[start:start + 1000])
+    for n, i in enumerate(range(0, conversations, max(1, conversations // handed_off))):
+        conversation_id, agent = f"conv-{i:08d}", agents[n % len(agents)]
+        store.set_status(conversation_id, "handed_off", "requested")
+        store.set_status(conversation_id, "handed_off", "agent", agent=agent)
+        if n % 3 == 0:
+            store.pass_on(conversation_id, agent, agents[(n + 1) % len(agents)])
+        elif n % 5 == 1:
+            store.pass_on(conversation_id, "Lead", agents[(n + 2) % len(agents)], force=True)
+    store.close()
+
+
+def timed(read: Callable[[], Any], runs: int) -> str:
+    """The best and the median time of ``runs`` calls of ``read``, in ms."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        read()
+        times.append((time.perf_counter() - started) * 1000)
+    return f"best {min(times):.2f} ms, median {statistics.median(times):.2f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("store", type=Path)
+    parser.add_argument("--conversations", type=int, default=10_000)
+    parser.add_argument("--handed-off", type=int, default=5_000)
+    parser.add_argument("--agents", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    agents = [f"Agent {n}" for n in range(args.agents)]
+    if not args.store.exists():
+        started = time.perf_counter()
+        build(args.store, args.conversations, args.handed_off, agents)
+        print(f"built in {time.perf_counter() - started:.1f} s")
+    store = Store(args.store, read_only=True)
+    handed_off = store.db.execute("SELECT count(*) FROM conversations WHERE status = 'handed_off'").fetchone()[0]
+    print(f"{handed_off} handed off")
+    agent = agents[1]
+    for name, read in (("baseline: every handed-off conversation's latest handoff and takeover",
+                        lambda: store.db.execute(f"SELECT count(*) {_HANDED_OFF_FROM}").fetchone()),
+                       (f"passed_to({agent!r}), {len(store.passed_to(agent))} listed", lambda: store.passed_to(agent)),
+                       (f"taken_from({agent!r}), {len(store.taken_from(agent))} listed",
+                        lambda: store.taken_from(agent))):
+        print(f"{name}: {timed(read, args.runs)}")
+    store.close()
+
+
+if __name__ == "__main__":
+    main()
