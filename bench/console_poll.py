@@ -1,14 +1,20 @@
 """The agents' console's poll on a store in a sale: what each of its reads costs, beside a baseline read in the same run.
 
-    python bench/console_poll.py STORE.db [--conversations 10000] [--handed-off 5000] [--agents 30] [--runs 20]
+    python bench/console_poll.py STORE.db [--conversations 10000] [--handed-off 5000] [--agents 30] [--turns 400]
+                                          [--runs 20]
 
 Fills a new store at STORE.db (if there is none) with ``--conversations`` web conversations of one exchange each, of
 which ``--handed-off`` are handed to a person, each taken over by one of ``--agents`` agents, one in three passed on
-to a colleague and one in five of the rest taken over by a lead for another. Then times, on a read-only connection as the server reads, the best and the median of ``--runs`` runs of:
+to a colleague and one in five of the rest taken over by a lead for another, and one conversation of ``--turns``
+turns, ``long``. Then times, on a read-only connection as the server reads, the best and the median of ``--runs`` runs
+of:
 
 - the customers passed to an agent and taken from them (``Store.passed_to``, ``Store.taken_from``), which each console
   asks for at each poll, beside a pass over every handed-off conversation's latest handoff and takeover, which each of
-  the two made before it read the agent's takeovers first.
+  the two made before it read the agent's takeovers first;
+- the transcript of the conversation shown (``long``), read and encoded as the console asks for it every 3 s: its
+  latest 200 turns (the baseline, each poll's read before ``?after=``), then the turns after the latest one shown
+  alone, none new; with the size of each one's JSON.
 """
 
 from __future__ import annotations
@@ -20,16 +26,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bot.channels.base import dumps
 from dialogues.store import _HANDED_OFF_FROM, Exchange, Store
 
 
-def build(path: Path, conversations: int, handed_off: int, agents: list[str]) -> None:
+def build(path: Path, conversations: int, handed_off: int, agents: list[str], turns: int) -> None:
     """The store described in the module's docstring."""
     store = Store(path)
     exchanges = [Exchange(f"conv-{i:08d}", "web", f"user{i}", f"where is my order {i}?", None, "It ships soon.",
                           "track_order", 0.8, [("track_order", 0.8)], "template", "v0001", 0.7, {}, 0)
                  for i in range(conversations)]
-    for start in range(0, conversations, 1000):
+    exchanges += [Exchange("long", "web", "user-long", f"message {i}: where is my order {i * 7}?", None,
+                           f"reply {i}: your order ships soon, track it from your account page", "track_order", 0.8,
+                           [("track_order", 0.8)], "template", "v0001", 0.7, {}, 0) for i in range(turns // 2)]
+    for start in range(0, len(exchanges), 1000):
         store.log_exchanges(exchanges[start:start + 1000])
     for n, i in enumerate(range(0, conversations, max(1, conversations // handed_off))):
         conversation_id, agent = f"conv-{i:08d}", agents[n % len(agents)]
@@ -58,12 +68,13 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=10_000)
     parser.add_argument("--handed-off", type=int, default=5_000)
     parser.add_argument("--agents", type=int, default=30)
+    parser.add_argument("--turns", type=int, default=400)
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     agents = [f"Agent {n}" for n in range(args.agents)]
     if not args.store.exists():
         started = time.perf_counter()
-        build(args.store, args.conversations, args.handed_off, agents)
+        build(args.store, args.conversations, args.handed_off, agents, args.turns)
         print(f"built in {time.perf_counter() - started:.1f} s")
     store = Store(args.store, read_only=True)
     handed_off = store.db.execute("SELECT count(*) FROM conversations WHERE status = 'handed_off'").fetchone()[0]
@@ -75,6 +86,11 @@ def main() -> None:
                        (f"taken_from({agent!r}), {len(store.taken_from(agent))} listed",
                         lambda: store.taken_from(agent))):
         print(f"{name}: {timed(read, args.runs)}")
+    latest = store.transcript("long")["turns"][-1]["id"]
+    for name, read in (("baseline: the transcript's latest 200 turns", lambda: store.transcript("long")),
+                       ("the turns after the latest one shown", lambda: store.transcript("long", after=latest))):
+        print(f"{name}: {timed(lambda: dumps(read()).encode(), args.runs)}, "
+              f"{len(dumps(read()).encode()) / 1000:.1f} kB of JSON")
     store.close()
 
 

@@ -430,7 +430,8 @@ class TranscriptResponse(_Body):
     updated: float
     agent: str | None = Field(..., description="the agent who has the customer, as the inbox says (handed_off only)")
     turns: list[TranscriptTurn]
-    earlier: bool = Field(..., description="the conversation holds turns before those listed: ask with a higher limit")
+    earlier: bool = Field(..., description="the conversation holds turns before those listed (after ?after=, where "
+                          "given): ask with a higher limit")
     handoffs: list[HandoffEvent]
     notes: list[Note] = Field(..., description="the agents' internal notes, oldest first: never shown to the customer")
     others: list[OtherConversation] = Field(..., description="the customer's other conversations (by their user id on "
@@ -693,7 +694,12 @@ OPERATIONS: list[Operation] = [
     _admin("GET", "/admin/refs/{ref}", "The conversation a handoff notice names by its reference (its link into "
            "the agents' console), for a console that opens it", ReferenceResponse),
     _admin("GET", "/admin/conversations/{conversation_id}", "A conversation with the bot's reading of each message",
-           TranscriptResponse, errors=(400,), query={"limit": (limit_schema(200), False)}),
+           TranscriptResponse, errors=(400,),
+           query={"limit": (limit_schema(200), False),
+                  "after": ({**TURN_ID, "default": 0, "description": "the turns after this turn id alone (the latest "
+                                                                     "limit of them; earlier: whether more came after "
+                                                                     "it), for a client showing those up to it"},
+                            False)}),
     _admin("POST", "/admin/conversations/{conversation_id}/messages", "A human agent's reply", TurnIdResponse,
            AgentMessageRequest, (400, 403, 408, 409, 413, 422, 502, 504)),
     _admin("POST", "/admin/conversations/{conversation_id}/notes", "An agent's internal note, for the agents alone",

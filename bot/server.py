@@ -1352,15 +1352,17 @@ def unknown_conversation(conversation_id: str) -> web.HTTPException:
 
 
 async def transcript(request: web.Request) -> web.Response:
-    """A conversation with the bot's reading of each customer message, for the agent taking it over."""
+    """A conversation with the bot's reading of each customer message, for the agent taking it over; ``?after=`` a
+    turn id, the turns after it alone (:meth:`Store.transcript`), for the console's poll of the one it shows."""
     require_admin(request)
     conversation_id = valid_conversation_id(request)
     limit = query_limit(request, 200)
+    after = query_turn_id(request)
     bot = request.app[BOT]
     # beside the turns the store's thread writes; more turns than the console's first page on the admin's reads' thread:
     # 10,000 took 450 ms on the look-ups', where each customer's message waited (its reply kept for a Retry, its status)
     read = bot._look_up if limit <= LOOKED_UP_TURNS else bot._read
-    found = await read(Store.transcript, conversation_id, limit)
+    found = await read(Store.transcript, conversation_id, limit, after)
     if found is None:
         raise unknown_conversation(conversation_id)
     return await long_json_response(found, "turns")  # up to MAX_LIMIT turns: 3 MB of JSON
@@ -1521,19 +1523,25 @@ def query_holder(request: web.Request) -> str | None:
     return ""
 
 
+def query_turn_id(request: web.Request, default: str = "0") -> int:
+    """``?after=``, a turn id (``default`` where it is not given; none refuses a request without it)."""
+    after = request.query.get("after", default)
+    if not re.fullmatch(r"[0-9]{1,18}", after):
+        raise http_error(web.HTTPBadRequest, "after: must be a turn id")
+    return int(after)
+
+
 async def mark_seen(request: web.Request) -> web.Response:
     """``?after=``, the latest turn the agent (``?agent=``) has read in the conversation: their inbox no longer
     counts the customer's messages up to it as new."""
     require_admin(request)
     conversation_id = valid_conversation_id(request)
-    after = request.query.get("after", "")
-    if not re.fullmatch(r"[0-9]{1,18}", after):
-        raise http_error(web.HTTPBadRequest, "after: must be a turn id")
+    after = query_turn_id(request, "")
     agent = query_agent(request)
     bot = request.app[BOT]
     if await bot._store(bot.store.conversation, conversation_id) is None:
         raise unknown_conversation(conversation_id)
-    await bot._store(bot.store.mark_seen, conversation_id, agent, int(after))
+    await bot._store(bot.store.mark_seen, conversation_id, agent, after)
     return json_response({"ok": True})
 
 

@@ -2516,7 +2516,7 @@ class Store:
                 return None
             return self.add_message(conversation_id, "bot", text, channel, None, buttons, "busy")
 
-    def transcript(self, conversation_id: str, limit: int = 200) -> dict[str, Any] | None:
+    def transcript(self, conversation_id: str, limit: int = 200, after: int = 0) -> dict[str, Any] | None:
         """A conversation as an agent taking it over reads it: its latest ``limit`` turns with what the
         bot made of each customer message (intent, confidence, how it answered), the buttons each reply
         offered and the custom payloads it passed on, and its handoffs; the messages as typed, as in :meth:`history`. ``earlier``: whether it holds
@@ -2527,7 +2527,10 @@ class Store:
         ``slots`` are shown as privacy allows a message to be kept (an email address an action set as ``[EMAIL]``),
         though the store keeps them as set, for the actions that read them in the conversation's next turns. An agent's
         reply is as they wrote it, with what its customer got in ``sent`` where that differs (in their Chinese script,
-        :meth:`add_message`), so that the agent sees what the customer read; null for every other turn."""
+        :meth:`add_message`), so that the agent sees what the customer read; null for every other turn.
+        ``after``: the turns after turn ``after`` alone (``earlier``: whether turns after it were left out), for a
+        console that shows those up to it already: read whole at each of its polls, a long conversation's 200 turns
+        were read, sent and drawn again every 3 s for the one its customer had just written."""
         conversation = self.conversation(conversation_id)
         if conversation is None:
             return None
@@ -2536,8 +2539,8 @@ class Store:
             "t.undelivered IS NOT NULL AS undelivered, t.buttons, t.custom, f.value AS feedback, "
             "f.comment AS feedback_comment FROM turns t LEFT JOIN predictions p ON p.turn_id = t.id "
             "LEFT JOIN feedback f ON f.id = (SELECT max(id) FROM feedback WHERE turn_id = t.id) "
-            "WHERE t.conversation_id = ? ORDER BY t.id DESC LIMIT ?",
-            [conversation_id, limit + 1],  # one more, to tell whether there are earlier turns
+            "WHERE t.conversation_id = ? AND t.id > ? ORDER BY t.id DESC LIMIT ?",
+            [conversation_id, after, limit + 1],  # one more, to tell whether there are earlier turns
         ))
         earlier = len(turns) > limit
         handoffs = self.db.query('SELECT event, reason, agent, previous AS "from", NULL AS "by", created FROM handoffs '

@@ -110,6 +110,35 @@ async def test_a_long_transcript_is_encoded_while_the_server_goes_on_answering(
     assert json.loads(base.dumps_in_parts({"turns": []}, "turns")) == {"turns": []}
 
 
+async def test_a_transcript_read_after_a_turn_holds_the_turns_after_it_alone(bot_dir: Path, aiohttp_client: Any) -> None:
+    """The console read the whole transcript of the conversation it shows at each poll, every 3 s: 200 turns read,
+    sent and drawn again for the one the customer had just written. ``?after=`` a turn id gives the turns after it
+    alone, the latest ``limit`` of them, ``earlier`` saying whether more came after it; the rest as without it."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    store = Store(bot_dir / "dialogues.db")
+    store.log_exchanges([Exchange("c1", "web", None, f"message {i}", None, f"reply {i}", "greet", 0.9, [("greet", 0.9)],
+                                  "template", "v0001", 0.7, {}, 0) for i in range(3)])
+    store.close()
+
+    async def read(query: str) -> dict[str, Any]:
+        response = await client.get(f"/admin/conversations/c1{query}", headers=AUTH)
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+    whole = await read("")
+    ids = [turn["id"] for turn in whole["turns"]]
+    assert len(ids) == 6 and (await read("?after=0")) == whole
+    after = await read(f"?after={ids[3]}")
+    assert [turn["id"] for turn in after["turns"]] == ids[4:] and after["earlier"] is False
+    assert {k: v for k, v in after.items() if k != "turns"} == {k: v for k, v in whole.items() if k != "turns"}
+    latest = await read(f"?after={ids[1]}&limit=2")
+    assert [turn["id"] for turn in latest["turns"]] == ids[4:] and latest["earlier"] is True
+    assert (await read(f"?after={ids[5]}"))["turns"] == []
+    for wrong in ("-1", "x", "1.5", "1" * 19):
+        response = await client.get(f"/admin/conversations/c1?after={wrong}", headers=AUTH)
+        assert response.status == 400 and "after" in (await response.json())["error"]
+
+
 async def test_a_long_transcript_is_read_while_customers_messages_are_answered(
         bot_dir: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The console reads as many turns as an agent scrolled up to, up to 10,000, at each refresh: 450 ms on the thread
@@ -121,12 +150,12 @@ async def test_a_long_transcript_is_read_while_customers_messages_are_answered(
     held: list[bool] = []
     transcript = Store.transcript
 
-    def held_transcript(self: Store, conversation_id: str, limit: int = 200) -> Any:
+    def held_transcript(self: Store, conversation_id: str, limit: int = 200, after: int = 0) -> Any:
         """The long read waits, the first time, for the customer's message to be answered (10 s at most)."""
         if limit > 200 and not held:
             reading.set()
             held.append(answered.wait(10))
-        return transcript(self, conversation_id, limit)
+        return transcript(self, conversation_id, limit, after)
 
     monkeypatch.setattr(Store, "transcript", held_transcript)
     long_read = asyncio.ensure_future(client.get("/admin/conversations/long?limit=300", headers=AUTH))

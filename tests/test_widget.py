@@ -2656,6 +2656,36 @@ def test_an_agent_reading_up_a_long_conversation_keeps_their_place_as_the_custom
     context.close()
 
 
+def test_the_agents_console_reads_the_new_turns_alone_of_the_conversation_it_shows_and_all_of_it_every_30_s(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Each refresh read the conversation shown whole: 200 turns read, sent and drawn again every 3 s, by each console
+    open on a long conversation, for the one its customer had just written. It asks for the turns after the latest one
+    it shows (``after``), and reads it whole when it opens it, after its agent's own action, and every 30 s, for what
+    changed in the turns shown (a message edited or deleted, a thumbs given)."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    assert api.chat(cid, "/handoff")["handed_off"] is True
+    context = open_console(chromium, server, web_demo_bot.admin_token, cid, clock=True)
+    page = context.pages[0]
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url)
+            if request.headers.get("x-deskbot-conversation") == cid and request.method == "GET" else None)
+    page.locator(f'.list li[data-id="{cid}"]').click()
+    expect(page.locator(".turn[data-turn-id]")).not_to_have_count(0)
+    shown = api.get(f"/admin/conversations/{cid}")["turns"][-1]["id"]
+    assert [parse_qs(urlsplit(url).query).get("after") for url in asked] == [None]
+    api.chat(cid, "are you still there?")
+    page.clock.run_for(3_100)
+    expect(page.locator(".turn.user .text").last).to_have_text("are you still there?")
+    expect(page.locator(".turn[data-turn-id]")).to_have_count(len(api.get(f"/admin/conversations/{cid}")["turns"]))
+    assert parse_qs(urlsplit(asked[-1]).query)["after"] == [str(shown)]
+    wait_until(page, "state.refreshing === 0")
+    del asked[:]
+    page.clock.run_for(30_000)
+    wait_until(page, "state.refreshing === 0")
+    assert [url for url in asked if "after" not in parse_qs(urlsplit(url).query)], asked  # read whole once in 30 s
+    context.close()
+
+
 def test_the_agents_console_dates_what_is_not_from_today_and_counts_long_waits_in_hours_and_days(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A customer waiting since yesterday read "waiting 1560 min", and their messages showed the time of day
