@@ -14,7 +14,10 @@ of:
   the two made before it read the agent's takeovers first;
 - the transcript of the conversation shown (``long``), read and encoded as the console asks for it every 3 s: its
   latest 200 turns (the baseline, each poll's read before ``?after=``), then the turns after the latest one shown
-  alone, none new; with the size of each one's JSON.
+  alone, none new; with the size of each one's JSON;
+- an agent's inbox poll (``Store.inbox_and_yours``) asked for while all-time figures are being read
+  (``conversation_stats``): how long it waits for its answer behind them on one thread (the baseline, as the server
+  read both), and beside them on a thread and connection of their own (as it reads the figures now).
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bot.channels.base import dumps
+from dialogues.stats import conversation_stats
 from dialogues.store import _HANDED_OFF_FROM, Exchange, Store
 
 
@@ -62,6 +67,26 @@ def timed(read: Callable[[], Any], runs: int) -> str:
     return f"best {min(times):.2f} ms, median {statistics.median(times):.2f} ms"
 
 
+def poll_beside_figures(path: Path, agent: str, apart: bool) -> tuple[float, float]:
+    """How long an inbox poll asked for just after all-time figures began waits for its answer, and how long the
+    figures took, in ms: on one reads' thread, or each on a thread and read-only connection of its own (``apart``)."""
+    reads = ThreadPoolExecutor(max_workers=1)
+    figures = ThreadPoolExecutor(max_workers=1) if apart else reads
+    stores = {pool: pool.submit(Store, path, read_only=True).result() for pool in {reads, figures}}
+    started = time.perf_counter()
+    read = figures.submit(lambda: conversation_stats(stores[figures], 0.0))
+    time.sleep(0.01)  # the figures under way
+    asked = time.perf_counter()
+    reads.submit(lambda: stores[reads].inbox_and_yours("handed_off", 200, agent)).result()
+    waited = time.perf_counter() - asked
+    read.result()
+    took = time.perf_counter() - started
+    for pool, store in stores.items():
+        pool.submit(store.close).result()
+        pool.shutdown()
+    return waited * 1000, took * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("store", type=Path)
@@ -92,6 +117,10 @@ def main() -> None:
         print(f"{name}: {timed(lambda: dumps(read()).encode(), args.runs)}, "
               f"{len(dumps(read()).encode()) / 1000:.1f} kB of JSON")
     store.close()
+    for name, apart in (("baseline: an inbox poll behind the figures, on one thread", False),
+                        ("an inbox poll beside the figures, on a thread of their own", True)):
+        waited, took = poll_beside_figures(args.store, agent, apart)
+        print(f"{name}: answered in {waited:.1f} ms, the figures read in {took:.1f} ms")
 
 
 if __name__ == "__main__":

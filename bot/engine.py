@@ -328,6 +328,11 @@ class Bot:
         # and read-only connection of their own (see ``_look_up``): behind a long figures read, every customer waited.
         self._lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskbot-lookups")
         self._lookup_store: Store | None = None
+        # The figures (GET /admin/stats, for dashboards, and each console every 30 s) on a thread and read-only connection
+        # of their own (see ``_read_figures``): all-time figures of a large store take seconds, and every agent's
+        # console poll of its inbox waited behind them on the reads' thread.
+        self._figures = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskbot-figures")
+        self._figures_store: Store | None = None
         # The renewals of this server's turns and claims (see ``_renew``), on a thread and write connection of their
         # own: queued behind the store's thread held up (a long purge, a slow disk), they lapsed while it was alive.
         self._renewals = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskbot-renewals")
@@ -425,6 +430,12 @@ class Bot:
         """``fn(store, *args)`` as :meth:`_read` does, for the short reads a customer's message waits for, on a thread
         and connection of their own: neither behind the turns being logged nor behind the admin's long reads."""
         return await asyncio.get_running_loop().run_in_executor(self._lookups, self._read_on, "_lookup_store", fn, *args)
+
+    async def _read_figures(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(store, *args)`` as :meth:`_read` does, for the figures' long reads, on a thread and connection of their
+        own: the agents' consoles' polls do not wait behind them."""
+        return await asyncio.get_running_loop().run_in_executor(self._figures, self._read_on, "_figures_store", fn,
+                                                                 *args)
 
     def _reading(self, fn: Callable[..., T], *args: Any) -> T:
         return self._read_on("_read_store", fn, *args)
@@ -1777,7 +1788,7 @@ class Bot:
             if batcher is not None:
                 await batcher.close()
         for executor, reader in ((self._reads, "_read_store"), (self._lookups, "_lookup_store"),
-                                 (self._renewals, "_renewal_store")):
+                                 (self._figures, "_figures_store"), (self._renewals, "_renewal_store")):
             executor.shutdown(wait=True)
             if (store := getattr(self, reader)) is not None:
                 store.close()

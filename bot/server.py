@@ -1300,7 +1300,7 @@ async def stats(request: web.Request) -> web.Response:
     if form not in ("json", "csv"):
         raise http_error(web.HTTPBadRequest, f"format: {form!r} is not json or csv")
     read = compared_with_previous if compare else conversation_stats
-    figures = await bot._read(lambda store: read(store, since, until=until, channel=channel, language=language))
+    figures = await bot._read_figures(lambda store: read(store, since, until=until, channel=channel, language=language))
     return web.Response(text=figures_as_csv(figures), content_type="text/csv") if form == "csv" else json_response(figures)
 
 

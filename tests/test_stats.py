@@ -635,6 +635,36 @@ async def test_a_customer_is_answered_while_the_figures_are_read(tiny_demo_bot: 
     assert again["conversations"] == 5  # and the next read sees the customer's turn
 
 
+async def test_the_agents_inbox_is_read_while_the_figures_are(tiny_demo_bot: Path, tmp_path: Path,
+                                                             aiohttp_client: Any, monkeypatch: Any) -> None:
+    """A dashboard's all-time figures of a large store took 14 s on the admin's reads' thread, and every agent's
+    console poll of their inbox waited behind them. The figures are read on a thread of their own."""
+    import bot.server
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"admin_token": "t"})
+    store = Store(root / "dialogues.db")
+    worked_example(store)
+    store.close()
+    reading, release = threading.Event(), threading.Event()
+
+    def slow_stats(store: Store, since: float = 0.0, **window: Any) -> dict[str, Any]:
+        reading.set()
+        release.wait(60)  # as a long read does: the inbox below must not wait for it
+        return conversation_stats(store, since, **window)
+
+    monkeypatch.setattr(bot.server, "conversation_stats", slow_stats)
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    admin = {"Authorization": "Bearer t"}
+    figures = asyncio.create_task(client.get("/admin/stats", headers=admin))
+    try:
+        assert await asyncio.to_thread(reading.wait, 30)
+        inbox = await asyncio.wait_for(client.get("/admin/conversations?agent=Ana", headers=admin), 30)
+        assert inbox.status == 200 and not figures.done()
+    finally:
+        release.set()
+    assert (await figures).status == 200
+
+
 async def test_a_customers_way_back_to_the_bot_is_not_a_handoff(tiny_demo_bot: Path, tmp_path: Path,
                                                               aiohttp_client: Any) -> None:
     root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"admin_token": "t"})
