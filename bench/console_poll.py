@@ -12,6 +12,8 @@ of:
 - the customers passed to an agent and taken from them (``Store.passed_to``, ``Store.taken_from``), which each console
   asks for at each poll, beside a pass over every handed-off conversation's latest handoff and takeover, which each of
   the two made before it read the agent's takeovers first;
+- what each of the agent's customers wrote that they have not read (``Store.unread_of``), beside the inbox of their
+  customers (``Store.inbox`` with ``holder``), counts included, as it was read before;
 - the transcript of the conversation shown (``long``), read and encoded as the console asks for it every 3 s: its
   latest 200 turns (the baseline, each poll's read before ``?after=``), then the turns after the latest one shown
   alone, none new; with the size of each one's JSON;
@@ -32,7 +34,7 @@ from typing import Any
 
 from bot.channels.base import dumps
 from dialogues.stats import conversation_stats
-from dialogues.store import _HANDED_OFF_FROM, Exchange, Store
+from dialogues.store import _HANDED_OFF_FROM, PASSED_LISTED, Exchange, Store
 
 
 def build(path: Path, conversations: int, handed_off: int, agents: list[str], turns: int) -> None:
@@ -109,7 +111,10 @@ def main() -> None:
                         lambda: store.db.execute(f"SELECT count(*) {_HANDED_OFF_FROM}").fetchone()),
                        (f"passed_to({agent!r}), {len(store.passed_to(agent))} listed", lambda: store.passed_to(agent)),
                        (f"taken_from({agent!r}), {len(store.taken_from(agent))} listed",
-                        lambda: store.taken_from(agent))):
+                        lambda: store.taken_from(agent)),
+                       ("baseline: the agent's customers as their inbox lists them",
+                        lambda: store.inbox("handed_off", PASSED_LISTED, agent, holder=agent)),
+                       (f"unread_of({agent!r})", lambda: store.unread_of(agent))):
         print(f"{name}: {timed(read, args.runs)}")
     latest = store.transcript("long")["turns"][-1]["id"]
     for name, read in (("baseline: the transcript's latest 200 turns", lambda: store.transcript("long")),

@@ -2352,12 +2352,13 @@ class Store:
         return waiting if agent is None else self.waiting(agent, team)[0]
 
     def _handed_off_page(self, agent: str | None, holder: str | None, team: Collection[str], found: Search, limit: int,
-                         offset: int) -> tuple[list[dict[str, Any]], int, int, int]:
+                         offset: int, counted: bool = True) -> tuple[list[dict[str, Any]], int, int, int]:
         """:meth:`inbox_and_yours` of the handed-off conversations: the page, the total, those waiting and those waiting
         on ``agent`` or nobody. The order and the counts need each conversation's wait and holder alone, read in one
         pass over them all; who has each customer, their latest message and what is unread are read for the page's
         rows alone, after: read for every handed-off conversation at each agent's 3-second poll, and the wait and
-        holder again for each count, they made the inbox's time, and grew with the queue."""
+        holder again for each count, they made the inbox's time, and grew with the queue. Not ``counted``: those
+        waiting are not counted (0), where the caller reads the page alone (:meth:`unread_of`)."""
         whose, whose_args = _holding(holder, team)
         nobodys, gone = _nobodys("w.agent", team)
         theirs, theirs_args = ("0", []) if agent is None else (f"agent_key(w.agent) = ? OR {nobodys}",
@@ -2367,7 +2368,9 @@ class Store:
             f"WHERE {whose} AND {found.sql('w.conversation_id', 'w.user', 'w.verified_user')}",
             [*theirs_args, *whose_args, *found.args()]).fetchall()
         total = len(every) if holder is not None else self._listed("handed_off", found)
-        if found.text or holder is not None:  # the counts are of every handed-off customer, whatever the page shows
+        if not counted:
+            waiting = yours = 0
+        elif found.text or holder is not None:  # the counts are of every handed-off customer, whatever the page shows
             waiting = self.waiting()[0]
             yours = self._yours(agent, team, waiting)
         else:
@@ -2409,8 +2412,10 @@ class Store:
         of a customer listed for the first time. None for no agent."""
         if not agent_key(agent):
             return []
-        mine, _, _ = self.inbox("handed_off", sys.maxsize, agent, holder=agent, team=team)
-        return [{"conversation_id": c["conversation_id"], "unread": c["unread"]} for c in mine]
+        # their customers alone, not counted: read as the inbox is, the waiting ones were counted twice over again,
+        # each a pass over every handed-off conversation, at each console's poll
+        mine = self._handed_off_page(agent, agent, team, self._found(""), sys.maxsize, 0, counted=False)[0]
+        return [{"conversation_id": c["conversation_id"], "unread": c["agent_unread"]} for c in mine]
 
     def taken_from(self, agent: str | None) -> list[dict[str, Any]]:
         """The handed-off customers someone else moved from ``agent`` to another agent (a lead's transfer, forced

@@ -2368,6 +2368,29 @@ def test_the_customers_passed_to_or_taken_from_an_agent_are_read_without_going_o
     store.close()
 
 
+def test_the_unread_messages_of_an_agents_customers_are_read_in_one_pass_over_the_handed_off_ones(
+        tmp_path: Path) -> None:
+    """Each agent's console asks at each poll what each of their customers wrote that they have not read: read as
+    the inbox is, it counted the waiting customers too, twice over, each count a pass over every handed-off
+    conversation, and dropped the counts. It reads no more of them than one count of those waiting does."""
+    store = Store(tmp_path / "dialogues.db")
+    user_turn(store, "mine", "where is my order?")
+    store.set_status("mine", "handed_off", "agent", agent="Ana")
+    user_turn(store, "mine", "hello?")
+
+    def reads() -> tuple[int, int]:
+        return steps_of(store, lambda: store.unread_of("Ana")), steps_of(store, store.waiting)
+
+    before = reads()
+    for i in range(60):
+        user_turn(store, f"other-{i}", "where is my order?")
+        store.set_status(f"other-{i}", "handed_off", "agent", agent="Dan")
+    after = reads()
+    assert store.unread_of("Ana") == [{"conversation_id": "mine", "unread": 1}]  # since the handoff
+    assert after[0] - before[0] < 1.5 * (after[1] - before[1])  # one pass, where it made three
+    store.close()
+
+
 def test_a_web_messages_own_id_finds_its_answer_from_migration_33_on(tmp_path: Path) -> None:
     """The widget's Retry reaching a server started since is answered with the reply kept for its message's id: within
     the window asked for, in that conversation alone, and a message the bot was silent on with no reply."""
