@@ -23,7 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 from pydantic.json_schema import models_json_schema
 
 from bot.channels.base import json_response, readable
-from bot.channels.web import (CONVERSATION_HEADER, NAMED_IN_HEADER, USER_HASH, USER_HASH_HEADER, USER_HEADER, USER_ID,
+from bot.channels.web import (CONVERSATION_HEADER, NAMED_IN_HEADER, SEARCH_HEADER, USER_HASH, USER_HASH_HEADER, USER_HEADER, USER_ID,
                               ChatRequest, ConversationId, Customer, FeedbackRequest, TurnIdOrZero, WebConversationId)
 from bot.language import READABLE
 from bot.project import (AGENT_NAME_PATTERN, MAX_AGENT_CHARS, MAX_REVIEWER_CHARS, VISIBLE_AGENT_NAME, AgentGrant,
@@ -577,7 +577,7 @@ def _admin(method: str, path: str, summary: str, response: type[BaseModel], body
 
 
 MAX_LIMIT = 10_000  # items a list endpoint returns at most
-MAX_SEARCH_CHARS = 200  # the inbox's ``?q=``
+MAX_SEARCH_CHARS = 200  # the inbox's search (``bot.server.query_search``)
 
 
 def limit_schema(default: int) -> dict[str, Any]:
@@ -677,10 +677,9 @@ OPERATIONS: list[Operation] = [
            "The agents' inbox: handed-off conversations, longest-waiting first, or open ones", InboxResponse,
            errors=(400, 403), query={"status": ({"enum": ["handed_off", "open"], "default": "handed_off"}, False),
                                  "limit": (limit_schema(50), False), "agent": AGENT_QUERY,
-                                 "q": ({"type": "string", "maxLength": MAX_SEARCH_CHARS,
-                                        "description": "only the conversations whose id, customer, verified customer "
-                                                       "or any message the customer wrote holds this, in any letter "
-                                                       "case"}, False),
+                                 "q": ({"type": "string", "maxLength": MAX_SEARCH_CHARS, "deprecated": True,
+                                        "description": f"as {SEARCH_HEADER}, which to send instead (it wins over "
+                                                       "this): proxies and access logs keep a URL"}, False),
                                  "offset": OFFSET,
                                  "holder": ({"type": "string", "maxLength": MAX_AGENT_CHARS, "pattern": AGENT_NAME_PATTERN,
                                              "description": "the handed_off conversations this agent has alone, in "
@@ -690,7 +689,13 @@ OPERATIONS: list[Operation] = [
                                              "description": "true: the handed_off conversations nobody has alone "
                                                             "(never taken over, or released, or held by someone "
                                                             "server.agents no longer names), with no holder (else "
-                                                            "400)"}, False)}),
+                                                            "400)"}, False)},
+           headers={SEARCH_HEADER: ({"type": "string",
+                                     "description": "only the conversations whose id, customer, verified customer or "
+                                                    "any message the customer wrote holds this, in any letter case: "
+                                                    "percent-encoded UTF-8 (as encodeURIComponent writes it), at most "
+                                                    f"{MAX_SEARCH_CHARS} characters decoded; kept out of the URL, "
+                                                    "which proxies and access logs keep"}, False)}),
     _admin("GET", "/admin/refs/{ref}", "The conversation a handoff notice names by its reference (its link into "
            "the agents' console), for a console that opens it", ReferenceResponse),
     _admin("GET", "/admin/conversations/{conversation_id}", "A conversation with the bot's reading of each message",

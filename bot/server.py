@@ -38,7 +38,7 @@ from bot.channels import build_channels, off_callbacks
 from bot.channels.base import (REFUSAL_SAID_S, STORE_DAMAGED, STORE_RETRY_S, DeliveryError, MaybeDelivered,
                                PlatformChannel, dumps, http_error, json_response, kept_turn, long_json_response,
                                same_secret, store_failed)
-from bot.channels.web import WebChannel, read_json, valid_conversation_id
+from bot.channels.web import SEARCH_HEADER, Refused, WebChannel, percent_decoded, read_json, valid_conversation_id
 from bot.engine import Bot
 from bot.limits import LIMITS, Limits
 from bot.nlu import NLU, current_names
@@ -1304,9 +1304,24 @@ async def stats(request: web.Request) -> web.Response:
     return web.Response(text=figures_as_csv(figures), content_type="text/csv") if form == "csv" else json_response(figures)
 
 
+def query_search(request: web.Request) -> str:
+    """What the inbox is searched for: ``X-Deskbot-Search`` (percent-encoded UTF-8), over the deprecated ``?q=`` that
+    older consoles send: a URL goes into the proxies' and servers' access logs, and an agent's search holds what they
+    know of a customer (a name, an e-mail address, an order number). "" for none."""
+    try:
+        said = percent_decoded(request, SEARCH_HEADER)
+    except Refused as exc:
+        raise http_error(web.HTTPBadRequest, str(exc)) from None
+    searches = {"q": request.query.get("q", "").strip(), SEARCH_HEADER: (said or "").strip()}
+    for name, search in searches.items():  # each held to its rule, the one not read too
+        if len(search) > MAX_SEARCH_CHARS:
+            raise http_error(web.HTTPBadRequest, f"{name}: at most {MAX_SEARCH_CHARS} characters")
+    return searches["q"] if said is None else searches[SEARCH_HEADER]
+
+
 async def inbox(request: web.Request) -> web.Response:
-    """The agents' inbox: ``?status=handed_off`` (the default), longest-waiting first, or ``open``; ``?q=`` the
-    conversations that hold a text alone, ``?offset=`` the page after the first ones, ``?holder=`` one agent's
+    """The agents' inbox: ``?status=handed_off`` (the default), longest-waiting first, or ``open``; those that hold a
+    text alone (:func:`query_search`), ``?offset=`` the page after the first ones, ``?holder=`` one agent's
     customers alone, ``?unheld=true`` those nobody has (a colleague's a reload took out of server.agents included: see
     :meth:`Store.inbox`); ``passed``: the customers colleagues passed to the
     agent (``?agent=``) who are theirs still, for their console to tell them, on any tab or page; ``taken``: those
@@ -1325,9 +1340,7 @@ async def inbox(request: web.Request) -> web.Response:
         raise http_error(web.HTTPBadRequest, f"status: {status!r} is not handed_off or open")
     limit = query_limit(request, 50)
     offset = query_offset(request)
-    search = request.query.get("q", "").strip()
-    if len(search) > MAX_SEARCH_CHARS:
-        raise http_error(web.HTTPBadRequest, f"q: at most {MAX_SEARCH_CHARS} characters")
+    search = query_search(request)
     bot = request.app[BOT]
     agent = query_agent(request)
     team = bot.team  # as a reload left them: a colleague taken out has customers nobody has

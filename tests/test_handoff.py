@@ -18,6 +18,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -740,6 +741,29 @@ async def test_the_inbox_finds_conversations_by_what_they_hold_and_pages_past_th
     assert [c["conversation_id"] for c in page["conversations"]] == ["second", "first"] and page["total"] == 3
     for query, said in (("offset=-1", "offset: must be a number"), (f"q={'x' * 201}", "q: at most 200 characters")):
         assert await listed(query) == (400, {"error": said})
+
+
+async def test_the_inbox_is_searched_by_a_header_the_access_logs_do_not_keep(bot_dir: Path, aiohttp_client: Any) -> None:
+    """What an agent searches for is what they know of a customer (a name, an e-mail address, an order number): sent as
+    ``?q=``, it went into every proxy's and server's access log. ``X-Deskbot-Search`` carries it, percent-encoded UTF-8
+    for a Chinese search, and wins over an older console's ``?q=``."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    for cid, text in (("first", "我的订单 2041 还没到"), ("second", "hello")):
+        await chat(client, cid, text)
+
+    async def listed(search: str, query: str = "") -> tuple[int, Any]:
+        response = await client.get(f"/admin/conversations?status=open{query}",
+                                    headers={**AUTH, "X-Deskbot-Search": search})
+        return response.status, await response.json()
+
+    status, found = await listed(quote(" 订单 2041 "))
+    assert status == 200 and [c["conversation_id"] for c in found["conversations"]] == ["first"] and found["total"] == 1
+    status, found = await listed("HELLO", "&q=2041")
+    assert status == 200 and [c["conversation_id"] for c in found["conversations"]] == ["second"]
+    for search, said in (("%FF", "X-Deskbot-Search: not percent-encoded UTF-8"),
+                         (quote("订" * 201), "X-Deskbot-Search: at most 200 characters")):
+        assert await listed(search) == (400, {"error": said})
+    assert await listed("", f"&q={'x' * 201}") == (400, {"error": "q: at most 200 characters"})  # as documented
 
 
 async def test_an_agents_note_is_for_the_agents_alone(bot_dir: Path, aiohttp_client: Any) -> None:

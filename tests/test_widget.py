@@ -3407,7 +3407,8 @@ def test_the_agents_console_finds_a_customer_by_what_they_wrote(
     page.get_by_label("Search conversations").fill("zx-4411")
     expect(page.locator(".list li[data-id]")).to_have_count(1)
     expect(page.locator(".list li[data-id]")).to_have_attribute("data-id", cid)
-    page.get_by_label("Search conversations").fill("订单 zx")
+    with page.expect_request(lambda request: request.headers.get("x-deskbot-search") == "%E8%AE%A2%E5%8D%95%20zx"):
+        page.get_by_label("Search conversations").fill("订单 zx")
     expect(page.locator(".list li[data-id]")).to_have_attribute("data-id", cid)
     page.reload()
     expect(page.get_by_label("Search conversations")).to_have_value("订单 zx")
@@ -3425,15 +3426,16 @@ def test_the_agents_console_searches_the_conversations_with_the_bot_every_half_m
     every console."""
     cid, context, page = console_on_a_customer_with_the_bot(chromium, server, api, web_demo_bot.admin_token,
                                                             "my order QK-7 is late")
-    asked: list[str] = []
-    page.on("request", lambda request: asked.append(request.url))
+    asked: list[tuple[str, str | None]] = []
+    page.on("request", lambda request: asked.append((request.url, request.headers.get("x-deskbot-search"))))
     page.get_by_label("Search conversations").fill("qk-7")
     expect(page.locator(".list li[data-id]")).to_have_count(1)
     expect(page.locator(".list li[data-id]")).to_have_attribute("data-id", cid)
     page.wait_for_timeout(7_000)  # two refreshes or more
-    searches = [url for url in asked if "q=qk-7" in url]
+    searches = [url for url, search in asked if search == "qk-7"]
     assert len(searches) == 1 and "status=open" in searches[0]
-    assert sum("/admin/conversations?" in url for url in asked) >= 3  # the waiting count, at each refresh
+    assert not any("qk-7" in url for url, _ in asked)  # out of the URL, which the access logs keep
+    assert sum("/admin/conversations?" in url for url, _ in asked) >= 3  # the waiting count, at each refresh
     context.close()
 
 

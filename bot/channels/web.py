@@ -71,6 +71,9 @@ USER_HASH = r"^[0-9a-fA-F]{64}$"
 USER_ID = AGENT_NAME_PATTERN
 # A history read's customer, as the widget sends it: in headers, which no proxy or access log keeps, as they keep a URL.
 USER_HEADER, USER_HASH_HEADER = "X-Deskbot-User", "X-Deskbot-User-Hash"
+# What an agent looks for in the inbox (``GET /admin/conversations``), in a header for the same reason: in ``?q=``, the
+# customers' names, e-mail addresses and order numbers agents typed went into the access logs.
+SEARCH_HEADER = "X-Deskbot-Search"
 # The conversation a history read names, in a header (``GET /api/conversations/history``): in the path, a visitor's key
 # to their conversation went into every proxy's and server's access log on the way.
 CONVERSATION_HEADER = "X-Deskbot-Conversation"
@@ -390,14 +393,23 @@ def customer_of(request: web.Request) -> dict[str, str]:
     is kept in proxies' and servers' access logs, and whoever read the hash there could read the customer's chats."""
     said = dict(request.query)
     Customer.model_validate(said)  # held to its rules where the headers stand in for it too
-    if (user := request.headers.get(USER_HEADER)) is not None:
-        try:
-            said["user"] = unquote(user, errors="strict")
-        except UnicodeDecodeError:
-            raise Refused(f"{USER_HEADER}: not percent-encoded UTF-8") from None
+    if (user := percent_decoded(request, USER_HEADER)) is not None:
+        said["user"] = user
     if (user_hash := request.headers.get(USER_HASH_HEADER)) is not None:
         said["user_hash"] = user_hash
     return said
+
+
+def percent_decoded(request: web.Request, name: str) -> str | None:
+    """The text of header ``name``, sent percent-encoded UTF-8 (as ``encodeURIComponent`` writes it): a header holds
+    Latin-1 alone, and a browser refuses to send a Chinese name or search in one. None when not sent; :class:`Refused`
+    when not UTF-8."""
+    if (value := request.headers.get(name)) is None:
+        return None
+    try:
+        return unquote(value, errors="strict")
+    except UnicodeDecodeError:
+        raise Refused(f"{name}: not percent-encoded UTF-8") from None
 
 
 def identity_secret(settings: dict[str, Any]) -> str:
