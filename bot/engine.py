@@ -65,7 +65,7 @@ from bot.responses import (MAX_BUTTON_TITLE_CHARS, MAX_REPLY_CHARS, PayloadValue
 from dialogues.holding import (accepts, acknowledges, asked_about, asks_for_a_person, drops_it, lacks_answer,
                                names_only, says_wrong, stops_asking, wordless)
 from dialogues.store import (TRYOUT_CHANNEL, TURN_RENEW_S, TURN_STALE_S, Exchange, KeyReused, LeaseWatch, Overtaken,
-                             SentBefore, Store, WroteToTheBot)
+                             SentBefore, Store, WroteToTheBot, log_tag)
 from finetune.classifier import Prediction
 from finetune.metrics import OOS
 from retrieval.text import intent_phrase, title_key
@@ -422,8 +422,8 @@ class Bot:
         try:
             return await self._store(self.store.reference, conversation_id)
         except sqlite3.Error as exc:
-            log.warning("handoff notice for %s: no reference could be kept (%s): it links to the inbox", conversation_id,
-                        exc)
+            log.warning("handoff notice for %s: no reference could be kept (%s): it links to the inbox",
+                        log_tag(conversation_id), exc)
             return None
 
     async def _look_up(self, fn: Callable[..., T], *args: Any) -> T:
@@ -523,8 +523,8 @@ class Bot:
                 if not refused:
                     await self._store(store.end_turn, conversation_id)
             except Exception as exc:  # other servers wait for TURN_STALE_S, this one not at all
-                log.warning("cannot end this server's turn of conversation %r in the store: %r; the other servers "
-                            "on it wait up to %g s to answer its next message", conversation_id, exc, TURN_STALE_S)
+                log.warning("cannot end this server's turn of conversation %s in the store: %r; the other servers "
+                            "on it wait up to %g s to answer its next message", log_tag(conversation_id), exc, TURN_STALE_S)
 
     @contextlib.asynccontextmanager
     async def renewing(self, renew: Callable[[Store], bool], what: str,
@@ -667,7 +667,7 @@ class Bot:
         if running := self.turns_in_flight():
             named = sorted(self._waiting)
             log.warning("stopping: %s still running after %g s (server.shutdown_seconds) cut off unanswered, in "
-                        "conversations %s%s", running, timeout, ", ".join(map(repr, named[:10])),
+                        "conversations %s%s", running, timeout, ", ".join(map(log_tag, named[:10])),
                         f" and {len(named) - 10} more" if len(named) > 10 else "")
         await self._notices.close(max(0.0, deadline - loop.time()))
 
@@ -707,8 +707,8 @@ class Bot:
         reply = await asyncio.wait_for(self._logged_reply(turn, text, None, decision, conversation, slots, fallbacks,
                                                           language, script, corrects=False), bound)
         # Said once the answer is written: the store may have dropped it, and then nobody told the customer anything.
-        log.error("a turn of conversation %r ran past server.turn_seconds (%g s), held up by the model or the store: "
-                  "given up, %s", turn.conversation_id, bound,
+        log.error("a turn of conversation %s ran past server.turn_seconds (%g s), held up by the model or the store: "
+                  "given up, %s", log_tag(turn.conversation_id), bound,
                   "its customer told to try again or ask for a person" if reply.source != "silent" else
                   "and its answer telling the customer to try again dropped: the customer deleted the message, an agent "
                   "took the conversation over, or another server on the store took the turn over and answers it")
@@ -1007,7 +1007,7 @@ class Bot:
         if conversation and loop is not None and loop == conversation["active_form"] \
                 and loop not in self.config.actions.forms:
             log.warning("conversation %s waited on the form %r, which bot.yml's actions.forms no longer names: its "
-                        "message is handled as any other", conversation["id"], loop)
+                        "message is handled as any other", log_tag(conversation["id"]), loop)
             return None
         return loop
 
@@ -1490,10 +1490,10 @@ class Bot:
             turn_bound.lift()
         user_turn_id, turn_id = await self.writer.submit(exchange)
         if exchange.overtaken:
-            log.warning("this server's turn of conversation %r, or its claim of the message (a web client's Retry), "
+            log.warning("this server's turn of conversation %s, or its claim of the message (a web client's Retry), "
                         "went %g s without a renewal (the server or its store too slow), and another server on the "
                         "store took it over: this server's reply to the message is dropped, and the other server "
-                        "answers the conversation", turn.conversation_id, TURN_STALE_S)
+                        "answers the conversation", log_tag(turn.conversation_id), TURN_STALE_S)
         if exchange.handed_off:
             await self.announce(turn.conversation_id, True, decision.reason, turn.channel)
         return user_turn_id, turn_id, exchange.deleted or exchange.overtaken
@@ -1578,7 +1578,7 @@ class Bot:
                     await asyncio.wait([before])  # however it ended
                 await self._tell_change(conversation_id, handed_off, agent)
             except Exception:
-                log.exception("could not tell %s of an agent's change of hands", conversation_id)
+                log.exception("could not tell %s of an agent's change of hands", log_tag(conversation_id))
             finally:
                 if self._telling.get(conversation_id) is task:
                     del self._telling[conversation_id]
@@ -1658,9 +1658,9 @@ class Bot:
                 await channel.send(conversation_id, text, role="bot", turn_id=turn_id, buttons=buttons, language=language,
                                    script=script)
         except MaybeDelivered as exc:  # the customer may have it: marked, the transcript would say they did not
-            log.warning("telling %s %r may not have reached them: %r", conversation_id, text, exc)
+            log.warning("telling %s %r may not have reached them: %r", log_tag(conversation_id), text, exc)
         except Exception as exc:  # one platform down must not keep the others' customers waiting unheard
-            log.error("could not tell %s %r: %r", conversation_id, text, exc)
+            log.error("could not tell %s %r: %r", log_tag(conversation_id), text, exc)
             await self._store(self.store.undelivered, turn_id)  # as the transcript shows an agent's reply that failed
         return True
 

@@ -66,6 +66,7 @@ from limits.strategies import MovingWindowRateLimiter
 from bot.channels.base import dumps, http_error
 from bot.language import SLOT, Language, Script, chinese_script, kept_script, say, turn_language
 from bot.project import LimitsConfig
+from dialogues.store import log_tag
 
 HEALTH = "/healthz"  # a load balancer's probes, never counted
 SOCKET_RETRY_SECONDS = 10  # a socket slot frees when a page closes; there is no window to wait out
@@ -525,14 +526,14 @@ async def hold_back(request: web.Request, conversation_id: str, text: str, langu
     if limits is None or not (wait := limits.message_wait(conversation_id)):
         return None
     if not limits.first_notice(conversation_id, wait):
-        log.debug("dropped another message over the limit in %s", conversation_id)
+        log.debug("dropped another message over the limit in %s", log_tag(conversation_id))
         return ""
     log.warning("%s is over %d messages a minute: its messages are dropped for %ds",
-                conversation_id, limits.config.per_conversation_per_minute, wait)
+                log_tag(conversation_id), limits.config.per_conversation_per_minute, wait)
     try:  # the notice follows the conversation's language and script; one the store cannot tell is still sent
         kept = await slots() if language != "en" else {}
     except Exception:
-        log.exception("cannot read %s's language for its notice", conversation_id)
+        log.exception("cannot read %s's language for its notice", log_tag(conversation_id))
         kept = {}
     return slow_down(language, wait, text, kept)
 

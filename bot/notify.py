@@ -29,6 +29,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from bot.channels.base import MAYBE_SENT, BackgroundTasks, RecentKeys, client_session
+from dialogues.store import log_tag
 
 log = logging.getLogger("deskbot")
 
@@ -110,7 +111,7 @@ class HandoffNotifier:
                 await asyncio.wait([before])
             if not handoff and conversation_id in self._untaken:
                 log.info("handoff notice for %s: its withdrawal is not posted, as %s never had the handoff",
-                         conversation_id, _origin(url))
+                         log_tag(conversation_id), _origin(url))
                 return
             await self._tries(url, conversation_id, await self._referenced(conversation_id, body), delivery)
         except asyncio.CancelledError:
@@ -123,7 +124,7 @@ class HandoffNotifier:
                     self._untaken.add(conversation_id)
 
     def _given_up(self, url: str, conversation_id: str, why: str = "") -> None:
-        log.error("handoff notice for %s: %s %sgiven up at shutdown", conversation_id, _origin(url), why)
+        log.error("handoff notice for %s: %s %sgiven up at shutdown", log_tag(conversation_id), _origin(url), why)
 
     async def _tries(self, url: str, conversation_id: str, body: dict[str, str | None], delivery: Delivery) -> None:
         """Post the notice, tried as the module's docstring says, and keep in ``delivery`` whether the receiver took
@@ -160,7 +161,7 @@ class HandoffNotifier:
                 if self._stopping.is_set():
                     self._given_up(url, conversation_id, f"{_after(problem, attempt)}, ")
                     return
-        log.error("handoff notice for %s: %s %s", conversation_id, _origin(url), _after(problem, attempt))
+        log.error("handoff notice for %s: %s %s", log_tag(conversation_id), _origin(url), _after(problem, attempt))
 
     async def close(self) -> None:
         """Let the notices on their way finish (a few seconds at most: those still being tried again are

@@ -213,17 +213,24 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return response
     except Exception as exc:
         if cannot_write(exc):  # a full disk, a file made read-only, a lock held: one line a bout, and a wait
-            await request.app[BOT].refusals.refused_one(f"{request.method} {request.path}", exc)
+            await request.app[BOT].refusals.refused_one(route_of(request), exc)
             return json_response({"error": store_failed(exc), "code": "store_unwritable"}, status=503,
                                  headers={"Retry-After": str(STORE_RETRY_S), **cors_headers(request)})
         if request.app[BOT].refusals.said_damaged(exc):
             return json_response({"error": STORE_DAMAGED, "code": "store_damaged"}, status=503, headers=cors_headers(request))
         if isinstance(exc, ConnectionResetError) and (request.transport is None or request.transport.is_closing()):
             # The client hung up before its body arrived (a phone losing signal): there is nobody to answer.
-            log.debug("%s %s: the client hung up", request.method, request.path)
+            log.debug("%s: the client hung up", route_of(request))
             return json_response({"error": "connection lost"}, status=400)
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s", route_of(request))
         return json_response({"error": "internal error", "code": "internal"}, status=500)
+
+
+def route_of(request: web.Request) -> str:
+    """The request's method and route (``GET /api/conversations/{conversation_id}/history``), as the log names it: its
+    path may hold a conversation's id (an older client's), a web visitor's key to their conversation."""
+    resource = request.match_info.route.resource
+    return f"{request.method} {resource.canonical if resource is not None else request.path}"
 
 
 def loopback(host: str) -> bool:

@@ -1002,6 +1002,21 @@ def _digest(secret: bytes, conversation_id: str) -> str:
     return hmac.new(secret, conversation_id.encode(), hashlib.sha256).hexdigest()
 
 
+# The key of :func:`log_tag`: the serving store's ledger key once it serves (:meth:`Store.serve`), so that every server
+# on the store tags a conversation alike, restarts too; until then, this process's own.
+_log_secret = secrets.token_bytes(32)
+LOG_TAG = re.compile(r"#c[0-9a-f]{12}")  # what :func:`log_tag` writes
+
+
+def log_tag(conversation_id: str) -> str:
+    """What a log line names a conversation by: ``#c`` and 12 hex digits of a keyed digest of its id. A web visitor's
+    id is the key to their conversation, and a WeCom one names the employee, while the log is read by everyone on call
+    and kept by its aggregator for long: the tag says which lines are of one conversation, the same on every server of
+    the store and after a restart, with nothing to read or write in it. Keyed: an id one can guess
+    (``wecom:{corp}:{userid}``) hashed alone is confirmed by hashing the guess."""
+    return f"#c{_digest(_log_secret, f'log:{conversation_id}')[:12]}"
+
+
 BACKUP_STEP_PAGES = 1024  # SQLite pages a backup copies between two looks at a signal: 4 MiB of 4 KiB pages
 
 
@@ -2057,6 +2072,8 @@ class Store:
         # gone server's messages were then never taken over.
         self._servers.mkdir(mode=0o700, exist_ok=True)
         self.server = uuid.uuid4().hex
+        global _log_secret
+        _log_secret = _ledger_secret(self.path)
         self._serving = self._server_lock(self.server)
         self._serving.acquire(timeout=0)
         self._forget_gone_servers()

@@ -33,7 +33,7 @@ from bot.openapi import InboxResponse
 from bot.project import ProjectError, load_project
 from bot.retrain import retrain
 from bot.server import BOT, create_app
-from dialogues.store import TRYOUT_CHANNEL, Exchange, Store
+from dialogues.store import TRYOUT_CHANNEL, Exchange, Store, log_tag
 from finetune.registry import Registry
 from tests.conftest import configure
 
@@ -432,7 +432,8 @@ async def test_the_admin_api_takes_a_conversations_id_in_a_header_out_of_the_url
 async def test_a_webhooks_redirect_is_not_followed(
         bot_dir: Path, aiohttp_client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
     """A notice names the conversation, whose id is the key to a web customer's: a receiver's redirect carried it (a
-    307 the body too) wherever it pointed, as the action server's is not followed for the tracker it would carry."""
+    307 the body too) wherever it pointed, as the action server's is not followed for the tracker it would carry. The
+    error said in the log, which everyone on call reads and its aggregator keeps, names the conversation by its tag."""
     elsewhere: list[str] = []
 
     async def anywhere(request: web.Request) -> web.Response:
@@ -454,8 +455,9 @@ async def test_a_webhooks_redirect_is_not_followed(
     assert (await chat(client, "web-key-of-the-customer", "/handoff"))["handed_off"] is True
     await client.app[BOT].notifier.close()  # the notice on its way is answered
     assert elsewhere == []
-    assert f"handoff notice for web-key-of-the-customer: http://{helpdesk.host}:{helpdesk.port} answered 307 (1 try)" \
-        in caplog.text
+    tag = log_tag("web-key-of-the-customer")
+    assert f"handoff notice for {tag}: http://{helpdesk.host}:{helpdesk.port} answered 307 (1 try)" in caplog.text
+    assert "web-key-of-the-customer" not in caplog.text
 
 
 async def test_a_customer_released_to_the_queue_is_announced_to_the_agents_webhook(
@@ -607,7 +609,7 @@ async def test_a_notice_waiting_to_be_tried_again_is_given_up_at_once_at_shutdow
     await notifier.close()
     assert time.monotonic() - started < 1 and len(posts) == 1
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert errors == [f"handoff notice for asked: http://{helpdesk.host}:{helpdesk.port} answered 503 (1 try), "
+    assert errors == [f"handoff notice for {log_tag('asked')}: http://{helpdesk.host}:{helpdesk.port} answered 503 (1 try), "
                       "given up at shutdown"]
 
 
@@ -621,7 +623,7 @@ async def test_a_webhook_that_is_down_costs_a_log_line_not_the_reply(
     assert reply["handed_off"] is True and reply["source"] == "handoff"
     await settled(client.app[BOT].notifier)
     await client.app[BOT].notifier.close()
-    assert f"handoff notice for asked: http://127.0.0.1:{port} unreachable" in caplog.text
+    assert f"handoff notice for {log_tag('asked')}: http://127.0.0.1:{port} unreachable" in caplog.text
     assert "(3 tries)" in caplog.text and "SECRET" not in caplog.text
     transcript = await (await client.get("/admin/conversations/asked", headers=AUTH)).json()
     assert transcript["status"] == "handed_off"
@@ -660,7 +662,7 @@ async def test_a_notice_the_webhook_could_not_take_is_tried_again(
     assert len(bodies) == posts and all(body == bodies[0] for body in bodies)
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     origin = f"http://{helpdesk.host}:{helpdesk.port}"
-    assert errors == ([f"handoff notice for asked: {origin} {logged}"] if logged else [])
+    assert errors == ([f"handoff notice for {log_tag('asked')}: {origin} {logged}"] if logged else [])
 
 
 async def test_the_inbox_says_which_agent_has_each_customer(bot_dir: Path, aiohttp_client: Any) -> None:
@@ -2292,7 +2294,7 @@ async def test_a_bot_answer_the_platform_refuses_is_said_in_one_line_and_marked_
     transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
     assert [t["undelivered"] for t in transcript["turns"] if t["role"] == "bot"] == [True]
     failed = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert failed == [f"the answer to {cid} did not reach the customer: chat.postMessage: channel_not_found"]
+    assert failed == [f"the answer to {log_tag(cid)} did not reach the customer: chat.postMessage: channel_not_found"]
     # only a person can still answer: the agents' inbox has it, where no agent was pointed to it
     [waiting] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
     assert (waiting["conversation_id"], waiting["reason"]) == (cid, "undelivered")
@@ -2313,7 +2315,7 @@ async def test_a_bot_answer_the_platform_may_have_posted_is_taken_as_posted(
     transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
     assert transcript["status"] == "open" and len(posted) == 1
     assert [t["undelivered"] for t in transcript["turns"] if t["role"] == "bot"] == [False]
-    assert f"the answer to {cid} may not have reached the customer: chat.postMessage: HTTP 500" in caplog.text
+    assert f"the answer to {log_tag(cid)} may not have reached the customer: chat.postMessage: HTTP 500" in caplog.text
 
 
 async def test_a_busy_message_the_platform_refuses_is_marked_undelivered(

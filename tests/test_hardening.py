@@ -46,7 +46,7 @@ from bot.project import (AGENT_NAME_PATTERN, VISIBLE_AGENT_NAME, LimitsConfig, P
                          load_project)
 from bot.server import BOT, create_app, load_serving_model
 from dialogues.disk import cannot_write
-from dialogues.store import REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Store, StoreError
+from dialogues.store import REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Store, StoreError, log_tag
 from finetune.classifier import FILES
 from finetune.registry import Registry
 from tests.conftest import REPO, configured_copy
@@ -869,6 +869,25 @@ async def test_a_turn_that_fails_within_is_the_bots_error_not_the_requests(make_
         await ws.send_json({"conversation_id": cid(), "text": ""})  # the request's own fault is still said as such
         said = await ws.receive_json()
         assert said["type"] == "error" and said["error"].startswith("text:") and said["code"] == "text_invalid"
+
+
+async def test_an_unhandled_error_is_logged_with_the_route_not_the_conversation_in_its_path(
+        make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The error line named the request's path, and an older client's path holds the conversation's id, a web
+    visitor's key to it, for everyone who reads the log and for as long as its aggregator keeps it."""
+    client = await make_client(server={"limits": NO_LIMITS})
+    conversation = cid()
+    assert (await chat(client, conversation, "hello")).status == 200
+
+    def failing(*args: Any) -> Any:
+        raise RuntimeError("the store broke")
+
+    monkeypatch.setattr(Store, "history", failing)
+    response = await client.get(f"/api/conversations/{conversation}/history")
+    assert response.status == 500 and (await response.json())["error"] == "internal error"
+    [said] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert said.getMessage() == "unhandled error on GET /api/conversations/{conversation_id}/history"
+    assert conversation not in caplog.text
 
 
 async def test_a_damaged_store_is_said_once_with_what_to_do_and_the_server_is_not_ready(
@@ -1962,7 +1981,7 @@ async def test_shutdown_lets_socket_turns_finish_within_shutdown_seconds(
     assert received == [] and took < 2  # the 5 s action was not waited for past shutdown_seconds
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stopping")]
     assert said[1] == ("stopping: 1 turn still running after 0.3 s (server.shutdown_seconds) cut off unanswered, in "
-                       "conversations 'waiting-for-it'")
+                       f"conversations {log_tag('waiting-for-it')}")
 
 
 async def test_shutdown_lets_a_reload_under_way_finish_and_tell_the_other_servers(

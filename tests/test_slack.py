@@ -39,7 +39,7 @@ from bot.notify import HandoffNotifier
 from bot.project import LimitsConfig, ProjectError
 from bot.engine import Bot
 from bot.server import BOT, create_app
-from dialogues.store import Exchange, Store
+from dialogues.store import Exchange, Store, log_tag
 from tests.conftest import configured_copy, store_failing_once
 
 SECRET = "test-signing-secret"
@@ -1131,7 +1131,7 @@ async def test_no_withdrawal_reaches_the_agents_for_a_handoff_given_up_at_shutdo
     notifier.withdrawn("slack:T1:C1:1", "slack")  # a deletion processed after it, too
     await notifier.close()
     assert slack_api.notices == []
-    assert "handoff notice for slack:T1:C1:1: its withdrawal is not posted, as http://" in caplog.text
+    assert f"handoff notice for {log_tag('slack:T1:C1:1')}: its withdrawal is not posted, as http://" in caplog.text
 
 
 @pytest.mark.parametrize("answer", ["timeout", 500, 404])

@@ -36,7 +36,7 @@ from dialogues.holding import (accepts, acknowledges, asks_for_a_person, asks_no
 from dialogues.redact import card_shaped, cn_id_valid, luhn_valid, redact, redact_names
 from dialogues.store import (HANDED_BACK_TOLD_S, MIGRATIONS, REDELIVERY_WINDOW_S, RENEW_BUSY_S, TURN_STALE_S,
                              UNOWNED_GRACE_S, Exchange, HeldByColleague, LeaseWatch, SentBefore, Staleness, Store,
-                             StoreError)
+                             StoreError, LOG_TAG, ledger_key, log_tag)
 from tests.conftest import REPO, damage, damage_table, store_in_store_dir_of_a_newer_deskbot, store_of_the_last_deskbot
 
 
@@ -70,6 +70,27 @@ def left_by(store: Store, version: int, *undo: str) -> Store:
     store.db.execute(f"PRAGMA user_version={version}")
     store.close()
     return Store(store.path)
+
+
+def test_a_conversation_is_tagged_in_the_log_alike_by_every_server_of_its_store_and_by_no_other(tmp_path: Path) -> None:
+    """The log named a conversation by its id, a web visitor's key to it, in every warning that the one on call read
+    and the log's aggregator kept: its tag tells the lines of one conversation, on every server of the store and after
+    a restart, keyed by the store's own secret, so that hashing a guessed id (``wecom:{corp}:{userid}``) confirms
+    nothing to whoever lacks it."""
+    first = Store(tmp_path / "dialogues.db")
+    first.serve()
+    tag = log_tag("web-3f9c2a")
+    assert LOG_TAG.fullmatch(tag) and "3f9c2a" not in tag and log_tag("web-3f9c2b") != tag
+    assert ledger_key(first.path).stat().st_mode & 0o077 == 0  # the store owner's alone
+    first.close()
+    restarted = Store(tmp_path / "dialogues.db")
+    restarted.serve()
+    assert log_tag("web-3f9c2a") == tag
+    restarted.close()
+    other = Store(tmp_path / "other.db")
+    other.serve()
+    assert log_tag("web-3f9c2a") != tag
+    other.close()
 
 
 def test_an_old_database_is_migrated_in_place_and_keeps_its_rows(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from bot.language import Script, turn_language
 from bot.limits import LIMITS, Limits
 from bot.project import LimitsConfig, ProjectError
 from bot.project import WeComChannel as WeComSettings
+from dialogues.store import log_tag
 from tests.conftest import store_failing_once
 
 # From Tencent's WXBizMsgCrypt sample (callback_python3/Sample.py).
@@ -476,7 +477,7 @@ async def test_an_answer_message_send_fails_for_is_said_in_one_line_and_marked_u
     assert marked == [41] and settled == [1]  # refused for good: not sent again by the next server
     assert handed == [(f"wecom:{CORP_ID}:ChenJiaShun", True, "undelivered", "wecom")]  # only a person can still answer
     failed = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert failed == [f"the answer to wecom:{CORP_ID}:ChenJiaShun did not reach the customer: "
+    assert failed == [f"the answer to {log_tag(f'wecom:{CORP_ID}:ChenJiaShun')} did not reach the customer: "
                       "message/send: 81013 user & party & tag all invalid (the employee is outside the app's "
                       "visible range: add them, or their department, to its 可见范围)"]
 
@@ -501,7 +502,7 @@ async def test_an_answer_owed_to_another_wecom_app_is_settled_not_sent_at_every_
                        "buttons": []})
     await channel.close()
     assert (settled, marked, handed) == ([7], [42], [("wecom:ww-old:chen", True, "undelivered", "wecom")])
-    assert "the answer to wecom:ww-old:chen could not be sent" in caplog.text and wecom_api.sent == []
+    assert f"the answer to {log_tag('wecom:ww-old:chen')} could not be sent" in caplog.text and wecom_api.sent == []
 
 
 async def test_buttons_alone_owed_to_a_chinese_customer_are_offered_in_chinese(wecom_api: SimpleNamespace) -> None:

@@ -33,6 +33,7 @@ from aiohttp import web
 from bot.language import Language, Script, Text, blank, chinese_script, kept_script, mostly_written_in
 from bot.project import ProjectError, valid_unicode
 from dialogues.disk import DAMAGED_ADVICE, damaged, unwritable_advice
+from dialogues.store import log_tag
 from retrieval.text import normalise as normalise  # re-exported: the engine and every channel normalise with it
 
 if TYPE_CHECKING:
@@ -812,12 +813,12 @@ class PlatformChannel(Channel):
         except Exception as exc:  # not a cancellation
             failed = exc
         if isinstance(failed, MaybeDelivered) and not failed.partly:  # most likely they have it: handed off, unanswered
-            log.warning("the answer to %s may not have reached the customer: %s", conversation_id, failure(failed))
+            log.warning("the answer to %s may not have reached the customer: %s", log_tag(conversation_id), failure(failed))
             failed = None
         elif isinstance(failed, UNDELIVERED):
-            log.error("the answer to %s did not reach the customer: %s", conversation_id, failure(failed))
+            log.error("the answer to %s did not reach the customer: %s", log_tag(conversation_id), failure(failed))
         elif failed is not None:
-            log.error("the answer to %s could not be sent", conversation_id, exc_info=failed)
+            log.error("the answer to %s could not be sent", log_tag(conversation_id), exc_info=failed)
         if store is None:
             return
         if failed is None or turn_id is None:  # taken, or nothing of the bot's to mark: the kept message is settled

@@ -37,6 +37,7 @@ from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypt
 from bot.language import LANGUAGES, SCRIPT, SLOT, Script, Text, kept_script, say
 from bot.limits import hold_back, refunded_on_error
 from dialogues.holding import SENT
+from dialogues.store import log_tag
 from bot.responses import MAX_BUTTON_TITLE_CHARS
 from retrieval.text import WEB_ADDRESS, title_key
 
@@ -479,7 +480,7 @@ class WeComChannel(PlatformChannel):
             hint = say(self.choice_hint, reply.language or self.language, script=reply.script)
             text = "" if silent else plain_text(numbered_choices(reply.text, reply.buttons, hint))
         except Exception:
-            log.exception("wecom turn failed for %s", turn.conversation_id)
+            log.exception("wecom turn failed for %s", log_tag(turn.conversation_id))
             text = ""
         if not answered.done():  # the waiting callback's response carries it
             answered.set_result((text, turn_id))
