@@ -715,7 +715,8 @@ class Search:
     in any letter case and width (ＡＢ12 for ab12; SQLite's lower() folds A to Z alone, so the text is NFKC-folded
     here, as the model's copy of a message is), and in either Chinese script (:func:`~retrieval.text.spellings`): an
     agent typing 退货 looks for the 退貨 a Hong Kong customer wrote, and one typing 訂單 for a Mainland customer's 订单.
-    Empty matches every conversation."""
+    A log tag (:func:`log_tag`) alone finds the conversation the log names by it, for whoever on call follows a
+    warning to it. Empty matches every conversation."""
 
     text: str
     typed: tuple[str, ...]
@@ -731,10 +732,17 @@ class Search:
         of 3 characters or more; a shorter one (退款, a reference's 2 digits) is looked for in every message."""
         return min(map(len, self.spelled)) >= 3
 
+    @property
+    def tagged(self) -> bool:
+        """Whether ``text`` is a log tag, which names the conversation alone."""
+        return LOG_TAG.fullmatch(self.text) is not None
+
     def sql(self, conversation_id: str, user: str, verified: str) -> str:
         """True for a conversation that holds the text, given the SQL of its id, customer and verified customer."""
         if not self.text:
             return "1"
+        if self.tagged:
+            return f"log_tag({conversation_id}) = ?"
         if self.indexed:
             wrote = (f"{conversation_id} IN (SELECT t.conversation_id FROM turns_fts f JOIN turns t ON t.id = f.rowid "
                      "WHERE turns_fts MATCH ?)")
@@ -750,6 +758,8 @@ class Search:
         a phrase of each)."""
         if not self.text:
             return []
+        if self.tagged:
+            return [self.text]
         if self.indexed:
             phrases = " OR ".join('"' + spelling.replace('"', '""') + '"' for spelling in self.spelled)
             return [self.text] * 3 + [f"{{{' '.join(self.typed)}}} : ({phrases})"]
@@ -1117,6 +1127,7 @@ class Store:
             # before anything is written to a file that is not ours
             _check_is_ours(conn, self.path, read_only, newer_too=read_only and newer_too)
             conn.create_function("agent_key", 1, agent_key, deterministic=True)  # for _HANDED_OFF
+            conn.create_function("log_tag", 1, log_tag)  # for Search: its key is the serving store's once it serves
             self.db = sqlite_utils.Database(conn)
             self._lock = threading.RLock()
             self.failing: str | None = None  # why the last write failed (a full disk), until one succeeds

@@ -768,6 +768,24 @@ async def test_the_inbox_is_searched_by_a_header_the_access_logs_do_not_keep(bot
     assert await listed("", f"&q={'x' * 201}") == (400, {"error": "q: at most 200 characters"})  # as documented
 
 
+async def test_the_inbox_finds_the_conversation_a_log_line_names_by_its_tag(bot_dir: Path, aiohttp_client: Any) -> None:
+    """The log names a conversation by a tag, not by its id: whoever follows a warning to its conversation searches the
+    inbox for the tag, which finds that conversation alone, in either list."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    for cid, text in (("web-first", "hello"), ("web-second", "hello again"), ("web-third", "/handoff")):
+        await chat(client, cid, text)
+
+    async def found(status: str, search: str) -> list[str]:
+        response = await client.get(f"/admin/conversations?status={status}",
+                                    headers={**AUTH, "X-Deskbot-Search": quote(search)})
+        return [c["conversation_id"] for c in (await response.json())["conversations"]]
+
+    assert await found("open", log_tag("web-second")) == ["web-second"]
+    assert await found("open", log_tag("web-second").upper()) == ["web-second"]  # as copied from a log viewer
+    assert await found("handed_off", log_tag("web-third")) == ["web-third"]
+    assert await found("open", log_tag("web-third")) == []
+
+
 async def test_an_agents_note_is_for_the_agents_alone(bot_dir: Path, aiohttp_client: Any) -> None:
     """Agents had nowhere to tell a colleague what they knew of a customer but a reply, which the customer read: a
     note is kept for the agents' transcript, and neither sent to the customer nor in their history."""
