@@ -31,7 +31,7 @@ from bot.channels.base import Turn
 from bot.language import READABLE
 from bot.project import ServerConfig, load_project
 from bot.server import BOT, create_app
-from dialogues.store import Store
+from dialogues.store import Store, log_tag
 from tests.conftest import REPO, configured_copy
 
 
@@ -1247,7 +1247,7 @@ async def test_a_turn_another_server_took_over_drops_its_answer_and_leaves_the_c
     assert [text for role, text in said if role == "user"] == ["hello", "where is my parcel", "/check_refund_policy"]
     assert said[3][1] == replies[1]["reply"]
     assert any("another server on the store took it over" in record.getMessage()
-               and conversation["id"] in record.getMessage() for record in caplog.records)
+               and log_tag(conversation["id"]) in record.getMessage() for record in caplog.records)
 
 
 @pytest.mark.parametrize("taken", ["turn_leases", "answering"], ids=["its turn", "its claim of the message"])
@@ -1599,7 +1599,7 @@ async def test_a_turn_given_up_past_its_bound_whose_answer_is_dropped_is_not_log
         reply = await asyncio.wait_for(answered, 30)
     assert (reply["source"], reply["reply"]) == ("silent", "")
     said = [record.getMessage() for record in caplog.records if "server.turn_seconds" in record.getMessage()]
-    assert len(said) == 1 and cid in said[0]
+    assert len(said) == 1 and log_tag(cid) in said[0] and cid not in said[0]
     assert "dropped" in said[0] and "customer told" not in said[0]
 
 
