@@ -4105,3 +4105,16 @@ def test_an_agents_customers_unread_are_every_one_they_have(tmp_path: Path) -> N
     store.log_exchange(Exchange(customers[-1], "web", None, "any news?", None, None, None, None, [], None, "v0001"))
     assert [c for c in store.unread_of("ana") if c["unread"]] == [{"conversation_id": customers[-1], "unread": 1}]
     store.close()
+
+
+def test_a_customers_other_conversations_are_read_without_going_over_every_conversation(tmp_path: Path) -> None:
+    """Each transcript an agent's console reads names the conversations a customer's page went on in from it
+    (``continues``), and that read went over every conversation of the store at each console's poll."""
+    store = Store(tmp_path / "dialogues.db")
+    user_turn(store, "c0", "where is my order?")
+    conversation = store.conversation("c0")
+    few = steps_of(store, lambda: store.others(conversation))
+    for n in range(300):
+        user_turn(store, f"other{n}", "where is my order?")
+    assert steps_of(store, lambda: store.others(conversation)) - few < 100
+    store.close()
