@@ -18,7 +18,7 @@ import re
 import sqlite3
 import time
 from contextvars import ContextVar
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, NamedTuple, TypeVar
 
@@ -165,6 +165,8 @@ def _holding_nothing(lost: Callable[[], None]) -> contextlib.AbstractAsyncContex
 # The bound of the turn running in this context (Bot.handle), which the renewals of its lease (Bot._across_servers) and
 # the writing of its exchange (Bot._log) change.
 _TURN_BOUND: ContextVar[_TurnBound | None] = ContextVar("turn_bound", default=None)
+# The task, and the conversation, whose turn Bot.in_flight counts already: the turn it then begins counts once.
+_IN_FLIGHT: ContextVar[tuple[asyncio.Task[Any] | None, str] | None] = ContextVar("in_flight", default=None)
 # The keys of a rasa-sdk dispatcher message; any other key is a value for the response it names.
 RASA_MESSAGE_KEYS = {"text", "buttons", "quick_replies", "elements", "custom", "template", "response", "image",
                      "attachment"}
@@ -356,7 +358,8 @@ class Bot:
         self.channels: dict[str, Any] = {}  # name -> Channel, filled by the server
         self.limits: Limits | None = None  # the server's, which caps the handoffs from one address
         self._turns: dict[str, asyncio.Lock] = {}  # conversation id -> the lock its turns take in order
-        self._waiting: dict[str, int] = {}  # conversation id -> turns holding or waiting for that lock
+        # conversation id -> turns in flight (in_flight): holding or waiting for that lock, or about to
+        self._waiting: dict[str, int] = {}
         self._idle = asyncio.Event()  # set while no turn runs or waits
         self._idle.set()
         # (conversation id, key) -> how the agent's reply sent with that key turns out, while it is being sent
@@ -478,17 +481,32 @@ class Bot:
 
     @contextlib.asynccontextmanager
     async def _in_turn(self, conversation_id: str) -> AsyncIterator[None]:
-        """Hold ``conversation_id``'s lock; the lock is dropped once no turn holds or waits for it."""
-        lock = self._turns.setdefault(conversation_id, asyncio.Lock())
+        """Hold ``conversation_id``'s lock, the turn counted in flight; the lock is dropped once no turn holds or
+        waits for it."""
+        with self.in_flight(conversation_id):
+            async with self._turns.setdefault(conversation_id, asyncio.Lock()), self._across_servers(conversation_id):
+                yield
+
+    @contextlib.contextmanager
+    def in_flight(self, conversation_id: str) -> Iterator[None]:
+        """Count a turn of ``conversation_id`` in flight while the block runs: SIGTERM waits for it
+        (:meth:`finish_turns`). A channel counts a turn from before :meth:`handle` where what comes first may wait (a web
+        message's claim, behind another process holding the store locked): uncounted, the stop cut its customer's
+        connection without an answer. The turn the block then begins in this task is counted once."""
+        if _IN_FLIGHT.get() == (asyncio.current_task(), conversation_id):
+            yield
+            return
         self._waiting[conversation_id] = self._waiting.get(conversation_id, 0) + 1
         self._idle.clear()
+        counted = _IN_FLIGHT.set((asyncio.current_task(), conversation_id))
         try:
-            async with lock, self._across_servers(conversation_id):
-                yield
+            yield
         finally:
+            _IN_FLIGHT.reset(counted)
             self._waiting[conversation_id] -= 1
             if not self._waiting[conversation_id]:
-                del self._waiting[conversation_id], self._turns[conversation_id]
+                del self._waiting[conversation_id]
+                self._turns.pop(conversation_id, None)
                 if not self._waiting:
                     self._idle.set()
 

@@ -313,6 +313,47 @@ async def test_a_stop_with_nothing_in_flight_says_which_signal_stopped_it(tiny_d
     assert stopping in said and said.index(stopping) < said.index("deskbot stopped"), said
 
 
+async def said_in(log: Path, line: str, process: Any, timeout: float = 30) -> None:
+    """Wait until the server's ``log`` holds ``line``; fail if it does not within ``timeout`` s, or the server ended."""
+    deadline = time.monotonic() + timeout
+    while line not in (said := log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline and process.is_alive(), said
+        await asyncio.sleep(0.05)
+
+
+async def test_sigterm_answers_a_web_message_whose_claim_waits_for_the_store_lock(tiny_demo_bot: Path,
+                                                                                   tmp_path: Path) -> None:
+    """A message whose claim (its ``message_id``, which the widget sends) waited for another process holding the
+    store locked was not yet a turn: SIGTERM did not wait for it, and its connection was cut without an answer while
+    the stop let its claim through a moment later. The stop waits for it as for any turn in flight."""
+    from tests.conftest import configured_copy
+
+    server_config = {**CHAOS_CONFIG["server"], "shutdown_seconds": 20}
+    root = configured_copy(tiny_demo_bot, tmp_path / "locked", **{**CHAOS_CONFIG, "server": server_config})
+    log = tmp_path / "locked.log"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        server = await start(root, session, log=log)
+        holder = sqlite3.connect(root / "dialogues.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another process's write lock: a sqlite3 shell left in a transaction
+        body = {"conversation_id": "locked-at-stop", "text": "where is my order", "message_id": "m-locked-1"}
+        asked = asyncio.create_task(session.post(f"{server.url}/api/chat", json=body))
+        while "deskbot_store_lock_waiting_seconds 0.0" in await (await session.get(f"{server.url}/metrics")).text():
+            assert not asked.done()
+            await asyncio.sleep(0.05)
+        server.process.terminate()
+        await said_in(log, "stopping: finishing 1 turn in flight", server.process)
+        holder.execute("ROLLBACK")
+        holder.close()
+        async with await asyncio.wait_for(asked, 30) as answered:
+            assert answered.status == 200, await answered.text()
+            reply = await answered.json()
+        await asyncio.to_thread(server.process.join, 30)
+    assert server.process.exitcode == 0
+    with sqlite3.connect(root / "dialogues.db") as db:
+        stored = db.execute("SELECT role, text FROM turns WHERE conversation_id = 'locked-at-stop' ORDER BY id").fetchall()
+    assert stored == [("user", "where is my order"), ("bot", reply["reply"])]
+
+
 def closed_within(sock: socket.socket, seconds: float, trickle: bytes = b"") -> float | None:
     """When the server closed ``sock``, in seconds from now, writing ``trickle`` to it every 0.2 s meanwhile (a
     slowloris client's next header line); None if it was still open after ``seconds``."""

@@ -643,20 +643,22 @@ class WebChannel(Channel):
         """The bot's reply to ``turn``, as the API gives it: for a message sent again with its ``message_id`` that a
         server before this one answered (the widget's Retry after a deploy), the reply the store kept; for one that
         another server on the store is answering, that server's reply, once kept, if ``wait``, else AnsweredElsewhere
-        (a socket's, whose later messages would wait behind it)."""
-        while (kept := await self._kept_reply(turn)) is None:
-            if await self._claimed(turn):
-                try:
-                    return (await self.bot.handle(turn, functools.partial(self._holding_claim, turn))).to_json()
-                except BaseException:
-                    await self._unclaim(turn)
-                    raise
-            if not wait:
-                if (kept := await self._kept_reply(turn)) is not None:  # kept since it was looked for: not claimed
-                    return kept
-                raise AnsweredElsewhere()
-            await asyncio.sleep(CLAIM_POLL_S)
-        return kept
+        (a socket's, whose later messages would wait behind it). In flight from the start (:meth:`Bot.in_flight`): its
+        claim may wait for another process holding the store locked, and SIGTERM meanwhile waits for its answer."""
+        with self.bot.in_flight(turn.conversation_id):
+            while (kept := await self._kept_reply(turn)) is None:
+                if await self._claimed(turn):
+                    try:
+                        return (await self.bot.handle(turn, functools.partial(self._holding_claim, turn))).to_json()
+                    except BaseException:
+                        await self._unclaim(turn)
+                        raise
+                if not wait:
+                    if (kept := await self._kept_reply(turn)) is not None:  # kept since it was looked for: not claimed
+                        return kept
+                    raise AnsweredElsewhere()
+                await asyncio.sleep(CLAIM_POLL_S)
+            return kept
 
     async def _claimed(self, turn: Turn) -> bool:
         """Whether this server may answer ``turn``: no other on the store is answering its ``message_id``, or the one
