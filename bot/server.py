@@ -549,13 +549,19 @@ class SharedRead:
 
     def __init__(self) -> None:
         self._read: asyncio.Future[int] | None = None  # the read on its way, which may outlast the checks waiting
+        self.last: int | None = None  # what the latest read that worked found, for the checks between probes
 
     async def __call__(self, read: Callable[[], Awaitable[int]]) -> int:
         if self._read is None or self._read.done():
             self._read = asyncio.ensure_future(read())
-            # a read every check gave up waiting for fails unheard: its failure is the next check's to see
-            self._read.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._read.add_done_callback(self._keep)
         return await asyncio.shield(self._read)
+
+    def _keep(self, done: asyncio.Future[int]) -> None:
+        """Keep what a read found (:attr:`last`); one every check gave up waiting for fails unheard: its failure is the
+        next check's to see."""
+        if not done.cancelled() and done.exception() is None:
+            self.last = done.result()
 
 
 SCHEMA_READ = web.AppKey("schema_read", SharedRead)
@@ -567,13 +573,27 @@ async def migrated_by_newer(bot: Bot, read: SharedRead) -> str | None:
     fill) would no longer be what the newer one reads. Read on the look-ups' connection, not behind a long figures
     read, one read for the checks that come at once (``read``), and not waited for long (:func:`store_checks`)."""
     try:
-        schema = await read(functools.partial(bot._look_up, lambda store: store.schema))
+        return newer_schema(await read(functools.partial(bot._look_up, lambda store: store.schema)))
     except (StoreError, sqlite3.Error):
         return None
-    if schema <= len(MIGRATIONS):
+
+
+def newer_schema(schema: int | None) -> str | None:
+    """Why this server must not go on with a store of ``schema`` (:func:`migrated_by_newer`); None for one it knows, or
+    none read yet."""
+    if schema is None or schema <= len(MIGRATIONS):
         return None
     return (f"the conversation store was migrated by a newer deskbot while this server ran (schema {schema}; it knows "
             f"up to {len(MIGRATIONS)}): stop it and serve the newer deskbot")
+
+
+def own_unready(app: web.Application) -> str | None:
+    """This server's own reason not to be ready, as it stands now (None: none), for a web chat socket connecting
+    between two probes (:meth:`WebChannel.websocket`): its store file moved or replaced, a newer deskbot's schema as the
+    latest read found it, its renewals failing. Asked of the causes themselves, not of the last probe's answer: a
+    socket connecting once a cause has ended stays, whenever the next probe comes."""
+    bot = app[BOT]
+    return bot.store.moved() or newer_schema(app[SCHEMA_READ].last) or bot.renewals_failing()
 
 
 async def store_checks(app: web.Application, bot: Bot) -> str | None:
@@ -1797,6 +1817,8 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app[OFF_SAID_UNTIL] = {}
     for channel in channels:
         bot.channels[channel.name] = channel
+        if isinstance(channel, WebChannel):
+            channel.unready = functools.partial(own_unready, app)
         routes = app.add_routes(channel.routes())
         if isinstance(channel, PlatformChannel):
             limits.callbacks |= {route.resource.canonical for route in routes if route.resource is not None}

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
-from aiohttp import WSMsgType
+from aiohttp import WSMessage, WSMsgType
 
 from bot import engine as engine_module
 from bot.channels import web as web_channel
@@ -31,6 +31,7 @@ from bot.channels.base import Turn
 from bot.language import READABLE
 from bot.project import ServerConfig, load_project
 from bot.server import BOT, create_app
+from dialogues.migrations import MIGRATIONS
 from dialogues.store import Store, log_tag
 from tests.conftest import REPO, configured_copy
 
@@ -1707,6 +1708,40 @@ async def test_a_server_not_ready_sends_its_sockets_away_to_connect_again(
         assert (await client.get("/healthz")).status == 503
         closing = await ws.receive(timeout=30)
         assert (closing.type, closing.data) == (WSMsgType.CLOSE, web_channel.RECONNECT_ELSEWHERE)
+
+
+async def test_a_server_not_ready_for_a_reason_of_its_own_sends_sockets_away_as_they_connect_while_it_lasts(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A widget connecting to a server not ready for a reason of its own, between two probes, stayed on a server that
+    could not answer it until the next probe sent it away: it is sent away as it connects, with the code that has it
+    connect again through the balancer. Once the cause has ended, sockets connecting stay, with no probe since: a
+    server that went on sending them away until its next probe cut every widget a balancer sent it meanwhile."""
+    app = create_app(web_demo_bot.root, device="cpu")  # a server of its own: nothing of its state outlives the test
+    client = await aiohttp_client(app)
+    failing: list[str | None] = ["renewals fail"]
+    monkeypatch.setattr(app[BOT], "renewals_failing", lambda: failing[0])
+
+    async def connected() -> WSMessage:
+        """What a socket connecting now hears first: its close, or the reply to a message."""
+        async with client.ws_connect("/api/ws") as ws:
+            await ws.send_json({"conversation_id": new_id(), "text": "hello"})
+            return await ws.receive(timeout=30)
+
+    def sent_away(heard: WSMessage) -> bool:
+        return (heard.type, heard.data) == (WSMsgType.CLOSE, web_channel.RECONNECT_ELSEWHERE)
+
+    assert sent_away(await connected())  # before any probe
+    assert (await client.get("/healthz")).status == 503
+    assert sent_away(await connected())
+    failing[0] = None  # the renewals work again, and no probe has come since
+    assert json.loads((await connected()).data)["type"] == "reply"
+    with monkeypatch.context() as newer:
+        newer.setattr(Store, "schema", property(lambda store: len(MIGRATIONS) + 1))
+        assert (await client.get("/healthz")).status == 503  # a newer deskbot migrated the store
+        assert sent_away(await connected())
+    assert sent_away(await connected())  # as the latest read of the schema found it
+    assert (await client.get("/healthz")).status == 200
+    assert json.loads((await connected()).data)["type"] == "reply"
 
 
 async def test_a_stopping_server_closes_its_sockets_saying_it_stops(aiohttp_client: Any,

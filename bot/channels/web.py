@@ -59,6 +59,7 @@ CLOSE_WAIT_S = 2.0  # for a browser to answer a socket's close; one answers at o
 # widget connects again, after a pause of its own, through the load balancer, which sends it to a server that is ready.
 RECONNECT_ELSEWHERE = WSCloseCode.TRY_AGAIN_LATER
 STOPPING = WSCloseCode.SERVICE_RESTART
+NOT_READY = b"this server is not ready: connect again"  # RECONNECT_ELSEWHERE's reason
 SEND_WAIT_S = 5.0  # for a socket to take a push: a tab that stopped reading is cut, not waited on by everyone
 MAX_JOINED = 16  # conversations one socket hears at once (a widget is in one, and starts a new one now and then)
 IDENTITY_ENV = {"identity_secret": "DESKBOT_WEB_IDENTITY_SECRET"}
@@ -477,6 +478,8 @@ class WebChannel(Channel):
         self._open: dict[web.WebSocketResponse, asyncio.BaseTransport | None] = {}
         self._turns: set[asyncio.Task[None]] = set()  # the sockets' turns in flight, which close() lets finish
         self._sending_away: asyncio.Future[None] | None = None  # the sockets' closing by a server not ready (send_away)
+        # Why this server is not ready for a reason of its own, now (None: it is), which the server sets (own_unready)
+        self.unready: Callable[[], str | None] = lambda: None
         self._watcher: asyncio.Task[None] | None = None  # pushes what other servers on the store said (_watching)
         self.max_chars: int = settings.get("max_message_chars", 4000)
         self.origins: set[str] = set(settings.get("origins", []))  # as bot.yml's check wrote them: as browsers send them
@@ -805,6 +808,9 @@ class WebChannel(Channel):
             await ws.prepare(request)
         except UnicodeEncodeError:  # aiohttp quotes a handshake header it refuses, and fails on one not UTF-8
             raise http_error(web.HTTPBadRequest, "not a WebSocket handshake: a header is not UTF-8") from None
+        if self.unready() is not None:  # as send_away: the widget connects again, through the balancer, elsewhere
+            await ws.close(code=RECONNECT_ELSEWHERE, message=NOT_READY)
+            return ws
         joined: OrderedDict[str, None] = OrderedDict()  # the conversations this socket hears, the latest last
         self._open[ws] = request.transport
         self._watch()
@@ -1057,5 +1063,4 @@ class WebChannel(Channel):
         cannot answer them (a store that cannot write, renewals that fail). The widget connects again, each after a
         pause of its own, and reaches a ready server. One sending off at a time: the probes meanwhile add none."""
         if self._sending_away is None or self._sending_away.done():
-            self._sending_away = asyncio.ensure_future(self._close_sockets(
-                code=RECONNECT_ELSEWHERE, message=b"this server is not ready: connect again"))
+            self._sending_away = asyncio.ensure_future(self._close_sockets(code=RECONNECT_ELSEWHERE, message=NOT_READY))
