@@ -1109,6 +1109,7 @@ class Store:
         which copies it as it is; anything else would read a schema this deskbot does not know. ``busy_s``: how long
         its writes, opening included, wait for another process's lock (:meth:`renewer`'s wait less)."""
         self.path = Path(path)
+        self._busy_s = busy_s
         self.redact = redact
         self.keep_raw = keep_raw
         self.read_only = read_only
@@ -1191,13 +1192,39 @@ class Store:
             if self.db.conn.in_transaction:
                 self.db.execute("COMMIT")
 
-    def _waited_for_lock(self, seconds: float) -> None:
+    def _begin_writing(self) -> list[str]:
+        """``BEGIN IMMEDIATE``, which waits up to the busy timeout for another process's lock; where a wait of
+        ``SLOW_LOCK_S`` would be said (:meth:`_waited_for_lock`), the processes that have the store open then, while
+        the lock is held: read after the wait, they left out the process that had held it and closed the store since,
+        and named one found in its place."""
+        if self._busy_s <= SLOW_LOCK_S or time.monotonic() - self._slow_said < LOCK_WAIT_SAID_EVERY_S:
+            self.db.execute("BEGIN IMMEDIATE")
+            return []
+
+        def begin(wait_s: float) -> None:
+            self.db.execute(f"PRAGMA busy_timeout = {wait_s * 1000:.0f}")
+            self.db.execute("BEGIN IMMEDIATE")
+
+        try:
+            try:
+                begin(SLOW_LOCK_S)
+                return []
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                    raise
+            openers = _openers(self.path)
+            begin(self._busy_s - SLOW_LOCK_S)
+            return openers
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout = {self._busy_s * 1000:.0f}")
+
+    def _waited_for_lock(self, seconds: float, openers: list[str]) -> None:
         """Say a write that waited ``seconds`` for the write lock another process held (a sqlite3 shell left in a
-        transaction): a server's replies all waited with it, up to the 30 s busy timeout, and nothing said so
-        unless it ran out. Once in ``LOCK_WAIT_SAID_EVERY_S`` at most."""
+        transaction), naming the processes that had the store open meanwhile (``openers``, :meth:`_begin_writing`): a
+        server's replies all waited with it, up to the 30 s busy timeout, and nothing said so unless it ran out. Once in
+        ``LOCK_WAIT_SAID_EVERY_S`` at most."""
         if seconds >= SLOW_LOCK_S and time.monotonic() - self._slow_said >= LOCK_WAIT_SAID_EVERY_S:
             self._slow_said = time.monotonic()
-            openers = _openers(self.path)
             log.warning("%s: a write waited %.1f s for another process holding the store locked (a sqlite3 shell in a "
                         "transaction?); every write waits meanwhile, up to %d s, then fails%s", self.path, seconds,
                         BUSY_TIMEOUT_S, f"; processes that have it open: {', '.join(openers)}" if openers else "")
@@ -1239,13 +1266,13 @@ class Store:
             changes = self.db.conn.total_changes
             self._asked_lock = asked = time.monotonic()
             try:
-                self.db.execute("BEGIN IMMEDIATE")
+                openers = self._begin_writing()
             finally:
                 self._asked_lock = None
                 waited = time.monotonic() - asked
                 if self.on_lock_wait is not None:  # a wait that ran out too
                     self.on_lock_wait(waited)
-            self._waited_for_lock(waited)
+            self._waited_for_lock(waited, openers)
             self._locked = time.monotonic()
             try:
                 yield
