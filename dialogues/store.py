@@ -28,6 +28,7 @@ import threading
 import time
 import unicodedata
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -386,6 +387,10 @@ REWRITE_BATCH = 500
 # The ids one query's IN (...) lists: SQLite refuses a statement with more than 32,766 values (999 before 3.32), and
 # a first `bot purge --before` or retention round on a store of years names every conversation it deletes.
 IDS_A_QUERY = 900
+# A purge whose cutoff is this close to now watches the turn leases of the conversations it would delete for
+# TURN_STALE_S (Store.conversation_ids): their stamps alone cannot tell a hung server's from one read on a clock
+# stepped forward. Further back (a retention round's days), a step that large is not met.
+LEASE_WATCH_WITHIN_S = 3600.0
 
 
 def cannot_open(path: Path, exc: sqlite3.Error, reading: bool = False) -> StoreError:
@@ -3015,6 +3020,9 @@ class Store:
             args += [user, user]
         sql = f"SELECT id FROM conversations c WHERE {' AND '.join(where) or '1'} ORDER BY c.created, c.id"
         found = [row[0] for row in self.db.execute(sql, args)]
+        if before is not None and before > now() - LEASE_WATCH_WITHIN_S:
+            running = self._still_renewed(found)
+            found = [cid for cid in found if cid not in running]
         if user is None:
             return found
         # A customer's message kept before their conversation was written (:meth:`received_only`) is theirs too:
@@ -3023,6 +3031,29 @@ class Store:
                                "AND NOT EXISTS (SELECT 1 FROM conversations WHERE id = p.conversation_id) "
                                "GROUP BY conversation_id ORDER BY min(received)", [user, before or math.inf])
         return found + [row[0] for row in kept]
+
+    def _still_renewed(self, conversation_ids: list[str]) -> set[str]:
+        """Of ``conversation_ids``, those whose turn leases change within ``TURN_STALE_S`` on this process's steady
+        clock (renewed, ended or taken: a turn runs), as a server watches another's (:class:`LeaseWatch`); those whose
+        leases stay as they were are hung servers'. Watched only where one of them holds a lease: read against a purge's
+        clock stepped forward (NTP, a resumed VM), a lease renewed all along looked older than a cutoff near now."""
+        def leases() -> dict[str, set[tuple[str, float]]]:
+            found: dict[str, set[tuple[str, float]]] = defaultdict(set)
+            for at in range(0, len(conversation_ids), IDS_A_QUERY):
+                batch = conversation_ids[at:at + IDS_A_QUERY]
+                for cid, server, taken in self.db.execute(
+                        "SELECT conversation_id, server, taken FROM turn_leases "
+                        f"WHERE conversation_id IN ({','.join('?' * len(batch))})", batch):
+                    found[cid].add((server, taken))
+            return found
+
+        first, changed = leases(), set()
+        deadline = time.monotonic() + TURN_STALE_S
+        while first.keys() - changed and time.monotonic() < deadline:
+            time.sleep(min(TURN_RENEW_S, max(deadline - time.monotonic(), 0.0)))
+            latest = leases()
+            changed |= {cid for cid in first if latest.get(cid) != first[cid]}
+        return changed
 
     def kept_of(self, conversation_ids: list[str]) -> list[dict[str, Any]]:
         """Everything the store keeps of each of ``conversation_ids``, as stored, for a customer's request to see it

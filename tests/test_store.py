@@ -15,6 +15,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -638,11 +639,13 @@ def test_a_pass_an_agent_read_is_kept_from_migration_45_on_and_purged_with_its_c
     store.close()
 
 
-def test_a_purge_by_age_leaves_a_conversation_whose_turn_a_server_runs_now(tmp_path: Path) -> None:
+def test_a_purge_by_age_leaves_a_conversation_whose_turn_a_server_runs_now(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A customer coming back to a conversation past the retention period while ``bot purge --before`` ran: the purge
     deleted it mid-turn, with its turn, and another server on the store ran the conversation's next message beside
     the first, each on a conversation begun anew. A conversation whose turn a server runs is going on, and left; one
     whose turn went stale (a hung server's) is not."""
+    monkeypatch.setattr(store_module, "TURN_STALE_S", 1.0)  # the hung lease is watched that long
     path = tmp_path / "dialogues.db"
     green, purging = Store(path), Store(path)
     green.serve()
@@ -673,6 +676,40 @@ def test_a_purge_by_age_on_a_clock_stepped_forward_leaves_a_conversation_whose_t
     monkeypatch.setattr(store_module, "now", lambda: stepped)
     assert purging.conversation_ids(before=time.time() - DAY) == []
     for store in (green, purging):
+        store.close()
+
+
+def test_a_purge_with_a_cutoff_near_now_on_a_clock_stepped_forward_leaves_a_conversation_whose_turn_a_server_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a cutoff within ``TURN_STALE_S`` of now, a purge took a lease renewed all along for stale where its clock
+    had stepped forward further than that (NTP, a resumed VM), and deleted the conversation mid-turn. It watches the
+    leases of the conversations it would delete for ``TURN_STALE_S`` on its steady clock, as a server watches another's:
+    one renewed meanwhile is a turn running; one left as it was, a hung server's."""
+    monkeypatch.setattr(store_module, "TURN_STALE_S", 1.0)
+    monkeypatch.setattr(store_module, "TURN_RENEW_S", 0.2)
+    path = tmp_path / "dialogues.db"
+    green, purging = Store(path), Store(path)
+    green.serve()
+    for conversation in ("back", "hung", "idle"):
+        user_turn(green, conversation, "where is my order?")
+    for conversation in ("back", "hung"):
+        assert green.take_turn(conversation, before(time.time() - 60))
+    renewer, stop = green.renewer(), threading.Event()
+
+    def renew() -> None:  # green's renewals of its turn of "back", on its own clock
+        while not stop.wait(0.1):
+            assert renewer.renew_turn("back")
+
+    renewing = threading.Thread(target=renew)
+    renewing.start()
+    real, purge = store_module.now, threading.current_thread()
+    monkeypatch.setattr(store_module, "now", lambda: real() + 60 if threading.current_thread() is purge else real())
+    try:
+        assert purging.conversation_ids(before=store_module.now() - 0.5) == ["hung", "idle"]
+    finally:
+        stop.set()
+        renewing.join()
+    for store in (green, renewer, purging):
         store.close()
 
 
