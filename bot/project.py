@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal, NamedTuple, NoReturn
 
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, IPvAnyNetwork, ValidationError
+from pydantic_core import SchemaValidator, core_schema
 from yarl import URL
 
 from bot.language import (CJK, LANGUAGES, SCRIPT, SLOT, Language, Script, Text, language_meant,
@@ -1387,15 +1388,32 @@ def _without_mistakes(model: type[_Section], data: Any) -> _Section | None:
     same: one taken out at a time, as taking one out of a list moves the others; None where a mistake is in no value
     (``data`` is no mapping)."""
     data = copy.deepcopy(data)
+    validate: Callable[[Any], Any] = model.model_validate
     for _ in range(_MOST_MISTAKES):
         try:
-            return model.model_validate(data)
+            return validate(data)
         except ValidationError as exc:
             err = first_error(exc)
-            if not (err["type"] == "extra_forbidden" and _rename(data, model, tuple(err["loc"]))
-                    or _drop(data, tuple(err["loc"]))):
+            if not err["loc"] and isinstance(data, dict) and validate == model.model_validate:
+                validate = _fields_only(model).validate_python  # a check of the whole section, told: its values read
+            elif not (err["type"] == "extra_forbidden" and _rename(data, model, tuple(err["loc"]))
+                      or _drop(data, tuple(err["loc"]))):
                 return None
     return None
+
+
+@functools.cache
+def _fields_only(model: type[BaseModel]) -> SchemaValidator:
+    """``model``'s validator without its checks of the whole (a ``model_validator``, such as a variant's "needs its
+    text"), whose mistake pydantic ties to no key, so none can be taken out: the section's values are then read as
+    written, for the checks of them and of the other files (its buttons' intents, bot.yml's intents) to be made in
+    the same run, not once that mistake is mended."""
+    schema: Any = model.__pydantic_core_schema__
+    definitions = schema["definitions"] if schema["type"] == "definitions" else None
+    schema = schema["schema"] if definitions is not None else schema
+    while schema["type"] in ("function-after", "function-before", "function-wrap"):
+        schema = schema["schema"]
+    return SchemaValidator(schema if definitions is None else core_schema.definitions_schema(schema, definitions))
 
 
 def _rename(data: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> bool:

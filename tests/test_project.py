@@ -15,7 +15,7 @@ from typing import get_args, get_origin
 
 import pytest
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, model_validator
 from click.testing import CliRunner
 
 from bot.channels.base import normalise
@@ -436,6 +436,46 @@ def test_every_mistake_of_a_variant_is_told_on_its_line(bot_dir: Path) -> None:
         f"{line('          payload: /get_refnd')}.buttons.0.payload: unknown intent 'get_refnd' (not in nlu.yml; did you "
         "mean 'get_refund'?)",
         f"{line('      chanel: web')}.chanel: unknown key; did you mean 'channel'?"], said
+
+
+def test_a_variant_without_its_text_is_told_with_its_other_mistakes(bot_dir: Path) -> None:
+    """A variant's check of the whole ("needs its text"), which pydantic ties to no key, hid the variant's other
+    mistakes: its button's misspelt intent was told only once the text was written. Each is told in one run."""
+    responses = bot_dir / "responses.yml"
+    variant = "    - buttons:\n        - title: 申请退款\n          payload: /get_refnd\n"
+    responses.write_text(responses.read_text().replace("  complaint:\n", "  complaint:\n" + variant, 1))
+    lines = responses.read_text().splitlines()
+    said = error_for(bot_dir).splitlines()
+    assert said == [
+        f"{responses}:{lines.index('    - buttons:') + 1}: responses.complaint.0: Value error, a variant needs its text, "
+        "or a custom payload for the web chat (custom:)",
+        f"{responses}:{lines.index('          payload: /get_refnd') + 1}: responses.complaint.0.buttons.0.payload: "
+        "unknown intent 'get_refnd' (not in nlu.yml; did you mean 'get_refund'?)"], said
+
+
+def test_a_check_of_the_whole_bot_yml_is_told_with_the_other_files_mistakes(bot_dir: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A check of bot.yml as a whole (a model_validator, tied to no key) left the bot's settings unread: the intents
+    bot.yml names, and responses.yml against its language, were checked only once it was mended. They are checked
+    against bot.yml as written, in the same run."""
+
+    class Checked(BotConfig):
+        @model_validator(mode="after")
+        def _whole(self) -> Checked:
+            if self.name.endswith("!"):
+                raise ValueError("a check of the whole file")
+            return self
+
+    monkeypatch.setattr("bot.project.BotConfig", Checked)
+    config = bot_dir / "bot.yml"
+    config.write_text(config.read_text().replace("name: Demo Shop", "name: Demo Shop!", 1)
+                      .replace("intent: contact_human_agent", "intent: contact_humn_agent", 1))
+    line = config.read_text().splitlines().index("  intent: contact_humn_agent  # its messages, and the fallback's, "
+                                                 "are deskbot's own in English and Chinese") + 1
+    said = error_for(bot_dir).splitlines()
+    assert said[0].startswith(f"{config}:") and said[0].endswith(": Value error, a check of the whole file"), said
+    assert said[1:] == [f"{config}:{line}: handoff.intent: unknown intent 'contact_humn_agent' (not in nlu.yml; did you "
+                        "mean 'contact_human_agent'?)"], said
 
 
 def test_a_misspelt_or_double_braced_variable_is_told_with_the_one_it_meant(bot_dir: Path) -> None:
