@@ -62,23 +62,48 @@ def language_meant(value: Any) -> str | None:
     return None if match is None else "zh" if match["zh"] else "en"
 
 
+class KeyMistake(ValueError):
+    """A mistake in one key of a mapping (the ``fr:`` of a text per language), which a file's check names on that key's
+    line: the line of the mapping's own key sent an editor looking through its every language."""
+
+    def __init__(self, key: Any, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def mistake_in(key: Any, message: str) -> ValueError:
+    """The error ``message`` about the value of ``key`` of a mapping (a :class:`KeyMistake`), or about a value that
+    is no mapping's (None)."""
+    return ValueError(message) if key is None else KeyMistake(key, message)
+
+
+def per_language(text: Text) -> list[tuple[Language | None, Any]]:
+    """A text as its languages' texts, each with its language (None: one text for every language)."""
+    return [(None, text)] if not isinstance(text, dict) else list(text.items())
+
+
 def _text(value: Any) -> str | dict[Language, str]:
     """One message for a config error, where pydantic's would list what each branch of the union wanted.
     A blank text is refused (:func:`visible`), and a language deskbot names otherwise ({cn: 申请退款}) is told with
-    the name to write: "expected a text, or one text per language" did not say which key was wrong."""
-    texts = [value]
+    the name to write: "expected a text, or one text per language" did not say which key was wrong. A mistake in
+    a text per language is one of its language's key (:class:`KeyMistake`)."""
+    texts: list[tuple[Any, Any]] = [(None, value)]
     if isinstance(value, dict) and value and set(value) <= set(LANGUAGES):
-        texts = list(value.values())
+        texts = list(value.items())
     elif isinstance(value, dict) and (others := [key for key in value if key not in LANGUAGES]):
         meant = language_meant(others[0])
-        raise ValueError(f"{others[0]!r} is no language of deskbot's ({', '.join(LANGUAGES)})"
+        raise KeyMistake(others[0], f"{others[0]!r} is no language of deskbot's ({', '.join(LANGUAGES)})"
                          + (f": write {meant!r}" if meant else "") + "; one text per language is {en: ..., zh: ...}")
-    if odd := [text for text in texts if not isinstance(text, str)]:
-        hint = f" (YAML reads {odd[0]!r} as {type(odd[0]).__name__}: put it in quotes)" \
-            if isinstance(odd[0], (bool, int, float, date)) else ""  # message: 110, titles: {get_refund: No}
-        raise ValueError(f"expected a text, or one text per language: {{en: ..., zh: ...}}{hint}")
-    for text in texts:
-        visible(text)
+    if odd := [(key, text) for key, text in texts if not isinstance(text, str)]:
+        key, text = odd[0]
+        hint = f" (YAML reads {text!r} as {type(text).__name__}: put it in quotes)" \
+            if isinstance(text, (bool, int, float, date)) else ""  # message: 110, titles: {get_refund: No}
+        raise mistake_in(key, f"expected a text, or one text per language: {{en: ..., zh: ...}}{hint}")
+    for key, text in texts:
+        try:
+            visible(text)
+        except ValueError as exc:
+            raise mistake_in(key, str(exc)) from None
     return value
 
 

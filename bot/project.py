@@ -30,8 +30,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, IPvAnyNe
 from pydantic_core import SchemaValidator, core_schema
 from yarl import URL
 
-from bot.language import (CJK, LANGUAGES, SCRIPT, SLOT, Language, Script, Text, language_meant,
-                          typed_in_pinyin)
+from bot.language import (CJK, LANGUAGES, SCRIPT, SLOT, KeyMistake, Language, Script, Text, language_meant,
+                          mistake_in, per_language, typed_in_pinyin)
 from bot.responses import (MAX_BUTTON_TITLE_CHARS, MAX_REPLY_CHARS, PayloadValue, ResponseVariant, Responses,
                            read_payload, variable_names, variables_are_names)
 from dialogues.export import about_one_case
@@ -168,10 +168,10 @@ class Thresholds(Settings):
 
 def _button_title(text: str | dict[Language, str]) -> str | dict[Language, str]:
     """A button's title is held to Slack's limit, as a template's buttons are: Slack cut it there."""
-    for title in [text] if isinstance(text, str) else text.values():
+    for language, title in per_language(text):
         if len(title) > MAX_BUTTON_TITLE_CHARS:
-            raise ValueError(f"a button title has {MAX_BUTTON_TITLE_CHARS} characters at most (Slack's limit); "
-                             f"{title[:20]!r}… has {len(title)}")
+            raise mistake_in(language, f"a button title has {MAX_BUTTON_TITLE_CHARS} characters at most (Slack's "
+                                       f"limit); {title[:20]!r}… has {len(title)}")
     return text
 
 
@@ -188,10 +188,10 @@ _VARIABLE_LIKE = re.compile(r"[{｛]\s*[^\W\d]\w*\s*[}｝]")
 def _said_as_written(text: Text) -> Text:
     """The bot's own messages are said as written: a ``{order_id}`` copied from a template would reach customers as
     typed, braces and all."""
-    for each in [text] if isinstance(text, str) else text.values():
+    for language, each in per_language(text):
         if found := _VARIABLE_LIKE.search(each):
-            raise ValueError(f"{found.group()} would reach customers as written: bot.yml's messages are said as they "
-                             "are, and only responses.yml's templates fill in values; leave it out")
+            raise mistake_in(language, f"{found.group()} would reach customers as written: bot.yml's messages are said "
+                                       "as they are, and only responses.yml's templates fill in values; leave it out")
     return text
 
 
@@ -200,19 +200,25 @@ Said = Annotated[Text, AfterValidator(_said_as_written)]  # a message of the bot
 
 def _names_no_agent(text: Text) -> Text:
     """joined_message is said when no name is known, so an ``{agent}`` in it would reach customers as typed."""
-    if any("{" + AGENT + "}" in each for each in ([text] if isinstance(text, str) else text.values())):
-        raise ValueError("it is said when no agent's name is known: name them in handoff.joined_message_named")
+    for language, each in per_language(text):
+        if "{" + AGENT + "}" in each:
+            raise mistake_in(language, "it is said when no agent's name is known: name them in "
+                                       "handoff.joined_message_named")
     return text
 
 
 def _names_the_agent(text: Text) -> Text:
     """Filled with the agent's name alone: any other variable, or none, would reach customers as typed."""
-    for each in [text] if isinstance(text, str) else text.values():
-        names = variable_names(variables_are_names(each))
+    for language, each in per_language(text):
+        try:
+            names = variable_names(variables_are_names(each))
+        except ValueError as exc:
+            raise mistake_in(language, str(exc)) from None
         if unknown := sorted(names - {AGENT}):
-            raise ValueError(f"{{{unknown[0]}}} is not a variable it can use: {{{AGENT}}}, the agent's name, is the only one")
+            raise mistake_in(language, f"{{{unknown[0]}}} is not a variable it can use: {{{AGENT}}}, the agent's name, "
+                                       "is the only one")
         if AGENT not in names:
-            raise ValueError(f"it names the agent with {{{AGENT}}}, or is left out")
+            raise mistake_in(language, f"it names the agent with {{{AGENT}}}, or is left out")
     return text
 
 
@@ -528,7 +534,8 @@ def one_spelling_each(agents: Any) -> Any:
         seen: dict[Any, Any] = {}
         for name in agents:
             if isinstance(name, str) and (other := seen.setdefault(unicodedata.normalize("NFC", name), name)) != name:
-                raise ValueError(f"{other!r} and {name!r} are one name written two ways: give each agent one name")
+                raise KeyMistake(name, f"{other!r} and {name!r} are one name written two ways: give each agent one "
+                                       "name")
     return agents
 
 
@@ -1377,9 +1384,16 @@ def _validation_mistakes(path: Path, node: yaml.Node | None, loc: tuple[Any, ...
     for err in sorted(errors, key=lambda e: e["type"] != "extra_forbidden"):
         if err["type"] == "missing" and tuple(err["loc"][:-1]) in misspelt:
             continue
-        where = (*loc, *err["loc"])
+        where = (*loc, *err["loc"], *_key_at_fault(err))
         said.setdefault(_line_of(node, where), str(_fail(path, node, where, error_message(err, model) + hint(err))))
     return sorted((line or 0, text) for line, text in said.items())
+
+
+def _key_at_fault(err: Any) -> tuple[Any, ...]:
+    """The key of the mapping at ``err``'s place whose value is at fault (a text's ``fr:``, :class:`KeyMistake`), which
+    its place does not name: pydantic names the mapping."""
+    error = err.get("ctx", {}).get("error")
+    return (error.key,) if isinstance(error, KeyMistake) else ()
 
 
 def _without_mistakes(model: type[_Section], data: Any) -> _Section | None:

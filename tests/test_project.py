@@ -1245,7 +1245,7 @@ def test_action_map_with_unknown_intent_is_refused(bot_dir: Path) -> None:
 
 def test_a_text_in_an_unknown_language_names_its_line(bot_dir: Path) -> None:
     (bot_dir / "bot.yml").write_text("language: multi\nfallback:\n  message:\n    en: Sorry?\n    fr: Pardon ?\n")
-    assert error_for(bot_dir) == (f"{bot_dir / 'bot.yml'}:3: fallback.message: Value error, 'fr' is no language of "
+    assert error_for(bot_dir) == (f"{bot_dir / 'bot.yml'}:5: fallback.message.fr: Value error, 'fr' is no language of "
                                   "deskbot's (en, zh); one text per language is {en: ..., zh: ...}")
 
 
@@ -1285,8 +1285,8 @@ def test_the_joined_message_naming_the_agent_takes_only_their_name(bot_dir: Path
     known, likewise."""
     path = bot_dir / "bot.yml"
     path.write_text("handoff:\n  joined_message_named: {en: '{agent} joined', zh: '{name}已接入'}\n")
-    assert error_for(bot_dir) == (f"{path}:2: handoff.joined_message_named: Value error, {{name}} is not a variable "
-                                  "it can use: {agent}, the agent's name, is the only one")
+    assert error_for(bot_dir) == (f"{path}:2: handoff.joined_message_named.zh: Value error, {{name}} is not a "
+                                  "variable it can use: {agent}, the agent's name, is the only one")
     path.write_text("handoff:\n  joined_message_named: Someone joined\n")
     assert error_for(bot_dir) == (f"{path}:2: handoff.joined_message_named: Value error, it names the agent with "
                                   "{agent}, or is left out")
@@ -1300,7 +1300,7 @@ def test_the_joined_message_naming_the_agent_takes_only_their_name(bot_dir: Path
 def test_a_blank_text_in_bot_yml_is_refused(bot_dir: Path) -> None:
     """A blank fallback title was sent as a button with no title: Slack refuses such a message whole."""
     (bot_dir / "bot.yml").write_text("language: multi\nfallback:\n  titles:\n    greet: {en: ' ', zh: 你好}\n")
-    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:4: fallback.titles.greet: Value error, a text may not be blank"
+    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:4: fallback.titles.greet.en: Value error, a text may not be blank"
     (bot_dir / "bot.yml").write_text('handoff:\n  back_button: "\\u200b"\n')  # a zero-width space shows nothing
     assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:2: handoff.back_button: Value error, a text may not be blank"
 
@@ -2081,6 +2081,23 @@ def test_a_text_per_language_under_another_name_says_which_to_write(key: str, sa
         BotConfig.model_validate({"fallback": {"titles": {"get_refund": {"en": "Refund", key: "申请退款"}}}})
 
 
+def test_a_mistake_in_one_language_of_a_text_is_told_on_that_languages_line(bot_dir: Path) -> None:
+    """fallback.message: {fr: ...} was told on the line of message:, as was a variable in one language of a handoff
+    message and an agent's name written a second way: an editor looked through every language, or every agent, for
+    the one at fault. Each is told on its own key's line, that key named, in one run."""
+    config = bot_dir / "bot.yml"
+    config.write_text("language: multi\nfallback:\n  message:\n    en: Sorry?\n    fr: Pardon ?\nhandoff:\n  message:\n"
+                      "    en: Connecting you.\n    zh: 订单 {order_id} 正在转接\nserver:\n  agents:\n    José: {token: a}\n"
+                      "    Jose\u0301: {token: b}\n")
+    assert error_for(bot_dir).splitlines() == [
+        f"{config}:5: fallback.message.fr: Value error, 'fr' is no language of deskbot's (en, zh); one text per "
+        "language is {en: ..., zh: ...}",
+        f"{config}:9: handoff.message.zh: Value error, {{order_id}} would reach customers as written: bot.yml's messages "
+        "are said as they are, and only responses.yml's templates fill in values; leave it out",
+        f"{config}:13: server.agents.Jose\u0301: Value error, 'José' and 'Jose\u0301' are one name written two ways: "
+        "give each agent one name"]
+
+
 def test_bot_check_reads_the_bots_files_and_actions_without_training(bot_dir: Path) -> None:
     """An editor had no way to check a saved responses.yml, nlu.yml or bot.yml but `bot train` (minutes, and a new
     model) or `bot serve`: `bot check` reads them, and actions/ with its map, as those do, and says what is wrong with
@@ -2239,7 +2256,8 @@ def test_a_variable_in_a_message_of_the_bots_own_is_refused(bot_dir: Path, secti
     settings.setdefault(section, {})[key] = text
     config.write_text(yaml.safe_dump(settings, allow_unicode=True))
     line = next(n for n, written in enumerate(config.read_text().splitlines(), 1) if written.startswith(f"{section}:"))
-    assert re.search(rf"^{re.escape(str(config))}:\d+: {section}\.{key}: .*[{{｛]order_id[}}｝] would reach customers as "
+    where = f"{section}\\.{key}" + ("\\.en" if isinstance(text, dict) else "")  # the language's key, where there is one
+    assert re.search(rf"^{re.escape(str(config))}:\d+: {where}: .*[{{｛]order_id[}}｝] would reach customers as "
                      r"written: bot.yml's messages are said as they are, and only responses.yml's templates fill in "
                      "values; leave it out$", error_for(bot_dir)), error_for(bot_dir)
     assert int(error_for(bot_dir).split(":")[1]) > line
