@@ -1077,8 +1077,9 @@ def _load_yaml(path: Path, mistakes: Mistakes | None = None) -> tuple[Any, yaml.
 
 def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> ProjectError:
     """The malformed YAML of ``path`` (``text``, which ``exc`` refused), said with where and how to mend it. A key
-    written with a full-width colon is read on as if mended, so that each such key of the file (a Chinese input
-    method types them all so) is told in one run, with whatever else YAML then refuses, not one a run."""
+    written with a full-width colon, a line indented with full-width spaces and a full-width bullet are read on as if
+    mended, so that each of the file (a Chinese input method types them all so) is told in one run, with whatever
+    else YAML then refuses, not one a run."""
     said: list[tuple[int, str]] = []  # each mistake, after its line
     while True:
         mark, context, opened = (getattr(exc, name, None) for name in ("problem_mark", "context", "context_mark"))
@@ -1090,13 +1091,14 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> ProjectError:
         before = next((line for line in reversed(lines[:mark.line] if mark else []) if line.strip()), "")
         near = range((opened or mark).line - 1, mark.line + 2) if mark else range(0)
         quoted = range((opened or mark).line, mark.line + 1) if mark else range(0)
-        full_width, key_line = _full_width_fix(lines, near)
+        full_width, mended_line = _full_width_fix(lines, near)
         fix = (_yaml_fix(problem, before) or full_width or _quote_fix(lines, quoted)
                or _indent_fix(problem, context, opened, mark, lines))
         said.append((mark.line if mark else 0, f"{where}: malformed YAML: {problem}{since}{fix}"))
-        if key_line is None or fix != full_width or len(said) > MAX_YAML_MISTAKES:
+        if mended_line is None or fix != full_width or len(said) > MAX_YAML_MISTAKES:
             break
-        text = "\n".join([*lines[:key_line], lines[key_line].replace("：", ": ", 1), *lines[key_line + 1:]])
+        n, mended = mended_line
+        text = "\n".join([*lines[:n], mended, *lines[n + 1:]])
         try:
             _, node = _parse_yaml(text)
         except yaml.reader.ReaderError:  # said as the file's one mistake once the colons are mended
@@ -1134,26 +1136,29 @@ MAX_YAML_MISTAKES = 50
 
 
 # A key written with the full-width colon a Chinese input method types ("- intent：greet", "examples：|"), a line
-# indented with its full-width space (U+3000), and a list item bulleted with its full-width "－", which YAML reads as
-# text, not as a key, an indentation or an item.
+# indented with its full-width space (U+3000), and a list item bulleted with a full-width "－" or "・", which YAML reads
+# as text, not as a key, an indentation or an item.
 _FULL_WIDTH_KEY = re.compile(r"[ \t]*(?:-[ \t]+)?([A-Za-z_][\w-]*)[ \t]*：")
-_FULL_WIDTH_INDENT = re.compile(r"[ \t]*\u3000")
-_FULL_WIDTH_BULLET = re.compile(r"[ \t]*－")
+_FULL_WIDTH_INDENT = re.compile(r"[ \t]*\u3000[ \t\u3000]*")
+_FULL_WIDTH_BULLET = re.compile(r"([ \t]*)([－・])[ \t\u3000]*")
 
 
-def _full_width_fix(lines: list[str], near: range) -> tuple[str, int | None]:
+def _full_width_fix(lines: list[str], near: range) -> tuple[str, tuple[int, str] | None]:
     """How to mend a full-width colon after a key, a full-width space in an indentation or a full-width bullet on
     one of the lines ``near`` a YAML error, which YAML names only as "mapping values are not allowed here" or "could
-    not find expected ':'", on another line; and the index of the line whose key has the colon, else None."""
+    not find expected ':'", on another line; and that line's index with the line mended (each full-width space as the
+    two half-width ones it is as wide as), for the file to be read on, else None."""
     for n in (n for n in near if 0 <= n < len(lines)):
-        if key := _FULL_WIDTH_KEY.match(lines[n]):
+        line = lines[n]
+        if key := _FULL_WIDTH_KEY.match(line):
             return (f"; line {n + 1} writes '{key[1]}：' with a full-width colon, as a Chinese input method types it: "
-                    f"write '{key[1]}: ', a half-width colon and a space", n)
-        if _FULL_WIDTH_INDENT.match(lines[n]):
+                    f"write '{key[1]}: ', a half-width colon and a space", (n, line.replace("：", ": ", 1)))
+        if indent := _FULL_WIDTH_INDENT.match(line):
             return (f"; line {n + 1} is indented with a full-width space (U+3000), which YAML does not read as one: "
-                    "indent with half-width spaces", None)
-        if _FULL_WIDTH_BULLET.match(lines[n]):
-            return f"; line {n + 1} starts with a full-width '－', which is no YAML list item: write '- ' (half-width)", None
+                    "indent with half-width spaces", (n, indent.group().replace("\u3000", "  ") + line[indent.end():]))
+        if bullet := _FULL_WIDTH_BULLET.match(line):
+            return (f"; line {n + 1} starts with a full-width '{bullet[2]}', which is no YAML list item: write '- ' "
+                    "(half-width)", (n, f"{bullet[1]}- {line[bullet.end():]}"))
     return "", None
 
 
@@ -1577,10 +1582,10 @@ def _example_lines(block: Any, faults: list[ExampleError]) -> list[tuple[int, st
 def _unbulleted(line: str) -> str:
     """What is wrong with a line of a block of ``- example`` lines that has no bullet: a comment, which a ``|``
     block keeps as text, or an example wrapped onto a second line, whose end became an example of its own; or a
-    bullet typed with a Chinese input method's full-width "－" (or "—"), which is no YAML bullet."""
+    bullet typed with a Chinese input method's full-width "－" or "・" (or "—"), which is no YAML bullet."""
     if line.startswith("#"):
         return f"{line!r} is text inside the block, not a comment: move it above 'examples: |'"
-    if line[:1] in "－—–":
+    if line[:1] in "－・—–":
         return (f"{line!r} starts with {line[0]!r}, not the half-width '-' an example's bullet is: "
                 f"write '- {line[1:].strip()}'")
     return f"{line!r} has no '- ' before it, as the other examples have: an example is one line (join a wrapped " \

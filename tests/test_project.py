@@ -406,13 +406,15 @@ def test_every_example_at_fault_in_an_entry_is_told_on_its_line(bot_dir: Path) -
     took three runs of `bot check`. Each is told on its own line, in one run."""
     nlu = bot_dir / "nlu.yml"
     nlu.write_text(nlu.read_text() + "- intent: acknowledge\n  examples: |\n    - ok\n    noted\n    - fine\n"
-                   "    # small talk\n    － 好的\n")
+                   "    # small talk\n    － 好的\n    ・行\n")
     lines = nlu.read_text().splitlines()
     last = len(yaml.safe_load(nlu.read_text())["nlu"]) - 1
     said = error_for(bot_dir).splitlines()
     assert [line.split(": ", 2)[:2] for line in said] == [
-        [f"{nlu}:{lines.index(bad) + 1}", f"nlu.{last}.examples"] for bad in ("    noted", "    # small talk", "    － 好的")]
+        [f"{nlu}:{lines.index(bad) + 1}", f"nlu.{last}.examples"]
+        for bad in ("    noted", "    # small talk", "    － 好的", "    ・行")]
     assert "'noted' has no '- ' before it" in said[0] and "not a comment" in said[1] and "write '- 好的'" in said[2]
+    assert "starts with '・', not the half-width '-' an example's bullet is: write '- 行'" in said[3], said[3]
 
 
 def test_every_mistake_of_a_variant_is_told_on_its_line(bot_dir: Path) -> None:
@@ -1882,6 +1884,8 @@ def test_a_tab_in_yaml_says_to_indent_with_spaces(tmp_path: Path) -> None:
                                    "indent with half-width spaces"),
     ("- intent: acknowledge", "－ intent: acknowledge", "starts with a full-width '－', which is no YAML list item: "
                                                        "write '- ' (half-width)"),
+    ("- intent: acknowledge", "・intent: acknowledge", "starts with a full-width '・', which is no YAML list item: "
+                                                      "write '- ' (half-width)"),
 ])
 def test_yaml_typed_with_a_chinese_input_methods_colon_or_space_says_so(bot_dir: Path, typed: str, written: str,
                                                                         fix: str) -> None:
@@ -1916,6 +1920,33 @@ def test_every_key_typed_with_a_full_width_colon_is_told_in_one_run(bot_dir: Pat
     said = error_for(bot_dir).splitlines()
     assert [mistake.split(":")[1] for mistake in said] == [str(keys[0] + 1), str(keys[1] + 1), str(keys[2] + 2)], said
     assert all("with a full-width colon" in mistake for mistake in said), said
+
+
+def test_every_full_width_indentation_and_bullet_is_told_in_one_run(bot_dir: Path) -> None:
+    """A line indented with full-width spaces (U+3000) or bulleted with a full-width "－" or "・", as a Chinese input
+    method types them, was told one a run: an editor who pasted a dozen such lines ran `bot check` a dozen times. Each
+    of a file's is told, in one run, with each other file's."""
+    nlu, responses = bot_dir / "nlu.yml", bot_dir / "responses.yml"
+    lines = nlu.read_text().splitlines()
+    intents = [n for n, line in enumerate(lines) if line.startswith("- intent: ")]
+    bullets = {intents[2]: "－ ", intents[6]: "・"}
+    indented = [intents[k] + 2 for k in (1, 4)]  # each the first example of its intent, under "  examples: |"
+    for n, bullet in bullets.items():
+        lines[n] = bullet + lines[n].removeprefix("- ")
+    for n in indented:
+        lines[n] = "\u3000\u3000" + lines[n].lstrip()
+    nlu.write_text("\n".join(lines) + "\n")
+    replies = responses.read_text().splitlines()
+    texts = [n for n, line in enumerate(replies) if line.startswith("    - text: ")][3:5]
+    for n in texts:
+        replies[n] = "\u3000\u3000" + replies[n].lstrip()
+    responses.write_text("\n".join(replies) + "\n")
+
+    said = error_for(bot_dir).splitlines()
+    told = [(mistake.split(":")[0], int(line)) for mistake in said for line in
+            re.findall(r"; line (\d+) (?:is indented with a full-width space|starts with a full-width '[－・]')", mistake)]
+    assert told == [*((str(nlu), n + 1) for n in sorted([*bullets, *indented])),
+                    *((str(responses), n + 1) for n in texts)], said
 
 
 QUOTED = '    - text: "We accept Visa, Mastercard, American Express, PayPal and bank transfer."'
