@@ -1603,9 +1603,10 @@ def valid_unicode(text: str) -> bool:
 
 
 def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any],
-                 source: Callable[[], list[str]]) -> list[tuple[int, str]]:
+                 source: Callable[[], list[str]]) -> tuple[list[tuple[int, str]], list[str]]:
     """The examples of nlu.yml's entry ``i`` (an intent's or a regex's), each with where it is in the entry
-    (:func:`_example_line`), or the error of each example at fault, on its line. ``source``: the file's lines."""
+    (:func:`_example_line`), and the error of each example at fault, on its line, which is left out: the others are
+    read, for an example under two intents to be told with them. ``source``: the file's lines."""
     examples = _examples_node(node, i)
     faults = [ExampleError(where, f"YAML reads these lines as one example ({text.value!r}): write each '- example' "
                                   "at the same indent")
@@ -1617,10 +1618,8 @@ def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any
         lines = _example_lines(item.get("examples"), faults)
     except ValueError as exc:
         raise _fail(path, node, ("nlu", i, "examples"), str(exc)) from None
-    if faults:  # each on the example's own line
-        raise ProjectErrors([str(_fail(path, node, ("nlu", i, "examples"), str(fault), _example_line(node, i, fault.where)))
-                             for fault in sorted(faults, key=lambda fault: fault.where)])
-    return lines
+    return lines, [str(_fail(path, node, ("nlu", i, "examples"), str(fault), _example_line(node, i, fault.where)))
+                   for fault in sorted(faults, key=lambda fault: fault.where)]  # each on the example's own line
 
 
 def _examples_node(node: yaml.Node | None, i: int, key: str = "examples") -> yaml.Node | None:
@@ -1744,7 +1743,7 @@ def _nlu_entries(path: Path, node: yaml.Node | None, items: list[Any], slots: tu
             if not isinstance(item, dict):
                 raise _fail(path, node, ("nlu", i), "each entry must be a mapping such as 'intent: NAME'")
             if "intent" in item:
-                name, texts = _intent_entry(path, node, i, item, source)
+                name, texts = _intent_entry(path, node, i, item, source, mistakes)
                 entries.setdefault(name, []).append(_line_of(node, ("nlu", i)))
                 for where, text in texts:
                     line = _example_line(node, i, where)
@@ -1765,7 +1764,7 @@ def _nlu_entries(path: Path, node: yaml.Node | None, items: list[Any], slots: tu
                     if first_example.intent != name:
                         twins.append(Twins(first_example, first_line, examples[-1], line))
             elif kind := next((k for k in ("regex", "synonym", "lookup") if k in item), None):
-                _entity_entry(path, node, i, item, kind, source, slots, patterns, synonyms)
+                _entity_entry(path, node, i, item, kind, source, slots, patterns, synonyms, mistakes)
             else:
                 raise _fail(path, node, ("nlu", i), f"unknown entry {sorted(item)}")
     if len(named) < 2:
@@ -1776,9 +1775,10 @@ def _nlu_entries(path: Path, node: yaml.Node | None, items: list[Any], slots: tu
 
 
 def _intent_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any],
-                  source: Callable[[], list[str]]) -> tuple[str, list[tuple[int, str]]]:
-    """Entry ``i`` of nlu.yml, an intent: its name and its examples (:func:`_entry_lines`), refused with the line to
-    fix where the name could never be the classifier's answer or its buttons' payload."""
+                  source: Callable[[], list[str]], mistakes: Mistakes) -> tuple[str, list[tuple[int, str]]]:
+    """Entry ``i`` of nlu.yml, an intent: its name and its examples (:func:`_entry_lines`, those at fault noted in
+    ``mistakes`` and left out), refused with the line to fix where the name could never be the classifier's answer or
+    its buttons' payload."""
     if isinstance(item["intent"], (list, dict)):  # intent: [get_refund], which quotes would not mend
         raise _fail(path, node, ("nlu", i), f"an intent has one name, not a {type(item['intent']).__name__}: write "
                                            f"intent: {_one_name(item['intent'], 'NAME')}")
@@ -1793,8 +1793,9 @@ def _intent_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, An
         raise _fail(path, node, ("nlu", i), f"the intent's name runs over {lines} lines ({name!r}): write "
                                            f"'examples: |' on a line of its own under 'intent:', then "
                                            "each example on a line of its own after '- '")
-    texts = _entry_lines(path, node, i, item, source)
-    if not name or not texts:
+    texts, faults = _entry_lines(path, node, i, item, source)
+    mistakes.extend(faults)
+    if not name or not texts and not faults:
         raise _fail(path, node, ("nlu", i), f"intent {name!r} has no examples")
     if reserved := reserved_name(name):
         raise _fail(path, node, ("nlu", i), reserved)
@@ -1812,22 +1813,24 @@ def _one_name(value: list[Any] | dict[Any, Any], otherwise: str) -> str:
 
 def _entity_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any], kind: str,
                   source: Callable[[], list[str]], slots: tuple[str, ...], patterns: dict[str, list[re.Pattern[str]]],
-                  synonyms: dict[str, str]) -> None:
+                  synonyms: dict[str, str], mistakes: Mistakes) -> None:
     """Entry ``i`` of nlu.yml, of ``kind`` regex, synonym or lookup, added to the entities' ``patterns`` and to the
-    ``synonyms`` (:func:`read_nlu`); ``slots``: the bot's own, which no regex or lookup may name."""
+    ``synonyms`` (:func:`read_nlu`), its examples at fault noted in ``mistakes`` and left out; ``slots``: the bot's
+    own, which no regex or lookup may name."""
     if isinstance(item[kind], (list, dict)):  # its entity would be named "['order_id']"
         raise _fail(path, node, ("nlu", i), f"a {kind} has one name, not a {type(item[kind]).__name__}: write "
                                            f"{kind}: {_one_name(item[kind], 'NAME')}")
     # A misspelt 'examples:' would leave the entry empty: a regex that never finds its entity.
     if extra := sorted(set(item) - {kind, "examples"}, key=str):
         raise _fail(path, node, ("nlu", i, extra[0]), f"unknown key{did_you_mean(str(extra[0]), ('examples',))}")
-    lines = _entry_lines(path, node, i, item, source)
-    if not lines:
+    lines, faults = _entry_lines(path, node, i, item, source)
+    mistakes.extend(faults)
+    if not lines and not faults:
         raise _fail(path, node, ("nlu", i), f"{kind} {item[kind]!r} has no examples")
     if kind != "synonym" and str(item[kind]) in slots:  # its value would replace the bot's own
         raise _fail(path, node, ("nlu", i), f"{kind} {item[kind]!r}: the bot keeps its own slot of that "
                                             "name; give the entity another")
-    if kind == "lookup":
+    if kind == "lookup" and lines:  # an empty table would find its entity in every message
         patterns.setdefault(str(item["lookup"]), []).append(lookup_pattern([text for _, text in lines]))
         for text in (text for _, text in lines if CJK.search(text)):  # a synonym's value wins
             synonyms.setdefault(model_text(text.lower()), text)

@@ -417,6 +417,29 @@ def test_every_example_at_fault_in_an_entry_is_told_on_its_line(bot_dir: Path) -
     assert "starts with '・', not the half-width '-' an example's bullet is: write '- 行'" in said[3], said[3]
 
 
+def test_an_entrys_examples_at_fault_are_told_with_its_others_mistakes(bot_dir: Path) -> None:
+    """An example at fault (a bullet typed full-width) left its whole entry out: another of its examples that is one of
+    another intent's, or its name that is the bot's own, was told only once the bullet was mended. Each is told in
+    one run, a lookup table's too."""
+    nlu = bot_dir / "nlu.yml"
+    nlu.write_text(nlu.read_text() + "- intent: acknowledge\n  examples: |\n    - ok\n    － 好的\n    - hello\n"
+                   "- intent: resume\n  examples: |\n    ・继续\n    - carry on\n- lookup: colour\n  examples: |\n"
+                   "    - blue\n    － red\n")
+    lines = nlu.read_text().splitlines()
+    entries = len(yaml.safe_load(nlu.read_text())["nlu"])
+    assert error_for(bot_dir).splitlines() == [
+        f"{nlu}:{lines.index('    － 好的') + 1}: nlu.{entries - 3}.examples: '－ 好的' starts with '－', not the half-width "
+        "'-' an example's bullet is: write '- 好的'",
+        f"{nlu}:{len(lines) - 8}: 'hello', an example of 'acknowledge', is one of 'greet' too (line "
+        f"{lines.index('    - hello') + 1}); keep it in one",
+        f"{nlu}:{lines.index('    ・继续') + 1}: nlu.{entries - 2}.examples: '・继续' starts with '・', not the half-width "
+        "'-' an example's bullet is: write '- 继续'",
+        f"{nlu}:{lines.index('- intent: resume') + 1}: nlu.{entries - 2}: intent 'resume': /resume is the bot's own button "
+        "payload; rename the intent",
+        f"{nlu}:{lines.index('    － red') + 1}: nlu.{entries - 1}.examples: '－ red' starts with '－', not the half-width "
+        "'-' an example's bullet is: write '- red'"]
+
+
 def test_every_mistake_of_a_variant_is_told_on_its_line(bot_dir: Path) -> None:
     """A variant's first mistake was told, and the others a run each: a misspelt variable, a button's misspelt intent and
     a misspelt key in one Chinese variant took three runs. Each is told, in the order of their lines, in one run."""
