@@ -1077,9 +1077,10 @@ def _load_yaml(path: Path, mistakes: Mistakes | None = None) -> tuple[Any, yaml.
 
 def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> ProjectError:
     """The malformed YAML of ``path`` (``text``, which ``exc`` refused), said with where and how to mend it. A key
-    written with a full-width colon, a line indented with full-width spaces and a full-width bullet are read on as if
-    mended, so that each of the file (a Chinese input method types them all so) is told in one run, with whatever
-    else YAML then refuses, not one a run."""
+    written with a full-width colon, a line indented with full-width spaces and a full-width bullet, and a line
+    indented with tabs, are read on as if mended, so that each of the file (a Chinese input method types them all so,
+    and an editor whose Tab key types a tab) is told in one run, with whatever else YAML then refuses, not one a
+    run."""
     said: list[tuple[int, str]] = []  # each mistake, after its line
     while True:
         mark, context, opened = (getattr(exc, name, None) for name in ("problem_mark", "context", "context_mark"))
@@ -1095,7 +1096,11 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> ProjectError:
         fix = (_yaml_fix(problem, before) or full_width or _quote_fix(lines, quoted)
                or _indent_fix(problem, context, opened, mark, lines))
         said.append((mark.line if mark else 0, f"{where}: malformed YAML: {problem}{since}{fix}"))
-        if mended_line is None or fix != full_width or len(said) > MAX_YAML_MISTAKES:
+        if mark and "'\\t'" in problem and "\t" in lines[mark.line]:
+            mended_line = mark.line, lines[mark.line].expandtabs(_TAB_STOPS)
+        elif fix != full_width:
+            mended_line = None
+        if mended_line is None or len(said) > MAX_YAML_MISTAKES:
             break
         n, mended = mended_line
         text = "\n".join([*lines[:n], mended, *lines[n + 1:]])
@@ -1129,6 +1134,10 @@ def _plain_scalars(node: yaml.Node | None) -> Iterator[yaml.ScalarNode]:
             yield from _plain_scalars(key)
             yield from _plain_scalars(value)
 
+
+# A tab is read on as the spaces to the next of these stops, as most editors show it: a line whose tab the editor
+# saw lined up with the line above is read as lined up.
+_TAB_STOPS = 4
 
 # How many mistakes of one malformed YAML file are told, its full-width colons read on past: a file pasted in whole
 # from a Chinese input method would otherwise be read again for each of its lines.

@@ -1899,6 +1899,24 @@ def test_a_tab_in_yaml_says_to_indent_with_spaces(tmp_path: Path) -> None:
         load_project(root)
 
 
+def test_every_line_indented_with_a_tab_is_told_in_one_run(bot_dir: Path) -> None:
+    """An editor whose Tab key types a tab indented a dozen lines so, and YAML stopped at the first: each was told in a
+    run of its own. Each line of a file indented with a tab is told, in one run, read on as the editor saw it (a tab
+    lined up with four spaces), and so are the other files' mistakes."""
+    nlu, config = bot_dir / "nlu.yml", bot_dir / "bot.yml"
+    lines = nlu.read_text().splitlines()
+    tabbed = [n for n, line in enumerate(lines) if line.startswith("    - ")][5:40:10]
+    for n in tabbed:
+        lines[n] = "\t" + lines[n].lstrip()
+    lines[tabbed[1]] = "\t\t" + lines[tabbed[1]].lstrip()  # two tabs, one mistake
+    nlu.write_text("\n".join(lines) + "\n")
+    config.write_text(config.read_text() + "server:\n\tport: 9000\n\tmax_message_chars: 2000\n")
+    said = error_for(bot_dir).splitlines()
+    tab = "malformed YAML: found character '\\t' that cannot start any token; indent with spaces: YAML takes no tabs there"
+    ends = len(config.read_text().splitlines())
+    assert said == [f"{config}:{ends - 1}: {tab}", f"{config}:{ends}: {tab}", *(f"{nlu}:{n + 1}: {tab}" for n in tabbed)]
+
+
 @pytest.mark.parametrize(("typed", "written", "fix"), [
     ("- intent: acknowledge", "- intent：acknowledge", "writes 'intent：' with a full-width colon, as a Chinese input method types it: "
                                           "write 'intent: ', a half-width colon and a space"),
