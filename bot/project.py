@@ -1173,13 +1173,21 @@ def _full_width_fix(lines: list[str], near: range) -> tuple[str, tuple[int, str]
 
 # A value in quotes, after its key or list bullet: text: "…", - '…'
 _QUOTED_VALUE = re.compile(r"""[ \t]*(?:-[ \t]+)?(?:[\w-]+[ \t]*:[ \t]+)?(["'])(.*)""")
+# The curly quotes a word processor, a Mac or a Chinese input method types for " and ', which YAML reads as text; and
+# a value in them
+_CURLY_QUOTES = "“”‘’"
+_CURLY_QUOTED_VALUE = re.compile(rf"""[ \t]*(?:-[ \t]+)?(?:[\w-]+[ \t]*:[ \t]+)?([{_CURLY_QUOTES}])""")
 
 
 def _quote_fix(lines: list[str], near: range) -> str:
     """How to mend a quoted text on one of the lines ``near`` a YAML error whose quotes YAML reads otherwise than
-    meant: its closing quote left out (YAML reads on to the next quote, lines below, and names the line there), or
-    its quote within it (We're in single quotes), which ends the text early. YAML says neither."""
+    meant: its closing quote left out (YAML reads on to the next quote, lines below, and names the line there), its
+    quote within it (We're in single quotes), which ends the text early, or curly quotes (“Hello: welcome”), which are
+    text to YAML, and a ": " within them a key. YAML says none of them."""
     for n in (n for n in near if 0 <= n < len(lines)):
+        if curly := _CURLY_QUOTED_VALUE.match(lines[n]):
+            return (f"; line {n + 1} puts its text in {curly[1]} quotes, which YAML reads as part of the text, not as "
+                    "quotes: put it in straight \" quotes")
         if not (value := _QUOTED_VALUE.fullmatch(lines[n])):
             continue
         quote, rest = value[1], value[2]
@@ -2017,13 +2025,17 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
     for k, button in enumerate(parsed.buttons):  # a typo would send the click to the classifier as text
         chosen, values = read_payload(button.payload)
         chosen = chosen.strip()  # as the server reads a message: "/track_refund " selects track_refund
-        if payloads is not None and chosen.startswith("/") and chosen not in payloads:
+        unquoted = chosen.strip(_CURLY_QUOTES).strip()
+        meant = unquoted if unquoted.startswith("/") else f"/{unquoted}"
+        if payloads is not None and unquoted.startswith("/") and unquoted not in payloads:
             faults.append(_lined(path, node, (*loc, "buttons", k, "payload"),
-                                 unknown_intent(chosen[1:], (p[1:] for p in payloads))))
-        elif payloads is not None and f"/{chosen.strip()}" in payloads:  # its slash left out
+                                 unknown_intent(unquoted[1:], (p[1:] for p in payloads))
+                                 + ("; and write it without its curly quotes, which YAML keeps as text"
+                                    if unquoted != chosen else "")))
+        elif payloads is not None and meant in payloads and meant != chosen:  # its slash left out, or in curly quotes
             faults.append(_lined(path, node, (*loc, "buttons", k, "payload"),
                                  f"{chosen!r} would be sent as a customer's text, for the classifier to read, not as "
-                                 f"the intent: write '/{chosen.strip()}'"))
+                                 f"the intent: write '{meant}'"))
         elif entities is not None and (why := _not_a_value(values, entities)):
             faults.append(_lined(path, node, (*loc, "buttons", k, "payload"), why))
     if faults:

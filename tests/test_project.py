@@ -540,6 +540,23 @@ def test_a_buttons_payload_naming_an_intent_without_its_slash_is_refused(bot_dir
     assert load_project(bot_dir).responses
 
 
+def test_a_buttons_payload_in_curly_quotes_is_refused(bot_dir: Path) -> None:
+    """A Chinese input method (or a Mac, or a word processor) types " as “ and ”, which YAML keeps as text: `payload:
+    “/track_refund”` loaded, and a click sent “/track_refund” to the classifier as a customer's text, and a misspelt
+    intent in them was not told at all. Both are told, with the curly quotes."""
+    responses = bot_dir / "responses.yml"
+    responses.write_text(responses.read_text().replace("payload: /track_refund", "payload: “/track_refund”", 1)
+                         .replace("payload: /get_refund", "payload: ‘/get_refnd’", 1))
+    lines = responses.read_text().splitlines()
+    assert error_for(bot_dir).splitlines() == [
+        f"{responses}:{lines.index('          payload: ‘/get_refnd’') + 1}: responses.check_refund_policy.0.buttons.0."
+        "payload: unknown intent 'get_refnd' (not in nlu.yml; did you mean 'get_refund'?); and write it without its "
+        "curly quotes, which YAML keeps as text",
+        f"{responses}:{lines.index('          payload: “/track_refund”') + 1}: responses.check_refund_policy.0.buttons.1."
+        "payload: '“/track_refund”' would be sent as a customer's text, for the classifier to read, not as the intent: "
+        "write '/track_refund'"]
+
+
 @pytest.mark.parametrize(("typed", "meant"), [("zh-CN", "zh"), ("zh_TW", "zh"), ("ZH", "zh"), ("cn", "zh"),
                                                ("Chinese", "zh"), ("繁體中文", "zh"), ("en-US", "en"), ("English", "en")])
 def test_a_language_written_as_a_locale_or_a_name_is_told_as_deskbot_writes_it(bot_dir: Path, typed: str,
@@ -2000,6 +2017,8 @@ UNCLOSED = ' opens a text with " and does not close it: end the text with "'
                                         "for it (We''re), or put the text in \" quotes"),
     ('    - text: "Choose "Pay" at checkout."', '\'s text in " quotes holds a " within it, which ends the text there: '
                                                'write \\" for it, or put the text in \' quotes'),
+    ("    - text: “We accept Visa: and PayPal.”", " puts its text in “ quotes, which YAML reads as part of the text, not "
+                                              'as quotes: put it in straight " quotes'),
 ])
 def test_a_text_whose_quotes_yaml_reads_otherwise_says_which_line_to_mend(bot_dir: Path, written: str, fix: str) -> None:
     """A closing quote left out, or an apostrophe in a single-quoted text, stopped with "expected <block end>, but
