@@ -2134,6 +2134,28 @@ def history_item(row: Any) -> HistoryItem:
     return item
 
 
+# What a Chinese input method (or a word processor) types for JSON's punctuation, with what JSON takes
+_TYPED_FULL_WIDTH = {"，": ",", "：": ":", "“": '"', "”": '"', "‘": '"', "’": '"'}
+
+
+def json_error(exc: ValueError) -> str:
+    """Why a line of a JSON Lines file is no JSON, in the line's terms: json's "line 1 column 57 (char 56)" counted
+    within the line, which the file's line number already names, and with the mistake it most likely is, which
+    json does not say: a full-width comma, colon or curly quote as a Chinese input method types them, single quotes,
+    or a comma after the last value."""
+    if not isinstance(exc, json.JSONDecodeError):
+        return str(exc)
+    said = f"{exc.msg} at column {exc.colno}"
+    at, before = exc.doc[exc.pos:exc.pos + 1], exc.doc[:exc.pos].rstrip()[-1:]
+    if at in _TYPED_FULL_WIDTH:
+        return f"{said}: {at!r} is typed full-width, as a Chinese input method types it; write {_TYPED_FULL_WIDTH[at]!r}"
+    if at == "'":
+        return f"{said}: JSON puts its keys and texts in double quotes, \"question\", not single ones"
+    if before == "," and at in ("}", "]"):
+        return f"{said}: JSON takes no ',' after the last value; take it out"
+    return said
+
+
 def jsonl_hint(line: str, n: int, example: str, as_csv: str = "") -> str:
     """What line ``n`` of a JSON Lines file, which is no JSON object, most likely is, and what to write instead:
     an export in another format. ``example``: a line as the file holds one; ``as_csv``: how the command reads
@@ -2228,7 +2250,7 @@ def _jsonl_history(path: Path, faults: list[str]) -> Iterator[tuple[int, History
         try:
             item = history_item(json.loads(line.removeprefix("\ufeff")))  # a file of several joined, each with its mark
         except (ValueError, RecursionError, KeyError, TypeError) as exc:  # RecursionError: nested too deep to parse
-            faults.append(f"{path}:{n}: expected {{\"question\", \"answer\", \"intent\"?}}: {exc}"
+            faults.append(f"{path}:{n}: expected {{\"question\", \"answer\", \"intent\"?}}: {json_error(exc)}"
                           f"{jsonl_hint(line, n, HISTORY_LINE, as_csv=', or save the CSV as history.csv')}")
             continue
         yield n, item

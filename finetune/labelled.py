@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.channels.base import load_json, readable
-from bot.project import jsonl_hint
+from bot.project import json_error, jsonl_hint
 
 LABELLED_LINE = '{"text": "where is my order?", "intent": "track_order"}'  # one line of a labelled file
 
@@ -34,7 +34,8 @@ def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[s
         try:
             row = load_json(line.removeprefix("\ufeff"))  # a file of several joined, each with its mark
         except ValueError as exc:
-            fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": {exc}{jsonl_hint(line, n, LABELLED_LINE, as_csv)}")
+            fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": {json_error(exc)}"
+                 f"{jsonl_hint(line, n, LABELLED_LINE, as_csv)}")
         if not isinstance(row, dict):  # Python's words for indexing it ("string indices must be integers") told nothing
             fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": a line is one JSON object, "
                  f"not {type(row).__name__}{jsonl_hint(line, n, LABELLED_LINE, as_csv)}")

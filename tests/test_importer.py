@@ -370,7 +370,9 @@ def test_a_line_that_is_no_object_with_text_and_intent_is_named_in_plain_words(t
     for line, problem in [('"where is my card"', "a line is one JSON object, not str"),
                           ('["where is my card", "card_arrival"]', "a line is one JSON object, not list"),
                           ('{"question": "where is my card", "intent": "card_arrival"}', "no 'text'"),
-                          ('{"text": "where is my card"}', "no 'intent'")]:
+                          ('{"text": "where is my card"}', "no 'intent'"),
+                          ('{"text": "我的卡在哪"， "intent": "card_arrival"}', "Expecting ',' delimiter at column 17: '，' is "
+                           "typed full-width, as a Chinese input method types it; write ','")]:
         data.write_text("".join(json.dumps({"text": t, "intent": i}) + "\n" for t, i in ENGLISH) + line + "\n")
         result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--from-jsonl", str(data)])
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output

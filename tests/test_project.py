@@ -745,9 +745,18 @@ def test_an_intent_in_history_that_is_not_a_name_is_refused(bot_dir: Path) -> No
     ('{"answer": "a"}', "no 'question'"),
     ('["q", "a"]', "a line is one JSON object, not list"),
     # a spreadsheet's export got JSON's own words, as a labelled file for bot init no longer does
-    ("where is my order?,It ships within 2 days.", 'Expecting value: line 1 column 1 (char 0); the file looks like '
+    ("where is my order?,It ships within 2 days.", 'Expecting value at column 1; the file looks like '
      'CSV: write one JSON object per line, such as {"question": "where is my order?", "answer": "It ships within 2 '
      'days."}, or save the CSV as history.csv'),
+    # JSON's own words, "line 1 column 39 (char 38)", named no line of the file and said nothing of the mistake
+    ('{"question": "是否包邮", "answer": "满99包邮"， "intent": "greet"}', "Expecting ',' delimiter at column 39: '，' is "
+     "typed full-width, as a Chinese input method types it; write ','"),
+    ('{“question”: "q", "answer": "a"}', "Expecting property name enclosed in double quotes at column 2: '“' is typed "
+     "full-width, as a Chinese input method types it; write '\"'"),
+    ("{'question': 'q', 'answer': 'a'}", "Expecting property name enclosed in double quotes at column 2: JSON puts its "
+     'keys and texts in double quotes, "question", not single ones'),
+    ('{"question": "q", "answer": "a",}', "Expecting property name enclosed in double quotes at column 33: JSON takes "
+     "no ',' after the last value; take it out"),
     ('{"question": "x\\ud800 refund", "answer": "Refunds take 5 days."}', "the question or the answer is not valid Unicode"),
     pytest.param('{"question": ' + "[" * 100_000 + "]" * 100_000 + "}", "maximum recursion depth exceeded", id="nested"),
     pytest.param('{"question": "q", "answer": "' + "Z" * 20_001 + '"}', "the answer is 20001 characters long, more than "
