@@ -1023,11 +1023,14 @@ def code_stamp(actions_dir: Path) -> tuple[tuple[str, int], ...]:
 
 
 def _load_executor(actions_dir: Path) -> ActionExecutor:
-    """Import every module in ``actions/`` and register the Action classes defined there."""
+    """Import every module in ``actions/`` and register the Action classes defined there; an :class:`ActionError`
+    naming each module that does not import, a line each, the others imported all the same: an editor who broke two
+    files learns of both in one run."""
     from rasa_sdk import Action
     from rasa_sdk.executor import ActionExecutor
 
     executor = ActionExecutor()
+    failed: dict[str, None] = {}  # each failure once: a module that imports a failing one fails at its line too
 
     def load(name: str, path: Path, imported: Callable[[], Any]) -> None:
         try:
@@ -1035,8 +1038,9 @@ def _load_executor(actions_dir: Path) -> ActionExecutor:
         except (Exception, SystemExit) as exc:  # the shop's code: a syntax error, a missing import, a failing top level
             sys.modules.pop(name, None)
             where, line, reason = _fault(exc, path, actions_dir)
-            raise ActionError(f"{where}{f':{line}' if line else ''}: cannot load the custom actions: "
-                              f"{type(exc).__name__}: {reason}") from exc
+            failed.setdefault(f"{where}{f':{line}' if line else ''}: cannot load the custom actions: "
+                              f"{type(exc).__name__}: {reason}")
+            return
         for obj in vars(module).values():
             if inspect.isclass(obj) and issubclass(obj, Action) and obj.__module__ == name and not inspect.isabstract(obj):
                 executor.register_action(obj)
@@ -1057,9 +1061,14 @@ def _load_executor(actions_dir: Path) -> ActionExecutor:
     sys.modules[package] = root = importlib.util.module_from_spec(spec)
     if spec.loader is not None:
         load(package, init, lambda: spec.loader.exec_module(root) or root)  # type: ignore[union-attr]
+    if failed:  # its modules cannot be imported without it
+        raise ActionError("\n".join(failed))
     # Its sub-packages too (actions/orders/__init__.py and status.py), as rasa-sdk's own server loads them.
     # A package is imported here before the walk looks inside it, so that a failure is reported as any other.
-    for info in pkgutil.walk_packages([str(actions_dir)], prefix=f"{package}."):
+    # A package that did not import is not looked inside (onerror): its failure is told once.
+    for info in pkgutil.walk_packages([str(actions_dir)], prefix=f"{package}.", onerror=lambda name: None):
         path = Path(info.module_finder.path) / (info.name.rpartition(".")[2] + ("/__init__.py" if info.ispkg else ".py"))
         load(info.name, path, lambda: importlib.import_module(info.name))  # noqa: B023 (called at once)
+    if failed:
+        raise ActionError("\n".join(failed))
     return executor

@@ -2314,6 +2314,25 @@ def test_bot_check_tells_the_action_maps_mistakes_with_the_files(bot_dir: Path) 
     assert said[-1].startswith(f"{orders}:") and "cannot load the custom actions: SyntaxError" in said[-1], said
 
 
+def test_bot_check_tells_each_file_of_actions_that_does_not_import(bot_dir: Path) -> None:
+    """Two files of actions/ that did not import were told one a run: the second only once the first was mended. Each
+    is told, once, a module that imports a broken one told at the broken one's line; a package whose __init__.py does
+    not import is not looked inside."""
+    actions = bot_dir / "actions"
+    (actions / "refunds.py").write_text("import json\nimport refunds_api_client\n")
+    (actions / "helpers.py").write_text("def rate(:\n")
+    (actions / "prices.py").write_text("from actions.helpers import rate\n")
+    (actions / "stock").mkdir()
+    (actions / "stock" / "__init__.py").write_text("import stock_api_client\n")
+    (actions / "stock" / "levels.py").write_text("def level(:\n")
+    said = CliRunner().invoke(cli, ["check", str(bot_dir)]).output.removeprefix("Error: ").splitlines()
+    assert said == [f"{actions / 'helpers.py'}:1: cannot load the custom actions: SyntaxError: invalid syntax",
+                    f"{actions / 'refunds.py'}:2: cannot load the custom actions: ModuleNotFoundError: No module named "
+                    "'refunds_api_client'",
+                    f"{actions / 'stock' / '__init__.py'}:1: cannot load the custom actions: ModuleNotFoundError: No "
+                    "module named 'stock_api_client'"], said
+
+
 @pytest.mark.parametrize("command", ["train", "serve"])
 def test_bot_train_and_serve_tell_the_action_maps_mistakes_with_the_files(bot_dir: Path, command: str) -> None:
     """`bot train` and `bot serve` told an action actions/ lacks only once the bot's files were mended, as bot check
