@@ -1738,6 +1738,12 @@ def read_nlu(path: Path, slots: tuple[str, ...], mistakes: Mistakes) -> tuple[Nl
     return None, set()
 
 
+_ENTRY_KINDS = ("intent", "regex", "synonym", "lookup")  # the key that names what an entry of nlu.yml is
+# Those keys as a Chinese editor may write them, in either script
+_ENTRY_KINDS_IN_CHINESE = {"意图": "intent", "意圖": "intent", "正则": "regex", "正則": "regex", "同义词": "synonym",
+                           "同義詞": "synonym", "查找表": "lookup"}
+
+
 def _nlu_entries(path: Path, node: yaml.Node | None, items: list[Any], slots: tuple[str, ...],
                  mistakes: Mistakes) -> tuple[NluFile, set[str]]:
     """nlu.yml's entries (``items``), as :func:`read_nlu` reads them: each entry's mistakes noted, and the entry left
@@ -1780,15 +1786,26 @@ def _nlu_entries(path: Path, node: yaml.Node | None, items: list[Any], slots: tu
                     first_example, first_line = alike.setdefault(same_text(text), (examples[-1], line))
                     if first_example.intent != name:
                         twins.append(Twins(first_example, first_line, examples[-1], line))
-            elif kind := next((k for k in ("regex", "synonym", "lookup") if k in item), None):
+            elif kind := next((k for k in _ENTRY_KINDS[1:] if k in item), None):
                 _entity_entry(path, node, i, item, kind, source, slots, patterns, synonyms, mistakes)
             else:
-                raise _fail(path, node, ("nlu", i), f"unknown entry {sorted(item)}")
+                raise _fail(path, node, ("nlu", i), f"unknown entry {sorted(item)}{_kind_meant(item)}")
     if len(named) < 2:
         mistakes.append(str(_fail(path, node, ("nlu",), "at least two intents are needed")))
     unread = {entity: line for entity, line in annotated.items() if entity not in patterns}
     repeated = {name: lines for name, lines in entries.items() if len(lines) > 1}
     return NluFile(examples, patterns, unread, synonyms, twins, roled, repeated), named
+
+
+def _kind_meant(item: dict[Any, Any]) -> str:
+    """What to add where an entry of nlu.yml has none of the keys that name its kind (``_ENTRY_KINDS``): the one a key
+    of it likely meant, misspelt (``intnet:``) or written in Chinese (``意图:``), else nothing."""
+    for key in (str(key).strip() for key in item):
+        if key in _ENTRY_KINDS_IN_CHINESE:
+            return f"; write '{_ENTRY_KINDS_IN_CHINESE[key]}:' for '{key}:', as nlu.yml's keys are English, as Rasa's are"
+        if meant := did_you_mean(key, _ENTRY_KINDS):
+            return meant
+    return ""
 
 
 def _intent_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any],

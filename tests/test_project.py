@@ -440,6 +440,21 @@ def test_an_entrys_examples_at_fault_are_told_with_its_others_mistakes(bot_dir: 
         "'-' an example's bullet is: write '- red'"]
 
 
+@pytest.mark.parametrize(("key", "said"), [
+    ("intnet", "; did you mean 'intent'?"),
+    ("意图", "; write 'intent:' for '意图:', as nlu.yml's keys are English, as Rasa's are"),
+    ("同義詞", "; write 'synonym:' for '同義詞:', as nlu.yml's keys are English, as Rasa's are"),
+])
+def test_an_entry_of_no_kind_is_told_with_the_key_it_likely_meant(bot_dir: Path, key: str, said: str) -> None:
+    """An entry whose intent: was misspelt, or written in Chinese, was told "unknown entry ['examples', 'intnet']",
+    which did not say which key to write."""
+    nlu = bot_dir / "nlu.yml"
+    nlu.write_text(nlu.read_text() + f"- {key}: refund\n  examples: |\n    - money back\n")
+    entry = len(yaml.safe_load(nlu.read_text())["nlu"]) - 1
+    assert error_for(bot_dir) == (f"{nlu}:{len(nlu.read_text().splitlines()) - 2}: nlu.{entry}: unknown entry "
+                                  f"['examples', '{key}']{said}")
+
+
 def test_every_mistake_of_a_variant_is_told_on_its_line(bot_dir: Path) -> None:
     """A variant's first mistake was told, and the others a run each: a misspelt variable, a button's misspelt intent and
     a misspelt key in one Chinese variant took three runs. Each is told, in the order of their lines, in one run."""
