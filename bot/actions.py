@@ -587,8 +587,7 @@ class ActionRunner:
         deskbot runs when a customer answers that action's question, and ``action_validate_slot_mappings``, which it runs
         after every message: deskbot has no forms, so the others would check nothing, and a shop's checks would silently
         not be made."""
-        self.check_map(project.config, project.root)
-        self._check_forms(project)
+        self.check_map(project.config, project.root, project.responses.named)
         mapped = set(project.config.actions.map.values())
         if unreached := [name for name in self.names if name not in mapped and name in RASA_ACTIONS]:
             log.warning("actions/ defines %s, which Rasa runs by itself (at a session's start, on a fallback) and "
@@ -604,38 +603,47 @@ class ActionRunner:
                         "in the action that asks (docs/learning.md, Custom actions)",
                         "actions.map names" if self.endpoint else "actions/ defines", ", ".join(validating))
 
-    def check_map(self, config: BotConfig, root: Path) -> None:
-        """Raise :class:`ActionError`, naming the line of bot.yml (``config``, of the bot at ``root``), if its
-        ``actions.map`` names an action this runner cannot run in-process, every such action named, so that one run
-        finds them all."""
+    def check_map(self, config: BotConfig, root: Path, named: Collection[str] | None = None) -> None:
+        """Raise :class:`ActionError`, naming the line of bot.yml (``config``, of the bot at ``root``), for each action
+        its ``actions.map`` names that this runner cannot run in-process, and each mistake of its forms
+        (:meth:`_form_mistakes`; what asks for their slots where ``named``, responses.yml's responses named after no
+        intent, is given), so that one run finds them all."""
         forms = config.actions.forms
         unknown = [(intent, action) for intent, action in config.actions.map.items()
                    if self.endpoint is None and action not in self.names and action not in forms]
+        said = []
         if unknown:  # the first one's line
             defined = (f"no class in actions/ is named so (it defines {', '.join(self.names) or 'none'})"
                        if self.executor else "the bot has no actions/ folder and no actions.endpoint")
-            named = ", ".join(repr(action) for _, action in unknown)
-            raise ActionError(str(config_error(root, ("actions", "map", unknown[0][0]), f"{named}: {defined}")))
+            named_actions = ", ".join(repr(action) for _, action in unknown)
+            said.append(str(config_error(root, ("actions", "map", unknown[0][0]), f"{named_actions}: {defined}")))
+        said.extend(self._form_mistakes(config, root, named))
+        if said:
+            raise ActionError("\n".join(said))
 
-    def _check_forms(self, project: Project) -> None:
-        """Raise :class:`ActionError`, naming bot.yml's line, for a form of ``actions.forms`` that could not ask for one
-        of its slots (no action or response of :func:`ask_names`) or whose ``submit`` action this runner cannot run
-        (in-process, or on an action server that lists its actions): every customer who reached it would get a failed
-        turn."""
-        known = self._known_at_load() if project.config.actions.forms else set()
-        for name, form in project.config.actions.forms.items():
-            askable = {*project.responses.named, *(known or ())}
-            if known is not None and (missing := [slot for slot in form.required_slots
-                                                  if not askable.intersection(ask_names(name, slot))]):
+    def _form_mistakes(self, config: BotConfig, root: Path, named: Collection[str] | None) -> list[str]:
+        """Each form of ``actions.forms`` whose ``submit`` action this runner cannot run (in-process, or on an action
+        server that lists its actions), and, where ``named`` (responses.yml's responses named after no intent) is
+        given, each that could not ask for one of its slots (no action or response of :func:`ask_names`), named on
+        bot.yml's line: every customer who reached it would get a failed turn. An action server is not asked where
+        ``named`` is not given (the bot's files do not load)."""
+        if not config.actions.forms or named is None and self.endpoint:
+            return []
+        if (known := self._known_at_load()) is None:
+            return []
+        said = []
+        for name, form in config.actions.forms.items():
+            if named is not None and (missing := [slot for slot in form.required_slots
+                                                  if not {*named, *known}.intersection(ask_names(name, slot))]):
                 where = "the action server lists" if self.endpoint else "actions/ defines"
-                raise ActionError(str(config_error(
-                    project.root, ("actions", "forms", name, "required_slots"),
+                said.append(str(config_error(
+                    root, ("actions", "forms", name, "required_slots"),
                     f"responses.yml has no {', '.join(f'utter_ask_{slot}' for slot in missing)}, nor {where} an "
                     f"action_ask_<slot>, to ask for {', '.join(missing)} with")))
-            if form.submit and not form.submit.startswith("utter_") and known is not None and form.submit not in known:
+            if form.submit and not form.submit.startswith("utter_") and form.submit not in known:
                 why = "the action server does not list it" if self.endpoint else "no class in actions/ is named so"
-                raise ActionError(str(config_error(project.root, ("actions", "forms", name, "submit"),
-                                                   f"{form.submit!r}: {why}")))
+                said.append(str(config_error(root, ("actions", "forms", name, "submit"), f"{form.submit!r}: {why}")))
+        return said
 
     def _known_at_load(self) -> set[str] | None:
         """The actions this runner runs, for the checks at load: actions/'s, or those the action server lists (rasa-sdk's

@@ -2329,6 +2329,32 @@ def test_bot_check_tells_the_action_maps_mistakes_with_the_files(bot_dir: Path) 
     assert said[-1].startswith(f"{orders}:") and "cannot load the custom actions: SyntaxError" in said[-1], said
 
 
+def test_bot_check_tells_every_mistake_of_the_forms_with_the_maps(bot_dir: Path) -> None:
+    """A form's slot nothing asks for, its submit action actions/ lacks and an action the map names that it lacks were
+    told one a run, and the submit action only once the bot's files loaded. Each is told in one run; the submit action
+    with the files' mistakes too."""
+    config, responses = bot_dir / "bot.yml", bot_dir / "responses.yml"
+    config.write_text(config.read_text().replace(": action_order_status", ": action_order_stats", 1).replace(
+        "\nchannels:\n", "\n  forms:\n    order_form:\n      required_slots: [emial]\n      submit: action_order_stat\n"
+        "channels:\n", 1))
+    lines = config.read_text().splitlines()
+
+    def line(text: str) -> str:
+        return f"{config}:{lines.index(text) + 1}"
+
+    submit = f"{line('      submit: action_order_stat')}: actions.forms.order_form.submit: 'action_order_stat': no class " \
+             "in actions/ is named so"
+    said = CliRunner().invoke(cli, ["check", str(bot_dir)]).output.removeprefix("Error: ").splitlines()
+    assert said == [
+        f"{line('    track_order: action_order_stats')}: actions.map.track_order: 'action_order_stats': no class in "
+        "actions/ is named so (it defines action_order_status, validate_action_order_status)",
+        f"{line('      required_slots: [emial]')}: actions.forms.order_form.required_slots: responses.yml has no "
+        "utter_ask_emial, nor actions/ defines an action_ask_<slot>, to ask for emial with", submit], said
+    responses.write_text(responses.read_text().replace("payload: /track_refund", "payload: /track_refnd", 1))
+    said = CliRunner().invoke(cli, ["check", str(bot_dir)]).output.removeprefix("Error: ").splitlines()
+    assert said[0].startswith(f"{responses}:") and said[-1] == submit, said
+
+
 def test_bot_check_tells_each_file_of_actions_that_does_not_import(bot_dir: Path) -> None:
     """Two files of actions/ that did not import were told one a run: the second only once the first was mended. Each
     is told, once, a module that imports a broken one told at the broken one's line; a package whose __init__.py does
