@@ -1097,19 +1097,14 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> ProjectError:
                or _indent_fix(problem, context, opened, mark, lines))
         said.append((mark.line if mark else 0, f"{where}: malformed YAML: {problem}{since}{fix}"))
         if mark and "'\\t'" in problem and "\t" in lines[mark.line]:
-            mended_line = mark.line, lines[mark.line].expandtabs(_TAB_STOPS)
-        elif fix != full_width:
-            mended_line = None
-        if mended_line is None or len(said) > MAX_YAML_MISTAKES:
+            mends = [(mark.line, lines[mark.line].expandtabs(stops)) for stops in _TAB_STOPS]
+        else:
+            mends = [mended_line] if mended_line is not None and fix == full_width else []
+        if not mends or len(said) > MAX_YAML_MISTAKES or (read := _read_on(lines, mends)) is None:
             break
-        n, mended = mended_line
-        text = "\n".join([*lines[:n], mended, *lines[n + 1:]])
-        try:
-            _, node = _parse_yaml(text)
-        except yaml.reader.ReaderError:  # said as the file's one mistake once the colons are mended
-            break
-        except yaml.YAMLError as again:
-            exc = again
+        text, node = read
+        if isinstance(node, yaml.YAMLError):
+            exc = node
         else:  # the keys with a full-width colon that YAML read as text, a list item's "- title：Opening hours"
             mended = text.split("\n")
             said.extend((n, f"{_at(path, n + 1)}: '{key[1]}：' is written with a full-width colon, which YAML reads "
@@ -1119,6 +1114,23 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> ProjectError:
             break
     told = [mistake for _, mistake in sorted(said, key=lambda item: item[0])]
     return ProjectErrors(told) if len(told) > 1 else ProjectError(told[0])
+
+
+def _read_on(lines: list[str], mends: list[tuple[int, str]]) -> tuple[str, yaml.Node | None | yaml.YAMLError] | None:
+    """The file of ``lines`` with the first of ``mends`` (a line's index, and the line as mended) that YAML reads past
+    that line, and what YAML makes of it: its node tree, or the error it stops at further on. One mend alone is taken
+    as it reads; of several (a tab, read as each of ``_TAB_STOPS``), one that YAML stops at on its line again is not:
+    none (None) rather than a mistake of the mend's own told."""
+    for n, mended in mends:
+        text = "\n".join([*lines[:n], mended, *lines[n + 1:]])
+        try:
+            return text, _parse_yaml(text)[1]
+        except yaml.reader.ReaderError:  # said as the file's one mistake once the lines are mended
+            return None
+        except yaml.YAMLError as exc:
+            if len(mends) == 1 or (mark := getattr(exc, "problem_mark", None)) is not None and mark.line > n:
+                return text, exc
+    return None
 
 
 def _plain_scalars(node: yaml.Node | None) -> Iterator[yaml.ScalarNode]:
@@ -1135,9 +1147,9 @@ def _plain_scalars(node: yaml.Node | None) -> Iterator[yaml.ScalarNode]:
             yield from _plain_scalars(value)
 
 
-# A tab is read on as the spaces to the next of these stops, as most editors show it: a line whose tab the editor
-# saw lined up with the line above is read as lined up.
-_TAB_STOPS = 4
+# A tab is read on as the spaces to the next of these stops, as editors show it (most with stops of 4): the first that
+# YAML reads past the line, as the line the editor saw lined up with those around it.
+_TAB_STOPS = (4, 2, 8)
 
 # How many mistakes of one malformed YAML file are told, its full-width colons read on past: a file pasted in whole
 # from a Chinese input method would otherwise be read again for each of its lines.
