@@ -1097,7 +1097,7 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> ProjectError:
                or _indent_fix(problem, context, opened, mark, lines))
         said.append((mark.line if mark else 0, f"{where}: malformed YAML: {problem}{since}{fix}"))
         if mark and "'\\t'" in problem and "\t" in lines[mark.line]:
-            mends = [(mark.line, lines[mark.line].expandtabs(stops)) for stops in _TAB_STOPS]
+            mends = _tab_mends(lines, mark.line)
         else:
             mends = [mended_line] if mended_line is not None and fix == full_width else []
         if not mends or len(said) > MAX_YAML_MISTAKES or (read := _read_on(lines, mends)) is None:
@@ -1116,11 +1116,24 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> ProjectError:
     return ProjectErrors(told) if len(told) > 1 else ProjectError(told[0])
 
 
+def _tab_mends(lines: list[str], n: int) -> list[tuple[int, str]]:
+    """Line ``n``, which holds a tab, as its editor likely saw it, each with ``n``: its indentation lined up with the line
+    above (with its start, then with its text after a ``- ``), then its tabs as the spaces to each of ``_TAB_STOPS``."""
+    line = lines[n]
+    text = line.lstrip(" \t")
+    above = next((lines[k] for k in range(n - 1, -1, -1) if lines[k].strip()), "")
+    lined_up = dict.fromkeys((_indent(above), len(re.match(r"[ ]*(?:-[ ]+)?", above)[0])))  # type: ignore[index]
+    return [*((n, " " * start + text) for start in lined_up if "\t" in line[:len(line) - len(text)]),
+            *((n, line.expandtabs(stops)) for stops in _TAB_STOPS)]
+
+
 def _read_on(lines: list[str], mends: list[tuple[int, str]]) -> tuple[str, yaml.Node | None | yaml.YAMLError] | None:
-    """The file of ``lines`` with the first of ``mends`` (a line's index, and the line as mended) that YAML reads past
-    that line, and what YAML makes of it: its node tree, or the error it stops at further on. One mend alone is taken
-    as it reads; of several (a tab, read as each of ``_TAB_STOPS``), one that YAML stops at on its line again is not:
-    none (None) rather than a mistake of the mend's own told."""
+    """The file of ``lines`` with the one of ``mends`` (a line's index, and the line as mended) that YAML reads furthest
+    (the first of those it reads to the end), and what YAML makes of it: its node tree, or the error it stops at
+    further on. One mend alone is taken as it reads; of several (a tab's, :func:`_tab_mends`), one that YAML stops at
+    on its line again is not: none (None) rather than a mistake of the mend's own told, as a guess read no further
+    than another is."""
+    best: tuple[int, str, yaml.Node | None | yaml.YAMLError] | None = None  # how far YAML read, the text, what it made
     for n, mended in mends:
         text = "\n".join([*lines[:n], mended, *lines[n + 1:]])
         try:
@@ -1128,9 +1141,11 @@ def _read_on(lines: list[str], mends: list[tuple[int, str]]) -> tuple[str, yaml.
         except yaml.reader.ReaderError:  # said as the file's one mistake once the lines are mended
             return None
         except yaml.YAMLError as exc:
-            if len(mends) == 1 or (mark := getattr(exc, "problem_mark", None)) is not None and mark.line > n:
-                return text, exc
-    return None
+            mark = getattr(exc, "problem_mark", None)
+            reached = mark.line if mark is not None else -1
+            if (len(mends) == 1 or reached > n) and (best is None or reached > best[0]):
+                best = reached, text, exc
+    return None if best is None else (best[1], best[2])
 
 
 def _plain_scalars(node: yaml.Node | None) -> Iterator[yaml.ScalarNode]:
@@ -1147,8 +1162,8 @@ def _plain_scalars(node: yaml.Node | None) -> Iterator[yaml.ScalarNode]:
             yield from _plain_scalars(value)
 
 
-# A tab is read on as the spaces to the next of these stops, as editors show it (most with stops of 4): the first that
-# YAML reads past the line, as the line the editor saw lined up with those around it.
+# A tab not lined up with the line above is read on as the spaces to the next of these stops, as editors show it (most
+# with stops of 4): the first that YAML reads past the line, as the line the editor saw lined up with those around it.
 _TAB_STOPS = (4, 2, 8)
 
 # How many mistakes of one malformed YAML file are told, its full-width colons read on past: a file pasted in whole
