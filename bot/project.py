@@ -2465,6 +2465,35 @@ def entityless_slots(kept: tuple[str, ...]) -> tuple[str, ...]:
     return (*kept, REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER)
 
 
+# The files of a Rasa project that a shop moving to deskbot may copy into the bot folder, and where deskbot reads
+# what each said: left there, each was ignored without a word, its responses, forms or action server unused.
+_NOT_READ = ": a Rasa project's file, which deskbot does not read: "
+RASA_FILES = {
+    "domain.yml": _NOT_READ + "move its responses into responses.yml (an intent's answer under the intent's name, "
+                              "`greet:` for `utter_greet:`), its forms into bot.yml's actions.forms and the slots "
+                              "custom actions set into actions.slots (deskbot reads the intents and entities from "
+                              "nlu.yml; docs/learning.md, Custom actions), then delete it",
+    "config.yml": _NOT_READ + "deskbot's classifier is set in bot.yml's model and thresholds (the "
+                              "FallbackClassifier's threshold is thresholds.intent; docs/configuration.md), then "
+                              "delete it",
+    "endpoints.yml": _NOT_READ + "set its action_endpoint's url as bot.yml's actions.endpoint "
+                                 "(docs/configuration.md), then delete it",
+    "credentials.yml": _NOT_READ + "set its channels' secrets in bot.yml's channels (docs/channels.md), then "
+                                   "delete it",
+}
+
+
+def rasa_files(root: Path) -> list[str]:
+    """The mistakes of a Rasa project's files left in the bot folder ``root`` (``.yml`` or ``.yaml``, or a domain
+    split into a ``domain/`` folder, as Rasa reads one), each saying where deskbot reads what it held."""
+    found = []
+    for name, where in RASA_FILES.items():
+        stem = name.removesuffix(".yml")
+        there = [root / f"{stem}.yml", root / f"{stem}.yaml", *([root / stem] if stem == "domain" else [])]
+        found.extend(f"{path}{where}" for path in there if path.exists())
+    return found
+
+
 def load_project(root: Path | str) -> Project:
     """The bot folder ``root``, its files read and checked, or a :class:`ProjectError` naming every mistake found in
     them: each file is read to its end (a YAML slip stops its own file alone), and checked against the others as
@@ -2474,7 +2503,7 @@ def load_project(root: Path | str) -> Project:
         if otherwise := _named_otherwise(root / "bot.yml"):
             raise ProjectError(f"{root / 'bot.yml'}: file not found{otherwise}")
         raise ProjectError(f"{root}: not a bot folder (no bot.yml); create one with `bot init {shlex.quote(str(root))}`")
-    mistakes = Mistakes()
+    mistakes = Mistakes(rasa_files(root))
     config, language_read = read_config(root / "bot.yml", mistakes)
     kept = kept_slots(config.language if config else "en")
     nlu, named_intents = read_nlu(root / "nlu.yml", entityless_slots(kept), mistakes)

@@ -1529,6 +1529,22 @@ def test_a_bot_file_under_another_name_is_told_by_it(bot_dir: Path, file: str, t
                                   f"{file}, so move or rename it")
 
 
+@pytest.mark.parametrize(("there", "told"), [
+    ("domain.yml", "move its responses into responses.yml"), ("domain.yaml", "its forms into bot.yml's actions.forms"),
+    ("domain/shop.yml", "`greet:` for `utter_greet:`"), ("config.yml", "thresholds.intent"),
+    ("endpoints.yml", "actions.endpoint"), ("credentials.yaml", "bot.yml's channels"),
+])
+def test_a_rasa_projects_file_in_the_bot_folder_is_refused_saying_where_it_goes(bot_dir: Path, there: str,
+                                                                                 told: str) -> None:
+    """A Rasa project copied into the bot folder whole loaded without a word of its domain.yml, endpoints.yml or
+    credentials.yml, which deskbot does not read: its responses, forms and action server went unused."""
+    (bot_dir / there).parent.mkdir(exist_ok=True)
+    (bot_dir / there).write_text("version: \"3.1\"\n", encoding="utf-8")
+    error = error_for(bot_dir)
+    assert error.startswith(f"{bot_dir / there.split('/')[0]}: a Rasa project's file, which deskbot does not read: ")
+    assert told in error and error.endswith("then delete it")
+
+
 @pytest.mark.parametrize("file", ["nlu.yml", "responses.yml"])
 def test_a_bot_file_simply_missing_says_bot_init_writes_one(bot_dir: Path, file: str) -> None:
     """A deleted responses.yml was "file not found" alone, which left a new user to guess its format; `bot init`
