@@ -158,7 +158,11 @@ def payload_values_are_json(payload: str) -> str:
     """Checked on load: a payload such as ``/track_order{order_id: 123}`` (not JSON) would be sent as typed
     text, and the click answered as the classifier reads those words."""
     values = read_payload(payload)[1]
-    if not values and payload.startswith("/") and _PAYLOAD_VALUES.fullmatch(payload):
+    if not values and payload.startswith("/") and (match := _PAYLOAD_VALUES.fullmatch(payload)):
+        if match[2].startswith("{{") and match[2].endswith("}}") and read_payload(single := payload[:-1].replace(
+                "{", "", 1))[1]:  # as Rasa's docs write one, its template filling making the doubled braces single
+            raise ValueError(f"the values' braces are doubled, as a Rasa domain writes them: deskbot reads a "
+                             f"payload's JSON as it is written, so write {single}")
         raise ValueError('the values after the intent must be a JSON object of texts, numbers, true, false or null, '
                          'as in /track_order{"order_id": "123"}')
     for value in texts_of(values):
