@@ -312,11 +312,23 @@ def _slot_name(name: str) -> str:
     return name
 
 
+def _slot_names(slots: Any) -> Any:
+    """A Rasa 2 domain's ``required_slots``, a mapping of each slot to its slot mappings, refused with the list
+    deskbot reads (Rasa 3's), where it was "Input should be a valid list", which said nothing of what to write."""
+    if isinstance(slots, dict):
+        raise ValueError(f"a mapping of slots to their slot mappings, as a Rasa 2 domain writes it: write the slots' "
+                         f"names as a list, as Rasa 3 does, required_slots: [{', '.join(map(str, slots))}] (a form's "
+                         f"slots are filled from nlu.yml's entities of their names, a button's values and "
+                         f"validate_<form>'s extract_<slot> methods, not by slot mappings)")
+    return slots
+
+
 class FormConfig(Settings):
     """A Rasa form (a domain's ``forms:`` entry): the slots it asks for in turn, each with its ``utter_ask_<slot>``
     response, and the action run once all are filled, as a Rasa rule runs one after the form deactivates."""
 
-    required_slots: list[Annotated[str, AfterValidator(_slot_name)]] = Field(min_length=1)
+    required_slots: Annotated[list[Annotated[str, AfterValidator(_slot_name)]], BeforeValidator(_slot_names)] = Field(
+        min_length=1)
     submit: str | None = Field(None, pattern=r"^\S+$", description="the custom action (or utter_ response) run once "
                                                                     "every required slot is filled")
     ignored_intents: list[str] = Field(default_factory=list, description="intents whose messages fill none of the "

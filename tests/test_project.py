@@ -98,6 +98,18 @@ def test_a_misspelt_key_is_told_with_the_key_it_likely_meant(bot_dir: Path, sett
     assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:{said}"
 
 
+def test_a_rasa_2_forms_required_slots_mapping_is_refused_with_the_list_to_write(bot_dir: Path) -> None:
+    """A Rasa 2 domain's required_slots, each slot with its mappings, was "Input should be a valid list"."""
+    (bot_dir / "bot.yml").write_text("actions:\n  forms:\n    order_form:\n      required_slots:\n        order_id:\n"
+                                     "        - type: from_entity\n          entity: order_id\n        email:\n"
+                                     "        - type: from_text\n")
+    assert error_for(bot_dir) == (
+        f"{bot_dir / 'bot.yml'}:4: actions.forms.order_form.required_slots: Value error, a mapping of slots to their "
+        "slot mappings, as a Rasa 2 domain writes it: write the slots' names as a list, as Rasa 3 does, "
+        "required_slots: [order_id, email] (a form's slots are filled from nlu.yml's entities of their names, a "
+        "button's values and validate_<form>'s extract_<slot> methods, not by slot mappings)")
+
+
 def test_a_misspelt_base_model_alias_is_told_with_the_alias_it_likely_meant(tmp_path: Path) -> None:
     """model.base: multilingal was looked up on the Hugging Face hub, and bot train said only that it could not reach
     it, a new user left to find the typo."""
