@@ -2051,6 +2051,9 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
     if isinstance(variant, str):
         variant = {"text": variant}
     faults: list[tuple[int, str]] = []  # each mistake with its line, told in their order
+    if isinstance(variant, dict) and (rasa_keys := [key for key in variant if key in RASA_RESPONSE_KEYS]):
+        faults.extend(_lined(path, node, (*loc, key), RASA_RESPONSE_KEYS[key]) for key in rasa_keys)
+        variant = {key: value for key, value in variant.items() if key not in rasa_keys}  # the rest checked as ever
     try:
         parsed = ResponseVariant.model_validate(variant)
     except ValidationError as exc:  # a Rasa domain's channel names, and a misspelt one
@@ -2129,6 +2132,23 @@ def _check_answers(path: Path, node: yaml.Node | None, intent: str, parsed: list
                     f"no variant answers {language} customers on every channel (only on {', '.join(only)}): "
                     "add one without 'channel:'" if only else
                     f"no variant answers {language} customers: add one with 'language: {language}' or none")
+
+
+# The keys of a Rasa domain's response that a responses.yml variant does not take, each with what to write instead:
+# "unknown key" alone (or "did you mean 'buttons'?" for button_type) left a migrating shop to guess.
+_NOT_SENT = "Rasa's {}, which a responses.yml variant does not send: "
+RASA_RESPONSE_KEYS = {
+    "button_type": "Rasa's layout of the buttons, which deskbot does not set (each channel lays out buttons its own "
+                   "way): leave it out",
+    "id": "Rasa's response id, which only Rasa's NLG server reads: leave it out",
+    "metadata": "Rasa's response metadata, which deskbot does not read: leave it out (a page's data goes in custom:)",
+    "quick_replies": "Rasa's quick replies: write them as buttons: (a title and a payload each), which every channel "
+                     "shows, as Rasa's channels show quick replies where they have none of their own",
+    "attachment": _NOT_SENT.format("attachment") + "put its link in the text, or an image's link in image:",
+    "elements": _NOT_SENT.format("carousel cards") + "write the cards' titles in the text and their buttons as "
+                                                     "buttons:, or send them from a custom action's "
+                                                     "utter_message(elements=...), which shows them so",
+}
 
 
 # Rasa's channels whose customers deskbot's web chat serves: its REST and Socket.IO ones, which web widgets use

@@ -234,6 +234,34 @@ def test_a_button_whose_click_would_lose_its_values_is_refused(bot_dir: Path, pa
     assert error.startswith(f"{path}:") and said in error, error
 
 
+@pytest.mark.parametrize(("key", "value", "said"), [
+    ("button_type", "vertical", "Rasa's layout of the buttons, which deskbot does not set (each channel lays out "
+                                "buttons its own way): leave it out"),
+    ("id", "change_order_1", "Rasa's response id, which only Rasa's NLG server reads: leave it out"),
+    ("metadata", {"rephrase": True}, "Rasa's response metadata, which deskbot does not read: leave it out"),
+    ("quick_replies", [{"title": "Yes", "payload": "/greet"}], "Rasa's quick replies: write them as buttons: (a "
+                                                               "title and a payload each)"),
+    ("attachment", "https://example.com/returns.pdf", "Rasa's attachment, which a responses.yml variant does not "
+                                                      "send: put its link in the text"),
+    ("elements", [{"title": "Shoes"}], "Rasa's carousel cards, which a responses.yml variant does not send: write the "
+                                       "cards' titles in the text and their buttons as buttons:"),
+])
+def test_a_rasa_response_key_a_variant_does_not_take_says_what_to_write(bot_dir: Path, key: str, value: object,
+                                                                         said: str) -> None:
+    """A Rasa domain's response with one of these was "unknown key" ("did you mean 'buttons'?" for button_type),
+    which left a shop moving its domain to guess what deskbot sends instead; the variant's other mistakes are told
+    with it."""
+    path = bot_dir / "responses.yml"
+    responses = yaml.safe_load(path.read_text())
+    responses["responses"]["change_order"] = [{"text": "Changed {oder_id}.", key: value}, {"text": "Changed."}]
+    path.write_text(yaml.safe_dump(responses, allow_unicode=True, sort_keys=False))
+    lines = path.read_text().splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if text.lstrip().startswith(f"{key}:"))
+    misspelt, rasa = error_for(bot_dir).splitlines()  # in the order of their lines
+    assert rasa.startswith(f"{path}:{line}: responses.change_order.0.{key}: {said}"), rasa
+    assert "{oder_id}" in misspelt and "did you mean {order_id}?" in misspelt
+
+
 def test_a_buttons_payload_values_are_filled_from_the_conversation(bot_dir: Path) -> None:
     """'/track_refund{"order_id": "{order_id}"}' was sent as written: the click set no order number."""
     path = bot_dir / "responses.yml"
