@@ -1760,6 +1760,12 @@ class NluFile(NamedTuple):
     repeated: dict[str, list[int | None]]
 
 
+# Rasa's training data may hold responses (its retrieval intents' answers, utter_faq/returns), which deskbot reads
+# from responses.yml alone: "deskbot has no stories or rules" said nothing of where they go.
+NLU_RESPONSES = ("deskbot reads responses from responses.yml: move them there, each under its intent's name "
+                 "(`faq/returns:` for a retrieval intent's `utter_faq/returns:`)")
+
+
 def read_nlu(path: Path, slots: tuple[str, ...], mistakes: Mistakes) -> tuple[NluFile | None, set[str]]:
     """Read intents and examples in Rasa's ``nlu.yml`` format, and its entities (:class:`NluFile`; None where it does
     not parse), with each of its mistakes noted in ``mistakes`` (an entry or an example at fault left
@@ -1771,8 +1777,9 @@ def read_nlu(path: Path, slots: tuple[str, ...], mistakes: Mistakes) -> tuple[Nl
             raise _fail(path, node, (), "expected a top-level 'nlu:' list")
         for extra in sorted(str(key) for key in set(data) - {"version", "nlu"}):  # a typo, or Rasa's stories and rules
             mistakes.append(str(_fail(path, node, (extra,), "unknown key: nlu.yml holds 'version' and 'nlu' "
-                                                             "(intents, examples and regexes); deskbot has no stories "
-                                                             "or rules")))
+                                                             "(intents, examples and regexes); " + (
+                                                                 NLU_RESPONSES if extra == "responses" else
+                                                                 "deskbot has no stories or rules"))))
         return _nlu_entries(path, node, data["nlu"], slots, mistakes)
     return None, set()
 

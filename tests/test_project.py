@@ -79,8 +79,15 @@ def test_unknown_key_names_file_and_line(bot_dir: Path) -> None:
     responses.write_text(kept)
     (bot_dir / "bot.yml").write_text("")
     nlu = bot_dir / "nlu.yml"
-    nlu.write_text(nlu.read_text() + "stories:\n- story: greet\n")
+    kept = nlu.read_text()
+    nlu.write_text(kept + "stories:\n- story: greet\n")
     assert "stories: unknown key" in error_for(bot_dir)
+    # a Rasa retrieval intent's responses, which Rasa's training data may hold: said to be no story or rule
+    nlu.write_text(kept + "responses:\n  utter_faq/returns:\n  - text: Within 30 days.\n")
+    assert error_for(bot_dir).endswith("responses: unknown key: nlu.yml holds 'version' and 'nlu' (intents, examples "
+                                       "and regexes); deskbot reads responses from responses.yml: move them there, "
+                                       "each under its intent's name (`faq/returns:` for a retrieval intent's "
+                                       "`utter_faq/returns:`)")
 
 
 @pytest.mark.parametrize(("setting", "said"), [
