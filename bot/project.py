@@ -32,8 +32,8 @@ from yarl import URL
 
 from bot.language import (CJK, LANGUAGES, SCRIPT, SLOT, KeyMistake, Language, Script, Text, language_meant,
                           mistake_in, per_language, typed_in_pinyin)
-from bot.responses import (MAX_BUTTON_TITLE_CHARS, MAX_REPLY_CHARS, PayloadValue, ResponseVariant, Responses,
-                           read_payload, variable_names, variables_are_names)
+from bot.responses import (MAX_BUTTON_TITLE_CHARS, MAX_REPLY_CHARS, Button, PayloadValue, ResponseVariant,
+                           Responses, read_payload, variable_names, variables_are_names)
 from dialogues.export import about_one_case
 from dialogues.review import OOS
 from retrieval.options import IndexOptions, IndexType, Settings
@@ -2088,7 +2088,7 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
                          f"actions.slots): this variant would never be shown{did_you_mean(c.name, fillable)}")
                   for k, c in enumerate(parsed.condition)
                   if fillable is not None and c.name not in fillable and c.value is not None)
-    for k, button in enumerate(parsed.buttons):  # a typo would send the click to the classifier as text
+    for k, button in _buttons_as_written(variant, parsed):  # a typo would send the click to the classifier as text
         chosen, values = read_payload(button.payload)
         chosen = chosen.strip()  # as the server reads a message: "/track_refund " selects track_refund
         unquoted = chosen.strip(_CURLY_QUOTES).strip()
@@ -2118,6 +2118,20 @@ def _doubled(variant: ResponseVariant) -> set[str]:
     """The names written as variables in double braces in ``variant``'s text and button titles."""
     return {name for text in (variant.text or "", *(b.title for b in variant.buttons))
             for name in _DOUBLED_VARIABLE.findall(text)}
+
+
+def _buttons_as_written(variant: Any, parsed: ResponseVariant) -> list[tuple[int, Button]]:
+    """The buttons of ``parsed``, read from responses.yml's ``variant``, each with its index there: one left out for
+    a mistake of its own (told already) moved those after it, whose mistakes were told at the line of the one
+    before."""
+    written = variant.get("buttons") if isinstance(variant, dict) else None
+    if not isinstance(written, list) or len(written) == len(parsed.buttons):
+        return list(enumerate(parsed.buttons))
+    read = []
+    for k, button in enumerate(written):
+        with contextlib.suppress(ValidationError):
+            read.append((k, Button.model_validate(button)))
+    return read
 
 
 def _lined(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], message: str) -> tuple[int, str]:

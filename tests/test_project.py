@@ -269,6 +269,23 @@ def test_a_rasa_response_key_a_variant_does_not_take_says_what_to_write(bot_dir:
     assert "{oder_id}" in misspelt and "did you mean {order_id}?" in misspelt
 
 
+def test_a_buttons_mistake_is_told_at_its_own_line_after_a_button_left_out(bot_dir: Path) -> None:
+    """A button after one refused for its own mistake was told as the one before it, at that one's line."""
+    path = bot_dir / "responses.yml"
+    responses = yaml.safe_load(path.read_text())
+    responses["responses"]["change_order"] = [{"text": "Changed.", "buttons": [
+        {"title": "Refund", "payload": "/track_refund{order_id: 123}"},
+        {"title": "Order", "payload": '/track_refund{"order_id": "ORD-55"}'}]}]
+    path.write_text(yaml.safe_dump(responses, allow_unicode=True, sort_keys=False))
+    lines = path.read_text().splitlines()
+    first, second = (n for n, text in enumerate(lines, 1) if "payload: /track_refund{" in text
+                     or "payload: '/track_refund{" in text)
+    not_json, not_a_value = error_for(bot_dir).splitlines()
+    assert not_json.startswith(f"{path}:{first}: responses.change_order.0.buttons.0.payload: Value error")
+    assert not_a_value == (f"{path}:{second}: responses.change_order.0.buttons.1.payload: 'ORD-55' is no order_id "
+                           "that nlu.yml's patterns take: the click would not set it")
+
+
 def test_a_buttons_payload_values_are_filled_from_the_conversation(bot_dir: Path) -> None:
     """'/track_refund{"order_id": "{order_id}"}' was sent as written: the click set no order number."""
     path = bot_dir / "responses.yml"
