@@ -997,7 +997,14 @@ def _named_otherwise(path: Path) -> str:
     other_suffix = {".yml": ".yaml", ".yaml": ".yml"}.get(path.suffix)
     named = [*([path.with_suffix(other_suffix)] if other_suffix else []), path.parent / "data" / path.name]
     there = next((other for other in named if other.is_file()), None)
-    return f"; {there} is there: deskbot reads {path.name}, so move or rename it" if there else ""
+    if there:
+        return f"; {there} is there: deskbot reads {path.name}, so move or rename it"
+    markdown = [path.with_suffix(".md"), path.parent / "data" / path.with_suffix(".md").name]
+    if path.name == "nlu.yml" and (there := next((other for other in markdown if other.is_file()), None)):
+        return (f"; {there} is there, in the Markdown format of Rasa 1 and 2, which deskbot does not read: convert it "
+                f"with Rasa 2's `rasa data convert nlu -f yaml --data {there} --out {path.parent}` (Rasa 3 converts no "
+                f"Markdown) and rename the .yml file it writes there to {path.name}")
+    return ""
 
 
 def _written_by_init(path: Path) -> str:

@@ -1613,6 +1613,19 @@ def test_a_rasa_projects_file_in_the_bot_folder_is_refused_saying_where_it_goes(
     assert told in error and error.endswith("then delete it")
 
 
+@pytest.mark.parametrize("there", ["nlu.md", "data/nlu.md"])
+def test_rasa_markdown_training_data_is_told_how_to_convert(bot_dir: Path, there: str) -> None:
+    """A Rasa 2 bot's nlu.md was "nlu.yml: file not found" and `bot init`'s starter to copy, as if it had no data."""
+    (bot_dir / there).parent.mkdir(exist_ok=True)
+    (bot_dir / "nlu.yml").unlink()
+    (bot_dir / there).write_text("## intent:greet\n- hi\n", encoding="utf-8")
+    assert error_for(bot_dir) == (
+        f"{bot_dir / 'nlu.yml'}: file not found; {bot_dir / there} is there, in the Markdown format of Rasa 1 and 2, "
+        f"which deskbot does not read: convert it with Rasa 2's `rasa data convert nlu -f yaml --data "
+        f"{bot_dir / there} --out {bot_dir}` (Rasa 3 converts no Markdown) and rename the .yml file it writes there "
+        "to nlu.yml")
+
+
 @pytest.mark.parametrize("file", ["nlu.yml", "responses.yml"])
 def test_a_bot_file_simply_missing_says_bot_init_writes_one(bot_dir: Path, file: str) -> None:
     """A deleted responses.yml was "file not found" alone, which left a new user to guess its format; `bot init`
