@@ -34,7 +34,7 @@ from yarl import URL
 from bot.channels.base import client_session, error_text, load_json
 from bot.language import blank
 from bot.project import (REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, Mistakes, ProjectError, config_error,
-                         read_config)
+                         read_config, written_forms)
 from bot.responses import MAX_REPLY_CHARS
 from dialogues.redact import redact
 from dialogues.store import CUSTOM_PLACEHOLDER
@@ -486,9 +486,10 @@ def map_mistakes(root: Path, loaded: ActionRunner | None = None) -> list[str]:
     settings = config.actions
     try:
         if loaded is None:
-            ActionRunner(root / "actions", settings.endpoint, settings.timeout, domain={}).check_map(config, root)
+            ActionRunner(root / "actions", settings.endpoint, settings.timeout, domain={}).check_map(
+                config, root, written=written_forms(root / "bot.yml"))
         elif loaded.runs_code_of(root, settings.endpoint):
-            loaded.check_map(config, root)
+            loaded.check_map(config, root, written=written_forms(root / "bot.yml"))
     except ActionError as exc:
         return [str(exc)]
     return []
@@ -603,12 +604,14 @@ class ActionRunner:
                         "in the action that asks (docs/learning.md, Custom actions)",
                         "actions.map names" if self.endpoint else "actions/ defines", ", ".join(validating))
 
-    def check_map(self, config: BotConfig, root: Path, named: Collection[str] | None = None) -> None:
+    def check_map(self, config: BotConfig, root: Path, named: Collection[str] | None = None,
+                  written: Collection[str] = ()) -> None:
         """Raise :class:`ActionError`, naming the line of bot.yml (``config``, of the bot at ``root``), for each action
         its ``actions.map`` names that this runner cannot run in-process, and each mistake of its forms
         (:meth:`_form_mistakes`; what asks for their slots where ``named``, responses.yml's responses named after no
-        intent, is given), so that one run finds them all."""
-        forms = config.actions.forms
+        intent, is given), so that one run finds them all. ``written``: forms bot.yml names that ``config`` lacks for
+        their own mistakes, told already."""
+        forms = {*config.actions.forms, *written}
         unknown = [(intent, action) for intent, action in config.actions.map.items()
                    if self.endpoint is None and action not in self.names and action not in forms]
         said = []

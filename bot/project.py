@@ -1427,6 +1427,17 @@ def load_config(path: Path) -> BotConfig:
     return config
 
 
+def written_forms(path: Path) -> set[str]:
+    """The forms bot.yml at ``path`` names under ``actions.forms`` as written, one refused for a mistake of its own (a
+    Rasa 2 ``required_slots``) too, which ``actions.map`` may name without being told it names no action as well."""
+    with contextlib.suppress(ProjectError):
+        data, _ = _load_yaml(path, Mistakes())
+        forms = ((data or {}).get("actions") or {}).get("forms") if isinstance(data, dict) else None
+        if isinstance(forms, dict) and isinstance(data["actions"], dict):
+            return {str(name) for name in forms}
+    return set()
+
+
 def read_config(path: Path, mistakes: Mistakes) -> tuple[BotConfig | None, bool]:
     """bot.yml with each of its mistakes noted in ``mistakes``, a line each, and as read without the keys at fault
     (their defaults in their place), for the other files to be checked against it all the same; and whether its

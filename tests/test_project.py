@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError, model_validator
 from click.testing import CliRunner
 
+from bot.actions import map_mistakes
 from bot.channels.base import normalise
 from bot.cli import cli
 from bot.project import BotConfig, Example, Project, ProjectError, load_project
@@ -115,6 +116,14 @@ def test_a_rasa_2_forms_required_slots_mapping_is_refused_with_the_list_to_write
         "slot mappings, as a Rasa 2 domain writes it: write the slots' names as a list, as Rasa 3 does, "
         "required_slots: [order_id, email] (a form's slots are filled from nlu.yml's entities of their names, a "
         "button's values and validate_<form>'s extract_<slot> methods, not by slot mappings)")
+    # actions.map naming the form is not also told that actions/ has no class of its name
+    (bot_dir / "bot.yml").write_text("actions:\n  map: {change_order: order_form}\n  forms:\n    order_form:\n"
+                                     "      required_slots:\n        order_id:\n        - type: from_entity\n")
+    assert map_mistakes(bot_dir) == []
+    (bot_dir / "bot.yml").write_text("actions:\n  map: {change_order: order_from}\n  forms:\n    order_form:\n"
+                                     "      required_slots:\n        order_id:\n        - type: from_entity\n")
+    assert map_mistakes(bot_dir)[0].startswith(f"{bot_dir / 'bot.yml'}:2: actions.map.change_order: 'order_from': "
+                                               "no class in actions/ is named so")
 
 
 def test_a_misspelt_base_model_alias_is_told_with_the_alias_it_likely_meant(tmp_path: Path) -> None:
