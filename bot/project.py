@@ -1404,6 +1404,8 @@ def error_message(err: Any, model: type[BaseModel]) -> str:
     typed with a full-width colon ("server:" over "port：9000") says so: "Input should be a valid dictionary" did not."""
     if err["type"] == "extra_forbidden":  # a misspelt key: the section's keys tell which it meant
         key = str(err["loc"][-1])
+        if model is BotConfig and len(err["loc"]) == 1 and key in RASA_CONFIG_KEYS:  # not a typo: no "did you mean"
+            return f"unknown key{RASA_CONFIG_KEYS[key]}"
         return f"unknown key{did_you_mean(key, _keys_at(model, tuple(err['loc'][:-1])))}"
     if err["type"] == "string_type" and err["input"] is None:
         return f"{err['msg']}: it is empty"
@@ -1425,6 +1427,23 @@ def load_config(path: Path) -> BotConfig:
     mistakes.raise_any()
     assert config is not None  # a bot.yml that did not load has a mistake
     return config
+
+
+# The keys of a Rasa project's config.yml, endpoints.yml and credentials.yml that a shop may paste into bot.yml, each
+# with where deskbot has what it said: "unknown key" alone left it to search docs/configuration.md.
+_CLASSIFIER = ": Rasa's {}, which deskbot does not read: its classifier is set by model and thresholds (the " \
+              "FallbackClassifier's threshold is thresholds.intent; docs/configuration.md)"
+_WEB_CHAT = ": Rasa's {} channel, which is deskbot's web chat here: channels.web (docs/channels.md)"
+RASA_CONFIG_KEYS = {
+    "recipe": _CLASSIFIER.format("recipe"), "pipeline": _CLASSIFIER.format("NLU pipeline"),
+    "policies": _CLASSIFIER.format("dialogue policies") + "; deskbot has no rules or stories",
+    "assistant_id": ": Rasa's assistant id, which deskbot does not read: name: names the bot",
+    "action_endpoint": ": Rasa's endpoints.yml's action server: write its url as actions.endpoint",
+    "tracker_store": ": Rasa's endpoints.yml's tracker store: deskbot keeps conversations in its own SQLite store "
+                     "(store_dir)",
+    "rest": _WEB_CHAT.format("rest"), "socketio": _WEB_CHAT.format("socketio"),
+    "slack": ": Rasa's credentials.yml's Slack channel: deskbot's is channels.slack (docs/channels.md)",
+}
 
 
 def written_forms(path: Path) -> set[str]:

@@ -126,6 +126,27 @@ def test_a_rasa_2_forms_required_slots_mapping_is_refused_with_the_list_to_write
                                                "no class in actions/ is named so")
 
 
+@pytest.mark.parametrize(("setting", "said"), [
+    ("pipeline:\n- name: WhitespaceTokenizer\n", "pipeline: unknown key: Rasa's NLU pipeline, which deskbot does not "
+                                                  "read: its classifier is set by model and thresholds"),
+    ("policies:\n- name: RulePolicy\n", "policies: unknown key: Rasa's dialogue policies, which deskbot does not read"),
+    ("recipe: default.v1\n", "recipe: unknown key: Rasa's recipe, which deskbot does not read"),
+    ("assistant_id: shop\n", "assistant_id: unknown key: Rasa's assistant id, which deskbot does not read: name: names "
+                             "the bot"),
+    ("action_endpoint:\n  url: http://localhost:5055/webhook\n",
+     "action_endpoint: unknown key: Rasa's endpoints.yml's action server: write its url as actions.endpoint"),
+    ("tracker_store:\n  type: SQL\n", "tracker_store: unknown key: Rasa's endpoints.yml's tracker store: deskbot keeps "
+                                       "conversations in its own SQLite store (store_dir)"),
+    ("slack:\n  slack_token: xoxb-1\n", "slack: unknown key: Rasa's credentials.yml's Slack channel: deskbot's is "
+                                         "channels.slack (docs/channels.md)"),  # not "did you mean 'fallback'?"
+    ("rest: {}\n", "rest: unknown key: Rasa's rest channel, which is deskbot's web chat here: channels.web"),
+])
+def test_a_rasa_config_key_in_bot_yml_says_where_deskbot_has_it(bot_dir: Path, setting: str, said: str) -> None:
+    """Rasa's config.yml, endpoints.yml or credentials.yml pasted into bot.yml was "unknown key", key by key."""
+    (bot_dir / "bot.yml").write_text(setting)
+    assert error_for(bot_dir).startswith(f"{bot_dir / 'bot.yml'}:1: {said}"), error_for(bot_dir)
+
+
 def test_a_misspelt_base_model_alias_is_told_with_the_alias_it_likely_meant(tmp_path: Path) -> None:
     """model.base: multilingal was looked up on the Hugging Face hub, and bot train said only that it could not reach
     it, a new user left to find the typo."""
