@@ -1889,7 +1889,8 @@ def test_a_regex_group_named_value_is_the_entity(bot_dir: Path) -> None:
     started = time.perf_counter()  # each start reads on once: no run of particles or signs is tried two ways
     for text in ("订单呢" * 30_000, "订单呢?" + " " * 100_000 + "x", "order" + "-" * 100_000, "订单," + " " * 100_000 + "x"):
         assert project.entities(text) == {}
-    assert time.perf_counter() - started < 5  # 0.2 s here; a second way to read them takes minutes
+    # 0.2 s on a quiet machine, seconds on a loaded one; a second way to read them takes minutes
+    assert time.perf_counter() - started < 30
     project.entity_patterns["order_id"] = [re.compile(r"order \d+")]  # no group: the whole match, as in Rasa
     assert project.entities("order 789") == {"order_id": "order 789"}
     project.entity_patterns["order_id"] = [re.compile(r"order\s*(?P<value>\d+)?"), re.compile(r"\d*")]
