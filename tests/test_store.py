@@ -1878,12 +1878,12 @@ def test_redaction_takes_time_in_proportion_to_the_text() -> None:
                  "—1" * 50_000, "07911 " * 16_000, "(1) 2" * 20_000, "a:" * 50_000, "ab:" * 30_000 + "X"):
         started = time.perf_counter()
         assert redact(text) == text
-        assert time.perf_counter() - started < 5  # about 0.05 s; quadratic, a minute
+        assert time.perf_counter() - started < 20  # about 0.05 s, seconds on a loaded machine; quadratic, a minute
     for text, redacted in (("0044 20 7946 0958 " * 5_000, "[PHONE] " * 5_000), ("my name is " * 9_000, "my name is " * 9_000),
                            ("我叫张伟，" * 20_000, "我叫[NAME]，" * 20_000)):  # a match at every step
         started = time.perf_counter()
         assert redact_names(redact(text)) == redacted
-        assert time.perf_counter() - started < 5
+        assert time.perf_counter() - started < 20
 
 
 @pytest.mark.parametrize(("text", "redacted"), [
