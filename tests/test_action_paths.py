@@ -3158,6 +3158,26 @@ def test_the_demo_action_takes_no_phone_number_for_the_order_number(action_bot: 
         assert run(said, "en") == "Sure — what's your order number?", said
     assert run("13812345678 的 456 到了吗").startswith("456 是订单号吗？")
 
+@pytest.mark.parametrize(("language", "said", "answer"), [
+    ("en", "where is my order AB1023?", "AB1023 isn't one of our order numbers: ours start with DS"),
+    ("zh", "订单TB-52017到哪了", "TB-52017 不是本店的订单号：本店订单号以 DS 开头"),
+    ("en", "order ord1023", None), ("en", "my order no123", None)])
+def test_the_demo_action_says_an_order_number_of_another_shops_is_none_of_its_own(
+        action_bot: Path, tmp_path: Path, language: str, said: str, answer: str | None) -> None:
+    """"where is my order AB1023?" (another shop's order number, its prefix not the demo's DS) was offered as "Is 1023
+    the order number?", and a button that looked up the demo's order 1023, or that of an earlier order the message did
+    not name: the action says whose prefix its order numbers have, and offers a person. "no123", "ord1023" are no
+    prefix."""
+    orders = demo_orders(action_bot, tmp_path)
+    messages, events = demo_turn(orders.ActionOrderStatus(), {"language": language, "order_id": "52017",
+                                                              "order_status": "shipped"}, said)
+    if answer is None:
+        assert "one of our order numbers" not in messages[0]["text"], said
+        return
+    assert messages[0]["text"].startswith(answer) and messages[0]["buttons"][0]["payload"] == "/handoff"
+    assert SlotSet("order_id", None) in events and SlotSet("requested_slot", "order_id") in events
+
+
 def test_the_demo_action_reads_full_width_digits_as_rasas_regex_extractor_gives_them(action_bot: Path,
                                                                                    tmp_path: Path) -> None:
     """Rasa gives an order number typed in full-width digits (a Chinese keyboard's ５２０１７) as typed, and the action

@@ -1951,6 +1951,33 @@ def test_short_numbers_after_order_are_several_orders_and_a_sum_after_one_is_non
                     "order 123-456": ["123-456"], "order 123 2 items": ["123"]}
 
 
+def test_an_order_number_with_the_shops_prefix_is_read_as_its_number(bot_dir: Path) -> None:
+    """The demo shop's e-mails print an order number as DS1023, and customers copy it: "DS1023", "ds-1023" and
+    "#DS1023" were read as no order number, or "order DS1023" as a number the lookup had to ask about. The shop's
+    prefix, typed or not, reads as the number after it; another shop's prefix (AB1023) reads as none."""
+    project = load_project(bot_dir)
+    said = {text: [e["value"] for e in project.found_entities(normalise(text))] for text in [
+        "DS1023", "ds-1023", "#DS1023", "where is order DS1023?", "订单DS52017到哪了", "order ds 789", "1023",
+        "orders DS123 and DS456", "AB1023", "where is order AB1023?", "ADS1023"]}
+    assert said == {"DS1023": ["1023"], "ds-1023": ["1023"], "#DS1023": ["1023"], "where is order DS1023?": ["1023"],
+                    "订单DS52017到哪了": ["52017"], "order ds 789": ["789"], "1023": ["1023"],
+                    "orders DS123 and DS456": ["123", "456"], "AB1023": [], "where is order AB1023?": [],
+                    "ADS1023": []}
+
+
+def test_a_message_that_is_only_a_list_of_order_numbers_names_each(bot_dir: Path) -> None:
+    """"123、456" or "123 and 456" on their own (the answer to the order number's question, or sent while the proof is
+    awaited) named no order, and got the fallback: each is an order, as after "order"; "123,456" is a sum, and numbers
+    in a sentence are no list of orders."""
+    project = load_project(bot_dir)
+    said = {text: [e["value"] for e in project.found_entities(normalise(text))] for text in [
+        "123、456", "123 and 456", "123, 456", "123和456", "１２３、４５６", "123、456、789", "訂單123同456", "123,456",
+        "I paid 300, 456 left"]}
+    assert said == {"123、456": ["123", "456"], "123 and 456": ["123", "456"], "123, 456": ["123", "456"],
+                    "123和456": ["123", "456"], "１２３、４５６": ["123", "456"], "123、456、789": ["123", "456", "789"],
+                    "訂單123同456": ["123", "456"], "123,456": [], "I paid 300, 456 left": []}
+
+
 def test_an_order_number_in_brackets_or_quotes_is_the_orders(bot_dir: Path) -> None:
     """订单号【123】, 订单号「123」, order (123) or order "123" gave no order number, and the demo's lookup asked for the
     number the customer had just given: Chinese customers set a number off in brackets and quotes, full-width too."""

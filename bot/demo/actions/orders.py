@@ -39,6 +39,14 @@ ORDERS = [
     ("789", "delivered", "DHL 3345678901", None, "sam@example.com", "94105", "+1 415 555 0132", None),
     ("52017", "shipped", "SF 1234567890123", "Thursday", "chen.jing@example.cn", "518000", "+86 139 2233 4455", None),
 ]
+# The prefix the shop's e-mails print before an order number (DS52017): nlu.yml's order number patterns read the number
+# after it, so the table keeps the digits alone, and a customer may type it or not. Letters before the digits that are
+# not it are another shop's prefix (AB1023, TB-1023): such a number is no order of this shop's, and the action says so
+# rather than look its digits up as one of ours.
+ORDER_PREFIX = "DS"
+PREFIXED = re.compile(r"(?<![A-Za-z0-9_])#?([A-Za-z]{1,4})[\u2010-\u2015\u2212-]?(\d{3,})(?![A-Za-z0-9])")
+# the words that come before an order's number joined to it ("no123", "ord.123" reads without its dot), which are no prefix
+ORDER_WORDS = ("no", "nr", "num", "id", "ord", "ords", "oder", "ordr", "po")
 PROOF = "order_proof"  # the slot asked for: the email address, postcode or phone number the customer gives
 MAX_PROOF_MISSES = 3  # wrong proofs in a conversation before the action stops comparing them for a while
 # Wrong proofs of an order in all conversations (a new conversation starts with none of its own) before the chat
@@ -128,6 +136,9 @@ MESSAGES = {
            "this_one": "Order {order_id}",
            "is_it": "Is {order_id} the order number? If so, choose it below; if not, type the order number.",
            "person": "Talk to a person",
+           "not_ours": "{given} isn't one of our order numbers: ours start with {prefix}, as on our order emails "
+                       "({prefix}52017). Please check the number (an order from another shop is theirs to look up), "
+                       "or a person can help.",
            "not_found": "I couldn't find order {order_id}. Could you check the number?",
            "status": "Order {order_id} is **{status}**.", "tracking": " Tracking: {tracking}.",
            "eta": " Expected delivery: {eta}.",
@@ -163,6 +174,8 @@ MESSAGES = {
            "this_one": "订单 {order_id}",
            "is_it": "{order_id} 是订单号吗？是的话请点下面的按钮；不是的话，请直接发订单号。",
            "person": "转人工客服",
+           "not_ours": "{given} 不是本店的订单号：本店订单号以 {prefix} 开头，和订单邮件上的一样（如 {prefix}52017）。请核对一下订单号"
+                       "（其他商店的订单请向该商店查询），也可以转人工客服。",
            "not_found": "没有找到订单 {order_id}，麻烦核对一下订单号？",
            "status": "订单 {order_id} 的状态：**{status}**。", "tracking": "物流单号：{tracking}。",
            "eta": "预计送达：{eta}。",
@@ -197,10 +210,14 @@ class ActionOrderStatus(Action):
         said = unicodedata.normalize("NFKC", tracker.latest_message.get("text") or "")
         read = tracker.latest_message.get("entities") or []
         unread = None if read else re.search(rf"[\d{CHINESE_DIGITS}]{{3,}}", PHONE.sub(" ", said))
-        if order_id and unread and order_id not in said:
+        foreign = None if read else foreign_order_number(said)
+        if order_id and (foreign or (unread and order_id not in said)):
             order_id = None  # a number the order pattern did not read: never answer with an earlier order's status
         asked = tracker.get_slot("requested_slot") == "order_id"
         intent = (tracker.latest_message.get("intent") or {}).get("name") or "track_order"
+        if not order_id and foreign:
+            dispatcher.utter_message(text=say["not_ours"].format(given=foreign, prefix=ORDER_PREFIX), buttons=person)
+            return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
         if not order_id and unread:
             # "where is 789 now": a number the order pattern did not read may be the order's, or a price or a phone
             # number, so it is offered as a button rather than asked for again, as though the customer had not given it.
@@ -290,6 +307,13 @@ class ValidateActionOrderStatus(Action):
             or (None if names_an_order else ZIP_PLUS_FOUR.search(said) or PROOF_PHONE.search(said)
                 or POSTCODE.search(said) or last_four(said))
         return [SlotSet(PROOF, proof[0].strip())] if proof else []
+
+
+def foreign_order_number(said: str) -> str | None:
+    """An order number in ``said`` with another shop's prefix ("AB1023", "#TB-1023"), as typed; None where there is none:
+    no prefix, this shop's own (``ORDER_PREFIX``), or a word for "order number" joined to the digits ("no123")."""
+    return next((found[0].lstrip("#") for found in PREFIXED.finditer(said)
+                 if found[1].casefold() not in (ORDER_PREFIX.casefold(), *ORDER_WORDS)), None)
 
 
 def last_four(said: str) -> re.Match[str] | None:
