@@ -3039,9 +3039,12 @@ def test_the_demo_stops_comparing_proofs_of_an_order_guessed_at_in_many_conversa
         action_bot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Three wrong proofs in a conversation stopped the guessing there alone: a new conversation had three more. An
     order's wrong proofs in all conversations are counted in its table, and after ten the chat compares none of its
-    proofs, the right one neither, and offers a person; a right one before that starts the count afresh. The lock
-    lasted for good, so that whoever guessed ten times locked the order's customer out: it lasts a quarter of an hour,
-    which the customer is told, and then the right proof shows the details."""
+    guessable proofs (a postcode, a phone number's last four digits), the right one neither, and offers a person; a
+    right one before that starts the count afresh. The lock lasted for good, so that whoever guessed ten times locked
+    the order's customer out: it lasts a quarter of an hour, which the customer is told, and then the right proof shows
+    the details. It stopped the email address too, so that a stranger failing ten times from new conversations every
+    quarter of an hour kept the customer from the details for as long as they liked: the email address or whole phone
+    number on the order, which no one guesses, is still compared, a wrong one counting in its conversation."""
     orders = demo_orders(action_bot, tmp_path)
     clock = [1_000_000.0]
     monkeypatch.setattr(orders, "time", SimpleNamespace(time=lambda: clock[0]))
@@ -3063,15 +3066,25 @@ def test_the_demo_stops_comparing_proofs_of_an_order_guessed_at_in_many_conversa
         assert said["text"] == "That doesn't match the order. Please check it and send the email address, postcode or phone number " \
                                "on the order again.", n
     said, events = run({**waiting, "order_proof": "20009"}, "20009")  # the tenth
-    assert said["text"].startswith("That doesn't match either") and said["buttons"][0]["payload"] == "/handoff"
-    said, events = run({**waiting, "order_proof": "94105"}, "94105")  # right, in a new conversation: not compared
-    assert "DHL" not in said["text"] and said["buttons"][0]["payload"] == "/handoff"
+    strong_only = "For 15 minutes, I can't check a postcode or the last digits of a phone number for this order: send " \
+                  "me the email address or the whole phone number on it, or a person can help now."
+    assert said["text"] == strong_only and said["buttons"][0]["payload"] == "/handoff"
+    for right in ("94105", "0132"):  # right, in a new conversation: not compared
+        said, events = run({**waiting, "order_proof": right}, right)
+        assert said["text"] == strong_only and said["buttons"][0]["payload"] == "/handoff"
     said, events = run({}, "where is order 789")
-    assert said["text"] == "Order 789 is **delivered**.\nFor its tracking details, try again in 15 minutes, or a " \
-                           "person can help now."
+    assert said["text"] == f"Order 789 is **delivered**.\n{strong_only}"
     assert SlotSet("requested_slot", "order_proof") in events  # a proof once the lock opens is compared
+    said, events = run({**waiting, "order_proof": "nobody@example.com"}, "nobody@example.com")  # compared, and wrong
+    assert said["text"].startswith("That doesn't match the order.")
+    assert SlotSet("order_proof_misses", 1) in events
+    for right in ("sam@example.com", "+1 415 555 0132"):  # the customer's, while the lock lasts
+        said, events = run({**waiting, "order_proof": right}, right)
+        assert "DHL 3345678901" in said["text"], right
+    for n in range(10):  # locked again
+        run({**waiting, "order_proof": f"3000{n}"}, f"3000{n}")
     clock[0] += 14 * 60 + 30
-    assert run({}, "where is order 789")[0]["text"].endswith("try again in a minute, or a person can help now.")
+    assert run({}, "where is order 789")[0]["text"].startswith("Order 789 is **delivered**.\nFor a minute, I can't")
     clock[0] += 30
     said, events = run({}, "where is order 789")
     assert said["text"].endswith("send me the email address, postcode or phone number on the order.")

@@ -9,8 +9,10 @@ the customer proves the order is theirs: the action asks for the email address, 
 (the phone number's last four digits do too), which ``validate_action_order_status`` reads from the answer
 (``requested_slot`` is ``order_proof`` meanwhile), and compares it with the order's, as it does an email address or
 phone number given with the order's number; a customer signed in to the web chat sees their own orders' at once. Three
-wrong answers in a conversation, or ten of an order's in all, and it compares none for a quarter of an hour, so that no
-one can guess, saying when to try again and offering a person. It never shows the email, postcode or phone number it
+wrong answers in a conversation, and it compares none there for a quarter of an hour, so that no one can guess, saying
+when to try again and offering a person; ten of an order's in all, and for a quarter of an hour it compares no postcode
+or last four digits of its phone number (which a stranger could guess from new conversations), only the email address
+or whole phone number, which its customer has and no stranger guesses, so that failing on purpose locks no one out. It never shows the email, postcode or phone number it
 compares, nor the customer's name, address or items. An action of your own that shows or changes more (the address, a
 refund, a cancellation) should ask for such a proof the same way, or leave it to the shop's signed-in pages or an agent,
 as the demo's templates do.
@@ -50,8 +52,11 @@ ORDER_WORDS = ("no", "nr", "num", "id", "ord", "ords", "oder", "ordr", "po")
 PROOF = "order_proof"  # the slot asked for: the email address, postcode or phone number the customer gives
 MAX_PROOF_MISSES = 3  # wrong proofs in a conversation before the action stops comparing them for a while
 # Wrong proofs of an order in all conversations (a new conversation starts with none of its own) before the chat
-# compares none for it for a while: its customer then waits, signs in, or a person checks who they are. A right one
-# starts the count afresh.
+# compares no guessable proof of it for a while (a postcode, a phone number's last four digits: :func:`guessable`),
+# as a shop's login slows down guesses at a PIN without closing the account: the email address or the whole phone
+# number on the order, which no one guesses in ten tries, is still compared, so that a stranger who fails on purpose
+# from new conversations cannot lock the order's customer out of its details; its customer may also sign in, or a
+# person checks who they are. A right one starts the count afresh.
 MAX_ORDER_PROOF_MISSES = 10
 # How long the chat compares no proof after either: a while, not for good, so that whoever guesses at an order's
 # proof slows down to ten guesses every quarter of an hour without locking its customer out of their order's details.
@@ -152,6 +157,11 @@ MESSAGES = {
                      "person can help now.",
            "ask_a_person": "For its tracking details, try again in {wait}, or a person can help now.",
            "wait": "{minutes} minutes", "wait_1": "a minute",
+           "strong_only": "For {wait}, I can't check a postcode or the last digits of a phone number for this order: "
+                          "send me the email address or the whole phone number on it, or a person can help now.",
+           "strong_only_several": "For {wait}, I can't check a postcode or the last digits of a phone number for these "
+                                  "orders: send me the email address or the whole phone number on them, or a person "
+                                  "can help now.",
            "still_unproven": "That doesn't match order {orders}: for its tracking details, send me the email address, "
                              "postcode or phone number on it.",
            "still_unproven_several": "That doesn't match orders {orders}: for their tracking details, send me the "
@@ -185,6 +195,7 @@ MESSAGES = {
            "locked": "还是与订单信息不符，{wait}内我这边无法再核对。之后可以再试一次，也可以现在转人工客服帮您查询。",
            "ask_a_person": "如需物流详情，请在 {wait}后再试，也可以现在转人工客服帮您查询。",
            "wait": "{minutes} 分钟", "wait_1": "1 分钟",
+           "strong_only": "{wait}内我这边无法核对该订单的邮编或手机尾号：请发送订单上的邮箱或完整手机号，也可以现在转人工客服。",
            "still_unproven": "这与订单 {orders} 的信息不符：如需其物流详情，请发送该订单上的邮箱、邮编或手机号。",
            "between": "、", "before_last": "、",
            "words": {"shipped": "已发货", "processing": "处理中", "delivered": "已送达", "Tuesday": "周二", "Friday": "周五",
@@ -280,7 +291,8 @@ class ActionOrderStatus(Action):
         wait = wait or locked_for(tracker, [rows[number] for number in unproven])
         lines = [status_text(say, number, row, number in proven or number in newly) for number, row in rows.items()]
         if unproven:
-            asks = "ask_a_person" if wait else "still_unproven" if newly else "wrong" if given else "prove"
+            asks = ("strong_only" if guesses_only(tracker, counted, wait) else "ask_a_person") if wait \
+                else "still_unproven" if newly else "wrong" if given else "prove"
             lines.append(worded(say, asks, unproven).format(wait=in_minutes(say, wait), orders=listed(say, unproven)))
         dispatcher.utter_message(text="\n".join(lines), buttons=person if unproven and wait else [])
         waits = bool(unproven)  # locked too: a proof sent once the lock opens is compared, not left to the classifier
@@ -374,6 +386,20 @@ def locked_for(tracker: Tracker, rows: list[sqlite3.Row]) -> float:
     return max((tracker.get_slot("order_proof_retry_at") or 0) - now, orders, 0)
 
 
+def guessable(proof: str) -> bool:
+    """Whether ``proof`` is one a stranger could hit on in a few guesses: a postcode or a phone number's last four
+    digits, not an email address or a whole phone number (nine digits or more)."""
+    return "@" not in proof and len(digits_of(proof)) < 9
+
+
+def guesses_only(tracker: Tracker, counted: list[dict[str, Any]], wait: float) -> bool:
+    """Whether a ``wait`` is the order's lock alone, not the conversation's (its slot ``order_proof_retry_at``, as the
+    slots ``counted`` by :func:`compared` leave it): the email address or whole phone number is compared meanwhile."""
+    retry_at = next((event["value"] for event in counted if event["name"] == "order_proof_retry_at"),
+                    tracker.get_slot("order_proof_retry_at"))
+    return wait > 0 and (retry_at or 0) <= time.time()
+
+
 def in_minutes(say: dict[str, Any], seconds: float) -> str:
     """``seconds`` as the customer reads a wait: "a minute", "15 minutes" (rounded up)."""
     minutes = math.ceil(seconds / 60)
@@ -424,13 +450,14 @@ def another_order(proof: str, unproven: list[str]) -> str | None:
 def compared(tracker: Tracker, proof: str, unproven: list[str]) -> tuple[list[str], list[dict[str, Any]], float]:
     """The orders of ``unproven`` that ``proof`` proves; where it proves none, the slots that count it as a wrong one
     in the conversation, and the seconds until the chat compares another (0: it does now). Compared only while the
-    conversation's proofs and the order's are not locked (:func:`locked_for`)."""
+    conversation's proofs are not locked, and the order's, unless ``proof`` is no :func:`guessable` one."""
     misses = tracker.get_slot("order_proof_misses") or 0
     rows = {number: row for number, row in looked_up(unproven).items() if row}
     now = time.time()
     conversation_open = (tracker.get_slot("order_proof_retry_at") or 0) <= now
+    strong = not guessable(proof)  # compared while the order's lock lasts: no one guesses it
     open_to_proof = {number: row for number, row in rows.items() if conversation_open
-                     and (row["proof_locked_until"] or 0) <= now}
+                     and (strong or (row["proof_locked_until"] or 0) <= now)}
     proven = [number for number, row in open_to_proof.items() if proves(proof, row)]
     count_proof(proven or list(open_to_proof), missed=not proven)
     if proven:
@@ -439,7 +466,7 @@ def compared(tracker: Tracker, proof: str, unproven: list[str]) -> tuple[list[st
     retry_at = tracker.get_slot("order_proof_retry_at")
     if misses >= MAX_PROOF_MISSES:  # the conversation's lock: its count starts afresh once it opens
         misses, retry_at = 0, now + PROOF_LOCK_SECONDS
-    wait = max((retry_at or 0) - now, 0) or locked_for(tracker, list(looked_up(list(rows)).values()))
+    wait = max((retry_at or 0) - now, 0) or (0 if strong else locked_for(tracker, list(looked_up(list(rows)).values())))
     return [], [SlotSet("order_proof_misses", misses), SlotSet("order_proof_retry_at", retry_at)], wait
 
 
@@ -466,7 +493,8 @@ def checked_proof(dispatcher: CollectingDispatcher, tracker: Tracker, say: dict[
     if wait > 0:
         # no more guesses for a while: then the customer tries again (the wait stays open for it), or a person checks
         # who they are now
-        dispatcher.utter_message(text=worded(say, "ask_a_person" if locked else "locked", unproven).format(
+        asks = "strong_only" if guesses_only(tracker, counted, wait) else "ask_a_person" if locked else "locked"
+        dispatcher.utter_message(text=worded(say, asks, unproven).format(
             wait=in_minutes(say, wait)), buttons=person)
     else:
         dispatcher.utter_message(text=worded(say, "wrong", unproven))
