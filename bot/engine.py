@@ -824,6 +824,14 @@ class Bot:
                 decision = await self._asked_again(turn.conversation_id, analysis) or decision
             if decision.kind == "fallback" and entities:
                 decision = self._offered_with(decision, entities)
+            if loop and not form_waiting and requested not in self.project.entity_patterns \
+                    and decision.kind in ("template", "retrieval", "fallback"):
+                # Another question answered in passing ("what are your opening hours?" while the order lookup awaits
+                # the email on the order): the action's question for what only its validation reads still stands,
+                # unasked again, so that the answer sent next goes to it, where it went to the classifier. An entity's
+                # value sent next is read as the follow-up of the latest answer ("789" after "cancel my order"), and a
+                # request of its own (an action, a person) ends the wait; a form of bot.yml's asks again (_ask_again).
+                decision = dataclasses.replace(decision, loop=loop, form=unheard.form)
 
         if decision.kind == "action":
             decision = await self._run_action(turn, text, analysis, decision, slots, entities, read, language,

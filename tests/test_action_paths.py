@@ -1720,6 +1720,26 @@ async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
         await bot.close()
 
 
+async def test_a_proof_sent_after_another_question_goes_to_the_order_lookup_waiting_for_it(
+        action_bot: Path, tmp_path: Path) -> None:
+    """"what are your opening hours?" while the demo's lookup awaited the proof ended the wait, and the email address
+    sent next went to the classifier (the fallback): the question for what only the validation reads stands through an
+    answer in passing, a template's or the fallback's, and the proof sent after it is compared, in either language."""
+    bot = make_bot(action_bot, None, {"get_refund": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        for conversation, interruption in (("c1", "what are your opening hours?"), ("c2", "/track_order")):
+            await bot.handle(Turn(conversation, "/get_refund", "web"))
+            assert (await bot.handle(Turn(conversation, "789", "web"))).text.startswith("Order 789 is **delivered**")
+            reply = await bot.handle(Turn(conversation, interruption, "web"))
+            assert reply.source in ("fallback", "template") and "Order 789" not in reply.text
+            reply = await bot.handle(Turn(conversation, "sam@example.com", "web"))
+            assert (reply.source, reply.text) == ("action", "Order 789 is **delivered**. Tracking: DHL 3345678901.")
+            assert bot.store.conversation(conversation)["active_loop"] is None  # answered
+    finally:
+        await bot.close()
+
+
 async def test_a_short_follow_up_naming_another_order_asks_the_same_of_it(action_bot: Path, tmp_path: Path) -> None:
     """"那789呢" ("and 789?"), Hong Kong's "咁789呢" or "what about order 456?" after an order's status or a cancellation
     was answered asks the same of that order: no pattern read a number between a connective and 呢, and the classifier,
