@@ -1894,6 +1894,13 @@ async def test_the_demos_order_lookup_answers_for_each_order_a_message_names(act
         assert reply.text == "I couldn't find order 555. Could you check the number?\nOrder 789 is **delivered**."
         assert bot.store.conversation("c2")["active_loop"] == "action_order_status"
         assert (await bot.handle(Turn("c2", "sorry, 456", "web"))).text.startswith("Order 456 is **processing**")
+        # the numbers alone, as the answer to its question or while a proof is awaited, each asked for once
+        for conversation, first, then in (("c3", "123、456", "DS123 and ds-456"), ("c4", "订单DS123和#DS456", "123和456")):
+            await bot.handle(Turn(conversation, "/track_order", "web"))
+            for said in (first, then):
+                reply = await bot.handle(Turn(conversation, said, "web"))
+                assert reply.text.count("123") == reply.text.count("456") == 1, said
+                assert reply.text.count("postcode") + reply.text.count("邮编") == 1, said
     finally:
         await bot.close()
 
