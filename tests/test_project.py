@@ -1965,6 +1965,17 @@ def test_an_order_number_with_the_shops_prefix_is_read_as_its_number(bot_dir: Pa
                     "ADS1023": []}
 
 
+def test_a_number_before_a_run_of_spaces_is_read_in_time_linear_in_its_length(bot_dir: Path) -> None:
+    """"123" and a run of spaces before a last word took the demo's pattern for a number on its own time in the square
+    of the run's length (0.4 s of the event loop for a 4,000-character message, the longest the web chat takes): the
+    spaces after the number are read one way."""
+    project = load_project(bot_dir)
+    started = time.perf_counter()
+    assert project.entities("123" + " " * 30_000 + "x") == {} and project.entities("123" + " " * 30_000) == {
+        "order_id": "123"}
+    assert time.perf_counter() - started < 5  # 0.1 s here; in the square of the run, 20 s
+
+
 def test_a_message_that_is_only_a_list_of_order_numbers_names_each(bot_dir: Path) -> None:
     """"123、456" or "123 and 456" on their own (the answer to the order number's question, or sent while the proof is
     awaited) named no order, and got the fallback: each is an order, as after "order"; "123,456" is a sum, and numbers
