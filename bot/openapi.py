@@ -25,6 +25,7 @@ from pydantic.json_schema import models_json_schema
 from bot.channels.base import json_response, readable
 from bot.channels.web import (CONVERSATION_HEADER, NAMED_IN_HEADER, SEARCH_HEADER, USER_HASH, USER_HASH_HEADER, USER_HEADER, USER_ID,
                               ChatRequest, ConversationId, Customer, FeedbackRequest, TurnIdOrZero, WebConversationId)
+from bot.channels.wecom import WeComChannel
 from bot.language import READABLE
 from bot.project import (AGENT_NAME_PATTERN, MAX_AGENT_CHARS, MAX_REVIEWER_CHARS, VISIBLE_AGENT_NAME, AgentGrant,
                          agent_name)
@@ -766,10 +767,11 @@ OPERATIONS: list[Operation] = [
               raw_body=("application/x-www-form-urlencoded",
                         {"type": "object", "properties": {"payload": {"type": "string"}}, "required": ["payload"]}),
               rate_limited=False),
-    Operation("GET", "/wecom/callback", "WeCom URL verification (signed)", errors=(400, 401), media="text/plain",
-              query={**WECOM_QUERY, "echostr": (TOKEN, True)}, rate_limited=False),
-    Operation("POST", "/wecom/callback", "WeCom message callback (signed, encrypted XML)", errors=(400, 401, 408, 413),
-              query=WECOM_QUERY, raw_body=("text/xml", WECOM_BODY), rate_limited=False),
+    *(operation for path in WeComChannel.paths for operation in (
+        Operation("GET", path, "WeCom URL verification (signed)", errors=(400, 401), media="text/plain",
+                  query={**WECOM_QUERY, "echostr": (TOKEN, True)}, rate_limited=False),
+        Operation("POST", path, "WeCom message callback (signed, encrypted XML)", errors=(400, 401, 408, 413),
+                  query=WECOM_QUERY, raw_body=("text/xml", WECOM_BODY), rate_limited=False))),
 ]
 
 

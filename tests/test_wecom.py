@@ -293,6 +293,19 @@ async def test_get_verification_returns_plaintext_bare(wecom: SimpleNamespace, m
     assert await response.text() == "1288432023552776189"
 
 
+async def test_the_callback_url_with_a_closing_slash_is_verified_and_answered(
+        wecom: SimpleNamespace, crypto: WeComCrypto, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Guides in Chinese have admins save the URL as https://HOST/wecom/callback/: WeCom's check of it got a 404, and
+    the URL could not be saved."""
+    monkeypatch.setattr(WeComChannel, "clock", staticmethod(lambda: int(VERIFY["timestamp"]) + 60))
+    response = await wecom.client.get("/wecom/callback/", params=VERIFY, allow_redirects=False)
+    assert (response.status, await response.text()) == (200, "1288432023552776189")
+    monkeypatch.setattr(WeComChannel, "clock", staticmethod(lambda: SAMPLE_NOW))
+    response = await wecom.client.post("/wecom/callback/", params=MESSAGE, data=SAMPLE_BODY, allow_redirects=False)
+    assert response.status == 200
+    assert parse_xml(crypto.decrypt(parse_xml(await response.read()).findtext("Encrypt") or "")).findtext("Content") == ANSWER
+
+
 async def test_a_url_check_with_the_servers_clock_off_fails_saying_so(
         wecom: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """The console's check passed with the server's clock minutes off, and then every employee's message was refused

@@ -198,7 +198,9 @@ class WeComChannel(PlatformChannel):
     platform = "WeCom"
     env = ENV
     required = REQUIRED
-    paths = ("/wecom/callback",)
+    # The callback's address, and the same with a closing slash, which guides in Chinese have admins type into
+    # 设置API接收: WeCom takes the URL as typed, and its check (GET) and messages (POST) got a 404.
+    paths = ("/wecom/callback", "/wecom/callback/")
     clock = staticmethod(time.time)  # "now" for the callbacks' signed timestamps (tests replay Tencent's 2016 samples)
 
     def __init__(self, bot: "Bot", settings: dict[str, Any]) -> None:
@@ -265,8 +267,8 @@ class WeComChannel(PlatformChannel):
                  self.corp_id)
 
     def routes(self) -> list[web.AbstractRouteDef]:
-        [path] = self.paths
-        return [web.get(path, self.handle_verify), web.post(path, self.handle_callback)]
+        return [route for path in self.paths
+                for route in (web.get(path, self.handle_verify), web.post(path, self.handle_callback))]
 
     @contextmanager
     def refused_as_http(self, path: str) -> Iterator[None]:
