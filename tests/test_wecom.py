@@ -196,13 +196,20 @@ def test_a_long_message_is_cut_where_a_reader_expects_a_break_within_wecoms_byte
 @pytest.fixture
 async def wecom_api(aiohttp_server: Any) -> SimpleNamespace:
     """gettoken, agent/get and message/send, answering as WeCom does; the first token issued is reported expired
-    (42001) on message/send. ``busy`` counts the sends to answer with ``busy_code`` (-1, WeCom's "system busy, try
-    again later", unless set);
+    (42001) on message/send. ``busy`` counts the sends, and ``busy_tokens`` the gettokens, to answer with
+    ``busy_code`` (-1, WeCom's "system busy, try again later", unless set);
     ``trusted`` is whether this server's IP is among the app's trusted ones (企业可信IP), which WeCom checks on the
     calls with a token, not on gettoken."""
-    state = SimpleNamespace(issued=[], sent=[], url="", busy=0, busy_code=-1, trusted=True)
+    state = SimpleNamespace(issued=[], sent=[], url="", busy=0, busy_tokens=0, busy_code=-1, trusted=True)
+
+    def busy() -> web.Response:
+        errmsg = {-1: "system busy", 45009: "api freq out of limit", 45033: "api concurrent out of limit"}
+        return web.json_response({"errcode": state.busy_code, "errmsg": errmsg[state.busy_code]})
 
     async def gettoken(request: web.Request) -> web.Response:
+        if state.busy_tokens:
+            state.busy_tokens -= 1
+            return busy()
         if request.query.get("corpid") != CORP_ID:
             return web.json_response({"errcode": 40013, "errmsg": "invalid corpid"})
         if request.query.get("corpsecret") != "app-secret":
@@ -225,8 +232,7 @@ async def wecom_api(aiohttp_server: Any) -> SimpleNamespace:
             return web.json_response({"errcode": 40014, "errmsg": "invalid access_token"})
         if state.busy:
             state.busy -= 1
-            errmsg = {-1: "system busy", 45009: "api freq out of limit", 45033: "api concurrent out of limit"}
-            return web.json_response({"errcode": state.busy_code, "errmsg": errmsg[state.busy_code]})
+            return busy()
         state.sent.append(await request.json())
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
@@ -586,6 +592,26 @@ async def test_the_apps_settings_are_checked_with_wecom_at_start(
     await channel.close()
     assert [f"{r.levelname} {r.getMessage()}" for r in caplog.records if r.name == "bot.channels.wecom"] == [said]
     assert wecom_api.issued == ([] if secret != "app-secret" else ["TOKEN1"])
+
+
+@pytest.mark.parametrize(("busy", "code", "said"), [
+    (1, 45009, "INFO WeCom: the Secret is the app 小店客服 (AgentId 1000002) of CorpID ww1436e0e65a779aee"),
+    (3, -1, "WARNING WeCom was reached at start but asked to be called later (gettoken: -1 system busy at try 3 of 3): "
+            "the app's settings are not checked; answers are tried as messages come, each again while WeCom is busy"),
+])
+async def test_a_busy_wecom_at_start_is_tried_again_and_not_said_out_of_reach(
+        wecom_api: SimpleNamespace, caplog: pytest.LogCaptureFixture, busy: int, code: int, said: str) -> None:
+    """WeCom answering the check at start that it is busy (-1) or the app over its call rates (45009, 45033) was said
+    as "could not be reached … check channels.wecom.api_url": an admin went looking for a wrong address, and WeCom had
+    answered. It is tried again, as a send is, and said for what it is."""
+    caplog.set_level(logging.INFO, logger="bot.channels.wecom")
+    wecom_api.busy_tokens, wecom_api.busy_code = busy, code
+    channel = WeComChannel(FakeBot(), settings(wecom_api.url))
+    channel.start()
+    await channel._checking
+    await channel.close()
+    assert [f"{r.levelname} {r.getMessage()}" for r in caplog.records if r.name == "bot.channels.wecom"] == [said]
+    assert wecom_api.busy_tokens == 0
 
 
 async def test_a_wecom_that_never_answers_the_check_at_start_does_not_hold_up_the_shutdown(

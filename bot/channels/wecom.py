@@ -27,6 +27,7 @@ import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import aiohttp
 from aiohttp import web
 
 from bot.channels.base import (DEFAULT_GRACE_S, MAX_SKEW_S, MAYBE_SENT, UNAVAILABLE, UNDELIVERED, DeliveryError,
@@ -95,6 +96,15 @@ def api_error(path: str, result: dict[str, Any]) -> WeComAPIError:
     error = WeComAPIError(f"{path}: {code} {result.get('errmsg')}{f' ({fix})' if fix else ''}")
     error.refused = True
     return error
+
+
+class WeComBusy(WeComAPIError):
+    """WeCom answered, at each try, that it is busy or the app over its call rates (:data:`TRY_LATER`): it was
+    reached, and nothing is wrong with the settings."""
+
+
+class Busy(TryAgain):
+    """WeCom's own answer asking for a later try (:data:`TRY_LATER`), as opposed to a gateway's or no answer."""
 
 
 class WeComMaybeSent(WeComAPIError, MaybeDelivered):
@@ -238,7 +248,8 @@ class WeComChannel(PlatformChannel):
 
     async def _check_app(self) -> None:
         """Ask WeCom at start for the app's access token (``gettoken``, as WeCom documents getting one) and, with it,
-        for the app itself (``agent/get``), one try each within :data:`START_CHECK_TIMEOUT_S`, and say in the log
+        for the app itself (``agent/get``), each within :data:`START_CHECK_TIMEOUT_S` (one try to reach WeCom; a busy
+        WeCom is tried again as a send is), and say in the log
         which app the settings are, or what to fix (:data:`FIXES`): a wrong CorpID, Secret or AgentId, or a server
         outside the app's trusted IPs (企业可信IP, which WeCom checks on calls with the token, not on gettoken).
         Passive replies need no token, so either showed only when an answer too late to be passive, or an agent's
@@ -247,6 +258,7 @@ class WeComChannel(PlatformChannel):
         try:
             async with asyncio.timeout(START_CHECK_TIMEOUT_S):
                 token = await self._fetch_token(once=True)
+            async with asyncio.timeout(START_CHECK_TIMEOUT_S):
                 app = await self._request("GET", "agent/get", once=True,
                                           params={"access_token": token, "agentid": self.agent_id})
             if app.get("errcode", 0) != 0:
@@ -254,7 +266,10 @@ class WeComChannel(PlatformChannel):
         except Stopping:
             return
         except UNDELIVERED as exc:
-            if isinstance(exc, WeComAPIError) and exc.refused:
+            if isinstance(exc, WeComBusy):
+                log.warning("WeCom was reached at start but asked to be called later (%s): the app's settings are not "
+                            "checked; answers are tried as messages come, each again while WeCom is busy", exc)
+            elif isinstance(exc, WeComAPIError) and exc.refused:
                 log.error("WeCom refused the app's settings at start (%s): answers later than a passive reply and agents' "
                           "replies do not reach WeCom's customers, each handed to an agent as undelivered, until it is "
                           "set right", exc)
@@ -546,7 +561,7 @@ class WeComChannel(PlatformChannel):
             return self._token
 
     async def _fetch_token(self, once: bool = False) -> str:
-        """A new access token from ``gettoken`` (one try if ``once``), kept until near its expiry."""
+        """A new access token from ``gettoken`` (one try to reach WeCom if ``once``), kept until near its expiry."""
         result = await self._request("GET", "gettoken", once=once,
                                      params={"corpid": self.corp_id, "corpsecret": self.secret})
         if result.get("errcode", 0) != 0 or not result.get("access_token"):
@@ -559,7 +574,8 @@ class WeComChannel(PlatformChannel):
                        **kwargs: Any) -> dict[str, Any]:
         """Call the API, up to ``SEND_ATTEMPTS`` tries while WeCom is unavailable
         (:data:`~bot.channels.base.UNAVAILABLE`, or one of :data:`TRY_LATER`: its own ``-1``, "system busy, try again
-        later", or a rate limit, which sent nothing); one alone if ``once``. A call that ``sends`` a message and times out or answers 500 or 504 may have sent it
+        later", or a rate limit, which sent nothing); if ``once``, one try to reach WeCom (a refused connection or a
+        gateway's 502 or 503 is not tried again), and WeCom's own :data:`TRY_LATER` alone tried again. A call that ``sends`` a message and times out or answers 500 or 504 may have sent it
         (:class:`WeComMaybeSent`)."""
         async def attempt() -> dict[str, Any] | TryAgain:
             # A redirect is not followed: a 307 would have this server send the message (a customer's answer) to
@@ -573,13 +589,19 @@ class WeComChannel(PlatformChannel):
                     raise WeComAPIError(f"{path}: HTTP {response.status}")
                 result = await api_result(response, WeComAPIError, path)
                 if (code := result.get("errcode")) in TRY_LATER:
-                    return TryAgain(f"{code} {result.get('errmsg')}")
+                    return Busy(f"{code} {result.get('errmsg')}")
                 return result
 
         if once:
-            outcome = await attempt()
-            if isinstance(outcome, TryAgain):
-                raise WeComAPIError(f"{path}: {outcome.why}")
-            return outcome
+            async def reached() -> dict[str, Any] | TryAgain:
+                try:
+                    outcome = await attempt()
+                except aiohttp.ClientConnectorError as exc:  # which with_retries would try again
+                    raise WeComAPIError(f"{path}: {failure(exc)}") from exc
+                if isinstance(outcome, TryAgain) and not isinstance(outcome, Busy):
+                    raise WeComAPIError(f"{path}: {outcome.why}")
+                return outcome
+
+            return await self.with_retries(path, WeComBusy, reached)
         tries = self.with_retries(path, WeComAPIError, attempt)
         return await (handed_over(tries, path, WeComMaybeSent) if sends else tries)
