@@ -1146,7 +1146,8 @@ def test_from_settings_needs_secrets_and_env_overrides(monkeypatch: pytest.Monke
     channel = WeComChannel.from_settings(FakeBot(), {"agent_id": "1"})
     assert channel is not None
     assert (channel.agent_id, channel.api_url, channel.reply_timeout) == (7, "http://127.0.0.1:1/cgi-bin/", 4.0)
-    assert sorted(route.method for route in channel.routes()) == ["GET", "POST"]  # type: ignore[attr-defined]
+    assert sorted((route.method, route.path) for route in channel.routes()) == [  # type: ignore[attr-defined]
+        ("GET", "/wecom/callback"), ("GET", "/wecom/callback/"), ("POST", "/wecom/callback"), ("POST", "/wecom/callback/")]
 
 
 # --- template buttons as a numbered list ------------------------------------------------------
