@@ -839,6 +839,28 @@ async def test_stale_or_future_timestamp_is_401_and_not_processed(wecom: SimpleN
     assert [t.text for t in wecom.bot.turns] == ["hello"]
 
 
+async def test_a_message_for_another_app_of_the_company_is_acknowledged_not_answered(
+        wecom: SimpleNamespace, crypto: WeComCrypto, caplog: pytest.LogCaptureFixture) -> None:
+    """Two apps of one company saved with the same URL, Token and EncodingAESKey both reach the server: the other
+    app's employees were answered from this app (message/send names its agent_id). Their messages are acknowledged
+    (WeCom does not send them again), not answered, and the log says so once for that app."""
+    for msg_id, kind in (("9001", "<MsgType>text</MsgType><Content>退款多久到账</Content>"),
+                         ("9002", "<MsgType>text</MsgType><Content>还在吗</Content>"),
+                         ("9003", "<MsgType>image</MsgType><PicUrl>http://p.qpic.cn/x</PicUrl>")):
+        query, body = signed_post(crypto, f"<xml><ToUserName>{CORP_ID}</ToUserName><FromUserName>LiLei</FromUserName>"
+                                          f"<CreateTime>1476422779</CreateTime>{kind}<MsgId>{msg_id}</MsgId>"
+                                          "<AgentID>1000003</AgentID></xml>")
+        response = await wecom.client.post("/wecom/callback", params=query, data=body)
+        assert (response.status, await response.text()) == (200, "")
+    assert wecom.bot.turns == [] and wecom.api.sent == []
+    [said] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert said.startswith("WeCom's request to /wecom/callback was for the app with AgentId '1000003', and "
+                           "channels.wecom.agent_id (or DESKBOT_WECOM_AGENT_ID) is 1000002: its messages are "
+                           "acknowledged and not answered"), said
+    assert (await wecom.client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)).status == 200
+    assert [turn.text for turn in wecom.bot.turns] == ["你好"]  # this app's own are answered
+
+
 async def test_message_for_another_corp_is_401(aiohttp_client: Any, wecom_api: SimpleNamespace) -> None:
     channel = WeComChannel(FakeBot(), settings(wecom_api.url, corp_id="wwSOMEOTHERCORP"))
     client = await client_for(aiohttp_client, channel)

@@ -60,6 +60,7 @@ SYSTEM_BUSY = -1  # "系统繁忙": WeCom asks to try again later
 TRY_LATER = frozenset({SYSTEM_BUSY, 45009, 45033})
 TOKEN_MARGIN_S = 300  # refresh this long before WeCom's stated expiry
 MAX_CORP_ID_SHOWN = 64  # characters of the CorpID a refused callback was encrypted for that the log shows (WeCom's are 18)
+MAX_AGENT_ID_SHOWN = 32  # characters of another app's AgentId that the log shows (WeCom's are 7 digits)
 START_CHECK_TIMEOUT_S = 5.0  # the check of the app's settings at start (WeComChannel.start) waits no longer for WeCom
 ENV = {
     "token": "DESKBOT_WECOM_TOKEN",
@@ -235,6 +236,7 @@ class WeComChannel(PlatformChannel):
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
         self._checking: asyncio.Task[None] | None = None  # the check of the app's settings at start (start())
+        self._other_apps: set[str] = set()  # the AgentIds of other apps whose callbacks came here, said once each
 
     def start(self) -> None:
         self._checking = self._tasks.spawn(self._check_app())
@@ -342,6 +344,8 @@ class WeComChannel(PlatformChannel):
         self._refuse_stale(request.path, timestamp)
 
         empty = web.Response(text="")
+        if self._for_another_app(request.path, message):  # acknowledged, so that WeCom does not send it again
+            return empty
         user = message.findtext("FromUserName") or ""
         text = (message.findtext("Content") or "").strip()
         kind = message.findtext("MsgType") or ""
@@ -407,6 +411,22 @@ class WeComChannel(PlatformChannel):
             return response
         self._tasks.spawn(self.bot._store(self.bot.store.delivered, turn.pending_id))
         return response
+
+    def _for_another_app(self, path: str, message: ET.Element) -> bool:
+        """Whether ``message`` is for another app than ``agent_id``, said in the log once for each such app. Two apps
+        of the company with the same URL, Token and EncodingAESKey both reach this server, and the answers to the
+        other app's employees went out as this app's (``message/send`` names ``agent_id``)."""
+        agent = (message.findtext("AgentID") or "").strip()
+        if not agent or agent == str(self.agent_id):
+            return False
+        if agent not in self._other_apps:  # only WeCom's signed callbacks get here: a company's few apps
+            self._other_apps.add(agent)
+            log.warning("WeCom's request to %s was for the app with AgentId %r, and channels.wecom.agent_id (or %s) is "
+                        "%s: its messages are acknowledged and not answered, since the answers would come from this "
+                        "app. Give that app its own URL, Token and EncodingAESKey (接收消息 > 设置API接收), or set "
+                        "agent_id to it if it is the app this server answers for", path, agent[:MAX_AGENT_ID_SHOWN],
+                        ENV["agent_id"], self.agent_id)
+        return True
 
     def _conversation_of(self, user: str) -> str:
         """The conversation of the employee ``user``, one for each (``wecom:{corp_id}:{user}``, which
