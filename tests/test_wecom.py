@@ -8,6 +8,8 @@ import base64
 import logging
 import re
 import socket
+import time
+from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, AsyncIterator
@@ -199,8 +201,10 @@ async def wecom_api(aiohttp_server: Any) -> SimpleNamespace:
     (42001) on message/send. ``busy`` counts the sends, and ``busy_tokens`` the gettokens, to answer with
     ``busy_code`` (-1, WeCom's "system busy, try again later", unless set);
     ``trusted`` is whether this server's IP is among the app's trusted ones (企业可信IP), which WeCom checks on the
-    calls with a token, not on gettoken."""
-    state = SimpleNamespace(issued=[], sent=[], url="", busy=0, busy_tokens=0, busy_code=-1, trusted=True)
+    calls with a token, not on gettoken. With a ``window`` (seconds), message/send takes 30 messages to one employee
+    in it, as WeCom takes 30 a minute, and drops the others (into ``dropped``) while answering errcode 0."""
+    state = SimpleNamespace(issued=[], sent=[], url="", busy=0, busy_tokens=0, busy_code=-1, trusted=True,
+                            window=None, taken=defaultdict(list), dropped=[])
 
     def busy() -> web.Response:
         errmsg = {-1: "system busy", 45009: "api freq out of limit", 45033: "api concurrent out of limit"}
@@ -233,7 +237,14 @@ async def wecom_api(aiohttp_server: Any) -> SimpleNamespace:
         if state.busy:
             state.busy -= 1
             return busy()
-        state.sent.append(await request.json())
+        message = await request.json()
+        if state.window is not None:
+            now, taken = time.monotonic(), state.taken[message["touser"]]
+            if len([t for t in taken if t > now - state.window]) >= 30:
+                state.dropped.append(message)
+                return web.json_response({"errcode": 0, "errmsg": "ok"})
+            taken.append(now)
+        state.sent.append(message)
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
     app = web.Application()
@@ -811,6 +822,23 @@ async def test_long_answer_goes_out_actively_in_pieces(wecom: SimpleNamespace) -
     assert await response.text() == ""
     await wecom.channel.close()
     assert "".join(m["text"]["content"] for m in wecom.api.sent) == "答" * 1000 and len(wecom.api.sent) == 2
+
+
+async def test_an_answer_in_many_pieces_and_an_agents_message_keep_within_wecoms_sends_a_minute(
+        wecom_api: SimpleNamespace) -> None:
+    """WeCom takes 30 message/send calls a minute from one app to one employee and drops the others, answering
+    errcode 0: the pieces of a long answer, with an agent's message beside them, were lost past the 30th. The sends
+    to one employee wait their turn within that limit (the window shortened here)."""
+    wecom_api.window = 0.5
+    channel = WeComChannel(FakeBot(), settings(wecom_api.url))
+    channel.send_window_s = wecom_api.window
+    pieces = [f"第{n}段。" + "答" * 670 for n in range(1, 36)]  # over 2,020 bytes each: one message each
+    conversation = f"wecom:{CORP_ID}:ChenJiaShun"
+    await asyncio.gather(channel.send(conversation, "\n".join(pieces)), channel.send(conversation, "小李：稍等，我查一下。"))
+    await channel.close()
+    assert wecom_api.dropped == []
+    sent = [m["text"]["content"] for m in wecom_api.sent if m["touser"] == "ChenJiaShun"]
+    assert sorted(sent) == sorted([*pieces, "小李：稍等，我查一下。"]) and [p for p in sent if p in pieces] == pieces
 
 
 async def test_silent_reply_sends_nothing(wecom: SimpleNamespace) -> None:

@@ -19,9 +19,10 @@ import hmac
 import logging
 import re
 import time
-from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from functools import partial
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,10 @@ SYSTEM_BUSY = -1  # "系统繁忙": WeCom asks to try again later
 TRY_LATER = frozenset({SYSTEM_BUSY, 45009, 45033})
 TOKEN_MARGIN_S = 300  # refresh this long before WeCom's stated expiry
 MAX_CORP_ID_SHOWN = 64  # characters of the CorpID a refused callback was encrypted for that the log shows (WeCom's are 18)
+# WeCom takes at most 30 message/send calls a minute from one app to one employee, and drops the calls over that
+# silently (errcode 0 all the same): a long answer cut into pieces, and an agent's messages, lost pieces.
+MAX_SENDS_PER_EMPLOYEE = 30
+SEND_WINDOW_S = 60.0
 MAX_AGENT_ID_SHOWN = 32  # characters of another app's AgentId that the log shows (WeCom's are 7 digits)
 START_CHECK_TIMEOUT_S = 5.0  # the check of the app's settings at start (WeComChannel.start) waits no longer for WeCom
 ENV = {
@@ -97,6 +102,15 @@ def api_error(path: str, result: dict[str, Any]) -> WeComAPIError:
     error = WeComAPIError(f"{path}: {code} {result.get('errmsg')}{f' ({fix})' if fix else ''}")
     error.refused = True
     return error
+
+
+@dataclass
+class Pace:
+    """The sends to one employee: one at a time, in the order asked for, and when each of the last
+    :data:`MAX_SENDS_PER_EMPLOYEE` ended (``time.monotonic()``)."""
+
+    turn: asyncio.Lock = field(default_factory=asyncio.Lock)
+    ended: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_SENDS_PER_EMPLOYEE))
 
 
 class WeComBusy(WeComAPIError):
@@ -213,6 +227,7 @@ class WeComChannel(PlatformChannel):
     # 设置API接收: WeCom takes the URL as typed, and its check (GET) and messages (POST) got a 404.
     paths = ("/wecom/callback", "/wecom/callback/")
     clock = staticmethod(time.time)  # "now" for the callbacks' signed timestamps (tests replay Tencent's 2016 samples)
+    send_window_s = SEND_WINDOW_S  # the time in which WeCom takes MAX_SENDS_PER_EMPLOYEE sends to one employee
 
     def __init__(self, bot: "Bot", settings: dict[str, Any]) -> None:
         super().__init__(bot, settings)
@@ -236,6 +251,7 @@ class WeComChannel(PlatformChannel):
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
         self._checking: asyncio.Task[None] | None = None  # the check of the app's settings at start (start())
+        self._paces: OrderedDict[str, Pace] = OrderedDict()  # by employee, the most recently sent to last
         self._other_apps: set[str] = set()  # the AgentIds of other apps whose callbacks came here, said once each
 
     def start(self) -> None:
@@ -561,13 +577,37 @@ class WeComChannel(PlatformChannel):
 
     async def _send_text(self, user: str, content: str) -> None:
         payload = {"touser": user, "msgtype": "text", "agentid": self.agent_id, "text": {"content": content}}
-        token = await self._access_token()
-        result = await self._request("POST", "message/send", sends=True, params={"access_token": token}, json=payload)
-        if result.get("errcode") in TOKEN_EXPIRED:  # revoked or expired early: refresh and retry once
-            token = await self._access_token(stale=token)
+        async with self._paced(user):
+            token = await self._access_token()
             result = await self._request("POST", "message/send", sends=True, params={"access_token": token}, json=payload)
+            if result.get("errcode") in TOKEN_EXPIRED:  # revoked or expired early: refresh and retry once
+                token = await self._access_token(stale=token)
+                result = await self._request("POST", "message/send", sends=True, params={"access_token": token},
+                                             json=payload)
         if result.get("errcode", 0) != 0:
             raise api_error("message/send", result)
+
+    @asynccontextmanager
+    async def _paced(self, user: str) -> AsyncIterator[None]:
+        """Hold a send to the employee ``user`` until it keeps within WeCom's :data:`MAX_SENDS_PER_EMPLOYEE` in
+        ``send_window_s``, over which WeCom drops a message and says it sent it. A send counts from when it ended,
+        failed ones too, which WeCom cannot have taken later; sends to one employee go one at a time, in turn, so that
+        an agent's message and a long answer's pieces share the count. A server stopping cuts the wait short."""
+        pace = self._paces.pop(user, None) or Pace()
+        self._paces[user] = pace
+        if len(self._paces) > MAX_OFFERS:
+            oldest = next(iter(self._paces))
+            if not self._paces[oldest].turn.locked():
+                del self._paces[oldest]
+        async with pace.turn:
+            if len(pace.ended) == MAX_SENDS_PER_EMPLOYEE:
+                wait = pace.ended[0] + self.send_window_s - time.monotonic()
+                if wait > 0:
+                    await self.pause_before_retry(wait)
+            try:
+                yield
+            finally:
+                pace.ended.append(time.monotonic())
 
     async def _access_token(self, stale: str | None = None) -> str:
         """The cached access token, fetched when missing, near expiry, or equal to ``stale``.
