@@ -573,26 +573,36 @@ class WeComChannel(PlatformChannel):
         if prefix != self.name or corp_id != self.corp_id:
             raise ValueError(f"not a conversation of this WeCom app: {conversation_id}")
         pieces = message_pieces(text, MAX_CONTENT_BYTES, size=lambda piece: len(piece.encode()))
-        await send_pieces(pieces, lambda piece: self._send_text(user, piece), WeComMaybeSent)
+        async with self._turn_of(user) as pace:
+            await send_pieces(pieces, lambda piece: self._send_text(user, piece, pace), WeComMaybeSent)
 
-    async def _send_text(self, user: str, content: str) -> None:
+    async def _send_text(self, user: str, content: str, pace: Pace) -> None:
+        """Send one message to ``user``, in its turn (``pace``, held) and within WeCom's limit of
+        :data:`MAX_SENDS_PER_EMPLOYEE` in ``send_window_s``, over which WeCom drops a message and says it sent it. It
+        counts from when it ended, failed too, since WeCom cannot have taken it later. A server stopping cuts the
+        wait short."""
         payload = {"touser": user, "msgtype": "text", "agentid": self.agent_id, "text": {"content": content}}
-        async with self._paced(user):
+        if len(pace.ended) == MAX_SENDS_PER_EMPLOYEE:
+            wait = pace.ended[0] + self.send_window_s - time.monotonic()
+            if wait > 0:
+                await self.pause_before_retry(wait)
+        try:
             token = await self._access_token()
             result = await self._request("POST", "message/send", sends=True, params={"access_token": token}, json=payload)
             if result.get("errcode") in TOKEN_EXPIRED:  # revoked or expired early: refresh and retry once
                 token = await self._access_token(stale=token)
                 result = await self._request("POST", "message/send", sends=True, params={"access_token": token},
                                              json=payload)
+        finally:
+            pace.ended.append(time.monotonic())
         if result.get("errcode", 0) != 0:
             raise api_error("message/send", result)
 
     @asynccontextmanager
-    async def _paced(self, user: str) -> AsyncIterator[None]:
-        """Hold a send to the employee ``user`` until it keeps within WeCom's :data:`MAX_SENDS_PER_EMPLOYEE` in
-        ``send_window_s``, over which WeCom drops a message and says it sent it. A send counts from when it ended,
-        failed ones too, which WeCom cannot have taken later; sends to one employee go one at a time, in turn, so that
-        an agent's message and a long answer's pieces share the count. A server stopping cuts the wait short."""
+    async def _turn_of(self, user: str) -> AsyncIterator[Pace]:
+        """The employee ``user``'s turn to be sent a message, all its pieces: messages to one employee go one at a
+        time, in the order asked for, so that they share WeCom's count of sends a minute (:meth:`_send_text`) and an
+        agent's message does not land between a long answer's pieces."""
         pace = self._paces.pop(user, None) or Pace()
         self._paces[user] = pace
         if len(self._paces) > MAX_OFFERS:
@@ -600,14 +610,7 @@ class WeComChannel(PlatformChannel):
             if not self._paces[oldest].turn.locked():
                 del self._paces[oldest]
         async with pace.turn:
-            if len(pace.ended) == MAX_SENDS_PER_EMPLOYEE:
-                wait = pace.ended[0] + self.send_window_s - time.monotonic()
-                if wait > 0:
-                    await self.pause_before_retry(wait)
-            try:
-                yield
-            finally:
-                pace.ended.append(time.monotonic())
+            yield pace
 
     async def _access_token(self, stale: str | None = None) -> str:
         """The cached access token, fetched when missing, near expiry, or equal to ``stale``.
