@@ -1017,10 +1017,24 @@ def _digest(secret: bytes, conversation_id: str) -> str:
     return hmac.new(secret, conversation_id.encode(), hashlib.sha256).hexdigest()
 
 
-# The key of :func:`log_tag`: the serving store's ledger key once it serves (:meth:`Store.serve`), so that every server
-# on the store tags a conversation alike, restarts too; until then, this process's own.
+# The key of :func:`log_tag`: the store's ledger key once a command opens the store (:func:`tag_logs_by`), so that every
+# server and command on the store tags a conversation alike, restarts too; until then, this process's own.
 _log_secret = secrets.token_bytes(32)
 LOG_TAG = re.compile(r"#c[0-9a-f]{12}")  # what :func:`log_tag` writes
+
+
+def tag_logs_by(path: Path, create: bool = True) -> None:
+    """Tag conversations in this process's log (:func:`log_tag`) by the ledger key of the store at ``path``, as its
+    servers do: a line `bot chat` writes then names a conversation as the server's lines do, and one follows it from
+    one to the other. Without ``create`` (a command that only reads the store, perhaps a copy on a read-only disk or
+    another account's) the key is read where it is, never made: where there is none, no server of the store has tagged
+    a line, and this process's own key stands."""
+    global _log_secret
+    if create:
+        _log_secret = _ledger_secret(path)
+        return
+    with contextlib.suppress(OSError):  # none, or not this account's to read
+        _log_secret = ledger_key(path).read_bytes()
 
 
 def log_tag(conversation_id: str) -> str:
@@ -2115,8 +2129,7 @@ class Store:
         # gone server's messages were then never taken over.
         self._servers.mkdir(mode=0o700, exist_ok=True)
         self.server = uuid.uuid4().hex
-        global _log_secret
-        _log_secret = _ledger_secret(self.path)
+        tag_logs_by(self.path)
         self._serving = self._server_lock(self.server)
         self._serving.acquire(timeout=0)
         self._forget_gone_servers()

@@ -2209,6 +2209,31 @@ def test_bot_info_shows_a_chinese_bots_name_as_written(tiny_demo_bot: Path, tmp_
     assert '"bot": "中文商店"' in shown and json.loads(shown)["bot"] == "中文商店"
 
 
+def test_bot_commands_name_a_conversation_in_the_log_as_its_server_does(tiny_demo_bot: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bot chat` and `bot purge` tagged a conversation in their warnings by a key of their own process, not the
+    store's that its server tags it by: the one on call could not follow it from one log to the other. A command that
+    only reads the store reads the key, and makes none beside a store it may not own."""
+    import secrets
+
+    import dialogues.store as stored
+    from dialogues.store import ledger_key
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot")
+    Store(root / "dialogues.db").close()
+    assert CliRunner().invoke(cli, ["stats", str(root)]).exit_code == 0
+    assert not ledger_key(root / "dialogues.db").exists()
+    server = Store(root / "dialogues.db")
+    server.serve()
+    tag = log_tag("web-3f9c2a")
+    server.close()
+    for command in (["chat", str(root), "--device", "cpu"], ["purge", str(root), "--before", "2001-01-01"],
+                    ["stats", str(root)]):
+        monkeypatch.setattr(stored, "_log_secret", secrets.token_bytes(32))  # a new process's own
+        assert CliRunner().invoke(cli, command, input="hello\n").exit_code == 0, command
+        assert log_tag("web-3f9c2a") == tag, command
+
+
 def test_broken_model_folders_and_settings_get_one_line_errors(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """What a user can get wrong in the models folder or model.base ends in a message, not a traceback."""
     def run(*args: str) -> str:

@@ -370,12 +370,14 @@ def _say_if_none(project: Project) -> None:
 def open_store(project: Project, create: bool = False) -> Store:
     """The bot's store, to write to (a command that only reads it uses :func:`read_from_store`), made where there is none
     with ``create``; an older deskbot's store is not migrated under the server running on it."""
-    from dialogues.store import Store, refuse_migrating_under_a_server
+    from dialogues.store import Store, refuse_migrating_under_a_server, tag_logs_by
 
     if not create:
         _say_if_none(project)
     refuse_migrating_under_a_server(project.db_path, project.root)
-    return Store(project.db_path)
+    store = Store(project.db_path)
+    tag_logs_by(project.db_path)  # a conversation named in this command's log as the server names it
+    return store
 
 
 _Read = TypeVar("_Read")
@@ -386,9 +388,10 @@ def read_from_store(project: Project, read: Callable[[Store], _Read]) -> _Read:
     copy on a read-only disk or a backup's snapshot can be read; an older deskbot's as it is, where it has what
     ``read`` needs: deskbot upgraded, the older `bot serve` may still run on it, and a migration would leave it writing
     to a schema it does not know."""
-    from dialogues.store import TooOld, read_as_it_is
+    from dialogues.store import TooOld, read_as_it_is, tag_logs_by
 
     _say_if_none(project)
+    tag_logs_by(project.db_path, create=False)  # read-only: the key beside a copy on a read-only disk is not made
     try:
         return read_as_it_is(project.db_path, read)
     except TooOld as exc:

@@ -321,7 +321,7 @@ def chat(directory: Path, device: str | None) -> None:
     from bot.channels.base import Turn, readable
     from bot.engine import Bot
     from bot.server import load_serving_model
-    from dialogues.store import TRYOUT_CHANNEL, Store, refuse_migrating_under_a_server, refuse_newer
+    from dialogues.store import TRYOUT_CHANNEL, Store, refuse_migrating_under_a_server, refuse_newer, tag_logs_by
 
     project = load_bot(directory)
     refuse_an_unfit_store_dir(project)
@@ -331,6 +331,7 @@ def chat(directory: Path, device: str | None) -> None:
     refuse_migrating_under_a_server(project.db_path, project.root)
     nlu = load_serving_model(project, device, workers=1)  # one message at a time
     store = Store(project.db_path, redact=privacy.redact, keep_raw=privacy.keep_raw)
+    tag_logs_by(project.db_path)  # its warnings name a conversation as the server's do
 
     async def start() -> Bot:
         return Bot(project, nlu, store, actions)
