@@ -37,7 +37,7 @@ from bot.project import (REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, Mistak
                          read_config, written_forms)
 from bot.responses import MAX_REPLY_CHARS
 from dialogues.redact import redact
-from dialogues.store import CUSTOM_PLACEHOLDER
+from dialogues.store import CUSTOM_PLACEHOLDER, log_tag
 
 if TYPE_CHECKING:
     from rasa_sdk.executor import ActionExecutor
@@ -787,7 +787,8 @@ class ActionRunner:
         except ActionError:
             raise
         except Exception as exc:
-            raise ActionError(f"action {call['next_action']!r} failed: {_raised(exc, self.actions_dir)}") from exc
+            raise ActionError(f"action {call['next_action']!r} failed: "
+                              f"{_raised(exc, self.actions_dir, call['sender_id'])}") from exc
         payload = result.model_dump() if hasattr(result, "model_dump") else result
         return ActionResult.from_response(payload or {}, call["next_action"], call["domain"].get("forms") or {})
 
@@ -909,8 +910,9 @@ class ActionRunner:
                 if resp.status == 404:
                     raise ActionError(f"the action server does not know {call['next_action']!r}")
                 reason = (body or {}).get("error", resp.reason) if isinstance(body, dict) else resp.reason
-                # redacted as _raised's: rasa-sdk's action server answers with what the action raised
-                raise ActionError(f"action {call['next_action']!r} was rejected ({resp.status}): {redact(str(reason))}")
+                # as _raised's: rasa-sdk's action server answers with what the action raised
+                raise ActionError(f"action {call['next_action']!r} was rejected ({resp.status}): "
+                                  f"{_as_logged(str(reason), call['sender_id'])}")
         raise ActionError(f"the action server kept asking for the domain for {call['next_action']!r}")
 
     async def close(self) -> None:
@@ -1019,12 +1021,25 @@ def _fault(exc: Exception, path: Path, actions_dir: Path) -> tuple[str, int | No
     return (own.filename, own.lineno, str(exc)) if own else (str(path), None, str(exc))
 
 
-def _raised(exc: Exception, actions_dir: Path | None) -> str:
+_CONVERSATION = "[CONVERSATION]"  # where the conversation's id stood in what an action said, while it is redacted
+
+
+def _as_logged(said: str, conversation_id: str) -> str:
+    """What an action said of its failure, as the log may keep it: redacted as the store keeps a message, since it
+    often quotes what the customer wrote, and the conversation's id (``tracker.sender_id``, a web visitor's key to
+    their conversation, a WeCom employee's userid) replaced by its log tag (:func:`log_tag`), as deskbot's own lines
+    name it. Replaced before the redaction, which would leave the rest of an id it took a part of."""
+    if not conversation_id:
+        return redact(said)
+    return redact(said.replace(conversation_id, _CONVERSATION)).replace(_CONVERSATION, log_tag(conversation_id))
+
+
+def _raised(exc: Exception, actions_dir: Path | None, conversation_id: str) -> str:
     """Why an in-process action failed: what the shop's code raised, with its type and the line of ``actions/``
     it was raised at ("'order_id'" alone was a KeyError, from somewhere); deskbot's own reasons as they are. Its
-    message redacted, as the store keeps a message's: it is logged, and often quotes what the customer wrote."""
+    message as the log may keep it (:func:`_as_logged`)."""
     own = _own_frame(exc, actions_dir) if actions_dir is not None else None
-    said = redact(str(exc))
+    said = _as_logged(str(exc), conversation_id)
     return f"{own.filename}:{own.lineno}: {type(exc).__name__}: {said}" if own else said
 
 

@@ -41,7 +41,7 @@ from bot.nlu import NLU
 from bot.project import FormConfig, ProjectError, load_project
 from bot.server import create_app
 from dialogues.review import current_name
-from dialogues.store import CUSTOM_PLACEHOLDER, Exchange, Store
+from dialogues.store import CUSTOM_PLACEHOLDER, Exchange, Store, log_tag
 from tests.conftest import configured_copy
 
 ACTIONS = '''
@@ -3525,6 +3525,42 @@ async def test_an_action_failing_on_a_customers_personal_data_logs_it_redacted(
         assert f"action 'action_quantity' was rejected (500): invalid literal for int() with base 10: {logged!r}" \
             in caplog.text
         assert "jane.doe" not in caplog.text
+    finally:
+        await bot.close()
+
+
+async def test_an_action_failing_with_the_conversations_id_logs_its_tag_instead(
+        action_bot: Path, tmp_path: Path, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A shop's action that says which conversation it failed for (``tracker.sender_id``), in process or as rasa-sdk's
+    action server answers it, put the id in the server's log: a web visitor's key to their conversation, a WeCom
+    employee's userid, kept by the log's aggregator for a year. The log names it by its tag, as deskbot's own lines."""
+    root = Path(shutil.copytree(action_bot, tmp_path / "bot"))
+    (root / "actions" / "lookup.py").write_text(
+        "from rasa_sdk import Action\n\n\n"
+        "class Lookup(Action):\n"
+        "    def name(self):\n"
+        "        return 'action_lookup'\n\n"
+        "    def run(self, dispatcher, tracker, domain):\n"
+        "        raise LookupError(f'no order for {tracker.sender_id}')\n")
+    cid = "wecom:ww-corp:13912345678"  # a userid the redaction would take a part of
+    bot = make_bot(root, None, {"track_order": "action_lookup"}, tmp_path)
+    try:
+        assert (await bot.handle(Turn(cid, "/track_order", "web"))).source == "fallback"
+        assert f"LookupError: no order for {log_tag(cid)}" in caplog.text and "ww-corp" not in caplog.text
+    finally:
+        await bot.close()
+
+    async def webhook(request: web.Request) -> web.Response:  # as rasa-sdk's server answers an action that raised
+        return web.json_response({"error": f"no order for {(await request.json())['sender_id']}"}, status=500)
+
+    app = web.Application()
+    app.router.add_post("/webhook", webhook)
+    server = await aiohttp_server(app)
+    caplog.clear()
+    bot = make_bot(root, f"http://127.0.0.1:{server.port}/webhook", {"track_order": "action_lookup"}, tmp_path)
+    try:
+        assert (await bot.handle(Turn(cid, "/track_order", "web"))).source == "fallback"
+        assert f"was rejected (500): no order for {log_tag(cid)}" in caplog.text and "ww-corp" not in caplog.text
     finally:
         await bot.close()
 
