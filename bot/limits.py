@@ -66,7 +66,7 @@ from limits.strategies import MovingWindowRateLimiter
 from bot.channels.base import dumps, http_error
 from bot.language import SLOT, Language, Script, chinese_script, kept_script, say, turn_language
 from bot.project import LimitsConfig
-from dialogues.store import log_tag
+from dialogues.store import address_tag, log_tag
 
 HEALTH = "/healthz"  # a load balancer's probes, never counted
 SOCKET_RETRY_SECONDS = 10  # a socket slot frees when a page closes; there is no window to wait out
@@ -191,7 +191,7 @@ class Limits:
         if self._connections[address] >= cap:
             if self.first_notice(f"connections from {address}", SOCKET_RETRY_SECONDS):
                 log.warning("%s has %d connections open, server.limits.connections_per_ip: its next ones are refused "
-                            "until some close", address, self._connections[address])
+                            "until some close", address_tag(address), self._connections[address])
             raise TooManyConnections(cap)
         self._connections[address] += 1
         return address
@@ -276,7 +276,7 @@ class Limits:
         wait = self._wait(self._handoffs, "handoff", ip)
         if wait and self.first_notice(f"handoffs from {ip}", wait):
             log.warning("%s has had more than %d conversations handed to a person in %d minutes: its next ones are "
-                        "not, for %ds", ip, self.config.handoffs_per_ip, self.config.handoff_window_minutes, wait)
+                        "not, for %ds", address_tag(ip), self.config.handoffs_per_ip, self.config.handoff_window_minutes, wait)
         return wait
 
     def new_conversation(self, ip: str) -> None:
@@ -288,7 +288,7 @@ class Limits:
         amount, minutes = self.config.conversations_per_ip, self.config.conversation_window_minutes
         if self.first_notice(f"new conversations from {ip}", wait):
             log.warning("%s has opened more than %d conversations in %d minutes: its next ones are refused for %ds",
-                        ip, amount, minutes, wait)
+                        address_tag(ip), amount, minutes, wait)
         raise too_many(f"too many new conversations from this address: more than {amount} in {minutes} minutes; "
                        f"retry in {wait}s", wait)
 

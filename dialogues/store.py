@@ -1046,6 +1046,14 @@ def log_tag(conversation_id: str) -> str:
     return f"#c{_digest(_log_secret, f'log:{conversation_id}')[:12]}"
 
 
+def address_tag(address: str) -> str:
+    """What a log line names a client's IP address (or the IPv6 prefix it counts by) by: ``#a`` and 12 hex digits of
+    a digest keyed as :func:`log_tag`'s. An address is a customer's personal data, and the log is kept for long by
+    everyone on call: the tag says which lines are of one address, and the reverse proxy's access log, kept for as
+    long as the shop chooses, which address it is. Keyed: the addresses one could hash to find it are few."""
+    return f"#a{_digest(_log_secret, f'address:{address}')[:12]}"
+
+
 BACKUP_STEP_PAGES = 1024  # SQLite pages a backup copies between two looks at a signal: 4 MiB of 4 KiB pages
 
 

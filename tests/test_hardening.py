@@ -46,7 +46,7 @@ from bot.project import (AGENT_NAME_PATTERN, VISIBLE_AGENT_NAME, LimitsConfig, P
                          load_project)
 from bot.server import BOT, create_app, load_serving_model
 from dialogues.disk import cannot_write
-from dialogues.store import REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Store, StoreError, log_tag
+from dialogues.store import REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Store, StoreError, address_tag, log_tag
 from finetune.classifier import FILES
 from finetune.registry import Registry
 from tests.conftest import REPO, configured_copy
@@ -505,7 +505,7 @@ async def test_connections_per_ip_are_capped_but_a_trusted_proxys_are_not(make_c
     refused = await asyncio.wait_for(reader.read(), 5)  # answered and closed
     assert refused.startswith(b"HTTP/1.1 429") and b"Retry-After: 10" in refused
     assert b"too many open connections from this address: at most 3" in refused
-    assert "127.0.0.1 has 3 connections open" in caplog.text
+    assert f"{address_tag('127.0.0.1')} has 3 connections open" in caplog.text
     writer.close()
     silent = await asyncio.open_connection("127.0.0.1", client.port)
     assert await asyncio.wait_for(silent[0].read(), 5) == b""  # one that sends nothing is cut soon
@@ -666,6 +666,26 @@ async def test_new_conversations_from_one_address_are_capped_with_a_429(make_cli
     assert (await chat(client, cid(), "hello", **{"X-Forwarded-For": "203.0.113.9"})).status == 200
     assert len(store_rows(client, "SELECT * FROM conversations")) == 3
     assert caplog.text.count("has opened more than 2 conversations in 10 minutes") == 1  # once a wait
+
+
+def test_a_limit_met_names_the_clients_address_in_the_log_by_a_tag(caplog: pytest.LogCaptureFixture) -> None:
+    """A client's IP address over a limit was logged at WARNING as it is: a customer's personal data, kept by the log's
+    aggregator for a year and read by everyone on call. The log names it by a tag, one per address."""
+    from bot.limits import TooManyConnections
+
+    limits = Limits(LimitsConfig(conversations_per_ip=1, handoffs_per_ip=1, connections_per_ip=1), 65536)
+    limits.new_conversation("198.51.100.23")
+    with pytest.raises(aiohttp.web.HTTPTooManyRequests):
+        limits.new_conversation("198.51.100.23")
+    assert not limits.handoff_wait("198.51.100.23") and limits.handoff_wait("198.51.100.23")
+    for address in ("198.51.100.23", "2001:db8:7:1::42"):
+        limits.connection_opened(address)
+        with pytest.raises(TooManyConnections):
+            limits.connection_opened(address)
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 4 and not [line for line in said if "198.51" in line or "2001:db8" in line]
+    assert sum(address_tag("198.51.100.23") in line for line in said) == 3
+    assert address_tag("2001:db8:7:1::/64") in said[-1]  # its /64, as it is counted
 
 
 def test_the_counters_forget_the_conversations_whose_window_has_passed(monkeypatch: pytest.MonkeyPatch) -> None:
