@@ -3,13 +3,16 @@ without the secrets aiohttp quotes of it, at a bounded rate, and a socket's unas
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import re
 import time
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import HttpProcessingError, InvalidURLError
+
+from dialogues.store import address_tag
 
 # A header line holding a secret (the admin token, a session cookie, a platform's signature) to the end of what
 # aiohttp's parse error quotes of it, and a credential quoted without its header's name (a line over 8 KiB).
@@ -17,13 +20,15 @@ _SECRET_HEADER = re.compile(r"(?i)\b((?:proxy-)?authorization|cookie|x-slack-sig
 _CREDENTIAL = re.compile(r"(?i)\b(bearer|basic)\s+\S+")
 # What aiohttp quotes of the line it stopped at, to the end of its message: often a value without its header's
 # name (``Got more than 8190 bytes when reading: b'session=…'``, the pure-Python parser's ``Invalid HTTP
-# header: b'TOKEN\\x01'``), so none of it is kept but the header's name where it starts the quote.
-_QUOTED = re.compile(r"\bb(['\"])(?:([!#$%&*+.^_`|~0-9A-Za-z-]+)\s*:)?.*")
+# header: b'TOKEN\\x01'``), or a request line whose URL holds a conversation's id or what an agent searched for (the
+# pure-Python parser's ``Bad status line 'GET /api/conversations/web-…/history?q=… HTTP/1.1 x'``, as a str), so none
+# of it is kept but the header's name where it starts the quote.
+_QUOTED = re.compile(r"(\bb|(?<=\s))(['\"])(?:([!#$%&*+.^_`|~0-9A-Za-z-]+)\s*:)?.*")
 
 
 def _quoted(match: re.Match[str]) -> str:
-    name = match[2]
-    return f"b'{name}: [redacted]'" if name else "b'[redacted]'"
+    bytes_, name = match[1], match[3]
+    return f"{bytes_}'{name}: [redacted]'" if name else f"{bytes_}'[redacted]'"
 
 
 def redacted(error: str) -> str:
@@ -55,7 +60,9 @@ class ClientErrorsInOneLine(logging.Filter):
         if isinstance(error, web.RequestPayloadError) or (isinstance(error, HttpProcessingError) and 400 <= error.code < 500):
             if not self._within_budget():
                 return False
-            record.msg, record.args = "%s: %s", (record.getMessage(), redacted(" ".join(str(error).split())))
+            said = (f"{error.code}, message: invalid URL [redacted]" if isinstance(error, InvalidURLError)  # the URL alone
+                    else redacted(" ".join(str(error).split())))
+            record.msg, record.args = "%s: %s", (_peers_tagged(record), said)
             if self._unsaid:
                 record.msg += f" (and {self._unsaid} more such requests before it, not logged)"
                 self._unsaid = 0
@@ -73,6 +80,22 @@ class ClientErrorsInOneLine(logging.Filter):
             return False
         self._said += 1
         return True
+
+
+def _peers_tagged(record: logging.LogRecord) -> str:
+    """``record``'s message (aiohttp's ``Error handling request from %s``) with each address in it by its tag
+    (:func:`address_tag`), as deskbot's own lines name a client: an IP address is a customer's personal data."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    return str(record.msg) % tuple(address_tag(arg) if _is_address(arg) else arg for arg in args) if args else \
+        record.getMessage()
+
+
+def _is_address(value: object) -> bool:
+    try:
+        ipaddress.ip_address(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 CLIENT_ERRORS = ClientErrorsInOneLine()

@@ -1068,6 +1068,39 @@ def test_a_secret_quoted_without_its_header_name_is_redacted() -> None:
         "400, message: Invalid header value char: b'X-Admin-Token: [redacted]'")
 
 
+async def test_a_broken_request_line_is_logged_without_its_url_or_the_clients_address(
+        make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """aiohttp's line for a request it could not read named the client's IP address, and quoted a URL it could not
+    parse whole: an old client's `GET /api/conversations/{id}/history`, a web visitor's key to their conversation, or
+    what an agent searched the inbox for (`?q=`), in a log kept for long and read by everyone on call."""
+    client = await make_client()
+    caplog.set_level(logging.INFO, logger="aiohttp.server")
+    for line in (b"GET http://[shop/api/conversations/web-3f9c2a/history?q=jane.doe HTTP/1.1",
+                 b"GET /api/conversations/web-3f9c2a/history?q=jane.doe HTTP/1.1 x"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+        writer.write(line + b"\r\nHost: localhost\r\n\r\n")
+        assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.0 400")
+        writer.close()
+    said = [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(said) == 2 and all(line.startswith(f"Error handling request from {address_tag('127.0.0.1')}: 400")
+                                  for line in said), said
+    assert not [line for line in said if "3f9c2a" in line or "jane" in line or "127.0.0.1" in line], said
+
+
+def test_the_pure_python_parsers_request_line_is_logged_without_its_url() -> None:
+    """aiohttp's pure-Python parser (AIOHTTP_NO_EXTENSIONS=1) quotes a request line it could not read as a str, not as
+    bytes, and gives a URL it could not parse as its message alone."""
+    from aiohttp.http_exceptions import BadStatusLine, InvalidURLError
+
+    for error in (BadStatusLine("GET /api/conversations/web-3f9c2a/history?q=jane.doe HTTP/1.1 x"),
+                  InvalidURLError("/api/conversations/web-3f9c2a/history?q=jane.doe")):
+        record = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "Error handling request from %s",
+                                   ("203.0.113.9",), (type(error), error, None))
+        assert ClientErrorsInOneLine().filter(record)
+        assert record.getMessage().startswith(f"Error handling request from {address_tag('203.0.113.9')}: 400, message: ")
+        assert "3f9c2a" not in record.getMessage() and "jane" not in record.getMessage(), record.getMessage()
+
+
 async def test_a_client_that_hangs_up_mid_body_is_not_an_error(
         tiny_demo_bot: Path, tmp_path: Path, nlu: NLU, caplog: pytest.LogCaptureFixture, unused_tcp_port: int) -> None:
     """As `bot serve` runs: aiohttp lets the handler run on, and its read of the body fails."""
