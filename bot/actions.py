@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, quote_plus
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -1028,10 +1029,14 @@ def _as_logged(said: str, conversation_id: str) -> str:
     """What an action said of its failure, as the log may keep it: redacted as the store keeps a message, since it
     often quotes what the customer wrote, and the conversation's id (``tracker.sender_id``, a web visitor's key to
     their conversation, a WeCom employee's userid) replaced by its log tag (:func:`log_tag`), as deskbot's own lines
-    name it. Replaced before the redaction, which would leave the rest of an id it took a part of."""
+    name it, as it is or as a URL quotes it (``wecom%3Aww1%3Achen``: an action's failed call to the shop's API names the
+    URL it called). Replaced before the redaction, which would leave the rest of an id it took a part of."""
     if not conversation_id:
         return redact(said)
-    return redact(said.replace(conversation_id, _CONVERSATION)).replace(_CONVERSATION, log_tag(conversation_id))
+    for written in sorted({conversation_id, quote(conversation_id, safe=""), quote_plus(conversation_id)}, key=len,
+                          reverse=True):
+        said = said.replace(written, _CONVERSATION)
+    return redact(said).replace(_CONVERSATION, log_tag(conversation_id))
 
 
 def _raised(exc: Exception, actions_dir: Path | None, conversation_id: str) -> str:

@@ -3565,6 +3565,28 @@ async def test_an_action_failing_with_the_conversations_id_logs_its_tag_instead(
         await bot.close()
 
 
+async def test_an_action_failing_on_a_url_with_the_conversations_id_logs_its_tag_instead(
+        action_bot: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An action whose call to the shop's API failed raises with the URL it called (requests' ``HTTPError: 404 Client
+    Error: Not Found for url: …``), the conversation's id quoted in it: the id reached the log all the same."""
+    root = Path(shutil.copytree(action_bot, tmp_path / "bot"))
+    (root / "actions" / "lookup.py").write_text(
+        "from urllib.parse import quote\n\n"
+        "from rasa_sdk import Action\n\n\n"
+        "class Lookup(Action):\n"
+        "    def name(self):\n"
+        "        return 'action_lookup'\n\n"
+        "    def run(self, dispatcher, tracker, domain):\n"
+        "        raise LookupError(f'404 for url: https://crm.example/customers/{quote(tracker.sender_id, safe=\"\")}')\n")
+    cid = "wecom:ww-corp:chen.jia"
+    bot = make_bot(root, None, {"track_order": "action_lookup"}, tmp_path)
+    try:
+        assert (await bot.handle(Turn(cid, "/track_order", "web"))).source == "fallback"
+        assert f"https://crm.example/customers/{log_tag(cid)}" in caplog.text and "chen" not in caplog.text
+    finally:
+        await bot.close()
+
+
 async def test_failing_actions_hand_off_once_the_misses_reach_the_limit(action_bot: Path, tmp_path: Path) -> None:
     """They counted as misses, but only a misunderstanding after them handed the customer to a person."""
     bot = make_bot(action_bot, None, {"track_order": "action_runaway"}, tmp_path)
