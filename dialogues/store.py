@@ -1254,7 +1254,7 @@ class Store:
             self._slow_said = time.monotonic()
             log.warning("%s: a write waited %.1f s for another process holding the store locked (a sqlite3 shell in a "
                         "transaction?); every write waits meanwhile, up to %d s, then fails%s", self.path, seconds,
-                        BUSY_TIMEOUT_S, f"; processes that have it open: {', '.join(openers)}" if openers else "")
+                        BUSY_TIMEOUT_S, f"; processes that had it open during the wait: {', '.join(openers)}" if openers else "")
 
     def waiting_for_lock(self) -> float:
         """How long the write now asking for the write lock has waited for it (0 when none waits): read from any

@@ -271,7 +271,7 @@ def test_a_write_that_waited_long_for_another_processs_lock_is_said_once(
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names the processes from /proc, on Linux")
-def test_a_long_wait_for_another_processs_lock_names_the_processes_that_have_the_store_open(
+def test_a_long_wait_for_another_processs_lock_names_the_processes_that_had_the_store_open_during_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """The warning guessed at "a sqlite3 shell in a transaction?", and the one on call had to hunt for the process
     holding every customer's message up: it names those that have the file open, with their command lines."""
@@ -291,7 +291,7 @@ def test_a_long_wait_for_another_processs_lock_names_the_processes_that_have_the
     holder.communicate(timeout=30)
 
     said = [r.getMessage() for r in caplog.records]
-    assert len(said) == 1 and f"processes that have it open: {holder.pid} ({sys.executable} -c import sqlite3" in said[0]
+    assert len(said) == 1 and f"processes that had it open during the wait: {holder.pid} ({sys.executable} -c import sqlite3" in said[0]
     store.close()
 
 
@@ -317,7 +317,7 @@ def test_a_long_wait_for_another_processs_lock_names_the_process_that_held_it_th
     holder.communicate(timeout=30)
 
     said = [r.getMessage() for r in caplog.records]
-    assert len(said) == 1 and f"processes that have it open: {holder.pid} ({sys.executable} -c import sqlite3" in said[0]
+    assert len(said) == 1 and f"processes that had it open during the wait: {holder.pid} ({sys.executable} -c import sqlite3" in said[0]
     assert store.db.execute("PRAGMA busy_timeout").fetchone() == (store_module.BUSY_TIMEOUT_S * 1000,)
     store.close()
 
