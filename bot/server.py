@@ -1032,15 +1032,16 @@ def purge_older_than(project: Project, days: int) -> tuple[int, list[str]]:
     up behind it."""
     store = Store(project.db_path)
     try:
-        conversations = store.conversation_ids(before=time.time() - days * 86400)
+        cutoff = time.time() - days * 86400
+        conversations = store.conversation_ids(before=cutoff)
         began = {row["id"]: row["created"] for row in store.conversations(conversations) if row}
-        purged = store.purge(*conversations) if conversations else None
+        purged = store.purge(*conversations, before=cutoff) if conversations else None
     finally:
         store.close()
     if purged and not purged.wal_cleared:
         log.warning("privacy.retention_days: another process kept reading %s, so dialogues.db-wal holds a copy of what "
                     "was deleted until the next round", project.db_path)
-    return len(conversations), kept_elsewhere(project, purged, began) if purged else []
+    return len(purged.deleted) if purged else 0, kept_elsewhere(project, purged, began) if purged else []
 
 
 def forget_idle_slots(project: Project, hours: float) -> int:

@@ -387,6 +387,20 @@ REWRITE_BATCH = 500
 # The ids one query's IN (...) lists: SQLite refuses a statement with more than 32,766 values (999 before 3.32), and
 # a first `bot purge --before` or retention round on a store of years names every conversation it deletes.
 IDS_A_QUERY = 900
+# A conversation, as ``c``, with something written since a cutoff (a message, reply or handoff), or whose turn a
+# server runs now, its message not logged yet (``_v41``), its lease renewed since the cutoff too: a purge's clock
+# stepped forward (NTP, a resumed VM) read a lease renewed all along as stale, and a retention purge deleted a
+# conversation whose turn a server ran. Its values: _written_since_args(cutoff).
+_WRITTEN_SINCE = ("(coalesce(c.updated, c.created, 0) >= ? OR EXISTS "
+                  "(SELECT 1 FROM turns t WHERE t.conversation_id = c.id AND t.created >= ?) OR EXISTS "
+                  "(SELECT 1 FROM turn_leases l WHERE l.conversation_id = c.id AND l.taken >= ?))")
+
+
+def _written_since_args(before: float) -> list[float]:
+    """The values of :data:`_WRITTEN_SINCE` for the cutoff ``before``, read now."""
+    return [before, before, min(before, now() - TURN_STALE_S)]
+
+
 # A purge whose cutoff is this close to now watches the turn leases of the conversations it would delete for
 # TURN_STALE_S (Store.conversation_ids): their stamps alone cannot tell a hung server's from one read on a clock
 # stepped forward. Further back (a retention round's days), a step that large is not met.
@@ -940,6 +954,8 @@ class Purged:
 
     deleted: dict[str, dict[str, int]]
     wal_cleared: bool
+    # those left as their customer came back since they were chosen (``Store.purge``'s ``before``), oldest first
+    skipped: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -3030,12 +3046,8 @@ class Store:
         (:meth:`received_only`); both given, the conversations that are both."""
         where, args = [], []
         if before is not None:  # nor one whose turn a server runs now, its message not logged yet (``_v41``)
-            where.append("coalesce(c.updated, c.created, 0) < ? AND NOT EXISTS "
-                         "(SELECT 1 FROM turns t WHERE t.conversation_id = c.id AND t.created >= ?) AND NOT EXISTS "
-                         "(SELECT 1 FROM turn_leases l WHERE l.conversation_id = c.id AND l.taken >= ?)")
-            # a lease renewed since ``before`` too: a purge's clock stepped forward (NTP, a resumed VM) read a lease
-            # renewed all along as stale, and a retention purge deleted a conversation whose turn a server ran
-            args += [before, before, min(before, now() - TURN_STALE_S)]
+            where.append(f"NOT {_WRITTEN_SINCE}")
+            args += _written_since_args(before)
         if user is not None:
             where.append("(c.user = ? OR c.id IN (SELECT conversation_id FROM turns WHERE user = ?))")
             args += [user, user]
@@ -3052,6 +3064,17 @@ class Store:
                                "AND NOT EXISTS (SELECT 1 FROM conversations WHERE id = p.conversation_id) "
                                "GROUP BY conversation_id ORDER BY min(received)", [user, before or math.inf])
         return found + [row[0] for row in kept]
+
+    def _written_since(self, conversation_ids: Sequence[str], before: float) -> set[str]:
+        """Of ``conversation_ids``, those with something written since ``before``, or whose turn a server runs now
+        (:data:`_WRITTEN_SINCE`)."""
+        found: set[str] = set()
+        for at in range(0, len(conversation_ids), IDS_A_QUERY):
+            batch = conversation_ids[at:at + IDS_A_QUERY]
+            found |= {row[0] for row in self.db.execute(
+                f"SELECT c.id FROM conversations c WHERE c.id IN ({','.join('?' * len(batch))}) AND {_WRITTEN_SINCE}",
+                [*batch, *_written_since_args(before)])}
+        return found
 
     def _still_renewed(self, conversation_ids: list[str]) -> set[str]:
         """Of ``conversation_ids``, those whose turn leases change within ``TURN_STALE_S`` on this process's steady
@@ -3129,7 +3152,8 @@ class Store:
         again = [cid for cid, began in held if began < purged_at.get(_digest(secret, cid), -math.inf)]
         return self.purge(*again, record=False) if again else Purged({}, wal_cleared=True)
 
-    def purge(self, *conversation_ids: str, record: bool = True) -> Purged:
+    def purge(self, *conversation_ids: str, record: bool = True, before: float | None = None,
+              named: Collection[str] = ()) -> Purged:
         """Delete conversations and everything recorded about them; of their Slack and WeCom messages the keys
         alone stay, taken as answered, so that a redelivery in the platform's retry window is not answered again.
         A support team member's platform id (:meth:`kept_members`) goes with the last conversation of their channel
@@ -3142,6 +3166,11 @@ class Store:
         another process reads the file throughout the busy timeout (a long ``bot export``), which keeps
         the WAL's frames alive: ``Purged.wal_cleared`` says so, and purging again later clears them.
         With ``record``, each conversation found is recorded in the ledger :meth:`purge_again` reads.
+
+        With ``before`` (``bot purge --before``, a retention round), each of them but those ``named`` (by id, whatever
+        their age) is looked at again inside the transaction that deletes it, and left (``Purged.skipped``) where
+        something was written in it since ``before`` or a server runs its turn now (:meth:`conversation_ids`): its
+        customer came back after the purge chose it, and it had been deleted mid-turn.
         """
         in_turns = "turn_id IN (SELECT id FROM turns WHERE conversation_id = ?)"
         tables = [("feedback", in_turns), ("review_labels", in_turns), ("predictions", in_turns),
@@ -3152,6 +3181,7 @@ class Store:
                   ("turn_leases", "conversation_id = ?"), ("refs", "conversation_id = ?"),
                   ("turns", "conversation_id = ?"), ("conversations", "id = ?")]
         deleted: dict[str, dict[str, int]] = {}
+        skipped: list[str] = []
         with self._scrubbing():
             # A few conversations a transaction: a serving bot's writes wait for one of them, not for the
             # whole of a year's purge (bot purge --before), which held its every reply up past its timeout.
@@ -3162,19 +3192,23 @@ class Store:
                             self.db.execute("INSERT INTO id_floor (name, high) VALUES (?, ?) ON CONFLICT(name) "
                                             "DO UPDATE SET high = max(high, excluded.high)", [table, high])
                     batch = conversation_ids[at:at + PURGE_BATCH]
-                    named = {row for cid in batch for row in self.db.execute(_MEMBERS_NAMED, {"id": cid})}
+                    if before is not None:
+                        back = self._written_since([cid for cid in batch if cid not in named], before)
+                        skipped += [cid for cid in batch if cid in back]
+                        batch = [cid for cid in batch if cid not in back]
+                    members = {row for cid in batch for row in self.db.execute(_MEMBERS_NAMED, {"id": cid})}
                     deleted |= {cid: {"pending": self.db.execute(_FORGET_SENDER, [now(), cid]).rowcount} |
                                 {table: self.db.execute(f"DELETE FROM {table} WHERE {where}", [cid]).rowcount
                                  for table, where in tables}
                                 for cid in batch}
-                    for channel, name in named:  # a colleague whose every conversation went: their platform id too
+                    for channel, name in members:  # a colleague whose every conversation went: their platform id too
                         self.db.execute(_FORGET_MEMBER, {"channel": channel, "name": name})
                 if record:  # once deleted: a ledger line too many would purge a copy's conversation for nothing
                     self._record_purged([cid for cid in batch if deleted[cid]["conversations"] or deleted[cid]["pending"]])
             if any(rows["turns"] for rows in deleted.values()):
                 self._merge_search_index()
             cleared = self._wal_emptied()
-        return Purged(deleted, wal_cleared=cleared)
+        return Purged(deleted, wal_cleared=cleared, skipped=skipped)
 
     @contextlib.contextmanager
     def _scrubbing(self) -> Iterator[None]:

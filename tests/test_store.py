@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from collections.abc import Callable
@@ -711,6 +712,39 @@ def test_a_purge_with_a_cutoff_near_now_on_a_clock_stepped_forward_leaves_a_conv
         renewing.join()
     for store in (green, renewer, purging):
         store.close()
+
+
+def test_a_purge_by_age_leaves_a_conversation_its_customer_came_back_to_after_it_was_chosen(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bot purge --before` chose its conversations, then deleted them: a customer who came back in between (a message
+    answered, or one a server is answering now) lost their conversation mid-turn. Each is looked at again in the
+    transaction that deletes it, left, and said; one named by --conversation goes whatever its age."""
+    path = root / "dialogues.db"
+    green = Store(path)
+    green.serve()
+    for conversation in ("answered", "answering", "idle", "named"):
+        user_turn(green, conversation, "where is my order?")
+    long_ago = time.time() - 2 * DAY
+    green.db.execute("UPDATE conversations SET created = ?, updated = ? WHERE id != 'named'", [long_ago, long_ago])
+    green.db.execute("UPDATE turns SET created = ? WHERE conversation_id != 'named'", [long_ago])
+    choose = Store.conversation_ids
+
+    def customers_back_once_chosen(store: Store, **kwargs: Any) -> list[str]:
+        chosen = choose(store, **kwargs)
+        user_turn(green, "answered", "it is still not here")
+        assert green.take_turn("answering", before(time.time() - 60))
+        return chosen
+
+    monkeypatch.setattr(Store, "conversation_ids", customers_back_once_chosen)
+    cutoff = datetime.fromtimestamp(time.time() - DAY).isoformat(sep=" ", timespec="seconds")
+    purged = CliRunner().invoke(cli, ["purge", str(root), "--before", cutoff, "--conversation", "named"])
+    assert purged.exit_code == 0, purged.output
+    assert "Skipped answered: its customer came back" in purged.output
+    assert "Skipped answering: its customer came back" in purged.output
+    assert "Deleted idle" in purged.output and "Deleted named" in purged.output
+    assert sorted(row[0] for row in green.db.execute("SELECT id FROM conversations")) == ["answered", "answering"]
+    assert green.db.execute("SELECT count(*) FROM turns WHERE conversation_id = 'answered'").fetchone() == (4,)
+    green.close()
 
 
 def test_an_answer_of_a_turn_another_server_took_over_is_not_kept(tmp_path: Path) -> None:
@@ -2709,7 +2743,7 @@ def test_bot_purge_on_a_full_disk_says_so_in_one_line(root: Path, monkeypatch: p
     full = sqlite3.OperationalError("database or disk is full")
     full.sqlite_errorcode = sqlite3.SQLITE_FULL  # as SQLite raises it
 
-    def no_room(self: Store, *conversation_ids: str) -> None:
+    def no_room(self: Store, *conversation_ids: str, **how: Any) -> None:
         raise full
 
     monkeypatch.setattr(Store, "purge", no_room)

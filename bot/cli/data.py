@@ -432,9 +432,12 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
     try:
         ids, rows, _ = named(store)
         began = {cid: row["created"] for cid, row in zip(ids, rows) if row}
-        purged = store.purge(*ids)
+        purged = store.purge(*ids, before=unix_time(before) if before else None, named=conversation_ids)
     finally:
         store.close()
+    for cid in purged.skipped:  # chosen by --before alone: purged.skipped is empty without it
+        click.echo(f"Skipped {cid}: its customer came back while it was being purged (a message since --before, or "
+                   "a server answering them now); left as it is", err=True)
     _say_kept_elsewhere(project, purged, began)
     if not purged.wal_cleared:
         fail(f"another process kept reading {project.db_path}, so dialogues.db-wal still holds a copy of "
