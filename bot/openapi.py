@@ -549,7 +549,8 @@ ERROR_TEXT = {400: "bad request; the error names the field", 401: "missing or wr
               429: "rate limited; wait Retry-After seconds",
               503: "the conversation store cannot write now (a full disk, a read-only file), or, for a message, the "
                    "bot is busy (server.inference.max_queue messages wait for the model, or server.max_web_turns are "
-                   "being answered); nothing was kept: send it again after Retry-After seconds"}
+                   "being answered); nothing was kept: send it again after Retry-After seconds; or the server "
+                   "reached is stopping before the message was answered: send it again with its message_id"}
 
 
 @dataclass(frozen=True)

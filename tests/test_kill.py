@@ -354,6 +354,53 @@ async def test_sigterm_answers_a_web_message_whose_claim_waits_for_the_store_loc
     assert stored == [("user", "where is my order"), ("bot", reply["reply"])]
 
 
+async def test_a_web_message_still_waiting_for_the_store_lock_at_the_end_of_a_stop_is_answered_503(
+        tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """A message whose turn still waited for another process holding the store locked when server.shutdown_seconds
+    ran out had its connection cut without a word (aiohttp cancels the request a moment later), over HTTP and on a
+    socket alike. It is answered just before: a 503 ``busy`` with Retry-After, or a socket's error frame, and the
+    message sent again with its message_id to another server on the store is answered there."""
+    from tests.conftest import configured_copy
+
+    server_config = {**CHAOS_CONFIG["server"], "shutdown_seconds": 3}
+    root = configured_copy(tiny_demo_bot, tmp_path / "stopping", **{**CHAOS_CONFIG, "server": server_config})
+    log = tmp_path / "stopping.log"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        server = await start(root, session, log=log)
+        ws = await session.ws_connect(f"{server.url}/api/ws")
+        holder = sqlite3.connect(root / "dialogues.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another process's write lock: a sqlite3 shell left in a transaction
+        body = {"conversation_id": "cut-at-stop", "text": "where is my order", "message_id": "m-http"}
+        asked = asyncio.create_task(session.post(f"{server.url}/api/chat", json=body))
+        await ws.send_json({"type": "message", "conversation_id": "cut-on-socket", "text": "hello",
+                            "message_id": "m-socket"})
+        while "deskbot_store_lock_waiting_seconds 0.0" in await (await session.get(f"{server.url}/metrics")).text():
+            await asyncio.sleep(0.05)
+        server.process.terminate()
+        await said_in(log, "stopping: finishing 2 turns in flight", server.process)
+        async with await asyncio.wait_for(asked, 30) as answered:
+            assert answered.status == 503, await answered.text()
+            assert answered.headers["Retry-After"] == "1"
+            refused = await answered.json()
+        assert refused["code"] == "busy" and "send it again, with the same message_id" in refused["error"]
+        frame = await ws.receive_json(timeout=30)
+        assert frame == {"type": "error", "error": refused["error"], "code": "busy", "request": "message"}
+        holder.execute("ROLLBACK")
+        holder.close()
+        await ws.close()
+        await asyncio.to_thread(server.process.join, 60)
+        assert server.process.exitcode == 0
+        other = await start(root, session)
+        async with session.post(f"{other.url}/api/chat", json=body) as again:
+            assert again.status == 200, await again.text()
+            reply = await again.json()
+        other.process.terminate()
+        await asyncio.to_thread(other.process.join, 60)
+    with sqlite3.connect(root / "dialogues.db") as db:
+        stored = db.execute("SELECT role, text FROM turns WHERE conversation_id = 'cut-at-stop' ORDER BY id").fetchall()
+    assert stored == [("user", "where is my order"), ("bot", reply["reply"])]
+
+
 def closed_within(sock: socket.socket, seconds: float, trickle: bytes = b"") -> float | None:
     """When the server closed ``sock``, in seconds from now, writing ``trickle`` to it every 0.2 s meanwhile (a
     slowloris client's next header line); None if it was still open after ``seconds``."""

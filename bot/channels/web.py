@@ -84,6 +84,10 @@ NAMED_IN_HEADER = "~"  # an admin path's conversation id that says the header na
 SHORT_ID_CHARS = 16
 SHORT_ID_WARNING_S = 3600.0
 BUSY_RETRY_S = 5  # how long a web client told the model is busy (503: server.inference.max_queue) waits to send again
+# How long before the end of server.shutdown_seconds a web message still unanswered is answered 503 (at most half of
+# it): aiohttp cut its connection without a word once the grace was over, and the widget had no answer to retry.
+CUT_BEFORE_S = 0.5
+STOPPING_RETRY_S = 1  # how long a web client told that this server is stopping waits to send again (to another)
 BUSY_SAID_S = 60.0  # how often, at most, the log says that web chat messages are refused for the model's queue
 log = logging.getLogger(__name__)
 
@@ -373,6 +377,17 @@ class Refused(ValueError):
         self.code = code
 
 
+class Stopping(Exception):
+    """A web message whose answer has not come as this server's ``server.shutdown_seconds`` end (its turn waiting for
+    another process holding the store locked, or still running): answered 503 ``busy`` with ``Retry-After``, or a
+    socket's error frame, just before its connection is cut, so that it is sent again, with its ``message_id``, to
+    another server. Its turn goes on here meanwhile: an answer it keeps is the one the message sent again gets."""
+
+    def __init__(self) -> None:
+        super().__init__("this server is stopping before the message was answered: send it again, with the same "
+                         "message_id, and another server answers it")
+
+
 class AnsweredElsewhere(Exception):
     """A message sent again over a socket (the widget's Retry) that another server on the store is answering still:
     waited for, it held every later message of the socket behind it, for as long as that server took (for one hung,
@@ -491,6 +506,7 @@ class WebChannel(Channel):
         self._busy_said = -BUSY_SAID_S  # when the log last said a message was refused for the model's queue
         self.max_turns: int | None = settings.get("max_web_turns")  # server.max_web_turns
         self.turns_in_flight = 0  # web chat messages being answered, over HTTP and the sockets (:meth:`_turn_slot`)
+        self._cutting = asyncio.Event()  # set just before server.shutdown_seconds end: the answers not given are Stopping
 
     def routes(self) -> list[web.AbstractRouteDef]:
         api: list[tuple[str, str, Handler]] = [
@@ -643,6 +659,21 @@ class WebChannel(Channel):
                     raise
 
     async def _reply(self, turn: Turn, wait: bool) -> dict[str, Any]:
+        """:meth:`_replying`, or :class:`Stopping` once the server's stop is about to cut the message off (:meth:`close`).
+        The turn is not cancelled: its claim's release would wait for the store too, and an answer it keeps is found by
+        the message sent again."""
+        replying = asyncio.ensure_future(self._replying(turn, wait))
+        cut = asyncio.ensure_future(self._cutting.wait())
+        try:
+            await asyncio.wait({replying, cut}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cut.cancel()
+        if not replying.done():
+            replying.add_done_callback(lambda done: done.cancelled() or done.exception())  # awaited by none now
+            raise Stopping()
+        return replying.result()
+
+    async def _replying(self, turn: Turn, wait: bool) -> dict[str, Any]:
         """The bot's reply to ``turn``, as the API gives it: for a message sent again with its ``message_id`` that a
         server before this one answered (the widget's Retry after a deploy), the reply the store kept; for one that
         another server on the store is answering, that server's reply, once kept, if ``wait``, else AnsweredElsewhere
@@ -722,8 +753,13 @@ class WebChannel(Channel):
 
     async def _answer(self, ws: web.WebSocketResponse, body: ChatRequest, request: web.Request,
                       verified_user: str | None) -> None:
-        """A socket's turn, as one task that :meth:`close` can let finish: the answer and its sending."""
-        reply = await self.chat(body, client_address(request), verified_user, origin=ws)
+        """A socket's turn, as one task that :meth:`close` can let finish: the answer and its sending, or, where the stop
+        comes first, the error frame that has the widget send it again (:class:`Stopping`), before the socket closes."""
+        try:
+            reply = await self.chat(body, client_address(request), verified_user, origin=ws)
+        except Stopping as exc:
+            await ws.send_json(error_frame(str(exc), {"request": "message"}, "busy"))
+            return
         await ws.send_json({"type": "reply", **self._shown(reply, request)})
 
     def _refuse_when_full(self) -> None:
@@ -760,6 +796,9 @@ class WebChannel(Channel):
         except (QueueFull, TurnsFull) as exc:
             raise http_error(web.HTTPServiceUnavailable, self.busy(exc), {"code": "busy"},
                              headers={"Retry-After": str(BUSY_RETRY_S)}) from None
+        except Stopping as exc:  # another server answers it
+            raise http_error(web.HTTPServiceUnavailable, str(exc), {"code": "busy"},
+                             headers={"Retry-After": str(STOPPING_RETRY_S)}) from None
         return json_response(self._shown(reply, request))
 
     def busy(self, exc: QueueFull | TurnsFull) -> str:
@@ -1034,6 +1073,9 @@ class WebChannel(Channel):
             await self._push(cid, {"type": "sync", "conversation_id": cid})
 
     async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
+        """At shutdown: the web messages still unanswered just before ``grace`` ends are answered :class:`Stopping`
+        (HTTP requests and sockets alike), then the sockets close."""
+        asyncio.get_running_loop().call_later(grace - min(CUT_BEFORE_S, grace / 2), self._cutting.set)
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
