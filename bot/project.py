@@ -632,9 +632,10 @@ class PrivacyConfig(Settings):
     keep_raw: bool = False
     retention_days: int | None = Field(None, ge=1, description="bot serve deletes, every hour, the conversations with "
                                        "nothing written in this many days, as bot purge --before does (unset: none)")
-    slot_hours: float = Field(24.0, gt=0, description="bot serve drops, every hour, the slots holding personal data "
-                              "(an e-mail address or phone number a form collected) of the conversations with nothing "
-                              "written in this many hours, as bot redact does")
+    slot_hours: float | None = Field(24.0, ge=0, description="bot serve drops, every hour, the slots holding personal "
+                                     "data (an e-mail address or phone number a form collected) of the conversations "
+                                     "with nothing written in this many hours, as bot redact does, whether or not "
+                                     "privacy.redact is on: a retention period (0 or null: kept with their conversation)")
 
 
 class LearningConfig(Settings):

@@ -1044,10 +1044,13 @@ def purge_older_than(project: Project, days: int) -> tuple[int, list[str]]:
     return len(purged.deleted) if purged else 0, kept_elsewhere(project, purged, began) if purged else []
 
 
-def forget_idle_slots(project: Project, hours: float) -> int:
+def forget_idle_slots(project: Project, hours: float | None) -> int:
     """Drop the slots holding personal data of the conversations of ``project``'s store with nothing written in ``hours``
     hours (:meth:`~dialogues.store.Store.forget_idle_slots`), over a connection of its own, as
-    :func:`purge_older_than` does; how many conversations lost one."""
+    :func:`purge_older_than` does; how many conversations lost one. ``hours`` 0 or None (``privacy.slot_hours``): none,
+    the shop keeps them with their conversation."""
+    if not hours:
+        return 0
     store = Store(project.db_path)
     try:
         return store.forget_idle_slots(time.time() - hours * 3600)

@@ -1768,6 +1768,31 @@ async def test_a_serving_bot_drops_the_slots_holding_personal_data_of_idle_conve
     assert client.app[BOT].config.privacy.slot_hours == 1
 
 
+@pytest.mark.parametrize("hours", [0, None])
+async def test_slot_hours_zero_or_null_keeps_the_slots_with_their_conversation_redaction_on_or_off(
+        make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, hours: float | None) -> None:
+    """privacy.slot_hours is a retention period of its own, applied whether or not privacy.redact is on; a shop whose
+    actions need a form's e-mail address past a day sets it to 0 or null, and each round keeps the slots."""
+    monkeypatch.setattr(serving, "RETENTION_EVERY_S", 0.05)
+    rounds, forget = threading.Event(), serving.forget_idle_slots
+
+    def forgetting(project: Project, given: float | None) -> int:
+        found = forget(project, given)
+        rounds.set()
+        return found
+
+    monkeypatch.setattr(serving, "forget_idle_slots", forgetting)
+    client = await make_client(server={"limits": NO_LIMITS}, privacy={"slot_hours": hours, "redact": False})
+    idle = cid()
+    assert (await chat(client, idle, "hello")).status == 200
+    with sqlite3.connect(client.app[BOT].project.db_path) as db:  # a form's answer, a year ago
+        db.execute("UPDATE conversations SET slots = ?, updated = updated - 365 * 86400",
+                   [json.dumps({"email": "jane@example.com"})])
+    rounds.clear()
+    assert await asyncio.get_running_loop().run_in_executor(None, rounds.wait, 10)
+    assert json.loads(dict(store_rows(client, "SELECT id, slots FROM conversations"))[idle]) == {"email": "jane@example.com"}
+
+
 async def test_what_customers_write_reaches_the_operators_terminal_with_its_control_characters_escaped(
         make_client: Callable[..., Any]) -> None:
     """A feedback comment and the ``user`` a client sends are stored as sent, and `bot stats`, `bot review` and `bot

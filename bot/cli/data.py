@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import time
@@ -309,7 +310,8 @@ def redact(directory: Path, dry_run: bool) -> None:
     if not privacy.redact:
         fail("privacy.redact is false in bot.yml: messages are kept as they came, by the shop's choice; set it to "
              "true to redact them")
-    idle_before = time.time() - privacy.slot_hours * 3600
+    # privacy.slot_hours 0 or null: the shop keeps the slots with their conversation, and none is idle long enough
+    idle_before = time.time() - privacy.slot_hours * 3600 if privacy.slot_hours else -math.inf
 
     def redacted(store: Store) -> Redacted:
         return store.redact_stored(privacy.keep_raw, idle_before, dry_run=dry_run)
@@ -323,9 +325,11 @@ def redact(directory: Path, dry_run: bool) -> None:
         finally:
             store.close()
     did, dropped = ("Would redact", "drop") if dry_run else ("Redacted", "dropped")
-    click.echo(f"{did} {plural(found.turns, 'message')} and {plural(found.comments, 'feedback comment')}, and "
-               f"{dropped} the slots holding personal data of {plural(found.slots, 'conversation')} idle for "
-               f"{privacy.slot_hours:g} hours, in {project.db_path}")
+    slots = (f"and {dropped} the slots holding personal data of {plural(found.slots, 'conversation')} idle for "
+             f"{privacy.slot_hours:g} hours" if privacy.slot_hours
+             else "the slots kept as set (privacy.slot_hours: 0 or null)")
+    click.echo(f"{did} {plural(found.turns, 'message')} and {plural(found.comments, 'feedback comment')}, "
+               f"{slots}, in {project.db_path}")
     if not found.wal_cleared:
         fail(f"another process kept reading {project.db_path}, so dialogues.db-wal still holds a copy of what was "
              "redacted; run this command again once it is done")
