@@ -3298,11 +3298,14 @@ class Store:
                     "slots": None if left == slots else json.dumps(left, ensure_ascii=False)}
 
         dropped, after = 0, (-math.inf, "")
+        # An older deskbot's store read as it is (a dry run, ``read_as_it_is``) lacks ``slots_checked``: none of its
+        # conversations was looked at, as after the migration that adds it.
+        unchecked = "slots_checked IS NOT updated" if "slots_checked" in self.db["conversations"].columns_dict else "1"
         with self._scrubbing():
             while True:
                 with contextlib.nullcontext() if dry_run else self._writing():
                     rows = self.db.execute(
-                        "SELECT id, slots, updated FROM conversations WHERE updated < ? AND slots_checked IS NOT updated "
+                        f"SELECT id, slots, updated FROM conversations WHERE updated < ? AND {unchecked} "
                         "AND (updated, id) > (?, ?) ORDER BY updated, id LIMIT ?", [before, *after, REWRITE_BATCH]
                     ).fetchall()
                     looked = [kept(row) for row in rows]

@@ -29,6 +29,7 @@ import yaml
 from click.testing import CliRunner
 
 import dialogues.store as store_module
+from dialogues import migrations
 from bot.cli import cli
 from bot.project import load_project
 from bot.retrain import agent_answers, read_store
@@ -4144,6 +4145,28 @@ def test_bot_redact_counts_then_redacts_what_the_store_kept_unredacted(root: Pat
     bot_yml.write_text(yaml.safe_dump({**yaml.safe_load(bot_yml.read_text()), "privacy": {"redact": False}}))
     refused = CliRunner().invoke(cli, ["redact", str(root)])
     assert refused.exit_code == 1 and "privacy.redact is false in bot.yml" in refused.output
+
+
+def test_bot_redact_dry_run_counts_an_older_deskbots_store_as_it_is(root: Path) -> None:
+    """`bot redact --dry-run` on a store of the deskbot before the slots' round (deskbot upgraded, its older `bot serve`
+    still running) failed as "lacks what this reads": it counts what a redaction would change there, migrating
+    nothing, every conversation's slots counted as never looked at."""
+    path = root / "dialogues.db"
+    store = Store(path, redact=False)
+    store.log_exchange(Exchange("c1", "web", None, "it's qjzvxk@example.com", None, "Thanks!", "inform", 0.9, [],
+                                "action", "v1", slots={"email": "qjzvxk@example.com"}))
+    store.db.execute("UPDATE conversations SET updated = updated - 2 * 86400")
+    store.close()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:  # as the deskbot before _v48 left it
+        db.execute("DROP INDEX idx_conversations_slots_unchecked")
+        db.execute("ALTER TABLE conversations DROP COLUMN slots_checked")
+        db.execute(f"PRAGMA user_version={MIGRATIONS.index(migrations._v48)}")
+    counted = CliRunner().invoke(cli, ["redact", str(root), "--dry-run"])
+    assert counted.exit_code == 0, counted.output
+    assert counted.output.startswith("Would redact 1 message and 0 feedback comments, and drop the slots holding "
+                                     "personal data of 1 conversation idle for 24 hours")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (MIGRATIONS.index(migrations._v48),)
 
 
 def test_bot_backup_copies_the_ledger_of_purges_so_that_a_restore_on_another_host_purges_again(
