@@ -1062,11 +1062,13 @@ def forget_idle_slots(project: Project, hours: float | None) -> int:
 async def purge_past_retention(app: web.Application, store: Store) -> AsyncIterator[None]:
     """Delete, every ``RETENTION_EVERY_S``, the conversations with nothing written in ``privacy.retention_days`` (read
     each round, as a reload may set or change it; unset, none), so that a retention period needs no cron job, and
-    the slots holding personal data of those with nothing written in ``privacy.slot_hours``. Each server on a store
-    does it; a round finds nothing another deleted."""
+    the slots holding personal data of those with nothing written in ``privacy.slot_hours``, and the full-text index
+    rid of the words customers edited or deleted since the last round. Each server on a store does it; a round finds
+    nothing another deleted."""
     bot = app[BOT]
 
     async def purge() -> None:
+        await bot._store(store.merge_search_index_if_rewritten)  # a customer's edited or deleted words, off the file
         hours = bot.config.privacy.slot_hours
         if dropped := await asyncio.get_running_loop().run_in_executor(None, forget_idle_slots, bot.project, hours):
             log.info("dropped the slots holding personal data of %d conversation%s with nothing written in %g hours "

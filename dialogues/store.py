@@ -1158,6 +1158,7 @@ class Store:
         self.read_only = read_only
         self.server: str | None = None  # set by serve(): the server whose platform messages this store keeps
         self._serving: FileLock | None = None
+        self._index_rewritten = False  # a customer's message edited or deleted since (merge_search_index_if_rewritten)
         # A file with bytes and no schema, and no -wal file of a process creating it this moment: a copy made alone
         copied_alone = self.path.is_file() and self.path.stat().st_size > 0 and not Path(f"{self.path}-wal").exists()
         if not read_only:
@@ -2081,7 +2082,9 @@ class Store:
 
     def _change_turn(self, turn_id: int, role: str, texts: tuple[str, str | None] | None) -> None:
         """Give a customer's or an agent's turn the ``texts`` its message was edited to (as :meth:`_stored_texts` gives
-        them; an agent's turn takes the second, as written, where there is one), or, ``None``, mark it deleted."""
+        them; an agent's turn takes the second, as written, where there is one), or, ``None``, mark it deleted. A
+        customer's old text stays in the full-text index until it is merged (:meth:`merge_search_index_if_rewritten`)."""
+        self._index_rewritten |= role == "user"
         if texts is None:
             self.db.execute("UPDATE turns SET text = ?, raw_text = NULL WHERE id = ?", [DELETED, turn_id])
             self.db.execute("DELETE FROM review_labels WHERE turn_id = ?", [turn_id])
@@ -3231,6 +3234,19 @@ class Store:
         large store, so once a purge or redaction, not once a message."""
         with self._writing():
             self.db.execute("INSERT INTO turns_fts (turns_fts) VALUES ('optimize')")
+
+    def merge_search_index_if_rewritten(self) -> bool:
+        """Merge the full-text index (:meth:`_merge_search_index`), its freed pages zeroed, where a customer's message
+        was edited or deleted (:meth:`replace_message`) over this connection since the last merge: its old text's
+        trigrams stayed in the index's older segments, for anyone reading the file to find. Once a round
+        (``bot serve``'s hourly one), not once an edit, as the merge takes seconds on a large store. Whether it
+        merged."""
+        if not self._index_rewritten:
+            return False
+        with self._scrubbing():
+            self._merge_search_index()
+        self._index_rewritten = False
+        return True
 
     def _rewrite_in_batches(self, select: str, rewrite: Callable[[tuple[Any, ...]], dict[str, Any] | None],
                             updates: Sequence[str], dry_run: bool) -> int:

@@ -2690,6 +2690,33 @@ def test_the_customers_messages_are_searched_in_a_full_text_index_from_migration
     assert "护照".encode() not in b"".join(p.read_bytes() for p in tmp_path.glob("dialogues.db*"))
 
 
+def test_a_customers_edited_or_deleted_words_leave_the_search_index_at_the_next_merge(tmp_path: Path) -> None:
+    """A Slack customer's message edited or deleted was rewritten in the store, but its old text's trigrams stayed in
+    the full-text index's older segments (turns_fts_data), beside the marker that hides them, until a purge or `bot
+    redact` merged it: `bot serve`'s hourly round merges it where a message was edited or deleted, and only then."""
+    store = Store(tmp_path / "dialogues.db", redact=False)
+    for n, text in enumerate(("call me on qjzvxk", "my pin is wfyhbk")):
+        key = f"k{n}"
+        pending = store.receive(key, f"c{n}", "slack", "U1", text, {})
+        store.log_exchange(Exchange(f"c{n}", "slack", "U1", text, None, "Sorry?", None, 0.1, [], "fallback", "v1",
+                                    pending_id=pending))
+    store.db.execute("INSERT INTO turns_fts (turns_fts, rank) VALUES ('automerge', 0)")  # each message a segment
+
+    def indexed(trigram: bytes) -> bool:
+        return any(trigram in bytes(block) for block, in store.db.execute("SELECT block FROM turns_fts_data"))
+
+    assert not store.merge_search_index_if_rewritten()  # nothing edited: no merge of a large index for nothing
+    store.replace_message("c0", "k0", "call me later")
+    store.replace_message("c1", "k1", None)
+    assert indexed(b"qjz") and indexed(b"wfy")  # hidden from searches, still in the file
+    assert store.merge_search_index_if_rewritten()
+    assert not indexed(b"qjz") and not indexed(b"wfy")
+    assert store.db.execute("SELECT rowid FROM turns_fts WHERE turns_fts MATCH 'me later'").fetchall() == \
+        store.db.execute("SELECT id FROM turns WHERE conversation_id = 'c0' AND role = 'user'").fetchall()
+    assert not store.merge_search_index_if_rewritten()
+    store.close()
+
+
 def test_a_search_finds_what_customers_wrote_in_either_chinese_script(tmp_path: Path) -> None:
     """An agent in Shenzhen typing 退货 did not find the Hong Kong customer who wrote 退貨, nor one in Hong Kong typing
     訂單 the Mainland customer's 订单: a text of the index's 3 characters or more, and a shorter one, in each script."""
