@@ -1016,17 +1016,59 @@ def copy_ledger(path: Path, dest: Path) -> bool:
     except FileNotFoundError:  # no purge recorded, or the key deleted: its digests name nobody
         return False
     for source, target in ((secret, ledger_key(dest)), (lines, purged_ledger(dest))):
-        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
-        try:
-            with open(partial, "wb", opener=owner_only) as out:
-                out.write(source)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
+        _write_whole(target, source)
     fsync_path(dest.parent)
     return True
+
+
+def _write_whole(target: Path, data: bytes) -> None:
+    """``data`` written to ``target`` for the owner alone, under another name and renamed into place: a write cut
+    short leaves ``target`` as it was."""
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    try:
+        with open(partial, "wb", opener=owner_only) as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _ledger_held(path: Path) -> Iterator[bytes]:
+    """The key of the store's ledger (:func:`_ledger_secret`), its file locked meanwhile: a purge's lines added while
+    :func:`forget_ledger_before` rewrites the ledger would go with the file it replaces. The key's file, not the
+    ledger's, which is replaced."""
+    secret = _ledger_secret(path)
+    with open(ledger_key(path), "rb") as key:
+        fcntl.flock(key, fcntl.LOCK_EX)
+        yield secret
+
+
+def _purged_at(line: str) -> float:
+    """When the ledger's ``line`` says its conversation was purged; -inf for a line a crash cut short."""
+    try:
+        return float(line.partition("\t")[2])
+    except ValueError:
+        return -math.inf
+
+
+def forget_ledger_before(path: Path, before: float) -> int:
+    """Forget the lines of the store's ledger (:func:`purged_ledger`) of the purges made before ``before``, so that it
+    does not grow for good (a line a purged conversation, a retention period's too); how many it forgot. Only a copy
+    of the store made before a purge holds its conversation again once put back, so once no copy made before
+    ``before`` is kept, their lines purge nothing more. The rest written whole and renamed into place."""
+    ledger = purged_ledger(path)
+    if not (ledger.exists() and ledger_key(path).exists()):  # no purge recorded, or its digests name nobody
+        return 0
+    with _ledger_held(path):
+        lines = ledger.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if _purged_at(line) >= before]
+        if len(kept) < len(lines):
+            _write_whole(ledger, "".join(kept).encode())
+            fsync_path(ledger.parent)
+    return len(lines) - len(kept)
 
 
 def _digest(secret: bytes, conversation_id: str) -> str:
@@ -3338,8 +3380,9 @@ class Store:
         owner alone as the store is."""
         if not conversation_ids:
             return
-        stamp, secret = now(), _ledger_secret(self.path)
-        with open(purged_ledger(self.path), "a", encoding="utf-8", opener=owner_only) as ledger:
+        stamp = now()
+        with _ledger_held(self.path) as secret, \
+                open(purged_ledger(self.path), "a", encoding="utf-8", opener=owner_only) as ledger:
             ledger.writelines(f"{_digest(secret, cid)}\t{stamp}\n" for cid in conversation_ids)
             ledger.flush()
             os.fsync(ledger.fileno())

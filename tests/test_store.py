@@ -4237,6 +4237,47 @@ def test_bot_backup_copies_the_ledger_of_purges_so_that_a_restore_on_another_hos
     assert sorted(p.name for p in backups.iterdir() if "2000" in p.name) == []
 
 
+def test_bot_purge_forgets_the_ledgers_lines_older_than_the_oldest_copy_kept(tmp_path: Path, root: Path) -> None:
+    """The ledger of purged conversations grew for good, a line a purge, a retention period's thousands too. `bot purge
+    --forget-ledger-before DATE` forgets the lines of the purges made before the oldest copy the shop keeps: a copy
+    made since holds none of them. Those after stay, so that an older copy put back is purged of them again; a date in
+    the future, or one after a copy deskbot keeps beside the store, is refused."""
+    store = Store(root / "dialogues.db")
+    for conversation in ("long-ago", "lately", "kept"):
+        user_turn(store, conversation, "my address is 1 Main St")
+    store.close()
+    assert CliRunner().invoke(cli, ["backup", str(root), str(tmp_path / "copy.db")]).exit_code == 0
+    ledger = root / "dialogues.db.purged"
+    assert CliRunner().invoke(cli, ["purge", str(root), "--conversation", "long-ago"]).exit_code == 0
+    digest, _, _ = ledger.read_text().partition("\t")
+    ledger.write_text(f"{digest}\t{datetime(2025, 6, 1).timestamp()}\n")  # as a purge a year ago left it
+    assert CliRunner().invoke(cli, ["purge", str(root), "--conversation", "lately"]).exit_code == 0
+    lately = ledger.read_text().splitlines()[1]
+
+    future = CliRunner().invoke(cli, ["purge", str(root), "--forget-ledger-before", "2999-01-01"])
+    assert future.exit_code == 1 and "is in the future" in future.output
+    mixed = CliRunner().invoke(cli, ["purge", str(root), "--forget-ledger-before", "2026-01-01", "--again"])
+    assert mixed.exit_code == 2 and "alone" in mixed.output
+    upgrade = root / "dialogues.db.schema48.bak"
+    shutil.copy(tmp_path / "copy.db", upgrade)
+    os.utime(upgrade, (datetime(2025, 12, 1).timestamp(),) * 2)  # kept at an upgrade last December
+    refused = CliRunner().invoke(cli, ["purge", str(root), "--forget-ledger-before", "2026-01-01"])
+    assert refused.exit_code == 1 and "dialogues.db.schema48.bak, beside the store, is older" in refused.output
+    assert len(ledger.read_text().splitlines()) == 2
+    upgrade.unlink()
+
+    forgot = CliRunner().invoke(cli, ["purge", str(root), "--forget-ledger-before", "2026-01-01"])
+    assert forgot.exit_code == 0 and forgot.stderr.startswith("Forgot 1 line of"), forgot.output
+    assert ledger.read_text().splitlines() == [lately] and ledger.stat().st_mode & 0o777 == 0o600
+    again = CliRunner().invoke(cli, ["purge", str(root), "--forget-ledger-before", "2026-01-01"])
+    assert again.stderr.startswith("Forgot 0 lines of")
+    restored = CliRunner().invoke(cli, ["restore", str(root), str(tmp_path / "copy.db")])
+    assert restored.exit_code == 0 and "Purged again 1 conversation purged before" in restored.stderr, restored.output
+    store = Store(root / "dialogues.db")  # long-ago's line, said to be older than any copy, is forgotten
+    assert sorted(row[0] for row in store.db.execute("SELECT id FROM conversations")) == ["kept", "long-ago"]
+    store.close()
+
+
 def test_an_agents_customers_unread_are_every_one_they_have(tmp_path: Path) -> None:
     """An agent's customers with what each wrote unread (the inbox's ``unread_yours``) were the first 100: a customer
     past them, answered, came into the list with their first new message, and the console, which says nothing of a

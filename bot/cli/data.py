@@ -235,6 +235,26 @@ def _purge_again(project: Project, copy: Path) -> None:
     _say_purged_again(project)
 
 
+def _forget_ledger(project: Project, before: datetime) -> None:
+    """Forget the ledger's lines of the purges made before ``before`` (:func:`~dialogues.store.forget_ledger_before`),
+    refused where a copy of the store deskbot keeps beside it (an upgrade's, one `bot restore` put aside) is older: put
+    back, it would keep the conversations those lines name. The copies kept elsewhere are the shop's to know."""
+    from dialogues.store import forget_ledger_before, purged_ledger, unix_time
+
+    at, said = unix_time(before), before.isoformat(sep=" ", timespec="seconds")
+    if at > time.time():
+        fail(f"--forget-ledger-before {said} is in the future: it would forget purges newer than every copy")
+    older = sorted(p.name for pattern in (".schema*.bak", ".replaced-*")
+                   for p in project.db_path.parent.glob(f"{project.db_path.name}{pattern}")
+                   if not p.name.endswith(("-wal", "-shm")) and p.stat().st_mtime < at)
+    if older:
+        fail(f"{', '.join(older)}, beside the store, {'is' if len(older) == 1 else 'are'} older than {said}: put back, "
+             "a copy holds the conversations purged after it was made; delete it first, or give its date")
+    forgot = forget_ledger_before(project.db_path, at)
+    click.echo(f"Forgot {plural(forgot, 'line')} of {purged_ledger(project.db_path)}, the purges made before {said}: a "
+               "copy of the store made before then, put back, keeps the conversations they named", err=True)
+
+
 def _say_purged_again(project: Project) -> None:
     """:meth:`Store.purge_again` on the bot's store, said."""
     store = open_store(project)
@@ -386,8 +406,12 @@ def _customer_id(value: str | None) -> str | None:
 @click.option("--again", is_flag=True,
               help="Delete again the conversations purged before that the store holds again: a copy made before their "
                    "purge was put back (bot restore does it for a copy of this deskbot's store).")
+@click.option("--forget-ledger-before", "forget_before", type=SINCE, default=None, metavar="DATE",
+              help="Forget the ledger's lines of the purges made before DATE, alone: give the date of the oldest copy "
+                   "of the store you still keep (bot backup's, a snapshot), since a copy made before DATE put back "
+                   "would keep the conversations those lines name.")
 def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime | None, user: str | None,
-          dry_run: bool, again: bool) -> None:
+          dry_run: bool, again: bool, forget_before: datetime | None) -> None:
     """Delete conversations completely, and all that came of them.
 
     Their messages, predictions, feedback, labels and agent answers.
@@ -400,6 +424,11 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
     """
     from dialogues.store import unix_time
 
+    if forget_before:
+        if conversation_ids or before or user is not None or dry_run or again:
+            raise click.UsageError("--forget-ledger-before forgets the ledger's older lines, alone")
+        _forget_ledger(load_project(directory), forget_before)
+        return
     if again:
         if conversation_ids or before or user is not None or dry_run:
             raise click.UsageError("--again purges the conversations purged before, alone")
