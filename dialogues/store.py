@@ -960,12 +960,14 @@ class Purged:
 
 @dataclass
 class Redacted:
-    """What ``Store.redact_stored`` rewrote (or, a dry run, would): customers' messages, feedback comments, and
-    conversations whose slots held personal data; and whether the WAL went too (a dry run's: nothing to clear)."""
+    """What ``Store.redact_stored`` rewrote (or, a dry run, would): customers' messages, feedback comments,
+    conversations whose slots held personal data, and Slack and WeCom messages kept while they wait for their answer;
+    and whether the WAL went too (a dry run's: nothing to clear)."""
 
     turns: int
     comments: int
     slots: int
+    waiting: int
     wal_cleared: bool = True
 
 
@@ -3291,14 +3293,14 @@ class Store:
         return True
 
     def _rewrite_in_batches(self, select: str, rewrite: Callable[[tuple[Any, ...]], dict[str, Any] | None],
-                            updates: Sequence[str], dry_run: bool) -> int:
-        """Rewrite the rows ``select`` reads (their id first, from ``:after`` on, ``:limit`` a batch) that ``rewrite``
-        changes (its named values, ``id`` among them; None: unchanged) with each of ``updates``, a transaction a batch
-        (none, ``dry_run``); how many it changed (would change)."""
+                            updates: Sequence[str], dry_run: bool, params: dict[str, Any] | None = None) -> int:
+        """Rewrite the rows ``select`` reads (their id first, from ``:after`` on, ``:limit`` a batch, with ``params``)
+        that ``rewrite`` changes (its named values, ``id`` among them; None: unchanged) with each of ``updates``, a
+        transaction a batch (none, ``dry_run``); how many it changed (would change)."""
         changed, after = 0, 0
         while True:
             with contextlib.nullcontext() if dry_run else self._writing():
-                rows = self.db.execute(select, {"after": after, "limit": REWRITE_BATCH}).fetchall()
+                rows = self.db.execute(select, {**(params or {}), "after": after, "limit": REWRITE_BATCH}).fetchall()
                 rewritten = [values for row in rows if (values := rewrite(row)) is not None]
                 changed += len(rewritten)
                 for update in () if dry_run else updates:
@@ -3312,7 +3314,9 @@ class Store:
         ``raw_text`` unless ``keep_raw`` keeps it unredacted, the full-text index with them), their feedback comments,
         and the slots of the conversations with nothing written since ``idle_before`` (:meth:`forget_idle_slots`).
         Redaction applies to a message as it is written, so one stored before redaction was on, or before it found
-        what it finds now (a kind of number it came to know), was kept as it came. A dry run counts them alone."""
+        what it finds now (a kind of number it came to know), was kept as it came; a Slack or WeCom message still
+        waiting for its answer too (``pending``: its text and ``shown``, as a turn's). The agents' words, their replies
+        and notes, are kept as written, as they are stored. A dry run counts them alone."""
 
         def message(row: tuple[Any, ...]) -> dict[str, Any] | None:
             turn_id, text, raw_text = row
@@ -3331,12 +3335,17 @@ class Store:
             comments = self._rewrite_in_batches(
                 "SELECT id, comment FROM feedback WHERE comment IS NOT NULL AND id > :after ORDER BY id LIMIT :limit",
                 comment, ["UPDATE feedback SET comment = :comment WHERE id = :id"], dry_run)
+            waiting = self._rewrite_in_batches(
+                "SELECT id, text, shown FROM pending WHERE answered IS NULL AND key NOT LIKE :change AND id > :after "
+                "ORDER BY id LIMIT :limit", message,
+                ["UPDATE pending SET text = :text, shown = :raw_text WHERE id = :id AND answered IS NULL"], dry_run,
+                {"change": _CHANGE + "%"})
             slots = self.forget_idle_slots(idle_before, dry_run)
             if dry_run:
-                return Redacted(turns, comments, slots)
+                return Redacted(turns, comments, slots, waiting)
             if turns:
                 self._merge_search_index()
-            return Redacted(turns, comments, slots, wal_cleared=self._wal_emptied())
+            return Redacted(turns, comments, slots, waiting, wal_cleared=self._wal_emptied())
 
     def forget_idle_slots(self, before: float, dry_run: bool = False) -> int:
         """Drop the slots holding personal data (those redaction would change: an e-mail address or phone number a

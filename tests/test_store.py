@@ -4147,6 +4147,26 @@ def test_stored_messages_comments_and_search_index_are_redacted_anew(tmp_path: P
     kept.close()
 
 
+def test_messages_waiting_for_their_answer_are_redacted_anew_and_agents_notes_kept_as_written(tmp_path: Path) -> None:
+    """A Slack or WeCom message kept while it waits for its answer (``pending``: its text, and ``shown`` as the agents
+    read it) stayed as it came through a redaction of the store, which redacted its turn alone: it is redacted as a
+    turn is, ``shown`` as the unredacted copy. An agent's note is the agent's own words, kept as written, as their
+    replies are: a customer's erasure is a purge's."""
+    store = Store(tmp_path / "dialogues.db", redact=False)
+    store.receive("k1", "c1", "slack", "U1", "mail qjzvxk@example.com", {}, shown="Mail qjzvxk@example.com please")
+    user_turn(store, "c2", "where is my parcel?")
+    store.add_note("c2", "customer asked to be mailed at qjzvxk@example.com", agent="Ana")
+    store.close()
+    store = Store(tmp_path / "dialogues.db")
+    assert store.redact_stored(keep_raw=False, idle_before=0.0, dry_run=True).waiting == 1
+    assert store.db.execute("SELECT text FROM pending").fetchone() == ("mail qjzvxk@example.com",)
+    assert store.redact_stored(keep_raw=False, idle_before=0.0).waiting == 1
+    assert store.db.execute("SELECT text, shown FROM pending").fetchone() == ("mail [EMAIL]", "Mail [EMAIL] please")
+    assert store.redact_stored(keep_raw=False, idle_before=0.0).waiting == 0
+    assert [n["text"] for n in store.transcript("c2")["notes"]] == ["customer asked to be mailed at qjzvxk@example.com"]
+    store.close()
+
+
 def test_bot_redact_counts_then_redacts_what_the_store_kept_unredacted(root: Path) -> None:
     """A shop that turned privacy.redact on, or upgraded to a deskbot whose redaction finds more, had no way to redact
     what the store already kept: `bot redact --dry-run` counts it, `bot redact` redacts it, slots of idle

@@ -315,9 +315,11 @@ def redact(directory: Path, dry_run: bool) -> None:
 
     A message is redacted as it is stored: one stored before `privacy.redact` was on, or before this deskbot's
     redaction found what it finds now, is kept as it came. This redacts the customers' messages again (the
-    unredacted copy too, unless `privacy.keep_raw` keeps it), their feedback comments and the search index, and
-    drops the slots holding personal data of the conversations with nothing written in `privacy.slot_hours`. A
-    batch at a time: the bot's writes wait for one batch, not for the whole store.
+    unredacted copy too, unless `privacy.keep_raw` keeps it), those of Slack and WeCom still waiting for their
+    answer, their feedback comments and the search index, and drops the slots holding personal data of the
+    conversations with nothing written in `privacy.slot_hours`. The agents' replies and notes stay as written: a
+    customer's erasure is `bot purge`'s. A batch at a time: the bot's writes wait for one batch, not for the whole
+    store.
 
     Examples:
 
@@ -348,7 +350,8 @@ def redact(directory: Path, dry_run: bool) -> None:
     slots = (f"and {dropped} the slots holding personal data of {plural(found.slots, 'conversation')} idle for "
              f"{privacy.slot_hours:g} hours" if privacy.slot_hours
              else "the slots kept as set (privacy.slot_hours: 0 or null)")
-    click.echo(f"{did} {plural(found.turns, 'message')} and {plural(found.comments, 'feedback comment')}, "
+    waiting = f" (and {plural(found.waiting, 'message')} waiting for an answer)" if found.waiting else ""
+    click.echo(f"{did} {plural(found.turns, 'message')} and {plural(found.comments, 'feedback comment')}{waiting}, "
                f"{slots}, in {project.db_path}")
     if not found.wal_cleared:
         fail(f"another process kept reading {project.db_path}, so dialogues.db-wal still holds a copy of what was "
