@@ -4194,6 +4194,25 @@ def test_bot_redact_counts_then_redacts_what_the_store_kept_unredacted(root: Pat
     assert refused.exit_code == 1 and "privacy.redact is false in bot.yml" in refused.output
 
 
+def test_bot_redact_keeps_the_slots_where_privacy_slot_hours_is_zero(root: Path) -> None:
+    """A shop whose actions need a form's answers past a day sets privacy.slot_hours to 0: `bot redact` redacts the
+    messages and keeps every conversation's slots as set, saying so."""
+    store = Store(root / "dialogues.db", redact=False)
+    store.log_exchange(Exchange("c1", "web", None, "it's qjzvxk@example.com", None, "Thanks!", "inform", 0.9, [],
+                                "action", "v1", slots={"email": "qjzvxk@example.com"}))
+    store.db.execute("UPDATE conversations SET updated = updated - 365 * 86400")
+    store.close()
+    bot_yml = root / "bot.yml"
+    bot_yml.write_text(yaml.safe_dump({**yaml.safe_load(bot_yml.read_text()), "privacy": {"slot_hours": 0}}))
+    done = CliRunner().invoke(cli, ["redact", str(root)])
+    assert done.exit_code == 0, done.output
+    assert done.output.startswith("Redacted 1 message and 0 feedback comments, the slots kept as set "
+                                  "(privacy.slot_hours: 0 or null)")
+    store = Store(root / "dialogues.db")
+    assert store.conversation("c1")["slots"] == {"email": "qjzvxk@example.com"}
+    store.close()
+
+
 def test_bot_redact_dry_run_counts_an_older_deskbots_store_as_it_is(root: Path) -> None:
     """`bot redact --dry-run` on a store of the deskbot before the slots' round (deskbot upgraded, its older `bot serve`
     still running) failed as "lacks what this reads": it counts what a redaction would change there, migrating
