@@ -1956,9 +1956,9 @@ def _entity_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, An
     for where, pattern in lines if kind == "regex" else []:
         try:
             patterns.setdefault(str(item["regex"]), []).extend(regex_patterns(pattern))
-        except re.error as exc:  # on the pattern's own line, as an entry holds many
-            raise _fail(path, node, ("nlu", i, "examples"), f"bad regex {pattern!r}: {exc}",
-                        _example_line(node, i, where)) from None
+        except re.error as exc:  # on the pattern's own line, as an entry holds many: each told, the rest kept
+            mistakes.append(str(_fail(path, node, ("nlu", i, "examples"), f"bad regex {pattern!r}: {exc}",
+                                      _example_line(node, i, where))))
 
 
 # A letter or digit of a script written with spaces between words: Chinese is written without them.

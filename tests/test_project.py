@@ -1344,6 +1344,18 @@ def test_a_bad_regex_names_its_own_line(tmp_path: Path) -> None:
                                    "unterminated subpattern at position 6")
 
 
+def test_each_bad_regex_of_an_entry_is_told_in_one_run(tmp_path: Path) -> None:
+    """The first bad pattern of a regex entry stopped its reading: the next was told one run later."""
+    (tmp_path / "bot.yml").write_text("name: t\n")
+    (tmp_path / "nlu.yml").write_text(
+        "nlu:\n- intent: greet\n  examples: |\n    - hi\n- intent: order\n  examples: |\n    - where is it\n"
+        "- regex: order_id\n  examples: |\n    - order (\\d+\n    - \\d{5,}\n    - ref [a-\n")
+    (tmp_path / "responses.yml").write_text("responses:\n  greet:\n    - text: Hello!\n")
+    told = error_for(tmp_path)
+    assert f"{tmp_path / 'nlu.yml'}:10: nlu.2.examples: bad regex 'order (\\\\d+'" in told
+    assert f"{tmp_path / 'nlu.yml'}:12: nlu.2.examples: bad regex 'ref [a-'" in told
+
+
 def test_a_rasa_response_name_in_responses_yml_says_what_to_write(bot_dir: Path) -> None:
     """A Rasa domain's responses are named utter_<something>; deskbot's are named after their intents, and
     "unknown intent 'utter_track_refund'" did not say so."""
