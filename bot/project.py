@@ -1320,6 +1320,12 @@ def _repeated_keys(path: Path, node: yaml.Node | None, visited: set[int] | None 
 
 def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     """The 1-based line of the value (or key) at ``loc`` in a composed YAML tree."""
+    return _node_at(node, loc)[0]
+
+
+def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> tuple[int | None, yaml.Node | None]:
+    """The 1-based line of the value (or key) at ``loc`` in a composed YAML tree (:func:`_line_of`), and the value's
+    node: None where ``loc`` is not in the tree, whose line is then that of the nearest part of it that is."""
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
         if isinstance(node, yaml.MappingNode):
@@ -1328,13 +1334,13 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
                     line, node = key.start_mark.line + 1, value
                     break
             else:
-                return line
+                return line, None
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]
             line = node.start_mark.line + 1
         else:
-            return line
-    return line
+            return line, None
+    return line, node
 
 
 def _read_scalar(key: yaml.Node) -> tuple[type, Any] | None:
@@ -2093,9 +2099,14 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
     if isinstance(variant, str) and (key := _KEY_WITHOUT_SPACE.match(variant)):
         raise _fail(path, node, loc, f"this variant is the text {variant[:30]!r}: write "
                     f"'{key[1]}: ' with a half-width colon and a space after it")
+    text_at = loc if isinstance(variant, str) else (*loc, "text")
     if isinstance(variant, str):
         variant = {"text": variant}
     faults: list[tuple[int, str]] = []  # each mistake with its line, told in their order
+    if quote := _curly_quoted(_node_at(node, text_at)[1]):
+        faults.append(_lined(path, node, text_at, f"the text is written in {quote} quotes, which YAML keeps as part of "
+                                                  "the text: customers would see them; leave them out, or put them in "
+                                                  "straight quotes ('“…”') to show them"))
     if isinstance(variant, dict) and (rasa_keys := [key for key in variant if key in RASA_RESPONSE_KEYS]):
         faults.extend(_lined(path, node, (*loc, key), RASA_RESPONSE_KEYS[key]) for key in rasa_keys)
         variant = {key: value for key, value in variant.items() if key not in rasa_keys}  # the rest checked as ever
@@ -2136,7 +2147,8 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
                                  unknown_intent(unquoted[1:], (p[1:] for p in payloads))
                                  + ("; and write it without its curly quotes, which YAML keeps as text"
                                     if unquoted != chosen else "")))
-        elif payloads is not None and meant in payloads and meant != chosen:  # its slash left out, or in curly quotes
+        # its slash left out, or in curly quotes: these told whatever nlu.yml's intents, unread while it is at fault
+        elif meant != chosen and (meant in payloads if payloads is not None else unquoted.startswith("/")):
             faults.append(_lined(path, node, (*loc, "buttons", k, "payload"),
                                  f"{chosen!r} would be sent as a customer's text, for the classifier to read, not as "
                                  f"the intent: write '{meant}'"))
@@ -2145,6 +2157,15 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
     if faults:
         raise ProjectErrors([said for _, said in sorted(faults)])
     return parsed
+
+
+def _curly_quoted(text: yaml.Node | None) -> str | None:
+    """The curly quote that opens ``text``, a response's text written unquoted in YAML and wholly in a pair of curly
+    quotes (“Hello!”), as a word processor or a Chinese input method types them for straight ones; else None. YAML
+    keeps them as text, and customers saw them; a text in straight quotes ('“Hello!”') shows them, as meant."""
+    if not isinstance(text, yaml.ScalarNode) or text.style or len(value := text.value.strip()) < 2:
+        return None
+    return value[0] if (value[0], value[-1]) in (("“", "”"), ("‘", "’")) else None
 
 
 # A variable written in double braces, as Jinja and Mustache templates write one ({{order_id}}): deskbot's are single,

@@ -670,6 +670,34 @@ def test_a_buttons_payload_in_curly_quotes_is_refused(bot_dir: Path) -> None:
         "write '/track_refund'"]
 
 
+def test_a_buttons_payload_in_curly_quotes_is_told_while_nlu_yml_is_at_fault(bot_dir: Path) -> None:
+    """A payload in curly quotes is wrong whatever nlu.yml's intents are: it was told only once nlu.yml read."""
+    responses, nlu = bot_dir / "responses.yml", bot_dir / "nlu.yml"
+    responses.write_text(responses.read_text().replace("payload: /track_refund", "payload: “/track_refund”", 1))
+    nlu.write_text(nlu.read_text() + "- intent: [greet\n")  # malformed: nlu.yml is not read
+    line = responses.read_text().splitlines().index("          payload: “/track_refund”") + 1
+    assert (f"{responses}:{line}: responses.check_refund_policy.0.buttons.1.payload: '“/track_refund”' would be sent "
+            "as a customer's text, for the classifier to read, not as the intent: write '/track_refund'"
+            in error_for(bot_dir).splitlines())
+
+
+def test_a_response_text_wholly_in_curly_quotes_is_refused(tmp_path: Path) -> None:
+    """`- text: “Hello!”` loaded, and customers saw the quotes, which YAML keeps as text: told with the fix. A text
+    in straight quotes holding them ('“Hello!”') shows them, as meant, and loads."""
+    (tmp_path / "bot.yml").write_text("name: t\n")
+    (tmp_path / "nlu.yml").write_text("nlu:\n- intent: greet\n  examples: |\n    - hi\n"
+                                      "- intent: bye\n  examples: |\n    - bye\n")
+    responses = tmp_path / "responses.yml"
+    responses.write_text("responses:\n  greet:\n    - text: “Hello!”\n  bye:\n    - ‘Bye now’\n")
+    told = error_for(tmp_path).splitlines()
+    fix = ("quotes, which YAML keeps as part of the text: customers would see them; leave them out, or put them in "
+           "straight quotes ('“…”') to show them")
+    assert f"{responses}:3: responses.greet.0.text: the text is written in “ {fix}" in told
+    assert f"{responses}:5: responses.bye.0: the text is written in ‘ {fix}" in told
+    responses.write_text("responses:\n  greet:\n    - text: '“Hello!”'\n  bye:\n    - Say “bye”\n")
+    assert load_project(tmp_path).responses
+
+
 @pytest.mark.parametrize(("typed", "meant"), [("zh-CN", "zh"), ("zh_TW", "zh"), ("ZH", "zh"), ("cn", "zh"),
                                                ("Chinese", "zh"), ("繁體中文", "zh"), ("en-US", "en"), ("English", "en")])
 def test_a_language_written_as_a_locale_or_a_name_is_told_as_deskbot_writes_it(bot_dir: Path, typed: str,
