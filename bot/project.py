@@ -1413,6 +1413,8 @@ def error_message(err: Any, model: type[BaseModel]) -> str:
         key = str(err["loc"][-1])
         if model is BotConfig and len(err["loc"]) == 1 and key in RASA_CONFIG_KEYS:  # not a typo: no "did you mean"
             return f"unknown key{RASA_CONFIG_KEYS[key]}"
+        if model is BotConfig and err["loc"][0] == "channels" and (rasa := _rasa_channel_key(tuple(err["loc"][1:]))):
+            return f"unknown key{rasa}"
         return f"unknown key{did_you_mean(key, _keys_at(model, tuple(err['loc'][:-1])))}"
     if err["type"] == "string_type" and err["input"] is None:
         return f"{err['msg']}: it is empty"
@@ -1451,6 +1453,28 @@ RASA_CONFIG_KEYS = {
     "rest": _WEB_CHAT.format("rest"), "socketio": _WEB_CHAT.format("socketio"),
     "slack": ": Rasa's credentials.yml's Slack channel: deskbot's is channels.slack (docs/channels.md)",
 }
+
+
+# The keys of a Rasa credentials.yml's channels that a shop may paste under bot.yml's channels:, each with deskbot's
+_WEBHOOK = (": Rasa's address the platform posts messages to, which deskbot does not read: enter deskbot's own in the "
+            "platform's console (https://HOST/slack/events for Slack, https://HOST/wecom/callback for WeCom; "
+            "docs/channels.md)")
+RASA_CHANNEL_KEYS = {
+    ("slack", "slack_token"): ": Rasa's Slack bot token: write it as bot_token (or DESKBOT_SLACK_BOT_TOKEN)",
+    ("slack", "slack_signing_secret"): ": Rasa's Slack signing secret: write it as signing_secret (or "
+                                       "DESKBOT_SLACK_SIGNING_SECRET)",
+    ("slack", "slack_channel"): ": Rasa's Slack channel to post in, which deskbot does not read: it answers in each "
+                                "channel its app is invited to (/invite @yourbot), and in direct messages",
+    ("rest",): _WEB_CHAT.format("rest"),
+    ("socketio",): _WEB_CHAT.format("socketio") + ", whose widget speaks its own events: Rasa's user_message_evt, "
+                                                  "bot_message_evt and session_persistence have no counterpart",
+}
+
+
+def _rasa_channel_key(loc: tuple[Any, ...]) -> str | None:
+    """What to write for a Rasa credentials.yml key at ``loc`` under bot.yml's ``channels:`` (:data:`RASA_CHANNEL_KEYS`,
+    a ``webhook_url`` under any channel), or None where it is none of them."""
+    return _WEBHOOK if loc[-1:] == ("webhook_url",) else RASA_CHANNEL_KEYS.get(loc)
 
 
 def written_forms(path: Path) -> set[str]:

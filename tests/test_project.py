@@ -147,6 +147,30 @@ def test_a_rasa_config_key_in_bot_yml_says_where_deskbot_has_it(bot_dir: Path, s
     assert error_for(bot_dir).startswith(f"{bot_dir / 'bot.yml'}:1: {said}"), error_for(bot_dir)
 
 
+def test_rasa_channel_keys_under_channels_say_deskbots_key_for_each(bot_dir: Path) -> None:
+    """Rasa's credentials.yml pasted under channels: was "unknown key" (or "did you mean 'secret'?") key by key."""
+    config = bot_dir / "bot.yml"
+    config.write_text("channels:\n  slack:\n    slack_token: xoxb-1\n    slack_channel: C1\n"
+                      "    slack_signing_secret: s\n    webhook_url: https://x\n  rest: {}\n"
+                      "  socketio:\n    user_message_evt: user_uttered\n  telegram:\n    webhook_url: https://y\n")
+    told = error_for(bot_dir).splitlines()
+    assert told[:6] == [
+        f"{config}:3: channels.slack.slack_token: unknown key: Rasa's Slack bot token: write it as bot_token (or "
+        "DESKBOT_SLACK_BOT_TOKEN)",
+        f"{config}:4: channels.slack.slack_channel: unknown key: Rasa's Slack channel to post in, which deskbot does not "
+        "read: it answers in each channel its app is invited to (/invite @yourbot), and in direct messages",
+        f"{config}:5: channels.slack.slack_signing_secret: unknown key: Rasa's Slack signing secret: write it as "
+        "signing_secret (or DESKBOT_SLACK_SIGNING_SECRET)",
+        f"{config}:6: channels.slack.webhook_url: unknown key: Rasa's address the platform posts messages to, which "
+        "deskbot does not read: enter deskbot's own in the platform's console (https://HOST/slack/events for Slack, "
+        "https://HOST/wecom/callback for WeCom; docs/channels.md)",
+        f"{config}:7: channels.rest: unknown key: Rasa's rest channel, which is deskbot's web chat here: channels.web "
+        "(docs/channels.md)",
+        f"{config}:8: channels.socketio: unknown key: Rasa's socketio channel, which is deskbot's web chat here: "
+        "channels.web (docs/channels.md), whose widget speaks its own events: Rasa's user_message_evt, "
+        "bot_message_evt and session_persistence have no counterpart"]
+
+
 def test_a_misspelt_base_model_alias_is_told_with_the_alias_it_likely_meant(tmp_path: Path) -> None:
     """model.base: multilingal was looked up on the Hugging Face hub, and bot train said only that it could not reach
     it, a new user left to find the typo."""
