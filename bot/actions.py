@@ -35,7 +35,7 @@ from yarl import URL
 from bot.channels.base import client_session, error_text, load_json
 from bot.language import blank
 from bot.project import (REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, Mistakes, ProjectError, config_error,
-                         read_config, written_forms)
+                         read_config, written_forms, written_responses)
 from bot.responses import MAX_REPLY_CHARS
 from dialogues.redact import redact
 from dialogues.store import CUSTOM_PLACEHOLDER, log_tag
@@ -477,7 +477,8 @@ def action_domain(project: Project) -> dict[str, Any]:
 def map_mistakes(root: Path, loaded: ActionRunner | None = None) -> list[str]:
     """The mistakes of actions/ and of bot.yml's ``actions.map`` against it, to tell with those of the bot's files
     when these do not load (the runner is made of a loaded bot): a file of actions/ that does not import, an action
-    the map names that it lacks. bot.yml as it reads without its own mistakes. ``loaded``: a running server's runner,
+    the map names that it lacks, a form's slot that nothing asks for (responses.yml's responses as written, actions/'s
+    actions). bot.yml as it reads without its own mistakes. ``loaded``: a running server's runner,
     whose actions are checked against rather than actions/ imported again, which would put new modules under the
     package ``actions`` beneath the actions running; nothing is said where actions/ changed since it imported them,
     as the reload that serves the mended files imports them again and tells their mistakes then."""
@@ -485,12 +486,15 @@ def map_mistakes(root: Path, loaded: ActionRunner | None = None) -> list[str]:
     if config is None:
         return []
     settings = config.actions
+    # what asks for the forms' slots checked against responses.yml as written; an action server is not asked here
+    named = None if settings.endpoint else written_responses(root / "responses.yml")
+    written = written_forms(root / "bot.yml")
     try:
         if loaded is None:
             ActionRunner(root / "actions", settings.endpoint, settings.timeout, domain={}).check_map(
-                config, root, written=written_forms(root / "bot.yml"))
+                config, root, named, written)
         elif loaded.runs_code_of(root, settings.endpoint):
-            loaded.check_map(config, root, written=written_forms(root / "bot.yml"))
+            loaded.check_map(config, root, named, written)
     except ActionError as exc:
         return [str(exc)]
     return []

@@ -1488,6 +1488,18 @@ def written_forms(path: Path) -> set[str]:
     return set()
 
 
+def written_responses(path: Path) -> set[str] | None:
+    """The names responses.yml at ``path`` gives its responses as written (those refused for a mistake of their own
+    too), or None where it does not parse: what asks for a form's slots (``utter_ask_<slot>``) is checked against them
+    while another file of the bot is at fault, not once all of them load."""
+    with contextlib.suppress(ProjectError):
+        data, _ = _load_yaml(path, Mistakes())
+        responses = data.get("responses") if isinstance(data, dict) else None
+        if isinstance(responses, dict):
+            return {name for name in responses if isinstance(name, str)}
+    return None
+
+
 def read_config(path: Path, mistakes: Mistakes) -> tuple[BotConfig | None, bool]:
     """bot.yml with each of its mistakes noted in ``mistakes``, a line each, and as read without the keys at fault
     (their defaults in their place), for the other files to be checked against it all the same; and whether its

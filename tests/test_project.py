@@ -2574,15 +2574,19 @@ def test_bot_check_tells_every_mistake_of_the_forms_with_the_maps(bot_dir: Path)
 
     submit = f"{line('      submit: action_order_stat')}: actions.forms.order_form.submit: 'action_order_stat': no class " \
              "in actions/ is named so"
+    unasked = (f"{line('      required_slots: [emial]')}: actions.forms.order_form.required_slots: responses.yml has no "
+               "utter_ask_emial, nor actions/ defines an action_ask_<slot>, to ask for emial with")
     said = CliRunner().invoke(cli, ["check", str(bot_dir)]).output.removeprefix("Error: ").splitlines()
     assert said == [
         f"{line('    track_order: action_order_stats')}: actions.map.track_order: 'action_order_stats': no class in "
-        "actions/ is named so (it defines action_order_status, validate_action_order_status)",
-        f"{line('      required_slots: [emial]')}: actions.forms.order_form.required_slots: responses.yml has no "
-        "utter_ask_emial, nor actions/ defines an action_ask_<slot>, to ask for emial with", submit], said
+        "actions/ is named so (it defines action_order_status, validate_action_order_status)", unasked, submit], said
+    # the slot nothing asks for is told while responses.yml is at fault too (its responses as written)
     responses.write_text(responses.read_text().replace("payload: /track_refund", "payload: /track_refnd", 1))
     said = CliRunner().invoke(cli, ["check", str(bot_dir)]).output.removeprefix("Error: ").splitlines()
-    assert said[0].startswith(f"{responses}:") and said[-1] == submit, said
+    assert said[0].startswith(f"{responses}:") and said[-2:] == [unasked, submit], said
+    responses.write_text(responses.read_text() + "  utter_ask_emial:\n    - text: Your email?\n")
+    said = CliRunner().invoke(cli, ["check", str(bot_dir)]).output.removeprefix("Error: ").splitlines()
+    assert unasked not in said and said[-1] == submit, said
 
 
 def test_bot_check_tells_each_file_of_actions_that_does_not_import(bot_dir: Path) -> None:
