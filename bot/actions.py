@@ -456,8 +456,11 @@ def executed(name: str, result: ActionResult) -> list[dict[str, Any]]:
     return [_action(name, time.time()), *result.events]
 
 
-def action_domain(project: Project) -> dict[str, Any]:
-    """The domain rasa-sdk hands an action (``domain`` in its call): what the bot knows of itself."""
+def action_domain(project: Project, defined: Iterable[str] = ()) -> dict[str, Any]:
+    """The domain rasa-sdk hands an action (``domain`` in its call): what the bot knows of itself. Its ``actions``, as
+    Rasa's domain lists every custom action: those ``defined`` (actions/'s classes, action_ask_<slot> and validation
+    actions among them), those bot.yml's actions.map names and the forms' submit actions; an action that looks for
+    another there (a FollowupAction it chooses) found only the mapped ones."""
     # rasa-sdk's validation actions read the slot names from here, as Rasa's own domain lists them, its
     # session_started_metadata among them (and deskbot's verified_user).
     forms = {name: {"required_slots": list(form.required_slots)} for name, form in project.config.actions.forms.items()}
@@ -471,7 +474,10 @@ def action_domain(project: Project) -> dict[str, Any]:
     responses = {name: [variant.model_dump(exclude_defaults=True) for variant in variants]
                  for name, variants in named.items()}
     return {"intents": project.intents, "entities": sorted(project.entity_patterns), "slots": slots,
-            "responses": responses, "actions": sorted(project.config.actions.map.values()), "forms": forms}
+            "responses": responses, "forms": forms,
+            "actions": sorted({*defined, *project.config.actions.map.values(),
+                               *(form.submit for form in project.config.actions.forms.values()
+                                 if form.submit and not form.submit.startswith("utter_"))})}
 
 
 def map_mistakes(root: Path, loaded: ActionRunner | None = None) -> list[str]:
@@ -561,11 +567,11 @@ class ActionRunner:
         action server is sent brought up to date, while neither actions/'s Python files nor bot.yml's
         ``actions.endpoint`` and ``actions.timeout`` changed; else a new one, actions/ imported again. Raises
         :class:`ActionError` when the new code fails to import. Its map is for the caller to :meth:`check`."""
-        settings, domain = project.config.actions, action_domain(project)
+        settings = project.config.actions
         if self.runs_code_of(project.root, settings.endpoint) and settings.timeout == self.timeout:
-            self.domain = domain
+            self.domain = action_domain(project, self.names)
             return self
-        return ActionRunner(project.actions_dir, settings.endpoint, settings.timeout, domain)
+        return ActionRunner._made_for(project)
 
     def runs_code_of(self, root: Path, endpoint: str | None) -> bool:
         """Whether this runner runs the actions of the bot at ``root`` as they are now, ``endpoint`` its bot.yml's
@@ -579,9 +585,16 @@ class ActionRunner:
     def for_project(cls, project: Project) -> ActionRunner:
         """The runner bot.yml's ``actions`` describe, its map checked (:meth:`check`): made before the model
         loads, so that a mistake in actions/ or the map stops ``bot serve`` at once."""
-        settings = project.config.actions
-        runner = cls(project.actions_dir, settings.endpoint, settings.timeout, domain=action_domain(project))
+        runner = cls._made_for(project)
         runner.check(project)
+        return runner
+
+    @classmethod
+    def _made_for(cls, project: Project) -> ActionRunner:
+        """The runner bot.yml's ``actions`` describe, unchecked, its domain listing the actions it imported."""
+        settings = project.config.actions
+        runner = cls(project.actions_dir, settings.endpoint, settings.timeout, domain={})
+        runner.domain = action_domain(project, runner.names)
         return runner
 
     def check(self, project: Project) -> None:

@@ -1391,9 +1391,10 @@ class Bot:
         ``past``, ``earlier`` and ``waiting`` (the action waiting and the form active) as :func:`action_call` takes
         them."""
         prediction = analysis.prediction
+        domain = action_domain(self.project, self.actions.names)
         return action_call(action, turn.conversation_id, text, prediction.intent or "", prediction.confidence,
-                           prediction.ranking, slots, read, action_domain(self.project), turn.channel, turn.metadata,
-                           earlier, past, waiting.loop, waiting.form)
+                           prediction.ranking, slots, read, domain, turn.channel, turn.metadata, earlier, past,
+                           waiting.loop, waiting.form)
 
     async def _past_events(self, conversation_id: str) -> list[dict[str, Any]]:
         """The conversation's latest ``TRACKER_TURNS`` turns as an action's tracker lists them (``past_events``)."""

@@ -34,7 +34,7 @@ from rasa_sdk.events import (ActionExecuted, AllSlotsReset, ConversationPaused, 
                              Restarted, SessionStarted, SlotSet)
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.actions import ActionError, ActionResult, ActionRunner, action_call, past_events
+from bot.actions import ActionError, ActionResult, ActionRunner, action_call, action_domain, past_events
 from bot.channels.base import Turn
 from bot.engine import MAX_FOLLOWUPS, Bot
 from bot.nlu import NLU
@@ -491,6 +491,15 @@ class ActionQuoteResponse(Action):
 
     def run(self, dispatcher, tracker, domain):
         dispatcher.utter_message(text=domain["responses"]["utter_cancel_order"][-1]["text"])
+        return []
+
+
+class ActionListActions(Action):
+    def name(self):
+        return "action_list_actions"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text=" ".join(domain["actions"]))
         return []
 
 
@@ -1376,6 +1385,24 @@ async def test_actions_find_the_templates_in_the_domains_responses_on_both_paths
         assert (reply.source, reply.text) == ("action", bot.project.responses.templates["cancel_order"][-1].text)
     finally:
         await bot.close()
+
+
+async def test_the_domains_actions_list_every_action_of_actions_folder(action_bot: Path, tmp_path: Path) -> None:
+    """As Rasa's domain lists every custom action: it listed actions.map's alone, and an action looking for another
+    there (to choose a FollowupAction) did not find it."""
+    bot = make_bot(action_bot, None, {"track_order": "action_list_actions"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        listed = reply.text.split()
+        assert listed == sorted(bot.actions.names) and {"action_list_actions", "action_forget"} <= set(listed)
+    finally:
+        await bot.close()
+    # an action server's: those the map names and the forms' submit actions, a response run as one left out
+    project = load_project(action_bot)
+    project.config.actions.map = {"track_order": "action_lookup"}
+    project.config.actions.forms = {"order_form": FormConfig(required_slots=["email"], submit="action_submit_order"),
+                                    "email_form": FormConfig(required_slots=["email"], submit="utter_thank_you")}
+    assert action_domain(project)["actions"] == ["action_lookup", "action_submit_order"]
 
 
 async def test_responses_named_by_an_action_are_rendered_on_both_paths(
