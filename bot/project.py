@@ -1079,7 +1079,8 @@ def _parse_yaml(text: str) -> tuple[Any, yaml.Node | None]:
 
 def _load_yaml(path: Path, mistakes: Mistakes | None = None) -> tuple[Any, yaml.Node | None]:
     """Parse a YAML file, keeping the node tree so that errors can point at a line. A key set twice is added to
-    ``mistakes``, the file read on as YAML reads it (the later one kept), or without them raised."""
+    ``mistakes``, the file read on as YAML reads it (the later one kept), or without them raised; so is malformed
+    YAML that :func:`_yaml_mistakes` reads to the end as surely mended, the file read on so."""
     text = _read_text(path)
     try:
         data, node = _parse_yaml(text)
@@ -1087,7 +1088,12 @@ def _load_yaml(path: Path, mistakes: Mistakes | None = None) -> tuple[Any, yaml.
         line = text.count("\n", 0, exc.position) + 1
         raise ProjectError(f"{path}:{line}: the control character U+{exc.character:04X} is not allowed in YAML; remove it") from None
     except yaml.YAMLError as exc:
-        raise _yaml_mistakes(path, text, exc) from None
+        error, mended = _yaml_mistakes(path, text, exc)
+        if mistakes is None or mended is None:
+            raise error from None
+        # read on as mended, for the file's other mistakes to be told in the same run (its examples', its keys')
+        mistakes.extend(error.mistakes if isinstance(error, ProjectErrors) else [str(error)])
+        data, node = _parse_yaml(mended)
     if repeated := list(_repeated_keys(path, node)):
         if mistakes is None:
             raise ProjectErrors(repeated)
@@ -1095,13 +1101,17 @@ def _load_yaml(path: Path, mistakes: Mistakes | None = None) -> tuple[Any, yaml.
     return data, node
 
 
-def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> ProjectError:
+def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> tuple[ProjectError, str | None]:
     """The malformed YAML of ``path`` (``text``, which ``exc`` refused), said with where and how to mend it. A key
     written with a full-width colon, a line indented with full-width spaces and a full-width bullet, and a line
     indented with tabs, are read on as if mended, so that each of the file (a Chinese input method types them all so,
     and an editor whose Tab key types a tab) is told in one run, with whatever else YAML then refuses, not one a
-    run."""
+    run. With it, the text as mended where YAML reads it to the end and each mend is sure (a full-width character's
+    half-width one, not a tab's guessed indentation, nor a key YAML read as text), for the file's other checks to be
+    made on it in the same run; else None."""
     said: list[tuple[int, str]] = []  # each mistake, after its line
+    guessed = False  # whether a tab's indentation was guessed at
+    read_through: str | None = None
     while True:
         mark, context, opened = (getattr(exc, name, None) for name in ("problem_mark", "context", "context_mark"))
         where = _at(path, mark.line + 1 if mark else None)
@@ -1117,7 +1127,7 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> ProjectError:
                or _indent_fix(problem, context, opened, mark, lines))
         said.append((mark.line if mark else 0, f"{where}: malformed YAML: {problem}{since}{fix}"))
         if mark and "'\\t'" in problem and "\t" in lines[mark.line]:
-            mends = _tab_mends(lines, mark.line)
+            mends, guessed = _tab_mends(lines, mark.line), True
         else:
             mends = [mended_line] if mended_line is not None and fix == full_width else []
         if not mends or len(said) > MAX_YAML_MISTAKES or (read := _read_on(lines, mends)) is None:
@@ -1125,15 +1135,18 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> ProjectError:
         text, node = read
         if isinstance(node, yaml.YAMLError):
             exc = node
-        else:  # the keys with a full-width colon that YAML read as text, a list item's "- title：Opening hours"
-            mended = text.split("\n")
-            said.extend((n, f"{_at(path, n + 1)}: '{key[1]}：' is written with a full-width colon, which YAML reads "
-                            f"as text, not as the key {key[1]}: write '{key[1]}: ', a half-width colon and a space")
-                        for scalar in _plain_scalars(node) for n in range(scalar.start_mark.line, scalar.end_mark.line + 1)
-                        if (key := _FULL_WIDTH_KEY.match(mended[n])))
-            break
+            continue
+        # the keys with a full-width colon that YAML read as text, a list item's "- title：Opening hours"
+        mended = text.split("\n")
+        as_text = [(n, f"{_at(path, n + 1)}: '{key[1]}：' is written with a full-width colon, which YAML reads as "
+                       f"text, not as the key {key[1]}: write '{key[1]}: ', a half-width colon and a space")
+                   for scalar in _plain_scalars(node) for n in range(scalar.start_mark.line, scalar.end_mark.line + 1)
+                   if (key := _FULL_WIDTH_KEY.match(mended[n]))]
+        said.extend(as_text)
+        read_through = None if guessed or as_text else text
+        break
     told = [mistake for _, mistake in sorted(said, key=lambda item: item[0])]
-    return ProjectErrors(told) if len(told) > 1 else ProjectError(told[0])
+    return ProjectErrors(told) if len(told) > 1 else ProjectError(told[0]), read_through
 
 
 def _tab_mends(lines: list[str], n: int) -> list[tuple[int, str]]:

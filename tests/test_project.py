@@ -1408,6 +1408,26 @@ def test_each_bad_regex_of_an_entry_is_told_in_one_run(tmp_path: Path) -> None:
     assert f"{tmp_path / 'nlu.yml'}:12: nlu.2.examples: bad regex 'ref [a-'" in told
 
 
+def test_a_files_other_mistakes_are_told_with_its_mended_yaml(tmp_path: Path) -> None:
+    """A file whose YAML a full-width colon broke had its other mistakes (a '・' bullet in
+    an examples block, a misspelt key) told only once its YAML was mended: they are told in the same run, read on the
+    file as mended. A tab's guessed indentation is not read on so."""
+    (tmp_path / "bot.yml").write_text("name: t\nthresholds：\n  intent: 0.5\nfalback: {}\n")
+    nlu = tmp_path / "nlu.yml"
+    nlu.write_text("nlu:\n- intent：greet\n  examples: |\n    - hi\n    ・hello\n- intent: bye\n  examples: |\n"
+                   "    - bye\n")
+    (tmp_path / "responses.yml").write_text("responses:\n  greet:\n    - text: Hi!\n  bye:\n    - text: Bye!\n")
+    told = error_for(tmp_path).splitlines()
+    assert [line.split(": ")[0] for line in told] == [
+        f"{tmp_path / 'bot.yml'}:3", f"{tmp_path / 'bot.yml'}:4", f"{nlu}:3", f"{nlu}:5"], told
+    assert told[1] == f"{tmp_path / 'bot.yml'}:4: falback: unknown key; did you mean 'fallback'?"
+    assert told[3] == (f"{nlu}:5: nlu.0.examples: '・hello' starts with '・', not the half-width '-' an example's bullet "
+                       "is: write '- hello'")
+    nlu.write_text("nlu:\n- intent: greet\n  examples: |\n    - hi\n    ・hello\n- intent: bye\n\texamples: |\n"
+                   "    - bye\n")
+    assert [line.split(": ")[0] for line in error_for(tmp_path).splitlines()][2:] == [f"{nlu}:7"]
+
+
 def test_a_rasa_response_name_in_responses_yml_says_what_to_write(bot_dir: Path) -> None:
     """A Rasa domain's responses are named utter_<something>; deskbot's are named after their intents, and
     "unknown intent 'utter_track_refund'" did not say so."""
