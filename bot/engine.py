@@ -321,7 +321,7 @@ class Bot:
         self.reader: MicroBatcher[str, dict[str, Any] | None] | None = (
             MicroBatcher(store.conversations, max_batch=256, executor=self._db)
             if store is not None else None)
-        # The admin API's reads (figures, review queue, export, the agents' inbox), /metrics' waiting customers and
+        # The admin API's short reads (the agents' inbox, transcripts), /metrics' waiting customers and
         # the widget's look-up of a reply kept for a message sent again, on a read-only connection and a thread of
         # their own (see ``_read``): on the store's thread an all-time figure held up every customer's turn.
         self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskbot-reads")
@@ -330,9 +330,10 @@ class Bot:
         # and read-only connection of their own (see ``_look_up``): behind a long figures read, every customer waited.
         self._lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskbot-lookups")
         self._lookup_store: Store | None = None
-        # The figures (GET /admin/stats, for dashboards, and each console every 30 s) on a thread and read-only connection
-        # of their own (see ``_read_figures``): all-time figures of a large store take seconds, and every agent's
-        # console poll of its inbox waited behind them on the reads' thread.
+        # The long reads, the figures (GET /admin/stats, for dashboards, and each console every 30 s), the review queue
+        # and the export, on a thread and read-only connection of their own (see ``_read_figures``): all-time figures
+        # of a large store take seconds, the queue and the export read every turn of the log, and every agent's console
+        # poll of its inbox waited behind them on the reads' thread.
         self._figures = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deskbot-figures")
         self._figures_store: Store | None = None
         # The renewals of this server's turns and claims (see ``_renew``), on a thread and write connection of their
@@ -435,8 +436,8 @@ class Bot:
         return await asyncio.get_running_loop().run_in_executor(self._lookups, self._read_on, "_lookup_store", fn, *args)
 
     async def _read_figures(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(store, *args)`` as :meth:`_read` does, for the figures' long reads, on a thread and connection of their
-        own: the agents' consoles' polls do not wait behind them."""
+        """``fn(store, *args)`` as :meth:`_read` does, for the long reads (the figures, the review queue, the export), on
+        a thread and connection of their own: the agents' consoles' polls do not wait behind them."""
         return await asyncio.get_running_loop().run_in_executor(self._figures, self._read_on, "_figures_store", fn,
                                                                  *args)
 

@@ -1180,10 +1180,12 @@ async def review_items(app: web.Application) -> Queue:
     model: CachedModel = cache["model"]
     threshold = review_threshold(bot.config, bot.nlu.intent_threshold)
 
-    store = await bot._read(lambda reads: reads)  # the read-only connection, opened on its thread
+    # read on the figures' thread, the long reads' (see ``Bot._read_figures``): on the admin's reads' thread, every
+    # agent's console poll waited behind a queue of thousands of turns
+    store = await bot._read_figures(lambda reads: reads)  # the read-only connection, opened on its thread
 
-    def on_store(read: Callable[[], Any]) -> Any:  # the store is read on the reads' thread, the model ranks on this one
-        return bot._reads.submit(bot._reading, lambda _: read()).result()
+    def on_store(read: Callable[[], Any]) -> Any:  # the store is read on the figures' thread, the model ranks on this one
+        return bot._figures.submit(bot._read_on, "_figures_store", lambda _: read()).result()
 
     return await asyncio.to_thread(queue_of, store, threshold, model.embed if similarity else None, similarity,
                                    rank=model.rank, labels=bot.project.labels, read=on_store)
@@ -1297,7 +1299,8 @@ async def export_data(request: web.Request) -> web.Response:
     require_admin(request, "export")
     bot = request.app[BOT]
     start = query_since(request) or 0.0
-    labels, answers = await bot._read(lambda store: (store.labels(start), store.answer_candidates(start)))
+    # every label and answer ever: read on the figures' thread, the long reads', not before the consoles' polls
+    labels, answers = await bot._read_figures(lambda store: (store.labels(start), store.answer_candidates(start)))
     out = io.StringIO()
     lines = await asyncio.to_thread(  # written there too: every label and answer ever, line by line
         lambda: write_jsonl(exported(bot.project, learned_from(labels, answers, bot.config.privacy.redact)), out))

@@ -1159,3 +1159,30 @@ def test_the_top_intents_count_an_intent_under_the_name_bot_relabel_gave_it(tmp_
 
     assert conversation_stats(store, top=1)["top_intents"] == {"cancel_purchase": 4}
     store.close()
+
+
+@pytest.mark.parametrize(("path", "held_read"), [("/admin/export", "labels"), ("/admin/review", "renames")])
+async def test_the_agents_inbox_is_answered_while_the_export_or_the_review_queue_is_read(
+        tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch, path: str,
+        held_read: str) -> None:
+    """The export and the review queue read every label, answer or turn of the log: read on the admin's reads'
+    thread, each held every agent's console poll of the inbox up for as long as it took. They are read beside it."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"admin_token": "t"})
+    client = await aiohttp_client(create_app(root, device="cpu"))
+    reading, release = threading.Event(), threading.Event()
+    read = getattr(Store, held_read)
+
+    def held(store: Store, *args: Any) -> Any:
+        reading.set()
+        assert release.wait(20)
+        return read(store, *args)
+
+    monkeypatch.setattr(Store, held_read, held)
+    long_read = asyncio.ensure_future(client.get(path, headers={"Authorization": "Bearer t"}))
+    try:
+        assert await asyncio.to_thread(reading.wait, 10)  # the long read under way, and held
+        listed = await asyncio.wait_for(client.get("/admin/conversations", headers={"Authorization": "Bearer t"}), 10)
+        assert listed.status == 200 and (await listed.json())["total"] == 0
+    finally:
+        release.set()
+        assert (await long_read).status == 200
