@@ -1385,10 +1385,10 @@ async def inbox(request: web.Request) -> web.Response:
     def read(store: Store) -> dict[str, Any]:
         """The page, its counts and the customers passed to the agent or taken from them in one snapshot, so that they
         agree, and on one trip to the reads' thread: every agent's console asks every 3 s."""
-        conversations, total, waiting, yours = store.inbox_and_yours(status, limit, agent, search, offset, holder, team)
-        return {"conversations": conversations, "total": total, "waiting": waiting, "waiting_yours": yours,
+        polled = store.poll(status, limit, agent, search, offset, holder, team)
+        return {**{name: polled[name] for name in ("conversations", "total", "waiting", "waiting_yours", "unread_yours")},
                 "passed": store.passed_to(agent), "taken": store.taken_from(agent),
-                "unread_yours": store.unread_of(agent, team), "colleagues": team or store.holders()}
+                "colleagues": team or polled["holders"]}
 
     return json_response({**await bot._read(read), "team": team, "token_agent": request[AGENT] or None,
                           "token_grants": token_grants(request)})

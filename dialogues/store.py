@@ -22,7 +22,6 @@ import re
 import secrets
 import shlex
 import sqlite3
-import sys
 import tempfile
 import threading
 import time
@@ -169,13 +168,26 @@ def _nobodys(column: str, team: Collection[str]) -> tuple[str, list[str]]:
     return f"(agent_key({column}) = ''{gone})", [agent_key(name) for name in team]
 
 
-def _holding(holder: str | None, team: Collection[str]) -> tuple[str, list[str]]:
-    """The SQL condition, and its arguments, of :meth:`Store.inbox`'s ``holder`` on its handed-off row ``w``."""
+def _nobody_has(holder: str | None, team: Collection[str]) -> bool:
+    """:func:`_nobodys` of a holder read: nobody's, or someone's ``team`` no longer names."""
+    return not agent_key(holder) or (bool(team) and agent_key(holder) not in {agent_key(name) for name in team})
+
+
+def _holds(agent: str | None, holder: str | None, team: Collection[str]) -> bool:
+    """Whether :meth:`Store.inbox`'s ``holder`` lists a handed-off customer ``agent`` has: every one for None, those
+    nobody has for ``""`` (:func:`_nobody_has`), else that agent's, in any letter case."""
     if holder is None:
-        return "1", []
-    if holder == "":
-        return _nobodys("w.agent", team)
-    return "agent_key(w.agent) = ?", [agent_key(holder)]
+        return True
+    return _nobody_has(agent, team) if holder == "" else agent_key(agent) == agent_key(holder)
+
+
+def _one_spelling_each(names: Iterable[str | None]) -> list[str]:
+    """The agents ``names`` names, one spelling of each (the first in code-point order), by name as people read it."""
+    spellings: dict[str, str] = {}
+    for name in names:
+        if name is not None and (key := agent_key(name)):
+            spellings[key] = min(spellings.get(key, name), name)
+    return [spellings[key] for key in sorted(spellings)]
 
 
 def refuse_colleague(holder: str | None, agent: str | None, team: Collection[str] = ()) -> None:
@@ -2463,73 +2475,76 @@ class Store:
     def inbox_and_yours(self, status: str, limit: int, agent: str | None = None, search: str = "", offset: int = 0,
                         holder: str | None = None, team: Collection[str] = ()) -> tuple[list[dict[str, Any]], int, int, int]:
         """:meth:`inbox`, and how many customers wait on ``agent`` or on nobody, as :meth:`waiting` counts them (every
-        waiting one without ``agent``): what each agent's console polls every 3 s. Each handed-off conversation's wait
-        and holder are read once, for the order, the page, the counts and the total together; who has each customer,
-        their latest message and what is unread are read for the page's rows alone (:meth:`_handed_off_page`)."""
-        if holder is not None and status != "handed_off":
-            return [], 0, 0, self._yours(agent, team, 0)
+        waiting one without ``agent``): :meth:`poll`'s ``conversations``, ``total``, ``waiting`` and ``waiting_yours``."""
+        polled = self.poll(status, limit, agent, search, offset, holder, team, unread=False)
+        return polled["conversations"], polled["total"], polled["waiting"], polled["waiting_yours"]
+
+    def poll(self, status: str, limit: int, agent: str | None = None, search: str = "", offset: int = 0,
+             holder: str | None = None, team: Collection[str] = (), unread: bool = True) -> dict[str, Any]:
+        """What each agent's console polls every 3 s, from one pass over the handed-off conversations: :meth:`inbox`'s
+        page (``conversations``), ``total`` and ``waiting``; the customers waiting on ``agent`` or on nobody
+        (``waiting_yours``, as :meth:`waiting` counts them; every waiting one without ``agent``); ``agent``'s customers
+        with what each wrote unread (``unread_yours``, :meth:`unread_of`; not read unless ``unread``); and the agents
+        who have customers (``holders``, :meth:`holders`). Each handed-off conversation's wait and holder are read
+        once, for the order, the counts, the agent's customers and the holders together; who has each customer, their
+        latest message and what is unread, for the page's rows and the agent's customers alone. Read each on its own,
+        the inbox, the count of the agent's customers, their unread messages and the holders each went over every
+        handed-off conversation again, 190 ms of one core at each poll with 5,000 of them handed off."""
         found = self._found(search)
+        key = agent_key(agent)
+        # each handed-off conversation: its id, wait, handoff time, holder, and whether ``found`` keeps it
+        every = self.db.execute(
+            f"SELECT w.conversation_id, waiting_since, handed_off_at, w.agent, "
+            f"{found.sql('w.conversation_id', 'w.user', 'w.verified_user')} FROM ({_HANDED_OFF}) w",
+            found.args()).fetchall()
+        every.sort(key=lambda row: (row[1] is None, row[1] or 0.0, row[2], row[0]))
+        waits = [row for row in every if row[1] is not None]
+        waiting = len(waits)
+        yours = waiting if agent is None else sum(agent_key(row[3]) == key or _nobody_has(row[3], team) for row in waits)
+        mine = [row[0] for row in every if agent_key(row[3]) == key] if unread and key else []
         if status == "handed_off":
-            rows, total, waiting, yours = self._handed_off_page(agent, holder, team, found, limit, offset)
+            listed = [row[0] for row in every if row[4] and _holds(row[3], holder, team)]
+            total = len(listed) if holder is not None else self._listed("handed_off", found)
+            details = self._handed_off_rows(agent, listed[offset:offset + limit] + mine)
+            rows = [details[conversation_id] for conversation_id in listed[offset:offset + limit]]
         else:
-            rows = list(self.db.query(
-                f"SELECT c.id AS conversation_id, c.channel, c.user, {_VERIFIED}, c.status, c.created, c.updated, "
-                "NULL AS handed_off_at, NULL AS reason, NULL AS agent, NULL AS waiting_since, "
-                f"{_LATEST_TYPED} AS last_message, NULL AS agent_unread FROM conversations c "
-                f"WHERE c.status = 'open' AND {_AGENTS_REACH} AND {found.sql('c.id', 'c.user', _VERIFIED_OF_C)} "
-                "ORDER BY c.updated DESC LIMIT ? OFFSET ?", [*found.args(), limit, offset]))
-            total, waiting = self._listed("open", found), 0
-            yours = self._yours(agent, team, waiting)
+            details = self._handed_off_rows(agent, mine)
+            rows, total = [], 0
+            if holder is None:
+                rows = list(self.db.query(
+                    f"SELECT c.id AS conversation_id, c.channel, c.user, {_VERIFIED}, c.status, c.created, c.updated, "
+                    "NULL AS handed_off_at, NULL AS reason, NULL AS agent, NULL AS waiting_since, "
+                    f"{_LATEST_TYPED} AS last_message, NULL AS agent_unread FROM conversations c "
+                    f"WHERE c.status = 'open' AND {_AGENTS_REACH} AND {found.sql('c.id', 'c.user', _VERIFIED_OF_C)} "
+                    "ORDER BY c.updated DESC LIMIT ? OFFSET ?", [*found.args(), limit, offset]))
+                total = self._listed("open", found)
+            waiting = 0  # none of the open ones wait for a person
+        unread_yours = [{"conversation_id": conversation_id, "unread": details[conversation_id]["agent_unread"]}
+                        for conversation_id in mine]
         for row in rows:
             row["unread"] = row.pop("agent_unread")
             if self.keep_raw:  # the latest message as typed is then the unredacted copy, not for display (``_shown``)
                 row["last_message"] = row["last_message"] and self._private(row["last_message"])
-        return rows, total, waiting, yours
+        return {"conversations": rows, "total": total, "waiting": waiting, "waiting_yours": yours,
+                "unread_yours": unread_yours,
+                "holders": _one_spelling_each(row[3] for row in every)}
 
     def _listed(self, status: str, found: Search) -> int:
         """How many conversations in ``status`` the agents reach and ``found`` keeps."""
         return self.db.execute(f"SELECT count(*) FROM conversations c WHERE status = ? AND {_AGENTS_REACH} "
                                f"AND {found.sql('c.id', 'c.user', _VERIFIED_OF_C)}", [status, *found.args()]).fetchone()[0]
 
-    def _yours(self, agent: str | None, team: Collection[str], waiting: int) -> int:
-        """The customers waiting on ``agent`` or nobody (:meth:`waiting`); ``waiting``, every one, without ``agent``."""
-        return waiting if agent is None else self.waiting(agent, team)[0]
-
-    def _handed_off_page(self, agent: str | None, holder: str | None, team: Collection[str], found: Search, limit: int,
-                         offset: int, counted: bool = True) -> tuple[list[dict[str, Any]], int, int, int]:
-        """:meth:`inbox_and_yours` of the handed-off conversations: the page, the total, those waiting and those waiting
-        on ``agent`` or nobody. The order and the counts need each conversation's wait and holder alone, read in one
-        pass over them all; who has each customer, their latest message and what is unread are read for the page's
-        rows alone, after: read for every handed-off conversation at each agent's 3-second poll, and the wait and
-        holder again for each count, they made the inbox's time, and grew with the queue. Not ``counted``: those
-        waiting are not counted (0), where the caller reads the page alone (:meth:`unread_of`)."""
-        whose, whose_args = _holding(holder, team)
-        nobodys, gone = _nobodys("w.agent", team)
-        theirs, theirs_args = ("0", []) if agent is None else (f"agent_key(w.agent) = ? OR {nobodys}",
-                                                                 [agent_key(agent), *gone])
-        every = self.db.execute(
-            f"SELECT w.conversation_id, waiting_since, handed_off_at, {theirs} FROM ({_HANDED_OFF}) w "
-            f"WHERE {whose} AND {found.sql('w.conversation_id', 'w.user', 'w.verified_user')}",
-            [*theirs_args, *whose_args, *found.args()]).fetchall()
-        total = len(every) if holder is not None else self._listed("handed_off", found)
-        if not counted:
-            waiting = yours = 0
-        elif found.text or holder is not None:  # the counts are of every handed-off customer, whatever the page shows
-            waiting = self.waiting()[0]
-            yours = self._yours(agent, team, waiting)
-        else:
-            waiting = sum(waits is not None for _, waits, _, _ in every)
-            yours = waiting if agent is None else sum(waits is not None and bool(mine) for _, waits, _, mine in every)
-        every.sort(key=lambda row: (row[1] is None, row[1] or 0.0, row[2], row[0]))
-        order = {row[0]: place for place, row in enumerate(every[offset:offset + limit])}
-        if not order:
-            return [], total, waiting, yours
-        rows = self.db.query(
+    def _handed_off_rows(self, agent: str | None, conversation_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The inbox's rows of those handed-off conversations, by id, with what is unread for ``agent``
+        (``agent_unread``): read for a page and one agent's customers alone, not for every one handed off."""
+        if not conversation_ids:
+            return {}
+        return {row["conversation_id"]: row for row in self.db.query(
             f"SELECT w.*, min(w.unread, (SELECT count(*) FROM turns WHERE conversation_id = w.conversation_id AND "
             f"{_TYPED} AND created >= w.handed_off_at AND id > coalesce(s.turn_id, 0))) AS agent_unread "
             f"FROM ({_HANDED_OFF}) w LEFT JOIN seen s ON s.conversation_id = w.conversation_id AND s.agent = ? "
-            "WHERE w.conversation_id IN (SELECT value FROM json_each(?))", [agent_key(agent), json.dumps(list(order))])
-        return sorted(rows, key=lambda row: order[row["conversation_id"]]), total, waiting, yours
+            "WHERE w.conversation_id IN (SELECT value FROM json_each(?))",
+            [agent_key(agent), json.dumps(sorted(set(conversation_ids)))])}
 
     def passed_to(self, agent: str | None) -> list[dict[str, Any]]:
         """The handed-off customers a colleague passed to ``agent`` (``pass_on``) and who are theirs still, latest first:
@@ -2556,10 +2571,7 @@ class Store:
         of a customer listed for the first time. None for no agent."""
         if not agent_key(agent):
             return []
-        # their customers alone, not counted: read as the inbox is, the waiting ones were counted twice over again,
-        # each a pass over every handed-off conversation, at each console's poll
-        mine = self._handed_off_page(agent, agent, team, self._found(""), sys.maxsize, 0, counted=False)[0]
-        return [{"conversation_id": c["conversation_id"], "unread": c["agent_unread"]} for c in mine]
+        return self.poll("handed_off", 0, agent, team=team)["unread_yours"]
 
     def taken_from(self, agent: str | None) -> list[dict[str, Any]]:
         """The handed-off customers someone else moved from ``agent`` to another agent (a lead's transfer, forced
@@ -2590,13 +2602,9 @@ class Store:
         """The agents who have handed-off customers now, one spelling of each name (as the inbox names them, ``agent``),
         by name: where the bot knows no agents' names (no server.agents), those whose customers alone a lead's console
         offers to list (``Store.inbox``'s ``holder``)."""
-        spellings: dict[str, str] = {}
         # each holder read once, grouped here: grouped, filtered and ordered by in SQL, each conversation's holder was
         # read 4 times, 80 to 130 ms with 2,000 handed off at each console's 3-second poll
-        for (held,) in self.db.execute(f"SELECT agent FROM ({_HELD})"):
-            if key := agent_key(held):
-                spellings[key] = min(spellings.get(key, held), held)
-        return [spellings[key] for key in sorted(spellings)]
+        return _one_spelling_each(held for (held,) in self.db.execute(f"SELECT agent FROM ({_HELD})"))
 
     def _found(self, search: str) -> Search:
         """The SQL of :meth:`inbox`'s ``search``: what the customer wrote is searched as agents may read it (with
