@@ -14,6 +14,10 @@ of:
   the two made before it read the agent's takeovers first;
 - what each of the agent's customers wrote that they have not read (``Store.unread_of``), beside the inbox of their
   customers (``Store.inbox`` with ``holder``), counts included, as it was read before;
+- the inbox's part of the poll (``Store.poll``: the page of 200, its counts, the agent's customers with what they
+  wrote unread and the agents who have customers, from one pass over the handed-off conversations), beside the same
+  read each on its own (``Store.inbox_and_yours``, ``Store.unread_of``, ``Store.holders``), each a pass over them all,
+  as the server read them before; with the ratio of the medians;
 - the transcript of the conversation shown (``long``), read and encoded as the console asks for it every 3 s: its
   latest 200 turns (the baseline, each poll's read before ``?after=``), then the turns after the latest one shown
   alone, none new; with the size of each one's JSON;
@@ -59,13 +63,19 @@ def build(path: Path, conversations: int, handed_off: int, agents: list[str], tu
     store.close()
 
 
-def timed(read: Callable[[], Any], runs: int) -> str:
-    """The best and the median time of ``runs`` calls of ``read``, in ms."""
+def times_of(read: Callable[[], Any], runs: int) -> list[float]:
+    """The times of ``runs`` calls of ``read``, in ms."""
     times = []
     for _ in range(runs):
         started = time.perf_counter()
         read()
         times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def timed(read: Callable[[], Any], runs: int) -> str:
+    """The best and the median time of ``runs`` calls of ``read``, in ms."""
+    times = times_of(read, runs)
     return f"best {min(times):.2f} ms, median {statistics.median(times):.2f} ms"
 
 
@@ -116,6 +126,16 @@ def main() -> None:
                         lambda: store.inbox("handed_off", PASSED_LISTED, agent, holder=agent)),
                        (f"unread_of({agent!r})", lambda: store.unread_of(agent))):
         print(f"{name}: {timed(read, args.runs)}")
+    alone, polled = [], []
+    for _ in range(args.runs):  # alternately, so that the host's load weighs on both alike
+        alone += times_of(lambda: (store.inbox_and_yours("handed_off", 200, agent), store.unread_of(agent),
+                                   store.holders()), 1)
+        polled += times_of(lambda: store.poll("handed_off", 200, agent), 1)
+    for name, times in (("baseline: the inbox, the agent's unread and the holders each on its own", alone),
+                        ("the inbox, the agent's unread and the holders in one pass (Store.poll)", polled)):
+        print(f"{name}: best {min(times):.2f} ms, median {statistics.median(times):.2f} ms")
+    print(f"one pass against each on its own: {statistics.median(polled) / statistics.median(alone):.2f} times as long "
+          "(medians)")
     latest = store.transcript("long")["turns"][-1]["id"]
     for name, read in (("baseline: the transcript's latest 200 turns", lambda: store.transcript("long")),
                        ("the turns after the latest one shown", lambda: store.transcript("long", after=latest))):
