@@ -6,12 +6,14 @@
 Fills a new store at STORE.db (if there is none) with ``--conversations`` web conversations of one exchange each, of
 which ``--handed-off`` are handed to a person, each taken over by one of ``--agents`` agents, one in three passed on
 to a colleague and one in five of the rest taken over by a lead for another, and one conversation of ``--turns``
-turns, ``long``. Then times, on a read-only connection as the server reads, the best and the median of ``--runs`` runs
+turns, ``long``, and ``--kept-takeovers`` takeovers of the conversations not handed off (handed back since, kept
+until retention purges them). Then times, on a read-only connection as the server reads, the best and the median of ``--runs`` runs
 of:
 
 - the customers passed to an agent and taken from them (``Store.passed_to``, ``Store.taken_from``), which each console
   asks for at each poll, beside a pass over every handed-off conversation's latest handoff and takeover, which each of
-  the two made before it read the agent's takeovers first;
+  the two made before it read the agent's takeovers first, and beside a look at every takeover kept, the agent's
+  name compared, which each made before the takeovers kept the names folded by index (``_v50``);
 - what each of the agent's customers wrote that they have not read (``Store.unread_of``), beside the inbox of their
   customers (``Store.inbox`` with ``holder``), counts included, as it was read before;
 - the inbox's part of the poll (``Store.poll``: the page of 200, its counts, the agent's customers with what they
@@ -38,10 +40,10 @@ from typing import Any
 
 from bot.channels.base import dumps
 from dialogues.stats import conversation_stats
-from dialogues.store import _HANDED_OFF_FROM, PASSED_LISTED, Exchange, Store
+from dialogues.store import _HANDED_OFF_FROM, PASSED_LISTED, Exchange, Store, agent_key
 
 
-def build(path: Path, conversations: int, handed_off: int, agents: list[str], turns: int) -> None:
+def build(path: Path, conversations: int, handed_off: int, agents: list[str], turns: int, kept: int) -> None:
     """The store described in the module's docstring."""
     store = Store(path)
     exchanges = [Exchange(f"conv-{i:08d}", "web", f"user{i}", f"where is my order {i}?", None, "It ships soon.",
@@ -60,6 +62,16 @@ def build(path: Path, conversations: int, handed_off: int, agents: list[str], tu
             store.pass_on(conversation_id, agent, agents[(n + 1) % len(agents)])
         elif n % 5 == 1:
             store.pass_on(conversation_id, "Lead", agents[(n + 2) % len(agents)], force=True)
+    with store.db.conn:  # the takeovers of conversations handed back since, as SQL: thousands of handoffs take minutes
+        first = store.db.execute("SELECT coalesce(max(id), 0) + 1 FROM takeovers").fetchone()[0]
+        store.db.execute(
+            "WITH RECURSIVE n(v) AS (SELECT 0 UNION ALL SELECT v + 1 FROM n WHERE v + 1 < ?), "
+            "back(place, id) AS (SELECT row_number() OVER (ORDER BY id) - 1, id FROM conversations "
+            "WHERE status = 'open' LIMIT 1000) "
+            "INSERT INTO takeovers (id, handoff_id, conversation_id, agent, previous, by_agent, created, agent_folded, "
+            "previous_folded) SELECT ? + v, (SELECT min(id) FROM handoffs), (SELECT id FROM back WHERE place = v % (SELECT count(*) FROM back)), "
+            "?, ?, NULL, 0, agent_key(?), agent_key(?) FROM n",
+            [kept, first, agents[0], agents[-1], agents[0], agents[-1]])
     store.close()
 
 
@@ -107,18 +119,23 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=30)
     parser.add_argument("--turns", type=int, default=400)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--kept-takeovers", type=int, default=100_000)
     args = parser.parse_args()
     agents = [f"Agent {n}" for n in range(args.agents)]
     if not args.store.exists():
         started = time.perf_counter()
-        build(args.store, args.conversations, args.handed_off, agents, args.turns)
+        build(args.store, args.conversations, args.handed_off, agents, args.turns, args.kept_takeovers)
         print(f"built in {time.perf_counter() - started:.1f} s")
     store = Store(args.store, read_only=True)
     handed_off = store.db.execute("SELECT count(*) FROM conversations WHERE status = 'handed_off'").fetchone()[0]
-    print(f"{handed_off} handed off")
+    kept = store.db.execute("SELECT count(*) FROM takeovers").fetchone()[0]
+    print(f"{handed_off} handed off, {kept} takeovers kept")
     agent = agents[1]
     for name, read in (("baseline: every handed-off conversation's latest handoff and takeover",
                         lambda: store.db.execute(f"SELECT count(*) {_HANDED_OFF_FROM}").fetchone()),
+                       ("baseline: every takeover kept, the agent's name compared",
+                        lambda: store.db.execute("SELECT count(*) FROM takeovers WHERE agent_key(agent) = ? "
+                                                 "OR agent_key(previous) = ?", [agent_key(agent)] * 2).fetchone()),
                        (f"passed_to({agent!r}), {len(store.passed_to(agent))} listed", lambda: store.passed_to(agent)),
                        (f"taken_from({agent!r}), {len(store.taken_from(agent))} listed",
                         lambda: store.taken_from(agent)),
