@@ -2073,6 +2073,19 @@ def test_a_message_that_is_only_a_list_of_order_numbers_names_each(bot_dir: Path
                     "訂單123同456": ["123", "456"], "123,456": [], "I paid 300, 456 left": []}
 
 
+def test_a_list_reads_as_orders_only_where_its_first_number_is_one(bot_dir: Path) -> None:
+    """"I paid 300, 456" was read as order 456 (and the demo looked it up): a number after a list's separator is an
+    order where the list starts the message, or follows "order" or the shop's prefix (DS123 and 456)."""
+    project = load_project(bot_dir)
+    said = {text: [e["value"] for e in project.found_entities(normalise(text))] for text in [
+        "I paid 300, 456", "I paid 300 and 456", "我付了300、456", "order DS123 and 456", "DS123、456",
+        "my order number is 123 and 456", "orders 123, 456 and 789", "订单号是123和456"]}
+    assert said == {"I paid 300, 456": [], "I paid 300 and 456": [], "我付了300、456": [],
+                    "order DS123 and 456": ["123", "456"], "DS123、456": ["123", "456"],
+                    "my order number is 123 and 456": ["123", "456"], "orders 123, 456 and 789": ["123", "456", "789"],
+                    "订单号是123和456": ["123", "456"]}
+
+
 def test_an_order_number_in_brackets_or_quotes_is_the_orders(bot_dir: Path) -> None:
     """订单号【123】, 订单号「123」, order (123) or order "123" gave no order number, and the demo's lookup asked for the
     number the customer had just given: Chinese customers set a number off in brackets and quotes, full-width too."""
