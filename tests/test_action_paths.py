@@ -1767,6 +1767,25 @@ async def test_a_proof_sent_after_another_question_goes_to_the_order_lookup_wait
         await bot.close()
 
 
+@pytest.mark.parametrize("waiting_for", ["number", "proof"])
+async def test_another_shops_order_number_sent_while_the_lookup_waits_is_said_to_be_none_of_its_own(
+        action_bot: Path, tmp_path: Path, waiting_for: str) -> None:
+    """"TB-52017" alone, sent while the demo's lookup asked for the order number or the proof of order 789, got the
+    fallback, which ended the wait: the lookup says whose prefix its order numbers have, and waits for one of them."""
+    bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        await bot.handle(Turn("c1", "/track_order", "web"))
+        if waiting_for == "proof":
+            assert (await bot.handle(Turn("c1", "789", "web"))).text.startswith("Order 789 is **delivered**")
+        reply = await bot.handle(Turn("c1", "TB-52017", "web"))
+        assert reply.source == "action"
+        assert reply.text.startswith("TB-52017 isn't one of our order numbers: ours start with DS")
+        assert (await bot.handle(Turn("c1", "DS-456", "web"))).text.startswith("Order 456")
+    finally:
+        await bot.close()
+
+
 async def test_a_short_follow_up_naming_another_order_asks_the_same_of_it(action_bot: Path, tmp_path: Path) -> None:
     """"那789呢" ("and 789?"), Hong Kong's "咁789呢" or "what about order 456?" after an order's status or a cancellation
     was answered asks the same of that order: no pattern read a number between a connective and 呢, and the classifier,

@@ -304,21 +304,26 @@ class ActionOrderStatus(Action):
 class ValidateActionOrderStatus(Action):
     """Reads the answer to the order status's question for a proof (``requested_slot`` is ``order_proof``): deskbot
     runs ``validate_<action>`` on an answer no entity of nlu.yml reads, as Rasa runs a form's validation, and the
-    action runs next with the slot set. Nothing is read while no proof is asked for."""
+    action runs next with the slot set. Another shop's order number ("TB-52017"), sent while the number or the proof
+    is asked for, is an answer the action rejects, saying whose prefix its numbers have: it got the fallback, which
+    ended the wait. Nothing else is read while no proof is asked for."""
 
     def name(self) -> str:
         return "validate_action_order_status"
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[dict[str, Any]]:
-        if tracker.get_slot("requested_slot") != PROOF:
-            return []
+        requested = tracker.get_slot("requested_slot")
         said = unicodedata.normalize("NFKC", tracker.latest_message.get("text") or "")
+        foreign = requested in ("order_id", PROOF) and foreign_order_number(said)
+        if requested != PROOF:
+            return [SlotSet(requested, None)] if foreign else []
         names_an_order = NAMES_AN_ORDER.search(said) and not NAMES_A_PROOF.search(said)
-        # a long number beside "order" is the order's, unless it is written as a phone number is (PHONE)
+        # a long number beside "order", or after another shop's prefix, is an order's, unless it is written as a phone
+        # number is (PHONE)
         proof = customers_email(said) or PHONE.search(said) \
-            or (None if names_an_order else ZIP_PLUS_FOUR.search(said) or PROOF_PHONE.search(said)
+            or (None if names_an_order or foreign else ZIP_PLUS_FOUR.search(said) or PROOF_PHONE.search(said)
                 or POSTCODE.search(said) or last_four(said))
-        return [SlotSet(PROOF, proof[0].strip())] if proof else []
+        return [SlotSet(PROOF, proof[0].strip() if proof else None)] if proof or foreign else []
 
 
 def foreign_order_number(said: str) -> str | None:
