@@ -74,10 +74,16 @@ class Decision:
     parts: list[Rendered] = field(default_factory=list)
 
 
+def intent_threshold(analysis: Analysis, config: BotConfig) -> float:
+    """The confidence at or above which the classifier's intent is acted on: ``thresholds.intent``, or, where it is
+    auto, the one calibrated for the model that read the message."""
+    threshold = config.thresholds.intent
+    return analysis.intent_threshold if threshold == "auto" else threshold
+
+
 def understood(analysis: Analysis, config: BotConfig) -> bool:
     """Whether the classifier is sure enough of its intent to act on it (``thresholds.intent``)."""
-    threshold = config.thresholds.intent
-    return analysis.prediction.confidence >= (analysis.intent_threshold if threshold == "auto" else threshold)
+    return analysis.prediction.confidence >= intent_threshold(analysis, config)
 
 
 def misses_reach_handoff(fallbacks_so_far: int, config: BotConfig) -> bool:

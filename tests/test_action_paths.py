@@ -1711,6 +1711,30 @@ async def test_the_fallbacks_buttons_carry_the_order_number_the_customer_typed(a
         await bot.close()
 
 
+async def test_a_message_with_an_order_number_the_classifier_leans_to_tracking_is_looked_up(
+        action_bot: Path, tmp_path: Path) -> None:
+    """"hi, wher is my oder 52017", track_order at 0.31 under the demo's 0.5, got the fallback, though the order number
+    read in it bears the intent out: where the intent runs an action, a lean of half the threshold or more runs it
+    with the value; a lower one, or a message without a value, still gets the fallback."""
+    bot = make_bot(action_bot, None, {}, tmp_path)
+    bot.config.thresholds.retrieval = 1.0
+    said = "where is my order 789"
+    try:
+        bot.config.thresholds.intent = 1.0
+        leaning = await bot.handle(Turn("c0", said, "web"))
+        assert leaning.source == "fallback"
+        bot.config.actions.map = {leaning.intent: "action_order_status"}  # the intent the small model leans to
+        bot.config.thresholds.intent = leaning.confidence * 1.9  # unsure, and leaning at more than half of it
+        reply = await bot.handle(Turn("c1", said, "web"))
+        assert (reply.source, reply.intent, reply.text.split("\n")[0]) == (
+            "action", leaning.intent, "Order 789 is **delivered**.")
+        assert (await bot.handle(Turn("c2", "where is my order", "web"))).source == "fallback"
+        bot.config.thresholds.intent = leaning.confidence * 2.1
+        assert (await bot.handle(Turn("c3", said, "web"))).source == "fallback"
+    finally:
+        await bot.close()
+
+
 async def test_the_answer_to_an_actions_question_goes_back_to_it_on_both_paths(
         action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
     """The demo's action asks for the order number and sets ``requested_slot``; the next message that
