@@ -11,7 +11,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -599,13 +599,11 @@ async def test_the_admin_api_serves_the_same_figures(tiny_demo_bot: Path, tmp_pa
         assert wrong.status == 400 and "limit: must be a number" in (await wrong.json())["error"], limit
 
 
-async def test_a_customer_is_answered_while_the_figures_are_read(tiny_demo_bot: Path, tmp_path: Path,
-                                                                 aiohttp_client: Any, monkeypatch: Any) -> None:
-    """The all-time figures of a large store take seconds; read on the store's thread, they held up every
-    customer's turn (a conversation read took 4 s, not 1 ms). They are read on a connection of their own, and a
-    widget's message is looked up (whose conversation, the reply kept for its message_id) on another."""
-    import threading
-
+@contextlib.asynccontextmanager
+async def figures_held(tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any,
+                       monkeypatch: Any) -> AsyncIterator[tuple[Any, asyncio.Task[Any]]]:
+    """A server on the worked example whose figures (GET /admin/stats) are being read while the block runs, held as a
+    large store's all-time figures are for seconds: its client, and the figures' request, answered once it ends."""
     import bot.server
 
     root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"admin_token": "t"})
@@ -616,22 +614,30 @@ async def test_a_customer_is_answered_while_the_figures_are_read(tiny_demo_bot: 
 
     def slow_stats(store: Store, since: float = 0.0, **window: Any) -> dict[str, Any]:
         reading.set()
-        release.wait(60)  # as a long read does: the customer below must not wait for it
+        release.wait(60)  # as a long read does: what the block asks must not wait for it
         return conversation_stats(store, since, **window)
 
     monkeypatch.setattr(bot.server, "conversation_stats", slow_stats)
     client = await aiohttp_client(create_app(root, device="cpu"))
-    admin = {"Authorization": "Bearer t"}
-    figures = asyncio.create_task(client.get("/admin/stats", headers=admin))
+    figures = asyncio.create_task(client.get("/admin/stats", headers={"Authorization": "Bearer t"}))
     try:
         assert await asyncio.to_thread(reading.wait, 30)
+        yield client, figures
+    finally:
+        release.set()
+
+
+async def test_a_customer_is_answered_while_the_figures_are_read(tiny_demo_bot: Path, tmp_path: Path,
+                                                                 aiohttp_client: Any, monkeypatch: Any) -> None:
+    """The all-time figures of a large store take seconds; read on the store's thread, they held up every
+    customer's turn (a conversation read took 4 s, not 1 ms). They are read on a connection of their own, and a
+    widget's message is looked up (whose conversation, the reply kept for its message_id) on another."""
+    async with figures_held(tiny_demo_bot, tmp_path, aiohttp_client, monkeypatch) as (client, figures):
         message = {"conversation_id": "meanwhile", "message_id": "m-1", "text": "where is my order"}
         reply = await asyncio.wait_for(client.post("/api/chat", json=message), 30)
         assert reply.status == 200
-    finally:
-        release.set()
     assert (await (await figures).json())["conversations"] == 4  # as committed when the read began
-    again = await (await client.get("/admin/stats", headers=admin)).json()
+    again = await (await client.get("/admin/stats", headers={"Authorization": "Bearer t"})).json()
     assert again["conversations"] == 5  # and the next read sees the customer's turn
 
 
@@ -639,29 +645,10 @@ async def test_the_agents_inbox_is_read_while_the_figures_are(tiny_demo_bot: Pat
                                                              aiohttp_client: Any, monkeypatch: Any) -> None:
     """A dashboard's all-time figures of a large store took 14 s on the admin's reads' thread, and every agent's
     console poll of their inbox waited behind them. The figures are read on a thread of their own."""
-    import bot.server
-
-    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"admin_token": "t"})
-    store = Store(root / "dialogues.db")
-    worked_example(store)
-    store.close()
-    reading, release = threading.Event(), threading.Event()
-
-    def slow_stats(store: Store, since: float = 0.0, **window: Any) -> dict[str, Any]:
-        reading.set()
-        release.wait(60)  # as a long read does: the inbox below must not wait for it
-        return conversation_stats(store, since, **window)
-
-    monkeypatch.setattr(bot.server, "conversation_stats", slow_stats)
-    client = await aiohttp_client(create_app(root, device="cpu"))
-    admin = {"Authorization": "Bearer t"}
-    figures = asyncio.create_task(client.get("/admin/stats", headers=admin))
-    try:
-        assert await asyncio.to_thread(reading.wait, 30)
-        inbox = await asyncio.wait_for(client.get("/admin/conversations?agent=Ana", headers=admin), 30)
+    async with figures_held(tiny_demo_bot, tmp_path, aiohttp_client, monkeypatch) as (client, figures):
+        inbox = await asyncio.wait_for(client.get("/admin/conversations?agent=Ana",
+                                                  headers={"Authorization": "Bearer t"}), 30)
         assert inbox.status == 200 and not figures.done()
-    finally:
-        release.set()
     assert (await figures).status == 200
 
 

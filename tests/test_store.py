@@ -273,44 +273,20 @@ def test_a_write_that_waited_long_for_another_processs_lock_is_said_once(
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names the processes from /proc, on Linux")
+@pytest.mark.parametrize("then", ["db.execute('COMMIT')", "db.close()"], ids=["commits and stays open", "closes the store"])
 def test_a_long_wait_for_another_processs_lock_names_the_processes_that_had_the_store_open_during_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, then: str) -> None:
     """The warning guessed at "a sqlite3 shell in a transaction?", and the one on call had to hunt for the process
-    holding every customer's message up: it names those that have the file open, with their command lines."""
+    holding every customer's message up: it names those that had the file open, with their command lines. Read during
+    the wait, while the lock is held: read after it, one that held it locked and then closed it (a script's
+    transaction, a `sqlite3` shell quit) was not among them, and the warning named nobody, or another."""
     import logging
 
     monkeypatch.setattr(store_module, "SLOW_LOCK_S", 0.3)
     store = Store(tmp_path / "dialogues.db")
-    # a shell that commits after a while, and stays open
+    # a script that holds the lock a while, then commits or closes the store, and goes on running
     holding = ("import sqlite3, sys, time; db = sqlite3.connect(sys.argv[1], isolation_level=None); "
-               "db.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(1); db.execute('COMMIT'); "
-               "sys.stdin.read()")
-    holder = subprocess.Popen([sys.executable, "-c", holding, str(tmp_path / "dialogues.db")], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-    caplog.set_level(logging.WARNING, logger="dialogues.store")
-    user_turn(store, "c1", "where is my parcel")
-    holder.communicate(timeout=30)
-
-    said = [r.getMessage() for r in caplog.records]
-    assert len(said) == 1 and f"processes that had it open during the wait: {holder.pid} ({sys.executable} -c import sqlite3" in said[0]
-    store.close()
-
-
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names the processes from /proc, on Linux")
-def test_a_long_wait_for_another_processs_lock_names_the_process_that_held_it_though_it_closed_the_store_since(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    """The processes named were those that had the store open after the wait: one that held it locked and then closed
-    it (a script's transaction, a `sqlite3` shell quit) was not among them, and the warning named nobody, or another.
-    They are read during the wait, while the lock is held."""
-    import logging
-
-    monkeypatch.setattr(store_module, "SLOW_LOCK_S", 0.3)
-    store = Store(tmp_path / "dialogues.db")
-    # a script that holds the lock a while, then closes the store and goes on running
-    holding = ("import sqlite3, sys, time; db = sqlite3.connect(sys.argv[1], isolation_level=None); "
-               "db.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(1); db.close(); "
-               "sys.stdin.read()")
+               f"db.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(1); {then}; sys.stdin.read()")
     holder = subprocess.Popen([sys.executable, "-c", holding, str(tmp_path / "dialogues.db")], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout is not None and holder.stdout.readline() == "held\n"
