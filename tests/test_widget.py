@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import pytest
 import yaml
 import aiohttp
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 from click.testing import CliRunner
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
@@ -174,9 +174,12 @@ class LiveServer:
         self._run(self._start_bot(int(self.url.rsplit(":", 1)[1])))
 
     def drop_sockets(self) -> None:
-        """Close every widget's socket from the server side, as a restart or a proxy timeout would."""
+        """Close every widget's socket from the server side, as a restart or a proxy timeout would, with the code of a
+        stop. Not the channel's ``close()``: that is the stop itself, after which the channel answers every message
+        as one cut off by it, and this server goes on serving the module's later tests."""
         assert self.app is not None
-        self._run(self.app[BOT].channels["web"].close())
+        channel = self.app[BOT].channels["web"]
+        self._run(channel._close_sockets(code=WSCloseCode.SERVICE_RESTART, message=b"this server is stopping: connect again"))
 
     def stop(self) -> None:
         for runner in self.runners:
