@@ -16,6 +16,7 @@ import inspect
 import json
 import logging
 import pkgutil
+import re
 import sys
 import threading
 import time
@@ -1047,12 +1048,13 @@ def _as_logged(said: str, conversation_id: str) -> str:
     often quotes what the customer wrote, and the conversation's id (``tracker.sender_id``, a web visitor's key to
     their conversation, a WeCom employee's userid) replaced by its log tag (:func:`log_tag`), as deskbot's own lines
     name it, as it is or as a URL quotes it (``wecom%3Aww1%3Achen``: an action's failed call to the shop's API names the
-    URL it called). Replaced before the redaction, which would leave the rest of an id it took a part of."""
+    URL it called). Replaced before the redaction, which would leave the rest of an id it took a part of; replaced
+    only where it stands apart from the words around it, since a short id (``c``) is a part of many words."""
     if not conversation_id:
         return redact(said)
     for written in sorted({conversation_id, quote(conversation_id, safe=""), quote_plus(conversation_id)}, key=len,
                           reverse=True):
-        said = said.replace(written, _CONVERSATION)
+        said = re.sub(rf"(?<!\w){re.escape(written)}(?!\w)", _CONVERSATION, said)
     return redact(said).replace(_CONVERSATION, log_tag(conversation_id))
 
 
