@@ -472,9 +472,21 @@ def _v50(db: sqlite_utils.Database) -> None:
     db.execute(f"CREATE INDEX IF NOT EXISTS idx_handoffs_handed_back_created ON handoffs (created) WHERE {HANDED_BACK}")
 
 
+def _v51(db: sqlite_utils.Database) -> None:
+    """The messages lately sent to each conversation's customer on a platform that takes only so many a minute
+    (``Store.take_send``: WeCom's 30 from one app to one employee), each by when it ended: each server counted its own,
+    and two servers on the store together sent twice what WeCom takes, which answered 45009 or dropped the rest.
+    Rows older than the platform's window are deleted as the next send is counted, and by ``Store.forget_old_keys``."""
+    db.execute("CREATE TABLE IF NOT EXISTS paced_sends (id INTEGER PRIMARY KEY, conversation_id TEXT NOT NULL, "
+               "ended FLOAT NOT NULL)")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_paced_sends_conversation_id ON paced_sends (conversation_id, ended)")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_paced_sends_ended ON paced_sends (ended)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
                                                               _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36,
                                                               _v37, _v38, _v39, _v40, _v41, _v42, _v43,
-                                                              _v44, _v45, _v46, _v47, _v48, _v49, _v50]
+                                                              _v44, _v45, _v46, _v47, _v48, _v49, _v50,
+                                                              _v51]

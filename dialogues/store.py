@@ -2188,6 +2188,33 @@ class Store:
         was kept, a purged conversation's keys stayed until the next platform message, days later on a quiet bot."""
         with self._writing():
             self.db.execute("DELETE FROM pending WHERE answered < ?", [now() - REDELIVERY_WINDOW_S])
+            # A platform's count of sends (take_send) runs over a minute: these are long past it.
+            self.db.execute("DELETE FROM paced_sends WHERE ended < ?", [now() - REDELIVERY_WINDOW_S])
+
+    def take_send(self, conversation_id: str, most: int, window_s: float) -> tuple[int | None, float]:
+        """A place for one message to the conversation's customer among the ``most`` a platform takes in ``window_s``
+        (WeCom: 30 a minute from one app to one employee, the others dropped), counted for every server on the store:
+        each counted its own, and two servers together sent twice what WeCom takes. ``(id, 0.0)`` when one is free, the
+        send counted as ending now until :meth:`send_ended` says when it did; ``(None, seconds)`` until one is free
+        otherwise. One transaction that takes the write lock first, so that two servers asking at once do not both
+        take the last place."""
+        with self._writing():
+            at = now()
+            self.db.execute("DELETE FROM paced_sends WHERE conversation_id = ? AND ended <= ?",
+                            [conversation_id, at - window_s])
+            full = self.db.execute("SELECT ended FROM paced_sends WHERE conversation_id = ? ORDER BY ended DESC "
+                                   "LIMIT 1 OFFSET ?", [conversation_id, most - 1]).fetchone()
+            if full is not None:
+                return None, full[0] + window_s - at
+            return self.db.execute("INSERT INTO paced_sends (conversation_id, ended) VALUES (?, ?)",
+                                   [conversation_id, at]).lastrowid, 0.0
+
+    def send_ended(self, send_id: int, conversation_id: str, ended: float) -> None:
+        """Count the send :meth:`take_send` gave the place ``send_id`` from when it ``ended`` (``time.time()``), since
+        the platform may have taken it up to then; kept again if a send that lasted longer than the window lost it."""
+        with self._lock:
+            self.db.execute("INSERT OR REPLACE INTO paced_sends (id, conversation_id, ended) VALUES (?, ?, ?)",
+                            [send_id, conversation_id, ended])
 
     def delivered(self, pending_id: int) -> None:
         """Settle a kept message whose answer the platform took, or refused for good (marked undelivered)."""
@@ -3239,6 +3266,7 @@ class Store:
                   ("handoffs", "conversation_id = ?"),
                   ("seen", "conversation_id = ?"), ("answering", "conversation_id = ?"),
                   ("turn_leases", "conversation_id = ?"), ("refs", "conversation_id = ?"),
+                  ("paced_sends", "conversation_id = ?"),
                   ("turns", "conversation_id = ?"), ("conversations", "id = ?")]
         deleted: dict[str, dict[str, int]] = {}
         skipped: list[str] = []

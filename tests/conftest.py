@@ -342,9 +342,10 @@ def store_of_the_last_deskbot(path: Path) -> None:
     """A store as the deskbot before the last migration left it (empty, but for its schema)."""
     import sqlite_utils
 
-    from dialogues.store import MIGRATIONS
+    from dialogues.store import MIGRATIONS, agent_key
 
     old = sqlite_utils.Database(path)
+    old.conn.create_function("agent_key", 1, agent_key, deterministic=True)  # as Store's connection has, for _v50
     for migration in MIGRATIONS[:-1]:
         migration(old)
     old.execute(f"PRAGMA user_version={len(MIGRATIONS) - 1}")

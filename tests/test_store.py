@@ -531,6 +531,42 @@ def test_a_conversations_turn_runs_on_one_server_of_the_store_at_a_time(tmp_path
     blue.close()
 
 
+def test_servers_on_one_store_asking_at_once_share_a_platforms_sends_a_minute(tmp_path: Path) -> None:
+    """WeCom takes 30 messages a minute from one app to one employee: servers on one store, each counting its own,
+    sent twice that. Two connections asking at once from two threads, as two servers do, get 30 places between them,
+    and the next asks to wait until the earliest send's minute has passed, counted from when it ended."""
+    path, cid = tmp_path / "dialogues.db", "wecom:ww1:zhangwei"
+    stores = [Store(path), Store(path)]
+    start = threading.Barrier(len(stores))
+    taken: list[list[int]] = [[] for _ in stores]
+
+    def ask(n: int) -> None:
+        start.wait()
+        for _ in range(25):
+            place, wait = stores[n].take_send(cid, 30, 60.0)
+            if place is not None:
+                taken[n].append(place)
+            else:
+                assert 59.0 < wait <= 60.0
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(len(stores))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    places = sorted(taken[0] + taken[1])
+    assert len(places) == len(set(places)) == 30 and taken[0] and taken[1]
+    assert stores[0].take_send("wecom:ww1:lisi", 30, 60.0)[0] is not None  # another employee's count is their own
+    for place in places:  # every send ended 59.5 s ago, the earliest 59.9 s ago
+        stores[1].send_ended(place, cid, time.time() - (59.9 if place == places[0] else 59.5))
+    place, wait = stores[0].take_send(cid, 30, 60.0)
+    assert place is None and 0.0 < wait <= 0.1
+    assert stores[0].purge(cid).deleted[cid]["paced_sends"] == 30
+    assert stores[0].take_send(cid, 30, 60.0)[0] is not None
+    for store in stores:
+        store.close()
+
+
 def test_a_lease_is_stale_once_its_stamp_stayed_for_the_stale_time_on_the_watching_servers_steady_clock() -> None:
     """A lease's stamp is its holder's wall-clock time: read against another server's, a step of either clock handed a
     live turn over. A lease is stale once it went ``TURN_STALE_S`` unrenewed as its watcher's steady clock times it,

@@ -54,6 +54,8 @@ SAMPLE_BODY = (
     "<AgentID><![CDATA[1000002]]></AgentID>\n</xml>"
 )
 ANSWER = "您好，请在设置页面重置密码。"
+# A stand-in store's count of the sends to an employee (Store.take_send, Store.send_ended): every send has its place.
+PACED = {"take_send": lambda *args: (1, 0.0), "send_ended": lambda *args: None}
 
 
 class FakeBot:
@@ -484,7 +486,7 @@ async def test_an_answer_message_send_fails_for_is_said_in_one_line_and_marked_u
         marked.append(turn_id), settled.append(pending_id)
         return True  # handed off, in the same transaction
 
-    bot.store = SimpleNamespace(receive=lambda *args: 1, offered=lambda _id: [], not_delivered=not_delivered,
+    bot.store = SimpleNamespace(**PACED, receive=lambda *args: 1, offered=lambda _id: [], not_delivered=not_delivered,
                                 delivered=settled.append)
 
     async def announce(*args: Any) -> None:
@@ -525,7 +527,7 @@ async def test_an_answer_owed_to_another_wecom_app_is_settled_not_sent_at_every_
         marked.append(turn_id), settled.append(pending_id)
         return True
 
-    bot.store = SimpleNamespace(delivered=settled.append, not_delivered=not_delivered, conversation=lambda _id: None)
+    bot.store = SimpleNamespace(**PACED, delivered=settled.append, not_delivered=not_delivered, conversation=lambda _id: None)
     bot.announce = announce  # type: ignore[attr-defined]
     channel = WeComChannel(bot, settings(wecom_api.url))
     channel.redeliver({"id": 7, "conversation_id": "wecom:ww-old:chen", "reply_turn": 42, "reply": "它明天到。",
@@ -540,7 +542,7 @@ async def test_buttons_alone_owed_to_a_chinese_customer_are_offered_in_chinese(w
     customer's message tells it."""
     bot, settled = FakeBot(), []
 
-    bot.store = SimpleNamespace(delivered=settled.append, conversation=lambda _id: None)
+    bot.store = SimpleNamespace(**PACED, delivered=settled.append, conversation=lambda _id: None)
     channel = WeComChannel(bot, settings(wecom_api.url))
     channel.redeliver({"id": 7, "conversation_id": f"wecom:{CORP_ID}:ChenJiaShun", "reply_turn": 42, "reply": "",
                        "text": "我要退货", "buttons": [{"title": "退货", "payload": "/return"}]})
@@ -556,7 +558,7 @@ async def test_an_answer_in_hong_kong_forms_owed_to_a_customer_is_resent_in_hong
     bot, settled = FakeBot(), []
 
     conversation = {"slots": {"chinese_script": "hongkong"}}
-    bot.store = SimpleNamespace(delivered=settled.append, conversation=lambda _id: conversation)
+    bot.store = SimpleNamespace(**PACED, delivered=settled.append, conversation=lambda _id: conversation)
     channel = WeComChannel(bot, settings(wecom_api.url, choice_hint={"zh": "回复里面的数字即可选择。"}))
     channel.redeliver({"id": 7, "conversation_id": f"wecom:{CORP_ID}:ChenJiaShun", "reply_turn": 42,
                        "reply": "請在後台查看。", "buttons": [{"title": "退貨", "payload": "/return"}]})
@@ -732,7 +734,7 @@ async def test_a_passive_answer_wecom_hung_up_on_goes_out_actively_and_is_settle
     killed in between) left WeCom's retry taken for one already answered, and the answer never went out."""
     bot, settled = FakeBot(), []
 
-    bot.store = SimpleNamespace(receive=lambda *args: 1, offered=lambda _id: [], delivered=settled.append)  # type: ignore[assignment]
+    bot.store = SimpleNamespace(**PACED, receive=lambda *args: 1, offered=lambda _id: [], delivered=settled.append)  # type: ignore[assignment]
     channel = WeComChannel(bot, settings(wecom_api.url))
 
     class HungUp(web.Response):
@@ -839,6 +841,32 @@ async def test_an_answer_in_many_pieces_and_an_agents_message_keep_within_wecoms
     assert wecom_api.dropped == []
     sent = [m["text"]["content"] for m in wecom_api.sent if m["touser"] == "ChenJiaShun"]
     assert sent == [*pieces, "小李：稍等，我查一下。"]  # the agent's message waits for the whole answer, not between its pieces
+
+
+async def test_two_servers_on_one_store_keep_together_within_wecoms_sends_a_minute(
+        wecom_api: SimpleNamespace, tmp_path: Path) -> None:
+    """Two servers on one store, each sending a long answer to the same employee (20 pieces each, 40 in all): each
+    counted its own sends, 20 of WeCom's 30 a minute, and WeCom dropped the ten over 30. They count them together in
+    the store (the window shortened here)."""
+    from dialogues.store import Store
+
+    wecom_api.window = 0.5
+    channels = []
+    for _ in range(2):
+        bot = FakeBot()
+        bot.store = Store(tmp_path / "dialogues.db")  # one Store each, on the same file, as two processes have
+        channel = WeComChannel(bot, settings(wecom_api.url))
+        channel.send_window_s = wecom_api.window
+        channels.append(channel)
+    conversation = f"wecom:{CORP_ID}:ChenJiaShun"
+    answers = [[f"{server}-{n}。" + "答" * 670 for n in range(20)] for server in ("甲", "乙")]
+    await asyncio.gather(*(channel.send(conversation, "\n".join(pieces)) for channel, pieces in zip(channels, answers)))
+    for channel in channels:
+        await channel.close()
+    assert wecom_api.dropped == []
+    sent = [m["text"]["content"] for m in wecom_api.sent]
+    assert sorted(sent) == sorted(answers[0] + answers[1])
+    assert [piece for piece in sent if piece.startswith("甲")] == answers[0]  # each answer's pieces in order
 
 
 async def test_silent_reply_sends_nothing(wecom: SimpleNamespace) -> None:

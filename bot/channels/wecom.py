@@ -106,7 +106,8 @@ def api_error(path: str, result: dict[str, Any]) -> WeComAPIError:
 
 @dataclass
 class Pace:
-    """The sends to one employee: one at a time, in the order asked for, and when each of the last
+    """The sends to one employee from this server: one at a time, in the order asked for; and, for a bot without a
+    store, which counts them for every server on it (``Store.take_send``), when each of the last
     :data:`MAX_SENDS_PER_EMPLOYEE` ended (``time.monotonic()``)."""
 
     turn: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -574,29 +575,59 @@ class WeComChannel(PlatformChannel):
             raise ValueError(f"not a conversation of this WeCom app: {conversation_id}")
         pieces = message_pieces(text, MAX_CONTENT_BYTES, size=lambda piece: len(piece.encode()))
         async with self._turn_of(user) as pace:
-            await send_pieces(pieces, lambda piece: self._send_text(user, piece, pace), WeComMaybeSent)
+            await send_pieces(pieces, lambda piece: self._send_text(conversation_id, user, piece, pace), WeComMaybeSent)
 
-    async def _send_text(self, user: str, content: str, pace: Pace) -> None:
+    async def _send_text(self, conversation_id: str, user: str, content: str, pace: Pace) -> None:
         """Send one message to ``user``, in its turn (``pace``, held) and within WeCom's limit of
-        :data:`MAX_SENDS_PER_EMPLOYEE` in ``send_window_s``, over which WeCom drops a message and says it sent it. It
-        counts from when it ended, failed too, since WeCom cannot have taken it later. A server stopping cuts the
-        wait short."""
+        :data:`MAX_SENDS_PER_EMPLOYEE` in ``send_window_s``, over which WeCom drops a message and says it sent it
+        (:meth:`_take_send`). It counts from when it ended, failed too, since WeCom cannot have taken it later."""
         payload = {"touser": user, "msgtype": "text", "agentid": self.agent_id, "text": {"content": content}}
-        if len(pace.ended) == MAX_SENDS_PER_EMPLOYEE:
-            wait = pace.ended[0] + self.send_window_s - time.monotonic()
-            if wait > 0:
-                await self.pause_before_retry(wait)
+        place = await self._take_send(conversation_id, pace)
         try:
-            token = await self._access_token()
-            result = await self._request("POST", "message/send", sends=True, params={"access_token": token}, json=payload)
-            if result.get("errcode") in TOKEN_EXPIRED:  # revoked or expired early: refresh and retry once
-                token = await self._access_token(stale=token)
-                result = await self._request("POST", "message/send", sends=True, params={"access_token": token},
-                                             json=payload)
-        finally:
-            pace.ended.append(time.monotonic())
+            result = await self._post_message(payload)
+        except Exception:  # counted all the same; one cut short by a stopping server stays counted from its start
+            await self._send_ended(conversation_id, pace, place)
+            raise
+        await self._send_ended(conversation_id, pace, place)
         if result.get("errcode", 0) != 0:
             raise api_error("message/send", result)
+
+    async def _post_message(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """WeCom's answer to ``message/send`` with ``payload``, the access token refreshed and the call made again
+        once if WeCom says it is invalid or expired."""
+        token = await self._access_token()
+        result = await self._request("POST", "message/send", sends=True, params={"access_token": token}, json=payload)
+        if result.get("errcode") in TOKEN_EXPIRED:  # revoked or expired early: refresh and retry once
+            token = await self._access_token(stale=token)
+            result = await self._request("POST", "message/send", sends=True, params={"access_token": token},
+                                         json=payload)
+        return result
+
+    async def _take_send(self, conversation_id: str, pace: Pace) -> int | None:
+        """Wait until WeCom takes one more message to the conversation's employee, counted, with a store, for every
+        server on it (``Store.take_send``; the place's id), else for this one (``pace``; None): each server counted its
+        own, and two servers on one store sent twice what WeCom takes, the rest dropped or refused (45009). A server
+        stopping cuts the wait short."""
+        store = self.bot.store
+        while True:
+            if store is not None:
+                place, wait = await self.bot._store(store.take_send, conversation_id, MAX_SENDS_PER_EMPLOYEE,
+                                                    self.send_window_s)
+            else:
+                full = len(pace.ended) == MAX_SENDS_PER_EMPLOYEE
+                place, wait = None, pace.ended[0] + self.send_window_s - time.monotonic() if full else 0.0
+            if wait <= 0:
+                return place
+            await self.pause_before_retry(wait)
+
+    async def _send_ended(self, conversation_id: str, pace: Pace, place: int | None) -> None:
+        """Count the send that took ``place`` (:meth:`_take_send`) from now, when it ended: in the store, or in
+        ``pace`` without one."""
+        store = self.bot.store
+        if store is None or place is None:
+            pace.ended.append(time.monotonic())
+        else:
+            await self.bot._store(store.send_ended, place, conversation_id, time.time())
 
     @asynccontextmanager
     async def _turn_of(self, user: str) -> AsyncIterator[Pace]:
