@@ -203,10 +203,10 @@ async def wecom_api(aiohttp_server: Any) -> SimpleNamespace:
     (42001) on message/send. ``busy`` counts the sends, and ``busy_tokens`` the gettokens, to answer with
     ``busy_code`` (-1, WeCom's "system busy, try again later", unless set);
     ``trusted`` is whether this server's IP is among the app's trusted ones (企业可信IP), which WeCom checks on the
-    calls with a token, not on gettoken. With a ``window`` (seconds), message/send takes 30 messages to one employee
+    calls with a token, not on gettoken; ``expires_in`` the seconds gettoken says its token lasts. With a ``window`` (seconds), message/send takes 30 messages to one employee
     in it, as WeCom takes 30 a minute, and drops the others (into ``dropped``) while answering errcode 0."""
     state = SimpleNamespace(issued=[], sent=[], url="", busy=0, busy_tokens=0, busy_code=-1, trusted=True,
-                            window=None, taken=defaultdict(list), dropped=[])
+                            window=None, taken=defaultdict(list), dropped=[], expires_in=7200)
 
     def busy() -> web.Response:
         errmsg = {-1: "system busy", 45009: "api freq out of limit", 45033: "api concurrent out of limit"}
@@ -221,7 +221,8 @@ async def wecom_api(aiohttp_server: Any) -> SimpleNamespace:
         if request.query.get("corpsecret") != "app-secret":
             return web.json_response({"errcode": 40001, "errmsg": "invalid credential"})
         state.issued.append(f"TOKEN{len(state.issued) + 1}")
-        return web.json_response({"errcode": 0, "errmsg": "ok", "access_token": state.issued[-1], "expires_in": 7200})
+        return web.json_response({"errcode": 0, "errmsg": "ok", "access_token": state.issued[-1],
+                                  "expires_in": state.expires_in})
 
     async def agent_get(request: web.Request) -> web.Response:
         if request.query.get("access_token") not in state.issued:
@@ -771,6 +772,20 @@ async def test_slow_answer_gets_empty_200_then_active_send_with_token_refresh(
     with pytest.raises(Stopping):  # closed: no session is opened again to send on
         await channel.send(f"wecom:{CORP_ID}:ChenJiaShun", "too late")
     assert len(wecom_api.sent) == 2
+
+
+async def test_a_token_wecom_says_lasts_minutes_more_is_used_not_fetched_again_at_each_send(
+        wecom_api: SimpleNamespace) -> None:
+    """WeCom gives out the token it gave before while that one lasts, saying so by a shorter ``expires_in``: a server
+    that asked in its last 5 minutes (started beside one that fetched it earlier, or refreshing it ahead of time)
+    took it for expired already and called gettoken again at every send, which WeCom rate-limits."""
+    wecom_api.expires_in = 200
+    channel = WeComChannel(FakeBot(), settings(wecom_api.url))
+    for n in range(3):
+        await channel.send(f"wecom:{CORP_ID}:ChenJiaShun", f"消息{n}")
+    await channel.close()
+    assert [m["text"]["content"] for m in wecom_api.sent] == ["消息0", "消息1", "消息2"]
+    assert wecom_api.issued == ["TOKEN1", "TOKEN2"]  # 42001 on the first: refreshed once, then kept
 
 
 async def test_time_spent_before_the_turn_counts_against_the_passive_reply(

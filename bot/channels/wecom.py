@@ -59,7 +59,7 @@ SYSTEM_BUSY = -1  # "系统繁忙": WeCom asks to try again later
 # Answers that sent nothing and may pass if tried again a little later: WeCom busy, the app over its API call
 # rate (45009, "接口调用超过限制") or over its concurrent calls (45033, "接口并发调用超过限制").
 TRY_LATER = frozenset({SYSTEM_BUSY, 45009, 45033})
-TOKEN_MARGIN_S = 300  # refresh this long before WeCom's stated expiry
+TOKEN_MARGIN_S = 300  # refresh this long before WeCom's stated expiry, or half its stated lifetime if that is shorter
 MAX_CORP_ID_SHOWN = 64  # characters of the CorpID a refused callback was encrypted for that the log shows (WeCom's are 18)
 # WeCom takes at most 30 message/send calls a minute from one app to one employee, and drops the calls over that
 # silently (errcode 0 all the same): a long answer cut into pieces, and an agent's messages, lost pieces.
@@ -661,7 +661,10 @@ class WeComChannel(PlatformChannel):
         if result.get("errcode", 0) != 0 or not result.get("access_token"):
             raise api_error("gettoken", result)
         self._token = str(result["access_token"])
-        self._token_expires = time.monotonic() + int(result.get("expires_in", 7200)) - TOKEN_MARGIN_S
+        # WeCom gives out the token it gave before, with the seconds it has left, while it lasts: the whole margin off
+        # a token with 5 minutes left had it fetched again at every send until it expired.
+        lasts = int(result.get("expires_in", 7200))
+        self._token_expires = time.monotonic() + lasts - min(TOKEN_MARGIN_S, lasts / 2)
         return self._token
 
     async def _request(self, method: str, path: str, sends: bool = False, once: bool = False,
