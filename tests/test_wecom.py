@@ -8,6 +8,7 @@ import base64
 import logging
 import re
 import socket
+import sqlite3
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -882,6 +883,28 @@ async def test_two_servers_on_one_store_keep_together_within_wecoms_sends_a_minu
     sent = [m["text"]["content"] for m in wecom_api.sent]
     assert sorted(sent) == sorted(answers[0] + answers[1])
     assert [piece for piece in sent if piece.startswith("甲")] == answers[0]  # each answer's pieces in order
+
+
+@pytest.mark.parametrize("failing", ["take_send", "send_ended"])
+async def test_a_store_that_cannot_count_the_sends_holds_none_up_nor_has_it_taken_for_undelivered(
+        wecom_api: SimpleNamespace, tmp_path: Path, caplog: pytest.LogCaptureFixture, failing: str) -> None:
+    """A store that could not write as a message was counted (held locked by another process past its wait, a full
+    disk) failed the send before it went out, or one WeCom had taken after it: the answer was told undelivered and
+    its customer handed to a person. It is counted by this server alone meanwhile, and said so."""
+    from dialogues.store import Store
+
+    bot = FakeBot()
+    bot.store = Store(tmp_path / "dialogues.db")
+
+    def locked(*args: Any) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    setattr(bot.store, failing, locked)
+    channel = WeComChannel(bot, settings(wecom_api.url))
+    await channel.send(f"wecom:{CORP_ID}:ChenJiaShun", "稍等，我查一下。")
+    await channel.close()
+    assert [m["text"]["content"] for m in wecom_api.sent] == ["稍等，我查一下。"]
+    assert "counted by this server alone, as the store could not count them (database is locked)" in caplog.text
 
 
 async def test_silent_reply_sends_nothing(wecom: SimpleNamespace) -> None:

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import logging
 import re
+import sqlite3
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterator
@@ -608,14 +609,14 @@ class WeComChannel(PlatformChannel):
         server on it (``Store.take_send``; the place's id), else for this one (``pace``; None): each server counted its
         own, and two servers on one store sent twice what WeCom takes, the rest dropped or refused (45009). A server
         stopping cuts the wait short."""
-        store = self.bot.store
         while True:
-            if store is not None:
-                place, wait = await self.bot._store(store.take_send, conversation_id, MAX_SENDS_PER_EMPLOYEE,
-                                                    self.send_window_s)
-            else:
+            taken = await self._counted(conversation_id, "take_send", conversation_id, MAX_SENDS_PER_EMPLOYEE,
+                                        self.send_window_s)
+            if taken is None:  # no store, or one that cannot write now: this server's own count
                 full = len(pace.ended) == MAX_SENDS_PER_EMPLOYEE
                 place, wait = None, pace.ended[0] + self.send_window_s - time.monotonic() if full else 0.0
+            else:
+                place, wait = taken[0]
             if wait <= 0:
                 return place
             await self.pause_before_retry(wait)
@@ -623,11 +624,25 @@ class WeComChannel(PlatformChannel):
     async def _send_ended(self, conversation_id: str, pace: Pace, place: int | None) -> None:
         """Count the send that took ``place`` (:meth:`_take_send`) from now, when it ended: in the store, or in
         ``pace`` without one."""
-        store = self.bot.store
-        if store is None or place is None:
+        if place is None or await self._counted(conversation_id, "send_ended", place, conversation_id,
+                                                time.time()) is None:
             pace.ended.append(time.monotonic())
-        else:
-            await self.bot._store(store.send_ended, place, conversation_id, time.time())
+
+    async def _counted(self, conversation_id: str, method: str, *args: Any) -> tuple[Any] | None:
+        """What the store's ``method`` (``take_send`` or ``send_ended``) returns for ``args``, as a 1-tuple; None without
+        a store, or when it cannot write now (another process holding it locked past the wait, a full disk), said in
+        the log: the message is then counted by this server alone, rather than held up, or, sent already, taken for
+        undelivered."""
+        store = self.bot.store
+        if store is None:
+            return None
+        try:
+            return (await self.bot._store(getattr(store, method), *args),)
+        except sqlite3.Error as exc:
+            log.warning("WeCom: the messages to %s are counted by this server alone, as the store could not count "
+                        "them (%s): with other servers on the store, WeCom may take fewer than are sent",
+                        log_tag(conversation_id), exc)
+            return None
 
     @asynccontextmanager
     async def _turn_of(self, user: str) -> AsyncIterator[Pace]:
