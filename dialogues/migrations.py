@@ -481,6 +481,8 @@ def _v51(db: sqlite_utils.Database) -> None:
                "ended FLOAT NOT NULL)")
     db.execute("CREATE INDEX IF NOT EXISTS idx_paced_sends_conversation_id ON paced_sends (conversation_id, ended)")
     db.execute("CREATE INDEX IF NOT EXISTS idx_paced_sends_ended ON paced_sends (ended)")
+    # The platform messages of a conversation kept since its latest turn (Store.offered), which withdraw its choices.
+    db.execute("CREATE INDEX IF NOT EXISTS idx_pending_conversation_id ON pending (conversation_id, received)")
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,

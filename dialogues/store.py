@@ -1549,10 +1549,12 @@ class Store:
 
     def offered(self, conversation_id: str) -> list[dict[str, str]]:
         """The buttons (``title`` and ``payload``) the conversation's latest turn offers: a bot turn's, if it is the
-        latest (a customer's word or an agent's since withdraws them)."""
-        row = self.db.execute("SELECT role, buttons FROM turns WHERE conversation_id = ? ORDER BY id DESC LIMIT 1",
-                              [conversation_id]).fetchone()
-        if row is None or row[0] != "bot":
+        latest (a customer's word or an agent's since withdraws them), and no platform message of the conversation
+        was kept (:meth:`receive`) since, whose turn is still to come: it withdraws them as it is kept."""
+        row = self.db.execute("SELECT role, buttons, created FROM turns WHERE conversation_id = ? ORDER BY id DESC "
+                              "LIMIT 1", [conversation_id]).fetchone()
+        if row is None or row[0] != "bot" or self.db.execute(
+                "SELECT 1 FROM pending WHERE conversation_id = ? AND received > ?", [conversation_id, row[2]]).fetchone():
             return []
         return [{"title": button["title"], "payload": button["payload"]} for button in json.loads(row[1] or "[]")]
 

@@ -29,7 +29,7 @@ from bot.language import Script, turn_language
 from bot.limits import LIMITS, Limits
 from bot.project import LimitsConfig, ProjectError
 from bot.project import WeComChannel as WeComSettings
-from dialogues.store import log_tag
+from dialogues.store import Exchange, log_tag
 from tests.conftest import store_failing_once
 
 # From Tencent's WXBizMsgCrypt sample (callback_python3/Sample.py).
@@ -1396,6 +1396,8 @@ async def test_a_choice_the_store_could_not_keep_is_made_again_by_wecoms_retry(
     client = await client_for(aiohttp_client, channel)
     await passive_content(client, crypto, "退款要多久", "1")
     store_failing_once(bot, tmp_path / "dialogues.db")
+    bot.store.log_exchange(Exchange(f"wecom:{CORP_ID}:u1", "wecom", "u1", "退款要多久", None, "退款一般需要5到7个工作日。",
+                                    "refund_time", 0.9, [], "template", "v0001", buttons=REFUND_BUTTONS))  # as the bot logs it
     bot.buttons = []
     query, body = text_message(crypto, "2", "2")
     assert (await client.post("/wecom/callback", params=query, data=body)).status == 500  # WeCom sends it again
@@ -1429,6 +1431,30 @@ async def test_the_choices_offered_before_a_restart_are_read_from_the_store(
     store.close()
     assert [t.text for t in bot.turns] == ["/track_refund", "2", "1"]
     assert unsettled == 0  # both answers went out in the callbacks' responses
+
+
+async def test_a_choice_is_picked_from_the_latest_offered_whichever_server_on_the_store_offered_it(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto, tmp_path: Path) -> None:
+    """Behind a load balancer, an employee's "1" reached the server that had offered choices before another server's
+    later answer offered others: it picked from its own, older ones. The store's latest turn tells; a message kept
+    since it, its turn still to come, withdraws them as the message is kept."""
+    from dialogues.store import Store
+
+    cid = f"wecom:{CORP_ID}:u1"
+    bot = FakeBot(text="请问是哪一种？")
+    bot.store = Store(tmp_path / "dialogues.db")
+    bot.buttons = [{"title": "退货", "payload": "/return"}, {"title": "换货", "payload": "/exchange"}]
+    channel = WeComChannel(bot, settings(wecom_api.url, language="zh"))  # this server offered 退货 and 换货
+    client = await client_for(aiohttp_client, channel)
+    await passive_content(client, crypto, "我要退", "1")
+    bot.buttons = []
+    bot.store.log_exchange(Exchange(cid, "wecom", "u1", "退款要多久", None, "退款一般需要5到7个工作日。", "refund_time", 0.9,
+                                    [], "template", "v0001", buttons=REFUND_BUTTONS))  # another server's answer since
+    await passive_content(client, crypto, "1", "2")
+    await passive_content(client, crypto, "2", "3")  # "1" withdrew them: kept, its turn to come
+    await channel.close()
+    bot.store.close()
+    assert [t.text for t in bot.turns] == ["我要退", "/get_refund", "2"]
 
 
 async def test_choices_are_explained_in_the_language_of_the_reply(

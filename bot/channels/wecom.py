@@ -496,24 +496,24 @@ class WeComChannel(PlatformChannel):
     async def _chosen(self, conversation_id: str, text: str) -> str:
         """The payload of the numbered choice ``text`` picks, by its number or by its title typed out ("查询退款"; in
         the other Chinese script, "查詢退款", or another case, width or punctuation: :func:`title_key`), as customers
-        answer a list they cannot click; or ``text`` itself if it picks none. The choices are those this server offered
-        last in the conversation; in one it has not answered since it started (after a restart), the store's latest
-        turn's."""
+        answer a list they cannot click; or ``text`` itself if it picks none. The choices are those the store's latest
+        turn offers (``Store.offered``), whichever server on it offered them, or without a store those this server
+        offered last: a server's own memory was read first, and behind a load balancer a "1" picked from the choices
+        that server had offered before another server's later answer, or after an agent's reply sent by another."""
         number = choice_number(text)
         if number is None and len(text) > MAX_BUTTON_TITLE_CHARS:
             return text
-        offered = self._offers.get(conversation_id)
-        if offered is None and self.bot.store is not None:
-            offered = await self.bot._store(self.bot.store.offered, conversation_id)
-        offered = offered or []
+        store = self.bot.store
+        offered = (await self.bot._store(store.offered, conversation_id) if store is not None
+                   else self._offers.get(conversation_id)) or []
         if number is not None:
             return offered[number - 1]["payload"] if 1 <= number <= len(offered) else text
         titled = [button["payload"] for button in offered if title_key(button["title"]) == title_key(text)]
         return titled[0] if len(titled) == 1 and title_key(text) else text
 
     def _offer(self, conversation_id: str, buttons: list[dict[str, str]]) -> None:
-        """Remember the choices offered in the conversation, none (withdrawn) included: only a conversation
-        this server has not answered since it started is looked up in the store (:meth:`_chosen`)."""
+        """Remember the choices offered in the conversation, none (withdrawn) included, for a bot without a store
+        (:meth:`_chosen`)."""
         self._offers.pop(conversation_id, None)
         self._offers[conversation_id] = [{"title": button["title"], "payload": button["payload"]} for button in buttons]
         if len(self._offers) > MAX_OFFERS:
