@@ -9,6 +9,7 @@ import logging
 import re
 import socket
 import sqlite3
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -30,7 +31,7 @@ from bot.limits import LIMITS, Limits
 from bot.project import LimitsConfig, ProjectError
 from bot.project import WeComChannel as WeComSettings
 from dialogues.store import Exchange, log_tag
-from tests.conftest import store_failing_once
+from tests.conftest import REPO, store_failing_once
 
 # From Tencent's WXBizMsgCrypt sample (callback_python3/Sample.py).
 TOKEN = "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo"
@@ -204,10 +205,12 @@ async def wecom_api(aiohttp_server: Any) -> SimpleNamespace:
     (42001) on message/send. ``busy`` counts the sends, and ``busy_tokens`` the gettokens, to answer with
     ``busy_code`` (-1, WeCom's "system busy, try again later", unless set);
     ``trusted`` is whether this server's IP is among the app's trusted ones (企业可信IP), which WeCom checks on the
-    calls with a token, not on gettoken; ``expires_in`` the seconds gettoken says its token lasts. With a ``window`` (seconds), message/send takes 30 messages to one employee
+    calls with a token, not on gettoken; ``expires_in`` the seconds gettoken says its token lasts; with ``same_token``
+    gettoken gives out the token it gave before (TOKEN1 aside), as WeCom does while it lasts, else a new one each time,
+    the one before it refused. With a ``window`` (seconds), message/send takes 30 messages to one employee
     in it, as WeCom takes 30 a minute, and drops the others (into ``dropped``) while answering errcode 0."""
     state = SimpleNamespace(issued=[], sent=[], url="", busy=0, busy_tokens=0, busy_code=-1, trusted=True,
-                            window=None, taken=defaultdict(list), dropped=[], expires_in=7200)
+                            window=None, taken=defaultdict(list), dropped=[], expires_in=7200, same_token=False)
 
     def busy() -> web.Response:
         errmsg = {-1: "system busy", 45009: "api freq out of limit", 45033: "api concurrent out of limit"}
@@ -221,7 +224,8 @@ async def wecom_api(aiohttp_server: Any) -> SimpleNamespace:
             return web.json_response({"errcode": 40013, "errmsg": "invalid corpid"})
         if request.query.get("corpsecret") != "app-secret":
             return web.json_response({"errcode": 40001, "errmsg": "invalid credential"})
-        state.issued.append(f"TOKEN{len(state.issued) + 1}")
+        if not (state.same_token and state.issued and state.issued[-1] != "TOKEN1"):
+            state.issued.append(f"TOKEN{len(state.issued) + 1}")
         return web.json_response({"errcode": 0, "errmsg": "ok", "access_token": state.issued[-1],
                                   "expires_in": state.expires_in})
 
@@ -905,6 +909,46 @@ async def test_a_store_that_cannot_count_the_sends_holds_none_up_nor_has_it_take
     await channel.close()
     assert [m["text"]["content"] for m in wecom_api.sent] == ["稍等，我查一下。"]
     assert "counted by this server alone, as the store could not count them (database is locked)" in caplog.text
+
+
+SENDING_SERVER = """
+import asyncio, sys
+from bot.channels.wecom import WeComChannel
+from dialogues.store import Store
+from tests.test_wecom import CORP_ID, FakeBot, settings
+
+async def main(db: str, url: str, window: str, tag: str) -> None:
+    bot = FakeBot()
+    bot.store = Store(db)
+    channel = WeComChannel(bot, settings(url))
+    channel.send_window_s = float(window)
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # both start sending at once
+    await channel.send(f"wecom:{CORP_ID}:ChenJiaShun", "\\n".join(f"{tag}-{n}。" + "答" * 670 for n in range(20)))
+    await channel.close()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_two_server_processes_on_one_store_keep_together_within_wecoms_sends_a_minute(
+        wecom_api: SimpleNamespace, tmp_path: Path) -> None:
+    """The same as two processes on one host, as two `bot serve` on one store run: 40 pieces to one employee, 30 of
+    which WeCom takes in its window, none dropped."""
+    wecom_api.window, wecom_api.same_token = 0.5, True
+    from dialogues.store import Store
+
+    Store(tmp_path / "dialogues.db").close()  # migrated before both open it
+    servers = [await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SENDING_SERVER, str(tmp_path / "dialogues.db"), wecom_api.url, str(wecom_api.window), tag,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=REPO) for tag in ("甲", "乙")]
+    for server in servers:
+        assert await server.stdout.readline() == b"ready\n"
+    for server in servers:
+        server.stdin.write(b"go\n")
+        await server.stdin.drain()
+    assert [await server.wait() for server in servers] == [0, 0]
+    assert wecom_api.dropped == [] and len(wecom_api.sent) == 40
 
 
 async def test_silent_reply_sends_nothing(wecom: SimpleNamespace) -> None:
