@@ -107,9 +107,9 @@ def api_error(path: str, result: dict[str, Any]) -> WeComAPIError:
 
 @dataclass
 class Pace:
-    """The sends to one employee from this server: one at a time, in the order asked for; and, for a bot without a
-    store, which counts them for every server on it (``Store.take_send``), when each of the last
-    :data:`MAX_SENDS_PER_EMPLOYEE` ended (``time.monotonic()``)."""
+    """The sends to one employee from this server: one at a time, in the order asked for; and when each of the last
+    :data:`MAX_SENDS_PER_EMPLOYEE` ended (``time.monotonic()``), for a bot without a store, or whose store cannot
+    count them now (a store counts them for every server on it: ``Store.take_send``)."""
 
     turn: asyncio.Lock = field(default_factory=asyncio.Lock)
     ended: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_SENDS_PER_EMPLOYEE))
