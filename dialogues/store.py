@@ -2213,10 +2213,13 @@ class Store:
 
     def send_ended(self, send_id: int, conversation_id: str, ended: float) -> None:
         """Count the send :meth:`take_send` gave the place ``send_id`` from when it ``ended`` (``time.time()``), since
-        the platform may have taken it up to then; kept again if a send that lasted longer than the window lost it."""
-        with self._lock:
-            self.db.execute("INSERT OR REPLACE INTO paced_sends (id, conversation_id, ended) VALUES (?, ?, ?)",
-                            [send_id, conversation_id, ended])
+        the platform may have taken it up to then; kept again if a send that lasted longer than the window lost it,
+        unless its conversation was purged meanwhile: kept again, the row named a purged customer for 15 minutes."""
+        with self._writing():
+            if not self.db.execute("UPDATE paced_sends SET ended = ? WHERE id = ?", [ended, send_id]).rowcount:
+                self.db.execute("INSERT INTO paced_sends (id, conversation_id, ended) SELECT ?, ?, ? WHERE EXISTS "
+                                "(SELECT 1 FROM conversations WHERE id = ?)", [send_id, conversation_id, ended,
+                                                                               conversation_id])
 
     def delivered(self, pending_id: int) -> None:
         """Settle a kept message whose answer the platform took, or refused for good (marked undelivered)."""

@@ -571,6 +571,24 @@ def test_servers_on_one_store_asking_at_once_share_a_platforms_sends_a_minute(tm
         store.close()
 
 
+def test_a_send_that_outlasted_the_window_is_counted_again_unless_its_conversation_was_purged(tmp_path: Path) -> None:
+    """A send counted from when it began and lost from the count as another server's send came a window later is
+    counted again as it ends; one whose conversation was purged meanwhile is not, which kept the purged customer's
+    conversation id in the store for 15 minutes."""
+    store, cid = Store(tmp_path / "dialogues.db"), "wecom:ww1:zhangwei"
+    store.add_message(cid, "user", "我的快递呢", "wecom")
+    slow, _ = store.take_send(cid, 30, 60.0)
+    store.db.execute("UPDATE paced_sends SET ended = ended - 61 WHERE id = ?", [slow])  # began over a minute ago
+    assert store.take_send(cid, 30, 60.0)[0] is not None  # the other server's: the slow one no longer counted
+    store.send_ended(slow, cid, time.time())
+    assert store.db.execute("SELECT count(*) FROM paced_sends WHERE id = ?", [slow]).fetchone() == (1,)
+    during, _ = store.take_send(cid, 30, 60.0)
+    store.purge(cid)
+    store.send_ended(during, cid, time.time())
+    assert store.db.execute("SELECT count(*) FROM paced_sends").fetchone() == (0,)
+    store.close()
+
+
 def test_a_lease_is_stale_once_its_stamp_stayed_for_the_stale_time_on_the_watching_servers_steady_clock() -> None:
     """A lease's stamp is its holder's wall-clock time: read against another server's, a step of either clock handed a
     live turn over. A lease is stale once it went ``TURN_STALE_S`` unrenewed as its watcher's steady clock times it,

@@ -875,6 +875,7 @@ async def test_two_servers_on_one_store_keep_together_within_wecoms_sends_a_minu
     for _ in range(2):
         bot = FakeBot()
         bot.store = Store(tmp_path / "dialogues.db")  # one Store each, on the same file, as two processes have
+        bot.store.add_message(f"wecom:{CORP_ID}:ChenJiaShun", "user", "我要退货", "wecom")
         channel = WeComChannel(bot, settings(wecom_api.url))
         channel.send_window_s = wecom_api.window
         channels.append(channel)
@@ -938,7 +939,9 @@ async def test_two_server_processes_on_one_store_keep_together_within_wecoms_sen
     wecom_api.window, wecom_api.same_token = 0.5, True
     from dialogues.store import Store
 
-    Store(tmp_path / "dialogues.db").close()  # migrated before both open it
+    store = Store(tmp_path / "dialogues.db")  # migrated before both open it
+    store.add_message(f"wecom:{CORP_ID}:ChenJiaShun", "user", "我要退货", "wecom")
+    store.close()
     servers = [await asyncio.create_subprocess_exec(
         sys.executable, "-c", SENDING_SERVER, str(tmp_path / "dialogues.db"), wecom_api.url, str(wecom_api.window), tag,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=REPO) for tag in ("甲", "乙")]
