@@ -40,6 +40,7 @@ from bot.channels.web import ChatRequest
 from bot.cli import cli
 from bot.language import READABLE
 from bot.limits import LIMITS, Limits, check_aiohttp, slow_down
+from bot.log_format import LOG_FORMAT, RedactedTracebacks
 from bot.nlu import NLU
 from bot.openapi import ChatResponse, HistoryResponse, InboxResponse, mounted
 from bot.project import (AGENT_NAME_PATTERN, VISIBLE_AGENT_NAME, LimitsConfig, Project, ServerConfig, agent_name,
@@ -908,6 +909,30 @@ async def test_an_unhandled_error_is_logged_with_the_route_not_the_conversation_
     [said] = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert said.getMessage() == "unhandled error on GET /api/conversations/{conversation_id}/history"
     assert conversation not in caplog.text
+
+
+async def test_an_unhandled_errors_traceback_keeps_its_type_and_frames_not_the_customers_details(
+        make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A traceback in `bot serve`'s log printed what the exception said, and an exception often quotes the value it
+    failed on: the customer's message, their e-mail address, for everyone who reads the log and beyond `bot purge`."""
+    client = await make_client(server={"limits": NO_LIMITS})
+    message = "where is my order? mail me at jane.doe@example.com or call +44 7911 123456"
+
+    async def failing(turn: Any, *holding: Any) -> Any:
+        try:
+            return {}[re.search(r"\S+@\S+", turn.text)[0]]  # the customer's order, looked up by their address
+        except KeyError:
+            raise ValueError(f"cannot read {turn.text!r}")  # noqa: B904  (raised while handling it: both printed)
+
+    monkeypatch.setattr(client.app[BOT], "handle", failing)
+    assert (await chat(client, cid(), message)).status == 500
+    [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    said = RedactedTracebacks(LOG_FORMAT).format(record)
+    assert "unhandled error on POST /api/chat" in said
+    assert "Traceback (most recent call last):" in said and "in failing" in said and "test_hardening.py" in said
+    assert "KeyError: [EMAIL]" in said and "During handling of the above exception" in said
+    assert "ValueError: cannot read 'where is my order? mail me at [EMAIL] or call [PHONE]'" in said
+    assert "jane.doe@example.com" not in said and "7911 123456" not in said
 
 
 async def test_a_damaged_store_is_said_once_with_what_to_do_and_the_server_is_not_ready(

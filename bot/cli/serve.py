@@ -95,6 +95,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 
     from aiohttp import web
 
+    from bot.log_format import LOG_FORMAT, RedactedTracebacks
     from bot.server import BOT, HUNG_UP, RESPONSE_GRACE_S, create_app, stop_on_sighup, stop_on_sigterm
 
     project = load_bot(directory)
@@ -119,7 +120,10 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
         fail(f"cannot serve on {host}:{port}: {reason}{hint}")
     # deskbot's own lines (a model swapped in, a request its client broke) at INFO, or DESKBOT_LOG_LEVEL, with
     # the time; every request is not one of them: the reverse proxy's access log has those, and /metrics counts them.
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A traceback's exception text redacted (RedactedTracebacks): it may quote what a customer wrote.
+    said = logging.StreamHandler()
+    said.setFormatter(RedactedTracebacks(LOG_FORMAT))
+    logging.basicConfig(handlers=[said])
     for name in ("deskbot", "bot", "dialogues", "finetune", "retrieval", "aiohttp.server"):
         logging.getLogger(name).setLevel(level)
     log = logging.getLogger("deskbot.serve")  # its start (with the address bound) and stop are said at any level

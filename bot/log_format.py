@@ -1,0 +1,63 @@
+"""The format of ``bot serve``'s log: its lines as deskbot writes them, and a traceback without the personal data an
+exception's text may quote."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from types import TracebackType
+from typing import TypeAlias
+
+from dialogues.redact import redact
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+ExcInfo: TypeAlias = "tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]"
+
+
+class RedactedTracebacks(logging.Formatter):
+    """A formatter whose tracebacks keep the exception's type and every frame (file, line, function and its source
+    line: deskbot's and the shop's code), and its text redacted as the store keeps a message (:func:`redact`).
+    deskbot's log lines name a conversation by its tag and never quote a customer, but a traceback printed what the
+    exception said, and exceptions often quote the value they failed on: a ``ValueError`` quoting the message, a
+    ``KeyError`` of an e-mail address, a SQLite error quoting a value. The log is read by everyone on call and kept
+    by its aggregator for long, beyond `bot purge`'s reach. deskbot's own messages hold none of what the redaction
+    finds, so they read as they were written; what it replaces reads as its placeholder (``[EMAIL]``), so that the
+    line still says which value failed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """``record`` said, its traceback formatted here: the one another handler's formatter wrote on the record
+        (``exc_text``, which logging's formatters reuse) is the exception's text as it was."""
+        if not record.exc_info:
+            return super().format(record)
+        cached, record.exc_text = record.exc_text, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_text = cached
+
+    def formatException(self, ei: ExcInfo) -> str:  # noqa: N802  (logging's name)
+        kind, value, tb = ei
+        if kind is None or value is None:
+            return super().formatException(ei)
+        return "".join(redacted_traceback(traceback.TracebackException(kind, value, tb))).rstrip("\n")
+
+
+def redacted_traceback(shown: traceback.TracebackException) -> list[str]:
+    """``shown`` formatted as Python does, with the text of each exception in it redacted: those it was raised
+    from or while handling, those of an exception group, their notes, and a syntax error's quoted line."""
+    seen: set[int] = set()
+    pending = [shown]
+    while pending:
+        each = pending.pop()
+        if id(each) in seen:
+            continue
+        seen.add(id(each))
+        each._str = redact(each._str)  # what str() of the exception said, which format_exception_only writes
+        if each.__notes__:
+            each.__notes__ = [redact(str(note)) for note in each.__notes__]
+        for field in ("msg", "text"):  # a SyntaxError's words and the line it quotes, written instead of _str
+            if isinstance(getattr(each, field, None), str):
+                setattr(each, field, redact(getattr(each, field)))
+        pending.extend(linked for linked in (each.__cause__, each.__context__) if linked is not None)
+        pending.extend(each.exceptions or ())
+    return list(shown.format())
