@@ -1037,6 +1037,31 @@ def copy_ledger(path: Path, dest: Path) -> bool:
     return True
 
 
+def ledger_copies(path: Path) -> Path:
+    """Where the store at ``path`` lists the copies of it `bot backup` put its ledger beside (:func:`copy_ledger`), a
+    path a line: :func:`forget_ledger_before` forgets the same lines in those ledgers, or a line forgotten beside the
+    store would stay beside every backup kept, for as long as it is kept."""
+    return path.with_name(f"{path.name}.purged.copies")
+
+
+def listed_ledger_copies(path: Path) -> list[Path]:
+    """The copies :func:`ledger_copies` lists that still have a ledger beside them: one deleted, moved or pruned is
+    no longer deskbot's to reach."""
+    try:
+        listed = ledger_copies(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    return [Path(line) for line in dict.fromkeys(listed) if line and purged_ledger(Path(line)).exists()]
+
+
+def note_ledger_copy(path: Path, dest: Path) -> None:
+    """Add ``dest``, a copy of the store at ``path`` with the ledger copied beside it, to those
+    :func:`ledger_copies` lists, leaving out those gone since; the list written whole, under the ledger's lock."""
+    with _ledger_held(path):
+        copies = [*listed_ledger_copies(path), dest.resolve()]
+        _write_whole(ledger_copies(path), "".join(f"{copy}\n" for copy in dict.fromkeys(copies)).encode())
+
+
 def _write_whole(target: Path, data: bytes) -> None:
     """``data`` written to ``target`` for the owner alone, under another name and renamed into place: a write cut
     short leaves ``target`` as it was."""

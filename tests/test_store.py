@@ -39,7 +39,7 @@ from dialogues.holding import (accepts, acknowledges, asks_for_a_person, asks_no
 from dialogues.redact import card_shaped, cn_id_valid, luhn_valid, redact, redact_names
 from dialogues.store import (HANDED_BACK_TOLD_S, MIGRATIONS, REDELIVERY_WINDOW_S, RENEW_BUSY_S, TURN_STALE_S,
                              UNOWNED_GRACE_S, Exchange, HeldByColleague, LeaseWatch, SentBefore, Staleness, Store,
-                             StoreError, LOG_TAG, ledger_key, log_tag)
+                             StoreError, LOG_TAG, ledger_key, log_tag, purged_ledger)
 from tests.conftest import REPO, damage, damage_table, store_in_store_dir_of_a_newer_deskbot, store_of_the_last_deskbot
 
 
@@ -4380,6 +4380,35 @@ def test_bot_purge_forgets_the_ledgers_lines_older_than_the_oldest_copy_kept(tmp
     store = Store(root / "dialogues.db")  # long-ago's line, said to be older than any copy, is forgotten
     assert sorted(row[0] for row in store.db.execute("SELECT id FROM conversations")) == ["kept", "long-ago"]
     store.close()
+
+
+def test_bot_purge_forgets_the_ledgers_lines_beside_the_backups_too(tmp_path: Path, root: Path) -> None:
+    """`bot purge --forget-ledger-before DATE` forgot the ledger's older lines beside the store alone: the ledger `bot
+    backup` copies beside each of its copies kept every line of every purge for as long as the copy was kept. The same
+    lines go there too, beside each copy still there; one deleted since is passed over."""
+    store = Store(root / "dialogues.db")
+    for conversation in ("long-ago", "lately", "kept"):
+        user_turn(store, conversation, "my address is 1 Main St")
+    store.close()
+    ledger = root / "dialogues.db.purged"
+    assert CliRunner().invoke(cli, ["purge", str(root), "--conversation", "long-ago"]).exit_code == 0
+    digest, _, _ = ledger.read_text().partition("\t")
+    ledger.write_text(f"{digest}\t{datetime(2025, 6, 1).timestamp()}\n")  # as a purge a year ago left it
+    assert CliRunner().invoke(cli, ["purge", str(root), "--conversation", "lately"]).exit_code == 0
+    lately = ledger.read_text().splitlines()[1]
+    backups, gone = tmp_path / "backups", tmp_path / "gone.db"
+    assert CliRunner().invoke(cli, ["backup", str(root), f"{backups}/"]).exit_code == 0
+    assert CliRunner().invoke(cli, ["backup", str(root), str(gone)]).exit_code == 0
+    [copy] = backups.glob("*.purged")
+    assert len(copy.read_text().splitlines()) == 2
+    for beside in (gone, purged_ledger(gone), ledger_key(gone)):
+        beside.unlink()
+
+    forgot = CliRunner().invoke(cli, ["purge", str(root), "--forget-ledger-before", "2026-01-01"])
+    assert forgot.exit_code == 0, forgot.output
+    assert forgot.stderr.splitlines()[1] == f"Forgot 1 line of {copy}, beside a backup", forgot.output
+    assert ledger.read_text().splitlines() == copy.read_text().splitlines() == [lately]
+    assert copy.stat().st_mode & 0o777 == 0o600 and (root / "dialogues.db.purged.copies").stat().st_mode & 0o777 == 0o600
 
 
 def test_an_agents_customers_unread_are_every_one_they_have(tmp_path: Path) -> None:

@@ -127,7 +127,8 @@ def backup(directory: Path, dest_given: str, keep: int | None) -> None:
 
     DEST is a file, or a folder to put a dated copy in (one that does not exist yet is written with a
     trailing /). To restore one: stop the bot, then `bot restore`. The ledger of purged conversations and its key
-    are copied beside it (DEST.purged, DEST.purged.key), so that a restore on another host purges them again.
+    are copied beside it (DEST.purged, DEST.purged.key), so that a restore on another host purges them again;
+    `bot purge --forget-ledger-before` forgets its older lines there too.
 
     Examples:
 
@@ -138,7 +139,7 @@ def backup(directory: Path, dest_given: str, keep: int | None) -> None:
     """
     import sqlite3
 
-    from dialogues.store import MIGRATIONS, Store, StoreError, copy_ledger, ledger_key
+    from dialogues.store import MIGRATIONS, Store, StoreError, copy_ledger, ledger_key, note_ledger_copy
     from finetune.durable import fsync_path
 
     project = load_project(directory)
@@ -164,6 +165,8 @@ def backup(directory: Path, dest_given: str, keep: int | None) -> None:
             store.close()
         fsync_path(dest.parent)  # its name on the disk too, or a power cut soon after could take the copy away
         ledger = copy_ledger(project.db_path, dest)  # after the copy: it names every purge the copy missed
+        if ledger:  # for --forget-ledger-before to forget its lines there too
+            note_ledger_copy(project.db_path, dest)
     except (OSError, sqlite3.Error, StoreError) as exc:
         fail(f"cannot back up to {dest}: {getattr(exc, 'strerror', None) or exc}")
     click.echo(f"{dest}: {dest.stat().st_size:,} bytes")
@@ -238,8 +241,10 @@ def _purge_again(project: Project, copy: Path) -> None:
 def _forget_ledger(project: Project, before: datetime) -> None:
     """Forget the ledger's lines of the purges made before ``before`` (:func:`~dialogues.store.forget_ledger_before`),
     refused where a copy of the store deskbot keeps beside it (an upgrade's, one `bot restore` put aside) is older: put
-    back, it would keep the conversations those lines name. The copies kept elsewhere are the shop's to know."""
-    from dialogues.store import forget_ledger_before, purged_ledger, unix_time
+    back, it would keep the conversations those lines name. The same lines go from the ledgers `bot backup` copied
+    beside its copies, where they are still (:func:`~dialogues.store.listed_ledger_copies`): a purge forgotten beside
+    the store stayed beside every backup for as long as it was kept. The copies kept elsewhere are the shop's to know."""
+    from dialogues.store import forget_ledger_before, listed_ledger_copies, purged_ledger, unix_time
 
     at, said = unix_time(before), before.isoformat(sep=" ", timespec="seconds")
     if at > time.time():
@@ -253,6 +258,14 @@ def _forget_ledger(project: Project, before: datetime) -> None:
     forgot = forget_ledger_before(project.db_path, at)
     click.echo(f"Forgot {plural(forgot, 'line')} of {purged_ledger(project.db_path)}, the purges made before {said}: a "
                "copy of the store made before then, put back, keeps the conversations they named", err=True)
+    for copy in listed_ledger_copies(project.db_path):
+        try:
+            forgot = forget_ledger_before(copy, at)
+        except OSError as exc:  # a backup disk not mounted, or read-only: the rest are still trimmed
+            click.echo(f"cannot forget them in {purged_ledger(copy)}: {exc.strerror or exc}; run this again once it "
+                       "can be written, or delete that backup", err=True)
+            continue
+        click.echo(f"Forgot {plural(forgot, 'line')} of {purged_ledger(copy)}, beside a backup", err=True)
 
 
 def _say_purged_again(project: Project) -> None:
@@ -410,9 +423,10 @@ def _customer_id(value: str | None) -> str | None:
               help="Delete again the conversations purged before that the store holds again: a copy made before their "
                    "purge was put back (bot restore does it for a copy of this deskbot's store).")
 @click.option("--forget-ledger-before", "forget_before", type=SINCE, default=None, metavar="DATE",
-              help="Forget the ledger's lines of the purges made before DATE, alone: give the date of the oldest copy "
-                   "of the store you still keep (bot backup's, a snapshot), since a copy made before DATE put back "
-                   "would keep the conversations those lines name.")
+              help="Forget the ledger's lines of the purges made before DATE, alone, beside the store and beside the "
+                   "copies bot backup made: give the date of the oldest copy of the store you still keep (bot "
+                   "backup's, a snapshot), since a copy made before DATE put back would keep the conversations those "
+                   "lines name.")
 def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime | None, user: str | None,
           dry_run: bool, again: bool, forget_before: datetime | None) -> None:
     """Delete conversations completely, and all that came of them.
