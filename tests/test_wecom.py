@@ -523,7 +523,8 @@ async def test_an_answer_message_send_fails_for_is_said_in_one_line_and_marked_u
 async def test_an_answer_owed_to_another_wecom_app_is_settled_not_sent_at_every_start(
         wecom_api: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
     """After corp_id changed, an answer a stopped server owed an employee of the old app raised ValueError,
-    which left it owed: every start took it over and failed again."""
+    which left it owed: every start took it over and failed again. The ValueError named the conversation by its id,
+    which names the employee, in the log's traceback."""
     bot, settled, marked, handed = FakeBot(), [], [], []
 
     async def announce(*args: Any) -> None:
@@ -541,6 +542,9 @@ async def test_an_answer_owed_to_another_wecom_app_is_settled_not_sent_at_every_
     await channel.close()
     assert (settled, marked, handed) == ([7], [42], [("wecom:ww-old:chen", True, "undelivered", "wecom")])
     assert f"the answer to {log_tag('wecom:ww-old:chen')} could not be sent" in caplog.text and wecom_api.sent == []
+    # nor does the traceback name the employee: the error names the conversation by its tag, as the log does
+    assert f"ValueError: not a conversation of this WeCom app: {log_tag('wecom:ww-old:chen')}" in caplog.text
+    assert "chen" not in caplog.text
 
 
 async def test_buttons_alone_owed_to_a_chinese_customer_are_offered_in_chinese(wecom_api: SimpleNamespace) -> None:

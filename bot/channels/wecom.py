@@ -573,7 +573,8 @@ class WeComChannel(PlatformChannel):
         """Send ``text``, already as WeCom shows it (:func:`plain_text`), in 2,048-byte pieces."""
         prefix, corp_id, user = conversation_id.split(":", 2)
         if prefix != self.name or corp_id != self.corp_id:
-            raise ValueError(f"not a conversation of this WeCom app: {conversation_id}")
+            # named by its tag, as the log names it: the id names the employee, and a traceback prints this
+            raise ValueError(f"not a conversation of this WeCom app: {log_tag(conversation_id)}")
         pieces = message_pieces(text, MAX_CONTENT_BYTES, size=lambda piece: len(piece.encode()))
         async with self._turn_of(user) as pace:
             await send_pieces(pieces, lambda piece: self._send_text(conversation_id, user, piece, pace), WeComMaybeSent)
