@@ -4,13 +4,18 @@ exception's text may quote."""
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 from types import TracebackType
 from typing import TypeAlias
 
 from dialogues.redact import redact
+from dialogues.store import log_tag
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# A Slack or WeCom conversation's id, as an exception may quote it (the store's KeyError of one): a WeCom one names the
+# employee (``wecom:{corp}:{userid}``), and the log names a conversation by its tag.
+PLATFORM_CONVERSATION = re.compile(r"(?<![A-Za-z0-9_.:@-])(?:slack|wecom):[A-Za-z0-9_.:@-]*[A-Za-z0-9_:@-]")
 ExcInfo: TypeAlias = "tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]"
 
 
@@ -52,12 +57,23 @@ def redacted_traceback(shown: traceback.TracebackException) -> list[str]:
         if id(each) in seen:
             continue
         seen.add(id(each))
-        each._str = redact(each._str)  # what str() of the exception said, which format_exception_only writes
+        each._str = as_logged(each._str)  # what str() of the exception said, which format_exception_only writes
         if each.__notes__:
-            each.__notes__ = [redact(str(note)) for note in each.__notes__]
+            each.__notes__ = [as_logged(str(note)) for note in each.__notes__]
         for field in ("msg", "text"):  # a SyntaxError's words and the line it quotes, written instead of _str
             if isinstance(getattr(each, field, None), str):
-                setattr(each, field, redact(getattr(each, field)))
+                setattr(each, field, as_logged(getattr(each, field)))
         pending.extend(linked for linked in (each.__cause__, each.__context__) if linked is not None)
         pending.extend(each.exceptions or ())
     return list(shown.format())
+
+
+def as_logged(said: str) -> str:
+    """What an exception said, as the log may keep it: redacted as the store keeps a message, and each Slack or WeCom
+    conversation's id in it put as its tag (:func:`log_tag`). The ids are set aside before the redaction, which would
+    take a WeCom userid that is an e-mail address and leave the rest of the id."""
+    ids = list(dict.fromkeys(PLATFORM_CONVERSATION.findall(said)))
+    said = PLATFORM_CONVERSATION.sub(lambda found: f"[CONVERSATION{ids.index(found[0])}]", said)
+    said = redact(said)
+    return re.sub(r"\[CONVERSATION(\d+)\]", lambda kept: log_tag(ids[int(kept[1])]) if int(kept[1]) < len(ids)
+                  else kept[0], said)

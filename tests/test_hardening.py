@@ -935,6 +935,20 @@ async def test_an_unhandled_errors_traceback_keeps_its_type_and_frames_not_the_c
     assert "jane.doe@example.com" not in said and "7911 123456" not in said
 
 
+def test_a_platform_conversations_id_in_a_traceback_is_put_as_its_tag(caplog: pytest.LogCaptureFixture) -> None:
+    """A KeyError of a WeCom conversation's id printed it whole in the log's traceback: it names the employee (here by
+    an e-mail address, which the redaction alone took leaving the rest of the id), and the log names a conversation
+    by its tag, which the agents' console finds it by."""
+    conversation = "wecom:ww1f2e:jane.doe@example.com"
+    try:
+        {}[conversation]
+    except KeyError:
+        logging.getLogger("deskbot").exception("the turn of %s failed", log_tag(conversation))
+    said = RedactedTracebacks(LOG_FORMAT).format(caplog.records[-1])
+    assert f"KeyError: '{log_tag(conversation)}'" in said
+    assert "jane" not in said and "ww1f2e" not in said
+
+
 async def test_a_damaged_store_is_said_once_with_what_to_do_and_the_server_is_not_ready(
         make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """A store with damaged pages (a failing disk) logged a traceback for each message that met one, which said
