@@ -15,12 +15,17 @@ from dialogues.store import log_tag
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # A Slack or WeCom conversation's id, as an exception may quote it (the store's KeyError of one): a WeCom one names the
 # employee (``wecom:{corp}:{userid}``), and the log names a conversation by its tag.
+# The loggers whose lines deskbot writes, which name a conversation and a client by their tags and quote no customer.
+# Another library's (asyncio's "Task exception was never retrieved", which quotes the task's exception; aiohttp's, which
+# names the client's address) is said as an exception's text is.
+DESKBOT_LOGGERS = ("deskbot", "bot", "dialogues", "finetune", "retrieval")
 PLATFORM_CONVERSATION = re.compile(r"(?<![A-Za-z0-9_.:@-])(?:slack|wecom):[A-Za-z0-9_.:@-]*[A-Za-z0-9_:@-]")
 ExcInfo: TypeAlias = "tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]"
 
 
 class RedactedTracebacks(logging.Formatter):
-    """A formatter whose tracebacks keep the exception's type and every frame (file, line, function and its source
+    """A formatter whose lines of other libraries than deskbot's are redacted (:func:`as_logged`), and whose
+    tracebacks keep the exception's type and every frame (file, line, function and its source
     line: deskbot's and the shop's code), and its text redacted as the store keeps a message (:func:`redact`).
     deskbot's log lines name a conversation by its tag and never quote a customer, but a traceback printed what the
     exception said, and exceptions often quote the value they failed on: a ``ValueError`` quoting the message, a
@@ -39,6 +44,11 @@ class RedactedTracebacks(logging.Formatter):
             return super().format(record)
         finally:
             record.exc_text = cached
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802  (logging's name)
+        if record.name.partition(".")[0] not in DESKBOT_LOGGERS:
+            record.message = as_logged(record.message)
+        return super().formatMessage(record)
 
     def formatException(self, ei: ExcInfo) -> str:  # noqa: N802  (logging's name)
         kind, value, tb = ei

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import hashlib
 import hmac
 import json
@@ -933,6 +934,22 @@ async def test_an_unhandled_errors_traceback_keeps_its_type_and_frames_not_the_c
     assert "KeyError: [EMAIL]" in said and "During handling of the above exception" in said
     assert "ValueError: cannot read 'where is my order? mail me at [EMAIL] or call [PHONE]'" in said
     assert "jane.doe@example.com" not in said and "7911 123456" not in said
+
+
+async def test_another_librarys_line_is_redacted_as_a_traceback_is(caplog: pytest.LogCaptureFixture) -> None:
+    """asyncio's "Task exception was never retrieved" line quotes the task's exception in its own words, before the
+    traceback (``exception=ValueError('… jane.doe@example.com')``): the traceback was redacted, and its line not."""
+    async def failing(address: str) -> None:
+        raise ValueError(f"no order for {address}")
+
+    task = asyncio.ensure_future(failing("jane.doe@example.com"))
+    await asyncio.wait([task])
+    del task  # never retrieved: asyncio says so as the task goes
+    gc.collect()
+    [record] = [r for r in caplog.records if r.name == "asyncio"]
+    said = RedactedTracebacks(LOG_FORMAT).format(record)
+    assert "Task exception was never retrieved" in said and "exception=ValueError('no order for [EMAIL]')" in said
+    assert "ValueError: no order for [EMAIL]" in said and "jane" not in said
 
 
 def test_a_platform_conversations_id_in_a_traceback_is_put_as_its_tag(caplog: pytest.LogCaptureFixture) -> None:

@@ -95,7 +95,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 
     from aiohttp import web
 
-    from bot.log_format import LOG_FORMAT, RedactedTracebacks
+    from bot.log_format import DESKBOT_LOGGERS, LOG_FORMAT, RedactedTracebacks
     from bot.server import BOT, HUNG_UP, RESPONSE_GRACE_S, create_app, stop_on_sighup, stop_on_sigterm
 
     project = load_bot(directory)
@@ -124,7 +124,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     said = logging.StreamHandler()
     said.setFormatter(RedactedTracebacks(LOG_FORMAT))
     logging.basicConfig(handlers=[said])
-    for name in ("deskbot", "bot", "dialogues", "finetune", "retrieval", "aiohttp.server"):
+    for name in (*DESKBOT_LOGGERS, "aiohttp.server"):
         logging.getLogger(name).setLevel(level)
     log = logging.getLogger("deskbot.serve")  # its start (with the address bound) and stop are said at any level
     log.setLevel(logging.INFO)
