@@ -10,7 +10,6 @@ not run (one that asks a question still counts as answering its intent).
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +22,7 @@ from bot.nlu import Analysis
 from bot.policy import Decision, decide, handing_off
 from bot.project import Project, button_payloads
 from dialogues.holding import acknowledges, asks_for_a_person, says_wrong, wordless
+from finetune.evaluation import write_report
 from finetune.metrics import OOS
 
 REPORT = "reply_report.json"
@@ -138,6 +138,5 @@ def evaluate_replies(project: Project, rows: list[dict[str, Any]], texts: list[s
     figures = {"right": outcomes["right"], "wrong": outcomes["wrong"], "fallback": outcomes["fallback"],
                "by_source": {kind: dict(counts) for kind, counts in sorted(by_source.items())}}
     results.mkdir(parents=True, exist_ok=True)
-    (results / REPORT).write_text(json.dumps({"figures": figures, "misses": misses}, indent=1, ensure_ascii=False),
-                                  encoding="utf-8")
+    write_report(results / REPORT, {"figures": figures, "misses": misses})
     return figures

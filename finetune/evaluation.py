@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from finetune.durable import replaced
 from finetune.metrics import OOS, auroc_by_kind, evaluate, intent_report
 
 if TYPE_CHECKING:  # the classifier imports torch, which reading a test file or `bot init --from-jsonl` never needs
@@ -46,13 +47,19 @@ def evaluate_model(labels: list[str], version: str, rows: list[dict[str, Any]], 
     gold = [t if t in known else OOS for t in truth]
     errors = [{"text": t, "intent": g, "predicted": f, "confidence": round(p.confidence, 4)}
               for t, g, f, p in zip(texts, gold, final, predictions) if g != f]
-    (results / "intent_report.json").write_text(
-        json.dumps({"figures": figures, **intent_report(gold, final), "errors": errors}, indent=1, ensure_ascii=False),
-        encoding="utf-8")
+    write_report(results / "intent_report.json", {"figures": figures, **intent_report(gold, final), "errors": errors})
     _confusion(gold, final, results / "intent_confusion_matrix.png")
     _histogram(gold, predicted, scores, results / "intent_histogram.png", threshold)
     figures["results"] = str(results)
     return figures
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """``report`` as JSON to ``path``, made for its owner alone (:func:`~finetune.durable.replaced`), as `bot export`'s
+    file is: it quotes the test file's questions, often ones customers asked, and the results folder is the bot
+    folder's, which every account on the machine may read."""
+    with replaced(path, private=True) as out:
+        out.write(json.dumps(report, indent=1, ensure_ascii=False))
 
 
 def _pyplot() -> ModuleType:

@@ -334,7 +334,8 @@ def test_eval_scores_the_model_as_bot_serve_runs_it(tiny_demo_bot: Path, tmp_pat
 
 
 def test_eval_counts_what_the_bot_answers(tiny_demo_bot: Path, tmp_path: Path) -> None:
-    """Each question through the reply policy: right, wrong or the fallback, by source, and the misses listed."""
+    """Each question through the reply policy: right, wrong or the fallback, by source, and the misses listed, in a
+    report for its owner alone (it was readable by every account on the machine, the test file's questions in it)."""
     rows = [json.loads(line) for line in (tiny_demo_bot / "test.jsonl").read_text().splitlines()]
     rows.append({"text": "tell me a joke", "intent": "oos"})
     test = write_jsonl(tmp_path / "test.jsonl", rows)
@@ -347,6 +348,9 @@ def test_eval_counts_what_the_bot_answers(tiny_demo_bot: Path, tmp_path: Path) -
     misses = json.loads((tmp_path / "results" / "reply_report.json").read_text())["misses"]
     assert len(misses) == replies["wrong"] + replies["fallback"]
     assert all(m["outcome"] in ("wrong", "fallback") and m["reply"] is not None for m in misses)
+    # each report quotes the test file's questions, often customers': for the owner alone, as bot export's file
+    for report in ("reply_report.json", "intent_report.json"):
+        assert (tmp_path / "results" / report).stat().st_mode & 0o777 == 0o600, report
 
 
 def test_eval_reads_intents_as_nlu_yml_holds_them_and_names_the_unknown(tiny_demo_bot: Path, tmp_path: Path) -> None:
