@@ -4385,7 +4385,9 @@ def test_bot_purge_forgets_the_ledgers_lines_older_than_the_oldest_copy_kept(tmp
 def test_bot_purge_forgets_the_ledgers_lines_beside_the_backups_too(tmp_path: Path, root: Path) -> None:
     """`bot purge --forget-ledger-before DATE` forgot the ledger's older lines beside the store alone: the ledger `bot
     backup` copies beside each of its copies kept every line of every purge for as long as the copy was kept. The same
-    lines go there too, beside each copy still there; one deleted since is passed over."""
+    lines go there too, beside each copy still there; one deleted since is passed over. A date after one of those
+    copies was made is refused, as one after a copy beside the store is: put back, it would keep what was purged
+    after it was made."""
     store = Store(root / "dialogues.db")
     for conversation in ("long-ago", "lately", "kept"):
         user_turn(store, conversation, "my address is 1 Main St")
@@ -4403,6 +4405,12 @@ def test_bot_purge_forgets_the_ledgers_lines_beside_the_backups_too(tmp_path: Pa
     assert len(copy.read_text().splitlines()) == 2
     for beside in (gone, purged_ledger(gone), ledger_key(gone)):
         beside.unlink()
+    made = os.stat(backups / copy.stem).st_mtime
+    os.utime(backups / copy.stem, (datetime(2025, 12, 1).timestamp(),) * 2)  # as if kept since last December
+    refused = CliRunner().invoke(cli, ["purge", str(root), "--forget-ledger-before", "2026-01-01"])
+    assert refused.exit_code == 1 and f"{backups / copy.stem}, made by bot backup, is older" in refused.output
+    assert len(ledger.read_text().splitlines()) == len(copy.read_text().splitlines()) == 2
+    os.utime(backups / copy.stem, (made, made))
 
     forgot = CliRunner().invoke(cli, ["purge", str(root), "--forget-ledger-before", "2026-01-01"])
     assert forgot.exit_code == 0, forgot.output

@@ -240,8 +240,8 @@ def _purge_again(project: Project, copy: Path) -> None:
 
 def _forget_ledger(project: Project, before: datetime) -> None:
     """Forget the ledger's lines of the purges made before ``before`` (:func:`~dialogues.store.forget_ledger_before`),
-    refused where a copy of the store deskbot keeps beside it (an upgrade's, one `bot restore` put aside) is older: put
-    back, it would keep the conversations those lines name. The same lines go from the ledgers `bot backup` copied
+    refused where a copy of the store deskbot keeps beside it (an upgrade's, one `bot restore` put aside) or one `bot
+    backup` made is older: put back, it would keep the conversations those lines name. The same lines go from the ledgers `bot backup` copied
     beside its copies, where they are still (:func:`~dialogues.store.listed_ledger_copies`): a purge forgotten beside
     the store stayed beside every backup for as long as it was kept. The copies kept elsewhere are the shop's to know."""
     from dialogues.store import forget_ledger_before, listed_ledger_copies, purged_ledger, unix_time
@@ -255,6 +255,11 @@ def _forget_ledger(project: Project, before: datetime) -> None:
     if older:
         fail(f"{', '.join(older)}, beside the store, {'is' if len(older) == 1 else 'are'} older than {said}: put back, "
              "a copy holds the conversations purged after it was made; delete it first, or give its date")
+    backups = [str(copy) for copy in listed_ledger_copies(project.db_path) if _made_before(copy, at)]
+    if backups:
+        fail(f"{', '.join(backups)}, made by bot backup, {'is' if len(backups) == 1 else 'are'} older than {said}: put "
+             "back, a copy holds the conversations purged after it was made; delete it first (bot backup --keep "
+             "prunes a folder's dated copies), or give its date")
     forgot = forget_ledger_before(project.db_path, at)
     click.echo(f"Forgot {plural(forgot, 'line')} of {purged_ledger(project.db_path)}, the purges made before {said}: a "
                "copy of the store made before then, put back, keeps the conversations they named", err=True)
@@ -266,6 +271,14 @@ def _forget_ledger(project: Project, before: datetime) -> None:
                        "can be written, or delete that backup", err=True)
             continue
         click.echo(f"Forgot {plural(forgot, 'line')} of {purged_ledger(copy)}, beside a backup", err=True)
+
+
+def _made_before(copy: Path, at: float) -> bool:
+    """Whether the store copy ``copy`` was last written before ``at`` (unix time); not if it cannot be read."""
+    try:
+        return copy.stat().st_mtime < at
+    except OSError:  # deleted since, or on a disk not mounted
+        return False
 
 
 def _say_purged_again(project: Project) -> None:
