@@ -133,8 +133,9 @@ class ActionResult:
         except ValidationError as exc:  # an action server is the shop's code, or a proxy in front of it
             error = exc.errors()[0]
             where = ".".join(str(part) for part in error["loc"])
-            raise ActionError(f"{who}: not a rasa-sdk action answer: {where + ': ' if where else ''}{error['msg']}"
-                              ) from None
+            # redacted as a reply is stored: deskbot's own checks quote the value they refuse, often the customer's
+            raise ActionError(f"{who}: not a rasa-sdk action answer: {where + ': ' if where else ''}"
+                              f"{redact(error['msg'])}") from None
         result = cls(messages=[m.model_dump(exclude_none=True) for m in said],
                      events=[e.model_dump(exclude_unset=True) for e in answer.events])
         if ignored := sorted({e.event for e in answer.events if e.event != "active_loop"} - APPLIED_EVENTS

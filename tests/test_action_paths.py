@@ -895,6 +895,18 @@ def test_what_an_action_sent_that_was_left_out_is_logged_redacted(caplog: pytest
     assert "jane@example.com" not in caplog.text and "7946" not in caplog.text
 
 
+def test_a_value_an_actions_answer_is_refused_for_is_quoted_redacted() -> None:
+    """An answer refused for a value deskbot's checks quote (requested_slot set to the customer's details rather than
+    a slot's name) was logged with the value as it came, the customer's e-mail address in the server's log."""
+    answer = {"events": [{"event": "slot", "name": "requested_slot", "value": {"email": "jane@example.com"}}]}
+    with pytest.raises(ActionError) as refused:
+        ActionResult.from_response(answer, "action_ask")
+    assert str(refused.value).startswith("action 'action_ask': not a rasa-sdk action answer: events.0: Value error, "
+                                         "requested_slot names the slot the action asks for")
+    assert "not dict {'email': " in str(refused.value) and "[EMAIL]" in str(refused.value)
+    assert "jane" not in str(refused.value)
+
+
 async def test_an_action_answered_reads_itself_as_the_active_loop_as_a_rasa_form_does_on_both_paths(
         action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
     """As Rasa's tracker names the active form: tracker.active_loop_name was None even for the action run with the
