@@ -13,12 +13,12 @@ from dialogues.redact import redact
 from dialogues.store import log_tag
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# A Slack or WeCom conversation's id, as an exception may quote it (the store's KeyError of one): a WeCom one names the
-# employee (``wecom:{corp}:{userid}``), and the log names a conversation by its tag.
 # The loggers whose lines deskbot writes, which name a conversation and a client by their tags and quote no customer.
 # Another library's (asyncio's "Task exception was never retrieved", which quotes the task's exception; aiohttp's, which
 # names the client's address) is said as an exception's text is.
 DESKBOT_LOGGERS = ("deskbot", "bot", "dialogues", "finetune", "retrieval")
+# A Slack or WeCom conversation's id, as an exception may quote it (the store's KeyError of one): a WeCom one names the
+# employee (``wecom:{corp}:{userid}``), and the log names a conversation by its tag.
 PLATFORM_CONVERSATION = re.compile(r"(?<![A-Za-z0-9_.:@-])(?:slack|wecom):[A-Za-z0-9_.:@-]*[A-Za-z0-9_:@-]")
 ExcInfo: TypeAlias = "tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]"
 

@@ -1039,8 +1039,8 @@ def copy_ledger(path: Path, dest: Path) -> bool:
 
 def ledger_copies(path: Path) -> Path:
     """Where the store at ``path`` lists the copies of it `bot backup` put its ledger beside (:func:`copy_ledger`), a
-    path a line: :func:`forget_ledger_before` forgets the same lines in those ledgers, or a line forgotten beside the
-    store would stay beside every backup kept, for as long as it is kept."""
+    path a line: `bot purge --forget-ledger-before` forgets the same lines in those ledgers, or a line forgotten beside
+    the store would stay beside every backup kept, for as long as it is kept."""
     return path.with_name(f"{path.name}.purged.copies")
 
 

@@ -241,9 +241,10 @@ def _purge_again(project: Project, copy: Path) -> None:
 def _forget_ledger(project: Project, before: datetime) -> None:
     """Forget the ledger's lines of the purges made before ``before`` (:func:`~dialogues.store.forget_ledger_before`),
     refused where a copy of the store deskbot keeps beside it (an upgrade's, one `bot restore` put aside) or one `bot
-    backup` made is older: put back, it would keep the conversations those lines name. The same lines go from the ledgers `bot backup` copied
-    beside its copies, where they are still (:func:`~dialogues.store.listed_ledger_copies`): a purge forgotten beside
-    the store stayed beside every backup for as long as it was kept. The copies kept elsewhere are the shop's to know."""
+    backup` made is older: put back, it would keep the conversations those lines name. The same lines go from the
+    ledgers `bot backup` copied beside its copies, where they are still (:func:`~dialogues.store.listed_ledger_copies`):
+    a purge forgotten beside the store stayed beside every backup for as long as it was kept. The copies kept
+    elsewhere are the shop's to know."""
     from dialogues.store import forget_ledger_before, listed_ledger_copies, purged_ledger, unix_time
 
     at, said = unix_time(before), before.isoformat(sep=" ", timespec="seconds")

@@ -120,7 +120,8 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
         fail(f"cannot serve on {host}:{port}: {reason}{hint}")
     # deskbot's own lines (a model swapped in, a request its client broke) at INFO, or DESKBOT_LOG_LEVEL, with
     # the time; every request is not one of them: the reverse proxy's access log has those, and /metrics counts them.
-    # A traceback's exception text redacted (RedactedTracebacks): it may quote what a customer wrote.
+    # A traceback's exception text and other libraries' lines redacted (RedactedTracebacks): they may quote what a
+    # customer wrote.
     said = logging.StreamHandler()
     said.setFormatter(RedactedTracebacks(LOG_FORMAT))
     logging.basicConfig(handlers=[said])
