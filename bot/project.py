@@ -1108,30 +1108,37 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> tuple[ProjectE
     and an editor whose Tab key types a tab) is told in one run, with whatever else YAML then refuses, not one a
     run. With it, the text as mended where YAML reads it to the end and each mend is sure (a full-width character's
     half-width one, not a tab's guessed indentation, nor a key YAML read as text), for the file's other checks to be
-    made on it in the same run; else None."""
+    made on it in the same run; else None. A file indented with tabs throughout is read with its tabs as the editor
+    showed them (:func:`_tabs_read_on`), each such line told, and its other checks made on it as so read."""
     said: list[tuple[int, str]] = []  # each mistake, after its line
-    guessed = False  # whether a tab's indentation was guessed at
+    tabs_read = False  # whether the file was read on with every indentation's tabs as spaces
     read_through: str | None = None
     while True:
         mark, context, opened = (getattr(exc, name, None) for name in ("problem_mark", "context", "context_mark"))
-        where = _at(path, mark.line + 1 if mark else None)
-        # What was open when the problem was found, and where: a quote never closed is found at the file's end
-        since = f" ({context}, on line {opened.line + 1})" if context and opened and mark and opened.line != mark.line else ""
         problem = str(getattr(exc, "problem", None) or exc)
         lines = _YAML_BREAK.split(text)
-        before = next((line for line in reversed(lines[:mark.line] if mark else []) if line.strip()), "")
-        near = range((opened or mark).line - 1, mark.line + 2) if mark else range(0)
-        quoted = range((opened or mark).line, mark.line + 1) if mark else range(0)
-        full_width, mended_line = _full_width_fix(lines, near)
-        fix = (_yaml_fix(problem, before) or full_width or _quote_fix(lines, quoted)
-               or _indent_fix(problem, context, opened, mark, lines))
-        said.append((mark.line if mark else 0, f"{where}: malformed YAML: {problem}{since}{fix}"))
-        if mark and "'\\t'" in problem and "\t" in lines[mark.line]:
-            mends, guessed = _tab_mends(lines, mark.line), True
+        tab = mark is not None and "'\\t'" in problem and "\t" in lines[mark.line]
+        if tab and not tabs_read and mark and (whole := _tabs_read_on(lines, mark.line)) is not None:
+            tabs_read, read = True, whole
+            said.extend(_tab_mistakes(path, lines))
         else:
-            mends = [mended_line] if mended_line is not None and fix == full_width else []
-        if not mends or len(said) > MAX_YAML_MISTAKES or (read := _read_on(lines, mends)) is None:
-            break
+            where = _at(path, mark.line + 1 if mark else None)
+            # What was open when the problem was found, and where: a quote never closed is found at the file's end
+            since = (f" ({context}, on line {opened.line + 1})"
+                     if context and opened and mark and opened.line != mark.line else "")
+            before = next((line for line in reversed(lines[:mark.line] if mark else []) if line.strip()), "")
+            near = range((opened or mark).line - 1, mark.line + 2) if mark else range(0)
+            quoted = range((opened or mark).line, mark.line + 1) if mark else range(0)
+            full_width, mended_line = _full_width_fix(lines, near)
+            fix = (_yaml_fix(problem, before) or full_width or _quote_fix(lines, quoted)
+                   or _indent_fix(problem, context, opened, mark, lines))
+            said.append((mark.line if mark else 0, f"{where}: malformed YAML: {problem}{since}{fix}"))
+            if tab and mark:
+                mends = _tab_mends(lines, mark.line)
+            else:
+                mends = [mended_line] if mended_line is not None and fix == full_width else []
+            if not mends or len(said) > MAX_YAML_MISTAKES or (read := _read_on(lines, mends)) is None:
+                break
         text, node = read
         if isinstance(node, yaml.YAMLError):
             exc = node
@@ -1143,10 +1150,53 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> tuple[ProjectE
                    for scalar in _plain_scalars(node) for n in range(scalar.start_mark.line, scalar.end_mark.line + 1)
                    if (key := _FULL_WIDTH_KEY.match(mended[n]))]
         said.extend(as_text)
-        read_through = None if guessed or as_text else text
+        read_through = None if as_text else text
         break
     told = [mistake for _, mistake in sorted(said, key=lambda item: item[0])]
     return ProjectErrors(told) if len(told) > 1 else ProjectError(told[0]), read_through
+
+
+def _tabs_read_on(lines: list[str], n: int) -> tuple[str, yaml.Node | None | yaml.YAMLError] | None:
+    """The file of ``lines``, whose line ``n`` YAML refused for a tab, with the tabs of every line's indentation (and
+    after its ``-``) as the spaces to the stops of ``_TAB_STOPS`` that YAML reads furthest with (an editor whose Tab key types a tab indents a
+    whole file so, lined up at its own stops), and what YAML makes of it: its node tree, or the error it stops at
+    further on; None where no stops read past line ``n``, the file's tabs then mended a line at a time."""
+    best: tuple[float, str, yaml.Node | None | yaml.YAMLError] | None = None  # how far YAML read, the text, what it made
+    for stops in _TAB_STOPS:
+        text = "\n".join(_tabs_as_spaces(line, stops) for line in lines)
+        try:
+            reached, read = float("inf"), _parse_yaml(text)[1]
+        except yaml.reader.ReaderError:  # said as the file's one mistake once the lines are mended
+            return None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            reached, read = (mark.line if mark is not None else -1), exc
+        if reached > n and (best is None or reached > best[0]):
+            best = reached, text, read
+    return None if best is None else (best[1], best[2])
+
+
+def _tab_mistakes(path: Path, lines: list[str]) -> list[tuple[int, str]]:
+    """Each line of ``lines`` indented with a tab, after its index, said as YAML refuses it (up to
+    ``MAX_YAML_MISTAKES`` of them, then how many more there are)."""
+    tabbed = [n for n, line in enumerate(lines) if "\t" in _TAB_INDENT.match(line)[0] and line.strip()]  # type: ignore[index]
+    said = [(n, f"{_at(path, n + 1)}: malformed YAML: found character '\\t' that cannot start any token; indent with "
+                "spaces: YAML takes no tabs there") for n in tabbed[:MAX_YAML_MISTAKES]]
+    if more := tabbed[MAX_YAML_MISTAKES:]:
+        said.append((more[0], f"{_at(path, more[0] + 1)}: and {len(more)} more line{'s' * (len(more) != 1)} from "
+                              f"here on are indented with tabs: indent them with spaces"))
+    return said
+
+
+def _tabs_as_spaces(line: str, stops: int) -> str:
+    """``line`` with the tabs of its indentation and bullets as the spaces to the next of ``stops``; those in its text
+    (a tab in a quoted text, or in an example) are left as written."""
+    indent = _TAB_INDENT.match(line)[0]  # type: ignore[index]
+    return indent.expandtabs(stops) + line[len(indent):]
+
+
+# A line's indentation and its list bullets, where an editor's Tab key puts its tabs ("\t- hi", "-\tintent: greet")
+_TAB_INDENT = re.compile(r"[ \t]*(?:-[ \t]+)*")
 
 
 def _tab_mends(lines: list[str], n: int) -> list[tuple[int, str]]:

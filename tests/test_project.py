@@ -1411,7 +1411,7 @@ def test_each_bad_regex_of_an_entry_is_told_in_one_run(tmp_path: Path) -> None:
 def test_a_files_other_mistakes_are_told_with_its_mended_yaml(tmp_path: Path) -> None:
     """A file whose YAML a full-width colon broke had its other mistakes (a '・' bullet in
     an examples block, a misspelt key) told only once its YAML was mended: they are told in the same run, read on the
-    file as mended. A tab's guessed indentation is not read on so."""
+    file as mended, and so are a file's indented with a tab, read on as lined up."""
     (tmp_path / "bot.yml").write_text("name: t\nthresholds：\n  intent: 0.5\nfalback: {}\n")
     nlu = tmp_path / "nlu.yml"
     nlu.write_text("nlu:\n- intent：greet\n  examples: |\n    - hi\n    ・hello\n- intent: bye\n  examples: |\n"
@@ -1425,7 +1425,7 @@ def test_a_files_other_mistakes_are_told_with_its_mended_yaml(tmp_path: Path) ->
                        "is: write '- hello'")
     nlu.write_text("nlu:\n- intent: greet\n  examples: |\n    - hi\n    ・hello\n- intent: bye\n\texamples: |\n"
                    "    - bye\n")
-    assert [line.split(": ")[0] for line in error_for(tmp_path).splitlines()][2:] == [f"{nlu}:7"]
+    assert [line.split(": ")[0] for line in error_for(tmp_path).splitlines()][2:] == [f"{nlu}:7", f"{nlu}:5"]
 
 
 def test_a_rasa_response_name_in_responses_yml_says_what_to_write(bot_dir: Path) -> None:
@@ -2218,7 +2218,51 @@ def test_every_line_indented_with_a_tab_is_told_in_one_run(bot_dir: Path) -> Non
     said = error_for(bot_dir).splitlines()
     tab = "malformed YAML: found character '\\t' that cannot start any token; indent with spaces: YAML takes no tabs there"
     ends = len(config.read_text().splitlines())
-    assert said == [f"{config}:{ends - 1}: {tab}", f"{config}:{ends}: {tab}", *(f"{nlu}:{n + 1}: {tab}" for n in tabbed)]
+    server = config.read_text().splitlines().index("server:") + 1  # the demo's own, which the appended one repeats
+    assert said == [f"{config}:{ends - 1}: {tab}", f"{config}:{ends}: {tab}",
+                    f"{config}:{ends - 2}: 'server' is already set on line {server}; merge the two",
+                    *(f"{nlu}:{n + 1}: {tab}" for n in tabbed)]
+
+
+def tabbed(text: str) -> str:
+    """``text`` as an editor whose Tab key types a tab writes it: a tab for each level of two spaces."""
+    return re.sub(r"(?m)^((?:  )+)", lambda indent: "\t" * (len(indent[1]) // 2), text)
+
+
+def test_a_file_indented_with_tabs_has_its_other_mistakes_told_in_the_same_run(tmp_path: Path) -> None:
+    """A file indented with tabs throughout (an editor whose Tab key types one, a tab a level) had its tabs told and
+    nothing else: a misspelt variable, a button to an unknown intent, an example under two intents were each told only
+    once the tabs were mended. They are told in the same run, with their lines, the file read with its tabs lined up as
+    the editor showed them (here as two spaces, which no line-by-line guess of four lines up), after a bullet too."""
+    (tmp_path / "bot.yml").write_text("name: t\n")
+    nlu, responses = tmp_path / "nlu.yml", tmp_path / "responses.yml"
+    nlu.write_text(tabbed("nlu:\n- intent: greet\n  examples: |\n    - hi\n    - hello\n-\tintent: bye\n  examples: |\n"
+                          "    - bye\n    - hello\n"))
+    responses.write_text(tabbed("responses:\n  greet:\n    - text: Hi {nmae}!\n      buttons:\n        - title: Bye\n"
+                                "          payload: /by\n  bye:\n    - text: Bye!\n"))
+    told = error_for(tmp_path).splitlines()
+    tab = "malformed YAML: found character '\\t' that cannot start any token; indent with spaces: YAML takes no tabs there"
+    assert told[:7] == [f"{nlu}:{n}: {tab}" for n in range(3, 10)]
+    assert told[7] == f"{nlu}:9: 'hello', an example of 'bye', is one of 'greet' too (line 5); keep it in one"
+    assert told[8:15] == [f"{responses}:{n}: {tab}" for n in range(2, 9)]
+    assert [line.split(": ")[:2] for line in told[15:]] == [
+        [f"{responses}:3", "responses.greet.0"], [f"{responses}:6", "responses.greet.0.buttons.0.payload"]], told
+    assert "{nmae}" in told[15] and "unknown intent 'by'" in told[16]
+
+
+def test_a_long_file_indented_with_tabs_is_told_in_a_few_lines(tmp_path: Path) -> None:
+    """A long nlu.yml indented with tabs is told a line each up to a limit, then in one line from where the rest start,
+    its other mistakes with it: read a line at a time, YAML would have been run once for each of its lines."""
+    (tmp_path / "bot.yml").write_text("name: t\n")
+    (tmp_path / "responses.yml").write_text("responses:\n  greet:\n    - text: Hi!\n")
+    nlu = tmp_path / "nlu.yml"
+    examples = "".join(f"    - hello number {n}\n" for n in range(60))
+    nlu.write_text(tabbed(f"nlu:\n- intent: greet\n  examples: |\n{examples}- intent: bye\n  examples: |\n    - bye\n"
+                          "    - hello number 7\n"))
+    told = error_for(tmp_path).splitlines()
+    assert len(told) == 52 and all("found character '\\t'" in line for line in told[:50]), told
+    assert told[50] == f"{nlu}:53: and 14 more lines from here on are indented with tabs: indent them with spaces"
+    assert told[51].startswith(f"{nlu}:67: 'hello number 7', an example of 'bye', is one of 'greet' too (line 11)")
 
 
 @pytest.mark.parametrize(("typed", "written", "fix"), [
@@ -2567,7 +2611,7 @@ def test_bot_check_tells_every_mistake_of_every_file_in_one_run(bot_dir: Path) -
     assert said[1].startswith(f"{responses}:") and "'check_payment_method'" in said[1] and "'track_refnd'" in said[2]
 
     config.write_text(written[config])
-    nlu.write_text(written[nlu].replace("  examples: |", "\texamples: |", 1))  # nlu.yml unread: no intent is known
+    nlu.write_text(written[nlu].replace("  examples: |", "\texamples: |", 1))  # nlu.yml read on as lined up
     responses.write_text(written[responses].replace(QUOTED, QUOTED + "\n      channel: rest"))
     checked = CliRunner().invoke(cli, ["check", str(bot_dir)])
     said = checked.output.removeprefix("Error: ").splitlines()
