@@ -1081,7 +1081,11 @@ def _load_yaml(path: Path, mistakes: Mistakes | None = None) -> tuple[Any, yaml.
     """Parse a YAML file, keeping the node tree so that errors can point at a line. A key set twice is added to
     ``mistakes``, the file read on as YAML reads it (the later one kept), or without them raised; so is malformed
     YAML that :func:`_yaml_mistakes` reads to the end as surely mended, the file read on so."""
-    text = _read_text(path)
+    text, spaced = _no_break_indents(path, _read_text(path))
+    if spaced:
+        if mistakes is None:
+            raise ProjectErrors(spaced) if len(spaced) > 1 else ProjectError(spaced[0])
+        mistakes.extend(spaced)  # the file read on with them as spaces, for its other mistakes to be told
     try:
         data, node = _parse_yaml(text)
     except yaml.reader.ReaderError as exc:  # a control character, such as a NUL pasted from elsewhere
@@ -1177,15 +1181,41 @@ def _tabs_read_on(lines: list[str], n: int) -> tuple[str, yaml.Node | None | yam
 
 
 def _tab_mistakes(path: Path, lines: list[str]) -> list[tuple[int, str]]:
-    """Each line of ``lines`` indented with a tab, after its index, said as YAML refuses it (up to
-    ``MAX_YAML_MISTAKES`` of them, then how many more there are)."""
+    """Each line of ``lines`` indented with a tab, after its index, said as YAML refuses it (:func:`_each_line`)."""
     tabbed = [n for n, line in enumerate(lines) if "\t" in _TAB_INDENT.match(line)[0] and line.strip()]  # type: ignore[index]
-    said = [(n, f"{_at(path, n + 1)}: malformed YAML: found character '\\t' that cannot start any token; indent with "
-                "spaces: YAML takes no tabs there") for n in tabbed[:MAX_YAML_MISTAKES]]
-    if more := tabbed[MAX_YAML_MISTAKES:]:
+    return _each_line(path, tabbed, "malformed YAML: found character '\\t' that cannot start any token; indent with "
+                                    "spaces: YAML takes no tabs there", "indented with tabs: indent them with spaces")
+
+
+def _each_line(path: Path, numbers: list[int], mistake: str, more_are: str) -> list[tuple[int, str]]:
+    """One ``mistake`` of the lines of index ``numbers``, each told with its line and index, up to
+    ``MAX_YAML_MISTAKES`` of them, then how many more lines from there on are ``more_are``: a file indented so
+    throughout would be told at a length that hides its other mistakes."""
+    said = [(n, f"{_at(path, n + 1)}: {mistake}") for n in numbers[:MAX_YAML_MISTAKES]]
+    if more := numbers[MAX_YAML_MISTAKES:]:
         said.append((more[0], f"{_at(path, more[0] + 1)}: and {len(more)} more line{'s' * (len(more) != 1)} from "
-                              f"here on are indented with tabs: indent them with spaces"))
+                              f"here on are {more_are}"))
     return said
+
+
+def _no_break_indents(path: Path, text: str) -> tuple[str, list[str]]:
+    """``text`` with the no-break spaces (U+00A0) of its lines' indentation as spaces, and each such line told: text
+    copied from Word or a web page has them, and YAML reads one as text, not as indentation, so that an indented key
+    (``\u00a0 retrieval: 0.6``) became a key of its own, "unknown key", or broke the file lines further on."""
+    lines = _YAML_BREAK.split(text)
+    spaced = [n for n, line in enumerate(lines) if (indent := _NO_BREAK_INDENT.match(line)) and line[indent.end():]]
+    if not spaced:
+        return text, []
+    for n in spaced:
+        lines[n] = _NO_BREAK_INDENT.sub(lambda indent: indent[0].replace("\u00a0", " "), lines[n], count=1)
+    told = _each_line(path, spaced, "the line is indented with a no-break space (U+00A0), as text copied from Word or a "
+                                    "web page is, which YAML does not read as a space: indent it with plain spaces",
+                      "indented with no-break spaces: indent them with plain spaces")
+    return "\n".join(lines), [said for _, said in told]
+
+
+# A line's indentation holding a no-break space
+_NO_BREAK_INDENT = re.compile(r"[ \t]*\u00a0[ \t\u00a0]*")
 
 
 def _tabs_as_spaces(line: str, stops: int) -> str:
@@ -1260,11 +1290,13 @@ MAX_YAML_MISTAKES = 50
 _FULL_WIDTH_KEY = re.compile(r"[ \t]*(?:-[ \t]+)?([A-Za-z_][\w-]*)[ \t]*：")
 _FULL_WIDTH_INDENT = re.compile(r"[ \t]*\u3000[ \t\u3000]*")
 _FULL_WIDTH_BULLET = re.compile(r"([ \t]*)([－・])[ \t\u3000]*")
+# A key followed by the no-break space (U+00A0) of text copied from Word or a web page, which YAML reads as text
+_NO_BREAK_KEY = re.compile(r"[ \t]*(?:-[ \t]+)?([A-Za-z_][\w-]*):\u00a0")
 
 
 def _full_width_fix(lines: list[str], near: range) -> tuple[str, tuple[int, str] | None]:
-    """How to mend a full-width colon after a key, a full-width space in an indentation or a full-width bullet on
-    one of the lines ``near`` a YAML error, which YAML names only as "mapping values are not allowed here" or "could
+    """How to mend a full-width colon after a key, a full-width space in an indentation, a full-width bullet or a
+    key's no-break space on one of the lines ``near`` a YAML error, which YAML names only as "mapping values are not allowed here" or "could
     not find expected ':'", on another line; and that line's index with the line mended (each full-width space as the
     two half-width ones it is as wide as), for the file to be read on, else None."""
     for n in (n for n in near if 0 <= n < len(lines)):
@@ -1278,6 +1310,10 @@ def _full_width_fix(lines: list[str], near: range) -> tuple[str, tuple[int, str]
         if bullet := _FULL_WIDTH_BULLET.match(line):
             return (f"; line {n + 1} starts with a full-width '{bullet[2]}', which is no YAML list item: write '- ' "
                     "(half-width)", (n, f"{bullet[1]}- {line[bullet.end():]}"))
+        if key := _NO_BREAK_KEY.match(line):
+            return (f"; line {n + 1} writes a no-break space (U+00A0) after '{key[1]}:', as text copied from Word or a "
+                    "web page has, which YAML does not read as a space: type a plain space",
+                    (n, line.replace(":\u00a0", ": ", 1)))
     return "", None
 
 
@@ -2099,7 +2135,7 @@ def regex_patterns(pattern: str) -> list[re.Pattern[str]]:
 
 # "- text:请提供订单号" (no space after the colon, or a full-width one, as Chinese input methods type them) is
 # YAML's text "text:请提供订单号", which customers were shown word for word.
-_KEY_WITHOUT_SPACE = re.compile(r"(text|buttons|language|channel)(?::(?=\S)|\s*：)")
+_KEY_WITHOUT_SPACE = re.compile(r"(text|buttons|language|channel)(?::(?=\S|\u00a0)|\s*：)")
 
 
 # The sections of a Rasa domain.yml besides its responses, which a migrating shop may paste into responses.yml, and
@@ -2196,8 +2232,11 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
     mistakes where it could never be shown (a variable or a condition nothing fills) or a button of it sends what the
     bot cannot read (:func:`read_responses` says which of its arguments does what)."""
     if isinstance(variant, str) and (key := _KEY_WITHOUT_SPACE.match(variant)):
+        space = ("a plain space after it: the one there is a no-break space (U+00A0), as text copied from Word or a web "
+                 "page has, which YAML does not read as one" if variant[key.end():].startswith("\u00a0") else
+                 "a space after it")
         raise _fail(path, node, loc, f"this variant is the text {variant[:30]!r}: write "
-                    f"'{key[1]}: ' with a half-width colon and a space after it")
+                    f"'{key[1]}: ' with a half-width colon and {space}")
     text_at = loc if isinstance(variant, str) else (*loc, "text")
     if isinstance(variant, str):
         variant = {"text": variant}

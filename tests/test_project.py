@@ -2275,6 +2275,9 @@ def test_a_long_file_indented_with_tabs_is_told_in_a_few_lines(tmp_path: Path) -
                                                        "write '- ' (half-width)"),
     ("- intent: acknowledge", "・intent: acknowledge", "starts with a full-width '・', which is no YAML list item: "
                                                       "write '- ' (half-width)"),
+    ("- intent: acknowledge", "- intent:\u00a0acknowledge", "writes a no-break space (U+00A0) after 'intent:', as text "
+                                                           "copied from Word or a web page has, which YAML does not read "
+                                                           "as a space: type a plain space"),
 ])
 def test_yaml_typed_with_a_chinese_input_methods_colon_or_space_says_so(bot_dir: Path, typed: str, written: str,
                                                                         fix: str) -> None:
@@ -2286,6 +2289,28 @@ def test_yaml_typed_with_a_chinese_input_methods_colon_or_space_says_so(bot_dir:
     lines[line - 1] = written
     path.write_text("\n".join(lines) + "\n")
     assert "malformed YAML: " in error_for(bot_dir) and f"; line {line} {fix}" in error_for(bot_dir)
+
+
+def test_a_line_indented_with_a_no_break_space_is_told_and_read_on(bot_dir: Path) -> None:
+    """Text copied from Word or a web page indents with no-break spaces (U+00A0), which YAML reads as text: an indented
+    bot.yml key became a key of its own, told as "'\\xa0 retrieval': unknown key; did you mean 'retrieval'?", and an
+    nlu.yml line so indented broke the file lines further on, its other mistakes untold. Each such line is told, and
+    the files read on as indented with spaces."""
+    config, nlu = bot_dir / "bot.yml", bot_dir / "nlu.yml"
+    config.write_text(config.read_text().replace("  retrieval:", "\u00a0 retrieval:", 1))
+    lines = nlu.read_text().splitlines()
+    examples = [n for n, line in enumerate(lines) if line.startswith("    - ")]
+    lines[examples[3]] = "\u00a0\u00a0\u00a0 " + lines[examples[3]].lstrip()
+    other = next(n for n in examples if n > [k for k, line in enumerate(lines) if line.startswith("- intent:")][1])
+    lines[other] = "    - " + lines[examples[3]].removeprefix("\u00a0\u00a0\u00a0 - ")  # under another intent too
+    nlu.write_text("\n".join(lines) + "\n")
+    said = error_for(bot_dir).splitlines()
+    spaced = ("the line is indented with a no-break space (U+00A0), as text copied from Word or a web page is, which "
+              "YAML does not read as a space: indent it with plain spaces")
+    retrieval = next(n for n, line in enumerate(config.read_text().splitlines(), 1) if "retrieval:" in line)
+    assert said[0] == f"{config}:{retrieval}: {spaced}", said
+    assert said[1] == f"{nlu}:{examples[3] + 1}: {spaced}"
+    assert said[2].startswith(f"{nlu}:{other + 1}: ") and "is one of" in said[2] and len(said) == 3, said
 
 
 def test_a_button_payload_with_a_trailing_space_selects_its_intent(bot_dir: Path) -> None:
@@ -2449,6 +2474,9 @@ def test_a_title_yaml_reads_as_a_boolean_says_to_quote_it(bot_dir: Path) -> None
 @pytest.mark.parametrize(("written", "said"), [
     ('- "text:请提供订单号。"', "this variant is the text 'text:请提供订单号。': write 'text: ' with a half-width colon"),
     ("- text：请提供订单号。", "this variant is the text 'text：请提供订单号。': write 'text: '"),
+    ("- text:\u00a0We ship in 2 days.", "this variant is the text 'text:\\xa0We ship in 2 days.': write 'text: ' with a "
+                                      "half-width colon and a plain space after it: the one there is a no-break space "
+                                      "(U+00A0), as text copied from Word or a web page has"),
     ("- text:", "text: Input should be a valid string: it is empty"),
     ("- text: 2024-12-12", "text: Input should be a valid string: YAML reads it as date datetime.date(2024, 12, 12); put it "
                            "in quotes"),
