@@ -2214,7 +2214,10 @@ def _response(path: Path, node: yaml.Node | None, intent: Any, variants: Any, in
             raise _fail(path, node, ("responses", intent), said)
     if isinstance(variants, (str, dict)):
         variants = [variants]
-    if not isinstance(variants, list) or not variants:
+    if variants is None or variants == []:  # "goodbye:" with its variants not written yet, or deleted
+        raise _fail(path, node, ("responses", intent), f"no variant to answer with: write one under it ('- text: ...'), "
+                                                       f"or remove '{intent}:'")
+    if not isinstance(variants, list):
         raise _fail(path, node, ("responses", intent), "expected a list of variants")
     parsed = []
     for j, variant in enumerate(variants):
@@ -2237,6 +2240,9 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
                  "a space after it")
         raise _fail(path, node, loc, f"this variant is the text {variant[:30]!r}: write "
                     f"'{key[1]}: ' with a half-width colon and {space}")
+    if variant is None:  # a '-' alone: pydantic said "Input should be a valid dictionary or instance of ResponseVariant"
+        raise _fail(path, node, loc, "this variant is empty: write its text after the '-' ('- text: ...'), or remove "
+                                     "the line")
     text_at = loc if isinstance(variant, str) else (*loc, "text")
     if isinstance(variant, str):
         variant = {"text": variant}

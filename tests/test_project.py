@@ -2492,6 +2492,24 @@ def test_a_variant_typed_as_a_chinese_input_method_types_it_is_refused(bot_dir: 
     assert said in error, error
 
 
+@pytest.mark.parametrize(("written", "line", "said"), [
+    ("  goodbye:\n", 0, "responses.goodbye: no variant to answer with: write one under it ('- text: ...'), or remove "
+                        "'goodbye:'"),
+    ("  goodbye: []\n", 0, "responses.goodbye: no variant to answer with"),
+    ("  goodbye:\n    -\n", 1, "responses.goodbye.0: this variant is empty: write its text after the '-' ('- text: "
+                                "...'), or remove the line"),
+])
+def test_an_empty_response_says_what_to_write(bot_dir: Path, written: str, line: int, said: str) -> None:
+    """A response whose variants were not written yet (or deleted) said "expected a list of variants", and a '-' left
+    alone "Input should be a valid dictionary or instance of ResponseVariant"."""
+    path = bot_dir / "responses.yml"
+    lines = path.read_text().splitlines(keepends=True)
+    start = lines.index("  goodbye:\n")
+    end = next(n for n in range(start + 1, len(lines)) if not lines[n].startswith("    "))
+    path.write_text("".join([*lines[:start], written, *lines[end:]]))
+    assert f"{path}:{start + 1 + line}: {said}" in error_for(bot_dir).splitlines()[0]
+
+
 def test_a_fallback_title_past_slacks_limit_is_refused_as_a_templates_is() -> None:
     """A 76-character fallback title loaded, where the same title on a template's button was refused."""
     with pytest.raises(ValidationError, match="a button title has 75 characters at most"):
