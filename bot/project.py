@@ -743,6 +743,8 @@ class Project:
     roled_entities: dict[str, int | None] = field(default_factory=dict)
     # Intents nlu.yml lists in more than one entry, each with the lines of its entries: read as one, as Rasa does
     repeated_intents: dict[str, list[int | None]] = field(default_factory=dict)
+    # nlu.yml's examples longer than a customer's message may be, each with its line: trained on, as written
+    long_examples: list[tuple[int | None, Example]] = field(default_factory=list)
 
     @functools.cached_property
     def intents(self) -> list[str]:
@@ -1937,6 +1939,9 @@ class NluFile(NamedTuple):
     # The intents listed in more than one entry, each with its entries' lines: their examples are one intent's, as
     # Rasa reads them, but a second entry may be a pasted block, or a name meant to be another's.
     repeated: dict[str, list[int | None]]
+    # The examples longer than a customer's message may be (a ticket's whole thread pasted as one), with their lines:
+    # no customer sends one, and the classifier reads its start alone, but lowering the limit leaves the bot loading.
+    long: list[tuple[int | None, Example]]
 
 
 # Rasa's training data may hold responses (its retrieval intents' answers, utter_faq/returns), which deskbot reads
@@ -1945,11 +1950,13 @@ NLU_RESPONSES = ("deskbot reads responses from responses.yml: move them there, e
                  "(`faq/returns:` for a retrieval intent's `utter_faq/returns:`)")
 
 
-def read_nlu(path: Path, slots: tuple[str, ...], mistakes: Mistakes) -> tuple[NluFile | None, set[str]]:
+def read_nlu(path: Path, slots: tuple[str, ...], mistakes: Mistakes,
+             max_chars: int) -> tuple[NluFile | None, set[str]]:
     """Read intents and examples in Rasa's ``nlu.yml`` format, and its entities (:class:`NluFile`; None where it does
     not parse), with each of its mistakes noted in ``mistakes`` (an entry or an example at fault left
     out), and the names of its intents, those of the entries left out among them, which bot.yml and
-    responses.yml are checked against all the same. ``slots`` are the bot's own, which no regex or lookup may name."""
+    responses.yml are checked against all the same. ``slots`` are the bot's own, which no regex or lookup may name;
+    ``max_chars`` is the longest message a customer may send (server.max_message_chars)."""
     with mistakes.noted():
         data, node = _load_yaml(path, mistakes)
         if not isinstance(data, dict) or not isinstance(data.get("nlu"), list):
@@ -1959,7 +1966,7 @@ def read_nlu(path: Path, slots: tuple[str, ...], mistakes: Mistakes) -> tuple[Nl
                                                              "(intents, examples and regexes); " + (
                                                                  NLU_RESPONSES if extra == "responses" else
                                                                  "deskbot has no stories or rules"))))
-        return _nlu_entries(path, node, data["nlu"], slots, mistakes)
+        return _nlu_entries(path, node, data["nlu"], slots, mistakes, max_chars)
     return None, set()
 
 
@@ -1970,7 +1977,7 @@ _ENTRY_KINDS_IN_CHINESE = {"意图": "intent", "意圖": "intent", "正则": "re
 
 
 def _nlu_entries(path: Path, node: yaml.Node | None, items: list[Any], slots: tuple[str, ...],
-                 mistakes: Mistakes) -> tuple[NluFile, set[str]]:
+                 mistakes: Mistakes, max_chars: int) -> tuple[NluFile, set[str]]:
     """nlu.yml's entries (``items``), as :func:`read_nlu` reads them: each entry's mistakes noted, and the entry left
     out."""
     source = functools.cache(lambda: _YAML_BREAK.split(_read_text(path)))  # the lines, for :func:`_joined`
@@ -1979,6 +1986,7 @@ def _nlu_entries(path: Path, node: yaml.Node | None, items: list[Any], slots: tu
     labelled: dict[str, tuple[str, int | None]] = {}  # same_example(text) -> its intent and line
     alike: dict[str, tuple[Example, int | None]] = {}  # same_text(text) -> its first example and line
     twins: list[Twins] = []
+    long: list[tuple[int | None, Example]] = []
     annotated: dict[str, int | None] = {}  # entity -> the line of its first annotation
     roled: dict[str, int | None] = {}  # entity -> the line of its first annotation giving it a role or a group
     synonyms: dict[str, str] = {}
@@ -2008,6 +2016,8 @@ def _nlu_entries(path: Path, node: yaml.Node | None, items: list[Any], slots: tu
                                         f"too (line {first}); keep it in one")
                         continue
                     examples.append(Example(text, name))
+                    if len(text) > max_chars:
+                        long.append((line, examples[-1]))
                     first_example, first_line = alike.setdefault(same_text(text), (examples[-1], line))
                     if first_example.intent != name:
                         twins.append(Twins(first_example, first_line, examples[-1], line))
@@ -2019,7 +2029,7 @@ def _nlu_entries(path: Path, node: yaml.Node | None, items: list[Any], slots: tu
         mistakes.append(str(_fail(path, node, ("nlu",), "at least two intents are needed")))
     unread = {entity: line for entity, line in annotated.items() if entity not in patterns}
     repeated = {name: lines for name, lines in entries.items() if len(lines) > 1}
-    return NluFile(examples, patterns, unread, synonyms, twins, roled, repeated), named
+    return NluFile(examples, patterns, unread, synonyms, twins, roled, repeated, long), named
 
 
 def _kind_meant(item: dict[Any, Any]) -> str:
@@ -2762,7 +2772,8 @@ def load_project(root: Path | str) -> Project:
     mistakes = Mistakes(rasa_files(root))
     config, language_read = read_config(root / "bot.yml", mistakes)
     kept = kept_slots(config.language if config else "en")
-    nlu, named_intents = read_nlu(root / "nlu.yml", entityless_slots(kept), mistakes)
+    nlu, named_intents = read_nlu(root / "nlu.yml", entityless_slots(kept), mistakes,
+                                  (config or BotConfig()).server.max_message_chars)
     intents = named_intents if nlu is not None else None
     language = config.language if config and language_read else None
     languages = () if language is None else LANGUAGES if language == "multi" else (language,)
@@ -2792,7 +2803,7 @@ def load_project(root: Path | str) -> Project:
     mistakes.raise_any()
     assert config is not None and nlu is not None  # else a mistake was noted
     return Project(root, config, nlu.examples, nlu.patterns, responses, history, nlu.unread, nlu.synonyms, nlu.twins,
-                   long_questions, nlu.roled, nlu.repeated)
+                   long_questions, nlu.roled, nlu.repeated, nlu.long)
 
 
 def _intents_named(config: BotConfig) -> list[tuple[tuple[Any, ...], str | None]]:

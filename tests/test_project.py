@@ -952,6 +952,27 @@ def test_a_history_question_no_customer_could_send_is_left_out_and_named(bot_dir
             f"server.max_message_chars), left out: history.jsonl:{n}") in capsys.readouterr().err
 
 
+def test_an_example_no_customer_could_send_is_named_with_its_line(bot_dir: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """An nlu.yml example longer than the server takes (a ticket's whole thread pasted as one example) loaded without a
+    word, where `bot init --from-jsonl` and `bot eval` refuse such a text: it is named with its line, and trained on
+    as written, so that lowering server.max_message_chars keeps the bot loading."""
+    from bot.cli.common import say_gaps
+
+    path = bot_dir / "nlu.yml"
+    lines = path.read_text().splitlines()
+    n = next(k for k, line in enumerate(lines) if line.startswith("    - ")) + 1
+    lines.insert(n, "    - " + "where is my parcel, " * 250)
+    path.write_text("\n".join(lines) + "\n")
+    project = load_project(bot_dir)
+    assert [(line, len(example.text)) for line, example in project.long_examples] == [(n + 1, 4999)]
+    say_gaps(project)
+    intent = project.long_examples[0][1].intent
+    assert (f"note: 1 example in nlu.yml longer than a customer's message may be (4,000: server.max_message_chars), "
+            f"which no customer sends and of which the classifier reads the start alone: nlu.yml:{n + 1} ({intent}); "
+            "keep the customer's question alone") in capsys.readouterr().err
+
+
 def test_an_intent_too_small_for_the_frozen_evaluation_set_is_named(bot_dir: Path,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """An intent of one example trained and served without a word that no figure measures it: none of its examples

@@ -270,6 +270,12 @@ def say_gaps(project: Project) -> None:
         click.echo(f"note: {plural(len(long_questions), 'history question')} longer than a customer's message "
                    f"may be ({project.config.server.max_message_chars:,}: server.max_message_chars), left out: "
                    f"{first_few(long_questions)}; keep the customer's question alone", err=True)
+    if long_examples := project.long_examples:
+        click.echo(f"note: {plural(len(long_examples), 'example')} in nlu.yml longer than a customer's message may be "
+                   f"({project.config.server.max_message_chars:,}: server.max_message_chars), which no customer sends "
+                   "and of which the classifier reads the start alone: "
+                   f"{first_few([f'nlu.yml:{line} ({example.intent})' for line, example in long_examples])}; keep the "
+                   "customer's question alone", err=True)
     if needing := project.needing_values():
         click.echo(f"note: {plural(len(needing), 'intent')} whose every template variant needs a value the customer may "
                    f"not have given: {'; '.join(f'{i} ' + ', '.join(f'{{{v}}}' for v in vs) for i, vs in needing.items())}; "
