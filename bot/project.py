@@ -1292,13 +1292,17 @@ MAX_YAML_MISTAKES = 50
 _FULL_WIDTH_KEY = re.compile(r"[ \t]*(?:-[ \t]+)?([A-Za-z_][\w-]*)[ \t]*：")
 _FULL_WIDTH_INDENT = re.compile(r"[ \t]*\u3000[ \t\u3000]*")
 _FULL_WIDTH_BULLET = re.compile(r"([ \t]*)([－・])[ \t\u3000]*")
+# A list item bulleted with the dash or bullet a word processor turns "- " into ("– intent: greet"), or a line starting
+# with a byte-order mark (U+FEFF) pasted from another file's start: YAML reads either as text.
+_WORD_BULLET = re.compile(r"([ \t]*)([–—•])[ \t]+")
+_LINE_BOM = re.compile(r"[ \t]*\ufeff")
 # A key followed by the no-break space (U+00A0) of text copied from Word or a web page, which YAML reads as text
 _NO_BREAK_KEY = re.compile(r"[ \t]*(?:-[ \t]+)?([A-Za-z_][\w-]*):\u00a0")
 
 
 def _full_width_fix(lines: list[str], near: range) -> tuple[str, tuple[int, str] | None]:
-    """How to mend a full-width colon after a key, a full-width space in an indentation, a full-width bullet or a
-    key's no-break space on one of the lines ``near`` a YAML error, which YAML names only as "mapping values are not allowed here" or "could
+    """How to mend a full-width colon after a key, a full-width space in an indentation, a full-width bullet, a word
+    processor's, a byte-order mark or a key's no-break space on one of the lines ``near`` a YAML error, which YAML names only as "mapping values are not allowed here" or "could
     not find expected ':'", on another line; and that line's index with the line mended (each full-width space as the
     two half-width ones it is as wide as), for the file to be read on, else None."""
     for n in (n for n in near if 0 <= n < len(lines)):
@@ -1312,6 +1316,12 @@ def _full_width_fix(lines: list[str], near: range) -> tuple[str, tuple[int, str]
         if bullet := _FULL_WIDTH_BULLET.match(line):
             return (f"; line {n + 1} starts with a full-width '{bullet[2]}', which is no YAML list item: write '- ' "
                     "(half-width)", (n, f"{bullet[1]}- {line[bullet.end():]}"))
+        if bullet := _WORD_BULLET.match(line):
+            return (f"; line {n + 1} starts with '{bullet[2]}', as a word processor types a list's '- ', which is no "
+                    "YAML list item: write '- ' (a hyphen and a space)", (n, f"{bullet[1]}- {line[bullet.end():]}"))
+        if bom := _LINE_BOM.match(line):
+            return (f"; line {n + 1} starts with an invisible byte-order mark (U+FEFF), as text pasted from the start "
+                    "of another file may: delete it", (n, line[:bom.end() - 1] + line[bom.end():]))
         if key := _NO_BREAK_KEY.match(line):
             return (f"; line {n + 1} writes a no-break space (U+00A0) after '{key[1]}:', as text copied from Word or a "
                     "web page has, which YAML does not read as a space: type a plain space",
@@ -1819,10 +1829,11 @@ def _example_lines(block: Any, faults: list[ExampleError]) -> list[tuple[int, st
 def _unbulleted(line: str) -> str:
     """What is wrong with a line of a block of ``- example`` lines that has no bullet: a comment, which a ``|``
     block keeps as text, or an example wrapped onto a second line, whose end became an example of its own; or a
-    bullet typed with a Chinese input method's full-width "－" or "・" (or "—"), which is no YAML bullet."""
+    bullet typed with a Chinese input method's full-width "－" or "・" (or "—"), or a word processor's "–" or "•",
+    which is no YAML bullet."""
     if line.startswith("#"):
         return f"{line!r} is text inside the block, not a comment: move it above 'examples: |'"
-    if line[:1] in "－・—–":
+    if line[:1] in "－・—–•":
         return (f"{line!r} starts with {line[0]!r}, not the half-width '-' an example's bullet is: "
                 f"write '- {line[1:].strip()}'")
     return f"{line!r} has no '- ' before it, as the other examples have: an example is one line (join a wrapped " \

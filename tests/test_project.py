@@ -508,6 +508,9 @@ def test_an_example_that_is_no_text_is_refused_with_its_line(bot_dir: Path, entr
     # typed with a Chinese input method, whose "-" is full-width
     ("  examples: |\n    - 再见\n    － 拜拜\n", "    － 拜拜",
      "'－ 拜拜' starts with '－', not the half-width '-' an example's bullet is: write '- 拜拜'"),
+    # pasted from a word processor's bulleted list
+    ("  examples: |\n    - bye\n    • see you\n", "    • see you",
+     "'• see you' starts with '•', not the half-width '-' an example's bullet is: write '- see you'"),
     # a bullet one indent too far in: YAML joined two examples into one
     ("  examples:\n  - hi\n    - good morning\n  - bye\n", "  - hi",
      "YAML reads these lines as one example ('hi - good morning'): write each '- example' at the same indent"),
@@ -2296,6 +2299,10 @@ def test_a_long_file_indented_with_tabs_is_told_in_a_few_lines(tmp_path: Path) -
                                                        "write '- ' (half-width)"),
     ("- intent: acknowledge", "・intent: acknowledge", "starts with a full-width '・', which is no YAML list item: "
                                                       "write '- ' (half-width)"),
+    ("- intent: acknowledge", "– intent: acknowledge", "starts with '–', as a word processor types a list's '- ', "
+                                                       "which is no YAML list item: write '- ' (a hyphen and a space)"),
+    ("- intent: acknowledge", "\ufeff- intent: acknowledge", "starts with an invisible byte-order mark (U+FEFF), as "
+                                                            "text pasted from the start of another file may: delete it"),
     ("- intent: acknowledge", "- intent:\u00a0acknowledge", "writes a no-break space (U+00A0) after 'intent:', as text "
                                                            "copied from Word or a web page has, which YAML does not read "
                                                            "as a space: type a plain space"),
