@@ -2003,6 +2003,7 @@ def _nlu_entries(path: Path, node: yaml.Node | None, items: list[Any], slots: tu
     synonyms: dict[str, str] = {}
     entries: dict[str, list[int | None]] = {}  # intent -> the lines of its entries
     named: set[str] = set()  # every entry's intent name, those refused too
+    blocks: dict[int, tuple[str, int | None]] = {}  # id() of an entry's examples node -> its intent and line
     for i, item in enumerate(items):
         if isinstance(item, dict) and isinstance(item.get("intent"), str):
             named.add(item["intent"].strip())
@@ -2012,6 +2013,9 @@ def _nlu_entries(path: Path, node: yaml.Node | None, items: list[Any], slots: tu
             if "intent" in item:
                 name, texts = _intent_entry(path, node, i, item, source, mistakes)
                 entries.setdefault(name, []).append(_line_of(node, ("nlu", i)))
+                if (aliased := _aliased_examples(path, node, i, name, blocks)) is not None:
+                    mistakes.append(aliased)
+                    continue
                 for where, text in texts:
                     line = _example_line(node, i, where)
                     for entity, said, value, has_role in annotations(text):
@@ -2041,6 +2045,22 @@ def _nlu_entries(path: Path, node: yaml.Node | None, items: list[Any], slots: tu
     unread = {entity: line for entity, line in annotated.items() if entity not in patterns}
     repeated = {name: lines for name, lines in entries.items() if len(lines) > 1}
     return NluFile(examples, patterns, unread, synonyms, twins, roled, repeated, long), named
+
+
+def _aliased_examples(path: Path, node: yaml.Node | None, i: int, name: str,
+                      blocks: dict[int, tuple[str, int | None]]) -> str | None:
+    """What is wrong with entry ``i``'s examples (of intent ``name``) where they are a YAML alias (``examples:
+    *greetings``) of another intent's, or None, noting them in ``blocks`` (the examples nodes read so far): each was
+    told as an example of both intents, on the anchor's line, which said "is one of 'greet' too (line 7)" of line 7."""
+    examples = _examples_node(node, i)
+    if examples is None:
+        return None
+    other, line = blocks.setdefault(id(examples), (name, _line_of(node, ("nlu", i, "examples"))))
+    if other == name:
+        return None
+    return (f"{_at(path, _line_of(node, ('nlu', i, 'examples')))}: nlu.{i}.examples: these are a YAML alias (*name) "
+            f"of the examples of {other!r} (line {line}), and an example under two intents teaches the classifier both "
+            f"answers for one message: write the examples of {name!r} here")
 
 
 def _kind_meant(item: dict[Any, Any]) -> str:

@@ -2274,6 +2274,23 @@ def test_a_file_indented_with_tabs_has_its_other_mistakes_told_in_the_same_run(t
     assert "{nmae}" in told[15] and "unknown intent 'by'" in told[16]
 
 
+def test_examples_that_are_a_yaml_alias_of_another_intents_are_told_once(tmp_path: Path) -> None:
+    """An intent whose examples were a YAML alias of another's (``examples: *greetings``) had each example told as one
+    of both intents on the anchor's line, "'hi', an example of 'bye', is one of 'greet' too (line 4)" said of line 4:
+    the alias is told once, on its own line, with the file's other mistakes; the same intent's alias is no mistake."""
+    (tmp_path / "bot.yml").write_text("name: t\n")
+    (tmp_path / "responses.yml").write_text("responses:\n  greet:\n    - text: Hi {nmae}!\n")
+    nlu = tmp_path / "nlu.yml"
+    nlu.write_text("nlu:\n- intent: greet\n  examples: &greetings |\n    - hi\n    - hello\n- intent: bye\n"
+                   "  examples: *greetings\n- intent: greet\n  examples: *greetings\n- intent: thanks\n  examples: |\n"
+                   "    - thanks\n")
+    assert error_for(tmp_path).splitlines() == [
+        f"{nlu}:7: nlu.1.examples: these are a YAML alias (*name) of the examples of 'greet' (line 3), and an example "
+        "under two intents teaches the classifier both answers for one message: write the examples of 'bye' here",
+        f"{tmp_path / 'responses.yml'}:3: responses.greet.0: {{nmae}} is filled by no entity of nlu.yml, nor by what "
+        "the custom actions set (bot.yml's actions.slots): this variant would never be shown"]
+
+
 def test_a_long_file_indented_with_tabs_is_told_in_a_few_lines(tmp_path: Path) -> None:
     """A long nlu.yml indented with tabs is told a line each up to a limit, then in one line from where the rest start,
     its other mistakes with it: read a line at a time, YAML would have been run once for each of its lines."""
