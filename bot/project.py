@@ -1117,16 +1117,19 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> tuple[ProjectE
     made on it in the same run; else None. A file indented with tabs throughout is read with its tabs as the editor
     showed them (:func:`_tabs_read_on`), each such line told, and its other checks made on it as so read."""
     said: list[tuple[int, str]] = []  # each mistake, after its line
-    tabs_read = False  # whether the file was read on with every indentation's tabs as spaces
+    written = _YAML_BREAK.split(text)  # the file's lines with its sure mends alone: their tabs as written
+    tabs_tried = tabs_read = False  # whether the file was read with every line's tabs as spaces, and read on so
     read_through: str | None = None
     while True:
         mark, context, opened = (getattr(exc, name, None) for name in ("problem_mark", "context", "context_mark"))
         problem = str(getattr(exc, "problem", None) or exc)
         lines = _YAML_BREAK.split(text)
         tab = mark is not None and "'\\t'" in problem and "\t" in lines[mark.line]
-        if tab and not tabs_read and mark and (whole := _tabs_read_on(lines, mark.line)) is not None:
+        whole = _tabs_read_on(written, mark.line) if tab and not tabs_tried and mark else None
+        tabs_tried |= tab
+        if whole is not None:
             tabs_read, read = True, whole
-            said.extend(_tab_mistakes(path, lines))
+            said.extend(_tab_mistakes(path, written))
         else:
             where = _at(path, mark.line + 1 if mark else None)
             # What was open when the problem was found, and where: a quote never closed is found at the file's end
@@ -1143,7 +1146,14 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> tuple[ProjectE
                 mends = _tab_mends(lines, mark.line)
             else:
                 mends = [mended_line] if mended_line is not None and fix == full_width else []
-            if not mends or len(said) > MAX_YAML_MISTAKES or (read := _read_on(lines, mends)) is None:
+            if not mends or len(said) > MAX_YAML_MISTAKES:
+                break
+            if not tab and mark and (whole := _sure_mend(written, mends[0][0], mark.line)) is not None:
+                read = whole
+                if not tabs_read:  # the lines told a tab at a time so far are told again: said once below
+                    tabs_read = True
+                    said.extend(_tab_mistakes(path, written))
+            elif (read := _read_on(lines, mends)) is None:
                 break
         text, node = read
         if isinstance(node, yaml.YAMLError):
@@ -1158,7 +1168,7 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> tuple[ProjectE
         said.extend(as_text)
         read_through = None if as_text else text
         break
-    told = [mistake for _, mistake in sorted(said, key=lambda item: item[0])]
+    told = list(dict.fromkeys(mistake for _, mistake in sorted(said, key=lambda item: item[0])))
     return ProjectErrors(told) if len(told) > 1 else ProjectError(told[0]), read_through
 
 
@@ -1180,6 +1190,18 @@ def _tabs_read_on(lines: list[str], n: int) -> tuple[str, yaml.Node | None | yam
         if reached > n and (best is None or reached > best[0]):
             best = reached, text, read
     return None if best is None else (best[1], best[2])
+
+
+def _sure_mend(written: list[str], n: int, stopped: int) -> tuple[str, yaml.Node | None | yaml.YAMLError] | None:
+    """Mend line ``n`` of ``written`` (the file's lines with their tabs as written) as :func:`_full_width_fix` mends it,
+    and where the file holds lines indented with tabs, it as read with them as spaces past line ``stopped``, where YAML
+    stopped (:func:`_tabs_read_on`); else None. The stops that read a file furthest with a key YAML read as text (a
+    full-width colon's) may be others than those that line it up once the key is mended."""
+    if (mended := _full_width_fix(written, range(n, n + 1))[1]) is not None:
+        written[n] = mended[1]
+    if not any("\t" in _TAB_INDENT.match(line)[0] for line in written):  # type: ignore[index]
+        return None
+    return _tabs_read_on(written, stopped)
 
 
 def _tab_mistakes(path: Path, lines: list[str]) -> list[tuple[int, str]]:

@@ -2274,6 +2274,27 @@ def test_a_file_indented_with_tabs_has_its_other_mistakes_told_in_the_same_run(t
     assert "{nmae}" in told[15] and "unknown intent 'by'" in told[16]
 
 
+def test_a_file_indented_with_tabs_and_typed_with_full_width_colons_is_read_on_lined_up(tmp_path: Path) -> None:
+    """A file indented with tabs whose key a Chinese input method typed with its full-width colon was read at the tab
+    stops that fitted the key read as text: mended, its lines stood otherwise than its editor showed them, and YAML
+    stopped again at the same line, told twice. The tabs are read again once the key is mended: the key is told once,
+    and the file's other mistakes with it."""
+    (tmp_path / "bot.yml").write_text("name: t\n")
+    (tmp_path / "nlu.yml").write_text("nlu:\n- intent: greet\n  examples: |\n    - hi\n- intent: bye\n  examples: |\n"
+                                      "    - bye\n")
+    responses = tmp_path / "responses.yml"
+    responses.write_text(tabbed("responses:\n  greet:\n    - text：Hi!\n      buttons:\n        - title: Bye\n"
+                                "          payload: /by\n  bye:\n    - text: Bye {nmae}!\n"))
+    told = error_for(tmp_path).splitlines()
+    tab = "malformed YAML: found character '\\t' that cannot start any token; indent with spaces: YAML takes no tabs there"
+    assert told[:3] + told[4:8] == [f"{responses}:{n}: {tab}" for n in range(2, 9)]
+    assert told[3] == (f"{responses}:4: malformed YAML: mapping values are not allowed here; line 3 writes 'text：' with a "
+                       "full-width colon, as a Chinese input method types it: write 'text: ', a half-width colon and a "
+                       "space")
+    assert [line.split(": ")[:2] for line in told[8:]] == [
+        [f"{responses}:6", "responses.greet.0.buttons.0.payload"], [f"{responses}:8", "responses.bye.0"]], told
+
+
 def test_examples_that_are_a_yaml_alias_of_another_intents_are_told_once(tmp_path: Path) -> None:
     """An intent whose examples were a YAML alias of another's (``examples: *greetings``) had each example told as one
     of both intents on the anchor's line, "'hi', an example of 'bye', is one of 'greet' too (line 4)" said of line 4:
