@@ -1139,6 +1139,8 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> tuple[ProjectE
             near = range((opened or mark).line - 1, mark.line + 2) if mark else range(0)
             quoted = range((opened or mark).line, mark.line + 1) if mark else range(0)
             full_width, mended_line = _full_width_fix(lines, near)
+            if not full_width:
+                full_width, mended_line = _colon_fix(problem, lines, mark, opened)
             fix = (_yaml_fix(problem, before) or full_width or _quote_fix(lines, quoted)
                    or _indent_fix(problem, context, opened, mark, lines))
             said.append((mark.line if mark else 0, f"{where}: malformed YAML: {problem}{since}{fix}"))
@@ -1148,7 +1150,7 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> tuple[ProjectE
                 mends = [mended_line] if mended_line is not None and fix == full_width else []
             if not mends or len(said) > MAX_YAML_MISTAKES:
                 break
-            if not tab and mark and (whole := _sure_mend(written, mends[0][0], mark.line)) is not None:
+            if not tab and mark and (whole := _sure_mend(written, mends[0], mark.line)) is not None:
                 read = whole
                 if not tabs_read:  # the lines told a tab at a time so far are told again: said once below
                     tabs_read = True
@@ -1192,13 +1194,16 @@ def _tabs_read_on(lines: list[str], n: int) -> tuple[str, yaml.Node | None | yam
     return None if best is None else (best[1], best[2])
 
 
-def _sure_mend(written: list[str], n: int, stopped: int) -> tuple[str, yaml.Node | None | yaml.YAMLError] | None:
-    """Mend line ``n`` of ``written`` (the file's lines with their tabs as written) as :func:`_full_width_fix` mends it,
-    and where the file holds lines indented with tabs, it as read with them as spaces past line ``stopped``, where YAML
-    stopped (:func:`_tabs_read_on`); else None. The stops that read a file furthest with a key YAML read as text (a
-    full-width colon's) may be others than those that line it up once the key is mended."""
-    if (mended := _full_width_fix(written, range(n, n + 1))[1]) is not None:
-        written[n] = mended[1]
+def _sure_mend(written: list[str], mend: tuple[int, str],
+               stopped: int) -> tuple[str, yaml.Node | None | yaml.YAMLError] | None:
+    """Make ``mend`` (a line's index, and the line as mended) in ``written`` (the file's lines with their tabs as
+    written: the line's own tabs kept), and where the file holds lines indented with tabs, it as read with them as
+    spaces past line ``stopped``, where YAML stopped (:func:`_tabs_read_on`); else None. The stops that read a file
+    furthest with a key YAML read as text (a full-width colon's) may be others than those that line it up once the key
+    is mended."""
+    n, mended = mend
+    indent = re.match(r"[ \t]*", written[n])[0]  # type: ignore[index]
+    written[n] = indent + mended.lstrip(" \t") if "\t" in indent else mended
     if not any("\t" in _TAB_INDENT.match(line)[0] for line in written):  # type: ignore[index]
         return None
     return _tabs_read_on(written, stopped)
@@ -1351,12 +1356,42 @@ def _full_width_fix(lines: list[str], near: range) -> tuple[str, tuple[int, str]
     return "", None
 
 
+def _colon_fix(problem: str, lines: list[str], mark: yaml.Mark | None,
+               opened: yaml.Mark | None) -> tuple[str, tuple[int, str] | None]:
+    """How to mend a key written without a space after its colon (``- intent:greet``, ``retrieval:0.6``), which YAML
+    reads as text and names as "mapping values are not allowed here" or "could not find expected ':'" on a line below
+    (``opened``: where the text it read as a key starts), or a value holding ': ' (``text: Our hours: 9am to 6pm``),
+    which YAML reads as a second key; and that line's index with the line mended, for the file to be read on, else
+    None. A value ending with a colon (``- intent: greet:``) is told, not mended: the colon may be a slip."""
+    if mark is None or problem not in ("mapping values are not allowed here", "could not find expected ':'"):
+        return "", None
+    near = dict.fromkeys((*((opened.line,) if opened else ()), mark.line - 1, mark.line))
+    for n in (n for n in near if 0 <= n < len(lines)):
+        if key := _KEY_NO_SPACE.match(lines[n]):
+            return (f"; line {n + 1} writes '{key[1]}:' with no space after the colon, which YAML reads as text, not "
+                    f"as the key {key[1]}: write '{key[1]}: ', a space after the colon",
+                    (n, f"{lines[n][:key.end()]} {lines[n][key.end():]}"))
+    value = _PLAIN_VALUE.fullmatch(lines[mark.line]) if mark.line < len(lines) else None
+    if not problem.startswith("mapping") or not value or mark.column < value.start(2) or " #" in value[2]:
+        return "", None
+    if value[2].endswith(":"):
+        return (f"; line {mark.line + 1} ends its value with ':', which YAML reads as a key: leave the colon out, or put "
+                "the value in quotes", None)
+    quoted = '"' + value[2].replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return (f"; line {mark.line + 1} holds ': ' in its value, which YAML reads as the start of another key: put the value "
+            f"in quotes, {value[1].strip()} {quoted}", (mark.line, value[1] + quoted))
+
+
 # A value in quotes, after its key or list bullet: text: "…", - '…'
 _QUOTED_VALUE = re.compile(r"""[ \t]*(?:-[ \t]+)?(?:[\w-]+[ \t]*:[ \t]+)?(["'])(.*)""")
 # The curly quotes a word processor, a Mac or a Chinese input method types for " and ', which YAML reads as text; and
 # a value in them
 _CURLY_QUOTES = "“”‘’"
 _CURLY_QUOTED_VALUE = re.compile(rf"""[ \t]*(?:-[ \t]+)?(?:[\w-]+[ \t]*:[ \t]+)?([{_CURLY_QUOTES}])""")
+# A key written with no space after its colon ("- intent:greet"), which YAML reads as text: not a link's "https://"
+_KEY_NO_SPACE = re.compile(r"[ \t]*(?:-[ \t]+)?([A-Za-z_][\w-]*):(?=[^\s:/])")
+# A key and its unquoted value, which a ': ' within would make a second key ("text: Our hours: 9am to 6pm")
+_PLAIN_VALUE = re.compile(rf"""([ \t]*(?:-[ \t]+)?[A-Za-z_][\w-]*:[ \t]+)([^\s"'#|>&*!{{\[%@`{_CURLY_QUOTES}].*?)[ \t]*""")
 
 
 def _quote_fix(lines: list[str], near: range) -> str:
@@ -1556,6 +1591,10 @@ def error_message(err: Any, model: type[BaseModel]) -> str:
     if isinstance(err["input"], str) and (key := _FULL_WIDTH_KEY.match(err["input"])):  # "port：9000" under server:
         return (f"{err['msg']}: YAML reads {err['input'][:40]!r} as a text, its key written with a full-width colon, as "
                 f"a Chinese input method types it: write '{key[1]}: ', a half-width colon and a space")
+    if (err["type"] in ("model_type", "dict_type") and isinstance(err["input"], str)
+            and (key := _KEY_NO_SPACE.match(err["input"]))):
+        return (f"{err['msg']}: YAML reads {err['input'][:40]!r} as a text, its key written with no space after the "
+                f"colon: write '{key[1]}: ', a space after the colon")  # "retrieval:0.6" under thresholds:
     if err["type"] == "literal_error" and err["loc"][-1:] == ("language",) and (meant := language_meant(err["input"])):
         return f"{err['msg']}: write {meant!r}" + (", which answers customers of either script in theirs, Traditional or "
                                                     "Simplified" if meant == "zh" else "")

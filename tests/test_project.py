@@ -2295,6 +2295,26 @@ def test_a_file_indented_with_tabs_and_typed_with_full_width_colons_is_read_on_l
         [f"{responses}:6", "responses.greet.0.buttons.0.payload"], [f"{responses}:8", "responses.bye.0"]], told
 
 
+def test_a_colon_yaml_reads_otherwise_than_meant_says_how_to_write_it(tmp_path: Path) -> None:
+    """A text holding ': ' ("text: Our hours: 9am to 6pm") said only "mapping values are not allowed here", its file's
+    other mistakes untold, and a key with no space after its colon under a section ("retrieval:0.6") "Input should be a
+    valid dictionary or instance of Thresholds". Each says how to write it; the text is read on as quoted."""
+    config, responses = tmp_path / "bot.yml", tmp_path / "responses.yml"
+    config.write_text("name: t\nthresholds:\n  retrieval:0.6\n")
+    (tmp_path / "nlu.yml").write_text("nlu:\n- intent: greet\n  examples: |\n    - hi\n- intent: bye\n  examples: |\n"
+                                      "    - bye\n")
+    responses.write_text('responses:\n  greet:\n    - text: Our hours: 9am to 6pm, say "hi"\n      buttons:\n'
+                         "        - title: Bye\n          payload: /by\n  bye:\n    - text: Bye!\n")
+    told = error_for(tmp_path).splitlines()
+    assert told[0] == (f"{config}:2: thresholds: Input should be a valid dictionary or instance of Thresholds: YAML reads "
+                       "'retrieval:0.6' as a text, its key written with no space after the colon: write 'retrieval: ', "
+                       "a space after the colon")
+    assert told[1] == (f"{responses}:3: malformed YAML: mapping values are not allowed here; line 3 holds ': ' in its value, "
+                       "which YAML reads as the start of another key: put the value in quotes, - text: \"Our hours: 9am "
+                       'to 6pm, say \\"hi\\""')
+    assert told[2].startswith(f"{responses}:6: responses.greet.0.buttons.0.payload: unknown intent 'by'") and len(told) == 3
+
+
 def test_examples_that_are_a_yaml_alias_of_another_intents_are_told_once(tmp_path: Path) -> None:
     """An intent whose examples were a YAML alias of another's (``examples: *greetings``) had each example told as one
     of both intents on the anchor's line, "'hi', an example of 'bye', is one of 'greet' too (line 4)" said of line 4:
@@ -2341,6 +2361,12 @@ def test_a_long_file_indented_with_tabs_is_told_in_a_few_lines(tmp_path: Path) -
                                                        "which is no YAML list item: write '- ' (a hyphen and a space)"),
     ("- intent: acknowledge", "\ufeff- intent: acknowledge", "starts with an invisible byte-order mark (U+FEFF), as "
                                                             "text pasted from the start of another file may: delete it"),
+    ("- intent: acknowledge", "- intent:acknowledge", "writes 'intent:' with no space after the colon, which YAML reads "
+                                                     "as text, not as the key intent: write 'intent: ', a space after "
+                                                     "the colon"),
+    ("  examples: |", "  examples:|", "writes 'examples:' with no space after the colon"),
+    ("- intent: acknowledge", "- intent: acknowledge:", "ends its value with ':', which YAML reads as a key: leave "
+                                                       "the colon out, or put the value in quotes"),
     ("- intent: acknowledge", "- intent:\u00a0acknowledge", "writes a no-break space (U+00A0) after 'intent:', as text "
                                                            "copied from Word or a web page has, which YAML does not read "
                                                            "as a space: type a plain space"),
