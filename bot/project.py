@@ -1125,8 +1125,11 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> tuple[ProjectE
         problem = str(getattr(exc, "problem", None) or exc)
         lines = _YAML_BREAK.split(text)
         tab = mark is not None and "'\\t'" in problem and "\t" in lines[mark.line]
-        whole = _tabs_read_on(written, mark.line) if tab and not tabs_tried and mark else None
-        tabs_tried |= tab
+        whole = None
+        if tab and not tabs_tried and mark:  # the whole file read with its tabs as spaces, unless its line alone reads further
+            tabs_tried, whole = True, _tabs_read_on(written, mark.line)
+            if _reach(whole) < _reach(_read_on(lines, _tab_mends(lines, mark.line))):
+                whole = None
         if whole is not None:
             tabs_read, read = True, whole
             said.extend(_tab_mistakes(path, written))
@@ -1150,13 +1153,16 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> tuple[ProjectE
                 mends = [mended_line] if mended_line is not None and fix == full_width else []
             if not mends or len(said) > MAX_YAML_MISTAKES:
                 break
-            if not tab and mark and (whole := _sure_mend(written, mends[0], mark.line)) is not None:
-                read = whole
+            on = _read_on(lines, mends)
+            if not tab and mark and _reach(whole := _sure_mend(written, mends[0], mark.line)) >= max(_reach(on), 0):
+                read = whole  # type: ignore[assignment]
                 if not tabs_read:  # the lines told a tab at a time so far are told again: said once below
                     tabs_read = True
                     said.extend(_tab_mistakes(path, written))
-            elif (read := _read_on(lines, mends)) is None:
+            elif on is None:
                 break
+            else:
+                read = on
         text, node = read
         if isinstance(node, yaml.YAMLError):
             exc = node
@@ -1172,6 +1178,17 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> tuple[ProjectE
         break
     told = list(dict.fromkeys(mistake for _, mistake in sorted(said, key=lambda item: item[0])))
     return ProjectErrors(told) if len(told) > 1 else ProjectError(told[0]), read_through
+
+
+def _reach(read: tuple[str, yaml.Node | None | yaml.YAMLError] | None) -> float:
+    """How far YAML read a mended file (:func:`_read_on`'s, :func:`_tabs_read_on`'s): to its end, or the index of the
+    line it stopped at; -1 for none."""
+    if read is None:
+        return -1
+    if not isinstance(read[1], yaml.YAMLError):
+        return float("inf")
+    mark = getattr(read[1], "problem_mark", None)
+    return mark.line if mark is not None else -1
 
 
 def _tabs_read_on(lines: list[str], n: int) -> tuple[str, yaml.Node | None | yaml.YAMLError] | None:

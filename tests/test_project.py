@@ -2332,6 +2332,21 @@ def test_examples_that_are_a_yaml_alias_of_another_intents_are_told_once(tmp_pat
         "the custom actions set (bot.yml's actions.slots): this variant would never be shown"]
 
 
+def test_one_line_indented_with_a_tab_among_spaces_is_read_lined_up_with_the_line_above(bot_dir: Path) -> None:
+    """One line of a file indented with spaces indented with a tab, under a '- text:' variant, was read with the
+    file's tabs at the stops that read furthest, none of which lines it up: a second mistake, of that reading's own,
+    was told on the line below, and the file's others were not. It is read lined up with the line above, and they are."""
+    responses = bot_dir / "responses.yml"
+    written = responses.read_text().replace("      language: zh", "\tlanguage: zh", 1)
+    responses.write_text(written.replace("payload: /track_refund", "payload: /track_refnd", 1))
+    lines = responses.read_text().splitlines()
+    tab, payload = lines.index("\tlanguage: zh") + 1, lines.index("          payload: /track_refnd") + 1
+    said = error_for(bot_dir).splitlines()
+    assert said[0] == (f"{responses}:{tab}: malformed YAML: found character '\\t' that cannot start any token; indent "
+                       "with spaces: YAML takes no tabs there")
+    assert len(said) == 2 and said[1].startswith(f"{responses}:{payload}: ") and "'track_refnd'" in said[1], said
+
+
 def test_a_long_file_indented_with_tabs_is_told_in_a_few_lines(tmp_path: Path) -> None:
     """A long nlu.yml indented with tabs is told a line each up to a limit, then in one line from where the rest start,
     its other mistakes with it: read a line at a time, YAML would have been run once for each of its lines."""
