@@ -1612,10 +1612,23 @@ def error_message(err: Any, model: type[BaseModel]) -> str:
             and (key := _KEY_NO_SPACE.match(err["input"]))):
         return (f"{err['msg']}: YAML reads {err['input'][:40]!r} as a text, its key written with no space after the "
                 f"colon: write '{key[1]}: ', a space after the colon")  # "retrieval:0.6" under thresholds:
+    if (meant := _number_meant(err)) is not None:  # "0,6", as a decimal comma is written in much of the world
+        return f"{err['msg']}: write {meant}; YAML reads {err['input']!r} as a text"
     if err["type"] == "literal_error" and err["loc"][-1:] == ("language",) and (meant := language_meant(err["input"])):
         return f"{err['msg']}: write {meant!r}" + (", which answers customers of either script in theirs, Traditional or "
                                                     "Simplified" if meant == "zh" else "")
     return str(err["msg"])
+
+
+def _number_meant(err: Any) -> str | None:
+    """The number a setting refused as text meant, written with a comma: a decimal comma (``0,6``) where a number with
+    a fraction is wanted, digits grouped by commas (``4,000``) where a whole number is; else None."""
+    value = err["input"].strip() if isinstance(err["input"], str) else ""
+    if err["type"] == "int_parsing" and re.fullmatch(r"\d{1,3}(,\d{3})+", value):
+        return value.replace(",", "")
+    if err["type"] in ("float_parsing", "value_error") and re.fullmatch(r"\d+,\d+", value):
+        return value.replace(",", ".")
+    return None
 
 
 def load_config(path: Path) -> BotConfig:

@@ -2521,6 +2521,26 @@ def test_a_line_indented_otherwise_than_its_block_says_which_and_how(bot_dir: Pa
     assert error.startswith(f"{path}:{line}: malformed YAML: ") and f"; line {line} {fix.format(above=line - 1)}" in error, error
 
 
+@pytest.mark.parametrize(("typed", "written", "said"), [
+    ("  retrieval: 0.6", "  retrieval: 0,6", "thresholds.retrieval: Input should be a valid number, unable to parse "
+                                             "string as a number: write 0.6; YAML reads '0,6' as a text"),
+    ("  intent: 0.5 ", "  intent: 0,5 ", "thresholds.intent: Value error, expected auto or a number from 0 to 1, not "
+                                         "'0,5': write 0.5; YAML reads '0,5' as a text"),
+    ("server:", "server:\n  max_message_chars: 4,000", "server.max_message_chars: Input should be a valid integer, "
+                                                        "unable to parse string as an integer: write 4000"),
+])
+def test_a_number_written_with_a_comma_says_the_number_to_write(bot_dir: Path, typed: str, written: str,
+                                                                 said: str) -> None:
+    """A decimal comma (0,6), as much of the world writes one, or digits grouped by commas (4,000) were refused with
+    pydantic's "unable to parse string as a number" alone."""
+    path = bot_dir / "bot.yml"
+    text = path.read_text()
+    assert typed in text
+    path.write_text(text.replace(typed, written, 1))
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if text.startswith(written.split("\n")[-1]))
+    assert error_for(bot_dir).startswith(f"{path}:{line}: {said}")
+
+
 def test_a_bot_yml_section_of_a_key_typed_with_a_full_width_colon_says_so(bot_dir: Path) -> None:
     """YAML reads "server:" over "port：9000" as a section holding the text 'port：9000': bot.yml said only "Input
     should be a valid dictionary or instance of ServerConfig"."""
