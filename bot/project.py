@@ -1247,9 +1247,14 @@ def _each_line(path: Path, numbers: list[int], mistake: str, more_are: str) -> l
 def _no_break_indents(path: Path, text: str) -> tuple[str, list[str]]:
     """``text`` with the no-break spaces (U+00A0) of its lines' indentation as spaces, and each such line told: text
     copied from Word or a web page has them, and YAML reads one as text, not as indentation, so that an indented key
-    (``\u00a0 retrieval: 0.6``) became a key of its own, "unknown key", or broke the file lines further on."""
+    (``\u00a0 retrieval: 0.6``) became a key of its own, "unknown key", or broke the file lines further on. A line of a
+    ``|`` or ``>`` text (a response's) that YAML reads is left as written: there they are the text's own."""
     lines = _YAML_BREAK.split(text)
     spaced = [n for n, line in enumerate(lines) if (indent := _NO_BREAK_INDENT.match(line)) and line[indent.end():]]
+    if spaced:
+        with contextlib.suppress(yaml.YAMLError):
+            texts = _block_text_lines(_parse_yaml(text)[1], set())
+            spaced = [n for n in spaced if n not in texts]
     if not spaced:
         return text, []
     for n in spaced:
@@ -1258,6 +1263,18 @@ def _no_break_indents(path: Path, text: str) -> tuple[str, list[str]]:
                                     "web page is, which YAML does not read as a space: indent it with plain spaces",
                       "indented with no-break spaces: indent them with plain spaces")
     return "\n".join(lines), [said for _, said in told]
+
+
+def _block_text_lines(node: yaml.Node | None, visited: set[int]) -> set[int]:
+    """The indexes of the lines that the ``|`` and ``>`` texts under ``node`` are written on, below their keys'; each
+    node looked at once (an alias shares its anchor's)."""
+    if node is None or id(node) in visited:
+        return set()
+    visited.add(id(node))
+    if isinstance(node, yaml.ScalarNode):
+        return set(range(node.start_mark.line + 1, node.end_mark.line + 1)) if node.style in ("|", ">") else set()
+    children = [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else node.value
+    return set().union(*(_block_text_lines(child, visited) for child in children))
 
 
 # A line's indentation holding a no-break space

@@ -2420,6 +2420,16 @@ def test_a_line_indented_with_a_no_break_space_is_told_and_read_on(bot_dir: Path
     assert said[2].startswith(f"{nlu}:{other + 1}: ") and "is one of" in said[2] and len(said) == 3, said
 
 
+def test_a_no_break_space_a_block_text_is_indented_with_is_its_own(bot_dir: Path) -> None:
+    """A response's '|' text may indent a line of its own with no-break spaces, which the chat shows: such a line,
+    which YAML reads as the text's, was refused as indented with them."""
+    path = bot_dir / "responses.yml"
+    path.write_text(path.read_text().replace('  goodbye:\n    - text: "Thanks for visiting Demo Shop. Goodbye!"\n',
+                                             "  goodbye:\n    - text: |\n        Thanks for visiting.\n"
+                                             "        \u00a0\u00a0Goodbye!\n", 1))
+    assert load_project(bot_dir).responses.templates["goodbye"][0].text == "Thanks for visiting.\n\u00a0\u00a0Goodbye!\n"
+
+
 def test_a_button_payload_with_a_trailing_space_selects_its_intent(bot_dir: Path) -> None:
     """"/track_refund " was refused as an unknown intent, though the server strips the message a click sends."""
     responses = bot_dir / "responses.yml"
