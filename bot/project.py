@@ -1154,7 +1154,7 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> tuple[ProjectE
             if not mends or len(said) > MAX_YAML_MISTAKES:
                 break
             on = _read_on(lines, mends)
-            if not tab and mark and _reach(whole := _sure_mend(written, mends[0], mark.line)) >= max(_reach(on), 0):
+            if not tab and mark and _reach(whole := _sure_mend(written, mends[0], mark.line)) > max(_reach(on), 0):
                 read = whole  # type: ignore[assignment]
                 if not tabs_read:  # the lines told a tab at a time so far are told again: said once below
                     tabs_read = True

@@ -2315,6 +2315,19 @@ def test_a_colon_yaml_reads_otherwise_than_meant_says_how_to_write_it(tmp_path: 
     assert told[2].startswith(f"{responses}:6: responses.greet.0.buttons.0.payload: unknown intent 'by'") and len(told) == 3
 
 
+def test_a_tab_within_a_block_text_is_not_told_with_a_full_width_colon(tmp_path: Path) -> None:
+    """A '|' text may hold a line indented with a tab, which YAML reads as the text's own; a full-width colon elsewhere
+    in the file had its tabs read as spaces too, and that line told as indented with a tab."""
+    (tmp_path / "bot.yml").write_text("name: t\n")
+    (tmp_path / "nlu.yml").write_text("nlu:\n- intent: greet\n  examples: |\n    - hi\n- intent: bye\n  examples: |\n"
+                                      "    - bye\n")
+    responses = tmp_path / "responses.yml"
+    responses.write_text("responses:\n  greet:\n    - text: |\n        Our hours:\n        \tMon-Fri 9-5\n"
+                         "    - text：Hello\n      buttons: []\n  bye:\n    - text: Bye!\n")
+    told = error_for(tmp_path).splitlines()
+    assert len(told) == 1 and "line 6 writes 'text：' with a full-width colon" in told[0], told
+
+
 def test_examples_that_are_a_yaml_alias_of_another_intents_are_told_once(tmp_path: Path) -> None:
     """An intent whose examples were a YAML alias of another's (``examples: *greetings``) had each example told as one
     of both intents on the anchor's line, "'hi', an example of 'bye', is one of 'greet' too (line 4)" said of line 4:
