@@ -968,8 +968,18 @@ class Purged:
 
     deleted: dict[str, dict[str, int]]
     wal_cleared: bool
-    # those left as their customer came back since they were chosen (``Store.purge``'s ``before``), oldest first
+    # those left as their customer came back since they were chosen (``Store.purge``'s ``before`` and ``chosen_at``),
+    # oldest first
     skipped: list[str] = field(default_factory=list)
+
+
+class HighWater(NamedTuple):
+    """The highest turn id and platform message (``pending``) id the store held as ``bot purge`` chose the
+    conversations it deletes (:meth:`Store.high_water`): a conversation with a message above them was written to
+    since, as ids only grow."""
+
+    turn: int
+    pending: int
 
 
 @dataclass
@@ -3193,6 +3203,27 @@ class Store:
                 [*batch, *_written_since_args(before)])}
         return found
 
+    def high_water(self) -> HighWater:
+        """The store's :class:`HighWater` now: read before a purge chooses its conversations, so that one written to
+        meanwhile is found as it is deleted (:meth:`_live_since`)."""
+        turn, pending = self.db.execute(
+            "SELECT (SELECT coalesce(max(id), 0) FROM turns), (SELECT coalesce(max(id), 0) FROM pending)").fetchone()
+        return HighWater(turn, pending)
+
+    def _live_since(self, conversation_ids: Sequence[str], mark: HighWater) -> set[str]:
+        """Of ``conversation_ids``, those with a message since ``mark`` (a turn, or a Slack or WeCom message received),
+        or whose turn a server holds now (a lease renewed within ``TURN_STALE_S``)."""
+        found: set[str] = set()
+        for at in range(0, len(conversation_ids), IDS_A_QUERY):
+            batch = conversation_ids[at:at + IDS_A_QUERY]
+            named = ",".join("?" * len(batch))
+            found |= {row[0] for row in self.db.execute(
+                f"SELECT conversation_id FROM turns WHERE conversation_id IN ({named}) AND id > ? UNION "
+                f"SELECT conversation_id FROM pending WHERE conversation_id IN ({named}) AND id > ? UNION "
+                f"SELECT conversation_id FROM turn_leases WHERE conversation_id IN ({named}) AND taken >= ?",
+                [*batch, mark.turn, *batch, mark.pending, *batch, now() - TURN_STALE_S])}
+        return found
+
     def _still_renewed(self, conversation_ids: list[str]) -> set[str]:
         """Of ``conversation_ids``, those whose turn leases change within ``TURN_STALE_S`` on this process's steady
         clock (renewed, ended or taken: a turn runs), as a server watches another's (:class:`LeaseWatch`); those whose
@@ -3270,7 +3301,7 @@ class Store:
         return self.purge(*again, record=False) if again else Purged({}, wal_cleared=True)
 
     def purge(self, *conversation_ids: str, record: bool = True, before: float | None = None,
-              named: Collection[str] = ()) -> Purged:
+              named: Collection[str] = (), chosen_at: HighWater | None = None) -> Purged:
         """Delete conversations and everything recorded about them; of their Slack and WeCom messages the keys
         alone stay, taken as answered, so that a redelivery in the platform's retry window is not answered again.
         A support team member's platform id (:meth:`kept_members`) goes with the last conversation of their channel
@@ -3287,7 +3318,10 @@ class Store:
         With ``before`` (``bot purge --before``, a retention round), each of them but those ``named`` (by id, whatever
         their age) is looked at again inside the transaction that deletes it, and left (``Purged.skipped``) where
         something was written in it since ``before`` or a server runs its turn now (:meth:`conversation_ids`): its
-        customer came back after the purge chose it, and it had been deleted mid-turn.
+        customer came back after the purge chose it, and it had been deleted mid-turn. With ``chosen_at`` (the
+        store's :meth:`high_water` as the purge chose them: ``bot purge --user`` and ``--conversation``), each is looked
+        at again so too, and left where a message came since or a server holds its turn now (:meth:`_live_since`):
+        deleted mid-turn, the turn's answer wrote the conversation anew, and a customer's erasure left it kept.
         """
         in_turns = "turn_id IN (SELECT id FROM turns WHERE conversation_id = ?)"
         tables = [("feedback", in_turns), ("review_labels", in_turns), ("predictions", in_turns),
@@ -3310,10 +3344,13 @@ class Store:
                             self.db.execute("INSERT INTO id_floor (name, high) VALUES (?, ?) ON CONFLICT(name) "
                                             "DO UPDATE SET high = max(high, excluded.high)", [table, high])
                     batch = conversation_ids[at:at + PURGE_BATCH]
+                    back: set[str] = set()
                     if before is not None:
-                        back = self._written_since([cid for cid in batch if cid not in named], before)
-                        skipped += [cid for cid in batch if cid in back]
-                        batch = [cid for cid in batch if cid not in back]
+                        back |= self._written_since([cid for cid in batch if cid not in named], before)
+                    if chosen_at is not None:
+                        back |= self._live_since(batch, chosen_at)
+                    skipped += [cid for cid in batch if cid in back]
+                    batch = [cid for cid in batch if cid not in back]
                     members = {row for cid in batch for row in self.db.execute(_MEMBERS_NAMED, {"id": cid})}
                     deleted |= {cid: {"pending": self.db.execute(_FORGET_SENDER, [now(), cid]).rowcount} |
                                 {table: self.db.execute(f"DELETE FROM {table} WHERE {where}", [cid]).rowcount

@@ -782,6 +782,46 @@ def test_a_purge_by_age_leaves_a_conversation_its_customer_came_back_to_after_it
     green.close()
 
 
+@pytest.mark.parametrize("asked", [["--user", "u-21"], ["--conversation", "answered", "--conversation", "answering",
+                                                       "--conversation", "idle", "--conversation", "slack"]])
+def test_a_purge_of_a_customer_leaves_a_conversation_written_to_after_it_was_chosen(
+        root: Path, monkeypatch: pytest.MonkeyPatch, asked: list[str]) -> None:
+    """`bot purge --user` and `--conversation` chose their conversations, then deleted them: one the customer wrote
+    in meanwhile (a message answered, one a server is answering now, a Slack message received) was deleted mid-turn,
+    and the turn's answer wrote it anew, kept. Each is looked at again in the transaction that deletes it, left, said,
+    and the command fails, to be run again."""
+    path = root / "dialogues.db"
+    green = Store(path)
+    green.serve()
+
+    def said(conversation: str, text: str, channel: str = "web") -> None:
+        green.log_exchange(Exchange(conversation, channel, "u-21", text, None, "Sorry?", "track_order", 0.2,
+                                    [("track_order", 0.2)], "fallback", "v0001"))
+
+    for conversation in ("answered", "answering", "idle"):
+        said(conversation, "where is my order?")
+    said("slack", "where is my order?", "slack")
+    received_only = Store.received_only
+
+    def customer_back_once_chosen(store: Store, ids: list[str]) -> dict[str, dict[str, Any]]:
+        said("answered", "it is still not here")
+        assert green.take_turn("answering", before(time.time() - 60))
+        assert green.receive("slack-1", "slack", "slack", "u-21", "hello?", {})
+        return received_only(store, ids)
+
+    monkeypatch.setattr(Store, "received_only", customer_back_once_chosen)
+    purged = CliRunner().invoke(cli, ["purge", str(root), *asked])
+    assert purged.exit_code == 1, purged.output
+    for left in ("answered", "answering", "slack"):
+        assert f"Skipped {left}: its customer came back" in purged.output
+    assert "Deleted idle" in purged.output
+    assert "left answered, answering, slack, written to while it was being purged" in purged.output
+    assert sorted(row[0] for row in green.db.execute("SELECT id FROM conversations")) == [
+        "answered", "answering", "slack"]
+    assert green.db.execute("SELECT count(*) FROM turns WHERE conversation_id = 'answered'").fetchone() == (4,)
+    green.close()
+
+
 def test_an_answer_of_a_turn_another_server_took_over_is_not_kept(tmp_path: Path) -> None:
     """A server whose turn another server on the store took over (no renewal for the stale time: hung, or too slow)
     kept and sent its answer beside the other's. Written once the turn is another's, the answer is dropped, with its

@@ -494,22 +494,29 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
         return
     store = open_store(project)
     try:
+        chosen_at = store.high_water()  # before they are chosen: one written to meanwhile is left, not deleted mid-turn
         ids, rows, _ = named(store)
         began = {cid: row["created"] for cid, row in zip(ids, rows) if row}
-        purged = store.purge(*ids, before=unix_time(before) if before else None, named=conversation_ids)
+        purged = store.purge(*ids, before=unix_time(before) if before else None, named=conversation_ids,
+                             chosen_at=chosen_at)
     finally:
         store.close()
-    for cid in purged.skipped:  # chosen by --before alone: purged.skipped is empty without it
-        click.echo(f"Skipped {cid}: its customer came back while it was being purged (a message since --before, or "
-                   "a server answering them now); left as it is", err=True)
+    for cid in purged.skipped:
+        click.echo(f"Skipped {cid}: its customer came back while it was being purged (a message since it was chosen "
+                   "or since --before, or a server answering them now); left as it is", err=True)
+    # a conversation named, or a customer's (--user without --before: an erasure), left is a failure: run it again
+    asked = [cid for cid in purged.skipped if cid in conversation_ids or (user is not None and before is None)]
     _say_kept_elsewhere(project, purged, began)
     if not purged.wal_cleared:
         fail(f"another process kept reading {project.db_path}, so dialogues.db-wal still holds a copy of "
              "what was deleted; run this command again once it is done: it clears the copy, though it finds nothing "
              "more to delete")
     missing = [cid for cid, deleted in purged.deleted.items() if not deleted["conversations"] and not deleted["pending"]]
-    if missing:
-        fail(f"no conversation {', '.join(missing)} in {project.db_path}")
+    failures = ([f"left {', '.join(asked)}, written to while it was being purged: run this command again once "
+                 "its customer's message is answered"] if asked else []) + \
+        ([f"no conversation {', '.join(missing)} in {project.db_path}"] if missing else [])
+    if failures:
+        fail("; ".join(failures))
 
 
 @cli.command()
