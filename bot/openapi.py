@@ -118,13 +118,13 @@ class ReviewLabelRequest(_StrictBody):
 
 
 # The API's error codes (ErrorResponse's ``code``, and the web chat socket's error frames'), each of which the agents'
-# console says in its languages; the widget says those of a customer's message (text_too_long, text_invalid, busy and
-# the store's and the server's failures) in its own.
+# console says in its languages; the widget says those of a customer's message (text_too_long, text_invalid, busy,
+# stopping and the store's and the server's failures) in its own.
 ErrorCode = Literal["replied_meanwhile", "wrote_meanwhile", "wrote_to_the_bot", "held", "open", "labelled_meanwhile",
                     "no_conversation", "no_note", "no_label", "not_in_queue", "not_the_author", "not_your_name",
                     "not_granted", "bad_name", "name_needed", "colleague_needed", "not_a_colleague", "unknown_intent",
                     "key_reused", "maybe_delivered", "not_delivered", "store_unwritable", "store_damaged", "internal",
-                    "text_too_long", "text_invalid", "busy"]
+                    "text_too_long", "text_invalid", "busy", "stopping"]
 ERROR_CODES: tuple[str, ...] = get_args(ErrorCode)
 
 
@@ -549,8 +549,10 @@ ERROR_TEXT = {400: "bad request; the error names the field", 401: "missing or wr
               429: "rate limited; wait Retry-After seconds",
               503: "the conversation store cannot write now (a full disk, a read-only file), or, for a message, the "
                    "bot is busy (server.inference.max_queue messages wait for the model, or server.max_web_turns are "
-                   "being answered); nothing was kept: send it again after Retry-After seconds; or the server "
-                   "reached is stopping before the message was answered: send it again with its message_id"}
+                   "being answered); nothing was kept: send it again after Retry-After seconds (code busy); or the "
+                   "server reached is stopping before the message was answered (code stopping, a rolling restart): "
+                   "send it again with its message_id after Retry-After seconds, and the load balancer takes it to "
+                   "another server"}
 
 
 @dataclass(frozen=True)

@@ -358,8 +358,9 @@ async def test_a_web_message_still_waiting_for_the_store_lock_at_the_end_of_a_st
         tiny_demo_bot: Path, tmp_path: Path) -> None:
     """A message whose turn still waited for another process holding the store locked when server.shutdown_seconds
     ran out had its connection cut without a word (aiohttp cancels the request a moment later), over HTTP and on a
-    socket alike. It is answered just before: a 503 ``busy`` with Retry-After, or a socket's error frame, and the
-    message sent again with its message_id to another server on the store is answered there."""
+    socket alike. It is answered just before: a 503 ``stopping`` with Retry-After, or a socket's error frame with
+    that code (``busy`` had the widget tell its customer the bot was busy), and the message sent again with its
+    message_id to another server on the store is answered there."""
     from tests.conftest import configured_copy
 
     server_config = {**CHAOS_CONFIG["server"], "shutdown_seconds": 3}
@@ -382,9 +383,9 @@ async def test_a_web_message_still_waiting_for_the_store_lock_at_the_end_of_a_st
             assert answered.status == 503, await answered.text()
             assert answered.headers["Retry-After"] == "1"
             refused = await answered.json()
-        assert refused["code"] == "busy" and "send it again, with the same message_id" in refused["error"]
+        assert refused["code"] == "stopping" and "send it again, with the same message_id" in refused["error"]
         frame = await ws.receive_json(timeout=30)
-        assert frame == {"type": "error", "error": refused["error"], "code": "busy", "request": "message"}
+        assert frame == {"type": "error", "error": refused["error"], "code": "stopping", "request": "message"}
         holder.execute("ROLLBACK")
         holder.close()
         await ws.close()

@@ -670,21 +670,28 @@ window.WebSocket = class extends window.WebSocket {
 """
 
 
-@pytest.mark.parametrize(("lang", "said"), [("en", "Not sent: the chat is busy. Retry in a moment."),
-                                            ("zh-CN", "未发送：客服系统繁忙，请稍后重试。"),
-                                            ("zh-TW", "未發送：客服系統繁忙，請稍後重試。")])
-def test_a_message_the_bot_refused_says_why_in_the_customers_language(open_widget: Any, lang: str, said: str) -> None:
+@pytest.mark.parametrize(("lang", "said", "stopping"), [
+    ("en", "Not sent: the chat is busy. Retry in a moment.", "Not sent: the chat is restarting. Retry in a moment."),
+    ("zh-CN", "未发送：客服系统繁忙，请稍后重试。", "未发送：客服系统正在重启，请稍后重试。"),
+    ("zh-TW", "未發送：客服系統繁忙，請稍後重試。", "未發送：客服系統正在重新啟動，請稍後重試。")])
+def test_a_message_the_bot_refused_says_why_in_the_customers_language(open_widget: Any, lang: str, said: str,
+                                                                      stopping: str) -> None:
     """The socket's error frames said what went wrong in English alone, and the widget said *Not sent* to every one,
     a bot too busy for it and a store that cannot write alike: each comes with its code, said in the widget's
-    language, and one the widget does not know is *Not sent* still."""
+    language, and one the widget does not know is *Not sent* still. A server stopping before it answered (a rolling
+    restart) is no busy bot, and is not said as one."""
     widget = open_widget(page_lang=lang, init_script=SOCKET_REFUSING)
     widget.send("refuse me")
     line = widget.page.locator(".status-line")
     expect(line.locator("span")).to_have_text(said)
     expect(line).to_have_attribute("role", "alert")
-    widget.page.evaluate("window.__code = 'constructor'")  # no code of the bot's
+    widget.page.evaluate("window.__code = 'stopping'")
     widget.send("refuse me")
     expect(line).to_have_count(2)
+    expect(line.last.locator("span")).to_have_text(stopping)
+    widget.page.evaluate("window.__code = 'constructor'")  # no code of the bot's
+    widget.send("refuse me")
+    expect(line).to_have_count(3)
     expect(line.last.locator("span")).to_have_text({"en": "Not sent.", "zh-CN": "未发送。", "zh-TW": "未發送。"}[lang])
 
 

@@ -379,8 +379,8 @@ class Refused(ValueError):
 
 class Stopping(Exception):
     """A web message whose answer has not come as this server's ``server.shutdown_seconds`` end (its turn waiting for
-    another process holding the store locked, or still running): answered 503 ``busy`` with ``Retry-After``, or a
-    socket's error frame, just before its connection is cut, so that it is sent again, with its ``message_id``, to
+    another process holding the store locked, or still running): answered 503 ``stopping`` with ``Retry-After``, or a
+    socket's error frame so coded, just before its connection is cut, so that it is sent again, with its ``message_id``, to
     another server. Its turn goes on here meanwhile: an answer it keeps is the one the message sent again gets."""
 
     def __init__(self) -> None:
@@ -758,7 +758,7 @@ class WebChannel(Channel):
         try:
             reply = await self.chat(body, client_address(request), verified_user, origin=ws)
         except Stopping as exc:
-            await ws.send_json(error_frame(str(exc), {"request": "message"}, "busy"))
+            await ws.send_json(error_frame(str(exc), {"request": "message"}, "stopping"))
             return
         await ws.send_json({"type": "reply", **self._shown(reply, request)})
 
@@ -796,8 +796,8 @@ class WebChannel(Channel):
         except (QueueFull, TurnsFull) as exc:
             raise http_error(web.HTTPServiceUnavailable, self.busy(exc), {"code": "busy"},
                              headers={"Retry-After": str(BUSY_RETRY_S)}) from None
-        except Stopping as exc:  # another server answers it
-            raise http_error(web.HTTPServiceUnavailable, str(exc), {"code": "busy"},
+        except Stopping as exc:  # another server answers it: no busy bot, which the widget would tell its customer
+            raise http_error(web.HTTPServiceUnavailable, str(exc), {"code": "stopping"},
                              headers={"Retry-After": str(STOPPING_RETRY_S)}) from None
         return json_response(self._shown(reply, request))
 

@@ -172,6 +172,7 @@
       // Why a message was not sent, by the bot's ``code`` (bot/openapi.py's ErrorCode; text_too_long says tooLong)
       refused: {
         busy: "Not sent: the chat is busy. Retry in a moment.",
+        stopping: "Not sent: the chat is restarting. Retry in a moment.",
         store_unwritable: "Not sent: the chat cannot keep messages just now. Retry in a moment.",
         store_damaged: "Not sent: the chat is out of order. Please try again later.",
         internal: "Not sent: something went wrong. Retry in a moment.",
@@ -215,6 +216,7 @@
       tooLong: "消息太长：最多 {max} 个字。请删减后再发送。",
       refused: {
         busy: "未发送：客服系统繁忙，请稍后重试。",
+        stopping: "未发送：客服系统正在重启，请稍后重试。",
         store_unwritable: "未发送：暂时无法保存消息，请稍后重试。",
         store_damaged: "未发送：聊天服务暂时不可用，请稍后再试。",
         internal: "未发送：出错了，请稍后重试。",
@@ -258,6 +260,7 @@
       tooLong: "消息太長：最多 {max} 個字。請刪減後再發送。",
       refused: {
         busy: "未發送：客服系統繁忙，請稍後重試。",
+        stopping: "未發送：客服系統正在重新啟動，請稍後重試。",
         store_unwritable: "未發送：暫時無法儲存消息，請稍後重試。",
         store_damaged: "未發送：聊天服務暫時無法使用，請稍後再試。",
         internal: "未發送：出錯了，請稍後重試。",
