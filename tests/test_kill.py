@@ -385,7 +385,8 @@ async def test_a_web_message_still_waiting_for_the_store_lock_at_the_end_of_a_st
             refused = await answered.json()
         assert refused["code"] == "stopping" and "send it again, with the same message_id" in refused["error"]
         frame = await ws.receive_json(timeout=30)
-        assert frame == {"type": "error", "error": refused["error"], "code": "stopping", "request": "message"}
+        assert frame == {"type": "error", "error": refused["error"], "code": "stopping", "retry_after": 1,
+                         "request": "message"}
         holder.execute("ROLLBACK")
         holder.close()
         await ws.close()

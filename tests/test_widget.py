@@ -34,6 +34,7 @@ from aiohttp import WSCloseCode, web
 from click.testing import CliRunner
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
+from bot.channels import web as web_channel
 from bot.cli import cli
 from bot.limits import LIMITS
 from bot.openapi import ERROR_CODES
@@ -657,13 +658,16 @@ def test_a_store_that_cannot_write_is_not_told_as_the_customers_flood(open_widge
     expect(widget.bot_replies()).to_have_count(1)
 
 
-# A socket the bot answers "refuse me" on with an error frame of code window.__code, as it refuses a message it cannot take
+# A socket the bot answers "refuse me" on with an error frame of code window.__code, as it refuses a message it cannot
+# take, to be sent again at once (retry_after 0); window.__refused counts them
 SOCKET_REFUSING = """
 window.__code = "busy";
+window.__refused = 0;
 window.WebSocket = class extends window.WebSocket {
   send(data) {
     if (JSON.parse(data).text !== "refuse me") return super.send(data);
-    const frame = { type: "error", error: "the bot is busy", code: window.__code, request: "message" };
+    window.__refused += 1;
+    const frame = { type: "error", error: "the bot is busy", code: window.__code, retry_after: 0, request: "message" };
     setTimeout(() => this.onmessage({ data: JSON.stringify(frame) }));
   }
 };
@@ -679,20 +683,68 @@ def test_a_message_the_bot_refused_says_why_in_the_customers_language(open_widge
     """The socket's error frames said what went wrong in English alone, and the widget said *Not sent* to every one,
     a bot too busy for it and a store that cannot write alike: each comes with its code, said in the widget's
     language, and one the widget does not know is *Not sent* still. A server stopping before it answered (a rolling
-    restart) is no busy bot, and is not said as one."""
+    restart) is no busy bot, and is not said as one. Both are sent again three times before they are *Not sent*; a
+    refusal of another code is *Not sent* at once."""
     widget = open_widget(page_lang=lang, init_script=SOCKET_REFUSING)
     widget.send("refuse me")
     line = widget.page.locator(".status-line")
     expect(line.locator("span")).to_have_text(said)
     expect(line).to_have_attribute("role", "alert")
+    assert widget.page.evaluate("window.__refused") == 4
     widget.page.evaluate("window.__code = 'stopping'")
     widget.send("refuse me")
     expect(line).to_have_count(2)
     expect(line.last.locator("span")).to_have_text(stopping)
+    assert widget.page.evaluate("window.__refused") == 8
     widget.page.evaluate("window.__code = 'constructor'")  # no code of the bot's
     widget.send("refuse me")
     expect(line).to_have_count(3)
+    assert widget.page.evaluate("window.__refused") == 9
     expect(line.last.locator("span")).to_have_text({"en": "Not sent.", "zh-CN": "未发送。", "zh-TW": "未發送。"}[lang])
+
+
+@pytest.mark.parametrize("transport", ["socket", "http"])
+def test_a_message_a_stopping_server_turned_away_is_sent_again_after_its_retry_after(
+        open_widget: Any, server: LiveServer, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch,
+        transport: str) -> None:
+    """A message the server reached stopped before answering (503 ``stopping``, or the socket's error frame: a rolling
+    restart whose server.shutdown_seconds ran out) was marked *Not sent*, and its customer had to press Retry. The
+    widget sends it again, with its id, after the Retry-After the server named, shown out meanwhile, not Not sent;
+    it is answered once."""
+    channel = server.app[BOT].channels["web"]
+    reply = channel._reply
+    sent: list[tuple[str | None, float]] = []  # each send's message id, and when it came
+    resent, go = threading.Event(), asyncio.Event()
+
+    async def stopping_at_the_first(turn: Any, wait: bool) -> dict[str, Any]:
+        sent.append((turn.message_id, time.monotonic()))
+        if len(sent) == 1:  # the stop's cut comes before the first send is answered; the server serves on after
+            channel._cutting.set()
+            try:
+                return await reply(turn, wait)
+            finally:
+                channel._cutting.clear()
+        resent.set()
+        await go.wait()  # until the test has looked at the chat
+        return await reply(turn, wait)
+
+    monkeypatch.setattr(channel, "_reply", stopping_at_the_first)
+    widget = open_widget(transport=transport)
+    page = widget.page
+    widget.send("where is my order 1042?")
+    assert resent.wait(30), "the message was not sent again"
+    expect(page.locator(".msg.user.out")).to_have_count(1)  # shown out, as the answer is awaited
+    expect(page.locator(".msg.user.failed")).to_have_count(0)
+    expect(page.locator(".status-line")).to_have_count(0)
+    server.loop.call_soon_threadsafe(go.set)
+    expect(widget.bot_replies()).to_have_count(1)
+    expect(page.locator(".msg.user.out")).to_have_count(0)
+    (first, at), (again, then) = sent
+    assert first == again and then - at >= web_channel.STOPPING_RETRY_S
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        stored = db.execute("SELECT role FROM turns WHERE conversation_id = ? ORDER BY id",
+                            [widget.conversation_id()]).fetchall()
+    assert stored == [("user",), ("bot",)]
 
 
 def test_the_shops_id_for_a_signed_in_customer_is_stored_with_their_messages(open_widget: Any,

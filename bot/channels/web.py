@@ -469,11 +469,14 @@ def refusal(request: web.Request, exc: Refused, request_type: dict[str, str]) ->
     return error_frame(str(exc), request_type, error_code(exc).get("code"))
 
 
-def error_frame(error: str, request_type: dict[str, str], code: str | None) -> dict[str, Any]:
+def error_frame(error: str, request_type: dict[str, str], code: str | None,
+                retry_after: int | None = None) -> dict[str, Any]:
     """A socket's error frame: what went wrong in English, and its ``code`` (ErrorResponse's) where it has one, as
     the same failure over HTTP has, for the widget to say it in its customer's language: it said *Not sent* to
-    every failure, a full store and a text too long alike."""
-    return {"type": "error", "error": error, **({"code": code} if code else {}), **request_type}
+    every failure, a full store and a text too long alike. ``retry_after``: the seconds after which a message turned
+    away for now (``busy``, ``stopping``) is sent again, as the 503's ``Retry-After`` says over HTTP."""
+    return {"type": "error", "error": error, **({"code": code} if code else {}),
+            **({"retry_after": retry_after} if retry_after is not None else {}), **request_type}
 
 
 class WebChannel(Channel):
@@ -758,7 +761,7 @@ class WebChannel(Channel):
         try:
             reply = await self.chat(body, client_address(request), verified_user, origin=ws)
         except Stopping as exc:
-            await ws.send_json(error_frame(str(exc), {"request": "message"}, "stopping"))
+            await ws.send_json(error_frame(str(exc), {"request": "message"}, "stopping", STOPPING_RETRY_S))
             return
         await ws.send_json({"type": "reply", **self._shown(reply, request)})
 
@@ -891,8 +894,8 @@ class WebChannel(Channel):
                     break
                 except web.HTTPTooManyRequests as exc:
                     await ws.send_json(too_many_frame(exc, request_type))
-                except (QueueFull, TurnsFull) as exc:  # no retry_after, the rate limit's: not sent too fast
-                    await ws.send_json(error_frame(self.busy(exc), request_type, "busy"))
+                except (QueueFull, TurnsFull) as exc:  # its code says its retry_after is no rate limit's
+                    await ws.send_json(error_frame(self.busy(exc), request_type, "busy", BUSY_RETRY_S))
                 except Exception as exc:  # as the HTTP path's middleware does: log it, answer, keep the socket
                     if cannot_write(exc):  # no retry_after, the rate limit's: the widget says the customer sent too fast
                         await self.bot.refusals.refused_one("a web chat turn on the socket", exc)

@@ -1434,9 +1434,12 @@
     }
     const data = await response.json().catch(() => ({}));
     if (!response.ok) {
-      // Only the rate limit's wait is the customer's to keep: a 503's (the server's store) is no flood of theirs.
-      const retryAfter = response.status === 429 ? Number(response.headers.get("Retry-After")) || 0 : 0;
-      throw Object.assign(new Error(data.error || `HTTP ${response.status}`), { retryAfter, lost: !data.error,
+      // Only the rate limit's wait is the customer's to keep: a 503's (the server's store) is no flood of theirs. A
+      // 503's is the widget's own wait before it sends a message turned away for now again (resent()).
+      const said = response.headers.get("Retry-After");
+      const retryAfter = response.status === 429 ? Number(said) || 0 : 0;
+      const wait = response.status === 503 && said !== null ? Number(said) : undefined;
+      throw Object.assign(new Error(data.error || `HTTP ${response.status}`), { retryAfter, wait, lost: !data.error,
                                                                                 code: data.code || "" });
     }
     reconnectNow();
@@ -1527,9 +1530,12 @@
         if (next) {
           if (data.type === "reply") next.resolve(data);
           // one another server is answering (a Retry that reached the second of two): the server has it, and its
-          // answer shows once given, as that of a message the socket lost
-          else next.reject(Object.assign(new Error(data.error), { retryAfter: data.retry_after || 0,
-            lost: Boolean(data.answered_elsewhere), code: data.code || "" }));
+          // answer shows once given, as that of a message the socket lost. A frame with a code and a retry_after
+          // (busy, stopping) names the widget's own wait before it sends the message again (resent()); the rate
+          // limit's, with no code, is the customer's.
+          else next.reject(Object.assign(new Error(data.error), { retryAfter: data.code ? 0 : data.retry_after || 0,
+            wait: data.code ? data.retry_after : undefined, lost: Boolean(data.answered_elsewhere),
+            code: data.code || "" }));
         }
       } else if (data.type === "sync" && data.conversation_id === conversationId) {
         sync(); // a turn answered elsewhere: another tab, or this page before it was reloaded
@@ -1604,6 +1610,29 @@
     await Promise.race([asked.catch(() => {}), new Promise((resolve) => setTimeout(resolve, HTTP_ORDER_WAIT_MS))]);
     sent();
     return asked;
+  }
+
+  // A message the server turned away for now (503, or a socket's error frame, ``busy``: the model's queue is full;
+  // ``stopping``: the server reached stops before it answered, a rolling restart) is sent again by chat(), its id
+  // kept, after the wait the server names (Retry-After, else a second), up to RESENDS times, shown out meanwhile: the
+  // customer had to press Retry, told that the bot was busy. A stopping server's socket closes: sent again, it goes over
+  // HTTP, or the next socket, and the load balancer takes it to another server. Messages typed meanwhile that have not
+  // left yet wait behind it (behind()). ``place``: its progress(); ``asked()``: the conversation it is sent in, which
+  // the tab may leave meanwhile (Deskbot.reset()): the refusal is then the caller's, as the last one is.
+  const RESENT = ["busy", "stopping"];
+  const RESENDS = 3;
+  async function resent(text, id, place, asked) {
+    for (let resends = 0; ; resends += 1) {
+      try {
+        return await chat(text, id, () => place.update({ sentIn: asked() }));
+      } catch (error) {
+        if (!RESENT.includes(error.code) || resends >= RESENDS) throw error;
+        place.update({ sentIn: null });
+        const seconds = Number.isFinite(error.wait) && error.wait >= 0 ? error.wait : 1;
+        await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+        if (asked() !== conversationId) throw error;
+      }
+    }
   }
 
   // The message shown, if it is new
@@ -1817,7 +1846,7 @@
         asked = conversationId; // closed to this tab: sent where the tab went on, as one refused there is
       }
       const telling = wentOnFrom().continues ? continuing : null; // told with this message (chat())
-      const reply = await chat(text, id, () => place.update({ sentIn: asked }));
+      const reply = await resent(text, id, place, () => asked);
       if (asked !== conversationId) { // Deskbot.reset() meanwhile: the answer is the last customer's, and goes
         if (closedHere.has(asked) && message.isConnected) {
           answeredBefore(message, shown || text, reply);
