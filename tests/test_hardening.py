@@ -2123,6 +2123,34 @@ async def test_shutdown_lets_socket_turns_finish_within_shutdown_seconds(
                        f"conversations {log_tag('waiting-for-it')}")
 
 
+async def test_a_socket_message_that_comes_once_the_stop_has_begun_is_sent_elsewhere_at_once(
+        tiny_demo_bot: Path, tmp_path: Path, nlu: NLU, aiohttp_client: Any) -> None:
+    """A rolling restart's stop waits for the sockets' turns in flight, then closes the sockets: a message a customer
+    sent on a socket still open meanwhile began a turn the stop did not wait for, and the socket closed on it
+    unanswered (the widget told nothing until it gave up looking for the answer, and marked it *Not sent*). It is
+    answered ``stopping`` at once, with its ``retry_after``, and the widget sends it again to another server."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "rolling", server={"limits": NO_LIMITS, "shutdown_seconds": 8},
+                           actions={"map": {"track_order": "action_pausing"}, "timeout": 10})
+    shutil.rmtree(root / "actions")
+    (root / "actions").mkdir()
+    (root / "actions" / "slow.py").write_text(SLOW_ACTIONS)
+    client = await aiohttp_client(create_app(root, device="cpu", nlu=nlu))
+    channel = client.app[BOT].channels["web"]
+    async with client.ws_connect("/api/ws") as answering, client.ws_connect("/api/ws") as late:
+        await answering.send_json({"conversation_id": "in-flight", "text": "/track_order"})
+        heard = asyncio.ensure_future(answering.receive_json(timeout=10))
+        while not channel._turns:  # its turn has begun
+            await asyncio.sleep(0.01)
+        stopping = asyncio.ensure_future(client.app.shutdown())
+        while not channel._stopping:
+            await asyncio.sleep(0)
+        await late.send_json({"conversation_id": "came-late", "text": "/track_order", "message_id": "m1"})
+        frames = [json.loads(message.data) async for message in late]
+        assert (await heard)["reply"] == "Order 123 is on its way."
+        await stopping
+    assert [(frame["type"], frame.get("code"), frame.get("retry_after")) for frame in frames] == [("error", "stopping", 1)]
+
+
 async def test_shutdown_lets_a_reload_under_way_finish_and_tell_the_other_servers(
         make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """A SIGTERM (a rolling restart) while a ``POST /admin/reload`` loaded its model waited for the turns in flight

@@ -510,6 +510,7 @@ class WebChannel(Channel):
         self.max_turns: int | None = settings.get("max_web_turns")  # server.max_web_turns
         self.turns_in_flight = 0  # web chat messages being answered, over HTTP and the sockets (:meth:`_turn_slot`)
         self._cutting = asyncio.Event()  # set just before server.shutdown_seconds end: the answers not given are Stopping
+        self._stopping = False  # set as the stop begins (close()): a message that comes since is Stopping at once
 
     def routes(self) -> list[web.AbstractRouteDef]:
         api: list[tuple[str, str, Handler]] = [
@@ -664,7 +665,11 @@ class WebChannel(Channel):
     async def _reply(self, turn: Turn, wait: bool) -> dict[str, Any]:
         """:meth:`_replying`, or :class:`Stopping` once the server's stop is about to cut the message off (:meth:`close`).
         The turn is not cancelled: its claim's release would wait for the store too, and an answer it keeps is found by
-        the message sent again."""
+        the message sent again. A message that comes once the stop has begun (on a socket still open) is Stopping at
+        once: the stop waits for the turns begun before it alone, and cut this one off unanswered, the widget told
+        nothing until it gave up looking for the answer, seconds later, and marked it *Not sent*."""
+        if self._stopping:
+            raise Stopping()
         replying = asyncio.ensure_future(self._replying(turn, wait))
         cut = asyncio.ensure_future(self._cutting.wait())
         try:
@@ -1077,7 +1082,8 @@ class WebChannel(Channel):
 
     async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
         """At shutdown: the web messages still unanswered just before ``grace`` ends are answered :class:`Stopping`
-        (HTTP requests and sockets alike), then the sockets close."""
+        (HTTP requests and sockets alike), then the sockets close. Those that come meanwhile are Stopping at once."""
+        self._stopping = True
         asyncio.get_running_loop().call_later(grace - min(CUT_BEFORE_S, grace / 2), self._cutting.set)
         if self._watcher is not None:
             self._watcher.cancel()
