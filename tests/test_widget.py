@@ -747,6 +747,40 @@ def test_a_message_a_stopping_server_turned_away_is_sent_again_after_its_retry_a
     assert stored == [("user",), ("bot",)]
 
 
+# A socket on which the first message "lost at the stop" never reaches the server: one a stopping server had not read
+# yet, queued behind the turn it was answering, as it closed its sockets; window.__swallowed counts it
+SOCKET_SWALLOWING = """
+window.__swallowed = 0;
+window.WebSocket = class extends window.WebSocket {
+  send(data) {
+    const frame = JSON.parse(data);
+    if (frame.type === "message" && frame.text === "lost at the stop" && !window.__swallowed++) return;
+    return super.send(data);
+  }
+};
+"""
+
+
+def test_a_message_a_stopping_server_closed_its_socket_on_unread_is_sent_again(
+        open_widget: Any, server: LiveServer, web_demo_bot: SimpleNamespace) -> None:
+    """A server that stops closes its sockets (1012) once the turns it runs are answered: a message queued behind one,
+    which it never read, was looked for in the history for 12 s in vain, then marked *Not sent*. It is sent again,
+    its id kept, and answered, never shown Not sent."""
+    widget = open_widget(init_script=SOCKET_SWALLOWING)
+    page = widget.page
+    wait_until(page, "Deskbot.connected()")
+    widget.send("lost at the stop")
+    wait_until(page, "window.__swallowed === 1")
+    server.drop_sockets()  # as the server stops
+    expect(widget.bot_replies()).to_have_count(1, timeout=7_000)  # within its first looks in the history
+    expect(page.locator(".msg.user.out")).to_have_count(0)
+    expect(page.locator(".status-line")).to_have_count(0)
+    with sqlite3.connect(web_demo_bot.root / "dialogues.db") as db:
+        stored = db.execute("SELECT role, text FROM turns WHERE conversation_id = ? ORDER BY id",
+                            [widget.conversation_id()]).fetchall()
+    assert [role for role, _ in stored] == ["user", "bot"] and stored[0][1] == "lost at the stop"
+
+
 def test_the_shops_id_for_a_signed_in_customer_is_stored_with_their_messages(open_widget: Any,
                                                                                 web_demo_bot: SimpleNamespace) -> None:
     """The widget sent no user: a customer's request to have their conversations deleted (`bot purge --user`)

@@ -367,6 +367,7 @@
   // A socket closed by a server that stops (1012) or is not ready (1013) connects again, elsewhere, within
   // RECONNECT_SPREAD_MS more than its usual pause
   const RECONNECT_ELSEWHERE = [1012, 1013];
+  const STOPPED = 1012;
   const RECONNECT_SPREAD_MS = 4500;
   const HTTP_ORDER_WAIT_MS = 5000; // how long a message over HTTP waits for the one before it to be answered (chat())
   // How long a message waits for its answer on an open socket before the socket counts as dead: a phone
@@ -1552,7 +1553,13 @@
     ws.onclose = (event) => {
       settle(false);
       if (socket === ws) socket = null;
-      while (waiting.length) waiting.shift().reject(Object.assign(new Error("connection lost"), { lost: true }));
+      // A server that stops closes its sockets once the turns it runs are answered: a message queued behind one, which
+      // it never read, was looked for in the history in vain, then marked Not sent. Each is sent again (resent()), its
+      // id kept: the server answers a message once, wherever it is sent.
+      const stopped = Boolean(event) && event.code === STOPPED;
+      while (waiting.length) {
+        waiting.shift().reject(Object.assign(new Error("connection lost"), { lost: true, code: stopped ? "stopping" : "" }));
+      }
       schedulePoll();
       // A server that stops or is not ready sends its sockets away: the load balancer sends this one to another, each
       // widget after a pause of its own, so that the customers of one server do not all reach the next at once.
@@ -1613,11 +1620,11 @@
   }
 
   // A message the server turned away for now (503, or a socket's error frame, ``busy``: the model's queue is full;
-  // ``stopping``: the server reached stops before it answered, a rolling restart) is sent again by chat(), its id
-  // kept, after the wait the server names (Retry-After, else a second), up to RESENDS times, shown out meanwhile: the
-  // customer had to press Retry, told that the bot was busy. A stopping server's socket closes: sent again, it goes over
-  // HTTP, or the next socket, and the load balancer takes it to another server. Messages typed meanwhile that have not
-  // left yet wait behind it (behind()). ``place``: its progress(); ``asked()``: the conversation it is sent in, which
+  // ``stopping``: the server reached stops before it answered, a rolling restart, or closed its socket on it) is sent
+  // again (chat()), its id kept, after the wait the server names (Retry-After, else a second), up to RESENDS times,
+  // shown out meanwhile: the customer had to press Retry, told that the bot was busy. A stopping server's socket
+  // closes: sent again, it goes over HTTP, or the next socket, and the load balancer takes it to another server.
+  // Messages typed meanwhile that have not left yet wait behind it (behind()). ``place``: its progress(); ``asked()``: the conversation it is sent in, which
   // the tab may leave meanwhile (Deskbot.reset()): the refusal is then the caller's, as the last one is.
   const RESENT = ["busy", "stopping"];
   const RESENDS = 3;
