@@ -975,11 +975,12 @@ class Purged:
 
 class HighWater(NamedTuple):
     """The highest turn id and platform message (``pending``) id the store held as ``bot purge`` chose the
-    conversations it deletes (:meth:`Store.high_water`): a conversation with a message above them was written to
-    since, as ids only grow."""
+    conversations it deletes, and when (:meth:`Store.high_water`): a conversation with a message above them, or
+    stamped since (an id a deleted row left may be given again), was written to since."""
 
     turn: int
     pending: int
+    at: float
 
 
 @dataclass
@@ -3206,9 +3207,10 @@ class Store:
     def high_water(self) -> HighWater:
         """The store's :class:`HighWater` now: read before a purge chooses its conversations, so that one written to
         meanwhile is found as it is deleted (:meth:`_live_since`)."""
+        at = now()
         turn, pending = self.db.execute(
             "SELECT (SELECT coalesce(max(id), 0) FROM turns), (SELECT coalesce(max(id), 0) FROM pending)").fetchone()
-        return HighWater(turn, pending)
+        return HighWater(turn, pending, at)
 
     def _live_since(self, conversation_ids: Sequence[str], mark: HighWater) -> set[str]:
         """Of ``conversation_ids``, those with a message since ``mark`` (a turn, or a Slack or WeCom message received),
@@ -3218,10 +3220,11 @@ class Store:
             batch = conversation_ids[at:at + IDS_A_QUERY]
             named = ",".join("?" * len(batch))
             found |= {row[0] for row in self.db.execute(
-                f"SELECT conversation_id FROM turns WHERE conversation_id IN ({named}) AND id > ? UNION "
-                f"SELECT conversation_id FROM pending WHERE conversation_id IN ({named}) AND id > ? UNION "
+                f"SELECT conversation_id FROM turns WHERE conversation_id IN ({named}) AND (id > ? OR created >= ?) "
+                f"UNION SELECT conversation_id FROM pending WHERE conversation_id IN ({named}) "
+                "AND (id > ? OR received >= ?) UNION "
                 f"SELECT conversation_id FROM turn_leases WHERE conversation_id IN ({named}) AND taken >= ?",
-                [*batch, mark.turn, *batch, mark.pending, *batch, now() - TURN_STALE_S])}
+                [*batch, mark.turn, mark.at, *batch, mark.pending, mark.at, *batch, now() - TURN_STALE_S])}
         return found
 
     def _still_renewed(self, conversation_ids: list[str]) -> set[str]:

@@ -822,6 +822,25 @@ def test_a_purge_of_a_customer_leaves_a_conversation_written_to_after_it_was_cho
     green.close()
 
 
+def test_a_purge_leaves_a_conversation_whose_message_came_since_it_was_chosen_under_an_id_given_again(
+        tmp_path: Path) -> None:
+    """A Slack or WeCom message kept unanswered goes from the store once given up, and the next one received takes its
+    id again: looked for above the ids the purge's choice saw alone, a message received since went unseen, and was
+    deleted with its conversation. So is one stamped since."""
+    store = Store(tmp_path / "dialogues.db")
+    cid = "slack:T1:C1:1700000000.000100"
+    store.log_exchange(Exchange(cid, "slack", "U1", "hello", None, "Hi!", "greet", 0.9, [("greet", 0.9)], "intent",
+                                "v0001"))
+    given_up = store.receive("k1", cid, "slack", "U1", "where is it?", {})
+    chosen_at = store.high_water()
+    store.db.execute("DELETE FROM pending WHERE id = ?", [given_up])
+    assert store.receive("k2", cid, "slack", "U1", "hello again?", {}) == given_up  # its id, given again
+    purged = store.purge(cid, chosen_at=chosen_at)
+    assert purged.skipped == [cid] and purged.deleted == {}
+    assert store.conversations([cid])[0] is not None
+    store.close()
+
+
 def test_an_answer_of_a_turn_another_server_took_over_is_not_kept(tmp_path: Path) -> None:
     """A server whose turn another server on the store took over (no renewal for the stale time: hung, or too slow)
     kept and sent its answer beside the other's. Written once the turn is another's, the answer is dropped, with its
