@@ -147,7 +147,7 @@ def bench_serve(directory: Path, clients: list[int], duration: float, warmup: fl
                 pass_tokens: int | None, workers: int | None, think_ms: float, message_ids: bool,
                 rates: list[int] | None, max_queue: int | None, max_web_turns: int | None, device: str | None,
                 as_json: bool) -> None:
-    """Throughput and latency of `bot serve`, against the raw encoder.
+    """Throughput and latency of `bot serve` and of the raw encoder.
 
     Example:
 

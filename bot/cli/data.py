@@ -191,7 +191,7 @@ DATED_BACKUP = re.compile(r"dialogues-\d{8}-\d{6}\.db")
 @click.argument("directory", type=BOT_DIR)
 @click.argument("copy", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def restore(directory: Path, copy: Path) -> None:
-    """Put a `bot backup` COPY back as the bot's store, the bot stopped.
+    """Put a `bot backup` COPY back as the store, the bot stopped.
 
     The store it replaces is kept beside it, with its -wal file, as dialogues.db.replaced-STAMP. A copy put back by
     hand beside the -wal file a killed server left was overlaid by that log.
