@@ -615,9 +615,10 @@ def _say_if_not_comparable(project: Project, versions: list[Version], now: dict[
 def rollback(directory: Path, version: str) -> None:
     """Serve an earlier model version again.
 
-    VERSION is checked to load first, and serves without the agent answers the store has lost since (a
-    purged conversation's), with history.jsonl's answers as they now read and bot.yml's retrieval settings, as
-    `bot retrain` refreshes an index: VERSION's classifier in a new version. So does the version serving.
+    VERSION is checked to load first. Where its answer index is out of date (it holds agent answers the store
+    has lost since, a purged conversation's, or history.jsonl's answers or bot.yml's retrieval settings changed),
+    a new version serves instead: VERSION's classifier with the index refreshed as `bot retrain` refreshes one.
+    Naming the version serving refreshes its index so.
 
     Example:
 
