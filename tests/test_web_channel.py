@@ -904,6 +904,25 @@ async def test_cors_for_listed_origins_only(client: Any, web_demo_bot: SimpleNam
     assert response.status == 403
 
 
+async def test_a_page_of_an_unlisted_site_is_said_in_the_log_once_a_minute(
+        client: Any, web_demo_bot: SimpleNamespace, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shop that put the widget on its site before listing the site's origin saw *Not sent* under every message,
+    and `bot serve`'s log said nothing of why: the browser's console alone named the origin to list."""
+    # The module's server refused other sites before: the minute starts afresh here.
+    monkeypatch.setattr(client.app[BOT].channels["web"], "_unlisted_said", -web_channel.UNLISTED_SAID_S)
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+    with caplog.at_level("WARNING", logger=web_channel.__name__):
+        for origin in ("http://shop.example:8000", "http://other.example"):
+            assert (await client.options("/api/chat", headers={"Origin": origin, **preflight})).status == 403
+        listed = await client.options("/api/chat", headers={"Origin": web_demo_bot.embed_origin, **preflight})
+        assert listed.status == 204
+    said = [r.getMessage() for r in caplog.records if "channels.web.origins does not list" in r.getMessage()]
+    assert said == ["refused the web chat to a page of 'http://shop.example:8000', a site channels.web.origins does "
+                    "not list: if the widget is meant to be there, list the origin in bot.yml and restart bot serve "
+                    "(said once a minute at most)"]
+
+
 async def test_widget_and_demo_page_are_served(client: Any) -> None:
     response = await client.get("/widget.js")
     assert response.status == 200 and response.content_type == "application/javascript" and response.charset == "utf-8"

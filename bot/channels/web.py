@@ -89,6 +89,9 @@ BUSY_RETRY_S = 5  # how long a web client told the model is busy (503: server.in
 CUT_BEFORE_S = 0.5
 STOPPING_RETRY_S = 1  # how long a web client told that this server is stopping waits to send again (to another)
 BUSY_SAID_S = 60.0  # how often, at most, the log says that web chat messages are refused for the model's queue
+# How often, at most, the log says a page of a site channels.web.origins does not list was refused: the widget put on
+# a shop's site before its origin was listed showed *Not sent* with nothing in the server's log to say why.
+UNLISTED_SAID_S = 60.0
 log = logging.getLogger(__name__)
 
 
@@ -507,6 +510,7 @@ class WebChannel(Channel):
         self.min_id_chars: int = settings.get("min_conversation_id_chars", 0)
         self._short_id_said = -SHORT_ID_WARNING_S  # when the log last said a short conversation id came
         self._busy_said = -BUSY_SAID_S  # when the log last said a message was refused for the model's queue
+        self._unlisted_said = -UNLISTED_SAID_S  # when the log last said an unlisted site's page was refused
         self.max_turns: int | None = settings.get("max_web_turns")  # server.max_web_turns
         self.turns_in_flight = 0  # web chat messages being answered, over HTTP and the sockets (:meth:`_turn_slot`)
         self._cutting = asyncio.Event()  # set just before server.shutdown_seconds end: the answers not given are Stopping
@@ -568,6 +572,11 @@ class WebChannel(Channel):
         site's origin, or None for a same-site or non-browser request."""
         origin = self._foreign_origin(request)
         if origin is not None and not self._allowed(origin):
+            if time.monotonic() >= self._unlisted_said + UNLISTED_SAID_S:
+                self._unlisted_said = time.monotonic()
+                log.warning("refused the web chat to a page of %r, a site channels.web.origins does not list: if the "
+                            "widget is meant to be there, list the origin in bot.yml and restart bot serve (said "
+                            "once a minute at most)", origin[:200])
             raise http_error(web.HTTPForbidden, f"origin not allowed: {origin}; list it in channels.web.origins")
         return origin
 
