@@ -1827,8 +1827,16 @@ def test_the_chinese_starter_speaks_chinese_and_has_nothing_bot_train_notes(
     assert sorted(project.intents) == sorted(load_project(tmp_path / "en").intents)  # the English starter's, in Chinese
     assert project.responses.templates["greet"][0].text == "您好！请问有什么可以帮您？"
     assert [item.question for item in project.history] == ["可以寄到国外吗？"]
-    refused = CliRunner().invoke(cli, ["init", str(tmp_path / "demo"), "--demo", "--language", "zh"])
-    assert refused.exit_code == 2 and "--language is the starter's: --demo gives the bot's language" in refused.output
+    refused = CliRunner().invoke(cli, ["init", str(tmp_path / "demo"), "--demo", "--language", "zh"], terminal_width=200)
+    assert refused.exit_code == 2 and ("Error: --language chooses the starter's language, and the demo speaks English "
+                                       "and Chinese (language: multi): leave --language out") in refused.output
+    # A bot from data: "--from-csv gives the bot's language" did not say which, nor what to do.
+    (tmp_path / "tickets.csv").write_text("question,intent\nwhere is my parcel?,track_order\n")
+    refused = CliRunner().invoke(cli, ["init", str(tmp_path / "csv"), "--from-csv", str(tmp_path / "tickets.csv"),
+                                       "--language", "en"], terminal_width=200)
+    assert refused.exit_code == 2 and ("a bot from --from-csv speaks its file's language (en, zh or multi, as its "
+                                       "texts are written): leave --language out") in refused.output
+    assert not (tmp_path / "csv").exists()
 
 
 def test_the_bilingual_starter_answers_each_language_in_its_own_and_has_nothing_bot_train_notes(

@@ -68,7 +68,10 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
     if len(given) > 1:  # it built the bot from the file alone, the --demo unsaid
         raise click.UsageError(f"{' and '.join(given)} each give the bot's files: use one")
     if language and given:  # the demo speaks both; a bot from data speaks the data's language
-        raise click.UsageError(f"--language is the starter's: {given[0]} gives the bot's language")
+        spoken = ("the demo speaks English and Chinese (language: multi)" if demo
+                  else f"a bot from {given[0]} speaks its file's language (en, zh or multi, as its texts are written)")
+        raise click.UsageError(f"--language chooses the starter's language, and {spoken}: leave --language out, "
+                               "and change language: in bot.yml afterwards if need be")
     data = from_jsonl or from_csv
     starter, made = STARTERS[language or "en"]
     source = resources.files("bot") / ("demo" if demo else starter)
