@@ -425,17 +425,19 @@ def test_eval_reads_a_csv_test_file_as_bot_init_reads_one(tiny_demo_bot: Path, t
 
 def test_eval_names_the_lines_of_an_unknown_intent_in_a_csv_test_file(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """A CSV row's line is the one it starts on, past the header, a blank row and a question quoted over two lines,
-    as the file's editor shows it: not its count of rows."""
+    as the file's editor shows it: not its count of rows. An intent of one line is said at it: "(1 line: 8)" read as
+    two counts."""
     table = tmp_path / "t.csv"
     table.write_text('Question,Intent\nwhere is my order,track_order\n"where is\nmy parcel",track_ordr\n\n'
-                     "parcel?,track_ordr\nI want my money back,get_refund\n", encoding="utf-8")
+                     "parcel?,track_ordr\nI want my money back,get_refund\nwhere's my refund,refund_status\n",
+                     encoding="utf-8")
 
     result = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(table), "--results",
                                       str(tmp_path / "results"), "--json", "--device", "cpu"])
 
     assert result.exit_code == 0, result.output
-    assert "1 test intent the model does not know, scored as out of scope: track_ordr (2 lines: 3, 6); " \
-        in result.stderr, result.stderr
+    assert "2 test intents the model does not know, scored as out of scope: refund_status (line 8), track_ordr " \
+        "(2 lines: 3, 6); " in result.stderr, result.stderr
 
 
 def test_eval_leaves_out_button_payloads(tiny_demo_bot: Path, tmp_path: Path) -> None:
