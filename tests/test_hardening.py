@@ -2707,12 +2707,14 @@ def test_a_taken_port_is_refused_with_a_clear_error_and_nothing_done(tiny_demo_b
     assert "note: server.limits.websockets is 1,000,000,000, and this process may open" in guessable
 
 
-def test_the_readmes_token_for_the_agents_side_is_one_bot_serve_takes_without_a_note() -> None:
-    """The README served the demo with DESKBOT_ADMIN_TOKEN=choose-one, which `bot serve` said could be guessed."""
-    readme = (REPO / "README.md").read_text()
-    assert all(len(token) >= serving.MIN_TOKEN_CHARS for token in re.findall(r"DESKBOT_ADMIN_TOKEN=([^\s$`]+)", readme))
-    made = re.search(r"DESKBOT_ADMIN_TOKEN=\$\((.+?)\);", readme)
-    assert made is not None, "the README shows how to make one"
+@pytest.mark.parametrize("where", ["README.md", "bot serve --help"])
+def test_the_readmes_token_for_the_agents_side_is_one_bot_serve_takes_without_a_note(where: str) -> None:
+    """The README served the demo with DESKBOT_ADMIN_TOKEN=choose-one, which `bot serve` said could be guessed; `bot
+    serve --help` still gave that example."""
+    text = (REPO / where).read_text() if where == "README.md" else CliRunner().invoke(cli, ["serve", "--help"]).output
+    assert all(len(token) >= serving.MIN_TOKEN_CHARS for token in re.findall(r"DESKBOT_ADMIN_TOKEN=([^\s$`]+)", text))
+    made = re.search(r"DESKBOT_ADMIN_TOKEN=\$\((.+?)\);", text)
+    assert made is not None, f"{where} shows how to make one"
     token = subprocess.run(["bash", "-c", made.group(1)], capture_output=True, text=True, check=True).stdout.strip()
     assert len(token) >= serving.MIN_TOKEN_CHARS
 

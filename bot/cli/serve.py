@@ -87,7 +87,11 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     \b
       bot serve mybot
       bot serve mybot --host 0.0.0.0 --port 8081
-      DESKBOT_ADMIN_TOKEN=choose-one bot serve mybot
+      export DESKBOT_ADMIN_TOKEN=$(openssl rand -base64 32); echo "$DESKBOT_ADMIN_TOKEN"
+      bot serve mybot
+
+    The last two lines serve the agents' console with a token that cannot be guessed: sign in there with what
+    echo printed.
     """
     import logging
 
