@@ -702,8 +702,9 @@ def with_index_refreshed(project: Project, registry: Registry, name: str) -> str
 
 
 def _ways_on(project: Project, last: Version, serving_name: str) -> str:
-    """What a retrain with nothing new adds when the last version trained does not serve: refused by the gate,
-    or served no more since a rollback, which left the admin told "nothing new" and not how to go on."""
+    """What a retrain with nothing new adds: when the last version trained does not serve, refused by the gate or
+    served no more since a rollback, how to go on, where "nothing new" alone left the admin stuck; else the --force
+    that trains all the same, which the message did not name."""
     if last.passed is False:
         return (f" The gate refused {last.name} ({'; '.join(map(str, last.decision.get('reasons') or []))}): label "
                 f"more messages of the intents it names, or serve it as it is with `bot rollback {project.root} "
@@ -711,7 +712,7 @@ def _ways_on(project: Project, last: Version, serving_name: str) -> str:
     if last.name != serving_name:
         return (f" {serving_name} serves since a rollback: `bot rollback {project.root} {last.name}` serves "
                 f"{last.name} again, and `bot retrain {project.root} --force` trains a candidate against {serving_name}.")
-    return ""
+    return f" `bot retrain {project.root} --force` trains a candidate all the same (the same data, another run)."
 
 
 def last_finished(registry: Registry, serving_name: str) -> Version:

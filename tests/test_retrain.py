@@ -1522,7 +1522,8 @@ def test_a_changed_training_setting_trains_a_candidate_and_says_which(bot_dir: P
     assert settings["model.seed"] == 7 and settings["model.batch_size"] == 16
     assert retrain(load_project(bot_dir), device="cpu", progress=False, say=said.append).version is None
     assert said[-1] == ("Nothing new since v0002: no new labels or agent answers, and nlu.yml, model.base and the "
-                        "training settings are unchanged.")
+                        f"training settings are unchanged. `bot retrain {bot_dir} --force` trains a candidate all the "
+                        "same (the same data, another run).")  # the way on, which the message did not name
 
 
 def test_a_setting_added_since_a_version_was_trained_counts_as_its_default_there(bot_dir: Path) -> None:
