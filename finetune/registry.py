@@ -21,6 +21,7 @@ import errno
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import time
 import uuid
@@ -157,19 +158,19 @@ class Registry:
         try:
             return self.path(name)
         except RegistryError as exc:  # a hand-edited or half-restored CURRENT: say it is the file at fault
-            raise RegistryError(f"{self.root / 'CURRENT'} names {name!r}, but {exc}; `bot rollback {self.root.parent} "
-                                "VERSION` serves one that is there") from None
+            raise RegistryError(f"{self.root / 'CURRENT'} names {name!r}, but {exc}; `bot rollback "
+                                f"{shlex.quote(str(self.root.parent))} VERSION` serves one that is there") from None
 
     def nothing_serving(self) -> str:
         """Why nothing serves, and what to run: a first training, or the rollback that names a version."""
         versions = [p.name for _, p in self._taken() if p.is_dir()]
         if not versions:
-            return f"no trained model in {self.root}; run `bot train {self.root.parent}` first"
+            return f"no trained model in {self.root}; run `bot train {shlex.quote(str(self.root.parent))}` first"
         last = self.last_served()
         suggested, why = (last, " (the last to serve)") if last in versions else (versions[-1], "")
         missing = "CURRENT is empty" if (self.root / "CURRENT").is_file() else "no CURRENT"
         return (f"no model serves in {self.root} ({missing}); choose one of {', '.join(versions)} with "
-                f"`bot rollback {self.root.parent} {suggested}`{why}")
+                f"`bot rollback {shlex.quote(str(self.root.parent))} {suggested}`{why}")
 
     def last_served(self) -> str | None:
         """The version the decision log says served last, or None: the newest version may be a candidate

@@ -259,6 +259,17 @@ def test_with_no_current_the_hint_names_the_version_that_served_last(tmp_path: P
     assert f"no model serves in {registry.root} (CURRENT is empty); choose one of" in registry.nothing_serving()
 
 
+def test_the_commands_to_run_when_nothing_serves_quote_a_folder_with_a_space(tmp_path: Path) -> None:
+    """`bot chat "my bot"` before any training said to run `bot train my bot`, which names two folders."""
+    registry = Registry(tmp_path / "my bot" / "models")
+    assert registry.nothing_serving().endswith(f"run `bot train '{tmp_path}/my bot'` first")
+    version(registry, 0.5)
+    assert registry.nothing_serving().endswith(f"`bot rollback '{tmp_path}/my bot' v0001`")
+    (registry.root / "CURRENT").write_text("v0009\n")  # a hand-edited CURRENT
+    with pytest.raises(RegistryError, match=re.escape(f"`bot rollback '{tmp_path}/my bot' VERSION` serves one")):
+        registry.current_path()
+
+
 def test_only_exact_version_names_can_serve(tmp_path: Path) -> None:
     """Another path to a version (``v0001/``) would be written into CURRENT and never equal a version's name."""
     registry = Registry(tmp_path / "models")

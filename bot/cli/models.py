@@ -511,7 +511,7 @@ def models(directory: Path, as_json: bool, explain: str | None, prune: int | Non
     registry = Registry(project.models_dir)
     versions = registry.versions()
     if not versions:
-        fail(f"no model versions in {directory}; run `bot train {directory}`")
+        fail(f"no model versions in {directory}; run `bot train {shell(directory)}`")
     now = None
     if remeasure:  # loads each version: its import too only then
         from bot.retrain import remeasured
