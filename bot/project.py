@@ -2968,4 +2968,4 @@ def other_intents(labels: Collection[str], version: str, project: Project) -> st
     return (f"model {version} was trained on other intents than nlu.yml holds (only in the model: "
             f"{', '.join(sorted(set(labels) - set(project.intents))) or 'none'}; only in nlu.yml: "
             f"{', '.join(sorted(set(project.intents) - set(labels))) or 'none'}): its answers follow the old "
-            f"ones until `bot retrain {project.root}`")
+            f"ones until `bot retrain {shlex.quote(str(project.root))}`")

@@ -214,7 +214,8 @@ def intents_changed(known: list[str], project: Project, new: list[str]) -> str:
     if not (gone and new):
         return "the intents changed"
     return (f"the intents changed: {', '.join(gone)} gone, {', '.join(new)} new; if one is the other renamed or merged, "
-            f"stop and run `bot relabel {project.root} {gone[0]} {new[0]}` first, and the retrain warm-starts instead")
+            f"stop and run `bot relabel {shlex.quote(str(project.root))} {gone[0]} {new[0]}` first, and the retrain "
+            "warm-starts instead")
 
 
 def not_compared(sets: GateSets, candidate: Answering) -> dict[str, Any]:
@@ -293,7 +294,8 @@ def orphaned_advice(orphans: Mapping[str, int], root: Path) -> str:
     named = ", ".join(f"{intent} ({n})" for intent, n in sorted(orphans.items(), key=lambda item: -item[1]))
     old = max(orphans, key=orphans.__getitem__)
     return (f"{sum(orphans.values())} labelled message(s) name intents nlu.yml no longer has, and are not learnt: "
-            f"{named}. For an intent renamed or merged into another, `bot relabel {root} {old} NEW_INTENT` gives "
+            f"{named}. For an intent renamed or merged into another, `bot relabel {shlex.quote(str(root))} {old} "
+            "NEW_INTENT` gives "
             "them its name; otherwise `bot review` offers those of them the serving model is unsure of again "
             "(those that fell back, went to a person or were voted down too).")
 
@@ -589,7 +591,7 @@ def regate(project: Project, name: str, device: str | None = None) -> dict[str, 
     stored = registry.version(name).decision
     if not stored.get("serving"):
         raise RegistryError(f"no promotion gate judged {name} (`bot train` wrote it, or it is an index refresh): "
-                            f"`bot models {project.root}` lists its figures")
+                            f"`bot models {shlex.quote(str(project.root))}` lists its figures")
     if not (registry.root / stored["serving"]).is_dir():  # deleted since, to free its disk
         raise RegistryError(f"{name} was gated against {stored['serving']}, which is no longer in {registry.root}: "
                             "its figures are in decision.json (`bot models --json`)")
@@ -705,14 +707,14 @@ def _ways_on(project: Project, last: Version, serving_name: str) -> str:
     """What a retrain with nothing new adds: when the last version trained does not serve, refused by the gate or
     served no more since a rollback, how to go on, where "nothing new" alone left the admin stuck; else the --force
     that trains all the same, which the message did not name."""
+    bot = shlex.quote(str(project.root))  # as a command line takes it: 'my bot'
     if last.passed is False:
         return (f" The gate refused {last.name} ({'; '.join(map(str, last.decision.get('reasons') or []))}): label "
-                f"more messages of the intents it names, or serve it as it is with `bot rollback {project.root} "
-                f"{last.name}`.")
+                f"more messages of the intents it names, or serve it as it is with `bot rollback {bot} {last.name}`.")
     if last.name != serving_name:
-        return (f" {serving_name} serves since a rollback: `bot rollback {project.root} {last.name}` serves "
-                f"{last.name} again, and `bot retrain {project.root} --force` trains a candidate against {serving_name}.")
-    return f" `bot retrain {project.root} --force` trains a candidate all the same (the same data, another run)."
+        return (f" {serving_name} serves since a rollback: `bot rollback {bot} {last.name}` serves "
+                f"{last.name} again, and `bot retrain {bot} --force` trains a candidate against {serving_name}.")
+    return f" `bot retrain {bot} --force` trains a candidate all the same (the same data, another run)."
 
 
 def last_finished(registry: Registry, serving_name: str) -> Version:

@@ -18,6 +18,7 @@ import ipaddress
 import logging
 import math
 import os
+import shlex
 import re
 import signal
 import socket
@@ -153,7 +154,8 @@ def load_at_start(project: Project, device: str | None = None) -> NLU:
         log.warning("%s. SERVING %s INSTEAD, the newest other version that has served and loads; `bot rollback %s %s` "
                     "makes it the serving version%s", broken, name, project.root, name, mend)
         return nlu
-    raise ModelLoadError(f"{broken}; no other version that has served loads: `bot train {project.root}` trains one")
+    raise ModelLoadError(f"{broken}; no other version that has served loads: "
+                         f"`bot train {shlex.quote(str(project.root))}` trains one")
 
 
 def load_version(project: Project, path: Path, device: str | None = None, workers: int | None = None) -> NLU:

@@ -120,9 +120,10 @@ class Registry:
             return None
         except IsADirectoryError:  # a rollback cannot write the file over it
             raise RegistryError(f"{path} is a folder, not the file naming the serving version: move it away, "
-                                f"then `bot rollback {self.root.parent} VERSION` writes the file") from None
+                                f"then `bot rollback {self._bot()} VERSION` writes the file") from None
         except (OSError, UnicodeDecodeError) as exc:  # bytes that are no name, a file that cannot be read
-            raise RegistryError(f"{path} cannot be read ({exc}); `bot rollback {self.root.parent} VERSION` "
+            raise RegistryError(f"{path} cannot be read ({exc}); "
+                                f"`bot rollback {self._bot()} VERSION` "
                                 "writes it again") from None
         return name or None
 
@@ -159,18 +160,22 @@ class Registry:
             return self.path(name)
         except RegistryError as exc:  # a hand-edited or half-restored CURRENT: say it is the file at fault
             raise RegistryError(f"{self.root / 'CURRENT'} names {name!r}, but {exc}; `bot rollback "
-                                f"{shlex.quote(str(self.root.parent))} VERSION` serves one that is there") from None
+                                f"{self._bot()} VERSION` serves one that is there") from None
+
+    def _bot(self) -> str:
+        """The bot's folder as a command line takes it (`bot train 'my bot'`), for the commands a message names."""
+        return shlex.quote(str(self.root.parent))
 
     def nothing_serving(self) -> str:
         """Why nothing serves, and what to run: a first training, or the rollback that names a version."""
         versions = [p.name for _, p in self._taken() if p.is_dir()]
         if not versions:
-            return f"no trained model in {self.root}; run `bot train {shlex.quote(str(self.root.parent))}` first"
+            return f"no trained model in {self.root}; run `bot train {self._bot()}` first"
         last = self.last_served()
         suggested, why = (last, " (the last to serve)") if last in versions else (versions[-1], "")
         missing = "CURRENT is empty" if (self.root / "CURRENT").is_file() else "no CURRENT"
         return (f"no model serves in {self.root} ({missing}); choose one of {', '.join(versions)} with "
-                f"`bot rollback {shlex.quote(str(self.root.parent))} {suggested}`{why}")
+                f"`bot rollback {self._bot()} {suggested}`{why}")
 
     def last_served(self) -> str | None:
         """The version the decision log says served last, or None: the newest version may be a candidate
@@ -216,7 +221,8 @@ class Registry:
         no other version that served looks whole."""
         if not (sound := self.sound_alternatives(broken)):
             return ""
-        return f"; `bot rollback {self.root.parent} {sound[0]}` serves {sound[0]}, the newest other version that has served"
+        return (f"; `bot rollback {self._bot()} {sound[0]}` serves {sound[0]}, the newest "
+                "other version that has served")
 
     def versions(self) -> list[Version]:
         """Every version, oldest first; an unreadable CURRENT marks none as serving, so that the list to

@@ -1526,6 +1526,20 @@ def test_a_changed_training_setting_trains_a_candidate_and_says_which(bot_dir: P
                         "same (the same data, another run).")  # the way on, which the message did not name
 
 
+@pytest.mark.parametrize(("passed", "last", "said"), [
+    (True, "v0002", "`bot retrain '/shop/my bot' --force` trains a candidate all the same"),
+    (True, "v0003", "`bot rollback '/shop/my bot' v0003` serves v0003 again, and `bot retrain '/shop/my bot' --force`"),
+    (False, "v0003", "serve it as it is with `bot rollback '/shop/my bot' v0003`."),
+])
+def test_nothing_new_names_commands_that_run_as_typed_for_a_folder_with_a_space(
+        passed: bool, last: str, said: str) -> None:
+    """`bot retrain "my bot"` said to run `bot rollback my bot v0003`, which names two folders."""
+    from types import SimpleNamespace
+
+    version = SimpleNamespace(name=last, passed=passed, decision={"reasons": ["accuracy fell"]})
+    assert said in bot.retrain._ways_on(SimpleNamespace(root=Path("/shop/my bot")), version, "v0002")
+
+
 def test_a_setting_added_since_a_version_was_trained_counts_as_its_default_there(bot_dir: Path) -> None:
     """A version trained before model.class_weights was recorded trained without them: setting them in bot.yml is
     a change a retrain trains a candidate for, not "nothing new"."""
