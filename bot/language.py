@@ -179,8 +179,8 @@ def turn_language(bot_language: str, text: str, previous: str | None = None, pag
     ``previous``, the conversation's, or before it has one the ``page``'s (the widget's). So do a single
     word (numbers aside), an acknowledgement and a few names in a conversation already held in Chinese:
     Chinese customers type "ok thx", a product's name ("iPhone 15 Pro Max") or their own ("Zhang Wei")
-    between Chinese messages, and were answered in English for it; it takes a sentence ("refund please")
-    to switch. A first "hello" on a Chinese page
+    between Chinese messages, and were answered in English for it; so do a few keywords ("iPhone case", "track
+    order": :func:`keywords`); it takes a sentence ("refund please") to switch. A first "hello" on a Chinese page
     is English's: nothing Chinese was said yet. Another script (Korean, Japanese, Cyrillic) is English's, not the
     conversation's, as a first message's is. Full-width letters, which a Chinese input method types ("ＯＫ"), are
     read as the letters they are: a Chinese customer's "ＯＫ" was answered in English. A first message with no
@@ -203,7 +203,8 @@ def turn_language(bot_language: str, text: str, previous: str | None = None, pag
     if toneless_pinyin(words) and not (previous == "en" and _pinyin_name(words)):
         return "zh"
     latin = all(c.isascii() for c in text if c.isalpha())
-    return "zh" if previous == "zh" and latin and (len(words) == 1 or asks_nothing(text) or names(words)) else "en"
+    return "zh" if previous == "zh" and latin and (len(words) == 1 or asks_nothing(text) or names(words)
+                                                   or keywords(words)) else "en"
 
 
 # Every syllable of Mandarin as Pinyin writes it, tones aside (ü as u or v: lü, lv).
@@ -292,6 +293,20 @@ def toneless_pinyin(words: list[str]) -> bool:
 _REQUEST_WORDS = frozenset(
     "a an the i me my you your is are am was it to for of in on with and or not no please thanks thank where what "
     "when how why who can could do does did want need help get have has".split())
+
+
+# And the words of a sentence besides (pronouns, articles, be and will): a few words with none of them are keywords.
+_SENTENCE_WORDS = _REQUEST_WORDS | frozenset(
+    "this that these those there be been will would should im ive dont cant didnt doesnt isnt wont we our they their "
+    "at from by about still yet".split())
+
+
+def keywords(words: list[str]) -> bool:
+    """Whether ``words`` are a few keywords rather than a sentence: three at most, none of them a word a sentence is
+    made of (:data:`_SENTENCE_WORDS`), as a Chinese customer types a product's name in lower case ("iphone case",
+    "usb cable") or a request's keywords ("track order"); "where is my order" or "refund please" is a sentence."""
+    return len(words) <= 3 and not any("".join(c for c in word.lower() if c.isalpha()) in _SENTENCE_WORDS
+                                       for word in words)
 
 
 def names(words: list[str]) -> bool:

@@ -35,6 +35,11 @@ from bot.language import chinese_script, in_script, say, turn_language
     ("multi", "WHERE IS MY ORDER", "zh", "en"),
     ("multi", "HELP ME", "zh", "en"),
     ("multi", "Galaxy S24 Ultra XL", "zh", "zh"),
+    # nor do a few keywords: a product's name in lower case, or a request's keywords, in a Chinese conversation
+    ("multi", "iPhone case", "zh", "zh"), ("multi", "usb c cable", "zh", "zh"), ("multi", "track order", "zh", "zh"),
+    ("multi", "iPhone case", "en", "en"), ("multi", "iPhone case", None, "en"),
+    ("multi", "where is it", "zh", "en"), ("multi", "this is wrong", "zh", "en"), ("multi", "dont want it", "zh", "en"),
+    ("multi", "they never came", "zh", "en"), ("multi", "usb c cable broken again", "zh", "en"),
     ("multi", "Возврат", "zh", "en"),        # a word in another script is English's, as before
     ("multi", "ok", "en", "en"),
     ("multi", "ok", None, "en"),
