@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import json
 import logging
+import random
 import re
 import sqlite3
 import time
@@ -61,8 +62,8 @@ from bot.policy import (Decision, decide, handing_off, intent_threshold, misses_
                         understood)
 from bot.project import (HANDOFF_PAYLOAD, MID_CONVERSATION, REQUESTED_SLOT, RESERVED_PAYLOADS, RESUME_PAYLOAD,
                          SESSION_METADATA, VERIFIED_USER, BotConfig, Project, name_agent)
-from bot.responses import (MAX_BUTTON_TITLE_CHARS, MAX_REPLY_CHARS, PayloadValue, Rendered, passed_on, read_payload,
-                           slack_image, texts_of, warn_unshown)
+from bot.responses import (MAX_BUTTON_TITLE_CHARS, MAX_REPLY_CHARS, PayloadValue, Rendered, Responses, passed_on,
+                           read_payload, slack_image, texts_of, warn_unshown)
 from dialogues.holding import (accepts, acknowledges, asked_about, asks_for_a_person, drops_it, lacks_answer,
                                names_only, says_wrong, stops_asking, wordless)
 from dialogues.store import (TRYOUT_CHANNEL, TURN_RENEW_S, TURN_STALE_S, Exchange, KeyReused, LeaseWatch, Overtaken,
@@ -289,6 +290,35 @@ def take_validated(slots: dict[str, Any], entities: dict[str, PayloadValue], val
             entities.pop(name, None)
         elif isinstance(value, str):
             entities[name] = value
+
+
+def for_each_value(responses: Responses, decision: Decision, read: list[dict[str, Any]], values: dict[str, Any],
+                   channel: str, language: Language) -> Decision:
+    """A template ``decision`` said of each value the message gives of an entity its template fills in ("cancel
+    orders 123 and 456", 订单123和456我要退款): filled with the first alone, the answer spoke of order 123, and the
+    customer was left to ask again about 456, as the demo's order lookup answers each order it is given. Each value's
+    answer is the same variant (one draw of the variants), one after the other, their buttons once; an answer the
+    same for every value (a variant without it), or that would run past ``MAX_REPLY_CHARS``, is said once, as
+    decided."""
+    if decision.kind != "template" or decision.intent is None:
+        return decision
+    given: dict[str, list[str]] = {}
+    for found in read:
+        if isinstance(found["value"], str) and found["value"] not in given.setdefault(found["entity"], []):
+            given[found["entity"]].append(found["value"])
+    name = next((name for name, each in given.items() if len(each) > 1 and values.get(name) == each[0]
+                 and responses.fills_in(decision.intent, {name})), None)
+    if name is None:
+        return decision
+    draw = random.random()
+    answers = [responses.render(decision.intent, channel, {**values, name: value}, language, random.Random(draw))
+               for value in given[name]]
+    texts = list(dict.fromkeys(answer.text for answer in answers if answer is not None))
+    if None in answers or len(texts) < 2 or len(said := "\n\n".join(texts)) > MAX_REPLY_CHARS:
+        return decision
+    buttons = list({json.dumps(button, sort_keys=True): button for answer in answers if answer
+                    for button in answer.buttons}.values())
+    return dataclasses.replace(decision, text=said, buttons=buttons, quotes=True)
 
 
 def template_values(project: Project, slots: dict[str, Any], entities: dict[str, PayloadValue], text: str,
@@ -822,6 +852,7 @@ class Bot:
             decision = decide(carried or analysis, self.config, self.project.responses, values, turn.channel, fallbacks, language,
                               self.project.intents, acknowledges(text), corrects, wordless(text),
                               not self.project.reads_pinyin and typed_in_pinyin(text))
+            decision = for_each_value(self.project.responses, decision, read, values, turn.channel, language)
             if entities and (decision.kind == "fallback" or decision.reason == "fallbacks"):
                 decision = await self._asked_again(turn.conversation_id, analysis) \
                     or self._leaning_to_action(analysis) or decision

@@ -6,6 +6,7 @@ entities kept as slots, custom actions, handoff and the log.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sqlite3
@@ -21,6 +22,7 @@ import sqlite_utils
 from bot.channels.base import Turn, normalise
 from bot.engine import fillable as engine_fillable
 from bot.server import BOT, create_app
+from finetune.classifier import Prediction
 from tests.conftest import ask, configured_copy
 
 
@@ -120,6 +122,41 @@ async def test_the_demos_refund_answer_tells_how_to_request_it(client: Any, conv
     await ask(client, conversation, said)
     reply = await ask(client, conversation, "/get_refund")
     assert "123" in reply["reply"] and how in reply["reply"] and untrue not in reply["reply"]
+
+
+class SureOf:
+    """The serving model, sure that every message asks for ``intent`` (the tiny model's guesses are random)."""
+
+    def __init__(self, nlu: Any, intent: str) -> None:
+        self.nlu, self.intent = nlu, intent
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.nlu, name)
+
+    def analyse(self, texts: list[str]) -> list[Any]:
+        sure = Prediction(self.intent, 1.0, [(self.intent, 1.0)])
+        return [dataclasses.replace(analysis, prediction=sure) for analysis in self.nlu.analyse(texts)]
+
+
+@pytest.mark.parametrize(("conversation", "intent", "said", "each", "buttons"), [
+    ("each-two", "cancel_order", "cancel orders 123 and 456", ["cancel order 123", "cancel order 456"], ["/handoff"]),
+    ("each-three", "cancel_order", "cancel order 123, 456, 789", ["cancel order 123", "cancel order 456", "cancel order 789"],
+     ["/handoff"]),
+    ("each-zh", "get_refund", "我要退款，订单123和456", ["订单 123 的退款", "订单 456 的退款"], ["/track_refund"]),
+    ("each-one", "get_refund", "refund for order 123", ["for order 123"], ["/track_refund"]),
+])
+async def test_a_template_answers_each_order_the_message_names(client: Any, monkeypatch: pytest.MonkeyPatch,
+                                                               conversation: str, intent: str, said: str,
+                                                               each: list[str], buttons: list[str]) -> None:
+    """"cancel orders 123 and 456" was told how to cancel order 123 alone, and the customer had to ask again about 456:
+    a template filled with an order number answers of each order the message names, its buttons once."""
+    bot = client.app[BOT]
+    monkeypatch.setattr(bot, "nlu", SureOf(bot.nlu, intent))
+    reply = await ask(client, conversation, said)
+    assert (reply["source"], reply["intent"]) == ("template", intent)
+    answers = reply["reply"].split("\n\n")
+    assert len(answers) == len(each) and all(order in answer for order, answer in zip(each, answers))
+    assert [button["payload"] for button in reply["buttons"]] == buttons
 
 
 async def test_a_number_the_patterns_did_not_read_keeps_an_earlier_order_out_of_the_template(client: Any) -> None:
