@@ -42,7 +42,7 @@ from bot.project import FormConfig, ProjectError, load_project
 from bot.server import create_app
 from dialogues.review import current_name
 from dialogues.store import CUSTOM_PLACEHOLDER, Exchange, Store, log_tag
-from tests.conftest import configured_copy
+from tests.conftest import SureOf, configured_copy
 
 ACTIONS = '''
 import asyncio
@@ -2072,6 +2072,27 @@ async def test_not_knowing_the_answer_an_action_waits_for_has_it_say_where_it_is
             assert (await bot.handle(Turn(f"c{n}", "789", "web"))).text.startswith("Order 789 is **delivered**")
         await bot.handle(Turn("d1", "/track_order", "web"))  # a question of its own is no such answer
         assert (await bot.handle(Turn("d1", "I don't know how to cancel", "web"))).source == "fallback"
+    finally:
+        await bot.close()
+
+
+async def test_asking_about_an_order_without_its_number_says_where_it_is_at_once(action_bot: Path, tmp_path: Path) -> None:
+    """"where is my order? I forgot the order number" (訂單號碼是多少 我忘記了) was asked "what's your order number?", the
+    one thing the customer had just said they lacked: the demo's lookup says where the number is and offers a person at
+    once, and a number given then still goes to it; not knowing where the order is asks for its number."""
+    bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
+    bot.nlu = SureOf(bot.nlu, "track_order")
+    try:
+        for n, said in enumerate(("where is my order? I forgot the order number", "I don't have my order no.",
+                                  "訂單號碼是多少 我忘記了", "查订单，订单号找不到了")):
+            reply = await bot.handle(Turn(f"c{n}", said, "web"))
+            assert "**Orders**" in reply.text or "**订单**" in reply.text or "**訂單**" in reply.text, said
+            assert [b["payload"] for b in reply.buttons] == ["/handoff"], said
+            assert bot.store.conversation(f"c{n}")["active_loop"] == "action_order_status"
+            assert "789" in (await bot.handle(Turn(f"c{n}", "789", "web"))).text
+        for n, said in enumerate(("I don't know where my order is", "不知道订单到哪了")):
+            assert (await bot.handle(Turn(f"d{n}", said, "web"))).text in ("Sure — what's your order number?",
+                                                                          "好的，请问您的订单号是多少？")
     finally:
         await bot.close()
 

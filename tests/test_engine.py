@@ -6,7 +6,6 @@ entities kept as slots, custom actions, handoff and the log.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import sqlite3
@@ -22,8 +21,7 @@ import sqlite_utils
 from bot.channels.base import Turn, normalise
 from bot.engine import fillable as engine_fillable
 from bot.server import BOT, create_app
-from finetune.classifier import Prediction
-from tests.conftest import ask, configured_copy
+from tests.conftest import SureOf, ask, configured_copy
 
 
 @pytest.fixture
@@ -122,20 +120,6 @@ async def test_the_demos_refund_answer_tells_how_to_request_it(client: Any, conv
     await ask(client, conversation, said)
     reply = await ask(client, conversation, "/get_refund")
     assert "123" in reply["reply"] and how in reply["reply"] and untrue not in reply["reply"]
-
-
-class SureOf:
-    """The serving model, sure that every message asks for ``intent`` (the tiny model's guesses are random)."""
-
-    def __init__(self, nlu: Any, intent: str) -> None:
-        self.nlu, self.intent = nlu, intent
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.nlu, name)
-
-    def analyse(self, texts: list[str]) -> list[Any]:
-        sure = Prediction(self.intent, 1.0, [(self.intent, 1.0)])
-        return [dataclasses.replace(analysis, prediction=sure) for analysis in self.nlu.analyse(texts)]
 
 
 @pytest.mark.parametrize(("conversation", "intent", "said", "each", "buttons"), [

@@ -98,6 +98,12 @@ NAMES_AN_ORDER = re.compile(r"(?i)order|parcel|package|订单|訂單|单号|單�
 # 200031", "订单手机尾号0132"
 NAMES_A_PROOF = re.compile(rf"(?i)post\s*code|zip|邮编|郵編|邮政编码|郵政編碼|{PHONE_WORDS}")
 
+# A message that says the customer has not got the order's number ("where's my order? I forgot the number", 訂單號碼是多少
+# 我忘記了): asking for it would ask what they have just said they lack, so where it is, and a person, are said at once.
+LACKS = re.compile(r"(?i)forg[eo]t|don'?t\s+(?:have|know|remember)|do\s+not\s+(?:have|know|remember)|lost|can'?t\s+find"
+                   r"|cannot\s+find|no\s+idea|忘|不记得|不記得|找不到|不知道|唔记得|唔記得|唔知")
+NAMES_THE_NUMBER = re.compile(r"(?i)number|\bno\b|号|號")
+
 # Chinese digits, as customers read an order number out one by one (七八九, 幺二三), with the ASCII digit of each.
 CHINESE_DIGITS = "〇零一二三四五六七八九幺两兩"
 AS_DIGITS = str.maketrans(CHINESE_DIGITS, "00123456789122")
@@ -257,13 +263,13 @@ class ActionOrderStatus(Action):
             dispatcher.utter_message(text=say["which"].format(order_id=order_id),
                                      buttons=[order_button(say, intent, order_id)])
             return [SlotSet("requested_slot", "order_id")]
-        if not order_id and asked:
-            if offered_a_person(tracker):
+        if not order_id and (asked or LACKS.search(said) and NAMES_THE_NUMBER.search(said)):
+            if asked and offered_a_person(tracker):
                 # "I don't know it" a second time: the same words once more would loop, so the wait ends, with a
                 # person; a number typed later is still looked up.
                 dispatcher.utter_message(text=say["still_none"], buttons=person)
                 return [SlotSet("order_id", None), SlotSet("requested_slot", None)]
-            # Asked already: the same question again would loop, so where the number is, and a person.
+            # Asked already, or said to be lacking (LACKS): the question would loop, so where the number is, and a person.
             dispatcher.utter_message(text=say["ask_again"], buttons=person)
             return [SlotSet("order_id", None), SlotSet("requested_slot", "order_id")]
         if not order_id:  # asks, and requested_slot sends the customer's answer back here
