@@ -175,9 +175,10 @@ _CHINESE_PUNCTUATION = re.compile(r"[\u3001-\u303f\uff01-\uff0f\uff1a-\uff20\uff
 
 def turn_language(bot_language: str, text: str, previous: str | None = None, page: str | None = None) -> Language:
     """The language to answer ``text`` in. A button's payload (``/`` and a name, whatever the name is written
-    in, an action's own too), or a message with no letter in it (an order number, an emoji), keeps
-    ``previous``, the conversation's, or before it has one the ``page``'s (the widget's). So do a single
-    word (numbers aside), an acknowledgement and a few names in a conversation already held in Chinese:
+    in, an action's own too), or a message with no letter in it (an order number, an emoji) but a link's or an
+    e-mail address's, keeps ``previous``, the conversation's, or before it has one the ``page``'s (the widget's).
+    So do a single word (numbers, links and e-mail addresses aside: "sam@example.com thanks", the proof an order
+    lookup asked a Chinese customer for, was answered in English), an acknowledgement and a few names in a conversation already held in Chinese:
     Chinese customers type "ok thx", a product's name ("iPhone 15 Pro Max") or their own ("Zhang Wei")
     between Chinese messages, and were answered in English for it; so do a few keywords ("iPhone case", "track
     order": :func:`keywords`); it takes a sentence ("refund please") to switch. A first "hello" on a Chinese page
@@ -197,9 +198,9 @@ def turn_language(bot_language: str, text: str, previous: str | None = None, pag
         return "en"
     if CJK.search(text):
         return "zh"
-    if not any(c.isalpha() for c in text):
+    words = [word for word in _ADDRESSES.sub(" ", text).split() if any(c.isalpha() for c in word)]
+    if not words:  # no letter, or only a link's or an e-mail address's, which are in no language
         return cast(Language, kept) if kept in LANGUAGES else "en"
-    words = [word for word in text.split() if any(c.isalpha() for c in word)]
     if toneless_pinyin(words) and not (previous == "en" and _pinyin_name(words)):
         return "zh"
     latin = all(c.isascii() for c in text if c.isalpha())

@@ -40,6 +40,10 @@ from bot.language import chinese_script, in_script, say, turn_language
     ("multi", "iPhone case", "en", "en"), ("multi", "iPhone case", None, "en"),
     ("multi", "where is it", "zh", "en"), ("multi", "this is wrong", "zh", "en"), ("multi", "dont want it", "zh", "en"),
     ("multi", "they never came", "zh", "en"), ("multi", "usb c cable broken again", "zh", "en"),
+    # a link or an e-mail address is in no language: the proof an order lookup asks for, given with thanks
+    ("multi", "sam@example.com thanks", "zh", "zh"), ("multi", "sam@example.com", "zh", "zh"),
+    ("multi", "https://shop.example/orders/123 ?", "zh", "zh"), ("multi", "sam@example.com thanks", "en", "en"),
+    ("multi", "please send it to sam@example.com", "zh", "en"),
     ("multi", "Возврат", "zh", "en"),        # a word in another script is English's, as before
     ("multi", "ok", "en", "en"),
     ("multi", "ok", None, "en"),
@@ -85,6 +89,7 @@ def test_a_pages_language_is_kept_until_the_customer_writes_in_words() -> None:
     assert turn_language("multi", "hello?!", None, page="zh") == "en"
     assert turn_language("multi", "hello?!", "zh", page="en") == "zh"
     assert turn_language("multi", "12345", "en", page="zh") == "en"
+    assert turn_language("multi", "sam@example.com", None, page="zh") == "zh"
 
 
 def test_say_picks_the_language_then_the_default_then_the_first() -> None:
