@@ -2118,6 +2118,19 @@ def test_a_list_reads_as_orders_only_where_its_first_number_is_one(bot_dir: Path
                     "订单号是123和456": ["123", "456"]}
 
 
+def test_a_longer_list_that_starts_elsewhere_names_no_order(bot_dir: Path) -> None:
+    """"I paid 300, 456, 789" was read as order 789 (offered as the fallback's "Track order" button, and kept for the
+    next "where is my order?"): the third number followed a separator after a number, though the list's first was no
+    order. A list that starts elsewhere, in English or Chinese, names none; one after "order" names each."""
+    project = load_project(bot_dir)
+    said = {text: [e["value"] for e in project.found_entities(normalise(text))] for text in [
+        "I paid 300, 456, 789", "我付了300、456和789", "我付了３００、４５６、７８９", "charged 300, 456 and 789 and 52017",
+        "I paid 300, 456, 789 for orders 123 and 456", "order 123, 456, 789, 52017", "訂單123、456、789"]}
+    assert said == {"I paid 300, 456, 789": [], "我付了300、456和789": [], "我付了３００、４５６、７８９": [],
+                    "charged 300, 456 and 789 and 52017": [], "I paid 300, 456, 789 for orders 123 and 456": ["123", "456"],
+                    "order 123, 456, 789, 52017": ["123", "456", "789", "52017"], "訂單123、456、789": ["123", "456", "789"]}
+
+
 def test_an_order_number_in_brackets_or_quotes_is_the_orders(bot_dir: Path) -> None:
     """订单号【123】, 订单号「123」, order (123) or order "123" gave no order number, and the demo's lookup asked for the
     number the customer had just given: Chinese customers set a number off in brackets and quotes, full-width too."""
