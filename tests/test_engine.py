@@ -143,6 +143,21 @@ async def test_a_template_answers_each_order_the_message_names(client: Any, monk
     assert [button["payload"] for button in reply["buttons"]] == buttons
 
 
+@pytest.mark.parametrize(("conversation", "asked", "answer"), [
+    ("prefixed-en", "/track_order", "DS52017 thanks"), ("prefixed-zh", "/track_order", "DS 52017 谢谢"),
+    ("prefixed-hash", "/track_order", "#52017, thank you")])
+async def test_an_order_number_with_the_shops_prefix_and_thanks_answers_the_lookups_question(
+        client: Any, monkeypatch: pytest.MonkeyPatch, conversation: str, asked: str, answer: str) -> None:
+    """"DS52017 thanks", to the demo's "what's your order number?", got "You're welcome!" and no lookup: the number
+    given alone with thanks answered it, but not with the shop's prefix (as the order emails print it) or "#"."""
+    bot = client.app[BOT]
+    await ask(client, conversation, asked)
+    monkeypatch.setattr(bot, "nlu", SureOf(bot.nlu, "thank_you"))  # as the demo's model reads the thanks
+    reply = await ask(client, conversation, answer)
+    assert (reply["source"], reply["intent"]) == ("action", "track_order")
+    assert "52017" in reply["reply"]
+
+
 async def test_a_number_the_patterns_did_not_read_keeps_an_earlier_order_out_of_the_template(client: Any) -> None:
     """After order 789, "I want my money back for order A1234" was told a refund of order 789 was noted."""
     bot = client.app[BOT]
