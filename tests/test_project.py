@@ -2131,6 +2131,22 @@ def test_a_longer_list_that_starts_elsewhere_names_no_order(bot_dir: Path) -> No
                     "order 123, 456, 789, 52017": ["123", "456", "789", "52017"], "訂單123、456、789": ["123", "456", "789"]}
 
 
+def test_orders_listed_with_a_comma_before_and_or_after_are_each_read(bot_dir: Path) -> None:
+    """"123, 456, and 789" named no order, "orders 123, 456, and 789" not 789, "my orders are 123 and 456" and
+    订单号分别是123和456 none, and "order numbers: 123, 456" 456 alone: the demo's lookup asked for numbers the customer had
+    given, or answered one of them."""
+    project = load_project(bot_dir)
+    said = {text: [e["value"] for e in project.found_entities(normalise(text))] for text in [
+        "123, 456, and 789", "orders 123, 456, and 789", "my orders are 123 and 456", "the order numbers are 123 and 456",
+        "order numbers: 123, 456", "订单号分别是123和456", "訂單號碼分別係123同456", "I paid 300, 456, and 789",
+        "the orders are 3 days late"]}
+    assert said == {"123, 456, and 789": ["123", "456", "789"], "orders 123, 456, and 789": ["123", "456", "789"],
+                    "my orders are 123 and 456": ["123", "456"], "the order numbers are 123 and 456": ["123", "456"],
+                    "order numbers: 123, 456": ["123", "456"], "订单号分别是123和456": ["123", "456"],
+                    "訂單號碼分別係123同456": ["123", "456"], "I paid 300, 456, and 789": [],
+                    "the orders are 3 days late": []}
+
+
 def test_an_order_number_in_brackets_or_quotes_is_the_orders(bot_dir: Path) -> None:
     """订单号【123】, 订单号「123」, order (123) or order "123" gave no order number, and the demo's lookup asked for the
     number the customer had just given: Chinese customers set a number off in brackets and quotes, full-width too."""
