@@ -452,12 +452,14 @@ def _email(match: re.Match[str]) -> list[Span]:
     """The address, without the Chinese or Japanese words written straight before an ASCII name
     (请发到zhang@163.com: zhang@163.com). A name written in Chinese takes the whole run of letters
     before the "@" with it, since nothing says where it starts (请发到李四@… loses 请发到 too): a few
-    words lost from one message rather than a customer's name kept."""
+    words lost from one message rather than a customer's name kept. An apostrophe may stand in a name (o'brien@…), but
+    those before it are the quote the address stands in ('jane@x.com': the quote stays)."""
     local = match.group(0).partition("@")[0]
     ascii_name_at = len(local.rstrip(string.ascii_letters + string.digits + "._%+-"))
     if 0 < ascii_name_at < len(local) and _unspaced_script(local[ascii_name_at - 1]):
         return [(match.start() + ascii_name_at, match.end())]
-    return [match.span()]
+    quoted = len(local) - len(local.lstrip("'"))
+    return [(match.start() + quoted, match.end())] if quoted < len(local) else []
 
 
 def _spelt_email(match: re.Match[str]) -> list[Span]:

@@ -1571,6 +1571,7 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
 @pytest.mark.parametrize(("text", "expected"), [
     ("write to jane.doe+shop@example.co.uk today", "write to [EMAIL] today"),
     ("it's alice.o'brien@example.co.uk", "it's [EMAIL]"),  # an apostrophe is allowed before the @: "alice.o'[EMAIL]"
+    ("write to 'jane@example.com' or \"li@qq.com\"", "write to '[EMAIL]' or \"[EMAIL]\""),  # the quotes it stands in stay
     ("call 13812345678 or +86 138 1234 5678", "call [PHONE] or [PHONE]"),
     ("手机13912345678谢谢", "手机[PHONE]谢谢"),
     # Taiwan and Hong Kong: a mobile, identity numbers (Taiwan's with its checksum; Hong Kong's, check digit
