@@ -966,6 +966,33 @@ def test_a_platform_conversations_id_in_a_traceback_is_put_as_its_tag(caplog: py
     assert "jane" not in said and "ww1f2e" not in said
 
 
+def test_a_commands_logged_error_and_its_crash_say_their_tracebacks_redacted() -> None:
+    """Commands other than `bot serve` set up no log: a `bot retrain` that logged a failure, or crashed, wrote its
+    traceback through logging's last resort and Python's own hook, the exception's text (the label or message it
+    failed on) as it was, into the mail cron sends of its output."""
+    script = """
+import logging
+import click
+from bot.cli.common import cli
+
+@cli.command("crash")
+def crash():
+    try:
+        raise ValueError("cannot label 'mail jane.doe@example.com'")
+    except ValueError:
+        logging.getLogger("deskbot.retrain").exception("labelling failed")
+    raise KeyError("call 13812345678")
+
+cli(["crash"])
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).parent.parent)
+    assert done.returncode == 1
+    assert "labelling failed\nTraceback" in done.stderr and "ValueError: cannot label 'mail [EMAIL]'" in done.stderr
+    assert "line 12, in crash\nKeyError: 'call [PHONE]'" in done.stderr  # the crash, from its frame
+    assert "jane.doe" not in done.stderr and "13812345678" not in done.stderr
+
+
 async def test_a_damaged_store_is_said_once_with_what_to_do_and_the_server_is_not_ready(
         make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """A store with damaged pages (a failing disk) logged a traceback for each message that met one, which said

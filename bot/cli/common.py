@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import re
 import shlex
 import sys
 import tempfile
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -167,7 +169,46 @@ def cli() -> None:
         # a dash): shown as "?" rather than ending `bot chat` or `bot review` with a UnicodeEncodeError.
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="replace")
+    redact_what_goes_wrong()
     say_if_no_temporary_folder()
+
+
+class RedactedLastResort(logging.StreamHandler):  # type: ignore[type-arg]
+    """What logging says where no handler is set up (every command but `bot serve`, which sets up its own log):
+    warnings and errors, as logging's last resort writes them, their tracebacks redacted as `bot serve`'s are. The
+    formatter is imported at the first line said: it loads the store's module, which every command need not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setLevel(logging.WARNING)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        """The standard error of the moment, as logging's own last resort writes to (a test's runner swaps it)."""
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+    def format(self, record: logging.LogRecord) -> str:
+        from bot.log_format import RedactedTracebacks
+
+        return RedactedTracebacks("%(message)s").format(record)
+
+
+def said_redacted(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+    """An exception no command caught, written as Python writes it, its text redacted: a crash of a `bot retrain`
+    run by cron mails its traceback, which quoted the message or label it failed on."""
+    from bot.log_format import redacted_traceback
+
+    sys.stderr.write("".join(redacted_traceback(traceback.TracebackException(kind, value, tb))))
+
+
+def redact_what_goes_wrong() -> None:
+    """Tracebacks said by any command without the personal data their exceptions' text may quote."""
+    logging.lastResort = RedactedLastResort()
+    sys.excepthook = said_redacted
 
 
 def say_if_no_temporary_folder() -> None:
