@@ -11,6 +11,7 @@ import hmac
 import json
 import os
 import re
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -2037,6 +2038,17 @@ def test_the_checksums_behind_redaction() -> None:
     assert luhn_valid("79927398713") and not luhn_valid("79927398710")
     assert cn_id_valid("11010519491231002X") and not cn_id_valid("110105194912310021")
     assert card_shaped("4111111111111111") and not card_shaped("41111111111111111")  # Visa has no 17-digit numbers
+
+
+def test_an_export_with_nothing_to_write_says_where_what_it_writes_comes_from(root: Path) -> None:
+    """A new bot's export printed "0 lines (jsonl)" alone: nothing said that reviews and agents' replies make it."""
+    store = Store(root / "dialogues.db")
+    user_turn(store, "c1", "hello there")  # a conversation, neither labelled nor answered by an agent
+    store.close()
+    empty = CliRunner().invoke(cli, ["export", str(root)])
+    assert empty.exit_code == 0 and empty.stdout == "", empty.output
+    assert empty.stderr.startswith("0 lines (jsonl)\nnothing to learn from: it comes of the review queue's labels "
+                                   f"(`bot review {shlex.quote(str(root))}`")
 
 
 def test_export_writes_what_retrain_learns_redacted_and_since_a_date(tmp_path: Path, root: Path) -> None:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from bot.cli.common import BOT_DIR, cli, fail, load_project, open_store, plural, read_from_store, unwound_on_sigterm
+from bot.cli.common import (BOT_DIR, cli, fail, load_project, open_store, plural, read_from_store, shell,
+                             unwound_on_sigterm)
 from bot.project import BOT_FILES, Project
 
 if TYPE_CHECKING:
@@ -94,7 +95,10 @@ def export(directory: Path, since: datetime | None, fmt: str, output: str) -> No
     click.echo(f"{plural(lines, 'line')} ({fmt})", err=True)
     if orphans := orphaned_labels(stored, project.intents):  # an intent renamed since: its labels are not written
         click.echo(f"left out: {orphaned_advice(orphans, directory)}", err=True)
-    _say_if_future(since)
+    if not _say_if_future(since) and not lines:
+        click.echo(f"nothing {'since then ' if since else ''}to learn from: it comes of the review queue's labels "
+                   f"(`bot review {shell(directory)}`, or the agents' console) and of agents' replies in handed-off "
+                   "conversations", err=True)
 
 
 def _written(output: str) -> contextlib.AbstractContextManager[TextIO]:
@@ -108,12 +112,15 @@ def _written(output: str) -> contextlib.AbstractContextManager[TextIO]:
     return replaced(path.resolve(), private=True)  # through a link: the file it names, and the link stays
 
 
-def _say_if_future(since: datetime | None) -> None:
-    """A ``--since`` date in the future (a mistyped year) finds nothing, which would pass for a quiet week."""
+def _say_if_future(since: datetime | None) -> bool:
+    """A ``--since`` date in the future (a mistyped year) finds nothing, which would pass for a quiet week: whether
+    it was said."""
     from dialogues.store import unix_time
 
     if since and unix_time(since) > time.time():
         click.echo(f"--since {since.isoformat(sep=' ', timespec='seconds')} is in the future: nothing is that new", err=True)
+        return True
+    return False
 
 
 @cli.command()
