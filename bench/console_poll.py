@@ -20,6 +20,10 @@ of:
   wrote unread and the agents who have customers, from one pass over the handed-off conversations), beside the same
   read each on its own (``Store.inbox_and_yours``, ``Store.unread_of``, ``Store.holders``), each a pass over them all,
   as the server read them before; with the ratio of the medians;
+- an agent's whole inbox poll as the server reads and encodes it (``Store.poll``, ``Store.passed_to`` and
+  ``Store.taken_from`` in one snapshot, as JSON; the baseline, each poll's read before the ETag), beside the poll
+  with nothing committed since, which sends back the ETag of the answer it holds: the store's version in a snapshot
+  and the tag hashed (``Store.version``, ``bot.server.inbox_tag``), answered 304; with the ratio of the medians;
 - the transcript of the conversation shown (``long``), read and encoded as the console asks for it every 3 s: its
   latest 200 turns (the baseline, each poll's read before ``?after=``), then the turns after the latest one shown
   alone, none new; with the size of each one's JSON;
@@ -39,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.channels.base import dumps
+from bot.server import inbox_tag
 from dialogues.stats import conversation_stats
 from dialogues.store import _HANDED_OFF_FROM, PASSED_LISTED, Exchange, Store, agent_key
 
@@ -111,6 +116,21 @@ def poll_beside_figures(path: Path, agent: str, apart: bool) -> tuple[float, flo
     return waited * 1000, took * 1000
 
 
+def whole_poll(store: Store, agent: str) -> bytes:
+    """An agent's inbox poll as the server reads and encodes it with no ETag, or another's: the page of 200 of the
+    waiting tab, its counts and the customers passed to the agent and taken from them, in one snapshot."""
+    with store.snapshot():
+        polled = store.poll("handed_off", 200, agent)
+        return dumps({**polled, "passed": store.passed_to(agent), "taken": store.taken_from(agent)}).encode()
+
+
+def unchanged_poll(store: Store, agent: str) -> str:
+    """The same poll sent back the ETag of the answer it holds, nothing committed since: what the server reads before
+    its 304."""
+    with store.snapshot():
+        return inbox_tag(store.version(), "handed_off", 200, 0, "", agent, None, [], "", [])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("store", type=Path)
@@ -152,6 +172,16 @@ def main() -> None:
                         ("the inbox, the agent's unread and the holders in one pass (Store.poll)", polled)):
         print(f"{name}: best {min(times):.2f} ms, median {statistics.median(times):.2f} ms")
     print(f"one pass against each on its own: {statistics.median(polled) / statistics.median(alone):.2f} times as long "
+          "(medians)")
+    whole, unchanged = [], []
+    for _ in range(args.runs):  # alternately, as above
+        whole += times_of(lambda: whole_poll(store, agent), 1)
+        unchanged += times_of(lambda: unchanged_poll(store, agent), 1)
+    print(f"baseline: an inbox poll read and encoded whole, {len(whole_poll(store, agent)) / 1000:.1f} kB of JSON: "
+          f"best {min(whole):.2f} ms, median {statistics.median(whole):.2f} ms")
+    print(f"an inbox poll with nothing committed since (ETag, 304): best {min(unchanged):.3f} ms, "
+          f"median {statistics.median(unchanged):.3f} ms")
+    print(f"unchanged against whole: {statistics.median(unchanged) / statistics.median(whole):.4f} times as long "
           "(medians)")
     latest = store.transcript("long")["turns"][-1]["id"]
     for name, read in (("baseline: the transcript's latest 200 turns", lambda: store.transcript("long")),

@@ -573,6 +573,7 @@ class Operation:
     route: str | None = None
     rate_limited: bool = True
     deprecated: bool = False  # served for older clients, which are told what to use instead
+    etag: bool = False  # the 200 carries an ETag, and a request that sends it back is answered 304 while it holds
 
 
 def _admin(method: str, path: str, summary: str, response: type[BaseModel], body: type[BaseModel] | None = None,
@@ -699,7 +700,7 @@ OPERATIONS: list[Operation] = [
                                                     "any message the customer wrote holds this, in any letter case: "
                                                     "percent-encoded UTF-8 (as encodeURIComponent writes it), at most "
                                                     f"{MAX_SEARCH_CHARS} characters decoded; kept out of the URL, "
-                                                    "which proxies and access logs keep"}, False)}),
+                                                    "which proxies and access logs keep"}, False)}, etag=True),
     _admin("GET", "/admin/refs/{ref}", "The conversation a handoff notice names by its reference (its link into "
            "the agents' console), for a console that opens it", ReferenceResponse),
     _admin("GET", "/admin/conversations/{conversation_id}", "A conversation with the bot's reading of each message",
@@ -820,6 +821,10 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
                for n, (schema, required) in op.query.items()]
     params += [{"name": n, "in": "header", "required": required, "schema": schema}
                for n, (schema, required) in op.headers.items()]
+    if op.etag:
+        params.append({"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"},
+                       "description": "the ETag of the answer the client holds: 304, with no body, while it is the "
+                                      "answer still"})
     return params
 
 
@@ -849,6 +854,10 @@ def openapi_document(app: web.Application, title: str, labels: Sequence[str], ma
         if content:
             ok["content"] = content
         responses = {"200": ok}
+        if op.etag:
+            tag = {"ETag": {"schema": {"type": "string"}, "required": True}}
+            ok["headers"] = tag
+            responses["304"] = {"description": "unchanged: the answer is the one If-None-Match names", "headers": tag}
         for status in sorted({*op.errors, *((429,) if op.rate_limited else ()), *((421,) if misdirected else ())}):
             responses[str(status)] = {"description": ERROR_TEXT[status], "content": error}
             if status in (429, 503):

@@ -55,7 +55,7 @@ from dialogues.review import Queue, check_label
 from dialogues.review import review_queue as queue_of
 from dialogues.stats import CHANNELS, compared_with_previous, conversation_stats, figures_as_csv, language_kept
 from dialogues.store import (MIGRATIONS, KeyReused, LabelledMeanwhile, NotTheAuthor, Overtaken, Store, StoreError,
-                             agent_key, cannot_write, read_moment, refuse_newer, unix_time)
+                             agent_key, cannot_write, read_moment, refuse_newer, still_before, told_until, unix_time)
 from finetune.classifier import ModelLoadError
 from finetune.registry import Registry, RegistryError
 
@@ -1371,7 +1371,8 @@ async def inbox(request: web.Request) -> web.Response:
     who wrote again on any tab or page; ``waiting_yours``:
     the customers waiting on that agent or on nobody (nor on anyone server.agents no longer names), whom their console
     counts and announces (every waiting one without ``?agent=``); ``token_grants``: what the token may do beyond
-    answering customers, for the console to offer what it may (the review queue)."""
+    answering customers, for the console to offer what it may (the review queue). With an ``ETag``: sent back in
+    ``If-None-Match``, 304 while nothing was committed since (:func:`inbox_tag`)."""
     require_admin(request)
     status = request.query.get("status", "handed_off")
     if status not in ("handed_off", "open"):
@@ -1384,16 +1385,46 @@ async def inbox(request: web.Request) -> web.Response:
     team = bot.team  # as a reload left them: a colleague taken out has customers nobody has
     holder = query_holder(request)
 
-    def read(store: Store) -> dict[str, Any]:
-        """The page, its counts and the customers passed to the agent or taken from them in one snapshot, so that they
-        agree, and on one trip to the reads' thread: every agent's console asks every 3 s."""
-        polled = store.poll(status, limit, agent, search, offset, holder, team)
-        return {**{name: polled[name] for name in ("conversations", "total", "waiting", "waiting_yours", "unread_yours")},
-                "passed": store.passed_to(agent), "taken": store.taken_from(agent),
-                "colleagues": team or polled["holders"]}
+    grants = token_grants(request)
 
-    return json_response({**await bot._read(read), "team": team, "token_agent": request[AGENT] or None,
-                          "token_grants": token_grants(request)})
+    def read(store: Store) -> tuple[dict[str, Any] | None, str]:
+        """The page, its counts and the customers passed to the agent or taken from them in one snapshot, so that they
+        agree, and on one trip to the reads' thread: every agent's console asks every 3 s. None, with the ETag, where
+        the console holds this answer already (:func:`inbox_tag`)."""
+        tag = inbox_tag(store.version(), status, limit, offset, search, agent, holder, team, request[AGENT], grants)
+        if held := held_already(request, tag):
+            return None, held
+        polled = store.poll(status, limit, agent, search, offset, holder, team)
+        answer = {**{name: polled[name] for name in ("conversations", "total", "waiting", "waiting_yours",
+                                                     "unread_yours")},
+                  "passed": store.passed_to(agent), "taken": store.taken_from(agent),
+                  "colleagues": team or polled["holders"]}
+        until = told_until(answer["taken"])
+        return answer, tag if until is None else f"{tag}-{math.ceil(until)}"
+
+    answer, tag = await bot._read(read)
+    if answer is None:
+        return web.Response(status=304, headers={"ETag": f'"{tag}"'})
+    return json_response({**answer, "team": team, "token_agent": request[AGENT] or None, "token_grants": grants},
+                         headers={"ETag": f'"{tag}"'})
+
+
+def inbox_tag(version: str, *asked: Any) -> str:
+    """The ETag of an inbox answer: the store as the read saw it (:meth:`Store.version`) and everything asked that
+    shapes the answer, hashed. A console polling every 3 s sends it back (``If-None-Match``) and is answered 304 at the
+    cost of a look at the store's version, where each poll read and sent its page's 200 rows again with nothing
+    changed; an answer naming a handback is sent with the moment it expires (:func:`told_until`) after a ``-``."""
+    return hashlib.blake2b(dumps([version, *asked]).encode(), digest_size=12).hexdigest()
+
+
+def held_already(request: web.Request, tag: str) -> str | None:
+    """The ETag in ``If-None-Match`` that names the answer ``tag`` (:func:`inbox_tag`), one naming a handback before it
+    expires; None where none does."""
+    for held in request.if_none_match or ():
+        named, _, until = held.value.partition("-")
+        if named == tag and (not until or (until.isdigit() and still_before(int(until)))):
+            return held.value
+    return None
 
 
 def unknown_conversation(conversation_id: str) -> web.HTTPException:

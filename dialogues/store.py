@@ -729,6 +729,19 @@ PASSED_LISTED = 100  # the customers passed to an agent that their inbox names (
 # their shift and the night after. They stay with the bot for good, where a customer moved to a colleague or released
 # is soon theirs or a colleague's again, and the console of an agent opened in a new browser told weeks of them.
 HANDED_BACK_TOLD_S = 24 * 3600
+
+
+def told_until(taken: list[dict[str, Any]]) -> float | None:
+    """When the first handback among ``taken`` (:meth:`Store.taken_from`'s) is no longer named: an answer that names it
+    is out of date then, with nothing committed since. None where none is named."""
+    return min((item["at"] + HANDED_BACK_TOLD_S for item in taken if item["handed_back"]), default=None)
+
+
+def still_before(moment: float) -> bool:
+    """Whether the store's clock is still before ``moment`` (a :func:`told_until`)."""
+    return now() < moment
+
+
 OTHERS_SHOWN = 20  # a customer's other conversations a transcript names (Store.others), the latest
 # The customer's id as the shop's server vouched for it, from the slot the web channel keeps (bot.project.VERIFIED_USER):
 # the ``user`` column is what the first message's page said, which proves nothing.
@@ -1253,6 +1266,7 @@ class Store:
         self.server: str | None = None  # set by serve(): the server whose platform messages this store keeps
         self._serving: FileLock | None = None
         self._index_rewritten = False  # a customer's message edited or deleted since (merge_search_index_if_rewritten)
+        self._opened = secrets.token_hex(8)  # this connection, in :meth:`version`
         # A file with bytes and no schema, and no -wal file of a process creating it this moment: a copy made alone
         copied_alone = self.path.is_file() and self.path.stat().st_size > 0 and not Path(f"{self.path}-wal").exists()
         if not read_only:
@@ -1329,6 +1343,17 @@ class Store:
         finally:
             if self.db.conn.in_transaction:
                 self.db.execute("COMMIT")
+
+    def version(self) -> str:
+        """What the store held at the start of this :meth:`snapshot` (called inside one), as this connection tells it
+        apart: equal for two snapshots of this connection with nothing committed between them, by this process or
+        another (SQLite's ``data_version``, which a snapshot's first read sets), and different otherwise, a checkpoint
+        included. Never equal for another connection, another server's or one opened later: for the agents' console,
+        whose inbox poll is answered "unchanged" at the cost of this alone (``ETag``), where each poll read its page's
+        200 rows again."""
+        if not self.db.conn.in_transaction:
+            raise RuntimeError("Store.version() is read inside a snapshot(): outside one, it names none")
+        return f"{self._opened}.{self.db.execute('PRAGMA data_version').fetchone()[0]}"
 
     def _begin_writing(self) -> list[str]:
         """``BEGIN IMMEDIATE``, which waits up to the busy timeout for another process's lock; where a wait of

@@ -33,6 +33,7 @@ from bot.openapi import InboxResponse
 from bot.project import ProjectError, load_project
 from bot.retrain import retrain
 from bot.server import BOT, create_app
+from dialogues import store as store_module
 from dialogues.store import TRYOUT_CHANNEL, Exchange, Store, log_tag
 from finetune.registry import Registry
 from tests.conftest import configure
@@ -1324,6 +1325,44 @@ async def test_the_inbox_names_the_customers_a_lead_moved_away_from_its_agent(bo
     for cid in ("back", "in-her-name"):
         assert (await client.post(f"/admin/conversations/{cid}/handoff?agent=Ana", headers=AUTH)).status == 200
     assert await taken("Ana") == [("released", "Lea", None, False), ("taken", "Sam", "Sam", False)]  # hers again
+
+
+async def test_an_inbox_poll_with_nothing_committed_since_is_answered_unchanged(
+        bot_dir: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each agent's console polls its inbox every 3 s, and each poll read and sent its page's rows again with nothing
+    changed. A poll that sends back the ETag of the answer it holds is answered 304, with no body, until something is
+    committed to the store, or it asks for something else, or a handback the answer names is no longer named."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    for cid in ("waiting", "returned"):
+        await chat(client, cid, "I need help with my bill")
+        assert (await client.post(f"/admin/conversations/{cid}/handoff?agent=Ana", headers=AUTH)).status == 200
+    path = "/admin/conversations?agent=Ana"
+
+    async def poll(held: str | None = None, query: str = path) -> tuple[int, str, bytes]:
+        response = await client.get(query, headers={**AUTH, **({"If-None-Match": held} if held else {})})
+        return response.status, response.headers["ETag"], await response.read()
+
+    status, tag, body = await poll()
+    assert status == 200 and [c["conversation_id"] for c in json.loads(body)["conversations"]] == ["waiting", "returned"]
+    assert await poll(tag) == (304, tag, b"")
+    assert await poll(f'"other", W/{tag}') == (304, tag, b"")  # a weak tag among others names it too
+    assert (await poll(tag, f"{path}&limit=1"))[0] == 200  # another question
+    assert (await poll(tag, "/admin/conversations?agent=Bob"))[0] == 200  # another agent's answer
+    await chat(client, "waiting", "hello??")  # committed since
+    status, changed, body = await poll(tag)
+    assert status == 200 and changed != tag
+    assert json.loads(body)["conversations"][0]["last_message"] == "hello??"
+    assert await poll(changed) == (304, changed, b"")
+
+    # A lead hands Ana's customer back: named to her for HANDED_BACK_TOLD_S, and then no longer, nothing committed.
+    assert (await client.post("/admin/conversations/returned/handback?agent=Lea&force=true", headers=AUTH)).status == 200
+    status, told, body = await poll(changed)
+    assert status == 200 and [t["conversation_id"] for t in json.loads(body)["taken"]] == ["returned"]
+    assert await poll(told) == (304, told, b"")
+    later = time.time() + store_module.HANDED_BACK_TOLD_S + 5
+    monkeypatch.setattr(store_module, "now", lambda: later)
+    status, _, body = await poll(told)
+    assert status == 200 and json.loads(body)["taken"] == []
 
 
 async def test_a_lead_taking_a_customer_over_in_a_colleagues_name_passes_them_the_customer(

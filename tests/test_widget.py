@@ -2785,6 +2785,35 @@ def test_the_agents_console_reads_the_new_turns_alone_of_the_conversation_it_sho
     context.close()
 
 
+def test_the_agents_console_polls_its_inbox_with_the_etag_of_the_answer_it_holds(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """Each refresh read and sent the inbox's page again, every 3 s from every console, with nothing new in it. The
+    console sends back the ETag of the answer it holds, and shows that answer again when the bot says it is unchanged
+    (304, no body); what changed since comes whole."""
+    cid = f"console-{next(PAGE_NUMBERS)}"
+    api.chat(cid, "where is my parcel?")
+    assert api.chat(cid, "/handoff")["handed_off"] is True
+    context = open_console(chromium, server, web_demo_bot.admin_token, cid, clock=True)
+    page = context.pages[0]
+    polls: list[tuple[int, str | None, str | None]] = []  # status, the ETag sent back, the ETag answered
+    page.on("response", lambda response: polls.append(
+        (response.status, response.request.headers.get("if-none-match"), response.headers.get("etag")))
+        if "/admin/conversations?" in response.url and "status=handed_off" in response.url else None)
+    for _ in range(3):  # another test's server may commit something of its own between two polls: one is unchanged
+        page.clock.run_for(3_100)
+        wait_until(page, "state.refreshing === 0")
+        if polls[-1][0] == 304:
+            break
+    status, sent, answered = polls[-1]
+    assert status == 304 and sent == answered, polls
+    expect(page.locator(f'.list li[data-id="{cid}"] .preview')).to_have_text("where is my parcel?")
+    api.chat(cid, "are you still there?")
+    page.clock.run_for(3_100)
+    expect(page.locator(f'.list li[data-id="{cid}"] .preview')).to_have_text("are you still there?")
+    assert polls[-1][0] == 200 and polls[-1][1] == answered
+    context.close()
+
+
 def test_the_agents_console_dates_what_is_not_from_today_and_counts_long_waits_in_hours_and_days(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A customer waiting since yesterday read "waiting 1560 min", and their messages showed the time of day
