@@ -24,6 +24,10 @@ of:
   ``Store.taken_from`` in one snapshot, as JSON; the baseline, each poll's read before the ETag), beside the poll
   with nothing committed since, which sends back the ETag of the answer it holds: the store's version in a snapshot
   and the tag hashed (``Store.version``, ``bot.server.inbox_tag``), answered 304; with the ratio of the medians;
+- the day's figures as the console asks for them every 30 s (``conversation_stats`` since the store's latest turn: a
+  day just begun), whose web chat's conversations and handoffs beside the other channels' are counted from the turns
+  of the window, each looked up in its conversation, beside the same counted as they were before, by a list of every
+  web conversation of the store, each looked up in the turns; with the ratio of the medians;
 - the transcript of the conversation shown (``long``), read and encoded as the console asks for it every 3 s: its
   latest 200 turns (the baseline, each poll's read before ``?after=``), then the turns after the latest one shown
   alone, none new; with the size of each one's JSON;
@@ -44,7 +48,7 @@ from typing import Any
 
 from bot.channels.base import dumps
 from bot.server import inbox_tag
-from dialogues.stats import conversation_stats
+from dialogues.stats import _customers, _talked, conversation_stats
 from dialogues.store import _HANDED_OFF_FROM, PASSED_LISTED, Exchange, Store, agent_key
 
 
@@ -131,6 +135,17 @@ def unchanged_poll(store: Store, agent: str) -> str:
         return inbox_tag(store.version(), "handed_off", 200, 0, "", agent, None, [], "", [])
 
 
+def web_counts(store: Store, since: float, customers: str) -> tuple[int, int]:
+    """The web chat's conversations and handoffs since ``since`` as the figures count them, the web chat's
+    conversations told apart by the SQL ``customers`` (of ``t.conversation_id``)."""
+    window = {"since": since, "until": 9e99, "channel": "web", "language": None}
+    talked = _talked(customers)
+    return (store.db.execute(f"SELECT count(DISTINCT conversation_id) FROM ({talked})", window).fetchone()[0],
+            store.db.execute("SELECT count(DISTINCT conversation_id) FROM handoffs WHERE event = 'handed_off' "
+                             f"AND created >= :since AND created < :until AND conversation_id IN ({talked})",
+                             window).fetchone()[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("store", type=Path)
@@ -182,6 +197,20 @@ def main() -> None:
     print(f"an inbox poll with nothing committed since (ETag, 304): best {min(unchanged):.3f} ms, "
           f"median {statistics.median(unchanged):.3f} ms")
     print(f"unchanged against whole: {statistics.median(unchanged) / statistics.median(whole):.4f} times as long "
+          "(medians)")
+    today = store.db.execute("SELECT max(created) FROM turns").fetchone()[0]
+    listed = "conversation_id IN (SELECT id FROM conversations WHERE channel = :channel)"  # as before
+    looked_up = _customers("t.conversation_id", "web", None)
+    assert web_counts(store, today, listed) == web_counts(store, today, looked_up)
+    by_list, by_turn = [], []
+    for _ in range(args.runs):  # alternately, as above
+        by_list += times_of(lambda: web_counts(store, today, listed), 1)
+        by_turn += times_of(lambda: web_counts(store, today, looked_up), 1)
+    print(f"the day's figures, every channel's: {timed(lambda: conversation_stats(store, today), args.runs)}")
+    for name, times in (("baseline: the web chat's conversations and handoffs of the day, by a list of its conversations",
+                         by_list), ("the same, each turn of the day looked up in its conversation", by_turn)):
+        print(f"{name}: best {min(times):.2f} ms, median {statistics.median(times):.2f} ms")
+    print(f"looked up against listed: {statistics.median(by_turn) / statistics.median(by_list):.4f} times as long "
           "(medians)")
     latest = store.transcript("long")["turns"][-1]["id"]
     for name, read in (("baseline: the transcript's latest 200 turns", lambda: store.transcript("long")),
