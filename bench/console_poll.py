@@ -28,6 +28,9 @@ of:
   day just begun), whose web chat's conversations and handoffs beside the other channels' are counted from the turns
   of the window, each looked up in its conversation, beside the same counted as they were before, by a list of every
   web conversation of the store, each looked up in the turns; with the ratio of the medians;
+- the review queue as a console on the review tab looks at it every 3 s (``review_queue``, every message unsure at
+  0.9, without the model's rescoring and grouping), a look after another, whose waiting messages' readings were kept
+  (``read_for_review``), beside a look that reads each anew, as each look did before; with the ratio of the medians;
 - the transcript of the conversation shown (``long``), read and encoded as the console asks for it every 3 s: its
   latest 200 turns (the baseline, each poll's read before ``?after=``), then the turns after the latest one shown
   alone, none new; with the size of each one's JSON;
@@ -48,6 +51,7 @@ from typing import Any
 
 from bot.channels.base import dumps
 from bot.server import inbox_tag
+from dialogues.review import _read_for_review, review_queue
 from dialogues.stats import _customers, _talked, conversation_stats
 from dialogues.store import _HANDED_OFF_FROM, PASSED_LISTED, Exchange, Store, agent_key
 
@@ -212,6 +216,16 @@ def main() -> None:
         print(f"{name}: best {min(times):.2f} ms, median {statistics.median(times):.2f} ms")
     print(f"looked up against listed: {statistics.median(by_turn) / statistics.median(by_list):.4f} times as long "
           "(medians)")
+    anew, kept_looks = [], []
+    for _ in range(args.runs):  # alternately, as above
+        _read_for_review.cache_clear()
+        anew += times_of(lambda: review_queue(store, 0.9), 1)
+        kept_looks += times_of(lambda: review_queue(store, 0.9), 1)
+    for name, times in ((f"baseline: the review queue ({len(review_queue(store, 0.9))} items), its waiting messages read "
+                         "anew", anew), ("the review queue, a look after another", kept_looks)):
+        print(f"{name}: best {min(times):.2f} ms, median {statistics.median(times):.2f} ms")
+    print(f"a look after another against one anew: {statistics.median(kept_looks) / statistics.median(anew):.2f} times "
+          "as long (medians)")
     latest = store.transcript("long")["turns"][-1]["id"]
     for name, read in (("baseline: the transcript's latest 200 turns", lambda: store.transcript("long")),
                        ("the turns after the latest one shown", lambda: store.transcript("long", after=latest))):

@@ -22,11 +22,13 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from bot.cli import cli
 from bot.project import Example, load_project
 import bot.server
+import dialogues.review
 from bot.review import CachedModel, parse_answer, review_in_terminal, serving_queue, show
 from bot.server import BOT, create_app
 from dialogues.review import ReviewItem, review_queue, uncertainty
 from dialogues.store import MIGRATIONS, Exchange, LabelledMeanwhile, Store
 from finetune.classifier import IntentClassifier
+from retrieval.text import same_text
 from tests.conftest import REPO, configure, labelled_in_the_last_deskbots_store
 
 AUTH = {"Authorization": "Bearer small-admin-token"}
@@ -148,6 +150,25 @@ def test_a_bare_acknowledgement_stays_out_of_the_queue(store: Store) -> None:
         turn(store, text, 0.2, "fallback", conversation=f"w{n}")
     asking = turn(store, "ok where is my parcel", 0.3, "fallback", conversation="c9")[0]
     assert [item.turn_ids for item in review_queue(store, threshold=0.5)] == [[asking]]
+
+
+def test_a_second_look_at_the_queue_reads_no_waiting_message_again(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A console on the review tab looks at the queue every 3 s: each look read each of its window's thousands of
+    waiting messages again, for the key that groups it and whether it only thanks or says the answer missed, two
+    thirds of the look's time for the same messages as the look before. Those read before are kept; a message longer
+    than what is kept is read at each look."""
+    read: list[str] = []
+    monkeypatch.setattr(dialogues.review, "same_text", lambda text: read.append(text) or same_text(text))
+    asked = store.path.parent.name  # messages of this test alone: none read before by another
+    long = f"where is my parcel {asked} " + "x" * 1000  # a long one, of the thousands of characters a customer may send
+    texts = [f"Where is my order 12, {asked}?", long, f"Where is my order 345, {asked}?"]
+    for n, text in enumerate(texts):
+        turn(store, text, 0.3, "fallback", conversation=f"c{n}")
+    store.add_labels([turn(store, f"labelled {asked}", 0.1, "fallback", conversation="l")[0]], "track_order")
+    first = review_queue(store, threshold=0.5)
+    assert sorted(read) == sorted([*texts, long, f"labelled {asked}"])  # the long one again, for its item
+    del read[:]
+    assert review_queue(store, threshold=0.5) == first and read == [long, long]
 
 
 def test_a_message_in_traditional_and_in_simplified_characters_is_one_item(store: Store) -> None:
