@@ -28,6 +28,8 @@ of:
   day just begun), whose web chat's conversations and handoffs beside the other channels' are counted from the turns
   of the window, each looked up in its conversation, beside the same counted as they were before, by a list of every
   web conversation of the store, each looked up in the turns; with the ratio of the medians;
+- the count of the conversations with the bot that the console's tab of them shows at each refresh
+  (``Store._listed``), beside the same counted with the agents' reach compared on each conversation's row, as it was;
 - the review queue as a console on the review tab looks at it every 3 s (``review_queue``, every message unsure at
   0.9, without the model's rescoring and grouping), a look after another, whose waiting messages' readings were kept
   (``read_for_review``), beside a look that reads each anew, as each look did before; with the ratio of the medians;
@@ -53,7 +55,7 @@ from bot.channels.base import dumps
 from bot.server import inbox_tag
 from dialogues.review import _read_for_review, review_queue
 from dialogues.stats import _customers, _talked, conversation_stats
-from dialogues.store import _HANDED_OFF_FROM, PASSED_LISTED, Exchange, Store, agent_key
+from dialogues.store import _AGENTS_REACH, _HANDED_OFF_FROM, PASSED_LISTED, Exchange, Store, agent_key
 
 
 def build(path: Path, conversations: int, handed_off: int, agents: list[str], turns: int, kept: int) -> None:
@@ -216,6 +218,14 @@ def main() -> None:
         print(f"{name}: best {min(times):.2f} ms, median {statistics.median(times):.2f} ms")
     print(f"looked up against listed: {statistics.median(by_turn) / statistics.median(by_list):.4f} times as long "
           "(medians)")
+    compared = f"SELECT count(*) FROM conversations c WHERE status = 'open' AND {_AGENTS_REACH}"  # as before
+    nothing = store._found("")
+    assert store.db.execute(compared).fetchone()[0] == store._listed("open", nothing)
+    for name, read in (("baseline: the conversations with the bot counted, the agents' reach compared on each",
+                        lambda: store.db.execute(compared).fetchone()),
+                       ("the conversations with the bot counted from the indexes alone",
+                        lambda: store._listed("open", nothing))):
+        print(f"{name}: {timed(read, args.runs)}")
     anew, kept_looks = [], []
     for _ in range(args.runs):  # alternately, as above
         _read_for_review.cache_clear()

@@ -2628,7 +2628,15 @@ class Store:
                 "holders": _one_spelling_each(row[3] for row in every)}
 
     def _listed(self, status: str, found: Search) -> int:
-        """How many conversations in ``status`` the agents reach and ``found`` keeps."""
+        """How many conversations in ``status`` the agents reach and ``found`` keeps. With no search: those in ``status``
+        less the tryouts (and any of no channel), each count read from an index alone; counted with the agents' reach
+        compared on each, every conversation's row was read, 40 ms for the 98,000 open ones of a store of 100,000 at
+        each refresh of a console's tab of the conversations with the bot."""
+        if not found.text:
+            return self.db.execute(
+                "SELECT (SELECT count(*) FROM conversations WHERE status = :status) - (SELECT count(*) FROM conversations "
+                f"WHERE channel = '{TRYOUT_CHANNEL}' AND +status = :status) - (SELECT count(*) FROM conversations "
+                "WHERE channel IS NULL AND +status = :status)", {"status": status}).fetchone()[0]
         return self.db.execute(f"SELECT count(*) FROM conversations c WHERE status = ? AND {_AGENTS_REACH} "
                                f"AND {found.sql('c.id', 'c.user', _VERIFIED_OF_C)}", [status, *found.args()]).fetchone()[0]
 
