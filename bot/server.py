@@ -66,7 +66,8 @@ RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
 ADMIN_TOKEN = web.AppKey("admin_token", str)  # "" when none is configured: the admin API is off, unless AGENT_TOKENS
 AGENT_TOKENS = web.AppKey("agent_tokens", dict)  # an agent's name -> their own admin token (server.agents)
 METRICS_TOKEN = web.AppKey("metrics_token", str)  # "" when none is configured: /metrics answers anyone
-REVIEW_MODEL = web.AppKey("review_model", dict)  # {"model": CachedModel of the serving version}
+# {"model": CachedModel of the serving version, "queue": the last review queue built, with what it was built for}
+REVIEW_MODEL = web.AppKey("review_model", dict)
 DRAINING = web.AppKey("draining", asyncio.Event)  # set on SIGTERM while server.drain_seconds run
 HUNG_UP = web.AppKey("hung_up", asyncio.Event)  # set on SIGHUP, which stops `bot serve` as SIGTERM does
 DEVICE = web.AppKey("device", str)  # `bot serve --device`, "" for torch's choice: every swap loads there too
@@ -1173,7 +1174,9 @@ async def answer_kept_messages(app: web.Application, store: Store) -> AsyncItera
 
 
 async def review_items(app: web.Application) -> Queue:
-    """The review queue, rescored and grouped by the serving model (its views cached per text)."""
+    """The review queue, rescored and grouped by the serving model (its views cached per text). The last one built is
+    kept with the store's version it was built after (:meth:`Store.version`) and what it was built for: a console on
+    the review tab looks every 3 s, and each look built the whole queue again with nothing committed since."""
     bot = app[BOT]
     similarity = bot.project.config.learning.review_similarity
     cache = app[REVIEW_MODEL]
@@ -1185,12 +1188,18 @@ async def review_items(app: web.Application) -> Queue:
     # read on the figures' thread, the long reads' (see ``Bot._read_figures``): on the admin's reads' thread, every
     # agent's console poll waited behind a queue of thousands of turns
     store = await bot._read_figures(lambda reads: reads)  # the read-only connection, opened on its thread
+    # read before the queue: a commit after it, before or while the queue is read, makes the next look's version another
+    asked = (await bot._read_figures(Store.version), model.version, threshold, similarity, sorted(bot.project.labels))
+    if (kept := cache.get("queue")) is not None and kept[0] == asked:
+        return kept[1]
 
     def on_store(read: Callable[[], Any]) -> Any:  # the store is read on the figures' thread, the model ranks on this one
         return bot._figures.submit(bot._read_on, "_figures_store", lambda _: read()).result()
 
-    return await asyncio.to_thread(queue_of, store, threshold, model.embed if similarity else None, similarity,
-                                   rank=model.rank, labels=bot.project.labels, read=on_store)
+    queue = await asyncio.to_thread(queue_of, store, threshold, model.embed if similarity else None, similarity,
+                                    rank=model.rank, labels=bot.project.labels, read=on_store)
+    cache["queue"] = (asked, queue)
+    return queue
 
 
 def query_limit(request: web.Request, default: int) -> int:

@@ -744,6 +744,39 @@ async def test_the_admin_api_serves_and_labels_the_same_queue(review_bot: Path, 
     store.close()
 
 
+async def test_a_look_at_the_review_queue_with_nothing_committed_since_the_last_reads_nothing_again(
+        review_bot: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A console on the review tab looks at the queue every 3 s, and each look read and built the whole queue again
+    with nothing committed since. The queue is read again once something is (a customer's message, a label)."""
+    client = await aiohttp_client(create_app(review_bot, device="cpu"))
+
+    async def voted_down(conversation: str, text: str) -> None:  # in the queue whatever the model made of it
+        reply = await (await client.post("/api/chat", json={"conversation_id": conversation, "text": text})).json()
+        voted = await client.post("/api/feedback", json={"conversation_id": conversation, "turn_id": reply["turn_id"],
+                                                          "value": -1})
+        assert voted.status == 200
+
+    await voted_down("c1", "where is my order 12")
+    reads: list[int] = []
+    read = dialogues.review.candidates
+    monkeypatch.setattr(dialogues.review, "candidates", lambda *args, **kw: reads.append(1) or read(*args, **kw))
+
+    async def look() -> dict[str, Any]:
+        response = await client.get("/admin/review", headers=AUTH)
+        assert response.status == 200
+        return await response.json()
+
+    first = await look()
+    assert reads and first["total"] == 1
+    del reads[:]
+    assert await look() == first and reads == []
+    await voted_down("c2", "I hate this")
+    assert (await look())["total"] == 2 and reads
+    item = (await look())["items"][0]
+    assert (await client.post(f"/admin/review/{item['id']}", json={"intent": "oos"}, headers=AUTH)).status == 200
+    assert (await look())["total"] == 1
+
+
 async def test_the_admin_api_offers_and_accepts_a_renamed_intent_by_its_new_name(review_bot: Path, aiohttp_client: Any) -> None:
     """Renamed in nlu.yml and by `bot relabel` before the next retrain, a prediction was still offered by its old
     name, and accepting it was refused as an unknown intent."""
