@@ -3460,7 +3460,7 @@ def test_the_agents_console_pages_through_more_customers_than_it_lists(
 
     def only_the_waiting_and_more(route: Any) -> None:
         """The first page holds only the waiting customers, and the inbox says 3 more wait past it."""
-        inbox = route.fetch().json()
+        inbox = whole_answer(route).json()
         shown = [c for c in inbox["conversations"] if c["waiting_since"] is not None]
         waiting.append(len(shown) + 3)
         route.fulfill(json={"conversations": shown, "total": len(shown) + 3, "waiting": len(shown) + 3,
@@ -3501,7 +3501,7 @@ def test_the_agents_consoles_listbox_holds_its_customers_alone_and_a_status_says
 
     def waiting(route: Any) -> None:
         """Nobody waits, else the waiting customers and 3 more past the page."""
-        inbox = route.fetch().json()
+        inbox = whole_answer(route).json()
         shown = [] if nobody["waits"] else [c for c in inbox["conversations"] if c["waiting_since"] is not None]
         total = 0 if nobody["waits"] else len(shown) + 3
         route.fulfill(json={**inbox, "conversations": shown, "total": total, "waiting": total, "waiting_yours": total})
@@ -3981,7 +3981,7 @@ def test_a_new_name_in_the_agents_console_does_not_announce_its_waiting_customer
     answered: list[str] = []
 
     def inbox(route: Any) -> None:
-        response = route.fetch()
+        response = whole_answer(route)
         agent = parse_qs(urlsplit(route.request.url).query).get("agent", [""])[0]
         route.fulfill(response=response, json={**response.json(), "waiting_yours": counts.get(agent, 0)})
         answered.append(agent)
@@ -4115,7 +4115,7 @@ def test_a_new_name_in_the_agents_console_takes_the_last_agents_passed_marks_off
     answered: list[str] = []
 
     def inbox(route: Any) -> None:
-        response = route.fetch()
+        response = whole_answer(route)
         agent = parse_qs(urlsplit(route.request.url).query).get("agent", [""])[0]
         by = news.get(agent)
         route.fulfill(response=response, json={**response.json(), "taken": [], "passed": [
@@ -4798,7 +4798,7 @@ def test_a_screen_reader_hears_the_range_of_the_page_turned_to_and_not_at_each_r
     answered: list[dict[str, Any]] = []
 
     def waiting(route: Route) -> None:
-        inbox = route.fetch().json()
+        inbox = whole_answer(route).json()
         like[:] = like or [c for c in inbox["conversations"] if c["conversation_id"] == cid]
         offset = int(parse_qs(urlsplit(route.request.url).query).get("offset", ["0"])[0])
         shown = [{**like[0], "conversation_id": f"c-{n}"} for n in range(offset, min(offset + 200, 450))]
@@ -4838,7 +4838,7 @@ def console_on_page_two_of_450(chromium: SimpleNamespace, server: LiveServer, ap
     answered: list[dict[str, Any]] = []
 
     def listed(route: Route) -> None:
-        inbox = route.fetch().json()
+        inbox = whole_answer(route).json()
         like[:] = like or [c for c in inbox["conversations"] if c["conversation_id"] == cid]
         offset = int(parse_qs(urlsplit(route.request.url).query).get("offset", ["0"])[0])
         shown = [{**like[0], "conversation_id": f"c-{n}"} for n in range(offset, min(offset + 200, 450))]
