@@ -1610,7 +1610,9 @@ def error_message(err: Any, model: type[BaseModel]) -> str:
     number, a yes or a date where a text goes (WeCom's Token 12345678, which the admin console may give, or a title
     "No"), which is then put in quotes. "Input should be a valid string" alone did not say that it was one once
     quoted, and a Token 0123 quoted stays 0123 where YAML reads 83. A section that YAML read as the text of a key
-    typed with a full-width colon ("server:" over "port：9000") says so: "Input should be a valid dictionary" did not."""
+    typed with a full-width colon ("server:" over "port：9000") says so: "Input should be a valid dictionary" did not.
+    deskbot's own checks say what is wrong in their words, without pydantic's "Value error, " before them."""
+    err = {**err, "msg": str(err["msg"]).removeprefix("Value error, ")}
     if err["type"] == "extra_forbidden":  # a misspelt key: the section's keys tell which it meant
         key = str(err["loc"][-1])
         if model is BotConfig and len(err["loc"]) == 1 and key in RASA_CONFIG_KEYS:  # not a typo: no "did you mean"

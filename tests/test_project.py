@@ -112,7 +112,7 @@ def test_a_rasa_2_forms_required_slots_mapping_is_refused_with_the_list_to_write
                                      "        - type: from_entity\n          entity: order_id\n        email:\n"
                                      "        - type: from_text\n")
     assert error_for(bot_dir) == (
-        f"{bot_dir / 'bot.yml'}:4: actions.forms.order_form.required_slots: Value error, a mapping of slots to their "
+        f"{bot_dir / 'bot.yml'}:4: actions.forms.order_form.required_slots: a mapping of slots to their "
         "slot mappings, as a Rasa 2 domain writes it: write the slots' names as a list, as Rasa 3 does, "
         "required_slots: [order_id, email] (a form's slots are filled from nlu.yml's entities of their names, a "
         "button's values and validate_<form>'s extract_<slot> methods, not by slot mappings)")
@@ -225,7 +225,7 @@ def test_a_custom_payload_alone_is_a_response_and_named_where_slack_and_wecom_ge
         in capsys.readouterr().err
     path.write_text(path.read_text().replace("    - custom: {type: wave}\n", "    - image: https://shop.example/w.png\n"))
     line = path.read_text().splitlines().index("    - image: https://shop.example/w.png") + 1
-    assert error_for(bot_dir) == (f"{path}:{line}: responses.goodbye.0: Value error, a variant needs its text, or a "
+    assert error_for(bot_dir) == (f"{path}:{line}: responses.goodbye.0: a variant needs its text, or a "
                                   "custom payload for the web chat (custom:)")
 
 
@@ -246,7 +246,7 @@ def test_a_blank_template_is_refused(bot_dir: Path) -> None:
     path.write_text(path.read_text().replace('''- text: "You're welcome! Is there anything else I can help with?"''',
                                              "- text: '  '", 1))
     line = path.read_text().splitlines().index("    - text: '  '") + 1
-    assert error_for(bot_dir).startswith(f"{path}:{line}: responses.thank_you.0.text: Value error, a text may not be blank")
+    assert error_for(bot_dir).startswith(f"{path}:{line}: responses.thank_you.0.text: a text may not be blank")
 
 
 def test_aliases_are_checked_once_each(bot_dir: Path) -> None:
@@ -335,7 +335,7 @@ def test_a_buttons_mistake_is_told_at_its_own_line_after_a_button_left_out(bot_d
     first, second = (n for n, text in enumerate(lines, 1) if "payload: /track_refund{" in text
                      or "payload: '/track_refund{" in text)
     not_json, not_a_value = error_for(bot_dir).splitlines()
-    assert not_json.startswith(f"{path}:{first}: responses.change_order.0.buttons.0.payload: Value error")
+    assert not_json.startswith(f"{path}:{first}: responses.change_order.0.buttons.0.payload: the values after the intent must be")
     assert not_a_value == (f"{path}:{second}: responses.change_order.0.buttons.1.payload: 'ORD-55' is no order_id "
                            "that nlu.yml's patterns take: the click would not set it")
 
@@ -366,7 +366,7 @@ def test_a_variable_nothing_can_fill_is_refused_when_no_action_runs(bot_dir: Pat
     config.write_text(mapped.replace("slots: [order_status]", "slots: [order_status, bot_name]"))
     assert load_project(bot_dir).responses
     config.write_text(mapped.replace("slots: [order_status]", "slots: [order status]"))
-    assert error_for(bot_dir).endswith("actions.slots.0: Value error, 'order status' is not a slot name a template "
+    assert error_for(bot_dir).endswith("actions.slots.0: 'order status' is not a slot name a template "
                                        "could use (letters, digits and _)")
     config.write_text(mapped.replace("  slots: [order_status]", "  # slots: [order_status]"))
     assert load_project(bot_dir).responses  # unlisted, an action may set any slot: it may set bot_name
@@ -612,7 +612,7 @@ def test_a_variant_without_its_text_is_told_with_its_other_mistakes(bot_dir: Pat
     lines = responses.read_text().splitlines()
     said = error_for(bot_dir).splitlines()
     assert said == [
-        f"{responses}:{lines.index('    - buttons:') + 1}: responses.complaint.0: Value error, a variant needs its text, "
+        f"{responses}:{lines.index('    - buttons:') + 1}: responses.complaint.0: a variant needs its text, "
         "or a custom payload for the web chat (custom:)",
         f"{responses}:{lines.index('          payload: /get_refnd') + 1}: responses.complaint.0.buttons.0.payload: "
         "unknown intent 'get_refnd' (not in nlu.yml; did you mean 'get_refund'?)"], said
@@ -638,7 +638,7 @@ def test_a_check_of_the_whole_bot_yml_is_told_with_the_other_files_mistakes(bot_
     line = config.read_text().splitlines().index("  intent: contact_humn_agent  # its messages, and the fallback's, "
                                                  "are deskbot's own in English and Chinese") + 1
     said = error_for(bot_dir).splitlines()
-    assert said[0].startswith(f"{config}:") and said[0].endswith(": Value error, a check of the whole file"), said
+    assert said[0].startswith(f"{config}:") and said[0].endswith(": a check of the whole file"), said
     assert said[1:] == [f"{config}:{line}: handoff.intent: unknown intent 'contact_humn_agent' (not in nlu.yml; did you "
                         "mean 'contact_human_agent'?)"], said
 
@@ -1517,7 +1517,7 @@ def test_action_map_with_unknown_intent_is_refused(bot_dir: Path) -> None:
 
 def test_a_text_in_an_unknown_language_names_its_line(bot_dir: Path) -> None:
     (bot_dir / "bot.yml").write_text("language: multi\nfallback:\n  message:\n    en: Sorry?\n    fr: Pardon ?\n")
-    assert error_for(bot_dir) == (f"{bot_dir / 'bot.yml'}:5: fallback.message.fr: Value error, 'fr' is no language of "
+    assert error_for(bot_dir) == (f"{bot_dir / 'bot.yml'}:5: fallback.message.fr: 'fr' is no language of "
                                   "deskbot's (en, zh); one text per language is {en: ..., zh: ...}")
 
 
@@ -1557,13 +1557,13 @@ def test_the_joined_message_naming_the_agent_takes_only_their_name(bot_dir: Path
     known, likewise."""
     path = bot_dir / "bot.yml"
     path.write_text("handoff:\n  joined_message_named: {en: '{agent} joined', zh: '{name}已接入'}\n")
-    assert error_for(bot_dir) == (f"{path}:2: handoff.joined_message_named.zh: Value error, {{name}} is not a "
+    assert error_for(bot_dir) == (f"{path}:2: handoff.joined_message_named.zh: {{name}} is not a "
                                   "variable it can use: {agent}, the agent's name, is the only one")
     path.write_text("handoff:\n  joined_message_named: Someone joined\n")
-    assert error_for(bot_dir) == (f"{path}:2: handoff.joined_message_named: Value error, it names the agent with "
+    assert error_for(bot_dir) == (f"{path}:2: handoff.joined_message_named: it names the agent with "
                                   "{agent}, or is left out")
     path.write_text("handoff:\n  joined_message: '{agent} joined'\n")
-    assert error_for(bot_dir) == (f"{path}:2: handoff.joined_message: Value error, it is said when no agent's name is "
+    assert error_for(bot_dir) == (f"{path}:2: handoff.joined_message: it is said when no agent's name is "
                                   "known: name them in handoff.joined_message_named")
     path.write_text("handoff:\n  joined_message_named: '{agent} joined {{here}}'\n")
     assert load_project(bot_dir).config.handoff.joined_message_named == "{agent} joined {{here}}"
@@ -1572,9 +1572,9 @@ def test_the_joined_message_naming_the_agent_takes_only_their_name(bot_dir: Path
 def test_a_blank_text_in_bot_yml_is_refused(bot_dir: Path) -> None:
     """A blank fallback title was sent as a button with no title: Slack refuses such a message whole."""
     (bot_dir / "bot.yml").write_text("language: multi\nfallback:\n  titles:\n    greet: {en: ' ', zh: 你好}\n")
-    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:4: fallback.titles.greet.en: Value error, a text may not be blank"
+    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:4: fallback.titles.greet.en: a text may not be blank"
     (bot_dir / "bot.yml").write_text('handoff:\n  back_button: "\\u200b"\n')  # a zero-width space shows nothing
-    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:2: handoff.back_button: Value error, a text may not be blank"
+    assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:2: handoff.back_button: a text may not be blank"
 
 
 def test_a_template_must_answer_every_language_on_every_channel(bot_dir: Path) -> None:
@@ -1648,22 +1648,22 @@ def test_a_number_in_quotes_is_the_number(bot_dir: Path) -> None:
 @pytest.mark.parametrize(("setting", "problem"), [
     ("model: {epochs: .inf}", "model.epochs: Input should be a finite number"),  # passed "more than 0", then crashed training
     ("handoff: {busy_after_seconds: .nan}", "handoff.busy_after_seconds: Input should be a finite number"),
-    ("thresholds: {intent: Auto}", "thresholds.intent: Value error, expected auto or a number from 0 to 1, not 'Auto'"),
-    ("thresholds: {intent: yes}", "thresholds.intent: Value error, expected a number, not True (YAML reads yes, no, on "
+    ("thresholds: {intent: Auto}", "thresholds.intent: expected auto or a number from 0 to 1, not 'Auto'"),
+    ("thresholds: {intent: yes}", "thresholds.intent: expected a number, not True (YAML reads yes, no, on "
      "and off as true and false)"),
-    ("thresholds: {intent: 2}", "thresholds.intent: Value error, expected auto or a number from 0 to 1, not 2"),
-    ("server: {port: yes}", "server.port: Value error, expected a number, not True (YAML reads yes, no, on and off as "
+    ("thresholds: {intent: 2}", "thresholds.intent: expected auto or a number from 0 to 1, not 2"),
+    ("server: {port: yes}", "server.port: expected a number, not True (YAML reads yes, no, on and off as "
      "true and false)"),  # served on port 1
-    ("retrieval: {options: {nlist: on}}", "retrieval.options.nlist: Value error, expected a number, not True (YAML reads "
+    ("retrieval: {options: {nlist: on}}", "retrieval.options.nlist: expected a number, not True (YAML reads "
      "yes, no, on and off as true and false)"),
     ("channels: {web: {origins: [shop.example.com]}}",  # no browser sends it so: every page of the shop was refused
-     "channels.web.origins.0: Value error, 'shop.example.com' is not an origin: write it as https://shop.example.com "
+     "channels.web.origins.0: 'shop.example.com' is not an origin: write it as https://shop.example.com "
      "(scheme and host, no path)"),
     ("channels: {web: {origins: ['https://user@shop.example.com']}}",  # a browser's Origin names no user
-     "channels.web.origins.0: Value error, 'https://user@shop.example.com' is not an origin: write it as "
+     "channels.web.origins.0: 'https://user@shop.example.com' is not an origin: write it as "
      "https://shop.example.com (scheme and host, no path)"),
     ("channels: {web: {origins: ['https://:pw@shop.example.com']}}",  # nor a password, which was dropped unsaid
-     "channels.web.origins.0: Value error, 'https://:pw@shop.example.com' is not an origin: write it as "
+     "channels.web.origins.0: 'https://:pw@shop.example.com' is not an origin: write it as "
      "https://shop.example.com (scheme and host, no path)"),
 ])
 def test_a_value_that_cannot_work_is_refused_in_words(bot_dir: Path, setting: str, problem: str) -> None:
@@ -2584,7 +2584,7 @@ def test_a_line_indented_otherwise_than_its_block_says_which_and_how(bot_dir: Pa
 @pytest.mark.parametrize(("typed", "written", "said"), [
     ("  retrieval: 0.6", "  retrieval: 0,6", "thresholds.retrieval: Input should be a valid number, unable to parse "
                                              "string as a number: write 0.6; YAML reads '0,6' as a text"),
-    ("  intent: 0.5 ", "  intent: 0,5 ", "thresholds.intent: Value error, expected auto or a number from 0 to 1, not "
+    ("  intent: 0.5 ", "  intent: 0,5 ", "thresholds.intent: expected auto or a number from 0 to 1, not "
                                          "'0,5': write 0.5; YAML reads '0,5' as a text"),
     ("server:", "server:\n  max_message_chars: 4,000", "server.max_message_chars: Input should be a valid integer, "
                                                         "unable to parse string as an integer: write 4000"),
@@ -2745,11 +2745,11 @@ def test_a_mistake_in_one_language_of_a_text_is_told_on_that_languages_line(bot_
                       "    en: Connecting you.\n    zh: 订单 {order_id} 正在转接\nserver:\n  agents:\n    José: {token: a}\n"
                       "    Jose\u0301: {token: b}\n")
     assert error_for(bot_dir).splitlines() == [
-        f"{config}:5: fallback.message.fr: Value error, 'fr' is no language of deskbot's (en, zh); one text per "
+        f"{config}:5: fallback.message.fr: 'fr' is no language of deskbot's (en, zh); one text per "
         "language is {en: ..., zh: ...}",
-        f"{config}:9: handoff.message.zh: Value error, {{order_id}} would reach customers as written: bot.yml's messages "
+        f"{config}:9: handoff.message.zh: {{order_id}} would reach customers as written: bot.yml's messages "
         "are said as they are, and only responses.yml's templates fill in values; leave it out",
-        f"{config}:13: server.agents.Jose\u0301: Value error, 'José' and 'Jose\u0301' are one name written two ways: "
+        f"{config}:13: server.agents.Jose\u0301: 'José' and 'Jose\u0301' are one name written two ways: "
         "give each agent one name"]
 
 
