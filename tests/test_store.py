@@ -2594,16 +2594,23 @@ def test_the_inbox_counts_the_conversations_of_its_tab_from_an_index_alone(tmp_p
     store.close()
 
 
+def one_passed_and_one_taken(tmp_path: Path, to: str, taken_from: str) -> Store:
+    """A store where Bob's customer "passed" was passed on to ``to``, and his customer "taken" taken from him (named
+    ``taken_from``) for Carl by a lead."""
+    store = Store(tmp_path / "dialogues.db")
+    for cid in ("passed", "taken"):
+        user_turn(store, cid, "where is my order?")
+        store.set_status(cid, "handed_off", "agent", agent="Bob")
+    assert store.pass_on("passed", "Bob", to) and store.pass_on("taken", taken_from, "Carl", force=True, by="Lead")
+    return store
+
+
 def test_the_customers_passed_to_or_taken_from_an_agent_are_read_without_going_over_every_handed_off_one(
         tmp_path: Path) -> None:
     """Each agent's console asks for the customers passed to its agent and taken from them at each poll: read by going
     over every handed-off conversation's holder, 30 consoles went over 5,000 of them every 3 s during a sale. The
     customers colleagues have, which no one passed or took, add nothing to either read."""
-    store = Store(tmp_path / "dialogues.db")
-    for cid in ("passed", "taken"):
-        user_turn(store, cid, "where is my order?")
-        store.set_status(cid, "handed_off", "agent", agent="Bob")
-    assert store.pass_on("passed", "Bob", "Ana") and store.pass_on("taken", "Bob", "Carl", force=True, by="Lead")
+    store = one_passed_and_one_taken(tmp_path, to="Ana", taken_from="Bob")
 
     def polls() -> int:
         return steps_of(store, lambda: (store.passed_to("Ana"), store.taken_from("Bob")))
@@ -2627,11 +2634,7 @@ def test_the_customers_passed_to_or_taken_from_an_agent_are_read_without_going_o
     customers passed to an agent and taken from them were read by looking at every one of them, at each console's poll,
     120 to 160 ms each with 100,000 kept. Colleagues' takeovers add nothing to either read; an agent named in another
     letter case, or renamed from their platform id, is found as before."""
-    store = Store(tmp_path / "dialogues.db")
-    for cid in ("passed", "taken"):
-        user_turn(store, cid, "where is my order?")
-        store.set_status(cid, "handed_off", "agent", agent="Bob")
-    assert store.pass_on("passed", "Bob", " ana") and store.pass_on("taken", "bob", "Carl", force=True, by="Lead")
+    store = one_passed_and_one_taken(tmp_path, to=" ana", taken_from="bob")  # as an agent may name them
 
     def polls() -> int:
         return steps_of(store, lambda: (store.passed_to("ANA"), store.taken_from("Bob")))
