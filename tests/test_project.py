@@ -1409,24 +1409,25 @@ def test_an_annotations_json_value_may_hold_brackets_and_braces(tmp_path: Path) 
     assert project.unread_entities == {"fit": 8}
 
 
-def test_a_bad_regex_names_its_own_line(tmp_path: Path) -> None:
-    """It named the line of its '- regex:' entry, which may hold many patterns."""
+def bot_with_order_patterns(tmp_path: Path, *patterns: str) -> None:
+    """A bot in ``tmp_path`` whose ``order_id`` regex entry holds ``patterns``, the first on nlu.yml's line 10."""
     (tmp_path / "bot.yml").write_text("name: t\n")
     (tmp_path / "nlu.yml").write_text(
         "nlu:\n- intent: greet\n  examples: |\n    - hi\n- intent: order\n  examples: |\n    - where is it\n"
-        "- regex: order_id\n  examples: |\n    - \\d{5,}\n    - order (\\d+\n")
+        "- regex: order_id\n  examples: |\n" + "".join(f"    - {pattern}\n" for pattern in patterns))
     (tmp_path / "responses.yml").write_text("responses:\n  greet:\n    - text: Hello!\n")
+
+
+def test_a_bad_regex_names_its_own_line(tmp_path: Path) -> None:
+    """It named the line of its '- regex:' entry, which may hold many patterns."""
+    bot_with_order_patterns(tmp_path, "\\d{5,}", "order (\\d+")
     assert error_for(tmp_path) == (f"{tmp_path / 'nlu.yml'}:11: nlu.2.examples: bad regex 'order (\\\\d+': missing ), "
                                    "unterminated subpattern at position 6")
 
 
 def test_each_bad_regex_of_an_entry_is_told_in_one_run(tmp_path: Path) -> None:
     """The first bad pattern of a regex entry stopped its reading: the next was told one run later."""
-    (tmp_path / "bot.yml").write_text("name: t\n")
-    (tmp_path / "nlu.yml").write_text(
-        "nlu:\n- intent: greet\n  examples: |\n    - hi\n- intent: order\n  examples: |\n    - where is it\n"
-        "- regex: order_id\n  examples: |\n    - order (\\d+\n    - \\d{5,}\n    - ref [a-\n")
-    (tmp_path / "responses.yml").write_text("responses:\n  greet:\n    - text: Hello!\n")
+    bot_with_order_patterns(tmp_path, "order (\\d+", "\\d{5,}", "ref [a-")
     told = error_for(tmp_path)
     assert f"{tmp_path / 'nlu.yml'}:10: nlu.2.examples: bad regex 'order (\\\\d+'" in told
     assert f"{tmp_path / 'nlu.yml'}:12: nlu.2.examples: bad regex 'ref [a-'" in told
