@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.request
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from importlib.metadata import version
 from pathlib import Path
@@ -3588,6 +3588,30 @@ async def test_an_in_process_action_that_raises_is_logged_with_its_type_and_line
         await bot.close()
 
 
+async def logged_failing_here_and_remotely(root: Path, tmp_path: Path, aiohttp_server: Any,
+                                          caplog: pytest.LogCaptureFixture, action: str, turns: tuple[Turn, Turn],
+                                          error: Callable[[dict[str, Any]], str]) -> tuple[str, str]:
+    """What the log said of ``action`` (mapped to track_order) failing: run in process on the first of ``turns``, then
+    on an action server answering the second 500 with ``error`` of its request, as rasa-sdk's answers an action that
+    raised. Each turn got the fallback."""
+    async def webhook(request: web.Request) -> web.Response:
+        return web.json_response({"error": error(await request.json())}, status=500)
+
+    app = web.Application()
+    app.router.add_post("/webhook", webhook)
+    server = await aiohttp_server(app)
+    said = []
+    for endpoint, turn in zip((None, f"http://127.0.0.1:{server.port}/webhook"), turns):
+        caplog.clear()
+        bot = make_bot(root, endpoint, {"track_order": action}, tmp_path)
+        try:
+            assert (await bot.handle(turn)).source == "fallback"
+        finally:
+            await bot.close()
+        said.append(caplog.text)
+    return said[0], said[1]
+
+
 async def test_an_action_failing_on_a_customers_personal_data_logs_it_redacted(
         action_bot: Path, tmp_path: Path, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
     """What the shop's code raised often quotes what it was given (a ValueError of the text it parsed, a KeyError of a
@@ -3603,33 +3627,14 @@ async def test_an_action_failing_on_a_customers_personal_data_logs_it_redacted(
         "        return [int(tracker.latest_message['text'])]\n")
     written = '/track_order{"note": "mail jane.doe@example.com or call +44 20 7946 0958"}'
     logged = '/track_order{"note": "mail [EMAIL] or call [PHONE]"}'
-    bot = make_bot(root, None, {"track_order": "action_quantity"}, tmp_path)
-    try:
-        reply = await bot.handle(Turn("c1", written, "web"))
-        assert reply.source == "fallback"
-        assert (f"action 'action_quantity' failed: {root / 'actions' / 'quantity.py'}:9: ValueError: invalid literal "
-                f"for int() with base 10: {logged!r}") in caplog.text
-        assert "jane.doe" not in caplog.text and "7946" not in caplog.text
-    finally:
-        await bot.close()
-
-    async def webhook(request: web.Request) -> web.Response:  # as rasa-sdk's server answers an action that raised
-        text = (await request.json())["tracker"]["latest_message"]["text"]
-        return web.json_response({"error": f"invalid literal for int() with base 10: {text!r}"}, status=500)
-
-    app = web.Application()
-    app.router.add_post("/webhook", webhook)
-    server = await aiohttp_server(app)
-    caplog.clear()
-    bot = make_bot(root, f"http://127.0.0.1:{server.port}/webhook", {"track_order": "action_quantity"}, tmp_path)
-    try:
-        reply = await bot.handle(Turn("c2", written, "web"))
-        assert reply.source == "fallback"
-        assert f"action 'action_quantity' was rejected (500): invalid literal for int() with base 10: {logged!r}" \
-            in caplog.text
-        assert "jane.doe" not in caplog.text
-    finally:
-        await bot.close()
+    in_process, remote = await logged_failing_here_and_remotely(
+        root, tmp_path, aiohttp_server, caplog, "action_quantity", (Turn("c1", written, "web"), Turn("c2", written, "web")),
+        lambda body: f"invalid literal for int() with base 10: {body['tracker']['latest_message']['text']!r}")
+    assert (f"action 'action_quantity' failed: {root / 'actions' / 'quantity.py'}:9: ValueError: invalid literal "
+            f"for int() with base 10: {logged!r}") in in_process
+    assert "jane.doe" not in in_process and "7946" not in in_process
+    assert f"action 'action_quantity' was rejected (500): invalid literal for int() with base 10: {logged!r}" in remote
+    assert "jane.doe" not in remote
 
 
 async def test_an_action_failing_with_the_conversations_id_logs_its_tag_instead(
@@ -3646,26 +3651,11 @@ async def test_an_action_failing_with_the_conversations_id_logs_its_tag_instead(
         "    def run(self, dispatcher, tracker, domain):\n"
         "        raise LookupError(f'no order for {tracker.sender_id}')\n")
     cid = "wecom:ww-corp:13912345678"  # a userid the redaction would take a part of
-    bot = make_bot(root, None, {"track_order": "action_lookup"}, tmp_path)
-    try:
-        assert (await bot.handle(Turn(cid, "/track_order", "web"))).source == "fallback"
-        assert f"LookupError: no order for {log_tag(cid)}" in caplog.text and "ww-corp" not in caplog.text
-    finally:
-        await bot.close()
-
-    async def webhook(request: web.Request) -> web.Response:  # as rasa-sdk's server answers an action that raised
-        return web.json_response({"error": f"no order for {(await request.json())['sender_id']}"}, status=500)
-
-    app = web.Application()
-    app.router.add_post("/webhook", webhook)
-    server = await aiohttp_server(app)
-    caplog.clear()
-    bot = make_bot(root, f"http://127.0.0.1:{server.port}/webhook", {"track_order": "action_lookup"}, tmp_path)
-    try:
-        assert (await bot.handle(Turn(cid, "/track_order", "web"))).source == "fallback"
-        assert f"was rejected (500): no order for {log_tag(cid)}" in caplog.text and "ww-corp" not in caplog.text
-    finally:
-        await bot.close()
+    in_process, remote = await logged_failing_here_and_remotely(
+        root, tmp_path, aiohttp_server, caplog, "action_lookup", (Turn(cid, "/track_order", "web"),) * 2,
+        lambda body: f"no order for {body['sender_id']}")
+    assert f"LookupError: no order for {log_tag(cid)}" in in_process and "ww-corp" not in in_process
+    assert f"was rejected (500): no order for {log_tag(cid)}" in remote and "ww-corp" not in remote
 
 
 async def test_an_action_failing_on_a_url_with_the_conversations_id_logs_its_tag_instead(
