@@ -1381,7 +1381,9 @@ async def inbox(request: web.Request) -> web.Response:
     the customers waiting on that agent or on nobody (nor on anyone server.agents no longer names), whom their console
     counts and announces (every waiting one without ``?agent=``); ``token_grants``: what the token may do beyond
     answering customers, for the console to offer what it may (the review queue). With an ``ETag``: sent back in
-    ``If-None-Match``, 304 while nothing was committed since (:func:`inbox_tag`)."""
+    ``If-None-Match``, 304 while nothing the answer shows changed since (:func:`inbox_tag`): on the waiting tab, while
+    the inbox is as it was (:meth:`Store.inbox_version`), whatever the customers with the bot write; on the other, while
+    nothing was committed."""
     require_admin(request)
     status = request.query.get("status", "handed_off")
     if status not in ("handed_off", "open"):
@@ -1400,7 +1402,10 @@ async def inbox(request: web.Request) -> web.Response:
         """The page, its counts and the customers passed to the agent or taken from them in one snapshot, so that they
         agree, and on one trip to the reads' thread: every agent's console asks every 3 s. None, with the ETag, where
         the console holds this answer already (:func:`inbox_tag`)."""
-        tag = inbox_tag(store.version(), status, limit, offset, search, agent, holder, team, request[AGENT], grants)
+        # the waiting tab changes with the inbox alone; the other lists the conversations with the bot, which every
+        # customer's message to it changes
+        version = store.inbox_version() if status == "handed_off" else store.version()
+        tag = inbox_tag(version, status, limit, offset, search, agent, holder, team, request[AGENT], grants)
         if held := held_already(request, tag):
             return None, held
         polled = store.poll(status, limit, agent, search, offset, holder, team)
@@ -1419,10 +1424,11 @@ async def inbox(request: web.Request) -> web.Response:
 
 
 def inbox_tag(version: str, *asked: Any) -> str:
-    """The ETag of an inbox answer: the store as the read saw it (:meth:`Store.version`) and everything asked that
-    shapes the answer, hashed. A console polling every 3 s sends it back (``If-None-Match``) and is answered 304 at the
-    cost of a look at the store's version, where each poll read and sent its page's 200 rows again with nothing
-    changed; an answer naming a handback is sent with the moment it expires (:func:`told_until`) after a ``-``."""
+    """The ETag of an inbox answer: the store as the read saw it (:meth:`Store.inbox_version`, or :meth:`Store.version`
+    for the conversations with the bot) and everything asked that shapes the answer, hashed. A console polling every
+    3 s sends it back (``If-None-Match``) and is answered 304 at the cost of a look at the store's version, where each
+    poll read and sent its page's 200 rows again with nothing changed; an answer naming a handback is sent with the
+    moment it expires (:func:`told_until`) after a ``-``."""
     return hashlib.blake2b(dumps([version, *asked]).encode(), digest_size=12).hexdigest()
 
 

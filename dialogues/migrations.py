@@ -485,10 +485,52 @@ def _v51(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_pending_conversation_id ON pending (conversation_id, received)")
 
 
+# What the agents' inbox shows (``Store.poll``, ``Store.passed_to``, ``Store.taken_from``), kept by each write that
+# changes it (``_v52``): the handed-off conversations, their turns and what each agent read of them, and the handoffs
+# and takeovers of every conversation (a handback names a customer with the bot now). A customer's turn in a
+# conversation with the bot, its prediction or its vote leave it as it was.
+_INBOX_CHANGED = "UPDATE inbox_changes SET changes = changes + 1"
+
+
+def _handed_off(row: str) -> str:
+    """SQL true where the conversation of ``row`` (``new`` or ``old``) is handed off."""
+    return f"(SELECT status FROM conversations WHERE id = {row}.conversation_id) = 'handed_off'"
+
+
+_INBOX_TRIGGERS = {
+    "conversations_insert": "AFTER INSERT ON conversations WHEN new.status = 'handed_off'",
+    "conversations_update": "AFTER UPDATE OF status, channel, user, slots, created, updated ON conversations "
+                            "WHEN 'handed_off' IN (old.status, new.status)",
+    "conversations_delete": "AFTER DELETE ON conversations WHEN old.status = 'handed_off'",
+    "turns_insert": f"AFTER INSERT ON turns WHEN {_handed_off('new')}",
+    "turns_update": f"AFTER UPDATE OF role, text, raw_text, user, created, undelivered ON turns WHEN {_handed_off('new')}",
+    "turns_delete": f"AFTER DELETE ON turns WHEN {_handed_off('old')}",
+    "seen_insert": f"AFTER INSERT ON seen WHEN {_handed_off('new')}",
+    # a read repeated (each window of the agent's marks it) moves nothing: a takeover id null before reads as 0
+    "seen_update": "AFTER UPDATE OF turn_id, takeover_id ON seen WHEN (old.turn_id IS NOT new.turn_id "
+                   f"OR coalesce(old.takeover_id, 0) != coalesce(new.takeover_id, 0)) AND {_handed_off('new')}",
+    **{f"{table}_{event.lower()}": f"AFTER {event} ON {table}" for table in ("handoffs", "takeovers")
+       for event in ("INSERT", "UPDATE", "DELETE")},
+}
+
+
+def _v52(db: sqlite_utils.Database) -> None:
+    """The agents' inbox's own count of changes (``Store.inbox_version``), which the triggers above move at each write
+    that changes what the inbox shows: its ETag was the store's ``data_version``, which any commit moves, and with the
+    bot answering a message a second every console read its inbox whole at each 3-second poll, nothing in it changed.
+    SQLite's triggers keep it, so that every writer, another process's (``bot purge``, a ``sqlite3`` shell) too,
+    moves it."""
+    db.execute("CREATE TABLE IF NOT EXISTS inbox_changes (id INTEGER PRIMARY KEY CHECK (id = 1), "
+               "changes INTEGER NOT NULL)")
+    db.execute("INSERT OR IGNORE INTO inbox_changes (id, changes) VALUES (1, 0)")
+    for name, when in _INBOX_TRIGGERS.items():
+        db.execute(f"CREATE TRIGGER IF NOT EXISTS inbox_{name} {when} BEGIN {_INBOX_CHANGED}; END")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
                                                               _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36,
                                                               _v37, _v38, _v39, _v40, _v41, _v42, _v43,
                                                               _v44, _v45, _v46, _v47, _v48, _v49, _v50,
-                                                              _v51]
+                                                              _v51, _v52]

@@ -1355,6 +1355,20 @@ class Store:
             raise RuntimeError("Store.version() is read inside a snapshot(): outside one, it names none")
         return f"{self._opened}.{self.db.execute('PRAGMA data_version').fetchone()[0]}"
 
+    def inbox_version(self) -> str:
+        """What the agents' inbox showed at the start of this :meth:`snapshot` (called inside one): :meth:`version`'s,
+        but moved only by a write that changes what the inbox shows (a handoff, a handback, a takeover, an agent's
+        reply or read, a handed-off customer's message, a purge: the triggers of ``_v52``), not by the customers writing
+        to the bot, its predictions or their votes. With the bot answering a message a second, :meth:`version` changed
+        between nearly every two polls of a console, and each read the inbox whole, nothing in it changed."""
+        if not self.db.conn.in_transaction:
+            raise RuntimeError("Store.inbox_version() is read inside a snapshot(): outside one, it names none")
+        return f"{self._opened}.{self._inbox_changes()}"
+
+    def _inbox_changes(self) -> int:
+        """How many times the writes changed what the agents' inbox shows (``_v52``)."""
+        return self.db.execute("SELECT changes FROM inbox_changes").fetchone()[0]
+
     def _begin_writing(self) -> list[str]:
         """``BEGIN IMMEDIATE``, which waits up to the busy timeout for another process's lock; where a wait of
         ``SLOW_LOCK_S`` would be said (:meth:`_waited_for_lock`), the processes that have the store open then, while

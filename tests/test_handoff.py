@@ -1365,6 +1365,51 @@ async def test_an_inbox_poll_with_nothing_committed_since_is_answered_unchanged(
     assert status == 200 and json.loads(body)["taken"] == []
 
 
+async def test_the_waiting_tabs_poll_is_unchanged_while_the_customers_with_the_bot_write(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """The inbox's ETag was the store's version, which any commit moves: with the bot answering a customer a second,
+    every console's poll of the waiting tab was answered whole, nothing in it changed. It holds while customers write to
+    the bot and vote on its answers, and each change an agent's inbox shows makes it another: a customer handed off,
+    taken over, answered, writing again, read, passed on, handed back. The tab of the conversations with the bot, which
+    their messages change, is answered anew."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "waiting", "I need help with my bill")
+    assert (await client.post("/admin/conversations/waiting/handoff?agent=Ana", headers=AUTH)).status == 200
+
+    async def poll(held: str | None = None, query: str = "/admin/conversations?agent=Ana") -> tuple[int, str]:
+        response = await client.get(query, headers={**AUTH, **({"If-None-Match": held} if held else {})})
+        return response.status, response.headers["ETag"]
+
+    (_, tag), (_, with_the_bot) = await poll(), await poll(query="/admin/conversations?status=open")
+    for n in range(4):  # two misses each: a third would hand them off
+        reply = await chat(client, f"busy-{n % 2}", "where is my order?")
+        voted = await client.post("/api/feedback", json={"conversation_id": f"busy-{n % 2}", "turn_id": reply["turn_id"],
+                                                         "value": -1})
+        assert voted.status == 200
+        assert await poll(tag) == (304, tag)
+    assert (await poll(with_the_bot, "/admin/conversations?status=open"))[0] == 200
+
+    async def latest() -> int:
+        transcript = await (await client.get("/admin/conversations/waiting", headers=AUTH)).json()
+        return transcript["turns"][-1]["id"]
+
+    async def seen() -> web.Response:
+        return await client.post(f"/admin/conversations/waiting/seen?agent=Ana&after={await latest()}", headers=AUTH)
+
+    for change in (lambda: client.post("/admin/conversations/waiting/messages", headers=AUTH,
+                                       json={"text": "Let me look.", "agent": "Ana"}),
+                   lambda: chat(client, "waiting", "thanks, and?"),
+                   seen,
+                   lambda: client.post("/admin/conversations/waiting/transfer?agent=Ana&to=Bob", headers=AUTH),
+                   lambda: client.post("/admin/conversations/busy-0/handoff?agent=Ana", headers=AUTH),
+                   lambda: client.post("/admin/conversations/waiting/handback?agent=Lea&force=true", headers=AUTH)):
+        await change()
+        status, changed = await poll(tag)
+        assert status == 200 and changed != tag
+        assert await poll(changed) == (304, changed)
+        tag = changed
+
+
 async def test_a_lead_taking_a_customer_over_in_a_colleagues_name_passes_them_the_customer(
         bot_dir: Path, aiohttp_client: Any) -> None:
     """A lead's forced takeover in Bob's name was kept as Bob taking the customer himself: unlike a transfer, Bob's

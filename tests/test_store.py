@@ -68,7 +68,13 @@ def before(moment: float) -> Staleness:
 
 def left_by(store: Store, version: int, *undo: str) -> Store:
     """``store`` as the deskbot at schema ``version`` left it, opened by this one: ``undo``'s SQL takes back what
-    the migrations after ``version`` added, and reopening the file migrates it again."""
+    the migrations after ``version`` added, and reopening the file migrates it again. Before schema 52, without the
+    inbox's count of changes and its triggers, which name columns an undo may take back."""
+    if version < 52:
+        triggers = store.db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'inbox_%'")
+        for (name,) in triggers.fetchall():
+            store.db.execute(f"DROP TRIGGER {name}")
+        store.db.execute("DROP TABLE inbox_changes")
     for statement in undo:
         store.db.execute(statement)
     store.db.execute(f"PRAGMA user_version={version}")
@@ -3194,6 +3200,62 @@ def test_the_inbox_reads_who_has_each_customer_and_their_latest_message_for_its_
     without_yours, _ = steps(store, lambda: store.inbox("handed_off", 1, "Ana", team=team))
     assert one - without_yours < alone / 2
     assert store.inbox("handed_off", 40, "Ana", team=team) == (listed, 40, 39)
+    store.close()
+
+
+def test_the_inbox_version_moves_with_what_the_inbox_shows_alone_from_migration_52_on(tmp_path: Path) -> None:
+    """The ETag of a console's inbox was the store's version (SQLite's ``data_version``), which every commit moves: with
+    the bot answering a customer a second, each console read its inbox whole at nearly every 3-second poll. The
+    inbox's own version (:meth:`Store.inbox_version`) stays while customers write to the bot, it predicts, they vote
+    and reviewers label, and moves at each write that changes what an agent's inbox shows, whoever writes it (another
+    process, a ``sqlite3`` shell), in a store of the deskbot before too."""
+    path = tmp_path / "dialogues.db"
+    store = Store(path)
+    asked = user_turn(store, "held", "where is my order?")
+    store.set_status("held", "handed_off", "requested")
+    store.mark_seen("held", "Ana", asked)
+    store = left_by(store, 51)
+    reads = Store(path, read_only=True)  # the server's reads' connection
+
+    def shown() -> tuple[str, Any]:
+        """The inbox's version and what Ana's and Bob's inboxes show, in one snapshot."""
+        with reads.snapshot():
+            return reads.inbox_version(), [(reads.poll("handed_off", 50, agent), reads.passed_to(agent),
+                                            reads.taken_from(agent)) for agent in ("Ana", "Bob")]
+
+    def latest(conversation: str, role: str = "%") -> int:
+        return store.db.execute("SELECT max(id) FROM turns WHERE conversation_id = ? AND role LIKE ?",
+                                [conversation, role]).fetchone()[0]
+
+    customer = user_turn(store, "busy", "where is my order?")
+    before = shown()
+    for unrelated in (lambda: user_turn(store, "busy", "and my refund?"),  # the turns and their predictions
+                      lambda: store.add_feedback("busy", latest("busy", "bot"), -1, "not helpful"),
+                      lambda: store.add_labels([customer], "track_order", reviewer="Lea"),
+                      lambda: store.mark_seen("busy", "Ana", customer),  # a conversation with the bot, read
+                      lambda: store.mark_seen("held", "Ana", asked)):  # read before
+        unrelated()
+        assert shown() == before
+    agent_turns: list[int] = []
+    sql = sqlite3.connect(path)
+    for change in (lambda: store.set_status("held", "handed_off", "agent", agent="Ana"),  # taken over
+                   lambda: agent_turns.append(store.add_agent_answer("held", "Let me look.", agent="Ana")),
+                   lambda: user_turn(store, "held", "thanks, and?"),  # a handed-off customer writes
+                   lambda: store.mark_seen("held", "Ana", latest("held")),  # read
+                   lambda: store.undelivered(agent_turns[0]),  # the reply never reached them: they wait again
+                   lambda: store.pass_on("held", "Ana", "Bob"),
+                   lambda: sql.execute("UPDATE turns SET text = 'thanks, and [email]?' WHERE conversation_id = 'held' "
+                                       "AND text = 'thanks, and?'"),  # another process rewrites it
+                   lambda: store.set_status("busy", "handed_off", "requested"),
+                   lambda: store.set_status("held", "open", "agent", agent="Lea", force=True),  # handed back
+                   lambda: store.purge("busy")):
+        change()
+        sql.commit()
+        after = shown()
+        assert after[0] != before[0] and after[1] != before[1]
+        before = after
+    sql.close()
+    reads.close()
     store.close()
 
 
