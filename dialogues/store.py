@@ -1267,6 +1267,7 @@ class Store:
         self._serving: FileLock | None = None
         self._index_rewritten = False  # a customer's message edited or deleted since (merge_search_index_if_rewritten)
         self._opened = secrets.token_hex(8)  # this connection, in :meth:`version`
+        self._pass: tuple[int, list[tuple[Any, ...]]] | None = None  # :meth:`_handed_off_pass`'s, by inbox change
         # A file with bytes and no schema, and no -wal file of a process creating it this moment: a copy made alone
         copied_alone = self.path.is_file() and self.path.stat().st_size > 0 and not Path(f"{self.path}-wal").exists()
         if not read_only:
@@ -2602,44 +2603,58 @@ class Store:
         latest message and what is unread, for the page's rows and the agent's customers alone. Read each on its own,
         the inbox, the count of the agent's customers, their unread messages and the holders each went over every
         handed-off conversation again, 190 ms of one core at each poll with 5,000 of them handed off."""
-        found = self._found(search)
-        key = agent_key(agent)
-        # each handed-off conversation: its id, wait, handoff time, holder, and whether ``found`` keeps it
+        with self.snapshot():  # the pass kept and the rows read after it alike
+            found = self._found(search)
+            key = agent_key(agent)
+            # searched on the waiting tab alone: the other lists its page of the conversations with the bot so
+            every = self._handed_off_pass(found if status == "handed_off" else self._found(""))
+            waits = [row for row in every if row[1] is not None]
+            waiting = len(waits)
+            yours = waiting if agent is None else sum(agent_key(row[3]) == key or _nobody_has(row[3], team) for row in waits)
+            mine = [row[0] for row in every if agent_key(row[3]) == key] if unread and key else []
+            if status == "handed_off":
+                listed = [row[0] for row in every if row[4] and _holds(row[3], holder, team)]
+                total = len(listed) if holder is not None else self._listed("handed_off", found)
+                details = self._handed_off_rows(agent, listed[offset:offset + limit] + mine)
+                rows = [details[conversation_id] for conversation_id in listed[offset:offset + limit]]
+            else:
+                details = self._handed_off_rows(agent, mine)
+                rows, total = [], 0
+                if holder is None:
+                    rows = list(self.db.query(
+                        f"SELECT c.id AS conversation_id, c.channel, c.user, {_VERIFIED}, c.status, c.created, c.updated, "
+                        "NULL AS handed_off_at, NULL AS reason, NULL AS agent, NULL AS waiting_since, "
+                        f"{_LATEST_TYPED} AS last_message, NULL AS agent_unread FROM conversations c "
+                        f"WHERE c.status = 'open' AND {_AGENTS_REACH} AND {found.sql('c.id', 'c.user', _VERIFIED_OF_C)} "
+                        "ORDER BY c.updated DESC LIMIT ? OFFSET ?", [*found.args(), limit, offset]))
+                    total = self._listed("open", found)
+                waiting = 0  # none of the open ones wait for a person
+            unread_yours = [{"conversation_id": conversation_id, "unread": details[conversation_id]["agent_unread"]}
+                            for conversation_id in mine]
+            for row in rows:
+                row["unread"] = row.pop("agent_unread")
+                if self.keep_raw:  # the latest message as typed is then the unredacted copy, not for display (``_shown``)
+                    row["last_message"] = row["last_message"] and self._private(row["last_message"])
+            return {"conversations": rows, "total": total, "waiting": waiting, "waiting_yours": yours,
+                    "unread_yours": unread_yours,
+                    "holders": _one_spelling_each(row[3] for row in every)}
+
+    def _handed_off_pass(self, found: Search) -> list[tuple[Any, ...]]:
+        """Each handed-off conversation's id, wait, handoff time, holder, and whether ``found`` keeps it, longest-waiting
+        first: :meth:`poll`'s pass over them all. Without a search, kept until what the inbox shows changes
+        (:meth:`inbox_version`): every console's poll, on the tab of the conversations with the bot too, went over every
+        handed-off conversation anew, 70 ms with 2,000 of them, for the rows the poll before had read."""
+        changes = None if found.text else self._inbox_changes()
+        if changes is not None and self._pass is not None and self._pass[0] == changes:
+            return self._pass[1]
         every = self.db.execute(
             f"SELECT w.conversation_id, waiting_since, handed_off_at, w.agent, "
             f"{found.sql('w.conversation_id', 'w.user', 'w.verified_user')} FROM ({_HANDED_OFF}) w",
             found.args()).fetchall()
         every.sort(key=lambda row: (row[1] is None, row[1] or 0.0, row[2], row[0]))
-        waits = [row for row in every if row[1] is not None]
-        waiting = len(waits)
-        yours = waiting if agent is None else sum(agent_key(row[3]) == key or _nobody_has(row[3], team) for row in waits)
-        mine = [row[0] for row in every if agent_key(row[3]) == key] if unread and key else []
-        if status == "handed_off":
-            listed = [row[0] for row in every if row[4] and _holds(row[3], holder, team)]
-            total = len(listed) if holder is not None else self._listed("handed_off", found)
-            details = self._handed_off_rows(agent, listed[offset:offset + limit] + mine)
-            rows = [details[conversation_id] for conversation_id in listed[offset:offset + limit]]
-        else:
-            details = self._handed_off_rows(agent, mine)
-            rows, total = [], 0
-            if holder is None:
-                rows = list(self.db.query(
-                    f"SELECT c.id AS conversation_id, c.channel, c.user, {_VERIFIED}, c.status, c.created, c.updated, "
-                    "NULL AS handed_off_at, NULL AS reason, NULL AS agent, NULL AS waiting_since, "
-                    f"{_LATEST_TYPED} AS last_message, NULL AS agent_unread FROM conversations c "
-                    f"WHERE c.status = 'open' AND {_AGENTS_REACH} AND {found.sql('c.id', 'c.user', _VERIFIED_OF_C)} "
-                    "ORDER BY c.updated DESC LIMIT ? OFFSET ?", [*found.args(), limit, offset]))
-                total = self._listed("open", found)
-            waiting = 0  # none of the open ones wait for a person
-        unread_yours = [{"conversation_id": conversation_id, "unread": details[conversation_id]["agent_unread"]}
-                        for conversation_id in mine]
-        for row in rows:
-            row["unread"] = row.pop("agent_unread")
-            if self.keep_raw:  # the latest message as typed is then the unredacted copy, not for display (``_shown``)
-                row["last_message"] = row["last_message"] and self._private(row["last_message"])
-        return {"conversations": rows, "total": total, "waiting": waiting, "waiting_yours": yours,
-                "unread_yours": unread_yours,
-                "holders": _one_spelling_each(row[3] for row in every)}
+        if changes is not None:
+            self._pass = (changes, every)
+        return every
 
     def _listed(self, status: str, found: Search) -> int:
         """How many conversations in ``status`` the agents reach and ``found`` keeps. With no search: those in ``status``
