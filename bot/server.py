@@ -53,7 +53,8 @@ from bot.training import history_fingerprint
 from dialogues.export import learned_from, write_jsonl
 from dialogues.review import Queue, check_label
 from dialogues.review import review_queue as queue_of
-from dialogues.stats import CHANNELS, compared_with_previous, conversation_stats, figures_as_csv, language_kept
+from dialogues.stats import (CHANNELS, KeptFigures, compared_with_previous, conversation_stats, figures_as_csv,
+                             language_kept)
 from dialogues.store import (MIGRATIONS, KeyReused, LabelledMeanwhile, NotTheAuthor, Overtaken, Store, StoreError,
                              agent_key, cannot_write, read_moment, refuse_newer, still_before, told_until, unix_time)
 from finetune.classifier import ModelLoadError
@@ -68,6 +69,7 @@ AGENT_TOKENS = web.AppKey("agent_tokens", dict)  # an agent's name -> their own 
 METRICS_TOKEN = web.AppKey("metrics_token", str)  # "" when none is configured: /metrics answers anyone
 # {"model": CachedModel of the serving version, "queue": the last review queue built, with what it was built for}
 REVIEW_MODEL = web.AppKey("review_model", dict)
+KEPT_FIGURES = web.AppKey("kept_figures", KeptFigures)  # the latest figures read, for each console's ask every 30 s
 DRAINING = web.AppKey("draining", asyncio.Event)  # set on SIGTERM while server.drain_seconds run
 HUNG_UP = web.AppKey("hung_up", asyncio.Event)  # set on SIGHUP, which stops `bot serve` as SIGTERM does
 DEVICE = web.AppKey("device", str)  # `bot serve --device`, "" for torch's choice: every swap loads there too
@@ -1325,7 +1327,8 @@ async def stats(request: web.Request) -> web.Response:
     ``&until=`` for a closed period (last week's, to set beside this week's), ``&channel=`` for one channel's,
     ``&language=`` for one language's, ``&compare=previous`` for the period of equal length before it too, with each
     figure's change (:func:`compared_with_previous`); ``&format=csv`` as `bot stats --csv` prints them, for a
-    spreadsheet kept week by week from a scheduled download."""
+    spreadsheet kept week by week from a scheduled download. The same asked again with nothing committed since is
+    answered with the figures read before (:class:`KeptFigures`)."""
     require_admin(request, "stats")
     bot = request.app[BOT]
     since, until = query_since(request) or 0.0, query_since(request, "until")
@@ -1347,7 +1350,10 @@ async def stats(request: web.Request) -> web.Response:
     if form not in ("json", "csv"):
         raise http_error(web.HTTPBadRequest, f"format: {form!r} is not json or csv")
     read = compared_with_previous if compare else conversation_stats
-    figures = await bot._read_figures(lambda store: read(store, since, until=until, channel=channel, language=language))
+    asked = None if compare and until is None else (since, until, channel, language, compare)  # None: up to now
+    kept = request.app[KEPT_FIGURES]
+    figures = await bot._read_figures(lambda store: kept.read(
+        store, asked, lambda: read(store, since, until=until, channel=channel, language=language)))
     return web.Response(text=figures_as_csv(figures), content_type="text/csv") if form == "csv" else json_response(figures)
 
 
@@ -1852,6 +1858,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app[METRICS_TOKEN] = metrics_token(project)
     app[RELOAD_LOCK] = asyncio.Lock()
     app[REVIEW_MODEL] = {}
+    app[KEPT_FIGURES] = KeptFigures()
     app[STORE_PROBE] = StoreProbe()
     app[RENEWAL_PROBE] = StoreProbe()
     app[SCHEMA_READ] = SharedRead()

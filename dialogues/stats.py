@@ -15,6 +15,7 @@ import io
 import statistics
 import time
 from collections import Counter
+from collections.abc import Callable, Hashable
 from datetime import datetime, timezone
 from functools import partial
 from typing import Any
@@ -161,6 +162,33 @@ def conversation_stats(store: Store, since: float = 0.0, top: int = 10, until: f
         "top_unanswered": dict(top_unanswered),
         "top_complaints": dict(complaints),
     }
+
+
+class KeptFigures:
+    """The figures read at the store's latest version (:meth:`Store.version`), by what was asked: every agent's console
+    asks for the day's every 30 s, and each ask read them anew (25 ms on a store of 100,000 conversations, a day of
+    2,000 handoffs) though nothing was committed since the last, which gives the same figures. A commit between two
+    asks (a customer's message) has them read anew, and those read before forgotten. For one connection's reads, on one
+    thread (the server's figures')."""
+
+    MOST = 16  # figures kept at one version: the consoles' midnights (one a time zone), a dashboard's periods
+
+    def __init__(self) -> None:
+        self._version: str | None = None
+        self._kept: dict[Hashable, dict[str, Any]] = {}
+
+    def read(self, store: Store, asked: Hashable | None, read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """``read()``'s figures, or those it gave for ``asked`` (everything the figures are read for) at the store's
+        version now, in the caller's snapshot. None asks for figures that move with the clock (a comparison up to
+        now), read anew each time. The figures given are shared: not for the caller to change."""
+        if asked is None:
+            return read()
+        version = store.version()
+        if version != self._version or len(self._kept) >= self.MOST:
+            self._version, self._kept = version, {}
+        if asked not in self._kept:
+            self._kept[asked] = read()
+        return self._kept[asked]
 
 
 def compared_with_previous(store: Store, since: float, until: float | None = None, top: int = 10,

@@ -652,6 +652,47 @@ async def test_the_agents_inbox_is_read_while_the_figures_are(tiny_demo_bot: Pat
     assert (await figures).status == 200
 
 
+async def test_the_same_figures_asked_again_with_nothing_committed_since_are_read_once(
+        tiny_demo_bot: Path, tmp_path: Path, aiohttp_client: Any, monkeypatch: Any) -> None:
+    """Every agent's console asks for the day's figures every 30 s, and each ask read them anew: ten consoles, ten reads
+    of the same turns. Asked again with nothing committed since, the figures read before are answered; a customer's
+    message since is counted at the next ask, and each period or channel asked is read for itself. A comparison up to
+    now, whose previous period moves with the clock, is read at each ask."""
+    import bot.server
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"admin_token": "t"})
+    store = Store(root / "dialogues.db")
+    worked_example(store)
+    store.close()
+    read: list[dict[str, Any]] = []
+
+    def counted(store: Store, since: float = 0.0, **window: Any) -> dict[str, Any]:
+        read.append({"since": since, **window})
+        return conversation_stats(store, since, **window)
+
+    import dialogues.stats
+
+    for module in (bot.server, dialogues.stats):  # the server's reads, and those of a comparison
+        monkeypatch.setattr(module, "conversation_stats", counted)
+    client = await aiohttp_client(create_app(root, device="cpu"))
+
+    async def figures(**asked: str) -> dict[str, Any]:
+        served = await client.get("/admin/stats", params=asked, headers={"Authorization": "Bearer t"})
+        assert served.status == 200
+        return await served.json()
+
+    today = {"since": "2000-01-01T00:00:00+08:00"}
+    first = await figures(**today)
+    assert await figures(**today) == first and len(read) == 1
+    assert (await figures(**today, channel="slack"))["conversations"] == 0 and len(read) == 2
+    assert await figures(**today) == first and len(read) == 2  # both kept
+    await client.post("/api/chat", json={"conversation_id": "meanwhile", "text": "where is my order"})
+    assert (await figures(**today))["conversations"] == first["conversations"] + 1 and len(read) == 3
+    for _ in range(2):
+        await figures(**today, compare="previous")
+    assert len(read) == 7  # each ask, and its previous period
+
+
 async def test_a_customers_way_back_to_the_bot_is_not_a_handoff(tiny_demo_bot: Path, tmp_path: Path,
                                                               aiohttp_client: Any) -> None:
     root = configured_copy(tiny_demo_bot, tmp_path / "bot", server={"admin_token": "t"})
