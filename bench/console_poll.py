@@ -22,8 +22,8 @@ of:
   as the server read them before; with the ratio of the medians;
 - an agent's whole inbox poll as the server reads and encodes it (``Store.poll``, ``Store.passed_to`` and
   ``Store.taken_from`` in one snapshot, as JSON; the baseline, each poll's read before the ETag), beside the poll
-  with nothing committed since, which sends back the ETag of the answer it holds: the store's version in a snapshot
-  and the tag hashed (``Store.version``, ``bot.server.inbox_tag``), answered 304; with the ratio of the medians;
+  with nothing committed since, which sends back the ETag of the answer it holds: the inbox's version in a snapshot
+  and the tag hashed (``Store.inbox_version``, ``bot.server.inbox_tag``), answered 304; with the ratio of the medians;
 - the day's figures as the console asks for them every 30 s (``conversation_stats`` since the store's latest turn: a
   day just begun), whose web chat's conversations and handoffs beside the other channels' are counted from the turns
   of the window, each looked up in its conversation, beside the same counted as they were before, by a list of every
@@ -36,6 +36,14 @@ of:
 - the transcript of the conversation shown (``long``), read and encoded as the console asks for it every 3 s: its
   latest 200 turns (the baseline, each poll's read before ``?after=``), then the turns after the latest one shown
   alone, none new; with the size of each one's JSON;
+- the day's figures as each console asks for them, nothing committed between two asks: read anew (the baseline, as
+  each ask read them before), and kept from the ask before (``KeptFigures``); with the ratio of the medians. A commit
+  between two asks has them read anew: a customer's message to the bot, on a busy store, is as the baseline;
+- in a busy store, a customer's turn to the bot committed (on a writing connection) before each poll: an agent's
+  inbox poll with the ETag of the answer it holds, the tag of the store's version (``Store.version``, the baseline: each
+  answered whole) beside that of the inbox's (``Store.inbox_version``: 304); and the tab of the conversations with the
+  bot (``Store.poll`` of ``open``, a page of 200, each answered whole), its pass over the handed-off conversations read
+  anew (the baseline) beside kept from the poll before; each with the ratio of the medians;
 - an agent's inbox poll (``Store.inbox_and_yours``) asked for while all-time figures are being read
   (``conversation_stats``): how long it waits for its answer behind them on one thread (the baseline, as the server
   read both), and beside them on a thread and connection of their own (as it reads the figures now).
@@ -54,7 +62,7 @@ from typing import Any
 from bot.channels.base import dumps
 from bot.server import inbox_tag
 from dialogues.review import _read_for_review, review_queue
-from dialogues.stats import _customers, _talked, conversation_stats
+from dialogues.stats import KeptFigures, _customers, _talked, conversation_stats
 from dialogues.store import _AGENTS_REACH, _HANDED_OFF_FROM, PASSED_LISTED, Exchange, Store, agent_key
 
 
@@ -134,11 +142,23 @@ def whole_poll(store: Store, agent: str) -> bytes:
         return dumps({**polled, "passed": store.passed_to(agent), "taken": store.taken_from(agent)}).encode()
 
 
-def unchanged_poll(store: Store, agent: str) -> str:
-    """The same poll sent back the ETag of the answer it holds, nothing committed since: what the server reads before
-    its 304."""
+def tagged_poll(store: Store, agent: str, version: Callable[[Store], str], held: str | None = None) -> str:
+    """The same poll sent back the ETag ``held`` of the answer it holds, and the ETag of its answer: the tag of the
+    store's ``version`` (``Store.version`` or ``Store.inbox_version``) as the server hashes it, and, where it names
+    another answer than ``held``, the poll read and encoded whole (:func:`whole_poll`); where it names the same, what
+    the server reads before its 304."""
     with store.snapshot():
-        return inbox_tag(store.version(), "handed_off", 200, 0, "", agent, None, [], "", [])
+        tag = inbox_tag(version(store), "handed_off", 200, 0, "", agent, None, [], "", [])
+        if tag != held:
+            whole_poll(store, agent)
+        return tag
+
+
+def medians(name: str, baseline: str, times: list[float], new: str, new_times: list[float]) -> None:
+    """Print the best and the median of the baseline's ``times`` and of ``new_times``, and the ratio of the medians."""
+    for label, taken in ((f"baseline: {baseline}", times), (new, new_times)):
+        print(f"{label}: best {min(taken):.2f} ms, median {statistics.median(taken):.2f} ms")
+    print(f"{name}: {statistics.median(new_times) / statistics.median(times):.4f} times as long (medians)")
 
 
 def web_counts(store: Store, since: float, customers: str) -> tuple[int, int]:
@@ -167,6 +187,7 @@ def main() -> None:
         started = time.perf_counter()
         build(args.store, args.conversations, args.handed_off, agents, args.turns, args.kept_takeovers)
         print(f"built in {time.perf_counter() - started:.1f} s")
+    writer = Store(args.store)  # migrates a store a deskbot before built, and writes the busy polls' turns
     store = Store(args.store, read_only=True)
     handed_off = store.db.execute("SELECT count(*) FROM conversations WHERE status = 'handed_off'").fetchone()[0]
     kept = store.db.execute("SELECT count(*) FROM takeovers").fetchone()[0]
@@ -195,9 +216,10 @@ def main() -> None:
     print(f"one pass against each on its own: {statistics.median(polled) / statistics.median(alone):.2f} times as long "
           "(medians)")
     whole, unchanged = [], []
+    held = tagged_poll(store, agent, Store.inbox_version)
     for _ in range(args.runs):  # alternately, as above
         whole += times_of(lambda: whole_poll(store, agent), 1)
-        unchanged += times_of(lambda: unchanged_poll(store, agent), 1)
+        unchanged += times_of(lambda: tagged_poll(store, agent, Store.inbox_version, held), 1)
     print(f"baseline: an inbox poll read and encoded whole, {len(whole_poll(store, agent)) / 1000:.1f} kB of JSON: "
           f"best {min(whole):.2f} ms, median {statistics.median(whole):.2f} ms")
     print(f"an inbox poll with nothing committed since (ETag, 304): best {min(unchanged):.3f} ms, "
@@ -218,6 +240,13 @@ def main() -> None:
         print(f"{name}: best {min(times):.2f} ms, median {statistics.median(times):.2f} ms")
     print(f"looked up against listed: {statistics.median(by_turn) / statistics.median(by_list):.4f} times as long "
           "(medians)")
+    kept_figures, anew_figures, kept_asks = KeptFigures(), [], []
+    for _ in range(args.runs):  # alternately, as above
+        with store.snapshot():
+            anew_figures += times_of(lambda: conversation_stats(store, today), 1)
+            kept_asks += times_of(lambda: kept_figures.read(store, today, lambda: conversation_stats(store, today)), 1)
+    medians("kept against anew", "the day's figures, each console's ask read anew", anew_figures,
+            "the day's figures asked again, nothing committed since (KeptFigures)", kept_asks)
     compared = f"SELECT count(*) FROM conversations c WHERE status = 'open' AND {_AGENTS_REACH}"  # as before
     nothing = store._found("")
     assert store.db.execute(compared).fetchone()[0] == store._listed("open", nothing)
@@ -241,6 +270,29 @@ def main() -> None:
                        ("the turns after the latest one shown", lambda: store.transcript("long", after=latest))):
         print(f"{name}: {timed(lambda: dumps(read()).encode(), args.runs)}, "
               f"{len(dumps(read()).encode()) / 1000:.1f} kB of JSON")
+    busy = Exchange("busy", "web", "user-busy", "where is my order?", None, "It ships soon.", "track_order", 0.8,
+                    [("track_order", 0.8)], "template", "v0001", 0.7, {}, 0)
+    tags = {version: tagged_poll(store, agent, version) for version in (Store.version, Store.inbox_version)}
+    polls: dict[Callable[[Store], str], list[float]] = {version: [] for version in tags}
+    for _ in range(args.runs):  # alternately, as above, a customer's turn to the bot committed before each poll
+        for version in tags:
+            writer.log_exchange(busy)
+            started = time.perf_counter()
+            tags[version] = tagged_poll(store, agent, version, tags[version])
+            polls[version].append((time.perf_counter() - started) * 1000)
+    medians("the inbox's version against the store's", "an inbox poll in a busy store, the ETag of the store's version",
+            polls[Store.version], "the same, the ETag of the inbox's version (Store.inbox_version)",
+            polls[Store.inbox_version])
+    passed_anew, pass_kept = [], []
+    for _ in range(args.runs):  # alternately, as above
+        writer.log_exchange(busy)
+        store._pass = None  # as each poll read it before
+        passed_anew += times_of(lambda: dumps(store.poll("open", 200)).encode(), 1)
+        writer.log_exchange(busy)
+        pass_kept += times_of(lambda: dumps(store.poll("open", 200)).encode(), 1)
+    medians("kept against anew", "the tab of the conversations with the bot in a busy store, its pass over the "
+            "handed-off conversations read anew", passed_anew, "the same, the pass kept from the poll before", pass_kept)
+    writer.close()
     store.close()
     for name, apart in (("baseline: an inbox poll behind the figures, on one thread", False),
                         ("an inbox poll beside the figures, on a thread of their own", True)):
