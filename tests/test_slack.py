@@ -701,9 +701,11 @@ async def test_reply_in_an_existing_thread(slack: SimpleNamespace) -> None:
     [{"bot_id": "B1"}, {"subtype": "bot_message"}, {"user": "UBOT"}, {"subtype": "message_changed"},
      {"type": "app_mention", "edited": {"user": "U1", "ts": "1700000900.000100"}},
      {"text": "\u200b"}, {"text": "<@UBOT> refund \ud800"}, {"user": ["U1"]}, {"channel": {"id": "C1"}},
-     {"channel": "C\ud800"}, {"text": {"a": 1}}],
+     {"channel": "C\ud800"}, {"text": {"a": 1}},
+     # a reminder set with /remind #support, as Slack delivers it: Slackbot's, with no bot_id
+     {"user": "USLACKBOT", "text": "Reminder: check the refund queue."}],
     ids=["bot_id", "bot_message", "own_user", "edit", "edited_mention", "nothing_to_read", "half_a_surrogate_pair", "user_not_a_string",
-         "channel_not_a_string", "half_a_surrogate_pair_in_an_id", "text_not_a_string"],
+         "channel_not_a_string", "half_a_surrogate_pair_in_an_id", "text_not_a_string", "slackbots_reminder"],
 )
 async def test_bot_and_non_user_messages_are_ignored(slack: SimpleNamespace, fields: dict[str, str]) -> None:
     assert (await post(slack.client, event(**fields))).status == 200

@@ -72,6 +72,9 @@ BUTTON_ACTION = "deskbot_button"
 CHOICES = ("static_select", "overflow", "radio_buttons", "datepicker")
 SHARED_BLOCK = "connect"  # a buttons' block_id ends so when they were posted in a Slack Connect channel
 CUSTOMER_SUBTYPES = (None, "thread_broadcast", "file_share")  # message subtypes that are a person writing
+# Slackbot's user id: a reminder set for a channel (/remind #support …) comes from it as a person's message, without a
+# bot_id, and was answered, its thread a customer's conversation in the agents' inbox
+SLACKBOT = "USLACKBOT"
 MENTION = "mention"  # the bot mentioned alone, without a question (SlackChannel._unread)
 # What a customer who mentioned the bot alone, to start, is asked, where they got no answer.
 MENTION_HINT: Text = {"en": "Hi! What can I help you with? Please type your question.",
@@ -651,8 +654,9 @@ class SlackChannel(PlatformChannel):
             return None
         user, channel, ts = _string(event.get("user")), _string(event.get("channel")), _string(event.get("ts"))
         # Edits, deletions, joins and bot posts all arrive as subtypes; a customer's own words come plain,
-        # as a thread reply also sent to the channel, or with a file attached.
-        if event.get("subtype") not in CUSTOMER_SUBTYPES or event.get("bot_id") or user in self.own_user_ids:
+        # as a thread reply also sent to the channel, or with a file attached (and Slackbot's reminders too).
+        if (event.get("subtype") not in CUSTOMER_SUBTYPES or event.get("bot_id") or user in self.own_user_ids
+                or user == SLACKBOT):
             return None
         if not (user and channel and ts):
             return None
