@@ -552,7 +552,8 @@ async def test_a_slack_out_of_reach_at_start_is_said_with_the_address_to_check(
 @pytest.mark.parametrize("lacking, team_users, said", [
     ({"channels:history", "users:read"}, [], "lacks the scopes channels:history, users:read (OAuth & Permissions, Bot "
      "Token Scopes; then reinstall the app to the workspace): without channels:history, a channel's messages are heard "
-     "only where they mention the bot (app_mention), and their edits and deletions not at all: a message its customer "
+     "only where they mention the bot (app_mention), replies in a thread too (a customer's answer to the bot's "
+     "question, what they write to an agent), and their edits and deletions not at all: a message its customer "
      "deleted stays in the transcript; without users:read, colleagues and the people customers mention are shown by "
      "their Slack user ids"),
     ({"usergroups:read"}, ["S1"], "lacks the scope usergroups:read (OAuth & Permissions, Bot Token Scopes; then "

@@ -94,8 +94,9 @@ MEMBER_ID = re.compile(r"[UWS][A-Z0-9]+")  # a Slack user's id (U…, W… on En
 # event of a scope the app lacks (message.channels needs channels:history), and refuses the methods that need it.
 SCOPES = {
     "chat:write": "no answer is posted (Slack refuses each, and its customer is handed to an agent as undelivered)",
-    "channels:history": "a channel's messages are heard only where they mention the bot (app_mention), and their "
-                        "edits and deletions not at all: a message its customer deleted stays in the transcript",
+    "channels:history": "a channel's messages are heard only where they mention the bot (app_mention), replies in "
+                        "a thread too (a customer's answer to the bot's question, what they write to an agent), and "
+                        "their edits and deletions not at all: a message its customer deleted stays in the transcript",
     "im:history": "direct messages to the bot are not heard",
     "users:read": "colleagues and the people customers mention are shown by their Slack user ids",
 }
