@@ -77,6 +77,25 @@ def slack_auth_test(request: web.Request, token: str, scopes: frozenset[str] | s
                         headers={"x-oauth-scopes": ",".join(sorted(scopes))})
 
 
+def slack_refusal(message: dict[str, Any]) -> str | None:
+    """The error chat.postMessage answers for a ``message`` Slack refuses, as Slack names it; None for one it posts.
+    Nothing to show ("no_text"); blocks past Block Kit's limits ("invalid_blocks"): more than 50, a ``block_id``
+    twice or over 255 characters, markdown blocks of more than 12,000 characters in all, an ``actions`` block of more
+    than 25 elements, a button's text over 75 characters or its value over 2,000."""
+    blocks = message.get("blocks") or []
+    if not (message.get("text") or blocks or message.get("attachments")):
+        return "no_text"
+    named = [str(block["block_id"]) for block in blocks if "block_id" in block]
+    elements = [element for block in blocks if block.get("type") == "actions" for element in block["elements"]]
+    if (len(blocks) > 50 or len(set(named)) < len(named) or any(len(name) > 255 for name in named)
+            or sum(len(block["text"]) for block in blocks if block.get("type") == "markdown") > 12_000
+            or any(len(block["elements"]) > 25 for block in blocks if block.get("type") == "actions")
+            or any(len(element["text"]["text"]) > 75 or len(element.get("value", "")) > 2000
+                   for element in elements if element.get("type") == "button")):
+        return "invalid_blocks"
+    return None
+
+
 class FakeBot:
     """Stands in for bot.engine.Bot: records turns and answers after ``delay`` seconds."""
 
@@ -143,9 +162,8 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
         if limits:
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": limits.pop(0)})
         message = await request.json()
-        named = [str(block["block_id"]) for block in message.get("blocks", []) if "block_id" in block]
-        if len(message.get("blocks", [])) > 50 or len(set(named)) < len(named):  # "no more than 50 items allowed",
-            return web.json_response({"ok": False, "error": "invalid_blocks"})  # "duplicate block_id"
+        if refused := slack_refusal(message):
+            return web.json_response({"ok": False, "error": refused})
         if api.gap and now - last_post.get(message["channel"], -api.gap) < api.gap:
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(api.gap)})
         last_post[message["channel"]] = now
