@@ -1444,6 +1444,25 @@ async def test_a_reply_over_slacks_50_blocks_is_posted_in_several_messages(
     assert "a reply of 52 Slack blocks is posted in 2 messages" in caplog.text
 
 
+async def test_a_long_answer_with_the_shops_markdown_blocks_is_posted_within_slacks_markdown_limit(
+        slack: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
+    """Slack counts a message's markdown blocks together, 12,000 characters at most: an answer's text of nearly that,
+    with the shop's own markdown block under it, made one message Slack refused, and its customer got nothing. The
+    shop's block goes in a message of its own after it, with the buttons."""
+    paragraph = " ".join(["Returns are free within 30 days."] * 100)
+    slack.bot.text = "\n\n".join([paragraph] * 3)  # 9,901 characters: one piece
+    note = {"type": "markdown", "text": "**Note:** " + "Keep the receipt. " * 150}  # 2,710 characters
+    slack.bot.custom = [{"blocks": [note]}]
+    slack.bot.buttons = [{"title": "Talk to a person", "payload": "/handoff"}]
+    await post(slack.client, event())
+    await slack.channel.close()
+    first, last = slack.posts
+    assert first["blocks"] == [{"type": "markdown", "text": slack.bot.text}] and first["text"] == slack.bot.text
+    assert [b["type"] for b in last["blocks"]] == ["markdown", "actions"] and last["blocks"][0] == note
+    assert last["thread_ts"] == first["thread_ts"] == TS
+    assert "a reply of 3 Slack blocks is posted in 2 messages" in caplog.text
+
+
 async def test_an_actions_payloads_built_alike_are_posted_though_their_block_ids_repeat(
         slack: SimpleNamespace) -> None:
     """Two product cards an action built alike (the same block_id), which Rasa's Slack channel posts each on its own,

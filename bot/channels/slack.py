@@ -209,7 +209,8 @@ def posts(channel: str, thread_ts: str, piece: str, blocks: list[dict[str, Any]]
     chunks = block_messages(blocks)
     if len(chunks) > 1:
         log.warning("a reply of %d Slack blocks is posted in %d messages: Slack takes at most %d blocks in a message, "
-                    "and each block_id once", len(blocks), len(chunks), MAX_BLOCKS)
+                    "each block_id once, and markdown blocks of %d characters in all", len(blocks), len(chunks),
+                    MAX_BLOCKS, MARKDOWN_LIMIT)
     messages = []
     for n, chunk in enumerate(chunks):
         message: dict[str, Any] = {"channel": channel, "text": "" if n else escaped}
@@ -230,17 +231,25 @@ def payload_text(custom: Sequence[Any]) -> str:
 
 
 def block_messages(blocks: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """``blocks`` in the messages Slack takes, in order: at most ``MAX_BLOCKS`` each, and a ``block_id`` once in each
-    (an action uttering two payloads built alike, each posted on its own by Rasa, gave one message twice the id)."""
+    """``blocks`` in the messages Slack takes, in order: at most ``MAX_BLOCKS`` each, a ``block_id`` once in each
+    (an action uttering two payloads built alike, each posted on its own by Rasa, gave one message twice the id), and
+    at most ``MARKDOWN_LIMIT`` characters of ``markdown`` blocks in each, a limit Slack counts over all of a message's:
+    a long answer's text with the shop's own markdown blocks under it passed it, and Slack refused the whole reply."""
     chunks: list[list[dict[str, Any]]] = [[]]
     named: set[str] = set()
+    written = 0  # the characters of the markdown blocks in the last message
     for block in blocks:
         block_id = block.get("block_id") if isinstance(block, dict) else None
-        if len(chunks[-1]) == MAX_BLOCKS or isinstance(block_id, str) and block_id in named:
+        text = block.get("text") if isinstance(block, dict) and block.get("type") == "markdown" else None
+        size = len(text) if isinstance(text, str) else 0
+        if len(chunks[-1]) == MAX_BLOCKS or isinstance(block_id, str) and block_id in named or (
+                chunks[-1] and written + size > MARKDOWN_LIMIT):
             chunks.append([])
             named.clear()
+            written = 0
         if isinstance(block_id, str):
             named.add(block_id)
+        written += size
         chunks[-1].append(block)
     return chunks
 
