@@ -137,7 +137,7 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
 
     ``limits`` holds the ``Retry-After`` values of the 429s to answer before accepting posts, as
     Slack does when an app posts faster than its rate limit; ``down``, the statuses to answer before
-    them, as Slack or a gateway does when unavailable. ``gap``, when set, is the rate limit itself: a
+    them, as Slack or a gateway does when unavailable; ``errors``, Slack's error codes to answer then, with HTTP 200. ``gap``, when set, is the rate limit itself: a
     post within that many seconds of the channel's last one gets a 429 saying to wait them. ``members`` are the
     workspace's users ``users.info`` knows (form-encoded, as Slack reads it), each looked-up id in ``looked_up``;
     ``groups`` its user groups' members by group id, which ``usergroups.users.list`` lists, each listed group in
@@ -159,6 +159,8 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         if down:
             return web.Response(status=down.pop(0), text="upstream unavailable")
+        if api.errors:
+            return web.json_response({"ok": False, "error": api.errors.pop(0)})
         if limits:
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": limits.pop(0)})
         message = await request.json()
@@ -213,7 +215,8 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
     app.router.add_post("/api/auth.test", auth_test)
     app.router.add_post("/hook", notified)
     server = await aiohttp_server(app)
-    api = SimpleNamespace(url=str(server.make_url("/api/")), posts=posts, limits=limits, down=down, calls=calls, gap=0.0,
+    api = SimpleNamespace(url=str(server.make_url("/api/")), posts=posts, limits=limits, down=down, errors=[], calls=calls,
+                          gap=0.0,
                           agents=agents, members={}, looked_up=[], groups={}, listed=[], slow=0.0, name_limits=[],
                           notices=[], hook=str(server.make_url("/hook")), hook_down=[], auth_tested=0,
                           scopes=set(FULL_SCOPES))
@@ -2501,6 +2504,27 @@ async def test_slack_unavailable_is_tried_again_and_a_refused_post_is_not(slack:
         with pytest.raises(SlackAPIError, match=f"HTTP {status}"):
             await slack.channel.send(f"slack:T1:C1:{TS}", "hi")
     assert len(slack.api.calls) == 5 and len(slack.posts) == 1
+
+
+async def test_slacks_own_words_for_unavailable_or_a_failure_that_may_have_posted_are_taken_as_such(
+        slack: SimpleNamespace) -> None:
+    """Slack says service_unavailable (nothing done) and internal_error or fatal_error ("some aspect of the operation
+    succeeded", maybe) in an answer of HTTP 200: each was a refusal, which handed the customer to an agent for a
+    hiccup, or told an agent a reply the customer most likely had did not reach them, and they sent it again. The
+    first is tried again a second later, as a 503 is; the others are taken as maybe posted, as a 500 is."""
+    slack.api.errors.append("service_unavailable")
+    await slack.channel.send(f"slack:T1:C1:{TS}", "Your parcel left today.")
+    first, second = slack.api.calls
+    assert second - first >= 0.95 and [p["text"] for p in slack.posts] == ["Your parcel left today."]
+    for error in ("internal_error", "fatal_error"):
+        slack.api.errors.append(error)
+        with pytest.raises(SlackMaybePosted, match=f"chat.postMessage: {error}"):
+            await slack.channel.send(f"slack:T1:C1:{TS}", "hi")
+    slack.api.errors.append("channel_not_found")
+    with pytest.raises(SlackAPIError, match="chat.postMessage: channel_not_found") as refused:
+        await slack.channel.send(f"slack:T1:C1:{TS}", "hi")
+    assert not isinstance(refused.value, MaybeDelivered)
+    assert len(slack.api.calls) == 5 and len(slack.posts) == 1  # neither maybe-posted one tried again
 
 
 async def test_a_redirect_from_slacks_api_url_is_not_followed(aiohttp_server: Any) -> None:

@@ -101,6 +101,12 @@ SCOPES = {
     "users:read": "colleagues and the people customers mention are shown by their Slack user ids",
 }
 GROUP_SCOPE = "usergroups:read"  # needed too where team_users names a user group (_list_groups)
+# Slack's own words, in an answer of HTTP 200, for what a 503 and a 500 say (UNAVAILABLE, MAYBE_SENT): down for a moment,
+# nothing done, to be tried again; an error on its side after which, Slack says, "some aspect of the operation" may
+# have succeeded: the message may be posted. Each was a refusal: the first handed its customer to an agent for a
+# hiccup, the second too, with the answer most likely in the thread, and an agent told it failed sent it again.
+BUSY_ERRORS = frozenset({"service_unavailable"})
+MAYBE_DONE_ERRORS = frozenset({"internal_error", "fatal_error"})
 # Slack's errors for a bot token it no longer takes (the app uninstalled, the token revoked or mistyped)
 TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"})
 # Slack's markup in a message's text: <https://…|label>, <mailto:…>, <@U…>, <#C…|name>, <!here>, <!subteam^…|@team>.
@@ -467,7 +473,7 @@ class SlackAPIError(DeliveryError):
 
 
 class SlackMaybePosted(SlackAPIError, MaybeDelivered):
-    """chat.postMessage timed out or answered 500 or 504: Slack may have posted the message."""
+    """chat.postMessage timed out, answered 500 or 504, or said internal_error: Slack may have posted the message."""
 
 
 class SlackChannel(PlatformChannel):
@@ -1289,8 +1295,13 @@ class SlackChannel(PlatformChannel):
                                         status=response.status)
                 result = await api_result(response, SlackAPIError, method)
                 self._scopes = response.headers.get("X-OAuth-Scopes", self._scopes)
+                error = _string(result.get("error"))
+                if not result.get("ok") and error in BUSY_ERRORS:
+                    return TryAgain(error)
+                if not result.get("ok") and error in MAYBE_DONE_ERRORS:
+                    raise SlackMaybePosted(f"{method}: {error}")
                 if not result.get("ok"):
-                    raise SlackAPIError(f"{method}: {api_error(result)}", _string(result.get("error")))
+                    raise SlackAPIError(f"{method}: {api_error(result)}", error)
                 return result
 
         return await handed_over(self.with_retries(method, SlackAPIError, attempt, max_delay=max_delay),
