@@ -137,7 +137,8 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
 
     ``limits`` holds the ``Retry-After`` values of the 429s to answer before accepting posts, as
     Slack does when an app posts faster than its rate limit; ``down``, the statuses to answer before
-    them, as Slack or a gateway does when unavailable; ``errors``, Slack's error codes to answer then, with HTTP 200. ``gap``, when set, is the rate limit itself: a
+    them, as Slack or a gateway does when unavailable; ``errors``, Slack's error codes to answer then, with HTTP 200 (or
+    the whole answer's fields but ``ok``). ``gap``, when set, is the rate limit itself: a
     post within that many seconds of the channel's last one gets a 429 saying to wait them. ``members`` are the
     workspace's users ``users.info`` knows (form-encoded, as Slack reads it), each looked-up id in ``looked_up``;
     ``groups`` its user groups' members by group id, which ``usergroups.users.list`` lists, each listed group in
@@ -160,7 +161,8 @@ async def slack_api(aiohttp_server: Any) -> SimpleNamespace:
         if down:
             return web.Response(status=down.pop(0), text="upstream unavailable")
         if api.errors:
-            return web.json_response({"ok": False, "error": api.errors.pop(0)})
+            answer = api.errors.pop(0)
+            return web.json_response({"ok": False, **(answer if isinstance(answer, dict) else {"error": answer})})
         if limits:
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": limits.pop(0)})
         message = await request.json()
@@ -2525,6 +2527,25 @@ async def test_slacks_own_words_for_unavailable_or_a_failure_that_may_have_poste
         await slack.channel.send(f"slack:T1:C1:{TS}", "hi")
     assert not isinstance(refused.value, MaybeDelivered)
     assert len(slack.api.calls) == 5 and len(slack.posts) == 1  # neither maybe-posted one tried again
+
+
+async def test_a_post_slack_refuses_is_said_with_slacks_own_words_of_why(
+        slack: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
+    """A shop's Slack blocks that Slack refused were logged as "invalid_blocks" alone, and an answer to a channel the
+    bot had been removed from as "not_in_channel": the admin was left to guess which block was wrong, or what to do.
+    The log says which block and why, as Slack does, and how to put the bot back."""
+    slack.api.errors.append({"error": "invalid_blocks", "errors": ["must be less than 76 characters"],
+                             "response_metadata": {"messages": [
+                                 "[ERROR] must be less than 76 characters [json-pointer:/blocks/1/elements/0/text/text]"]}})
+    slack.api.errors.append("not_in_channel")
+    await post(slack.client, event())
+    await post(slack.client, event("Ev2", ts="1700000002.000100"))
+    await slack.channel.close()
+    assert slack.posts == []
+    assert ("chat.postMessage: invalid_blocks ([ERROR] must be less than 76 characters "
+            "[json-pointer:/blocks/1/elements/0/text/text])") in caplog.text
+    assert "chat.postMessage: not_in_channel (the bot is no member of the channel: invite it there, /invite @yourbot)" in (
+        caplog.text)
 
 
 async def test_a_redirect_from_slacks_api_url_is_not_followed(aiohttp_server: Any) -> None:

@@ -376,8 +376,10 @@ def shown_name(member: dict[str, Any], user: str) -> str:
 
 def api_error(result: dict[str, Any]) -> str:
     """Slack's error code in a Web API answer, with what to do where the fix is the app's settings: a scope the app
-    lacks (which Slack names in ``needed``), a token revoked or wrong. The code alone ("invalid_auth"), logged for
-    each answer that failed, left the operator to look it up."""
+    lacks (which Slack names in ``needed``), a token revoked or wrong, the bot out of the channel; else with what Slack
+    says of it in ``response_metadata.messages`` (the first three): which block of the shop's Slack payload Slack
+    refused, and why. The code alone ("invalid_blocks", "invalid_auth"), logged for each answer that failed, left the
+    operator to look it up, or to guess which of their blocks was wrong."""
     error = _string(result.get("error")) or "unknown error"
     if error == "missing_scope" and _string(result.get("needed")):
         return f"{error} (add the {result['needed']} scope to the Slack app and reinstall it)"
@@ -386,7 +388,11 @@ def api_error(result: dict[str, Any]) -> str:
     if error in TOKEN_ERRORS:
         return (f"{error} (the bot token is not valid: reinstall the app to the workspace and set channels.slack.bot_token, "
                 f"or {ENV['bot_token']}, to its Bot User OAuth Token)")
-    return error
+    if error == "not_in_channel":
+        return f"{error} (the bot is no member of the channel: invite it there, /invite @yourbot)"
+    said = _object(result.get("response_metadata")).get("messages")
+    details = [_string(line)[:200] for line in said if _string(line)][:3] if isinstance(said, list) else []
+    return f"{error} ({'; '.join(details)})" if details else error
 
 
 def authorized_team(payload: dict[str, Any]) -> str:
