@@ -2532,20 +2532,24 @@ async def test_slacks_own_words_for_unavailable_or_a_failure_that_may_have_poste
 async def test_a_post_slack_refuses_is_said_with_slacks_own_words_of_why(
         slack: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
     """A shop's Slack blocks that Slack refused were logged as "invalid_blocks" alone, and an answer to a channel the
-    bot had been removed from as "not_in_channel": the admin was left to guess which block was wrong, or what to do.
+    bot had been removed from as "not_in_channel" (a private one's "channel_not_found"): the admin was left to guess
+    which block was wrong, or what to do.
     The log says which block and why, as Slack does, and how to put the bot back."""
     slack.api.errors.append({"error": "invalid_blocks", "errors": ["must be less than 76 characters"],
                              "response_metadata": {"messages": [
                                  "[ERROR] must be less than 76 characters [json-pointer:/blocks/1/elements/0/text/text]"]}})
-    slack.api.errors.append("not_in_channel")
+    slack.api.errors.extend(["not_in_channel", "channel_not_found"])
     await post(slack.client, event())
     await post(slack.client, event("Ev2", ts="1700000002.000100"))
+    await post(slack.client, event("Ev3", ts="1700000003.000100", channel="C9"))
     await slack.channel.close()
     assert slack.posts == []
     assert ("chat.postMessage: invalid_blocks ([ERROR] must be less than 76 characters "
             "[json-pointer:/blocks/1/elements/0/text/text])") in caplog.text
     assert "chat.postMessage: not_in_channel (the bot is no member of the channel: invite it there, /invite @yourbot)" in (
         caplog.text)
+    assert ("chat.postMessage: channel_not_found (the channel is gone, or private and the bot no member of it: invite "
+            "it there, /invite @yourbot)") in caplog.text
 
 
 async def test_a_redirect_from_slacks_api_url_is_not_followed(aiohttp_server: Any) -> None:

@@ -107,6 +107,12 @@ GROUP_SCOPE = "usergroups:read"  # needed too where team_users names a user grou
 # hiccup, the second too, with the answer most likely in the thread, and an agent told it failed sent it again.
 BUSY_ERRORS = frozenset({"service_unavailable"})
 MAYBE_DONE_ERRORS = frozenset({"internal_error", "fatal_error"})
+# Slack's errors for a post to a channel the bot cannot post in now, each with its fix
+CHANNEL_ERRORS = {
+    "not_in_channel": "the bot is no member of the channel: invite it there, /invite @yourbot",
+    "channel_not_found": "the channel is gone, or private and the bot no member of it: invite it there, /invite @yourbot",
+    "is_archived": "the channel is archived: unarchive it to answer there",
+}
 # Slack's errors for a bot token it no longer takes (the app uninstalled, the token revoked or mistyped)
 TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"})
 # Slack's markup in a message's text: <https://…|label>, <mailto:…>, <@U…>, <#C…|name>, <!here>, <!subteam^…|@team>.
@@ -388,8 +394,8 @@ def api_error(result: dict[str, Any]) -> str:
     if error in TOKEN_ERRORS:
         return (f"{error} (the bot token is not valid: reinstall the app to the workspace and set channels.slack.bot_token, "
                 f"or {ENV['bot_token']}, to its Bot User OAuth Token)")
-    if error == "not_in_channel":
-        return f"{error} (the bot is no member of the channel: invite it there, /invite @yourbot)"
+    if error in CHANNEL_ERRORS:
+        return f"{error} ({CHANNEL_ERRORS[error]})"
     said = _object(result.get("response_metadata")).get("messages")
     details = [_string(line)[:200] for line in said if _string(line)][:3] if isinstance(said, list) else []
     return f"{error} ({'; '.join(details)})" if details else error
