@@ -2538,10 +2538,11 @@ async def test_a_post_slack_refuses_is_said_with_slacks_own_words_of_why(
     slack.api.errors.append({"error": "invalid_blocks", "errors": ["must be less than 76 characters"],
                              "response_metadata": {"messages": [
                                  "[ERROR] must be less than 76 characters [json-pointer:/blocks/1/elements/0/text/text]"]}})
-    slack.api.errors.extend(["not_in_channel", "channel_not_found"])
+    slack.api.errors.extend(["not_in_channel", "channel_not_found", "is_archived"])
     await post(slack.client, event())
     await post(slack.client, event("Ev2", ts="1700000002.000100"))
     await post(slack.client, event("Ev3", ts="1700000003.000100", channel="C9"))
+    await post(slack.client, event("Ev4", ts="1700000004.000100", channel="C8"))
     await slack.channel.close()
     assert slack.posts == []
     assert ("chat.postMessage: invalid_blocks ([ERROR] must be less than 76 characters "
@@ -2550,6 +2551,7 @@ async def test_a_post_slack_refuses_is_said_with_slacks_own_words_of_why(
         caplog.text)
     assert ("chat.postMessage: channel_not_found (the channel is gone, or private and the bot no member of it: invite "
             "it there, /invite @yourbot)") in caplog.text
+    assert "chat.postMessage: is_archived (the channel is archived: unarchive it to answer there)" in caplog.text
 
 
 async def test_a_redirect_from_slacks_api_url_is_not_followed(aiohttp_server: Any) -> None:
