@@ -755,6 +755,15 @@ async def test_a_direct_message_is_one_conversation_answered_where_the_customer_
     assert sorted(p.get("thread_ts") or "" for p in slack.posts) == ["", "", "", "1700000000.000100", "1700000000.000100"]
 
 
+async def test_a_group_dm_is_answered_as_a_channel_in_a_thread_under_each_message(slack: SimpleNamespace) -> None:
+    """A group DM the bot is added to (message.mpim) is no direct message with one customer: it is answered as a
+    channel is, each message a conversation of its own, in a thread under it (docs/channels.md, step 5)."""
+    await post(slack.client, event("Ev1", "where is my order?", channel="G1", channel_type="mpim"))
+    await slack.channel.close()
+    assert [t.conversation_id for t in slack.bot.turns] == [f"slack:T1:G1:{TS}"]
+    assert [(p["channel"], p["thread_ts"]) for p in slack.posts] == [("G1", TS)]
+
+
 async def test_a_support_team_member_writing_to_the_bot_in_a_dm_is_answered(
         aiohttp_client: Any, slack_api: SimpleNamespace) -> None:
     """A colleague named in team_users who wrote to the bot in a direct message, to try it, heard nothing: their words
