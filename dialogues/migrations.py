@@ -527,10 +527,24 @@ def _v52(db: sqlite_utils.Database) -> None:
         db.execute(f"CREATE TRIGGER IF NOT EXISTS inbox_{name} {when} BEGIN {_INBOX_CHANGED}; END")
 
 
+def _v53(db: sqlite_utils.Database) -> None:
+    """The conversations whose customer a server is sending a message to now, all its pieces (``send_turns``,
+    ``Store.take_turn`` with ``of="send"``): each server sent one at a time to a customer for itself alone, and a long
+    answer's pieces sent by one server had another server's answer, or an agent's message, land between them. And when
+    each conversation's customer was last told a channel's hint (``hints``, ``Store.hint_due``): each server remembered
+    its own, and a customer whose pictures reached two servers was told "please type" by each. As ``turn_leases``
+    (``_v41``) and ``paced_sends`` (``_v51``): ``server``, ``taken``; ``told``, the time."""
+    db.execute("CREATE TABLE IF NOT EXISTS send_turns (conversation_id TEXT PRIMARY KEY, server TEXT NOT NULL, "
+               "taken FLOAT NOT NULL)")
+    db.execute("CREATE TABLE IF NOT EXISTS hints (conversation_id TEXT NOT NULL, hint TEXT NOT NULL, told FLOAT NOT NULL, "
+               "PRIMARY KEY (conversation_id, hint))")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_hints_told ON hints (told)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
                                                               _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36,
                                                               _v37, _v38, _v39, _v40, _v41, _v42, _v43,
                                                               _v44, _v45, _v46, _v47, _v48, _v49, _v50,
-                                                              _v51, _v52]
+                                                              _v51, _v52, _v53]

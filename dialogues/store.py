@@ -352,6 +352,9 @@ BUSY_TIMEOUT_S = 30  # how long a write waits for another process's transaction 
 Lease = tuple[str | None, ...]
 # Whether a lease is stale, from its identity and stamp (LeaseWatch.stale, as a serving server sees it).
 Staleness = Callable[[Lease, float], bool]
+# The tables of the turns a server takes in a conversation (Store.take_turn): to run its turn (_v41), to send its
+# customer a message, all its pieces (_v53).
+LEASES = {"turn": "turn_leases", "send": "send_turns"}
 
 
 class LeaseWatch:
@@ -1979,28 +1982,32 @@ class Store:
         lock.release()
         return True
 
-    def take_turn(self, conversation_id: str, stale: Staleness) -> bool:
+    def take_turn(self, conversation_id: str, stale: Staleness, of: str = "turn") -> bool:
         """Whether this serving store (:meth:`serve`) may run a turn of ``conversation_id`` now, taken for it if so
         (``_v41``): False while another server on the store runs one, until it is ``stale`` (a server hung mid-turn
         stops renewing it, :meth:`renew_turn`, and leaves it to go stale: :class:`LeaseWatch`) and while that server
         lives (one killed mid-turn leaves it at once). A turn of this server's own left by an :meth:`end_turn` that
-        failed is no other's: this server runs one turn of a conversation at a time."""
+        failed is no other's: this server runs one turn of a conversation at a time. ``of="send"``: the turn to send
+        its customer a message, all its pieces (``_v53``), taken the same way, so that no other server's message lands
+        between them."""
+        table = LEASES[of]
         with self._writing():
-            holder = self.db.execute("SELECT server, taken FROM turn_leases WHERE conversation_id = ?",
+            holder = self.db.execute(f"SELECT server, taken FROM {table} WHERE conversation_id = ?",
                                      [conversation_id]).fetchone()
             if (holder is not None and holder[0] != self.server
-                    and not stale(("turn", conversation_id, holder[0]), holder[1]) and not self._gone(holder[0])):
+                    and not stale((of, conversation_id, holder[0]), holder[1]) and not self._gone(holder[0])):
                 return False
-            self.db.execute("INSERT OR REPLACE INTO turn_leases (conversation_id, server, taken) VALUES (?, ?, ?)",
+            self.db.execute(f"INSERT OR REPLACE INTO {table} (conversation_id, server, taken) VALUES (?, ?, ?)",
                             [conversation_id, self.server, now()])
             return True
 
-    def renew_turn(self, conversation_id: str) -> bool:
-        """Mark this server's turn of ``conversation_id`` as still running now, so that the other servers on the store
-        do not take a turn that runs long (a slow action, a chain of follow-ups) for a hung server's, which stops
-        renewing. False where it is no longer this server's: another took it as stale, or it has ended."""
+    def renew_turn(self, conversation_id: str, of: str = "turn") -> bool:
+        """Mark this server's turn of ``conversation_id`` (``of``, as :meth:`take_turn`'s) as still running now, so
+        that the other servers on the store do not take a turn that runs long (a slow action, a chain of follow-ups, a
+        long answer's pieces paced to the platform's rate) for a hung server's, which stops renewing. False where it is
+        no longer this server's: another took it as stale, or it has ended."""
         with self._writing():
-            return bool(self.db.execute("UPDATE turn_leases SET taken = ? WHERE conversation_id = ? AND server = ?",
+            return bool(self.db.execute(f"UPDATE {LEASES[of]} SET taken = ? WHERE conversation_id = ? AND server = ?",
                                         [now(), conversation_id, self.server]).rowcount)
 
     def reloaded(self) -> None:
@@ -2015,10 +2022,11 @@ class Store:
         row = self.db.execute("SELECT id, server FROM reloads ORDER BY id DESC LIMIT 1").fetchone()
         return (int(row[0]), row[1]) if row else (0, None)
 
-    def end_turn(self, conversation_id: str) -> None:
-        """Let the next turn of ``conversation_id`` run, here or on another server, once this server's is logged."""
+    def end_turn(self, conversation_id: str, of: str = "turn") -> None:
+        """Let the next turn of ``conversation_id`` (``of``, as :meth:`take_turn`'s) run, here or on another server,
+        once this server's is logged, or its message sent."""
         with self._writing():
-            self.db.execute("DELETE FROM turn_leases WHERE conversation_id = ? AND server = ?",
+            self.db.execute(f"DELETE FROM {LEASES[of]} WHERE conversation_id = ? AND server = ?",
                             [conversation_id, self.server])
 
     def unclaim(self, conversation_id: str, message_id: str) -> None:
@@ -2052,7 +2060,10 @@ class Store:
                 "owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [key, conversation_id, channel, user, *self._stored_texts(text, shown),
                  json.dumps(metadata, ensure_ascii=False), now(), self.server])
-            return int(cursor.lastrowid) if cursor.rowcount else None
+            if not cursor.rowcount:
+                return None
+            self.db.execute("DELETE FROM hints WHERE conversation_id = ?", [conversation_id])  # words: told again
+            return int(cursor.lastrowid)
 
     def receive_unanswered(self, key: str, conversation_id: str, channel: str, user: str | None, text: str) -> bool:
         """Add a platform message the bot does not read (a picture shown to the agent as "[图片]") as the
@@ -2266,8 +2277,24 @@ class Store:
         was kept, a purged conversation's keys stayed until the next platform message, days later on a quiet bot."""
         with self._writing():
             self.db.execute("DELETE FROM pending WHERE answered < ?", [now() - REDELIVERY_WINDOW_S])
-            # A platform's count of sends (take_send) runs over a minute: these are long past it.
+            # A platform's count of sends (take_send) runs over a minute, a hint is not told again for HINTED_S (ten
+            # minutes): these are long past both.
             self.db.execute("DELETE FROM paced_sends WHERE ended < ?", [now() - REDELIVERY_WINDOW_S])
+            self.db.execute("DELETE FROM hints WHERE told < ?", [now() - REDELIVERY_WINDOW_S])
+
+    def hint_due(self, conversation_id: str, hint: str, hinted_s: float) -> bool:
+        """Whether to tell the customer of ``conversation_id`` a channel's ``hint`` (that the bot reads text alone)
+        for a message it cannot answer, kept as told now if so: not again for ``hinted_s``, or until they write words
+        (:meth:`receive` forgets it), whichever server on the store their next message reaches. Each server kept its
+        own, and a customer whose pictures reached two servers was told it twice."""
+        with self._writing():
+            at = now()
+            if self.db.execute("SELECT 1 FROM hints WHERE conversation_id = ? AND hint = ? AND told > ?",
+                               [conversation_id, hint, at - hinted_s]).fetchone():
+                return False
+            self.db.execute("INSERT OR REPLACE INTO hints (conversation_id, hint, told) VALUES (?, ?, ?)",
+                            [conversation_id, hint, at])
+            return True
 
     def take_send(self, conversation_id: str, most: int, window_s: float) -> tuple[int | None, float]:
         """A place for one message to the conversation's customer among the ``most`` a platform takes in ``window_s``
@@ -3395,7 +3422,8 @@ class Store:
                   ("handoffs", "conversation_id = ?"),
                   ("seen", "conversation_id = ?"), ("answering", "conversation_id = ?"),
                   ("turn_leases", "conversation_id = ?"), ("refs", "conversation_id = ?"),
-                  ("paced_sends", "conversation_id = ?"),
+                  ("paced_sends", "conversation_id = ?"), ("send_turns", "conversation_id = ?"),
+                  ("hints", "conversation_id = ?"),
                   ("turns", "conversation_id = ?"), ("conversations", "id = ?")]
         deleted: dict[str, dict[str, int]] = {}
         skipped: list[str] = []

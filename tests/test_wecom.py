@@ -12,6 +12,7 @@ import sqlite3
 import sys
 import time
 from collections import defaultdict
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, AsyncIterator
@@ -30,7 +31,7 @@ from bot.language import Script, turn_language
 from bot.limits import LIMITS, Limits
 from bot.project import LimitsConfig, ProjectError
 from bot.project import WeComChannel as WeComSettings
-from dialogues.store import Exchange, log_tag
+from dialogues.store import TURN_RENEW_S, Exchange, LeaseWatch, log_tag
 from tests.conftest import REPO, store_failing_once
 
 # From Tencent's WXBizMsgCrypt sample (callback_python3/Sample.py).
@@ -56,8 +57,9 @@ SAMPLE_BODY = (
     "<AgentID><![CDATA[1000002]]></AgentID>\n</xml>"
 )
 ANSWER = "您好，请在设置页面重置密码。"
-# A stand-in store's count of the sends to an employee (Store.take_send, Store.send_ended): every send has its place.
-PACED = {"take_send": lambda *args: (1, 0.0), "send_ended": lambda *args: None}
+# A stand-in store's count of the sends to an employee (Store.take_send, Store.send_ended): every send has its place;
+# not a serving one (no Store.server), whose sends take no turn among servers.
+PACED = {"take_send": lambda *args: (1, 0.0), "send_ended": lambda *args: None, "server": None}
 
 
 class FakeBot:
@@ -71,6 +73,7 @@ class FakeBot:
         self.turns: list[Turn] = []
         self.language: str | None = None
         self.script: Script | None = None
+        self.leases = LeaseWatch()
 
     async def handle(self, turn: Turn) -> Reply:
         self.turns.append(turn)
@@ -85,6 +88,21 @@ class FakeBot:
     async def _look_up(self, fn: Any, *args: Any) -> Any:
         """``fn(store, *args)`` at once, where the bot runs a customer's message's short reads on a thread of their own."""
         return fn(self.store, *args)
+
+    @asynccontextmanager
+    async def renewing(self, renew: Any, what: str, lost: Any = None) -> AsyncIterator[None]:
+        """``renew(store)`` every ``TURN_RENEW_S`` while the body runs, as the bot renews what its server holds in the
+        store (on a connection of its own there)."""
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(TURN_RENEW_S)
+                renew(self.store)
+
+        task = asyncio.create_task(loop())
+        try:
+            yield
+        finally:
+            task.cancel()
 
 
 @pytest.fixture(autouse=True)
@@ -208,9 +226,11 @@ async def wecom_api(aiohttp_server: Any) -> SimpleNamespace:
     calls with a token, not on gettoken; ``expires_in`` the seconds gettoken says its token lasts; with ``same_token``
     gettoken gives out the token it gave before (TOKEN1 aside), as WeCom does while it lasts, else a new one each time,
     the one before it refused. With a ``window`` (seconds), message/send takes 30 messages to one employee
-    in it, as WeCom takes 30 a minute, and drops the others (into ``dropped``) while answering errcode 0."""
+    in it, as WeCom takes 30 a minute, and drops the others (into ``dropped``) while answering errcode 0. Each
+    message/send takes ``send_s`` seconds to answer, and sets ``arrived`` as it is taken."""
     state = SimpleNamespace(issued=[], sent=[], url="", busy=0, busy_tokens=0, busy_code=-1, trusted=True,
-                            window=None, taken=defaultdict(list), dropped=[], expires_in=7200, same_token=False)
+                            window=None, taken=defaultdict(list), dropped=[], expires_in=7200, same_token=False,
+                            send_s=0.0, arrived=asyncio.Event())
 
     def busy() -> web.Response:
         errmsg = {-1: "system busy", 45009: "api freq out of limit", 45033: "api concurrent out of limit"}
@@ -253,6 +273,8 @@ async def wecom_api(aiohttp_server: Any) -> SimpleNamespace:
                 return web.json_response({"errcode": 0, "errmsg": "ok"})
             taken.append(now)
         state.sent.append(message)
+        state.arrived.set()
+        await asyncio.sleep(state.send_s)
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
     app = web.Application()
@@ -922,18 +944,37 @@ from bot.channels.wecom import WeComChannel
 from dialogues.store import Store
 from tests.test_wecom import CORP_ID, FakeBot, settings
 
-async def main(db: str, url: str, window: str, tag: str) -> None:
+async def main(db: str, url: str, window: str, tag: str, pieces: str) -> None:
     bot = FakeBot()
     bot.store = Store(db)
+    bot.store.serve()  # as `bot serve` does
     channel = WeComChannel(bot, settings(url))
     channel.send_window_s = float(window)
     print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # both start sending at once
-    await channel.send(f"wecom:{CORP_ID}:ChenJiaShun", "\\n".join(f"{tag}-{n}。" + "答" * 670 for n in range(20)))
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # told when to start sending
+    await channel.send(f"wecom:{CORP_ID}:ChenJiaShun", "\\n".join(f"{tag}-{n}。" + "答" * 670 for n in range(int(pieces))))
     await channel.close()
 
 asyncio.run(main(*sys.argv[1:]))
 """
+
+
+async def sending_servers(api: SimpleNamespace, db: Path, pieces: dict[str, int]) -> list[asyncio.subprocess.Process]:
+    """Two `bot serve` processes on the store ``db``, as SENDING_SERVER runs them, each ready to send, when told
+    (:func:`go`), its tag's number of ``pieces`` to one employee."""
+    servers = [await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SENDING_SERVER, str(db), api.url, str(api.window), tag, str(count),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=REPO) for tag, count in pieces.items()]
+    for server in servers:
+        assert await server.stdout.readline() == b"ready\n"
+    return servers
+
+
+async def go(server: asyncio.subprocess.Process) -> None:
+    """Have a :func:`sending_servers` server send."""
+    assert server.stdin is not None
+    server.stdin.write(b"go\n")
+    await server.stdin.drain()
 
 
 async def test_two_server_processes_on_one_store_keep_together_within_wecoms_sends_a_minute(
@@ -946,16 +987,31 @@ async def test_two_server_processes_on_one_store_keep_together_within_wecoms_sen
     store = Store(tmp_path / "dialogues.db")  # migrated before both open it
     store.add_message(f"wecom:{CORP_ID}:ChenJiaShun", "user", "我要退货", "wecom")
     store.close()
-    servers = [await asyncio.create_subprocess_exec(
-        sys.executable, "-c", SENDING_SERVER, str(tmp_path / "dialogues.db"), wecom_api.url, str(wecom_api.window), tag,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=REPO) for tag in ("甲", "乙")]
-    for server in servers:
-        assert await server.stdout.readline() == b"ready\n"
-    for server in servers:
-        server.stdin.write(b"go\n")
-        await server.stdin.drain()
+    servers = await sending_servers(wecom_api, tmp_path / "dialogues.db", {"甲": 20, "乙": 20})
+    for server in servers:  # both start sending at once
+        await go(server)
     assert [await server.wait() for server in servers] == [0, 0]
     assert wecom_api.dropped == [] and len(wecom_api.sent) == 40
+
+
+async def test_a_long_answer_sent_by_one_server_has_no_message_of_another_server_between_its_pieces(
+        wecom_api: SimpleNamespace, tmp_path: Path) -> None:
+    """Two processes on one store, as two `bot serve` behind one callback URL: one sends a long answer in eight
+    pieces, and the other, once the first piece is out, a message to the same employee (its answer to their next
+    message, or an agent's reply). Each server sent one message at a time for itself alone, and the employee read the
+    other's message between the answer's pieces. It waits for the answer's last piece."""
+    wecom_api.window, wecom_api.same_token, wecom_api.send_s = 60.0, True, 0.2
+    from dialogues.store import Store
+
+    store = Store(tmp_path / "dialogues.db")
+    store.add_message(f"wecom:{CORP_ID}:ChenJiaShun", "user", "我要退货", "wecom")
+    store.close()
+    answering, other = await sending_servers(wecom_api, tmp_path / "dialogues.db", {"甲": 8, "乙": 1})
+    await go(answering)
+    await asyncio.wait_for(wecom_api.arrived.wait(), 30)  # the answer's first piece is out
+    await go(other)
+    assert [await server.wait() for server in (answering, other)] == [0, 0]
+    assert [m["text"]["content"].split("。")[0] for m in wecom_api.sent] == [*(f"甲-{n}" for n in range(8)), "乙-0"]
 
 
 async def test_silent_reply_sends_nothing(wecom: SimpleNamespace) -> None:
@@ -1096,6 +1152,21 @@ async def test_events_and_non_text_messages_are_acknowledged_not_answered(wecom:
     assert wecom.bot.turns == []
 
 
+TYPE_HINT = "抱歉，我只能读懂文字消息，请用文字描述您的问题。"
+VOICE = "<MsgType>voice</MsgType><MediaId>m1</MediaId><Format>amr</Format><MsgId>7001</MsgId>"
+PICTURE = "<MsgType>image</MsgType><PicUrl>http://p/1.jpg</PicUrl><MediaId>m{n}</MediaId><MsgId>700{n}</MsgId>"
+
+
+async def unread_reply(client: Any, crypto: WeComCrypto, payload: str) -> str:
+    """The passive reply's text to u1's message of the bot cannot read (``payload``: its type and what it carries);
+    "" for none."""
+    inner = (f"<xml><ToUserName>{CORP_ID}</ToUserName><FromUserName>u1</FromUserName><CreateTime>1700000000"
+             f"</CreateTime>{payload}<AgentID>1000002</AgentID></xml>")
+    query, body = signed_post(crypto, inner)
+    text = await (await client.post("/wecom/callback", params=query, data=body)).text()
+    return text and parse_xml(crypto.decrypt(parse_xml(text).findtext("Encrypt") or "")).findtext("Content") or ""
+
+
 async def test_a_voice_message_or_a_picture_is_answered_with_a_request_to_type(
         aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto) -> None:
     """The customer who sent one heard nothing back, as for an event, and waited for an answer that never came. Told
@@ -1103,23 +1174,39 @@ async def test_a_voice_message_or_a_picture_is_answered_with_a_request_to_type(
     bot = FakeBot()
     channel = WeComChannel(bot, settings(wecom_api.url, language="zh"))
     client = await client_for(aiohttp_client, channel)
-
-    async def post(payload: str) -> str:
-        inner = (f"<xml><ToUserName>{CORP_ID}</ToUserName><FromUserName>u1</FromUserName><CreateTime>1700000000"
-                 f"</CreateTime>{payload}<AgentID>1000002</AgentID></xml>")
-        query, body = signed_post(crypto, inner)
-        text = await (await client.post("/wecom/callback", params=query, data=body)).text()
-        return text and parse_xml(crypto.decrypt(parse_xml(text).findtext("Encrypt") or "")).findtext("Content") or ""
-
-    voice = "<MsgType>voice</MsgType><MediaId>m1</MediaId><Format>amr</Format><MsgId>7001</MsgId>"
-    assert await post(voice) == "抱歉，我只能读懂文字消息，请用文字描述您的问题。"
-    assert await post(voice) == ""  # WeCom's retry of the same message
-    picture = "<MsgType>image</MsgType><PicUrl>http://p/1.jpg</PicUrl><MediaId>m{n}</MediaId><MsgId>700{n}</MsgId>"
-    assert await post(picture.format(n=2)) == await post(picture.format(n=3)) == ""  # told already
+    assert await unread_reply(client, crypto, VOICE) == TYPE_HINT
+    assert await unread_reply(client, crypto, VOICE) == ""  # WeCom's retry of the same message
+    assert await unread_reply(client, crypto, PICTURE.format(n=2)) == await unread_reply(
+        client, crypto, PICTURE.format(n=3)) == ""  # told already
     assert await passive_content(client, crypto, "付款失败了", "7004") == ANSWER
-    assert await post(picture.format(n=5)) == "抱歉，我只能读懂文字消息，请用文字描述您的问题。"
+    assert await unread_reply(client, crypto, PICTURE.format(n=5)) == TYPE_HINT
     await channel.close()
     assert [turn.text for turn in bot.turns] == ["付款失败了"] and wecom_api.sent == []
+
+
+async def test_two_servers_on_one_store_ask_a_customer_to_type_once(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto, tmp_path: Path) -> None:
+    """Two servers behind one callback URL each remembered for itself whom it had asked to type: a customer's two
+    pictures, one reaching each server, or WeCom's retry of one reaching the other, were answered with the hint twice.
+    The store remembers it for both, and forgets it once the customer writes words, on either."""
+    from dialogues.store import Store
+
+    bots, clients = [], []
+    for _ in range(2):
+        bot = FakeBot()
+        bot.store = Store(tmp_path / "dialogues.db")  # one Store each, on the same file, as two processes have
+        channel = WeComChannel(bot, settings(wecom_api.url, language="zh"))
+        bots.append(bot)
+        clients.append(await client_for(aiohttp_client, channel))
+    first, second = clients
+    assert await unread_reply(first, crypto, VOICE) == TYPE_HINT
+    assert await unread_reply(second, crypto, VOICE) == ""  # WeCom's retry, to the other server
+    assert await unread_reply(second, crypto, PICTURE.format(n=2)) == ""  # told already, by the other server
+    assert await passive_content(first, crypto, "付款失败了", "7004") == ANSWER
+    assert await unread_reply(second, crypto, PICTURE.format(n=5)) == TYPE_HINT
+    assert await unread_reply(first, crypto, PICTURE.format(n=6)) == ""
+    for bot in bots:
+        bot.store.close()
 
 
 async def test_a_hong_kong_apps_customers_are_answered_in_hong_kong_forms_from_their_first_message(

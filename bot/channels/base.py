@@ -16,6 +16,7 @@ import hmac
 import json
 import logging
 import os
+import sqlite3
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
@@ -716,10 +717,20 @@ class PlatformChannel(Channel):
         # By hint (:meth:`_hint_due`), the conversations told it lately whose customer has written no words since.
         self._hinted: defaultdict[str, RecentKeys] = defaultdict(lambda: RecentKeys(ttl=HINTED_S))
 
-    def _hint_due(self, conversation_id: str, hint: str) -> bool:
+    async def _hint_due(self, conversation_id: str, hint: str) -> bool:
         """Whether to tell ``conversation_id``'s customer the channel's ``hint`` (that the bot reads text alone) for a
         message it cannot answer, and remember it was: not again until they write words (:meth:`_words_came`), or for
-        ``HINTED_S``: three screenshots sent one after another were told it three times in a row."""
+        ``HINTED_S``: three screenshots sent one after another were told it three times in a row. Remembered in the
+        store, for every server on it (``Store.hint_due``): each server remembered its own, and a customer whose
+        pictures reached two servers was told it twice. A store that cannot write now leaves it to this server's
+        memory, said in the log, rather than the customer unanswered."""
+        store = self.bot.store
+        if store is not None:
+            try:
+                return await self.bot._store(store.hint_due, conversation_id, hint, HINTED_S)
+            except sqlite3.Error as exc:
+                log.warning("%s: whether %s was told the %s hint lately is decided by this server alone, as the store "
+                            "could not say (%s)", self.platform, log_tag(conversation_id), hint, exc)
         return self._hinted[hint].add(conversation_id)
 
     def _words_came(self, conversation_id: str) -> None:

@@ -1148,7 +1148,7 @@ class SlackChannel(PlatformChannel):
                 if store is not None and await self.bot._store(store.receive_unanswered, key, conversation_id,
                                                                 self.name, turn.user, SENT[kind][language]):
                     return
-                if not self._hint_due(conversation_id, MENTION if kind == MENTION else UNREAD):
+                if not await self._hint_due(conversation_id, MENTION if kind == MENTION else UNREAD):
                     return
                 notice = say(MENTION_HINT if kind == MENTION else UNREAD_HINT, language, script=kept_script(kept))
             if notice:

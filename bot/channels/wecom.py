@@ -40,7 +40,7 @@ from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypt
 from bot.language import LANGUAGES, SCRIPT, SLOT, Script, Text, kept_script, say
 from bot.limits import hold_back, refunded_on_error
 from dialogues.holding import SENT
-from dialogues.store import log_tag
+from dialogues.store import TURN_STALE_S, Store, log_tag
 from bot.responses import MAX_BUTTON_TITLE_CHARS
 from retrieval.text import WEB_ADDRESS, title_key
 
@@ -66,6 +66,9 @@ MAX_CORP_ID_SHOWN = 64  # characters of the CorpID a refused callback was encryp
 # silently (errcode 0 all the same): a long answer cut into pieces, and an agent's messages, lost pieces.
 MAX_SENDS_PER_EMPLOYEE = 30
 SEND_WINDOW_S = 60.0
+# How often a message waiting for another server on the store to finish sending to the same employee looks whether it
+# has (WeComChannel._across_servers): a write each, for up to the minute a long answer's paced pieces may take.
+SEND_TURN_POLL_S = 0.2
 MAX_AGENT_ID_SHOWN = 32  # characters of another app's AgentId that the log shows (WeCom's are 7 digits)
 START_CHECK_TIMEOUT_S = 5.0  # the check of the app's settings at start (WeComChannel.start) waits no longer for WeCom
 ENV = {
@@ -482,7 +485,7 @@ class WeComChannel(PlatformChannel):
                 if conversation is not None and store is not None and await self.bot._store(
                         store.receive_unanswered, key, conversation_id, self.name, user, SENT[kind][language]):
                     return web.Response(text="")
-                if not self._hint_due(conversation_id, UNREAD):
+                if not await self._hint_due(conversation_id, UNREAD):
                     return web.Response(text="")
                 notice = say(self.unread_hint, language, script=kept_script(kept) or self.script)
         return self._passive_reply(user, notice, nonce) if notice else web.Response(text="")
@@ -576,7 +579,7 @@ class WeComChannel(PlatformChannel):
             # named by its tag, as the log names it: the id names the employee, and a traceback prints this
             raise ValueError(f"not a conversation of this WeCom app: {log_tag(conversation_id)}")
         pieces = message_pieces(text, MAX_CONTENT_BYTES, size=lambda piece: len(piece.encode()))
-        async with self._turn_of(user) as pace:
+        async with self._turn_of(conversation_id, user) as pace:
             await send_pieces(pieces, lambda piece: self._send_text(conversation_id, user, piece, pace), WeComMaybeSent)
 
     async def _send_text(self, conversation_id: str, user: str, content: str, pace: Pace) -> None:
@@ -646,18 +649,54 @@ class WeComChannel(PlatformChannel):
             return None
 
     @asynccontextmanager
-    async def _turn_of(self, user: str) -> AsyncIterator[Pace]:
+    async def _turn_of(self, conversation_id: str, user: str) -> AsyncIterator[Pace]:
         """The employee ``user``'s turn to be sent a message, all its pieces: messages to one employee go one at a
         time, in the order asked for, so that they share WeCom's count of sends a minute (:meth:`_send_text`) and an
-        agent's message does not land between a long answer's pieces."""
+        agent's message does not land between a long answer's pieces; this server's first, then, with a serving
+        store, every server's on it (:meth:`_across_servers`)."""
         pace = self._paces.pop(user, None) or Pace()
         self._paces[user] = pace
         if len(self._paces) > MAX_OFFERS:
             oldest = next(iter(self._paces))
             if not self._paces[oldest].turn.locked():
                 del self._paces[oldest]
-        async with pace.turn:
+        async with pace.turn, self._across_servers(conversation_id):
             yield pace
+
+    @asynccontextmanager
+    async def _across_servers(self, conversation_id: str) -> AsyncIterator[None]:
+        """The conversation's turn to be sent a message among the servers on the store (``Store.take_turn`` with
+        ``of="send"``), waited for, renewed while the pieces go out (paced to WeCom's rate, a long answer's take a
+        minute) and given up once they have: each server sent one message at a time for itself alone, and another
+        server's answer, or an agent's message it sent, landed between a long answer's pieces. A server hung while it
+        holds the turn stops renewing it, and one killed lets it go at once. A store that does not serve shares its
+        customers with nobody; one that cannot write now leaves the message to go out as this server's alone, said in
+        the log, rather than unsent. A server stopping cuts the wait short (:class:`Stopping`): the answer stays owed,
+        for the next server to send."""
+        store = self.bot.store
+        if store is None or store.server is None:
+            yield
+            return
+        stale = partial(self.bot.leases.stale, stale_s=TURN_STALE_S)
+        try:
+            while not await self.bot._store(store.take_turn, conversation_id, stale, "send"):
+                await self.pause_before_retry(SEND_TURN_POLL_S)
+        except sqlite3.Error as exc:
+            log.warning("WeCom: the message to %s goes out without waiting for the other servers' to its customer, as "
+                        "the store could not say whose turn it is (%s)", log_tag(conversation_id), exc)
+            yield
+            return
+        try:
+            async with self.bot.renewing(partial(Store.renew_turn, conversation_id=conversation_id, of="send"),
+                                         f"turn to send to conversation {log_tag(conversation_id)}"):
+                yield
+        finally:
+            try:
+                await self.bot._store(store.end_turn, conversation_id, "send")
+            except sqlite3.Error as exc:  # the other servers wait until it goes stale
+                log.warning("WeCom: cannot give up this server's turn to send to %s in the store (%s): the other "
+                            "servers wait up to %g s to send to its customer", log_tag(conversation_id), exc,
+                            TURN_STALE_S)
 
     async def _access_token(self, stale: str | None = None) -> str:
         """The cached access token, fetched when missing, near expiry, or equal to ``stale``.
