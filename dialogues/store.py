@@ -2010,6 +2010,12 @@ class Store:
             return bool(self.db.execute(f"UPDATE {LEASES[of]} SET taken = ? WHERE conversation_id = ? AND server = ?",
                                         [now(), conversation_id, self.server]).rowcount)
 
+    def sending(self, conversation_id: str) -> bool:
+        """Whether a server on the store holds the turn to send a message to the customer of ``conversation_id``
+        (:meth:`take_turn` with ``of="send"``): a platform's reply to a callback, which takes no turn, would land
+        between that message's pieces."""
+        return self.db.execute("SELECT 1 FROM send_turns WHERE conversation_id = ?", [conversation_id]).fetchone() is not None
+
     def reloaded(self) -> None:
         """Keep that this serving store's server reloaded the bot's files (``POST /admin/reload``, ``_v44``), for the
         other servers on the store to reload too (:meth:`latest_reload`). The latest alone is kept."""

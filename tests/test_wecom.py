@@ -58,8 +58,9 @@ SAMPLE_BODY = (
 )
 ANSWER = "您好，请在设置页面重置密码。"
 # A stand-in store's count of the sends to an employee (Store.take_send, Store.send_ended): every send has its place;
-# not a serving one (no Store.server), whose sends take no turn among servers.
-PACED = {"take_send": lambda *args: (1, 0.0), "send_ended": lambda *args: None, "server": None}
+# not a serving one (no Store.server), whose sends take no turn among servers, and none of which is sending now.
+PACED = {"take_send": lambda *args: (1, 0.0), "send_ended": lambda *args: None, "server": None,
+         "sending": lambda _id: False}
 
 
 class FakeBot:
@@ -1012,6 +1013,46 @@ async def test_a_long_answer_sent_by_one_server_has_no_message_of_another_server
     await go(other)
     assert [await server.wait() for server in (answering, other)] == [0, 0]
     assert [m["text"]["content"].split("。")[0] for m in wecom_api.sent] == [*(f"甲-{n}" for n in range(8)), "乙-0"]
+
+
+async def taken(api: SimpleNamespace, count: int) -> None:
+    """Wait until WeCom's stand-in has taken ``count`` messages."""
+    while True:
+        api.arrived.clear()
+        if len(api.sent) >= count:
+            return
+        await api.arrived.wait()
+
+
+@pytest.mark.parametrize("other", [True, False], ids=["another server", "the same server"])
+async def test_an_answer_ready_while_a_long_one_goes_out_waits_for_its_pieces_rather_than_going_back_passively(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto, tmp_path: Path, other: bool) -> None:
+    """A server sending an employee a long answer (or an agent's reply) in pieces, and the employee's next message
+    answered in time, by that server or another on the store behind the callback URL: the passive reply, which takes
+    no turn, went back at once and the employee read it between the pieces. It goes out actively, after them."""
+    from dialogues.store import Store
+
+    wecom_api.send_s = 0.2
+    servers = []
+    for _ in range(2):
+        bot = FakeBot()
+        bot.store = Store(tmp_path / "dialogues.db")  # one Store each, on the same file, as two processes have
+        bot.store.serve()
+        channel = WeComChannel(bot, settings(wecom_api.url, reply_timeout=4.0))
+        servers.append(SimpleNamespace(bot=bot, channel=channel, client=await client_for(aiohttp_client, channel)))
+    sending, answering = servers if other else servers[:1] * 2
+    pieces = [f"第{n}段。" + "答" * 670 for n in range(1, 6)]
+    long_answer = asyncio.create_task(sending.channel.send(f"wecom:{CORP_ID}:u1", "\n".join(pieces)))
+    await asyncio.wait_for(wecom_api.arrived.wait(), 10)  # its first piece is out
+    query, body = text_message(crypto, "还在吗", "9101")
+    response = await answering.client.post("/wecom/callback", params=query, data=body)
+    assert (response.status, await response.text()) == (200, "")
+    await long_answer
+    await asyncio.wait_for(taken(wecom_api, len(pieces) + 1), 10)  # the answer, sent once its turn came
+    for server in servers:
+        await server.channel.close()
+        server.bot.store.close()
+    assert [m["text"]["content"] for m in wecom_api.sent] == [*pieces, ANSWER]
 
 
 async def test_silent_reply_sends_nothing(wecom: SimpleNamespace) -> None:

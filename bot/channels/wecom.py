@@ -413,8 +413,10 @@ class WeComChannel(PlatformChannel):
             raise
         if not answer:
             return empty
-        # Too long for one passive message, or WeCom hung up meanwhile (aiohttp lets the handler run on).
-        if len(answer.encode()) > MAX_CONTENT_BYTES or request.transport is None or request.transport.is_closing():
+        # Too long for one passive message, WeCom hung up meanwhile (aiohttp lets the handler run on), or another
+        # message to the employee going out, which it would land between the pieces of: it waits its turn.
+        if (len(answer.encode()) > MAX_CONTENT_BYTES or request.transport is None or request.transport.is_closing()
+                or await self._sending_to(conversation_id, user)):
             self._tasks.spawn(self.deliver(turn.conversation_id, turn_id, self._send_plain(turn.conversation_id, answer),
                                            turn.pending_id))
             return empty
@@ -662,6 +664,22 @@ class WeComChannel(PlatformChannel):
                 del self._paces[oldest]
         async with pace.turn, self._across_servers(conversation_id):
             yield pace
+
+    async def _sending_to(self, conversation_id: str, user: str) -> bool:
+        """Whether a message to the employee ``user`` is going out now, from this server (:meth:`_turn_of`) or from
+        another on the store (its turn there): a passive reply, which takes no turn, landed between a long answer's
+        pieces. A store that cannot say is taken to say no: the answer goes back at once, as it did."""
+        pace = self._paces.get(user)
+        if pace is not None and pace.turn.locked():
+            return True
+        if self.bot.store is None:
+            return False
+        try:
+            return await self.bot._look_up(lambda store: store.sending(conversation_id))
+        except sqlite3.Error as exc:
+            log.warning("WeCom: the answer to %s goes back at once, as the store could not say whether another server "
+                        "is sending to its customer (%s)", log_tag(conversation_id), exc)
+            return False
 
     @asynccontextmanager
     async def _across_servers(self, conversation_id: str) -> AsyncIterator[None]:
