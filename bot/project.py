@@ -413,6 +413,10 @@ class WeComChannel(Settings):
     secret: str | None = None
     agent_id: int | None = None
     api_url: str | None = None
+    previous_token: str | None = Field(None, description="the Token WeCom signs with until a new one is saved in its "
+                                                         "console, accepted beside token meanwhile")
+    previous_aes_key: str | None = Field(None, description="the EncodingAESKey WeCom encrypts with until a new one is "
+                                                           "saved in its console, accepted beside aes_key meanwhile")
     reply_timeout: float | None = Field(None, gt=0, lt=5, description="seconds; WeCom gives up after 5")
     choice_hint: Text | None = None
     unread_hint: Text | None = None

@@ -108,7 +108,7 @@ class FakeBot:
 
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("TOKEN", "AES_KEY", "CORP_ID", "SECRET", "AGENT_ID", "API_URL"):
+    for var in ("TOKEN", "AES_KEY", "CORP_ID", "SECRET", "AGENT_ID", "API_URL", "PREVIOUS_TOKEN", "PREVIOUS_AES_KEY"):
         monkeypatch.delenv(f"DESKBOT_WECOM_{var}", raising=False)
 
 
@@ -339,6 +339,45 @@ async def test_get_verification_returns_plaintext_bare(wecom: SimpleNamespace, m
     raw = "&".join(f"{k}={v}" for k, v in VERIFY.items())
     response = await wecom.client.get(f"/wecom/callback?{raw}")
     assert await response.text() == "1288432023552776189"
+
+
+def passive_text(crypto: WeComCrypto, response_xml: bytes) -> str:
+    """The text of a passive reply, its signature checked and its payload decrypted with ``crypto``'s pair."""
+    outer = parse_xml(response_xml)
+    encrypted = outer.findtext("Encrypt") or ""
+    crypto.check_signature(outer.findtext("MsgSignature") or "", outer.findtext("TimeStamp") or "",
+                           outer.findtext("Nonce") or "", encrypted)
+    return parse_xml(crypto.decrypt(encrypted)).findtext("Content") or ""
+
+
+async def test_a_token_and_key_changed_in_the_console_are_taken_with_the_previous_ones_until_saved_there(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An admin generating a new Token and EncodingAESKey (设置API接收 > 随机获取) had to set them on the servers before
+    clicking Save, for WeCom's check of the URL made with them, and until Save every message, signed with the old
+    ones, was refused; with the old ones still set, Save failed. previous_token and previous_aes_key take the old ones
+    meanwhile, and each passive reply is encrypted with the pair its message came with."""
+    new = WeComCrypto("n3wT0ken", base64.b64encode(bytes(range(32))).decode().rstrip("="), CORP_ID)
+    channel = WeComChannel(FakeBot(), settings(wecom_api.url, token=new.token,
+                                               aes_key=base64.b64encode(bytes(range(32))).decode(),
+                                               previous_token=TOKEN, previous_aes_key=AES_KEY))
+    client = await client_for(aiohttp_client, channel)
+    monkeypatch.setattr(WeComChannel, "clock", staticmethod(lambda: int(VERIFY["timestamp"]) + 60))
+    assert await (await client.get("/wecom/callback", params=VERIFY)).text() == "1288432023552776189"  # the old pair
+    echostr = new.encrypt("4242")
+    checked = {"msg_signature": new.signature(VERIFY["timestamp"], "1", echostr), "timestamp": VERIFY["timestamp"],
+               "nonce": "1", "echostr": echostr}
+    assert await (await client.get("/wecom/callback", params=checked)).text() == "4242"  # Save, with the new pair
+    monkeypatch.setattr(WeComChannel, "clock", staticmethod(lambda: SAMPLE_NOW))
+    response = await client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)  # sent before Save
+    assert passive_text(crypto, await response.read()) == ANSWER
+    query, body = text_message(new, "你好", "9201")  # sent after it
+    response = await client.post("/wecom/callback", params=query, data=body)
+    assert passive_text(new, await response.read()) == ANSWER
+    other = WeComCrypto("0therT0ken", AES_KEY, CORP_ID)  # neither pair's Token: refused
+    query, body = text_message(other, "你好", "9202")
+    assert (await client.post("/wecom/callback", params=query, data=body)).status == 401
+    await channel.close()
+    assert WeComSettings.model_validate({"previous_token": TOKEN, "previous_aes_key": AES_KEY}).previous_token == TOKEN
 
 
 async def test_the_callback_url_with_a_closing_slash_is_verified_and_answered(

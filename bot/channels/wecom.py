@@ -21,8 +21,8 @@ import re
 import sqlite3
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 import xml.etree.ElementTree as ET
@@ -78,6 +78,8 @@ ENV = {
     "secret": "DESKBOT_WECOM_SECRET",
     "agent_id": "DESKBOT_WECOM_AGENT_ID",
     "api_url": "DESKBOT_WECOM_API_URL",
+    "previous_token": "DESKBOT_WECOM_PREVIOUS_TOKEN",
+    "previous_aes_key": "DESKBOT_WECOM_PREVIOUS_AES_KEY",
 }
 REQUIRED = ("token", "aes_key", "corp_id", "secret", "agent_id")
 # What to do about the errors of WeCom's API whose fix is in bot.yml or the admin console: the code and WeCom's
@@ -250,6 +252,12 @@ class WeComChannel(PlatformChannel):
         # says nothing of where they are, and one writing 你好 or an order number was answered in Simplified.
         self.script: Script | None = self.settings.get("script")
         self.crypto = WeComCrypto(self.settings["token"], self.settings["aes_key"], self.corp_id)
+        # The Token and EncodingAESKey WeCom signs and encrypts with until the new ones are saved in its console: a
+        # server set to the new ones alone refused every message until then, and one set to the old ones the
+        # console's check of the URL, so that they could not be changed without losing messages.
+        previous_token, previous_key = self.settings.get("previous_token"), self.settings.get("previous_aes_key")
+        self.previous = (WeComCrypto(previous_token or self.settings["token"], previous_key or self.settings["aes_key"],
+                                     self.corp_id) if previous_token or previous_key else None)
         # The payloads of the numbered choices last offered in each conversation ([]: none, or withdrawn).
         self._offers: OrderedDict[str, list[dict[str, str]]] = OrderedDict()
         self._token: str | None = None
@@ -324,6 +332,20 @@ class WeComChannel(PlatformChannel):
         except WeComError as exc:
             raise http_error(web.HTTPBadRequest, str(exc)) from exc
 
+    def _opened(self, path: str, opening: Callable[[WeComCrypto], str]) -> tuple[WeComCrypto, str]:
+        """What ``opening`` (a check of WeCom's signature, and a decryption) makes of a request to ``path`` with the
+        Token and EncodingAESKey, or where they do not fit it, with ``previous_token`` and ``previous_aes_key``, which
+        WeCom uses until the new ones are saved in its console; and the pair that opened it. Opened by neither, it
+        is refused as the current pair refuses it (:meth:`refused_as_http`)."""
+        with self.refused_as_http(path):
+            try:
+                return self.crypto, opening(self.crypto)
+            except (SignatureError, WrongKeyError):
+                if self.previous is not None:
+                    with suppress(SignatureError, WrongKeyError):
+                        return self.previous, opening(self.previous)
+                raise
+
     @staticmethod
     def _query(request: web.Request, *names: str) -> list[str]:
         values = [request.query.get(name, "") for name in names]
@@ -337,8 +359,7 @@ class WeComChannel(PlatformChannel):
         signature, timestamp, nonce, echostr = self._query(request, "msg_signature", "timestamp", "nonce", "echostr")
         # Query parsing turns a literal '+' into a space; base64 has no spaces, so put them back.
         echostr = echostr.replace(" ", "+")
-        with self.refused_as_http(request.path):
-            plain = self.crypto.verify_url(signature, timestamp, nonce, echostr)
+        _, plain = self._opened(request.path, lambda crypto: crypto.verify_url(signature, timestamp, nonce, echostr))
         # A clock minutes off refuses every message; refused here too, it shows while the admin saves the URL, not
         # once the employees' messages go unanswered.
         self._refuse_stale(request.path, timestamp)
@@ -359,8 +380,10 @@ class WeComChannel(PlatformChannel):
         deadline = loop.time() + self.reply_timeout
         body = await read_body(request, self.max_body_bytes)
         signature, timestamp, nonce = self._query(request, "msg_signature", "timestamp", "nonce")
+        crypto, inner = self._opened(request.path,
+                                     lambda crypto: crypto.decrypt_message(body, signature, timestamp, nonce))
         with self.refused_as_http(request.path):
-            message = parse_xml(self.crypto.decrypt_message(body, signature, timestamp, nonce))
+            message = parse_xml(inner)
         # WeCom signs the timestamp but does not ask for this check; a replayed message would be answered twice.
         self._refuse_stale(request.path, timestamp)
 
@@ -371,7 +394,7 @@ class WeComChannel(PlatformChannel):
         text = (message.findtext("Content") or "").strip()
         kind = message.findtext("MsgType") or ""
         if kind in UNREAD_TYPES and user and message.findtext("MsgId"):
-            return await self._unread(request, user, kind, self._message_key(message), nonce)
+            return await self._unread(request, user, kind, self._message_key(message), nonce, crypto)
         if kind != "text" or not user or not readable(text):
             return empty
         key = self._message_key(message)
@@ -382,7 +405,7 @@ class WeComChannel(PlatformChannel):
             notice = await hold_back(request, conversation_id, text, self.language,
                                      lambda: self.conversation_slots(conversation_id))
             if notice is not None:  # over the conversation's limit: WeCom still gets its answer, the model nothing
-                return self._passive_reply(user, notice, nonce) if notice else empty
+                return self._passive_reply(user, notice, nonce, crypto) if notice else empty
             turn = Turn(
                 conversation_id=conversation_id,
                 text=(await self._chosen(conversation_id, text))[: self.max_message_chars],
@@ -420,7 +443,7 @@ class WeComChannel(PlatformChannel):
             self._tasks.spawn(self.deliver(turn.conversation_id, turn_id, self._send_plain(turn.conversation_id, answer),
                                            turn.pending_id))
             return empty
-        response = self._passive_reply(user, answer, nonce)
+        response = self._passive_reply(user, answer, nonce, crypto)
         if turn.pending_id is None or self.bot.store is None:
             return response
         # Settled once written, not before: a server killed, or a write failed, in between left WeCom's retry
@@ -465,7 +488,8 @@ class WeComChannel(PlatformChannel):
         sent = f"{message.findtext('FromUserName')}:{message.findtext('CreateTime') or ''}".encode()
         return f"wecom:from:{hmac.new(self.secret.encode(), sent, hashlib.sha256).hexdigest()}"
 
-    async def _unread(self, request: web.Request, user: str, kind: str, key: str, nonce: str) -> web.StreamResponse:
+    async def _unread(self, request: web.Request, user: str, kind: str, key: str, nonce: str,
+                      crypto: WeComCrypto) -> web.StreamResponse:
         """Answer a message the bot cannot read (a voice message, a picture, a file) with ``unread_hint``, once
         per message and within the conversation's limit, in its language and script: the customer who sent one
         heard nothing back, and waited; once until they write words, for ``HINTED_S`` at most (:meth:`_hint_due`):
@@ -490,7 +514,7 @@ class WeComChannel(PlatformChannel):
                 if not await self._hint_due(conversation_id, UNREAD):
                     return web.Response(text="")
                 notice = say(self.unread_hint, language, script=kept_script(kept) or self.script)
-        return self._passive_reply(user, notice, nonce) if notice else web.Response(text="")
+        return self._passive_reply(user, notice, nonce, crypto) if notice else web.Response(text="")
 
     async def conversation_slots(self, conversation_id: str) -> dict[str, Any]:
         """The conversation's slots, its customer's script the app's (``script``) until their own shows: what the
@@ -547,7 +571,9 @@ class WeComChannel(PlatformChannel):
         elif text:
             await self.deliver(turn.conversation_id, turn_id, self._send_plain(turn.conversation_id, text), turn.pending_id)
 
-    def _passive_reply(self, user: str, text: str, nonce: str) -> web.Response:
+    def _passive_reply(self, user: str, text: str, nonce: str, crypto: WeComCrypto) -> web.Response:
+        """``text`` as the callback's encrypted response, with ``crypto``, the Token and EncodingAESKey its request
+        came with (:meth:`_opened`): WeCom reads it with those."""
         timestamp = str(int(time.time()))
         root = ET.Element("xml")
         for tag, value in (
@@ -559,7 +585,7 @@ class WeComChannel(PlatformChannel):
         ):
             ET.SubElement(root, tag).text = value
         reply_xml = ET.tostring(root, encoding="unicode")
-        return web.Response(text=self.crypto.encrypt_message(reply_xml, nonce, timestamp), content_type="application/xml")
+        return web.Response(text=crypto.encrypt_message(reply_xml, nonce, timestamp), content_type="application/xml")
 
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
         """Send ``text`` to the employee with ``message/send``, in 2,048-byte pieces; ``buttons`` (the way
