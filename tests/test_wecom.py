@@ -956,16 +956,22 @@ async def test_two_servers_on_one_store_keep_together_within_wecoms_sends_a_minu
     assert [piece for piece in sent if piece.startswith("甲")] == answers[0]  # each answer's pieces in order
 
 
-@pytest.mark.parametrize("failing", ["take_send", "send_ended"])
+@pytest.mark.parametrize("failing, said", [
+    ("take_send", "counted by this server alone, as the store could not count them (database is locked)"),
+    ("send_ended", "counted by this server alone, as the store could not count them (database is locked)"),
+    ("take_turn", "goes out without waiting for the other servers' to its customer, as the store could not say whose "
+                  "turn it is (database is locked)")])
 async def test_a_store_that_cannot_count_the_sends_holds_none_up_nor_has_it_taken_for_undelivered(
-        wecom_api: SimpleNamespace, tmp_path: Path, caplog: pytest.LogCaptureFixture, failing: str) -> None:
+        wecom_api: SimpleNamespace, tmp_path: Path, caplog: pytest.LogCaptureFixture, failing: str, said: str) -> None:
     """A store that could not write as a message was counted (held locked by another process past its wait, a full
     disk) failed the send before it went out, or one WeCom had taken after it: the answer was told undelivered and
-    its customer handed to a person. It is counted by this server alone meanwhile, and said so."""
+    its customer handed to a person. It is counted by this server alone meanwhile, and said so; so is a store that
+    cannot say whose turn it is to send to the employee."""
     from dialogues.store import Store
 
     bot = FakeBot()
     bot.store = Store(tmp_path / "dialogues.db")
+    bot.store.serve()
 
     def locked(*args: Any) -> None:
         raise sqlite3.OperationalError("database is locked")
@@ -975,7 +981,7 @@ async def test_a_store_that_cannot_count_the_sends_holds_none_up_nor_has_it_take
     await channel.send(f"wecom:{CORP_ID}:ChenJiaShun", "稍等，我查一下。")
     await channel.close()
     assert [m["text"]["content"] for m in wecom_api.sent] == ["稍等，我查一下。"]
-    assert "counted by this server alone, as the store could not count them (database is locked)" in caplog.text
+    assert said in caplog.text
 
 
 SENDING_SERVER = """

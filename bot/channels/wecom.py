@@ -722,25 +722,29 @@ class WeComChannel(PlatformChannel):
             yield
             return
         stale = partial(self.bot.leases.stale, stale_s=TURN_STALE_S)
+        refused = False  # the store could not take the turn: there is none of this server's to give up
         try:
-            while not await self.bot._store(store.take_turn, conversation_id, stale, "send"):
-                await self.pause_before_retry(SEND_TURN_POLL_S)
-        except sqlite3.Error as exc:
-            log.warning("WeCom: the message to %s goes out without waiting for the other servers' to its customer, as "
-                        "the store could not say whose turn it is (%s)", log_tag(conversation_id), exc)
-            yield
-            return
-        try:
-            async with self.bot.renewing(partial(Store.renew_turn, conversation_id=conversation_id, of="send"),
-                                         f"turn to send to conversation {log_tag(conversation_id)}"):
-                yield
-        finally:
             try:
-                await self.bot._store(store.end_turn, conversation_id, "send")
-            except sqlite3.Error as exc:  # the other servers wait until it goes stale
-                log.warning("WeCom: cannot give up this server's turn to send to %s in the store (%s): the other "
-                            "servers wait up to %g s to send to its customer", log_tag(conversation_id), exc,
-                            TURN_STALE_S)
+                while not await self.bot._store(store.take_turn, conversation_id, stale, "send"):
+                    await self.pause_before_retry(SEND_TURN_POLL_S)
+            except sqlite3.Error as exc:
+                refused = True
+                log.warning("WeCom: the message to %s goes out without waiting for the other servers' to its customer, "
+                            "as the store could not say whose turn it is (%s)", log_tag(conversation_id), exc)
+            if refused:
+                yield
+            else:
+                async with self.bot.renewing(partial(Store.renew_turn, conversation_id=conversation_id, of="send"),
+                                             f"turn to send to conversation {log_tag(conversation_id)}"):
+                    yield
+        finally:  # also where the send was cancelled (its server stopping) as the store took the turn
+            if not refused:
+                try:
+                    await self.bot._store(store.end_turn, conversation_id, "send")
+                except sqlite3.Error as exc:  # the other servers wait until it goes stale
+                    log.warning("WeCom: cannot give up this server's turn to send to %s in the store (%s): the other "
+                                "servers wait up to %g s to send to its customer", log_tag(conversation_id), exc,
+                                TURN_STALE_S)
 
     async def _access_token(self, stale: str | None = None) -> str:
         """The cached access token, fetched when missing, near expiry, or equal to ``stale``.
