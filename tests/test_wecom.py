@@ -1036,7 +1036,7 @@ async def test_two_server_processes_on_one_store_keep_together_within_wecoms_sen
     servers = await sending_servers(wecom_api, tmp_path / "dialogues.db", {"甲": 20, "乙": 20})
     for server in servers:  # both start sending at once
         await go(server)
-    assert [await server.wait() for server in servers] == [0, 0]
+    assert [await asyncio.wait_for(server.wait(), 60) for server in servers] == [0, 0]
     assert wecom_api.dropped == [] and len(wecom_api.sent) == 40
 
 
@@ -1056,7 +1056,7 @@ async def test_a_long_answer_sent_by_one_server_has_no_message_of_another_server
     await go(answering)
     await asyncio.wait_for(wecom_api.arrived.wait(), 30)  # the answer's first piece is out
     await go(other)
-    assert [await server.wait() for server in (answering, other)] == [0, 0]
+    assert [await asyncio.wait_for(server.wait(), 60) for server in (answering, other)] == [0, 0]
     assert [m["text"]["content"].split("。")[0] for m in wecom_api.sent] == [*(f"甲-{n}" for n in range(8)), "乙-0"]
 
 
