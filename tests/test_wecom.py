@@ -1100,6 +1100,23 @@ async def test_an_answer_ready_while_a_long_one_goes_out_waits_for_its_pieces_ra
     assert [m["text"]["content"] for m in wecom_api.sent] == [*pieces, ANSWER]
 
 
+async def test_a_hint_due_while_a_long_answer_goes_out_follows_its_pieces(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto) -> None:
+    """A picture sent while the employee was being sent a long answer was told to type in the callback's response at
+    once, between that answer's pieces. The hint goes out after them."""
+    wecom_api.send_s = 0.2
+    channel = WeComChannel(FakeBot(), settings(wecom_api.url, language="zh"))
+    client = await client_for(aiohttp_client, channel)
+    pieces = [f"第{n}段。" + "答" * 670 for n in range(1, 4)]
+    long_answer = asyncio.create_task(channel.send(f"wecom:{CORP_ID}:u1", "\n".join(pieces)))
+    await asyncio.wait_for(wecom_api.arrived.wait(), 10)  # its first piece is out
+    assert await unread_reply(client, crypto, PICTURE.format(n=1)) == ""
+    await long_answer
+    await asyncio.wait_for(taken(wecom_api, len(pieces) + 1), 10)
+    await channel.close()
+    assert [m["text"]["content"] for m in wecom_api.sent] == [*pieces, TYPE_HINT]
+
+
 async def test_silent_reply_sends_nothing(wecom: SimpleNamespace) -> None:
     wecom.bot.text, wecom.bot.source = "", "silent"
     response = await wecom.client.post("/wecom/callback", params=MESSAGE, data=SAMPLE_BODY)

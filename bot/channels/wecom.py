@@ -405,7 +405,7 @@ class WeComChannel(PlatformChannel):
             notice = await hold_back(request, conversation_id, text, self.language,
                                      lambda: self.conversation_slots(conversation_id))
             if notice is not None:  # over the conversation's limit: WeCom still gets its answer, the model nothing
-                return self._passive_reply(user, notice, nonce, crypto) if notice else empty
+                return await self._notice(conversation_id, user, notice, nonce, crypto)
             turn = Turn(
                 conversation_id=conversation_id,
                 text=(await self._chosen(conversation_id, text))[: self.max_message_chars],
@@ -514,7 +514,7 @@ class WeComChannel(PlatformChannel):
                 if not await self._hint_due(conversation_id, UNREAD):
                     return web.Response(text="")
                 notice = say(self.unread_hint, language, script=kept_script(kept) or self.script)
-        return self._passive_reply(user, notice, nonce, crypto) if notice else web.Response(text="")
+        return await self._notice(conversation_id, user, notice, nonce, crypto)
 
     async def conversation_slots(self, conversation_id: str) -> dict[str, Any]:
         """The conversation's slots, its customer's script the app's (``script``) until their own shows: what the
@@ -570,6 +570,26 @@ class WeComChannel(PlatformChannel):
             answered.set_result((text, turn_id))
         elif text:
             await self.deliver(turn.conversation_id, turn_id, self._send_plain(turn.conversation_id, text), turn.pending_id)
+
+    async def _notice(self, conversation_id: str, user: str, notice: str, nonce: str,
+                      crypto: WeComCrypto) -> web.Response:
+        """The callback's response that tells the employee ``user`` the channel's ``notice`` (to wait, to type; ""
+        for none): the passive reply, or, while another message to them is going out (:meth:`_sending_to`), an empty
+        one, the notice sent after that message (:meth:`_tell`), not between its pieces."""
+        if not notice:
+            return web.Response(text="")
+        if await self._sending_to(conversation_id, user):
+            self._tasks.spawn(self._tell(conversation_id, notice))
+            return web.Response(text="")
+        return self._passive_reply(user, notice, nonce, crypto)
+
+    async def _tell(self, conversation_id: str, notice: str) -> None:
+        """Send the channel's ``notice`` with ``message/send``; one that does not reach WeCom is said in one line:
+        it answers no message kept, and nobody is owed it."""
+        try:
+            await self._send_plain(conversation_id, notice)
+        except (*UNDELIVERED, Stopping) as exc:
+            log.warning("WeCom: a notice to %s did not reach the customer: %s", log_tag(conversation_id), failure(exc))
 
     def _passive_reply(self, user: str, text: str, nonce: str, crypto: WeComCrypto) -> web.Response:
         """``text`` as the callback's encrypted response, with ``crypto``, the Token and EncodingAESKey its request
