@@ -1210,6 +1210,8 @@ async def test_wecoms_requests_refused_for_a_wrong_setting_or_a_clock_off_are_sa
     [token] = warnings()
     assert token.startswith("WeCom's request to /wecom/callback was refused (401): its msg_signature is not made with "
                             "channels.wecom.token (or DESKBOT_WECOM_TOKEN)"), token
+    assert "while a new one is not saved there yet, set channels.wecom.previous_token (or DESKBOT_WECOM_PREVIOUS_TOKEN)" \
+        in token, token  # the old one WeCom signs with until the new one is saved
     inner = "<xml><FromUserName>u1</FromUserName><MsgType>text</MsgType><Content>hello</Content><MsgId>8</MsgId></xml>"
     for case, channel_settings in (("aes_key", {"aes_key": base64.b64encode(bytes(range(32))).decode().rstrip("=")}),
                                    ("corp_id", {"corp_id": "wwSOMEOTHERCORP"}), ("clock", {})):
