@@ -590,7 +590,7 @@ class WeComChannel(PlatformChannel):
         it answers no message kept, and nobody is owed it."""
         try:
             await self._send_plain(conversation_id, notice)
-        except (*UNDELIVERED, Stopping) as exc:
+        except UNDELIVERED as exc:  # a server stopping (Stopping) among them
             log.warning("WeCom: a notice to %s did not reach the customer: %s", log_tag(conversation_id), failure(exc))
 
     def _passive_reply(self, user: str, text: str, nonce: str, crypto: WeComCrypto) -> web.Response:
