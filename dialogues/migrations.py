@@ -536,8 +536,8 @@ def _v53(db: sqlite_utils.Database) -> None:
     (``_v41``) and ``paced_sends`` (``_v51``): ``server``, ``taken``; ``told``, the time."""
     db.execute("CREATE TABLE IF NOT EXISTS send_turns (conversation_id TEXT PRIMARY KEY, server TEXT NOT NULL, "
                "taken FLOAT NOT NULL)")
-    db.execute("CREATE TABLE IF NOT EXISTS hints (conversation_id TEXT NOT NULL, hint TEXT NOT NULL, told FLOAT NOT NULL, "
-               "PRIMARY KEY (conversation_id, hint))")
+    db.execute("CREATE TABLE IF NOT EXISTS hints (conversation_id TEXT NOT NULL, hint TEXT NOT NULL, "
+               "told FLOAT NOT NULL, PRIMARY KEY (conversation_id, hint))")
     db.execute("CREATE INDEX IF NOT EXISTS idx_hints_told ON hints (told)")
 
 

@@ -2014,7 +2014,8 @@ class Store:
         """Whether a server on the store holds the turn to send a message to the customer of ``conversation_id``
         (:meth:`take_turn` with ``of="send"``): a platform's reply to a callback, which takes no turn, would land
         between that message's pieces."""
-        return self.db.execute("SELECT 1 FROM send_turns WHERE conversation_id = ?", [conversation_id]).fetchone() is not None
+        held = self.db.execute("SELECT 1 FROM send_turns WHERE conversation_id = ?", [conversation_id]).fetchone()
+        return held is not None
 
     def reloaded(self) -> None:
         """Keep that this serving store's server reloaded the bot's files (``POST /admin/reload``, ``_v44``), for the

@@ -211,12 +211,12 @@ def choice_number(text: str) -> int | None:
 REFUSALS: dict[type[WeComError], str] = {
     SignatureError: (f"its msg_signature is not made with channels.wecom.token (or {ENV['token']}): if every request "
                      "of WeCom's is refused so, set it to the Token of the app's API receiving settings (接收消息 > "
-                     "设置API接收), as saved there; while a new one is not saved there yet, set channels.wecom.previous_token "
-                     f"(or {ENV['previous_token']}) to the one before it"),
+                     "设置API接收), as saved there; while a new one is not saved there yet, set "
+                     f"channels.wecom.previous_token (or {ENV['previous_token']}) to the one before it"),
     WrongKeyError: (f"it does not decrypt with channels.wecom.aes_key (or {ENV['aes_key']}): if every request of "
                     "WeCom's is refused so, set it to the EncodingAESKey of the app's API receiving settings (接收消息 > "
-                    "设置API接收), the new one if it was generated again there; while a new one is not saved there yet, "
-                    f"set channels.wecom.previous_aes_key (or {ENV['previous_aes_key']}) to the one before it"),
+                    "设置API接收), the new one if it was generated again there; while a new one is not saved there "
+                    f"yet, set channels.wecom.previous_aes_key (or {ENV['previous_aes_key']}) to the one before it"),
     ReceiveIdError: (f"it was encrypted for another company than channels.wecom.corp_id (or {ENV['corp_id']}): if every "
                      "request of WeCom's is refused so, set it to the company's CorpID (我的企业 > 企业信息 > 企业ID)"),
 }
