@@ -928,6 +928,24 @@ async def test_screenshots_sent_one_after_another_are_told_the_hint_once_until_w
     assert sorted(p["text"] for p in slack.posts) == sorted([hint, slack.bot.text, hint])  # answered in the background
 
 
+async def test_screenshots_reaching_two_servers_on_one_store_are_told_the_hint_once_until_words_come(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """Two servers on one store each remembered for itself whom it had told the hint: two screenshots, one reaching
+    each, were both told it, and words written to one server had the other go on taking the customer for told. The
+    store remembers it for both, and forgets it once the customer writes words, on either."""
+    servers = [await on_a_store(aiohttp_client, slack_api, tmp_path) for _ in range(2)]
+    files = [{"id": "F1", "name": "error.png", "mimetype": "image/png"}]
+    # a screenshot to each server, words to the second, then a screenshot to each again
+    for n, (server, words) in enumerate([(0, ""), (1, ""), (1, "it fails at checkout"), (0, ""), (1, "")]):
+        fields = {} if words else {"subtype": "file_share", "files": files}
+        await post(servers[server][2], event(f"Ev{n}", words, ts=f"170000000{n}.000200", thread_ts=TS, **fields))
+    for bot, channel, _ in servers:
+        await channel.close()
+        bot.store.close()
+    hint = "Sorry, I can only read text messages. Please type your question."
+    assert sorted(p["text"] for p in slack_api.posts) == sorted([hint, servers[1][0].text, hint])
+
+
 async def test_mentions_of_the_bot_alone_one_after_another_are_asked_for_a_question_once_until_words_come(
         slack: SimpleNamespace) -> None:
     """A customer in a thread who mentioned the bot alone, then again, was asked for their question at each. They are
