@@ -16,7 +16,6 @@ import inspect
 import json
 import logging
 import pkgutil
-import re
 import sys
 import threading
 import time
@@ -27,7 +26,6 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, quote_plus
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -35,11 +33,12 @@ from yarl import URL
 
 from bot.channels.base import client_session, error_text, load_json
 from bot.language import blank
+from bot.log_format import as_logged
 from bot.project import (REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, Mistakes, ProjectError, config_error,
                          read_config, written_forms, written_responses)
 from bot.responses import MAX_REPLY_CHARS
 from dialogues.redact import redact
-from dialogues.store import CUSTOM_PLACEHOLDER, log_tag
+from dialogues.store import CUSTOM_PLACEHOLDER
 
 if TYPE_CHECKING:
     from rasa_sdk.executor import ActionExecutor
@@ -1041,22 +1040,12 @@ def _fault(exc: Exception, path: Path, actions_dir: Path) -> tuple[str, int | No
     return (own.filename, own.lineno, str(exc)) if own else (str(path), None, str(exc))
 
 
-_CONVERSATION = "[CONVERSATION]"  # where the conversation's id stood in what an action said, while it is redacted
-
-
 def _as_logged(said: str, conversation_id: str) -> str:
     """What an action said of its failure, as the log may keep it: redacted as the store keeps a message, since it
     often quotes what the customer wrote, and the conversation's id (``tracker.sender_id``, a web visitor's key to
-    their conversation, a WeCom employee's userid) replaced by its log tag (:func:`log_tag`), as deskbot's own lines
-    name it, as it is or as a URL quotes it (``wecom%3Aww1%3Achen``: an action's failed call to the shop's API names the
-    URL it called). Replaced before the redaction, which would leave the rest of an id it took a part of; replaced
-    only where it stands apart from the words around it, since a short id (``c``) is a part of many words."""
-    if not conversation_id:
-        return redact(said)
-    for written in sorted({conversation_id, quote(conversation_id, safe=""), quote_plus(conversation_id)}, key=len,
-                          reverse=True):
-        said = re.sub(rf"(?<!\w){re.escape(written)}(?!\w)", _CONVERSATION, said)
-    return redact(said).replace(_CONVERSATION, log_tag(conversation_id))
+    their conversation, a WeCom employee's userid) replaced by its log tag, as deskbot's own lines name it, as it is
+    or as a URL quotes it (an action's failed call to the shop's API names the URL it called): :func:`as_logged`."""
+    return as_logged(said, (conversation_id,))
 
 
 def _raised(exc: Exception, actions_dir: Path | None, conversation_id: str) -> str:

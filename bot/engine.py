@@ -565,7 +565,7 @@ class Bot:
                 await asyncio.sleep(TURN_POLL_S)
             bound = _TURN_BOUND.get()
             async with self.renewing(functools.partial(Store.renew_turn, conversation_id=conversation_id),
-                                     f"turn of conversation {conversation_id!r}", bound and bound.lose):
+                                     f"turn of conversation {log_tag(conversation_id)}", bound and bound.lose):
                 yield
         finally:  # also where a turn cancelled (its server stopping) while it waited took the turn as it was cancelled:
             # the store's one thread ends it after taking it

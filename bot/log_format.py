@@ -6,8 +6,11 @@ from __future__ import annotations
 import logging
 import re
 import traceback
+from collections.abc import Iterable
+from contextvars import ContextVar
 from types import TracebackType
 from typing import TypeAlias
+from urllib.parse import quote, quote_plus
 
 from dialogues.redact import redact
 from dialogues.store import log_tag
@@ -20,6 +23,12 @@ DESKBOT_LOGGERS = ("deskbot", "bot", "dialogues", "finetune", "retrieval")
 # A Slack or WeCom conversation's id, as an exception may quote it (the store's KeyError of one): a WeCom one names the
 # employee (``wecom:{corp}:{userid}``), and the log names a conversation by its tag.
 PLATFORM_CONVERSATION = re.compile(r"(?<![A-Za-z0-9_.:@-])(?:slack|wecom):[A-Za-z0-9_.:@-]*[A-Za-z0-9_:@-]")
+# The web conversations the code running in this context named (a web request's, a socket's latest), whose ids an
+# exception or another library's line may quote: a web conversation's id, which its client chooses, has no shape to be
+# told by, as a platform's has, and it is the visitor's key to their conversation (:func:`names_conversation`).
+_NAMED: ContextVar[tuple[str, ...]] = ContextVar("named_conversations", default=())
+MAX_NAMED = 16  # conversations a context keeps named: a socket's joined ones (bot.channels.web.MAX_JOINED)
+_ASIDE = "[CONVERSATION{}]"  # where a conversation's id stood in what is logged, while the rest is redacted
 ExcInfo: TypeAlias = "tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]"
 
 
@@ -78,12 +87,35 @@ def redacted_traceback(shown: traceback.TracebackException) -> list[str]:
     return list(shown.format())
 
 
-def as_logged(said: str) -> str:
-    """What an exception said, as the log may keep it: redacted as the store keeps a message, and each Slack or WeCom
-    conversation's id in it put as its tag (:func:`log_tag`). The ids are set aside before the redaction, which would
-    take a WeCom userid that is an e-mail address and leave the rest of the id."""
-    ids = list(dict.fromkeys(PLATFORM_CONVERSATION.findall(said)))
-    said = PLATFORM_CONVERSATION.sub(lambda found: f"[CONVERSATION{ids.index(found[0])}]", said)
+def names_conversation(conversation_id: str) -> None:
+    """Have the log put ``conversation_id`` as its tag (:func:`log_tag`) wherever an exception or another library's
+    line quotes it, from here to the end of this context (a web request's task, a socket's, the tasks they start):
+    deskbot's own lines name a conversation by its tag, but a traceback printed what the exception said (a KeyError
+    of the id), and a web conversation's id has no shape :func:`as_logged` could find it by."""
+    named = _NAMED.get()
+    if conversation_id and conversation_id not in named:
+        _NAMED.set((*named, conversation_id)[-MAX_NAMED:])
+
+
+def as_logged(said: str, conversations: Iterable[str] = ()) -> str:
+    """What an exception said, as the log may keep it: redacted as the store keeps a message, and each conversation's
+    id in it put as its tag (:func:`log_tag`): ``conversations``, those this context named (:func:`names_conversation`)
+    and any Slack or WeCom one's, as it is or as a URL quotes it (``wecom%3Aww1%3Achen``). The ids are set aside
+    before the redaction, which would take a WeCom userid that is an e-mail address and leave the rest of the id;
+    a named one only where it stands apart from the words around it, since a short id (``c``) is a part of many."""
+    ids: list[str] = []
+
+    def aside(conversation_id: str) -> str:
+        if conversation_id not in ids:
+            ids.append(conversation_id)
+        return _ASIDE.format(ids.index(conversation_id))
+
+    for conversation_id in dict.fromkeys(named for named in (*conversations, *_NAMED.get()) if named):
+        tag = aside(conversation_id)
+        for written in sorted({conversation_id, quote(conversation_id, safe=""), quote_plus(conversation_id)}, key=len,
+                              reverse=True):
+            said = re.sub(rf"(?<!\w){re.escape(written)}(?!\w)", tag, said)
+    said = PLATFORM_CONVERSATION.sub(lambda found: aside(found[0]), said)
     said = redact(said)
     return re.sub(r"\[CONVERSATION(\d+)\]", lambda kept: log_tag(ids[int(kept[1])]) if int(kept[1]) < len(ids)
                   else kept[0], said)

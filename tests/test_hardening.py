@@ -966,6 +966,56 @@ def test_a_platform_conversations_id_in_a_traceback_is_put_as_its_tag(caplog: py
     assert "jane" not in said and "ww1f2e" not in said
 
 
+# `bot serve`, each turn of which fails on its conversation's id, as a look-up of an id the store lacks does
+SERVE_FAILING_ON_IDS = """
+import sys
+from bot.cli import cli
+from bot.engine import Bot
+
+async def failing(self, turn, holding=None):
+    raise KeyError(turn.conversation_id)
+
+Bot.handle = failing
+cli(["serve", sys.argv[1], "--host", "127.0.0.1", "--port", "0", "--device", "cpu"])
+"""
+
+
+async def test_a_web_conversations_id_in_a_servers_traceback_is_put_as_its_tag(
+        tiny_demo_bot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A KeyError of a web conversation's id printed it whole in `bot serve`'s log, where a Slack or WeCom one's is put
+    as its tag: the id is the visitor's key to their conversation, and whoever reads the log could read the chat.
+    Over HTTP, over the socket, and in a URL (as an action's failed call quotes it) alike."""
+    import dialogues.store as stored
+    from dialogues.store import ledger_key
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot")
+    conversations = [f"visitor.{uuid.uuid4().hex}", f"visitor-{uuid.uuid4().hex}"]
+    server = subprocess.Popen([sys.executable, "-c", SERVE_FAILING_ON_IDS, str(root)], stderr=subprocess.PIPE,
+                              text=True, cwd=REPO)
+    try:
+        said = ""
+        while "deskbot serving" not in said and server.poll() is None:
+            said = server.stderr.readline()  # type: ignore[union-attr]
+        url = re.search(r" on (http://\S+)$", said.strip())
+        assert url is not None, said
+        async with aiohttp.ClientSession(url[1]) as session:
+            async with session.post("/api/chat", json={"conversation_id": conversations[0], "text": "hi"}) as response:
+                assert response.status == 500 and (await response.json())["code"] == "internal"
+            async with session.ws_connect("/api/ws") as ws:
+                await ws.send_json({"conversation_id": conversations[1], "text": "hi"})
+                assert (await ws.receive_json())["code"] == "internal"
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    logged = server.stderr.read()  # type: ignore[union-attr]
+    monkeypatch.setattr(stored, "_log_secret", ledger_key(root / "dialogues.db").read_bytes())  # the server's key
+    assert "ERROR deskbot: unhandled error on POST /api/chat\nTraceback" in logged, logged
+    assert "ERROR bot.channels.web: web chat turn failed on the socket\nTraceback" in logged, logged
+    for conversation in conversations:
+        assert f"KeyError: '{log_tag(conversation)}'" in logged, logged
+        assert conversation not in logged and conversation.removeprefix("visitor") not in logged
+
+
 def test_a_commands_logged_error_and_its_crash_say_their_tracebacks_redacted() -> None:
     """Commands other than `bot serve` set up no log: a `bot retrain` that logged a failure, or crashed, wrote its
     traceback through logging's last resort and Python's own hook, the exception's text (the label or message it

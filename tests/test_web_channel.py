@@ -1272,7 +1272,8 @@ async def test_a_turn_another_server_took_over_drops_its_answer_and_leaves_the_c
 
 @pytest.mark.parametrize("taken", ["turn_leases", "answering"], ids=["its turn", "its claim of the message"])
 async def test_a_turn_another_server_took_over_is_given_up_at_once_and_runs_no_action_after(
-        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, taken: str) -> None:
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, taken: str,
+        caplog: pytest.LogCaptureFixture) -> None:
     """A server whose turn another server on the store took over (its renewals late: hung, or its store too slow)
     found it at its next renewal and only logged it: the turn ran on, and an action in it (a cancellation) ran there
     as well as on the server that took the conversation over. The turn is given up as the renewal finds it gone, and
@@ -1313,6 +1314,10 @@ async def test_a_turn_another_server_took_over_is_given_up_at_once_and_runs_no_a
                           [cid]).fetchall()
         held = db.execute(f"SELECT server FROM {taken} WHERE conversation_id = ?", [cid]).fetchone()
     assert said == [("user", "cancel my order", None)] and held == ("other-server",)
+    # the warning that this server lost it names the conversation by its tag, as every line of deskbot's does: a web
+    # conversation's id is the visitor's key to it
+    assert "another server on the store took it" in caplog.text and log_tag(cid) in caplog.text
+    assert cid not in caplog.text
 
 
 async def test_a_server_whose_renewals_keep_failing_is_not_ready_until_they_work_again(

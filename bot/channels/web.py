@@ -38,10 +38,11 @@ from bot.channels.base import (BY, DEFAULT_GRACE_S, PREDICTIONS, STORE_DAMAGED, 
 from bot.engine import TURN_STALE_S
 from bot.language import LANGUAGES, READABLE, SLOT, Language, Script, kept_script, mostly_written_in, say
 from bot.limits import client_address, count_message, count_request, retry_after, trusted
+from bot.log_format import names_conversation
 from bot.project import AGENT_NAME_PATTERN, VERIFIED_USER, first_error, seen_only
 from dialogues.disk import cannot_write
 from dialogues.redact import filled_in
-from dialogues.store import Marks, Store
+from dialogues.store import Marks, Store, log_tag
 
 if TYPE_CHECKING:  # bot.openapi reads this module's models
     from bot.openapi import ErrorCode
@@ -342,12 +343,14 @@ def valid_conversation_id(request: web.Request, web_client: bool = False) -> str
     """The ``{conversation_id}`` of the path, held to the rule of request bodies (else 400): a web
     client's own id for the web API, any channel's for the admin API, where :data:`NAMED_IN_HEADER` in its place names
     the conversation in ``X-Deskbot-Conversation`` instead (as the agents' console does: a URL goes into the access
-    logs on the way, and a web visitor's id is the key to their conversation)."""
+    logs on the way, and a web visitor's id is the key to their conversation). Put as its tag in what the log quotes
+    of the request's failures from here on (:func:`names_conversation`)."""
     named = request.match_info["conversation_id"]
     in_header = None
     if not web_client and (named == NAMED_IN_HEADER or CONVERSATION_HEADER in request.headers):
         in_header = header_conversation_id(request, False)  # refuses a ``~`` without the header too
         if named == NAMED_IN_HEADER:
+            names_conversation(in_header)
             return in_header
     try:
         conversation_id = _CONVERSATION_IDS[web_client].validate_python(named)
@@ -355,6 +358,7 @@ def valid_conversation_id(request: web.Request, web_client: bool = False) -> str
         raise http_error(web.HTTPBadRequest, f"conversation_id: {exc.errors()[0]['msg']}") from None
     if in_header is not None and in_header != conversation_id:
         raise http_error(web.HTTPBadRequest, f"{CONVERSATION_HEADER}: names another conversation than the path")
+    names_conversation(conversation_id)
     return conversation_id
 
 
@@ -625,7 +629,9 @@ class WebChannel(Channel):
         """:meth:`verified_user`, refused (Unverified) unless it is the customer a conversation that had a verified
         one last had: a signed-in customer's chat holds their orders and address, and its id alone, which a
         custom client may make guessable, must not let anyone read it, hear it or write in it as them. Every web
-        request naming a conversation asks this first, so its id is checked here too (:meth:`check_id`)."""
+        request naming a conversation asks this first, so its id is checked here too (:meth:`check_id`), and put as its
+        tag in what the log quotes of the request's failures from here on (:func:`names_conversation`)."""
+        names_conversation(conversation_id)
         self.check_id(conversation_id)
         proven = self.verified_user(request)
         conversation = await self.conversation(conversation_id)
@@ -652,6 +658,7 @@ class WebChannel(Channel):
         if verified_user is not None:  # and a socket that joined while the answer was on its way
             self._keep_to(request.conversation_id, verified_user)
         if request.continues is not None and self.bot.store is not None:  # the conversation is stored by now
+            names_conversation(request.continues.conversation_id)
             await self.bot._store(self.bot.store.went_on, request.conversation_id, request.continues.conversation_id,
                                   request.continues.message_id)
         await self._push(request.conversation_id, {"type": "sync", "conversation_id": request.conversation_id},
@@ -732,7 +739,8 @@ class WebChannel(Channel):
             return contextlib.nullcontext()
         return self.bot.renewing(functools.partial(Store.renew_claim, conversation_id=turn.conversation_id,
                                                    message_id=turn.message_id),
-                                 f"claim of message {turn.message_id!r} of conversation {turn.conversation_id!r}", lost)
+                                 f"claim of message {turn.message_id!r} of conversation {log_tag(turn.conversation_id)}",
+                                 lost)
 
     async def _unclaim(self, turn: Turn) -> None:
         """Let the message be answered when sent again, here or by another server, after its answer failed."""
