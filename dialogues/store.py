@@ -3452,6 +3452,10 @@ class Store:
                     skipped += [cid for cid in batch if cid in back]
                     batch = [cid for cid in batch if cid not in back]
                     members = {row for cid in batch for row in self.db.execute(_MEMBERS_NAMED, {"id": cid})}
+                    # the id, a web visitor's key, kept in the conversation their page went on in (went_on): it showed
+                    # a conversation begun anew with that id among the customer's others, to their agents
+                    self.db.conn.executemany("UPDATE conversations SET continues = NULL WHERE continues = ?",
+                                             [[cid] for cid in batch])
                     deleted |= {cid: {"pending": self.db.execute(_FORGET_SENDER, [now(), cid]).rowcount} |
                                 {table: self.db.execute(f"DELETE FROM {table} WHERE {where}", [cid]).rowcount
                                  for table, where in tables}

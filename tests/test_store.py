@@ -2205,6 +2205,22 @@ def test_a_transcript_names_the_conversation_a_page_went_on_from_where_the_page_
     store.close()
 
 
+def test_a_purged_conversation_is_named_no_more_by_the_one_a_page_went_on_in(tmp_path: Path) -> None:
+    """A conversation purged (a retention round takes the older of the two) stayed named, by its id, the visitor's key
+    to it, in the conversation the page went on in: the store kept it after its erasure, and a conversation begun
+    anew with that id was shown to the agents among the other customer's, and theirs among its."""
+    store = Store(tmp_path / "dialogues.db")
+    for cid, message_id in (("signed-in", "m-1"), ("went-on", "m-2")):
+        store.log_exchange(Exchange(cid, "web", None, "hello", None, "Hi!", None, 0.2, [], "fallback", "v1",
+                                    message_id=message_id))
+    assert store.went_on("went-on", "signed-in", "m-1")
+    store.purge("signed-in")
+    user_turn(store, "signed-in", "hello")  # begun anew with the id, by whoever has it
+    assert store.transcript("went-on")["others"] == [] and store.transcript("signed-in")["others"] == []
+    assert store.db.execute("SELECT continues FROM conversations WHERE id = 'went-on'").fetchone() == (None,)
+    store.close()
+
+
 def test_the_name_a_customer_gives_is_not_learned_nor_repeated_to_others(tmp_path: Path) -> None:
     """A model learnt "my name is John Smith", and an agent's "Thanks John, ..." went into the index. The store
     keeps the name, for the agents."""
