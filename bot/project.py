@@ -1609,13 +1609,21 @@ def _keys_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(kind.model_fields) if isinstance(kind, type) and issubclass(kind, BaseModel) else []
 
 
+# The keys of bot.yml whose value is a secret (the admin, metrics and agents' tokens, the channels' keys): a mistake in
+# one is said without its value, which went into `bot serve`'s log, and into a refused reload's answer and log line,
+# where an agent granted reload read a token written as a number (the admin token's too).
+SECRET_KEYS = frozenset({"admin_token", "metrics_token", "token", "identity_secret", "signing_secret", "bot_token",
+                         "aes_key", "secret"})
+
+
 def error_message(err: Any, model: type[BaseModel]) -> str:
     """A validation error in words, with what YAML made of a text it read as something else: an empty value, or a
     number, a yes or a date where a text goes (WeCom's Token 12345678, which the admin console may give, or a title
     "No"), which is then put in quotes. "Input should be a valid string" alone did not say that it was one once
     quoted, and a Token 0123 quoted stays 0123 where YAML reads 83. A section that YAML read as the text of a key
     typed with a full-width colon ("server:" over "port：9000") says so: "Input should be a valid dictionary" did not.
-    deskbot's own checks say what is wrong in their words, without pydantic's "Value error, " before them."""
+    deskbot's own checks say what is wrong in their words, without pydantic's "Value error, " before them. A secret's
+    value is never said (:data:`SECRET_KEYS`)."""
     err = {**err, "msg": str(err["msg"]).removeprefix("Value error, ")}
     if err["type"] == "extra_forbidden":  # a misspelt key: the section's keys tell which it meant
         key = str(err["loc"][-1])
@@ -1627,7 +1635,8 @@ def error_message(err: Any, model: type[BaseModel]) -> str:
     if err["type"] == "string_type" and err["input"] is None:
         return f"{err['msg']}: it is empty"
     if err["type"] == "string_type" and isinstance(err["input"], (bool, int, float, date)):
-        return f"{err['msg']}: YAML reads it as {type(err['input']).__name__} {err['input']!r}; put it in quotes"
+        read = "" if err["loc"][-1:] and err["loc"][-1] in SECRET_KEYS else f" {err['input']!r}"
+        return f"{err['msg']}: YAML reads it as {type(err['input']).__name__}{read}; put it in quotes"
     if isinstance(err["input"], str) and (key := _FULL_WIDTH_KEY.match(err["input"])):  # "port：9000" under server:
         return (f"{err['msg']}: YAML reads {err['input'][:40]!r} as a text, its key written with a full-width colon, as "
                 f"a Chinese input method types it: write '{key[1]}: ', a half-width colon and a space")
