@@ -1616,6 +1616,12 @@ SECRET_KEYS = frozenset({"admin_token", "metrics_token", "token", "identity_secr
                          "aes_key", "secret"})
 
 
+def _keyed_text(key: re.Match[str]) -> str:
+    """The text YAML read where a key and its value were meant (``key``: the key matched at its start), as an error
+    quotes it: its first 40 characters, or the key alone where its value is a secret (:data:`SECRET_KEYS`)."""
+    return f"{key[0]}…" if key[1] in SECRET_KEYS else key.string[:40]
+
+
 def error_message(err: Any, model: type[BaseModel]) -> str:
     """A validation error in words, with what YAML made of a text it read as something else: an empty value, or a
     number, a yes or a date where a text goes (WeCom's Token 12345678, which the admin console may give, or a title
@@ -1638,11 +1644,11 @@ def error_message(err: Any, model: type[BaseModel]) -> str:
         read = "" if err["loc"][-1:] and err["loc"][-1] in SECRET_KEYS else f" {err['input']!r}"
         return f"{err['msg']}: YAML reads it as {type(err['input']).__name__}{read}; put it in quotes"
     if isinstance(err["input"], str) and (key := _FULL_WIDTH_KEY.match(err["input"])):  # "port：9000" under server:
-        return (f"{err['msg']}: YAML reads {err['input'][:40]!r} as a text, its key written with a full-width colon, as "
+        return (f"{err['msg']}: YAML reads {_keyed_text(key)!r} as a text, its key written with a full-width colon, as "
                 f"a Chinese input method types it: write '{key[1]}: ', a half-width colon and a space")
     if (err["type"] in ("model_type", "dict_type") and isinstance(err["input"], str)
             and (key := _KEY_NO_SPACE.match(err["input"]))):
-        return (f"{err['msg']}: YAML reads {err['input'][:40]!r} as a text, its key written with no space after the "
+        return (f"{err['msg']}: YAML reads {_keyed_text(key)!r} as a text, its key written with no space after the "
                 f"colon: write '{key[1]}: ', a space after the colon")  # "retrieval:0.6" under thresholds:
     if (meant := _number_meant(err)) is not None:  # "0,6", as a decimal comma is written in much of the world
         return f"{err['msg']}: write {meant}; YAML reads {err['input']!r} as a text"

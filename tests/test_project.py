@@ -2677,6 +2677,22 @@ def test_a_secret_yaml_reads_as_a_number_says_to_quote_it_without_its_value(
 
 
 @pytest.mark.parametrize(("written", "said"), [
+    ("admin_token：s3cr3t-V4lue", "YAML reads 'admin_token：…' as a text, its key written with a full-width colon"),
+    ("admin_token:s3cr3t-V4lue", "YAML reads 'admin_token:…' as a text, its key written with no space after the colon"),
+])
+def test_a_secret_whose_key_yaml_misread_is_said_without_its_value(bot_dir: Path, written: str, said: str) -> None:
+    """A server: section of one token written with a full-width colon, or none but a colon, was quoted whole, its
+    token with it, where bot.yml's mistake was said (`bot serve`'s log, a refused reload's answer)."""
+    path = bot_dir / "bot.yml"
+    data = yaml.safe_load(path.read_text())
+    data.pop("server", None)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True) + f"server:\n  {written}\n")
+    error = error_for(bot_dir)
+    assert said in error and "write 'admin_token: '" in error, error
+    assert "s3cr3t" not in error, error
+
+
+@pytest.mark.parametrize(("written", "said"), [
     ('- "text:请提供订单号。"', "this variant is the text 'text:请提供订单号。': write 'text: ' with a half-width colon"),
     ("- text：请提供订单号。", "this variant is the text 'text：请提供订单号。': write 'text: '"),
     ("- text:\u00a0We ship in 2 days.", "this variant is the text 'text:\\xa0We ship in 2 days.': write 'text: ' with a "
