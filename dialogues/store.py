@@ -1114,6 +1114,14 @@ def _ledger_held(path: Path) -> Iterator[bytes]:
         yield secret
 
 
+def _append_to_ledger(ledger: Path, lines: list[str]) -> None:
+    """Add ``lines`` to ``ledger`` (:func:`purged_ledger`), made for the store's owner alone, and flushed to the disk."""
+    with open(ledger, "a", encoding="utf-8", opener=owner_only) as out:
+        out.writelines(lines)
+        out.flush()
+        os.fsync(out.fileno())
+
+
 def _purged_at(line: str) -> float:
     """When the ledger's ``line`` says its conversation was purged; -inf for a line a crash cut short."""
     try:
@@ -3598,15 +3606,25 @@ class Store:
 
     def _record_purged(self, conversation_ids: list[str]) -> None:
         """Add ``conversation_ids`` to the ledger of purged conversations (:func:`purged_ledger`), made for the store's
-        owner alone as the store is."""
+        owner alone as the store is, and to each ledger `bot backup` put beside a copy that is still where it wrote it
+        (:func:`listed_ledger_copies`) under this ledger's key: the store's host lost, the latest copy put back on
+        another host takes the ledger beside it, which lacked the purges made since the copy, and brought back every
+        customer erased since. A copy's ledger that cannot be written (its disk gone) is said in the log."""
         if not conversation_ids:
             return
         stamp = now()
-        with _ledger_held(self.path) as secret, \
-                open(purged_ledger(self.path), "a", encoding="utf-8", opener=owner_only) as ledger:
-            ledger.writelines(f"{_digest(secret, cid)}\t{stamp}\n" for cid in conversation_ids)
-            ledger.flush()
-            os.fsync(ledger.fileno())
+        with _ledger_held(self.path) as secret:
+            lines = [f"{_digest(secret, cid)}\t{stamp}\n" for cid in conversation_ids]
+            _append_to_ledger(purged_ledger(self.path), lines)
+            for copy in listed_ledger_copies(self.path):
+                try:
+                    if ledger_key(copy).read_bytes() != secret:  # its key left out, or another store's
+                        continue
+                    with _ledger_held(copy):
+                        _append_to_ledger(purged_ledger(copy), lines)
+                except OSError as exc:
+                    log.warning("cannot add %d purged conversations to %s, beside a backup: %s; that copy, put back "
+                                "on another host, would keep them", len(lines), purged_ledger(copy), exc.strerror or exc)
 
     def _wal_emptied(self) -> bool:
         """Checkpoint the WAL and empty it, waiting up to the busy timeout for readers still on its frames; whether
