@@ -1053,11 +1053,16 @@ def copy_ledger(path: Path, dest: Path) -> bool:
     """Copy the ledger of the store at ``path`` and its key (:func:`purged_ledger`, :func:`ledger_key`) beside the store
     copy ``dest``, under the names a store there would give them, for the owner alone; whether there was one. Each is
     written whole under another name and renamed into place: a copy cut short names no purge, or purges a conversation
-    for nothing. Taken after the store's copy, so that it names every purge the copy missed."""
+    for nothing. Taken after the store's copy, so that it names every purge the copy missed. A store with a key and no
+    purge yet (a server made the key) gives an empty ledger, for the purges to come (:meth:`Store._record_purged`)."""
     try:
-        lines, secret = purged_ledger(path).read_bytes(), ledger_key(path).read_bytes()
-    except FileNotFoundError:  # no purge recorded, or the key deleted: its digests name nobody
+        secret = ledger_key(path).read_bytes()
+    except FileNotFoundError:  # no key made, or the key deleted: its digests name nobody
         return False
+    try:
+        lines = purged_ledger(path).read_bytes()
+    except FileNotFoundError:  # no purge recorded yet
+        lines = b""
     for source, target in ((secret, ledger_key(dest)), (lines, purged_ledger(dest))):
         _write_whole(target, source)
     fsync_path(dest.parent)

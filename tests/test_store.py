@@ -4555,26 +4555,33 @@ def test_bot_backup_copies_the_ledger_of_purges_so_that_a_restore_on_another_hos
 def test_a_purge_after_a_backup_is_added_to_the_ledger_beside_it_so_that_its_restore_on_another_host_purges_again(
         tmp_path: Path, root: Path) -> None:
     """The ledger beside a copy `bot backup` made named the purges made before the copy alone: the store's host lost,
-    the latest copy put back on another host brought back every customer erased since it was made. A purge adds its
-    lines to the ledgers beside the copies too, where they still are (and not to one whose key was left out)."""
+    the latest copy put back on another host brought back every customer erased since it was made, and a copy made
+    before the first purge had no ledger beside it at all. A purge adds its lines to the ledgers beside the copies too,
+    where they still are (and not to one whose key was left out), and a copy of a store with a key has one."""
     store = Store(root / "dialogues.db")
+    store.serve()  # a server makes the ledger's key, before any purge
     for cid in ("c1", "wecom:ww1:ann", "c2"):
         user_turn(store, cid, "where is my parcel?")
     store.close()
+    assert CliRunner().invoke(cli, ["backup", str(root), str(tmp_path / "first.db")]).exit_code == 0
+    assert Path(f"{tmp_path / 'first.db'}.purged").read_bytes() == b""  # for the purges to come
     assert CliRunner().invoke(cli, ["purge", str(root), "--conversation", "c1"]).exit_code == 0
     for copy in (tmp_path / "copy.db", tmp_path / "keyless.db"):
         assert CliRunner().invoke(cli, ["backup", str(root), str(copy)]).exit_code == 0
     Path(f"{tmp_path / 'keyless.db'}.purged.key").unlink()  # a copy handed on without its key: purged of nothing
     assert CliRunner().invoke(cli, ["purge", str(root), "--conversation", "wecom:ww1:ann"]).exit_code == 0
-    assert Path(f"{tmp_path / 'copy.db'}.purged").read_bytes() == (root / "dialogues.db.purged").read_bytes()
+    for copy in ("first.db", "copy.db"):
+        assert Path(f"{tmp_path / copy}.purged").read_bytes() == (root / "dialogues.db.purged").read_bytes()
     assert len(Path(f"{tmp_path / 'keyless.db'}.purged").read_text().splitlines()) == 1
     elsewhere = tmp_path / "elsewhere"
     assert CliRunner().invoke(cli, ["init", str(elsewhere)]).exit_code == 0
-    restored = CliRunner().invoke(cli, ["restore", str(elsewhere), str(tmp_path / "copy.db")])
-    assert restored.exit_code == 0 and "Purged again 1 conversation purged before" in restored.stderr, restored.output
-    store = Store(elsewhere / "dialogues.db")
-    assert [row[0] for row in store.db.execute("SELECT id FROM conversations")] == ["c2"]
-    store.close()
+    for copy, again in (("copy.db", 1), ("first.db", 2)):  # the latest first, then an older one
+        restored = CliRunner().invoke(cli, ["restore", str(elsewhere), str(tmp_path / copy)])
+        assert restored.exit_code == 0, restored.output
+        assert f"Purged again {again} conversation{'s' if again > 1 else ''} purged before" in restored.stderr
+        store = Store(elsewhere / "dialogues.db")
+        assert [row[0] for row in store.db.execute("SELECT id FROM conversations")] == ["c2"]
+        store.close()
 
 
 def test_bot_purge_forgets_the_ledgers_lines_older_than_the_oldest_copy_kept(tmp_path: Path, root: Path) -> None:
