@@ -30,6 +30,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import WSCloseCode, WSMsgType
 
 CONTEXT = multiprocessing.get_context("forkserver")
 CONTEXT.set_forkserver_preload(["bot.cli", "bot.server"])
@@ -56,6 +57,20 @@ class Slow(Action):
 
 GATE = '''while not __import__("pathlib").Path({gate!r}).exists():
             await asyncio.sleep(0.05)'''
+
+
+def slow_bot(tiny_demo_bot: Path, root: Path, action: str = SLOW_ACTION, timeout: float = 10,
+             **config: dict[str, Any]) -> Path:
+    """A copy of the tiny demo bot at ``root`` whose /track_order runs ``action`` (by default, 2 s long) within
+    ``actions.timeout``, with ``config`` merged into bot.yml over CHAOS_CONFIG."""
+    from tests.conftest import configured_copy
+
+    configured_copy(tiny_demo_bot, root, **{**CHAOS_CONFIG, **config},
+                    actions={"map": {"track_order": "action_slow"}, "timeout": timeout})
+    shutil.rmtree(root / "actions")
+    (root / "actions").mkdir()
+    (root / "actions" / "slow.py").write_text(action)
+    return root
 
 
 def serve(root: str, port: int, log: str | None = None) -> None:
@@ -235,13 +250,7 @@ async def test_sigterm_finishes_the_turns_in_flight_then_closes_the_store(tiny_d
                                                                           stop: signal.Signals, exit_code: int) -> None:
     """SIGHUP (the terminal closed, a log rotation's kill -HUP) killed the server mid-turn, without a word: it stops
     as on SIGTERM, with an exit code that says it was not asked to (a service manager restarts it)."""
-    from tests.conftest import configured_copy
-
-    root = configured_copy(tiny_demo_bot, tmp_path / "graceful", **CHAOS_CONFIG,
-                           actions={"map": {"track_order": "action_slow"}, "timeout": 10})
-    shutil.rmtree(root / "actions")
-    (root / "actions").mkdir()
-    (root / "actions" / "slow.py").write_text(SLOW_ACTION)
+    root = slow_bot(tiny_demo_bot, tmp_path / "graceful")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         server = await start(root, session)
 
@@ -403,6 +412,45 @@ async def test_a_web_message_still_waiting_for_the_store_lock_at_the_end_of_a_st
     assert stored == [("user", "where is my order"), ("bot", reply["reply"])]
 
 
+async def test_sigterm_answers_the_socket_messages_queued_behind_a_turn_stopping_before_closing_the_socket(
+        tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """Messages a socket's client sent while the server answered an earlier one on it wait unread behind that turn: a
+    server stopping answered the turn, then closed the socket (1012) without a word for them, so that a client other
+    than the widget (which sends them again on its own) lost them. Each is answered ``stopping``, with its
+    ``retry_after``, as one sent once the stop began is, before the socket closes."""
+    gate, entered = tmp_path / "open", tmp_path / "entered"  # /track_order enters, then answers once the gate opens
+    root = slow_bot(tiny_demo_bot, tmp_path / "queued", SLOW_ACTION.replace(
+        "await asyncio.sleep(2)", f"__import__('pathlib').Path({str(entered)!r}).touch()\n        "
+        + GATE.format(gate=str(gate))))
+    log = tmp_path / "queued.log"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        server = await start(root, session, log=log)
+        ws = await session.ws_connect(f"{server.url}/api/ws")
+        said = [{"type": "message", "conversation_id": "queued-at-stop", "text": text, "message_id": f"m-{n}"}
+                for n, text in enumerate(["/track_order", "hello", "你好"])]
+        await ws.send_json(said[0])
+        while not entered.exists():
+            assert server.process.is_alive()
+            await asyncio.sleep(0.05)
+        for frame in said[1:]:  # queued behind the turn, on the same socket
+            await ws.send_json(frame)
+        server.process.terminate()
+        await said_in(log, "stopping: finishing 1 turn in flight", server.process)
+        gate.touch()
+        answered = [await ws.receive(timeout=30) for _ in range(4)]
+        await asyncio.to_thread(server.process.join, 30)
+    assert server.process.exitcode == 0
+    assert [message.type for message in answered] == [WSMsgType.TEXT] * 3 + [WSMsgType.CLOSE], answered
+    reply, *refused = (json.loads(message.data) for message in answered[:3])
+    assert reply["type"] == "reply" and reply["reply"] == "looked it up slowly"
+    assert [(frame["type"], frame.get("code"), frame.get("retry_after")) for frame in refused] == \
+        [("error", "stopping", 1)] * 2, refused
+    assert answered[3].data == WSCloseCode.SERVICE_RESTART
+    with sqlite3.connect(root / "dialogues.db") as db:  # left to the server they are sent again to
+        stored = db.execute("SELECT text FROM turns WHERE conversation_id = 'queued-at-stop' AND role = 'user'").fetchall()
+    assert stored == [("/track_order",)]
+
+
 def closed_within(sock: socket.socket, seconds: float, trickle: bytes = b"") -> float | None:
     """When the server closed ``sock``, in seconds from now, writing ``trickle`` to it every 0.2 s meanwhile (a
     slowloris client's next header line); None if it was still open after ``seconds``."""
@@ -445,14 +493,8 @@ async def test_a_turn_that_outlasts_shutdown_seconds_holds_up_sigterm_that_long_
                                                                                      tmp_path: Path) -> None:
     """aiohttp waited shutdown_seconds for the request, then as long again after cancelling it: twice the
     setting (three times with a Slack answer in flight, which the shutdown hook waited for first)."""
-    from tests.conftest import configured_copy
-
-    server_config = {**CHAOS_CONFIG["server"], "shutdown_seconds": 6}
-    root = configured_copy(tiny_demo_bot, tmp_path / "stuck", **{**CHAOS_CONFIG, "server": server_config},
-                           actions={"map": {"track_order": "action_slow"}, "timeout": 120})
-    shutil.rmtree(root / "actions")
-    (root / "actions").mkdir()
-    (root / "actions" / "slow.py").write_text(SLOW_ACTION.replace("asyncio.sleep(2)", "asyncio.sleep(60)"))
+    root = slow_bot(tiny_demo_bot, tmp_path / "stuck", SLOW_ACTION.replace("asyncio.sleep(2)", "asyncio.sleep(60)"),
+                    timeout=120, server={**CHAOS_CONFIG["server"], "shutdown_seconds": 6})
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=90)) as session:
         server = await start(root, session)
         body = {"conversation_id": "stuck", "text": "/track_order"}
@@ -548,7 +590,6 @@ async def slow_slack(tiny_demo_bot: Path, root: Path, aiohttp_server: Any, actio
     """``hang``: how many of the first posts the stand-in holds without an answer."""
     from aiohttp import web
 
-    from tests.conftest import configured_copy
     from tests.test_slack import slack_auth_test
 
     posts: list[dict[str, Any]] = []
@@ -570,11 +611,7 @@ async def slow_slack(tiny_demo_bot: Path, root: Path, aiohttp_server: Any, actio
     api.router.add_post("/api/chat.postMessage", post_message)
     api.router.add_post("/api/auth.test", auth_test)
     slack["api_url"] = str((await aiohttp_server(api)).make_url("/api/"))
-    configured_copy(tiny_demo_bot, root, **CHAOS_CONFIG, channels={"slack": slack},
-                    actions={"map": {"track_order": "action_slow"}, "timeout": 10})
-    shutil.rmtree(root / "actions")
-    (root / "actions").mkdir()
-    (root / "actions" / "slow.py").write_text(action)
+    slow_bot(tiny_demo_bot, root, action, channels={"slack": slack})
     return SlowSlack(root, slack["signing_secret"], posts, hung)
 
 

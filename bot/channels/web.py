@@ -24,11 +24,11 @@ import logging
 import re
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import unquote, urlsplit
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
@@ -476,6 +476,21 @@ def refusal(request: web.Request, exc: Refused, request_type: dict[str, str]) ->
     return error_frame(str(exc), request_type, error_code(exc).get("code"))
 
 
+async def frames(ws: web.WebSocketResponse, reading: asyncio.Event) -> AsyncIterator[WSMessage]:
+    """``ws``'s frames, as ``async for msg in ws`` gives them, with ``reading`` set while it waits for the next one:
+    every frame its client sent has been taken then (aiohttp hands them over in order, without waiting while one is
+    there), so that a stopping server closes the socket with none left unanswered (:meth:`WebChannel.close`)."""
+    while True:
+        reading.set()
+        try:
+            msg = await ws.receive()
+        finally:
+            reading.clear()
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            return
+        yield msg
+
+
 def error_frame(error: str, request_type: dict[str, str], code: str | None,
                 retry_after: int | None = None) -> dict[str, Any]:
     """A socket's error frame: what went wrong in English, and its ``code`` (ErrorResponse's) where it has one, as
@@ -501,6 +516,7 @@ class WebChannel(Channel):
         self.sockets: dict[str, dict[web.WebSocketResponse, str | None]] = defaultdict(dict)
         # Every open socket, joined or not, for close(), with its connection, to cut one that stopped reading.
         self._open: dict[web.WebSocketResponse, asyncio.BaseTransport | None] = {}
+        self._reading: dict[web.WebSocketResponse, asyncio.Event] = {}  # each open socket's, as frames() sets it
         self._turns: set[asyncio.Task[None]] = set()  # the sockets' turns in flight, which close() lets finish
         self._sending_away: asyncio.Future[None] | None = None  # the sockets' closing by a server not ready (send_away)
         # Why this server is not ready for a reason of its own, now (None: it is), which the server sets (own_unready)
@@ -877,9 +893,10 @@ class WebChannel(Channel):
             return ws
         joined: OrderedDict[str, None] = OrderedDict()  # the conversations this socket hears, the latest last
         self._open[ws] = request.transport
+        reading = self._reading[ws] = asyncio.Event()
         self._watch()
         try:
-            async for msg in ws:
+            async for msg in frames(ws, reading):
                 if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     continue
                 # A refused join is said as such: a client answers its messages' errors in order, and the
@@ -929,6 +946,7 @@ class WebChannel(Channel):
                         await ws.send_json(error_frame("internal error", request_type, "internal"))
         finally:
             self._open.pop(ws, None)
+            self._reading.pop(ws, None)
             for cid in joined:
                 self._leave(ws, cid)
         return ws
@@ -1099,18 +1117,35 @@ class WebChannel(Channel):
 
     async def close(self, grace: float = DEFAULT_GRACE_S) -> None:
         """At shutdown: the web messages still unanswered just before ``grace`` ends are answered :class:`Stopping`
-        (HTTP requests and sockets alike), then the sockets close. Those that come meanwhile are Stopping at once."""
+        (HTTP requests and sockets alike), then the sockets close. Those that come meanwhile are Stopping at once, and
+        so are those a socket's client sent behind its turn, unread as it ran (:meth:`_read_to_the_end`)."""
         self._stopping = True
-        asyncio.get_running_loop().call_later(grace - min(CUT_BEFORE_S, grace / 2), self._cutting.set)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        loop.call_later(grace - min(CUT_BEFORE_S, grace / 2), self._cutting.set)
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         if self._turns:
             await asyncio.wait(set(self._turns), timeout=grace)
+        await self._read_to_the_end(deadline - loop.time())
         if self._sending_away is not None:
             await asyncio.gather(self._sending_away, return_exceptions=True)
         await self._close_sockets(code=STOPPING, message=b"this server is stopping: connect again")
+
+    async def _read_to_the_end(self, timeout: float) -> None:
+        """Wait, up to ``timeout`` seconds, until each open socket has taken every frame its client sent (:func:`frames`):
+        the messages sent behind a turn, unread while it ran, are each answered Stopping, as one sent once the stop
+        began is, before the socket closes. Closed at once, a socket dropped them without a word, and only the widget
+        sent them again."""
+        async def read(reading: asyncio.Event) -> None:
+            while not reading.is_set():  # set, then cleared again for the next frame before this ran
+                await reading.wait()
+
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(timeout, 0.0)):
+                await asyncio.gather(*(read(reading) for reading in list(self._reading.values())))
 
     async def _close_sockets(self, **close: Any) -> None:
         """Close every open socket with ``close`` (``ws.close``'s code and message). All at once: each waits up to

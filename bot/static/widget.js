@@ -1553,9 +1553,9 @@
     ws.onclose = (event) => {
       settle(false);
       if (socket === ws) socket = null;
-      // A server that stops closes its sockets once the turns it runs are answered: a message queued behind one, which
-      // it never read, was looked for in the history in vain, then marked Not sent. Each is sent again (resent()), its
-      // id kept: the server answers a message once, wherever it is sent.
+      // A server that stops closes its sockets once the turns it runs, and the messages queued behind them, are
+      // answered: a message sent as it closed, which it never read, was looked for in the history in vain, then
+      // marked Not sent. Each is sent again (resent()), its id kept: the server answers a message once, wherever it is sent.
       const stopped = Boolean(event) && event.code === STOPPED;
       while (waiting.length) {
         waiting.shift().reject(Object.assign(new Error("connection lost"), { lost: true, code: stopped ? "stopping" : "" }));
