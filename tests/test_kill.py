@@ -395,7 +395,7 @@ async def test_a_web_message_still_waiting_for_the_store_lock_at_the_end_of_a_st
         assert refused["code"] == "stopping" and "send it again, with the same message_id" in refused["error"]
         frame = await ws.receive_json(timeout=30)
         assert frame == {"type": "error", "error": refused["error"], "code": "stopping", "retry_after": 1,
-                         "request": "message"}
+                         "request": "message", "message_id": "m-socket"}
         holder.execute("ROLLBACK")
         holder.close()
         await ws.close()
@@ -443,8 +443,8 @@ async def test_sigterm_answers_the_socket_messages_queued_behind_a_turn_stopping
     assert [message.type for message in answered] == [WSMsgType.TEXT] * 3 + [WSMsgType.CLOSE], answered
     reply, *refused = (json.loads(message.data) for message in answered[:3])
     assert reply["type"] == "reply" and reply["reply"] == "looked it up slowly"
-    assert [(frame["type"], frame.get("code"), frame.get("retry_after")) for frame in refused] == \
-        [("error", "stopping", 1)] * 2, refused
+    assert [(frame["type"], frame.get("code"), frame.get("retry_after"), frame.get("message_id")) for frame in refused] \
+        == [("error", "stopping", 1, "m-1"), ("error", "stopping", 1, "m-2")], refused
     assert answered[3].data == WSCloseCode.SERVICE_RESTART
     with sqlite3.connect(root / "dialogues.db") as db:  # left to the server they are sent again to
         stored = db.execute("SELECT text FROM turns WHERE conversation_id = 'queued-at-stop' AND role = 'user'").fetchall()

@@ -795,11 +795,14 @@ class WebChannel(Channel):
     async def _answer(self, ws: web.WebSocketResponse, body: ChatRequest, request: web.Request,
                       verified_user: str | None) -> None:
         """A socket's turn, as one task that :meth:`close` can let finish: the answer and its sending, or, where the stop
-        comes first, the error frame that has the widget send it again (:class:`Stopping`), before the socket closes."""
+        comes first, the error frame that has the widget send it again (:class:`Stopping`), before the socket closes.
+        That frame names the message's ``message_id``: a client that sent several before their answers tells which
+        to send again by it, not by their order alone."""
         try:
             reply = await self.chat(body, client_address(request), verified_user, origin=ws)
         except Stopping as exc:
-            await ws.send_json(error_frame(str(exc), {"request": "message"}, "stopping", STOPPING_RETRY_S))
+            sent = {"message_id": body.message_id} if body.message_id is not None else {}
+            await ws.send_json(error_frame(str(exc), {"request": "message", **sent}, "stopping", STOPPING_RETRY_S))
             return
         await ws.send_json({"type": "reply", **self._shown(reply, request)})
 
