@@ -1787,23 +1787,37 @@ async def stop_on_sigterm(app: web.Application) -> None:
     seconds, /healthz answering 503 and each response closing its connection, and only then close its port and stop:
     a load balancer that stopped a server at once had requests reset on the kept-alive connections it reused as the
     port closed (a 502 for a POST); meanwhile it sees the server stopping and sends them elsewhere. A second SIGTERM,
-    or SIGINT, stops at once."""
+    or SIGINT, stops at once. One more once the stop has begun (Ctrl-C pressed again, a process manager's second
+    SIGTERM) is said, and the stop goes on: raised again, it broke the stop off, the answers in flight cut, the store
+    left open, exit status 1 after a page of tracebacks; so did the drain's end coming while the turns finished."""
     loop = asyncio.get_running_loop()
     server = app[STARTED_WITH].server
+    stopping = False
+    drained: asyncio.TimerHandle | None = None  # the drain's end, set by the first SIGTERM
 
     def stop(name: str) -> None:
+        nonlocal stopping
+        if stopping:
+            log.info("%s: deskbot is stopping already: the turns in flight finish (up to %g s), then the store "
+                     "closes", name, server.shutdown_seconds)
+            return
+        stopping = True
+        if drained is not None:
+            drained.cancel()
         log.info("%s: deskbot stopping: the port closes, the turns in flight finish (up to %g s), then the store "
                  "closes", name, server.shutdown_seconds)
         raise GracefulExit()  # as aiohttp's own handler: run_app then shuts down
 
     def terminated() -> None:
+        nonlocal drained
         name = "SIGHUP" if app[HUNG_UP].is_set() else "SIGTERM"  # stop_on_sighup sends SIGTERM on SIGHUP
         if not server.drain_seconds or app[DRAINING].is_set():
             stop(name)
+            return
         app[DRAINING].set()
         log.info("%s: stopping in %g s: /healthz answers 503 and connections close meanwhile", name,
                  server.drain_seconds)
-        loop.call_later(server.drain_seconds, stop, name)
+        drained = loop.call_later(server.drain_seconds, stop, name)
 
     loop.add_signal_handler(signal.SIGTERM, terminated)
     loop.add_signal_handler(signal.SIGINT, stop, "SIGINT")

@@ -59,6 +59,12 @@ GATE = '''while not __import__("pathlib").Path({gate!r}).exists():
             await asyncio.sleep(0.05)'''
 
 
+def gated(gate: Path, entered: Path) -> str:
+    """SLOW_ACTION made to touch the file ``entered`` as it begins, then answer once the file ``gate`` exists."""
+    return SLOW_ACTION.replace("await asyncio.sleep(2)", f"__import__('pathlib').Path({str(entered)!r}).touch()\n        "
+                               + GATE.format(gate=str(gate)))
+
+
 def slow_bot(tiny_demo_bot: Path, root: Path, action: str = SLOW_ACTION, timeout: float = 10,
              **config: dict[str, Any]) -> Path:
     """A copy of the tiny demo bot at ``root`` whose /track_order runs ``action`` (by default, 2 s long) within
@@ -322,6 +328,41 @@ async def test_a_stop_with_nothing_in_flight_says_which_signal_stopped_it(tiny_d
     assert stopping in said and said.index(stopping) < said.index("deskbot stopped"), said
 
 
+@pytest.mark.parametrize("again", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_again_while_the_turns_finish_is_said_and_the_stop_goes_on(tiny_demo_bot: Path, tmp_path: Path,
+                                                                                  again: signal.Signals) -> None:
+    """Ctrl-C pressed twice, or a second SIGTERM, once the stop had begun broke it off: the turn in flight cut
+    unanswered, the store left open, exit status 1 after a page of asyncio's tracebacks and no "deskbot stopped"; so
+    did the end of server.drain_seconds coming while the turns finished. It is said, and the stop goes on."""
+    gate, entered = tmp_path / "open", tmp_path / "entered"  # /track_order enters, then answers once the gate opens
+    root = slow_bot(tiny_demo_bot, tmp_path / "again", gated(gate, entered),
+                    server={**CHAOS_CONFIG["server"], "drain_seconds": 1})
+    log = tmp_path / "again.log"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        server = await start(root, session, log=log)
+        asked = asyncio.create_task(session.post(f"{server.url}/api/chat",
+                                                 json={"conversation_id": "asked-twice", "text": "/track_order"}))
+        while not entered.exists():
+            assert server.process.is_alive()
+            await asyncio.sleep(0.05)
+        os.kill(server.process.pid, signal.SIGTERM)  # the drain begins
+        await said_in(log, "SIGTERM: stopping in 1 s", server.process)
+        os.kill(server.process.pid, again)  # the stop begins at once
+        await said_in(log, "stopping: finishing 1 turn in flight", server.process)
+        os.kill(server.process.pid, again)
+        await said_in(log, f"{again.name}: deskbot is stopping already", server.process)
+        await asyncio.sleep(1.5)  # past the drain's end, the turn still waiting at its gate
+        gate.touch()
+        async with await asyncio.wait_for(asked, 30) as answered:
+            assert answered.status == 200, await answered.text()
+            assert (await answered.json())["reply"] == "looked it up slowly"
+        await asyncio.to_thread(server.process.join, 30)
+    assert server.process.exitcode == 0
+    said = log.read_text()
+    assert said.rstrip().endswith("deskbot stopped") and "Traceback" not in said, said
+    assert not (root / "dialogues.db-wal").exists()  # the store was closed
+
+
 async def said_in(log: Path, line: str, process: Any, timeout: float = 30) -> None:
     """Wait until the server's ``log`` holds ``line``; fail if it does not within ``timeout`` s, or the server ended."""
     deadline = time.monotonic() + timeout
@@ -419,9 +460,7 @@ async def test_sigterm_answers_the_socket_messages_queued_behind_a_turn_stopping
     than the widget (which sends them again on its own) lost them. Each is answered ``stopping``, with its
     ``retry_after``, as one sent once the stop began is, before the socket closes."""
     gate, entered = tmp_path / "open", tmp_path / "entered"  # /track_order enters, then answers once the gate opens
-    root = slow_bot(tiny_demo_bot, tmp_path / "queued", SLOW_ACTION.replace(
-        "await asyncio.sleep(2)", f"__import__('pathlib').Path({str(entered)!r}).touch()\n        "
-        + GATE.format(gate=str(gate))))
+    root = slow_bot(tiny_demo_bot, tmp_path / "queued", gated(gate, entered))
     log = tmp_path / "queued.log"
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
         server = await start(root, session, log=log)
