@@ -70,7 +70,8 @@ METRICS_TOKEN = web.AppKey("metrics_token", str)  # "" when none is configured: 
 # {"model": CachedModel of the serving version, "queue": the last review queue built, with what it was built for}
 REVIEW_MODEL = web.AppKey("review_model", dict)
 KEPT_FIGURES = web.AppKey("kept_figures", KeptFigures)  # the latest figures read, for each console's ask every 30 s
-DRAINING = web.AppKey("draining", asyncio.Event)  # set on SIGTERM while server.drain_seconds run
+# set on SIGTERM, for server.drain_seconds and the stop after: /healthz answers 503, each response closes its connection
+DRAINING = web.AppKey("draining", asyncio.Event)
 HUNG_UP = web.AppKey("hung_up", asyncio.Event)  # set on SIGHUP, which stops `bot serve` as SIGTERM does
 DEVICE = web.AppKey("device", str)  # `bot serve --device`, "" for torch's choice: every swap loads there too
 STARTED_WITH = web.AppKey("started_with", BotConfig)  # bot.yml as the server set itself up from it at start
@@ -1804,6 +1805,9 @@ async def stop_on_sigterm(app: web.Application) -> None:
         stopping = True
         if drained is not None:
             drained.cancel()
+        # the answers of the turns in flight close their connections too: kept alive, a proxy could send its next
+        # request on one as the server closed it, and answer that with a 502
+        app[DRAINING].set()
         log.info("%s: deskbot stopping: the port closes, the turns in flight finish (up to %g s), then the store "
                  "closes", name, server.shutdown_seconds)
         raise GracefulExit()  # as aiohttp's own handler: run_app then shuts down

@@ -258,15 +258,16 @@ def test_a_stop_as_bot_serve_imports_deskbot_says_so(tmp_path: Path, stop: signa
 async def test_sigterm_finishes_the_turns_in_flight_then_closes_the_store(tiny_demo_bot: Path, tmp_path: Path,
                                                                           stop: signal.Signals, exit_code: int) -> None:
     """SIGHUP (the terminal closed, a log rotation's kill -HUP) killed the server mid-turn, without a word: it stops
-    as on SIGTERM, with an exit code that says it was not asked to (a service manager restarts it)."""
+    as on SIGTERM, with an exit code that says it was not asked to (a service manager restarts it). The answers of
+    the turns in flight say their connections close, as the server closes them."""
     root = slow_bot(tiny_demo_bot, tmp_path / "graceful")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         server = await start(root, session)
 
-        async def ask(conversation_id: str) -> tuple[int, dict[str, Any]]:
+        async def ask(conversation_id: str) -> tuple[int, str | None, dict[str, Any]]:
             body = {"conversation_id": conversation_id, "text": "/track_order"}
             async with session.post(f"{server.url}/api/chat", json=body) as response:
-                return response.status, await response.json()
+                return response.status, response.headers.get("Connection"), await response.json()
 
         in_flight = [asyncio.create_task(ask(f"kill-term-{n}")) for n in range(3)]
         await asyncio.sleep(0.7)  # the three turns are inside the 2 s action now
@@ -276,7 +277,9 @@ async def test_sigterm_finishes_the_turns_in_flight_then_closes_the_store(tiny_d
             async with aiohttp.ClientSession() as late:
                 await late.get(f"{server.url}/healthz")
         answers = await asyncio.gather(*in_flight)
-    assert [(status, body["reply"]) for status, body in answers] == [(200, "looked it up slowly")] * 3
+    # each said its connection closes: kept alive, a proxy could send the next request on it as it closed (a 502)
+    assert [(status, connection, body["reply"]) for status, connection, body in answers] == \
+        [(200, "close", "looked it up slowly")] * 3
     server.process.join(30)
     assert server.process.exitcode == exit_code
     assert not (root / "dialogues.db-wal").exists()  # the store was closed, its log checkpointed
