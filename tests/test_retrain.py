@@ -1766,6 +1766,25 @@ def test_a_run_killed_after_its_promotion_is_listed_as_serving(bot_dir: Path, mo
         "  promoted (its run ended before decisions.jsonl recorded it)")
 
 
+def test_a_retrain_stopped_by_sigterm_just_after_its_promotion_says_its_candidate_serves(
+        bot_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM as the candidate was made to serve, before its promotion was recorded, had `bot retrain` say that the
+    candidate it was training was removed, while it served: the one on call went looking for a model that was there."""
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    store = Store(bot_dir / "dialogues.db")
+    store.add_labels(log_turns(store, ["the parcel is late"]), "track_order", "ann")
+    store.close()
+
+    def stopped(*args: Any) -> None:
+        signal.raise_signal(signal.SIGTERM)  # handled as `bot retrain` handles it: its exit status is 143
+
+    monkeypatch.setattr(bot.retrain, "record_served", stopped)
+    result = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
+    assert result.exit_code == 143, result.output
+    assert Registry(bot_dir / "models").current() == "v0002"
+    assert "Stopped by SIGTERM: v0002 serves now: the candidate it promoted just before the stop.\n" in result.stderr
+
+
 def test_a_run_that_ended_before_its_promotion_has_not_run_for_the_next(bot_dir: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed between writing its candidate and making it serve, a run has taught the serving model

@@ -339,9 +339,12 @@ def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) ->
         fail(f"{exc}{advice}")
     except SystemExit as exc:  # a cron job's `timeout`, a deploy: its log said nothing of what serves now
         if exc.code == 143:
+            # Another version than before, with the registry's lock held: this run's candidate, promoted as the stop
+            # came, which was said to be removed.
             now = registry.readable_current()
-            click.echo(f"Stopped by SIGTERM: {now or 'no version'} serves{' as before' if now == before else ''}, "
-                       "and the candidate it was training is removed.", err=True)
+            what = ("as before, and the candidate it was training is removed" if now == before else
+                    "now: the candidate it promoted just before the stop")
+            click.echo(f"Stopped by SIGTERM: {now or 'no version'} serves {what}.", err=True)
         raise
     if (keep := project.config.learning.keep_served) is not None:  # after the run, which let go of the registry lock
         result.decision["pruned"] = _pruned_after_retrain(registry, keep)
