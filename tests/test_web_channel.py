@@ -1782,6 +1782,40 @@ async def test_a_stopping_server_closes_its_sockets_saying_it_stops(aiohttp_clie
         await closing
 
 
+async def test_a_socket_that_ends_while_a_stopping_server_answers_its_queued_message_does_not_hold_up_the_stop(
+        aiohttp_client: Any, web_demo_bot: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stopping server waits until each socket has taken the messages queued behind its turn: one whose handler ended
+    meanwhile (its client gone as the answer went out) was waited for until server.shutdown_seconds ran out."""
+    app = create_app(web_demo_bot.root, device="cpu")
+    client = await aiohttp_client(app)
+    channel = app[BOT].channels["web"]
+    answered, gone = asyncio.Event(), asyncio.Event()
+    begun: list[str] = []
+
+    async def answer(ws: Any, body: Any, request: Any, verified_user: str | None) -> None:
+        begun.append(body.text)
+        if body.text == "the first":
+            await answered.wait()
+            return
+        await gone.wait()
+        raise ConnectionResetError("the client is gone")  # as a send to a socket its client closed
+
+    monkeypatch.setattr(channel, "_answer", answer)
+    async with client.ws_connect("/api/ws") as ws:
+        for text in ("the first", "queued behind it"):
+            await ws.send_json({"type": "message", "conversation_id": "gone-at-stop", "text": text})
+        while not begun:
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        closing = asyncio.create_task(channel.close(grace=10))
+        answered.set()  # the stop now waits for the socket to take the message queued behind
+        while len(begun) < 2:
+            await asyncio.sleep(0.01)
+        gone.set()
+        await closing
+    assert time.monotonic() - started < 5
+
+
 def test_a_step_of_the_servers_clock_between_its_renewals_is_said_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
     """A server whose wall clock stepped (NTP correcting it, a VM resumed) wrote times off from the other servers'
     with nothing said: a step of a second or more, as its wall clock moves otherwise than its steady one, is said,

@@ -950,6 +950,7 @@ class WebChannel(Channel):
         finally:
             self._open.pop(ws, None)
             self._reading.pop(ws, None)
+            reading.set()  # ended: nothing of it is left to take, which a stop may be waiting for (_read_to_the_end)
             for cid in joined:
                 self._leave(ws, cid)
         return ws
