@@ -61,8 +61,8 @@ GATE = '''while not __import__("pathlib").Path({gate!r}).exists():
 
 def gated(gate: Path, entered: Path) -> str:
     """SLOW_ACTION made to touch the file ``entered`` as it begins, then answer once the file ``gate`` exists."""
-    return SLOW_ACTION.replace("await asyncio.sleep(2)", f"__import__('pathlib').Path({str(entered)!r}).touch()\n        "
-                               + GATE.format(gate=str(gate)))
+    enter = f"__import__('pathlib').Path({str(entered)!r}).touch()\n        "
+    return SLOW_ACTION.replace("await asyncio.sleep(2)", enter + GATE.format(gate=str(gate)))
 
 
 def slow_bot(tiny_demo_bot: Path, root: Path, action: str = SLOW_ACTION, timeout: float = 10,
@@ -488,11 +488,12 @@ async def test_sigterm_answers_the_socket_messages_queued_behind_a_turn_stopping
     assert [message.type for message in answered] == [WSMsgType.TEXT] * 3 + [WSMsgType.CLOSE], answered
     reply, *refused = (json.loads(message.data) for message in answered[:3])
     assert reply["type"] == "reply" and reply["reply"] == "looked it up slowly"
-    assert [(frame["type"], frame.get("code"), frame.get("retry_after"), frame.get("message_id")) for frame in refused] \
-        == [("error", "stopping", 1, "m-1"), ("error", "stopping", 1, "m-2")], refused
+    assert [(frame["type"], frame.get("code"), frame.get("retry_after"), frame.get("message_id"))
+            for frame in refused] == [("error", "stopping", 1, "m-1"), ("error", "stopping", 1, "m-2")], refused
     assert answered[3].data == WSCloseCode.SERVICE_RESTART
     with sqlite3.connect(root / "dialogues.db") as db:  # left to the server they are sent again to
-        stored = db.execute("SELECT text FROM turns WHERE conversation_id = 'queued-at-stop' AND role = 'user'").fetchall()
+        stored = db.execute("SELECT text FROM turns WHERE role = 'user' AND conversation_id = ?",
+                            ["queued-at-stop"]).fetchall()
     assert stored == [("/track_order",)]
 
 

@@ -1139,9 +1139,9 @@ class WebChannel(Channel):
         await self._close_sockets(code=STOPPING, message=b"this server is stopping: connect again")
 
     async def _read_to_the_end(self, timeout: float) -> None:
-        """Wait, up to ``timeout`` seconds, until each open socket has taken every frame its client sent (:func:`frames`):
-        the messages sent behind a turn, unread while it ran, are each answered Stopping, as one sent once the stop
-        began is, before the socket closes. Closed at once, a socket dropped them without a word, and only the widget
+        """Wait, up to ``timeout`` seconds, until each open socket has taken every frame its client sent
+        (:func:`frames`): the messages sent behind a turn, unread while it ran, are each answered Stopping, as one sent
+        once the stop began is, before the socket closes. Closed at once, a socket dropped them without a word, and only the widget
         sent them again."""
         async def read(reading: asyncio.Event) -> None:
             while not reading.is_set():  # set, then cleared again for the next frame before this ran

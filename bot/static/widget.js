@@ -1555,7 +1555,8 @@
       if (socket === ws) socket = null;
       // A server that stops closes its sockets once the turns it runs, and the messages queued behind them, are
       // answered: a message sent as it closed, which it never read, was looked for in the history in vain, then
-      // marked Not sent. Each is sent again (resent()), its id kept: the server answers a message once, wherever it is sent.
+      // marked Not sent. Each is sent again (resent()), its id kept: the server answers a message once, wherever it
+      // is sent.
       const stopped = Boolean(event) && event.code === STOPPED;
       while (waiting.length) {
         waiting.shift().reject(Object.assign(new Error("connection lost"), { lost: true, code: stopped ? "stopping" : "" }));
