@@ -34,8 +34,8 @@ from yarl import URL
 from bot.channels.base import client_session, error_text, load_json
 from bot.language import blank
 from bot.log_format import as_logged
-from bot.project import (REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, Mistakes, ProjectError, config_error,
-                         read_config, written_forms, written_responses)
+from bot.project import (REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, Mistakes, ProjectError, ProjectErrors,
+                         config_error, in_file_order, read_config, written_forms, written_responses)
 from bot.responses import MAX_REPLY_CHARS
 from dialogues.redact import redact
 from dialogues.store import CUSTOM_PLACEHOLDER
@@ -509,9 +509,11 @@ def map_mistakes(root: Path, loaded: ActionRunner | None = None) -> list[str]:
 
 def with_map_mistakes(exc: ProjectError, root: Path, loaded: ActionRunner | None = None) -> ProjectError:
     """``exc``, the mistakes of the bot's files at ``root``, with those of actions/ and its map
-    (:func:`map_mistakes`) after them: all told in one run rather than the actions' once the files are mended."""
+    (:func:`map_mistakes`) among them in file order (:func:`~bot.project.in_file_order`): all told in one run rather
+    than the actions' once the files are mended, bot.yml's map beside bot.yml's other lines."""
     if mistakes := map_mistakes(root, loaded):
-        return ProjectError("\n".join([str(exc), *mistakes]))
+        return ProjectErrors(in_file_order([*(exc.mistakes if isinstance(exc, ProjectErrors) else [str(exc)]),
+                                            *mistakes]))
     return exc
 
 

@@ -111,11 +111,27 @@ class Mistakes(list[str]):
             self.append(str(exc))
 
     def raise_any(self) -> None:
-        """Raise the mistakes found, all of them, if there are any."""
+        """Raise the mistakes found, all of them, if there are any, in file order (:func:`in_file_order`)."""
         if len(self) == 1:
             raise ProjectError(self[0])
         if self:
-            raise ProjectErrors(list(self))
+            raise ProjectErrors(in_file_order(self))
+
+
+_WHERE = re.compile(r"(.+?)(?::(\d+))?: ")  # a mistake's "path:line: " or "path: "
+
+
+def in_file_order(mistakes: Iterable[str]) -> list[str]:
+    """``mistakes`` file by file, in the order their files were first named, and in each file by line (one naming no
+    line first): the checks find them in their own order (bot.yml's intents after responses.yml's, the examples
+    named twice after the rest of nlu.yml), and an editor walks a file from its top to its bottom."""
+    files: dict[str, int] = {}
+    placed = []
+    for mistake in mistakes:
+        where = _WHERE.match(mistake)
+        path, line = (where[1], int(where[2] or 0)) if where else ("", 0)
+        placed.append(((files.setdefault(path, len(files)), line), mistake))
+    return [mistake for _, mistake in sorted(placed, key=lambda pair: pair[0])]
 
 
 class ModelConfig(Settings):
