@@ -35,7 +35,7 @@ from bot.channels.base import client_session, error_text, load_json
 from bot.language import blank
 from bot.log_format import as_logged
 from bot.project import (REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, Mistakes, ProjectError, ProjectErrors,
-                         config_error, in_file_order, read_config, written_forms, written_responses)
+                         config_error, in_file_order, in_own_words, read_config, written_forms, written_responses)
 from bot.responses import MAX_REPLY_CHARS
 from dialogues.redact import redact
 from dialogues.store import CUSTOM_PLACEHOLDER
@@ -134,7 +134,7 @@ class ActionResult:
             where = ".".join(str(part) for part in error["loc"])
             # redacted as a reply is stored: deskbot's own checks quote the value they refuse, often the customer's
             raise ActionError(f"{who}: not a rasa-sdk action answer: {where + ': ' if where else ''}"
-                              f"{redact(error['msg'])}") from None
+                              f"{redact(in_own_words(error))}") from None
         result = cls(messages=[m.model_dump(exclude_none=True) for m in said],
                      events=[e.model_dump(exclude_unset=True) for e in answer.events])
         if ignored := sorted({e.event for e in answer.events if e.event != "active_loop"} - APPLIED_EVENTS

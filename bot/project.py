@@ -1595,6 +1595,14 @@ def first_error(exc: ValidationError) -> Any:
     return next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
 
 
+def in_own_words(err: Any) -> str:
+    """The message of pydantic's validation error ``err``, a check of deskbot's own (a ValueError) said in its words
+    alone, without the "Value error, " pydantic puts before them: one rule for what `bot check` says of a file and what
+    the API answers of a request, where the API's 400s said "reviewer: Value error, holds U+200B" and the command
+    line "holds U+200B"."""
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
 def did_you_mean(name: str, names: Iterable[str]) -> str:
     """What to add to an error about ``name`` that is not one of ``names``: the closest of them, when one is
     close, so that a typo (``threshold:``, ``opening_hour``) is told with its fix rather than left to be found."""
@@ -1644,9 +1652,8 @@ def error_message(err: Any, model: type[BaseModel]) -> str:
     "No"), which is then put in quotes. "Input should be a valid string" alone did not say that it was one once
     quoted, and a Token 0123 quoted stays 0123 where YAML reads 83. A section that YAML read as the text of a key
     typed with a full-width colon ("server:" over "port：9000") says so: "Input should be a valid dictionary" did not.
-    deskbot's own checks say what is wrong in their words, without pydantic's "Value error, " before them. A secret's
-    value is never said (:data:`SECRET_KEYS`)."""
-    err = {**err, "msg": str(err["msg"]).removeprefix("Value error, ")}
+    A secret's value is never said (:data:`SECRET_KEYS`)."""
+    err = {**err, "msg": in_own_words(err)}
     if err["type"] == "extra_forbidden":  # a misspelt key: the section's keys tell which it meant
         key = str(err["loc"][-1])
         if model is BotConfig and len(err["loc"]) == 1 and key in RASA_CONFIG_KEYS:  # not a typo: no "did you mean"

@@ -901,7 +901,7 @@ def test_a_value_an_actions_answer_is_refused_for_is_quoted_redacted() -> None:
     answer = {"events": [{"event": "slot", "name": "requested_slot", "value": {"email": "jane@example.com"}}]}
     with pytest.raises(ActionError) as refused:
         ActionResult.from_response(answer, "action_ask")
-    assert str(refused.value).startswith("action 'action_ask': not a rasa-sdk action answer: events.0: Value error, "
+    assert str(refused.value).startswith("action 'action_ask': not a rasa-sdk action answer: events.0: "
                                          "requested_slot names the slot the action asks for")
     assert "not dict {'email': " in str(refused.value) and "[EMAIL]" in str(refused.value)
     assert "jane" not in str(refused.value)

@@ -822,14 +822,18 @@ async def test_of_two_reviewers_labelling_one_item_at_once_the_second_is_told(
 
 
 async def test_a_second_reviewer_of_an_item_hears_who_labelled_it(review_bot: Path, aiohttp_client: Any) -> None:
-    """The labelled item had left the queue, so the second reviewer heard 404 "not in the review queue"."""
+    """The labelled item had left the queue, so the second reviewer heard 404 "not in the review queue". A name refused
+    is said as `bot review --reviewer` says it, where the API's said "reviewer: Value error, holds U+200B"."""
     client = await aiohttp_client(create_app(review_bot, device="cpu"))
     await client.post("/api/chat", json={"conversation_id": "c1", "text": "hmm, the thing with the order"})
     [item] = [i for i in await bot.server.review_items(client.app) if "hmm, the thing with the order" in i.texts]
     url = f"/admin/review/{item.turn_ids[0]}"
     for unseen, said in (("Sam\u200b", "U+200B"), ("Sam\U000e0053", "U+E0053")):  # not Sam: refused (a tag character)
         refused = await client.post(url, json={"intent": "oos", "reviewer": unseen}, headers=AUTH)
-        assert refused.status == 400 and f"reviewer: Value error, holds {said}" in (await refused.json())["error"]
+        told = CliRunner().invoke(cli, ["review", str(review_bot), "--reviewer", unseen]).output.splitlines()[-1]
+        assert told.startswith(f"Error: Invalid value for '--reviewer': holds {said}"), told
+        assert refused.status == 400 and (await refused.json())["error"] == \
+            "reviewer: " + told.removeprefix("Error: Invalid value for '--reviewer': ")
     first = await client.post(url, json={"intent": "track_order", "reviewer": "Sam"}, headers=AUTH)
     second = await client.post(url, json={"intent": "oos", "reviewer": "Kim"}, headers=AUTH)
     assert first.status == 200 and second.status == 409

@@ -39,7 +39,7 @@ from bot.engine import TURN_STALE_S
 from bot.language import LANGUAGES, READABLE, SLOT, Language, Script, kept_script, mostly_written_in, say
 from bot.limits import client_address, count_message, count_request, retry_after, trusted
 from bot.log_format import names_conversation
-from bot.project import AGENT_NAME_PATTERN, VERIFIED_USER, first_error, seen_only
+from bot.project import AGENT_NAME_PATTERN, VERIFIED_USER, first_error, in_own_words, seen_only
 from dialogues.disk import cannot_write
 from dialogues.redact import filled_in
 from dialogues.store import Marks, Store, log_tag
@@ -287,7 +287,7 @@ def error_message(exc: ValidationError | ValueError) -> str:
         if err["type"] == "json_invalid":
             return "body: malformed JSON"
         field = ".".join(str(p) for p in err["loc"]) or "body"
-        return f"{field}: {'unknown field' if err['type'] == 'extra_forbidden' else err['msg']}"
+        return f"{field}: {'unknown field' if err['type'] == 'extra_forbidden' else in_own_words(err)}"
     return str(exc)
 
 
@@ -355,7 +355,7 @@ def valid_conversation_id(request: web.Request, web_client: bool = False) -> str
     try:
         conversation_id = _CONVERSATION_IDS[web_client].validate_python(named)
     except ValidationError as exc:
-        raise http_error(web.HTTPBadRequest, f"conversation_id: {exc.errors()[0]['msg']}") from None
+        raise http_error(web.HTTPBadRequest, f"conversation_id: {in_own_words(exc.errors()[0])}") from None
     if in_header is not None and in_header != conversation_id:
         raise http_error(web.HTTPBadRequest, f"{CONVERSATION_HEADER}: names another conversation than the path")
     names_conversation(conversation_id)
@@ -371,7 +371,7 @@ def header_conversation_id(request: web.Request, web_client: bool = True) -> str
     try:
         return _CONVERSATION_IDS[web_client].validate_python(request.headers.get(CONVERSATION_HEADER))
     except ValidationError as exc:
-        raise http_error(web.HTTPBadRequest, f"{CONVERSATION_HEADER}: {exc.errors()[0]['msg']}") from None
+        raise http_error(web.HTTPBadRequest, f"{CONVERSATION_HEADER}: {in_own_words(exc.errors()[0])}") from None
 
 
 class Refused(ValueError):
