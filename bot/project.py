@@ -1164,8 +1164,8 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> tuple[ProjectE
             full_width, mended_line = _full_width_fix(lines, near)
             if not full_width:
                 full_width, mended_line = _colon_fix(problem, lines, mark, opened)
-            fix = (_yaml_fix(problem, before) or full_width or _quote_fix(lines, quoted)
-                   or _indent_fix(problem, context, opened, mark, lines))
+            fix = (_yaml_fix(problem, before, lines[mark.line] if mark else "") or full_width
+                   or _quote_fix(lines, quoted) or _indent_fix(problem, context, opened, mark, lines))
             said.append((mark.line if mark else 0, f"{where}: malformed YAML: {problem}{since}{fix}"))
             if tab and mark:
                 mends = _tab_mends(lines, mark.line)
@@ -1501,12 +1501,17 @@ def _indent_fix(problem: str, context: str | None, opened: yaml.Mark | None, mar
     return ""
 
 
-def _yaml_fix(problem: str, before: str) -> str:
-    """How to mend what YAML reports in its own words, which do not say it: a tab, or a ``- `` line it did not
-    expect after ``before`` (the line above it), where an intent's examples lack their ``examples: |`` or a
-    block's lines are no further in than its key."""
+def _yaml_fix(problem: str, before: str, line: str) -> str:
+    """How to mend what YAML reports in its own words, which do not say it: a tab, or a ``- `` line (``line``) it did
+    not expect after ``before`` (the line above it), where an intent's examples lack their ``examples: |``, a block's
+    lines are no further in than its key, or one example of a block is less far in than those above it (which ends
+    the block there)."""
     if "'\\t'" in problem:
         return "; indent with spaces: YAML takes no tabs there"
+    if (problem.startswith("expected <block end>") and re.match(r"\s*-\s", before) and re.match(r"\s*-\s", line)
+            and _indent(line) < _indent(before)):
+        return (f"; this line is indented {_indent(line)} space{'s' * (_indent(line) != 1)}, less than the '- ' line "
+                f"above it ({_indent(before)}): line up each '- ' line with the others")
     if "found '-'" not in problem:
         return ""
     if re.search(r":\s*[|>][-+0-9]*\s*(#.*)?$", before):

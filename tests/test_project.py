@@ -1131,6 +1131,13 @@ def test_a_history_csv_row_that_is_not_a_question_and_its_answer_is_refused(bot_
     ("- intent: track\n  examples: |\n  - where is it\n", "malformed YAML: expected <block end>, but found '-' "
      "(while parsing a block mapping, on line 5); the lines of a '|' block go further in than its key "
      "('examples: |', then each '- example' two more spaces in)"),
+    # one example less far in than those above it, which ended the block there
+    ("- intent: track\n  examples: |\n    - where is it\n  - where is my parcel\n", "nlu.yml:8: malformed YAML: "
+     "expected <block end>, but found '-' (while parsing a block mapping, on line 5); this line is indented 2 spaces, "
+     "less than the '- ' line above it (4): line up each '- ' line with the others"),
+    ("- intent: track\n  examples: |\n    - where is it\n   - where is my parcel\n", "nlu.yml:8: malformed YAML: "
+     "expected <block end>, but found '<block sequence start>' (while parsing a block mapping, on line 5); this line "
+     "is indented 3 spaces, less than the '- ' line above it (4): line up each '- ' line with the others"),
     ("- intent: track\n  examples:\n  - [where, is, it]\n", "an example must be a text"),
     # learnt as "750", "83" and "1.5": YAML's numbers, not what the shop wrote
     ("- intent: track\n  examples:\n  - where is it\n  - 12:30\n", "YAML reads an example as the number 750"),
