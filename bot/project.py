@@ -1615,9 +1615,15 @@ def did_you_mean(name: str, names: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def unknown_intent(intent: str, intents: Iterable[str]) -> str:
-    """The error for an intent that nlu.yml does not have, with the one it likely meant."""
-    return f"unknown intent {intent!r} (not in nlu.yml{did_you_mean(intent, intents)})"
+def unknown_intent(intent: str, intents: Iterable[str], renamed: str | None = None) -> str:
+    """The error for an intent that nlu.yml does not have, with the one it likely meant: a name close to it, else
+    ``renamed``, the one intent of nlu.yml that no response answers, as after an intent renamed in nlu.yml alone
+    (``opening_hours`` to ``hours``), whose old name no "did you mean" finds."""
+    meant = did_you_mean(intent, intents)
+    if not meant and renamed is not None:
+        meant = (f"; renamed {renamed!r} there? It is the one intent of nlu.yml no response answers: write "
+                 f"{renamed!r} here too")
+    return f"unknown intent {intent!r} (not in nlu.yml{meant})"
 
 
 def _keys_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -2355,7 +2361,8 @@ RASA_DOMAIN = {
 
 def read_responses(path: Path, intents: set[str] | None, languages: tuple[Language, ...], mistakes: Mistakes,
                    fillable: set[str] | None = None, entities: Mapping[str, list[re.Pattern[str]]] | None = None,
-                   unread: Mapping[str, int | None] | None = None, sent_by_actions: bool = False) -> Responses:
+                   unread: Mapping[str, int | None] | None = None, sent_by_actions: bool = False,
+                   renamed: str | None = None) -> Responses:
     """responses.yml, with each of its mistakes noted in ``mistakes`` (the response at fault left out; empty where it
     does not parse). ``languages``: those the bot's customers write in. Each intent's template
     must answer each of them on every channel, or an intent the classifier is sure of gets the fallback, with its own
@@ -2365,7 +2372,9 @@ def read_responses(path: Path, intents: set[str] | None, languages: tuple[Langua
     ``fillable``: the only variables anything can fill (None: unknown, as when custom actions may set any
     slot); a variant with another would never be shown. ``entities``: nlu.yml's entity patterns, which a
     button's payload values must be values of (None: not checked). ``unread``: the entities nlu.yml annotates
-    and no regex or lookup reads (:func:`read_nlu`), which a variable that cannot be filled is told apart by."""
+    and no regex or lookup reads (:func:`read_nlu`), which a variable that cannot be filled is told apart by.
+    ``renamed``: the intent an unknown one named here with no name close to it was likely renamed to
+    (:func:`renamed_intent`)."""
     templates: dict[str, list[ResponseVariant]] = {}
     named: dict[str, list[ResponseVariant]] = {}  # an action's own responses, named after no intent
     with mistakes.noted():
@@ -2378,7 +2387,7 @@ def read_responses(path: Path, intents: set[str] | None, languages: tuple[Langua
         for intent, variants in data["responses"].items():
             with mistakes.noted():
                 parsed = _response(path, node, intent, variants, intents, payloads, mistakes, fillable, entities,
-                                   unread, sent_by_actions)
+                                   unread, sent_by_actions, renamed)
                 if parsed is None:
                     continue
                 for language in languages:
@@ -2388,10 +2397,18 @@ def read_responses(path: Path, intents: set[str] | None, languages: tuple[Langua
     return Responses(templates, named)
 
 
+def renamed_intent(intents: set[str] | None, answered: set[str] | None) -> str | None:
+    """The one intent of nlu.yml (``intents``) that none of ``answered`` is (responses.yml's names as written, the
+    handoff's intent, the custom actions'), which an unknown intent named elsewhere was likely renamed to in nlu.yml
+    alone; None where there are none or several, or where either file is unread."""
+    unanswered = set() if intents is None or answered is None else intents - answered
+    return next(iter(unanswered)) if len(unanswered) == 1 else None
+
+
 def _response(path: Path, node: yaml.Node | None, intent: Any, variants: Any, intents: set[str] | None,
               payloads: frozenset[str] | None, mistakes: Mistakes, fillable: set[str] | None,
               entities: Mapping[str, list[re.Pattern[str]]] | None, unread: Mapping[str, int | None] | None,
-              sent_by_actions: bool) -> list[ResponseVariant] | None:
+              sent_by_actions: bool, renamed: str | None) -> list[ResponseVariant] | None:
     """The variants of responses.yml's response ``intent`` (:func:`read_responses`), each one's mistakes noted (None
     then: what the others answer is not what it will, and is not checked); a :class:`ProjectError` where its name
     is at fault."""
@@ -2401,12 +2418,13 @@ def _response(path: Path, node: yaml.Node | None, intent: Any, variants: Any, in
     if intents is not None:
         own = intent.startswith("utter_") and intent.removeprefix("utter_") not in intents
         if intent not in intents and not (own and sent_by_actions):
-            said = unknown_intent(intent, () if intent.startswith("utter_") else intents)  # said below: its name
+            utter = intent.startswith("utter_")  # said below: its name
+            said = unknown_intent(intent, () if utter else intents, None if utter else renamed)
             if own:
                 said += (": a response named after no intent is sent only by a custom action "
                          f"(dispatcher.utter_message(response={intent!r}) or FollowupAction({intent!r})), and "
                          "bot.yml's actions.map runs none")
-            elif intent.startswith("utter_"):  # a Rasa domain's response name: deskbot's are its intents'
+            elif utter:  # a Rasa domain's response name: deskbot's are its intents'
                 said += (f": name it '{intent.removeprefix('utter_')}:', after its intent; an action's "
                          f"response={intent!r} still shows it")
             raise _fail(path, node, ("responses", intent), said)
@@ -2421,14 +2439,14 @@ def _response(path: Path, node: yaml.Node | None, intent: Any, variants: Any, in
     for j, variant in enumerate(variants):
         with mistakes.noted():
             parsed.append(_response_variant(path, node, ("responses", intent, j), variant, payloads, fillable,
-                                            entities, unread))
+                                            entities, unread, renamed))
     return parsed if len(parsed) == len(variants) else None
 
 
 def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], variant: Any,
                       payloads: frozenset[str] | None,
                       fillable: set[str] | None, entities: Mapping[str, list[re.Pattern[str]]] | None,
-                      unread: Mapping[str, int | None] | None) -> ResponseVariant:
+                      unread: Mapping[str, int | None] | None, renamed: str | None) -> ResponseVariant:
     """One variant of responses.yml at ``loc`` (a text, or a mapping), refused with the line to fix of each of its
     mistakes where it could never be shown (a variable or a condition nothing fills) or a button of it sends what the
     bot cannot read (:func:`read_responses` says which of its arguments does what)."""
@@ -2486,7 +2504,7 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
         meant = unquoted if unquoted.startswith("/") else f"/{unquoted}"
         if payloads is not None and unquoted.startswith("/") and unquoted not in payloads:
             faults.append(_lined(path, node, (*loc, "buttons", k, "payload"),
-                                 unknown_intent(unquoted[1:], (p[1:] for p in payloads))
+                                 unknown_intent(unquoted[1:], (p[1:] for p in payloads), renamed)
                                  + ("; and write it without its curly quotes, which YAML keeps as text"
                                     if unquoted != chosen else "")))
         # its slash left out, or in curly quotes: these told whatever nlu.yml's intents, unread while it is at fault
@@ -2975,15 +2993,19 @@ def load_project(root: Path | str) -> Project:
                        *(slot for form in actions.forms.values() for slot in form.required_slots)) if actions.map else ())
     patterns = nlu.patterns if nlu else {}
     fillable = None if nlu is None or actions.map and actions.slots is None else {*patterns, *kept, *set_by_actions}
+    written = written_responses(root / "responses.yml")
+    renamed = renamed_intent(intents, None if written is None else {*written, (config or BotConfig()).handoff.intent,
+                                                                    *actions.map})
     responses = read_responses(root / "responses.yml", intents, languages, mistakes, fillable,
-                               patterns if nlu else None, nlu.unread if nlu else None, sent_by_actions=bool(actions.map))
+                               patterns if nlu else None, nlu.unread if nlu else None, sent_by_actions=bool(actions.map),
+                               renamed=renamed)
     history, long_questions = [], []
     if nlu is not None:
         with mistakes.noted():
             history, long_questions = load_history(root, named_intents,
                                                    (config or BotConfig()).server.max_message_chars)
     if config is not None and intents is not None:
-        mistakes.extend(str(config_error(root, loc, unknown_intent(intent, intents)))
+        mistakes.extend(str(config_error(root, loc, unknown_intent(intent, intents, renamed)))
                         for loc, intent in _intents_named(config) if intent is not None and intent not in intents)
     models_dir = root / "models"  # Project.models_dir
     if models_dir.exists() and not models_dir.is_dir():

@@ -1799,6 +1799,31 @@ def test_the_starter_bot_has_nothing_bot_train_notes(tmp_path: Path, capsys: pyt
     assert "oos" in project.intents and project.responses.templates["oos"]
 
 
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_an_intent_renamed_in_nlu_yml_alone_is_told_with_its_new_name(tmp_path: Path, language: str) -> None:
+    """An intent renamed in nlu.yml and not in responses.yml (opening_hours to hours) was told "unknown intent
+    'opening_hours' (not in nlu.yml)" at its response and at a button to it, with no word of the name to write: no
+    name close to it is in nlu.yml. The one intent of nlu.yml that no response answers is named; with two, none is."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root), "--language", language]).exit_code == 0
+    nlu, responses = root / "nlu.yml", root / "responses.yml"
+    written = nlu.read_text()
+    nlu.write_text(written.replace("- intent: opening_hours\n", "- intent: hours\n", 1))
+    lines = responses.read_text().splitlines()
+    renamed = "(not in nlu.yml; renamed 'hours' there? It is the one intent of nlu.yml no response answers: write " \
+              "'hours' here too)"
+    titles = [f"{root / 'bot.yml'}:{n}: fallback.titles.opening_hours: unknown intent 'opening_hours' {renamed}"
+              for n, line in enumerate((root / "bot.yml").read_text().splitlines(), 1) if "opening_hours:" in line]
+    assert len(titles) == (language == "zh")  # the Chinese starter's button title for it
+    assert error_for(root).splitlines() == [
+        f"{responses}:{lines.index('          payload: /opening_hours') + 1}: responses.greet.0.buttons.0.payload: "
+        f"unknown intent 'opening_hours' {renamed}",
+        f"{responses}:{lines.index('  opening_hours:') + 1}: responses.opening_hours: unknown intent 'opening_hours' "
+        f"{renamed}", *titles]
+    nlu.write_text(nlu.read_text() + "- intent: prices\n  examples: |\n    - how much is it\n    - price list\n")
+    assert all(line.endswith("unknown intent 'opening_hours' (not in nlu.yml)") for line in error_for(root).splitlines())
+
+
 @pytest.mark.parametrize("language", ["en", "zh", "multi"])
 def test_each_starter_hands_a_customer_who_asks_for_a_person_to_the_agents(
         tmp_path: Path, tiny_model: Path, language: str) -> None:
