@@ -1154,10 +1154,6 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> tuple[ProjectE
             tabs_read, read = True, whole
             said.extend(_tab_mistakes(path, written))
         else:
-            where = _at(path, mark.line + 1 if mark else None)
-            # What was open when the problem was found, and where: a quote never closed is found at the file's end
-            since = (f" ({context}, on line {opened.line + 1})"
-                     if context and opened and mark and opened.line != mark.line else "")
             before = next((line for line in reversed(lines[:mark.line] if mark else []) if line.strip()), "")
             near = range((opened or mark).line - 1, mark.line + 2) if mark else range(0)
             quoted = range((opened or mark).line, mark.line + 1) if mark else range(0)
@@ -1166,7 +1162,12 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> tuple[ProjectE
                 full_width, mended_line = _colon_fix(problem, lines, mark, opened)
             fix = (_yaml_fix(problem, before, lines[mark.line] if mark else "") or full_width
                    or _quote_fix(lines, quoted) or _indent_fix(problem, context, opened, mark, lines))
-            said.append((mark.line if mark else 0, f"{where}: malformed YAML: {problem}{since}{fix}"))
+            # told at the line to mend, where the fix names another than YAML's (a quote left open lines above, a key
+            # typed with a full-width colon on the line before), for an editor who goes to the line named first
+            at = int(named[1]) if (named := re.match(r"; line (\d+) ", fix)) else mark.line + 1 if mark else None
+            # What was open when the problem was found, and where: a quote never closed is found at the file's end
+            since = f" ({context}, on line {opened.line + 1})" if context and opened and opened.line + 1 != at else ""
+            said.append(((at or 1) - 1, f"{_at(path, at)}: malformed YAML: {problem}{since}{fix}"))
             if tab and mark:
                 mends = _tab_mends(lines, mark.line)
             else:
