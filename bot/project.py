@@ -6,6 +6,7 @@ with one message that names the file and the line, instead of a stack trace minu
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import copy
 import csv
@@ -1043,7 +1044,10 @@ def not_utf8(data: bytes, start: int) -> str:
     """Why ``data``, which is not UTF-8 from ``start`` on, cannot be read: said of Chinese in GBK or Big5 too, which
     Chinese Windows's editors and Excel ("CSV (逗号分隔)") save by default, so that a shop sees why its Chinese file is
     not read as it is. GB18030 reads GBK's bytes and most of Big5's; the two are not told apart, and the file is not
-    read in either, since a wrong guess would garble its Chinese without a word."""
+    read in either, since a wrong guess would garble its Chinese without a word. Said of UTF-16 too, which Windows
+    Notepad saves as "Unicode": "not UTF-8 text" alone did not say what the file is, to a shop that chose Unicode."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return 'not UTF-8 text (it is UTF-16, which Windows Notepad saves as "Unicode")'
     try:
         chinese = CJK.search(data[data.rfind(b"\n", 0, start) + 1:].decode("gb18030")) is not None
     except UnicodeDecodeError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 import socket
@@ -1163,6 +1164,17 @@ def test_a_file_not_in_utf8_names_the_line(bot_dir: Path) -> None:
     path.write_bytes("".join(lines[:n - 1]).encode("utf-8") + "".join(lines[n - 1:]).encode("gbk"))
     assert error_for(bot_dir) == (f"{path}:{n}: not UTF-8 text (it reads as Chinese in GBK or Big5, as Chinese Windows "
                                   "saves text by default); save the file as UTF-8")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_a_file_saved_in_utf16_says_so(bot_dir: Path, encoding: str) -> None:
+    """Windows Notepad saves "Unicode" as UTF-16: responses.yml so saved was "not UTF-8 text" alone, and a shop that
+    had chosen Unicode for its Chinese answers did not see what else to choose."""
+    path = bot_dir / "responses.yml"
+    path.write_bytes(codecs.BOM_UTF16_BE * (encoding == "utf-16-be")
+                     + path.read_text(encoding="utf-8").replace("\n", "\r\n").encode(encoding))
+    assert error_for(bot_dir) == (f'{path}:1: not UTF-8 text (it is UTF-16, which Windows Notepad saves as "Unicode"); '
+                                  "save the file as UTF-8")
 
 
 def test_a_byte_order_mark_is_dropped(bot_dir: Path) -> None:
