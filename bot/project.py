@@ -120,19 +120,28 @@ class Mistakes(list[str]):
 
 
 _WHERE = re.compile(r"(.+?)(?::(\d+))?: ")  # a mistake's "path:line: " or "path: "
+MAX_TOLD_PER_FILE = 100
 
 
 def in_file_order(mistakes: Iterable[str]) -> list[str]:
     """``mistakes`` file by file, in the order their files were first named, and in each file by line (one naming no
     line first): the checks find them in their own order (bot.yml's intents after responses.yml's, the examples
-    named twice after the rest of nlu.yml), and an editor walks a file from its top to its bottom."""
-    files: dict[str, int] = {}
-    placed = []
+    named twice after the rest of nlu.yml), and an editor walks a file from its top to its bottom. A file's first
+    ``MAX_TOLD_PER_FILE`` are told, then how many more there are from the next one's line on: 3,000 examples pasted
+    without their bullets were told in 3,000 lines, the other files' mistakes lost among them."""
+    files: dict[str, list[tuple[int, str]]] = {}
     for mistake in mistakes:
         where = _WHERE.match(mistake)
         path, line = (where[1], int(where[2] or 0)) if where else ("", 0)
-        placed.append(((files.setdefault(path, len(files)), line), mistake))
-    return [mistake for _, mistake in sorted(placed, key=lambda pair: pair[0])]
+        files.setdefault(path, []).append((line, mistake))
+    told = []
+    for path, said in files.items():
+        said.sort(key=lambda pair: pair[0])
+        told.extend(mistake for _, mistake in said[:MAX_TOLD_PER_FILE])
+        if more := said[MAX_TOLD_PER_FILE:]:
+            told.append(f"{path}:{more[0][0]}: and {len(more)} more mistake{'s' * (len(more) != 1)} from here on, "
+                        "told once these are mended")
+    return told
 
 
 class ModelConfig(Settings):

@@ -2890,6 +2890,22 @@ def test_a_bots_mistakes_are_told_file_by_file_from_each_files_top(bot_dir: Path
     assert error_for(bot_dir).splitlines() == [line for line in said if "action_order_stats" not in line]
 
 
+def test_a_files_mistakes_past_the_first_hundred_are_counted_not_listed(bot_dir: Path) -> None:
+    """3,000 examples pasted without their bullets were told in 3,000 lines, the other files' mistakes lost among them.
+    A file's first hundred are told, then how many more from the next one's line on, then the other files'."""
+    nlu, responses = bot_dir / "nlu.yml", bot_dir / "responses.yml"
+    nlu.write_text(nlu.read_text() + "- intent: acknowledge\n  examples: |\n    - ok\n"
+                   + "".join(f"    noted {n}\n" for n in range(3000)))
+    responses.write_text(responses.read_text().replace("payload: /get_refund", "payload: /get_refnd", 1))
+    lines = nlu.read_text().splitlines()
+    said = error_for(bot_dir).splitlines()
+    assert len(said) == 102 and all("has no '- ' before it" in line for line in said[:100]), said[-3:]
+    assert said[99].startswith(f"{nlu}:{lines.index('    noted 99') + 1}: ")
+    assert said[100] == f"{nlu}:{lines.index('    noted 100') + 1}: and 2900 more mistakes from here on, told once " \
+                        "these are mended"
+    assert said[101].startswith(f"{responses}:") and "unknown intent 'get_refnd'" in said[101]
+
+
 def test_bot_check_leaves_the_model_libraries_unloaded(bot_dir: Path) -> None:
     """`bot check` imported torch, transformers and scikit-learn for its notes (an intent's name as words, the frozen
     evaluation set's intents), which need no model: an editor's check of a saved file took 16 s where it takes a few."""
