@@ -2183,7 +2183,7 @@ def _nlu_entries(path: Path, node: yaml.Node | None, items: list[Any], slots: tu
     blocks: dict[int, tuple[str, int | None]] = {}  # id() of an entry's examples node -> its intent and line
     for i, item in enumerate(items):
         if isinstance(item, dict) and isinstance(item.get("intent"), str):
-            named.add(item["intent"].strip())
+            named.add(_meant_name(item["intent"].strip()))
         with mistakes.noted():
             if not isinstance(item, dict):
                 raise _fail(path, node, ("nlu", i), "each entry must be a mapping such as 'intent: NAME'")
@@ -2274,6 +2274,9 @@ def _intent_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, An
     mistakes.extend(faults)
     if not name or not texts and not faults:
         raise _fail(path, node, ("nlu", i), f"intent {name!r} has no examples")
+    if (meant := _meant_name(name)) != name:
+        raise _fail(path, node, ("nlu", i), f"intent {name!r} is written in {name[0]} quotes, which YAML keeps as part of "
+                                           f"its name: write intent: {meant}")
     if reserved := reserved_name(name):
         raise _fail(path, node, ("nlu", i), reserved)
     if (payload := normalise(name)) != name:  # a button's payload /NAME reaches the bot normalised
@@ -2281,6 +2284,13 @@ def _intent_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, An
                                            "characters, doubled spaces or invisible ones in a name would "
                                            "never match its button)")
     return name, texts
+
+
+def _meant_name(name: str) -> str:
+    """An intent's ``name`` as meant: without the pair of curly quotes around it that a word processor or a Chinese
+    input method types for straight ones, which YAML keeps as part of the name, where the responses and bot.yml name
+    it without them (and were told "did you mean '“greet”'?")."""
+    return name[1:-1].strip() if (name[:1], name[-1:]) in (("“", "”"), ("‘", "’")) else name
 
 
 def _one_name(value: list[Any] | dict[Any, Any], otherwise: str) -> str:

@@ -1812,6 +1812,22 @@ def test_the_starter_bot_has_nothing_bot_train_notes(tmp_path: Path, capsys: pyt
     assert "oos" in project.intents and project.responses.templates["oos"]
 
 
+@pytest.mark.parametrize("written", ["“greet”", "‘greet’", "'“greet”'"])
+def test_an_intent_name_in_curly_quotes_is_told_in_nlu_yml_alone(tmp_path: Path, written: str) -> None:
+    """A Chinese input method (or a word processor) types " as “ and ”, which YAML keeps in the name: nlu.yml's
+    `- intent: “greet”` loaded as the intent “greet”, and responses.yml and bot.yml were told "unknown intent 'greet'
+    (did you mean '“greet”'?)", sending the editor to put the quotes there too. nlu.yml's line is told, with the name
+    to write, and the other files are checked against the name as meant."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root), "--language", "zh"]).exit_code == 0
+    nlu = root / "nlu.yml"
+    nlu.write_text(nlu.read_text().replace("- intent: greet\n", f"- intent: {written}\n", 1))
+    line = nlu.read_text().splitlines().index(f"- intent: {written}") + 1
+    name = written.strip("'")
+    assert error_for(root) == (f"{nlu}:{line}: nlu.0: intent {name!r} is written in {name[0]} quotes, which YAML keeps "
+                               "as part of its name: write intent: greet")
+
+
 @pytest.mark.parametrize("language", ["en", "zh"])
 def test_an_intent_renamed_in_nlu_yml_alone_is_told_with_its_new_name(tmp_path: Path, language: str) -> None:
     """An intent renamed in nlu.yml and not in responses.yml (opening_hours to hours) was told "unknown intent
