@@ -2487,10 +2487,13 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
     if isinstance(variant, str):
         variant = {"text": variant}
     faults: list[tuple[int, str]] = []  # each mistake with its line, told in their order
-    if quote := _curly_quoted(_node_at(node, text_at)[1]):
-        faults.append(_lined(path, node, text_at, f"the text is written in {quote} quotes, which YAML keeps as part of "
-                                                  "the text: customers would see them; leave them out, or put them in "
-                                                  "straight quotes ('“…”') to show them"))
+    buttons = variant.get("buttons") if isinstance(variant, dict) else None
+    for what, at in (("text", text_at), *(("title", (*loc, "buttons", k, "title"))
+                                          for k in range(len(buttons) if isinstance(buttons, list) else 0))):
+        if quote := _curly_quoted(_node_at(node, at)[1]):
+            faults.append(_lined(path, node, at, f"the {what} is written in {quote} quotes, which YAML keeps as part of "
+                                                 f"the {what}: customers would see them; leave them out, or put them in "
+                                                 "straight quotes ('“…”') to show them"))
     if isinstance(variant, dict) and (rasa_keys := [key for key in variant if key in RASA_RESPONSE_KEYS]):
         faults.extend(_lined(path, node, (*loc, key), RASA_RESPONSE_KEYS[key]) for key in rasa_keys)
         variant = {key: value for key, value in variant.items() if key not in rasa_keys}  # the rest checked as ever

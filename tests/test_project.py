@@ -713,19 +713,23 @@ def test_a_buttons_payload_in_curly_quotes_is_told_while_nlu_yml_is_at_fault(bot
 
 
 def test_a_response_text_wholly_in_curly_quotes_is_refused(tmp_path: Path) -> None:
-    """`- text: “Hello!”` loaded, and customers saw the quotes, which YAML keeps as text: told with the fix. A text
-    in straight quotes holding them ('“Hello!”') shows them, as meant, and loads."""
+    """`- text: “Hello!”` loaded, and customers saw the quotes, which YAML keeps as text: told with the fix. So is a
+    button's title, `title: “营业时间”`, which was let through. A text in straight quotes holding them ('“Hello!”')
+    shows them, as meant, and loads."""
     (tmp_path / "bot.yml").write_text("name: t\n")
     (tmp_path / "nlu.yml").write_text("nlu:\n- intent: greet\n  examples: |\n    - hi\n"
                                       "- intent: bye\n  examples: |\n    - bye\n")
     responses = tmp_path / "responses.yml"
-    responses.write_text("responses:\n  greet:\n    - text: “Hello!”\n  bye:\n    - ‘Bye now’\n")
+    responses.write_text("responses:\n  greet:\n    - text: “Hello!”\n  bye:\n    - ‘Bye now’\n    - text: Bye\n"
+                         "      buttons:\n        - title: “营业时间”\n          payload: /greet\n")
     told = error_for(tmp_path).splitlines()
-    fix = ("quotes, which YAML keeps as part of the text: customers would see them; leave them out, or put them in "
+    fix = ("quotes, which YAML keeps as part of the {}: customers would see them; leave them out, or put them in "
            "straight quotes ('“…”') to show them")
-    assert f"{responses}:3: responses.greet.0.text: the text is written in “ {fix}" in told
-    assert f"{responses}:5: responses.bye.0: the text is written in ‘ {fix}" in told
-    responses.write_text("responses:\n  greet:\n    - text: '“Hello!”'\n  bye:\n    - Say “bye”\n")
+    assert told == [f"{responses}:3: responses.greet.0.text: the text is written in “ {fix.format('text')}",
+                    f"{responses}:5: responses.bye.0: the text is written in ‘ {fix.format('text')}",
+                    f"{responses}:8: responses.bye.1.buttons.0.title: the title is written in “ {fix.format('title')}"]
+    responses.write_text("responses:\n  greet:\n    - text: '“Hello!”'\n  bye:\n    - Say “bye”\n    - text: Bye\n"
+                         "      buttons:\n        - title: '“营业时间”'\n          payload: /greet\n")
     assert load_project(tmp_path).responses
 
 
