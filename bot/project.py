@@ -1174,7 +1174,8 @@ def _yaml_mistakes(path: Path, text: str, exc: yaml.YAMLError) -> tuple[ProjectE
             if not full_width:
                 full_width, mended_line = _colon_fix(problem, lines, mark, opened)
             fix = (_yaml_fix(problem, before, lines[mark.line] if mark else "") or full_width
-                   or _quote_fix(lines, quoted) or _indent_fix(problem, context, opened, mark, lines))
+                   or _quote_fix(lines, quoted) or _bracket_fix(context, opened, lines)
+                   or _indent_fix(problem, context, opened, mark, lines))
             # told at the line to mend, where the fix names another than YAML's (a quote left open lines above, a key
             # typed with a full-width colon on the line before), for an editor who goes to the line named first
             at = int(named[1]) if (named := re.match(r"; line (\d+) ", fix)) else mark.line + 1 if mark else None
@@ -1483,6 +1484,19 @@ def _quote_fix(lines: list[str], near: range) -> str:
             return (f"; line {n + 1}'s text in {quote} quotes holds a {quote} within it, which ends the text there: "
                     f"{within}, or put the text in {other} quotes")
     return ""
+
+
+def _bracket_fix(context: str | None, opened: yaml.Mark | None, lines: list[str]) -> str:
+    """How to mend a list (``[greet, goodbye``) or a mapping (``{en: Hi, zh: 你好``) written on one line without its
+    closing bracket, which YAML finds lines below, at the next key or the file's end, and says as "expected ',' or
+    ']'" alone, on that line."""
+    if not (context and opened and context.startswith("while parsing a flow ")):
+        return ""
+    opening, closing, what = ("[", "]", "list") if "sequence" in context else ("{", "}", "mapping")
+    line = lines[opened.line]
+    if line.count(opening) <= line.count(closing):
+        return ""
+    return f"; line {opened.line + 1} opens a {what} with {opening} and does not close it: end the {what} with {closing}"
 
 
 def _indent(line: str) -> int:

@@ -440,8 +440,8 @@ def test_a_bot_is_parsed_by_libyaml_and_its_mistakes_named_as_before(bot_dir: Pa
     assert len(load_project(bot_dir).intents) == 34 and not parsed
     nlu = bot_dir / "nlu.yml"
     nlu.write_text('version: "3.1"\nnlu:\n- intent: greet\n  examples: [unclosed\n')
-    assert error_for(bot_dir) == (f"{nlu}:5: malformed YAML: expected ',' or ']', but got '<stream end>' "
-                                  "(while parsing a flow sequence, on line 4)")  # not libyaml's "did not find"
+    assert error_for(bot_dir) == (f"{nlu}:4: malformed YAML: expected ',' or ']', but got '<stream end>'; line 4 opens "
+                                  "a list with [ and does not close it: end the list with ]")  # not libyaml's words
     nlu.write_text('version: "3.1"\n# 退款\nnlu: \x07\n')
     assert error_for(bot_dir) == f"{nlu}:3: the control character U+0007 is not allowed in YAML; remove it"
 
@@ -2622,6 +2622,26 @@ def test_a_text_whose_quotes_yaml_reads_otherwise_says_which_line_to_mend(bot_di
     path.write_text("\n".join(lines) + "\n")
     said = error_for(bot_dir)
     assert said.startswith(f"{path}:{line}: malformed YAML: ") and said.endswith(f"; line {line}{fix}"), said
+
+
+@pytest.mark.parametrize(("path", "typed", "written", "fix"), [
+    ("bot.yml", "  exclude: [acknowledge,", "  exclude: [acknowledge, greet, goodbye, thank_you, bot_challenge, help  #",
+     "opens a list with [ and does not close it: end the list with ]"),
+    ("responses.yml", "        - title: Have an agent cancel it", "        - title: {en: Have an agent cancel it, zh: 请客服取消",
+     "opens a mapping with { and does not close it: end the mapping with }"),
+])
+def test_a_list_or_mapping_left_open_says_which_line_to_close(bot_dir: Path, path: str, typed: str, written: str,
+                                                              fix: str) -> None:
+    """A list or mapping written on one line without its closing bracket was told "expected ',' or ']'" alone, at the
+    next key lines below or at the file's end. The line it opens on is named, with the bracket to end it with."""
+    file = bot_dir / path
+    lines = file.read_text().splitlines()
+    line = next(n for n, text in enumerate(lines) if text.startswith(typed))
+    lines[line] = written.rstrip("\n")
+    file.write_text("\n".join(lines) + "\n")
+    said = error_for(bot_dir)
+    assert said.startswith(f"{file}:{line + 1}: malformed YAML: expected ',' or ") and said.endswith(
+        f"; line {line + 1} {fix}"), said
 
 
 @pytest.mark.parametrize(("written", "indented", "fix"), [
