@@ -2199,6 +2199,10 @@ def _nlu_entries(path: Path, node: yaml.Node | None, items: list[Any], slots: tu
         if isinstance(item, dict) and isinstance(item.get("intent"), str):
             named.add(_meant_name(item["intent"].strip()))
         with mistakes.noted():
+            if isinstance(item, str) and i and isinstance(items[i - 1], dict):  # "- hello" out at the entries' indent
+                raise _fail(path, node, ("nlu", i), f"{item[:30] + '…' * (len(item) > 30)!r} is read as an entry of its "
+                                                   "own, its '- ' as far out as '- intent:': if it is an example, "
+                                                   "indent it as far in as the examples above it")
             if not isinstance(item, dict):
                 raise _fail(path, node, ("nlu", i), "each entry must be a mapping such as 'intent: NAME'")
             if "intent" in item:

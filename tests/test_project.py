@@ -1144,6 +1144,10 @@ def test_a_history_csv_row_that_is_not_a_question_and_its_answer_is_refused(bot_
     ("- intent: track\n  examples: |\n    - where is it\n   - where is my parcel\n", "nlu.yml:8: malformed YAML: "
      "expected <block end>, but found '<block sequence start>' (while parsing a block mapping, on line 5); this line "
      "is indented 3 spaces, less than the '- ' line above it (4): line up each '- ' line with the others"),
+    # an example at the entries' own indent: an entry of its own, the examples under it joined to it
+    ("- intent: track\n  examples: |\n    - where is it\n- where is my parcel\n    - where is my order\n",
+     "nlu.yml:8: nlu.2: 'where is my parcel - where is …' is read as an entry of its own, its '- ' as far out as "
+     "'- intent:': if it is an example, indent it as far in as the examples above it"),
     ("- intent: track\n  examples:\n  - [where, is, it]\n", "an example must be a text"),
     # learnt as "750", "83" and "1.5": YAML's numbers, not what the shop wrote
     ("- intent: track\n  examples:\n  - where is it\n  - 12:30\n", "YAML reads an example as the number 750"),
