@@ -1519,6 +1519,13 @@ def _indent_fix(problem: str, context: str | None, opened: yaml.Mark | None, mar
     if not (problem.startswith("expected <block end>") and context and opened and mark and opened.line < mark.line):
         return ""
     line, at, keys = mark.line + 1, mark.column, opened.column
+    out = next((n for n in range(mark.line - 1, opened.line, -1) if lines[n].strip()
+                and not lines[n].lstrip().startswith("#") and _indent(lines[n]) <= keys), None)
+    if (at > keys and out is not None and _indent(lines[out]) == keys and re.fullmatch(r"[^\s#-][^:#]*:\s*", lines[out])
+            and any(_indent(lines[n]) == at for n in range(opened.line + 1, out) if lines[n].strip())):
+        # a key typed out at its block's own indent above ("goodbye:" under "responses:"), which ended the block there
+        return (f"; line {out + 1} ({lines[out].strip()!r}) is as far out as {lines[opened.line].strip()!r} on line "
+                f"{opened.line + 1}, while the keys around it are indented {at}: indent it {at} spaces, as they are")
     if "collection" in context and at == keys:
         return (f"; line {line} is as far in as the '- ' items of the list on line {opened.line + 1}, without being one: "
                 "indent it two spaces more, with the keys of its item, or start it with '- '")

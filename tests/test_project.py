@@ -2656,6 +2656,9 @@ def test_a_list_or_mapping_left_open_says_which_line_to_close(bot_dir: Path, pat
                                           "{above} are indented 6, those within them further): line it up with the keys "
                                           "it belongs with"),
     ("  complaint:", " complaint:", "is indented 1 space, as no key of its block is"),
+    # typed out at the file's own indent: the lines below it, in line with the keys above it, are told
+    ("  complaint:", "complaint:", "('complaint:') is as far out as 'responses:' on line 4, while the keys around it are "
+                                  "indented 2: indent it 2 spaces, as they are"),
     # further in than "- title: Request a refund" above it, whose value YAML reads it as: "mapping values are not
     # allowed here"
     ("          payload: /get_refund", "            payload: /get_refund", "is indented further than line {above}, so "
