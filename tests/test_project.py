@@ -2244,6 +2244,57 @@ def test_a_phone_number_is_no_order_number(bot_dir: Path) -> None:
               "订单号 13812345678": "13812345678"}
     assert {text: project.entities(normalise(text)).get("order_id") for text in orders} == orders
 
+
+def test_orders_listed_with_or_are_each_read(bot_dir: Path) -> None:
+    """"123 or 456" and "123或456" (a customer unsure which of two orders it is) named no order, and "order 123 or 456"
+    order 123 alone: "or", 或 and 或者 join a list of orders as "and" and 和 do, and a list that starts elsewhere is still
+    none."""
+    project = load_project(bot_dir)
+    said = {text: [e["value"] for e in project.found_entities(normalise(text))] for text in [
+        "123 or 456", "123或456", "123或者456", "order 123 or 456", "订单123或456", "订单 123, or 456", "I paid 300 or 400",
+        "我付了300或400", "2 or 3 days", "order 123 or so"]}
+    assert said == {"123 or 456": ["123", "456"], "123或456": ["123", "456"], "123或者456": ["123", "456"],
+                    "order 123 or 456": ["123", "456"], "订单123或456": ["123", "456"], "订单 123, or 456": ["123", "456"],
+                    "I paid 300 or 400": [], "我付了300或400": [], "2 or 3 days": [], "order 123 or so": ["123"]}
+
+
+def test_a_number_right_after_a_refund_a_return_or_a_cancellation_is_the_orders(bot_dir: Path) -> None:
+    """"refund 123", "退款 ５２０１７" (in full-width digits, as Chinese input methods type them) and "cancel 789" named no
+    order: the refund's answer spoke of no order, or of the one asked about before. A sum, a share, a count, a date or a
+    phone number after those words is no order."""
+    project = load_project(bot_dir)
+    orders = {"refund 123": ["123"], "Refund for 123": ["123"], "退款 ５２０１７": ["52017"], "退款５２０１７": ["52017"],
+              "退款　５２０１７": ["52017"], "我要退款：52017": ["52017"], "cancel 789": ["789"], "取消 52017": ["52017"],
+              "return 456 please": ["456"], "退货 52017": ["52017"], "退貨 52017": ["52017"],
+              "refund 123 or 456": ["123", "456"], "退款 123和456": ["123", "456"], "退款 1234 5000块": ["1234"]}
+    none = ["refund 300 dollars", "退款300元", "退款 300 块", "退款 300 塊", "退款 300 欧元", "refund 300 usd", "refund 100%",
+            "refund 2024-05-20", "退款 2024年5月", "refund 123.45", "退款 13812345678", "return 100 items", "取消 100 件",
+            "I want a refund of 300", "refund $300", "退款￥300", "退款三百元"]
+    for text in (*orders, *none):  # as every channel gives it, and as typed
+        assert [e["value"] for e in project.found_entities(normalise(text))] == orders.get(text, []), text
+        assert [e["value"] for e in project.found_entities(text)] == orders.get(text, []), text
+
+
+def test_an_order_written_with_a_typo_of_its_chinese_word_is_read(bot_dir: Path) -> None:
+    """定单 and 订丹, as a pinyin keyboard types 订单 (order) at a slip, named no order. 确定单价 (confirm the unit price) is
+    no order."""
+    project = load_project(bot_dir)
+    said = {text: [e["value"] for e in project.found_entities(normalise(text))] for text in [
+        "定单 52017", "订丹 52017", "定單號碼係52017", "52017定单到哪了", "我的定单123和456", "确定单价 300", "一定单独发 300"]}
+    assert said == {"定单 52017": ["52017"], "订丹 52017": ["52017"], "定單號碼係52017": ["52017"],
+                    "52017定单到哪了": ["52017"], "我的定单123和456": ["123", "456"], "确定单价 300": [], "一定单独发 300": []}
+
+
+def test_an_amount_in_chinese_after_an_order_in_english_is_no_order(bot_dir: Path) -> None:
+    """"order 789 100块" (order 789, 100 yuan) was read as orders 789 and 100, in either Chinese script: the order pattern's
+    copy in the other script (deskbot reads a pattern in both) lacked the unit the customer typed."""
+    project = load_project(bot_dir)
+    said = {text: [e["value"] for e in project.found_entities(normalise(text))] for text in [
+        "order 789 100块", "order 789 100塊", "order 789 2個", "order 1234 5000块"]}
+    assert said == {"order 789 100块": ["789"], "order 789 100塊": ["789"], "order 789 2個": ["789"],
+                    "order 1234 5000块": ["1234"]}
+
+
 def test_a_chinese_bot_reads_its_default_base_model_as_the_model_cache_does() -> None:
     for spelled in ("default", "Default", " default "):
         config = BotConfig.model_validate({"name": "shop", "language": "zh", "model": {"base": spelled}})
