@@ -128,6 +128,9 @@ async def test_the_demos_refund_answer_tells_how_to_request_it(client: Any, conv
      ["/handoff"]),
     ("each-zh", "get_refund", "我要退款，订单123和456", ["订单 123 的退款", "订单 456 的退款"], ["/track_refund"]),
     ("each-one", "get_refund", "refund for order 123", ["for order 123"], ["/track_refund"]),
+    # the number right after the refund or cancellation, in full-width digits, joined by "or" or 或
+    ("each-or", "get_refund", "refund 123 or 456", ["for order 123", "for order 456"], ["/track_refund"]),
+    ("each-zh-or", "cancel_order", "取消 １２３或４５６", ["取消订单 123", "取消订单 456"], ["/handoff"]),
 ])
 async def test_a_template_answers_each_order_the_message_names(client: Any, monkeypatch: pytest.MonkeyPatch,
                                                                conversation: str, intent: str, said: str,
@@ -141,6 +144,19 @@ async def test_a_template_answers_each_order_the_message_names(client: Any, monk
     answers = reply["reply"].split("\n\n")
     assert len(answers) == len(each) and all(order in answer for order, answer in zip(each, answers))
     assert [button["payload"] for button in reply["buttons"]] == buttons
+
+
+@pytest.mark.parametrize(("conversation", "said"), [("refund-after-en", "refund 456"), ("refund-after-zh", "退款 ４５６")])
+async def test_a_refund_of_another_order_after_a_lookup_is_the_refunds_answer_for_it(
+        client: Any, monkeypatch: pytest.MonkeyPatch, conversation: str, said: str) -> None:
+    """"refund 456" after order 123 was looked up got order 456's status: read as though "refund" only named the order,
+    it was taken for the same question again of another order."""
+    bot = client.app[BOT]
+    monkeypatch.setattr(bot, "nlu", SureOf(bot.nlu, "track_order"))
+    assert (await ask(client, conversation, "where is order 123?"))["source"] == "action"
+    monkeypatch.setattr(bot, "nlu", SureOf(bot.nlu, "get_refund"))
+    reply = await ask(client, conversation, said)
+    assert (reply["source"], reply["intent"]) == ("template", "get_refund") and "456" in reply["reply"], reply
 
 
 @pytest.mark.parametrize(("conversation", "asked", "answer"), [
