@@ -171,6 +171,9 @@ def foreign(text: str, language: Language) -> bool:
 
 # The punctuation a Chinese input method types: CJK's own (、。「」【】) and the full-width forms of ASCII's (？！，：).
 _CHINESE_PUNCTUATION = re.compile(r"[\u3001-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]")
+# Characters of Chinese grammar (pronouns, particles, the commonest verbs and question words), which a sentence in
+# Chinese has and a place's, a company's or a person's name quoted in an English one ("to 上海市徐汇区") has not.
+_CHINESE_GRAMMAR = re.compile("[我你您他她它们的了吗呢吧啊是在要想请帮怎么哪啥谁没不能会给把被这那个]")
 
 
 def turn_language(bot_language: str, text: str, previous: str | None = None, page: str | None = None) -> Language:
@@ -186,7 +189,9 @@ def turn_language(bot_language: str, text: str, previous: str | None = None, pag
     conversation's, as a first message's is. Full-width letters, which a Chinese input method types ("ＯＫ"), are
     read as the letters they are: a Chinese customer's "ＯＫ" was answered in English. A first message with no
     letter and nothing to keep is Chinese's when it has the punctuation a Chinese input method types ("？？？",
-    "。。。"), which was answered in English."""
+    "。。。"), which was answered in English. Chinese in an English conversation switches it when it is a sentence, not
+    when it is a name in an English one (an address: "to 上海市徐汇区", after which the whole conversation went on in
+    Chinese): a message with an English word and no character of Chinese grammar keeps English."""
     if bot_language in LANGUAGES:
         return cast(Language, bot_language)
     typed_in_chinese = _CHINESE_PUNCTUATION.search(text) is not None
@@ -197,7 +202,8 @@ def turn_language(bot_language: str, text: str, previous: str | None = None, pag
     if KANA.search(text):  # Japanese, kanji and all: another script, English's
         return "en"
     if CJK.search(text):
-        return "zh"
+        quoted = previous == "en" and not _CHINESE_GRAMMAR.search(text)
+        return "en" if quoted and re.search(r"[A-Za-z]{2}", _ADDRESSES.sub(" ", text)) else "zh"
     words = [word for word in _ADDRESSES.sub(" ", text).split() if any(c.isalpha() for c in word)]
     if not words:  # no letter, or only a link's or an e-mail address's, which are in no language
         return cast(Language, kept) if kept in LANGUAGES else "en"

@@ -11,7 +11,12 @@ from bot.language import chinese_script, in_script, say, turn_language
     ("en", "我要退款", None, "en"),           # a bot of one language always speaks it
     ("zh", "refund please", None, "zh"),
     ("multi", "我要退款", None, "zh"),
-    ("multi", "refund for 订单 123", "en", "zh"),  # any Chinese character makes it Chinese
+    ("multi", "refund for 订单 123", None, "zh"),  # any Chinese character makes a first message Chinese
+    ("multi", "我的 order 在哪", "en", "zh"), ("multi", "ok 我想退款", "en", "zh"),  # and a Chinese sentence another's
+    # a name, a place or a word of Chinese in an English sentence does not: an address asked for, given in Chinese
+    ("multi", "to 上海市徐汇区", "en", "en"), ("multi", "my address is 上海市徐汇区漕溪北路88号", "en", "en"),
+    ("multi", "the invoice for 上海某某有限公司", "en", "en"), ("multi", "refund for 订单 123", "en", "en"),
+    ("multi", "上海市徐汇区", "en", "zh"), ("multi", "a 上海", "en", "zh"), ("multi", "to 上海市徐汇区", "zh", "zh"),
     ("multi", "refund please", "zh", "en"),  # a typed English message switches back
     ("multi", "ok", "zh", "zh"),             # a single word does not: Chinese customers type "ok" and "thx" too
     ("multi", " iPhone15! ", "zh", "zh"),
