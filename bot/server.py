@@ -72,7 +72,7 @@ REVIEW_MODEL = web.AppKey("review_model", dict)
 KEPT_FIGURES = web.AppKey("kept_figures", KeptFigures)  # the latest figures read, for each console's ask every 30 s
 # set on SIGTERM, for server.drain_seconds and the stop after: /healthz answers 503, each response closes its connection
 DRAINING = web.AppKey("draining", asyncio.Event)
-HUNG_UP = web.AppKey("hung_up", asyncio.Event)  # set on SIGHUP, which stops `bot serve` as SIGTERM does
+HUNG_UP = web.AppKey("hung_up", asyncio.Event)  # set when SIGHUP began the stop, which SIGHUP begins as SIGTERM does
 DEVICE = web.AppKey("device", str)  # `bot serve --device`, "" for torch's choice: every swap loads there too
 STARTED_WITH = web.AppKey("started_with", BotConfig)  # bot.yml as the server set itself up from it at start
 FILES_READ = web.AppKey("files_read", dict)  # edited_files_stamp() of the bot's files as the server answers with them
@@ -1790,7 +1790,13 @@ async def stop_on_sigterm(app: web.Application) -> None:
     port closed (a 502 for a POST); meanwhile it sees the server stopping and sends them elsewhere. A second SIGTERM,
     or SIGINT, stops at once. One more once the stop has begun (Ctrl-C pressed again, a process manager's second
     SIGTERM) is said, and the stop goes on: raised again, it broke the stop off, the answers in flight cut, the store
-    left open, exit status 1 after a page of tracebacks; so did the drain's end coming while the turns finished."""
+    left open, exit status 1 after a page of tracebacks; so did the drain's end coming while the turns finished.
+
+    SIGHUP (the terminal it ran in closed, a log rotation's ``kill -HUP``) stops it as SIGTERM does, and says so; by
+    default it killed the server mid-turn without a line in the log. deskbot logs to stderr: it has no log file to
+    reopen. A stop SIGHUP began exits with 129 (:data:`HUNG_UP`), which a service manager restarts; one arriving once a
+    stop or drain is under way leaves that stop's exit status as it was: a log rotation during a deploy's SIGTERM
+    turned the deploy's clean stop into a fault (129)."""
     loop = asyncio.get_running_loop()
     server = app[STARTED_WITH].server
     stopping = False
@@ -1812,9 +1818,8 @@ async def stop_on_sigterm(app: web.Application) -> None:
                  "closes", name, server.shutdown_seconds)
         raise GracefulExit()  # as aiohttp's own handler: run_app then shuts down
 
-    def terminated() -> None:
+    def terminated(name: str = "SIGTERM") -> None:
         nonlocal drained
-        name = "SIGHUP" if app[HUNG_UP].is_set() else "SIGTERM"  # stop_on_sighup sends SIGTERM on SIGHUP
         if not server.drain_seconds or app[DRAINING].is_set():
             stop(name)
             return
@@ -1823,22 +1828,15 @@ async def stop_on_sigterm(app: web.Application) -> None:
                  server.drain_seconds)
         drained = loop.call_later(server.drain_seconds, stop, name)
 
+    def hung_up() -> None:
+        if not app[DRAINING].is_set():  # the stop's own cause, for its exit status
+            log.warning("SIGHUP: stopping as on SIGTERM (deskbot logs to stderr and has no log file to reopen: rotate "
+                        "its log with logrotate's copytruncate, or leave it to the service manager)")
+            app[HUNG_UP].set()
+        terminated("SIGHUP")
+
     loop.add_signal_handler(signal.SIGTERM, terminated)
     loop.add_signal_handler(signal.SIGINT, stop, "SIGINT")
-
-
-async def stop_on_sighup(app: web.Application) -> None:
-    """An ``on_startup`` hook of ``bot serve``: SIGHUP (the terminal it ran in closed, a log rotation's ``kill
-    -HUP``) stops the server as SIGTERM does, the turns in flight finished, and says so; by default it killed the
-    server mid-turn without a line in the log. deskbot logs to stderr: it has no log file to reopen."""
-    loop = asyncio.get_running_loop()
-
-    def hung_up() -> None:
-        log.warning("SIGHUP: stopping as on SIGTERM (deskbot logs to stderr and has no log file to reopen: rotate "
-                    "its log with logrotate's copytruncate, or leave it to the service manager)")
-        app[HUNG_UP].set()
-        os.kill(os.getpid(), signal.SIGTERM)
-
     loop.add_signal_handler(signal.SIGHUP, hung_up)
 
 

@@ -100,7 +100,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     from aiohttp import web
 
     from bot.log_format import DESKBOT_LOGGERS, LOG_FORMAT, RedactedTracebacks
-    from bot.server import BOT, HUNG_UP, RESPONSE_GRACE_S, create_app, stop_on_sighup, stop_on_sigterm
+    from bot.server import BOT, HUNG_UP, RESPONSE_GRACE_S, create_app, stop_on_sigterm
 
     project = load_bot(directory)
     refuse_an_unfit_store_dir(project)
@@ -139,7 +139,6 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
         app = create_app(directory, device=device, host=host)
         served = app[BOT]
         app.on_startup.append(stop_on_sigterm)
-        app.on_startup.append(stop_on_sighup)
         # SIGTERM closes the port and lets the turns in flight finish (up to shutdown_seconds, create_app's
         # shutdown hook), their responses be written, then closes the store.
         web.run_app(app, sock=socks, shutdown_timeout=RESPONSE_GRACE_S, access_log=None,
