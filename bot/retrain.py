@@ -75,7 +75,7 @@ from dialogues.store import Purged, Store, StoreError, held_in, open_to_read, re
 from finetune.classifier import IntentClassifier, ModelLoadError, Prediction
 from finetune.durable import owner_only
 from finetune.metrics import per_intent_accuracy
-from finetune.registry import Registry, RegistryError, Version
+from finetune.registry import Registry, RegistryError, Version, stops_held
 from retrieval.index import Answer, AnswerIndex, read_manifest, saved_answers
 from retrieval.options import IndexOptions
 from retrieval.text import same_text
@@ -564,14 +564,15 @@ def retrain(project: Project, device: str | None = None, progress: bool = True, 
             version = registry.commit(staging, meta, metrics)
         decision.update(version=version, promoted=False)  # decision.json holds the verdict; this, what came of it
         if not reasons:
-            try:
-                registry.promote(version)
-            except RegistryError as exc:  # a full disk: serving_name still serves, and the log says so
-                with suppress(RegistryError):  # the disk that refused CURRENT may refuse this too
-                    registry.record({"event": "promotion_failed", "version": version, "serving": serving_name,
-                                     "reason": str(exc)})
-                raise
-            record_served(registry, version, {"event": "promoted", "version": version, "previous": serving_name})
+            with stops_held():  # a SIGTERM or Ctrl-C between the two waits for the record
+                try:
+                    registry.promote(version)
+                except RegistryError as exc:  # a full disk: serving_name still serves, and the log says so
+                    with suppress(RegistryError):  # the disk that refused CURRENT may refuse this too
+                        registry.record({"event": "promotion_failed", "version": version, "serving": serving_name,
+                                         "reason": str(exc)})
+                    raise
+                record_served(registry, version, {"event": "promoted", "version": version, "previous": serving_name})
             decision["promoted"] = True
             return RetrainResult(version, True, decision)
         if new["answers"] and not moved:  # a refresh serves a copy of serving_name, which no longer serves
@@ -752,9 +753,10 @@ def refresh_index(registry: Registry, serving_name: str, answers: list[Answer], 
         meta.update(parent=serving_name, mode="index_refresh", learned_through=learned_through,
                     history=history_fingerprint(project))
         version = registry.commit(staging, meta, metrics)
-    registry.promote(version)
-    record_served(registry, version, {"event": "index_refresh", "version": version, "previous": serving_name,
-                                      "answers": len(answers)})
+    with stops_held():  # a SIGTERM or Ctrl-C between the two waits for the record
+        registry.promote(version)
+        record_served(registry, version, {"event": "index_refresh", "version": version, "previous": serving_name,
+                                          "answers": len(answers)})
     return version
 
 

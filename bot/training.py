@@ -32,7 +32,7 @@ from finetune.evaluation import in_scope_score
 from finetune.metrics import evaluate
 from finetune.models import DEFAULT_ALIASES, MPNET_ALIASES
 from finetune.durable import replaced
-from finetune.registry import Registry, RegistryError
+from finetune.registry import Registry, RegistryError, stops_held
 from finetune.train import TrainConfig, train_classifier
 from retrieval.index import Answer, AnswerIndex
 from retrieval.text import same_text
@@ -398,7 +398,8 @@ def train_project(project: Project, device: str | None = None, promote: bool = T
             serving = registry.readable_current()
             version = registry.commit(staging, {**meta, **({"parent": serving} if serving else {})}, metrics)
         previous = registry.readable_current() if promote else None
-        if promote:
-            registry.promote(version)
-        registry.record({"event": "trained", "version": version, "promoted": promote, "previous": previous})
+        with stops_held():  # a SIGTERM or Ctrl-C between the promotion and its record waits for the record
+            if promote:
+                registry.promote(version)
+            registry.record({"event": "trained", "version": version, "promoted": promote, "previous": previous})
     return TrainResult(version, metrics, promote)

@@ -23,6 +23,8 @@ import json
 import os
 import shlex
 import shutil
+import signal
+import threading
 import time
 import uuid
 from contextlib import contextmanager, suppress
@@ -40,6 +42,27 @@ SETTLED_NS = 1_000_000_000  # how long ago CURRENT must have been written for it
 
 class RegistryError(Exception):
     pass
+
+
+@contextmanager
+def stops_held() -> Iterator[None]:
+    """SIGTERM and SIGINT held while the block runs, then let through as they came: a stop between making a version
+    serve (CURRENT) and recording it in ``decisions.jsonl`` left a promotion the log never told of, or a rollback it
+    told of that never served. The block is a few file writes, so the stop waits for them alone. Off the main thread,
+    where no handler can be set, the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    held = {signum: signal.signal(signum, lambda signum, _: came.append(signum))
+            for signum in (signal.SIGTERM, signal.SIGINT) if signal.getsignal(signum) is not None}
+    try:
+        yield
+    finally:
+        for signum, handler in held.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(came):
+            signal.raise_signal(signum)
 
 
 @dataclass
@@ -133,6 +156,14 @@ class Registry:
             return (self.root / "CURRENT").stat().st_mtime_ns
         except OSError:
             return 0
+
+    def _current_file(self) -> tuple[int, int] | None:
+        """Which file CURRENT is (its inode and time), None where there is none: a promotion puts a new one in place."""
+        try:
+            st = (self.root / "CURRENT").stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns
 
     def readable_current(self) -> str | None:
         """:meth:`current`, or None when CURRENT cannot be read: what a listing shows, and what a
@@ -387,13 +418,18 @@ class Registry:
             if check is not None:
                 check(path)
             previous = self.readable_current()  # an unreadable CURRENT is what a rollback mends
-            self.record({"event": "rollback", "version": name, "previous": previous})  # no rollback goes unlogged
+            before = self._current_file()
             try:
+                self.record({"event": "rollback", "version": name, "previous": previous})  # no rollback goes unlogged
                 if derive is None or derive(name) is None:
                     self.promote(name)
-            except Exception as exc:  # a refused CURRENT, or a derived version that could not be made
-                with suppress(RegistryError):  # the disk that refused CURRENT may refuse this too
-                    self.record({"event": "rollback_failed", "version": name, "serving": previous, "reason": str(exc)})
+            # A refused CURRENT, a derived version that could not be made, or a stop (SIGTERM, Ctrl-C) before CURRENT
+            # was written: the log said a rollback that never served. Once written, it served, whatever came after.
+            except BaseException as exc:
+                if self._current_file() == before:
+                    with suppress(RegistryError):  # the disk that refused CURRENT may refuse this too
+                        self.record({"event": "rollback_failed", "version": name, "serving": previous,
+                                     "reason": str(exc) or type(exc).__name__})
                 raise
         return previous
 

@@ -1766,23 +1766,84 @@ def test_a_run_killed_after_its_promotion_is_listed_as_serving(bot_dir: Path, mo
         "  promoted (its run ended before decisions.jsonl recorded it)")
 
 
-def test_a_retrain_stopped_by_sigterm_just_after_its_promotion_says_its_candidate_serves(
-        bot_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("stop", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGINT, 1)])
+def test_a_retrain_stopped_just_after_its_promotion_records_it_and_says_its_candidate_serves(
+        bot_dir: Path, monkeypatch: pytest.MonkeyPatch, stop: signal.Signals, exit_code: int) -> None:
     """SIGTERM as the candidate was made to serve, before its promotion was recorded, had `bot retrain` say that the
-    candidate it was training was removed, while it served: the one on call went looking for a model that was there."""
+    candidate it was training was removed, while it served: the one on call went looking for a model that was there.
+    And the promotion went unrecorded, so that `bot models` could only guess it from CURRENT: the stop (Ctrl-C too)
+    waits for the record."""
     configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
     store = Store(bot_dir / "dialogues.db")
     store.add_labels(log_turns(store, ["the parcel is late"]), "track_order", "ann")
     store.close()
+    promote = Registry.promote
 
-    def stopped(*args: Any) -> None:
-        signal.raise_signal(signal.SIGTERM)  # handled as `bot retrain` handles it: its exit status is 143
+    def stopped(self: Registry, name: str) -> None:
+        promote(self, name)
+        signal.raise_signal(stop)  # SIGTERM handled as `bot retrain` handles it: its exit status is 143
 
-    monkeypatch.setattr(bot.retrain, "record_served", stopped)
+    monkeypatch.setattr(Registry, "promote", stopped)
     result = CliRunner().invoke(cli, ["retrain", str(bot_dir)])
-    assert result.exit_code == 143, result.output
-    assert Registry(bot_dir / "models").current() == "v0002"
-    assert "Stopped by SIGTERM: v0002 serves now: the candidate it promoted just before the stop.\n" in result.stderr
+    assert result.exit_code == exit_code, result.output
+    registry = Registry(bot_dir / "models")
+    assert registry.current() == "v0002"
+    assert [(d["event"], d["version"]) for d in registry.decisions()][-1] == ("promoted", "v0002")
+    if stop == signal.SIGTERM:
+        assert "Stopped by SIGTERM: v0002 serves now: the candidate it promoted just before the stop.\n" in result.stderr
+    listing = CliRunner().invoke(cli, ["models", str(bot_dir)]).output.splitlines()
+    assert listing[2].startswith("* v0002") and listing[2].endswith("  promoted"), listing
+
+
+def test_a_bot_train_stopped_just_after_its_promotion_records_it(bot_dir: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C as `bot train` made its version serve, before the log recorded it, left a version serving that
+    decisions.jsonl never named: the stop waits for the record."""
+    promote = Registry.promote
+
+    def stopped(self: Registry, name: str) -> None:
+        promote(self, name)
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(Registry, "promote", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        train_project(load_project(bot_dir), device="cpu", progress=False)
+    registry = Registry(bot_dir / "models")
+    assert registry.current() == "v0002"
+    assert {k: registry.decisions()[-1][k] for k in ("event", "version", "promoted")} == \
+        {"event": "trained", "version": "v0002", "promoted": True}
+
+
+@pytest.mark.parametrize(("stop", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGINT, 1)])
+def test_a_rollback_stopped_before_it_served_is_recorded_as_failed(bot_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    stop: signal.Signals, exit_code: int) -> None:
+    """A stop between recording a rollback and writing CURRENT (a deploy's SIGTERM, Ctrl-C) left the log saying the
+    version served: `bot models` listed it "served by rollback" and `bot serve`'s fallback took it for one that had."""
+    train_project(load_project(bot_dir), device="cpu", progress=False)  # v0002 serves
+    promote = Registry.promote
+
+    def stopped(self: Registry, name: str) -> None:
+        signal.raise_signal(stop)  # SIGTERM handled as `bot rollback` handles it: its exit status is 143
+        promote(self, name)
+
+    monkeypatch.setattr(Registry, "promote", stopped)
+    result = CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0001"])
+    assert result.exit_code == exit_code, result.output
+    registry = Registry(bot_dir / "models")
+    assert registry.current() == "v0002" and registry.last_served() == "v0002"
+    assert [(d["event"], d["version"]) for d in registry.decisions()][-2:] == [("rollback", "v0001"),
+                                                                                 ("rollback_failed", "v0001")]
+    monkeypatch.undo()  # served once rolled back to, whatever comes after
+    promote = Registry.promote
+
+    def served_then_stopped(self: Registry, name: str) -> None:
+        promote(self, name)
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(Registry, "promote", served_then_stopped)
+    assert CliRunner().invoke(cli, ["rollback", str(bot_dir), "v0001"]).exit_code == 1
+    assert registry.current() == "v0001" and registry.last_served() == "v0001"
+    assert registry.decisions()[-1]["event"] == "rollback"
 
 
 def test_a_run_that_ended_before_its_promotion_has_not_run_for_the_next(bot_dir: Path,

@@ -660,7 +660,9 @@ def rollback(directory: Path, version: str) -> None:
         nlu = NLU.load(path, device="cpu")
         trained_on.append((renamed_labels(nlu.labels, names), nlu.version))
 
-    previous = registry.rollback(version, check=check, derive=lambda name: with_index_refreshed(project, registry, name))
+    with unwound_on_sigterm():  # a rollback stopped before it served is recorded as failed
+        previous = registry.rollback(version, check=check,
+                                     derive=lambda name: with_index_refreshed(project, registry, name))
     serving = registry.current()
     if serving != version:
         click.echo(f"{version}'s index is refreshed as `bot retrain` refreshes one (agent answers the store no longer "
