@@ -1899,6 +1899,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
         bot.channels[channel.name] = channel
         if isinstance(channel, WebChannel):
             channel.unready = functools.partial(own_unready, app)
+            channel.draining = app[DRAINING].is_set
         routes = app.add_routes(channel.routes())
         if isinstance(channel, PlatformChannel):
             limits.callbacks |= {route.resource.canonical for route in routes if route.resource is not None}

@@ -309,6 +309,11 @@ async def test_with_drain_seconds_sigterm_goes_on_serving_first_and_says_it_is_s
         body = {"conversation_id": "drain", "text": "where is my order"}
         async with session.post(f"{server.url}/api/chat", json=body) as answered:  # customers still answered
             assert answered.status == 200 and answered.headers["Connection"] == "close"
+        # a new socket is refused, as a load balancer reads it: taken, it was closed (1012) as the port closed
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(f"{server.url}/api/ws")
+        assert refused.value.status == 503 and refused.value.headers is not None
+        assert refused.value.headers["Retry-After"] == "1"
         await asyncio.to_thread(server.process.join, 30)
         took = time.monotonic() - started
     assert server.process.exitcode == 0

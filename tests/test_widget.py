@@ -1108,6 +1108,22 @@ def test_a_server_not_ready_sends_the_widget_to_connect_again(open_widget: Any, 
     assert page.evaluate("window.__pauses.filter((pause) => pause === 2750).length") == 2
 
 
+def test_a_server_draining_refuses_the_widgets_socket_and_the_widget_connects_elsewhere_once(
+        open_widget: Any, server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server in its server.drain_seconds took new sockets, then closed them (1012) as its port closed: each widget
+    the balancer sent there connected twice. Refused before the handshake (503 ``stopping``), the widget's next try,
+    a second later, goes through the balancer to a server not stopping (here, the first try alone meets the drain)."""
+    draining = iter([True])
+    monkeypatch.setattr(server.app[BOT].channels["web"], "draining", lambda: next(draining, False))
+    widget = open_widget(pollInterval=60_000, init_script=SOCKETS_WATCHED)
+    page = widget.page
+    wait_until(page, "window.__sockets === 2 && Deskbot.connected()")
+    assert page.evaluate("window.__closes") == [1006]  # the refused handshake, and no socket closed since
+    assert 1000 in page.evaluate("window.__pauses")
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+
+
 def test_an_agents_takeover_takes_the_bots_suggested_replies_away(open_widget: Any, api: SimpleNamespace) -> None:
     """The bot's choices stayed under an agent's takeover, and one pressed reached the agent as its payload
     (/get_refund), which the bot, silent, did not answer."""

@@ -521,6 +521,8 @@ class WebChannel(Channel):
         self._sending_away: asyncio.Future[None] | None = None  # the sockets' closing by a server not ready (send_away)
         # Why this server is not ready for a reason of its own, now (None: it is), which the server sets (own_unready)
         self.unready: Callable[[], str | None] = lambda: None
+        # Whether the server is stopping (its server.drain_seconds or after), which the server sets
+        self.draining: Callable[[], bool] = lambda: False
         self._watcher: asyncio.Task[None] | None = None  # pushes what other servers on the store said (_watching)
         self.max_chars: int = settings.get("max_message_chars", 4000)
         self.origins: set[str] = set(settings.get("origins", []))  # as bot.yml's check wrote them: as browsers send them
@@ -883,8 +885,14 @@ class WebChannel(Channel):
         return with_agent({"status": status}, agent)
 
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
-        """One socket per widget; it may carry several conversations over its life."""
+        """One socket per widget; it may carry several conversations over its life. None is taken while the server
+        drains (``server.drain_seconds``): one taken then was closed (1012) as the port closed, seconds later, and its
+        widget connected a second time; refused before the handshake, 503 ``stopping`` with ``Retry-After`` as a load
+        balancer reads it, the widget connects again a second later, through the balancer, to another server."""
         self._refuse_unlisted(request)
+        if self.draining():
+            raise http_error(web.HTTPServiceUnavailable, "this server is stopping: connect again, to another",
+                             {"code": "stopping"}, headers={"Retry-After": str(STOPPING_RETRY_S)})
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=self.settings.get("max_body_bytes", 65536),
                                    timeout=CLOSE_WAIT_S)
         try:
