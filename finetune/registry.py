@@ -46,16 +46,17 @@ class RegistryError(Exception):
 
 @contextmanager
 def stops_held() -> Iterator[None]:
-    """SIGTERM and SIGINT held while the block runs, then let through as they came: a stop between making a version
-    serve (CURRENT) and recording it in ``decisions.jsonl`` left a promotion the log never told of, or a rollback it
-    told of that never served. The block is a few file writes, so the stop waits for them alone. Off the main thread,
-    where no handler can be set, the block runs as it is."""
+    """SIGTERM, SIGINT and SIGHUP (the terminal a retrain ran in closed) held while the block runs, then let through
+    as they came: a stop between making a version serve (CURRENT) and recording it in ``decisions.jsonl`` left a
+    promotion the log never told of. The block is a few file writes, so the stop waits for them alone. Off the main
+    thread, where no handler can be set, the block runs as it is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     came: list[int] = []
     held = {signum: signal.signal(signum, lambda signum, _: came.append(signum))
-            for signum in (signal.SIGTERM, signal.SIGINT) if signal.getsignal(signum) is not None}
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+            if signal.getsignal(signum) is not None}
     try:
         yield
     finally:

@@ -1795,6 +1795,37 @@ def test_a_retrain_stopped_just_after_its_promotion_records_it_and_says_its_cand
     assert listing[2].startswith("* v0002") and listing[2].endswith("  promoted"), listing
 
 
+HUNG_UP_AFTER_PROMOTION = """
+import os, signal, sys
+from finetune.registry import Registry
+from bot.cli import cli
+
+promote = Registry.promote
+
+
+def hung_up(self, name):  # the terminal the retrain ran in closes as its candidate is made to serve
+    promote(self, name)
+    os.kill(os.getpid(), signal.SIGHUP)
+
+
+Registry.promote = hung_up
+cli(["retrain", sys.argv[1], "--force"])
+"""
+
+
+def test_a_retrain_whose_terminal_closes_as_it_promotes_records_the_promotion(bot_dir: Path) -> None:
+    """SIGHUP (the terminal closed) ends `bot retrain` outright, as it would anywhere else in the run: between writing
+    CURRENT and the log's line, it left a promotion the log never named."""
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    ended = subprocess.run([sys.executable, "-c", HUNG_UP_AFTER_PROMOTION, str(bot_dir)], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert ended.returncode == -signal.SIGHUP, ended.stderr
+    registry = Registry(bot_dir / "models")
+    assert registry.current() == "v0002"
+    assert [(d["event"], d["version"]) for d in registry.decisions()][-1] == ("promoted", "v0002")
+
+
 def test_a_bot_train_stopped_just_after_its_promotion_records_it(bot_dir: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C as `bot train` made its version serve, before the log recorded it, left a version serving that
