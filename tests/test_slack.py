@@ -881,6 +881,18 @@ async def test_a_thread_reply_sent_to_the_channel_and_a_message_with_a_file_are_
     assert len(slack.posts) == 2
 
 
+async def test_a_message_written_with_slash_me_is_the_customers_own(slack: SimpleNamespace) -> None:
+    """Slack shows "/me is still waiting" as the customer's message, in italics; its ``me_message`` subtype was ignored,
+    in a DM and a thread alike: not answered, and never in the transcript of an agent holding the customer."""
+    await post(slack.client, event("Ev1", "is still waiting for order 123", subtype="me_message", channel="D1",
+                                   channel_type="im"))
+    await post(slack.client, event("Ev2", "<@UBOT> is still waiting", subtype="me_message", ts="1700000001.000200"))
+    await slack.channel.close()
+    assert [(t.conversation_id, t.text) for t in slack.bot.turns] == [
+        ("slack:T1:D1:", "is still waiting for order 123"), ("slack:T1:C1:1700000001.000200", "is still waiting")]
+    assert len(slack.posts) == 2
+
+
 async def test_a_file_sent_with_words_is_answered_by_its_words_and_noted_for_the_agent(slack: SimpleNamespace) -> None:
     """A screenshot sent with a caption was answered by its caption, and the agent reading the conversation never
     learnt a file came with it; the words are the message, and the file is noted beside them, in their language."""

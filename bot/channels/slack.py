@@ -71,7 +71,9 @@ BUTTON_ACTION = "deskbot_button"
 # the shop's menus whose chosen option's value is answered, and its date pickers, whose date is
 CHOICES = ("static_select", "overflow", "radio_buttons", "datepicker")
 SHARED_BLOCK = "connect"  # a buttons' block_id ends so when they were posted in a Slack Connect channel
-CUSTOMER_SUBTYPES = (None, "thread_broadcast", "file_share")  # message subtypes that are a person writing
+# Message subtypes that are a person writing: ``me_message`` is /me's ("/me is still waiting"), which Slack shows as
+# the user's own message, in italics; ignored, it was neither answered nor seen by the agent holding the customer.
+CUSTOMER_SUBTYPES = (None, "thread_broadcast", "file_share", "me_message")
 # Slackbot's user id: a reminder set for a channel (/remind #support …) comes from it as a person's message, without a
 # bot_id, and was answered, its thread a customer's conversation in the agents' inbox
 SLACKBOT = "USLACKBOT"
@@ -682,7 +684,8 @@ class SlackChannel(PlatformChannel):
             return None
         user, channel, ts = _string(event.get("user")), _string(event.get("channel")), _string(event.get("ts"))
         # Edits, deletions, joins and bot posts all arrive as subtypes; a customer's own words come plain,
-        # as a thread reply also sent to the channel, or with a file attached (and Slackbot's reminders too).
+        # as a thread reply also sent to the channel, with a file attached, or written with /me (and Slackbot's
+        # reminders too).
         if (event.get("subtype") not in CUSTOMER_SUBTYPES or event.get("bot_id") or user in self.own_user_ids
                 or user == SLACKBOT):
             return None
