@@ -1964,7 +1964,7 @@ async def test_a_slack_customer_is_told_the_name_of_the_agent_who_took_over(
     await notices_sent(client)
     assert posted == ["Ana has joined and will answer you here.", "人工客服小王已接入，将在这里为您解答。",
                       "人工客服张已接入，將在這裡為您解答。", "A member of our team has joined and will answer you here.",
-                      "Bo has joined and will answer you here.", f"**Bo:** {ANSWER}"]
+                      "Bo has joined and will answer you here.", f"Bo: {ANSWER}"]  # the notification text, plain
     web_chat = await (await client.get("/admin/conversations/web-1", headers=AUTH)).json()
     assert [t["role"] for t in web_chat["turns"]] == ["user"]  # the widget's banner says it
 

@@ -1393,7 +1393,7 @@ async def test_template_buttons_become_block_kit_actions(slack: SimpleNamespace)
     await post(slack.client, event())
     await slack.channel.close()
     [posted] = slack.posts
-    assert posted["text"] == "Refunds take **5–7 days**."  # the notification fallback
+    assert posted["text"] == "Refunds take 5–7 days."  # the notification fallback, as plain text
     markdown, actions = posted["blocks"]
     assert markdown == {"type": "markdown", "text": "Refunds take **5–7 days**."}
     assert actions["type"] == "actions"
@@ -2503,7 +2503,18 @@ async def test_an_agents_reply_is_led_by_the_agents_name(slack: SimpleNamespace)
     await slack.channel.send(f"slack:T1:C1:{TS}", "Which order is it?", role="agent", author="Alice")
     await slack.channel.send(f"slack:T1:C1:{TS}", "Anything else?", role="bot")
     assert [(p["text"], p["blocks"][0]["text"]) for p in slack.posts] == [
-        ("**Alice:** Which order is it?", "**Alice:** Which order is it?"), ("Anything else?", "Anything else?")]
+        ("Alice: Which order is it?", "**Alice:** Which order is it?"), ("Anything else?", "Anything else?")]
+
+
+async def test_the_notification_text_reads_the_markdown_as_plain_text(slack: SimpleNamespace) -> None:
+    """Slack shows a message's ``text`` in its notification and reads it out to screen readers as it is: they got
+    "**小李**：" and "[the FAQ](https://…)", asterisks and brackets and all. The markdown block keeps the Markdown."""
+    answer = "Open **Orders** → *Request a refund*, or read [the FAQ](https://shop.example/faq) <3"
+    await slack.channel.send(f"slack:T1:C1:{TS}", answer)
+    await slack.channel.send(f"slack:T1:C1:{TS}", "请稍等", role="agent", author="小李")
+    assert [(p["text"], p["blocks"][0]["text"]) for p in slack.posts] == [
+        ("Open Orders → Request a refund, or read the FAQ (https://shop.example/faq) &lt;3", answer),
+        ("小李：请稍等", "**小李**：请稍等")]
 
 
 async def test_429_is_retried_after_retry_after(slack: SimpleNamespace) -> None:

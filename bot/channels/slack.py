@@ -40,6 +40,7 @@ from bot.language import LANGUAGES, SLOT, Text, kept_script, mostly_written_in, 
 from bot.limits import hold_back, refunded_on_error
 from bot.project import valid_unicode
 from bot.responses import MAX_BUTTON_TITLE_CHARS, MAX_BUTTONS, slack_attachments, slack_blocks
+from bot.channels.wecom import plain_text as unmarked
 from dialogues.holding import SENT
 
 if TYPE_CHECKING:
@@ -1261,7 +1262,9 @@ class SlackChannel(PlatformChannel):
                   custom: Sequence[Any]) -> list[dict[str, Any]]:
         """The ``chat.postMessage`` arguments for ``text`` with its ``buttons`` and ``custom`` payloads, in
         ``thread_ts``: a long text in several messages, the shop's own blocks and the buttons under the last, and the
-        payloads' attachments too."""
+        payloads' attachments too. Each message's ``text``, which Slack shows in its notification and reads out to
+        screen readers, is its Markdown as plain text (bold without its asterisks, a link as its label and address,
+        as WeCom shows them); its ``markdown`` block keeps the Markdown, which Slack draws."""
         channel = conversation_id.split(":", 3)[2]
         pieces = message_pieces(text, MARKDOWN_LIMIT)
         messages: list[dict[str, Any]] = []
@@ -1269,7 +1272,8 @@ class SlackChannel(PlatformChannel):
             last = i == len(pieces)
             blocks = message_blocks(piece, buttons if last else [], conversation_id,
                                     channel in self.shared_channels, custom if last else [])
-            messages += posts(channel, thread_ts, piece or payload_text(custom), blocks)
+            # the notification and screen readers read ``text`` as it is: "**Ana:** see [the FAQ](…)" there
+            messages += posts(channel, thread_ts, unmarked(piece) if piece else payload_text(custom), blocks)
         if attachments := [attachment for payload in custom for attachment in slack_attachments(payload)]:
             messages[-1]["attachments"] = attachments
         return messages
