@@ -755,6 +755,35 @@ async def test_a_direct_message_is_one_conversation_answered_where_the_customer_
     assert sorted(p.get("thread_ts") or "" for p in slack.posts) == ["", "", "", "1700000000.000100", "1700000000.000100"]
 
 
+async def test_an_agent_and_the_handoff_notices_answer_a_dm_customer_in_the_thread_they_write_in(
+        slack: SimpleNamespace) -> None:
+    """A customer who asked for a person in a thread of the DM got the bot's answer there, and the agent's "joined"
+    notice and replies at the top level, away from their question; they go where the customer wrote last."""
+    dm, thread = {"channel": "D1", "channel_type": "im"}, "1700000000.000100"
+    await post(slack.client, event("Ev1", "I want a person", ts="1700000005.000100", thread_ts=thread, **dm))
+    await slack.channel._tasks.close(grace=5)  # answered; the channel serves on
+    conversation = "slack:T1:D1:"
+    await slack.channel.send(conversation, "Ana has joined.", role="bot", buttons=[{"title": "Back", "payload": "/resume"}])
+    await slack.channel.send(conversation, "Which order is it?", role="agent", author="Ana")
+    await post(slack.client, event("Ev2", "order 123", ts="1700000007.000100", **dm))  # now at the top level
+    await slack.channel._tasks.close(grace=5)
+    await slack.channel.send(conversation, "Found it.", role="agent", author="Ana")
+    assert [(p["blocks"][0]["text"], p.get("thread_ts")) for p in slack.posts] == [
+        (slack.bot.text, thread), ("Ana has joined.", thread), ("**Ana:** Which order is it?", thread),
+        (slack.bot.text, None), ("**Ana:** Found it.", None)]
+
+
+async def test_an_answer_owed_by_a_stopped_server_goes_to_the_dm_thread_its_message_was_written_in(
+        slack: SimpleNamespace) -> None:
+    """The next server posted it at the top level: the kept message's metadata names the thread."""
+    kept = {"conversation_id": "slack:T1:D1:", "reply": "Your parcel left today.", "buttons": [], "text": "where?",
+            "reply_turn": None, "id": None, "metadata": {"channel": "D1", "ts": "1700000005.000100",
+                                                         "answer_in": "1700000000.000100"}}
+    slack.channel.redeliver(kept)
+    await slack.channel.close(grace=5)
+    assert [(p["text"], p.get("thread_ts")) for p in slack.posts] == [("Your parcel left today.", "1700000000.000100")]
+
+
 async def test_a_group_dm_is_answered_as_a_channel_in_a_thread_under_each_message(slack: SimpleNamespace) -> None:
     """A group DM the bot is added to (message.mpim) is no direct message with one customer: it is answered as a
     channel is, each message a conversation of its own, in a thread under it (docs/channels.md, step 5)."""

@@ -25,6 +25,7 @@ import re
 import sqlite3
 import time
 import weakref
+from collections import OrderedDict
 from functools import partial
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,7 @@ MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown bl
 MIN_EVENT_BYTES = 1024 * 1024
 BUTTON_VALUE_LIMIT, BLOCK_ID_LIMIT = 2000, 255
 MAX_BLOCKS = 50  # Slack refuses a message of more blocks
+MAX_DM_THREADS = 10_000  # the DMs whose customer writes in a thread that are remembered so, oldest forgotten first
 BUTTON_ACTION = "deskbot_button"
 # the shop's menus whose chosen option's value is answered, and its date pickers, whose date is
 CHOICES = ("static_select", "overflow", "radio_buttons", "datepicker")
@@ -545,6 +547,8 @@ class SlackChannel(PlatformChannel):
         # The messages (message_key) their customers deleted lately, for which nothing is posted any more: neither an
         # answer nor a hint or a notice to wait, which the store keeps no row of to withdraw (:meth:`send`).
         self._deleted = RecentKeys()
+        # The DM conversations whose customer wrote last in a thread of the DM, each with that thread (:meth:`_heard`)
+        self._dm_threads: OrderedDict[str, str] = OrderedDict()
 
     def start(self) -> None:
         self._tasks.spawn(self._check_token())
@@ -1144,6 +1148,7 @@ class SlackChannel(PlatformChannel):
         async with self._seen.claim(turn.seen) as first:
             if not first:
                 return
+            self._heard(conversation_id, turn.metadata.get("answer_in", ""))
             slots = partial(self.conversation_slots, conversation_id)
             notice = await hold_back(request, conversation_id, "", self.language, slots)
             if notice is None:
@@ -1202,13 +1207,32 @@ class SlackChannel(PlatformChannel):
             text = shown = SENT[kind][self._own_language(await self.conversation_slots(turn.conversation_id))]
         await self.bot._store(store.replace_message, turn.conversation_id, key, text, shown)
 
+    def _heard(self, conversation_id: str, thread: str) -> None:
+        """Remember that the customer of ``conversation_id`` wrote (or clicked) last in ``thread`` of their DM (empty:
+        at its top level), where what is said to them outside an answer goes (:meth:`send`): an agent's replies and
+        the notice that they joined went to the top level, away from the question the customer asked in the thread.
+        The latest ``MAX_DM_THREADS`` alone, and in this server's memory: after a restart, until the customer writes
+        again, those go to the top level."""
+        self._dm_threads.pop(conversation_id, None)
+        if thread:
+            self._dm_threads[conversation_id] = thread
+            if len(self._dm_threads) > MAX_DM_THREADS:
+                self._dm_threads.popitem(last=False)
+
+    def redeliver(self, kept: dict[str, Any]) -> None:
+        """Send the answer a stopped server owed (:meth:`~bot.channels.base.PlatformChannel.redeliver`) where its
+        message was written: a DM's thread too, which the kept message's metadata names."""
+        self._heard(kept["conversation_id"], _string(_object(kept.get("metadata")).get("answer_in")))
+        super().redeliver(kept)
+
     def _tell(self, turn: Turn, notice: str, key: str) -> None:
         """Post the channel's own ``notice`` for the message ``key`` of ``turn`` (a hint, a notice to wait) in the
         background, where its answer would go; not once its customer deleted the message (:meth:`send`)."""
         self._tasks.spawn(self.deliver(turn.conversation_id, None, self.send(
-            turn.conversation_id, notice, thread=turn.metadata.get("answer_in"), about=key)))
+            turn.conversation_id, notice, thread=turn.metadata.get("answer_in", ""), about=key)))
 
     def resume(self, turn: Turn) -> None:
+        self._heard(turn.conversation_id, turn.metadata.get("answer_in", ""))
         self._tasks.spawn(self._answer(turn))
 
     async def _answer(self, turn: Turn) -> None:
@@ -1217,12 +1241,14 @@ class SlackChannel(PlatformChannel):
         if (reply.text or reply.buttons or reply.custom) and reply.source != "silent":
             await self.deliver(turn.conversation_id, reply.turn_id, self.send(
                 turn.conversation_id, reply.text, buttons=reply.buttons, custom=reply.custom,
-                thread=turn.metadata.get("answer_in"), parts=reply.parts, answering=turn.pending_id,
+                thread=turn.metadata.get("answer_in", ""), parts=reply.parts, answering=turn.pending_id,
                 about=message_key(turn.metadata.get("channel", ""), turn.metadata.get("ts", ""))), turn.pending_id)
 
     async def send(self, conversation_id: str, text: str, **kwargs: Any) -> None:
         """Post ``text`` (and any ``buttons``) into the conversation's thread with ``chat.postMessage``, or into
-        ``thread`` (a DM's answer to a message written in one); an agent's reply led by its ``author``'s name. A
+        ``thread`` (a DM's answer to a message written in one, empty for one at its top level); without ``thread`` (an
+        agent's reply, a notice of the handoff), into the DM's thread its customer wrote in last (:meth:`_heard`); an
+        agent's reply led by its ``author``'s name. A
         reply's ``custom`` payloads of Block Kit blocks follow its text in its last message (:func:`message_blocks`),
         in several where they pass Slack's limit (:func:`posts`); their ``attachments``
         (:func:`~bot.responses.slack_attachments`) go under the last. An action's ``parts`` (its messages, where a
@@ -1231,7 +1257,7 @@ class SlackChannel(PlatformChannel):
         anything said for the message ``about`` (:func:`message_key`), is not posted once its customer deleted that
         message (:class:`~bot.channels.base.Withdrawn`)."""
         prefix, _team, channel, thread_ts = conversation_id.split(":", 3)
-        thread_ts = kwargs.get("thread") or thread_ts
+        thread_ts = (kwargs["thread"] if "thread" in kwargs else self._dm_threads.get(conversation_id, "")) or thread_ts
         if prefix != self.name:
             raise ValueError(f"not a Slack conversation id: {conversation_id}")
         buttons = kwargs.get("buttons") or []
