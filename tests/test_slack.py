@@ -77,11 +77,21 @@ def slack_auth_test(request: web.Request, token: str, scopes: frozenset[str] | s
                         headers={"x-oauth-scopes": ",".join(sorted(scopes))})
 
 
+def texts_in(value: Any) -> int:
+    """The characters of the ``text`` strings anywhere in ``value`` (blocks, a block, a button)."""
+    if isinstance(value, dict):
+        return sum(len(v) if k == "text" and isinstance(v, str) else texts_in(v) for k, v in value.items())
+    return sum(map(texts_in, value)) if isinstance(value, list) else 0
+
+
 def slack_refusal(message: dict[str, Any]) -> str | None:
     """The error chat.postMessage answers for a ``message`` Slack refuses, as Slack names it; None for one it posts.
     Nothing to show ("no_text"); blocks past Block Kit's limits ("invalid_blocks"): more than 50, a ``block_id``
     twice or over 255 characters, markdown blocks of more than 12,000 characters in all, an ``actions`` block of more
-    than 25 elements, a button's text over 75 characters or its value over 2,000."""
+    than 25 elements, a button's text over 75 characters or its value over 2,000; blocks of too much text in all,
+    buttons' included ("msg_blocks_too_long"), which Slack does not publish: as measured (slackapi/bolt-js#2509),
+    13,297 characters in markdown blocks pass and one more does not, and a divider beside them leaves 13,172, each
+    block after the first counting 125."""
     blocks = message.get("blocks") or []
     if not (message.get("text") or blocks or message.get("attachments")):
         return "no_text"
@@ -93,6 +103,8 @@ def slack_refusal(message: dict[str, Any]) -> str | None:
             or any(len(element["text"]["text"]) > 75 or len(element.get("value", "")) > 2000
                    for element in elements if element.get("type") == "button")):
         return "invalid_blocks"
+    if texts_in(blocks) + 125 * (len(blocks) - 1) > 13_297:
+        return "msg_blocks_too_long"
     return None
 
 
@@ -1748,6 +1760,52 @@ async def test_a_long_answer_is_posted_in_pieces_with_its_buttons_under_the_last
     link = "https://shop.example.com/track?order=12345"  # a "?" inside a link is no sentence's end
     assert message_pieces("word " * 15 + f"see {link} for more. x x x", 120) == [
         "word " * 15 + "see", f"{link} for more. x x x"]
+
+
+def test_the_local_slack_refuses_blocks_of_too_much_text_as_slack_does() -> None:
+    """As Slack measured (slackapi/bolt-js#2509): 13,297 characters of text pass in one block, each further block
+    counting 125 (two blocks of text hold 13,172, a divider beside them 13,047), and one more is msg_blocks_too_long;
+    a button's title counts as text too."""
+    def message(markdown: int, section: int, divider: bool = False, button: str = "") -> dict[str, Any]:
+        blocks: list[dict[str, Any]] = [{"type": "markdown", "text": "a" * markdown},
+                                        {"type": "section", "text": {"type": "mrkdwn", "text": "b" * section}}]
+        blocks += [{"type": "divider"}] if divider else []
+        blocks += [{"type": "actions", "elements": [{"type": "button", "text": {"type": "plain_text", "text": button},
+                                                     "value": "/x"}]}] if button else []
+        return {"channel": "C1", "text": "x", "blocks": blocks}
+
+    assert slack_refusal(message(11_000, 2_172)) is None and slack_refusal(message(11_000, 2_047, divider=True)) is None
+    assert slack_refusal(message(11_000, 2_173)) == slack_refusal(message(11_000, 2_048, divider=True)) == (
+        "msg_blocks_too_long")
+    assert slack_refusal(message(11_000, 2_100)) is None
+    assert slack_refusal(message(11_000, 2_100, button="Talk to a person")) == "msg_blocks_too_long"
+
+
+async def test_a_long_answer_with_its_buttons_is_cut_so_that_they_fit_under_it(slack: SimpleNamespace) -> None:
+    """Slack refuses a message whose blocks hold too much text in all, the buttons' titles included: an answer just
+    under a markdown block's 12,000 characters with a template's 25 buttons under it was refused whole
+    (msg_blocks_too_long), and its customer handed to a person as undelivered."""
+    slack.bot.text = "\n\n".join([" ".join(["Returns are **free** within 30 days."] * 30)] * 11)[:11_990]
+    slack.bot.buttons = [{"title": f"Option {n} " + "x" * 60, "payload": f"/choose{n}"} for n in range(25)]
+    await post(slack.client, event())
+    await slack.channel.close()
+    assert [slack_refusal(posted) for posted in slack.posts] == [None, None]
+    first, last = slack.posts
+    assert [b["type"] for b in first["blocks"]] == ["markdown"] and [b["type"] for b in last["blocks"]] == [
+        "markdown", "actions"]  # the buttons under the text's last piece
+    assert "\n\n".join(posted["blocks"][0]["text"] for posted in slack.posts) == slack.bot.text.strip()
+    assert len(last["blocks"][1]["elements"]) == 25
+
+
+async def test_the_shops_blocks_of_too_much_text_in_all_go_on_in_another_message(slack: SimpleNamespace) -> None:
+    """A Rasa bot's payload of 45 product sections, fewer than 50 blocks and no markdown past 12,000 characters, held
+    too much text for one message (msg_blocks_too_long), and Slack refused the whole answer."""
+    products = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*Mug {n}* " + "x" * 270}} for n in range(45)]
+    slack.bot.text, slack.bot.custom = "Our mugs:", [{"blocks": products}]
+    await post(slack.client, event())
+    await slack.channel.close()
+    assert [slack_refusal(posted) for posted in slack.posts] == [None, None]
+    assert [block for posted in slack.posts for block in posted["blocks"]][1:] == products  # all of them, in order
 
 
 async def test_button_click_is_answered_in_its_thread_once(slack: SimpleNamespace) -> None:

@@ -63,6 +63,10 @@ MAX_NAMES_A_MESSAGE = 20  # the people a message mentions whose names are asked 
 MAX_NAMES_AT_START = MAX_NAMES_A_MESSAGE
 GROUP_KEPT_S = 300.0  # team_users' user groups are listed again after this long: colleagues join and leave them
 MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown blocks
+# Slack refuses a message whose blocks hold too much text in all, buttons' included (msg_blocks_too_long), a limit it
+# does not publish: measured, about 13,300 characters in one markdown block, each further block counting as about 125
+# more. A message's blocks are kept to this, each counted as its text and BLOCK_COST (:func:`block_size`).
+MESSAGE_BLOCKS_LIMIT, BLOCK_COST = 13_000, 125
 # An event carries a message's text twice, as text and as its rich_text blocks, up to 40,000 characters each
 # and escaped in JSON (six bytes a Chinese character): server.max_body_bytes refused long messages Slack
 # takes, and Slack gave up on them after three tries. Read whole and signed, they are cut to max_message_chars.
@@ -226,8 +230,8 @@ def posts(channel: str, thread_ts: str, piece: str, blocks: list[dict[str, Any]]
     chunks = block_messages(blocks)
     if len(chunks) > 1:
         log.warning("a reply of %d Slack blocks is posted in %d messages: Slack takes at most %d blocks in a message, "
-                    "each block_id once, and markdown blocks of %d characters in all", len(blocks), len(chunks),
-                    MAX_BLOCKS, MARKDOWN_LIMIT)
+                    "each block_id once, markdown blocks of %d characters in all, and about %d characters of text in "
+                    "all its blocks", len(blocks), len(chunks), MAX_BLOCKS, MARKDOWN_LIMIT, MESSAGE_BLOCKS_LIMIT)
     messages = []
     for n, chunk in enumerate(chunks):
         message: dict[str, Any] = {"channel": channel, "text": "" if n else escaped}
@@ -247,26 +251,41 @@ def payload_text(custom: Sequence[Any]) -> str:
                 "")
 
 
+def block_size(block: Any) -> int:
+    """What ``block`` counts for against ``MESSAGE_BLOCKS_LIMIT``: ``BLOCK_COST`` and the characters of its texts (a
+    ``markdown`` block's, a section's, each button's title), wherever they are in it."""
+
+    def text_in(value: Any) -> int:
+        if isinstance(value, dict):
+            return sum(len(v) if k == "text" and isinstance(v, str) else text_in(v) for k, v in value.items())
+        return sum(map(text_in, value)) if isinstance(value, list) else 0
+
+    return BLOCK_COST + text_in(block)
+
+
 def block_messages(blocks: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """``blocks`` in the messages Slack takes, in order: at most ``MAX_BLOCKS`` each, a ``block_id`` once in each
-    (an action uttering two payloads built alike, each posted on its own by Rasa, gave one message twice the id), and
-    at most ``MARKDOWN_LIMIT`` characters of ``markdown`` blocks in each, a limit Slack counts over all of a message's:
-    a long answer's text with the shop's own markdown blocks under it passed it, and Slack refused the whole reply."""
+    (an action uttering two payloads built alike, each posted on its own by Rasa, gave one message twice the id),
+    at most ``MARKDOWN_LIMIT`` characters of ``markdown`` blocks in each, a limit Slack counts over all of a message's
+    (a long answer's text with the shop's own markdown blocks under it passed it, and Slack refused the whole reply),
+    and at most ``MESSAGE_BLOCKS_LIMIT`` of text in all (:func:`block_size`): a long answer with its buttons under it
+    passed that, and Slack refused it (``msg_blocks_too_long``)."""
     chunks: list[list[dict[str, Any]]] = [[]]
     named: set[str] = set()
-    written = 0  # the characters of the markdown blocks in the last message
+    written = held = 0  # the characters of the markdown blocks in the last message, and what all its blocks count for
     for block in blocks:
         block_id = block.get("block_id") if isinstance(block, dict) else None
         text = block.get("text") if isinstance(block, dict) and block.get("type") == "markdown" else None
-        size = len(text) if isinstance(text, str) else 0
+        size, counted = len(text) if isinstance(text, str) else 0, block_size(block)
         if len(chunks[-1]) == MAX_BLOCKS or isinstance(block_id, str) and block_id in named or (
-                chunks[-1] and written + size > MARKDOWN_LIMIT):
+                chunks[-1] and (written + size > MARKDOWN_LIMIT or held + counted > MESSAGE_BLOCKS_LIMIT)):
             chunks.append([])
             named.clear()
-            written = 0
+            written = held = 0
         if isinstance(block_id, str):
             named.add(block_id)
         written += size
+        held += counted
         chunks[-1].append(block)
     return chunks
 
@@ -1292,12 +1311,16 @@ class SlackChannel(PlatformChannel):
         screen readers, is its Markdown as plain text (bold without its asterisks, a link as its label and address,
         as WeCom shows them); its ``markdown`` block keeps the Markdown, which Slack draws."""
         channel = conversation_id.split(":", 3)[2]
-        pieces = message_pieces(text, MARKDOWN_LIMIT)
+        shared = channel in self.shared_channels
+        # The buttons go under the last piece: a long text is cut shorter so that they fit in its message
+        # (MESSAGE_BLOCKS_LIMIT), but not below half a markdown block (hundreds of buttons), where they go on in a
+        # message of their own, as the shop's blocks that do not fit do (block_messages).
+        room = MESSAGE_BLOCKS_LIMIT - BLOCK_COST - sum(map(block_size, message_blocks("", buttons, conversation_id, shared)))
+        pieces = message_pieces(text, max(MARKDOWN_LIMIT // 2, min(MARKDOWN_LIMIT, room)))
         messages: list[dict[str, Any]] = []
         for i, piece in enumerate(pieces, start=1):
             last = i == len(pieces)
-            blocks = message_blocks(piece, buttons if last else [], conversation_id,
-                                    channel in self.shared_channels, custom if last else [])
+            blocks = message_blocks(piece, buttons if last else [], conversation_id, shared, custom if last else [])
             # the notification and screen readers read ``text`` as it is: "**Ana:** see [the FAQ](…)" there
             messages += posts(channel, thread_ts, unmarked(piece) if piece else payload_text(custom), blocks)
         if attachments := [attachment for payload in custom for attachment in slack_attachments(payload)]:
