@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot import notify
 from bot.channels.base import Turn
+from bot.channels.slack import CHANNEL_ERRORS
 from bot.language import SCRIPT
 from bot.openapi import InboxResponse
 from bot.project import ProjectError, load_project
@@ -41,6 +42,7 @@ from tests.conftest import configure
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 AUTH = {"Authorization": "Bearer small-admin-token"}
 QUESTION = "my parcel went to the neighbours house"
+NOT_FOUND = CHANNEL_ERRORS["channel_not_found"]  # what the agent is told to do of Slack's channel_not_found
 ANSWER = "I'm sorry! The courier will collect it and bring it to you tomorrow morning."
 JOINED = "A member of our team has joined and will answer you here."  # an English customer's takeover notice
 
@@ -2135,7 +2137,7 @@ async def test_an_agent_reply_the_platform_refuses_is_a_502_that_says_so(
     response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": "Yes, I'm here."}, headers=AUTH)
     assert response.status == 502
     assert (await response.json())["error"] == ("kept in the transcript, but the customer did not get it: "
-                                                "chat.postMessage: channel_not_found")
+                                                f"chat.postMessage: channel_not_found ({NOT_FOUND})")
     # Marked so, and the customer still waits: the inbox counted them answered, and the busy notice never came.
     client.app[BOT].store.set_status(cid, "handed_off", "requested", "slack")
     response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": "Still here?"}, headers=AUTH)
@@ -2324,7 +2326,7 @@ async def test_an_agent_reply_sent_again_while_its_first_try_fails_is_refused_bo
 
     first, again = await asyncio.gather(send(), send())
     assert first == again == (502, "kept in the transcript, but the customer did not get it: "
-                                   "chat.postMessage: channel_not_found")
+                                   f"chat.postMessage: channel_not_found ({NOT_FOUND})")
     assert posted == ["Refunded."]
     assert client.app[BOT]._keyed == {}
 
