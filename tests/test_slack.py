@@ -1544,6 +1544,7 @@ async def test_a_long_answer_with_the_shops_markdown_blocks_is_posted_within_sla
     first, last = slack.posts
     assert first["blocks"] == [{"type": "markdown", "text": slack.bot.text}] and first["text"] == slack.bot.text
     assert [b["type"] for b in last["blocks"]] == ["markdown", "actions"] and last["blocks"][0] == note
+    assert last["text"] == "Note: " + "Keep the receipt. " * 150  # what screen readers read
     assert last["thread_ts"] == first["thread_ts"] == TS
     assert "a reply of 3 Slack blocks is posted in 2 messages" in caplog.text
 

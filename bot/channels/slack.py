@@ -223,10 +223,9 @@ def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: st
 def posts(channel: str, thread_ts: str, piece: str, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The ``chat.postMessage`` arguments for one piece of a reply and its ``blocks``: one message, or several
     (:func:`block_messages`), with a warning, where the blocks would pass what Slack takes in one, which refused the
-    whole reply. The first carries ``piece`` as its ``text``."""
-    # ``text`` is mrkdwn, where <…> is a mention or a link and & starts an entity: a reply's own "<3 days"
-    # or "<!channel>" must read as written (Slack's formatting reference asks for these three escaped).
-    escaped = piece.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    whole reply. The first carries ``piece`` as its ``text``, each later one the text of its ``markdown`` blocks as plain
+    text (the shop's own, which went on there): without it, screen readers, which read a message's ``text`` alone,
+    read nothing of that message, and its notification said nothing either."""
     chunks = block_messages(blocks)
     if len(chunks) > 1:
         log.warning("a reply of %d Slack blocks is posted in %d messages: Slack takes at most %d blocks in a message, "
@@ -234,8 +233,13 @@ def posts(channel: str, thread_ts: str, piece: str, blocks: list[dict[str, Any]]
                     "all its blocks", len(blocks), len(chunks), MAX_BLOCKS, MARKDOWN_LIMIT, MESSAGE_BLOCKS_LIMIT)
     messages = []
     for n, chunk in enumerate(chunks):
-        message: dict[str, Any] = {"channel": channel, "text": "" if n else escaped}
-        if thread_ts:  # none in a DM: at the top level, where its customer writes
+        said = unmarked("\n\n".join(block["text"] for block in chunk if isinstance(block, dict) and block.get(
+            "type") == "markdown" and isinstance(block.get("text"), str))) if n else piece
+        # ``text`` is mrkdwn, where <…> is a mention or a link and & starts an entity: a reply's own "<3 days"
+        # or "<!channel>" must read as written (Slack's formatting reference asks for these three escaped).
+        message: dict[str, Any] = {"channel": channel,
+                                   "text": said.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")}
+        if thread_ts:  # none at a DM's top level, where its customer writes
             message["thread_ts"] = thread_ts
         if chunk:  # ``text`` stays as the notification and screen-reader fallback
             message["blocks"] = chunk
