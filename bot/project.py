@@ -223,6 +223,23 @@ def _said_as_written(text: Text) -> Text:
 
 Said = Annotated[Text, AfterValidator(_said_as_written)]  # a message of the bot's own, said as written
 
+WECOM_MESSAGE_BYTES = 2048  # the most of a WeCom text message's content, in UTF-8 bytes: WeCom cuts what is past it
+
+
+def _one_wecom_message(text: Text) -> Text:
+    """A text WeCom shows as one message (a hint, sent as the callback's reply as it is) within its 2,048 bytes: WeCom
+    cut a longer one at the byte, mid-character in Chinese (3 bytes each), where the count of characters looked far
+    from it."""
+    for language, each in per_language(text):
+        if (size := len(each.encode())) > WECOM_MESSAGE_BYTES:
+            raise mistake_in(language, f"it is {size:,} bytes in UTF-8, more than the {WECOM_MESSAGE_BYTES:,} WeCom "
+                                       f"shows in one message ({len(each):,} characters; a Chinese one is 3 bytes): "
+                                       "shorten it")
+    return text
+
+
+WeComText = Annotated[Text, AfterValidator(_one_wecom_message)]
+
 
 def _names_no_agent(text: Text) -> Text:
     """joined_message is said when no name is known, so an ``{agent}`` in it would reach customers as typed."""
@@ -444,8 +461,8 @@ class WeComChannel(Settings):
     previous_aes_key: str | None = Field(None, description="the EncodingAESKey WeCom encrypts with until a new one is "
                                                            "saved in its console, accepted beside aes_key meanwhile")
     reply_timeout: float | None = Field(None, gt=0, lt=5, description="seconds; WeCom gives up after 5")
-    choice_hint: Text | None = None
-    unread_hint: Text | None = None
+    choice_hint: WeComText | None = None
+    unread_hint: WeComText | None = None
     script: Script | None = Field(None, description=(
         "the Chinese script of the app's customers (hongkong for a Hong Kong company's, in Hong Kong's forms; "
         "traditional for Taiwan's): the Chinese replies' until a customer writes a character of either, as a web "

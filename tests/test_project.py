@@ -1608,6 +1608,20 @@ def test_a_blank_text_in_bot_yml_is_refused(bot_dir: Path) -> None:
     assert error_for(bot_dir) == f"{bot_dir / 'bot.yml'}:2: handoff.back_button: a text may not be blank"
 
 
+def test_a_wecom_hint_longer_than_one_wecom_message_is_refused_with_its_bytes(bot_dir: Path) -> None:
+    """WeCom cuts a text message past 2,048 bytes, mid-character in Chinese: a hint of 700 characters, far from any
+    limit by its count, reached employees cut off in a broken character."""
+    path = bot_dir / "bot.yml"
+    path.write_text(f"channels:\n  wecom:\n    unread_hint: {'请' * 683}\n")  # 2,049 bytes
+    assert error_for(bot_dir) == (f"{path}:3: channels.wecom.unread_hint: it is 2,049 bytes in UTF-8, more than the "
+                                  "2,048 WeCom shows in one message (683 characters; a Chinese one is 3 bytes): "
+                                  "shorten it")
+    path.write_text(f"channels:\n  wecom:\n    choice_hint:\n      en: Reply.\n      zh: {'选' * 700}\n")
+    assert error_for(bot_dir).startswith(f"{path}:5: channels.wecom.choice_hint.zh: it is 2,100 bytes in UTF-8")
+    path.write_text(f"channels:\n  wecom:\n    unread_hint: {'请' * 682}\n    choice_hint: {'x' * 2048}\n")
+    assert load_project(bot_dir).config.channels.wecom.unread_hint == "请" * 682  # 2,046 bytes: one message
+
+
 def test_a_template_must_answer_every_language_on_every_channel(bot_dir: Path) -> None:
     """Or the intent, however sure the classifier is, gets the fallback, which offers that intent's button."""
     path = bot_dir / "responses.yml"

@@ -39,6 +39,7 @@ from bot.channels.base import (DEFAULT_GRACE_S, MAX_SKEW_S, MAYBE_SENT, UNAVAILA
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, WrongKeyError, parse_xml
 from bot.language import LANGUAGES, SCRIPT, SLOT, Script, Text, kept_script, say
 from bot.limits import hold_back, refunded_on_error
+from bot.project import WECOM_MESSAGE_BYTES
 from dialogues.holding import SENT
 from dialogues.store import TURN_STALE_S, Store, log_tag
 from bot.responses import MAX_BUTTON_TITLE_CHARS
@@ -54,7 +55,7 @@ DEFAULT_REPLY_TIMEOUT_S = 4.0
 MAX_OFFERS = 10_000  # conversations whose numbered choices are remembered, oldest forgotten first
 CHOICE_HINT: Text = {"en": "Reply with a number to choose.", "zh": "回复数字即可选择。"}
 UNREAD_TYPES = {"image", "voice", "video", "file", "location", "link"}  # the message types a customer sends besides text
-MAX_CONTENT_BYTES = 2048  # WeCom's limit for a text message's content
+MAX_CONTENT_BYTES = WECOM_MESSAGE_BYTES  # WeCom's limit for a text message's content
 TOKEN_EXPIRED = {40014, 42001}  # invalid access_token, expired access_token
 SYSTEM_BUSY = -1  # "系统繁忙": WeCom asks to try again later
 # Answers that sent nothing and may pass if tried again a little later: WeCom busy, the app over its API call
