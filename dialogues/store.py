@@ -2302,6 +2302,13 @@ class Store:
             self.db.execute("DELETE FROM paced_sends WHERE ended < ?", [now() - REDELIVERY_WINDOW_S])
             self.db.execute("DELETE FROM hints WHERE told < ?", [now() - REDELIVERY_WINDOW_S])
 
+    def received_since(self, conversation_id: str, since: float) -> bool:
+        """Whether a platform message of the customer of ``conversation_id`` was kept (:meth:`receive`,
+        :meth:`receive_unanswered`) after ``since`` (``time.time()``), by whichever server on the store: a notice for
+        what they sent before (to type, to wait) says nothing to them any more."""
+        return self.db.execute("SELECT 1 FROM pending WHERE conversation_id = ? AND received > ? LIMIT 1",
+                               [conversation_id, since]).fetchone() is not None
+
     def hint_due(self, conversation_id: str, hint: str, hinted_s: float) -> bool:
         """Whether to tell the customer of ``conversation_id`` a channel's ``hint`` (that the bot reads text alone)
         for a message it cannot answer, kept as told now if so: not again for ``hinted_s``, or until they write words

@@ -1069,22 +1069,36 @@ async def taken(api: SimpleNamespace, count: int) -> None:
         await api.arrived.wait()
 
 
+async def store_servers(aiohttp_client: Any, api: SimpleNamespace, db: Path, **extra: Any) -> list[SimpleNamespace]:
+    """Two serving WeCom servers on the store ``db`` (one Store each, on the same file, as two processes have), each
+    with its ``bot``, ``channel`` and test ``client``."""
+    from dialogues.store import Store
+
+    servers = []
+    for _ in range(2):
+        bot = FakeBot()
+        bot.store = Store(db)
+        bot.store.serve()
+        channel = WeComChannel(bot, settings(api.url, reply_timeout=4.0, **extra))
+        servers.append(SimpleNamespace(bot=bot, channel=channel, client=await client_for(aiohttp_client, channel)))
+    return servers
+
+
+async def closed(servers: list[SimpleNamespace]) -> None:
+    """Close :func:`store_servers`' channels and stores."""
+    for server in servers:
+        await server.channel.close()
+        server.bot.store.close()
+
+
 @pytest.mark.parametrize("other", [True, False], ids=["another server", "the same server"])
 async def test_an_answer_ready_while_a_long_one_goes_out_waits_for_its_pieces_rather_than_going_back_passively(
         aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto, tmp_path: Path, other: bool) -> None:
     """A server sending an employee a long answer (or an agent's reply) in pieces, and the employee's next message
     answered in time, by that server or another on the store behind the callback URL: the passive reply, which takes
     no turn, went back at once and the employee read it between the pieces. It goes out actively, after them."""
-    from dialogues.store import Store
-
     wecom_api.send_s = 0.2
-    servers = []
-    for _ in range(2):
-        bot = FakeBot()
-        bot.store = Store(tmp_path / "dialogues.db")  # one Store each, on the same file, as two processes have
-        bot.store.serve()
-        channel = WeComChannel(bot, settings(wecom_api.url, reply_timeout=4.0))
-        servers.append(SimpleNamespace(bot=bot, channel=channel, client=await client_for(aiohttp_client, channel)))
+    servers = await store_servers(aiohttp_client, wecom_api, tmp_path / "dialogues.db")
     sending, answering = servers if other else servers[:1] * 2
     pieces = [f"第{n}段。" + "答" * 670 for n in range(1, 6)]
     long_answer = asyncio.create_task(sending.channel.send(f"wecom:{CORP_ID}:u1", "\n".join(pieces)))
@@ -1094,9 +1108,7 @@ async def test_an_answer_ready_while_a_long_one_goes_out_waits_for_its_pieces_ra
     assert (response.status, await response.text()) == (200, "")
     await long_answer
     await asyncio.wait_for(taken(wecom_api, len(pieces) + 1), 10)  # the answer, sent once its turn came
-    for server in servers:
-        await server.channel.close()
-        server.bot.store.close()
+    await closed(servers)
     assert [m["text"]["content"] for m in wecom_api.sent] == [*pieces, ANSWER]
 
 
@@ -1115,6 +1127,35 @@ async def test_a_hint_due_while_a_long_answer_goes_out_follows_its_pieces(
     await asyncio.wait_for(taken(wecom_api, len(pieces) + 1), 10)
     await channel.close()
     assert [m["text"]["content"] for m in wecom_api.sent] == [*pieces, TYPE_HINT]
+
+
+@pytest.mark.parametrize("written", [True, False], ids=["written since", "waited too long"])
+async def test_a_hint_waiting_for_another_servers_long_answer_is_dropped_once_no_longer_relevant(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, written: bool) -> None:
+    """A picture reaching one server while another sends the employee a long answer: its "please type" waited for
+    that answer's turn and went out whenever it came, a minute later behind a long one, after the employee had typed
+    their question and been answered. It is dropped, and the log says why, once the customer has written since, or
+    once it has waited longer than a send turn goes unrenewed (shortened here)."""
+    from bot.channels import wecom as module
+
+    caplog.set_level(logging.INFO, logger="bot.channels.wecom")
+    wecom_api.send_s = 0.2
+    if not written:
+        monkeypatch.setattr(module, "NOTICE_STALE_S", 0.3)
+    sending, told = await store_servers(aiohttp_client, wecom_api, tmp_path / "dialogues.db", language="zh")
+    pieces = [f"第{n}段。" + "答" * 670 for n in range(1, 6)]
+    long_answer = asyncio.create_task(sending.channel.send(f"wecom:{CORP_ID}:u1", "\n".join(pieces)))
+    await asyncio.wait_for(wecom_api.arrived.wait(), 10)  # its first piece is out
+    assert await unread_reply(told.client, crypto, PICTURE.format(n=1)) == ""  # the hint waits its turn
+    if written:
+        query, body = text_message(crypto, "付款失败了", "9102")
+        assert await (await told.client.post("/wecom/callback", params=query, data=body)).text() == ""
+    await long_answer
+    await asyncio.wait_for(taken(wecom_api, len(pieces) + written), 10)
+    await closed([sending, told])
+    assert [m["text"]["content"] for m in wecom_api.sent] == [*pieces, *[ANSWER] * written]
+    assert ("its customer has written since" if written else "for its turn, more than 0.3 s") in caplog.text
 
 
 async def test_silent_reply_sends_nothing(wecom: SimpleNamespace) -> None:

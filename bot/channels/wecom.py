@@ -21,7 +21,7 @@ import re
 import sqlite3
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
@@ -70,6 +70,10 @@ SEND_WINDOW_S = 60.0
 # How often a message waiting for another server on the store to finish sending to the same employee looks whether it
 # has (WeComChannel._across_servers): a write each, for up to the minute a long answer's paced pieces may take.
 SEND_TURN_POLL_S = 0.2
+# A notice (to type, to wait) that waited longer than a turn may go unrenewed for its turn to be sent is dropped: said a
+# minute after the picture it answers, behind another server's long answer, it told the employee of what they had
+# likely written about since.
+NOTICE_STALE_S = TURN_STALE_S
 MAX_AGENT_ID_SHOWN = 32  # characters of another app's AgentId that the log shows (WeCom's are 7 digits)
 START_CHECK_TIMEOUT_S = 5.0  # the check of the app's settings at start (WeComChannel.start) waits no longer for WeCom
 ENV = {
@@ -587,12 +591,30 @@ class WeComChannel(PlatformChannel):
         return self._passive_reply(user, notice, nonce, crypto)
 
     async def _tell(self, conversation_id: str, notice: str) -> None:
-        """Send the channel's ``notice`` with ``message/send``; one that does not reach WeCom is said in one line:
-        it answers no message kept, and nobody is owed it."""
+        """Send the channel's ``notice`` with ``message/send`` once its turn comes, unless by then it waited longer
+        than :data:`NOTICE_STALE_S` or its customer has written since (:meth:`_outdated`); one that does not reach WeCom
+        is said in one line: it answers no message kept, and nobody is owed it."""
         try:
-            await self._send_plain(conversation_id, notice)
+            await self._send_plain(conversation_id, notice, partial(self._outdated, conversation_id, time.time()))
         except UNDELIVERED as exc:  # a server stopping (Stopping) among them
             log.warning("WeCom: a notice to %s did not reach the customer: %s", log_tag(conversation_id), failure(exc))
+
+    async def _outdated(self, conversation_id: str, asked: float) -> str | None:
+        """Why a notice to ``conversation_id`` asked at ``asked`` (``time.time()``) is not worth sending now, or None:
+        it waited its turn longer than :data:`NOTICE_STALE_S`, or its customer has written since, to whichever server
+        on the store (``Store.received_since``; one that cannot say lets it go out)."""
+        waited = time.time() - asked
+        if waited > NOTICE_STALE_S:
+            return f"it waited {waited:.1f} s for its turn, more than {NOTICE_STALE_S:g} s"
+        if self.bot.store is None:
+            return None
+        try:
+            written = await self.bot._look_up(lambda store: store.received_since(conversation_id, asked))
+        except sqlite3.Error as exc:
+            log.warning("WeCom: a notice to %s goes out, as the store could not say whether its customer has written "
+                        "since (%s)", log_tag(conversation_id), exc)
+            return None
+        return "its customer has written since" if written else None
 
     def _passive_reply(self, user: str, text: str, nonce: str, crypto: WeComCrypto) -> web.Response:
         """``text`` as the callback's encrypted response, with ``crypto``, the Token and EncodingAESKey its request
@@ -623,14 +645,19 @@ class WeComChannel(PlatformChannel):
                                 say(self.choice_hint, kwargs.get("language") or self.language, script=kwargs.get("script")))
         await self._send_plain(conversation_id, plain_text(text))
 
-    async def _send_plain(self, conversation_id: str, text: str) -> None:
-        """Send ``text``, already as WeCom shows it (:func:`plain_text`), in 2,048-byte pieces."""
+    async def _send_plain(self, conversation_id: str, text: str,
+                          outdated: Callable[[], Awaitable[str | None]] | None = None) -> None:
+        """Send ``text``, already as WeCom shows it (:func:`plain_text`), in 2,048-byte pieces; once its turn comes,
+        not if ``outdated()`` then says why it is no longer worth sending (said in the log)."""
         prefix, corp_id, user = conversation_id.split(":", 2)
         if prefix != self.name or corp_id != self.corp_id:
             # named by its tag, as the log names it: the id names the employee, and a traceback prints this
             raise ValueError(f"not a conversation of this WeCom app: {log_tag(conversation_id)}")
         pieces = message_pieces(text, MAX_CONTENT_BYTES, size=lambda piece: len(piece.encode()))
         async with self._turn_of(conversation_id, user) as pace:
+            if outdated is not None and (why := await outdated()) is not None:
+                log.info("WeCom: a notice to %s is not sent: %s", log_tag(conversation_id), why)
+                return
             await send_pieces(pieces, lambda piece: self._send_text(conversation_id, user, piece, pace), WeComMaybeSent)
 
     async def _send_text(self, conversation_id: str, user: str, content: str, pace: Pace) -> None:
