@@ -96,6 +96,9 @@ REDELIVERY_WINDOW_S = 900.0
 UNOWNED_GRACE_S = 60.0
 # An answered message keeps its key only: its text lives on in the conversation's turns.
 _SETTLE = "UPDATE pending SET answered = ?, text = '', shown = NULL, metadata = '{}' WHERE id = ?"
+# The metadata of a message settled once its answer went back as the callback's reply (``Store.delivered``), which the
+# platform never confirms: its redelivery says the reply was lost (``Store.unconfirmed_answer``).
+_PASSIVE = '{"answered": "passive"}'
 # A purged conversation's messages keep their keys alone (the platform's message ids), taken as answered: deleted, a
 # redelivery in the minutes after the purge was answered again, beginning the conversation anew.
 _FORGET_SENDER = ("UPDATE pending SET answered = coalesce(answered, ?), conversation_id = NULL, user = NULL, text = '', "
@@ -2351,10 +2354,26 @@ class Store:
                                 "(SELECT 1 FROM conversations WHERE id = ?)", [send_id, conversation_id, ended,
                                                                                conversation_id])
 
-    def delivered(self, pending_id: int) -> None:
-        """Settle a kept message whose answer the platform took, or refused for good (marked undelivered)."""
+    def delivered(self, pending_id: int, passive: bool = False) -> None:
+        """Settle a kept message whose answer the platform took, or refused for good (marked undelivered); ``passive``:
+        whose answer went back as the reply to the platform's request, which the platform never says it got (WeCom's
+        passive reply), for a redelivery of the message to have sent (:meth:`unconfirmed_answer`)."""
         with self._lock:
             self.db.execute(_SETTLE, [now(), pending_id])
+            if passive:
+                self.db.execute("UPDATE pending SET metadata = ? WHERE id = ?", [_PASSIVE, pending_id])
+
+    def unconfirmed_answer(self, key: str) -> dict[str, Any] | None:
+        """The kept message ``key`` whose answer went back as the reply to the platform's request alone (:meth:`delivered`
+        with ``passive``), with that answer as :meth:`adopt` gives an owed one, to send; taken once, by whichever server
+        on the store the platform's redelivery reaches: a redelivery says the reply never reached the platform, and was
+        taken for a duplicate, the customer answered by nobody. None for any other message (its conversation purged
+        since among them)."""
+        with self._lock:
+            rows = self.db.execute_returning_dicts(
+                "UPDATE pending SET metadata = '{}' WHERE key = ? AND metadata = ? AND reply_turn IS NOT NULL "
+                "RETURNING *", [key, _PASSIVE])
+        return self._with_answer(rows[0]) if rows else None
 
     def owed(self, pending_id: int) -> bool:
         """Whether the answer to the kept message ``pending_id`` is still to be sent: not once the platform took it, nor
@@ -2460,19 +2479,23 @@ class Store:
                 if lock is not None:
                     Path(lock.lock_file).unlink(missing_ok=True)
                     lock.release()
-        for row in rows:
-            row["metadata"] = json.loads(row["metadata"] or "{}")
-            row["reply"], row["buttons"], row["custom"], row["messages"] = None, [], [], []
-            if row["reply_turn"] is not None:  # answered, not sent: the answer as the store keeps it (a purge
-                with self._lock:                # takes the conversation's kept messages with its turns)
-                    reply = _with_json(self.db.execute_returning_dicts(
-                        "SELECT role, text, buttons, custom, messages FROM turns WHERE id = ?", [row["reply_turn"]])[0])
-                # a reply of Slack blocks alone is sent as it was answered, not as the agents' CUSTOM_PLACEHOLDER
-                shown = _as_customer_saw(reply)
-                for column in ("buttons", "custom", "messages"):
-                    row[column] = shown[column]
-                row["reply"] = shown["text"]
-        return sorted(rows, key=lambda row: row["id"])
+        return sorted((self._with_answer(row) for row in rows), key=lambda row: row["id"])
+
+    def _with_answer(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A kept message's ``row`` with its metadata read and the answer logged for it: its ``reply``, ``buttons``,
+        ``custom`` payloads and ``messages`` as the store keeps them (``reply`` None: not answered yet)."""
+        row["metadata"] = json.loads(row["metadata"] or "{}")
+        row["reply"], row["buttons"], row["custom"], row["messages"] = None, [], [], []
+        if row["reply_turn"] is not None:  # answered: the answer as the store keeps it (a purge takes the
+            with self._lock:                # conversation's kept messages with its turns)
+                reply = _with_json(self.db.execute_returning_dicts(
+                    "SELECT role, text, buttons, custom, messages FROM turns WHERE id = ?", [row["reply_turn"]])[0])
+            # a reply of Slack blocks alone is sent as it was answered, not as the agents' CUSTOM_PLACEHOLDER
+            shown = _as_customer_saw(reply)
+            for column in ("buttons", "custom", "messages"):
+                row[column] = shown[column]
+            row["reply"] = shown["text"]
+        return row
 
     def waiting_elsewhere(self, channels: Collection[str]) -> dict[str, int]:
         """How many kept messages have waited a minute or more, per channel, on channels other than

@@ -345,6 +345,33 @@ def test_a_kept_platform_message_waits_until_its_answer_is_delivered(tmp_path: P
     store.close()
 
 
+def test_an_answer_given_as_the_reply_to_the_platforms_request_is_taken_once_to_send_when_it_sends_again(
+        tmp_path: Path) -> None:
+    """A WeCom passive reply is never confirmed: the message sent again says it was lost. Its answer, as logged, is
+    taken to send once, whichever server the redeliveries reach; an answer the platform took, or a conversation
+    purged since, gives none."""
+    store = Store(tmp_path / "dialogues.db")
+    cid = "wecom:ww1:u1"
+    kept_ids = [store.receive(f"wecom:{n}", cid, "wecom", "u1", "付款失败了", {"msg_id": n}) for n in ("1", "2")]
+    for pending_id in kept_ids:
+        _, reply = store.log_exchange(Exchange(cid, "wecom", "u1", "付款失败了", None, "请换一张卡再试。", None, 0.9, [],
+                                               "template", "v0001", pending_id=pending_id, buttons=[TRACK]))
+    store.delivered(kept_ids[0], passive=True)
+    store.delivered(kept_ids[1])  # sent with message/send, which WeCom confirmed
+    owed = store.unconfirmed_answer("wecom:1")
+    assert owed is not None and (owed["id"], owed["conversation_id"], owed["reply"], owed["buttons"]) == (
+        kept_ids[0], cid, "请换一张卡再试。", [TRACK])
+    assert store.unconfirmed_answer("wecom:1") is None  # taken once
+    assert store.unconfirmed_answer("wecom:2") is None and store.unconfirmed_answer("wecom:3") is None
+    again = store.receive("wecom:4", cid, "wecom", "u1", "还在吗", {})
+    store.log_exchange(Exchange(cid, "wecom", "u1", "还在吗", None, "在的。", None, 0.9, [], "template", "v0001",
+                                pending_id=again))
+    store.delivered(again, passive=True)  # type: ignore[arg-type]
+    store.purge(cid)
+    assert store.unconfirmed_answer("wecom:4") is None  # purged: nothing of it to send
+    store.close()
+
+
 def test_a_server_stops_cleanly_on_a_disk_turned_read_only_and_the_next_removes_its_lock_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The lock file a server could not delete as it stopped ended `bot serve` with status 1 and "Error: …lock:

@@ -67,6 +67,7 @@ class FakeBot:
     """Stands in for bot.engine.Bot: records turns and answers after ``delay`` seconds."""
 
     store = None
+    logs = False  # whether its answers are logged in its store, naming the kept message each answers, as the engine's
 
     def __init__(self, text: str = ANSWER, source: str = "template", delay: float = 0.0) -> None:
         self.text, self.source, self.delay = text, source, delay
@@ -79,8 +80,13 @@ class FakeBot:
     async def handle(self, turn: Turn) -> Reply:
         self.turns.append(turn)
         await asyncio.sleep(self.delay)
+        turn_id = None
+        if self.logs:
+            _, turn_id = self.store.log_exchange(Exchange(
+                turn.conversation_id, turn.channel, turn.user, turn.text, None, self.text, None, 0.0, [], self.source,
+                None, pending_id=turn.pending_id, buttons=self.buttons))
         return Reply(text=self.text, source=self.source, buttons=self.buttons, language=self.language,
-                     script=self.script)
+                     script=self.script, turn_id=turn_id)
 
     async def _store(self, fn: Any, *args: Any) -> Any:
         """``fn(*args)`` at once, on the ``store`` a test gives it, where the bot runs it on the store's thread."""
@@ -431,6 +437,28 @@ async def test_duplicate_msgid_gets_one_reply(wecom: SimpleNamespace) -> None:
     assert again.status == 200 and await again.text() == ""
     await wecom.channel.close()
     assert len(wecom.bot.turns) == 1 and wecom.api.sent == []
+
+
+@pytest.mark.parametrize("other", [True, False], ids=["another server", "the same server"])
+async def test_a_message_wecom_sends_again_after_its_passive_reply_was_lost_has_its_answer_sent(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto, tmp_path: Path, other: bool) -> None:
+    """WeCom sends a message again only when it got no reply to it: a passive answer lost on the network left the
+    redelivery taken for a duplicate (same MsgId), answered by an empty 200, and the employee got nothing. The answer
+    logged for the message is sent with message/send, once for WeCom's two redeliveries, and not computed again."""
+    first, second = await store_servers(aiohttp_client, wecom_api, tmp_path / "dialogues.db")
+    query, body = text_message(crypto, "付款失败了", "9103")
+    assert "<Encrypt>" in await (await first.client.post("/wecom/callback", params=query, data=body)).text()
+    for _ in range(200):  # the passive reply is written: its message is settled as answered that way
+        if first.bot.store.db.execute("SELECT answered FROM pending").fetchone()[0] is not None:
+            break
+        await asyncio.sleep(0.01)
+    for _ in range(2):  # WeCom's two retries, to the server behind the URL that takes each
+        again = await (second if other else first).client.post("/wecom/callback", params=query, data=body)
+        assert (again.status, await again.text()) == (200, "")
+    await asyncio.wait_for(taken(wecom_api, 1), 10)
+    await closed([first, second])
+    assert [m["text"]["content"] for m in wecom_api.sent] == [ANSWER]
+    assert [turn.text for turn in first.bot.turns + second.bot.turns] == ["付款失败了"]
 
 
 async def test_a_message_without_a_msgid_is_known_after_a_restart_by_a_key_that_names_nobody(
@@ -1071,13 +1099,13 @@ async def taken(api: SimpleNamespace, count: int) -> None:
 
 async def store_servers(aiohttp_client: Any, api: SimpleNamespace, db: Path, **extra: Any) -> list[SimpleNamespace]:
     """Two serving WeCom servers on the store ``db`` (one Store each, on the same file, as two processes have), each
-    with its ``bot``, ``channel`` and test ``client``."""
+    with its ``bot``, which logs its answers there, ``channel`` and test ``client``."""
     from dialogues.store import Store
 
     servers = []
     for _ in range(2):
         bot = FakeBot()
-        bot.store = Store(db)
+        bot.store, bot.logs = Store(db), True
         bot.store.serve()
         channel = WeComChannel(bot, settings(api.url, reply_timeout=4.0, **extra))
         servers.append(SimpleNamespace(bot=bot, channel=channel, client=await client_for(aiohttp_client, channel)))

@@ -408,7 +408,7 @@ class WeComChannel(PlatformChannel):
         conversation_id = self._conversation_of(user)
         async with self._seen.claim((key,)) as first:
             if not first:
-                return empty
+                return await self._redelivered(conversation_id, key)
             notice = await hold_back(request, conversation_id, text, self.language,
                                      lambda: self.conversation_slots(conversation_id))
             if notice is not None:  # over the conversation's limit: WeCom still gets its answer, the model nothing
@@ -424,8 +424,8 @@ class WeComChannel(PlatformChannel):
             )
             with refunded_on_error(request, conversation_id):
                 kept = await self.keep(turn, key)
-        if not kept:  # WeCom delivered it again while it waits for its answer
-            return empty
+        if not kept:  # WeCom delivered it again, while it waits for its answer or once it was answered
+            return await self._redelivered(conversation_id, key)
         # Whatever it is, the message withdraws the choices; only once kept: if keeping it fails, WeCom sends it
         # again, and the retry must pick what this one picked.
         self._offer(conversation_id, [])
@@ -462,8 +462,21 @@ class WeComChannel(PlatformChannel):
             self._tasks.spawn(self.deliver(turn.conversation_id, turn_id, self._send_plain(turn.conversation_id, answer),
                                            turn.pending_id))
             return response
-        self._tasks.spawn(self.bot._store(self.bot.store.delivered, turn.pending_id))
+        self._tasks.spawn(self.bot._store(self.bot.store.delivered, turn.pending_id, True))
         return response
+
+    async def _redelivered(self, conversation_id: str, key: str) -> web.Response:
+        """An empty 200 for WeCom's redelivery of a message kept already, whose answer is sent with ``message/send``
+        where it went back as the callback's reply alone (``Store.unconfirmed_answer``): WeCom sends again only what
+        it got no reply to, so that reply was lost on the way, and the redelivery, taken for a duplicate, left the
+        employee answered by nobody. The answer is the one logged for the message, sent once whichever servers the
+        redeliveries reach; one still being answered is sent as it is ready."""
+        store = self.bot.store
+        if store is not None and (kept := await self.bot._store(store.unconfirmed_answer, key)) is not None:
+            log.warning("WeCom sent a message of %s's again after its answer went back in the callback's reply: that "
+                        "reply did not reach WeCom, and the answer is sent with message/send", log_tag(conversation_id))
+            self.redeliver(kept)
+        return web.Response(text="")
 
     def _for_another_app(self, path: str, message: ET.Element) -> bool:
         """Whether ``message`` is for another app than ``agent_id``, said in the log once for each such app. Two apps
