@@ -68,6 +68,7 @@ from bot.language import SLOT, Language, Script, chinese_script, kept_script, sa
 from bot.project import LimitsConfig
 from dialogues.store import address_tag, log_tag
 
+MESSAGE_WINDOW_S = 60.0  # the moving window per_conversation_per_minute counts in
 HEALTH = "/healthz"  # a load balancer's probes, never counted
 SOCKET_RETRY_SECONDS = 10  # a socket slot frees when a page closes; there is no window to wait out
 UNLIMITED_FILES = 65_536  # the open-file limit taken as the process's where the system sets none
@@ -514,18 +515,29 @@ def slow_down(language: str, seconds: int, text: str, slots: Mapping[str, Any] |
 
 
 async def hold_back(request: web.Request, conversation_id: str, text: str, language: str,
-                    slots: Callable[[], Awaitable[dict[str, Any]]]) -> str | None:
+                    slots: Callable[[], Awaitable[dict[str, Any]]],
+                    counted: Callable[[int, float], Awaitable[float]] | None = None,
+                    told: Callable[[int], Awaitable[bool]] | None = None) -> str | None:
     """Count a Slack or WeCom message against its conversation's limit.
 
     None lets the message through. Otherwise it must be dropped (acknowledged, never shown to the
     model), and the string is the notice to send its user, empty when the user has already been
     told to wait and that wait is not over. ``slots`` reads the conversation's slots (its language and
-    Chinese script), only when a notice is due.
+    Chinese script), only when a notice is due. ``counted(most, window_s)``: the seconds until the conversation's
+    messages kept in the store, by every server on it, leave room for one more (0: now), which this server's own
+    count, in its memory, cannot see: two servers behind one callback URL let twice the limit through. ``told(wait)``:
+    whether no server on the store has told the customer to wait lately, kept as told for ``wait`` seconds if so.
     """
     limits = request.app.get(LIMITS)
-    if limits is None or not (wait := limits.message_wait(conversation_id)):
+    if limits is None:
         return None
-    if not limits.first_notice(conversation_id, wait):
+    wait = limits.message_wait(conversation_id)
+    if not wait and counted is not None and (most := limits.config.per_conversation_per_minute):
+        if wait := math.ceil(await counted(most, MESSAGE_WINDOW_S)):
+            limits.refund(conversation_id)  # not let through: this server's count takes it back
+    if not wait:
+        return None
+    if not limits.first_notice(conversation_id, wait) or told is not None and not await told(wait):
         log.debug("dropped another message over the limit in %s", log_tag(conversation_id))
         return ""
     log.warning("%s is over %d messages a minute: its messages are dropped for %ds",

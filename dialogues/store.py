@@ -2305,6 +2305,17 @@ class Store:
             self.db.execute("DELETE FROM paced_sends WHERE ended < ?", [now() - REDELIVERY_WINDOW_S])
             self.db.execute("DELETE FROM hints WHERE told < ?", [now() - REDELIVERY_WINDOW_S])
 
+    def kept_wait(self, conversation_id: str, most: int, window_s: float) -> float:
+        """Seconds until the customer of ``conversation_id`` may send one more platform message within ``most`` in
+        ``window_s``, counting those kept (:meth:`receive`, :meth:`receive_unanswered`; an edit's or a deletion's row
+        aside) by every server on the store; 0.0 now. Each server counted its own, and two behind one callback URL let
+        twice ``server.limits.per_conversation_per_minute`` through. A redelivery, kept once, counts once."""
+        at = now()
+        row = self.db.execute(
+            "SELECT received FROM pending WHERE conversation_id = ? AND received > ? AND key NOT LIKE ? "
+            "ORDER BY received DESC LIMIT 1 OFFSET ?", [conversation_id, at - window_s, _CHANGE + "%", most - 1]).fetchone()
+        return 0.0 if row is None else row[0] + window_s - at
+
     def received_since(self, conversation_id: str, since: float) -> bool:
         """Whether a platform message of the customer of ``conversation_id`` was kept (:meth:`receive`,
         :meth:`receive_unanswered`) after ``since`` (``time.time()``), by whichever server on the store: a notice for

@@ -1097,9 +1097,10 @@ async def taken(api: SimpleNamespace, count: int) -> None:
         await api.arrived.wait()
 
 
-async def store_servers(aiohttp_client: Any, api: SimpleNamespace, db: Path, **extra: Any) -> list[SimpleNamespace]:
+async def store_servers(aiohttp_client: Any, api: SimpleNamespace, db: Path, limits: LimitsConfig | None = None,
+                        **extra: Any) -> list[SimpleNamespace]:
     """Two serving WeCom servers on the store ``db`` (one Store each, on the same file, as two processes have), each
-    with its ``bot``, which logs its answers there, ``channel`` and test ``client``."""
+    with its ``bot``, which logs its answers there, ``channel`` and test ``client``, and its own ``limits``, if any."""
     from dialogues.store import Store
 
     servers = []
@@ -1108,7 +1109,10 @@ async def store_servers(aiohttp_client: Any, api: SimpleNamespace, db: Path, **e
         bot.store, bot.logs = Store(db), True
         bot.store.serve()
         channel = WeComChannel(bot, settings(api.url, reply_timeout=4.0, **extra))
-        servers.append(SimpleNamespace(bot=bot, channel=channel, client=await client_for(aiohttp_client, channel)))
+        app = web.Application()
+        if limits is not None:
+            app[LIMITS] = Limits(limits, 65536)
+        servers.append(SimpleNamespace(bot=bot, channel=channel, client=await client_for(aiohttp_client, channel, app)))
     return servers
 
 
@@ -1840,6 +1844,23 @@ async def test_a_flooding_employee_is_limited_and_told_once_to_wait(aiohttp_clie
     await channel.close()
     assert [t.text for t in bot.turns] == ["第1个问题", "第2个问题"]  # the excess never reached the model
     assert wecom_api.sent == []  # nothing sent actively either
+
+
+async def test_two_servers_on_one_store_hold_an_employee_to_the_limit_together_and_tell_once_to_wait(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto, tmp_path: Path) -> None:
+    """Each server counted an employee's messages in its own memory: behind one callback URL, two servers let twice
+    per_conversation_per_minute through to the model, and each told the employee to wait. They count the messages
+    the store keeps, and tell it once."""
+    first, second = await store_servers(aiohttp_client, wecom_api, tmp_path / "dialogues.db",
+                                        LimitsConfig(per_conversation_per_minute=2), language="zh")
+    assert await passive_content(first.client, crypto, "第1个问题", "1") == ANSWER
+    assert await passive_content(second.client, crypto, "第2个问题", "2") == ANSWER
+    told = await passive_content(first.client, crypto, "第3个问题", "3")
+    assert re.fullmatch(r"您发送消息太快了，请等待 \d+ 秒后再发送。", told)
+    query, body = text_message(crypto, "还在吗", "4")  # told already, by the other server
+    assert await (await second.client.post("/wecom/callback", params=query, data=body)).text() == ""
+    await closed([first, second])
+    assert [t.text for t in first.bot.turns + second.bot.turns] == ["第1个问题", "第2个问题"]
 
 
 async def test_a_picture_sent_to_an_agent_again_after_a_restart_is_recorded_once(

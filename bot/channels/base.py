@@ -52,6 +52,7 @@ MAX_SKEW_S = 300  # how far a platform's signed timestamp may be from our clock 
 REFUSAL_SAID_S = 60.0  # a refused request of a platform's is said in the log once in this long at most
 HINTED_S = 600.0  # a conversation told a hint is not told it again for this long, unless its customer wrote since
 UNREAD = "unread"  # UNREAD_HINT's name among the hints (PlatformChannel._hint_due)
+SLOWED = "slow_down"  # the notice to wait, over the conversation's limit, among them (PlatformChannel._hold_back)
 # What a customer who sends what the bot cannot read (a voice message, a picture) is told, where they got no answer.
 UNREAD_HINT: Text = {"en": "Sorry, I can only read text messages. Please type your question.",
                      "zh": "抱歉，我只能读懂文字消息，请用文字描述您的问题。"}
@@ -732,6 +733,34 @@ class PlatformChannel(Channel):
                 log.warning("%s: whether %s was told the %s hint lately is decided by this server alone, as the store "
                             "could not say (%s)", self.platform, log_tag(conversation_id), hint, exc)
         return self._hinted[hint].add(conversation_id)
+
+    async def _hold_back(self, request: web.Request, conversation_id: str, text: str,
+                         slots: Callable[[], Awaitable[dict[str, Any]]]) -> str | None:
+        """:func:`~bot.limits.hold_back` for a message of ``conversation_id``, counted against its limit with the
+        messages the store keeps of it from every server on it (``Store.kept_wait``), and its customer told to wait
+        once among them (``Store.hint_due``): each server counted its own, and two behind one callback URL let twice
+        the limit through, and each told the customer to wait. A store that cannot say leaves both to this server,
+        said in the log."""
+        from bot.limits import hold_back  # here: bot.limits imports this module
+
+        store = self.bot.store
+        if store is None:
+            return await hold_back(request, conversation_id, text, self.language, slots)
+
+        async def asked(what: str, ask: Callable[[], Any], otherwise: T) -> T:
+            try:
+                return await self.bot._store(ask)
+            except sqlite3.Error as exc:
+                log.warning("%s: %s of %s is left to this server, as the store could not say (%s)", self.platform, what,
+                            log_tag(conversation_id), exc)
+                return otherwise
+
+        return await hold_back(
+            request, conversation_id, text, self.language, slots,
+            counted=lambda most, window_s: asked("the count of the messages", lambda: store.kept_wait(
+                conversation_id, most, window_s), 0.0),
+            told=lambda wait: asked("whether to tell to wait the customer", lambda: store.hint_due(
+                conversation_id, SLOWED, wait), True))
 
     def _words_came(self, conversation_id: str) -> None:
         """Have every hint told again in ``conversation_id`` (:meth:`_hint_due`), whose customer wrote words."""

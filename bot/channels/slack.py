@@ -38,7 +38,7 @@ from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, UNDELIVERED, UNREAD, UNR
                                failure, handed_over, http_error, is_fresh, load_json, message_pieces, normalise,
                                read_body, readable, same_secret, send_pieces, shown_url, signed, skew, with_attached)
 from bot.language import LANGUAGES, SLOT, Text, kept_script, mostly_written_in, say
-from bot.limits import hold_back, refunded_on_error
+from bot.limits import refunded_on_error
 from bot.project import valid_unicode
 from bot.responses import MAX_BUTTON_TITLE_CHARS, MAX_BUTTONS, slack_attachments, slack_blocks
 from bot.channels.wecom import plain_text as unmarked
@@ -1173,7 +1173,7 @@ class SlackChannel(PlatformChannel):
                 return
             self._heard(conversation_id, turn.metadata.get("answer_in", ""))
             slots = partial(self.conversation_slots, conversation_id)
-            notice = await hold_back(request, conversation_id, "", self.language, slots)
+            notice = await self._hold_back(request, conversation_id, "", slots)
             if notice is None:
                 store, kept = self.bot.store, await slots()
                 language = self._own_language(kept)
@@ -1201,8 +1201,8 @@ class SlackChannel(PlatformChannel):
                 if edit:
                     await self._edited(turn, key)
                 return
-            notice = await hold_back(request, turn.conversation_id, turn.text, self.language,
-                                     lambda: self.conversation_slots(turn.conversation_id))
+            notice = await self._hold_back(request, turn.conversation_id, turn.text,
+                                           lambda: self.conversation_slots(turn.conversation_id))
             if notice is None:
                 with refunded_on_error(request, turn.conversation_id):
                     kept = await self.keep(turn, key)

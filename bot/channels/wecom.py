@@ -38,7 +38,7 @@ from bot.channels.base import (DEFAULT_GRACE_S, MAX_SKEW_S, MAYBE_SENT, UNAVAILA
                                message_pieces, readable, send_pieces, shown_url, signed, skew)
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, WrongKeyError, parse_xml
 from bot.language import LANGUAGES, SCRIPT, SLOT, Script, Text, kept_script, say
-from bot.limits import hold_back, refunded_on_error
+from bot.limits import refunded_on_error
 from bot.project import WECOM_MESSAGE_BYTES
 from dialogues.holding import SENT
 from dialogues.store import TURN_STALE_S, Store, log_tag
@@ -409,8 +409,8 @@ class WeComChannel(PlatformChannel):
         async with self._seen.claim((key,)) as first:
             if not first:
                 return await self._redelivered(conversation_id, key)
-            notice = await hold_back(request, conversation_id, text, self.language,
-                                     lambda: self.conversation_slots(conversation_id))
+            notice = await self._hold_back(request, conversation_id, text,
+                                           lambda: self.conversation_slots(conversation_id))
             if notice is not None:  # over the conversation's limit: WeCom still gets its answer, the model nothing
                 return await self._notice(conversation_id, user, notice, nonce, crypto)
             turn = Turn(
@@ -522,7 +522,7 @@ class WeComChannel(PlatformChannel):
             if not first:
                 return web.Response(text="")
             slots = partial(self.conversation_slots, conversation_id)
-            notice = await hold_back(request, conversation_id, "", self.language, slots)
+            notice = await self._hold_back(request, conversation_id, "", slots)
             if notice is None:
                 conversation = await self.conversation(conversation_id)
                 kept = (conversation or {}).get("slots", {})
