@@ -1191,7 +1191,27 @@ async def test_a_hint_waiting_for_another_servers_long_answer_is_dropped_once_no
         await asyncio.sleep(0.01)
     await closed([sending, told])
     assert [m["text"]["content"] for m in wecom_api.sent] == [*pieces, *[ANSWER] * written]
-    assert ("its customer has written since" if written else "for its turn, more than 0.3 s") in caplog.text
+    assert ("its customer has written since" if written else "s to go out, more than 0.3 s") in caplog.text
+
+
+async def test_a_notice_wecoms_rate_would_hold_past_relevance_is_dropped(
+        wecom_api: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """An employee sent WeCom's 30 messages of a minute (a long answer's pieces): a "please type" for their picture
+    then waited for a place in the next minute, and went out up to a minute later. It is dropped where that wait would
+    outlast its relevance (the window and the relevance shortened here)."""
+    from bot.channels import wecom as module
+
+    caplog.set_level(logging.INFO, logger="bot.channels.wecom")
+    monkeypatch.setattr(module, "NOTICE_STALE_S", 0.3)
+    channel = WeComChannel(FakeBot(), settings(wecom_api.url))
+    channel.send_window_s = 5.0
+    conversation = f"wecom:{CORP_ID}:u1"
+    for n in range(30):
+        await channel.send(conversation, f"第{n}段。")
+    await channel._tell(conversation, TYPE_HINT)
+    await channel.close()
+    assert len(wecom_api.sent) == 30 and TYPE_HINT not in [m["text"]["content"] for m in wecom_api.sent]
+    assert "a notice to" in caplog.text and "s to go out, more than 0.3 s" in caplog.text
 
 
 async def test_silent_reply_sends_nothing(wecom: SimpleNamespace) -> None:

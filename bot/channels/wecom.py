@@ -125,6 +125,11 @@ class Pace:
     ended: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_SENDS_PER_EMPLOYEE))
 
 
+class Outdated(DeliveryError):
+    """A notice no longer worth sending by the time it could go out (:meth:`WeComChannel._outdated`): nothing went
+    out, and nobody is owed it."""
+
+
 class WeComBusy(WeComAPIError):
     """WeCom answered, at each try, that it is busy or the app over its call rates (:data:`TRY_LATER`): it was
     reached, and nothing is wrong with the settings."""
@@ -609,16 +614,19 @@ class WeComChannel(PlatformChannel):
         is said in one line: it answers no message kept, and nobody is owed it."""
         try:
             await self._send_plain(conversation_id, notice, partial(self._outdated, conversation_id, time.time()))
+        except Outdated as exc:
+            log.info("WeCom: a notice to %s is not sent: %s", log_tag(conversation_id), exc)
         except UNDELIVERED as exc:  # a server stopping (Stopping) among them
             log.warning("WeCom: a notice to %s did not reach the customer: %s", log_tag(conversation_id), failure(exc))
 
-    async def _outdated(self, conversation_id: str, asked: float) -> str | None:
-        """Why a notice to ``conversation_id`` asked at ``asked`` (``time.time()``) is not worth sending now, or None:
-        it waited its turn longer than :data:`NOTICE_STALE_S`, or its customer has written since, to whichever server
-        on the store (``Store.received_since``; one that cannot say lets it go out)."""
-        waited = time.time() - asked
+    async def _outdated(self, conversation_id: str, asked: float, wait: float) -> str | None:
+        """Why a notice to ``conversation_id`` asked at ``asked`` (``time.time()``) would not be worth sending after
+        ``wait`` seconds more, or None: it would have waited longer than :data:`NOTICE_STALE_S` (its turn, WeCom's
+        rate), or its customer has written since, to whichever server on the store (``Store.received_since``; one that
+        cannot say lets it go out)."""
+        waited = time.time() + wait - asked
         if waited > NOTICE_STALE_S:
-            return f"it waited {waited:.1f} s for its turn, more than {NOTICE_STALE_S:g} s"
+            return f"it would wait {waited:.1f} s to go out, more than {NOTICE_STALE_S:g} s"
         if self.bot.store is None:
             return None
         try:
@@ -660,25 +668,27 @@ class WeComChannel(PlatformChannel):
 
     async def _send_plain(self, conversation_id: str, text: str,
                           outdated: Callable[[], Awaitable[str | None]] | None = None) -> None:
-        """Send ``text``, already as WeCom shows it (:func:`plain_text`), in 2,048-byte pieces; once its turn comes,
-        not if ``outdated()`` then says why it is no longer worth sending (said in the log)."""
+        """Send ``text``, already as WeCom shows it (:func:`plain_text`), in 2,048-byte pieces; :class:`Outdated` where
+        ``outdated(wait)`` says why it is no longer worth sending once its turn comes, or after the ``wait`` WeCom's
+        rate would hold it for."""
         prefix, corp_id, user = conversation_id.split(":", 2)
         if prefix != self.name or corp_id != self.corp_id:
             # named by its tag, as the log names it: the id names the employee, and a traceback prints this
             raise ValueError(f"not a conversation of this WeCom app: {log_tag(conversation_id)}")
         pieces = message_pieces(text, MAX_CONTENT_BYTES, size=lambda piece: len(piece.encode()))
         async with self._turn_of(conversation_id, user) as pace:
-            if outdated is not None and (why := await outdated()) is not None:
-                log.info("WeCom: a notice to %s is not sent: %s", log_tag(conversation_id), why)
-                return
-            await send_pieces(pieces, lambda piece: self._send_text(conversation_id, user, piece, pace), WeComMaybeSent)
+            if outdated is not None and (why := await outdated(0.0)) is not None:
+                raise Outdated(why)
+            await send_pieces(pieces, lambda piece: self._send_text(conversation_id, user, piece, pace, outdated),
+                              WeComMaybeSent)
 
-    async def _send_text(self, conversation_id: str, user: str, content: str, pace: Pace) -> None:
+    async def _send_text(self, conversation_id: str, user: str, content: str, pace: Pace,
+                         outdated: Callable[[float], Awaitable[str | None]] | None = None) -> None:
         """Send one message to ``user``, in its turn (``pace``, held) and within WeCom's limit of
         :data:`MAX_SENDS_PER_EMPLOYEE` in ``send_window_s``, over which WeCom drops a message and says it sent it
         (:meth:`_take_send`). It counts from when it ended, failed too, since WeCom cannot have taken it later."""
         payload = {"touser": user, "msgtype": "text", "agentid": self.agent_id, "text": {"content": content}}
-        place = await self._take_send(conversation_id, pace)
+        place = await self._take_send(conversation_id, pace, outdated)
         try:
             result = await self._post_message(payload)
         except Exception:  # counted all the same; one cut short by a stopping server stays counted from its start
@@ -699,11 +709,13 @@ class WeComChannel(PlatformChannel):
                                          json=payload)
         return result
 
-    async def _take_send(self, conversation_id: str, pace: Pace) -> int | None:
+    async def _take_send(self, conversation_id: str, pace: Pace,
+                         outdated: Callable[[float], Awaitable[str | None]] | None = None) -> int | None:
         """Wait until WeCom takes one more message to the conversation's employee, counted, with a store, for every
         server on it (``Store.take_send``; the place's id), else for this one (``pace``; None): each server counted its
         own, and two servers on one store sent twice what WeCom takes, the rest dropped or refused (45009). A server
-        stopping cuts the wait short."""
+        stopping cuts the wait short; so does ``outdated(wait)`` saying the message would no longer be worth sending
+        after it (:class:`Outdated`)."""
         while True:
             taken = await self._counted(conversation_id, "take_send", conversation_id, MAX_SENDS_PER_EMPLOYEE,
                                         self.send_window_s)
@@ -714,6 +726,8 @@ class WeComChannel(PlatformChannel):
                 place, wait = taken[0]
             if wait <= 0:
                 return place
+            if outdated is not None and (why := await outdated(wait)) is not None:
+                raise Outdated(why)
             await self.pause_before_retry(wait)
 
     async def _send_ended(self, conversation_id: str, pace: Pace, place: int | None) -> None:
