@@ -24,6 +24,8 @@ of:
   ``Store.taken_from`` in one snapshot, as JSON; the baseline, each poll's read before the ETag), beside the poll
   with nothing committed since, which sends back the ETag of the answer it holds: the inbox's version in a snapshot
   and the tag hashed (``Store.inbox_version``, ``bot.server.inbox_tag``), answered 304; with the ratio of the medians;
+  and the same poll on another server's connection, sent back the first's ETag: the version begun with the
+  connection's name (the baseline, answered whole) beside the store's (``_v54``, 304);
 - the day's figures as the console asks for them every 30 s (``conversation_stats`` since the store's latest turn: a
   day just begun), whose web chat's conversations and handoffs beside the other channels' are counted from the turns
   of the window, each looked up in its conversation, beside the same counted as they were before, by a list of every
@@ -154,6 +156,12 @@ def tagged_poll(store: Store, agent: str, version: Callable[[Store], str], held:
         return tag
 
 
+def connections_version(store: Store) -> str:
+    """The inbox's version as :meth:`Store.inbox_version` told it before ``_v54``: begun with a name each connection drew
+    as it opened, which no other server's matched."""
+    return f"{store._opened}.{store._inbox_changes()}"
+
+
 def medians(name: str, baseline: str, times: list[float], new: str, new_times: list[float]) -> None:
     """Print the best and the median of the baseline's ``times`` and of ``new_times``, and the ratio of the medians."""
     for label, taken in ((f"baseline: {baseline}", times), (new, new_times)):
@@ -226,6 +234,16 @@ def main() -> None:
           f"median {statistics.median(unchanged):.3f} ms")
     print(f"unchanged against whole: {statistics.median(unchanged) / statistics.median(whole):.4f} times as long "
           "(medians)")
+    other = Store(args.store, read_only=True)  # the reads' connection of another server behind the load balancer
+    held = tagged_poll(store, agent, Store.inbox_version)
+    per_connection, named = [], []
+    for _ in range(args.runs):  # alternately, as above
+        per_connection += times_of(lambda: tagged_poll(other, agent, connections_version, held), 1)
+        named += times_of(lambda: tagged_poll(other, agent, Store.inbox_version, held), 1)
+    medians("the store's name against the connection's", "an inbox poll on another server with the first's ETag, the "
+            "version begun with the connection's name (answered whole)", per_connection,
+            "the same, the version begun with the store's name (_v54, 304)", named)
+    other.close()
     today = store.db.execute("SELECT max(created) FROM turns").fetchone()[0]
     listed = "conversation_id IN (SELECT id FROM conversations WHERE channel = :channel)"  # as before
     looked_up = _customers("t.conversation_id", "web", None)

@@ -541,10 +541,24 @@ def _v53(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_hints_told ON hints (told)")
 
 
+# A name of its own for each store, minted anew by each restore (``dialogues.store.restore``): two servers on one store
+# read it alike, where a backup put back in its place, or another store, is named otherwise.
+NEW_IDENTITY = "INSERT OR REPLACE INTO store_identity (id, identity) VALUES (1, lower(hex(randomblob(12))))"
+
+
+def _v54(db: sqlite_utils.Database) -> None:
+    """The store's name (``store_identity``, ``NEW_IDENTITY``) that begins the inbox's version (``Store.inbox_version``):
+    it began with a name drawn by each connection as it opened, and behind a load balancer each server answered the
+    ETag of another's answer, the same inbox, whole."""
+    db.execute("CREATE TABLE IF NOT EXISTS store_identity (id INTEGER PRIMARY KEY CHECK (id = 1), "
+               "identity TEXT NOT NULL)")
+    db.execute(NEW_IDENTITY)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
                                                               _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36,
                                                               _v37, _v38, _v39, _v40, _v41, _v42, _v43,
                                                               _v44, _v45, _v46, _v47, _v48, _v49, _v50,
-                                                              _v51, _v52, _v53]
+                                                              _v51, _v52, _v53, _v54]

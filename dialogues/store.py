@@ -40,7 +40,7 @@ from filelock import FileLock, Timeout
 from dialogues.disk import (DAMAGED_ADVICE, READ_ONLY_DISK_ADVICE, cannot_write, damaged, no_space,
                             read_only_disk)
 from dialogues.holding import DELETED, SENT, asks_for_details, asks_nothing, gives_details, run_answer
-from dialogues.migrations import HANDED_BACK, MIGRATIONS
+from dialogues.migrations import HANDED_BACK, MIGRATIONS, NEW_IDENTITY
 from dialogues.redact import redact
 from finetune.durable import fsync_path, owner_only
 from retrieval.text import spellings
@@ -619,6 +619,11 @@ def restore(path: Path, copy: Path) -> Path | None:
         try:
             with contextlib.closing(sqlite3.connect(restoring)) as target:  # in steps, which SIGTERM may stop
                 source.backup(target, pages=BACKUP_STEP_PAGES, progress=_between_steps)
+                # a name of its own (_v54; one older is named as it is migrated): the copy holds the name of the store
+                # it was taken from, whose inbox's version the consoles hold may name other content than the copy's
+                if target.execute("SELECT 1 FROM sqlite_master WHERE name = 'store_identity'").fetchone():
+                    with target:
+                        target.execute(NEW_IDENTITY)
                 target.execute("PRAGMA journal_mode=DELETE")
             fsync_path(restoring)
             aside = _aside(path)
@@ -1380,10 +1385,13 @@ class Store:
         but moved only by a write that changes what the inbox shows (a handoff, a handback, a takeover, an agent's
         reply or read, a handed-off customer's message, a purge: the triggers of ``_v52``), not by the customers writing
         to the bot, its predictions or their votes. With the bot answering a message a second, :meth:`version` changed
-        between nearly every two polls of a console, and each read the inbox whole, nothing in it changed."""
+        between nearly every two polls of a console, and each read the inbox whole, nothing in it changed. Begun with
+        the store's name (``_v54``), not this connection's: the same on every server of the store, so that behind a load
+        balancer one answers another's ETag 304; another for another store, or a backup restored in its place."""
         if not self.db.conn.in_transaction:
             raise RuntimeError("Store.inbox_version() is read inside a snapshot(): outside one, it names none")
-        return f"{self._opened}.{self._inbox_changes()}"
+        return self.db.execute("SELECT (SELECT identity FROM store_identity) || '.' || changes FROM inbox_changes"
+                               ).fetchone()[0]
 
     def _inbox_changes(self) -> int:
         """How many times the writes changed what the agents' inbox shows (``_v52``)."""

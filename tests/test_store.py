@@ -3306,6 +3306,45 @@ def test_the_inbox_version_moves_with_what_the_inbox_shows_alone_from_migration_
     store.close()
 
 
+def test_the_inbox_version_is_the_stores_on_every_server_and_another_after_a_restore(tmp_path: Path) -> None:
+    """The inbox's version began with a name each connection drew as it opened: behind a load balancer, each server
+    answered another's ETag, the same inbox, whole. It is the store's now, the same on each server's connection, and
+    another for a backup restored in the store's place, whose count of changes goes on from the copy's, or for another
+    store at the same path."""
+    path = tmp_path / "dialogues.db"
+
+    def made(conversation: str) -> Store:
+        store = Store(path)
+        user_turn(store, conversation, "where is my order?")
+        store.set_status(conversation, "handed_off", "requested")
+        return store
+
+    def version() -> str:
+        with contextlib.closing(Store(path, read_only=True)) as reads, reads.snapshot():
+            return reads.inbox_version()
+
+    store = made("held")
+    one, other = Store(path, read_only=True), Store(path, read_only=True)  # two servers' reads' connections
+    with one.snapshot(), other.snapshot():
+        assert one.inbox_version() == other.inbox_version() == version()
+    one.close()
+    other.close()
+    store.backup(tmp_path / "copy.db")
+    store.set_status("held", "handed_off", "agent", agent="Ana")
+    taken = version()
+    store.close()
+    store_module.restore(path, tmp_path / "copy.db")
+    store = Store(path)
+    store.set_status("held", "handed_off", "agent", agent="Bob")  # as many changes since the copy, another inbox
+    assert version() not in (taken, "")
+    store.close()
+    for end in ("", "-wal", "-shm"):
+        Path(f"{path}{end}").unlink(missing_ok=True)
+    made("held").close()  # another store at the same path, made alike
+    with contextlib.closing(Store(tmp_path / "copy.db", read_only=True)) as copy, copy.snapshot():
+        assert version() != copy.inbox_version()
+
+
 def test_a_poll_keeps_its_pass_over_the_handed_off_customers_until_the_inbox_changes(tmp_path: Path) -> None:
     """Each console's poll went over every handed-off conversation for their waits and holders, on the tab of the
     conversations with the bot too (for its counts and the agents who have customers): 70 ms with 2,000 of them
