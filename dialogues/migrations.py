@@ -546,13 +546,35 @@ def _v53(db: sqlite_utils.Database) -> None:
 NEW_IDENTITY = "INSERT OR REPLACE INTO store_identity (id, identity) VALUES (1, lower(hex(randomblob(12))))"
 
 
+def _reached(row: str) -> str:
+    """SQL true where the conversation ``row`` (``new`` or ``old``) is one the agents reach, with a status: of a channel,
+    and not ``bot chat``'s tryouts (``cli``, ``Store.TRYOUT_CHANNEL``)."""
+    return f"({row}.status IS NOT NULL AND coalesce({row}.channel, 'cli') != 'cli')"
+
+
+def _counted(row: str, step: str) -> str:
+    """The statement that adds ``step`` to the count of ``row``'s status where the agents reach it (``_v54``)."""
+    return (f"INSERT INTO listed_conversations (status, conversations) SELECT {row}.status, {step} "
+            f"WHERE {_reached(row)} ON CONFLICT (status) DO UPDATE SET conversations = conversations + {step}")
+
+
 def _v54(db: sqlite_utils.Database) -> None:
     """The store's name (``store_identity``, ``NEW_IDENTITY``) that begins the inbox's version (``Store.inbox_version``):
     it began with a name drawn by each connection as it opened, and behind a load balancer each server answered the
-    ETag of another's answer, the same inbox, whole."""
+    ETag of another's answer, the same inbox, whole. And how many conversations the agents reach are in each status
+    (``listed_conversations``, ``Store._listed``), kept by triggers, every writer's: counted from the status index at
+    each poll of a console's tab of the conversations with the bot, 10 ms with 98,000 of them open."""
     db.execute("CREATE TABLE IF NOT EXISTS store_identity (id INTEGER PRIMARY KEY CHECK (id = 1), "
                "identity TEXT NOT NULL)")
     db.execute(NEW_IDENTITY)
+    db.execute("CREATE TABLE IF NOT EXISTS listed_conversations (status TEXT PRIMARY KEY, conversations INTEGER NOT NULL)")
+    for name, when, body in (("insert", "AFTER INSERT", [_counted("new", "1")]),
+                             ("delete", "AFTER DELETE", [_counted("old", "-1")]),
+                             ("update", "AFTER UPDATE OF status, channel", [_counted("old", "-1"), _counted("new", "1")])):
+        statements = "".join(f"{statement}; " for statement in body)
+        db.execute(f"CREATE TRIGGER IF NOT EXISTS listed_{name} {when} ON conversations BEGIN {statements}END")
+    db.execute("INSERT OR REPLACE INTO listed_conversations (status, conversations) SELECT status, count(*) "
+               f"FROM conversations new WHERE {_reached('new')} GROUP BY status")
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
