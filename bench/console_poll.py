@@ -48,6 +48,9 @@ of:
   answered whole) beside that of the inbox's (``Store.inbox_version``: 304); and the tab of the conversations with the
   bot (``Store.poll`` of ``open``, a page of 200, each answered whole), its pass over the handed-off conversations read
   anew (the baseline) beside kept from the poll before; each with the ratio of the medians;
+- after a change of the inbox (an agent reading a customer), five agents' inbox polls (:func:`whole_poll`) on one
+  reads' connection: each page of 200 read anew (the baseline, as each poll read it before) beside its rows shared
+  at the inbox's version (``Store._handed_off_rows``); with the ratio of the medians;
 - an agent's inbox poll (``Store.inbox_and_yours``) asked for while all-time figures are being read
   (``conversation_stats``): how long it waits for its answer behind them on one thread (the baseline, as the server
   read both), and beside them on a thread and connection of their own (as it reads the figures now).
@@ -139,9 +142,12 @@ def poll_beside_figures(path: Path, agent: str, apart: bool) -> tuple[float, flo
     return waited * 1000, took * 1000
 
 
-def whole_poll(store: Store, agent: str) -> bytes:
+def whole_poll(store: Store, agent: str, shared: bool = False) -> bytes:
     """An agent's inbox poll as the server reads and encodes it with no ETag, or another's: the page of 200 of the
-    waiting tab, its counts and the customers passed to the agent and taken from them, in one snapshot."""
+    waiting tab, its counts and the customers passed to the agent and taken from them, in one snapshot. The page's
+    rows read anew, as each poll read them before they were shared, unless ``shared`` (``Store._handed_off_rows``)."""
+    if not shared:
+        store._kept_rows = None
     with store.snapshot():
         polled = store.poll("handed_off", 200, agent)
         return dumps({**polled, "passed": store.passed_to(agent), "taken": store.taken_from(agent)}).encode()
@@ -218,8 +224,10 @@ def main() -> None:
         print(f"{name}: {timed(read, args.runs)}")
     alone, polled = [], []
     for _ in range(args.runs):  # alternately, so that the host's load weighs on both alike
+        store._kept_rows = None  # each read anew, as the page's rows were before they were shared
         alone += times_of(lambda: (store.inbox_and_yours("handed_off", 200, agent), store.unread_of(agent),
                                    store.holders()), 1)
+        store._kept_rows = None
         polled += times_of(lambda: store.poll("handed_off", 200, agent), 1)
     for name, times in (("baseline: the inbox, the agent's unread and the holders each on its own", alone),
                         ("the inbox, the agent's unread and the holders in one pass (Store.poll)", polled)):
@@ -323,6 +331,19 @@ def main() -> None:
         pass_kept += times_of(lambda: dumps(store.poll("open", 200)).encode(), 1)
     medians("kept against anew", "the tab of the conversations with the bot in a busy store, its pass over the "
             "handed-off conversations read anew", passed_anew, "the same, the pass kept from the poll before", pass_kept)
+    read_ids = iter(store.db.execute("SELECT id FROM conversations WHERE status = 'handed_off' ORDER BY id").fetchall())
+    consoles = agents[:5]
+    pages_anew, pages_shared = [], []
+    for _ in range(args.runs):  # alternately, as above, an agent reading a customer before each round of polls
+        for rounds, anew_each in ((pages_anew, True), (pages_shared, False)):
+            (conversation_id,) = next(read_ids)
+            writer.mark_seen(conversation_id, agents[-1], 2 ** 62)
+            started = time.perf_counter()
+            for console in consoles:
+                whole_poll(store, console, shared=not anew_each)
+            rounds.append((time.perf_counter() - started) * 1000)
+    medians("shared against anew", f"{len(consoles)} agents' inbox polls after a change of the inbox, each page read "
+            "anew", pages_anew, "the same, the page's rows shared at the inbox's version", pages_shared)
     writer.close()
     store.close()
     for name, apart in (("baseline: an inbox poll behind the figures, on one thread", False),

@@ -1292,6 +1292,7 @@ class Store:
         self._index_rewritten = False  # a customer's message edited or deleted since (merge_search_index_if_rewritten)
         self._opened = secrets.token_hex(8)  # this connection, in :meth:`version`
         self._pass: tuple[int, list[tuple[Any, ...]]] | None = None  # :meth:`_handed_off_pass`'s, by inbox change
+        self._kept_rows: tuple[int, dict[str, dict[str, Any]]] | None = None  # :meth:`_handed_off_rows`', likewise
         # A file with bytes and no schema, and no -wal file of a process creating it this moment: a copy made alone
         copied_alone = self.path.is_file() and self.path.stat().st_size > 0 and not Path(f"{self.path}-wal").exists()
         if not read_only:
@@ -2765,15 +2766,35 @@ class Store:
 
     def _handed_off_rows(self, agent: str | None, conversation_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The inbox's rows of those handed-off conversations, by id, with what is unread for ``agent``
-        (``agent_unread``): read for a page and one agent's customers alone, not for every one handed off."""
+        (``agent_unread``): read for a page and one agent's customers alone, not for every one handed off. Each row as
+        nobody's marks leave it is kept until what the inbox shows changes (:meth:`inbox_version`) and shared by every
+        console's poll: after each change, each console read its page of 200 anew, 40 to 70 ms, the same rows as the
+        console's before. Those ``agent`` has read are read for them: the rest are unread for them as for nobody, since
+        what no agent answered was written since the handoff."""
+        if not conversation_ids:
+            return {}
+        changes = self._inbox_changes()
+        if self._kept_rows is None or self._kept_rows[0] != changes:
+            self._kept_rows = (changes, {})
+        kept = self._kept_rows[1]
+        wanted = sorted(set(conversation_ids))
+        kept.update(self._rows_read(None, [conversation_id for conversation_id in wanted if conversation_id not in kept]))
+        read = [conversation_id for (conversation_id,) in self.db.execute(
+            "SELECT conversation_id FROM seen WHERE agent = ? AND conversation_id IN (SELECT value FROM json_each(?))",
+            [agent_key(agent), json.dumps(wanted)])]
+        return {**{conversation_id: dict(kept[conversation_id]) for conversation_id in wanted if conversation_id in kept},
+                **self._rows_read(agent_key(agent), read)}
+
+    def _rows_read(self, key: str | None, conversation_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """:meth:`_handed_off_rows` read anew, with what is unread for the agent whose name folds to ``key`` (None:
+        what no agent's marks hide)."""
         if not conversation_ids:
             return {}
         return {row["conversation_id"]: row for row in self.db.query(
             f"SELECT w.*, min(w.unread, (SELECT count(*) FROM turns WHERE conversation_id = w.conversation_id AND "
             f"{_TYPED} AND created >= w.handed_off_at AND id > coalesce(s.turn_id, 0))) AS agent_unread "
             f"FROM ({_HANDED_OFF}) w LEFT JOIN seen s ON s.conversation_id = w.conversation_id AND s.agent = ? "
-            "WHERE w.conversation_id IN (SELECT value FROM json_each(?))",
-            [agent_key(agent), json.dumps(sorted(set(conversation_ids)))])}
+            "WHERE w.conversation_id IN (SELECT value FROM json_each(?))", [key, json.dumps(conversation_ids)])}
 
     def passed_to(self, agent: str | None) -> list[dict[str, Any]]:
         """The handed-off customers a colleague passed to ``agent`` (``pass_on``) and who are theirs still, latest first:

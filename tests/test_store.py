@@ -3420,6 +3420,44 @@ def test_a_poll_keeps_its_pass_over_the_handed_off_customers_until_the_inbox_cha
     store.close()
 
 
+def test_consoles_polling_one_page_at_one_inbox_version_share_its_rows(tmp_path: Path) -> None:
+    """After each change of the inbox, each console's next poll of the waiting tab read its page of 200 anew, 40 to
+    70 ms, the same rows as the console's before. The rows are kept on the reads' connection until the inbox changes
+    and shared: a colleague's poll after another's costs less by about the page's read, and answers what a poll read
+    anew does, what each agent read told apart; a change of the inbox is read at the next."""
+    store = Store(tmp_path / "dialogues.db")
+    for n in range(40):
+        user_turn(store, f"c{n:02d}", f"question {n}")
+        store.set_status(f"c{n:02d}", "handed_off", "requested")
+    store.add_agent_answer("c00", "Let me look.", agent="Bob")
+    asked = [user_turn(store, "c00", f"and {n}?") for n in range(2)]
+    store.mark_seen("c00", "Bob", asked[0])  # of the two since his answer, he read the first
+    store.mark_seen("c05", "ana", user_turn(store, "c05", "still there?"))  # Ana read what c05 wrote since the handoff
+    reads, other = Store(store.path, read_only=True), Store(store.path, read_only=True)  # two servers' reads
+    page = steps(reads, lambda: reads.db.execute(f"SELECT * FROM ({store_module._HANDED_OFF})").fetchall())[0]
+
+    def anew(agent: str) -> dict[str, Any]:
+        with contextlib.closing(Store(store.path, read_only=True)) as fresh:
+            return fresh.poll("handed_off", 50, agent)
+
+    def unread(polled: dict[str, Any], conversation_id: str) -> int:
+        return next(row["unread"] for row in polled["conversations"] if row["conversation_id"] == conversation_id)
+
+    for change in (lambda: None, lambda: user_turn(store, "c05", "hello??")):
+        change()
+        other.poll("open", 10)  # its pass over the handed-off conversations kept, their rows not read
+        alone, polled = steps(other, lambda: other.poll("handed_off", 50, "Bob"))
+        assert polled == anew("Bob")
+        reads.poll("handed_off", 50, "Ana")  # a colleague's console
+        shared, polled = steps(reads, lambda: reads.poll("handed_off", 50, "Bob"))
+        assert polled == anew("Bob") and alone - shared > page * 0.8
+        assert (unread(polled, "c00"), polled["unread_yours"]) == (1, [{"conversation_id": "c00", "unread": 1}])
+        assert reads.poll("handed_off", 50, "Ana") == anew("Ana")
+    assert unread(reads.poll("handed_off", 50, "Ana"), "c05") == 1 and unread(polled, "c05") == 2
+    for connection in (reads, other, store):
+        connection.close()
+
+
 def test_the_agents_who_have_customers_are_read_with_each_holder_once(tmp_path: Path) -> None:
     """The console's poll lists the agents who have customers (:meth:`Store.holders`) every 3 s: grouped, filtered and
     ordered by in SQL, each handed-off conversation's holder was read 4 times, as long as the rest of the inbox with
