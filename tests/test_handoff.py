@@ -2419,7 +2419,8 @@ async def test_a_bot_answer_the_platform_refuses_is_said_in_one_line_and_marked_
     transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
     assert [t["undelivered"] for t in transcript["turns"] if t["role"] == "bot"] == [True]
     failed = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert failed == [f"the answer to {log_tag(cid)} did not reach the customer: chat.postMessage: channel_not_found"]
+    assert failed == [f"the answer to {log_tag(cid)} did not reach the customer: "
+                      f"chat.postMessage: channel_not_found ({NOT_FOUND})"]
     # only a person can still answer: the agents' inbox has it, where no agent was pointed to it
     [waiting] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
     assert (waiting["conversation_id"], waiting["reason"]) == (cid, "undelivered")
