@@ -3097,6 +3097,25 @@ def _intents_named(config: BotConfig) -> list[tuple[tuple[Any, ...], str | None]
               for k, i in enumerate(form.stop_intents))]
 
 
+def lost_intents(labels: Collection[str], version: str, project: Project, serving: Project) -> str | None:
+    """Why the bot's files saved as ``project`` must not be served with model ``version``, or None: the model answers
+    intents (``labels``, by the names `bot relabel` gave them) that the files ``serving`` now answer with and
+    ``project`` no longer has, renamed or deleted in nlu.yml and responses.yml. Served, every customer the model gave
+    one of them to got the fallback until the next retrain, and only a warning said so. An intent the serving files
+    already lacked (a rollback to an older version) refuses nothing: no customer has its answer to lose."""
+    lost = sorted((set(labels) - set(project.intents)) & set(serving.intents))
+    if not lost:
+        return None
+    root = shlex.quote(str(project.root))
+    new = sorted(set(project.intents) - set(labels))
+    relabel = (f"`bot relabel {root} {lost[0]} {new[0]}`" if len(lost) == len(new) == 1 else
+               f"`bot relabel {root} OLD NEW` for each")
+    return (f"model {version} answers {', '.join(lost)}, which nlu.yml no longer has: the customers it gives "
+            f"{'it' if len(lost) == 1 else 'them'} to would get no answer. For an intent renamed, {relabel} has the "
+            f"model answer it by its new name; else run `bot retrain {root}` first, which learns nlu.yml's intents; "
+            "then save nlu.yml again")
+
+
 def other_intents(labels: Collection[str], version: str, project: Project) -> str | None:
     """How the intents model ``version`` was trained on (``labels``) differ from nlu.yml's, or None: nlu.yml
     replaced (bot init --force) or edited since its training, or a rollback to a version older than the edit.

@@ -46,7 +46,7 @@ from bot.nlu import NLU, current_names
 from bot.openapi import (MAX_AGENT_CHARS, MAX_LIMIT, MAX_SEARCH_CHARS, NOTICE_REFERENCE, AgentMessageRequest,
                          NoteRequest, ReviewLabelRequest, publish_openapi)
 from bot.project import (AGENT_GRANTS, BOT_FILES, AgentGrant, BotConfig, Project, ProjectError, ServerConfig,
-                         agent_name, host_name, load_project, other_intents)
+                         agent_name, host_name, load_project, lost_intents, other_intents)
 from bot.retrain import exported, kept_elsewhere
 from bot.review import CachedModel, review_threshold
 from bot.training import history_fingerprint
@@ -741,8 +741,10 @@ async def swap_to_current(app: web.Application, unless_served: str | None = None
                       refused)
         actions.check(project)  # before the model's load, as at start
         kept = model_kept and app[REGISTRY].readable_current() == bot.nlu.version
-        return (files_read, project, agents, actions,
-                bot.nlu if kept else load_serving_model(project, app[DEVICE] or None), refused)
+        nlu = bot.nlu if kept else load_serving_model(project, app[DEVICE] or None)
+        if lost := lost_intents(nlu.labels, nlu.version, project, bot.project):  # an intent renamed in the files alone
+            raise ProjectError(lost)
+        return files_read, project, agents, actions, nlu, refused
 
     async with app[RELOAD_LOCK]:
         if (unless_served is not None and bot.nlu.version == unless_served) or app[FILES_READ] == unless_read:

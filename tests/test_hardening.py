@@ -51,7 +51,7 @@ from dialogues.disk import cannot_write
 from dialogues.store import REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Store, StoreError, address_tag, log_tag
 from finetune.classifier import FILES
 from finetune.registry import Registry
-from tests.conftest import REPO, configured_copy
+from tests.conftest import REPO, configured_copy, rename_intent
 
 NO_LIMITS = {"per_ip_per_minute": 0, "per_conversation_per_minute": 0, "websockets_per_ip": 0, "conversations_per_ip": 0}
 SLOW_ACTIONS = '''
@@ -3165,6 +3165,36 @@ async def test_a_saved_responses_yml_is_served_without_a_reload_and_a_broken_one
     nlu = bot.project.root / "nlu.yml"  # the model is loaded with nlu.yml's intents: loaded again
     nlu.write_text(nlu.read_text() + "\n")
     assert await logged(caplog, "nlu.yml saved: now answering with the bot's files as they are now") and loads == ["load"]
+
+
+async def test_an_intent_renamed_in_the_saved_files_alone_is_refused_until_bot_relabel_tells_the_model(
+        make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """check_refund_policy renamed refund_policy in nlu.yml, responses.yml and bot.yml, and saved: the server served
+    them, the model went on predicting check_refund_policy, which had no template any more, and every customer who
+    asked for it lost the answer until `bot retrain`, with a warning in the log alone. The save is refused, naming
+    the intent and the `bot relabel` that keeps it answered, the files as they were answering on; once relabelled,
+    saved again, they are served, and the model answers the intent by its new name."""
+    caplog.set_level(logging.INFO, logger="deskbot")
+    client = await make_client(server={"limits": NO_LIMITS}, learning={"watch_seconds": 0.1})
+    bot = client.app[BOT]
+    root = bot.project.root
+
+    rename_intent(root, "check_refund_policy", "refund_policy")
+
+    assert await logged(caplog, f"saved, and not served: model v0001 answers check_refund_policy, which nlu.yml no longer "
+                                f"has: the customers it gives it to would get no answer. For an intent renamed, "
+                                f"`bot relabel {root} check_refund_policy refund_policy` has the model answer it by its "
+                                f"new name; else run `bot retrain {root}` first")
+    reply = await (await chat(client, cid(), "/check_refund_policy")).json()
+    assert reply["source"] == "template" and reply["intent"] == "check_refund_policy"  # the files as they were
+    relabelled = CliRunner().invoke(cli, ["relabel", str(root), "check_refund_policy", "refund_policy"])
+    assert relabelled.exit_code == 0, relabelled.output
+    nlu = root / "nlu.yml"
+    nlu.write_text(nlu.read_text() + "\n")
+    assert await logged(caplog, "nlu.yml, responses.yml saved: now answering with the bot's files as they are now")
+    assert "refund_policy" in bot.nlu.labels and "check_refund_policy" not in bot.nlu.labels
+    reply = await (await chat(client, cid(), "/refund_policy")).json()
+    assert reply["source"] == "template" and reply["reply"].startswith("You can return most items within 30 days")
 
 
 async def test_a_saved_action_is_served_without_a_reload_and_one_that_fails_to_import_is_refused_with_its_line(
