@@ -2038,7 +2038,10 @@ def _example_lines(block: Any, faults: list[ExampleError]) -> list[tuple[int, st
                 lines.append((where, raw))
     faults.extend(ExampleError(where, f"{line!r} is not valid Unicode (half of a surrogate pair)")
                   for where, line in lines if not valid_unicode(line))
-    return [(where, line) for where, line in lines if valid_unicode(line)]
+    faults.extend(ExampleError(where, f"{line!r} is written in {quote} quotes, which are kept as part of the example: "
+                                      f"write '- {line[1:-1].strip()}'")
+                  for where, line in lines if (quote := in_curly_quotes(line)))
+    return [(where, line) for where, line in lines if valid_unicode(line) and not in_curly_quotes(line)]
 
 
 def _unbulleted(line: str) -> str:
@@ -2328,11 +2331,19 @@ def _intent_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, An
     return name, texts
 
 
+def in_curly_quotes(text: str) -> str | None:
+    """The curly quote that opens ``text`` where it is written wholly in a pair of them (“Hello!”), as a word processor
+    or a Chinese input method types them for straight ones, which YAML and an ``examples: |`` block keep as text; else
+    None."""
+    value = text.strip()
+    return value[0] if len(value) >= 2 and (value[0], value[-1]) in (("“", "”"), ("‘", "’")) else None
+
+
 def _meant_name(name: str) -> str:
-    """An intent's ``name`` as meant: without the pair of curly quotes around it that a word processor or a Chinese
-    input method types for straight ones, which YAML keeps as part of the name, where the responses and bot.yml name
-    it without them (and were told "did you mean '“greet”'?")."""
-    return name[1:-1].strip() if (name[:1], name[-1:]) in (("“", "”"), ("‘", "’")) else name
+    """An intent's ``name`` as meant: without the pair of curly quotes around it (:func:`in_curly_quotes`), which YAML
+    keeps as part of the name, where the responses and bot.yml name it without them (and were told "did you mean
+    '“greet”'?")."""
+    return name[1:-1].strip() if in_curly_quotes(name) else name
 
 
 def _one_name(value: list[Any] | dict[Any, Any], otherwise: str) -> str:
@@ -2592,9 +2603,7 @@ def _curly_quoted(text: yaml.Node | None) -> str | None:
     """The curly quote that opens ``text``, a response's text written unquoted in YAML and wholly in a pair of curly
     quotes (“Hello!”), as a word processor or a Chinese input method types them for straight ones; else None. YAML
     keeps them as text, and customers saw them; a text in straight quotes ('“Hello!”') shows them, as meant."""
-    if not isinstance(text, yaml.ScalarNode) or text.style or len(value := text.value.strip()) < 2:
-        return None
-    return value[0] if (value[0], value[-1]) in (("“", "”"), ("‘", "’")) else None
+    return None if not isinstance(text, yaml.ScalarNode) or text.style else in_curly_quotes(text.value)
 
 
 # A variable written in double braces, as Jinja and Mustache templates write one ({{order_id}}): deskbot's are single,

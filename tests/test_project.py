@@ -513,6 +513,11 @@ def test_an_example_that_is_no_text_is_refused_with_its_line(bot_dir: Path, entr
     # pasted from a word processor's bulleted list
     ("  examples: |\n    - bye\n    • see you\n", "    • see you",
      "'• see you' starts with '•', not the half-width '-' an example's bullet is: write '- see you'"),
+    # written in the curly quotes a Chinese input method or a word processor types: learnt with them, as typed by none
+    ("  examples: |\n    - 收到\n    - “您好”\n", "    - “您好”",
+     "'“您好”' is written in “ quotes, which are kept as part of the example: write '- 您好'"),
+    ("  examples:\n  - noted\n  - ‘hello’\n", "  - ‘hello’",
+     "'‘hello’' is written in ‘ quotes, which are kept as part of the example: write '- hello'"),
     # a bullet one indent too far in: YAML joined two examples into one
     ("  examples:\n  - hi\n    - good morning\n  - bye\n", "  - hi",
      "YAML reads these lines as one example ('hi - good morning'): write each '- example' at the same indent"),
