@@ -2568,13 +2568,16 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
             why = " is filled by no entity of nlu.yml, nor by what the custom actions set (bot.yml's actions.slots)"
         meant = "".join(f"; did you mean {{{close}}}?" for close in difflib.get_close_matches(name.lower(),
                                                                                               sorted(fillable), n=1))
+        if not meant and not (unread and name in unread):  # that one says what to add
+            meant = _fillable_here(fillable, "variables", "{{{}}}")
         faults.append(_lined(path, node, loc, f"{{{name}}}{why}: this variant would never be shown{meant}"))
     faults.extend(_lined(path, node, loc, f"{{{{{name}}}}} is shown to the customer as '{{{name}}}', braces and all: "
                                           f"a variable is written in single braces, {{{name}}}")
                   for name in sorted(_doubled(parsed)) if fillable is None or name in fillable)
     faults.extend(_lined(path, node, (*loc, "condition", k, "name"),
                          f"{c.name!r} is a slot no entity of nlu.yml fills, nor what the custom actions set (bot.yml's "
-                         f"actions.slots): this variant would never be shown{did_you_mean(c.name, fillable)}")
+                         f"actions.slots): this variant would never be shown"
+                         f"{did_you_mean(c.name, fillable) or _fillable_here(fillable, 'slots', '{}')}")
                   for k, c in enumerate(parsed.condition)
                   if fillable is not None and c.name not in fillable and c.value is not None)
     for k, button in _buttons_as_written(variant, parsed):  # a typo would send the click to the classifier as text
@@ -2597,6 +2600,12 @@ def _response_variant(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], 
     if faults:
         raise ProjectErrors([said for _, said in sorted(faults)])
     return parsed
+
+
+def _fillable_here(fillable: set[str], what: str, written: str) -> str:
+    """The variables or slots (``what``) a variant can use, each as ``written`` formats it, for a name none of them is
+    like: "would never be shown" alone left the editor to guess which names the bot's entities and actions give."""
+    return f"; the {what} it can use are {', '.join(written.format(name) for name in sorted(fillable))}"
 
 
 def _curly_quoted(text: yaml.Node | None) -> str | None:

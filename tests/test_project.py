@@ -353,6 +353,30 @@ def test_a_buttons_payload_values_are_filled_from_the_conversation(bot_dir: Path
     assert project.responses.render(intent, "web", {}, "en") is None  # the button needs the value, as a title would
 
 
+def test_a_variable_or_slot_like_none_the_bot_fills_is_told_with_those_it_can_use(tmp_path: Path) -> None:
+    """{送达日期} and a condition on vip, like no name the bot fills, were told "this variant would never be shown" and
+    no more: the editor was left to guess which names nlu.yml's entities and the bot's own slots give. Those are
+    listed; a name like one of them is still told with that one alone."""
+    (tmp_path / "bot.yml").write_text("name: t\nlanguage: zh\n")
+    (tmp_path / "nlu.yml").write_text(
+        "nlu:\n- intent: greet\n  examples: |\n    - 你好\n    - 您好\n- intent: order\n  examples: |\n"
+        "    - 订单 123 到哪了\n    - 我的快递呢\n- regex: order_id\n  examples: |\n    - \\d{3,}\n"
+        "- lookup: city\n  examples: |\n    - 北京\n    - 上海\n")
+    responses = tmp_path / "responses.yml"
+    responses.write_text("responses:\n  greet:\n    - text: 您好！\n  order:\n    - text: 订单 {order_id} 预计 {送达日期} 送达。\n"
+                         "    - text: 您是会员。\n      condition:\n        - type: slot\n          name: vip\n"
+                         "          value: true\n    - text: 订单 {oder_id} 在路上。\n    - text: 在路上。\n")
+    assert error_for(tmp_path).splitlines() == [
+        f"{responses}:5: responses.order.0: {{送达日期}} is filled by no entity of nlu.yml, nor by what the custom "
+        "actions set (bot.yml's actions.slots): this variant would never be shown; the variables it can use are "
+        "{chinese_script}, {city}, {mid_conversation}, {order_id}",
+        f"{responses}:9: responses.order.1.condition.0.name: 'vip' is a slot no entity of nlu.yml fills, nor what the "
+        "custom actions set (bot.yml's actions.slots): this variant would never be shown; the slots it can use are "
+        "chinese_script, city, mid_conversation, order_id",
+        f"{responses}:11: responses.order.2: {{oder_id}} is filled by no entity of nlu.yml, nor by what the custom "
+        "actions set (bot.yml's actions.slots): this variant would never be shown; did you mean {order_id}?"]
+
+
 def test_a_variable_nothing_can_fill_is_refused_when_no_action_runs(bot_dir: Path) -> None:
     """{bot_name}, neither an entity nor a slot any action sets, made a confident greeting "I'm not sure"."""
     path = bot_dir / "responses.yml"
@@ -2520,7 +2544,8 @@ def test_examples_that_are_a_yaml_alias_of_another_intents_are_told_once(tmp_pat
         f"{nlu}:7: nlu.1.examples: these are a YAML alias (*name) of the examples of 'greet' (line 3), and an example "
         "under two intents teaches the classifier both answers for one message: write the examples of 'bye' here",
         f"{tmp_path / 'responses.yml'}:3: responses.greet.0: {{nmae}} is filled by no entity of nlu.yml, nor by what "
-        "the custom actions set (bot.yml's actions.slots): this variant would never be shown"]
+        "the custom actions set (bot.yml's actions.slots): this variant would never be shown; the variables it can "
+        "use are {mid_conversation}"]
 
 
 def test_one_line_indented_with_a_tab_among_spaces_is_read_lined_up_with_the_line_above(bot_dir: Path) -> None:
