@@ -2189,7 +2189,8 @@ def read_nlu(path: Path, slots: tuple[str, ...], mistakes: Mistakes,
     with mistakes.noted():
         data, node = _load_yaml(path, mistakes)
         if not isinstance(data, dict) or not isinstance(data.get("nlu"), list):
-            raise _fail(path, node, (), "expected a top-level 'nlu:' list")
+            raise _not_top_level(path, node, data, "nlu", "list", "nlu.yml holds 'nlu:' and, under it, each intent as "
+                                 "'- intent: greet', then 'examples: |' and each example on a line of its own after '- '")
         for extra in sorted(str(key) for key in set(data) - {"version", "nlu"}):  # a typo, or Rasa's stories and rules
             mistakes.append(str(_fail(path, node, (extra,), "unknown key: nlu.yml holds 'version' and 'nlu' "
                                                              "(intents, examples and regexes); " + (
@@ -2197,6 +2198,17 @@ def read_nlu(path: Path, slots: tuple[str, ...], mistakes: Mistakes,
                                                                  "deskbot has no stories or rules"))))
         return _nlu_entries(path, node, data["nlu"], slots, mistakes, max_chars)
     return None, set()
+
+
+def _not_top_level(path: Path, node: yaml.Node | None, data: Any, key: str, expected: str, holds: str) -> ProjectError:
+    """The error of file ``path``, read as ``data``, that lacks the ``key:`` it holds everything under (a
+    ``expected``), with what it ``holds`` where it is empty or that key has nothing under it (told at its line):
+    "expected a top-level 'responses:' mapping" said nothing of a file saved empty, or cleared to be written again."""
+    if data is None:
+        return _fail(path, node, (), f"the file is empty (or holds comments alone): {holds}")
+    if isinstance(data, dict) and key in data and data[key] is None:
+        return _fail(path, node, (), f"'{key}:' has nothing under it: {holds}", _line_of(node, (key,)))
+    return _fail(path, node, (), f"expected a top-level '{key}:' {expected}")
 
 
 _ENTRY_KINDS = ("intent", "regex", "synonym", "lookup")  # the key that names what an entry of nlu.yml is
@@ -2457,7 +2469,9 @@ def read_responses(path: Path, intents: set[str] | None, languages: tuple[Langua
     with mistakes.noted():
         data, node = _load_yaml(path, mistakes)
         if not isinstance(data, dict) or not isinstance(data.get("responses"), dict):
-            raise _fail(path, node, (), "expected a top-level 'responses:' mapping of intent -> variants")
+            raise _not_top_level(path, node, data, "responses", "mapping of intent -> variants",
+                                 "responses.yml holds 'responses:' and, under it, each intent's answers after its name "
+                                 "('greet:', then '- text: Hello!' indented below it)")
         payloads = None if intents is None else button_payloads(intents)
         for key in sorted(set(data) - {"responses", "version"}, key=str):
             mistakes.append(str(_fail(path, node, (key,), f"unknown key{RASA_DOMAIN.get(key, '')}")))

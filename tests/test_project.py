@@ -353,6 +353,22 @@ def test_a_buttons_payload_values_are_filled_from_the_conversation(bot_dir: Path
     assert project.responses.render(intent, "web", {}, "en") is None  # the button needs the value, as a title would
 
 
+@pytest.mark.parametrize(("name", "written", "said"), [
+    ("responses.yml", "", ": the file is empty (or holds comments alone): responses.yml holds 'responses:' and, under "
+                          "it, each intent's answers after its name ('greet:', then '- text: Hello!' indented below it)"),
+    ("responses.yml", "# 回答\n", ": the file is empty (or holds comments alone): responses.yml holds 'responses:'"),
+    ("responses.yml", "responses:\n", ":1: 'responses:' has nothing under it: responses.yml holds 'responses:'"),
+    ("nlu.yml", "\n", ": the file is empty (or holds comments alone): nlu.yml holds 'nlu:' and, under it, each intent as "
+                      "'- intent: greet', then 'examples: |' and each example on a line of its own after '- '"),
+    ("nlu.yml", "version: '3.1'\nnlu:\n", ":2: 'nlu:' has nothing under it: nlu.yml holds 'nlu:' and"),
+])
+def test_a_file_saved_empty_is_told_so_with_what_it_holds(bot_dir: Path, name: str, written: str, said: str) -> None:
+    """responses.yml saved empty, or cleared to be written again, was told "expected a top-level 'responses:' mapping
+    of intent -> variants", which said neither that it was empty nor how its answers are written."""
+    (bot_dir / name).write_text(written)
+    assert f"{bot_dir / name}{said}" in error_for(bot_dir)
+
+
 def test_a_variable_or_slot_like_none_the_bot_fills_is_told_with_those_it_can_use(tmp_path: Path) -> None:
     """{送达日期} and a condition on vip, like no name the bot fills, were told "this variant would never be shown" and
     no more: the editor was left to guess which names nlu.yml's entities and the bot's own slots give. Those are
