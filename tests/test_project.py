@@ -1712,7 +1712,8 @@ def test_a_template_must_answer_every_language_on_every_channel(bot_dir: Path) -
     error = error_for(bot_dir)
     assert error.endswith("responses.change_order.0.condition.0.name: 'signed_in' is a slot no entity of nlu.yml "
                           "fills, nor what the custom actions set (bot.yml's actions.slots): this variant would never "
-                          "be shown"), error
+                          "be shown; the slots it can use are mid_conversation, order_id, order_status, requested_slot"
+                          ), error
     responses["responses"]["change_order"][0]["condition"] = [{"type": "slot", "name": "order_stauts", "value": "x"}]
     path.write_text(yaml.safe_dump(responses, allow_unicode=True))  # a misspelt slot: told with the one it meant
     assert error_for(bot_dir).endswith("'order_stauts' is a slot no entity of nlu.yml fills, nor what the custom "
