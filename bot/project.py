@@ -2038,10 +2038,20 @@ def _example_lines(block: Any, faults: list[ExampleError]) -> list[tuple[int, st
                 lines.append((where, raw))
     faults.extend(ExampleError(where, f"{line!r} is not valid Unicode (half of a surrogate pair)")
                   for where, line in lines if not valid_unicode(line))
-    faults.extend(ExampleError(where, f"{line!r} is written in {quote} quotes, which are kept as part of the example: "
-                                      f"write '- {line[1:-1].strip()}'")
-                  for where, line in lines if (quote := in_curly_quotes(line)))
-    return [(where, line) for where, line in lines if valid_unicode(line) and not in_curly_quotes(line)]
+    # in a block, straight quotes are text too: YAML reads its lines as they are ("- 'hi'" is the example 'hi')
+    quoted = {where: quote for where, line in lines
+              if (quote := in_curly_quotes(line) or isinstance(block, str) and _in_straight_quotes(line))}
+    faults.extend(ExampleError(where, f"{line!r} is written in {quoted[where]} quotes, which are kept as part of the "
+                                      f"example: write '- {line[1:-1].strip()}'")
+                  for where, line in lines if where in quoted)
+    return [(where, line) for where, line in lines if valid_unicode(line) and where not in quoted]
+
+
+def _in_straight_quotes(line: str) -> str | None:
+    """The straight quote that opens and closes ``line``, an example of an ``examples: |`` block, else None: not one
+    that holds the quote too (``'ok' she said 'bye'``), which may be the customer's own."""
+    return line[0] if len(line) >= 2 and line[0] == line[-1] and line[0] in "\"'" and line[0] not in line[1:-1] \
+        else None
 
 
 def _unbulleted(line: str) -> str:

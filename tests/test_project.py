@@ -558,6 +558,9 @@ def test_an_example_that_is_no_text_is_refused_with_its_line(bot_dir: Path, entr
      "'“您好”' is written in “ quotes, which are kept as part of the example: write '- 您好'"),
     ("  examples:\n  - noted\n  - ‘hello’\n", "  - ‘hello’",
      "'‘hello’' is written in ‘ quotes, which are kept as part of the example: write '- hello'"),
+    # straight quotes inside a block are its text too, as YAML reads a block
+    ("  examples: |\n    - ok\n    - \"noted, thanks\"\n    - 'ok' I said 'thanks'\n", "    - \"noted, thanks\"",
+     "'\"noted, thanks\"' is written in \" quotes, which are kept as part of the example: write '- noted, thanks'"),
     # a bullet one indent too far in: YAML joined two examples into one
     ("  examples:\n  - hi\n    - good morning\n  - bye\n", "  - hi",
      "YAML reads these lines as one example ('hi - good morning'): write each '- example' at the same indent"),
