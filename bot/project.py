@@ -2218,6 +2218,11 @@ def _not_top_level(path: Path, node: yaml.Node | None, data: Any, key: str, expe
         return _fail(path, node, (), f"the file is empty (or holds comments alone): {holds}")
     if isinstance(data, dict) and key in data and data[key] is None:
         return _fail(path, node, (), f"'{key}:' has nothing under it: {holds}", _line_of(node, (key,)))
+    if isinstance(data, dict) and key not in data:  # `Responses:`, `NLU:` or `respones:`: told at that key, with its fix
+        for written in data:
+            if did_you_mean(str(written).strip().lower(), (key,)):
+                return _fail(path, node, (), f"write '{key}:' for '{written}:': {holds}",
+                             _line_of(node, (written,)))
     return _fail(path, node, (), f"expected a top-level '{key}:' {expected}")
 
 

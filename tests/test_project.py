@@ -361,11 +361,18 @@ def test_a_buttons_payload_values_are_filled_from_the_conversation(bot_dir: Path
     ("nlu.yml", "\n", ": the file is empty (or holds comments alone): nlu.yml holds 'nlu:' and, under it, each intent as "
                       "'- intent: greet', then 'examples: |' and each example on a line of its own after '- '"),
     ("nlu.yml", "version: '3.1'\nnlu:\n", ":2: 'nlu:' has nothing under it: nlu.yml holds 'nlu:' and"),
+    # its key capitalised or misspelt: the file's whole content, told as no 'responses:' at all
+    ("responses.yml", None, ":4: write 'responses:' for 'Responses:': responses.yml holds 'responses:' and"),
+    ("nlu.yml", None, ":6: write 'nlu:' for 'NLU:': nlu.yml holds 'nlu:' and, under it"),
 ])
-def test_a_file_saved_empty_is_told_so_with_what_it_holds(bot_dir: Path, name: str, written: str, said: str) -> None:
+def test_a_file_saved_empty_is_told_so_with_what_it_holds(bot_dir: Path, name: str, written: str | None,
+                                                          said: str) -> None:
     """responses.yml saved empty, or cleared to be written again, was told "expected a top-level 'responses:' mapping
-    of intent -> variants", which said neither that it was empty nor how its answers are written."""
-    (bot_dir / name).write_text(written)
+    of intent -> variants", which said neither that it was empty nor how its answers are written; nor did it say, of
+    'Responses:', which key it meant."""
+    path = bot_dir / name
+    path.write_text(written if written is not None else path.read_text().replace("\nresponses:", "\nResponses:", 1)
+                    .replace("\nnlu:", "\nNLU:", 1))
     assert f"{bot_dir / name}{said}" in error_for(bot_dir)
 
 
