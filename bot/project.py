@@ -1726,6 +1726,11 @@ def error_message(err: Any, model: type[BaseModel]) -> str:
         return f"unknown key{did_you_mean(key, _keys_at(model, tuple(err['loc'][:-1])))}"
     if err["type"] == "string_type" and err["input"] is None:
         return f"{err['msg']}: it is empty"
+    if (model is ResponseVariant and err["type"] == "string_type" and err["loc"] == ("text",)
+            and isinstance(err["input"], list) and err["input"]):  # a response's other wordings, listed under its text
+        variants = ", then ".join(f"'- text: {text}'" for text in err["input"][:2])
+        return (f"{err['msg']}: a variant has one text, not a list: write each as a variant of its own ({variants}), "
+                "which take turns at random")
     if err["type"] == "string_type" and isinstance(err["input"], (bool, int, float, date)):
         read = "" if err["loc"][-1:] and err["loc"][-1] in SECRET_KEYS else f" {err['input']!r}"
         return f"{err['msg']}: YAML reads it as {type(err['input']).__name__}{read}; put it in quotes"

@@ -2919,6 +2919,10 @@ def test_a_secret_whose_key_yaml_misread_is_said_without_its_value(bot_dir: Path
     ("- text:", "text: Input should be a valid string: it is empty"),
     ("- text: 2024-12-12", "text: Input should be a valid string: YAML reads it as date datetime.date(2024, 12, 12); put it "
                            "in quotes"),
+    # other wordings of the answer listed under its text, for the bot to vary its reply
+    ("- text:\n    - 退款会在 5 个工作日内到账。\n    - 5 个工作日内退回。\n    - 请耐心等待。",
+     "text: Input should be a valid string: a variant has one text, not a list: write each as a variant of its own "
+     "('- text: 退款会在 5 个工作日内到账。', then '- text: 5 个工作日内退回。'), which take turns at random"),
 ])
 def test_a_variant_typed_as_a_chinese_input_method_types_it_is_refused(bot_dir: Path, written: str, said: str) -> None:
     """"- text:请提供订单号" (no space after the colon) loaded, and customers read "text:请提供订单号" word for word."""
