@@ -1660,6 +1660,23 @@ def in_own_words(err: Any) -> str:
     return str(err["msg"]).removeprefix("Value error, ")
 
 
+# The keys of the bot's files as a Chinese editor may write them, in either script
+_KEYS_IN_CHINESE = {"意图": "intent", "意圖": "intent", "正则": "regex", "正則": "regex", "同义词": "synonym",
+                    "同義詞": "synonym", "查找表": "lookup", "例句": "examples", "示例": "examples", "例子": "examples",
+                    "文本": "text", "回复": "text", "回覆": "text", "按钮": "buttons", "按鈕": "buttons", "标题": "title",
+                    "標題": "title", "语言": "language", "語言": "language", "渠道": "channel", "条件": "condition",
+                    "條件": "condition", "图片": "image", "圖片": "image"}
+
+
+def key_meant(key: str, keys: Iterable[str], file: str) -> str:
+    """What to add to an error about ``key``, not one of ``keys`` (those of its place in ``file``): the one it means
+    where it is written in Chinese (``文本:``), which a did-you-mean cannot match, else the closest of them."""
+    keys = tuple(keys)
+    if _KEYS_IN_CHINESE.get(key) in keys:
+        return f"; write '{_KEYS_IN_CHINESE[key]}:' for '{key}:', as {file}'s keys are English, as Rasa's are"
+    return did_you_mean(key, keys)
+
+
 def did_you_mean(name: str, names: Iterable[str]) -> str:
     """What to add to an error about ``name`` that is not one of ``names``: the closest of them, when one is
     close, so that a typo (``threshold:``, ``opening_hour``) is told with its fix rather than left to be found."""
@@ -1723,7 +1740,8 @@ def error_message(err: Any, model: type[BaseModel]) -> str:
             return f"unknown key{RASA_CONFIG_KEYS[key]}"
         if model is BotConfig and err["loc"][0] == "channels" and (rasa := _rasa_channel_key(tuple(err["loc"][1:]))):
             return f"unknown key{rasa}"
-        return f"unknown key{did_you_mean(key, _keys_at(model, tuple(err['loc'][:-1])))}"
+        file = "responses.yml" if model is ResponseVariant else "bot.yml"
+        return f"unknown key{key_meant(key, _keys_at(model, tuple(err['loc'][:-1])), file)}"
     if err["type"] == "string_type" and err["input"] is None:
         return f"{err['msg']}: it is empty"
     if (model is ResponseVariant and err["type"] == "string_type" and err["loc"] == ("text",)
@@ -2233,8 +2251,6 @@ def _not_top_level(path: Path, node: yaml.Node | None, data: Any, key: str, expe
 
 _ENTRY_KINDS = ("intent", "regex", "synonym", "lookup")  # the key that names what an entry of nlu.yml is
 # Those keys as a Chinese editor may write them, in either script
-_ENTRY_KINDS_IN_CHINESE = {"意图": "intent", "意圖": "intent", "正则": "regex", "正則": "regex", "同义词": "synonym",
-                           "同義詞": "synonym", "查找表": "lookup"}
 
 
 def _nlu_entries(path: Path, node: yaml.Node | None, items: list[Any], slots: tuple[str, ...],
@@ -2321,9 +2337,7 @@ def _kind_meant(item: dict[Any, Any]) -> str:
     """What to add where an entry of nlu.yml has none of the keys that name its kind (``_ENTRY_KINDS``): the one a key
     of it likely meant, misspelt (``intnet:``) or written in Chinese (``意图:``), else nothing."""
     for key in (str(key).strip() for key in item):
-        if key in _ENTRY_KINDS_IN_CHINESE:
-            return f"; write '{_ENTRY_KINDS_IN_CHINESE[key]}:' for '{key}:', as nlu.yml's keys are English, as Rasa's are"
-        if meant := did_you_mean(key, _ENTRY_KINDS):
+        if meant := key_meant(key, _ENTRY_KINDS, "nlu.yml"):
             return meant
     return ""
 
@@ -2341,7 +2355,7 @@ def _intent_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, An
                     if item["intent"] is not None else "the intent has no name")
     if extra := sorted(set(item) - {"intent", "examples", "metadata"}, key=str):
         raise _fail(path, node, ("nlu", i, extra[0]),
-                    f"unknown key{did_you_mean(str(extra[0]), ('examples', 'metadata'))}")
+                    f"unknown key{key_meant(str(extra[0]), ('examples', 'metadata'), 'nlu.yml')}")
     name = item["intent"].strip()
     if (lines := _name_over_lines(node, i)) > 1:  # it was refused as an intent "with no examples"
         raise _fail(path, node, ("nlu", i), f"the intent's name runs over {lines} lines ({name!r}): write "

@@ -639,6 +639,23 @@ def test_an_entry_of_no_kind_is_told_with_the_key_it_likely_meant(bot_dir: Path,
                                   f"['examples', '{key}']{said}")
 
 
+def test_a_key_written_in_chinese_is_told_with_the_english_one_to_write(bot_dir: Path) -> None:
+    """例句:, 文本:, 按钮:, 标题: and 语言:, as a Chinese editor writes the keys of an intent's entry and of a variant, were
+    each told "unknown key" and no more, where 意图: was told to be intent:."""
+    nlu, responses = bot_dir / "nlu.yml", bot_dir / "responses.yml"
+    nlu.write_text(nlu.read_text() + "- intent: refund_check\n  例句: |\n    - 退款到哪了\n")
+    responses.write_text(responses.read_text().replace("  complaint:\n", "  complaint:\n    - 文本: 很抱歉。\n      語言: zh\n"
+                                                       "      按钮:\n        - 标题: 转人工\n          payload: /handoff\n"
+                                                       "    - text: 很抱歉给您带来不便。\n      buttons:\n        - 标题: 转人工\n"
+                                                       "          payload: /handoff\n", 1))
+    said = error_for(bot_dir)
+    english = "keys are English, as Rasa's are"
+    for key, meant, file in (("例句", "examples", "nlu.yml"), ("文本", "text", "responses.yml"),
+                             ("語言", "language", "responses.yml"), ("按钮", "buttons", "responses.yml"),
+                             ("标题", "title", "responses.yml")):
+        assert f".{key}: unknown key; write '{meant}:' for '{key}:', as {file}'s {english}" in said, said
+
+
 def test_every_mistake_of_a_variant_is_told_on_its_line(bot_dir: Path) -> None:
     """A variant's first mistake was told, and the others a run each: a misspelt variable, a button's misspelt intent and
     a misspelt key in one Chinese variant took three runs. Each is told, in the order of their lines, in one run."""
