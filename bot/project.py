@@ -1744,6 +1744,9 @@ def error_message(err: Any, model: type[BaseModel]) -> str:
         return f"unknown key{key_meant(key, _keys_at(model, tuple(err['loc'][:-1])), file)}"
     if err["type"] == "string_type" and err["input"] is None:
         return f"{err['msg']}: it is empty"
+    if model is ResponseVariant and err["type"] == "missing" and err["loc"][:1] == ("buttons",) \
+            and err["loc"][-1] in _BUTTON_NEEDS:  # "Field required" alone, of a button with one of its two
+        return f"{err['msg']}: {_BUTTON_NEEDS[err['loc'][-1]]}"
     if (model is ResponseVariant and err["type"] == "string_type" and err["loc"] == ("text",)
             and isinstance(err["input"], list) and err["input"]):  # a response's other wordings, listed under its text
         variants = ", then ".join(f"'- text: {text}'" for text in err["input"][:2])
@@ -1765,6 +1768,12 @@ def error_message(err: Any, model: type[BaseModel]) -> str:
         return f"{err['msg']}: write {meant!r}" + (", which answers customers of either script in theirs, Traditional or "
                                                     "Simplified" if meant == "zh" else "")
     return str(err["msg"])
+
+
+# What a button lacks where its title or its payload is left out, and what to write
+_BUTTON_NEEDS = {"payload": "a button needs its payload, what a click sends: write 'payload: /INTENT' (the intent it "
+                            "selects) beside its title",
+                 "title": "a button needs its title, the words on it: write 'title: ...' beside its payload"}
 
 
 def _number_meant(err: Any) -> str | None:

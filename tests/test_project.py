@@ -2952,6 +2952,22 @@ def test_a_variant_typed_as_a_chinese_input_method_types_it_is_refused(bot_dir: 
     assert said in error, error
 
 
+@pytest.mark.parametrize(("button", "said"), [
+    ("title: 转人工", "buttons.0.payload: Field required: a button needs its payload, what a click sends: write "
+                   "'payload: /INTENT' (the intent it selects) beside its title"),
+    ("payload: /handoff", "buttons.0.title: Field required: a button needs its title, the words on it: write "
+                          "'title: ...' beside its payload"),
+])
+def test_a_button_without_its_title_or_payload_says_what_to_write(bot_dir: Path, button: str, said: str) -> None:
+    """A button left with its title alone, or its payload alone, was told "Field required", which did not say what the
+    field holds."""
+    path = bot_dir / "responses.yml"
+    path.write_text(path.read_text().replace("  complaint:\n", f"  complaint:\n    - text: 很抱歉。\n      buttons:\n"
+                                                               f"        - {button}\n", 1))
+    error = error_for(bot_dir)
+    assert f"responses.complaint.0.{said}" in error, error
+
+
 @pytest.mark.parametrize(("written", "line", "said"), [
     ("  goodbye:\n", 0, "responses.goodbye: no variant to answer with: write one under it ('- text: ...'), or remove "
                         "'goodbye:'"),
