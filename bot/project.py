@@ -3183,12 +3183,16 @@ def lost_intents(labels: Collection[str], version: str, project: Project, servin
         return None
     root = shlex.quote(str(project.root))
     new = sorted(set(project.intents) - set(labels))
-    relabel = (f"`bot relabel {root} {lost[0]} {new[0]}`" if len(lost) == len(new) == 1 else
-               f"`bot relabel {root} OLD NEW` for each")
+    if new:  # renamed, or deleted and another added
+        relabel = (f"For an intent renamed, `bot relabel {root} {lost[0]} {new[0]}`" if len(lost) == len(new) == 1 else
+                   f"For an intent renamed, `bot relabel {root} OLD NEW` for each")
+        relabel += " has the model answer it by its new name"
+    else:  # deleted: its questions go to another intent, or are declined
+        relabel = (f"For an intent deleted, `bot relabel {root} {lost[0]} INTENT` has the model answer its questions "
+                   "with the intent that takes them now (oos, to decline them)")
     return (f"model {version} answers {', '.join(lost)}, which nlu.yml no longer has: the customers it gives "
-            f"{'it' if len(lost) == 1 else 'them'} to would get no answer. For an intent renamed, {relabel} has the "
-            f"model answer it by its new name; else run `bot retrain {root}` first, which learns nlu.yml's intents; "
-            "then save nlu.yml again")
+            f"{'it' if len(lost) == 1 else 'them'} to would get no answer. {relabel}; else run `bot retrain {root}` "
+            "first, which learns nlu.yml's intents; then save nlu.yml again")
 
 
 def other_intents(labels: Collection[str], version: str, project: Project) -> str | None:

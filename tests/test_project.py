@@ -639,6 +639,37 @@ def test_an_entry_of_no_kind_is_told_with_the_key_it_likely_meant(bot_dir: Path,
                                   f"['examples', '{key}']{said}")
 
 
+def test_an_intent_the_model_answers_taken_out_of_the_files_says_how_to_keep_it_answered(tmp_path: Path) -> None:
+    """Files served without an intent the model answers leave its customers with no answer (the server refuses them):
+    a rename is told with the `bot relabel` to the new name, and a deletion, which has no new name, with the relabel to
+    the intent that takes its questions now, or oos; an intent the serving files already lacked refuses nothing."""
+    from bot.project import lost_intents
+
+    (tmp_path / "bot.yml").write_text("name: t\n")
+
+    def files(*intents: str) -> Project:
+        (tmp_path / "nlu.yml").write_text("nlu:\n" + "".join(f"- intent: {name}\n  examples: |\n    - {name} one\n"
+                                                               f"    - {name} two\n" for name in intents))
+        (tmp_path / "responses.yml").write_text("responses:\n" + "".join(f"  {name}:\n    - text: {name}.\n"
+                                                                           for name in intents))
+        return load_project(tmp_path)
+
+    serving = files("greet", "bye", "thanks")
+    labels = ["bye", "greet", "thanks"]
+    root = tmp_path
+    assert lost_intents(labels, "v0001", serving, serving) is None
+    assert lost_intents(labels, "v0001", files("greet", "bye", "thank_you"), serving) == (
+        "model v0001 answers thanks, which nlu.yml no longer has: the customers it gives it to would get no answer. For "
+        f"an intent renamed, `bot relabel {root} thanks thank_you` has the model answer it by its new name; else run "
+        f"`bot retrain {root}` first, which learns nlu.yml's intents; then save nlu.yml again")
+    assert lost_intents(labels, "v0001", files("greet", "bye"), serving) == (
+        "model v0001 answers thanks, which nlu.yml no longer has: the customers it gives it to would get no answer. For "
+        f"an intent deleted, `bot relabel {root} thanks INTENT` has the model answer its questions with the intent that "
+        f"takes them now (oos, to decline them); else run `bot retrain {root}` first, which learns nlu.yml's intents; "
+        "then save nlu.yml again")
+    assert lost_intents(labels, "v0001", files("greet", "bye"), files("greet", "bye")) is None  # lacked already
+
+
 def test_a_key_written_in_chinese_is_told_with_the_english_one_to_write(bot_dir: Path) -> None:
     """例句:, 文本:, 按钮:, 标题: and 语言:, as a Chinese editor writes the keys of an intent's entry and of a variant, were
     each told "unknown key" and no more, where 意图: was told to be intent:."""
