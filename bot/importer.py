@@ -24,7 +24,7 @@ import yaml
 
 from bot.channels.base import DEFAULT_MAX_MESSAGE_CHARS, readable
 from bot.language import written_in
-from bot.project import csv_rows, example_text, history_item, same_example, too_long
+from bot.project import csv_rows, example_text, history_item, same_example, too_long, unquoted_example
 from dialogues.export import learned_text, shareable
 from dialogues.review import OOS
 from dialogues.redact import redact
@@ -229,7 +229,9 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
     answered: dict[tuple[str, str], str] = {}  # (same_example(text), answer) -> the text as first answered so
     personal = 0  # answers no other customer may read
     for row in rows:
-        text = learned_text(normalise(row["text"]))  # a ticket's customer, as the store's: no number or address kept
+        # a ticket's customer, as the store's: no number or address kept; and without quotes around it whole, which
+        # an examples block would keep
+        text = unquoted_example(learned_text(normalise(row["text"])))
         key = example_key(text)
         if row["intent"] is not None:  # a CSV row without one is an answer alone
             votes.setdefault(key, Counter())[row["intent"]] += 1

@@ -2074,9 +2074,16 @@ def _example_lines(block: Any, faults: list[ExampleError]) -> list[tuple[int, st
     quoted = {where: quote for where, line in lines
               if (quote := in_curly_quotes(line) or isinstance(block, str) and _in_straight_quotes(line))}
     faults.extend(ExampleError(where, f"{line!r} is written in {quoted[where]} quotes, which are kept as part of the "
-                                      f"example: write '- {line[1:-1].strip()}'")
+                                      f"example: write '- {unquoted_example(line)}'")
                   for where, line in lines if where in quoted)
     return [(where, line) for where, line in lines if valid_unicode(line) and where not in quoted]
+
+
+def unquoted_example(text: str) -> str:
+    """An example ``text`` as a block of examples takes it: without a pair of quotes around it whole, curly or straight,
+    which the block would keep (:func:`_example_lines` refuses them), and which say nothing of what was asked."""
+    inner = text.strip()[1:-1].strip() if in_curly_quotes(text) or _in_straight_quotes(text.strip()) else ""
+    return inner or text
 
 
 def _in_straight_quotes(line: str) -> str | None:
