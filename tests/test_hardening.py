@@ -3189,6 +3189,8 @@ async def test_an_intent_renamed_in_the_saved_files_alone_is_refused_until_bot_r
     assert reply["source"] == "template" and reply["intent"] == "check_refund_policy"  # the files as they were
     relabelled = CliRunner().invoke(cli, ["relabel", str(root), "check_refund_policy", "refund_policy"])
     assert relabelled.exit_code == 0, relabelled.output
+    assert "or once nlu.yml is saved again (which it refused while the model answered check_refund_policy)" in \
+        relabelled.output
     nlu = root / "nlu.yml"
     nlu.write_text(nlu.read_text() + "\n")
     assert await logged(caplog, "nlu.yml, responses.yml saved: now answering with the bot's files as they are now")

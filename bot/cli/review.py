@@ -168,7 +168,8 @@ def relabel(directory: Path, old: str, new: str, reviewer: str | None) -> None:
     finally:
         store.close()
     serving = (f" A model trained before answers {old} as {new}, in a running `bot serve` from its next "
-               "POST /admin/reload.")
+               "POST /admin/reload, or once nlu.yml is saved again (which it refused while the model answered "
+               f"{old}).")
     if not turns and answered:
         click.echo(f"No message is labelled {old}; `bot stats` counts the bot's answers under it as {new}'s, and "
                    f"`bot review` offers them as {new}.{serving}")
