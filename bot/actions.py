@@ -33,7 +33,7 @@ from yarl import URL
 
 from bot.channels.base import client_session, error_text, load_json
 from bot.language import blank
-from bot.log_format import as_logged
+from bot.log_format import Verbatim, as_logged
 from bot.project import (REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, Mistakes, ProjectError, ProjectErrors,
                          config_error, in_file_order, in_own_words, read_config, written_forms, written_responses)
 from bot.responses import MAX_REPLY_CHARS
@@ -753,9 +753,10 @@ class ActionRunner:
         return webhook.with_path(webhook.path.rstrip("/").removesuffix("/webhook") + "/actions").with_query(webhook.query)
 
     @staticmethod
-    def _redacted(url: URL) -> URL:
-        """``url`` without what may be secret: a token in its query, a user and password (basic auth)."""
-        return url.with_query(None).with_user(None)
+    def _redacted(url: URL) -> Verbatim:
+        """``url`` without what may be secret: a token in its query, a user and password (basic auth); its host as it
+        is, an IP address too (:class:`Verbatim`)."""
+        return Verbatim(url.with_query(None).with_user(None))
 
     async def run(self, call: dict[str, Any], left: float | None = None) -> ActionResult:
         """The action's result within ``timeout`` seconds, or within ``left`` of them: the actions of one

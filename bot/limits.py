@@ -65,6 +65,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from bot.channels.base import dumps, http_error
 from bot.language import SLOT, Language, Script, chinese_script, kept_script, say, turn_language
+from bot.log_format import Verbatim
 from bot.project import LimitsConfig
 from dialogues.store import address_tag, log_tag
 
@@ -214,7 +215,7 @@ class Limits:
         log.warning("requests from %s carry X-Forwarded-For, as a reverse proxy adds it, but neither "
                     "server.limits.trusted_proxies nor trust_forwarded_for is set: every client behind it counts as "
                     "%s, one share of each limit for all; set server.limits.trusted_proxies: [%s] (docs/security.md)",
-                    peer, peer, peer)
+                    *[Verbatim(peer)] * 3)
 
     def forget_idle(self) -> None:
         """Forget the addresses and conversations whose every counted hit has expired, and the waits told that have

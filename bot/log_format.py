@@ -6,14 +6,14 @@ from __future__ import annotations
 import logging
 import re
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from types import TracebackType
 from typing import TypeAlias
 from urllib.parse import quote, quote_plus
 
 from dialogues.redact import redact
-from dialogues.store import log_tag
+from dialogues.store import kept_conversations, log_tag
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # The loggers whose lines deskbot writes, which name a conversation and a client by their tags and quote no customer.
@@ -28,6 +28,12 @@ PLATFORM_CONVERSATION = re.compile(r"(?<![A-Za-z0-9_.:@-])(?:slack|wecom):[A-Za-
 # told by, as a platform's has, and it is the visitor's key to their conversation (:func:`names_conversation`).
 _NAMED: ContextVar[tuple[str, ...]] = ContextVar("named_conversations", default=())
 MAX_NAMED = 16  # conversations a context keeps named: a socket's joined ones (bot.channels.web.MAX_JOINED)
+# A word a web conversation's id may be (:data:`bot.channels.web.WebConversationId`'s letters), long enough to be
+# looked up in the store wherever a line quotes it (:func:`as_logged`): a shorter one, which many a word would match, is
+# put as its tag where the request or socket that named it failed alone.
+_WEB_ID_WORD = re.compile(r"(?<![A-Za-z0-9_.:@%-])[A-Za-z0-9_.-]{8,128}(?![A-Za-z0-9_.:@-])")
+# A tag deskbot wrote (a conversation's, an address's), set aside from the redaction as a conversation's id is.
+_TAG = re.compile(r"#[ac][0-9a-f]{12}(?![0-9a-f])")
 _ASIDE = "[CONVERSATION{}]"  # where a conversation's id stood in what is logged, while the rest is redacted
 ExcInfo: TypeAlias = "tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]"
 
@@ -39,20 +45,25 @@ class RedactedTracebacks(logging.Formatter):
     deskbot's log lines name a conversation by its tag and never quote a customer, but a traceback printed what the
     exception said, and exceptions often quote the value they failed on: a ``ValueError`` quoting the message, a
     ``KeyError`` of an e-mail address, a SQLite error quoting a value. The log is read by everyone on call and kept
-    by its aggregator for long, beyond `bot purge`'s reach. deskbot's own messages hold none of what the redaction
-    finds, so they read as they were written; what it replaces reads as its placeholder (``[EMAIL]``), so that the
-    line still says which value failed."""
+    by its aggregator for long, beyond `bot purge`'s reach. deskbot's own words hold none of what the redaction
+    finds, so they read as they were written, but the values they quote are redacted (:meth:`format`); what it
+    replaces reads as its placeholder (``[EMAIL]``), so that the line still says which value failed."""
 
     def format(self, record: logging.LogRecord) -> str:
         """``record`` said, its traceback formatted here: the one another handler's formatter wrote on the record
-        (``exc_text``, which logging's formatters reuse) is the exception's text as it was."""
-        if not record.exc_info:
-            return super().format(record)
-        cached, record.exc_text = record.exc_text, None
+        (``exc_text``, which logging's formatters reuse) is the exception's text as it was. A deskbot line's values
+        (``%s``, ``%r``) are said as an exception's text is (:class:`AsLogged`): its words are deskbot's, but what
+        it quotes (an exception, an agent's message, an action's answer) may hold a customer's details or a
+        conversation's id."""
+        args = record.args
+        cached, record.exc_text = record.exc_text, None if record.exc_info else record.exc_text
+        if args and record.name.partition(".")[0] in DESKBOT_LOGGERS:
+            record.args = ({key: _as_logged(value) for key, value in args.items()} if isinstance(args, Mapping)
+                           else tuple(_as_logged(value) for value in args))
         try:
             return super().format(record)
         finally:
-            record.exc_text = cached
+            record.exc_text, record.args = cached, args
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802  (logging's name)
         if record.name.partition(".")[0] not in DESKBOT_LOGGERS:
@@ -64,6 +75,30 @@ class RedactedTracebacks(logging.Formatter):
         if kind is None or value is None:
             return super().formatException(ei)
         return "".join(redacted_traceback(traceback.TracebackException(kind, value, tb))).rstrip("\n")
+
+
+class Verbatim(str):
+    """A value a deskbot line says as it is: an address of deskbot's own (the one it listens on, a proxy's to set in
+    ``server.limits.trusted_proxies``, a configured URL), which the redaction would take as a customer's."""
+
+
+class AsLogged:
+    """A value of a deskbot line, said (``%s``) or quoted (``%r``) as :func:`as_logged` says an exception's text."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return as_logged(str(self.value))
+
+    def __repr__(self) -> str:
+        return as_logged(repr(self.value))
+
+
+def _as_logged(value: object) -> object:
+    """``value`` as a deskbot line says it: a number (``%d``, ``%g``) or a :class:`Verbatim` as it is, else
+    :class:`AsLogged`."""
+    return value if value is None or isinstance(value, (int, float, Verbatim)) else AsLogged(value)
 
 
 def redacted_traceback(shown: traceback.TracebackException) -> list[str]:
@@ -110,12 +145,21 @@ def as_logged(said: str, conversations: Iterable[str] = ()) -> str:
             ids.append(conversation_id)
         return _ASIDE.format(ids.index(conversation_id))
 
-    for conversation_id in dict.fromkeys(named for named in (*conversations, *_NAMED.get()) if named):
+    said = _TAG.sub(lambda found: aside(found[0]), said)
+    stored = kept_conversations({word for found in _WEB_ID_WORD.finditer(said) for word in (found[0], found[0].rstrip("."))})
+    for conversation_id in dict.fromkeys(named for named in (*conversations, *_NAMED.get(), *sorted(stored, key=len,
+                                                                                                    reverse=True))
+                                         if named):
         tag = aside(conversation_id)
         for written in sorted({conversation_id, quote(conversation_id, safe=""), quote_plus(conversation_id)}, key=len,
                               reverse=True):
             said = re.sub(rf"(?<!\w){re.escape(written)}(?!\w)", tag, said)
     said = PLATFORM_CONVERSATION.sub(lambda found: aside(found[0]), said)
     said = redact(said)
-    return re.sub(r"\[CONVERSATION(\d+)\]", lambda kept: log_tag(ids[int(kept[1])]) if int(kept[1]) < len(ids)
+    return re.sub(r"\[CONVERSATION(\d+)\]", lambda kept: _tag(ids[int(kept[1])]) if int(kept[1]) < len(ids)
                   else kept[0], said)
+
+
+def _tag(set_aside: str) -> str:
+    """What stands where ``set_aside`` was: a tag deskbot wrote as it is, a conversation's id as its tag."""
+    return set_aside if _TAG.fullmatch(set_aside) else log_tag(set_aside)

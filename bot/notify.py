@@ -29,6 +29,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from bot.channels.base import MAYBE_SENT, BackgroundTasks, RecentKeys, client_session
+from bot.log_format import Verbatim
 from dialogues.store import log_tag
 
 log = logging.getLogger("deskbot")
@@ -187,10 +188,11 @@ def _after(problem: str, attempts: int) -> str:
     return f"{problem} ({attempts} {'try' if attempts == 1 else 'tries'})"
 
 
-def _origin(url: str) -> str:
-    """``scheme://host[:port]`` of ``url``: what a log line may say of a webhook (no user, path or query)."""
+def _origin(url: str) -> Verbatim:
+    """``scheme://host[:port]`` of ``url``: what a log line may say of a webhook (no user, path or query), its host as
+    it is, an IP address too (:class:`Verbatim`)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    return Verbatim(f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}")
 
 
 def _retry_after(value: str | None, default: float) -> float:

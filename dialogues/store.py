@@ -1168,6 +1168,9 @@ def _digest(secret: bytes, conversation_id: str) -> str:
 # server and command on the store tags a conversation alike, restarts too; until then, this process's own.
 _log_secret = secrets.token_bytes(32)
 LOG_TAG = re.compile(r"#c[0-9a-f]{12}")  # what :func:`log_tag` writes
+_logged_store: Path | None = None  # the store whose conversations this process's log names by tag (tag_logs_by)
+LOOK_UP_S = 0.2  # the most a log line waits to look its words up in the store (:func:`kept_conversations`)
+LOOK_UP_WORDS = 500  # words of one line looked up, at most
 
 
 def tag_logs_by(path: Path, create: bool = True) -> None:
@@ -1176,12 +1179,35 @@ def tag_logs_by(path: Path, create: bool = True) -> None:
     one to the other. Without ``create`` (a command that only reads the store, perhaps a copy on a read-only disk or
     another account's) the key is read where it is, never made: where there is none, no server of the store has tagged
     a line, and this process's own key stands."""
-    global _log_secret
+    global _log_secret, _logged_store
+    _logged_store = path
     if create:
         _log_secret = _ledger_secret(path)
         return
     with contextlib.suppress(OSError):  # none, or not this account's to read
         _log_secret = ledger_key(path).read_bytes()
+
+
+def kept_conversations(words: Collection[str]) -> set[str]:
+    """Those of ``words`` that are the ids of conversations the store of this process's log keeps (:func:`tag_logs_by`),
+    for the log to name them by tag: a web conversation's id, which its client chooses, has no shape to be told by, and
+    a background job (an hourly round, a retry, a send) that quotes one in an exception has no request that named it.
+    Read over a connection of its own, waiting :data:`LOOK_UP_S` at most: none where the store cannot be read then."""
+    if _logged_store is None or not words:
+        return set()
+    asked = sorted(words)[:LOOK_UP_WORDS]
+    try:
+        conn = sqlite3.connect(f"{_logged_store.resolve().as_uri()}?mode=ro", uri=True, timeout=LOOK_UP_S,
+                               check_same_thread=False)
+    except (sqlite3.Error, OSError):
+        return set()
+    try:
+        return {row[0] for row in conn.execute(
+            f"SELECT id FROM conversations WHERE id IN ({', '.join('?' * len(asked))})", asked)}
+    except sqlite3.Error:
+        return set()
+    finally:
+        conn.close()
 
 
 def log_tag(conversation_id: str) -> str:

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import select
 import shutil
 import socket
 import sqlite3
@@ -1014,6 +1015,92 @@ async def test_a_web_conversations_id_in_a_servers_traceback_is_put_as_its_tag(
     for conversation in conversations:
         assert f"KeyError: '{log_tag(conversation)}'" in logged, logged
         assert conversation not in logged and conversation.removeprefix("visitor") not in logged
+
+
+def test_a_deskbot_lines_values_are_redacted_and_name_a_conversation_by_its_tag(caplog: pytest.LogCaptureFixture) -> None:
+    """deskbot's own lines quoted what they were given as it was (``%r`` of an agent's message, of an exception): the
+    e-mail address in it, a WeCom conversation's id, which names the employee. Its words, numbers and the tags it
+    wrote read as written."""
+    conversation = "wecom:ww1f2e:chen"
+    logging.getLogger("deskbot").error("could not tell %s %r: %r (after %d tries)", log_tag(conversation),
+                                       "write to jane.doe@example.com", ConnectionError(f"{conversation} gone"), 3)
+    said = RedactedTracebacks(LOG_FORMAT).format(caplog.records[-1])
+    assert said.endswith(f"ERROR deskbot: could not tell {log_tag(conversation)} 'write to [EMAIL]': "
+                         f"ConnectionError('{log_tag(conversation)} gone') (after 3 tries)"), said
+    assert caplog.records[-1].getMessage().startswith(f"could not tell {log_tag(conversation)} 'write to jane")
+
+
+# `bot serve`, whose round telling waiting customers that the agents are busy fails, once the file named in its second
+# argument is there, on what it says: a KeyError of it, or the store unable to write, quoting it ("full: …").
+SERVE_FAILING_ROUNDS = """
+import pathlib, sqlite3, sys
+from bot.cli import cli
+from bot.engine import Bot
+
+quoted = pathlib.Path(sys.argv[2])
+
+async def failing(self):
+    if not quoted.exists():
+        return 0
+    said = quoted.read_text()
+    if said.startswith("full"):
+        exc = sqlite3.OperationalError(said)
+        exc.sqlite_errorcode = sqlite3.SQLITE_FULL
+        raise exc
+    raise KeyError(said)
+
+Bot.tell_overdue = failing
+cli(["serve", sys.argv[1], "--host", "127.0.0.1", "--port", "0", "--device", "cpu"])
+"""
+
+
+def logged_until(server: subprocess.Popen[bytes], pattern: str, timeout_s: float = 60.0) -> str:
+    """What ``server`` writes to its stderr until a line of it matches ``pattern`` (else it fails)."""
+    said, deadline = "", time.monotonic() + timeout_s
+    while not re.search(pattern, said, re.MULTILINE):
+        assert time.monotonic() < deadline and server.poll() is None, said
+        if select.select([server.stderr], [], [], 0.2)[0]:
+            said += os.read(server.stderr.fileno(), 65536).decode()  # type: ignore[union-attr]
+    return said
+
+
+def say(path: Path, text: str) -> None:
+    """``path`` made to say ``text`` at once (a rename), never read half written."""
+    path.with_suffix(".new").write_text(text)
+    path.with_suffix(".new").replace(path)
+
+
+async def test_a_background_jobs_log_names_a_web_conversation_by_its_tag(
+        tiny_demo_bot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A web conversation's id was put as its tag only where the request or socket that failed named it: a round of
+    `bot serve` (an hourly one, a retry, a send) that quoted one in an exception printed it whole, in its traceback and
+    in deskbot's own line of a store that cannot write, as it did the customer's e-mail address in the latter."""
+    import dialogues.store as stored
+    from dialogues.store import ledger_key
+
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", handoff={"busy_after_seconds": 1})
+    conversation, quoted = f"visitor.{uuid.uuid4().hex}", tmp_path / "quoted"
+    server = subprocess.Popen([sys.executable, "-c", SERVE_FAILING_ROUNDS, str(root), str(quoted)],
+                              stderr=subprocess.PIPE, cwd=REPO)
+    try:
+        logged = logged_until(server, r"deskbot serving .* on http://\S+$")
+        url = re.search(r"deskbot serving .* on (http://\S+)$", logged, re.MULTILINE)
+        async with aiohttp.ClientSession(url[1]) as session:  # type: ignore[index]
+            async with session.post("/api/chat", json={"conversation_id": conversation, "text": "hi"}) as response:
+                assert response.status == 200
+        say(quoted, f"no agent for {conversation}, mail jane.doe@example.com")
+        logged += logged_until(server, r"^KeyError: .*$")
+        say(quoted, f"full: cannot keep {conversation}'s wait for jane.doe@example.com")
+        logged += logged_until(server, r"cannot write: .*$")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    monkeypatch.setattr(stored, "_log_secret", ledger_key(root / "dialogues.db").read_bytes())  # the server's key
+    assert "ERROR deskbot: telling waiting customers that the agents are busy failed\nTraceback" in logged, logged
+    assert f"KeyError: 'no agent for {log_tag(conversation)}, mail [EMAIL]'" in logged, logged
+    assert (f"ERROR deskbot: telling waiting customers that the agents are busy: the conversation store cannot write: "
+            f"full: cannot keep {log_tag(conversation)}'s wait for [EMAIL] (tried again") in logged, logged
+    assert conversation.removeprefix("visitor") not in logged and "jane" not in logged
 
 
 def test_a_commands_logged_error_and_its_crash_say_their_tracebacks_redacted() -> None:

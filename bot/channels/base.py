@@ -34,6 +34,7 @@ from aiohttp import web
 from bot.language import Language, Script, Text, blank, chinese_script, kept_script, mostly_written_in
 from bot.project import ProjectError, valid_unicode
 from dialogues.disk import DAMAGED_ADVICE, damaged, unwritable_advice
+from bot.log_format import Verbatim
 from dialogues.store import log_tag
 from retrieval.text import normalise as normalise  # re-exported: the engine and every channel normalise with it
 
@@ -421,11 +422,11 @@ def resolve_settings(settings: dict[str, Any], env: dict[str, str]) -> dict[str,
     return merged
 
 
-def shown_url(url: str) -> str:
+def shown_url(url: str) -> Verbatim:
     """A platform's ``api_url`` as the log may show it: without a user and password, nor a query, which a proxy's
-    address may hold."""
+    address may hold; its host as it is, an IP address too (:class:`Verbatim`)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+    return Verbatim(f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}")
 
 
 def api_base(url: str) -> str:

@@ -99,7 +99,7 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 
     from aiohttp import web
 
-    from bot.log_format import DESKBOT_LOGGERS, LOG_FORMAT, RedactedTracebacks
+    from bot.log_format import DESKBOT_LOGGERS, LOG_FORMAT, RedactedTracebacks, Verbatim
     from bot.server import BOT, HUNG_UP, RESPONSE_GRACE_S, create_app, stop_on_sigterm
 
     project = load_bot(directory)
@@ -147,7 +147,8 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
                     # said once the port listens, with the address bound (with --port 0, the port the system chose),
                     # the model version and the channels on (a platform's without its secrets is off: its events 404)
                     print=lambda said: log.info("deskbot serving %s (model %s; channels: %s) on %s", project.config.name,
-                                                served.nlu.version, ", ".join(served.channels), BOUND_URL.search(said)[1]))
+                                                served.nlu.version, ", ".join(served.channels),
+                                                Verbatim(BOUND_URL.search(said)[1])))
     # Stopped: the turns in flight answered, the store closed, the port let go. Python's own teardown of the
     # models' objects took 3 to 6 s more, which a process manager restarting the bot waited out.
     log.info("deskbot stopped")
