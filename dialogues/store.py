@@ -1972,6 +1972,11 @@ class Store:
         row = _as_customer_saw(_with_json(_with_slots(rows[0])))
         return {**row, "ranking": [tuple(ranked) for ranked in json.loads(row["ranking"] or "[]")]}
 
+    def keeps_turn(self, turn_id: int) -> bool:
+        """Whether the store still keeps the turn ``turn_id``: not once its conversation was purged, by `bot purge` in
+        another process too (a turn's id is never given again: ``_FLOORED``)."""
+        return self.db.execute("SELECT 1 FROM turns WHERE id = ?", [turn_id]).fetchone() is not None
+
     def claim(self, conversation_id: str, message_id: str, stale: Staleness, answered_since: float = 0.0) -> bool:
         """Whether this server may answer the web message sent with ``message_id`` (``_v35``): False while another
         answers it, until its claim is ``stale`` (a server hung mid-answer, or one not serving the store, leaves its

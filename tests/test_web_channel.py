@@ -24,10 +24,12 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import WSMessage, WSMsgType
+from click.testing import CliRunner
 
 from bot import engine as engine_module
 from bot.channels import web as web_channel
 from bot.channels.base import Turn
+from bot.cli import cli
 from bot.language import READABLE
 from bot.project import ServerConfig, load_project
 from bot.server import BOT, create_app
@@ -964,6 +966,27 @@ async def test_a_message_sent_again_with_its_message_id_is_answered_once(client:
     assert first == at_once == over_socket == await over_http()
     other = await chat(client, cid, "my parcel never arrived")  # without an id, or with another, a message of its own
     assert other["user_turn_id"] > first["turn_id"]
+    assert await roles(client, cid) == ["user", "bot"] * 2
+
+
+async def test_a_message_sent_again_after_its_conversation_was_purged_is_not_answered_from_memory(
+        client: Any, web_demo_bot: SimpleNamespace) -> None:
+    """A running server kept its replies by message_id in memory for ten minutes, where `bot purge`, run in another
+    process, does not reach: the message sent again after the purge got the purged reply back, and the conversation
+    stayed erased though its customer had written in it again."""
+    cid = new_id()
+    message = {"conversation_id": cid, "text": "my parcel never arrived", "message_id": "m-1"}
+    first = await (await client.post("/api/chat", json=message)).json()
+    purged = CliRunner().invoke(cli, ["purge", str(web_demo_bot.root), "--conversation", cid])
+    assert purged.exit_code == 0, purged.output
+    response = await client.post("/api/chat", json=message)
+    assert response.status == 200, await response.text()
+    again = await response.json()
+    assert again["user_turn_id"] > first["turn_id"]  # answered anew, not from memory
+    assert await roles(client, cid) == ["user", "bot"]
+    unpurged = {"conversation_id": cid, "text": "thanks", "message_id": "m-2"}  # one no purge reached: from memory
+    assert await (await client.post("/api/chat", json=unpurged)).json() == \
+        await (await client.post("/api/chat", json=unpurged)).json()
     assert await roles(client, cid) == ["user", "bot"] * 2
 
 

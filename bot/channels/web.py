@@ -218,21 +218,29 @@ class RecentAnswers:
     """The replies to the messages sent with a ``message_id``, by conversation and id, for ``ttl`` seconds and at
     most ``maxlen`` of them: a message whose answer a client lost (a dropped socket) and sends again, from the same
     tab or another, gets its first reply, awaited if still on its way. One that failed is forgotten, to be tried
-    anew."""
+    anew, and so is one the store no longer keeps (a `bot purge` run in another process erased it): given again from
+    memory, the purged reply would outlive the erasure."""
 
     def __init__(self, ttl: float = 600.0, maxlen: int = 10_000) -> None:
         self.ttl = ttl
         self.maxlen = maxlen
         self._answers: OrderedDict[tuple[str, str], tuple[float, asyncio.Future[dict[str, Any]]]] = OrderedDict()
 
-    async def answer(self, key: tuple[str, str], reply: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-        """The reply for ``key``: the one given or being given, else ``reply()``'s."""
+    async def answer(self, key: tuple[str, str], reply: Callable[[], Awaitable[dict[str, Any]]],
+                     kept: Callable[[dict[str, Any]], Awaitable[bool]] | None = None) -> dict[str, Any]:
+        """The reply for ``key``: the one given or being given, if ``kept`` says the store still keeps it, else
+        ``reply()``'s."""
         now = time.monotonic()
         # Keys are added at the end, so insertion order is time order: the oldest sit at the front.
         while self._answers and next(iter(self._answers.values()))[0] < now - self.ttl:
             self._answers.popitem(last=False)
-        if key in self._answers:
-            return await asyncio.shield(self._answers[key][1])
+        while (given := self._answers.get(key)) is not None:
+            answered = await asyncio.shield(given[1])
+            if kept is None or await kept(answered):
+                return answered
+            if self._answers.get(key) is given:  # not a later send's, begun meanwhile, which the loop awaits
+                del self._answers[key]
+        now = time.monotonic()
         while len(self._answers) >= self.maxlen:  # room for this one, not at the cost of the one asked for
             self._answers.popitem(last=False)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -691,10 +699,17 @@ class WebChannel(Channel):
         while True:
             try:
                 return await self._answers.answer((turn.conversation_id, turn.message_id),
-                                                  functools.partial(self._reply, turn, wait))
+                                                  functools.partial(self._reply, turn, wait), self._still_kept)
             except AnsweredElsewhere:
                 if not wait:
                     raise
+
+    async def _still_kept(self, answered: dict[str, Any]) -> bool:
+        """Whether the store still keeps the message ``answered`` answered (its ``user_turn_id``): a `bot purge` run in
+        another process erases it in the store alone, and this server's memory of the reply would give it back."""
+        if self.bot.store is None or answered.get("user_turn_id") is None:
+            return True
+        return await self.bot._look_up(Store.keeps_turn, answered["user_turn_id"])
 
     async def _reply(self, turn: Turn, wait: bool) -> dict[str, Any]:
         """:meth:`_replying`, or :class:`Stopping` once the server's stop is about to cut the message off (:meth:`close`).
