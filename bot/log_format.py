@@ -31,7 +31,7 @@ MAX_NAMED = 16  # conversations a context keeps named: a socket's joined ones (b
 # A word a web conversation's id may be (:data:`bot.channels.web.WebConversationId`'s letters), long enough to be
 # looked up in the store wherever a line quotes it (:func:`as_logged`): a shorter one, which many a word would match, is
 # put as its tag where the request or socket that named it failed alone.
-_WEB_ID_WORD = re.compile(r"(?<![A-Za-z0-9_.:@%-])[A-Za-z0-9_.-]{8,128}(?![A-Za-z0-9_.:@-])")
+_WEB_ID_WORD = re.compile(r"(?<![A-Za-z0-9_.:@%#-])[A-Za-z0-9_.-]{8,128}(?![A-Za-z0-9_.:@-])")  # not a tag's digits
 # A tag deskbot wrote (a conversation's, an address's), set aside from the redaction as a conversation's id is.
 _TAG = re.compile(r"#[ac][0-9a-f]{12}(?![0-9a-f])")
 _ASIDE = "[CONVERSATION{}]"  # where a conversation's id stood in what is logged, while the rest is redacted
@@ -145,8 +145,8 @@ def as_logged(said: str, conversations: Iterable[str] = ()) -> str:
             ids.append(conversation_id)
         return _ASIDE.format(ids.index(conversation_id))
 
-    said = _TAG.sub(lambda found: aside(found[0]), said)
     stored = kept_conversations({word for found in _WEB_ID_WORD.finditer(said) for word in (found[0], found[0].rstrip("."))})
+    said = _TAG.sub(lambda found: aside(found[0]), said)
     for conversation_id in dict.fromkeys(named for named in (*conversations, *_NAMED.get(), *sorted(stored, key=len,
                                                                                                     reverse=True))
                                          if named):

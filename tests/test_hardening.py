@@ -1030,6 +1030,19 @@ def test_a_deskbot_lines_values_are_redacted_and_name_a_conversation_by_its_tag(
     assert caplog.records[-1].getMessage().startswith(f"could not tell {log_tag(conversation)} 'write to jane")
 
 
+def test_a_line_of_tags_and_numbers_asks_the_store_for_no_conversation(caplog: pytest.LogCaptureFixture,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each line said looks the words it quotes up in the store (a web conversation's id): a tag's digits were looked
+    up too, on every line of a customer over the rate limit."""
+    asked: list[set[str]] = []
+    monkeypatch.setattr("bot.log_format.kept_conversations", lambda words: asked.append(set(words)) or set())
+    logging.getLogger("deskbot").warning("%s over the limit from %s, for %ds", log_tag("wecom:ww1:chen"),
+                                         address_tag("203.0.113.9"), 30)
+    said = RedactedTracebacks(LOG_FORMAT).format(caplog.records[-1])
+    assert said.endswith(f"{log_tag('wecom:ww1:chen')} over the limit from {address_tag('203.0.113.9')}, for 30s")
+    assert all(not words for words in asked), asked
+
+
 # `bot serve`, whose round telling waiting customers that the agents are busy fails, once the file named in its second
 # argument is there, on what it says: a KeyError of it, or the store unable to write, quoting it ("full: …").
 SERVE_FAILING_ROUNDS = """
