@@ -392,13 +392,14 @@ def redact(directory: Path, dry_run: bool) -> None:
              "redacted; run this command again once it is done")
 
 
-def _say_kept_elsewhere(project: Project, purged: Purged, began: dict[str, float]) -> None:
-    """Name each conversation `bot purge` deleted, and what may still hold them (:func:`bot.retrain.kept_elsewhere`)."""
+def _say_kept_elsewhere(project: Project, purged: Purged, began: dict[str, float], said: Callable[[str], str]) -> None:
+    """Name each conversation `bot purge` deleted as ``said`` names it, and what may still hold them
+    (:func:`bot.retrain.kept_elsewhere`)."""
     from bot.retrain import kept_elsewhere
 
     for cid, deleted in purged.deleted.items():
         if deleted["conversations"]:
-            click.echo(f"Deleted {cid}: " + ", ".join(f"{n} {table}" for table, n in deleted.items() if n))
+            click.echo(f"Deleted {said(cid)}: " + ", ".join(f"{n} {table}" for table, n in deleted.items() if n))
     for line in kept_elsewhere(project, purged, began):
         click.echo(f"  {line}", err=True)
 
@@ -460,7 +461,7 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
       bot purge mybot --before 2025-12-01
       bot purge mybot --user U123 --dry-run
     """
-    from dialogues.store import unix_time
+    from dialogues.store import log_tag, unix_time
 
     if forget_before:
         if conversation_ids or before or user is not None or dry_run or again:
@@ -491,6 +492,13 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
         ids = list(dict.fromkeys([*conversation_ids, *chosen]))  # a repeated id once
         return ids, store.conversations(ids), store.received_only(ids)
 
+    def said(cid: str) -> str:
+        """How the output names conversation ``cid``: by its id where the command was given it or its customer
+        (--conversation, --user), else (a retention period's, chosen by --before, run daily from cron, whose mail is
+        kept) by the tag the server's log names it by (:func:`log_tag`): the ids of the conversations a retention
+        period erased, a web visitor's key, a WeCom employee's userid, outlived the erasure in the mail."""
+        return cid if user is not None or cid in conversation_ids else log_tag(cid)
+
     if dry_run:
         from retrieval.text import printable
 
@@ -509,11 +517,11 @@ def purge(directory: Path, conversation_ids: tuple[str, ...], before: datetime |
     finally:
         store.close()
     for cid in purged.skipped:
-        click.echo(f"Skipped {cid}: its customer came back while it was being purged (a message since it was chosen "
+        click.echo(f"Skipped {said(cid)}: its customer came back while it was being purged (a message since it was chosen "
                    "or since --before, or a server answering them now); left as it is", err=True)
     # a conversation named, or a customer's (--user without --before: an erasure), left is a failure: run it again
     asked = [cid for cid in purged.skipped if cid in conversation_ids or (user is not None and before is None)]
-    _say_kept_elsewhere(project, purged, began)
+    _say_kept_elsewhere(project, purged, began, said)
     if not purged.wal_cleared:
         fail(f"another process kept reading {project.db_path}, so dialogues.db-wal still holds a copy of "
              "what was deleted; run this command again once it is done: it clears the copy, though it finds nothing "
