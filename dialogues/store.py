@@ -1171,6 +1171,7 @@ LOG_TAG = re.compile(r"#c[0-9a-f]{12}")  # what :func:`log_tag` writes
 _logged_store: Path | None = None  # the store whose conversations this process's log names by tag (tag_logs_by)
 LOOK_UP_S = 0.2  # the most a log line waits to look its words up in the store (:func:`kept_conversations`)
 LOOK_UP_WORDS = 500  # words of one line looked up, at most
+PURGED_LATELY_BYTES = 1 << 16  # the end of the purge ledger a line's words are looked for in: some 800 purges
 
 
 def tag_logs_by(path: Path, create: bool = True) -> None:
@@ -1192,22 +1193,36 @@ def kept_conversations(words: Collection[str]) -> set[str]:
     """Those of ``words`` that are the ids of conversations the store of this process's log keeps (:func:`tag_logs_by`),
     for the log to name them by tag: a web conversation's id, which its client chooses, has no shape to be told by, and
     a background job (an hourly round, a retry, a send) that quotes one in an exception has no request that named it.
-    Read over a connection of its own, waiting :data:`LOOK_UP_S` at most: none where the store cannot be read then."""
+    Read over a connection of its own, waiting :data:`LOOK_UP_S` at most: none where the store cannot be read then.
+    Those purged lately too (:func:`_purged_lately`)."""
     if _logged_store is None or not words:
         return set()
     asked = sorted(words)[:LOOK_UP_WORDS]
-    try:
-        conn = sqlite3.connect(f"{_logged_store.resolve().as_uri()}?mode=ro", uri=True, timeout=LOOK_UP_S,
-                               check_same_thread=False)
-    except (sqlite3.Error, OSError):
+    kept: set[str] = set()
+    with contextlib.suppress(sqlite3.Error, OSError):
+        conn = sqlite3.connect(f"{_logged_store.resolve().as_uri()}?mode=ro", uri=True, timeout=LOOK_UP_S)
+        try:
+            kept = {row[0] for row in conn.execute(
+                f"SELECT id FROM conversations WHERE id IN ({', '.join('?' * len(asked))})", asked)}
+        finally:
+            conn.close()
+    return kept | _purged_lately(_logged_store, set(asked) - kept)
+
+
+def _purged_lately(path: Path, words: set[str]) -> set[str]:
+    """Those of ``words`` that are the ids of conversations purged from the store at ``path`` lately, as the end of its
+    ledger (:func:`purged_ledger`) records them under the log's key: a job under way as its conversation was purged
+    (an agent's reply being sent, a retry) quotes an id the store no longer keeps, and the log, beyond the purge's
+    reach, would keep the id of a customer just erased."""
+    if not words:
         return set()
     try:
-        return {row[0] for row in conn.execute(
-            f"SELECT id FROM conversations WHERE id IN ({', '.join('?' * len(asked))})", asked)}
-    except sqlite3.Error:
+        with open(purged_ledger(path), "rb") as ledger:
+            ledger.seek(max(0, ledger.seek(0, os.SEEK_END) - PURGED_LATELY_BYTES))
+            lately = {line.partition(b"\t")[0].decode("ascii", "replace") for line in ledger.read().splitlines()}
+    except OSError:
         return set()
-    finally:
-        conn.close()
+    return {word for word in words if _digest(_log_secret, word) in lately}
 
 
 def log_tag(conversation_id: str) -> str:

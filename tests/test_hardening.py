@@ -1030,6 +1030,23 @@ def test_a_deskbot_lines_values_are_redacted_and_name_a_conversation_by_its_tag(
     assert caplog.records[-1].getMessage().startswith(f"could not tell {log_tag(conversation)} 'write to jane")
 
 
+def test_a_web_conversation_just_purged_is_named_by_its_tag_in_the_log(tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """A job under way as its conversation was purged (an agent's reply being sent) quoted its id in what it raised:
+    the store no longer kept it to be told by, and the log, beyond the purge's reach, kept the erased visitor's key."""
+    from dialogues.store import Exchange, tag_logs_by
+
+    store, conversation = Store(tmp_path / "dialogues.db"), f"visitor.{uuid.uuid4().hex}"
+    tag_logs_by(store.path)
+    store.log_exchange(Exchange(conversation, "web", None, "hi", None, "Hello!", "greet", 0.9, [("greet", 0.9)],
+                                "template", "v0001"))
+    store.purge(conversation)
+    logging.getLogger("deskbot").error("could not tell %s: %r", log_tag(conversation), KeyError(conversation))
+    said = RedactedTracebacks(LOG_FORMAT).format(caplog.records[-1])
+    store.close()
+    assert said.endswith(f"could not tell {log_tag(conversation)}: KeyError('{log_tag(conversation)}')"), said
+
+
 def test_a_line_of_tags_and_numbers_asks_the_store_for_no_conversation(caplog: pytest.LogCaptureFixture,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Each line said looks the words it quotes up in the store (a web conversation's id): a tag's digits were looked
