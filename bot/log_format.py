@@ -8,6 +8,7 @@ import re
 import traceback
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
+from numbers import Number
 from types import TracebackType
 from typing import TypeAlias
 from urllib.parse import quote, quote_plus
@@ -98,7 +99,7 @@ class AsLogged:
 def _as_logged(value: object) -> object:
     """``value`` as a deskbot line says it: a number (``%d``, ``%g``) or a :class:`Verbatim` as it is, else
     :class:`AsLogged`."""
-    return value if value is None or isinstance(value, (int, float, Verbatim)) else AsLogged(value)
+    return value if value is None or isinstance(value, (Number, Verbatim)) else AsLogged(value)
 
 
 def redacted_traceback(shown: traceback.TracebackException) -> list[str]:

@@ -1021,9 +1021,12 @@ def test_a_deskbot_lines_values_are_redacted_and_name_a_conversation_by_its_tag(
     """deskbot's own lines quoted what they were given as it was (``%r`` of an agent's message, of an exception): the
     e-mail address in it, a WeCom conversation's id, which names the employee. Its words, numbers and the tags it
     wrote read as written."""
+    import numpy as np
+
     conversation = "wecom:ww1f2e:chen"
     logging.getLogger("deskbot").error("could not tell %s %r: %r (after %d tries)", log_tag(conversation),
-                                       "write to jane.doe@example.com", ConnectionError(f"{conversation} gone"), 3)
+                                       "write to jane.doe@example.com", ConnectionError(f"{conversation} gone"),
+                                       np.int64(3))  # a number as a model's figures give it, said as a number
     said = RedactedTracebacks(LOG_FORMAT).format(caplog.records[-1])
     assert said.endswith(f"ERROR deskbot: could not tell {log_tag(conversation)} 'write to [EMAIL]': "
                          f"ConnectionError('{log_tag(conversation)} gone') (after 3 tries)"), said
