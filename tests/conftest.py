@@ -76,6 +76,21 @@ def _forget_finished_apps() -> Iterator[None]:
         cache.cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def _stop_signals_as_they_were() -> Iterator[None]:
+    """Put back the handlers of the stop signals a test's in-process `bot serve` set: a start it refused left its
+    start-up handlers (Ctrl-C stops with status 130, :func:`bot.cli.stop_while_starting`), and the later tests of
+    the worker that send SIGINT expected Python's KeyboardInterrupt."""
+    import signal
+
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    handlers = {stop: signal.getsignal(stop) for stop in stops}
+    yield
+    for stop, handler in handlers.items():
+        if handler is not None and signal.getsignal(stop) is not handler:
+            signal.signal(stop, handler)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
