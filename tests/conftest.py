@@ -77,17 +77,20 @@ def _forget_finished_apps() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _stop_signals_as_they_were() -> Iterator[None]:
-    """Put back the handlers of the stop signals a test's in-process `bot serve` set: a start it refused left its
-    start-up handlers (Ctrl-C stops with status 130, :func:`bot.cli.stop_while_starting`), and the later tests of
-    the worker that send SIGINT expected Python's KeyboardInterrupt."""
+def _stop_signals_as_python_sets_them() -> Iterator[None]:
+    """Each test starts with Python's own handlers of the stop signals (Ctrl-C raises KeyboardInterrupt, SIGTERM and
+    SIGHUP stop the process) and leaves them as it found them: an in-process `bot serve` whose start was refused left
+    its start-up handlers set (status 130), and a server's event loop closed in a fixture its own, which take the
+    signal without a word, so that the later tests of the worker that send SIGINT or SIGTERM to a bot retrain, train or
+    rollback saw another status or none."""
     import signal
 
-    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    handlers = {stop: signal.getsignal(stop) for stop in stops}
+    python_sets = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL,
+                   signal.SIGHUP: signal.SIG_DFL}
+    found = {stop: signal.signal(stop, handler) for stop, handler in python_sets.items()}
     yield
-    for stop, handler in handlers.items():
-        if handler is not None and signal.getsignal(stop) is not handler:
+    for stop, handler in found.items():
+        if handler is not None:
             signal.signal(stop, handler)
 
 
