@@ -801,9 +801,10 @@ def _summary(figures: dict[str, Any]) -> dict[str, Any]:
 
 def trained_at(meta: dict[str, Any]) -> float:
     """When a version was trained (meta.json's ``created``), as a Unix time; one that does not say counts as
-    trained at any time."""
+    trained at any time. ``created`` is to the second, so this is the end of that second: a conversation begun
+    earlier in the same second may be in the version, and is said to be."""
     try:
-        return datetime.strptime(meta["created"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+        return datetime.strptime(meta["created"], "%Y-%m-%dT%H:%M:%S%z").timestamp() + 1
     except (KeyError, TypeError, ValueError):
         return float("inf")
 

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from bot.retrain import (
     measured_as,
     regate,
     retrain,
+    trained_at,
 )
 from bot.server import create_app, load_serving_model
 from bot.training import (EVALUATION_FILE, changed_settings, frozen_split, held_out_texts, holdout_metrics,
@@ -585,6 +587,15 @@ def test_bot_purge_names_the_versions_that_may_still_hold_the_conversation(bot_d
     assert "its agent answers and labels may be in v0002, trained since it began" in result.output
     assert "2 conversations' agent answers may be in v0002, trained since they began" in result.output
     assert "v0001" not in result.output and result.output.count("may be in") == 2  # nothing of "quiet" was learnt
+
+
+def test_a_version_saved_in_the_second_a_conversation_began_may_hold_it() -> None:
+    """meta.json says when to the second: a conversation begun at 12:00:00.6 and a version saved at 12:00:00.9
+    (written "12:00:00") read as the version trained before it, and `bot purge` left that version unnamed."""
+    began = datetime(2026, 12, 7, 12, 0, 0, 600000, tzinfo=timezone.utc).timestamp()
+    assert trained_at({"created": "2026-12-07T12:00:00+0000"}) >= began
+    assert trained_at({"created": "2026-12-07T11:59:59+0000"}) < began  # a second before: trained before it
+    assert trained_at({}) == float("inf")  # a version that does not say may hold anything
 
 
 def test_a_damaged_serving_index_stops_a_retrain_in_one_line(bot_dir: Path) -> None:
