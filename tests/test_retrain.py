@@ -74,6 +74,14 @@ def log_turns(store: Store, texts: list[str], conversation: str = "c1", intent: 
     return ids
 
 
+def one_label_to_promote(bot_dir: Path) -> None:
+    """One new label and a gate that passes whatever it gives: the next retrain trains and promotes."""
+    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    store = Store(bot_dir / "dialogues.db")
+    store.add_labels(log_turns(store, ["the parcel is late"]), "track_order", "ann")
+    store.close()
+
+
 def seed_texts(root: Path, intent: str) -> list[str]:
     return [e.text for e in load_project(root).examples if e.intent == intent]
 
@@ -1760,10 +1768,7 @@ def test_a_run_killed_after_its_promotion_is_listed_as_serving(bot_dir: Path, mo
     """Killed between making its candidate serve and recording it, a run left `bot models` marking the serving
     version with * and "passed, not promoted: its run ended first" beside it, and the one on call wondering which
     to believe."""
-    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
-    store = Store(bot_dir / "dialogues.db")
-    store.add_labels(log_turns(store, ["the parcel is late"]), "track_order", "ann")
-    store.close()
+    one_label_to_promote(bot_dir)
 
     def killed(*args: Any) -> None:
         raise KeyboardInterrupt
@@ -1784,10 +1789,7 @@ def test_a_retrain_stopped_just_after_its_promotion_records_it_and_says_its_cand
     candidate it was training was removed, while it served: the one on call went looking for a model that was there.
     And the promotion went unrecorded, so that `bot models` could only guess it from CURRENT: the stop (Ctrl-C too)
     waits for the record."""
-    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
-    store = Store(bot_dir / "dialogues.db")
-    store.add_labels(log_turns(store, ["the parcel is late"]), "track_order", "ann")
-    store.close()
+    one_label_to_promote(bot_dir)
     promote = Registry.promote
 
     def stopped(self: Registry, name: str) -> None:
@@ -1892,10 +1894,7 @@ def test_a_run_that_ended_before_its_promotion_has_not_run_for_the_next(bot_dir:
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed between writing its candidate and making it serve, a run has taught the serving model
     nothing, so the next one trains on the same labels instead of finding "nothing new"."""
-    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
-    store = Store(bot_dir / "dialogues.db")
-    store.add_labels(log_turns(store, ["the parcel is late"]), "track_order", "ann")
-    store.close()
+    one_label_to_promote(bot_dir)
 
     killed_before_promotion(bot_dir, monkeypatch)
     registry = Registry(bot_dir / "models")
@@ -1912,10 +1911,7 @@ def test_a_candidate_whose_promotion_failed_is_not_listed_as_promoted(bot_dir: P
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """CURRENT could not be written (a full disk) for a candidate the gate passed: `bot models` listed it as
     promoted, though it never served, and the log said nothing of it."""
-    configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
-    store = Store(bot_dir / "dialogues.db")
-    store.add_labels(log_turns(store, ["the parcel is late"]), "track_order", "ann")
-    store.close()
+    one_label_to_promote(bot_dir)
     replace = os.replace
 
     def disk_full(src: str, dst: str) -> None:
