@@ -38,6 +38,12 @@ def error_for(root: Path) -> str:
     return str(info.value)
 
 
+def never_shown(variable: str, then: str) -> str:
+    """The error for a response variant using ``variable``, which nothing fills, followed by ``then``."""
+    return (f"{variable} is filled by no entity of nlu.yml, nor by what the custom actions set "
+            f"(bot.yml's actions.slots): this variant would never be shown; {then}")
+
+
 def under_two_intents(path: Path, *examples: tuple[str, str]) -> str:
     """The error for nlu.yml at ``path`` holding one example under two intents, each ``(example, intent)`` as
     written: the later line is named, with the other's."""
@@ -390,14 +396,12 @@ def test_a_variable_or_slot_like_none_the_bot_fills_is_told_with_those_it_can_us
                          "    - text: 您是会员。\n      condition:\n        - type: slot\n          name: vip\n"
                          "          value: true\n    - text: 订单 {oder_id} 在路上。\n    - text: 在路上。\n")
     assert error_for(tmp_path).splitlines() == [
-        f"{responses}:5: responses.order.0: {{送达日期}} is filled by no entity of nlu.yml, nor by what the custom "
-        "actions set (bot.yml's actions.slots): this variant would never be shown; the variables it can use are "
-        "{chinese_script}, {city}, {mid_conversation}, {order_id}",
+        f"{responses}:5: responses.order.0: "
+        + never_shown("{送达日期}", "the variables it can use are {chinese_script}, {city}, {mid_conversation}, {order_id}"),
         f"{responses}:9: responses.order.1.condition.0.name: 'vip' is a slot no entity of nlu.yml fills, nor what the "
         "custom actions set (bot.yml's actions.slots): this variant would never be shown; the slots it can use are "
         "chinese_script, city, mid_conversation, order_id",
-        f"{responses}:11: responses.order.2: {{oder_id}} is filled by no entity of nlu.yml, nor by what the custom "
-        "actions set (bot.yml's actions.slots): this variant would never be shown; did you mean {order_id}?"]
+        f"{responses}:11: responses.order.2: " + never_shown("{oder_id}", "did you mean {order_id}?")]
 
 
 def test_a_variable_nothing_can_fill_is_refused_when_no_action_runs(bot_dir: Path) -> None:
@@ -702,8 +706,7 @@ def test_every_mistake_of_a_variant_is_told_on_its_line(bot_dir: Path) -> None:
     said = error_for(bot_dir).splitlines()
     text = variant.splitlines()[0]
     assert said == [
-        f"{line(text)}: {{oder_id}} is filled by no entity of nlu.yml, nor by what the "
-        "custom actions set (bot.yml's actions.slots): this variant would never be shown; did you mean {order_id}?",
+        f"{line(text)}: " + never_shown("{oder_id}", "did you mean {order_id}?"),
         f"{line('        - titel: 申请退款')}.buttons.0.titel: unknown key; did you mean 'title'?",
         f"{line('          payload: /get_refnd')}.buttons.0.payload: unknown intent 'get_refnd' (not in nlu.yml; did you "
         "mean 'get_refund'?)",
@@ -758,9 +761,7 @@ def test_a_misspelt_or_double_braced_variable_is_told_with_the_one_it_meant(bot_
     written = responses.read_text()
     said = "To get your money back for order {order_id}"
     assert said in written
-    for typed, told in (("{Order_ID}", "{Order_ID} is filled by no entity of nlu.yml, nor by what the custom actions set "
-                                       "(bot.yml's actions.slots): this variant would never be shown; did you mean "
-                                       "{order_id}?"),
+    for typed, told in (("{Order_ID}", never_shown("{Order_ID}", "did you mean {order_id}?")),
                         ("{{order_id}}", "{{order_id}} is shown to the customer as '{order_id}', braces and all: a "
                                          "variable is written in single braces, {order_id}"),
                         ("订单号 {{order_id}}", "{{order_id}} is shown to the customer as '{order_id}'")):
@@ -2618,9 +2619,8 @@ def test_examples_that_are_a_yaml_alias_of_another_intents_are_told_once(tmp_pat
     assert error_for(tmp_path).splitlines() == [
         f"{nlu}:7: nlu.1.examples: these are a YAML alias (*name) of the examples of 'greet' (line 3), and an example "
         "under two intents teaches the classifier both answers for one message: write the examples of 'bye' here",
-        f"{tmp_path / 'responses.yml'}:3: responses.greet.0: {{nmae}} is filled by no entity of nlu.yml, nor by what "
-        "the custom actions set (bot.yml's actions.slots): this variant would never be shown; the variables it can "
-        "use are {mid_conversation}"]
+        f"{tmp_path / 'responses.yml'}:3: responses.greet.0: "
+        + never_shown("{nmae}", "the variables it can use are {mid_conversation}")]
 
 
 def test_one_line_indented_with_a_tab_among_spaces_is_read_lined_up_with_the_line_above(bot_dir: Path) -> None:
