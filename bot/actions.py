@@ -1043,6 +1043,16 @@ def _fault(exc: Exception, path: Path, actions_dir: Path) -> tuple[str, int | No
     return (own.filename, own.lineno, str(exc)) if own else (str(path), None, str(exc))
 
 
+def _class_line(cls: type) -> int | None:
+    """The line ``cls`` is defined at, if its source can be read: where to look for a mistake rasa-sdk finds in it when
+    it registers it (a ``run`` without ``domain``, an ``Action`` without ``name()``), which its traceback does not
+    show."""
+    try:
+        return inspect.getsourcelines(cls)[1]
+    except (OSError, TypeError):
+        return None
+
+
 def _as_logged(said: str, conversation_id: str) -> str:
     """What an action said of its failure, as the log may keep it: redacted as the store keeps a message, since it
     often quotes what the customer wrote, and the conversation's id (``tracker.sender_id``, a web visitor's key to
@@ -1075,18 +1085,27 @@ def _load_executor(actions_dir: Path) -> ActionExecutor:
     executor = ActionExecutor()
     failed: dict[str, None] = {}  # each failure once: a module that imports a failing one fails at its line too
 
+    def fail(exc: BaseException, path: Path, what: str = "", line: int | None = None) -> None:
+        """Note ``exc``, raised by the shop's code of ``path`` (``what``: the class at fault; ``line``: its line, where
+        the traceback went through no line of ``actions/``)."""
+        where, at, reason = _fault(exc, path, actions_dir)
+        at = at or line
+        failed.setdefault(f"{where}{f':{at}' if at else ''}: cannot load the custom actions: {what}"
+                          f"{type(exc).__name__}: {reason}")
+
     def load(name: str, path: Path, imported: Callable[[], Any]) -> None:
         try:
             module = imported()
         except (Exception, SystemExit) as exc:  # the shop's code: a syntax error, a missing import, a failing top level
             sys.modules.pop(name, None)
-            where, line, reason = _fault(exc, path, actions_dir)
-            failed.setdefault(f"{where}{f':{line}' if line else ''}: cannot load the custom actions: "
-                              f"{type(exc).__name__}: {reason}")
+            fail(exc, path)
             return
         for obj in vars(module).values():
             if inspect.isclass(obj) and issubclass(obj, Action) and obj.__module__ == name and not inspect.isabstract(obj):
-                executor.register_action(obj)
+                try:
+                    executor.register_action(obj)
+                except (Exception, SystemExit) as exc:  # its name() or __init__ raised, or its run takes no domain
+                    fail(exc, path, f"class {obj.__name__}: ", _class_line(obj))
 
     # The folder becomes the package ``actions``, as rasa-sdk's server imports it (``--actions actions``), so
     # that its modules import each other as in a Rasa project: ``from actions.helpers import ...`` as well

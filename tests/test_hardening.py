@@ -2635,12 +2635,35 @@ def test_broken_model_folders_and_settings_get_one_line_errors(tiny_demo_bot: Pa
     assert "cannot create the bot in" in run("init", str(tmp_path / "a-file" / "bot"), "--from-jsonl", str(rows))
 
 
+# An action class, its name() (NAMED, or none) and the domain argument of its run (", domain", or none) to be filled in
+UNREGISTRABLE = """from rasa_sdk import Action
+
+
+class Lookup(Action):NAME
+    def run(self, dispatcher, trackerDOMAIN):
+        return []
+"""
+NAMED = """
+    def name(self):
+        return "action_lookup"
+"""
+
+
 @pytest.mark.parametrize(("source", "problem"), [
     ("def lookup(:\n", "broken.py:1: cannot load the custom actions: SyntaxError: invalid syntax"),
     ("import json\nimport orders_api_client\n", "broken.py:2: cannot load the custom actions: ModuleNotFoundError: "
                                                  "No module named 'orders_api_client'"),
     ("import json\n\nRATES = json.loads('{')\n", "broken.py:3: cannot load the custom actions: JSONDecodeError: "),
     ("import sys\n\nsys.exit(3)\n", "broken.py:3: cannot load the custom actions: SystemExit: 3"),  # it ended bot silently
+    # what rasa-sdk finds wrong in a class as it registers it, which was a traceback naming neither class nor file
+    (UNREGISTRABLE.replace("NAME", "").replace("DOMAIN", ", domain"),
+     "broken.py:4: cannot load the custom actions: class Lookup: NotImplementedError: An action must implement a name"),
+    (UNREGISTRABLE.replace("NAME", NAMED).replace("DOMAIN", ""),
+     "broken.py:4: cannot load the custom actions: class Lookup: Exception: You can only register functions that take "
+     "3 parameters"),
+    (UNREGISTRABLE.replace("NAME", NAMED.replace('"action_lookup"', "self.action_name")).replace("DOMAIN", ", domain"),
+     "broken.py:6: cannot load the custom actions: class Lookup: AttributeError: 'Lookup' object has no attribute "
+     "'action_name'"),
 ])
 @pytest.mark.parametrize("command", ["serve", "chat"])
 def test_a_custom_action_that_cannot_load_is_named(tiny_demo_bot: Path, tmp_path: Path, source: str, problem: str,
