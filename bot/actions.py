@@ -1084,6 +1084,7 @@ def _load_executor(actions_dir: Path) -> ActionExecutor:
 
     executor = ActionExecutor()
     failed: dict[str, None] = {}  # each failure once: a module that imports a failing one fails at its line too
+    defined: dict[str, tuple[str, str]] = {}  # each action's name: where its class is, and the class's name
 
     def fail(exc: BaseException, path: Path, what: str = "", line: int | None = None) -> None:
         """Note ``exc``, raised by the shop's code of ``path`` (``what``: the class at fault; ``line``: its line, where
@@ -1103,9 +1104,18 @@ def _load_executor(actions_dir: Path) -> ActionExecutor:
         for obj in vars(module).values():
             if inspect.isclass(obj) and issubclass(obj, Action) and obj.__module__ == name and not inspect.isabstract(obj):
                 try:
-                    executor.register_action(obj)
+                    action = obj()
+                    action_name = action.name()
+                    if action_name not in defined:
+                        executor.register_action(action)
                 except (Exception, SystemExit) as exc:  # its name() or __init__ raised, or its run takes no domain
                     fail(exc, path, f"class {obj.__name__}: ", _class_line(obj))
+                    continue
+                place = f"{path}:{_class_line(obj) or ''}".rstrip(":")
+                if (first := defined.setdefault(action_name, (place, obj.__name__))) != (place, obj.__name__):
+                    # rasa-sdk keeps the one it registers last, without a word: which one ran hung on the files' order
+                    failed.setdefault(f"{place}: cannot load the custom actions: class {obj.__name__} is named "
+                                      f"{action_name!r}, as class {first[1]} at {first[0]} is: rename one of them")
 
     # The folder becomes the package ``actions``, as rasa-sdk's server imports it (``--actions actions``), so
     # that its modules import each other as in a Rasa project: ``from actions.helpers import ...`` as well

@@ -2440,10 +2440,28 @@ async def test_actions_in_a_sub_package_of_actions_are_registered(tmp_path: Path
         ActionRunner(actions, None, 5.0, {})
 
 
+async def test_two_action_classes_of_one_name_are_refused_with_both_places(tmp_path: Path) -> None:
+    """A class copied into another file with its name() left as it was: rasa-sdk ran whichever it registered last,
+    which hung on the files' order, and said so only at its INFO level ("Re-registered function")."""
+    actions = tmp_path / "actions"
+    (actions / "orders").mkdir(parents=True)
+    (actions / "wording.py").write_text('BYE = "Bye!"\n')
+    (actions / "orders" / "__init__.py").write_text("")
+    (actions / "orders" / "status.py").write_text(NESTED_ACTION)
+    assert await said_by_nested(actions) == ["Bye!"]
+    (actions / "refunds.py").write_text(NESTED_ACTION.replace("class Nested", "class Refund")
+                                        .replace("from ..wording", "from .wording"))
+    line = NESTED_ACTION.splitlines().index("class Nested(Action):") + 1
+    with pytest.raises(ActionError) as refused:
+        ActionRunner(actions, None, 5.0, {})
+    assert str(refused.value) == (f"{actions / 'refunds.py'}:{line}: cannot load the custom actions: class Refund is "
+                                  f"named 'action_nested', as class Nested at {actions / 'orders' / 'status.py'}:{line} "
+                                  "is: rename one of them")
+
+
 RASA_RUNS_THESE = """
 from rasa_sdk import Action
 from rasa_sdk.events import SlotSet
-from rasa_sdk.forms import FormValidationAction
 
 
 class ActionSessionStart(Action):
@@ -2452,14 +2470,6 @@ class ActionSessionStart(Action):
 
     def run(self, dispatcher, tracker, domain):
         return [SlotSet("channel_user", tracker.latest_message["metadata"].get("user"))]
-
-
-class ValidateOrderForm(FormValidationAction):
-    def name(self):
-        return "validate_order_form"
-
-    def validate_order_id(self, slot_value, dispatcher, tracker, domain):
-        return {"order_id": slot_value}
 
 
 class ActionTrack(Action):
@@ -2477,7 +2487,7 @@ def test_actions_rasa_runs_by_itself_are_named_at_start(action_bot: Path, tmp_pa
     a word; one that actions.map names runs, and is not named. A validation action checks nothing even where
     actions.map names it (deskbot has no forms, and hands it no slot values), which is said too, where the
     warning said that mapping it would run it, and it then validated nothing without a word."""
-    root = Path(shutil.copytree(action_bot, tmp_path / "bot"))
+    root = Path(shutil.copytree(action_bot, tmp_path / "bot"))  # its actions define validate_order_form
     (root / "actions" / "rasa_runs.py").write_text(RASA_RUNS_THESE)
     project = load_project(root)
     validation = ("defines validate_order_form, rasa-sdk's slot validation of a form (FormValidationAction), "
