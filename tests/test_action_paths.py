@@ -3846,6 +3846,30 @@ async def test_an_action_servers_token_stays_out_of_the_log_when_its_answer_is_n
         await bot.close()
 
 
+@pytest.mark.parametrize(("answer", "said"), [
+    (web.Response(status=502, text="<html><body>502 Bad Gateway</body></html>", content_type="text/html"),
+     "answered 502 Bad Gateway for 'action_lookup', and not as rasa-sdk answers: a proxy in front of it"),
+    (web.Response(status=404, text="404: Not Found"), "answered 404 Not Found for 'action_lookup'"),  # not its /webhook
+], ids=["a_proxys_page", "another_servers_404"])
+async def test_an_action_servers_error_that_is_not_rasa_sdks_is_logged_with_its_status(
+        action_bot: Path, aiohttp_server: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, answer: web.Response,
+        said: str) -> None:
+    """The log said "failed for 'action_lookup': JSONDecodeError: Expecting value", nothing of the 502 or the 404
+    that told why."""
+    async def webhook(request: web.Request) -> web.Response:
+        return answer
+
+    app = web.Application()
+    app.router.add_post("/webhook", webhook)
+    server = await aiohttp_server(app)
+    bot = make_bot(action_bot, f"http://127.0.0.1:{server.port}", {"track_order": "action_lookup"}, tmp_path)
+    try:
+        assert (await bot.handle(Turn("c1", "/track_order", "web"))).source == "fallback"
+        assert f"the action server at http://127.0.0.1:{server.port}/webhook {said}" in caplog.text
+    finally:
+        await bot.close()
+
+
 @pytest.mark.parametrize("answer", [
     None,  # nothing listens on the port
     web.Response(status=502, text="<html><body>502 Bad Gateway</body></html>", content_type="text/html"),  # a proxy
