@@ -3146,6 +3146,12 @@ async def test_a_reload_brings_the_actions_as_they_are_now_and_keeps_the_last_go
     assert response.status == 200 and f"{hello}:13" in (await response.json())["actions_not_reloaded"]
     assert f"actions/ not reloaded: {hello}:13: cannot load the custom actions" in caplog.text
     assert (await (await chat(client, cid(), "/check_refund_policy")).json())["reply"] == "Hello from the new action."
+    # a class rasa-sdk cannot register (a run without domain) failed the whole reload with rasa-sdk's traceback
+    hello.write_text(HELLO_ACTION.format(text="Hello again.").replace(", domain)", ")"))
+    response = await client.post("/admin/reload", headers=admin)
+    assert response.status == 200 and f"{hello}:5: cannot load the custom actions: class Hello: Exception: You can " \
+        "only register functions that take 3 parameters" in (await response.json())["actions_not_reloaded"]
+    assert (await (await chat(client, cid(), "/check_refund_policy")).json())["reply"] == "Hello from the new action."
 
     hello.write_text(HELLO_ACTION.format(text="Hello, mended."))
     assert "actions_not_reloaded" not in await (await client.post("/admin/reload", headers=admin)).json()
