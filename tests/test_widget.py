@@ -4769,6 +4769,44 @@ def test_the_keyboard_goes_on_to_the_item_after_the_one_labelled(
     context.close()
 
 
+def test_a_label_that_did_not_reach_the_bot_stays_chosen_to_be_given_again(
+        chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace) -> None:
+    """A label sent as the network dropped closed its item and went on to the next one: the agent's choice was lost,
+    the item back in the list as if never opened. It stays open with the intent chosen, to be labelled again."""
+    items = [{"id": n, "turn_ids": [n], "texts": [f"question {n}"], "count": 1, "predicted": "greet", "ranking": [],
+              "reasons": ["fallback"], "uncertainty": 1.0, "score": 1.0, "comments": []} for n in (1, 2)]
+    context = open_console(chromium, server, web_demo_bot.admin_token, clock=True)
+    page = context.pages[0]
+    page.route(lambda url: "/admin/review?" in url,
+               lambda route: route.fulfill(json={"items": items, "total": len(items), "more_waiting": False,
+                                                 "intents": ["greet", "goodbye"]}))
+    sent: list[str] = []
+
+    def labelled(route: Route) -> None:  # the first label lost on the way, the next one taken
+        if not sent:
+            sent.append("")
+            route.abort("internetdisconnected")
+            return
+        sent.append(route.request.post_data_json["intent"])
+        items[:] = [item for item in items if item["id"] != 1]
+        route.fulfill(json={"intent": "goodbye", "turn_ids": [1]})
+    page.route(lambda url: "/admin/review/" in url, labelled)
+    page.get_by_role("button", name="To review").click()
+    page.locator('.list li[data-id="1"]').click()
+    page.get_by_label("Intent").select_option("goodbye")
+    page.get_by_role("button", name="Label", exact=True).click()
+    expect(page.locator("header .status")).to_have_text("Cannot reach the bot.")
+    expect(page.locator(".review")).to_be_visible()
+    expect(page.locator(".review .texts li")).to_have_text(["question 1"])
+    expect(page.get_by_label("Intent")).to_have_value("goodbye")
+    expect(page.get_by_label("Intent")).to_be_focused()
+    page.get_by_role("button", name="Label", exact=True).click()
+    expect(page.locator('.list li[data-id="1"]')).to_have_count(0)
+    expect(page.locator(".labelled .what")).to_have_text("Labelled as goodbye.")
+    assert sent == ["", "goodbye"]
+    context.close()
+
+
 def test_the_keyboard_stays_in_the_list_as_its_item_leaves_it_or_its_page_turns(
         chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace) -> None:
     """An agent at the keyboard on an item a colleague labelled meanwhile, or on Next, was left on the page itself once
