@@ -2650,6 +2650,35 @@ def test_a_handoff_notices_link_opens_its_customer_in_the_console_once_signed_in
     context.close()
 
 
+def test_the_agents_console_closes_a_conversation_deleted_while_it_was_shown(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """A conversation purged while an agent had it open failed every refresh, read as the bot out of reach: the console
+    asked less and less often, and a customer handed off after it was not listed for up to 30 s. It closes the
+    conversation, says why, and goes on refreshing every 3 s."""
+    gone, kept = f"console-{next(PAGE_NUMBERS)}", f"console-{next(PAGE_NUMBERS)}"
+    api.chat(gone, "/handoff")
+    context = open_console(chromium, server, web_demo_bot.admin_token, gone, clock=True)
+    page = context.pages[0]
+    page.locator(f'.list li[data-id="{gone}"]').click()
+    expect(page.locator(".conversation .title")).to_have_text(f"{gone} · web")
+    page.locator("form.reply textarea").fill("Your refund is on its way.")
+    store = Store(web_demo_bot.root / "dialogues.db")
+    store.purge(gone)
+    store.close()
+    for _ in range(4):  # refreshes that, failing, were asked less and less often
+        page.clock.run_for(3_100)
+        wait_until(page, "state.refreshing === 0")
+    expect(page.locator(".conversation")).to_be_hidden()
+    expect(page.locator("header .status")).to_have_text(f"no conversation {gone!r}")
+    # the reply being written is kept by the conversation's id, which a web customer coming back may use again
+    assert page.evaluate("JSON.parse(sessionStorage.getItem('deskbot-drafts'))") == {gone: "Your refund is on its way."}
+    api.chat(kept, "/handoff")
+    page.clock.run_for(3_100)
+    expect(page.locator(f'.list li[data-id="{kept}"]')).to_be_visible()
+    expect(page.locator("header .status")).to_have_text(f"no conversation {gone!r}")  # said until the next action
+    context.close()
+
+
 def test_the_agents_console_names_its_customers_conversations_in_a_header_not_the_url(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """The console read and answered a conversation at its id in the URL, every 3 s while it was open, and a web
