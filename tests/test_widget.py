@@ -3593,6 +3593,29 @@ def test_the_agents_console_finds_a_customer_by_what_they_wrote(
     context.close()
 
 
+def test_a_search_that_finds_nobody_on_its_tab_says_how_many_the_other_tab_holds(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """An agent looking for a customer on the waiting tab was told "No conversation holds this" of one with the bot, and
+    took it that no such customer had written. The empty list says how many the other tab holds."""
+    n = next(PAGE_NUMBERS)
+    chatting, waiting = f"console-{n}", f"console-{next(PAGE_NUMBERS)}"
+    api.chat(chatting, f"my order QX-{n} never came")
+    api.chat(waiting, f"my voucher VQ-{n} is refused")
+    api.chat(waiting, "/handoff")
+    context = open_console(chromium, server, web_demo_bot.admin_token, waiting)
+    page = context.pages[0]
+    page.get_by_label("Search conversations").fill(f"qx-{n}")
+    expect(page.locator(".list li")).to_have_count(0)
+    expect(page.locator(".empty")).to_have_text("No conversation here holds this; 1 in With the bot.")
+    page.get_by_role("button", name="With the bot").click()
+    expect(page.locator(".list li[data-id]")).to_have_attribute("data-id", chatting)
+    page.get_by_label("Search conversations").fill(f"vq-{n}")
+    expect(page.locator(".empty")).to_have_text("No conversation here holds this; 1 in Waiting.")
+    page.get_by_label("Search conversations").fill(f"nothing like qx-{n}")
+    expect(page.locator(".empty")).to_have_text("No conversation holds this.")
+    context.close()
+
+
 def test_the_agents_console_searches_the_conversations_with_the_bot_every_half_minute(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A search of the conversations with the bot reads each of their messages, seconds on a large store, on the one
