@@ -3344,6 +3344,7 @@ def test_a_reload_of_the_console_shows_the_conversation_it_showed(
     expect(page.locator(".turn.user .text")).to_have_text(["where is my parcel?"])
     expect(page.locator(f'.list li[data-id="{cid}"]')).to_have_attribute("aria-selected", "true")
     expect(page.locator("form.reply textarea")).to_have_value("Your parcel is in Oslo.")
+    page.get_by_label("Your name").fill("Ana")  # the reply takes the customer over from the bot, in a name
     page.locator("form.reply textarea").press("Enter")
     expect(page.locator(".turn.agent .text")).to_have_text(["Your parcel is in Oslo."])
     context.close()
@@ -7275,6 +7276,28 @@ def test_the_agents_console_asks_for_the_agents_name_before_taking_a_customer_fr
     page.get_by_label("Your name").fill("Ana")
     page.get_by_role("button", name="Take over").click()
     expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Ana")
+    context.close()
+
+
+def test_the_agents_console_asks_for_the_agents_name_before_answering_a_customer_with_the_bot(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """A reply to a customer with the bot takes them over: sent with no name, it left them nobody's to the colleagues,
+    whose consoles offered to take them over, and two agents answered one customer. It is sent once the agent gave their
+    name, as Take over is."""
+    cid, context, page = console_on_a_customer_with_the_bot(chromium, server, api, web_demo_bot.admin_token,
+                                                            "/check_refund_policy")
+    page.locator("form.reply textarea").fill("Let me look at your refund.")
+    page.locator("form.reply textarea").press("Enter")
+    expect(page.locator(".status")).to_have_text("Give your name first, so that your colleagues see the customer is yours.")
+    expect(page.get_by_label("Your name")).to_be_focused()
+    expect(page.locator("form.reply textarea")).to_have_value("Let me look at your refund.")
+    assert api.history(cid)["status"] == "open"
+    page.get_by_label("Your name").fill("Ana")
+    page.locator("form.reply textarea").press("Enter")
+    expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Ana")
+    expect(page.locator("form.reply textarea")).to_have_value("")
+    assert [(t["text"], t["author"]) for t in api.history(cid)["turns"] if t["role"] == "agent"] == [
+        ("Let me look at your refund.", "Ana")]
     context.close()
 
 
