@@ -3614,6 +3614,9 @@ def test_a_search_that_finds_nobody_on_its_tab_says_how_many_the_other_tab_holds
     expect(page.locator(".empty")).to_have_text("No conversation here holds this; 1 in Waiting.")
     page.get_by_label("Search conversations").fill(f"nothing like qx-{n}")
     expect(page.locator(".empty")).to_have_text("No conversation holds this.")
+    page.get_by_label("Search conversations").fill(f"vq-{n}")
+    page.goto(f"{server.url}/agent?lang=zh")  # the tab and the search kept through the reload
+    expect(page.locator(".empty")).to_have_text("此处没有符合的会话；“等待中”中有 1 个。")
     context.close()
 
 
