@@ -929,9 +929,10 @@ class ActionRunner:
                         raise
                     # a proxy's error page (502 Bad Gateway), another server's "404: Not Found" at a wrong path: its
                     # status says what went wrong, where "JSONDecodeError: Expecting value" said nothing of it
-                    raise ActionError(f"the action server at {self._redacted(url)} answered "
-                                      f"{f'{resp.status} {resp.reason or str()}'.rstrip()} for {call['next_action']!r}, and not as rasa-sdk answers: "
-                                      "a proxy in front of it, or not its /webhook?") from None
+                    status = f"{resp.status} {resp.reason or ''}".rstrip()
+                    raise ActionError(f"the action server at {self._redacted(url)} answered {status} for "
+                                      f"{call['next_action']!r}, and not as rasa-sdk answers: a proxy in front of it, "
+                                      "or not its /webhook?") from None
                 if resp.status == 200:
                     # {} when empty; a list or a number is refused
                     return ActionResult.from_response(body, call["next_action"], call["domain"].get("forms") or {})
