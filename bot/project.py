@@ -12,6 +12,7 @@ import copy
 import csv
 import difflib
 import functools
+import html
 import types
 import typing
 import io
@@ -2840,6 +2841,17 @@ CSV_COLUMNS = {"question": "text", "text": "text", "intent": "intent", "answer":
                "问题": "text", "問題": "text", "意图": "intent", "意圖": "intent", "答案": "answer"}
 
 
+# A character reference as HTML writes one, its semicolon included: "&amp;", "&#39;", "&#x4e2d;". html.unescape
+# alone also reads the bare legacy names, and "price&notice" became "price¬ice".
+_HTML_REFERENCE = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
+
+
+def html_references_read(text: str) -> str:
+    """``text`` with its HTML character references ("We&#39;ll check &amp; reply") as the characters they stand
+    for: a helpdesk exports its tickets' HTML bodies so, and the bot sent customers "&#39;" as it was."""
+    return _HTML_REFERENCE.sub(lambda match: html.unescape(match.group()), text)
+
+
 def _named_twice(header: list[str]) -> str | None:
     """What a header names twice among the columns read (``answer`` and ``answer``, or ``question`` and ``text``),
     or None: a row's cells are read by name, so the last such column was read and the other dropped unsaid."""
@@ -2860,7 +2872,8 @@ def csv_rows(path: Path, fail: Callable[[str], None], needed: str = "intent") ->
     any case and order, each once, ``needed`` among them (``intent`` for labelled questions, ``answer`` for
     history.csv). Blank rows are skipped. ``fail`` stops with the line of what cannot be read: a file that is not
     UTF-8, such a header, a quote left open, a row of more cells than the header names. A column may be named in
-    Chinese instead (:data:`CSV_COLUMNS`)."""
+    Chinese instead (:data:`CSV_COLUMNS`). A cell's HTML character references are read as their characters
+    (:func:`html_references_read`)."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" opens with a byte order mark
     except UnicodeDecodeError as exc:
@@ -2892,7 +2905,7 @@ def csv_rows(path: Path, fail: Callable[[str], None], needed: str = "intent") ->
         if len(values) > len(header):
             fail(f"{path}:{line}: {len(values)} columns where the first row names {len(header)}; quote a text that "
                  'holds a comma ("where is it, please?")')
-        yield line, {CSV_COLUMNS.get(name, name): value for name, value in zip(header, values)}
+        yield line, {CSV_COLUMNS.get(name, name): html_references_read(value) for name, value in zip(header, values)}
 
 
 HISTORY_LINE = '{"question": "where is my order?", "answer": "It ships within 2 days."}'  # one line of history.jsonl

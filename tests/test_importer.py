@@ -564,6 +564,27 @@ def test_a_csv_export_with_its_columns_named_in_chinese_makes_a_bot(tmp_path: Pa
         ("我要退款", "请在订单页申请退款。", "get_refund"), ("可以开发票吗", "可以，下单时填写抬头即可。", None)]
 
 
+def test_a_csv_exports_html_character_references_are_read_as_their_characters(tmp_path: Path) -> None:
+    """A helpdesk exports its tickets' HTML bodies, whose apostrophes and ampersands are character references: the
+    bot answered customers "We&#39;ll check &amp; reply soon" as it was. Text that only looks like one, without its
+    semicolon ("AT&T", "price&notice"), stays as written; so does a history.csv's."""
+    data = tmp_path / "tickets.csv"
+    data.write_text("question,intent,answer\r\n"
+                    "I can&#39;t log in,login,We&#39;ll check &amp; reply soon\r\n"
+                    "my AT&T phone&notice,login,\r\n"
+                    "&#x9000;&#27454;,get_refund,请在订单页申请&hellip;\r\n", encoding="utf-8", newline="")
+    root = tmp_path / "bot"
+    result = CliRunner().invoke(cli, ["init", str(root), "--from-csv", str(data)])
+    assert result.exit_code == 0, result.output
+    project = load_project(root)
+    assert sorted(e.text for e in project.examples) == ["I can't log in", "my AT&T phone&notice", "退款"]
+    assert [(h.question, h.answer) for h in project.history] == [
+        ("I can't log in", "We'll check & reply soon"), ("退款", "请在订单页申请\u2026")]
+    (root / "history.csv").write_text("question,answer\nwhere&#39;s my parcel?,It ships in 2 days &ndash; by DHL.\n")
+    assert [(h.question, h.answer) for h in load_project(root).history][-1] == (
+        "where's my parcel?", "It ships in 2 days \u2013 by DHL.")
+
+
 def test_empty_columns_a_spreadsheet_exports_are_not_said_to_be_unread(tmp_path: Path) -> None:
     """Excel exports the empty, unnamed columns beside a table: "Not read: '' (3 rows)" named cells with nothing
     in them, and a column with no name as ''."""
