@@ -793,6 +793,9 @@ class Project:
     repeated_intents: dict[str, list[int | None]] = field(default_factory=dict)
     # nlu.yml's examples longer than a customer's message may be, each with its line: trained on, as written
     long_examples: list[tuple[int | None, Example]] = field(default_factory=list)
+    # history.jsonl's and history.csv's lines left out as a question and answer read before, each with the line
+    # kept: "history.csv:2 (history.jsonl:1)"
+    repeated_answers: list[str] = field(default_factory=list)
 
     @functools.cached_property
     def intents(self) -> list[str]:
@@ -2960,13 +2963,27 @@ def _csv_history(path: Path, faults: list[str]) -> Iterator[tuple[int, HistoryIt
 HISTORY_FILES = {"history.jsonl": _jsonl_history, "history.csv": _csv_history}  # both are read, where they are
 
 
-def load_history(root: Path, intents: set[str], max_chars: int) -> tuple[list[HistoryItem], list[str]]:
+class History(NamedTuple):
+    """What :func:`load_history` read of the history files, and the ``file:line`` of what it left out."""
+
+    items: list[HistoryItem]
+    # a question longer than a customer's message may be (a ticket's whole thread), none a customer can ask
+    long_questions: list[str]
+    # a question and answer read before, "history.csv:2 (history.jsonl:1)": a ticket export saved as history.csv
+    # after bot init --from-csv wrote its answers to history.jsonl, or a ticket exported twice
+    repeated_answers: list[str]
+
+
+def load_history(root: Path, intents: set[str], max_chars: int) -> History:
     """Historical question -> agent answer pairs, from the bot folder's history.jsonl and history.csv, and the
     ``file:line`` of those left out: a question is a customer's message, up to ``max_chars``
-    (server.max_message_chars), so a longer one (a ticket's whole thread) is none a customer can ask. Those are
+    (server.max_message_chars), so a longer one (a ticket's whole thread) is none a customer can ask; and a
+    question (spacing and case aside) with an answer read before is kept once, under the intent first read, so
+    that an answer imported twice is not indexed twice, taking the place of the next closest answer. Those are
     left out, not refused, so that lowering the limit leaves the bot loading; ``bot train`` and ``bot serve``
     name them."""
-    items, too_long_lines = [], []
+    items, too_long_lines, repeated = [], [], []
+    first: dict[tuple[str, str], str] = {}  # (same_example(question), answer) -> the "file:line" that had it first
     mistakes = Mistakes()  # each line at fault, of both files
     for name, read in HISTORY_FILES.items():
         path = root / name
@@ -2979,12 +2996,15 @@ def load_history(root: Path, intents: set[str], max_chars: int) -> tuple[list[Hi
                     unknown.setdefault(item.intent, []).append(n)
                 elif len(item.question) > max_chars:
                     too_long_lines.append(f"{name}:{n}")
+                elif (seen := first.setdefault((same_example(item.question), item.answer.strip()),
+                                               f"{name}:{n}")) != f"{name}:{n}":
+                    repeated.append(f"{name}:{n} ({seen})")
                 else:
                     items.append(item)
         if unknown:
             mistakes.append(unknown_history_intents(path, unknown, intents))
     mistakes.raise_any()
-    return items, too_long_lines
+    return History(items, too_long_lines, repeated)
 
 
 def unknown_history_intents(path: Path, unknown: dict[str, list[int]], intents: Iterable[str]) -> str:
@@ -3163,11 +3183,10 @@ def load_project(root: Path | str) -> Project:
     responses = read_responses(root / "responses.yml", intents, languages, mistakes, fillable,
                                patterns if nlu else None, nlu.unread if nlu else None, sent_by_actions=bool(actions.map),
                                renamed=renamed)
-    history, long_questions = [], []
+    history = History([], [], [])
     if nlu is not None:
         with mistakes.noted():
-            history, long_questions = load_history(root, named_intents,
-                                                   (config or BotConfig()).server.max_message_chars)
+            history = load_history(root, named_intents, (config or BotConfig()).server.max_message_chars)
     if config is not None and intents is not None:
         mistakes.extend(str(config_error(root, loc, unknown_intent(intent, intents, renamed)))
                         for loc, intent in _intents_named(config) if intent is not None and intent not in intents)
@@ -3176,8 +3195,8 @@ def load_project(root: Path | str) -> Project:
         mistakes.append(f"{models_dir}: a file where the bot keeps its model versions; move it away")
     mistakes.raise_any()
     assert config is not None and nlu is not None  # else a mistake was noted
-    return Project(root, config, nlu.examples, nlu.patterns, responses, history, nlu.unread, nlu.synonyms, nlu.twins,
-                   long_questions, nlu.roled, nlu.repeated, nlu.long)
+    return Project(root, config, nlu.examples, nlu.patterns, responses, history.items, nlu.unread, nlu.synonyms,
+                   nlu.twins, history.long_questions, nlu.roled, nlu.repeated, nlu.long, history.repeated_answers)
 
 
 def _intents_named(config: BotConfig) -> list[tuple[tuple[Any, ...], str | None]]:

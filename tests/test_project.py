@@ -1153,6 +1153,33 @@ def test_a_helpdesks_csv_export_beside_history_jsonl_is_history_too(bot_dir: Pat
     assert project.long_questions == ["history.csv:6"]  # left out, as history.jsonl's
 
 
+def test_a_history_answer_read_twice_is_kept_once_and_said(tmp_path: Path) -> None:
+    """A shop made its bot with bot init --from-csv, which wrote the export's answers to history.jsonl, then saved the
+    same export as history.csv, as the README says of a later one: every answer was indexed twice, each pair taking
+    the place of the next closest answer, without a word. An answer read before to the same question (spacing and
+    case aside, under its first intent) is kept once and named with the line kept; another answer to it stays."""
+    tickets = tmp_path / "tickets.csv"
+    tickets.write_text("question,intent,answer\r\nwhere is my order,track_order,It ships in 2 days.\r\n"
+                       "我要退款,get_refund,请在订单页申请退款。\r\nhow do I cancel,cancel_order,\r\n",
+                       encoding="utf-8", newline="")
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root), "--from-csv", str(tickets)]).exit_code == 0
+    (root / "history.csv").write_text("question,answer\nwhere is my order,It ships in 2 days.\n我要退款,请在订单页申请退款。\n"
+                                      "Where is  my ORDER,It ships in 2 days.\nwhere is my order,Send us its number.\n",
+                                      encoding="utf-8")
+    project = load_project(root)
+    assert [(h.question, h.answer, h.intent) for h in project.history] == [
+        ("where is my order", "It ships in 2 days.", "track_order"), ("我要退款", "请在订单页申请退款。", "get_refund"),
+        ("where is my order", "Send us its number.", None)]
+    assert project.repeated_answers == ["history.csv:2 (history.jsonl:1)", "history.csv:3 (history.jsonl:2)",
+                                        "history.csv:4 (history.jsonl:1)"]
+    checked = CliRunner().invoke(cli, ["check", str(root)])
+    assert checked.exit_code == 0, checked.output
+    assert ("note: 3 history answers read before to the same question (spacing and case aside), kept once: "
+            "history.csv:2 (history.jsonl:1), history.csv:3 (history.jsonl:2), history.csv:4 (history.jsonl:1); bot "
+            "init --from-csv wrote history.jsonl from its file's answers already") in checked.output
+
+
 def test_a_helpdesks_answers_that_name_their_customer_are_not_indexed_for_others(
         bot_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """history.csv holds a helpdesk's answered tickets, each agent's answer to one customer, and its answers were

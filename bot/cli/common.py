@@ -311,6 +311,13 @@ def say_gaps(project: Project) -> None:
         click.echo(f"note: {plural(len(long_questions), 'history question')} longer than a customer's message "
                    f"may be ({project.config.server.max_message_chars:,}: server.max_message_chars), left out: "
                    f"{first_few(long_questions)}; keep the customer's question alone", err=True)
+    if repeated := project.repeated_answers:  # each indexed once: told, as a count of answers would mislead
+        click.echo(f"note: {plural(len(repeated), 'history answer')} read before to the same question (spacing and "
+                   f"case aside), kept once: {first_few(repeated)}"
+                   + ("; bot init --from-csv wrote history.jsonl from its file's answers already, so history.csv "
+                      "needs only the tickets answered since" if any(
+                          line.startswith("history.csv:") and "(history.jsonl:" in line for line in repeated) else ""),
+                   err=True)
     if long_examples := project.long_examples:
         click.echo(f"note: {plural(len(long_examples), 'example')} in nlu.yml longer than a customer's message may be "
                    f"({project.config.server.max_message_chars:,}: server.max_message_chars), which no customer sends "
