@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.channels.base import load_json, readable
-from bot.project import json_error, jsonl_hint
+from bot.project import CSV_COLUMNS, json_error, jsonl_hint
 
 LABELLED_LINE = '{"text": "where is my order?", "intent": "track_order"}'  # one line of a labelled file
 
@@ -40,7 +40,10 @@ def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[s
             fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": a line is one JSON object, "
                  f"not {type(row).__name__}{jsonl_hint(line, n, LABELLED_LINE, as_csv)}")
         if missing := next((key for key in ("text", "intent") if key not in row), None):
-            fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": no {missing!r}")
+            # a helpdesk's JSON export names them as its CSV export does: "question", "问题", "Intent"
+            named = next((key for key in row if CSV_COLUMNS.get(str(key).strip().casefold()) == missing), None)
+            fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": no {missing!r}"
+                 + (f"; rename the line's {named!r} to {missing!r}" if named is not None else ""))
         text, intent = row["text"], row["intent"]
         if intent is None or (isinstance(intent, str) and not intent.strip()):
             fail(f"{path}:{n}: the intent is empty")

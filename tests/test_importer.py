@@ -375,12 +375,17 @@ def test_importing_labelled_lines_loads_no_model_library(tmp_path: Path) -> None
 
 def test_a_line_that_is_no_object_with_text_and_intent_is_named_in_plain_words(tmp_path: Path) -> None:
     """A string or a list on a line was refused as "string indices must be integers", a line without its
-    text as "'text'"."""
+    text as "'text'"; one whose text or intent is under the name a helpdesk's CSV export gives it ("question",
+    "Intent", "问题") as "no 'text'" alone, when bot init --from-csv reads those names."""
     data = tmp_path / "labelled.jsonl"
     for line, problem in [('"where is my card"', "a line is one JSON object, not str"),
                           ('["where is my card", "card_arrival"]', "a line is one JSON object, not list"),
-                          ('{"question": "where is my card", "intent": "card_arrival"}', "no 'text'"),
+                          ('{"question": "where is my card", "intent": "card_arrival"}',
+                           "no 'text'; rename the line's 'question' to 'text'"),
                           ('{"text": "where is my card"}', "no 'intent'"),
+                          ('{"text": "where is my card", "Intent": "card_arrival"}',
+                           "no 'intent'; rename the line's 'Intent' to 'intent'"),
+                          ('{"问题": "我的卡在哪", "intent": "card_arrival"}', "no 'text'; rename the line's '问题' to 'text'"),
                           ('{"text": "我的卡在哪"， "intent": "card_arrival"}', "Expecting ',' delimiter at column 17: '，' is "
                            "typed full-width, as a Chinese input method types it; write ','")]:
         data.write_text("".join(json.dumps({"text": t, "intent": i}) + "\n" for t, i in ENGLISH) + line + "\n")
