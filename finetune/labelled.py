@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.channels.base import load_json, readable
-from bot.project import CSV_COLUMNS, json_error, jsonl_hint
+from bot.project import CSV_COLUMNS, json_error, jsonl_hint, not_utf8
 
 LABELLED_LINE = '{"text": "where is my order?", "intent": "track_order"}'  # one line of a labelled file
 
@@ -27,7 +27,7 @@ def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[s
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         at = data[:exc.start].count(b"\n") + 1
-        fail(f"{path}:{at}: not UTF-8 text; save the file as UTF-8")
+        fail(f"{path}:{at}: {not_utf8(data, exc.start)}; save the file as UTF-8")  # GBK, UTF-16 said so
     for n, line in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 may sit inside a JSON string
         if not line.strip():
             continue

@@ -617,6 +617,19 @@ def test_a_chinese_csv_excel_saved_in_gbk_or_big5_is_said_to_be(tmp_path: Path, 
                                       "saves text by default); save the file as UTF-8 (Excel: CSV UTF-8)") in result.output
 
 
+@pytest.mark.parametrize(("encoding", "said"), [
+    ("gbk", "not UTF-8 text (it reads as Chinese in GBK or Big5, as Chinese Windows saves text by default)"),
+    ("utf-16", 'not UTF-8 text (it is UTF-16, which Windows Notepad saves as "Unicode")')])
+def test_a_jsonl_file_in_another_encoding_is_said_to_be(tmp_path: Path, encoding: str, said: str) -> None:
+    """A Chinese file saved by a Chinese Windows editor is GBK, and one that Windows PowerShell 5 wrote with ">" is
+    UTF-16: bot init --from-jsonl (and bot eval, of a test file) said "not UTF-8 text" alone, where its CSV reader
+    said what the file is."""
+    data = tmp_path / "labelled.jsonl"
+    data.write_bytes('{"text": "我要退款", "intent": "refund"}\n{"text": "你好", "intent": "greet"}\n'.encode(encoding))
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--from-jsonl", str(data)])
+    assert result.exit_code == 1 and f"{data}:1: {said}; save the file as UTF-8" in result.output, result.output
+
+
 @pytest.mark.parametrize(("content", "problem"), [
     ("question;intent\nhi;greet\n", "1: the first row names the columns: question (or text), intent and, optionally, "
                                     "answer (or in Chinese: 问题, 意图, 答案); it has 'question;intent'; the columns are "
