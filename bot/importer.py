@@ -24,7 +24,8 @@ import yaml
 
 from bot.channels.base import DEFAULT_MAX_MESSAGE_CHARS, readable
 from bot.language import written_in
-from bot.project import csv_rows, example_text, history_item, same_example, too_long, unquoted_example
+from bot.project import (csv_rows, example_text, history_item, in_file_order, same_example, too_long,
+                         unquoted_example)
 from dialogues.export import learned_text, shareable
 from dialogues.review import OOS
 from dialogues.redact import redact
@@ -127,20 +128,25 @@ def read_csv(path: Path, fail: Callable[[str], None], intent_name: Callable[[str
     (or ``text``), ``intent`` and ``answer``, in any case and order, and a row a question, as a ``--from-jsonl``
     line with those keys (:func:`~bot.project.csv_rows`); a row without an intent has None, which ``check`` judges
     (``bot eval`` refuses it, and ``bot init`` takes it as an answer alone: :func:`check_line`). Other columns are
-    kept, for ``bot init`` to name as not read. ``fail`` stops with the row's line, as ``read_jsonl`` does; so do
-    ``intent_name``'s ValueError and ``check``'s ValueError or TypeError. ``lines``, given, gets each row's line."""
-    rows = []
+    kept, for ``bot init`` to name as not read. ``fail`` stops with the line of what cannot be read, as
+    ``read_jsonl`` does, and once every row is read with each row's that is wrong: an empty question, ``intent_name``'s
+    ValueError, ``check``'s ValueError or TypeError (an export's tickets whose questions are whole threads were told
+    one a run). ``lines``, given, gets each row's line."""
+    rows, mistakes = [], []
     for line, row in csv_rows(path, fail):
-        if not readable(row.get("text", "")):
-            fail(f"{path}:{line}: the question is empty")
         try:
+            if not readable(row.get("text", "")):
+                raise ValueError("the question is empty")
             row["intent"] = intent_name(row["intent"]) if row.get("intent", "").strip() else None
             check(row)
         except (ValueError, TypeError) as exc:
-            fail(f"{path}:{line}: {exc}")
+            mistakes.append(f"{path}:{line}: {exc}")
+            continue
         rows.append(row)
         if lines is not None:
             lines.append(line)
+    if mistakes:
+        fail("\n".join(in_file_order(mistakes)))
     if not rows:
         fail(f"{path}: no rows")
     return rows

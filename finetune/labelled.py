@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.channels.base import load_json, readable
-from bot.project import CSV_COLUMNS, json_error, jsonl_hint, not_utf8
+from bot.project import CSV_COLUMNS, in_file_order, json_error, jsonl_hint, not_utf8
 
 LABELLED_LINE = '{"text": "where is my order?", "intent": "track_order"}'  # one line of a labelled file
 
@@ -20,8 +20,10 @@ def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[s
     """``{"text", "intent"}`` lines, other keys (such as ``oos_type``) kept; a bad line stops with its number.
     ``intent_name`` makes each line's intent; a ``ValueError`` it raises stops with the line's number too. So
     does a ``ValueError`` or ``TypeError`` of ``check``, which is given each line as it is returned. ``as_csv``:
-    how the command reads a CSV file, said of a file that looks like one. ``lines``, given, gets each row's line."""
-    rows = []
+    how the command reads a CSV file, said of a file that looks like one. ``lines``, given, gets each row's line.
+    The lines ``intent_name`` or ``check`` refuses are told together, once every line is read: an export's tickets
+    whose questions are whole threads were told one a run."""
+    rows, mistakes = [], []
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
@@ -57,17 +59,17 @@ def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[s
         if not readable(str(text)):  # JSON may escape half a surrogate pair, which no tokenizer takes
             fail(f"{path}:{n}: the text has nothing to read, or is not valid Unicode")
         try:
-            intent = intent_name(str(intent))
-        except ValueError as exc:
-            fail(f"{path}:{n}: {exc}")
-        rows.append({**row, "text": str(text), "intent": intent})
+            labelled = {**row, "text": str(text), "intent": intent_name(str(intent))}
+            if check is not None:
+                check(labelled)
+        except (ValueError, TypeError) as exc:  # told with the others once every line is read
+            mistakes.append(f"{path}:{n}: {exc}")
+            continue
+        rows.append(labelled)
         if lines is not None:
             lines.append(n)
-        if check is not None:
-            try:
-                check(rows[-1])
-            except (ValueError, TypeError) as exc:
-                fail(f"{path}:{n}: {exc}")
+    if mistakes:
+        fail("\n".join(in_file_order(mistakes)))
     if not rows:
         fail(f"{path}: no examples")
     return rows

@@ -185,6 +185,32 @@ def test_a_text_longer_than_a_customers_message_is_refused_with_its_line(tmp_pat
     assert not (tmp_path / "bot").exists()
 
 
+def test_every_row_bot_init_refuses_is_told_at_once(tmp_path: Path) -> None:
+    """An export whose questions are sometimes a ticket's whole thread was refused at its first such row; the shop
+    cut it, ran bot init again, and was told of the next one, a run each. Every row refused is told in one run, each
+    with its line, and the rows between them are read still."""
+    thread = "refund " * 700
+    data = tmp_path / "tickets.csv"
+    data.write_text(f"question,intent,answer\r\nwhere is my card?,card_arrival,\r\n{thread},top_up,\r\n"
+                    f"how do I top up?,top_up,\r\n  ,top_up,\r\nadd money,,\r\n{thread},card_arrival,\r\n",
+                    encoding="utf-8", newline="")
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--from-csv", str(data)])
+    assert result.exit_code == 1, result.output
+    told = [line.split(f"{data}:", 1)[1].split(": ", 1) for line in result.output.splitlines() if str(data) in line]
+    assert [(int(at), why.split(";")[0]) for at, why in told] == [
+        (3, "the text is 4,900 characters long, more than a customer's message may be (4,000: server.max_message_chars)"),
+        (5, "the question is empty"),
+        (6, "a row without an intent needs an answer, which the bot gives to close questions"),
+        (7, "the text is 4,900 characters long, more than a customer's message may be (4,000: server.max_message_chars)")]
+    data = tmp_path / "labelled.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "intent": i}) + "\n"
+                            for t, i in [ENGLISH[0], (thread, "top_up"), ENGLISH[1], (thread, "top_up")]))
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--from-jsonl", str(data)])
+    assert result.exit_code == 1 and f"{data}:2: the text is 4,900" in result.output and \
+        f"{data}:4: the text is 4,900" in result.output, result.output
+    assert not (tmp_path / "bot").exists()
+
+
 def test_files_joined_each_with_its_byte_order_mark_are_read_as_one(tmp_path: Path) -> None:
     """Two exports joined (cat a.jsonl b.jsonl), each opening with a byte order mark, stopped at the second's first
     line with "Unexpected UTF-8 BOM (decode using utf-8-sig)"."""
