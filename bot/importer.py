@@ -24,7 +24,7 @@ import yaml
 
 from bot.channels.base import DEFAULT_MAX_MESSAGE_CHARS, readable
 from bot.language import written_in
-from bot.project import (csv_rows, example_text, history_item, in_file_order, same_example, too_long,
+from bot.project import (HISTORY_ALONE, csv_rows, example_text, history_item, in_file_order, same_example, too_long,
                          unquoted_example)
 from dialogues.export import learned_text, shareable
 from dialogues.review import OOS
@@ -254,7 +254,8 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
     left_out = len(by_intent.pop(OOS, []))
     repeated = sum(sum(counts.values()) - 1 for key, counts in votes.items() if chosen[key] != OOS)
     if len(by_intent) < 2:
-        raise ValueError("at least two intents with examples are needed")
+        alone = any(row["intent"] is None for row in rows)  # a CSV row of an answer alone: answered tickets, unlabelled
+        raise ValueError("at least two intents with examples are needed" + (HISTORY_ALONE if alone else ""))
     intents = sorted(by_intent)
     entries = [{"intent": i, "examples": _Block("".join(f"- {t}\n" for t in by_intent[i]))} for i in intents]
     # Written an intent at a time: one whose examples have an emoji does not take the others off libyaml's writer.

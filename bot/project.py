@@ -2869,6 +2869,11 @@ def _named_twice(header: list[str]) -> str | None:
     return None
 
 
+# Said of a file of questions and answers given where labelled questions are needed: it answers as the bot's history
+HISTORY_ALONE = ("; questions with their answers and no intents are a bot's history: make the bot (bot init DIR, or from "
+                 "a file with intents) and save this file as DIR/history.csv")
+
+
 def csv_rows(path: Path, fail: Callable[[str], None], needed: str = "intent") -> Iterator[tuple[int, dict[str, str]]]:
     """A CSV export's rows, each with the line it starts on, as ``{"text", "intent", "answer"}`` and its other
     columns by name: the header row names the columns ``question`` (or ``text``), ``intent`` and ``answer``, in
@@ -2889,6 +2894,8 @@ def csv_rows(path: Path, fail: Callable[[str], None], needed: str = "intent") ->
     if needed not in keys or "text" not in keys:
         found = ",".join(header)
         hint = "; the columns are separated by commas" if ";" in found or "\t" in found else ""
+        if needed == "intent" and keys >= {"text", "answer"}:  # a helpdesk's answered tickets, which no one labelled
+            hint += HISTORY_ALONE
         optional = "answer" if needed == "intent" else "intent"
         chinese = {"intent": "意图", "answer": "答案"}
         fail(f"{path}:1: the first row names the columns: question (or text), {needed} and, optionally, {optional} "

@@ -643,6 +643,27 @@ def test_a_chinese_csv_excel_saved_in_gbk_or_big5_is_said_to_be(tmp_path: Path, 
                                       "saves text by default); save the file as UTF-8 (Excel: CSV UTF-8)") in result.output
 
 
+def test_answered_tickets_without_intents_are_told_to_be_the_bots_history(tmp_path: Path) -> None:
+    """A helpdesk's export is often its answered tickets alone, no one having labelled them: bot init --from-csv said
+    only that the first row names an intent column, or that two intents are needed, and not that such a file is what
+    the bot answers from as history.csv, which the advice makes it."""
+    data = tmp_path / "tickets.csv"
+    advice = ("questions with their answers and no intents are a bot's history: make the bot (bot init DIR, or from a "
+              "file with intents) and save this file as DIR/history.csv")
+    for header, row in [("question,answer", "where is my order,It ships today."),
+                        ("question,intent,answer", "where is my order,,It ships today.")]:
+        data.write_text(f"{header}\r\n{row}\r\n", encoding="utf-8", newline="")
+        result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--from-csv", str(data)])
+        assert result.exit_code == 1 and advice in result.output, result.output
+        root = tmp_path / "starter"
+        assert CliRunner().invoke(cli, ["init", str(root), "--force"]).exit_code == 0
+        shutil.copy(data, root / "history.csv")
+        assert ("where is my order", "It ships today.") in [(h.question, h.answer) for h in load_project(root).history]
+    data.write_text("question,intent\r\nwhere is my order,track_order\r\nparcel,track_order\r\n")
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "bot"), "--from-csv", str(data)])
+    assert result.exit_code == 1 and "at least two intents with examples are needed\n" in result.output, result.output
+
+
 @pytest.mark.parametrize(("encoding", "said"), [
     ("gbk", "not UTF-8 text (it reads as Chinese in GBK or Big5, as Chinese Windows saves text by default)"),
     ("utf-16", 'not UTF-8 text (it is UTF-16, which Windows Notepad saves as "Unicode")')])

@@ -42,7 +42,9 @@ STARTERS = {"en": ("starter", "a starter bot"), "zh": ("starter_zh", "a starter 
                    "line answers gets a placeholder response.")
 @click.option("--from-csv", "from_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="The same from a helpdesk's CSV export: a header row naming question (or text), intent and "
-                   "answer columns; a row without an intent goes to history.jsonl alone, as an answer of no intent.")
+                   "answer columns; a row without an intent goes to history.jsonl alone, as an answer of no intent. "
+                   "Answered tickets no one labelled (question and answer columns alone) are the history.csv of a "
+                   "bot made first.")
 @click.option("--language", type=click.Choice(list(STARTERS)), default=None,
               help="The starter's language: en (the default), zh, a starter in Chinese (language: zh), or multi, "
                    "one that answers each customer in English or Chinese (language: multi).")
