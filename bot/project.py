@@ -2887,6 +2887,10 @@ def csv_rows(path: Path, fail: Callable[[str], None], needed: str = "intent") ->
     except UnicodeDecodeError as exc:
         at = exc.object[:exc.start].count(b"\n") + 1
         fail(f"{path}:{at}: {not_utf8(exc.object, exc.start)}; save the file as UTF-8 (Excel: CSV UTF-8)")
+    # A cell may be as long as the file: a helpdesk exports each ticket's whole transcript beside its question, and
+    # csv's limit of 131,072 characters stopped the export at its first long one, said to be a quote left open. The
+    # limit is the process's own and only grows; a quote left open is still told, at the end of the file.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
     # A quoted answer's line breaks are its own; strict: a quote left open took the rest of the file as one cell.
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header = [name.strip().casefold() for name in next(reader, [])]

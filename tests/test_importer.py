@@ -616,6 +616,23 @@ def test_a_csv_exports_html_character_references_are_read_as_their_characters(tm
         "where's my parcel?", "It ships in 2 days \u2013 by DHL.")
 
 
+def test_a_csv_export_with_a_cell_longer_than_csvs_limit_is_read(tmp_path: Path) -> None:
+    """A helpdesk exports each ticket's whole transcript beside its question: Python's csv stops at a cell of more
+    than 131,072 characters, and bot init refused the export there, saying a quote was left open. The transcript
+    column is read past and named as not read; history.csv's too."""
+    transcript = "hello, I wrote before about this. " * 5000
+    data = tmp_path / "tickets.csv"
+    data.write_text(f'question,intent,answer,transcript\r\nwhere is my card?,card_arrival,It ships in 3 days.,"{transcript}"\r\n'
+                    "how do I top up?,top_up,,\r\n", encoding="utf-8", newline="")
+    root = tmp_path / "bot"
+    result = CliRunner().invoke(cli, ["init", str(root), "--from-csv", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "Not read: 'transcript' (1 row)" in result.output
+    (root / "history.csv").write_text(f'question,answer,transcript\nhas it shipped?,It ships in 3 days.,"{transcript}"\n',
+                                      encoding="utf-8")
+    assert ("has it shipped?", "It ships in 3 days.") in [(h.question, h.answer) for h in load_project(root).history]
+
+
 def test_empty_columns_a_spreadsheet_exports_are_not_said_to_be_unread(tmp_path: Path) -> None:
     """Excel exports the empty, unnamed columns beside a table: "Not read: '' (3 rows)" named cells with nothing
     in them, and a column with no name as ''."""
