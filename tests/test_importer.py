@@ -633,6 +633,14 @@ def test_a_csv_export_with_a_cell_longer_than_csvs_limit_is_read(tmp_path: Path)
     assert ("has it shipped?", "It ships in 3 days.") in [(h.question, h.answer) for h in load_project(root).history]
 
 
+def test_bot_train_help_says_which_files_it_learns_and_what_they_hold() -> None:
+    """A shop with its own history read `bot train --help` for where its agents' answers go, and was told only that
+    it fine-tunes and indexes: the files and their columns are named."""
+    said = " ".join(CliRunner().invoke(cli, ["train", "--help"], terminal_width=200).output.split())
+    assert "nlu.yml's examples" in said and 'history.jsonl ({"question", "answer", "intent"?} lines)' in said
+    assert "history.csv (a helpdesk's export: question, answer and, optionally, intent columns)" in said
+
+
 def test_empty_columns_a_spreadsheet_exports_are_not_said_to_be_unread(tmp_path: Path) -> None:
     """Excel exports the empty, unnamed columns beside a table: "Not read: '' (3 rows)" named cells with nothing
     in them, and a column with no name as ''."""

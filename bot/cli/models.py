@@ -88,6 +88,9 @@ def train(directory: Path, device: str | None, no_promote: bool) -> None:
     """Fine-tune the classifier and build the answer index.
 
     Writes the next version under DIRECTORY/models and, unless --no-promote, serves it from then on.
+    The classifier learns nlu.yml's examples; the index holds the answers of history.jsonl ({"question", "answer",
+    "intent"?} lines) and history.csv (a helpdesk's export: question, answer and, optionally, intent columns), and
+    responses.yml's plain templates. `bot check DIRECTORY` reads them first, with every mistake's line.
 
     Examples:
 
