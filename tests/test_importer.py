@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -31,6 +32,14 @@ def import_bot(tmp_path: Path, rows: list[tuple[str, str]], *extra: str) -> tupl
     data.write_text("".join(json.dumps({"text": t, "intent": i}, ensure_ascii=False) + "\n" for t, i in rows))
     root = tmp_path / "bot"
     return root, CliRunner().invoke(cli, ["init", str(root), "--from-jsonl", str(data), *extra])
+
+
+def import_csv(tmp_path: Path, content: str) -> tuple[Path, Any]:
+    """``content`` saved as tickets.csv (line ends as written), and what `bot init --from-csv` made of it."""
+    data = tmp_path / "tickets.csv"
+    data.write_text(content, encoding="utf-8", newline="")
+    root = tmp_path / "bot"
+    return root, CliRunner().invoke(cli, ["init", str(root), "--from-csv", str(data)])
 
 
 def test_english_messages_make_an_english_bot_without_duplicates_or_oos(tmp_path: Path) -> None:
@@ -599,13 +608,10 @@ def test_a_csv_exports_html_character_references_are_read_as_their_characters(tm
     """A helpdesk exports its tickets' HTML bodies, whose apostrophes and ampersands are character references: the
     bot answered customers "We&#39;ll check &amp; reply soon" as it was. Text that only looks like one, without its
     semicolon ("AT&T", "price&notice"), stays as written; so does a history.csv's."""
-    data = tmp_path / "tickets.csv"
-    data.write_text("question,intent,answer\r\n"
-                    "I can&#39;t log in,login,We&#39;ll check &amp; reply soon\r\n"
-                    "my AT&T phone&notice,login,\r\n"
-                    "&#x9000;&#27454;,get_refund,请在订单页申请&hellip;\r\n", encoding="utf-8", newline="")
-    root = tmp_path / "bot"
-    result = CliRunner().invoke(cli, ["init", str(root), "--from-csv", str(data)])
+    root, result = import_csv(tmp_path, "question,intent,answer\r\n"
+                                        "I can&#39;t log in,login,We&#39;ll check &amp; reply soon\r\n"
+                                        "my AT&T phone&notice,login,\r\n"
+                                        "&#x9000;&#27454;,get_refund,请在订单页申请&hellip;\r\n")
     assert result.exit_code == 0, result.output
     project = load_project(root)
     assert sorted(e.text for e in project.examples) == ["I can't log in", "my AT&T phone&notice", "退款"]
@@ -621,11 +627,8 @@ def test_a_csv_export_with_a_cell_longer_than_csvs_limit_is_read(tmp_path: Path)
     than 131,072 characters, and bot init refused the export there, saying a quote was left open. The transcript
     column is read past and named as not read; history.csv's too."""
     transcript = "hello, I wrote before about this. " * 5000
-    data = tmp_path / "tickets.csv"
-    data.write_text(f'question,intent,answer,transcript\r\nwhere is my card?,card_arrival,It ships in 3 days.,"{transcript}"\r\n'
-                    "how do I top up?,top_up,,\r\n", encoding="utf-8", newline="")
-    root = tmp_path / "bot"
-    result = CliRunner().invoke(cli, ["init", str(root), "--from-csv", str(data)])
+    root, result = import_csv(tmp_path, "question,intent,answer,transcript\r\nwhere is my card?,card_arrival,It ships "
+                                        f'in 3 days.,"{transcript}"\r\nhow do I top up?,top_up,,\r\n')
     assert result.exit_code == 0, result.output
     assert "Not read: 'transcript' (1 row)" in result.output
     (root / "history.csv").write_text(f'question,answer,transcript\nhas it shipped?,It ships in 3 days.,"{transcript}"\n',
