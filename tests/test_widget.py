@@ -5242,6 +5242,20 @@ def test_the_demo_pages_snippet_leaves_the_title_and_language_to_the_bot(chromiu
     assert f'<script src="{server.url}/widget.js" async>' in snippet
 
 
+def test_the_demo_page_in_chinese_keeps_its_english_text_marked_english(chromium: SimpleNamespace,
+                                                                      server: LiveServer) -> None:
+    """``/?lang=zh`` set the page's ``<html lang>`` to Chinese for the widget, and a screen reader read the page's
+    English text in its Chinese voice; the "中文" link, on the English page, in its English voice."""
+    page = chromium.browser.new_page()
+    for asked in ("en", "zh"):
+        page.goto(f"{server.url}/?lang={asked}")
+        expect(page.locator("html")).to_have_attribute("lang", asked)  # the widget's language, as the page says
+        spoken = page.evaluate("""() => [...document.querySelectorAll("main h1, main p, nav a")].map((node) =>
+            [node.textContent.trim().slice(0, 10), node.closest("[lang]").lang])""")
+        assert spoken == [[text, "zh" if text == "中文" else "en"] for text, _ in spoken], (asked, spoken)
+    page.close()
+
+
 def test_behind_a_proxys_path_prefix_the_widget_demo_and_console_stay_under_it(
         chromium: SimpleNamespace, proxy: str, web_demo_bot: SimpleNamespace) -> None:
     """Loaded from /support/widget.js, the widget asked for /api/widget, /api/chat and /api/ws at the site's
