@@ -6937,6 +6937,25 @@ def test_a_screen_reader_does_not_read_the_customers_own_message_back_to_them(op
     assert [live_setting_of(cdp, text) for text in ("still there?", "Not sent.")] == ["off", "assertive"]
 
 
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_control_in_the_chat_is_a_target_of_wcags_size_for_a_mouse(open_widget: Any, lang: str) -> None:
+    """A message's Retry, a word of 12 px type without padding, was 17 px tall under a mouse (WCAG 2.2's 2.5.8 asks
+    24 × 24 px); only a finger's pointer got it taller."""
+    widget = open_widget(lang=lang)
+    widget.send("hello")
+    expect(widget.bot_replies()).to_have_count(1)
+    widget.context.set_offline(True)
+    widget.send("still there?")
+    expect(widget.page.locator(".status-line button")).to_be_visible()
+    sizes = widget.page.locator(".root").evaluate("""(root) => [...root.querySelectorAll("button, input, textarea")]
+        .filter((node) => node.checkVisibility()).map((node) => {
+            const box = node.getBoundingClientRect();
+            return [node.className || node.textContent || node.localName, box.width, box.height];
+        })""")
+    assert len(sizes) >= 6, sizes  # the close, thumbs, Retry, box, Send and launcher
+    assert [(what, width, height) for what, width, height in sizes if width < 24 or height < 24] == []
+
+
 def test_on_a_phone_zoomed_to_200_percent_the_suggested_replies_leave_room_for_the_messages(open_widget: Any) -> None:
     """At 180 × 320 CSS px the suggested replies, each wrapped to two lines, and a placeholder wrapped to three (which
     the box grew to hold once a message was sent) left the message list under a third of the chat. There the replies

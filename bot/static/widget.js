@@ -662,8 +662,9 @@
     .failed .bubble { opacity: .6; }
     .status-line { font-size: 12px; color: color-mix(in srgb, #b42318 60%, var(--deskbot-text)); margin-top: 4px;
       display: flex; gap: 6px; align-items: center; }
+    /* At least 24 × 24 px under a mouse too (WCAG 2.2's target size): a word of 12 px type was 17 px tall */
     .status-line button { border: 0; background: none; color: var(--deskbot-accent); font-weight: 600; padding: 0;
-      font-size: 12px; text-decoration: underline; }
+      font-size: 12px; text-decoration: underline; min-width: 24px; min-height: 24px; }
     .notice { align-self: center; font-size: 12.5px; color: var(--deskbot-muted); background: rgba(20, 24, 40, 0.05);
       padding: 5px 12px; border-radius: 999px; text-align: center; max-width: 90%; }
     .notice.error { color: #b42318; background: #fdecea; }
