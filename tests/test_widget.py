@@ -1849,8 +1849,9 @@ def test_the_list_stays_where_the_customer_reads_and_keeps_the_latest_in_sight(o
     expect(page.locator(".msg.user")).to_have_count(7)
     page.wait_for_timeout(300)
     assert scroller.evaluate("node => node.scrollTop") == 0
-    jump = page.get_by_role("button", name="New messages ↓")  # what came is said, and one click away
+    jump = page.get_by_role("button", name="New messages", exact=True)  # what came is said, and one click away
     expect(jump).to_be_visible()
+    assert "↓" in jump.evaluate("(node) => getComputedStyle(node, '::after').content")  # its arrow seen, not said
     jump.click()
     expect(jump).to_be_hidden()
     assert scroller.evaluate("node => node.scrollTop") > 0
@@ -1878,7 +1879,7 @@ def test_an_answer_taller_than_the_list_is_shown_from_its_start(open_widget: Any
     page.wait_for_timeout(300)  # the suggested replies and the typing line have settled
     top_in_list = "(node) => node.getBoundingClientRect().top - node.getRootNode().querySelector('.scroll').getBoundingClientRect().top"
     assert 0 <= answer.evaluate(top_in_list) < 40  # its first line at the top of the list
-    expect(page.get_by_role("button", name="New messages ↓")).to_be_hidden()
+    expect(page.get_by_role("button", name="New messages")).to_be_hidden()
 
 
 def test_messages_shown_again_after_a_reload_are_not_counted_as_new(open_widget: Any, server: LiveServer,

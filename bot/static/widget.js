@@ -179,7 +179,7 @@
         text_invalid: "Not sent: there is nothing to read in it.",
       },
       retry: "Retry",
-      newMessages: "New messages ↓",
+      newMessages: "New messages",
       poweredBy: "Powered by deskbot",
     },
     zh: {
@@ -223,7 +223,7 @@
         text_invalid: "未发送：消息没有可读的内容。",
       },
       retry: "重试",
-      newMessages: "有新消息 ↓",
+      newMessages: "有新消息",
       poweredBy: "由 deskbot 提供支持",
     },
     "zh-Hant": {  // Traditional characters (Taiwan's forms; HONG_KONG below), for pages in zh-TW, zh-HK, zh-MO or zh-Hant
@@ -267,7 +267,7 @@
         text_invalid: "未發送：消息沒有可讀的內容。",
       },
       retry: "重試",
-      newMessages: "有新消息 ↓",
+      newMessages: "有新消息",
       poweredBy: "由 deskbot 提供支持",
     },
   };
@@ -689,6 +689,8 @@
     .jump { position: sticky; bottom: 4px; display: block; margin: 8px auto 0; border: 0; border-radius: 999px;
       padding: 6px 14px; font-size: 13px; background: var(--deskbot-primary); color: var(--deskbot-on-primary);
       box-shadow: 0 4px 14px rgba(20, 24, 40, 0.2); }
+    /* The arrow is seen, not said: in the button's text a screen reader read "New messages down arrow" */
+    .jump::after { content: " ↓" / ""; }
     .jump[hidden] { display: none; }
     .typing { display: flex; align-items: center; gap: 8px; margin-top: 10px; }
     .typing[hidden] { display: none; }
