@@ -4409,6 +4409,28 @@ def test_a_screen_reader_hears_what_the_customer_writes_in_the_conversation_open
     context.close()
 
 
+CONSOLE_LANGUAGES = """() => [...document.querySelectorAll(".turn.user .text, .list .preview")].map((node) =>
+    [node.textContent, node.closest("[lang]").lang])"""
+
+
+def test_the_agents_console_marks_each_message_with_the_language_it_is_written_in(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """A customer's Chinese on an English console (and an English one's words on a Chinese console) said the console's
+    lang: an agent's screen reader read it in its other language's voice, as the web chat once read a Chinese answer."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    api.chat(cid, "我的包裹到哪里了？")
+    page.clock.run_for(3_100)  # the next refresh
+    expect(page.locator(".turn.user .text").last).to_have_text("我的包裹到哪里了？")
+    marked = {"where is my parcel?": "en", "我的包裹到哪里了？": "zh"}
+    for console in ("en", "zh"):
+        page.goto(f"{server.url}/agent?lang={console}")
+        expect(page.locator(".turn.user .text").last).to_have_text("我的包裹到哪里了？")
+        shown = page.evaluate(CONSOLE_LANGUAGES)
+        assert [lang for text, lang in shown if text in marked] == [marked[text] for text, _ in shown if text in marked]
+        assert [text for text, _ in shown].count("我的包裹到哪里了？") == 2, shown  # in the transcript and the list
+    context.close()
+
+
 def test_a_screen_reader_hears_which_of_the_agents_own_customers_wrote_again(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """An agent answering one of their customers saw "2 new" grow beside another in the list; at a screen reader they

@@ -104,10 +104,21 @@
     return out;
   }
 
+  // The language a text is written in, "en" or "zh", as the server tells it (bot/language.py): links and addresses
+  // aside, the script with more stretches of text wins ("用 Apple Pay 或 Google Pay 付款。" is Chinese); at a draw,
+  // ``otherwise``.
+  function writtenIn(text, otherwise) {
+    const letters = String(text).replace(/\S*(:\/\/|@)\S*/g, " ").match(/\p{Script=Han}|[A-Za-z]/gu) || [];
+    const stretches = letters.map((c) => (/[A-Za-z]/.test(c) ? "en" : "zh")).filter((s, at, all) => s !== all[at - 1]);
+    const chinese = stretches.filter((script) => script === "zh").length;
+    return chinese * 2 > stretches.length ? "zh" : chinese * 2 < stretches.length ? "en" : otherwise;
+  }
+
   // The agents' console loads this script for its Markdown alone (data-deskbot="markdown"), to show the bot's and
-  // the agents' messages as the chat draws them: no chat, no conversation id, no request.
+  // the agents' messages as the chat draws them, and each in its language: no chat, no conversation id, no request.
   if (document.currentScript && document.currentScript.dataset.deskbot === "markdown") {
     window.deskbotMarkdown = renderMarkdown;
+    window.deskbotWrittenIn = writtenIn;
     return;
   }
 
@@ -1151,9 +1162,8 @@
   }
 
   // A text in the language the widget does not speak is marked so (WCAG 3.1.2): a bilingual bot answers a question
-  // written in Chinese on an English page in Chinese, and a screen reader read it in the page's English voice. As the
-  // server tells a text's language (bot/language.py), links and addresses aside, the script with more stretches of
-  // text wins ("用 Apple Pay 或 Google Pay 付款。" is Chinese); at a draw it is left the widget's.
+  // written in Chinese on an English page in Chinese, and a screen reader read it in the page's English voice. At a
+  // draw (writtenIn()) it is left the widget's.
   function markLanguage(node, text) {
     const own = node.dataset.lang; // the widget's own greeting, in the language (and script) it was shown in
     if (own) {
@@ -1161,10 +1171,7 @@
       else node.removeAttribute("lang");
       return;
     }
-    const letters = String(text).replace(/\S*(:\/\/|@)\S*/g, " ").match(/\p{Script=Han}|[A-Za-z]/gu) || [];
-    const stretches = letters.map((c) => (/[A-Za-z]/.test(c) ? "en" : "zh")).filter((s, at, all) => s !== all[at - 1]);
-    const chinese = stretches.filter((script) => script === "zh").length;
-    const written = chinese * 2 > stretches.length ? "zh" : chinese * 2 < stretches.length ? "en" : spoken();
+    const written = writtenIn(text, spoken());
     if (written !== spoken()) node.lang = written;
     else node.removeAttribute("lang"); // the widget's own, since it took the customer's
   }
