@@ -6308,8 +6308,11 @@ def test_in_high_contrast_the_launcher_send_and_each_message_keep_their_edges(op
     widget.page.emulate_media(forced_colors="active")
     widget.send("hello")
     expect(widget.bot_replies()).to_have_count(1)
+    widget.page.get_by_role("button", name="Not helpful").click()  # its box for what was wrong, with a Send
+    expect(widget.page.locator(".comment button")).to_be_visible()
+    # New messages, drawn over the list by its background alone, read as one more line of the messages under it
     edges = widget.page.locator(".root").evaluate("""(root) => [".launcher", ".send", ".msg.user .bubble",
-        ".msg.bot .bubble", "header"].map((selector) => {
+        ".msg.bot .bubble", "header", ".jump", ".comment button"].map((selector) => {
             const style = getComputedStyle(root.querySelector(selector));
             return [selector, style.borderBottomStyle, style.borderBottomWidth, style.borderBottomColor];
         })""")

@@ -776,9 +776,10 @@
     }
     /* High contrast (Windows' contrast themes): backgrounds give way to the theme's, borders keep its text colour.
        The launcher, Send, the bubbles and the header, drawn by background alone, had no edge left, and the customer's
-       messages ran into the bot's. A transparent border is drawn then, and only then. */
+       messages ran into the bot's; New messages, over the list, and a comment's Send read as text among its text. A
+       transparent border is drawn then, and only then. */
     @media (forced-colors: active) {
-      .launcher, .send, .bubble, .dots { border: 1px solid transparent; }
+      .launcher, .send, .bubble, .dots, .jump, .comment button { border: 1px solid transparent; }
       header { border-bottom: 1px solid transparent; }
       .dots i { forced-color-adjust: none; background: CanvasText; } /* the typing dots, drawn by background alone */
     }
