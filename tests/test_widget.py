@@ -6433,6 +6433,31 @@ def test_the_chats_grey_text_reads_at_wcags_contrast(open_widget: Any, api: Simp
     assert contrast(pairs["footer"], pairs["panel"]) >= 4.5, pairs
 
 
+# Each text shown in the agents' console: its colour and the background it is drawn on (the nearest one painted)
+CONSOLE_TEXT_COLOURS = """() => [...document.querySelectorAll("body *")].filter((node) => node.checkVisibility() &&
+    [...node.childNodes].some((child) => child.nodeType === Node.TEXT_NODE && child.textContent.trim())).map((node) => {
+        let painted = node;
+        while (painted.parentElement && getComputedStyle(painted).backgroundColor === "rgba(0, 0, 0, 0)") {
+            painted = painted.parentElement;
+        }
+        return [node.textContent.trim().slice(0, 40), getComputedStyle(node).color,
+                getComputedStyle(painted).backgroundColor];
+    })"""
+
+
+def test_the_agents_consoles_text_reads_at_wcags_contrast(chromium: SimpleNamespace, server: LiveServer,
+                                                         api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """The grey of a conversation's line in the list read 4.3:1 once the conversation was open, on the selected
+    item's tint (WCAG asks 4.5:1 of text this size)."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    expect(page.locator(f'.list li[data-id="{cid}"]')).to_have_attribute("aria-selected", "true")
+    shown = page.evaluate(CONSOLE_TEXT_COLOURS)
+    assert len(shown) > 10, shown
+    assert [(text, color, background) for text, color, background in shown
+            if contrast(on(color, background), background) < 4.5] == []
+    context.close()
+
+
 @pytest.mark.parametrize("theme", ["light", "dark"])
 def test_the_message_boxs_edge_reads_at_wcags_contrast(open_widget: Any, theme: str) -> None:
     """The message box's border, rgba(20, 24, 40, .08), read 1.2:1 on the light palette and about 1:1 on the dark
