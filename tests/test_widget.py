@@ -6458,6 +6458,32 @@ def test_the_agents_consoles_text_reads_at_wcags_contrast(chromium: SimpleNamesp
     context.close()
 
 
+# What of the page reaches past the window's right edge, and how wide the page is
+PAST_THE_RIGHT_EDGE = """() => [document.documentElement.scrollWidth, [...document.querySelectorAll("body *")]
+    .filter((node) => node.checkVisibility() && node.getBoundingClientRect().right > innerWidth + 1)
+    .map((node) => `${node.localName}.${node.className}`)]"""
+
+
+def test_the_agents_console_at_320_px_wide_reads_without_scrolling_sideways(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """At 320 px (a phone, or a window zoomed to 400%) the sign-in form was 340 px wide, and the console, its list
+    beside the conversation, 630 px: the agent scrolled sideways to read each line of a message (WCAG's reflow)."""
+    signin = chromium.browser.new_page(viewport={"width": 320, "height": 640})
+    signin.goto(f"{server.url}/agent?lang=en")
+    expect(signin.locator("#token")).to_be_visible()
+    assert signin.evaluate(PAST_THE_RIGHT_EDGE) == [320, []]
+    signin.close()
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.set_viewport_size({"width": 320, "height": 640})
+    expect(page.locator(".list li")).not_to_have_count(0)
+    assert page.evaluate(PAST_THE_RIGHT_EDGE) == [320, []]
+    for control in (page.locator(f'.list li[data-id="{cid}"]'), page.get_by_role("button", name="Take over"),
+                    page.locator("form.reply textarea")):
+        control.scroll_into_view_if_needed()
+        expect(control).to_be_in_viewport()
+    context.close()
+
+
 @pytest.mark.parametrize("theme", ["light", "dark"])
 def test_the_message_boxs_edge_reads_at_wcags_contrast(open_widget: Any, theme: str) -> None:
     """The message box's border, rgba(20, 24, 40, .08), read 1.2:1 on the light palette and about 1:1 on the dark
