@@ -6458,6 +6458,22 @@ def test_the_agents_consoles_text_reads_at_wcags_contrast(chromium: SimpleNamesp
     context.close()
 
 
+def test_the_agents_console_marks_the_open_conversation_in_the_list_beyond_a_tint(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """The conversation open was marked in the list by a tint alone, 1.1:1 on white (WCAG asks 3:1 of what tells a
+    state), and by nothing in a contrast theme, which takes backgrounds."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    item = page.locator(f'.list li[data-id="{cid}"]')
+    expect(item).to_have_attribute("aria-selected", "true")
+    shadow, background = item.evaluate("(li) => [getComputedStyle(li).boxShadow, getComputedStyle(li).backgroundColor]")
+    edge = re.match(r"rgb\([^)]*\)", shadow)
+    assert edge and "inset" in shadow and contrast(edge.group(0), background) >= 3, shadow
+    page.emulate_media(forced_colors="active")
+    style, width = item.evaluate("(li) => [getComputedStyle(li).borderTopStyle, getComputedStyle(li).borderTopWidth]")
+    assert (style, width) == ("solid", "2px")
+    context.close()
+
+
 # What of the page reaches past the window's right edge, and how wide the page is
 PAST_THE_RIGHT_EDGE = """() => [document.documentElement.scrollWidth, [...document.querySelectorAll("body *")]
     .filter((node) => node.checkVisibility() && node.getBoundingClientRect().right > innerWidth + 1)
