@@ -112,6 +112,7 @@ def fonts_for(texts: list[str]) -> list[str]:
 
 
 def _confusion(gold: list[str], final: list[str], path: Path) -> None:
+    from matplotlib.ticker import MaxNLocator
     from sklearn.metrics import ConfusionMatrixDisplay
 
     plt = _pyplot()
@@ -131,6 +132,10 @@ def _confusion(gold: list[str], final: list[str], path: Path) -> None:
         ConfusionMatrixDisplay.from_predictions(gold, final, labels=labels, display_labels=shown, ax=ax,
                                                 xticks_rotation="vertical", colorbar=not counted,
                                                 include_values=counted)
+        if not counted:  # the scale counts lines: its ticks read 0.5 and 2.5 lines between the whole ones
+            scale = ax.images[0].colorbar
+            scale.locator = MaxNLocator(integer=True)
+            scale.update_ticks()
         ax.set_title("Intent confusion matrix")
         fig.tight_layout()
         fig.savefig(path, dpi=100)

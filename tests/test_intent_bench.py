@@ -267,6 +267,24 @@ def test_a_confusion_matrix_too_large_for_its_counts_has_a_colour_scale(tmp_path
     assert len(displays[0].figure_.axes) == axes  # the matrix, and its colour scale where the counts are left out
 
 
+def test_the_colour_scale_of_a_large_confusion_matrix_counts_whole_lines(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its ticks read 0.5, 1.5 and 2.5 between the counts of lines, where no cell holds half a line."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    displays: list[Any] = []
+    draw = ConfusionMatrixDisplay.from_predictions
+    monkeypatch.setattr(ConfusionMatrixDisplay, "from_predictions", lambda *a, **k: (displays.append(draw(*a, **k)),
+                                                                                    displays[-1])[1])
+    names = [f"intent_{n}" for n in range(40)]
+    rows = [{"text": f"message {n}", "intent": name} for n, name in enumerate(names)] * 3
+    predictions = [Prediction(row["intent"], 0.9, [(row["intent"], 0.9)]) for row in rows]
+    evaluate_model(names, "v0001", rows, predictions, 0.5, tmp_path)
+    scale = displays[0].figure_.axes[1]
+    ticks = [tick for tick in scale.get_yticks() if 0 <= tick <= 3]
+    assert len(ticks) >= 2 and all(float(tick).is_integer() for tick in ticks)
+
+
 def test_eval_writes_the_report_and_both_plots(tiny_demo_bot: Path, tmp_path: Path) -> None:
     marked = [{"text": "tell me a joke", "intent": "oos", "oos_type": "ood"},
               {"text": "can I pay for my order in gold bars", "intent": "oos", "oos_type": "id"}]
