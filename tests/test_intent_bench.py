@@ -572,6 +572,27 @@ def test_eval_says_when_it_is_scored_on_the_examples_its_threshold_was_chosen_on
     assert "trained on" not in result.stderr
 
 
+def test_eval_json_holds_what_its_notes_say_of_the_test_file(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """The notes went to stderr alone: a script reading --json took figures scored on the model's own examples, or
+    on intents it does not know, for figures on new questions."""
+    project = load_project(tiny_demo_bot)
+    frozen = [json.loads(line) for line in (tiny_demo_bot / "models" / "evaluation.jsonl").read_text().splitlines()][:2]
+    held = held_out_texts(project)
+    learnt = [{"text": e.text, "intent": e.intent} for e in project.examples if same_text(e.text) not in held][:3]
+    rows = [*frozen, *learnt, {"text": "where is my parcel", "intent": "track_ordr"}, {"text": "is it sunny in Lisbon", "intent": "weather"},
+            {"text": "will it rain in Porto", "intent": "weather"}, {"text": "/handoff", "intent": "contact_human_agent"}]
+    test = write_jsonl(tmp_path / "t.jsonl", rows)
+    runs = [CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(test), "--results", str(tmp_path / "r"),
+                                     "--device", "cpu", *json_flag]) for json_flag in (["--json"], [])]
+    assert all(run.exit_code == 0 for run in runs), runs[0].output
+    figures = json.loads(runs[0].stdout)
+    assert figures["test_file"] == {"unknown_intents": {"track_ordr": 1, "weather": 2}, "button_payload_lines_left_out": 1,
+                                    "trained_on": 3, "in_evaluation_set": 2}
+    assert "3 of 8 test lines are examples the model was trained on" in runs[0].stderr
+    assert "2 of 8 test lines are in the frozen evaluation set" in runs[0].stderr
+    assert f"test_file: {json.dumps(figures['test_file'])}" in runs[1].stdout  # the text shows the same
+
+
 def test_bench_nlu_scores_lines_as_the_server_sees_them(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """A zero-width space or a full-width letter is normalised away before the model, as bot serve does; an
     intent spelled " track_order " is track_order (before, such lines were dropped as unknown intents). A

@@ -210,6 +210,9 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
     analyses = as_measured(project, nlu, texts)
     figures = evaluate_model(nlu.labels, nlu.version, rows, [a.prediction for a in analyses], threshold, results)
     figures["replies"] = evaluate_replies(project, rows, texts, analyses, nlu.labels, results)
+    # what the notes above say of the test file, for a script reading --json, which keeps stdout for the figures
+    figures["test_file"] = {"unknown_intents": {name: lines[name] for name in unknown},
+                            "button_payload_lines_left_out": len(clicks), "trained_on": seen, "in_evaluation_set": tuned}
     if as_json:
         click.echo(json.dumps(figures, ensure_ascii=False))
     else:
