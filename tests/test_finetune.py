@@ -75,6 +75,32 @@ def test_macro_f1_averages_the_tests_intents_not_a_declined_question_as_a_class_
     assert report["summary"]["macro avg"]["precision"] == 1.0 and report["summary"]["macro avg"]["support"] == 4
 
 
+def test_the_figures_agree_with_scikit_learns_where_they_count_the_same_classes() -> None:
+    """Each figure against scikit-learn's own function given the same answers: accuracy, macro-F1 over the test's
+    own intents (oos among them), AUROC with tied scores, and the report's per-intent and averaged figures."""
+    from sklearn.metrics import accuracy_score, classification_report, f1_score, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    # "d" is an intent the model does not know (out of scope); "c" is known but has no test line, only answers
+    true = list(rng.choice(["a", "b", "oos", "d"], size=60))
+    predicted = list(rng.choice(["a", "b", "c"], size=60))
+    scores = list(rng.choice([0.2, 0.4, 0.5, 0.7, 0.9], size=60))  # ties at every score, and at the threshold
+    figures = evaluate(true, predicted, scores, known=["a", "b", "c"], threshold=0.5)
+    truth = ["oos" if t == "d" else t for t in true]
+    final = ["oos" if s < 0.5 else p for p, s in zip(predicted, scores)]
+    assert figures["accuracy"] == pytest.approx(accuracy_score(truth, final))
+    assert figures["macro_f1"] == pytest.approx(f1_score(truth, final, labels=["a", "b", "oos"], average="macro"))
+    is_oos = [t == "oos" for t in truth]
+    assert figures["auroc"] == pytest.approx(roc_auc_score(is_oos, [-s for s in scores]))
+    report, theirs = intent_report(truth, final), classification_report(
+        truth, final, labels=["a", "b", "oos"], output_dict=True, zero_division=0)
+    for intent in ("a", "b", "oos"):
+        assert report["per_intent"][intent] == pytest.approx(theirs[intent])
+    for average in ("macro avg", "weighted avg"):
+        assert report["summary"][average] == pytest.approx(theirs[average])
+    assert report["per_intent"]["c"]["support"] == 0  # listed, as only answered, and not averaged
+
+
 def test_the_report_lists_the_confused_pairs_most_first() -> None:
     true, final = ["a", "a", "a", "b", "b", "c"], ["b", "b", "a", "a", "oos", "c"]
     assert intent_report(true, final)["confusions"] == [{"intent": "a", "answered": "b", "count": 2},
