@@ -385,7 +385,7 @@ def test_eval_reads_intents_as_nlu_yml_holds_them_and_names_the_unknown(tiny_dem
     (plain, quiet), (padded, warned) = runs
     assert padded["in_scope_accuracy"] == plain["in_scope_accuracy"] and padded["n_oos"] == plain["n_oos"] + len(typos)
     assert "test intent" not in quiet and "1 test intent the model does not know, scored as out of scope: track_ordr " \
-        f"(4 lines: {len(rows) + 1}, {len(rows) + 2}, {len(rows) + 3} …); correct a typo, or an intent renamed in nlu.yml since, in the test file: its lines count as right " \
+        f"(4 lines: {len(rows) + 1}, {len(rows) + 2}, {len(rows) + 3} …; did you mean 'track_order'?); correct a typo, or an intent renamed in nlu.yml since, in the test file: its lines count as right " \
         "only where the bot declines them" in warned
     blank = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(write_jsonl(tmp_path / "b.jsonl", [
         rows[0], {"text": "hi", "intent": " \u3000"}])), "--results", str(tmp_path / "results"), "--device", "cpu"])
@@ -455,7 +455,7 @@ def test_eval_names_the_lines_of_an_unknown_intent_in_a_csv_test_file(tiny_demo_
 
     assert result.exit_code == 0, result.output
     assert "2 test intents the model does not know, scored as out of scope: refund_status (line 8), track_ordr " \
-        "(2 lines: 3, 6); " in result.stderr, result.stderr
+        "(2 lines: 3, 6; did you mean 'track_order'?); " in result.stderr, result.stderr
 
 
 def test_eval_leaves_out_button_payloads(tiny_demo_bot: Path, tmp_path: Path) -> None:

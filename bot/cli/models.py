@@ -25,7 +25,7 @@ from bot.cli.common import (
     to_migrate,
     unwound_on_sigterm,
 )
-from bot.project import Project, intent_label, other_intents, too_long
+from bot.project import Project, did_you_mean, intent_label, other_intents, too_long
 
 if TYPE_CHECKING:
     from dialogues.store import WrittenByNewer
@@ -182,8 +182,10 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
         renamed = ("; correct a typo, or an intent renamed in nlu.yml since, in the test file: its lines count as "
                    "right only where the bot declines them" if set(unknown) - set(project.intents) else "")
         where = {name: [str(n) for row, n in zip(rows, numbers) if row["intent"] == name] for name in unknown}
-        named = first_few([f"{name} (line {where[name][0]})" if lines[name] == 1
-                           else f"{name} ({plural(lines[name], 'line')}: {first_few(where[name], 3)})" for name in unknown])
+        # each with the intent of the model it likely meant: "track_ordr (line 3; did you mean 'track_order'?)"
+        named = first_few([(f"{name} (line {where[name][0]}" if lines[name] == 1 else
+                            f"{name} ({plural(lines[name], 'line')}: {first_few(where[name], 3)}")
+                           + f"{did_you_mean(name, set(nlu.labels) - {OOS})})" for name in unknown])
         click.echo(f"{len(unknown)} test intent{'s' * (len(unknown) > 1)} the model does not know, scored as out of "
                    f"scope: {named}{renamed}", err=True)
     rows, texts, clicks = model_questions(rows, nlu.button_intents)
