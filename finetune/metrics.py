@@ -45,6 +45,8 @@ def evaluate(
         "accuracy": float(np.mean(final == truth)) if len(truth) else 0.0,
         "in_scope_accuracy": float(np.mean(final[in_scope] == truth[in_scope])) if in_scope.any() else None,
         "macro_f1": macro_f1(truth, final),
+        # the classes it averages, said: the test's intents, oos one of them where n_oos is not 0
+        "macro_f1_intents": len(set(truth)),
         "n": int(len(truth)),
         "n_oos": int(is_oos.sum()),
         "threshold": threshold,

@@ -56,6 +56,7 @@ def test_evaluate_matches_hand_computed_figures() -> None:
     assert figures["oos_precision"] == pytest.approx(1 / 2)
     # F1: a = 2*(1/2*1/2)/(1/2+1/2) = 1/2, b = 0, oos = 1/2.
     assert figures["macro_f1"] == pytest.approx(1 / 3)
+    assert figures["macro_f1_intents"] == 3  # a, b and oos; c is oos
     # Out-of-scope lines score 0.2 and 0.6 against in-scope 0.9, 0.8, 0.3: 5 of 6 pairs ordered right.
     assert figures["auroc"] == pytest.approx(5 / 6)
     assert (figures["n"], figures["n_oos"], figures["threshold"]) == (5, 2, 0.5)
@@ -68,7 +69,7 @@ def test_macro_f1_averages_the_tests_intents_not_a_declined_question_as_a_class_
     true, final = ["a", "a", "b", "b"], ["a", "oos", "b", "b"]
     figures = evaluate(true=true, predicted=["a", "a", "b", "b"], scores=[0.9, 0.4, 0.9, 0.9], known=["a", "b"],
                        threshold=0.5)
-    assert figures["macro_f1"] == pytest.approx(5 / 6)
+    assert figures["macro_f1"] == pytest.approx(5 / 6) and figures["macro_f1_intents"] == 2  # said so
     report = intent_report(true, final)
     assert report["per_intent"]["oos"] == {"precision": 0.0, "recall": 0.0, "f1-score": 0.0, "support": 0}  # listed
     assert report["summary"]["macro avg"]["f1-score"] == pytest.approx(5 / 6)  # and not averaged
