@@ -651,6 +651,32 @@ def test_eval_at_another_threshold_answers_at_that_cut(tiny_demo_bot: Path, tmp_
     assert figures[1.0]["in_scope_accuracy"] == 0.0
 
 
+def test_eval_says_where_its_threshold_comes_from(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """threshold: 0.5 read alike whether bot.yml fixed it, training calibrated it, --threshold asked for it, or
+    training kept the default for want of held-out examples to calibrate on."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot", thresholds={"intent": "auto"})
+    test = write_jsonl(tmp_path / "t.jsonl", [{"text": "where is my parcel?", "intent": "track_order"}])
+
+    def threshold_from(bot: Path, *options: str) -> tuple[float, str]:
+        result = CliRunner().invoke(cli, ["eval", str(bot), "--test", str(test), "--results", str(tmp_path / "r"),
+                                          "--json", "--device", "cpu", *options])
+        assert result.exit_code == 0, result.output
+        figures = json.loads(result.stdout)
+        return figures["threshold"], figures["threshold_from"]
+
+    assert threshold_from(tiny_demo_bot) == (0.5, "bot.yml")  # the demo fixes its own
+    assert threshold_from(root, "--threshold", "0.25") == (0.25, "--threshold")
+    assert threshold_from(root) == (0.5, "version")  # trained while bot.yml fixed it, and kept in its meta.json
+    metrics_path = root / "models" / "v0001" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    meta_path = root / "models" / "v0001" / "meta.json"
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "intent_threshold": 0.4321}))
+    metrics_path.write_text(json.dumps({**metrics, "threshold_calibrated": True}))  # as bot train records a calibration
+    assert threshold_from(root) == (0.4321, "calibrated")
+    metrics_path.write_text(json.dumps({**metrics, "threshold_calibrated": False}))  # too few held out, as bot train says
+    assert threshold_from(root)[1] == "default"
+
+
 def test_eval_of_a_corrupt_model_says_which_folder(tiny_demo_bot: Path, tmp_path: Path) -> None:
     import shutil
 

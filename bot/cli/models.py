@@ -172,10 +172,14 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
     device = measuring_device(project, device)  # an int8 bot's figures are its CPU's, as the gate's are
     nlu = load_serving_model(project, device, workers=1) if version is None else \
         load_version(project, Registry(project.models_dir).path(version), device, workers=1)
+    threshold_from = "bot.yml" if threshold is None else "--threshold"  # said beside it: each gives another cut
     if threshold is not None:
         project.config.thresholds.intent = threshold  # the reply policy answers at this cut too
     threshold = project.config.thresholds.intent
-    threshold = nlu.intent_threshold if threshold == "auto" else threshold
+    if threshold == "auto":  # calibrated by training, its default where it held out too few examples for that, or
+        # the version's own, fixed in bot.yml when it was trained
+        calibrated = Registry(project.models_dir).version(nlu.version).metrics.get("threshold_calibrated")
+        threshold, threshold_from = nlu.intent_threshold, {True: "calibrated", False: "default"}.get(calibrated, "version")
     lines = Counter(r["intent"] for r in rows)
     unknown = sorted(set(lines) - {*nlu.labels, OOS})
     if unknown:  # a typo, or a name nlu.yml changed since the file was written, would silently score as off-topic
@@ -211,6 +215,9 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
                    f"now; `bot models {shell(directory)}` compares the versions", err=True)
     analyses = as_measured(project, nlu, texts)
     figures = evaluate_model(nlu.labels, nlu.version, rows, [a.prediction for a in analyses], threshold, results)
+    shown = list(figures.items())
+    shown.insert(list(figures).index("threshold") + 1, ("threshold_from", threshold_from))
+    figures = dict(shown)
     figures["replies"] = evaluate_replies(project, rows, texts, analyses, nlu.labels, results)
     # what the notes above say of the test file, for a script reading --json, which keeps stdout for the figures
     figures["test_file"] = {"unknown_intents": {name: lines[name] for name in unknown},
