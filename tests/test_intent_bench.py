@@ -79,6 +79,14 @@ def test_bench_intent_prints_the_figures_as_json(tiny_model: Path, tmp_path: Pat
     assert (figures["model"], figures["device"]) == (str(tiny_model), "cpu")
     assert (figures["n"], figures["n_oos"], figures["train_examples"], figures["shots"]) == (18, 6, 8, 4)
     assert "note:" not in result.stderr
+    typo = write_jsonl(tmp_path / "typo.jsonl", in_scope_rows(1) + [{"text": "my card is late", "intent": "card_arival"},
+                                                                   {"text": "tell me a joke", "intent": "chitchat"}])
+    typos = CliRunner().invoke(cli, ["bench", "intent", "--train", str(train), "--test", str(typo), "--model",
+                                     str(tiny_model), "--shots", "4", "--device", "cpu", "--json"])
+    assert typos.exit_code == 0, typos.output
+    assert json.loads(typos.stdout)["n_oos"] == 2  # scored as out of scope, and said so
+    assert ("note: 2 test intent(s) no training line has, scored as out of scope: card_arival (1; did you mean "
+            "'card_arrival'?), chitchat (1)") in typos.stderr
     more = CliRunner().invoke(cli, ["bench", "intent", "--train", str(train), "--test", str(test), "--model",
                                     str(tiny_model), "--shots", "50", "--device", "cpu", "--json"])
     counts = Counter(row["intent"] for row in in_scope_rows())

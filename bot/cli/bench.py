@@ -11,7 +11,7 @@ from typing import Any, get_args
 import click
 
 from bot.cli.common import BOT_DIR, JSONL, cli, device_option, fail, first_few, load_project
-from bot.project import intent_label, intent_name
+from bot.project import did_you_mean, intent_label, intent_name
 from retrieval.options import IndexType
 
 
@@ -88,11 +88,17 @@ def bench_intent(train_files: tuple[Path, ...], test_file: Path, valid_file: Pat
       bot bench intent --train train.jsonl --test test.jsonl --shots 10
     """
     from finetune.bench import load_examples, load_test_file, run_intent_bench
+    from finetune.metrics import OOS
 
     valid = load_examples(valid_file, fail) if valid_file else None
     train = [example for path in train_files for example in load_examples(path, fail)]
     test, oos_types = load_test_file(test_file, fail)
     counts = Counter(example.intent for example in train)
+    tested = Counter(example.intent for example in test)
+    if unknown := sorted(set(tested) - set(counts) - {OOS}):  # a typo would be scored as out of scope, unsaid
+        named = [f"{name} ({tested[name]}{did_you_mean(name, set(counts) - {OOS})})" for name in unknown]
+        click.echo(f"note: {len(unknown)} test intent(s) no training line has, scored as out of scope: "
+                   f"{first_few(named)}", err=True)
     if shots is not None and (fewer := sorted(f"{intent} ({n})" for intent, n in counts.items() if n < shots)):
         click.echo(f"note: {len(fewer)} intent(s) have fewer than {shots} lines, and use all they have: "
                    f"{first_few(fewer)}", err=True)
