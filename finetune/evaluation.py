@@ -31,8 +31,8 @@ def in_scope_score(prediction: Prediction) -> float:
 def evaluate_model(labels: list[str], version: str, rows: list[dict[str, Any]], predictions: list[Prediction],
                    threshold: float, results: Path) -> dict[str, Any]:
     """The figures of model ``version`` (whose intents are ``labels``) from its ``predictions`` on ``rows``,
-    and the report and plots in ``results``."""
-    texts, truth = [r["text"] for r in rows], [r["intent"] for r in rows]
+    and the report and plots in ``results``; the report's errors name each row's ``line`` in the test file."""
+    truth = [r["intent"] for r in rows]
     predicted = [p.intent for p in predictions]
     scores = [in_scope_score(p) for p in predictions]
     figures = evaluate(truth, predicted, scores, labels, threshold)
@@ -45,8 +45,8 @@ def evaluate_model(labels: list[str], version: str, rows: list[dict[str, Any]], 
     known = set(labels)
     final = [OOS if s < threshold else p for p, s in zip(predicted, scores)]
     gold = [t if t in known else OOS for t in truth]
-    errors = [{"text": t, "intent": g, "predicted": f, "confidence": round(p.confidence, 4)}
-              for t, g, f, p in zip(texts, gold, final, predictions) if g != f]
+    errors = [{"line": r.get("line"), "text": r["text"], "intent": g, "predicted": f, "confidence": round(p.confidence, 4)}
+              for r, g, f, p in zip(rows, gold, final, predictions) if g != f]
     write_report(results / "intent_report.json", {"figures": figures, **intent_report(gold, final), "errors": errors})
     _confusion(gold, final, results / "intent_confusion_matrix.png")
     _histogram(gold, predicted, scores, results / "intent_histogram.png", threshold)

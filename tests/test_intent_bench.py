@@ -659,6 +659,23 @@ def test_eval_at_another_threshold_answers_at_that_cut(tiny_demo_bot: Path, tmp_
     assert figures[1.0]["in_scope_accuracy"] == 0.0
 
 
+def test_eval_reports_name_each_wrong_answers_line_in_the_test_file(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """The reports gave a wrong answer's text alone, to be searched for in the test file, where a blank line or a
+    CSV question over two lines put it elsewhere than its count of rows, and a text there twice made two lines."""
+    rows = [json.loads(line) for line in (tiny_demo_bot / "test.jsonl").read_text().splitlines()][:12]
+    test = tmp_path / "t.jsonl"
+    test.write_text("\n".join(json.dumps(row) + ("\n" if n == 3 else "") for n, row in enumerate(rows)) + "\n")
+    result = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(test), "--results", str(tmp_path / "r"),
+                                      "--device", "cpu", "--threshold", "1"])
+    assert result.exit_code == 0, result.output
+    lines = test.read_text().split("\n")
+    errors = json.loads((tmp_path / "r" / "intent_report.json").read_text())["errors"]
+    misses = json.loads((tmp_path / "r" / "reply_report.json").read_text())["misses"]
+    assert errors and misses and {error["line"] for error in errors} & set(range(6, 14))  # past the blank line
+    for wrong in errors + misses:
+        assert json.loads(lines[wrong["line"] - 1])["text"] == wrong["text"]
+
+
 def test_eval_says_where_its_threshold_comes_from(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """threshold: 0.5 read alike whether bot.yml fixed it, training calibrated it, --threshold asked for it, or
     training kept the default for want of held-out examples to calibrate on."""

@@ -192,6 +192,7 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
                            + f"{did_you_mean(name, set(nlu.labels) - {OOS})})" for name in unknown])
         click.echo(f"{len(unknown)} test intent{'s' * (len(unknown) > 1)} the model does not know, scored as out of "
                    f"scope: {named}{renamed}", err=True)
+    rows = [{**row, "line": n} for row, n in zip(rows, numbers)]  # the reports' wrong answers name their line
     rows, texts, clicks = model_questions(rows, nlu.button_intents)
     if clicks:  # the engine answers them without the model
         click.echo(f"{len(clicks)} test line{'s are' if len(clicks) > 1 else ' is'} a button's payload ({clicks[0]}), "
