@@ -132,9 +132,9 @@ def evaluate_replies(project: Project, rows: list[dict[str, Any]], texts: list[s
         outcomes[outcome] += 1
         by_source.setdefault(decision.kind, Counter())[outcome] += 1
         if outcome != "right":
-            misses.append({"line": row.get("line"), "text": row["text"], "intent": row["intent"], "outcome": outcome, "source": decision.kind,
-                           "answered": decision.intent, "confidence": round(decision.confidence, 4),
-                           "reply": decision.text})
+            misses.append({"line": row.get("line"), "text": row["text"], "intent": row["intent"], "outcome": outcome,
+                           "source": decision.kind, "answered": decision.intent,
+                           "confidence": round(decision.confidence, 4), "reply": decision.text})
     figures = {"right": outcomes["right"], "wrong": outcomes["wrong"], "fallback": outcomes["fallback"],
                "by_source": {kind: dict(counts) for kind, counts in sorted(by_source.items())}}
     results.mkdir(parents=True, exist_ok=True)

@@ -45,8 +45,8 @@ def evaluate_model(labels: list[str], version: str, rows: list[dict[str, Any]], 
     known = set(labels)
     final = [OOS if s < threshold else p for p, s in zip(predicted, scores)]
     gold = [t if t in known else OOS for t in truth]
-    errors = [{"line": r.get("line"), "text": r["text"], "intent": g, "predicted": f, "confidence": round(p.confidence, 4)}
-              for r, g, f, p in zip(rows, gold, final, predictions) if g != f]
+    errors = [{"line": r.get("line"), "text": r["text"], "intent": g, "predicted": f,
+               "confidence": round(p.confidence, 4)} for r, g, f, p in zip(rows, gold, final, predictions) if g != f]
     write_report(results / "intent_report.json", {"figures": figures, **intent_report(gold, final), "errors": errors})
     _confusion(gold, final, results / "intent_confusion_matrix.png")
     _histogram(gold, predicted, scores, results / "intent_histogram.png", threshold)
