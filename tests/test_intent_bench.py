@@ -676,6 +676,30 @@ def test_eval_reports_name_each_wrong_answers_line_in_the_test_file(tiny_demo_bo
         assert json.loads(lines[wrong["line"] - 1])["text"] == wrong["text"]
 
 
+@pytest.mark.usefixtures("one_torch_thread")  # as the fixture's bot was trained: the threads' sums are added in another order
+def test_the_same_data_and_seed_train_a_model_of_the_same_figures(small_bot: Path, tmp_path: Path) -> None:
+    """bot train again on the same files and model.seed: the same frozen figures and threshold, and bot eval's the same."""
+    from bot.training import train_project
+
+    again = Path(shutil.copytree(small_bot, tmp_path / "again", ignore=shutil.ignore_patterns("models", "results", "*.db*")))
+    train_project(load_project(again), device="cpu", progress=False)
+
+    def measured(bot: Path) -> dict[str, Any]:
+        return {k: v for k, v in json.loads((bot / "models" / "v0001" / "metrics.json").read_text()).items()
+                if k != "train_seconds"}
+    assert measured(again) == measured(small_bot)
+    test = write_jsonl(tmp_path / "t.jsonl", [{"text": "where is my package", "intent": "track_order"},
+                                              {"text": "I want to cancel my order", "intent": "cancel_order"},
+                                              {"text": "what's the weather like", "intent": "oos"}])
+    figures = []
+    for bot in (small_bot, again):
+        result = CliRunner().invoke(cli, ["eval", str(bot), "--test", str(test), "--results", str(tmp_path / bot.name),
+                                          "--json", "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        figures.append({k: v for k, v in json.loads(result.stdout).items() if k != "results"})
+    assert figures[0] == figures[1]
+
+
 def test_eval_says_where_its_threshold_comes_from(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """threshold: 0.5 read alike whether bot.yml fixed it, training calibrated it, --threshold asked for it, or
     training kept the default for want of held-out examples to calibrate on."""
