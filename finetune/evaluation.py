@@ -29,13 +29,18 @@ def in_scope_score(prediction: Prediction) -> float:
 
 
 def evaluate_model(labels: list[str], version: str, rows: list[dict[str, Any]], predictions: list[Prediction],
-                   threshold: float, results: Path) -> dict[str, Any]:
+                   threshold: float, results: Path, threshold_from: str | None = None) -> dict[str, Any]:
     """The figures of model ``version`` (whose intents are ``labels``) from its ``predictions`` on ``rows``,
-    and the report and plots in ``results``; the report's errors name each row's ``line`` in the test file."""
+    and the report and plots in ``results``; the report's errors name each row's ``line`` in the test file.
+    ``threshold_from``, given, says where the threshold comes from, beside it."""
     truth = [r["intent"] for r in rows]
     predicted = [p.intent for p in predictions]
     scores = [in_scope_score(p) for p in predictions]
     figures = evaluate(truth, predicted, scores, labels, threshold)
+    if threshold_from is not None:
+        shown = list(figures.items())
+        shown.insert(list(figures).index("threshold") + 1, ("threshold_from", threshold_from))
+        figures = dict(shown)
     kinds = [r.get("oos_type") for r in rows]
     if any(kinds):
         figures["auroc_by_oos_type"] = auroc_by_kind(truth, scores, labels, kinds)

@@ -711,6 +711,8 @@ def test_eval_says_where_its_threshold_comes_from(tiny_demo_bot: Path, tmp_path:
                                           "--json", "--device", "cpu", *options])
         assert result.exit_code == 0, result.output
         figures = json.loads(result.stdout)
+        report = json.loads((tmp_path / "r" / "intent_report.json").read_text())["figures"]
+        assert report["threshold_from"] == figures["threshold_from"]  # the report kept beside the plots says it too
         return figures["threshold"], figures["threshold_from"]
 
     assert threshold_from(tiny_demo_bot) == (0.5, "bot.yml")  # the demo fixes its own
