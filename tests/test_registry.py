@@ -728,6 +728,20 @@ def test_bot_models_says_which_of_bot_trains_versions_served(tmp_path: Path) -> 
         "promoted", "not promoted", "served by rollback"]
 
 
+def test_bot_models_json_writes_chinese_intent_names_as_written(tmp_path: Path) -> None:
+    """Its versions' labels read "\\u67e5\\u8be2\\u8ba2\\u5355" where bot eval --json and bot models --explain write 查询订单."""
+    root = tmp_path / "mybot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    registry = Registry(root / "models")
+    with registry.stage() as staging:
+        (staging / "weights").write_text("w")
+        registry.commit(staging, {"id": "x", "labels": ["查询订单", "申请退款"]}, {"accuracy": 0.5})
+    result = CliRunner().invoke(cli, ["models", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"labels": ["查询订单", "申请退款"]' in result.stdout
+    assert json.loads(result.stdout)["meta"]["labels"] == ["查询订单", "申请退款"]
+
+
 def test_bot_models_says_which_version_a_rollback_took_off_serving(tmp_path: Path) -> None:
     """A version rolled back from, a bad model taken off in an incident, was listed as `promoted` like every other
     that served before the one serving, and read as replaced by a better one."""

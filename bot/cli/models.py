@@ -549,7 +549,7 @@ def models(directory: Path, as_json: bool, explain: str | None, prune: int | Non
             click.echo(json.dumps({"version": v.name, "serving": v.current, "status": status, "rolled_back_to": back,
                                    "meta": v.meta,
                                    "metrics": v.metrics, "decision": v.decision, "damaged": v.damaged,
-                                   **({"remeasured": now[v.name]} if now is not None else {})}))
+                                   **({"remeasured": now[v.name]} if now is not None else {})}, ensure_ascii=False))
             continue
         status = "; ".join(filter(None, [status, back and f"rolled back to {back}", *v.damaged]))
         accuracy, threshold = (f"{x:.4f}" if isinstance(x, (int, float)) else ""
