@@ -237,7 +237,9 @@ _PLACE_NAME = "(?:(?![省市区區县縣旗镇鎮乡鄉路街道巷弄号號到�
 _ROAD = re.compile(r"[路街道巷弄胡段]")
 _DIVISIONS = rf"(?:{_PLACE_NAME}{{1,7}}(?:[省市区區县縣旗镇鎮乡鄉]|街道))*"  # 街道: a city's subdistrict, 粤海街道
 _ESTATE = "(?:大厦|大廈|广场|廣場|中心|花园|花園|小区|小區|公寓|大楼|大樓|苑|城|园|園|村|阁|閣|府|邸)"
-_ROAD_NAME_BEFORE = re.compile(rf"{_DIVISIONS}{_PLACE_NAME}{{0,8}}$")  # before 建国路88号: 北京市朝阳区建国
+# Before 建国路88号: 北京市朝阳区建国; and before a lane's or a section's number, the road it is on and the road's
+# number or section too (上海市浦东新区张江路100 before 弄5号, 台北市信義區信義路 before 五段7號, 重慶南路一段122 before 巷5號).
+_ROAD_NAME_BEFORE = re.compile(rf"{_DIVISIONS}{_PLACE_NAME}{{0,8}}(?:[路街道](?:[一二三四五六七八九十]段)?[0-9]*)?$")
 _ESTATE_BEFORE = re.compile(rf"{_DIVISIONS}(?:{_PLACE_NAME}{{0,8}}{_ESTATE})?$")  # before 27号院: 朝阳区望京花园
 _BUILDING_AFTER = re.compile(rf" ?(?:{_PLACE_NAME}|[A-Za-z0-9]){{0,12}}?{_ESTATE}")
 _TOWN_AFTER = re.compile(r"(?:, ?(?:(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Room|Rm)\.? ?#?[A-Za-z0-9-]+"
@@ -255,7 +257,7 @@ def address_lines(view: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     for match in _ADDRESS.finditer(view):
         start, end = match.span()
-        before = _ROAD_NAME_BEFORE if _ROAD.match(view, start) else _ESTATE_BEFORE
+        before = _ROAD_NAME_BEFORE if _ROAD.search(match.group(0)) else _ESTATE_BEFORE
         start = before.search(view, max(0, start - 60), start).start()  # type: ignore[union-attr]  # matches empty
         if spans and _between(view[spans[-1][1]:start]):
             start = spans.pop()[0]

@@ -2291,6 +2291,11 @@ def test_what_leaves_the_store_for_training_loses_the_customers_address(tmp_path
     ("广东省深圳市南山区科技园南区深南大道10000号腾讯大厦", "[ADDRESS]"),
     ("新疆维吾尔自治区乌鲁木齐市天山区解放北路12号的订单还没到", "[ADDRESS]的订单还没到"),
     ("发到深圳市南山区粤海街道科技园路1号", "发到[ADDRESS]"),  # a subdistrict (街道) among the divisions
+    # a lane off a numbered road, a road's section: the road and its number go with them
+    ("收货地址：上海市浦东新区张江路100弄5号", "收货地址：[ADDRESS]"),
+    ("寄到台北市信義區信義路五段7號", "寄到[ADDRESS]"),
+    ("我家在成都市武侯区人民南路四段12号", "我家在[ADDRESS]"),
+    ("台北市中正區重慶南路一段122巷5號", "[ADDRESS]"),
     ("送到朝阳区望京花园27号院3号楼, 我住在香港九龍彌敦道100號15樓B室", "送到[ADDRESS], 我住在[ADDRESS]"),
     ("send it to 12 Main Street, Apt 4B, Springfield, IL 62704 please", "send it to [ADDRESS] please"),
     ("221B Baker Street, London NW1 6XE, thanks", "[ADDRESS], thanks"),
