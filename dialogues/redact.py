@@ -613,8 +613,12 @@ PLACEHOLDERS = frozenset(placeholder for _, placeholder, _ in RULES)
 # What a customer writes before their own name: "my name is John Smith", "我叫张伟", "我的名字是王芳", "姓名：李娜".
 # Only what leaves the store for training loses the name (:func:`redact_names`): the store keeps it for the agents
 # who answer, and the check that keeps an answer repeating it out of the index (dialogues/export.py) reads it.
+# And the recipient's or contact's name, as customers paste a delivery's details ("收货人：张伟，手机：…，地址：…",
+# "recipient: John Smith"), the name theirs or the one the parcel goes to.
 _NAMED_BY = re.compile(r"(?i)(?:(?<![a-z])my name(?: is|'s| ?[:：])|我叫|我的名字(?:是|叫|係)|名字(?:是|叫|係)|姓名(?:是|係|[:：])"
-                       r"|我(?:個|个|嘅)名字?(?:是|叫|係)) *")  # and Hong Kong's Cantonese: 我個名叫陳大文, 我嘅名係陳大文
+                       r"|我(?:個|个|嘅)名字?(?:是|叫|係)"  # and Hong Kong's Cantonese: 我個名叫陳大文, 我嘅名係陳大文
+                       r"|(?:收件人|收货人|收貨人|联系人|聯繫人|聯絡人)(?:姓名|名字)?(?:是|为|為|係|改为|改成|改為|[:：])"
+                       r"|(?<![a-z])(?:(?:recipient|addressee)(?:'s)?(?: name)?|contact name)(?: is| ?[:：])) *")
 # And what a name may follow, read for that check only: "I'm John", "this is Maria Lopez", "我是张伟".
 _INTRODUCED = regex.compile(r"(?<![A-Za-z])(?:[Ii]'m|[Ii] am|[Tt]his is) +(?=\p{Lu})|我[是係] *(?=[\u4e00-\u9fff])")
 # Names in the alphabets customers write them in: Müller, José Núñez, Ólafur, O'Brien, Anna-Lena (an ASCII-only
@@ -631,8 +635,8 @@ wrong incorrect correct right missing different changed showing shown listed wri
 # A Chinese name is two to four characters; past its second, one of these starts the rest of the sentence
 # (我叫张伟想问一下: 张伟).
 _AFTER_CHINESE_NAME = frozenset("想要的在我请請订訂买買问問找来來从從是和跟有能可已刚剛就也还還帮幫给給把，係喺嚟")
-# What starts no name after 我是 or 我叫 (我是新用户, 我是想问, 我叫了快递).
-_NOT_CHINESE_NAMES = frozenset("新老一个這这那不想来來要在从從用客会會买買卖賣第您你他她它们們本了快人过過错錯写寫改没沒")
+# What starts no name after 我是, 我叫 or 收件人是 (我是新用户, 我是想问, 我叫了快递, 收件人是我本人).
+_NOT_CHINESE_NAMES = frozenset("新老一个這这那不想来來要在从從用客会會买買卖賣第您你他她它们們本了快人过過错錯写寫改没沒我")
 # After 我是 a name is one of the common surnames' (我是张伟), where most words are no name (我是上海的客户, 我是VIP会员).
 SURNAMES = frozenset("王李张張刘劉陈陳杨楊黄黃赵趙吴吳周徐孙孫马馬朱胡郭何高林罗羅郑鄭梁谢謝宋唐许許韩韓冯馮邓鄧曹彭曾肖"
                       "萧蕭田董袁潘于蒋蔣蔡余杜叶葉程苏蘇魏吕呂丁任沈姚卢盧姜崔钟鍾谭譚陆陸汪范範金石廖贾賈夏韦韋付方白"

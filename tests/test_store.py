@@ -37,7 +37,7 @@ from bot.retrain import agent_answers, read_store
 from dialogues.export import learned_data, learned_text
 from dialogues.holding import (accepts, acknowledges, asks_for_a_person, asks_nothing, corrected, follow_up,
                                gives_details, lacks_answer, says_nothing, says_wrong, stops_asking, wordless)
-from dialogues.redact import card_shaped, cn_id_valid, luhn_valid, redact, redact_names
+from dialogues.redact import card_shaped, cn_id_valid, given_names, luhn_valid, redact, redact_names
 from dialogues.store import (HANDED_BACK_TOLD_S, MIGRATIONS, REDELIVERY_WINDOW_S, RENEW_BUSY_S, TURN_STALE_S,
                              UNOWNED_GRACE_S, Exchange, HeldByColleague, LeaseWatch, SentBefore, Staleness, Store,
                              StoreError, LOG_TAG, TRYOUT_CHANNEL, ledger_key, log_tag, purged_ledger)
@@ -2060,6 +2060,23 @@ def test_redaction_takes_time_in_proportion_to_the_text() -> None:
 def test_a_name_in_any_alphabet_is_redacted_whole(text: str, redacted: str) -> None:
     """A name was words of ASCII letters: "Hans Müller" was learned as "[NAME]üller", "Ólafur" not at all."""
     assert redact_names(text) == redacted
+
+
+@pytest.mark.parametrize(("text", "redacted", "names"), [
+    ("收货人：张伟，手机：[PHONE]，地址：[ADDRESS]", "收货人：[NAME]，手机：[PHONE]，地址：[ADDRESS]", {"张伟"}),
+    ("收件人改成陳大文，聯絡人：李小龍", "收件人改成[NAME]，聯絡人：[NAME]", {"陳大文", "李小龍"}),
+    ("收件人姓名：赵敏", "收件人姓名：[NAME]", {"赵敏"}),
+    ("recipient: John Smith, phone [PHONE]", "recipient: [NAME], phone [PHONE]", {"John Smith", "John", "Smith"}),
+    # what follows is no name: the customer themself, or what is wrong with it
+    ("收件人是我本人，收件人姓名写错了，收件人信息有误", "收件人是我本人，收件人姓名写错了，收件人信息有误", set()),
+    ("the recipient is wrong, contact is broken", "the recipient is wrong, contact is broken", set()),
+])
+def test_the_recipient_a_customer_names_is_redacted(text: str, redacted: str, names: set[str]) -> None:
+    """Customers paste a delivery's details as their shop's app lists them, "收货人：张伟，手机：…，地址：…": the
+    phone number and the address were redacted, and the name beside them learned and exported (and an agent's answer
+    repeating it indexed, :func:`given_names`)."""
+    assert redact_names(text) == redacted
+    assert given_names(text) == names
 
 
 @pytest.mark.parametrize("text", ["my name is spelled wrong on my account", "my name is incorrect on the invoice",
