@@ -176,6 +176,28 @@ _CHINESE_PUNCTUATION = re.compile(r"[\u3001-\u303f\uff01-\uff0f\uff1a-\uff20\uff
 _CHINESE_GRAMMAR = re.compile("[我你您他她它们的了吗呢吧啊是在要想请帮怎么哪啥谁没不能会给把被这那个]")
 
 
+# A customer asking for the other language by name: "can you speak English?", "English please", 我想用英文交流, 请说英语,
+# 换成英文; "in Chinese please", "do you speak Mandarin?". Not a language named for something else: "is the manual in
+# English?" is an English sentence anyway, and 英文说明书, 用英文写的 ask for nothing.
+_ENGLISH = "(?:英文|英语|英語)"
+_NOT = r"(?<!n't )(?<!n’t )(?<!not )(?<!cannot )(?<!never )"  # "I don't speak Chinese" asks for nothing, nor does 我不会说英文
+_ASKED_FOR = {
+    "en": re.compile(rf"(?i){_NOT}\b(?:speak|use|reply in|answer in|write in|talk in|switch to|change to)\s+english\b"
+                     rf"|\benglish\s+(?:please|pls|plz)\b|^\W*(?:in\s+)?english\W*$"
+                     rf"|(?<![不没沒唔])(?<!不会|不會|不能|唔識|唔會)(?:说|說|讲|講|换成|換成|改成|改用|切换[到成]?|切換[到成]?){_ENGLISH}"
+                     rf"|{_ENGLISH}(?:交流|沟通|溝通|回复|回覆|回答|聊|对话|對話|客服)"),
+    "zh": re.compile(rf"(?i){_NOT}\b(?:speak|use|reply in|answer in|write in|talk in|switch to|change to)\s+"
+                     r"(?:chinese|mandarin|cantonese)\b|\b(?:in\s+)?(?:chinese|mandarin|cantonese)\s+(?:please|pls|plz)\b"
+                     r"|^\W*(?:in\s+)?(?:chinese|mandarin)\W*$"),
+}
+
+
+def asked_for(text: str) -> Language | None:
+    """The language a customer asks to be answered in by name (:data:`_ASKED_FOR`), or None: "我想用英文交流" was
+    answered in Chinese for its Chinese characters, and "Chinese please" in English for its English words."""
+    return next((language for language in LANGUAGES if _ASKED_FOR[language].search(text)), None)
+
+
 def turn_language(bot_language: str, text: str, previous: str | None = None, page: str | None = None) -> Language:
     """The language to answer ``text`` in. A button's payload (``/`` and a name, whatever the name is written
     in, an action's own too), or a message with no letter in it (an order number, an emoji) but a link's or an
@@ -196,6 +218,8 @@ def turn_language(bot_language: str, text: str, previous: str | None = None, pag
         return cast(Language, bot_language)
     typed_in_chinese = _CHINESE_PUNCTUATION.search(text) is not None
     text = unicodedata.normalize("NFKC", text)
+    if requested := asked_for(text):
+        return requested
     kept = previous or page or ("zh" if typed_in_chinese else None)
     if text.startswith("/") and kept in LANGUAGES:
         return cast(Language, kept)

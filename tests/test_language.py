@@ -81,6 +81,14 @@ from bot.language import chinese_script, in_script, say, turn_language
     ("multi", "ni3 hao3", "en", "zh"),
     ("multi", "li na", "en", "en"), ("multi", "zhang xiao ming", "en", "en"),  # a name in an English conversation
     ("multi", "li na", None, "zh"), ("multi", "zai ma", "en", "zh"),
+    # a customer asking for the other language by name gets it, in whichever they ask
+    ("multi", "我想用英文交流", "zh", "en"), ("multi", "可以说英语吗？", "zh", "en"), ("multi", "換成英文", "zh", "en"),
+    ("multi", "English please", "zh", "en"), ("multi", "English", "zh", "en"), ("multi", "speak english", "zh", "en"),
+    ("multi", "Chinese please", "en", "zh"), ("multi", "can you speak Mandarin?", "en", "zh"), ("multi", "Chinese", "en", "zh"),
+    # not when it is no request: a language said of something else, or one the customer does not speak
+    ("multi", "英文说明书有吗", "zh", "zh"), ("multi", "我不会说英文", "en", "zh"), ("multi", "我唔識講英文", "en", "zh"),
+    ("multi", "I don't speak Chinese", "en", "en"), ("multi", "is the manual in Chinese?", "en", "en"),
+    ("multi", "I bought a Chinese tea set", "en", "en"),
 ])
 def test_turn_language(bot: str, text: str, previous: str | None, expected: str) -> None:
     assert turn_language(bot, text, previous) == expected
