@@ -89,8 +89,8 @@ _OKS = (r"ok(?:ay|ie|i|k)?|alright|sure|great|cool|perfect|cheers|no problem|np|
         r"|(?:ok(?:ay)?|thanks?|thx) ?(?:la|lah|lor|啦|喇)"  # as Hong Kong writes them in English: "ok la", "thx啦"
         rf"|{_DROPS}"
         # and with the particle that softens them (好啦, 收到了, 没问题啦; Hong Kong's 好喇, 好啰, ok喇), or a shop's "dear"
-        # (好的亲, as online shops' customers write it)
-        r"|好[的嘅][呢哦呀哈亲]?|好[嘞勒啦喇咯啰呀啊吖]?|好[滴哒]|(?:那)?好吧|嗯++[呐哪]?|[哦噢]++|收到[了啦喇]?|[没冇]问题[啦喇]?"
+        # (好的亲, as online shops' customers write it); 嗯 as a Pinyin keyboard's first "en" gives it, 恩 (恩恩, 嗯呢)
+        r"|好[的嘅][呢哦呀哈亲]?|好[嘞勒啦喇咯啰呀啊吖]?|好[滴哒]|(?:那)?好吧|[嗯恩]++[呐哪呢]?|[哦噢]++|收到[了啦喇]?|[没冇]问题[啦喇]?"
         r"|明白(?:了|晒|啦|喇)?|了解了?|(?:知道|晓得|懂)[了啦咗喇]|ok[的了啦喇]|麻烦(?:您|你)?了|辛苦(?:您|你)?了"
         # thanks, and very much so (非常感谢, 太感谢了), as Hong Kong says it too (多谢你, 唔该晒你: 晒, often typed 哂), in
         # two characters (谢了), in Taiwan's and Hong Kong's 感恩, and as typed with digits (3q: "san-Q", thank you)

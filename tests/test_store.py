@@ -1405,6 +1405,8 @@ def test_what_a_customer_says_while_waiting(text: str, only: bool) -> None:
     # thanks as Chinese customers type it too: "谢了", Taiwan's and Hong Kong's "感恩", "3Q", an online shop's "好的亲"
     ("谢了", True), ("謝了！", True), ("感恩", True), ("感恩你🙏", True), ("3Q", True), ("好的亲", True),
     ("好勒", True), ("感恩节有优惠吗", False), ("3q，运费多少", False),
+    # 嗯 as a Pinyin keyboard types it first, 恩, and with its particle: "恩恩" was a miss, on the way to a person
+    ("恩恩", True), ("恩", True), ("嗯呢", True), ("恩，好的", True), ("恩人", False), ("嗯，运费多少", False),
     # in Pinyin, typed without a Chinese input method: "xie xie" was read by the classifier, and answered
     ("xie xie", True), ("Xiexie ni!", True), ("hao de", True), ("shou dao le", True), ("xie xie, wo yao tui huo", False),
     ("hao de, ding dan 123 zai na", False),
