@@ -3621,6 +3621,26 @@ def test_a_search_that_finds_nobody_on_its_tab_says_how_many_the_other_tab_holds
     context.close()
 
 
+def test_the_agents_console_searches_for_a_word_chosen_from_an_input_method(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """As Chromium delivers pinyin typed and its candidate taken: every input event says isComposing, the last one too,
+    and only compositionend follows. An agent searching for 退款 saw the whole list until they typed something else."""
+    api.chat(f"console-{next(PAGE_NUMBERS)}", "hello")
+    cid, context, page = console_on_a_customer_with_the_bot(chromium, server, api, web_demo_bot.admin_token,
+                                                            "我想申请退款，订单 QX-5521")
+    expect(page.locator(".list li[data-id]").nth(1)).to_be_visible()
+    page.get_by_label("Search conversations").focus()
+    cdp = page.context.new_cdp_session(page)
+    with page.expect_request(lambda request: request.headers.get("x-deskbot-search") == quote("申请退款")):
+        for composed in ("shen qing tui kuan", "申请退款"):
+            cdp.send("Input.imeSetComposition", {"text": composed, "selectionStart": len(composed),
+                                                  "selectionEnd": len(composed)})
+        cdp.send("Input.insertText", {"text": "申请退款"})  # the candidate taken
+    expect(page.locator(".list li[data-id]")).to_have_count(1)
+    expect(page.locator(".list li[data-id]")).to_have_attribute("data-id", cid)
+    context.close()
+
+
 def test_the_agents_console_searches_the_conversations_with_the_bot_every_half_minute(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A search of the conversations with the bot reads each of their messages, seconds on a large store, on the one
