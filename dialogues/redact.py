@@ -83,8 +83,11 @@ SSN_NAMED = re.compile(r"(?i)(?:ssn|social security)(?: ?(?:number|no\.?|#))?(?:
                        + _SSN_DIGITS.replace("{0}", " ?") + ")")
 # A passport number after its name: one or two letters or none, then six to nine digits (E12345678, EA1234567,
 # 123456789), in groups too, as a Chinese passport is read out (E 1234 5678); and a QQ number after its name: five to twelve digits. Written alone, either is an order number.
-PASSPORT = re.compile(r"(?i)(?<![a-z])(?:passport|护照|護照)(?: ?(?:number|no\.?|#|号码|號碼|号|號))?(?: ?(?:is|was|是|为|為|係))?"
-                      r"\W{0,3}([a-z]{0,2} ?\d(?:[ -]?\d){5,8})(?![a-z0-9]|[ -]\d)")
+# The permits that stand for a passport between the Mainland, Hong Kong, Macau and Taiwan, which cross-border orders
+# ask for at customs, count as one: 港澳通行证 C12345678, 回乡证 H1234567890 (ten digits in its older form), 台胞证 12345678.
+PASSPORT = re.compile(r"(?i)(?<![a-z])(?:passport|护照|護照|通行证|通行證|回乡证|回鄉證|台胞证|台胞證|(?:home return|travel) permit)"
+                      r"(?: ?(?:number|no\.?|#|号码|號碼|号|號))?(?: ?(?:is|was|是|为|為|係))?"
+                      r"(?!\W{0,3}\d{4}[-./]\d{1,2}[-./]\d{1,2}(?!\d))\W{0,3}([a-z]{0,2} ?\d(?:[ -]?\d){5,9})(?![a-z0-9]|[ -]\d)")
 QQ = re.compile(r"(?i)(?<![a-z])(?:qq|企鹅)(?: ?(?:号码|號碼|号|號|number|no\.?|账号|帳號))?(?: ?(?:is|是|为|為|係))?"
                 r"\W{0,3}(?<!\d)([1-9]\d{4,11})(?!\d)")
 # A WeChat ID (six to twenty letters, digits, "_" and "-", from a letter) or a QQ number after its name: a

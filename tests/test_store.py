@@ -1680,6 +1680,10 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     # passport and QQ numbers after their names; alone, they read as order numbers
     ("passport E12345678, 护照号EA1234567, my passport number is 123456789.", "passport [ID], 护照号[ID], my passport number is [ID]."),
     ("护照号：E 1234 5678，passport no. 1234-56789", "护照号：[ID]，passport no. [ID]"),  # in groups
+    # and the permits that stand for one between the Mainland, Hong Kong, Macau and Taiwan
+    ("港澳通行证C12345678，回鄉證號碼：H1234567890，台胞证 12345678，home return permit no. H12345678",
+     "港澳通行证[ID]，回鄉證號碼：[ID]，台胞证 [ID]，home return permit no. [ID]"),
+    ("护照 2024-05-01 到期，通行证 2031-12-31", "护照 2024-05-01 到期，通行证 2031-12-31"),  # its expiry date is none
     ("QQ：123456789，我的qq是 12345678，企鹅号 987654321", "QQ：[QQ]，我的qq是 [QQ]，企鹅号 [QQ]"),
     # WeChat IDs after their name; a word after it is one only after 号, "id" or a colon
     ("我的微信是 wxid_abc123，微信号：zhang_san88, wechat id: lily2024", "我的微信是 [ID]，微信号：[ID], wechat id: [ID]"),
