@@ -1702,6 +1702,8 @@ async def test_buttons_are_numbered_and_a_number_sends_the_payload(aiohttp_clien
     ("选项2", 2), ("選項二", 2), ("选二", 2), ("揀三個", 3),  # a numeral alone after the word for choosing
     ("我选1", 1), ("我選第二個", 2), ("我要第一个", 1), ("要第2个", 2), ("我揀2", 2),  # the customer's own pick
     ("要2", None), ("我要1个", None), ("我要", None),  # a quantity wanted
+    ("就第一个吧", 1), ("那选2吧", 2), ("第二個啦！", 2), ("1吧", 1), ("那就揀第三個喇", 3),  # settled on, with a particle
+    ("就1个吧", None), ("第一次吧", None),
 ])
 def test_a_choice_is_picked_the_ways_customers_type_it(typed: str, number: int | None) -> None:
     """WeCom shows buttons as a numbered list, and customers answer "1." or "第一个" as often as "1"."""

@@ -155,12 +155,12 @@ _URL_SIGNS = "".join(chr(c) for c in range(0x21, 0x7f))  # what an address keeps
 NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 # How a customer picks numbered choice N: "1" or "１", "1." "1。" "1、" "1)" (the list's own "1." copied),
 # "第1个" "第一个" "第二個", "选1" "選第二个" "揀2" (Cantonese), "选项2" "选二" "選項二" (a numeral alone only after the word
-# for choosing), "我选1" "我要第一个" (the one they want, by its place); nothing more after it, so "1 件" and "第一次买"
-# stay what they say.
+# for choosing), "我选1" "我要第一个" (the one they want, by its place), "就第一个吧" "那选2吧" (settled on, with the particle
+# that says so); nothing more after it, so "1 件" and "第一次买" stay what they say.
 CHINESE_NUMBERS = {numeral: n for n, numeral in enumerate("一二三四五六七八九十", start=1)}
 _PICK = r"(?:我?(?:选项|選項|选择?|選擇?|揀|要(?=\s*第)))"
-CHOICE = re.compile(rf"(?:{_PICK}?\s*(?:第\s*(\d+|[一二三四五六七八九十])\s*[个個项項]?|(\d+))"
-                    rf"|{_PICK}\s*([一二三四五六七八九十])\s*[个個项項]?)\s*[.．。、)）]?")
+CHOICE = re.compile(rf"(?:那|就|那就)?(?:{_PICK}?\s*(?:第\s*(\d+|[一二三四五六七八九十])\s*[个個项項]?|(\d+))"
+                    rf"|{_PICK}\s*([一二三四五六七八九十])\s*[个個项項]?)\s*[吧啦喇啊呀]?\s*[.．。、)）!！]?")
 # The other ways an input method types a number: circled (①, which Chinese ones offer) and keycap emoji (1️⃣).
 _AS_DIGITS = {ord(circled): str(n) for n, circled in enumerate("①②③④⑤⑥⑦⑧⑨⑩", start=1)} | dict.fromkeys(map(ord, "\ufe0f\u20e3"))
 
