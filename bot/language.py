@@ -394,9 +394,10 @@ def kept_script(slots: Mapping[str, Any]) -> Script | None:
 
 # What OpenCC's phrases write wrong in a shop's answers, as Taiwan and Hong Kong write it: a support bot's 回复 is
 # a reply (回覆), where OpenCC reads 请回复 as 回復 ("to restore") and 请回复数字 as 回複 (of 复数, "plural"); and its
-# phrase 留发 ("to grow one's hair", 留髮) took 保留发票 ("keep the invoice") for 保留髮票, 预留发票 and 保留发货单 too.
-_MISREAD = {"回复": "回覆", "留发": "留發"}
-_MISREAD_WORDS = re.compile("|".join(_MISREAD))
+# phrase 留发 ("to grow one's hair", 留髮) took 保留发票 ("keep the invoice") for 保留髮票, 预留发票 and 保留发货单 too. After
+# a number in digits, 天后 is "days later" (14 天后, 天後), which OpenCC kept as the goddess's name (天后, Hong Kong's Tin Hau).
+_MISREAD = {"回复": "回覆", "留发": "留發", "天后": "天後"}
+_MISREAD_WORDS = re.compile(r"回复|留发|(?:(?<=\d)|(?<=\d ))天后")
 
 
 def _written_traditional(text: str, forms: opencc.OpenCC = WRITTEN_TRADITIONAL) -> str:

@@ -168,6 +168,9 @@ def test_a_reply_is_written_as_taiwan_and_hong_kong_write_it() -> None:
     # nor to keep (保留) their invoice as to grow their hair (留髮)
     assert in_script("请保留发票和包装，预留发票信息", "hongkong") == "請保留發票和包裝，預留發票信息"
     assert in_script("请保留发货单", "traditional") == "請保留發貨單"
+    # nor days later (天後) as the goddess (天后): the demo's "提交 14 天后，删除将无法撤销" read 14 天后 in both forms
+    assert in_script("提交 14 天后，删除将无法撤销；3天后到账", "traditional") == "提交 14 天後，刪除將無法撤銷；3天後到賬"
+    assert in_script("送到天后站", "hongkong") == "送到天后站"  # Hong Kong's Tin Hau stays
 
 
 def test_hong_kong_customers_read_hong_kong_forms() -> None:
