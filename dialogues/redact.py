@@ -618,7 +618,10 @@ PLACEHOLDERS = frozenset(placeholder for _, placeholder, _ in RULES)
 # who answer, and the check that keeps an answer repeating it out of the index (dialogues/export.py) reads it.
 # And the recipient's or contact's name, as customers paste a delivery's details ("收货人：张伟，手机：…，地址：…",
 # "recipient: John Smith"), the name theirs or the one the parcel goes to.
-_NAMED_BY = re.compile(r"(?i)(?:(?<![a-z])my name(?: is|'s| ?[:：])|我叫|我的名字(?:是|叫|係)|名字(?:是|叫|係)|姓名(?:是|係|[:：])"
+# And a form's field, as customers fill one in a message: 名字：张伟, "Name: John Smith", "full name: …" (not another
+# thing's name, "product name: …").
+_NAMED_BY = re.compile(r"(?i)(?:(?<![a-z])my name(?: is|'s| ?[:：])|我叫|我的名字(?:是|叫|係)|名字(?:是|叫|係|[:：])|姓名(?:是|係|[:：])"
+                       r"|(?<![a-z])(?<![a-z] )(?:full )?name ?[:：]"
                        r"|我(?:個|个|嘅)名字?(?:是|叫|係)"  # and Hong Kong's Cantonese: 我個名叫陳大文, 我嘅名係陳大文
                        r"|(?:收件人|收货人|收貨人|联系人|聯繫人|聯絡人)(?:姓名|名字)?(?:是|为|為|係|改为|改成|改為|[:：])"
                        r"|(?<![a-z])(?:(?:recipient|addressee)(?:'s)?(?: name)?|contact name)(?: is| ?[:：])) *")

@@ -2076,11 +2076,15 @@ def test_a_name_in_any_alphabet_is_redacted_whole(text: str, redacted: str) -> N
     # what follows is no name: the customer themself, or what is wrong with it
     ("收件人是我本人，收件人姓名写错了，收件人信息有误", "收件人是我本人，收件人姓名写错了，收件人信息有误", set()),
     ("the recipient is wrong, contact is broken", "the recipient is wrong, contact is broken", set()),
+    # a form's field for the name, filled in a message
+    ("名字：李娜，我的名字：张伟", "名字：[NAME]，我的名字：[NAME]", {"李娜", "张伟"}),
+    ("Name: John Smith, order 123", "Name: [NAME], order 123", {"John Smith", "John", "Smith"}),
+    ("product name: iPhone 15, username: jsmith, 名字：写错了", "product name: iPhone 15, username: jsmith, 名字：写错了", set()),
 ])
 def test_the_recipient_a_customer_names_is_redacted(text: str, redacted: str, names: set[str]) -> None:
-    """Customers paste a delivery's details as their shop's app lists them, "收货人：张伟，手机：…，地址：…": the
-    phone number and the address were redacted, and the name beside them learned and exported (and an agent's answer
-    repeating it indexed, :func:`given_names`)."""
+    """Customers paste a delivery's details as their shop's app lists them, "收货人：张伟，手机：…，地址：…", or fill a
+    form's fields, "名字：李娜": the phone number and the address were redacted, and the name beside them learned and
+    exported (and an agent's answer repeating it indexed, :func:`given_names`)."""
     assert redact_names(text) == redacted
     assert given_names(text) == names
 
