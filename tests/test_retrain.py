@@ -579,6 +579,9 @@ def test_a_rollback_that_drops_purged_answers_leaves_newer_labels_to_learn(bot_d
 def test_bot_purge_names_the_versions_that_may_still_hold_the_conversation(bot_dir: Path) -> None:
     """It said the serving index alone might: each version trained since keeps the answers in its folder."""
     configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
+    seed_meta = bot_dir / "models" / "v0001" / "meta.json"  # trained an hour before, not in the second they began
+    seed_meta.write_text(json.dumps({**json.loads(seed_meta.read_text()),
+                                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - 3600))}))
     store = Store(bot_dir / "dialogues.db")
     [turn] = log_turns(store, ["my parcel never showed up"], conversation="lost")
     store.add_labels([turn], "track_order", "ann")
