@@ -177,18 +177,20 @@ _CHINESE_GRAMMAR = re.compile("[我你您他她它们的了吗呢吧啊是在要
 
 
 # A customer asking for the other language by name: "can you speak English?", "English please", 我想用英文交流, 请说英语,
-# 换成英文; "in Chinese please", "do you speak Mandarin?". Not a language named for something else: "is the manual in
-# English?" is an English sentence anyway, and 英文说明书, 用英文写的 ask for nothing.
+# 换成英文; "reply in Chinese please", "do you speak Mandarin?". Not a language named for something else: "is the
+# manual in English?", "we speak Cantonese at home", "I use Chinese characters", 英文说明书, 用英文写的 ask for nothing.
 _ENGLISH = "(?:英文|英语|英語)"
-_NOT = r"(?<!n't )(?<!n’t )(?<!not )(?<!cannot )(?<!never )"  # "I don't speak Chinese" asks for nothing, nor does 我不会说英文
+_NOT = r"(?<!n't )(?<!n’t )(?<!not )(?<!cannot )(?<!never )"  # "please don't reply in Chinese" asks for nothing
+_ASK = (r"(?:^\W*|\b(?:can|could|would|will|do)\s+(?:you|u)\s+|\b(?:please|pls|plz)\s+"
+        r"|\bi(?:'d| would)?\s+(?:like|want|prefer)\s+(?:to|you to)\s+)"  # a request, not what someone does
+        r"(?:speak|use|talk in|chat in|reply in|answer in|write in|respond in)"
+        r"|\b(?:reply|answer|write|respond|talk)(?: to me)? in|\b(?:switch|change)(?: it)? to")
 _ASKED_FOR = {
-    "en": re.compile(rf"(?i){_NOT}\b(?:speak|use|reply in|answer in|write in|talk in|switch to|change to)\s+english\b"
-                     rf"|\benglish\s+(?:please|pls|plz)\b|^\W*(?:in\s+)?english\W*$"
+    "en": re.compile(rf"(?i){_NOT}(?:{_ASK})\s+english\b|\benglish\s+(?:please|pls|plz)\b|^\W*(?:in\s+)?english\W*$"
                      rf"|(?<![不没沒唔])(?<!不会|不會|不能|唔識|唔會)(?:说|說|讲|講|换成|換成|改成|改用|切换[到成]?|切換[到成]?){_ENGLISH}"
                      rf"|{_ENGLISH}(?:交流|沟通|溝通|回复|回覆|回答|聊|对话|對話|客服)"),
-    "zh": re.compile(rf"(?i){_NOT}\b(?:speak|use|reply in|answer in|write in|talk in|switch to|change to)\s+"
-                     r"(?:chinese|mandarin|cantonese)\b|\b(?:in\s+)?(?:chinese|mandarin|cantonese)\s+(?:please|pls|plz)\b"
-                     r"|^\W*(?:in\s+)?(?:chinese|mandarin)\W*$"),
+    "zh": re.compile(rf"(?i){_NOT}(?:{_ASK})\s+(?:chinese|mandarin|cantonese)\b"
+                     r"|\b(?:in\s+)?(?:chinese|mandarin|cantonese)\s+(?:please|pls|plz)\b|^\W*(?:in\s+)?(?:chinese|mandarin)\W*$"),
 }
 
 

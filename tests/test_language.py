@@ -88,7 +88,9 @@ from bot.language import chinese_script, in_script, say, turn_language
     # not when it is no request: a language said of something else, or one the customer does not speak
     ("multi", "英文说明书有吗", "zh", "zh"), ("multi", "我不会说英文", "en", "zh"), ("multi", "我唔識講英文", "en", "zh"),
     ("multi", "I don't speak Chinese", "en", "en"), ("multi", "is the manual in Chinese?", "en", "en"),
-    ("multi", "I bought a Chinese tea set", "en", "en"),
+    ("multi", "I bought a Chinese tea set", "en", "en"), ("multi", "we speak Cantonese at home", "en", "en"),
+    ("multi", "I use Chinese characters in my address", "en", "en"), ("multi", "please don't reply in Chinese", "en", "en"),
+    ("multi", "could you reply in Chinese?", "en", "zh"), ("multi", "switch to english", "zh", "en"),
 ])
 def test_turn_language(bot: str, text: str, previous: str | None, expected: str) -> None:
     assert turn_language(bot, text, previous) == expected
