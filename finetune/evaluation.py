@@ -29,10 +29,12 @@ def in_scope_score(prediction: Prediction) -> float:
 
 
 def evaluate_model(labels: list[str], version: str, rows: list[dict[str, Any]], predictions: list[Prediction],
-                   threshold: float, results: Path, threshold_from: str | None = None) -> dict[str, Any]:
+                   threshold: float, results: Path, threshold_from: str | None = None,
+                   more: dict[str, Any] | None = None) -> dict[str, Any]:
     """The figures of model ``version`` (whose intents are ``labels``) from its ``predictions`` on ``rows``,
     and the report and plots in ``results``; the report's errors name each row's ``line`` in the test file.
-    ``threshold_from``, given, says where the threshold comes from, beside it."""
+    ``threshold_from``, given, says where the threshold comes from, beside it; ``more`` are figures measured
+    apart (`bot eval`'s replies and notes on the test file), kept with these in the report as they are printed."""
     truth = [r["intent"] for r in rows]
     predicted = [p.intent for p in predictions]
     scores = [in_scope_score(p) for p in predictions]
@@ -52,11 +54,12 @@ def evaluate_model(labels: list[str], version: str, rows: list[dict[str, Any]], 
     gold = [t if t in known else OOS for t in truth]
     errors = [{"line": r.get("line"), "text": r["text"], "intent": g, "predicted": f,
                "confidence": round(p.confidence, 4)} for r, g, f, p in zip(rows, gold, final, predictions) if g != f]
-    write_report(results / "intent_report.json", {"figures": figures, **intent_report(gold, final), "errors": errors})
+    more = more or {}
+    write_report(results / "intent_report.json", {"figures": {**figures, **more}, **intent_report(gold, final),
+                                                  "errors": errors})
     _confusion(gold, final, results / "intent_confusion_matrix.png")
     _histogram(gold, predicted, scores, results / "intent_histogram.png", threshold)
-    figures["results"] = str(results)
-    return figures
+    return {**figures, "results": str(results), **more}
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:

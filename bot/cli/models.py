@@ -215,12 +215,13 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
         click.echo(f"note: {version} does not serve ({now}): these are its figures, not those of the bot as it answers "
                    f"now; `bot models {shell(directory)}` compares the versions", err=True)
     analyses = as_measured(project, nlu, texts)
-    figures = evaluate_model(nlu.labels, nlu.version, rows, [a.prediction for a in analyses], threshold, results,
-                             threshold_from)
-    figures["replies"] = evaluate_replies(project, rows, texts, analyses, nlu.labels, results)
+    replies = evaluate_replies(project, rows, texts, analyses, nlu.labels, results)
     # what the notes above say of the test file, for a script reading --json, which keeps stdout for the figures
-    figures["test_file"] = {"unknown_intents": {name: lines[name] for name in unknown},
-                            "button_payload_lines_left_out": len(clicks), "trained_on": seen, "in_evaluation_set": tuned}
+    test_notes = {"unknown_intents": {name: lines[name] for name in unknown},
+                  "button_payload_lines_left_out": len(clicks), "trained_on": seen, "in_evaluation_set": tuned}
+    # in intent_report.json too: the results folder kept holds what was printed
+    figures = evaluate_model(nlu.labels, nlu.version, rows, [a.prediction for a in analyses], threshold, results,
+                             threshold_from, {"replies": replies, "test_file": test_notes})
     if as_json:
         click.echo(json.dumps(figures, ensure_ascii=False))
     else:
