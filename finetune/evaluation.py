@@ -32,7 +32,8 @@ def evaluate_model(labels: list[str], version: str, rows: list[dict[str, Any]], 
                    threshold: float, results: Path, threshold_from: str | None = None,
                    more: dict[str, Any] | None = None) -> dict[str, Any]:
     """The figures of model ``version`` (whose intents are ``labels``) from its ``predictions`` on ``rows``,
-    and the report and plots in ``results``; the report's errors name each row's ``line`` in the test file.
+    and the report and plots in ``results``; the report's errors name each row's ``line`` in the test file,
+    and its intent as the test file names it (``scored_as`` ``oos`` beside an intent the model does not know).
     ``threshold_from``, given, says where the threshold comes from, beside it; ``more`` are figures measured
     apart (`bot eval`'s replies and notes on the test file), kept with these in the report as they are printed."""
     truth = [r["intent"] for r in rows]
@@ -52,8 +53,11 @@ def evaluate_model(labels: list[str], version: str, rows: list[dict[str, Any]], 
     known = set(labels)
     final = [OOS if s < threshold else p for p, s in zip(predicted, scores)]
     gold = [t if t in known else OOS for t in truth]
-    errors = [{"line": r.get("line"), "text": r["text"], "intent": g, "predicted": f,
-               "confidence": round(p.confidence, 4)} for r, g, f, p in zip(rows, gold, final, predictions) if g != f]
+    # A name the model does not know stays as the test file wrote it ("track_ordr" is a typo to find there), with
+    # what it was scored as beside it.
+    errors = [{"line": r.get("line"), "text": r["text"], "intent": r["intent"],
+               **({"scored_as": g} if g != r["intent"] else {}), "predicted": f, "confidence": round(p.confidence, 4)}
+              for r, g, f, p in zip(rows, gold, final, predictions) if g != f]
     more = more or {}
     write_report(results / "intent_report.json", {"figures": {**figures, **more}, **intent_report(gold, final),
                                                   "errors": errors})

@@ -187,6 +187,19 @@ def test_eval_ranks_out_of_scope_by_the_best_real_intent(tmp_path: Path) -> None
     assert report["errors"] == []
 
 
+def test_the_reports_errors_name_an_unknown_intent_as_the_test_file_does(tmp_path: Path) -> None:
+    """A line of an intent the model does not know (a typo, a renamed intent) was listed as intent oos, which
+    left the name to find in the test file out of the report."""
+    rows = [{"text": "where is it", "intent": "track_ordr", "line": 1}, {"text": "a?", "intent": "a", "line": 2},
+            {"text": "weather?", "intent": "oos", "line": 3}]
+    predictions = [Prediction("a", 0.9, [("a", 0.9), ("b", 0.1)]), Prediction("b", 0.8, [("b", 0.8), ("a", 0.2)]),
+                   Prediction("a", 0.7, [("a", 0.7), ("b", 0.3)])]
+    evaluate_model(["a", "b"], "v0001", rows, predictions, 0.5, tmp_path)
+    errors = json.loads((tmp_path / "intent_report.json").read_text())["errors"]
+    assert [(e["line"], e["intent"], e.get("scored_as"), e["predicted"]) for e in errors] == [
+        (1, "track_ordr", "oos", "a"), (2, "a", None, "b"), (3, "oos", None, "a")]
+
+
 def test_the_report_keeps_each_intents_figures_apart_from_the_averages(tmp_path: Path) -> None:
     """scikit-learn's classification_report puts its averages among the intents: an intent named accuracy, macro avg
     or weighted avg lost its figures to the average of that name."""
