@@ -414,6 +414,23 @@ def test_eval_reads_intents_as_nlu_yml_holds_them_and_names_the_unknown(tiny_dem
     assert blank.exit_code == 1 and "b.jsonl:2: the intent is empty" in blank.output  # not an unnamed unknown intent
 
 
+def test_eval_says_why_a_figure_is_missing_where_json_says_null(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """Printed for a person, a figure a test file cannot give (AUROC without out-of-scope lines) read Python's None."""
+    printed = {}
+    for name, rows in (("in_scope", [{"text": "where is my parcel?", "intent": "track_order"}]),
+                       ("off_topic", [{"text": "tell me a joke", "intent": "oos"}])):
+        test = write_jsonl(tmp_path / f"{name}.jsonl", rows)
+        result = CliRunner().invoke(cli, ["eval", str(tiny_demo_bot), "--test", str(test), "--results", str(tmp_path / name),
+                                          "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        assert "None" not in result.stdout
+        printed[name] = {key.strip(): value for key, value in (line.split(": ", 1) for line in result.stdout.splitlines())}
+    absent = "n/a (no test line is out of scope: add some of intent oos)"
+    assert (printed["in_scope"]["oos_recall"], printed["in_scope"]["auroc"]) == (absent, absent)
+    assert printed["off_topic"]["in_scope_accuracy"] == printed["off_topic"]["auroc"] == \
+        "n/a (every test line is out of scope)"
+
+
 def test_eval_refuses_a_text_longer_than_the_server_takes(tiny_demo_bot: Path, tmp_path: Path) -> None:
     """A ticket's whole thread was scored as a question, where the server refuses a message past
     server.max_message_chars: the figures counted what no customer can ask."""

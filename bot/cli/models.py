@@ -226,7 +226,19 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
         click.echo(json.dumps(figures, ensure_ascii=False))
     else:
         for key, value in figures.items():
-            click.echo(f"{key:>22}: {json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value}")
+            shown = (json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else
+                     f"n/a ({not_measured(key, figures)})" if value is None else value)
+            click.echo(f"{key:>22}: {shown}")
+
+
+def not_measured(key: str, figures: dict[str, Any]) -> str:
+    """Why `bot eval` has no figure for ``key``, said in its place: Python's None, printed, read as a bug, and
+    null is for a script reading --json."""
+    if key == "oos_precision" and figures["n_oos"]:
+        return "the bot declined no test line"
+    if key in ("oos_recall", "oos_precision", "auroc") and not figures["n_oos"]:
+        return "no test line is out of scope: add some of intent oos"
+    return "every test line is out of scope"  # in_scope_accuracy, and auroc, which ranks in-scope lines against them
 
 
 def no_test_file(directory: Path, test_file: Path | None) -> str:
