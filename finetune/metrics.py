@@ -125,6 +125,11 @@ def choose_threshold(true: Sequence[str], predicted: Sequence[str], scores: Sequ
     Candidates are 0 (reject nothing), each calibration score (reject what scores below it) and the
     float just above the highest (reject everything: the best cut when the surest lines are all out of
     scope). With no out-of-scope calibration line, any rejection can only lose accuracy and the answer is 0.
+
+    Not `bot train`'s :func:`~bot.training.calibrate_threshold`, by design: that one cuts the confidence `bot serve`
+    compares, counts a wrong answer 1.25 times a right one and takes the middle of the widest gap, for a cut that
+    holds on a shop's new questions; this one measures a recipe at the accuracy its test figures report, and
+    bench/INTENT.md's figures were made with it. One function for both would move the one or the other.
     """
     truth = _truth(true, known)
     scores_arr = np.asarray(scores, dtype=float)
