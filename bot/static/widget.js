@@ -1205,7 +1205,7 @@
     message.said = text; // as written, to be kept (keep())
     if (turnId != null) message.dataset.turnId = turnId;
     // The customer's own words stay in the log, to be read there, but the live log does not say them back to them
-    // as they send them. Its "Not sent" line is an alert of its own, and still said.
+    // as they send them. Its "Not sent" is an alert of its own, and still said.
     if (role === "user") message.setAttribute("aria-live", "off");
     message.dataset.role = role;
     if (author) message.dataset.author = author;
@@ -2042,7 +2042,6 @@
     message.classList.remove("out");
     message.classList.add("failed");
     const line = el("div", "status-line");
-    line.setAttribute("role", "alert");
     line.dataset.retryAfter = retryAfter;
     line.dataset.code = code || "";
     const retry = el("button");
@@ -2057,7 +2056,10 @@
       retry.disabled = true;
       setTimeout(() => { retry.disabled = false; }, retryAfter * 1000);
     }
-    line.append(el("span"), retry);
+    // The alert is what went wrong alone: the whole line was one, and was heard as "Not sent. Retry".
+    const said = el("span");
+    said.setAttribute("role", "alert");
+    line.append(said, retry);
     message.append(line);
     labelMessage(message);
     if (!own.mirror) notSent.set(id, own);
