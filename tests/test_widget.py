@@ -4448,6 +4448,16 @@ def test_the_agents_console_marks_each_message_with_the_language_it_is_written_i
         shown = page.evaluate(CONSOLE_LANGUAGES)
         assert [lang for text, lang in shown if text in marked] == [marked[text] for text, _ in shown if text in marked]
         assert [text for text, _ in shown].count("我的包裹到哪里了？") == 2, shown  # in the transcript and the list
+    # What the customer writes meanwhile is said aloud in its own language's voice too, the console's words around it
+    for console, last, words, marked_as, said in (("zh", "我的包裹到哪里了？", "any news?", "en", "客户：any news?"),
+                                                  ("en", "any news?", "还在吗？", "zh", "Customer: 还在吗？")):
+        page.goto(f"{server.url}/agent?lang={console}")
+        expect(page.locator(".turn.user .text").last).to_have_text(last)  # drawn: opening it says nothing
+        api.chat(cid, words)
+        page.clock.run_for(3_100)  # the next refresh
+        expect(page.locator(".arrivals")).to_have_text(said)
+        expect(page.locator(".arrivals [lang]")).to_have_text(words)
+        expect(page.locator(".arrivals [lang]")).to_have_attribute("lang", marked_as)
     context.close()
 
 
