@@ -678,7 +678,6 @@
       font-size: 12px; text-decoration: underline; min-width: 24px; min-height: 24px; }
     .notice { align-self: center; font-size: 12.5px; color: var(--deskbot-muted); background: rgba(20, 24, 40, 0.05);
       padding: 5px 12px; border-radius: 999px; text-align: center; max-width: 90%; }
-    .notice.error { color: #b42318; background: #fdecea; }
 
     .feedback { display: flex; align-items: center; gap: 2px; margin: 4px 0 0 4px; min-height: 26px; }
     .feedback button { border: 0; background: transparent; color: var(--deskbot-muted); width: 28px; height: 26px;
@@ -1257,10 +1256,9 @@
     line.querySelector("button").textContent = t.retry;
   }
 
-  function addNotice(text, isError) {
-    const notice = el("div", `notice${isError ? " error" : ""}`, text);
-    if (isError) notice.setAttribute("role", "alert");
-    log.append(notice);
+  // A line of the conversation's own (the bot is back, a system turn of the history), said as the log says messages
+  function addNotice(text) {
+    log.append(el("div", "notice", text));
     follow(true);
   }
 
