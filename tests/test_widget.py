@@ -6513,20 +6513,23 @@ PAST_THE_RIGHT_EDGE = """() => [document.documentElement.scrollWidth, [...docume
 def test_the_agents_console_at_320_px_wide_reads_without_scrolling_sideways(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """At 320 px (a phone, or a window zoomed to 400%) the sign-in form was 340 px wide, and the console, its list
-    beside the conversation, 630 px: the agent scrolled sideways to read each line of a message (WCAG's reflow)."""
+    beside the conversation, 630 px: the agent scrolled sideways to read each line of a message (WCAG's reflow). On a
+    short window too (a 1280 × 1024 screen at 400%: 320 × 256) the tabs and the search took all of the inbox's height,
+    and the list of customers, its filters and its pager were cut to nothing."""
     signin = chromium.browser.new_page(viewport={"width": 320, "height": 640})
     signin.goto(f"{server.url}/agent?lang=en")
     expect(signin.locator("#token")).to_be_visible()
     assert signin.evaluate(PAST_THE_RIGHT_EDGE) == [320, []]
     signin.close()
     cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
-    page.set_viewport_size({"width": 320, "height": 640})
-    expect(page.locator(".list li")).not_to_have_count(0)
-    assert page.evaluate(PAST_THE_RIGHT_EDGE) == [320, []]
-    for control in (page.locator(f'.list li[data-id="{cid}"]'), page.get_by_role("button", name="Take over"),
-                    page.locator("form.reply textarea")):
-        control.scroll_into_view_if_needed()
-        expect(control).to_be_in_viewport()
+    for height in (640, 256):
+        page.set_viewport_size({"width": 320, "height": height})
+        expect(page.locator(".list li")).not_to_have_count(0)
+        assert page.evaluate(PAST_THE_RIGHT_EDGE) == [320, []]
+        for control in (page.locator(f'.list li[data-id="{cid}"]'), page.get_by_label("Mine only"),
+                        page.get_by_role("button", name="Take over"), page.locator("form.reply textarea")):
+            control.scroll_into_view_if_needed()
+            expect(control).to_be_in_viewport(ratio=1)
     context.close()
 
 
@@ -7478,5 +7481,6 @@ def test_the_agents_console_asks_for_the_waiting_count_alone_where_it_lists_none
         assert asked and all("limit=0&" in url for url in asked), asked
         expect(page).to_have_title(re.compile(r"^\(\d+\) deskbot · agents$"))
     context.close()
+
 
 
