@@ -2366,6 +2366,19 @@ def test_orders_listed_with_a_comma_before_and_or_after_are_each_read(bot_dir: P
                     "the orders are 3 days late": []}
 
 
+def test_orders_listed_after_a_comma_after_order_are_each_read(bot_dir: Path) -> None:
+    """我有两个订单，123和456 ("I have two orders, 123 and 456") named order 123 alone: a full-width comma after 订单, as
+    Chinese customers write before what they list, started no list, where a colon did. A comma after 订单 starts one; a
+    list that starts elsewhere after it, or a sum, is still none."""
+    project = load_project(bot_dir)
+    said = {text: [e["value"] for e in project.found_entities(normalise(text))] for text in [
+        "我有两个订单，123和456", "我的订单，123、456、789", "订单，123，456", "orders, 123 and 456", "订单，我付了300和400",
+        "订单，2件"]}
+    assert said == {"我有两个订单，123和456": ["123", "456"], "我的订单，123、456、789": ["123", "456", "789"],
+                    "订单，123，456": ["123", "456"], "orders, 123 and 456": ["123", "456"], "订单，我付了300和400": [],
+                    "订单，2件": []}
+
+
 def test_an_order_number_in_brackets_or_quotes_is_the_orders(bot_dir: Path) -> None:
     """订单号【123】, 订单号「123」, order (123) or order "123" gave no order number, and the demo's lookup asked for the
     number the customer had just given: Chinese customers set a number off in brackets and quotes, full-width too."""
