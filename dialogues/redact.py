@@ -620,11 +620,19 @@ PLACEHOLDERS = frozenset(placeholder for _, placeholder, _ in RULES)
 # "recipient: John Smith"), the name theirs or the one the parcel goes to.
 # And a form's field, as customers fill one in a message: 名字：张伟, "Name: John Smith", "full name: …" (not another
 # thing's name, "product name: …").
+# And the surname a customer gives as one (我姓张, 免贵姓王, 本人姓欧阳: :data:`_SURNAMED`), and the name they give after it
+# (我姓张，叫张伟); not 姓名 or 姓氏.
+_SURNAME = r"(?:我|本人|免[贵貴])姓 *(?![名氏])([\u4e00-\u9fff]{1,2})"
+_SURNAMED = re.compile(_SURNAME + r"(?=[,，.。!！?？ ]|$|(?:名字|名)?叫)")
 _NAMED_BY = re.compile(r"(?i)(?:(?<![a-z])my name(?: is|'s| ?[:：])|我叫|我的名字(?:是|叫|係)|名字(?:是|叫|係|[:：])|姓名(?:是|係|[:：])"
+                       rf"|{_SURNAME}[,，]? *(?:名字|名)?叫"
                        r"|(?<![a-z])(?<![a-z] )(?:full )?name ?[:：]"
                        r"|我(?:個|个|嘅)名字?(?:是|叫|係)"  # and Hong Kong's Cantonese: 我個名叫陳大文, 我嘅名係陳大文
                        r"|(?:收件人|收货人|收貨人|联系人|聯繫人|聯絡人)(?:姓名|名字)?(?:是|为|為|係|改为|改成|改為|[:：])"
                        r"|(?<![a-z])(?:(?:recipient|addressee)(?:'s)?(?: name)?|contact name)(?: is| ?[:：])) *")
+# And a field's name and a space, as a form is copied or a delivery's details typed without colons (姓名 李娜, 收货人 张伟):
+# the name after it from a common surname only, as after 我是, since "姓名 电话 地址" lists fields.
+_NAMED_SPACED = re.compile(r"(?:姓名|名字|收件人|收货人|收貨人|联系人|聯繫人|聯絡人)(?:姓名|名字)? +")
 # And what a name may follow, read for that check only: "I'm John", "this is Maria Lopez", "我是张伟".
 _INTRODUCED = regex.compile(r"(?<![A-Za-z])(?:[Ii]'m|[Ii] am|[Tt]his is) +(?=\p{Lu})|我[是係] *(?=[\u4e00-\u9fff])")
 # Names in the alphabets customers write them in: Müller, José Núñez, Ólafur, O'Brien, Anna-Lena (an ASCII-only
@@ -674,11 +682,12 @@ def _name_at(view: str, start: int, loose: bool) -> Span | None:
 
 
 def _name_spans(view: str, loose: bool = False) -> list[Span]:
-    """Where ``view`` gives the writer's name: after "my name is", 我叫 and the like, and with ``loose`` also
-    after "I'm", "this is" and 我是."""
-    cues = [_NAMED_BY, _INTRODUCED] if loose else [_NAMED_BY]
-    return sorted({span for cue in cues for match in cue.finditer(view)
-                   if (span := _name_at(view, match.end(), loose=cue is _INTRODUCED))})
+    """Where ``view`` gives the writer's name: after "my name is", 我叫 and the like, a field's name and a space, and
+    with ``loose`` also after "I'm", "this is" and 我是; and the surname after 我姓."""
+    cues = [(_NAMED_BY, False), (_NAMED_SPACED, True), *([(_INTRODUCED, True)] if loose else [])]
+    return sorted({span for cue, surname_first in cues for match in cue.finditer(view)
+                   if (span := _name_at(view, match.end(), loose=surname_first))}
+                  | {match.span(1) for match in _SURNAMED.finditer(view)})
 
 
 def given_names(text: str) -> set[str]:
@@ -693,13 +702,20 @@ def redact_names(text: str) -> str:
     """``text`` with the name its writer gave after "my name is", 我叫, 我的名字是 and the like replaced by
     ``[NAME]``: a model learns the sentence, not the customer. Names anywhere else are not recognised."""
     view, origin = nfkc_view(text)
-    spans: list[Span] = []
-    for start, end in _name_spans(view):
-        if spans and start < spans[-1][1]:  # a name of four characters may hold the next phrase's start
-            spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+    # a name of four characters may hold the next phrase's start
+    return _replaced(text, origin, merged_spans(_name_spans(view)), "[NAME]")
+
+
+def merged_spans(spans: Sequence[Span]) -> list[Span]:
+    """``spans`` in order, each that overlaps the one before joined to it: one placeholder for what two findings
+    share, where :func:`_apart` would cut the second's end off."""
+    merged: list[Span] = []
+    for start, end in sorted(spans):
+        if merged and start < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
         else:
-            spans.append((start, end))
-    return _replaced(text, origin, spans, "[NAME]")
+            merged.append((start, end))
+    return merged
 
 
 def replace_found(text: str, find: Callable[[str], list[Span]], placeholder: str) -> str:

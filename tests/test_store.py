@@ -2089,6 +2089,23 @@ def test_the_recipient_a_customer_names_is_redacted(text: str, redacted: str, na
     assert given_names(text) == names
 
 
+@pytest.mark.parametrize(("text", "redacted", "names"), [
+    ("我姓张，叫张伟", "我姓[NAME]，叫[NAME]", {"张伟"}),
+    ("免贵姓王，名叫王芳想问一下", "免贵姓[NAME]，名叫[NAME]想问一下", {"王芳"}),
+    ("本人姓欧阳", "本人姓[NAME]", {"欧阳"}),
+    ("姓名 李娜 电话 [PHONE]", "姓名 [NAME] 电话 [PHONE]", {"李娜"}),
+    ("收货人 张伟 手机 [PHONE]", "收货人 [NAME] 手机 [PHONE]", {"张伟"}),
+    # fields listed, not filled in, and 姓 in words that give no surname
+    ("请填写姓名 电话 地址，名字 写错了", "请填写姓名 电话 地址，名字 写错了", set()),
+    ("我姓名是李娜，我姓氏是张", "我姓名是[NAME]，我姓氏是张", {"李娜"}),
+])
+def test_a_surname_and_a_field_without_its_colon_give_a_name(text: str, redacted: str, names: set[str]) -> None:
+    """我姓张，叫张伟 ("my surname is Zhang, I'm called Zhang Wei") and 姓名 李娜 (a form's field copied with a space for
+    its colon) were learned and exported with the name: customers give their name so as often as after 我叫."""
+    assert redact_names(text) == redacted
+    assert given_names(text) == names
+
+
 @pytest.mark.parametrize("text", ["my name is spelled wrong on my account", "my name is incorrect on the invoice",
                                   "my name is missing from the order", "名字是错的", "名字是写错了"])
 def test_what_follows_my_name_is_and_is_no_name_is_learned_as_written(text: str) -> None:
