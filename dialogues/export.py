@@ -232,8 +232,10 @@ _ADDRESS = re.compile(
 # province, city and district before a Chinese street (北京市朝阳区建国路88号), and the road's name; the building
 # after it (SOHO现代城, 腾讯大厦) and its block and room; an English line's town and state or postcode, and its flat
 # ("12 Main Street, Apt 4B, Springfield, IL 62704"). A place's name is Chinese characters but those that end a
-# division or a road and those a sentence puts before an address (寄到, 地址是, 我的), so "请寄到" stays.
-_PLACE_NAME = "(?:(?![省市区區县縣旗镇鎮乡鄉路街道巷弄号號到至在寄送发發住是为為請请的往给給把址我你您他她])[\u4e00-\u9fff])"
+# division or a road and those a sentence puts before an address (寄到, 地址是, 我的, 改成, 或), so "请寄到" and
+# "改成" stay, and two addresses joined by "或" are two.
+_PLACE_NAME = ("(?:(?![省市区區县縣旗镇鎮乡鄉路街道巷弄号號到至在寄送发發住是为為請请的往给給把址我你您他她或者])"
+               "(?!(?<=[改换換变變更写寫填])成)[\u4e00-\u9fff])")
 _ROAD = re.compile(r"[路街道巷弄胡段]")
 _DIVISIONS = rf"(?:{_PLACE_NAME}{{1,7}}(?:[省市区區县縣旗镇鎮乡鄉]|街道))*"  # 街道: a city's subdistrict, 粤海街道
 _ESTATE = "(?:大厦|大廈|广场|廣場|中心|花园|花園|小区|小區|公寓|大楼|大樓|苑|城|园|園|村|阁|閣|府|邸)"

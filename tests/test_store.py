@@ -2352,6 +2352,18 @@ def test_training_data_loses_the_whole_address_line(text: str, learned: str) -> 
     assert learned_text(text) == learned
 
 
+@pytest.mark.parametrize(("text", "learned"), [
+    ("我的收货地址改成江苏省南京市鼓楼区中山路1号", "我的收货地址改成[ADDRESS]"),
+    ("地址换成上海市浦东新区张江路100号", "地址换成[ADDRESS]"),
+    ("寄到北京市朝阳区建国路88号，或上海市浦东新区张江路100号", "寄到[ADDRESS]，或[ADDRESS]"),
+    ("寄到建国路88号或者成都市武侯区人民南路四段12号", "寄到[ADDRESS]或者[ADDRESS]"),
+])
+def test_the_words_around_an_address_are_no_part_of_it(text: str, learned: str) -> None:
+    """我的收货地址改成江苏省… was learned as 我的收货地址[ADDRESS], the verb 改成 ("change to") taken for the province's
+    first characters, and two addresses joined by "或" ("or") as one: the model lost what the customer asked."""
+    assert learned_text(text) == learned
+
+
 @pytest.mark.parametrize(("privacy", "card"), [
     ({}, "[CARD]"),
     ({"keep_raw": True}, "[CARD]"),  # the raw text is kept in the store, never exported
