@@ -19,8 +19,8 @@ from typing import Any, TextIO
 
 import regex
 
-from dialogues.redact import (ACCOUNT, DATE_OR_TIME, PLACEHOLDERS, SURNAMES, account_id, given_names, nfkc_view, redact,
-                              redact_names, replace_found, was_redacted)
+from dialogues.redact import (ACCOUNT, DATE_OR_TIME, PLACEHOLDERS, SURNAMES, account_id, given_names, merged_spans, nfkc_view,
+                              redact, redact_names, replace_found, was_redacted)
 from dialogues.holding import SENT_TEXTS
 from dialogues.store import Store
 from retrieval.text import PRICE, WEB_ADDRESS, same_example, same_text
@@ -244,6 +244,10 @@ _ESTATE = "(?:大厦|大廈|广场|廣場|中心|花园|花園|小区|小區|公
 _ROAD_NAME_BEFORE = re.compile(rf"{_DIVISIONS}{_PLACE_NAME}{{0,8}}(?:[路街道](?:[一二三四五六七八九十]段)?[0-9]*)?$")
 _ESTATE_BEFORE = re.compile(rf"{_DIVISIONS}(?:{_PLACE_NAME}{{0,8}}{_ESTATE})?$")  # before 27号院: 朝阳区望京花园
 _BUILDING_AFTER = re.compile(rf" ?(?:{_PLACE_NAME}|[A-Za-z0-9]){{0,12}}?{_ESTATE}")
+# Or a building's name with no such word (天河路385号太古汇), where the line ends after it: "385号的快递" and "385号吗"
+# go on as a sentence.
+_BUILDING_NAME = rf"(?![吗嗎呢吧啊呀哦么麼了嘛谢謝]){_PLACE_NAME}"
+_NAME_AFTER = re.compile(rf"{_BUILDING_NAME}(?:{_BUILDING_NAME}|[A-Za-z0-9]){{0,11}}(?!\w)")
 _TOWN_AFTER = re.compile(r"(?:, ?(?:(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Room|Rm)\.? ?#?[A-Za-z0-9-]+"
                          r"|[A-Z][A-Za-z'.-]+(?: [A-Z][A-Za-z'.-]+){0,2})){1,3}")
 # What may stand between two parts of one line: a town's capitalised words and commas (", London ", ", Springfield, "),
@@ -255,7 +259,8 @@ _BUILDING_BETWEEN = re.compile(rf" ?(?:{_PLACE_NAME}|[A-Za-z0-9]){{0,12}} ?")
 def address_lines(view: str) -> list[tuple[int, int]]:
     """Where ``view`` gives an address, each line whole (:data:`_PLACE_NAME`'s comment): what redaction must take
     out of training data, where a city and district left around "[ADDRESS]" still said where one customer lives.
-    A city alone ("do you ship to Beijing?", 北京市朝阳区有货吗) is no address."""
+    A city alone ("do you ship to Beijing?", 北京市朝阳区有货吗) is no address, unless a label says it is one
+    (:func:`_labelled_addresses`)."""
     spans: list[tuple[int, int]] = []
     for match in _ADDRESS.finditer(view):
         start, end = match.span()
@@ -263,8 +268,33 @@ def address_lines(view: str) -> list[tuple[int, int]]:
         start = before.search(view, max(0, start - 60), start).start()  # type: ignore[union-attr]  # matches empty
         if spans and _between(view[spans[-1][1]:start]):
             start = spans.pop()[0]
-        after = _BUILDING_AFTER.match(view, end) or _TOWN_AFTER.match(view, end)
+        after = _BUILDING_AFTER.match(view, end) or _TOWN_AFTER.match(view, end) or _NAME_AFTER.match(view, end)
         spans.append((start, after.end() if after else end))
+    return merged_spans([*spans, *_labelled_addresses(view)])
+
+
+# What says the value after it is an address, whatever its shape (地址：, 收货地址是, 住址为, "address:"): but not an
+# e-mail's, an IP's, a web page's or a wallet's.
+_ADDRESS_LABEL = re.compile(r"(?i)(?<![a-z_])(?<!e-mail )(?<!email )(?<!ip )(?<!web )(?<!mac )address ?:"
+                            r"|(?<!邮件)(?<!郵件)(?<!邮箱)(?<!郵箱)(?<!网站)(?<!網站)(?<!链接)(?<!鏈接)(?<!钱包)(?<!錢包)(?<![Ii][Pp])"
+                            r"(?:地址|住址)(?:[:：]|是|为|為|係)")
+# The value: up to its line's or sentence's end, the next field ("电话：", "Phone:"), a placeholder, or a comma, unless a
+# capitalised word or a number follows it ("Flat 3, Tower B, Kowloon"; 88号，1101室), or thanks, 80 characters at most;
+# none where it asks about the address or says it is wrong (地址是什么, 地址是哪里, 地址是错的, 地址为空, "address: ?").
+_LABELLED_VALUE = re.compile(
+    r" *(?!什么|什麼|哪|在哪|啥|多少|不|没|沒|错|錯|对|對|正确|正確|空|怎|如何|一样|一樣)"
+    r"(?:(?!,? ?[^\W\d_]{1,8}[:：])(?!,(?! ?[A-Z0-9]))(?! ?(?:谢谢|謝謝|多谢|多謝|麻烦|麻煩|请|請|thanks|thank you|please)\b)"
+    r"[^\n.;!?。！？；\[]){1,80}")  # bounded: a value read from each of many labels in one long run took its square
+
+
+def _labelled_addresses(view: str) -> list[tuple[int, int]]:
+    """The values ``view`` gives after a label that names them an address (:data:`_ADDRESS_LABEL`), a building with
+    no street or number too (地址是深圳市南山区腾讯大厦, 地址：北京市朝阳区望京SOHO T1 1201)."""
+    spans = []
+    for label in _ADDRESS_LABEL.finditer(view):
+        if (value := _LABELLED_VALUE.match(view, label.end())) and value.group().strip():
+            spans.append((label.end() + len(value.group()) - len(value.group().lstrip()),
+                          label.end() + len(value.group().rstrip())))
     return spans
 
 

@@ -2353,6 +2353,27 @@ def test_training_data_loses_the_whole_address_line(text: str, learned: str) -> 
 
 
 @pytest.mark.parametrize(("text", "learned"), [
+    # no street number nor room: the label says what it is
+    ("收件人：张伟，地址：北京市朝阳区望京SOHO T1 1201 电话：13812345678", "收件人：[NAME]，地址：[ADDRESS] 电话：[PHONE]"),
+    ("我的地址是深圳市南山区腾讯大厦，谢谢", "我的地址是[ADDRESS]，谢谢"),
+    ("收件地址：望京SOHO T1 1201", "收件地址：[ADDRESS]"),
+    ("Address: Flat 3, Tower B, Kowloon, thanks", "Address: [ADDRESS], thanks"),
+    # a building's name after the street, with no word such as 大厦 in it
+    ("寄到广州市天河区天河路385号太古汇", "寄到[ADDRESS]"),
+    ("是天河路385号吗？天河路385号的快递到了吗", "是[ADDRESS]吗？[ADDRESS]的快递到了吗"),
+    # asked about, said to be wrong, or another thing's address: none
+    ("收货地址是错的，地址是什么？地址为空", "收货地址是错的，地址是什么？地址为空"),
+    ("邮箱地址：zhang@163.com, IP地址是 203.0.113.45, email address: [EMAIL], address: ?",
+     "邮箱地址：[EMAIL], IP地址是 [IP], email address: [EMAIL], address: ?"),
+])
+def test_a_value_labelled_an_address_is_one_whatever_its_shape(text: str, learned: str) -> None:
+    """地址：北京市朝阳区望京SOHO T1 1201 and 地址是深圳市南山区腾讯大厦, with no street number nor room, were trained on
+    whole, and 天河路385号太古汇 kept the building's name after "[ADDRESS]": a value after 地址：, 地址是 or "address:" is
+    an address, and a building's name ending the line is the line's."""
+    assert learned_text(text) == learned
+
+
+@pytest.mark.parametrize(("text", "learned"), [
     ("我的收货地址改成江苏省南京市鼓楼区中山路1号", "我的收货地址改成[ADDRESS]"),
     ("地址换成上海市浦东新区张江路100号", "地址换成[ADDRESS]"),
     ("寄到北京市朝阳区建国路88号，或上海市浦东新区张江路100号", "寄到[ADDRESS]，或[ADDRESS]"),
