@@ -5071,6 +5071,27 @@ def test_a_long_message_in_the_review_queue_takes_a_few_lines_of_the_list(chromi
     context.close()
 
 
+def test_the_review_queue_shows_a_right_to_left_message_right_to_left(chromium: SimpleNamespace, server: LiveServer,
+                                                                      web_demo_bot: SimpleNamespace) -> None:
+    """The transcript read each message in its own direction, the review queue did not: an Arabic customer's words ran
+    left to right in the list and in the item opened, their question mark at the wrong end."""
+    arabic = "أين طلبي؟"
+    item = {"id": 1, "turn_ids": [1], "texts": [arabic], "count": 1, "predicted": None, "ranking": [],
+            "reasons": ["fallback"], "uncertainty": 1.0, "score": 1.0, "comments": []}
+    context = open_console(chromium, server, web_demo_bot.admin_token, clock=True)
+    page = context.pages[0]
+    page.route(lambda url: "/admin/review?" in url,
+               lambda route: route.fulfill(json={"items": [item], "total": 1, "more_waiting": False, "intents": ["greet"]}))
+    page.get_by_role("button", name="To review").click()
+    listed = page.locator('.list li[data-id="1"] .who')
+    expect(listed).to_have_text(arabic)
+    assert listed.evaluate("(node) => getComputedStyle(node).direction") == "rtl"
+    page.locator('.list li[data-id="1"]').click()
+    expect(page.locator(".review .texts li")).to_have_text([arabic])
+    assert page.locator(".review .texts li").evaluate("(node) => getComputedStyle(node).direction") == "rtl"
+    context.close()
+
+
 def test_the_agents_console_marks_and_does_not_offer_a_ranked_intent_nlu_yml_no_longer_has(
         chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace) -> None:
     """After an intent's rename, before the next retrain, the serving model still ranks its old name: the console
