@@ -2502,6 +2502,7 @@ def test_the_agents_console_shows_the_chosen_transcript_only_and_keeps_a_reply_t
         use_inner_text=True)
     page.wait_for_timeout(1900)  # the first one's answer has come, and was dropped
     assert page.locator(".conversation .title").inner_text() == f"{second} · web"  # the one the reply goes to
+    page.get_by_label("Your name").fill("Sam")  # the reply makes the customer nobody has theirs, in a name
     page.locator("form.reply textarea").fill("For the second customer.")
     page.locator("form.reply textarea").press("Enter")
     expect(page.locator(".turn.agent .text")).to_have_text(["For the second customer."])
@@ -2691,6 +2692,7 @@ def test_the_agents_console_names_its_customers_conversations_in_a_header_not_th
     page.on("request", lambda request: asked.append((request.url, request.headers.get("x-deskbot-conversation"))))
     page.locator(f'.list li[data-id="{alice}"]').click()
     expect(page.locator(".conversation .title")).to_have_text(f"{alice} · web")
+    page.get_by_label("Your name").fill("Sam")
     page.get_by_role("button", name="Take over").click()
     page.locator("form.reply textarea").fill("Hi, this is Sam.")
     page.locator("form.reply textarea").press("Enter")
@@ -3157,6 +3159,7 @@ def test_the_agents_console_sends_a_reply_once(chromium: SimpleNamespace, server
     page = context.pages[0]
     page.locator(f'.list li[data-id="{cid}"]').click()
     expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web")
+    page.get_by_label("Your name").fill("Sam")  # the reply makes the customer nobody has theirs, in a name
     sent: list[dict[str, Any]] = []
 
     def slowly(route: Route) -> None:  # a console 400 ms from the bot
@@ -3232,9 +3235,10 @@ def test_each_conversation_in_the_agents_console_has_its_own_reply_box(
 
     def open_(cid: str) -> None:
         page.locator(f'.list li[data-id="{cid}"]').click()
-        expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web")
+        expect(page.locator(".conversation .title")).to_have_text(re.compile(rf"^{re.escape(cid)} · web( · taken by Sam)?$"))
 
     open_(alice)
+    page.get_by_label("Your name").fill("Sam")  # a reply makes the customer nobody has theirs, in a name
     box.fill("Alice, your refund for order 1001 goes to the card ending 4242.")
     open_(bob)
     expect(box).to_have_value("")
@@ -3316,6 +3320,7 @@ def test_a_reply_out_as_the_console_reloads_reaches_the_customer_once(
         lost.append(route)
 
     page.route("**/messages", answer_lost)
+    page.get_by_label("Your name").fill("Sam")  # the reply makes the customer nobody has theirs, in a name
     page.locator("form.reply textarea").fill("It left our warehouse today.")
     page.locator("form.reply textarea").press("Enter")
     for _ in range(50):
@@ -7433,6 +7438,7 @@ def test_the_agents_console_draws_the_markdown_the_web_chat_draws(
     drew them; the customer's own words stay as they typed them, and markup stays text."""
     cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
     api.chat(cid, "is it **really** lost?")
+    page.get_by_label("Your name").fill("Sam")  # the reply makes the customer nobody has theirs, in a name
     page.locator("form.reply textarea").fill(
         "**Not lost**: see [tracking](https://shop.example/track) or [this](javascript:alert(1)) <img src=x onerror=alert(2)>")
     page.locator("form.reply textarea").press("Enter")
@@ -7462,19 +7468,24 @@ def test_the_agents_console_asks_for_the_agents_name_before_taking_a_customer_fr
     context.close()
 
 
-def test_the_agents_console_asks_for_the_agents_name_before_answering_a_customer_with_the_bot(
-        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
-    """A reply to a customer with the bot takes them over: sent with no name, it left them nobody's to the colleagues,
-    whose consoles offered to take them over, and two agents answered one customer. It is sent once the agent gave their
-    name, as Take over is."""
-    cid, context, page = console_on_a_customer_with_the_bot(chromium, server, api, web_demo_bot.admin_token,
-                                                            "/check_refund_policy")
+@pytest.mark.parametrize("waiting", [False, True], ids=["with_the_bot", "waiting_for_nobody"])
+def test_the_agents_console_asks_for_the_agents_name_before_a_reply_makes_a_customer_theirs(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace,
+        waiting: bool) -> None:
+    """A reply to a customer with the bot, or to one waiting whom nobody has, makes them the replying agent's: sent with
+    no name, it left them nobody's to the colleagues, whose consoles offered to take them over, and two agents answered
+    one customer. It is sent once the agent gave their name, as Take over is."""
+    cid, context, page = (console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token) if waiting
+                          else console_on_a_customer_with_the_bot(chromium, server, api, web_demo_bot.admin_token,
+                                                                  "/check_refund_policy"))
     page.locator("form.reply textarea").fill("Let me look at your refund.")
     page.locator("form.reply textarea").press("Enter")
     expect(page.locator(".status")).to_have_text("Give your name first, so that your colleagues see the customer is yours.")
     expect(page.get_by_label("Your name")).to_be_focused()
     expect(page.locator("form.reply textarea")).to_have_value("Let me look at your refund.")
-    assert api.history(cid)["status"] == "open"
+    before = api.history(cid)
+    assert (before["status"], [t for t in before["turns"] if t["role"] == "agent"]) == (
+        "handed_off" if waiting else "open", [])
     page.get_by_label("Your name").fill("Ana")
     page.locator("form.reply textarea").press("Enter")
     expect(page.locator(".conversation .title")).to_have_text(f"{cid} · web · taken by Ana")
