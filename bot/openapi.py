@@ -380,7 +380,8 @@ class TranscriptTurn(_Body):
                               "platform refused or could not be reached for, or a bot's answer not sent as its customer "
                               "deleted the message it answered first")
     sent: str | None = Field(..., description="an agent's reply as its customer got it, where that is not as the agent "
-                             "wrote it (``text``): in the customer's Chinese script (handoff.agent_script); null otherwise")
+                             "wrote it (``text``): in the customer's Chinese script (handoff.agent_script), in plain "
+                             "text where their channel draws no Markdown (WeCom); null otherwise")
     buttons: list[Button] = Field(..., description="the buttons a bot reply offered (an action's reply may be buttons "
                                   "alone, with an empty text)")
     custom: list[Any] = Field(..., description="the custom payloads a bot reply passed on to the web chat's page (a "
@@ -423,6 +424,8 @@ class OtherConversation(_Body):
 class TranscriptResponse(_Body):
     conversation_id: str
     channel: str
+    markdown: bool = Field(..., description="whether the customer reads the replies' Markdown drawn, as the web chat "
+                                            "draws it; false on WeCom, which shows plain text (see the turns' sent)")
     user: str | None
     verified_user: VerifiedUser
     status: ConversationStatus

@@ -35,7 +35,7 @@ from aiohttp.web_runner import GracefulExit
 
 from bot.actions import ActionError, ActionRunner, code_stamp, with_map_mistakes
 from bot.aiohttp_log import CLIENT_ERRORS, unasked_subprotocols
-from bot.channels import build_channels, off_callbacks
+from bot.channels import build_channels, off_callbacks, unmarked
 from bot.channels.base import (REFUSAL_SAID_S, STORE_DAMAGED, STORE_RETRY_S, DeliveryError, MaybeDelivered,
                                PlatformChannel, dumps, http_error, json_response, kept_turn, long_json_response,
                                same_secret, store_failed)
@@ -1471,7 +1471,20 @@ async def transcript(request: web.Request) -> web.Response:
     found = await read(Store.transcript, conversation_id, limit, after)
     if found is None:
         raise unknown_conversation(conversation_id)
-    return await long_json_response(found, "turns")  # up to MAX_LIMIT turns: 3 MB of JSON
+    return await long_json_response(as_read(found), "turns")  # up to MAX_LIMIT turns: 3 MB of JSON
+
+
+def as_read(transcript: dict[str, Any]) -> dict[str, Any]:
+    """The ``transcript`` with ``markdown``, whether its customer reads the replies' Markdown drawn, and each agent's
+    reply as its customer got it in ``sent`` where that differs from what was written, in plain text on a platform that
+    draws no Markdown (WeCom): the console drew a WeCom customer's replies as the web chat does, bold and links, and
+    said what the customer got only where their Chinese script differed."""
+    plain = unmarked(transcript["channel"])
+    if plain is not None:
+        for turn in transcript["turns"]:
+            if turn["role"] == "agent" and (got := plain(turn["sent"] or turn["text"])) != turn["text"]:
+                turn["sent"] = got
+    return {**transcript, "markdown": plain is None}
 
 
 LOOKED_UP_TURNS = 200  # a transcript read beside the customers' look-ups at most: the console's first page

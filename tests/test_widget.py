@@ -7452,6 +7452,26 @@ def test_the_agents_console_draws_the_markdown_the_web_chat_draws(
     context.close()
 
 
+def test_the_agents_console_shows_a_wecom_customers_replies_as_the_plain_text_they_got(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """WeCom shows no Markdown: the console drew an agent's **bold** and link there as the web chat does, and said
+    nothing of the plain text the customer got. It shows the reply as written, and what the customer got under it."""
+    cid = f"wecom:ww1:console-{next(PAGE_NUMBERS)}"
+    store = Store(web_demo_bot.root / "dialogues.db")
+    store.add_message(cid, "user", "我的包裹呢", "wecom")
+    store.add_agent_answer(cid, "**Not lost**: see [tracking](https://shop.example/track).", "wecom", "Li")
+    store.close()
+    context = open_console(chromium, server, web_demo_bot.admin_token)
+    page = context.pages[0]
+    page.get_by_role("button", name="With the bot").click()
+    page.locator(f'.list li[data-id="{cid}"]').click()
+    reply = page.locator(".turn.agent")
+    expect(reply.locator(".text")).to_have_text("**Not lost**: see [tracking](https://shop.example/track).")
+    expect(reply.locator(".sent")).to_have_text("The customer got: Not lost: see tracking (https://shop.example/track).")
+    assert reply.locator("strong, a").count() == 0
+    context.close()
+
+
 def test_the_agents_console_asks_for_the_agents_name_before_taking_a_customer_from_the_bot(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """An agent who took a customer over from the bot with no name left them nobody's to the colleagues, whose consoles

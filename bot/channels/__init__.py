@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bot.channels.base import Channel, PlatformChannel, Reply, Turn
@@ -15,6 +16,12 @@ def platforms() -> list[type[PlatformChannel]]:
     from bot.channels.wecom import WeComChannel
 
     return [SlackChannel, WeComChannel]
+
+
+def unmarked(channel: str) -> Callable[[str], str] | None:
+    """How the customers of ``channel`` (a conversation's, served here or not) read a reply written in Markdown
+    (:attr:`Channel.unmarked`): None where they read it drawn."""
+    return next((cls.unmarked for cls in platforms() if cls.name == channel), None)
 
 
 def build_channels(bot: Any, config: Any, settings: dict[str, Any]) -> list[Channel]:

@@ -375,6 +375,9 @@ class Channel:
 
     name: str = ""
     shows_status: bool = False  # whether its users see a change of hands (:meth:`status_changed`) without a message
+    # How its customers read a reply written in the web chat's Markdown, on a platform that draws none (WeCom's plain
+    # text); None where they read it drawn (the web chat, Slack)
+    unmarked: Callable[[str], str] | None = None
 
     def __init__(self, bot: "Bot", settings: dict[str, Any]) -> None:
         self.bot = bot

@@ -240,6 +240,7 @@ class WeComChannel(PlatformChannel):
 
     name = "wecom"
     platform = "WeCom"
+    unmarked = staticmethod(plain_text)
     env = ENV
     required = REQUIRED
     # The callback's address, and the same with a closing slash, which guides in Chinese have admins type into
