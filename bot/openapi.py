@@ -65,11 +65,14 @@ AgentText = Annotated[str, Field(min_length=1, max_length=MAX_REPLY_CHARS, json_
                       AfterValidator(_readable_text)]
 
 
+# The key a client makes for one reply or note, and sends again with it when the answer to a try was lost.
+RequestKey = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
 class AgentMessageRequest(_StrictBody):
     text: AgentText = Field(..., description="the agent's reply to the customer")
     agent: BodyAgentName | None = Field(None, description="the agent's name, shown to the customer beside the reply")
-    key: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
-                            description="made by the client for this reply, and sent again with it when the answer "
+    key: RequestKey | None = Field(None, description="made by the client for this reply, and sent again with it when the answer "
                                         "to a try was lost: a reply the conversation holds under the key already "
                                         "is not stored or sent again (its turn_id is answered, or 502 if its "
                                         "customer did not get it); another reply under it is refused with 422")
@@ -85,6 +88,13 @@ class NoteRequest(_StrictBody):
     text: AgentText = Field(..., description="the agent's internal note, for the agents alone: never sent to the "
                                              "customer")
     agent: BodyAgentName | None = Field(None, description="the agent's name, shown to the other agents beside the note")
+
+
+class NewNoteRequest(NoteRequest):
+    key: RequestKey | None = Field(None, description="made by the client for this note, and sent again with it when the "
+                                                     "answer to a try was lost: a note the conversation holds under the "
+                                                     "key already is not kept again (its note_id is answered); another "
+                                                     "note under it is refused with 422")
 
 
 class ReviewLabelRequest(_StrictBody):
@@ -716,7 +726,7 @@ OPERATIONS: list[Operation] = [
     _admin("POST", "/admin/conversations/{conversation_id}/messages", "A human agent's reply", TurnIdResponse,
            AgentMessageRequest, (400, 403, 408, 409, 413, 422, 502, 504)),
     _admin("POST", "/admin/conversations/{conversation_id}/notes", "An agent's internal note, for the agents alone",
-           NoteIdResponse, NoteRequest, (400, 403, 408, 413)),
+           NoteIdResponse, NewNoteRequest, (400, 403, 408, 413, 422)),
     _admin("DELETE", "/admin/conversations/{conversation_id}/notes/{note_id}", "Take back an internal note: its "
            "author alone may (403 for another's, naming them); one written with no name, anyone", OkResponse,
            errors=(400, 403), query={"agent": AGENT_QUERY}),

@@ -44,7 +44,7 @@ from bot.engine import Bot
 from bot.limits import LIMITS, Limits
 from bot.nlu import NLU, current_names
 from bot.openapi import (MAX_AGENT_CHARS, MAX_LIMIT, MAX_SEARCH_CHARS, NOTICE_REFERENCE, AgentMessageRequest,
-                         NoteRequest, ReviewLabelRequest, publish_openapi)
+                         NewNoteRequest, NoteRequest, ReviewLabelRequest, publish_openapi)
 from bot.project import (AGENT_GRANTS, BOT_FILES, AgentGrant, BotConfig, Project, ProjectError, ServerConfig,
                          agent_name, host_name, load_project, lost_intents, other_intents)
 from bot.retrain import exported, kept_elsewhere
@@ -1534,7 +1534,7 @@ async def agent_message(request: web.Request) -> web.Response:
     except KeyError:
         raise unknown_conversation(conversation_id) from None
     except KeyReused as exc:
-        raise http_error(web.HTTPUnprocessableEntity, f"key: {exc}", {"code": "key_reused"}) from None
+        raise key_reused(exc) from None
     except Overtaken as exc:
         raise overtaken(exc) from None
     except MaybeDelivered as exc:  # sent again, it would reach the customer twice
@@ -1552,15 +1552,22 @@ async def agent_message(request: web.Request) -> web.Response:
 async def add_note(request: web.Request) -> web.Response:
     """An agent's internal note on the conversation: kept for the agents (the transcript's ``notes``), sent nowhere."""
     require_admin(request)
-    body = await read_json(request, NoteRequest)
+    body = await read_json(request, NewNoteRequest)
     conversation_id = valid_conversation_id(request)
     bot = request.app[BOT]
     try:
         note_id = await bot._store(bot.store.add_note, conversation_id, body.text.strip(),
-                                   body_agent(request, body.agent))
+                                   body_agent(request, body.agent), body.key)
     except KeyError:
         raise unknown_conversation(conversation_id) from None
+    except KeyReused as exc:
+        raise key_reused(exc) from None
     return json_response({"note_id": note_id})
+
+
+def key_reused(exc: KeyReused) -> web.HTTPException:
+    """The 422 of a reply or note sent under a key another one went with: neither kept nor sent."""
+    return http_error(web.HTTPUnprocessableEntity, f"key: {exc}", {"code": "key_reused"})
 
 
 async def delete_note(request: web.Request) -> web.Response:

@@ -577,10 +577,19 @@ def _v54(db: sqlite_utils.Database) -> None:
                f"FROM conversations new WHERE {_reached('new')} GROUP BY status")
 
 
+def _v55(db: sqlite_utils.Database) -> None:
+    """The key an agent's note was added with (``Store.add_note``), as a reply's (``_v14``): the agents' console adds a
+    note again with the same key when the answer to the first try was lost, and it is then not kept a second time.
+    Unique within a conversation; null for a note added without one."""
+    _add_column(db, "notes", "request_key", str)
+    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_notes_request_key ON notes (conversation_id, request_key) "
+               "WHERE request_key IS NOT NULL")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
                                                               _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36,
                                                               _v37, _v38, _v39, _v40, _v41, _v42, _v43,
                                                               _v44, _v45, _v46, _v47, _v48, _v49, _v50,
-                                                              _v51, _v52, _v53, _v54]
+                                                              _v51, _v52, _v53, _v54, _v55]

@@ -242,11 +242,11 @@ class SentBefore(Exception):
 
 
 class KeyReused(Exception):
-    """Another reply than the one sent under a key came with it: answered as that one, it would be neither
-    stored nor sent, and nobody would know (a client making one key per conversation, not per reply)."""
+    """Another reply (or note: ``what``) than the one sent under a key came with it: answered as that one, it would be
+    neither stored nor sent, and nobody would know (a client making one key per conversation, not per reply)."""
 
-    def __init__(self) -> None:
-        super().__init__("a reply with another text was sent with this key: send this reply with a new key")
+    def __init__(self, what: str = "reply") -> None:
+        super().__init__(f"a {what} with another text was sent with this key: send this {what} with a new key")
 
 
 class Overtaken(Exception):
@@ -3054,15 +3054,25 @@ class Store:
         listed = {other["conversation_id"] for other in linked}
         return [*linked, *(other for other in theirs if other["conversation_id"] not in listed)][:limit]
 
-    def add_note(self, conversation_id: str, text: str, agent: str | None = None) -> int:
+    def add_note(self, conversation_id: str, text: str, agent: str | None = None, key: str | None = None) -> int:
         """An agent's internal note on a conversation the store holds (KeyError for another), for the agents alone
         (:meth:`transcript`'s ``notes``): what a colleague taking the customer over next should know, which a reply
-        would have told the customer. ``agent``: who wrote it. Written as agents' replies are, as typed."""
+        would have told the customer. ``agent``: who wrote it. Written as agents' replies are, as typed.
+
+        ``key``, the one the agents' console made for the note, as for a reply (:meth:`add_agent_answer`): a note the
+        conversation holds under it already is not kept again, and its id is returned (one edited since too); another
+        text under it raises :class:`KeyReused`. Looked up in the same transaction, so two tries at once keep one."""
         with self._writing():
             if self.conversation(conversation_id) is None:
                 raise KeyError(conversation_id)
+            kept = key and self.db.execute("SELECT id, text, edited FROM notes WHERE conversation_id = ? "
+                                           "AND request_key = ?", [conversation_id, key]).fetchone()
+            if kept:
+                if kept[1] != text and kept[2] is None:
+                    raise KeyReused("note")
+                return int(kept[0])
             return int(self.db["notes"].insert({"conversation_id": conversation_id, "agent": agent, "text": text,
-                                                "created": now()}).last_pk)
+                                                "created": now(), "request_key": key}).last_pk)
 
     def delete_note(self, conversation_id: str, note_id: int, agent: str | None = None) -> None:
         """Take back note ``note_id`` of the conversation (KeyError for a note it does not hold): a slip, or what no

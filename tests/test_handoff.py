@@ -816,6 +816,30 @@ async def test_an_agents_note_is_for_the_agents_alone(bot_dir: Path, aiohttp_cli
     await socket.close()
 
 
+async def test_a_note_added_again_under_its_key_is_kept_once(bot_dir: Path, aiohttp_client: Any) -> None:
+    """A note kept whose answer was lost on the way back, added again, was kept twice, as a reply sent again was before
+    it had a key: a note added under the key of one the conversation holds is that one; another text under it is
+    refused, and one added without a key is a note of its own, as before."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "noted-twice", "I need help with my bill")
+
+    async def note(body: dict[str, Any]) -> tuple[int, Any]:
+        response = await client.post("/admin/conversations/noted-twice/notes", json=body, headers=AUTH)
+        return response.status, await response.json()
+
+    first = await note({"text": "Refund promised by phone.", "agent": "Ana", "key": "note-1"})
+    assert first[0] == 200
+    assert await note({"text": " Refund promised by phone. ", "agent": "Ana", "key": "note-1"}) == first
+    status, refused = await note({"text": "Refund refused.", "agent": "Ana", "key": "note-1"})
+    assert (status, refused["code"]) == (422, "key_reused")
+    assert (await note({"text": "Refund promised by phone.", "key": "not a key!"}))[0] == 400
+    assert (await note({"text": "Refund promised by phone.", "agent": "Ana"}))[0] == 200  # no key: a note of its own
+    transcript = await (await client.get("/admin/conversations/noted-twice", headers=AUTH)).json()
+    assert [(n["id"], n["text"]) for n in transcript["notes"]][0] == (first[1]["note_id"], "Refund promised by phone.")
+    assert [n["text"] for n in transcript["notes"]] == ["Refund promised by phone."] * 2
+    assert "request_key" not in transcript["notes"][0]
+
+
 async def test_an_agents_note_is_taken_back_by_its_author_alone(bot_dir: Path, aiohttp_client: Any) -> None:
     """A note could not be taken back: a slip, or what no longer held, stayed for every colleague to read as current.
     Its author deletes it (by their name in any letter case), a colleague is refused naming them, and a note written

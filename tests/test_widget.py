@@ -4291,6 +4291,41 @@ def test_the_agents_console_keeps_a_note_for_the_agents_alone(
     context.close()
 
 
+def test_a_note_added_again_after_its_answer_was_lost_is_kept_once(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """A note kept whose answer was lost on the way back stayed in the box, as the agent cannot know it was kept, and
+    Add note pressed again kept it a second time: it goes again with its key, and is kept once."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.get_by_label("Your name").fill("Ana")
+    page.get_by_role("button", name="Note", exact=True).click()
+    sent: list[dict[str, Any]] = []
+
+    def lost_on_the_way_back(route: Route) -> None:
+        sent.append(route.request.post_data_json)
+        route.fetch()
+        route.abort("connectionreset")
+
+    page.route("**/notes", lost_on_the_way_back)
+    box = page.locator("form.reply textarea")
+    box.fill("Refund promised by phone.")
+    box.press("Enter")
+    expect(page.locator(".status")).to_have_text("Cannot reach the bot.")
+    expect(box).to_have_value("Refund promised by phone.")
+    page.unroute("**/notes")
+    page.route("**/notes", lambda route: (sent.append(route.request.post_data_json), route.continue_()))
+    page.get_by_role("button", name="Add note").click()
+    expect(box).to_have_value("")
+    assert [n["text"] for n in api.get(f"/admin/conversations/{cid}")["notes"]] == ["Refund promised by phone."]
+    assert [body["text"] for body in sent] == ["Refund promised by phone."] * 2
+    assert len({body["key"] for body in sent}) == 1  # the same note added again goes with its key
+    box.fill("Refund promised by phone.")  # the same words again, a note of their own
+    box.press("Enter")
+    expect(box).to_have_value("")
+    assert [n["text"] for n in api.get(f"/admin/conversations/{cid}")["notes"]] == ["Refund promised by phone."] * 2
+    assert len({body["key"] for body in sent}) == 2
+    context.close()
+
+
 def test_the_agents_console_corrects_its_agents_note_in_place(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """A slip in a note could only be deleted and written again, below the turns since. Its author edits it in the
