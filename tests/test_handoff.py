@@ -108,7 +108,8 @@ async def test_a_long_transcript_is_encoded_while_the_server_goes_on_answering(
     assert held == [True], "/healthz waited for the transcript's encoding"
     assert response.status == 200 and response.content_type == "application/json" and response.charset == "utf-8"
     read = Store(bot_dir / "dialogues.db", read_only=True)
-    assert await response.json() == json.loads(dumps(read.transcript("long", 500)))
+    # the store's, whole, with whether its web customer reads the replies' Markdown drawn
+    assert await response.json() == json.loads(dumps({**read.transcript("long", 500), "markdown": True}))
     read.close()
     assert len((await response.json())["turns"]) == 500
     assert json.loads(base.dumps_in_parts({"turns": []}, "turns")) == {"turns": []}
