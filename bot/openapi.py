@@ -72,10 +72,11 @@ RequestKey = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-
 class AgentMessageRequest(_StrictBody):
     text: AgentText = Field(..., description="the agent's reply to the customer")
     agent: BodyAgentName | None = Field(None, description="the agent's name, shown to the customer beside the reply")
-    key: RequestKey | None = Field(None, description="made by the client for this reply, and sent again with it when the answer "
-                                        "to a try was lost: a reply the conversation holds under the key already "
-                                        "is not stored or sent again (its turn_id is answered, or 502 if its "
-                                        "customer did not get it); another reply under it is refused with 422")
+    key: RequestKey | None = Field(None, description="made by the client for this reply, and sent again with it when "
+                                                     "the answer to a try was lost: a reply the conversation holds under "
+                                                     "the key already is not stored or sent again (its turn_id is "
+                                                     "answered, or 502 if its customer did not get it); another reply "
+                                                     "under it is refused with 422")
     after: TurnIdOrZero | None = Field(
         None, description="the id of the latest turn the agent has read: if a colleague has replied since, this reply "
                           "is refused with 409, to be sent again once the colleague's is read")

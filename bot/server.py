@@ -1480,11 +1480,11 @@ def as_read(transcript: dict[str, Any]) -> dict[str, Any]:
     draws no Markdown (WeCom): the console drew a WeCom customer's replies as the web chat does, bold and links, and
     said what the customer got only where their Chinese script differed."""
     plain = unmarked(transcript["channel"])
+    turns = transcript["turns"]
     if plain is not None:
-        for turn in transcript["turns"]:
-            if turn["role"] == "agent" and (got := plain(turn["sent"] or turn["text"])) != turn["text"]:
-                turn["sent"] = got
-    return {**transcript, "markdown": plain is None}
+        turns = [turn if turn["role"] != "agent" or (got := plain(turn["sent"] or turn["text"])) == turn["text"]
+                 else {**turn, "sent": got} for turn in turns]
+    return {**transcript, "turns": turns, "markdown": plain is None}
 
 
 LOOKED_UP_TURNS = 200  # a transcript read beside the customers' look-ups at most: the console's first page
