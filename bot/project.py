@@ -796,6 +796,8 @@ class Project:
     # history.jsonl's and history.csv's lines left out as a question and answer read before, each with the line
     # kept: "history.csv:2 (history.jsonl:1)"
     repeated_answers: list[str] = field(default_factory=list)
+    # history.csv's rows left out as tickets exported unanswered ("history.csv:4")
+    unanswered_tickets: list[str] = field(default_factory=list)
 
     @functools.cached_property
     def intents(self) -> list[str]:
@@ -2950,15 +2952,20 @@ def _jsonl_history(path: Path, faults: list[str]) -> Iterator[tuple[int, History
         yield n, item
 
 
-def _csv_history(path: Path, faults: list[str]) -> Iterator[tuple[int, HistoryItem]]:
+def _csv_history(path: Path, faults: list[str]) -> Iterator[tuple[int, HistoryItem | None]]:
     """history.csv's answers with their lines: a helpdesk's export, read as ``bot init --from-csv`` reads one
     (:func:`csv_rows`), with ``question`` (or ``text``) and ``answer`` columns and, optionally, ``intent``; other
-    columns (the agent, the date) are not read, and an empty intent is none. What is wrong with a row is added to
-    ``faults``; a file that is no such export raises."""
+    columns (the agent, the date) are not read, and an empty intent is none. A row whose answer is empty is a ticket
+    exported unanswered, as ``bot init --from-csv`` reads one: None, for :func:`load_history` to leave out (an export
+    holds many, and refusing them stopped the bot until each row was deleted by hand). What is wrong with another
+    row is added to ``faults``; a file that is no such export raises."""
     def fail(message: str) -> NoReturn:
         raise ProjectError(message)
 
     for n, row in csv_rows(path, fail, needed="answer"):
+        if not row.get("answer", "").strip():
+            yield n, None
+            continue
         line = {"question": row.get("text", ""), "answer": row.get("answer", "")}
         if row.get("intent", "").strip():
             line["intent"] = row["intent"]
@@ -2983,6 +2990,8 @@ class History(NamedTuple):
     # a question and answer read before, "history.csv:2 (history.jsonl:1)": a ticket export saved as history.csv
     # after bot init --from-csv wrote its answers to history.jsonl, or a ticket exported twice
     repeated_answers: list[str]
+    # history.csv's rows of tickets exported unanswered ("history.csv:4"): no answer to give
+    unanswered_tickets: list[str]
 
 
 def load_history(root: Path, intents: set[str], max_chars: int) -> History:
@@ -2990,10 +2999,10 @@ def load_history(root: Path, intents: set[str], max_chars: int) -> History:
     ``file:line`` of those left out: a question is a customer's message, up to ``max_chars``
     (server.max_message_chars), so a longer one (a ticket's whole thread) is none a customer can ask; and a
     question (spacing and case aside) with an answer read before is kept once, under the intent first read, so
-    that an answer imported twice is not indexed twice, taking the place of the next closest answer. Those are
-    left out, not refused, so that lowering the limit leaves the bot loading; ``bot train`` and ``bot serve``
-    name them."""
-    items, too_long_lines, repeated = [], [], []
+    that an answer imported twice is not indexed twice, taking the place of the next closest answer; and history.csv's
+    rows with no answer, tickets exported unanswered. Those are left out, not refused, so that lowering the limit
+    leaves the bot loading and an export needs no filtering by hand; ``bot train`` and ``bot serve`` name them."""
+    items, too_long_lines, repeated, unanswered = [], [], [], []
     first: dict[tuple[str, str], str] = {}  # (same_example(question), answer) -> the "file:line" that had it first
     mistakes = Mistakes()  # each line at fault, of both files
     for name, read in HISTORY_FILES.items():
@@ -3003,7 +3012,9 @@ def load_history(root: Path, intents: set[str], max_chars: int) -> History:
         unknown: dict[str, list[int]] = {}  # intent -> the lines naming it
         with mistakes.noted():
             for n, item in read(path, mistakes):
-                if item.intent is not None and item.intent not in intents:
+                if item is None:
+                    unanswered.append(f"{name}:{n}")
+                elif item.intent is not None and item.intent not in intents:
                     unknown.setdefault(item.intent, []).append(n)
                 elif len(item.question) > max_chars:
                     too_long_lines.append(f"{name}:{n}")
@@ -3015,7 +3026,7 @@ def load_history(root: Path, intents: set[str], max_chars: int) -> History:
         if unknown:
             mistakes.append(unknown_history_intents(path, unknown, intents))
     mistakes.raise_any()
-    return History(items, too_long_lines, repeated)
+    return History(items, too_long_lines, repeated, unanswered)
 
 
 def unknown_history_intents(path: Path, unknown: dict[str, list[int]], intents: Iterable[str]) -> str:
@@ -3194,7 +3205,7 @@ def load_project(root: Path | str) -> Project:
     responses = read_responses(root / "responses.yml", intents, languages, mistakes, fillable,
                                patterns if nlu else None, nlu.unread if nlu else None, sent_by_actions=bool(actions.map),
                                renamed=renamed)
-    history = History([], [], [])
+    history = History([], [], [], [])
     if nlu is not None:
         with mistakes.noted():
             history = load_history(root, named_intents, (config or BotConfig()).server.max_message_chars)
@@ -3207,7 +3218,8 @@ def load_project(root: Path | str) -> Project:
     mistakes.raise_any()
     assert config is not None and nlu is not None  # else a mistake was noted
     return Project(root, config, nlu.examples, nlu.patterns, responses, history.items, nlu.unread, nlu.synonyms,
-                   nlu.twins, history.long_questions, nlu.roled, nlu.repeated, nlu.long, history.repeated_answers)
+                   nlu.twins, history.long_questions, nlu.roled, nlu.repeated, nlu.long, history.repeated_answers,
+                   history.unanswered_tickets)
 
 
 def _intents_named(config: BotConfig) -> list[tuple[tuple[Any, ...], str | None]]:
