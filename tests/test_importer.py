@@ -622,6 +622,24 @@ def test_a_csv_exports_html_character_references_are_read_as_their_characters(tm
         "where's my parcel?", "It ships in 2 days \u2013 by DHL.")
 
 
+def test_a_jsonl_exports_html_character_references_are_read_as_their_characters(tmp_path: Path) -> None:
+    """A helpdesk's JSON export holds its tickets' HTML bodies as its CSV export does, but only the CSV's were read:
+    bot init --from-jsonl taught "I can&#39;t log in" and indexed "We&#39;ll check &amp; reply soon" for customers.
+    Text without a reference's semicolon ("AT&T") stays as written."""
+    data = tmp_path / "tickets.jsonl"
+    data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in [
+        {"text": "I can&#39;t log in", "intent": "login", "answer": "We&#39;ll check &amp; reply soon"},
+        {"text": "my AT&T phone&notice", "intent": "login"},
+        {"text": "&#x9000;&#27454;", "intent": "get_refund", "answer": "请在订单页申请&hellip;"}]), encoding="utf-8")
+    root = tmp_path / "bot"
+    result = CliRunner().invoke(cli, ["init", str(root), "--from-jsonl", str(data)])
+    assert result.exit_code == 0, result.output
+    project = load_project(root)
+    assert sorted(e.text for e in project.examples) == ["I can't log in", "my AT&T phone&notice", "退款"]
+    assert [(h.question, h.answer) for h in project.history] == [
+        ("I can't log in", "We'll check & reply soon"), ("退款", "请在订单页申请\u2026")]
+
+
 def test_a_csv_export_with_a_cell_longer_than_csvs_limit_is_read(tmp_path: Path) -> None:
     """A helpdesk exports each ticket's whole transcript beside its question: Python's csv stops at a cell of more
     than 131,072 characters, and bot init refused the export there, saying a quote was left open. The transcript

@@ -96,7 +96,8 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
         lines: list[int] = []
         try:
             rows = read_csv(data, fail, intent_name, check_line, lines) if from_csv else \
-                read_jsonl(data, fail, intent_name, check_line, as_csv=", or read it with --from-csv", lines=lines)
+                read_jsonl(data, fail, intent_name, check_line, as_csv=", or read it with --from-csv", lines=lines,
+                           exported=True)
             counts = write_bot(directory, rows, directory.resolve().name)
         except ValueError as exc:
             fail(f"{data}: {exc}")
