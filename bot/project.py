@@ -2857,6 +2857,67 @@ def html_references_read(text: str) -> str:
     return _HTML_REFERENCE.sub(lambda match: html.unescape(match.group()), text)
 
 
+# The tags a helpdesk's ticket bodies are written with, by name alone, so that a text's own "<order 123>" or "< 5 kg"
+# is no tag; and those that break its lines, where the text's own line breaks are HTML's spaces.
+_HTML_TAG = re.compile(r"<(/?)(p|br|div|li|ul|ol|h[1-6]|hr|blockquote|b|strong|i|em|u|span|font)\b[^<>]*>", re.I)
+_HTML_LINES = {"p", "br", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "blockquote"}
+_HTML_LINK = re.compile(r"""<a\b[^<>]*?\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'<>]+))[^<>]*>(.*?)</a\s*>""",
+                        re.I | re.S)
+
+
+def _html_link(match: re.Match[str], markdown: bool) -> str:
+    """An HTML link as deskbot's Markdown writes one, ``[label](address)``, which the web chat draws as a link and
+    Slack and WeCom show; its address alone where it is its own label; its label alone in a question."""
+    address = next(part for part in match.groups()[:3] if part is not None).strip()
+    label = " ".join(_HTML_TAG.sub("", match.group(4)).split())
+    if not markdown or not address:
+        return label or address
+    if not label or label == address:
+        return address
+    # what the web chat reads as a link's parts: an address without spaces or brackets, a label without "]"
+    return f"[{label}]({address})" if re.fullmatch(r"[^()\s]+", address) and "]" not in label \
+        else f"{label} ({address})"
+
+
+def html_read(text: str, markdown: bool = False) -> str:
+    """A helpdesk's exported ticket body as deskbot's text: its HTML tags, which the web chat shows as typed and
+    Slack and WeCom print, as the lines, lists and (with ``markdown``, for an answer) the bold, italics and links of
+    deskbot's Markdown (``<p>`` a paragraph, ``<br>`` a line break, ``<li>`` an item of a list, ``<b>`` ``**``,
+    ``<a href>`` ``[label](address)``); a question's inline tags are left out. Its character references are read
+    (:func:`html_references_read`) once the tags are, so that an escaped ``&lt;b&gt;`` stays the text it was."""
+    text = _HTML_LINK.sub(lambda match: _html_link(match, markdown), text)
+    names = {tag.group(2).lower() for tag in _HTML_TAG.finditer(text)}
+    if not names:
+        return html_references_read(text)
+    if names & _HTML_LINES:  # HTML breaks its lines with tags, and its own line breaks are spaces
+        text = re.sub(r"\s+", " ", text)
+    marks = {"b": "**", "strong": "**", "i": "*", "em": "*"} if markdown else {}
+    lists: list[int | None] = []  # each open list: the number of its last item, None for a bulleted one
+    out, at = [], 0
+    for tag in _HTML_TAG.finditer(text):
+        out.append(text[at:tag.start()])
+        at = tag.end()
+        closing, name = tag.group(1), tag.group(2).lower()
+        if name in ("ul", "ol"):
+            if not closing:
+                lists.append(0 if name == "ol" else None)
+            elif lists:
+                lists.pop()
+            out.append("" if len(lists) > (0 if closing else 1) else "\n\n")  # a list in an item goes on the list
+        elif name == "li":
+            if not closing and lists and lists[-1] is not None:
+                lists[-1] += 1
+            out.append("" if closing else f"\n{'- ' if not lists or lists[-1] is None else f'{lists[-1]}. '}")
+        elif name in _HTML_LINES:  # in an item, its paragraph is its text: the web chat ends a list at another line
+            out.append(" " if lists else "\n" if name == "br" else "\n\n")
+        else:
+            out.append(marks.get(name, ""))
+    out.append(text[at:])
+    lines = re.sub(r"[ \t]*\n[ \t]*", "\n", "".join(out))
+    lines = re.sub(r"(?m)^(-|\d+\.) +", r"\1 ", lines)
+    return html_references_read(re.sub(r"\n{3,}", "\n\n", lines).strip())
+
+
 def _named_twice(header: list[str]) -> str | None:
     """What a header names twice among the columns read (``answer`` and ``answer``, or ``question`` and ``text``),
     or None: a row's cells are read by name, so the last such column was read and the other dropped unsaid."""
@@ -2882,8 +2943,8 @@ def csv_rows(path: Path, fail: Callable[[str], None], needed: str = "intent") ->
     any case and order, each once, ``needed`` among them (``intent`` for labelled questions, ``answer`` for
     history.csv). Blank rows are skipped. ``fail`` stops with the line of what cannot be read: a file that is not
     UTF-8, such a header, a quote left open, a row of more cells than the header names. A column may be named in
-    Chinese instead (:data:`CSV_COLUMNS`). A cell's HTML character references are read as their characters
-    (:func:`html_references_read`)."""
+    Chinese instead (:data:`CSV_COLUMNS`). A cell's HTML, as a helpdesk exports its tickets' bodies, is read as
+    deskbot's text, an answer's as its Markdown (:func:`html_read`)."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" opens with a byte order mark
     except UnicodeDecodeError as exc:
@@ -2921,7 +2982,8 @@ def csv_rows(path: Path, fail: Callable[[str], None], needed: str = "intent") ->
         if len(values) > len(header):
             fail(f"{path}:{line}: {len(values)} columns where the first row names {len(header)}; quote a text that "
                  'holds a comma ("where is it, please?")')
-        yield line, {CSV_COLUMNS.get(name, name): html_references_read(value) for name, value in zip(header, values)}
+        yield line, {CSV_COLUMNS.get(name, name): html_read(value, markdown=CSV_COLUMNS.get(name) == "answer")
+                     for name, value in zip(header, values)}
 
 
 HISTORY_LINE = '{"question": "where is my order?", "answer": "It ships within 2 days."}'  # one line of history.jsonl

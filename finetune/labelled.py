@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.channels.base import load_json, readable
-from bot.project import CSV_COLUMNS, html_references_read, in_file_order, json_error, jsonl_hint, not_utf8
+from bot.project import CSV_COLUMNS, html_read, in_file_order, json_error, jsonl_hint, not_utf8
 
 LABELLED_LINE = '{"text": "where is my order?", "intent": "track_order"}'  # one line of a labelled file
 
@@ -22,7 +22,7 @@ def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[s
     does a ``ValueError`` or ``TypeError`` of ``check``, which is given each line as it is returned. ``as_csv``:
     how the command reads a CSV file, said of a file that looks like one. ``lines``, given, gets each row's line.
     ``exported``: the file is a helpdesk's export (``bot init --from-jsonl``), whose text and answer are HTML bodies,
-    read as a CSV export's cells are (:func:`~bot.project.html_references_read`), before ``check`` judges them.
+    read as a CSV export's cells are (:func:`~bot.project.html_read`), before ``check`` judges them.
     The lines ``intent_name`` or ``check`` refuses are told together, once every line is read: an export's tickets
     whose questions are whole threads were told one a run."""
     rows, mistakes = [], []
@@ -63,7 +63,7 @@ def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[s
         try:
             labelled = {**row, "text": str(text), "intent": intent_name(str(intent))}
             if exported:
-                labelled |= {key: html_references_read(labelled[key]) for key in ("text", "answer")
+                labelled |= {key: html_read(labelled[key], markdown=key == "answer") for key in ("text", "answer")
                              if isinstance(labelled.get(key), str)}
             if check is not None:
                 check(labelled)

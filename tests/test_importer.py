@@ -42,6 +42,15 @@ def import_csv(tmp_path: Path, content: str) -> tuple[Path, Any]:
     return root, CliRunner().invoke(cli, ["init", str(root), "--from-csv", str(data)])
 
 
+def import_jsonl(tmp_path: Path, rows: list[dict[str, str]]) -> tuple[Path, Any]:
+    """``rows`` saved as tickets.jsonl, a helpdesk's JSON export, and what `bot init --from-jsonl` made of it in
+    ``tmp_path``'s folder jsonl-bot."""
+    data = tmp_path / "tickets.jsonl"
+    data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    root = tmp_path / "jsonl-bot"
+    return root, CliRunner().invoke(cli, ["init", str(root), "--from-jsonl", str(data)])
+
+
 def test_english_messages_make_an_english_bot_without_duplicates_or_oos(tmp_path: Path) -> None:
     root, result = import_bot(tmp_path, ENGLISH)
     assert result.exit_code == 0, result.output
@@ -626,18 +635,53 @@ def test_a_jsonl_exports_html_character_references_are_read_as_their_characters(
     """A helpdesk's JSON export holds its tickets' HTML bodies as its CSV export does, but only the CSV's were read:
     bot init --from-jsonl taught "I can&#39;t log in" and indexed "We&#39;ll check &amp; reply soon" for customers.
     Text without a reference's semicolon ("AT&T") stays as written."""
-    data = tmp_path / "tickets.jsonl"
-    data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in [
+    root, result = import_jsonl(tmp_path, [
         {"text": "I can&#39;t log in", "intent": "login", "answer": "We&#39;ll check &amp; reply soon"},
         {"text": "my AT&T phone&notice", "intent": "login"},
-        {"text": "&#x9000;&#27454;", "intent": "get_refund", "answer": "请在订单页申请&hellip;"}]), encoding="utf-8")
-    root = tmp_path / "bot"
-    result = CliRunner().invoke(cli, ["init", str(root), "--from-jsonl", str(data)])
+        {"text": "&#x9000;&#27454;", "intent": "get_refund", "answer": "请在订单页申请&hellip;"}])
     assert result.exit_code == 0, result.output
     project = load_project(root)
     assert sorted(e.text for e in project.examples) == ["I can't log in", "my AT&T phone&notice", "退款"]
     assert [(h.question, h.answer) for h in project.history] == [
         ("I can't log in", "We'll check & reply soon"), ("退款", "请在订单页申请\u2026")]
+
+
+ANSWER_HTML = ('<p>Hi,</p>\n<p>It ships in <b>2 days</b>.<br>Track it <a href="https://shop.example/t?id=1&amp;o=2">'
+               'here</a>:</p><ol><li><p>Open <em>Orders</em></p></li><li>Tap it</li></ol>')
+ANSWER_MARKDOWN = ("Hi,\n\nIt ships in **2 days**.\nTrack it [here](https://shop.example/t?id=1&o=2):\n\n"
+                   "1. Open *Orders*\n2. Tap it")
+
+
+def test_an_exports_html_tags_are_read_as_deskbots_markdown(tmp_path: Path) -> None:
+    """A helpdesk exports its tickets' HTML bodies: their <p>, <br>, <b> and <a> went into history as they were, and
+    the web chat, which shows a message's HTML as typed, and WeCom showed customers the tags. An answer's are read as
+    the lines, lists, bold, italics and links of the Markdown the channels show; a question's as its text alone; a
+    text's own "<" and "&lt;b&gt;" stay text. So are history.csv's and a JSON export's."""
+    from bot.channels.wecom import plain_text
+
+    quoted = ANSWER_HTML.replace('"', '""')
+    root, result = import_csv(tmp_path, "question,intent,answer\r\n"
+                                        f'<p>where is my <b>order</b>?</p>,track_order,"{quoted}"\r\n'
+                                        "<div>我要退款</div>,get_refund,"
+                                        "<ul><li>打开订单页</li><li>点击<strong>申请退款</strong></li></ul>\r\n"
+                                        "is it < 5 kg?,track_order,Type &lt;b&gt; for bold.\r\n")
+    assert result.exit_code == 0, result.output
+    project = load_project(root)
+    assert sorted(e.text for e in project.examples) == ["is it < 5 kg?", "where is my order?", "我要退款"]
+    assert [(h.question, h.answer) for h in project.history] == [
+        ("where is my order?", ANSWER_MARKDOWN), ("我要退款", "- 打开订单页\n- 点击**申请退款**"),
+        ("is it < 5 kg?", "Type <b> for bold.")]
+    assert plain_text(ANSWER_MARKDOWN) == ("Hi,\n\nIt ships in 2 days.\nTrack it here "
+                                           "(https://shop.example/t?id=1&o=2):\n\n1. Open Orders\n2. Tap it")
+    (root / "history.csv").write_text("问题,答案\n<p>发货了吗</p>,<p>已发货，<b>三天</b>内送达。</p><p>谢谢！</p>\n",
+                                      encoding="utf-8")
+    assert [(h.question, h.answer) for h in load_project(root).history][-1] == (
+        "发货了吗", "已发货，**三天**内送达。\n\n谢谢！")
+    root, result = import_jsonl(tmp_path, [
+        {"text": "<p>where is my <b>order</b>?</p>", "intent": "track_order", "answer": ANSWER_HTML},
+        {"text": "我要退款", "intent": "get_refund"}])
+    assert result.exit_code == 0, result.output
+    assert [(h.question, h.answer) for h in load_project(root).history] == [("where is my order?", ANSWER_MARKDOWN)]
 
 
 def test_a_csv_export_with_a_cell_longer_than_csvs_limit_is_read(tmp_path: Path) -> None:
