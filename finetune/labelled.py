@@ -48,6 +48,9 @@ def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[s
             named = next((key for key in row if CSV_COLUMNS.get(str(key).strip().casefold()) == missing), None)
             fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": no {missing!r}"
                  + (f"; rename the line's {named!r} to {missing!r}" if named is not None else ""))
+        if exported:  # read before it is judged: "<p></p>" is no text
+            row |= {key: html_read(row[key], markdown=key == "answer") for key in ("text", "answer")
+                    if isinstance(row.get(key), str)}
         text, intent = row["text"], row["intent"]
         if intent is None or (isinstance(intent, str) and not intent.strip()):
             fail(f"{path}:{n}: the intent is empty")
@@ -62,9 +65,6 @@ def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[s
             fail(f"{path}:{n}: the text has nothing to read, or is not valid Unicode")
         try:
             labelled = {**row, "text": str(text), "intent": intent_name(str(intent))}
-            if exported:
-                labelled |= {key: html_read(labelled[key], markdown=key == "answer") for key in ("text", "answer")
-                             if isinstance(labelled.get(key), str)}
             if check is not None:
                 check(labelled)
         except (ValueError, TypeError) as exc:  # told with the others once every line is read

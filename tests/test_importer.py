@@ -682,6 +682,9 @@ def test_an_exports_html_tags_are_read_as_deskbots_markdown(tmp_path: Path) -> N
         {"text": "我要退款", "intent": "get_refund"}])
     assert result.exit_code == 0, result.output
     assert [(h.question, h.answer) for h in load_project(root).history] == [("where is my order?", ANSWER_MARKDOWN)]
+    (tmp_path / "empty").mkdir()  # a question of tags alone is refused, as an empty one is
+    _, result = import_jsonl(tmp_path / "empty", [{"text": "<p> </p>", "intent": "track_order"}])
+    assert result.exit_code == 1 and "tickets.jsonl:1: the text has nothing to read" in result.output, result.output
 
 
 def test_a_csv_export_with_a_cell_longer_than_csvs_limit_is_read(tmp_path: Path) -> None:
