@@ -112,14 +112,21 @@ def answer_of(row: dict[str, Any]) -> str | None:
 
 
 def check_line(row: dict[str, Any]) -> None:
-    """A labelled line as ``bot init --from-jsonl`` takes it: a ValueError or TypeError for a text longer than a
-    customer's message may be (a ticket's whole thread, exported as its question, was kept as one example that no
-    customer could send and of which the classifier reads 64 tokens), an answer history.jsonl would refuse
-    (:func:`answer_of`), or a CSV row with neither an intent nor an answer."""
-    if problem := too_long(row["text"], DEFAULT_MAX_MESSAGE_CHARS):
-        raise ValueError(f"{problem}; keep the customer's question alone")
+    """A labelled line as ``bot init --from-jsonl`` takes it: a ValueError or TypeError for an answer history.jsonl
+    would refuse (:func:`answer_of`), or a CSV row with neither an intent nor an answer."""
     if answer_of(row) is None and row["intent"] is None:  # a CSV row of no intent is an answer alone
         raise ValueError("a row without an intent needs an answer, which the bot gives to close questions")
+
+
+def customers_questions(rows: list[dict[str, Any]],
+                        lines: list[int]) -> tuple[list[dict[str, Any]], list[int], list[int]]:
+    """``rows`` (read from ``lines``) without those whose text is longer than a customer's message may be, with the
+    lines kept and the lines left out: a ticket's whole thread, exported as its question, was kept as one example
+    that no customer could send and of which the classifier reads 64 tokens, and refusing them refused the whole
+    export, to be cut by hand, where history.csv leaves such a question out."""
+    long = [too_long(row["text"], DEFAULT_MAX_MESSAGE_CHARS) is not None for row in rows]
+    return ([row for row, left in zip(rows, long) if not left], [line for line, left in zip(lines, long) if not left],
+            [line for line, left in zip(lines, long) if left])
 
 
 def read_csv(path: Path, fail: Callable[[str], None], intent_name: Callable[[str], str],

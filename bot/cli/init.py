@@ -90,7 +90,8 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
         stale += f"{' ' if stale else ''}{frozen} holds the replaced data's held-out examples, on which every later " \
                  "version is judged: delete it for the next `bot train` to choose them from the new data."
     if data is not None:
-        from bot.importer import check_line, read_csv, write_bot
+        from bot.channels.base import DEFAULT_MAX_MESSAGE_CHARS
+        from bot.importer import check_line, customers_questions, read_csv, write_bot
         from finetune.labelled import read_jsonl
 
         lines: list[int] = []
@@ -98,6 +99,13 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
             rows = read_csv(data, fail, intent_name, check_line, lines) if from_csv else \
                 read_jsonl(data, fail, intent_name, check_line, as_csv=", or read it with --from-csv", lines=lines,
                            exported=True)
+            rows, lines, long = customers_questions(rows, lines)
+            if long:  # told before the bot is made: without them, it may have too few intents to be made
+                click.echo(f"note: {plural(len(long), 'text')} longer than a customer's message may be "
+                           f"({DEFAULT_MAX_MESSAGE_CHARS:,}: server.max_message_chars), left out: "
+                           f"{first_few([f'{data}:{line}' for line in long])}; keep the customer's question alone on "
+                           f"{'that line' if len(long) == 1 else 'those lines'} to learn from "
+                           f"{'it' if len(long) == 1 else 'them'}", err=True)
             counts = write_bot(directory, rows, directory.resolve().name)
         except ValueError as exc:
             fail(f"{data}: {exc}")
