@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, NoReturn
 
 import yaml
+from bs4 import BeautifulSoup, Tag
+from markdownify import MarkdownConverter
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, IPvAnyNetwork, ValidationError
 from pydantic_core import SchemaValidator, core_schema
 from yarl import URL
@@ -2857,65 +2859,37 @@ def html_references_read(text: str) -> str:
     return _HTML_REFERENCE.sub(lambda match: html.unescape(match.group()), text)
 
 
-# The tags a helpdesk's ticket bodies are written with, by name alone, so that a text's own "<order 123>" or "< 5 kg"
-# is no tag; and those that break its lines, where the text's own line breaks are HTML's spaces.
-_HTML_TAG = re.compile(r"<(/?)(p|br|div|li|ul|ol|h[1-6]|hr|blockquote|b|strong|i|em|u|span|font)\b[^<>]*>", re.I)
-_HTML_LINES = {"p", "br", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "blockquote"}
-_HTML_LINK = re.compile(r"""<a\b[^<>]*?\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'<>]+))[^<>]*>(.*?)</a\s*>""",
-                        re.I | re.S)
+# The tags a helpdesk's ticket bodies are written with: a cell holding none of them is text, whose "<order 123>" or
+# "< 5 kg" is the customer's own, and is left as written. Those that break its lines come first: where it has one,
+# the text's own line breaks are HTML's spaces.
+_HTML_LINES = ["p", "br", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "blockquote"]
+_HTML_TAGS = [*_HTML_LINES, "b", "strong", "i", "em", "u", "span", "font", "a"]
 
 
-def _html_link(match: re.Match[str], markdown: bool) -> str:
-    """An HTML link as deskbot's Markdown writes one, ``[label](address)``, which the web chat draws as a link and
-    Slack and WeCom show; its address alone where it is its own label; its label alone in a question."""
-    address = next(part for part in match.groups()[:3] if part is not None).strip()
-    label = " ".join(_HTML_TAG.sub("", match.group(4)).split())
-    if not markdown or not address:
-        return label or address
-    if not label or label == address:
-        return address
-    # what the web chat reads as a link's parts: an address without spaces or brackets, a label without "]"
-    return f"[{label}]({address})" if re.fullmatch(r"[^()\s]+", address) and "]" not in label \
-        else f"{label} ({address})"
+class _ReplyMarkdown(MarkdownConverter):
+    """markdownify's Markdown as the web chat draws it (bot/static/widget.js), and WeCom and Slack show it: a line
+    break is a "\\n" alone, which the chat reads as one, without Markdown's two spaces before it left in the reply;
+    a heading, which the chat does not draw, is a paragraph of its text rather than a line of "## "."""
+
+    def convert_br(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        return super().convert_br(el, text, parent_tags) if "_inline" in parent_tags else "\n" + text
+
+    def convert_hN(self, n: int, el: Tag, text: str, parent_tags: set[str]) -> str:
+        return self.convert_p(el, text, parent_tags)
 
 
 def html_read(text: str, markdown: bool = False) -> str:
     """A helpdesk's exported ticket body as deskbot's text: its HTML tags, which the web chat shows as typed and
-    Slack and WeCom print, as the lines, lists and (with ``markdown``, for an answer) the bold, italics and links of
-    deskbot's Markdown (``<p>`` a paragraph, ``<br>`` a line break, ``<li>`` an item of a list, ``<b>`` ``**``,
-    ``<a href>`` ``[label](address)``); a question's inline tags are left out. Its character references are read
-    (:func:`html_references_read`) once the tags are, so that an escaped ``&lt;b&gt;`` stays the text it was."""
-    text = _HTML_LINK.sub(lambda match: _html_link(match, markdown), text)
-    names = {tag.group(2).lower() for tag in _HTML_TAG.finditer(text)}
-    if not names:
+    Slack and WeCom print, as the paragraphs, line breaks and lists of deskbot's Markdown and (with ``markdown``, for
+    an answer) its bold, italics and links; a question's are its text alone. A text with none of the tags a ticket is
+    written with is left as written, its character references read (:func:`html_references_read`), and an escaped
+    ``&lt;b&gt;`` stays the text it was."""
+    soup = BeautifulSoup(text, "html.parser")
+    if soup.find(_HTML_TAGS) is None:
         return html_references_read(text)
-    if names & _HTML_LINES:  # HTML breaks its lines with tags, and its own line breaks are spaces
-        text = re.sub(r"\s+", " ", text)
-    marks = {"b": "**", "strong": "**", "i": "*", "em": "*"} if markdown else {}
-    lists: list[int | None] = []  # each open list: the number of its last item, None for a bulleted one
-    out, at = [], 0
-    for tag in _HTML_TAG.finditer(text):
-        out.append(text[at:tag.start()])
-        at = tag.end()
-        closing, name = tag.group(1), tag.group(2).lower()
-        if name in ("ul", "ol"):
-            if not closing:
-                lists.append(0 if name == "ol" else None)
-            elif lists:
-                lists.pop()
-            out.append("" if len(lists) > (0 if closing else 1) else "\n\n")  # a list in an item goes on the list
-        elif name == "li":
-            if not closing and lists and lists[-1] is not None:
-                lists[-1] += 1
-            out.append("" if closing else f"\n{'- ' if not lists or lists[-1] is None else f'{lists[-1]}. '}")
-        elif name in _HTML_LINES:  # in an item, its paragraph is its text: the web chat ends a list at another line
-            out.append(" " if lists else "\n" if name == "br" else "\n\n")
-        else:
-            out.append(marks.get(name, ""))
-    out.append(text[at:])
-    lines = re.sub(r"[ \t]*\n[ \t]*", "\n", "".join(out))
-    lines = re.sub(r"(?m)^(-|\d+\.) +", r"\1 ", lines)
-    return html_references_read(re.sub(r"\n{3,}", "\n\n", lines).strip())
+    inline = [] if markdown else ["a", "b", "strong", "i", "em", "img"]
+    return _ReplyMarkdown(bullets="-", autolinks=False, escape_asterisks=False, escape_underscores=False, strip=inline,
+                          wrap=soup.find(_HTML_LINES) is not None, wrap_width=None).convert_soup(soup).strip()
 
 
 def _named_twice(header: list[str]) -> str | None:

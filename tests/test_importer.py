@@ -650,10 +650,11 @@ def test_a_jsonl_exports_html_character_references_are_read_as_their_characters(
         ("I can't log in", "We'll check & reply soon"), ("退款", "请在订单页申请\u2026")]
 
 
-ANSWER_HTML = ('<p>Hi,</p>\n<p>It ships in <b>2 days</b>.<br>Track it <a href="https://shop.example/t?id=1&amp;o=2">'
-               'here</a>:</p><ol><li><p>Open <em>Orders</em></p></li><li>Tap it</li></ol>')
-ANSWER_MARKDOWN = ("Hi,\n\nIt ships in **2 days**.\nTrack it [here](https://shop.example/t?id=1&o=2):\n\n"
-                   "1. Open *Orders*\n2. Tap it")
+ANSWER_HTML = ('<h3>Your order</h3><p>Hi,</p>\n<p>It ships in <b>2\n  days</b>.<br>Track it '
+               '<a href="https://shop.example/t?id=1&amp;o=2">here</a>:</p><ol><li><p>Open <em>Orders</em></p></li>'
+               '<li>Tap it</li></ol>')
+ANSWER_MARKDOWN = ("Your order\n\nHi,\n\nIt ships in **2 days**.\nTrack it [here](https://shop.example/t?id=1&o=2):"
+                   "\n\n1. Open *Orders*\n2. Tap it")
 
 
 def test_an_exports_html_tags_are_read_as_deskbots_markdown(tmp_path: Path) -> None:
@@ -675,10 +676,10 @@ def test_an_exports_html_tags_are_read_as_deskbots_markdown(tmp_path: Path) -> N
     assert [(h.question, h.answer) for h in project.history] == [
         ("where is my order?", ANSWER_MARKDOWN), ("我要退款", "- 打开订单页\n- 点击**申请退款**"),
         ("is it < 5 kg?", "Type <b> for bold.")]
-    assert plain_text(ANSWER_MARKDOWN) == ("Hi,\n\nIt ships in 2 days.\nTrack it here "
+    assert plain_text(ANSWER_MARKDOWN) == ("Your order\n\nHi,\n\nIt ships in 2 days.\nTrack it here "
                                            "(https://shop.example/t?id=1&o=2):\n\n1. Open Orders\n2. Tap it")
-    (root / "history.csv").write_text("问题,答案\n<p>发货了吗</p>,<p>已发货，<b>三天</b>内送达。</p><p>谢谢！</p>\n",
-                                      encoding="utf-8")
+    (root / "history.csv").write_text("问题,答案\n<p>发货了吗<img src=https://shop.example/e.png alt=表情></p>,"
+                                      "<p>已发货，<b>三天</b>内送达。</p><p>谢谢！</p>\n", encoding="utf-8")
     assert [(h.question, h.answer) for h in load_project(root).history][-1] == (
         "发货了吗", "已发货，**三天**内送达。\n\n谢谢！")
     root, result = import_jsonl(tmp_path, [
