@@ -2884,6 +2884,8 @@ def html_read(text: str, markdown: bool = False) -> str:
     an answer) its bold, italics and links; a question's are its text alone. A text with none of the tags a ticket is
     written with is left as written, its character references read (:func:`html_references_read`), and an escaped
     ``&lt;b&gt;`` stays the text it was."""
+    if "<" not in text:  # most cells: no parse
+        return html_references_read(text)
     soup = BeautifulSoup(text, "html.parser")
     if soup.find(_HTML_TAGS) is None:
         return html_references_read(text)
