@@ -2416,6 +2416,16 @@ class Nested(Action):
 ABSOLUTE_IMPORT_ACTION = NESTED_ACTION.replace("from ..wording import", "from actions.wording import")
 
 
+def nested_actions(root: Path) -> Path:
+    """``root``/actions with wording.py and orders/status.py, whose action_nested imports the other."""
+    actions = root / "actions"
+    (actions / "orders").mkdir(parents=True)
+    (actions / "wording.py").write_text('BYE = "Bye!"\n')
+    (actions / "orders" / "__init__.py").write_text("")
+    (actions / "orders" / "status.py").write_text(NESTED_ACTION)
+    return actions
+
+
 async def said_by_nested(actions: Path) -> list[str]:
     """What action_nested of the ``actions`` folder says, run in-process."""
     runner = ActionRunner(actions, None, 5.0, {})
@@ -2429,11 +2439,7 @@ async def said_by_nested(actions: Path) -> list[str]:
 async def test_actions_in_a_sub_package_of_actions_are_registered(tmp_path: Path) -> None:
     """actions/orders/status.py, as rasa-sdk's server loads it: deskbot read the top-level files alone, and
     refused to start ("no class in actions/ is named so")."""
-    actions = tmp_path / "actions"
-    (actions / "orders").mkdir(parents=True)
-    (actions / "wording.py").write_text('BYE = "Bye!"\n')
-    (actions / "orders" / "__init__.py").write_text("")
-    (actions / "orders" / "status.py").write_text(NESTED_ACTION)
+    actions = nested_actions(tmp_path)
     assert await said_by_nested(actions) == ["Bye!"]
     (actions / "orders" / "status.py").write_text("import orders_api_client\n")
     with pytest.raises(ActionError, match=r"status.py:1: cannot load the custom actions: ModuleNotFoundError"):
@@ -2443,11 +2449,7 @@ async def test_actions_in_a_sub_package_of_actions_are_registered(tmp_path: Path
 async def test_two_action_classes_of_one_name_are_refused_with_both_places(tmp_path: Path) -> None:
     """A class copied into another file with its name() left as it was: rasa-sdk ran whichever it registered last,
     which hung on the files' order, and said so only at its INFO level ("Re-registered function")."""
-    actions = tmp_path / "actions"
-    (actions / "orders").mkdir(parents=True)
-    (actions / "wording.py").write_text('BYE = "Bye!"\n')
-    (actions / "orders" / "__init__.py").write_text("")
-    (actions / "orders" / "status.py").write_text(NESTED_ACTION)
+    actions = nested_actions(tmp_path)
     assert await said_by_nested(actions) == ["Bye!"]
     (actions / "refunds.py").write_text(NESTED_ACTION.replace("class Nested", "class Refund")
                                         .replace("from ..wording", "from .wording"))
