@@ -1265,6 +1265,7 @@ class Bot:
         if validated is not None:
             slots.update(validated.slots)
             show(validated)
+        asked_by = name  # the action whose FollowupAction runs the one running
         for run in range(MAX_FOLLOWUPS + 1):
             call = call_for(name)
             try:
@@ -1280,9 +1281,11 @@ class Bot:
                 else:
                     result = await self._act(call, deadline - clock.time() if run or validator or shared else None)
             except ActionError as exc:
-                log.warning("%s", exc)
                 if run:  # a follow-up failed: what the actions before it did and said stands
+                    # named with the action that asked for it: a misspelt FollowupAction is mended there
+                    log.warning("%s (a FollowupAction of %s asked for it)", exc, asked_by)
                     break
+                log.warning("%s", exc)
                 return self._action_failed(decision, fallbacks, turn.channel, language, slots,
                                            isinstance(exc, ActionTimeout))
             if result.rewound:  # before a reset the action returned after it
@@ -1334,7 +1337,7 @@ class Bot:
             if not follow or follow.startswith("utter_") or follow in RASA_ACTIONS:
                 break
             earlier += executed(name, result)
-            name = follow
+            asked_by, name = name, follow
         else:
             log.warning("%s asked for %s after %d follow-ups, which is not run: a loop of FollowupActions?",
                         decision.action, name, MAX_FOLLOWUPS)

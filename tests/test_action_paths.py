@@ -603,6 +603,15 @@ class ActionAgain(Action):
         return [FollowupAction("action_again")]
 
 
+class ActionFollowMisspelt(Action):
+    def name(self):
+        return "action_follow_misspelt"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="Looking it up.")
+        return [FollowupAction("action_order_stauts")]
+
+
 class ActionRefundOnceThenFail(Action):
     def name(self):
         return "action_refund_once_then_fail"
@@ -3730,6 +3739,20 @@ async def test_a_followup_loop_is_cut_and_said_so(action_bot: Path, tmp_path: Pa
         reply = await bot.handle(Turn("c1", "/track_order", "web"))
         assert reply.text.split("\n\n") == ["again"] * (MAX_FOLLOWUPS + 1)
         assert f"action_again asked for action_again after {MAX_FOLLOWUPS} follow-ups, which is not run" in caplog.text
+    finally:
+        await bot.close()
+
+
+async def test_a_followup_no_action_answers_to_is_named_with_the_action_that_asked_for_it(
+        action_bot: Path, endpoint: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A misspelt FollowupAction was logged with the name it misspelt alone: which of the bot's actions wrote it was
+    for the shop to find."""
+    bot = make_bot(action_bot, endpoint, {"track_order": "action_follow_misspelt"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert (reply.source, reply.text) == ("action", "Looking it up.")  # what the asker said stands
+        [record] = [r for r in caplog.records if "action_order_stauts" in r.getMessage()]
+        assert record.getMessage().endswith("(a FollowupAction of action_follow_misspelt asked for it)")
     finally:
         await bot.close()
 
