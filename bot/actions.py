@@ -803,9 +803,9 @@ class ActionRunner:
         executor = self.executor
         try:
             if self._is_async(call["next_action"]):
-                result = await self._on_action_loop(lambda: executor.run(call), id(call))
+                result = await self._on_action_loop(lambda: _run_joining_streams(executor, call), id(call))
             else:
-                result = await self._in_thread(lambda: asyncio.run(executor.run(call)), id(call))
+                result = await self._in_thread(lambda: asyncio.run(_run_joining_streams(executor, call)), id(call))
         except ActionError:
             raise
         except Exception as exc:
@@ -960,6 +960,71 @@ class ActionRunner:
         if any(action_loop.thread.is_alive() for action_loop in loops):
             log.warning("an async action still holds its event loop at shutdown (a blocking call in it?): "
                         "left to the process's exit")
+
+
+# What the chunks of one rasa-sdk stream (dispatcher.stream_chunk) put together in one message: its text, tokens one after
+# the other, and the buttons and cards that come with it
+JOINED_PARTS = frozenset({"text", "buttons", "elements"})
+
+
+def _run_joining_streams(executor: ActionExecutor, call: dict[str, Any]) -> Coroutine[Any, Any, Any]:
+    """``executor.run(call)``, with what the action streams (``dispatcher.stream_chunk``, rasa-sdk 3.21) said as the
+    messages it makes: deskbot's channels do not stream, and rasa-sdk's unary run replays each chunk as a message of its
+    own, so a reply streamed token by token reached the customer as one paragraph a token. A rasa-sdk without streaming
+    runs as it is."""
+    if "sink" not in inspect.signature(executor.run).parameters:
+        return executor.run(call)
+    from rasa_sdk.executor import CollectingDispatcher
+
+    dispatcher = CollectingDispatcher()
+    return executor.run(call, sink=_StreamJoiner(dispatcher), dispatcher=dispatcher)  # type: ignore[arg-type]
+
+
+class _StreamJoiner:
+    """rasa-sdk's stream sink (a queue's ``put``, to it) for an in-process action: each stream's chunks, at its
+    ``stream_end``, sent with ``dispatcher.utter_message`` as the messages they make (:func:`_joined_chunks`), in
+    their place among the action's other messages."""
+
+    def __init__(self, dispatcher: Any) -> None:
+        self.dispatcher = dispatcher
+        self.chunks: list[dict[str, Any]] = []
+
+    async def put(self, item: dict[str, Any]) -> None:
+        event = item.get("event")
+        if event == "stream_start":
+            self.chunks = []
+        elif event == "stream_chunk":
+            self.chunks.append({key: value for key, value in item.items() if key != "event"})
+        elif event == "stream_end":
+            for message in _joined_chunks(self.chunks):
+                self.dispatcher.utter_message(**message)
+            self.chunks = []
+
+
+def _joined_chunks(chunks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages a stream's ``chunks`` make: consecutive chunks of text, buttons and cards (``JOINED_PARTS``) one
+    message, their texts joined as they were streamed, with nothing between them (a token carries its own space, and
+    Chinese has none); a chunk with anything else (an image, an attachment, a custom payload) a message of its own,
+    where it came."""
+    messages: list[dict[str, Any]] = []
+    for chunk in chunks:
+        last = messages[-1] if messages else None
+        if last is None or not _joinable(chunk) or not _joinable(last):
+            messages.append(dict(chunk))
+            continue
+        if "text" in chunk:
+            last["text"] = last.get("text", "") + chunk["text"]
+        for part in ("buttons", "elements"):
+            if part in chunk:
+                last[part] = [*last.get(part, []), *chunk[part]]
+    return messages
+
+
+def _joinable(message: Mapping[str, Any]) -> bool:
+    """Whether ``message``, a stream's chunk or what its chunks made so far, joins with the next: it holds only
+    ``JOINED_PARTS``, of the types rasa-sdk gives them (a text that is not a string is refused as any message's is)."""
+    return (message.keys() <= JOINED_PARTS and isinstance(message.get("text", ""), str)
+            and all(isinstance(message.get(part, []), list) for part in ("buttons", "elements")))
 
 
 class _ActionLoop:

@@ -603,6 +603,25 @@ class ActionAgain(Action):
         return [FollowupAction("action_again")]
 
 
+class ActionStreamed(Action):
+    def name(self):
+        return "action_streamed"
+
+    async def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="One moment.")
+        await dispatcher.stream_start()
+        for token in ("Your", " order", " has", " shipped."):
+            await dispatcher.stream_chunk(text=token)
+        await dispatcher.stream_chunk(image="https://shop.example/parcel.png")
+        for token in ("您的", "订单", "已发货。"):
+            await dispatcher.stream_chunk(text=token)
+        await dispatcher.stream_chunk(buttons=[{"title": "Track it", "payload": "/track_order"}])
+        await dispatcher.stream_end()
+        for token in ("Anything", " else?"):  # a stream the action leaves open, which rasa-sdk closes
+            await dispatcher.stream_chunk(text=token)
+        return []
+
+
 class ActionFollowMisspelt(Action):
     def name(self):
         return "action_follow_misspelt"
@@ -3739,6 +3758,21 @@ async def test_a_followup_loop_is_cut_and_said_so(action_bot: Path, tmp_path: Pa
         reply = await bot.handle(Turn("c1", "/track_order", "web"))
         assert reply.text.split("\n\n") == ["again"] * (MAX_FOLLOWUPS + 1)
         assert f"action_again asked for action_again after {MAX_FOLLOWUPS} follow-ups, which is not run" in caplog.text
+    finally:
+        await bot.close()
+
+
+async def test_a_streamed_reply_reaches_the_customer_as_the_messages_its_chunks_make(
+        action_bot: Path, tmp_path: Path) -> None:
+    """rasa-sdk replays a stream's chunks as a message each where the channel does not stream, as deskbot's do not: a
+    reply streamed token by token reached the customer as one paragraph a token ("Your\n\n order\n\n has...")."""
+    bot = make_bot(action_bot, None, {"track_order": "action_streamed"}, tmp_path)
+    try:
+        reply = await bot.handle(Turn("c1", "/track_order", "web"))
+        assert reply.source == "action"
+        assert reply.text.split("\n\n") == [
+            "One moment.", "Your order has shipped.", "https://shop.example/parcel.png", "您的订单已发货。", "Anything else?"]
+        assert reply.buttons == [{"title": "Track it", "payload": "/track_order"}]
     finally:
         await bot.close()
 
