@@ -49,6 +49,8 @@ log = logging.getLogger("deskbot")
 MAX_ACTION_THREADS = 32  # in-process actions running at once, hung ones included; more wait for a thread
 ACTIONS_LOOP_CLOSE_S = 2.0  # at shutdown, how long the async actions' loop has to cancel what runs on it and close
 HELD_LOOP_S = 0.5  # an async actions' loop that has not come round for this long is held by a blocking call
+# How long actions/'s modules may take to import (their top level runs) before the load is refused
+IMPORT_TIMEOUT_S = 60.0
 MAX_ANSWER_BYTES = 1 << 20  # an action server's answer; a runaway one must not fill the store or a chat
 # The version an action call gives as Rasa's: the rasa-sdk deskbot runs its own actions with. rasa-sdk's server warns
 # when its major and minor differ ("might not be compatible"), which a fixed "3.10.0" made it do with every other one.
@@ -790,10 +792,7 @@ class ActionRunner:
 
     def _innermost_own_in(self, thread: threading.Thread | None) -> traceback.FrameSummary | None:
         """The line of ``actions/`` that ``thread`` runs now, if any."""
-        frame = sys._current_frames().get(thread.ident) if thread is not None and thread.ident is not None else None
-        if frame is None or self.actions_dir is None:
-            return None
-        return _innermost_own(traceback.extract_stack(frame), self.actions_dir)
+        return None if self.actions_dir is None else _running_at(thread, self.actions_dir)
 
     async def _run(self, call: dict[str, Any]) -> ActionResult:
         if self.endpoint:
@@ -1109,6 +1108,12 @@ def _innermost_own(frames: traceback.StackSummary, actions_dir: Path) -> traceba
     return own[-1] if own else None
 
 
+def _running_at(thread: threading.Thread | None, actions_dir: Path) -> traceback.FrameSummary | None:
+    """The line of ``actions_dir`` that ``thread`` runs now, if any."""
+    frame = sys._current_frames().get(thread.ident) if thread is not None and thread.ident is not None else None
+    return None if frame is None else _innermost_own(traceback.extract_stack(frame), actions_dir)
+
+
 def _fault(exc: Exception, path: Path, actions_dir: Path) -> tuple[str, int | None, str]:
     """Where the shop's code failed to import (the file at fault may be a helper ``path`` imports), and why:
     a syntax error's own place, else the last line of ``actions/`` the traceback went through."""
@@ -1150,10 +1155,61 @@ def code_stamp(actions_dir: Path) -> tuple[tuple[str, int], ...]:
     return tuple(sorted((str(path.relative_to(actions_dir)), path.stat().st_mtime_ns) for path in actions_dir.rglob("*.py")))
 
 
+@dataclass
+class _UnfinishedImport:
+    """An import of actions/ given up on (:func:`_load_executor`), whose thread may still run: Python cannot stop it."""
+
+    thread: threading.Thread
+    where: str  # the file and line of actions/ it was held at
+
+
+# The import of actions/ last given up on. sys.modules and the locks of the modules being imported are the process's:
+# a new import beside it would wait on the lock of the module it holds, or run the shop's top level twice at once.
+_unfinished_import: _UnfinishedImport | None = None
+
+
 def _load_executor(actions_dir: Path) -> ActionExecutor:
+    """:func:`_import_executor`, run in a daemon thread and waited for ``IMPORT_TIMEOUT_S``: a module whose top level
+    hangs (a database connection, a ``requests.get`` without a timeout) hung ``bot serve`` at start without a word, and a
+    reload held the reload lock for good. Past the limit, an :class:`ActionError` names the line of actions/ it is held
+    at; the thread, which cannot be stopped, is left to end on its own, importing nothing after what holds it, and
+    while it runs no other import of actions/ is started (one would wait behind it): a reload once it has ended, or a
+    restart, loads them."""
+    global _unfinished_import
+    if _unfinished_import is not None and _unfinished_import.thread.is_alive():
+        raise ActionError(f"{_unfinished_import.where}: cannot load the custom actions: an earlier import of it, "
+                          f"given up on after {IMPORT_TIMEOUT_S:g} s, has not finished, and Python cannot stop it: a "
+                          "reload once it has, or a restart, loads actions/")
+    abandoned = threading.Event()
+    outcome: list[ActionExecutor | BaseException] = []
+
+    def target() -> None:
+        try:
+            outcome.append(_import_executor(actions_dir, abandoned))
+        except BaseException as exc:  # raised where the load was asked for
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, name="deskbot-actions-import", daemon=True)
+    thread.start()
+    thread.join(IMPORT_TIMEOUT_S)
+    if thread.is_alive():
+        abandoned.set()
+        own = _running_at(thread, actions_dir)
+        where = f"{own.filename}:{own.lineno}" if own else str(actions_dir)
+        _unfinished_import = _UnfinishedImport(thread, where)
+        raise ActionError(f"{where}: cannot load the custom actions: its import has not finished after "
+                          f"{IMPORT_TIMEOUT_S:g} s{f' ({own.line})' if own and own.line else ''}: a connection, or a "
+                          "call without a timeout, at a module's top level? Make it in the action's run, with a timeout")
+    if isinstance(result := outcome[0], BaseException):
+        raise result
+    return result
+
+
+def _import_executor(actions_dir: Path, abandoned: threading.Event) -> ActionExecutor:
     """Import every module in ``actions/`` and register the Action classes defined there; an :class:`ActionError`
     naming each module that does not import, a line each, the others imported all the same: an editor who broke two
-    files learns of both in one run."""
+    files learns of both in one run. Once ``abandoned`` is set (the load was given up on), no further module is
+    imported."""
     from rasa_sdk import Action
     from rasa_sdk.executor import ActionExecutor
 
@@ -1214,6 +1270,8 @@ def _load_executor(actions_dir: Path) -> ActionExecutor:
     # A package is imported here before the walk looks inside it, so that a failure is reported as any other.
     # A package that did not import is not looked inside (onerror): its failure is told once.
     for info in pkgutil.walk_packages([str(actions_dir)], prefix=f"{package}.", onerror=lambda name: None):
+        if abandoned.is_set():  # before the walk imports the next package to look inside it
+            break
         path = Path(info.module_finder.path) / (info.name.rpartition(".")[2] + ("/__init__.py" if info.ispkg else ".py"))
         load(info.name, path, lambda: importlib.import_module(info.name))  # noqa: B023 (called at once)
     if failed:

@@ -35,6 +35,7 @@ from click.testing import CliRunner
 from pydantic import ValidationError
 
 import bot.server as serving
+from bot.actions import ActionError
 from bot.aiohttp_log import ClientErrorsInOneLine
 from bot.channels.base import STORE_DAMAGED, BackgroundTasks, StoreRefusals, normalise, readable
 from bot.channels.slack import slack_signature
@@ -3119,42 +3120,49 @@ class Hello(Action):
         return []
 """
 
+ADMIN = {"Authorization": "Bearer t0ken"}
+
+
+async def hello_mapped(make_client: Callable[..., Any], text: str) -> tuple[Any, Path]:
+    """A client of a bot whose actions/hello.py says ``text``, which bot.yml's map runs for check_refund_policy once
+    it is reloaded (its admin token ``ADMIN``'s), and that file."""
+    import yaml
+
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS}, learning={"watch_seconds": 0})
+    root = client.app[BOT].project.root
+    hello = root / "actions" / "hello.py"
+    hello.write_text(HELLO_ACTION.format(text=text))
+    config = yaml.safe_load((root / "bot.yml").read_text())
+    config["actions"]["map"]["check_refund_policy"] = "action_hello"
+    (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    return client, hello
+
 
 async def test_a_reload_brings_the_actions_as_they_are_now_and_keeps_the_last_good_ones_when_they_break(
         make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
     """A new or edited action in actions/ took a restart: a reload whose action map named it was refused, and an
     edited one ran as it was. Code that fails to import leaves the actions loaded before running, with the file and
     line at fault in the log and in the reload's answer: a restart would not start at all."""
-    import yaml
-
-    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS}, learning={"watch_seconds": 0})
-    admin = {"Authorization": "Bearer t0ken"}
-    root = client.app[BOT].project.root
-    hello = root / "actions" / "hello.py"
-    hello.write_text(HELLO_ACTION.format(text="Hello from the new action."))
-    config = yaml.safe_load((root / "bot.yml").read_text())
-    config["actions"]["map"]["check_refund_policy"] = "action_hello"
-    (root / "bot.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
-
-    response = await client.post("/admin/reload", headers=admin)
+    client, hello = await hello_mapped(make_client, "Hello from the new action.")
+    response = await client.post("/admin/reload", headers=ADMIN)
     assert response.status == 200 and "actions_not_reloaded" not in await response.json()
     reply = await (await chat(client, cid(), "/check_refund_policy")).json()
     assert (reply["source"], reply["reply"]) == ("action", "Hello from the new action.")
 
     hello.write_text(HELLO_ACTION.format(text="Hello again.") + "\ndef broken(:\n")
-    response = await client.post("/admin/reload", headers=admin)
+    response = await client.post("/admin/reload", headers=ADMIN)
     assert response.status == 200 and f"{hello}:13" in (await response.json())["actions_not_reloaded"]
     assert f"actions/ not reloaded: {hello}:13: cannot load the custom actions" in caplog.text
     assert (await (await chat(client, cid(), "/check_refund_policy")).json())["reply"] == "Hello from the new action."
     # a class rasa-sdk cannot register (a run without domain) failed the whole reload with rasa-sdk's traceback
     hello.write_text(HELLO_ACTION.format(text="Hello again.").replace(", domain)", ")"))
-    response = await client.post("/admin/reload", headers=admin)
+    response = await client.post("/admin/reload", headers=ADMIN)
     assert response.status == 200 and f"{hello}:5: cannot load the custom actions: class Hello: Exception: You can " \
         "only register functions that take 3 parameters" in (await response.json())["actions_not_reloaded"]
     assert (await (await chat(client, cid(), "/check_refund_policy")).json())["reply"] == "Hello from the new action."
 
     hello.write_text(HELLO_ACTION.format(text="Hello, mended."))
-    assert "actions_not_reloaded" not in await (await client.post("/admin/reload", headers=admin)).json()
+    assert "actions_not_reloaded" not in await (await client.post("/admin/reload", headers=ADMIN)).json()
     assert (await (await chat(client, cid(), "/check_refund_policy")).json())["reply"] == "Hello, mended."
 
 
@@ -3348,6 +3356,70 @@ async def test_an_intent_renamed_in_the_saved_files_alone_is_refused_until_bot_r
     assert "refund_policy" in bot.nlu.labels and "check_refund_policy" not in bot.nlu.labels
     reply = await (await chat(client, cid(), "/refund_policy")).json()
     assert reply["source"] == "template" and reply["reply"].startswith("You can return most items within 30 days")
+
+
+HANGING_IMPORT = """
+import time
+from pathlib import Path
+
+while not Path({release!r}).exists():  # a connection at the top level that does not answer
+    time.sleep(0.02)
+"""
+
+
+async def test_an_action_file_whose_import_hangs_is_refused_in_bounded_time_and_the_last_good_actions_run_on(
+        make_client: Callable[..., Any], tiny_demo_bot: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module of actions/ whose top level hangs (a database connection, a requests.get without a timeout) hung
+    `bot serve` at start without a word, and a reload held the reload lock for good: now the load is refused after
+    IMPORT_TIMEOUT_S, naming the file and line it is held at, and a reload leaves the last good actions running. The
+    held import cannot be stopped, so no other is started beside it until it ends."""
+    client, hello = await hello_mapped(make_client, "Hello.")
+    assert "actions_not_reloaded" not in await (await client.post("/admin/reload", headers=ADMIN)).json()
+    release = tmp_path / "release"
+    hang = HANGING_IMPORT.format(release=str(release))
+    held_at = hang.splitlines().index("    time.sleep(0.02)") + 1
+
+    def import_ended() -> None:  # the held import, once released, ends before the next test imports actions/
+        release.touch()
+        for thread in threading.enumerate():
+            if thread.name == "deskbot-actions-import":
+                thread.join(10)
+        monkeypatch.undo()
+
+    # at start: refused with the line it is held at
+    starting = configured_copy(tiny_demo_bot, tmp_path / "starting")
+    shutil.rmtree(starting / "actions")
+    (starting / "actions").mkdir()
+    (starting / "actions" / "db.py").write_text(hang)
+    monkeypatch.setattr("bot.actions.IMPORT_TIMEOUT_S", 2.0)
+    try:
+        with pytest.raises(ActionError, match=re.escape(f"{starting / 'actions' / 'db.py'}:{held_at}: cannot load the "
+                                                        "custom actions: its import has not finished after 2 s")):
+            create_app(starting, device="cpu")
+    finally:
+        import_ended()
+    release.unlink()
+
+    monkeypatch.setattr("bot.actions.IMPORT_TIMEOUT_S", 2.0)
+    try:
+        hello.write_text(HELLO_ACTION.format(text="Hello, held.") + hang)
+        held_at_line = f"{hello}:{HELLO_ACTION.count(chr(10)) + held_at}"
+        refused = await (await client.post("/admin/reload", headers=ADMIN)).json()
+        assert refused["actions_not_reloaded"].startswith(f"{held_at_line}: cannot load the custom actions: its "
+                                                          "import has not finished after 2 s")
+        assert (await (await chat(client, cid(), "/check_refund_policy")).json())["reply"] == "Hello."
+        # mended while the held import runs on: not imported beside it, the reload lock free for the next reload
+        hello.write_text(HELLO_ACTION.format(text="Hello, mended."))
+        refused = await (await client.post("/admin/reload", headers=ADMIN)).json()
+        assert refused["actions_not_reloaded"] == (
+            f"{held_at_line}: cannot load the custom actions: an earlier import of it, given up on after 2 s, has not "
+            "finished, and Python cannot stop it: a reload once it has, or a restart, loads actions/")
+        assert (await (await chat(client, cid(), "/check_refund_policy")).json())["reply"] == "Hello."
+    finally:
+        import_ended()
+    assert "actions_not_reloaded" not in await (await client.post("/admin/reload", headers=ADMIN)).json()
+    assert (await (await chat(client, cid(), "/check_refund_policy")).json())["reply"] == "Hello, mended."
 
 
 async def test_a_saved_action_is_served_without_a_reload_and_one_that_fails_to_import_is_refused_with_its_line(
