@@ -634,18 +634,26 @@ class ActionRunner:
         (:meth:`_form_mistakes`; what asks for their slots where ``named``, responses.yml's responses named after no
         intent, is given), so that one run finds them all. ``written``: forms bot.yml names that ``config`` lacks for
         their own mistakes, told already."""
-        forms = {*config.actions.forms, *written}
-        unknown = [(intent, action) for intent, action in config.actions.map.items()
-                   if self.endpoint is None and action not in self.names and action not in forms]
         said = []
-        if unknown:  # the first one's line
+        if self.endpoint is None and (unknown := _unknown_mapped(config, self.names, written)):
             defined = (f"no class in actions/ is named so (it defines {', '.join(self.names) or 'none'})"
                        if self.executor else "the bot has no actions/ folder and no actions.endpoint")
-            named_actions = ", ".join(repr(action) for _, action in unknown)
-            said.append(str(config_error(root, ("actions", "map", unknown[0][0]), f"{named_actions}: {defined}")))
+            said.append(_unknown_mapped_error(root, unknown, defined))
         said.extend(self._form_mistakes(config, root, named))
         if said:
             raise ActionError("\n".join(said))
+
+    async def check_listed_map(self, config: BotConfig, root: Path) -> None:
+        """Log an error, naming the line of bot.yml (``config``, of the bot at ``root``), for the actions its
+        ``actions.map`` names that the action server does not list (rasa-sdk's ``GET /actions``): a typo would fail
+        every customer who asks for it. Asked on the event loop, never blocking it, as the server starts; nothing is
+        said where the server does not answer (it may start after deskbot: :meth:`_listed` warns of it)."""
+        if not self.endpoint:
+            return
+        listed = await self._listed()
+        if self._listed_names is not None and (unknown := _unknown_mapped(config, listed)):
+            log.error("%s", _unknown_mapped_error(root, unknown, f"the action server at {self._redacted(self._webhook())} "
+                                                  f"does not list it (it lists {', '.join(sorted(listed)) or 'none'})"))
 
     def _form_mistakes(self, config: BotConfig, root: Path, named: Collection[str] | None) -> list[str]:
         """Each form of ``actions.forms`` whose ``submit`` action this runner cannot run (in-process, or on an action
@@ -1153,6 +1161,20 @@ def _raised(exc: Exception, actions_dir: Path | None, conversation_id: str) -> s
 def code_stamp(actions_dir: Path) -> tuple[tuple[str, int], ...]:
     """Each Python file under ``actions_dir`` with when it last changed."""
     return tuple(sorted((str(path.relative_to(actions_dir)), path.stat().st_mtime_ns) for path in actions_dir.rglob("*.py")))
+
+
+def _unknown_mapped(config: BotConfig, known: Collection[str], written: Collection[str] = ()) -> list[tuple[str, str]]:
+    """The intents and actions of bot.yml's ``actions.map`` (``config``'s) that are neither ``known`` actions nor forms
+    (its ``actions.forms``, and ``written``: those bot.yml names that ``config`` lacks for their own mistakes)."""
+    forms = {*config.actions.forms, *written}
+    return [(intent, action) for intent, action in config.actions.map.items()
+            if action not in known and action not in forms]
+
+
+def _unknown_mapped_error(root: Path, unknown: list[tuple[str, str]], why: str) -> str:
+    """The ``unknown`` actions of bot.yml's map (:func:`_unknown_mapped`) said on the first one's line, with ``why``."""
+    named_actions = ", ".join(repr(action) for _, action in unknown)
+    return str(config_error(root, ("actions", "map", unknown[0][0]), f"{named_actions}: {why}"))
 
 
 @dataclass

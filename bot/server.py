@@ -1124,6 +1124,18 @@ async def check_platforms(app: web.Application) -> None:
             channel.start()
 
 
+async def check_action_map(app: web.Application) -> AsyncIterator[None]:
+    """Check bot.yml's ``actions.map`` against the actions the action server lists, in the background as the server
+    starts (:meth:`~bot.actions.ActionRunner.check_listed_map`): a typo in it against an action server was met only by
+    the customers who asked for the action. Asked on the event loop, so that an action server on it answers."""
+    bot = app[BOT]
+    task = asyncio.create_task(bot.actions.check_listed_map(bot.config, bot.project.root))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def say_closed_conversations(app: web.Application) -> None:
     """Say at start how many signed-in customers' web conversations stay closed for want of channels.web.identity_secret:
     a bot.yml that dropped it left each one no proof can open, and their customers found a new chat, without a word to
@@ -1910,6 +1922,7 @@ def create_app(root: Path | str, device: str | None = None, nlu: NLU | None = No
     app.cleanup_ctx.append(purge_past_retention)
     app.cleanup_ctx.append(forget_idle_clients)
     app.cleanup_ctx.append(watch_store)
+    app.cleanup_ctx.append(check_action_map)
     app.on_startup.append(say_closed_conversations)
     app.on_startup.append(check_platforms)
     settings = {"max_message_chars": server.max_message_chars, "max_body_bytes": server.max_body_bytes,

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, Callable
 
 import aiohttp
+from aiohttp import web
 import pytest
 import torch
 from click.testing import CliRunner
@@ -3420,6 +3421,23 @@ async def test_an_action_file_whose_import_hangs_is_refused_in_bounded_time_and_
         import_ended()
     assert "actions_not_reloaded" not in await (await client.post("/admin/reload", headers=ADMIN)).json()
     assert (await (await chat(client, cid(), "/check_refund_policy")).json())["reply"] == "Hello, mended."
+
+
+async def test_an_action_the_map_names_that_the_action_server_does_not_list_is_named_at_start(
+        make_client: Callable[..., Any], aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A typo in actions.map against an action server was met only by the customers who asked for the action: the
+    server's list is asked as deskbot starts, on its event loop (an action server on that loop, as here, answers), and
+    the map's line named."""
+    stub = web.Application()
+    stub.router.add_get("/actions", lambda request: web.json_response([{"name": "action_order_status"}]))
+    server = await aiohttp_server(stub)
+    client = await make_client(actions={"endpoint": str(server.make_url("/webhook")),
+                                        "map": {"track_order": "action_order_status", "cancel_order": "action_cancel"}})
+    root = client.app[BOT].project.root
+    line = (root / "bot.yml").read_text().splitlines().index("    cancel_order: action_cancel") + 1
+    assert await logged(caplog, f"{root / 'bot.yml'}:{line}: actions.map.cancel_order: 'action_cancel': the action "
+                                f"server at {server.make_url('/webhook')} does not list it (it lists action_order_status)")
+    assert [r.levelname for r in caplog.records if "does not list it" in r.getMessage()] == ["ERROR"]
 
 
 async def test_a_saved_action_is_served_without_a_reload_and_one_that_fails_to_import_is_refused_with_its_line(
