@@ -3215,6 +3215,7 @@ def test_the_agents_console_does_not_offer_again_a_reply_that_may_have_reached_t
     said = ("kept in the transcript; it may have reached the customer, whose platform did not say "
             "(chat.postMessage: HTTP 504): check before sending it again")
     page.route("**/messages", lambda route: route.fulfill(status=504, json={"error": said}))
+    page.get_by_label("Your name").fill("Sam")  # the reply makes the customer nobody has theirs, in a name
     box = page.locator("form.reply textarea")
     box.fill("It left today.")
     box.press("Enter")
@@ -3289,6 +3290,7 @@ def test_the_replies_an_agent_is_writing_outlast_a_reload_of_the_console(
     page = context.pages[0]
     box = page.locator("form.reply textarea")
     page.locator(f'.list li[data-id="{alice}"]').click()
+    page.get_by_label("Your name").fill("Sam")  # a reply makes the customer nobody has theirs, in a name
     box.fill("Alice, your refund left today.")
     page.locator(f'.list li[data-id="{bob}"]').click()
     box.fill("Bob, one moment please.")
