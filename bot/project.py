@@ -2919,7 +2919,7 @@ def csv_rows(path: Path, fail: Callable[[str], None], needed: str = "intent") ->
     any case and order, each once, ``needed`` among them (``intent`` for labelled questions, ``answer`` for
     history.csv). Blank rows are skipped. ``fail`` stops with the line of what cannot be read: a file that is not
     UTF-8, such a header, a quote left open, a row of more cells than the header names. A column may be named in
-    Chinese instead (:data:`CSV_COLUMNS`). A cell's HTML, as a helpdesk exports its tickets' bodies, is read as
+    Chinese instead (:data:`CSV_COLUMNS`). A read column's HTML, as a helpdesk exports its tickets' bodies, is read as
     deskbot's text, an answer's as its Markdown (:func:`html_read`)."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" opens with a byte order mark
@@ -2945,6 +2945,7 @@ def csv_rows(path: Path, fail: Callable[[str], None], needed: str = "intent") ->
              f"(or in Chinese: 问题, {chinese[needed]}, {chinese[optional]}); it has {found!r}{hint}")
     if twice := _named_twice(header):
         fail(f"{path}:1: {twice}; keep one, or rename the other")
+    columns = [CSV_COLUMNS.get(name) for name in header]
     while True:
         line = reader.line_num + 1  # the row's first line: a quoted answer may run over several
         try:
@@ -2958,8 +2959,9 @@ def csv_rows(path: Path, fail: Callable[[str], None], needed: str = "intent") ->
         if len(values) > len(header):
             fail(f"{path}:{line}: {len(values)} columns where the first row names {len(header)}; quote a text that "
                  'holds a comma ("where is it, please?")')
-        yield line, {CSV_COLUMNS.get(name, name): html_read(value, markdown=CSV_COLUMNS.get(name) == "answer")
-                     for name, value in zip(header, values)}
+        # the HTML of the columns read alone: another (a ticket's whole transcript) is kept to be named as not read
+        yield line, {name if key is None else key: value if key is None else html_read(value, markdown=key == "answer")
+                     for name, key, value in zip(header, columns, values)}
 
 
 HISTORY_LINE = '{"question": "where is my order?", "answer": "It ships within 2 days."}'  # one line of history.jsonl
