@@ -273,16 +273,23 @@ def address_lines(view: str) -> list[tuple[int, int]]:
     return merged_spans([*spans, *_labelled_addresses(view)])
 
 
-# What says the value after it is an address, whatever its shape (地址：, 收货地址是, 住址为, "address:"): but not an
-# e-mail's, an IP's, a web page's or a wallet's.
+# What says the value after it is an address, whatever its shape (地址：, 收货地址是, 住址为, 地址改成, "address:"): but
+# not an e-mail's, an IP's, a web page's or a wallet's. And a sentence that gives the customer's own ("my address is",
+# "the new address is", "change my address to"), where an address starts with a number, a capital or a Chinese
+# character ("12 Baker Street", "Rose Cottage", 望京SOHO): "the address is wrong" says what is wrong with it, and
+# "what is the address of your store" asks for the shop's.
 _ADDRESS_LABEL = re.compile(r"(?i)(?<![a-z_])(?<!e-mail )(?<!email )(?<!ip )(?<!web )(?<!mac )address ?:"
+                            r"|(?<![a-z])(?:(?:my|our|the|new)(?: new| delivery| shipping| home| billing)? address"
+                            r"(?: is(?: now)?| should be| has changed to| changed to)"
+                            r"|(?:change|changed|update|updated) (?:my|the|our) (?:delivery |shipping |home )?address to)"
+                            r" ?[:：]?(?= *(?:[0-9\u4e00-\u9fff]|(?-i:[A-Z])(?!K\b|\b)))"
                             r"|(?<!邮件)(?<!郵件)(?<!邮箱)(?<!郵箱)(?<!网站)(?<!網站)(?<!链接)(?<!鏈接)(?<!钱包)(?<!錢包)(?<![Ii][Pp])"
-                            r"(?:地址|住址)(?:[:：]|是|为|為|係)")
+                            r"(?:地址|住址)(?:[:：]|是|为|為|係|(?:改|换|換|更改|修改|变更|變更|更新)(?:成(?!功)|为|為)了?)")
 # The value: up to its line's or sentence's end, the next field ("电话：", "Phone:"), a placeholder, or a comma, unless a
 # capitalised word or a number follows it ("Flat 3, Tower B, Kowloon"; 88号，1101室), or thanks, 80 characters at most;
 # none where it asks about the address or says it is wrong (地址是什么, 地址是哪里, 地址是错的, 地址为空, "address: ?").
 _LABELLED_VALUE = re.compile(
-    r" *(?!什么|什麼|哪|在哪|啥|多少|不|没|沒|错|錯|对|對|正确|正確|空|怎|如何|一样|一樣)"
+    r" *(?!什么|什麼|哪|在哪|啥|多少|不|没|沒|错|錯|对|對|正确|正確|空|怎|如何|一样|一樣|吗|嗎|呢)"
     r"(?:(?!,? ?[^\W\d_]{1,8}[:：])(?!,(?! ?[A-Z0-9]))(?! ?(?:谢谢|謝謝|多谢|多謝|麻烦|麻煩|请|請|thanks|thank you|please)\b)"
     r"[^\n.;!?。！？；\[]){1,80}")  # bounded: a value read from each of many labels in one long run took its square
 

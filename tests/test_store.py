@@ -2358,11 +2358,21 @@ def test_training_data_loses_the_whole_address_line(text: str, learned: str) -> 
     ("我的地址是深圳市南山区腾讯大厦，谢谢", "我的地址是[ADDRESS]，谢谢"),
     ("收件地址：望京SOHO T1 1201", "收件地址：[ADDRESS]"),
     ("Address: Flat 3, Tower B, Kowloon, thanks", "Address: [ADDRESS], thanks"),
+    # after a verb that changes it, a building, its tower and room
+    ("地址改成望京SOHO T1 1201", "地址改成[ADDRESS]"), ("收货地址换成了朝阳区望京SOHO T1 1201，谢谢", "收货地址换成了[ADDRESS]，谢谢"),
+    # in a sentence, not a label, in English or a mixed line
+    ("My new address is Rose Cottage, Little Snoring, thanks", "My new address is [ADDRESS], thanks"),
+    ("my address is Flat 3, Tower B, Kowloon", "my address is [ADDRESS]"),
+    ("please change my address to 5 Rue de Rivoli, Paris", "please change my address to [ADDRESS]"),
+    ("my address is 北京市朝阳区望京SOHO T1 1201", "my address is [ADDRESS]"),
     # a building's name after the street, with no word such as 大厦 in it
     ("寄到广州市天河区天河路385号太古汇", "寄到[ADDRESS]"),
     ("是天河路385号吗？天河路385号的快递到了吗", "是[ADDRESS]吗？[ADDRESS]的快递到了吗"),
     # asked about, said to be wrong, or another thing's address: none
     ("收货地址是错的，地址是什么？地址为空", "收货地址是错的，地址是什么？地址为空"),
+    ("地址改成功了吗？地址改成了吗", "地址改成功了吗？地址改成了吗"),
+    ("what is the address of your store? the address is wrong, My address is OK, the address is I think wrong",
+     "what is the address of your store? the address is wrong, My address is OK, the address is I think wrong"),
     ("邮箱地址：zhang@163.com, IP地址是 203.0.113.45, email address: [EMAIL], address: ?",
      "邮箱地址：[EMAIL], IP地址是 [IP], email address: [EMAIL], address: ?"),
 ])
