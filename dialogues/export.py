@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import regex
 
-from dialogues.redact import (ACCOUNT, DATE_OR_TIME, PLACEHOLDERS, SURNAMES, account_id, given_names, merged_spans, nfkc_view,
+from dialogues.redact import (ACCOUNT, DATE_OR_TIME, PLACEHOLDERS, SURNAME_LIKE_WORDS, SURNAMES, account_id, given_names, merged_spans, nfkc_view,
                               redact, redact_names, replace_found, was_redacted)
 from dialogues.holding import SENT_TEXTS
 from dialogues.store import Store
@@ -323,7 +323,7 @@ _BRANDS = "UPS|DHL|USPS|FedEx|PayPal|AliPay|Alipay|WeChat|iPhone|eBay|YouTube|Wh
 _NAMED = rf"(?!(?:{_BRANDS})\b)(?!\p{{Lu}}{{2,3}}\b)\p{{Lu}}[\p{{L}}\p{{M}}'’-]*"
 # Two or three characters from a common surname, but not the words agents greet with that start as one does
 # ("您好，谢谢！", "亲爱的顾客，").
-_CHINESE_NAME = rf"(?!谢谢|謝謝|马上|馬上|方便|高兴|高興|周末|顾客|顧客)[{''.join(sorted(SURNAMES))}][\u4e00-\u9fff]{{1,2}}"
+_CHINESE_NAME = rf"(?!{SURNAME_LIKE_WORDS.pattern})[{''.join(sorted(SURNAMES))}][\u4e00-\u9fff]{{1,2}}"
 _ADDRESSED = regex.compile(
     r"(?<!\p{L})(?:[Hh]i|[Hh]ello|[Hh]ey|[Dd]ear|[Tt]hanks|[Tt]hank you|[Gg]ood (?:morning|afternoon|evening)|[Hh]ola"
     r"|[Hh]allo|[Bb]onjour|[Cc]iao)"

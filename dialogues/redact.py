@@ -647,14 +647,19 @@ order our please pls plz really so sorry still sure than thank thanks that the t
 waiting want was we what when where which who why will with would yes you your spelled spelt misspelled misspelt
 wrong incorrect correct right missing different changed showing shown listed written printed""".split())
 # A Chinese name is two to four characters; past its second, one of these starts the rest of the sentence
-# (我叫张伟想问一下: 张伟).
-_AFTER_CHINESE_NAME = frozenset("想要的在我请請订訂买買问問找来來从從是和跟有能可已刚剛就也还還帮幫给給把，係喺嚟")
+# (我叫张伟想问一下: 张伟; 收件人 张三不在家: 张三).
+_AFTER_CHINESE_NAME = frozenset("想要的在我请請订訂买買问問找来來从從是和跟有能可已刚剛就也还還帮幫给給把，係喺嚟不没沒")
 # What starts no name after 我是, 我叫 or 收件人是 (我是新用户, 我是想问, 我叫了快递, 收件人是我本人).
 _NOT_CHINESE_NAMES = frozenset("新老一个這这那不想来來要在从從用客会會买買卖賣第您你他她它们們本了快人过過错錯写寫改没沒我")
 # After 我是 a name is one of the common surnames' (我是张伟), where most words are no name (我是上海的客户, 我是VIP会员).
 SURNAMES = frozenset("王李张張刘劉陈陳杨楊黄黃赵趙吴吳周徐孙孫马馬朱胡郭何高林罗羅郑鄭梁谢謝宋唐许許韩韓冯馮邓鄧曹彭曾肖"
                       "萧蕭田董袁潘于蒋蔣蔡余杜叶葉程苏蘇魏吕呂丁任沈姚卢盧姜崔钟鍾谭譚陆陸汪范範金石廖贾賈夏韦韋付方白"
                       "邹鄒孟熊秦邱江尹薛闫閆段雷侯龙龍史陶黎贺賀顾顧毛郝龚龔邵万萬钱錢严嚴覃武戴莫孔向汤湯欧歐")
+# Common words that start with a surname's character and name no one, as a delivery's details say when its recipient
+# is in (收件人 周末不在: "the recipient is out at weekends"), or an agent greets a customer (您好，谢谢！).
+SURNAME_LIKE_WORDS = regex.compile(
+    "周末|周[一二三四五六日天几幾]|马上|馬上|方便|方式|方面|高兴|高興|顾客|顧客|谢谢|謝謝|万一|萬一|于是|任何|任意|白天|夏天"
+    "|余额|餘額|金额|金額|付款|付钱|付錢|何时|何時|曾经|曾經|陆续|陸續|许多|許多|严重|嚴重|毛病|程序|董事")
 
 
 def _name_at(view: str, start: int, loose: bool) -> Span | None:
@@ -675,7 +680,7 @@ def _name_at(view: str, start: int, loose: bool) -> Span | None:
             kept.append(word)
         end = start + len(" ".join(kept))
     else:
-        if text[0] in _NOT_CHINESE_NAMES or loose and text[0] not in SURNAMES:
+        if text[0] in _NOT_CHINESE_NAMES or loose and text[0] not in SURNAMES or SURNAME_LIKE_WORDS.match(text):
             return None
         end = start + next((i for i in range(2, len(text)) if text[i] in _AFTER_CHINESE_NAME), len(text))
     return (start, end) if end > start else None

@@ -2095,6 +2095,9 @@ def test_the_recipient_a_customer_names_is_redacted(text: str, redacted: str, na
     ("本人姓欧阳", "本人姓[NAME]", {"欧阳"}),
     ("姓名 李娜 电话 [PHONE]", "姓名 [NAME] 电话 [PHONE]", {"李娜"}),
     ("收货人 张伟 手机 [PHONE]", "收货人 [NAME] 手机 [PHONE]", {"张伟"}),
+    ("收件人 王小明，收件人 张三不在家，我叫王芳没收到", "收件人 [NAME]，收件人 [NAME]不在家，我叫[NAME]没收到", {"王小明", "张三", "王芳"}),
+    # words that start with a surname's character and name no one: when the recipient is in
+    ("收件人 周末不在，联系人 白天不在家，收件人 方便的话放门口", "收件人 周末不在，联系人 白天不在家，收件人 方便的话放门口", set()),
     # fields listed, not filled in, and 姓 in words that give no surname
     ("请填写姓名 电话 地址，名字 写错了", "请填写姓名 电话 地址，名字 写错了", set()),
     ("我姓名是李娜，我姓氏是张", "我姓名是[NAME]，我姓氏是张", {"李娜"}),
