@@ -7,6 +7,7 @@ recorded in ``PRAGMA user_version``, so an old ``dialogues.db`` opens with a new
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import fnmatch
@@ -1169,9 +1170,6 @@ def _digest(secret: bytes, conversation_id: str) -> str:
 _log_secret = secrets.token_bytes(32)
 LOG_TAG = re.compile(r"#c[0-9a-f]{12}")  # what :func:`log_tag` writes
 _logged_store: Path | None = None  # the store whose conversations this process's log names by tag (tag_logs_by)
-LOOK_UP_S = 0.2  # the most a log line waits to look its words up in the store (:func:`kept_conversations`)
-LOOK_UP_WORDS = 500  # words of one line looked up, at most
-PURGED_LATELY_BYTES = 1 << 16  # the end of the purge ledger a line's words are looked for in: some 800 purges
 
 
 def tag_logs_by(path: Path, create: bool = True) -> None:
@@ -1189,40 +1187,129 @@ def tag_logs_by(path: Path, create: bool = True) -> None:
         _log_secret = ledger_key(path).read_bytes()
 
 
+LOOK_UP_S = 0.2  # the most a log line waits to look its words up in the store (:func:`kept_conversations`)
+LOOK_UP_WORDS = 500  # words of one line looked up, at most
+ANSWERS_KEPT = 10_000  # words whose answer a look-up keeps while the store is unchanged
+# How long after its purge a conversation's id is still put as its tag: a job under way on it (an agent's reply being
+# sent, a retry) quotes it for minutes, an hour at most; a bulk purge by date, thousands of lines at once, must not
+# push it out. Its digest is kept by its first 16 hex digits (64 bits), so that a large purge costs little memory.
+PURGED_LATELY_S = 24 * 3600
+_PURGED_DIGITS = 16
+
+
+class _LookUps:
+    """What :func:`kept_conversations` keeps between log lines, so that a line quoting a long word neither opens the
+    store nor reads its ledger again: a read-only connection to the store, kept open, and the answers it gave while
+    the store's ``PRAGMA data_version`` stands (a commit by any other connection, a purge's or a new conversation's,
+    changes it, and the answers are asked again); and the digests of the conversations purged within
+    :data:`PURGED_LATELY_S`, the ledger read on from where it ended as it grows, whole again once it is rewritten
+    (:func:`forget_ledger_before`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.conn: sqlite3.Connection | None = None
+        self.file: tuple[int, int] | None = None  # the store's device and inode the connection reads
+        self.version: int | None = None
+        self.answers: dict[str, bool] = {}
+        self.ledger: tuple[int, int] | None = None  # the ledger's device and inode, and how much of it was read
+        self.ledger_read = 0
+        self.purged: dict[bytes, float] = {}  # a digest's first digits: when its conversation was purged
+        self.pruned = 0.0
+
+    def kept(self, asked: list[str]) -> set[str]:
+        """Those of ``asked`` that the store keeps: none where it cannot be read now."""
+        try:
+            conn = self._connection()
+            version = conn.execute("PRAGMA data_version").fetchall()[0][0]  # fetched whole: no read left open
+            if version != self.version or len(self.answers) > ANSWERS_KEPT:
+                self.version, self.answers = version, {}
+            if unknown := [word for word in asked if word not in self.answers]:
+                found = {row[0] for row in conn.execute(
+                    f"SELECT id FROM conversations WHERE id IN ({', '.join('?' * len(unknown))})", unknown).fetchall()}
+                self.answers |= {word: word in found for word in unknown}
+        except (sqlite3.Error, OSError):
+            self.close()
+            return set()
+        return {word for word in asked if self.answers[word]}
+
+    def _connection(self) -> sqlite3.Connection:
+        """The kept connection, opened anew where the store's file was replaced (``bot restore``)."""
+        stat = os.stat(self.path)
+        if self.conn is None or self.file != (stat.st_dev, stat.st_ino):
+            self.close()
+            self.conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=LOOK_UP_S,
+                                        check_same_thread=False)
+            self.file = (stat.st_dev, stat.st_ino)
+        return self.conn
+
+    def purged_lately(self, words: set[str]) -> set[str]:
+        """Those of ``words`` that are the ids of conversations purged from the store lately."""
+        if not words:
+            return set()
+        try:
+            self._read_ledger()
+        except OSError:
+            return set()
+        return {word for word in words if _digest(_log_secret, word)[:_PURGED_DIGITS].encode() in self.purged}
+
+    def _read_ledger(self) -> None:
+        """Read what the ledger holds past what was read of it, its whole lines: a purge appends to it."""
+        with open(purged_ledger(self.path), "rb") as ledger:
+            stat = os.fstat(ledger.fileno())
+            if self.ledger != (stat.st_dev, stat.st_ino) or stat.st_size < self.ledger_read:
+                self.ledger, self.ledger_read, self.purged = (stat.st_dev, stat.st_ino), 0, {}
+            if stat.st_size == self.ledger_read:
+                return
+            ledger.seek(self.ledger_read)
+            added = ledger.read(stat.st_size - self.ledger_read)
+        whole = added[:added.rfind(b"\n") + 1]  # a line still being written is read once it is whole
+        self.ledger_read += len(whole)
+        since = now() - PURGED_LATELY_S
+        for line in whole.splitlines():
+            if (at := _purged_at(line.decode("ascii", "replace"))) >= since:
+                self.purged[line[:_PURGED_DIGITS]] = at
+        if self.pruned < since:  # once a period: those purged before it are forgotten
+            self.purged, self.pruned = {digest: at for digest, at in self.purged.items() if at >= since}, now()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = self.file = None
+
+
+_look_ups: _LookUps | None = None  # kept_conversations's, for the store of this process's log (tag_logs_by)
+_look_ups_lock = threading.Lock()  # log lines are said from many threads
+
+
+@atexit.register
+def close_look_ups(path: Path | None = None) -> None:
+    """Close the connection :func:`kept_conversations` keeps to the store at ``path`` (any, at the process's exit), as
+    the store is closed: the last connection to close empties the store's WAL and deletes it. The next line that looks
+    a word up opens it anew."""
+    with _look_ups_lock:
+        if _look_ups is not None and (path is None or _look_ups.path.resolve() == path.resolve()):
+            _look_ups.close()
+
+
 def kept_conversations(words: Collection[str]) -> set[str]:
     """Those of ``words`` that are the ids of conversations the store of this process's log keeps (:func:`tag_logs_by`),
     for the log to name them by tag: a web conversation's id, which its client chooses, has no shape to be told by, and
     a background job (an hourly round, a retry, a send) that quotes one in an exception has no request that named it.
-    Read over a connection of its own, waiting :data:`LOOK_UP_S` at most: none where the store cannot be read then.
-    Those purged lately too (:func:`_purged_lately`)."""
+    Read over a connection kept for it (:class:`_LookUps`), waiting :data:`LOOK_UP_S` at most: none where the store
+    cannot be read then. Those purged within :data:`PURGED_LATELY_S` too: a job under way as its conversation was purged
+    quotes an id the store no longer keeps, and the log, beyond the purge's reach, would keep the id of a customer just
+    erased."""
+    global _look_ups
     if _logged_store is None or not words:
         return set()
     asked = sorted(words)[:LOOK_UP_WORDS]
-    kept: set[str] = set()
-    with contextlib.suppress(sqlite3.Error, OSError):
-        conn = sqlite3.connect(f"{_logged_store.resolve().as_uri()}?mode=ro", uri=True, timeout=LOOK_UP_S)
-        try:
-            kept = {row[0] for row in conn.execute(
-                f"SELECT id FROM conversations WHERE id IN ({', '.join('?' * len(asked))})", asked)}
-        finally:
-            conn.close()
-    return kept | _purged_lately(_logged_store, set(asked) - kept)
-
-
-def _purged_lately(path: Path, words: set[str]) -> set[str]:
-    """Those of ``words`` that are the ids of conversations purged from the store at ``path`` lately, as the end of its
-    ledger (:func:`purged_ledger`) records them under the log's key: a job under way as its conversation was purged
-    (an agent's reply being sent, a retry) quotes an id the store no longer keeps, and the log, beyond the purge's
-    reach, would keep the id of a customer just erased."""
-    if not words:
-        return set()
-    try:
-        with open(purged_ledger(path), "rb") as ledger:
-            ledger.seek(max(0, ledger.seek(0, os.SEEK_END) - PURGED_LATELY_BYTES))
-            lately = {line.partition(b"\t")[0].decode("ascii", "replace") for line in ledger.read().splitlines()}
-    except OSError:
-        return set()
-    return {word for word in words if _digest(_log_secret, word) in lately}
+    with _look_ups_lock:
+        if _look_ups is None or _look_ups.path != _logged_store:
+            if _look_ups is not None:
+                _look_ups.close()
+            _look_ups = _LookUps(_logged_store)
+        kept = _look_ups.kept(asked)
+        return kept | _look_ups.purged_lately(set(asked) - kept)
 
 
 def log_tag(conversation_id: str) -> str:
@@ -1644,6 +1731,7 @@ class Store:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:
+        close_look_ups(self.path)  # first: the last connection to close empties the WAL
         with self._lock:
             self.db.conn.close()
             if self._serving is not None:  # after the last write: what this server kept is another's to answer now

@@ -1052,6 +1052,63 @@ def test_a_web_conversation_just_purged_is_named_by_its_tag_in_the_log(tmp_path:
     assert said.endswith(f"could not tell {log_tag(conversation)}: KeyError('{log_tag(conversation)}')"), said
 
 
+def said_of(store: Store, *values: object) -> str:
+    """What the log says of a deskbot line quoting ``values``, tagged by the conversations of ``store``."""
+    from dialogues.store import tag_logs_by
+
+    tag_logs_by(store.path)
+    record = logging.LogRecord("deskbot", logging.ERROR, __file__, 1, "failed: " + " ".join(["%r"] * len(values)),
+                               values, None)
+    return RedactedTracebacks("%(message)s").format(record)
+
+
+def began(store: Store, *conversations: str) -> None:
+    from dialogues.store import Exchange
+
+    for conversation in conversations:
+        store.log_exchange(Exchange(conversation, "web", None, "hi", None, "Hello!", "greet", 0.9, [("greet", 0.9)],
+                                    "template", "v0001"))
+
+
+def test_a_conversation_purged_before_a_purge_of_many_is_still_named_by_its_tag(tmp_path: Path) -> None:
+    """Only the purge ledger's last 64 KiB were read for the ids a line quotes: a purge of some 800 conversations or
+    more (a retention period's, by date) pushed out the one whose agent's reply was being sent as it went, and the log
+    kept the erased visitor's key."""
+    from dialogues.store import purged_ledger
+
+    store, conversation = Store(tmp_path / "dialogues.db"), f"visitor.{uuid.uuid4().hex}"
+    others = [f"visitor.{n:032d}" for n in range(1000)]
+    began(store, conversation, *others)
+    store.purge(conversation)
+    store.purge(*others)
+    assert purged_ledger(store.path).stat().st_size > 1 << 16
+    assert said_of(store, KeyError(conversation)) == f"failed: KeyError('{log_tag(conversation)}')"
+    store.close()
+
+
+def test_log_lines_look_their_words_up_over_one_connection_and_a_change_counts_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each log line quoting a word of 8 characters or more opened the store anew to look it up, and read the end of
+    its purge ledger: a burst of lines opened it for each. One connection is kept, and its answers while the store is
+    unchanged, yet a conversation begun or purged since is named by its tag at once."""
+    store, conversation, later = Store(tmp_path / "dialogues.db"), f"visitor.{uuid.uuid4().hex}", "visitor-later1"
+    began(store, conversation)
+    opened: list[str] = []
+    connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda database, *args, **kwargs: opened.append(str(database))
+                        or connect(database, *args, **kwargs))
+    for _ in range(3):
+        assert said_of(store, KeyError(conversation), "ordinary-words") == (
+            f"failed: KeyError('{log_tag(conversation)}') 'ordinary-words'")
+    assert said_of(store, later) == "failed: 'visitor-later1'"
+    began(store, later)
+    assert said_of(store, later) == f"failed: '{log_tag(later)}'"
+    store.purge(conversation, later)
+    assert said_of(store, KeyError(conversation), later) == f"failed: KeyError('{log_tag(conversation)}') '{log_tag(later)}'"
+    assert len([database for database in opened if "mode=ro" in database]) == 1, opened
+    store.close()
+
+
 def test_a_line_of_tags_and_numbers_asks_the_store_for_no_conversation(caplog: pytest.LogCaptureFixture,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Each line said looks the words it quotes up in the store (a web conversation's id): a tag's digits were looked
