@@ -33,6 +33,9 @@ MAX_NAMED = 16  # conversations a context keeps named: a socket's joined ones (b
 # looked up in the store wherever a line quotes it (:func:`as_logged`): a shorter one, which many a word would match, is
 # put as its tag where the request or socket that named it failed alone.
 _WEB_ID_WORD = re.compile(r"(?<![A-Za-z0-9_.:@%#-])[A-Za-z0-9_.-]{8,128}(?![A-Za-z0-9_.:@-])")  # not a tag's digits
+# And a shorter one quoted, as an exception quotes the value it failed on (``KeyError('u42')``): looked up, and put as
+# its tag, only so quoted, since as a word it would stand for any "u42" a line says.
+_QUOTED_SHORT_WORD = re.compile(r"(?<=(['\"]))[A-Za-z0-9_.-]{1,7}(?=\1)")
 # A tag deskbot wrote (a conversation's, an address's), set aside from the redaction as a conversation's id is.
 _TAG = re.compile(r"#[ac][0-9a-f]{12}(?![0-9a-f])")
 _ASIDE = "[CONVERSATION{}]"  # where a conversation's id stood in what is logged, while the rest is redacted
@@ -146,12 +149,16 @@ def as_logged(said: str, conversations: Iterable[str] = ()) -> str:
             ids.append(conversation_id)
         return _ASIDE.format(ids.index(conversation_id))
 
-    stored = kept_conversations({word for found in _WEB_ID_WORD.finditer(said) for word in (found[0], found[0].rstrip("."))})
+    quoted = {found[0] for found in _QUOTED_SHORT_WORD.finditer(said)}
+    stored = kept_conversations({word for found in _WEB_ID_WORD.finditer(said) for word in (found[0], found[0].rstrip("."))}
+                                | quoted)
     said = _TAG.sub(lambda found: aside(found[0]), said)
-    for conversation_id in dict.fromkeys(named for named in (*conversations, *_NAMED.get(), *sorted(stored, key=len,
-                                                                                                    reverse=True))
-                                         if named):
+    named = (*conversations, *_NAMED.get())
+    for conversation_id in dict.fromkeys(one for one in (*named, *sorted(stored, key=len, reverse=True)) if one):
         tag = aside(conversation_id)
+        if conversation_id in quoted and conversation_id not in named:
+            said = re.sub(rf"(?<=(['\"])){re.escape(conversation_id)}(?=\1)", tag, said)
+            continue
         for written in sorted({conversation_id, quote(conversation_id, safe=""), quote_plus(conversation_id)}, key=len,
                               reverse=True):
             said = re.sub(rf"(?<!\w){re.escape(written)}(?!\w)", tag, said)

@@ -1086,6 +1086,18 @@ def test_a_conversation_purged_before_a_purge_of_many_is_still_named_by_its_tag(
     store.close()
 
 
+def test_a_short_web_conversation_id_is_named_by_its_tag_where_a_line_quotes_it(tmp_path: Path) -> None:
+    """A web conversation's id under 8 characters, which a shop's own client may make, was put as its tag only where
+    the request that named it failed: a background job's KeyError of it printed it whole, kept or just purged. As a
+    word not quoted ("size u42") it is as likely anything else, and stays."""
+    store = Store(tmp_path / "dialogues.db")
+    began(store, "u42", "ab12")
+    store.purge("ab12")
+    assert said_of(store, KeyError("u42"), KeyError("ab12"), "size u42", KeyError("x9")) == (
+        f"failed: KeyError('{log_tag('u42')}') KeyError('{log_tag('ab12')}') 'size u42' KeyError('x9')")
+    store.close()
+
+
 def test_log_lines_look_their_words_up_over_one_connection_and_a_change_counts_at_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each log line quoting a word of 8 characters or more opened the store anew to look it up, and read the end of
