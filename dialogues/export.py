@@ -286,11 +286,12 @@ _ADDRESS_LABEL = re.compile(r"(?i)(?<![a-z_])(?<!e-mail )(?<!email )(?<!ip )(?<!
                             r"|(?<!邮件)(?<!郵件)(?<!邮箱)(?<!郵箱)(?<!网站)(?<!網站)(?<!链接)(?<!鏈接)(?<!钱包)(?<!錢包)(?<![Ii][Pp])"
                             r"(?:地址|住址)(?:[:：]|是|为|為|係|(?:改|换|換|更改|修改|变更|變更|更新)(?:成(?!功)|为|為)了?)")
 # The value: up to its line's or sentence's end, the next field ("电话：", "Phone:"), a placeholder, or a comma, unless a
-# capitalised word or a number follows it ("Flat 3, Tower B, Kowloon"; 88号，1101室), or thanks, 80 characters at most;
+# capitalised word or a number follows it ("Flat 3, Tower B, Kowloon"; 88号，1101室), or thanks, or a word that goes on
+# with the sentence ("…, London and my phone is …"), 80 characters at most;
 # none where it asks about the address or says it is wrong (地址是什么, 地址是哪里, 地址是错的, 地址为空, "address: ?").
 _LABELLED_VALUE = re.compile(
     r" *(?!什么|什麼|哪|在哪|啥|多少|不|没|沒|错|錯|对|對|正确|正確|空|怎|如何|一样|一樣|吗|嗎|呢)"
-    r"(?:(?!,? ?[^\W\d_]{1,8}[:：])(?!,(?! ?[A-Z0-9]))(?! ?(?:谢谢|謝謝|多谢|多謝|麻烦|麻煩|请|請|thanks|thank you|please)\b)"
+    r"(?:(?!,? ?[^\W\d_]{1,8}[:：])(?!,(?! ?[A-Z0-9]))(?! ?(?:谢谢|謝謝|多谢|多謝|麻烦|麻煩|请|請|thanks|thank you|please)\b| (?:and|but|because|so|if|when|can|could|would|will)\b)"
     r"[^\n.;!?。！？；\[]){1,80}")  # bounded: a value read from each of many labels in one long run took its square
 
 

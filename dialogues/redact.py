@@ -646,6 +646,9 @@ get got had has have help here hi hello how i i'm if in is it its just looking m
 order our please pls plz really so sorry still sure than thank thanks that the their then there this to trying very
 waiting want was we what when where which who why will with would yes you your spelled spelt misspelled misspelt
 wrong incorrect correct right missing different changed showing shown listed written printed""".split())
+# The fields a form lists after a name, "Name: John Smith Phone: …": "Phone" is the next one's name, not the surname's end.
+_FIELDS = frozenset("phone tel telephone mobile cell email e-mail mail address addr order postcode zip city country company"
+                    .split())
 # A Chinese name is two to four characters; past its second, one of these starts the rest of the sentence
 # (我叫张伟想问一下: 张伟; 收件人 张三不在家: 张三).
 _AFTER_CHINESE_NAME = frozenset("想要的在我请請订訂买買问問找来來从從是和跟有能可已刚剛就也还還帮幫给給把，係喺嚟不没沒")
@@ -675,7 +678,8 @@ def _name_at(view: str, start: int, loose: bool) -> Span | None:
         kept: list[str] = []
         for word in text.split(" "):
             capitals_only = loose or bool(kept) and kept[0][0].isupper()
-            if word.lower() in _NOT_NAMES or capitals_only and not word[0].isupper():
+            if (word.lower() in _NOT_NAMES or capitals_only and not word[0].isupper()
+                    or word.lower() in _FIELDS and view.startswith((":", "："), start + len(" ".join([*kept, word])))):
                 break
             kept.append(word)
         end = start + len(" ".join(kept))

@@ -2079,6 +2079,8 @@ def test_a_name_in_any_alphabet_is_redacted_whole(text: str, redacted: str) -> N
     # a form's field for the name, filled in a message
     ("名字：李娜，我的名字：张伟", "名字：[NAME]，我的名字：[NAME]", {"李娜", "张伟"}),
     ("Name: John Smith, order 123", "Name: [NAME], order 123", {"John Smith", "John", "Smith"}),
+    ("Name: John Smith Phone: [PHONE] Email: [EMAIL]", "Name: [NAME] Phone: [PHONE] Email: [EMAIL]",
+     {"John Smith", "John", "Smith"}),
     ("product name: iPhone 15, username: jsmith, 名字：写错了", "product name: iPhone 15, username: jsmith, 名字：写错了", set()),
 ])
 def test_the_recipient_a_customer_names_is_redacted(text: str, redacted: str, names: set[str]) -> None:
@@ -2368,6 +2370,7 @@ def test_training_data_loses_the_whole_address_line(text: str, learned: str) -> 
     ("my address is Flat 3, Tower B, Kowloon", "my address is [ADDRESS]"),
     ("please change my address to 5 Rue de Rivoli, Paris", "please change my address to [ADDRESS]"),
     ("my address is 北京市朝阳区望京SOHO T1 1201", "my address is [ADDRESS]"),
+    ("address: Rose Cottage, Little Snoring and my phone is 07911 123456", "address: [ADDRESS] and my phone is [PHONE]"),
     # a building's name after the street, with no word such as 大厦 in it
     ("寄到广州市天河区天河路385号太古汇", "寄到[ADDRESS]"),
     ("是天河路385号吗？天河路385号的快递到了吗", "是[ADDRESS]吗？[ADDRESS]的快递到了吗"),
