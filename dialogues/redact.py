@@ -72,9 +72,12 @@ CN_ID = re.compile(r"(?<![0-9A-Za-z])(?:(?:\d{6}[ -]?\d{8}[ -]?\d{3}|\d{6}([ -])
                    r"|\d{4}([ -])\d{4}\2\d{4}\2\d{4}\2\d)[\dXx](?![0-9A-Za-z])"
                    r"|(?<!\d[ -])\d(?:[ -]?\d){16}[ -]?[\dXx](?![0-9A-Za-z]|[ -]\d))")
 # The 15-digit resident ID issued before 1999 (six for the place, the birth date as YYMMDD, three more), after a
-# word for an identity card only: it has no checksum, and 15-digit order numbers are common.
-CN_OLD_ID = re.compile(r"(?i)(?:身份证|身份證|身分證|证件|證件|(?<![a-z])(?:id|identity) card)(?: ?(?:号码|號碼|字号|字號|号|號|number|no\.?|#))?"
-                       r"(?: ?(?:是|为|為|係|is))?\W{0,3}(?<![0-9A-Za-z])(\d{6}[ -]?\d{6}[ -]?\d{3})(?![0-9A-Za-z])")
+# word for an identity card only: it has no checksum, and 15-digit order numbers are common. And after that word, an
+# 18-digit one with a digit mistyped, its checksum failing: a province and a real birth date there are still the
+# customer's (身份证号 110105194912310021).
+CN_NAMED_ID = re.compile(r"(?i)(?:身份证|身份證|身分證|证件|證件|(?<![a-z])(?:id|identity) card)(?: ?(?:号码|號碼|字号|字號|号|號|number|no\.?|#))?"
+                         r"(?: ?(?:是|为|為|係|is))?\W{0,3}(?<![0-9A-Za-z])(\d{6}[ -]?(?:\d{8}[ -]?\d{3}[\dXx]|\d{6}[ -]?\d{3}))"
+                         r"(?![0-9A-Za-z])")
 # A US social security number: no area 000, 666 or 9xx, no group 00, no serial 0000 (the SSA's rules);
 # written with spaces, or with none, only after its name, since "120 40 2000" is as likely a size or an amount.
 _SSN_DIGITS = r"(?!000|666|9)\d{3}{0}(?!00)\d{2}{0}(?!0000)\d{4}(?!\d)"
@@ -282,10 +285,11 @@ def cn_id_valid(number: str) -> bool:
     return _CN_ID_CHECK[total % 11] == number[17].upper()
 
 
-def cn_old_id_valid(number: str) -> bool:
-    """A 15-digit resident identity number: a province and a real birth date in the 1900s (written YYMMDD)."""
+def cn_named_id_valid(number: str) -> bool:
+    """A resident identity number after its name: a province and a real birth date, in the 1900s (written YYMMDD) for a
+    15-digit one."""
     number = re.sub(r"[ -]", "", number)
-    return _cn_holder_valid(f"{number[:6]}19{number[6:]}")
+    return _cn_holder_valid(f"{number[:6]}19{number[6:]}" if len(number) == 15 else number)
 
 
 # The IBAN length of each country that has IBANs (the SWIFT registry): a courier's tracking number
@@ -577,7 +581,7 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (IPV6, "[IP]", _when(_ipv6_valid)),
     (IPV4, "[IP]", _ipv4),
     (CN_ID, "[ID]", _when(cn_id_valid)),
-    (CN_OLD_ID, "[ID]", _named_when(cn_old_id_valid)),  # before cards: 34… and 37… have Amex's length
+    (CN_NAMED_ID, "[ID]", _named_when(cn_named_id_valid)),  # before cards: 34… and 37… have Amex's length
     (TW_ID, "[ID]", _when(tw_id_valid)),
     (HK_ID, "[ID]", _whole),
     (HK_ID_NAMED, "[ID]", _named_when(hk_id_valid)),

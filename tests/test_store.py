@@ -1710,6 +1710,9 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     # the 15-digit identity numbers issued before 1999, after a word for one: no checksum, and order numbers look the same
     ("身份证 130503670401001，身份證號碼：110105 491231 002", "身份证 [ID]，身份證號碼：[ID]"),
     ("订单 130503670401001, 身份证 110105491331002", "订单 130503670401001, 身份证 110105491331002"),  # no 13th month
+    # an 18-digit one with a digit mistyped, after its name; alone, or with no real birth date, it is an order number
+    ("身份证号 110105194912310021，我的身份证是 44030119900101123X", "身份证号 [ID]，我的身份证是 [ID]"),
+    ("订单 110105194912310021，身份证 110105194913310021", "订单 110105194912310021，身份证 110105194913310021"),
     ("order E12345678 and 123456789, passport photo 123456, qq 1234, QQ音乐 2024",
      "order E12345678 and 123456789, passport photo 123456, qq 1234, QQ音乐 2024"),
     # the other words customers write before a phone number
