@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import regex
 
-from dialogues.redact import (ACCOUNT, DATE_OR_TIME, PLACEHOLDERS, SURNAME_LIKE_WORDS, SURNAMES, account_id, given_names, merged_spans, nfkc_view,
+from dialogues.redact import (ACCOUNT, DATE_OR_TIME, PERSON_FIELDS, PLACEHOLDERS, SURNAME_LIKE_WORDS, SURNAMES, account_id, given_names, merged_spans, nfkc_view,
                               redact, redact_names, replace_found, was_redacted)
 from dialogues.holding import SENT_TEXTS
 from dialogues.store import Store
@@ -338,8 +338,8 @@ _ADDRESSED = regex.compile(
     # a greeting by a Chinese name, from a common surname, the name alone before the greeting's end: 您好张伟，亲爱的李娜！
     rf"|(?:您好|你好|亲爱的|親愛的|尊敬的)[,，]? *{_CHINESE_NAME}(?=[,，!！。.~～]| *$)"
     rf"|(?<![\u4e00-\u9fff]){_CHINESE_NAME}[,，]? *(?:您好|你好)"
-    r"|(?:收件人|收货人|收貨人|联系人|聯繫人|聯絡人)(?:是|为|為|改为|改成|改為|[:：])? *"
-    r"(?!信息|資訊|姓名|名字|地址|电话|電話|手机|手機|本人|的)[\u4e00-\u9fff]{2,4}"
+    rf"|{PERSON_FIELDS}(?:是|为|為|改为|改成|改為|[:：])? *"
+    r"(?!信息|資訊|姓名|名字|地址|电话|電話|手机|手機|本人|的|我|是|为|為)[\u4e00-\u9fff]{2,4}"
     r"(?=[^\u4e00-\u9fff]|$|先生|女士|小姐|的|电话|電話|手机|手機)")
 
 

@@ -622,21 +622,25 @@ PLACEHOLDERS = frozenset(placeholder for _, placeholder, _ in RULES)
 # who answer, and the check that keeps an answer repeating it out of the index (dialogues/export.py) reads it.
 # And the recipient's or contact's name, as customers paste a delivery's details ("收货人：张伟，手机：…，地址：…",
 # "recipient: John Smith"), the name theirs or the one the parcel goes to.
+# And the name a refund goes to, as customers give a bank account for one ("收款人：张三，开户行：…", 持卡人, 开户名,
+# "cardholder: John Smith"); not a login's (用户名).
 # And a form's field, as customers fill one in a message: 名字：张伟, "Name: John Smith", "full name: …" (not another
 # thing's name, "product name: …").
 # And the surname a customer gives as one (我姓张, 免贵姓王, 本人姓欧阳: :data:`_SURNAMED`), and the name they give after it
 # (我姓张，叫张伟); not 姓名 or 姓氏.
 _SURNAME = r"(?:我|本人|免[贵貴])姓 *(?![名氏])([\u4e00-\u9fff]{1,2})"
 _SURNAMED = re.compile(_SURNAME + r"(?=[,，.。!！?？ ]|$|(?:名字|名)?叫)")
+PERSON_FIELDS = r"(?:收件人|收货人|收貨人|联系人|聯繫人|聯絡人|收款人|持卡人|开户名|開戶名|(?<!用)户名|(?<!用)戶名)"
 _NAMED_BY = re.compile(r"(?i)(?:(?<![a-z])my name(?: is|'s| ?[:：])|我叫|我的名字(?:是|叫|係)|名字(?:是|叫|係|[:：])|姓名(?:是|係|[:：])"
                        rf"|{_SURNAME}[,，]? *(?:名字|名)?叫"
                        r"|(?<![a-z])(?<![a-z] )(?:full )?name ?[:：]"
                        r"|我(?:個|个|嘅)名字?(?:是|叫|係)"  # and Hong Kong's Cantonese: 我個名叫陳大文, 我嘅名係陳大文
-                       r"|(?:收件人|收货人|收貨人|联系人|聯繫人|聯絡人)(?:姓名|名字)?(?:是|为|為|係|改为|改成|改為|[:：])"
-                       r"|(?<![a-z])(?:(?:recipient|addressee)(?:'s)?(?: name)?|contact name)(?: is| ?[:：])) *")
+                       rf"|{PERSON_FIELDS}(?:姓名|名字)?(?:是|为|為|係|改为|改成|改為|[:：])"
+                       r"|(?<![a-z])(?:(?:recipient|addressee|payee|card ?holder|account holder)(?:'s)?(?: name)?|contact name)"
+                       r"(?: is| ?[:：])) *")
 # And a field's name and a space, as a form is copied or a delivery's details typed without colons (姓名 李娜, 收货人 张伟):
 # the name after it from a common surname only, as after 我是, since "姓名 电话 地址" lists fields.
-_NAMED_SPACED = re.compile(r"(?:姓名|名字|收件人|收货人|收貨人|联系人|聯繫人|聯絡人)(?:姓名|名字)? +")
+_NAMED_SPACED = re.compile(rf"(?:姓名|名字|{PERSON_FIELDS})(?:姓名|名字)? +")
 # And what a name may follow, read for that check only: "I'm John", "this is Maria Lopez", "我是张伟".
 _INTRODUCED = regex.compile(r"(?<![A-Za-z])(?:[Ii]'m|[Ii] am|[Tt]his is) +(?=\p{Lu})|我[是係] *(?=[\u4e00-\u9fff])")
 # Names in the alphabets customers write them in: Müller, José Núñez, Ólafur, O'Brien, Anna-Lena (an ASCII-only

@@ -194,6 +194,7 @@ def test_an_agent_answer_that_lost_personal_data_is_not_shown_to_other_customers
     ("", "您好，谢谢！"), ("", "亲爱的顾客，已退款"), ("", "您好，周末不发货"), ("", "您好，江苏可以发货"),  # greet no one
     ("", "門市在2樓客服室旁邊"), ("", "送到15樓就可以"),  # a floor alone is no one's
     ("", "周生生的首飾今天到貨"), ("", "學生證可以打九折"),  # 生 after a surname, greeting no one
+    ("", "收件人是我本人"), ("", "持卡人是我们公司的话请提供营业执照"), ("", "收件人 周末不在可以放驿站"),  # no one named
 ])
 def test_an_everyday_agent_answer_is_no_ones_and_stays_indexed(asked: str, answer: str) -> None:
     """Each was taken for one naming its customer or where they live, and never given to anyone."""
@@ -217,6 +218,7 @@ def test_an_everyday_agent_answer_is_no_ones_and_stays_indexed(asked: str, answe
     ("", "已改到中環德輔道中88號"), ("", "寄到皇后大道東 183 號"), ("", "Sent to Flat A, 4/F, Block 2, Taikoo Shing"),
     ("", "Shop 3, G/F, Wing On Plaza"),
     ("", "您好张伟，退款已到账"), ("", "亲爱的李娜！已发货"), ("", "王芳您好，已改好"),  # a greeting by a Chinese name
+    ("", "已退到收款人张三的卡上"), ("", "收件人是王小明，已改好"),  # the one a refund or a parcel goes to
 ])
 def test_an_agent_answer_naming_its_customer_is_theirs(asked: str, answer: str) -> None:
     assert about_one_person(asked, answer)

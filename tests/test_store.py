@@ -2075,6 +2075,11 @@ def test_a_name_in_any_alphabet_is_redacted_whole(text: str, redacted: str) -> N
     ("收货人：张伟，手机：[PHONE]，地址：[ADDRESS]", "收货人：[NAME]，手机：[PHONE]，地址：[ADDRESS]", {"张伟"}),
     ("收件人改成陳大文，聯絡人：李小龍", "收件人改成[NAME]，聯絡人：[NAME]", {"陳大文", "李小龍"}),
     ("收件人姓名：赵敏", "收件人姓名：[NAME]", {"赵敏"}),
+    # the name a refund goes to, with the bank account; not a login's
+    ("收款人：张三 开户行：工商银行，持卡人 王小明，开户名：李娜，用户名：zhangsan",
+     "收款人：[NAME] 开户行：工商银行，持卡人 [NAME]，开户名：[NAME]，用户名：zhangsan", {"张三", "王小明", "李娜"}),
+    ("cardholder name: John Smith, account holder is Mary Jones", "cardholder name: [NAME], account holder is [NAME]",
+     {"John Smith", "John", "Smith", "Mary Jones", "Mary", "Jones"}),
     ("recipient: John Smith, phone [PHONE]", "recipient: [NAME], phone [PHONE]", {"John Smith", "John", "Smith"}),
     # what follows is no name: the customer themself, or what is wrong with it
     ("收件人是我本人，收件人姓名写错了，收件人信息有误", "收件人是我本人，收件人姓名写错了，收件人信息有误", set()),
