@@ -74,8 +74,10 @@ CN_ID = re.compile(r"(?<![0-9A-Za-z])(?:(?:\d{6}[ -]?\d{8}[ -]?\d{3}|\d{6}([ -])
 # The 15-digit resident ID issued before 1999 (six for the place, the birth date as YYMMDD, three more), after a
 # word for an identity card only: it has no checksum, and 15-digit order numbers are common. And after that word, an
 # 18-digit one with a digit mistyped, its checksum failing: a province and a real birth date there are still the
-# customer's (身份证号 110105194912310021).
-CN_NAMED_ID = re.compile(r"(?i)(?:身份证|身份證|身分證|证件|證件|(?<![a-z])(?:id|identity) card)(?: ?(?:号码|號碼|字号|字號|号|號|number|no\.?|#))?"
+# customer's (身份证号 110105194912310021). A social security card's and a driving licence's number is the holder's ID
+# number (社保卡号, 驾驶证号).
+CN_NAMED_ID = re.compile(r"(?i)(?:身份证|身份證|身分證|证件|證件|社保卡|社会保障卡|社會保障卡|驾驶证|駕駛證|驾照|駕照"
+                         r"|(?<![a-z])(?:id|identity) card)(?: ?(?:号码|號碼|字号|字號|号|號|number|no\.?|#))?"
                          r"(?: ?(?:是|为|為|係|is))?\W{0,3}(?<![0-9A-Za-z])(\d{6}[ -]?(?:\d{8}[ -]?\d{3}[\dXx]|\d{6}[ -]?\d{3}))"
                          r"(?![0-9A-Za-z])")
 # A US social security number: no area 000, 666 or 9xx, no group 00, no serial 0000 (the SSA's rules);

@@ -1712,6 +1712,7 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("订单 130503670401001, 身份证 110105491331002", "订单 130503670401001, 身份证 110105491331002"),  # no 13th month
     # an 18-digit one with a digit mistyped, after its name; alone, or with no real birth date, it is an order number
     ("身份证号 110105194912310021，我的身份证是 44030119900101123X", "身份证号 [ID]，我的身份证是 [ID]"),
+    ("社保卡号 110105194912310021，驾驶证号：440301900101123", "社保卡号 [ID]，驾驶证号：[ID]"),  # the holder's ID number
     ("订单 110105194912310021，身份证 110105194913310021", "订单 110105194912310021，身份证 110105194913310021"),
     ("order E12345678 and 123456789, passport photo 123456, qq 1234, QQ音乐 2024",
      "order E12345678 and 123456789, passport photo 123456, qq 1234, QQ音乐 2024"),
