@@ -101,9 +101,12 @@ QQ = re.compile(r"(?i)(?<![a-z])(?:qq|企鹅)(?: ?(?:号码|號碼|号|號|numbe
 # write Cantonese 係 for 是 (我嘅微信號係 zhangwei88). Its names written to pass a platform's filter count too: 薇信, 威信,
 # and a "v" after 加 or "+" (加v：zhangsan, +V zhang_san88). A comma may stand before it (加我微信，abc_123456), as a
 # colon may; what a comma alone puts after the name is one only in a handle's shape ("微信, thanks" is none).
-ACCOUNT = re.compile(r"(?i)(?<![a-z])(?:微信|wechat|weixin|wx|vx|v信|薇信|威信|(?<=[加+])v(?![a-z])|qq)"
+# And the handles of the messengers customers in Taiwan, Hong Kong and abroad give as theirs: a LINE ID (after "LINE" and
+# ID or 帳號 alone: "line" is a word) and a Telegram one, its "@" before it (telegram @zhang_san88).
+ACCOUNT = re.compile(r"(?i)(?<![a-z])(?:微信|wechat|weixin|wx|vx|v信|薇信|威信|(?<=[加+])v(?![a-z])|qq"
+                     r"|line(?= ?(?:号|號|账号|帳號|id(?![a-z])))|telegram)"
                      r"( ?(?:号码|號碼|号|號|账号|帳號|id)(?: ?(?:是|为|為|係|is\b))?| ?[:：]|是|为|為|係| is\b)?"
-                     r" *[:：,，]? *([a-z][-_a-z0-9]{5,19}|[1-9][0-9]{4,11})(?![-_a-z0-9])")
+                     r" *[:：,，]? *@?([a-z][-_a-z0-9]{5,19}|[1-9][0-9]{4,11})(?![-_a-z0-9])")
 # The ID WeChat gives an account itself (wxid_ and up to twenty letters and digits), which customers copy from their
 # profile and paste alone, without 微信 before it: read as the name "wx" and a handle, it was left as "wx[ID]".
 WXID = re.compile(r"(?i)(?<![-_a-z0-9])wxid_[a-z0-9]{4,20}(?![-_a-z0-9])")
@@ -540,6 +543,8 @@ def account_id(match: re.Match[str]) -> list[Span]:
     marker, handle = match.groups()
     if re.search(r"[-_0-9]", handle) or _ADD_ME.search(match.string, max(0, match.start() - 6), match.start()):
         return [match.span(2)]
+    if handle.lower() in _NOT_NAMES:  # "wechat id please", "my wechat id changed": a word, no handle
+        return []
     said = (marker or "").strip().lower()
     return [match.span(2)] if said and said != "is" and not (said in ":：" and handle.istitle()) else []
 

@@ -1707,6 +1707,12 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     ("我嘅微信號係 zhangwei88，微信帳號係 zhangwei，我QQ係 123456789，護照號碼係 E12345678",
      "我嘅微信號係 [ID]，微信帳號係 [ID]，我QQ係 [QQ]，護照號碼係 [ID]"),
     ("my wechat is abc_123456, my wechat is broken, 微信係咪用唔到", "my wechat is [ID], my wechat is broken, 微信係咪用唔到"),
+    ("wechat id please, my wechat id changed, 微信号 thanks", "wechat id please, my wechat id changed, 微信号 thanks"),
+    # a LINE ID, after "LINE" and ID or 帳號 ("line" alone is a word), and a Telegram handle
+    ("LINE ID: zhang_88，我的LINE帳號是 chen_tai, line id是 zhangwei, telegram @zhangsan88, Telegram: zhangwei",
+     "LINE ID: [ID]，我的LINE帳號是 [ID], line id是 [ID], telegram @[ID], Telegram: [ID]"),
+    ("the line is busy123, line 2: abc_123, online id: abc_123, telegram support is slow, Line ID please",
+     "the line is busy123, line 2: abc_123, online id: abc_123, telegram support is slow, Line ID please"),
     # the 15-digit identity numbers issued before 1999, after a word for one: no checksum, and order numbers look the same
     ("身份证 130503670401001，身份證號碼：110105 491231 002", "身份证 [ID]，身份證號碼：[ID]"),
     ("订单 130503670401001, 身份证 110105491331002", "订单 130503670401001, 身份证 110105491331002"),  # no 13th month
