@@ -2,7 +2,7 @@
 
 Exported training data, and the agent answers that retrieval may show to other customers, must not
 carry one customer's email address (also spelt out to pass a filter, zhangsan [at] qq [dot] com), phone number, card, identity or passport number, QQ number,
-WeChat ID or IP address. Each is replaced by a placeholder such as ``[EMAIL]``, so a sentence keeps its shape for
+WeChat ID, IP address or birth date. Each is replaced by a placeholder such as ``[EMAIL]``, so a sentence keeps its shape for
 training.
 
 Support traffic is full of order numbers, so digits are redacted only when they are unmistakably
@@ -93,6 +93,16 @@ SSN_NAMED = re.compile(r"(?i)(?:ssn|social security)(?: ?(?:number|no\.?|#))?(?:
 PASSPORT = re.compile(r"(?i)(?<![a-z])(?:passport|护照|護照|通行证|通行證|回乡证|回鄉證|台胞证|台胞證|(?:home return|travel) permit)"
                       r"(?: ?(?:number|no\.?|#|号码|號碼|号|號))?(?: ?(?:is|was|是|为|為|係))?"
                       r"(?!\W{0,3}\d{4}[-./]\d{1,2}[-./]\d{1,2}(?!\d))\W{0,3}([a-z]{0,2} ?\d(?:[ -]?\d){5,9})(?![a-z0-9]|[ -]\d)")
+# A birth date after its name (出生日期：1990-01-01, 生日是1990年1月1日, "date of birth: 12 March 1985", DOB 01/01/1990), with
+# its year: with a name or a postcode it singles a customer out. A date alone is an order's or a delivery's.
+_MONTHS = ("jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
+           "|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?")
+BIRTH_DATE = re.compile(
+    r"(?i)(?:出生日期|出生年月日?|生日|(?<![a-z])(?:date of birth|birth ?date|birthday|dob|born(?: on)?))"
+    r"(?: ?(?:是|为|為|係|is|was))?\W{0,3}"
+    r"((?:19|20)\d\d(?:([-/.])\d{1,2}\2\d{1,2}|年\d{1,2}月\d{1,2}[日号號]?|[01]\d[0-3]\d)|\d{1,2}([-/.])\d{1,2}\3(?:19|20)\d\d"
+    rf"|\d{{1,2}}(?:st|nd|rd|th)? (?:{_MONTHS})\.?,? (?:19|20)\d\d|(?:{_MONTHS})\.? \d{{1,2}}(?:st|nd|rd|th)?,? (?:19|20)\d\d)"
+    r"(?![0-9])")
 QQ = re.compile(r"(?i)(?<![a-z])(?:qq|企鹅)(?: ?(?:号码|號碼|号|號|number|no\.?|账号|帳號))?(?: ?(?:is|是|为|為|係))?"
                 r"\W{0,3}(?<!\d)([1-9]\d{4,11})(?!\d)")
 # A WeChat ID (six to twenty letters, digits, "_" and "-", from a letter) or a QQ number after its name: a
@@ -595,6 +605,7 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (SSN, "[ID]", _whole),
     (SSN_NAMED, "[ID]", _named),
     (PASSPORT, "[ID]", _named),
+    (BIRTH_DATE, "[DOB]", _named),
     (QQ, "[QQ]", _named),
     (IBAN, "[IBAN]", _iban),  # before cards: sixteen of its digits may pass Luhn
     (CARD, "[CARD]", _cards),
@@ -808,7 +819,7 @@ _SPACING = re.compile(r"\s\s|[^\S \n]")  # white space that is not one plain spa
 
 
 def redact(text: str) -> str:
-    """``text`` with emails, phone numbers, card, identity, passport and QQ numbers, WeChat IDs and IP addresses
+    """``text`` with emails, phone numbers, card, identity, passport and QQ numbers, WeChat IDs, IP addresses and birth dates
     replaced by placeholders."""
     return _redaction(text)[0]
 

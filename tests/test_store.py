@@ -1719,6 +1719,11 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
     # an 18-digit one with a digit mistyped, after its name; alone, or with no real birth date, it is an order number
     ("身份证号 110105194912310021，我的身份证是 44030119900101123X", "身份证号 [ID]，我的身份证是 [ID]"),
     ("社保卡号 110105194912310021，驾驶证号：440301900101123", "社保卡号 [ID]，驾驶证号：[ID]"),  # the holder's ID number
+    # a birth date after its name, with its year; a date alone, or a birthday's day, is no one's
+    ("出生日期：1990-01-01，我的生日是1990年1月1日，出生日期 19900101", "出生日期：[DOB]，我的生日是[DOB]，出生日期 [DOB]"),
+    ("DOB: 01/01/1990, my date of birth is 12 March 1985, born on March 12, 1985",
+     "DOB: [DOB], my date of birth is [DOB], born on [DOB]"),
+    ("生日礼物 2024年12月1日发货，生日是3月5日，order 2024-05-01", "生日礼物 2024年12月1日发货，生日是3月5日，order 2024-05-01"),
     ("订单 110105194912310021，身份证 110105194913310021", "订单 110105194912310021，身份证 110105194913310021"),
     ("order E12345678 and 123456789, passport photo 123456, qq 1234, QQ音乐 2024",
      "order E12345678 and 123456789, passport photo 123456, qq 1234, QQ音乐 2024"),
