@@ -1208,6 +1208,7 @@ class _LookUps:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.conn: sqlite3.Connection | None = None
+        self.pid = os.getpid()  # the process that opened it
         self.file: tuple[int, int] | None = None  # the store's device and inode the connection reads
         self.version: int | None = None
         self.answers: dict[str, bool] = {}
@@ -1233,8 +1234,11 @@ class _LookUps:
         return {word for word in asked if self.answers[word]}
 
     def _connection(self) -> sqlite3.Connection:
-        """The kept connection, opened anew where the store's file was replaced (``bot restore``)."""
+        """The kept connection, opened anew where the store's file was replaced (``bot restore``), and in a process
+        forked since it was opened, which must not use its parent's (SQLite's rule) nor close it."""
         stat = os.stat(self.path)
+        if self.pid != os.getpid():
+            self.conn, self.pid = None, os.getpid()
         if self.conn is None or self.file != (stat.st_dev, stat.st_ino):
             self.close()
             self.conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=LOOK_UP_S,
@@ -1272,7 +1276,7 @@ class _LookUps:
             self.purged, self.pruned = {digest: at for digest, at in self.purged.items() if at >= since}, now()
 
     def close(self) -> None:
-        if self.conn is not None:
+        if self.conn is not None and self.pid == os.getpid():  # a parent's is the parent's to close
             self.conn.close()
         self.conn = self.file = None
 

@@ -1121,6 +1121,26 @@ def test_log_lines_look_their_words_up_over_one_connection_and_a_change_counts_a
     store.close()
 
 
+def test_a_forked_process_looks_words_up_over_a_connection_of_its_own(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connection the log keeps to the store is its process's: a process forked from it must not use its parent's
+    (SQLite's rule), and opens its own."""
+    store, conversation = Store(tmp_path / "dialogues.db"), "visitor-forked1"
+    began(store, conversation)
+    opened: list[str] = []
+    connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda database, *args, **kwargs: opened.append(str(database))
+                        or connect(database, *args, **kwargs))
+    assert said_of(store, conversation) == f"failed: '{log_tag(conversation)}'"
+    child = os.fork()
+    if child == 0:  # pragma: no cover  (the child's status says it)
+        ok = said_of(store, conversation) == f"failed: '{log_tag(conversation)}'"
+        os._exit(0 if ok and len([database for database in opened if "mode=ro" in database]) == 2 else 1)
+    assert os.waitpid(child, 0)[1] == 0
+    assert len([database for database in opened if "mode=ro" in database]) == 1
+    store.close()
+
+
 def test_a_line_of_tags_and_numbers_asks_the_store_for_no_conversation(caplog: pytest.LogCaptureFixture,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Each line said looks the words it quotes up in the store (a web conversation's id): a tag's digits were looked
