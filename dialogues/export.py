@@ -254,6 +254,13 @@ _TOWN_AFTER = re.compile(r"(?:, ?(?:(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|R
 # or, beside Chinese, a building's name (SOHO现代城) or nothing.
 _TOWN_BETWEEN = re.compile(r",? ?(?:[A-Z][A-Za-z'.-]*(?: [A-Z][A-Za-z'.-]*){0,3},? ?){0,3}")
 _BUILDING_BETWEEN = re.compile(rf" ?(?:{_PLACE_NAME}|[A-Za-z0-9]){{0,12}} ?")
+# Or two divisions or more (a city and its district) and what follows them up to a room's number, written apart
+# (望京SOHO T1 1201) or as Chinese addresses number a block, entrance and room (万科城3-2-1201): the line a shop's app
+# copies a delivery's details in, with no street (王小明，13812345678，北京市 朝阳区 望京街道 望京SOHO T1 1201). A place
+# named and then an amount (上海市浦东新区满200包邮吗) is a question.
+_DIVIDED = re.compile(
+    rf"(?:{_PLACE_NAME}{{1,7}}(?:[省市区區县縣旗镇鎮乡鄉]|街道) ?){{2,}}(?:{_PLACE_NAME}|[A-Za-z0-9]| (?=[A-Za-z0-9])){{0,30}}?"
+    r"(?: [A-Za-z]*[0-9]{3,4}|(?<![0-9])[0-9]{1,2}-[0-9]{1,2}(?:-[0-9]{3,4})?)(?![0-9-])")
 
 
 def address_lines(view: str) -> list[tuple[int, int]]:
@@ -270,7 +277,7 @@ def address_lines(view: str) -> list[tuple[int, int]]:
             start = spans.pop()[0]
         after = _BUILDING_AFTER.match(view, end) or _TOWN_AFTER.match(view, end) or _NAME_AFTER.match(view, end)
         spans.append((start, after.end() if after else end))
-    return merged_spans([*spans, *_labelled_addresses(view)])
+    return merged_spans([*spans, *(line.span() for line in _DIVIDED.finditer(view)), *_labelled_addresses(view)])
 
 
 # What says the value after it is an address, whatever its shape (地址：, 收货地址是, 住址为, 地址改成, "address:"): but

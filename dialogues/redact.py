@@ -685,10 +685,12 @@ SURNAMES = frozenset("王李张張刘劉陈陳杨楊黄黃赵趙吴吳周徐孙�
                       "萧蕭田董袁潘于蒋蔣蔡余杜叶葉程苏蘇魏吕呂丁任沈姚卢盧姜崔钟鍾谭譚陆陸汪范範金石廖贾賈夏韦韋付方白"
                       "邹鄒孟熊秦邱江尹薛闫閆段雷侯龙龍史陶黎贺賀顾顧毛郝龚龔邵万萬钱錢严嚴覃武戴莫孔向汤湯欧歐")
 # Common words that start with a surname's character and name no one, as a delivery's details say when its recipient
-# is in (收件人 周末不在: "the recipient is out at weekends"), or an agent greets a customer (您好，谢谢！).
+# is in (收件人 周末不在: "the recipient is out at weekends"), or an agent greets a customer (您好，谢谢！), and the
+# provinces and cities that do.
 SURNAME_LIKE_WORDS = regex.compile(
     "周末|周[一二三四五六日天几幾]|马上|馬上|方便|方式|方面|高兴|高興|顾客|顧客|谢谢|謝謝|万一|萬一|于是|任何|任意|白天|夏天"
-    "|余额|餘額|金额|金額|付款|付钱|付錢|何时|何時|曾经|曾經|陆续|陸續|许多|許多|严重|嚴重|毛病|程序|董事")
+    "|余额|餘額|金额|金額|付款|付钱|付錢|何时|何時|曾经|曾經|陆续|陸續|许多|許多|严重|嚴重|毛病|程序|董事"
+    "|江苏|江蘇|江西|苏州|蘇州|武汉|武漢|郑州|鄭州|石家庄|石家莊|金华|金華")  # and places: 我是江苏人
 
 
 def _name_at(view: str, start: int, loose: bool) -> Span | None:
@@ -716,13 +718,21 @@ def _name_at(view: str, start: int, loose: bool) -> Span | None:
     return (start, end) if end > start else None
 
 
+# And a name that starts a delivery's details as a shop's app copies them, the phone number straight after it (王小明，
+# 13812345678，北京市…): two or three characters from a common surname, where the line or a field starts.
+_NAME_BEFORE_PHONE = re.compile(rf"(?m)(?:^|(?<=[\s,，;；:：]))(?!{SURNAME_LIKE_WORDS.pattern})[{''.join(sorted(SURNAMES))}]"
+                                r"[\u4e00-\u9fff]{1,2}(?=[,， ]+\[PHONE\])")
+
+
 def _name_spans(view: str, loose: bool = False) -> list[Span]:
     """Where ``view`` gives the writer's name: after "my name is", 我叫 and the like, a field's name and a space, and
-    with ``loose`` also after "I'm", "this is" and 我是; and the surname after 我姓."""
+    with ``loose`` also after "I'm", "this is" and 我是; the surname after 我姓; and the name before a phone number
+    that starts a delivery's details."""
     cues = [(_NAMED_BY, False), (_NAMED_SPACED, True), *([(_INTRODUCED, True)] if loose else [])]
     return sorted({span for cue, surname_first in cues for match in cue.finditer(view)
                    if (span := _name_at(view, match.end(), loose=surname_first))}
-                  | {match.span(1) for match in _SURNAMED.finditer(view)})
+                  | {match.span(1) for match in _SURNAMED.finditer(view)}
+                  | {match.span() for match in _NAME_BEFORE_PHONE.finditer(view)})
 
 
 def given_names(text: str) -> set[str]:

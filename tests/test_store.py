@@ -2410,6 +2410,21 @@ def test_a_value_labelled_an_address_is_one_whatever_its_shape(text: str, learne
 
 
 @pytest.mark.parametrize(("text", "learned"), [
+    # as a shop's app copies a delivery's details: a name, a phone number, divisions and a building with no street
+    ("王小明，13812345678，北京市 朝阳区 望京街道 望京SOHO T1 1201，000000", "[NAME]，[PHONE]，[ADDRESS]，000000"),
+    ("李娜 13812345678 上海市浦东新区万科城3-2-1201", "[NAME] [PHONE] [ADDRESS]"),
+    # a place and then a number that is no room's, words before a phone number that name no one
+    ("上海市浦东新区满200包邮吗？我在北京市朝阳区买了3件", "上海市浦东新区满200包邮吗？我在北京市朝阳区买了3件"),
+    ("北京市朝阳区 2023-12-01 下的单，上海市浦东新区订单12345678", "北京市朝阳区 2023-12-01 下的单，上海市浦东新区订单12345678"),
+    ("谢谢 13812345678，周一 13812345678，江苏 13812345678，我是江苏人", "谢谢 [PHONE]，周一 [PHONE]，江苏 [PHONE]，我是江苏人"),
+])
+def test_a_delivery_pasted_as_the_shops_app_copies_it_is_learned_without_its_person(text: str, learned: str) -> None:
+    """王小明，13812345678，北京市 朝阳区 望京街道 望京SOHO T1 1201 (a name, a phone number and an address with no street
+    nor label, as Taobao's "copy" gives them) was learned with the name and the whole address."""
+    assert learned_text(text) == learned
+
+
+@pytest.mark.parametrize(("text", "learned"), [
     ("我的收货地址改成江苏省南京市鼓楼区中山路1号", "我的收货地址改成[ADDRESS]"),
     ("地址换成上海市浦东新区张江路100号", "地址换成[ADDRESS]"),
     ("寄到北京市朝阳区建国路88号，或上海市浦东新区张江路100号", "寄到[ADDRESS]，或[ADDRESS]"),
