@@ -2390,6 +2390,9 @@ def test_training_data_loses_the_whole_address_line(text: str, learned: str) -> 
     ("my address is Flat 3, Tower B, Kowloon", "my address is [ADDRESS]"),
     ("please change my address to 5 Rue de Rivoli, Paris", "please change my address to [ADDRESS]"),
     ("my address is 北京市朝阳区望京SOHO T1 1201", "my address is [ADDRESS]"),
+    # a form's fields: the city and district, and an English form's lines
+    ("所在地区：北京市朝阳区 详细地址：望京SOHO T1 1201", "所在地区：[ADDRESS] 详细地址：[ADDRESS]"),
+    ("Address line 1: Rose Cottage, Little Snoring", "Address line 1: [ADDRESS]"),
     ("address: Rose Cottage, Little Snoring and my phone is 07911 123456", "address: [ADDRESS] and my phone is [PHONE]"),
     # a building's name after the street, with no word such as 大厦 in it
     ("寄到广州市天河区天河路385号太古汇", "寄到[ADDRESS]"),
