@@ -1243,7 +1243,8 @@ class _LookUps:
             self.close()
             self.conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=LOOK_UP_S,
                                         check_same_thread=False)
-            self.file = (stat.st_dev, stat.st_ino)
+            # a connection's data_version counts its own: another's, or another file's, answers nothing here
+            self.file, self.version, self.answers = (stat.st_dev, stat.st_ino), None, {}
         return self.conn
 
     def purged_lately(self, words: set[str]) -> set[str]:

@@ -1121,6 +1121,19 @@ def test_log_lines_look_their_words_up_over_one_connection_and_a_change_counts_a
     store.close()
 
 
+def test_a_store_closed_and_written_to_again_is_asked_anew(tmp_path: Path) -> None:
+    """The answers the log keeps are its connection's: one opened anew, after the store was closed and written to again,
+    counts its changes from its own start, and must not take the answers of the one before for its own."""
+    store = Store(tmp_path / "dialogues.db")
+    began(store, "visitor-first1")
+    assert said_of(store, "visitor-again1") == "failed: 'visitor-again1'"
+    store.close()
+    store = Store(tmp_path / "dialogues.db")
+    began(store, "visitor-again1")
+    assert said_of(store, "visitor-again1") == f"failed: '{log_tag('visitor-again1')}'"
+    store.close()
+
+
 def test_a_forked_process_looks_words_up_over_a_connection_of_its_own(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The connection the log keeps to the store is its process's: a process forked from it must not use its parent's
