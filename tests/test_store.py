@@ -2418,6 +2418,7 @@ def test_a_value_labelled_an_address_is_one_whatever_its_shape(text: str, learne
     ("李娜 13812345678 上海市浦东新区万科城3-2-1201", "[NAME] [PHONE] [ADDRESS]"),
     # a place and then a number that is no room's, words before a phone number that name no one
     ("上海市浦东新区满200包邮吗？我在北京市朝阳区买了3件", "上海市浦东新区满200包邮吗？我在北京市朝阳区买了3件"),
+    ("江苏省南京市 2000 元以上包邮吗，广东省深圳市南山区 iPhone 256 有货吗", "江苏省南京市 2000 元以上包邮吗，广东省深圳市南山区 iPhone 256 有货吗"),
     ("北京市朝阳区 2023-12-01 下的单，上海市浦东新区订单12345678", "北京市朝阳区 2023-12-01 下的单，上海市浦东新区订单12345678"),
     ("谢谢 13812345678，周一 13812345678，江苏 13812345678，我是江苏人", "谢谢 [PHONE]，周一 [PHONE]，江苏 [PHONE]，我是江苏人"),
 ])
