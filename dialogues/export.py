@@ -282,15 +282,16 @@ def address_lines(view: str) -> list[tuple[int, int]]:
 
 
 # What says the value after it is an address, whatever its shape (地址：, 收货地址是, 住址为, 地址改成, "address:", and a
-# form's 所在地区：, its city and district, and "address line 1:"): but
-# not an e-mail's, an IP's, a web page's or a wallet's. And a sentence that gives the customer's own ("my address is",
-# "the new address is", "change my address to"), where an address starts with a number, a capital or a Chinese
-# character ("12 Baker Street", "Rose Cottage", 望京SOHO): "the address is wrong" says what is wrong with it, and
-# "what is the address of your store" asks for the shop's.
+# form's 所在地区：, its city and district, and "address line 1:"): but not an e-mail's, an IP's, a web page's or a
+# wallet's. And a sentence that gives the customer's own ("my address is", "the new address is", "change my address
+# to", "I live at"), where an address starts with a number, a capital or a Chinese character ("12 Baker Street", "Rose
+# Cottage", 望京SOHO): "the address is wrong" says what is wrong with it, "I live at home" says no more, and "what is
+# the address of your store" asks for the shop's.
 _ADDRESS_LABEL = re.compile(r"(?i)(?<![a-z_])(?<!e-mail )(?<!email )(?<!ip )(?<!web )(?<!mac )address(?: line ?[1-3])? ?:"
                             r"|(?<![a-z])(?:(?:my|our|the|new)(?: new| delivery| shipping| home| billing)? address"
                             r"(?: is(?: now)?| should be| has changed to| changed to)"
-                            r"|(?:change|changed|update|updated) (?:my|the|our) (?:delivery |shipping |home )?address to)"
+                            r"|(?:change|changed|update|updated) (?:my|the|our) (?:delivery |shipping |home )?address to"
+                            r"|(?:i|we) live at)"
                             r" ?[:：]?(?= *(?:[0-9\u4e00-\u9fff]|(?-i:[A-Z])(?!K\b|\b)))"
                             r"|(?<!邮件)(?<!郵件)(?<!邮箱)(?<!郵箱)(?<!网站)(?<!網站)(?<!链接)(?<!鏈接)(?<!钱包)(?<!錢包)(?<![Ii][Pp])"
                             r"(?:地址|住址|所在地区|所在地區)(?:[:：]|是|为|為|係|(?:改|换|換|更改|修改|变更|變更|更新)(?:成(?!功)|为|為)了?)")

@@ -2389,6 +2389,7 @@ def test_training_data_loses_the_whole_address_line(text: str, learned: str) -> 
     ("My new address is Rose Cottage, Little Snoring, thanks", "My new address is [ADDRESS], thanks"),
     ("my address is Flat 3, Tower B, Kowloon", "my address is [ADDRESS]"),
     ("please change my address to 5 Rue de Rivoli, Paris", "please change my address to [ADDRESS]"),
+    ("I live at Rose Cottage, Little Snoring, and I live at home", "I live at [ADDRESS], and I live at home"),
     ("my address is 北京市朝阳区望京SOHO T1 1201", "my address is [ADDRESS]"),
     # a form's fields: the city and district, and an English form's lines
     ("所在地区：北京市朝阳区 详细地址：望京SOHO T1 1201", "所在地区：[ADDRESS] 详细地址：[ADDRESS]"),
