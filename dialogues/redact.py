@@ -712,7 +712,8 @@ def _name_at(view: str, start: int, loose: bool) -> Span | None:
             kept.append(word)
         end = start + len(" ".join(kept))
     else:
-        if text[0] in _NOT_CHINESE_NAMES or loose and text[0] not in SURNAMES or SURNAME_LIKE_WORDS.match(text):
+        # after 我叫 or 收件人：, a name is given: 周一鸣 is one, where 收件人 周一不在 says when the recipient is out
+        if text[0] in _NOT_CHINESE_NAMES or loose and (text[0] not in SURNAMES or SURNAME_LIKE_WORDS.match(text)):
             return None
         end = start + next((i for i in range(2, len(text)) if text[i] in _AFTER_CHINESE_NAME), len(text))
     return (start, end) if end > start else None

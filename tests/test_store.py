@@ -2118,6 +2118,7 @@ def test_the_recipient_a_customer_names_is_redacted(text: str, redacted: str, na
     ("姓名 李娜 电话 [PHONE]", "姓名 [NAME] 电话 [PHONE]", {"李娜"}),
     ("收货人 张伟 手机 [PHONE]", "收货人 [NAME] 手机 [PHONE]", {"张伟"}),
     ("收件人 王小明，收件人 张三不在家，我叫王芳没收到", "收件人 [NAME]，收件人 [NAME]不在家，我叫[NAME]没收到", {"王小明", "张三", "王芳"}),
+    ("我叫周一鸣，收件人：金华", "我叫[NAME]，收件人：[NAME]", {"周一鸣", "金华"}),  # given as a name, a name
     # words that start with a surname's character and name no one: when the recipient is in
     ("收件人 周末不在，联系人 白天不在家，收件人 方便的话放门口", "收件人 周末不在，联系人 白天不在家，收件人 方便的话放门口", set()),
     # fields listed, not filled in, and 姓 in words that give no surname
