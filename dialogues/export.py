@@ -287,7 +287,7 @@ def address_lines(view: str) -> list[tuple[int, int]]:
 # to", "I live at"), where an address starts with a number, a capital or a Chinese character ("12 Baker Street", "Rose
 # Cottage", 望京SOHO): "the address is wrong" says what is wrong with it, "I live at home" says no more, and "what is
 # the address of your store" asks for the shop's.
-_ADDRESS_LABEL = re.compile(r"(?i)(?<![a-z_])(?<!e-mail )(?<!email )(?<!ip )(?<!web )(?<!mac )address(?: line ?[1-3])? ?:"
+_ADDRESS_LABEL = re.compile(r"(?i)(?<![a-z_])(?<!e-mail )(?<!email )(?<!ip )(?<!web )(?<!mac )address(?: line ?[1-3])? ?(?:[:：]|是|为|為|係)"
                             r"|(?<![a-z])(?:(?:my|our|the|new)(?: new| delivery| shipping| home| billing)? address"
                             r"(?: is(?: now)?| should be| has changed to| changed to)"
                             r"|(?:change|changed|update|updated) (?:my|the|our) (?:delivery |shipping |home )?address to"

@@ -649,9 +649,10 @@ PLACEHOLDERS = frozenset(placeholder for _, placeholder, _ in RULES)
 _SURNAME = r"(?:我|本人|免[贵貴])姓 *(?![名氏])([\u4e00-\u9fff]{1,2})"
 _SURNAMED = re.compile(_SURNAME + r"(?=[,，.。!！?？ ]|$|(?:名字|名)?叫)")
 PERSON_FIELDS = r"(?:收件人|收货人|收貨人|联系人|聯繫人|聯絡人|收款人|持卡人|开户名|開戶名|(?<!用)户名|(?<!用)戶名)"
-_NAMED_BY = re.compile(r"(?i)(?:(?<![a-z])my name(?: is|'s| ?[:：])|我叫|我的名字(?:是|叫|係)|名字(?:是|叫|係|[:：])|姓名(?:是|係|[:：])"
+_NAMED_BY = re.compile(r"(?i)(?:(?<![a-z])my name(?: is|'s| ?[:：])|我叫|我的名字(?:是|叫|係)|名字(?:是|叫|係|[:：]| is)"
+                       r"|姓名(?:是|係|[:：])"
                        rf"|{_SURNAME}[,，]? *(?:名字|名)?叫"
-                       r"|(?<![a-z])(?<![a-z] )(?:full )?name ?[:：]"
+                       r"|(?<![a-z])(?<![a-z] )(?:full )?name ?(?:[:：]|是|係)"  # and in a mixed line: 我的name是…
                        r"|我(?:個|个|嘅)名字?(?:是|叫|係)"  # and Hong Kong's Cantonese: 我個名叫陳大文, 我嘅名係陳大文
                        rf"|{PERSON_FIELDS}(?:姓名|名字)?(?:是|为|為|係|改为|改成|改為|[:：])"
                        r"|(?<![a-z])(?:(?:recipient|addressee|payee|card ?holder|account holder)(?:'s)?(?: name)?|contact name)"

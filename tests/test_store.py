@@ -2119,6 +2119,9 @@ def test_the_recipient_a_customer_names_is_redacted(text: str, redacted: str, na
     ("收货人 张伟 手机 [PHONE]", "收货人 [NAME] 手机 [PHONE]", {"张伟"}),
     ("收件人 王小明，收件人 张三不在家，我叫王芳没收到", "收件人 [NAME]，收件人 [NAME]不在家，我叫[NAME]没收到", {"王小明", "张三", "王芳"}),
     ("我叫周一鸣，收件人：金华", "我叫[NAME]，收件人：[NAME]", {"周一鸣", "金华"}),  # given as a name, a name
+    # in a line mixing English and Chinese; not another thing's name
+    ("我的name是John Smith，my 名字 is 王小明，product name是iPhone", "我的name是[NAME]，my 名字 is [NAME]，product name是iPhone",
+     {"John Smith", "John", "Smith", "王小明"}),
     # words that start with a surname's character and name no one: when the recipient is in
     ("收件人 周末不在，联系人 白天不在家，收件人 方便的话放门口", "收件人 周末不在，联系人 白天不在家，收件人 方便的话放门口", set()),
     # fields listed, not filled in, and 姓 in words that give no surname
@@ -2391,6 +2394,7 @@ def test_training_data_loses_the_whole_address_line(text: str, learned: str) -> 
     ("my address is Flat 3, Tower B, Kowloon", "my address is [ADDRESS]"),
     ("please change my address to 5 Rue de Rivoli, Paris", "please change my address to [ADDRESS]"),
     ("I live at Rose Cottage, Little Snoring, and I live at home", "I live at [ADDRESS], and I live at home"),
+    ("我的address是 Rose Cottage, Little Snoring", "我的address是 [ADDRESS]"),  # a mixed line
     ("my address is 北京市朝阳区望京SOHO T1 1201", "my address is [ADDRESS]"),
     # a form's fields: the city and district, and an English form's lines
     ("所在地区：北京市朝阳区 详细地址：望京SOHO T1 1201", "所在地区：[ADDRESS] 详细地址：[ADDRESS]"),
@@ -2406,6 +2410,7 @@ def test_training_data_loses_the_whole_address_line(text: str, learned: str) -> 
      "what is the address of your store? the address is wrong, My address is OK, the address is I think wrong"),
     ("邮箱地址：zhang@163.com, IP地址是 203.0.113.45, email address: [EMAIL], address: ?",
      "邮箱地址：[EMAIL], IP地址是 [IP], email address: [EMAIL], address: ?"),
+    ("email address是 [EMAIL], IP address是 [IP], the address是错的", "email address是 [EMAIL], IP address是 [IP], the address是错的"),
 ])
 def test_a_value_labelled_an_address_is_one_whatever_its_shape(text: str, learned: str) -> None:
     """地址：北京市朝阳区望京SOHO T1 1201 and 地址是深圳市南山区腾讯大厦, with no street number nor room, were trained on
