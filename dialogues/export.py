@@ -298,9 +298,11 @@ _ADDRESS_LABEL = re.compile(r"(?i)(?<![a-z_])(?<!e-mail )(?<!email )(?<!ip )(?<!
 # The value: up to its line's or sentence's end, the next field ("电话：", "Phone:"), a placeholder, or a comma, unless a
 # capitalised word or a number follows it ("Flat 3, Tower B, Kowloon"; 88号，1101室), or thanks, or a word that goes on
 # with the sentence ("…, London and my phone is …"), 80 characters at most;
-# none where it asks about the address or says it is wrong (地址是什么, 地址是哪里, 地址是错的, 地址为空, "address: ?").
+# none where it asks about the address or says it is wrong (地址是什么, 地址是哪里, 地址是错的, 地址为空, "address: ?"), or
+# names one by reference (地址改为公司地址, 地址改成原来的, 地址同上).
 _LABELLED_VALUE = re.compile(
-    r" *(?!什么|什麼|哪|在哪|啥|多少|不|没|沒|错|錯|对|對|正确|正確|空|怎|如何|一样|一樣|吗|嗎|呢)"
+    r" *(?!什么|什麼|哪|在哪|啥|多少|不|没|沒|错|錯|对|對|正确|正確|空|怎|如何|一样|一樣|吗|嗎|呢"
+    r"|公司地址|家里|家裡|原来|原來|之前|以前|这个|這個|那个|那個|下面|如下|同上)"
     r"(?:(?!,? ?[^\W\d_]{1,8}[:：])(?!,(?! ?[A-Z0-9]))(?! ?(?:谢谢|謝謝|多谢|多謝|麻烦|麻煩|请|請|thanks|thank you|please)\b| (?:and|but|because|so|if|when|can|could|would|will)\b)"
     r"[^\n.;!?。！？；\[]){1,80}")  # bounded: a value read from each of many labels in one long run took its square
 

@@ -2406,6 +2406,7 @@ def test_training_data_loses_the_whole_address_line(text: str, learned: str) -> 
     # asked about, said to be wrong, or another thing's address: none
     ("收货地址是错的，地址是什么？地址为空", "收货地址是错的，地址是什么？地址为空"),
     ("地址改成功了吗？地址改成了吗", "地址改成功了吗？地址改成了吗"),
+    ("地址改为公司地址，地址改成原来的，地址同上", "地址改为公司地址，地址改成原来的，地址同上"),  # named by reference
     ("what is the address of your store? the address is wrong, My address is OK, the address is I think wrong",
      "what is the address of your store? the address is wrong, My address is OK, the address is I think wrong"),
     ("邮箱地址：zhang@163.com, IP地址是 203.0.113.45, email address: [EMAIL], address: ?",
