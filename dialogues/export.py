@@ -258,9 +258,10 @@ _BUILDING_BETWEEN = re.compile(rf" ?(?:{_PLACE_NAME}|[A-Za-z0-9]){{0,12}} ?")
 # (望京SOHO T1 1201) or as Chinese addresses number a block, entrance and room (万科城3-2-1201): the line a shop's app
 # copies a delivery's details in, with no street (王小明，13812345678，北京市 朝阳区 望京街道 望京SOHO T1 1201). A place
 # named and then an amount or a product (上海市浦东新区满200包邮吗, 江苏省南京市 2000 元, 深圳市南山区 iPhone 256) is a
-# question: the building's name after the divisions is Chinese.
+# question: the building's name after the divisions is Chinese. Five divisions at most (a province, city, district,
+# subdistrict and town): unbounded, a long run of them was read again from each of its characters, in its square.
 _DIVIDED = re.compile(
-    rf"(?:{_PLACE_NAME}{{1,7}}(?:[省市区區县縣旗镇鎮乡鄉]|街道) ?){{2,}}{_PLACE_NAME}(?:{_PLACE_NAME}|[A-Za-z0-9]| (?=[A-Za-z0-9])){{0,29}}?"
+    rf"(?:{_PLACE_NAME}{{1,7}}(?:[省市区區县縣旗镇鎮乡鄉]|街道) ?){{2,5}}{_PLACE_NAME}(?:{_PLACE_NAME}|[A-Za-z0-9]| (?=[A-Za-z0-9])){{0,29}}?"
     r"(?: [A-Za-z]*[0-9]{3,4}|(?<![0-9])[0-9]{1,2}-[0-9]{1,2}(?:-[0-9]{3,4})?)(?![0-9-])")
 
 

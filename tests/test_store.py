@@ -2070,6 +2070,11 @@ def test_redaction_takes_time_in_proportion_to_the_text() -> None:
         started = time.perf_counter()
         assert redact_names(redact(text)) == redacted
         assert time.perf_counter() - started < 20
+    # the address lines too, over a long run of a city's divisions (a minute each read again from every character)
+    for text in ("北京市朝阳区望京" * 12_000, "my address is " * 7_000, "地址改成" * 25_000):
+        started = time.perf_counter()
+        learned_text(text)
+        assert time.perf_counter() - started < 20
 
 
 @pytest.mark.parametrize(("text", "redacted"), [
