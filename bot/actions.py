@@ -34,7 +34,7 @@ from yarl import URL
 from bot.channels.base import client_session, error_text, load_json
 from bot.language import blank
 from bot.log_format import Verbatim, as_logged
-from bot.project import (REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, Mistakes, ProjectError, ProjectErrors,
+from bot.project import (REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, ActionsConfig, Mistakes, ProjectError, ProjectErrors,
                          config_error, in_file_order, in_own_words, read_config, written_forms, written_responses)
 from bot.responses import MAX_REPLY_CHARS
 from dialogues.redact import redact
@@ -49,8 +49,6 @@ log = logging.getLogger("deskbot")
 MAX_ACTION_THREADS = 32  # in-process actions running at once, hung ones included; more wait for a thread
 ACTIONS_LOOP_CLOSE_S = 2.0  # at shutdown, how long the async actions' loop has to cancel what runs on it and close
 HELD_LOOP_S = 0.5  # an async actions' loop that has not come round for this long is held by a blocking call
-# How long actions/'s modules may take to import (their top level runs) before the load is refused
-IMPORT_TIMEOUT_S = 60.0
 MAX_ANSWER_BYTES = 1 << 20  # an action server's answer; a runaway one must not fill the store or a chat
 # The version an action call gives as Rasa's: the rasa-sdk deskbot runs its own actions with. rasa-sdk's server warns
 # when its major and minor differ ("might not be compatible"), which a fixed "3.10.0" made it do with every other one.
@@ -500,7 +498,8 @@ def map_mistakes(root: Path, loaded: ActionRunner | None = None) -> list[str]:
     written = written_forms(root / "bot.yml")
     try:
         if loaded is None:
-            ActionRunner(root / "actions", settings.endpoint, settings.timeout, domain={}).check_map(
+            ActionRunner(root / "actions", settings.endpoint, settings.timeout, domain={},
+                         import_timeout=settings.import_timeout).check_map(
                 config, root, named, written)
         elif loaded.runs_code_of(root, settings.endpoint):
             loaded.check_map(config, root, named, written)
@@ -543,7 +542,8 @@ class ActionRunner:
     waited, and the held one stops once what it runs is done.
     """
 
-    def __init__(self, actions_dir: Path | None, endpoint: str | None, timeout: float, domain: dict[str, Any]) -> None:
+    def __init__(self, actions_dir: Path | None, endpoint: str | None, timeout: float, domain: dict[str, Any],
+                 import_timeout: float = ActionsConfig.model_fields["import_timeout"].default) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
         self.domain = domain
@@ -560,7 +560,7 @@ class ActionRunner:
         self._loaded: tuple[tuple[str, int], ...] = ()  # the Python files imported, as they were then
         if endpoint is None and actions_dir is not None and actions_dir.is_dir():
             self._loaded = code_stamp(actions_dir)
-            self.executor = _load_executor(actions_dir)
+            self.executor = _load_executor(actions_dir, import_timeout)
 
     def code_changed(self) -> bool:
         """Whether the Python files in actions/ that this runner imported have changed since (edited, added,
@@ -598,7 +598,8 @@ class ActionRunner:
     def _made_for(cls, project: Project) -> ActionRunner:
         """The runner bot.yml's ``actions`` describe, unchecked, its domain listing the actions it imported."""
         settings = project.config.actions
-        runner = cls(project.actions_dir, settings.endpoint, settings.timeout, domain={})
+        runner = cls(project.actions_dir, settings.endpoint, settings.timeout, domain={},
+                     import_timeout=settings.import_timeout)
         runner.domain = action_domain(project, runner.names)
         return runner
 
@@ -1183,6 +1184,7 @@ class _UnfinishedImport:
 
     thread: threading.Thread
     where: str  # the file and line of actions/ it was held at
+    timeout: float  # how long it was waited for (bot.yml's actions.import_timeout then)
 
 
 # The import of actions/ last given up on. sys.modules and the locks of the modules being imported are the process's:
@@ -1190,8 +1192,9 @@ class _UnfinishedImport:
 _unfinished_import: _UnfinishedImport | None = None
 
 
-def _load_executor(actions_dir: Path) -> ActionExecutor:
-    """:func:`_import_executor`, run in a daemon thread and waited for ``IMPORT_TIMEOUT_S``: a module whose top level
+def _load_executor(actions_dir: Path, timeout: float) -> ActionExecutor:
+    """:func:`_import_executor`, run in a daemon thread and waited for ``timeout`` seconds (bot.yml's
+    ``actions.import_timeout``): a module whose top level
     hangs (a database connection, a ``requests.get`` without a timeout) hung ``bot serve`` at start without a word, and a
     reload held the reload lock for good. Past the limit, an :class:`ActionError` names the line of actions/ it is held
     at; the thread, which cannot be stopped, is left to end on its own, importing nothing after what holds it, and
@@ -1200,7 +1203,7 @@ def _load_executor(actions_dir: Path) -> ActionExecutor:
     global _unfinished_import
     if _unfinished_import is not None and _unfinished_import.thread.is_alive():
         raise ActionError(f"{_unfinished_import.where}: cannot load the custom actions: an earlier import of it, "
-                          f"given up on after {IMPORT_TIMEOUT_S:g} s, has not finished, and Python cannot stop it: a "
+                          f"given up on after {_unfinished_import.timeout:g} s, has not finished, and Python cannot stop it: a "
                           "reload once it has, or a restart, loads actions/")
     abandoned = threading.Event()
     outcome: list[ActionExecutor | BaseException] = []
@@ -1213,15 +1216,16 @@ def _load_executor(actions_dir: Path) -> ActionExecutor:
 
     thread = threading.Thread(target=target, name="deskbot-actions-import", daemon=True)
     thread.start()
-    thread.join(IMPORT_TIMEOUT_S)
+    thread.join(timeout)
     if thread.is_alive():
         abandoned.set()
         own = _running_at(thread, actions_dir)
         where = f"{own.filename}:{own.lineno}" if own else str(actions_dir)
-        _unfinished_import = _UnfinishedImport(thread, where)
+        _unfinished_import = _UnfinishedImport(thread, where, timeout)
         raise ActionError(f"{where}: cannot load the custom actions: its import has not finished after "
-                          f"{IMPORT_TIMEOUT_S:g} s{f' ({own.line})' if own and own.line else ''}: a connection, or a "
-                          "call without a timeout, at a module's top level? Make it in the action's run, with a timeout")
+                          f"{timeout:g} s{f' ({own.line})' if own and own.line else ''}: a connection, or a call without a "
+                          "timeout, at a module's top level? Make it in the action's run, with a timeout (or raise "
+                          "bot.yml's actions.import_timeout)")
     if isinstance(result := outcome[0], BaseException):
         raise result
     return result

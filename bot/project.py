@@ -389,6 +389,9 @@ class ActionsConfig(Settings):
     endpoint: str | None = Field(None, pattern=r"^https?://\S+$",
                                  description="a rasa-sdk action server; None runs actions/ in-process")
     timeout: float = Field(5.0, gt=0)
+    import_timeout: float = Field(
+        60.0, gt=0, le=3600, description="seconds actions/'s modules may take to import (their top level runs) before "
+                                         "the load is refused, naming the line it is held at: at start and at a reload")
     slots: list[Annotated[str, AfterValidator(_slot_name)]] | None = Field(
         None, description="the slots the custom actions set, and the values they pass with a response "
                           "(utter_message(response=..., eta=...)); listed, a template variable that neither they nor "

@@ -54,7 +54,7 @@ from dialogues.disk import cannot_write
 from dialogues.store import REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Store, StoreError, address_tag, log_tag
 from finetune.classifier import FILES
 from finetune.registry import Registry
-from tests.conftest import REPO, configured_copy, rename_intent
+from tests.conftest import REPO, configure, configured_copy, rename_intent
 
 NO_LIMITS = {"per_ip_per_minute": 0, "per_conversation_per_minute": 0, "websockets_per_ip": 0, "conversations_per_ip": 0}
 SLOW_ACTIONS = '''
@@ -3471,12 +3471,11 @@ while not Path({release!r}).exists():  # a connection at the top level that does
 
 
 async def test_an_action_file_whose_import_hangs_is_refused_in_bounded_time_and_the_last_good_actions_run_on(
-        make_client: Callable[..., Any], tiny_demo_bot: Path, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        make_client: Callable[..., Any], tiny_demo_bot: Path, tmp_path: Path) -> None:
     """A module of actions/ whose top level hangs (a database connection, a requests.get without a timeout) hung
     `bot serve` at start without a word, and a reload held the reload lock for good: now the load is refused after
-    IMPORT_TIMEOUT_S, naming the file and line it is held at, and a reload leaves the last good actions running. The
-    held import cannot be stopped, so no other is started beside it until it ends."""
+    bot.yml's actions.import_timeout, naming the file and line it is held at, and a reload leaves the last good actions
+    running. The held import cannot be stopped, so no other is started beside it until it ends."""
     client, hello = await hello_mapped(make_client, "Hello.")
     assert "actions_not_reloaded" not in await (await client.post("/admin/reload", headers=ADMIN)).json()
     release = tmp_path / "release"
@@ -3488,14 +3487,12 @@ async def test_an_action_file_whose_import_hangs_is_refused_in_bounded_time_and_
         for thread in threading.enumerate():
             if thread.name == "deskbot-actions-import":
                 thread.join(10)
-        monkeypatch.undo()
 
     # at start: refused with the line it is held at
-    starting = configured_copy(tiny_demo_bot, tmp_path / "starting")
+    starting = configured_copy(tiny_demo_bot, tmp_path / "starting", actions={"import_timeout": 2})
     shutil.rmtree(starting / "actions")
     (starting / "actions").mkdir()
     (starting / "actions" / "db.py").write_text(hang)
-    monkeypatch.setattr("bot.actions.IMPORT_TIMEOUT_S", 2.0)
     try:
         with pytest.raises(ActionError, match=re.escape(f"{starting / 'actions' / 'db.py'}:{held_at}: cannot load the "
                                                         "custom actions: its import has not finished after 2 s")):
@@ -3504,7 +3501,7 @@ async def test_an_action_file_whose_import_hangs_is_refused_in_bounded_time_and_
         import_ended()
     release.unlink()
 
-    monkeypatch.setattr("bot.actions.IMPORT_TIMEOUT_S", 2.0)
+    configure(client.app[BOT].project.root, actions={"import_timeout": 2})  # bot.yml's, read by the reload
     try:
         hello.write_text(HELLO_ACTION.format(text="Hello, held.") + hang)
         held_at_line = f"{hello}:{HELLO_ACTION.count(chr(10)) + held_at}"

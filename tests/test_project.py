@@ -204,6 +204,11 @@ def test_wrong_value_type_is_explained(bot_dir: Path) -> None:
     # 0 would have a server read the store without a pause between two looks for what other servers said
     (bot_dir / "bot.yml").write_text("server:\n  peers_seconds: 0\n")
     assert error_for(bot_dir).startswith(f"{bot_dir / 'bot.yml'}:2: server.peers_seconds: Input should be greater")
+    # 0 would refuse every actions/ folder at start; an hour and more would leave bot serve hung as long on a bad one
+    (bot_dir / "bot.yml").write_text("actions:\n  import_timeout: 0\n")
+    assert error_for(bot_dir).startswith(f"{bot_dir / 'bot.yml'}:2: actions.import_timeout: Input should be greater")
+    (bot_dir / "bot.yml").write_text("actions:\n  import_timeout: 1 min\n")
+    assert error_for(bot_dir).startswith(f"{bot_dir / 'bot.yml'}:2: actions.import_timeout: ")
 
 
 def test_unknown_intent_in_responses_names_its_line(bot_dir: Path) -> None:
