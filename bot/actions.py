@@ -552,6 +552,11 @@ class ActionRunner:
         self._session: aiohttp.ClientSession | None = None
         self._listed_names: set[str] | None = None  # the action server's actions, once it has listed them
         self._list_again_at = 0.0  # when to ask an action server that did not list them again (time.monotonic)
+        self._map_checked: BotConfig | None = None  # the bot.yml whose actions.map was checked against the list
+        self.unlisted: list[str] = []  # the actions that map names and the action server does not list, when checked
+        self.unlisted_error: str | None = None  # and the error that names them, on bot.yml's line
+        self._unlisted_said: str | None = None  # why the action server last did not list them, as the log said it
+        self._map_checking = asyncio.Lock()
         self._threads: asyncio.Semaphore | None = None  # made on the server's loop, at the first call
         self._action_loop: _ActionLoop | None = None  # the async actions', at the first one
         self._held_loops: list[_ActionLoop] = []  # those a blocking call held, running until what they run is done
@@ -644,17 +649,39 @@ class ActionRunner:
         if said:
             raise ActionError("\n".join(said))
 
-    async def check_listed_map(self, config: BotConfig, root: Path) -> None:
-        """Log an error, naming the line of bot.yml (``config``, of the bot at ``root``), for the actions its
-        ``actions.map`` names that the action server does not list (rasa-sdk's ``GET /actions``): a typo would fail
-        every customer who asks for it. Asked on the event loop, never blocking it, as the server starts; nothing is
-        said where the server does not answer (it may start after deskbot: :meth:`_listed` warns of it)."""
-        if not self.endpoint:
-            return
-        listed = await self._listed()
-        if self._listed_names is not None and (unknown := _unknown_mapped(config, listed)):
-            log.error("%s", _unknown_mapped_error(root, unknown, f"the action server at {self._redacted(self._webhook())} "
-                                                  f"does not list it (it lists {', '.join(sorted(listed)) or 'none'})"))
+    async def check_listed_map(self, config: BotConfig, root: Path, again: bool = False) -> str | None:
+        """Check bot.yml's ``actions.map`` (``config``'s, of the bot at ``root``) against the actions the action server
+        lists now (rasa-sdk's ``GET /actions``), once per bot.yml read: as the server starts, at each reload, and, while
+        the action server does not answer (it may start after deskbot), again ``LIST_AGAIN_AFTER_S`` later, or at once
+        where ``again`` (a reload: the shop may just have started it or added an action). A typo, or an action the
+        server lost, would fail every customer who asks for it: each such action is named in an ERROR on bot.yml's
+        line (:attr:`unlisted`), and a map that lists them all again is said in the log. Asked on the event loop, never
+        blocking it; customers are answered meanwhile, a missing action's falling back. The error, else None."""
+        async with self._map_checking:  # the watcher's and a reload's check at once would say each mistake twice
+            if not self.endpoint or config is self._map_checked or not again and time.monotonic() < self._list_again_at:
+                return self.unlisted_error
+            return await self._check_listed_map(config, root)
+
+    async def _check_listed_map(self, config: BotConfig, root: Path) -> str | None:
+        """:meth:`check_listed_map`'s check, made now."""
+        try:
+            listed = await self._list(self._client())
+        except (aiohttp.ClientError, ValueError, asyncio.TimeoutError) as exc:
+            self._not_listed(exc)
+            return self.unlisted_error
+        self._listed_names, self._map_checked, self._unlisted_said = listed, config, None
+        unknown = _unknown_mapped(config, listed)
+        had = self.unlisted
+        self.unlisted = [action for _, action in unknown]
+        self.unlisted_error = _unknown_mapped_error(
+            root, unknown, f"the action server at {self._redacted(self._webhook())} does not list it (it lists "
+                           f"{', '.join(sorted(listed)) or 'none'}): its customers get the fallback") if unknown else None
+        if self.unlisted_error:
+            log.error("%s", self.unlisted_error)
+        elif had:
+            log.info("the action server at %s now lists every action bot.yml's actions.map names",
+                     self._redacted(self._webhook()))
+        return self.unlisted_error
 
     def _form_mistakes(self, config: BotConfig, root: Path, named: Collection[str] | None) -> list[str]:
         """Each form of ``actions.forms`` whose ``submit`` action this runner cannot run (in-process, or on an action
@@ -740,12 +767,21 @@ class ActionRunner:
         every customer's message would otherwise wait for the server's silence first."""
         if self._listed_names is None and time.monotonic() >= self._list_again_at:
             try:
-                self._listed_names = await self._list(self._client())
+                self._listed_names, self._unlisted_said = await self._list(self._client()), None
             except (aiohttp.ClientError, ValueError, asyncio.TimeoutError) as exc:
-                log.warning("the action server at %s did not list its actions (%s), so no validation action is run "
-                            "until it does", self._redacted(self._actions_url()), _failure(exc))
-                self._list_again_at = time.monotonic() + LIST_AGAIN_AFTER_S
+                self._not_listed(exc)
         return self._listed_names or set()
+
+    def _not_listed(self, exc: BaseException) -> None:
+        """Say that the action server did not list its actions (``exc``), with what goes unchecked meanwhile, once
+        while it fails for the same reason: asked again every ``LIST_AGAIN_AFTER_S``, by the map's watcher and by the
+        customers' messages, a server down for the night wrote the same warning every minute."""
+        if (failure := _failure(exc)) != self._unlisted_said:
+            log.warning("the action server at %s did not list its actions (%s), so no validation action is run, and "
+                        "bot.yml's actions.map is not checked against them, until it does (asked again every %g s, and "
+                        "at each reload)", self._redacted(self._actions_url()), failure, LIST_AGAIN_AFTER_S)
+        self._unlisted_said = failure
+        self._list_again_at = time.monotonic() + LIST_AGAIN_AFTER_S
 
     async def _list(self, session: aiohttp.ClientSession) -> set[str]:
         """The names of the actions the action server lists, asked with ``session``; raises when it lists none."""

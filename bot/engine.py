@@ -384,6 +384,7 @@ class Bot:
         self.refusals = StoreRefusals(store.path if store is not None else None)  # requests the store could not write for, said in the log once a bout
         self.metrics.watch({"inference": self.batcher, **({"store": self.writer} if self.writer else {})},
                            lambda: self.nlu.version)
+        self.metrics.actions_unlisted.set_function(lambda: len(self.actions.unlisted))  # the runner serving at scrape
         if store is not None:
             self.metrics.watch_store(store)
             self.metrics.watch_renewals(self.renewals_failing_s)

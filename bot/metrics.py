@@ -68,6 +68,9 @@ class Metrics:
         self.renewals_failing = Gauge("deskbot_renewals_failing_seconds", "How long this server's renewals of its "
                                       "turns and claims in the store have failed, or the one now running gone on (0 "
                                       "while they work); /healthz turns 503 at 10 s.", registry=self.registry)
+        self.actions_unlisted = Gauge("deskbot_actions_unlisted", "The actions bot.yml's actions.map names that the "
+                                      "action server does not list (GET /actions), as last asked; the log names them.",
+                                      registry=self.registry)
         self.longest_wait = Gauge("deskbot_longest_wait_seconds", "How long the longest-waiting of them has waited "
                                   "(0 when nobody waits): the figure to alert on.", registry=self.registry)
 

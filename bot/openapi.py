@@ -266,6 +266,9 @@ class ModelVersionResponse(_Body):
                                       "(server.agents, read again, at once)")
     actions_not_reloaded: str | None = Field(None, description="where and why actions/'s changed Python files failed "
                                              "to import: the actions loaded before run on")
+    actions_not_listed: str | None = Field(None, description="the actions bot.yml's actions.map names that the action "
+                                           "server does not list (GET /actions), on bot.yml's line: the reload stands, "
+                                           "and their customers get the fallback")
     agents_without_token: list[str] | None = Field(None, description="the agents of server.agents whose token is not "
                                                    "set (a token_env the server's environment lacks): they cannot "
                                                    "sign in")

@@ -113,6 +113,8 @@ STORE_WATCH_S = 5.0  # how often the server looks whether a store that refused r
 FORGET_KEYS_EVERY_S = 60.0
 RETENTION_EVERY_S = 3600.0  # how often conversations past privacy.retention_days are deleted (purge_past_retention)
 WATCH_OFF_S = 5.0  # while learning.watch_seconds is 0, how often watch_models looks whether a reload set it
+# How often the action map's watcher looks whether the action server, silent so far, is due to be asked again
+ACTION_MAP_WATCH_S = 1.0
 
 
 def load_serving_model(project: Project, device: str | None = None, workers: int | None = None) -> NLU:
@@ -763,7 +765,10 @@ async def swap_to_current(app: web.Application, unless_served: str | None = None
         if waiting := restart_needed(app):
             log.warning("changed since the start, and applied only by a restart: %s (bot.yml's sections)",
                         ", ".join(waiting))
-        return nlu, refused
+    # the map served checked against the action server as it is now, which a shop may just have mended or started;
+    # customers are answered with it meanwhile
+    await bot.actions.check_listed_map(bot.config, bot.project.root, again=True)
+    return nlu, refused
 
 
 class StoreMoved(ProjectError):
@@ -816,6 +821,7 @@ async def reload_model(request: web.Request) -> web.Response:
         log.warning("cannot tell the other servers on the store of this reload: %r; reload each of them", exc)
     return json_response({"model_version": nlu.version, "restart_needed": restart_needed(request.app),
                           **({"actions_not_reloaded": refused} if refused else {}),
+                          **({"actions_not_listed": unlisted} if (unlisted := bot.actions.unlisted_error) else {}),
                           **({"agents_without_token": tokenless} if (tokenless := tokenless_agents(request.app)) else {})})
 
 
@@ -1125,15 +1131,20 @@ async def check_platforms(app: web.Application) -> None:
 
 
 async def check_action_map(app: web.Application) -> AsyncIterator[None]:
-    """Check bot.yml's ``actions.map`` against the actions the action server lists, in the background as the server
-    starts (:meth:`~bot.actions.ActionRunner.check_listed_map`): a typo in it against an action server was met only by
-    the customers who asked for the action. Asked on the event loop, so that an action server on it answers."""
+    """Check bot.yml's ``actions.map`` against the actions the action server lists, in the background from the server's
+    start (:meth:`~bot.actions.ActionRunner.check_listed_map`): a typo in it against an action server was met only by
+    the customers who asked for the action. An action server that does not answer yet is asked again until it does,
+    its map checked then: started after deskbot, its missing actions went unsaid until a restart. A reload checks the
+    map it brings itself (:func:`swap_to_current`). Asked on the event loop, so that an action server on it answers."""
     bot = app[BOT]
-    task = asyncio.create_task(bot.actions.check_listed_map(bot.config, bot.project.root))
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+
+    async def watch() -> None:
+        while True:
+            await bot.actions.check_listed_map(bot.config, bot.project.root)
+            await asyncio.sleep(ACTION_MAP_WATCH_S)
+
+    async with running(watch()):
+        yield
 
 
 async def say_closed_conversations(app: web.Application) -> None:

@@ -3857,7 +3857,8 @@ async def test_an_action_server_that_lists_no_actions_runs_the_asking_action_unv
         assert (await bot.handle(Turn("c1", "789", "web"))).text == "Order 789 noted."
         assert listed == ["t"]
         assert (f"the action server at http://127.0.0.1:{server.port}/actions did not list its actions (ValueError: "
-                "status 404), so no validation action is run until it does") in caplog.text
+                "status 404), so no validation action is run, and bot.yml's actions.map is not checked against them, "
+                "until it does") in caplog.text
     finally:
         await bot.close()
 

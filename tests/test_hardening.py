@@ -3539,6 +3539,67 @@ async def test_an_action_the_map_names_that_the_action_server_does_not_list_is_n
     assert [r.levelname for r in caplog.records if "does not list it" in r.getMessage()] == ["ERROR"]
 
 
+def action_server_stub(listed: list[str]) -> web.Application:
+    """An action server that lists ``listed`` as they are when asked (rasa-sdk's ``GET /actions``)."""
+    stub = web.Application()
+    stub.router.add_get("/actions", lambda request: web.json_response([{"name": name} for name in listed]))
+    return stub
+
+
+async def test_a_reload_checks_the_action_map_against_what_the_action_server_lists_now(
+        make_client: Callable[..., Any], aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """The map was checked against the action server's list only as deskbot started: a shop that mended a typo in
+    actions.map, or added an action to its server, and reloaded learned nothing of an action still missing until a
+    customer asked for it. A reload checks the map it brings against the list as it is now, names what is missing in
+    its answer, in the log and in /metrics, and the bot answers on meanwhile."""
+    caplog.set_level(logging.INFO, logger="deskbot")
+    listed = ["action_order_status"]
+    server = await aiohttp_server(action_server_stub(listed))
+    webhook = str(server.make_url("/webhook"))
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS}, learning={"watch_seconds": 0},
+                               actions={"endpoint": webhook,
+                                        "map": {"track_order": "action_order_status", "cancel_order": "action_cancle"}})
+    root = client.app[BOT].project.root
+    assert await logged(caplog, "actions.map.cancel_order: 'action_cancle': the action server at")
+    bot_yml = root / "bot.yml"
+    bot_yml.write_text(bot_yml.read_text().replace("action_cancle", "action_cancel"))  # mended, not yet on the server
+    line = bot_yml.read_text().splitlines().index("    cancel_order: action_cancel") + 1
+    answer = await (await client.post("/admin/reload", headers=ADMIN)).json()
+    assert answer["actions_not_listed"] == (
+        f"{bot_yml}:{line}: actions.map.cancel_order: 'action_cancel': the action server at {webhook} does not list it "
+        "(it lists action_order_status): its customers get the fallback")
+    assert [r.levelname for r in caplog.records if "'action_cancel': the action server" in r.getMessage()] == ["ERROR"]
+    assert "deskbot_actions_unlisted 1.0" in await (await client.get("/metrics")).text()
+    assert (await chat(client, cid(), "/check_refund_policy")).status == 200  # served meanwhile
+    listed.append("action_cancel")  # the shop's action server now has it: no restart of deskbot needed
+    assert "actions_not_listed" not in await (await client.post("/admin/reload", headers=ADMIN)).json()
+    assert f"the action server at {webhook} now lists every action bot.yml's actions.map names" in caplog.text
+    assert "deskbot_actions_unlisted 0.0" in await (await client.get("/metrics")).text()
+
+
+async def test_an_action_server_that_starts_after_deskbot_has_the_action_map_checked_once_it_answers(
+        make_client: Callable[..., Any], aiohttp_server: Any, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An action server down as deskbot started left the map unchecked for good: a typo against it went unsaid until a
+    customer met it. It is asked again (every LIST_AGAIN_AFTER_S) until it answers, said once while it does not, and
+    the map checked then."""
+    monkeypatch.setattr("bot.actions.LIST_AGAIN_AFTER_S", 0.2)
+    with socket.socket() as probe:  # a port nothing listens on yet
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    webhook = f"http://127.0.0.1:{port}/webhook"
+    client = await make_client(actions={"endpoint": webhook,
+                                        "map": {"track_order": "action_order_status", "cancel_order": "action_cancle"}})
+    assert await logged(caplog, f"the action server at http://127.0.0.1:{port}/actions did not list its actions")
+    await asyncio.sleep(0.6)  # asked again meanwhile, and not said again
+    assert (await chat(client, cid(), "/check_refund_policy")).status == 200  # which asks too
+    await asyncio.sleep(0.3)
+    assert sum("did not list its actions" in r.getMessage() for r in caplog.records) == 1
+    await aiohttp_server(action_server_stub(["action_order_status"]), port=port)
+    assert await logged(caplog, f"actions.map.cancel_order: 'action_cancle': the action server at {webhook} does not "
+                                "list it (it lists action_order_status)")
+
+
 async def test_a_saved_action_is_served_without_a_reload_and_one_that_fails_to_import_is_refused_with_its_line(
         make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
     """An action edited in actions/ ran as it was until a POST /admin/reload or a restart, while a saved responses.yml
