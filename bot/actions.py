@@ -34,8 +34,9 @@ from yarl import URL
 from bot.channels.base import client_session, error_text, load_json
 from bot.language import blank
 from bot.log_format import Verbatim, as_logged
-from bot.project import (REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, ActionsConfig, Mistakes, ProjectError, ProjectErrors,
-                         config_error, in_file_order, in_own_words, read_config, written_forms, written_responses)
+from bot.project import (REQUESTED_SLOT, SESSION_METADATA, VERIFIED_USER, ActionsConfig, Mistakes, ProjectError,
+                         ProjectErrors, config_error, did_you_mean, in_file_order, in_own_words, read_config,
+                         written_forms, written_responses)
 from bot.responses import MAX_REPLY_CHARS
 from dialogues.redact import redact
 from dialogues.store import CUSTOM_PLACEHOLDER
@@ -983,12 +984,18 @@ class ActionRunner:
                 if resp.status == 449:  # the server wants the domain: send it again with it
                     call = {**call, "domain": self.domain}
                     continue
-                if resp.status == 404:
-                    raise ActionError(f"the action server does not know {call['next_action']!r}")
+                if resp.status == 404:  # a typo in actions.map or a FollowupAction: told with its likely fix
+                    raise ActionError(f"the action server at {self._redacted(url)} does not know "
+                                      f"{call['next_action']!r}{did_you_mean(call['next_action'], await self._listed())}")
                 reason = (body or {}).get("error", resp.reason) if isinstance(body, dict) else resp.reason
                 # as _raised's: rasa-sdk's action server answers with what the action raised
-                raise ActionError(f"action {call['next_action']!r} was rejected ({resp.status}): "
-                                  f"{_as_logged(str(reason), call['sender_id'])}")
+                said = _as_logged(str(reason), call['sender_id'])
+                if resp.status == 400:  # rasa-sdk's answer to an ActionExecutionRejection, or to a body it cannot read
+                    raise ActionError(f"action {call['next_action']!r} was rejected (400): {said}")
+                # rasa-sdk's answer to an action that raised: "was rejected (500): '123'" read as a refusal of deskbot's
+                # call, and said neither what was raised nor where, which the action server's own log says
+                raise ActionError(f"action {call['next_action']!r} failed on the action server at {self._redacted(url)} "
+                                  f"({resp.status}): {said} (its log has the traceback)")
         raise ActionError(f"the action server kept asking for the domain for {call['next_action']!r}")
 
     async def close(self) -> None:

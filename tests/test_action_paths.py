@@ -37,6 +37,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from bot.actions import ActionError, ActionResult, ActionRunner, action_call, action_domain, past_events
 from bot.channels.base import Turn
 from bot.engine import MAX_FOLLOWUPS, Bot
+from bot.language import say
 from bot.nlu import NLU
 from bot.project import FormConfig, ProjectError, load_project
 from bot.server import create_app
@@ -51,6 +52,7 @@ from rasa_sdk import Action
 from rasa_sdk.events import (ActionReverted, ActiveLoop, AllSlotsReset, ConversationPaused, FollowupAction,
                              Restarted, SessionEnded, SlotSet, UserUtteranceReverted)
 from rasa_sdk.forms import FormValidationAction
+from rasa_sdk.interfaces import ActionExecutionRejection
 
 from .wording import BYE  # a module of the shop's own beside its actions, imported as in Rasa's actions package
 
@@ -705,6 +707,32 @@ class ActionLookupOrder(Action):
     async def run(self, dispatcher, tracker, domain):
         orders = {}
         dispatcher.utter_message(text=f"Order {orders[tracker.get_slot('order_id')]} found.")
+        return []
+
+
+class ActionPackingSlip(Action):
+    def name(self):
+        return "action_packing_slip"
+
+    def run(self, dispatcher, tracker, domain):
+        raise ValueError(f"no weight on file for order {tracker.get_slot('order_id')}")
+
+
+class ActionNeedsOrderNumber(Action):
+    def name(self):
+        return "action_needs_order_number"
+
+    def run(self, dispatcher, tracker, domain):
+        raise ActionExecutionRejection(self.name(), "no order number given")
+
+
+class ActionSlowCourier(Action):
+    def name(self):
+        return "action_slow_courier"
+
+    async def run(self, dispatcher, tracker, domain):
+        await asyncio.sleep(30)  # the courier's API, which does not answer
+        dispatcher.utter_message(text="Your parcel is with the courier.")
         return []
 '''
 
@@ -3469,6 +3497,34 @@ async def test_an_unknown_action_is_refused_on_load_or_falls_back(action_bot: Pa
         await bot.close()
 
 
+async def test_a_shops_failing_rejected_slow_and_misspelt_actions_on_a_rasa_sdk_server_are_told_apart(
+        action_bot: Path, action_server: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """rasa-sdk's action server answers an action that raised with a 500 and its message alone, and one that rejected
+    the call (ActionExecutionRejection) with a 400: both were logged "was rejected", a crash read as deskbot's call
+    refused. A misspelt action (404) was named without the server or its likely fix. Each turn falls back, a slow
+    action with actions.fallback.action_slow, and the bot goes on."""
+    bot = make_bot(action_bot, action_server, {"track_order": "action_packing_slip", "cancel_order": "action_needs_order_number",
+                                               "get_refund": "action_slow_courier"}, tmp_path)
+    bot.actions.timeout = 1.0
+    try:
+        for conversation, text in (("c1", '/track_order{"order_id": "123"}'), ("c2", "/cancel_order")):
+            reply = await bot.handle(Turn(conversation, text, "web"))
+            assert reply.source == "fallback" and reply.text.startswith("Sorry, I couldn't complete that"), text
+        assert (f"action 'action_packing_slip' failed on the action server at {action_server} (500): no weight on file "
+                "for order 123 (its log has the traceback)") in caplog.text
+        assert "action 'action_needs_order_number' was rejected (400): no order number given" in caplog.text
+        bot.config.actions.map["track_order"] = "action_lokup_order"
+        assert (await bot.handle(Turn("c3", "/track_order", "web"))).source == "fallback"
+        assert (f"the action server at {action_server} does not know 'action_lokup_order'; did you mean "
+                "'action_lookup_order'?") in caplog.text
+        reply = await bot.handle(Turn("c4", "/get_refund", "web"))
+        assert (reply.source, reply.text) == ("fallback", say(bot.config.fallback.action_slow, "en"))
+        assert "action 'action_slow_courier' timed out after 1s" in caplog.text
+        assert (await bot.handle(Turn("c4", "/cancel_order", "web"))).source == "fallback"  # the bot goes on
+    finally:
+        await bot.close()
+
+
 async def test_a_slot_json_cannot_hold_fails_the_action_and_its_turn_falls_back(
         action_bot: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     bot = make_bot(action_bot, None, {"track_order": "action_stamp_time", "cancel_order": "action_tuple_key_slot",
@@ -3673,7 +3729,8 @@ async def test_an_action_failing_on_a_customers_personal_data_logs_it_redacted(
     assert (f"action 'action_quantity' failed: {root / 'actions' / 'quantity.py'}:9: ValueError: invalid literal "
             f"for int() with base 10: {logged!r}") in in_process
     assert "jane.doe" not in in_process and "7946" not in in_process
-    assert f"action 'action_quantity' was rejected (500): invalid literal for int() with base 10: {logged!r}" in remote
+    assert re.search(r"action 'action_quantity' failed on the action server at http://127\.0\.0\.1:\d+/webhook \(500\): "
+                     + re.escape(f"invalid literal for int() with base 10: {logged!r} (its log has the traceback)"), remote)
     assert "jane.doe" not in remote
 
 
@@ -3695,7 +3752,7 @@ async def test_an_action_failing_with_the_conversations_id_logs_its_tag_instead(
         root, tmp_path, aiohttp_server, caplog, "action_lookup", (Turn(cid, "/track_order", "web"),) * 2,
         lambda body: f"no order for {body['sender_id']}")
     assert f"LookupError: no order for {log_tag(cid)}" in in_process and "ww-corp" not in in_process
-    assert f"was rejected (500): no order for {log_tag(cid)}" in remote and "ww-corp" not in remote
+    assert f"(500): no order for {log_tag(cid)} (its log has the traceback)" in remote and "ww-corp" not in remote
 
 
 async def test_an_action_failing_on_a_url_with_the_conversations_id_logs_its_tag_instead(
