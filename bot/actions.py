@@ -826,7 +826,10 @@ class ActionRunner:
         """Where the shop's code is when an in-process action times out, said with the timeout: the line a plain
         ``def run`` still waits at (a request with no timeout of its own), or, for an async one, where a blocking
         call (``time.sleep``, ``requests.get``) in any async action holds up their loop, and with it every
-        other, each of which timed out with nothing to say that the fault was another action's."""
+        other, each of which timed out with nothing to say that the fault was another action's. On an action server,
+        that it had not answered: the time went there, not to deskbot, and the action may still finish there."""
+        if self.endpoint:
+            return f"; the action server at {self._redacted(self._webhook())} had not answered (its action may still finish)"
         if self._is_async(call["next_action"]):
             own = self._innermost_own_in(self._call_threads.get(id(call)))
             return "" if own is None else (

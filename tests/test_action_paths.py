@@ -710,6 +710,18 @@ class ActionLookupOrder(Action):
         return []
 
 
+class ActionOrderCard(Action):
+    def name(self):
+        return "action_order_card"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="订单 77：", buttons=[{"title": "Track it", "payload": "/track_order"}])
+        dispatcher.utter_message(json_message={"blocks": [{"type": "divider"}]})
+        dispatcher.utter_message(image="https://shop.example/parcel.png")
+        dispatcher.utter_message(text="Anything else?", buttons=[{"title": "Cancel it", "payload": "/cancel_order"}])
+        return []
+
+
 class ActionPackingSlip(Action):
     def name(self):
         return "action_packing_slip"
@@ -3497,6 +3509,31 @@ async def test_an_unknown_action_is_refused_on_load_or_falls_back(action_bot: Pa
         await bot.close()
 
 
+async def test_an_actions_several_messages_reach_each_channel_in_order_on_both_paths(
+        action_bot: Path, endpoint: str | None, tmp_path: Path) -> None:
+    """An action's messages (one per utter_message: a text with its button, a Slack payload, an image, a text with its
+    button), from rasa-sdk's action server as in process: the web chat lists them in the action's order, its payload
+    among them; Slack posts each on its own, the image as an image block; WeCom, which shows text alone, gets the texts
+    and the image's link in order. Every channel keeps both buttons, in order."""
+    bot = make_bot(action_bot, endpoint, {"track_order": "action_order_card"}, tmp_path)
+    image, divider = "https://shop.example/parcel.png", {"blocks": [{"type": "divider"}]}
+    drawn = {"text": image, "blocks": [{"type": "image", "image_url": image, "alt_text": image}]}
+    buttons = [{"title": "Track it", "payload": "/track_order"}, {"title": "Cancel it", "payload": "/cancel_order"}]
+    try:
+        web = await bot.handle(Turn("c-web", "/track_order", "web"))
+        assert (web.text, web.buttons, web.custom) == (f"订单 77：\n\n{image}\n\nAnything else?", buttons, [divider])
+        assert web.to_json()["messages"] == [{"text": "订单 77："}, {"custom": divider}, {"text": image},
+                                             {"text": "Anything else?"}]
+        slack = await bot.handle(Turn("c-slack", "/track_order", "slack"))
+        assert (slack.buttons, slack.custom) == (buttons, [divider, drawn])
+        assert slack.parts == [{"text": "订单 77：", "custom": []}, {"text": "", "custom": [divider]},
+                               {"text": "", "custom": [drawn]}, {"text": "Anything else?", "custom": []}]
+        wecom = await bot.handle(Turn("c-wecom", "/track_order", "wecom"))
+        assert (wecom.text, wecom.buttons, wecom.custom, wecom.parts) == (web.text, buttons, [], [])
+    finally:
+        await bot.close()
+
+
 async def test_a_shops_failing_rejected_slow_and_misspelt_actions_on_a_rasa_sdk_server_are_told_apart(
         action_bot: Path, action_server: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """rasa-sdk's action server answers an action that raised with a 500 and its message alone, and one that rejected
@@ -3519,7 +3556,8 @@ async def test_a_shops_failing_rejected_slow_and_misspelt_actions_on_a_rasa_sdk_
                 "'action_lookup_order'?") in caplog.text
         reply = await bot.handle(Turn("c4", "/get_refund", "web"))
         assert (reply.source, reply.text) == ("fallback", say(bot.config.fallback.action_slow, "en"))
-        assert "action 'action_slow_courier' timed out after 1s" in caplog.text
+        assert (f"action 'action_slow_courier' timed out after 1s; the action server at {action_server} had not "
+                "answered (its action may still finish)") in caplog.text
         assert (await bot.handle(Turn("c4", "/cancel_order", "web"))).source == "fallback"  # the bot goes on
     finally:
         await bot.close()
