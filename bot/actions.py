@@ -674,9 +674,9 @@ class ActionRunner:
         unknown = _unknown_mapped(config, listed)
         had = self.unlisted
         self.unlisted = [action for _, action in unknown]
-        self.unlisted_error = _unknown_mapped_error(
-            root, unknown, f"the action server at {self._redacted(self._webhook())} does not list it (it lists "
-                           f"{', '.join(sorted(listed)) or 'none'}): its customers get the fallback") if unknown else None
+        why = (f"the action server at {self._redacted(self._webhook())} does not list it (it lists "
+               f"{', '.join(sorted(listed)) or 'none'}): its customers get the fallback")
+        self.unlisted_error = _unknown_mapped_error(root, unknown, why) if unknown else None
         if self.unlisted_error:
             log.error("%s", self.unlisted_error)
         elif had:
@@ -790,7 +790,10 @@ class ActionRunner:
                                timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
             if resp.status != 200:
                 raise ValueError(f"status {resp.status}")
-            body = await _read_answer(resp)
+            try:
+                body = await _read_answer(resp)
+            except ActionError as exc:  # over MAX_ANSWER_BYTES: no list, as any answer that is none
+                raise ValueError(str(exc)) from None
         if not isinstance(body, list):
             raise ValueError(f"a {type(body).__name__}, not rasa-sdk's list")
         return {item["name"] for item in body if isinstance(item, dict) and isinstance(item.get("name"), str)}
@@ -829,7 +832,8 @@ class ActionRunner:
         other, each of which timed out with nothing to say that the fault was another action's. On an action server,
         that it had not answered: the time went there, not to deskbot, and the action may still finish there."""
         if self.endpoint:
-            return f"; the action server at {self._redacted(self._webhook())} had not answered (its action may still finish)"
+            return (f"; the action server at {self._redacted(self._webhook())} had not answered (its action may "
+                    "still finish)")
         if self._is_async(call["next_action"]):
             own = self._innermost_own_in(self._call_threads.get(id(call)))
             return "" if own is None else (
@@ -988,8 +992,9 @@ class ActionRunner:
                     call = {**call, "domain": self.domain}
                     continue
                 if resp.status == 404:  # a typo in actions.map or a FollowupAction: told with its likely fix
+                    meant = did_you_mean(call["next_action"], await self._listed())
                     raise ActionError(f"the action server at {self._redacted(url)} does not know "
-                                      f"{call['next_action']!r}{did_you_mean(call['next_action'], await self._listed())}")
+                                      f"{call['next_action']!r}{meant}")
                 reason = (body or {}).get("error", resp.reason) if isinstance(body, dict) else resp.reason
                 # as _raised's: rasa-sdk's action server answers with what the action raised
                 said = _as_logged(str(reason), call['sender_id'])
@@ -1240,17 +1245,17 @@ _unfinished_import: _UnfinishedImport | None = None
 
 def _load_executor(actions_dir: Path, timeout: float) -> ActionExecutor:
     """:func:`_import_executor`, run in a daemon thread and waited for ``timeout`` seconds (bot.yml's
-    ``actions.import_timeout``): a module whose top level
-    hangs (a database connection, a ``requests.get`` without a timeout) hung ``bot serve`` at start without a word, and a
-    reload held the reload lock for good. Past the limit, an :class:`ActionError` names the line of actions/ it is held
-    at; the thread, which cannot be stopped, is left to end on its own, importing nothing after what holds it, and
-    while it runs no other import of actions/ is started (one would wait behind it): a reload once it has ended, or a
-    restart, loads them."""
+    ``actions.import_timeout``): a module whose top level hangs (a database connection, a ``requests.get`` without a
+    timeout) hung ``bot serve`` at start without a word, and a reload held the reload lock for good. Past the limit,
+    an :class:`ActionError` names the line of actions/ it is held at; the thread, which cannot be stopped, is left to
+    end on its own, importing nothing after what holds it, and while it runs no other import of actions/ is started
+    (one would wait behind it): a reload once it has ended, or a restart, loads them."""
     global _unfinished_import
     if _unfinished_import is not None and _unfinished_import.thread.is_alive():
-        raise ActionError(f"{_unfinished_import.where}: cannot load the custom actions: an earlier import of it, "
-                          f"given up on after {_unfinished_import.timeout:g} s, has not finished, and Python cannot stop it: a "
-                          "reload once it has, or a restart, loads actions/")
+        held = _unfinished_import
+        raise ActionError(f"{held.where}: cannot load the custom actions: an earlier import of it, given up on after "
+                          f"{held.timeout:g} s, has not finished, and Python cannot stop it: a reload once it has, or a "
+                          "restart, loads actions/")
     abandoned = threading.Event()
     outcome: list[ActionExecutor | BaseException] = []
 
@@ -1269,9 +1274,9 @@ def _load_executor(actions_dir: Path, timeout: float) -> ActionExecutor:
         where = f"{own.filename}:{own.lineno}" if own else str(actions_dir)
         _unfinished_import = _UnfinishedImport(thread, where, timeout)
         raise ActionError(f"{where}: cannot load the custom actions: its import has not finished after "
-                          f"{timeout:g} s{f' ({own.line})' if own and own.line else ''}: a connection, or a call without a "
-                          "timeout, at a module's top level? Make it in the action's run, with a timeout (or raise "
-                          "bot.yml's actions.import_timeout)")
+                          f"{timeout:g} s{f' ({own.line})' if own and own.line else ''}: a connection, or a call "
+                          "without a timeout, at a module's top level? Make it in the action's run, with a timeout (or "
+                          "raise bot.yml's actions.import_timeout)")
     if isinstance(result := outcome[0], BaseException):
         raise result
     return result

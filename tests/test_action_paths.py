@@ -3540,8 +3540,9 @@ async def test_a_shops_failing_rejected_slow_and_misspelt_actions_on_a_rasa_sdk_
     the call (ActionExecutionRejection) with a 400: both were logged "was rejected", a crash read as deskbot's call
     refused. A misspelt action (404) was named without the server or its likely fix. Each turn falls back, a slow
     action with actions.fallback.action_slow, and the bot goes on."""
-    bot = make_bot(action_bot, action_server, {"track_order": "action_packing_slip", "cancel_order": "action_needs_order_number",
-                                               "get_refund": "action_slow_courier"}, tmp_path)
+    mapped = {"track_order": "action_packing_slip", "cancel_order": "action_needs_order_number",
+              "get_refund": "action_slow_courier"}
+    bot = make_bot(action_bot, action_server, mapped, tmp_path)
     bot.actions.timeout = 1.0
     try:
         for conversation, text in (("c1", '/track_order{"order_id": "123"}'), ("c2", "/cancel_order")):
@@ -3767,8 +3768,9 @@ async def test_an_action_failing_on_a_customers_personal_data_logs_it_redacted(
     assert (f"action 'action_quantity' failed: {root / 'actions' / 'quantity.py'}:9: ValueError: invalid literal "
             f"for int() with base 10: {logged!r}") in in_process
     assert "jane.doe" not in in_process and "7946" not in in_process
-    assert re.search(r"action 'action_quantity' failed on the action server at http://127\.0\.0\.1:\d+/webhook \(500\): "
-                     + re.escape(f"invalid literal for int() with base 10: {logged!r} (its log has the traceback)"), remote)
+    assert re.search(r"action 'action_quantity' failed on the action server at http://127\.0\.0\.1:\d+/webhook "
+                     + re.escape(f"(500): invalid literal for int() with base 10: {logged!r} (its log has the "
+                                 "traceback)"), remote)
     assert "jane.doe" not in remote
 
 
@@ -3956,6 +3958,22 @@ async def test_an_action_server_that_lists_no_actions_runs_the_asking_action_unv
                 "until it does") in caplog.text
     finally:
         await bot.close()
+
+
+async def test_an_action_list_over_the_answers_limit_is_no_list_and_fails_no_check(
+        action_bot: Path, aiohttp_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A GET /actions answer over 1 MiB raised past the handlers of a listing that failed: the check of the map, run
+    after a reload had swapped, turned the reload's answer into a refusal, and a customer's turn failed with it."""
+    app = web.Application()
+    app.router.add_get("/actions", lambda request: web.json_response([{"name": "action_" + "x" * 1000}] * 2000))
+    server = await aiohttp_server(app)
+    runner = ActionRunner(None, f"http://127.0.0.1:{server.port}/webhook", 5.0, {})
+    try:
+        assert await runner.check_listed_map(load_project(action_bot).config, action_bot, again=True) is None
+        assert await runner.known() == set()
+        assert "did not list its actions (ValueError: the action server's answer is over 1 MiB)" in caplog.text
+    finally:
+        await runner.close()
 
 
 async def test_an_action_servers_password_stays_out_of_the_log(action_bot: Path, aiohttp_server: Any, tmp_path: Path,
