@@ -853,6 +853,8 @@ class ActionRunner:
         if self.executor is None:
             raise ActionError(f"no actions/ folder and no action_endpoint for {call['next_action']!r}")
         executor = self.executor
+        if (name := call["next_action"]) not in executor.actions:  # a FollowupAction's typo, told with its likely fix
+            raise ActionError(f"no class in actions/ is named {name!r}{did_you_mean(name, self.names)}")
         try:
             if self._is_async(call["next_action"]):
                 result = await self._on_action_loop(lambda: _run_joining_streams(executor, call), id(call))

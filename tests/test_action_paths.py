@@ -3877,13 +3877,16 @@ async def test_a_streamed_reply_reaches_the_customer_as_the_messages_its_chunks_
 async def test_a_followup_no_action_answers_to_is_named_with_the_action_that_asked_for_it(
         action_bot: Path, endpoint: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A misspelt FollowupAction was logged with the name it misspelt alone: which of the bot's actions wrote it was
-    for the shop to find."""
+    for the shop to find, and which name it meant (in process, rasa-sdk's "No registered action found")."""
     bot = make_bot(action_bot, endpoint, {"track_order": "action_follow_misspelt"}, tmp_path)
     try:
         reply = await bot.handle(Turn("c1", "/track_order", "web"))
         assert (reply.source, reply.text) == ("action", "Looking it up.")  # what the asker said stands
         [record] = [r for r in caplog.records if "action_order_stauts" in r.getMessage()]
-        assert record.getMessage().endswith("(a FollowupAction of action_follow_misspelt asked for it)")
+        assert record.getMessage().endswith("'action_order_stauts'; did you mean 'action_order_status'? (a FollowupAction "
+                                            "of action_follow_misspelt asked for it)")
+        assert record.getMessage().startswith("no class in actions/ is named" if endpoint is None else
+                                              f"the action server at {endpoint} does not know")
     finally:
         await bot.close()
 
