@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, NoReturn
+from urllib.parse import quote
 
 import yaml
 from bs4 import BeautifulSoup, Tag
@@ -2865,14 +2866,25 @@ def html_references_read(text: str) -> str:
 # The tags a helpdesk's ticket bodies are written with: a cell holding none of them is text, whose "<order 123>" or
 # "< 5 kg" is the customer's own, and is left as written. Those that break its lines come first: where it has one,
 # the text's own line breaks are HTML's spaces.
-_HTML_LINES = ["p", "br", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "blockquote"]
-_HTML_TAGS = [*_HTML_LINES, "b", "strong", "i", "em", "u", "span", "font", "a"]
+_HTML_LINES = ["p", "br", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "blockquote", "table", "tr",
+               "caption", "pre"]
+_HTML_TAGS = [*_HTML_LINES, "b", "strong", "i", "em", "u", "span", "font", "a", "td", "th"]
+# What else a helpdesk's editor (or an e-mail pasted into it) writes: a "<" that opens or closes none of these, nor a
+# comment, nor Outlook's namespaced "<o:p>", is text ("your <order 123>", "a < b"), where html.parser read
+# "<order 123>" as a tag and dropped it from a cell that also held real ones.
+_HTML_ELEMENTS = [*_HTML_TAGS, "html", "head", "body", "meta", "title", "style", "script", "img", "s", "strike", "del",
+                  "ins", "sub", "sup", "small", "big", "tt", "center", "code", "thead", "tbody", "tfoot", "col",
+                  "colgroup", "section", "article", "header", "footer", "figure", "figcaption", "dl", "dt", "dd", "wbr"]
+_NOT_A_TAG = re.compile(rf"<(?!/?(?:{'|'.join(_HTML_ELEMENTS)})[\s/>]|/?[A-Za-z]+:[A-Za-z]|[!?])", re.IGNORECASE)
+_CELL_END = "\x1f"  # ends a table cell's text, for its row to join the cells
 
 
 class _ReplyMarkdown(MarkdownConverter):
     """markdownify's Markdown as the web chat draws it (bot/static/widget.js), and WeCom and Slack show it: a line
     break is a "\\n" alone, which the chat reads as one, without Markdown's two spaces before it left in the reply;
-    a heading, which the chat does not draw, is a paragraph of its text rather than a line of "## "."""
+    a heading, which the chat does not draw, is a paragraph of its text rather than a line of "## "; a rule, which none
+    of them draws, a blank line; a table, which none of them draws either, a line of each row's cells ("Size | Price");
+    and a link's address with no space or parenthesis in it, which end the link the chat draws."""
 
     def convert_br(self, el: Tag, text: str, parent_tags: set[str]) -> str:
         return super().convert_br(el, text, parent_tags) if "_inline" in parent_tags else "\n" + text
@@ -2880,21 +2892,44 @@ class _ReplyMarkdown(MarkdownConverter):
     def convert_hN(self, n: int, el: Tag, text: str, parent_tags: set[str]) -> str:
         return self.convert_p(el, text, parent_tags)
 
+    def convert_hr(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        return "\n\n"
+
+    def convert_table(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        return f"\n\n{text.strip()}\n\n"
+
+    def convert_tr(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        cells = [cell.strip() for cell in text.split(_CELL_END)]
+        return " | ".join(cell for cell in cells if cell) + "\n"
+
+    def convert_td(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        return " ".join(text.split()) + _CELL_END
+
+    convert_th = convert_td
+
+    def convert_a(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        href = el.get("href")
+        if isinstance(href, str):  # "https://shop.example/help center" stayed "[text](https://shop.example/help center)"
+            el["href"] = re.sub(r"[\s()]", lambda match: quote(match.group()), href.strip())
+        el.attrs.pop("title", None)  # [text](url "title") is no link the chat draws
+        return super().convert_a(el, text, parent_tags)
+
 
 def html_read(text: str, markdown: bool = False) -> str:
     """A helpdesk's exported ticket body as deskbot's text: its HTML tags, which the web chat shows as typed and
     Slack and WeCom print, as the paragraphs, line breaks and lists of deskbot's Markdown and (with ``markdown``, for
     an answer) its bold, italics and links; a question's are its text alone. A text with none of the tags a ticket is
     written with is left as written, its character references read (:func:`html_references_read`), and an escaped
-    ``&lt;b&gt;`` stays the text it was."""
+    ``&lt;b&gt;`` stays the text it was; so does a "<" that opens no HTML tag in a text that has some."""
     if "<" not in text:  # most cells: no parse
         return html_references_read(text)
-    soup = BeautifulSoup(text, "html.parser")
+    soup = BeautifulSoup(_NOT_A_TAG.sub("&lt;", text), "html.parser")
     if soup.find(_HTML_TAGS) is None:
         return html_references_read(text)
     inline = [] if markdown else ["a", "b", "strong", "i", "em", "img"]
-    return _ReplyMarkdown(bullets="-", autolinks=False, escape_asterisks=False, escape_underscores=False, strip=inline,
-                          wrap=soup.find(_HTML_LINES) is not None, wrap_width=None).convert_soup(soup).strip()
+    converted = _ReplyMarkdown(bullets="-", autolinks=False, escape_asterisks=False, escape_underscores=False, strip=inline,
+                          wrap=soup.find(_HTML_LINES) is not None, wrap_width=None).convert_soup(soup)
+    return re.sub(r"\n{3,}", "\n\n", converted).strip()  # a rule between paragraphs: one blank line
 
 
 def _named_twice(header: list[str]) -> str | None:

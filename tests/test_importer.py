@@ -692,6 +692,54 @@ def test_an_exports_html_tags_are_read_as_deskbots_markdown(tmp_path: Path) -> N
     assert result.exit_code == 1 and "tickets.jsonl:1: the text has nothing to read" in result.output, result.output
 
 
+def test_a_less_than_sign_that_opens_no_html_tag_stays_text_beside_real_tags(tmp_path: Path) -> None:
+    """A ticket body with real tags read a customer's "<order 123>" as a tag too, and dropped it: the answer asked the
+    customer to "send your : we answer in 2 days". A "<" that opens no HTML tag is text, in English and Chinese, whatever the tags
+    beside it; an Outlook "<o:p>" and a comment are still tags."""
+    root, result = import_csv(tmp_path, "question,intent,answer\r\n"
+                                        "<p>where is <order 123>?</p>,track_order,"
+                                        "<p>Send your <order number>: we answer in <b>2 days</b>; a < b<o:p></o:p></p><!-- sig -->\r\n"
+                                        "<div>我的<订单 88>运费多少</div>,shipping,<p>若重量 <5 kg，<b>免运费</b></p>\r\n")
+    assert result.exit_code == 0, result.output
+    project = load_project(root)
+    assert sorted(e.text for e in project.examples) == ["where is <order 123>?", "我的<订单 88>运费多少"]
+    assert [h.answer for h in project.history] == ["Send your <order number>: we answer in **2 days**; a < b",
+                                                 "若重量 <5 kg，**免运费**"]
+
+
+def test_an_exports_link_with_a_space_in_its_address_is_a_link_the_chat_draws(tmp_path: Path) -> None:
+    """A helpdesk's link to "https://shop.example/help center/returns" became "[returns](https://shop.example/help
+    center/returns)", which the web chat, Slack and WeCom show as typed, brackets and all: its address's spaces (and
+    parentheses, which end a link too) are percent-encoded, as a browser sends them, and a title is left out."""
+    from bot.channels.wecom import INLINE
+
+    root, result = import_csv(tmp_path, "question,intent,answer\r\n"
+                                        'how do I return it?,returns,"<p>Read <a href=""https://shop.example/help '
+                                        'center/returns (EU)"" title=""Returns"">our returns page</a>.</p>"\r\n'
+                                        "where is my order,track_order,\r\n")
+    assert result.exit_code == 0, result.output
+    answer = load_project(root).history[0].answer
+    assert answer == "Read [our returns page](https://shop.example/help%20center/returns%20%28EU%29)."
+    assert INLINE.search(answer)[2] == "https://shop.example/help%20center/returns%20%28EU%29"  # the chat's own rule
+
+
+def test_an_exports_rules_and_tables_read_as_lines_the_chat_shows(tmp_path: Path) -> None:
+    """A rule became "---" and a table Markdown's "| --- |" rows (or, alone in a cell, stayed HTML), which neither the
+    web chat nor Slack nor WeCom draws: customers saw the marks. A rule is a blank line, and a table a line of each
+    row's cells, its bold kept, its empty cells left out."""
+    table = ("<p>运费如下：</p>\n<table>\n<thead><tr><th>地区</th><th>运费</th></tr></thead>\n<tbody>\n"
+             "<tr>\n  <td>华东</td>\n  <td><b>免运费</b></td>\n</tr>\n<tr><td>新疆</td><td>20 元</td><td></td></tr>\n"
+             "</tbody>\n</table><hr><p>谢谢</p>")
+    root, result = import_csv(tmp_path, "question,intent,answer\r\n"
+                                        f'运费多少,shipping,"{table}"\r\n'
+                                        "sizes?,sizes,<table><tr><td>S</td><td>36</td></tr><tr><td>M</td><td>38</td>"
+                                        "</tr></table>\r\n"
+                                        "hi,greet,<p>Hello</p><hr><p>How can I help?</p>\r\n")
+    assert result.exit_code == 0, result.output
+    assert [h.answer for h in load_project(root).history] == [
+        "运费如下：\n\n地区 | 运费\n华东 | **免运费**\n新疆 | 20 元\n\n谢谢", "S | 36\nM | 38", "Hello\n\nHow can I help?"]
+
+
 def test_a_csv_export_with_a_cell_longer_than_csvs_limit_is_read(tmp_path: Path) -> None:
     """A helpdesk exports each ticket's whole transcript beside its question: Python's csv stops at a cell of more
     than 131,072 characters, and bot init refused the export there, saying a quote was left open. The transcript
