@@ -24,8 +24,8 @@ import yaml
 
 from bot.channels.base import DEFAULT_MAX_MESSAGE_CHARS, readable
 from bot.language import written_in
-from bot.project import (HISTORY_ALONE, csv_rows, example_text, history_item, in_file_order, same_example, too_long,
-                         unquoted_example)
+from bot.project import (HISTORY_ALONE, csv_rows, example_text, history_item, html_kept, in_file_order, same_example,
+                         too_long, unquoted_example)
 from dialogues.export import learned_text, shareable
 from dialogues.review import OOS
 from dialogues.redact import redact
@@ -269,9 +269,10 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
     nlu = to_yaml({"version": "3.1"}) + "nlu:\n" + "".join(to_yaml([entry]) for entry in entries)
     language = data_language([t for texts in by_intent.values() for t in texts])
     config = {"name": name, "language": language, "model": {"base": "default"}, "thresholds": {"intent": "auto"}}
-    # Only the file's answers: a previous bot's would answer for intents this one may not have.
-    history = [json.dumps({"question": text, "answer": answer, **({"intent": chosen[key]} if key in chosen else {})},
-                          ensure_ascii=False) + "\n"
+    # Only the file's answers: a previous bot's would answer for intents this one may not have. Each as history.jsonl
+    # reads it back, a helpdesk's export (a "<b>" the export escaped stays text).
+    history = [json.dumps({"question": html_kept(text), "answer": html_kept(answer),
+                           **({"intent": chosen[key]} if key in chosen else {})}, ensure_ascii=False) + "\n"
                for (key, answer), text in answered.items() if chosen.get(key) != OOS]
     # An intent the agents answered answers with their words: a template comes first, and a placeholder there
     # told every customer "an agent will follow up" while the file's answers waited behind it.

@@ -2932,6 +2932,31 @@ def html_read(text: str, markdown: bool = False) -> str:
     return re.sub(r"\n{3,}", "\n\n", converted).strip()  # a rule between paragraphs: one blank line
 
 
+# The keys of a helpdesk's exported line whose text is a ticket's HTML body: a labelled line's, a test line's and a
+# history line's (:func:`exported_line`).
+_EXPORTED_KEYS = ("text", "question", "intent", "answer")
+# A "<" that opens an HTML tag: the rest are text (:data:`_NOT_A_TAG`).
+_A_TAG = re.compile(rf"<(?=/?(?:{'|'.join(_HTML_ELEMENTS)})[\s/>]|/?[A-Za-z]+:[A-Za-z]|[!?])", re.IGNORECASE)
+
+
+def exported_line(row: Any) -> Any:
+    """A line of a helpdesk's export, a JSON object or a CSV row by its keys, as deskbot reads every such file (an
+    import's, a test file's, a history file's): the HTML of its text, question, intent and answer read
+    (:func:`html_read`), the answer's as Markdown; its other keys as they are, and anything but an object as it is,
+    for its reader to refuse."""
+    if not isinstance(row, dict):
+        return row
+    return row | {key: html_read(value, markdown=key == "answer") for key in _EXPORTED_KEYS
+                  if isinstance(value := row.get(key), str)}
+
+
+def html_kept(text: str) -> str:
+    """``text`` as a file deskbot reads as a helpdesk's export must hold it to be read back as it is
+    (:func:`html_read`): a "<" that would open a tag, and a "&" that would start a character reference, escaped. A
+    history.jsonl ``bot init`` writes holds the export's text so: its "&lt;b&gt;", read as "<b>", became bold."""
+    return _A_TAG.sub("&lt;", _HTML_REFERENCE.sub(lambda match: "&amp;" + match.group()[1:], text))
+
+
 def _named_twice(header: list[str]) -> str | None:
     """What a header names twice among the columns read (``answer`` and ``answer``, or ``question`` and ``text``),
     or None: a row's cells are read by name, so the last such column was read and the other dropped unsaid."""
@@ -2998,8 +3023,7 @@ def csv_rows(path: Path, fail: Callable[[str], None], needed: str = "intent") ->
             fail(f"{path}:{line}: {len(values)} columns where the first row names {len(header)}; quote a text that "
                  'holds a comma ("where is it, please?")')
         # the HTML of the columns read alone: another (a ticket's whole transcript) is kept to be named as not read
-        yield line, {name if key is None else key: value if key is None else html_read(value, markdown=key == "answer")
-                     for name, key, value in zip(header, columns, values)}
+        yield line, exported_line({name if key is None else key: value for name, key, value in zip(header, columns, values)})
 
 
 HISTORY_LINE = '{"question": "where is my order?", "answer": "It ships within 2 days."}'  # one line of history.jsonl
@@ -3022,7 +3046,8 @@ def _jsonl_history(path: Path, faults: list[str]) -> Iterator[tuple[int, History
         if not line.strip():
             continue
         try:
-            item = history_item(json.loads(line.removeprefix("\ufeff")))  # a file of several joined, each with its mark
+            # a file of several joined, each with its mark; a helpdesk's JSON export, its bodies in HTML
+            item = history_item(exported_line(json.loads(line.removeprefix("\ufeff"))))
         except (ValueError, RecursionError, KeyError, TypeError) as exc:  # RecursionError: nested too deep to parse
             faults.append(f"{path}:{n}: expected {{\"question\", \"answer\", \"intent\"?}}: {json_error(exc)}"
                           f"{jsonl_hint(line, n, HISTORY_LINE, as_csv=', or save the CSV as history.csv')}")

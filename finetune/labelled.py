@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.channels.base import load_json, readable
-from bot.project import CSV_COLUMNS, html_read, in_file_order, json_error, jsonl_hint, not_utf8
+from bot.project import CSV_COLUMNS, exported_line, in_file_order, json_error, jsonl_hint, not_utf8
 
 LABELLED_LINE = '{"text": "where is my order?", "intent": "track_order"}'  # one line of a labelled file
 
@@ -21,8 +21,9 @@ def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[s
     ``intent_name`` makes each line's intent; a ``ValueError`` it raises stops with the line's number too. So
     does a ``ValueError`` or ``TypeError`` of ``check``, which is given each line as it is returned. ``as_csv``:
     how the command reads a CSV file, said of a file that looks like one. ``lines``, given, gets each row's line.
-    ``exported``: the file is a helpdesk's export (``bot init --from-jsonl``), whose text and answer are HTML bodies,
-    read as a CSV export's cells are (:func:`~bot.project.html_read`), before ``check`` judges them.
+    ``exported``: the file is a helpdesk's export (``bot init --from-jsonl``, ``bot eval``'s test file), whose text,
+    intent and answer are HTML bodies, read as a CSV export's cells are (:func:`~bot.project.exported_line`), before
+    ``check`` judges them; not the frozen evaluation set, which deskbot wrote from nlu.yml.
     The lines ``intent_name`` or ``check`` refuses are told together, once every line is read: an export's tickets
     whose questions are whole threads were told one a run."""
     rows, mistakes = [], []
@@ -49,8 +50,7 @@ def read_jsonl(path: Path, fail: Callable[[str], None], intent_name: Callable[[s
             fail(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\": no {missing!r}"
                  + (f"; rename the line's {named!r} to {missing!r}" if named is not None else ""))
         if exported:  # read before it is judged: "<p></p>" is no text
-            row |= {key: html_read(row[key], markdown=key == "answer") for key in ("text", "answer")
-                    if isinstance(row.get(key), str)}
+            row = exported_line(row)
         text, intent = row["text"], row["intent"]
         if intent is None or (isinstance(intent, str) and not intent.strip()):
             fail(f"{path}:{n}: the intent is empty")

@@ -740,6 +740,29 @@ def test_an_exports_rules_and_tables_read_as_lines_the_chat_shows(tmp_path: Path
         "运费如下：\n\n地区 | 运费\n华东 | **免运费**\n新疆 | 20 元\n\n谢谢", "S | 36\nM | 38", "Hello\n\nHow can I help?"]
 
 
+def test_history_jsonl_and_bot_evals_jsonl_test_file_read_html_as_a_csv_export_is(tmp_path: Path) -> None:
+    """A shop that saved its helpdesk's JSON export as history.jsonl, or as bot eval's test file, got its HTML as
+    written, where the same tickets as history.csv or a CSV test file were read: customers were answered "<p>It
+    ships in <b>2 days</b>.</p>", and a test question of tags alone was scored. Each reads it as the CSV does; and
+    history.jsonl's "&lt;b&gt;", which bot init writes for an export's escaped "<b>", stays text."""
+    root = tmp_path / "bot"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    lines = [{"question": "<p>where&#39;s my <b>parcel</b>?</p>", "answer": "<p>It ships in <b>2 days</b>.</p><hr>"
+                                                                             "<p>Track it <a href='https://shop.example"
+                                                                             "/my orders'>here</a>.</p>"},
+             {"question": "<div>发票</div>", "answer": "<ul><li>打开订单页</li><li>点击<strong>开发票</strong></li></ul>"},
+             {"question": "bold?", "answer": "Type &lt;b&gt; for bold, &amp;amp; for &amp;."}]
+    (root / "history.jsonl").write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines),
+                                        encoding="utf-8")
+    assert [(h.question, h.answer) for h in load_project(root).history] == [
+        ("where's my parcel?", "It ships in **2 days**.\n\nTrack it [here](https://shop.example/my%20orders)."),
+        ("发票", "- 打开订单页\n- 点击**开发票**"), ("bold?", "Type <b> for bold, &amp; for &.")]
+    test = tmp_path / "test.jsonl"
+    test.write_text('{"text": "where is my order", "intent": "track_order"}\n{"text": "<p><br></p>", "intent": "greet"}\n')
+    result = CliRunner().invoke(cli, ["eval", str(root), "--test", str(test)])
+    assert result.exit_code == 1 and f"{test}:2: the text has nothing to read" in result.output, result.output
+
+
 def test_a_csv_export_with_a_cell_longer_than_csvs_limit_is_read(tmp_path: Path) -> None:
     """A helpdesk exports each ticket's whole transcript beside its question: Python's csv stops at a cell of more
     than 131,072 characters, and bot init refused the export there, saying a quote was left open. The transcript

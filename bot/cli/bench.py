@@ -228,7 +228,7 @@ def bench_nlu(directory: Path, test_file: Path, limit: int | None, device: str |
 
     project = load_project(directory)
     try:
-        figures = nlu_benchmark(project, read_jsonl(test_file, fail, intent_label)[:limit], device)
+        figures = nlu_benchmark(project, read_jsonl(test_file, fail, intent_label, exported=True)[:limit], device)
     except ValueError as exc:
         fail(str(exc))
     click.echo(json.dumps(figures) if as_json else json.dumps(figures, indent=1))

@@ -163,7 +163,8 @@ def eval_(directory: Path, test_file: Path | None, results: Path | None, thresho
     check = sendable(project.config.server.max_message_chars)
     numbers: list[int] = []  # each row's line in the test file, to name where an unknown intent is
     rows = read_csv(test_file, fail, intent_label, check, numbers) if test_file.suffix.lower() == ".csv" else \
-        read_jsonl(test_file, fail, intent_label, check, as_csv=", or name it .csv to be read as CSV", lines=numbers)
+        read_jsonl(test_file, fail, intent_label, check, as_csv=", or name it .csv to be read as CSV", lines=numbers,
+                   exported=True)  # its HTML read as the CSV's is, and as bot init read the export it came from
     results = results or directory / "results"
     try:  # before the model runs over the whole file, not after
         results.mkdir(parents=True, exist_ok=True)
