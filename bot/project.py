@@ -2088,14 +2088,29 @@ def _example_lines(block: Any, faults: list[ExampleError]) -> list[tuple[int, st
     faults.extend(ExampleError(where, f"{line!r} is written in {quoted[where]} quotes, which are kept as part of the "
                                       f"example: write '- {unquoted_example(line)}'")
                   for where, line in lines if where in quoted)
-    return [(where, line) for where, line in lines if valid_unicode(line) and where not in quoted]
+    # in a block, a note after " # " is text too (YAML reads a comment only outside it)
+    noted = {where: note for where, line in lines if isinstance(block, str) and (note := _NOTE.search(line))}
+    faults.extend(ExampleError(where, f"{line!r} ends in {line[noted[where].start():]!r}, which an 'examples: |' block "
+                                      "keeps as part of the example, not as a comment: write "
+                                      f"'- {line[:noted[where].start()].rstrip()}', with the note as a comment above "
+                                      "'examples: |'; or, where the customer typed the '#', write it without the space "
+                                      f"after it ('- {_NOTE.sub('#', line)}')")
+                  for where, line in lines if where in noted and where not in quoted)
+    return [(where, line) for where, line in lines if valid_unicode(line) and where not in quoted | noted.keys()]
+
+
+# A note after an example in a block, as YAML writes a comment elsewhere: a "#" after white space and before white
+# space and a word ("hiya  # from the chat logs", "你好 # 常见问候"), not a number ("order # 123") nor a "#" joined to its
+# word ("order #123", "#退款"), which are a customer's own.
+_NOTE = re.compile(r"(?<=\s)#\s+(?=[^\s\d])")
 
 
 def unquoted_example(text: str) -> str:
-    """An example ``text`` as a block of examples takes it: without a pair of quotes around it whole, curly or straight,
-    which the block would keep (:func:`_example_lines` refuses them), and which say nothing of what was asked."""
+    """An example ``text`` as a block of examples takes it: without a pair of quotes around it whole, curly, corner or
+    straight, which the block would keep (:func:`_example_lines` refuses them), and which say nothing of what was
+    asked; and a "#" that would read as a note's (:data:`_NOTE`) joined to the word after it."""
     inner = text.strip()[1:-1].strip() if in_curly_quotes(text) or _in_straight_quotes(text.strip()) else ""
-    return inner or text
+    return _NOTE.sub("#", inner or text)
 
 
 def _in_straight_quotes(line: str) -> str | None:
@@ -2405,12 +2420,18 @@ def _intent_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, An
     return name, texts
 
 
+# The pairs of quotation marks a word processor or a Chinese input method types for straight ones: curly, and the
+# corner brackets of Traditional Chinese (and of many a Simplified writer: 「我要退款」).
+_CURLY_PAIRS = {"“": "”", "‘": "’", "「": "」", "『": "』"}
+
+
 def in_curly_quotes(text: str) -> str | None:
-    """The curly quote that opens ``text`` where it is written wholly in a pair of them (“Hello!”), as a word processor
-    or a Chinese input method types them for straight ones, which YAML and an ``examples: |`` block keep as text; else
-    None."""
+    """The quote that opens ``text`` where it is written wholly in a pair of curly quotes or corner brackets
+    (“Hello!”, 「你好」), which YAML and an ``examples: |`` block keep as text; else None: not one that holds the pair
+    again (「退货」和「退款」), whose quotes are the customer's own."""
     value = text.strip()
-    return value[0] if len(value) >= 2 and (value[0], value[-1]) in (("“", "”"), ("‘", "’")) else None
+    close = _CURLY_PAIRS.get(value[:1])
+    return value[0] if len(value) >= 2 and value[-1] == close and close not in value[1:-1] else None
 
 
 def _meant_name(name: str) -> str:

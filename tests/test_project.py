@@ -574,6 +574,19 @@ def test_an_example_that_is_no_text_is_refused_with_its_line(bot_dir: Path, entr
      "'“您好”' is written in “ quotes, which are kept as part of the example: write '- 您好'"),
     ("  examples:\n  - noted\n  - ‘hello’\n", "  - ‘hello’",
      "'‘hello’' is written in ‘ quotes, which are kept as part of the example: write '- hello'"),
+    # in corner brackets, as Traditional Chinese (and many a Simplified writer) quotes
+    ("  examples: |\n    - 收到\n    - 「我要退款」\n", "    - 「我要退款」",
+     "'「我要退款」' is written in 「 quotes, which are kept as part of the example: write '- 我要退款'"),
+    ("  examples:\n  - 收到\n  - 『好的』\n", "  - 『好的』",
+     "'『好的』' is written in 『 quotes, which are kept as part of the example: write '- 好的'"),
+    # a note after " # ", which YAML reads as a comment outside a block and a block keeps as text
+    ("  examples: |\n    - ok\n    - noted  # from the chat logs\n", "    - noted  # from the chat logs",
+     "'noted  # from the chat logs' ends in '# from the chat logs', which an 'examples: |' block keeps as part of the "
+     "example, not as a comment: write '- noted', with the note as a comment above 'examples: |'; or, where the "
+     "customer typed the '#', write it without the space after it ('- noted  #from the chat logs')"),
+    ("  examples: |\n    - 收到\n    - 好的 # 常见回复\n", "    - 好的 # 常见回复",
+     "'好的 # 常见回复' ends in '# 常见回复', which an 'examples: |' block keeps as part of the example, not as a comment: "
+     "write '- 好的', with the note as a comment above 'examples: |'"),
     # straight quotes inside a block are its text too, as YAML reads a block
     ("  examples: |\n    - ok\n    - \"noted, thanks\"\n    - 'ok' I said 'thanks'\n", "    - \"noted, thanks\"",
      "'\"noted, thanks\"' is written in \" quotes, which are kept as part of the example: write '- noted, thanks'"),
@@ -592,6 +605,16 @@ def test_an_example_that_is_no_text_is_refused_with_its_own_line(bot_dir: Path, 
     said = error_for(bot_dir).splitlines()
     assert any(line.startswith(f"{nlu}:{len(lines) - lines[::-1].index(bad)}: nlu.{last}.examples: {problem}")
                for line in said), said
+
+
+def test_a_customers_own_quotes_and_hash_signs_stay_in_an_example(bot_dir: Path) -> None:
+    """Quotes that are part of what a customer wrote, and a "#" before a number or joined to its word, are not the
+    quotes or the note the examples above are refused for: they are learnt as written."""
+    nlu = bot_dir / "nlu.yml"
+    nlu.write_text(nlu.read_text() + "- intent: customers_words\n  examples: |\n    - 「退货」和「退款」有什么区别\n"
+                   "    - “ok” and “fine”\n    - order # 123 is fine\n    - order #123 noted\n    - 收到 #好评\n")
+    assert sorted(e.text for e in load_project(bot_dir).examples if e.intent == "customers_words") == [
+        "order # 123 is fine", "order #123 noted", "“ok” and “fine”", "「退货」和「退款」有什么区别", "收到 #好评"]
 
 
 def test_every_example_at_fault_in_an_entry_is_told_on_its_line(bot_dir: Path) -> None:
