@@ -804,6 +804,8 @@ class Project:
     repeated_answers: list[str] = field(default_factory=list)
     # history.csv's rows left out as tickets exported unanswered ("history.csv:4")
     unanswered_tickets: list[str] = field(default_factory=list)
+    # history questions with more than one answer, kept: "'where is my parcel?' (history.jsonl:2, history.csv:4)"
+    answered_otherwise: list[str] = field(default_factory=list)
 
     @functools.cached_property
     def intents(self) -> list[str]:
@@ -3116,6 +3118,8 @@ class History(NamedTuple):
     repeated_answers: list[str]
     # history.csv's rows of tickets exported unanswered ("history.csv:4"): no answer to give
     unanswered_tickets: list[str]
+    # questions kept with more than one answer (:func:`answered_otherwise`): a customer asking one gets either
+    answered_otherwise: list[str]
 
 
 def load_history(root: Path, intents: set[str], max_chars: int) -> History:
@@ -3126,7 +3130,7 @@ def load_history(root: Path, intents: set[str], max_chars: int) -> History:
     that an answer imported twice is not indexed twice, taking the place of the next closest answer; and history.csv's
     rows with no answer, tickets exported unanswered. Those are left out, not refused, so that lowering the limit
     leaves the bot loading and an export needs no filtering by hand; ``bot train`` and ``bot serve`` name them."""
-    items, too_long_lines, repeated, unanswered = [], [], [], []
+    items, too_long_lines, repeated, unanswered, kept = [], [], [], [], []
     first: dict[tuple[str, str], str] = {}  # (same_example(question), answer) -> the "file:line" that had it first
     mistakes = Mistakes()  # each line at fault, of both files
     for name, read in HISTORY_FILES.items():
@@ -3147,10 +3151,24 @@ def load_history(root: Path, intents: set[str], max_chars: int) -> History:
                     repeated.append(f"{name}:{n} ({seen})")
                 else:
                     items.append(item)
+                    kept.append((item.question, item.answer, f"{name}:{n}"))
         if unknown:
             mistakes.append(unknown_history_intents(path, unknown, intents))
     mistakes.raise_any()
-    return History(items, too_long_lines, repeated, unanswered)
+    return History(items, too_long_lines, repeated, unanswered, answered_otherwise(kept))
+
+
+def answered_otherwise(answers: Iterable[tuple[str, str, str]]) -> list[str]:
+    """Each question of ``answers`` (question, answer, where: "history.csv:4") given more than one answer, spacing and
+    case aside, with where each is: "'where is my parcel?' (history.jsonl:2, history.csv:4)". Two agents answered it
+    otherwise, or one answer is out of date: both are kept, and a customer asking it gets either, which the shop
+    would choose."""
+    found: dict[str, tuple[str, list[str], set[str]]] = {}  # same_example(question) -> its first spelling, where, answers
+    for question, answer, where in answers:
+        _, wheres, given = found.setdefault(same_example(question), (question, [], set()))
+        wheres.append(where)
+        given.add(answer.strip())
+    return [f"{question!r} ({', '.join(wheres)})" for question, wheres, given in found.values() if len(given) > 1]
 
 
 def unknown_history_intents(path: Path, unknown: dict[str, list[int]], intents: Iterable[str]) -> str:
@@ -3329,7 +3347,7 @@ def load_project(root: Path | str) -> Project:
     responses = read_responses(root / "responses.yml", intents, languages, mistakes, fillable,
                                patterns if nlu else None, nlu.unread if nlu else None, sent_by_actions=bool(actions.map),
                                renamed=renamed)
-    history = History([], [], [], [])
+    history = History([], [], [], [], [])
     if nlu is not None:
         with mistakes.noted():
             history = load_history(root, named_intents, (config or BotConfig()).server.max_message_chars)
@@ -3343,7 +3361,7 @@ def load_project(root: Path | str) -> Project:
     assert config is not None and nlu is not None  # else a mistake was noted
     return Project(root, config, nlu.examples, nlu.patterns, responses, history.items, nlu.unread, nlu.synonyms,
                    nlu.twins, history.long_questions, nlu.roled, nlu.repeated, nlu.long, history.repeated_answers,
-                   history.unanswered_tickets)
+                   history.unanswered_tickets, history.answered_otherwise)
 
 
 def _intents_named(config: BotConfig) -> list[tuple[tuple[Any, ...], str | None]]:

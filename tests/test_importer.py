@@ -765,6 +765,50 @@ def test_history_jsonl_and_bot_evals_jsonl_test_file_read_html_as_a_csv_export_i
     assert result.exit_code == 1 and f"{test}:2: the text has nothing to read" in result.output, result.output
 
 
+# A helpdesk's ticket export as a shop downloads it, its bodies in HTML: the English questions and answers are
+# adapted from the Bitext customer-support set (bitext/customer-support-llm-chatbot-training-dataset, CDLA-Sharing-1.0).
+HELPDESK_EXPORT = """Ticket ID,Question,Intent,Answer,Agent,Status\r
+1001,"<p>how can I cancel purchase 113542617735902?</p>",cancel_order,"<p>Hi,</p><p>To cancel an order:</p><ol><li>Log in \
+to <a href=""https://shop.example/my account"">your account</a></li><li>Open <b>Order Details</b></li></ol><hr>\
+<p>Best,<br>Anna</p>",Anna,solved\r
+1002,<p>I want to cancel my order</p>,cancel_order,,Ben,open\r
+1003,<div>where is my package?</div>,track_order,"<p>Track it under <a href=""https://shop.example/orders"">My Orders</a>.\
+</p>",Anna,solved\r
+1004,<div>Where is my  package?</div>,track_order,<p>It ships within 2 days.</p>,Ben,solved\r
+1005,<p>我要退款</p>,get_refund,"<p>请在<b>订单</b>页申请退款：</p><table><tr><th>方式</th><th>到账</th></tr><tr><td>原路退回</td>\
+<td>5–7 天</td></tr></table>",Li,solved\r
+1006,<p>refund please</p>,get_refund,<p><br></p>,Li,solved\r
+1007,<p>what payment methods do you accept</p>,check_payment_methods,<p>Visa &amp; PayPal.</p>,Ben,solved\r
+"""
+
+
+def test_a_helpdesks_export_makes_a_bot_that_answers_as_its_agents_did_and_names_what_to_mend(tmp_path: Path) -> None:
+    """A support lead's first import, a helpdesk's CSV export of HTML bodies: the bot answers with its agents' words
+    as the channels show them, a ticket answered with an empty body is a question alone, and what the lead must
+    decide is named with its lines: a question two agents answered otherwise was kept twice without a word, and a
+    customer asking it got either answer."""
+    root, result = import_csv(tmp_path, HELPDESK_EXPORT)
+    assert result.exit_code == 0, result.output
+    data = tmp_path / "tickets.csv"
+    assert (f"1 question with more than one answer (spacing and case aside), each kept in history.jsonl: 'where is my "
+            f"package?' ({data}:4, {data}:5); a customer who asks one gets either: keep the one customers should get, "
+            "and delete the others.") in result.output
+    assert "Not read: 'ticket id' (7 rows), 'agent' (7 rows), 'status' (7 rows)" in result.output
+    project = load_project(root)
+    assert sorted((e.intent, e.text) for e in project.examples) == [
+        ("cancel_order", "I want to cancel my order"), ("cancel_order", "how can I cancel purchase 113542617735902?"),
+        ("check_payment_methods", "what payment methods do you accept"), ("get_refund", "refund please"),
+        ("get_refund", "我要退款"), ("track_order", "where is my package?")]
+    assert [h.answer for h in project.history] == [
+        "Hi,\n\nTo cancel an order:\n\n1. Log in to [your account](https://shop.example/my%20account)\n2. Open "
+        "**Order Details**\n\nBest,\nAnna", "Track it under [My Orders](https://shop.example/orders).",
+        "It ships within 2 days.", "请在**订单**页申请退款：\n\n方式 | 到账\n原路退回 | 5–7 天", "Visa & PayPal."]
+    checked = CliRunner().invoke(cli, ["check", str(root)])
+    assert checked.exit_code == 0, checked.output
+    assert ("note: 1 history question with more than one answer (spacing and case aside), each kept: 'where is my "
+            "package?' (history.jsonl:2, history.jsonl:3); a customer who asks one gets either") in checked.output
+
+
 def test_a_csv_export_with_a_cell_longer_than_csvs_limit_is_read(tmp_path: Path) -> None:
     """A helpdesk exports each ticket's whole transcript beside its question: Python's csv stops at a cell of more
     than 131,072 characters, and bot init refused the export there, saying a quote was left open. The transcript

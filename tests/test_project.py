@@ -1280,6 +1280,26 @@ def test_a_history_csv_rows_of_unanswered_tickets_are_left_out_and_said(bot_dir:
             "history.csv:4, history.csv:5") in checked.output
 
 
+def test_a_history_question_answered_otherwise_in_two_places_is_named_with_its_lines(bot_dir: Path) -> None:
+    """Two agents answered one question otherwise, or one answer is out of date: both were indexed without a word,
+    and a customer asking it got either. They are kept and named, across history.jsonl and history.csv, in English and
+    Chinese; the same answer twice is left out as before, and a question answered once is not named."""
+    (bot_dir / "history.jsonl").write_text(
+        '{"question": "Can I pay by card?", "answer": "Visa and Mastercard."}\n'
+        '{"question": "do you ship abroad?", "answer": "To 40 countries."}\n', encoding="utf-8")
+    (bot_dir / "history.csv").write_text("问题,答案\ncan I pay by  card?,<p>Visa only.</p>\n可以开发票吗,可以。\n"
+                                         "可以开发票吗,<p>下单时填写<b>抬头</b>即可。</p>\ndo you ship abroad?,To 40 countries.\n",
+                                         encoding="utf-8")
+    project = load_project(bot_dir)
+    assert project.answered_otherwise == ["'Can I pay by card?' (history.jsonl:1, history.csv:2)",
+                                          "'可以开发票吗' (history.csv:3, history.csv:4)"]
+    assert project.repeated_answers == ["history.csv:5 (history.jsonl:2)"]
+    checked = CliRunner().invoke(cli, ["check", str(bot_dir)])
+    assert ("note: 2 history questions with more than one answer (spacing and case aside), each kept: 'Can I pay by "
+            "card?' (history.jsonl:1, history.csv:2); '可以开发票吗' (history.csv:3, history.csv:4); a customer who asks "
+            "one gets either: keep the one customers should get, and delete the others") in checked.output
+
+
 @pytest.mark.parametrize(("content", "problem"), [
     ("question,answer\nwhere is it?,It ships in 2 days.\n ,We ship to 40 countries.\n", "3: the question is empty"),
     ("question,answer,intent\nwhere is it?,It ships in 2 days.,nope\n", "2: unknown intent 'nope' (not in nlu.yml)"),

@@ -321,6 +321,10 @@ def say_gaps(project: Project) -> None:
                       "needs only the tickets answered since" if any(
                           line.startswith("history.csv:") and "(history.jsonl:" in line for line in repeated) else ""),
                    err=True)
+    if otherwise := project.answered_otherwise:
+        click.echo(f"note: {plural(len(otherwise), 'history question')} with more than one answer (spacing and case "
+                   f"aside), each kept: {first_few(otherwise, 5, '; ')}; a customer who asks one gets either: keep the "
+                   "one customers should get, and delete the others", err=True)
     if long_examples := project.long_examples:
         click.echo(f"note: {plural(len(long_examples), 'example')} in nlu.yml longer than a customer's message may be "
                    f"({project.config.server.max_message_chars:,}: server.max_message_chars), which no customer sends "

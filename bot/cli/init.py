@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import click
 
 from bot.cli.common import BOT_DIR, cli, fail, first_few, load_bot, load_project, plural, say_gaps, shell
-from bot.project import BOT_FILES, intent_name, other_intents
+from bot.project import BOT_FILES, answered_otherwise, intent_name, other_intents
 
 
 NOT_COPIED = ("__pycache__", "models", "*.db*")  # what a packaged bot's folder may hold that is not the bot's
@@ -161,6 +161,12 @@ def say_imported(directory: Path, data: Path, counts: dict[str, int | str], rows
         click.echo(f"{plural(int(counts['oos']), 'out-of-scope (oos) text')} "
                    f"{'was' if counts['oos'] == 1 else 'were'} left out; to decline questions like them, add "
                    "some as an oos intent in nlu.yml with a template in responses.yml.", err=True)
+    answered = [(row["text"], row["answer"], f"{data}:{line}") for row, line in zip(rows, lines)
+                if isinstance(row.get("answer"), str) and row["answer"].strip()]
+    if otherwise := answered_otherwise(answered):  # two agents' answers, or one out of date: the shop chooses
+        click.echo(f"{plural(len(otherwise), 'question')} with more than one answer (spacing and case aside), each "
+                   f"kept in history.jsonl: {first_few(otherwise, 5, '; ')}; a customer who asks one gets either: "
+                   "keep the one customers should get, and delete the others.", err=True)
     cased: dict[str, set[str]] = {}
     for row in rows:
         if row["intent"] is not None:
