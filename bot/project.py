@@ -2907,7 +2907,8 @@ class _ReplyMarkdown(MarkdownConverter):
     break is a "\\n" alone, which the chat reads as one, without Markdown's two spaces before it left in the reply;
     a heading, which the chat does not draw, is a paragraph of its text rather than a line of "## "; a rule, which none
     of them draws, a blank line; a table, which none of them draws either, a line of each row's cells ("Size | Price");
-    and a link's address with no space or parenthesis in it, which end the link the chat draws."""
+    a "```" block, which the chat does not draw either, its lines; and a link's address with no space or parenthesis
+    in it, which end the link the chat draws."""
 
     def convert_br(self, el: Tag, text: str, parent_tags: set[str]) -> str:
         return super().convert_br(el, text, parent_tags) if "_inline" in parent_tags else "\n" + text
@@ -2933,9 +2934,29 @@ class _ReplyMarkdown(MarkdownConverter):
     def convert_a(self, el: Tag, text: str, parent_tags: set[str]) -> str:
         href = el.get("href")
         if isinstance(href, str):  # "https://shop.example/help center" stayed "[text](https://shop.example/help center)"
-            el["href"] = re.sub(r"[\s()]", lambda match: quote(match.group()), href.strip())
+            el["href"] = _linked(href)
         el.attrs.pop("title", None)  # [text](url "title") is no link the chat draws
         return super().convert_a(el, text, parent_tags)
+
+    def convert_pre(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        """Preformatted text (a pasted address, a table of sizes) as its lines: the chat draws no "```" block."""
+        lines = [line.strip() for line in text.strip("\n").splitlines()]
+        return "\n\n" + "\n".join(line for line in lines if line) + "\n\n"
+
+    def convert_img(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        """A picture, which no channel draws from Markdown: a link to it, named by its alt text; or that text alone
+        where its address is none a customer can open (an e-mail's "cid:", a pasted "data:" image of thousands of
+        characters). Its "![alt](…)" showed the customer its marks, "![](…)" without an alt text."""
+        alt, src = " ".join(str(el.get("alt") or "").split()), str(el.get("src") or "").strip()
+        if not src.lower().startswith(("https://", "http://")):
+            return alt
+        return f"[{alt}]({_linked(src)})" if alt else f" {_linked(src)} "  # a bare address, apart from the words
+
+
+def _linked(address: str) -> str:
+    """A link's ``address`` as the web chat's Markdown reads one: its white space and parentheses percent-encoded, as
+    a browser sends them, since they end the link."""
+    return re.sub(r"[\s()]", lambda match: quote(match.group()), address.strip())
 
 
 def html_read(text: str, markdown: bool = False) -> str:
@@ -2952,7 +2973,8 @@ def html_read(text: str, markdown: bool = False) -> str:
     inline = [] if markdown else ["a", "b", "strong", "i", "em", "img"]
     converted = _ReplyMarkdown(bullets="-", autolinks=False, escape_asterisks=False, escape_underscores=False, strip=inline,
                           wrap=soup.find(_HTML_LINES) is not None, wrap_width=None).convert_soup(soup)
-    return re.sub(r"\n{3,}", "\n\n", converted).strip()  # a rule between paragraphs: one blank line
+    # a rule between paragraphs: one blank line; a picture's bare address that starts a line: no space before it
+    return re.sub(r"(?m)^ (?=\S)", "", re.sub(r"\n{3,}", "\n\n", converted)).strip()
 
 
 # The keys of a helpdesk's exported line whose text is a ticket's HTML body: a labelled line's, a test line's and a

@@ -742,6 +742,27 @@ def test_an_exports_rules_and_tables_read_as_lines_the_chat_shows(tmp_path: Path
         "运费如下：\n\n地区 | 运费\n华东 | **免运费**\n新疆 | 20 元\n\n谢谢", "S | 36\nM | 38", "Hello\n\nHow can I help?"]
 
 
+def test_an_exports_pictures_and_preformatted_text_read_as_the_chat_shows_them(tmp_path: Path) -> None:
+    """A picture became "![alt](…)" (or "![](…)" without an alt text), whose marks the web chat, Slack and WeCom
+    show, and an e-mail's inline "cid:" picture or a pasted "data:" one an address no customer can open, thousands of
+    characters long; a <pre> became a "```" block, which no channel draws. A picture is a link named by its alt text,
+    or its bare address; one no customer can open its alt text alone; preformatted text its lines."""
+    from bot.channels.wecom import plain_text
+
+    root, result = import_csv(tmp_path, "question,intent,answer\r\n"
+                                        'refund?,get_refund,"<p>Tap <img src=""https://shop.example/refund btn.png"" '
+                                        'alt=""Refund""> then wait.</p><img src=""https://shop.example/logo.png"">"\r\n'
+                                        'invoice?,invoice,"<p>See <img src=""data:image/png;base64,iVBORw0KGgo="" '
+                                        'alt=""the screenshot""><img src=""cid:image001.png@01D""></p>'
+                                        '<pre>\n  Mon-Fri\n  9:00-18:00\n</pre>"\r\n')
+    assert result.exit_code == 0, result.output
+    answers = [h.answer for h in load_project(root).history]
+    assert answers == ["Tap [Refund](https://shop.example/refund%20btn.png) then wait.\n\nhttps://shop.example/logo.png",
+                       "See the screenshot\n\nMon-Fri\n9:00-18:00"]
+    assert plain_text(answers[0]) == ("Tap Refund (https://shop.example/refund%20btn.png) then wait.\n\n"
+                                      "https://shop.example/logo.png")
+
+
 def test_history_jsonl_and_bot_evals_jsonl_test_file_read_html_as_a_csv_export_is(tmp_path: Path) -> None:
     """A shop that saved its helpdesk's JSON export as history.jsonl, or as bot eval's test file, got its HTML as
     written, where the same tickets as history.csv or a CSV test file were read: customers were answered "<p>It
