@@ -2096,15 +2096,15 @@ def _example_lines(block: Any, faults: list[ExampleError]) -> list[tuple[int, st
                                       "keeps as part of the example, not as a comment: write "
                                       f"'- {line[:noted[where].start()].rstrip()}', with the note as a comment above "
                                       "'examples: |'; or, where the customer typed the '#', write it without the space "
-                                      f"after it ('- {_NOTE.sub('#', line)}')")
+                                      f"after it ('- {unquoted_example(line)}')")
                   for where, line in lines if where in noted and where not in quoted)
     return [(where, line) for where, line in lines if valid_unicode(line) and where not in quoted | noted.keys()]
 
 
-# A note after an example in a block, as YAML writes a comment elsewhere: a "#" after white space and before white
-# space and a word ("hiya  # from the chat logs", "你好 # 常见问候"), not a number ("order # 123") nor a "#" joined to its
-# word ("order #123", "#退款"), which are a customer's own.
-_NOTE = re.compile(r"(?<=\s)#\s+(?=[^\s\d])")
+# A note after an example in a block, as YAML writes a comment elsewhere: a "#" (or the "＃" a Chinese input method
+# types) after white space and before white space and a word ("hiya  # from the chat logs", "你好 ＃ 常见问候"), not a
+# number ("order # 123") nor a "#" joined to its word ("order #123", "#退款"), which are a customer's own.
+_NOTE = re.compile(r"(?<=\s)[#＃]\s+(?=[^\s\d])")
 
 
 def unquoted_example(text: str) -> str:
@@ -2112,7 +2112,7 @@ def unquoted_example(text: str) -> str:
     straight, which the block would keep (:func:`_example_lines` refuses them), and which say nothing of what was
     asked; and a "#" that would read as a note's (:data:`_NOTE`) joined to the word after it."""
     inner = text.strip()[1:-1].strip() if in_curly_quotes(text) or _in_straight_quotes(text.strip()) else ""
-    return _NOTE.sub("#", inner or text)
+    return _NOTE.sub(lambda note: note.group().rstrip(), inner or text)
 
 
 def _in_straight_quotes(line: str) -> str | None:

@@ -584,9 +584,10 @@ def test_an_example_that_is_no_text_is_refused_with_its_line(bot_dir: Path, entr
      "'noted  # from the chat logs' ends in '# from the chat logs', which an 'examples: |' block keeps as part of the "
      "example, not as a comment: write '- noted', with the note as a comment above 'examples: |'; or, where the "
      "customer typed the '#', write it without the space after it ('- noted  #from the chat logs')"),
-    ("  examples: |\n    - 收到\n    - 好的 # 常见回复\n", "    - 好的 # 常见回复",
-     "'好的 # 常见回复' ends in '# 常见回复', which an 'examples: |' block keeps as part of the example, not as a comment: "
-     "write '- 好的', with the note as a comment above 'examples: |'"),
+    ("  examples: |\n    - 收到\n    - 好的 ＃ 常见回复\n", "    - 好的 ＃ 常见回复",
+     "'好的 ＃ 常见回复' ends in '＃ 常见回复', which an 'examples: |' block keeps as part of the example, not as a comment: "
+     "write '- 好的', with the note as a comment above 'examples: |'; or, where the customer typed the '#', write it "
+     "without the space after it ('- 好的 ＃常见回复')"),
     # straight quotes inside a block are its text too, as YAML reads a block
     ("  examples: |\n    - ok\n    - \"noted, thanks\"\n    - 'ok' I said 'thanks'\n", "    - \"noted, thanks\"",
      "'\"noted, thanks\"' is written in \" quotes, which are kept as part of the example: write '- noted, thanks'"),
