@@ -7573,3 +7573,27 @@ def test_the_agents_console_asks_for_the_waiting_count_alone_where_it_lists_none
 
 
 
+
+
+def test_the_web_chat_draws_an_exports_html_answer_as_its_lines_and_links(chromium: SimpleNamespace) -> None:
+    """An answer a helpdesk exported in HTML, as bot init reads it, drawn by the web chat's own Markdown: a link whose
+    address held a space is a link, a table's rows are lines, and no rule's "---", table's "| --- |" or picture's "!["
+    is shown."""
+    from bot.project import html_read
+
+    answer = html_read('<p>Refunds:</p><table><tr><th>Method</th><th>Days</th></tr><tr><td>Card</td><td>5</td></tr>'
+                       '</table><hr><p>See <a href="https://shop.example/help center">help</a> '
+                       '<img src="https://shop.example/btn.png" alt="the button"></p>', markdown=True)
+    page = chromium.browser.new_page()
+    page.evaluate("""source => { const script = document.createElement("script"); script.dataset.deskbot = "markdown";
+                                 script.textContent = source; document.body.append(script); }""",
+                  (Path(__file__).parent.parent / "bot" / "static" / "widget.js").read_text(encoding="utf-8"))
+    page.evaluate("text => document.body.replaceChildren(window.deskbotMarkdown(text))", answer)
+    paragraphs = page.locator("body > p")
+    expect(paragraphs).to_have_count(3)
+    expect(paragraphs.nth(1)).to_have_text("Method | DaysCard | 5")  # two lines, a <br> between them
+    expect(paragraphs.nth(1).locator("br")).to_have_count(1)
+    expect(page.get_by_role("link", name="help")).to_have_attribute("href", "https://shop.example/help%20center")
+    expect(page.get_by_role("link", name="the button")).to_have_attribute("href", "https://shop.example/btn.png")
+    assert not any(mark in page.inner_text("body") for mark in ("---", "![", "](", "<"))
+    page.close()
