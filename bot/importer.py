@@ -213,7 +213,8 @@ def relabelled_lines(rows: list[dict[str, Any]], lines: list[int]) -> list[str]:
     return said
 
 
-def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[str, int | str]:
+def write_bot(directory: Path, rows: list[dict[str, Any]], name: str,
+              personal_rows: list[int] | None = None) -> dict[str, int | str]:
     """Write ``bot.yml``, ``nlu.yml``, ``responses.yml`` and ``history.jsonl`` for ``rows`` of ``{"text",
     "intent", "answer"?}``, as ``read_jsonl(path, fail, intent_name)`` and :func:`read_csv` read them: each text
     has something to read, and each intent is a name nlu.yml holds (:func:`~bot.project.intent_name`), or None
@@ -235,13 +236,14 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
     whose text an earlier line had, out-of-scope ones aside), ``relabelled`` (how many texts had several
     intents), ``oos`` (the out-of-scope texts left out), ``answers`` (written to history.jsonl),
     ``personal`` (the answers left out as no one else's), ``placeholders`` (the intents given a placeholder
-    template) and the language.
+    template) and the language. ``personal_rows``, given, gets the index in ``rows`` of each answer left out as no one
+    else's, for the file's lines to be named: a count alone left the shop to guess which tickets those were.
     """
     votes: dict[str, Counter[str]] = {}  # same_example(text) -> the intents it was labelled with
     spelling: dict[str, str] = {}  # same_example(text) -> its first spelling
     answered: dict[tuple[str, str], str] = {}  # (same_example(text), answer) -> the text as first answered so
     personal = 0  # answers no other customer may read
-    for row in rows:
+    for at, row in enumerate(rows):
         # a ticket's customer, as the store's: no number or address kept; and without quotes around it whole, which
         # an examples block would keep
         text = unquoted_example(learned_text(normalise(row["text"])))
@@ -254,6 +256,8 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str) -> dict[st
                 answered.setdefault((key, answer), text)
             else:
                 personal += 1
+                if personal_rows is not None:
+                    personal_rows.append(at)
     chosen = {key: kept_intent(counts) for key, counts in votes.items()}
     by_intent: dict[str, list[str]] = defaultdict(list)
     for key, intent in chosen.items():

@@ -106,12 +106,13 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
                            f"{first_few([f'{data}:{line}' for line in long])}; keep the customer's question alone on "
                            f"{'that line' if len(long) == 1 else 'those lines'} to learn from "
                            f"{'it' if len(long) == 1 else 'them'}", err=True)
-            counts = write_bot(directory, rows, directory.resolve().name)
+            personal: list[int] = []  # the rows whose answers no other customer may read
+            counts = write_bot(directory, rows, directory.resolve().name, personal)
         except ValueError as exc:
             fail(f"{data}: {exc}")
         except OSError as exc:
             cannot_create(directory, exc)
-        say_imported(directory, data, counts, rows, lines, bool(from_csv))
+        say_imported(directory, data, counts, rows, lines, bool(from_csv), [lines[at] for at in personal])
         say_replaced(directory, written, taken, stale)
         return
     with resources.as_file(source) as src:
@@ -125,11 +126,12 @@ def init(directory: Path, demo: bool, force: bool, from_jsonl: Path | None, from
 
 
 def say_imported(directory: Path, data: Path, counts: dict[str, int | str], rows: list[dict[str, Any]],
-                 lines: list[int], from_csv: bool) -> None:
+                 lines: list[int], from_csv: bool, personal_lines: list[int]) -> None:
     """What `bot init --from-jsonl` or `--from-csv` made of the file ``data``'s ``rows`` (read from its ``lines``;
     ``counts``: what
-    :func:`bot.importer.write_bot` wrote and left out), and what of it the bot does not read: a line left out, merged
-    or read otherwise than the file meant was lost without a word."""
+    :func:`bot.importer.write_bot` wrote and left out, ``personal_lines`` the lines of the answers no other customer may
+    read), and what of it the bot does not read: a line left out, merged or read otherwise than the file meant was lost
+    without a word."""
     unwritten = int(counts["placeholders"])
     which = "answer of the intent" if unwritten == 1 else f"answers of the {unwritten} intents"
     write = f"write the {which} with a placeholder in responses.yml, then " if unwritten else ""
@@ -142,8 +144,8 @@ def say_imported(directory: Path, data: Path, counts: dict[str, int | str], rows
                    f"intent{unfiled}.")
     if counts["personal"]:
         click.echo(f"{plural(int(counts['personal']), 'answer')} left out, as no other customer may read "
-                   f"{'it' if counts['personal'] == 1 else 'them'}: an "
-                   "email or phone number, one customer's case, their name or address.", err=True)
+                   f"{'it' if counts['personal'] == 1 else 'them'}: an email or phone number, one customer's case, "
+                   f"their name or address: {first_few([f'{data}:{line}' for line in personal_lines])}.", err=True)
     if counts["repeated"]:
         click.echo(f"Lines that repeated an earlier line's text (spacing and case aside) were kept once: "
                    f"{counts['repeated']}.", err=True)
