@@ -2891,13 +2891,13 @@ def html_references_read(text: str) -> str:
 # the text's own line breaks are HTML's spaces.
 _HTML_LINES = ["p", "br", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "blockquote", "table", "tr",
                "caption", "pre"]
-_HTML_TAGS = [*_HTML_LINES, "b", "strong", "i", "em", "u", "span", "font", "a", "td", "th"]
+_HTML_TAGS = [*_HTML_LINES, "b", "strong", "i", "em", "u", "span", "font", "a", "td", "th", "s", "strike", "del"]
 # What else a helpdesk's editor (or an e-mail pasted into it) writes: a "<" that opens or closes none of these, nor a
 # comment, nor Outlook's namespaced "<o:p>", is text ("your <order 123>", "a < b"), where html.parser read
 # "<order 123>" as a tag and dropped it from a cell that also held real ones.
-_HTML_ELEMENTS = [*_HTML_TAGS, "html", "head", "body", "meta", "title", "style", "script", "img", "s", "strike", "del",
-                  "ins", "sub", "sup", "small", "big", "tt", "center", "code", "thead", "tbody", "tfoot", "col",
-                  "colgroup", "section", "article", "header", "footer", "figure", "figcaption", "dl", "dt", "dd", "wbr"]
+_HTML_ELEMENTS = [*_HTML_TAGS, "html", "head", "body", "meta", "title", "style", "script", "img", "ins", "sub", "sup",
+                  "small", "big", "tt", "center", "code", "thead", "tbody", "tfoot", "col", "colgroup", "section",
+                  "article", "header", "footer", "figure", "figcaption", "dl", "dt", "dd", "wbr"]
 _NOT_A_TAG = re.compile(rf"<(?!/?(?:{'|'.join(_HTML_ELEMENTS)})[\s/>]|/?[A-Za-z]+:[A-Za-z]|[!?])", re.IGNORECASE)
 _CELL_END = "\x1f"  # ends a table cell's text, for its row to join the cells
 
@@ -2907,8 +2907,8 @@ class _ReplyMarkdown(MarkdownConverter):
     break is a "\\n" alone, which the chat reads as one, without Markdown's two spaces before it left in the reply;
     a heading, which the chat does not draw, is a paragraph of its text rather than a line of "## "; a rule, which none
     of them draws, a blank line; a table, which none of them draws either, a line of each row's cells ("Size | Price");
-    a "```" block, which the chat does not draw either, its lines; and a link's address with no space or parenthesis
-    in it, which end the link the chat draws."""
+    a "```" block or a "> " quote, which the chat does not draw either, its lines; struck-out text none; and a link's
+    address with no space or parenthesis in it, which end the link the chat draws."""
 
     def convert_br(self, el: Tag, text: str, parent_tags: set[str]) -> str:
         return super().convert_br(el, text, parent_tags) if "_inline" in parent_tags else "\n" + text
@@ -2937,6 +2937,17 @@ class _ReplyMarkdown(MarkdownConverter):
             el["href"] = _linked(href)
         el.attrs.pop("title", None)  # [text](url "title") is no link the chat draws
         return super().convert_a(el, text, parent_tags)
+
+    def convert_blockquote(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        """A quoted passage (a policy the agent cites) as its paragraphs: the chat draws no "> " quote."""
+        return self.convert_p(el, text, parent_tags)
+
+    def convert_s(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        """Struck-out text (an old price, a date since moved) left out: the chat draws no "~~", and the customer read
+        "~~$50~~ $40" as typed, or, as plain text, "$50 $40", the old one first."""
+        return ""
+
+    convert_del = convert_strike = convert_s
 
     def convert_pre(self, el: Tag, text: str, parent_tags: set[str]) -> str:
         """Preformatted text (a pasted address, a table of sizes) as its lines: the chat draws no "```" block."""

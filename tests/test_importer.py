@@ -764,6 +764,20 @@ def test_an_exports_pictures_and_preformatted_text_read_as_the_chat_shows_them(t
                                       "https://shop.example/logo.png")
 
 
+def test_an_exports_quotes_and_struck_out_text_read_as_the_chat_shows_them(tmp_path: Path) -> None:
+    """A quoted passage became Markdown's "> " lines and struck-out text "~~…~~", neither of which any channel draws:
+    the customer read the marks, or, as plain text, "$50 $40", the old price first. A quote is its paragraphs, and
+    struck-out text is left out."""
+    root, result = import_csv(tmp_path, "question,intent,answer\r\n"
+                                        "returns?,returns,<p>Our policy:</p><blockquote><p>Returns within 30 days.</p>"
+                                        "<p>Unworn items only.</p></blockquote>\r\n"
+                                        "price?,price,<p>Now <s>$50</s>$40 until <del>May 1</del><strike>!</strike>"
+                                        "June 1.</p>\r\n")
+    assert result.exit_code == 0, result.output
+    assert [h.answer for h in load_project(root).history] == [
+        "Our policy:\n\nReturns within 30 days.\n\nUnworn items only.", "Now $40 until June 1."]
+
+
 def test_history_jsonl_and_bot_evals_jsonl_test_file_read_html_as_a_csv_export_is(tmp_path: Path) -> None:
     """A shop that saved its helpdesk's JSON export as history.jsonl, or as bot eval's test file, got its HTML as
     written, where the same tickets as history.csv or a CSV test file were read: customers were answered "<p>It
