@@ -3076,10 +3076,21 @@ def csv_rows(path: Path, fail: Callable[[str], None], needed: str = "intent") ->
         if not any(value.strip() for value in values):
             continue
         if len(values) > len(header):
-            fail(f"{path}:{line}: {len(values)} columns where the first row names {len(header)}; quote a text that "
-                 'holds a comma ("where is it, please?")')
+            fail(f"{path}:{line}: {len(values)} columns where the first row names {len(header)} "
+                 f"({_cells_as_read(header, values)}); quote a text that holds a comma (\"where is it, please?\")")
         # the HTML of the columns read alone: another (a ticket's whole transcript) is kept to be named as not read
         yield line, exported_line({name if key is None else key: value for name, key, value in zip(header, columns, values)})
+
+
+def _cells_as_read(header: list[str], values: list[str]) -> str:
+    """How a row of more cells than ``header`` names was read, each cell under its column's name and the rest past
+    them, each cut to 40 characters: the cell cut short at its comma ("answer '<p>Yes'") shows which text to quote,
+    where a count of columns alone left a helpdesk export's row of long HTML cells to be searched by hand."""
+    def cut(value: str) -> str:
+        return repr(value if len(value) <= 40 else value[:40] + "…")
+
+    named = ", ".join(f"{name or 'a column with no name'} {cut(value)}" for name, value in zip(header, values))
+    return f"read as {named}, and {', '.join(cut(value) for value in values[len(header):])} past them"
 
 
 HISTORY_LINE = '{"question": "where is my order?", "answer": "It ships within 2 days."}'  # one line of history.jsonl

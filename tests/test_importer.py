@@ -939,8 +939,10 @@ def test_a_jsonl_file_in_another_encoding_is_said_to_be(tmp_path: Path, encoding
     ("question,intent,text\nhi,greet,hello\n", "1: two columns name the question: 'question' and 'text'"),
     ("问题,intent,意图\nhi,greet,hello\n", "1: two columns name the intent: 'intent' and '意图'"),
     ("question,intent\nhi,greet\n\"bye,bye\n", "3: unexpected end of data (a quote left open"),
-    ("question,intent\nhi,greet\nwhere is it, please?,track\n", "3: 3 columns where the first row names 2; quote a "
-                                                                "text that holds a comma"),
+    # each cell named: the one cut short at its comma is the text to quote
+    ("question,intent\nhi,greet\nwhere is it, please?,track\n", "3: 3 columns where the first row names 2 (read as "
+                                                                "question 'where is it', intent ' please?', and "
+                                                                "'track' past them); quote a text that holds a comma"),
     ("question,intent\nhi,greet\nbye,\n", "3: a row without an intent needs an answer"),
     ("question,intent\nhi,greet\n ,bye\n", "3: the question is empty"),
     ("question,intent\nhi,greet\ncaf\xe9,bye\n", "3: not UTF-8 text; save the file as UTF-8 (Excel: CSV UTF-8)"),
