@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal, NamedTuple, NoReturn
 from urllib.parse import quote
 
 import yaml
-from bs4 import BeautifulSoup, Tag
+from bs4 import BeautifulSoup, Declaration, ProcessingInstruction, Tag
 from markdownify import MarkdownConverter
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, IPvAnyNetwork, ValidationError
 from pydantic_core import SchemaValidator, core_schema
@@ -2898,7 +2898,13 @@ _HTML_TAGS = [*_HTML_LINES, "b", "strong", "i", "em", "u", "span", "font", "a", 
 _HTML_ELEMENTS = [*_HTML_TAGS, "html", "head", "body", "meta", "title", "style", "script", "img", "ins", "sub", "sup",
                   "small", "big", "tt", "center", "code", "thead", "tbody", "tfoot", "col", "colgroup", "section",
                   "article", "header", "footer", "figure", "figcaption", "dl", "dt", "dd", "wbr"]
-_NOT_A_TAG = re.compile(rf"<(?!/?(?:{'|'.join(_HTML_ELEMENTS)})[\s/>]|/?[A-Za-z]+:[A-Za-z]|[!?])", re.IGNORECASE)
+# The XML declaration a ticket body pasted from Word opens with, which carries nothing: left, it had BeautifulSoup
+# warn that the body may be XML.
+_XML_DECLARATION = re.compile(r"\A<\?xml[^>]*>", re.IGNORECASE)
+# Markup that is no element: a comment, a doctype, Word's "<![if !supportLists]>" and "<![endif]>", a CDATA section, an
+# XML declaration. Any other "<!" is text: html.parser refused "<![确]" (a regex pasted into a cell) with an exception.
+_MARKUP = r"!--|!doctype\b|!\[(?:cdata|if|else|endif)\b|\?xml\b"
+_NOT_A_TAG = re.compile(rf"<(?!/?(?:{'|'.join(_HTML_ELEMENTS)})[\s/>]|/?[A-Za-z]+:[A-Za-z]|{_MARKUP})", re.IGNORECASE)
 _CELL_END = "\x1f"  # ends a table cell's text, for its row to join the cells
 
 
@@ -2978,9 +2984,11 @@ def html_read(text: str, markdown: bool = False) -> str:
     ``&lt;b&gt;`` stays the text it was; so does a "<" that opens no HTML tag in a text that has some."""
     if "<" not in text:  # most cells: no parse
         return html_references_read(text)
-    soup = BeautifulSoup(_NOT_A_TAG.sub("&lt;", text), "html.parser")
+    soup = BeautifulSoup(_XML_DECLARATION.sub("", _NOT_A_TAG.sub("&lt;", text)), "html.parser")
     if soup.find(_HTML_TAGS) is None:
         return html_references_read(text)
+    for markup in soup.find_all(string=lambda node: isinstance(node, (Declaration, ProcessingInstruction))):
+        markup.extract()  # Word's "<![if !supportLists]>", "<?xml:namespace …>": markdownify wrote their words
     inline = [] if markdown else ["a", "b", "strong", "i", "em", "img"]
     converted = _ReplyMarkdown(bullets="-", autolinks=False, escape_asterisks=False, escape_underscores=False, strip=inline,
                           wrap=soup.find(_HTML_LINES) is not None, wrap_width=None).convert_soup(soup)
@@ -2992,7 +3000,7 @@ def html_read(text: str, markdown: bool = False) -> str:
 # history line's (:func:`exported_line`).
 _EXPORTED_KEYS = ("text", "question", "intent", "answer")
 # A "<" that opens an HTML tag: the rest are text (:data:`_NOT_A_TAG`).
-_A_TAG = re.compile(rf"<(?=/?(?:{'|'.join(_HTML_ELEMENTS)})[\s/>]|/?[A-Za-z]+:[A-Za-z]|[!?])", re.IGNORECASE)
+_A_TAG = re.compile(rf"<(?=/?(?:{'|'.join(_HTML_ELEMENTS)})[\s/>]|/?[A-Za-z]+:[A-Za-z]|{_MARKUP})", re.IGNORECASE)
 
 
 def exported_line(row: Any) -> Any:

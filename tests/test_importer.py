@@ -778,6 +778,20 @@ def test_an_exports_quotes_and_struck_out_text_read_as_the_chat_shows_them(tmp_p
         "Our policy:\n\nReturns within 30 days.\n\nUnworn items only.", "Now $40 until June 1."]
 
 
+def test_an_exports_word_markup_is_left_out_and_a_stray_markup_opener_stays_text(tmp_path: Path) -> None:
+    """A ticket body pasted from Word holds "<?xml:namespace …>" and "<![if !supportLists]>", whose words markdownify
+    wrote into the answer; and a cell with "<![" that opens no such markup (a regex, a customer's typing) stopped
+    bot init with a parser's traceback. Word's markup is left out; the rest is text."""
+    root, result = import_csv(tmp_path, "question,intent,answer\r\n"
+                                        'steps?,steps,"<?xml version=""1.0""?><p class=MsoNormal><?xml:namespace prefix '
+                                        '= o /><![if !supportLists]>1.<![endif]> Open <b>Orders</b><o:p></o:p></p>"\r\n'
+                                        "<p>what is <![确]?</p>,other,<p>It is <![CDATA[a mark]]>.</p>\r\n")
+    assert result.exit_code == 0, result.output
+    project = load_project(root)
+    assert sorted(e.text for e in project.examples) == ["steps?", "what is <![确]?"]
+    assert [h.answer for h in project.history] == ["1. Open **Orders**", "It is a mark."]
+
+
 def test_history_jsonl_and_bot_evals_jsonl_test_file_read_html_as_a_csv_export_is(tmp_path: Path) -> None:
     """A shop that saved its helpdesk's JSON export as history.jsonl, or as bot eval's test file, got its HTML as
     written, where the same tickets as history.csv or a CSV test file were read: customers were answered "<p>It
