@@ -2048,11 +2048,12 @@ class ExampleError(ValueError):
         self.where = where
 
 
-def _example_lines(block: Any, faults: list[ExampleError]) -> list[tuple[int, str]]:
+def _example_lines(block: Any, faults: list[ExampleError], messages: bool = False) -> list[tuple[int, str]]:
     """Rasa writes examples as a ``- text`` block string; a plain YAML list is accepted too, of texts or of
     Rasa's ``{text, metadata}`` mappings. Each example comes with where it is: its line in the block, or
     its item in the list. ValueError for anything else instead of it; what is wrong with each example is added to
-    ``faults`` (:class:`ExampleError`), and that example left out."""
+    ``faults`` (:class:`ExampleError`), and that example left out. ``messages``: the examples are an intent's, a
+    customer's words, in which a helpdesk's HTML is pasted, not typed (a regex's "(?P<b>…)" is no tag)."""
     lines = []
     if block is not None and not isinstance(block, (str, list)):  # it became the example "{'hi': 'there'}" or "True"
         seen = f"a mapping ({block!r})" if isinstance(block, dict) else repr(block)
@@ -2098,7 +2099,14 @@ def _example_lines(block: Any, faults: list[ExampleError]) -> list[tuple[int, st
                                       "'examples: |'; or, where the customer typed the '#', write it without the space "
                                       f"after it ('- {unquoted_example(line)}')")
                   for where, line in lines if where in noted and where not in quoted)
-    return [(where, line) for where, line in lines if valid_unicode(line) and where not in quoted | noted.keys()]
+    # a helpdesk's HTML pasted in ("<p>refund</p>", "AT&amp;T"): learnt as written, as no customer types it
+    told = quoted | noted.keys()
+    pasted = {where: read for where, line in lines
+              if messages and where not in told and (read := html_read(line)) != line}
+    faults.extend(ExampleError(where, f"{line!r} holds HTML, which is learnt as written, not as a customer types it: "
+                                      + (f"write '- {pasted[where]}'" if pasted[where].strip() else "remove the line"))
+                  for where, line in lines if where in pasted)
+    return [(where, line) for where, line in lines if valid_unicode(line) and where not in told | pasted.keys()]
 
 
 # A note after an example in a block, as YAML writes a comment elsewhere: a "#" (or the "＃" a Chinese input method
@@ -2146,11 +2154,12 @@ def valid_unicode(text: str) -> bool:
     return True
 
 
-def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any],
-                 source: Callable[[], list[str]]) -> tuple[list[tuple[int, str]], list[str]]:
+def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any], source: Callable[[], list[str]],
+                 messages: bool = False) -> tuple[list[tuple[int, str]], list[str]]:
     """The examples of nlu.yml's entry ``i`` (an intent's or a regex's), each with where it is in the entry
     (:func:`_example_line`), and the error of each example at fault, on its line, which is left out: the others are
-    read, for an example under two intents to be told with them. ``source``: the file's lines."""
+    read, for an example under two intents to be told with them. ``source``: the file's lines; ``messages``: the
+    entry is an intent's (:func:`_example_lines`)."""
     examples = _examples_node(node, i)
     faults = [ExampleError(where, f"YAML reads these lines as one example ({text.value!r}): write each '- example' "
                                   "at the same indent")
@@ -2159,7 +2168,7 @@ def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any
     try:
         if _joined(examples, source):
             raise ValueError("the examples read as one line: write 'examples: |', which keeps one example a line")
-        lines = _example_lines(item.get("examples"), faults)
+        lines = _example_lines(item.get("examples"), faults, messages)
     except ValueError as exc:
         raise _fail(path, node, ("nlu", i, "examples"), str(exc)) from None
     return lines, [str(_fail(path, node, ("nlu", i, "examples"), str(fault), _example_line(node, i, fault.where)))
@@ -2406,7 +2415,7 @@ def _intent_entry(path: Path, node: yaml.Node | None, i: int, item: dict[str, An
         raise _fail(path, node, ("nlu", i), f"the intent's name runs over {lines} lines ({name!r}): write "
                                            f"'examples: |' on a line of its own under 'intent:', then "
                                            "each example on a line of its own after '- '")
-    texts, faults = _entry_lines(path, node, i, item, source)
+    texts, faults = _entry_lines(path, node, i, item, source, messages=True)
     mistakes.extend(faults)
     if not name or not texts and not faults:
         raise _fail(path, node, ("nlu", i), f"intent {name!r} has no examples")

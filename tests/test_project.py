@@ -588,6 +588,14 @@ def test_an_example_that_is_no_text_is_refused_with_its_line(bot_dir: Path, entr
      "'好的 ＃ 常见回复' ends in '＃ 常见回复', which an 'examples: |' block keeps as part of the example, not as a comment: "
      "write '- 好的', with the note as a comment above 'examples: |'; or, where the customer typed the '#', write it "
      "without the space after it ('- 好的 ＃常见回复')"),
+    # a helpdesk's HTML pasted in: learnt with its tags and references, as no customer types it
+    ("  examples: |\n    - ok\n    - <p>noted, <b>thanks</b></p>\n", "    - <p>noted, <b>thanks</b></p>",
+     "'<p>noted, <b>thanks</b></p>' holds HTML, which is learnt as written, not as a customer types it: write "
+     "'- noted, thanks'"),
+    ("  examples:\n  - ok\n  - 收到&amp;谢谢\n", "  - 收到&amp;谢谢",
+     "'收到&amp;谢谢' holds HTML, which is learnt as written, not as a customer types it: write '- 收到&谢谢'"),
+    ("  examples: |\n    - ok\n    - <p><br></p>\n", "    - <p><br></p>",
+     "'<p><br></p>' holds HTML, which is learnt as written, not as a customer types it: remove the line"),
     # straight quotes inside a block are its text too, as YAML reads a block
     ("  examples: |\n    - ok\n    - \"noted, thanks\"\n    - 'ok' I said 'thanks'\n", "    - \"noted, thanks\"",
      "'\"noted, thanks\"' is written in \" quotes, which are kept as part of the example: write '- noted, thanks'"),
@@ -609,13 +617,18 @@ def test_an_example_that_is_no_text_is_refused_with_its_own_line(bot_dir: Path, 
 
 
 def test_a_customers_own_quotes_and_hash_signs_stay_in_an_example(bot_dir: Path) -> None:
-    """Quotes that are part of what a customer wrote, and a "#" before a number or joined to its word, are not the
-    quotes or the note the examples above are refused for: they are learnt as written."""
+    """Quotes that are part of what a customer wrote, a "#" before a number or joined to its word, and a "<" or "&"
+    that is no HTML are not the quotes, the note or the HTML the examples above are refused for: they are learnt as
+    written; and a regex's "(?P<b>…)" is no tag."""
     nlu = bot_dir / "nlu.yml"
     nlu.write_text(nlu.read_text() + "- intent: customers_words\n  examples: |\n    - 「退货」和「退款」有什么区别\n"
-                   "    - “ok” and “fine”\n    - order # 123 is fine\n    - order #123 noted\n    - 收到 #好评\n")
-    assert sorted(e.text for e in load_project(bot_dir).examples if e.intent == "customers_words") == [
-        "order # 123 is fine", "order #123 noted", "“ok” and “fine”", "「退货」和「退款」有什么区别", "收到 #好评"]
+                   "    - “ok” and “fine”\n    - order # 123 is fine\n    - order #123 noted\n    - 收到 #好评\n"
+                   "    - is it < 5 kg? AT&T <order 123>\n- regex: code\n  examples: |\n    - (?P<b>[A-Z]{2})-\\d{4}\n")
+    project = load_project(bot_dir)
+    assert sorted(e.text for e in project.examples if e.intent == "customers_words") == [
+        "is it < 5 kg? AT&T <order 123>", "order # 123 is fine", "order #123 noted", "“ok” and “fine”",
+        "「退货」和「退款」有什么区别", "收到 #好评"]
+    assert [pattern.pattern for pattern in project.entity_patterns["code"]] == ["(?P<b>[A-Z]{2})-\\d{4}"]  # no tag
 
 
 def test_every_example_at_fault_in_an_entry_is_told_on_its_line(bot_dir: Path) -> None:
