@@ -2118,9 +2118,16 @@ _NOTE = re.compile(r"(?<=\s)[#＃]\s+(?=[^\s\d])")
 def unquoted_example(text: str) -> str:
     """An example ``text`` as a block of examples takes it: without a pair of quotes around it whole, curly, corner or
     straight, which the block would keep (:func:`_example_lines` refuses them), and which say nothing of what was
-    asked; and a "#" that would read as a note's (:data:`_NOTE`) joined to the word after it."""
+    asked; a "#" that would read as a note's (:data:`_NOTE`) joined to the word after it; and read as HTML until it
+    reads as itself (an export's escaped "&lt;b&gt; tag?" is "<b> tag?" once read, which the block would refuse as
+    HTML), unless nothing would be left."""
     inner = text.strip()[1:-1].strip() if in_curly_quotes(text) or _in_straight_quotes(text.strip()) else ""
-    return _NOTE.sub(lambda note: note.group().rstrip(), inner or text)
+    example = _NOTE.sub(lambda note: note.group().rstrip(), inner or text)
+    for _ in range(3):  # an export escapes its HTML once, a careless one twice
+        if (read := html_read(example)) == example or not read.strip():
+            break
+        example = read
+    return example
 
 
 def _in_straight_quotes(line: str) -> str | None:

@@ -266,13 +266,16 @@ def test_names_and_texts_that_nlu_yml_reads_otherwise_still_make_a_bot_that_load
 def test_a_message_written_wholly_in_quotes_is_learnt_without_them_and_the_bot_loads(tmp_path: Path) -> None:
     """An example in quotes, curly, corner or straight, is refused in an examples block, where they are kept as text: a
     ticket whose customer quoted their whole message made a bot that did not load. The quotes say nothing of what was
-    asked. Nor does a "#" read as a note's there: joined to its word, it is the customer's."""
+    asked. Nor does a "#" read as a note's there: joined to its word, it is the customer's; nor HTML the export
+    escaped, which the block would refuse as HTML once read."""
     rows = [("“您好”", "greet"), ("hello", "greet"), ('"bye now"', "bye"), ("goodbye", "bye"), ("'ok' I said 'thanks'", "bye"),
-            ("「你好」", "greet"), ("hi # need help", "greet"), ("「再见」和「拜拜」", "bye")]
+            ("「你好」", "greet"), ("hi # need help", "greet"), ("「再见」和「拜拜」", "bye"),
+            ("&lt;b&gt;bye&lt;/b&gt; &amp;amp; thanks", "bye")]  # HTML the export escaped: refused in nlu.yml as HTML
     root, result = import_bot(tmp_path, rows)
     assert result.exit_code == 0, result.output
     assert sorted(e.text for e in load_project(root).examples) == [
-        "'ok' I said 'thanks'", "bye now", "goodbye", "hello", "hi #need help", "「再见」和「拜拜」", "你好", "您好"]
+        "'ok' I said 'thanks'", "bye & thanks", "bye now", "goodbye", "hello", "hi #need help", "「再见」和「拜拜」", "你好",
+        "您好"]
 
 
 def test_init_refuses_to_replace_a_projects_data_and_force_replaces_all_of_it(tmp_path: Path) -> None:
