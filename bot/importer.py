@@ -184,6 +184,12 @@ def example_key(text: str) -> str:
     return same_example(example_text(text))
 
 
+def written_example(row: dict[str, Any]) -> str:
+    """A labelled line's text as :func:`write_bot` writes it to nlu.yml: a ticket's customer, as the store's, no number
+    or address kept; and as an examples block takes it (:func:`~bot.project.unquoted_example`)."""
+    return unquoted_example(learned_text(normalise(row["text"])))
+
+
 def kept_intent(given: Mapping[str, int]) -> str:
     """Of the intents one text was ``given``, each with its count of lines in the order first given, the one it is
     kept under: the most frequent, the first given on a tie."""
@@ -198,7 +204,7 @@ def relabelled_lines(rows: list[dict[str, Any]], lines: list[int]) -> list[str]:
     first: dict[str, tuple[int, str]] = {}
     for row, line in zip(rows, lines):
         if row["intent"] is not None:
-            key = example_key(learned_text(normalise(row["text"])))
+            key = example_key(written_example(row))
             given.setdefault(key, {}).setdefault(row["intent"], []).append(line)
             first.setdefault(key, (line, row["text"]))
     said = []
@@ -211,6 +217,19 @@ def relabelled_lines(rows: list[dict[str, Any]], lines: list[int]) -> list[str]:
             said.append(f"{line}: {text!r} kept under {kept!r} ({len(intents[kept])} line"
                         f"{'s' if len(intents[kept]) > 1 else ''}), not {others}")
     return said
+
+
+def repeated_lines(rows: list[dict[str, Any]], lines: list[int]) -> list[int]:
+    """The lines of ``rows`` (on ``lines`` of their file) whose text an earlier line had, as :func:`write_bot` counts
+    them (``repeated``): kept once, out-of-scope ones aside; named, for the shop to find them in its export."""
+    seen: dict[str, list[int]] = {}  # example_key -> the lines of the labelled rows with it
+    intents: dict[str, Counter[str]] = {}
+    for row, line in zip(rows, lines):
+        if row["intent"] is not None:
+            key = example_key(written_example(row))
+            seen.setdefault(key, []).append(line)
+            intents.setdefault(key, Counter())[row["intent"]] += 1
+    return sorted(line for key, at in seen.items() if kept_intent(intents[key]) != OOS for line in at[1:])
 
 
 def write_bot(directory: Path, rows: list[dict[str, Any]], name: str,
@@ -244,9 +263,7 @@ def write_bot(directory: Path, rows: list[dict[str, Any]], name: str,
     answered: dict[tuple[str, str], str] = {}  # (same_example(text), answer) -> the text as first answered so
     personal = 0  # answers no other customer may read
     for at, row in enumerate(rows):
-        # a ticket's customer, as the store's: no number or address kept; and without quotes around it whole, which
-        # an examples block would keep
-        text = unquoted_example(learned_text(normalise(row["text"])))
+        text = written_example(row)
         key = example_key(text)
         if row["intent"] is not None:  # a CSV row without one is an answer alone
             votes.setdefault(key, Counter())[row["intent"]] += 1

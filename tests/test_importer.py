@@ -57,7 +57,9 @@ def test_english_messages_make_an_english_bot_without_duplicates_or_oos(tmp_path
     assert "2 intents and 4 examples" in result.output and "(language: en)" in result.output
     assert "Next: write the answers of the 2 intents with a placeholder in responses.yml, then bot train" in result.output
     assert "1 out-of-scope (oos) text was left out" in result.output  # said, not silently dropped
-    assert "Lines that repeated an earlier line's text (spacing and case aside) were kept once: 1." in result.output
+    # with the line, for the shop to find it in its export
+    assert (f"Lines that repeated an earlier line's text (spacing and case aside) were kept once: 1 "
+            f"({tmp_path / 'labelled.jsonl'}:3).") in result.output
     project = load_project(root)
     assert project.config.language == "en" and project.config.base_model == "default"
     assert [(e.text, e.intent) for e in project.examples] == [
@@ -117,7 +119,7 @@ def test_a_message_labelled_with_several_intents_goes_to_its_most_frequent_one(t
     assert f"{data}:1: 'where is my card?' kept under 'card_arrival' (2 lines), not 'top_up' on line 7\n" in result.output
     assert f"{data}:5: 'add money to my account' kept under 'oos' (2 lines), not 'top_up' on line 5\n" in result.output
     assert f"{data}:8: 'top up failed' kept under 'top_up' (1 line), not 'card_arrival' on line 9\n" in result.output
-    assert "were kept once: 3." in result.output  # the repeated oos line was left out, not kept
+    assert f"were kept once: 3 ({data}:3, {data}:7, {data}:9)." in result.output  # the repeated oos line left out
     assert [(e.text, e.intent) for e in load_project(root).examples] == [  # which loads: no example twice
         ("where is my card?", "card_arrival"), ("my card still hasn't come", "card_arrival"),
         ("how do I top up?", "top_up"), ("top up failed", "top_up")]  # a tie goes to the first label given

@@ -147,8 +147,11 @@ def say_imported(directory: Path, data: Path, counts: dict[str, int | str], rows
                    f"{'it' if counts['personal'] == 1 else 'them'}: an email or phone number, one customer's case, "
                    f"their name or address: {first_few([f'{data}:{line}' for line in personal_lines])}.", err=True)
     if counts["repeated"]:
+        from bot.importer import repeated_lines
+
         click.echo(f"Lines that repeated an earlier line's text (spacing and case aside) were kept once: "
-                   f"{counts['repeated']}.", err=True)
+                   f"{counts['repeated']} ({first_few([f'{data}:{line}' for line in repeated_lines(rows, lines)])}).",
+                   err=True)
     if counts["relabelled"]:
         from bot.importer import relabelled_lines
 
