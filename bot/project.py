@@ -2920,7 +2920,9 @@ _XML_DECLARATION = re.compile(r"\A<\?xml[^>]*>", re.IGNORECASE)
 # Markup that is no element: a comment, a doctype, Word's "<![if !supportLists]>" and "<![endif]>", a CDATA section, an
 # XML declaration. Any other "<!" is text: html.parser refused "<![确]" (a regex pasted into a cell) with an exception.
 _MARKUP = r"!--|!doctype\b|!\[(?:cdata|if|else|endif)\b|\?xml\b"
-_NOT_A_TAG = re.compile(rf"<(?!/?(?:{'|'.join(_HTML_ELEMENTS)})[\s/>]|/?[A-Za-z]+:[A-Za-z]|{_MARKUP})", re.IGNORECASE)
+# What follows the "<" of a tag or of such markup
+_OPENS = rf"/?(?:{'|'.join(_HTML_ELEMENTS)})[\s/>]|/?[A-Za-z]+:[A-Za-z]|{_MARKUP}"
+_NOT_A_TAG = re.compile(rf"<(?!{_OPENS})", re.IGNORECASE)
 _CELL_END = "\x1f"  # ends a table cell's text, for its row to join the cells
 
 
@@ -3016,7 +3018,7 @@ def html_read(text: str, markdown: bool = False) -> str:
 # history line's (:func:`exported_line`).
 _EXPORTED_KEYS = ("text", "question", "intent", "answer")
 # A "<" that opens an HTML tag: the rest are text (:data:`_NOT_A_TAG`).
-_A_TAG = re.compile(rf"<(?=/?(?:{'|'.join(_HTML_ELEMENTS)})[\s/>]|/?[A-Za-z]+:[A-Za-z]|{_MARKUP})", re.IGNORECASE)
+_A_TAG = re.compile(rf"<(?={_OPENS})", re.IGNORECASE)
 
 
 def exported_line(row: Any) -> Any:
