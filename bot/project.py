@@ -2994,6 +2994,18 @@ def _linked(address: str) -> str:
     return re.sub(r"[\s()]", lambda match: quote(match.group()), address.strip())
 
 
+def _layout_as_blocks(soup: BeautifulSoup) -> None:
+    """Each table of ``soup`` whose rows hold one cell each, as an e-mail template lays out a whole answer (its
+    greeting, paragraphs, list and signature), made plain blocks: read as a table, its paragraphs ran into one line."""
+    for table in soup.find_all("table"):
+        rows = [row for row in table.find_all("tr") if row.find_parent("table") is table]
+        if any(len(row.find_all(["td", "th"], recursive=False)) > 1 for row in rows):
+            continue
+        for part in [table, *(part for part in table.find_all(["thead", "tbody", "tfoot", "tr", "td", "th"])
+                              if part.find_parent("table") is table)]:
+            part.name = "div"
+
+
 def html_read(text: str, markdown: bool = False) -> str:
     """A helpdesk's exported ticket body as deskbot's text: its HTML tags, which the web chat shows as typed and
     Slack and WeCom print, as the paragraphs, line breaks and lists of deskbot's Markdown and (with ``markdown``, for
@@ -3007,6 +3019,7 @@ def html_read(text: str, markdown: bool = False) -> str:
         return html_references_read(text)
     for markup in soup.find_all(string=lambda node: isinstance(node, (Declaration, ProcessingInstruction))):
         markup.extract()  # Word's "<![if !supportLists]>", "<?xml:namespace …>": markdownify wrote their words
+    _layout_as_blocks(soup)
     inline = [] if markdown else ["a", "b", "strong", "i", "em", "img"]
     converted = _ReplyMarkdown(bullets="-", autolinks=False, escape_asterisks=False, escape_underscores=False, strip=inline,
                           wrap=soup.find(_HTML_LINES) is not None, wrap_width=None).convert_soup(soup)

@@ -748,6 +748,19 @@ def test_an_exports_rules_and_tables_read_as_lines_the_chat_shows(tmp_path: Path
         "运费如下：\n\n地区 | 运费\n华东 | **免运费**\n新疆 | 20 元\n\n谢谢", "S | 36\nM | 38", "Hello\n\nHow can I help?"]
 
 
+def test_an_answer_laid_out_in_an_e_mail_templates_table_keeps_its_paragraphs(tmp_path: Path) -> None:
+    """A helpdesk's e-mail template lays the whole answer out in a table of one cell a row: read as a table, its
+    greeting, paragraphs, list and signature ran into one line. Such a table is its blocks; a table of data in it is
+    still a line a row."""
+    layout = ("<table><tr><td><p>Hi,</p><p>Your refund is on its way:</p><table><tr><td>Card</td><td>5 days</td></tr>"
+              "</table><ul><li>no fee</li></ul></td></tr><tr><td><p>Best,<br>Anna</p></td></tr></table>")
+    root, result = import_csv(tmp_path, f"question,intent,answer\r\nrefund?,get_refund,\"{layout}\"\r\n"
+                                        "hi,greet,<table><tr><td>您好！</td></tr></table>\r\n")
+    assert result.exit_code == 0, result.output
+    assert [h.answer for h in load_project(root).history] == [
+        "Hi,\n\nYour refund is on its way:\n\nCard | 5 days\n\n- no fee\n\nBest,\nAnna", "您好！"]
+
+
 def test_an_exports_pictures_and_preformatted_text_read_as_the_chat_shows_them(tmp_path: Path) -> None:
     """A picture became "![alt](…)" (or "![](…)" without an alt text), whose marks the web chat, Slack and WeCom
     show, and an e-mail's inline "cid:" picture or a pasted "data:" one an address no customer can open, thousands of
