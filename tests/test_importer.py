@@ -813,7 +813,7 @@ def test_an_exports_word_markup_is_left_out_and_a_stray_markup_opener_stays_text
 def test_history_jsonl_and_bot_evals_jsonl_test_file_read_html_as_a_csv_export_is(tmp_path: Path) -> None:
     """A shop that saved its helpdesk's JSON export as history.jsonl, or as bot eval's test file, got its HTML as
     written, where the same tickets as history.csv or a CSV test file were read: customers were answered "<p>It
-    ships in <b>2 days</b>.</p>", and a test question of tags alone was scored. Each reads it as the CSV does; and
+    ships in <b>2 days</b>.</p>", and a test question of tags alone was scored (by bot bench nlu too). Each reads it as the CSV does; and
     history.jsonl's "&lt;b&gt;", which bot init writes for an export's escaped "<b>", stays text."""
     root = tmp_path / "bot"
     assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
@@ -829,8 +829,9 @@ def test_history_jsonl_and_bot_evals_jsonl_test_file_read_html_as_a_csv_export_i
         ("发票", "- 打开订单页\n- 点击**开发票**"), ("bold?", "Type <b> for bold, &amp; for &.")]
     test = tmp_path / "test.jsonl"
     test.write_text('{"text": "where is my order", "intent": "track_order"}\n{"text": "<p><br></p>", "intent": "greet"}\n')
-    result = CliRunner().invoke(cli, ["eval", str(root), "--test", str(test)])
-    assert result.exit_code == 1 and f"{test}:2: the text has nothing to read" in result.output, result.output
+    for command in (["eval", str(root)], ["bench", "nlu", str(root)]):  # bot bench nlu reads the same test file
+        result = CliRunner().invoke(cli, [*command, "--test", str(test)])
+        assert result.exit_code == 1 and f"{test}:2: the text has nothing to read" in result.output, result.output
 
 
 # A helpdesk's ticket export as a shop downloads it, its bodies in HTML: the English questions and answers are
