@@ -2924,6 +2924,7 @@ _MARKUP = r"!--|!doctype\b|!\[(?:cdata|if|else|endif)\b|\?xml\b"
 _OPENS = rf"/?(?:{'|'.join(_HTML_ELEMENTS)})[\s/>]|/?[A-Za-z]+:[A-Za-z]|{_MARKUP}"
 _NOT_A_TAG = re.compile(rf"<(?!{_OPENS})", re.IGNORECASE)
 _CELL_END = "\x1f"  # ends a table cell's text, for its row to join the cells
+_OPENABLE = ("https://", "http://", "mailto:", "tel:")  # the addresses a customer can open from a chat, pictures the first two
 
 
 class _ReplyMarkdown(MarkdownConverter):
@@ -2956,9 +2957,12 @@ class _ReplyMarkdown(MarkdownConverter):
     convert_th = convert_td
 
     def convert_a(self, el: Tag, text: str, parent_tags: set[str]) -> str:
-        href = el.get("href")
-        if isinstance(href, str):  # "https://shop.example/help center" stayed "[text](https://shop.example/help center)"
-            el["href"] = _linked(href)
+        """A link whose address a customer can open, its address :func:`_linked`; any other (the helpdesk's own
+        "/hc/articles/1", "#top", "javascript:…") its text alone, where "[text](/hc/articles/1)" was shown as typed."""
+        href = str(el.get("href") or "").strip()
+        if not href.lower().startswith(_OPENABLE):
+            return text
+        el["href"] = _linked(href)  # "https://shop.example/help center" stayed "[text](https://shop.example/help center)"
         el.attrs.pop("title", None)  # [text](url "title") is no link the chat draws
         return super().convert_a(el, text, parent_tags)
 
@@ -2983,7 +2987,7 @@ class _ReplyMarkdown(MarkdownConverter):
         where its address is none a customer can open (an e-mail's "cid:", a pasted "data:" image of thousands of
         characters). Its "![alt](…)" showed the customer its marks, "![](…)" without an alt text."""
         alt, src = " ".join(str(el.get("alt") or "").split()), str(el.get("src") or "").strip()
-        if not src.lower().startswith(("https://", "http://")):
+        if not src.lower().startswith(_OPENABLE[:2]):
             return alt
         return f"[{alt}]({_linked(src)})" if alt else f" {_linked(src)} "  # a bare address, apart from the words
 

@@ -718,16 +718,21 @@ def test_a_less_than_sign_that_opens_no_html_tag_stays_text_beside_real_tags(tmp
 def test_an_exports_link_with_a_space_in_its_address_is_a_link_the_chat_draws(tmp_path: Path) -> None:
     """A helpdesk's link to "https://shop.example/help center/returns" became "[returns](https://shop.example/help
     center/returns)", which the web chat, Slack and WeCom show as typed, brackets and all: its address's spaces (and
-    parentheses, which end a link too) are percent-encoded, as a browser sends them, and a title is left out."""
+    parentheses, which end a link too) are percent-encoded, as a browser sends them, and a title is left out. A link
+    no customer can open from a chat (the helpdesk's own "/hc/articles/12", "javascript:") is its text alone."""
     from bot.channels.wecom import INLINE
 
     root, result = import_csv(tmp_path, "question,intent,answer\r\n"
                                         'how do I return it?,returns,"<p>Read <a href=""https://shop.example/help '
                                         'center/returns (EU)"" title=""Returns"">our returns page</a>.</p>"\r\n'
-                                        "where is my order,track_order,\r\n")
+                                        'where is my order,track_order,"<p>See <a href=""/hc/articles/12"">the '
+                                        'guide</a>, <a href=""javascript:void(0)"">this</a> or <a href=""https://shop.'
+                                        'example/contact"">write</a>.</p>"\r\n')
     assert result.exit_code == 0, result.output
-    answer = load_project(root).history[0].answer
+    answer, other = (h.answer for h in load_project(root).history)
     assert answer == "Read [our returns page](https://shop.example/help%20center/returns%20%28EU%29)."
+    # the helpdesk's own page, and a script, are no address a customer can open: their text alone
+    assert other == "See the guide, this or [write](https://shop.example/contact)."
     assert INLINE.search(answer)[2] == "https://shop.example/help%20center/returns%20%28EU%29"  # the chat's own rule
 
 
