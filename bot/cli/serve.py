@@ -23,6 +23,17 @@ from bot.project import Project, too_long
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# sysexits' EX_CONFIG (systemd logs it as status=78/CONFIG): `bot serve` found no model to serve, which a restart
+# cannot mend. The unit of docs/security.md names it in RestartPreventExitStatus=, so that systemd stops restarting.
+NOTHING_TO_SERVE = 78
+
+
+class NothingToServe(click.ClickException):
+    """No version of the bot's models loads at start: a corrupt or missing model folder, or none trained. It exited
+    with status 1, as any fault does, and a service manager restarted it (``Restart=on-failure``) again and again,
+    each start loading the model for seconds and failing the same way, with the reason buried among the restarts."""
+
+    exit_code = NOTHING_TO_SERVE
 BOUND_URL = re.compile(r"Running on (\S+)")  # in aiohttp's announcement of the address it bound
 
 
@@ -101,6 +112,8 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 
     from bot.log_format import DESKBOT_LOGGERS, LOG_FORMAT, RedactedTracebacks, Verbatim
     from bot.server import BOT, HUNG_UP, RESPONSE_GRACE_S, create_app, stop_on_sigterm
+    from finetune.classifier import ModelLoadError
+    from finetune.registry import RegistryError
 
     project = load_bot(directory)
     refuse_an_unfit_store_dir(project)
@@ -136,7 +149,11 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
     with contextlib.ExitStack() as bound:
         for sock in socks:
             bound.enter_context(sock)
-        app = create_app(directory, device=device, host=host)
+        try:
+            app = create_app(directory, device=device, host=host)
+        except (ModelLoadError, RegistryError) as exc:  # nothing that has served loads: a restart loads the same
+            raise NothingToServe(f"{exc}. Nothing to serve, which a restart does not mend: stopped with status "
+                                 f"{NOTHING_TO_SERVE} (docs/security.md)") from None
         served = app[BOT]
         app.on_startup.append(stop_on_sigterm)
         # SIGTERM closes the port and lets the turns in flight finish (up to shutdown_seconds, create_app's
