@@ -242,6 +242,16 @@ class SentBefore(Exception):
         self.turn_id, self.undelivered, self.text = turn_id, undelivered, text
 
 
+class OverLimit(Exception):
+    """A platform message not kept (:meth:`Store.receive` with ``within``): the messages its conversation's customer
+    sent within the window, counted by every server on the store, leave no room for it. ``wait``: the seconds until
+    they do."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"over the conversation's limit for {wait:.0f}s more")
+        self.wait = wait
+
+
 class KeyReused(Exception):
     """Another reply (or note: ``what``) than the one sent under a key came with it: answered as that one, it would be
     neither stored nor sent, and nobody would know (a client making one key per conversation, not per reply)."""
@@ -2211,7 +2221,8 @@ class Store:
     # --- platform messages between acknowledgement and answer ------------------------------------
 
     def receive(self, key: str, conversation_id: str, channel: str, user: str | None, text: str,
-                metadata: dict[str, Any], shown: str | None = None) -> int | None:
+                metadata: dict[str, Any], shown: str | None = None,
+                within: tuple[int, float] | None = None) -> int | None:
         """Keep a Slack or WeCom message before its platform is told it arrived, and return its id; None
         when a message with this ``key`` is already kept (the platform delivered it again).
 
@@ -2223,9 +2234,16 @@ class Store:
         a redelivery to the next server may fall in. The text, and the message as the agents read it (``shown``: a
         Slack customer's mentions by name, the picture that came with it), are kept as the store keeps a turn's
         ``text`` and ``raw_text``, redacted unless privacy says otherwise.
+
+        ``within`` (``most``, ``window_s``): raise :class:`OverLimit`, keeping nothing, when the conversation's messages
+        kept within the window (:meth:`kept_wait`) leave no room for this one, counted in the transaction that keeps
+        it: two servers that each counted first and kept after both found room for the last place, and let one more
+        than the limit through.
         """
         with self._writing():
-            self.forget_old_keys()
+            # a redelivery is answered as kept, never held back: _kept_key forgets the keys past their window first
+            if not self._kept_key(key) and within is not None and (wait := self.kept_wait(conversation_id, *within)):
+                raise OverLimit(wait)
             cursor = self.db.execute(
                 "INSERT OR IGNORE INTO pending (key, conversation_id, channel, user, text, shown, metadata, received, "
                 "owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

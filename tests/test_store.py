@@ -39,7 +39,7 @@ from dialogues.holding import (accepts, acknowledges, asks_for_a_person, asks_no
                                gives_details, lacks_answer, says_nothing, says_wrong, stops_asking, wordless)
 from dialogues.redact import card_shaped, cn_id_valid, given_names, luhn_valid, redact, redact_names
 from dialogues.store import (HANDED_BACK_TOLD_S, MIGRATIONS, REDELIVERY_WINDOW_S, RENEW_BUSY_S, TURN_STALE_S,
-                             UNOWNED_GRACE_S, Exchange, HeldByColleague, LeaseWatch, SentBefore, Staleness, Store,
+                             UNOWNED_GRACE_S, Exchange, HeldByColleague, LeaseWatch, OverLimit, SentBefore, Staleness, Store,
                              StoreError, LOG_TAG, TRYOUT_CHANNEL, ledger_key, log_tag, purged_ledger)
 from tests.conftest import REPO, damage, damage_table, store_in_store_dir_of_a_newer_deskbot, store_of_the_last_deskbot
 
@@ -464,6 +464,25 @@ store.receive("slack:ts:C1:2.1", "slack:T1:C1:2.1", "slack", "U1", "where is my 
 print("kept", flush=True)
 time.sleep(120)
 """
+
+
+def test_two_stores_on_one_file_count_a_conversations_limit_in_the_transaction_that_keeps_its_message(
+        tmp_path: Path) -> None:
+    """Two servers each counted a customer's kept messages, then kept the new one, in two transactions: both found
+    room for the last place and kept one more than the limit. Counted as it is kept, the second finds it taken."""
+    first, second = Store(tmp_path / "dialogues.db"), Store(tmp_path / "dialogues.db")
+    cid = "slack:T1:D1:"
+    assert first.receive("slack:ts:D1:1.1", cid, "slack", "U1", "where is my order?", {}, within=(1, 60.0)) is not None
+    with pytest.raises(OverLimit) as over:
+        second.receive("slack:ts:D1:1.2", cid, "slack", "U1", "hello?", {}, within=(1, 60.0))
+    assert 58 < over.value.wait <= 60
+    # a redelivery of the one kept is one, not one more: acknowledged, never held back
+    assert second.receive("slack:ts:D1:1.1", cid, "slack", "U1", "where is my order?", {}, within=(1, 60.0)) is None
+    assert second.receive("slack:ts:D2:1.3", "slack:T1:D2:", "slack", "U2", "hi", {}, within=(1, 60.0)) is not None
+    assert [row["key"] for row in first.db.query("SELECT key FROM pending ORDER BY id")] == [
+        "slack:ts:D1:1.1", "slack:ts:D2:1.3"]  # nothing of the message held back
+    first.close()
+    second.close()
 
 
 def test_a_kept_message_is_its_servers_while_it_lives_then_one_other_servers(tmp_path: Path) -> None:

@@ -894,9 +894,9 @@ async def test_time_spent_before_the_turn_counts_against_the_passive_reply(
     channel = WeComChannel(FakeBot(delay=0.05), settings(wecom_api.url, reply_timeout=0.2))
     keep = channel.keep
 
-    async def slow_keep(turn: Turn, key: str) -> bool:
+    async def slow_keep(turn: Turn, key: str, within: tuple[int, float] | None = None) -> bool:
         await asyncio.sleep(0.3)
-        return await keep(turn, key)
+        return await keep(turn, key, within)
 
     monkeypatch.setattr(channel, "keep", slow_keep)
     client = await client_for(aiohttp_client, channel)
@@ -1883,6 +1883,43 @@ async def test_two_servers_on_one_store_hold_an_employee_to_the_limit_together_a
     assert await (await second.client.post("/wecom/callback", params=query, data=body)).text() == ""
     await closed([first, second])
     assert [t.text for t in first.bot.turns + second.bot.turns] == ["第1个问题", "第2个问题"]
+
+
+async def test_two_servers_counting_an_employees_messages_at_once_let_no_more_than_the_limit_through(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two messages reaching two servers at once, both counted before either was kept: each server found room for
+    the last place, and both reached the model. The store counts as it keeps a message, and the server that finds
+    the place taken tells the employee to wait."""
+    from dialogues.store import Store
+
+    first, second = await store_servers(aiohttp_client, wecom_api, tmp_path / "dialogues.db",
+                                        LimitsConfig(per_conversation_per_minute=1), language="zh")
+    counts: list[float] = []
+    both_counted = asyncio.Event()
+    kept_wait = Store.kept_wait
+
+    def counting(store: Store, *args: Any) -> float:
+        counts.append(wait := kept_wait(store, *args))
+        return wait
+
+    async def after_both_counted(self: FakeBot, fn: Any, *args: Any) -> Any:
+        before = len(counts)
+        result = fn(*args)
+        if before < len(counts) <= 2:  # each server's first count waits for the other's
+            if len(counts) == 2:
+                both_counted.set()
+            await asyncio.wait_for(both_counted.wait(), 5)
+        return result
+
+    monkeypatch.setattr(Store, "kept_wait", counting)
+    monkeypatch.setattr(FakeBot, "_store", after_both_counted)
+    answers = await asyncio.gather(passive_content(first.client, crypto, "第1个问题", "1"),
+                                   passive_content(second.client, crypto, "第2个问题", "2"))
+    await closed([first, second])
+    assert counts[:2] == [0.0, 0.0]  # both found room as they counted
+    assert len(first.bot.turns + second.bot.turns) == 1
+    assert ANSWER in answers and any(re.fullmatch(r"您发送消息太快了，请等待 \d+ 秒后再发送。", a) for a in answers), answers
 
 
 async def test_a_picture_sent_to_an_agent_again_after_a_restart_is_recorded_once(

@@ -35,7 +35,7 @@ from bot.language import Language, Script, Text, blank, chinese_script, kept_scr
 from bot.project import ProjectError, valid_unicode
 from dialogues.disk import DAMAGED_ADVICE, damaged, unwritable_advice
 from bot.log_format import Verbatim
-from dialogues.store import log_tag
+from dialogues.store import OverLimit, log_tag
 from retrieval.text import normalise as normalise  # re-exported: the engine and every channel normalise with it
 
 if TYPE_CHECKING:
@@ -811,15 +811,38 @@ class PlatformChannel(Channel):
         Chinese script; empty when unknown."""
         return (await self.conversation(conversation_id) or {}).get("slots", {})
 
-    async def keep(self, turn: Turn, key: str) -> bool:
+    async def keep(self, turn: Turn, key: str, within: tuple[int, float] | None = None) -> bool:
         """Keep ``turn`` in the store before its request is acknowledged (see ``Store.receive``); False
-        when the store keeps it already: a redelivery, to acknowledge and not to answer twice."""
+        when the store keeps it already: a redelivery, to acknowledge and not to answer twice. ``within``: the
+        conversation's limit, counted as it is kept (raises ``OverLimit``)."""
         store = self.bot.store
         if store is None:
             return True
         turn.pending_id = await self.bot._store(store.receive, key, turn.conversation_id, self.name, turn.user,
-                                                turn.text, turn.metadata, turn.shown)
+                                                turn.text, turn.metadata, turn.shown, within)
         return turn.pending_id is not None
+
+    async def keep_within_limit(self, request: web.Request, turn: Turn, key: str, text: str) -> tuple[bool, str | None]:
+        """Keep ``turn`` (:meth:`keep`) unless its conversation is over its limit (:meth:`_hold_back`, which reads
+        ``text``, the words as the customer sent them): (True, None) once kept, (False, None) for a redelivery, and
+        (False, the notice to tell the customer, empty if told already) for a message held back. The store counts the
+        limit again in the transaction that keeps the message: two servers that each counted, then kept, both found
+        room for the last place. The one that finds it taken meanwhile holds its message back as any other."""
+        from bot.limits import LIMITS, MESSAGE_WINDOW_S, refunded_on_error  # here: bot.limits imports this module
+
+        limits = request.app.get(LIMITS)
+        most = limits.config.per_conversation_per_minute if limits is not None else 0
+        for _ in range(2):  # a second count sees the message the other server kept, and holds this one back
+            notice = await self._hold_back(request, turn.conversation_id, text,
+                                           lambda: self.conversation_slots(turn.conversation_id))
+            if notice is not None:
+                return False, notice
+            try:
+                with refunded_on_error(request, turn.conversation_id):
+                    return await self.keep(turn, key, (most, MESSAGE_WINDOW_S) if most else None), None
+            except OverLimit:
+                continue
+        return False, ""  # the room taken again in between: dropped, as a message over the limit is
 
     async def answer(self, turn: Turn) -> Reply:
         """The bot's reply to a kept turn. Its exchange, logged with every reply, names the reply in the kept

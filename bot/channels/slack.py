@@ -38,7 +38,6 @@ from bot.channels.base import (MAYBE_SENT, UNAVAILABLE, UNDELIVERED, UNREAD, UNR
                                failure, handed_over, http_error, is_fresh, load_json, message_pieces, normalise,
                                read_body, readable, same_secret, send_pieces, shown_url, signed, skew, with_attached)
 from bot.language import LANGUAGES, SLOT, Text, kept_script, mostly_written_in, say
-from bot.limits import refunded_on_error
 from bot.project import valid_unicode
 from bot.responses import MAX_BUTTON_TITLE_CHARS, MAX_BUTTONS, slack_attachments, slack_blocks
 from bot.channels.wecom import plain_text as unmarked
@@ -1201,16 +1200,12 @@ class SlackChannel(PlatformChannel):
                 if edit:
                     await self._edited(turn, key)
                 return
-            notice = await self._hold_back(request, turn.conversation_id, turn.text,
-                                           lambda: self.conversation_slots(turn.conversation_id))
-            if notice is None:
-                with refunded_on_error(request, turn.conversation_id):
-                    kept = await self.keep(turn, key)
-                if kept:
-                    self._words_came(turn.conversation_id)  # a file or a mention alone is told its hint again
-                    self.resume(turn)
-                elif edit:  # kept by a server before this one, which Slack's first delivery reached
-                    await self._edited(turn, key)
+            kept, notice = await self.keep_within_limit(request, turn, key, turn.text)
+            if kept:
+                self._words_came(turn.conversation_id)  # a file or a mention alone is told its hint again
+                self.resume(turn)
+            elif notice is None and edit:  # kept by a server before this one, which Slack's first delivery reached
+                await self._edited(turn, key)
             elif notice:
                 self._tell(turn, notice, key)
 

@@ -38,7 +38,6 @@ from bot.channels.base import (DEFAULT_GRACE_S, MAX_SKEW_S, MAYBE_SENT, UNAVAILA
                                message_pieces, readable, send_pieces, shown_url, signed, skew)
 from bot.channels.wecom_crypto import ReceiveIdError, SignatureError, WeComCrypto, WeComError, WrongKeyError, parse_xml
 from bot.language import LANGUAGES, SCRIPT, SLOT, Script, Text, kept_script, say
-from bot.limits import refunded_on_error
 from bot.project import WECOM_MESSAGE_BYTES
 from dialogues.holding import SENT
 from dialogues.store import TURN_STALE_S, Store, log_tag
@@ -415,10 +414,6 @@ class WeComChannel(PlatformChannel):
         async with self._seen.claim((key,)) as first:
             if not first:
                 return await self._redelivered(conversation_id, key)
-            notice = await self._hold_back(request, conversation_id, text,
-                                           lambda: self.conversation_slots(conversation_id))
-            if notice is not None:  # over the conversation's limit: WeCom still gets its answer, the model nothing
-                return await self._notice(conversation_id, user, notice, nonce, crypto)
             turn = Turn(
                 conversation_id=conversation_id,
                 text=(await self._chosen(conversation_id, text))[: self.max_message_chars],
@@ -428,8 +423,9 @@ class WeComChannel(PlatformChannel):
                 language="zh",  # WeCom is a Chinese app: a first "？" in a multi bot was answered in English
                 script=self.script,
             )
-            with refunded_on_error(request, conversation_id):
-                kept = await self.keep(turn, key)
+            kept, notice = await self.keep_within_limit(request, turn, key, text)
+            if notice is not None:  # over the conversation's limit: WeCom still gets its answer, the model nothing
+                return await self._notice(conversation_id, user, notice, nonce, crypto)
         if not kept:  # WeCom delivered it again, while it waits for its answer or once it was answered
             return await self._redelivered(conversation_id, key)
         # Whatever it is, the message withdraws the choices; only once kept: if keeping it fails, WeCom sends it
