@@ -122,12 +122,19 @@ def load_serving_model(project: Project, device: str | None = None, workers: int
     analyses one batch at a time on every core (and may train later in the same process)."""
     registry = Registry(project.models_dir)
     path = registry.current_path()
-    try:
-        return load_version(project, path, device, workers)
-    except ModelLoadError as exc:  # a damaged version: say which one served before it, to serve again
-        if not (advice := registry.rollback_advice(path.name)):
-            raise
-        raise ModelLoadError(f"{exc}{advice}") from exc
+    while True:
+        try:
+            return load_version(project, path, device, workers)
+        except ModelLoadError as exc:
+            # CURRENT replaced while the version it named loaded: a retrain or a rollback made another serve, and its
+            # prune (learning.keep_served, `bot models --prune`) deleted the one read. The reload was refused, a model
+            # "missing" named, while the version now serving loads. Each try is on a newer CURRENT, so this ends.
+            if (now := registry.current_path()) != path:
+                path = now
+                continue
+            if not (advice := registry.rollback_advice(path.name)):  # damaged: the one that served before it
+                raise
+            raise ModelLoadError(f"{exc}{advice}") from exc
 
 
 def load_at_start(project: Project, device: str | None = None) -> NLU:

@@ -3137,6 +3137,32 @@ async def test_a_corrupt_model_at_reload_leaves_the_old_one_serving(
                                                 "they are now")
 
 
+async def test_a_reload_that_read_current_as_a_retrain_replaced_and_pruned_it_serves_the_version_now_named(
+        make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload read models/CURRENT, and as it loaded the version named there, a retrain (or a rollback) made another
+    serve and its prune (learning.keep_served, `bot models --prune`) deleted the one read: the reload was refused with
+    the model "missing", while the version CURRENT names loaded. It reads CURRENT again and serves that one."""
+    client = await make_client(server={"admin_token": "t0ken", "limits": NO_LIMITS}, learning={"watch_seconds": 0})
+    models = client.app[BOT].project.models_dir
+    for name in ("v0002", "v0003"):
+        shutil.copytree(models / "v0001", models / name)
+    (models / "CURRENT").write_text("v0002\n")
+    load = serving.load_version
+
+    def replaced_as_it_loads(project: Any, path: Path, *args: Any) -> NLU:
+        if path.name == "v0002":
+            Registry(models).promote("v0003")
+            shutil.rmtree(path)
+        return load(project, path, *args)
+
+    monkeypatch.setattr(serving, "load_version", replaced_as_it_loads)
+    response = await client.post("/admin/reload", headers={"Authorization": "Bearer t0ken"})
+    assert response.status == 200 and (await response.json())["model_version"] == "v0003"
+    shutil.rmtree(models / "v0003")  # a version gone for good, CURRENT still naming it: refused, v0003 serves on
+    response = await client.post("/admin/reload", headers={"Authorization": "Bearer t0ken"})
+    assert response.status == 409 and (await response.json())["model_version"] == "v0003"
+
+
 async def test_a_reload_refuses_a_store_dir_change_and_the_store_open_serves_on(make_client: Callable[..., Any]) -> None:
     """A reload took bot.yml's new store_dir: the server went on writing the store it had open while what a swap reads
     of the store came from the new one. Refused, with why, and bot.yml as it was serves until a restart."""
