@@ -1832,13 +1832,15 @@ cli(["retrain", sys.argv[1], "--force"])
 
 
 def test_a_retrain_whose_terminal_closes_as_it_promotes_records_the_promotion(bot_dir: Path) -> None:
-    """SIGHUP (the terminal closed) ends `bot retrain` outright, as it would anywhere else in the run: between writing
-    CURRENT and the log's line, it left a promotion the log never named."""
+    """SIGHUP (the terminal closed) ended `bot retrain` outright: between writing CURRENT and the log's line, it left a
+    promotion the log never named, and anywhere else its staging folder. It ends it as SIGTERM does, status 129,
+    saying what serves."""
     configure(bot_dir, learning={"max_accuracy_drop": 1.0, "max_intent_drop": 1.0})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     ended = subprocess.run([sys.executable, "-c", HUNG_UP_AFTER_PROMOTION, str(bot_dir)], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=300)
-    assert ended.returncode == -signal.SIGHUP, ended.stderr
+    assert ended.returncode == 128 + signal.SIGHUP, ended.stderr
+    assert "Stopped by SIGHUP: v0002 serves now: the candidate it promoted just before the stop.\n" in ended.stderr
     registry = Registry(bot_dir / "models")
     assert registry.current() == "v0002"
     assert [(d["event"], d["version"]) for d in registry.decisions()][-1] == ("promoted", "v0002")
@@ -1863,11 +1865,12 @@ def test_a_bot_train_stopped_just_after_its_promotion_records_it(bot_dir: Path,
         {"event": "trained", "version": "v0002", "promoted": True}
 
 
-@pytest.mark.parametrize(("stop", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGINT, 1)])
+@pytest.mark.parametrize(("stop", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 1)])
 def test_a_rollback_stopped_before_it_served_is_recorded_as_failed(bot_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                                     stop: signal.Signals, exit_code: int) -> None:
-    """A stop between recording a rollback and writing CURRENT (a deploy's SIGTERM, Ctrl-C) left the log saying the
-    version served: `bot models` listed it "served by rollback" and `bot serve`'s fallback took it for one that had."""
+    """A stop between recording a rollback and writing CURRENT (a deploy's SIGTERM, Ctrl-C, the terminal closing) left
+    the log saying the version served: `bot models` listed it "served by rollback" and `bot serve`'s fallback took it
+    for one that had."""
     train_project(load_project(bot_dir), device="cpu", progress=False)  # v0002 serves
     promote = Registry.promote
 

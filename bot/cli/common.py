@@ -43,15 +43,19 @@ def fail(message: str) -> NoReturn:
 
 @contextlib.contextmanager
 def unwound_on_sigterm() -> Iterator[None]:
-    """Within the block, SIGTERM (a cron job's ``timeout``, ``docker stop``) ends the command as an error does,
-    exit code 143, its clean-up run: killed outright by default, it left a half-written temporary behind."""
+    """Within the block, SIGTERM (a cron job's ``timeout``, ``docker stop``) and SIGHUP (the terminal it ran in
+    closed, an ssh session lost) end the command as an error does, exit code 143 or 129, its clean-up run: killed
+    outright by default, they left a half-written temporary behind, and a `bot rollback` whose terminal closed before
+    the version served left the log saying it served. A SIGHUP ignored (``nohup``) stays ignored."""
     import signal
 
-    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    stops = [signal.SIGTERM, *([signal.SIGHUP] if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN else [])]
+    previous = {signum: signal.signal(signum, lambda signum, _: sys.exit(128 + signum)) for signum in stops}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def torch_device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -365,14 +366,15 @@ def retrain_(directory: Path, device: str | None, force: bool, as_json: bool) ->
         if before is None or not (advice := registry.rollback_advice(before)):
             raise
         fail(f"{exc}{advice}")
-    except SystemExit as exc:  # a cron job's `timeout`, a deploy: its log said nothing of what serves now
-        if exc.code == 143:
+    except SystemExit as exc:  # a cron job's `timeout`, a deploy, a closed terminal: its log said nothing of what serves now
+        if exc.code in (128 + signal.SIGTERM, 128 + signal.SIGHUP):
             # Another version than before, with the registry's lock held: this run's candidate, promoted as the stop
             # came, which was said to be removed.
             now = registry.readable_current()
             what = ("as before, and the candidate it was training is removed" if now == before else
                     "now: the candidate it promoted just before the stop")
-            click.echo(f"Stopped by SIGTERM: {now or 'no version'} serves {what}.", err=True)
+            click.echo(f"Stopped by {signal.Signals(int(exc.code) - 128).name}: {now or 'no version'} serves {what}.",
+                       err=True)
         raise
     if (keep := project.config.learning.keep_served) is not None:  # after the run, which let go of the registry lock
         result.decision["pruned"] = _pruned_after_retrain(registry, keep)
