@@ -1898,6 +1898,18 @@ def test_a_rollback_stopped_before_it_served_is_recorded_as_failed(bot_dir: Path
     assert registry.decisions()[-1]["event"] == "rollback"
 
 
+def test_a_sighup_that_nohup_ignores_stays_ignored_in_a_command_that_unwinds_on_stops() -> None:
+    """`nohup bot retrain …` ignores the SIGHUP of the session's end: the run must go on, not stop as on a closed
+    terminal."""
+    from bot.cli.common import unwound_on_sigterm
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    with unwound_on_sigterm():
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+
+
 def test_a_run_that_ended_before_its_promotion_has_not_run_for_the_next(bot_dir: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed between writing its candidate and making it serve, a run has taught the serving model
