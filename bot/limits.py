@@ -60,7 +60,9 @@ import aiohttp
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from limits import RateLimitItem, RateLimitItemPerMinute
+from limits import __version__ as limits_version
 from limits.storage import MemoryStorage
+from limits.storage import memory as limits_memory
 from limits.strategies import MovingWindowRateLimiter
 
 from bot.channels.base import dumps, http_error
@@ -88,6 +90,23 @@ HANDOFFS_FULL = {
     "zh": "您所在网络的转人工请求过多，暂时无法为您转接人工客服，请 {minutes} 分钟后再试。",
 }
 log = logging.getLogger(__name__)
+
+
+class _SteadyTime:
+    """``time`` as the limits library's memory storage reads it, whose ``time()`` is the steady clock: it timed each
+    hit by the wall clock, and a clock set back (NTP mending one that ran fast, a virtual machine resumed) left the hits
+    counted just before in the future, within every window until the clock caught up with them. Every address and
+    conversation at its limit then was refused for as long as the step, an hour's told to retry in 3,660 s."""
+
+    @staticmethod
+    def time() -> float:
+        return time.monotonic()
+
+
+if not callable(getattr(getattr(limits_memory, "time", None), "time", None)):  # its module `time`: replaced here
+    raise RuntimeError(f"limits {limits_version}: its memory storage no longer reads the clock as `time.time()`, "
+                       "which deskbot's limits replace with the steady clock: install a limits 5 release")
+limits_memory.time = _SteadyTime  # type: ignore[assignment]
 
 
 def too_many(reason: str, retry_after: int) -> web.HTTPException:
@@ -224,7 +243,7 @@ class Limits:
         process, and a customer's IP address, which is personal data, as long as the server had no other request.
         ``bot serve`` calls it every minute (``server.FORGET_KEYS_EVERY_S``), and a busy server every
         ``PRUNE_EVERY`` hits too."""
-        storage, now = self._window.storage, time.time()
+        storage, now = self._window.storage, _SteadyTime.time()
         for key in [key for key, hits in list(storage.events.items()) if not hits or hits[0].expiry <= now]:
             with storage.locks[key]:
                 if not (hits := storage.events.get(key)) or hits[0].expiry <= now:  # newest first
@@ -244,7 +263,7 @@ class Limits:
 
     def _until_free(self, item: RateLimitItem, scope: str, key: str) -> int:
         reset = self._window.get_window_stats(item, scope, key).reset_time
-        return max(1, math.ceil(reset - time.time()))
+        return max(1, math.ceil(reset - _SteadyTime.time()))
 
     def _hit(self, item: RateLimitItem | None, scope: str, key: str, what: str) -> None:
         wait = self._wait(item, scope, key)

@@ -44,7 +44,7 @@ from bot.channels.web import ChatRequest
 from bot.cli import cli
 from bot.cli.serve import NOTHING_TO_SERVE
 from bot.language import READABLE
-from bot.limits import LIMITS, Limits, check_aiohttp, slow_down
+from bot.limits import LIMITS, Limits, check_aiohttp, retry_after, slow_down
 from bot.log_format import LOG_FORMAT, RedactedTracebacks
 from bot.nlu import NLU
 from bot.openapi import ChatResponse, HistoryResponse, InboxResponse, mounted
@@ -701,8 +701,8 @@ def test_the_counters_forget_the_conversations_whose_window_has_passed(monkeypat
     for n in range(49):
         limits.message(f"c{n}")
     assert len(limits._window.storage.events) == 49
-    real = time.time
-    monkeypatch.setattr(time, "time", lambda: real() + 3600)  # an hour later
+    real = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: real() + 3600)  # an hour later
     limits.message("late-1")  # the 50th hit: the library sweeps the expired hits from every window
     for _ in range(100):
         if not any(limits._window.storage.events.get(key) for key in limits._window.storage.events if "late" not in key):
@@ -711,6 +711,27 @@ def test_the_counters_forget_the_conversations_whose_window_has_passed(monkeypat
     limits.message("late-2")  # the 51st: the emptied windows go
     kept = list(limits._window.storage.events)
     assert len(kept) == 2 and all("late" in key for key in kept)
+
+
+@pytest.mark.parametrize("step", [-3600, 3600], ids=["set back an hour", "set on an hour"])
+def test_a_wall_clock_step_neither_holds_a_client_past_its_minute_nor_frees_it_early(
+        monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    """The limits timed their hits by the wall clock: set back an hour (NTP mending a clock that ran fast, a virtual
+    machine resumed), every address and conversation at its limit just before was refused for that hour, told to retry
+    in 3,660 s; set on, it was let through at once. They time them by the steady clock."""
+    limits = Limits(LimitsConfig(per_ip_per_minute=2, per_conversation_per_minute=1), 65536)
+    for _ in range(2):
+        limits.request("203.0.113.5")
+    limits.message("web:c1")
+    wall, steady = time.time, time.monotonic
+    monkeypatch.setattr(time, "time", lambda: wall() + step)
+    with pytest.raises(web.HTTPTooManyRequests) as refused:
+        limits.request("203.0.113.5")
+    assert 1 <= retry_after(refused.value) <= 60
+    assert 1 <= limits.message_wait("web:c1") <= 60
+    monkeypatch.setattr(time, "monotonic", lambda: steady() + 61)  # the minute has passed
+    limits.request("203.0.113.5")
+    assert limits.message_wait("web:c1") == 0
 
 
 async def test_a_quiet_server_forgets_the_addresses_of_its_clients_once_their_windows_have_passed(
@@ -727,8 +748,8 @@ async def test_a_quiet_server_forgets_the_addresses_of_its_clients_once_their_wi
 
     await asyncio.sleep(0.2)
     assert addresses()  # its requests still count
-    real = time.time
-    monkeypatch.setattr(time, "time", lambda: real() + 3600)  # an hour later, with no request since
+    real = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: real() + 3600)  # an hour later, with no request since
     for _ in range(50):
         if not addresses():
             break
