@@ -149,11 +149,16 @@ def load_at_start(project: Project, device: str | None = None) -> NLU:
         named, broken = None, str(exc)
     else:
         broken = registry.nothing_serving()
-    if named is not None:
+    while named is not None:
         try:
             return load_version(project, registry.path(named), device)
         except (ModelLoadError, RegistryError) as exc:
             broken = f"model {named}, which models/CURRENT names, cannot load: {exc}"
+        # A server started (or restarted by a SIGHUP) as a retrain or a rollback made another version serve and pruned
+        # the one read: the one CURRENT names now, not an older one served instead (load_serving_model does the same).
+        if (now := registry.readable_current()) in (None, named):
+            break
+        named = now
     alternatives = registry.sound_alternatives(named)
     if named is None and not alternatives:
         raise RegistryError(broken)

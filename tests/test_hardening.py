@@ -50,7 +50,7 @@ from bot.nlu import NLU
 from bot.openapi import ChatResponse, HistoryResponse, InboxResponse, mounted
 from bot.project import (AGENT_NAME_PATTERN, VISIBLE_AGENT_NAME, LimitsConfig, Project, ServerConfig, agent_name,
                          load_project)
-from bot.server import BOT, create_app, load_serving_model
+from bot.server import BOT, create_app, load_at_start, load_serving_model
 from dialogues.disk import cannot_write
 from dialogues.store import REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Store, StoreError, address_tag, log_tag
 from finetune.classifier import FILES
@@ -3182,6 +3182,32 @@ async def test_a_reload_that_read_current_as_a_retrain_replaced_and_pruned_it_se
     shutil.rmtree(models / "v0003")  # a version gone for good, CURRENT still naming it: refused, v0003 serves on
     response = await client.post("/admin/reload", headers={"Authorization": "Bearer t0ken"})
     assert response.status == 409 and (await response.json())["model_version"] == "v0003"
+
+
+def test_a_server_that_starts_as_a_retrain_replaces_and_prunes_its_version_serves_the_one_now_named(
+        tiny_demo_bot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A server started (or restarted by a SIGHUP under systemd) as a retrain made another version serve and pruned
+    the one it read in CURRENT: it served an older version instead, "SERVING v0001 INSTEAD" in its log, while the
+    version CURRENT names loaded. It reads CURRENT again and serves that one."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot")
+    models = root / "models"
+    registry = Registry(models)
+    for name in ("v0002", "v0003"):
+        shutil.copytree(models / "v0001", models / name)
+        registry.record({"event": "trained", "version": name, "promoted": True})
+    registry.promote("v0002")
+    load = serving.load_version
+
+    def replaced_as_it_loads(project: Any, path: Path, *args: Any) -> NLU:
+        if path.name == "v0002":
+            registry.promote("v0003")
+            shutil.rmtree(path)
+        return load(project, path, *args)
+
+    monkeypatch.setattr(serving, "load_version", replaced_as_it_loads)
+    caplog.set_level(logging.WARNING, logger="deskbot")
+    assert load_at_start(load_project(root), "cpu").version == "v0003"
+    assert "INSTEAD" not in caplog.text
 
 
 async def test_a_reload_refuses_a_store_dir_change_and_the_store_open_serves_on(make_client: Callable[..., Any]) -> None:
