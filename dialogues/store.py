@@ -425,6 +425,20 @@ _WRITTEN_SINCE = ("(coalesce(c.updated, c.created, 0) >= ? OR EXISTS "
                   "(SELECT 1 FROM turn_leases l WHERE l.conversation_id = c.id AND l.taken >= ?))")
 
 
+def _window_around(at: float, window_s: float) -> tuple[float, float]:
+    """The times a count of the last ``window_s`` seconds at ``at`` takes in, a row stamped later than now among them
+    (a clock set back since, by up to the window, or another server's clock ahead of this one's): a clock set back an
+    hour kept the rows stamped in the minute before within every window for that hour, and a customer or employee at
+    the limit then was held for it. Those stamped later still are of before a larger step, and past."""
+    return at - window_s, at + window_s
+
+
+def _wait_from(stamp: float, at: float, window_s: float) -> float:
+    """Seconds until a row stamped ``stamp`` leaves the window at ``at``: never more than the window, as if one stamped
+    later than now was stamped now."""
+    return min(stamp, at) + window_s - at
+
+
 def _written_since_args(before: float) -> list[float]:
     """The values of :data:`_WRITTEN_SINCE` for the cutoff ``before``, read now."""
     return [before, before, min(before, now() - TURN_STALE_S)]
@@ -2478,9 +2492,10 @@ class Store:
         twice ``server.limits.per_conversation_per_minute`` through. A redelivery, kept once, counts once."""
         at = now()
         row = self.db.execute(
-            "SELECT received FROM pending WHERE conversation_id = ? AND received > ? AND key NOT LIKE ? "
-            "ORDER BY received DESC LIMIT 1 OFFSET ?", [conversation_id, at - window_s, _CHANGE + "%", most - 1]).fetchone()
-        return 0.0 if row is None else row[0] + window_s - at
+            "SELECT received FROM pending WHERE conversation_id = ? AND received > ? AND received < ? AND key NOT LIKE ? "
+            "ORDER BY received DESC LIMIT 1 OFFSET ?", [conversation_id, *_window_around(at, window_s), _CHANGE + "%",
+                                                       most - 1]).fetchone()
+        return 0.0 if row is None else _wait_from(row[0], at, window_s)
 
     def received_since(self, conversation_id: str, since: float) -> bool:
         """Whether a platform message of the customer of ``conversation_id`` was kept (:meth:`receive`,
@@ -2512,12 +2527,13 @@ class Store:
         take the last place."""
         with self._writing():
             at = now()
-            self.db.execute("DELETE FROM paced_sends WHERE conversation_id = ? AND ended <= ?",
-                            [conversation_id, at - window_s])
+            # past the window, and of before a clock set back further than it (which would count again as it comes)
+            self.db.execute("DELETE FROM paced_sends WHERE conversation_id = ? AND NOT (ended > ? AND ended < ?)",
+                            [conversation_id, *_window_around(at, window_s)])
             full = self.db.execute("SELECT ended FROM paced_sends WHERE conversation_id = ? ORDER BY ended DESC "
                                    "LIMIT 1 OFFSET ?", [conversation_id, most - 1]).fetchone()
             if full is not None:
-                return None, full[0] + window_s - at
+                return None, _wait_from(full[0], at, window_s)
             return self.db.execute("INSERT INTO paced_sends (conversation_id, ended) VALUES (?, ?)",
                                    [conversation_id, at]).lastrowid, 0.0
 

@@ -624,6 +624,28 @@ def test_servers_on_one_store_asking_at_once_share_a_platforms_sends_a_minute(tm
         store.close()
 
 
+def test_a_clock_set_back_holds_a_customer_or_an_employee_for_one_window_at_most(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A customer's kept messages and an employee's sends are counted by the wall clock, which every server on the
+    store shares. Set back an hour (NTP mending a clock that ran fast, a virtual machine resumed), the rows stamped in
+    the minute before stayed within every window for that hour: a customer at the limit had their messages dropped,
+    told to wait 3,660 s, and an employee's answers waited as long. A row stamped later than now counts as stamped
+    now, and one stamped later than the window is of before the step, and past."""
+    store, cid, employee = Store(tmp_path / "dialogues.db"), "slack:T1:D1:", "wecom:ww1:zhangwei"
+    store.receive("slack:ts:D1:1.1", cid, "slack", "U1", "hello", {})
+    assert store.take_send(employee, 1, 60.0)[0] is not None
+    wall = time.time
+    monkeypatch.setattr(time, "time", lambda: wall() - 30)  # set back within the window: held for one window
+    assert 59.0 < store.kept_wait(cid, 1, 60.0) <= 60.0
+    place, wait = store.take_send(employee, 1, 60.0)
+    assert place is None and 59.0 < wait <= 60.0
+    monkeypatch.setattr(time, "time", lambda: wall() - 3600)  # set back an hour: not held for it
+    assert store.kept_wait(cid, 1, 60.0) == 0.0
+    assert store.take_send(employee, 1, 60.0)[0] is not None
+    assert store.db.execute("SELECT count(*) FROM pending").fetchone() == (1,)  # the message itself stays kept
+    store.close()
+
+
 def test_a_send_that_outlasted_the_window_is_counted_again_unless_its_conversation_was_purged(tmp_path: Path) -> None:
     """A send counted from when it began and lost from the count as another server's send came a window later is
     counted again as it ends; one whose conversation was purged meanwhile is not, which kept the purged customer's
