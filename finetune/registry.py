@@ -361,10 +361,23 @@ class Registry:
             with suppress(OSError):  # a full disk: the lock holds without the line
                 fh.write(f"{os.getpid()} {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n".encode())
             self.clean_staging()
+            self._record_a_killed_rollback()
             try:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _record_a_killed_rollback(self) -> None:
+        """Record as failed a rollback whose run was killed outright (SIGKILL, the OOM killer as it built the version's
+        new index) after recording it and before its version served: the log's last line, while CURRENT names another
+        version. Nothing else could have written since, as every change of what serves holds the lock and is recorded.
+        The log said the version served: `bot models` listed it "served by rollback", and `bot serve`'s fallback took it
+        for one that had."""
+        with suppress(RegistryError):  # a log that cannot be read or written is said by what reads or writes it next
+            log = self.decisions()
+            if log and log[-1].get("event") == "rollback" and (name := log[-1].get("version")) != self.readable_current():
+                self.record({"event": "rollback_failed", "version": name, "serving": self.readable_current(),
+                             "reason": "its run ended before the version served (killed?)"})
 
     def record(self, event: dict[str, Any]) -> None:
         """Append one decision (promotion, refusal, rollback) to ``decisions.jsonl``."""

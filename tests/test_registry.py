@@ -26,6 +26,39 @@ from finetune.registry import Registry, RegistryError
 from tests.conftest import rename_intent
 
 
+KILLED_ROLLING_BACK = """
+import os, signal, sys
+from finetune.registry import Registry
+
+def killed(name):  # the OOM killer, as the rollback builds the version's new index
+    os.kill(os.getpid(), signal.SIGKILL)
+
+Registry(sys.argv[1]).rollback("v0001", derive=killed)
+"""
+
+
+def test_a_rollback_killed_before_its_version_served_is_recorded_failed_by_the_next_holder_of_the_lock(
+        tmp_path: Path) -> None:
+    """Killed outright between recording the rollback and making its version serve, a rollback left the log saying
+    the version served: `bot models` listed it "served by rollback", `bot serve`'s fallback took it for one that had."""
+    registry = Registry(tmp_path / "models")
+    first, second = version(registry, 0.5), version(registry, 0.6)
+    registry.promote(second)
+    killed = subprocess.run([sys.executable, "-c", KILLED_ROLLING_BACK, str(registry.root)], env={
+        **os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}, capture_output=True, timeout=60)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert registry.decisions()[-1]["event"] == "rollback" and registry.current() == second
+    with registry.lock():  # the next run, rollback or retrain
+        pass
+    assert {k: registry.decisions()[-1][k] for k in ("event", "version", "serving")} == {
+        "event": "rollback_failed", "version": first, "serving": second}
+    assert registry.last_served() == second and first not in registry.served(registry.versions())
+    registry.rollback(first)  # one that served is left as it is
+    with registry.lock():
+        pass
+    assert registry.decisions()[-1]["event"] == "rollback" and registry.last_served() == first
+
+
 def version(registry: Registry, accuracy: float) -> str:
     with registry.stage() as staging:
         (staging / "weights").write_text("w")
