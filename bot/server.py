@@ -128,9 +128,9 @@ def load_serving_model(project: Project, device: str | None = None, workers: int
         except ModelLoadError as exc:
             # CURRENT replaced while the version it named loaded: a retrain or a rollback made another serve, and its
             # prune (learning.keep_served, `bot models --prune`) deleted the one read. The reload was refused, a model
-            # "missing" named, while the version now serving loads. Each try is on a newer CURRENT, so this ends.
-            if (now := registry.current_path()) != path:
-                path = now
+            # "missing" named, while the version now serving loads. Tried again only after CURRENT changed meanwhile.
+            if registry.readable_current() not in (None, path.name):
+                path = registry.current_path()
                 continue
             if not (advice := registry.rollback_advice(path.name)):  # damaged: the one that served before it
                 raise
