@@ -71,7 +71,9 @@ RequestKey = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-
 
 class AgentMessageRequest(_StrictBody):
     text: AgentText = Field(..., description="the agent's reply to the customer")
-    agent: BodyAgentName | None = Field(None, description="the agent's name, shown to the customer beside the reply")
+    agent: BodyAgentName | None = Field(None, description="the agent's name, shown to the customer beside the reply: "
+                                                          "required with the admin token (else 400, name_needed); an "
+                                                          "agent's own token gives theirs")
     key: RequestKey | None = Field(None, description="made by the client for this reply, and sent again with it when "
                                                      "the answer to a try was lost: a reply the conversation holds under "
                                                      "the key already is not stored or sent again (its turn_id is "
@@ -81,7 +83,7 @@ class AgentMessageRequest(_StrictBody):
         None, description="the id of the latest turn the agent has read: if a colleague has replied since, this reply "
                           "is refused with 409, to be sent again once the colleague's is read")
     force: bool = Field(False, description="true: reply even though another agent has the customer (a lead's "
-                                           "override, which needs agent, else 400; without it such a reply is refused with "
+                                           "override; without it such a reply is refused with "
                                            "409, naming them)")
 
 

@@ -1543,7 +1543,7 @@ NAME_NEEDED = {"code": "name_needed"}
 
 
 def named_when_forced(force: bool, agent: str | None, what: str) -> None:
-    """Refuse a lead's forced takeover or reply (``what``) that names no agent: it took the customer from the colleague
+    """Refuse a lead's forced takeover (``what``) that names no agent: it took the customer from the colleague
     who had them, and left them with nobody, in no agent's hands and offered to every one."""
     if force and agent is None:
         raise http_error(web.HTTPBadRequest, f"agent: a forced {what} names the agent who takes the customer over",
@@ -1558,11 +1558,15 @@ def named_when_forced_away(force: bool, agent: str | None) -> None:
 
 
 async def agent_message(request: web.Request) -> web.Response:
+    """An agent's reply, sent in their name: an agent's own token names them; with the admin token the body must
+    (400, ``name_needed``), or the customer got a reply from nobody, the transcript could not say whose it was, and
+    the customer became nobody's, offered to every agent as if no one had answered."""
     require_admin(request)
     body = await read_json(request, AgentMessageRequest)
     conversation_id = valid_conversation_id(request)
-    agent = body_agent(request, body.agent)
-    named_when_forced(body.force, agent, "reply")
+    if (agent := body_agent(request, body.agent)) is None:
+        raise http_error(web.HTTPBadRequest, "agent: a reply names the agent who sends it, whom the customer sees "
+                                             "beside it (an agent's own token names them)", NAME_NEEDED)
     try:
         turn_id = await request.app[BOT].agent_message(conversation_id, body.text.strip(), agent, body.key, body.after,
                                                        body.force, by_admin(request, agent))

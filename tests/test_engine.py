@@ -227,12 +227,12 @@ async def test_handoff_silences_the_bot_until_handed_back(client: Any, tiny_demo
     assert (silent["reply"], silent["source"], silent["handed_off"]) == ("", "silent", True)
 
     headers = {"Authorization": "Bearer s3cret"}
-    sent = await client.post("/admin/conversations/eng-3/messages", json={"text": "Hi, Sam here."}, headers=headers)
+    sent = await client.post("/admin/conversations/eng-3/messages", json={"text": "Hi, Sam here.", "agent": "Sam"}, headers=headers)
     assert sent.status == 200
     history = await (await client.get("/api/conversations/eng-3/history")).json()
     assert [m["text"] for m in history["turns"] if m["role"] == "agent"] == ["Hi, Sam here."]
 
-    back = await client.post("/admin/conversations/eng-3/handback", headers=headers)
+    back = await client.post("/admin/conversations/eng-3/handback?agent=Sam", headers=headers)
     assert (await back.json()) == {"status": "open"}
     assert (await ask(client, "eng-3", "/get_refund"))["source"] == "template"
 

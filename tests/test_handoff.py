@@ -45,6 +45,8 @@ QUESTION = "my parcel went to the neighbours house"
 NOT_FOUND = CHANNEL_ERRORS["channel_not_found"]  # what the agent is told to do of Slack's channel_not_found
 ANSWER = "I'm sorry! The courier will collect it and bring it to you tomorrow morning."
 JOINED = "A member of our team has joined and will answer you here."  # an English customer's takeover notice
+NAMELESS = {"error": "agent: a reply names the agent who sends it, whom the customer sees beside it (an agent's own "
+                     "token names them)", "code": "name_needed"}  # a reply with the admin token and no name
 
 
 @pytest.fixture
@@ -265,7 +267,7 @@ async def test_the_inbox_lists_waiting_customers_longest_first_with_their_transc
     assert (await inbox())["conversations"] == listed["conversations"]
 
     # Once an agent has answered, the customer no longer waits, until they write again.
-    sent = await client.post("/admin/conversations/asked/messages", json={"text": ANSWER}, headers=AUTH)
+    sent = await client.post("/admin/conversations/asked/messages", json={"agent": "Sam", "text": ANSWER}, headers=AUTH)
     assert sent.status == 200
     assert [(c["conversation_id"], c["waiting_since"]) for c in (await inbox())["conversations"]][1] == ("asked", None)
     assert (await inbox())["waiting"] == 1  # of the 2 handed off
@@ -296,7 +298,7 @@ async def test_the_inbox_lists_waiting_customers_longest_first_with_their_transc
     for action in ("handoff", "handback"):  # no customer waits in a conversation that never began
         unknown = await client.post(f"/admin/conversations/nobody/{action}", headers=AUTH)
         assert (unknown.status, await unknown.json()) == (404, {"error": "no conversation 'nobody'", **NOBODY})
-    unknown = await client.post("/admin/conversations/nobody/messages", json={"text": "hi"}, headers=AUTH)
+    unknown = await client.post("/admin/conversations/nobody/messages", json={"agent": "Sam", "text": "hi"}, headers=AUTH)
     assert (unknown.status, await unknown.json()) == (404, {"error": "no conversation 'nobody'", **NOBODY})  # not "Not Found"
     assert (await inbox())["total"] == 2
 
@@ -896,6 +898,33 @@ async def test_an_agents_note_is_edited_by_its_author_alone(bot_dir: Path, aioht
     assert after["edited"] >= before["created"]
 
 
+async def test_a_reply_with_the_admin_token_names_its_agent_or_is_refused_with_nothing_kept(
+        bot_dir: Path, aiohttp_client: Any) -> None:
+    """A reply with the admin token and no name reached the customer from nobody, the transcript could not say whose
+    it was, and a customer with the bot became nobody's: refused (400, naming the field), neither kept nor sent, and
+    nothing taken over. An agent's own token names its agent (test_an_agents_own_token_acts_in_their_name_alone)."""
+    client = await aiohttp_client(create_app(bot_dir, device="cpu"))
+    await chat(client, "waiting", "I need help with my bill")
+    await chat(client, "waiting", "/handoff")
+    await chat(client, "with-bot", "I need help with my bill")
+
+    async def reply(conversation: str, body: dict[str, Any]) -> tuple[int, Any]:
+        response = await client.post(f"/admin/conversations/{conversation}/messages", json={"text": ANSWER, **body},
+                                     headers=AUTH)
+        return response.status, await response.json()
+
+    before = {cid: await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
+              for cid in ("waiting", "with-bot")}
+    for cid in before:
+        for body in ({}, {"agent": None}, {"key": "k-1", "after": 0}):
+            assert await reply(cid, body) == (400, NAMELESS)
+        assert await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json() == before[cid]
+    assert before["with-bot"]["status"] == "open" and before["waiting"]["status"] == "handed_off"
+    assert (await reply("waiting", {"agent": "Sam", "key": "k-1"}))[0] == 200  # the key was not spent by the refusal
+    turns = (await (await client.get("/admin/conversations/waiting", headers=AUTH)).json())["turns"]
+    assert [t["author"] for t in turns if t["role"] == "agent"] == ["Sam"]
+
+
 async def test_only_the_agent_who_has_a_customer_hands_them_back_or_replies_unless_forced(
         bot_dir: Path, aiohttp_client: Any) -> None:
     """Any agent handed a colleague's customer back to the bot, or answered beside the colleague, unasked: refused,
@@ -917,14 +946,13 @@ async def test_only_the_agent_who_has_a_customer_hands_them_back_or_replies_unle
 
     for query in ("?agent=Sam", "", "?agent=Sam&force=false"):  # a colleague, or someone giving no name
         assert await hand_back(query) == (409, held)
-    assert await reply({"agent": "Sam"}) == await reply({}) == (409, held)
+    assert await reply({"agent": "Sam"}) == (409, held)
     assert (await hand_back("?agent=Sam&force=yes"))[0] == 400
     transcript = await (await client.get("/admin/conversations/taken", headers=AUTH)).json()
     assert transcript["status"] == "handed_off" and [t["role"] for t in transcript["turns"]] == ["user", "bot"]
     assert (await reply({"agent": " ana "}))[0] == 200  # Ana herself, from a window where she typed her name otherwise
-    # forced with no name, the reply took the customer from Ana and left them with nobody
-    assert await reply({"force": True}) == (400, {"error": "agent: a forced reply names the agent who takes the "
-                                                           "customer over", "code": "name_needed"})
+    # with no name, forced or not, the reply would have taken the customer from Ana and left them with nobody
+    assert await reply({}) == await reply({"force": True}) == (400, NAMELESS)
     # a lead's override: the reply makes the customer Sam's, and then only Sam hands them back
     assert (await reply({"agent": "Sam", "force": True}))[0] == 200
     assert await hand_back("?agent=Ana") == (409, {**held, "error": held["error"].replace("Ana", "Sam"), "agent": "Sam"})
@@ -1587,7 +1615,7 @@ async def test_the_inbox_counts_what_each_customer_wrote_since_an_agents_reply(b
     for text in ("it is invoice 2041", "hello??"):
         await chat(client, "asked", text)
     assert await unread() == [2]
-    sent = await client.post("/admin/conversations/asked/messages", json={"text": ANSWER}, headers=AUTH)
+    sent = await client.post("/admin/conversations/asked/messages", json={"agent": "Sam", "text": ANSWER}, headers=AUTH)
     assert sent.status == 200 and await unread() == [0]
     await chat(client, "asked", "/greet")  # a button's payload is not something to read
     await chat(client, "asked", "thanks, and the other one?")
@@ -1764,7 +1792,7 @@ async def test_a_customer_left_waiting_is_told_once_per_wait_that_the_agents_are
     await asyncio.sleep(1.0)  # two more rounds of the watcher: still told once
     assert len(await bot_lines()) == 1
     # An agent answers; the customer writes again and is left waiting again: told again, once.
-    assert (await client.post("/admin/conversations/alone/messages", json={"text": ANSWER}, headers=AUTH)).status == 200
+    assert (await client.post("/admin/conversations/alone/messages", json={"agent": "Sam", "text": ANSWER}, headers=AUTH)).status == 200
     await chat(client, "alone", "and when does it arrive?")
     for _ in range(50):
         if len(await bot_lines()) == 2:
@@ -1821,7 +1849,7 @@ async def test_an_agent_who_takes_over_while_the_bot_works_on_a_message_answers_
     assert (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"][0][
         "last_message"] == "my parcel never came"
     bot.batcher.submit = classify
-    assert (await client.post("/admin/conversations/race/messages", json={"text": ANSWER}, headers=AUTH)).status == 200
+    assert (await client.post("/admin/conversations/race/messages", json={"agent": "Sam", "text": ANSWER}, headers=AUTH)).status == 200
     assert [(c["question"], c["answer"]) for c in bot.store.answer_candidates()] == [("my parcel never came", ANSWER)]
 
 
@@ -2077,10 +2105,10 @@ async def test_an_agents_takeover_answers_before_slack_takes_the_notice_and_a_ma
     started = time.monotonic()
     assert (await client.post(f"/admin/conversations/{cid}/handoff", headers=AUTH)).status == 200
     assert time.monotonic() - started < 1.0
-    response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": ANSWER}, headers=AUTH)
+    response = await client.post(f"/admin/conversations/{cid}/messages", json={"agent": "Sam", "text": ANSWER}, headers=AUTH)
     assert response.status == 200, await response.text()
     await notices_sent(client)
-    assert posted == ["A member of our team has joined and will answer you here.", ANSWER]
+    assert posted == ["A member of our team has joined and will answer you here.", f"Sam: {ANSWER}"]
     transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
     assert [(t["role"], t["undelivered"]) for t in transcript["turns"]] == [("user", False), ("bot", False),
                                                                            ("agent", False)]
@@ -2118,14 +2146,14 @@ async def test_an_agents_reply_to_a_conversation_the_bot_holds_takes_it_over(
     slack = "slack:T1:C1:1700000000.000100"
     client.app[BOT].store.add_message(slack, "user", "where is my parcel?", "slack")
     for cid in ("web-1", slack):
-        response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": ANSWER}, headers=AUTH)
+        response = await client.post(f"/admin/conversations/{cid}/messages", json={"agent": "Sam", "text": ANSWER}, headers=AUTH)
         assert response.status == 200, await response.text()
         transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
         assert transcript["status"] == "handed_off" and transcript["handoffs"][-1]["reason"] == "agent"
     silent = await chat(client, "web-1", "thanks, and when will it come?")
     assert (silent["reply"], silent["source"]) == ("", "silent")  # the agent's to answer now
     await notices_sent(client)
-    assert posted == ["A member of our team has joined and will answer you here.", ANSWER]  # in that order
+    assert posted == ["A member of our team has joined and will answer you here.", f"Sam: {ANSWER}"]  # in that order
 
 
 async def test_a_reply_sent_again_after_a_colleague_handed_back_takes_nothing_over(
@@ -2139,18 +2167,18 @@ async def test_a_reply_sent_again_after_a_colleague_handed_back_takes_nothing_ov
     client.app[BOT].store.add_message(cid, "user", "where is my parcel?", "slack")
 
     async def reply() -> Any:
-        response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": ANSWER, "key": "k-1"},
+        response = await client.post(f"/admin/conversations/{cid}/messages", json={"agent": "Sam", "text": ANSWER, "key": "k-1"},
                                      headers=AUTH)
         assert response.status == 200, await response.text()
         return (await response.json())["turn_id"]
 
     first = await reply()
-    assert (await client.post(f"/admin/conversations/{cid}/handback", headers=AUTH)).status == 200
+    assert (await client.post(f"/admin/conversations/{cid}/handback?agent=Sam", headers=AUTH)).status == 200
     assert await reply() == first
     await notices_sent(client)
     transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
     assert transcript["status"] == "open" and [h["event"] for h in transcript["handoffs"]] == ["handed_off", "open"]
-    assert posted == ["A member of our team has joined and will answer you here.", ANSWER,
+    assert posted == ["A member of our team has joined and will answer you here.", f"Sam: {ANSWER}",
                       "You're back with the bot. How else can I help?"]
 
 
@@ -2200,13 +2228,13 @@ async def test_an_agent_reply_the_platform_refuses_is_a_502_that_says_so(
     client = await slack_refusing_all(bot_dir, aiohttp_client, aiohttp_server)
     cid = "slack:T1:C1:1700000000.000100"
     client.app[BOT].store.add_message(cid, "user", "is anyone there?", "slack")
-    response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": "Yes, I'm here."}, headers=AUTH)
+    response = await client.post(f"/admin/conversations/{cid}/messages", json={"agent": "Sam", "text": "Yes, I'm here."}, headers=AUTH)
     assert response.status == 502
     assert (await response.json())["error"] == ("kept in the transcript, but the customer did not get it: "
                                                 f"chat.postMessage: channel_not_found ({NOT_FOUND})")
     # Marked so, and the customer still waits: the inbox counted them answered, and the busy notice never came.
     client.app[BOT].store.set_status(cid, "handed_off", "requested", "slack")
-    response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": "Still here?"}, headers=AUTH)
+    response = await client.post(f"/admin/conversations/{cid}/messages", json={"agent": "Sam", "text": "Still here?"}, headers=AUTH)
     assert response.status == 502
     transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
     assert [(t["text"], t["undelivered"]) for t in transcript["turns"] if t["role"] == "agent"] == [
@@ -2218,7 +2246,7 @@ async def test_an_agent_reply_the_platform_refuses_is_a_502_that_says_so(
         raise asyncio.TimeoutError
 
     client.app[BOT].channels["slack"].send = silent  # a timeout's own message is empty: "cannot reach slack: "
-    response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": "Hello?"}, headers=AUTH)
+    response = await client.post(f"/admin/conversations/{cid}/messages", json={"agent": "Sam", "text": "Hello?"}, headers=AUTH)
     assert (await response.json())["error"] == ("kept in the transcript, but the customer did not get it: "
                                                 "cannot reach slack: no answer in time")
 
@@ -2236,7 +2264,7 @@ async def test_an_agent_reply_sent_again_with_its_key_reaches_the_customer_once(
         client.app[BOT].store.set_status(conversation, "handed_off", "requested", "slack")  # waiting for an agent
 
     async def send(conversation: str, text: str, key: str | None) -> Any:
-        body = {"text": text, **({"key": key} if key else {})}
+        body = {"agent": "Sam", "text": text, **({"key": key} if key else {})}
         response = await client.post(f"/admin/conversations/{conversation}/messages", json=body, headers=AUTH)
         return response.status, await response.json()
 
@@ -2245,7 +2273,7 @@ async def test_an_agent_reply_sent_again_with_its_key_reaches_the_customer_once(
     assert first == again == later and first[0] == 200
     assert (await send(other, "Refunded today.", "k-1"))[0] == 200  # a key is one conversation's
     assert (await send(cid, "It takes 3 days.", None))[0] == 200  # without a key, each try is a reply
-    assert posted == ["Refunded today.", "Refunded today.", "It takes 3 days."]
+    assert posted == ["Sam: Refunded today."] * 2 + ["Sam: It takes 3 days."]
     transcript = await (await client.get(f"/admin/conversations/{cid}", headers=AUTH)).json()
     assert [t["text"] for t in transcript["turns"] if t["role"] == "agent"] == ["Refunded today.", "It takes 3 days."]
     assert (await send(cid, "x", "not a key!"))[0] == 400
@@ -2264,7 +2292,7 @@ async def test_another_reply_sent_with_a_key_used_before_is_refused_and_not_lost
     client.app[BOT].store.set_status(cid, "handed_off", "requested", "slack")
 
     async def send(text: str, key: str) -> Any:
-        response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": text, "key": key},
+        response = await client.post(f"/admin/conversations/{cid}/messages", json={"agent": "Sam", "text": text, "key": key},
                                      headers=AUTH)
         return response.status, await response.json()
 
@@ -2275,7 +2303,7 @@ async def test_another_reply_sent_with_a_key_used_before_is_refused_and_not_lost
               "code": "key_reused"})
     assert (await send("Refunded today.", "k-1")) == first  # the same reply sent again is still the first
     assert (await send("It takes 3 days.", "k-2"))[0] == 200
-    assert posted == ["Refunded today.", "It takes 3 days."]
+    assert posted == ["Sam: Refunded today.", "Sam: It takes 3 days."]
     assert client.app[BOT]._keyed == {}
 
 
@@ -2314,7 +2342,7 @@ async def test_a_reply_written_before_a_colleagues_reply_was_read_is_refused_unt
         "Hi, Ann here: your bill is fixed.", "Sam here, looking at your bill.", "Without after, as before."]
     # A colleague who handed back since: the refused reply takes nothing over from the bot either.
     assert (await client.post("/admin/conversations/both/handback?agent=Sam", headers=AUTH)).status == 200
-    assert (await send("Late.", after=read))[0] == 409
+    assert (await send("Late.", agent="Ann", after=read))[0] == 409
     assert (await (await client.get("/admin/conversations/both", headers=AUTH)).json())["status"] == "open"
 
 
@@ -2325,12 +2353,12 @@ async def test_a_handback_before_the_customers_latest_message_was_read_is_refuse
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
     await chat(client, "typing", "I need help with my bill")
     await chat(client, "typing", "/handoff")
-    sent = await client.post("/admin/conversations/typing/messages", json={"text": "Your bill is fixed."}, headers=AUTH)
+    sent = await client.post("/admin/conversations/typing/messages", json={"agent": "Sam", "text": "Your bill is fixed."}, headers=AUTH)
     read = (await sent.json())["turn_id"]
     late = await chat(client, "typing", "and the invoice for May?")
 
     async def hand_back(query: str) -> Any:
-        response = await client.post(f"/admin/conversations/typing/handback{query}", headers=AUTH)
+        response = await client.post(f"/admin/conversations/typing/handback?agent=Sam&{query[1:]}", headers=AUTH)
         return response.status, await response.json()
 
     assert await hand_back(f"?after={read}") == (409, {"error": f"the customer wrote meanwhile, as turn "
@@ -2386,14 +2414,14 @@ async def test_an_agent_reply_sent_again_while_its_first_try_fails_is_refused_bo
     client.app[BOT].store.set_status(cid, "handed_off", "requested", "slack")  # waiting for an agent
 
     async def send() -> Any:
-        response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": "Refunded.", "key": "k-1"},
+        response = await client.post(f"/admin/conversations/{cid}/messages", json={"agent": "Sam", "text": "Refunded.", "key": "k-1"},
                                      headers=AUTH)
         return response.status, (await response.json())["error"]
 
     first, again = await asyncio.gather(send(), send())
     assert first == again == (502, "kept in the transcript, but the customer did not get it: "
                                    f"chat.postMessage: channel_not_found ({NOT_FOUND})")
-    assert posted == ["Refunded."]
+    assert posted == ["Sam: Refunded."]
     assert client.app[BOT]._keyed == {}
 
 
@@ -2404,7 +2432,7 @@ async def test_an_agent_reply_the_platform_refused_is_refused_again_when_sent_ag
     cid = "slack:T1:C1:1700000000.000100"
     client.app[BOT].store.add_message(cid, "user", "is anyone there?", "slack")
     for _ in range(2):
-        response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": "Yes.", "key": "k"},
+        response = await client.post(f"/admin/conversations/{cid}/messages", json={"agent": "Sam", "text": "Yes.", "key": "k"},
                                      headers=AUTH)
         assert response.status == 502
     assert (await response.json())["error"].startswith("kept in the transcript, but the customer did not get it: "
@@ -2427,7 +2455,7 @@ async def test_an_agent_reply_the_platform_may_have_sent_is_a_504_that_says_to_c
     cid = "slack:T1:C1:1700000000.000100"
     client.app[BOT].store.add_message(cid, "user", "is anyone there?", "slack")
     client.app[BOT].store.set_status(cid, "handed_off", "requested", "slack")
-    response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": "Yes, I'm here."}, headers=AUTH)
+    response = await client.post(f"/admin/conversations/{cid}/messages", json={"agent": "Sam", "text": "Yes, I'm here."}, headers=AUTH)
     assert response.status == 504
     assert (await response.json())["error"] == (
         "kept in the transcript; it may have reached the customer, whose platform did not say "
@@ -2436,7 +2464,7 @@ async def test_an_agent_reply_the_platform_may_have_sent_is_a_504_that_says_to_c
     assert [(t["text"], t["undelivered"]) for t in transcript["turns"] if t["role"] == "agent"] == [
         ("Yes, I'm here.", False)]
     [answered] = (await (await client.get("/admin/conversations", headers=AUTH)).json())["conversations"]
-    assert answered["waiting_since"] is None and posted == ["Yes, I'm here."]
+    assert answered["waiting_since"] is None and posted == ["Sam: Yes, I'm here."]
 
 
 async def slack_message(client: Any) -> str:
@@ -2513,7 +2541,7 @@ async def test_an_agent_reply_to_a_channel_this_server_does_not_serve_is_a_502(b
     cid = "cli:7be0b6b7"
     client.app[BOT].store.add_message(cid, "user", "my parcel is lost", "cli")
     client.app[BOT].store.set_status(cid, "handed_off", "requested", "cli")
-    response = await client.post(f"/admin/conversations/{cid}/messages", json={"text": "Sorry, refunded."}, headers=AUTH)
+    response = await client.post(f"/admin/conversations/{cid}/messages", json={"agent": "Sam", "text": "Sorry, refunded."}, headers=AUTH)
     assert response.status == 502
     assert (await response.json())["error"] == ("kept in the transcript, but the customer did not get it: "
                                                 "this server does not serve its channel, 'cli'")

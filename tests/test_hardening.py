@@ -1988,7 +1988,7 @@ async def test_purge_deletes_a_conversation_completely(make_client: Callable[...
                                              "comment": "Quuxworth unhappy"})
     admin = {"Authorization": "Bearer t0ken"}
     assert (await client.post(f"/admin/conversations/{gone}/handoff", headers=admin)).status == 200
-    assert (await client.post(f"/admin/conversations/{gone}/messages", json={"text": "Sorry Mr Quuxworth"},
+    assert (await client.post(f"/admin/conversations/{gone}/messages", json={"text": "Sorry Mr Quuxworth", "agent": "Sam"},
                               headers=admin)).status == 200
     assert (await chat(client, kept, "another customer")).status == 200
     user_turn = store_rows(client, "SELECT id FROM turns WHERE conversation_id = ? AND role = 'user'", gone)[0][0]

@@ -471,7 +471,7 @@ async def test_a_socket_that_joined_a_visitors_conversation_stops_hearing_it_onc
         assert (await stranger.receive_json())["type"] == "status"
         await customer.send_json({"type": "message", "conversation_id": cid, "text": "where is my parcel?", **proof})
         assert (await customer.receive_json())["type"] == "reply"  # signed in: the conversation is theirs now
-        for path, body in (("handoff", None), ("messages", {"text": "Your parcel goes to 12 Elm St."})):
+        for path, body in (("handoff", None), ("messages", {"text": "Your parcel goes to 12 Elm St.", "agent": "Sam"})):
             assert (await admin(client, web_demo_bot.admin_token, f"/admin/conversations/{cid}/{path}", body)).status == 200
         said = {ws: [f.get("reply") async for f in frames_within(ws, 1) if f["type"] == "agent"] for ws in (stranger, customer)}
         assert said == {stranger: [], customer: ["Your parcel goes to 12 Elm St."]}
@@ -493,7 +493,7 @@ async def test_a_socket_whose_join_as_someone_else_is_refused_stops_hearing_the_
         assert [frame async for frame in frames_within(ws, 1)] == []
         await ws.send_json({"type": "join", "conversation_id": cid, **proof})  # signed in again
         assert (await ws.receive_json())["type"] == "status"
-        body = {"text": "Your parcel goes to 12 Elm St."}
+        body = {"text": "Your parcel goes to 12 Elm St.", "agent": "Sam"}
         assert (await admin(client, web_demo_bot.admin_token, f"/admin/conversations/{cid}/messages", body)).status == 200
         assert [f["reply"] async for f in frames_within(ws, 1) if f["type"] == "agent"] == [body["text"]]
 
@@ -527,8 +527,8 @@ async def test_a_socket_on_another_server_stops_hearing_a_visitors_conversation_
             assert (await ws.receive_json())["type"] == "status"
         signed = {"conversation_id": cid, "text": "where is my parcel?", **proof}
         assert (await first.post("/api/chat", json=signed)).status == 200
-        body = {"text": "Your parcel goes to 12 Elm St."}
-        for path, sent in (("handoff", None), ("messages", body)):
+        body = {"text": "Your parcel goes to 12 Elm St.", "agent": "Sam"}
+        for path, sent in (("handoff?agent=Sam", None), ("messages", body)):
             assert (await admin(second, web_demo_bot.admin_token, f"/admin/conversations/{cid}/{path}", sent)).status == 200
         heard = {ws: [f["type"] async for f in frames_within(ws, 1) if f["type"] != "sync"] for ws in (stranger, customer)}
         assert heard == {stranger: [], customer: ["status", "agent"]}
@@ -785,10 +785,14 @@ async def test_agent_messages_and_handoffs_are_pushed_to_joined_sockets(client: 
     async with joined_socket(client) as (cid, ws):
         assert (await admin(client, token, f"/admin/conversations/{cid}/handoff")).status == 200
         assert await ws.receive_json() == {"type": "status", "conversation_id": cid, "status": "handed_off", "by": "agent"}
-        response = await admin(client, token, f"/admin/conversations/{cid}/messages", {"text": "Hi, I'm Sam."})
+        response = await admin(client, token, f"/admin/conversations/{cid}/messages",
+                               {"text": "Hi, I'm Sam.", "agent": "Sam"})
         turn_id = (await response.json())["turn_id"]
+        # the customer nobody had is Sam's now, and their widget names him
+        assert await ws.receive_json() == {"type": "status", "conversation_id": cid, "status": "handed_off", "by": "agent",
+                                           "agent": "Sam"}
         assert await ws.receive_json() == {"type": "agent", "conversation_id": cid, "reply": "Hi, I'm Sam.", "turn_id": turn_id,
-                                              "author": None, "buttons": []}
+                                              "author": "Sam", "buttons": []}
         await ws.send_json({"conversation_id": cid, "text": "thanks Sam"})  # the bot stays quiet for the agent
         reply = await ws.receive_json()
         assert (reply["type"], reply["source"], reply["reply"], reply["handed_off"]) == ("reply", "silent", "", True)
@@ -1173,7 +1177,8 @@ async def test_a_failure_to_pass_on_what_another_server_said_leaves_the_next_to_
 
         monkeypatch.setattr(channel, "conversation", failing_once)
         for text in ("Hi, I'm Ana.", "Are you still there?"):
-            response = await admin(first, web_demo_bot.admin_token, f"/admin/conversations/{cid}/messages", {"text": text})
+            response = await admin(first, web_demo_bot.admin_token, f"/admin/conversations/{cid}/messages",
+                                   {"text": text, "agent": "Ana"})
             assert response.status == 200
             await asyncio.wait_for(failed.wait(), 10)  # the first was not passed on
         while (frame := await ws.receive_json(timeout=10))["type"] != "agent":

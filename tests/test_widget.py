@@ -480,7 +480,7 @@ def test_xss_payloads_stay_inert_on_every_path(open_widget: Any, chromium: Simpl
     page.locator(".quick button").first.click()  # its payload goes to the bot, its title into the bubble
     expect(widget.bot_replies()).to_have_count(3)
     with api_client(chromium, hostile.url, web_demo_bot.admin_token) as api:
-        api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": XSS_TEXT})
+        api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": XSS_TEXT, "agent": "Sam"})
         expect(page.locator(".msg.agent .bubble")).to_have_count(1)  # pushed over the socket
         assert [t["text"] for t in api.history(widget.conversation_id())["turns"] if t["role"] == "user"][2] \
             == XSS_BUTTONS[0]["payload"]
@@ -1040,11 +1040,11 @@ def test_handoff_then_agent_replies_over_the_socket(open_widget: Any, api: Simpl
     cid = widget.conversation_id()
     assert api.history(cid)["status"] == "handed_off"
 
-    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Hi, this is Sam from support."})
+    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Hi, this is Sam from support.", "agent": "Sam"})
     expect(page.locator(".msg.agent .bubble")).to_have_text(["Hi, this is Sam from support."])
-    expect(page.locator(".msg.agent .sender")).to_have_text(["Agent"])
+    expect(page.locator(".msg.agent .sender")).to_have_text(["Sam · Agent"])
     server.drop_sockets()
-    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Are you still there?"})  # while it reconnects
+    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Are you still there?", "agent": "Sam"})  # while it reconnects
     expect(page.locator(".msg.agent .bubble")).to_have_text(["Hi, this is Sam from support.", "Are you still there?"])
     page.wait_for_function("Deskbot.connected()")
     api.admin(f"/admin/conversations/{cid}/messages", {"text": "Pushed again.", "agent": "Sam"})
@@ -1212,14 +1212,14 @@ def test_http_fallback_when_the_websocket_is_blocked(open_widget: Any, api: Simp
 
     page.locator(".quick button", has_text="Talk to a person").click()
     expect(page.locator(".banner")).to_be_visible()
-    api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": "Sam here, over HTTP."})
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": "Sam here, over HTTP.", "agent": "Sam"})
     expect(page.locator(".msg.agent .bubble")).to_have_text(["Sam here, over HTTP."])  # found by polling the history
 
     # Back with the bot, the widget still learns that an agent took the conversation over, and hears them.
     api.admin(f"/admin/conversations/{widget.conversation_id()}/handback")
     expect(page.locator(".banner")).to_be_hidden()
     api.admin(f"/admin/conversations/{widget.conversation_id()}/handoff")
-    api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": "Ann here, I took over."})
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": "Ann here, I took over.", "agent": "Ann"})
     expect(page.locator(".banner")).to_be_visible()
     expect(page.locator(".msg.agent .bubble")).to_have_text(["Sam here, over HTTP.", "Ann here, I took over."])
 
@@ -1286,7 +1286,7 @@ def test_http_fallback_when_the_server_has_its_most_websockets_open(open_widget:
     assert f"{server.url}/api/chat" in posted
     page.locator(".quick button", has_text="Talk to a person").click()
     expect(page.locator(".banner")).to_be_visible()
-    api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": "Sam here, over HTTP."})
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": "Sam here, over HTTP.", "agent": "Sam"})
     expect(page.locator(".msg.agent .bubble")).to_have_text(["Sam here, over HTTP."])  # found by polling the history
 
 
@@ -1728,7 +1728,7 @@ def test_back_online_the_chat_hears_an_agent_at_once(open_widget: Any, api: Simp
     server.drop_sockets()  # the network's loss ends the socket
     page.wait_for_timeout(10_000)
     api.admin(f"/admin/conversations/{cid}/handoff")
-    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Hi, this is Sam."})
+    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Hi, this is Sam.", "agent": "Sam"})
     widget.context.set_offline(False)
     expect(page.locator(".msg.agent .bubble")).to_have_text(["Hi, this is Sam."], timeout=2_500)
 
@@ -1759,7 +1759,7 @@ def test_back_on_the_page_after_the_phone_slept_the_chat_shows_what_came_meanwhi
     cid = widget.conversation_id()
     page.evaluate("window.__asleep = true")
     api.admin(f"/admin/conversations/{cid}/handoff")
-    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Hi, this is Sam."})
+    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Hi, this is Sam.", "agent": "Sam"})
     page.evaluate("window.__asleep = false; document.dispatchEvent(new Event('visibilitychange'))")
     expect(page.locator(".msg.agent .bubble")).to_have_text(["Hi, this is Sam."], timeout=2_500)
     expect(page.locator(".banner")).to_be_visible()
@@ -2749,7 +2749,7 @@ def test_the_agents_console_shows_a_long_conversations_earlier_messages_when_ask
     api.chat(cid, "my first question, asked long ago")
     assert api.chat(cid, "/handoff")["handed_off"] is True
     for n in range(200):
-        api.admin(f"/admin/conversations/{cid}/messages", {"text": f"note {n}"})
+        api.admin(f"/admin/conversations/{cid}/messages", {"text": f"note {n}", "agent": "Sam"})
     assert api.get(f"/admin/conversations/{cid}")["earlier"] is True
     assert api.get(f"/admin/conversations/{cid}?limit=204")["earlier"] is False
     context = chromium.browser.new_context(viewport={"width": 1200, "height": 800})
@@ -2787,7 +2787,7 @@ def test_an_agent_reading_up_a_long_conversation_keeps_their_place_as_the_custom
     assert api.chat(cid, "/handoff")["handed_off"] is True
     for n in range(210):
         api.admin(f"/admin/conversations/{cid}/notes" if n % 50 == 0 else f"/admin/conversations/{cid}/messages",
-                  {"text": f"line {n}\n" * (1 + n % 3)})
+                  {"text": f"line {n}\n" * (1 + n % 3), "agent": "Sam"})
     context = open_console(chromium, server, web_demo_bot.admin_token, cid, clock=True)
     page = context.pages[0]
     page.locator(f'.list li[data-id="{cid}"]').click()
@@ -5746,7 +5746,7 @@ def test_a_reset_starts_a_new_conversation_for_the_next_customer(open_widget: An
     widget.page.evaluate("Deskbot.reset()")
     api.chat(widget.conversation_id(), "hello")  # the new conversation, begun elsewhere (another tab)
     widget.page.wait_for_function("Deskbot.connected()")
-    api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": "Hello from Sam"})
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": "Hello from Sam", "agent": "Sam"})
     expect(widget.page.locator(".msg.agent .bubble")).to_have_text(["Hello from Sam"])
 
 
@@ -6252,7 +6252,7 @@ def test_every_tab_whose_page_signs_the_customer_in_hears_their_agent(open_widge
     first.send("where is my parcel")
     expect(first.bot_replies()).to_have_count(1)
     expect(second.locator(".msg.bot[data-turn-id]")).to_have_count(1)
-    api.admin(f"/admin/conversations/{first.conversation_id()}/messages", {"text": "Hello from Sam"})
+    api.admin(f"/admin/conversations/{first.conversation_id()}/messages", {"text": "Hello from Sam", "agent": "Sam"})
     for page in (first.page, second):
         expect(page.locator(".msg.agent .bubble")).to_have_text(["Hello from Sam"])
     second.close()
@@ -7043,7 +7043,7 @@ def test_what_the_customer_read_in_another_tab_is_not_counted_new_on_the_launche
     expect(other_tab.locator(".launcher .badge")).to_have_count(0)
     page.get_by_role("button", name="Close chat").first.click()  # read nowhere now: new in both
     api.admin(f"/admin/conversations/{widget.conversation_id()}/handoff")
-    api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": "Sam here."})
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": "Sam here.", "agent": "Sam"})
     for tab in (page, other_tab):
         expect(tab.get_by_role("button", name="Open chat (1 new message)")).to_be_visible()
     page.get_by_role("button", name="Open chat (1 new message)").click()  # read in this one: no longer new in the other
@@ -7077,7 +7077,7 @@ def test_a_handback_while_the_chat_is_closed_gives_the_launcher_its_plain_name_b
     expect(page.locator(".launcher .badge")).to_have_count(0)
     expect(page.locator(".root > .sr")).to_have_text("")
     api.admin(f"/admin/conversations/{cid}/handoff")  # an agent's message meanwhile is still counted
-    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Sam here."})
+    api.admin(f"/admin/conversations/{cid}/messages", {"text": "Sam here.", "agent": "Sam"})
     expect(page.get_by_role("button", name="Open chat (1 new message)")).to_be_visible()
     api.admin(f"/admin/conversations/{cid}/handback")
     expect(page.locator(".notice").last).to_have_text("You're back with the bot.")
@@ -7114,7 +7114,7 @@ def test_a_screen_reader_does_not_read_the_customers_own_message_back_to_them(op
     page = widget.page
     widget.send("hello")
     expect(widget.bot_replies()).to_have_count(1)
-    api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": "Sam here."})
+    api.admin(f"/admin/conversations/{widget.conversation_id()}/messages", {"text": "Sam here.", "agent": "Sam"})
     expect(page.locator(".msg.agent .bubble")).to_have_text("Sam here.")
     cdp = widget.context.new_cdp_session(page)
     reply = widget.bot_replies().first.locator(".bubble p").evaluate("(p) => p.firstChild.textContent")
