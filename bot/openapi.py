@@ -397,7 +397,8 @@ class TranscriptTurn(_Body):
                               "deleted the message it answered first")
     sent: str | None = Field(..., description="an agent's reply as its customer got it, where that is not as the agent "
                              "wrote it (``text``): in the customer's Chinese script (handoff.agent_script), in plain "
-                             "text where their channel draws no Markdown (WeCom); null otherwise")
+                             "text where their channel draws no Markdown (WeCom, where a bot reply's is given too); "
+                             "null otherwise")
     buttons: list[Button] = Field(..., description="the buttons a bot reply offered (an action's reply may be buttons "
                                   "alone, with an empty text)")
     custom: list[Any] = Field(..., description="the custom payloads a bot reply passed on to the web chat's page (a "

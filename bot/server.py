@@ -1510,14 +1510,16 @@ async def transcript(request: web.Request) -> web.Response:
 
 
 def as_read(transcript: dict[str, Any]) -> dict[str, Any]:
-    """The ``transcript`` with ``markdown``, whether its customer reads the replies' Markdown drawn, and each agent's
-    reply as its customer got it in ``sent`` where that differs from what was written, in plain text on a platform that
-    draws no Markdown (WeCom): the console drew a WeCom customer's replies as the web chat does, bold and links, and
-    said what the customer got only where their Chinese script differed."""
+    """The ``transcript`` with ``markdown``, whether its customer reads the replies' Markdown drawn, and each reply,
+    an agent's or the bot's, as its customer got it in ``sent`` where that differs from what was written, in plain text
+    on a platform that draws no Markdown (WeCom): the console drew a WeCom customer's replies as the web chat does,
+    bold and links, and said what the customer got only where their Chinese script differed, and of the bot's replies
+    never, where a web or Slack customer's read as the console shows them."""
     plain = unmarked(transcript["channel"])
     turns = transcript["turns"]
     if plain is not None:
-        turns = [turn if turn["role"] != "agent" or (got := plain(turn["sent"] or turn["text"])) == turn["text"]
+        turns = [turn if turn["role"] not in ("agent", "bot")
+                 or (got := plain(turn["sent"] or turn["text"])) == turn["text"]
                  else {**turn, "sent": got} for turn in turns]
     return {**transcript, "turns": turns, "markdown": plain is None}
 

@@ -1742,24 +1742,30 @@ async def test_an_agents_reply_reaches_the_customer_in_their_chinese_script(
     await socket.close()
 
 
-async def test_an_agents_markdown_reply_on_wecom_is_said_to_have_reached_the_customer_as_plain_text(
+async def test_a_markdown_reply_on_wecom_is_said_to_have_reached_the_customer_as_plain_text(
         bot_dir: Path, aiohttp_client: Any) -> None:
-    """WeCom shows no Markdown: its customer got an agent's **bold** and [link](…) as plain text, and the transcript
-    said nothing of it, so that the console drew the reply as the web chat does. It says what the customer got, and
-    whether the conversation's customer reads Markdown drawn; a web customer's reply is as written."""
+    """WeCom shows no Markdown: its customer got an agent's or the bot's **bold** and [link](…) as plain text, and the
+    transcript said nothing of it, so that the console drew the reply as the web chat does. It says what the customer
+    got, and whether the conversation's customer reads Markdown drawn; a web customer's reply is as written."""
     client = await aiohttp_client(create_app(bot_dir, device="cpu"))
     store = client.app[BOT].store
     written = "**Not lost**: see [tracking](https://shop.example/track)."
     for cid, channel in (("wecom:ww1:chen", "wecom"), ("web-markdown", "web")):
         store.add_message(cid, "user", "where is my parcel?", channel)
+        store.add_message(cid, "bot", written, channel)
+        store.add_message(cid, "bot", "Anything else?", channel)
         store.add_agent_answer(cid, written, channel, "Li")
         store.add_agent_answer(cid, "It arrives tomorrow.", channel, "Li")
     read = {cid: await (await client.get(f"/admin/conversations/{quote(cid)}", headers=AUTH)).json()
             for cid in ("wecom:ww1:chen", "web-markdown")}
-    assert [(read[cid]["markdown"], [(t["text"], t["sent"]) for t in read[cid]["turns"] if t["role"] == "agent"])
+    assert [(read[cid]["markdown"], [(t["role"], t["text"], t["sent"]) for t in read[cid]["turns"][1:]])
             for cid in read] == [
-        (False, [(written, "Not lost: see tracking (https://shop.example/track)."), ("It arrives tomorrow.", None)]),
-        (True, [(written, None), ("It arrives tomorrow.", None)])]
+        (False, [("bot", written, "Not lost: see tracking (https://shop.example/track)."), ("bot", "Anything else?", None),
+                 ("agent", written, "Not lost: see tracking (https://shop.example/track)."),
+                 ("agent", "It arrives tomorrow.", None)]),
+        (True, [("bot", written, None), ("bot", "Anything else?", None), ("agent", written, None),
+                ("agent", "It arrives tomorrow.", None)])]
+    assert read["wecom:ww1:chen"]["turns"][0]["sent"] is None  # the customer's own words are as they wrote them
 
 
 async def waiting_for_a_person(bot_dir: Path, aiohttp_client: Any, cid: str) -> tuple[Any, Any]:

@@ -7492,10 +7492,14 @@ def test_the_agents_console_draws_the_markdown_the_web_chat_draws(
 def test_the_agents_console_shows_a_wecom_customers_replies_as_the_plain_text_they_got(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """WeCom shows no Markdown: the console drew an agent's **bold** and link there as the web chat does, and said
-    nothing of the plain text the customer got. It shows the reply as written, and what the customer got under it."""
+    nothing of the plain text the customer got, of an agent's reply or of the bot's own. It shows the reply as written,
+    and what the customer got under it; the bot's buttons numbered, as WeCom lists them for the customer to pick by
+    number."""
     cid = f"wecom:ww1:console-{next(PAGE_NUMBERS)}"
     store = Store(web_demo_bot.root / "dialogues.db")
     store.add_message(cid, "user", "我的包裹呢", "wecom")
+    store.add_message(cid, "bot", "See **our policy**.", "wecom", buttons=[
+        {"title": "Refunds", "payload": "/refund"}, {"title": "Talk to a person", "payload": "/handoff"}])
     store.add_agent_answer(cid, "**Not lost**: see [tracking](https://shop.example/track).", "wecom", "Li")
     store.close()
     context = open_console(chromium, server, web_demo_bot.admin_token)
@@ -7505,7 +7509,10 @@ def test_the_agents_console_shows_a_wecom_customers_replies_as_the_plain_text_th
     reply = page.locator(".turn.agent")
     expect(reply.locator(".text")).to_have_text("**Not lost**: see [tracking](https://shop.example/track).")
     expect(reply.locator(".sent")).to_have_text("The customer got: Not lost: see tracking (https://shop.example/track).")
-    assert reply.locator("strong, a").count() == 0
+    answer = page.locator(".turn.bot")
+    expect(answer.locator(".text")).to_have_text("See **our policy**.\n1. [Refunds] 2. [Talk to a person]")
+    expect(answer.locator(".sent")).to_have_text("The customer got: See our policy.")
+    assert page.locator(".turn strong, .turn a").count() == 0
     context.close()
 
 
