@@ -2581,6 +2581,27 @@ def open_console(chromium: SimpleNamespace, server: LiveServer, admin_token: str
     return context
 
 
+@pytest.mark.parametrize("forced_colors", ["none", "active"])
+def test_the_agents_consoles_pressed_buttons_are_seen_by_more_than_bold_text(
+        chromium: SimpleNamespace, server: LiveServer, web_demo_bot: SimpleNamespace, forced_colors: str) -> None:
+    """In a contrast theme (forced colours), which takes the accent colour, the pressed tab and the pressed Note
+    differed from the others by their bold text alone (WCAG 1.4.11): the theme's Highlight fills them there."""
+    context = open_console(chromium, server, web_demo_bot.admin_token)
+    page = context.pages[0]
+    page.emulate_media(forced_colors=forced_colors)
+    looks = """(node) => { const s = getComputedStyle(node);
+                           return [s.backgroundColor, s.borderTopColor, s.color, s.outlineStyle]; }"""
+    pressed = page.locator('.tabs button[aria-pressed="true"]').evaluate(looks)
+    other = page.locator('.tabs button[aria-pressed="false"]').first.evaluate(looks)
+    assert pressed != other, (pressed, other)
+    if forced_colors == "active":  # the theme's pair, whose contrast it makes sure of, not the page's accent
+        highlight = page.evaluate("""() => { const probe = document.createElement("i");
+                                             probe.style.color = "Highlight"; document.body.append(probe);
+                                             const c = getComputedStyle(probe).color; probe.remove(); return c; }""")
+        assert pressed[0] == highlight != other[0], (pressed, other, highlight)
+    context.close()
+
+
 def test_the_agents_consoles_list_is_one_stop_of_the_tab_key_gone_through_with_the_arrow_keys(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """Each customer listed was a stop of the Tab key: an agent at the keyboard went through every one of them, up to
