@@ -1427,7 +1427,7 @@ async def inbox(request: web.Request) -> web.Response:
     answering customers, for the console to offer what it may (the review queue). With an ``ETag``: sent back in
     ``If-None-Match``, 304 while nothing the answer shows changed since (:func:`inbox_tag`): on the waiting tab, while
     the inbox is as it was (:meth:`Store.inbox_version`), whatever the customers with the bot write; on the other, while
-    nothing was committed."""
+    the conversations with the bot are as they were too (:meth:`Store.open_version`): on any server of the store."""
     require_admin(request)
     status = request.query.get("status", "handed_off")
     if status not in ("handed_off", "open"):
@@ -1447,8 +1447,8 @@ async def inbox(request: web.Request) -> web.Response:
         agree, and on one trip to the reads' thread: every agent's console asks every 3 s. None, with the ETag, where
         the console holds this answer already (:func:`inbox_tag`)."""
         # the waiting tab changes with the inbox alone; the other lists the conversations with the bot, which every
-        # customer's message to it changes
-        version = store.inbox_version() if status == "handed_off" else store.version()
+        # customer's message to it changes: both the store's, alike on every server of it
+        version = store.inbox_version() if status == "handed_off" else store.open_version()
         tag = inbox_tag(version, status, limit, offset, search, agent, holder, team, request[AGENT], grants)
         if held := held_already(request, tag):
             return None, held
@@ -1468,8 +1468,8 @@ async def inbox(request: web.Request) -> web.Response:
 
 
 def inbox_tag(version: str, *asked: Any) -> str:
-    """The ETag of an inbox answer: the store as the read saw it (:meth:`Store.inbox_version`, or :meth:`Store.version`
-    for the conversations with the bot) and everything asked that shapes the answer, hashed. A console polling every
+    """The ETag of an inbox answer: the store as the read saw it (:meth:`Store.inbox_version`, or
+    :meth:`Store.open_version` for the conversations with the bot) and everything asked that shapes the answer, hashed. A console polling every
     3 s sends it back (``If-None-Match``) and is answered 304 at the cost of a look at the store's version, where each
     poll read and sent its page's 200 rows again with nothing changed; an answer naming a handback is sent with the
     moment it expires (:func:`told_until`) after a ``-``."""

@@ -15,11 +15,13 @@ from collections.abc import Callable
 import sqlite_utils
 
 
-def _add_column(db: sqlite_utils.Database, table: str, column: str, kind: type) -> None:
+def _add_column(db: sqlite_utils.Database, table: str, column: str, kind: type,
+                not_null_default: int | None = None) -> None:
     """Add ``column`` to ``table`` unless it is there already, which SQLite would refuse: a store that took a withdrawn
-    migration (see ``_v10``) may hold a column before the migration that adds it now."""
+    migration (see ``_v10``) may hold a column before the migration that adds it now. ``not_null_default``: the value
+    of the rows there, and of those inserted without it, the column NOT NULL."""
     if column not in db[table].columns_dict:
-        db[table].add_column(column, kind)
+        db[table].add_column(column, kind, not_null_default=not_null_default)
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -586,10 +588,42 @@ def _v55(db: sqlite_utils.Database) -> None:
                "WHERE request_key IS NOT NULL")
 
 
+# What the agents' tab of the conversations with the bot shows beside the inbox (``Store.poll`` with ``open``): those
+# conversations, each with its customer's latest message, kept by each write that changes them (``_v59``).
+_OPEN_CHANGED = "UPDATE inbox_changes SET open_changes = open_changes + 1"
+
+
+def _open(row: str) -> str:
+    """SQL true where the conversation of ``row`` (``new`` or ``old``) is with the bot."""
+    return f"(SELECT status FROM conversations WHERE id = {row}.conversation_id) = 'open'"
+
+
+_OPEN_TRIGGERS = {
+    "conversations_insert": "AFTER INSERT ON conversations WHEN new.status = 'open'",
+    "conversations_update": "AFTER UPDATE OF status, channel, user, slots, created, updated ON conversations "
+                            "WHEN 'open' IN (old.status, new.status)",
+    "conversations_delete": "AFTER DELETE ON conversations WHEN old.status = 'open'",
+    "turns_insert": f"AFTER INSERT ON turns WHEN {_open('new')}",
+    "turns_update": f"AFTER UPDATE OF role, text, raw_text, created ON turns WHEN {_open('new')}",
+    "turns_delete": f"AFTER DELETE ON turns WHEN {_open('old')}",
+}
+
+
+def _v59(db: sqlite_utils.Database) -> None:
+    """The count of changes of the conversations with the bot (``inbox_changes.open_changes``,
+    ``Store.open_version``), which the triggers above move, every writer's: the ETag of the agents' tab of those
+    conversations was the connection's own version (SQLite's ``data_version`` after a name each connection drew), so
+    that behind a load balancer each server answered another's ETag whole, the same page, and any commit (a prediction,
+    a vote) moved it."""
+    _add_column(db, "inbox_changes", "open_changes", int, not_null_default=0)
+    for name, when in _OPEN_TRIGGERS.items():
+        db.execute(f"CREATE TRIGGER IF NOT EXISTS open_{name} {when} BEGIN {_OPEN_CHANGED}; END")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
                                                               _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36,
                                                               _v37, _v38, _v39, _v40, _v41, _v42, _v43,
                                                               _v44, _v45, _v46, _v47, _v48, _v49, _v50,
-                                                              _v51, _v52, _v53, _v54, _v55]
+                                                              _v51, _v52, _v53, _v54, _v55, _v59]

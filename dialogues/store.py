@@ -1531,9 +1531,9 @@ class Store:
         """What the store held at the start of this :meth:`snapshot` (called inside one), as this connection tells it
         apart: equal for two snapshots of this connection with nothing committed between them, by this process or
         another (SQLite's ``data_version``, which a snapshot's first read sets), and different otherwise, a checkpoint
-        included. Never equal for another connection, another server's or one opened later: for the agents' console,
-        whose inbox poll is answered "unchanged" at the cost of this alone (``ETag``), where each poll read its page's
-        200 rows again."""
+        included. Never equal for another connection, another server's or one opened later: for what one server keeps
+        of its own reads (the figures, the review queue), never for an ETag another server may be asked (the inbox's
+        are :meth:`inbox_version` and :meth:`open_version`)."""
         if not self.db.conn.in_transaction:
             raise RuntimeError("Store.version() is read inside a snapshot(): outside one, it names none")
         return f"{self._opened}.{self.db.execute('PRAGMA data_version').fetchone()[0]}"
@@ -1550,6 +1550,18 @@ class Store:
             raise RuntimeError("Store.inbox_version() is read inside a snapshot(): outside one, it names none")
         return self.db.execute("SELECT (SELECT identity FROM store_identity) || '.' || changes FROM inbox_changes"
                                ).fetchone()[0]
+
+    def open_version(self) -> str:
+        """What the agents' tab of the conversations with the bot showed at the start of this :meth:`snapshot` (called
+        inside one): :meth:`inbox_version`, which the inbox's part of the answer moves (the agent's customers, what was
+        passed to them or taken from them), with the count of changes of the conversations with the bot, their customers'
+        messages among them (the triggers of ``_v59``). The store's, as the inbox's is: it was :meth:`version`, this
+        connection's own, and behind a load balancer no server answered another's ETag 304, the same page; and any
+        commit moved it, a prediction or a vote the tab does not show."""
+        if not self.db.conn.in_transaction:
+            raise RuntimeError("Store.open_version() is read inside a snapshot(): outside one, it names none")
+        return self.db.execute("SELECT (SELECT identity FROM store_identity) || '.' || changes || '.' || open_changes "
+                               "FROM inbox_changes").fetchone()[0]
 
     def _inbox_changes(self) -> int:
         """How many times the writes changed what the agents' inbox shows (``_v52``)."""

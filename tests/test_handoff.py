@@ -1420,25 +1420,28 @@ async def test_an_inbox_poll_with_nothing_committed_since_is_answered_unchanged(
     assert status == 200 and json.loads(body)["taken"] == []
 
 
-async def test_one_server_answers_the_inbox_etag_of_another_on_the_same_store_unchanged(
+async def test_one_server_answers_either_tabs_etag_of_another_on_the_same_store_unchanged(
         bot_dir: Path, aiohttp_client: Any) -> None:
     """Behind a load balancer, a console's polls reach either server: the ETag was the connection's, and each answered
-    the other's whole, the same inbox. Either answers the other's 304 now, and both the same answer after a change."""
+    the other's whole, the same inbox, or the same page of the conversations with the bot. Either answers the other's
+    304 now, on both tabs, and both the same answer after a change."""
     one = await aiohttp_client(create_app(bot_dir, device="cpu"))
     other = await aiohttp_client(create_app(bot_dir, device="cpu"))
     await chat(one, "waiting", "I need help with my bill")
+    await chat(one, "with-bot", "I need help with my bill")
     assert (await one.post("/admin/conversations/waiting/handoff?agent=Ana", headers=AUTH)).status == 200
 
-    async def poll(client: Any, held: str | None = None) -> tuple[int, str]:
-        response = await client.get("/admin/conversations?agent=Ana",
-                                    headers={**AUTH, **({"If-None-Match": held} if held else {})})
-        return response.status, response.headers["ETag"]
+    for tab, customer in (("handed_off", "waiting"), ("open", "with-bot")):
+        async def poll(client: Any, held: str | None = None) -> tuple[int, str]:
+            response = await client.get(f"/admin/conversations?agent=Ana&status={tab}",
+                                        headers={**AUTH, **({"If-None-Match": held} if held else {})})
+            return response.status, response.headers["ETag"]
 
-    status, tag = await poll(one)
-    assert status == 200 and await poll(other, tag) == (304, tag)
-    await chat(other, "waiting", "hello??")
-    status, changed = await poll(other, tag)
-    assert status == 200 and changed != tag and await poll(one, changed) == (304, changed)
+        status, tag = await poll(one)
+        assert status == 200 and await poll(other, tag) == (304, tag), tab
+        await chat(other, customer, "hello??")
+        status, changed = await poll(other, tag)
+        assert status == 200 and changed != tag and await poll(one, changed) == (304, changed), tab
 
 
 async def test_the_waiting_tabs_poll_is_unchanged_while_the_customers_with_the_bot_write(

@@ -69,12 +69,17 @@ def before(moment: float) -> Staleness:
 def left_by(store: Store, version: int, *undo: str) -> Store:
     """``store`` as the deskbot at schema ``version`` left it, opened by this one: ``undo``'s SQL takes back what
     the migrations after ``version`` added, and reopening the file migrates it again. Before schema 52, without the
-    inbox's count of changes and its triggers, which name columns an undo may take back."""
+    inbox's count of changes and its triggers, which name columns an undo may take back; before schema 59, without the
+    count of changes of the conversations with the bot and its triggers."""
+    for since, prefix in ((59, "open"), (52, "inbox")):
+        if version < since:
+            triggers = store.db.execute(f"SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE '{prefix}_%'")
+            for (name,) in triggers.fetchall():
+                store.db.execute(f"DROP TRIGGER {name}")
     if version < 52:
-        triggers = store.db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'inbox_%'")
-        for (name,) in triggers.fetchall():
-            store.db.execute(f"DROP TRIGGER {name}")
         store.db.execute("DROP TABLE inbox_changes")
+    elif version < 59:
+        store.db.execute("ALTER TABLE inbox_changes DROP COLUMN open_changes")
     for statement in undo:
         store.db.execute(statement)
     store.db.execute(f"PRAGMA user_version={version}")
@@ -3543,6 +3548,50 @@ def test_the_inbox_version_moves_with_what_the_inbox_shows_alone_from_migration_
         before = after
     sql.close()
     reads.close()
+    store.close()
+
+
+def test_the_version_of_the_conversations_with_the_bot_is_the_stores_and_moves_with_them_from_migration_59_on(
+        tmp_path: Path) -> None:
+    """The ETag of the agents' tab of the conversations with the bot was the reading connection's own version: behind a
+    load balancer, no server answered another's 304, the same page, and any commit moved it. Its version
+    (:meth:`Store.open_version`) is the store's now, alike on every server's connection, holds while nothing the tab
+    shows changes (a vote, a label, a prediction), and moves at each write that does, whoever writes it (another
+    process, a ``sqlite3`` shell), in a store of the deskbot before too."""
+    path = tmp_path / "dialogues.db"
+    store = Store(path)
+    customer = user_turn(store, "busy", "where is my order?")
+    store = left_by(store, 55)
+    one, other = Store(path, read_only=True), Store(path, read_only=True)  # two servers' reads' connections
+
+    def shown() -> tuple[str, Any]:
+        """The tab's version, as each server reads it, and what it shows."""
+        with one.snapshot(), other.snapshot():
+            assert one.open_version() == other.open_version()
+            return one.open_version(), one.poll("open", 50)
+
+    before = shown()
+    bot_turn = store.db.execute("SELECT max(id) FROM turns WHERE role = 'bot'").fetchone()[0]
+    for unrelated in (lambda: store.add_feedback("busy", bot_turn, -1, "not helpful"),
+                      lambda: store.add_labels([customer], "track_order", reviewer="Lea"),
+                      lambda: store.mark_seen("busy", "Ana", customer)):
+        unrelated()
+        assert shown() == before
+    sql = sqlite3.connect(path)
+    for change in (lambda: user_turn(store, "busy", "and my refund?"),  # a customer writes to the bot
+                   lambda: user_turn(store, "new", "hello"),  # a new customer
+                   lambda: sql.execute("UPDATE turns SET text = 'hello [email]' WHERE conversation_id = 'new' "
+                                       "AND text = 'hello'"),  # another process rewrites it
+                   lambda: store.set_status("new", "handed_off", "requested"),  # no longer with the bot
+                   lambda: store.purge("busy")):
+        change()
+        sql.commit()
+        after = shown()
+        assert after[0] != before[0] and after[1] != before[1]
+        before = after
+    sql.close()
+    for reads in (one, other):
+        reads.close()
     store.close()
 
 
