@@ -4470,6 +4470,22 @@ def test_the_agents_console_asks_before_deleting_a_note(
     context.close()
 
 
+def test_the_agents_console_shows_a_button_the_customer_pressed_by_its_title(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """A button the customer pressed reaches the bot as its payload: the console showed, and said aloud, "/handoff" or
+    "/track_order", where the customer's chat showed the title they pressed. It shows the title, in brackets as the
+    bot's buttons are, with the payload beside what the bot made of it; words typed stay as typed."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    customer = page.locator(".turn.user")
+    expect(customer.locator(".text")).to_have_text(["where is my parcel?", "[Talk to a person]"])
+    expect(customer.nth(1).locator(".meta")).to_contain_text("/handoff")
+    api.chat(cid, "/track_order")  # pressed under the bot's first answer, while an agent has them
+    page.clock.run_for(3_100)  # the next refresh
+    expect(customer.locator(".text").last).to_have_text("[Track order]")
+    expect(page.locator(".arrivals")).to_have_text("Customer: [Track order]")
+    context.close()
+
+
 def test_a_screen_reader_hears_what_the_customer_writes_in_the_conversation_open(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """An agent at a screen reader, writing a reply, heard nothing of the customer's next message: it came into the
