@@ -3014,6 +3014,38 @@ def test_the_agents_console_holds_a_reply_back_until_a_colleagues_reply_is_read(
     context.close()
 
 
+def test_the_agents_console_asks_before_a_reply_pulls_back_a_customer_who_went_back_to_the_bot(
+        chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
+    """A customer who left their agent for the bot ("Back to the bot") while the agent wrote to them: the agent's reply,
+    sent as the console showed the customer's return, pulled them back to a person unasked. It goes once the agent
+    confirms it; a reply to a customer an agent handed back is sent as before."""
+    cid, context, page = console_on_a_waiting_customer(chromium, server, api, web_demo_bot.admin_token)
+    page.get_by_label("Your name").fill("Sam")
+    page.get_by_role("button", name="Take over").click()
+    expect(page.locator(".conversation .title")).to_contain_text("taken by Sam")
+    page.locator("form.reply textarea").fill("Sam here: it is in Oslo.")
+    assert api.chat(cid, "/resume")["handed_off"] is False  # the customer goes back to the bot meanwhile
+    page.clock.run_for(3_100)  # the next refresh shows it
+    expect(page.locator(".turns .change").last).to_contain_text("Back with the bot · Customer")
+    with page.expect_event("dialog") as asked:
+        page.once("dialog", lambda dialog: dialog.dismiss())
+        page.locator("form.reply textarea").press("Enter")
+    assert asked.value.message == "The customer went back to the bot. Send your reply anyway? They become yours."
+    expect(page.locator("form.reply textarea")).to_have_value("Sam here: it is in Oslo.")  # kept, not sent
+    assert api.history(cid)["status"] == "open"
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("form.reply textarea").press("Enter")
+    expect(page.locator(".turn.agent .text")).to_have_text(["Sam here: it is in Oslo."])
+    assert api.history(cid)["status"] == "handed_off"
+    page.get_by_role("button", name="Hand back to the bot").click()  # handed back by the agent: no question
+    expect(page.locator(".turns .change").last).to_contain_text("Back with the bot · Sam")
+    page.on("dialog", lambda dialog: pytest.fail(f"asked: {dialog.message}"))
+    page.locator("form.reply textarea").fill("One more thing.")
+    page.locator("form.reply textarea").press("Enter")
+    expect(page.locator(".turn.agent .text")).to_have_text(["Sam here: it is in Oslo.", "One more thing."])
+    context.close()
+
+
 def test_the_agents_console_asks_before_handing_back_or_answering_a_colleagues_customer(
         chromium: SimpleNamespace, server: LiveServer, api: SimpleNamespace, web_demo_bot: SimpleNamespace) -> None:
     """Any agent handed a colleague's customer back to the bot, or answered them beside the colleague, with a click:
