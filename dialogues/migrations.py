@@ -494,23 +494,32 @@ def _v51(db: sqlite_utils.Database) -> None:
 _INBOX_CHANGED = "UPDATE inbox_changes SET changes = changes + 1"
 
 
-def _handed_off(row: str) -> str:
-    """SQL true where the conversation of ``row`` (``new`` or ``old``) is handed off."""
-    return f"(SELECT status FROM conversations WHERE id = {row}.conversation_id) = 'handed_off'"
+def _in_status(row: str, status: str) -> str:
+    """SQL true where the conversation of ``row`` (``new`` or ``old``) is in ``status``."""
+    return f"(SELECT status FROM conversations WHERE id = {row}.conversation_id) = '{status}'"
+
+
+def _listed_triggers(status: str) -> dict[str, str]:
+    """When a trigger moves a count of changes of the conversations in ``status`` as the agents' lists show them: a
+    conversation coming in or out of it or changed, and a turn of one written, changed or deleted."""
+    return {
+        "conversations_insert": f"AFTER INSERT ON conversations WHEN new.status = '{status}'",
+        "conversations_update": "AFTER UPDATE OF status, channel, user, slots, created, updated ON conversations "
+                                f"WHEN '{status}' IN (old.status, new.status)",
+        "conversations_delete": f"AFTER DELETE ON conversations WHEN old.status = '{status}'",
+        "turns_insert": f"AFTER INSERT ON turns WHEN {_in_status('new', status)}",
+        "turns_update": "AFTER UPDATE OF role, text, raw_text, user, created, undelivered ON turns "
+                        f"WHEN {_in_status('new', status)}",
+        "turns_delete": f"AFTER DELETE ON turns WHEN {_in_status('old', status)}",
+    }
 
 
 _INBOX_TRIGGERS = {
-    "conversations_insert": "AFTER INSERT ON conversations WHEN new.status = 'handed_off'",
-    "conversations_update": "AFTER UPDATE OF status, channel, user, slots, created, updated ON conversations "
-                            "WHEN 'handed_off' IN (old.status, new.status)",
-    "conversations_delete": "AFTER DELETE ON conversations WHEN old.status = 'handed_off'",
-    "turns_insert": f"AFTER INSERT ON turns WHEN {_handed_off('new')}",
-    "turns_update": f"AFTER UPDATE OF role, text, raw_text, user, created, undelivered ON turns WHEN {_handed_off('new')}",
-    "turns_delete": f"AFTER DELETE ON turns WHEN {_handed_off('old')}",
-    "seen_insert": f"AFTER INSERT ON seen WHEN {_handed_off('new')}",
+    **_listed_triggers("handed_off"),
+    "seen_insert": f"AFTER INSERT ON seen WHEN {_in_status('new', 'handed_off')}",
     # a read repeated (each window of the agent's marks it) moves nothing: a takeover id null before reads as 0
     "seen_update": "AFTER UPDATE OF turn_id, takeover_id ON seen WHEN (old.turn_id IS NOT new.turn_id "
-                   f"OR coalesce(old.takeover_id, 0) != coalesce(new.takeover_id, 0)) AND {_handed_off('new')}",
+                   f"OR coalesce(old.takeover_id, 0) != coalesce(new.takeover_id, 0)) AND {_in_status('new', 'handed_off')}",
     **{f"{table}_{event.lower()}": f"AFTER {event} ON {table}" for table in ("handoffs", "takeovers")
        for event in ("INSERT", "UPDATE", "DELETE")},
 }
@@ -593,30 +602,14 @@ def _v55(db: sqlite_utils.Database) -> None:
 _OPEN_CHANGED = "UPDATE inbox_changes SET open_changes = open_changes + 1"
 
 
-def _open(row: str) -> str:
-    """SQL true where the conversation of ``row`` (``new`` or ``old``) is with the bot."""
-    return f"(SELECT status FROM conversations WHERE id = {row}.conversation_id) = 'open'"
-
-
-_OPEN_TRIGGERS = {
-    "conversations_insert": "AFTER INSERT ON conversations WHEN new.status = 'open'",
-    "conversations_update": "AFTER UPDATE OF status, channel, user, slots, created, updated ON conversations "
-                            "WHEN 'open' IN (old.status, new.status)",
-    "conversations_delete": "AFTER DELETE ON conversations WHEN old.status = 'open'",
-    "turns_insert": f"AFTER INSERT ON turns WHEN {_open('new')}",
-    "turns_update": f"AFTER UPDATE OF role, text, raw_text, created ON turns WHEN {_open('new')}",
-    "turns_delete": f"AFTER DELETE ON turns WHEN {_open('old')}",
-}
-
-
 def _v59(db: sqlite_utils.Database) -> None:
     """The count of changes of the conversations with the bot (``inbox_changes.open_changes``,
-    ``Store.open_version``), which the triggers above move, every writer's: the ETag of the agents' tab of those
+    ``Store.open_version``), which triggers move as the inbox's do (``_listed_triggers``), every writer's: the ETag of the agents' tab of those
     conversations was the connection's own version (SQLite's ``data_version`` after a name each connection drew), so
     that behind a load balancer each server answered another's ETag whole, the same page, and any commit (a prediction,
     a vote) moved it."""
     _add_column(db, "inbox_changes", "open_changes", int, not_null_default=0)
-    for name, when in _OPEN_TRIGGERS.items():
+    for name, when in _listed_triggers("open").items():
         db.execute(f"CREATE TRIGGER IF NOT EXISTS open_{name} {when} BEGIN {_OPEN_CHANGED}; END")
 
 

@@ -3495,6 +3495,17 @@ def test_the_inbox_reads_who_has_each_customer_and_their_latest_message_for_its_
     store.close()
 
 
+def moved_by(change: Callable[[], Any], sql: sqlite3.Connection, shown: Callable[[], tuple[str, Any]],
+             before: tuple[str, Any]) -> tuple[str, Any]:
+    """What ``shown`` (a version and what it versions) reads once ``change`` is made and ``sql``'s committed, having
+    checked that both moved from ``before``."""
+    change()
+    sql.commit()
+    after = shown()
+    assert after[0] != before[0] and after[1] != before[1]
+    return after
+
+
 def test_the_inbox_version_moves_with_what_the_inbox_shows_alone_from_migration_52_on(tmp_path: Path) -> None:
     """The ETag of a console's inbox was the store's version (SQLite's ``data_version``), which every commit moves: with
     the bot answering a customer a second, each console read its inbox whole at nearly every 3-second poll. The
@@ -3541,11 +3552,7 @@ def test_the_inbox_version_moves_with_what_the_inbox_shows_alone_from_migration_
                    lambda: store.set_status("busy", "handed_off", "requested"),
                    lambda: store.set_status("held", "open", "agent", agent="Lea", force=True),  # handed back
                    lambda: store.purge("busy")):
-        change()
-        sql.commit()
-        after = shown()
-        assert after[0] != before[0] and after[1] != before[1]
-        before = after
+        before = moved_by(change, sql, shown, before)
     sql.close()
     reads.close()
     store.close()
@@ -3584,11 +3591,7 @@ def test_the_version_of_the_conversations_with_the_bot_is_the_stores_and_moves_w
                                        "AND text = 'hello'"),  # another process rewrites it
                    lambda: store.set_status("new", "handed_off", "requested"),  # no longer with the bot
                    lambda: store.purge("busy")):
-        change()
-        sql.commit()
-        after = shown()
-        assert after[0] != before[0] and after[1] != before[1]
-        before = after
+        before = moved_by(change, sql, shown, before)
     sql.close()
     for reads in (one, other):
         reads.close()
