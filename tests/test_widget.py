@@ -4876,6 +4876,8 @@ def test_the_agents_console_labels_the_review_queue(chromium: SimpleNamespace, s
     expect(page.locator(".review .meta")).to_contain_text("Customer's comment: it never looked at my code")
     expect(page.get_by_role("group", name="The model's ranking").get_by_role("button")).not_to_have_count(0)
     page.screenshot(path=str(RESULTS / "review.png"))
+    # the out-of-scope intent by the words of its button, as the notice after a label names it too
+    expect(page.get_by_label("Intent").locator('option[value="oos"]')).to_have_text("Out of scope")
     page.get_by_label("Intent").select_option(chosen)
     page.get_by_role("button", name="Label", exact=True).click()
     expect(page.locator(f'.list li[data-id="{item["id"]}"]')).to_have_count(0)
@@ -4888,7 +4890,7 @@ def test_the_agents_console_labels_the_review_queue(chromium: SimpleNamespace, s
     expect(page.locator(".review .question")).to_have_text(f"Labelled as {chosen}: what did the customer want?")
     expect(page.locator(".review .texts li").first).to_have_text(item["texts"][0])
     page.get_by_role("button", name="Out of scope").click()
-    expect(page.locator(".labelled .what")).to_have_text("Labelled as oos.")
+    expect(page.locator(".labelled .what")).to_have_text("Labelled as Out of scope.")
     assert stored_labels(web_demo_bot.root, first) == [chosen, "oos"]
 
     api.chat(f"review-{next(PAGE_NUMBERS)}", second)
@@ -4915,7 +4917,7 @@ def test_the_agents_console_labels_the_review_queue(chromium: SimpleNamespace, s
     page.get_by_role("button", name="Correct it").click()
     expect(page.locator(".review .question")).to_have_text(f"Labelled as {chosen}: what did the customer want?")
     page.get_by_role("button", name="Out of scope").click()
-    expect(page.locator(".labelled .what")).to_have_text("Labelled as oos.")
+    expect(page.locator(".labelled .what")).to_have_text("Labelled as Out of scope.")
     assert stored_labels(web_demo_bot.root, third) == [chosen, "oos"]
 
     # Labelled by the agent's own name in another window (another spelling of it): theirs, not a colleague's.
