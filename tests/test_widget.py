@@ -3027,6 +3027,9 @@ def test_the_agents_console_asks_before_a_reply_pulls_back_a_customer_who_went_b
     assert api.chat(cid, "/resume")["handed_off"] is False  # the customer goes back to the bot meanwhile
     page.clock.run_for(3_100)  # the next refresh shows it
     expect(page.locator(".turns .change").last).to_contain_text("Back with the bot · Customer")
+    # the web chat's button they pressed, by its title, not its payload "/resume", in sight and aloud
+    expect(page.locator(".turn.user .text").last).to_have_text("[Back to the bot]")
+    expect(page.locator(".arrivals")).to_have_text("Customer: [Back to the bot]")
     with page.expect_event("dialog") as asked:
         page.once("dialog", lambda dialog: dialog.dismiss())
         page.locator("form.reply textarea").press("Enter")
