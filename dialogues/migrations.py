@@ -598,11 +598,11 @@ def _v55(db: sqlite_utils.Database) -> None:
 
 
 # What the agents' tab of the conversations with the bot shows beside the inbox (``Store.poll`` with ``open``): those
-# conversations, each with its customer's latest message, kept by each write that changes them (``_v59``).
+# conversations, each with its customer's latest message, kept by each write that changes them (``_v56``).
 _OPEN_CHANGED = "UPDATE inbox_changes SET open_changes = open_changes + 1"
 
 
-def _v59(db: sqlite_utils.Database) -> None:
+def _v56(db: sqlite_utils.Database) -> None:
     """The count of changes of the conversations with the bot (``inbox_changes.open_changes``,
     ``Store.open_version``), which triggers move as the inbox's do (``_listed_triggers``), every writer's: the ETag of the agents' tab of those
     conversations was the connection's own version (SQLite's ``data_version`` after a name each connection drew), so
@@ -613,10 +613,18 @@ def _v59(db: sqlite_utils.Database) -> None:
         db.execute(f"CREATE TRIGGER IF NOT EXISTS open_{name} {when} BEGIN {_OPEN_CHANGED}; END")
 
 
+def _v57(db: sqlite_utils.Database) -> None:
+    """The thread of a Slack DM its customer wrote in last (``Store.reply_in``), where an agent's replies and the
+    notices of the handoff go: kept in one server's memory, it was lost at a restart, and on a second server on the
+    same store an agent's reply went to the DM's top level, away from the customer's question. None for a customer
+    who writes at the top level."""
+    db.execute("CREATE TABLE IF NOT EXISTS reply_threads (conversation_id TEXT PRIMARY KEY, thread TEXT NOT NULL)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                               _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
                                                               _v21, _v22, _v23, _v24, _v25, _v26, _v27, _v28,
                                                               _v29, _v30, _v31, _v32, _v33, _v34, _v35, _v36,
                                                               _v37, _v38, _v39, _v40, _v41, _v42, _v43,
                                                               _v44, _v45, _v46, _v47, _v48, _v49, _v50,
-                                                              _v51, _v52, _v53, _v54, _v55, _v59]
+                                                              _v51, _v52, _v53, _v54, _v55, _v56, _v57]

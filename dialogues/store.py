@@ -1555,7 +1555,7 @@ class Store:
         """What the agents' tab of the conversations with the bot showed at the start of this :meth:`snapshot` (called
         inside one): :meth:`inbox_version`, which the inbox's part of the answer moves (the agent's customers, what was
         passed to them or taken from them), with the count of changes of the conversations with the bot, their customers'
-        messages among them (the triggers of ``_v59``). The store's, as the inbox's is: it was :meth:`version`, this
+        messages among them (the triggers of ``_v56``). The store's, as the inbox's is: it was :meth:`version`, this
         connection's own, and behind a load balancer no server answered another's ETag 304, the same page; and any
         commit moved it, a prediction or a vote the tab does not show."""
         if not self.db.conn.in_transaction:
@@ -2529,6 +2529,24 @@ class Store:
             self.db.execute("INSERT OR REPLACE INTO hints (conversation_id, hint, told) VALUES (?, ?, ?)",
                             [conversation_id, hint, at])
             return True
+
+    def reply_in(self, conversation_id: str, thread: str) -> None:
+        """Keep ``thread`` as where the customer of ``conversation_id`` wrote last (a Slack DM's thread; empty: its top
+        level), where an agent's replies and the handoff's notices go (:meth:`reply_thread`), whichever server on the
+        store sends them and after a restart: one server's memory of it sent them to the top level, away from the
+        customer's question."""
+        with self._writing():
+            if thread:
+                self.db.execute("INSERT INTO reply_threads (conversation_id, thread) VALUES (?, ?) "
+                                "ON CONFLICT(conversation_id) DO UPDATE SET thread = excluded.thread",
+                                [conversation_id, thread])
+            else:
+                self.db.execute("DELETE FROM reply_threads WHERE conversation_id = ?", [conversation_id])
+
+    def reply_thread(self, conversation_id: str) -> str:
+        """The thread :meth:`reply_in` kept for ``conversation_id``; empty where none was."""
+        row = self.db.execute("SELECT thread FROM reply_threads WHERE conversation_id = ?", [conversation_id]).fetchone()
+        return row[0] if row else ""
 
     def take_send(self, conversation_id: str, most: int, window_s: float) -> tuple[int | None, float]:
         """A place for one message to the conversation's customer among the ``most`` a platform takes in ``window_s``
@@ -3706,7 +3724,7 @@ class Store:
                   ("seen", "conversation_id = ?"), ("answering", "conversation_id = ?"),
                   ("turn_leases", "conversation_id = ?"), ("refs", "conversation_id = ?"),
                   ("paced_sends", "conversation_id = ?"), ("send_turns", "conversation_id = ?"),
-                  ("hints", "conversation_id = ?"),
+                  ("hints", "conversation_id = ?"), ("reply_threads", "conversation_id = ?"),
                   ("turns", "conversation_id = ?"), ("conversations", "id = ?")]
         deleted: dict[str, dict[str, int]] = {}
         skipped: list[str] = []

@@ -768,32 +768,52 @@ async def test_a_direct_message_is_one_conversation_answered_where_the_customer_
 
 
 async def test_an_agent_and_the_handoff_notices_answer_a_dm_customer_in_the_thread_they_write_in(
-        slack: SimpleNamespace) -> None:
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
     """A customer who asked for a person in a thread of the DM got the bot's answer there, and the agent's "joined"
     notice and replies at the top level, away from their question; they go where the customer wrote last."""
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path)
     dm, thread = {"channel": "D1", "channel_type": "im"}, "1700000000.000100"
-    await post(slack.client, event("Ev1", "I want a person", ts="1700000005.000100", thread_ts=thread, **dm))
-    await slack.channel._tasks.close(grace=5)  # answered; the channel serves on
+    await post(client, event("Ev1", "I want a person", ts="1700000005.000100", thread_ts=thread, **dm))
+    await channel._tasks.close(grace=5)  # answered; the channel serves on
     conversation = "slack:T1:D1:"
-    await slack.channel.send(conversation, "Ana has joined.", role="bot", buttons=[{"title": "Back", "payload": "/resume"}])
-    await slack.channel.send(conversation, "Which order is it?", role="agent", author="Ana")
-    await post(slack.client, event("Ev2", "order 123", ts="1700000007.000100", **dm))  # now at the top level
-    await slack.channel._tasks.close(grace=5)
-    await slack.channel.send(conversation, "Found it.", role="agent", author="Ana")
-    assert [(p["blocks"][0]["text"], p.get("thread_ts")) for p in slack.posts] == [
-        (slack.bot.text, thread), ("Ana has joined.", thread), ("**Ana:** Which order is it?", thread),
-        (slack.bot.text, None), ("**Ana:** Found it.", None)]
+    await channel.send(conversation, "Ana has joined.", role="bot", buttons=[{"title": "Back", "payload": "/resume"}])
+    await channel.send(conversation, "Which order is it?", role="agent", author="Ana")
+    await post(client, event("Ev2", "order 123", ts="1700000007.000100", **dm))  # now at the top level
+    await channel._tasks.close(grace=5)
+    await channel.send(conversation, "Found it.", role="agent", author="Ana")
+    await channel.close()
+    assert [(p["blocks"][0]["text"], p.get("thread_ts")) for p in slack_api.posts] == [
+        (bot.text, thread), ("Ana has joined.", thread), ("**Ana:** Which order is it?", thread),
+        (bot.text, None), ("**Ana:** Found it.", None)]
+
+
+async def test_an_agents_reply_goes_to_the_dm_thread_after_a_restart_and_from_another_server(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """The thread a DM's customer wrote in was kept in the memory of the server that heard them: after a restart, or
+    sent by a second server on the same store, an agent's reply went to the DM's top level, away from the question."""
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path)
+    dm, thread = {"channel": "D1", "channel_type": "im"}, "1700000000.000100"
+    await post(client, event("Ev1", "I want a person", ts="1700000005.000100", thread_ts=thread, **dm))
+    await channel.close()
+    other = make_channel(FakeBot(), slack_api.url)  # the server started again, or another beside it
+    other.bot.store = Store(tmp_path / "dialogues.db")
+    await other.send("slack:T1:D1:", "Which order is it?", role="agent", author="Ana")
+    await other.send("slack:T1:C1:1700000009.000100", "Hello", role="agent", author="Ana")  # a channel's own thread
+    await other.close()
+    assert [(p["text"], p.get("thread_ts")) for p in slack_api.posts] == [
+        (bot.text, thread), ("Ana: Which order is it?", thread), ("Ana: Hello", "1700000009.000100")]
 
 
 async def test_an_answer_owed_by_a_stopped_server_goes_to_the_dm_thread_its_message_was_written_in(
-        slack: SimpleNamespace) -> None:
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
     """The next server posted it at the top level: the kept message's metadata names the thread."""
+    _bot, channel, _client = await on_a_store(aiohttp_client, slack_api, tmp_path)
     kept = {"conversation_id": "slack:T1:D1:", "reply": "Your parcel left today.", "buttons": [], "text": "where?",
             "reply_turn": None, "id": None, "metadata": {"channel": "D1", "ts": "1700000005.000100",
                                                          "answer_in": "1700000000.000100"}}
-    slack.channel.redeliver(kept)
-    await slack.channel.close(grace=5)
-    assert [(p["text"], p.get("thread_ts")) for p in slack.posts] == [("Your parcel left today.", "1700000000.000100")]
+    channel.redeliver(kept)
+    await channel.close(grace=5)
+    assert [(p["text"], p.get("thread_ts")) for p in slack_api.posts] == [("Your parcel left today.", "1700000000.000100")]
 
 
 async def test_a_group_dm_is_answered_as_a_channel_in_a_thread_under_each_message(slack: SimpleNamespace) -> None:

@@ -755,6 +755,22 @@ def test_a_pass_an_agent_read_is_kept_from_migration_45_on_and_purged_with_its_c
     store.close()
 
 
+def test_a_slack_dms_reply_thread_is_kept_from_migration_61_on_and_purged_with_its_conversation(tmp_path: Path) -> None:
+    """The thread a Slack DM's customer wrote in last, where an agent's replies go, is the store's (it was one server's
+    memory): a store of the deskbot before has none kept, a top-level message forgets it, and a purge leaves no trace."""
+    store = left_by(Store(tmp_path / "dialogues.db"), 55, "DROP TABLE reply_threads")
+    assert store.reply_thread("slack:T1:D1:") == ""
+    store.reply_in("slack:T1:D1:", "1700000000.000100")
+    store.reply_in("slack:T1:D1:", "1700000004.000100")
+    store.reply_in("slack:T1:D2:", "1700000000.000200")
+    store.reply_in("slack:T1:D2:", "")
+    assert [store.reply_thread(c) for c in ("slack:T1:D1:", "slack:T1:D2:")] == ["1700000004.000100", ""]
+    user_turn(store, "slack:T1:D1:", "where is my order?")
+    assert store.purge("slack:T1:D1:").deleted["slack:T1:D1:"]["reply_threads"] == 1
+    assert store.db.execute("SELECT count(*) FROM reply_threads").fetchone() == (0,)
+    store.close()
+
+
 def test_a_purge_by_age_leaves_a_conversation_whose_turn_a_server_runs_now(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A customer coming back to a conversation past the retention period while ``bot purge --before`` ran: the purge

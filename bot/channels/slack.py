@@ -25,7 +25,6 @@ import re
 import sqlite3
 import time
 import weakref
-from collections import OrderedDict
 from functools import partial
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -72,7 +71,6 @@ MESSAGE_BLOCKS_LIMIT, BLOCK_COST = 13_000, 125
 MIN_EVENT_BYTES = 1024 * 1024
 BUTTON_VALUE_LIMIT, BLOCK_ID_LIMIT = 2000, 255
 MAX_BLOCKS = 50  # Slack refuses a message of more blocks
-MAX_DM_THREADS = 10_000  # the DMs whose customer writes in a thread that are remembered so, oldest forgotten first
 BUTTON_ACTION = "deskbot_button"
 # the shop's menus whose chosen option's value is answered, and its date pickers, whose date is
 CHOICES = ("static_select", "overflow", "radio_buttons", "datepicker")
@@ -569,8 +567,6 @@ class SlackChannel(PlatformChannel):
         # The messages (message_key) their customers deleted lately, for which nothing is posted any more: neither an
         # answer nor a hint or a notice to wait, which the store keeps no row of to withdraw (:meth:`send`).
         self._deleted = RecentKeys()
-        # The DM conversations whose customer wrote last in a thread of the DM, each with that thread (:meth:`_heard`)
-        self._dm_threads: OrderedDict[str, str] = OrderedDict()
 
     def start(self) -> None:
         self._tasks.spawn(self._check_token())
@@ -1225,23 +1221,28 @@ class SlackChannel(PlatformChannel):
             text = shown = SENT[kind][self._own_language(await self.conversation_slots(turn.conversation_id))]
         await self.bot._store(store.replace_message, turn.conversation_id, key, text, shown)
 
-    def _heard(self, conversation_id: str, thread: str) -> None:
-        """Remember that the customer of ``conversation_id`` wrote (or clicked) last in ``thread`` of their DM (empty:
-        at its top level), where what is said to them outside an answer goes (:meth:`send`): an agent's replies and
-        the notice that they joined went to the top level, away from the question the customer asked in the thread.
-        The latest ``MAX_DM_THREADS`` alone, and in this server's memory: after a restart, until the customer writes
-        again, those go to the top level."""
-        self._dm_threads.pop(conversation_id, None)
-        if thread:
-            self._dm_threads[conversation_id] = thread
-            if len(self._dm_threads) > MAX_DM_THREADS:
-                self._dm_threads.popitem(last=False)
+    async def _heard(self, conversation_id: str, thread: str) -> None:
+        """Keep in the store that the customer of the DM ``conversation_id`` wrote (or clicked) last in ``thread`` of
+        it (empty: at its top level), where what is said to them outside an answer goes (:meth:`send`): an agent's
+        replies and the notice that they joined went to the top level, away from the question the customer asked in
+        the thread. Kept in one server's memory, it was lost at a restart and unknown to a second server on the store."""
+        store = self.bot.store
+        if store is not None and is_dm(conversation_id.split(":", 3)[2]):
+            await self.bot._store(store.reply_in, conversation_id, thread)
 
-    def redeliver(self, kept: dict[str, Any]) -> None:
+    async def _reply_thread(self, conversation_id: str) -> str:
+        """The DM thread the customer of ``conversation_id`` wrote in last (:meth:`_heard`); empty for its top level,
+        or a conversation that is no DM, whose own thread is answered."""
+        store = self.bot.store
+        if store is None or not is_dm(conversation_id.split(":", 3)[2]):
+            return ""
+        return await self.bot._look_up(lambda store: store.reply_thread(conversation_id))
+
+    async def _redeliver(self, kept: dict[str, Any]) -> None:
         """Send the answer a stopped server owed (:meth:`~bot.channels.base.PlatformChannel.redeliver`) where its
         message was written: a DM's thread too, which the kept message's metadata names."""
-        self._heard(kept["conversation_id"], _string(_object(kept.get("metadata")).get("answer_in")))
-        super().redeliver(kept)
+        await self._heard(kept["conversation_id"], _string(_object(kept.get("metadata")).get("answer_in")))
+        await super()._redeliver(kept)
 
     def _tell(self, turn: Turn, notice: str, key: str) -> None:
         """Post the channel's own ``notice`` for the message ``key`` of ``turn`` (a hint, a notice to wait) in the
@@ -1250,10 +1251,10 @@ class SlackChannel(PlatformChannel):
             turn.conversation_id, notice, thread=turn.metadata.get("answer_in", ""), about=key)))
 
     def resume(self, turn: Turn) -> None:
-        self._heard(turn.conversation_id, turn.metadata.get("answer_in", ""))
         self._tasks.spawn(self._answer(turn))
 
     async def _answer(self, turn: Turn) -> None:
+        await self._heard(turn.conversation_id, turn.metadata.get("answer_in", ""))
         reply = await self.answer(turn)
         # an action may offer buttons alone, or a custom payload of blocks alone
         if (reply.text or reply.buttons or reply.custom) and reply.source != "silent":
@@ -1275,9 +1276,9 @@ class SlackChannel(PlatformChannel):
         anything said for the message ``about`` (:func:`message_key`), is not posted once its customer deleted that
         message (:class:`~bot.channels.base.Withdrawn`)."""
         prefix, _team, channel, thread_ts = conversation_id.split(":", 3)
-        thread_ts = (kwargs["thread"] if "thread" in kwargs else self._dm_threads.get(conversation_id, "")) or thread_ts
         if prefix != self.name:
             raise ValueError(f"not a Slack conversation id: {conversation_id}")
+        thread_ts = (kwargs["thread"] if "thread" in kwargs else await self._reply_thread(conversation_id)) or thread_ts
         buttons = kwargs.get("buttons") or []
         parts = kwargs.get("parts") or [{"text": signed(text, kwargs.get("author")), "custom": kwargs.get("custom") or []}]
         messages: list[dict[str, Any]] = []
