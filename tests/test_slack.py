@@ -986,6 +986,24 @@ async def test_a_picture_sent_alone_is_answered_with_the_hint_or_shown_to_the_ag
     bot.store.close()
 
 
+async def test_an_agents_reply_follows_a_picture_sent_alone_into_a_dm_thread(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
+    """A customer an agent holds who sent a screenshot alone in a thread of the DM, their question under it, got the
+    agent's answer at the top level: a message without words did not say where they wrote last."""
+    bot, channel, client = await on_a_store(aiohttp_client, slack_api, tmp_path)
+    cid, thread = "slack:T1:D1:", "1700000000.000100"
+    bot.store.add_message(cid, "user", "where is my parcel?", "slack")
+    bot.store.set_status(cid, "handed_off", "requested", "slack")
+    files = [{"id": "F1", "name": "error.png", "mimetype": "image/png"}]
+    await post(client, event("Ev1", text="", subtype="file_share", files=files, ts="1700000005.000100",
+                             thread_ts=thread, channel="D1", channel_type="im"))
+    await channel.send(cid, "Thanks, I see the error.", role="agent", author="Ana")
+    await channel.close()
+    assert [m["text"] for m in bot.store.history(cid)] == ["where is my parcel?", "[picture]"]
+    assert [(p["text"], p.get("thread_ts")) for p in slack_api.posts] == [("Ana: Thanks, I see the error.", thread)]
+    bot.store.close()
+
+
 async def test_screenshots_sent_one_after_another_are_told_the_hint_once_until_words_come(
         slack: SimpleNamespace) -> None:
     """A customer who pasted three screenshots one after another, each its own message, was told three times in a

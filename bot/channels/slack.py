@@ -1166,7 +1166,7 @@ class SlackChannel(PlatformChannel):
         async with self._seen.claim(turn.seen) as first:
             if not first:
                 return
-            self._heard(conversation_id, turn.metadata.get("answer_in", ""))
+            await self._heard(conversation_id, turn.metadata.get("answer_in", ""))
             slots = partial(self.conversation_slots, conversation_id)
             notice = await self._hold_back(request, conversation_id, "", slots)
             if notice is None:
