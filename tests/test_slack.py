@@ -77,10 +77,15 @@ def slack_auth_test(request: web.Request, token: str, scopes: frozenset[str] | s
                         headers={"x-oauth-scopes": ",".join(sorted(scopes))})
 
 
+def utf16(text: str) -> int:
+    """``text``'s length in UTF-16 code units, as Slack counts it against its limits (an emoji such as 😀 two)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
 def texts_in(value: Any) -> int:
-    """The characters of the ``text`` strings anywhere in ``value`` (blocks, a block, a button)."""
+    """The characters of the ``text`` strings anywhere in ``value`` (blocks, a block, a button), as Slack counts."""
     if isinstance(value, dict):
-        return sum(len(v) if k == "text" and isinstance(v, str) else texts_in(v) for k, v in value.items())
+        return sum(utf16(v) if k == "text" and isinstance(v, str) else texts_in(v) for k, v in value.items())
     return sum(map(texts_in, value)) if isinstance(value, list) else 0
 
 
@@ -91,16 +96,16 @@ def slack_refusal(message: dict[str, Any]) -> str | None:
     than 25 elements, a button's text over 75 characters or its value over 2,000; blocks of too much text in all,
     buttons' included ("msg_blocks_too_long"), which Slack does not publish: as measured (slackapi/bolt-js#2509),
     13,297 characters in markdown blocks pass and one more does not, and a divider beside them leaves 13,172, each
-    block after the first counting 125."""
+    block after the first counting 125. Characters are counted in UTF-16 code units (:func:`utf16`)."""
     blocks = message.get("blocks") or []
     if not (message.get("text") or blocks or message.get("attachments")):
         return "no_text"
     named = [str(block["block_id"]) for block in blocks if "block_id" in block]
     elements = [element for block in blocks if block.get("type") == "actions" for element in block["elements"]]
     if (len(blocks) > 50 or len(set(named)) < len(named) or any(len(name) > 255 for name in named)
-            or sum(len(block["text"]) for block in blocks if block.get("type") == "markdown") > 12_000
+            or sum(utf16(block["text"]) for block in blocks if block.get("type") == "markdown") > 12_000
             or any(len(block["elements"]) > 25 for block in blocks if block.get("type") == "actions")
-            or any(len(element["text"]["text"]) > 75 or len(element.get("value", "")) > 2000
+            or any(utf16(element["text"]["text"]) > 75 or utf16(element.get("value", "")) > 2000
                    for element in elements if element.get("type") == "button")):
         return "invalid_blocks"
     if texts_in(blocks) + 125 * (len(blocks) - 1) > 13_297:
@@ -1818,6 +1823,44 @@ def test_the_local_slack_refuses_blocks_of_too_much_text_as_slack_does() -> None
         "msg_blocks_too_long")
     assert slack_refusal(message(11_000, 2_100)) is None
     assert slack_refusal(message(11_000, 2_100, button="Talk to a person")) == "msg_blocks_too_long"
+    emoji = {"channel": "C1", "text": "x", "blocks": [{"type": "markdown", "text": "😀" * 6_000}]}
+    assert slack_refusal(emoji) is None and slack_refusal({**emoji, "blocks": [{"type": "markdown", "text": (
+        "😀" * 6_000 + "字")}]}) == "invalid_blocks"  # 12,001 of Slack's characters, 6,001 of Python's
+
+
+@pytest.mark.parametrize("character", ["a", "字", "😀"])
+async def test_a_reply_fills_slacks_limits_to_the_character_as_slack_counts_them(
+        aiohttp_client: Any, slack_api: SimpleNamespace, character: str) -> None:
+    """Slack's limits were kept to an estimate, 13,000 characters with 125 more for every block, and counted as Python
+    counts: a reply that fitted went in two messages, and one of emoji past 6,000, 12,000 as Slack counts, was refused
+    whole. A message now holds 12,000 characters of markdown and 13,297 of text in all, each block after the first
+    counting 125, as Slack counts them (an emoji two, a Chinese character one), and not one more."""
+    width = utf16(character)
+    full = character * (MARKDOWN_LIMIT // width)
+    section = lambda n: {"type": "section", "text": {"type": "mrkdwn", "text": "b" * n}}  # noqa: E731
+    for text, custom, messages in ((full, [], 1), (full + character, [], 2),
+                                   (full, [section(13_297 - 12_000 - 125)], 1),
+                                   (full, [section(13_297 - 12_000 - 125 + 1)], 2)):
+        bot = FakeBot(text)
+        bot.custom = [{"blocks": custom}] if custom else []
+        channel = make_channel(bot, slack_api.url)
+        await post(await client_of(aiohttp_client, channel), event())
+        await channel.close()
+        posted, slack_api.posts[:] = list(slack_api.posts), []
+        assert len(posted) == messages and [slack_refusal(p) for p in posted] == [None] * messages
+        assert "".join(b["text"] for p in posted for b in p["blocks"] if b["type"] == "markdown") == text
+        assert [b for p in posted for b in p["blocks"] if b["type"] == "section"] == custom
+
+
+async def test_a_buttons_title_of_emoji_is_cut_to_what_slack_takes(slack: SimpleNamespace) -> None:
+    """A title of 75 characters as Python counts them, emoji among them, passed Slack's 75 as it counts them, and
+    Slack refused the whole answer: it is cut there, never inside an emoji."""
+    slack.bot.buttons = [{"title": "📦 Track my order " + "🚚" * 40, "payload": "/track_order"}]
+    await post(slack.client, event())
+    await slack.channel.close()
+    [posted] = slack.posts
+    [title] = [e["text"]["text"] for b in posted["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert slack_refusal(posted) is None and utf16(title) <= 75 and title.startswith("📦 Track my order 🚚")
 
 
 async def test_a_long_answer_with_its_buttons_is_cut_so_that_they_fit_under_it(slack: SimpleNamespace) -> None:

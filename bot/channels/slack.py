@@ -60,11 +60,12 @@ MAX_NAMES_A_MESSAGE = 20  # the people a message mentions whose names are asked 
 # as many as a message's mentions: asking for every colleague ever kept, hundreds in a big team, hit Slack's rate limit.
 MAX_NAMES_AT_START = MAX_NAMES_A_MESSAGE
 GROUP_KEPT_S = 300.0  # team_users' user groups are listed again after this long: colleagues join and leave them
-MARKDOWN_LIMIT = 12_000  # Slack's limit for the text of a message's markdown blocks
-# Slack refuses a message whose blocks hold too much text in all, buttons' included (msg_blocks_too_long), a limit it
-# does not publish: measured, about 13,300 characters in one markdown block, each further block counting as about 125
-# more. A message's blocks are kept to this, each counted as its text and BLOCK_COST (:func:`block_size`).
-MESSAGE_BLOCKS_LIMIT, BLOCK_COST = 13_000, 125
+# Slack's limits on a message's blocks, in characters as Slack counts them (:func:`slack_length`): the text of all its
+# markdown blocks together (documented), and the text of all its blocks, buttons' titles included, where each block
+# after the first counts BLOCK_COST more (msg_blocks_too_long; not published, but measured in slackapi/bolt-js#2509:
+# 13,297 characters of markdown blocks pass and one more does not, and a divider beside them leaves 13,172).
+MARKDOWN_LIMIT = 12_000
+MESSAGE_TEXT_LIMIT, BLOCK_COST = 13_297, 125
 # An event carries a message's text twice, as text and as its rich_text blocks, up to 40,000 characters each
 # and escaped in JSON (six bytes a Chinese character): server.max_body_bytes refused long messages Slack
 # takes, and Slack gave up on them after three tries. Read whole and signed, they are cut to max_message_chars.
@@ -181,6 +182,19 @@ def refusal(secret: str, timestamp: str, signature: str, body: bytes, now: float
             "Credentials), not its Client Secret or Verification Token")
 
 
+def slack_length(text: str) -> int:
+    """``text``'s length as Slack counts it against its limits: in UTF-16 code units, as its Block Kit Builder and its
+    SDKs count, where an emoji beyond the Basic Multilingual Plane (😀, 👍) is two and a Chinese character one.
+    Counted as Python's characters, an answer of emoji past half a block's limit was refused whole."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def slack_cut(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` as Slack counts (:func:`slack_length`), at a break a reader expects where
+    there is one (:func:`~bot.channels.base.message_pieces`), never inside an emoji."""
+    return message_pieces(text, limit, size=slack_length)[0]
+
+
 def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: str = "",
                    shared: bool = False, custom: Sequence[Any] = ()) -> list[dict[str, Any]]:
     """Block Kit for a reply: its Markdown text, then the ``blocks`` of its ``custom`` payloads
@@ -202,8 +216,8 @@ def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: st
         {
             "type": "button",
             "action_id": f"{BUTTON_ACTION}_{i}",
-            "text": {"type": "plain_text", "text": button["title"][:MAX_BUTTON_TITLE_CHARS], "emoji": True},
-            "value": button["payload"][:BUTTON_VALUE_LIMIT],
+            "text": {"type": "plain_text", "text": slack_cut(button["title"], MAX_BUTTON_TITLE_CHARS), "emoji": True},
+            "value": slack_cut(button["payload"], BUTTON_VALUE_LIMIT),
         }
         for i, button in enumerate(buttons)
     ]
@@ -226,8 +240,9 @@ def posts(channel: str, thread_ts: str, piece: str, blocks: list[dict[str, Any]]
     chunks = block_messages(blocks)
     if len(chunks) > 1:
         log.warning("a reply of %d Slack blocks is posted in %d messages: Slack takes at most %d blocks in a message, "
-                    "each block_id once, markdown blocks of %d characters in all, and about %d characters of text in "
-                    "all its blocks", len(blocks), len(chunks), MAX_BLOCKS, MARKDOWN_LIMIT, MESSAGE_BLOCKS_LIMIT)
+                    "each block_id once, markdown blocks of %d characters in all, and %d characters of text in all its "
+                    "blocks, each after the first counting %d more", len(blocks), len(chunks), MAX_BLOCKS, MARKDOWN_LIMIT,
+                    MESSAGE_TEXT_LIMIT, BLOCK_COST)
     messages = []
     for n, chunk in enumerate(chunks):
         said = unmarked("\n\n".join(block["text"] for block in chunk if isinstance(block, dict) and block.get(
@@ -252,16 +267,12 @@ def payload_text(custom: Sequence[Any]) -> str:
                 "")
 
 
-def block_size(block: Any) -> int:
-    """What ``block`` counts for against ``MESSAGE_BLOCKS_LIMIT``: ``BLOCK_COST`` and the characters of its texts (a
-    ``markdown`` block's, a section's, each button's title), wherever they are in it."""
-
-    def text_in(value: Any) -> int:
-        if isinstance(value, dict):
-            return sum(len(v) if k == "text" and isinstance(v, str) else text_in(v) for k, v in value.items())
-        return sum(map(text_in, value)) if isinstance(value, list) else 0
-
-    return BLOCK_COST + text_in(block)
+def block_text(block: Any) -> int:
+    """What ``block``'s texts (a ``markdown`` block's, a section's, each button's title), wherever they are in it,
+    count against ``MESSAGE_TEXT_LIMIT`` (:func:`slack_length`)."""
+    if isinstance(block, dict):
+        return sum(slack_length(v) if k == "text" and isinstance(v, str) else block_text(v) for k, v in block.items())
+    return sum(map(block_text, block)) if isinstance(block, list) else 0
 
 
 def block_messages(blocks: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -269,24 +280,25 @@ def block_messages(blocks: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     (an action uttering two payloads built alike, each posted on its own by Rasa, gave one message twice the id),
     at most ``MARKDOWN_LIMIT`` characters of ``markdown`` blocks in each, a limit Slack counts over all of a message's
     (a long answer's text with the shop's own markdown blocks under it passed it, and Slack refused the whole reply),
-    and at most ``MESSAGE_BLOCKS_LIMIT`` of text in all (:func:`block_size`): a long answer with its buttons under it
-    passed that, and Slack refused it (``msg_blocks_too_long``)."""
+    and at most ``MESSAGE_TEXT_LIMIT`` of text in all (:func:`block_text`, each block after the first ``BLOCK_COST``
+    more): a long answer with its buttons under it passed that, and Slack refused it (``msg_blocks_too_long``). All
+    counted as Slack counts (:func:`slack_length`)."""
     chunks: list[list[dict[str, Any]]] = [[]]
     named: set[str] = set()
     written = held = 0  # the characters of the markdown blocks in the last message, and what all its blocks count for
     for block in blocks:
         block_id = block.get("block_id") if isinstance(block, dict) else None
         text = block.get("text") if isinstance(block, dict) and block.get("type") == "markdown" else None
-        size, counted = len(text) if isinstance(text, str) else 0, block_size(block)
+        size, counted = slack_length(text) if isinstance(text, str) else 0, block_text(block)
         if len(chunks[-1]) == MAX_BLOCKS or isinstance(block_id, str) and block_id in named or (
-                chunks[-1] and (written + size > MARKDOWN_LIMIT or held + counted > MESSAGE_BLOCKS_LIMIT)):
+                chunks[-1] and (written + size > MARKDOWN_LIMIT or held + BLOCK_COST + counted > MESSAGE_TEXT_LIMIT)):
             chunks.append([])
             named.clear()
             written = held = 0
         if isinstance(block_id, str):
             named.add(block_id)
         written += size
-        held += counted
+        held += counted + (BLOCK_COST if chunks[-1] else 0)
         chunks[-1].append(block)
     return chunks
 
@@ -1313,10 +1325,11 @@ class SlackChannel(PlatformChannel):
         channel = conversation_id.split(":", 3)[2]
         shared = channel in self.shared_channels
         # The buttons go under the last piece: a long text is cut shorter so that they fit in its message
-        # (MESSAGE_BLOCKS_LIMIT), but not below half a markdown block (hundreds of buttons), where they go on in a
+        # (MESSAGE_TEXT_LIMIT), but not below half a markdown block (hundreds of buttons), where they go on in a
         # message of their own, as the shop's blocks that do not fit do (block_messages).
-        room = MESSAGE_BLOCKS_LIMIT - BLOCK_COST - sum(map(block_size, message_blocks("", buttons, conversation_id, shared)))
-        pieces = message_pieces(text, max(MARKDOWN_LIMIT // 2, min(MARKDOWN_LIMIT, room)))
+        room = MESSAGE_TEXT_LIMIT - sum(BLOCK_COST + block_text(block)
+                                        for block in message_blocks("", buttons, conversation_id, shared))
+        pieces = message_pieces(text, max(MARKDOWN_LIMIT // 2, min(MARKDOWN_LIMIT, room)), size=slack_length)
         messages: list[dict[str, Any]] = []
         for i, piece in enumerate(pieces, start=1):
             last = i == len(pieces)
