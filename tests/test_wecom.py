@@ -1377,13 +1377,57 @@ async def test_a_voice_message_or_a_picture_is_answered_with_a_request_to_type(
     channel = WeComChannel(bot, settings(wecom_api.url, language="zh"))
     client = await client_for(aiohttp_client, channel)
     assert await unread_reply(client, crypto, VOICE) == TYPE_HINT
-    assert await unread_reply(client, crypto, VOICE) == ""  # WeCom's retry of the same message
     assert await unread_reply(client, crypto, PICTURE.format(n=2)) == await unread_reply(
         client, crypto, PICTURE.format(n=3)) == ""  # told already
     assert await passive_content(client, crypto, "付款失败了", "7004") == ANSWER
     assert await unread_reply(client, crypto, PICTURE.format(n=5)) == TYPE_HINT
     await channel.close()
     assert [turn.text for turn in bot.turns] == ["付款失败了"] and wecom_api.sent == []
+
+
+class SlowHintBot(FakeBot):
+    """A bot whose store takes ``slow`` seconds to say whether a customer was told a hint lately (a busy disk, another
+    writer holding the lock)."""
+
+    slow = 0.3
+
+    async def _store(self, fn: Any, *args: Any) -> Any:
+        if getattr(fn, "__name__", "") == "hint_due":
+            await asyncio.sleep(self.slow)
+        return fn(*args)
+
+
+async def test_a_hint_too_late_for_the_callbacks_response_is_sent_once_with_message_send(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto, tmp_path: Path) -> None:
+    """A "please type" ready after WeCom's wait for the response went back passively, to nobody, and WeCom's retry of
+    the picture, seen already, got nothing: the customer never heard it. It is sent with message/send, once."""
+    from dialogues.store import Store
+
+    bot = SlowHintBot()
+    bot.store = Store(tmp_path / "dialogues.db")
+    channel = WeComChannel(bot, settings(wecom_api.url, language="zh", reply_timeout=0.1))
+    client = await client_for(aiohttp_client, channel)
+    assert await unread_reply(client, crypto, VOICE) == ""
+    await asyncio.wait_for(taken(wecom_api, 1), 10)
+    assert await unread_reply(client, crypto, VOICE) == ""  # WeCom's retry
+    await channel.close()
+    assert [(m["touser"], m["text"]["content"]) for m in wecom_api.sent] == [("u1", TYPE_HINT)]
+    bot.store.close()
+
+
+async def test_a_hint_whose_callback_response_was_lost_is_sent_once_when_wecom_retries(
+        aiohttp_client: Any, wecom_api: SimpleNamespace, crypto: WeComCrypto) -> None:
+    """WeCom sends a message again only where it got no response in time: the "please type" that response carried
+    was lost, and the retry, seen already, got nothing. The retry has it sent with message/send, once for the
+    message's tries, whatever else comes between."""
+    channel = WeComChannel(FakeBot(), settings(wecom_api.url, language="zh"))
+    client = await client_for(aiohttp_client, channel)
+    assert await unread_reply(client, crypto, VOICE) == TYPE_HINT  # the response WeCom did not get
+    assert await unread_reply(client, crypto, PICTURE.format(n=2)) == ""  # told already
+    for _ in range(2):  # WeCom's second and third tries
+        assert await unread_reply(client, crypto, VOICE) == ""
+    await channel.close()
+    assert [(m["touser"], m["text"]["content"]) for m in wecom_api.sent] == [("u1", TYPE_HINT)]
 
 
 async def test_two_servers_on_one_store_ask_a_customer_to_type_once(

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://qyapi.weixin.qq.com/cgi-bin/"
 DEFAULT_REPLY_TIMEOUT_S = 4.0
 MAX_OFFERS = 10_000  # conversations whose numbered choices are remembered, oldest forgotten first
+MAX_PASSIVE_NOTICES = 1_000  # the notices lately given as a callback's response, kept for WeCom's retries (15 s)
 CHOICE_HINT: Text = {"en": "Reply with a number to choose.", "zh": "回复数字即可选择。"}
 UNREAD_TYPES = {"image", "voice", "video", "file", "location", "link"}  # the message types a customer sends besides text
 MAX_CONTENT_BYTES = WECOM_MESSAGE_BYTES  # WeCom's limit for a text message's content
@@ -179,6 +180,12 @@ def linkable(address: str) -> str:
     return urlunsplit((parts.scheme, host, *(quote(part, safe=_URL_SIGNS) for part in parts[2:])))
 
 
+def hung_up(request: web.Request) -> bool:
+    """Whether WeCom closed the callback's connection, which aiohttp lets the handler run on after: a passive reply
+    written then reaches nobody."""
+    return request.transport is None or request.transport.is_closing()
+
+
 def plain_text(markdown: str) -> str:
     """A reply as WeCom's text messages can show it, since they draw no Markdown: what the web chat draws
     as bold, italic or code without its marks, and a link as its label and its address, which, as a bare one
@@ -276,6 +283,9 @@ class WeComChannel(PlatformChannel):
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
         self._checking: asyncio.Task[None] | None = None  # the check of the app's settings at start (start())
+        # The notices given as the callback's response, by the key of the message each was for, newest last: a retry
+        # of that message says the response was lost, and the notice is sent with message/send (:meth:`_tell_again`).
+        self._passive_notices: OrderedDict[str, str] = OrderedDict()
         self._paces: OrderedDict[str, Pace] = OrderedDict()  # by employee, the most recently sent to last
         self._other_apps: set[str] = set()  # the AgentIds of other apps whose callbacks came here, said once each
 
@@ -406,7 +416,7 @@ class WeComChannel(PlatformChannel):
         text = (message.findtext("Content") or "").strip()
         kind = message.findtext("MsgType") or ""
         if kind in UNREAD_TYPES and user and message.findtext("MsgId"):
-            return await self._unread(request, user, kind, self._message_key(message), nonce, crypto)
+            return await self._unread(request, user, kind, self._message_key(message), nonce, crypto, deadline)
         if kind != "text" or not user or not readable(text):
             return empty
         key = self._message_key(message)
@@ -425,7 +435,7 @@ class WeComChannel(PlatformChannel):
             )
             kept, notice = await self.keep_within_limit(request, turn, key, text)
             if notice is not None:  # over the conversation's limit: WeCom still gets its answer, the model nothing
-                return await self._notice(conversation_id, user, notice, nonce, crypto)
+                return await self._notice(request, deadline, key, user, notice, nonce, crypto)
         if not kept:  # WeCom delivered it again, while it waits for its answer or once it was answered
             return await self._redelivered(conversation_id, key)
         # Whatever it is, the message withdraws the choices; only once kept: if keeping it fails, WeCom sends it
@@ -447,7 +457,7 @@ class WeComChannel(PlatformChannel):
             return empty
         # Too long for one passive message, WeCom hung up meanwhile (aiohttp lets the handler run on), or another
         # message to the employee going out, which it would land between the pieces of: it waits its turn.
-        if (len(answer.encode()) > MAX_CONTENT_BYTES or request.transport is None or request.transport.is_closing()
+        if (len(answer.encode()) > MAX_CONTENT_BYTES or hung_up(request)
                 or await self._sending_to(conversation_id, user)):
             self._tasks.spawn(self.deliver(turn.conversation_id, turn_id, self._send_plain(turn.conversation_id, answer),
                                            turn.pending_id))
@@ -473,6 +483,7 @@ class WeComChannel(PlatformChannel):
         it got no reply to, so that reply was lost on the way, and the redelivery, taken for a duplicate, left the
         employee answered by nobody. The answer is the one logged for the message, sent once whichever servers the
         redeliveries reach; one still being answered is sent as it is ready."""
+        self._tell_again(conversation_id, key)
         store = self.bot.store
         if store is not None and (kept := await self.bot._store(store.unconfirmed_answer, key)) is not None:
             log.warning("WeCom sent a message of %s's again after its answer went back in the callback's reply: that "
@@ -511,7 +522,7 @@ class WeComChannel(PlatformChannel):
         return f"wecom:from:{hmac.new(self.secret.encode(), sent, hashlib.sha256).hexdigest()}"
 
     async def _unread(self, request: web.Request, user: str, kind: str, key: str, nonce: str,
-                      crypto: WeComCrypto) -> web.StreamResponse:
+                      crypto: WeComCrypto, deadline: float) -> web.StreamResponse:
         """Answer a message the bot cannot read (a voice message, a picture, a file) with ``unread_hint``, once
         per message and within the conversation's limit, in its language and script: the customer who sent one
         heard nothing back, and waited; once until they write words, for ``HINTED_S`` at most (:meth:`_hint_due`):
@@ -522,6 +533,7 @@ class WeComChannel(PlatformChannel):
         conversation_id = self._conversation_of(user)
         async with self._seen.claim((key,)) as first:
             if not first:
+                self._tell_again(conversation_id, key)
                 return web.Response(text="")
             slots = partial(self.conversation_slots, conversation_id)
             notice = await self._hold_back(request, conversation_id, "", slots)
@@ -536,7 +548,7 @@ class WeComChannel(PlatformChannel):
                 if not await self._hint_due(conversation_id, UNREAD):
                     return web.Response(text="")
                 notice = say(self.unread_hint, language, script=kept_script(kept) or self.script)
-        return await self._notice(conversation_id, user, notice, nonce, crypto)
+        return await self._notice(request, deadline, key, user, notice, nonce, crypto)
 
     async def conversation_slots(self, conversation_id: str) -> dict[str, Any]:
         """The conversation's slots, its customer's script the app's (``script``) until their own shows: what the
@@ -593,17 +605,35 @@ class WeComChannel(PlatformChannel):
         elif text:
             await self.deliver(turn.conversation_id, turn_id, self._send_plain(turn.conversation_id, text), turn.pending_id)
 
-    async def _notice(self, conversation_id: str, user: str, notice: str, nonce: str,
-                      crypto: WeComCrypto) -> web.Response:
-        """The callback's response that tells the employee ``user`` the channel's ``notice`` (to wait, to type; ""
-        for none): the passive reply, or, while another message to them is going out (:meth:`_sending_to`), an empty
-        one, the notice sent after that message (:meth:`_tell`), not between its pieces."""
+    async def _notice(self, request: web.Request, deadline: float, key: str, user: str, notice: str,
+                      nonce: str, crypto: WeComCrypto) -> web.Response:
+        """The callback's response to the message ``key`` that tells the employee ``user`` the channel's ``notice`` (to
+        wait, to type; "" for none): the passive reply (sent again with ``message/send`` if WeCom sends the message
+        again: :meth:`_tell_again`), or an empty one, the notice sent with ``message/send`` (:meth:`_tell`), while
+        another message to them is going out (:meth:`_sending_to`), after it, not between its pieces, and where the
+        response would come too late: past ``deadline`` (``reply_timeout`` after the request came: a store slow to say
+        whether the hint was told lately), or WeCom hung up. Such a passive reply reached nobody, and WeCom's retry of
+        the message, seen already, got an empty one: the customer never heard it."""
         if not notice:
             return web.Response(text="")
-        if await self._sending_to(conversation_id, user):
+        conversation_id = self._conversation_of(user)
+        if asyncio.get_running_loop().time() >= deadline or hung_up(request) or await self._sending_to(conversation_id,
+                                                                                                        user):
             self._tasks.spawn(self._tell(conversation_id, notice))
             return web.Response(text="")
+        self._passive_notices[key] = notice
+        if len(self._passive_notices) > MAX_PASSIVE_NOTICES:
+            self._passive_notices.popitem(last=False)
         return self._passive_reply(user, notice, nonce, crypto)
+
+    def _tell_again(self, conversation_id: str, key: str) -> None:
+        """Send with ``message/send`` the notice this server gave as the callback's response to the message ``key``
+        (:meth:`_notice`), which WeCom sends again: it retries only what it got no response to in time, so that
+        response was lost, and the retry, seen already, was answered with nothing. Once: forgotten as it goes."""
+        if (notice := self._passive_notices.pop(key, None)) is not None:
+            log.warning("WeCom sent a message of %s's again after the callback's response told them a notice: that "
+                        "response did not reach WeCom, and the notice is sent with message/send", log_tag(conversation_id))
+            self._tasks.spawn(self._tell(conversation_id, notice))
 
     async def _tell(self, conversation_id: str, notice: str) -> None:
         """Send the channel's ``notice`` with ``message/send`` once its turn comes, unless by then it waited longer
