@@ -858,7 +858,7 @@ class Bot:
                 decision = await self._asked_again(turn.conversation_id, analysis) \
                     or self._leaning_to_action(analysis) or decision
             if decision.kind == "fallback" and entities:
-                decision = self._offered_with(decision, entities)
+                decision = self._offered_with(decision, entities, read)
             if loop and not form_waiting and requested not in self.project.entity_patterns \
                     and decision.kind in ("template", "retrieval", "fallback"):
                 # Another question answered in passing ("what are your opening hours?" while the order lookup awaits
@@ -953,12 +953,17 @@ class Bot:
         chosen, values = read_payload(text)
         return f"/{intent}" if values and (intent := self.nlu.chosen(chosen[1:])) else None
 
-    def _offered_with(self, decision: Decision, entities: dict[str, PayloadValue]) -> Decision:
+    def _offered_with(self, decision: Decision, entities: dict[str, PayloadValue], read: list[dict[str, Any]]) -> Decision:
         """The fallback ``decision`` with each button to an intent that uses a value the message gave (its action, or a
         template that fills it in) carrying that value: "ord 789" or "123" alone, which the classifier was unsure of,
         offered "Track order", and its click answered with "what's your order number?", the number just typed lost.
-        Clicked now, ``/track_order{"order_id": "789"}`` looks order 789 up."""
-        given = {name: value for name, value in entities.items() if isinstance(value, str)}
+        Clicked now, ``/track_order{"order_id": "789"}`` looks order 789 up. Each value of an entity the message gave
+        several of (``read``: "refund 123 and 456") goes as a list, ``{"order_id": ["123", "456"]}``: the first alone
+        was answered for, and the customer asked again about the other."""
+        values = {name: list(dict.fromkeys(found["value"] for found in read
+                                           if found["entity"] == name and isinstance(found["value"], str)))
+                  for name in entities}
+        given = {name: each[0] if len(each) == 1 else each for name, each in values.items() if each}
 
         def carrying(button: dict[str, str]) -> dict[str, str]:
             intent = button["payload"][1:]

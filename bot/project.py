@@ -955,12 +955,13 @@ class Project:
         too, and must not set a slot only the shop's actions set."""
         chosen, values = read_payload(payload)
         span, found = (len(chosen), len(payload)), []
-        for name, value in values.items():
-            if not isinstance(value, str):
-                if name in self.entity_patterns:
-                    found.append(self._entity(name, value, span, None))
-            elif (taken := entity_value(self.entity_patterns.get(name, ()), value)) is not None:
-                found.append(self._entity(name, taken, span, None))
+        for name, given in values.items():
+            for value in given if isinstance(given, list) else [given]:  # a list: each a value of the entity
+                if not isinstance(value, str):
+                    if name in self.entity_patterns:
+                        found.append(self._entity(name, value, span, None))
+                elif (taken := entity_value(self.entity_patterns.get(name, ()), value)) is not None:
+                    found.append(self._entity(name, taken, span, None))
         return found
 
     def _entity(self, name: str, value: PayloadValue, span: tuple[int, int], extractor: str | None) -> dict[str, Any]:
@@ -2812,7 +2813,7 @@ def _rasa_channel(channel: Any) -> str:
 CHANNELS = typing.get_args(typing.get_args(ResponseVariant.model_fields["channel"].annotation)[0])  # web, slack, wecom
 
 
-def _not_a_value(values: dict[str, PayloadValue], entities: Mapping[str, list[re.Pattern[str]]]) -> str | None:
+def _not_a_value(values: dict[str, PayloadValue | list[str]], entities: Mapping[str, list[re.Pattern[str]]]) -> str | None:
     """Why a button's payload ``values`` would be dropped when clicked (the engine keeps only the values an
     entity's patterns take), or None."""
     for name, value in values.items():
@@ -2820,8 +2821,9 @@ def _not_a_value(values: dict[str, PayloadValue], entities: Mapping[str, list[re
             return (f"{name!r} is no entity of nlu.yml (it has {', '.join(sorted(entities)) or 'none'}): the click would "
                     f"not set it; a Rasa slot that buttons alone set becomes an entity with '- lookup: {name}' listing "
                     "its values, which a click (or a customer typing one) sets")
-        if isinstance(value, str) and not variable_names(value) and entity_value(entities[name], value) is None:
-            return f"{value!r} is no {name} that nlu.yml's patterns take: the click would not set it"
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str) and not variable_names(text) and entity_value(entities[name], text) is None:
+                return f"{text!r} is no {name} that nlu.yml's patterns take: the click would not set it"
     return None
 
 

@@ -133,25 +133,30 @@ _PAYLOAD_VALUES = re.compile(r"(/[^{]+)(\{.*\})", re.DOTALL)
 PayloadValue = str | bool | None
 
 
-def read_payload(text: str) -> tuple[str, dict[str, PayloadValue]]:
+def read_payload(text: str) -> tuple[str, dict[str, PayloadValue | list[str]]]:
     """A button's payload as it selects an intent, and the entities it sets: Rasa's ``/inform{"order_id":
-    "123"}`` is ``/inform`` with order_id 123, and ``/inform{"newsletter": true}`` sets newsletter to True.
+    "123"}`` is ``/inform`` with order_id 123, and ``/inform{"newsletter": true}`` sets newsletter to True. A list of
+    texts or numbers is each a value of the entity, as a message naming several gives them
+    (``/get_refund{"order_id": ["123", "456"]}``, what the fallback's button carries for "refund 123 and 456").
     Any other text is itself, with none."""
     if match := _PAYLOAD_VALUES.fullmatch(text):
         try:
             values = json.loads(match[2])
         except (ValueError, RecursionError):  # not JSON (or nested past Python's depth): typed text that looks like it
             return text, {}
-        if isinstance(values, dict) and all(isinstance(v, str | int | float | bool) or v is None
-                                            for v in values.values()):
-            return match[1], {name: value if isinstance(value, bool) or value is None else str(value)
+        if isinstance(values, dict) and all(isinstance(v, str | int | float | bool) or v is None or (
+                isinstance(v, list) and v and all(isinstance(item, str | int | float) and not isinstance(item, bool)
+                                                  for item in v)) for v in values.values()):
+            return match[1], {name: [str(item) for item in value] if isinstance(value, list)
+                              else value if isinstance(value, bool) or value is None else str(value)
                               for name, value in values.items()}
     return text, {}
 
 
-def texts_of(values: dict[str, PayloadValue]) -> list[str]:
-    """A payload's values that are texts, which may hold {variables}; a boolean or null holds none."""
-    return [value for value in values.values() if isinstance(value, str)]
+def texts_of(values: dict[str, PayloadValue | list[str]]) -> list[str]:
+    """A payload's values that are texts, a list's each, which may hold {variables}; a boolean or null holds none."""
+    return [text for value in values.values() for text in (value if isinstance(value, list) else [value])
+            if isinstance(text, str)]
 
 
 def payload_values_are_json(payload: str) -> str:
@@ -163,8 +168,8 @@ def payload_values_are_json(payload: str) -> str:
                 "{", "", 1))[1]:  # as Rasa's docs write one, its template filling making the doubled braces single
             raise ValueError(f"the values' braces are doubled, as a Rasa domain writes them: deskbot reads a "
                              f"payload's JSON as it is written, so write {single}")
-        raise ValueError('the values after the intent must be a JSON object of texts, numbers, true, false or null, '
-                         'as in /track_order{"order_id": "123"}')
+        raise ValueError('the values after the intent must be a JSON object of texts, numbers, true, false, null or '
+                         'lists of texts, as in /track_order{"order_id": "123"}')
     for value in texts_of(values):
         variables_are_names(value)
     return payload

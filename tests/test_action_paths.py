@@ -1791,6 +1791,27 @@ async def test_the_fallbacks_buttons_carry_the_order_number_the_customer_typed(a
         await bot.close()
 
 
+async def test_the_fallbacks_buttons_carry_every_order_the_customer_named(action_bot: Path, tmp_path: Path) -> None:
+    """"orders 123 and 456", which the classifier was unsure of, got buttons that carried order 123 alone: clicked, the
+    answer was about 123, and the customer had to ask again about 456. They carry both, and the click answers both."""
+    bot = make_bot(action_bot, None, {"track_order": "action_order_status"}, tmp_path)
+    bot.config.thresholds.intent = bot.config.thresholds.retrieval = 1.0  # no typed message is understood
+    try:
+        reply = await bot.handle(Turn("two", "orders 123 and 456", "web"))
+        assert reply.source == "fallback"
+        payloads = {b["payload"].split("{")[0]: b["payload"] for b in reply.buttons}
+        assert payloads["/track_order"] == '/track_order{"order_id": ["123", "456"]}'
+        assert payloads["/cancel_order"] == '/cancel_order{"order_id": ["123", "456"]}'
+        tracked = await bot.handle(Turn("two", payloads["/track_order"], "web"))
+        assert tracked.source == "action" and "Order 123" in tracked.text and "Order 456" in tracked.text
+        cancelled = await bot.handle(Turn("two", payloads["/cancel_order"], "web"))
+        assert "123" in cancelled.text and "456" in cancelled.text, cancelled.text
+        assert [e["value"] for e in bot.project.payload_entities('/track_order{"order_id": ["789", "no order"]}')] == [
+            "789"]  # each value its patterns take, as a payload of one value
+    finally:
+        await bot.close()
+
+
 async def test_a_message_with_an_order_number_the_classifier_leans_to_tracking_is_looked_up(
         action_bot: Path, tmp_path: Path) -> None:
     """"hi, wher is my oder 52017", track_order at 0.31 under the demo's 0.5, got the fallback, though the order number
