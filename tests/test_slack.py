@@ -809,6 +809,23 @@ async def test_an_agents_reply_goes_to_the_dm_thread_after_a_restart_and_from_an
         (bot.text, thread), ("Ana: Which order is it?", thread), ("Ana: Hello", "1700000009.000100")]
 
 
+async def test_an_agents_reply_to_a_dm_goes_out_where_the_store_cannot_say_its_thread(
+        aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A store that cannot be read for the thread the customer wrote in last leaves the agent's reply at the DM's top
+    level, said in the log, rather than failing it."""
+    _bot, channel, _client = await on_a_store(aiohttp_client, slack_api, tmp_path)
+
+    def unreadable(*_args: Any) -> str:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(Store, "reply_thread", unreadable)
+    await channel.send("slack:T1:D1:", "Which order is it?", role="agent", author="Ana")
+    await channel.close()
+    assert [(p["text"], p.get("thread_ts")) for p in slack_api.posts] == [("Ana: Which order is it?", None)]
+    assert "goes to its DM's top level, as the store could not say" in caplog.text
+
+
 async def test_an_answer_owed_by_a_stopped_server_goes_to_the_dm_thread_its_message_was_written_in(
         aiohttp_client: Any, slack_api: SimpleNamespace, tmp_path: Path) -> None:
     """The next server posted it at the top level: the kept message's metadata names the thread."""

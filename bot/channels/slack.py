@@ -41,6 +41,7 @@ from bot.project import valid_unicode
 from bot.responses import MAX_BUTTON_TITLE_CHARS, MAX_BUTTONS, slack_attachments, slack_blocks
 from bot.channels.wecom import plain_text as unmarked
 from dialogues.holding import SENT
+from dialogues.store import log_tag
 
 if TYPE_CHECKING:
     from bot.engine import Bot
@@ -1248,7 +1249,12 @@ class SlackChannel(PlatformChannel):
         store = self.bot.store
         if store is None or not is_dm(conversation_id.split(":", 3)[2]):
             return ""
-        return await self.bot._look_up(lambda store: store.reply_thread(conversation_id))
+        try:
+            return await self.bot._look_up(lambda store: store.reply_thread(conversation_id))
+        except sqlite3.Error as exc:  # the reply goes out all the same, where the customer may look less
+            log.warning("Slack: a message to %s goes to its DM's top level, as the store could not say which thread its "
+                        "customer wrote in last (%s)", log_tag(conversation_id), exc)
+            return ""
 
     async def _redeliver(self, kept: dict[str, Any]) -> None:
         """Send the answer a stopped server owed (:meth:`~bot.channels.base.PlatformChannel.redeliver`) where its
