@@ -92,7 +92,8 @@ def texts_in(value: Any) -> int:
 def slack_refusal(message: dict[str, Any]) -> str | None:
     """The error chat.postMessage answers for a ``message`` Slack refuses, as Slack names it; None for one it posts.
     Nothing to show ("no_text"); blocks past Block Kit's limits ("invalid_blocks"): more than 50, a ``block_id``
-    twice or over 255 characters, markdown blocks of more than 12,000 characters in all, an ``actions`` block of more
+    twice or over 255 characters, markdown blocks of more than 12,000 characters in all, a section's text over 3,000,
+    an ``actions`` block of more
     than 25 elements, a button's text over 75 characters or its value over 2,000; blocks of too much text in all,
     buttons' included ("msg_blocks_too_long"), which Slack does not publish: as measured (slackapi/bolt-js#2509),
     13,297 characters in markdown blocks pass and one more does not, and a divider beside them leaves 13,172, each
@@ -104,6 +105,7 @@ def slack_refusal(message: dict[str, Any]) -> str | None:
     elements = [element for block in blocks if block.get("type") == "actions" for element in block["elements"]]
     if (len(blocks) > 50 or len(set(named)) < len(named) or any(len(name) > 255 for name in named)
             or sum(utf16(block["text"]) for block in blocks if block.get("type") == "markdown") > 12_000
+            or any(utf16(block["text"]["text"]) > 3_000 for block in blocks if block.get("type") == "section")
             or any(len(block["elements"]) > 25 for block in blocks if block.get("type") == "actions")
             or any(utf16(element["text"]["text"]) > 75 or utf16(element.get("value", "")) > 2000
                    for element in elements if element.get("type") == "button")):
@@ -1867,6 +1869,24 @@ async def test_a_reply_fills_slacks_limits_to_the_character_as_slack_counts_them
         assert len(posted) == messages and [slack_refusal(p) for p in posted] == [None] * messages
         assert "".join(b["text"] for p in posted for b in p["blocks"] if b["type"] == "markdown") == text
         assert [b for p in posted for b in p["blocks"] if b["type"] == "section"] == custom
+
+
+async def test_a_shops_section_past_slacks_3000_characters_goes_in_several(slack: SimpleNamespace) -> None:
+    """An action's product description of 3,500 characters in one section block had Slack refuse the whole reply
+    (invalid_blocks): it goes in sections of 3,000 characters at most as Slack counts them, the first keeping the
+    section's button, in order."""
+    description = "。".join(["这款杯子容量大😀"] * 400)  # 3,599 of Python's characters, 3,999 as Slack counts them
+    button = {"type": "button", "action_id": "shop_buy", "text": {"type": "plain_text", "text": "买"}, "value": "buy"}
+    slack.bot.text = "Our mug:"
+    slack.bot.custom = [{"blocks": [{"type": "section", "block_id": "mug", "accessory": button,
+                                     "text": {"type": "mrkdwn", "text": description}}]}]
+    await post(slack.client, event())
+    await slack.channel.close()
+    [posted] = slack.posts
+    sections = [block for block in posted["blocks"] if block["type"] == "section"]
+    assert slack_refusal(posted) is None and len(sections) == 2 and sections[0]["accessory"] == button
+    assert [s.get("block_id") for s in sections] == ["mug", None]
+    assert "".join(s["text"]["text"] for s in sections) == description
 
 
 async def test_a_buttons_title_of_emoji_is_cut_to_what_slack_takes(slack: SimpleNamespace) -> None:

@@ -66,6 +66,7 @@ GROUP_KEPT_S = 300.0  # team_users' user groups are listed again after this long
 # after the first counts BLOCK_COST more (msg_blocks_too_long; not published, but measured in slackapi/bolt-js#2509:
 # 13,297 characters of markdown blocks pass and one more does not, and a divider beside them leaves 13,172).
 MARKDOWN_LIMIT = 12_000
+SECTION_LIMIT = 3_000  # a section block's text (documented)
 MESSAGE_TEXT_LIMIT, BLOCK_COST = 13_297, 125
 # An event carries a message's text twice, as text and as its rich_text blocks, up to 40,000 characters each
 # and escaped in JSON (six bytes a Chinese character): server.max_body_bytes refused long messages Slack
@@ -211,7 +212,8 @@ def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: st
     team, is known by, and says whether it is in a Slack Connect channel (``shared``), which a click does not
     (:func:`named_block`).
     """
-    shops = answerable([block for payload in custom for block in slack_blocks(payload)])
+    shops = within_sections([block for block in answerable([block for payload in custom
+                                                              for block in slack_blocks(payload)])])
     blocks: list[dict[str, Any]] = ([{"type": "markdown", "text": text}] if text else []) + shops
     elements = [
         {
@@ -230,6 +232,24 @@ def message_blocks(text: str, buttons: list[dict[str, str]], conversation_id: st
         blocks.append({"type": "actions", "elements": elements[n:n + MAX_BUTTONS],
                        **({"block_id": block_id} if 0 < len(block_id) <= BLOCK_ID_LIMIT else {})})
     return blocks
+
+
+def within_sections(blocks: list[Any]) -> list[Any]:
+    """The shop's ``blocks`` with each section whose text passes ``SECTION_LIMIT`` (as Slack counts,
+    :func:`slack_length`) cut into sections of one piece each, at a break a reader expects, the first keeping its
+    ``block_id``, ``accessory`` and ``fields``: an action's long product description in one section had Slack refuse
+    the whole reply (``invalid_blocks``), and its customer handed to a person as undelivered."""
+    fitted: list[Any] = []
+    for block in blocks:
+        text = block.get("text") if isinstance(block, dict) and block.get("type") == "section" else None
+        if not (isinstance(text, dict) and isinstance(text.get("text"), str)
+                and slack_length(text["text"]) > SECTION_LIMIT):
+            fitted.append(block)
+            continue
+        first, *rest = message_pieces(text["text"], SECTION_LIMIT, size=slack_length)
+        fitted += [{**block, "text": {**text, "text": first}},
+                   *({"type": "section", "text": {**text, "text": piece}} for piece in rest)]
+    return fitted
 
 
 def posts(channel: str, thread_ts: str, piece: str, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
