@@ -288,7 +288,7 @@ def test_a_button_for_an_unknown_intent_names_its_line(bot_dir: Path) -> None:
 
 @pytest.mark.parametrize(("payload", "said"), [
     ("/track_refund{order_id: 123}", "the values after the intent must be a JSON object of texts, numbers, true, "
-                                     "false or null"),
+                                     "false, null or lists of texts"),
     ('/track_refund{"orderid": "123"}', "'orderid' is no entity of nlu.yml (it has order_id): the click would not set "
                                         "it; a Rasa slot that buttons alone set becomes an entity with '- lookup: "
                                         "orderid' listing its values, which a click (or a customer typing one) sets"),
