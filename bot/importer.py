@@ -24,8 +24,8 @@ import yaml
 
 from bot.channels.base import DEFAULT_MAX_MESSAGE_CHARS, readable
 from bot.language import written_in
-from bot.project import (HISTORY_ALONE, csv_rows, example_text, history_item, html_kept, in_file_order, same_example,
-                         too_long, unquoted_example)
+from bot.project import (HISTORY_ALONE, csv_rows, example_text, history_item, html_kept, in_file_order, no_answer,
+                         same_example, too_long, unquoted_example)
 from dialogues.export import learned_text, shareable
 from dialogues.review import OOS
 from dialogues.redact import redact
@@ -104,11 +104,10 @@ def answer_of(row: dict[str, Any]) -> str | None:
     """A labelled line's ``answer``: None when it has none, or an empty one (a ticket exported unanswered);
     a TypeError or ValueError for one history.jsonl would refuse (not text, too long)."""
     answer = row.get("answer")
-    if answer is None or isinstance(answer, str) and not answer.strip():
-        return None
-    if not isinstance(answer, str):  # str() would make "5" or "['a', 'b']" of it
+    if not no_answer(answer) and not isinstance(answer, str):  # str() would make "5" or "['a', 'b']" of it
         raise TypeError(f"the answer must be text, not {answer!r}")
-    return history_item({"question": row["text"], "answer": answer}).answer
+    item = history_item({"question": row["text"], "answer": answer})
+    return None if item is None else item.answer
 
 
 def check_line(row: dict[str, Any]) -> None:

@@ -802,7 +802,7 @@ class Project:
     # history.jsonl's and history.csv's lines left out as a question and answer read before, each with the line
     # kept: "history.csv:2 (history.jsonl:1)"
     repeated_answers: list[str] = field(default_factory=list)
-    # history.csv's rows left out as tickets exported unanswered ("history.csv:4")
+    # history.jsonl's and history.csv's lines left out as tickets exported unanswered ("history.csv:4")
     unanswered_tickets: list[str] = field(default_factory=list)
     # history questions with more than one answer, kept: "'where is my parcel?' (history.jsonl:2, history.csv:4)"
     answered_otherwise: list[str] = field(default_factory=list)
@@ -2827,9 +2827,17 @@ def _not_a_value(values: dict[str, PayloadValue | list[str]], entities: Mapping[
     return None
 
 
-def history_item(row: Any) -> HistoryItem:
-    """One line of history.jsonl, read from its JSON: a TypeError or ValueError says what is wrong with it.
-    ``bot init --from-jsonl`` checks a labelled line's answer with it too, so that what it writes loads."""
+def no_answer(answer: Any) -> bool:
+    """Whether ``answer`` is a helpdesk's export of a ticket no agent answered: none (JSON's null) or empty, HTML of no
+    text (``<p></p>``) too once read. An export holds many such tickets, and its line is left out, not refused."""
+    return answer is None or isinstance(answer, str) and not answer.strip()
+
+
+def history_item(row: Any) -> HistoryItem | None:
+    """One line of history.jsonl, read from its JSON, or one row of history.csv as such a line: None for a ticket
+    exported unanswered (:func:`no_answer`), which :func:`load_history` leaves out and names; a TypeError or
+    ValueError says what is wrong with another. ``bot init --from-jsonl`` checks a labelled line's answer with it
+    too, so that what it writes loads."""
     if not isinstance(row, dict):
         raise TypeError(f"a line is one JSON object, not {type(row).__name__}")
     if extra := sorted(set(row) - {"question", "answer", "intent"}):  # before the missing: "anwser" names both
@@ -2837,6 +2845,10 @@ def history_item(row: Any) -> HistoryItem:
                                                               if key not in row))
     if missing := [key for key in ("question", "answer") if key not in row]:
         raise TypeError(f"no {missing[0]!r}")
+    if not isinstance(row["question"], str):
+        raise TypeError("question and answer must be text")
+    if no_answer(row["answer"]):
+        return None
     item = HistoryItem(row["question"], row["answer"], row.get("intent"))
     if not isinstance(item.question, str) or not isinstance(item.answer, str):
         raise TypeError("question and answer must be text")
@@ -3151,9 +3163,10 @@ def too_long(text: str, limit: int, what: str = "text") -> str | None:
            f"({limit:,}: server.max_message_chars)"
 
 
-def _jsonl_history(path: Path, faults: list[str]) -> Iterator[tuple[int, HistoryItem]]:
-    """history.jsonl's answers with their lines: one JSON object per line; what is wrong with each other line is
-    added to ``faults``."""
+def _jsonl_history(path: Path, faults: list[str]) -> Iterator[tuple[int, HistoryItem | None]]:
+    """history.jsonl's answers with their lines: one JSON object per line, a helpdesk's JSON export; a line whose
+    answer is null or empty is a ticket exported unanswered, None for :func:`load_history` to leave out, as history.csv's
+    row is. What is wrong with each other line is added to ``faults``."""
     for n, line in enumerate(_read_text(path).split("\n"), start=1):  # not splitlines: U+2028 may sit in a string
         if not line.strip():
             continue
@@ -3171,16 +3184,13 @@ def _csv_history(path: Path, faults: list[str]) -> Iterator[tuple[int, HistoryIt
     """history.csv's answers with their lines: a helpdesk's export, read as ``bot init --from-csv`` reads one
     (:func:`csv_rows`), with ``question`` (or ``text``) and ``answer`` columns and, optionally, ``intent``; other
     columns (the agent, the date) are not read, and an empty intent is none. A row whose answer is empty is a ticket
-    exported unanswered, as ``bot init --from-csv`` reads one: None, for :func:`load_history` to leave out (an export
-    holds many, and refusing them stopped the bot until each row was deleted by hand). What is wrong with another
-    row is added to ``faults``; a file that is no such export raises."""
+    exported unanswered (:func:`no_answer`), as ``bot init --from-csv`` reads one: None, for :func:`load_history` to
+    leave out (an export holds many, and refusing them stopped the bot until each row was deleted by hand). What is
+    wrong with another row is added to ``faults``; a file that is no such export raises."""
     def fail(message: str) -> NoReturn:
         raise ProjectError(message)
 
     for n, row in csv_rows(path, fail, needed="answer"):
-        if not row.get("answer", "").strip():
-            yield n, None
-            continue
         line = {"question": row.get("text", ""), "answer": row.get("answer", "")}
         if row.get("intent", "").strip():
             line["intent"] = row["intent"]
@@ -3189,7 +3199,8 @@ def _csv_history(path: Path, faults: list[str]) -> Iterator[tuple[int, HistoryIt
         except (ValueError, TypeError) as exc:
             faults.append(f"{path}:{n}: {exc}")
             continue
-        item.exported = True
+        if item is not None:
+            item.exported = True
         yield n, item
 
 
@@ -3205,7 +3216,7 @@ class History(NamedTuple):
     # a question and answer read before, "history.csv:2 (history.jsonl:1)": a ticket export saved as history.csv
     # after bot init --from-csv wrote its answers to history.jsonl, or a ticket exported twice
     repeated_answers: list[str]
-    # history.csv's rows of tickets exported unanswered ("history.csv:4"): no answer to give
+    # history.jsonl's and history.csv's lines of tickets exported unanswered ("history.csv:4"): no answer to give
     unanswered_tickets: list[str]
     # questions kept with more than one answer (:func:`answered_otherwise`): a customer asking one gets either
     answered_otherwise: list[str]
@@ -3216,8 +3227,8 @@ def load_history(root: Path, intents: set[str], max_chars: int) -> History:
     ``file:line`` of those left out: a question is a customer's message, up to ``max_chars``
     (server.max_message_chars), so a longer one (a ticket's whole thread) is none a customer can ask; and a
     question (spacing and case aside) with an answer read before is kept once, under the intent first read, so
-    that an answer imported twice is not indexed twice, taking the place of the next closest answer; and history.csv's
-    rows with no answer, tickets exported unanswered. Those are left out, not refused, so that lowering the limit
+    that an answer imported twice is not indexed twice, taking the place of the next closest answer; and the lines
+    with no answer, tickets exported unanswered. Those are left out, not refused, so that lowering the limit
     leaves the bot loading and an export needs no filtering by hand; ``bot train`` and ``bot serve`` name them."""
     items, too_long_lines, repeated, unanswered, kept = [], [], [], [], []
     first: dict[tuple[str, str], str] = {}  # (same_example(question), answer) -> the "file:line" that had it first

@@ -1058,10 +1058,12 @@ def test_an_intent_in_history_that_is_not_a_name_is_refused(bot_dir: Path) -> No
 
 
 @pytest.mark.parametrize(("row", "problem"), [
-    ('{"question": "do you ship abroad?", "answer": null}', "question and answer must be text"),
     ('{"question": true, "answer": 1.5}', "question and answer must be text"),
-    ('{"question": "do you ship abroad?", "answer": "  "}', "the answer is empty"),
+    ('{"question": "do you ship abroad?", "answer": 1.5}', "question and answer must be text"),
+    ('{"question": 7, "answer": null}', "question and answer must be text"),
     ('{"question": " ", "answer": "We ship to 40 countries."}', "the question is empty"),  # answered any message
+    ('{"question": "<p> </p>", "answer": "We ship to 40 countries."}', "the question is empty"),
+    ('{"question": "q", "answer": null, "intnet": "greet"}', "unknown key 'intnet'"),  # no answer: still read
     ('{"question": "q", "answer": "a", "intnet": "greet"}', "unknown key 'intnet'"),
     ('{"question": "q", "anwser": "a"}', "unknown key 'anwser', no 'answer'"),  # said only: 'answer'
     ('{"answer": "a"}', "no 'question'"),
@@ -1290,8 +1292,33 @@ def test_a_history_csv_rows_of_unanswered_tickets_are_left_out_and_said(bot_dir:
     assert project.unanswered_tickets == ["history.csv:3", "history.csv:4", "history.csv:5"]
     checked = CliRunner().invoke(cli, ["check", str(bot_dir)])
     assert checked.exit_code == 0, checked.output
-    assert ("note: 3 rows of history.csv with no answer (tickets exported unanswered), left out: history.csv:3, "
+    assert ("note: 3 lines of history.csv with no answer (tickets exported unanswered), left out: history.csv:3, "
             "history.csv:4, history.csv:5") in checked.output
+
+
+def test_a_history_jsonl_lines_of_unanswered_tickets_are_left_out_and_said_with_history_csvs(bot_dir: Path) -> None:
+    """A helpdesk's JSON export holds its unanswered tickets as its CSV export does: a line whose answer was null,
+    empty or HTML of no text stopped the bot from loading with its line, where history.csv's row was left out. They
+    are left out and named in the one note with history.csv's, in English and Chinese alike."""
+    path = bot_dir / "history.jsonl"
+    kept = [(h.question, h.answer) for h in load_project(bot_dir).history]
+    n = len(path.read_text().splitlines())
+    path.write_text(path.read_text() + "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in [
+        {"question": "do you ship abroad?", "answer": None},
+        {"question": "发货了吗", "answer": "", "intent": "no_such_intent"},
+        {"question": "可以开发票吗", "answer": "可以，下单时填写抬头即可。"},
+        {"question": "<p>where is my parcel?</p>", "answer": "<p></p>"},
+        {"question": "is it in stock?", "answer": " \u3000"}]), encoding="utf-8")
+    (bot_dir / "history.csv").write_text("question,answer\nrefund?,\n", encoding="utf-8")
+    project = load_project(bot_dir)
+    assert [(h.question, h.answer) for h in project.history] == [*kept, ("可以开发票吗", "可以，下单时填写抬头即可。")]
+    assert project.unanswered_tickets == [f"history.jsonl:{n + 1}", f"history.jsonl:{n + 2}", f"history.jsonl:{n + 4}",
+                                          f"history.jsonl:{n + 5}", "history.csv:2"]
+    checked = CliRunner().invoke(cli, ["check", str(bot_dir)])
+    assert checked.exit_code == 0, checked.output
+    assert (f"note: 5 lines of history.jsonl and history.csv with no answer (tickets exported unanswered), left out: "
+            f"history.jsonl:{n + 1}, history.jsonl:{n + 2}, history.jsonl:{n + 4}, history.jsonl:{n + 5}, "
+            "history.csv:2") in checked.output
 
 
 def test_a_history_question_answered_otherwise_in_two_places_is_named_with_its_lines(bot_dir: Path) -> None:

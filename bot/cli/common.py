@@ -316,7 +316,8 @@ def say_gaps(project: Project) -> None:
                    f"may be ({project.config.server.max_message_chars:,}: server.max_message_chars), left out: "
                    f"{first_few(long_questions)}; keep the customer's question alone", err=True)
     if unanswered := project.unanswered_tickets:  # an export's unanswered tickets: left out, counted, as the long ones are
-        click.echo(f"note: {plural(len(unanswered), 'row')} of history.csv with no answer (tickets exported "
+        files = " and ".join(dict.fromkeys(line.partition(":")[0] for line in unanswered))
+        click.echo(f"note: {plural(len(unanswered), 'line')} of {files} with no answer (tickets exported "
                    f"unanswered), left out: {first_few(unanswered)}", err=True)
     if repeated := project.repeated_answers:  # each indexed once: told, as a count of answers would mislead
         click.echo(f"note: {plural(len(repeated), 'history answer')} read before to the same question (spacing and "
