@@ -2169,10 +2169,13 @@ def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any
     read, for an example under two intents to be told with them. ``source``: the file's lines; ``messages``: the
     entry is an intent's (:func:`_example_lines`)."""
     examples = _examples_node(node, i)
+    listed = examples.value if isinstance(examples, yaml.SequenceNode) else []
     faults = [ExampleError(where, f"YAML reads these lines as one example ({text.value!r}): write each '- example' "
                                   "at the same indent")
-              for where, text in enumerate(examples.value if isinstance(examples, yaml.SequenceNode) else [])
+              for where, text in enumerate(listed)
               if isinstance(text, yaml.ScalarNode) and _bullet_within(text, source)]  # a bullet one indent too far in
+    faults += [ExampleError(where, lost) for where, text in enumerate(listed)  # "- order #123": "order"
+               if (lost := _lost_to_comment(text, source))]
     try:
         if _joined(examples, source):
             raise ValueError("the examples read as one line: write 'examples: |', which keeps one example a line")
@@ -2181,6 +2184,30 @@ def _entry_lines(path: Path, node: yaml.Node | None, i: int, item: dict[str, Any
         raise _fail(path, node, ("nlu", i, "examples"), str(exc)) from None
     return lines, [str(_fail(path, node, ("nlu", i, "examples"), str(fault), _example_line(node, i, fault.where)))
                    for fault in sorted(faults, key=lambda fault: fault.where)]  # each on the example's own line
+
+
+# What YAML reads as a comment after a plain text: a "#" after white space, to the end of the line
+_COMMENT = re.compile(r"\s+(#.*)")
+
+
+def _lost_to_comment(item: yaml.Node, source: Callable[[], list[str]]) -> str | None:
+    """What is wrong with an example of a YAML list (``- text`` or ``- text: text``) whose line goes on in " #"
+    and a customer's text, which YAML read as a comment and dropped unsaid ("- order #123" was the example "order"),
+    or None: a note after it (:data:`_NOTE`, "- hiya  # from the chat logs") is the comment it reads as, as an
+    ``examples: |`` block's is the text it keeps."""
+    text = next((value for key, value in item.value if key.value == "text"), None) \
+        if isinstance(item, yaml.MappingNode) else item
+    if not isinstance(text, yaml.ScalarNode) or text.style:  # a quoted text ends at its quote
+        return None
+    line = source()[text.end_mark.line]
+    comment = _COMMENT.match(line, text.end_mark.column)
+    if comment is None or not comment.group(1)[1:].strip() or _NOTE.match(line, comment.start(1)):
+        return None
+    lost, bullet = comment.group(1).rstrip(), "- " if text is item else "- text: "
+    quoted = json.dumps(text.value + line[text.end_mark.column:comment.start(1)] + lost, ensure_ascii=False)
+    return (f"{text.value!r} lost {lost!r}, which YAML reads as a comment after a space, not as part of the example: "
+            f"where the customer typed the '#', quote the example ('{bullet}{quoted}'), or write it without the space "
+            f"before it ('{bullet}{text.value}{lost}')")
 
 
 def _examples_node(node: yaml.Node | None, i: int, key: str = "examples") -> yaml.Node | None:

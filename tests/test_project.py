@@ -588,6 +588,14 @@ def test_an_example_that_is_no_text_is_refused_with_its_line(bot_dir: Path, entr
      "'好的 ＃ 常见回复' ends in '＃ 常见回复', which an 'examples: |' block keeps as part of the example, not as a comment: "
      "write '- 好的', with the note as a comment above 'examples: |'; or, where the customer typed the '#', write it "
      "without the space after it ('- 好的 ＃常见回复')"),
+    # a customer's "#" after a space in a YAML list, which YAML reads as a comment: "order #123" was the example "order"
+    ("  examples:\n  - ok\n  - order #123\n", "  - order #123",
+     "'order' lost '#123', which YAML reads as a comment after a space, not as part of the example: where the customer "
+     "typed the '#', quote the example ('- \"order #123\"'), or write it without the space before it ('- order#123')"),
+    ("  examples:\n  - 收到\n  - text: 订单  # 123\n    metadata: {}\n", "  - text: 订单  # 123",
+     "'订单' lost '# 123', which YAML reads as a comment after a space, not as part of the example: where the customer "
+     "typed the '#', quote the example ('- text: \"订单  # 123\"'), or write it without the space before it "
+     "('- text: 订单# 123')"),
     # a helpdesk's HTML pasted in: learnt with its tags and references, as no customer types it
     ("  examples: |\n    - ok\n    - <p>noted, <b>thanks</b></p>\n", "    - <p>noted, <b>thanks</b></p>",
      "'<p>noted, <b>thanks</b></p>' holds HTML, which is learnt as written, not as a customer types it: write "
@@ -619,15 +627,19 @@ def test_an_example_that_is_no_text_is_refused_with_its_own_line(bot_dir: Path, 
 def test_a_customers_own_quotes_and_hash_signs_stay_in_an_example(bot_dir: Path) -> None:
     """Quotes that are part of what a customer wrote, a "#" before a number or joined to its word, and a "<" or "&"
     that is no HTML are not the quotes, the note or the HTML the examples above are refused for: they are learnt as
-    written; and a regex's "(?P<b>…)" is no tag."""
+    written; and a regex's "(?P<b>…)" is no tag. In a YAML list, a quoted "#" or one joined to the word before it is
+    the example's, and a note after " # " the comment YAML reads it as."""
     nlu = bot_dir / "nlu.yml"
     nlu.write_text(nlu.read_text() + "- intent: customers_words\n  examples: |\n    - 「退货」和「退款」有什么区别\n"
                    "    - “ok” and “fine”\n    - order # 123 is fine\n    - order #123 noted\n    - 收到 #好评\n"
-                   "    - is it < 5 kg? AT&T <order 123>\n- regex: code\n  examples: |\n    - (?P<b>[A-Z]{2})-\\d{4}\n")
+                   "    - is it < 5 kg? AT&T <order 123>\n- regex: code\n  examples: |\n    - (?P<b>[A-Z]{2})-\\d{4}\n"
+                   "- intent: listed\n  examples:\n  - \"order #456\"\n  - order#789  # from the chat logs\n"
+                   "  - 好评返现 # 常见问题\n")
     project = load_project(bot_dir)
     assert sorted(e.text for e in project.examples if e.intent == "customers_words") == [
         "is it < 5 kg? AT&T <order 123>", "order # 123 is fine", "order #123 noted", "“ok” and “fine”",
         "「退货」和「退款」有什么区别", "收到 #好评"]
+    assert sorted(e.text for e in project.examples if e.intent == "listed") == ["order #456", "order#789", "好评返现"]
     assert [pattern.pattern for pattern in project.entity_patterns["code"]] == ["(?P<b>[A-Z]{2})-\\d{4}"]  # no tag
 
 
