@@ -8,7 +8,8 @@ training.
 Support traffic is full of order numbers, so digits are redacted only when they are unmistakably
 personal: a card number must have a card scheme's prefix and length, be written whole or in the
 scheme's groups (or follow a word for a card, 卡号), and pass the Luhn check, unless it is written in the
-scheme's groups and on its own (a card with a digit mistyped is still the customer's card); a Chinese resident ID
+scheme's groups and on its own (a card with a digit mistyped is still the customer's card), or follows a word for a bank's
+card or account (银行卡号, 账号: a Chinese bank's account number has no Luhn digit); a Chinese resident ID
 must hold a province, a real birth date and its checksum; an IBAN must pass its mod-97 check; and a
 phone number must be written like one (a ``+`` country code and a length that country's numbers have,
 ``00`` for the ``+`` and a valid number, Hong Kong's or Macau's
@@ -129,10 +130,13 @@ _ADD_ME = re.compile(r"加(?:我的?|一下|下|[个個])?(?:[个個]人)?$")
 CARD = re.compile(r"(?<![\d+])(?<!\d-)(?<![^A-Za-z][A-Z]{2})(?<!^[A-Z]{2})"
                   r"\d(?:(?: {0,2}[-./] {0,2}| {1,2})?\d){12,}(?!\d|-\d)")
 # After a word for a bank card, a number of a card's length that passes Luhn, whatever its prefix: Chinese banks'
-# own debit cards (ICBC's 9558…, 19 digits) belong to no international scheme's range.
-CARD_NAMED = re.compile(r"(?i)(?:银行卡|銀行卡|储蓄卡|儲蓄卡|借记卡|借記卡|信用卡|卡号|卡號|(?<![a-z])(?:bank |debit |credit )?card)"
+# own debit cards (ICBC's 9558…, 19 digits) belong to no international scheme's range. And one of 16 to 19 digits
+# that fails it (:func:`_named_card`) after a word for a bank's card or account (银行卡号, 账号, 收款账号): a Chinese
+# bank's account number carries no Luhn digit, and a card's may be mistyped.
+CARD_NAMED = re.compile(r"(?i)(?:(?P<bank>银行卡|銀行卡|储蓄卡|儲蓄卡|借记卡|借記卡|信用卡|账号|帳號|账户|帳戶)|卡号|卡號"
+                        r"|(?<![a-z])(?:bank |debit |credit )?card)"
                         r"(?: ?(?:号码|號碼|号|號|number|no\.?|#))?(?: ?(?:是|为|為|係|is))?\W{0,3}"
-                        r"(?<![\d+])(\d(?:[ -]?\d){12,18})(?![\d-]|[ .]\d)")
+                        r"(?<![\d+])(?P<number>\d(?:[ -]?\d){12,18})(?![\d-]|[ .]\d)")
 IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]{4}){2,7}(?:[ -]?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9])")
 # Taiwan's mobiles (09xx-xxx-xxx) and identity numbers (a letter, 1 or 2 for the holder's sex, or 8 or 9 for a
 # resident certificate, seven digits and a checksum), and Hong Kong's identity card numbers as they are written,
@@ -587,6 +591,17 @@ def _with_extension(find: Find) -> Find:
     return found
 
 
+def _named_card(match: re.Match[str]) -> list[Span]:
+    """The number :data:`CARD_NAMED` found after a word for a card or a bank account, if it is one: Luhn-valid; or
+    of 16 to 19 digits failing Luhn, after a word for a bank's card or account, or with a card scheme's prefix and
+    length after 卡号 or "card" alone (``卡号6222021234567890123``, a digit mistyped), which name a shop's own cards
+    too (会员卡号), whose numbers are no scheme's."""
+    digits = re.sub(r"\D", "", match["number"])
+    if luhn_valid(digits) or len(digits) >= 16 and (match["bank"] or card_shaped(digits)):
+        return [match.span("number")]
+    return []
+
+
 def _named_when(valid: Callable[[str], bool]) -> Find:
     """The number after the word that names it (:func:`_named`), if ``valid``."""
     return lambda match: _named(match) if valid(match.group(1)) else []
@@ -609,7 +624,7 @@ RULES: list[tuple[re.Pattern[str], str, Find]] = [
     (QQ, "[QQ]", _named),
     (IBAN, "[IBAN]", _iban),  # before cards: sixteen of its digits may pass Luhn
     (CARD, "[CARD]", _cards),
-    (CARD_NAMED, "[CARD]", _named_when(lambda number: luhn_valid(re.sub(r"\D", "", number)))),
+    (CARD_NAMED, "[CARD]", _named_card),
     (CN_MOBILE, "[PHONE]", _whole),
     (CN_SPACED_MOBILE, "[PHONE]", _whole),
     (CN_SPLIT_MOBILE, "[PHONE]", _whole),
