@@ -2,7 +2,7 @@
 
 Exported training data, and the agent answers that retrieval may show to other customers, must not
 carry one customer's email address (also spelt out to pass a filter, zhangsan [at] qq [dot] com), phone number, card, identity or passport number, QQ number,
-WeChat ID, IP address or birth date. Each is replaced by a placeholder such as ``[EMAIL]``, so a sentence keeps its shape for
+WeChat, LINE or Telegram ID, Alipay account, IP address or birth date. Each is replaced by a placeholder such as ``[EMAIL]``, so a sentence keeps its shape for
 training.
 
 Support traffic is full of order numbers, so digits are redacted only when they are unmistakably
@@ -113,11 +113,13 @@ QQ = re.compile(r"(?i)(?<![a-z])(?:qq|企鹅)(?: ?(?:号码|號碼|号|號|numbe
 # and a "v" after 加 or "+" (加v：zhangsan, +V zhang_san88). A comma may stand before it (加我微信，abc_123456), as a
 # colon may; what a comma alone puts after the name is one only in a handle's shape ("微信, thanks" is none).
 # And the handles of the messengers customers in Taiwan, Hong Kong and abroad give as theirs: a LINE ID (after "LINE" and
-# ID or 帳號 alone: "line" is a word) and a Telegram one, its "@" before it (telegram @zhang_san88).
-ACCOUNT = re.compile(r"(?i)(?<![a-z])(?:微信|wechat|weixin|wx|vx|v信|薇信|威信|(?<=[加+])v(?![a-z])|qq"
+# ID or 帳號 alone: "line" is a word) and a Telegram one, its "@" before it (telegram @zhang_san88). And an Alipay account
+# (支付宝账号 zhangsan_88), whose other forms, a phone number or an email address, the rules before find. A number
+# that a price's unit or decimals follow is none (支付宝 12800元).
+ACCOUNT = re.compile(r"(?i)(?<![a-z])(?:微信|wechat|weixin|wx|vx|v信|薇信|威信|(?<=[加+])v(?![a-z])|qq|支付宝|支付寶|alipay"
                      r"|line(?= ?(?:号|號|账号|帳號|id(?![a-z])))|telegram)"
                      r"( ?(?:号码|號碼|号|號|账号|帳號|id)(?: ?(?:是|为|為|係|is\b))?| ?[:：]|是|为|為|係| is\b)?"
-                     r" *[:：,，]? *@?([a-z][-_a-z0-9]{5,19}|[1-9][0-9]{4,11})(?![-_a-z0-9])")
+                     r" *[:：,，]? *@?([a-z][-_a-z0-9]{5,19}|[1-9][0-9]{4,11})(?![-_a-z0-9]|\.\d| ?[元块塊])")
 # The ID WeChat gives an account itself (wxid_ and up to twenty letters and digits), which customers copy from their
 # profile and paste alone, without 微信 before it: read as the name "wx" and a handle, it was left as "wx[ID]".
 WXID = re.compile(r"(?i)(?<![-_a-z0-9])wxid_[a-z0-9]{4,20}(?![-_a-z0-9])")
@@ -549,9 +551,9 @@ def _listed(match: re.Match[str]) -> list[Span]:
 
 
 def account_id(match: re.Match[str]) -> list[Span]:
-    """The WeChat ID or QQ number :data:`ACCOUNT` found, if it is one: a handle of letters alone only after a word
-    that says it is one (微信号 Zhangwei, 我的微信是 zhangwei) or after 加微信 (加我微信 zhangwei), since after the
-    name alone it is as likely an English word ("WeChat support", 微信 account 被封了). After a colon alone a
+    """The messenger ID, Alipay account or QQ number :data:`ACCOUNT` found, if it is one: a handle of letters alone
+    only after a word that says it is one (微信号 Zhangwei, 我的微信是 zhangwei) or after 加微信 (加我微信 zhangwei),
+    since after the name alone it is as likely an English word ("WeChat support", 微信 account 被封了). After a colon alone a
     capitalised word is a menu's ("In WeChat: Settings"), and after "is" alone a word is what the customer says
     of WeChat ("my wechat is broken"), not an ID."""
     marker, handle = match.groups()

@@ -1775,6 +1775,11 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
      "LINE ID: [ID]，我的LINE帳號是 [ID], line id是 [ID], telegram @[ID], Telegram: [ID]"),
     ("the line is busy123, line 2: abc_123, online id: abc_123, telegram support is slow, Line ID please",
      "the line is busy123, line 2: abc_123, online id: abc_123, telegram support is slow, Line ID please"),
+    # an Alipay account after its name: a handle, or the email address or phone number it is; not a price after the name
+    ("支付宝账号 zhangsan_88，支付寶帳號：chen_tai, my alipay is li_si2024, 加我支付宝 zhangsan, 支付宝：zhang@163.com, alipay 13812345678",
+     "支付宝账号 [ID]，支付寶帳號：[ID], my alipay is [ID], 加我支付宝 [ID], 支付宝：[EMAIL], alipay [PHONE]"),
+    ("支付宝 12800元, alipay 12800.50, 微信 12800 元, 支付宝支付失败, alipay payment failed, Alipay: Settings, my alipay is broken",
+     "支付宝 12800元, alipay 12800.50, 微信 12800 元, 支付宝支付失败, alipay payment failed, Alipay: Settings, my alipay is broken"),
     # the 15-digit identity numbers issued before 1999, after a word for one: no checksum, and order numbers look the same
     ("身份证 130503670401001，身份證號碼：110105 491231 002", "身份证 [ID]，身份證號碼：[ID]"),
     ("订单 130503670401001, 身份证 110105491331002", "订单 130503670401001, 身份证 110105491331002"),  # no 13th month
