@@ -112,12 +112,15 @@ QQ = re.compile(r"(?i)(?<![a-z])(?:qq|企鹅)(?: ?(?:号码|號碼|号|號|numbe
 # write Cantonese 係 for 是 (我嘅微信號係 zhangwei88). Its names written to pass a platform's filter count too: 薇信, 威信,
 # and a "v" after 加 or "+" (加v：zhangsan, +V zhang_san88). A comma may stand before it (加我微信，abc_123456), as a
 # colon may; what a comma alone puts after the name is one only in a handle's shape ("微信, thanks" is none).
-# And the handles of the messengers customers in Taiwan, Hong Kong and abroad give as theirs: a LINE ID (after "LINE" and
-# ID or 帳號 alone: "line" is a word) and a Telegram one, its "@" before it (telegram @zhang_san88). And an Alipay account
+# And the handles of the messengers customers in Taiwan, Hong Kong and abroad give as theirs: a LINE ID and a Telegram
+# one, its "@" before it (telegram @zhang_san88). "line" is a word ("line 2: …", "the line is busy123", "in line with"),
+# so a LINE ID is one after "LINE" and ID, 帳號, a colon or 是 (line: chen88), after "my line is", or after 加 (加我line
+# chen88); a number after "line" and a colon alone is a line's (:func:`account_id`). And an Alipay account
 # (支付宝账号 zhangsan_88), whose other forms, a phone number or an email address, the rules before find. A number
 # that a price's unit or decimals follow is none (支付宝 12800元).
 ACCOUNT = re.compile(r"(?i)(?<![a-z])(?:微信|wechat|weixin|wx|vx|v信|薇信|威信|(?<=[加+])v(?![a-z])|qq|支付宝|支付寶|alipay"
-                     r"|line(?= ?(?:号|號|账号|帳號|id(?![a-z])))|telegram)"
+                     r"|line(?= ?(?:号|號|账号|帳號|id(?![a-z])|[:：是为為係]))|(?<=my )line(?= is\b)|(?:(?<=加)|(?<=加我))line"
+                     r"|telegram)"
                      r"( ?(?:号码|號碼|号|號|账号|帳號|id)(?: ?(?:是|为|為|係|is\b))?| ?[:：]|是|为|為|係| is\b)?"
                      r" *[:：,，]? *@?([a-z][-_a-z0-9]{5,19}|[1-9][0-9]{4,11})(?![-_a-z0-9]|\.\d| ?[元块塊])")
 # The ID WeChat gives an account itself (wxid_ and up to twenty letters and digits), which customers copy from their
@@ -555,13 +558,17 @@ def account_id(match: re.Match[str]) -> list[Span]:
     only after a word that says it is one (微信号 Zhangwei, 我的微信是 zhangwei) or after 加微信 (加我微信 zhangwei),
     since after the name alone it is as likely an English word ("WeChat support", 微信 account 被封了). After a colon alone a
     capitalised word is a menu's ("In WeChat: Settings"), and after "is" alone a word is what the customer says
-    of WeChat ("my wechat is broken"), not an ID."""
+    of WeChat ("my wechat is broken"), not an ID. A number after "line" and a colon alone is a line's ("order line:
+    10023")."""
     marker, handle = match.groups()
-    if re.search(r"[-_0-9]", handle) or _ADD_ME.search(match.string, max(0, match.start() - 6), match.start()):
+    said = (marker or "").strip().lower()
+    added = _ADD_ME.search(match.string, max(0, match.start() - 6), match.start())
+    if handle.isdigit() and said in (":", "：") and match.group(0)[:4].lower() == "line" and not added:
+        return []
+    if re.search(r"[-_0-9]", handle) or added:
         return [match.span(2)]
     if handle.lower() in _NOT_NAMES:  # "wechat id please", "my wechat id changed": a word, no handle
         return []
-    said = (marker or "").strip().lower()
     return [match.span(2)] if said and said != "is" and not (said in ":：" and handle.istitle()) else []
 
 

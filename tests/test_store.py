@@ -1775,6 +1775,12 @@ def test_labels_are_checked_and_the_latest_label_of_a_turn_wins(tmp_path: Path) 
      "LINE ID: [ID]，我的LINE帳號是 [ID], line id是 [ID], telegram @[ID], Telegram: [ID]"),
     ("the line is busy123, line 2: abc_123, online id: abc_123, telegram support is slow, Line ID please",
      "the line is busy123, line 2: abc_123, online id: abc_123, telegram support is slow, Line ID please"),
+    # and after "line" with a colon or 是, after "my line is", or after 加, as customers give one without "ID"
+    ("加我line: chen88，line: chen_tai, my line is chen88, 加我line chen88, LINE：zhangwei, line是 lily2024",
+     "加我line: [ID]，line: [ID], my line is [ID], 加我line [ID], LINE：[ID], line是 [ID]"),
+    # but not "line" the word; a shop's hotline number is a phone number, not a LINE ID
+    ("line 3 of the invoice, online, in line with, my line is busy, order line: 10023, Line: Settings, hotline: 400-800-1234",
+     "line 3 of the invoice, online, in line with, my line is busy, order line: 10023, Line: Settings, hotline: [PHONE]"),
     # an Alipay account after its name: a handle, or the email address or phone number it is; not a price after the name
     ("支付宝账号 zhangsan_88，支付寶帳號：chen_tai, my alipay is li_si2024, 加我支付宝 zhangsan, 支付宝：zhang@163.com, alipay 13812345678",
      "支付宝账号 [ID]，支付寶帳號：[ID], my alipay is [ID], 加我支付宝 [ID], 支付宝：[EMAIL], alipay [PHONE]"),
