@@ -211,7 +211,19 @@ class TooOld(StoreError):
     """An older deskbot's store, read as it is (:func:`read_as_it_is`), lacks a table or column the read needs."""
 
 
-class WrittenByNewer(StoreError):
+class Unservable(StoreError):
+    """A store ``bot serve`` cannot start on until a person acts, which every restart meets again: a service manager
+    restarting it (``Restart=on-failure``) did so for ever, the reason buried among the restarts. ``bot serve`` exits
+    with its own status for these (``bot.cli.serve.UNMENDABLE``); a lock another process holds for a while, a full
+    disk, a failing one are none: they pass, or are mended, with the server's next start."""
+
+
+class Unwritable(Unservable):
+    """The store's file (or its -wal or -shm file) or its folder, which this user may not write: their permissions, or
+    a read-only mount."""
+
+
+class WrittenByNewer(Unservable):
     """A store a newer deskbot migrated, which this deskbot neither reads nor serves. ``kept`` is the copy that newer
     deskbot made of the store before migrating it (``dialogues.db.schemaN.bak``), which this one serves once put back,
     where it is still there; ``put_back`` the command that puts it back, into the bot folder ``folder`` (the store's
@@ -457,14 +469,22 @@ def cannot_open(path: Path, exc: sqlite3.Error, reading: bool = False) -> StoreE
                           "log a server left; free some space on its disk" if reading else
                           f"{path}: cannot write it ({exc}): free some space on its disk")
     if read_only_disk(path):
-        return StoreError(f"{path}: cannot open it ({exc}): its disk is read-only; {READ_ONLY_DISK_ADVICE}")
+        return Unwritable(f"{path}: cannot open it ({exc}): its disk is read-only; {READ_ONLY_DISK_ADVICE}")
     if "disk I/O" in str(exc):
         return StoreError(f"{path}: cannot open it ({exc}): its disk failed to read or write it; check the disk")
     if "locked" in str(exc):  # another process's transaction outlasted the busy timeout
         return StoreError(f"{path}: cannot open it ({exc}): another process has held it locked for {BUSY_TIMEOUT_S} s "
                           "(a sqlite3 shell or a backup in a transaction?): end that, then start again")
-    return StoreError(f"{path}: cannot open it ({exc}): it must be a file this user can read and write, "
-                      "in a folder it can write (SQLite keeps its log beside it)")
+    refused = Unwritable if _write_refused(path) else StoreError
+    return refused(f"{path}: cannot open it ({exc}): it must be a file this user can read and write, "
+                   "in a folder it can write (SQLite keeps its log beside it)")
+
+
+def _write_refused(path: Path) -> bool:
+    """Whether this user may not write the store at ``path``: its folder, or the file, its -wal or -shm file where
+    there is one (their permissions, a read-only mount; root is refused only the latter)."""
+    files = (path, Path(f"{path}-wal"), Path(f"{path}-shm"))
+    return not os.access(path.parent, os.W_OK) or any(file.exists() and not os.access(file, os.W_OK) for file in files)
 
 
 def _openers(path: Path) -> list[str]:

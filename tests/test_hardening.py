@@ -42,7 +42,7 @@ from bot.channels.base import STORE_DAMAGED, BackgroundTasks, StoreRefusals, nor
 from bot.channels.slack import slack_signature
 from bot.channels.web import ChatRequest
 from bot.cli import cli
-from bot.cli.serve import NOTHING_TO_SERVE
+from bot.cli.serve import UNMENDABLE
 from bot.language import READABLE
 from bot.limits import LIMITS, Limits, check_aiohttp, retry_after, slow_down
 from bot.log_format import LOG_FORMAT, RedactedTracebacks
@@ -52,6 +52,7 @@ from bot.project import (AGENT_NAME_PATTERN, VISIBLE_AGENT_NAME, LimitsConfig, P
                          load_project)
 from bot.server import BOT, create_app, load_at_start, load_serving_model
 from dialogues.disk import cannot_write
+from dialogues.migrations import MIGRATIONS
 from dialogues.store import REDELIVERY_WINDOW_S, UNOWNED_GRACE_S, Store, StoreError, address_tag, log_tag
 from finetune.classifier import FILES
 from finetune.registry import Registry
@@ -2620,9 +2621,57 @@ def test_a_corrupt_model_is_refused_at_start(tiny_demo_bot: Path, tmp_path: Path
     monkeypatch.setattr("aiohttp.web.run_app", lambda *args, **kwargs: pytest.fail("a broken model was served"))
     result = CliRunner().invoke(cli, ["serve", str(root), "--host", "127.0.0.1", "--port", "0", "--device", "cpu"])
     # not 1, which systemd's Restart=on-failure restarts for ever: the unit's RestartPreventExitStatus=78 stops there
-    assert result.exit_code == NOTHING_TO_SERVE == 78
+    assert result.exit_code == UNMENDABLE == 78
     assert message in result.output and "v0001" in result.output, result.output
     assert "Nothing to serve, which a restart does not mend: stopped with status 78" in result.output
+
+
+@contextlib.contextmanager
+def made_read_only(path: Path, command: list[str]) -> Iterator[list[str]]:
+    """``command``, to run where ``path`` cannot be written: its write permissions taken away for the block, or, for
+    root, whom they do not stop, behind a read-only bind mount of it in a mount namespace of the command's own."""
+    if not os.geteuid():
+        yield ["unshare", "--mount", "sh", "-c", 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && '
+               'exec "$@"', str(path), *command]
+        return
+    mode = path.stat().st_mode
+    path.chmod(mode & ~0o222)
+    try:
+        yield command
+    finally:
+        path.chmod(mode)
+
+
+def test_a_store_file_the_server_cannot_write_stops_it_for_good(tiny_demo_bot: Path, tmp_path: Path) -> None:
+    """A dialogues.db this user may not write (its permissions, a read-only mount) exited with status 1, which a
+    service manager restarted for ever, each start loading the model to be refused again."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot")
+    Store(root / "dialogues.db").close()
+    serve = [sys.executable, "-m", "bot.cli", "serve", str(root), "--port", "0"]  # the store opens after the bind
+    with made_read_only(root / "dialogues.db", serve) as command:
+        refused = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=120)  # or it serves on
+    assert refused.returncode == UNMENDABLE, refused.stderr
+    said = " ".join(refused.stderr.split())
+    assert (f"Error: {root / 'dialogues.db'}: cannot open it (attempt to write a readonly database): it must be a file "
+            "this user can read and write, in a folder it can write (SQLite keeps its log beside it). A restart does "
+            "not mend this: stopped with status 78 (docs/security.md)") in said, said
+    assert "deskbot serving" not in said and "Traceback" not in said
+
+
+def test_a_store_a_newer_deskbot_migrated_stops_the_server_for_good(tiny_demo_bot: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deskbot gone back from an upgrade, on the store the newer one migrated, exited with status 1, which a
+    service manager restarted for ever: only an upgrade, or the copy kept before it put back, mends it."""
+    root = configured_copy(tiny_demo_bot, tmp_path / "bot")
+    store = Store(root / "dialogues.db")
+    store.db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")  # as the newer deskbot's server left it
+    store.close()
+    monkeypatch.setattr("aiohttp.web.run_app", lambda *args, **kwargs: pytest.fail("a newer deskbot's store was served"))
+    result = CliRunner().invoke(cli, ["serve", str(root), "--host", "127.0.0.1", "--port", "0", "--device", "cpu"])
+    assert result.exit_code == UNMENDABLE, result.output
+    assert (f"{root / 'dialogues.db'} was written by a newer deskbot (schema {len(MIGRATIONS) + 1}; this one reads up to "
+            f"{len(MIGRATIONS)}): upgrade deskbot. A restart does not mend this: stopped with status 78 "
+            "(docs/security.md)") in " ".join(result.output.split()), result.output
 
 
 def test_the_serving_version_s_meta_json_is_read_once_at_start(tiny_demo_bot: Path,
@@ -2647,7 +2696,7 @@ def test_commands_that_need_a_model_say_to_train_one_first(tmp_path: Path, comma
     root = tmp_path / "new-bot"
     assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
     result = CliRunner().invoke(cli, [command[0], str(root), *command[1:]], input="hello\n")
-    assert result.exit_code == (NOTHING_TO_SERVE if command == ["serve"] else 1) and "Traceback" not in result.output
+    assert result.exit_code == (UNMENDABLE if command == ["serve"] else 1) and "Traceback" not in result.output
     assert f"run `bot train {root}` first" in result.output, result.output  # the command, with its folder
     assert not (root / "dialogues.db").exists()  # nothing was opened or written for it
 
@@ -2951,19 +3000,13 @@ def test_a_store_folder_the_server_cannot_write_is_refused_before_anything_start
         in missing.output
     # Mounted read-only, as a container's configuration is (root ignores a folder's permissions, not a mount's)
     serve = [sys.executable, "-m", "bot.cli", "serve", str(root), "--port", port]
-    if os.geteuid():
-        root.chmod(0o555)
-    else:
-        serve = ["unshare", "--mount", "sh", "-c", 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && '
-                 'exec "$@"', str(root), *serve]
-    with taken:
-        refused = subprocess.run(serve, capture_output=True, text=True, cwd=REPO, timeout=120)
-    root.chmod(0o755)
-    assert refused.returncode == 1, refused.stderr
+    with taken, made_read_only(root, serve) as command:
+        refused = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert refused.returncode == UNMENDABLE, refused.stderr  # a restart does not mend it: systemd stops there
     assert f"Error: {root}: cannot write there (" in refused.stderr
     assert ("where the conversation store dialogues.db is kept: make the folder writable for this user, or put the "
             "store on a writable volume: DESKBOT_STORE_DIR=/data in the environment, or store_dir: /data in bot.yml "
-            "(docs/configuration.md)") in refused.stderr
+            "(docs/configuration.md). A restart does not mend this: stopped with status 78") in refused.stderr
     assert "deskbot serving" not in refused.stderr and not list(root.glob("*dialogues.db*"))
 
 

@@ -23,17 +23,26 @@ from bot.project import Project, too_long
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-# sysexits' EX_CONFIG (systemd logs it as status=78/CONFIG): `bot serve` found no model to serve, which a restart
-# cannot mend. The unit of docs/security.md names it in RestartPreventExitStatus=, so that systemd stops restarting.
-NOTHING_TO_SERVE = 78
+# sysexits' EX_CONFIG (systemd logs it as status=78/CONFIG): `bot serve` cannot start, and a restart would not mend it.
+# The unit of docs/security.md names it in RestartPreventExitStatus=, so that systemd stops restarting.
+UNMENDABLE = 78
 
 
-class NothingToServe(click.ClickException):
-    """No version of the bot's models loads at start: a corrupt or missing model folder, or none trained. It exited
-    with status 1, as any fault does, and a service manager restarted it (``Restart=on-failure``) again and again,
-    each start loading the model for seconds and failing the same way, with the reason buried among the restarts."""
+class UnmendableStart(click.ClickException):
+    """A start that fails the same way at every restart until a person acts: no version of the bot's models loads (a
+    corrupt or missing model folder, or none trained), the store's file or folder this user may not write, a store a
+    newer deskbot migrated (:class:`~dialogues.store.Unservable`). Each exited with status 1, as any fault does, and a
+    service manager restarted it (``Restart=on-failure``) again and again, each start loading the model for seconds
+    and failing the same way, with the reason buried among the restarts. What a restart may mend keeps status 1: a
+    port still held by the server stopping before it, a store locked by another process's transaction (a backup), a
+    full disk given room, a store folder whose volume is mounted after the start."""
 
-    exit_code = NOTHING_TO_SERVE
+    exit_code = UNMENDABLE
+
+    def __init__(self, fault: Exception, why: str = "A restart does not mend this") -> None:
+        super().__init__(f"{fault}. {why}: stopped with status {UNMENDABLE} (docs/security.md)")
+
+
 BOUND_URL = re.compile(r"Running on (\S+)")  # in aiohttp's announcement of the address it bound
 
 
@@ -112,11 +121,15 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
 
     from bot.log_format import DESKBOT_LOGGERS, LOG_FORMAT, RedactedTracebacks, Verbatim
     from bot.server import BOT, HUNG_UP, RESPONSE_GRACE_S, create_app, stop_on_sigterm
+    from dialogues.store import Unservable
     from finetune.classifier import ModelLoadError
     from finetune.registry import RegistryError
 
     project = load_bot(directory)
-    refuse_an_unfit_store_dir(project)
+    try:
+        refuse_an_unfit_store_dir(project)
+    except Unservable as exc:
+        raise UnmendableStart(exc) from None
     say_if_the_store_is_shared(project)
     host = host or project.config.server.host
     port = project.config.server.port if port is None else port  # 0: any free port
@@ -152,8 +165,9 @@ def serve(directory: Path, host: str | None, port: int | None, device: str | Non
         try:
             app = create_app(directory, device=device, host=host)
         except (ModelLoadError, RegistryError) as exc:  # nothing that has served loads: a restart loads the same
-            raise NothingToServe(f"{exc}. Nothing to serve, which a restart does not mend: stopped with status "
-                                 f"{NOTHING_TO_SERVE} (docs/security.md)") from None
+            raise UnmendableStart(exc, "Nothing to serve, which a restart does not mend") from None
+        except Unservable as exc:  # a newer deskbot's store, or one this user may not write
+            raise UnmendableStart(exc) from None
         served = app[BOT]
         app.on_startup.append(stop_on_sigterm)
         # SIGTERM closes the port and lets the turns in flight finish (up to shutdown_seconds, create_app's
@@ -188,8 +202,11 @@ def refuse_unwritable_store_dir(project: Project) -> None:
     """Refuse, before the model loads, to serve a bot whose store's folder cannot be written: the store, its -wal file
     and the servers' lock files are created there. A bot folder mounted read-only (a container's configuration) said
     only that SQLite could not open the file, and a store folder named for a volume that was not mounted would have
-    been created in the container's own layer, which is lost with it."""
+    been created in the container's own layer, which is lost with it. A folder its permissions or its mount keep this
+    user from writing is :class:`~dialogues.store.Unwritable`, which no restart mends; one not there yet may be a
+    volume mounted after the start, and one that refuses a file for another reason a full or failing disk."""
     from bot.project import STORE_DIR_ENV
+    from dialogues.store import Unwritable
 
     folder, setting = project.store_dir, project.store_dir_setting
     moved = (f"put the store on a writable volume: {STORE_DIR_ENV}=/data in the environment, or store_dir: /data in "
@@ -201,8 +218,11 @@ def refuse_unwritable_store_dir(project: Project) -> None:
             pass
     except OSError as exc:
         where = f" ({setting[0]})" if setting else ""
-        fail(f"{folder}{where}: cannot write there ({exc.strerror}), where the conversation store "
-             f"{project.db_path.name} is kept: make the folder writable for this user, or {moved}")
+        said = (f"{folder}{where}: cannot write there ({exc.strerror}), where the conversation store "
+                f"{project.db_path.name} is kept: make the folder writable for this user, or {moved}")
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # its permissions or its mount, a person's to change
+            raise Unwritable(said) from None
+        fail(said)  # a full disk, a failing one
 
 
 def refuse_a_store_left_behind(project: Project) -> None:
